@@ -1,0 +1,45 @@
+# aikit: set-up, test, demo and benchmark commands.
+#
+#   make demo    run the tour notebook and an example script through aikit
+#   make test    run the test suite
+#   make bench   run the kernel latency benchmark
+#   make venv    create .venv and install aikit into it (the others do this first)
+#   make clean   remove .venv and caches
+#
+# PYTHON picks the interpreter that creates .venv (Python >= 3.11):
+#     make test PYTHON=python3.12
+
+PYTHON ?= python3
+VENV   := .venv
+VPY    := $(VENV)/bin/python
+STAMP  := $(VENV)/.aikit-installed
+
+.DEFAULT_GOAL := help
+.PHONY: help venv test demo bench clean
+
+help:
+	@sed -n 's/^#   make /make /p' $(firstword $(MAKEFILE_LIST))
+
+venv: $(STAMP)
+
+# Re-install only when pyproject.toml changes, or the kernelspec: `pip install -e`
+# copies it into $(VENV)/share/jupyter/kernels/aikit, so Jupyter in .venv sees it.
+$(STAMP): pyproject.toml $(wildcard kernelspec/kernel.json kernelspec/logo-*)
+	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install --disable-pip-version-check -q -e '.[test]'
+	@touch $@
+
+# pytest exits 5 when it collected no test: make treats that, like any non-zero
+# status, as a failure.
+test: $(STAMP)
+	$(VPY) -m pytest -n 2 --dist loadgroup tests
+
+demo: $(STAMP)
+	$(VPY) -m aikit_kernel.demo
+
+bench: $(STAMP)
+	$(VPY) bench/kernel_latency.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build dist
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

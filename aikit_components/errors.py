@@ -1,0 +1,69 @@
+"""One error hierarchy for aikit. Every error has a stable ``code``, a message a user can act on,
+and JSON-like ``details``. In Lua it arrives as a table ``{code, message, details}``; in a
+notebook as an ``error`` output whose ename is the code."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class AikitError(Exception):
+    """Base class: ``code`` is stable and machine-readable, ``message`` says what to fix."""
+
+    code: str = "error"
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+        if code is not None:
+            self.code = code
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-like view: ``{"code", "message", "details"}``."""
+        return {"code": self.code, "message": self.message, "details": self.details}
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+class InvalidArgument(AikitError):
+    """Bad input from the caller (wrong type, missing field, malformed value)."""
+
+    code = "invalid_argument"
+
+
+class PermissionDenied(AikitError):
+    """The security policy refused the operation; the message names the rule and how to change it."""
+
+    code = "permission_denied"
+
+
+class NotFound(AikitError):
+    """A named thing (file, key, session, tool) does not exist."""
+
+    code = "not_found"
+
+
+class Timeout(AikitError):
+    """An operation exceeded its time budget."""
+
+    code = "timeout"
+
+
+class Interrupted(AikitError):
+    """The user interrupted the running code."""
+
+    code = "interrupted"
+
+
+class ResourceExhausted(AikitError):
+    """A limit was reached (memory, size, disk, budget)."""
+
+    code = "resource_exhausted"
+
+
+class IOFailure(AikitError):
+    """The operating system refused an I/O operation (disk full, I/O error, ...)."""
+
+    code = "io_error"

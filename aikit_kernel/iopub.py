@@ -1,0 +1,163 @@
+"""Sending messages from any thread, and the IOPub output of a running request.
+
+Frames are built (and signed) on the calling thread; the socket send is always scheduled on the
+I/O loop with ``call_soon``, whose FIFO order keeps every message of a request in sequence:
+busy, execute_input, streams and displays, reply, idle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Any
+
+import zmq.asyncio
+
+from . import runtime
+from .output import StdinNotAllowed
+from .protocol import Protocol
+
+log = logging.getLogger(__name__)
+
+STREAM_FLUSH_INTERVAL_S = 0.05
+STREAM_FLUSH_BYTES = 64 * 1024
+
+
+class Messenger:
+    """Builds messages with the kernel's Protocol and sends them on the I/O loop."""
+
+    def __init__(self, protocol: Protocol, sockets: dict[str, zmq.asyncio.Socket]) -> None:
+        self.protocol = protocol
+        self.sockets = sockets
+
+    def send(
+        self,
+        channel: str,
+        msg_type: str,
+        content: dict[str, Any],
+        parent: dict[str, Any] | None,
+        idents: list[bytes] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        frames = self.protocol.build(msg_type, content, parent, idents, metadata)
+        if runtime.on_io_thread():
+            self._send_frames(channel, frames)
+        else:
+            runtime.call_soon(self._send_frames, channel, frames)
+
+    def _send_frames(self, channel: str, frames: list[bytes]) -> None:
+        try:
+            self.sockets[channel].send_multipart(frames, copy=False)
+        except Exception:  # a closed socket at shutdown, a full queue: never crash the loop
+            log.exception("sending on %s failed", channel)
+
+    def publish(self, msg_type: str, content: dict[str, Any], parent: dict[str, Any] | None) -> None:
+        self.send("iopub", msg_type, content, parent)
+
+    def status(self, state: str, parent: dict[str, Any] | None) -> None:
+        self.publish("status", {"execution_state": state}, parent)
+
+
+class IOPubOutput:
+    """The OutputSink of the request being served: batches streams, sends displays, asks stdin."""
+
+    def __init__(self, messenger: Messenger) -> None:
+        self.messenger = messenger
+        self.parent: dict[str, Any] | None = None
+        self.idents: list[bytes] = []
+        self._lock = threading.Lock()
+        self._chunks: list[tuple[str, str]] = []
+        self._size = 0
+        self._timer_pending = False
+        self._stdin_waiter: asyncio.Future[str] | None = None
+
+    def set_parent(self, parent: dict[str, Any] | None, idents: list[bytes]) -> None:
+        """Attribute output from now on to ``parent`` (flushing what belonged to the previous one)."""
+        self.flush()
+        self.parent = parent
+        self.idents = idents
+
+    # ------------------------------------------------------------------ streams
+    def write(self, name: str, text: str) -> None:
+        with self._lock:
+            self._chunks.append((name, text))
+            self._size += len(text)
+            big = self._size >= STREAM_FLUSH_BYTES
+            schedule = not big and not self._timer_pending
+            if schedule:
+                self._timer_pending = True
+        if big:
+            self.flush()
+        elif schedule:
+            runtime.call_soon(self._arm_timer)
+
+    def _arm_timer(self) -> None:
+        runtime.get_loop().call_later(STREAM_FLUSH_INTERVAL_S, self._timer_flush)
+
+    def _timer_flush(self) -> None:
+        with self._lock:
+            self._timer_pending = False
+        self.flush()
+
+    def flush(self) -> None:
+        """Send buffered stream text now: one message per run of the same stream."""
+        with self._lock:
+            chunks, self._chunks, self._size = self._chunks, [], 0
+            parent = self.parent
+        if not chunks:
+            return
+        runs: list[tuple[str, list[str]]] = []
+        for name, text in chunks:
+            if runs and runs[-1][0] == name:
+                runs[-1][1].append(text)
+            else:
+                runs.append((name, [text]))
+        for name, texts in runs:
+            self.messenger.publish("stream", {"name": name, "text": "".join(texts)}, parent)
+
+    # ------------------------------------------------------------------ rich output
+    def display(self, data: dict[str, Any], metadata: dict[str, Any], display_id: str | None, update: bool) -> None:
+        self.flush()
+        content: dict[str, Any] = {"data": data, "metadata": metadata, "transient": {}}
+        if display_id is not None:
+            content["transient"] = {"display_id": display_id}
+        self.messenger.publish("update_display_data" if update else "display_data", content, self.parent)
+
+    def execute_result(self, count: int, data: dict[str, Any], metadata: dict[str, Any]) -> None:
+        self.flush()
+        self.messenger.publish("execute_result", {"execution_count": count, "data": data, "metadata": metadata}, self.parent)
+
+    def clear(self, wait: bool) -> None:
+        self.flush()
+        self.messenger.publish("clear_output", {"wait": bool(wait)}, self.parent)
+
+    # ------------------------------------------------------------------ stdin
+    def readline(self, prompt: str, password: bool = False) -> str | None:
+        parent = self.parent
+        if parent is None or not parent.get("content", {}).get("allow_stdin", False):
+            raise StdinNotAllowed("the frontend does not accept input requests")
+        return runtime.run_sync(self._ask(prompt, password, parent, self.idents), should_stop=self._should_stop)
+
+    _should_stop = staticmethod(lambda: False)
+
+    def set_stop_check(self, check: Any) -> None:
+        """The engine's "interrupt requested" predicate, so a pending input can be abandoned."""
+        self._should_stop = check
+
+    async def _ask(self, prompt: str, password: bool, parent: dict[str, Any], idents: list[bytes]) -> str:
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._stdin_waiter = future
+        self.messenger.send("stdin", "input_request", {"prompt": prompt, "password": password}, parent, idents)
+        try:
+            return await future
+        finally:
+            self._stdin_waiter = None
+
+    def on_input_reply(self, msg: dict[str, Any]) -> None:
+        """Called on the I/O loop when an input_reply arrives on the stdin socket."""
+        future = self._stdin_waiter
+        if future is not None and not future.done():
+            future.set_result(str(msg.get("content", {}).get("value", "")))
+        else:
+            log.warning("dropping an input_reply nobody asked for")

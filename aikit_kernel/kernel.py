@@ -1,0 +1,345 @@
+"""The protocol core: receives requests on the I/O loop, serves them in order on the Lua thread.
+
+Threads (see ARCHITECTURE.md): sockets are read and written only on the I/O loop; every shell
+request is queued, in arrival order, to the main thread, which owns the interpreter. Control
+requests (interrupt, shutdown, kernel_info) are answered on the I/O loop at once, so they work
+while a cell runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import queue
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+
+from . import runtime
+from .history import HistoryStore
+from .interpreter import ExecuteOutcome, Interpreter
+from .iopub import IOPubOutput, Messenger
+from .protocol import PROTOCOL_VERSION, Protocol, ProtocolError
+from .transport import Transport
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = int(os.environ.get("AIKIT_MAX_MESSAGE_MB", "64")) * 1024 * 1024
+_STOP = object()
+
+Handler = Callable[[list[bytes], dict[str, Any]], None]
+
+
+class Kernel:
+    """Dispatches Jupyter requests to an :class:`Interpreter`."""
+
+    def __init__(self, transport: Transport, protocol: Protocol, interpreter_factory: Callable[[IOPubOutput], Interpreter],
+                 history: HistoryStore | None) -> None:
+        self.transport = transport
+        self.protocol = protocol
+        self.messenger = Messenger(protocol, {
+            "shell": transport.shell, "control": transport.control, "stdin": transport.stdin, "iopub": transport.iopub,
+        })
+        self.output = IOPubOutput(self.messenger)
+        self.interpreter = interpreter_factory(self.output)
+        self.output.set_stop_check(self.interpreter.interrupt_requested)
+        self.history = history
+        self.execution_count = 0
+        self._work: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._received = 0  # shell requests received (I/O thread)
+        self._abort_through = 0  # shell requests up to this number are aborted (stop_on_error)
+        self._shutting_down = False
+        self.shell_handlers: dict[str, Callable[[list[bytes], dict[str, Any], int], None]] = {
+            "execute_request": self.execute_request,
+            "complete_request": self._simple(lambda c: self.interpreter.complete(str(c.get("code", "")), int(c.get("cursor_pos", 0)))),
+            "inspect_request": self._simple(lambda c: self.interpreter.inspect(
+                str(c.get("code", "")), int(c.get("cursor_pos", 0)), int(c.get("detail_level", 0)))),
+            "is_complete_request": self._simple(lambda c: self.interpreter.is_complete(str(c.get("code", "")))),
+            "kernel_info_request": self._simple(lambda c: self.kernel_info()),
+            "history_request": self._simple(self.history_reply),
+            "comm_info_request": self._simple(lambda c: {"status": "ok", "comms": {}}),
+            "comm_open": self.comm_open,
+            "comm_msg": lambda idents, msg, seq: None,
+            "comm_close": lambda idents, msg, seq: None,
+        }
+
+    # ------------------------------------------------------------------ I/O loop side
+    async def serve_sockets(self) -> None:
+        """Read shell, control and stdin until shutdown (runs on the I/O loop)."""
+        await asyncio.gather(
+            self._read(self.transport.shell, self._on_shell),
+            self._read(self.transport.control, self._on_control),
+            self._read(self.transport.stdin, self._on_stdin),
+        )
+
+    async def _read(self, sock: Any, handle: Callable[[list[bytes], dict[str, Any]], Any]) -> None:
+        while not self._shutting_down:
+            try:
+                frames = await sock.recv_multipart(copy=True)
+            except (zmq.ContextTerminated, zmq.ZMQError, asyncio.CancelledError):
+                return
+            size = sum(len(f) for f in frames)
+            if size > MAX_MESSAGE_BYTES:
+                log.warning("dropping a %d-byte message (limit %d bytes, AIKIT_MAX_MESSAGE_MB)", size, MAX_MESSAGE_BYTES)
+                continue
+            try:
+                idents, msg = self.protocol.parse(frames)
+            except ProtocolError as exc:
+                log.warning("dropping an invalid message: %s", exc)
+                continue
+            try:
+                result = handle(idents, msg)
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception:
+                log.exception("error handling %s", msg["header"].get("msg_type"))
+
+    def _on_shell(self, idents: list[bytes], msg: dict[str, Any]) -> None:
+        self._received += 1
+        self._work.put((idents, msg, self._received))
+
+    def _on_stdin(self, idents: list[bytes], msg: dict[str, Any]) -> None:
+        if msg["header"]["msg_type"] == "input_reply":
+            self.output.on_input_reply(msg)
+        else:
+            log.warning("unexpected %s on the stdin channel", msg["header"]["msg_type"])
+
+    def _on_control(self, idents: list[bytes], msg: dict[str, Any]) -> None:
+        msg_type = msg["header"]["msg_type"]
+        self.messenger.status("busy", msg)
+        try:
+            if msg_type == "kernel_info_request":
+                self._reply("control", msg, idents, self.kernel_info())
+            elif msg_type == "interrupt_request":
+                self.interpreter.interrupt()
+                self._reply("control", msg, idents, {"status": "ok"})
+            elif msg_type == "shutdown_request":
+                restart = bool(msg["content"].get("restart", False))
+                self._reply("control", msg, idents, {"status": "ok", "restart": restart})
+                self.request_shutdown()
+            else:
+                self._unknown("control", idents, msg)
+        finally:
+            self.messenger.status("idle", msg)
+
+    def interrupt_from_signal(self) -> None:
+        """SIGINT arrived (seen on the I/O loop through the wakeup fd)."""
+        self.interpreter.interrupt()
+
+    def request_shutdown(self) -> None:
+        """Stop serving: interrupt any running cell and let the main loop exit."""
+        if self._shutting_down:
+            return
+        self._shutting_down = True
+        self.interpreter.interrupt()
+        self._work.put(_STOP)
+
+    # ------------------------------------------------------------------ Lua thread side
+    def serve_forever(self) -> None:
+        """Serve queued shell requests until shutdown (runs on the main thread)."""
+        while True:
+            item = self._work.get()
+            if item is _STOP:
+                break
+            idents, msg, seq = item
+            self._dispatch_shell(idents, msg, seq)
+        self.output.flush()
+        self.interpreter.shutdown()
+
+    def _dispatch_shell(self, idents: list[bytes], msg: dict[str, Any], seq: int) -> None:
+        msg_type = msg["header"]["msg_type"]
+        self.output.set_parent(msg, idents)
+        self.messenger.status("busy", msg)
+        try:
+            handler = self.shell_handlers.get(msg_type)
+            if handler is None:
+                self._unknown("shell", idents, msg)
+            elif msg_type == "execute_request" and seq <= self._abort_through:
+                self._reply("shell", msg, idents, {"status": "aborted", "execution_count": self.execution_count})
+            else:
+                handler(idents, msg, seq)
+        except Exception as exc:
+            log.exception("error handling %s", msg_type)
+            if msg_type.endswith("_request"):
+                self._reply("shell", msg, idents, {"status": "error", "ename": type(exc).__name__, "evalue": str(exc), "traceback": []})
+        finally:
+            self.output.flush()
+            self.messenger.status("idle", msg)
+
+    def _reply(self, channel: str, parent: dict[str, Any], idents: list[bytes], content: dict[str, Any],
+               metadata: dict[str, Any] | None = None) -> None:
+        reply_type = parent["header"]["msg_type"].rsplit("_", 1)[0] + "_reply"
+        self.messenger.send(channel, reply_type, content, parent, idents, metadata)
+
+    def _simple(self, compute: Callable[[dict[str, Any]], dict[str, Any]]) -> Callable[[list[bytes], dict[str, Any], int], None]:
+        def handler(idents: list[bytes], msg: dict[str, Any], seq: int) -> None:
+            self._reply("shell", msg, idents, compute(msg["content"]))
+        return handler
+
+    def _unknown(self, channel: str, idents: list[bytes], msg: dict[str, Any]) -> None:
+        msg_type = msg["header"]["msg_type"]
+        log.warning("unknown message type %r on %s", msg_type, channel)
+        if msg_type.endswith("_request"):
+            self._reply(channel, msg, idents, {
+                "status": "error", "ename": "UnknownMessageType",
+                "evalue": f"aikit does not handle {msg_type!r}", "traceback": [],
+            })
+
+    # ------------------------------------------------------------------ handlers
+    def kernel_info(self) -> dict[str, Any]:
+        it = self.interpreter
+        return {
+            "status": "ok",
+            "protocol_version": PROTOCOL_VERSION,
+            "implementation": it.implementation,
+            "implementation_version": it.implementation_version,
+            "language_info": it.language_info,
+            "banner": it.banner,
+            "help_links": it.help_links,
+            "debugger": False,
+            "supported_features": [],
+        }
+
+    def execute_request(self, idents: list[bytes], msg: dict[str, Any], seq: int) -> None:
+        content = msg["content"]
+        code = content.get("code", "")
+        if not isinstance(code, str):
+            self._reply("shell", msg, idents, {"status": "error", "ename": "InvalidRequest",
+                                               "evalue": "execute_request content.code must be a string",
+                                               "traceback": [], "execution_count": self.execution_count})
+            return
+        silent = bool(content.get("silent", False))
+        store_history = bool(content.get("store_history", not silent)) and not silent
+        if store_history:
+            self.execution_count += 1
+            if self.history is not None:
+                runtime.call_soon(self._history_call, self.history.store_input, self.execution_count, code)
+        count = self.execution_count
+        if not silent:
+            self.messenger.publish("execute_input", {"code": code, "execution_count": count}, msg)
+        user_expressions = content.get("user_expressions") or {}
+        outcome: ExecuteOutcome = self.interpreter.execute(
+            code, execution_count=count, silent=silent, allow_stdin=bool(content.get("allow_stdin", False)),
+            user_expressions=user_expressions if isinstance(user_expressions, dict) else {},
+        )
+        if outcome.result is not None:
+            self.output.execute_result(count, outcome.result, {})
+            if store_history and self.history is not None:
+                runtime.call_soon(self._history_call, self.history.store_output, count, outcome.result.get("text/plain", ""))
+        if outcome.error is None:
+            reply = {"status": "ok", "execution_count": count, "user_expressions": outcome.user_expressions, "payload": []}
+        else:
+            err = outcome.error
+            self.output.flush()
+            self.messenger.publish("error", {"ename": err.ename, "evalue": err.evalue, "traceback": err.traceback}, msg)
+            reply = {"status": "error", "execution_count": count, "ename": err.ename, "evalue": err.evalue,
+                     "traceback": err.traceback, "user_expressions": {}, "payload": []}
+            if content.get("stop_on_error", True):
+                self._abort_through = self._received
+        self.output.flush()
+        self._reply("shell", msg, idents, reply, metadata={"status": reply["status"]})
+
+    def history_reply(self, content: dict[str, Any]) -> dict[str, Any]:
+        if self.history is None:
+            return {"status": "ok", "history": []}
+        store, output = self.history, bool(content.get("output", False))
+        kind = content.get("hist_access_type", "tail")
+
+        async def query() -> list[Any]:
+            if kind == "tail":
+                return store.tail(int(content.get("n") or 10), output)
+            if kind == "range":
+                stop = content.get("stop")
+                return store.range(int(content.get("session", 0)), int(content.get("start", 1)),
+                                   int(stop) if stop is not None else None, output)
+            if kind == "search":
+                return store.search(str(content.get("pattern", "*")), content.get("n"), bool(content.get("unique", False)), output)
+            raise ValueError(f"unknown hist_access_type {kind!r}")
+
+        return {"status": "ok", "history": runtime.run_sync(query(), timeout=30)}
+
+    def comm_open(self, idents: list[bytes], msg: dict[str, Any], seq: int) -> None:
+        # No comm targets yet: tell the frontend the comm is closed, as the spec asks.
+        comm_id = msg["content"].get("comm_id", "")
+        self.messenger.publish("comm_close", {"comm_id": comm_id, "data": {}}, msg)
+
+    def _history_call(self, fn: Callable[..., None], *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception:
+            log.exception("could not write history (the cell still ran)")
+
+
+def install_signal_interrupts(kernel: Kernel) -> None:
+    """SIGINT interrupts the running cell: the I/O loop sees it through the wakeup fd at once
+    (Python's own handler would only run between bytecodes, i.e. after Lua returns)."""
+    reader, writer = socket.socketpair()
+    reader.setblocking(False)
+    writer.setblocking(False)
+    signal.signal(signal.SIGINT, lambda signum, frame: None)
+    signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+
+    def on_wakeup() -> None:
+        try:
+            data = reader.recv(64)
+        except BlockingIOError:
+            return
+        if signal.SIGINT in data:
+            kernel.interrupt_from_signal()
+
+    runtime.get_loop().call_soon_threadsafe(runtime.get_loop().add_reader, reader.fileno(), on_wakeup)
+    kernel._signal_sockets = (reader, writer)  # type: ignore[attr-defined]  # keep them alive
+
+
+def run_kernel(connection_file: str | None) -> int:
+    """Start a kernel on ``connection_file`` and serve until shutdown; returns the exit status."""
+    from aikit_components.config import data_dir
+
+    from .interpreter import LuaInterpreter
+    from .transport import ConnectionInfo
+
+    logging.basicConfig(level=os.environ.get("AIKIT_LOG_LEVEL", "WARNING"), stream=sys.stderr,
+                        format="[aikit %(levelname)s %(name)s] %(message)s")
+    if connection_file and os.path.exists(connection_file):
+        info = ConnectionInfo.load(connection_file)
+    else:
+        info = ConnectionInfo.fresh()
+    protocol = Protocol(info.key, info.signature_scheme)
+
+    async def setup() -> Transport:
+        return Transport(info)
+
+    transport = runtime.run_sync(setup())
+    if connection_file and not os.path.exists(connection_file):
+        info.write(connection_file)
+        print(f"aikit kernel: connection file {connection_file}", file=sys.stderr)
+    try:
+        history: HistoryStore | None = HistoryStore(data_dir() / "history.sqlite", protocol.session_id)
+    except Exception as exc:  # an unwritable data dir must not stop the kernel
+        log.warning("history disabled: %s", exc)
+        history = None
+    kernel = Kernel(transport, protocol, lambda out: LuaInterpreter(out), history)
+    install_signal_interrupts(kernel)
+    transport.start_heartbeat()
+    serving = runtime.submit(kernel.serve_sockets())
+    kernel.messenger.status("starting", None)
+    try:
+        kernel.serve_forever()
+    finally:
+        serving.cancel()
+
+        async def close() -> None:
+            if history is not None:
+                history.close()
+            transport.close()
+
+        try:
+            runtime.run_sync(close(), timeout=5)
+        except Exception:
+            log.exception("error while closing sockets")
+    return 0

@@ -1,0 +1,66 @@
+"""Lua <-> Python values for a runtime created with ``encoding=None`` (Lua strings are bytes).
+
+Tables whose keys are exactly 1..n become lists; other tables become dicts with string keys.
+Cycles raise ``ValueError`` instead of recursing forever.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lupa import lua54
+
+lua_type = lua54.lua_type
+
+
+def lua_to_python(value: Any, *, max_depth: int = 64, _seen: set[str] | None = None, _depth: int = 0) -> Any:
+    """A JSON-like Python value for a Lua value (functions and userdata become their repr)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    kind = lua_type(value)
+    if kind is None:
+        return value  # None, bool, int, float
+    if kind != "table":
+        return f"<{kind}>"
+    if _depth >= max_depth:
+        raise ValueError(f"table nesting deeper than {max_depth}")
+    seen = _seen if _seen is not None else set()
+    key = str(value)  # "<Lua table at 0x...>": the table's identity
+    if key in seen:
+        raise ValueError("table contains a cycle")
+    seen.add(key)
+    try:
+        items = list(value.items())
+        n = len(value)
+        if n and len(items) == n and all(isinstance(k, int) and not isinstance(k, bool) for k, _ in items):
+            return [lua_to_python(value[i], max_depth=max_depth, _seen=seen, _depth=_depth + 1) for i in range(1, n + 1)]
+        return {
+            _key(k): lua_to_python(v, max_depth=max_depth, _seen=seen, _depth=_depth + 1) for k, v in items
+        }
+    finally:
+        seen.discard(key)
+
+
+def _key(k: Any) -> str:
+    if isinstance(k, bytes):
+        return k.decode("utf-8", errors="replace")
+    if isinstance(k, float) and k.is_integer():
+        return str(int(k))
+    return str(k)
+
+
+def python_to_lua(runtime: Any, value: Any) -> Any:
+    """A Lua value for a JSON-like Python value (dicts and lists become tables, str becomes bytes)."""
+    if isinstance(value, str):
+        return value.encode("utf-8", errors="surrogateescape")
+    if isinstance(value, dict):
+        table = runtime.table()
+        for k, v in value.items():
+            table[python_to_lua(runtime, k)] = python_to_lua(runtime, v)
+        return table
+    if isinstance(value, (list, tuple)):
+        table = runtime.table()
+        for i, v in enumerate(value, 1):
+            table[i] = python_to_lua(runtime, v)
+        return table
+    return value

@@ -1,0 +1,305 @@
+"""The Lua engine: one sandboxed ``lupa.lua54`` runtime, its cells, errors and introspection.
+
+Runs only on the Lua (main) thread, except :meth:`LuaEngine.interrupt`, which any thread may call.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+from lupa import lua54
+
+from aikit_components.security import SecurityPolicy
+
+from . import source, stdlib_docs
+from .cells import CellFiles
+from .host import Host, text
+from .interrupt import Interrupter
+from ..output import OutputSink
+
+LuaError = lua54.LuaError
+LuaMemoryError = lua54.LuaMemoryError
+lua_type = lua54.lua_type
+
+_EOF_MARK = "near <eof>"
+# `return f(x)` would be a tail call and drop the cell's frame from tracebacks; returning through
+# a function passed in as the chunk's first vararg keeps the frame (and the line numbers).
+_RETURN_OPEN = b"local __aikit_return = ... return __aikit_return("
+_RETURN_CLOSE = b"\n)"
+_TRACEBACK_NOISE = re.compile(r"\[aikit\]|in function 'xpcall'|^\s*\[C\]: in \?$|\(\.\.\.tail calls\.\.\.\)")
+
+
+@dataclass
+class LuaFailure:
+    """An error raised by Lua code, ready for a Jupyter ``error`` message."""
+
+    ename: str
+    evalue: str
+    traceback: list[str]
+    details: Any = None
+
+
+@dataclass
+class RunResult:
+    """What running a chunk produced: its return values (Lua objects) or a failure."""
+
+    values: list[Any] = field(default_factory=list)
+    error: LuaFailure | None = None
+
+
+def _deny_python_attributes(obj: Any, name: Any, is_setting: bool) -> Any:
+    """lupa attribute filter: no writes, no private or dunder names on Python objects."""
+    if is_setting or not isinstance(name, (str, bytes)):
+        raise AttributeError("access to Python objects is not allowed")
+    name_s = name.decode() if isinstance(name, bytes) else name
+    if name_s.startswith("_"):
+        raise AttributeError(f"access to {name_s!r} is not allowed")
+    return name_s
+
+
+class LuaEngine:
+    """A sandboxed Lua 5.4 runtime that executes notebook cells."""
+
+    def __init__(self, output: OutputSink, policy: SecurityPolicy | None = None, max_memory: int | None = None) -> None:
+        self.max_memory = max_memory
+        self.runtime = lua54.LuaRuntime(
+            register_eval=False,
+            register_builtins=False,
+            unpack_returned_tuples=True,
+            encoding=None,
+            source_encoding="utf-8",
+            attribute_filter=_deny_python_attributes,
+            max_memory=max_memory,
+        )
+        self.policy = policy or SecurityPolicy.default()
+        self.cells = CellFiles()
+        self._interrupter: Interrupter | None = None
+        self.host = Host(output, self.policy, lambda: self._interrupter is not None and self._interrupter.requested.is_set())
+        host_functions = {k.encode(): v for k, v in self.host.functions().items()}
+        host_functions[b"disarm"] = lambda: self._interrupter.disarm()  # type: ignore[union-attr]
+        host_functions[b"co_enter"] = lambda address: self._interrupter.co_enter(address)  # type: ignore[union-attr]
+        host_functions[b"co_leave"] = lambda: self._interrupter.co_leave()  # type: ignore[union-attr]
+        bootstrap = resources.files(__package__).joinpath("sandbox.lua").read_text(encoding="utf-8")
+        loader = self.runtime.globals()[b"load"](bootstrap.encode(), b"=[aikit]", b"t")
+        self.internal = loader(self.runtime.table_from(host_functions))
+        self._interrupter = Interrupter(self.internal[b"main_thread_address"].decode())
+        self.env = self.internal[b"env"]
+        self._run = self.internal[b"run"]
+        self._compile = self.internal[b"compile"]
+        self._repr = self.internal[b"repr"]
+        self._identity = self.runtime.eval(b"function(...) return ... end")
+        self.docs: dict[str, str] = dict(stdlib_docs.STDLIB_DOCS)
+
+    # ------------------------------------------------------------------ globals
+    def set_global(self, name: str, value: Any, doc: str | None = None) -> None:
+        """Expose ``value`` to scripts as the global ``name`` (with an optional inspect doc)."""
+        self.env[name.encode()] = value
+        if doc:
+            self.docs[name] = doc
+            if lua_type(value) in ("function", "table"):
+                self.internal[b"register_doc"](value, name.encode())
+
+    def register_doc(self, name: str, value: Any, doc: str) -> None:
+        """Attach an inspect doc to a Lua value reachable as ``name``."""
+        self.docs[name] = doc
+        self.internal[b"register_doc"](value, name.encode())
+
+    def table(self, *items: Any, **fields: Any) -> Any:
+        """A new Lua table (bytes keys)."""
+        return self.runtime.table_from(list(items), {k.encode(): v for k, v in fields.items()})
+
+    def load_lua(self, code: str, name: str) -> Any:
+        """Compile and run trusted aikit Lua (binding code) with full access; return its result."""
+        fn = self.runtime.globals()[b"load"](code.encode(), f"=[aikit:{name}]".encode(), b"t")
+        return fn
+
+    # ------------------------------------------------------------------ running code
+    def run_cell(self, code: str, label: str = "cell", allow_stdin: bool = False) -> RunResult:
+        """Compile and run one cell. A trailing expression's values are returned (Lua REPL rule)."""
+        path = self.cells.write(code, label)
+        compiled = self._compile_cell(source.persist_top_level_locals(code), "@" + path)
+        if isinstance(compiled, LuaFailure):
+            return RunResult(error=compiled)
+        return self.call(compiled, self._identity, allow_stdin=allow_stdin)
+
+    def evaluate(self, expression: str, allow_stdin: bool = False) -> RunResult:
+        """Evaluate one expression (user_expressions, debugger watches)."""
+        fn, err = self._compile(("return " + expression).encode(), b"=expression")
+        if fn is None:
+            return RunResult(error=self._syntax_failure(err))
+        return self.call(fn, allow_stdin=allow_stdin)
+
+    def call(self, fn: Any, *args: Any, allow_stdin: bool = False) -> RunResult:
+        """Run a Lua function under the sandbox's xpcall with interrupts enabled."""
+        interrupter = self._interrupter
+        assert interrupter is not None
+        self.host.stdin_allowed = allow_stdin
+        interrupter.begin()
+        try:
+            outcome = self._run(fn, *args)
+        except LuaMemoryError:
+            outcome = None
+        except LuaError as exc:
+            return RunResult(error=LuaFailure("LuaError", self.cells.prettify(str(exc)), [str(exc)]))
+        finally:
+            interrupter.end()
+            self.host.stdin_allowed = False
+        if outcome is None or (not outcome[b"ok"] and outcome[b"traceback"] is None and not outcome[b"interrupt"]):
+            return RunResult(error=self._memory_failure())
+        if outcome[b"ok"]:
+            values = outcome[b"values"]
+            return RunResult(values=[values[i] for i in range(1, values[b"n"] + 1)])
+        return RunResult(error=self._failure(outcome))
+
+    def interrupt(self) -> bool:
+        """Stop the running code as soon as possible (thread-safe); False if nothing runs."""
+        return self._interrupter is not None and self._interrupter.interrupt()
+
+    def _compile_cell(self, code: str, chunkname: str) -> Any:
+        chunk = chunkname.encode()
+        fn, _ = self._compile(_RETURN_OPEN + code.encode() + _RETURN_CLOSE, chunk)
+        if fn is not None:
+            return fn
+        fn, err = self._compile(code.encode(), chunk)
+        if fn is not None:
+            return fn
+        split = self._split_trailing_expression(code, chunk)
+        return split if split is not None else self._syntax_failure(err)
+
+    def _split_trailing_expression(self, code: str, chunk: bytes) -> Any:
+        """``stmts\\nexpr`` (invalid as statements): run the statements and return the expression."""
+        lines = code.split("\n")
+        for i in range(len(lines) - 1, 0, -1):
+            candidate = "\n".join(lines[:i]).encode() + b"\n" + _RETURN_OPEN + "\n".join(lines[i:]).encode() + _RETURN_CLOSE
+            fn, _ = self._compile(candidate, chunk)
+            if fn is not None:
+                return fn
+        return None
+
+    # ------------------------------------------------------------------ errors
+    def _syntax_failure(self, err: Any) -> LuaFailure:
+        message = self.cells.prettify(text(err))
+        return LuaFailure("LuaSyntaxError", message, [_red("LuaSyntaxError") + ": " + message])
+
+    def _memory_failure(self) -> LuaFailure:
+        self.runtime.execute(b"collectgarbage()")
+        limit = f" ({self.max_memory // (1024 * 1024)} MiB)" if self.max_memory else ""
+        message = (
+            f"not enough memory: the Lua memory limit{limit} was exceeded. Free large tables "
+            "(set them to nil) or raise the limit with AIKIT_MAX_MEMORY_MB."
+        )
+        return LuaFailure("LuaMemoryError", message, [_red("LuaMemoryError") + ": " + message])
+
+    def _failure(self, outcome: Any) -> LuaFailure:
+        if outcome[b"interrupt"]:
+            return LuaFailure("KeyboardInterrupt", "interrupted", [_red("KeyboardInterrupt") + ": execution interrupted"])
+        code = outcome[b"code"]
+        ename = text(code) if code is not None else "LuaError"
+        evalue = self.cells.prettify(text(outcome[b"message"]))
+        lines = [_red(ename) + ": " + evalue]
+        trace = self.cells.prettify(text(outcome[b"traceback"]))
+        kept = [ln.replace("\t", "  ") for ln in trace.split("\n") if not _TRACEBACK_NOISE.search(ln)]
+        if len(kept) > 1:
+            lines += kept
+        return LuaFailure(ename, evalue, lines, details=outcome[b"details"])
+
+    # ------------------------------------------------------------------ rendering
+    def repr(self, value: Any, **limits: int) -> str:
+        """Pretty-print a Lua value (cycle-safe, truncated when huge)."""
+        opts = self.table(**limits) if limits else None
+        return text(self._repr(value, opts))
+
+    def render_values(self, values: list[Any]) -> str:
+        """The text/plain of an execute_result: each value pretty-printed, tab-separated."""
+        return "\t".join(self.repr(v) for v in values)
+
+    # ------------------------------------------------------------------ introspection
+    def is_complete(self, code: str) -> tuple[str, str]:
+        """("complete" | "incomplete" | "invalid", indent) judged by the Lua parser itself."""
+        if not code.strip():
+            return "complete", ""
+        fn, err = self._compile(code.encode(), b"=cell")
+        if fn is not None:
+            return "complete", ""
+        fn2, err2 = self._compile(b"return " + code.encode(), b"=cell")
+        if fn2 is not None:
+            return "complete", ""
+        if text(err).endswith(_EOF_MARK) or text(err2).endswith(_EOF_MARK):
+            return "incomplete", "  " * max(1, source.block_depth(code))
+        return "invalid", ""
+
+    def complete(self, code: str, cursor: int) -> tuple[list[str], int, int, list[dict[str, Any]]]:
+        """Completions at ``cursor``: (matches, cursor_start, cursor_end, typed metadata)."""
+        before = source.tokenize(code[:cursor])
+        if before and before[-1].kind in ("string", "comment") and before[-1].end == cursor:
+            last = before[-1].text
+            if before[-1].kind == "comment" or len(last) < 2 or last[-1] != last[0]:
+                return [], cursor, cursor, []
+        start, chain = source.chain_before(code, cursor)
+        base, sep, prefix = source.split_chain(chain)
+        if sep is None:
+            names = self._members(self.env, False) + sorted(source.KEYWORDS)
+        else:
+            target = self._resolve(base)
+            names = self._members(target, sep == ":") if target is not None else []
+        matches = sorted({n for n in names if n.startswith(prefix)})
+        cursor_start = cursor - len(prefix)
+        typed = [
+            {"start": cursor_start, "end": cursor, "text": m,
+             "type": "keyword" if (sep is None and m in source.KEYWORDS) else self._kind(base, m)}
+            for m in matches
+        ]
+        return matches, cursor_start, cursor, typed
+
+    def inspect(self, code: str, cursor: int) -> str | None:
+        """A short doc for the name at ``cursor``: library docs, or type/value/keys of a variable."""
+        _, _, chain = source.chain_at(code, cursor)
+        chain = chain.rstrip(".:")
+        if not chain:
+            return None
+        if chain in source.KEYWORDS:
+            return stdlib_docs.KEYWORDS.get(chain)
+        parts = [p for p in re.split(r"[.:]", chain) if p]
+        value = self._resolve(parts)
+        if value is None:
+            return None
+        info = self.internal[b"describe"](value)
+        docname = text(info[b"docname"]) if info[b"docname"] is not None else None
+        doc = self.docs.get(docname) if docname else None
+        if doc is None and docname:
+            doc = stdlib_docs.lookup(docname)
+        if doc is not None:
+            return doc
+        kind = text(info[b"type"])
+        lines = [f"{chain}: {kind}"]
+        if kind == "table":
+            keys = info[b"keys"]
+            key_list = [text(keys[i]) for i in range(1, len(keys) + 1)]
+            lines[0] += f" (length {info[b'length']}, {len(key_list)} keys)"
+            if key_list:
+                lines.append("keys: " + ", ".join(key_list[:100]) + (" ..." if len(key_list) > 100 else ""))
+        lines.append(text(info[b"repr"]))
+        return "\n".join(lines)
+
+    def _resolve(self, parts: list[str]) -> Any:
+        return self.internal[b"resolve"](self.table(*[p.encode() for p in parts]))
+
+    def _members(self, value: Any, methods_only: bool) -> list[str]:
+        names = self.internal[b"members"](value, methods_only)
+        return [text(names[i]) for i in range(1, len(names) + 1)]
+
+    def _kind(self, base: list[str], name: str) -> str:
+        value = self._resolve(base + [name])
+        kind = lua_type(value) or "instance"
+        return {"table": "module" if not base else "instance"}.get(kind, kind)
+
+    def close(self) -> None:
+        """Release files opened by scripts."""
+        self.host.files.close_all()
+
+
+def _red(s: str) -> str:
+    return f"\x1b[0;31m{s}\x1b[0m"

@@ -1,0 +1,199 @@
+"""Python functions the sandbox bootstrap binds into Lua (streams, stdin, files, environment, sleep).
+
+Every host function follows one convention so Lua can raise proper errors: it returns
+``(True, *values)`` on success or ``(False, code, message)`` on failure (see ``bind`` in
+sandbox.lua). The runtime runs with ``encoding=None``: Lua strings arrive as ``bytes`` and
+strings going back must be ``bytes`` too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import io
+import logging
+import math
+import os
+from collections.abc import Callable
+from typing import Any
+
+from aikit_components.errors import AikitError, Interrupted, InvalidArgument, IOFailure
+from aikit_components.security import SecurityPolicy
+
+from .. import runtime
+from ..output import OutputSink, StdinNotAllowed
+
+log = logging.getLogger(__name__)
+
+MAX_OPEN_FILES = 256
+
+
+def text(value: Any) -> str:
+    """Decode a Lua string argument (bytes) to str, keeping undecodable bytes visible."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return "" if value is None else str(value)
+
+
+def to_lua(value: Any) -> Any:
+    """Encode str results for the encoding-less runtime."""
+    return value.encode("utf-8", errors="surrogateescape") if isinstance(value, str) else value
+
+
+def host_function(fn: Callable[..., Any]) -> Callable[..., tuple[Any, ...]]:
+    """Wrap ``fn`` in the ``(ok, ...)`` convention; a returned tuple becomes multiple values."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any) -> tuple[Any, ...]:
+        try:
+            result = fn(*args)
+        except AikitError as exc:
+            return (False, to_lua(exc.code), to_lua(exc.message))
+        except runtime.WaitCancelled:
+            return (False, b"interrupted", b"interrupted")
+        except OSError as exc:
+            return (False, b"io_error", to_lua(f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")))
+        except Exception as exc:  # a bug in a host function must not kill the kernel
+            log.exception("host function %s failed", fn.__name__)
+            return (False, b"internal_error", to_lua(f"{type(exc).__name__}: {exc}"))
+        if isinstance(result, tuple):
+            return (True, *(to_lua(v) for v in result))
+        return (True, to_lua(result))
+
+    return wrapper
+
+
+class FileTable:
+    """Open files of one runtime, by integer handle, confined by the security policy."""
+
+    def __init__(self, policy: SecurityPolicy) -> None:
+        self.policy = policy
+        self._files: dict[int, io.BufferedIOBase] = {}
+        self._next = 1
+
+    def open(self, path: bytes, mode: bytes) -> int:
+        mode_s = text(mode).replace("b", "")
+        if mode_s not in ("r", "w", "a", "r+", "w+", "a+"):
+            raise InvalidArgument(f"invalid mode {text(mode)!r} (expected r, w, a, r+, w+ or a+, optionally with b)")
+        if len(self._files) >= MAX_OPEN_FILES:
+            raise IOFailure(f"too many open files (limit {MAX_OPEN_FILES}); close some with file:close()")
+        resolved = self.policy.check_path(text(path), write=mode_s != "r")
+        handle = open(resolved, mode_s + "b")  # noqa: SIM115 - closed by close()/__gc
+        fid = self._next
+        self._next += 1
+        self._files[fid] = handle
+        return fid
+
+    def _get(self, fid: int) -> io.BufferedIOBase:
+        try:
+            return self._files[fid]
+        except KeyError:
+            raise InvalidArgument("attempt to use a closed file") from None
+
+    def read(self, fid: int, fmt: Any) -> bytes | float | int | None:
+        f = self._get(fid)
+        if isinstance(fmt, (int, float)):
+            data = f.read(int(fmt))
+            return None if (not data and fmt > 0) else data
+        kind = text(fmt).lstrip("*")[:1]
+        if kind == "a":
+            return f.read()
+        if kind in ("l", "L"):
+            line = f.readline()
+            if not line:
+                return None
+            return line if kind == "L" or not line.endswith(b"\n") else line[:-1]
+        if kind == "n":
+            return _read_number(f)
+        raise InvalidArgument(f"bad argument to 'read' (invalid format {text(fmt)!r})")
+
+    def write(self, fid: int, data: bytes) -> None:
+        self._get(fid).write(data)
+
+    def seek(self, fid: int, whence: bytes, offset: int) -> int:
+        where = {"set": os.SEEK_SET, "cur": os.SEEK_CUR, "end": os.SEEK_END}.get(text(whence))
+        if where is None:
+            raise InvalidArgument(f"bad argument #1 to 'seek' (invalid option {text(whence)!r})")
+        return self._get(fid).seek(int(offset), where)
+
+    def flush(self, fid: int) -> None:
+        self._get(fid).flush()
+
+    def close(self, fid: int) -> None:
+        f = self._files.pop(fid, None)
+        if f is not None:
+            f.close()
+
+    def close_all(self) -> None:
+        for fid in list(self._files):
+            self.close(fid)
+
+
+def _read_number(f: io.BufferedIOBase) -> float | int | None:
+    line = f.readline()
+    try:
+        token = line.split()[0].decode()
+        return int(token, 0) if token.lstrip("+-").isdigit() or token.lower().startswith(("0x", "-0x")) else float(token)
+    except (IndexError, ValueError, UnicodeDecodeError):
+        return None
+
+
+class Host:
+    """The Python side of the sandbox: one per engine."""
+
+    def __init__(self, output: OutputSink, policy: SecurityPolicy, interrupt_requested: Callable[[], bool]) -> None:
+        self.output = output
+        self.policy = policy
+        self.files = FileTable(policy)
+        self.stdin_allowed = False
+        self._interrupt_requested = interrupt_requested
+
+    def functions(self) -> dict[str, Callable[..., Any]]:
+        """The table handed to sandbox.lua as ``host`` (interrupt functions are added by the engine)."""
+        files = self.files
+        return {
+            "write": self.write,
+            "readline": host_function(self.readline),
+            "getenv": host_function(self.getenv),
+            "sleep": host_function(self.sleep),
+            "file_open": host_function(files.open),
+            "file_read": host_function(files.read),
+            "file_write": host_function(files.write),
+            "file_seek": host_function(files.seek),
+            "file_flush": host_function(files.flush),
+            "file_close": host_function(files.close),
+            "file_remove": host_function(self.remove),
+            "file_rename": host_function(self.rename),
+        }
+
+    def write(self, name: bytes, data: bytes) -> None:
+        # Hot path (every print): no wrapper, no checks beyond the decode.
+        self.output.write("stderr" if name == b"stderr" else "stdout", data.decode("utf-8", errors="replace"))
+
+    def readline(self, prompt: bytes = b"") -> str | None:
+        if not self.stdin_allowed:
+            raise AikitError(
+                "io.read: this frontend does not accept input (allow_stdin is false); "
+                "pass values in code or run where stdin is available",
+                code="stdin_not_allowed",
+            )
+        self.output.flush()
+        try:
+            return self.output.readline(text(prompt))
+        except StdinNotAllowed as exc:
+            raise AikitError(f"io.read: {exc}", code="stdin_not_allowed") from None
+
+    def getenv(self, name: bytes) -> str | None:
+        key = text(name)
+        return os.environ.get(key) if self.policy.check_env(key) else None
+
+    def sleep(self, seconds: float) -> None:
+        if not isinstance(seconds, (int, float)) or math.isnan(seconds) or seconds < 0:
+            raise InvalidArgument("sleep(seconds) needs a non-negative number")
+        runtime.run_sync(asyncio.sleep(seconds), should_stop=self._interrupt_requested)
+
+    def remove(self, path: bytes) -> None:
+        os.remove(self.policy.check_path(text(path), write=True))
+
+    def rename(self, src: bytes, dst: bytes) -> None:
+        os.rename(self.policy.check_path(text(src), write=True), self.policy.check_path(text(dst), write=True))

@@ -1,0 +1,108 @@
+"""Zero-cost interrupts for running Lua code.
+
+No hook is installed while nothing is pending (any active hook slows the VM 2-2.6x). The
+bootstrap registers a Lua hook function with ``debug.sethook``; here we read ldblib's C hook with
+``lua_gethook`` and immediately disarm it. ``interrupt()`` (called from any thread, like the
+stock ``lua`` REPL does from its signal handler) arms a count hook of 1 on the main state and on
+every coroutine currently being resumed; the Lua hook then raises the interrupt sentinel.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+
+from lupa import lua54
+
+LUA_MASKCOUNT = 1 << 3
+
+_lib = ctypes.CDLL(lua54.__file__)
+_lua_Hook = ctypes.c_void_p
+_lib.lua_sethook.argtypes = [ctypes.c_void_p, _lua_Hook, ctypes.c_int, ctypes.c_int]
+_lib.lua_sethook.restype = None
+_lib.lua_gethook.argtypes = [ctypes.c_void_p]
+_lib.lua_gethook.restype = _lua_Hook
+
+
+class Interrupter:
+    """Arms and disarms the interrupt hook of one Lua runtime, thread-safely."""
+
+    def __init__(self, main_state_address: str) -> None:
+        self._main = int(main_state_address, 16)
+        self._hook = _lib.lua_gethook(self._main)
+        if not self._hook:
+            raise RuntimeError("the Lua interrupt hook was not registered by the sandbox bootstrap")
+        self._lock = threading.Lock()
+        self._running: list[int] = []
+        self._armed: set[int] = set()
+        self._active = False
+        self.requested = threading.Event()
+        _lib.lua_sethook(self._main, None, 0, 0)
+
+    # --- called on the Lua thread -------------------------------------------------------
+    def begin(self) -> None:
+        """A run starts: interrupts requested from now on will be delivered."""
+        with self._lock:
+            self.requested.clear()
+            self._active = True
+
+    def end(self) -> None:
+        """A run ended: disarm everything and forget a pending request."""
+        with self._lock:
+            self._active = False
+            self._disarm_locked()
+            self._running.clear()
+            self.requested.clear()
+
+    def co_enter(self, address: bytes | str) -> None:
+        """A coroutine is about to be resumed (arm it at once if an interrupt is pending)."""
+        state = int(address, 16)
+        with self._lock:
+            self._running.append(state)
+            if self.requested.is_set() and self._active:
+                self._arm_locked(state)
+
+    def co_leave(self) -> None:
+        """The innermost resumed coroutine yielded, returned or failed."""
+        with self._lock:
+            if self._running:
+                state = self._running.pop()
+                if state in self._armed:
+                    _lib.lua_sethook(state, None, 0, 0)
+                    self._armed.discard(state)
+
+    def disarm(self) -> None:
+        """Called from the Lua hook itself before it raises: stop firing."""
+        with self._lock:
+            self._disarm_locked()
+
+    # --- called from any thread ---------------------------------------------------------
+    def interrupt(self) -> bool:
+        """Request an interrupt; returns False when no run is active (nothing to stop)."""
+        with self._lock:
+            if not self._active:
+                return False
+            self.requested.set()
+            self._arm_locked(self._main)
+            for state in self._running:
+                self._arm_locked(state)
+            return True
+
+    def _arm_locked(self, state: int) -> None:
+        _lib.lua_sethook(state, self._hook, LUA_MASKCOUNT, 1)
+        self._armed.add(state)
+
+    def _disarm_locked(self) -> None:
+        for state in self._armed:
+            _lib.lua_sethook(state, None, 0, 0)
+        self._armed.clear()
+
+
+def lua_release() -> str:
+    """The embedded Lua's full version, e.g. "5.4.7" (read from the C library's ``lua_ident``)."""
+    try:
+        ident = (ctypes.c_char * 64).in_dll(_lib, "lua_ident").value.decode(errors="replace")
+    except (ValueError, AttributeError):
+        return "5.4"
+    parts = ident.split()
+    return parts[2] if len(parts) > 2 and parts[1] == "Lua" else "5.4"

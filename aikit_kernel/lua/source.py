@@ -1,0 +1,206 @@
+"""Source-level helpers for Lua cells: a small lexer, top-level ``local`` persistence, block depth
+for indentation, and the identifier chain under the cursor (for complete/inspect).
+
+The lexer only needs to tell code from strings and comments and to find keywords; the Lua parser
+itself (``load``) stays the judge of validity.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_LONG_OPEN = re.compile(r"\[(=*)\[")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_NUMBER = re.compile(r"0[xX][0-9a-fA-F.]*(?:[pP][+-]?\d+)?|\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?")
+_SYMBOLS = ("...", "..", "==", "~=", "<=", ">=", "<<", ">>", "//", "::")
+
+OPENERS = {"function", "if", "do", "repeat"}
+CLOSERS = {"end", "until"}
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    kind: str  # "name", "keyword", "string", "number", "symbol", "comment"
+    text: str
+    start: int
+    end: int
+
+
+KEYWORDS = frozenset(
+    "and break do else elseif end false for function goto if in local nil not or repeat return "
+    "then true until while".split()
+)
+
+
+def _long_bracket_end(code: str, pos: int) -> int | None:
+    """If a long bracket opens at ``pos``, return the index after its closing bracket
+    (``len(code)`` when unterminated); otherwise None."""
+    m = _LONG_OPEN.match(code, pos)
+    if not m:
+        return None
+    close = "]" + m.group(1) + "]"
+    end = code.find(close, m.end())
+    return len(code) if end < 0 else end + len(close)
+
+
+def tokenize(code: str) -> list[Token]:
+    """Split Lua source into tokens; unterminated strings/comments run to the end of input."""
+    tokens: list[Token] = []
+    i, n = 0, len(code)
+    while i < n:
+        c = code[i]
+        if c.isspace():
+            i += 1
+            continue
+        if code.startswith("--", i):
+            end = _long_bracket_end(code, i + 2)
+            if end is None:
+                nl = code.find("\n", i)
+                end = n if nl < 0 else nl
+            tokens.append(Token("comment", code[i:end], i, end))
+            i = end
+            continue
+        if c in "\"'":
+            j = i + 1
+            while j < n and code[j] != c and code[j] != "\n":
+                j += 2 if code[j] == "\\" else 1
+            end = min(j + 1, n)
+            tokens.append(Token("string", code[i:end], i, end))
+            i = end
+            continue
+        if c == "[":
+            end = _long_bracket_end(code, i)
+            if end is not None:
+                tokens.append(Token("string", code[i:end], i, end))
+                i = end
+                continue
+        m = _NAME.match(code, i)
+        if m:
+            word = m.group()
+            tokens.append(Token("keyword" if word in KEYWORDS else "name", word, i, m.end()))
+            i = m.end()
+            continue
+        m = _NUMBER.match(code, i)
+        if m and m.group():
+            tokens.append(Token("number", m.group(), i, m.end()))
+            i = m.end()
+            continue
+        for sym in _SYMBOLS:
+            if code.startswith(sym, i):
+                tokens.append(Token("symbol", sym, i, i + len(sym)))
+                i += len(sym)
+                break
+        else:
+            tokens.append(Token("symbol", c, i, i + 1))
+            i += 1
+    return tokens
+
+
+def block_depth(code: str) -> int:
+    """How many blocks are open at the end of ``code`` (for the indent of an incomplete cell)."""
+    depth = 0
+    for tok in tokenize(code):
+        if tok.kind == "keyword":
+            if tok.text in OPENERS:
+                depth += 1
+            elif tok.text in CLOSERS:
+                depth = max(0, depth - 1)
+        elif tok.kind == "symbol" and tok.text in "({":
+            depth += 1
+        elif tok.kind == "symbol" and tok.text in ")}":
+            depth = max(0, depth - 1)
+    return depth
+
+
+def persist_top_level_locals(code: str) -> str:
+    """Rewrite top-level ``local`` declarations into assignments to the cell environment, so the
+    names survive into later cells (what a notebook user expects). Columns shift, lines do not.
+
+    ``local x <close>`` stays local (it must be closed at the end of the cell); ``<const>`` is
+    dropped (the value persists, the compile-time check does not).
+    """
+    tokens = [t for t in tokenize(code) if t.kind != "comment"]
+    edits: list[tuple[int, int, str]] = []
+    depth = 0
+    for idx, tok in enumerate(tokens):
+        if tok.kind == "keyword" and tok.text in OPENERS:
+            depth += 1
+        elif tok.kind == "keyword" and tok.text in CLOSERS:
+            depth = max(0, depth - 1)
+        if depth or tok.kind != "keyword" or tok.text != "local":
+            continue
+        nxt = tokens[idx + 1] if idx + 1 < len(tokens) else None
+        if nxt is None:
+            continue
+        if nxt.kind == "keyword" and nxt.text == "function":
+            edits.append((tok.start, nxt.start, ""))  # `local function f` -> `function f`
+            continue
+        names_end, attrib_edits, j, has_close = _scan_attnamelist(tokens, idx + 1)
+        if has_close or names_end is None:
+            continue
+        edits.append((tok.start, tokens[idx + 1].start, ""))
+        edits.extend(attrib_edits)
+        following = tokens[j] if j < len(tokens) else None
+        if following is None or following.text != "=":
+            # `local a, b` declares nils: make the reset explicit.
+            names = ", ".join(t.text for t in tokens[idx + 1:j] if t.kind == "name")
+            count = names.count(",") + 1
+            edits.append((names_end, names_end, " = " + ", ".join(["nil"] * count)))
+    for start, end, text in sorted(edits, reverse=True):
+        code = code[:start] + text + code[end:]
+    return code
+
+
+def _scan_attnamelist(tokens: list[Token], i: int) -> tuple[int | None, list[tuple[int, int, str]], int, bool]:
+    """Scan ``Name attrib {',' Name attrib}``; return (end offset of the list, edits removing
+    ``<const>`` attributes, index after the list, whether a ``<close>`` was seen)."""
+    edits: list[tuple[int, int, str]] = []
+    end: int | None = None
+    has_close = False
+    while i < len(tokens) and tokens[i].kind == "name":
+        end = tokens[i].end
+        i += 1
+        if i + 2 < len(tokens) and tokens[i].text == "<" and tokens[i + 2].text == ">":
+            if tokens[i + 1].text == "close":
+                has_close = True
+            edits.append((tokens[i].start, tokens[i + 2].end, ""))
+            end = tokens[i + 2].end
+            i += 3
+        if i < len(tokens) and tokens[i].text == ",":
+            i += 1
+            continue
+        break
+    return end, edits, i, has_close
+
+
+_CHAIN_CHARS = re.compile(r"[A-Za-z0-9_.:]")
+
+
+def chain_before(code: str, cursor: int) -> tuple[int, str]:
+    """The ``a.b:c`` chain ending at ``cursor``: (its start offset, its text)."""
+    start = cursor
+    while start > 0 and _CHAIN_CHARS.match(code[start - 1]):
+        start -= 1
+    # A chain cannot start with a digit or separator.
+    while start < cursor and not (code[start].isalpha() or code[start] == "_"):
+        start += 1
+    return start, code[start:cursor]
+
+
+def chain_at(code: str, cursor: int) -> tuple[int, int, str]:
+    """The identifier chain around ``cursor`` (for inspect): (start, end, text)."""
+    end = cursor
+    while end < len(code) and (code[end].isalnum() or code[end] == "_"):
+        end += 1
+    start, text = chain_before(code, end)
+    return start, end, text
+
+
+def split_chain(text: str) -> tuple[list[str], str | None, str]:
+    """Split ``a.b:c`` into (["a", "b"], ":", "c"); a bare name gives ([], None, name)."""
+    m = re.match(r"^(.*)([.:])([A-Za-z0-9_]*)$", text)
+    if not m:
+        return [], None, text
+    base = [p for p in m.group(1).replace(":", ".").split(".") if p]
+    return base, m.group(2), m.group(3)

@@ -1,0 +1,102 @@
+"""The one long-lived asyncio I/O loop of the process (thread "aikit-io").
+
+Everything that does I/O (ZMQ sockets, HTTP, databases, subprocesses, timers) runs on this loop.
+The Lua runtime lives on the main thread and never runs here; Lua reaches the loop through
+:func:`run_sync`, which waits in short slices so an interrupt can cancel the wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_WAIT_SLICE_S = 0.02
+
+_lock = threading.Lock()
+_loop: asyncio.AbstractEventLoop | None = None
+_thread: threading.Thread | None = None
+
+
+class WaitCancelled(Exception):
+    """Raised by :func:`run_sync` when ``should_stop`` asked to abandon the wait."""
+
+
+def get_loop() -> asyncio.AbstractEventLoop:
+    """Return the global I/O loop, starting its thread on first use."""
+    global _loop, _thread
+    with _lock:
+        if _loop is not None and _thread is not None and _thread.is_alive():
+            return _loop
+        loop = asyncio.new_event_loop()
+        started = threading.Event()
+
+        def serve() -> None:
+            asyncio.set_event_loop(loop)
+            loop.call_soon(started.set)
+            loop.run_forever()
+
+        thread = threading.Thread(target=serve, name="aikit-io", daemon=True)
+        thread.start()
+        started.wait()
+        _loop, _thread = loop, thread
+        return loop
+
+
+def on_io_thread() -> bool:
+    """True when called from the I/O loop's thread."""
+    return _thread is not None and threading.current_thread() is _thread
+
+
+def submit(coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+    """Schedule ``coro`` on the I/O loop from any thread; return a concurrent future."""
+    return asyncio.run_coroutine_threadsafe(coro, get_loop())
+
+
+def call_soon(fn: Callable[..., Any], *args: Any) -> None:
+    """Run ``fn(*args)`` on the I/O loop, in FIFO order with other ``call_soon`` calls."""
+    get_loop().call_soon_threadsafe(fn, *args)
+
+
+def run_sync(
+    coro: Coroutine[Any, Any, T],
+    timeout: float | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> T:
+    """Run ``coro`` on the I/O loop and wait for its result from a non-loop thread.
+
+    The wait happens in short slices; when ``should_stop()`` becomes true the coroutine is
+    cancelled and :class:`WaitCancelled` is raised. ``timeout`` raises ``TimeoutError``.
+    """
+    if on_io_thread():
+        coro.close()
+        raise RuntimeError("run_sync called on the I/O thread: that would deadlock the loop")
+    future = submit(coro)
+    waited = 0.0
+    while True:
+        try:
+            return future.result(_WAIT_SLICE_S)
+        except concurrent.futures.TimeoutError:
+            waited += _WAIT_SLICE_S
+            if should_stop is not None and should_stop():
+                future.cancel()
+                raise WaitCancelled() from None
+            if timeout is not None and waited >= timeout:
+                future.cancel()
+                raise TimeoutError(f"operation timed out after {timeout:g} s") from None
+
+
+def stop_loop() -> None:
+    """Stop the I/O loop and join its thread (used at process exit and in tests)."""
+    global _loop, _thread
+    with _lock:
+        loop, thread = _loop, _thread
+        _loop = _thread = None
+    if loop is None or thread is None:
+        return
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout=5)

@@ -1,0 +1,117 @@
+"""The five ZMQ sockets of a kernel, its connection file and the heartbeat thread."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+CHANNELS = ("shell", "control", "stdin", "iopub", "hb")
+
+
+@dataclass
+class ConnectionInfo:
+    """The contents of a Jupyter connection file."""
+
+    transport: str = "tcp"
+    ip: str = "127.0.0.1"
+    key: bytes = b""
+    signature_scheme: str = "hmac-sha256"
+    shell_port: int = 0
+    control_port: int = 0
+    stdin_port: int = 0
+    iopub_port: int = 0
+    hb_port: int = 0
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> "ConnectionInfo":
+        data = json.loads(Path(path).read_text())
+        return cls(
+            transport=data.get("transport", "tcp"),
+            ip=data.get("ip", "127.0.0.1"),
+            key=str(data.get("key", "")).encode(),
+            signature_scheme=data.get("signature_scheme", "hmac-sha256"),
+            **{f"{ch}_port": int(data.get(f"{ch}_port", 0)) for ch in CHANNELS},
+        )
+
+    @classmethod
+    def fresh(cls) -> "ConnectionInfo":
+        """A new loopback connection with random ports and a random key."""
+        return cls(key=str(uuid.uuid4()).encode())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "transport": self.transport, "ip": self.ip, "key": self.key.decode(),
+            "signature_scheme": self.signature_scheme, "kernel_name": "aikit",
+            **{f"{ch}_port": getattr(self, f"{ch}_port") for ch in CHANNELS},
+        }
+
+    def write(self, path: str | os.PathLike[str]) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2))
+        os.chmod(path, 0o600)
+
+    def url(self, port: int) -> str:
+        if self.transport == "ipc":
+            return f"ipc://{self.ip}-{port}"
+        return f"tcp://{self.ip}:{port}"
+
+
+class Transport:
+    """Owns the sockets. Create on the I/O thread; only that thread uses the async sockets."""
+
+    def __init__(self, info: ConnectionInfo) -> None:
+        self.info = info
+        self.context = zmq.asyncio.Context()
+        self.shell = self._bind(zmq.ROUTER, "shell")
+        self.control = self._bind(zmq.ROUTER, "control")
+        self.stdin = self._bind(zmq.ROUTER, "stdin")
+        self.iopub = self._bind(zmq.PUB, "iopub")
+        self._hb_thread: threading.Thread | None = None
+        self._hb_context = zmq.Context()
+        self._hb_socket = self._hb_context.socket(zmq.REP)
+        self._hb_socket.linger = 0
+        self.info.hb_port = self._bind_port(self._hb_socket, self.info.hb_port)
+
+    def _bind(self, kind: int, channel: str) -> zmq.asyncio.Socket:
+        sock = self.context.socket(kind)
+        sock.linger = 1000
+        if kind == zmq.ROUTER:
+            sock.router_handover = 1
+        port = self._bind_port(sock, getattr(self.info, f"{channel}_port"))
+        setattr(self.info, f"{channel}_port", port)
+        return sock
+
+    def _bind_port(self, sock: zmq.Socket, port: int) -> int:
+        if self.info.transport == "tcp" and port == 0:
+            return sock.bind_to_random_port(f"tcp://{self.info.ip}")
+        sock.bind(self.info.url(port))
+        return port
+
+    def start_heartbeat(self) -> None:
+        """Echo heartbeat pings on their own thread (a blocked Lua thread must not look dead)."""
+
+        def echo() -> None:
+            try:
+                zmq.proxy(self._hb_socket, self._hb_socket)
+            except zmq.ContextTerminated:
+                pass
+            except zmq.ZMQError:
+                pass
+            finally:
+                self._hb_socket.close(linger=0)
+
+        self._hb_thread = threading.Thread(target=echo, name="aikit-heartbeat", daemon=True)
+        self._hb_thread.start()
+
+    def close(self) -> None:
+        for sock in (self.shell, self.control, self.stdin, self.iopub):
+            sock.close(linger=200)
+        self.context.term()
+        self._hb_context.term()
