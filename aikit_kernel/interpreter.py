@@ -91,16 +91,11 @@ class LuaInterpreter(Interpreter):
         label = f"[{execution_count}]" if not silent else "[silent]"
         run = self.engine.run_cell(code, label, allow_stdin=allow_stdin)
         outcome = ExecuteOutcome(error=run.error)
-        if run.error is None and run.values and not silent and not self._only_stream_handles(run.values):
+        if run.error is None and run.values and not silent and not self.engine.all_quiet(run.values):
             outcome.result = {"text/plain": self.engine.render_values(run.values)}
         if run.error is None:
             outcome.user_expressions = {name: self._user_expression(expr) for name, expr in user_expressions.items()}
         return outcome
-
-    def _only_stream_handles(self, values: list[Any]) -> bool:
-        """`io.write(...)` returns io.stdout for chaining; showing it as a result is noise."""
-        io = self.engine.env[b"io"]
-        return len(values) == 1 and values[0] is not None and values[0] in (io[b"stdout"], io[b"stderr"])
 
     def _user_expression(self, expression: str) -> dict[str, Any]:
         run = self.engine.evaluate(expression)

@@ -12,8 +12,6 @@ import asyncio
 import logging
 import os
 import queue
-import signal
-import socket
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -275,27 +273,6 @@ class Kernel:
             log.exception("could not write history (the cell still ran)")
 
 
-def install_signal_interrupts(kernel: Kernel) -> None:
-    """SIGINT interrupts the running cell: the I/O loop sees it through the wakeup fd at once
-    (Python's own handler would only run between bytecodes, i.e. after Lua returns)."""
-    reader, writer = socket.socketpair()
-    reader.setblocking(False)
-    writer.setblocking(False)
-    signal.signal(signal.SIGINT, lambda signum, frame: None)
-    signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
-
-    def on_wakeup() -> None:
-        try:
-            data = reader.recv(64)
-        except BlockingIOError:
-            return
-        if signal.SIGINT in data:
-            kernel.interrupt_from_signal()
-
-    runtime.get_loop().call_soon_threadsafe(runtime.get_loop().add_reader, reader.fileno(), on_wakeup)
-    kernel._signal_sockets = (reader, writer)  # type: ignore[attr-defined]  # keep them alive
-
-
 def run_kernel(connection_file: str | None) -> int:
     """Start a kernel on ``connection_file`` and serve until shutdown; returns the exit status."""
     from aikit_components.config import data_dir
@@ -324,7 +301,7 @@ def run_kernel(connection_file: str | None) -> int:
         log.warning("history disabled: %s", exc)
         history = None
     kernel = Kernel(transport, protocol, lambda out: LuaInterpreter(out), history)
-    install_signal_interrupts(kernel)
+    runtime.on_sigint(kernel.interrupt_from_signal)
     transport.start_heartbeat()
     serving = runtime.submit(kernel.serve_sockets())
     kernel.messenger.status("starting", None)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import signal
+import socket
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
@@ -100,3 +102,32 @@ def stop_loop() -> None:
         return
     loop.call_soon_threadsafe(loop.stop)
     thread.join(timeout=5)
+
+
+_sigint_sockets: tuple[socket.socket, socket.socket] | None = None
+
+
+def on_sigint(callback: Callable[[], Any]) -> None:
+    """Call ``callback`` on the I/O loop whenever SIGINT arrives. Must be called on the main thread.
+
+    Python runs signal handlers only on the main thread between bytecodes, so never while Lua is
+    busy there; ``signal.set_wakeup_fd`` lets the I/O loop see the signal at once instead.
+    """
+    global _sigint_sockets
+    reader, writer = socket.socketpair()
+    reader.setblocking(False)
+    writer.setblocking(False)
+    signal.signal(signal.SIGINT, lambda signum, frame: None)
+    signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    _sigint_sockets = (reader, writer)
+
+    def on_wakeup() -> None:
+        try:
+            data = reader.recv(64)
+        except BlockingIOError:
+            return
+        if signal.SIGINT in data:
+            callback()
+
+    loop = get_loop()
+    loop.call_soon_threadsafe(loop.add_reader, reader.fileno(), on_wakeup)

@@ -29,6 +29,7 @@ handle_mt.__index = {
   update = function(self, value, opts) send(self.kind, value, opts, self.id, true); return self end,
 }
 handle_mt.__name = "aikit.DisplayHandle"
+handle_mt.__quiet = true
 handle_mt.__tostring = function(self) return "display handle " .. self.id end
 local function shower(kind)
   return function(value, opts)

@@ -125,6 +125,20 @@ class LuaEngine:
             return RunResult(error=compiled)
         return self.call(compiled, self._identity, allow_stdin=allow_stdin)
 
+    def run_script(self, path: str, args: list[str], allow_stdin: bool = True) -> RunResult:
+        """Run a script file as ``aikit run`` does: ``...`` and the global ``arg`` hold its arguments."""
+        with open(path, encoding="utf-8") as f:
+            code = f.read()
+        if code.startswith("#!"):
+            code = "--" + code  # keep the line count; Lua's own loader skips a shebang the same way
+        arg = self.table(*[a.encode() for a in args])
+        arg[0] = path.encode()
+        self.env[b"arg"] = arg
+        fn, err = self._compile(code.encode(), ("@" + path).encode())
+        if fn is None:
+            return RunResult(error=self._syntax_failure(err))
+        return self.call(fn, *[a.encode() for a in args], allow_stdin=allow_stdin)
+
     def evaluate(self, expression: str, allow_stdin: bool = False) -> RunResult:
         """Evaluate one expression (user_expressions, debugger watches)."""
         fn, err = self._compile(("return " + expression).encode(), b"=expression")
@@ -211,6 +225,10 @@ class LuaEngine:
         """Pretty-print a Lua value (cycle-safe, truncated when huge)."""
         opts = self.table(**limits) if limits else None
         return text(self._repr(value, opts))
+
+    def all_quiet(self, values: list[Any]) -> bool:
+        """True when every value is one a notebook should not echo (io.write's file, display handles)."""
+        return bool(self.internal[b"all_quiet"](self.table(*values, n=len(values))))
 
     def render_values(self, values: list[Any]) -> str:
         """The text/plain of an execute_result: each value pretty-printed, tab-separated."""

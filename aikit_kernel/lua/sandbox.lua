@@ -246,7 +246,7 @@ local function stream_file(name)
   function methods.close() return nil, "cannot close standard file" end
   function methods.seek() return nil, "Illegal seek", 29 end
   return raw_setmetatable(file, {
-    __index = methods, __name = "FILE*",
+    __index = methods, __name = "FILE*", __quiet = true,
     __tostring = function() return "file (" .. name .. ")" end,
   })
 end
@@ -438,6 +438,15 @@ for name, value in raw_pairs(env) do
   end
 end
 internal.docname = docname
+
+-- Values a notebook should not echo as a cell result (io.write's chaining return, display handles).
+function internal.all_quiet(values)
+  for i = 1, values.n or #values do
+    local mt = raw_getmetatable(values[i])
+    if not (raw_type(mt) == "table" and raw_rawget(mt, "__quiet")) then return false end
+  end
+  return true
+end
 
 function internal.register_doc(value, name)
   docname[value] = name

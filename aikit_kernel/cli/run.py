@@ -1,0 +1,52 @@
+"""``aikit run script.lua [args]``: the kernel's runtime without ZMQ, for terminals and scripts.
+
+Output goes straight to stdout/stderr, ``io.read`` reads stdin, Ctrl-C interrupts the script
+(exit status 130), and an error prints a Lua traceback and exits with status 1.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from .. import runtime
+from ..lua.display import DisplayBinding
+from ..lua.engine import LuaEngine
+from ..output import TerminalOutput
+
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+
+def run_command(script: str, script_args: list[str]) -> int:
+    """Run ``script`` with ``script_args``; return the process exit status."""
+    if not os.path.isfile(script):
+        print(f"aikit run: {script}: no such file", file=sys.stderr)
+        return 2
+    from aikit_components.config import env_int
+
+    runtime.get_loop()
+    mb = env_int("AIKIT_MAX_MEMORY_MB", 2048)
+    engine = LuaEngine(TerminalOutput(), max_memory=mb * 1024 * 1024 if mb > 0 else None)
+    DisplayBinding(engine).install()
+    runtime.on_sigint(engine.interrupt)
+    try:
+        result = engine.run_script(script, script_args)
+    finally:
+        sys.stdout.flush()
+        engine.close()
+    if result.error is None:
+        return 0
+    err = result.error
+    lines = err.traceback if err.traceback else [f"{err.ename}: {err.evalue}"]
+    text = "\n".join(lines)
+    if not sys.stderr.isatty():
+        text = _strip_ansi(text)
+    print(text, file=sys.stderr)
+    return EXIT_INTERRUPTED if err.ename == "KeyboardInterrupt" else EXIT_ERROR
+
+
+def _strip_ansi(text: str) -> str:
+    import re
+
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)

@@ -1,0 +1,380 @@
+"""Kernel latency benchmark: aikit (Lua) against ipykernel, through the same jupyter_client.
+
+    .venv/bin/python bench/kernel_latency.py [--runs N] [--pipelined N] [--startups N] [--quick]
+
+Both kernels are started by name (``aikit`` and ``python3``) with ``KernelManager`` and driven
+with its blocking client. Three measurements, each for both kernels and as a ratio aikit/ipykernel:
+
+1. startup: wall time from ``km.start_kernel()`` to the first ``kernel_info_reply`` (median of
+   several starts, alternating the kernels; each kernel is shut down cleanly afterwards).
+2. execute round trip (p50/p95) of a trivial cell: from sending ``execute_request`` until BOTH its
+   ``execute_reply`` and its IOPub ``status: idle`` have arrived (what a frontend waits for).
+   After a warm-up, requests alternate between the two kernels (both are running).
+3. pipelined silent executes per second: N ``execute_request`` with ``silent=True`` sent back to
+   back without waiting for replies, then wait for all N replies; N / elapsed. Rounds alternate
+   between the kernels; the best round is reported.
+
+Client-side details that apply to both kernels equally:
+* the client's ZMQ context uses ``RECONNECT_IVL`` = 5 ms (the default 100 ms would round startup
+  times up to the next reconnect attempt while the kernel is not listening yet), and
+  ``RCVHWM`` = 0 so that a burst of replies is never dropped by the kernel's ROUTER socket.
+* messages are received with the channels' own ``get_msg`` (Session deserialisation and HMAC
+  check included) and a ``zmq.Poller`` over the shell and IOPub sockets.
+
+Exit status: 0 whether or not the targets are met (this is a benchmark, not a test);
+1 if a kernel fails to start; 2 if a measurement fails (e.g. a reply times out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from queue import Empty
+from typing import Any
+
+import zmq
+from jupyter_client import KernelManager
+
+REPO = Path(__file__).resolve().parent.parent
+
+START_TIMEOUT_S = 60.0
+REPLY_TIMEOUT_S = 30.0
+SHUTDOWN_WAIT_S = 10.0
+WARMUP_EXECUTES = 20
+
+TARGET_ROUNDTRIP_P50_RATIO = 0.5
+TARGET_STARTUP_RATIO = 1.0
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    label: str  # as printed
+    name: str  # kernelspec name
+    trivial: str  # the round-trip cell
+    silent: str  # the pipelined silent cell
+
+
+AIKIT = KernelSpec("aikit", "aikit", "1", "x = 1")
+IPYKERNEL = KernelSpec("ipykernel", "python3", "1", "x = 1")
+SPECS = (AIKIT, IPYKERNEL)
+
+
+class KernelStartError(RuntimeError):
+    """A kernel did not start (or did not answer kernel_info in time)."""
+
+
+class BenchError(RuntimeError):
+    """A measurement could not be completed."""
+
+
+def kernel_env(spec: KernelSpec) -> dict[str, str]:
+    """The environment a kernel starts with (aikit gets the repo on its path if not installed)."""
+    env = dict(os.environ)
+    if spec is AIKIT:
+        try:
+            import aikit_kernel  # noqa: F401
+        except ImportError:
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def client_context() -> zmq.Context:
+    ctx = zmq.Context()
+    ctx.setsockopt(zmq.RECONNECT_IVL, 5)
+    ctx.setsockopt(zmq.RCVHWM, 0)
+    ctx.setsockopt(zmq.SNDHWM, 0)
+    return ctx
+
+
+@dataclass
+class RunningKernel:
+    """One started kernel with a connected blocking client."""
+
+    spec: KernelSpec
+    km: KernelManager
+    ctx: zmq.Context
+    kc: Any = None
+    startup_s: float = float("nan")
+    poller: zmq.Poller = field(default_factory=zmq.Poller)
+
+    # ------------------------------------------------------------------ life cycle
+    @classmethod
+    def start(cls, spec: KernelSpec) -> "RunningKernel":
+        """Start the kernel, time start_kernel() -> first kernel_info_reply, prime IOPub."""
+        km = KernelManager(kernel_name=spec.name)
+        km.shutdown_wait_time = SHUTDOWN_WAIT_S
+        rk = cls(spec, km, client_context())
+        try:
+            t0 = time.perf_counter()
+            km.start_kernel(env=kernel_env(spec))
+            kc = km.client(context=rk.ctx)
+            kc.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=True)
+            rk.kc = kc
+            rk.startup_s = rk._first_kernel_info(t0)
+            rk.poller.register(kc.shell_channel.socket, zmq.POLLIN)
+            rk.poller.register(kc.iopub_channel.socket, zmq.POLLIN)
+            rk._prime_iopub()
+        except BaseException as exc:
+            rk.shutdown()
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            raise KernelStartError(f"{spec.label} ({spec.name}): {type(exc).__name__}: {exc}") from exc
+        return rk
+
+    def _first_kernel_info(self, t0: float) -> float:
+        kc, shell = self.kc, self.kc.shell_channel
+        sent = {kc.kernel_info()}
+        last_send = time.perf_counter()
+        while True:
+            try:
+                msg = shell.get_msg(timeout=0.05)
+            except Empty:
+                now = time.perf_counter()
+                if now - t0 > START_TIMEOUT_S:
+                    raise KernelStartError(f"no kernel_info_reply within {START_TIMEOUT_S:g} s") from None
+                if not self.km.is_alive():
+                    raise KernelStartError("the kernel process exited") from None
+                if now - last_send > 2.0:  # belt and braces: ZMQ queues the first one anyway
+                    sent.add(kc.kernel_info())
+                    last_send = now
+                continue
+            if msg["msg_type"] == "kernel_info_reply" and msg["parent_header"].get("msg_id") in sent:
+                return time.perf_counter() - t0
+
+    def _prime_iopub(self) -> None:
+        """Wait until the IOPub subscription is live (a status of one of our requests arrives)."""
+        deadline = time.perf_counter() + START_TIMEOUT_S
+        kc = self.kc
+        sent: set[str] = set()
+        while time.perf_counter() < deadline:
+            sent.add(kc.kernel_info())
+            until = time.perf_counter() + 0.5
+            while time.perf_counter() < until:
+                try:
+                    msg = kc.iopub_channel.get_msg(timeout=0.05)
+                except Empty:
+                    continue
+                if (msg["msg_type"] == "status" and msg["content"].get("execution_state") == "idle"
+                        and msg["parent_header"].get("msg_id") in sent):
+                    self.drain()
+                    return
+        raise KernelStartError("IOPub never delivered a status message")
+
+    def drain(self, quiet_s: float = 0.05, limit_s: float = 10.0) -> None:
+        """Discard pending shell/IOPub messages until nothing arrives for ``quiet_s``."""
+        end = time.perf_counter() + limit_s
+        chans = (self.kc.shell_channel, self.kc.iopub_channel)
+        while time.perf_counter() < end:
+            if not self.poller.poll(int(quiet_s * 1000)):
+                return
+            for ch in chans:
+                while ch.msg_ready():
+                    ch.get_msg(timeout=0)
+
+    def shutdown(self) -> None:
+        """Shut the kernel down cleanly (shutdown_request), killing it only as a last resort."""
+        try:
+            if self.km.has_kernel:
+                try:
+                    self.km.shutdown_kernel(now=False)
+                except Exception:
+                    self.km.shutdown_kernel(now=True)
+        except Exception as exc:  # never mask the real error
+            print(f"warning: could not shut down {self.spec.label}: {exc}", file=sys.stderr)
+        finally:
+            if self.kc is not None:
+                try:
+                    self.kc.stop_channels()
+                except Exception:
+                    pass
+            self.ctx.destroy(linger=0)
+
+    # ------------------------------------------------------------------ measurements
+    def round_trip(self) -> float:
+        """Seconds from sending a trivial execute_request to having its reply AND its idle."""
+        kc = self.kc
+        shell, iopub = kc.shell_channel, kc.iopub_channel
+        shell_sock, iopub_sock = shell.socket, iopub.socket
+        t0 = time.perf_counter()
+        msg_id = kc.execute(self.spec.trivial, silent=False, store_history=True)
+        got_reply = got_idle = False
+        deadline = t0 + REPLY_TIMEOUT_S
+        while not (got_reply and got_idle):
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                raise BenchError(f"{self.spec.label}: execute round trip timed out "
+                                 f"(reply={got_reply}, idle={got_idle})")
+            for sock, _ in self.poller.poll(int(remaining * 1000) + 1):
+                if sock is shell_sock:
+                    msg = shell.get_msg(timeout=0)
+                    if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "execute_reply":
+                        if msg["content"].get("status") != "ok":
+                            raise BenchError(f"{self.spec.label}: execute failed: {msg['content']}")
+                        got_reply = True
+                elif sock is iopub_sock:
+                    msg = iopub.get_msg(timeout=0)
+                    if (msg["msg_type"] == "status" and msg["parent_header"].get("msg_id") == msg_id
+                            and msg["content"].get("execution_state") == "idle"):
+                        got_idle = True
+        return time.perf_counter() - t0
+
+    def pipelined(self, n: int) -> float:
+        """Send ``n`` silent execute_requests without waiting, then wait for all replies; return n/s."""
+        kc = self.kc
+        shell = kc.shell_channel
+        code = self.spec.silent
+        self.drain()
+        pending: set[str] = set()
+        errors = 0
+        t0 = time.perf_counter()
+        for _ in range(n):
+            pending.add(kc.execute(code, silent=True, store_history=False))
+        deadline = time.perf_counter() + REPLY_TIMEOUT_S + n * 0.01
+        while pending:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                raise BenchError(f"{self.spec.label}: {len(pending)} of {n} pipelined replies missing")
+            try:
+                msg = shell.get_msg(timeout=remaining)
+            except Empty:
+                continue
+            msg_id = msg["parent_header"].get("msg_id")
+            if msg_id in pending:
+                pending.discard(msg_id)
+                if msg["content"].get("status") != "ok":
+                    errors += 1
+        elapsed = time.perf_counter() - t0
+        if errors:
+            raise BenchError(f"{self.spec.label}: {errors} of {n} silent executes did not return status ok")
+        self.drain(quiet_s=0.2)  # the busy/idle pairs on IOPub
+        return n / elapsed
+
+
+# ---------------------------------------------------------------------- the benchmark
+def pct(values: list[float], p: float) -> float:
+    """Percentile with linear interpolation (p in 0..100)."""
+    xs = sorted(values)
+    if len(xs) == 1:
+        return xs[0]
+    k = (len(xs) - 1) * p / 100
+    lo = int(k)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+
+
+def alternating(i: int, items: Iterable[Any]) -> list[Any]:
+    """``items`` in order on even i, reversed on odd i (so neither side always goes first)."""
+    seq = list(items)
+    return seq if i % 2 == 0 else seq[::-1]
+
+
+def measure_startup(starts: int, log: Any) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {s.label: [] for s in SPECS}
+    for i in range(starts):
+        for spec in alternating(i, SPECS):
+            rk = RunningKernel.start(spec)
+            try:
+                times[spec.label].append(rk.startup_s)
+                log(f"  start {i + 1}/{starts} {spec.label:<9} {rk.startup_s:.3f} s")
+            finally:
+                rk.shutdown()
+    return times
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=None, help="execute round trips per kernel (default 200)")
+    ap.add_argument("--pipelined", type=int, default=None, help="silent executes per pipelined burst (default 2000)")
+    ap.add_argument("--startups", type=int, default=None, help="starts per kernel for the startup median (default 5)")
+    ap.add_argument("--rounds", type=int, default=None, help="pipelined bursts per kernel, best reported (default 2)")
+    ap.add_argument("--quick", action="store_true", help="fewer runs: 3 starts, 50 round trips, 500 pipelined, 1 round")
+    ap.add_argument("-q", "--quiet", action="store_true", help="print only the table and the verdict")
+    args = ap.parse_args(argv)
+
+    def pick(value: int | None, normal: int, quick: int) -> int:
+        return max(1, value if value is not None else (quick if args.quick else normal))
+
+    runs = pick(args.runs, 200, 50)
+    burst = pick(args.pipelined, 2000, 500)
+    starts = pick(args.startups, 5, 3)
+    rounds = pick(args.rounds, 2, 1)
+
+    def log(text: str) -> None:
+        if not args.quiet:
+            print(text, file=sys.stderr, flush=True)
+
+    t_begin = time.perf_counter()
+    log(f"startup: {starts} starts per kernel, alternating")
+    try:
+        startup = measure_startup(starts, log)
+    except KernelStartError as exc:
+        print(f"error: kernel failed to start: {exc}", file=sys.stderr)
+        return 1
+
+    kernels: dict[str, RunningKernel] = {}
+    round_trips: dict[str, list[float]] = {s.label: [] for s in SPECS}
+    rates: dict[str, list[float]] = {s.label: [] for s in SPECS}
+    try:
+        for spec in SPECS:
+            kernels[spec.label] = RunningKernel.start(spec)
+        log(f"execute round trip: {WARMUP_EXECUTES} warm-up, then {runs} per kernel, interleaved")
+        for i in range(WARMUP_EXECUTES):
+            for spec in alternating(i, SPECS):
+                kernels[spec.label].round_trip()
+        for i in range(runs):
+            for spec in alternating(i, SPECS):
+                round_trips[spec.label].append(kernels[spec.label].round_trip())
+        for rk in kernels.values():
+            rk.drain()
+        log(f"pipelined: {rounds} burst(s) of {burst} silent executes per kernel, alternating")
+        for i in range(rounds):
+            for spec in alternating(i, SPECS):
+                rate = kernels[spec.label].pipelined(burst)
+                rates[spec.label].append(rate)
+                log(f"  burst {i + 1}/{rounds} {spec.label:<9} {rate:,.0f} executes/s")
+    except KernelStartError as exc:
+        print(f"error: kernel failed to start: {exc}", file=sys.stderr)
+        return 1
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        for rk in kernels.values():
+            rk.shutdown()
+
+    a, b = AIKIT.label, IPYKERNEL.label
+    rows = [
+        ("startup to kernel_info (s)", statistics.median(startup[a]), statistics.median(startup[b]), "{:.3f}",
+         TARGET_STARTUP_RATIO),
+        ("execute round trip p50 (ms)", pct(round_trips[a], 50) * 1e3, pct(round_trips[b], 50) * 1e3, "{:.3f}",
+         TARGET_ROUNDTRIP_P50_RATIO),
+        ("execute round trip p95 (ms)", pct(round_trips[a], 95) * 1e3, pct(round_trips[b], 95) * 1e3, "{:.3f}", None),
+        ("pipelined silent executes/s", max(rates[a]), max(rates[b]), "{:,.0f}", None),
+    ]
+    print()
+    print(f"{'metric':<30} {'aikit':>10} {'ipykernel':>12}   {'ratio (aikit/ipykernel)':<24} target")
+    verdicts = []
+    for name, va, vb, fmt, target in rows:
+        ratio = va / vb if vb else float("nan")
+        tgt = f"<= {target:g}" if target is not None else ""
+        print(f"{name:<30} {fmt.format(va):>10} {fmt.format(vb):>12}   {ratio:<24.3f} {tgt}")
+        if target is not None:
+            verdicts.append((name, ratio, target, ratio <= target))
+    print()
+    print(f"startup: median of {starts} starts each; round trip: {runs} interleaved executes each after "
+          f"{WARMUP_EXECUTES} warm-up; pipelined: best of {rounds} burst(s) of {burst}")
+    for name, ratio, target, ok in verdicts:
+        print(f"{'PASS' if ok else 'FAIL'}: {name}: ratio {ratio:.3f} (target <= {target:g})")
+    overall = all(ok for *_, ok in verdicts)
+    print(f"overall: {'PASS' if overall else 'FAIL'}   (total benchmark time {time.perf_counter() - t_begin:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""`aikit run`: output, arguments, stdin, exit statuses, tracebacks and Ctrl-C, as a terminal user sees them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+AIKIT = str(Path(sys.executable).with_name("aikit"))
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(tmp_path: Path, code: str, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    script = tmp_path / "script.lua"
+    script.write_text(code)
+    env = dict(os.environ, AIKIT_DATA_DIR=str(tmp_path / "data"))
+    return subprocess.run([AIKIT, "run", str(script), *args], input=stdin, capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path, env=env)
+
+
+def test_hello_example_greets_by_argument(tmp_path: Path) -> None:
+    proc = subprocess.run([AIKIT, "run", str(ROOT / "examples" / "hello.lua"), "Ada"], capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path, env=dict(os.environ, AIKIT_DATA_DIR=str(tmp_path / "d")))
+    assert proc.returncode == 0, proc.stderr
+    assert "Hello, Ada!" in proc.stdout
+    assert "sum of 1..10 =\t55" in proc.stdout
+
+
+def test_arguments_and_varargs(tmp_path: Path) -> None:
+    proc = run(tmp_path, 'local a, b = ...\nprint(arg[0]:match("script.lua$"), arg[1], arg[2], a, b, #arg)', "x", "y")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "script.lua\tx\ty\tx\ty\t2\n"
+
+
+def test_stdout_stderr_and_stdin(tmp_path: Path) -> None:
+    proc = run(tmp_path, 'io.stderr:write("err\\n")\nlocal n = io.read("n")\nio.write(n * 2, "\\n")\nprint(io.read())', stdin="21\nsecond line\n")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "42\nsecond line\n"
+    assert proc.stderr == "err\n"
+
+
+def test_runtime_error_exits_1_with_traceback(tmp_path: Path) -> None:
+    proc = run(tmp_path, "local function f()\n  error('boom')\nend\nf()\n")
+    assert proc.returncode == 1
+    assert "script.lua:2: boom" in proc.stderr
+    assert "stack traceback" in proc.stderr and "script.lua:4" in proc.stderr
+    assert "\x1b[" not in proc.stderr  # no colour codes when stderr is not a terminal
+
+
+def test_syntax_error_exits_1(tmp_path: Path) -> None:
+    proc = run(tmp_path, "x = = 1\n")
+    assert proc.returncode == 1
+    assert "LuaSyntaxError" in proc.stderr and "script.lua:1:" in proc.stderr
+
+
+def test_missing_script_exits_2(tmp_path: Path) -> None:
+    proc = subprocess.run([AIKIT, "run", str(tmp_path / "nope.lua")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "no such file" in proc.stderr
+
+
+def test_shebang_line_is_ignored(tmp_path: Path) -> None:
+    proc = run(tmp_path, "#!/usr/bin/env aikit run\nprint('ok')\nerror('line 3')\n")
+    assert proc.stdout == "ok\n"
+    assert "script.lua:3: line 3" in proc.stderr
+
+
+def test_ctrl_c_interrupts_a_busy_loop(tmp_path: Path) -> None:
+    script = tmp_path / "loop.lua"
+    script.write_text("print('started')\nio.stdout:flush()\nwhile true do end\n")
+    proc = subprocess.Popen([AIKIT, "run", str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=tmp_path, env=dict(os.environ, AIKIT_DATA_DIR=str(tmp_path / "data")))
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "started\n"
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 130
+    assert "KeyboardInterrupt" in err
