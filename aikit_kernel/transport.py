@@ -73,6 +73,9 @@ class Transport:
         self.control = self._bind(zmq.ROUTER, "control")
         self.stdin = self._bind(zmq.ROUTER, "stdin")
         self.iopub = self._bind(zmq.PUB, "iopub")
+        # A dropped IOPub message can be the final `status: idle` a client waits for: never drop.
+        # Output is batched (see iopub.py), so the queue stays short in practice.
+        self.iopub.sndhwm = 0
         self._hb_thread: threading.Thread | None = None
         self._hb_context = zmq.Context()
         self._hb_socket = self._hb_context.socket(zmq.REP)

@@ -32,6 +32,13 @@ _RETURN_CLOSE = b"\n)"
 _TRACEBACK_NOISE = re.compile(r"\[aikit\]|in function 'xpcall'|^\s*\[C\]: in \?$|\(\.\.\.tail calls\.\.\.\)")
 
 
+AIKIT_BUILTIN_DOCS = {
+    "sleep": "sleep(seconds)\n\nWaits on aikit's I/O loop without blocking the kernel; an interrupt stops the wait at once.\n"
+    "Example: sleep(0.5)",
+    "arg": "arg\n\nUnder `aikit run script.lua a b`: arg[0] is the script path, arg[1].. its arguments.",
+}
+
+
 @dataclass
 class LuaFailure:
     """An error raised by Lua code, ready for a Jupyter ``error`` message."""
@@ -91,7 +98,7 @@ class LuaEngine:
         self._compile = self.internal[b"compile"]
         self._repr = self.internal[b"repr"]
         self._identity = self.runtime.eval(b"function(...) return ... end")
-        self.docs: dict[str, str] = dict(stdlib_docs.STDLIB_DOCS)
+        self.docs: dict[str, str] = {**stdlib_docs.STDLIB_DOCS, **AIKIT_BUILTIN_DOCS}
 
     # ------------------------------------------------------------------ globals
     def set_global(self, name: str, value: Any, doc: str | None = None) -> None:

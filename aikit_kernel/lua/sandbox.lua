@@ -195,6 +195,22 @@ local function repr(value, opts)
     local flat = "{" .. t_concat(parts, ", ") .. "}"
     if #flat + #indent <= width and not s_find(flat, "\n") then return flat end
     local inner = indent .. "  "
+    if #keys == 0 then
+      -- A long list of short items: fill lines up to the width instead of one item per line.
+      local lines, line = {}, nil
+      for _, part in raw_ipairs(parts) do
+        if s_find(part, "\n") or #part > width // 2 then lines = nil; break end
+        if line and #line + #part + 2 + #inner <= width then line = line .. ", " .. part
+        else
+          if line then lines[#lines + 1] = line end
+          line = part
+        end
+      end
+      if lines then
+        lines[#lines + 1] = line
+        return "{\n" .. inner .. t_concat(lines, ",\n" .. inner) .. "\n" .. indent .. "}"
+      end
+    end
     return "{\n" .. inner .. t_concat(parts, ",\n" .. inner) .. "\n" .. indent .. "}"
   end
 

@@ -1,0 +1,60 @@
+"""nbclient executes every notebook under examples/ on the real aikit kernel; outputs are checked."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "examples").rglob("*.ipynb"))
+
+
+def execute(path: Path, workdir: Path) -> Any:
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, kernel_name="aikit", timeout=120, resources={"metadata": {"path": str(workdir)}})
+    os.environ["AIKIT_DATA_DIR"] = str(workdir / "data")  # inherited by the kernel process
+    client.execute()
+    return nb
+
+
+def outputs_of(nb: Any, marker: str) -> list[dict[str, Any]]:
+    """The outputs of the first code cell whose source contains ``marker``."""
+    for cell in nb.cells:
+        if cell.cell_type == "code" and marker in cell.source:
+            return cell.outputs
+    raise AssertionError(f"no cell contains {marker!r}")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_executes_without_errors(path: Path, tmp_path: Path) -> None:
+    nb = execute(path, tmp_path)
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors, errors
+    assert any(c.get("outputs") for c in nb.cells if c.cell_type == "code")
+
+
+def test_tour_outputs(tmp_path: Path) -> None:
+    nb = execute(ROOT / "examples" / "notebooks" / "tour.ipynb", tmp_path)
+    first = outputs_of(nb, 'print("hello from Lua"')
+    assert first[0]["text"] == "hello from Lua\tLua 5.4\n"
+    assert first[1]["data"]["text/plain"] == "2"
+    streams = outputs_of(nb, 'io.write("no newline, "')
+    assert [(o["name"], o["text"]) for o in streams] == [("stdout", "no newline, 42\n"), ("stderr", "this goes to stderr\n")]
+    assert outputs_of(nb, "shout(greeting)")[0]["data"]["text/plain"] == '"BONJOUR!"'
+    assert "<cycle: table" in outputs_of(nb, "config.self = config")[0]["data"]["text/plain"]
+    records = outputs_of(nb, 'city = "Lisbon"')
+    assert len(records) == 1 and records[0]["output_type"] == "display_data"  # the handle is not echoed
+    assert "<th>city</th>" in records[0]["data"]["text/html"]
+    assert records[0]["data"]["application/json"][1] == {"city": "Porto", "population": 232000}
+    progress = outputs_of(nb, 'id = "progress"')
+    assert progress[0]["data"]["text/html"] == "<b>100%</b>"  # updated in place
+    assert outputs_of(nb, "coroutine.wrap")[0]["data"]["text/plain"] == "1\t4\t9"
+    assert outputs_of(nb, 'io.lines("tour-output.txt")')[0]["text"] == "read back:\twritten by the tour\n"
+    assert not (tmp_path / "tour-output.txt").exists()
+    denied = outputs_of(nb, 'io.open("/etc/passwd")')[0]["data"]["text/plain"]
+    assert denied.startswith("nil\t") and "outside the allowed paths" in denied
