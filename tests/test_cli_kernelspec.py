@@ -47,7 +47,7 @@ def test_install_prefix_is_found_by_jupyter(tmp_path: Path) -> None:
     assert spec.display_name == "aikit (Lua)"
     assert spec.language == "lua"
     assert spec.argv == EXPECTED_ARGV
-    assert spec.interrupt_mode == "signal"
+    assert spec.interrupt_mode == "message"
     spec_dir = Path(spec.resource_dir)
     for name in SPEC_FILES:
         assert (spec_dir / name).is_file(), name
