@@ -12,7 +12,7 @@ from aikit_components.config import env_int
 from aikit_components.security import SecurityPolicy
 
 from .lua.display import DisplayBinding
-from .lua.engine import LuaEngine, LuaFailure
+from .lua.engine import LuaEngine, LuaFailure, RenderFailure
 from .lua.interrupt import lua_release
 from .output import OutputSink
 
@@ -91,17 +91,24 @@ class LuaInterpreter(Interpreter):
         label = f"[{execution_count}]" if not silent else "[silent]"
         run = self.engine.run_cell(code, label, allow_stdin=allow_stdin)
         outcome = ExecuteOutcome(error=run.error)
-        if run.error is None and run.values and not silent and not self.engine.all_quiet(run.values):
-            outcome.result = {"text/plain": self.engine.render_values(run.values)}
-        if run.error is None:
+        try:
+            if run.error is None and run.values and not silent and not self.engine.all_quiet(run.values):
+                outcome.result = {"text/plain": self.engine.render_values(run.values)}
+        except RenderFailure as exc:  # a __tostring that fails or loops until interrupted
+            outcome.error = exc.failure
+        if outcome.error is None:
             outcome.user_expressions = {name: self._user_expression(expr) for name, expr in user_expressions.items()}
         return outcome
 
     def _user_expression(self, expression: str) -> dict[str, Any]:
         run = self.engine.evaluate(expression)
-        if run.error is not None:
-            return {"status": "error", "ename": run.error.ename, "evalue": run.error.evalue, "traceback": run.error.traceback}
-        return {"status": "ok", "data": {"text/plain": self.engine.render_values(run.values)}, "metadata": {}}
+        error = run.error
+        if error is None:
+            try:
+                return {"status": "ok", "data": {"text/plain": self.engine.render_values(run.values)}, "metadata": {}}
+            except RenderFailure as exc:
+                error = exc.failure
+        return {"status": "error", "ename": error.ename, "evalue": error.evalue, "traceback": error.traceback}
 
     def complete(self, code: str, cursor_pos: int) -> dict[str, Any]:
         matches, start, end, typed = self.engine.complete(code, cursor_pos)

@@ -164,7 +164,12 @@ class Kernel:
         except Exception as exc:
             log.exception("error handling %s", msg_type)
             if msg_type.endswith("_request"):
-                self._reply("shell", msg, idents, {"status": "error", "ename": type(exc).__name__, "evalue": str(exc), "traceback": []})
+                error = {"ename": type(exc).__name__, "evalue": str(exc), "traceback": [f"{type(exc).__name__}: {exc}"]}
+                content: dict[str, Any] = {"status": "error", **error}
+                if msg_type == "execute_request":
+                    self.messenger.publish("error", error, msg)
+                    content.update(execution_count=self.execution_count, user_expressions={}, payload=[])
+                self._reply("shell", msg, idents, content)
         finally:
             self.output.flush()
             self.messenger.status("idle", msg)
@@ -273,6 +278,20 @@ class Kernel:
             log.exception("could not write history (the cell still ran)")
 
 
+async def watch_parent(kernel: Kernel, interval: float = 1.0) -> None:
+    """Shut down when the process that started us dies (we were re-parented), as ipykernel does,
+    so a crashed frontend does not leave orphan kernels behind."""
+    parent = os.getppid()
+    if parent <= 1:
+        return
+    while not kernel._shutting_down:
+        await asyncio.sleep(interval)
+        if os.getppid() != parent:
+            log.warning("parent process %d is gone: shutting down", parent)
+            kernel.request_shutdown()
+            return
+
+
 def run_kernel(connection_file: str | None) -> int:
     """Start a kernel on ``connection_file`` and serve until shutdown; returns the exit status."""
     from aikit_components.config import data_dir
@@ -302,6 +321,7 @@ def run_kernel(connection_file: str | None) -> int:
         history = None
     kernel = Kernel(transport, protocol, lambda out: LuaInterpreter(out), history)
     runtime.on_sigint(kernel.interrupt_from_signal)
+    runtime.submit(watch_parent(kernel))
     transport.start_heartbeat()
     serving = runtime.submit(kernel.serve_sockets())
     kernel.messenger.status("starting", None)

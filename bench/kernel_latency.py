@@ -1,15 +1,20 @@
 """Kernel latency benchmark: aikit (Lua) against ipykernel, through the same jupyter_client.
 
-    .venv/bin/python bench/kernel_latency.py [--runs N] [--pipelined N] [--startups N] [--quick]
+    .venv/bin/python bench/kernel_latency.py [--runs N] [--pipelined N] [--quick]
+                                             [--startups N] [--rounds N] [--gap-ms MS] [-q]
 
 Both kernels are started by name (``aikit`` and ``python3``) with ``KernelManager`` and driven
 with its blocking client. Three measurements, each for both kernels and as a ratio aikit/ipykernel:
 
 1. startup: wall time from ``km.start_kernel()`` to the first ``kernel_info_reply`` (median of
-   several starts, alternating the kernels; each kernel is shut down cleanly afterwards).
+   several starts, alternating the kernels; each kernel is shut down cleanly afterwards). One
+   untimed start of each kernel comes first, so that neither pays for jupyter_client's one-time
+   set-up (provisioner entry points) or a cold OS file cache alone.
 2. execute round trip (p50/p95) of a trivial cell: from sending ``execute_request`` until BOTH its
    ``execute_reply`` and its IOPub ``status: idle`` have arrived (what a frontend waits for).
-   After a warm-up, requests alternate between the two kernels (both are running).
+   After a warm-up, requests alternate between the two kernels (both are running), with a short
+   pause before each request (``--gap-ms``, default 5) so that one kernel's trailing work (history
+   writes, thread wake-ups) does not land in the other kernel's measurement on a small machine.
 3. pipelined silent executes per second: N ``execute_request`` with ``silent=True`` sent back to
    back without waiting for replies, then wait for all N replies; N / elapsed. Rounds alternate
    between the kernels; the best round is reported.
@@ -31,6 +36,7 @@ import argparse
 import os
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -101,6 +107,8 @@ class RunningKernel:
     ctx: zmq.Context
     kc: Any = None
     startup_s: float = float("nan")
+    launch_s: float = float("nan")  # of which km.start_kernel() itself (client side, spawning)
+    log_file: Any = None  # the kernel's stdout/stderr (shown if it fails to start)
     poller: zmq.Poller = field(default_factory=zmq.Poller)
 
     # ------------------------------------------------------------------ life cycle
@@ -109,10 +117,12 @@ class RunningKernel:
         """Start the kernel, time start_kernel() -> first kernel_info_reply, prime IOPub."""
         km = KernelManager(kernel_name=spec.name)
         km.shutdown_wait_time = SHUTDOWN_WAIT_S
-        rk = cls(spec, km, client_context())
+        rk = cls(spec, km, client_context(), log_file=tempfile.TemporaryFile())
+        env = kernel_env(spec)
         try:
             t0 = time.perf_counter()
-            km.start_kernel(env=kernel_env(spec))
+            km.start_kernel(env=env, stdout=rk.log_file, stderr=rk.log_file)
+            rk.launch_s = time.perf_counter() - t0
             kc = km.client(context=rk.ctx)
             kc.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=True)
             rk.kc = kc
@@ -121,10 +131,12 @@ class RunningKernel:
             rk.poller.register(kc.iopub_channel.socket, zmq.POLLIN)
             rk._prime_iopub()
         except BaseException as exc:
+            output = rk.kernel_output()
             rk.shutdown()
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
-            raise KernelStartError(f"{spec.label} ({spec.name}): {type(exc).__name__}: {exc}") from exc
+            detail = f"\n--- kernel output (last 2000 bytes) ---\n{output}" if output.strip() else ""
+            raise KernelStartError(f"{spec.label} ({spec.name}): {type(exc).__name__}: {exc}{detail}") from exc
         return rk
 
     def _first_kernel_info(self, t0: float) -> float:
@@ -177,6 +189,13 @@ class RunningKernel:
                 while ch.msg_ready():
                     ch.get_msg(timeout=0)
 
+    def kernel_output(self, limit: int = 2000) -> str:
+        try:
+            self.log_file.seek(0)
+            return self.log_file.read()[-limit:].decode(errors="replace")
+        except Exception:
+            return ""
+
     def shutdown(self) -> None:
         """Shut the kernel down cleanly (shutdown_request), killing it only as a last resort."""
         try:
@@ -194,6 +213,8 @@ class RunningKernel:
                 except Exception:
                     pass
             self.ctx.destroy(linger=0)
+            if self.log_file is not None:
+                self.log_file.close()
 
     # ------------------------------------------------------------------ measurements
     def round_trip(self) -> float:
@@ -276,12 +297,15 @@ def alternating(i: int, items: Iterable[Any]) -> list[Any]:
 
 def measure_startup(starts: int, log: Any) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {s.label: [] for s in SPECS}
+    for spec in SPECS:  # untimed warm-up start
+        RunningKernel.start(spec).shutdown()
     for i in range(starts):
         for spec in alternating(i, SPECS):
             rk = RunningKernel.start(spec)
             try:
                 times[spec.label].append(rk.startup_s)
-                log(f"  start {i + 1}/{starts} {spec.label:<9} {rk.startup_s:.3f} s")
+                log(f"  start {i + 1}/{starts} {spec.label:<9} {rk.startup_s:.3f} s "
+                    f"(km.start_kernel() returned after {rk.launch_s:.3f} s)")
             finally:
                 rk.shutdown()
     return times
@@ -293,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pipelined", type=int, default=None, help="silent executes per pipelined burst (default 2000)")
     ap.add_argument("--startups", type=int, default=None, help="starts per kernel for the startup median (default 5)")
     ap.add_argument("--rounds", type=int, default=None, help="pipelined bursts per kernel, best reported (default 2)")
+    ap.add_argument("--gap-ms", type=float, default=5.0, help="pause before each round trip (default 5 ms)")
     ap.add_argument("--quick", action="store_true", help="fewer runs: 3 starts, 50 round trips, 500 pipelined, 1 round")
     ap.add_argument("-q", "--quiet", action="store_true", help="print only the table and the verdict")
     args = ap.parse_args(argv)
@@ -304,13 +329,14 @@ def main(argv: list[str] | None = None) -> int:
     burst = pick(args.pipelined, 2000, 500)
     starts = pick(args.startups, 5, 3)
     rounds = pick(args.rounds, 2, 1)
+    gap_s = max(0.0, args.gap_ms) / 1e3
 
     def log(text: str) -> None:
         if not args.quiet:
             print(text, file=sys.stderr, flush=True)
 
     t_begin = time.perf_counter()
-    log(f"startup: {starts} starts per kernel, alternating")
+    log(f"startup: 1 untimed + {starts} starts per kernel, alternating")
     try:
         startup = measure_startup(starts, log)
     except KernelStartError as exc:
@@ -329,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
                 kernels[spec.label].round_trip()
         for i in range(runs):
             for spec in alternating(i, SPECS):
+                if gap_s:
+                    time.sleep(gap_s)
                 round_trips[spec.label].append(kernels[spec.label].round_trip())
         for rk in kernels.values():
             rk.drain()
@@ -368,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
             verdicts.append((name, ratio, target, ratio <= target))
     print()
     print(f"startup: median of {starts} starts each; round trip: {runs} interleaved executes each after "
-          f"{WARMUP_EXECUTES} warm-up; pipelined: best of {rounds} burst(s) of {burst}")
+          f"{WARMUP_EXECUTES} warm-up ({args.gap_ms:g} ms gap); pipelined: best of {rounds} burst(s) of {burst}")
     for name, ratio, target, ok in verdicts:
         print(f"{'PASS' if ok else 'FAIL'}: {name}: ratio {ratio:.3f} (target <= {target:g})")
     overall = all(ok for *_, ok in verdicts)

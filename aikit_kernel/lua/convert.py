@@ -6,6 +6,7 @@ Cycles raise ``ValueError`` instead of recursing forever.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from lupa import lua54
@@ -13,8 +14,13 @@ from lupa import lua54
 lua_type = lua54.lua_type
 
 
-def lua_to_python(value: Any, *, max_depth: int = 64, _seen: set[str] | None = None, _depth: int = 0) -> Any:
-    """A JSON-like Python value for a Lua value (functions and userdata become their repr)."""
+def lua_to_python(value: Any, address: Callable[[Any], Any], *, max_depth: int = 64,
+                  _seen: set[Any] | None = None, _depth: int = 0) -> Any:
+    """A JSON-like Python value for a Lua value (functions and userdata become ``"<kind>"``).
+
+    Only raw access is used (no ``__index``/``__len``/``__tostring``), so no user code runs here:
+    this is called with the GIL held. ``address`` gives a table's identity (``%p``).
+    """
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
     kind = lua_type(value)
@@ -25,18 +31,17 @@ def lua_to_python(value: Any, *, max_depth: int = 64, _seen: set[str] | None = N
     if _depth >= max_depth:
         raise ValueError(f"table nesting deeper than {max_depth}")
     seen = _seen if _seen is not None else set()
-    key = str(value)  # "<Lua table at 0x...>": the table's identity
+    key = address(value)
     if key in seen:
         raise ValueError("table contains a cycle")
     seen.add(key)
     try:
-        items = list(value.items())
-        n = len(value)
-        if n and len(items) == n and all(isinstance(k, int) and not isinstance(k, bool) for k, _ in items):
-            return [lua_to_python(value[i], max_depth=max_depth, _seen=seen, _depth=_depth + 1) for i in range(1, n + 1)]
-        return {
-            _key(k): lua_to_python(v, max_depth=max_depth, _seen=seen, _depth=_depth + 1) for k, v in items
-        }
+        items = list(value.items())  # lua_next: raw
+        keys = [k for k, _ in items]
+        if items and all(isinstance(k, int) and not isinstance(k, bool) for k in keys) and sorted(keys) == list(range(1, len(keys) + 1)):
+            ordered = sorted(items, key=lambda kv: kv[0])
+            return [lua_to_python(v, address, max_depth=max_depth, _seen=seen, _depth=_depth + 1) for _, v in ordered]
+        return {_key(k): lua_to_python(v, address, max_depth=max_depth, _seen=seen, _depth=_depth + 1) for k, v in items}
     finally:
         seen.discard(key)
 

@@ -16,7 +16,7 @@ from typing import Any
 from aikit_components.errors import InvalidArgument
 
 from .convert import lua_to_python, lua_type
-from .host import host_function, text
+from .host import text
 
 MAX_HTML_ROWS = 200
 
@@ -83,7 +83,7 @@ class DisplayBinding:
 
     def install(self) -> None:
         engine = self.engine
-        host = engine.table(send=host_function(self.send), clear=host_function(self.clear))
+        host = engine.table(send=engine.host.wrap(self.send), clear=engine.host.wrap(self.clear))
         display = engine.load_lua(_LUA_DISPLAY, "display")(host, engine.internal[b"bind"])
         engine.set_global("display", display, DOCS["display"])
         for name, doc in DOCS.items():
@@ -137,7 +137,7 @@ class DisplayBinding:
 
     def _jsonable(self, value: Any, strict: bool) -> Any:
         try:
-            data = lua_to_python(value)
+            data = lua_to_python(value, self.engine.internal[b"address"])
             json.dumps(data)
             return data
         except (ValueError, TypeError) as exc:

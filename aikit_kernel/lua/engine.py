@@ -25,10 +25,12 @@ LuaMemoryError = lua54.LuaMemoryError
 lua_type = lua54.lua_type
 
 _EOF_MARK = "near <eof>"
-# `return f(x)` would be a tail call and drop the cell's frame from tracebacks; returning through
-# a function passed in as the chunk's first vararg keeps the frame (and the line numbers).
-_RETURN_OPEN = b"local __aikit_return = ... return __aikit_return("
-_RETURN_CLOSE = b"\n)"
+# `return f(x)` would be a tail call and drop the cell's frame from tracebacks. A trailing
+# expression is therefore returned through a collector function held as an upvalue: the chunk
+# builds the cell function (same lines, no extra varargs) and hands it back.
+_RETURN_PREFIX = b"local __aikit_return = ... return function(...) "
+_RETURN_OPEN = b"return __aikit_return("
+_RETURN_CLOSE = b"\n) end"
 _TRACEBACK_NOISE = re.compile(r"\[aikit\]|in function 'xpcall'|^\s*\[C\]: in \?$|\(\.\.\.tail calls\.\.\.\)")
 
 
@@ -86,7 +88,7 @@ class LuaEngine:
         self._interrupter: Interrupter | None = None
         self.host = Host(output, self.policy, lambda: self._interrupter is not None and self._interrupter.requested.is_set())
         host_functions = {k.encode(): v for k, v in self.host.functions().items()}
-        host_functions[b"disarm"] = lambda: self._interrupter.disarm()  # type: ignore[union-attr]
+        host_functions[b"rearm"] = lambda: self._interrupter.rearm()  # type: ignore[union-attr]
         host_functions[b"co_enter"] = lambda address: self._interrupter.co_enter(address)  # type: ignore[union-attr]
         host_functions[b"co_leave"] = lambda: self._interrupter.co_leave()  # type: ignore[union-attr]
         bootstrap = resources.files(__package__).joinpath("sandbox.lua").read_text(encoding="utf-8")
@@ -130,7 +132,7 @@ class LuaEngine:
         compiled = self._compile_cell(source.persist_top_level_locals(code), "@" + path)
         if isinstance(compiled, LuaFailure):
             return RunResult(error=compiled)
-        return self.call(compiled, self._identity, allow_stdin=allow_stdin)
+        return self.call(compiled, allow_stdin=allow_stdin)
 
     def run_script(self, path: str, args: list[str], allow_stdin: bool = True) -> RunResult:
         """Run a script file as ``aikit run`` does: ``...`` and the global ``arg`` hold its arguments."""
@@ -164,6 +166,8 @@ class LuaEngine:
         except LuaMemoryError:
             outcome = None
         except LuaError as exc:
+            if interrupter.requested.is_set():
+                return RunResult(error=_interrupted())
             return RunResult(error=LuaFailure("LuaError", self.cells.prettify(str(exc)), [str(exc)]))
         finally:
             interrupter.end()
@@ -181,9 +185,9 @@ class LuaEngine:
 
     def _compile_cell(self, code: str, chunkname: str) -> Any:
         chunk = chunkname.encode()
-        fn, _ = self._compile(_RETURN_OPEN + code.encode() + _RETURN_CLOSE, chunk)
+        fn, _ = self._compile(_RETURN_PREFIX + _RETURN_OPEN + code.encode() + _RETURN_CLOSE, chunk)
         if fn is not None:
-            return fn
+            return fn(self._identity)
         fn, err = self._compile(code.encode(), chunk)
         if fn is not None:
             return fn
@@ -194,10 +198,10 @@ class LuaEngine:
         """``stmts\\nexpr`` (invalid as statements): run the statements and return the expression."""
         lines = code.split("\n")
         for i in range(len(lines) - 1, 0, -1):
-            candidate = "\n".join(lines[:i]).encode() + b"\n" + _RETURN_OPEN + "\n".join(lines[i:]).encode() + _RETURN_CLOSE
-            fn, _ = self._compile(candidate, chunk)
+            statements, expression = "\n".join(lines[:i]).encode(), "\n".join(lines[i:]).encode()
+            fn, _ = self._compile(_RETURN_PREFIX + statements + b"\n" + _RETURN_OPEN + expression + _RETURN_CLOSE, chunk)
             if fn is not None:
-                return fn
+                return fn(self._identity)
         return None
 
     # ------------------------------------------------------------------ errors
@@ -216,7 +220,7 @@ class LuaEngine:
 
     def _failure(self, outcome: Any) -> LuaFailure:
         if outcome[b"interrupt"]:
-            return LuaFailure("KeyboardInterrupt", "interrupted", [_red("KeyboardInterrupt") + ": execution interrupted"])
+            return _interrupted()
         code = outcome[b"code"]
         ename = text(code) if code is not None else "LuaError"
         evalue = self.cells.prettify(text(outcome[b"message"]))
@@ -229,17 +233,27 @@ class LuaEngine:
 
     # ------------------------------------------------------------------ rendering
     def repr(self, value: Any, **limits: int) -> str:
-        """Pretty-print a Lua value (cycle-safe, truncated when huge)."""
+        """Pretty-print a Lua value (cycle-safe, truncated when huge). Runs ``__tostring``
+        metamethods, so it runs interruptibly; raises :class:`RenderFailure` if they fail."""
         opts = self.table(**limits) if limits else None
-        return text(self._repr(value, opts))
+        return text(self._guarded(self._repr, value, opts)[0])
+
+    def _guarded(self, fn: Any, *args: Any) -> list[Any]:
+        """Call trusted Lua that may run user metamethods: interruptible, failures raised."""
+        if self._interrupter is not None and self._interrupter.active:
+            return [fn(*args)]  # already inside a run (a host function called from a cell)
+        result = self.call(fn, *args)
+        if result.error is not None:
+            raise RenderFailure(result.error)
+        return result.values
 
     def all_quiet(self, values: list[Any]) -> bool:
         """True when every value is one a notebook should not echo (io.write's file, display handles)."""
-        return bool(self.internal[b"all_quiet"](self.table(*values, n=len(values))))
+        return bool(self._guarded(self.internal[b"all_quiet"], self.table(*values, n=len(values)))[0])
 
     def render_values(self, values: list[Any]) -> str:
         """The text/plain of an execute_result: each value pretty-printed, tab-separated."""
-        return "\t".join(self.repr(v) for v in values)
+        return text(self._guarded(self.internal[b"render_all"], self.table(*values, n=len(values)))[0])
 
     # ------------------------------------------------------------------ introspection
     def is_complete(self, code: str) -> tuple[str, str]:
@@ -291,7 +305,10 @@ class LuaEngine:
         value = self._resolve(parts)
         if value is None:
             return None
-        info = self.internal[b"describe"](value)
+        try:
+            info = self._guarded(self.internal[b"describe"], value)[0]
+        except RenderFailure as exc:
+            return f"{chain}: {lua_type(value)} (cannot be shown: {exc.failure.evalue})"
         docname = text(info[b"docname"]) if info[b"docname"] is not None else None
         doc = self.docs.get(docname) if docname else None
         if doc is None and docname:
@@ -324,6 +341,18 @@ class LuaEngine:
     def close(self) -> None:
         """Release files opened by scripts."""
         self.host.files.close_all()
+
+
+class RenderFailure(Exception):
+    """Rendering a value ran user code (``__tostring``) that failed or was interrupted."""
+
+    def __init__(self, failure: LuaFailure) -> None:
+        super().__init__(failure.evalue)
+        self.failure = failure
+
+
+def _interrupted() -> LuaFailure:
+    return LuaFailure("KeyboardInterrupt", "interrupted", [_red("KeyboardInterrupt") + ": execution interrupted"])
 
 
 def _red(s: str) -> str:

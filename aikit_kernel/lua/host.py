@@ -17,7 +17,9 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from aikit_components.errors import AikitError, Interrupted, InvalidArgument, IOFailure
+from lupa.lua54 import LuaError
+
+from aikit_components.errors import AikitError, InvalidArgument, IOFailure
 from aikit_components.security import SecurityPolicy
 
 from .. import runtime
@@ -40,8 +42,12 @@ def to_lua(value: Any) -> Any:
     return value.encode("utf-8", errors="surrogateescape") if isinstance(value, str) else value
 
 
-def host_function(fn: Callable[..., Any]) -> Callable[..., tuple[Any, ...]]:
-    """Wrap ``fn`` in the ``(ok, ...)`` convention; a returned tuple becomes multiple values."""
+def host_function(fn: Callable[..., Any], interrupted: Callable[[], bool] | None = None) -> Callable[..., tuple[Any, ...]]:
+    """Wrap ``fn`` in the ``(ok, ...)`` convention; a returned tuple becomes multiple values.
+
+    ``interrupted`` tells whether a Lua error that crossed ``fn`` (Lua called from Python called
+    from Lua) was the interrupt, so it goes on as an interrupt rather than as a plain error.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any) -> tuple[Any, ...]:
@@ -51,6 +57,10 @@ def host_function(fn: Callable[..., Any]) -> Callable[..., tuple[Any, ...]]:
             return (False, to_lua(exc.code), to_lua(exc.message))
         except runtime.WaitCancelled:
             return (False, b"interrupted", b"interrupted")
+        except LuaError as exc:
+            if interrupted is not None and interrupted():
+                return (False, b"interrupted", b"interrupted")
+            return (False, b"lua_error", to_lua(str(exc)))
         except OSError as exc:
             return (False, b"io_error", to_lua(f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")))
         except Exception as exc:  # a bug in a host function must not kill the kernel
@@ -148,22 +158,26 @@ class Host:
         self.stdin_allowed = False
         self._interrupt_requested = interrupt_requested
 
+    def wrap(self, fn: Callable[..., Any]) -> Callable[..., tuple[Any, ...]]:
+        """``host_function`` for this runtime (interrupt-aware)."""
+        return host_function(fn, self._interrupt_requested)
+
     def functions(self) -> dict[str, Callable[..., Any]]:
         """The table handed to sandbox.lua as ``host`` (interrupt functions are added by the engine)."""
-        files = self.files
+        files, wrap = self.files, self.wrap
         return {
             "write": self.write,
-            "readline": host_function(self.readline),
-            "getenv": host_function(self.getenv),
-            "sleep": host_function(self.sleep),
-            "file_open": host_function(files.open),
-            "file_read": host_function(files.read),
-            "file_write": host_function(files.write),
-            "file_seek": host_function(files.seek),
-            "file_flush": host_function(files.flush),
-            "file_close": host_function(files.close),
-            "file_remove": host_function(self.remove),
-            "file_rename": host_function(self.rename),
+            "readline": wrap(self.readline),
+            "getenv": wrap(self.getenv),
+            "sleep": wrap(self.sleep),
+            "file_open": wrap(files.open),
+            "file_read": wrap(files.read),
+            "file_write": wrap(files.write),
+            "file_seek": wrap(files.seek),
+            "file_flush": wrap(files.flush),
+            "file_close": wrap(files.close),
+            "file_remove": wrap(self.remove),
+            "file_rename": wrap(self.rename),
         }
 
     def write(self, name: bytes, data: bytes) -> None:

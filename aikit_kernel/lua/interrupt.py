@@ -15,6 +15,7 @@ import threading
 from lupa import lua54
 
 LUA_MASKCOUNT = 1 << 3
+REARM_COUNT = 10_000
 
 _lib = ctypes.CDLL(lua54.__file__)
 _lua_Hook = ctypes.c_void_p
@@ -40,6 +41,11 @@ class Interrupter:
         _lib.lua_sethook(self._main, None, 0, 0)
 
     # --- called on the Lua thread -------------------------------------------------------
+    @property
+    def active(self) -> bool:
+        """True while a run is in progress on the Lua thread."""
+        return self._active
+
     def begin(self) -> None:
         """A run starts: interrupts requested from now on will be delivered."""
         with self._lock:
@@ -71,10 +77,12 @@ class Interrupter:
                     _lib.lua_sethook(state, None, 0, 0)
                     self._armed.discard(state)
 
-    def disarm(self) -> None:
-        """Called from the Lua hook itself before it raises: stop firing."""
+    def rearm(self) -> None:
+        """Called from the Lua hook itself before it raises: fire again only after a long count,
+        so the error handlers run, yet code that swallows the interrupt is stopped again."""
         with self._lock:
-            self._disarm_locked()
+            for state in self._armed:
+                _lib.lua_sethook(state, self._hook, LUA_MASKCOUNT, REARM_COUNT)
 
     # --- called from any thread ---------------------------------------------------------
     def interrupt(self) -> bool:

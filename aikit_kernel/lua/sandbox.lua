@@ -7,7 +7,7 @@ local debug_traceback, debug_sethook, debug_getregistry = debug.traceback, debug
 local raw_load, raw_pcall, raw_xpcall, raw_error = load, pcall, xpcall, error
 local raw_tostring, raw_type, raw_select, raw_next = tostring, type, select, next
 local raw_getmetatable, raw_setmetatable, raw_rawget, raw_rawequal = getmetatable, setmetatable, rawget, rawequal
-local raw_pairs, raw_ipairs, raw_tonumber = pairs, ipairs, tonumber
+local raw_pairs, raw_ipairs, raw_tonumber, raw_rawlen = pairs, ipairs, tonumber, rawlen
 local co_create, co_resume, co_status, co_running, co_close =
   coroutine.create, coroutine.resume, coroutine.status, coroutine.running, coroutine.close
 local s_format, s_rep, s_gsub, s_match, s_sub, s_byte, s_find =
@@ -51,10 +51,12 @@ internal.bind = bind
 -- Interrupts: a count hook, registered here but disarmed from Python until an interrupt is
 -- requested; running coroutines are reported to Python so they can be armed too.
 ---------------------------------------------------------------------------------------------
-local host_disarm, host_co_enter, host_co_leave = host.disarm, host.co_enter, host.co_leave
+local host_rearm, host_co_enter, host_co_leave = host.rearm, host.co_enter, host.co_leave
 
+-- Fires once an interrupt is requested. It re-arms itself with a long count rather than
+-- disarming, so code that swallows the error (a __gc finalizer, say) is interrupted again.
 local function interrupt_hook()
-  host_disarm()
+  host_rearm()
   raw_error(INTERRUPT, 0)
 end
 debug_sethook(interrupt_hook, "", 1 << 30)
@@ -161,12 +163,13 @@ local function repr(value, opts)
     if raw_type(mt) == "table" and raw_rawget(mt, "__tostring") then
       local ok, s = raw_pcall(raw_tostring, v)
       if ok then return s end
+      if raw_rawequal(s, INTERRUPT) then raw_error(INTERRUPT, 0) end
     end
     if seen[v] then return "<cycle: " .. raw_tostring(v) .. ">" end
     if depth >= max_depth then return "{...}" end
     if budget <= 0 then return "{...}" end
     seen[v] = true
-    local parts, n = {}, #v
+    local parts, n = {}, raw_rawlen(v)
     local count = 0
     for i = 1, n do
       count = count + 1
@@ -217,6 +220,12 @@ local function repr(value, opts)
   return render(value, 0, "")
 end
 internal.repr = repr
+
+function internal.render_all(values)
+  local parts = {}
+  for i = 1, values.n do parts[i] = repr(values[i]) end
+  return t_concat(parts, "\t")
+end
 
 -- print/tostring-style rendering (Lua semantics, honours __tostring and __name)
 internal.tostring = raw_tostring
@@ -269,6 +278,7 @@ end
 local stdout, stderr = stream_file("stdout"), stream_file("stderr")
 
 local host_readline = bind(host.readline)
+local host_sleep = bind(host.sleep)
 
 local function read_one(fmt)
   if raw_type(fmt) == "number" then
@@ -437,7 +447,7 @@ local env = {
     read = io_read, lines = io_lines, open = io_open, type = io_type,
     stdout = stdout, stderr = stderr, stdin = stdin,
   },
-  sleep = bind(host.sleep),
+  sleep = function(seconds) host_sleep(seconds) end,
 }
 env._G = env
 internal.env = env
@@ -471,6 +481,11 @@ end
 ---------------------------------------------------------------------------------------------
 -- Running code: compile with the cell's chunk name, run under our own xpcall + traceback
 ---------------------------------------------------------------------------------------------
+-- Identity of a table without running metamethods (for cycle detection from Python).
+function internal.address(t)
+  return s_format("%p", t)
+end
+
 function internal.compile(code, chunkname)
   local fn, err = raw_load(code, chunkname, "t", env)
   return fn, err
@@ -560,7 +575,7 @@ end
 function internal.describe(v)
   local info = { type = raw_type(v), repr = repr(v, { max_items = 50, max_chars = 4000 }), docname = docname[v] }
   if raw_type(v) == "table" then
-    local keys, n = {}, #v
+    local keys, n = {}, raw_rawlen(v)
     for k in raw_next, v do
       if raw_type(k) == "string" then keys[#keys + 1] = k end
       if #keys >= 200 then break end
@@ -568,7 +583,7 @@ function internal.describe(v)
     t_sort(keys)
     if n > 0 then t_insert(keys, 1, n == 1 and "[1]" or s_format("[1..%d]", n)) end
     info.keys = keys
-    info.length = #v
+    info.length = n
   end
   return info
 end
