@@ -279,17 +279,29 @@ class Kernel:
 
 
 async def watch_parent(kernel: Kernel, interval: float = 1.0) -> None:
-    """Shut down when the process that started us dies (we were re-parented), as ipykernel does,
-    so a crashed frontend does not leave orphan kernels behind."""
-    parent = os.getppid()
-    if parent <= 1:
+    """Shut down when the Jupyter client that started us dies, as ipykernel does, so a crashed
+    frontend leaves no orphan kernels. Only for kernels started by a client (it sets
+    JPY_PARENT_PID); a kernel started by hand stays up."""
+    try:
+        parent = int(os.environ["JPY_PARENT_PID"])
+    except (KeyError, ValueError):
         return
     while not kernel._shutting_down:
-        await asyncio.sleep(interval)
-        if os.getppid() != parent:
+        if os.getppid() == 1 or not _process_exists(parent):
             log.warning("parent process %d is gone: shutting down", parent)
             kernel.request_shutdown()
             return
+        await asyncio.sleep(interval)
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def run_kernel(connection_file: str | None) -> int:
