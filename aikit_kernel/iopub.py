@@ -30,6 +30,10 @@ class Messenger:
     def __init__(self, protocol: Protocol, sockets: dict[str, zmq.asyncio.Socket]) -> None:
         self.protocol = protocol
         self.sockets = sockets
+        # Messages built off the loop wait here; one wake-up of the loop sends a whole burst
+        # (busy, execute_input, result, reply, idle) instead of one wake-up per message.
+        self._pending: list[tuple[str, list[bytes]]] = []
+        self._pending_lock = threading.Lock()
 
     def send(
         self,
@@ -42,9 +46,20 @@ class Messenger:
     ) -> None:
         frames = self.protocol.build(msg_type, content, parent, idents, metadata)
         if runtime.on_io_thread():
+            self._drain()  # keep the order with messages queued from the Lua thread
             self._send_frames(channel, frames)
-        else:
-            runtime.call_soon(self._send_frames, channel, frames)
+            return
+        with self._pending_lock:
+            self._pending.append((channel, frames))
+            wake = len(self._pending) == 1
+        if wake:
+            runtime.call_soon(self._drain)
+
+    def _drain(self) -> None:
+        with self._pending_lock:
+            batch, self._pending = self._pending, []
+        for channel, frames in batch:
+            self._send_frames(channel, frames)
 
     def _send_frames(self, channel: str, frames: list[bytes]) -> None:
         try:

@@ -42,6 +42,16 @@ def test_cell_files_are_named_like_jupyterlab_expects() -> None:
     assert cells.prettify(f"{path}:1: boom") == "[7]:1: boom"
 
 
+def test_tokenizer_knows_strings_and_comments() -> None:
+    code = 'x = [==[a]]b]==] --[[c\nd]] "e\\"f" \'g\' -- h\nlocal y = 1.5e3 .. z'
+    assert [(t.kind, t.text) for t in source.tokenize(code)] == [
+        ("name", "x"), ("symbol", "="), ("string", "[==[a]]b]==]"), ("comment", "--[[c\nd]]"),
+        ("string", '"e\\"f"'), ("string", "'g'"), ("comment", "-- h"), ("keyword", "local"), ("name", "y"),
+        ("symbol", "="), ("number", "1.5e3"), ("symbol", ".."), ("name", "z"),
+    ]
+    assert source.tokenize("s = 'open")[-1].kind == "string"  # unterminated: to the end of the line
+
+
 @pytest.mark.parametrize(
     ("code", "expected"),
     [

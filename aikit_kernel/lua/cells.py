@@ -49,6 +49,7 @@ class CellFiles:
     def __init__(self, prefix: str | None = None) -> None:
         self.prefix = prefix or os.path.join(tempfile.gettempdir(), f"aikit_{os.getpid()}") + os.sep
         self._labels: dict[str, str] = {}
+        self._paths: dict[str, str] = {}  # code -> path, for cells run again
         self._pattern: re.Pattern[str] | None = None
 
     def path_for(self, code: str) -> str:
@@ -57,13 +58,16 @@ class CellFiles:
 
     def write(self, code: str, label: str) -> str:
         """Write the cell's source to its file, remember its display label, return the path."""
-        path = self.path_for(code)
-        try:
-            Path(self.prefix).mkdir(parents=True, exist_ok=True)
-            if not os.path.exists(path):
+        path = self._paths.get(code)
+        if path is None:
+            path = self.path_for(code)
+            try:
+                Path(self.prefix).mkdir(parents=True, exist_ok=True)
                 Path(path).write_text(code, encoding="utf-8")
-        except OSError:
-            pass  # the file only serves debuggers; a full disk must not stop execution
+                if len(self._paths) < 10_000:
+                    self._paths[code] = path
+            except OSError:
+                pass  # the file only serves debuggers; a full disk must not stop execution
         if self._labels.get(path) != label:
             self._labels[path] = label
             self._pattern = None

@@ -7,13 +7,24 @@ itself (``load``) stays the judge of validity.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
-_LONG_OPEN = re.compile(r"\[(=*)\[")
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_NUMBER = re.compile(r"0[xX][0-9a-fA-F.]*(?:[pP][+-]?\d+)?|\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?")
-_SYMBOLS = ("...", "..", "==", "~=", "<=", ">=", "<<", ">>", "//", "::")
+# One pass of one compiled pattern: alternatives are tried in order at each position.
+_TOKEN = re.compile(
+    r"""
+    (?P<ws>\s+)
+  | (?P<comment>--\[(?P<ceq>=*)\[.*?(?:\](?P=ceq)\]|\Z) | --[^\n]*)
+  | (?P<long>\[(?P<leq>=*)\[.*?(?:\](?P=leq)\]|\Z))
+  | (?P<string>"(?:\\.|[^"\\\n])*(?:"|$) | '(?:\\.|[^'\\\n])*(?:'|$))
+  | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
+  | (?P<number>0[xX][0-9a-fA-F.]*(?:[pP][+-]?\d+)? | \d+\.?\d*(?:[eE][+-]?\d+)? | \.\d+(?:[eE][+-]?\d+)?)
+  | (?P<symbol>\.\.\.|\.\.|==|~=|<=|>=|<<|>>|//|::|.)
+    """,
+    re.S | re.X | re.M,
+)
+_KIND = {"comment": "comment", "long": "string", "string": "string", "name": "name", "number": "number", "symbol": "symbol"}
 
 OPENERS = {"function", "if", "do", "repeat"}
 CLOSERS = {"end", "until"}
@@ -33,67 +44,18 @@ KEYWORDS = frozenset(
 )
 
 
-def _long_bracket_end(code: str, pos: int) -> int | None:
-    """If a long bracket opens at ``pos``, return the index after its closing bracket
-    (``len(code)`` when unterminated); otherwise None."""
-    m = _LONG_OPEN.match(code, pos)
-    if not m:
-        return None
-    close = "]" + m.group(1) + "]"
-    end = code.find(close, m.end())
-    return len(code) if end < 0 else end + len(close)
-
-
 def tokenize(code: str) -> list[Token]:
-    """Split Lua source into tokens; unterminated strings/comments run to the end of input."""
+    """Split Lua source into tokens; unterminated strings/comments run to the end of their line/input."""
     tokens: list[Token] = []
-    i, n = 0, len(code)
-    while i < n:
-        c = code[i]
-        if c.isspace():
-            i += 1
+    for m in _TOKEN.finditer(code):
+        group = m.lastgroup
+        if group == "ws" or group is None:
             continue
-        if code.startswith("--", i):
-            end = _long_bracket_end(code, i + 2)
-            if end is None:
-                nl = code.find("\n", i)
-                end = n if nl < 0 else nl
-            tokens.append(Token("comment", code[i:end], i, end))
-            i = end
-            continue
-        if c in "\"'":
-            j = i + 1
-            while j < n and code[j] != c and code[j] != "\n":
-                j += 2 if code[j] == "\\" else 1
-            end = min(j + 1, n)
-            tokens.append(Token("string", code[i:end], i, end))
-            i = end
-            continue
-        if c == "[":
-            end = _long_bracket_end(code, i)
-            if end is not None:
-                tokens.append(Token("string", code[i:end], i, end))
-                i = end
-                continue
-        m = _NAME.match(code, i)
-        if m:
-            word = m.group()
-            tokens.append(Token("keyword" if word in KEYWORDS else "name", word, i, m.end()))
-            i = m.end()
-            continue
-        m = _NUMBER.match(code, i)
-        if m and m.group():
-            tokens.append(Token("number", m.group(), i, m.end()))
-            i = m.end()
-            continue
-        for sym in _SYMBOLS:
-            if code.startswith(sym, i):
-                tokens.append(Token("symbol", sym, i, i + len(sym)))
-                i += len(sym)
-                break
-        else:
-            tokens.append(Token("symbol", c, i, i + 1))
-            i += 1
+        kind = _KIND.get(group, group)
+        text = m.group()
+        if kind == "name" and text in KEYWORDS:
+            kind = "keyword"
+        tokens.append(Token(kind, text, m.start(), m.end()))
     return tokens
 
 
@@ -113,6 +75,7 @@ def block_depth(code: str) -> int:
     return depth
 
 
+@functools.lru_cache(maxsize=256)
 def persist_top_level_locals(code: str) -> str:
     """Rewrite top-level ``local`` declarations into assignments to the cell environment, so the
     names survive into later cells (what a notebook user expects). Columns shift, lines do not.
