@@ -12,7 +12,15 @@ def main(argv: list[str] | None = None) -> int:
     args, _unknown = parser.parse_known_args(argv)
     from .kernel import run_kernel
 
-    return run_kernel(args.connection_file)
+    connection_file = args.connection_file
+    if connection_file is None:
+        import os
+
+        from jupyter_core.paths import jupyter_runtime_dir
+
+        os.makedirs(jupyter_runtime_dir(), exist_ok=True)
+        connection_file = os.path.join(jupyter_runtime_dir(), f"kernel-aikit-{os.getpid()}.json")
+    return run_kernel(connection_file)
 
 
 if __name__ == "__main__":

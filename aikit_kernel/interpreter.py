@@ -130,8 +130,7 @@ class LuaInterpreter(Interpreter):
         return self.engine.interrupt()
 
     def interrupt_requested(self) -> bool:
-        interrupter = self.engine._interrupter
-        return interrupter is not None and interrupter.requested.is_set()
+        return self.engine.interrupt_requested()
 
     def shutdown(self) -> None:
         self.engine.close()

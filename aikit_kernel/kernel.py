@@ -325,7 +325,7 @@ def run_kernel(connection_file: str | None) -> int:
     transport = runtime.run_sync(setup())
     if connection_file and not os.path.exists(connection_file):
         info.write(connection_file)
-        print(f"aikit kernel: connection file {connection_file}", file=sys.stderr)
+        print(f"aikit kernel: connect with `jupyter console --existing {connection_file}`", file=sys.stderr)
     try:
         history: HistoryStore | None = HistoryStore(data_dir() / "history.sqlite", protocol.session_id)
     except Exception as exc:  # an unwritable data dir must not stop the kernel

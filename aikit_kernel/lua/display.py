@@ -84,7 +84,7 @@ class DisplayBinding:
     def install(self) -> None:
         engine = self.engine
         host = engine.table(send=engine.host.wrap(self.send), clear=engine.host.wrap(self.clear))
-        display = engine.load_lua(_LUA_DISPLAY, "display")(host, engine.internal[b"bind"])
+        display = engine.compile_trusted(_LUA_DISPLAY, "display")(host, engine.internal[b"bind"])
         engine.set_global("display", display, DOCS["display"])
         for name, doc in DOCS.items():
             if "." in name:

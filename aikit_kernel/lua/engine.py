@@ -86,7 +86,7 @@ class LuaEngine:
         self.policy = policy or SecurityPolicy.default()
         self.cells = CellFiles()
         self._interrupter: Interrupter | None = None
-        self.host = Host(output, self.policy, lambda: self._interrupter is not None and self._interrupter.requested.is_set())
+        self.host = Host(output, self.policy, self.interrupt_requested)
         host_functions = {k.encode(): v for k, v in self.host.functions().items()}
         host_functions[b"rearm"] = lambda: self._interrupter.rearm()  # type: ignore[union-attr]
         host_functions[b"co_enter"] = lambda address: self._interrupter.co_enter(address)  # type: ignore[union-attr]
@@ -100,6 +100,7 @@ class LuaEngine:
         self._compile = self.internal[b"compile"]
         self._repr = self.internal[b"repr"]
         self._identity = self.runtime.eval(b"function(...) return ... end")
+        self._compile_in = self.runtime.eval(b"function(code, name) local fn, err = load(code, name, 't') return fn, err end")
         self.docs: dict[str, str] = {**stdlib_docs.STDLIB_DOCS, **AIKIT_BUILTIN_DOCS}
 
     # ------------------------------------------------------------------ globals
@@ -120,9 +121,12 @@ class LuaEngine:
         """A new Lua table (bytes keys)."""
         return self.runtime.table_from(list(items), {k.encode(): v for k, v in fields.items()})
 
-    def load_lua(self, code: str, name: str) -> Any:
-        """Compile and run trusted aikit Lua (binding code) with full access; return its result."""
-        fn = self.runtime.globals()[b"load"](code.encode(), f"=[aikit:{name}]".encode(), b"t")
+    def compile_trusted(self, code: str, name: str) -> Any:
+        """Compile trusted aikit Lua (binding code) in the full global environment; return the chunk.
+        Its frames are named ``[aikit:name]`` and left out of user tracebacks."""
+        fn, err = self._compile_in(code.encode(), f"=[aikit:{name}]".encode())
+        if fn is None:
+            raise SyntaxError(text(err))
         return fn
 
     # ------------------------------------------------------------------ running code
@@ -182,6 +186,10 @@ class LuaEngine:
     def interrupt(self) -> bool:
         """Stop the running code as soon as possible (thread-safe); False if nothing runs."""
         return self._interrupter is not None and self._interrupter.interrupt()
+
+    def interrupt_requested(self) -> bool:
+        """True between an interrupt request and the end of the run it stops."""
+        return self._interrupter is not None and self._interrupter.requested.is_set()
 
     def _compile_cell(self, code: str, chunkname: str) -> Any:
         chunk = chunkname.encode()
