@@ -11,7 +11,7 @@ from typing import Any
 from aikit_components.config import env_int
 from aikit_components.security import SecurityPolicy
 
-from .lua.display import DisplayBinding
+from .lua.api import install_globals
 from .lua.engine import LuaEngine, LuaFailure, RenderFailure
 from .lua.interrupt import lua_release
 from .output import OutputSink
@@ -73,7 +73,7 @@ class LuaInterpreter(Interpreter):
     def __init__(self, output: OutputSink, policy: SecurityPolicy | None = None, max_memory_mb: int | None = None) -> None:
         mb = max_memory_mb if max_memory_mb is not None else env_int("AIKIT_MAX_MEMORY_MB", DEFAULT_MAX_MEMORY_MB)
         self.engine = LuaEngine(output, policy, max_memory=mb * 1024 * 1024 if mb > 0 else None)
-        DisplayBinding(self.engine).install()
+        install_globals(self.engine)
         version = self.engine.runtime.lua_version
         self.language_info = {
             "name": "lua",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from aikit_kernel.lua.display import DisplayBinding
+from aikit_kernel.lua.api import install_globals
 from aikit_kernel.lua.engine import LuaEngine
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,7 +51,7 @@ def test_doc_example_runs(index: int, tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setenv("AIKIT_DATA_DIR", str(tmp_path / "data"))
     out = RecordingOutput()
     engine = LuaEngine(out)
-    DisplayBinding(engine).install()
+    install_globals(engine)
     result = engine.run_cell(BLOCKS[index], "[doc]")
     assert result.error is None, f"example {index} failed:\n{BLOCKS[index]}\n{result.error}"
     assert out.streams or out.displays, "every example shows something"

@@ -10,7 +10,7 @@ import os
 import sys
 
 from .. import runtime
-from ..lua.display import DisplayBinding
+from ..lua.api import install_globals
 from ..lua.engine import LuaEngine
 from ..output import TerminalOutput
 
@@ -28,7 +28,7 @@ def run_command(script: str, script_args: list[str]) -> int:
     runtime.get_loop()
     mb = env_int("AIKIT_MAX_MEMORY_MB", 2048)
     engine = LuaEngine(TerminalOutput(), max_memory=mb * 1024 * 1024 if mb > 0 else None)
-    DisplayBinding(engine).install()
+    install_globals(engine)
     runtime.on_sigint(engine.interrupt)
     try:
         result = engine.run_script(script, script_args)
