@@ -148,6 +148,8 @@ def test_inspect(engine: LuaEngine) -> None:
     info = engine.inspect("cfg", 2)
     assert info is not None and "table" in info and "retries" in info
     assert engine.inspect("while", 2).startswith("while")
+    assert engine.inspect("print(", 6).startswith("print(")  # inside a call's arguments
+    assert engine.inspect("x = string.format('%d', {1, 2}, ", 31).startswith("string.format(")
     assert engine.inspect("nosuchname", 3) is None
 
 

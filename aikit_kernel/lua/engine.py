@@ -305,6 +305,8 @@ class LuaEngine:
         """A short doc for the name at ``cursor``: library docs, or type/value/keys of a variable."""
         _, _, chain = source.chain_at(code, cursor)
         chain = chain.rstrip(".:")
+        if not chain or (chain not in source.KEYWORDS and self._resolve(re.split(r"[.:]", chain)) is None):
+            chain = source.enclosing_call(code, cursor).rstrip(".:") or chain  # inside `f(...|`: help for f
         if not chain:
             return None
         if chain in source.KEYWORDS:

@@ -167,3 +167,18 @@ def split_chain(text: str) -> tuple[list[str], str | None, str]:
         return [], None, text
     base = [p for p in m.group(1).replace(":", ".").split(".") if p]
     return base, m.group(2), m.group(3)
+
+
+def enclosing_call(code: str, cursor: int) -> str:
+    """The name chain of the call whose argument list holds ``cursor`` (``print(1, |`` -> "print")."""
+    depth = 0
+    for tok in reversed(tokenize(code[:cursor])):
+        if tok.kind != "symbol":
+            continue
+        if tok.text in ")]}":
+            depth += 1
+        elif tok.text in "([{":
+            if depth == 0:
+                return chain_before(code, tok.start)[1] if tok.text == "(" else ""
+            depth -= 1
+    return ""
