@@ -111,12 +111,13 @@ class LuaInterpreter(Interpreter):
         return {"status": "error", "ename": error.ename, "evalue": error.evalue, "traceback": error.traceback}
 
     def complete(self, code: str, cursor_pos: int) -> dict[str, Any]:
+        cursor_pos = _clamp(cursor_pos, code)
         matches, start, end, typed = self.engine.complete(code, cursor_pos)
         return {"status": "ok", "matches": matches, "cursor_start": start, "cursor_end": end,
                 "metadata": {"_jupyter_types_experimental": typed}}
 
     def inspect(self, code: str, cursor_pos: int, detail_level: int) -> dict[str, Any]:
-        doc = self.engine.inspect(code, cursor_pos)
+        doc = self.engine.inspect(code, _clamp(cursor_pos, code))
         return {"status": "ok", "found": doc is not None, "data": {"text/plain": doc} if doc else {}, "metadata": {}}
 
     def is_complete(self, code: str) -> dict[str, Any]:
@@ -134,3 +135,8 @@ class LuaInterpreter(Interpreter):
 
     def shutdown(self) -> None:
         self.engine.close()
+
+
+def _clamp(cursor_pos: int, code: str) -> int:
+    """Frontends may send a cursor past the end (JupyterLab does, for a completion's docs)."""
+    return max(0, min(int(cursor_pos), len(code)))

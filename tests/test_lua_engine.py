@@ -221,3 +221,33 @@ def test_python_objects_are_unreachable(engine: LuaEngine) -> None:
         "if type(v) == 'table' then for _, w in pairs(v) do if type(w) == 'userdata' then n = n + 1 end end end end return n"
     )
     assert value(engine, probe) == "0"
+
+
+def test_cursor_past_the_end_is_clamped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from aikit_kernel.interpreter import LuaInterpreter
+
+    monkeypatch.setenv("AIKIT_DATA_DIR", str(tmp_path / "data"))
+    interpreter = LuaInterpreter(RecordingOutput())
+    assert interpreter.inspect("string.format", 15, 0)["found"] is True  # JupyterLab sends such cursors
+    assert interpreter.complete("pri", 99)["matches"] == ["print"]
+    assert interpreter.complete("", -3)["cursor_start"] == 0
+
+
+def test_records_display_as_a_table_other_tables_as_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from aikit_kernel.lua.api import install_globals
+
+    monkeypatch.setenv("AIKIT_DATA_DIR", str(tmp_path / "data"))
+    out = RecordingOutput()
+    engine = LuaEngine(out)
+    install_globals(engine)
+    assert engine.run_cell("display({{a = 1}, {a = 2, b = 'x'}})\ndisplay({1, 2})", "[1]").error is None
+    records, plain = out.displays[0][0], out.displays[1][0]
+    assert "<th>a</th><th>b</th>" in records["text/html"] and "application/json" not in records
+    assert plain["application/json"] == [1, 2] and "text/html" not in plain
+
+
+def test_cell_files_are_removed_on_close(engine: LuaEngine) -> None:
+    path = engine.cells.write("x = 1", "[1]")
+    assert Path(path).exists()
+    engine.close()
+    assert not Path(path).exists()

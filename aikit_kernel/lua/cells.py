@@ -8,6 +8,7 @@ murmur2 is written here (20 lines) rather than imported from ipykernel because i
 from __future__ import annotations
 
 import os
+import contextlib
 import re
 import tempfile
 from pathlib import Path
@@ -64,14 +65,22 @@ class CellFiles:
             try:
                 Path(self.prefix).mkdir(parents=True, exist_ok=True)
                 Path(path).write_text(code, encoding="utf-8")
-                if len(self._paths) < 10_000:
-                    self._paths[code] = path
+                self._paths[code] = path
             except OSError:
                 pass  # the file only serves debuggers; a full disk must not stop execution
         if self._labels.get(path) != label:
             self._labels[path] = label
             self._pattern = None
         return path
+
+    def cleanup(self) -> None:
+        """Remove the cell files written here, and their folder once empty (at shutdown)."""
+        for path in self._paths.values():
+            with contextlib.suppress(OSError):
+                os.remove(path)
+        self._paths.clear()
+        with contextlib.suppress(OSError):
+            os.rmdir(self.prefix)
 
     def prettify(self, text: str) -> str:
         """Replace cell file paths in messages and tracebacks by their labels (``[3]``)."""

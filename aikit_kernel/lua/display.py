@@ -1,7 +1,7 @@
 """The ``display`` global: rich output from Lua (HTML, Markdown, JSON, images, updatable displays).
 
-``display(value [, opts])`` always sends text/plain; a table also goes out as application/json
-and, when it is a list of records, as an HTML table. Every helper takes ``opts.id`` to name the
+``display(value [, opts])`` always sends text/plain; a list of records also goes out as an HTML
+table, any other table as application/json. Every helper takes ``opts.id`` to name the
 display and returns a handle whose ``:update(value)`` replaces it in place.
 """
 
@@ -55,8 +55,8 @@ return setmetatable(display, {
 """
 
 DOCS = {
-    "display": "display(value [, {id = name}]) -> handle\n\nShows a value as rich output: text/plain always; a table also as "
-    "application/json, and a list of records as an HTML table. Returns a handle; handle:update(new) "
+    "display": "display(value [, {id = name}]) -> handle\n\nShows a value as rich output: text/plain always; a list of records also as "
+    "an HTML table, any other table as application/json. Returns a handle; handle:update(new) "
     "replaces the display in place.\nExample: local h = display({{name = 'a', n = 1}}); h:update({{name = 'b', n = 2}})",
     "display.html": "display.html(html [, {id = name}]) -> handle\n\nShows an HTML fragment.\nExample: display.html('<b>bold</b>')",
     "display.markdown": "display.markdown(text [, {id = name}]) -> handle\n\nShows Markdown.\nExample: display.markdown('# Title')",
@@ -128,11 +128,13 @@ class DisplayBinding:
         bundle: dict[str, Any] = {"text/plain": self.engine.repr(value)}
         if lua_type(value) == "table":
             data = self._jsonable(value, strict=False)
-            if data is not None:
+            table_html = records_to_html(data) if data is not None else None
+            # Frontends pick the richest type they know and JupyterLab ranks JSON above HTML:
+            # records go out as a table only (display.json shows them as a tree).
+            if table_html:
+                bundle["text/html"] = table_html
+            elif data is not None:
                 bundle["application/json"] = data
-                table_html = records_to_html(data)
-                if table_html:
-                    bundle["text/html"] = table_html
         return bundle
 
     def _jsonable(self, value: Any, strict: bool) -> Any:

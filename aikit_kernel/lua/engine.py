@@ -349,8 +349,9 @@ class LuaEngine:
         return {"table": "module" if not base else "instance"}.get(kind, kind)
 
     def close(self) -> None:
-        """Release files opened by scripts."""
+        """Release files opened by scripts and remove this process's cell files."""
         self.host.files.close_all()
+        self.cells.cleanup()
 
 
 class RenderFailure(Exception):
