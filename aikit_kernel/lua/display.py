@@ -152,11 +152,8 @@ def records_to_html(data: Any) -> str | None:
     """An HTML table for a list of flat records (dicts), else None."""
     if not isinstance(data, list) or not data or not all(isinstance(r, dict) for r in data):
         return None
-    columns: list[str] = []
-    for row in data[:MAX_HTML_ROWS]:
-        for key in row:
-            if key not in columns:
-                columns.append(key)
+    # Lua tables keep no key order (and Lua randomises hashing per run): sort for stable output.
+    columns = sorted({key for row in data[:MAX_HTML_ROWS] for key in row})
 
     def cell(v: Any) -> str:
         return html.escape(v if isinstance(v, str) else json.dumps(v, ensure_ascii=False))
