@@ -67,3 +67,51 @@ class IOFailure(AikitError):
     """The operating system refused an I/O operation (disk full, I/O error, ...)."""
 
     code = "io_error"
+
+
+class ValidationError(InvalidArgument):
+    """Arguments failed validation; ``details["problems"]`` lists every problem found."""
+
+    def __init__(self, message: str, problems: list[str], *, details: dict[str, Any] | None = None) -> None:
+        full = message + ("\n - " + "\n - ".join(problems) if problems else "")
+        super().__init__(full, details={**(details or {}), "problems": problems})
+        self.problems = problems
+
+
+class Conflict(AikitError):
+    """A concurrent change won (compare-and-set lost, version mismatch)."""
+
+    code = "conflict"
+
+
+class BudgetExceeded(ResourceExhausted):
+    """A per-run budget (tool calls, wall time, tokens) is used up."""
+
+    code = "budget_exceeded"
+
+
+class Cancelled(AikitError):
+    """A hook or the user cancelled the operation; the message gives the reason."""
+
+    code = "cancelled"
+
+
+class ConfigError(AikitError):
+    """The configuration is invalid; the message names the key and the file line."""
+
+    code = "config_error"
+
+
+def error_from_exception(exc: BaseException) -> AikitError:
+    """Wrap any exception as an AikitError (aikit errors pass through unchanged)."""
+    if isinstance(exc, AikitError):
+        return exc
+    if isinstance(exc, TimeoutError):
+        return Timeout(str(exc) or "operation timed out")
+    if isinstance(exc, PermissionError):
+        return PermissionDenied(str(exc))
+    if isinstance(exc, FileNotFoundError):
+        return NotFound(f"{exc.strerror}: {exc.filename}" if exc.filename else str(exc))
+    if isinstance(exc, OSError):
+        return IOFailure(f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))
+    return AikitError(f"{type(exc).__name__}: {exc}", code="internal_error")

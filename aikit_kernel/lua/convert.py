@@ -1,6 +1,8 @@
 """Lua <-> Python values for a runtime created with ``encoding=None`` (Lua strings are bytes).
 
-Tables whose keys are exactly 1..n become lists; other tables become dicts with string keys.
+Tables whose keys are exactly 1..n become lists; other tables become dicts (keys keep their
+type: strings, integers, floats, booleans). Strings become ``str`` when they are UTF-8, else stay
+``bytes``. Together with ``aikit_components.codec`` this round-trips Lua values exactly.
 Cycles raise ``ValueError`` instead of recursing forever.
 """
 
@@ -22,7 +24,7 @@ def lua_to_python(value: Any, address: Callable[[Any], Any], *, max_depth: int =
     this is called with the GIL held. ``address`` gives a table's identity (``%p``).
     """
     if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
+        return _text_or_bytes(value)
     kind = lua_type(value)
     if kind is None:
         return value  # None, bool, int, float
@@ -46,12 +48,16 @@ def lua_to_python(value: Any, address: Callable[[Any], Any], *, max_depth: int =
         seen.discard(key)
 
 
-def _key(k: Any) -> str:
-    if isinstance(k, bytes):
-        return k.decode("utf-8", errors="replace")
-    if isinstance(k, float) and k.is_integer():
-        return str(int(k))
-    return str(k)
+def _key(k: Any) -> Any:
+    return _text_or_bytes(k) if isinstance(k, bytes) else k
+
+
+def _text_or_bytes(raw: bytes) -> str | bytes:
+    """Lua strings are bytes: text when they are UTF-8, else kept as bytes (binary data)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw
 
 
 def python_to_lua(runtime: Any, value: Any) -> Any:

@@ -1,0 +1,71 @@
+"""JSON-like values <-> JSON text, exactly.
+
+aikit values are what a Lua table can hold: None, bool, int, float, str, bytes, lists, and dicts.
+Plain JSON loses three things Lua keeps, so they are tagged:
+
+- dict keys that are not strings (``{1: "a", 3: "b"}``) -> ``{"$map": [[1, "a"], [3, "b"]]}``
+- bytes that are not UTF-8 -> ``{"$bytes": "<base64>"}``
+- a dict whose only key starts with ``$`` -> ``{"$map": [...]}`` (so user data never looks tagged)
+
+Integers stay integers and floats stay floats (``1.0`` is written ``1.0``). NaN and infinities
+are written as JSON extensions (``NaN``, ``Infinity``) that Python's json reads back.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from .errors import InvalidArgument
+
+MAX_DEPTH = 200
+
+
+def to_jsonable(value: Any, _depth: int = 0) -> Any:
+    """Tag what plain JSON would lose; raise InvalidArgument for unsupported types or cycles."""
+    if _depth > MAX_DEPTH:
+        raise InvalidArgument(f"value nested deeper than {MAX_DEPTH} levels (or contains a cycle)")
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (bytes, bytearray)):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            return {"$bytes": base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v, _depth + 1) for v in value]
+    if isinstance(value, dict):
+        plain = all(isinstance(k, str) for k in value) and not (len(value) == 1 and next(iter(value)).startswith("$"))
+        if plain:
+            return {k: to_jsonable(v, _depth + 1) for k, v in value.items()}
+        return {"$map": [[to_jsonable(k, _depth + 1), to_jsonable(v, _depth + 1)] for k, v in value.items()]}
+    raise InvalidArgument(f"cannot store a value of type {type(value).__name__} (use tables, strings, numbers, booleans)")
+
+
+def from_jsonable(value: Any) -> Any:
+    """Undo :func:`to_jsonable`."""
+    if isinstance(value, list):
+        return [from_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        if len(value) == 1:
+            if "$map" in value and isinstance(value["$map"], list):
+                return {_hashable(from_jsonable(k)): from_jsonable(v) for k, v in value["$map"]}
+            if "$bytes" in value and isinstance(value["$bytes"], str):
+                return base64.b64decode(value["$bytes"])
+        return {k: from_jsonable(v) for k, v in value.items()}
+    return value
+
+
+def _hashable(key: Any) -> Any:
+    return tuple(key) if isinstance(key, list) else key
+
+
+def dumps(value: Any) -> str:
+    """Encode a JSON-like value as JSON text (compact, exact)."""
+    return json.dumps(to_jsonable(value), separators=(",", ":"), ensure_ascii=False)
+
+
+def loads(text: str | bytes) -> Any:
+    """Decode JSON text written by :func:`dumps`."""
+    return from_jsonable(json.loads(text))

@@ -1,0 +1,179 @@
+"""The event bus: topic strings, glob subscriptions, bounded queues.
+
+- ``publish(topic, payload)`` is thread-safe, never blocks and never raises because of a
+  subscriber. Topics are dotted strings (``tool.called``, ``state.written``, ``cell.finished``).
+- A subscription matches topics with a glob (``tool.*``, ``*``, ``state.written``).
+- Delivery: a *callback* subscription calls ``handler(event)`` in the publishing thread (keep it
+  short); an *async* subscription (``async def`` handler) is run on the global I/O loop; a *pull*
+  subscription (no handler) queues events for :meth:`Subscription.receive` / :meth:`drain`.
+- Queues are bounded (``maxsize``, default 10,000). Overflow policy, per subscription:
+  ``"drop_oldest"`` (default: the newest events matter most) or ``"drop_newest"``. Dropped events
+  are counted in ``Subscription.dropped``; nothing ever blocks the publisher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import inspect
+import itertools
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+OVERFLOW_POLICIES = ("drop_oldest", "drop_newest")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One published event."""
+
+    topic: str
+    payload: Any = None
+    source: str | None = None
+    time: float = field(default_factory=time.time)
+    seq: int = 0
+
+
+class Subscription:
+    """A glob pattern plus how matching events are delivered."""
+
+    def __init__(self, bus: "EventBus", pattern: str, handler: Callable[[Event], Any] | None,
+                 maxsize: int, overflow: str, loop_getter: Callable[[], asyncio.AbstractEventLoop] | None) -> None:
+        if overflow not in OVERFLOW_POLICIES:
+            raise ValueError(f"overflow must be one of {OVERFLOW_POLICIES}, got {overflow!r}")
+        self.bus = bus
+        self.pattern = pattern
+        self.handler = handler
+        self.is_async = handler is not None and inspect.iscoroutinefunction(handler)
+        self.maxsize = maxsize
+        self.overflow = overflow
+        self.dropped = 0
+        self.delivered = 0
+        self.closed = False
+        self._queue: deque[Event] = deque()
+        self._ready = threading.Condition(threading.Lock())
+        self._loop_getter = loop_getter
+        self._pump_scheduled = False
+
+    def matches(self, topic: str) -> bool:
+        return self.pattern == "*" or self.pattern == topic or fnmatch.fnmatchcase(topic, self.pattern)
+
+    def _offer(self, event: Event) -> None:
+        if self.handler is not None and not self.is_async:
+            try:
+                self.handler(event)
+                self.delivered += 1
+            except Exception:
+                log.exception("event subscriber for %r failed on %s", self.pattern, event.topic)
+            return
+        with self._ready:
+            if len(self._queue) >= self.maxsize:
+                self.dropped += 1
+                if self.overflow == "drop_newest":
+                    return
+                self._queue.popleft()
+            self._queue.append(event)
+            self._ready.notify()
+            schedule = self.is_async and not self._pump_scheduled
+            if schedule:
+                self._pump_scheduled = True
+        if schedule:
+            self._schedule_pump()
+
+    def _schedule_pump(self) -> None:
+        if self._loop_getter is None:
+            raise RuntimeError("async subscribers need an event loop (EventBus(loop_getter=...))")
+        loop = self._loop_getter()
+        loop.call_soon_threadsafe(lambda: loop.create_task(self._pump()))
+
+    async def _pump(self) -> None:
+        while True:
+            with self._ready:
+                if not self._queue:
+                    self._pump_scheduled = False
+                    return
+                event = self._queue.popleft()
+            try:
+                await self.handler(event)  # type: ignore[misc]
+                self.delivered += 1
+            except Exception:
+                log.exception("async event subscriber for %r failed on %s", self.pattern, event.topic)
+
+    def receive(self, timeout: float | None = None) -> Event | None:
+        """Pull the next event, waiting up to ``timeout`` seconds (None: forever); None on timeout."""
+        with self._ready:
+            if not self._queue and not self._ready.wait_for(lambda: bool(self._queue) or self.closed, timeout):
+                return None
+            if not self._queue:
+                return None
+            self.delivered += 1
+            return self._queue.popleft()
+
+    def drain(self, limit: int | None = None) -> list[Event]:
+        """Take every queued event (at most ``limit``) without waiting."""
+        with self._ready:
+            count = len(self._queue) if limit is None else min(limit, len(self._queue))
+            events = [self._queue.popleft() for _ in range(count)]
+        self.delivered += len(events)
+        return events
+
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def close(self) -> None:
+        """Stop receiving events."""
+        self.bus.unsubscribe(self)
+        with self._ready:
+            self.closed = True
+            self._ready.notify_all()
+
+
+class EventBus:
+    """Publish/subscribe by topic glob; see the module docstring for delivery and overflow."""
+
+    def __init__(self, loop_getter: Callable[[], asyncio.AbstractEventLoop] | None = None) -> None:
+        self._subs: list[Subscription] = []
+        self._lock = threading.Lock()
+        self._routes: dict[str, tuple[Subscription, ...]] = {}
+        self._seq = itertools.count(1)
+        self._loop_getter = loop_getter
+
+    def subscribe(self, pattern: str, handler: Callable[[Event], Any] | None = None, *,
+                  maxsize: int = 10_000, overflow: str = "drop_oldest") -> Subscription:
+        """Subscribe to topics matching ``pattern``; see the module docstring for delivery."""
+        sub = Subscription(self, pattern, handler, maxsize, overflow, self._loop_getter)
+        with self._lock:
+            self._subs.append(sub)
+            self._routes = {}
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        with self._lock:
+            if sub in self._subs:
+                self._subs.remove(sub)
+                self._routes = {}
+
+    def publish(self, topic: str, payload: Any = None, source: str | None = None) -> int:
+        """Deliver an event to every matching subscription; returns how many matched."""
+        routes = self._routes.get(topic)
+        if routes is None:
+            with self._lock:
+                routes = tuple(s for s in self._subs if s.matches(topic))
+                self._routes[topic] = routes
+        if not routes:
+            return 0
+        event = Event(topic, payload, source, time.time(), next(self._seq))
+        for sub in routes:
+            sub._offer(event)
+        return len(routes)
+
+    def subscriptions(self) -> list[Subscription]:
+        with self._lock:
+            return list(self._subs)
