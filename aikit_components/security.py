@@ -1,29 +1,49 @@
 """The security policy every component consults before touching the outside world.
 
-Paths: only inside the allowed roots (default: the working directory and the aikit data
-directory); symlinks and ``..`` are resolved before the check, so neither can leave a root.
-Environment: only allowlisted variable names can be read by scripts.
+- Paths: only inside the allowed roots (default: the working directory and the aikit data
+  directory); symlinks and ``..`` are resolved before the check, so neither can leave a root.
+- Hosts (network tools): http/https only; private, loopback, link-local (169.254.169.254, the
+  cloud metadata endpoint), multicast and reserved addresses are denied unless the host is listed
+  in ``allowed_hosts`` or ``allow_private_hosts`` is set; a non-empty ``allowed_hosts`` list is
+  also an allowlist for public hosts. Checked on the resolved addresses (no DNS-rebinding bypass).
+- Commands (process tools): the program's base name must be in ``allowed_commands``; no shell.
+- Environment: scripts read only allowlisted variable names.
+- Budgets per run: ``max_tool_calls`` and ``max_wall_time_s`` (see ``tools.Budget``).
+
+A denial raises :class:`PermissionDenied` naming the rule and how to change it.
 """
 
 from __future__ import annotations
 
+import fnmatch
+import ipaddress
 import os
-from collections.abc import Iterable
+import socket
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 from .config import data_dir
-from .errors import PermissionDenied
+from .errors import InvalidArgument, PermissionDenied
 
 DEFAULT_ENV_ALLOWLIST = ("HOME", "USER", "LANG", "LC_ALL", "TZ", "PWD", "SHELL", "TERM")
+DEFAULT_COMMANDS = ("git", "ls", "cat", "echo", "python3", "grep", "wc", "head", "tail", "sort", "uniq", "date",
+                    "true", "false", "sleep", "env", "pwd")
 
 
 @dataclass
 class SecurityPolicy:
-    """Allowed filesystem roots and readable environment variables."""
+    """What scripts, tools and agents may touch. Build with :meth:`default` or :meth:`from_config`."""
 
     allowed_paths: list[Path] = field(default_factory=list)
     env_allowlist: set[str] = field(default_factory=lambda: set(DEFAULT_ENV_ALLOWLIST))
+    allowed_hosts: list[str] = field(default_factory=list)
+    allow_private_hosts: bool = False
+    allowed_commands: set[str] = field(default_factory=lambda: set(DEFAULT_COMMANDS))
+    max_tool_calls: int | None = 1000
+    max_wall_time_s: float | None = 3600.0
 
     @classmethod
     def default(cls, extra_paths: Iterable[str | os.PathLike[str]] = ()) -> "SecurityPolicy":
@@ -35,9 +55,26 @@ class SecurityPolicy:
         env |= {n for n in os.environ.get("AIKIT_ENV_ALLOWLIST", "").split(",") if n}
         return cls([r.resolve() for r in roots], env)
 
+    @classmethod
+    def from_config(cls, config: Any) -> "SecurityPolicy":
+        """The default policy widened or narrowed by the ``[security]`` section of aikit.toml."""
+        policy = cls.default(extra_paths=config.get("security.allowed_paths", None) or [])
+        policy.env_allowlist |= set(config.get("security.env_allowlist", None) or [])
+        policy.allowed_hosts = list(config.get("security.allowed_hosts", None) or [])
+        policy.allow_private_hosts = bool(config.get("security.allow_private_hosts", False))
+        commands = config.get("security.allowed_commands", None)
+        if commands is not None:
+            policy.allowed_commands = set(commands)
+        policy.max_tool_calls = config.get("security.max_tool_calls", policy.max_tool_calls)
+        policy.max_wall_time_s = config.get("security.max_wall_time_s", policy.max_wall_time_s)
+        return policy
+
+    # ------------------------------------------------------------------ paths
     def check_path(self, path: str | os.PathLike[str], *, write: bool = False) -> Path:
         """Resolve ``path`` (relative to the working directory) and return it when it lies inside
         an allowed root; raise :class:`PermissionDenied` naming the rule otherwise."""
+        if isinstance(path, str) and "\x00" in path:
+            raise InvalidArgument("path contains a NUL byte")
         resolved = Path(path).expanduser()
         if not resolved.is_absolute():
             resolved = Path.cwd() / resolved
@@ -49,10 +86,96 @@ class SecurityPolicy:
         roots = ", ".join(str(r) for r in self.allowed_paths) or "(none)"
         raise PermissionDenied(
             f"cannot {action} {str(path)!r}: it resolves to {resolved}, outside the allowed paths ({roots}). "
-            "Add its directory to AIKIT_ALLOWED_PATHS to allow it.",
+            "Add its directory to AIKIT_ALLOWED_PATHS (or security.allowed_paths in aikit.toml) to allow it.",
             details={"rule": "allowed_paths", "path": str(resolved)},
         )
 
+    # ------------------------------------------------------------------ environment
     def check_env(self, name: str) -> bool:
         """True when scripts may read the environment variable ``name``."""
         return name in self.env_allowlist
+
+    # ------------------------------------------------------------------ network
+    def check_url(self, url: str) -> tuple[str, str, int]:
+        """Validate an http(s) URL's form and host name against ``allowed_hosts``; return
+        (scheme, host, port). Call :meth:`check_addresses` on the resolved addresses too."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https"):
+            raise PermissionDenied(f"only http and https URLs are allowed, got {parts.scheme or 'no scheme'!r} in {url!r}",
+                                   details={"rule": "url_scheme", "url": url})
+        host = (parts.hostname or "").lower()
+        if not host:
+            raise InvalidArgument(f"URL has no host: {url!r}")
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            raise InvalidArgument(f"URL has an invalid port: {url!r}") from None
+        if self.allowed_hosts and not self.host_listed(host):
+            raise PermissionDenied(
+                f"host {host!r} is not in security.allowed_hosts ({', '.join(self.allowed_hosts)}); add it to allow it",
+                details={"rule": "allowed_hosts", "host": host},
+            )
+        literal = _ip_or_none(host)
+        if literal is not None:
+            self.check_addresses(host, [str(literal)])
+        return parts.scheme, host, port
+
+    def host_listed(self, host: str) -> bool:
+        return any(fnmatch.fnmatchcase(host, pattern.lower()) for pattern in self.allowed_hosts)
+
+    def check_addresses(self, host: str, addresses: Sequence[str]) -> None:
+        """Deny private, loopback, link-local, multicast and reserved addresses unless allowed."""
+        if self.allow_private_hosts or self.host_listed(host):
+            return
+        for address in addresses:
+            ip = _ip_or_none(address)
+            if ip is not None and not ip.is_global:
+                kind = _address_kind(ip)
+                raise PermissionDenied(
+                    f"{host!r} resolves to {address}, a {kind} address; network tools may not reach it. "
+                    "List the host in security.allowed_hosts (or set security.allow_private_hosts = true) to allow it.",
+                    details={"rule": "private_hosts", "host": host, "address": address},
+                )
+
+    async def resolve_and_check(self, url: str) -> tuple[str, str, int, list[str]]:
+        """:meth:`check_url`, then resolve the host and :meth:`check_addresses` (async DNS)."""
+        import asyncio
+
+        scheme, host, port = self.check_url(url)
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            raise PermissionDenied(f"cannot resolve host {host!r}: {exc.strerror}", details={"rule": "dns", "host": host}) from None
+        addresses = sorted({info[4][0] for info in infos})
+        self.check_addresses(host, addresses)
+        return scheme, host, port, addresses
+
+    # ------------------------------------------------------------------ processes
+    def check_command(self, argv: Sequence[str]) -> list[str]:
+        """Allow ``argv`` when its program is in ``allowed_commands``; return it as a list."""
+        if not argv or not all(isinstance(a, str) for a in argv):
+            raise InvalidArgument("command must be a non-empty list of strings (no shell)")
+        program = os.path.basename(argv[0])
+        if program not in self.allowed_commands:
+            raise PermissionDenied(
+                f"command {program!r} is not allowed (allowed: {', '.join(sorted(self.allowed_commands))}); "
+                "add it to security.allowed_commands in aikit.toml to allow it",
+                details={"rule": "allowed_commands", "command": program},
+            )
+        return list(argv)
+
+
+def _ip_or_none(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text.strip("[]").split("%")[0])
+    except ValueError:
+        return None
+
+
+def _address_kind(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    for attr, label in (("is_loopback", "loopback"), ("is_link_local", "link-local"), ("is_private", "private"),
+                        ("is_multicast", "multicast"), ("is_reserved", "reserved"), ("is_unspecified", "unspecified")):
+        if getattr(ip, attr):
+            return label
+    return "non-public"

@@ -1,0 +1,22 @@
+"""Tools: typed, validated, policy-checked functions that scripts and agents call.
+
+Public API: :func:`tool` (declare), :class:`Tool`, :class:`ToolContext`, :class:`Budget`,
+:class:`ToolRegistry` (register, list, call/acall), :func:`default_registry`.
+Built-in tools live in one module per category (``filesystem``, ``data``, ``text``, ``web``,
+``system``, ``database``, ``git``, ``archives``), each exporting ``TOOLS``.
+"""
+
+from __future__ import annotations
+
+from .base import SECURITY_LEVELS, Budget, Tool, ToolContext, tool
+from .registry import ToolRegistry
+
+__all__ = ["SECURITY_LEVELS", "Budget", "Tool", "ToolContext", "ToolRegistry", "default_registry", "tool"]
+
+
+def default_registry(events: object = None, hooks: object = None, plugins: bool = True) -> ToolRegistry:
+    """A registry with every built-in tool (and the ``aikit.tools`` plugins)."""
+    registry = ToolRegistry(events=events, hooks=hooks).load_builtins()
+    if plugins:
+        registry.load_plugins()
+    return registry

@@ -1,0 +1,175 @@
+"""Declaring tools: a Python function with type hints and a docstring is the single source of a
+tool's JSON Schema, its docs, its argument validation and its security level.
+
+```python
+@tool(category="text", security="safe", examples=[{"args": {"text": "hi"}, "result": "aGk="}])
+def base64_encode(text: str) -> str:
+    \"\"\"Encode text as base64.
+
+    Args:
+        text: The text to encode (UTF-8).
+    \"\"\"
+    return base64.b64encode(text.encode()).decode()
+```
+
+``async def`` tools run on the global I/O loop. Plain ``def`` tools must be pure computation
+(no I/O, no sleeping): they run in the caller's thread, which is what makes a trivial tool call
+from Lua cost microseconds instead of a loop round trip. A first parameter named ``ctx``
+receives the :class:`ToolContext` (policy, config, budget, events) and is not part of the schema.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import BudgetExceeded
+from ..security import SecurityPolicy
+from .schema import apply_defaults, compile_validator, signature_schema
+
+SECURITY_LEVELS = ("safe", "read", "write", "network", "process")
+
+
+@dataclass
+class Budget:
+    """Per-run limits on tool calls and wall time (``None`` = unlimited)."""
+
+    max_tool_calls: int | None = None
+    max_wall_time_s: float | None = None
+    tool_calls: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def charge_tool_call(self, name: str) -> None:
+        """Count one tool call; raise BudgetExceeded when a limit is used up."""
+        self.tool_calls += 1
+        if self.max_tool_calls is not None and self.tool_calls > self.max_tool_calls:
+            raise BudgetExceeded(
+                f"tool call budget used up ({self.max_tool_calls} calls) before calling {name!r}; "
+                "raise security.max_tool_calls in aikit.toml to allow more",
+                details={"rule": "max_tool_calls", "limit": self.max_tool_calls},
+            )
+        if self.max_wall_time_s is not None and time.monotonic() - self.started > self.max_wall_time_s:
+            raise BudgetExceeded(
+                f"wall-time budget used up ({self.max_wall_time_s:g} s) before calling {name!r}; "
+                "raise security.max_wall_time_s in aikit.toml to allow more",
+                details={"rule": "max_wall_time_s", "limit": self.max_wall_time_s},
+            )
+
+    def remaining_time(self) -> float | None:
+        if self.max_wall_time_s is None:
+            return None
+        return max(0.0, self.max_wall_time_s - (time.monotonic() - self.started))
+
+
+@dataclass
+class ToolContext:
+    """What a running tool may use: the policy it must obey and the run's budget."""
+
+    policy: SecurityPolicy
+    budget: Budget = field(default_factory=Budget)
+    config: Any = None
+    events: Any = None
+    hooks: Any = None
+    data_dir: Path | None = None
+    session_id: str | None = None
+    caller: str = "python"  # who called: "lua", "agent:<name>", "workflow:<id>", "python"
+
+    def setting(self, dotted: str, default: Any) -> Any:
+        """A config value (``tools.http_timeout_s``) or ``default`` without a config."""
+        if self.config is None:
+            return default
+        value = self.config.get(dotted, default)
+        return default if value is None else value
+
+
+@dataclass
+class Tool:
+    """A callable with a schema. Build with :func:`tool` (Python) or directly (Lua-defined tools)."""
+
+    name: str
+    description: str
+    fn: Callable[..., Any]
+    parameters: dict[str, Any]
+    category: str = "custom"
+    security: str = "safe"
+    examples: list[dict[str, Any]] = field(default_factory=list)
+    returns: str = ""
+    source: str = "python"  # python | lua | plugin:<dist>
+    wants_ctx: bool = False
+    is_async: bool = False
+    validate: Callable[[Any], list[str]] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.security not in SECURITY_LEVELS:
+            raise ValueError(f"security must be one of {SECURITY_LEVELS}, got {self.security!r}")
+        self.validate = compile_validator(self.parameters)
+
+    def bind_args(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Arguments with defaults filled and integral floats turned into integers where the
+        schema asks for integers (Lua numbers computed as floats)."""
+        args = apply_defaults(self.parameters, dict(args))
+        props = self.parameters.get("properties", {})
+        for name, value in args.items():
+            if isinstance(value, float) and value.is_integer() and props.get(name, {}).get("type") == "integer":
+                args[name] = int(value)
+        return args
+
+    def doc(self) -> str:
+        """The inspect text: signature, description, parameters, example."""
+        props = self.parameters.get("properties", {})
+        required = set(self.parameters.get("required", []))
+        sig = ", ".join(name if name in required else f"{name}?" for name in props)
+        lines = [f"Tool {self.name}{{{sig}}}  [{self.category}, security: {self.security}]", "", self.description]
+        if props:
+            lines += ["", "Parameters:"]
+            for name, prop in props.items():
+                kind = prop.get("type") or ("one of " + repr(prop["enum"]) if "enum" in prop else "any")
+                default = f" (default {prop['default']!r})" if "default" in prop else ""
+                lines.append(f"  {name}: {kind}{default}  {prop.get('description', '')}".rstrip())
+        if self.returns:
+            lines += ["", f"Returns: {self.returns}"]
+        if self.examples:
+            ex = self.examples[0]
+            lines += ["", f"Example: Tool.call({self.name!r}, {ex.get('args', {})!r})"]
+        return "\n".join(lines)
+
+    def info(self) -> dict[str, Any]:
+        """JSON-like description (what ``Tool.info`` returns and what agents see)."""
+        return {
+            "name": self.name, "description": self.description, "category": self.category,
+            "security": self.security, "parameters": self.parameters, "examples": self.examples,
+            "returns": self.returns, "source": self.source, "doc": self.doc(),
+        }
+
+
+def tool(name: str | None = None, *, category: str = "custom", security: str = "safe",
+         examples: list[dict[str, Any]] | None = None) -> Callable[[Callable[..., Any]], Tool]:
+    """Declare a tool from a function (see the module docstring)."""
+
+    def decorate(fn: Callable[..., Any]) -> Tool:
+        params = list(inspect.signature(fn).parameters)
+        wants_ctx = bool(params) and params[0] == "ctx"
+        schema, description = signature_schema(fn)
+        _, returns = _returns_section(fn.__doc__)
+        return Tool(
+            name=name or fn.__name__, description=description or fn.__name__, fn=fn, parameters=schema,
+            category=category, security=security, examples=list(examples or []), returns=returns,
+            wants_ctx=wants_ctx, is_async=inspect.iscoroutinefunction(fn),
+        )
+
+    return decorate
+
+
+def _returns_section(doc: str | None) -> tuple[str, str]:
+    if not doc:
+        return "", ""
+    text = inspect.cleandoc(doc)
+    if "Returns:" not in text:
+        return text, ""
+    head, _, tail = text.partition("Returns:")
+    returns = " ".join(line.strip() for line in tail.splitlines() if line.strip() and not line.strip().endswith(":"))
+    return head, returns.split(" Raises")[0].strip()
