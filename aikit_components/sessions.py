@@ -247,8 +247,8 @@ def publish(events: EventBus | None, topic: str, payload: Any, source: str) -> N
 def new_session_id(now: float | None = None) -> str:
     """A short id that sorts by creation time: ``s-YYYYMMDD-HHMMSSmmm-rrrrrr`` (UTC, ms, random)."""
     now = time.time() if now is None else now
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now))
-    millis = int((now % 1) * 1000)
+    seconds, millis = divmod(int(round(now * 1000)), 1000)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(seconds))
     return f"s-{stamp}{millis:03d}-{secrets.token_hex(3)}"
 
 

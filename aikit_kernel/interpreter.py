@@ -5,16 +5,26 @@ about ZMQ or message framing."""
 from __future__ import annotations
 
 import abc
+import logging
+import os
+import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aikit_components.config import env_int
+from aikit_components.errors import AikitError
 from aikit_components.security import SecurityPolicy
 
+from . import runtime
 from .lua.api import install_globals
 from .lua.engine import LuaEngine, LuaFailure, RenderFailure
 from .lua.interrupt import lua_release
 from .output import OutputSink
+
+if TYPE_CHECKING:
+    from aikit_components.components import Components
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MAX_MEMORY_MB = 2048
 
@@ -70,10 +80,15 @@ class LuaInterpreter(Interpreter):
         {"text": "aikit Lua API", "url": "https://github.com/aikit/aikit/blob/main/docs/lua-api.md"},
     ]
 
-    def __init__(self, output: OutputSink, policy: SecurityPolicy | None = None, max_memory_mb: int | None = None) -> None:
+    def __init__(self, output: OutputSink, policy: SecurityPolicy | None = None, max_memory_mb: int | None = None,
+                 with_components: bool = True) -> None:
         mb = max_memory_mb if max_memory_mb is not None else env_int("AIKIT_MAX_MEMORY_MB", DEFAULT_MAX_MEMORY_MB)
+        self.output = output
+        self.components, self.startup_error = open_components(with_components)
+        if policy is None and self.components is not None:
+            policy = self.components.policy
         self.engine = LuaEngine(output, policy, max_memory=mb * 1024 * 1024 if mb > 0 else None)
-        install_globals(self.engine)
+        self.scope = install_globals(self.engine, self.components)
         version = self.engine.runtime.lua_version
         self.language_info = {
             "name": "lua",
@@ -88,7 +103,14 @@ class LuaInterpreter(Interpreter):
 
     def execute(self, code: str, *, execution_count: int, silent: bool, allow_stdin: bool,
                 user_expressions: dict[str, str]) -> ExecuteOutcome:
+        if self.startup_error:
+            self.output.write("stderr", f"aikit: components are unavailable: {self.startup_error}\n")
+            self.startup_error = None
         label = f"[{execution_count}]" if not silent else "[silent]"
+        lifecycle = CellLifecycle(self.components, self.scope, execution_count)
+        code, early = lifecycle.before(code)
+        if early is not None:
+            return early
         run = self.engine.run_cell(code, label, allow_stdin=allow_stdin)
         outcome = ExecuteOutcome(error=run.error)
         try:
@@ -98,6 +120,7 @@ class LuaInterpreter(Interpreter):
             outcome.error = exc.failure
         if outcome.error is None:
             outcome.user_expressions = {name: self._user_expression(expr) for name, expr in user_expressions.items()}
+        lifecycle.after(outcome)
         return outcome
 
     def _user_expression(self, expression: str) -> dict[str, Any]:
@@ -135,8 +158,72 @@ class LuaInterpreter(Interpreter):
 
     def shutdown(self) -> None:
         self.engine.close()
+        if self.components is not None:
+            self.components.close()
 
 
 def _clamp(cursor_pos: int, code: str) -> int:
     """Frontends may send a cursor past the end (JupyterLab does, for a completion's docs)."""
     return max(0, min(int(cursor_pos), len(code)))
+
+
+def open_components(enabled: bool) -> tuple["Components | None", str | None]:
+    """The process's components (resuming ``$AIKIT_SESSION`` when set). A broken config or data
+    directory must not keep the kernel from starting: the error is shown in the first cell."""
+    if not enabled:
+        return None, None
+    from aikit_components.components import Components
+
+    try:
+        return Components.open(loop_getter=runtime.get_loop, session_id=os.environ.get("AIKIT_SESSION") or None), None
+    except AikitError as exc:
+        log.error("components unavailable: %s", exc)
+        return None, str(exc)
+
+
+class CellLifecycle:
+    """Events ``cell.started``/``cell.finished`` and hooks ``cell.before``/``cell.after``/``cell.error``
+    around one execution, and a fresh tool budget for it."""
+
+    def __init__(self, components: "Components | None", scope: Any, execution_count: int) -> None:
+        self.components = components
+        self.count = execution_count
+        self.started = time.perf_counter()
+        if scope is not None:
+            scope.renew()
+
+    def before(self, code: str) -> tuple[str, ExecuteOutcome | None]:
+        c = self.components
+        if c is None:
+            return code, None
+        c.events.publish("cell.started", {"execution_count": self.count}, source="kernel")
+        if not c.hooks.has("cell.before"):
+            return code, None
+        decision = c.hooks.run("cell.before", {"code": code, "execution_count": self.count})
+        if decision.cancelled:
+            failure = LuaFailure("cancelled", f"cell cancelled by a hook: {decision.reason}",
+                                 [f"cancelled: cell cancelled by a hook: {decision.reason}"])
+            outcome = ExecuteOutcome(error=failure)
+            self.after(outcome)
+            return code, outcome
+        if decision.replaced:
+            outcome = ExecuteOutcome(result={"text/plain": str(decision.value)})
+            self.after(outcome)
+            return code, outcome
+        new_code = decision.payload.get("code", code)
+        return (new_code if isinstance(new_code, str) else code), None
+
+    def after(self, outcome: ExecuteOutcome) -> None:
+        c = self.components
+        if c is None:
+            return
+        status = "ok" if outcome.error is None else "error"
+        payload: dict[str, Any] = {"execution_count": self.count, "status": status,
+                                   "duration_ms": (time.perf_counter() - self.started) * 1000}
+        if outcome.error is not None:
+            payload["error"] = {"ename": outcome.error.ename, "evalue": outcome.error.evalue}
+            if c.hooks.has("cell.error"):
+                c.hooks.run("cell.error", dict(payload))
+        if c.hooks.has("cell.after"):
+            c.hooks.run("cell.after", dict(payload))
+        c.events.publish("cell.finished", payload, source="kernel")

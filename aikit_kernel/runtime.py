@@ -12,6 +12,7 @@ import concurrent.futures
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -68,28 +69,37 @@ def run_sync(
     coro: Coroutine[Any, Any, T],
     timeout: float | None = None,
     should_stop: Callable[[], bool] | None = None,
+    service: Callable[[], Any] | None = None,
+    wake: threading.Event | None = None,
 ) -> T:
     """Run ``coro`` on the I/O loop and wait for its result from a non-loop thread.
 
     The wait happens in short slices; when ``should_stop()`` becomes true the coroutine is
-    cancelled and :class:`WaitCancelled` is raised. ``timeout`` raises ``TimeoutError``.
+    cancelled and :class:`WaitCancelled` is raised; ``timeout`` raises ``TimeoutError``.
+    ``service()`` runs after every slice and whenever ``wake`` is set (the Lua thread uses this
+    to run calls other threads queued for it while it waits).
     """
     if on_io_thread():
         coro.close()
         raise RuntimeError("run_sync called on the I/O thread: that would deadlock the loop")
     future = submit(coro)
-    waited = 0.0
-    while True:
-        try:
-            return future.result(_WAIT_SLICE_S)
-        except concurrent.futures.TimeoutError:
-            waited += _WAIT_SLICE_S
-            if should_stop is not None and should_stop():
-                future.cancel()
-                raise WaitCancelled() from None
-            if timeout is not None and waited >= timeout:
-                future.cancel()
-                raise TimeoutError(f"operation timed out after {timeout:g} s") from None
+    event = wake if wake is not None else threading.Event()
+    future.add_done_callback(lambda _: event.set())
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while not future.done():
+        event.wait(_WAIT_SLICE_S)
+        event.clear()
+        if future.done():
+            break
+        if service is not None:
+            service()
+        if should_stop is not None and should_stop():
+            future.cancel()
+            raise WaitCancelled()
+        if deadline is not None and time.monotonic() >= deadline:
+            future.cancel()
+            raise TimeoutError(f"operation timed out after {timeout:g} s")
+    return future.result()
 
 
 def stop_loop() -> None:

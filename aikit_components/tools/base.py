@@ -101,6 +101,7 @@ class Tool:
     source: str = "python"  # python | lua | plugin:<dist>
     wants_ctx: bool = False
     is_async: bool = False
+    async_fn: Callable[..., Any] | None = None  # used by acall when the tool must run elsewhere (Lua tools)
     validate: Callable[[Any], list[str]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:

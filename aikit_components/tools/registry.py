@@ -164,7 +164,9 @@ class ToolRegistry:
             bound = value
             started = time.perf_counter()
             try:
-                if item.is_async:
+                if item.async_fn is not None:
+                    result = await item.async_fn(**bound)
+                elif item.is_async:
                     result = await (item.fn(ctx, **bound) if item.wants_ctx else item.fn(**bound))
                 else:
                     result = self._invoke_sync(item, bound, ctx)

@@ -19,7 +19,7 @@ from importlib.metadata import PackageNotFoundError, version
 from aikit_kernel.cli.common import PROG
 
 #: Subcommand modules, in the order they are listed by ``aikit --help``.
-COMMANDS: tuple[str, ...] = ("run", "kernel")
+COMMANDS: tuple[str, ...] = ("run", "kernel", "config")
 
 
 def package_version() -> str:

@@ -25,16 +25,27 @@ def run_command(script: str, script_args: list[str]) -> int:
         return 2
     from aikit_components.config import env_int
 
+    from aikit_components.components import Components
+    from aikit_components.errors import AikitError
+
     runtime.get_loop()
     mb = env_int("AIKIT_MAX_MEMORY_MB", 2048)
-    engine = LuaEngine(TerminalOutput(), max_memory=mb * 1024 * 1024 if mb > 0 else None)
-    install_globals(engine)
+    try:
+        components = Components.open(loop_getter=runtime.get_loop, session_name=os.path.basename(script),
+                                     session_id=os.environ.get("AIKIT_SESSION") or None)
+    except AikitError as exc:
+        print(f"aikit run: {exc.message}", file=sys.stderr)
+        return EXIT_ERROR
+    engine = LuaEngine(TerminalOutput(), components.policy, max_memory=mb * 1024 * 1024 if mb > 0 else None)
+    install_globals(engine, components)
     runtime.on_sigint(engine.interrupt)
+    result = None
     try:
         result = engine.run_script(script, script_args)
     finally:
         sys.stdout.flush()
         engine.close()
+        components.close("completed" if result is not None and result.error is None else "failed")
     if result.error is None:
         return 0
     err = result.error

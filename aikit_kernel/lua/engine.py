@@ -14,8 +14,10 @@ from lupa import lua54
 
 from aikit_components.security import SecurityPolicy
 
+from .. import runtime
 from . import source, stdlib_docs
 from .cells import CellFiles
+from .dispatch import LuaDispatcher
 from .host import Host, text
 from .interrupt import Interrupter
 from ..output import OutputSink
@@ -86,7 +88,8 @@ class LuaEngine:
         self.policy = policy or SecurityPolicy.default()
         self.cells = CellFiles()
         self._interrupter: Interrupter | None = None
-        self.host = Host(output, self.policy, self.interrupt_requested)
+        self.dispatcher = LuaDispatcher()
+        self.host = Host(output, self.policy, self.wait, self.interrupt_requested)
         host_functions = {k.encode(): v for k, v in self.host.functions().items()}
         host_functions[b"rearm"] = lambda: self._interrupter.rearm()  # type: ignore[union-attr]
         host_functions[b"co_enter"] = lambda address: self._interrupter.co_enter(address)  # type: ignore[union-attr]
@@ -176,6 +179,7 @@ class LuaEngine:
         finally:
             interrupter.end()
             self.host.stdin_allowed = False
+            self.dispatcher.service()  # a safe point: deliver what arrived while the code ran
         if outcome is None or (not outcome[b"ok"] and outcome[b"traceback"] is None and not outcome[b"interrupt"]):
             return RunResult(error=self._memory_failure())
         if outcome[b"ok"]:
@@ -186,6 +190,12 @@ class LuaEngine:
     def interrupt(self) -> bool:
         """Stop the running code as soon as possible (thread-safe); False if nothing runs."""
         return self._interrupter is not None and self._interrupter.interrupt()
+
+    def wait(self, coro: Any, timeout: float | None = None) -> Any:
+        """Run a coroutine on the I/O loop from the Lua thread: interruptible, and serving calls
+        other threads queued for Lua while waiting."""
+        return runtime.run_sync(coro, timeout, should_stop=self.interrupt_requested,
+                                service=self.dispatcher.service, wake=self.dispatcher.wake)
 
     def interrupt_requested(self) -> bool:
         """True between an interrupt request and the end of the run it stops."""
@@ -245,6 +255,17 @@ class LuaEngine:
         metamethods, so it runs interruptibly; raises :class:`RenderFailure` if they fail."""
         opts = self.table(**limits) if limits else None
         return text(self._guarded(self._repr, value, opts)[0])
+
+    def pcall(self, fn: Any, *args: Any) -> RunResult:
+        """Call a Lua function protected (xpcall + traceback). Inside a running cell (a callback
+        from a component) it joins the running, interruptible run; otherwise it starts one."""
+        if self._interrupter is not None and self._interrupter.active:
+            outcome = self._run(fn, *args)
+            if outcome[b"ok"]:
+                values = outcome[b"values"]
+                return RunResult(values=[values[i] for i in range(1, values[b"n"] + 1)])
+            return RunResult(error=self._failure(outcome))
+        return self.call(fn, *args)
 
     def _guarded(self, fn: Any, *args: Any) -> list[Any]:
         """Call trusted Lua that may run user metamethods: interruptible, failures raised."""

@@ -151,11 +151,13 @@ def _read_number(f: io.BufferedIOBase) -> float | int | None:
 class Host:
     """The Python side of the sandbox: one per engine."""
 
-    def __init__(self, output: OutputSink, policy: SecurityPolicy, interrupt_requested: Callable[[], bool]) -> None:
+    def __init__(self, output: OutputSink, policy: SecurityPolicy, wait: Callable[..., Any],
+                 interrupt_requested: Callable[[], bool]) -> None:
         self.output = output
         self.policy = policy
         self.files = FileTable(policy)
         self.stdin_allowed = False
+        self._wait = wait
         self._interrupt_requested = interrupt_requested
 
     def wrap(self, fn: Callable[..., Any]) -> Callable[..., tuple[Any, ...]]:
@@ -204,7 +206,7 @@ class Host:
     def sleep(self, seconds: float) -> None:
         if not isinstance(seconds, (int, float)) or math.isnan(seconds) or seconds < 0:
             raise InvalidArgument("sleep(seconds) needs a non-negative number")
-        runtime.run_sync(asyncio.sleep(seconds), should_stop=self._interrupt_requested)
+        self._wait(asyncio.sleep(seconds))
 
     def remove(self, path: bytes) -> None:
         os.remove(self.policy.check_path(text(path), write=True))

@@ -202,7 +202,7 @@ local function repr(value, opts)
       -- A long list of short items: fill lines up to the width instead of one item per line.
       local lines, line = {}, nil
       for _, part in raw_ipairs(parts) do
-        if s_find(part, "\n") or #part > width // 2 then lines = nil; break end
+        if s_find(part, "\n") or #part > width // 2 or s_sub(part, 1, 1) == "{" then lines = nil; break end
         if line and #line + #part + 2 + #inner <= width then line = line .. ", " .. part
         else
           if line then lines[#lines + 1] = line end

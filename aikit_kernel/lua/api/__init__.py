@@ -12,33 +12,55 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .. import runtime
-from .convert import lua_to_python, python_to_lua
-from .display import DisplayBinding
-from .engine import LuaEngine
+from ..convert import lua_to_python, python_to_lua
+from ..display import DisplayBinding
+from ..engine import LuaEngine
+
+if TYPE_CHECKING:
+    from aikit_components.components import Components
+
+    from .run import RunScope
 
 
-def install_globals(engine: LuaEngine) -> None:
-    """Give a fresh engine every aikit global (components join here as they land)."""
+def install_globals(engine: LuaEngine, components: "Components | None" = None) -> "RunScope | None":
+    """Give a fresh engine every aikit global: ``display`` always; with ``components``, also
+    ``Tool``, ``State``, ``Session``, ``Artifact``, ``Event``, ``Hook`` and ``Config``.
+    Returns the run scope the caller renews for every cell or script (budgets)."""
     DisplayBinding(engine).install()
+    if components is None:
+        return None
+    from . import config, events, hooks, sessions, state, tools
+    from .run import RunScope
+
+    scope = RunScope(components)
+    tools.install(engine, components, scope)
+    state.install(engine, components)
+    sessions.install(engine, components)
+    events.install(engine, components)
+    hooks.install(engine, components)
+    config.install(engine, components)
+    return scope
 
 
 def expose(engine: LuaEngine, name: str, functions: Mapping[str, Callable[..., Any]],
-           docs: Mapping[str, str] | None = None) -> Any:
+           docs: Mapping[str, str] | None = None, *, convert: bool = True) -> Any:
     """Install the global table ``name`` whose fields call ``functions`` (sync or async).
 
-    Each doc in ``docs`` (keyed by field name, or ``""`` for the table itself) is what
-    ``inspect`` shows for ``name.field``.
+    With ``convert`` (default) arguments arrive as JSON-like Python values and results are
+    converted back; without it the functions get and return raw Lua values (bindings that take
+    Lua functions). Each doc in ``docs`` (keyed by field name, or ``""`` for the table itself) is
+    what ``inspect`` shows for ``name.field``.
     """
-    fields = {key: python_callable(engine, fn) for key, fn in functions.items()}
+    wrap = (lambda fn: python_callable(engine, fn)) if convert else engine.host.wrap
+    fields = {key: wrap(fn) for key, fn in functions.items()}
     bind = engine.internal[b"bind"]
     table = engine.table(**{key: bind(fn) for key, fn in fields.items()})
     docs = docs or {}
     engine.set_global(name, table, docs.get(""))
     for key, doc in docs.items():
-        if key:
+        if key and key in fields:
             engine.register_doc(f"{name}.{key}", table[key.encode()], doc)
     return table
 
@@ -51,11 +73,11 @@ def python_callable(engine: LuaEngine, fn: Callable[..., Any]) -> Callable[..., 
     def call(*args: Any) -> Any:
         py_args = [lua_to_python(a, address) for a in args]
         if is_async:
-            result = runtime.run_sync(fn(*py_args), should_stop=engine.interrupt_requested)
+            result = engine.wait(fn(*py_args))
         else:
             result = fn(*py_args)
             if asyncio.iscoroutine(result):
-                result = runtime.run_sync(result, should_stop=engine.interrupt_requested)
+                result = engine.wait(result)
         return python_to_lua(engine.runtime, result)
 
     call.__name__ = getattr(fn, "__name__", "call")

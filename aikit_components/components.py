@@ -1,0 +1,101 @@
+"""One object holding a process's components, wired together: config, security policy, event
+bus, hooks, tools, state, sessions and artifacts. The kernel, ``aikit run`` and plain Python
+programs create it the same way:
+
+```python
+from aikit_components.components import Components
+with Components.open() as c:
+    c.state.set("global", "greeting", "hi")
+    print(c.tools.call("hash", {"text": "hi"}, c.tool_context()))
+```
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .artifacts import ArtifactStore
+from .config import Config, data_dir as default_data_dir
+from .events import EventBus
+from .hooks import HookRegistry
+from .security import SecurityPolicy
+from .sessions import SessionInfo, SessionStore
+from .state import State
+from .tools import Budget, ToolContext, ToolRegistry, default_registry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Components:
+    """The wired components of one process (see the module docstring)."""
+
+    config: Config
+    policy: SecurityPolicy
+    events: EventBus
+    hooks: HookRegistry
+    tools: ToolRegistry
+    state: State
+    sessions: SessionStore
+    artifacts: ArtifactStore
+    data_dir: Path
+    session: SessionInfo
+
+    @classmethod
+    def open(cls, *, config: Config | None = None, data_dir: Path | None = None,
+             loop_getter: Callable[[], asyncio.AbstractEventLoop] | None = None,
+             session_id: str | None = None, session_name: str | None = None, plugins: bool = True) -> "Components":
+        """Load config, open the stores under the data directory and enter a session: resume
+        ``session_id`` when given, else create a new one named ``session_name``."""
+        config = config or Config.load()
+        directory = Path(data_dir) if data_dir is not None else default_data_dir()
+        events = EventBus(loop_getter=loop_getter)
+        hooks = HookRegistry(on_error=lambda point, name, exc: events.publish(
+            "hook.failed", {"point": point, "hook": name, "error": f"{type(exc).__name__}: {exc}"}, source="hooks"))
+        sessions = SessionStore(directory, events=events)
+        session = sessions.resume(session_id) if session_id else sessions.create(name=session_name)
+        return cls(
+            config=config,
+            policy=SecurityPolicy.from_config(config),
+            events=events,
+            hooks=hooks,
+            tools=default_registry(events=events, hooks=hooks, plugins=plugins),
+            state=State.open_default(directory, events=events, hooks=hooks, session_id=session.id),
+            sessions=sessions,
+            artifacts=ArtifactStore(directory, events=events, max_bytes=int(config.get("artifacts.max_bytes", 100 * 1024 * 1024))),
+            data_dir=directory,
+            session=session,
+        )
+
+    def tool_context(self, caller: str = "python", budget: Budget | None = None) -> ToolContext:
+        """A context for one run of tool calls (a fresh budget from the policy unless given)."""
+        return ToolContext(
+            policy=self.policy,
+            budget=budget or Budget(self.policy.max_tool_calls, self.policy.max_wall_time_s),
+            config=self.config, events=self.events, hooks=self.hooks, data_dir=self.data_dir,
+            session_id=self.session.id, caller=caller,
+        )
+
+    def close(self, status: str | None = "completed") -> None:
+        """Complete the session (unless ``status`` is None) and close the stores."""
+        try:
+            if status is not None:
+                self.sessions.complete(self.session.id, status)
+        except Exception:
+            log.exception("could not complete session %s", self.session.id)
+        for closer in (self.state.close, self.artifacts.close, self.sessions.close):
+            try:
+                closer()
+            except Exception:
+                log.exception("error while closing components")
+
+    def __enter__(self) -> "Components":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close("failed" if exc and exc[0] is not None else "completed")

@@ -1,0 +1,370 @@
+"""State: small JSON-like values under (scope, key), shared by cells, tools, agents, workflows
+and kernels on the same data directory.
+
+Scopes::
+
+    global            one namespace for everything on this data directory
+    session           this kernel session's own namespace (stored as "session:<session_id>")
+    user:<id>  agent:<name>  workflow:<id>  tenant:<id>
+
+Values are what a Lua table can hold (None, bool, int, float, str, bytes, lists, dicts with any
+scalar keys, nested) and read back exactly: arrays stay arrays, maps stay maps, ``2`` stays an
+integer and ``2.0`` a float.
+
+Writes (``set``, ``delete``, ``update``, ``compare_and_set``) fire the hook points
+``state.write.before`` (payload ``{scope, key, value, op}``: a hook may cancel -> the write
+raises ``cancelled``; modify ``value``; or replace -> the write is skipped and the operation
+returns the hook's value) and ``state.write.after``, and publish ``state.written`` /
+``state.deleted`` events with ``{scope, key, op}`` (never the value). For ``update`` the before
+hook runs after ``fn`` computed the new value, inside the atomic section.
+
+Each method has an ``a``-prefixed async twin (``aget``, ``aset``, ...). Store operations take
+well under a millisecond, so the twins run them inline.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from . import config
+from .errors import Cancelled, InvalidArgument, IOFailure, PermissionDenied
+from .events import EventBus
+from .hooks import HookRegistry
+from .storage.base import DEFAULT_MAX_VALUE_BYTES, StateBackend
+
+__all__ = ["MISSING", "MAX_KEY_LENGTH", "MAX_SCOPE_ID_LENGTH", "SCOPE_FORMS", "State"]
+
+MAX_KEY_LENGTH = 1024
+MAX_SCOPE_ID_LENGTH = 256
+SCOPE_FORMS = "global, session, user:<id>, agent:<name>, workflow:<id>, tenant:<id>"
+_PREFIXED = ("user", "agent", "workflow", "tenant")
+_BEFORE, _AFTER = "state.write.before", "state.write.after"
+
+
+class _Missing:
+    """The "no such key" marker for :meth:`State.compare_and_set` (``expected=MISSING``)."""
+
+    _instance: "_Missing | None" = None
+
+    def __new__(cls) -> "_Missing":
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __reduce__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+
+
+class _Replaced(Exception):
+    """Raised inside an update's atomic section when a hook replaced the write."""
+
+    def __init__(self, value: Any) -> None:
+        super().__init__("replaced by hook")
+        self.value = value
+
+
+def _text(value: Any, what: str) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (bytes, bytearray)):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidArgument(f"{what} must be UTF-8 text, got bytes that are not UTF-8") from None
+    raise InvalidArgument(f"{what} must be a string, got {type(value).__name__}")
+
+
+def _utf8_ok(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+class State:
+    """The State component over a :class:`~aikit_components.storage.base.StateBackend`.
+
+    ``clock`` (seconds, like :func:`time.time`) overrides the backend's clock for TTLs; tests
+    pass a fake one. ``max_value_bytes`` overrides the backend's limit on a value's encoded size.
+    """
+
+    def __init__(self, backend: StateBackend, events: EventBus | None = None, hooks: HookRegistry | None = None,
+                 session_id: str | None = None, *, clock: Callable[[], float] | None = None,
+                 max_value_bytes: int | None = None, source: str = "state") -> None:
+        self.backend = backend
+        self.events = events
+        self.hooks = hooks
+        self._scopes: dict[Any, str] = {}
+        self._session_id = session_id
+        self.source = source
+        if clock is not None:
+            backend.clock = clock
+        if max_value_bytes is not None:
+            if not isinstance(max_value_bytes, int) or max_value_bytes <= 0:
+                raise InvalidArgument(f"max_value_bytes must be a positive integer, got {max_value_bytes!r}")
+            backend.max_value_bytes = max_value_bytes
+
+    @property
+    def session_id(self) -> str | None:
+        """The session that scope ``session`` maps to (``session:<session_id>``)."""
+        return self._session_id
+
+    @session_id.setter
+    def session_id(self, value: str | None) -> None:
+        self._session_id = value
+        self._scopes = {}
+
+    @classmethod
+    def open_default(cls, data_dir: str | os.PathLike[str] | None = None, *, filename: str = "state.sqlite",
+                     events: EventBus | None = None, hooks: HookRegistry | None = None,
+                     session_id: str | None = None, clock: Callable[[], float] | None = None,
+                     max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES, busy_timeout: float = 10.0,
+                     synchronous: str = "FULL") -> "State":
+        """The SQLite-backed State at ``<data_dir>/state.sqlite`` (data_dir defaults to
+        :func:`aikit_components.config.data_dir`)."""
+        from .storage.sqlite import SQLiteStateBackend
+
+        if data_dir is None:
+            try:
+                data_dir = config.data_dir()
+            except PermissionError as exc:
+                raise PermissionDenied(f"cannot create the aikit data directory: {exc}") from None
+            except OSError as exc:
+                raise IOFailure(f"cannot use the aikit data directory ({exc.strerror or exc}: "
+                                f"{exc.filename}); set AIKIT_DATA_DIR to a writable directory") from None
+        kwargs: dict[str, Any] = {"max_value_bytes": max_value_bytes, "busy_timeout": busy_timeout,
+                                  "synchronous": synchronous}
+        if clock is not None:
+            kwargs["clock"] = clock
+        backend = SQLiteStateBackend(Path(data_dir) / filename, **kwargs)
+        return cls(backend, events=events, hooks=hooks, session_id=session_id)
+
+    @classmethod
+    def in_memory(cls, **kwargs: Any) -> "State":
+        """A State over a fresh :class:`~aikit_components.storage.memory.MemoryStateBackend`."""
+        from .storage.memory import MemoryStateBackend
+
+        return cls(MemoryStateBackend(), **kwargs)
+
+    def __repr__(self) -> str:
+        return f"State({self.backend!r}, session_id={self.session_id!r})"
+
+    def __enter__(self) -> "State":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.backend.close()
+
+    # -- validation --------------------------------------------------------------------------
+
+    def resolve_scope(self, scope: Any) -> str:
+        """The stored scope name for ``scope`` (``session`` -> ``session:<id>``), or
+        InvalidArgument naming the allowed forms."""
+        try:
+            cached = self._scopes.get(scope)
+        except TypeError:  # unhashable
+            cached = None
+        if cached is not None:
+            return cached
+        text = _text(scope, "scope")
+        resolved = self._resolve(text)
+        if len(self._scopes) >= 4096:
+            self._scopes.clear()
+        self._scopes[scope] = resolved
+        return resolved
+
+    def _resolve(self, text: str) -> str:
+        if text == "global":
+            return text
+        if text == "session" or text.startswith("session:"):
+            if self.session_id is None:
+                raise InvalidArgument("scope 'session' needs a session, and this State has none; "
+                                      f"use one of: {SCOPE_FORMS}", details={"scope": text})
+            own = f"session:{self.session_id}"
+            if text not in ("session", own):
+                raise InvalidArgument(f"scope {text!r} belongs to another session; use 'session' for this one",
+                                      details={"scope": text})
+            return own
+        kind, sep, ident = text.partition(":")
+        if not sep or kind not in _PREFIXED:
+            raise InvalidArgument(f"unknown state scope {text!r}; use one of: {SCOPE_FORMS}",
+                                  details={"scope": text, "allowed": SCOPE_FORMS})
+        if not ident or ident.strip() == "":
+            raise InvalidArgument(f"scope {text!r} needs a non-empty id after '{kind}:' (e.g. '{kind}:alice')",
+                                  details={"scope": text})
+        if len(ident) > MAX_SCOPE_ID_LENGTH:
+            raise InvalidArgument(f"the id in scope '{kind}:...' is {len(ident)} characters; the limit is "
+                                  f"{MAX_SCOPE_ID_LENGTH}", details={"scope": text[:80]})
+        if any(ord(c) < 32 or ord(c) == 127 for c in ident) or not _utf8_ok(ident):
+            raise InvalidArgument(f"scope {text!r} contains control characters or invalid text",
+                                  details={"scope": text})
+        return text
+
+    @staticmethod
+    def _key(key: Any) -> str:
+        if type(key) is not str:
+            key = _text(key, "state key")
+        if not key:
+            raise InvalidArgument("state key must be a non-empty string")
+        if len(key) > MAX_KEY_LENGTH:
+            raise InvalidArgument(f"state key is {len(key)} characters; the limit is {MAX_KEY_LENGTH}",
+                                  details={"key": key[:80]})
+        if not _utf8_ok(key):
+            raise InvalidArgument("state key contains invalid text (lone surrogates)", details={"key": repr(key)[:80]})
+        return key
+
+    def _expires(self, ttl: Any) -> float | None:
+        if ttl is None:
+            return None
+        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not math.isfinite(ttl) or ttl <= 0:
+            raise InvalidArgument(f"ttl must be a positive number of seconds, got {ttl!r}", details={"ttl": repr(ttl)})
+        return self.backend.clock() + ttl
+
+    # -- hooks and events --------------------------------------------------------------------
+
+    def _before(self, scope: str, key: str, value: Any, op: str) -> tuple[bool, Any]:
+        """Fire state.write.before. Returns (True, value to write) or (False, replacement)."""
+        hooks = self.hooks
+        if hooks is None or not hooks.has(_BEFORE):
+            return True, value
+        outcome = hooks.run(_BEFORE, {"scope": scope, "key": key, "value": value, "op": op})
+        if outcome.cancelled:
+            reason = outcome.reason or "no reason given"
+            raise Cancelled(f"state {op} of {scope}/{key} was cancelled by a hook: {reason}",
+                            details={"scope": scope, "key": key, "op": op, "reason": reason})
+        if outcome.replaced:
+            return False, outcome.value
+        payload = outcome.payload
+        if isinstance(payload, dict) and "value" in payload:
+            value = payload["value"]
+        return True, value
+
+    def _after(self, scope: str, key: str, value: Any, op: str, topic: str) -> None:
+        hooks = self.hooks
+        if hooks is not None and hooks.has(_AFTER):
+            hooks.run(_AFTER, {"scope": scope, "key": key, "value": value, "op": op})
+        if self.events is not None:
+            self.events.publish(topic, {"scope": scope, "key": key, "op": op}, source=self.source)
+
+    # -- sync surface ------------------------------------------------------------------------
+
+    def get(self, scope: str, key: str, default: Any = None) -> Any:
+        """The value at (scope, key), or ``default`` when absent or expired."""
+        found, value = self.backend.get(self.resolve_scope(scope), self._key(key))
+        return value if found else default
+
+    def exists(self, scope: str, key: str) -> bool:
+        return self.backend.get(self.resolve_scope(scope), self._key(key))[0]
+
+    def set(self, scope: str, key: str, value: Any, ttl: float | None = None) -> None:
+        """Store ``value`` (durable on return with the SQLite store); ``ttl`` seconds, or forever."""
+        scope, key = self.resolve_scope(scope), self._key(key)
+        expires_at = self._expires(ttl)
+        proceed, value = self._before(scope, key, value, "set")
+        if not proceed:
+            return None
+        self.backend.set(scope, key, value, expires_at)
+        self._after(scope, key, value, "set", "state.written")
+        return None
+
+    def delete(self, scope: str, key: str) -> bool:
+        """Remove the key; True when it existed."""
+        scope, key = self.resolve_scope(scope), self._key(key)
+        proceed, replacement = self._before(scope, key, None, "delete")
+        if not proceed:
+            return bool(replacement)
+        existed = self.backend.delete(scope, key)
+        if existed:
+            self._after(scope, key, None, "delete", "state.deleted")
+        return existed
+
+    def keys(self, scope: str, prefix: str = "") -> list[str]:
+        """The live keys of ``scope`` that start with ``prefix``, sorted."""
+        prefix = _text(prefix, "prefix") if prefix else ""
+        if len(prefix) > MAX_KEY_LENGTH or not _utf8_ok(prefix):
+            raise InvalidArgument(f"prefix must be valid text of at most {MAX_KEY_LENGTH} characters")
+        return self.backend.keys(self.resolve_scope(scope), prefix)
+
+    def update(self, scope: str, key: str, fn: Callable[[Any], Any], ttl: float | None = None) -> Any:
+        """Atomically replace the value with ``fn(old)`` (``old`` is None when absent) and return
+        the new value. Atomic across threads and, with SQLite, across processes. ``ttl=None``
+        keeps the entry's current expiry. If ``fn`` raises, nothing is written."""
+        if not callable(fn):
+            raise InvalidArgument(f"update needs a function, got {type(fn).__name__}")
+        scope, key = self.resolve_scope(scope), self._key(key)
+        expires_at = self._expires(ttl)
+        hooks = self.hooks
+        if hooks is None or not hooks.has(_BEFORE):
+            new = self.backend.update(scope, key, fn, expires_at)
+        else:
+            def guarded(old: Any) -> Any:
+                proceed, value = self._before(scope, key, fn(old), "update")
+                if not proceed:
+                    raise _Replaced(value)
+                return value
+
+            try:
+                new = self.backend.update(scope, key, guarded, expires_at)
+            except _Replaced as replaced:
+                return replaced.value
+        self._after(scope, key, new, "update", "state.written")
+        return new
+
+    def compare_and_set(self, scope: str, key: str, expected: Any, new: Any, ttl: float | None = None) -> bool:
+        """Store ``new`` only if the current value equals ``expected`` (``MISSING``: only if the
+        key is absent). Returns whether it was stored. Numbers compare by value (1 == 1.0),
+        tables structurally. ``ttl=None`` keeps the entry's current expiry."""
+        scope, key = self.resolve_scope(scope), self._key(key)
+        expires_at = self._expires(ttl)
+        proceed, new = self._before(scope, key, new, "compare_and_set")
+        if not proceed:
+            return bool(new)
+        expected_found = expected is not MISSING
+        stored = self.backend.compare_and_set(scope, key, expected_found, expected if expected_found else None,
+                                              new, expires_at)
+        if stored:
+            self._after(scope, key, new, "compare_and_set", "state.written")
+        return stored
+
+    # -- async twins -------------------------------------------------------------------------
+
+    async def aget(self, scope: str, key: str, default: Any = None) -> Any:
+        return self.get(scope, key, default)
+
+    async def aexists(self, scope: str, key: str) -> bool:
+        return self.exists(scope, key)
+
+    async def aset(self, scope: str, key: str, value: Any, ttl: float | None = None) -> None:
+        return self.set(scope, key, value, ttl)
+
+    async def adelete(self, scope: str, key: str) -> bool:
+        return self.delete(scope, key)
+
+    async def akeys(self, scope: str, prefix: str = "") -> list[str]:
+        return self.keys(scope, prefix)
+
+    async def aupdate(self, scope: str, key: str, fn: Callable[[Any], Any], ttl: float | None = None) -> Any:
+        return self.update(scope, key, fn, ttl)
+
+    async def acompare_and_set(self, scope: str, key: str, expected: Any, new: Any, ttl: float | None = None) -> bool:
+        return self.compare_and_set(scope, key, expected, new, ttl)
+

@@ -1,0 +1,218 @@
+"""Database tools: one parameterised SQL statement against a SQLite file.
+
+The statement runs in a worker thread (``asyncio.to_thread``) so the I/O loop never blocks on the
+disk; a timeout or a cancelled call interrupts it for real (``sqlite3.Connection.interrupt``).
+Values only ever reach SQLite as bound parameters. An authorizer refuses ``ATTACH``/``DETACH``
+(and therefore ``VACUUM INTO``), which would otherwise open or write files outside the allowed
+paths, and tells whether the statement writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+from ..errors import AikitError, InvalidArgument, IOFailure, NotFound, PermissionDenied, Timeout
+from .base import ToolContext, tool
+
+DEFAULT_TIMEOUT_S = 30.0
+DEFAULT_BUSY_TIMEOUT_S = 5.0
+MAX_ROWS_LIMIT = 100_000
+
+_WRITE_ACTIONS = frozenset({
+    sqlite3.SQLITE_CREATE_INDEX, sqlite3.SQLITE_CREATE_TABLE, sqlite3.SQLITE_CREATE_TEMP_INDEX,
+    sqlite3.SQLITE_CREATE_TEMP_TABLE, sqlite3.SQLITE_CREATE_TEMP_TRIGGER, sqlite3.SQLITE_CREATE_TEMP_VIEW,
+    sqlite3.SQLITE_CREATE_TRIGGER, sqlite3.SQLITE_CREATE_VIEW, sqlite3.SQLITE_DELETE, sqlite3.SQLITE_DROP_INDEX,
+    sqlite3.SQLITE_DROP_TABLE, sqlite3.SQLITE_DROP_TEMP_INDEX, sqlite3.SQLITE_DROP_TEMP_TABLE,
+    sqlite3.SQLITE_DROP_TEMP_TRIGGER, sqlite3.SQLITE_DROP_TEMP_VIEW, sqlite3.SQLITE_DROP_TRIGGER,
+    sqlite3.SQLITE_DROP_VIEW, sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_ALTER_TABLE,
+    sqlite3.SQLITE_REINDEX, sqlite3.SQLITE_ANALYZE, sqlite3.SQLITE_CREATE_VTABLE, sqlite3.SQLITE_DROP_VTABLE,
+})
+_DENIED_ACTIONS = {sqlite3.SQLITE_ATTACH: "ATTACH", sqlite3.SQLITE_DETACH: "DETACH"}
+
+
+class _Guard:
+    """The authorizer: records whether the statement writes, refuses ATTACH/DETACH."""
+
+    def __init__(self) -> None:
+        self.writes = False
+        self.denied: str | None = None
+
+    def __call__(self, action: int, arg1: Any, arg2: Any, dbname: Any, source: Any) -> int:
+        if action in _DENIED_ACTIONS:
+            self.denied = _DENIED_ACTIONS[action]
+            return sqlite3.SQLITE_DENY
+        if action in _WRITE_ACTIONS:
+            self.writes = True
+        return sqlite3.SQLITE_OK
+
+
+class _Job:
+    """Shares the worker thread's connection with the loop so a timeout can interrupt it."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.conn: sqlite3.Connection | None = None
+        self.interrupted = False
+
+    def attach(self, conn: sqlite3.Connection) -> None:
+        with self.lock:
+            self.conn = conn
+            if self.interrupted:
+                conn.interrupt()
+
+    def interrupt(self) -> None:
+        with self.lock:
+            self.interrupted = True
+            if self.conn is not None:
+                self.conn.interrupt()
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {"base64": base64.b64encode(bytes(value)).decode("ascii")}
+    return value
+
+
+def _bindable(params: list[Any] | dict[str, Any] | None) -> list[Any] | dict[str, Any]:
+    """Parameters as sqlite3 binds them (Lua numbers computed as floats become integers when integral)."""
+    def fix(value: Any, where: str) -> Any:
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if value is None or isinstance(value, (str, int, float, bytes)):
+            return value
+        raise InvalidArgument(f"parameter {where} has type {type(value).__name__}; bind only strings, numbers, "
+                              "booleans or nil (encode tables as JSON text first)")
+    if params is None:
+        return []
+    if isinstance(params, dict):
+        return {key: fix(value, repr(key)) for key, value in params.items()}
+    return [fix(value, f"#{i + 1}") for i, value in enumerate(params)]
+
+
+def _looks_like_write(query: str) -> bool:
+    """Classify a statement against an empty in-memory database (no file is created for reads)."""
+    guard = _Guard()
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.set_authorizer(guard)
+        conn.execute("EXPLAIN " + query).close()
+    except sqlite3.Error:
+        return guard.writes
+    finally:
+        conn.close()
+    return guard.writes
+
+
+def _run(job: _Job, path: Path, query: str, params: list[Any] | dict[str, Any], max_rows: int,
+         busy_timeout_s: float) -> dict[str, Any]:
+    if not path.exists():
+        if not _looks_like_write(query):
+            raise NotFound(f"database file {path} does not exist; create it with a writing statement "
+                           "(e.g. CREATE TABLE) or check the path", details={"database": str(path)})
+        path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
+    job.attach(conn)
+    guard = _Guard()
+    try:
+        conn.set_authorizer(guard)
+        cursor = conn.execute(query, params)
+        if cursor.description is None:
+            return {"changes": conn.total_changes, "last_row_id": cursor.lastrowid}
+        columns = [d[0] for d in cursor.description]
+        if guard.writes:  # INSERT ... RETURNING: step to the end so the statement completes and commits
+            fetched = cursor.fetchall()
+        else:
+            fetched = cursor.fetchmany(max_rows + 1)
+        truncated = len(fetched) > max_rows
+        rows = [[_json_value(v) for v in row] for row in fetched[:max_rows]]
+        cursor.close()
+        return {"columns": columns, "rows": rows, "row_count": len(rows), "truncated": truncated}
+    except sqlite3.Error as exc:
+        raise _sql_error(exc, guard, job, path) from None
+    finally:
+        conn.close()
+
+
+def _sql_error(exc: sqlite3.Error, guard: _Guard, job: _Job, path: Path) -> AikitError:
+    message = str(exc)
+    if guard.denied:
+        return PermissionDenied(
+            f"{guard.denied} is not allowed in sql_query (it could open files outside the allowed paths); "
+            "query each database file with its own sql_query call",
+            details={"rule": "sql_attach", "statement": guard.denied},
+        )
+    if job.interrupted or message == "interrupted":
+        return Timeout("the SQL statement was interrupted")  # replaced by the caller with the real reason
+    if isinstance(exc, sqlite3.ProgrammingError) and "one statement at a time" in message:
+        return InvalidArgument("sql_query runs exactly one statement; send the statements in separate calls",
+                               details={"sqlite": message})
+    if "database is locked" in message or "database is busy" in message:
+        return Timeout(f"{path} is locked by another connection (waited the busy timeout); retry later or raise "
+                       "tools.sql_busy_timeout_s", details={"sqlite": message, "database": str(path)})
+    if isinstance(exc, sqlite3.OperationalError) and any(
+            s in message for s in ("disk I/O error", "database or disk is full", "unable to open database")):
+        return IOFailure(f"SQLite could not use {path}: {message}", details={"sqlite": message, "database": str(path)})
+    if "file is not a database" in message:
+        return InvalidArgument(f"{path} is not a SQLite database: {message}", details={"sqlite": message})
+    if isinstance(exc, (sqlite3.InterfaceError, sqlite3.ProgrammingError)) and "bind" in message.lower():
+        return InvalidArgument(f"SQL parameters do not fit the statement: {message}; use ? placeholders with a "
+                               "list, or :name placeholders with a table of names", details={"sqlite": message})
+    return InvalidArgument(f"SQLite rejected the statement: {message}", details={"sqlite": message})
+
+
+@tool(category="database", security="write", examples=[
+    {"args": {"database": "notes.db", "query": "SELECT id, title FROM notes WHERE tag = ?", "params": ["todo"]},
+     "result": {"columns": ["id", "title"], "rows": [[1, "buy milk"]], "row_count": 1, "truncated": False}},
+    {"args": {"database": "notes.db", "query": "INSERT INTO notes(title, tag) VALUES (:t, :g)",
+              "params": {"t": "call Bob", "g": "todo"}},
+     "result": {"changes": 1, "last_row_id": 2}},
+])
+async def sql_query(ctx: ToolContext, database: str, query: str, params: list[Any] | dict[str, Any] | None = None,
+                    max_rows: int = 1000, timeout_s: float | None = None) -> dict[str, Any]:
+    """Run one SQL statement on a SQLite database file, with values bound as parameters.
+
+    Args:
+        database: Path of the SQLite file (inside the allowed paths); created by a writing statement if missing.
+        query: Exactly one SQL statement, with ? or :name placeholders for values (never paste values in).
+        params: The values: a list for ? placeholders or a table of names for :name placeholders.
+        max_rows: Rows returned at most by a query; truncated says when there were more.
+        timeout_s: Seconds before the statement is interrupted (default tools.sql_timeout_s, 30).
+
+    Returns:
+        {columns, rows, row_count, truncated} for a statement returning rows (rows are lists in column
+        order, BLOBs as {base64}); {changes, last_row_id} otherwise.
+    """
+    if not query.strip():
+        raise InvalidArgument("query is empty: pass one SQL statement")
+    if max_rows < 1 or max_rows > MAX_ROWS_LIMIT:
+        raise InvalidArgument(f"max_rows must be between 1 and {MAX_ROWS_LIMIT}, got {max_rows}")
+    timeout = float(timeout_s if timeout_s is not None else ctx.setting("tools.sql_timeout_s", DEFAULT_TIMEOUT_S))
+    if timeout <= 0:
+        raise InvalidArgument(f"timeout_s must be greater than 0, got {timeout}")
+    busy = float(ctx.setting("tools.sql_busy_timeout_s", DEFAULT_BUSY_TIMEOUT_S))
+    path = ctx.policy.check_path(database, write=True)
+    if path.is_dir():
+        raise InvalidArgument(f"database {path} is a directory; pass the path of a SQLite file")
+    bound = _bindable(params)
+    job = _Job()
+    work = asyncio.ensure_future(asyncio.to_thread(_run, job, path, query, bound, max_rows, busy))
+    try:
+        return await asyncio.wait_for(asyncio.shield(work), timeout)
+    except TimeoutError:
+        job.interrupt()
+        await asyncio.gather(work, return_exceptions=True)  # the interrupt ends the statement promptly
+        raise Timeout(f"the SQL statement ran longer than {timeout:g} s and was interrupted; raise timeout_s "
+                      "or make the query cheaper (an index, a LIMIT)", details={"timeout_s": timeout}) from None
+    except asyncio.CancelledError:
+        job.interrupt()
+        raise
+
+
+TOOLS = [sql_query]
+
+__all__ = ["TOOLS", "sql_query"]

@@ -1,0 +1,82 @@
+"""``aikit config show|path``: the effective configuration (secrets masked) and where it comes from."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from aikit_kernel.cli.common import PROG, error
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``config`` subcommand (with ``show`` and ``path``) to *subparsers*."""
+    parser = subparsers.add_parser(
+        "config",
+        help="show the effective configuration",
+        description=(
+            "Show the configuration aikit uses: built-in defaults, the user aikit.toml, the "
+            "project aikit.toml (working directory), the selected profile and AIKIT_<SECTION>__<KEY> "
+            "environment overrides, in increasing precedence. Secrets are always masked."
+        ),
+    )
+    actions = parser.add_subparsers(dest="config_action", metavar="ACTION", required=True)
+
+    show = actions.add_parser(
+        "show",
+        help="print the effective configuration (secrets masked)",
+        description="Print the effective configuration as TOML (or JSON), with secrets masked.",
+    )
+    show.add_argument("-p", "--profile", help="select a [profiles.NAME] profile (default: $AIKIT_PROFILE)")
+    show.add_argument("--json", action="store_true", help="print JSON instead of TOML")
+    show.set_defaults(handler=_show)
+
+    where = actions.add_parser(
+        "path",
+        help="print where configuration is looked for",
+        description="Print the config files aikit reads, in increasing precedence, and whether they exist.",
+    )
+    where.set_defaults(handler=_path)
+
+
+def _show(args: argparse.Namespace) -> int:
+    """Handle ``aikit config show``."""
+    from aikit_components.config import Config
+    from aikit_components.errors import ConfigError
+
+    try:
+        config = Config.load(profile=args.profile)
+    except ConfigError as exc:
+        return error(exc.message)
+    for warning in config.warnings:
+        print(f"{PROG}: warning: {warning}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(config.to_dict(mask=True), indent=2))
+        return 0
+    header = ["# aikit effective configuration (secrets masked)", "# sources: built-in defaults"]
+    header += [f"#          {source}" for source in config.sources]
+    header.append(f"# profile: {config.profile if config.profile is not None else '(none)'}")
+    if config.env_overrides:
+        header.append("# environment overrides: " + ", ".join(config.env_overrides))
+    sys.stdout.write("\n".join(header) + "\n\n" + config.to_toml(mask=True))
+    return 0
+
+
+def _path(args: argparse.Namespace) -> int:
+    """Handle ``aikit config path``."""
+    from aikit_components.config import project_config_path, user_config_path
+
+    user = user_config_path()
+    project = project_config_path()
+    origin = " (from $AIKIT_CONFIG)" if os.environ.get("AIKIT_CONFIG") else ""
+
+    def state(path: os.PathLike[str]) -> str:
+        return "found" if os.path.isfile(path) else "not found"
+
+    print(f"user:        {user}  [{state(user)}]{origin}")
+    print(f"project:     {project}  [{state(project)}]")
+    print("profile:     [profiles.NAME] tables in those files; select with --profile or $AIKIT_PROFILE"
+          + (f" (now {os.environ['AIKIT_PROFILE']!r})" if os.environ.get("AIKIT_PROFILE") else ""))
+    print("environment: AIKIT_<SECTION>__<KEY>=VALUE overrides any setting (highest precedence)")
+    return 0

@@ -1,0 +1,81 @@
+"""Helpers shared by the bindings: argument conversion, option tables, calling Lua safely."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aikit_components.errors import AikitError, InvalidArgument
+
+from ..convert import lua_to_python, lua_type, python_to_lua
+from ..engine import LuaEngine
+from ..host import text
+
+
+def py(engine: LuaEngine, value: Any) -> Any:
+    """A Lua value as a JSON-like Python value."""
+    return lua_to_python(value, engine.internal[b"address"])
+
+
+def lua(engine: LuaEngine, value: Any) -> Any:
+    """A Python value as a Lua value."""
+    return python_to_lua(engine.runtime, value)
+
+
+def name_arg(value: Any, what: str) -> str:
+    if not isinstance(value, bytes) or not value:
+        raise InvalidArgument(f"{what} must be a non-empty string, got {lua_type(value) or type(value).__name__}")
+    return text(value)
+
+
+def options(engine: LuaEngine, value: Any, allowed: tuple[str, ...], what: str) -> dict[str, Any]:
+    """An optional options table as a dict, rejecting unknown keys (typos get a clear error)."""
+    if value is None:
+        return {}
+    if lua_type(value) != "table":
+        raise InvalidArgument(f"{what} options must be a table, got {lua_type(value) or type(value).__name__}")
+    opts = py(engine, value)
+    if not isinstance(opts, dict):
+        return {}
+    unknown = sorted(str(k) for k in opts if k not in allowed)
+    if unknown:
+        raise InvalidArgument(f"{what}: unknown option(s) {', '.join(unknown)} (known: {', '.join(allowed)})")
+    return opts
+
+
+def function_arg(value: Any, what: str) -> Any:
+    if lua_type(value) != "function":
+        raise InvalidArgument(f"{what} must be a function, got {lua_type(value) or type(value).__name__}")
+    return value
+
+
+def run_on_lua_thread(engine: LuaEngine, work: Any, *args: Any) -> Any:
+    """``work(*args)`` on the Lua thread: directly when already there, else queued (only that
+    thread may touch the runtime) and waited for."""
+    if engine.dispatcher.on_lua_thread():
+        return work(*args)
+    return engine.dispatcher.submit(work, *args).result()
+
+
+def checked_values(engine: LuaEngine, fn: Any, *lua_args: Any) -> list[Any]:
+    """Call a Lua function protected (Lua thread only); a Lua error becomes an AikitError."""
+    result = engine.pcall(fn, *lua_args)
+    if result.error is not None:
+        err = result.error
+        raise AikitError(err.evalue, code="lua_error" if err.ename == "LuaError" else err.ename,
+                         details={"traceback": err.traceback})
+    return result.values
+
+
+def call_lua(engine: LuaEngine, fn: Any, *args: Any) -> Any:
+    """Call a Lua function with Python arguments on the Lua thread and return its first result
+    as Python; a Lua error becomes an AikitError."""
+    def work() -> Any:
+        values = checked_values(engine, fn, *[lua(engine, a) for a in args])
+        return py(engine, values[0]) if values else None
+
+    return run_on_lua_thread(engine, work)
+
+
+async def call_lua_async(engine: LuaEngine, fn: Any, *args: Any) -> Any:
+    """:func:`call_lua` from the I/O loop."""
+    return await engine.dispatcher.call_async(lambda: call_lua(engine, fn, *args))

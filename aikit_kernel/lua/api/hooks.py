@@ -1,0 +1,92 @@
+"""``Hook``: intercept tool calls, state writes, cells, agent runs... from Lua.
+
+A Lua hook is ``function(ctx) ... end`` with ``ctx = {point = ..., payload = {...}}``. It returns
+nothing to continue (after editing ``ctx.payload`` if it likes), or one of ``Hook.modify(payload)``,
+``Hook.cancel(reason)``, ``Hook.retry([delay])``, ``Hook.replace(value)``. It always runs on the
+Lua thread; an error in it is reported and the operation goes on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aikit_components.components import Components
+from aikit_components.hooks import HookContext, HookResult
+
+from ... import runtime
+from ..engine import LuaEngine
+from . import expose
+from ._util import checked_values, function_arg, lua, name_arg, options, py, run_on_lua_thread
+
+DOCS = {
+    "": "Hook\n\nIntercept operations at named points: tool.before/after/error, state.write.before/after, cell.before/after, "
+        "agent.*, llm.*, workflow.step.*. Hook.register(point, fn [, {priority, name}]) -> id.",
+    "register": "Hook.register(point, fn [, {priority = 0, name = ...}]) -> id\n\nfn(ctx) gets {point, payload}; return "
+                "nothing to continue, or Hook.modify/cancel/retry/replace. Higher priority runs first.\n"
+                "Example: Hook.register('tool.before', function(ctx) print('calling', ctx.payload.name) end)",
+    "unregister": "Hook.unregister(id) -> removed\n\nRemoves a hook.",
+    "list": "Hook.list([point]) -> {{point, name}, ...}\n\nRegistered hooks in firing order.",
+    "cancel": "Hook.cancel(reason) -> decision\n\nReturned by a hook: the operation fails with code 'cancelled' and this reason.",
+    "modify": "Hook.modify(payload) -> decision\n\nReturned by a hook: continue with this payload instead.",
+    "retry": "Hook.retry([delay]) -> decision\n\nReturned by an after/error hook: run the operation again (at most 3 times).",
+    "replace": "Hook.replace(value) -> decision\n\nReturned by a hook: the operation's result is value (a before hook skips "
+               "the operation).",
+}
+
+_ACTIONS = ("continue", "modify", "cancel", "retry", "replace")
+
+
+def to_hook_result(value: Any) -> HookResult | None:
+    """Turn what a Lua hook returned (converted to Python) into a HookResult."""
+    if value is None or value == [] or value == {}:
+        return None
+    if not isinstance(value, dict) or value.get("action") not in _ACTIONS:
+        raise ValueError("a Lua hook must return nothing or Hook.modify/cancel/retry/replace(...)")
+    return HookResult(action=value["action"], payload=value.get("payload"), reason=str(value.get("reason") or ""),
+                      value=value.get("value"), delay=float(value.get("delay") or 0.0))
+
+
+def install(engine: LuaEngine, components: Components) -> None:
+    hooks = components.hooks
+
+    def register(point: Any, fn: Any, opts: Any = None) -> str:
+        point_name = name_arg(point, "Hook.register: the point")
+        function_arg(fn, "Hook.register: the hook")
+        o = options(engine, opts, ("priority", "name"), "Hook.register")
+
+        def invoke(point_name: str, payload: dict[str, Any]) -> HookResult | None:
+            table = lua(engine, {"point": point_name, "payload": payload})
+            values = checked_values(engine, fn, table)
+            decision = to_hook_result(py(engine, values[0]) if values else None)
+            if decision is None:
+                edited = py(engine, table[b"payload"])
+                if edited != payload and not (edited == [] and payload == {}):
+                    decision = HookResult.modify(edited)  # the hook edited ctx.payload in place
+            return decision
+
+        def run(ctx: HookContext) -> Any:
+            if engine.dispatcher.on_lua_thread() or not runtime.on_io_thread():
+                return run_on_lua_thread(engine, invoke, ctx.point, ctx.payload)
+            return engine.dispatcher.call_async(invoke, ctx.point, ctx.payload)
+
+        run.__name__ = str(o.get("name") or f"lua:{point_name}")
+        return hooks.register(point_name, run, priority=int(o.get("priority", 0)), name=o.get("name"))
+
+    def unregister(hook_id: Any) -> bool:
+        return hooks.unregister(name_arg(hook_id, "Hook.unregister: the id"))
+
+    def list_(point: Any = None) -> Any:
+        return lua(engine, [{"point": p, "name": n} for p, n in hooks.list(name_arg(point, "point") if point else None)])
+
+    expose(engine, "Hook", {"register": register, "unregister": unregister, "list": list_}, DOCS, convert=False)
+    decisions = engine.compile_trusted(r"""
+local Hook = ...
+function Hook.cancel(reason) return { action = "cancel", reason = reason } end
+function Hook.modify(payload) return { action = "modify", payload = payload } end
+function Hook.retry(delay) return { action = "retry", delay = delay } end
+function Hook.replace(value) return { action = "replace", value = value } end
+return Hook
+""", "hook")
+    table = decisions(engine.env[b"Hook"])
+    for key in ("cancel", "modify", "retry", "replace"):
+        engine.register_doc(f"Hook.{key}", table[key.encode()], DOCS[key])

@@ -1,0 +1,103 @@
+"""``Tool``: call, list, inspect and define tools from Lua."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aikit_components.components import Components
+from aikit_components.errors import InvalidArgument
+from aikit_components.tools import SECURITY_LEVELS, Tool
+
+from ..engine import LuaEngine
+from . import expose
+from ._util import call_lua, call_lua_async, function_arg, lua, name_arg, options, py
+from .run import RunScope
+
+DOCS = {
+    "": "Tool\n\nBuilt-in and custom tools: Tool.call(name, args), Tool.list{category=...}, Tool.info(name), "
+        "Tool.define{...}. Tools are typed: bad arguments raise one invalid_argument error listing every problem.",
+    "call": "Tool.call(name [, args]) -> result\n\nCalls a tool with a table of named arguments and returns its result as "
+            "Lua values; raises a structured error {code, message, details} on failure.\n"
+            "Example: Tool.call('hash', {text = 'hi', algorithm = 'sha256'})",
+    "list": "Tool.list([{category = name}]) -> {{name, category, description, security}, ...}\n\nThe available tools, "
+            "sorted by category and name.\nExample: for _, t in ipairs(Tool.list{category = 'text'}) do print(t.name) end",
+    "info": "Tool.info(name) -> {name, description, category, security, parameters, examples, doc}\n\nA tool's JSON "
+            "Schema, documentation and examples.\nExample: Tool.info('read_file').parameters",
+    "define": "Tool.define{name, description, params = <JSON Schema>, fn = function(args) ... end [, category, security, "
+              "examples]} -> name\n\nDefines a tool in Lua, callable with Tool.call and usable by agents like a built-in.\n"
+              "Example: Tool.define{name = 'double', description = 'Double a number', params = {type = 'object', "
+              "properties = {n = {type = 'number'}}, required = {'n'}}, fn = function(a) return a.n * 2 end}",
+    "categories": "Tool.categories() -> {name, ...}\n\nThe tool categories.",
+}
+
+
+def install(engine: LuaEngine, components: Components, scope: RunScope) -> None:
+    registry = components.tools
+
+    def call(name: Any, args: Any = None) -> Any:
+        tool_name = name_arg(name, "Tool.call: the tool name")
+        arguments = py(engine, args) if args is not None else {}
+        if arguments == []:
+            arguments = {}  # an empty Lua table converts to a list
+        item = registry.get(tool_name)
+        if item.is_async:
+            result = engine.wait(registry.acall(tool_name, arguments, scope.context))
+        else:
+            result = registry.call(tool_name, arguments, scope.context)
+        return lua(engine, result)
+
+    def list_(opts: Any = None) -> Any:
+        category = options(engine, opts, ("category",), "Tool.list").get("category")
+        return lua(engine, [
+            {"name": t.name, "category": t.category, "description": t.description.split("\n")[0], "security": t.security}
+            for t in registry.list(category)
+        ])
+
+    def info(name: Any) -> Any:
+        return lua(engine, registry.get(name_arg(name, "Tool.info: the tool name")).info())
+
+    def categories() -> Any:
+        return lua(engine, registry.categories())
+
+    def define(spec: Any) -> Any:
+        return define_lua_tool(engine, components, spec)
+
+    table = expose(engine, "Tool", {"call": call, "list": list_, "info": info, "define": define,
+                                    "categories": categories}, DOCS, convert=False)
+    for item in registry.list():
+        engine.docs[f"tool:{item.name}"] = item.doc()
+    del table
+
+
+def define_lua_tool(engine: LuaEngine, components: Components, spec: Any) -> bytes:
+    """Register a tool whose body is a Lua function (runs on the Lua thread, wherever it is called from)."""
+    fields = options(engine, spec, ("name", "description", "params", "fn", "category", "security", "examples"),
+                     "Tool.define")
+    name = fields.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidArgument("Tool.define: `name` must be a non-empty string")
+    fn = function_arg(spec[b"fn"], "Tool.define: `fn`")
+    params = fields.get("params") or {"type": "object"}
+    if params == []:
+        params = {"type": "object"}
+    if not isinstance(params, dict):
+        raise InvalidArgument("Tool.define: `params` must be a JSON Schema table")
+    security = fields.get("security", "safe")
+    if security not in SECURITY_LEVELS:
+        raise InvalidArgument(f"Tool.define: `security` must be one of {', '.join(SECURITY_LEVELS)}")
+
+    def run(**kwargs: Any) -> Any:
+        return call_lua(engine, fn, kwargs)
+
+    async def run_async(**kwargs: Any) -> Any:
+        return await call_lua_async(engine, fn, kwargs)
+
+    try:
+        item = Tool(name=name, description=str(fields.get("description") or name), fn=run, parameters=params,
+                    category=str(fields.get("category", "custom")), security=security,
+                    examples=list(fields.get("examples") or []), source="lua", async_fn=run_async)
+    except Exception as exc:
+        raise InvalidArgument(f"Tool.define: {exc}") from None
+    components.tools.register(item, replace=True)
+    engine.docs[f"tool:{name}"] = item.doc()
+    return name.encode()
