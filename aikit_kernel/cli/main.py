@@ -19,7 +19,7 @@ from importlib.metadata import PackageNotFoundError, version
 from aikit_kernel.cli.common import PROG
 
 #: Subcommand modules, in the order they are listed by ``aikit --help``.
-COMMANDS: tuple[str, ...] = ("run", "kernel", "config")
+COMMANDS: tuple[str, ...] = ("run", "kernel", "config", "tools")
 
 
 def package_version() -> str:
@@ -66,6 +66,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `aikit tools list | head`: the reader left; not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def _exit_code(code: object) -> int:
