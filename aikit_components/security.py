@@ -73,12 +73,15 @@ class SecurityPolicy:
     def check_path(self, path: str | os.PathLike[str], *, write: bool = False) -> Path:
         """Resolve ``path`` (relative to the working directory) and return it when it lies inside
         an allowed root; raise :class:`PermissionDenied` naming the rule otherwise."""
-        if isinstance(path, str) and "\x00" in path:
-            raise InvalidArgument("path contains a NUL byte")
+        if isinstance(path, str) and ("\x00" in path or not path.strip()):
+            raise InvalidArgument("path is empty or contains a NUL byte")
         resolved = Path(path).expanduser()
         if not resolved.is_absolute():
             resolved = Path.cwd() / resolved
-        resolved = resolved.resolve()
+        try:
+            resolved = resolved.resolve()
+        except (RuntimeError, OSError) as exc:  # a symlink loop, an unreadable component
+            raise InvalidArgument(f"cannot resolve path {str(path)!r}: {exc}", details={"path": str(path)}) from None
         for root in self.allowed_paths:
             if resolved == root or resolved.is_relative_to(root):
                 return resolved

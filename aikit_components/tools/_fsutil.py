@@ -5,10 +5,12 @@ fields. Private: not part of the public tools API."""
 from __future__ import annotations
 
 import errno
+import functools
+import inspect
 import os
 import stat
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from contextlib import suppress
 from datetime import datetime, timezone
 from pathlib import Path
@@ -176,3 +178,25 @@ def atomic_write(target: Path, chunks: Iterable[bytes], mode: int | None = None)
     fsync_dir(target.parent)
     return written
 
+
+
+# ----------------------------------------------------------------------------- arguments
+def none_means_default(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """Let an explicit null for an optional parameter mean "use the default".
+
+    The registry's validator lets ``None`` through for optional parameters and ``bind_args``
+    only fills in parameters that are absent, so ``{"max_bytes": null}`` (common in LLM tool
+    calls) would reach the function as ``None``. Wrapped under ``@tool``, this keeps the schema
+    (``functools.wraps`` exposes the original signature, hints and docstring)."""
+    sig = inspect.signature(fn)
+    defaults = {name: p.default for name, p in sig.parameters.items()
+                if p.default is not inspect.Parameter.empty and p.default is not None}
+
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        for name, value in kwargs.items():
+            if value is None and name in defaults:
+                kwargs[name] = defaults[name]
+        return await fn(*args, **kwargs)
+
+    return wrapper

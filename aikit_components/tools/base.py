@@ -112,8 +112,10 @@ class Tool:
     def bind_args(self, args: dict[str, Any]) -> dict[str, Any]:
         """Arguments with defaults filled and integral floats turned into integers where the
         schema asks for integers (Lua numbers computed as floats)."""
-        args = apply_defaults(self.parameters, dict(args))
         props = self.parameters.get("properties", {})
+        # An explicit null (common in LLM tool calls) for an optional parameter means "default".
+        args = {k: v for k, v in args.items() if v is not None or "null" in str(props.get(k, {}).get("anyOf", ""))}
+        args = apply_defaults(self.parameters, args)
         for name, value in args.items():
             if isinstance(value, float) and value.is_integer() and props.get(name, {}).get("type") == "integer":
                 args[name] = int(value)

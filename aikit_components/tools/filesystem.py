@@ -25,7 +25,7 @@ from typing import Any
 
 from ..errors import AikitError, Conflict, InvalidArgument, IOFailure, NotFound, PermissionDenied, ResourceExhausted
 from ._fsutil import (
-    MiB, atomic_write, checked, checked_entry, fsync_dir, is_protected, iso_time, kind_of, lexists, os_error,
+    MiB, none_means_default, atomic_write, checked, checked_entry, fsync_dir, is_protected, iso_time, kind_of, lexists, os_error,
 )
 from .base import Tool, ToolContext, tool
 
@@ -185,6 +185,7 @@ def _read_file(ctx: ToolContext, path: str, encoding: str, max_bytes: int) -> di
      "result": {"path": "/home/me/project/notes.txt", "content": "hello\n", "size": 6, "truncated": False,
                 "bytes_read": 6, "encoding": "utf-8"}},
 ])
+@none_means_default
 async def read_file(ctx: ToolContext, path: str, encoding: str = "utf-8",
                     max_bytes: int = DEFAULT_READ_BYTES) -> dict[str, Any]:
     """Read a text file (or a binary one as base64).
@@ -239,6 +240,7 @@ def _write_file(ctx: ToolContext, path: str, content: str, encoding: str, create
     {"args": {"path": "out/report.md", "content": "# Report\n"},
      "result": {"path": "/home/me/project/out/report.md", "bytes_written": 9, "created": True}},
 ])
+@none_means_default
 async def write_file(ctx: ToolContext, path: str, content: str, encoding: str = "utf-8", create_dirs: bool = True,
                      overwrite: bool = True) -> dict[str, Any]:
     """Write a file atomically, replacing it whole.
@@ -290,9 +292,13 @@ def _append_file(ctx: ToolContext, path: str, content: str, encoding: str, creat
     {"args": {"path": "log.txt", "content": "step 2 done\n"},
      "result": {"path": "/home/me/project/log.txt", "bytes_written": 12, "size": 24, "created": False}},
 ])
+@none_means_default
 async def append_file(ctx: ToolContext, path: str, content: str, encoding: str = "utf-8",
                       create_dirs: bool = True) -> dict[str, Any]:
     """Append text to the end of a file, creating it when missing.
+
+    The appended bytes are flushed to disk before the tool returns. Use it for logs and for
+    writing content too large for one write_file call in parts.
 
     Args:
         path: The file to append to, relative to the working directory or absolute, inside the allowed paths.
@@ -359,6 +365,7 @@ def _list_directory(ctx: ToolContext, path: str, recursive: bool, include_hidden
          {"name": "README.md", "path": "/home/me/project/README.md", "type": "file", "size": 120,
           "modified": "2024-05-01T12:00:00Z"}]}},
 ])
+@none_means_default
 async def list_directory(ctx: ToolContext, path: str = ".", recursive: bool = False, include_hidden: bool = False,
                          max_entries: int = 1000) -> dict[str, Any]:
     """List the entries of a directory, optionally recursively.
@@ -386,6 +393,9 @@ def _file_search(ctx: ToolContext, pattern: str, root: str, max_results: int) ->
     if os.path.isabs(pattern) or pattern.startswith("~"):
         raise InvalidArgument(f"pattern {pattern!r} is absolute; pass the directory as root and a relative "
                               "pattern, e.g. root='/data', pattern='**/*.csv'", details={"pattern": pattern})
+    if ".." in re.split(r"[\\/]", pattern):
+        raise InvalidArgument(f"pattern {pattern!r} contains '..'; pass the directory to search as root instead, "
+                              "e.g. root='..', pattern='*.txt'", details={"pattern": pattern})
     base = checked(ctx, root)
     if not base.is_dir():
         raise (NotFound if not lexists(base) else InvalidArgument)(
@@ -428,12 +438,14 @@ def _file_search(ctx: ToolContext, pattern: str, root: str, max_results: int) ->
                     {"name": "hello.lua", "path": "/home/me/project/examples/hello.lua", "type": "file",
                      "size": 42}]}},
 ])
+@none_means_default
 async def file_search(ctx: ToolContext, pattern: str, root: str = ".", max_results: int = 1000) -> dict[str, Any]:
     """Find files and directories whose path matches a glob pattern.
 
     Patterns use glob syntax: "*" matches within one path component, "**" any number of
     directories, "?" one character, "[abc]" a set. Matches that resolve outside the allowed
-    paths (through symlinks) are left out and counted in skipped_outside.
+    paths (through symlinks) are left out and counted in skipped_outside; ".." is not allowed
+    in the pattern (use root to search elsewhere).
 
     Args:
         pattern: Glob pattern relative to root, e.g. "*.txt" or "**/*.py".
@@ -530,6 +542,7 @@ def _grep(ctx: ToolContext, pattern: str, path: str, glob: str, regex: bool, ign
                 "matches": [{"file": "app.py", "path": "/home/me/project/src/app.py", "line": 12, "column": 7,
                              "text": "    # TODO: retry"}]}},
 ])
+@none_means_default
 async def grep(ctx: ToolContext, pattern: str, path: str = ".", glob: str = "*", regex: bool = True,
                ignore_case: bool = False, max_matches: int = 500) -> dict[str, Any]:
     """Search file contents for lines matching a regular expression or literal text.
@@ -627,6 +640,7 @@ def _copy_file(ctx: ToolContext, source: str, destination: str, overwrite: bool)
      "result": {"source": "/home/me/project/data.csv", "destination": "/home/me/project/backup/data.csv",
                 "type": "file", "files": 1, "bytes": 2048, "replaced": False}},
 ])
+@none_means_default
 async def copy_file(ctx: ToolContext, source: str, destination: str, overwrite: bool = False) -> dict[str, Any]:
     """Copy a file or a whole directory.
 
@@ -685,6 +699,7 @@ def _move_file(ctx: ToolContext, source: str, destination: str, overwrite: bool)
      "result": {"source": "/home/me/project/draft.md", "destination": "/home/me/project/docs/final.md",
                 "type": "file", "replaced": False}},
 ])
+@none_means_default
 async def move_file(ctx: ToolContext, source: str, destination: str, overwrite: bool = False) -> dict[str, Any]:
     """Move or rename a file or directory.
 
@@ -745,6 +760,7 @@ def _delete_file(ctx: ToolContext, path: str, recursive: bool) -> dict[str, Any]
      "result": {"path": "/home/me/project/tmp/build", "type": "directory", "deleted": True, "files": 12,
                 "directories": 3}},
 ])
+@none_means_default
 async def delete_file(ctx: ToolContext, path: str, recursive: bool = False) -> dict[str, Any]:
     """Delete a file, a symlink (not its target) or a directory.
 
@@ -810,6 +826,7 @@ def _file_stat(ctx: ToolContext, path: str) -> dict[str, Any]:
                 "link_target": None, "resolved_path": "/home/me/project/notes.txt",
                 "sha256": "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"}},
 ])
+@none_means_default
 async def file_stat(ctx: ToolContext, path: str) -> dict[str, Any]:
     """Describe a file, directory or symlink: type, size, permissions, times and a SHA-256.
 
@@ -882,6 +899,7 @@ def _edit_file(ctx: ToolContext, path: str, old: str, new: str, count: int, enco
     {"args": {"path": "config.lua", "old": "debug = false", "new": "debug = true"},
      "result": {"path": "/home/me/project/config.lua", "replacements": 1, "first_line": 3, "size": 120}},
 ])
+@none_means_default
 async def edit_file(ctx: ToolContext, path: str, old: str, new: str, count: int = 1,
                     encoding: str = "utf-8") -> dict[str, Any]:
     """Replace exact text in a file.
@@ -930,6 +948,7 @@ def _make_directory(ctx: ToolContext, path: str, parents: bool) -> dict[str, Any
 @tool(category=CATEGORY, security="write", examples=[
     {"args": {"path": "out/charts"}, "result": {"path": "/home/me/project/out/charts", "created": True}},
 ])
+@none_means_default
 async def make_directory(ctx: ToolContext, path: str, parents: bool = True) -> dict[str, Any]:
     """Create a directory (and its missing parents).
 
