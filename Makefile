@@ -39,6 +39,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(VPY) bench/kernel_latency.py
+	$(VPY) bench/components.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build dist

@@ -25,6 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import InvalidArgument
+
 log = logging.getLogger(__name__)
 
 OVERFLOW_POLICIES = ("drop_oldest", "drop_newest")
@@ -47,7 +49,9 @@ class Subscription:
     def __init__(self, bus: "EventBus", pattern: str, handler: Callable[[Event], Any] | None,
                  maxsize: int, overflow: str, loop_getter: Callable[[], asyncio.AbstractEventLoop] | None) -> None:
         if overflow not in OVERFLOW_POLICIES:
-            raise ValueError(f"overflow must be one of {OVERFLOW_POLICIES}, got {overflow!r}")
+            raise InvalidArgument(f"overflow must be one of {', '.join(OVERFLOW_POLICIES)}, got {overflow!r}")
+        if isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 1:
+            raise InvalidArgument(f"maxsize must be a positive integer, got {maxsize!r}")
         self.bus = bus
         self.pattern = pattern
         self.handler = handler

@@ -18,6 +18,7 @@ from __future__ import annotations
 import fnmatch
 import ipaddress
 import os
+import shutil
 import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -25,12 +26,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .config import data_dir
-from .errors import InvalidArgument, PermissionDenied
+from .config import DEFAULT_COMMANDS, data_dir
+from .errors import InvalidArgument, IOFailure, NotFound, PermissionDenied
 
 DEFAULT_ENV_ALLOWLIST = ("HOME", "USER", "LANG", "LC_ALL", "TZ", "PWD", "SHELL", "TERM")
-DEFAULT_COMMANDS = ("git", "ls", "cat", "echo", "python3", "grep", "wc", "head", "tail", "sort", "uniq", "date",
-                    "true", "false", "sleep", "env", "pwd")
 
 
 @dataclass
@@ -149,14 +148,17 @@ class SecurityPolicy:
         try:
             infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except socket.gaierror as exc:
-            raise PermissionDenied(f"cannot resolve host {host!r}: {exc.strerror}", details={"rule": "dns", "host": host}) from None
+            raise IOFailure(f"cannot resolve host {host!r}: {exc.strerror} (check the name and the network)",
+                            details={"host": host}) from None
         addresses = sorted({info[4][0] for info in infos})
         self.check_addresses(host, addresses)
         return scheme, host, port, addresses
 
     # ------------------------------------------------------------------ processes
     def check_command(self, argv: Sequence[str]) -> list[str]:
-        """Allow ``argv`` when its program is in ``allowed_commands``; return it as a list."""
+        """Allow ``argv`` when its program is in ``allowed_commands``; return it with the program
+        replaced by its absolute path on PATH. A path given as the program must be that same
+        file (a script's own ``./git`` is not the allowed git)."""
         if not argv or not all(isinstance(a, str) for a in argv):
             raise InvalidArgument("command must be a non-empty list of strings (no shell)")
         program = os.path.basename(argv[0])
@@ -166,7 +168,15 @@ class SecurityPolicy:
                 "add it to security.allowed_commands in aikit.toml to allow it",
                 details={"rule": "allowed_commands", "command": program},
             )
-        return list(argv)
+        resolved = shutil.which(program)
+        if resolved is None:
+            raise NotFound(f"command {program!r} is allowed but not installed (not found on PATH)")
+        if os.sep in argv[0] and os.path.realpath(argv[0]) != os.path.realpath(resolved):
+            raise PermissionDenied(
+                f"{argv[0]!r} is not the allowed {program!r} ({resolved}); give the bare command name",
+                details={"rule": "allowed_commands", "command": argv[0]},
+            )
+        return [resolved, *argv[1:]]
 
 
 def _ip_or_none(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

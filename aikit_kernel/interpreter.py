@@ -67,6 +67,12 @@ class Interpreter(abc.ABC):
     def interrupt_requested(self) -> bool:
         return False
 
+    def set_wakeup(self, wakeup: Any) -> None:
+        """Give the interpreter a way to wake the idle Lua thread (for work queued from elsewhere)."""
+
+    def service(self) -> None:
+        """Run work queued for the Lua thread (called by the kernel when woken while idle)."""
+
     def shutdown(self) -> None:
         """Release resources before the process exits."""
 
@@ -152,6 +158,12 @@ class LuaInterpreter(Interpreter):
 
     def interrupt(self) -> bool:
         return self.engine.interrupt()
+
+    def set_wakeup(self, wakeup: Any) -> None:
+        self.engine.dispatcher.notify = wakeup
+
+    def service(self) -> None:
+        self.engine.dispatcher.service()
 
     def interrupt_requested(self) -> bool:
         return self.engine.interrupt_requested()

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = int(os.environ.get("AIKIT_MAX_MESSAGE_MB", "64")) * 1024 * 1024
 _STOP = object()
+_SERVICE = object()
 
 Handler = Callable[[list[bytes], dict[str, Any]], None]
 
@@ -46,6 +47,7 @@ class Kernel:
         self.output = IOPubOutput(self.messenger)
         self.interpreter = interpreter_factory(self.output)
         self.output.set_stop_check(self.interpreter.interrupt_requested)
+        self.interpreter.set_wakeup(lambda: self._work.put(_SERVICE))
         self.history = history
         self.execution_count = 0
         self._work: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -144,6 +146,9 @@ class Kernel:
             item = self._work.get()
             if item is _STOP:
                 break
+            if item is _SERVICE:  # Lua work queued from another thread while we were idle
+                self.interpreter.service()
+                continue
             idents, msg, seq = item
             self._dispatch_shell(idents, msg, seq)
         self.output.flush()

@@ -86,6 +86,8 @@ def run_sync(
     event = wake if wake is not None else threading.Event()
     future.add_done_callback(lambda _: event.set())
     deadline = None if timeout is None else time.monotonic() + timeout
+    if service is not None:
+        service()
     while not future.done():
         event.wait(_WAIT_SLICE_S)
         event.clear()
@@ -99,6 +101,8 @@ def run_sync(
         if deadline is not None and time.monotonic() >= deadline:
             future.cancel()
             raise TimeoutError(f"operation timed out after {timeout:g} s")
+    if service is not None:
+        service()  # every wait is a safe point, however short
     return future.result()
 
 

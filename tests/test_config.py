@@ -92,7 +92,8 @@ process_output_cap_bytes = 14
 """)
     base = load(dirs)
     assert base.sources == [str(user_file), str(project_file)]
-    assert base.get("tools") == {
+    tools = base.get("tools")
+    assert {k: tools[k] for k in ("http_timeout_s", "http_retries", "process_timeout_s", "process_output_cap_bytes")} == {
         "http_timeout_s": 20,  # project over user
         "http_retries": 6,
         "process_timeout_s": 11,  # user over default
@@ -102,7 +103,8 @@ process_output_cap_bytes = 14
 
     ci = load(dirs, profile="ci", env={"AIKIT_TOOLS__HTTP_RETRIES": "9"})
     assert ci.profile == "ci"
-    assert ci.get("tools") == {
+    ci_tools = ci.get("tools")
+    assert {k: ci_tools[k] for k in ("http_timeout_s", "http_retries", "process_timeout_s", "process_output_cap_bytes")} == {
         "http_timeout_s": 20,
         "http_retries": 9,  # env over everything
         "process_timeout_s": 12,  # user profile over project base

@@ -130,14 +130,14 @@ class Tool:
         if props:
             lines += ["", "Parameters:"]
             for name, prop in props.items():
-                kind = prop.get("type") or ("one of " + repr(prop["enum"]) if "enum" in prop else "any")
+                kind = _kind(prop)
                 default = f" (default {prop['default']!r})" if "default" in prop else ""
                 lines.append(f"  {name}: {kind}{default}  {prop.get('description', '')}".rstrip())
         if self.returns:
             lines += ["", f"Returns: {self.returns}"]
         if self.examples:
             ex = self.examples[0]
-            lines += ["", f"Example: Tool.call({self.name!r}, {ex.get('args', {})!r})"]
+            lines += ["", f"Example: Tool.call({lua_literal(self.name)}, {lua_literal(ex.get('args', {}))})"]
         return "\n".join(lines)
 
     def info(self) -> dict[str, Any]:
@@ -147,6 +147,41 @@ class Tool:
             "security": self.security, "parameters": self.parameters, "examples": self.examples,
             "returns": self.returns, "source": self.source, "doc": self.doc(),
         }
+
+
+def lua_literal(value: Any) -> str:
+    """A Lua literal for a JSON-like value (for examples shown to Lua users)."""
+    if value is None:
+        return "nil"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    if isinstance(value, (list, tuple)):
+        return "{" + ", ".join(lua_literal(v) for v in value) + "}"
+    if isinstance(value, dict):
+        parts = []
+        for k, v in value.items():
+            key = k if isinstance(k, str) and k.isidentifier() else f"[{lua_literal(k)}]"
+            parts.append(f"{key} = {lua_literal(v)}")
+        return "{" + ", ".join(parts) + "}"
+    return repr(value)
+
+
+def _kind(prop: dict[str, Any]) -> str:
+    """A short type label for docs: "string", "integer?" (optional), "one of [...]"."""
+    if "enum" in prop:
+        return "one of " + repr(prop["enum"])
+    options = prop.get("anyOf")
+    if options:
+        kinds = [_kind(o) for o in options if o.get("type") != "null"]
+        return " | ".join(kinds) + ("?" if len(kinds) < len(options) else "")
+    kind = prop.get("type", "any")
+    if kind == "array" and isinstance(prop.get("items"), dict) and prop["items"]:
+        return f"array of {_kind(prop['items'])}"
+    return kind if isinstance(kind, str) else " | ".join(kind)
 
 
 def tool(name: str | None = None, *, category: str = "custom", security: str = "safe",

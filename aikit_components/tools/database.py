@@ -122,7 +122,7 @@ def _run(job: _Job, path: Path, query: str, params: list[Any] | dict[str, Any], 
         conn.set_authorizer(guard)
         cursor = conn.execute(query, params)
         if cursor.description is None:
-            return {"changes": conn.total_changes, "last_row_id": cursor.lastrowid}
+            return {"changes": max(cursor.rowcount, 0), "last_row_id": cursor.lastrowid}
         columns = [d[0] for d in cursor.description]
         if guard.writes:  # INSERT ... RETURNING: step to the end so the statement completes and commits
             fetched = cursor.fetchall()
@@ -206,6 +206,8 @@ async def sql_query(ctx: ToolContext, database: str, query: str, params: list[An
     except TimeoutError:
         job.interrupt()
         await asyncio.gather(work, return_exceptions=True)  # the interrupt ends the statement promptly
+        if not work.cancelled() and work.exception() is None:  # it finished just before the interrupt
+            return work.result()
         raise Timeout(f"the SQL statement ran longer than {timeout:g} s and was interrupted; raise timeout_s "
                       "or make the query cheaper (an index, a LIMIT)", details={"timeout_s": timeout}) from None
     except asyncio.CancelledError:

@@ -141,6 +141,7 @@ class ToolRegistry:
                 outcome = hooks.run("tool.error", {"name": name, "args": bound, "error": error.to_dict()}) if hooks else None
                 decision = self._after_error(item, error, outcome, started, attempt)
                 if decision == "retry":
+                    time.sleep(outcome.delay if outcome else 0)  # type: ignore[union-attr]
                     continue
                 if decision == "replace":
                     return outcome.value  # type: ignore[union-attr]
@@ -148,6 +149,7 @@ class ToolRegistry:
             outcome = hooks.run("tool.after", {"name": name, "args": bound, "result": result}) if hooks else None
             decision = self._after(item, outcome, started, attempt)
             if decision == "retry":
+                time.sleep(outcome.delay if outcome else 0)  # type: ignore[union-attr]
                 continue
             return outcome.value if decision == "replace" else result  # type: ignore[union-attr]
         raise AssertionError("unreachable")

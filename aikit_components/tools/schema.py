@@ -150,6 +150,17 @@ def signature_schema(fn: Callable[..., Any], skip: tuple[str, ...] = ("ctx",)) -
 
 
 # ----------------------------------------------------------------------------- validation
+def schema_problems(schema: Any) -> Problems:
+    """What is wrong with a JSON Schema itself (checked against its meta-schema)."""
+    import jsonschema
+
+    if not isinstance(schema, dict):
+        return [f"a schema must be an object, got {_type_name(schema)}"]
+    validator = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    meta = validator(validator.META_SCHEMA)
+    return [f"{'/'.join(str(p) for p in err.absolute_path) or '(schema)'}: {err.message}" for err in meta.iter_errors(schema)]
+
+
 def compile_validator(schema: dict[str, Any]) -> Callable[[Any], Problems]:
     """A function returning every problem of a value against ``schema`` (empty list: valid)."""
     if not _supported(schema):

@@ -171,8 +171,12 @@ async def run_argv(argv: list[str], *, cwd: Path | None, env: dict[str, str], st
         ) from None
     except BaseException:  # cancelled (interrupt, caller's timeout) or an unexpected failure
         _kill_group(proc)
-        for task in readers:
-            task.cancel()
+        try:  # reap it so the transport closes on this loop (SIGKILL makes this a matter of ms)
+            await asyncio.wait_for(proc.wait(), 2)
+            await _settle(readers, 0.5)
+        except BaseException:  # cancelled again, or the loop is going away: the kill is what matters
+            for task in readers:
+                task.cancel()
         raise
     finally:
         if feeder is not None and not feeder.done():

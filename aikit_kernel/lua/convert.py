@@ -13,15 +13,19 @@ from typing import Any
 
 from lupa import lua54
 
+from aikit_components.errors import InvalidArgument
+
 lua_type = lua54.lua_type
 
 
-def lua_to_python(value: Any, address: Callable[[Any], Any], *, max_depth: int = 64,
+def lua_to_python(value: Any, address: Callable[[Any], Any], *, max_depth: int = 64, strict: bool = False,
                   _seen: set[Any] | None = None, _depth: int = 0) -> Any:
     """A JSON-like Python value for a Lua value (functions and userdata become ``"<kind>"``).
 
     Only raw access is used (no ``__index``/``__len``/``__tostring``), so no user code runs here:
     this is called with the GIL held. ``address`` gives a table's identity (``%p``).
+    With ``strict`` (values to store or send), functions, coroutines and userdata are an
+    ``InvalidArgument`` instead of a ``"<function>"`` placeholder; cycles are one either way.
     """
     if isinstance(value, bytes):
         return _text_or_bytes(value)
@@ -29,21 +33,25 @@ def lua_to_python(value: Any, address: Callable[[Any], Any], *, max_depth: int =
     if kind is None:
         return value  # None, bool, int, float
     if kind != "table":
+        if strict:
+            raise InvalidArgument(f"a {kind} cannot be stored or sent: use tables, strings, numbers and booleans")
         return f"<{kind}>"
     if _depth >= max_depth:
-        raise ValueError(f"table nesting deeper than {max_depth}")
+        raise InvalidArgument(f"table nesting deeper than {max_depth} levels")
     seen = _seen if _seen is not None else set()
     key = address(value)
     if key in seen:
-        raise ValueError("table contains a cycle")
+        raise InvalidArgument("the table contains a cycle (a table that contains itself) and cannot be stored or sent")
     seen.add(key)
     try:
         items = list(value.items())  # lua_next: raw
         keys = [k for k, _ in items]
         if items and all(isinstance(k, int) and not isinstance(k, bool) for k in keys) and sorted(keys) == list(range(1, len(keys) + 1)):
             ordered = sorted(items, key=lambda kv: kv[0])
-            return [lua_to_python(v, address, max_depth=max_depth, _seen=seen, _depth=_depth + 1) for _, v in ordered]
-        return {_key(k): lua_to_python(v, address, max_depth=max_depth, _seen=seen, _depth=_depth + 1) for k, v in items}
+            return [lua_to_python(v, address, max_depth=max_depth, strict=strict, _seen=seen, _depth=_depth + 1)
+                    for _, v in ordered]
+        return {_key(k): lua_to_python(v, address, max_depth=max_depth, strict=strict, _seen=seen, _depth=_depth + 1)
+                for k, v in items}
     finally:
         seen.discard(key)
 

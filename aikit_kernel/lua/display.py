@@ -139,10 +139,12 @@ class DisplayBinding:
 
     def _jsonable(self, value: Any, strict: bool) -> Any:
         try:
-            data = lua_to_python(value, self.engine.internal[b"address"])
+            data = lua_to_python(value, self.engine.internal[b"address"], strict=strict)
             json.dumps(data)
             return data
-        except (ValueError, TypeError) as exc:
+        except (InvalidArgument, ValueError, TypeError) as exc:
+            if isinstance(exc, InvalidArgument) and strict:
+                raise InvalidArgument(f"display.json: {exc.message}") from None
             if strict:
                 raise InvalidArgument(f"display.json: value cannot be shown as JSON ({exc})") from None
             return None

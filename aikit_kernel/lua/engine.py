@@ -17,6 +17,7 @@ from aikit_components.security import SecurityPolicy
 from .. import runtime
 from . import source, stdlib_docs
 from .cells import CellFiles
+from .convert import python_to_lua
 from .dispatch import LuaDispatcher
 from .host import Host, text
 from .interrupt import Interrupter
@@ -89,7 +90,8 @@ class LuaEngine:
         self.cells = CellFiles()
         self._interrupter: Interrupter | None = None
         self.dispatcher = LuaDispatcher()
-        self.host = Host(output, self.policy, self.wait, self.interrupt_requested)
+        self.host = Host(output, self.policy, self.wait, self.interrupt_requested,
+                         details_to_lua=lambda value: python_to_lua(self.runtime, value))
         host_functions = {k.encode(): v for k, v in self.host.functions().items()}
         host_functions[b"rearm"] = lambda: self._interrupter.rearm()  # type: ignore[union-attr]
         host_functions[b"co_enter"] = lambda address: self._interrupter.co_enter(address)  # type: ignore[union-attr]

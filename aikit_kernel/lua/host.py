@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import io
+import json
 import logging
 import math
 import os
@@ -30,6 +31,14 @@ log = logging.getLogger(__name__)
 MAX_OPEN_FILES = 256
 
 
+class LuaInterrupted(BaseException):
+    """The user interrupted Lua code that Python called back into (a Lua tool, hook or updater).
+
+    A BaseException so that no ``except Exception`` on the way (hooks, the tool pipeline) mistakes
+    it for an ordinary failure; host functions turn it back into the interrupt in Lua.
+    """
+
+
 def text(value: Any) -> str:
     """Decode a Lua string argument (bytes) to str, keeping undecodable bytes visible."""
     if isinstance(value, bytes):
@@ -42,11 +51,13 @@ def to_lua(value: Any) -> Any:
     return value.encode("utf-8", errors="surrogateescape") if isinstance(value, str) else value
 
 
-def host_function(fn: Callable[..., Any], interrupted: Callable[[], bool] | None = None) -> Callable[..., tuple[Any, ...]]:
+def host_function(fn: Callable[..., Any], interrupted: Callable[[], bool] | None = None,
+                  details_to_lua: Callable[[Any], Any] | None = None) -> Callable[..., tuple[Any, ...]]:
     """Wrap ``fn`` in the ``(ok, ...)`` convention; a returned tuple becomes multiple values.
 
     ``interrupted`` tells whether a Lua error that crossed ``fn`` (Lua called from Python called
     from Lua) was the interrupt, so it goes on as an interrupt rather than as a plain error.
+    ``details_to_lua`` turns an error's details into a Lua table (``err.details`` in Lua).
     """
 
     @functools.wraps(fn)
@@ -54,8 +65,13 @@ def host_function(fn: Callable[..., Any], interrupted: Callable[[], bool] | None
         try:
             result = fn(*args)
         except AikitError as exc:
+            if details_to_lua is not None and exc.details:
+                plain = json.loads(json.dumps(exc.details, default=str))
+                return (False, to_lua(exc.code), to_lua(exc.message), details_to_lua(plain))
             return (False, to_lua(exc.code), to_lua(exc.message))
         except runtime.WaitCancelled:
+            return (False, b"interrupted", b"interrupted")
+        except LuaInterrupted:
             return (False, b"interrupted", b"interrupted")
         except LuaError as exc:
             if interrupted is not None and interrupted():
@@ -152,17 +168,18 @@ class Host:
     """The Python side of the sandbox: one per engine."""
 
     def __init__(self, output: OutputSink, policy: SecurityPolicy, wait: Callable[..., Any],
-                 interrupt_requested: Callable[[], bool]) -> None:
+                 interrupt_requested: Callable[[], bool], details_to_lua: Callable[[Any], Any] | None = None) -> None:
         self.output = output
         self.policy = policy
         self.files = FileTable(policy)
         self.stdin_allowed = False
         self._wait = wait
         self._interrupt_requested = interrupt_requested
+        self._details_to_lua = details_to_lua
 
     def wrap(self, fn: Callable[..., Any]) -> Callable[..., tuple[Any, ...]]:
         """``host_function`` for this runtime (interrupt-aware)."""
-        return host_function(fn, self._interrupt_requested)
+        return host_function(fn, self._interrupt_requested, self._details_to_lua)
 
     def functions(self) -> dict[str, Callable[..., Any]]:
         """The table handed to sandbox.lua as ``host`` (interrupt functions are added by the engine)."""

@@ -71,7 +71,7 @@ def python_callable(engine: LuaEngine, fn: Callable[..., Any]) -> Callable[..., 
     is_async = inspect.iscoroutinefunction(fn)
 
     def call(*args: Any) -> Any:
-        py_args = [lua_to_python(a, address) for a in args]
+        py_args = [lua_to_python(a, address, strict=True) for a in args]
         if is_async:
             result = engine.wait(fn(*py_args))
         else:

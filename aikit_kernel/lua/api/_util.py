@@ -8,12 +8,12 @@ from aikit_components.errors import AikitError, InvalidArgument
 
 from ..convert import lua_to_python, lua_type, python_to_lua
 from ..engine import LuaEngine
-from ..host import text
+from ..host import LuaInterrupted, text
 
 
 def py(engine: LuaEngine, value: Any) -> Any:
     """A Lua value as a JSON-like Python value."""
-    return lua_to_python(value, engine.internal[b"address"])
+    return lua_to_python(value, engine.internal[b"address"], strict=True)
 
 
 def lua(engine: LuaEngine, value: Any) -> Any:
@@ -33,7 +33,7 @@ def options(engine: LuaEngine, value: Any, allowed: tuple[str, ...], what: str) 
         return {}
     if lua_type(value) != "table":
         raise InvalidArgument(f"{what} options must be a table, got {lua_type(value) or type(value).__name__}")
-    opts = py(engine, value)
+    opts = lua_to_python(value, engine.internal[b"address"])  # may hold functions (Tool.define's fn)
     if not isinstance(opts, dict):
         return {}
     unknown = sorted(str(k) for k in opts if k not in allowed)
@@ -61,6 +61,8 @@ def checked_values(engine: LuaEngine, fn: Any, *lua_args: Any) -> list[Any]:
     result = engine.pcall(fn, *lua_args)
     if result.error is not None:
         err = result.error
+        if err.ename == "KeyboardInterrupt":
+            raise LuaInterrupted()
         raise AikitError(err.evalue, code="lua_error" if err.ename == "LuaError" else err.ename,
                          details={"traceback": err.traceback})
     return result.values

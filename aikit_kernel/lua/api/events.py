@@ -10,7 +10,6 @@ keeps the oldest instead); ``sub:dropped()`` counts the losses.
 from __future__ import annotations
 
 import itertools
-import sys
 import time
 from typing import Any
 
@@ -82,7 +81,8 @@ class LuaSubscriptions:
                 if result.error is not None:
                     if result.error.ename == "KeyboardInterrupt":
                         return calls
-                    print(f"aikit: event subscriber for {sub.pattern!r} failed: {result.error.evalue}", file=sys.stderr)
+                    self.engine.host.output.write(
+                        "stderr", f"aikit: event subscriber for {sub.pattern!r} failed: {result.error.evalue}\n")
         return calls
 
 
@@ -110,7 +110,7 @@ def install(engine: LuaEngine, components: Components) -> None:
             raise InvalidArgument("Event.subscribe: the second argument must be a function or an options table")
         o = options(engine, opts, ("maxsize", "overflow"), "Event.subscribe")
         sub = bus.subscribe(name_arg(pattern, "Event.subscribe: the pattern"), None,
-                            maxsize=int(o.get("maxsize", 10_000)), overflow=str(o.get("overflow", "drop_oldest")))
+                            maxsize=o.get("maxsize", 10_000), overflow=o.get("overflow", "drop_oldest"))
         sub_id = next(registry.ids)
         registry.subs[sub_id] = (sub, fn)
         return make_handle(sub_id, pattern)

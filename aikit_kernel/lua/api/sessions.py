@@ -39,7 +39,7 @@ def install(engine: LuaEngine, components: Components) -> None:
 
     def list_sessions(opts: Any = None) -> Any:
         o = options(engine, opts, ("status", "limit"), "Session.list")
-        return lua(engine, [s.to_dict() for s in sessions.list(o.get("status"), int(o.get("limit", 100)))])
+        return lua(engine, [s.to_dict() for s in sessions.list(o.get("status"), o.get("limit", 100))])
 
     expose(engine, "Session", {"current": current, "list": list_sessions}, SESSION_DOCS, convert=False)
 

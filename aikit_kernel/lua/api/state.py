@@ -50,6 +50,9 @@ def install(engine: LuaEngine, components: Components) -> None:
 
     def set_(scope: Any, key: Any, value: Any, opts: Any = None) -> None:
         s, k = scope_key(scope, key)
+        if value is None:  # as with Lua tables, assigning nil removes the key
+            state.delete(s, k)
+            return
         state.set(s, k, py(engine, value), ttl=ttl_of(opts, "State.set"))
 
     def delete(scope: Any, key: Any) -> bool:

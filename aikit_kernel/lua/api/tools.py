@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from aikit_components.components import Components
-from aikit_components.errors import InvalidArgument
+from aikit_components.errors import InvalidArgument, ValidationError
+from aikit_components.tools.schema import schema_problems
 from aikit_components.tools import SECURITY_LEVELS, Tool
 
 from ..engine import LuaEngine
@@ -82,6 +83,9 @@ def define_lua_tool(engine: LuaEngine, components: Components, spec: Any) -> byt
         params = {"type": "object"}
     if not isinstance(params, dict):
         raise InvalidArgument("Tool.define: `params` must be a JSON Schema table")
+    problems = schema_problems(params)
+    if problems:
+        raise ValidationError(f"Tool.define: `params` of {name!r} is not a valid JSON Schema:", problems)
     security = fields.get("security", "safe")
     if security not in SECURITY_LEVELS:
         raise InvalidArgument(f"Tool.define: `security` must be one of {', '.join(SECURITY_LEVELS)}")

@@ -1,0 +1,563 @@
+"""Component micro-benchmark: tool calls from Lua, event throughput, State latency.
+
+    .venv/bin/python bench/components.py [--quick] [--reps N] [-q]
+
+Everything runs in this process (no kernel): a ``Components`` opened on a temporary data
+directory (``plugins=False``) and a ``LuaEngine`` with every aikit global installed, as the
+kernel does. Each measurement is printed next to a baseline measured in the same run:
+
+1. tool call: a trivial ``@tool`` (``def add(a: int, b: int) -> int``, registered as
+   ``bench_add``) called from Lua, ``for i = 1, N do Tool.call("bench_add", {a = i, b = 1}) end``
+   run with ``engine.run_cell``, minus an empty Lua loop of the same N run the same way (so the
+   Lua loop, the cell's compilation and the run set-up cancel out), divided by N. Baseline: the
+   Python function called directly, ``add(i, 1)`` in a Python loop minus an empty Python loop.
+   Target: overhead (Lua path - direct) <= 20 us per call. A breakdown follows, measured the
+   same way: validation, ``registry.prepare``, ``registry.call`` on a bare registry (no hooks,
+   no events: the fast path) and on the Components' registry (hooks and events wired, as in the
+   kernel), the Lua -> Python crossing of a no-op binding with the same arguments, and the
+   conversion of the argument table. The run's tool budget is raised so that one cell may make
+   N calls (the budget is still charged on every call).
+2. events: N events published to an ``EventBus`` with one pull subscription (``maxsize`` N, so
+   none is dropped; drained once at the end) and one callback subscription (counts). Throughput
+   = N / (publish loop + drain); every event must reach both subscriptions. Baseline: appending
+   the same N payload objects to a ``collections.deque``. Target >= 200,000 events/s.
+3. state: ``State.open_default`` in a temporary directory (WAL, ``synchronous=FULL``): per-call
+   latency p50/p95 of ``get`` and ``set`` of a small table, against a raw ``sqlite3`` connection
+   on an equivalent table (same schema, WAL, same ``synchronous``) in the same directory: a
+   ``SELECT`` by primary key and an ``INSERT OR REPLACE`` of the already-encoded value. Target:
+   get p50 <= 50 us. Also ``State.get("global", "k")`` in a Lua loop (minus an empty loop), per
+   call, next to the same ``State.get`` in a Python loop.
+
+Method: ``time.perf_counter_ns``; one untimed warm-up of every loop; each measurement repeated
+(``--reps``, default 5; 3 with ``--quick``), alternating with its baseline, and the median of the
+repetitions reported. Per-call latencies (state) are timed one call at a time: the pair of
+``perf_counter_ns`` calls (~0.1 us) is included in both aikit's and the baseline's numbers.
+The garbage collector stays enabled (as in the kernel); after set-up the objects loaded so far
+are frozen (``gc.freeze``), and a collection runs before each timed loop.
+
+Exit status: 0 whether or not the targets are met (this is a benchmark, not a test);
+2 if a measurement fails (a Lua error, lost events).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import gc
+import os
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # run from a checkout without installing
+    sys.path.insert(0, str(REPO))
+
+from aikit_components.components import Components  # noqa: E402
+from aikit_components.events import EventBus  # noqa: E402
+from aikit_components.state import State  # noqa: E402
+from aikit_components.tools import Budget, ToolRegistry, tool  # noqa: E402
+from aikit_kernel.lua.api import expose, install_globals  # noqa: E402
+from aikit_kernel.lua.api._util import lua as lua_value, py  # noqa: E402
+from aikit_kernel.lua.engine import LuaEngine  # noqa: E402
+
+perf_ns = time.perf_counter_ns
+
+TARGET_TOOL_OVERHEAD_US = 20.0
+TARGET_EVENTS_PER_S = 200_000.0
+TARGET_STATE_GET_P50_US = 50.0
+
+TOOL_NAME = "bench_add"
+STATE_VALUE = {"n": 1, "text": "hello", "tags": ["a", "b"]}
+
+
+@dataclass(frozen=True)
+class Sizes:
+    reps: int
+    tool_calls: int  # Lua / Python loop length per repetition (tool section)
+    events: int  # events per repetition
+    state_gets: int  # individually timed gets per repetition (each side)
+    state_sets: int  # individually timed sets per repetition (each side)
+    lua_state_gets: int  # Lua loop length (State.get through Lua)
+
+
+NORMAL = Sizes(reps=7, tool_calls=10_000, events=100_000, state_gets=5_000, state_sets=300, lua_state_gets=10_000)
+QUICK = Sizes(reps=5, tool_calls=2_000, events=30_000, state_gets=2_000, state_sets=60, lua_state_gets=2_000)
+
+
+class BenchError(RuntimeError):
+    """A measurement could not be completed."""
+
+
+class NullOutput:
+    """An OutputSink that discards everything (the benchmarked code prints nothing)."""
+
+    def write(self, name: str, text: str) -> None:
+        pass
+
+    def display(self, data: dict[str, Any], metadata: dict[str, Any], display_id: str | None, update: bool) -> None:
+        pass
+
+    def clear(self, wait: bool) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def readline(self, prompt: str, password: bool = False) -> str | None:
+        return None
+
+
+@tool(name=TOOL_NAME, category="bench")
+def add(a: int, b: int) -> int:
+    """Add two integers.
+
+    Args:
+        a: The first integer.
+        b: The second integer.
+    """
+    return a + b
+
+
+# ---------------------------------------------------------------------- helpers
+def pct(values: list[float], p: float) -> float:
+    """Percentile with linear interpolation (p in 0..100)."""
+    xs = sorted(values)
+    if len(xs) == 1:
+        return xs[0]
+    k = (len(xs) - 1) * p / 100
+    lo = int(k)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def us(ns: float) -> float:
+    return ns / 1e3
+
+
+class LuaLoops:
+    """Times Lua loops run as cells: (loop with body - empty loop) / n, in ns per iteration."""
+
+    def __init__(self, engine: LuaEngine) -> None:
+        self.engine = engine
+
+    def cell_ns(self, code: str) -> int:
+        gc.collect()
+        t0 = perf_ns()
+        result = self.engine.run_cell(code, "[bench]")
+        elapsed = perf_ns() - t0
+        if result.error is not None:
+            raise BenchError(f"Lua cell failed: {result.error.ename}: {result.error.evalue}\n  {code}")
+        return elapsed
+
+    def per_call_ns(self, body: str, n: int, renew: Callable[[], None] | None = None) -> float:
+        empty = f"for i = 1, {n} do end"
+        full = f"for i = 1, {n} do {body} end"
+        if renew:
+            renew()
+        t_empty = self.cell_ns(empty)
+        if renew:
+            renew()
+        t_full = self.cell_ns(full)
+        return (t_full - t_empty) / n
+
+
+def py_per_call_ns(fn: Callable[[int], Any], n: int) -> float:
+    """(loop calling fn(i) - empty loop) / n, in ns."""
+    gc.collect()
+    t0 = perf_ns()
+    for i in range(1, n + 1):
+        pass
+    t_empty = perf_ns() - t0
+    gc.collect()
+    t0 = perf_ns()
+    for i in range(1, n + 1):
+        fn(i)
+    t_full = perf_ns() - t0
+    return (t_full - t_empty) / n
+
+
+def repeat(reps: int, *measures: Callable[[], float]) -> list[list[float]]:
+    """Run the measures ``reps`` times, alternating their order; one list of results per measure."""
+    out: list[list[float]] = [[] for _ in measures]
+    order = list(range(len(measures)))
+    for r in range(reps):
+        for j in (order if r % 2 == 0 else order[::-1]):
+            out[j].append(measures[j]())
+    return out
+
+
+@dataclass
+class Row:
+    label: str
+    value: str
+    target: str = ""
+    verdict: str = ""
+
+
+def print_section(title: str, header: str, rows: list[Row]) -> None:
+    print(title)
+    width = max(len(r.label) for r in rows) + 2
+    print(f"  {'':<{width}}{header:>14}")
+    for r in rows:
+        tail = f"   {r.target}  {r.verdict}" if r.target else ""
+        print(f"  {r.label:<{width}}{r.value:>14}{tail}")
+    print()
+
+
+# ---------------------------------------------------------------------- 1. tool calls
+def bench_tools(components: Components, engine: LuaEngine, scope: Any, sizes: Sizes,
+                log: Callable[[str], None]) -> tuple[list[Row], bool]:
+    n, reps = sizes.tool_calls, sizes.reps
+    policy = components.policy
+
+    def renew() -> None:  # a fresh run per cell, as the kernel does, with room for n calls
+        scope.context = components.tool_context(caller="lua", budget=Budget(10 * n + 1000, policy.max_wall_time_s))
+
+    lua = LuaLoops(engine)
+    call_body = f'Tool.call("{TOOL_NAME}", {{a = i, b = 1}})'
+    noop_body = f'Bench.noop("{TOOL_NAME}", {{a = i, b = 1}})'
+
+    def noop(*args: Any) -> None:
+        return None
+
+    expose(engine, "Bench", {"noop": noop}, convert=False)  # same binding machinery as Tool.call
+
+    registry = components.tools
+    bare = ToolRegistry()  # no hooks, no events: registry.call's fast path
+    bare.register(add)
+    ctx = components.tool_context(caller="python", budget=Budget(None, policy.max_wall_time_s))
+    fn = add.fn
+    validate = add.validate
+    args = {"a": 1, "b": 1}
+    lua_args = engine.table(a=1, b=1)
+    name_bytes = TOOL_NAME.encode()
+
+    def measure_lua_tool() -> float:
+        return lua.per_call_ns(call_body, n, renew)
+
+    def measure_lua_noop() -> float:
+        return lua.per_call_ns(noop_body, n)
+
+    measures = {
+        "direct": lambda: py_per_call_ns(lambda i: fn(i, 1), n),
+        "lua_tool": measure_lua_tool,
+        "validate": lambda: py_per_call_ns(lambda i: validate(args), n),
+        "prepare": lambda: py_per_call_ns(lambda i: registry.prepare(TOOL_NAME, args, ctx), n),
+        "bare_call": lambda: py_per_call_ns(lambda i: bare.call(TOOL_NAME, {"a": i, "b": 1}, ctx), n),
+        "full_call": lambda: py_per_call_ns(lambda i: registry.call(TOOL_NAME, {"a": i, "b": 1}, ctx), n),
+        "lua_noop": measure_lua_noop,
+        "convert": lambda: py_per_call_ns(lambda i: (name_bytes.decode(), py(engine, lua_args)), n),
+    }
+    # the direct lambda adds one Python call level to the baseline: measure it to subtract it
+    lam = lambda i: None  # noqa: E731
+    measures["lambda"] = lambda: py_per_call_ns(lam, n)
+
+    log(f"tool calls: warm-up, then {reps} x {n} calls per measurement")
+    check = engine.run_cell(f'return Tool.call("{TOOL_NAME}", {{a = 40, b = 2}})', "[bench]")
+    if check.error is not None or check.values != [42]:
+        raise BenchError(f"Tool.call check failed: {check.error or check.values}")
+    for m in measures.values():  # warm-up
+        m()
+    keys = list(measures)
+    results = dict(zip(keys, (median(v) for v in repeat(reps, *measures.values()))))
+
+    lam_ns = results["lambda"]
+    direct = max(results["direct"] - lam_ns, 0.0)
+    lua_tool = results["lua_tool"]
+    overhead = lua_tool - direct
+    ok = us(overhead) <= TARGET_TOOL_OVERHEAD_US
+
+    def sub_lambda(key: str) -> float:
+        return max(results[key] - lam_ns, 0.0)
+
+    crossing = results["lua_noop"]
+    convert = sub_lambda("convert")
+    full_call = sub_lambda("full_call")
+    rest = lua_tool - crossing - convert - full_call
+    rows = [
+        Row("direct Python call add(i, 1) (baseline)", f"{us(direct):.3f}"),
+        Row(f'Lua Tool.call("{TOOL_NAME}", {{a = i, b = 1}})', f"{us(lua_tool):.3f}"),
+        Row("overhead (Lua path - direct)", f"{us(overhead):.3f}", f"target <= {TARGET_TOOL_OVERHEAD_US:g} us",
+            "PASS" if ok else "FAIL"),
+        Row("ratio (Lua path / direct)", f"{lua_tool / direct:,.0f}x" if direct > 0 else "n/a"),
+        Row("breakdown (same tool, each measured alone):", ""),
+        Row("  tool.validate(args)", f"{us(sub_lambda('validate')):.3f}"),
+        Row("  registry.prepare (lookup+validate+budget+bind)", f"{us(sub_lambda('prepare')):.3f}"),
+        Row("  registry.call, bare registry (no hooks/events)", f"{us(sub_lambda('bare_call')):.3f}"),
+        Row("  registry.call, Components registry (hooks+events)", f"{us(full_call):.3f}"),
+        Row("  Lua -> Python no-op binding, same arguments", f"{us(crossing):.3f}"),
+        Row("  Lua table -> Python dict (py()) + name decode", f"{us(convert):.3f}"),
+        Row("  rest of Tool.call (Lua path - the three above)", f"{us(rest):.3f}"),
+    ]
+    return rows, ok
+
+
+# ---------------------------------------------------------------------- 2. events
+def bench_events(sizes: Sizes, log: Callable[[str], None]) -> tuple[list[Row], bool]:
+    n, reps = sizes.events, sizes.reps
+    payloads = [{"i": i} for i in range(n)]
+
+    def measure_bus() -> float:
+        bus = EventBus()
+        pull = bus.subscribe("bench.*", maxsize=n)
+        seen = [0]
+
+        def on_event(event: Any) -> None:
+            seen[0] += 1
+
+        bus.subscribe("bench.*", on_event)
+        publish = bus.publish
+        gc.collect()
+        t0 = perf_ns()
+        for p in payloads:
+            publish("bench.tick", p, "bench")
+        drained = pull.drain()
+        elapsed = perf_ns() - t0
+        if len(drained) != n or seen[0] != n or pull.dropped:
+            raise BenchError(f"events lost: pulled {len(drained)}, callback saw {seen[0]}, dropped {pull.dropped} of {n}")
+        if drained[-1].payload is not payloads[-1]:
+            raise BenchError("events delivered out of order")
+        return n / (elapsed / 1e9)
+
+    def measure_deque() -> float:
+        dq: collections.deque[Any] = collections.deque()
+        append = dq.append
+        gc.collect()
+        t0 = perf_ns()
+        for p in payloads:
+            append(p)
+        elapsed = perf_ns() - t0
+        if len(dq) != n:
+            raise BenchError("deque baseline lost items")
+        return n / (elapsed / 1e9)
+
+    log(f"events: warm-up, then {reps} x {n} events")
+    measure_bus()
+    measure_deque()
+    bus_rates, deque_rates = repeat(reps, measure_bus, measure_deque)
+    bus_rate, deque_rate = median(bus_rates), median(deque_rates)
+    ok = bus_rate >= TARGET_EVENTS_PER_S
+    rows = [
+        Row("deque.append (baseline)", f"{deque_rate:,.0f}"),
+        Row("EventBus publish -> deliver (1 pull + 1 callback)", f"{bus_rate:,.0f}",
+            f"target >= {TARGET_EVENTS_PER_S:,.0f}/s", "PASS" if ok else "FAIL"),
+        Row("  per event (us)", f"{1e6 / bus_rate:.3f}"),
+        Row("ratio (EventBus / deque throughput)", f"{bus_rate / deque_rate:.4f}"),
+        Row("slowdown (deque / EventBus)", f"{deque_rate / bus_rate:.1f}x"),
+    ]
+    return rows, ok
+
+
+# ---------------------------------------------------------------------- 3. state
+RAW_SCHEMA = """
+CREATE TABLE IF NOT EXISTS state (
+    scope TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    expires_at REAL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (scope, key)
+) WITHOUT ROWID;
+"""
+RAW_GET = "SELECT value, expires_at FROM state WHERE scope = ? AND key = ?"
+RAW_PUT = "INSERT OR REPLACE INTO state (scope, key, value, expires_at, updated_at) VALUES (?, ?, ?, ?, ?)"
+
+
+def open_raw(path: Path, synchronous: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, cached_statements=64)
+    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        raise BenchError(f"raw sqlite baseline could not use WAL (got {mode!r})")
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
+    conn.executescript(RAW_SCHEMA)
+    return conn
+
+
+def timed_calls(fn: Callable[[int], Any], n: int) -> list[int]:
+    """Latency of each of n calls, in ns."""
+    out = [0] * n
+    gc.collect()
+    for i in range(n):
+        t0 = perf_ns()
+        fn(i)
+        out[i] = perf_ns() - t0
+    return out
+
+
+def bench_state(components: Components, engine: LuaEngine, sizes: Sizes, tmp: Path,
+                log: Callable[[str], None]) -> tuple[list[Row], bool]:
+    from aikit_components import codec
+
+    reps = sizes.reps
+    directory = tmp / "state-bench"
+    state = State.open_default(directory)
+    try:
+        backend = state.backend
+        sync = getattr(backend, "synchronous", "FULL")
+        raw = open_raw(directory / "raw.sqlite", sync)
+        encoded = codec.dumps(STATE_VALUE)
+        state.set("global", "k", STATE_VALUE)
+        raw.execute(RAW_PUT, ("global", "k", encoded, None, time.time()))
+        if state.get("global", "k") != STATE_VALUE:
+            raise BenchError("State.get did not read back what State.set wrote")
+
+        def s_get(i: int) -> Any:
+            return state.get("global", "k")
+
+        def r_get(i: int) -> Any:
+            return raw.execute(RAW_GET, ("global", "k")).fetchone()
+
+        def s_set(i: int) -> None:
+            state.set("global", "w", STATE_VALUE)
+
+        def r_set(i: int) -> None:
+            raw.execute(RAW_PUT, ("global", "w", encoded, None, time.time()))
+
+        g, w = sizes.state_gets, sizes.state_sets
+        log(f"state: warm-up, then {reps} x ({g} gets + {w} sets) per side, synchronous={sync}")
+        for fn, count in ((s_get, g), (r_get, g), (s_set, 20), (r_set, 20)):
+            timed_calls(fn, count)
+        s_gets, r_gets, s_sets, r_sets = repeat(
+            reps, lambda: timed_calls(s_get, g), lambda: timed_calls(r_get, g),
+            lambda: timed_calls(s_set, w), lambda: timed_calls(r_set, w))
+
+        def stat(samples: list[list[int]], p: float) -> float:
+            return us(median([pct(s, p) for s in samples]))
+
+        # State.get through Lua, on the Components' store (the one the kernel binds)
+        components.state.set("global", "k", STATE_VALUE)
+        lua = LuaLoops(engine)
+        check = engine.run_cell('return State.get("global", "k").text', "[bench]")
+        if check.error is not None or check.values != [b"hello"]:
+            raise BenchError(f"State.get from Lua check failed: {check.error or check.values}")
+        m = sizes.lua_state_gets
+        cstate = components.state
+
+        def lua_get() -> float:
+            return lua.per_call_ns('State.get("global", "k")', m)
+
+        def py_get() -> float:
+            return py_per_call_ns(lambda i: cstate.get("global", "k"), m)
+
+        def to_lua() -> float:  # the result conversion State.get's binding does (python_to_lua)
+            return py_per_call_ns(lambda i: lua_value(engine, STATE_VALUE), m)
+
+        lam = lambda i: None  # noqa: E731
+
+        def lam_ns() -> float:
+            return py_per_call_ns(lam, m)
+
+        for f in (lua_get, py_get, to_lua, lam_ns):
+            f()
+        lua_gets, py_gets, to_luas, lams = repeat(reps, lua_get, py_get, to_lua, lam_ns)
+        lam_m = median(lams)
+        lua_get_ns, py_get_ns = median(lua_gets), median(py_gets) - lam_m
+        to_lua_ns = median(to_luas) - lam_m
+        raw.close()
+    finally:
+        state.close()
+
+    get_p50 = stat(s_gets, 50)
+    ok = get_p50 <= TARGET_STATE_GET_P50_US
+    raw_get_p50, set_p50, raw_set_p50 = stat(r_gets, 50), stat(s_sets, 50), stat(r_sets, 50)
+    rows = [
+        Row("raw sqlite3 SELECT by primary key p50 (baseline)", f"{raw_get_p50:.2f}"),
+        Row("raw sqlite3 SELECT by primary key p95", f"{stat(r_gets, 95):.2f}"),
+        Row("State.get p50", f"{get_p50:.2f}", f"target <= {TARGET_STATE_GET_P50_US:g} us",
+            "PASS" if ok else "FAIL"),
+        Row("State.get p95", f"{stat(s_gets, 95):.2f}"),
+        Row("  get ratio p50 (State / raw)", f"{get_p50 / raw_get_p50:.2f}x"),
+        Row(f"raw INSERT OR REPLACE p50 (synchronous={sync})", f"{raw_set_p50:.2f}"),
+        Row("raw INSERT OR REPLACE p95", f"{stat(r_sets, 95):.2f}"),
+        Row("State.set p50", f"{set_p50:.2f}"),
+        Row("State.set p95", f"{stat(s_sets, 95):.2f}"),
+        Row("  set ratio p50 (State / raw)", f"{set_p50 / raw_set_p50:.2f}x"),
+        Row('State.get("global", "k") from Lua, per call (loop)', f"{us(lua_get_ns):.2f}"),
+        Row("State.get from Python, per call (loop, same store)", f"{us(py_get_ns):.2f}"),
+        Row("  Lua binding cost per call (difference)", f"{us(lua_get_ns - py_get_ns):.2f}"),
+        Row("    of which the value -> Lua table conversion", f"{us(to_lua_ns):.2f}"),
+    ]
+    return rows, ok
+
+
+# ---------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="smaller loops and 3 repetitions (~10 s)")
+    ap.add_argument("--reps", type=int, default=None, help="repetitions per measurement (default 5; 3 with --quick)")
+    ap.add_argument("-q", "--quiet", action="store_true", help="print only the tables and the verdict")
+    args = ap.parse_args(argv)
+
+    sizes = QUICK if args.quick else NORMAL
+    if args.reps is not None:
+        sizes = Sizes(**{**sizes.__dict__, "reps": max(1, args.reps)})
+
+    def log(text: str) -> None:
+        if not args.quiet:
+            print(text, file=sys.stderr, flush=True)
+
+    t_begin = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="aikit-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        components = Components.open(data_dir=tmp / "data", plugins=False)
+        engine = None
+        try:
+            components.tools.register(add, replace=True)
+            engine = LuaEngine(NullOutput(), components.policy)
+            scope = install_globals(engine, components)
+            # Everything loaded so far (the built-in tools' modules are large) stays alive for the
+            # whole run: move it out of the collector's way so the gc.collect() before each timed
+            # loop is cheap (full collections in a kernel are rare and amortised anyway).
+            gc.collect()
+            gc.freeze()
+            log(f"set-up (Components.open, LuaEngine, globals): {time.perf_counter() - t_begin:.1f} s")
+            tool_rows, tool_ok = bench_tools(components, engine, scope, sizes, log)
+            event_rows, event_ok = bench_events(sizes, log)
+            state_rows, state_ok = bench_state(components, engine, sizes, tmp, log)
+        except BenchError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        finally:
+            gc.unfreeze()
+            if engine is not None:
+                engine.close()
+            components.close()
+
+    print()
+    print_section("1. tool call, trivial @tool from Lua vs direct Python call", "us per call", tool_rows)
+    print_section("2. events, in-process publish -> deliver", "events/s", event_rows)
+    print_section("3. state on SQLite (WAL), State vs raw sqlite3", "us", state_rows)
+    verdicts = [
+        (f"tool call overhead <= {TARGET_TOOL_OVERHEAD_US:g} us", tool_ok),
+        (f"events >= {TARGET_EVENTS_PER_S:,.0f}/s", event_ok),
+        (f"State.get p50 <= {TARGET_STATE_GET_P50_US:g} us", state_ok),
+    ]
+    print(f"{sizes.reps} repetitions per measurement (median reported); loops of {sizes.tool_calls} tool calls, "
+          f"{sizes.events} events, {sizes.state_gets} gets / {sizes.state_sets} sets, "
+          f"{sizes.lua_state_gets} Lua State.get")
+    try:
+        load = os.getloadavg()
+        print(f"load average (1/5/15 min) at the end: {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} "
+              f"on {os.cpu_count()} CPUs (other work on the machine inflates every number)")
+    except OSError:
+        pass
+    for name, ok in verdicts:
+        print(f"{'PASS' if ok else 'FAIL'}: {name}")
+    overall = all(ok for _, ok in verdicts)
+    print(f"overall: {'PASS' if overall else 'FAIL'}   (total benchmark time {time.perf_counter() - t_begin:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""The tool framework: declaration -> schema/docs/validation, the call pipeline, plugins."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import textwrap
+from pathlib import Path
+from typing import Literal
+
+import pytest
+
+from aikit_components.errors import AikitError, BudgetExceeded, Cancelled, NotFound, ValidationError
+from aikit_components.events import EventBus
+from aikit_components.hooks import HookRegistry, HookResult
+from aikit_components.security import SecurityPolicy
+from aikit_components.tools import Budget, ToolContext, ToolRegistry, tool
+
+
+@tool(category="demo", security="safe", examples=[{"args": {"name": "Ada"}, "result": "hello Ada"}])
+def greet(name: str, times: int = 1, style: Literal["plain", "loud"] = "plain", tags: list[str] | None = None) -> str:
+    """Greet someone.
+
+    Args:
+        name: Who to greet.
+        times: How many times to say hello.
+        style: plain or loud.
+        tags: Optional labels.
+
+    Returns:
+        The greeting text.
+    """
+    word = "HELLO" if style == "loud" else "hello"
+    return " ".join([word] * times) + " " + name
+
+
+@tool(category="demo")
+async def slow_echo(ctx: ToolContext, text: str, delay: float = 0.0) -> dict:
+    """Echo text after a delay.
+
+    Args:
+        text: What to echo.
+        delay: Seconds to wait first.
+    """
+    await asyncio.sleep(delay)
+    return {"text": text, "caller": ctx.caller}
+
+
+@pytest.fixture
+def ctx() -> ToolContext:
+    return ToolContext(SecurityPolicy.default())
+
+
+def registry(**kw: object) -> ToolRegistry:
+    reg = ToolRegistry(**kw)  # type: ignore[arg-type]
+    reg.register_all([greet, slow_echo])
+    return reg
+
+
+def test_schema_docs_and_defaults_come_from_the_declaration() -> None:
+    props = greet.parameters["properties"]
+    assert greet.parameters["required"] == ["name"]
+    assert props["times"] == {"type": "integer", "description": "How many times to say hello.", "default": 1}
+    assert props["style"]["enum"] == ["plain", "loud"]
+    assert greet.parameters["additionalProperties"] is False
+    assert greet.returns == "The greeting text."
+    doc = greet.doc()
+    assert doc.startswith("Tool greet{name, times?, style?, tags?}") and "Who to greet." in doc and "Example:" in doc
+    assert "ctx" not in slow_echo.parameters["properties"] and slow_echo.is_async and slow_echo.wants_ctx
+
+
+def test_every_problem_is_listed_in_one_error(ctx: ToolContext) -> None:
+    with pytest.raises(ValidationError) as err:
+        registry().call("greet", {"times": "x", "style": "odd", "tags": [1], "extra": True}, ctx)
+    problems = err.value.problems
+    assert problems == [
+        "name: required",
+        "times: expected integer, got string",
+        "style: must be one of ['plain', 'loud'], got 'odd'",
+        "tags: matches none of the allowed forms (tags[1]: expected string, got integer | tags: expected null, got array)",
+        "extra: unknown parameter (known: name, style, tags, times)",
+    ]
+    assert err.value.code == "invalid_argument" and err.value.details["problems"] == problems
+
+
+def test_calls_sync_and_async(ctx: ToolContext) -> None:
+    reg = registry()
+    assert reg.call("greet", {"name": "Ada", "times": 2.0}, ctx) == "hello hello Ada"  # integral float from Lua
+    assert asyncio.run(reg.acall("slow_echo", {"text": "hi"}, ctx)) == {"text": "hi", "caller": "python"}
+    assert asyncio.run(reg.acall("greet", {"name": "Bo"}, ctx)) == "hello Bo"
+    with pytest.raises(AikitError, match="acall"):
+        reg.call("slow_echo", {"text": "x"}, ctx)
+
+
+def test_unknown_tool_suggests_names(ctx: ToolContext) -> None:
+    with pytest.raises(NotFound, match="did you mean greet"):
+        registry().call("gret", {}, ctx)
+
+
+def test_budget_limits_tool_calls() -> None:
+    ctx = ToolContext(SecurityPolicy.default(), budget=Budget(max_tool_calls=2))
+    reg = registry()
+    reg.call("greet", {"name": "a"}, ctx)
+    reg.call("greet", {"name": "b"}, ctx)
+    with pytest.raises(BudgetExceeded, match="max_tool_calls"):
+        reg.call("greet", {"name": "c"}, ctx)
+
+
+def test_hooks_cancel_modify_replace_and_retry(ctx: ToolContext) -> None:
+    hooks, events = HookRegistry(), EventBus()
+    seen = events.subscribe("tool.*")
+    reg = registry(hooks=hooks, events=events)
+    cancel = hooks.register("tool.before", lambda c: HookResult.cancel("not today") if c.payload["args"]["name"] == "x" else None)
+    with pytest.raises(Cancelled, match="not today"):
+        reg.call("greet", {"name": "x"}, ctx)
+    hooks.unregister(cancel)
+    hooks.register("tool.before", lambda c: HookResult.modify({**c.payload, "args": {**c.payload["args"], "style": "loud"}}))
+    assert reg.call("greet", {"name": "y"}, ctx) == "HELLO y"
+    hooks.register("tool.after", lambda c: HookResult.replace(c.payload["result"].upper()), priority=5)
+    assert reg.call("greet", {"name": "z"}, ctx) == "HELLO Z"
+    topics = [e.topic for e in seen.drain()]
+    assert "tool.failed" in topics and topics.count("tool.called") == 2 and "tool.finished" in topics
+
+
+def test_a_raising_hook_does_not_break_the_call(ctx: ToolContext) -> None:
+    reported: list[str] = []
+    hooks = HookRegistry(on_error=lambda point, name, exc: reported.append(f"{point}:{exc}"))
+    hooks.register("tool.before", lambda c: 1 / 0)
+    assert registry(hooks=hooks).call("greet", {"name": "a"}, ctx) == "hello a"
+    assert reported == ["tool.before:division by zero"]
+
+
+def test_error_hook_retries_a_flaky_tool(ctx: ToolContext) -> None:
+    attempts = {"n": 0}
+
+    @tool()
+    def flaky() -> str:
+        """Fails twice."""
+        attempts["n"] += 1
+        if attempts["n"] < 3:
+            raise RuntimeError("transient")
+        return "ok"
+
+    hooks = HookRegistry()
+    hooks.register("tool.error", lambda c: HookResult.retry())
+    reg = ToolRegistry(hooks=hooks)
+    reg.register(flaky)
+    assert reg.call("flaky", {}, ctx) == "ok" and attempts["n"] == 3
+
+
+def test_plugins_load_through_entry_points(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "aikit_demo_plugin.py").write_text(textwrap.dedent('''
+        from aikit_components.tools import tool
+
+        @tool(category="plugin")
+        def shout(text: str) -> str:
+            """Upper-case text.
+
+            Args:
+                text: The text.
+            """
+            return text.upper()
+
+        TOOLS = [shout]
+    '''))
+    dist = tmp_path / "aikit_demo_plugin-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: aikit-demo-plugin\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[aikit.tools]\ndemo = aikit_demo_plugin\nbroken = no_such_module_xyz:TOOLS\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    reg = ToolRegistry()
+    assert reg.load_plugins() == ["shout"]
+    assert reg.get("shout").source == "plugin:aikit-demo-plugin"
+    assert reg.call("shout", {"text": "hi"}, ToolContext(SecurityPolicy.default())) == "HI"
+    assert len(reg.plugin_errors) == 1 and "broken" in reg.plugin_errors[0]
+    sys.modules.pop("aikit_demo_plugin", None)
+
+
+def test_builtin_catalogue() -> None:
+    from aikit_components.tools import default_registry
+
+    reg = default_registry(plugins=False)
+    tools = reg.list()
+    assert len(tools) >= 40, [t.name for t in tools]
+    for item in tools:
+        assert item.description and item.category and item.security, item.name
+        for name, prop in item.parameters.get("properties", {}).items():
+            assert prop.get("description"), f"{item.name}.{name} has no description"

@@ -1,0 +1,186 @@
+"""System tools against real subprocesses: output, stdin, caps, timeouts that kill the whole
+process group, cancellation, the command allowlist, cwd checks, environment filtering."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from aikit_components.tools import ToolContext
+from aikit_components.tools.system import TOOLS
+
+from .conftest import expect_error, make_caller, make_policy
+
+call = make_caller(TOOLS)
+
+
+@pytest.fixture
+def ctx(workdir: Path) -> ToolContext:
+    return ToolContext(make_policy(workdir))
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:  # pragma: no cover - non-Linux
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+
+def _wait_dead(pid: int, seconds: float = 3.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+# ------------------------------------------------------------------------------------ run_process
+def test_echo(ctx: ToolContext) -> None:
+    result = call(ctx, "run_process", {"command": ["echo", "hello", "world"]})
+    assert result["exit_code"] == 0
+    assert result["stdout"] == "hello world\n"
+    assert result["stderr"] == "" and result["truncated"] is False
+    assert result["duration_ms"] >= 0
+
+
+def test_exit_code_stdin_and_cwd(ctx: ToolContext, workdir: Path) -> None:
+    assert call(ctx, "run_process", {"command": ["false"]})["exit_code"] == 1
+    assert call(ctx, "run_process", {"command": ["cat"], "stdin": "piped ü\n"})["stdout"] == "piped ü\n"
+    sub = workdir / "sub"
+    sub.mkdir()
+    result = call(ctx, "run_process", {"command": ["pwd"], "cwd": "sub"})
+    assert result["stdout"].strip() == str(sub)
+
+
+def test_environment_is_filtered(ctx: ToolContext, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIKIT_TEST_SECRET_TOKEN", "s3cret")
+    script = "import os; print(os.environ.get('AIKIT_TEST_SECRET_TOKEN'), os.environ.get('GREETING'))"
+    result = call(ctx, "run_process", {"command": ["python3", "-c", script], "env": {"GREETING": "hi"}})
+    assert result["stdout"].split() == ["None", "hi"]
+
+
+def test_output_cap_truncates_and_says_so(ctx: ToolContext) -> None:
+    script = "import sys; sys.stdout.write('x' * 200000); sys.stderr.write('e' * 10)"
+    result = call(ctx, "run_process", {"command": ["python3", "-c", script], "max_output_bytes": 1000})
+    assert result["exit_code"] == 0
+    assert result["stdout"] == "x" * 1000
+    assert result["stderr"] == "e" * 10
+    assert result["truncated"] is True
+    assert "199000" in result["note"] and "max_output_bytes" in result["note"]
+
+
+def test_timeout_kills_the_process_group(ctx: ToolContext, workdir: Path) -> None:
+    script = ("import subprocess, sys, time\n"
+              "child = subprocess.Popen(['sleep', '30'])\n"
+              "open('pids', 'w').write(f'{child.pid}')\n"
+              "print('started', flush=True)\n"
+              "time.sleep(30)\n")
+    started = time.monotonic()
+    error = expect_error("timeout", call, ctx, "run_process",
+                         {"command": ["python3", "-c", script], "timeout_s": 1.0})
+    assert time.monotonic() - started < 5
+    assert "started" in error.message and "started" in error.details["stdout"]
+    grandchild = int((workdir / "pids").read_text())
+    assert _wait_dead(grandchild), "the grandchild in the process group survived the timeout"
+
+
+def test_cancellation_kills_the_process_group(ctx: ToolContext, workdir: Path) -> None:
+    script = ("import os, subprocess, time\n"
+              "child = subprocess.Popen(['sleep', '30'])\n"
+              "open('pids', 'w').write(f'{os.getpid()} {child.pid}')\n"
+              "time.sleep(30)\n")
+
+    async def scenario() -> None:
+        task = asyncio.ensure_future(call.registry.acall("run_process", {"command": ["python3", "-c", script]}, ctx))
+        deadline = time.monotonic() + 5
+        while not (workdir / "pids").exists() or not (workdir / "pids").read_text():
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+    for pid in map(int, (workdir / "pids").read_text().split()):
+        assert _wait_dead(pid), f"process {pid} survived the cancellation"
+
+
+def test_disallowed_command(ctx: ToolContext) -> None:
+    error = expect_error("permission_denied", call, ctx, "run_process", {"command": ["rm", "-rf", "/"]})
+    assert error.details["rule"] == "allowed_commands"
+    assert "allowed_commands" in error.message
+
+
+def test_program_path_must_be_the_allowed_program(ctx: ToolContext, workdir: Path) -> None:
+    fake = workdir / "echo"
+    fake.write_text("#!/bin/sh\necho pwned\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    error = expect_error("permission_denied", call, ctx, "run_process", {"command": ["./echo", "hi"]})
+    assert error.details["rule"] == "allowed_commands"
+
+
+def test_cwd_outside_allowed_paths(ctx: ToolContext) -> None:
+    error = expect_error("permission_denied", call, ctx, "run_process", {"command": ["ls"], "cwd": "/"})
+    assert error.details["rule"] == "allowed_paths"
+
+
+def test_bad_input(ctx: ToolContext) -> None:
+    expect_error("invalid_argument", call, ctx, "run_process", {"command": "echo hi"})  # a string, not a list
+    expect_error("invalid_argument", call, ctx, "run_process", {"command": []})
+    expect_error("invalid_argument", call, ctx, "run_process", {"command": ["echo"], "timeout_s": 0})
+    expect_error("invalid_argument", call, ctx, "run_process", {"command": ["echo"], "env": {"A=B": "x"}})
+    expect_error("not_found", call, ctx, "run_process", {"command": ["echo"], "cwd": "missing"})
+
+
+def test_allowed_but_missing_program(workdir: Path) -> None:
+    ctx = ToolContext(make_policy(workdir, allowed_commands={"aikit-no-such-program"}))
+    expect_error("not_found", call, ctx, "run_process", {"command": ["aikit-no-such-program"]})
+
+
+# ------------------------------------------------------------------------------------ env_read
+def test_env_read(ctx: ToolContext, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "Europe/Paris")
+    assert call(ctx, "env_read", {"name": "TZ"}) == {"name": "TZ", "value": "Europe/Paris", "set": True}
+    monkeypatch.delenv("TZ")
+    assert call(ctx, "env_read", {"name": "TZ"}) == {"name": "TZ", "value": None, "set": False}
+
+
+def test_env_read_denied_and_bad_input(ctx: ToolContext, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIKIT_TEST_API_KEY", "secret")
+    error = expect_error("permission_denied", call, ctx, "env_read", {"name": "AIKIT_TEST_API_KEY"})
+    assert error.details["rule"] == "env_allowlist" and "env_allowlist" in error.message
+    assert "secret" not in error.message
+    expect_error("invalid_argument", call, ctx, "env_read", {})
+    expect_error("invalid_argument", call, ctx, "env_read", {"name": ""})
+
+
+# ------------------------------------------------------------------------------------ system_info
+def test_system_info(ctx: ToolContext, workdir: Path) -> None:
+    info = call(ctx, "system_info")
+    assert info["os"]["system"]
+    assert info["python"]["version"] == ".".join(map(str, sys.version_info[:3]))
+    assert info["cpu_count"] >= 1
+    assert info["disk"]["path"] == str((workdir.parent / "data").resolve())
+    assert info["disk"]["total_bytes"] > 0
+    if sys.platform.startswith("linux"):
+        assert info["memory"]["total_bytes"] > 0 and len(info["load_average"]) == 3
+
+
+def test_system_info_bad_input(ctx: ToolContext) -> None:
+    error = expect_error("invalid_argument", call, ctx, "system_info", {"verbose": True})
+    assert "unknown parameter" in error.message
