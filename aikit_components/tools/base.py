@@ -117,8 +117,16 @@ class Tool:
         args = {k: v for k, v in args.items() if v is not None or "null" in str(props.get(k, {}).get("anyOf", ""))}
         args = apply_defaults(self.parameters, args)
         for name, value in args.items():
-            if isinstance(value, float) and value.is_integer() and props.get(name, {}).get("type") == "integer":
+            if isinstance(value, float) and value.is_integer() and "integer" in _types(props.get(name, {})):
                 args[name] = int(value)
+        return args
+
+    def coerce_empty_tables(self, args: dict[str, Any]) -> dict[str, Any]:
+        """An empty Lua table is both ``{}`` and ``[]``: give list parameters a list."""
+        props = self.parameters.get("properties", {})
+        for name, value in args.items():
+            if value == {} and "array" in _types(props.get(name, {})) and "object" not in _types(props.get(name, {})):
+                args[name] = []
         return args
 
     def doc(self) -> str:
@@ -147,6 +155,19 @@ class Tool:
             "security": self.security, "parameters": self.parameters, "examples": self.examples,
             "returns": self.returns, "source": self.source, "doc": self.doc(),
         }
+
+
+def _types(prop: dict[str, Any]) -> set[str]:
+    """The JSON types a property schema accepts (looking inside anyOf)."""
+    kinds: set[str] = set()
+    kind = prop.get("type")
+    if isinstance(kind, str):
+        kinds.add(kind)
+    elif isinstance(kind, list):
+        kinds.update(kind)
+    for option in prop.get("anyOf", []):
+        kinds |= _types(option)
+    return kinds
 
 
 def lua_literal(value: Any) -> str:

@@ -56,10 +56,13 @@ class ToolRegistry:
         for module_name in BUILTIN_MODULES:
             try:
                 module = importlib.import_module(f"{__package__}.{module_name}")
-            except ModuleNotFoundError as exc:
-                if exc.name == f"{__package__}.{module_name}":
+            except ImportError as exc:  # a missing third-party library must not hide every other tool
+                if getattr(exc, "name", None) == f"{__package__}.{module_name}":
                     continue
-                raise
+                message = f"built-in tools {module_name!r} unavailable: {exc}"
+                self.plugin_errors.append(message)
+                log.warning(message)
+                continue
             self.register_all(getattr(module, "TOOLS", []), replace=True)
         return self
 
@@ -113,6 +116,7 @@ class ToolRegistry:
         if not isinstance(args, dict):
             raise ValidationError(f"arguments for tool {name!r} must be a table of named parameters",
                                   [f"(arguments): expected object, got {type(args).__name__}"], details={"tool": name})
+        args = item.coerce_empty_tables(dict(args))
         problems = item.validate(args)
         if problems:
             raise ValidationError(f"invalid arguments for tool {name!r}:", problems, details={"tool": name})

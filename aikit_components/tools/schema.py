@@ -299,7 +299,9 @@ def _object_check(schema: dict[str, Any]) -> Check:
             return
         prefix = f"{path}." if path else ""
         for name in required:
-            if name not in v or v[name] is None and name in props and "null" not in str(schema["properties"][name]):
+            sub_schema = schema.get("properties", {}).get(name)
+            accepts_null = sub_schema == {} or "null" in str(sub_schema)
+            if name not in v or v[name] is None and name in props and not accepts_null:
                 out.append(f"{prefix}{name}: required")
         for name, value in v.items():
             sub = props.get(name)

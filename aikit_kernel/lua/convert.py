@@ -68,8 +68,17 @@ def _text_or_bytes(raw: bytes) -> str | bytes:
         return raw
 
 
+_LUA_INT_MIN, _LUA_INT_MAX = -(2**63), 2**63 - 1
+
+
 def python_to_lua(runtime: Any, value: Any) -> Any:
-    """A Lua value for a JSON-like Python value (dicts and lists become tables, str becomes bytes)."""
+    """A Lua value for a JSON-like Python value (dicts and lists become tables, str becomes bytes;
+    an integer beyond Lua's 64 bits becomes a float, as Lua's own arithmetic would)."""
+    if isinstance(value, int) and not isinstance(value, bool) and not _LUA_INT_MIN <= value <= _LUA_INT_MAX:
+        try:
+            return float(value)
+        except OverflowError:
+            return str(value).encode()
     if isinstance(value, str):
         return value.encode("utf-8", errors="surrogateescape")
     if isinstance(value, dict):
