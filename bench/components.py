@@ -29,7 +29,7 @@ kernel does. Each measurement is printed next to a baseline measured in the same
    call, next to the same ``State.get`` in a Python loop.
 
 Method: ``time.perf_counter_ns``; one untimed warm-up of every loop; each measurement repeated
-(``--reps``, default 5; 3 with ``--quick``), alternating with its baseline, and the median of the
+(``--reps``, default 9; 5 with ``--quick``), alternating with its baseline, and the median of the
 repetitions reported. Per-call latencies (state) are timed one call at a time: the pair of
 ``perf_counter_ns`` calls (~0.1 us) is included in both aikit's and the baseline's numbers.
 The garbage collector stays enabled (as in the kernel); after set-up the objects loaded so far
@@ -87,8 +87,8 @@ class Sizes:
     lua_state_gets: int  # Lua loop length (State.get through Lua)
 
 
-NORMAL = Sizes(reps=7, tool_calls=10_000, events=100_000, state_gets=5_000, state_sets=300, lua_state_gets=10_000)
-QUICK = Sizes(reps=5, tool_calls=2_000, events=30_000, state_gets=2_000, state_sets=60, lua_state_gets=2_000)
+NORMAL = Sizes(reps=9, tool_calls=10_000, events=100_000, state_gets=5_000, state_sets=300, lua_state_gets=10_000)
+QUICK = Sizes(reps=5, tool_calls=4_000, events=50_000, state_gets=2_000, state_sets=100, lua_state_gets=4_000)
 
 
 class BenchError(RuntimeError):
@@ -494,8 +494,8 @@ def bench_state(components: Components, engine: LuaEngine, sizes: Sizes, tmp: Pa
 # ---------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="smaller loops and 3 repetitions (~10 s)")
-    ap.add_argument("--reps", type=int, default=None, help="repetitions per measurement (default 5; 3 with --quick)")
+    ap.add_argument("--quick", action="store_true", help="smaller loops, 5 repetitions (a few seconds)")
+    ap.add_argument("--reps", type=int, default=None, help="repetitions per measurement (default 9; 5 with --quick)")
     ap.add_argument("-q", "--quiet", action="store_true", help="print only the tables and the verdict")
     args = ap.parse_args(argv)
 
