@@ -108,7 +108,15 @@ class Database:
             raise sqlite_error(exc, f"cannot open {self.path}", self.path) from exc
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            conn.execute("PRAGMA journal_mode = WAL")
+            deadline = time.monotonic() + BUSY_TIMEOUT_S
+            while True:  # first opens by several threads or processes race on the mode switch
+                try:
+                    conn.execute("PRAGMA journal_mode = WAL")
+                    break
+                except sqlite3.OperationalError as exc:
+                    if getattr(exc, "sqlite_errorcode", 0) & 0xFF not in (5, 6) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.01)
             conn.execute("PRAGMA synchronous = FULL")
             if not self._schema_ready:
                 self._ensure_schema(conn)
@@ -133,6 +141,11 @@ class Database:
         if version < SCHEMA_VERSION:
             conn.execute("BEGIN IMMEDIATE")
             try:
+                # Another thread or process may have created the schema while we waited for the lock.
+                if conn.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+                    conn.execute("COMMIT")
+                    self._schema_ready = True
+                    return
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         conn.execute(statement)

@@ -113,11 +113,12 @@ class Tool:
         """Arguments with defaults filled and integral floats turned into integers where the
         schema asks for integers (Lua numbers computed as floats)."""
         props = self.parameters.get("properties", {})
-        # An explicit null (common in LLM tool calls) for an optional parameter means "default".
-        args = {k: v for k, v in args.items() if v is not None or "null" in str(props.get(k, {}).get("anyOf", ""))}
+        if None in args.values():
+            # An explicit null (common in LLM tool calls) for an optional parameter means "default".
+            args = {k: v for k, v in args.items() if v is not None or "null" in _types(props.get(k, {}))}
         args = apply_defaults(self.parameters, args)
         for name, value in args.items():
-            if isinstance(value, float) and value.is_integer() and "integer" in _types(props.get(name, {})):
+            if type(value) is float and value.is_integer() and "integer" in _types(props.get(name, {})):
                 args[name] = int(value)
         return args
 

@@ -116,7 +116,8 @@ class ToolRegistry:
         if not isinstance(args, dict):
             raise ValidationError(f"arguments for tool {name!r} must be a table of named parameters",
                                   [f"(arguments): expected object, got {type(args).__name__}"], details={"tool": name})
-        args = item.coerce_empty_tables(dict(args))
+        if {} in args.values():
+            args = item.coerce_empty_tables(dict(args))
         problems = item.validate(args)
         if problems:
             raise ValidationError(f"invalid arguments for tool {name!r}:", problems, details={"tool": name})
@@ -133,7 +134,8 @@ class ToolRegistry:
         if hooks is None and events is None:  # the fast path: nothing observes this call
             return self._invoke_sync(item, bound, ctx)
         for attempt in range(MAX_HOOK_RETRIES + 1):
-            action, value = self._before(item, bound, ctx, hooks and hooks.run("tool.before", {"name": name, "args": bound}))
+            before = hooks.run("tool.before", {"name": name, "args": bound}) if hooks and hooks.has("tool.before") else None
+            action, value = self._before(item, bound, ctx, before)
             if action == "replace":
                 return value
             bound = value
@@ -142,7 +144,8 @@ class ToolRegistry:
                 result = self._invoke_sync(item, bound, ctx)
             except Exception as exc:
                 error = error_from_exception(exc)
-                outcome = hooks.run("tool.error", {"name": name, "args": bound, "error": error.to_dict()}) if hooks else None
+                outcome = (hooks.run("tool.error", {"name": name, "args": bound, "error": error.to_dict()})
+                           if hooks and hooks.has("tool.error") else None)
                 decision = self._after_error(item, error, outcome, started, attempt)
                 if decision == "retry":
                     time.sleep(outcome.delay if outcome else 0)  # type: ignore[union-attr]
@@ -150,7 +153,8 @@ class ToolRegistry:
                 if decision == "replace":
                     return outcome.value  # type: ignore[union-attr]
                 raise error from exc
-            outcome = hooks.run("tool.after", {"name": name, "args": bound, "result": result}) if hooks else None
+            outcome = (hooks.run("tool.after", {"name": name, "args": bound, "result": result})
+                       if hooks and hooks.has("tool.after") else None)
             decision = self._after(item, outcome, started, attempt)
             if decision == "retry":
                 time.sleep(outcome.delay if outcome else 0)  # type: ignore[union-attr]

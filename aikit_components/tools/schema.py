@@ -214,9 +214,10 @@ def _compile(schema: dict[str, Any]) -> Check:
         names = expected if isinstance(expected, list) else [expected]
         tests = [_JSON_TYPES[n] for n in names if n in _JSON_TYPES]
         label = " or ".join(names)
+        single = tests[0] if len(tests) == 1 else None
 
         def check_type(v: Any, path: str, out: Problems) -> bool:
-            if not any(t(v) for t in tests):
+            if not (single(v) if single is not None else any(t(v) for t in tests)):
                 out.append(f"{_path(path)}: expected {label}, got {_type_name(v)}")
                 return False
             return True
@@ -293,15 +294,14 @@ def _object_check(schema: dict[str, Any]) -> Check:
     extra = schema.get("additionalProperties", True)
     extra_check = _compile(extra) if isinstance(extra, dict) else None
     known = ", ".join(sorted(props)) or "none"
+    nullable = {name for name, sub in schema.get("properties", {}).items() if sub == {} or "null" in str(sub)}
 
     def check(v: Any, path: str, out: Problems) -> None:
         if not isinstance(v, dict):
             return
         prefix = f"{path}." if path else ""
         for name in required:
-            sub_schema = schema.get("properties", {}).get(name)
-            accepts_null = sub_schema == {} or "null" in str(sub_schema)
-            if name not in v or v[name] is None and name in props and not accepts_null:
+            if name not in v or v[name] is None and name in props and name not in nullable:
                 out.append(f"{prefix}{name}: required")
         for name, value in v.items():
             sub = props.get(name)

@@ -18,12 +18,12 @@ from aikit_components.errors import InvalidArgument
 lua_type = lua54.lua_type
 
 
-def lua_to_python(value: Any, address: Callable[[Any], Any], *, max_depth: int = 64, strict: bool = False,
-                  _seen: set[Any] | None = None, _depth: int = 0) -> Any:
+def lua_to_python(value: Any, address: Callable[[Any], Any], *, max_depth: int = 64, strict: bool = False) -> Any:
     """A JSON-like Python value for a Lua value (functions and userdata become ``"<kind>"``).
 
     Only raw access is used (no ``__index``/``__len``/``__tostring``), so no user code runs here:
-    this is called with the GIL held. ``address`` gives a table's identity (``%p``).
+    this is called with the GIL held. ``address`` gives a table's identity (``%p``), asked only
+    for tables that contain tables (cycle detection), so flat tables convert fast.
     With ``strict`` (values to store or send), functions, coroutines and userdata are an
     ``InvalidArgument`` instead of a ``"<function>"`` placeholder; cycles are one either way.
     """
@@ -32,28 +32,41 @@ def lua_to_python(value: Any, address: Callable[[Any], Any], *, max_depth: int =
     kind = lua_type(value)
     if kind is None:
         return value  # None, bool, int, float
+    return _convert(value, kind, address, max_depth, strict, (), 0)
+
+
+def _convert(value: Any, kind: str | None, address: Callable[[Any], Any], max_depth: int, strict: bool,
+             path: tuple[Any, ...], depth: int) -> Any:
     if kind != "table":
         if strict:
             raise InvalidArgument(f"a {kind} cannot be stored or sent: use tables, strings, numbers and booleans")
         return f"<{kind}>"
-    if _depth >= max_depth:
+    if depth >= max_depth:
         raise InvalidArgument(f"table nesting deeper than {max_depth} levels")
-    seen = _seen if _seen is not None else set()
-    key = address(value)
-    if key in seen:
-        raise InvalidArgument("the table contains a cycle (a table that contains itself) and cannot be stored or sent")
-    seen.add(key)
-    try:
-        items = list(value.items())  # lua_next: raw
-        keys = [k for k, _ in items]
-        if items and all(isinstance(k, int) and not isinstance(k, bool) for k in keys) and sorted(keys) == list(range(1, len(keys) + 1)):
-            ordered = sorted(items, key=lambda kv: kv[0])
-            return [lua_to_python(v, address, max_depth=max_depth, strict=strict, _seen=seen, _depth=_depth + 1)
-                    for _, v in ordered]
-        return {_key(k): lua_to_python(v, address, max_depth=max_depth, strict=strict, _seen=seen, _depth=_depth + 1)
-                for k, v in items}
-    finally:
-        seen.discard(key)
+    items = list(value.items())  # lua_next: raw
+    inner_path: tuple[Any, ...] | None = None
+    converted = []
+    for k, v in items:
+        if isinstance(v, bytes):
+            v = _text_or_bytes(v)
+        else:
+            v_kind = lua_type(v)
+            if v_kind is not None:
+                if v_kind == "table":
+                    if inner_path is None:
+                        inner_path = path + (address(value),)
+                    if address(v) in inner_path:
+                        raise InvalidArgument("the table contains a cycle (a table that contains itself) and cannot be "
+                                              "stored or sent")
+                v = _convert(v, v_kind, address, max_depth, strict, inner_path or path, depth + 1)
+        converted.append((_key(k), v))
+    n = len(converted)
+    if n and all(type(k) is int for k, _ in converted):
+        keys = sorted(k for k, _ in converted)
+        if keys[0] == 1 and keys[-1] == n:
+            converted.sort(key=lambda kv: kv[0])
+            return [v for _, v in converted]
+    return dict(converted)
 
 
 def _key(k: Any) -> Any:

@@ -104,6 +104,7 @@ class LuaEngine:
         self._run = self.internal[b"run"]
         self._compile = self.internal[b"compile"]
         self._repr = self.internal[b"repr"]
+        self.address = self.internal[b"address"]  # a table's identity without metamethods
         self._identity = self.runtime.eval(b"function(...) return ... end")
         self._compile_in = self.runtime.eval(b"function(code, name) local fn, err = load(code, name, 't') return fn, err end")
         self.docs: dict[str, str] = {**stdlib_docs.STDLIB_DOCS, **AIKIT_BUILTIN_DOCS}

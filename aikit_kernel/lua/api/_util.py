@@ -12,8 +12,8 @@ from ..host import LuaInterrupted, text
 
 
 def py(engine: LuaEngine, value: Any) -> Any:
-    """A Lua value as a JSON-like Python value."""
-    return lua_to_python(value, engine.internal[b"address"], strict=True)
+    """A Lua value as a JSON-like Python value (strict: functions and cycles are invalid)."""
+    return lua_to_python(value, engine.address, strict=True)
 
 
 def lua(engine: LuaEngine, value: Any) -> Any:
@@ -33,7 +33,7 @@ def options(engine: LuaEngine, value: Any, allowed: tuple[str, ...], what: str) 
         return {}
     if lua_type(value) != "table":
         raise InvalidArgument(f"{what} options must be a table, got {lua_type(value) or type(value).__name__}")
-    opts = lua_to_python(value, engine.internal[b"address"])  # may hold functions (Tool.define's fn)
+    opts = lua_to_python(value, engine.address)  # may hold functions (Tool.define's fn)
     if not isinstance(opts, dict):
         return {}
     unknown = sorted(str(k) for k in opts if k not in allowed)
