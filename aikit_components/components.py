@@ -15,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +40,29 @@ class Components:
     policy: SecurityPolicy
     events: EventBus
     hooks: HookRegistry
-    tools: ToolRegistry
     state: State
     sessions: SessionStore
     artifacts: ArtifactStore
     data_dir: Path
     session: SessionInfo
+    plugins: bool = True
+    _tools: ToolRegistry | None = field(default=None, repr=False)
+    _tools_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def tools(self) -> ToolRegistry:
+        """The tool registry, built on first use: importing every built-in tool (HTTP, templates,
+        parsers) costs more than the rest of start-up, so a kernel pays it only when needed
+        (or in the background, see :meth:`warm_up`)."""
+        if self._tools is None:
+            with self._tools_lock:
+                if self._tools is None:
+                    self._tools = default_registry(events=self.events, hooks=self.hooks, plugins=self.plugins)
+        return self._tools
+
+    def warm_up(self) -> None:
+        """Build the tool registry on a background thread (no Lua involved, so any thread may)."""
+        threading.Thread(target=lambda: self.tools, name="aikit-warm-up", daemon=True).start()
 
     @classmethod
     def open(cls, *, config: Config | None = None, data_dir: Path | None = None,
@@ -64,12 +82,12 @@ class Components:
             policy=SecurityPolicy.from_config(config),
             events=events,
             hooks=hooks,
-            tools=default_registry(events=events, hooks=hooks, plugins=plugins),
             state=State.open_default(directory, events=events, hooks=hooks, session_id=session.id),
             sessions=sessions,
             artifacts=ArtifactStore(directory, events=events, max_bytes=int(config.get("artifacts.max_bytes", 100 * 1024 * 1024))),
             data_dir=directory,
             session=session,
+            plugins=plugins,
         )
 
     def tool_context(self, caller: str = "python", budget: Budget | None = None) -> ToolContext:

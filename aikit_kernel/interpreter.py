@@ -187,7 +187,9 @@ def open_components(enabled: bool) -> tuple["Components | None", str | None]:
     from aikit_components.components import Components
 
     try:
-        return Components.open(loop_getter=runtime.get_loop, session_id=os.environ.get("AIKIT_SESSION") or None), None
+        components = Components.open(loop_getter=runtime.get_loop, session_id=os.environ.get("AIKIT_SESSION") or None)
+        components.warm_up()
+        return components, None
     except AikitError as exc:
         log.error("components unavailable: %s", exc)
         return None, str(exc)

@@ -33,13 +33,12 @@ DOCS = {
 
 
 def install(engine: LuaEngine, components: Components, scope: RunScope) -> None:
-    registry = components.tools
-
     def call(name: Any, args: Any = None) -> Any:
         tool_name = name_arg(name, "Tool.call: the tool name")
         arguments = py(engine, args) if args is not None else {}
         if arguments == []:
             arguments = {}  # an empty Lua table converts to a list
+        registry = components.tools
         item = registry.get(tool_name)
         if item.is_async:
             result = engine.wait(registry.acall(tool_name, arguments, scope.context))
@@ -51,23 +50,20 @@ def install(engine: LuaEngine, components: Components, scope: RunScope) -> None:
         category = options(engine, opts, ("category",), "Tool.list").get("category")
         return lua(engine, [
             {"name": t.name, "category": t.category, "description": t.description.split("\n")[0], "security": t.security}
-            for t in registry.list(category)
+            for t in components.tools.list(category)
         ])
 
     def info(name: Any) -> Any:
-        return lua(engine, registry.get(name_arg(name, "Tool.info: the tool name")).info())
+        return lua(engine, components.tools.get(name_arg(name, "Tool.info: the tool name")).info())
 
     def categories() -> Any:
-        return lua(engine, registry.categories())
+        return lua(engine, components.tools.categories())
 
     def define(spec: Any) -> Any:
         return define_lua_tool(engine, components, spec)
 
-    table = expose(engine, "Tool", {"call": call, "list": list_, "info": info, "define": define,
-                                    "categories": categories}, DOCS, convert=False)
-    for item in registry.list():
-        engine.docs[f"tool:{item.name}"] = item.doc()
-    del table
+    expose(engine, "Tool", {"call": call, "list": list_, "info": info, "define": define,
+                            "categories": categories}, DOCS, convert=False)
 
 
 def define_lua_tool(engine: LuaEngine, components: Components, spec: Any) -> bytes:
@@ -103,5 +99,4 @@ def define_lua_tool(engine: LuaEngine, components: Components, spec: Any) -> byt
     except Exception as exc:
         raise InvalidArgument(f"Tool.define: {exc}") from None
     components.tools.register(item, replace=True)
-    engine.docs[f"tool:{name}"] = item.doc()
     return name.encode()
