@@ -250,6 +250,10 @@ class TestTool:
         calls = lua.run("for i = 1, 100 do sleep(0.05) if calls > 0 then break end end return calls")
         timer.join()
         assert calls == 1
+        deadline = time.monotonic() + 5
+        while not all(f.done() for f in futures) and time.monotonic() < deadline:
+            lua.engine.dispatcher.service()  # this thread is the Lua thread: keep serving the loop's calls
+            time.sleep(0.01)
         assert futures[0].result(timeout=5) == {"v": 49, "lua_thread": True}
         with pytest.raises(AikitError) as info:
             futures[1].result(timeout=5)
