@@ -251,3 +251,11 @@ def test_cell_files_are_removed_on_close(engine: LuaEngine) -> None:
     assert Path(path).exists()
     engine.close()
     assert not Path(path).exists()
+
+
+def test_trailing_call_after_statements_is_the_result(engine: LuaEngine) -> None:
+    assert value(engine, "local t = {}\nt.n = 2\nmath.max(t.n, 1)") == "2"
+    assert value(engine, "local s = 'a'\nstring.rep(s,\n  3)") == '"aaa"'  # a call spanning lines
+    assert value(engine, "local s = 'a'\nstring.rep(s, 3);") == ""  # a trailing ; keeps the cell quiet
+    assert value(engine, "y = 5\nx = 1\n-y") == ""  # `x = 1 - y`: one statement, no result
+    assert value(engine, "x") == "-4"

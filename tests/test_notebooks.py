@@ -58,3 +58,18 @@ def test_tour_outputs(tmp_path: Path) -> None:
     assert not (tmp_path / "tour-output.txt").exists()
     denied = outputs_of(nb, 'io.open("/etc/passwd")')[0]["data"]["text/plain"]
     assert denied.startswith("nil\t") and "outside the allowed paths" in denied
+
+
+def test_tour_components_outputs(tmp_path: Path) -> None:
+    nb = execute(ROOT / "examples" / "notebooks" / "tour.ipynb", tmp_path)
+    stats = outputs_of(nb, 'Tool.call("text_stats"')
+    text = "".join(o.get("text", "") for o in stats)
+    assert text.startswith("6\t2\ninvalid_argument\n") and "text: expected string" in text and "algo: unknown" in text
+    assert outputs_of(nb, 'name = "word_count"')[0]["data"]["text/plain"] == "{words = 3}"
+    assert outputs_of(nb, '"visits", 0')[0]["data"]["text/plain"] == "3"
+    watched = "".join(o.get("text", "") for o in outputs_of(nb, "Hook.register"))
+    assert "false\tcancelled: tool 'word_count' cancelled by a hook: text too long" in watched
+    assert "tool.called:word_count, tool.finished:word_count, tool.failed:word_count" in watched
+    artifact = outputs_of(nb, "Artifact.put")
+    assert artifact[0]["text"].startswith("tour/summary.md\tversion\t1\t")
+    assert artifact[1]["data"]["text/markdown"].startswith("# Summary")

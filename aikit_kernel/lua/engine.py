@@ -28,6 +28,7 @@ LuaMemoryError = lua54.LuaMemoryError
 lua_type = lua54.lua_type
 
 _EOF_MARK = "near <eof>"
+_LEADING_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # `return f(x)` would be a tail call and drop the cell's frame from tracebacks. A trailing
 # expression is therefore returned through a collector function held as an upvalue: the chunk
 # builds the cell function (same lines, no extra varargs) and hands it back.
@@ -211,9 +212,30 @@ class LuaEngine:
             return fn(self._identity)
         fn, err = self._compile(code.encode(), chunk)
         if fn is not None:
-            return fn
+            trailing = self._trailing_call(code, chunk)
+            return trailing if trailing is not None else fn
         split = self._split_trailing_expression(code, chunk)
         return split if split is not None else self._syntax_failure(err)
+
+    def _trailing_call(self, code: str, chunk: bytes) -> Any:
+        """Valid statements ending in a call or name (``...\nTool.call(x)``): return its values, as a
+        notebook shows a cell's last expression. Only when the last statement starts with a name,
+        so no operator can glue it to the line before (``x = 1\n-y`` stays one statement)."""
+        lines = code.split("\n")
+        last = len(lines) - 1
+        while last > 0 and not lines[last].strip():
+            last -= 1
+        for i in range(last, max(0, last - 20), -1):
+            word = _LEADING_NAME.match(lines[i].lstrip())
+            if word is None or word.group() in source.KEYWORDS:
+                continue
+            statements, expression = "\n".join(lines[:i]).encode(), "\n".join(lines[i:]).encode()
+            if self._compile(statements, chunk)[0] is None:
+                continue
+            fn, _ = self._compile(_RETURN_PREFIX + statements + b"\n" + _RETURN_OPEN + expression + _RETURN_CLOSE, chunk)
+            if fn is not None:
+                return fn(self._identity)
+        return None
 
     def _split_trailing_expression(self, code: str, chunk: bytes) -> Any:
         """``stmts\\nexpr`` (invalid as statements): run the statements and return the expression."""
