@@ -218,9 +218,10 @@ class LuaEngine:
         return split if split is not None else self._syntax_failure(err)
 
     def _trailing_call(self, code: str, chunk: bytes) -> Any:
-        """Valid statements ending in a call or name (``...\nTool.call(x)``): return its values, as a
+        r"""Valid statements ending in a call or name (``...\nTool.call(x)``): return its values, as a
         notebook shows a cell's last expression. Only when the last statement starts with a name,
-        so no operator can glue it to the line before (``x = 1\n-y`` stays one statement)."""
+        so no operator can glue it to the line before (``x = 1\n-y`` stays one statement). A
+        trailing ``;`` keeps the cell quiet, as in IPython (the wrapped form does not compile)."""
         lines = code.split("\n")
         last = len(lines) - 1
         while last > 0 and not lines[last].strip():
