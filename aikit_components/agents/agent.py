@@ -1,0 +1,383 @@
+"""The agent: an LLM with tools, run in a loop until it answers.
+
+One run: build the conversation (system prompt, remembered turns, the input) -> ask the model
+(hooks ``llm.before/after/error``, events ``llm.called/finished``) -> if it asks for tools, run
+them concurrently on the I/O loop through the tool pipeline and feed results (and errors,
+including argument-validation problems) back -> repeat until the model answers without tools,
+``max_steps`` is reached, or the same call repeats too often. With ``output_schema`` the answer
+must be JSON matching it; invalid answers are sent back with the problems, at most
+``max_output_retries`` times. Memory (the turns of earlier runs) persists in State.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import AikitError, Cancelled, InvalidArgument
+from ..providers.messages import Completion, Message, Request, StreamEvent, ToolCall, ToolSpec, Usage
+from ..tools import Tool, ToolContext, ToolRegistry
+from ..tools.schema import compile_validator
+
+MAX_REPEATED_CALLS = 3
+MEMORY_KEY = "memory"
+MEMORY_MAX_MESSAGES = 200
+
+Complete = Callable[[Request], Awaitable[Completion]]
+Stream = Callable[[Request], Any]  # async iterator of StreamEvent
+
+
+@dataclass
+class AgentSpec:
+    """What an agent is: the fields of ``Agent.new{...}``."""
+
+    name: str = "agent"
+    model: str = "default"
+    system: str = ""
+    tools: list[str] = field(default_factory=list)
+    fallback: list[str] = field(default_factory=list)
+    max_steps: int = 8
+    temperature: float | None = None
+    max_tokens: int | None = None
+    output_schema: dict[str, Any] | None = None
+    max_output_retries: int = 2
+    memory: bool = False
+
+    def validate(self) -> None:
+        problems = []
+        if not self.name or not isinstance(self.name, str):
+            problems.append("name: a non-empty string")
+        if not isinstance(self.max_steps, int) or self.max_steps < 1:
+            problems.append("max_steps: an integer >= 1")
+        if self.temperature is not None and not 0 <= self.temperature <= 2:
+            problems.append("temperature: between 0 and 2")
+        if self.max_tokens is not None and (not isinstance(self.max_tokens, int) or self.max_tokens < 1):
+            problems.append("max_tokens: an integer >= 1")
+        if self.output_schema is not None and not isinstance(self.output_schema, dict):
+            problems.append("output_schema: a JSON Schema table")
+        if problems:
+            raise InvalidArgument(f"invalid agent {self.name!r}: " + "; ".join(problems), details={"problems": problems})
+
+
+@dataclass
+class ToolCallRecord:
+    """A tool call made during a run, with its outcome."""
+
+    name: str
+    arguments: dict[str, Any]
+    result: Any = None
+    error: dict[str, Any] | None = None
+    step: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {"name": self.name, "arguments": self.arguments, "step": self.step}
+        data["error" if self.error is not None else "result"] = self.error if self.error is not None else self.result
+        return data
+
+
+@dataclass
+class AgentResult:
+    """What ``agent:run`` returns."""
+
+    text: str
+    data: Any = None
+    tool_calls: list[ToolCallRecord] = field(default_factory=list)
+    steps: int = 0
+    usage: Usage = field(default_factory=Usage)
+    model: str = ""
+    stop_reason: str = "end"  # end | max_steps | repeated_call | invalid_output | max_tokens | content_filter
+    messages: list[Message] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "text": self.text, "data": self.data, "tool_calls": [c.to_dict() for c in self.tool_calls],
+            "steps": self.steps, "usage": self.usage.to_dict(), "model": self.model, "stop_reason": self.stop_reason,
+        }
+
+
+class Agent:
+    """Runs an :class:`AgentSpec` against a provider (see the module docstring)."""
+
+    def __init__(self, spec: AgentSpec, *, provider: Any, tools: ToolRegistry, context: Callable[[], ToolContext],
+                 state: Any = None, events: Any = None, hooks: Any = None, ledger: "UsageLedger | None" = None) -> None:
+        spec.validate()
+        self.spec = spec
+        self.provider = provider
+        self.registry = tools
+        self.context = context
+        self.state = state
+        self.events = events
+        self.hooks = hooks
+        self.ledger = ledger
+        self.usage = Usage()
+        for name in spec.tools:
+            tools.get(name)  # unknown tools fail at creation, with suggestions
+        self._validate_output = compile_validator(spec.output_schema) if spec.output_schema else None
+
+    # ------------------------------------------------------------------ public
+    def tool_specs(self) -> list[ToolSpec]:
+        specs = []
+        for name in self.spec.tools:
+            item = self.registry.get(name)
+            specs.append(ToolSpec(item.name, item.description, item.parameters))
+        return specs
+
+    def as_tool(self, description: str | None = None) -> Tool:
+        """This agent as a tool another agent can call (a commander delegating to a specialist)."""
+        agent = self
+
+        async def delegate(input: str) -> dict[str, Any]:
+            result = await agent.run(input)
+            return {"text": result.text, "data": result.data, "model": result.model}
+
+        return Tool(
+            name=self.spec.name, description=description or f"Ask the agent {self.spec.name!r}: {self.spec.system[:200]}",
+            fn=delegate, parameters={"type": "object", "properties": {"input": {"type": "string", "description": "The task or question."}},
+                                     "required": ["input"], "additionalProperties": False},
+            category="agents", security="safe", source="agent", is_async=True,
+        )
+
+    async def run(self, input: str, *, on_text: Callable[[str], None] | None = None) -> AgentResult:
+        """Run once. ``on_text`` (called on the loop) receives streamed text deltas."""
+        name = self.spec.name
+        payload = {"agent": name, "input": input, "model": self.spec.model}
+        if self.hooks is not None and self.hooks.has("agent.before"):
+            decision = await self.hooks.arun("agent.before", payload)
+            if decision.cancelled:
+                raise Cancelled(f"agent {name!r} cancelled by a hook: {decision.reason}")
+            if decision.replaced:
+                return AgentResult(text=str(decision.value), model="hook")
+            input = str(decision.payload.get("input", input))
+        self._publish("agent.started", {"agent": name, "model": self.spec.model})
+        started = time.perf_counter()
+        try:
+            result = await self._loop(input, on_text)
+        except asyncio.CancelledError:
+            self._publish("agent.failed", {"agent": name, "code": "interrupted"})
+            raise
+        except AikitError as exc:
+            self._publish("agent.failed", {"agent": name, "code": exc.code, "message": exc.message})
+            if self.hooks is not None and self.hooks.has("agent.error"):
+                await self.hooks.arun("agent.error", {"agent": name, "error": exc.to_dict()})
+            raise
+        self.usage.add(result.usage)
+        if self.ledger is not None:
+            self.ledger.record(name, result.model, result.usage)
+        if self.spec.memory and self.state is not None:
+            self._remember(result.messages)
+        self._publish("agent.finished", {"agent": name, "model": result.model, "steps": result.steps,
+                                         "stop_reason": result.stop_reason, "usage": result.usage.to_dict(),
+                                         "duration_ms": (time.perf_counter() - started) * 1000})
+        if self.hooks is not None and self.hooks.has("agent.after"):
+            decision = await self.hooks.arun("agent.after", {"agent": name, "result": result.to_dict()})
+            if decision.replaced:
+                result.text = str(decision.value)
+        return result
+
+    # ------------------------------------------------------------------ the loop
+    async def _loop(self, input: str, on_text: Callable[[str], None] | None) -> AgentResult:
+        spec = self.spec
+        history = self._recall()
+        messages = ([Message.system(spec.system)] if spec.system else []) + history + [Message.user(input)]
+        first_new = len(messages) - 1
+        result = AgentResult(text="")
+        tools = self.tool_specs()
+        seen_calls: dict[str, int] = {}
+        output_retries = 0
+        for step in range(1, spec.max_steps + 1):
+            result.steps = step
+            request = Request(model="", messages=messages, tools=tools, temperature=spec.temperature,
+                              max_tokens=spec.max_tokens, json_schema=spec.output_schema)
+            completion = await self._ask(request, on_text, step)
+            result.usage.add(completion.usage)
+            result.model = completion.model or result.model
+            messages.append(completion.message)
+            if completion.tool_calls:
+                repeated = self._repeated(completion.tool_calls, seen_calls)
+                if repeated:
+                    result.text = (f"stopped: the model called {repeated} with the same arguments "
+                                   f"{MAX_REPEATED_CALLS} times")
+                    result.stop_reason = "repeated_call"
+                    break
+                records = await asyncio.gather(*(self._call_tool(call, step) for call in completion.tool_calls))
+                for call, record in zip(completion.tool_calls, records, strict=True):
+                    result.tool_calls.append(record)
+                    messages.append(Message.tool_result(call, _tool_result_text(record), is_error=record.error is not None))
+                continue
+            result.text = completion.text
+            result.stop_reason = "end" if completion.stop_reason in ("end", "stop_sequence") else completion.stop_reason
+            if self._validate_output is None:
+                break
+            data, problems = self._parse_output(completion.text)
+            if not problems:
+                result.data = data
+                break
+            if output_retries >= spec.max_output_retries:
+                result.stop_reason = "invalid_output"
+                result.data = None
+                break
+            output_retries += 1
+            messages.append(Message.user(
+                "Your answer did not match the required JSON schema:\n - " + "\n - ".join(problems)
+                + "\nAnswer again with only the JSON value."))
+        else:
+            result.stop_reason = "max_steps"
+            if not result.text:
+                result.text = f"stopped after {spec.max_steps} steps without a final answer"
+        result.messages = messages[first_new:]
+        return result
+
+    async def _ask(self, request: Request, on_text: Callable[[str], None] | None, step: int) -> Completion:
+        hooks = self.hooks
+        payload = {"agent": self.spec.name, "model": self.spec.model, "step": step,
+                   "messages": [m.to_dict() for m in request.messages]}
+        if hooks is not None and hooks.has("llm.before"):
+            decision = await hooks.arun("llm.before", payload)
+            if decision.cancelled:
+                raise Cancelled(f"LLM call cancelled by a hook: {decision.reason}")
+            if decision.replaced:
+                return Completion(Message.assistant(str(decision.value)), model="hook")
+        self._publish("llm.called", {"agent": self.spec.name, "model": self.spec.model, "step": step})
+        started = time.perf_counter()
+        try:
+            if on_text is None:
+                completion = await self.provider.complete(request)
+            else:
+                completion = await self._stream(request, on_text)
+        except AikitError as exc:
+            self._publish("llm.failed", {"agent": self.spec.name, "code": exc.code, "message": exc.message})
+            if hooks is not None and hooks.has("llm.error"):
+                decision = await hooks.arun("llm.error", {**payload, "error": exc.to_dict()})
+                if decision.replaced:
+                    return Completion(Message.assistant(str(decision.value)), model="hook")
+            raise
+        self._publish("llm.finished", {"agent": self.spec.name, "model": completion.model, "step": step,
+                                       "usage": completion.usage.to_dict(),
+                                       "duration_ms": (time.perf_counter() - started) * 1000})
+        if hooks is not None and hooks.has("llm.after"):
+            decision = await hooks.arun("llm.after", {**payload, "text": completion.text,
+                                                      "tool_calls": [c.to_dict() for c in completion.tool_calls]})
+            if decision.replaced:
+                completion = Completion(Message.assistant(str(decision.value)), usage=completion.usage, model=completion.model)
+        return completion
+
+    async def _stream(self, request: Request, on_text: Callable[[str], None]) -> Completion:
+        completion: Completion | None = None
+        async for event in self.provider.stream(request):
+            if isinstance(event, StreamEvent):
+                if event.kind == "text" and event.text:
+                    on_text(event.text)
+                elif event.kind == "end":
+                    completion = event.completion
+        if completion is None:
+            raise AikitError("the model's stream ended without a final message", code="provider_error")
+        return completion
+
+    async def _call_tool(self, call: ToolCall, step: int) -> ToolCallRecord:
+        record = ToolCallRecord(call.name, dict(call.arguments), step=step)
+        if call.name not in self.spec.tools:
+            record.error = {"code": "not_found", "message": f"no tool named {call.name!r} is available to this agent; "
+                                                          f"available: {', '.join(self.spec.tools) or 'none'}"}
+            return record
+        if "_raw" in call.arguments and len(call.arguments) == 1:
+            record.error = {"code": "invalid_argument", "message": "the arguments were not valid JSON: " + str(call.arguments["_raw"])[:500]}
+            return record
+        ctx = self.context()
+        ctx.caller = f"agent:{self.spec.name}"
+        try:
+            record.result = await self.registry.acall(call.name, call.arguments, ctx)
+        except asyncio.CancelledError:
+            raise
+        except AikitError as exc:  # validation problems, tool failures: the model gets to fix them
+            record.error = exc.to_dict()
+        except Exception as exc:  # a broken tool must not end the run
+            record.error = {"code": "internal_error", "message": f"{type(exc).__name__}: {exc}"}
+        return record
+
+    def _repeated(self, calls: list[ToolCall], seen: dict[str, int]) -> str | None:
+        for call in calls:
+            key = call.name + json.dumps(call.arguments, sort_keys=True, default=str)
+            seen[key] = seen.get(key, 0) + 1
+            if seen[key] > MAX_REPEATED_CALLS:
+                return call.name
+        return None
+
+    def _parse_output(self, text: str) -> tuple[Any, list[str]]:
+        candidate = text.strip()
+        if candidate.startswith("```"):
+            candidate = candidate.strip("`")
+            candidate = candidate[candidate.find("\n") + 1:] if "\n" in candidate else candidate
+        try:
+            data = json.loads(candidate)
+        except ValueError as exc:
+            start, end = candidate.find("{"), candidate.rfind("}")
+            if start < 0 or end <= start:
+                return None, [f"not JSON: {exc}"]
+            try:
+                data = json.loads(candidate[start:end + 1])
+            except ValueError as inner:
+                return None, [f"not JSON: {inner}"]
+        assert self._validate_output is not None
+        return data, self._validate_output(data)
+
+    # ------------------------------------------------------------------ memory
+    def _recall(self) -> list[Message]:
+        if not self.spec.memory or self.state is None:
+            return []
+        stored = self.state.get(f"agent:{self.spec.name}", MEMORY_KEY, [])
+        return [Message.from_dict(m) for m in stored if isinstance(m, dict)]
+
+    def _remember(self, new_messages: list[Message]) -> None:
+        def append(old: Any) -> list[dict[str, Any]]:
+            history = list(old or []) + [m.to_dict() for m in new_messages if m.role != "system"]
+            return history[-MEMORY_MAX_MESSAGES:]
+
+        self.state.update(f"agent:{self.spec.name}", MEMORY_KEY, append)
+
+    def forget(self) -> None:
+        """Drop the remembered conversation."""
+        if self.state is not None:
+            self.state.delete(f"agent:{self.spec.name}", MEMORY_KEY)
+
+    def _publish(self, topic: str, payload: dict[str, Any]) -> None:
+        if self.events is not None:
+            self.events.publish(topic, payload, source="agents")
+
+
+def _tool_result_text(record: ToolCallRecord) -> str:
+    if record.error is not None:
+        return json.dumps({"error": record.error}, ensure_ascii=False, default=str)
+    if isinstance(record.result, str):
+        return record.result
+    return json.dumps(record.result, ensure_ascii=False, default=str)
+
+
+class UsageLedger:
+    """Tokens and cost per agent and for the whole session (prices from ``[models.prices]``)."""
+
+    def __init__(self, prices: dict[str, dict[str, float]] | None = None) -> None:
+        self.prices = prices or {}
+        self.by_agent: dict[str, Usage] = {}
+        self.cost_by_agent: dict[str, float] = {}
+        self.session = Usage()
+        self.session_cost = 0.0
+
+    def record(self, agent: str, model: str, usage: Usage) -> None:
+        self.by_agent.setdefault(agent, Usage()).add(usage)
+        self.session.add(usage)
+        price = self.prices.get(model, {})
+        cost = (usage.input_tokens * float(price.get("input_per_mtok", 0.0))
+                + usage.output_tokens * float(price.get("output_per_mtok", 0.0))) / 1_000_000
+        self.cost_by_agent[agent] = self.cost_by_agent.get(agent, 0.0) + cost
+        self.session_cost += cost
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "session": {**self.session.to_dict(), "cost": round(self.session_cost, 6)},
+            "agents": {name: {**u.to_dict(), "cost": round(self.cost_by_agent.get(name, 0.0), 6)}
+                       for name, u in self.by_agent.items()},
+        }
