@@ -14,6 +14,11 @@ VENV   := .venv
 VPY    := $(VENV)/bin/python
 STAMP  := $(VENV)/.aikit-installed
 
+# The `local` extra (the offline model) builds llama-cpp-python from source, portably: a
+# -march=native build dies with SIGILL on VMs whose CPUs report AMX. About 4 min on 2 cores the
+# first time; pip caches the built wheel, so later installs on the same machine are quick.
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+
 .DEFAULT_GOAL := help
 .PHONY: help venv test demo bench clean
 
@@ -26,7 +31,7 @@ venv: $(STAMP)
 # copies it into $(VENV)/share/jupyter/kernels/aikit, so Jupyter in .venv sees it.
 $(STAMP): pyproject.toml $(wildcard kernelspec/kernel.json kernelspec/logo-*)
 	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
-	$(VPY) -m pip install --disable-pip-version-check -q -e '.[test]'
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(VPY) -m pip install --disable-pip-version-check -q -e '.[test,local]'
 	@touch $@
 
 # pytest exits 5 when it collected no test: make treats that, like any non-zero

@@ -14,6 +14,7 @@ with a ``kind`` that decides what happens next:
 | auth | HTTP 401/403 | no | no: the message says which key to set |
 | bad_request | HTTP 400/404/422 | no | no: the message quotes the provider |
 | content_filter | a refusal by the provider's safety system | no | no |
+| bad_response | a 200 that is not the API's format (wrong base URL, a proxy page) | no | yes |
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ class ProviderError(AikitError):
     @property
     def falls_back(self) -> bool:
         """Another model may succeed where this one failed."""
-        return self.kind in RETRYABLE
+        return self.kind in RETRYABLE or self.kind == "bad_response"
 
 
 def classify_status(status: int, body: str = "") -> str:
@@ -61,7 +62,7 @@ def classify_status(status: int, body: str = "") -> str:
         return "overloaded"
     if status >= 500:
         return "server"
-    if "content_filter" in lowered or "content filter" in lowered or "safety" in lowered and status == 400:
+    if status == 400 and ("content_filter" in lowered or "content filter" in lowered or "safety" in lowered):
         return "content_filter"
     return "bad_request"
 

@@ -33,6 +33,7 @@ class ToolCall:
     name: str
     arguments: dict[str, Any] = field(default_factory=dict)
     id: str = field(default_factory=new_call_id)
+    arguments_error: str | None = field(default=None, compare=False)  # the model sent arguments that are not JSON
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "arguments": self.arguments}

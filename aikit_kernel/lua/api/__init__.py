@@ -31,7 +31,7 @@ def install_globals(engine: LuaEngine, components: "Components | None" = None) -
     DisplayBinding(engine).install()
     if components is None:
         return None
-    from . import config, events, hooks, sessions, state, tools
+    from . import config, events, hooks, sessions, state, supervision, tools
     from .run import RunScope
 
     scope = RunScope(components)
@@ -41,6 +41,7 @@ def install_globals(engine: LuaEngine, components: "Components | None" = None) -
     events.install(engine, components)
     hooks.install(engine, components)
     config.install(engine, components)
+    supervision.install(engine, components)
     return scope
 
 

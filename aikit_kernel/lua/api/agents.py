@@ -1,0 +1,188 @@
+"""``Agent``: LLM agents with tools, from Lua.
+
+An agent runs on the I/O loop (its HTTP calls and tool calls are async there); the Lua thread
+waits for it interruptibly and, while waiting, runs Lua tools, Lua hooks and stream callbacks the
+agent needs (they are queued to it by the dispatcher). ``agent:run(input, {stream = true})``
+shows the answer as it is generated in an updating display.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+import uuid
+from typing import Any
+
+from aikit_components.agents import Agent, AgentSpec
+from aikit_components.components import Components
+from aikit_components.errors import InvalidArgument, NotFound
+
+from ..convert import lua_type
+from ..engine import LuaEngine
+from ..host import text
+from . import expose
+from ._util import function_arg, lua, name_arg, options
+
+STREAM_DISPLAY_INTERVAL_S = 0.05
+
+DOCS = {
+    "": "Agent\n\nLLM agents with tools: Agent.new{...} -> agent; agent:run(input) -> {text, data, tool_calls, steps, usage, "
+        "model, stop_reason}. With no model configured, agents use the local model (no network).",
+    "new": "Agent.new{name, model = 'default', system, tools = {name | agent, ...}, fallback = {model, ...}, max_steps = 8, "
+           "temperature, max_tokens, output_schema, memory = false} -> agent\n\nCreates an agent. model is 'provider/model' "
+           "or an alias from config; fallback models are tried when the model is rate-limited, overloaded or down.\n"
+           "Example: local a = Agent.new{name = 'helper', system = 'Answer briefly.', tools = {'calculate'}}",
+    "usage": "Agent.usage() -> {session = {input_tokens, output_tokens, total_tokens, cost}, agents = {...}}\n\n"
+             "Tokens and cost so far, per agent and for the session.",
+}
+
+_LUA_AGENT = r"""
+local run, stream, as_tool, forget, usage, info = ...
+local mt = {}
+mt.__index = {
+  run = function(self, input, opts) return run(self.id, input, opts) end,
+  stream = function(self, input, fn) return stream(self.id, input, fn) end,
+  as_tool = function(self, description) return as_tool(self.id, description) end,
+  forget = function(self) return forget(self.id) end,
+  usage = function(self) return usage(self.id) end,
+  info = function(self) return info(self.id) end,
+}
+mt.__name = "aikit.Agent"
+mt.__tostring = function(self) return "agent " .. self.name .. " (" .. self.model .. ")" end
+return function(id, name, model) return setmetatable({ id = id, name = name, model = model }, mt) end
+"""
+
+SPEC_FIELDS = ("name", "model", "system", "tools", "fallback", "max_steps", "temperature", "max_tokens",
+               "output_schema", "max_output_retries", "memory")
+
+
+class AgentTable:
+    """Agents created from Lua, by id."""
+
+    def __init__(self) -> None:
+        self.agents: dict[int, Agent] = {}
+        self.ids = itertools.count(1)
+
+    def get(self, agent_id: Any) -> Agent:
+        agent = self.agents.get(agent_id)
+        if agent is None:
+            raise NotFound(f"no agent {agent_id!r}")
+        return agent
+
+
+def install(engine: LuaEngine, components: Components, scope: Any) -> None:
+    table = AgentTable()
+
+    def new(spec_table: Any) -> Any:
+        fields = options(engine, spec_table, SPEC_FIELDS, "Agent.new")
+        tool_names = []
+        raw_tools = spec_table[b"tools"] if spec_table is not None else None
+        if raw_tools is not None:
+            if lua_type(raw_tools) != "table":
+                raise InvalidArgument("Agent.new: tools must be a list of tool names or agents")
+            for _, item in raw_tools.items():
+                if isinstance(item, bytes):
+                    tool_names.append(text(item))
+                elif lua_type(item) == "table" and item[b"id"] is not None:
+                    sub = table.get(item[b"id"])
+                    components.tools.register(sub.as_tool(), replace=True)
+                    tool_names.append(sub.spec.name)
+                else:
+                    raise InvalidArgument("Agent.new: each tool is a tool name or an agent")
+        spec = AgentSpec(
+            name=str(fields.get("name") or f"agent-{uuid.uuid4().hex[:6]}"),
+            model=str(fields.get("model") or "default"),
+            system=str(fields.get("system") or ""),
+            tools=tool_names,
+            fallback=[str(m) for m in (fields.get("fallback") or [])],
+            max_steps=int(fields.get("max_steps", 8)),
+            temperature=fields.get("temperature"),
+            max_tokens=fields.get("max_tokens"),
+            output_schema=fields.get("output_schema") or None,
+            max_output_retries=int(fields.get("max_output_retries", 2)),
+            memory=bool(fields.get("memory", False)),
+        )
+        agent = components.new_agent(spec, context=lambda: scope.context)
+        agent_id = next(table.ids)
+        table.agents[agent_id] = agent
+        return make_agent(agent_id, spec.name.encode(), spec.model.encode())
+
+    def run(agent_id: Any, input: Any, opts: Any = None) -> Any:
+        agent = table.get(agent_id)
+        prompt = name_arg(input, "agent:run: the input")
+        o = options(engine, opts, ("stream",), "agent:run")
+        on_text = _display_stream(engine) if o.get("stream") else None
+        result = engine.wait(agent.run(prompt, on_text=on_text))
+        if on_text is not None:
+            on_text.finish()  # type: ignore[attr-defined]
+        return lua(engine, result.to_dict())
+
+    def stream(agent_id: Any, input: Any, fn: Any) -> Any:
+        agent = table.get(agent_id)
+        prompt = name_arg(input, "agent:stream: the input")
+        function_arg(fn, "agent:stream: the callback")
+
+        def on_text(delta: str) -> None:  # on the I/O loop: hand the delta to the Lua thread, in order
+            engine.dispatcher.submit(_call_quietly, engine, fn, delta)
+
+        result = engine.wait(agent.run(prompt, on_text=on_text))
+        engine.dispatcher.service()
+        return lua(engine, result.to_dict())
+
+    def as_tool(agent_id: Any, description: Any = None) -> bytes:
+        agent = table.get(agent_id)
+        components.tools.register(agent.as_tool(text(description) if description else None), replace=True)
+        return agent.spec.name.encode()
+
+    def forget(agent_id: Any) -> None:
+        table.get(agent_id).forget()
+
+    def agent_usage(agent_id: Any) -> Any:
+        return lua(engine, table.get(agent_id).usage.to_dict())
+
+    def info(agent_id: Any) -> Any:
+        spec = table.get(agent_id).spec
+        return lua(engine, {f: getattr(spec, f) for f in SPEC_FIELDS})
+
+    def usage() -> Any:
+        return lua(engine, components.ledger.to_dict())
+
+    wrap, bind = engine.host.wrap, engine.internal[b"bind"]
+    make_agent = engine.compile_trusted(_LUA_AGENT, "agent")(*(bind(wrap(f)) for f in (run, stream, as_tool, forget,
+                                                                                       agent_usage, info)))
+    expose(engine, "Agent", {"new": new, "usage": usage}, DOCS, convert=False)
+
+
+def _call_quietly(engine: LuaEngine, fn: Any, delta: str) -> None:
+    result = engine.pcall(fn, delta.encode())
+    if result.error is not None and result.error.ename != "KeyboardInterrupt":
+        engine.host.output.write("stderr", f"aikit: stream callback failed: {result.error.evalue}\n")
+
+
+def _display_stream(engine: LuaEngine) -> Any:
+    """An on_text callback that shows the growing answer in one updating display (throttled)."""
+    display_id = uuid.uuid4().hex
+    state = {"text": "", "shown": 0.0, "started": False}
+    output = engine.host.output
+
+    def show(update: bool) -> None:
+        body = state["text"]
+        output.display({"text/markdown": body, "text/plain": body}, {}, display_id, update)
+
+    def on_text(delta: str) -> None:
+        state["text"] += delta
+        now = time.monotonic()
+        if not state["started"]:
+            state["started"] = True
+            show(False)
+            state["shown"] = now
+        elif now - state["shown"] >= STREAM_DISPLAY_INTERVAL_S:
+            show(True)
+            state["shown"] = now
+
+    def finish() -> None:
+        if state["started"]:
+            show(True)
+
+    on_text.finish = finish  # type: ignore[attr-defined]
+    return on_text
