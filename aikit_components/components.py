@@ -18,7 +18,7 @@ from collections.abc import Callable
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .artifacts import ArtifactStore
 from .config import Config, data_dir as default_data_dir
@@ -27,7 +27,12 @@ from .hooks import HookRegistry
 from .security import SecurityPolicy
 from .sessions import SessionInfo, SessionStore
 from .state import State
+from .agents.agent import UsageLedger
 from .tools import Budget, ToolContext, ToolRegistry, default_registry
+
+if TYPE_CHECKING:
+    from .agents import Agent, AgentSpec
+    from .providers.registry import ModelRegistry
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +52,8 @@ class Components:
     session: SessionInfo
     plugins: bool = True
     _tools: ToolRegistry | None = field(default=None, repr=False)
+    _models: Any = field(default=None, repr=False)
+    ledger: UsageLedger = field(default_factory=UsageLedger)
     _tools_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -59,6 +66,27 @@ class Components:
                 if self._tools is None:
                     self._tools = default_registry(events=self.events, hooks=self.hooks, plugins=self.plugins)
         return self._tools
+
+    @property
+    def models(self) -> "ModelRegistry":
+        """Model names and aliases -> providers (``[providers]``, ``[models]`` in aikit.toml)."""
+        if self._models is None:
+            from .providers.registry import ModelRegistry
+
+            with self._tools_lock:
+                if self._models is None:
+                    self._models = ModelRegistry(self.config)
+        return self._models
+
+    def new_agent(self, spec: "AgentSpec", context: Callable[[], ToolContext] | None = None) -> "Agent":
+        """An agent wired to this process: its model (with fallbacks), tools, state, hooks, events."""
+        from .agents import Agent
+        from .providers.fallback import FallbackChain
+
+        provider = FallbackChain(self.models, [spec.model, *spec.fallback], events=self.events)
+        return Agent(spec, provider=provider, tools=self.tools,
+                     context=context or (lambda: self.tool_context(caller=f"agent:{spec.name}")),
+                     state=self.state, events=self.events, hooks=self.hooks, ledger=self.ledger)
 
     def warm_up(self) -> None:
         """Build the tool registry on a background thread (no Lua involved, so any thread may)."""
@@ -88,6 +116,7 @@ class Components:
             data_dir=directory,
             session=session,
             plugins=plugins,
+            ledger=UsageLedger(dict(config.get("models.prices", None) or {})),
         )
 
     def tool_context(self, caller: str = "python", budget: Budget | None = None) -> ToolContext:

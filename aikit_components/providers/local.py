@@ -340,7 +340,7 @@ class LocalServer:
         return [sys.executable, "-c", _BOOTSTRAP, "--model", model_path, "--model_alias", MODEL,
                 "--host", self.host, "--port", str(port), "--n_ctx", str(self.n_ctx),
                 "--n_threads", str(self.n_threads), "--n_threads_batch", str(self.n_threads),
-                "--interrupt_requests", "false", "--verbose", "false"]
+                "--interrupt_requests", "false", "--logits_all", "false", "--verbose", "false"]
 
     def _start(self) -> None:
         missing = _missing_modules()
@@ -681,15 +681,16 @@ class LocalProvider:
 
     async def _count_usage(self, prompt: str, usage: Usage, chunks: int) -> Usage:
         """Usage for a stream whose chunks carry none: the prompt tokenised by the server
-        (``/extras/tokenize``), one output token per streamed chunk (the server sends one chunk
+        (``/extras/tokenize/count``, BOS included like
+        ``prompt_tokens``), one output token per streamed chunk (the server sends one chunk
         per sampled token that produced text)."""
         output = usage.output_tokens or chunks
         try:
             endpoint = await self._endpoint_for()
             root = endpoint.base_url[:-3] if endpoint.base_url.endswith("/v1") else endpoint.base_url
-            response = await endpoint.client().post(root + "/extras/tokenize", json={"input": prompt})
+            response = await endpoint.client().post(root + "/extras/tokenize/count", json={"input": prompt})
             response.raise_for_status()
-            return Usage(len(response.json().get("tokens") or []), output)
+            return Usage(int(response.json().get("count") or 0), output)
         except (httpx.HTTPError, ProviderError, ValueError, AttributeError) as exc:
             log.debug("cannot count the prompt's tokens: %s", exc)
             return Usage(usage.input_tokens, output)

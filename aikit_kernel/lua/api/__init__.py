@@ -31,7 +31,7 @@ def install_globals(engine: LuaEngine, components: "Components | None" = None) -
     DisplayBinding(engine).install()
     if components is None:
         return None
-    from . import config, events, hooks, sessions, state, supervision, tools
+    from . import agents, config, events, hooks, sessions, state, supervision, tools
     from .run import RunScope
 
     scope = RunScope(components)
@@ -42,6 +42,7 @@ def install_globals(engine: LuaEngine, components: "Components | None" = None) -
     hooks.install(engine, components)
     config.install(engine, components)
     supervision.install(engine, components)
+    agents.install(engine, components, scope)
     return scope
 
 
