@@ -141,6 +141,19 @@ class Agent:
             category="agents", security="safe", source="agent", is_async=True,
         )
 
+    def as_actor(self) -> Any:
+        """This agent as a supervisable actor: each message is an input (a string, or a table with
+        ``input``); a ``call`` returns the run's result as a dict."""
+        from ..supervision import Actor
+
+        agent = self
+
+        async def handle(msg: Any, ctx: Any) -> dict[str, Any]:
+            prompt = msg.get("input") if isinstance(msg, dict) else msg
+            return (await agent.run(str(prompt))).to_dict()
+
+        return Actor(handle, name=self.spec.name)
+
     async def run(self, input: str, *, on_text: Callable[[str], None] | None = None) -> AgentResult:
         """Run once. ``on_text`` (called on the loop) receives streamed text deltas."""
         name = self.spec.name

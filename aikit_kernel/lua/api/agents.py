@@ -21,6 +21,7 @@ from ..convert import lua_type
 from ..engine import LuaEngine
 from ..host import text
 from . import expose
+from .supervision import register_adapter
 from ._util import function_arg, lua, name_arg, options
 
 STREAM_DISPLAY_INTERVAL_S = 0.05
@@ -151,6 +152,15 @@ def install(engine: LuaEngine, components: Components, scope: Any) -> None:
     make_agent = engine.compile_trusted(_LUA_AGENT, "agent")(*(bind(wrap(f)) for f in (run, stream, as_tool, forget,
                                                                                        agent_usage, info)))
     expose(engine, "Agent", {"new": new, "usage": usage}, DOCS, convert=False)
+
+    def supervisable(engine_: LuaEngine, value: Any) -> Any:
+        """A Lua agent object returned by a supervisor child's start(): supervise its actor."""
+        if engine_ is not engine or lua_type(value) != "table" or value[b"id"] is None or value[b"model"] is None:
+            return None
+        agent = table.agents.get(value[b"id"])
+        return agent.as_actor() if agent is not None else None
+
+    register_adapter(supervisable)
 
 
 def _call_quietly(engine: LuaEngine, fn: Any, delta: str) -> None:
