@@ -73,3 +73,14 @@ def test_tour_components_outputs(tmp_path: Path) -> None:
     artifact = outputs_of(nb, "Artifact.put")
     assert artifact[0]["text"].startswith("tour/summary.md\tversion\t1\t")
     assert artifact[1]["data"]["text/markdown"].startswith("# Summary")
+
+
+def test_agents_notebook_streams_with_the_local_model(tmp_path: Path) -> None:
+    pytest.importorskip("llama_cpp", reason="the local model is installed by `make` (aikit[local])")
+    nb = execute(ROOT / "examples" / "notebooks" / "agents.ipynb", tmp_path)
+    streamed = outputs_of(nb, "storyteller:run")
+    kinds = [o["output_type"] for o in streamed]
+    assert kinds[0] == "display_data" and kinds[-1] == "stream"  # the updating display, then the summary line
+    assert streamed[-1]["text"].startswith("local/gemma3-270m\t")
+    usage = outputs_of(nb, "Agent.usage()")[0]["data"]["text/plain"]
+    assert "total_tokens" in usage

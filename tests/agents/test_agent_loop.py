@@ -361,11 +361,12 @@ class TestMemory:
 
 # ====================================================================== fallback and errors
 class TestFallback:
-    @pytest.mark.parametrize("failure", [
-        Reply.fixture("openai_error_503.json", status=503),
-        Reply.fixture("openai_error_429.json", status=429),
-    ], ids=["503", "429"])
-    def test_the_backup_answers(self, env: AgentEnv, failure: Reply) -> None:
+    @pytest.mark.parametrize("failure, kind", [
+        (Reply.fixture("openai_error_503.json", status=503), "overloaded"),  # 503 + "overloaded" in the body
+        (error(500, "The server had an error while processing your request.", "server_error"), "server"),
+        (Reply.fixture("openai_error_429.json", status=429), "rate_limit"),
+    ], ids=["503", "500", "429"])
+    def test_the_backup_answers(self, env: AgentEnv, failure: Reply, kind: str) -> None:
         fallbacks = env.components.events.subscribe("llm.fallback")
         env.server.reply(OPENAI, failure)
         env.server.reply(BACKUP, answer("from the backup", model="m2"))
@@ -375,7 +376,7 @@ class TestFallback:
         assert env.server.requests_to(BACKUP)[0].json()["model"] == "m2"
         event = fallbacks.receive(0)
         assert event is not None and (event.payload["from"], event.payload["to"]) == ("openai/m", "backup/m2")
-        assert event.payload["kind"] in ("server", "rate_limit")
+        assert event.payload["kind"] == kind
 
     def test_every_step_falls_back_independently(self, env: AgentEnv) -> None:
         env.server.reply(OPENAI, answer(None, [call("calculate", {"expression": "1+2"}, "c1")]),
