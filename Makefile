@@ -45,6 +45,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(VPY) bench/kernel_latency.py
 	$(VPY) bench/components.py
+	$(VPY) bench/agents.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build dist

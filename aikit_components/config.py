@@ -145,7 +145,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 #: Sections whose keys are free-form (one sub-table per provider): no unknown-key warnings.
-OPEN_SECTIONS = frozenset({"providers"})
+OPEN_SECTIONS = frozenset({"providers", "models"})
 
 #: Durations: integer defaults that also accept a float (``http_timeout_s = 2.5``).
 NUMBER_KEYS = frozenset({

@@ -124,7 +124,7 @@ class TestTools:
                 label: Which call this is.
             """
             start = time.perf_counter()
-            await asyncio.sleep(0.4)
+            await asyncio.sleep(0.5)
             spans[label] = (start, time.perf_counter())
             return f"done {label}"
 
@@ -139,7 +139,7 @@ class TestTools:
         assert result.text == "both done"
         (a0, a1), (b0, b1) = spans["a"], spans["b"]
         assert a0 < b1 and b0 < a1, f"the two calls did not overlap: a={spans['a']} b={spans['b']}"
-        assert elapsed < 0.75, f"two 0.4 s tool calls took {elapsed:.2f} s: not concurrent"
+        assert elapsed < 0.95, f"two 0.5 s tool calls took {elapsed:.2f} s: not concurrent"
         assert [(r.name, r.arguments, r.result) for r in result.tool_calls] == [
             ("slow_probe", {"label": "a"}, "done a"), ("slow_probe", {"label": "b"}, "done b")]
         assert tool_messages(sent_messages(env.server)) == [
@@ -479,6 +479,46 @@ class TestUsage:
         assert ledger["agents"]["gamma"] == {"input_tokens": 7, "output_tokens": 7, "total_tokens": 14, "cost": 0.0}
         assert ledger["session"]["total_tokens"] == 4400 + 550 + 14
         assert ledger["session"]["cost"] == round((4500 * 2.5 + 450 * 10.0) / 1e6, 6)
+
+
+class TestAccounting:
+    @pytest.mark.xfail(strict=True, reason=(
+        "agents/agent.py Agent.run: usage is added to agent.usage and the ledger only after _loop returns; "
+        "a run that fails (or is cancelled) after earlier successful model calls drops their tokens, so "
+        "Agent.usage()/cost under-report what the provider billed"))
+    def test_tokens_of_a_failed_run_are_counted(self, make_env: Any) -> None:
+        env = make_env('\n[models.prices."openai/m"]\ninput_per_mtok = 1.0\noutput_per_mtok = 1.0\n')
+        env.server.reply(OPENAI, answer(None, [call("calculate", {"expression": "1"})], usage=(1000, 100)),
+                         Reply.fixture("openai_error_401.json", status=401))
+        agent = env.agent(name="spent", tools=["calculate"])
+        with pytest.raises(ProviderError):
+            run(agent.run("x"))
+        assert agent.usage.total_tokens == 1100
+        assert env.components.ledger.to_dict()["agents"]["spent"]["total_tokens"] == 1100
+
+    @pytest.mark.xfail(strict=True, reason=(
+        "agents/agent.py Agent.run -> UsageLedger.record(name, result.model, result.usage): the usage of every "
+        "step is priced at the model of the last step, so after a fallback (or a fallback back) the tokens of "
+        "the other model get the wrong price"))
+    def test_cost_follows_the_model_of_each_step(self, make_env: Any) -> None:
+        env = make_env('\n[models.prices."openai/m"]\ninput_per_mtok = 10.0\noutput_per_mtok = 10.0\n')
+        env.server.reply(OPENAI, answer(None, [call("calculate", {"expression": "1"})], usage=(1000, 0)),
+                         Reply.fixture("openai_error_503.json", status=503))
+        env.server.reply(BACKUP, answer("1", usage=(1000, 0)))  # backup/m has no price: free
+        result = run(env.agent(name="mixed", tools=["calculate"], fallback=["backup/m"]).run("1"))
+        assert result.model == "backup/m"
+        assert env.components.ledger.to_dict()["agents"]["mixed"]["cost"] == round(1000 * 10.0 / 1e6, 6)
+
+    @pytest.mark.xfail(strict=True, reason=(
+        "components.py Components.new_agent: the default context is lambda: self.tool_context(...), and "
+        "Agent._call_tool calls it for every tool call, so each call gets a fresh Budget and "
+        "security.max_tool_calls / max_wall_time_s never limit an agent run made from Python"))
+    def test_security_max_tool_calls_limits_an_agent_run(self, make_env: Any) -> None:
+        env = make_env("\n[security]\nmax_tool_calls = 2\n")
+        env.server.reply(OPENAI, answer(None, [call("calculate", {"expression": f"{i}"}) for i in range(3)]),
+                         answer("done"))
+        result = run(env.agent(name="budget", tools=["calculate"]).run("count"))
+        assert [c.error["code"] if c.error else c.result for c in result.tool_calls] == [0, 1, "budget_exceeded"]
 
 
 # ====================================================================== hooks and events
