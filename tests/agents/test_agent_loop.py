@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from aikit_components.agents import AgentSpec
 from aikit_components.errors import Cancelled, InvalidArgument, NotFound
 from aikit_components.hooks import HookResult
 from aikit_components.providers import ProviderError
@@ -414,14 +413,15 @@ class TestFallback:
         assert "all 2 models failed" in err.value.message
         assert [a["model"] for a in err.value.details["attempts"]] == ["openai/m", "backup/m"]
 
-    def test_the_openai_provider_retries_before_falling_back(self, make_env: Any) -> None:
-        env = make_env()
+    def test_the_provider_retries_before_falling_back(self, make_env: Any, llm_server: Any) -> None:
+        env = make_env(f'\n[providers.patient]\ntype = "openai"\nbase_url = "{llm_server.url}/v1"\n'
+                       'api_key = "test-key"\nretries = 1\n')
         env.server.reply(OPENAI, Reply.fixture("openai_error_429.json", status=429, headers={"retry-after-ms": "10"}),
                          answer("second try"))
-        agent = env.agent(name="retry")
-        agent.provider.registry.provider("openai").http.retries = 1
-        assert run(agent.run("hi")).text == "second try"
-        assert len(env.server.requests_to(OPENAI)) == 2
+        env.server.reply(BACKUP, answer("must not be used"))
+        result = run(env.agent(name="retry", model="patient/m", fallback=["backup/m"]).run("hi"))
+        assert (result.text, result.model) == ("second try", "patient/m")
+        assert len(env.server.requests_to(OPENAI)) == 2 and env.server.requests_to(BACKUP) == []
 
 
 # ====================================================================== agents as tools, usage
