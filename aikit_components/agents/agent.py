@@ -12,6 +12,7 @@ must be JSON matching it; invalid answers are sent back with the problems, at mo
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -48,15 +49,23 @@ class AgentSpec:
     memory: bool = False
 
     def validate(self) -> None:
+        def whole(v: Any) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool)
+
         problems = []
         if not self.name or not isinstance(self.name, str):
             problems.append("name: a non-empty string")
-        if not isinstance(self.max_steps, int) or self.max_steps < 1:
+        if not whole(self.max_steps) or self.max_steps < 1:
             problems.append("max_steps: an integer >= 1")
-        if self.temperature is not None and not 0 <= self.temperature <= 2:
-            problems.append("temperature: between 0 and 2")
-        if self.max_tokens is not None and (not isinstance(self.max_tokens, int) or self.max_tokens < 1):
+        if not whole(self.max_output_retries) or self.max_output_retries < 0:
+            problems.append("max_output_retries: an integer >= 0")
+        if self.temperature is not None and (not isinstance(self.temperature, (int, float)) or isinstance(self.temperature, bool)
+                                             or not 0 <= self.temperature <= 2):
+            problems.append("temperature: a number between 0 and 2")
+        if self.max_tokens is not None and (not whole(self.max_tokens) or self.max_tokens < 1):
             problems.append("max_tokens: an integer >= 1")
+        if not isinstance(self.fallback, list) or not all(isinstance(m, str) for m in self.fallback):
+            problems.append("fallback: a list of model names")
         if self.output_schema is not None and not isinstance(self.output_schema, dict):
             problems.append("output_schema: a JSON Schema table")
         if problems:
@@ -177,9 +186,6 @@ class Agent:
             if self.hooks is not None and self.hooks.has("agent.error"):
                 await self.hooks.arun("agent.error", {"agent": name, "error": exc.to_dict()})
             raise
-        self.usage.add(result.usage)
-        if self.ledger is not None:
-            self.ledger.record(name, result.model, result.usage)
         if self.spec.memory and self.state is not None:
             self._remember(result.messages)
         self._publish("agent.finished", {"agent": name, "model": result.model, "steps": result.steps,
@@ -201,12 +207,16 @@ class Agent:
         tools = self.tool_specs()
         seen_calls: dict[str, int] = {}
         output_retries = 0
+        # One tool context per run: its budget limits the whole run; the caller names this agent
+        # without changing the context it was given (a cell's, shared with the cell's own calls).
+        ctx = dataclasses.replace(self.context(), caller=f"agent:{spec.name}")
         for step in range(1, spec.max_steps + 1):
             result.steps = step
             request = Request(model="", messages=messages, tools=tools, temperature=spec.temperature,
                               max_tokens=spec.max_tokens, json_schema=spec.output_schema)
             completion = await self._ask(request, on_text, step)
             result.usage.add(completion.usage)
+            self._account(completion)
             result.model = completion.model or result.model
             messages.append(completion.message)
             if completion.tool_calls:
@@ -215,8 +225,15 @@ class Agent:
                     result.text = (f"stopped: the model called {repeated} with the same arguments "
                                    f"{MAX_REPEATED_CALLS} times")
                     result.stop_reason = "repeated_call"
+                    for call in completion.tool_calls:  # keep the conversation valid (memory, next runs)
+                        messages.append(Message.tool_result(call, json.dumps({"error": {
+                            "code": "repeated_call", "message": result.text}}), is_error=True))
                     break
-                records = await asyncio.gather(*(self._call_tool(call, step) for call in completion.tool_calls))
+                calls = completion.tool_calls
+                if len(calls) == 1:
+                    records = [await self._call_tool(calls[0], step, ctx)]
+                else:
+                    records = await asyncio.gather(*(self._call_tool(call, step, ctx) for call in calls))
                 for call, record in zip(completion.tool_calls, records, strict=True):
                     result.tool_calls.append(record)
                     messages.append(Message.tool_result(call, _tool_result_text(record), is_error=record.error is not None))
@@ -246,8 +263,9 @@ class Agent:
 
     async def _ask(self, request: Request, on_text: Callable[[str], None] | None, step: int) -> Completion:
         hooks = self.hooks
+        observed = hooks is not None and any(hooks.has(p) for p in ("llm.before", "llm.after", "llm.error"))
         payload = {"agent": self.spec.name, "model": self.spec.model, "step": step,
-                   "messages": [m.to_dict() for m in request.messages]}
+                   "messages": [m.to_dict() for m in request.messages] if observed else []}
         if hooks is not None and hooks.has("llm.before"):
             decision = await hooks.arun("llm.before", payload)
             if decision.cancelled:
@@ -290,7 +308,7 @@ class Agent:
             raise AikitError("the model's stream ended without a final message", code="provider_error")
         return completion
 
-    async def _call_tool(self, call: ToolCall, step: int) -> ToolCallRecord:
+    async def _call_tool(self, call: ToolCall, step: int, ctx: ToolContext) -> ToolCallRecord:
         record = ToolCallRecord(call.name, dict(call.arguments), step=step)
         if call.name not in self.spec.tools:
             record.error = {"code": "not_found", "message": f"no tool named {call.name!r} is available to this agent; "
@@ -299,8 +317,6 @@ class Agent:
         if "_raw" in call.arguments and len(call.arguments) == 1:
             record.error = {"code": "invalid_argument", "message": "the arguments were not valid JSON: " + str(call.arguments["_raw"])[:500]}
             return record
-        ctx = self.context()
-        ctx.caller = f"agent:{self.spec.name}"
         try:
             record.result = await self.registry.acall(call.name, call.arguments, ctx)
         except asyncio.CancelledError:
@@ -310,6 +326,13 @@ class Agent:
         except Exception as exc:  # a broken tool must not end the run
             record.error = {"code": "internal_error", "message": f"{type(exc).__name__}: {exc}"}
         return record
+
+    def _account(self, completion: Completion) -> None:
+        """Count each model call's tokens as it happens (a run that fails later still pays for
+        them), priced at the model that actually answered."""
+        self.usage.add(completion.usage)
+        if self.ledger is not None:
+            self.ledger.record(self.spec.name, completion.model, completion.usage)
 
     def _repeated(self, calls: list[ToolCall], seen: dict[str, int]) -> str | None:
         for call in calls:

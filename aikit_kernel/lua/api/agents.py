@@ -86,21 +86,22 @@ def install(engine: LuaEngine, components: Components, scope: Any) -> None:
                     tool_names.append(text(item))
                 elif lua_type(item) == "table" and item[b"id"] is not None:
                     sub = table.get(item[b"id"])
-                    components.tools.register(sub.as_tool(), replace=True)
+                    register_agent_tool(components, sub.as_tool())
                     tool_names.append(sub.spec.name)
                 else:
                     raise InvalidArgument("Agent.new: each tool is a tool name or an agent")
+        fallback = fields.get("fallback") or []
         spec = AgentSpec(
             name=str(fields.get("name") or f"agent-{uuid.uuid4().hex[:6]}"),
             model=str(fields.get("model") or "default"),
             system=str(fields.get("system") or ""),
             tools=tool_names,
-            fallback=[str(m) for m in (fields.get("fallback") or [])],
-            max_steps=int(fields.get("max_steps", 8)),
+            fallback=[fallback] if isinstance(fallback, str) else fallback,
+            max_steps=_whole(fields.get("max_steps", 8)),
             temperature=fields.get("temperature"),
-            max_tokens=fields.get("max_tokens"),
+            max_tokens=_whole(fields.get("max_tokens")),
             output_schema=fields.get("output_schema") or None,
-            max_output_retries=int(fields.get("max_output_retries", 2)),
+            max_output_retries=_whole(fields.get("max_output_retries", 2)),
             memory=bool(fields.get("memory", False)),
         )
         agent = components.new_agent(spec, context=lambda: scope.context)
@@ -132,7 +133,7 @@ def install(engine: LuaEngine, components: Components, scope: Any) -> None:
 
     def as_tool(agent_id: Any, description: Any = None) -> bytes:
         agent = table.get(agent_id)
-        components.tools.register(agent.as_tool(text(description) if description else None), replace=True)
+        register_agent_tool(components, agent.as_tool(text(description) if description else None))
         return agent.spec.name.encode()
 
     def forget(agent_id: Any) -> None:
@@ -161,6 +162,22 @@ def install(engine: LuaEngine, components: Components, scope: Any) -> None:
         return agent.as_actor() if agent is not None else None
 
     register_adapter(supervisable)
+
+
+def _whole(value: Any) -> Any:
+    """Lua numbers computed as floats (3.0) are whole numbers too; anything else is left for
+    AgentSpec.validate to reject with a clear message."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def register_agent_tool(components: Components, tool: Any) -> None:
+    """Register an agent as a tool; never shadow a tool that is not an agent."""
+    if tool.name in components.tools and components.tools.get(tool.name).source != "agent":
+        raise InvalidArgument(f"an agent named {tool.name!r} cannot become a tool: a {tool.name!r} tool already "
+                              "exists; give the agent another name")
+    components.tools.register(tool, replace=True)
 
 
 def _call_quietly(engine: LuaEngine, fn: Any, delta: str) -> None:
