@@ -114,9 +114,11 @@ def install(engine: LuaEngine, components: Components, scope: Any) -> None:
         prompt = name_arg(input, "agent:run: the input")
         o = options(engine, opts, ("stream",), "agent:run")
         on_text = _display_stream(engine) if o.get("stream") else None
-        result = engine.wait(agent.run(prompt, on_text=on_text))
-        if on_text is not None:
-            on_text.finish()  # type: ignore[attr-defined]
+        try:
+            result = engine.wait(agent.run(prompt, on_text=on_text))
+        finally:
+            if on_text is not None:
+                on_text.finish()  # type: ignore[attr-defined]  # show all that arrived, even after a failure
         return lua(engine, result.to_dict())
 
     def stream(agent_id: Any, input: Any, fn: Any) -> Any:
