@@ -88,9 +88,12 @@ class Components:
                      context=context or (lambda: self.tool_context(caller=f"agent:{spec.name}")),
                      state=self.state, events=self.events, hooks=self.hooks, ledger=self.ledger)
 
-    def warm_up(self) -> None:
-        """Build the tool registry on a background thread (no Lua involved, so any thread may)."""
-        threading.Thread(target=lambda: self.tools, name="aikit-warm-up", daemon=True).start()
+    def warm_up(self, delay: float = 1.0) -> None:
+        """Build the tool registry on a background thread (no Lua involved, so any thread may),
+        after ``delay`` seconds so the imports do not compete with start-up for the GIL."""
+        timer = threading.Timer(delay, lambda: self.tools)
+        timer.name, timer.daemon = "aikit-warm-up", True
+        timer.start()
 
     @classmethod
     def open(cls, *, config: Config | None = None, data_dir: Path | None = None,
