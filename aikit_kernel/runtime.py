@@ -82,7 +82,17 @@ def run_sync(
     if on_io_thread():
         coro.close()
         raise RuntimeError("run_sync called on the I/O thread: that would deadlock the loop")
-    future = submit(coro)
+    return wait_future(submit(coro), timeout, should_stop, service, wake)
+
+
+def wait_future(
+    future: "concurrent.futures.Future[T]",
+    timeout: float | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    service: Callable[[], Any] | None = None,
+    wake: threading.Event | None = None,
+) -> T:
+    """Wait for a future of the I/O loop from another thread (see :func:`run_sync`)."""
     event = wake if wake is not None else threading.Event()
     future.add_done_callback(lambda _: event.set())
     deadline = None if timeout is None else time.monotonic() + timeout

@@ -91,12 +91,16 @@ class LuaEngine:
         self.cells = CellFiles()
         self._interrupter: Interrupter | None = None
         self.dispatcher = LuaDispatcher()
+        self._futures: dict[int, Any] = {}
+        self._future_ids = 0
         self.host = Host(output, self.policy, self.wait, self.interrupt_requested,
-                         details_to_lua=lambda value: python_to_lua(self.runtime, value))
+                         details_to_lua=lambda value: python_to_lua(self.runtime, value), start=self.start)
         host_functions = {k.encode(): v for k, v in self.host.functions().items()}
         host_functions[b"rearm"] = lambda: self._interrupter.rearm()  # type: ignore[union-attr]
         host_functions[b"co_enter"] = lambda address: self._interrupter.co_enter(address)  # type: ignore[union-attr]
         host_functions[b"co_leave"] = lambda: self._interrupter.co_leave()  # type: ignore[union-attr]
+        host_functions[b"future_wait"] = self.host.wrap(self.future_wait)
+        host_functions[b"future_result"] = self.host.wrap(lambda fid: self._future_result_lua(fid))
         bootstrap = resources.files(__package__).joinpath("sandbox.lua").read_text(encoding="utf-8")
         loader = self.runtime.globals()[b"load"](bootstrap.encode(), b"=[aikit]", b"t")
         self.internal = loader(self.runtime.table_from(host_functions))
@@ -200,6 +204,44 @@ class LuaEngine:
         other threads queued for Lua while waiting."""
         return runtime.run_sync(coro, timeout, should_stop=self.interrupt_requested,
                                 service=self.dispatcher.service, wake=self.dispatcher.wake)
+
+    # ------------------------------------------------------------------ futures (await from Lua)
+    def start(self, coro: Any) -> int:
+        """Start a coroutine on the I/O loop and return an id Lua can await (``internal.await``):
+        a workflow's Lua step yields on it so other Lua steps run meanwhile; plain Lua waits."""
+        future = runtime.submit(coro)
+        self._future_ids += 1
+        self._futures[self._future_ids] = future
+        future.add_done_callback(lambda _: self.dispatcher.wake.set())
+        return self._future_ids
+
+    def future_done(self, future_id: int) -> bool:
+        future = self._futures.get(future_id)
+        return future is None or future.done()
+
+    def future_wait(self, future_id: int) -> None:
+        """Block (interruptibly, serving queued Lua calls) until the future is done."""
+        future = self._futures.get(future_id)
+        if future is None:
+            return
+        try:
+            runtime.wait_future(future, should_stop=self.interrupt_requested,
+                                service=self.dispatcher.service, wake=self.dispatcher.wake)
+        except runtime.WaitCancelled:
+            self._futures.pop(future_id, None)
+            future.cancel()
+            raise
+        except Exception:  # its outcome is collected by future_result
+            pass
+
+    def future_result(self, future_id: int) -> Any:
+        """The result of a finished future (raises its exception); forgets the future."""
+        future = self._futures.pop(future_id)
+        return future.result()
+
+    def _future_result_lua(self, future_id: int) -> Any:
+        value = self.future_result(future_id)
+        return python_to_lua(self.runtime, value) if not isinstance(value, _RawLua) else value.value
 
     def interrupt_requested(self) -> bool:
         """True between an interrupt request and the end of the run it stops."""
@@ -399,6 +441,13 @@ class LuaEngine:
         """Release files opened by scripts and remove this process's cell files."""
         self.host.files.close_all()
         self.cells.cleanup()
+
+
+class _RawLua:
+    """A future result that is already a Lua value (no conversion)."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
 
 
 class RenderFailure(Exception):

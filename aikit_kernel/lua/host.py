@@ -168,7 +168,8 @@ class Host:
     """The Python side of the sandbox: one per engine."""
 
     def __init__(self, output: OutputSink, policy: SecurityPolicy, wait: Callable[..., Any],
-                 interrupt_requested: Callable[[], bool], details_to_lua: Callable[[Any], Any] | None = None) -> None:
+                 interrupt_requested: Callable[[], bool], details_to_lua: Callable[[Any], Any] | None = None,
+                 start: Callable[[Any], int] | None = None) -> None:
         self.output = output
         self.policy = policy
         self.files = FileTable(policy)
@@ -176,6 +177,7 @@ class Host:
         self._wait = wait
         self._interrupt_requested = interrupt_requested
         self._details_to_lua = details_to_lua
+        self._start = start
 
     def wrap(self, fn: Callable[..., Any]) -> Callable[..., tuple[Any, ...]]:
         """``host_function`` for this runtime (interrupt-aware)."""
@@ -188,7 +190,7 @@ class Host:
             "write": self.write,
             "readline": wrap(self.readline),
             "getenv": wrap(self.getenv),
-            "sleep": wrap(self.sleep),
+            "sleep_start": wrap(self.sleep_start),
             "file_open": wrap(files.open),
             "file_read": wrap(files.read),
             "file_write": wrap(files.write),
@@ -220,10 +222,11 @@ class Host:
         key = text(name)
         return os.environ.get(key) if self.policy.check_env(key) else None
 
-    def sleep(self, seconds: float) -> None:
+    def sleep_start(self, seconds: float) -> int:
+        """Start a sleep on the I/O loop; Lua awaits the returned future id."""
         if not isinstance(seconds, (int, float)) or math.isnan(seconds) or seconds < 0:
             raise InvalidArgument("sleep(seconds) needs a non-negative number")
-        self._wait(asyncio.sleep(seconds))
+        return self._start(asyncio.sleep(seconds))
 
     def remove(self, path: bytes) -> None:
         os.remove(self.policy.check_path(text(path), write=True))

@@ -278,7 +278,28 @@ end
 local stdout, stderr = stream_file("stdout"), stream_file("stderr")
 
 local host_readline = bind(host.readline)
-local host_sleep = bind(host.sleep)
+local host_sleep_start = bind(host.sleep_start)
+
+---------------------------------------------------------------------------------------------
+-- Awaiting work on the I/O loop. A Python binding starts the work and returns a future id.
+-- Inside a scheduler coroutine (a workflow's Lua step) awaiting yields, so other Lua steps run
+-- while this one waits; anywhere else it blocks (interruptibly) until the future is done.
+---------------------------------------------------------------------------------------------
+local co_yield = coroutine.yield
+local host_future_wait, host_future_result = bind(host.future_wait), bind(host.future_result)
+local AWAIT = raw_setmetatable({}, { __name = "aikit.Await" })
+local scheduled = raw_setmetatable({}, { __mode = "k" })
+
+local function await(id)
+  local co = co_running()
+  if scheduled[co] then
+    co_yield(AWAIT, id)
+  else
+    host_future_wait(id)
+  end
+  return host_future_result(id)
+end
+internal.await = await
 
 local function read_one(fmt)
   if raw_type(fmt) == "number" then
@@ -447,7 +468,7 @@ local env = {
     read = io_read, lines = io_lines, open = io_open, type = io_type,
     stdout = stdout, stderr = stderr, stdin = stdin,
   },
-  sleep = function(seconds) host_sleep(seconds) end,
+  sleep = function(seconds) await(host_sleep_start(seconds)) end,
 }
 env._G = env
 internal.env = env
@@ -518,6 +539,33 @@ end
 function internal.run(fn, ...)
   return pack_ok(raw_xpcall(fn, handler, ...))
 end
+
+-- A coroutine the workflow scheduler drives: returns it; step_resume runs it to its next await.
+function internal.step_coroutine(fn)
+  local co = safe_create(fn)
+  scheduled[co] = true
+  return co
+end
+
+-- Resume a scheduled coroutine: ("await", id) when it awaits a future, ("done", values) when it
+-- returned, ("error", info) when it failed (info as internal.run gives it).
+function internal.step_resume(co, ...)
+  local address = coaddress[co]
+  host_co_enter(address)
+  local r = t_pack(co_resume(co, ...))
+  host_co_leave()
+  if not r[1] then
+    local e = r[2]
+    if raw_rawequal(e, INTERRUPT) then raw_error(INTERRUPT, 0) end
+    local info = handler(e)
+    info.traceback = debug_traceback(co)
+    return "error", info
+  end
+  if co_status(co) == "dead" then return "done", t_pack(t_unpack(r, 2, r.n)) end
+  if raw_rawequal(r[2], AWAIT) then return "await", r[3] end
+  return "await", nil
+end
+
 
 ---------------------------------------------------------------------------------------------
 -- Introspection for complete/inspect: resolve dotted paths without running __index functions

@@ -39,9 +39,10 @@ DOCS = {
 
 _LUA_AGENT = r"""
 local run, stream, as_tool, forget, usage, info = ...
+local await = select(7, ...)
 local mt = {}
 mt.__index = {
-  run = function(self, input, opts) return run(self.id, input, opts) end,
+  run = function(self, input, opts) return await(run(self.id, input, opts)) end,
   stream = function(self, input, fn) return stream(self.id, input, fn) end,
   as_tool = function(self, description) return as_tool(self.id, description) end,
   forget = function(self) return forget(self.id) end,
@@ -114,12 +115,15 @@ def install(engine: LuaEngine, components: Components, scope: Any) -> None:
         prompt = name_arg(input, "agent:run: the input")
         o = options(engine, opts, ("stream",), "agent:run")
         on_text = _display_stream(engine) if o.get("stream") else None
-        try:
-            result = engine.wait(agent.run(prompt, on_text=on_text))
-        finally:
-            if on_text is not None:
-                on_text.finish()  # type: ignore[attr-defined]  # show all that arrived, even after a failure
-        return lua(engine, result.to_dict())
+
+        async def go() -> dict[str, Any]:
+            try:
+                return (await agent.run(prompt, on_text=on_text)).to_dict()
+            finally:
+                if on_text is not None:
+                    on_text.finish()  # type: ignore[attr-defined]  # all that arrived, even after a failure
+
+        return engine.start(go())  # Lua awaits the id (see _LUA_AGENT)
 
     def stream(agent_id: Any, input: Any, fn: Any) -> Any:
         agent = table.get(agent_id)
@@ -153,7 +157,8 @@ def install(engine: LuaEngine, components: Components, scope: Any) -> None:
 
     wrap, bind = engine.host.wrap, engine.internal[b"bind"]
     make_agent = engine.compile_trusted(_LUA_AGENT, "agent")(*(bind(wrap(f)) for f in (run, stream, as_tool, forget,
-                                                                                       agent_usage, info)))
+                                                                                       agent_usage, info)),
+                                                              engine.internal[b"await"])
     expose(engine, "Agent", {"new": new, "usage": usage}, DOCS, convert=False)
 
     def supervisable(engine_: LuaEngine, value: Any) -> Any:

@@ -32,6 +32,16 @@ DOCS = {
 }
 
 
+_AWAITING_CALL = r"""
+local start, await = ...
+return function(name, args)
+  local state, value = start(name, args)
+  if state == "pending" then return await(value) end
+  return value
+end
+"""
+
+
 def install(engine: LuaEngine, components: Components, scope: RunScope) -> None:
     def call(name: Any, args: Any = None) -> Any:
         tool_name = name_arg(name, "Tool.call: the tool name")
@@ -40,11 +50,9 @@ def install(engine: LuaEngine, components: Components, scope: RunScope) -> None:
             arguments = {}  # an empty Lua table converts to a list
         registry = components.tools
         item = registry.get(tool_name)
-        if item.is_async:
-            result = engine.wait(registry.acall(tool_name, arguments, scope.context))
-        else:
-            result = registry.call(tool_name, arguments, scope.context)
-        return lua(engine, result)
+        if item.is_async:  # runs on the I/O loop; Lua awaits it (a workflow step yields meanwhile)
+            return b"pending", engine.start(registry.acall(tool_name, arguments, scope.context))
+        return b"done", lua(engine, registry.call(tool_name, arguments, scope.context))
 
     def list_(opts: Any = None) -> Any:
         category = options(engine, opts, ("category",), "Tool.list").get("category")
@@ -62,8 +70,11 @@ def install(engine: LuaEngine, components: Components, scope: RunScope) -> None:
     def define(spec: Any) -> Any:
         return define_lua_tool(engine, components, spec)
 
-    expose(engine, "Tool", {"call": call, "list": list_, "info": info, "define": define,
-                            "categories": categories}, DOCS, convert=False)
+    table = expose(engine, "Tool", {"call": call, "list": list_, "info": info, "define": define,
+                                    "categories": categories}, DOCS, convert=False)
+    awaiting = engine.compile_trusted(_AWAITING_CALL, "tool")(table[b"call"], engine.internal[b"await"])
+    table[b"call"] = awaiting
+    engine.register_doc("Tool.call", awaiting, DOCS["call"])
 
 
 def define_lua_tool(engine: LuaEngine, components: Components, spec: Any) -> bytes:
