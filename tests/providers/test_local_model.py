@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
 import os
 import signal
 import subprocess
@@ -18,6 +19,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from aikit_components.providers import Message, ProviderError, Request, ToolCall, ToolSpec
@@ -162,6 +164,75 @@ def test_defaults_in_the_payload():
     assert payload["max_tokens"] == DEFAULT_MAX_TOKENS == 128
     assert payload["stop"] == ["<end_of_turn>", "<start_of_turn>", "\n\n"]
     assert payload["stream"] is True and payload["model"] == "gemma3-270m"
+
+
+def _sse_transport(pieces: list[str], finish: str = "stop") -> httpx.MockTransport:
+    """Replays llama_cpp.server's completion stream format (one chunk per token, no usage)."""
+    seen: list[dict] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        seen.append({"path": request.url.path, **body})
+        if request.url.path == "/extras/tokenize/count":
+            return httpx.Response(200, json={"count": 42})
+        if not body.get("stream"):
+            return httpx.Response(200, json={"choices": [{"text": "".join(pieces), "finish_reason": finish}],
+                                             "usage": {"prompt_tokens": 42, "completion_tokens": len(pieces)}})
+        chunks = [{"id": "cmpl-1", "object": "text_completion", "model": "gemma3-270m",
+                   "choices": [{"text": p, "index": 0, "logprobs": None,
+                                "finish_reason": finish if i == len(pieces) - 1 else None}]}
+                  for i, p in enumerate(pieces)]
+        text = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+        return httpx.Response(200, text=text, headers={"content-type": "text/event-stream"})
+
+    transport = httpx.MockTransport(handler)
+    transport.seen = seen  # type: ignore[attr-defined]
+    return transport
+
+
+def test_replayed_stream_with_a_tool_call():
+    pieces = ["Sure", ".", "\n", '{"', 'tool', '": "get_weather", "arguments": {"city": "', 'Oslo"}}', "\n"]
+    transport = _sse_transport(pieces)
+
+    async def go():
+        provider = LocalProvider(transport=transport)
+        assert provider.server is None  # a replaying transport: nothing is started
+        try:
+            events = [e async for e in provider.stream(Request("gemma3-270m", [Message.user("Weather in Oslo?")],
+                                                               tools=[WEATHER]))]
+            completion = await provider.complete(Request("gemma3-270m", [Message.user("Weather in Oslo?")],
+                                                         tools=[WEATHER]))
+            return events, completion
+        finally:
+            await provider.aclose()
+
+    events, completion = run(go())
+    kinds = [e.kind for e in events]
+    assert kinds == ["text", "text", "text", "tool_call_start", "tool_call_delta", "end"]
+    assert "".join(e.text for e in events if e.kind == "text") == "Sure.\n" == events[-1].completion.text
+    end = events[-1].completion
+    assert end.stop_reason == "tool_calls" and end.usage.input_tokens == 42 and end.usage.output_tokens == len(pieces)
+    assert [(c.name, c.arguments) for c in end.tool_calls] == [("get_weather", {"city": "Oslo"})]
+    assert events[3].name == "get_weather" and events[3].call_id == end.tool_calls[0].id
+    assert json.loads(events[4].text) == {"city": "Oslo"}
+    assert completion.text == "Sure." and completion.tool_calls[0].name == "get_weather"
+    assert completion.stop_reason == "tool_calls" and completion.model == "local/gemma3-270m"
+    request = transport.seen[0]
+    assert request["path"] == "/v1/completions" and "get_weather" in request["prompt"]
+    assert request["stop"][:2] == ["<end_of_turn>", "<start_of_turn>"]
+
+
+def test_replayed_stream_max_tokens_without_tools():
+    async def go():
+        provider = LocalProvider(transport=_sse_transport(["{a", "}", " b"], finish="length"))
+        try:
+            return [e async for e in provider.stream(Request("gemma3-270m", [Message.user("x")]))]
+        finally:
+            await provider.aclose()
+
+    events = run(go())
+    assert [e.text for e in events if e.kind == "text"] == ["{a", "}", " b"]  # no tools: nothing held back
+    assert events[-1].completion.stop_reason == "max_tokens" and events[-1].completion.text == "{a} b"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -324,6 +395,7 @@ def test_restart_after_the_server_was_killed(server):
 def test_restart_when_the_server_dies_between_ensure_and_request(server, monkeypatch):
     """The connection is refused (the process died after the liveness check): one restart, then success."""
     server.ensure()
+    starts = server.starts
     real_ensure = LocalServer.ensure
     calls = []
 
@@ -345,7 +417,8 @@ def test_restart_when_the_server_dies_between_ensure_and_request(server, monkeyp
             await provider.aclose()
 
     completion = run(go())
-    assert completion.usage.output_tokens > 0 and len(calls) == 2 and server.alive()
+    assert completion.usage.output_tokens > 0 and server.alive()
+    assert server.starts == starts + 1 and len(set(calls)) == 2  # one restart, on a new port
 
 
 @with_model
@@ -380,3 +453,91 @@ def test_server_stops_at_interpreter_exit():
         time.sleep(0.1)
     os.killpg(pid, signal.SIGKILL)
     pytest.fail(f"the server (pid {pid}) outlived its parent")
+
+
+@with_model
+def test_restart_once_then_error(server, monkeypatch):
+    """A server that dies on every request: one restart, then a ProviderError saying so."""
+    real_ensure = LocalServer.ensure
+
+    def always_dying(self):
+        url = real_ensure(self)
+        os.killpg(self.pid, signal.SIGKILL)
+        self.process.wait(10)
+        return url
+
+    monkeypatch.setattr(LocalServer, "ensure", always_dying)
+
+    async def go():
+        provider = LocalProvider(prompt_format="raw")
+        try:
+            await provider.complete(_req("Hi", max_tokens=2))
+        finally:
+            await provider.aclose()
+
+    with pytest.raises(ProviderError) as info:
+        run(go())
+    assert info.value.kind == "connection" and "after a restart" in info.value.message
+    monkeypatch.undo()
+    server.ensure()  # leave a healthy server for the other tests
+    assert server.alive()
+
+
+@with_model
+def test_concurrent_streams_share_the_server():
+    """Two agents streaming at once: the server serialises them and neither is cut off."""
+    async def one(provider, text):
+        return [e async for e in provider.stream(_req(text, max_tokens=8, temperature=0.0))][-1].completion
+
+    async def go():
+        a, b = LocalProvider(prompt_format="raw"), LocalProvider(prompt_format="raw")
+        try:
+            return await asyncio.gather(one(a, "Once upon a time"), one(b, "The capital of France is"))
+        finally:
+            await a.aclose()
+            await b.aclose()
+
+    first, second = run(go())
+    assert first.usage.output_tokens > 0 and second.usage.output_tokens > 0
+    assert first.text.strip() and second.text.strip()
+
+
+@with_model
+def test_server_exits_when_its_parent_is_killed():
+    """kill -9 of the aikit process (no atexit): the server notices and exits by itself."""
+    code = textwrap.dedent("""
+        import asyncio, time
+        from aikit_components.providers import Message, Request
+        from aikit_components.providers.local import LocalProvider
+        p = LocalProvider(prompt_format="raw")
+        asyncio.run(p.complete(Request("gemma3-270m", [Message.user("Hi")], max_tokens=1)))
+        print(p.server.pid, flush=True)
+        time.sleep(60)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        pid = int(proc.stdout.readline())
+    finally:
+        proc.kill()
+        proc.wait(10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.killpg(pid, signal.SIGKILL)
+    pytest.fail(f"the server (pid {pid}) outlived its killed parent")
+
+
+@with_model
+def test_a_server_that_cannot_start_reports_its_output(tmp_path):
+    bogus = tmp_path / "not-a-model.gguf"
+    bogus.write_bytes(b"this is not a GGUF file")
+    server = LocalServer(str(bogus), startup_timeout_s=30)
+    with pytest.raises(ProviderError) as info:
+        server.ensure()
+    assert info.value.kind == "connection" and "exited during start-up" in info.value.message
+    assert "output ends with" in info.value.message and len(info.value.message) > 120
+    assert server.process is None and not server.alive()
