@@ -1,29 +1,60 @@
-"""``aikit run SCRIPT [ARGS...]``: run a Lua script directly, without a kernel."""
+"""``aikit run SCRIPT [ARGS...]``: run a Lua script directly, without a kernel.
+
+``aikit run PLAN.json [OPTIONS]`` (any file ending in ``.json``), or ``aikit run --plan PLAN.json
+[OPTIONS]``, runs a plan made by ``aikit plan`` instead (see :mod:`aikit_kernel.cli.plan_cmd`).
+"""
 
 from __future__ import annotations
 
 import argparse
 
+from aikit_kernel.cli.common import error
+
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``run`` subcommand to *subparsers*."""
+    from aikit_kernel.cli.plan_cmd import add_plan_run_options
+
     parser = subparsers.add_parser(
         "run",
-        help="run a Lua script (no kernel process needed)",
-        description="Run a Lua script with the aikit runtime and print its output.",
+        help="run a Lua script (no kernel process needed), or a plan (PLAN.json)",
+        description="Run a Lua script with the aikit runtime and print its output. Given a .json file "
+                    "(or --plan FILE), run that plan instead: `aikit run plan.json --max-workers 4 [--dry-run]` "
+                    "(the options marked 'plans:' apply; make plans with `aikit plan`).",
     )
-    parser.add_argument("script", help="path of the script to run")
+    parser.add_argument("--plan", metavar="PLAN.json", default=argparse.SUPPRESS,
+                        help="plans: the plan to run (the same as giving it as SCRIPT)")
+    add_plan_run_options(parser, suppress=True)
+    parser.add_argument("script", nargs="?", help="path of the script (or of the plan .json) to run")
     parser.add_argument(
         "script_args",
         nargs=argparse.REMAINDER,
         metavar="ARGS",
-        help="arguments passed to the script",
+        help="arguments passed to the script (for a plan: its options)",
     )
     parser.set_defaults(handler=_run)
 
 
+_PLAN_OPTIONS = ("max_workers", "dry_run", "hooks", "runs_dir", "timeout", "include_done", "json")
+
+
 def _run(args: argparse.Namespace) -> int:
-    """Delegate to :func:`aikit_kernel.cli.run.run_command` (imported lazily)."""
+    """Run a plan (``.json`` or --plan) or delegate to :func:`aikit_kernel.cli.run.run_command`."""
+    preset = {name: getattr(args, name) for name in _PLAN_OPTIONS if hasattr(args, name)}
+    plan = getattr(args, "plan", None)
+    if plan is not None and args.script is not None:
+        return error("give the plan either with --plan or as the file argument, not both", 2)
+    if plan is None and args.script is not None and args.script.lower().endswith(".json"):
+        plan = args.script
+    if plan is not None:
+        from aikit_kernel.cli.plan_cmd import run_plan_command
+
+        return run_plan_command(plan, list(args.script_args), preset)
+    if args.script is None:
+        return error("run: give a Lua script (or a plan .json) to run, e.g. `aikit run script.lua`", 2)
+    if preset:
+        flags = ", ".join("--" + name.replace("_", "-") for name in preset)
+        return error(f"run: {flags} only apply to plans (a .json file); put script arguments after the script", 2)
     from aikit_kernel.cli.run import run_command
 
     return run_command(args.script, list(args.script_args))

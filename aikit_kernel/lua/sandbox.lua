@@ -540,32 +540,46 @@ function internal.run(fn, ...)
   return pack_ok(raw_xpcall(fn, handler, ...))
 end
 
--- A coroutine the workflow scheduler drives: returns it; step_resume runs it to its next await.
+-- Coroutines the workflow scheduler drives, by id (lupa hands unstarted coroutines to Python as
+-- functions, so they stay here). step_coroutine(fn) -> id; step_resume(id, ...) runs it to its
+-- next await: ("await", future id), ("done", packed values) or ("error", info as run gives it).
+local step_cos, step_ids = {}, 0
+
 function internal.step_coroutine(fn)
   local co = safe_create(fn)
   scheduled[co] = true
-  return co
+  step_ids = step_ids + 1
+  step_cos[step_ids] = co
+  return step_ids
 end
 
--- Resume a scheduled coroutine: ("await", id) when it awaits a future, ("done", values) when it
--- returned, ("error", info) when it failed (info as internal.run gives it).
-function internal.step_resume(co, ...)
-  local address = coaddress[co]
-  host_co_enter(address)
+function internal.step_resume(id, ...)
+  local co = step_cos[id]
+  if co == nil then raw_error("no such step coroutine", 0) end
+  host_co_enter(coaddress[co])
   local r = t_pack(co_resume(co, ...))
   host_co_leave()
   if not r[1] then
+    step_cos[id] = nil
     local e = r[2]
     if raw_rawequal(e, INTERRUPT) then raw_error(INTERRUPT, 0) end
     local info = handler(e)
     info.traceback = debug_traceback(co)
     return "error", info
   end
-  if co_status(co) == "dead" then return "done", t_pack(t_unpack(r, 2, r.n)) end
+  if co_status(co) == "dead" then
+    step_cos[id] = nil
+    return "done", t_pack(t_unpack(r, 2, r.n))
+  end
   if raw_rawequal(r[2], AWAIT) then return "await", r[3] end
   return "await", nil
 end
 
+function internal.step_cancel(id)
+  local co = step_cos[id]
+  step_cos[id] = nil
+  if co ~= nil and co_status(co) == "suspended" then co_close(co) end
+end
 
 ---------------------------------------------------------------------------------------------
 -- Introspection for complete/inspect: resolve dotted paths without running __index functions

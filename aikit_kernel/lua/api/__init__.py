@@ -31,7 +31,7 @@ def install_globals(engine: LuaEngine, components: "Components | None" = None) -
     DisplayBinding(engine).install()
     if components is None:
         return None
-    from . import agents, config, events, hooks, sessions, state, supervision, tools
+    from . import agents, config, events, hooks, sessions, state, supervision, tools, workflows
     from .run import RunScope
 
     scope = RunScope(components)
@@ -42,7 +42,8 @@ def install_globals(engine: LuaEngine, components: "Components | None" = None) -
     hooks.install(engine, components)
     config.install(engine, components)
     supervision.install(engine, components)
-    agents.install(engine, components, scope)
+    agent_table = agents.install(engine, components, scope)
+    workflows.install(engine, components, agent_table)
     return scope
 
 

@@ -72,7 +72,7 @@ class AgentTable:
         return agent
 
 
-def install(engine: LuaEngine, components: Components, scope: Any) -> None:
+def install(engine: LuaEngine, components: Components, scope: Any) -> AgentTable:
     table = AgentTable()
 
     def new(spec_table: Any) -> Any:
@@ -169,6 +169,7 @@ def install(engine: LuaEngine, components: Components, scope: Any) -> None:
         return agent.as_actor() if agent is not None else None
 
     register_adapter(supervisable)
+    return table
 
 
 def _whole(value: Any) -> Any:

@@ -1,0 +1,311 @@
+"""``Workflow``: pipelines of tools, agents, LLM calls, Lua functions, commands and nested
+workflows, from Lua (``Workflow.new{...}``) or YAML missions (``Workflow.load(path)``).
+
+The engine runs on the I/O loop. A Lua function step runs on the Lua thread as a coroutine the
+engine drives: when it awaits I/O (``sleep``, an async ``Tool.call``, ``agent:run``) it yields,
+so several Lua steps make progress at once. ``wf:run(inputs, {display = true})`` shows a live
+progress table in the notebook.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import itertools
+import time
+from typing import Any
+
+from aikit_components.components import Components
+from aikit_components.errors import AikitError, InvalidArgument, NotFound, ValidationError
+from aikit_components.workflows.model import Condition, Loop, RunRecord, Step, Workflow
+
+from ..convert import lua_to_python, lua_type
+from ..engine import LuaEngine
+from ..host import text
+from . import expose
+from ._util import lua, name_arg, options, py
+
+PROGRESS_INTERVAL_S = 0.2
+
+DOCS = {
+    "": "Workflow\n\nPipelines: Workflow.new{name, mode = 'dag'|'sequential'|'parallel', steps = {...}} -> wf; "
+        "wf:run([inputs] [, {display = true}]) -> run record; Workflow.load('mission.yaml'). Steps are tools, agents, "
+        "llm calls, Lua functions, commands, nested workflows or noops; values flow with {{input.x}}, "
+        "{{steps.ID.output.FIELD}}, {{env.NAME}}, {{config.KEY}}, {{loop.item}}.",
+    "new": "Workflow.new{name, mode = 'dag', max_concurrency, fail_fast = true, timeout, retries = 0, retry_delay = 0, "
+           "inputs = {...}, steps = {{id, tool = name, params = {...}} | {id, agent = name|agent, input = ...} | "
+           "{id, llm = {prompt, model}} | {id, fn = function(params, ctx) ... end} | {id, command = {argv...}} | "
+           "{id, workflow = wf} | {id, noop = true}, ...}} -> wf\n\nEach step may also have depends_on, when (a function "
+           "of ctx, or {ref, op, value}), loop ({over | range | while, max_iterations}), timeout, continue_on_error, "
+           "retries, retry_delay, backoff.",
+    "load": "Workflow.load(path) -> wf\n\nLoads a YAML mission (RustChain format) as a workflow.",
+    "resume": "Workflow.resume(run_id, wf) -> record\n\nRe-runs what did not succeed in an earlier run of wf.",
+    "record": "Workflow.record(run_id) -> record | nil\n\nA run record from State.",
+}
+
+_LUA_WF = r"""
+local run, validate, layers, info, await = ...
+local mt = {}
+mt.__index = {
+  run = function(self, inputs, opts) return await(run(self.id, inputs, opts)) end,
+  validate = function(self) return validate(self.id) end,
+  layers = function(self) return layers(self.id) end,
+  info = function(self) return info(self.id) end,
+}
+mt.__name = "aikit.Workflow"
+mt.__tostring = function(self) return "workflow " .. self.name end
+return function(id, name) return setmetatable({ id = id, name = name }, mt) end
+"""
+
+STEP_KEYS = ("id", "name", "depends_on", "when", "loop", "timeout", "continue_on_error", "retries", "retry_delay",
+             "backoff", "params", "tool", "agent", "input", "llm", "fn", "command", "workflow", "noop")
+KIND_KEYS = ("tool", "agent", "llm", "fn", "command", "workflow", "noop")
+
+
+class WorkflowTable:
+    def __init__(self) -> None:
+        self.workflows: dict[int, Workflow] = {}
+        self.ids = itertools.count(1)
+
+    def add(self, workflow: Workflow) -> int:
+        wf_id = next(self.ids)
+        self.workflows[wf_id] = workflow
+        return wf_id
+
+    def get(self, wf_id: Any) -> Workflow:
+        if lua_type(wf_id) == "table":
+            wf_id = wf_id[b"id"]
+        workflow = self.workflows.get(wf_id)
+        if workflow is None:
+            raise NotFound(f"no workflow {wf_id!r}")
+        return workflow
+
+
+def install(engine: LuaEngine, components: Components, agents: Any = None) -> None:
+    from aikit_components.workflows import engine as wf_engine
+
+    table = WorkflowTable()
+
+    def build(spec: Any) -> Workflow:
+        fields = options(engine, spec, ("name", "mode", "max_concurrency", "fail_fast", "timeout", "retries",
+                                        "retry_delay", "inputs", "steps", "description"), "Workflow.new")
+        raw_steps = spec[b"steps"]
+        if lua_type(raw_steps) != "table":
+            raise InvalidArgument("Workflow.new: steps must be a list of step tables")
+        steps = [build_step(raw_steps[i], i) for i in range(1, len(raw_steps) + 1)]
+        return Workflow(
+            name=str(fields.get("name") or "workflow"), steps=steps, mode=str(fields.get("mode") or "dag"),
+            description=str(fields.get("description") or ""), max_concurrency=fields.get("max_concurrency"),
+            fail_fast=bool(fields.get("fail_fast", True)), timeout_s=fields.get("timeout"),
+            retry_attempts=int(fields.get("retries") or 0), retry_delay_s=float(fields.get("retry_delay") or 0),
+            inputs=dict(fields.get("inputs") or {}),
+        )
+
+    def build_step(raw: Any, index: int) -> Step:
+        if lua_type(raw) != "table":
+            raise InvalidArgument(f"Workflow.new: step {index} must be a table")
+        f = options(engine, raw, STEP_KEYS, f"Workflow.new: step {index}")
+        kinds = [k for k in KIND_KEYS if raw[k.encode()] is not None]
+        if len(kinds) > 1:
+            raise InvalidArgument(f"Workflow.new: step {f.get('id') or index} has several kinds ({', '.join(kinds)}); give one")
+        kind = kinds[0] if kinds else "noop"
+        step_id = str(f.get("id") or f"step{index}")
+        params = dict(f.get("params") or {})
+        step = Step(id=step_id, name=str(f.get("name") or ""), params=params,
+                    depends_on=[str(d) for d in (f.get("depends_on") or [])],
+                    timeout_s=f.get("timeout"), continue_on_error=bool(f.get("continue_on_error", False)),
+                    retries=f.get("retries"), retry_delay_s=f.get("retry_delay"), backoff=float(f.get("backoff", 2.0)))
+        if kind == "tool":
+            step.kind, step.target = "tool", str(f["tool"])
+        elif kind == "agent":
+            step.kind = "agent"
+            agent_value = raw[b"agent"]
+            step.target = agent_target(agent_value)
+            if "input" in f:
+                step.params.setdefault("input", f["input"])
+        elif kind == "llm":
+            step.kind = "llm"
+            step.params = {**dict(f.get("llm") or {}), **params}
+        elif kind == "fn":
+            step.kind, step.fn = "function", lua_step(raw[b"fn"], step_id)
+        elif kind == "command":
+            step.kind = "command"
+            step.params = {"command": list(f.get("command") or []), **params}
+        elif kind == "workflow":
+            step.kind, step.workflow = "workflow", table.get(raw[b"workflow"])
+        else:
+            step.kind = "noop"
+        when = raw[b"when"]
+        if when is not None:
+            step.when = condition(when, step_id)
+        loop = raw[b"loop"]
+        if loop is not None:
+            lo = options(engine, loop, ("over", "range", "while", "max_iterations"), f"step {step_id}: loop")
+            step.loop = Loop(over=lo.get("over"), range=lo.get("range"),
+                             while_=condition(loop[b"while"], step_id) if loop[b"while"] is not None else None,
+                             max_iterations=int(lo.get("max_iterations", 1000)))
+        return step
+
+    def agent_target(value: Any) -> Any:
+        if isinstance(value, bytes):
+            return text(value)
+        if lua_type(value) == "table" and value[b"id"] is not None and agents is not None:
+            return agents.get(value[b"id"]).spec
+        if lua_type(value) == "table":
+            return lua_to_python(value, engine.address)
+        raise InvalidArgument("a step's agent is an agent name, an agent, or an Agent.new-style table")
+
+    def condition(value: Any, step_id: str) -> Condition:
+        if lua_type(value) == "function":
+            fn = value
+
+            async def predicate(ctx: Any) -> bool:
+                return bool(await call_on_lua(fn, ctx))
+            return Condition(fn=predicate)
+        if lua_type(value) == "table":
+            c = options(engine, value, ("ref", "op", "value"), f"step {step_id}: when")
+            return Condition(ref=c.get("ref"), op=str(c.get("op", "truthy")), value=c.get("value"))
+        raise InvalidArgument(f"step {step_id}: when must be a function or {{ref, op, value}}")
+
+    async def call_on_lua(fn: Any, *args: Any) -> Any:
+        """Run a Lua function as a scheduled coroutine: it may await I/O, yielding to other steps."""
+        co = await engine.dispatcher.call_async(lambda: engine.internal[b"step_coroutine"](fn))
+        values: tuple[Any, ...] = args
+        first = True
+        while True:
+            def resume(vals: tuple[Any, ...] = values, start: bool = first) -> tuple[str, Any]:
+                lua_args = [lua(engine, _plain(v)) for v in vals] if start else []
+                state, payload = engine.internal[b"step_resume"](co, *lua_args)
+                if state == b"done":
+                    n = payload[b"n"]
+                    return "done", lua_to_python(payload[1], engine.address) if n and n >= 1 else None
+                if state == b"await":
+                    return "await", payload
+                message = text(payload[b"message"]) if payload[b"message"] is not None else "error"
+                code = text(payload[b"code"]) if payload[b"code"] is not None else "lua_error"
+                return "error", AikitError(engine.cells.prettify(message), code=code,
+                                           details={"traceback": engine.cells.prettify(text(payload[b"traceback"] or b""))})
+
+            kind, payload = await engine.dispatcher.call_async(resume)
+            first = False
+            if kind == "done":
+                return payload
+            if kind == "error":
+                raise payload
+            future = engine._futures.get(payload) if payload is not None else None
+            if future is not None:
+                await asyncio.wait([asyncio.wrap_future(future)])  # the step collects the outcome itself
+            else:
+                await asyncio.sleep(0)
+
+    def lua_step(fn: Any, step_id: str) -> Any:
+        if lua_type(fn) != "function":
+            raise InvalidArgument(f"step {step_id}: fn must be a function")
+
+        async def run_fn(params: Any, ctx: Any) -> Any:
+            return await call_on_lua(fn, params, ctx)
+        return run_fn
+
+    def new(spec: Any) -> Any:
+        workflow = build(spec)
+        problems = wf_engine.validate(workflow, components=components)
+        if problems:
+            raise ValidationError(f"workflow {workflow.name!r} is invalid:", problems)
+        return make_wf(table.add(workflow), workflow.name.encode())
+
+    def load(path: Any) -> Any:
+        from aikit_components.workflows.missions import load_mission
+
+        file = components.policy.check_path(name_arg(path, "Workflow.load: the path"))
+        workflow = load_mission(file, policy=components.policy)
+        problems = wf_engine.validate(workflow, components=components)
+        if problems:
+            raise ValidationError(f"mission {str(file)!r} is invalid:", problems)
+        return make_wf(table.add(workflow), workflow.name.encode())
+
+    def run(wf_id: Any, inputs: Any = None, opts: Any = None) -> int:
+        workflow = table.get(wf_id)
+        o = options(engine, opts, ("display", "run_id"), "wf:run")
+        given = py(engine, inputs) if inputs is not None else {}
+        progress = Progress(engine, workflow) if o.get("display") else None
+
+        async def go() -> dict[str, Any]:
+            try:
+                record = await wf_engine.run(workflow, components=components, inputs=given or {}, run_id=o.get("run_id"),
+                                             on_event=progress.on_event if progress else None)
+            finally:
+                if progress is not None:
+                    progress.show(final=True)
+            return record.to_dict()
+
+        return engine.start(go())
+
+    def resume(run_id: Any, wf: Any) -> Any:
+        workflow = table.get(wf)
+        rid = name_arg(run_id, "Workflow.resume: the run id")
+
+        async def go() -> dict[str, Any]:
+            record = await wf_engine.run(workflow, components=components, run_id=rid, resume=rid)
+            return record.to_dict()
+
+        return engine.internal[b"await"](engine.start(go()))
+
+    def validate(wf_id: Any) -> Any:
+        return lua(engine, wf_engine.validate(table.get(wf_id), components=components))
+
+    def layers(wf_id: Any) -> Any:
+        return lua(engine, wf_engine.layers(table.get(wf_id)))
+
+    def info(wf_id: Any) -> Any:
+        wf = table.get(wf_id)
+        return lua(engine, {"name": wf.name, "mode": wf.mode, "steps": [s.id for s in wf.steps], "source": wf.source})
+
+    def record(run_id: Any) -> Any:
+        data = components.state.get(f"workflow:{name_arg(run_id, 'Workflow.record: the run id')}", "run")
+        return lua(engine, data) if data is not None else None
+
+    wrap, bind = engine.host.wrap, engine.internal[b"bind"]
+    make_wf = engine.compile_trusted(_LUA_WF, "workflow")(bind(wrap(run)), bind(wrap(validate)), bind(wrap(layers)),
+                                                          bind(wrap(info)), engine.internal[b"await"])
+    expose(engine, "Workflow", {"new": new, "load": load, "resume": resume, "record": record}, DOCS, convert=False)
+
+
+def _plain(value: Any) -> Any:
+    """Step params and contexts as JSON-like values (records become dicts)."""
+    if isinstance(value, RunRecord):
+        return value.to_dict()
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    return value
+
+
+class Progress:
+    """A live-updating HTML table of step statuses (throttled), shown while a workflow runs."""
+
+    ICONS = {"pending": "·", "running": "▶", "succeeded": "✔", "failed": "✘", "skipped": "↷",
+             "upstream_failed": "⇡✘", "cancelled": "⊘", "timed_out": "⏱"}
+
+    def __init__(self, engine: LuaEngine, workflow: Workflow) -> None:
+        self.output = engine.host.output
+        self.workflow = workflow
+        self.status = {s.id: "pending" for s in workflow.steps}
+        self.display_id = f"workflow-{id(self)}"
+        self.shown = 0.0
+        self.started = False
+
+    def on_event(self, kind: str, step_id: str | None, record: Any) -> None:
+        if step_id is not None and record is not None and hasattr(record, "status"):
+            self.status[step_id] = record.status
+        if time.monotonic() - self.shown >= PROGRESS_INTERVAL_S:
+            self.show()
+
+    def show(self, final: bool = False) -> None:
+        done = sum(1 for s in self.status.values() if s not in ("pending", "running"))
+        rows = "".join(f"<tr><td>{self.ICONS.get(st, st)}</td><td>{html.escape(sid)}</td><td>{html.escape(st)}</td></tr>"
+                       for sid, st in self.status.items())
+        body = (f"<b>{html.escape(self.workflow.name)}</b> {done}/{len(self.status)} steps"
+                f"<table>{rows}</table>")
+        plain = f"{self.workflow.name}: {done}/{len(self.status)} steps"
+        self.output.display({"text/html": body, "text/plain": plain}, {}, self.display_id, self.started)
+        self.started = True
+        self.shown = time.monotonic()
