@@ -84,3 +84,16 @@ def test_agents_notebook_streams_with_the_local_model(tmp_path: Path) -> None:
     assert streamed[-1]["text"].startswith("local/gemma3-270m\t")
     usage = outputs_of(nb, "Agent.usage()")[0]["data"]["text/plain"]
     assert "total_tokens" in usage
+
+
+def test_workflows_notebook(tmp_path: Path) -> None:
+    nb = execute(ROOT / "examples" / "notebooks" / "workflows.ipynb", tmp_path)
+    run = outputs_of(nb, 'name = "report"')
+    progress = [o for o in run if o["output_type"] == "display_data"]
+    assert progress and "<table>" in progress[0]["data"]["text/html"]
+    assert "5/5 steps" in progress[0]["data"]["text/plain"]  # updated in place to the final state
+    summary = run[-1]["text"]
+    assert summary.startswith("succeeded\ttotal 26 from a and b\t")
+    assert float(summary.rsplit("\t", 1)[1].split()[0]) < 0.6  # the slow steps overlapped
+    resumed = outputs_of(nb, 'name = "flaky"')[0]["text"]
+    assert resumed == "failed\tfailed\nsucceeded\tpublished\tattempts:\t2\n"
