@@ -91,7 +91,11 @@ class Components:
     def warm_up(self, delay: float = 1.0) -> None:
         """Build the tool registry on a background thread (no Lua involved, so any thread may),
         after ``delay`` seconds so the imports do not compete with start-up for the GIL."""
-        timer = threading.Timer(delay, lambda: self.tools)
+        def warm() -> None:
+            self.tools
+            import jsonschema  # noqa: F401  # ~1-3 s to import; validate_schema would otherwise stall the loop
+
+        timer = threading.Timer(delay, warm)
         timer.name, timer.daemon = "aikit-warm-up", True
         timer.start()
 

@@ -1220,6 +1220,10 @@ class _Runner:
         command = args.get("command")
         if isinstance(command, str):
             args["command"] = command = shlex.split(command)
+        elif isinstance(command, list):  # a whole-string template keeps its type: argv needs text
+            args["command"] = command = [
+                ("true" if a else "false") if isinstance(a, bool) else str(a) if isinstance(a, (int, float)) else a
+                for a in command]
         if step.timeout_s is not None and args.get("timeout_s") is None:
             args["timeout_s"] = step.timeout_s + 5  # the step's own timeout cancels (and kills) first
         result = await self.components.tools.acall("run_process", args, self.tool_ctx)

@@ -217,7 +217,7 @@ def install(engine: LuaEngine, components: Components, agents: Any = None) -> No
         from aikit_components.workflows.missions import load_mission
 
         file = components.policy.check_path(name_arg(path, "Workflow.load: the path"))
-        workflow = load_mission(file, policy=components.policy)
+        workflow = load_mission(file, policy=components.policy, components=components)
         problems = wf_engine.validate(workflow, components=components)
         if problems:
             raise ValidationError(f"mission {str(file)!r} is invalid:", problems)
