@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(VPY) bench/kernel_latency.py
 	$(VPY) bench/components.py
 	$(VPY) bench/agents.py
+	$(VPY) bench/workflows.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build dist
