@@ -85,6 +85,9 @@ def install(engine: LuaEngine, components: Components, agents: Any = None) -> No
     from aikit_components.workflows import engine as wf_engine
 
     table = WorkflowTable()
+    # Fetched here, on the Lua thread: the I/O loop must never touch the runtime (it would wait
+    # for the Lua thread's lock while the Lua thread waits for the loop).
+    step_cancel = engine.internal[b"step_cancel"]
 
     def build(spec: Any) -> Workflow:
         fields = options(engine, spec, ("name", "mode", "max_concurrency", "fail_fast", "timeout", "retries",
@@ -112,7 +115,7 @@ def install(engine: LuaEngine, components: Components, agents: Any = None) -> No
         step_id = str(f.get("id") or f"step{index}")
         params = dict(f.get("params") or {})
         step = Step(id=step_id, name=str(f.get("name") or ""), params=params,
-                    depends_on=[str(d) for d in (f.get("depends_on") or [])],
+                    depends_on=_names(f.get("depends_on")),
                     timeout_s=f.get("timeout"), continue_on_error=bool(f.get("continue_on_error", False)),
                     retries=f.get("retries"), retry_delay_s=f.get("retry_delay"), backoff=float(f.get("backoff", 2.0)))
         if kind == "tool":
@@ -130,7 +133,8 @@ def install(engine: LuaEngine, components: Components, agents: Any = None) -> No
             step.kind, step.fn = "function", lua_step(raw[b"fn"], step_id)
         elif kind == "command":
             step.kind = "command"
-            step.params = {"command": list(f.get("command") or []), **params}
+            command = f.get("command") or []
+            step.params = {"command": command if isinstance(command, str) else list(command), **params}
         elif kind == "workflow":
             step.kind, step.workflow = "workflow", table.get(raw[b"workflow"])
         else:
@@ -172,6 +176,22 @@ def install(engine: LuaEngine, components: Components, agents: Any = None) -> No
         co = await engine.dispatcher.call_async(lambda: engine.internal[b"step_coroutine"](fn))
         values: tuple[Any, ...] = args
         first = True
+        pending: int | None = None
+        try:
+            return await drive(co, values, first)
+        except asyncio.CancelledError:
+            # A step timeout or an interrupt: stop what the step was waiting on (a subprocess is
+            # killed with its tool call) and close the suspended coroutine.
+            pending = waiting.pop(co, None)
+            future = engine._futures.pop(pending, None) if pending is not None else None
+            if future is not None:
+                future.cancel()
+            engine.dispatcher.submit(step_cancel, co)  # a Lua object fetched on the Lua thread, see install
+            raise
+
+    waiting: dict[Any, int] = {}
+
+    async def drive(co: Any, values: tuple[Any, ...], first: bool) -> Any:
         while True:
             def resume(vals: tuple[Any, ...] = values, start: bool = first) -> tuple[str, Any]:
                 lua_args = [lua(engine, _plain(v)) for v in vals] if start else []
@@ -194,7 +214,9 @@ def install(engine: LuaEngine, components: Components, agents: Any = None) -> No
                 raise payload
             future = engine._futures.get(payload) if payload is not None else None
             if future is not None:
+                waiting[co] = payload
                 await asyncio.wait([asyncio.wrap_future(future)])  # the step collects the outcome itself
+                waiting.pop(co, None)
             else:
                 await asyncio.sleep(0)
 
@@ -240,7 +262,7 @@ def install(engine: LuaEngine, components: Components, agents: Any = None) -> No
 
         return engine.start(go())
 
-    def resume(run_id: Any, wf: Any) -> Any:
+    def resume(run_id: Any, wf: Any) -> int:
         workflow = table.get(wf)
         rid = name_arg(run_id, "Workflow.resume: the run id")
 
@@ -248,7 +270,7 @@ def install(engine: LuaEngine, components: Components, agents: Any = None) -> No
             record = await wf_engine.run(workflow, components=components, run_id=rid, resume=rid)
             return record.to_dict()
 
-        return engine.internal[b"await"](engine.start(go()))
+        return engine.start(go())  # awaited in Lua (see install): a Lua step yields meanwhile
 
     def validate(wf_id: Any) -> Any:
         return lua(engine, wf_engine.validate(table.get(wf_id), components=components))
@@ -267,7 +289,21 @@ def install(engine: LuaEngine, components: Components, agents: Any = None) -> No
     wrap, bind = engine.host.wrap, engine.internal[b"bind"]
     make_wf = engine.compile_trusted(_LUA_WF, "workflow")(bind(wrap(run)), bind(wrap(validate)), bind(wrap(layers)),
                                                           bind(wrap(info)), engine.internal[b"await"])
-    expose(engine, "Workflow", {"new": new, "load": load, "resume": resume, "record": record}, DOCS, convert=False)
+    api = expose(engine, "Workflow", {"new": new, "load": load, "resume": resume, "record": record}, DOCS, convert=False)
+    awaiting_resume = engine.compile_trusted(
+        "local start, await = ... return function(run_id, wf) return await(start(run_id, wf)) end", "workflow")(
+        api[b"resume"], engine.internal[b"await"])
+    api[b"resume"] = awaiting_resume
+    engine.register_doc("Workflow.resume", awaiting_resume, DOCS["resume"])
+
+
+def _names(value: Any) -> list[str]:
+    """``depends_on`` as a list of step ids (a single id may be given as a string)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    return [str(d) for d in value]
 
 
 def _plain(value: Any) -> Any:
