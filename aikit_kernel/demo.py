@@ -14,6 +14,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TOUR = ROOT / "examples" / "notebooks" / "tour.ipynb"
+MORE = [ROOT / "examples" / "notebooks" / name for name in ("workflows.ipynb", "agents.ipynb")]
 HELLO = ROOT / "examples" / "hello.lua"
 OUT = ROOT / "out"
 
@@ -37,12 +38,18 @@ def main() -> int:
     started = time.perf_counter()
     errors = run_notebook(TOUR, target)
     print(f"    done in {time.perf_counter() - started:.1f} s, {errors} error output(s)")
+    for notebook in MORE:
+        print(f"==> Executing {notebook.relative_to(ROOT)} ...", flush=True)
+        started = time.perf_counter()
+        more = run_notebook(notebook, OUT / notebook.name)
+        errors += more
+        print(f"    done in {time.perf_counter() - started:.1f} s, {more} error output(s)")
     print(f"\n==> aikit run {HELLO.relative_to(ROOT)}\n", flush=True)
     aikit = Path(sys.executable).with_name("aikit")
     status = subprocess.call([str(aikit), "run", str(HELLO), "demo"], cwd=ROOT)
     rel = target.relative_to(ROOT)
     print(
-        f"\n==> The executed notebook is {rel}\n"
+        f"\n==> The executed notebooks are in out/ ({rel}, out/workflows.ipynb, out/agents.ipynb)\n"
         f"    Open it in JupyterLab:  .venv/bin/pip install jupyterlab && .venv/bin/jupyter lab {rel}\n"
         "    (the kernel is named \"aikit (Lua)\"; it is already installed in .venv)"
     )
