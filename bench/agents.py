@@ -85,6 +85,8 @@ from aikit_components.providers.registry import ModelRegistry  # noqa: E402
 from aikit_components.supervision import Actor, ChildSpec, Supervisor  # noqa: E402
 from aikit_components.tools import Budget, tool  # noqa: E402
 
+from _common import BenchError, pct, median, us, ms, Row, print_section, verdict  # noqa: E402
+
 perf_ns = time.perf_counter_ns
 
 TARGET_CREATE_MS = 1.0
@@ -121,10 +123,6 @@ QUICK = Sizes(reps=5, creations=400, runs=30, steps=10, long_steps=40, crashes=2
               model_runs=3, model_tokens=64, model_budget_s=12.0)
 
 
-class BenchError(RuntimeError):
-    """A measurement could not be completed."""
-
-
 @tool(name=TOOL_NAME, category="bench")
 def add(a: int, b: int) -> int:
     """Add two integers.
@@ -137,51 +135,6 @@ def add(a: int, b: int) -> int:
 
 
 # ---------------------------------------------------------------------- helpers
-def pct(values: list[float], p: float) -> float:
-    """Percentile with linear interpolation (p in 0..100)."""
-    xs = sorted(values)
-    if len(xs) == 1:
-        return xs[0]
-    k = (len(xs) - 1) * p / 100
-    lo = int(k)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
-
-
-def median(values: list[float]) -> float:
-    return statistics.median(values)
-
-
-def us(ns: float) -> float:
-    return ns / 1e3
-
-
-def ms(ns: float) -> float:
-    return ns / 1e6
-
-
-@dataclass
-class Row:
-    label: str
-    value: str
-    target: str = ""
-    verdict: str = ""
-
-
-def print_section(title: str, header: str, rows: list[Row]) -> None:
-    print(title)
-    width = max(len(r.label) for r in rows) + 2
-    print(f"  {'':<{width}}{header:>14}")
-    for r in rows:
-        tail = f"   {r.target}  {r.verdict}" if r.target else ""
-        print(f"  {r.label:<{width}}{r.value:>14}{tail}")
-    print()
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
-
-
 # ---------------------------------------------------------------------- 1. agent creation
 def bench_creation(components: Components, sizes: Sizes, log: Callable[[str], None]) -> tuple[list[Row], bool]:
     n, reps = sizes.creations, sizes.reps

@@ -67,6 +67,8 @@ from aikit_kernel.lua.api import expose, install_globals  # noqa: E402
 from aikit_kernel.lua.api._util import lua as lua_value, py  # noqa: E402
 from aikit_kernel.lua.engine import LuaEngine  # noqa: E402
 
+from _common import BenchError, NullOutput, pct, median, us, Row, print_section  # noqa: E402
+
 perf_ns = time.perf_counter_ns
 
 TARGET_TOOL_OVERHEAD_US = 20.0
@@ -91,29 +93,6 @@ NORMAL = Sizes(reps=9, tool_calls=10_000, events=100_000, state_gets=5_000, stat
 QUICK = Sizes(reps=5, tool_calls=4_000, events=50_000, state_gets=2_000, state_sets=100, lua_state_gets=4_000)
 
 
-class BenchError(RuntimeError):
-    """A measurement could not be completed."""
-
-
-class NullOutput:
-    """An OutputSink that discards everything (the benchmarked code prints nothing)."""
-
-    def write(self, name: str, text: str) -> None:
-        pass
-
-    def display(self, data: dict[str, Any], metadata: dict[str, Any], display_id: str | None, update: bool) -> None:
-        pass
-
-    def clear(self, wait: bool) -> None:
-        pass
-
-    def flush(self) -> None:
-        pass
-
-    def readline(self, prompt: str, password: bool = False) -> str | None:
-        return None
-
-
 @tool(name=TOOL_NAME, category="bench")
 def add(a: int, b: int) -> int:
     """Add two integers.
@@ -126,25 +105,6 @@ def add(a: int, b: int) -> int:
 
 
 # ---------------------------------------------------------------------- helpers
-def pct(values: list[float], p: float) -> float:
-    """Percentile with linear interpolation (p in 0..100)."""
-    xs = sorted(values)
-    if len(xs) == 1:
-        return xs[0]
-    k = (len(xs) - 1) * p / 100
-    lo = int(k)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
-
-
-def median(values: list[float]) -> float:
-    return statistics.median(values)
-
-
-def us(ns: float) -> float:
-    return ns / 1e3
-
-
 class LuaLoops:
     """Times Lua loops run as cells: (loop with body - empty loop) / n, in ns per iteration."""
 
@@ -195,24 +155,6 @@ def repeat(reps: int, *measures: Callable[[], float]) -> list[list[float]]:
         for j in (order if r % 2 == 0 else order[::-1]):
             out[j].append(measures[j]())
     return out
-
-
-@dataclass
-class Row:
-    label: str
-    value: str
-    target: str = ""
-    verdict: str = ""
-
-
-def print_section(title: str, header: str, rows: list[Row]) -> None:
-    print(title)
-    width = max(len(r.label) for r in rows) + 2
-    print(f"  {'':<{width}}{header:>14}")
-    for r in rows:
-        tail = f"   {r.target}  {r.verdict}" if r.target else ""
-        print(f"  {r.label:<{width}}{r.value:>14}{tail}")
-    print()
 
 
 # ---------------------------------------------------------------------- 1. tool calls

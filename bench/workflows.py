@@ -71,6 +71,8 @@ from aikit_kernel.lua.api import install_globals  # noqa: E402
 from aikit_kernel.lua.api._util import py  # noqa: E402
 from aikit_kernel.lua.engine import LuaEngine  # noqa: E402
 
+from _common import BenchError, NullOutput, median, us, ms, Row, print_section, verdict  # noqa: E402
+
 perf_ns = time.perf_counter_ns
 
 TARGET_DAG_S = 1.0
@@ -89,66 +91,9 @@ NORMAL = Sizes(reps=5)
 QUICK = Sizes(reps=3)
 
 
-class BenchError(RuntimeError):
-    """A measurement could not be completed."""
-
-
-class NullOutput:
-    """An OutputSink that discards everything (the benchmarked code prints nothing)."""
-
-    def write(self, name: str, text: str) -> None:
-        pass
-
-    def display(self, data: dict[str, Any], metadata: dict[str, Any], display_id: str | None, update: bool) -> None:
-        pass
-
-    def clear(self, wait: bool) -> None:
-        pass
-
-    def flush(self) -> None:
-        pass
-
-    def readline(self, prompt: str, password: bool = False) -> str | None:
-        return None
-
-
 # ---------------------------------------------------------------------- helpers
-def median(values: list[float]) -> float:
-    return statistics.median(values)
-
-
-def us(ns: float) -> float:
-    return ns / 1e3
-
-
-def ms(ns: float) -> float:
-    return ns / 1e6
-
-
 def s(ns: float) -> float:
     return ns / 1e9
-
-
-@dataclass
-class Row:
-    label: str
-    value: str
-    target: str = ""
-    verdict: str = ""
-
-
-def print_section(title: str, header: str, rows: list[Row]) -> None:
-    print(title)
-    width = max(len(r.label) for r in rows) + 2
-    print(f"  {'':<{width}}{header:>14}")
-    for r in rows:
-        tail = f"   {r.target}  {r.verdict}" if r.target else ""
-        print(f"  {r.label:<{width}}{r.value:>14}{tail}")
-    print()
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
 
 
 async def arepeat(reps: int, *measures: Callable[[], Awaitable[int]]) -> list[list[int]]:

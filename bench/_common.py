@@ -1,0 +1,75 @@
+"""Helpers shared by the benchmarks: statistics, units, the report table, a silent OutputSink."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+
+class BenchError(RuntimeError):
+    """A measurement could not be completed."""
+
+
+class NullOutput:
+    """An OutputSink that discards everything (the benchmarked code prints nothing)."""
+
+    def write(self, name: str, text: str) -> None:
+        pass
+
+    def display(self, data: dict[str, Any], metadata: dict[str, Any], display_id: str | None, update: bool) -> None:
+        pass
+
+    def clear(self, wait: bool) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def readline(self, prompt: str, password: bool = False) -> str | None:
+        return None
+
+
+def pct(values: list[float], p: float) -> float:
+    """Percentile with linear interpolation (p in 0..100)."""
+    xs = sorted(values)
+    if len(xs) == 1:
+        return xs[0]
+    k = (len(xs) - 1) * p / 100
+    lo = int(k)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def us(ns: float) -> float:
+    return ns / 1e3
+
+
+def ms(ns: float) -> float:
+    return ns / 1e6
+
+
+@dataclass
+class Row:
+    label: str
+    value: str
+    target: str = ""
+    verdict: str = ""
+
+
+def print_section(title: str, header: str, rows: list[Row]) -> None:
+    print(title)
+    width = max(len(r.label) for r in rows) + 2
+    print(f"  {'':<{width}}{header:>14}")
+    for r in rows:
+        tail = f"   {r.target}  {r.verdict}" if r.target else ""
+        print(f"  {r.label:<{width}}{r.value:>14}{tail}")
+    print()
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
