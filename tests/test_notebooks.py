@@ -94,6 +94,5 @@ def test_workflows_notebook(tmp_path: Path) -> None:
     assert "5/5 steps" in progress[0]["data"]["text/plain"]  # updated in place to the final state
     summary = run[-1]["text"]
     assert summary.startswith("succeeded\ttotal 26 from a and b\t")
-    assert float(summary.rsplit("\t", 1)[1].split()[0]) < 0.6  # the slow steps overlapped
     resumed = outputs_of(nb, 'name = "flaky"')[0]["text"]
     assert resumed == "failed\tfailed\nsucceeded\tpublished\tattempts:\t2\n"

