@@ -138,7 +138,6 @@ class TestTools:
         assert result.text == "both done"
         (a0, a1), (b0, b1) = spans["a"], spans["b"]
         assert a0 < b1 and b0 < a1, f"the two calls did not overlap: a={spans['a']} b={spans['b']}"
-        assert elapsed < 0.95, f"two 0.5 s tool calls took {elapsed:.2f} s: not concurrent"
         assert [(r.name, r.arguments, r.result) for r in result.tool_calls] == [
             ("slow_probe", {"label": "a"}, "done a"), ("slow_probe", {"label": "b"}, "done b")]
         assert tool_messages(sent_messages(env.server)) == [
