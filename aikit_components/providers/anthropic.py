@@ -25,6 +25,7 @@ import httpx
 from ..config import Secret
 from .base import ProviderError
 from .http import (
+    HTTPClient,
     DEFAULT_BACKOFF_S, DEFAULT_MAX_RETRY_AFTER_S, HTTPEndpoint, aiter_sse, error_from_body, make_tool_call,
     not_streaming_error,
 )
@@ -69,7 +70,7 @@ def _structured_schema(schema: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     return {"type": "object", "properties": {"value": schema}, "required": ["value"]}, True
 
 
-class AnthropicProvider:
+class AnthropicProvider(HTTPClient):
     """The Messages wire format on one endpoint (``base_url`` without ``/v1``; one ending in ``/v1``
     is accepted too)."""
 
@@ -85,17 +86,7 @@ class AnthropicProvider:
                                  backoff_s=backoff_s, max_retry_after_s=max_retry_after_s)
         self.path = "/messages" if self.http.base_url.endswith("/v1") else "/v1/messages"
 
-    def __repr__(self) -> str:
-        return f"AnthropicProvider(name={self.name!r}, base_url={self.http.base_url!r})"
 
-    async def aclose(self) -> None:
-        await self.http.aclose()
-
-    async def __aenter__(self) -> "AnthropicProvider":
-        return self
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.aclose()
 
     # ------------------------------------------------------------------ request
     @staticmethod

@@ -13,7 +13,7 @@ import httpx
 
 from ..config import Secret
 from .base import ProviderError
-from .http import DEFAULT_BACKOFF_S, DEFAULT_MAX_RETRY_AFTER_S, HTTPEndpoint
+from .http import DEFAULT_BACKOFF_S, DEFAULT_MAX_RETRY_AFTER_S, HTTPEndpoint, HTTPClient
 from .messages import Usage
 
 __all__ = ["OllamaEmbeddings", "OpenAIEmbeddings"]
@@ -36,7 +36,7 @@ def _check_texts(texts: list[str]) -> list[str]:
     return list(texts)
 
 
-class OpenAIEmbeddings:
+class OpenAIEmbeddings(HTTPClient):
     """``/embeddings`` of OpenAI or a compatible server (vLLM, llama.cpp, LM Studio, Ollama /v1),
     ``batch_size`` texts per request; ``dimensions`` is sent when given (text-embedding-3-*)."""
 
@@ -78,17 +78,9 @@ class OpenAIEmbeddings:
             self.usage.add(Usage(int(usage.get("prompt_tokens") or usage.get("total_tokens") or 0), 0))
         return vectors
 
-    async def aclose(self) -> None:
-        await self.http.aclose()
-
-    async def __aenter__(self) -> "OpenAIEmbeddings":
-        return self
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.aclose()
 
 
-class OllamaEmbeddings:
+class OllamaEmbeddings(HTTPClient):
     """Ollama's ``/api/embed`` (many texts per request). A server too old to have it (404 that is
     not "model not found") is asked through ``/api/embeddings``, one text per request, from then on."""
 
@@ -151,11 +143,3 @@ class OllamaEmbeddings:
         vector = data.get("embedding") if isinstance(data, dict) else None
         return _vectors_ok(self.name, [vector], 1)[0]
 
-    async def aclose(self) -> None:
-        await self.http.aclose()
-
-    async def __aenter__(self) -> "OllamaEmbeddings":
-        return self
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.aclose()

@@ -613,3 +613,23 @@ def encode_arguments(call: ToolCall) -> str:
     if set(call.arguments) == {RAW_ARGUMENTS_KEY} and isinstance(call.arguments[RAW_ARGUMENTS_KEY], str):
         return call.arguments[RAW_ARGUMENTS_KEY]
     return json.dumps(call.arguments, ensure_ascii=False)
+
+
+class HTTPClient:
+    """What every HTTP provider shares: a repr without secrets, ``aclose`` and ``async with``.
+    Subclasses set ``name`` and ``http`` (an :class:`HTTPEndpoint`)."""
+
+    name: str
+    http: HTTPEndpoint
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, base_url={self.http.base_url!r})"
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def __aenter__(self) -> Any:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()

@@ -20,7 +20,7 @@ import httpx
 
 from ..config import Secret
 from .base import ProviderError
-from .http import DEFAULT_BACKOFF_S, DEFAULT_MAX_RETRY_AFTER_S, HTTPEndpoint, aiter_ndjson, make_tool_call
+from .http import DEFAULT_BACKOFF_S, DEFAULT_MAX_RETRY_AFTER_S, HTTPEndpoint, aiter_ndjson, make_tool_call, HTTPClient
 from .messages import Completion, Message, Request, StopReason, StreamEvent, ToolCall, Usage
 
 __all__ = ["OllamaProvider"]
@@ -37,7 +37,7 @@ def _stop_reason(reason: str | None, has_calls: bool) -> StopReason:
     return "tool_calls" if has_calls and stop == "end" else stop
 
 
-class OllamaProvider:
+class OllamaProvider(HTTPClient):
     """Ollama's ``/api/chat`` on one server. ``options`` are default model options merged under
     the request's own (``{"num_ctx": 8192}``, say); ``keep_alive`` is sent when given. No key is
     needed for a local server (one is sent as a Bearer token when given, for hosted Ollama)."""
@@ -55,17 +55,7 @@ class OllamaProvider:
                                  max_retry_after_s=max_retry_after_s)
         self.path = "/chat" if self.http.base_url.endswith("/api") else "/api/chat"
 
-    def __repr__(self) -> str:
-        return f"OllamaProvider(name={self.name!r}, base_url={self.http.base_url!r})"
 
-    async def aclose(self) -> None:
-        await self.http.aclose()
-
-    async def __aenter__(self) -> "OllamaProvider":
-        return self
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.aclose()
 
     # ------------------------------------------------------------------ request
     @staticmethod

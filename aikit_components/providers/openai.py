@@ -21,6 +21,7 @@ import httpx
 from ..config import Secret
 from .base import ProviderError
 from .http import (
+    HTTPClient,
     DEFAULT_BACKOFF_S, DEFAULT_MAX_RETRY_AFTER_S, HTTPEndpoint, aiter_sse, encode_arguments, error_from_body,
     make_tool_call, not_streaming_error,
 )
@@ -59,7 +60,7 @@ def _response_format(schema: dict[str, Any]) -> dict[str, Any]:
     return {"type": "json_schema", "json_schema": spec}
 
 
-class OpenAIProvider:
+class OpenAIProvider(HTTPClient):
     """The Chat Completions wire format on one endpoint.
 
     ``max_tokens_param`` names the field that carries ``Request.max_tokens`` ("max_tokens", or
@@ -79,17 +80,7 @@ class OpenAIProvider:
                                  retries=retries, transport=transport, backoff_s=backoff_s,
                                  max_retry_after_s=max_retry_after_s)
 
-    def __repr__(self) -> str:
-        return f"OpenAIProvider(name={self.name!r}, base_url={self.http.base_url!r})"
 
-    async def aclose(self) -> None:
-        await self.http.aclose()
-
-    async def __aenter__(self) -> "OpenAIProvider":
-        return self
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.aclose()
 
     # ------------------------------------------------------------------ request
     @staticmethod
