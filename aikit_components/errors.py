@@ -115,3 +115,28 @@ def error_from_exception(exc: BaseException) -> AikitError:
     if isinstance(exc, OSError):
         return IOFailure(f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))
     return AikitError(f"{type(exc).__name__}: {exc}", code="internal_error")
+
+
+class ActorStopped(AikitError):
+    """The actor (or supervised child) is not running: it stopped, crashed or is restarting."""
+
+    code = "actor_stopped"
+
+
+class ActorCrashed(AikitError):
+    """The actor died while handling this call; ``details["reason"]`` says why."""
+
+    code = "actor_crashed"
+
+
+class MailboxFull(ResourceExhausted):
+    """The actor's bounded mailbox is full; retry later or give it a bigger ``mailbox_size``."""
+
+    code = "mailbox_full"
+
+
+class SupervisorStartFailed(AikitError):
+    """A child failed to start while the supervisor started; the children already started were
+    stopped again (reverse order)."""
+
+    code = "supervisor_start_failed"

@@ -47,7 +47,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import AikitError, InvalidArgument, NotFound, ResourceExhausted, Timeout
+from .errors import (  # the actor errors are defined there and re-exported here
+    ActorCrashed,
+    ActorStopped,
+    AikitError,
+    InvalidArgument,
+    MailboxFull,
+    NotFound,
+    SupervisorStartFailed,
+    Timeout,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,31 +75,6 @@ DEFAULT_SHUTDOWN_TIMEOUT = 5.0
 
 
 # ------------------------------------------------------------------------------------ errors
-class ActorStopped(AikitError):
-    """The actor (or supervised child) is not running: it stopped, crashed or is restarting."""
-
-    code = "actor_stopped"
-
-
-class ActorCrashed(AikitError):
-    """The actor died while handling this call; ``details["reason"]`` says why."""
-
-    code = "actor_crashed"
-
-
-class MailboxFull(ResourceExhausted):
-    """The actor's bounded mailbox is full; retry later or give it a bigger ``mailbox_size``."""
-
-    code = "mailbox_full"
-
-
-class SupervisorStartFailed(AikitError):
-    """A child failed to start while the supervisor started; the children already started were
-    stopped again (reverse order)."""
-
-    code = "supervisor_start_failed"
-
-
 def is_normal_exit(reason: Any) -> bool:
     """``"normal"`` and ``"shutdown"`` are normal exits; anything else (an exception, another
     string such as ``"shutdown: restart intensity exceeded"``) is abnormal."""
