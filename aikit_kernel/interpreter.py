@@ -46,6 +46,7 @@ class Interpreter(abc.ABC):
     language_info: dict[str, Any] = {}
     banner = ""
     help_links: list[dict[str, str]] = []
+    debugger: Any = None  # a debug.lua_debugger.LuaDebugger when the language can be debugged
 
     @abc.abstractmethod
     def execute(self, code: str, *, execution_count: int, silent: bool, allow_stdin: bool,
@@ -95,6 +96,8 @@ class LuaInterpreter(Interpreter):
             policy = self.components.policy
         self.engine = LuaEngine(output, policy, max_memory=mb * 1024 * 1024 if mb > 0 else None)
         self.scope = install_globals(self.engine, self.components)
+        self.debugger = self.engine.debugger
+        self.cells = self.engine.cells
         version = self.engine.runtime.lua_version
         self.language_info = {
             "name": "lua",

@@ -48,6 +48,7 @@ class Kernel:
         self.interpreter = interpreter_factory(self.output)
         self.output.set_stop_check(self.interpreter.interrupt_requested)
         self.interpreter.set_wakeup(lambda: self._work.put(_SERVICE))
+        self.debugger = self._debug_bridge()
         self.history = history
         self.execution_count = 0
         self._work: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -109,8 +110,36 @@ class Kernel:
         else:
             log.warning("unexpected %s on the stdin channel", msg["header"]["msg_type"])
 
+    def _debug_bridge(self) -> Any:
+        debugger = getattr(self.interpreter, "debugger", None)
+        if debugger is None:
+            return None
+        from .debug.jupyter import JupyterDebugger
+
+        return JupyterDebugger(debugger, self.interpreter.cells,  # type: ignore[attr-defined]
+                               lambda event, parent: self.messenger.publish("debug_event", event, parent))
+
+    async def _debug_request(self, idents: list[bytes], msg: dict[str, Any]) -> None:
+        """One debug_request, served as a task so the control channel keeps reading (an interrupt
+        must get through while a request waits for the Lua thread)."""
+        self.messenger.status("busy", msg)
+        try:
+            request = msg["content"] if isinstance(msg["content"], dict) else {}
+            response = await self.debugger.handle(request, msg)
+            self._reply("control", msg, idents, response)
+            self.debugger.after_reply()
+        except Exception:
+            log.exception("debug_request failed")
+            self._reply("control", msg, idents, {"type": "response", "success": False, "command": "",
+                                                 "message": "internal error in the debugger (see the kernel log)"})
+        finally:
+            self.messenger.status("idle", msg)
+
     def _on_control(self, idents: list[bytes], msg: dict[str, Any]) -> None:
         msg_type = msg["header"]["msg_type"]
+        if msg_type == "debug_request" and self.debugger is not None:
+            asyncio.ensure_future(self._debug_request(idents, msg))
+            return
         self.messenger.status("busy", msg)
         try:
             if msg_type == "kernel_info_request":
@@ -209,8 +238,8 @@ class Kernel:
             "language_info": it.language_info,
             "banner": it.banner,
             "help_links": it.help_links,
-            "debugger": False,
-            "supported_features": [],
+            "debugger": self.debugger is not None,
+            "supported_features": ["debugger"] if self.debugger is not None else [],
         }
 
     def execute_request(self, idents: list[bytes], msg: dict[str, Any], seq: int) -> None:

@@ -73,6 +73,19 @@ class CellFiles:
             self._pattern = None
         return path
 
+    def dump(self, code: str) -> str:
+        """Write a cell's source to its file before it runs (JupyterLab's ``dumpCell``), so
+        breakpoints can be set in it; returns the path."""
+        path = self.path_for(code)
+        Path(self.prefix).mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(code, encoding="utf-8")
+        self._paths[code] = path
+        return path
+
+    def paths(self) -> list[str]:
+        """The cell files run (or dumped) so far."""
+        return list(dict.fromkeys([*self._labels, *self._paths.values()]))
+
     def cleanup(self) -> None:
         """Remove the cell files written here, and their folder once empty (at shutdown)."""
         for path in self._paths.values():

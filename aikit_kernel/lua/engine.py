@@ -20,7 +20,7 @@ from .cells import CellFiles
 from .convert import python_to_lua
 from .dispatch import LuaDispatcher
 from .host import Host, text
-from .interrupt import Interrupter
+from .interrupt import LUA_MASKLINE, Interrupter
 from ..output import OutputSink
 
 LuaError = lua54.LuaError
@@ -90,6 +90,7 @@ class LuaEngine:
         self.policy = policy or SecurityPolicy.default()
         self.cells = CellFiles()
         self._interrupter: Interrupter | None = None
+        self._debugger: Any = None  # debug.lua_debugger.LuaDebugger, created on first use
         self.dispatcher = LuaDispatcher()
         self._futures: dict[int, Any] = {}
         self._future_ids = 0
@@ -111,6 +112,7 @@ class LuaEngine:
         self._repr = self.internal[b"repr"]
         self.address = self.internal[b"address"]  # a table's identity without metamethods
         self._identity = self.runtime.eval(b"function(...) return ... end")
+        self.internal[b"cell_functions"] = self.runtime.eval(b"setmetatable({}, {__mode = 'k'})")
         self._compile_in = self.runtime.eval(b"function(code, name) local fn, err = load(code, name, 't') return fn, err end")
         self.docs: dict[str, str] = {**stdlib_docs.STDLIB_DOCS, **AIKIT_BUILTIN_DOCS}
 
@@ -147,6 +149,7 @@ class LuaEngine:
         compiled = self._compile_cell(source.persist_top_level_locals(code), "@" + path)
         if isinstance(compiled, LuaFailure):
             return RunResult(error=compiled)
+        self.internal[b"cell_functions"][compiled] = True  # the debugger names its frames "cell [N]"
         return self.call(compiled, allow_stdin=allow_stdin)
 
     def run_script(self, path: str, args: list[str], allow_stdin: bool = True) -> RunResult:
@@ -186,6 +189,8 @@ class LuaEngine:
             return RunResult(error=LuaFailure("LuaError", self.cells.prettify(str(exc)), [str(exc)]))
         finally:
             interrupter.end()
+            if self._debugger is not None:
+                self._debugger.run_ended()
             self.host.stdin_allowed = False
             self.dispatcher.service()  # a safe point: deliver what arrived while the code ran
         if outcome is None or (not outcome[b"ok"] and outcome[b"traceback"] is None and not outcome[b"interrupt"]):
@@ -198,6 +203,35 @@ class LuaEngine:
     def interrupt(self) -> bool:
         """Stop the running code as soon as possible (thread-safe); False if nothing runs."""
         return self._interrupter is not None and self._interrupter.interrupt()
+
+    # ------------------------------------------------------------------ debugger support
+    @property
+    def debugger(self) -> Any:
+        """The engine's :class:`~aikit_kernel.debug.lua_debugger.LuaDebugger` (created on first use,
+        on the Lua thread; it installs no hook until a breakpoint or step needs one)."""
+        if self._debugger is None:
+            from ..debug.lua_debugger import LuaDebugger
+
+            self._debugger = LuaDebugger(self)
+        return self._debugger
+
+    @property
+    def debug_library_hook(self) -> int:
+        assert self._interrupter is not None
+        return self._interrupter.debug_library_hook
+
+    def set_debug_hook(self, hook: int | None) -> None:
+        """Install the debugger's line hook on running and future runs (thread-safe)."""
+        assert self._interrupter is not None
+        self._interrupter.set_base_hook(hook, LUA_MASKLINE)
+
+    def request_pause(self) -> bool:
+        """Ask running code to stop in the debugger (thread-safe); False if nothing runs."""
+        return self._interrupter is not None and self._interrupter.pause()
+
+    def take_pause(self) -> bool:
+        """From the hook: consume a pending pause request (True) or report an interrupt (False)."""
+        return self._interrupter is not None and self._interrupter.take_pause()
 
     def wait(self, coro: Any, timeout: float | None = None) -> Any:
         """Run a coroutine on the I/O loop from the Lua thread: interruptible, and serving calls

@@ -53,15 +53,33 @@ internal.bind = bind
 ---------------------------------------------------------------------------------------------
 local host_rearm, host_co_enter, host_co_leave = host.rearm, host.co_enter, host.co_leave
 
--- Fires once an interrupt is requested. It re-arms itself with a long count rather than
--- disarming, so code that swallows the error (a __gc finalizer, say) is interrupted again.
-local function interrupt_hook()
+-- The one Lua hook function. Count events fire once an interrupt (or a debugger pause) is
+-- requested; for an interrupt it re-arms itself with a long count rather than disarming, so code
+-- that swallows the error (a __gc finalizer, say) is interrupted again. Line events come only
+-- while the debugger has breakpoints or a step pending (debug/debugger.lua sets the handlers).
+local debug_handlers = {}
+internal.debug_handlers = debug_handlers
+
+local function interrupt_hook(event, line)
+  if event == "line" then
+    local on_line = debug_handlers.line
+    if on_line then on_line(line) end
+    return
+  end
+  local on_count = debug_handlers.count
+  if on_count and on_count() then return end
   host_rearm()
   raw_error(INTERRUPT, 0)
 end
+internal.hook_function = interrupt_hook
 debug_sethook(interrupt_hook, "", 1 << 30)
 local hooktable = debug_getregistry()._HOOKKEY
+internal.main_thread = co_running()
 internal.main_thread_address = s_match(raw_tostring(co_running()), "0x%x+")
+-- Coroutines being resumed, outermost first (the debugger shows their resumers' frames too).
+local co_chain = {}
+internal.co_chain = co_chain
+internal.co_resume = co_resume
 
 local coaddress = raw_setmetatable({}, { __mode = "k" })
 
@@ -78,6 +96,7 @@ local function safe_create(f)
 end
 
 local function leave_and_return(...)
+  co_chain[#co_chain] = nil
   host_co_leave()
   return rethrow_interrupt(...)
 end
@@ -86,6 +105,7 @@ local function safe_resume(co, ...)
   local address = raw_type(co) == "thread" and coaddress[co]
   if not address then return co_resume(co, ...) end
   host_co_enter(address)
+  co_chain[#co_chain + 1] = co
   return leave_and_return(co_resume(co, ...))
 end
 
@@ -100,13 +120,23 @@ local function safe_wrap(f)
   end
 end
 
+-- With the debugger's "raised" exception filter on, errors caught by pcall/xpcall stop the
+-- debugger where they were raised (the stack is still intact inside a message handler).
+local function on_raised(e)
+  local raised = debug_handlers.raised
+  if raised and not raw_rawequal(e, INTERRUPT) then raised(e) end
+  return e
+end
+
 local function safe_pcall(f, ...)
+  if debug_handlers.raised then return rethrow_interrupt(raw_xpcall(f, on_raised, ...)) end
   return rethrow_interrupt(raw_pcall(f, ...))
 end
 
 local function safe_xpcall(f, handler, ...)
   local function guarded(e)
     if raw_rawequal(e, INTERRUPT) then return e end
+    if debug_handlers.raised then on_raised(e) end
     return handler(e)
   end
   return rethrow_interrupt(raw_xpcall(f, guarded, ...))
@@ -514,6 +544,8 @@ end
 
 local function handler(e)
   if raw_rawequal(e, INTERRUPT) then return { interrupt = true } end
+  local uncaught = debug_handlers.uncaught
+  if uncaught then uncaught(e) end
   local message
   if raw_type(e) == "table" and (raw_getmetatable(e) == error_mt or
       (raw_getmetatable(e) == nil and raw_type(e.code) == "string" and raw_type(e.message) == "string")) then
@@ -557,7 +589,9 @@ function internal.step_resume(id, ...)
   local co = step_cos[id]
   if co == nil then raw_error("no such step coroutine", 0) end
   host_co_enter(coaddress[co])
+  co_chain[#co_chain + 1] = co
   local r = t_pack(co_resume(co, ...))
+  co_chain[#co_chain] = nil
   host_co_leave()
   if not r[1] then
     step_cos[id] = nil
