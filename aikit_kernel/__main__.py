@@ -1,26 +1,31 @@
-"""``python -m aikit_kernel -f CONNECTION_FILE``: start the aikit kernel."""
+"""``python -m aikit_kernel -f CONNECTION_FILE [--dap-port N]``: start the aikit kernel."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+
+
+def default_connection_file() -> str:
+    from jupyter_core.paths import jupyter_runtime_dir
+
+    os.makedirs(jupyter_runtime_dir(), exist_ok=True)
+    return os.path.join(jupyter_runtime_dir(), f"kernel-aikit-{os.getpid()}.json")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m aikit_kernel", description="Start the aikit (Lua) Jupyter kernel.")
     parser.add_argument("-f", "--connection-file", help="Jupyter connection file (created if it does not exist)")
+    parser.add_argument("--dap-port", type=int, default=None,
+                        help="serve the Lua debugger over DAP on this TCP port (or set AIKIT_DAP_PORT)")
     args, _unknown = parser.parse_known_args(argv)
     from .kernel import run_kernel
 
-    connection_file = args.connection_file
-    if connection_file is None:
-        import os
-
-        from jupyter_core.paths import jupyter_runtime_dir
-
-        os.makedirs(jupyter_runtime_dir(), exist_ok=True)
-        connection_file = os.path.join(jupyter_runtime_dir(), f"kernel-aikit-{os.getpid()}.json")
-    return run_kernel(connection_file)
+    dap_port = args.dap_port
+    if dap_port is None and os.environ.get("AIKIT_DAP_PORT", "").strip().isdigit():
+        dap_port = int(os.environ["AIKIT_DAP_PORT"])
+    return run_kernel(args.connection_file or default_connection_file(), dap_port=dap_port)
 
 
 if __name__ == "__main__":

@@ -338,8 +338,9 @@ def _process_exists(pid: int) -> bool:
     return True
 
 
-def run_kernel(connection_file: str | None) -> int:
-    """Start a kernel on ``connection_file`` and serve until shutdown; returns the exit status."""
+def run_kernel(connection_file: str | None, dap_port: int | None = None) -> int:
+    """Start a kernel on ``connection_file`` and serve until shutdown; returns the exit status.
+    With ``dap_port``, IDEs can also attach to the kernel's Lua debugger over DAP on that port."""
     from aikit_components.config import data_dir
 
     from .interpreter import LuaInterpreter
@@ -369,6 +370,15 @@ def run_kernel(connection_file: str | None) -> int:
     runtime.on_sigint(kernel.interrupt_from_signal)
     runtime.submit(watch_parent(kernel))
     transport.start_heartbeat()
+    if dap_port is not None and kernel.interpreter.debugger is not None:
+        from .debug.server import DapServer
+
+        dap = DapServer(kernel.interpreter.debugger)
+        try:
+            bound = runtime.run_sync(dap.listen("127.0.0.1", dap_port), timeout=10)
+            print(f"aikit kernel: Lua debugger (DAP) on 127.0.0.1:{bound}", file=sys.stderr, flush=True)
+        except OSError as exc:
+            log.error("cannot serve DAP on port %d: %s", dap_port, exc)
     serving = runtime.submit(kernel.serve_sockets())
     kernel.messenger.status("starting", None)
     try:

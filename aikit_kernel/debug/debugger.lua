@@ -20,6 +20,7 @@ local handlers = internal.debug_handlers
 local hook_fn, co_chain, co_resume = internal.hook_function, internal.co_chain, internal.co_resume
 local main_thread, env, repr, INTERRUPT = internal.main_thread, internal.env, internal.repr, internal.INTERRUPT
 local host_line, host_count, host_exception = host.line, host.count, host.exception
+local host_step_return = host.step_return
 
 local dbg = {}
 local candidate = nil -- where the hook or handler now calling Python would stop
@@ -73,7 +74,7 @@ end
 
 -- The threads whose frames make up the stack: the paused one, then each resumer outwards.
 local function thread_chain()
-  local chain = { { thread = paused.thread, marker = paused.marker } }
+  local chain = { { thread = paused.thread, marker = paused.marker, skip = paused.skip } }
   local found = false
   for i = #co_chain, 1, -1 do
     local co = co_chain[i]
@@ -91,7 +92,7 @@ function dbg.frames()
   for _, t in ipairs(thread_chain()) do
     local base = marker_level(t.thread, t.marker)
     if base ~= nil then
-      local offset = 1
+      local offset = 1 + (t.skip or 0)
       while true do
         local info = getinfo(t.thread, base + offset, "Snlf")
         if info == nil then break end
@@ -406,8 +407,13 @@ end
 function dbg.set_step(mode)
   if mode == nil then step = nil return 0 end
   local thread = paused.thread
-  step = { mode = mode, thread = thread, depth = user_depth(thread, paused.marker) }
+  step = { mode = mode, thread = thread, depth = user_depth(thread, paused.marker) - (paused.skip or 0) }
   return step.depth, s_match(raw_tostring(thread), "0x%x+")
+end
+
+-- Stop at the next line that runs anywhere (launch with stopOnEntry).
+function dbg.step_anywhere()
+  step = { mode = "in" }
 end
 
 function dbg.clear_step()
@@ -438,6 +444,16 @@ handlers.line = function(line)
   local info = getinfo(3, "S")  -- 1: this handler, 2: the hook function, 3: the code on this line
   candidate = { thread = co_running(), marker = hook_fn }
   resumed(host_line(info.source, line, step_done()))
+end
+
+-- A return event (only while stepping over/out): the stepped function is returning, so the step
+-- ends in its caller, shown as the top frame (the returning frame is skipped).
+handlers.ret = function()
+  if paused or step == nil or step.mode == "in" then return end
+  local co = co_running()
+  if co ~= step.thread or step.depth <= 1 or user_depth(co, hook_fn) ~= step.depth then return end
+  candidate = { thread = co, marker = hook_fn, skip = 1 }
+  resumed(host_step_return())
 end
 
 handlers.count = function()

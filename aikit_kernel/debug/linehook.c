@@ -26,6 +26,7 @@ typedef void (*lua_Hook)(lua_State *L, lua_Debug *ar);
 typedef int (*lua_GetStack)(lua_State *L, int level, lua_Debug *ar);
 typedef int (*lua_GetInfo)(lua_State *L, const char *what, lua_Debug *ar);
 
+#define LUA_HOOKRET 1
 #define LUA_HOOKLINE 2
 #define MAX_LINES (1 << 16)
 #define MAX_SOURCES 256
@@ -69,6 +70,14 @@ static int has_breakpoint(lua_State *L, lua_Debug *ar, int line) {
 }
 
 void aikit_line_hook(lua_State *L, lua_Debug *ar) {
+  if (ar->event == LUA_HOOKRET) {
+    /* Installed only while stepping over/out: the stepped function returning ends the step in
+     * its caller (whose current line may produce no new line event, `return f(x) + g(y)`). */
+    if ((aikit_step_mode == STEP_OVER || aikit_step_mode == STEP_OUT) && L == aikit_step_state &&
+        aikit_step_depth > 1 && aikit_stack_depth(L) == aikit_step_depth)
+      aikit_forward(L, ar);
+    return;
+  }
   if (ar->event != LUA_HOOKLINE) {  /* count events: an interrupt or a pause request */
     aikit_forward(L, ar);
     return;

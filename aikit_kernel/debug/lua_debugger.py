@@ -24,7 +24,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from ..lua.host import text
-from ..lua.interrupt import LUA_MASKLINE, lua_library
+from ..lua.interrupt import LUA_MASKLINE, LUA_MASKRET, lua_library
 from . import native
 
 if TYPE_CHECKING:
@@ -117,18 +117,20 @@ class LuaDebugger:
         self._requests: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
         self._stopped: StopInfo | None = None
         self._step: str | None = None
+        self._entry = False  # the pending step is stopOnEntry's
         self._native: native.NativeLineHook | None = None
         self._native_tried = False
         self.exception_text: str | None = None
         host = engine.runtime.table_from({
             b"line": self._on_line, b"count": self._on_count, b"exception": self._on_exception,
+            b"step_return": lambda: self._stop(StopInfo("step")),
         })
         code = resources.files(__package__).joinpath("debugger.lua").read_bytes()
         loader = engine.runtime.globals()[b"load"](code, b"=[aikit:debugger]", b"t")
         self.lua = loader(engine.internal, host)
         self._fn = {name: self.lua[name.encode()] for name in (
             "frames", "scopes", "variables", "evaluate", "describe", "set_variable", "enter", "leave",
-            "set_step", "clear_step", "set_exception_filters", "copy_to_global")}
+            "set_step", "clear_step", "step_anywhere", "set_exception_filters", "copy_to_global")}
 
     # ------------------------------------------------------------------ events
     def add_listener(self, listener: EventListener) -> None:
@@ -311,7 +313,7 @@ class LuaDebugger:
                     reason = reason or StopInfo("breakpoint", f"breakpoint at line {line}")
                     reason.hit_ids.append(bp.id)
         if reason is None and step_done and self._step is not None:
-            reason = StopInfo("step")
+            reason = StopInfo("entry" if self._entry else "step")
         if reason is None:
             return None
         return self._stop(reason)
@@ -404,6 +406,15 @@ class LuaDebugger:
                 fn, future = item
                 self.engine.dispatcher.submit(fn).add_done_callback(lambda f, out=future: _copy_future(f, out))
 
+    def stop_on_entry(self) -> None:
+        """Stop at the first line of the next run (Lua thread, before it starts)."""
+        self._fn["step_anywhere"]()
+        self._step, self._entry = "in", True
+        with self._lock:
+            self._update_hooks()  # loads the native filter on first use
+        if self._native is not None:
+            self._native.set_step(native.STEP_IN)
+
     def run_ended(self) -> None:
         """A run finished (Lua thread): a pending step ends with it."""
         if self._step is not None:
@@ -411,6 +422,7 @@ class LuaDebugger:
 
     # ------------------------------------------------------------------ hooks
     def _set_step(self, mode: str | None) -> None:
+        self._entry = False
         if mode is None:
             self._fn["clear_step"]()
             self._step = None
@@ -439,9 +451,13 @@ class LuaDebugger:
             names = [b"@" + path.encode() for path in self._breakpoints]
             lines = {bp.line for bps in self._breakpoints.values() for bp in bps if bp.verified}
             self._native.set_breakpoints(names, lines)
-            self.engine.set_debug_hook(self._native.address)
+            self.engine.set_debug_hook(self._native.address, self._hook_mask())
         else:
-            self.engine.set_debug_hook(self.engine.debug_library_hook)
+            self.engine.set_debug_hook(self.engine.debug_library_hook, self._hook_mask())
+
+    def _hook_mask(self) -> int:
+        """Lines; plus returns while stepping over or out (a step can end on a return)."""
+        return LUA_MASKLINE | (LUA_MASKRET if self._step in ("over", "out") else 0)
 
     @property
     def native_filter(self) -> bool:

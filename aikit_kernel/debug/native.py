@@ -93,6 +93,8 @@ class NativeLineHook:
 def load(lua_lib: ctypes.CDLL) -> NativeLineHook | None:
     """The native hook, built on first use; None when no C compiler is available (logged once)."""
     global _loaded
+    if os.environ.get("AIKIT_DEBUG_NATIVE", "1") == "0":  # force the Lua fallback (tests, diagnosis)
+        return None
     with _lock:
         if _loaded is False:
             try:

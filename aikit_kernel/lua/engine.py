@@ -220,10 +220,10 @@ class LuaEngine:
         assert self._interrupter is not None
         return self._interrupter.debug_library_hook
 
-    def set_debug_hook(self, hook: int | None) -> None:
-        """Install the debugger's line hook on running and future runs (thread-safe)."""
+    def set_debug_hook(self, hook: int | None, mask: int = LUA_MASKLINE) -> None:
+        """Install the debugger's hook on running and future runs (thread-safe)."""
         assert self._interrupter is not None
-        self._interrupter.set_base_hook(hook, LUA_MASKLINE)
+        self._interrupter.set_base_hook(hook, mask)
 
     def request_pause(self) -> bool:
         """Ask running code to stop in the debugger (thread-safe); False if nothing runs."""

@@ -19,6 +19,7 @@ import threading
 
 from lupa import lua54
 
+LUA_MASKRET = 1 << 1
 LUA_MASKLINE = 1 << 2
 LUA_MASKCOUNT = 1 << 3
 REARM_COUNT = 10_000

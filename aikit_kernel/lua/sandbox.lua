@@ -66,6 +66,11 @@ local function interrupt_hook(event, line)
     if on_line then on_line(line) end
     return
   end
+  if event == "return" then
+    local on_return = debug_handlers.ret
+    if on_return then on_return() end
+    return
+  end
   local on_count = debug_handlers.count
   if on_count and on_count() then return end
   host_rearm()
