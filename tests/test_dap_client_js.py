@@ -1,0 +1,51 @@
+"""`aikit debug` against a DAP client someone else maintains: VS Code's DebugClient
+(@vscode/debugadapter-testsupport), run by node's test runner in tests/dap_client (see aikit.test.js
+there).
+
+The npm packages are installed with ``npm ci`` from the committed package-lock.json when
+tests/dap_client/node_modules is missing or older than the lock file. Skipped only when ``node``
+is not on PATH; a missing ``npm`` or any failing JS test fails this test.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DAP_CLIENT = Path(__file__).resolve().parent / "dap_client"
+AIKIT = Path(sys.executable).with_name("aikit")
+TEST_FILES = ["aikit.test.js"]
+
+
+def _npm_ci() -> None:
+    installed = DAP_CLIENT / "node_modules" / ".package-lock.json"
+    lock = DAP_CLIENT / "package-lock.json"
+    if installed.exists() and installed.stat().st_mtime >= lock.stat().st_mtime:
+        return
+    npm = shutil.which("npm")
+    if npm is None:
+        pytest.fail("node is on PATH but npm is not: install npm to run the DAP client tests")
+    proc = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=DAP_CLIENT, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, f"npm ci failed in {DAP_CLIENT}:\n{proc.stdout}\n{proc.stderr}"
+
+
+def test_dap_conformance_with_vscode_debugclient() -> None:
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not on PATH: the DAP client tests run on node (v18.19 or newer)")
+    assert AIKIT.exists(), f"no aikit script next to {sys.executable}"
+    _npm_ci()
+    env = dict(os.environ, AIKIT_BIN=str(AIKIT))
+    proc = subprocess.run([node, "--test", "--test-reporter=tap", *TEST_FILES], cwd=DAP_CLIENT, env=env,
+                          capture_output=True, text=True, timeout=240)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"node --test failed (exit {proc.returncode}):\n{output}"
+    summary = {line.split()[1]: int(line.split()[2]) for line in proc.stdout.splitlines()
+               if line.startswith("# ") and len(line.split()) == 3 and line.split()[2].isdigit()}
+    assert summary.get("fail") == 0 and summary.get("pass", 0) >= 13, f"unexpected summary {summary}:\n{output}"
