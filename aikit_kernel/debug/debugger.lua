@@ -13,7 +13,7 @@ local getupvalue, setupvalue = debug.getupvalue, debug.setupvalue
 local co_running, co_status = coroutine.running, coroutine.status
 local raw_load, raw_pcall, raw_type, raw_tostring = load, pcall, type, tostring
 local raw_getmetatable, raw_setmetatable, raw_rawget, raw_next = getmetatable, setmetatable, rawget, next
-local s_sub, s_format, s_match, s_find = string.sub, string.format, string.match, string.find
+local s_sub, s_format, s_match, s_find, s_byte = string.sub, string.format, string.match, string.find, string.byte
 local t_sort, t_pack, t_unpack, m_type = table.sort, table.pack, table.unpack, math.type
 
 local handlers = internal.debug_handlers
@@ -338,7 +338,7 @@ end
 
 -- The result of evaluate as a variable (for the DAP evaluate reply).
 function dbg.describe(values, expression)
-  if values.n == 0 then return variable("result", nil, nil), "" end
+  if values.n == 0 then return { name = "result", value = "", type = "", ref = 0 } end
   if values.n == 1 then return variable("result", values[1], expression) end
   local parts = {}
   for i = 1, values.n do parts[i] = short(values[i]) end
@@ -441,9 +441,12 @@ end
 
 handlers.line = function(line)
   if paused then return end  -- the debugger's own evaluations run with hooks on other threads
-  local info = getinfo(3, "S")  -- 1: this handler, 2: the hook function, 3: the code on this line
+  local source = getinfo(3, "S").source  -- 1: this handler, 2: the hook function, 3: the code on this line
+  -- Only files ("@path") can hold breakpoints or be stepped through; other chunks are aikit's
+  -- own (the debugger's calls on this thread among them) or evaluated expressions.
+  if s_byte(source, 1) ~= 64 then return end
   candidate = { thread = co_running(), marker = hook_fn }
-  resumed(host_line(info.source, line, step_done()))
+  resumed(host_line(source, line, step_done()))
 end
 
 -- A return event (only while stepping over/out): the stepped function is returning, so the step
