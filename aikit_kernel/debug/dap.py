@@ -64,7 +64,8 @@ class DapSession:
         self._on_terminate = on_terminate
         self._after: list[tuple[str, dict[str, Any]]] = []
         self.started = False
-        debugger.add_listener(self._forward)
+        self._listening = False
+        self._listen()
 
     # ------------------------------------------------------------------ messages
     def event(self, event: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -76,13 +77,20 @@ class DapSession:
     def send_event(self, event: str, body: dict[str, Any] | None = None) -> None:
         self._send(self.event(event, body))
 
+    def _listen(self) -> None:
+        if not self._listening:
+            self._listening = True
+            self.debugger.add_listener(self._forward)
+
     def _forward(self, event: str, body: dict[str, Any]) -> None:
         if self.started or event == "output":
             self.send_event(event, body)
 
     def close(self) -> None:
-        """The client went away: stop forwarding events, drop its breakpoints, let code run on."""
+        """The client went away: stop forwarding events, drop its breakpoints, let code run on.
+        (A Jupyter kernel keeps its session: the next ``initialize`` starts listening again.)"""
         self.debugger.remove_listener(self._forward)
+        self._listening = False
         if self.started:
             self.started = False
             self.debugger.clear()
@@ -123,10 +131,12 @@ class DapSession:
 
     # ------------------------------------------------------------------ session
     async def on_initialize(self, args: dict[str, Any]) -> dict[str, Any]:
+        self._listen()
         self._after.append(("initialized", {}))
         return dict(CAPABILITIES)
 
     async def on_attach(self, args: dict[str, Any]) -> None:
+        self._listen()
         self.started = True
 
     async def on_launch(self, args: dict[str, Any]) -> None:

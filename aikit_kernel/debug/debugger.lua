@@ -331,6 +331,7 @@ end
 
 -- evaluate(frame id or nil, expression) -> ok, values table (packed) | error message
 function dbg.evaluate(id, expression)
+  if id ~= nil and paused and next(frames) == nil then dbg.frames() end  -- no stackTrace asked yet
   if id ~= nil and frames[id] == nil then return false, "unknown frame " .. raw_tostring(id) end
   local ok, values = evaluate_in(id and frames[id] or nil, expression)
   return ok, values
