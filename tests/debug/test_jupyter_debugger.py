@@ -152,7 +152,7 @@ def test_bad_debug_requests_get_an_error_reply_and_the_kernel_stays_up(client: J
     assert client.request("fly")["success"] is False
     assert "does not support" in client.request("fly")["message"]
     assert client.raw({"seq": 1, "type": "request"})["success"] is False
-    assert client.raw(["not", "an", "object"])["success"] is False
+    assert client.raw({"command": ["not", "a", "name"], "arguments": "nor these"})["success"] is False
     assert client.request("stackTrace", threadId=1)["success"] is False  # nothing is stopped
     assert client.request("scopes")["success"] is False  # missing frameId
     assert client.request("setBreakpoints", breakpoints=[])["success"] is False  # no source
