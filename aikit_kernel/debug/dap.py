@@ -198,7 +198,8 @@ class DapSession:
         self.debugger.resume("out")
 
     async def on_pause(self, args: dict[str, Any]) -> None:
-        self.debugger.pause()
+        if not self.debugger.pause():
+            raise DebuggerError("nothing is running to pause")
 
     # ------------------------------------------------------------------ inspection
     async def on_stackTrace(self, args: dict[str, Any]) -> dict[str, Any]:

@@ -208,6 +208,7 @@ end
 
 -- scopes(frame id) -> { {name, ref, named, expensive} }
 function dbg.scopes(id)
+  if paused and next(frames) == nil then dbg.frames() end  -- no stackTrace asked yet
   local frame = frames[id]
   if frame == nil then return {} end
   local locals = frame_locals(frame)
