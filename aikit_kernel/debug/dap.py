@@ -17,7 +17,7 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .lua_debugger import EXCEPTION_FILTERS, THREAD_ID, DebuggerError, LuaDebugger
+from .lua_debugger import EXCEPTION_FILTER_IDS, EXCEPTION_FILTERS, THREAD_ID, DebuggerError, LuaDebugger
 
 log = logging.getLogger(__name__)
 
@@ -176,8 +176,10 @@ class DapSession:
     async def on_setExceptionBreakpoints(self, args: dict[str, Any]) -> dict[str, Any]:
         filters = [str(f) for f in args.get("filters") or []]
         filters += [str(o.get("filterId")) for o in args.get("filterOptions") or [] if isinstance(o, dict)]
-        await asyncio.get_running_loop().run_in_executor(None, self.debugger.set_exception_filters, filters)
-        return {"breakpoints": [{"verified": True} for _ in filters]}
+        known = [f for f in filters if f in EXCEPTION_FILTER_IDS]  # others (a client's defaults) are not verified
+        await asyncio.get_running_loop().run_in_executor(None, self.debugger.set_exception_filters, known)
+        return {"breakpoints": [{"verified": f in EXCEPTION_FILTER_IDS} if f in EXCEPTION_FILTER_IDS else
+                                {"verified": False, "message": f"aikit has no {f!r} exception filter"} for f in filters]}
 
     # ------------------------------------------------------------------ execution
     async def on_threads(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -234,7 +236,8 @@ class DapSession:
         info = self.debugger.stop_info
         if info is None or info.reason != "exception":
             raise DebuggerError("not stopped on an error")
-        return {"exceptionId": "LuaError", "description": info.description, "breakMode": "always"}
+        return {"exceptionId": "LuaError", "description": info.description,
+                "breakMode": "unhandled" if info.uncaught else "always"}
 
     async def on_source(self, args: dict[str, Any]) -> dict[str, Any]:
         path = (args.get("source") or {}).get("path")
@@ -247,8 +250,10 @@ class DapSession:
             raise DebuggerError(f"cannot read {path}: {exc.strerror}") from exc
 
     async def on_loadedSources(self, args: dict[str, Any]) -> dict[str, Any]:
-        cells = self.debugger.engine.cells
-        return {"sources": [{"name": cells.prettify(p), "path": p} for p in cells.paths()]}
+        engine = self.debugger.engine
+        sources = [{"name": engine.cells.prettify(p), "path": p} for p in engine.cells.paths()]
+        sources += [{"name": os.path.basename(p), "path": p} for p in engine.script_paths]
+        return {"sources": sources}
 
     async def on_modules(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"modules": [], "totalModules": 0}

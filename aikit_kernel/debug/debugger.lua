@@ -489,7 +489,8 @@ function on_raised(e)
 end
 
 function dbg.set_exception_filters(uncaught, raised)
-  handlers.uncaught = uncaught and on_uncaught or nil
+  -- "raised" means every error where it is raised, so uncaught ones too
+  handlers.uncaught = (uncaught or raised) and on_uncaught or nil
   handlers.raised = raised and on_raised or nil
 end
 

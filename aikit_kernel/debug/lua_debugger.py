@@ -39,6 +39,7 @@ EXCEPTION_FILTERS = [
     {"filter": "uncaught", "label": "Uncaught errors", "description": "Stop where an error that ends the cell is raised",
      "default": False},
 ]
+EXCEPTION_FILTER_IDS = ("raised", "uncaught")
 _HIT_CONDITION = re.compile(r"^\s*(==|>=|<=|>|<|%)?\s*(\d+)\s*$")
 _LOG_EXPRESSION = re.compile(r"\{([^{}]+)\}")
 _STEP_MODES = {"in": native.STEP_IN, "over": native.STEP_OVER, "out": native.STEP_OUT}
@@ -85,6 +86,7 @@ class StopInfo:
     description: str = ""
     text: str | None = None
     hit_ids: list[int] = field(default_factory=list)
+    uncaught: bool = False  # for an exception stop: the error ends the run
 
     def event_body(self) -> dict[str, Any]:
         body: dict[str, Any] = {"reason": self.reason, "threadId": THREAD_ID, "allThreadsStopped": True,
@@ -120,7 +122,6 @@ class LuaDebugger:
         self._entry = False  # the pending step is stopOnEntry's
         self._native: native.NativeLineHook | None = None
         self._native_tried = False
-        self.exception_text: str | None = None
         host = engine.runtime.table_from({
             b"line": self._on_line, b"count": self._on_count, b"exception": self._on_exception,
             b"step_return": lambda: self._stop(StopInfo("step")),
@@ -201,7 +202,9 @@ class LuaDebugger:
             self.resume(None)
 
     def set_exception_filters(self, filters: list[str]) -> None:
-        unknown = [f for f in filters if f not in ("raised", "uncaught")]
+        """Stop on errors: ``raised`` (every error where it is raised, caught or not) and/or
+        ``uncaught`` (errors that end the run)."""
+        unknown = [f for f in filters if f not in EXCEPTION_FILTER_IDS]
         if unknown:
             raise DebuggerError(f"unknown exception filter(s) {unknown}; use 'raised' and/or 'uncaught'")
         with self._lock:
@@ -325,11 +328,10 @@ class LuaDebugger:
 
     def _on_exception(self, kind: bytes, message: bytes) -> Any:
         kind_s = text(kind)
-        if kind_s not in self._filters:
+        if kind_s not in self._filters and "raised" not in self._filters:
             return None
-        self.exception_text = text(message)
-        description = self.engine.cells.prettify(self.exception_text)
-        return self._stop(StopInfo("exception", description, description))
+        description = self.engine.cells.prettify(text(message))
+        return self._stop(StopInfo("exception", description, description, uncaught=kind_s == "uncaught"))
 
     def _breakpoint_fires(self, bp: Breakpoint) -> bool:
         """Condition, hit count and log message of a breakpoint reached on the Lua thread."""

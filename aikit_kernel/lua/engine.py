@@ -89,6 +89,7 @@ class LuaEngine:
         )
         self.policy = policy or SecurityPolicy.default()
         self.cells = CellFiles()
+        self.script_paths: list[str] = []  # scripts run (the debugger's loaded sources)
         self._interrupter: Interrupter | None = None
         self._debugger: Any = None  # debug.lua_debugger.LuaDebugger, created on first use
         self.dispatcher = LuaDispatcher()
@@ -156,6 +157,7 @@ class LuaEngine:
         """Run a script file as ``aikit run`` does: ``...`` and the global ``arg`` hold its arguments."""
         with open(path, encoding="utf-8") as f:
             code = f.read()
+        self.script_paths.append(path)
         if code.startswith("#!"):
             code = "--" + code  # keep the line count; Lua's own loader skips a shebang the same way
         arg = self.table(*[a.encode() for a in args])

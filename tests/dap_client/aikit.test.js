@@ -259,7 +259,7 @@ test('the "raised" exception filter also stops at an error that pcall catches', 
 });
 
 test('the "raised" filter alone stops at an uncaught error too', {
-  ...TEST, todo: 'aikit bug: with only "raised" set, an uncaught error() does not stop (sandbox.lua wires the raised handler into pcall/xpcall only)',
+  ...TEST,
 }, async (t) => {
   const { dc } = await startTcp(t, ERRORS);
   const first = event(dc, 'stopped');
