@@ -26,7 +26,9 @@ from typing import Any
 
 from ..errors import Conflict, InvalidArgument, NotFound
 
-__all__ = ["RAG", "embedder_description"]
+__all__ = ["LOCAL_DESCRIPTION", "RAG", "embedder_description"]
+
+LOCAL_DESCRIPTION = "local all-MiniLM-L6-v2 (sentence-transformers, CPU, offline)"
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 SHARED = "_shared"
@@ -44,10 +46,8 @@ def _checked_name(value: Any, what: str) -> str:
 def embedder_description(spec: str) -> str:
     """What an embedder setting means, for docs and ``inspect``."""
     if spec == "local":
-        from .embedders import LocalEmbedder
-
-        return LocalEmbedder.description
-    return f"embedding endpoint {spec}"
+        return LOCAL_DESCRIPTION
+    return f"embedding endpoint {spec} (from aikit.toml [providers])"
 
 
 class RAG:

@@ -21,6 +21,7 @@ import hashlib
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -163,16 +164,20 @@ class Collection:
                                        "duration_ms": (time.perf_counter() - started) * 1000})
         return result
 
-    async def aingest_path(self, path: Path, *, root: Path | None = None) -> dict[str, Any]:
+    async def aingest_path(self, path: Path, *, check: Callable[[Path], Any] | None = None) -> dict[str, Any]:
         """Ingest a file, or every supported file below a directory. A document's id is its
         resolved path; metadata ``source`` is the path relative to ``path`` (a file: its name),
-        plus ``path``, ``type`` and what the loader found (``title``, ``page``)."""
-        path = Path(path)
+        plus ``path``, ``type`` and what the loader found (``title``, ``page``). ``check`` (the
+        security policy) vets every file before it is read. All files are read before anything
+        is stored: one unreadable file fails the whole call and stores nothing."""
+        path = Path(path).resolve()
         if not path.exists():
             raise NotFound(f"cannot ingest {path}: no such file or directory", details={"path": str(path)})
         base = path if path.is_dir() else path.parent
         documents = []
         for file in walk(path):
+            if check is not None:
+                check(file)
             loaded = load_file(file)
             meta = {"source": file.relative_to(base).as_posix(), "path": str(file), "type": file.suffix.lower().lstrip("."),
                     **loaded.metadata}

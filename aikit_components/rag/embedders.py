@@ -29,6 +29,7 @@ import numpy as np
 
 from ..errors import AikitError, EmbedderUnavailable, InvalidArgument
 from ..storage.sqlite import translate_error
+from . import LOCAL_DESCRIPTION
 
 __all__ = ["CachedEmbedder", "EmbeddingCache", "Embedder", "HTTPEmbedder", "LocalEmbedder", "local_model_dir",
            "normalize"]
@@ -106,7 +107,7 @@ class LocalEmbedder:
     """all-MiniLM-L6-v2 through sentence-transformers on the CPU (see the module docstring)."""
 
     name = f"local/{LOCAL_MODEL}"
-    description = f"local {LOCAL_MODEL} (sentence-transformers, CPU, offline)"
+    description = LOCAL_DESCRIPTION
 
     def __init__(self, batch_size: int = 32) -> None:
         self.batch_size = batch_size
