@@ -28,6 +28,7 @@ from ..errors import Conflict, InvalidArgument, NotFound
 
 __all__ = ["LOCAL_DESCRIPTION", "RAG", "embedder_description"]
 
+LOCAL_MODEL = "all-MiniLM-L6-v2"
 LOCAL_DESCRIPTION = "local all-MiniLM-L6-v2 (sentence-transformers, CPU, offline)"
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -114,19 +115,10 @@ class RAG:
             directory.mkdir(parents=True, exist_ok=True)
             stored = _stored_embedder(directory)
             spec = opts.get("embedder") or (self._spec_of(stored) if stored else self.setting("embedder"))
+            requested = f"local/{LOCAL_MODEL}" if spec == "local" else str(spec)
+            if stored and stored != requested:
+                self._replace_embedder(directory, name, stored, requested)
             embedder = self._embedder(str(spec), folder)
-            if stored and stored != embedder.name:
-                from .store import Store
-
-                store = Store(directory / "store.sqlite")
-                try:
-                    if store.counts()["chunks"]:
-                        raise Conflict(f"collection {name!r} was embedded with {stored}, not {embedder.name}; its "
-                                       "vectors cannot be compared. Use another collection, or RAG.drop it first",
-                                       details={"stored": stored, "requested": embedder.name})
-                    store.set_meta(embedder=embedder.name, dim=embedder.dim)
-                finally:
-                    store.close()
             collection = Collection(name, tenant, directory, embedder, chunking=chunking, params=params,
                                     events=self.events)
             self._open[key] = collection
@@ -159,6 +151,21 @@ class RAG:
         if self.events is not None:
             self.events.publish("rag.dropped", {"collection": name, "tenant": tenant}, source="rag")
         return True
+
+    @staticmethod
+    def _replace_embedder(directory: Path, name: str, stored: str, requested: str) -> None:
+        """Switch an empty collection to another embedder; a filled one cannot switch."""
+        from .store import Store
+
+        store = Store(directory / "store.sqlite")
+        try:
+            if store.counts()["chunks"]:
+                raise Conflict(f"collection {name!r} was embedded with {stored}, not {requested}; its vectors cannot "
+                               "be compared. Use another collection, or RAG.drop it first",
+                               details={"stored": stored, "requested": requested})
+            store.set_meta(embedder=requested, dim=None)
+        finally:
+            store.close()
 
     # ------------------------------------------------------------------ embedders
     @staticmethod

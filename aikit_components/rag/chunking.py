@@ -296,7 +296,7 @@ def _code(text: str, options: ChunkOptions, measure: Measure, language: str | No
         for line in chunk.text.splitlines():
             match = _DEFINITION.match(line)
             if match:
-                meta["symbol"] = match.group(1)
+                meta["symbol"] = match.group(1).rstrip(":.")
                 break
         chunks.append(Chunk(chunk.text, chunk.start, chunk.end, meta))
     return chunks

@@ -206,9 +206,12 @@ class Collection:
         return out
 
     def _content_hash(self, doc: Document) -> str:
-        data = json.dumps([doc.text, doc.metadata, self.chunking.to_dict(), self.embedder.name,
-                           None if doc.vector is None else list(map(float, doc.vector))], sort_keys=True, default=str)
-        return hashlib.sha256(data.encode("utf-8", "surrogatepass")).hexdigest()
+        data = json.dumps([doc.text, doc.metadata, self.chunking.to_dict(), self.embedder.name], sort_keys=True,
+                          default=str)
+        digest = hashlib.sha256(data.encode("utf-8", "surrogatepass"))
+        if doc.vector is not None:
+            digest.update(np.asarray(doc.vector, dtype=np.float32).tobytes())
+        return digest.hexdigest()
 
     # ------------------------------------------------------------------ delete
     def delete(self, document_id: str) -> bool:

@@ -29,12 +29,10 @@ import numpy as np
 
 from ..errors import AikitError, EmbedderUnavailable, InvalidArgument
 from ..storage.sqlite import translate_error
-from . import LOCAL_DESCRIPTION
+from . import LOCAL_DESCRIPTION, LOCAL_MODEL
 
 __all__ = ["CachedEmbedder", "EmbeddingCache", "Embedder", "HTTPEmbedder", "LocalEmbedder", "local_model_dir",
            "normalize"]
-
-LOCAL_MODEL = "all-MiniLM-L6-v2"
 
 
 class Embedder(Protocol):
