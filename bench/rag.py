@@ -255,7 +255,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--sigma", type=float, default=0.5, help="cluster noise relative to the centre scale")
+    parser.add_argument("--sigma", type=float, default=1.0, help="cluster noise relative to the centre scale")
     parser.add_argument("--quick", action="store_true", help="20,000 vectors")
     parser.add_argument("-q", action="store_true", help="only the summary")
     args = parser.parse_args()
