@@ -37,6 +37,22 @@ COLLECTION_OPTIONS = ("tenant", "embedder", "chunker", "chunk_size", "chunk_over
                       "ef_construction", "ef_search", "exact_threshold", "create")
 
 
+def once(loader: Callable[[], Any]) -> Callable[[], Any]:
+    """``loader()`` run on the first call only (thread-safe); later calls return its result.
+    For what is loaded once per process: the embedding model, its tokenizer."""
+    lock = threading.Lock()
+    box: list[Any] = []
+
+    def get() -> Any:
+        if not box:
+            with lock:
+                if not box:
+                    box.append(loader())
+        return box[0]
+
+    return get
+
+
 def _checked_name(value: Any, what: str) -> str:
     if not isinstance(value, str) or not _NAME.match(value) or value in (".", ".."):
         raise InvalidArgument(f"{what} must be 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit; "

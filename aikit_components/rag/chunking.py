@@ -23,12 +23,12 @@ only partly embedded).
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import InvalidArgument
+from . import once
 
 __all__ = ["CHUNKERS", "Chunk", "ChunkOptions", "chunk_text", "token_counter"]
 
@@ -108,24 +108,19 @@ def chunk_text(text: str, options: ChunkOptions, *, kind_hint: str | None = None
 # ----------------------------------------------------------------------------- measuring
 Measure = Callable[[str, int, int], int]  # (text, start, end) -> length in units
 
-_tokenizer: Any = None
-_tokenizer_lock = threading.Lock()
+def _load_tokenizer() -> Any:
+    from tokenizers import Tokenizer
+
+    from .embedders import local_model_dir
+
+    tokenizer = Tokenizer.from_file(str(local_model_dir() / "tokenizer.json"))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return tokenizer
 
 
-def token_counter() -> Any:
-    """The tokenizer of the local embedding model (``tokenizers``, loaded once per process)."""
-    global _tokenizer
-    if _tokenizer is None:
-        with _tokenizer_lock:
-            if _tokenizer is None:
-                from tokenizers import Tokenizer
-
-                from .embedders import local_model_dir
-
-                _tokenizer = Tokenizer.from_file(str(local_model_dir() / "tokenizer.json"))
-                _tokenizer.no_truncation()
-                _tokenizer.no_padding()
-    return _tokenizer
+#: The tokenizer of the local embedding model (``tokenizers``), loaded once per process.
+token_counter = once(_load_tokenizer)
 
 
 def _measure(unit: str) -> Measure:

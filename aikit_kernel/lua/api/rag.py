@@ -47,7 +47,13 @@ local mt = {}
 mt.__index = {
   ingest = function(self, docs) return ingest(self.id, docs) end,
   ingest_file = function(self, path) return ingest_file(self.id, path) end,
-  search = function(self, query, opts) return search(self.id, query, opts) end,
+  search = function(self, query, opts)
+    if type(query) == "table" then  -- a vector: packed as float32 in C, far cheaper than converting 384 numbers
+      local ok, packed = pcall(string.pack, string.rep("f", #query), table.unpack(query))
+      if ok and #query > 0 then return search(self.id, nil, opts, packed) end
+    end
+    return search(self.id, query, opts)
+  end,
   delete = function(self, id) return delete(self.id, id) end,
   stats = function(self) return stats(self.id) end,
   documents = function(self) return documents(self.id) end,
@@ -136,14 +142,19 @@ def install(engine: LuaEngine, components: Components, scope: Any) -> Collection
         resolved = checked(ctx, name_arg(path, "col:ingest_file: the path"))
         return lua(engine, engine.wait(col.aingest_path(resolved, check=lambda p: checked(ctx, p))))
 
-    def search(cid: Any, query: Any, opts: Any = None) -> Any:
+    def search(cid: Any, query: Any, opts: Any = None, packed: Any = None) -> Any:
         col = table.get(cid)
         o = options(engine, opts, SEARCH_OPTIONS, "col:search")
         k, mode, filter_ = o.get("k", 5), o.get("mode", "hybrid"), o.get("filter")
         if filter_ is not None and not isinstance(filter_, dict):
             raise InvalidArgument("col:search: filter must be a table of metadata field = value")
-        if isinstance(query, bytes):
-            q: Any = query.decode("utf-8", "surrogateescape")
+        if packed is not None:  # a vector table, packed by the Lua method as native float32
+            import numpy as np  # not at module level: the kernel starts without numpy
+
+            q: Any = np.frombuffer(packed, dtype=np.float32)
+            mode = o.get("mode", "vector")
+        elif isinstance(query, bytes):
+            q = query.decode("utf-8", "surrogateescape")
         elif lua_type(query) == "table":
             q = list(query.values())
             if "mode" not in o:
