@@ -2,7 +2,7 @@
 #
 #   make demo    run the tour notebook and an example script through aikit
 #   make test    run the test suite
-#   make bench   run the kernel latency benchmark
+#   make bench   run the benchmarks (kernel latency, components, agents, workflows, RAG)
 #   make venv    create .venv and install aikit into it (the others do this first)
 #   make clean   remove .venv and caches
 #
@@ -17,6 +17,8 @@ STAMP  := $(VENV)/.aikit-installed
 # The `local` extra (the offline model) builds llama-cpp-python from source, portably: a
 # -march=native build dies with SIGILL on VMs whose CPUs report AMX. About 4 min on 2 cores the
 # first time; pip caches the built wheel, so later installs on the same machine are quick.
+# The `rag` extra needs torch: exactly torch==2.13.0 (the CPU build on local disk) is installed
+# first, alone; any other torch request would download the newest CUDA build (GBs).
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
 .DEFAULT_GOAL := help
@@ -31,7 +33,8 @@ venv: $(STAMP)
 # copies it into $(VENV)/share/jupyter/kernels/aikit, so Jupyter in .venv sees it.
 $(STAMP): pyproject.toml $(wildcard kernelspec/kernel.json kernelspec/logo-*)
 	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(VPY) -m pip install --disable-pip-version-check -q -e '.[test,local]'
+	$(VPY) -m pip install --disable-pip-version-check -q torch==2.13.0
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(VPY) -m pip install --disable-pip-version-check -q -e '.[test,local,rag]'
 	@touch $@
 
 # pytest exits 5 when it collected no test: make treats that, like any non-zero
@@ -47,6 +50,7 @@ bench: $(STAMP)
 	$(VPY) bench/components.py
 	$(VPY) bench/agents.py
 	$(VPY) bench/workflows.py
+	$(VPY) bench/rag.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build dist

@@ -33,6 +33,7 @@ from .tools import Budget, ToolContext, ToolRegistry, default_registry
 if TYPE_CHECKING:
     from .agents import Agent, AgentSpec
     from .providers.registry import ModelRegistry
+    from .rag import RAG
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class Components:
     plugins: bool = True
     _tools: ToolRegistry | None = field(default=None, repr=False)
     _models: Any = field(default=None, repr=False)
+    _rag: Any = field(default=None, repr=False)
     ledger: UsageLedger = field(default_factory=UsageLedger)
     _tools_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -77,6 +79,19 @@ class Components:
                 if self._models is None:
                     self._models = ModelRegistry(self.config)
         return self._models
+
+    @property
+    def rag(self) -> "RAG":
+        """RAG collections under ``<data_dir>/rag``, opened on first use (the embedding model
+        itself loads only when something is first embedded)."""
+        if self._rag is None:
+            from .rag import RAG
+
+            with self._tools_lock:
+                if self._rag is None:
+                    self._rag = RAG(self.data_dir / "rag", config=self.config, events=self.events,
+                                    models=lambda: self.models)
+        return self._rag
 
     def new_agent(self, spec: "AgentSpec", context: Callable[[], ToolContext] | None = None) -> "Agent":
         """An agent wired to this process: its model (with fallbacks), tools, state, hooks, events."""
@@ -142,7 +157,10 @@ class Components:
                 self.sessions.complete(self.session.id, status)
         except Exception:
             log.exception("could not complete session %s", self.session.id)
-        for closer in (self.state.close, self.artifacts.close, self.sessions.close):
+        closers = [self.state.close, self.artifacts.close, self.sessions.close]
+        if self._rag is not None:
+            closers.insert(0, self._rag.close)
+        for closer in closers:
             try:
                 closer()
             except Exception:

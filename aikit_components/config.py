@@ -142,6 +142,18 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "git_run_hooks": False,
     },
     "providers": {},
+    "rag": {
+        "embedder": "local",  # or "<provider>/<model>" (an OpenAI-compatible or Ollama embedding endpoint)
+        "embedding_cache": True,
+        "chunker": "auto",
+        "chunk_size": 800,
+        "chunk_overlap": 100,
+        "chunk_unit": "chars",
+        "M": 16,
+        "ef_construction": 200,
+        "ef_search": 64,
+        "exact_threshold": 5000,
+    },
 }
 
 #: Sections whose keys are free-form (one sub-table per provider): no unknown-key warnings.

@@ -140,3 +140,17 @@ class SupervisorStartFailed(AikitError):
     stopped again (reverse order)."""
 
     code = "supervisor_start_failed"
+
+
+class UnsupportedFile(InvalidArgument):
+    """A file cannot be read as a document: not UTF-8 text, or a type no loader knows;
+    ``details["path"]`` names it. Nothing was stored."""
+
+    code = "unsupported_file"
+
+
+class EmbedderUnavailable(AikitError):
+    """The embedding model cannot be used (its package is missing, or it failed to load); the
+    message says what to install or configure."""
+
+    code = "embedder_unavailable"

@@ -44,7 +44,7 @@ from typing import Any
 import httpx
 
 from ..config import Config, Secret
-from ..errors import ConfigError, NotFound
+from ..errors import ConfigError, InvalidArgument, NotFound
 from .base import Provider, ProviderError
 
 __all__ = ["BUILTIN_PROVIDERS", "DEFAULT_MODEL", "PROVIDER_TYPES", "ModelRegistry", "TransportFactory"]
@@ -276,6 +276,29 @@ class ModelRegistry:
 
     def _build(self, name: str) -> Provider:
         kind = self.provider_type(name)
+        kwargs = self._settings_kwargs(name, kind)
+        factory = self._factory(kind)
+        kwargs = self._accepted(name, factory, kwargs)
+        log.debug("building provider %s (type %s, settings %s)", name, kind,
+                  sorted(k for k in kwargs if k != "api_key"))
+        return factory(**kwargs)
+
+    def embeddings(self, name: str, model: str) -> Any:
+        """An embedding client for ``model`` on provider ``name`` (same settings as its chat
+        client): ``OpenAIEmbeddings`` for OpenAI-compatible providers, ``OllamaEmbeddings`` for
+        Ollama. The caller closes it (``aclose``)."""
+        from .embeddings import OllamaEmbeddings, OpenAIEmbeddings
+
+        kind = self.provider_type(name)
+        classes = {"openai": OpenAIEmbeddings, "ollama": OllamaEmbeddings}
+        if kind not in classes:
+            raise InvalidArgument(f"provider {name!r} (type {kind}) has no embedding endpoint; use an OpenAI-compatible "
+                                  "or Ollama provider, or the local model", details={"provider": name, "type": kind})
+        kwargs = self._accepted(name, classes[kind], self._settings_kwargs(name, kind))
+        return classes[kind](model=model, **kwargs)
+
+    def _settings_kwargs(self, name: str, kind: str) -> dict[str, Any]:
+        """Constructor arguments from ``[providers.<name>]``, checked (secrets revealed)."""
         settings = self.settings(name)
         if "base_url" not in settings and name not in BUILTIN_PROVIDERS and kind != "local":
             raise ConfigError(f"providers.{name}.base_url is required (the {kind}-compatible endpoint)",
@@ -310,11 +333,7 @@ class ModelRegistry:
         transport = self._transport_for(name)
         if transport is not None:
             kwargs["transport"] = transport
-        factory = self._factory(kind)
-        kwargs = self._accepted(name, factory, kwargs)
-        log.debug("building provider %s (type %s, settings %s)", name, kind,
-                  sorted(k for k in kwargs if k != "api_key"))
-        return factory(**kwargs)
+        return kwargs
 
     def _accepted(self, name: str, factory: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
         """Drop keyword arguments the constructor does not take (recording a warning for settings)."""

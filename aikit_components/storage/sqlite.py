@@ -58,13 +58,13 @@ class _Connection(sqlite3.Connection):
     aikit_pid: int = 0
 
 
-def translate_error(exc: sqlite3.Error, path: Path | str, action: str) -> AikitError:
-    """Turn a sqlite3 error into an aikit error a user can act on."""
+def translate_error(exc: sqlite3.Error, path: Path | str, action: str, what: str = "state database") -> AikitError:
+    """Turn a sqlite3 error into an aikit error a user can act on (``what`` names the database)."""
     name = getattr(exc, "sqlite_errorname", "") or ""
     code = getattr(exc, "sqlite_errorcode", None)
     primary = code & 0xFF if isinstance(code, int) else None
     details = {"path": str(path), "sqlite_error": name or type(exc).__name__, "detail": str(exc)}
-    where = f"state database {path}"
+    where = f"{what} {path}"
     if primary in (5, 6):  # SQLITE_BUSY, SQLITE_LOCKED
         return Timeout(f"could not {action}: {where} stayed locked by another connection or process "
                        f"past the busy timeout ({exc})", details=details)

@@ -26,12 +26,12 @@ if TYPE_CHECKING:
 
 def install_globals(engine: LuaEngine, components: "Components | None" = None) -> "RunScope | None":
     """Give a fresh engine every aikit global: ``display`` always; with ``components``, also
-    ``Tool``, ``State``, ``Session``, ``Artifact``, ``Event``, ``Hook`` and ``Config``.
+    ``Tool``, ``State``, ``Session``, ``Artifact``, ``Event``, ``Hook``, ``Config``, ``RAG``, ``Agent``, ...
     Returns the run scope the caller renews for every cell or script (budgets)."""
     DisplayBinding(engine).install()
     if components is None:
         return None
-    from . import agents, config, events, hooks, sessions, state, supervision, tools, workflows
+    from . import agents, config, events, hooks, rag, sessions, state, supervision, tools, workflows
     from .run import RunScope
 
     scope = RunScope(components)
@@ -42,7 +42,8 @@ def install_globals(engine: LuaEngine, components: "Components | None" = None) -
     hooks.install(engine, components)
     config.install(engine, components)
     supervision.install(engine, components)
-    agent_table = agents.install(engine, components, scope)
+    collections = rag.install(engine, components, scope)
+    agent_table = agents.install(engine, components, scope, collections)
     workflows.install(engine, components, agent_table)
     return scope
 

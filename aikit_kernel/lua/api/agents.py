@@ -29,9 +29,10 @@ STREAM_DISPLAY_INTERVAL_S = 0.05
 DOCS = {
     "": "Agent\n\nLLM agents with tools: Agent.new{...} -> agent; agent:run(input) -> {text, data, tool_calls, steps, usage, "
         "model, stop_reason}. With no model configured, agents use the local model (no network).",
-    "new": "Agent.new{name, model = 'default', system, tools = {name | agent, ...}, fallback = {model, ...}, max_steps = 8, "
-           "temperature, max_tokens, output_schema, memory = false} -> agent\n\nCreates an agent. model is 'provider/model' "
-           "or an alias from config; fallback models are tried when the model is rate-limited, overloaded or down.\n"
+    "new": "Agent.new{name, model = 'default', system, tools = {name | agent, ...}, collections = {col, ...}, "
+           "fallback = {model, ...}, max_steps = 8, temperature, max_tokens, output_schema, memory = false} -> agent\n\n"
+           "Creates an agent. model is 'provider/model' or an alias from config; fallback models are tried when the "
+           "model is rate-limited, overloaded or down. Each RAG collection gives the agent a search_<name> tool.\n"
            "Example: local a = Agent.new{name = 'helper', system = 'Answer briefly.', tools = {'calculate'}}",
     "usage": "Agent.usage() -> {session = {input_tokens, output_tokens, total_tokens, cost}, agents = {...}}\n\n"
              "Tokens and cost so far, per agent and for the session.",
@@ -56,6 +57,7 @@ return function(id, name, model) return setmetatable({ id = id, name = name, mod
 
 SPEC_FIELDS = ("name", "model", "system", "tools", "fallback", "max_steps", "temperature", "max_tokens",
                "output_schema", "max_output_retries", "memory")
+NEW_FIELDS = SPEC_FIELDS + ("collections",)
 
 
 class AgentTable:
@@ -72,11 +74,11 @@ class AgentTable:
         return agent
 
 
-def install(engine: LuaEngine, components: Components, scope: Any) -> AgentTable:
+def install(engine: LuaEngine, components: Components, scope: Any, collections: Any = None) -> AgentTable:
     table = AgentTable()
 
     def new(spec_table: Any) -> Any:
-        fields = options(engine, spec_table, SPEC_FIELDS, "Agent.new")
+        fields = options(engine, spec_table, NEW_FIELDS, "Agent.new")
         tool_names = []
         raw_tools = spec_table[b"tools"] if spec_table is not None else None
         if raw_tools is not None:
@@ -91,6 +93,17 @@ def install(engine: LuaEngine, components: Components, scope: Any) -> AgentTable
                     tool_names.append(sub.spec.name)
                 else:
                     raise InvalidArgument("Agent.new: each tool is a tool name or an agent")
+        raw_collections = spec_table[b"collections"] if spec_table is not None else None
+        if raw_collections is not None:
+            found = [collections.from_lua(item) if collections is not None else None
+                     for _, item in raw_collections.items()] if lua_type(raw_collections) == "table" else [None]
+            if None in found:
+                raise InvalidArgument("Agent.new: collections must be a list of RAG collections (RAG.collection(name))")
+            for col in found:
+                tool = col.as_tool()
+                register_agent_tool(components, tool, source="rag")
+                if tool.name not in tool_names:
+                    tool_names.append(tool.name)
         fallback = fields.get("fallback") or []
         spec = AgentSpec(
             name=str(fields.get("name") or f"agent-{uuid.uuid4().hex[:6]}"),
@@ -180,11 +193,12 @@ def _whole(value: Any) -> Any:
     return value
 
 
-def register_agent_tool(components: Components, tool: Any) -> None:
-    """Register an agent as a tool; never shadow a tool that is not an agent."""
-    if tool.name in components.tools and components.tools.get(tool.name).source != "agent":
-        raise InvalidArgument(f"an agent named {tool.name!r} cannot become a tool: a {tool.name!r} tool already "
-                              "exists; give the agent another name")
+def register_agent_tool(components: Components, tool: Any, source: str = "agent") -> None:
+    """Register an agent (or a collection's search) as a tool; never shadow a tool of another kind."""
+    if tool.name in components.tools and components.tools.get(tool.name).source != source:
+        what = "an agent" if source == "agent" else "a collection's search tool"
+        raise InvalidArgument(f"{what} named {tool.name!r} cannot become a tool: a {tool.name!r} tool already "
+                              "exists; give it another name")
     components.tools.register(tool, replace=True)
 
 
