@@ -51,6 +51,7 @@ bench: $(STAMP)
 	$(VPY) bench/agents.py
 	$(VPY) bench/workflows.py
 	$(VPY) bench/rag.py
+	$(VPY) bench/debugger.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build dist
