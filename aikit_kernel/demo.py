@@ -1,8 +1,9 @@
 """``make demo``: run the tour notebook through the aikit kernel and an example script.
 
-Executes ``examples/notebooks/tour.ipynb`` with nbclient (a real kernel over ZMQ), saves the
-executed copy under ``out/``, runs ``aikit run examples/hello.lua``, and says how to open the
-notebook in JupyterLab.
+Executes ``examples/notebooks/tour.ipynb`` (and the workflows and agents notebooks) with nbclient
+(a real kernel over ZMQ), saves the executed copies under ``out/``, runs ``aikit run
+examples/hello.lua`` and the retrieval example ``examples/rag/search.lua`` (local embeddings),
+and says how to open the notebooks in JupyterLab and how to debug a script from an IDE.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TOUR = ROOT / "examples" / "notebooks" / "tour.ipynb"
 MORE = [ROOT / "examples" / "notebooks" / name for name in ("workflows.ipynb", "agents.ipynb")]
 HELLO = ROOT / "examples" / "hello.lua"
+RAG_EXAMPLE = ROOT / "examples" / "rag" / "search.lua"
 OUT = ROOT / "out"
 
 
@@ -47,11 +49,15 @@ def main() -> int:
     print(f"\n==> aikit run {HELLO.relative_to(ROOT)}\n", flush=True)
     aikit = Path(sys.executable).with_name("aikit")
     status = subprocess.call([str(aikit), "run", str(HELLO), "demo"], cwd=ROOT)
+    print(f"\n==> aikit run {RAG_EXAMPLE.relative_to(ROOT)}   (retrieval with the local embedding model)\n", flush=True)
+    status |= subprocess.call([str(aikit), "run", str(RAG_EXAMPLE)], cwd=ROOT)
     rel = target.relative_to(ROOT)
     print(
         f"\n==> The executed notebooks are in out/ ({rel}, out/workflows.ipynb, out/agents.ipynb)\n"
         f"    Open it in JupyterLab:  .venv/bin/pip install jupyterlab && .venv/bin/jupyter lab {rel}\n"
-        "    (the kernel is named \"aikit (Lua)\"; it is already installed in .venv)"
+        "    (the kernel is named \"aikit (Lua)\"; it is already installed in .venv; its debugger is the bug icon)\n"
+        "    Debug a script from VS Code or Neovim:  .venv/bin/aikit debug --port 5678 examples/hello.lua\n"
+        "    (then attach to port 5678; see docs/debugging.md)"
     )
     return 1 if (errors or status) else 0
 
