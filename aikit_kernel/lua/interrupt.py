@@ -136,23 +136,19 @@ class Interrupter:
 
     def pause(self) -> bool:
         """Ask the running code to stop in the debugger at the next instruction; False if idle."""
-        with self._lock:
-            if not self._active:
-                return False
-            self.pause_requested.set()
-            self._arm_locked(self._main)
-            for state in self._running:
-                self._arm_locked(state)
-            return True
+        return self._request(self.pause_requested)
 
     def interrupt(self) -> bool:
         """Request an interrupt; returns False when no run is active (nothing to stop)."""
+        return self._request(self.requested)
+
+    def _request(self, flag: threading.Event) -> bool:
+        """Set ``flag`` and arm the count hook on every running state (the hook reads the flags)."""
         with self._lock:
             if not self._active:
                 return False
-            self.requested.set()
-            self._arm_locked(self._main)
-            for state in self._running:
+            flag.set()
+            for state in [self._main, *self._running]:
                 self._arm_locked(state)
             return True
 
