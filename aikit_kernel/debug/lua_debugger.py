@@ -230,12 +230,12 @@ class LuaDebugger:
     def submit(self, fn: Callable[[], Any]) -> "concurrent.futures.Future[Any]":
         """Run ``fn`` on the Lua thread: at once in the stopped loop, else at the next safe point
         (an idle kernel serves it right away; a busy one when it next waits)."""
-        if self._stopped is not None and not self.engine.dispatcher.on_lua_thread():
-            future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-            self._requests.put((fn, future))
-            if self._stopped is None:  # resumed meanwhile: the loop may not see it
-                return self.engine.dispatcher.submit(fn)
-            return future
+        if not self.engine.dispatcher.on_lua_thread():
+            with self._lock:  # against _stop's exit: queued before it drains, or not queued at all
+                if self._stopped is not None:
+                    future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+                    self._requests.put((fn, future))
+                    return future
         return self.engine.dispatcher.submit(fn)
 
     # ------------------------------------------------------------------ inspection (Lua thread)
@@ -393,7 +393,8 @@ class LuaDebugger:
                     except BaseException as exc:  # noqa: BLE001 - handed to the requester
                         future.set_exception(exc)
         finally:
-            self._stopped = None
+            with self._lock:
+                self._stopped = None
             self._fn["leave"]()
             self._drain_requests()
 

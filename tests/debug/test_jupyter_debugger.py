@@ -39,7 +39,7 @@ class JupyterDebugClient:
             if reply["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
                 assert reply["msg_type"] == "debug_reply"
                 return reply["content"]
-        raise TimeoutError(command)
+        raise TimeoutError(f"no debug_reply to {content!r}")
 
     def event(self, name: str) -> dict[str, Any]:
         for i, e in enumerate(self.events):
