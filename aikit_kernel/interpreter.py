@@ -88,10 +88,10 @@ class LuaInterpreter(Interpreter):
     ]
 
     def __init__(self, output: OutputSink, policy: SecurityPolicy | None = None, max_memory_mb: int | None = None,
-                 with_components: bool = True) -> None:
+                 with_components: bool = True, session_name: str | None = None) -> None:
         mb = max_memory_mb if max_memory_mb is not None else env_int("AIKIT_MAX_MEMORY_MB", DEFAULT_MAX_MEMORY_MB)
         self.output = output
-        self.components, self.startup_error = open_components(with_components)
+        self.components, self.startup_error = open_components(with_components, session_name)
         if policy is None and self.components is not None:
             policy = self.components.policy
         self.engine = LuaEngine(output, policy, max_memory=mb * 1024 * 1024 if mb > 0 else None)
@@ -182,15 +182,17 @@ def _clamp(cursor_pos: int, code: str) -> int:
     return max(0, min(int(cursor_pos), len(code)))
 
 
-def open_components(enabled: bool) -> tuple["Components | None", str | None]:
-    """The process's components (resuming ``$AIKIT_SESSION`` when set). A broken config or data
-    directory must not keep the kernel from starting: the error is shown in the first cell."""
+def open_components(enabled: bool, session_name: str | None = None) -> tuple["Components | None", str | None]:
+    """The process's components (resuming ``$AIKIT_SESSION`` when set, else a new session named
+    ``session_name``). A broken config or data directory must not keep the kernel from starting:
+    the error is shown in the first cell."""
     if not enabled:
         return None, None
     from aikit_components.components import Components
 
     try:
-        components = Components.open(loop_getter=runtime.get_loop, session_id=os.environ.get("AIKIT_SESSION") or None)
+        components = Components.open(loop_getter=runtime.get_loop, session_id=os.environ.get("AIKIT_SESSION") or None,
+                                     session_name=session_name)
         components.warm_up()
         return components, None
     except AikitError as exc:

@@ -141,9 +141,8 @@ def on_sigint(callback: Callable[[], Any]) -> None:
     reader, writer = socket.socketpair()
     reader.setblocking(False)
     writer.setblocking(False)
-    signal.signal(signal.SIGINT, lambda signum, frame: None)
-    signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
     _sigint_sockets = (reader, writer)
+    restore_sigint()
 
     def on_wakeup() -> None:
         try:
@@ -155,3 +154,13 @@ def on_sigint(callback: Callable[[], Any]) -> None:
 
     loop = get_loop()
     loop.call_soon_threadsafe(loop.add_reader, reader.fileno(), on_wakeup)
+
+
+def restore_sigint() -> None:
+    """Point SIGINT back at the I/O loop after something else took it (an asyncio loop on the main
+    thread, such as prompt_toolkit's, installs its own handler and wake-up fd, and resets both when
+    it closes). Main thread only; a no-op before :func:`on_sigint`."""
+    if _sigint_sockets is None:
+        return
+    signal.signal(signal.SIGINT, lambda signum, frame: None)
+    signal.set_wakeup_fd(_sigint_sockets[1].fileno(), warn_on_full_buffer=False)
