@@ -30,6 +30,8 @@ from .errors import InvalidArgument
 log = logging.getLogger(__name__)
 
 OVERFLOW_POLICIES = ("drop_oldest", "drop_newest")
+# Topics can be unbounded (one per run id); the per-topic route cache is dropped past this size.
+MAX_CACHED_ROUTES = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +172,8 @@ class EventBus:
         if routes is None:
             with self._lock:
                 routes = tuple(s for s in self._subs if s.matches(topic))
+                if len(self._routes) >= MAX_CACHED_ROUTES:
+                    self._routes = {}
                 self._routes[topic] = routes
         if not routes:
             return 0

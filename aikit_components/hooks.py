@@ -35,7 +35,7 @@ POINTS = (
     "agent.before", "agent.after", "agent.error",
     "llm.before", "llm.after", "llm.error",
     "workflow.step.before", "workflow.step.after", "workflow.step.error",
-    "state.write.before", "state.write.after",
+    "state.write.before", "state.write.after", "state.write.error",
     "cell.before", "cell.after", "cell.error",
 )
 

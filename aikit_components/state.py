@@ -16,7 +16,10 @@ Writes (``set``, ``delete``, ``update``, ``compare_and_set``) fire the hook poin
 raises ``cancelled``; modify ``value``; or replace -> the write is skipped and the operation
 returns the hook's value) and ``state.write.after``, and publish ``state.written`` /
 ``state.deleted`` events with ``{scope, key, op}`` (never the value). For ``update`` the before
-hook runs after ``fn`` computed the new value, inside the atomic section.
+hook runs after ``fn`` computed the new value, inside the atomic section. A write that fails
+(a full disk, a value too large, an updater that raised) fires ``state.write.error`` (payload
+``{scope, key, op, error = {code, message, details}}``, observe only) and publishes
+``state.failed`` ``{scope, key, op, code, message}`` before the error reaches the caller.
 
 Each method has an ``a``-prefixed async twin (``aget``, ``aset``, ...). Store operations take
 well under a millisecond, so the twins run them inline.
@@ -31,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from . import config
-from .errors import Cancelled, InvalidArgument, IOFailure, PermissionDenied
+from .errors import Cancelled, InvalidArgument, IOFailure, PermissionDenied, error_from_exception
 from .events import EventBus
 from .hooks import HookRegistry
 from .storage.base import DEFAULT_MAX_VALUE_BYTES, StateBackend
@@ -42,7 +45,7 @@ MAX_KEY_LENGTH = 1024
 MAX_SCOPE_ID_LENGTH = 256
 SCOPE_FORMS = "global, session, user:<id>, agent:<name>, workflow:<id>, tenant:<id>"
 _PREFIXED = ("user", "agent", "workflow", "tenant")
-_BEFORE, _AFTER = "state.write.before", "state.write.after"
+_BEFORE, _AFTER, _ERROR = "state.write.before", "state.write.after", "state.write.error"
 
 
 class _Missing:
@@ -265,6 +268,18 @@ class State:
         if self.events is not None:
             self.events.publish(topic, {"scope": scope, "key": key, "op": op}, source=self.source)
 
+    def _failed(self, scope: str, key: str, op: str, exc: Exception) -> None:
+        """Report a failed write (hook ``state.write.error``, event ``state.failed``); the caller
+        re-raises. A hook's cancel or replace is a decision, not a failure."""
+        if isinstance(exc, (Cancelled, _Replaced)):
+            return
+        error = error_from_exception(exc)
+        if self.hooks is not None and self.hooks.has(_ERROR):
+            self.hooks.run(_ERROR, {"scope": scope, "key": key, "op": op, "error": error.to_dict()})
+        if self.events is not None:
+            self.events.publish("state.failed", {"scope": scope, "key": key, "op": op, "code": error.code,
+                                                 "message": error.message}, source=self.source)
+
     # -- sync surface ------------------------------------------------------------------------
 
     def get(self, scope: str, key: str, default: Any = None) -> Any:
@@ -282,7 +297,11 @@ class State:
         proceed, value = self._before(scope, key, value, "set")
         if not proceed:
             return None
-        self.backend.set(scope, key, value, expires_at)
+        try:
+            self.backend.set(scope, key, value, expires_at)
+        except Exception as exc:
+            self._failed(scope, key, "set", exc)
+            raise
         self._after(scope, key, value, "set", "state.written")
         return None
 
@@ -292,7 +311,11 @@ class State:
         proceed, replacement = self._before(scope, key, None, "delete")
         if not proceed:
             return bool(replacement)
-        existed = self.backend.delete(scope, key)
+        try:
+            existed = self.backend.delete(scope, key)
+        except Exception as exc:
+            self._failed(scope, key, "delete", exc)
+            raise
         if existed:
             self._after(scope, key, None, "delete", "state.deleted")
         return existed
@@ -313,19 +336,22 @@ class State:
         scope, key = self.resolve_scope(scope), self._key(key)
         expires_at = self._expires(ttl)
         hooks = self.hooks
-        if hooks is None or not hooks.has(_BEFORE):
-            new = self.backend.update(scope, key, fn, expires_at)
-        else:
-            def guarded(old: Any) -> Any:
-                proceed, value = self._before(scope, key, fn(old), "update")
-                if not proceed:
-                    raise _Replaced(value)
-                return value
+        try:
+            if hooks is None or not hooks.has(_BEFORE):
+                new = self.backend.update(scope, key, fn, expires_at)
+            else:
+                def guarded(old: Any) -> Any:
+                    proceed, value = self._before(scope, key, fn(old), "update")
+                    if not proceed:
+                        raise _Replaced(value)
+                    return value
 
-            try:
                 new = self.backend.update(scope, key, guarded, expires_at)
-            except _Replaced as replaced:
-                return replaced.value
+        except _Replaced as replaced:
+            return replaced.value
+        except Exception as exc:
+            self._failed(scope, key, "update", exc)
+            raise
         self._after(scope, key, new, "update", "state.written")
         return new
 
@@ -339,8 +365,12 @@ class State:
         if not proceed:
             return bool(new)
         expected_found = expected is not MISSING
-        stored = self.backend.compare_and_set(scope, key, expected_found, expected if expected_found else None,
-                                              new, expires_at)
+        try:
+            stored = self.backend.compare_and_set(scope, key, expected_found, expected if expected_found else None,
+                                                  new, expires_at)
+        except Exception as exc:
+            self._failed(scope, key, "compare_and_set", exc)
+            raise
         if stored:
             self._after(scope, key, new, "compare_and_set", "state.written")
         return stored

@@ -78,6 +78,31 @@ def test_cell_before_hook_cancels_cells(kernel: Kernel) -> None:
     assert kernel.execute("return 'forbidden again'").content["ename"] == "cancelled"
 
 
+def test_cell_after_and_cell_error_hooks_see_every_cell(kernel: Kernel) -> None:
+    """``cell.after`` fires after every cell with its status; ``cell.error`` only after a failed
+    one; a hook that raises is reported and the cell's own result is unchanged."""
+    kernel.ok("after, errors = {}, {}\n"
+              "Hook.register('cell.after', function(ctx)\n"
+              "  local p = ctx.payload\n"
+              "  after[#after + 1] = p.execution_count .. ':' .. p.status\n"
+              "end)\n"
+              "Hook.register('cell.error', function(ctx)\n"
+              "  errors[#errors + 1] = ctx.payload.execution_count .. ':' .. ctx.payload.error.evalue\n"
+              "end)\n"
+              "Hook.register('cell.after', function() error('after-hook bug') end, {name = 'buggy', priority = 9})")
+    ok = kernel.ok("return 1 + 1")
+    assert ok.result_text == "2"
+    failed = kernel.execute("error('kaboom')")
+    assert failed.content["status"] == "error" and "kaboom" in failed.content["evalue"]
+    n_ok, n_failed = ok.content["execution_count"], failed.content["execution_count"]
+    report = kernel.ok("return table.concat(after, ','), table.concat(errors, ',')")
+    seen_after, seen_errors = report.result_text.split("\t")
+    assert f"{n_ok}:ok" in lua_string(seen_after) and f"{n_failed}:error" in lua_string(seen_after)
+    assert lua_string(seen_errors).startswith(f"{n_failed}:") and "kaboom" in lua_string(seen_errors)
+    assert f"{n_ok}:" not in lua_string(seen_errors)
+    kernel.assert_alive()
+
+
 def test_two_kernels_share_one_data_dir(tmp_path: Path) -> None:
     data = tmp_path / "shared"
     a = start_kernel(data, cwd=tmp_path)

@@ -700,6 +700,40 @@ def test_raising_hook_does_not_break_write(hooked) -> None:
     assert ("state.write.before", "hook bug") in errors and ("state.write.after", "hook bug") in errors
 
 
+def test_failed_writes_fire_state_write_error_and_state_failed(kind: str, tmp_path: Path) -> None:
+    """Every write op that fails reports itself (hook and event) and still raises; a hook's
+    cancel is a decision, not a failure, and is not reported as one."""
+    hooks, bus = HookRegistry(), EventBus()
+    st = State(make_backend(kind, tmp_path), events=bus, hooks=hooks, session_id="s", max_value_bytes=100)
+    seen: list[dict] = []
+    hooks.register("state.write.error", lambda ctx: seen.append(ctx.payload))
+    failed = bus.subscribe("state.failed")
+    st.set("global", "k", "small")
+
+    def broken_updater(old):
+        raise ValueError("updater bug")
+
+    with pytest.raises(ResourceExhausted):
+        st.set("global", "k", "x" * 500)
+    with pytest.raises(ResourceExhausted):
+        st.compare_and_set("global", "k", "small", "y" * 500)
+    with pytest.raises(ValueError, match="updater bug"):
+        st.update("global", "k", broken_updater)
+    assert [(p["op"], p["error"]["code"]) for p in seen] == [
+        ("set", "resource_exhausted"), ("compare_and_set", "resource_exhausted"), ("update", "internal_error")]
+    assert seen[0]["scope"] == "global" and seen[0]["key"] == "k" and "100 bytes" in seen[0]["error"]["message"]
+    assert [(e.payload["op"], e.payload["code"]) for e in failed.drain()] == [
+        ("set", "resource_exhausted"), ("compare_and_set", "resource_exhausted"), ("update", "internal_error")]
+    assert st.get("global", "k") == "small"
+    hooks.register("state.write.before", lambda ctx: HookResult.cancel("frozen"))
+    with pytest.raises(Cancelled):
+        st.set("global", "k", "z")
+    with pytest.raises(Cancelled):
+        st.update("global", "k", lambda v: "z")
+    assert len(seen) == 3 and failed.drain() == []
+    st.close()
+
+
 def test_after_hook_sees_written_value(hooked) -> None:
     st, hooks, _ = hooked
     after = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Literal
 
@@ -186,3 +187,42 @@ def test_builtin_catalogue() -> None:
         assert item.description and item.category and item.security, item.name
         for name, prop in item.parameters.get("properties", {}).items():
             assert prop.get("description"), f"{item.name}.{name} has no description"
+
+
+def test_wall_time_budget_is_checked_before_a_call() -> None:
+    """A run whose wall time is used up may not start another tool call (rule and fix named)."""
+    budget = Budget(max_wall_time_s=5, started=time.monotonic() - 10)
+    ctx = ToolContext(SecurityPolicy.default(), budget=budget)
+    with pytest.raises(BudgetExceeded) as info:
+        registry().call("greet", {"name": "late"}, ctx)
+    assert info.value.code == "budget_exceeded"
+    assert info.value.details == {"rule": "max_wall_time_s", "limit": 5}
+    assert "before calling 'greet'" in info.value.message and "security.max_wall_time_s" in info.value.message
+
+
+def test_wall_time_budget_cuts_off_a_running_async_tool() -> None:
+    """The budget is a deadline for the run: an async tool still running when it expires is
+    cancelled with budget_exceeded instead of running on."""
+    hooks, events = HookRegistry(), EventBus()
+    failed = events.subscribe("tool.failed")
+    errors: list[str] = []
+    hooks.register("tool.error", lambda c: errors.append(c.payload["error"]["code"]))
+    ctx = ToolContext(SecurityPolicy.default(), budget=Budget(max_wall_time_s=0.2))
+    with pytest.raises(BudgetExceeded) as info:
+        asyncio.run(registry(hooks=hooks, events=events).acall("slow_echo", {"text": "x", "delay": 60}, ctx))
+    assert info.value.details["rule"] == "max_wall_time_s"
+    assert "while 'slow_echo' was running" in info.value.message
+    assert errors == ["budget_exceeded"]
+    assert [e.payload["code"] for e in failed.drain()] == ["budget_exceeded"]
+    # a tool's own timeout is its own error, not the budget's
+    @tool(category="demo")
+    async def own_timeout() -> None:
+        """Raise a timeout of its own."""
+        raise TimeoutError("upstream took too long")
+
+    reg = ToolRegistry()
+    reg.register(own_timeout)
+    roomy = ToolContext(SecurityPolicy.default(), budget=Budget(max_wall_time_s=60))
+    with pytest.raises(AikitError) as own:
+        asyncio.run(reg.acall("own_timeout", {}, roomy))
+    assert own.value.code == "timeout" and "upstream took too long" in own.value.message

@@ -53,11 +53,15 @@ class Budget:
                 details={"rule": "max_tool_calls", "limit": self.max_tool_calls},
             )
         if self.max_wall_time_s is not None and time.monotonic() - self.started > self.max_wall_time_s:
-            raise BudgetExceeded(
-                f"wall-time budget used up ({self.max_wall_time_s:g} s) before calling {name!r}; "
-                "raise security.max_wall_time_s in aikit.toml to allow more",
-                details={"rule": "max_wall_time_s", "limit": self.max_wall_time_s},
-            )
+            raise self.wall_time_exceeded(f"before calling {name!r}")
+
+    def wall_time_exceeded(self, when: str) -> BudgetExceeded:
+        """The error for a used-up wall-time budget; ``when`` says where it ran out."""
+        return BudgetExceeded(
+            f"wall-time budget used up ({self.max_wall_time_s:g} s) {when}; "
+            "raise security.max_wall_time_s in aikit.toml to allow more",
+            details={"rule": "max_wall_time_s", "limit": self.max_wall_time_s},
+        )
 
     def remaining_time(self) -> float | None:
         if self.max_wall_time_s is None:

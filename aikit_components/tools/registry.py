@@ -177,7 +177,7 @@ class ToolRegistry:
                 if item.async_fn is not None:
                     result = await item.async_fn(**bound)
                 elif item.is_async:
-                    result = await (item.fn(ctx, **bound) if item.wants_ctx else item.fn(**bound))
+                    result = await self._within_budget(item, bound, ctx)
                 else:
                     result = self._invoke_sync(item, bound, ctx)
             except asyncio.CancelledError:
@@ -203,6 +203,22 @@ class ToolRegistry:
         raise AssertionError("unreachable")
 
     # ------------------------------------------------------------------ pipeline pieces
+    async def _within_budget(self, item: Tool, bound: dict[str, Any], ctx: ToolContext) -> Any:
+        """Await an async Python tool, cut off when the run's wall-time budget runs out (the
+        budget is a deadline for the run, not only a check before each call)."""
+        call = item.fn(ctx, **bound) if item.wants_ctx else item.fn(**bound)
+        remaining = ctx.budget.remaining_time()
+        if remaining is None:
+            return await call
+        deadline = asyncio.timeout(remaining)
+        try:
+            async with deadline:
+                return await call
+        except TimeoutError:
+            if deadline.expired():
+                raise ctx.budget.wall_time_exceeded(f"while {item.name!r} was running") from None
+            raise
+
     def _invoke_sync(self, item: Tool, bound: dict[str, Any], ctx: ToolContext) -> Any:
         return item.fn(ctx, **bound) if item.wants_ctx else item.fn(**bound)
 

@@ -115,7 +115,7 @@ def test_path_parse_error_names_the_file(env: Env) -> None:
 
 
 def test_size_cap(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("aikit_components.tools.data.MAX_INPUT_BYTES", 100)
+    monkeypatch.setattr("aikit_components.tools.data.common.MAX_INPUT_BYTES", 100)
     env.fails("resource_exhausted", "parse_json", "limit", text="[" + "1," * 100 + "1]")
     (env.root / "big.json").write_text("[" + "1," * 100 + "1]")
     env.fails("resource_exhausted", "parse_json", "big.json", path="big.json")

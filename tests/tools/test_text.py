@@ -166,7 +166,7 @@ def test_render_template_resource_bombs_are_stopped(env: Env, template: str) -> 
 def test_render_template_long_loops_and_recursion_are_stopped(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     env.fails("resource_exhausted", "render_template", "steps",
               template="{% for a in big %}{% for b in big %}{% endfor %}{% endfor %}", variables={"big": "a" * 100_000})
-    monkeypatch.setattr("aikit_components.tools.text.TEMPLATE_TIMEOUT_S", 0.5)
+    monkeypatch.setattr("aikit_components.tools.text.templates.TEMPLATE_TIMEOUT_S", 0.5)
     started = time.monotonic()
     fanout = "{% macro m(n) %}{% if n %}{{ m(n - 1) }}{{ m(n - 1) }}{% endif %}{% endmacro %}{{ m(40) }}"
     env.fails("timeout", "render_template", "longer than", template=fanout)

@@ -1,0 +1,70 @@
+"""The built-in defaults; the type of each default is the type a configured value must have."""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: Built-in defaults; the type of each value is the type a configured value must have.
+# Programs the process tools may run by default (no shells, no wrappers such as env/xargs that
+# would run anything). security.py uses the same list.
+DEFAULT_COMMANDS = ("git", "ls", "cat", "echo", "python3", "grep", "wc", "head", "tail", "sort", "uniq", "date",
+                    "true", "false", "sleep", "pwd")
+
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "kernel": {
+        "max_memory_mb": 2048,
+    },
+    "security": {
+        "allowed_paths": [],
+        "allowed_hosts": [],
+        "allow_private_hosts": False,
+        "allowed_commands": list(DEFAULT_COMMANDS),
+        "env_allowlist": ["HOME", "USER", "LANG", "LC_ALL", "TZ", "PWD", "SHELL", "TERM"],
+        "max_tool_calls": 1000,
+        "max_wall_time_s": 3600,
+    },
+    "state": {
+        "backend": "sqlite",
+    },
+    "artifacts": {
+        "max_bytes": 104857600,
+    },
+    "tools": {
+        "http_timeout_s": 30,
+        "http_retries": 2,
+        "http_backoff_s": 0.5,
+        "http_max_retry_after_s": 30,
+        "http_max_bytes": 10 * 1024 * 1024,
+        "fetch_max_chars": 20_000,
+        "max_input_bytes": 20 * 1024 * 1024,
+        "process_timeout_s": 60,
+        "process_output_cap_bytes": 1048576,
+        "process_inherit_env": False,
+        "sql_timeout_s": 30,
+        "sql_busy_timeout_s": 5,
+        "git_timeout_s": 60,
+        "git_run_hooks": False,
+    },
+    "providers": {},
+    "rag": {
+        "embedder": "local",  # or "<provider>/<model>" (an OpenAI-compatible or Ollama embedding endpoint)
+        "embedding_cache": True,
+        "chunker": "auto",
+        "chunk_size": 800,
+        "chunk_overlap": 100,
+        "chunk_unit": "chars",
+        "M": 16,
+        "ef_construction": 200,
+        "ef_search": 64,
+        "exact_threshold": 5000,
+    },
+}
+
+#: Sections whose keys are free-form (one sub-table per provider): no unknown-key warnings.
+OPEN_SECTIONS = frozenset({"providers", "models"})
+
+#: Durations: integer defaults that also accept a float (``http_timeout_s = 2.5``).
+NUMBER_KEYS = frozenset({
+    "security.max_wall_time_s", "tools.http_timeout_s", "tools.process_timeout_s", "tools.http_backoff_s",
+    "tools.http_max_retry_after_s", "tools.sql_timeout_s", "tools.sql_busy_timeout_s", "tools.git_timeout_s",
+})
