@@ -767,13 +767,6 @@ class TestFailures:
         finally:
             kill_leftovers(marker)
 
-    @pytest.mark.xfail(strict=True, reason=(
-        "a step timeout cannot stop a Lua step that computes without awaiting: the Lua thread is inside "
-        "internal.step_resume and asyncio's timeout only cancels the I/O-loop wait, so the run hangs "
-        "until an interrupt (docs: 'timeout per step and per workflow really cancel the work'). Fix: "
-        "when a Lua step's task is cancelled, arm the interrupt count hook for that coroutine (a "
-        "per-coroutine cancel request raising a catchable timeout error) instead of only cancelling "
-        "the asyncio wait"))
     def test_lua_step_timeout_stops_a_busy_step(self, lua: Lua) -> None:
         timer = later(1.5, lua.engine.interrupt)  # safety: the bug makes the cell spin until interrupted
         started = time.monotonic()
