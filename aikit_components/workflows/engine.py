@@ -29,8 +29,9 @@ Scheduling (the same rules as Airflow and Argo)
   Not retried: a hook's cancel and unresolvable templates. ``StepRecord.attempts`` counts tries.
   A looping step is retried as a whole.
 - **Timeouts.** ``Step.timeout_s`` bounds each attempt: the attempt's task is cancelled, and the
-  cancellation reaches the tool call (``run_process`` kills the program's process group) ->
-  ``timed_out``. ``Workflow.timeout_s`` bounds the run: running steps are cancelled and marked
+  cancellation reaches the tool call (``run_process`` kills the program's process group), and a
+  ``function`` step must stop when cancelled (the Lua binding stops Lua code even mid-computation)
+  -> ``timed_out``. ``Workflow.timeout_s`` bounds the run: running steps are cancelled and marked
   ``timed_out``, steps not started ``cancelled``, and the run ends ``timed_out``.
 - **Loops** (``Step.loop``) run iterations one after another inside the step; the output is the
   list of iteration outputs. ``range`` is inclusive (``[1, 3]`` -> 1, 2, 3), ``over`` a list (a
