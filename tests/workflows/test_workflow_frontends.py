@@ -1,5 +1,7 @@
-"""A Lua workflow step that computes without ever awaiting, stopped by its timeout, through the
-front doors a user meets: a real kernel over ZMQ, and ``aikit run`` of a script in a subprocess.
+"""Workflows through the front doors a user meets: a real kernel over ZMQ (the live progress
+display, a busy Lua step) and ``aikit run`` of a script in a subprocess.
+
+A Lua workflow step that computes without ever awaiting is stopped by its timeout.
 
 The step is stopped inside its own coroutine by the interrupt hook (``LuaEngine.cancel_step``):
 the step is recorded ``timed_out``, a sibling step still completes, the cell ends normally and the
@@ -67,3 +69,27 @@ print('still running', 6 * 7)
     assert lines[0] == "failed\ttimed_out\tsucceeded\ttrue"
     assert "did not finish within 0.3 s" in lines[1]
     assert lines[2] == "still running\t42"
+
+
+def test_kernel_live_progress_display(kernel: Kernel) -> None:
+    result = kernel.execute("""
+        local wf = Workflow.new{name = 'shown', steps = {
+          {id = 'one', fn = function() sleep(0.3) return 1 end},
+          {id = 'two', depends_on = {'one'}, fn = function() sleep(0.3) return 2 end},
+          {id = 'three', depends_on = {'two'}, noop = true},
+        }}
+        return wf:run({}, {display = true}).status""", timeout=GENEROUS_S)
+    assert result.content["status"] == "ok", result.content
+    assert result.result_text == '"succeeded"'
+    shown = result.of_type("display_data")
+    updates = result.of_type("update_display_data")
+    assert len(shown) == 1 and updates, [m["msg_type"] for m in result.outputs]
+    display_id = shown[0]["content"]["transient"]["display_id"]
+    assert all(m["content"]["transient"]["display_id"] == display_id for m in updates)
+    assert "0/3 steps" in shown[0]["content"]["data"]["text/plain"]
+    final = updates[-1]["content"]["data"]
+    assert final["text/plain"] == "shown: 3/3 steps"
+    assert "<table>" in final["text/html"] and final["text/html"].count("succeeded") == 3
+    # it updated while running, not only at the end
+    assert any("1/3 steps" in m["content"]["data"]["text/plain"] for m in updates), \
+        [m["content"]["data"]["text/plain"] for m in updates]
