@@ -93,6 +93,7 @@ run id. Nested workflows resume from their own records.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import logging
 import math
@@ -287,7 +288,7 @@ class _Runner:
         self.records: dict[str, StepRecord] = {sid: StepRecord(sid) for sid in plan.order}
         self.record = RunRecord(run_id, wf.name, "pending", self.records, inputs, source=wf.source)
         self.tctx = TemplateContext(inputs, self.records, getattr(components, "policy", None),
-                                    getattr(components, "config", None))
+                                    getattr(components, "config", None), state=getattr(components, "state", None))
         self.remaining = {sid: len(self.nodes[sid].deps) for sid in plan.order}
         self.ready: deque[str] = deque()
         self.tasks: dict[str, asyncio.Task[None]] = {}
@@ -675,7 +676,7 @@ class _Runner:
         return outputs
 
     async def _iteration(self, node: _Node, frame: dict[str, Any], attempt: int) -> Any:
-        ctx = TemplateContext(self.tctx.inputs, self.records, self.tctx.env, self.tctx.config, frame)
+        ctx = dataclasses.replace(self.tctx, loop=frame)
         params = node.params.resolve(ctx, node.step.id)  # type: ignore[union-attr]
         return await self._dispatch(node, params, frame, attempt)
 
@@ -690,8 +691,7 @@ class _Runner:
 
     def _declarative(self, cond: Condition, ref: Template | None, value: Template | None, sid: str,
                      frame: dict[str, Any] | None) -> bool:
-        ctx = self.tctx if frame is None else TemplateContext(self.tctx.inputs, self.records, self.tctx.env,
-                                                                self.tctx.config, frame)
+        ctx = self.tctx if frame is None else dataclasses.replace(self.tctx, loop=frame)
         left = ref.resolve(ctx, sid) if ref is not None else None
         right = value.resolve(ctx, sid) if value is not None else cond.value
         return _compare(cond.op, left, right)

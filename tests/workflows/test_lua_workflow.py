@@ -556,6 +556,15 @@ class TestConditions:
         assert record["steps"]["x"]["status"] == "failed"
         assert "bad predicate" in record["steps"]["x"]["error"]["message"]
 
+    def test_declarative_on_state(self, lua: Lua) -> None:
+        record = lua.run("""
+            State.set('global', 'feature', {enabled = true})
+            return Workflow.new{name = 'on_state', steps = {
+              {id = 'on', when = {ref = '{{state.global.feature.enabled}}', op = 'eq', value = true}, noop = true},
+              {id = 'off', when = {ref = '{{state.global.feature.enabled}}', op = 'falsy'}, noop = true},
+            }}:run()""")
+        assert statuses(record) == {"on": "succeeded", "off": "skipped"}
+
     def test_declarative(self, lua: Lua) -> None:
         record = lua.run("""
             return Workflow.new{name = 'when_decl', inputs = {mode = 'fast'}, steps = {
