@@ -110,9 +110,8 @@ class Interrupter:
             if step:
                 self._step_frames.add(len(self._running))
             self._running.append(state)
-            if (self.requested.is_set() or self.pause_requested.is_set()) and self._active:
-                self._arm_locked(state)
-            elif self._cancelled and self._top_cancelled_locked():
+            interrupting = (self.requested.is_set() or self.pause_requested.is_set()) and self._active
+            if interrupting or (self._cancelled and self._top_cancelled_locked()):
                 self._arm_locked(state)
             else:
                 self._set_base_locked(state)

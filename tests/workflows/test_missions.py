@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ from aikit_components.errors import ValidationError
 from aikit_components.security import SecurityPolicy
 from aikit_components.workflows.missions import (STEP_TYPES, UNSUPPORTED_STEP_TYPES, load_mission, parse_mission,
                                                  step_type_table, validate_mission)
+from tests.workflows.test_lua_workflow import kill_leftovers, processes_with, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 MISSIONS = Path(__file__).resolve().parent / "missions"
@@ -363,10 +365,6 @@ def test_interrupted_run_is_recorded_and_resumes(tmp_path: Path) -> None:
 def test_crashed_run_resumes_without_rerunning_completed_steps(tmp_path: Path) -> None:
     """A crash (SIGKILL: no handler runs, nothing is flushed on the way out) leaves the record in
     State saying "running"; ``aikit mission resume`` reuses the steps it had finished."""
-    import signal
-
-    from tests.workflows.test_lua_workflow import kill_leftovers, processes_with, wait_until
-
     marker = "30.0931"
     (tmp_path / "crash.yaml").write_text(
         "name: crash\nsteps:\n"
