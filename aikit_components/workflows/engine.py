@@ -29,8 +29,9 @@ Scheduling (the same rules as Airflow and Argo)
   Not retried: a hook's cancel and unresolvable templates. ``StepRecord.attempts`` counts tries.
   A looping step is retried as a whole.
 - **Timeouts.** ``Step.timeout_s`` bounds each attempt: the attempt's task is cancelled, and the
-  cancellation reaches the tool call (``run_process`` kills the program's process group) ->
-  ``timed_out``. ``Workflow.timeout_s`` bounds the run: running steps are cancelled and marked
+  cancellation reaches the tool call (``run_process`` kills the program's process group), and a
+  ``function`` step must stop when cancelled (the Lua binding stops Lua code even mid-computation)
+  -> ``timed_out``. ``Workflow.timeout_s`` bounds the run: running steps are cancelled and marked
   ``timed_out``, steps not started ``cancelled``, and the run ends ``timed_out``.
 - **Loops** (``Step.loop``) run iterations one after another inside the step; the output is the
   list of iteration outputs. ``range`` is inclusive (``[1, 3]`` -> 1, 2, 3), ``over`` a list (a
@@ -92,6 +93,7 @@ run id. Nested workflows resume from their own records.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import logging
 import math
@@ -286,7 +288,7 @@ class _Runner:
         self.records: dict[str, StepRecord] = {sid: StepRecord(sid) for sid in plan.order}
         self.record = RunRecord(run_id, wf.name, "pending", self.records, inputs, source=wf.source)
         self.tctx = TemplateContext(inputs, self.records, getattr(components, "policy", None),
-                                    getattr(components, "config", None))
+                                    getattr(components, "config", None), state=getattr(components, "state", None))
         self.remaining = {sid: len(self.nodes[sid].deps) for sid in plan.order}
         self.ready: deque[str] = deque()
         self.tasks: dict[str, asyncio.Task[None]] = {}
@@ -674,7 +676,7 @@ class _Runner:
         return outputs
 
     async def _iteration(self, node: _Node, frame: dict[str, Any], attempt: int) -> Any:
-        ctx = TemplateContext(self.tctx.inputs, self.records, self.tctx.env, self.tctx.config, frame)
+        ctx = dataclasses.replace(self.tctx, loop=frame)
         params = node.params.resolve(ctx, node.step.id)  # type: ignore[union-attr]
         return await self._dispatch(node, params, frame, attempt)
 
@@ -689,8 +691,7 @@ class _Runner:
 
     def _declarative(self, cond: Condition, ref: Template | None, value: Template | None, sid: str,
                      frame: dict[str, Any] | None) -> bool:
-        ctx = self.tctx if frame is None else TemplateContext(self.tctx.inputs, self.records, self.tctx.env,
-                                                                self.tctx.config, frame)
+        ctx = self.tctx if frame is None else dataclasses.replace(self.tctx, loop=frame)
         left = ref.resolve(ctx, sid) if ref is not None else None
         right = value.resolve(ctx, sid) if value is not None else cond.value
         return _compare(cond.op, left, right)

@@ -15,6 +15,8 @@ indexes (0-based, as in JSON paths):
 ``config.KEY.SUB``         a value of the effective configuration (secrets are refused)
 ``loop.item``              inside a looping step: the current item, ``loop.index`` (0-based),
                            ``loop.previous`` (the previous iteration's output)
+``state.SCOPE.KEY...``     a value in State (``State.get(SCOPE, KEY)``) when the reference is
+                           resolved, e.g. ``{{state.global.mode}}`` in a declarative ``when``
 =========================  ===============================================================
 
 A template that is the whole string keeps the value's type (``"{{steps.a.output.count}}"`` gives
@@ -43,7 +45,7 @@ from ..errors import InvalidArgument
 __all__ = ["ROOTS", "STEP_FIELDS", "Ref", "Template", "TemplateContext", "TemplateError", "compile",
            "format_value", "references", "resolve"]
 
-ROOTS = ("input", "context", "steps", "env", "config", "loop")
+ROOTS = ("input", "context", "steps", "env", "config", "loop", "state")
 STEP_FIELDS = ("output", "status", "error", "attempts", "duration_s")
 LOOP_FIELDS = ("item", "index", "previous")
 
@@ -86,7 +88,8 @@ class TemplateContext:
 
     ``steps`` maps step ids to records (objects or dicts with ``status``, ``output``, ...);
     ``env`` is the security policy (``check_env``) or None to refuse every ``env.*`` reference;
-    ``config`` anything with ``get(dotted, default)``; ``loop`` the current iteration."""
+    ``config`` anything with ``get(dotted, default)``; ``loop`` the current iteration; ``state``
+    anything with ``get(scope, key, default)`` (a :class:`~aikit_components.state.State`)."""
 
     inputs: Mapping[str, Any]
     steps: Mapping[str, Any]
@@ -94,6 +97,7 @@ class TemplateContext:
     config: Any = None
     loop: Mapping[str, Any] | None = None
     environ: Mapping[str, str] | None = None  # None: os.environ
+    state: Any = None
 
 
 # --------------------------------------------------------------------------- parsing
@@ -153,6 +157,11 @@ def parse_ref(expr: str, param: str = "params") -> Ref:
             raise TemplateError(f"{param}: {{{{{text}}}}} needs a step id: steps.ID.output",
                                 details={"param": param, "ref": text})
         return Ref(text, "steps", path[2:], param, str(path[1]), has_default, default)
+    if head == "state":
+        if len(path) < 3:
+            raise TemplateError(f"{param}: {{{{{text}}}}} needs a scope and a key: state.SCOPE.KEY",
+                                details={"param": param, "ref": text})
+        return Ref(text, "state", path[1:], param, None, has_default, default)
     if head in ("env", "config", "loop"):
         if len(path) < 2:
             raise TemplateError(f"{param}: {{{{{text}}}}} needs a name: {head}.NAME", details={"param": param, "ref": text})
@@ -161,7 +170,7 @@ def parse_ref(expr: str, param: str = "params") -> Ref:
         return Ref(text, "steps", path[1:], param, head, has_default, default)
     raise TemplateError(
         f"{param}: {{{{{text}}}}} starts with unknown name {head!r}; use input.X, steps.ID.output.X (or ID.output.X), "
-        "env.X, config.X or loop.item", details={"param": param, "ref": text})
+        "env.X, config.X, loop.item or state.SCOPE.KEY", details={"param": param, "ref": text})
 
 
 # --------------------------------------------------------------------------- compiled values
@@ -435,6 +444,14 @@ def lookup(ref: Ref, ctx: TemplateContext, step: str | None = None) -> Any:
         if name not in ctx.loop:
             return _fail(ref, step, f"loops have no field {name!r} (fields: {', '.join(LOOP_FIELDS)})")
         return _walk(ctx.loop[name], ref.path[1:], ref, step, f"loop.{name}")
+    if root == "state":
+        if ctx.state is None:
+            return _fail(ref, step, "no State is available")
+        scope, key = str(ref.path[0]), str(ref.path[1])
+        value = ctx.state.get(scope, key, _MISSING)
+        if value is _MISSING:
+            return _fail(ref, step, f"State has no key {key!r} in scope {scope!r}")
+        return _walk(value, ref.path[2:], ref, step, f"state.{scope}.{key}")
     return _fail(ref, step, f"unknown root {root!r}")
 
 

@@ -199,10 +199,16 @@ def _execute(mission: Any, components: Any, *, inputs: dict[str, Any], run_id: s
     workflow = mission.workflow
     run_id = run_id or uuid.uuid4().hex[:16]
     display = _Display(workflow, already or set())
+
+    def on_event(kind: str, step_id: str | None, rec: Any) -> None:
+        if kind == "run.started":  # so `aikit mission list` shows the run even after a crash
+            _write_record(components, mission, rec, out)
+        display.on_event(kind, step_id, rec)
+
     display.start()
     try:
         record = asyncio.run(engine.run(workflow, components=components, inputs=inputs, run_id=run_id,
-                                        resume=resume, on_event=display.on_event))
+                                        resume=resume, on_event=on_event))
     except KeyboardInterrupt:
         display.stop()
         stored = engine.load_run(components, run_id)  # the engine recorded the cancellation
@@ -405,7 +411,8 @@ def _list(args: argparse.Namespace, components: Any) -> int:
         live = engine.load_run(components, run_id)  # a resumed run's newest state
         if live is not None:
             fresh = live.to_dict()
-            data = {**data, **{k: fresh.get(k) for k in ("status", "started_at", "ended_at", "duration_s", "steps")}}
+            steps = {**(data.get("steps") or {}), **(fresh.get("steps") or {})}  # State leaves pending steps out
+            data = {**data, **{k: fresh.get(k) for k in ("status", "started_at", "ended_at", "duration_s")}, "steps": steps}
         steps = data.get("steps") or {}
         runs.append({"run_id": run_id, "workflow": data.get("workflow"), "status": data.get("status"),
                      "started_at": data.get("started_at"), "duration_s": data.get("duration_s"),

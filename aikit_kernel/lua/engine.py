@@ -95,11 +95,12 @@ class LuaEngine:
         self.dispatcher = LuaDispatcher()
         self._futures: dict[int, Any] = {}
         self._future_ids = 0
-        self.host = Host(output, self.policy, self.wait, self.interrupt_requested,
+        self.host = Host(output, self.policy, self.wait, self.stop_requested,
                          details_to_lua=lambda value: python_to_lua(self.runtime, value), start=self.start)
         host_functions = {k.encode(): v for k, v in self.host.functions().items()}
         host_functions[b"rearm"] = lambda: self._interrupter.rearm()  # type: ignore[union-attr]
-        host_functions[b"co_enter"] = lambda address: self._interrupter.co_enter(address)  # type: ignore[union-attr]
+        host_functions[b"co_enter"] = lambda address, step=False: self._interrupter.co_enter(address, step)  # type: ignore[union-attr]
+        host_functions[b"stop_kind"] = lambda: self._interrupter.stop_kind()  # type: ignore[union-attr]
         host_functions[b"co_leave"] = lambda: self._interrupter.co_leave()  # type: ignore[union-attr]
         host_functions[b"future_wait"] = self.host.wrap(self.future_wait)
         host_functions[b"future_result"] = self.host.wrap(lambda fid: self._future_result_lua(fid))
@@ -238,7 +239,7 @@ class LuaEngine:
     def wait(self, coro: Any, timeout: float | None = None) -> Any:
         """Run a coroutine on the I/O loop from the Lua thread: interruptible, and serving calls
         other threads queued for Lua while waiting."""
-        return runtime.run_sync(coro, timeout, should_stop=self.interrupt_requested,
+        return runtime.run_sync(coro, timeout, should_stop=self.stop_requested,
                                 service=self.dispatcher.service, wake=self.dispatcher.wake)
 
     # ------------------------------------------------------------------ futures (await from Lua)
@@ -261,7 +262,7 @@ class LuaEngine:
         if future is None:
             return
         try:
-            runtime.wait_future(future, should_stop=self.interrupt_requested,
+            runtime.wait_future(future, should_stop=self.stop_requested,
                                 service=self.dispatcher.service, wake=self.dispatcher.wake)
         except runtime.WaitCancelled:
             self._futures.pop(future_id, None)
@@ -282,6 +283,31 @@ class LuaEngine:
     def interrupt_requested(self) -> bool:
         """True between an interrupt request and the end of the run it stops."""
         return self._interrupter is not None and self._interrupter.requested.is_set()
+
+    def stop_requested(self) -> bool:
+        """True when the code running now must stop waiting: an interrupt, or a cancel of the
+        workflow step it runs in (see :meth:`cancel_step`)."""
+        return self._interrupter is not None and self._interrupter.stop_requested()
+
+    # ------------------------------------------------------------------ workflow step coroutines
+    def new_step(self, fn: Any) -> int:
+        """Wrap a Lua function in a coroutine the workflow scheduler drives (Lua thread); returns
+        its token for ``internal.step_resume``, :meth:`cancel_step` and :meth:`release_step`."""
+        token, address = self.internal[b"step_coroutine"](fn)
+        assert self._interrupter is not None
+        self._interrupter.step_started(token, address)
+        return token
+
+    def cancel_step(self, token: int) -> bool:
+        """Stop a step's Lua code where it runs, even in a loop that never awaits (any thread):
+        the interrupt hook raises a step cancel in that coroutine only. False if it already ended."""
+        return self._interrupter is not None and self._interrupter.cancel_step(token)
+
+    def release_step(self, token: int) -> None:
+        """Forget a step coroutine, closing it if suspended (Lua thread; idempotent)."""
+        assert self._interrupter is not None
+        self._interrupter.step_released(token)
+        self.internal[b"step_release"](token)
 
     def _compile_cell(self, code: str, chunkname: str) -> Any:
         chunk = chunkname.encode()

@@ -10,6 +10,14 @@ every coroutine currently being resumed; the Lua hook then raises the interrupt 
 While breakpoints exist or a step is pending, the debugger sets a *base hook* (its line hook):
 it is installed on the main state for the duration of each run and on every coroutine as it is
 resumed, and is what disarming restores, so an interrupt or pause does not lose it.
+
+A *step cancel* stops one workflow step's coroutine (its timeout expired, or its run was
+cancelled) while the rest of the run goes on. Step coroutines are registered by token when they
+are created and released when they end; ``cancel_step(token)`` arms the count hook on that
+coroutine only (and on coroutines it resumed itself, up to the next step coroutine resumed from
+inside it), and the hook raises the cancel sentinel there, which ``step_resume`` turns into the
+"cancelled" outcome. A token already released makes the cancel a no-op, so a cancel racing the
+end of its step never reaches a coroutine that reused the address.
 """
 
 from __future__ import annotations
@@ -23,6 +31,9 @@ LUA_MASKRET = 1 << 1
 LUA_MASKLINE = 1 << 2
 LUA_MASKCOUNT = 1 << 3
 REARM_COUNT = 10_000
+
+# What the hook (or a host call failing with "interrupted") must raise: see Interrupter.stop_kind.
+STOP_NONE, STOP_INTERRUPT, STOP_CANCEL = 0, 1, 2
 
 _lib = ctypes.CDLL(lua54.__file__)
 _lua_Hook = ctypes.c_void_p
@@ -47,7 +58,10 @@ class Interrupter:
             raise RuntimeError("the Lua interrupt hook was not registered by the sandbox bootstrap")
         self._lock = threading.Lock()
         self._running: list[int] = []
+        self._step_frames: set[int] = set()  # indexes in _running where a step coroutine was entered
         self._armed: set[int] = set()
+        self._steps: dict[int, int] = {}  # live step coroutines: token -> state address
+        self._cancelled: set[int] = set()  # states of live step coroutines asked to stop
         self._active = False
         self._base_hook: int | None = None
         self._base_mask = 0
@@ -84,15 +98,20 @@ class Interrupter:
             self._disarm_locked()
             _lib.lua_sethook(self._main, None, 0, 0)
             self._running.clear()
+            self._step_frames.clear()
             self.requested.clear()
             self.pause_requested.clear()
 
-    def co_enter(self, address: bytes | str) -> None:
-        """A coroutine is about to be resumed (arm it at once if an interrupt is pending)."""
+    def co_enter(self, address: bytes | str, step: bool = False) -> None:
+        """A coroutine is about to be resumed (arm it at once if an interrupt is pending, or a
+        cancel of the step it runs in); ``step`` marks a workflow step's own coroutine."""
         state = int(address, 16)
         with self._lock:
+            if step:
+                self._step_frames.add(len(self._running))
             self._running.append(state)
-            if (self.requested.is_set() or self.pause_requested.is_set()) and self._active:
+            interrupting = (self.requested.is_set() or self.pause_requested.is_set()) and self._active
+            if interrupting or (self._cancelled and self._top_cancelled_locked()):
                 self._arm_locked(state)
             else:
                 self._set_base_locked(state)
@@ -102,16 +121,53 @@ class Interrupter:
         with self._lock:
             if self._running:
                 state = self._running.pop()
+                self._step_frames.discard(len(self._running))
                 if state in self._armed:
                     self._set_base_locked(state)
                     self._armed.discard(state)
 
-    def rearm(self) -> None:
-        """Called from the Lua hook itself before it raises: fire again only after a long count,
-        so the error handlers run, yet code that swallows the interrupt is stopped again."""
+    def rearm(self) -> int:
+        """Called from the Lua hook on a count event: fire again only after a long count, so the
+        error handlers run, yet code that swallows the error is stopped again. Returns what the
+        hook raises (:meth:`stop_kind`); with nothing to raise the running state is disarmed."""
         with self._lock:
+            kind = self._stop_kind_locked()
+            if kind == STOP_NONE:
+                state = self._running[-1] if self._running else self._main
+                if state in self._armed:
+                    self._armed.discard(state)
+                    self._set_base_locked(state)
+                return kind
             for state in self._armed:
                 _lib.lua_sethook(state, self._hook, LUA_MASKCOUNT, REARM_COUNT)
+            return kind
+
+    def stop_kind(self) -> int:
+        """STOP_INTERRUPT while an interrupt is pending, else STOP_CANCEL when the code running
+        now belongs to a cancelled step, else STOP_NONE."""
+        with self._lock:
+            return self._stop_kind_locked()
+
+    def stop_requested(self) -> bool:
+        """Should a wait of the code running now be abandoned (an interrupt, or its step's cancel)?"""
+        if self.requested.is_set():
+            return True
+        if not self._cancelled:
+            return False
+        with self._lock:
+            return self._top_cancelled_locked()
+
+    def step_started(self, token: int, address: bytes | str) -> None:
+        """A workflow step's coroutine was created: from now on ``cancel_step(token)`` reaches it."""
+        with self._lock:
+            self._steps[token] = int(address, 16)
+
+    def step_released(self, token: int) -> None:
+        """The step's coroutine ended or was closed: a later cancel of ``token`` does nothing."""
+        with self._lock:
+            state = self._steps.pop(token, None)
+            if state is not None:
+                self._cancelled.discard(state)
 
     def take_pause(self) -> bool:
         """Called from the Lua hook on a count event: True when it was a pause request (now
@@ -121,6 +177,20 @@ class Interrupter:
                 return False
             self.pause_requested.clear()
             self._disarm_locked()
+            return True
+
+    def cancel_step(self, token: int) -> bool:
+        """Stop a workflow step's coroutine where it runs (any thread). If it is running now the
+        count hook fires in it at its next instruction; if it is resumed later, at once. Returns
+        False when the step already ended (the cancel is a no-op)."""
+        with self._lock:
+            state = self._steps.get(token)
+            if state is None:
+                return False
+            self._cancelled.add(state)
+            for running in self._cancel_targets_locked():
+                if running not in self._armed:
+                    self._arm_locked(running)
             return True
 
     # --- called from any thread ---------------------------------------------------------
@@ -160,9 +230,37 @@ class Interrupter:
         _lib.lua_sethook(state, self._base_hook, self._base_mask, 0)
 
     def _disarm_locked(self) -> None:
-        for state in self._armed:
+        """Drop the interrupt/pause arming; states of a cancelled step stay armed."""
+        keep = self._cancel_targets_locked() if self._cancelled else set()
+        for state in self._armed - keep:
             self._set_base_locked(state)
-        self._armed.clear()
+        self._armed &= keep
+
+    def _cancel_targets_locked(self) -> set[int]:
+        """Running states that belong to a cancelled step: the step's coroutine and the ones it
+        resumed, up to the next step coroutine entered inside it (a different step)."""
+        targets: set[int] = set()
+        cancelled = False
+        for index, state in enumerate(self._running):
+            if index in self._step_frames:
+                cancelled = state in self._cancelled
+            if cancelled:
+                targets.add(state)
+        return targets
+
+    def _top_cancelled_locked(self) -> bool:
+        """Does the innermost running coroutine belong to a cancelled step?"""
+        for index in range(len(self._running) - 1, -1, -1):
+            if index in self._step_frames:
+                return self._running[index] in self._cancelled
+        return False
+
+    def _stop_kind_locked(self) -> int:
+        if self.requested.is_set():
+            return STOP_INTERRUPT
+        if self._cancelled and self._top_cancelled_locked():
+            return STOP_CANCEL
+        return STOP_NONE
 
 
 def lua_release() -> str:

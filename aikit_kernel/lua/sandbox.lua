@@ -22,6 +22,18 @@ local internal = {}
 ---------------------------------------------------------------------------------------------
 local INTERRUPT = raw_setmetatable({}, { __tostring = function() return "interrupted" end, __name = "aikit.Interrupt" })
 internal.INTERRUPT = INTERRUPT
+-- Raised inside one workflow step's coroutine when its timeout expires (or its run is cancelled):
+-- like INTERRUPT, pcall cannot swallow it, but it stops only that step (see step_resume).
+local CANCEL = raw_setmetatable({}, { __tostring = function() return "step cancelled" end, __name = "aikit.StepCancel" })
+internal.CANCEL = CANCEL
+
+-- Interrupter.stop_kind / rearm results (aikit_kernel/lua/interrupt.py)
+local STOP_INTERRUPT, STOP_CANCEL = 1, 2
+local host_stop_kind = host.stop_kind
+
+local function is_stop(e)
+  return raw_rawequal(e, INTERRUPT) or raw_rawequal(e, CANCEL)
+end
 
 local error_mt = {
   __name = "aikit.Error",
@@ -38,7 +50,7 @@ internal.new_error = new_error
 local function check(ok, ...)
   if ok then return ... end
   local code, message, details = ...
-  if code == "interrupted" then raw_error(INTERRUPT, 0) end
+  if code == "interrupted" then raw_error(host_stop_kind() == STOP_CANCEL and CANCEL or INTERRUPT, 0) end
   raw_error(new_error(code, message, details), 3)
 end
 
@@ -73,8 +85,9 @@ local function interrupt_hook(event, line)
   end
   local on_count = debug_handlers.count
   if on_count and on_count() then return end
-  host_rearm()
-  raw_error(INTERRUPT, 0)
+  local kind = host_rearm()
+  if kind == STOP_INTERRUPT then raw_error(INTERRUPT, 0) end
+  if kind == STOP_CANCEL then raw_error(CANCEL, 0) end
 end
 internal.hook_function = interrupt_hook
 debug_sethook(interrupt_hook, "", 1 << 30)
@@ -89,7 +102,7 @@ internal.co_resume = co_resume
 local coaddress = raw_setmetatable({}, { __mode = "k" })
 
 local function rethrow_interrupt(ok, ...)
-  if not ok and raw_rawequal((...), INTERRUPT) then raw_error(INTERRUPT, 0) end
+  if not ok and is_stop((...)) then raw_error((...), 0) end
   return ok, ...
 end
 
@@ -129,7 +142,7 @@ end
 -- debugger where they were raised (the stack is still intact inside a message handler).
 local function on_raised(e)
   local raised = debug_handlers.raised
-  if raised and not raw_rawequal(e, INTERRUPT) then raised(e) end
+  if raised and not is_stop(e) then raised(e) end
   return e
 end
 
@@ -140,7 +153,7 @@ end
 
 local function safe_xpcall(f, handler, ...)
   local function guarded(e)
-    if raw_rawequal(e, INTERRUPT) then return e end
+    if is_stop(e) then return e end
     if debug_handlers.raised then on_raised(e) end
     return handler(e)
   end
@@ -198,7 +211,7 @@ local function repr(value, opts)
     if raw_type(mt) == "table" and raw_rawget(mt, "__tostring") then
       local ok, s = raw_pcall(raw_tostring, v)
       if ok then return s end
-      if raw_rawequal(s, INTERRUPT) then raw_error(INTERRUPT, 0) end
+      if is_stop(s) then raw_error(s, 0) end
     end
     if seen[v] then return "<cycle: " .. raw_tostring(v) .. ">" end
     if depth >= max_depth then return "{...}" end
@@ -425,7 +438,7 @@ local function io_open(path, mode)
   if raw_type(path) ~= "string" then raw_error("bad argument #1 to 'open' (string expected)", 2) end
   local ok, handle = raw_pcall(f_open, path, mode or "r")
   if not ok then
-    if raw_rawequal(handle, INTERRUPT) then raw_error(INTERRUPT, 0) end
+    if is_stop(handle) then raw_error(handle, 0) end
     return nil, raw_type(handle) == "table" and handle.message or raw_tostring(handle)
   end
   return raw_setmetatable({ handle = handle, path = path, closed = false }, file_mt)
@@ -469,13 +482,13 @@ local safe_os = {
   remove = function(path)
     local ok, err = raw_pcall(bind(host.file_remove), path)
     if ok then return true end
-    if raw_rawequal(err, INTERRUPT) then raw_error(INTERRUPT, 0) end
+    if is_stop(err) then raw_error(err, 0) end
     return nil, raw_type(err) == "table" and err.message or raw_tostring(err)
   end,
   rename = function(src, dst)
     local ok, err = raw_pcall(bind(host.file_rename), src, dst)
     if ok then return true end
-    if raw_rawequal(err, INTERRUPT) then raw_error(INTERRUPT, 0) end
+    if is_stop(err) then raw_error(err, 0) end
     return nil, raw_type(err) == "table" and err.message or raw_tostring(err)
   end,
 }
@@ -578,8 +591,11 @@ function internal.run(fn, ...)
 end
 
 -- Coroutines the workflow scheduler drives, by id (lupa hands unstarted coroutines to Python as
--- functions, so they stay here). step_coroutine(fn) -> id; step_resume(id, ...) runs it to its
--- next await: ("await", future id), ("done", packed values) or ("error", info as run gives it).
+-- functions, so they stay here). step_coroutine(fn) -> id, state address; step_resume(id, ...)
+-- runs it to its next await: ("await", future id), ("done", packed values), ("error", info as
+-- run gives it) or ("cancelled") when the step's cancel (CANCEL, raised by the hook) stopped it.
+-- A coroutine stays here until step_release, even once dead, so its address is not reused
+-- while Python may still cancel it by id.
 local step_cos, step_ids = {}, 0
 
 function internal.step_coroutine(fn)
@@ -587,34 +603,34 @@ function internal.step_coroutine(fn)
   scheduled[co] = true
   step_ids = step_ids + 1
   step_cos[step_ids] = co
-  return step_ids
+  return step_ids, coaddress[co]
 end
 
 function internal.step_resume(id, ...)
   local co = step_cos[id]
-  if co == nil then raw_error("no such step coroutine", 0) end
-  host_co_enter(coaddress[co])
+  if co == nil or co_status(co) ~= "suspended" then raw_error("no such step coroutine", 0) end
+  host_co_enter(coaddress[co], true)
   co_chain[#co_chain + 1] = co
   local r = t_pack(co_resume(co, ...))
   co_chain[#co_chain] = nil
   host_co_leave()
   if not r[1] then
-    step_cos[id] = nil
     local e = r[2]
     if raw_rawequal(e, INTERRUPT) then raw_error(INTERRUPT, 0) end
+    if raw_rawequal(e, CANCEL) then return "cancelled", nil end
     local info = handler(e)
     info.traceback = debug_traceback(co)
     return "error", info
   end
   if co_status(co) == "dead" then
-    step_cos[id] = nil
     return "done", t_pack(t_unpack(r, 2, r.n))
   end
   if raw_rawequal(r[2], AWAIT) then return "await", r[3] end
   return "await", nil
 end
 
-function internal.step_cancel(id)
+-- Forget a step coroutine (closing it if it is suspended on an await).
+function internal.step_release(id)
   local co = step_cos[id]
   step_cos[id] = nil
   if co ~= nil and co_status(co) == "suspended" then co_close(co) end

@@ -470,6 +470,32 @@ class TestConditionsAndLoops:
         assert record.steps["after_skip"].output == {"v": None}
         assert record.steps["if_ok"].attempts == 0
 
+    def test_declarative_conditions_on_state(self, comps: Components) -> None:
+        comps.state.set("global", "mode", "live")
+        comps.state.set("global", "limits", {"max": 3})
+
+        def flip(params: Any, ctx: StepContext) -> str:
+            comps.state.set("global", "mode", "dry")  # read when the later steps become ready
+            return "flipped"
+
+        wf = Workflow("state_cond", steps=[
+            Step("live_only", when=Condition(ref="{{state.global.mode}}", op="eq", value="live")),
+            Step("small", when=Condition(ref="{{state.global.limits.max}}", op="lt", value=5),
+                 params={"max": "{{state.global.limits.max}}"}),
+            Step("flip", kind="function", fn=flip, depends_on=["live_only", "small"]),
+            Step("still_live", depends_on=["flip"], when=Condition(ref="{{state.global.mode}}", op="eq", value="live")),
+            Step("unset", depends_on=["flip"], when=Condition(ref="{{state.global.nothing | default: false}}", op="truthy")),
+            Step("missing", depends_on=["flip"], when=Condition(ref="{{state.global.nothing}}", op="truthy"),
+                 continue_on_error=True),
+        ])
+        record = go(wf, comps)
+        assert statuses(record) == {"live_only": "succeeded", "small": "succeeded", "flip": "succeeded",
+                                    "still_live": "skipped", "unset": "skipped", "missing": "failed"}
+        assert record.steps["small"].output == {"max": 3}
+        assert "State has no key 'nothing' in scope 'global'" in record.steps["missing"].error["message"]
+        problems = engine.validate(Workflow("bad_state", steps=[Step("a", params={"v": "{{state.global}}"})]))
+        assert any("needs a scope and a key: state.SCOPE.KEY" in p for p in problems), problems
+
     def test_condition_error_fails_the_step(self, comps: Components) -> None:
         wf = Workflow("ce", steps=[Step("p", params={"n": "text"}),
                                    Step("cmp", depends_on=["p"], when=Condition(ref="{{p.output.n}}", op="lt", value=3))])

@@ -25,6 +25,7 @@ from aikit_components.config import Config
 from aikit_components.workflows.engine import load_run
 from aikit_kernel import runtime
 from aikit_kernel.lua.api import install_globals
+from aikit_kernel.lua.convert import lua_to_python
 from aikit_kernel.lua.engine import LuaEngine
 from tests.providers.conftest import Reply, llm_server  # noqa: F401  (fixture reused)
 from tests.test_docs_examples import RecordingOutput
@@ -555,6 +556,15 @@ class TestConditions:
         assert record["steps"]["x"]["status"] == "failed"
         assert "bad predicate" in record["steps"]["x"]["error"]["message"]
 
+    def test_declarative_on_state(self, lua: Lua) -> None:
+        record = lua.run("""
+            State.set('global', 'feature', {enabled = true})
+            return Workflow.new{name = 'on_state', steps = {
+              {id = 'on', when = {ref = '{{state.global.feature.enabled}}', op = 'eq', value = true}, noop = true},
+              {id = 'off', when = {ref = '{{state.global.feature.enabled}}', op = 'falsy'}, noop = true},
+            }}:run()""")
+        assert statuses(record) == {"on": "succeeded", "off": "skipped"}
+
     def test_declarative(self, lua: Lua) -> None:
         record = lua.run("""
             return Workflow.new{name = 'when_decl', inputs = {mode = 'fast'}, steps = {
@@ -767,25 +777,152 @@ class TestFailures:
         finally:
             kill_leftovers(marker)
 
-    @pytest.mark.xfail(strict=True, reason=(
-        "a step timeout cannot stop a Lua step that computes without awaiting: the Lua thread is inside "
-        "internal.step_resume and asyncio's timeout only cancels the I/O-loop wait, so the run hangs "
-        "until an interrupt (docs: 'timeout per step and per workflow really cancel the work'). Fix: "
-        "when a Lua step's task is cancelled, arm the interrupt count hook for that coroutine (a "
-        "per-coroutine cancel request raising a catchable timeout error) instead of only cancelling "
-        "the asyncio wait"))
-    def test_lua_step_timeout_stops_a_busy_step(self, lua: Lua) -> None:
-        timer = later(1.5, lua.engine.interrupt)  # safety: the bug makes the cell spin until interrupted
-        started = time.monotonic()
-        result = lua.engine.run_cell("""
-            return Workflow.new{name = 'busy', steps = {
-              {id = 'spin', timeout = 0.2, fn = function() local x = 0 while true do x = x + 1 end end},
-            }}:run().steps.spin.status""", "[busy]")
-        elapsed = time.monotonic() - started
+
+# =========================================================================== busy Lua steps
+SAFETY_S = 20.0  # a safety interrupt: were a busy step not stopped, the cell would spin until this
+
+
+def run_busy(lua: Lua, code: str) -> Any:
+    """Run a cell whose workflow has a Lua step that never awaits; it must end by itself."""
+    timer = later(SAFETY_S, lua.engine.interrupt)
+    try:
+        result = lua.engine.run_cell(code, "[busy]")
+    finally:
         timer.cancel()
-        assert result.error is None, result.error.ename
-        assert lua.engine.internal[b"tostring"](result.values[0]) == b"timed_out"
-        assert elapsed < 1.0
+    assert result.error is None, (result.error.ename, result.error.evalue)
+    values = [lua_to_python(v, lua.engine.internal[b"address"]) for v in result.values]
+    return values[0] if len(values) == 1 else values
+
+
+SPIN = "function() local x = 0 while true do x = x + 1 end end"
+
+
+class TestBusyLuaSteps:
+    """A Lua step that computes without ever awaiting is stopped by its timeout through the
+    interrupt hook (``LuaEngine.cancel_step``): only that step, not the cell, not its siblings."""
+
+    def test_step_timeout_stops_a_busy_step(self, lua: Lua) -> None:
+        record = run_busy(lua, f"""
+            return Workflow.new{{name = 'busy', steps = {{
+              {{id = 'spin', timeout = 0.2, fn = {SPIN}}},
+              {{id = 'after', depends_on = {{'spin'}}, noop = true}},
+            }}}}:run()""")
+        spin = record["steps"]["spin"]
+        assert spin["status"] == "timed_out" and spin["error"]["code"] == "timeout"
+        assert "within 0.2 s" in spin["error"]["message"]
+        assert record["steps"]["after"]["status"] == "upstream_failed"
+        assert record["status"] == "failed"
+        assert lua.run("return 6 * 7") == 42  # the engine is usable, Lua steps included
+        assert lua.run("return Workflow.new{name = 'ok', steps = {{id = 'x', fn = function() return 'x' end}}}:run()"
+                       ".steps.x.output") == "x"
+
+    def test_retries_after_a_busy_attempt_timed_out(self, lua: Lua) -> None:
+        record = run_busy(lua, """
+            attempts = 0
+            return Workflow.new{name = 'busy_retry', steps = {
+              {id = 'spin', timeout = 0.2, retries = 1, fn = function()
+                 attempts = attempts + 1
+                 if attempts == 1 then while true do end end
+                 return 'second try'
+               end},
+            }}:run()""")
+        assert record["steps"]["spin"]["status"] == "succeeded"
+        assert record["steps"]["spin"]["attempts"] == 2 and record["steps"]["spin"]["output"] == "second try"
+
+    def test_workflow_timeout_stops_a_busy_step(self, lua: Lua) -> None:
+        record = run_busy(lua, f"""
+            return Workflow.new{{name = 'busy_global', timeout = 0.3, steps = {{
+              {{id = 'quick', noop = true}},
+              {{id = 'spin', depends_on = {{'quick'}}, fn = {SPIN}}},
+              {{id = 'later', depends_on = {{'spin'}}, noop = true}},
+            }}}}:run()""")
+        assert record["status"] == "timed_out" and record["error"]["code"] == "timeout"
+        assert statuses(record) == {"quick": "succeeded", "spin": "timed_out", "later": "cancelled"}
+        assert lua.run("return 1 + 1") == 2
+
+    def test_pcall_in_the_busy_step_does_not_swallow_its_timeout(self, lua: Lua) -> None:
+        record = run_busy(lua, """
+            swallowed = {}
+            return Workflow.new{name = 'busy_pcall', mode = 'parallel', steps = {
+              {id = 'pcall', timeout = 0.2, fn = function()
+                 local ok, err = pcall(function() while true do end end)
+                 swallowed[#swallowed + 1] = 'pcall: ' .. tostring(err)
+                 while true do end
+               end},
+              {id = 'xpcall', timeout = 0.2, fn = function()
+                 local ok, err = xpcall(function() while true do end end, function(e) return 'handled ' .. tostring(e) end)
+                 swallowed[#swallowed + 1] = 'xpcall: ' .. tostring(err)
+                 while true do end
+               end},
+              {id = 'nested', timeout = 0.2, fn = function()
+                 local inner = coroutine.wrap(function() pcall(function() while true do end end) end)
+                 pcall(inner)
+                 swallowed[#swallowed + 1] = 'nested coroutine'
+                 while true do end
+               end},
+            }}:run()""")
+        assert statuses(record) == {"pcall": "timed_out", "xpcall": "timed_out", "nested": "timed_out"}
+        assert lua.run("return #swallowed") == 0
+
+    def test_sibling_steps_still_complete(self, lua: Lua) -> None:
+        record = run_busy(lua, f"""
+            return Workflow.new{{name = 'busy_siblings', mode = 'parallel', fail_fast = false, steps = {{
+              {{id = 'waiter', fn = function() sleep(0.05) return 'waited' end}},
+              {{id = 'spin', timeout = 0.3, fn = {SPIN}}},
+              {{id = 'counter', fn = function() local s = 0 for i = 1, 100000 do s = s + i end return s end}},
+              {{id = 'shell', command = {{'echo', 'hi'}}}},
+            }}}}:run()""")
+        assert statuses(record) == {"waiter": "succeeded", "spin": "timed_out", "counter": "succeeded",
+                                    "shell": "succeeded"}
+        assert record["steps"]["waiter"]["output"] == "waited"
+        assert record["steps"]["counter"]["output"] == 5000050000
+
+    def test_a_cancel_reaches_only_its_own_step(self, lua: Lua) -> None:
+        """Step B runs nested inside step A (as a safe point inside A's host call would run it);
+        cancelling A while B computes leaves B alone, and stops A once control is back in A."""
+        engine = lua.engine
+        step_resume = engine.internal[b"step_resume"]  # fetched here: not from inside a coroutine
+        tokens: dict[str, int] = {}
+        outcomes: dict[str, bytes] = {}
+
+        def run_b() -> bool:
+            outcomes["b"], _ = step_resume(tokens["b"])
+            return True
+
+        def cancel_a() -> bool:
+            return engine.cancel_step(tokens["a"])
+
+        make = engine.runtime.eval(
+            "function(run_b, cancel_a) return"
+            "  function() run_b() while true do end end,"
+            "  function() local cancelled = cancel_a() local s = 0 for i = 1, 200000 do s = s + i end return cancelled, s end"
+            " end")
+        fn_a, fn_b = make(run_b, cancel_a)
+        tokens["a"], tokens["b"] = engine.new_step(fn_a), engine.new_step(fn_b)
+        timer = later(SAFETY_S, engine.interrupt)
+        try:
+            engine._interrupter.begin()  # as inside a cell (the safety interrupt needs a run)
+            state, info = step_resume(tokens["a"])
+        finally:
+            engine._interrupter.end()
+            timer.cancel()
+        assert state == b"cancelled", info and info[b"message"]
+        assert outcomes["b"] == b"done"
+        for token in tokens.values():
+            engine.release_step(token)
+        assert engine.cancel_step(tokens["a"]) is False  # it ended: a late cancel is a no-op
+
+    def test_a_cancel_after_the_step_ended_is_a_no_op(self, lua: Lua) -> None:
+        engine = lua.engine
+        finished = engine.new_step(engine.runtime.eval("function() return 1 end"))
+        assert engine.internal[b"step_resume"](finished)[0] == b"done"
+        engine.release_step(finished)
+        assert engine.cancel_step(finished) is False
+        # a new step (possibly at the same address) runs untouched
+        fresh = engine.new_step(engine.runtime.eval("function() local s = 0 for i = 1, 100000 do s = s + i end return s end"))
+        state, payload = engine.internal[b"step_resume"](fresh)
+        engine.release_step(fresh)
+        assert state == b"done" and payload[1] == 5000050000
 
 
 # =========================================================================== validation

@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ from aikit_components.errors import ValidationError
 from aikit_components.security import SecurityPolicy
 from aikit_components.workflows.missions import (STEP_TYPES, UNSUPPORTED_STEP_TYPES, load_mission, parse_mission,
                                                  step_type_table, validate_mission)
+from tests.workflows.test_lua_workflow import kill_leftovers, processes_with, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 MISSIONS = Path(__file__).resolve().parent / "missions"
@@ -358,6 +360,44 @@ def test_interrupted_run_is_recorded_and_resumes(tmp_path: Path) -> None:
     resumed = aikit(tmp_path, "resume", "r1")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "b: succeeded" in resumed.stdout and "a: succeeded" not in resumed.stdout
+
+
+def test_crashed_run_resumes_without_rerunning_completed_steps(tmp_path: Path) -> None:
+    """A crash (SIGKILL: no handler runs, nothing is flushed on the way out) leaves the record in
+    State saying "running"; ``aikit mission resume`` reuses the steps it had finished."""
+    marker = "30.0931"
+    (tmp_path / "crash.yaml").write_text(
+        "name: crash\nsteps:\n"
+        "  - {id: a, step_type: command, parameters: {command: sh, args: ['-c', 'echo run >> a.log']}}\n"
+        f"  - {{id: b, step_type: command, depends_on: [a], parameters: {{command: sleep, args: ['{marker}']}}}}\n"
+        "  - {id: c, step_type: noop, depends_on: [b]}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIKIT_")}
+    env.update(AIKIT_DATA_DIR=str(tmp_path / "data"), XDG_CONFIG_HOME=str(tmp_path / "config"))
+    (tmp_path / "aikit.toml").write_text('[security]\nallowed_commands = ["sh", "sleep"]\n')
+    proc = subprocess.Popen([AIKIT, "mission", "run", "crash.yaml", "--run-id", "c1"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if "a: succeeded" in line:
+                break
+        assert wait_until(lambda: processes_with(marker), 30.0), "step b never started"
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
+    finally:
+        kill_leftovers(marker)  # nobody is left to stop b's program after a SIGKILL
+    assert proc.returncode == -signal.SIGKILL
+    assert (tmp_path / "a.log").read_text() == "run\n"
+    listed = aikit(tmp_path, "list")
+    assert re.search(r"c1 .* running +1/3 steps", listed.stdout), listed.stdout
+    (tmp_path / "crash.yaml").write_text((tmp_path / "crash.yaml").read_text().replace(f"'{marker}'", "'0'"))
+    resumed = aikit(tmp_path, "resume", "c1")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "resuming run c1 (1 step already succeeded)" in resumed.stdout
+    assert "b: succeeded" in resumed.stdout and "a: succeeded" not in resumed.stdout
+    assert (tmp_path / "a.log").read_text() == "run\n"  # a did not run again
+    record = json.loads((tmp_path / "data" / "runs" / "c1.json").read_text())
+    assert record["status"] == "succeeded" and record["steps"]["a"]["attempts"] == 1
 
 
 def test_live_progress_on_a_terminal(tmp_path: Path) -> None:

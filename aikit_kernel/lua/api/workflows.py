@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from aikit_components.components import Components
-from aikit_components.errors import AikitError, InvalidArgument, NotFound, ValidationError
+from aikit_components.errors import AikitError, Cancelled, InvalidArgument, NotFound, ValidationError
 from aikit_components.workflows.model import Condition, Loop, RunRecord, Step, Workflow
 
 from ..convert import lua_to_python, lua_type
@@ -85,10 +85,6 @@ def install(engine: LuaEngine, components: Components, agents: Any = None) -> No
     from aikit_components.workflows import engine as wf_engine
 
     table = WorkflowTable()
-    # Fetched here, on the Lua thread: the I/O loop must never touch the runtime (it would wait
-    # for the Lua thread's lock while the Lua thread waits for the loop).
-    step_cancel = engine.internal[b"step_cancel"]
-
     def build(spec: Any) -> Workflow:
         fields = options(engine, spec, ("name", "mode", "max_concurrency", "fail_fast", "timeout", "retries",
                                         "retry_delay", "inputs", "steps", "description"), "Workflow.new")
@@ -172,51 +168,76 @@ def install(engine: LuaEngine, components: Components, agents: Any = None) -> No
         raise InvalidArgument(f"step {step_id}: when must be a function or {{ref, op, value}}")
 
     async def call_on_lua(fn: Any, *args: Any) -> Any:
-        """Run a Lua function as a scheduled coroutine: it may await I/O, yielding to other steps."""
-        co = await engine.dispatcher.call_async(lambda: engine.internal[b"step_coroutine"](fn))
-        values: tuple[Any, ...] = args
-        first = True
-        pending: int | None = None
+        """Run a Lua function as a scheduled coroutine: it may await I/O, yielding to other steps.
+
+        Cancelling the calling task (a step or workflow timeout, the run cancelled) stops the Lua
+        code wherever it is: the awaited I/O is cancelled (a subprocess is killed with its tool
+        call), and code computing on the Lua thread is stopped by the interrupt hook
+        (``LuaEngine.cancel_step``) before the cancellation goes on."""
+        token = await engine.dispatcher.call_async(engine.new_step, fn)
         try:
-            return await drive(co, values, first)
-        except asyncio.CancelledError:
-            # A step timeout or an interrupt: stop what the step was waiting on (a subprocess is
-            # killed with its tool call) and close the suspended coroutine.
-            pending = waiting.pop(co, None)
-            future = engine._futures.pop(pending, None) if pending is not None else None
-            if future is not None:
-                future.cancel()
-            engine.dispatcher.submit(step_cancel, co)  # a Lua object fetched on the Lua thread, see install
+            return await drive(token, args)
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                pending = waiting.pop(token, None)
+                future = engine._futures.pop(pending, None) if pending is not None else None
+                if future is not None:
+                    future.cancel()
+            engine.dispatcher.submit(engine.release_step, token)  # idempotent (a finished step is released)
             raise
 
-    waiting: dict[Any, int] = {}
+    waiting: dict[int, int] = {}
 
-    async def drive(co: Any, values: tuple[Any, ...], first: bool) -> Any:
+    async def on_lua_thread(token: int, call: Any) -> Any:
+        """``call()`` on the Lua thread, where it resumes step ``token``. If this task is cancelled
+        while the step's code runs there, the step is cancelled through the hook, and the
+        cancellation goes on only once the Lua thread has left the step."""
+        done = engine.dispatcher.submit(call)
+        try:
+            return await asyncio.wrap_future(done)
+        except asyncio.CancelledError:
+            if done.cancel() or done.done():  # never started, or already back: nothing runs
+                raise
+            engine.cancel_step(token)
+            while not done.done():
+                try:
+                    await asyncio.wait((asyncio.wrap_future(done),))
+                except asyncio.CancelledError:  # cancelled again meanwhile: still wait, then go on
+                    continue
+            raise
+
+    async def drive(token: int, values: tuple[Any, ...]) -> Any:
+        first = True
         while True:
             def resume(vals: tuple[Any, ...] = values, start: bool = first) -> tuple[str, Any]:
                 lua_args = [lua(engine, _plain(v)) for v in vals] if start else []
-                state, payload = engine.internal[b"step_resume"](co, *lua_args)
+                state, payload = engine.internal[b"step_resume"](token, *lua_args)
+                if state == b"await":
+                    return "await", payload
+                engine.release_step(token)
                 if state == b"done":
                     n = payload[b"n"]
                     return "done", lua_to_python(payload[1], engine.address) if n and n >= 1 else None
-                if state == b"await":
-                    return "await", payload
+                if state == b"cancelled":
+                    return "cancelled", None
                 message = text(payload[b"message"]) if payload[b"message"] is not None else "error"
                 code = text(payload[b"code"]) if payload[b"code"] is not None else "lua_error"
                 return "error", AikitError(engine.cells.prettify(message), code=code,
                                            details={"traceback": engine.cells.prettify(text(payload[b"traceback"] or b""))})
 
-            kind, payload = await engine.dispatcher.call_async(resume)
+            kind, payload = await on_lua_thread(token, resume)
             first = False
             if kind == "done":
                 return payload
             if kind == "error":
                 raise payload
+            if kind == "cancelled":  # a cancel_step this task did not ask for
+                raise Cancelled("the step's Lua code was cancelled")
             future = engine._futures.get(payload) if payload is not None else None
             if future is not None:
-                waiting[co] = payload
+                waiting[token] = payload
                 await asyncio.wait([asyncio.wrap_future(future)])  # the step collects the outcome itself
-                waiting.pop(co, None)
+                waiting.pop(token, None)
             else:
                 await asyncio.sleep(0)
 
