@@ -331,6 +331,7 @@ def test_cli_plan_reports_malformed_lines(tmp_path: Path) -> None:
 
 
 def test_happy_path_plan_then_run_with_noop_and_shell(tmp_path: Path) -> None:
+    (tmp_path / "aikit.toml").write_text('[security]\nallowed_commands = ["echo", "python3"]\n')  # not by default
     (tmp_path / "sot.md").write_text(
         "## Queue A — Setup\n\n- [ ] TASK-001 Say hello\n- [ ] TASK-002 Nothing mapped\n- [x] TASK-003 Done\n\n"
         "## Queue B — Report\n\n- [ ] TASK-004 Show the task id (depends: TASK-001)\n", encoding="utf-8")
@@ -427,6 +428,7 @@ def test_sh_runs_only_when_the_policy_allows_it(tmp_path: Path) -> None:
 
 
 def test_failing_command_and_timeout(tmp_path: Path) -> None:
+    (tmp_path / "aikit.toml").write_text('[security]\nallowed_commands = ["python3", "sleep"]\n')  # not by default
     write_project(tmp_path, "## Q\n- [ ] TASK-001 Fails\n- [ ] TASK-002 Hangs\n",
                   {"TASK-001": ["python3", "-c", "import sys; print('bad', file=sys.stderr); sys.exit(3)"],
                    "TASK-002": {"cmd": ["sleep", "30"], "timeout_s": 0.5}})

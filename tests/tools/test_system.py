@@ -25,6 +25,14 @@ def ctx(workdir: Path) -> ToolContext:
     return ToolContext(make_policy(workdir))
 
 
+@pytest.fixture
+def py_ctx(workdir: Path) -> ToolContext:
+    """python3 is not allowed by default (an interpreter runs anything): these tests allow it."""
+    policy = make_policy(workdir)
+    policy.allowed_commands.add("python3")
+    return ToolContext(policy)
+
+
 def _alive(pid: int) -> bool:
     """True while ``pid`` exists and is not a zombie."""
     try:
@@ -67,16 +75,16 @@ def test_exit_code_stdin_and_cwd(ctx: ToolContext, workdir: Path) -> None:
     assert result["stdout"].strip() == str(sub)
 
 
-def test_environment_is_filtered(ctx: ToolContext, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_environment_is_filtered(py_ctx: ToolContext, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIKIT_TEST_SECRET_TOKEN", "s3cret")
     script = "import os; print(os.environ.get('AIKIT_TEST_SECRET_TOKEN'), os.environ.get('GREETING'))"
-    result = call(ctx, "run_process", {"command": ["python3", "-c", script], "env": {"GREETING": "hi"}})
+    result = call(py_ctx, "run_process", {"command": ["python3", "-c", script], "env": {"GREETING": "hi"}})
     assert result["stdout"].split() == ["None", "hi"]
 
 
-def test_output_cap_truncates_and_says_so(ctx: ToolContext) -> None:
+def test_output_cap_truncates_and_says_so(py_ctx: ToolContext) -> None:
     script = "import sys; sys.stdout.write('x' * 200000); sys.stderr.write('e' * 10)"
-    result = call(ctx, "run_process", {"command": ["python3", "-c", script], "max_output_bytes": 1000})
+    result = call(py_ctx, "run_process", {"command": ["python3", "-c", script], "max_output_bytes": 1000})
     assert result["exit_code"] == 0
     assert result["stdout"] == "x" * 1000
     assert result["stderr"] == "e" * 10
@@ -84,14 +92,14 @@ def test_output_cap_truncates_and_says_so(ctx: ToolContext) -> None:
     assert "199000" in result["note"] and "max_output_bytes" in result["note"]
 
 
-def test_timeout_kills_the_process_group(ctx: ToolContext, workdir: Path) -> None:
+def test_timeout_kills_the_process_group(py_ctx: ToolContext, workdir: Path) -> None:
     script = ("import subprocess, sys, time\n"
               "child = subprocess.Popen(['sleep', '30'])\n"
               "open('pids', 'w').write(f'{child.pid}')\n"
               "print('started', flush=True)\n"
               "time.sleep(30)\n")
     started = time.monotonic()
-    error = expect_error("timeout", call, ctx, "run_process",
+    error = expect_error("timeout", call, py_ctx, "run_process",
                          {"command": ["python3", "-c", script], "timeout_s": 1.0})
     assert time.monotonic() - started < 5
     assert "started" in error.message and "started" in error.details["stdout"]
@@ -99,14 +107,14 @@ def test_timeout_kills_the_process_group(ctx: ToolContext, workdir: Path) -> Non
     assert _wait_dead(grandchild), "the grandchild in the process group survived the timeout"
 
 
-def test_cancellation_kills_the_process_group(ctx: ToolContext, workdir: Path) -> None:
+def test_cancellation_kills_the_process_group(py_ctx: ToolContext, workdir: Path) -> None:
     script = ("import os, subprocess, time\n"
               "child = subprocess.Popen(['sleep', '30'])\n"
               "open('pids', 'w').write(f'{os.getpid()} {child.pid}')\n"
               "time.sleep(30)\n")
 
     async def scenario() -> None:
-        task = asyncio.ensure_future(call.registry.acall("run_process", {"command": ["python3", "-c", script]}, ctx))
+        task = asyncio.ensure_future(call.registry.acall("run_process", {"command": ["python3", "-c", script]}, py_ctx))
         deadline = time.monotonic() + 5
         while not (workdir / "pids").exists() or not (workdir / "pids").read_text():
             assert time.monotonic() < deadline
