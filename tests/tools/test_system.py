@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from aikit_components.security import SecurityPolicy
 from aikit_components.tools import ToolContext
 from aikit_components.tools.system import TOOLS
 
@@ -145,6 +146,69 @@ def test_program_path_must_be_the_allowed_program(ctx: ToolContext, workdir: Pat
 def test_cwd_outside_allowed_paths(ctx: ToolContext) -> None:
     error = expect_error("permission_denied", call, ctx, "run_process", {"command": ["ls"], "cwd": "/"})
     assert error.details["rule"] == "allowed_paths"
+
+
+# ------------------------------------------------------------------ path-like arguments
+def test_arguments_naming_files_outside_the_allowed_paths_are_refused(ctx: ToolContext, workdir: Path) -> None:
+    outside = workdir.parent / "outside.txt"
+    outside.write_text("secret outside\n")
+    (workdir / "link").symlink_to(outside)
+    (workdir / "sub").mkdir()
+    denied = {
+        ("cat", "/etc/hostname"): "/etc/hostname",  # absolute
+        ("cat", "../outside.txt"): str(outside),  # .. leaves the root
+        ("cat", "sub/../../outside.txt"): str(outside),
+        ("cat", "link"): str(outside),  # a plain word naming a symlink in the working directory
+        ("cat", "./link"): str(outside),
+        ("grep", "-r", "secret", ".."): str(workdir.parent),
+        ("grep", "--file=../outside.txt", "x"): str(outside),  # the value of --opt=value
+        ("grep", "-f../outside.txt", "x"): str(outside),  # a short option glued to its value
+        ("git", "--git-dir=/etc", "status"): "/etc",
+        ("cat", "file:///etc/hostname"): "/etc/hostname",  # a file URL is a path
+        ("echo", "/etc/hostname"): "/etc/hostname",  # the policy cannot know echo only prints it
+    }
+    for command, resolved in denied.items():
+        error = expect_error("permission_denied", call, ctx, "run_process", {"command": list(command)})
+        assert error.details["rule"] == "allowed_paths", command
+        assert error.details["path"] == resolved, command
+        assert error.details["argument"] in command and repr(error.details["argument"]) in error.message
+        assert "AIKIT_ALLOWED_PATHS" in error.message and "security.allowed_paths" in error.message
+
+
+def test_arguments_inside_the_allowed_paths_run(ctx: ToolContext, workdir: Path) -> None:
+    (workdir / "file.txt").write_text("alpha\npattern here\n")
+    (workdir / "src").mkdir()
+    (workdir / "src" / "a.py").write_text("pattern = 1\n")
+    (workdir / "inner").symlink_to(workdir / "src")  # a symlink that stays inside is fine
+    assert call(ctx, "run_process", {"command": ["cat", "file.txt"]})["stdout"] == "alpha\npattern here\n"
+    assert call(ctx, "run_process", {"command": ["cat", str(workdir / "file.txt")]})["exit_code"] == 0
+    assert call(ctx, "run_process", {"command": ["grep", "pattern", "file.txt"]})["stdout"] == "pattern here\n"
+    assert call(ctx, "run_process", {"command": ["grep", "-rn", "pattern", "inner/a.py"]})["stdout"] == "1:pattern = 1\n"
+    assert call(ctx, "run_process", {"command": ["head", "-n1", "src/../file.txt"]})["stdout"] == "alpha\n"
+    # words that only look like paths resolve inside the working directory (or are URLs): allowed
+    for words in (["a/b"], ["HEAD~1..HEAD", "origin/main", "a..b"], ["https://example.com/x?y=/etc"],
+                  ["--format=%h/%s", "-n5"]):
+        result = call(ctx, "run_process", {"command": ["echo", *words]})
+        assert result["stdout"] == " ".join(words) + "\n"
+    # the check uses the process's working directory: from sub/, ../file.txt is inside
+    (workdir / "sub").mkdir()
+    result = call(ctx, "run_process", {"command": ["cat", "../file.txt"], "cwd": "sub"})
+    assert result["stdout"].startswith("alpha")
+
+
+def test_allowing_the_directory_allows_the_argument(workdir: Path) -> None:
+    outside = workdir.parent / "shared"
+    outside.mkdir()
+    (outside / "notes.txt").write_text("shared notes\n")
+    ctx = ToolContext(SecurityPolicy(allowed_paths=[workdir, outside.resolve()]))
+    assert call(ctx, "run_process", {"command": ["cat", str(outside / "notes.txt")]})["stdout"] == "shared notes\n"
+
+
+def test_python3_is_not_allowed_by_default(ctx: ToolContext) -> None:
+    error = expect_error("permission_denied", call, ctx, "run_process", {"command": ["python3", "-c", "print(1)"]})
+    assert error.details["rule"] == "allowed_commands"
+    assert "python3" not in error.message.split("(allowed: ")[1].split(")")[0]
+    assert "interpreter" in error.message  # says what allowing one means
 
 
 def test_bad_input(ctx: ToolContext) -> None:
