@@ -157,8 +157,8 @@ class SecurityPolicy:
 
     # ------------------------------------------------------------------ processes
     def check_command(self, argv: Sequence[str], cwd: str | os.PathLike[str] | None = None) -> list[str]:
-        """Allow ``argv``, to be run in ``cwd`` (default: the current directory, which must be inside
-        the allowed paths), and return it with the program replaced by its absolute path on PATH.
+        """Allow ``argv``, to be run in ``cwd`` (checked with :meth:`check_path`; default: the current
+        directory), and return it with the program replaced by its absolute path on PATH.
 
         The program: its base name must be in ``allowed_commands`` (rule ``allowed_commands``), and a
         program given as a path must be that same file (a script's own ``./git`` is not the allowed
@@ -171,8 +171,9 @@ class SecurityPolicy:
         short-option cluster such as ``-f/etc/passwd`` the text from its first ``/``, ``~`` or
         ``.``. A candidate is checked when it is absolute, starts with ``~`` (expanded to the home
         directory), contains ``/`` or ``..``, or names an existing file (or symlink) in ``cwd``; it
-        is resolved against ``cwd`` with symlinks followed and must land inside an allowed path.
-        URLs with a ``scheme://`` are not paths, except ``file://`` whose path is checked. So
+        is resolved against ``cwd`` with symlinks followed and must land inside an allowed path
+        (or be ``/dev/null``). URLs with a ``scheme://`` are not paths, except ``file://`` whose
+        path is checked. So
         ``cat /etc/hostname``, ``cat ../x`` and ``cat link`` (a symlink in ``cwd`` pointing
         outside) are refused, while ``cat notes.txt``, ``grep -n word src/a.py``,
         ``git log HEAD~1..HEAD``, ``origin/main`` and ``https://...`` pass (a word such as
@@ -206,7 +207,7 @@ class SecurityPolicy:
                 if target is None:
                     continue
                 where = _resolve(target, workdir, arg)
-                if not self._inside(where):
+                if not self._inside(where) and str(where) != os.devnull:
                     raise PermissionDenied(
                         f"{program}: argument {arg!r} names {where}, outside the allowed paths ({self._roots()}); "
                         "arguments that look like paths must stay inside them. Add the directory to "

@@ -187,7 +187,7 @@ def test_arguments_inside_the_allowed_paths_run(ctx: ToolContext, workdir: Path)
     assert call(ctx, "run_process", {"command": ["head", "-n1", "src/../file.txt"]})["stdout"] == "alpha\n"
     # words that only look like paths resolve inside the working directory (or are URLs): allowed
     for words in (["a/b"], ["HEAD~1..HEAD", "origin/main", "a..b"], ["https://example.com/x?y=/etc"],
-                  ["--format=%h/%s", "-n5"]):
+                  ["--format=%h/%s", "-n5", "/dev/null"]):
         result = call(ctx, "run_process", {"command": ["echo", *words]})
         assert result["stdout"] == " ".join(words) + "\n"
     # the check uses the process's working directory: from sub/, ../file.txt is inside
