@@ -6,7 +6,10 @@
   cloud metadata endpoint), multicast and reserved addresses are denied unless the host is listed
   in ``allowed_hosts`` or ``allow_private_hosts`` is set; a non-empty ``allowed_hosts`` list is
   also an allowlist for public hosts. Checked on the resolved addresses (no DNS-rebinding bypass).
-- Commands (process tools): the program's base name must be in ``allowed_commands``; no shell.
+- Commands (process tools): the program's base name must be in ``allowed_commands``; no shell;
+  arguments that look like paths must resolve inside the allowed roots (see :meth:`check_command`).
+  An allowed program runs with the user's rights, so allowing an interpreter or a shell is a
+  decision to trust whatever it is given.
 - Environment: scripts read only allowlisted variable names.
 - Budgets per run: ``max_tool_calls`` and ``max_wall_time_s`` (see ``tools.Budget``).
 
@@ -74,23 +77,21 @@ class SecurityPolicy:
         an allowed root; raise :class:`PermissionDenied` naming the rule otherwise."""
         if isinstance(path, str) and ("\x00" in path or not path.strip()):
             raise InvalidArgument("path is empty or contains a NUL byte")
-        resolved = Path(path).expanduser()
-        if not resolved.is_absolute():
-            resolved = Path.cwd() / resolved
-        try:
-            resolved = resolved.resolve()
-        except (RuntimeError, OSError) as exc:  # a symlink loop, an unreadable component
-            raise InvalidArgument(f"cannot resolve path {str(path)!r}: {exc}", details={"path": str(path)}) from None
-        for root in self.allowed_paths:
-            if resolved == root or resolved.is_relative_to(root):
-                return resolved
+        resolved = _resolve(Path(path).expanduser(), Path.cwd(), str(path))
+        if self._inside(resolved):
+            return resolved
         action = "write" if write else "read"
-        roots = ", ".join(str(r) for r in self.allowed_paths) or "(none)"
         raise PermissionDenied(
-            f"cannot {action} {str(path)!r}: it resolves to {resolved}, outside the allowed paths ({roots}). "
+            f"cannot {action} {str(path)!r}: it resolves to {resolved}, outside the allowed paths ({self._roots()}). "
             "Add its directory to AIKIT_ALLOWED_PATHS (or security.allowed_paths in aikit.toml) to allow it.",
             details={"rule": "allowed_paths", "path": str(resolved)},
         )
+
+    def _inside(self, resolved: Path) -> bool:
+        return any(resolved == root or resolved.is_relative_to(root) for root in self.allowed_paths)
+
+    def _roots(self) -> str:
+        return ", ".join(str(r) for r in self.allowed_paths) or "(none)"
 
     # ------------------------------------------------------------------ environment
     def check_env(self, name: str) -> bool:
@@ -155,17 +156,40 @@ class SecurityPolicy:
         return scheme, host, port, addresses
 
     # ------------------------------------------------------------------ processes
-    def check_command(self, argv: Sequence[str]) -> list[str]:
-        """Allow ``argv`` when its program is in ``allowed_commands``; return it with the program
-        replaced by its absolute path on PATH. A path given as the program must be that same
-        file (a script's own ``./git`` is not the allowed git)."""
+    def check_command(self, argv: Sequence[str], cwd: str | os.PathLike[str] | None = None) -> list[str]:
+        """Allow ``argv``, to be run in ``cwd`` (checked with :meth:`check_path`; default: the current
+        directory), and return it with the program replaced by its absolute path on PATH.
+
+        The program: its base name must be in ``allowed_commands`` (rule ``allowed_commands``), and a
+        program given as a path must be that same file (a script's own ``./git`` is not the allowed
+        git). An allowed program runs with the user's rights: an interpreter or a shell does whatever
+        its arguments say, which no check here can contain, so none is allowed by default.
+
+        The arguments (rule ``allowed_paths``): the policy does not know what a program does with an
+        argument, so it checks every argument that looks like a path. Candidates are the argument
+        itself, the value of ``--opt=value`` or ``name=value`` (after the first ``=``), and in a
+        short-option cluster such as ``-f/etc/passwd`` the text from its first ``/``, ``~`` or
+        ``.``. A candidate is checked when it is absolute, starts with ``~`` (expanded to the home
+        directory), contains ``/`` or ``..``, or names an existing file (or symlink) in ``cwd``; it
+        is resolved against ``cwd`` with symlinks followed and must land inside an allowed path
+        (or be ``/dev/null``). URLs with a ``scheme://`` are not paths, except ``file://`` whose
+        path is checked. So
+        ``cat /etc/hostname``, ``cat ../x`` and ``cat link`` (a symlink in ``cwd`` pointing
+        outside) are refused, while ``cat notes.txt``, ``grep -n word src/a.py``,
+        ``git log HEAD~1..HEAD``, ``origin/main`` and ``https://...`` pass (a word such as
+        ``a/b`` or ``a..b`` resolves inside ``cwd``). Text that merely looks like an outside path is
+        refused too (``echo /etc``): pass such text on standard input instead.
+        """
         if not argv or not all(isinstance(a, str) for a in argv):
             raise InvalidArgument("command must be a non-empty list of strings (no shell)")
+        if any("\x00" in a for a in argv):
+            raise InvalidArgument("command arguments must not contain NUL bytes")
         program = os.path.basename(argv[0])
         if program not in self.allowed_commands:
             raise PermissionDenied(
                 f"command {program!r} is not allowed (allowed: {', '.join(sorted(self.allowed_commands))}); "
-                "add it to security.allowed_commands in aikit.toml to allow it",
+                "add it to security.allowed_commands in aikit.toml to allow it (an allowed program runs "
+                "with your rights: allowing an interpreter or a shell trusts whatever it is given)",
                 details={"rule": "allowed_commands", "command": program},
             )
         resolved = shutil.which(program)
@@ -176,7 +200,74 @@ class SecurityPolicy:
                 f"{argv[0]!r} is not the allowed {program!r} ({resolved}); give the bare command name",
                 details={"rule": "allowed_commands", "command": argv[0]},
             )
+        workdir = self.check_path(cwd) if cwd is not None else Path.cwd()
+        for arg in argv[1:]:
+            for candidate in _path_candidates(arg):
+                target = _argument_path(candidate, workdir)
+                if target is None:
+                    continue
+                where = _resolve(target, workdir, arg)
+                if not self._inside(where) and str(where) != os.devnull:
+                    raise PermissionDenied(
+                        f"{program}: argument {arg!r} names {where}, outside the allowed paths ({self._roots()}); "
+                        "arguments that look like paths must stay inside them. Add the directory to "
+                        "AIKIT_ALLOWED_PATHS (or security.allowed_paths in aikit.toml) to allow it, "
+                        "or pass such text on standard input",
+                        details={"rule": "allowed_paths", "command": program, "argument": arg, "path": str(where)},
+                    )
         return [resolved, *argv[1:]]
+
+
+def _resolve(path: Path, base: Path, shown: str) -> Path:
+    """``path`` made absolute against ``base`` with ``..`` and symlinks resolved."""
+    try:
+        return (path if path.is_absolute() else base / path).resolve()
+    except (RuntimeError, OSError) as exc:  # a symlink loop, an unreadable component
+        raise InvalidArgument(f"cannot resolve path {shown!r}: {exc}", details={"path": shown}) from None
+
+
+def _path_candidates(arg: str) -> list[str]:
+    """The parts of one command argument that may name a file (see ``check_command``)."""
+    if _url_scheme(arg):
+        return [arg]  # a URL's query may hold "=/..." that names no local file
+    candidates = [arg]
+    if "=" in arg:
+        candidates.append(arg.split("=", 1)[1])
+    if arg.startswith("-") and not arg.startswith("--"):
+        starts = [i for i in (arg.find("/", 1), arg.find("~", 1), arg.find(".", 1)) if i > 0]
+        if starts:
+            candidates.append(arg[min(starts):])
+    return [c for c in candidates if c]
+
+
+def _url_scheme(text: str) -> str | None:
+    """The lower-cased scheme of ``scheme://...``, else None."""
+    scheme, sep, _ = text.partition("://")
+    if sep and scheme and scheme[0].isalpha() and all(c.isalnum() or c in "+.-" for c in scheme):
+        return scheme.lower()
+    return None
+
+
+def _argument_path(candidate: str, workdir: Path) -> Path | None:
+    """The path ``candidate`` names when it looks like one, else None."""
+    scheme = _url_scheme(candidate)
+    if scheme:
+        if scheme != "file":
+            return None
+        rest = candidate.split("://", 1)[1]
+        candidate = "/" + rest.split("/", 1)[1] if "/" in rest else "/"  # file://host/path -> /path
+    if candidate.startswith("~"):
+        try:
+            return Path(candidate).expanduser()
+        except RuntimeError:  # ~name of an unknown user: the program sees the literal text
+            return Path(candidate)
+    if os.path.isabs(candidate) or "/" in candidate or (os.altsep and os.altsep in candidate) or ".." in candidate:
+        return Path(candidate)
+    try:
+        exists = os.path.lexists(workdir / candidate)
+    except (OSError, ValueError):
+        exists = False
+    return Path(candidate) if exists else None
 
 
 def _ip_or_none(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

@@ -331,6 +331,7 @@ def test_cli_plan_reports_malformed_lines(tmp_path: Path) -> None:
 
 
 def test_happy_path_plan_then_run_with_noop_and_shell(tmp_path: Path) -> None:
+    (tmp_path / "aikit.toml").write_text('[security]\nallowed_commands = ["echo", "python3"]\n')  # not by default
     (tmp_path / "sot.md").write_text(
         "## Queue A — Setup\n\n- [ ] TASK-001 Say hello\n- [ ] TASK-002 Nothing mapped\n- [x] TASK-003 Done\n\n"
         "## Queue B — Report\n\n- [ ] TASK-004 Show the task id (depends: TASK-001)\n", encoding="utf-8")
@@ -416,6 +417,23 @@ def test_disallowed_command_is_refused_with_evidence(tmp_path: Path) -> None:
     assert by_id["TASK-002"]["status"] == "blocked" and by_id["TASK-002"]["commands"] == []
 
 
+def test_command_arguments_outside_the_allowed_paths_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "inside.txt").write_text("inside\n")
+    write_project(tmp_path, "## Q\n- [ ] TASK-001 Read outside\n- [ ] TASK-002 Read inside\n",
+                  {"TASK-001": "cat /etc/hostname", "TASK-002": {"cmd": ["cat", "../inside.txt"], "cwd": "sub"}})
+    (tmp_path / "sub").mkdir()
+    dry = aikit(tmp_path, "run", "plan.json", "--dry-run")
+    assert dry.returncode == 1
+    assert "would refuse `cat /etc/hostname`: permission_denied: cat: argument '/etc/hostname'" in dry.stdout
+    proc = aikit(tmp_path, "run", "plan.json")
+    assert proc.returncode == 1
+    summary = json.loads((only_run_dir(tmp_path) / "run.json").read_text(encoding="utf-8"))
+    by_id = {r["task"]: r for r in summary["results"]}
+    refused = by_id["TASK-001"]["commands"][0]
+    assert refused["status"] == "refused" and refused["error"]["details"]["rule"] == "allowed_paths"
+    assert by_id["TASK-002"]["status"] == "ok" and by_id["TASK-002"]["commands"][0]["stdout"] == "inside\n"
+
+
 def test_sh_runs_only_when_the_policy_allows_it(tmp_path: Path) -> None:
     (tmp_path / "aikit.toml").write_text('[security]\nallowed_commands = ["echo", "sh"]\n')
     write_project(tmp_path, "## Q\n- [ ] TASK-001 Pipe\n", {"TASK-001": ["sh", "-c", "echo one | tr o 0"]})
@@ -427,6 +445,7 @@ def test_sh_runs_only_when_the_policy_allows_it(tmp_path: Path) -> None:
 
 
 def test_failing_command_and_timeout(tmp_path: Path) -> None:
+    (tmp_path / "aikit.toml").write_text('[security]\nallowed_commands = ["python3", "sleep"]\n')  # not by default
     write_project(tmp_path, "## Q\n- [ ] TASK-001 Fails\n- [ ] TASK-002 Hangs\n",
                   {"TASK-001": ["python3", "-c", "import sys; print('bad', file=sys.stderr); sys.exit(3)"],
                    "TASK-002": {"cmd": ["sleep", "30"], "timeout_s": 0.5}})

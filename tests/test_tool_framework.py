@@ -123,6 +123,40 @@ def test_hooks_cancel_modify_replace_and_retry(ctx: ToolContext) -> None:
     assert "tool.failed" in topics and topics.count("tool.called") == 2 and "tool.finished" in topics
 
 
+def test_rejected_calls_are_reported_like_failures(ctx: ToolContext) -> None:
+    """Invalid arguments and a used-up budget fail before the tool runs; observers still see
+    tool.failed (with the code) and the tool.error hook, which may replace the result."""
+    hooks, events = HookRegistry(), EventBus()
+    failed = events.subscribe("tool.failed")
+    seen: list[tuple[str, str, object]] = []
+
+    def on_error(c):  # type: ignore[no-untyped-def]
+        seen.append((c.payload["name"], c.payload["error"]["code"], c.payload["args"]))
+        if c.payload["args"] == {"name": "fallback", "times": "x"}:
+            return HookResult.replace("replaced")
+        return HookResult.retry()  # the same arguments would fail again: not retried
+
+    hooks.register("tool.error", on_error)
+    reg = registry(hooks=hooks, events=events)
+    with pytest.raises(ValidationError) as info:
+        reg.call("greet", {"times": "x"}, ctx)
+    assert info.value.problems == ["name: required", "times: expected integer, got string"]  # not retried
+    assert seen == [("greet", "invalid_argument", {"times": "x"})]
+    with pytest.raises(ValidationError):
+        asyncio.run(reg.acall("slow_echo", {"text": 3}, ctx))
+    assert seen[-1] == ("slow_echo", "invalid_argument", {"text": 3})
+    assert reg.call("greet", {"name": "fallback", "times": "x"}, ctx) == "replaced"
+    with pytest.raises(NotFound):
+        reg.call("no_such_tool", {}, ctx)  # no tool, so no tool failure to report
+    spent = ToolContext(SecurityPolicy.default(), budget=Budget(max_tool_calls=0))
+    with pytest.raises(BudgetExceeded):
+        asyncio.run(reg.acall("slow_echo", {"text": "x"}, spent))
+    reported = [(e.payload["name"], e.payload["code"]) for e in failed.drain()]
+    assert reported == [("greet", "invalid_argument"), ("slow_echo", "invalid_argument"),
+                        ("greet", "invalid_argument"), ("slow_echo", "budget_exceeded")]
+    assert len(seen) == 4 and seen[-1][:2] == ("slow_echo", "budget_exceeded")
+
+
 def test_a_raising_hook_does_not_break_the_call(ctx: ToolContext) -> None:
     reported: list[str] = []
     hooks = HookRegistry(on_error=lambda point, name, exc: reported.append(f"{point}:{exc}"))

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 #: Built-in defaults; the type of each value is the type a configured value must have.
-# Programs the process tools may run by default (no shells, no wrappers such as env/xargs that
-# would run anything). security.py uses the same list.
-DEFAULT_COMMANDS = ("git", "ls", "cat", "echo", "python3", "grep", "wc", "head", "tail", "sort", "uniq", "date",
+# Programs the process tools may run by default: no shells, no interpreters (python3 -c runs any
+# code, which the argument path check cannot contain), no wrappers such as env/xargs that would run
+# anything. security.py uses the same list.
+DEFAULT_COMMANDS = ("git", "ls", "cat", "echo", "grep", "wc", "head", "tail", "sort", "uniq", "date",
                     "true", "false", "sleep", "pwd")
 
 DEFAULTS: dict[str, dict[str, Any]] = {

@@ -110,8 +110,8 @@ class ShellAgent(Agent):
     """Runs the hook's commands one after the other, stopping at the first that does not succeed.
 
     No shell: each command is an argv list. Before it runs, ``SecurityPolicy.check_command``
-    allows the program (it must be in ``security.allowed_commands``) and ``check_path`` allows the
-    working directory; a refusal is recorded and fails the task. Each command has a timeout after
+    allows the program (it must be in ``security.allowed_commands``) and its path-like arguments
+    (inside the allowed paths), and ``check_path`` allows the working directory; a refusal is recorded and fails the task. Each command has a timeout after
     which it is killed with everything it started (its process group). The child sees only the
     allowlisted environment variables plus PATH, the hook's ``env`` and ``AIKIT_TASK_ID``,
     ``AIKIT_TASK_TITLE``, ``AIKIT_QUEUE`` and ``AIKIT_RUN_DIR``.
@@ -127,7 +127,7 @@ class ShellAgent(Agent):
             raise NotFound(f"working directory {workdir} does not exist", details={"cwd": str(workdir)})
         if not workdir.is_dir():
             raise InvalidArgument(f"working directory {workdir} is not a directory", details={"cwd": str(workdir)})
-        argv = context.policy.check_command(spec.argv)
+        argv = context.policy.check_command(spec.argv, workdir)
         return argv, workdir
 
     def timeout_for(self, spec: CommandSpec, context: ExecutionContext) -> float:

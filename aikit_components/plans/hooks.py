@@ -13,7 +13,8 @@ Accepted forms for an entry (the first is the task-exec-kit form)::
 
 A string is split with :func:`shlex.split` and run **without** a shell (no pipes, globbing or
 variable expansion); to use shell syntax write ``["sh", "-c", "..."]`` and add ``sh`` to
-``security.allowed_commands`` yourself. ``cwd`` is relative to the directory of the hooks file
+``security.allowed_commands`` yourself (likewise ``python3`` above: no interpreter is allowed by
+default, since it runs any code with the user's rights). ``cwd`` is relative to the directory of the hooks file
 (a command without one runs in the current working directory). ``timeout`` is accepted as an
 alias of ``timeout_s``.
 

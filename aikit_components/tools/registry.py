@@ -3,6 +3,11 @@
 lookup -> validate (every problem in one error) -> budget -> hook ``tool.before`` (cancel /
 modify / replace) -> event ``tool.called`` -> run -> hook ``tool.after`` (replace / retry) ->
 event ``tool.finished``; on failure hook ``tool.error`` (retry / replace) and event ``tool.failed``.
+
+A call of an existing tool rejected before it runs (invalid arguments, a used-up budget) is a
+failure too: hook ``tool.error`` (replace; a retry would fail the same way, so it is ignored) and
+event ``tool.failed`` with the error's code. An unknown tool name is only ``not_found``: there is
+no tool whose failure to report.
 """
 
 from __future__ import annotations
@@ -111,6 +116,11 @@ class ToolRegistry:
     def prepare(self, name: str, args: Any, ctx: ToolContext) -> tuple[Tool, dict[str, Any]]:
         """Lookup, validation and budget: everything before hooks."""
         item = self.get(name)
+        return item, self._checked_args(item, args, ctx)
+
+    def _checked_args(self, item: Tool, args: Any, ctx: ToolContext) -> dict[str, Any]:
+        """Validation and budget for a call of ``item``: its bound arguments."""
+        name = item.name
         if args is None:
             args = {}
         if not isinstance(args, dict):
@@ -122,15 +132,21 @@ class ToolRegistry:
         if problems:
             raise ValidationError(f"invalid arguments for tool {name!r}:", problems, details={"tool": name})
         ctx.budget.charge_tool_call(name)
-        return item, item.bind_args(args)
+        return item.bind_args(args)
 
     def call(self, name: str, args: Any, ctx: ToolContext) -> Any:
         """Call a tool synchronously (plain ``def`` tools and Lua-defined tools; an async tool
         needs :meth:`acall`)."""
-        item, bound = self.prepare(name, args, ctx)
+        item = self.get(name)
+        hooks, events = self.hooks, self.events
+        try:
+            bound = self._checked_args(item, args, ctx)
+        except AikitError as exc:
+            outcome = (hooks.run("tool.error", {"name": name, "args": args, "error": exc.to_dict()})
+                       if hooks and hooks.has("tool.error") else None)
+            return self._rejected(item, exc, outcome)
         if item.is_async:
             raise AikitError(f"tool {name!r} is async: call it with acall() on the I/O loop", code="internal_error")
-        hooks, events = self.hooks, self.events
         if hooks is None and events is None:  # the fast path: nothing observes this call
             return self._invoke_sync(item, bound, ctx)
         for attempt in range(MAX_HOOK_RETRIES + 1):
@@ -164,8 +180,13 @@ class ToolRegistry:
 
     async def acall(self, name: str, args: Any, ctx: ToolContext) -> Any:
         """Call any tool from async code (async tools run here, on the calling loop)."""
-        item, bound = self.prepare(name, args, ctx)
+        item = self.get(name)
         hooks = self.hooks
+        try:
+            bound = self._checked_args(item, args, ctx)
+        except AikitError as exc:
+            outcome = await hooks.arun("tool.error", {"name": name, "args": args, "error": exc.to_dict()}) if hooks else None
+            return self._rejected(item, exc, outcome)
         for attempt in range(MAX_HOOK_RETRIES + 1):
             outcome = await hooks.arun("tool.before", {"name": name, "args": bound}) if hooks else None
             action, value = self._before(item, bound, ctx, outcome)
@@ -234,7 +255,9 @@ class ToolRegistry:
                 new_args = outcome.payload.get("args")
                 problems = item.validate(new_args) if isinstance(new_args, dict) else ["(arguments): expected object"]
                 if problems:
-                    raise ValidationError(f"a tool.before hook gave {item.name!r} invalid arguments:", problems)
+                    error = ValidationError(f"a tool.before hook gave {item.name!r} invalid arguments:", problems)
+                    self._publish("tool.failed", {"name": item.name, "code": error.code, "message": error.message})
+                    raise error
                 bound = item.bind_args(new_args)
         self._publish("tool.called", {"name": item.name, "caller": ctx.caller})
         return "run", bound
@@ -254,6 +277,13 @@ class ToolRegistry:
         if outcome is not None and outcome.replaced:
             return "replace"
         return "raise"
+
+    def _rejected(self, item: Tool, error: AikitError, outcome: Any) -> Any:
+        """Report a call rejected before it ran; return a hook's replacement or raise ``error``."""
+        self._publish("tool.failed", {"name": item.name, "code": error.code, "message": error.message})
+        if outcome is not None and outcome.replaced:
+            return outcome.value
+        raise error
 
     def _publish(self, topic: str, payload: dict[str, Any]) -> None:
         if self.events is not None:

@@ -6,7 +6,8 @@ started. The child sees only the allowlisted environment variables (plus ``PATH`
 ``tools.process_inherit_env`` is set, so secrets in the kernel's environment do not leak into
 programs a script runs. The program is looked up on the kernel's ``PATH`` and executed by absolute
 path; a path given in ``command[0]`` must name that same file (``./git`` written by a script is
-refused even though ``git`` is allowed).
+refused even though ``git`` is allowed). Arguments that look like paths must resolve inside the
+allowed paths (``SecurityPolicy.check_command``), so ``cat /etc/hostname`` is refused.
 
 :func:`run_argv` is the shared runner (the git tools use it too).
 """
@@ -203,11 +204,11 @@ def child_env(ctx: ToolContext, extra: dict[str, str] | None = None) -> dict[str
 
 
 def resolve_program(ctx: ToolContext, argv: list[str], cwd: Path | None = None) -> list[str]:
-    """Check ``argv`` against ``security.allowed_commands`` and return it with the program replaced
-    by its absolute path on the kernel's PATH. A program given as a path must be that same file."""
-    argv = ctx.policy.check_command(argv)
-    if any("\x00" in arg for arg in argv):
-        raise InvalidArgument("command arguments must not contain NUL bytes")
+    """Check ``argv`` run in ``cwd`` against the policy (the program against
+    ``security.allowed_commands``, path-like arguments against the allowed paths: see
+    ``SecurityPolicy.check_command``) and return it with the program replaced by its absolute path
+    on the kernel's PATH. A program given as a path must be that same file."""
+    argv = ctx.policy.check_command(argv, cwd)
     name = os.path.basename(argv[0])
     found = shutil.which(name, path=os.environ.get("PATH", os.defpath))
     if found is None:
@@ -246,7 +247,7 @@ async def run_process(ctx: ToolContext, command: list[str], cwd: str | None = No
     """Run an allowed program (no shell) and return its exit code and output.
 
     Args:
-        command: The program and its arguments, e.g. ["git", "status"]; the program must be in security.allowed_commands.
+        command: The program and its arguments, e.g. ["git", "status"]; the program must be in security.allowed_commands and arguments that look like paths must resolve inside the allowed paths.
         cwd: Working directory (inside the allowed paths); defaults to the current directory.
         timeout_s: Seconds before the program and everything it started are killed (default tools.process_timeout_s, 60).
         max_output_bytes: Bytes of stdout and of stderr kept; the rest is dropped and truncated is set (default 1 MiB).

@@ -1002,8 +1002,14 @@ def _policy_problems(step: Step, policy: "SecurityPolicy", registry: "ToolRegist
     if step.kind == "command" or (step.kind == "tool" and step.target == "run_process"):
         argv = params.get("command")
     if isinstance(argv, list) and argv and isinstance(argv[0], str) and "{{" not in argv[0]:
+        # Path-like arguments are checked against the step's cwd, so only when that is known now and
+        # allowed (a bad cwd is reported on its own below); templated ones are checked when it runs.
+        cwd = params.get("cwd")
+        known = cwd is None or (isinstance(cwd, str) and bool(cwd) and not _has_template(cwd)
+                                and not _check_path(policy, "cwd", cwd, False))
+        args = [a if isinstance(a, str) else str(a) for a in argv[1:]] if known else []
         try:
-            policy.check_command([a if isinstance(a, str) else str(a) for a in argv])
+            policy.check_command([argv[0], *(a for a in args if not _has_template(a))], cwd if known else None)
         except AikitError as exc:
             out.append(("command", _denied(exc)))
     if step.kind in ("tool", "command"):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from aikit_components.security import SecurityPolicy
 from aikit_components.tools import ToolContext
 from aikit_components.tools.system import TOOLS
 
@@ -23,6 +24,14 @@ call = make_caller(TOOLS)
 @pytest.fixture
 def ctx(workdir: Path) -> ToolContext:
     return ToolContext(make_policy(workdir))
+
+
+@pytest.fixture
+def py_ctx(workdir: Path) -> ToolContext:
+    """python3 is not allowed by default (an interpreter runs anything): these tests allow it."""
+    policy = make_policy(workdir)
+    policy.allowed_commands.add("python3")
+    return ToolContext(policy)
 
 
 def _alive(pid: int) -> bool:
@@ -67,16 +76,16 @@ def test_exit_code_stdin_and_cwd(ctx: ToolContext, workdir: Path) -> None:
     assert result["stdout"].strip() == str(sub)
 
 
-def test_environment_is_filtered(ctx: ToolContext, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_environment_is_filtered(py_ctx: ToolContext, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIKIT_TEST_SECRET_TOKEN", "s3cret")
     script = "import os; print(os.environ.get('AIKIT_TEST_SECRET_TOKEN'), os.environ.get('GREETING'))"
-    result = call(ctx, "run_process", {"command": ["python3", "-c", script], "env": {"GREETING": "hi"}})
+    result = call(py_ctx, "run_process", {"command": ["python3", "-c", script], "env": {"GREETING": "hi"}})
     assert result["stdout"].split() == ["None", "hi"]
 
 
-def test_output_cap_truncates_and_says_so(ctx: ToolContext) -> None:
+def test_output_cap_truncates_and_says_so(py_ctx: ToolContext) -> None:
     script = "import sys; sys.stdout.write('x' * 200000); sys.stderr.write('e' * 10)"
-    result = call(ctx, "run_process", {"command": ["python3", "-c", script], "max_output_bytes": 1000})
+    result = call(py_ctx, "run_process", {"command": ["python3", "-c", script], "max_output_bytes": 1000})
     assert result["exit_code"] == 0
     assert result["stdout"] == "x" * 1000
     assert result["stderr"] == "e" * 10
@@ -84,14 +93,14 @@ def test_output_cap_truncates_and_says_so(ctx: ToolContext) -> None:
     assert "199000" in result["note"] and "max_output_bytes" in result["note"]
 
 
-def test_timeout_kills_the_process_group(ctx: ToolContext, workdir: Path) -> None:
+def test_timeout_kills_the_process_group(py_ctx: ToolContext, workdir: Path) -> None:
     script = ("import subprocess, sys, time\n"
               "child = subprocess.Popen(['sleep', '30'])\n"
               "open('pids', 'w').write(f'{child.pid}')\n"
               "print('started', flush=True)\n"
               "time.sleep(30)\n")
     started = time.monotonic()
-    error = expect_error("timeout", call, ctx, "run_process",
+    error = expect_error("timeout", call, py_ctx, "run_process",
                          {"command": ["python3", "-c", script], "timeout_s": 1.0})
     assert time.monotonic() - started < 5
     assert "started" in error.message and "started" in error.details["stdout"]
@@ -99,14 +108,14 @@ def test_timeout_kills_the_process_group(ctx: ToolContext, workdir: Path) -> Non
     assert _wait_dead(grandchild), "the grandchild in the process group survived the timeout"
 
 
-def test_cancellation_kills_the_process_group(ctx: ToolContext, workdir: Path) -> None:
+def test_cancellation_kills_the_process_group(py_ctx: ToolContext, workdir: Path) -> None:
     script = ("import os, subprocess, time\n"
               "child = subprocess.Popen(['sleep', '30'])\n"
               "open('pids', 'w').write(f'{os.getpid()} {child.pid}')\n"
               "time.sleep(30)\n")
 
     async def scenario() -> None:
-        task = asyncio.ensure_future(call.registry.acall("run_process", {"command": ["python3", "-c", script]}, ctx))
+        task = asyncio.ensure_future(call.registry.acall("run_process", {"command": ["python3", "-c", script]}, py_ctx))
         deadline = time.monotonic() + 5
         while not (workdir / "pids").exists() or not (workdir / "pids").read_text():
             assert time.monotonic() < deadline
@@ -137,6 +146,69 @@ def test_program_path_must_be_the_allowed_program(ctx: ToolContext, workdir: Pat
 def test_cwd_outside_allowed_paths(ctx: ToolContext) -> None:
     error = expect_error("permission_denied", call, ctx, "run_process", {"command": ["ls"], "cwd": "/"})
     assert error.details["rule"] == "allowed_paths"
+
+
+# ------------------------------------------------------------------ path-like arguments
+def test_arguments_naming_files_outside_the_allowed_paths_are_refused(ctx: ToolContext, workdir: Path) -> None:
+    outside = workdir.parent / "outside.txt"
+    outside.write_text("secret outside\n")
+    (workdir / "link").symlink_to(outside)
+    (workdir / "sub").mkdir()
+    denied = {
+        ("cat", "/etc/hostname"): "/etc/hostname",  # absolute
+        ("cat", "../outside.txt"): str(outside),  # .. leaves the root
+        ("cat", "sub/../../outside.txt"): str(outside),
+        ("cat", "link"): str(outside),  # a plain word naming a symlink in the working directory
+        ("cat", "./link"): str(outside),
+        ("grep", "-r", "secret", ".."): str(workdir.parent),
+        ("grep", "--file=../outside.txt", "x"): str(outside),  # the value of --opt=value
+        ("grep", "-f../outside.txt", "x"): str(outside),  # a short option glued to its value
+        ("git", "--git-dir=/etc", "status"): "/etc",
+        ("cat", "file:///etc/hostname"): "/etc/hostname",  # a file URL is a path
+        ("echo", "/etc/hostname"): "/etc/hostname",  # the policy cannot know echo only prints it
+    }
+    for command, resolved in denied.items():
+        error = expect_error("permission_denied", call, ctx, "run_process", {"command": list(command)})
+        assert error.details["rule"] == "allowed_paths", command
+        assert error.details["path"] == resolved, command
+        assert error.details["argument"] in command and repr(error.details["argument"]) in error.message
+        assert "AIKIT_ALLOWED_PATHS" in error.message and "security.allowed_paths" in error.message
+
+
+def test_arguments_inside_the_allowed_paths_run(ctx: ToolContext, workdir: Path) -> None:
+    (workdir / "file.txt").write_text("alpha\npattern here\n")
+    (workdir / "src").mkdir()
+    (workdir / "src" / "a.py").write_text("pattern = 1\n")
+    (workdir / "inner").symlink_to(workdir / "src")  # a symlink that stays inside is fine
+    assert call(ctx, "run_process", {"command": ["cat", "file.txt"]})["stdout"] == "alpha\npattern here\n"
+    assert call(ctx, "run_process", {"command": ["cat", str(workdir / "file.txt")]})["exit_code"] == 0
+    assert call(ctx, "run_process", {"command": ["grep", "pattern", "file.txt"]})["stdout"] == "pattern here\n"
+    assert call(ctx, "run_process", {"command": ["grep", "-rn", "pattern", "inner/a.py"]})["stdout"] == "1:pattern = 1\n"
+    assert call(ctx, "run_process", {"command": ["head", "-n1", "src/../file.txt"]})["stdout"] == "alpha\n"
+    # words that only look like paths resolve inside the working directory (or are URLs): allowed
+    for words in (["a/b"], ["HEAD~1..HEAD", "origin/main", "a..b"], ["https://example.com/x?y=/etc"],
+                  ["--format=%h/%s", "-n5", "/dev/null"]):
+        result = call(ctx, "run_process", {"command": ["echo", *words]})
+        assert result["stdout"] == " ".join(words) + "\n"
+    # the check uses the process's working directory: from sub/, ../file.txt is inside
+    (workdir / "sub").mkdir()
+    result = call(ctx, "run_process", {"command": ["cat", "../file.txt"], "cwd": "sub"})
+    assert result["stdout"].startswith("alpha")
+
+
+def test_allowing_the_directory_allows_the_argument(workdir: Path) -> None:
+    outside = workdir.parent / "shared"
+    outside.mkdir()
+    (outside / "notes.txt").write_text("shared notes\n")
+    ctx = ToolContext(SecurityPolicy(allowed_paths=[workdir, outside.resolve()]))
+    assert call(ctx, "run_process", {"command": ["cat", str(outside / "notes.txt")]})["stdout"] == "shared notes\n"
+
+
+def test_python3_is_not_allowed_by_default(ctx: ToolContext) -> None:
+    error = expect_error("permission_denied", call, ctx, "run_process", {"command": ["python3", "-c", "print(1)"]})
+    assert error.details["rule"] == "allowed_commands"
+    assert "python3" not in error.message.split("(allowed: ")[1].split(")")[0]
+    assert "interpreter" in error.message  # says what allowing one means
 
 
 def test_bad_input(ctx: ToolContext) -> None:

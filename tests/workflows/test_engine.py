@@ -443,6 +443,19 @@ class TestFailures:
         assert record.steps["tolerated"].status == "succeeded" and record.steps["tolerated"].output["exit_code"] == 1
 
 
+    def test_command_arguments_outside_the_allowed_paths_are_refused(self, comps: Components) -> None:
+        wf = Workflow("paths", fail_fast=False, steps=[
+            Step("where", params={"path": "/etc/hostname"}),
+            Step("read", kind="command", depends_on=["where"], params={"command": ["cat", "{{where.output.path}}"]}),
+            Step("relative", kind="command", params={"command": "cat ../outside"}),
+        ])
+        record = go(wf, comps)
+        for sid, path in (("read", "/etc/hostname"), ("relative", str(Path.cwd().parent / "outside"))):
+            step = record.steps[sid]
+            assert step.status == "failed" and step.error["code"] == "permission_denied", step.error
+            assert step.error["details"]["rule"] == "allowed_paths" and step.error["details"]["path"] == path
+
+
 # =========================================================================== conditions and loops
 class TestConditionsAndLoops:
     def test_conditions_declarative_and_predicates(self, comps: Components) -> None:

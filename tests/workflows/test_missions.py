@@ -241,6 +241,29 @@ def test_inputs_fill_paths_before_the_policy_check(tmp_path: Path, monkeypatch: 
     assert len(problems) == 1 and "(rule allowed_paths)" in problems[0]
 
 
+def test_command_arguments_are_checked_against_the_allowed_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "notes.txt").write_text("inside\n")
+    text = ("name: m\ninputs: {file: notes.txt}\nsteps:\n"
+            "  - {id: outside, step_type: command, parameters: {command: cat /etc/hostname}}\n"
+            "  - {id: up, step_type: command, parameters: {command: cat ../notes.txt, working_dir: sub}}\n"
+            "  - {id: inside, step_type: command, parameters: {command: cat notes.txt}}\n"
+            "  - {id: later, step_type: command, parameters: {command: [cat, '{{input.file}}']}}\n"
+            "  - {id: badcwd, step_type: command, parameters: {command: cat notes.txt, working_dir: /etc}}\n"
+            "  - {id: runtime, step_type: command, depends_on: [inside],\n"
+            "     parameters: {command: [cat, '/{{inside.output.stdout}}']}}\n")
+    problems = validate_mission(text, policy=policy_for(tmp_path))
+    # ../notes.txt from sub/ is inside; a step's output is only known (and checked) when it runs
+    assert len(problems) == 2, "\n".join(problems)
+    assert problems[0].startswith("step 'outside' (line 4): parameters.command: denied by the security policy "
+                                  "(rule allowed_paths): cat: argument '/etc/hostname' names /etc/hostname")
+    assert problems[1].startswith("step 'badcwd' (line 8): parameters.working_dir: denied by the security policy "
+                                  "(rule allowed_paths)")  # reported once, as the cwd
+    filled = validate_mission(text, policy=policy_for(tmp_path), inputs={"file": "../escape"})
+    assert len(filled) == 3 and filled[1].startswith("step 'later' (line 7): parameters.command: denied"), filled
+
+
 # ---------------------------------------------------------------------------------------------- CLI
 def test_dry_run_prints_the_layers(tmp_path: Path) -> None:
     result = aikit(tmp_path, "validate", "--dry-run", str(MISSIONS / "pipeline.yaml"))
