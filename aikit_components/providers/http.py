@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import logging
 import random
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import aclosing
@@ -52,6 +53,8 @@ BODY_LIMIT = 2000
 
 AuthScheme = Literal["bearer", "x-api-key"]
 T = TypeVar("T")
+
+log = logging.getLogger("aikit.providers.http")
 
 _LOCAL_NAMES = frozenset({"localhost", "host.docker.internal"})
 
@@ -337,6 +340,16 @@ class HTTPEndpoint:
             return exc.retry_after if exc.retry_after <= self.max_retry_after_s else None
         return random.uniform(0.0, min(self.max_backoff_s, self.backoff_s * (2 ** attempt)))
 
+    def _log_retry(self, exc: ProviderError, delay: float, attempt: int, retries: int | None) -> None:
+        """Say that (and why, and how long) a failed attempt is retried, as HTTP clients do; the
+        numbers ride along as record attributes (``retry_delay_s``, ``retry_after``, ``attempt``)."""
+        limit = self.retries if retries is None else retries
+        why = "as Retry-After asks" if exc.retry_after is not None else "backoff with jitter"
+        log.info("%s: %s failure (%s); retrying in %.3f s (%s), retry %d of %d", self.name, exc.kind,
+                 exc.status or "no status", delay, why, attempt + 1, limit,
+                 extra={"provider": self.name, "kind": exc.kind, "retry_delay_s": delay,
+                        "retry_after": exc.retry_after, "attempt": attempt + 1})
+
     def _final(self, exc: ProviderError, attempt: int, retries: int | None) -> ProviderError:
         limit = self.retries if retries is None else retries
         if (exc.retryable and exc.retry_after is not None and exc.retry_after > self.max_retry_after_s
@@ -355,6 +368,7 @@ class HTTPEndpoint:
                 delay = self.retry_delay(exc, attempt, retries)
                 if delay is None:
                     raise self._final(exc, attempt, retries) from exc.__cause__
+                self._log_retry(exc, delay, attempt, retries)
             await asyncio.sleep(delay)
             attempt += 1
 
@@ -378,6 +392,7 @@ class HTTPEndpoint:
                     delay = self.retry_delay(exc, attempt, retries)
                     if delay is None:
                         raise self._final(exc, attempt, retries) from exc.__cause__
+                    self._log_retry(exc, delay, attempt, retries)
             await asyncio.sleep(delay)
             attempt += 1
 

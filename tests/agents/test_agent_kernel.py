@@ -6,6 +6,7 @@ OpenAI streaming wire format; it pauses mid-stream on a gate, so nothing depends
 from __future__ import annotations
 
 import threading
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,7 @@ def test_streamed_answer_updates_one_display_while_generating(agent_kernel: Kern
     assert {display_id for _, display_id, _ in shown} == {shown[0][1]}  # one display, updated in place
     assert all(kind == "update_display_data" for kind, _, _ in shown[1:]) and len(shown) >= 2
     texts = [t for _, _, t in shown]
-    assert all(b.startswith(a) for a, b in zip(texts, texts[1:]))  # it only grows
+    assert all(b.startswith(a) for a, b in pairwise(texts))  # it only grows
     assert texts[-1] == "Once upon a time"
     assert result.stdout == "Once upon a time\topenai/m\t11\n"
 

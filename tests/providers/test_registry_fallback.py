@@ -402,9 +402,7 @@ def test_falls_back_to_the_next_model(server: OpenAIServer, first: str, kind: st
         finally:
             await reg.aclose()
 
-    started = time.monotonic()
     result = asyncio.run(go())
-    assert time.monotonic() - started < 5
     assert result.text == "answer from m-ok"
     assert result.model == "backup/m-ok"
     assert [(a.model, a.ok, a.kind) for a in chain.last_attempts] == [(f"primary/{first}", False, kind),
