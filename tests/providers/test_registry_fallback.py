@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -67,6 +68,14 @@ class OpenAIServer:
                 if behaviour == "hang":
                     server.stopping.wait(10)
                     return self.reply(200, completion(model, "too late"))
+                if behaviour == "filtered":  # Azure OpenAI's refusal of a prompt, as it sends it
+                    return self.reply(400, {"error": {
+                        "message": "The response was filtered due to the prompt triggering Azure OpenAI's content "
+                                   "management policy. Please modify your prompt and retry.",
+                        "type": None, "param": "prompt", "code": "content_filter", "status": 400,
+                        "innererror": {"code": "ResponsibleAIPolicyViolation", "content_filter_result": {
+                            "hate": {"filtered": False, "severity": "safe"},
+                            "violence": {"filtered": True, "severity": "high"}}}}})
                 if behaviour.isdigit():
                     status = int(behaviour)
                     message = {429: "Rate limit reached", 503: "Service unavailable", 500: "Internal error",
@@ -152,6 +161,14 @@ def server():
     srv = OpenAIServer()
     yield srv
     srv.stop()
+
+
+@pytest.fixture
+def refused_port() -> int:
+    """A port on 127.0.0.1 where nothing listens."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def request(text: str = "hello") -> Request:
@@ -414,7 +431,7 @@ def test_falls_back_to_the_next_model(server: OpenAIServer, first: str, kind: st
 
 
 @needs_openai
-@pytest.mark.parametrize("first,kind", [("m-400", "bad_request"), ("m-401", "auth")])
+@pytest.mark.parametrize("first,kind", [("m-400", "bad_request"), ("m-401", "auth"), ("m-filtered", "content_filter")])
 def test_no_fallback_on_request_or_auth_errors(server: OpenAIServer, first: str, kind: str) -> None:
     reg = ModelRegistry(two_providers(server))
     chain = FallbackChain(reg, [f"primary/{first}", "backup/m-ok"])
@@ -430,11 +447,36 @@ def test_no_fallback_on_request_or_auth_errors(server: OpenAIServer, first: str,
     err = info.value
     assert err.kind == kind and not err.falls_back
     assert "Not falling back to backup/m-ok" in err.message
-    reason = "authentication" if kind == "auth" else "request itself was rejected"
+    reason = {"auth": "authentication error is a configuration problem",
+              "bad_request": "request itself was rejected",
+              "content_filter": "safety system refused the content"}[kind]
     assert reason in err.message
+    if kind == "content_filter":  # the provider's own words, and what to do
+        assert "content management policy" in err.message and "rephrase the request" in err.message
     assert "m-ok" not in server.models_requested()  # the second model was never tried
     assert [a.model for a in chain.last_attempts] == [f"primary/{first}"]
     assert SECRET not in str(err)
+
+
+@needs_openai
+def test_connection_refused_falls_back(server: OpenAIServer, refused_port: int) -> None:
+    common = {"type": "openai", "api_key": SECRET, "retries": 0, "timeout_s": 2}
+    reg = ModelRegistry(Config({"providers": {
+        "down": {**common, "base_url": f"http://127.0.0.1:{refused_port}/v1"},
+        "backup": {**common, "base_url": server.base_url}}}))
+    chain = FallbackChain(reg, ["down/m-ok", "backup/m-ok"])
+
+    async def go() -> Any:
+        try:
+            return await chain.complete(request())
+        finally:
+            await reg.aclose()
+
+    result = asyncio.run(go())
+    assert (result.text, result.model) == ("answer from m-ok", "backup/m-ok")
+    assert [(a.model, a.ok, a.kind) for a in chain.last_attempts] == [("down/m-ok", False, "connection"),
+                                                                     ("backup/m-ok", True, None)]
+    assert "cannot connect to down" in chain.last_attempts[0].message
 
 
 @needs_openai
