@@ -56,7 +56,8 @@ def test_streamed_answer_updates_one_display_while_generating(agent_kernel: Kern
 def test_interrupt_stops_the_generation_and_the_loop(agent_kernel: Kernel, llm_server: Any) -> None:
     gate = threading.Event()
     deltas = [f"tick{i} " for i in range(50)]
-    llm_server.reply(OPENAI, sse(deltas, hold_after=3, gate=gate), answer("fine again"))
+    # paced like a real model after the gate, so the client's close is seen between two tokens
+    llm_server.reply(OPENAI, sse(deltas, hold_after=3, gate=gate, chunk_delay_s=0.02), answer("fine again"))
     msg_id = agent_kernel.kc.execute("a = Agent.new{name = 'ticker', model = 'openai/m'}\n"
                                      "a:run('count', {stream = true})\nafter = 'the cell went on'",
                                      allow_stdin=False)

@@ -15,6 +15,7 @@ chunked transfer encoding, one event (or line) per chunk, as the real servers st
 from __future__ import annotations
 
 import json
+import select
 import socket
 import threading
 import time
@@ -148,6 +149,8 @@ class LocalServer:
                 self.send_header("Cache-Control", "no-cache")
                 self.end_headers()
                 for chunk in reply.chunks:
+                    if self._peer_closed():
+                        raise ConnectionAbortedError("the client closed the connection")
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                     self.wfile.flush()
                     self.chunks_sent += 1
@@ -157,6 +160,16 @@ class LocalServer:
                         time.sleep(reply.chunk_delay_s)
                 self.wfile.write(b"0\r\n\r\n")
                 self.wfile.flush()
+
+            def _peer_closed(self) -> bool:
+                """The client has closed its end (a write could still succeed into the buffer)."""
+                readable, _, _ = select.select([self.connection], [], [], 0)
+                if not readable:
+                    return False
+                try:
+                    return self.connection.recv(1, socket.MSG_PEEK) == b""
+                except OSError:
+                    return True
 
             do_POST = do_GET = _handle
 
