@@ -6,13 +6,14 @@ wires it, minus ZMQ), its components configured to talk to the local OpenAI-form
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import pytest
 
 from aikit_kernel.lua.api import expose
 from tests.providers.conftest import Reply
-from tests.test_lua_components import Lua, later
+from tests.test_lua_components import Lua
 
 from .conftest import BACKUP, OPENAI, answer, call, error, sent_messages, sse
 
@@ -261,14 +262,29 @@ class TestErrors:
         assert code == "not_found" and "unknown provider 'nosuch'" in message
 
 
+def interrupt_once_requested(lua: Lua, server: Any, settle_s: float = 0.0) -> threading.Thread:
+    """Interrupt ``lua`` once the model server has received a request (and ``settle_s`` later):
+    interrupting before the request left would leave its scripted reply to the next request."""
+    def go() -> None:
+        deadline = time.monotonic() + 15
+        while not server.requests_to(OPENAI) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(settle_s)
+        lua.engine.interrupt()
+
+    thread = threading.Thread(target=go, daemon=True)
+    thread.start()
+    return thread
+
+
 class TestInterrupt:
     def test_interrupt_during_a_slow_model_call(self, lua: Lua, llm_server: Any) -> None:
         server = llm_server
         server.reply(OPENAI, answer("too late", delay_s=5), answer("back again"))
         lua.run("slow = Agent.new{name = 'slow', model = 'openai/m'}")
-        timer = later(0.3, lua.engine.interrupt)
+        interrupter = interrupt_once_requested(lua, server)
         failure = lua.fail("return slow:run('take your time')")
-        timer.join()
+        interrupter.join()
         assert failure.ename == "KeyboardInterrupt"
         assert lua.run("return 1 + 1") == 2
         assert lua.run("return slow:run('again').text") == "back again"
@@ -276,13 +292,17 @@ class TestInterrupt:
 
     def test_interrupt_during_a_stream(self, lua: Lua, llm_server: Any) -> None:
         server = llm_server
-        server.reply(OPENAI, sse(["tick"] * 40, chunk_delay_s=0.1), answer("fine"))
+        gate = threading.Event()  # the server sends three ticks, then holds the stream until the end
+        server.reply(OPENAI, sse(["tick"] * 40, hold_after=4, gate=gate), answer("fine"))
         lua.run("n = 0 s = Agent.new{model = 'openai/m'}")
-        timer = later(0.5, lua.engine.interrupt)
-        failure = lua.fail("s:stream('count', function(d) n = n + 1 end)")
-        timer.join()
+        interrupter = interrupt_once_requested(lua, server, settle_s=0.5)
+        try:
+            failure = lua.fail("s:stream('count', function(d) n = n + 1 end)")
+            interrupter.join()
+        finally:
+            gate.set()
         assert failure.ename == "KeyboardInterrupt"
-        assert 0 < lua.run("return n") < 40
+        assert 0 < lua.run("return n") <= 3
         assert lua.run("return s:run('x').text") == "fine"
 
 
