@@ -208,10 +208,15 @@ def lua(make_lua: Callable[..., Lua]) -> Lua:
     return make_lua()
 
 
-async def gather_with_cancel(task_coro: Coroutine[Any, Any, Any], after_s: float) -> BaseException | Any:
-    """Start ``task_coro``, cancel it after ``after_s`` seconds; what awaiting it gave."""
+async def gather_with_cancel(task_coro: Coroutine[Any, Any, Any], when: Callable[[], Any]) -> BaseException | Any:
+    """Start ``task_coro``, cancel it as soon as ``when()`` is true (checked every 10 ms, at most
+    15 s); what awaiting it gave. Waiting for a condition, not a delay, keeps the test exact on a
+    loaded machine."""
     task = asyncio.ensure_future(task_coro)
-    await asyncio.sleep(after_s)
+    for _ in range(1500):
+        if when() or task.done():
+            break
+        await asyncio.sleep(0.01)
     task.cancel()
     try:
         return await task

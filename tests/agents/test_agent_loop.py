@@ -636,7 +636,7 @@ class TestCancellation:
         failed = env.components.events.subscribe("agent.failed")
         env.server.reply(OPENAI, answer("too late", delay_s=3.0), answer("after the cancel"))
         agent = env.agent(name="slow")
-        outcome = run(gather_with_cancel(agent.run("take your time"), 0.3))
+        outcome = run(gather_with_cancel(agent.run("take your time"), lambda: env.server.requests_to(OPENAI)))
         assert isinstance(outcome, asyncio.CancelledError)  # not "too late": the request was abandoned
         event = failed.receive(1)
         assert event is not None and event.payload == {"agent": "slow", "code": "interrupted"}
@@ -645,6 +645,7 @@ class TestCancellation:
         assert run(agent.run("again")).text == "after the cancel"
 
     def test_cancelling_during_parallel_tools_cancels_them(self, env: AgentEnv) -> None:
+        started: list[str] = []
         finished: list[str] = []
         cancelled: list[str] = []
 
@@ -655,6 +656,7 @@ class TestCancellation:
             Args:
                 label: Label.
             """
+            started.append(label)
             try:
                 await asyncio.sleep(5)
             except asyncio.CancelledError:
@@ -665,7 +667,7 @@ class TestCancellation:
 
         env.components.tools.register(sleepy)
         env.server.reply(OPENAI, answer(None, [call("sleepy", {"label": "a"}), call("sleepy", {"label": "b"})]))
-        outcome = run(gather_with_cancel(env.agent(name="sleeper", tools=["sleepy"]).run("sleep"), 0.4))
+        outcome = run(gather_with_cancel(env.agent(name="sleeper", tools=["sleepy"]).run("sleep"), lambda: len(started) == 2))
         assert isinstance(outcome, asyncio.CancelledError)
         assert sorted(cancelled) == ["a", "b"] and finished == []
 
