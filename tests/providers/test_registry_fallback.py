@@ -181,6 +181,17 @@ def two_providers(server: OpenAIServer, **extra: Any) -> Config:
     return Config({"providers": {"primary": dict(common), "backup": dict(common)}, **extra})
 
 
+def complete_then_close(reg: ModelRegistry, chain: FallbackChain) -> Any:
+    """``chain.complete(request())`` on a fresh loop, closing the registry's providers after it."""
+    async def go() -> Any:
+        try:
+            return await chain.complete(request())
+        finally:
+            await reg.aclose()
+
+    return asyncio.run(go())
+
+
 async def collect(agen) -> list[Any]:
     return [event async for event in agen]
 
@@ -413,13 +424,8 @@ def test_falls_back_to_the_next_model(server: OpenAIServer, first: str, kind: st
     reg = ModelRegistry(two_providers(server))
     chain = FallbackChain(reg, [f"primary/{first}", "backup/m-ok"], events=bus)
 
-    async def go() -> Any:
-        try:
-            return await chain.complete(request())
-        finally:
-            await reg.aclose()
 
-    result = asyncio.run(go())
+    result = complete_then_close(reg, chain)
     assert result.text == "answer from m-ok"
     assert result.model == "backup/m-ok"
     assert [(a.model, a.ok, a.kind) for a in chain.last_attempts] == [(f"primary/{first}", False, kind),
@@ -436,14 +442,9 @@ def test_no_fallback_on_request_or_auth_errors(server: OpenAIServer, first: str,
     reg = ModelRegistry(two_providers(server))
     chain = FallbackChain(reg, [f"primary/{first}", "backup/m-ok"])
 
-    async def go() -> Any:
-        try:
-            return await chain.complete(request())
-        finally:
-            await reg.aclose()
 
     with pytest.raises(ProviderError) as info:
-        asyncio.run(go())
+        complete_then_close(reg, chain)
     err = info.value
     assert err.kind == kind and not err.falls_back
     assert "Not falling back to backup/m-ok" in err.message
@@ -466,13 +467,8 @@ def test_connection_refused_falls_back(server: OpenAIServer, refused_port: int) 
         "backup": {**common, "base_url": server.base_url}}}))
     chain = FallbackChain(reg, ["down/m-ok", "backup/m-ok"])
 
-    async def go() -> Any:
-        try:
-            return await chain.complete(request())
-        finally:
-            await reg.aclose()
 
-    result = asyncio.run(go())
+    result = complete_then_close(reg, chain)
     assert (result.text, result.model) == ("answer from m-ok", "backup/m-ok")
     assert [(a.model, a.ok, a.kind) for a in chain.last_attempts] == [("down/m-ok", False, "connection"),
                                                                      ("backup/m-ok", True, None)]
@@ -484,14 +480,9 @@ def test_all_failing_lists_every_attempt(server: OpenAIServer) -> None:
     reg = ModelRegistry(two_providers(server, models={"aliases": {"flaky": "primary/m-503"}}))
     chain = FallbackChain(reg, ["primary/m-429", "flaky", "backup/m-500"])
 
-    async def go() -> Any:
-        try:
-            return await chain.complete(request())
-        finally:
-            await reg.aclose()
 
     with pytest.raises(ProviderError) as info:
-        asyncio.run(go())
+        complete_then_close(reg, chain)
     err = info.value
     assert err.kind == "server"  # the last error's kind
     assert "all 3 models failed" in err.message
