@@ -10,10 +10,8 @@ on an ``httpx.AsyncClient``, error classification, and the SSE / NDJSON stream p
   (carrying ``retry_after``) so a fallback model can take over.
 - HTTP errors become :class:`ProviderError` whose kind comes from :func:`classify_status` and whose
   message quotes the provider's own message and says what to do.
-- :class:`SSEDecoder` / :func:`aiter_sse` (event/data/id/retry fields, multi-line data, comments,
-  the ``[DONE]`` marker as :attr:`SSEEvent.is_done`) and :func:`aiter_ndjson`.
-- Tool-call arguments that are not a JSON object become ``{"_raw": "<text>"}``; :func:`argument_error`
-  tells the agent so it can report the problem back to the model.
+- Re-exported from their own modules: the error messages (:mod:`.wire_errors`), the SSE / NDJSON
+  stream parsers (:mod:`.streams`) and tool-call argument coding (:mod:`.tool_arguments`).
 """
 
 from __future__ import annotations
@@ -21,23 +19,25 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import logging
 import random
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
-from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
 
 from ..config import Secret
-from .base import ProviderError, classify_status, parse_retry_after
-from .messages import ToolCall, new_call_id
+from .base import ProviderError
+from .streams import SSEDecoder, SSEEvent, aiter_ndjson, aiter_sse
+from .tool_arguments import RAW_ARGUMENTS_KEY, argument_error, decode_arguments, encode_arguments, make_tool_call
+from .wire_errors import BODY_LIMIT, QUOTE_LIMIT, _quote, _retry_after_of, _with_attempts, error_from_body, not_streaming_error
 
 __all__ = [
-    "DEFAULT_RETRIES", "DEFAULT_TIMEOUT_S", "HTTPEndpoint", "RAW_ARGUMENTS_KEY", "SSEDecoder", "SSEEvent",
-    "aiter_ndjson", "aiter_sse", "argument_error", "decode_arguments", "encode_arguments", "error_from_body",
-    "is_local_url", "make_tool_call", "not_streaming_error",
+    "BODY_LIMIT", "DEFAULT_RETRIES", "DEFAULT_TIMEOUT_S", "QUOTE_LIMIT", "HTTPClient", "HTTPEndpoint", "RAW_ARGUMENTS_KEY",
+    "SSEDecoder", "SSEEvent", "aiter_ndjson", "aiter_sse", "argument_error", "decode_arguments", "encode_arguments",
+    "error_from_body", "is_local_url", "make_tool_call", "not_streaming_error",
 ]
 
 DEFAULT_TIMEOUT_S = 60.0
@@ -47,11 +47,11 @@ DEFAULT_MAX_BACKOFF_S = 20.0
 DEFAULT_MAX_RETRY_AFTER_S = 60.0
 MAX_CONNECT_TIMEOUT_S = 15.0
 USER_AGENT = "aikit/0.1 (providers)"
-QUOTE_LIMIT = 500
-BODY_LIMIT = 2000
 
 AuthScheme = Literal["bearer", "x-api-key"]
 T = TypeVar("T")
+
+log = logging.getLogger("aikit.providers.http")
 
 _LOCAL_NAMES = frozenset({"localhost", "host.docker.internal"})
 
@@ -67,149 +67,6 @@ def is_local_url(url: str) -> bool:
     except ValueError:
         return False
     return address.is_loopback or address.is_private or address.is_link_local or address.is_unspecified
-
-
-def not_streaming_error(name: str, base_url: str) -> ProviderError:
-    """A stream request answered without a single stream event (the server ignored ``stream``)."""
-    return ProviderError(f"{name} answered a streaming request without any stream events; check that {base_url} "
-                         "supports streaming for this API, or use complete() instead", kind="bad_response",
-                         provider=name)
-
-
-def _quote(text: str, limit: int = QUOTE_LIMIT) -> str:
-    text = " ".join(str(text).split())
-    return '"' + (text if len(text) <= limit else text[:limit] + "...") + '"'
-
-
-# --------------------------------------------------------------------------------------------
-# Errors
-# --------------------------------------------------------------------------------------------
-
-#: Error ``type`` values in bodies (Anthropic's, OpenAI's codes) that decide the kind by themselves.
-_TYPE_KINDS = {
-    "overloaded_error": "overloaded",
-    "rate_limit_error": "rate_limit",
-    "rate_limit_exceeded": "rate_limit",
-    "insufficient_quota": "rate_limit",
-    "authentication_error": "auth",
-    "permission_error": "auth",
-    "invalid_api_key": "auth",
-    "api_error": "server",
-    "server_error": "server",
-    "timeout_error": "timeout",
-    "invalid_request_error": "bad_request",
-    "not_found_error": "bad_request",
-    "request_too_large": "bad_request",
-}
-
-
-def _provider_message(body: Any) -> tuple[str, str | None]:
-    """The provider's own error message and error type/code from a decoded error body."""
-    if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict):
-            message = error.get("message") or error.get("msg") or ""
-            etype = error.get("type") or error.get("code")
-            code = error.get("code")
-            if isinstance(code, str) and code in _TYPE_KINDS:  # OpenAI: type "tokens", code "rate_limit_exceeded"
-                etype = code
-            return str(message or json.dumps(error, ensure_ascii=False)), (str(etype) if etype else None)
-        if isinstance(error, str):
-            return error, None
-        for key in ("message", "detail", "msg"):
-            if body.get(key):
-                detail = body[key]
-                return (detail if isinstance(detail, str) else json.dumps(detail, ensure_ascii=False)), body.get("type")
-    if isinstance(body, list) and body:
-        return _provider_message(body[0])
-    return "", None
-
-
-def error_from_body(name: str, body: Any, *, status: int | None = None, url: str = "",
-                    retry_after: float | None = None, has_key: bool = True,
-                    request_id: str | None = None, raw: str = "") -> ProviderError:
-    """A :class:`ProviderError` from an error body (an HTTP error response, or an error event in
-    a stream when ``status`` is None), with a message that quotes the provider and says what to do."""
-    message, etype = _provider_message(body)
-    text = raw or (json.dumps(body, ensure_ascii=False) if body is not None else "")
-    if not message:
-        message = text.strip() or (f"HTTP {status}" if status else "unknown error")
-    if status is not None:
-        kind = classify_status(status, text)
-        if etype in _TYPE_KINDS and kind in ("bad_request", "server"):
-            refined = _TYPE_KINDS[etype]
-            # an explicit type refines a generic status (e.g. 500 + overloaded_error), never downgrades
-            if kind == "server" and refined in ("overloaded", "timeout") or kind == "bad_request" and refined == "auth":
-                kind = refined
-    else:
-        kind = _TYPE_KINDS.get(etype or "", "server")
-    where = f"HTTP {status}" if status is not None else "in the stream"
-    quoted = _quote(message)
-    if kind == "auth":
-        config = (f"config providers.{name}.api_key, or providers.{name}.api_key_env naming an environment "
-                  "variable")
-        if not has_key:
-            text_out = (f"{name} requires an API key and none is set ({where}: {quoted}); "
-                        f"set the API key for {name} ({config})")
-        else:
-            text_out = (f"{name} rejected the request ({where}: {quoted}); check the API key for {name} ({config})"
-                        + ("; it may also lack access to this model" if status == 403 else ""))
-    elif kind == "rate_limit":
-        text_out = (f"{name} rate limit reached ({where}: {quoted}); wait, lower the request rate, "
-                    "or configure a fallback model")
-        if etype == "insufficient_quota":
-            text_out = (f"{name} quota exhausted ({where}: {quoted}); check the plan and billing of the account, "
-                        "or configure a fallback model")
-    elif kind == "overloaded":
-        text_out = f"{name} is overloaded ({where}: {quoted}); try again later or configure a fallback model"
-    elif kind == "server":
-        text_out = f"{name} had a server error ({where}: {quoted}); try again later or configure a fallback model"
-    elif kind == "timeout":
-        text_out = f"{name} timed out ({where}: {quoted}); try again, or raise timeout_s"
-    elif kind == "content_filter":
-        text_out = f"{name} refused the content ({where}: {quoted}); rephrase the request"
-    elif status == 404:
-        text_out = (f"{name} refused the request ({where}: {quoted}); check the model name and that base_url "
-                    f"points at the API root" + (f" (requested {url})" if url else ""))
-    else:
-        text_out = f"{name} refused the request ({where}: {quoted}); fix the request as the message says"
-    details: dict[str, Any] = {"provider_message": message}
-    if etype:
-        details["error_type"] = etype
-    if url:
-        details["url"] = url
-    if not request_id and isinstance(body, dict) and isinstance(body.get("request_id"), str):
-        request_id = body["request_id"]  # Anthropic repeats its request-id header in the body
-    if request_id:
-        details["request_id"] = request_id
-    if text:
-        details["body"] = text[:BODY_LIMIT]
-    if etype == "insufficient_quota":
-        details["no_retry"] = True
-    return ProviderError(text_out, kind=kind, provider=name, status=status, retry_after=retry_after, details=details)
-
-
-def _with_attempts(exc: ProviderError, attempts: int, note: str = "") -> ProviderError:
-    """The same error, its message telling how many attempts were made."""
-    if attempts <= 1 and not note:
-        return exc
-    suffix = note or f" (gave up after {attempts} attempts)"
-    details = {k: v for k, v in exc.details.items() if k not in ("kind", "provider", "status")}
-    details["attempts"] = attempts
-    new = ProviderError(exc.message + suffix, kind=exc.kind, provider=exc.provider, status=exc.status,
-                        retry_after=exc.retry_after, details=details)
-    new.__cause__ = exc.__cause__
-    return new
-
-
-def _retry_after_of(headers: httpx.Headers) -> float | None:
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            return max(0.0, float(ms) / 1000.0)
-        except ValueError:
-            pass
-    return parse_retry_after(headers.get("retry-after"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -337,6 +194,16 @@ class HTTPEndpoint:
             return exc.retry_after if exc.retry_after <= self.max_retry_after_s else None
         return random.uniform(0.0, min(self.max_backoff_s, self.backoff_s * (2 ** attempt)))
 
+    def _log_retry(self, exc: ProviderError, delay: float, attempt: int, retries: int | None) -> None:
+        """Say that (and why, and how long) a failed attempt is retried, as HTTP clients do; the
+        numbers ride along as record attributes (``retry_delay_s``, ``retry_after``, ``attempt``)."""
+        limit = self.retries if retries is None else retries
+        why = "as Retry-After asks" if exc.retry_after is not None else "backoff with jitter"
+        log.info("%s: %s failure (%s); retrying in %.3f s (%s), retry %d of %d", self.name, exc.kind,
+                 exc.status or "no status", delay, why, attempt + 1, limit,
+                 extra={"provider": self.name, "kind": exc.kind, "retry_delay_s": delay,
+                        "retry_after": exc.retry_after, "attempt": attempt + 1})
+
     def _final(self, exc: ProviderError, attempt: int, retries: int | None) -> ProviderError:
         limit = self.retries if retries is None else retries
         if (exc.retryable and exc.retry_after is not None and exc.retry_after > self.max_retry_after_s
@@ -355,6 +222,7 @@ class HTTPEndpoint:
                 delay = self.retry_delay(exc, attempt, retries)
                 if delay is None:
                     raise self._final(exc, attempt, retries) from exc.__cause__
+                self._log_retry(exc, delay, attempt, retries)
             await asyncio.sleep(delay)
             attempt += 1
 
@@ -378,6 +246,7 @@ class HTTPEndpoint:
                     delay = self.retry_delay(exc, attempt, retries)
                     if delay is None:
                         raise self._final(exc, attempt, retries) from exc.__cause__
+                    self._log_retry(exc, delay, attempt, retries)
             await asyncio.sleep(delay)
             attempt += 1
 
@@ -448,171 +317,6 @@ class HTTPEndpoint:
             raise self._transport_error(exc, url) from exc
         finally:
             await response.aclose()
-
-
-# --------------------------------------------------------------------------------------------
-# Stream parsers
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class SSEEvent:
-    """One server-sent event."""
-
-    event: str = "message"
-    data: str = ""
-    id: str | None = None
-    retry: int | None = None
-
-    @property
-    def is_done(self) -> bool:
-        """OpenAI's end marker ``data: [DONE]``."""
-        return self.data.strip() == "[DONE]"
-
-    def json(self, provider: str = "") -> Any:
-        try:
-            return json.loads(self.data)
-        except ValueError as exc:
-            raise ProviderError(f"{provider or 'the provider'} sent a stream event whose data is not valid JSON "
-                                f"(event {self.event!r}: {_quote(self.data, 200)}; {exc})", kind="bad_response",
-                                provider=provider, details={"event": self.event, "data": self.data[:BODY_LIMIT]}) from None
-
-
-class SSEDecoder:
-    """Incremental ``text/event-stream`` decoder (WHATWG rules): feed it lines, get events."""
-
-    def __init__(self) -> None:
-        self._event = ""
-        self._data: list[str] = []
-        self._last_id: str | None = None
-        self._retry: int | None = None
-
-    def feed(self, line: str) -> SSEEvent | None:
-        line = line.rstrip("\r\n")
-        if not line:
-            return self._dispatch()
-        if line.startswith(":"):  # comment / keep-alive
-            return None
-        field, sep, value = line.partition(":")
-        if sep and value.startswith(" "):
-            value = value[1:]
-        if field == "event":
-            self._event = value
-        elif field == "data":
-            self._data.append(value)
-        elif field == "id":
-            if "\0" not in value:
-                self._last_id = value
-        elif field == "retry":
-            if value.isdigit():
-                self._retry = int(value)
-        return None
-
-    def flush(self) -> SSEEvent | None:
-        """The event in progress when the stream ended without its blank line (lenient)."""
-        return self._dispatch()
-
-    def _dispatch(self) -> SSEEvent | None:
-        if not self._data:
-            self._event = ""
-            return None
-        event = SSEEvent(self._event or "message", "\n".join(self._data), self._last_id, self._retry)
-        self._event, self._data, self._retry = "", [], None
-        return event
-
-
-async def aiter_sse(lines: AsyncIterable[str] | Iterable[str]) -> AsyncIterator[SSEEvent]:
-    """Server-sent events from lines (``[DONE]`` is yielded: check :attr:`SSEEvent.is_done`)."""
-    decoder = SSEDecoder()
-    if hasattr(lines, "__aiter__"):
-        async for line in lines:  # type: ignore[union-attr]
-            event = decoder.feed(line)
-            if event is not None:
-                yield event
-    else:
-        for line in lines:  # type: ignore[union-attr]
-            event = decoder.feed(line)
-            if event is not None:
-                yield event
-    last = decoder.flush()
-    if last is not None:
-        yield last
-
-
-async def aiter_ndjson(lines: AsyncIterable[str] | Iterable[str], provider: str = "") -> AsyncIterator[Any]:
-    """Decoded JSON values from newline-delimited JSON lines (blank lines skipped)."""
-
-    def decode(line: str) -> Any:
-        try:
-            return json.loads(line)
-        except ValueError as exc:
-            raise ProviderError(f"{provider or 'the provider'} sent a stream line that is not valid JSON "
-                                f"({_quote(line, 200)}; {exc})", kind="bad_response", provider=provider,
-                                details={"line": line[:BODY_LIMIT]}) from None
-
-    if hasattr(lines, "__aiter__"):
-        async for line in lines:  # type: ignore[union-attr]
-            if line.strip():
-                yield decode(line)
-    else:
-        for line in lines:  # type: ignore[union-attr]
-            if line.strip():
-                yield decode(line)
-
-
-# --------------------------------------------------------------------------------------------
-# Tool-call arguments
-# --------------------------------------------------------------------------------------------
-
-RAW_ARGUMENTS_KEY = "_raw"
-
-
-def decode_arguments(raw: Any) -> tuple[dict[str, Any], str | None]:
-    """Arguments as an object, and a problem description when they are not a JSON object (then
-    the arguments are ``{"_raw": <the text>}``)."""
-    if raw is None or (isinstance(raw, str) and not raw.strip()):
-        return {}, None
-    if isinstance(raw, dict):
-        return raw, None
-    if not isinstance(raw, str):
-        return {RAW_ARGUMENTS_KEY: json.dumps(raw, ensure_ascii=False)}, "the arguments are not a JSON object"
-    try:
-        value = json.loads(raw)
-    except ValueError as exc:
-        detail = f"{exc.msg} at position {exc.pos}" if isinstance(exc, json.JSONDecodeError) else str(exc)
-        return {RAW_ARGUMENTS_KEY: raw}, f"the arguments are not valid JSON ({detail})"
-    if not isinstance(value, dict):
-        return {RAW_ARGUMENTS_KEY: raw}, "the arguments are not a JSON object"
-    return value, None
-
-
-def make_tool_call(name: str, raw_arguments: Any, call_id: str | None = None) -> ToolCall:
-    """A ToolCall from wire arguments (a JSON string or an object); bad arguments are flagged."""
-    arguments, problem = decode_arguments(raw_arguments)
-    call = ToolCall(name, arguments, call_id or new_call_id())
-    if problem:
-        call.arguments_error = problem  # type: ignore[attr-defined]  # see argument_error()
-    return call
-
-
-def argument_error(call: ToolCall) -> str | None:
-    """Why a tool call's arguments could not be decoded (None when they are fine): the agent should
-    return this to the model as an error result instead of running the tool."""
-    problem = getattr(call, "arguments_error", None) or getattr(call, "parse_error", None)
-    if problem is None and set(call.arguments) == {RAW_ARGUMENTS_KEY} and isinstance(call.arguments[RAW_ARGUMENTS_KEY], str):
-        problem = "the arguments are not a JSON object"
-    if problem is None:
-        return None
-    raw = call.arguments.get(RAW_ARGUMENTS_KEY, "")
-    return f"{problem}; tool {call.name!r} was not run. Send the arguments again as one JSON object. Received: {raw[:500]}"
-
-
-def encode_arguments(call: ToolCall) -> str:
-    """Arguments as a JSON string for wire formats that want one (a flagged call's raw text is sent
-    back as the model wrote it)."""
-    if set(call.arguments) == {RAW_ARGUMENTS_KEY} and isinstance(call.arguments[RAW_ARGUMENTS_KEY], str):
-        return call.arguments[RAW_ARGUMENTS_KEY]
-    return json.dumps(call.arguments, ensure_ascii=False)
 
 
 class HTTPClient:

@@ -66,9 +66,11 @@ def answer(content: str | None = None, tool_calls: list[dict[str, Any]] | None =
     return Reply.json(chat(content, tool_calls, **kw), delay_s=delay)
 
 
-def sse(deltas: list[str], *, model: str = "m", usage: tuple[int, int] = (7, 4), chunk_delay_s: float = 0.0) -> Reply:
+def sse(deltas: list[str], *, model: str = "m", usage: tuple[int, int] = (7, 4), chunk_delay_s: float = 0.0,
+        **hold: Any) -> Reply:
     """A streamed chat completion (``text/event-stream``, one ``chat.completion.chunk`` per event,
-    the usage chunk and ``[DONE]`` last), as OpenAI streams with ``stream_options.include_usage``."""
+    the usage chunk and ``[DONE]`` last), as OpenAI streams with ``stream_options.include_usage``.
+    ``hold``: ``hold_after`` and ``gate`` (see :class:`Reply`); the first delta is chunk 2."""
     base = {"id": "chatcmpl-stream", "object": "chat.completion.chunk", "created": 1741569953, "model": model,
             "service_tier": "default", "system_fingerprint": "fp_b3f1157249"}
     events = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": "", "refusal": None},
@@ -81,7 +83,7 @@ def sse(deltas: list[str], *, model: str = "m", usage: tuple[int, int] = (7, 4),
                                                     "total_tokens": sum(usage)}})
     chunks = [f"data: {json.dumps(e)}\n\n".encode() for e in events] + [b"data: [DONE]\n\n"]
     return Reply(200, b"".join(chunks), content_type="text/event-stream; charset=utf-8", chunks=chunks,
-                 chunk_delay_s=chunk_delay_s)
+                 chunk_delay_s=chunk_delay_s, **hold)
 
 
 def error(status: int, message: str, etype: str, code: str | None = None, headers: dict[str, str] | None = None) -> Reply:
@@ -206,10 +208,15 @@ def lua(make_lua: Callable[..., Lua]) -> Lua:
     return make_lua()
 
 
-async def gather_with_cancel(task_coro: Coroutine[Any, Any, Any], after_s: float) -> BaseException | Any:
-    """Start ``task_coro``, cancel it after ``after_s`` seconds; what awaiting it gave."""
+async def gather_with_cancel(task_coro: Coroutine[Any, Any, Any], when: Callable[[], Any]) -> BaseException | Any:
+    """Start ``task_coro``, cancel it as soon as ``when()`` is true (checked every 10 ms, at most
+    15 s); what awaiting it gave. Waiting for a condition, not a delay, keeps the test exact on a
+    loaded machine."""
     task = asyncio.ensure_future(task_coro)
-    await asyncio.sleep(after_s)
+    for _ in range(1500):
+        if when() or task.done():
+            break
+        await asyncio.sleep(0.01)
     task.cancel()
     try:
         return await task

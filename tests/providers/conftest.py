@@ -15,6 +15,7 @@ chunked transfer encoding, one event (or line) per chunk, as the real servers st
 from __future__ import annotations
 
 import json
+import select
 import socket
 import threading
 import time
@@ -51,6 +52,10 @@ class Reply:
     delay_s: float = 0.0  # before the status line (a slow server)
     chunks: list[bytes] | None = None  # streamed with chunked transfer encoding
     chunk_delay_s: float = 0.0
+    # Pause after this many chunks until ``gate`` is set (at most 30 s): a test can act while a
+    # stream is half sent (see what the client shows so far, interrupt it) without guessing delays.
+    hold_after: int | None = None
+    gate: threading.Event | None = None
 
     @classmethod
     def json(cls, data: Any, status: int = 200, headers: dict[str, str] | None = None, **kw: Any) -> "Reply":
@@ -85,11 +90,21 @@ class Recorded:
         return json.loads(self.body)
 
 
+@dataclass
+class Disconnect:
+    """A client that closed the connection while its reply was being sent."""
+
+    path: str
+    chunks_sent: int  # chunks written before the write that failed
+    chunks_total: int
+
+
 class LocalServer:
     """A ThreadingHTTPServer on 127.0.0.1 in a daemon thread."""
 
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
+        self.disconnects: list[Disconnect] = []
         self._replies: dict[str, deque[Reply]] = defaultdict(deque)
         self._lock = threading.Lock()
         server = self
@@ -110,10 +125,13 @@ class LocalServer:
                     queue = server._replies.get(path)
                     reply = queue.popleft() if queue else Reply.json(
                         {"error": f"no scripted reply for {self.command} {path}"}, status=599)
+                self.chunks_sent = 0
                 try:
                     self._send(reply)
                 except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
                     self.close_connection = True
+                    with server._lock:
+                        server.disconnects.append(Disconnect(path, self.chunks_sent, len(reply.chunks or [])))
 
             def _send(self, reply: Reply) -> None:
                 if reply.delay_s:
@@ -131,12 +149,27 @@ class LocalServer:
                 self.send_header("Cache-Control", "no-cache")
                 self.end_headers()
                 for chunk in reply.chunks:
+                    if self._peer_closed():
+                        raise ConnectionAbortedError("the client closed the connection")
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                     self.wfile.flush()
+                    self.chunks_sent += 1
+                    if reply.gate is not None and self.chunks_sent == reply.hold_after:
+                        reply.gate.wait(30)
                     if reply.chunk_delay_s:
                         time.sleep(reply.chunk_delay_s)
                 self.wfile.write(b"0\r\n\r\n")
                 self.wfile.flush()
+
+            def _peer_closed(self) -> bool:
+                """The client has closed its end (a write could still succeed into the buffer)."""
+                readable, _, _ = select.select([self.connection], [], [], 0)
+                if not readable:
+                    return False
+                try:
+                    return self.connection.recv(1, socket.MSG_PEEK) == b""
+                except OSError:
+                    return True
 
             do_POST = do_GET = _handle
 
@@ -155,6 +188,16 @@ class LocalServer:
     def requests_to(self, path: str) -> list[Recorded]:
         with self._lock:
             return [r for r in self.requests if r.path == path]
+
+    def wait_for_disconnect(self, timeout: float = 10.0) -> Disconnect:
+        """The first client disconnect, waiting for it up to ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self.disconnects:
+                    return self.disconnects[0]
+            time.sleep(0.01)
+        raise AssertionError(f"no client closed its connection within {timeout} s")
 
     def close(self) -> None:
         self.httpd.shutdown()

@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from aikit_components.providers import Message, ProviderError, Request, ToolCall, ToolSpec
-from aikit_components.providers import local as local_mod
+from aikit_components.providers import local_server as local_server_mod
 from aikit_components.providers.local import (
     DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, LocalProvider, LocalServer, _Holdback, build_prompt,
     local_tokens_per_second, parse_tool_calls, shared_server,
@@ -129,7 +129,7 @@ def test_holdback_only_holds_lines_that_may_be_calls():
 
 
 def test_missing_package_is_a_connection_error_naming_the_extra(monkeypatch):
-    monkeypatch.setattr(local_mod, "_missing_modules", lambda: ["llama_cpp"])
+    monkeypatch.setattr(local_server_mod, "_missing_modules", lambda: ["llama_cpp"])
     server = LocalServer()
     with pytest.raises(ProviderError) as info:
         server.ensure()
@@ -151,7 +151,7 @@ def test_missing_package_is_a_connection_error_naming_the_extra(monkeypatch):
 
 
 def test_missing_model_file(monkeypatch):
-    monkeypatch.setattr(local_mod, "_missing_modules", lambda: [])
+    monkeypatch.setattr(local_server_mod, "_missing_modules", lambda: [])
     with pytest.raises(ProviderError) as info:
         LocalServer("/nonexistent/model.gguf").ensure()
     assert info.value.kind == "connection" and "model_path" in info.value.message

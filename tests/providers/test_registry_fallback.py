@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -67,6 +68,14 @@ class OpenAIServer:
                 if behaviour == "hang":
                     server.stopping.wait(10)
                     return self.reply(200, completion(model, "too late"))
+                if behaviour == "filtered":  # Azure OpenAI's refusal of a prompt, as it sends it
+                    return self.reply(400, {"error": {
+                        "message": "The response was filtered due to the prompt triggering Azure OpenAI's content "
+                                   "management policy. Please modify your prompt and retry.",
+                        "type": None, "param": "prompt", "code": "content_filter", "status": 400,
+                        "innererror": {"code": "ResponsibleAIPolicyViolation", "content_filter_result": {
+                            "hate": {"filtered": False, "severity": "safe"},
+                            "violence": {"filtered": True, "severity": "high"}}}}})
                 if behaviour.isdigit():
                     status = int(behaviour)
                     message = {429: "Rate limit reached", 503: "Service unavailable", 500: "Internal error",
@@ -154,6 +163,14 @@ def server():
     srv.stop()
 
 
+@pytest.fixture
+def refused_port() -> int:
+    """A port on 127.0.0.1 where nothing listens."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def request(text: str = "hello") -> Request:
     return Request(model="", messages=[Message.user(text)])
 
@@ -162,6 +179,17 @@ def two_providers(server: OpenAIServer, **extra: Any) -> Config:
     """primary and backup: two OpenAI-compatible providers on the test server."""
     common = {"type": "openai", "base_url": server.base_url, "api_key": SECRET, "retries": 0, "timeout_s": 0.5}
     return Config({"providers": {"primary": dict(common), "backup": dict(common)}, **extra})
+
+
+def complete_then_close(reg: ModelRegistry, chain: FallbackChain) -> Any:
+    """``chain.complete(request())`` on a fresh loop, closing the registry's providers after it."""
+    async def go() -> Any:
+        try:
+            return await chain.complete(request())
+        finally:
+            await reg.aclose()
+
+    return asyncio.run(go())
 
 
 async def collect(agen) -> list[Any]:
@@ -396,15 +424,8 @@ def test_falls_back_to_the_next_model(server: OpenAIServer, first: str, kind: st
     reg = ModelRegistry(two_providers(server))
     chain = FallbackChain(reg, [f"primary/{first}", "backup/m-ok"], events=bus)
 
-    async def go() -> Any:
-        try:
-            return await chain.complete(request())
-        finally:
-            await reg.aclose()
 
-    started = time.monotonic()
-    result = asyncio.run(go())
-    assert time.monotonic() - started < 5
+    result = complete_then_close(reg, chain)
     assert result.text == "answer from m-ok"
     assert result.model == "backup/m-ok"
     assert [(a.model, a.ok, a.kind) for a in chain.last_attempts] == [(f"primary/{first}", False, kind),
@@ -416,27 +437,42 @@ def test_falls_back_to_the_next_model(server: OpenAIServer, first: str, kind: st
 
 
 @needs_openai
-@pytest.mark.parametrize("first,kind", [("m-400", "bad_request"), ("m-401", "auth")])
+@pytest.mark.parametrize("first,kind", [("m-400", "bad_request"), ("m-401", "auth"), ("m-filtered", "content_filter")])
 def test_no_fallback_on_request_or_auth_errors(server: OpenAIServer, first: str, kind: str) -> None:
     reg = ModelRegistry(two_providers(server))
     chain = FallbackChain(reg, [f"primary/{first}", "backup/m-ok"])
 
-    async def go() -> Any:
-        try:
-            return await chain.complete(request())
-        finally:
-            await reg.aclose()
 
     with pytest.raises(ProviderError) as info:
-        asyncio.run(go())
+        complete_then_close(reg, chain)
     err = info.value
     assert err.kind == kind and not err.falls_back
     assert "Not falling back to backup/m-ok" in err.message
-    reason = "authentication" if kind == "auth" else "request itself was rejected"
+    reason = {"auth": "authentication error is a configuration problem",
+              "bad_request": "request itself was rejected",
+              "content_filter": "safety system refused the content"}[kind]
     assert reason in err.message
+    if kind == "content_filter":  # the provider's own words, and what to do
+        assert "content management policy" in err.message and "rephrase the request" in err.message
     assert "m-ok" not in server.models_requested()  # the second model was never tried
     assert [a.model for a in chain.last_attempts] == [f"primary/{first}"]
     assert SECRET not in str(err)
+
+
+@needs_openai
+def test_connection_refused_falls_back(server: OpenAIServer, refused_port: int) -> None:
+    common = {"type": "openai", "api_key": SECRET, "retries": 0, "timeout_s": 2}
+    reg = ModelRegistry(Config({"providers": {
+        "down": {**common, "base_url": f"http://127.0.0.1:{refused_port}/v1"},
+        "backup": {**common, "base_url": server.base_url}}}))
+    chain = FallbackChain(reg, ["down/m-ok", "backup/m-ok"])
+
+
+    result = complete_then_close(reg, chain)
+    assert (result.text, result.model) == ("answer from m-ok", "backup/m-ok")
+    assert [(a.model, a.ok, a.kind) for a in chain.last_attempts] == [("down/m-ok", False, "connection"),
+                                                                     ("backup/m-ok", True, None)]
+    assert "cannot connect to down" in chain.last_attempts[0].message
 
 
 @needs_openai
@@ -444,14 +480,9 @@ def test_all_failing_lists_every_attempt(server: OpenAIServer) -> None:
     reg = ModelRegistry(two_providers(server, models={"aliases": {"flaky": "primary/m-503"}}))
     chain = FallbackChain(reg, ["primary/m-429", "flaky", "backup/m-500"])
 
-    async def go() -> Any:
-        try:
-            return await chain.complete(request())
-        finally:
-            await reg.aclose()
 
     with pytest.raises(ProviderError) as info:
-        asyncio.run(go())
+        complete_then_close(reg, chain)
     err = info.value
     assert err.kind == "server"  # the last error's kind
     assert "all 3 models failed" in err.message

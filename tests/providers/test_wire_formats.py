@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from typing import Any
 
 import httpx
@@ -241,22 +240,44 @@ def test_openai_finish_reasons(llm_server: LocalServer) -> None:
 # ------------------------------------------------------------------------------------ errors
 
 
-def test_429_with_retry_after_is_retried_after_the_wait(llm_server: LocalServer) -> None:
+def retries_logged(caplog: pytest.LogCaptureFixture) -> list[tuple[str, float, float | None]]:
+    """(kind, delay, retry_after) of every retry the HTTP plumbing announced."""
+    return [(r.kind, r.retry_delay_s, r.retry_after) for r in caplog.records  # type: ignore[attr-defined]
+            if r.name == "aikit.providers.http" and hasattr(r, "retry_delay_s")]
+
+
+def test_429_with_retry_after_is_retried_after_the_wait(llm_server: LocalServer,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="aikit.providers.http")
     llm_server.reply(CHAT, Reply.fixture("openai_error_429.json", 429, {"Retry-After": "1"}),
+                     Reply.fixture("openai_error_429.json", 429, {"retry-after-ms": "20"}),
                      Reply.fixture("openai_chat_text.json"))
-    started = time.monotonic()
     result = complete(openai(llm_server), Request("gpt-4.1", [Message.user("Hi")]))
-    elapsed = time.monotonic() - started
     assert result.text.startswith("Hello")
-    assert len(llm_server.requests) == 2
-    assert 0.95 <= elapsed < 5, elapsed
+    assert len(llm_server.requests) == 3
+    # the waits are exactly what the server asked for (seconds, then OpenAI's milliseconds header)
+    assert retries_logged(caplog) == [("rate_limit", 1.0, 1.0), ("rate_limit", 0.02, 0.02)]
 
 
-def test_retry_after_beyond_the_cap_fails_at_once(llm_server: LocalServer) -> None:
+def test_backoff_without_retry_after_is_exponential_with_full_jitter() -> None:
+    endpoint = HTTPEndpoint("http://127.0.0.1:9/v1", name="p", retries=10, backoff_s=0.5, max_backoff_s=3.0)
+    failure = ProviderError("busy", kind="server", provider="p", status=500)
+    for attempt, ceiling in enumerate([0.5, 1.0, 2.0, 3.0, 3.0]):  # 0.5 * 2**attempt, capped at 3 s
+        delays = [endpoint.retry_delay(failure, attempt) for _ in range(200)]
+        assert all(d is not None and 0.0 <= d <= ceiling for d in delays), (attempt, max(delays))  # type: ignore[operator]
+        assert len(set(delays)) > 100  # jittered: clients that failed together do not retry together
+        assert max(delays) > ceiling / 2  # type: ignore[type-var]  # the window really grows
+    asked = ProviderError("slow down", kind="rate_limit", provider="p", status=429, retry_after=2.5)
+    assert {endpoint.retry_delay(asked, 0) for _ in range(20)} == {2.5}  # Retry-After is used as given
+    assert endpoint.retry_delay(failure, 10) is None  # retries exhausted
+    assert endpoint.retry_delay(ProviderError("no", kind="auth", provider="p", status=401), 0) is None
+
+
+def test_retry_after_beyond_the_cap_fails_at_once(llm_server: LocalServer, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="aikit.providers.http")
     llm_server.reply(CHAT, Reply.fixture("openai_error_429.json", 429, {"Retry-After": "3600"}))
-    started = time.monotonic()
     error = expect("rate_limit", complete, openai(llm_server, max_retry_after_s=5), Request("gpt-4.1", [Message.user("x")]))
-    assert time.monotonic() - started < 2 and len(llm_server.requests) == 1
+    assert len(llm_server.requests) == 1 and retries_logged(caplog) == []  # no wait, no retry
     assert error.retry_after == 3600 and "did not wait" in error.message
     assert "Rate limit reached for gpt-4.1" in error.message and error.falls_back
 
@@ -305,10 +326,8 @@ def test_400_is_bad_request_quoting_the_provider(llm_server: LocalServer) -> Non
 
 def test_timeout_on_a_slow_endpoint(llm_server: LocalServer) -> None:
     llm_server.reply(CHAT, *[Reply.fixture("openai_chat_text.json", delay_s=1.0)] * 2)
-    started = time.monotonic()
     error = expect("timeout", complete, openai(llm_server, timeout_s=0.3, retries=1),
                    Request("gpt-4.1", [Message.user("x")]))
-    assert time.monotonic() - started < 2.5
     assert len(llm_server.requests) == 2 and "0.3 s" in error.message and error.retryable
 
 
