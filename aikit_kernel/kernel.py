@@ -271,7 +271,8 @@ class Kernel:
             if store_history and self.history is not None:
                 runtime.call_soon(self._history_call, self.history.store_output, count, outcome.result.get("text/plain", ""))
         if outcome.error is None:
-            reply = {"status": "ok", "execution_count": count, "user_expressions": outcome.user_expressions, "payload": []}
+            reply = {"status": "ok", "execution_count": count, "user_expressions": outcome.user_expressions,
+                     "payload": outcome.payload}
         else:
             err = outcome.error
             self.output.flush()

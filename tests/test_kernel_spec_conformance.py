@@ -35,7 +35,7 @@ class AikitKernelTests(jkt.KernelTests):
     incomplete_code_samples = ["for i = 1, 3 do", "function f(x)", "x = [[long", "t = {", 'print("a",']
     invalid_code_samples = ["x = = 1", "end", "1 +* 2", "until x"]
 
-    code_page_something = ""  # aikit has no pager payloads
+    code_page_something = "print?"  # IPython-style help: a `page` payload with the inspect text
 
     code_generate_error = 'error("boom")'
 
