@@ -3,7 +3,6 @@ before any other message, without dropping or reordering what other clients rece
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
