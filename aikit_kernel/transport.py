@@ -54,8 +54,14 @@ class ConnectionInfo:
         }
 
     def write(self, path: str | os.PathLike[str]) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2))
-        os.chmod(path, 0o600)
+        """Write the file readable by its owner only, atomically: a client polling for it never
+        reads half a file."""
+        target = Path(path)
+        partial = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(self.to_dict(), indent=2))
+        os.replace(partial, target)
 
     def url(self, port: int) -> str:
         if self.transport == "ipc":
