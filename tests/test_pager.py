@@ -89,7 +89,7 @@ def test_help_counts_as_a_cell_and_question_marks_elsewhere_stay_lua_errors(kern
 def test_the_documented_help_cells_page_their_help(kernel: Kernel) -> None:
     doc = (Path(__file__).resolve().parent.parent / "docs" / "lua-api.md").read_text()
     section = doc.split("## Help in a notebook", 1)[1].split("\n## ", 1)[0]
-    cells = re.search(r"```text\n(.*?)```", section, flags=re.S).group(1).splitlines()
+    cells = re.search(r"```text\n(.*?)```", section, flags=re.DOTALL).group(1).splitlines()
     assert len(cells) >= 3
     for cell in cells:
         name, _ = help_request(cell)
