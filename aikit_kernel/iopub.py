@@ -136,6 +136,10 @@ class IOPubOutput:
         self.parent: dict[str, Any] | None = None
         self.idents: list[bytes] = []
         self._lock = threading.Lock()
+        # Held from taking the buffer until its messages are queued: a timer flush (I/O loop)
+        # racing a flush of the Lua thread would otherwise publish the later text first. Held
+        # only while frames are built, never while waiting on the loop or on Lua.
+        self._flush_lock = threading.Lock()
         self._chunks: list[tuple[str, str]] = []
         self._size = 0
         self._timer_pending = False
@@ -171,19 +175,20 @@ class IOPubOutput:
 
     def flush(self) -> None:
         """Send buffered stream text now: one message per run of the same stream."""
-        with self._lock:
-            chunks, self._chunks, self._size = self._chunks, [], 0
-            parent = self.parent
-        if not chunks:
-            return
-        runs: list[tuple[str, list[str]]] = []
-        for name, text in chunks:
-            if runs and runs[-1][0] == name:
-                runs[-1][1].append(text)
-            else:
-                runs.append((name, [text]))
-        for name, texts in runs:
-            self.messenger.publish("stream", {"name": name, "text": "".join(texts)}, parent)
+        with self._flush_lock:
+            with self._lock:
+                chunks, self._chunks, self._size = self._chunks, [], 0
+                parent = self.parent
+            if not chunks:
+                return
+            runs: list[tuple[str, list[str]]] = []
+            for name, text in chunks:
+                if runs and runs[-1][0] == name:
+                    runs[-1][1].append(text)
+                else:
+                    runs.append((name, [text]))
+            for name, texts in runs:
+                self.messenger.publish("stream", {"name": name, "text": "".join(texts)}, parent)
 
     # ------------------------------------------------------------------ rich output
     def display(self, data: dict[str, Any], metadata: dict[str, Any], display_id: str | None, update: bool) -> None:
