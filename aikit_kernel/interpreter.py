@@ -16,6 +16,7 @@ from aikit_components.errors import AikitError
 from aikit_components.security import SecurityPolicy
 
 from . import runtime
+from .lua import source
 from .lua.api import install_globals
 from .lua.engine import LuaEngine, LuaFailure, RenderFailure
 from .lua.interrupt import lua_release
@@ -36,6 +37,7 @@ class ExecuteOutcome:
     result: dict[str, Any] | None = None  # MIME bundle of the trailing expression, if any
     error: LuaFailure | None = None
     user_expressions: dict[str, Any] = field(default_factory=dict)
+    payload: list[dict[str, Any]] = field(default_factory=list)  # execute_reply payloads (the pager)
 
 
 class Interpreter(abc.ABC):
@@ -115,6 +117,9 @@ class LuaInterpreter(Interpreter):
         if self.startup_error:
             self.output.write("stderr", f"aikit: components are unavailable: {self.startup_error}\n")
             self.startup_error = None
+        help_request = source.help_request(code)
+        if help_request is not None:
+            return self._page_help(*help_request)
         label = f"[{execution_count}]" if not silent else "[silent]"
         lifecycle = CellLifecycle(self.components, self.scope, execution_count)
         code, early = lifecycle.before(code)
@@ -131,6 +136,14 @@ class LuaInterpreter(Interpreter):
             outcome.user_expressions = {name: self._user_expression(expr) for name, expr in user_expressions.items()}
         lifecycle.after(outcome)
         return outcome
+
+    def _page_help(self, name: str, detail_level: int) -> ExecuteOutcome:
+        """``name?`` / ``name??``: what ``inspect`` says about ``name``, for the frontend's pager."""
+        reply = self.inspect(name, len(name), detail_level)
+        if not reply["found"]:
+            self.output.write("stdout", f"Object `{name}` not found.\n")
+            return ExecuteOutcome()
+        return ExecuteOutcome(payload=[{"source": "page", "data": reply["data"], "start": 0}])
 
     def _user_expression(self, expression: str) -> dict[str, Any]:
         run = self.engine.evaluate(expression)
@@ -149,7 +162,7 @@ class LuaInterpreter(Interpreter):
                 "metadata": {"_jupyter_types_experimental": typed}}
 
     def inspect(self, code: str, cursor_pos: int, detail_level: int) -> dict[str, Any]:
-        doc = self.engine.inspect(code, _clamp(cursor_pos, code))
+        doc = self.engine.inspect(code, _clamp(cursor_pos, code), detail_level)
         return {"status": "ok", "found": doc is not None, "data": {"text/plain": doc} if doc else {}, "metadata": {}}
 
     def is_complete(self, code: str) -> dict[str, Any]:

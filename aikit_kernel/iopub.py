@@ -3,6 +3,10 @@
 Frames are built (and signed) on the calling thread; the socket send is always scheduled on the
 I/O loop with ``call_soon``, whose FIFO order keeps every message of a request in sequence:
 busy, execute_input, streams and displays, reply, idle.
+
+IOPub is an XPUB socket: every new subscription gets an ``iopub_welcome`` message (JEP 65), so a
+client knows from when on it receives everything. Pending subscriptions are answered before any
+other IOPub message is sent, so a new subscriber's first message is its welcome.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import logging
 import threading
 from typing import Any
 
+import zmq
 import zmq.asyncio
 
 from . import runtime
@@ -34,6 +39,12 @@ class Messenger:
         # (busy, execute_input, result, reply, idle) instead of one wake-up per message.
         self._pending: list[tuple[str, list[bytes]]] = []
         self._pending_lock = threading.Lock()
+        iopub = sockets.get("iopub")
+        # A blocking twin of the XPUB socket, for non-blocking reads of subscriptions right
+        # before a send (the asyncio socket would hand back futures). I/O thread only.
+        self._xpub: zmq.Socket | None = None
+        if iopub is not None and iopub.getsockopt(zmq.TYPE) == zmq.XPUB:
+            self._xpub = zmq.Socket.shadow(iopub.underlying)
 
     def send(
         self,
@@ -62,10 +73,53 @@ class Messenger:
             self._send_frames(channel, frames)
 
     def _send_frames(self, channel: str, frames: list[bytes]) -> None:
+        if channel == "iopub":
+            self.welcome_subscribers()
         try:
             self.sockets[channel].send_multipart(frames, copy=False)
         except Exception:  # a closed socket at shutdown, a full queue: never crash the loop
             log.exception("sending on %s failed", channel)
+
+    def welcome_subscribers(self) -> None:
+        """Send ``iopub_welcome`` for every subscription received so far (I/O thread only)."""
+        if self._xpub is None:
+            return
+        while True:
+            try:
+                if not self._xpub.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                    return
+                frame = self._xpub.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            except zmq.ZMQError:  # closed at shutdown
+                return
+            if not frame or frame[0] != 1:  # 0 = unsubscribe: nothing to say
+                continue
+            try:
+                topic = frame[1:].decode()
+            except UnicodeDecodeError:
+                log.warning("ignoring an IOPub subscription that is not UTF-8")
+                continue
+            # A topic-filtered subscriber only receives messages that start with its topic.
+            welcome = self.protocol.build("iopub_welcome", {"subscription": topic}, None,
+                                          [frame[1:]] if topic else None)
+            try:
+                self.sockets["iopub"].send_multipart(welcome, copy=False)
+            except Exception:
+                log.exception("sending iopub_welcome failed")
+
+    async def serve_subscriptions(self) -> None:
+        """Welcome new IOPub subscribers while the kernel is idle (runs on the I/O loop)."""
+        if self._xpub is None:
+            return
+        sock = self.sockets["iopub"]
+        while True:
+            try:
+                events = await sock.poll(flags=zmq.POLLIN)
+            except (zmq.ContextTerminated, zmq.ZMQError, asyncio.CancelledError):
+                return
+            if events & zmq.POLLIN:
+                self.welcome_subscribers()
 
     def publish(self, msg_type: str, content: dict[str, Any], parent: dict[str, Any] | None) -> None:
         self.send("iopub", msg_type, content, parent)
@@ -82,6 +136,10 @@ class IOPubOutput:
         self.parent: dict[str, Any] | None = None
         self.idents: list[bytes] = []
         self._lock = threading.Lock()
+        # Held from taking the buffer until its messages are queued: a timer flush (I/O loop)
+        # racing a flush of the Lua thread would otherwise publish the later text first. Held
+        # only while frames are built, never while waiting on the loop or on Lua.
+        self._flush_lock = threading.Lock()
         self._chunks: list[tuple[str, str]] = []
         self._size = 0
         self._timer_pending = False
@@ -117,19 +175,20 @@ class IOPubOutput:
 
     def flush(self) -> None:
         """Send buffered stream text now: one message per run of the same stream."""
-        with self._lock:
-            chunks, self._chunks, self._size = self._chunks, [], 0
-            parent = self.parent
-        if not chunks:
-            return
-        runs: list[tuple[str, list[str]]] = []
-        for name, text in chunks:
-            if runs and runs[-1][0] == name:
-                runs[-1][1].append(text)
-            else:
-                runs.append((name, [text]))
-        for name, texts in runs:
-            self.messenger.publish("stream", {"name": name, "text": "".join(texts)}, parent)
+        with self._flush_lock:
+            with self._lock:
+                chunks, self._chunks, self._size = self._chunks, [], 0
+                parent = self.parent
+            if not chunks:
+                return
+            runs: list[tuple[str, list[str]]] = []
+            for name, text in chunks:
+                if runs and runs[-1][0] == name:
+                    runs[-1][1].append(text)
+                else:
+                    runs.append((name, [text]))
+            for name, texts in runs:
+                self.messenger.publish("stream", {"name": name, "text": "".join(texts)}, parent)
 
     # ------------------------------------------------------------------ rich output
     def display(self, data: dict[str, Any], metadata: dict[str, Any], display_id: str | None, update: bool) -> None:

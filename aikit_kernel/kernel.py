@@ -71,8 +71,10 @@ class Kernel:
 
     # ------------------------------------------------------------------ I/O loop side
     async def serve_sockets(self) -> None:
-        """Read shell, control and stdin until shutdown (runs on the I/O loop)."""
+        """Read shell, control and stdin, and welcome IOPub subscribers, until shutdown (runs on
+        the I/O loop)."""
         await asyncio.gather(
+            self.messenger.serve_subscriptions(),
             self._read(self.transport.shell, self._on_shell),
             self._read(self.transport.control, self._on_control),
             self._read(self.transport.stdin, self._on_stdin),
@@ -269,7 +271,8 @@ class Kernel:
             if store_history and self.history is not None:
                 runtime.call_soon(self._history_call, self.history.store_output, count, outcome.result.get("text/plain", ""))
         if outcome.error is None:
-            reply = {"status": "ok", "execution_count": count, "user_expressions": outcome.user_expressions, "payload": []}
+            reply = {"status": "ok", "execution_count": count, "user_expressions": outcome.user_expressions,
+                     "payload": outcome.payload}
         else:
             err = outcome.error
             self.output.flush()

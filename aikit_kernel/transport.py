@@ -54,8 +54,14 @@ class ConnectionInfo:
         }
 
     def write(self, path: str | os.PathLike[str]) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2))
-        os.chmod(path, 0o600)
+        """Write the file readable by its owner only, atomically: a client polling for it never
+        reads half a file."""
+        target = Path(path)
+        partial = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(self.to_dict(), indent=2))
+        os.replace(partial, target)
 
     def url(self, port: int) -> str:
         if self.transport == "ipc":
@@ -72,7 +78,11 @@ class Transport:
         self.shell = self._bind(zmq.ROUTER, "shell")
         self.control = self._bind(zmq.ROUTER, "control")
         self.stdin = self._bind(zmq.ROUTER, "stdin")
-        self.iopub = self._bind(zmq.PUB, "iopub")
+        # XPUB, not PUB: it also reads subscriptions, so each new subscriber can be sent an
+        # `iopub_welcome` (JEP 65, see iopub.py). Verbose: a second client subscribing to the
+        # same topic is reported too, so it gets its own welcome.
+        self.iopub = self._bind(zmq.XPUB, "iopub")
+        self.iopub.setsockopt(zmq.XPUB_VERBOSE, 1)
         # A dropped IOPub message can be the final `status: idle` a client waits for: never drop.
         # Output is batched (see iopub.py), so the queue stays short in practice.
         self.iopub.sndhwm = 0
@@ -116,5 +126,7 @@ class Transport:
     def close(self) -> None:
         for sock in (self.shell, self.control, self.stdin, self.iopub):
             sock.close(linger=200)
+        if self._hb_thread is None:  # never started: nobody else will close it, and term() would wait
+            self._hb_socket.close(linger=0)
         self.context.term()
         self._hb_context.term()

@@ -47,9 +47,15 @@ def test_piped_help_request_and_unfinished_chunk(tmp_path: Path) -> None:
     assert proc.returncode == 1
 
 
+def test_double_question_mark_shows_a_function_source(tmp_path: Path) -> None:
+    proc = piped(tmp_path, "function twice(x)\n  return 2 * x -- doubled\nend\ntwice??\n")
+    assert proc.returncode == 0, proc.stderr
+    assert "twice: function" in proc.stdout and "return 2 * x -- doubled" in proc.stdout
+
+
 def test_classify_and_read_chunks() -> None:
     assert (classify(" ?print ").kind, classify(" ?print ").text) == ("help", "print")
-    assert (classify("a.b?").kind, classify("a:b??").text) == ("help", "a:b")
+    assert (classify("a.b?").kind, classify("a:b??").text, classify("a:b??").detail) == ("help", "a:b", 1)
     assert classify("x = '?'").kind == "code" and classify("quit").kind == "exit"
     complete = lambda text: text.count("do") == text.count("end")
     assert list(read_chunks(["a()\n", "do\n", "b()\n", "end\n", "do\n"], complete)) == ["a()", "do\nb()\nend", "do"]

@@ -4,6 +4,7 @@ floods, comms, kernel_info and history across restarts."""
 
 from __future__ import annotations
 
+import base64
 import re
 import uuid
 
@@ -377,3 +378,17 @@ def test_sleep_cell_shows_no_result(kernel: Kernel) -> None:
 
 def test_cell_varargs_are_empty(kernel: Kernel) -> None:
     assert kernel.value('select("#", ...)') == "0"
+
+
+def test_display_image_sends_the_exact_bytes(kernel: Kernel) -> None:
+    png = b"\x89PNG\r\n\x1a\n\x00\xff binary"
+    lua_bytes = "".join(f"\\{b}" for b in png)
+    r = kernel.ok(f'display.image("{lua_bytes}")\ndisplay.image("GIF89a", "image/gif")')
+    first, second = r.of_type("display_data")
+    assert base64.b64decode(first["content"]["data"]["image/png"]) == png  # image/png by default
+    assert first["content"]["data"]["text/plain"] == f"<image image/png, {len(png)} bytes>"
+    assert base64.b64decode(second["content"]["data"]["image/gif"]) == b"GIF89a"
+    bad = kernel.execute('display.image("x", "text/html")')
+    assert bad.content["status"] == "error" and "unsupported mime type" in bad.content["evalue"]
+    assert bad.of_type("display_data") == []
+    kernel.assert_alive()

@@ -4,6 +4,8 @@ kernels. Interrupt latency is measured from the interrupt request to the error r
 from __future__ import annotations
 
 import os
+import socket
+import threading
 import time
 from pathlib import Path
 
@@ -113,6 +115,44 @@ def test_interrupt_pending_input(irq_kernel: Kernel, record_property) -> None:
     assert reply["content"]["ename"] == "KeyboardInterrupt"
     assert elapsed < INTERRUPT_BUDGET_S
     irq_kernel.assert_alive()
+
+
+def test_interrupt_a_call_blocked_in_a_python_component(tmp_path: Path) -> None:
+    """`Tool.call("http_request")` waiting on a server that never answers: the interrupt ends the
+    cell, cancels the request on the I/O loop (the server sees the connection close) and the
+    kernel stays usable."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    accepted: list[socket.socket] = []
+    connected = threading.Event()
+
+    def accept() -> None:
+        conn, _ = listener.accept()
+        accepted.append(conn)
+        connected.set()
+
+    threading.Thread(target=accept, daemon=True).start()
+    kernel = start_kernel(tmp_path / "data", cwd=tmp_path, AIKIT_SECURITY__ALLOW_PRIVATE_HOSTS="true")
+    try:
+        msg_id = kernel.kc.execute(f'Tool.call("http_request", {{url = "http://127.0.0.1:{port}/slow"}})',
+                                   allow_stdin=False)
+        assert connected.wait(30), "the tool never connected"
+        kernel.km.interrupt_kernel()
+        reply = kernel.shell_reply(msg_id, timeout=10)
+        assert reply["content"]["ename"] == "KeyboardInterrupt", reply["content"]
+        kernel.collect_iopub([msg_id])
+        conn = accepted[0]
+        conn.settimeout(10)
+        request = b""
+        while chunk := conn.recv(65536):  # b"" once the cancelled client closed the connection
+            request += chunk
+        assert request.startswith(b"GET /slow")
+        kernel.assert_alive()
+    finally:
+        kernel.shutdown(now=True)
+        listener.close()
+        for conn in accepted:
+            conn.close()
 
 
 @interrupts

@@ -8,7 +8,7 @@ import tempfile
 
 import jupyter_kernel_test as jkt
 import pytest
-from jupyter_client.manager import start_new_kernel
+from jupyter_client.manager import KernelManager, start_new_kernel
 
 from conftest import STARTUP_TIMEOUT, kernel_env
 
@@ -35,7 +35,7 @@ class AikitKernelTests(jkt.KernelTests):
     incomplete_code_samples = ["for i = 1, 3 do", "function f(x)", "x = [[long", "t = {", 'print("a",']
     invalid_code_samples = ["x = = 1", "end", "1 +* 2", "until x"]
 
-    code_page_something = ""  # aikit has no pager payloads
+    code_page_something = "print?"  # IPython-style help: a `page` payload with the inspect text
 
     code_generate_error = 'error("boom")'
 
@@ -81,17 +81,24 @@ class AikitKernelTests(jkt.KernelTests):
 
 @pytest.mark.xdist_group("conformance")
 class AikitIopubWelcomeTests(jkt.IopubWelcomeTests):
-    """aikit uses a plain PUB socket (no XPUB welcome message, JEP 65): the library's test skips
-    itself when support_iopub_welcome is False. Kept so the attribute is declared explicitly."""
+    """JEP 65: IOPub is an XPUB socket that sends `iopub_welcome` to each new subscriber, before
+    any other message."""
 
     kernel_name = "aikit"
-    support_iopub_welcome = False
+    support_iopub_welcome = True
 
     @classmethod
     def setUpClass(cls) -> None:
-        # Nothing to start: the only test skips before touching the kernel.
-        pass
+        # As the library does (KernelManager.start_kernel, then the test starts the channels),
+        # but with a private data dir.
+        cls._data_dir = tempfile.mkdtemp(prefix="aikit-welcome-")
+        cls.km = KernelManager(kernel_name=cls.kernel_name)
+        cls.km.start_kernel(env=kernel_env(cls._data_dir))
+        cls.kc = cls.km.client()
 
     @classmethod
     def tearDownClass(cls) -> None:
-        pass
+        try:
+            super().tearDownClass()
+        finally:
+            shutil.rmtree(cls._data_dir, ignore_errors=True)

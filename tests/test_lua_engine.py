@@ -11,6 +11,7 @@ import pytest
 from aikit_kernel.lua import source
 from aikit_kernel.lua.cells import HASH_SEED, CellFiles, murmur2_x86
 from aikit_kernel.lua.engine import LuaEngine
+from aikit_kernel.lua.interrupt import lua_library
 from tests.test_docs_examples import RecordingOutput
 
 
@@ -174,6 +175,27 @@ def test_interrupt_stops_code(engine: LuaEngine, code: str) -> None:
 def test_interrupt_when_idle_does_not_leak_into_next_cell(engine: LuaEngine) -> None:
     assert engine.interrupt() is False
     assert value(engine, "local s = 0 for i = 1, 1e6 do s = s + i end\ns") == "500000500000"
+
+
+def test_no_hook_is_installed_while_no_interrupt_is_pending(engine: LuaEngine) -> None:
+    """Any Lua hook slows the VM 2-3x: none may be set on the running state (main or coroutine)
+    unless an interrupt was requested, also after an interrupted cell."""
+    lib = lua_library()
+    engine.set_global("hooked", lambda address: bool(lib.lua_gethook(int(address, 16))))
+    probe = (
+        "local function here() return (tostring(coroutine.running()):match('0x%x+')) end\n"
+        "assert(not hooked(here()), 'hook on the main state')\n"
+        "assert(not coroutine.wrap(function() return hooked(here()) end)(), 'hook in a coroutine')\n"
+        "assert(not select(2, pcall(function() return hooked(here()) end)), 'hook inside pcall')\n"
+        "return 'clean'"
+    )
+    assert value(engine, probe) == '"clean"'
+    timer = threading.Timer(0.2, engine.interrupt)
+    timer.start()
+    assert engine.run_cell("while true do end", "[2]").error.ename == "KeyboardInterrupt"
+    timer.join()
+    assert not lib.lua_gethook(engine._interrupter.main_state)  # disarmed once the cell ended
+    assert value(engine, probe) == '"clean"'
 
 
 def test_memory_limit_is_a_clear_error(engine: LuaEngine) -> None:

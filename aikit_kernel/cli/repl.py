@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from .. import runtime
+from ..lua import source
 from ..output import TerminalOutput
 
 if TYPE_CHECKING:
@@ -34,11 +35,10 @@ Lua 5.4 with aikit's globals (Tool, Agent, Workflow, RAG, State, Session, Event,
   Enter        run the input when it is a complete chunk, else start a new line
   Alt+Enter    always start a new line (Esc then Enter on some terminals)
   Tab          complete globals, fields (a.b) and methods (a:b)
-  ?name        show the documentation of a name (also name?)
+  ?name        show the documentation of a name (also name?; ??name adds a function's source)
   Ctrl+C       interrupt the running code, or clear the input at the prompt
   Ctrl+D, exit leave the REPL
 """
-_HELP_REQUEST = re.compile(r"^\s*(?:\?{1,2}\s*(?P<pre>[\w.:]+)|(?P<post>[\w.:]+)\s*\?{1,2})\s*$")
 
 
 @dataclass
@@ -47,6 +47,7 @@ class Chunk:
 
     kind: str  # "code", "help" (a name's docs), "keys" (the REPL's own help) or "exit"
     text: str
+    detail: int = 0  # for "help": 1 when asked with ``??`` (the source of a function too)
 
 
 def classify(text: str) -> Chunk:
@@ -56,9 +57,9 @@ def classify(text: str) -> Chunk:
         return Chunk("exit", stripped)
     if stripped == "?help":
         return Chunk("keys", stripped)
-    match = _HELP_REQUEST.match(text)
-    if match:
-        return Chunk("help", match.group("pre") or match.group("post"))
+    help_request = source.help_request(text)  # the grammar the kernel's pager uses
+    if help_request is not None:
+        return Chunk("help", *help_request)
     return Chunk("code", text)
 
 
@@ -90,7 +91,7 @@ class Repl:
         if chunk.kind == "keys":
             self.stdout.write(HELP_TEXT)
         elif chunk.kind == "help":
-            self.show_help(chunk.text)
+            self.show_help(chunk.text, chunk.detail)
         elif chunk.text.strip():
             self.run(chunk.text)
         self.interpreter.service()  # Lua callbacks queued meanwhile (events, workers)
@@ -109,9 +110,9 @@ class Repl:
         elif outcome.result is not None:
             self._print(self.stdout, str(outcome.result.get("text/plain", "")))
 
-    def show_help(self, name: str) -> None:
+    def show_help(self, name: str, detail_level: int = 0) -> None:
         """Print the documentation ``inspect`` gives for ``name``."""
-        reply = self.interpreter.inspect(name, len(name), 0)
+        reply = self.interpreter.inspect(name, len(name), detail_level)
         if reply["found"]:
             self._print(self.stdout, reply["data"]["text/plain"])
         else:

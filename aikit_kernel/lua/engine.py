@@ -116,6 +116,9 @@ class LuaEngine:
         self._identity = self.runtime.eval(b"function(...) return ... end")
         self.internal[b"cell_functions"] = self.runtime.eval(b"setmetatable({}, {__mode = 'k'})")
         self._compile_in = self.runtime.eval(b"function(code, name) local fn, err = load(code, name, 't') return fn, err end")
+        self._function_origin = self.runtime.eval(
+            b"(function(getinfo) return function(f) local i = getinfo(f, 'S') "
+            b"return i.source, i.linedefined, i.lastlinedefined end end)(debug.getinfo)")
         self.docs: dict[str, str] = {**stdlib_docs.STDLIB_DOCS, **AIKIT_BUILTIN_DOCS}
 
     # ------------------------------------------------------------------ globals
@@ -452,8 +455,9 @@ class LuaEngine:
         ]
         return matches, cursor_start, cursor, typed
 
-    def inspect(self, code: str, cursor: int) -> str | None:
-        """A short doc for the name at ``cursor``: library docs, or type/value/keys of a variable."""
+    def inspect(self, code: str, cursor: int, detail_level: int = 0) -> str | None:
+        """A short doc for the name at ``cursor``: library docs, or type/value/keys of a variable.
+        With ``detail_level`` 1, a function written in a cell or script also shows its source."""
         _, _, chain = source.chain_at(code, cursor)
         chain = chain.rstrip(".:")
         if not chain or (chain not in source.KEYWORDS and self._resolve(re.split(r"[.:]", chain)) is None):
@@ -462,10 +466,15 @@ class LuaEngine:
             return None
         if chain in source.KEYWORDS:
             return stdlib_docs.KEYWORDS.get(chain)
-        parts = [p for p in re.split(r"[.:]", chain) if p]
-        value = self._resolve(parts)
+        value = self._resolve([p for p in re.split(r"[.:]", chain) if p])
         if value is None:
             return None
+        doc = self._describe(chain, value)
+        listing = self.function_source(value) if detail_level >= 1 and lua_type(value) == "function" else None
+        return doc if listing is None else f"{doc}\n\n{listing}"
+
+    def _describe(self, chain: str, value: Any) -> str:
+        """The doc of ``value`` (reached as ``chain``), or its type, keys and value."""
         try:
             info = self._guarded(self.internal[b"describe"], value)[0]
         except RenderFailure as exc:
@@ -486,6 +495,20 @@ class LuaEngine:
                 lines.append("keys: " + ", ".join(key_list[:100]) + (" ..." if len(key_list) > 100 else ""))
         lines.append(text(info[b"repr"]))
         return "\n".join(lines)
+
+    def function_source(self, fn: Any) -> str | None:
+        """Where a Lua function was defined in a cell or script, and its source lines (None for
+        library and C functions)."""
+        where, first, last = self._function_origin(fn)
+        path = text(where)[1:] if where is not None and text(where).startswith("@") else None
+        if path is None or first < 1 or not (path in self.cells.paths() or path in self.script_paths):
+            return None
+        try:
+            with open(path, encoding="utf-8") as f:
+                lines = f.read().splitlines()[first - 1:last]
+        except OSError:
+            return None
+        return f"-- defined in {self.cells.prettify(path)}, lines {first}-{last}\n" + "\n".join(lines)
 
     def _resolve(self, parts: list[str]) -> Any:
         return self.internal[b"resolve"](self.table(*[p.encode() for p in parts]))

@@ -182,3 +182,19 @@ def enclosing_call(code: str, cursor: int) -> str:
                 return chain_before(code, tok.start)[1] if tok.text == "(" else ""
             depth -= 1
     return ""
+
+
+_NAME_CHAIN = r"[A-Za-z_][A-Za-z0-9_]*(?:[.:][A-Za-z_][A-Za-z0-9_]*)*"
+_HELP = re.compile(rf"^\s*(?:(?P<pre>\?\??)\s*(?P<name1>{_NAME_CHAIN})|(?P<name2>{_NAME_CHAIN})\s*(?P<post>\?\??))\s*$")
+
+
+def help_request(code: str) -> tuple[str, int] | None:
+    """IPython-style help: a cell that is only ``?name``, ``name?``, ``??name`` or ``name??``
+    gives (name, detail level: 0 for one ``?``, 1 for two); any other cell gives None. (``?`` is
+    never valid Lua, so no Lua cell is taken for a help request.)"""
+    m = _HELP.match(code)
+    if m is None:
+        return None
+    name = m.group("name1") or m.group("name2")
+    marks = m.group("pre") or m.group("post")
+    return name, len(marks) - 1
