@@ -255,17 +255,22 @@ def test_cursor_past_the_end_is_clamped(tmp_path: Path, monkeypatch: pytest.Monk
     assert interpreter.complete("", -3)["cursor_start"] == 0
 
 
-def test_records_display_as_a_table_other_tables_as_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tables_display_as_json_records_also_as_a_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from aikit_kernel.lua.api import install_globals
 
     monkeypatch.setenv("AIKIT_DATA_DIR", str(tmp_path / "data"))
     out = RecordingOutput()
     engine = LuaEngine(out)
     install_globals(engine)
-    assert engine.run_cell("display({{a = 1}, {a = 2, b = 'x'}})\ndisplay({1, 2})", "[1]").error is None
-    records, plain = out.displays[0][0], out.displays[1][0]
-    assert "<th>a</th><th>b</th>" in records["text/html"] and "application/json" not in records
+    assert engine.run_cell("display({{a = 1}, {a = 2, b = 'x'}})\ndisplay({1, 2})\n"
+                           "display.table({{a = 1}})", "[1]").error is None
+    records, plain, table_only = (out.displays[i][0] for i in range(3))
+    assert "<th>a</th><th>b</th>" in records["text/html"]
+    assert records["application/json"] == [{"a": 1}, {"a": 2, "b": "x"}]
     assert plain["application/json"] == [1, 2] and "text/html" not in plain
+    assert "<th>a</th>" in table_only["text/html"] and "application/json" not in table_only
+    failed = engine.run_cell("display.table({1, 2})", "[2]").error
+    assert failed is not None and "list of records" in failed.evalue
 
 
 def test_cell_files_are_removed_on_close(engine: LuaEngine) -> None:

@@ -1,8 +1,10 @@
 """The ``display`` global: rich output from Lua (HTML, Markdown, JSON, images, updatable displays).
 
-``display(value [, opts])`` always sends text/plain; a list of records also goes out as an HTML
-table, any other table as application/json. Every helper takes ``opts.id`` to name the
-display and returns a handle whose ``:update(value)`` replaces it in place.
+``display(value [, opts])`` always sends text/plain; a table also goes out as application/json,
+and a list of records also as an HTML table. ``display.table`` sends only the HTML table (JupyterLab
+ranks application/json above text/html, so a bundle holding both shows the JSON tree there; VS Code
+shows the table). Every helper takes ``opts.id`` to name the display and returns a handle whose
+``:update(value)`` replaces it in place.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ local function shower(kind)
   end
 end
 local display = {
-  html = shower("html"), markdown = shower("markdown"), json = shower("json"),
+  html = shower("html"), markdown = shower("markdown"), json = shower("json"), table = shower("table"),
   latex = shower("latex"), svg = shower("svg"),
   image = function(data, mime, opts)
     local id = send("image", data, opts, nil, false, mime or "image/png")
@@ -55,19 +57,23 @@ return setmetatable(display, {
 """
 
 DOCS = {
-    "display": "display(value [, {id = name}]) -> handle\n\nShows a value as rich output: text/plain always; a list of records also as "
-    "an HTML table, any other table as application/json. Returns a handle; handle:update(new) "
+    "display": "display(value [, {id = name}]) -> handle\n\nShows a value as rich output: text/plain always; a table also as "
+    "application/json, and a list of records also as an HTML table (JupyterLab prefers the JSON tree; use display.table "
+    "for the table alone). Returns a handle; handle:update(new) "
     "replaces the display in place.\nExample: local h = display({{name = 'a', n = 1}}); h:update({{name = 'b', n = 2}})",
     "display.html": "display.html(html [, {id = name}]) -> handle\n\nShows an HTML fragment.\nExample: display.html('<b>bold</b>')",
     "display.markdown": "display.markdown(text [, {id = name}]) -> handle\n\nShows Markdown.\nExample: display.markdown('# Title')",
     "display.json": "display.json(value [, {id = name}]) -> handle\n\nShows a table (or a JSON string) as an interactive JSON tree.\n"
     "Example: display.json({a = {1, 2}})",
+    "display.table": "display.table(records [, {id = name}]) -> handle\n\nShows a list of records (tables with named "
+    "fields) as an HTML table only (columns sorted by name, at most 200 rows).\n"
+    "Example: display.table({{name = 'a', n = 1}, {name = 'b', n = 2}})",
     "display.latex": "display.latex(source [, {id = name}]) -> handle\n\nShows LaTeX math.\nExample: display.latex('$e^{i\\\\pi} = -1$')",
     "display.svg": "display.svg(source [, {id = name}]) -> handle\n\nShows an SVG image.",
     "display.image": "display.image(bytes [, mime = 'image/png' [, {id = name}]]) -> handle\n\nShows raw image bytes "
     "(PNG, JPEG, GIF, WebP).\nExample: display.image(io.open('plot.png', 'rb'):read('a'))",
     "display.update": "display.update(id, value [, kind = 'value'])\n\nReplaces the display named id (kind: value, html, "
-    "markdown, json, latex, svg).\nExample: display.html('0%', {id = 'p'}); display.update('p', '50%', 'html')",
+    "markdown, json, table, latex, svg).\nExample: display.html('0%', {id = 'p'}); display.update('p', '50%', 'html')",
     "display.clear": "display.clear([wait])\n\nClears the cell's output; with wait = true only when new output arrives "
     "(flicker-free animation).\nExample: display.clear(true)",
 }
@@ -125,16 +131,21 @@ class DisplayBinding:
             else:
                 data = self._jsonable(value, strict=True)
             return {"application/json": data, "text/plain": json.dumps(data, indent=2, ensure_ascii=False)}
+        if kind == "table":
+            data = self._jsonable(value, strict=False) if lua_type(value) == "table" else None
+            table_html = records_to_html(data)
+            if table_html is None:
+                raise InvalidArgument("display.table expects a non-empty list of records (tables with named fields), "
+                                      f"got {self.engine.repr(value)[:80]}")
+            return {"text/html": table_html, "text/plain": self.engine.repr(value)}
         bundle: dict[str, Any] = {"text/plain": self.engine.repr(value)}
         if lua_type(value) == "table":
             data = self._jsonable(value, strict=False)
-            table_html = records_to_html(data) if data is not None else None
-            # Frontends pick the richest type they know and JupyterLab ranks JSON above HTML:
-            # records go out as a table only (display.json shows them as a tree).
-            if table_html:
-                bundle["text/html"] = table_html
-            elif data is not None:
+            if data is not None:
                 bundle["application/json"] = data
+                table_html = records_to_html(data)
+                if table_html:
+                    bundle["text/html"] = table_html
         return bundle
 
     def _jsonable(self, value: Any, strict: bool) -> Any:
