@@ -567,8 +567,9 @@ local function handler(e)
   local message
   if raw_type(e) == "table" and (raw_getmetatable(e) == error_mt or
       (raw_getmetatable(e) == nil and raw_type(e.code) == "string" and raw_type(e.message) == "string")) then
+    -- level 3: skip the C `error` that raised it, which says nothing about where the problem is
     return { code = e.code, message = raw_tostring(e.message), details = e.details,
-             traceback = debug_traceback(nil, 2) }
+             traceback = debug_traceback(nil, 3) }
   end
   local ok, s = raw_pcall(raw_tostring, e)
   message = ok and s or ("(error object is a " .. raw_type(e) .. " value)")
