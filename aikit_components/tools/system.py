@@ -2,7 +2,8 @@
 
 Processes run without a shell, through ``asyncio`` on the I/O loop, each in its own process group
 (``start_new_session``) so that a timeout or a cancelled call kills the program *and* everything it
-started. The child sees only the allowlisted environment variables (plus ``PATH``) unless
+started; on Linux the program also gets SIGKILL when aikit dies, even by SIGKILL (``_children``).
+The child sees only the allowlisted environment variables (plus ``PATH``) unless
 ``tools.process_inherit_env`` is set, so secrets in the kernel's environment do not leak into
 programs a script runs. The program is looked up on the kernel's ``PATH`` and executed by absolute
 path; a path given in ``command[0]`` must name that same file (``./git`` written by a script is
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidArgument, IOFailure, NotFound, PermissionDenied, Timeout
+from ._children import die_with_parent
 from .base import ToolContext, tool
 
 DEFAULT_TIMEOUT_S = 60.0
@@ -132,6 +134,7 @@ async def run_argv(argv: list[str], *, cwd: Path | None, env: dict[str, str], st
             *argv, cwd=str(cwd) if cwd is not None else None, env=env,
             stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
+            preexec_fn=die_with_parent(),
         )
     except FileNotFoundError:
         raise NotFound(f"cannot run {label!r}: the program (or the working directory {cwd}) does not exist",

@@ -1,5 +1,6 @@
 """What a workflow is, independent of where it was written (Lua ``Workflow``, a YAML mission, a
-Python program). The engine (``engine.py``) runs these; ``missions.py`` builds them from YAML.
+Python program). The engine (the ``engine`` package) runs these; the ``missions`` package builds
+them from YAML.
 
 A :class:`Workflow` is a set of :class:`Step` s plus how to schedule them:
 

@@ -408,7 +408,7 @@ def test_crashed_run_resumes_without_rerunning_completed_steps(tmp_path: Path) -
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=30)
     finally:
-        kill_leftovers(marker)  # nobody is left to stop b's program after a SIGKILL
+        kill_leftovers(marker)  # outside Linux nobody is left to stop b's program after a SIGKILL
     assert proc.returncode == -signal.SIGKILL
     assert (tmp_path / "a.log").read_text() == "run\n"
     listed = aikit(tmp_path, "list")
@@ -421,6 +421,30 @@ def test_crashed_run_resumes_without_rerunning_completed_steps(tmp_path: Path) -
     assert (tmp_path / "a.log").read_text() == "run\n"  # a did not run again
     record = json.loads((tmp_path / "data" / "runs" / "c1.json").read_text())
     assert record["status"] == "succeeded" and record["steps"]["a"]["attempts"] == 1
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux only")
+def test_a_killed_run_takes_its_running_program_with_it(tmp_path: Path) -> None:
+    """SIGKILL of ``aikit mission run`` (no handler runs) still ends the program its command step
+    started: the kernel sends it SIGKILL when its parent dies."""
+    marker = f"60.{os.getpid()}{time.monotonic_ns() % 10**6:06d}"  # sleep's argument, unique in /proc
+    (tmp_path / "orphan.yaml").write_text(
+        "name: orphan\nsteps:\n"
+        f"  - {{id: wait, step_type: command, parameters: {{command: sleep, args: ['{marker}']}}}}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIKIT_")}
+    env.update(AIKIT_DATA_DIR=str(tmp_path / "data"), XDG_CONFIG_HOME=str(tmp_path / "config"))
+    proc = subprocess.Popen([AIKIT, "mission", "run", "orphan.yaml"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, cwd=tmp_path, env=env)
+    try:
+        assert wait_until(lambda: processes_with(marker), 60.0), "the command step never started"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        assert wait_until(lambda: not processes_with(marker), 30.0), "sleep outlived the killed aikit"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        kill_leftovers(marker)
 
 
 def test_live_progress_on_a_terminal(tmp_path: Path) -> None:
