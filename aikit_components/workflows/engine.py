@@ -105,6 +105,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..errors import AikitError, Cancelled, InvalidArgument, NotFound, ValidationError, error_from_exception
+from ..hooks import MAX_HOOK_RETRIES
 from .model import Condition, RunRecord, Step, StepRecord, Workflow
 from .templates import Template, TemplateContext, TemplateError
 
@@ -115,7 +116,6 @@ log = logging.getLogger(__name__)
 
 PERSIST_INTERVAL_S = 0.25
 INLINE_SLICE = 512  # inline (noop) steps run between two yields to the loop
-MAX_HOOK_RETRIES = 3
 _BEFORE, _AFTER, _ERROR = "workflow.step.before", "workflow.step.after", "workflow.step.error"
 _OK = frozenset({"succeeded", "skipped"})
 
