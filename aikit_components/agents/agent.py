@@ -467,7 +467,10 @@ def _hook_messages(value: Any) -> list[Message]:
         if not isinstance(item, dict) or item.get("role") not in ("system", "user", "assistant", "tool"):
             raise InvalidArgument(f"an llm.before hook gave message {i} without a role system, user, assistant "
                                   f"or tool: {str(item)[:200]}")
-        messages.append(Message.from_dict(item))
+        try:
+            messages.append(Message.from_dict(item))
+        except (KeyError, TypeError, ValueError) as exc:  # e.g. a tool call without a name
+            raise InvalidArgument(f"an llm.before hook gave message {i} that is not a message: {exc!r}") from None
     return messages
 
 
