@@ -12,7 +12,8 @@ Hooks decide as they do for tools: ``agent.before`` and ``llm.before`` may cance
 input; the messages sent) or replace; ``agent.after`` and ``llm.after`` may cancel, retry or
 replace; ``agent.error`` and ``llm.error`` may retry or replace. A retry reruns the whole run
 (``agent.*``) or repeats the model call (``llm.*``), at most ``MAX_HOOK_RETRIES`` times per run or
-per call; then the last outcome stands.
+per call; then the last outcome stands. A model stopped by its provider's content filter gives a
+result whose ``refusal`` says so (which provider and model, and what the provider said).
 """
 
 from __future__ import annotations
@@ -109,12 +110,14 @@ class AgentResult:
     usage: Usage = field(default_factory=Usage)
     model: str = ""
     stop_reason: str = "end"  # end | max_steps | repeated_call | invalid_output | max_tokens | content_filter
+    refusal: str | None = None  # with stop_reason content_filter: whose filter stopped the answer, and what it said
     messages: list[Message] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "text": self.text, "data": self.data, "tool_calls": [c.to_dict() for c in self.tool_calls],
             "steps": self.steps, "usage": self.usage.to_dict(), "model": self.model, "stop_reason": self.stop_reason,
+            "refusal": self.refusal,
         }
 
 
@@ -151,7 +154,10 @@ class Agent:
 
         async def delegate(input: str) -> dict[str, Any]:
             result = await agent.run(input)
-            return {"text": result.text, "data": result.data, "model": result.model}
+            answer = {"text": result.text, "data": result.data, "model": result.model}
+            if result.refusal:  # the commander learns why the specialist said nothing
+                answer["refusal"] = result.refusal
+            return answer
 
         return Tool(
             name=self.spec.name, description=description or f"Ask the agent {self.spec.name!r}: {self.spec.system[:200]}",
@@ -218,6 +224,8 @@ class Agent:
             self._remember(result.messages)
         finished = {"agent": name, "model": result.model, "steps": result.steps, "stop_reason": result.stop_reason,
                     "usage": result.usage.to_dict(), "duration_ms": (time.perf_counter() - started) * 1000}
+        if result.refusal:
+            finished["refusal"] = result.refusal
         self._publish("agent.finished", finished)
         return result
 
@@ -281,6 +289,10 @@ class Agent:
                 continue
             result.text = completion.text
             result.stop_reason = "end" if completion.stop_reason in ("end", "stop_sequence") else completion.stop_reason
+            if completion.stop_reason == "content_filter":
+                # a refusal is not an answer to validate or to argue with: the run ends saying why
+                result.refusal = _refusal(completion, spec.model)
+                break
             if self._validate_output is None:
                 break
             data, problems = self._parse_output(completion.text)
@@ -455,6 +467,19 @@ def _replacement(value: Any, result: AgentResult) -> AgentResult:
     else:
         result.text = str(value)
     return result
+
+
+def _refusal(completion: Completion, configured: str) -> str:
+    """Why the answer stopped, for a completion the provider's content filter ended."""
+    model = completion.model or configured
+    provider = model.split("/", 1)[0]
+    why = f"the content filter of provider {provider!r} stopped the answer of model {model!r}"
+    if completion.refusal:
+        return f"{why}; the provider said: {completion.refusal}"
+    if completion.text:
+        return f"{why} part way; the text is what it let through"
+    return (f"{why} before it produced any text; rephrase the input or use another model "
+            f"(a content-filter refusal does not fall back)")
 
 
 def _hook_messages(value: Any) -> list[Message]:
