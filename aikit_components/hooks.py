@@ -8,7 +8,8 @@ point name and a mutable ``payload`` dict. A hook may:
 - continue (return None or ``CONTINUE``), possibly after changing ``ctx.payload`` in place, or
   return ``HookResult.modify(new_payload)`` to replace it;
 - cancel: ``HookResult.cancel("reason")`` -> the operation fails with code ``cancelled``;
-- ask for a retry: ``HookResult.retry(delay=0.5)`` (meaningful on ``*.after`` and ``*.error``);
+- ask for a retry: ``HookResult.retry(delay=0.5)`` (meaningful on ``*.after`` and ``*.error``; an
+  operation is retried at most :data:`MAX_HOOK_RETRIES` times, then its last outcome stands);
 - replace the result: ``HookResult.replace(value)`` -> the operation returns ``value`` (on
   ``*.before`` the operation itself is skipped).
 
@@ -38,6 +39,10 @@ POINTS = (
     "state.write.before", "state.write.after", "state.write.error",
     "cell.before", "cell.after", "cell.error",
 )
+
+# How many times one operation honours a hook's retry before its last outcome stands; the same
+# bound for every component, so a hook that always says "retry" cannot loop forever.
+MAX_HOOK_RETRIES = 3
 
 
 @dataclass

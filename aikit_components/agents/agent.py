@@ -7,6 +7,13 @@ including argument-validation problems) back -> repeat until the model answers w
 ``max_steps`` is reached, or the same call repeats too often. With ``output_schema`` the answer
 must be JSON matching it; invalid answers are sent back with the problems, at most
 ``max_output_retries`` times. Memory (the turns of earlier runs) persists in State.
+
+Hooks decide as they do for tools: ``agent.before`` and ``llm.before`` may cancel, modify (the
+input; the messages sent) or replace; ``agent.after`` and ``llm.after`` may cancel, retry or
+replace; ``agent.error`` and ``llm.error`` may retry or replace. A retry reruns the whole run
+(``agent.*``) or repeats the model call (``llm.*``), at most ``MAX_HOOK_RETRIES`` times per run or
+per call; then the last outcome stands. A model stopped by its provider's content filter gives a
+result whose ``refusal`` says so (which provider and model, and what the provider said).
 """
 
 from __future__ import annotations
@@ -14,15 +21,19 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import AikitError, Cancelled, InvalidArgument
+from ..hooks import MAX_HOOK_RETRIES, HookOutcome
 from ..providers.messages import Completion, Message, Request, StreamEvent, ToolCall, ToolSpec, Usage
 from ..tools import Tool, ToolContext, ToolRegistry
 from ..tools.schema import compile_validator
+
+log = logging.getLogger(__name__)
 
 MAX_REPEATED_CALLS = 3
 MEMORY_KEY = "memory"
@@ -99,12 +110,14 @@ class AgentResult:
     usage: Usage = field(default_factory=Usage)
     model: str = ""
     stop_reason: str = "end"  # end | max_steps | repeated_call | invalid_output | max_tokens | content_filter
+    refusal: str | None = None  # with stop_reason content_filter: whose filter stopped the answer, and what it said
     messages: list[Message] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "text": self.text, "data": self.data, "tool_calls": [c.to_dict() for c in self.tool_calls],
             "steps": self.steps, "usage": self.usage.to_dict(), "model": self.model, "stop_reason": self.stop_reason,
+            "refusal": self.refusal,
         }
 
 
@@ -141,7 +154,10 @@ class Agent:
 
         async def delegate(input: str) -> dict[str, Any]:
             result = await agent.run(input)
-            return {"text": result.text, "data": result.data, "model": result.model}
+            answer = {"text": result.text, "data": result.data, "model": result.model}
+            if result.refusal:  # the commander learns why the specialist said nothing
+                answer["refusal"] = result.refusal
+            return answer
 
         return Tool(
             name=self.spec.name, description=description or f"Ask the agent {self.spec.name!r}: {self.spec.system[:200]}",
@@ -166,44 +182,79 @@ class Agent:
     async def run(self, input: str, *, on_text: Callable[[str], None] | None = None) -> AgentResult:
         """Run once. ``on_text`` (called on the loop) receives streamed text deltas."""
         name = self.spec.name
-        payload = {"agent": name, "input": input, "model": self.spec.model}
         if self.hooks is not None and self.hooks.has("agent.before"):
-            decision = await self.hooks.arun("agent.before", payload)
+            decision = await self.hooks.arun("agent.before", {"agent": name, "input": input, "model": self.spec.model})
             if decision.cancelled:
                 raise Cancelled(f"agent {name!r} cancelled by a hook: {decision.reason}")
             if decision.replaced:
-                return AgentResult(text=str(decision.value), model="hook")
+                return _replacement(decision.value, AgentResult(text="", model="hook"))
             input = str(decision.payload.get("input", input))
         self._publish("agent.started", {"agent": name, "model": self.spec.model})
         started = time.perf_counter()
-        try:
-            result = await self._loop(input, on_text)
-        except asyncio.CancelledError:
-            self._publish("agent.failed", {"agent": name, "code": "interrupted"})
-            raise
-        except AikitError as exc:
-            self._publish("agent.failed", {"agent": name, "code": exc.code, "message": exc.message})
-            if self.hooks is not None and self.hooks.has("agent.error"):
-                await self.hooks.arun("agent.error", {"agent": name, "error": exc.to_dict()})
-            raise
+        usage = Usage()  # every model call of this run, those of retried attempts included
+        for attempt in range(1, MAX_HOOK_RETRIES + 2):
+            try:
+                result = await self._loop(input, on_text, usage)
+            except asyncio.CancelledError:
+                self._publish("agent.failed", {"agent": name, "code": "interrupted"})
+                raise
+            except AikitError as exc:
+                self._publish("agent.failed", {"agent": name, "code": exc.code, "message": exc.message})
+                decision = await self._fire("agent.error", {"agent": name, "input": input, "attempt": attempt,
+                                                            "error": exc.to_dict()})
+                if await self._retrying(decision, "agent.error", attempt):
+                    continue
+                if decision is not None and decision.replaced:
+                    return _replacement(decision.value, AgentResult(text="", usage=usage, model="hook"))
+                if decision is not None and decision.retry:
+                    exc.details.setdefault("hook_retries", MAX_HOOK_RETRIES)
+                raise
+            decision = await self._fire("agent.after", {"agent": name, "input": input, "attempt": attempt,
+                                                        "result": result.to_dict()})
+            if decision is not None and decision.cancelled:
+                self._publish("agent.failed", {"agent": name, "code": "cancelled", "message": decision.reason})
+                raise Cancelled(f"the answer of agent {name!r} was cancelled by a hook: {decision.reason}",
+                                details={"agent": name, "reason": decision.reason})
+            if await self._retrying(decision, "agent.after", attempt):
+                continue
+            if decision is not None and decision.replaced:
+                result = _replacement(decision.value, result)
+            break
         if self.spec.memory and self.state is not None:
             self._remember(result.messages)
-        self._publish("agent.finished", {"agent": name, "model": result.model, "steps": result.steps,
-                                         "stop_reason": result.stop_reason, "usage": result.usage.to_dict(),
-                                         "duration_ms": (time.perf_counter() - started) * 1000})
-        if self.hooks is not None and self.hooks.has("agent.after"):
-            decision = await self.hooks.arun("agent.after", {"agent": name, "result": result.to_dict()})
-            if decision.replaced:
-                result.text = str(decision.value)
+        finished = {"agent": name, "model": result.model, "steps": result.steps, "stop_reason": result.stop_reason,
+                    "usage": result.usage.to_dict(), "duration_ms": (time.perf_counter() - started) * 1000}
+        if result.refusal:
+            finished["refusal"] = result.refusal
+        self._publish("agent.finished", finished)
         return result
 
+    async def _fire(self, point: str, payload: dict[str, Any]) -> HookOutcome | None:
+        """The hooks' decision at ``point``, or None when no hook is registered there."""
+        if self.hooks is None or not self.hooks.has(point):
+            return None
+        return await self.hooks.arun(point, payload)
+
+    async def _retrying(self, decision: HookOutcome | None, point: str, attempt: int) -> bool:
+        """True (after the hook's delay) when a retry asked for at ``point`` is honoured; attempt
+        ``MAX_HOOK_RETRIES + 1`` is the last, and a retry asked for then is refused with a warning."""
+        if decision is None or not decision.retry:
+            return False
+        if attempt > MAX_HOOK_RETRIES:
+            log.warning("agent %r: a %s hook asked for another retry after %d; the last outcome stands",
+                        self.spec.name, point, MAX_HOOK_RETRIES)
+            return False
+        if decision.delay > 0:
+            await asyncio.sleep(decision.delay)
+        return True
+
     # ------------------------------------------------------------------ the loop
-    async def _loop(self, input: str, on_text: Callable[[str], None] | None) -> AgentResult:
+    async def _loop(self, input: str, on_text: Callable[[str], None] | None, usage: Usage) -> AgentResult:
         spec = self.spec
         history = self._recall()
         messages = ([Message.system(spec.system)] if spec.system else []) + history + [Message.user(input)]
         first_new = len(messages) - 1
-        result = AgentResult(text="")
+        result = AgentResult(text="", usage=usage)
         tools = self.tool_specs()
         seen_calls: dict[str, int] = {}
         output_retries = 0
@@ -214,9 +265,7 @@ class Agent:
             result.steps = step
             request = Request(model="", messages=messages, tools=tools, temperature=spec.temperature,
                               max_tokens=spec.max_tokens, json_schema=spec.output_schema)
-            completion = await self._ask(request, on_text, step)
-            result.usage.add(completion.usage)
-            self._account(completion)
+            completion = await self._ask(request, on_text, step, usage)
             result.model = completion.model or result.model
             messages.append(completion.message)
             if completion.tool_calls:
@@ -240,6 +289,10 @@ class Agent:
                 continue
             result.text = completion.text
             result.stop_reason = "end" if completion.stop_reason in ("end", "stop_sequence") else completion.stop_reason
+            if completion.stop_reason == "content_filter":
+                # a refusal is not an answer to validate or to argue with: the run ends saying why
+                result.refusal = _refusal(completion, spec.model)
+                break
             if self._validate_output is None:
                 break
             data, problems = self._parse_output(completion.text)
@@ -261,40 +314,58 @@ class Agent:
         result.messages = messages[first_new:]
         return result
 
-    async def _ask(self, request: Request, on_text: Callable[[str], None] | None, step: int) -> Completion:
+    async def _ask(self, request: Request, on_text: Callable[[str], None] | None, step: int, usage: Usage) -> Completion:
+        """One model call through hooks ``llm.before/after/error``; every completion received is
+        counted in ``usage`` and the ledger, also one a hook then retries or replaces."""
         hooks = self.hooks
         observed = hooks is not None and any(hooks.has(p) for p in ("llm.before", "llm.after", "llm.error"))
         payload = {"agent": self.spec.name, "model": self.spec.model, "step": step,
                    "messages": [m.to_dict() for m in request.messages] if observed else []}
         if hooks is not None and hooks.has("llm.before"):
+            sent = [m.to_dict() for m in request.messages]  # a copy: hooks may edit the payload's in place
             decision = await hooks.arun("llm.before", payload)
             if decision.cancelled:
                 raise Cancelled(f"LLM call cancelled by a hook: {decision.reason}")
             if decision.replaced:
                 return Completion(Message.assistant(str(decision.value)), model="hook")
-        self._publish("llm.called", {"agent": self.spec.name, "model": self.spec.model, "step": step})
-        started = time.perf_counter()
-        try:
-            if on_text is None:
-                completion = await self.provider.complete(request)
-            else:
-                completion = await self._stream(request, on_text)
-        except AikitError as exc:
-            self._publish("llm.failed", {"agent": self.spec.name, "code": exc.code, "message": exc.message})
-            if hooks is not None and hooks.has("llm.error"):
-                decision = await hooks.arun("llm.error", {**payload, "error": exc.to_dict()})
-                if decision.replaced:
+            if decision.payload.get("messages") != sent:
+                request = dataclasses.replace(request, messages=_hook_messages(decision.payload.get("messages")))
+                payload = {**payload, "messages": [m.to_dict() for m in request.messages]}
+        for attempt in range(1, MAX_HOOK_RETRIES + 2):
+            self._publish("llm.called", {"agent": self.spec.name, "model": self.spec.model, "step": step})
+            started = time.perf_counter()
+            try:
+                if on_text is None:
+                    completion = await self.provider.complete(request)
+                else:
+                    completion = await self._stream(request, on_text)
+            except AikitError as exc:
+                self._publish("llm.failed", {"agent": self.spec.name, "code": exc.code, "message": exc.message})
+                decision = await self._fire("llm.error", {**payload, "attempt": attempt, "error": exc.to_dict()})
+                if await self._retrying(decision, "llm.error", attempt):
+                    continue
+                if decision is not None and decision.replaced:
                     return Completion(Message.assistant(str(decision.value)), model="hook")
-            raise
-        self._publish("llm.finished", {"agent": self.spec.name, "model": completion.model, "step": step,
-                                       "usage": completion.usage.to_dict(),
-                                       "duration_ms": (time.perf_counter() - started) * 1000})
-        if hooks is not None and hooks.has("llm.after"):
-            decision = await hooks.arun("llm.after", {**payload, "text": completion.text,
+                if decision is not None and decision.retry:
+                    exc.details.setdefault("hook_retries", MAX_HOOK_RETRIES)
+                raise
+            usage.add(completion.usage)
+            self._account(completion)
+            self._publish("llm.finished", {"agent": self.spec.name, "model": completion.model, "step": step,
+                                           "usage": completion.usage.to_dict(),
+                                           "duration_ms": (time.perf_counter() - started) * 1000})
+            decision = await self._fire("llm.after", {**payload, "attempt": attempt, "answered_by": completion.model,
+                                                      "text": completion.text, "stop_reason": completion.stop_reason,
                                                       "tool_calls": [c.to_dict() for c in completion.tool_calls]})
-            if decision.replaced:
+            if decision is not None and decision.cancelled:
+                raise Cancelled(f"the answer of {completion.model or self.spec.model} was cancelled by a hook: "
+                                f"{decision.reason}", details={"agent": self.spec.name, "reason": decision.reason})
+            if await self._retrying(decision, "llm.after", attempt):
+                continue
+            if decision is not None and decision.replaced:
                 completion = Completion(Message.assistant(str(decision.value)), usage=completion.usage, model=completion.model)
-        return completion
+            return completion
+        raise AssertionError("unreachable: the last attempt never retries")
 
     async def _stream(self, request: Request, on_text: Callable[[str], None]) -> Completion:
         completion: Completion | None = None
@@ -382,6 +453,50 @@ class Agent:
     def _publish(self, topic: str, payload: dict[str, Any]) -> None:
         if self.events is not None:
             self.events.publish(topic, payload, source="agents")
+
+
+def _replacement(value: Any, result: AgentResult) -> AgentResult:
+    """``result`` with a hook's replacement: a table sets ``text`` and ``data`` (those it has),
+    anything else becomes the text. The rest (steps, usage, stop_reason, ...) still describes what
+    the model did."""
+    if isinstance(value, dict):
+        if "text" in value:
+            result.text = str(value["text"] or "")
+        if "data" in value:
+            result.data = value["data"]
+    else:
+        result.text = str(value)
+    return result
+
+
+def _refusal(completion: Completion, configured: str) -> str:
+    """Why the answer stopped, for a completion the provider's content filter ended."""
+    model = completion.model or configured
+    provider = model.split("/", 1)[0]
+    why = f"the content filter of provider {provider!r} stopped the answer of model {model!r}"
+    if completion.refusal:
+        return f"{why}; the provider said: {completion.refusal}"
+    if completion.text:
+        return f"{why} part way; the text is what it let through"
+    return (f"{why} before it produced any text; rephrase the input or use another model "
+            f"(a content-filter refusal does not fall back)")
+
+
+def _hook_messages(value: Any) -> list[Message]:
+    """The messages an ``llm.before`` hook put in its payload, checked."""
+    if not isinstance(value, list) or not value:
+        raise InvalidArgument("an llm.before hook set payload.messages to something other than a non-empty list "
+                              "of messages {role, text}")
+    messages = []
+    for i, item in enumerate(value, 1):
+        if not isinstance(item, dict) or item.get("role") not in ("system", "user", "assistant", "tool"):
+            raise InvalidArgument(f"an llm.before hook gave message {i} without a role system, user, assistant "
+                                  f"or tool: {str(item)[:200]}")
+        try:
+            messages.append(Message.from_dict(item))
+        except (KeyError, TypeError, ValueError) as exc:  # e.g. a tool call without a name
+            raise InvalidArgument(f"an llm.before hook gave message {i} that is not a message: {exc!r}") from None
+    return messages
 
 
 def _tool_result_text(record: ToolCallRecord) -> str:

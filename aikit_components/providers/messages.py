@@ -5,8 +5,8 @@ Anthropic, Ollama, the local model) converts to and from it.
   role "tool" the id of the call it answers plus an error flag.
 - :class:`ToolCall`: id (generated when a wire format has none, e.g. Ollama), name, arguments
   as an object (never a JSON string).
-- :class:`Completion`: the assistant message, usage, the normalised stop reason and the model
-  that actually answered.
+- :class:`Completion`: the assistant message, usage, the normalised stop reason, the model
+  that actually answered and any refusal text the provider sent.
 - :class:`StreamEvent`: ``text`` deltas, ``tool_call_start`` / ``tool_call_delta`` (argument
   JSON fragments), and one final ``end`` carrying the assembled :class:`Completion`.
 """
@@ -131,6 +131,7 @@ class Completion:
     stop_reason: StopReason = "end"
     usage: Usage = field(default_factory=Usage)
     model: str = ""  # "provider/model" that answered
+    refusal: str = ""  # what the provider's safety system said when it refused (OpenAI's ``refusal``)
 
     @property
     def text(self) -> str:

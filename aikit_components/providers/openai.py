@@ -139,9 +139,11 @@ class OpenAIProvider(HTTPClient):
         if isinstance(text, list):  # content parts
             text = "".join(p.get("text", "") for p in text if isinstance(p, dict))
         stop = _stop_reason(choice.get("finish_reason"), bool(calls))
-        if wire.get("refusal"):
-            text, stop = text or wire["refusal"], "content_filter"
-        return Completion(Message.assistant(text, calls), stop, _usage(data.get("usage")), self._model(data, request))
+        refusal = wire.get("refusal") or ""
+        if refusal:
+            text, stop = text or refusal, "content_filter"
+        return Completion(Message.assistant(text, calls), stop, _usage(data.get("usage")), self._model(data, request),
+                          refusal=str(refusal))
 
     async def complete(self, request: Request) -> Completion:
         _, _, data = await self.http.post_json("/chat/completions", self.request_body(request))
@@ -266,6 +268,8 @@ class _StreamState:
                                  for _, slot in sorted(self.calls.items())]
         stop = _stop_reason(self.finish, bool(calls))
         text = "".join(self.text)
-        if self.refusal:
-            text, stop = text or "".join(self.refusal), "content_filter"
-        return Completion(Message.assistant(text, calls), stop, self.usage, f"{self.provider}/{self.model}")
+        refusal = "".join(self.refusal)
+        if refusal:
+            text, stop = text or refusal, "content_filter"
+        return Completion(Message.assistant(text, calls), stop, self.usage, f"{self.provider}/{self.model}",
+                          refusal=refusal)

@@ -22,13 +22,13 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from ..errors import AikitError, Cancelled, NotFound, ValidationError, error_from_exception
+from ..hooks import MAX_HOOK_RETRIES
 from .base import Tool, ToolContext
 
 log = logging.getLogger(__name__)
 
 BUILTIN_MODULES = ("filesystem", "data", "text", "web", "system", "database", "git", "archives")
 ENTRY_POINT_GROUP = "aikit.tools"
-MAX_HOOK_RETRIES = 3
 
 
 class ToolRegistry:

@@ -20,7 +20,7 @@ from aikit_components.tools import tool
 from tests.providers.conftest import Reply
 
 from .conftest import (
-    ANTHROPIC, BACKUP, OLLAMA, OPENAI, AgentEnv, answer, call, error, gather_with_cancel, run, sent_messages, sse,
+    ANTHROPIC, BACKUP, OLLAMA, OPENAI, AgentEnv, answer, call, chat, error, gather_with_cancel, run, sent_messages, sse,
 )
 
 
@@ -65,12 +65,60 @@ class TestPlainAnswer:
         result = run(env.agent(name="d").run("x"))
         assert result.to_dict() == {"text": "fine", "data": None, "tool_calls": [], "steps": 1,
                                     "usage": {"input_tokens": 10, "output_tokens": 5, "total_tokens": 15},
-                                    "model": "openai/m", "stop_reason": "end"}
+                                    "model": "openai/m", "stop_reason": "end", "refusal": None}
 
     def test_finish_reason_length_is_max_tokens(self, env: AgentEnv) -> None:
         env.server.reply(OPENAI, answer("cut sh", finish="length"))
         result = run(env.agent(name="short").run("write a novel"))
         assert (result.text, result.stop_reason) == ("cut sh", "max_tokens")
+
+    def test_a_content_filter_stop_says_why(self, env: AgentEnv) -> None:
+        finished = env.components.events.subscribe("agent.finished")
+        env.server.reply(OPENAI, answer(None, finish="content_filter"))
+        result = run(env.agent(name="filtered", fallback=["backup/m"]).run("something risky"))
+        assert (result.text, result.stop_reason) == ("", "content_filter")
+        assert result.refusal is not None
+        assert "content filter of provider 'openai'" in result.refusal and "model 'openai/m'" in result.refusal
+        assert "before it produced any text" in result.refusal and "does not fall back" in result.refusal
+        assert env.server.requests_to(BACKUP) == []  # a refusal is not something another model should get around
+        assert result.to_dict()["refusal"] == result.refusal and finished.receive(0).payload["refusal"] == result.refusal
+
+    def test_a_refusal_keeps_what_the_provider_said(self, env: AgentEnv) -> None:
+        body = chat(None)
+        body["choices"][0]["message"]["refusal"] = "I'm sorry, I can't help with that."
+        env.server.reply(OPENAI, Reply.json(body))
+        result = run(env.agent(name="refused").run("something risky"))
+        assert result.stop_reason == "content_filter" and result.text == "I'm sorry, I can't help with that."
+        assert result.refusal == ("the content filter of provider 'openai' stopped the answer of model 'openai/m'; "
+                                  "the provider said: I'm sorry, I can't help with that.")
+
+    def test_a_refusal_is_not_sent_back_as_invalid_output(self, env: AgentEnv) -> None:
+        env.server.reply(OPENAI, answer(None, finish="content_filter"))
+        schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+        result = run(env.agent(name="schema_refused", output_schema=schema).run("n?"))
+        assert (result.stop_reason, result.data, len(env.server.requests)) == ("content_filter", None, 1)
+        assert result.refusal is not None
+
+    def test_a_filter_that_cuts_an_answer_short_says_so(self, env: AgentEnv) -> None:
+        env.server.reply(OPENAI, answer("Here is how to", finish="content_filter"))
+        result = run(env.agent(name="cut").run("something risky"))
+        assert result.text == "Here is how to" and "part way" in (result.refusal or "")
+
+    def test_a_streamed_refusal_says_why(self, env: AgentEnv) -> None:
+        base = {"id": "chatcmpl-r", "object": "chat.completion.chunk", "created": 1741569953, "model": "m",
+                "service_tier": "default", "system_fingerprint": "fp_b3f1157249"}
+        events = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": None, "refusal": ""},
+                                        "logprobs": None, "finish_reason": None}], "usage": None}]
+        events += [{**base, "choices": [{"index": 0, "delta": {"refusal": piece}, "logprobs": None,
+                                         "finish_reason": None}], "usage": None} for piece in ("I can't ", "do that.")]
+        events.append({**base, "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}],
+                       "usage": None})
+        chunks = [f"data: {json.dumps(e)}\n\n".encode() for e in events] + [b"data: [DONE]\n\n"]
+        env.server.reply(OPENAI, Reply(200, b"".join(chunks), content_type="text/event-stream", chunks=chunks))
+        deltas: list[str] = []
+        result = run(env.agent(name="streamed").run("something risky", on_text=deltas.append))
+        assert "".join(deltas) == result.text == "I can't do that." and result.stop_reason == "content_filter"
+        assert result.refusal is not None and result.refusal.endswith("the provider said: I can't do that.")
 
     def test_bad_spec_and_unknown_tool_fail_at_creation(self, env: AgentEnv) -> None:
         with pytest.raises(InvalidArgument) as err:

@@ -126,6 +126,15 @@ class TestAgentTools:
         assert [c.get("result") for c in result["tool_calls"]] == [0, 1, None]
         assert result["tool_calls"][2]["error"]["code"] == "budget_exceeded"
 
+    def test_a_content_filter_stop_says_why_in_lua(self, lua: Lua, llm_server: Any) -> None:
+        llm_server.reply(OPENAI, answer(None, finish="content_filter"))
+        text, stop, refusal = lua.run("local r = Agent.new{model = 'openai/m'}:run('risky')\n"
+                                      "return r.text, r.stop_reason, r.refusal")
+        assert (text, stop) == ("", "content_filter")
+        assert "content filter of provider 'openai'" in refusal and "model 'openai/m'" in refusal
+        llm_server.reply(OPENAI, answer("fine"))
+        assert lua.run("return Agent.new{model = 'openai/m'}:run('ok').refusal == nil") is True
+
     def test_lua_hooks_on_agent_points(self, lua: Lua, llm_server: Any) -> None:
         llm_server.reply(OPENAI, answer("ok"))
         code, message = lua.run("""

@@ -229,12 +229,14 @@ def test_openai_finish_reasons(llm_server: LocalServer) -> None:
         data = json.loads(json.dumps(base))
         data["choices"][0]["finish_reason"] = finish
         llm_server.reply(CHAT, Reply.json(data))
-        assert complete(openai(llm_server), Request("gpt-4.1", [Message.user("Hi")])).stop_reason == expected
+        done = complete(openai(llm_server), Request("gpt-4.1", [Message.user("Hi")]))
+        assert (done.stop_reason, done.refusal) == (expected, "")
     refusal = json.loads(json.dumps(base))
     refusal["choices"][0]["message"].update(content=None, refusal="I can't help with that.")
     llm_server.reply(CHAT, Reply.json(refusal))
     result = complete(openai(llm_server), Request("gpt-4.1", [Message.user("Hi")]))
     assert result.stop_reason == "content_filter" and result.text == "I can't help with that."
+    assert result.refusal == "I can't help with that."  # kept apart, so an agent can say who refused
 
 
 # ------------------------------------------------------------------------------------ errors

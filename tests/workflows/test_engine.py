@@ -9,6 +9,7 @@ import asyncio
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +18,31 @@ import pytest
 from aikit_components.components import Components
 from aikit_components.config import Config
 from aikit_components.errors import ValidationError
-from aikit_components.hooks import HookResult
+from aikit_components.hooks import MAX_HOOK_RETRIES, HookResult
 from aikit_components.workflows import engine
-from aikit_components.workflows.engine import StepContext, layers, load_run, run_scope, validate
-from aikit_components.workflows.model import Condition, Loop, RunRecord, Step, StepRecord, Workflow
+from aikit_components.workflows.engine import (
+    StepContext,
+    layers,
+    load_run,
+    run_scope,
+    validate,
+)
+from aikit_components.workflows.model import (
+    Condition,
+    Loop,
+    RunRecord,
+    Step,
+    StepRecord,
+    Workflow,
+)
 from aikit_components.workflows.templates import (
-    TemplateContext, TemplateError, compile as compile_template, format_value, references,
+    TemplateContext,
+    TemplateError,
+    format_value,
+    references,
+)
+from aikit_components.workflows.templates import (
+    compile as compile_template,
 )
 from tests.providers.conftest import Reply, llm_server  # noqa: F401  (fixture reused)
 
@@ -672,6 +692,35 @@ class TestHooksAndEvents:
         assert record.steps["post"].output == "after!"
         assert record.steps["rescued"].status == "succeeded"
         assert record.steps["rescued"].output == {"recovered": "RuntimeError: oops"}
+
+    def test_after_hook_retry_reruns_the_step_and_cancel_rejects_its_output(self, comps: Components) -> None:
+        calls: dict[str, int] = {"flaky": 0, "stubborn": 0, "rejected": 0}
+
+        def count(name: str) -> Callable[[Any, Any], Any]:
+            def run(params: Any, ctx: Any) -> Any:
+                calls[name] += 1
+                return {"n": calls[name]}
+            return run
+
+        def after(ctx: Any) -> Any:
+            step, output = ctx.payload["step"], ctx.payload["output"]
+            if step == "flaky" and output["n"] < 2:
+                return HookResult.retry()
+            if step == "stubborn":
+                return HookResult.retry()  # always: bounded by MAX_HOOK_RETRIES, then the last output stands
+            if step == "rejected":
+                return HookResult.cancel("looks wrong")
+            return None
+
+        comps.hooks.register("workflow.step.after", after)
+        wf = Workflow("after-hooks", fail_fast=False, steps=[fn(count(name), name) for name in calls])
+        record = go(wf, comps)
+        assert (record.steps["flaky"].status, record.steps["flaky"].output, record.steps["flaky"].attempts) == (
+            "succeeded", {"n": 2}, 2)
+        assert calls["stubborn"] == 1 + MAX_HOOK_RETRIES and record.steps["stubborn"].output == {"n": 1 + MAX_HOOK_RETRIES}
+        rejected = record.steps["rejected"]
+        assert rejected.status == "failed" and rejected.error["code"] == "cancelled" and calls["rejected"] == 1
+        assert "looks wrong" in rejected.error["message"]
 
     def test_events_and_on_event(self, comps: Components) -> None:
         sub = comps.events.subscribe("workflow.*")

@@ -8,10 +8,10 @@ import time
 from typing import Any
 
 from ...errors import Cancelled, error_from_exception
+from ...hooks import MAX_HOOK_RETRIES
 from ..templates import TemplateError
 from ..validation import _Node
 
-MAX_HOOK_RETRIES = 3
 _BEFORE, _AFTER, _ERROR = "workflow.step.before", "workflow.step.after", "workflow.step.error"
 
 
@@ -81,6 +81,16 @@ class _Attempts:
                     outcome = await hooks.arun(_AFTER, {**base, "output": output, "attempt": attempt})
                     if outcome.replaced:
                         output = outcome.value
+                    elif outcome.cancelled:
+                        reason = outcome.reason or "no reason given"
+                        return "failed", None, Cancelled(f"step {sid!r} output rejected by a hook: {reason}",
+                                                         details={"step": sid, "reason": reason}).to_dict()
+                    elif outcome.retry and hook_retries < MAX_HOOK_RETRIES:
+                        hook_retries += 1  # run the step again, whatever its own retry budget
+                        max_attempts = attempt + 1
+                        if outcome.delay:
+                            await asyncio.sleep(outcome.delay)
+                        continue
                 return "succeeded", output, None
             if retryable and attempt < max_attempts:
                 wait = delay * step.backoff ** (attempt - 1) if delay else 0.0
