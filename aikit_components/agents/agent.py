@@ -1,9 +1,10 @@
 """The agent: an LLM with tools, run in a loop until it answers.
 
 One run: build the conversation (system prompt, remembered turns, the input) -> ask the model
-(hooks ``llm.before/after/error``, events ``llm.called/finished``) -> if it asks for tools, run
-them concurrently on the I/O loop through the tool pipeline and feed results (and errors,
-including argument-validation problems) back -> repeat until the model answers without tools,
+(through :mod:`.llm_call`: hooks ``llm.before/after/error``, events ``llm.called/finished``) ->
+if it asks for tools, run them concurrently on the I/O loop through the tool pipeline and feed
+results (and errors, including argument-validation problems) back -> repeat until the model
+answers without tools,
 ``max_steps`` is reached, or the same call repeats too often. With ``output_schema`` the answer
 must be JSON matching it; invalid answers are sent back with the problems, at most
 ``max_output_retries`` times. Memory (the turns of earlier runs) persists in State.
@@ -21,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -29,11 +29,10 @@ from typing import Any
 
 from ..errors import AikitError, Cancelled, InvalidArgument
 from ..hooks import MAX_HOOK_RETRIES, HookOutcome
-from ..providers.messages import Completion, Message, Request, StreamEvent, ToolCall, ToolSpec, Usage
+from ..providers.messages import Completion, Message, Request, ToolCall, ToolSpec, Usage
 from ..tools import Tool, ToolContext, ToolRegistry
 from ..tools.schema import compile_validator
-
-log = logging.getLogger(__name__)
+from .llm_call import ModelCall, fire, honour_retry, refusal
 
 MAX_REPEATED_CALLS = 3
 MEMORY_KEY = "memory"
@@ -230,23 +229,10 @@ class Agent:
         return result
 
     async def _fire(self, point: str, payload: dict[str, Any]) -> HookOutcome | None:
-        """The hooks' decision at ``point``, or None when no hook is registered there."""
-        if self.hooks is None or not self.hooks.has(point):
-            return None
-        return await self.hooks.arun(point, payload)
+        return await fire(self.hooks, point, payload)
 
     async def _retrying(self, decision: HookOutcome | None, point: str, attempt: int) -> bool:
-        """True (after the hook's delay) when a retry asked for at ``point`` is honoured; attempt
-        ``MAX_HOOK_RETRIES + 1`` is the last, and a retry asked for then is refused with a warning."""
-        if decision is None or not decision.retry:
-            return False
-        if attempt > MAX_HOOK_RETRIES:
-            log.warning("agent %r: a %s hook asked for another retry after %d; the last outcome stands",
-                        self.spec.name, point, MAX_HOOK_RETRIES)
-            return False
-        if decision.delay > 0:
-            await asyncio.sleep(decision.delay)
-        return True
+        return await honour_retry(decision, point, attempt, f"agent {self.spec.name!r}")
 
     # ------------------------------------------------------------------ the loop
     async def _loop(self, input: str, on_text: Callable[[str], None] | None, usage: Usage) -> AgentResult:
@@ -291,7 +277,7 @@ class Agent:
             result.stop_reason = "end" if completion.stop_reason in ("end", "stop_sequence") else completion.stop_reason
             if completion.stop_reason == "content_filter":
                 # a refusal is not an answer to validate or to argue with: the run ends saying why
-                result.refusal = _refusal(completion, spec.model)
+                result.refusal = refusal(completion, spec.model)
                 break
             if self._validate_output is None:
                 break
@@ -315,69 +301,10 @@ class Agent:
         return result
 
     async def _ask(self, request: Request, on_text: Callable[[str], None] | None, step: int, usage: Usage) -> Completion:
-        """One model call through hooks ``llm.before/after/error``; every completion received is
-        counted in ``usage`` and the ledger, also one a hook then retries or replaces."""
-        hooks = self.hooks
-        observed = hooks is not None and any(hooks.has(p) for p in ("llm.before", "llm.after", "llm.error"))
-        payload = {"agent": self.spec.name, "model": self.spec.model, "step": step,
-                   "messages": [m.to_dict() for m in request.messages] if observed else []}
-        if hooks is not None and hooks.has("llm.before"):
-            sent = [m.to_dict() for m in request.messages]  # a copy: hooks may edit the payload's in place
-            decision = await hooks.arun("llm.before", payload)
-            if decision.cancelled:
-                raise Cancelled(f"LLM call cancelled by a hook: {decision.reason}")
-            if decision.replaced:
-                return Completion(Message.assistant(str(decision.value)), model="hook")
-            if decision.payload.get("messages") != sent:
-                request = dataclasses.replace(request, messages=_hook_messages(decision.payload.get("messages")))
-                payload = {**payload, "messages": [m.to_dict() for m in request.messages]}
-        for attempt in range(1, MAX_HOOK_RETRIES + 2):
-            self._publish("llm.called", {"agent": self.spec.name, "model": self.spec.model, "step": step})
-            started = time.perf_counter()
-            try:
-                if on_text is None:
-                    completion = await self.provider.complete(request)
-                else:
-                    completion = await self._stream(request, on_text)
-            except AikitError as exc:
-                self._publish("llm.failed", {"agent": self.spec.name, "code": exc.code, "message": exc.message})
-                decision = await self._fire("llm.error", {**payload, "attempt": attempt, "error": exc.to_dict()})
-                if await self._retrying(decision, "llm.error", attempt):
-                    continue
-                if decision is not None and decision.replaced:
-                    return Completion(Message.assistant(str(decision.value)), model="hook")
-                if decision is not None and decision.retry:
-                    exc.details.setdefault("hook_retries", MAX_HOOK_RETRIES)
-                raise
-            usage.add(completion.usage)
-            self._account(completion)
-            self._publish("llm.finished", {"agent": self.spec.name, "model": completion.model, "step": step,
-                                           "usage": completion.usage.to_dict(),
-                                           "duration_ms": (time.perf_counter() - started) * 1000})
-            decision = await self._fire("llm.after", {**payload, "attempt": attempt, "answered_by": completion.model,
-                                                      "text": completion.text, "stop_reason": completion.stop_reason,
-                                                      "tool_calls": [c.to_dict() for c in completion.tool_calls]})
-            if decision is not None and decision.cancelled:
-                raise Cancelled(f"the answer of {completion.model or self.spec.model} was cancelled by a hook: "
-                                f"{decision.reason}", details={"agent": self.spec.name, "reason": decision.reason})
-            if await self._retrying(decision, "llm.after", attempt):
-                continue
-            if decision is not None and decision.replaced:
-                completion = Completion(Message.assistant(str(decision.value)), usage=completion.usage, model=completion.model)
-            return completion
-        raise AssertionError("unreachable: the last attempt never retries")
-
-    async def _stream(self, request: Request, on_text: Callable[[str], None]) -> Completion:
-        completion: Completion | None = None
-        async for event in self.provider.stream(request):
-            if isinstance(event, StreamEvent):
-                if event.kind == "text" and event.text:
-                    on_text(event.text)
-                elif event.kind == "end":
-                    completion = event.completion
-        if completion is None:
-            raise AikitError("the model's stream ended without a final message", code="provider_error")
-        return completion
+        """One model call (see :mod:`.llm_call`): hooks ``llm.*``, events, accounting."""
+        call = ModelCall(self.provider, self.spec.model, {"agent": self.spec.name}, hooks=self.hooks,
+                         events=self.events, source="agents", account=self._account)
+        return await call.ask(request, on_text=on_text, usage=usage, where={"step": step})
 
     async def _call_tool(self, call: ToolCall, step: int, ctx: ToolContext) -> ToolCallRecord:
         record = ToolCallRecord(call.name, dict(call.arguments), step=step)
@@ -467,36 +394,6 @@ def _replacement(value: Any, result: AgentResult) -> AgentResult:
     else:
         result.text = str(value)
     return result
-
-
-def _refusal(completion: Completion, configured: str) -> str:
-    """Why the answer stopped, for a completion the provider's content filter ended."""
-    model = completion.model or configured
-    provider = model.split("/", 1)[0]
-    why = f"the content filter of provider {provider!r} stopped the answer of model {model!r}"
-    if completion.refusal:
-        return f"{why}; the provider said: {completion.refusal}"
-    if completion.text:
-        return f"{why} part way; the text is what it let through"
-    return (f"{why} before it produced any text; rephrase the input or use another model "
-            f"(a content-filter refusal does not fall back)")
-
-
-def _hook_messages(value: Any) -> list[Message]:
-    """The messages an ``llm.before`` hook put in its payload, checked."""
-    if not isinstance(value, list) or not value:
-        raise InvalidArgument("an llm.before hook set payload.messages to something other than a non-empty list "
-                              "of messages {role, text}")
-    messages = []
-    for i, item in enumerate(value, 1):
-        if not isinstance(item, dict) or item.get("role") not in ("system", "user", "assistant", "tool"):
-            raise InvalidArgument(f"an llm.before hook gave message {i} without a role system, user, assistant "
-                                  f"or tool: {str(item)[:200]}")
-        try:
-            messages.append(Message.from_dict(item))
-        except (KeyError, TypeError, ValueError) as exc:  # e.g. a tool call without a name
-            raise InvalidArgument(f"an llm.before hook gave message {i} that is not a message: {exc!r}") from None
-    return messages
 
 
 def _tool_result_text(record: ToolCallRecord) -> str:
