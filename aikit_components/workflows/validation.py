@@ -419,6 +419,9 @@ def _ancestors(node: _Node, nodes: dict[str, _Node], position: dict[str, int] | 
     return seen
 
 
+_FALLBACK_PROBLEM = "params.fallback must be a list of model names (tried in turn when the model before is unavailable)"
+
+
 def _check_kind(node: _Node, label: str, components: Any, tools: Any, problems: list[str]) -> None:
     step = node.step
     kind = step.kind
@@ -464,12 +467,18 @@ def _check_kind(node: _Node, label: str, components: Any, tools: Any, problems: 
     elif kind == "llm":
         if "prompt" not in params:
             problems.append(f"{label}: an llm step needs params.prompt")
-        model = params.get("model")
-        if components is not None and isinstance(model, str) and "{{" not in model:
-            try:
-                components.models.expand(model)
-            except AikitError as exc:
-                problems.append(f"{label}: {exc.message}")
+        fallback = params.get("fallback", [])
+        if isinstance(fallback, str) and "{{" in fallback:  # a template of a list: checked when it resolves
+            fallback = []
+        elif not isinstance(fallback, list) or not all(isinstance(m, str) for m in fallback):
+            problems.append(f"{label}: {_FALLBACK_PROBLEM}")
+            fallback = []
+        for model in [params.get("model"), *fallback]:
+            if components is not None and isinstance(model, str) and "{{" not in model:
+                try:
+                    components.models.expand(model)
+                except AikitError as exc:
+                    problems.append(f"{label}: {exc.message}")
     elif kind == "workflow":
         nested = step.workflow
         if not isinstance(nested, Workflow):

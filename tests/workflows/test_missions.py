@@ -130,6 +130,8 @@ def test_every_field_is_mapped() -> None:
     ("monitor_resources", {}, "tool", "system_info", {}),
     ("llm", {"provider": "openai", "model": "gpt-4o-mini", "prompt": "hi", "system_message": "terse"}, "llm", None,
      {"model": "openai/gpt-4o-mini", "prompt": "hi", "system": "terse"}),
+    ("llm", {"model": "openai/m", "prompt": "hi", "fallback": ["backup/m"]}, "llm", None,
+     {"model": "openai/m", "prompt": "hi", "fallback": ["backup/m"]}),
     ("agent", {"name": "Analyst", "objective": "sum it", "max_iterations": 3, "tools": ["calculate"], "verbose": True},
      "agent", {"name": "Analyst", "max_steps": 3, "tools": ["calculate"]}, {"input": "sum it"}),
     ("noop", {}, "noop", None, {}),
@@ -143,6 +145,15 @@ def test_step_type_mapping(step_type: str, parameters: dict[str, Any], kind: str
     assert mission.problems == []
     step = mission.workflow.steps[0]
     assert (step.kind, step.target, step.params) == (kind, target, params)
+
+
+def test_llm_fallback_must_be_a_list_of_model_names() -> None:
+    for fallback, expected in (("backup/m", "parameters.fallback: expected a list, got a string"),
+                               ([1], "parameters.fallback: expected a list of model names")):
+        text = json.dumps({"name": "m", "steps": [{"id": "s", "step_type": "llm",
+                                                   "parameters": {"prompt": "hi", "fallback": fallback}}]})
+        problems = parse_mission(text + "\n").problems
+        assert any(expected in p for p in problems), problems
 
 
 def test_every_catalogue_type_is_mapped_or_rejected_by_name() -> None:

@@ -8,9 +8,12 @@ import shlex
 from collections.abc import Mapping
 from typing import Any
 
+from ...agents.llm_call import ModelCall, refusal
 from ...errors import AikitError, InvalidArgument
+from ...providers.fallback import FallbackChain
+from ...providers.messages import Completion, Message, Request
 from ..model import Step
-from ..validation import _agent_spec, _Node
+from ..validation import _FALLBACK_PROBLEM, _agent_spec, _Node
 
 
 class _Executors:
@@ -68,23 +71,36 @@ class _Executors:
         return result
 
     async def _llm(self, step: Step, params: Any) -> Any:
-        from ...providers.messages import Message, Request
-
+        """One completion, made as an agent makes its model calls (hooks ``llm.*``, events, the
+        ledger), the step naming itself by ``{workflow, run_id, step}``; ``params.fallback`` lists
+        models tried in turn when the one before is unavailable."""
         prompt = params.get("prompt")
         if not isinstance(prompt, str):
             prompt = _text(prompt)
-        provider, model_name, full = self.components.models.resolve(params.get("model") or "default")
+        configured = params.get("model") or "default"
         messages = [Message.system(str(params["system"]))] if params.get("system") else []
         messages.append(Message.user(prompt))
-        request = Request(model=model_name, messages=messages, temperature=params.get("temperature"),
+        request = Request(model="", messages=messages, temperature=params.get("temperature"),
                           max_tokens=params.get("max_tokens"), json_schema=params.get("json_schema"))
-        completion = await provider.complete(request)
-        answered = completion.model or full
+        fallback = params.get("fallback") or []
+        if not isinstance(fallback, list) or not all(isinstance(m, str) for m in fallback):
+            raise InvalidArgument(f"step {step.id!r}: {_FALLBACK_PROBLEM}, got {_text(fallback)[:200]}")
+        chain = FallbackChain(self.components.models, [configured, *fallback], events=self.events)
         ledger = getattr(self.components, "ledger", None)
-        if ledger is not None:
-            ledger.record(f"workflow:{self.wf.name}", answered, completion.usage)
-        return {"text": completion.text, "model": answered, "usage": completion.usage.to_dict(),
-                "stop_reason": completion.stop_reason}
+        payer = f"workflow:{self.wf.name}"
+
+        def account(completion: Completion) -> None:
+            if ledger is not None:
+                ledger.record(payer, completion.model, completion.usage)
+
+        call = ModelCall(chain, configured, {"workflow": self.wf.name, "run_id": self.record.run_id, "step": step.id},
+                         hooks=self.hooks, events=self.events, source="workflow", account=account)
+        completion = await call.ask(request)
+        output = {"text": completion.text, "model": completion.model, "usage": completion.usage.to_dict(),
+                  "stop_reason": completion.stop_reason}
+        if completion.stop_reason == "content_filter":
+            output["refusal"] = refusal(completion, configured)
+        return output
 
 
 def _text(value: Any) -> str:

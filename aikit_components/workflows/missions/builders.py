@@ -161,7 +161,8 @@ def _model_name(params: dict[str, Any], mapped: Mapped) -> None:
 
 
 _LLM_ALIASES = {"system_message": "system", "system_prompt": "system", "max_output_tokens": "max_tokens"}
-_LLM_PARAMS = {"prompt": str, "model": str, "system": str, "temperature": (int, float), "max_tokens": int}
+_LLM_PARAMS = {"prompt": str, "model": str, "system": str, "temperature": (int, float), "max_tokens": int,
+               "fallback": list}
 
 
 def _check_llm_params(mapped: Mapped, allowed: dict[str, Any]) -> None:
@@ -201,6 +202,9 @@ def _build_llm(params: dict[str, Any]) -> Mapped:
     if "prompt" not in mapped.params:
         mapped.problems.append(("prompt", "required: the text to send to the model"))
     _check_llm_params(mapped, _LLM_PARAMS)
+    fallback = mapped.params.get("fallback")
+    if isinstance(fallback, list) and not all(isinstance(m, str) for m in fallback):
+        mapped.problems.append(("fallback", "expected a list of model names (provider/model or an alias)"))
     return mapped
 
 
