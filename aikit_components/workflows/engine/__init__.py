@@ -48,8 +48,10 @@ Step kinds
 unless ``params.check`` is false); ``agent`` -> ``components.new_agent(spec).run(params.input)``
 (``target``: an AgentSpec, a dict of its fields, or the name of an ``[agents.NAME]`` config
 table; output ``AgentResult.to_dict()``); ``llm`` -> one completion of ``params.prompt`` (with
-``system``, ``model`` (default "default"), ``temperature``, ``max_tokens``), output ``{text, model,
-usage, stop_reason}``; ``workflow`` -> a nested run (inputs = params, run id
+``system``, ``model`` (default "default"), ``temperature``, ``max_tokens``, ``fallback`` models),
+made as an agent makes its model calls (``agents.llm_call``: hooks and events ``llm.*`` naming
+``{workflow, run_id, step}``), output ``{text, model, usage, stop_reason}`` plus ``refusal`` when a
+content filter stopped it; ``workflow`` -> a nested run (inputs = params, run id
 ``<run_id>.<step>``), output its record as a dict; ``function`` -> ``fn(params, ctx)`` with a
 :class:`StepContext` (sync functions run in the loop's thread; async ones are awaited);
 ``noop`` -> its params.
