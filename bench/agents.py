@@ -61,7 +61,6 @@ import asyncio
 import gc
 import importlib.util
 import os
-import statistics
 import sys
 import tempfile
 import time

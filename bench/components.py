@@ -46,7 +46,6 @@ import collections
 import gc
 import os
 import sqlite3
-import statistics
 import sys
 import tempfile
 import time

@@ -49,7 +49,6 @@ import argparse
 import asyncio
 import gc
 import os
-import statistics
 import sys
 import tempfile
 import time

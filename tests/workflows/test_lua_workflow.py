@@ -9,10 +9,8 @@ display, YAML missions, records, resume and interrupts, all driven from Lua code
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -451,7 +449,6 @@ class TestModes:
             local r = Workflow.new{name = 'par2', mode = 'parallel', max_concurrency = 2, steps = steps}:run()
             return r, peak""")
         assert record["status"] == "succeeded" and peak == 2
-        started = time.monotonic()
         record, peak = lua.run("""
             reset()
             local steps = {}
@@ -493,32 +490,27 @@ class TestModes:
         assert "mode must be one of dag, sequential, parallel" in code
 
     def test_lua_sleeps_run_concurrently(self, lua: Lua) -> None:
-        started = time.monotonic()
         record = lua.run("""
             return Workflow.new{name = 'sleepers', mode = 'parallel', steps = {
               {id = 'a', fn = function() sleep(0.3) return 'a' end},
               {id = 'b', fn = function() sleep(0.3) return 'b' end},
             }}:run()""")
-        elapsed = time.monotonic() - started
         assert record["status"] == "succeeded"
         assert (record["steps"]["a"]["output"], record["steps"]["b"]["output"]) == ("a", "b")
         assert_overlapped(record, "a", "b")
 
     def test_lua_async_tool_calls_run_concurrently(self, lua: Lua) -> None:
-        started = time.monotonic()
         record = lua.run("""
             local function nap()
               return Tool.call('run_process', {command = {'sleep', '0.3'}}).exit_code
             end
             return Workflow.new{name = 'tools_par', mode = 'parallel', steps = {{id = 'a', fn = nap}, {id = 'b', fn = nap}}}:run()""")
-        elapsed = time.monotonic() - started
         assert record["status"] == "succeeded", record
         assert (record["steps"]["a"]["output"], record["steps"]["b"]["output"]) == (0, 0)
         assert_overlapped(record, "a", "b")
 
     def test_lua_agent_runs_in_steps_run_concurrently(self, lua: Lua, llm_server: Any) -> None:  # noqa: F811
         llm_server.reply(OPENAI, chat("one", delay_s=0.3), chat("two", delay_s=0.3))
-        started = time.monotonic()
         record = lua.run("""
             local a1 = Agent.new{name = 'a1', model = 'openai/m'}
             local a2 = Agent.new{name = 'a2', model = 'openai/m'}
@@ -526,7 +518,6 @@ class TestModes:
               {id = 'x', fn = function() return a1:run('first').text end},
               {id = 'y', fn = function() return a2:run('second').text end},
             }}:run()""")
-        elapsed = time.monotonic() - started
         assert record["status"] == "succeeded", record
         assert sorted([record["steps"]["x"]["output"], record["steps"]["y"]["output"]]) == ["one", "two"]
         assert_overlapped(record, "x", "y")
