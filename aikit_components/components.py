@@ -14,20 +14,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .agents.agent import UsageLedger
 from .artifacts import ArtifactStore
-from .config import Config, data_dir as default_data_dir
+from .config import Config
+from .config import data_dir as default_data_dir
 from .events import EventBus
 from .hooks import HookRegistry
 from .security import SecurityPolicy
 from .sessions import SessionInfo, SessionStore
 from .state import State
-from .agents.agent import UsageLedger
 from .tools import Budget, ToolContext, ToolRegistry, default_registry
 
 if TYPE_CHECKING:
@@ -108,7 +109,9 @@ class Components:
         after ``delay`` seconds so the imports do not compete with start-up for the GIL."""
         def warm() -> None:
             self.tools
-            import jsonschema  # noqa: F401  # ~1-3 s to import; validate_schema would otherwise stall the loop
+            from .tools.schema import load_jsonschema
+
+            load_jsonschema()  # validate_schema would otherwise stall the loop on its first call
 
         timer = threading.Timer(delay, warm)
         timer.name, timer.daemon = "aikit-warm-up", True

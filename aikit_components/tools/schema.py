@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import sys
 import types
 import typing
 from collections.abc import Callable
@@ -149,10 +150,25 @@ def signature_schema(fn: Callable[..., Any], skip: tuple[str, ...] = ("ctx",)) -
     return schema, description
 
 
+def load_jsonschema() -> Any:
+    """Import and return the ``jsonschema`` module, without ``rfc3987_syntax``.
+
+    ``jsonschema[format-nongpl]`` (pulled in by jupyter_server and JupyterLab) makes jsonschema
+    import ``rfc3987_syntax``, which builds a lark grammar at import time: about 1.7 s of CPU with the
+    GIL held, which stalls the kernel's I/O thread while a cell runs. Only the ``iri`` format checks
+    need it, and aikit never validates with a format checker, so it is kept out (import 0.2 s).
+    """
+    if "jsonschema" not in sys.modules:
+        sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]  # None = "not installed"
+    import jsonschema
+
+    return jsonschema
+
+
 # ----------------------------------------------------------------------------- validation
 def schema_problems(schema: Any) -> Problems:
     """What is wrong with a JSON Schema itself (checked against its meta-schema)."""
-    import jsonschema
+    jsonschema = load_jsonschema()
 
     if not isinstance(schema, dict):
         return [f"a schema must be an object, got {_type_name(schema)}"]
@@ -190,7 +206,7 @@ def _supported(schema: Any) -> bool:
 
 
 def _jsonschema_validator(schema: dict[str, Any]) -> Callable[[Any], Problems]:
-    import jsonschema
+    jsonschema = load_jsonschema()
 
     validator = jsonschema.validators.validator_for(schema)(schema)
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from ...errors import InvalidArgument
 from ..base import tool
+from ..schema import load_jsonschema
 from .common import MAX_SCHEMA_ERRORS, _too_deep
 
 
@@ -29,7 +30,7 @@ def validate_schema(data: Any, schema: dict[str, Any]) -> dict[str, Any]:
         `{valid, errors}` where each error is `{path, message, keyword, schema_path}`; `path` is a
         JSONPath such as `$.items[2].name`.
     """
-    import jsonschema  # imported on first use: it takes about a second (its format checkers)
+    jsonschema = load_jsonschema()
 
     try:
         cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
