@@ -57,7 +57,8 @@ def main() -> int:
         f"    Open it in JupyterLab:  .venv/bin/pip install jupyterlab && .venv/bin/jupyter lab {rel}\n"
         "    (the kernel is named \"aikit (Lua)\"; it is already installed in .venv; its debugger is the bug icon)\n"
         "    Debug a script from VS Code or Neovim:  .venv/bin/aikit debug --port 5678 examples/hello.lua\n"
-        "    (then attach to port 5678; see docs/debugging.md)"
+        "    (then attach to port 5678; see docs/debugging.md)\n"
+        "    An interactive Lua prompt with the same globals:  .venv/bin/aikit repl"
     )
     return 1 if (errors or status) else 0
 
