@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import statistics
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+SizesT = TypeVar("SizesT")
 
 
 class BenchError(RuntimeError):
@@ -73,3 +79,32 @@ def print_section(title: str, header: str, rows: list[Row]) -> None:
 
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
+
+
+def parse_args(doc: str, argv: Sequence[str] | None, *, quick_help: str, default_reps: int, quick_reps: int,
+               extra: Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.Namespace:
+    """The options every benchmark takes (--quick, --reps, -q) plus any ``extra`` ones."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help=quick_help)
+    ap.add_argument("--reps", type=int, default=None,
+                    help=f"repetitions per measurement (default {default_reps}; {quick_reps} with --quick)")
+    if extra is not None:
+        extra(ap)
+    ap.add_argument("-q", "--quiet", action="store_true", help="print only the tables and the verdict")
+    return ap.parse_args(argv)
+
+
+def chosen_sizes(args: argparse.Namespace, normal: SizesT, quick: SizesT) -> SizesT:
+    """``quick`` or ``normal`` (a dataclass with a ``reps`` field), with --reps applied."""
+    sizes = quick if args.quick else normal
+    if args.reps is not None:
+        sizes = dataclasses.replace(sizes, reps=max(1, args.reps))  # type: ignore[type-var]
+    return sizes
+
+
+def progress_log(quiet: bool) -> Callable[[str], None]:
+    """A logger for progress lines (stderr), silent with -q."""
+    def log(text: str) -> None:
+        if not quiet:
+            print(text, file=sys.stderr, flush=True)
+    return log

@@ -84,7 +84,7 @@ from aikit_components.providers.registry import ModelRegistry  # noqa: E402
 from aikit_components.supervision import Actor, ChildSpec, Supervisor  # noqa: E402
 from aikit_components.tools import Budget, tool  # noqa: E402
 
-from _common import BenchError, pct, median, us, ms, Row, print_section, verdict  # noqa: E402
+from _common import BenchError, pct, median, us, ms, Row, print_section, verdict, chosen_sizes, parse_args, progress_log  # noqa: E402
 
 perf_ns = time.perf_counter_ns
 
@@ -543,20 +543,13 @@ def open_components(data_dir: Path, provider: ScriptedProvider) -> Components:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="fewer repetitions and runs (under ~20 s)")
-    ap.add_argument("--reps", type=int, default=None, help="repetitions per measurement (default 9; 5 with --quick)")
-    ap.add_argument("--no-model", action="store_true", help="skip part 4 (the local model)")
-    ap.add_argument("-q", "--quiet", action="store_true", help="print only the tables and the verdict")
-    args = ap.parse_args(argv)
+    def extra_options(ap: argparse.ArgumentParser) -> None:
+        ap.add_argument("--no-model", action="store_true", help="skip part 4 (the local model)")
 
-    sizes = QUICK if args.quick else NORMAL
-    if args.reps is not None:
-        sizes = Sizes(**{**sizes.__dict__, "reps": max(1, args.reps)})
-
-    def log(text: str) -> None:
-        if not args.quiet:
-            print(text, file=sys.stderr, flush=True)
+    args = parse_args(__doc__, argv, quick_help="fewer repetitions and runs (under ~20 s)", default_reps=9, quick_reps=5,
+                      extra=extra_options)
+    sizes = chosen_sizes(args, NORMAL, QUICK)
+    log = progress_log(args.quiet)
 
     t_begin = time.perf_counter()
     provider = ScriptedProvider()

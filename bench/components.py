@@ -41,7 +41,6 @@ Exit status: 0 whether or not the targets are met (this is a benchmark, not a te
 
 from __future__ import annotations
 
-import argparse
 import collections
 import gc
 import os
@@ -66,7 +65,7 @@ from aikit_kernel.lua.api import expose, install_globals  # noqa: E402
 from aikit_kernel.lua.api._util import lua as lua_value, py  # noqa: E402
 from aikit_kernel.lua.engine import LuaEngine  # noqa: E402
 
-from _common import BenchError, NullOutput, pct, median, us, Row, print_section  # noqa: E402
+from _common import BenchError, NullOutput, pct, median, us, Row, print_section, chosen_sizes, parse_args, progress_log  # noqa: E402
 
 perf_ns = time.perf_counter_ns
 
@@ -434,19 +433,9 @@ def bench_state(components: Components, engine: LuaEngine, sizes: Sizes, tmp: Pa
 
 # ---------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="smaller loops, 5 repetitions (a few seconds)")
-    ap.add_argument("--reps", type=int, default=None, help="repetitions per measurement (default 9; 5 with --quick)")
-    ap.add_argument("-q", "--quiet", action="store_true", help="print only the tables and the verdict")
-    args = ap.parse_args(argv)
-
-    sizes = QUICK if args.quick else NORMAL
-    if args.reps is not None:
-        sizes = Sizes(**{**sizes.__dict__, "reps": max(1, args.reps)})
-
-    def log(text: str) -> None:
-        if not args.quiet:
-            print(text, file=sys.stderr, flush=True)
+    args = parse_args(__doc__, argv, quick_help="smaller loops, 5 repetitions (a few seconds)", default_reps=9, quick_reps=5)
+    sizes = chosen_sizes(args, NORMAL, QUICK)
+    log = progress_log(args.quiet)
 
     t_begin = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="aikit-bench-") as tmp_name:

@@ -45,7 +45,6 @@ Exit status: 0 whether or not the targets are met (this is a benchmark, not a te
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
 import os
@@ -70,7 +69,7 @@ from aikit_kernel.lua.api import install_globals  # noqa: E402
 from aikit_kernel.lua.api._util import py  # noqa: E402
 from aikit_kernel.lua.engine import LuaEngine  # noqa: E402
 
-from _common import BenchError, NullOutput, median, us, ms, Row, print_section, verdict  # noqa: E402
+from _common import BenchError, NullOutput, median, us, ms, Row, print_section, verdict, chosen_sizes, parse_args, progress_log  # noqa: E402
 
 perf_ns = time.perf_counter_ns
 
@@ -440,19 +439,9 @@ def bench_lua_sleeps(components: Components, sizes: Sizes, base_p50: float,
 
 # ---------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="3 repetitions instead of 5 (under ~10 s)")
-    ap.add_argument("--reps", type=int, default=None, help="repetitions per measurement (default 5; 3 with --quick)")
-    ap.add_argument("-q", "--quiet", action="store_true", help="print only the tables and the verdict")
-    args = ap.parse_args(argv)
-
-    sizes = QUICK if args.quick else NORMAL
-    if args.reps is not None:
-        sizes = Sizes(**{**sizes.__dict__, "reps": max(1, args.reps)})
-
-    def log(text: str) -> None:
-        if not args.quiet:
-            print(text, file=sys.stderr, flush=True)
+    args = parse_args(__doc__, argv, quick_help="3 repetitions instead of 5 (under ~10 s)", default_reps=5, quick_reps=3)
+    sizes = chosen_sizes(args, NORMAL, QUICK)
+    log = progress_log(args.quiet)
 
     t_begin = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="aikit-bench-") as tmp_name:
