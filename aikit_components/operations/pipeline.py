@@ -175,8 +175,8 @@ class Pipeline:
                 if error is exc or not kind.converts_errors:
                     raise exc
                 raise error from exc
-            except BaseException as exc:  # interrupted or cancelled: observers learn of it, nobody decides
-                _notify_failed(chain, op, Cancelled(f"{op.describe()} was stopped ({type(exc).__name__})"))
+            except BaseException:  # interrupted or cancelled: observers learn of it, nobody decides
+                _notify_failed(chain, op, AikitError(f"{op.describe()} was interrupted", code="interrupted"))
                 raise
             decision = yield from _decide(chain, "after", (op, result))
             if decision is not None:
@@ -189,7 +189,7 @@ class Pipeline:
                 elif decision.action == "cancel":
                     reason = decision.reason or "no reason given"
                     error = Cancelled(f"the result of {op.describe()} was rejected by a hook: {reason}",
-                                      details={"operation": kind.name, "name": op.name, "reason": reason})
+                                      details={**kind.event_fields(op), "reason": reason})
                     _notify_failed(chain, op, error)
                     raise error
                 elif decision.action == "replace":
@@ -211,7 +211,7 @@ class Pipeline:
             if decision.action == "cancel":
                 reason = decision.reason or "no reason given"
                 error = Cancelled(f"{op.describe()} cancelled by a hook: {reason}",
-                                  details={"operation": op.kind.name, "name": op.name, "reason": reason})
+                                  details={**op.kind.event_fields(op), "reason": reason})
                 _notify_failed(chain, op, error)
                 op.meta[_DECIDED] = True
                 raise error

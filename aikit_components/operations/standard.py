@@ -39,8 +39,8 @@ class EventInterceptor(Interceptor):
         topic = op.kind.topics[1]
         if topic is not None and op.kind.happened(op, result):
             duration_ms = (time.perf_counter() - op.started) * 1000 if op.started else 0.0
-            self.events.publish(topic, {**op.kind.event_fields(op), "duration_ms": duration_ms},
-                                source=op.meta.get("source") or op.kind.source)
+            self.events.publish(topic, {**op.kind.event_fields(op), **op.kind.finished_fields(op, result),
+                                        "duration_ms": duration_ms}, source=op.meta.get("source") or op.kind.source)
 
     def failed(self, op: Operation, error: AikitError) -> None:
         topic = op.kind.topics[2]
@@ -104,10 +104,11 @@ class HookInterceptor(Interceptor):
         return self._decision(op, "error", await self.hooks.arun(point, op.kind.error_payload(op, error)))
 
     def _before(self, op: Operation, outcome: HookOutcome) -> Decision | None:
-        if outcome.payload is not op.payload and outcome.action == "continue":
+        if outcome.action == "continue" and op.kind.modified is not None:
             previous, op.payload = op.payload, outcome.payload
-            if op.kind.modified is not None:
-                op.kind.modified(op, previous)
+            op.kind.modified(op, previous)
+        elif outcome.action == "continue":
+            op.payload = outcome.payload
         return self._decision(op, "before", outcome)
 
     def _decision(self, op: Operation, stage: str, outcome: HookOutcome) -> Decision | None:
