@@ -94,6 +94,10 @@ def _no_fields(op: Operation, result: Any) -> dict[str, Any]:
     return {}
 
 
+def _error_fields(op: Operation, error: AikitError) -> dict[str, Any]:
+    return {"code": error.code, "message": error.message}
+
+
 @dataclass(frozen=True)
 class OperationKind:
     """What differs between kinds of operation; everything else the pipeline does the same way.
@@ -107,6 +111,10 @@ class OperationKind:
       every one of them.
     - ``finished_fields``: what the finished-topic adds about the result (``duration_ms`` is
       always there).
+    - ``failed_fields``: what the failed-topic says about the error (its ``code`` and
+      ``message`` unless the kind says otherwise).
+    - ``after_on_error``: the after-point fires after a failure too (with the error payload),
+      as ``cell.after`` does.
     - ``after_payload`` / ``error_payload``: the hook payloads of the after- and error-points.
     - ``replaced``: a hook's replacement value turned into the operation's result.
     - ``modified``: called after the before-hooks let the operation go on, with the payload
@@ -129,12 +137,14 @@ class OperationKind:
     describe: Callable[[Operation], str] = _default_describe
     event_fields: Callable[[Operation], dict[str, Any]] = _name_fields
     finished_fields: Callable[[Operation, Any], dict[str, Any]] = _no_fields
+    failed_fields: Callable[[Operation, AikitError], dict[str, Any]] = _error_fields
     after_payload: Callable[[Operation, Any], dict[str, Any]] = _default_after_payload
     error_payload: Callable[[Operation, AikitError], dict[str, Any]] = _default_error_payload
     replaced: Callable[[Operation, Any], Any] = _identity
     modified: Callable[[Operation, dict[str, Any]], None] | None = None
     happened: Callable[[Operation, Any], bool] = _always
     defers_before: bool = False
+    after_on_error: bool = False
     converts_errors: bool = True
 
     @property
