@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from aikit_components.errors import ValidationError
-from aikit_components.plans import (Agent, AgentRegistry, AgentResult, Hooks, PlanRunner, RunOptions, hooks_from_dict,
+from aikit_components.plans import (PlanRunner, RunOptions, hooks_from_dict, manifest_from_dict,
                                     load_hooks, load_plan, parse_sot, plan_from_dict, save_plan)
 from aikit_components.security import SecurityPolicy
 from aikit_kernel.cli.main import main
@@ -477,36 +477,33 @@ def test_parallel_workers_are_observed(tmp_path: Path) -> None:
     assert spans == sorted(spans)  # one at a time, in document order
 
 
-def test_parallel_limit_in_process_with_a_custom_agent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_parallel_limit_in_process_with_aikit_hooks_and_events(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In process: a manifest agent, the worker limit, and the run seen through aikit's hook
+    registry (``workflow.step.before``, fired by the engine once per task) and event bus."""
     monkeypatch.chdir(tmp_path)
-    state = {"active": 0, "peak": 0, "order": []}
-
-    class Probe(Agent):
-        name = "probe"
-
-        async def execute(self, task, queue, hook, context):  # type: ignore[no-untyped-def]
-            state["order"].append(task.id)
-            state["active"] += 1
-            state["peak"] = max(state["peak"], state["active"])
-            await asyncio.sleep(0.05)
-            state["active"] -= 1
-            return AgentResult(status="ok", message="probed", log=[f"probed {task.id}"])
-
     sot = "## A\n" + "".join(f"- [ ] TASK-10{i} t (agent: probe)\n" for i in range(5)) + \
           "## B\n- [ ] TASK-200 last (agent: probe; depends: TASK-100, TASK-104)\n"
     plan = parse_sot(sot, "sot.md").raise_for_problems()
-    agents = AgentRegistry.default()
-    agents.register(Probe())
+    commands = hooks_from_dict({"A": ["sleep", "0.3"], "B": ["printenv", "PROBE"]})
+    manifest = manifest_from_dict({"agents": {"probe": {"kind": "shell", "env": {"PROBE": "probed"}}}})
+    policy = SecurityPolicy.default()
+    policy.allowed_commands.add("printenv")
     events: list[tuple[str, str]] = []
-    runner = PlanRunner(plan, hooks=Hooks(), policy=SecurityPolicy.default(), agents=agents,
+    runner = PlanRunner(plan, commands=commands, manifest=manifest, policy=policy,
                         options=RunOptions(max_workers=3, runs_dir=tmp_path / "runs"),
                         on_event=lambda kind, r: events.append((kind, r.task)))
+    before: list[str] = []
+    runner.hooks.register("workflow.step.before", lambda ctx: before.append(ctx.payload["step"]))
+    published: list[str] = []
+    runner.events.subscribe("plan.task.finished", lambda event: published.append(event.payload["task"]))
     summary = runner.run()
     assert summary.status == "ok" and summary.exit_code == 0
-    assert state["peak"] == 3 and summary.peak_workers == 3
-    assert state["order"][:5] == [f"TASK-10{i}" for i in range(5)] and state["order"][-1] == "TASK-200"
-    assert ("task_finished", "TASK-200") == events[-1]
-    assert "probed TASK-200" in (summary.run_dir / "logs" / "TASK-200.log").read_text(encoding="utf-8")
+    assert summary.peak_workers == 3 and max_overlap(intervals(summary.to_dict())) == 3
+    assert before[:5] == [f"TASK-10{i}" for i in range(5)] and before[-1] == "TASK-200"
+    assert ("task_finished", "TASK-200") == events[-1] and published[-1] == "TASK-200"
+    assert sorted(published) == sorted(r.task for r in summary.results)
+    assert {r.agent for r in summary.results} == {"probe"}
+    assert "probed" in (summary.run_dir / "logs" / "TASK-200.log").read_text(encoding="utf-8")
 
 
 def test_include_done_and_unknown_hooks(tmp_path: Path) -> None:
@@ -579,7 +576,7 @@ def test_interrupt_kills_commands_and_writes_the_summary(tmp_path: Path) -> None
 
 
 def test_components_import_no_kernel_modules() -> None:
-    code = ("import sys, aikit_components.plans, aikit_components.plans.agents, aikit_components.tools.system; "
+    code = ("import sys, aikit_components.plans, aikit_components.plans.execution, aikit_components.tools.system; "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('zmq', 'lupa', 'jupyter_client', 'aikit_kernel')]; "
             "print(bad); sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
