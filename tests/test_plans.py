@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 
-from aikit_components.errors import ValidationError
-from aikit_components.plans import (PlanRunner, RunOptions, hooks_from_dict, manifest_from_dict,
-                                    load_hooks, load_plan, parse_sot, plan_from_dict, save_plan)
+from aikit_components.errors import InvalidArgument, NotFound, ValidationError
+from aikit_components.plans import (Manifest, PlanRunner, RunOptions, find_manifest_file, hooks_from_dict,
+                                    load_hooks, load_manifest, load_plan, manifest_from_dict, parse_sot,
+                                    plan_from_dict, save_plan)
 from aikit_components.security import SecurityPolicy
 from aikit_kernel.cli.main import main
 
@@ -290,6 +291,168 @@ def test_hooks_forms_and_errors(tmp_path: Path) -> None:
     (tmp_path / "cfg").mkdir()
     (tmp_path / "cfg" / "hooks.json").write_text(json.dumps({"TASK-001": {"cmd": "ls", "cwd": "."}}))
     assert load_hooks(tmp_path / "cfg" / "hooks.json").entries["TASK-001"].commands[0].cwd == tmp_path / "cfg" / "."
+
+
+def test_hooks_file_errors_name_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "hooks.json"
+    path.write_text('{"TASK-001": ["echo", "a"],}')
+    with pytest.raises(InvalidArgument, match=re.escape(f"{path}:1:")):
+        load_hooks(path)
+    path.write_text("[]")
+    with pytest.raises(ValidationError, match=re.escape(f"{path} is not valid")):
+        load_hooks(path)
+    path.write_text(json.dumps({"TASK-001": {"cwd": "."}, "TASK-002": {"commands": [{"env": {}}]}, "TASK-003": []}))
+    with pytest.raises(ValidationError) as err:
+        load_hooks(path)
+    assert str(path) in err.value.message
+    assert any("'TASK-001': no 'commands' or 'cmd' given; fix:" in p for p in err.value.problems)
+    assert any("'TASK-002'.commands[0]: missing 'cmd'; fix:" in p for p in err.value.problems)
+    assert any("'TASK-003': the command list is empty; fix:" in p for p in err.value.problems)
+    with pytest.raises(NotFound, match="hooks file .* does not exist"):
+        load_hooks(tmp_path / "missing.json")
+
+
+# --------------------------------------------------------------------------------------------
+# manifest.json
+# --------------------------------------------------------------------------------------------
+
+MANIFEST = {
+    "$schema": "ignored",
+    "version": 1,
+    "agents": {
+        "build": {"kind": "shell", "timeout_s": 7, "env": {"STAGE": "ci"}, "description": "builds"},
+        "stub": {"kind": "noop"},
+        "reviewer": {"kind": "llm", "model": "openai/m", "system": "You review one task.", "max_steps": 2,
+                     "temperature": 0},
+    },
+    "layers": {"board": {"agent": "stub"}, "execution": {"agent": "build"}, "audit": {"agent": "reviewer"},
+               "orchestration": {}},
+}
+
+
+def test_manifest_valid_file(tmp_path: Path) -> None:
+    (tmp_path / "config").mkdir()
+    path = tmp_path / "config" / "manifest.json"
+    path.write_text(json.dumps(MANIFEST))
+    assert find_manifest_file(None, cwd=tmp_path) == path
+    manifest = load_manifest(path)
+    assert manifest.path == path.resolve()
+    assert sorted(manifest.agents) == ["build", "noop", "reviewer", "shell", "stub"]  # the built-ins stay
+    build = manifest.agents["build"]
+    assert (build.kind, build.timeout_s, build.env, build.description) == ("shell", 7.0, {"STAGE": "ci"}, "builds")
+    reviewer = manifest.agents["reviewer"].spec
+    assert reviewer is not None and (reviewer.name, reviewer.model, reviewer.max_steps) == ("reviewer", "openai/m", 2)
+    assert {name: layer.agent for name, layer in manifest.layers.items()} == {
+        "board": "stub", "execution": "build", "audit": "reviewer", "orchestration": None}
+    assert sorted(Manifest().agents) == ["noop", "shell"]  # no manifest: the built-in agents only
+
+
+@pytest.mark.parametrize("data, fragment", [
+    ([], "expected a JSON object"),
+    ({"version": 2}, 'version: expected 1, got 2; fix: set "version": 1'),
+    ({"agent": {}}, "(top level): unknown key(s) 'agent'; fix: remove them (known: version, agents, layers)"),
+    ({"agents": []}, "agents: expected an object mapping agent names to agents, got list; fix:"),
+    ({"agents": {"x": "shell"}}, 'agents.x: expected an object such as {"kind": "shell"}, got str'),
+    ({"agents": {"x": {}}}, "agents.x.kind: expected one of noop, shell, llm, got None; fix:"),
+    ({"agents": {"x": {"kind": "robot"}}}, "agents.x.kind: expected one of noop, shell, llm, got 'robot'"),
+    ({"agents": {"shell": {"kind": "shell"}}}, "agents.shell: 'shell' is a built-in agent and cannot be redefined; fix:"),
+    ({"agents": {"9x": {"kind": "noop"}}}, "agents.9x: '9x' is not an agent name; fix:"),
+    ({"agents": {"x": {"kind": "noop", "model": "m"}}}, "agents.x: unknown key(s) 'model'; fix: remove them"),
+    ({"agents": {"x": {"kind": "shell", "timeout_s": 0}}}, "agents.x.timeout_s: expected a number of seconds"),
+    ({"agents": {"x": {"kind": "shell", "env": {"A": 1}}}}, "agents.x.env: expected an object of NAME"),
+    ({"agents": {"x": {"kind": "llm", "max_steps": 0}}}, "agents.x.max_steps: expected an integer >= 1"),
+    ({"agents": {"x": {"kind": "llm", "tools": "web"}}}, "agents.x.tools: expected a list of names"),
+    ({"agents": {"x": {"kind": "llm", "temperature": 5}}}, "agents.x.temperature: expected a number between 0 and 2"),
+    ({"layers": ["audit"]}, "layers: expected an object mapping layer names"),
+    ({"layers": {"audit": "noop"}}, 'layers.audit: expected an object such as {"agent": "shell"}, got str'),
+    ({"layers": {"audit": {"agnt": "noop"}}}, "layers.audit: unknown key(s) 'agnt'"),
+    ({"layers": {"audit": {"agent": "ghost"}}}, "layers.audit.agent: 'ghost' is not an agent (known: noop, shell); fix:"),
+    ({"layers": {"two words": {}}}, "layers.two words: 'two words' is not a layer name; fix:"),
+])
+def test_manifest_invalid_files_name_the_file_field_and_fix(tmp_path: Path, data: Any, fragment: str) -> None:
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValidationError) as err:
+        load_manifest(path)
+    assert err.value.message.startswith(f"{path} is not valid:"), err.value.message
+    assert fragment in err.value.message, err.value.message
+
+
+def test_manifest_file_that_is_not_json(tmp_path: Path) -> None:
+    path = tmp_path / "manifest.json"
+    path.write_text('{"agents": {')
+    with pytest.raises(InvalidArgument, match=re.escape(f"{path}:1:") + ".*not valid JSON"):
+        load_manifest(path)
+    with pytest.raises(NotFound, match="manifest file .* does not exist"):
+        load_manifest(tmp_path / "nope.json")
+
+
+def write_config(tmp_path: Path, text: str) -> None:
+    (tmp_path / "aikit.toml").write_text(text, encoding="utf-8")
+
+
+def test_manifest_agents_and_layers_are_used(tmp_path: Path) -> None:
+    sot = ("## Board\n- [ ] TASK-001 Track the release (layer: board)\n"
+           "## Build\n- [ ] TASK-002 Compile\n- [ ] TASK-003 Lint (agent: shell)\n"
+           "## Audit\n- [ ] TASK-004 Sign off (layer: orchestration)\n")
+    write_project(tmp_path, sot, {"TASK-001": ["echo", "never"], "TASK-002": ["printenv", "STAGE"],
+                                  "TASK-003": ["echo", "lint"]})
+    manifest = {k: v for k, v in MANIFEST.items() if k != "agents"}
+    manifest["agents"] = {k: v for k, v in MANIFEST["agents"].items() if k != "reviewer"}
+    manifest["layers"] = {**MANIFEST["layers"], "audit": {}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    write_config(tmp_path, '[security]\nallowed_commands = ["echo", "printenv"]\n')
+    dry = aikit(tmp_path, "run", "plan.json", "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr
+    report = json.loads(dry.stdout)
+    assert report["manifest"] == str(tmp_path / "manifest.json")
+    assert {t["task"]: t["agent"] for t in report["tasks"]} == {
+        "TASK-001": "stub", "TASK-002": "build", "TASK-003": "shell", "TASK-004": "noop"}
+    proc = aikit(tmp_path, "run", "plan.json", "--json")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    by_id = {r["task"]: r for r in summary["results"]}
+    assert summary["manifest"] == str(tmp_path / "manifest.json")
+    assert [by_id[t]["status"] for t in sorted(by_id)] == ["noop", "ok", "ok", "noop"]
+    assert by_id["TASK-001"]["agent"] == "stub" and by_id["TASK-001"]["commands"] == []  # a noop layer runs nothing
+    assert "the task selects the stub agent" in (Path(summary["run_dir"]) / "logs" / "TASK-001.log").read_text()
+    build = by_id["TASK-002"]["commands"][0]  # the layer's agent: its env and timeout
+    assert by_id["TASK-002"]["agent"] == "build" and build["stdout"] == "ci\n" and build["timeout_s"] == 7
+    assert by_id["TASK-003"]["commands"][0]["timeout_s"] == 300  # the built-in shell agent: the run's timeout
+
+    (tmp_path / "plan.json").write_text((tmp_path / "plan.json").read_text().replace('"orchestration"', '"ops"'))
+    proc = aikit(tmp_path, "run", "plan.json")
+    assert proc.returncode == 2
+    assert f"TASK-004: layer 'ops' is not declared in {tmp_path / 'manifest.json'}" in proc.stderr
+    (tmp_path / "manifest.json").write_text(json.dumps({"agents": {"build": {"kind": "shel"}}}))
+    proc = aikit(tmp_path, "run", "plan.json", "--dry-run")
+    assert proc.returncode == 2
+    assert f"{tmp_path / 'manifest.json'} is not valid:" in proc.stderr and "agents.build.kind" in proc.stderr
+    (tmp_path / "other.json").write_text(json.dumps({"layers": {}}))
+    proc = aikit(tmp_path, "run", "plan.json", "--manifest", "other.json", "--dry-run", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["manifest"] == str(tmp_path / "other.json")
+    assert not (tmp_path / "runs").exists() or len(list((tmp_path / "runs").iterdir())) == 1
+
+
+def test_hooks_json_commands_go_through_the_security_policy(tmp_path: Path) -> None:
+    outside = tmp_path.parent / f"{tmp_path.name}-outside"
+    outside.mkdir()
+    write_project(tmp_path, "## Q\n- [ ] TASK-001 Who am I\n- [ ] TASK-002 Elsewhere\n",
+                  {"TASK-001": ["printenv", "AIKIT_TASK_ID"], "TASK-002": {"cmd": ["ls"], "cwd": str(outside)}})
+    proc = aikit(tmp_path, "run", "plan.json", "--json")  # the default policy does not allow printenv
+    assert proc.returncode == 1
+    results = {r["task"]: r for r in json.loads(proc.stdout)["results"]}
+    refused = results["TASK-001"]["commands"][0]
+    assert refused["status"] == "refused" and refused["error"]["details"]["rule"] == "allowed_commands"
+    assert results["TASK-002"]["commands"][0]["status"] == "refused"  # its cwd is outside the allowed paths
+    assert "outside" in results["TASK-002"]["commands"][0]["error"]["message"]
+    write_config(tmp_path, '[security]\nallowed_commands = ["printenv", "ls"]\n')
+    proc = aikit(tmp_path, "run", "plan.json", "--json")
+    results = {r["task"]: r for r in json.loads(proc.stdout)["results"]}
+    ran = results["TASK-001"]["commands"][0]
+    assert ran["status"] == "ok" and ran["stdout"] == "TASK-001\n" and ran["program"].endswith("/printenv")
+    assert results["TASK-002"]["commands"][0]["status"] == "refused"  # still: the paths rule holds
 
 
 # --------------------------------------------------------------------------------------------

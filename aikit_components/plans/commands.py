@@ -106,7 +106,8 @@ def _argv(value: Any, where: str, problems: list[str]) -> list[str] | None:
             problems.append(f"{where}: command arguments must not contain NUL bytes")
             return None
         return list(value)
-    problems.append(f"{where}: a command is a non-empty list of strings (argv) or a string, got {value!r}")
+    problems.append(f"{where}: a command is a non-empty list of strings (argv) or a string, got {value!r}; "
+                    "fix: write it as [\"program\", \"argument\"]")
     return None
 
 
@@ -125,6 +126,7 @@ def _cwd(value: Any, base: Path | None, where: str, problems: list[str]) -> Path
 def parse_entry(key: str, value: Any, *, base_dir: Path | None, where: str, problems: list[str],
                 origin: str = "hooks.json") -> TaskCommands | None:
     """Parse one hooks entry, appending problems (prefixed by ``where``) to ``problems``."""
+    known_problems = len(problems)
     defaults: dict[str, Any] = {}
     entries: list[Any]
     if isinstance(value, (str,)) or (isinstance(value, list) and value and all(isinstance(a, str) for a in value)):
@@ -134,7 +136,7 @@ def parse_entry(key: str, value: Any, *, base_dir: Path | None, where: str, prob
     elif isinstance(value, dict):
         unknown = sorted(set(value) - _HOOK_KEYS)
         if unknown:
-            problems.append(f"{where}: unknown key(s) {', '.join(map(repr, unknown))} "
+            problems.append(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; fix: remove or rename them "
                             f"(known: {', '.join(sorted(_HOOK_KEYS))})")
         if "commands" in value and "cmd" in value:
             problems.append(f"{where}: give either 'commands' (a list) or 'cmd' (one command), not both")
@@ -146,11 +148,13 @@ def parse_entry(key: str, value: Any, *, base_dir: Path | None, where: str, prob
         elif "cmd" in value:
             entries = [{"cmd": value["cmd"]}]
         else:
-            problems.append(f"{where}: no 'commands' or 'cmd' given")
+            problems.append(f"{where}: no 'commands' or 'cmd' given; fix: add \"cmd\": [\"program\", \"argument\"] "
+                            "or \"commands\": [...]")
             return None
         defaults = value
     else:
-        problems.append(f"{where}: expected an object, a list or a string, got {type(value).__name__}")
+        problems.append(f"{where}: expected an object, a list or a string, got {type(value).__name__}; fix: "
+                        "write the command as [\"program\", \"argument\"] or {\"cmd\": [...]}")
         return None
     default_timeout = _timeout(defaults.get("timeout_s", defaults.get("timeout")), where, problems)
     default_env = _env(defaults.get("env"), where, problems)
@@ -161,10 +165,10 @@ def parse_entry(key: str, value: Any, *, base_dir: Path | None, where: str, prob
         if isinstance(entry, dict):
             unknown = sorted(set(entry) - _COMMAND_KEYS)
             if unknown:
-                problems.append(f"{cwhere}: unknown key(s) {', '.join(map(repr, unknown))} "
-                                f"(known: {', '.join(sorted(_COMMAND_KEYS))})")
+                problems.append(f"{cwhere}: unknown key(s) {', '.join(map(repr, unknown))}; fix: remove or rename "
+                                f"them (known: {', '.join(sorted(_COMMAND_KEYS))})")
             if "cmd" not in entry:
-                problems.append(f"{cwhere}: missing 'cmd'")
+                problems.append(f"{cwhere}: missing 'cmd'; fix: add \"cmd\": [\"program\", \"argument\"]")
                 continue
             argv = _argv(entry["cmd"], cwhere, problems)
             timeout = _timeout(entry.get("timeout_s", entry.get("timeout")), cwhere, problems)
@@ -176,8 +180,8 @@ def parse_entry(key: str, value: Any, *, base_dir: Path | None, where: str, prob
         if argv is not None:
             commands.append(CommandSpec(argv=argv, cwd=cwd, timeout_s=timeout if timeout is not None else default_timeout,
                                         env=env))
-    if not commands and not problems:
-        problems.append(f"{where}: the command list is empty")
+    if not commands and len(problems) == known_problems:
+        problems.append(f"{where}: the command list is empty; fix: list at least one command or remove the entry")
     return TaskCommands(key=key, commands=commands, origin=origin)
 
 

@@ -21,8 +21,8 @@
   this agent's ``timeout_s`` and ``env``) or ``llm`` (an aikit agent, :class:`AgentSpec` fields,
   asked to carry out the task). ``noop`` and ``shell`` always exist and cannot be redefined.
 - ``layers`` declares the layers tasks may use; when it is given, a task in an undeclared layer
-  is an error. A layer's ``agent`` runs its tasks that have neither an ``agent:`` annotation nor
-  commands in hooks.json.
+  is an error. A layer's ``agent`` runs its tasks that have no ``agent:`` annotation (a noop
+  layer agent thus keeps the layer's commands in hooks.json from running).
 
 Keys starting with ``_`` or ``$`` are ignored everywhere (comments, ``$schema``). Every problem
 names the file, the field and the fix. The field table is in ``docs/plans.md``.
@@ -140,7 +140,7 @@ def _agent(name: str, data: Any, where: str, problems: list[str]) -> AgentConfig
     _unknown(data, _COMMON_AGENT_KEYS + _KIND_KEYS[kind], where, problems)
     description = data.get("description", "")
     if not isinstance(description, str):
-        problems.append(f"{where}.description: expected a string")
+        problems.append(f"{where}.description: expected a string; fix: quote it")
         description = ""
     config = AgentConfig(name=name, kind=kind, description=description)
     if kind == "shell":
@@ -190,7 +190,8 @@ def manifest_from_dict(data: Any, *, where: str = "manifest.json") -> Manifest:
     manifest = Manifest()
     raw_agents = data.get("agents", {})
     if not isinstance(raw_agents, dict):
-        problems.append(f"agents: expected an object mapping agent names to agents, got {type(raw_agents).__name__}")
+        problems.append(f"agents: expected an object mapping agent names to agents, got {type(raw_agents).__name__}; "
+                        "fix: write \"agents\": {\"NAME\": {\"kind\": \"shell\"}}")
         raw_agents = {}
     for name, raw in raw_agents.items():
         if name.startswith(("_", "$")):
@@ -210,7 +211,7 @@ def manifest_from_dict(data: Any, *, where: str = "manifest.json") -> Manifest:
     raw_layers = data.get("layers", {})
     if not isinstance(raw_layers, dict):
         problems.append(f"layers: expected an object mapping layer names to {{\"agent\": NAME}}, "
-                        f"got {type(raw_layers).__name__}")
+                        f"got {type(raw_layers).__name__}; fix: write \"layers\": {{\"execution\": {{\"agent\": \"shell\"}}}}")
         raw_layers = {}
     for name, raw in raw_layers.items():
         if name.startswith(("_", "$")):

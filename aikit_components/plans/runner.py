@@ -10,8 +10,8 @@ Semantics:
   ``depends_on`` starts only after those tasks finished; when one of them did not succeed the
   task is ``blocked`` (not run).
 - A task checked in the SOT (``[x]``) is ``skipped`` unless ``include_done`` is set.
-- The agent is the task's ``agent`` annotation, else ``shell`` when hooks.json maps commands to
-  the task (by id) or its queue (by name), else its layer's agent in the manifest, else ``noop``.
+- The agent is the task's ``agent`` annotation, else its layer's agent in the manifest, else
+  ``shell`` when hooks.json maps commands to the task (by id) or its queue (by name), else ``noop``.
 - Statuses: ``ok`` (the agent succeeded), ``noop`` (evidence stub), ``skipped``, ``error`` (a
   command failed, was refused or timed out; an agent failed), ``blocked``, ``cancelled``
   (interrupted). The run's status is ``ok`` when no task is error/blocked/cancelled,
@@ -179,8 +179,8 @@ class PlanRunner:
         needs_models = []
         for queue, task in self.plan.tasks():
             commands = self.commands.for_task(task, queue)
-            name = task.agent or ("shell" if commands is not None and commands.commands else None) \
-                or self.manifest.layer_agent(task.layer) or "noop"
+            name = task.agent or self.manifest.layer_agent(task.layer) \
+                or ("shell" if commands is not None and commands.commands else "noop")
             if name not in self.manifest.agents:
                 problems.append(f"{task.id}: unknown agent {name!r} (known: {', '.join(sorted(self.manifest.agents))}); "
                                 f"define it under \"agents\" in {self.manifest.where} or fix the annotation")
