@@ -22,6 +22,7 @@ from aikit_components.plans import (Manifest, PlanRunner, RunOptions, find_manif
                                     plan_from_dict, save_plan)
 from aikit_components.security import SecurityPolicy
 from aikit_kernel.cli.main import main
+from tests.providers.conftest import Reply, llm_server  # noqa: F401  (the local LLM server fixture)
 
 AIKIT = str(Path(sys.executable).with_name("aikit"))
 ROOT = Path(__file__).resolve().parent.parent
@@ -433,6 +434,41 @@ def test_manifest_agents_and_layers_are_used(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["manifest"] == str(tmp_path / "other.json")
     assert not (tmp_path / "runs").exists() or len(list((tmp_path / "runs").iterdir())) == 1
+
+
+def chat_reply(content: str, finish: str = "stop") -> Reply:
+    """A ``chat.completion`` exactly as the OpenAI API answers."""
+    return Reply.json({"id": "chatcmpl-1", "object": "chat.completion", "created": 1741569952, "model": "m",
+                       "choices": [{"index": 0, "message": {"role": "assistant", "content": content, "refusal": None},
+                                    "logprobs": None, "finish_reason": finish}],
+                       "usage": {"prompt_tokens": 12, "completion_tokens": 4, "total_tokens": 16}})
+
+
+def test_llm_agent_of_the_manifest_carries_out_a_task(tmp_path: Path, llm_server: Any) -> None:
+    """An ``llm`` manifest agent is an aikit agent (AgentSpec, the configured model) talking to a
+    real local server that speaks the OpenAI wire format."""
+    write_project(tmp_path, "## Audit\n- [ ] TASK-001 Review the README (layer: audit)\n  Check the install steps.\n"
+                            "- [ ] TASK-002 Review again (agent: reviewer; depends: TASK-001)\n"
+                            "- [ ] TASK-003 After the review (depends: TASK-002)\n")
+    (tmp_path / "manifest.json").write_text(json.dumps(
+        {"agents": {"reviewer": MANIFEST["agents"]["reviewer"]}, "layers": {"audit": {"agent": "reviewer"}, "execution": {}}}))
+    write_config(tmp_path, f'[providers.openai]\nbase_url = "{llm_server.url}/v1"\napi_key = "test-key"\nretries = 0\n')
+    llm_server.reply("/v1/chat/completions", chat_reply("Reviewed: the install steps work."),
+                     chat_reply("Reviewed: the install", finish="length"))
+    proc = aikit(tmp_path, "run", "plan.json", "--json")
+    assert proc.returncode == 1, proc.stderr
+    summary = json.loads(proc.stdout)
+    by_id = {r["task"]: r for r in summary["results"]}
+    assert [by_id[t]["status"] for t in ("TASK-001", "TASK-002", "TASK-003")] == ["ok", "error", "blocked"]
+    assert by_id["TASK-001"]["agent"] == "reviewer"
+    assert "stopped without finishing: max_tokens" in by_id["TASK-002"]["error"]
+    log = (Path(summary["run_dir"]) / by_id["TASK-001"]["evidence"]).read_text(encoding="utf-8")
+    assert "[answer]\nReviewed: the install steps work." in log and "model openai/m" in log
+    sent = llm_server.requests_to("/v1/chat/completions")[0].json()
+    assert sent["model"] == "m" and sent["temperature"] == 0
+    assert sent["messages"][0] == {"role": "system", "content": "You review one task."}
+    prompt = sent["messages"][1]["content"]
+    assert "Task TASK-001: Review the README" in prompt and "- Check the install steps." in prompt
 
 
 def test_hooks_json_commands_go_through_the_security_policy(tmp_path: Path) -> None:
