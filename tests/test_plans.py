@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from aikit_components.errors import InvalidArgument, NotFound, ValidationError
-from aikit_components.plans import (Manifest, PlanRunner, RunOptions, find_manifest_file, hooks_from_dict,
+from aikit_components.plans import (AGENT_KINDS, BUILTIN_AGENTS, Manifest, PlanRunner, RunOptions, find_manifest_file, hooks_from_dict,
                                     load_hooks, load_manifest, load_plan, manifest_from_dict, parse_sot,
                                     plan_from_dict, save_plan)
 from aikit_components.security import SecurityPolicy
@@ -802,3 +802,16 @@ def test_docs_example_parses(tmp_path: Path) -> None:
     assert list(plan_example) == ["version", "source", "generated_at", "queues"]
     hooks_example = json.loads(next(b for b in blocks if '"commands"' in b))
     assert set(hooks_from_dict(hooks_example).entries) == {"TASK-002", "TASK-010", "TASK-011", "Queue B — Checks"}
+    manifest = manifest_from_dict(json.loads(next(b for b in blocks if '"layers"' in b)))
+    assert sorted(manifest.agents) == ["build", "noop", "reviewer", "shell", "tracker"]
+    assert manifest.layer_agent("audit") == "reviewer" and manifest.layer_agent("orchestration") is None
+    agents_table = text.split("These are all the plan agents there are:")[1].split("\n\n")[1]
+    assert re.findall(r"^\| `(\w+)` \|", agents_table, re.M) == list(BUILTIN_AGENTS)
+    assert "each agent of `manifest.json`" in agents_table and all(f"`{k}`" in agents_table for k in AGENT_KINDS)
+
+
+def test_docs_cite_no_path_outside_the_repository() -> None:
+    text = (ROOT / "docs" / "plans.md").read_text(encoding="utf-8")
+    assert "/work/" not in text and "specs/" not in text  # what users need from the spec is on the page
+    for module in (ROOT / "aikit_components" / "plans").glob("*.py"):
+        assert "/work/" not in module.read_text(encoding="utf-8"), module
