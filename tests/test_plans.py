@@ -705,6 +705,27 @@ def test_parallel_limit_in_process_with_aikit_hooks_and_events(tmp_path: Path, m
     assert "probed" in (summary.run_dir / "logs" / "TASK-200.log").read_text(encoding="utf-8")
 
 
+def test_aikit_hooks_can_cancel_or_replace_a_task(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from aikit_components.hooks import HookResult
+
+    monkeypatch.chdir(tmp_path)
+    plan = parse_sot("## Q\n- [ ] TASK-001 a\n- [ ] TASK-002 b (depends: TASK-001)\n- [ ] TASK-003 c\n"
+                     "- [ ] TASK-004 d (depends: TASK-003)\n", "sot.md").raise_for_problems()
+    runner = PlanRunner(plan, commands=hooks_from_dict({"Q": ["echo", "ran"]}),
+                        options=RunOptions(runs_dir=tmp_path / "runs"))
+    decisions = {"TASK-001": HookResult.cancel("frozen for the release"), "TASK-003": HookResult.replace({"done": 1})}
+    runner.hooks.register("workflow.step.before", lambda ctx: decisions.get(ctx.payload["step"]))
+    summary = runner.run()
+    by_id = {r.task: r for r in summary.results}
+    assert [by_id[t].status for t in sorted(by_id)] == ["error", "blocked", "ok", "ok"]
+    assert "frozen for the release" in (by_id["TASK-001"].error or "") and by_id["TASK-001"].commands == []
+    assert by_id["TASK-002"].error == "not run: TASK-001 ended error"
+    assert by_id["TASK-003"].commands == [] and "decided by a workflow.step hook" in by_id["TASK-003"].message
+    assert by_id["TASK-004"].commands[0]["stdout"] == "ran\n"
+    assert all((summary.run_dir / r.evidence).is_file() for r in summary.results if r.evidence)
+    assert len(list((summary.run_dir / "logs").iterdir())) == 4
+
+
 def test_include_done_and_unknown_hooks(tmp_path: Path) -> None:
     write_project(tmp_path, "## Q\n- [x] TASK-001 Done already\n", {"TASK-001": ["echo", "again"], "TASK-777": "echo"})
     proc = aikit(tmp_path, "run", "plan.json", "--include-done")
@@ -808,6 +829,19 @@ def test_docs_example_parses(tmp_path: Path) -> None:
     agents_table = text.split("These are all the plan agents there are:")[1].split("\n\n")[1]
     assert re.findall(r"^\| `(\w+)` \|", agents_table, re.M) == list(BUILTIN_AGENTS)
     assert "each agent of `manifest.json`" in agents_table and all(f"`{k}`" in agents_table for k in AGENT_KINDS)
+
+
+def test_docs_python_example_runs(tmp_path: Path) -> None:
+    text = (ROOT / "docs" / "plans.md").read_text(encoding="utf-8")
+    example = re.findall(r"```python\n(.*?)```", text, re.S)[0]
+    write_project(tmp_path, re.findall(r"```markdown\n(.*?)```", text, re.S)[0],
+                  json.loads(next(b for b in re.findall(r"```json\n(.*?)```", text, re.S) if '"commands"' in b)))
+    (tmp_path / "example.py").write_text(example, encoding="utf-8")
+    proc = subprocess.run([sys.executable, "example.py"], capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                          env={**cli_env(tmp_path), "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr
+    assert "starting TASK-002" in proc.stdout and "TASK-010 ok" in proc.stdout  # echo runs; python3 is refused
+    assert "TASK-002 error" in proc.stdout and proc.stdout.splitlines()[-1].startswith("error ")
 
 
 def test_docs_cite_no_path_outside_the_repository() -> None:
