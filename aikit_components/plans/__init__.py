@@ -8,7 +8,8 @@ summary (the task-exec-kit model).
   (a :class:`CommandMap`).
 - :func:`load_manifest` — ``manifest.json``: the agents (noop, shell, llm) and layers
   (a :class:`Manifest`).
-- :class:`PlanRunner` / :func:`run_plan` — run or dry-run a plan; :class:`RunOptions`.
+- :class:`PlanRunner` / :func:`run_plan` — run or dry-run a plan; :class:`RunOptions`. Each task is
+  a step of a workflow (``..workflows``); ``progress`` turns finished steps into evidence.
 
 The formats and the run semantics are documented in ``docs/plans.md``.
 """

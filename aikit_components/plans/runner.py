@@ -34,25 +34,22 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..errors import AikitError, IOFailure, ValidationError
+from ..errors import IOFailure, ValidationError
 from ..events import EventBus
 from ..hooks import HookRegistry
 from ..security import SecurityPolicy
-from ..workflows import Step, StepRecord, Workflow
+from ..workflows import Step, Workflow
 from ..workflows import run as run_workflow
-from .commands import CommandMap, TaskCommands
-from .execution import ExecutionContext, TaskOutcome, describe, execute
-from .manifest import AgentConfig, Manifest
-from .model import Plan, Queue, Task, utc_now
-from .report import FAILURE, SUCCESS, DryRunEntry, DryRunReport, RunSummary, TaskResult, render_evidence
+from .commands import CommandMap
+from .execution import ExecutionContext, describe
+from .manifest import Manifest
+from .model import Plan, utc_now
+from .progress import Assignment, RunProgress
+from .report import SUCCESS, DryRunEntry, DryRunReport, RunSummary, TaskResult
 
 DEFAULT_MAX_WORKERS = 4
 DEFAULT_TIMEOUT_S = 300.0
 DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024
-#: How an engine step status maps to a task status when the task's own outcome is unknown
-#: (the step never ran its agent: blocked upstream, cancelled, or decided by an aikit hook).
-_FROM_ENGINE = {"succeeded": "ok", "skipped": "skipped", "failed": "error", "timed_out": "error",
-                "upstream_failed": "blocked", "cancelled": "cancelled"}
 
 
 @dataclass
@@ -68,17 +65,6 @@ class RunOptions:
 
 
 @dataclass
-class Assignment:
-    """A task with its queue, its agent, its commands and why it is skipped (if it is)."""
-
-    queue: Queue
-    task: Task
-    agent: AgentConfig
-    commands: TaskCommands | None
-    skip_reason: str | None = None
-
-
-@dataclass
 class PlanComponents:
     """What the engine needs when the caller gives no aikit ``Components``: the policy, and an
     event bus and hook registry of the run's own (no State: the run is not persisted there)."""
@@ -88,12 +74,6 @@ class PlanComponents:
     hooks: HookRegistry
     config: Any = None
     state: Any = None
-
-
-class TaskFailed(AikitError):
-    """A task's agent did not succeed (the engine marks the tasks depending on it upstream_failed)."""
-
-    code = "task_failed"
 
 
 def child_base_env(policy: SecurityPolicy, inherit: bool = False) -> dict[str, str]:
@@ -124,10 +104,15 @@ def _new_run_dir(runs_dir: Path) -> tuple[str, Path]:
     raise IOFailure(f"cannot find a free run directory name in {runs_dir}")  # pragma: no cover
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
+def _write_summary(summary: RunSummary) -> None:
+    """Write ``run.json`` atomically (a temporary file renamed into place)."""
+    path = summary.run_dir / "run.json"
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise IOFailure(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 class PlanRunner:
@@ -243,133 +228,28 @@ class PlanRunner:
 
     async def arun(self) -> RunSummary:
         run_id, run_dir = _new_run_dir(self.runs_dir)
-        logs_dir = run_dir / "logs"
-        logs_dir.mkdir()
-        context = self._context(run_id, run_dir)
+        (run_dir / "logs").mkdir()
         summary = RunSummary(run_id=run_id, run_dir=run_dir, plan=str(self.plan.path or ""), source=self.plan.source,
                              status="running", max_workers=self.options.max_workers, started=utc_now(),
                              hooks=str(self.commands.path) if self.commands.path else None,
                              manifest=str(self.manifest.path) if self.manifest.path else None)
-        try:
-            _write_json(run_dir / "run.json", summary.to_dict())
-        except OSError as exc:
-            raise IOFailure(f"cannot write {run_dir / 'run.json'}: {exc.strerror or exc}") from None
+        _write_summary(summary)
+        progress = RunProgress(self.assignments, summary, self._context(run_id, run_dir), self._emit)
         t0 = time.monotonic()
-        by_id = {a.task.id: a for a in self.assignments}
-        results: dict[str, TaskResult] = {}
-        running: dict[str, tuple[TaskResult, float]] = {}  # started, not finished: for the engine's record
-        outcomes: dict[str, TaskOutcome] = {}
-        engine_steps: dict[str, StepRecord] = {}
-        active = 0
-
-        def base_result(a: Assignment, status: str) -> TaskResult:
-            return TaskResult(task=a.task.id, title=a.task.title, queue=a.queue.name, layer=a.task.layer,
-                              agent=a.agent.name, status=status, depends_on=a.task.depends_on)
-
-        def record(a: Assignment, result: TaskResult, log: list[str]) -> None:
-            path = logs_dir / f"{a.task.id}.log"
-            try:
-                path.write_text(render_evidence(result, a.task, run_id, log), encoding="utf-8")
-                result.evidence = str(path.relative_to(run_dir))
-            except OSError as exc:
-                result.status = "error"
-                result.error = f"cannot write the evidence log {path}: {exc.strerror or exc}"
-            results[a.task.id] = result
-            self._emit("task_finished", result)
-
-        def step(a: Assignment) -> Callable[..., Any]:
-            async def carry_out(params: Any, ctx: Any) -> dict[str, Any]:
-                nonlocal active
-                if a.skip_reason is not None:
-                    outcomes[a.task.id] = TaskOutcome(status="skipped", message=a.skip_reason,
-                                                      log=[f"SKIPPED: {a.skip_reason}"])
-                    return {"status": "skipped"}
-                active += 1
-                summary.peak_workers = max(summary.peak_workers, active)
-                result = base_result(a, "running")
-                result.started = utc_now()
-                running[a.task.id] = (result, time.monotonic())
-                self._emit("task_started", result)
-                try:
-                    outcome = await execute(a.agent, a.task, a.queue, a.commands, context)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # an agent's failure must not take the run down
-                    outcome = TaskOutcome(status="error", message=f"agent {a.agent.name!r} raised {exc!r}",
-                                          error=f"agent {a.agent.name!r} raised {type(exc).__name__}: {exc}")
-                finally:
-                    active -= 1
-                outcomes[a.task.id] = outcome
-                if outcome.status not in SUCCESS:
-                    raise TaskFailed(outcome.error or outcome.message or f"{a.task.id} failed")
-                return {"status": outcome.status}
-            return carry_out
-
-        def finished(sid: str, rec: StepRecord) -> None:
-            """The engine finished step ``sid``: turn it into the task's result and evidence."""
-            a = by_id[sid]
-            outcome = outcomes.pop(sid, None)
-            result, started = running.pop(sid, (None, None))
-            if result is None:
-                result = base_result(a, "")
-            if started is not None:
-                result.ended = utc_now()
-                result.duration_s = round(time.monotonic() - started, 3)
-            if outcome is not None and rec.status in ("succeeded", "failed"):
-                result.status = outcome.status if outcome.status in (*SUCCESS, *FAILURE) else "error"
-                result.message, result.error = outcome.message, outcome.error
-                result.commands = [c.to_dict() for c in outcome.commands]
-                record(a, result, outcome.log)
-                return
-            result.status = _FROM_ENGINE.get(rec.status, "error")
-            engine_error = (rec.error or {}).get("message") or ""
-            if result.status == "blocked":
-                failed = [d for d in a.task.depends_on if d in results and results[d].status not in SUCCESS
-                          or d not in results and engine_steps.get(d) is not None
-                          and engine_steps[d].status == "upstream_failed"]
-                result.message = result.error = "not run: " + ", ".join(
-                    f"{d} ended {results[d].status if d in results else 'blocked'}" for d in failed)
-                log = [f"BLOCKED: {result.message}"]
-            elif result.status == "cancelled":
-                result.ended = result.ended or utc_now()
-                result.message = result.error = "interrupted before the task finished"
-                log = ["CANCELLED: the run was interrupted"]
-            elif result.status == "error":
-                result.message = result.error = engine_error or f"step {sid} {rec.status}"
-                log = [f"ERROR: {result.error}"]
-            else:  # an aikit hook decided the step's outcome without running the agent
-                result.message = f"decided by a workflow.step hook without running the agent ({rec.status})"
-                log = [f"HOOK: {result.message}"]
-            record(a, result, log)
-
-        def on_engine_event(kind: str, sid: str | None, rec: Any) -> None:
-            if kind == "run.started":
-                engine_steps.update(rec.steps)
-            elif kind == "step.finished" and sid is not None:
-                finished(sid, rec)
-
         interrupted = False
         try:
-            await run_workflow(self.workflow(step), components=self.components, on_event=on_engine_event,
-                               durable_steps=False)
+            await run_workflow(self.workflow(progress.step_function), components=self.components,
+                               on_event=progress.on_engine_event, durable_steps=False)
         except asyncio.CancelledError:
             interrupted = True
-        for a in self.assignments:
-            if a.task.id not in results:  # pragma: no cover - the engine reports every step
-                crashed = base_result(a, "cancelled" if interrupted else "error")
-                crashed.error = "the workflow engine did not report this task"
-                results[a.task.id] = crashed
-        summary.results = [results[a.task.id] for a in self.assignments]
+        summary.results = progress.results(interrupted)
         summary.ended = utc_now()
         summary.duration_s = round(time.monotonic() - t0, 3)
         if interrupted:
             summary.status = "interrupted"
         else:
             summary.status = "ok" if all(r.status in SUCCESS for r in summary.results) else "error"
-        try:
-            _write_json(run_dir / "run.json", summary.to_dict())
-        except OSError as exc:
-            raise IOFailure(f"cannot write {run_dir / 'run.json'}: {exc.strerror or exc}") from None
+        _write_summary(summary)
         if interrupted:
             raise asyncio.CancelledError
         return summary
