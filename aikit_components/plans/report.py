@@ -132,13 +132,14 @@ class DryRunReport:
                  f"Hooks: {self.hooks}" if self.hooks else "Hooks: none (no task has commands)",
                  f"Manifest: {self.manifest}" if self.manifest else "Manifest: none (agents: noop, shell)"]
         current = None
+        width = max([6, *(len(e.agent) for e in self.entries)])
         for e in self.entries:
             if e.queue != current:
                 current = e.queue
                 lines += ["", f"## {e.queue}"]
             label = "skip" if e.skip_reason else e.agent
             after = f"  [after {', '.join(e.task.depends_on)}]" if e.task.depends_on else ""
-            lines.append(f"  {e.task.id:<9} {label:<6} {e.task.title}{after}")
+            lines.append(f"  {e.task.id:<9} {label:<{width}} {e.task.title}{after}")
             if e.skip_reason:
                 lines.append(f"            skipped: {e.skip_reason}")
                 continue
