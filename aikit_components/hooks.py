@@ -127,6 +127,7 @@ class HookRegistry:
         self._lock = threading.Lock()
         self._order = itertools.count()
         self.on_error = on_error
+        self.version = 0  # bumped by every (un)registration: lets callers cache has() answers
 
     def register(self, point: str, fn: Callable[[HookContext], Any], *, priority: int = 0, name: str | None = None) -> str:
         """Add ``fn`` to ``point``; returns the hook's id for :meth:`unregister`."""
@@ -139,6 +140,7 @@ class HookRegistry:
             entries.append(entry)
             entries.sort()
             self._hooks[point] = entries
+            self.version += 1
         return hook_id
 
     def unregister(self, hook_id: str) -> bool:
@@ -147,6 +149,7 @@ class HookRegistry:
                 kept = [e for e in entries if e.hook_id != hook_id]
                 if len(kept) != len(entries):
                     self._hooks[point] = kept
+                    self.version += 1
                     return True
         return False
 

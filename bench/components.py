@@ -12,7 +12,7 @@ kernel does. Each measurement is printed next to a baseline measured in the same
    Lua loop, the cell's compilation and the run set-up cancel out), divided by N. Baseline: the
    Python function called directly, ``add(i, 1)`` in a Python loop minus an empty Python loop.
    Target: overhead (Lua path - direct) <= 20 us per call. A breakdown follows, measured the
-   same way: validation, ``registry.prepare``, ``registry.call`` on a bare registry (no hooks,
+   same way: validation, lookup and binding, ``registry.call`` on a bare registry (no hooks,
    no events: the fast path) and on the Components' registry (hooks and events wired, as in the
    kernel), the Lua -> Python crossing of a no-op binding with the same arguments, and the
    conversion of the argument table. The run's tool budget is raised so that one cell may make
@@ -193,7 +193,7 @@ def bench_tools(components: Components, engine: LuaEngine, scope: Any, sizes: Si
         "direct": lambda: py_per_call_ns(lambda i: fn(i, 1), n),
         "lua_tool": measure_lua_tool,
         "validate": lambda: py_per_call_ns(lambda i: validate(args), n),
-        "prepare": lambda: py_per_call_ns(lambda i: registry.prepare(TOOL_NAME, args, ctx), n),
+        "prepare": lambda: py_per_call_ns(lambda i: registry.get(TOOL_NAME).bind_args(args), n),
         "bare_call": lambda: py_per_call_ns(lambda i: bare.call(TOOL_NAME, {"a": i, "b": 1}, ctx), n),
         "full_call": lambda: py_per_call_ns(lambda i: registry.call(TOOL_NAME, {"a": i, "b": 1}, ctx), n),
         "lua_noop": measure_lua_noop,
@@ -233,7 +233,7 @@ def bench_tools(components: Components, engine: LuaEngine, scope: Any, sizes: Si
         Row("ratio (Lua path / direct)", f"{lua_tool / direct:,.0f}x" if direct > 0 else "n/a"),
         Row("breakdown (same tool, each measured alone):", ""),
         Row("  tool.validate(args)", f"{us(sub_lambda('validate')):.3f}"),
-        Row("  registry.prepare (lookup+validate+budget+bind)", f"{us(sub_lambda('prepare')):.3f}"),
+        Row("  registry lookup + bind (after validation)", f"{us(sub_lambda('prepare')):.3f}"),
         Row("  registry.call, bare registry (no hooks/events)", f"{us(sub_lambda('bare_call')):.3f}"),
         Row("  registry.call, Components registry (hooks+events)", f"{us(full_call):.3f}"),
         Row("  Lua -> Python no-op binding, same arguments", f"{us(crossing):.3f}"),

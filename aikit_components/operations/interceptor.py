@@ -33,8 +33,9 @@ class Interceptor:
 
     order: int = 1000
     name: str = "interceptor"
-    # False for an interceptor that only observes (implements notifications, never decides nor
-    # raises in a decision method): a chain of observers only runs without the flow's machinery.
+    # False for an interceptor that never returns a decision: it observes (notifications) or
+    # guards (its ``before`` may raise to reject; its ``after``/``error`` do nothing). A chain
+    # without deciders runs without the flow's machinery.
     decides: bool = True
 
     def wants(self, op: Operation) -> bool:

@@ -27,7 +27,7 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Sequence
 from typing import Any
 
 from ..errors import AikitError, Cancelled, InvalidArgument, error_from_exception
@@ -66,13 +66,13 @@ class Pipeline:
     operation of a process; see the module docstring for the flow."""
 
     def __init__(self, interceptors: Iterable[Interceptor] = ()) -> None:
-        self._interceptors: tuple[Interceptor, ...] = ()
+        self._interceptors: Sequence[Interceptor] = ()
         for item in interceptors:
             self.add(item)
 
     # -- the chain ------------------------------------------------------------------------------
     @property
-    def interceptors(self) -> tuple[Interceptor, ...]:
+    def interceptors(self) -> Sequence[Interceptor]:
         """The chain, outer to inner."""
         return self._interceptors
 
@@ -96,9 +96,9 @@ class Pipeline:
         """The first interceptor of class ``kind`` in the chain."""
         return next((i for i in self._interceptors if isinstance(i, kind)), None)
 
-    def chain(self, op: Operation) -> tuple[Interceptor, ...]:
+    def chain(self, op: Operation) -> list[Interceptor]:
         """The interceptors that want ``op``, outer to inner."""
-        return tuple(i for i in self._interceptors if i.wants(op))
+        return [i for i in self._interceptors if i.wants(op)]
 
     # -- running --------------------------------------------------------------------------------
     def run(self, op: Operation, handler: Callable[[Operation], Any]) -> Any:
@@ -107,7 +107,11 @@ class Pipeline:
         chain = self.chain(op)
         if not chain:
             return handler(op)
-        if not any(i.decides for i in chain):  # observers only: nothing can change the flow
+        for interceptor in chain:
+            if interceptor.decides:
+                break
+        else:  # guards and observers only: nothing can change the flow but a rejection
+            _guard(chain, op)
             _started(chain, op)
             try:
                 result = handler(op)
@@ -123,7 +127,11 @@ class Pipeline:
         if not chain:
             result = handler(op)
             return await result if inspect.isawaitable(result) else result
-        if not any(i.decides for i in chain):
+        for interceptor in chain:
+            if interceptor.decides:
+                break
+        else:
+            _guard(chain, op)
             _started(chain, op)
             try:
                 result = handler(op)
@@ -161,7 +169,7 @@ class Pipeline:
         return await _drive_async(self._rejected(op, chain, error), op, _no_handler)
 
     # -- the flow, written once -------------------------------------------------------------------
-    def _flow(self, op: Operation, chain: tuple[Interceptor, ...]) -> Flow:
+    def _flow(self, op: Operation, chain: Sequence[Interceptor]) -> Flow:
         kind = op.kind
         if not kind.defers_before:
             early = yield from self._before(op, chain)
@@ -213,7 +221,7 @@ class Pipeline:
             _finished(chain, op, result)
             return result
 
-    def _before(self, op: Operation, chain: tuple[Interceptor, ...]) -> Flow:
+    def _before(self, op: Operation, chain: Sequence[Interceptor]) -> Flow:
         """The before-stage: None to go on, or ``(result,)`` when the operation must not run."""
         for position, interceptor in enumerate(chain):
             try:
@@ -234,7 +242,7 @@ class Pipeline:
                 return (op.kind.replaced(op, decision.value),)
         return None
 
-    def _rejected(self, op: Operation, outer: tuple[Interceptor, ...], error: AikitError,
+    def _rejected(self, op: Operation, outer: Sequence[Interceptor], error: AikitError,
                   original: BaseException | None = None) -> Flow:
         """The error stage of ``outer`` for an operation that never ran; a replacement or a raise."""
         _notify_failed(outer, op, error)
@@ -246,7 +254,7 @@ class Pipeline:
         raise error from original
 
 
-def _decide(chain: tuple[Interceptor, ...], stage: str, args: tuple[Any, ...]) -> Flow:
+def _decide(chain: Sequence[Interceptor], stage: str, args: tuple[Any, ...]) -> Flow:
     """The first decision other than continue of ``stage``, inner to outer."""
     for interceptor in reversed(chain):
         decision = yield _Call(interceptor, stage, args)
@@ -265,18 +273,31 @@ def _refuse_retry(op: Operation) -> None:
     log.warning("%s: another retry was asked for after %d; the last outcome stands", op.describe(), MAX_RETRIES)
 
 
-def _started(chain: tuple[Interceptor, ...], op: Operation) -> None:
+def _guard(chain: Sequence[Interceptor], op: Operation) -> None:
+    """The before-stage of a chain where nobody decides: a guard may only reject."""
+    for position, interceptor in enumerate(chain):
+        try:
+            interceptor.before(op)
+        except Exception as exc:
+            error = error_from_exception(exc)
+            _notify_failed(chain[:position], op, error)
+            if error is exc:
+                raise
+            raise error from exc
+
+
+def _started(chain: Sequence[Interceptor], op: Operation) -> None:
     op.started = time.perf_counter()
     for interceptor in chain:
         interceptor.started(op)
 
 
-def _finished(chain: tuple[Interceptor, ...], op: Operation, result: Any) -> None:
+def _finished(chain: Sequence[Interceptor], op: Operation, result: Any) -> None:
     for interceptor in chain:
         interceptor.finished(op, result)
 
 
-def _observed_failure(chain: tuple[Interceptor, ...], op: Operation, exc: BaseException) -> BaseException:
+def _observed_failure(chain: Sequence[Interceptor], op: Operation, exc: BaseException) -> BaseException:
     """Tell the observers of a failed handler; the exception the caller gets (as in the flow)."""
     if not isinstance(exc, Exception):
         _notify_failed(chain, op, AikitError(f"{op.describe()} was interrupted", code="interrupted"))
@@ -289,7 +310,7 @@ def _observed_failure(chain: tuple[Interceptor, ...], op: Operation, exc: BaseEx
     return error
 
 
-def _notify_failed(chain: tuple[Interceptor, ...], op: Operation, error: AikitError) -> None:
+def _notify_failed(chain: Sequence[Interceptor], op: Operation, error: AikitError) -> None:
     for interceptor in chain:
         try:
             interceptor.failed(op, error)

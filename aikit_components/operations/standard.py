@@ -59,13 +59,18 @@ class HookInterceptor(Interceptor):
 
     def __init__(self, hooks: HookRegistry) -> None:
         self.hooks = hooks
+        self._wanted: dict[str, bool] = {}  # kind name -> any hook on its points, at _version
+        self._version = -1
 
     def wants(self, op: Operation) -> bool:
-        points = op.kind.points
-        if points is None:
-            return False
-        has = self.hooks.has
-        return has(points[0]) or has(points[1]) or has(points[2])
+        if self._version != self.hooks.version:
+            self._wanted, self._version = {}, self.hooks.version
+        wanted = self._wanted.get(op.kind.name)
+        if wanted is None:
+            points = op.kind.points
+            wanted = points is not None and any(self.hooks.has(p) for p in points)
+            self._wanted[op.kind.name] = wanted
+        return wanted
 
     # Each stage: the point's name and payload, the hooks' outcome, the decision it means.
     def before(self, op: Operation) -> Decision | None:
@@ -134,6 +139,7 @@ class BudgetInterceptor(Interceptor):
 
     order = POLICY
     name = "budget"
+    decides = False  # it rejects by raising, never decides otherwise
 
     def wants(self, op: Operation) -> bool:
         if op.kind.name != "tool":
