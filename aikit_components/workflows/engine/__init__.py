@@ -90,20 +90,26 @@ noop steps, which simply run again.
 ``run(..., resume=record_or_run_id)`` reuses every step that ``succeeded`` (or was ``skipped``)
 whose upstream steps are all reused too, with their outputs, and runs the rest under the same
 run id. Nested workflows resume from their own records.
+
+The parts of a run
+------------------
+
+:func:`run` (``runner``) checks the workflow (``validation.analyze``), then builds one run from
+parts that are each given what they need: a :class:`~.scheduler.RunScheduler` (the DAG: ready
+queue, concurrency limit, failures, teardown) that hands each step to a
+:class:`~.steps.StepRunner` (condition, hooks, attempts, retries, per-attempt timeout), whose
+attempts do their work through :class:`~.loops.StepWork` (loop iterations) and the
+:class:`~.executors.StepExecutors` registry (one executor per step kind); a
+:class:`~.conditions.ConditionEvaluator` checks ``when`` and ``while_``, a
+:class:`~.records.RunRecorder` keeps the record in State and :class:`~.events.RunEvents`
+publishes events and calls ``on_event``.
 """
 
 from __future__ import annotations
 
-from ..validation import (  # the analysis half of the engine
-           CONDITION_OPS,
-           MODES,
-           layers,
-           run_scope,
-           validate,
-)
+from ..validation import layers, run_scope, validate
 from .context import StepContext
 from .records import PERSIST_INTERVAL_S, load_run
 from .runner import run
 
-__all__ = ["CONDITION_OPS", "MODES", "PERSIST_INTERVAL_S", "StepContext", "layers", "load_run", "run", "run_scope",
-           "validate"]
+__all__ = ["PERSIST_INTERVAL_S", "StepContext", "layers", "load_run", "run", "run_scope", "validate"]
