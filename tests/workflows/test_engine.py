@@ -722,6 +722,56 @@ class TestHooksAndEvents:
         assert rejected.status == "failed" and rejected.error["code"] == "cancelled" and calls["rejected"] == 1
         assert "looks wrong" in rejected.error["message"]
 
+    def test_error_hook_retry_runs_one_more_attempt_after_the_steps_own_retries(self, comps: Components) -> None:
+        calls: dict[str, int] = {"second_time": 0, "hopeless": 0}
+
+        def flaky(name: str, succeed_on: int | None) -> Callable[[Any, Any], Any]:
+            def run(params: Any, ctx: Any) -> Any:
+                calls[name] += 1
+                if calls[name] != succeed_on:
+                    raise RuntimeError(f"{name} attempt {ctx.attempt}")
+                return {"attempt": ctx.attempt}
+            return run
+
+        seen: list[tuple[str, int]] = []
+
+        def on_error(ctx: Any) -> Any:
+            seen.append((ctx.payload["step"], ctx.payload["attempts"]))
+            return HookResult.retry()  # for "hopeless": bounded by MAX_HOOK_RETRIES, then the failure stands
+
+        comps.hooks.register("workflow.step.error", on_error)
+        wf = Workflow("error-hooks", fail_fast=False, steps=[
+            fn(flaky("second_time", 3), "second_time", retries=1),
+            fn(flaky("hopeless", None), "hopeless"),
+        ])
+        record = go(wf, comps)
+        second = record.steps["second_time"]
+        assert (second.status, second.output, second.attempts) == ("succeeded", {"attempt": 3}, 3)
+        assert seen.count(("second_time", 2)) == 1  # fired once, after the step's own retry was used up
+        hopeless = record.steps["hopeless"]
+        assert hopeless.status == "failed" and calls["hopeless"] == 1 + MAX_HOOK_RETRIES
+        assert hopeless.attempts == 1 + MAX_HOOK_RETRIES and "attempt 4" in hopeless.error["message"]
+
+    def test_step_hook_payloads(self, comps: Components) -> None:
+        payloads: dict[str, dict[str, Any]] = {}
+
+        def keep(ctx: Any) -> None:
+            payloads[f"{ctx.point}:{ctx.payload['step']}"] = dict(ctx.payload)
+
+        for point in ("workflow.step.before", "workflow.step.after", "workflow.step.error"):
+            comps.hooks.register(point, keep)
+        wf = Workflow("payloads", fail_fast=False, steps=[Step("ok", params={"x": 1}), fn(fail("no"), "bad")])
+        record = go(wf, comps, run_id="payload-run")
+        base = {"workflow": "payloads", "run_id": "payload-run"}
+        assert payloads["workflow.step.before:ok"] == {**base, "step": "ok", "kind": "noop", "params": {"x": 1}}
+        assert payloads["workflow.step.after:ok"] == {**base, "step": "ok", "kind": "noop", "output": {"x": 1},
+                                                      "attempt": 1}
+        error = payloads["workflow.step.error:bad"]
+        assert {k: error[k] for k in ("workflow", "run_id", "step", "kind", "attempts")} == {
+            **base, "step": "bad", "kind": "function", "attempts": 1}
+        assert error["error"]["message"] == "RuntimeError: no" and error["error"] == record.steps["bad"].error
+        assert "workflow.step.after:bad" not in payloads and "workflow.step.error:ok" not in payloads
+
     def test_events_and_on_event(self, comps: Components) -> None:
         sub = comps.events.subscribe("workflow.*")
         seen: list[tuple[str, str | None, str]] = []
