@@ -26,6 +26,8 @@ from .config import Config
 from .config import data_dir as default_data_dir
 from .events import EventBus
 from .hooks import HookRegistry
+from .operations import Pipeline
+from .operations.standard import standard_pipeline
 from .security import SecurityPolicy
 from .sessions import SessionInfo, SessionStore
 from .state import State
@@ -52,6 +54,7 @@ class Components:
     artifacts: ArtifactStore
     data_dir: Path
     session: SessionInfo
+    pipeline: Pipeline = field(default_factory=Pipeline)
     plugins: bool = True
     _tools: ToolRegistry | None = field(default=None, repr=False)
     _models: Any = field(default=None, repr=False)
@@ -67,7 +70,8 @@ class Components:
         if self._tools is None:
             with self._tools_lock:
                 if self._tools is None:
-                    self._tools = default_registry(events=self.events, hooks=self.hooks, plugins=self.plugins)
+                    self._tools = default_registry(events=self.events, hooks=self.hooks, plugins=self.plugins,
+                                                   pipeline=self.pipeline)
         return self._tools
 
     @property
@@ -128,6 +132,7 @@ class Components:
         events = EventBus(loop_getter=loop_getter)
         hooks = HookRegistry(on_error=lambda point, name, exc: events.publish(
             "hook.failed", {"point": point, "hook": name, "error": f"{type(exc).__name__}: {exc}"}, source="hooks"))
+        pipeline = standard_pipeline(events, hooks)
         sessions = SessionStore(directory, events=events)
         session = sessions.resume(session_id) if session_id else sessions.create(name=session_name)
         return cls(
@@ -135,7 +140,8 @@ class Components:
             policy=SecurityPolicy.from_config(config),
             events=events,
             hooks=hooks,
-            state=State.open_default(directory, events=events, hooks=hooks, session_id=session.id),
+            pipeline=pipeline,
+            state=State.open_default(directory, events=events, hooks=hooks, pipeline=pipeline, session_id=session.id),
             sessions=sessions,
             artifacts=ArtifactStore(directory, events=events, max_bytes=int(config.get("artifacts.max_bytes", 100 * 1024 * 1024))),
             data_dir=directory,

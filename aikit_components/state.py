@@ -27,6 +27,7 @@ well under a millisecond, so the twins run them inline.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Callable
@@ -34,9 +35,11 @@ from pathlib import Path
 from typing import Any
 
 from . import config
-from .errors import Cancelled, InvalidArgument, IOFailure, PermissionDenied, error_from_exception
+from .errors import InvalidArgument, IOFailure, PermissionDenied
 from .events import EventBus
 from .hooks import HookRegistry
+from .operations import Operation, OperationKind, Pipeline, honours
+from .operations.standard import standard_pipeline
 from .storage.base import DEFAULT_MAX_VALUE_BYTES, StateBackend
 
 __all__ = ["MISSING", "MAX_KEY_LENGTH", "MAX_SCOPE_ID_LENGTH", "SCOPE_FORMS", "State"]
@@ -45,7 +48,6 @@ MAX_KEY_LENGTH = 1024
 MAX_SCOPE_ID_LENGTH = 256
 SCOPE_FORMS = "global, session, user:<id>, agent:<name>, workflow:<id>, tenant:<id>"
 _PREFIXED = ("user", "agent", "workflow", "tenant")
-_BEFORE, _AFTER, _ERROR = "state.write.before", "state.write.after", "state.write.error"
 
 
 class _Missing:
@@ -79,6 +81,36 @@ class _Replaced(Exception):
         self.value = value
 
 
+_REPLACED_RESULT: dict[str, Callable[[Any], Any]] = {
+    "set": lambda value: None, "delete": bool, "compare_and_set": bool, "update": lambda value: value}
+
+
+def _write_happened(op: Operation, result: Any) -> bool:
+    """A delete of an absent key, a compare-and-set that lost, a replaced update wrote nothing."""
+    if op.meta.get("replaced"):
+        return False
+    return bool(result) if op.name in ("delete", "compare_and_set") else True
+
+
+STATE_WRITE = OperationKind(
+    "state.write",
+    hook_prefix="state.write",
+    honours=honours(before="cancel replace"),
+    topics=(None, "state.written", "state.failed"),
+    source="state",
+    describe=lambda op: f"state {op.name} of {op.payload['scope']}/{op.payload['key']}",
+    event_fields=lambda op: {"scope": op.payload["scope"], "key": op.payload["key"], "op": op.name},
+    after_payload=lambda op, result: {**op.payload, "op": op.name},
+    error_payload=lambda op, error: {"scope": op.payload["scope"], "key": op.payload["key"], "op": op.name,
+                                     "error": error.to_dict()},
+    replaced=lambda op, value: _REPLACED_RESULT[op.name](value),
+    happened=_write_happened,
+    converts_errors=False,
+)
+STATE_DELETE = dataclasses.replace(STATE_WRITE, topics=(None, "state.deleted", "state.failed"))
+STATE_UPDATE = dataclasses.replace(STATE_WRITE, defers_before=True)
+
+
 def _text(value: Any, what: str) -> str:
     if isinstance(value, str):
         return value
@@ -109,10 +141,11 @@ class State:
 
     def __init__(self, backend: StateBackend, events: EventBus | None = None, hooks: HookRegistry | None = None,
                  session_id: str | None = None, *, clock: Callable[[], float] | None = None,
-                 max_value_bytes: int | None = None, source: str = "state") -> None:
+                 max_value_bytes: int | None = None, source: str = "state", pipeline: Pipeline | None = None) -> None:
         self.backend = backend
         self.events = events
         self.hooks = hooks
+        self.pipeline = pipeline if pipeline is not None else standard_pipeline(events, hooks)
         self._scopes: dict[Any, str] = {}
         self._session_id = session_id
         self.source = source
@@ -136,6 +169,7 @@ class State:
     @classmethod
     def open_default(cls, data_dir: str | os.PathLike[str] | None = None, *, filename: str = "state.sqlite",
                      events: EventBus | None = None, hooks: HookRegistry | None = None,
+                     pipeline: Pipeline | None = None,
                      session_id: str | None = None, clock: Callable[[], float] | None = None,
                      max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES, busy_timeout: float = 10.0,
                      synchronous: str = "FULL") -> "State":
@@ -156,7 +190,7 @@ class State:
         if clock is not None:
             kwargs["clock"] = clock
         backend = SQLiteStateBackend(Path(data_dir) / filename, **kwargs)
-        return cls(backend, events=events, hooks=hooks, session_id=session_id)
+        return cls(backend, events=events, hooks=hooks, session_id=session_id, pipeline=pipeline)
 
     @classmethod
     def in_memory(cls, **kwargs: Any) -> "State":
@@ -242,43 +276,14 @@ class State:
             raise InvalidArgument(f"ttl must be a positive number of seconds, got {ttl!r}", details={"ttl": repr(ttl)})
         return self.backend.clock() + ttl
 
-    # -- hooks and events --------------------------------------------------------------------
+    # -- the write operation ----------------------------------------------------------------
 
-    def _before(self, scope: str, key: str, value: Any, op: str) -> tuple[bool, Any]:
-        """Fire state.write.before. Returns (True, value to write) or (False, replacement)."""
-        hooks = self.hooks
-        if hooks is None or not hooks.has(_BEFORE):
-            return True, value
-        outcome = hooks.run(_BEFORE, {"scope": scope, "key": key, "value": value, "op": op})
-        if outcome.cancelled:
-            reason = outcome.reason or "no reason given"
-            raise Cancelled(f"state {op} of {scope}/{key} was cancelled by a hook: {reason}",
-                            details={"scope": scope, "key": key, "op": op, "reason": reason})
-        if outcome.replaced:
-            return False, outcome.value
-        payload = outcome.payload
-        if isinstance(payload, dict) and "value" in payload:
-            value = payload["value"]
-        return True, value
-
-    def _after(self, scope: str, key: str, value: Any, op: str, topic: str) -> None:
-        hooks = self.hooks
-        if hooks is not None and hooks.has(_AFTER):
-            hooks.run(_AFTER, {"scope": scope, "key": key, "value": value, "op": op})
-        if self.events is not None:
-            self.events.publish(topic, {"scope": scope, "key": key, "op": op}, source=self.source)
-
-    def _failed(self, scope: str, key: str, op: str, exc: Exception) -> None:
-        """Report a failed write (hook ``state.write.error``, event ``state.failed``); the caller
-        re-raises. A hook's cancel or replace is a decision, not a failure."""
-        if isinstance(exc, (Cancelled, _Replaced)):
-            return
-        error = error_from_exception(exc)
-        if self.hooks is not None and self.hooks.has(_ERROR):
-            self.hooks.run(_ERROR, {"scope": scope, "key": key, "op": op, "error": error.to_dict()})
-        if self.events is not None:
-            self.events.publish("state.failed", {"scope": scope, "key": key, "op": op, "code": error.code,
-                                                 "message": error.message}, source=self.source)
+    def _write(self, op_name: str, scope: str, key: str, value: Any, handler: Callable[[Operation], Any],
+               kind: OperationKind = STATE_WRITE) -> Any:
+        """Run one write as an operation (hooks ``state.write.*``, events ``state.*``)."""
+        op = Operation(kind, op_name, {"scope": scope, "key": key, "value": value, "op": op_name},
+                       meta={"source": self.source})
+        return self.pipeline.run(op, handler)
 
     # -- sync surface ------------------------------------------------------------------------
 
@@ -294,31 +299,13 @@ class State:
         """Store ``value`` (durable on return with the SQLite store); ``ttl`` seconds, or forever."""
         scope, key = self.resolve_scope(scope), self._key(key)
         expires_at = self._expires(ttl)
-        proceed, value = self._before(scope, key, value, "set")
-        if not proceed:
-            return None
-        try:
-            self.backend.set(scope, key, value, expires_at)
-        except Exception as exc:
-            self._failed(scope, key, "set", exc)
-            raise
-        self._after(scope, key, value, "set", "state.written")
-        return None
+        self._write("set", scope, key, value,
+                    lambda op: self.backend.set(scope, key, op.payload.get("value"), expires_at))
 
     def delete(self, scope: str, key: str) -> bool:
         """Remove the key; True when it existed."""
         scope, key = self.resolve_scope(scope), self._key(key)
-        proceed, replacement = self._before(scope, key, None, "delete")
-        if not proceed:
-            return bool(replacement)
-        try:
-            existed = self.backend.delete(scope, key)
-        except Exception as exc:
-            self._failed(scope, key, "delete", exc)
-            raise
-        if existed:
-            self._after(scope, key, None, "delete", "state.deleted")
-        return existed
+        return self._write("delete", scope, key, None, lambda op: self.backend.delete(scope, key), STATE_DELETE)
 
     def keys(self, scope: str, prefix: str = "") -> list[str]:
         """The live keys of ``scope`` that start with ``prefix``, sorted."""
@@ -335,25 +322,22 @@ class State:
             raise InvalidArgument(f"update needs a function, got {type(fn).__name__}")
         scope, key = self.resolve_scope(scope), self._key(key)
         expires_at = self._expires(ttl)
-        hooks = self.hooks
-        try:
-            if hooks is None or not hooks.has(_BEFORE):
-                new = self.backend.update(scope, key, fn, expires_at)
-            else:
-                def guarded(old: Any) -> Any:
-                    proceed, value = self._before(scope, key, fn(old), "update")
-                    if not proceed:
-                        raise _Replaced(value)
-                    return value
 
-                new = self.backend.update(scope, key, guarded, expires_at)
-        except _Replaced as replaced:
-            return replaced.value
-        except Exception as exc:
-            self._failed(scope, key, "update", exc)
-            raise
-        self._after(scope, key, new, "update", "state.written")
-        return new
+        def run(op: Operation) -> Any:
+            def guarded(old: Any) -> Any:  # inside the atomic section: the hooks see the new value
+                op.payload["value"] = fn(old)
+                early = self.pipeline.run_before(op)
+                if early is not None:
+                    raise _Replaced(early[0])
+                return op.payload.get("value")
+
+            try:
+                return self.backend.update(scope, key, guarded, expires_at)
+            except _Replaced as replaced:
+                op.meta["replaced"] = True
+                return replaced.value
+
+        return self._write("update", scope, key, None, run, STATE_UPDATE)
 
     def compare_and_set(self, scope: str, key: str, expected: Any, new: Any, ttl: float | None = None) -> bool:
         """Store ``new`` only if the current value equals ``expected`` (``MISSING``: only if the
@@ -361,19 +345,9 @@ class State:
         tables structurally. ``ttl=None`` keeps the entry's current expiry."""
         scope, key = self.resolve_scope(scope), self._key(key)
         expires_at = self._expires(ttl)
-        proceed, new = self._before(scope, key, new, "compare_and_set")
-        if not proceed:
-            return bool(new)
         expected_found = expected is not MISSING
-        try:
-            stored = self.backend.compare_and_set(scope, key, expected_found, expected if expected_found else None,
-                                                  new, expires_at)
-        except Exception as exc:
-            self._failed(scope, key, "compare_and_set", exc)
-            raise
-        if stored:
-            self._after(scope, key, new, "compare_and_set", "state.written")
-        return stored
+        return self._write("compare_and_set", scope, key, new, lambda op: self.backend.compare_and_set(
+            scope, key, expected_found, expected if expected_found else None, op.payload.get("value"), expires_at))
 
     # -- async twins -------------------------------------------------------------------------
 

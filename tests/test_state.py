@@ -702,7 +702,9 @@ def test_raising_hook_does_not_break_write(hooked) -> None:
 
 def test_failed_writes_fire_state_write_error_and_state_failed(kind: str, tmp_path: Path) -> None:
     """Every write op that fails reports itself (hook and event) and still raises; a hook's
-    cancel is a decision, not a failure, and is not reported as one."""
+    cancel is a decision, not a failure of the store: no state.write.error hook, but the
+    operation did not happen, so it is published as state.failed with code cancelled (as every
+    cancelled operation is)."""
     hooks, bus = HookRegistry(), EventBus()
     st = State(make_backend(kind, tmp_path), events=bus, hooks=hooks, session_id="s", max_value_bytes=100)
     seen: list[dict] = []
@@ -730,7 +732,8 @@ def test_failed_writes_fire_state_write_error_and_state_failed(kind: str, tmp_pa
         st.set("global", "k", "z")
     with pytest.raises(Cancelled):
         st.update("global", "k", lambda v: "z")
-    assert len(seen) == 3 and failed.drain() == []
+    assert len(seen) == 3
+    assert [(e.payload["op"], e.payload["code"]) for e in failed.drain()] == [("set", "cancelled"), ("update", "cancelled")]
     st.close()
 
 
@@ -761,6 +764,7 @@ def test_events_published_without_values(hooked) -> None:
     st.delete("user:alice", "k")  # absent: no event
     st.get("user:alice", "k")
     events = sub.drain()
+    assert all(e.payload.pop("duration_ms") >= 0 for e in events)
     assert [(e.topic, e.payload) for e in events] == [
         ("state.written", {"scope": "user:alice", "key": "k", "op": "set"}),
         ("state.written", {"scope": "user:alice", "key": "k", "op": "update"}),

@@ -14,9 +14,11 @@ from .registry import ToolRegistry
 __all__ = ["SECURITY_LEVELS", "Budget", "Tool", "ToolContext", "ToolRegistry", "default_registry", "tool"]
 
 
-def default_registry(events: object = None, hooks: object = None, plugins: bool = True) -> ToolRegistry:
-    """A registry with every built-in tool (and the ``aikit.tools`` plugins)."""
-    registry = ToolRegistry(events=events, hooks=hooks).load_builtins()
+def default_registry(events: object = None, hooks: object = None, plugins: bool = True,
+                     pipeline: object = None) -> ToolRegistry:
+    """A registry with every built-in tool (and the ``aikit.tools`` plugins); its calls run
+    through ``pipeline`` (else a standard pipeline for ``events`` and ``hooks``)."""
+    registry = ToolRegistry(events=events, hooks=hooks, pipeline=pipeline).load_builtins()  # type: ignore[arg-type]
     if plugins:
         registry.load_plugins()
     return registry

@@ -1,8 +1,7 @@
-"""The tool registry and the one call pipeline every tool call goes through:
-
-lookup -> validate (every problem in one error) -> budget -> hook ``tool.before`` (cancel /
-modify / replace) -> event ``tool.called`` -> run -> hook ``tool.after`` (replace / retry) ->
-event ``tool.finished``; on failure hook ``tool.error`` (retry / replace) and event ``tool.failed``.
+"""The tool registry. A call is looked up and validated (every problem in one error), then runs
+as an operation of kind :data:`TOOL_CALL` through the operation pipeline
+(:mod:`aikit_components.operations`): budget, hooks ``tool.before/after/error``, events
+``tool.called/finished/failed``.
 
 A call of an existing tool rejected before it runs (invalid arguments, a used-up budget) is a
 failure too: hook ``tool.error`` (replace; a retry would fail the same way, so it is ignored) and
@@ -16,13 +15,13 @@ import asyncio
 import difflib
 import importlib
 import logging
-import time
 from collections.abc import Iterable
 from importlib.metadata import entry_points
 from typing import Any
 
-from ..errors import AikitError, Cancelled, NotFound, ValidationError, error_from_exception
-from ..hooks import MAX_HOOK_RETRIES
+from ..errors import AikitError, NotFound, ValidationError
+from ..operations import Operation, OperationKind, Pipeline, honours
+from ..operations.standard import standard_pipeline
 from .base import Tool, ToolContext
 
 log = logging.getLogger(__name__)
@@ -34,10 +33,11 @@ ENTRY_POINT_GROUP = "aikit.tools"
 class ToolRegistry:
     """Named tools by category; see the module docstring for the call pipeline."""
 
-    def __init__(self, events: Any = None, hooks: Any = None) -> None:
+    def __init__(self, events: Any = None, hooks: Any = None, pipeline: Pipeline | None = None) -> None:
         self._tools: dict[str, Tool] = {}
         self.events = events
         self.hooks = hooks
+        self.pipeline = pipeline if pipeline is not None else standard_pipeline(events, hooks)
         self.plugin_errors: list[str] = []
 
     # ------------------------------------------------------------------ registration
@@ -113,13 +113,8 @@ class ToolRegistry:
         return sorted({t.category for t in self._tools.values()})
 
     # ------------------------------------------------------------------ calling
-    def prepare(self, name: str, args: Any, ctx: ToolContext) -> tuple[Tool, dict[str, Any]]:
-        """Lookup, validation and budget: everything before hooks."""
-        item = self.get(name)
-        return item, self._checked_args(item, args, ctx)
-
-    def _checked_args(self, item: Tool, args: Any, ctx: ToolContext) -> dict[str, Any]:
-        """Validation and budget for a call of ``item``: its bound arguments."""
+    def _checked_args(self, item: Tool, args: Any) -> dict[str, Any]:
+        """Validation of a call of ``item``: its bound arguments."""
         name = item.name
         if args is None:
             args = {}
@@ -131,99 +126,45 @@ class ToolRegistry:
         problems = item.validate(args)
         if problems:
             raise ValidationError(f"invalid arguments for tool {name!r}:", problems, details={"tool": name})
-        ctx.budget.charge_tool_call(name)
         return item.bind_args(args)
+
+    def _operation(self, item: Tool, args: Any, ctx: ToolContext) -> Operation:
+        return Operation(TOOL_CALL, item.name, {"name": item.name, "args": args}, ctx, meta={"tool": item})
 
     def call(self, name: str, args: Any, ctx: ToolContext) -> Any:
         """Call a tool synchronously (plain ``def`` tools and Lua-defined tools; an async tool
         needs :meth:`acall`)."""
         item = self.get(name)
-        hooks, events = self.hooks, self.events
         try:
-            bound = self._checked_args(item, args, ctx)
+            bound = self._checked_args(item, args)
         except AikitError as exc:
-            outcome = (hooks.run("tool.error", {"name": name, "args": args, "error": exc.to_dict()})
-                       if hooks and hooks.has("tool.error") else None)
-            return self._rejected(item, exc, outcome)
+            return self.pipeline.reject(self._operation(item, args, ctx), exc)
         if item.is_async:
             raise AikitError(f"tool {name!r} is async: call it with acall() on the I/O loop", code="internal_error")
-        if hooks is None and events is None:  # the fast path: nothing observes this call
-            return self._invoke_sync(item, bound, ctx)
-        for attempt in range(MAX_HOOK_RETRIES + 1):
-            before = hooks.run("tool.before", {"name": name, "args": bound}) if hooks and hooks.has("tool.before") else None
-            action, value = self._before(item, bound, ctx, before)
-            if action == "replace":
-                return value
-            bound = value
-            started = time.perf_counter()
-            try:
-                result = self._invoke_sync(item, bound, ctx)
-            except Exception as exc:
-                error = error_from_exception(exc)
-                outcome = (hooks.run("tool.error", {"name": name, "args": bound, "error": error.to_dict()})
-                           if hooks and hooks.has("tool.error") else None)
-                decision = self._after_error(item, error, outcome, started, attempt)
-                if decision == "retry":
-                    time.sleep(outcome.delay if outcome else 0)  # type: ignore[union-attr]
-                    continue
-                if decision == "replace":
-                    return outcome.value  # type: ignore[union-attr]
-                raise error from exc
-            outcome = (hooks.run("tool.after", {"name": name, "args": bound, "result": result})
-                       if hooks and hooks.has("tool.after") else None)
-            decision = self._after(item, outcome, started, attempt)
-            if decision == "retry":
-                time.sleep(outcome.delay if outcome else 0)  # type: ignore[union-attr]
-                continue
-            return outcome.value if decision == "replace" else result  # type: ignore[union-attr]
-        raise AssertionError("unreachable")
+        return self.pipeline.run(self._operation(item, bound, ctx), self._run_sync)
 
     async def acall(self, name: str, args: Any, ctx: ToolContext) -> Any:
         """Call any tool from async code (async tools run here, on the calling loop)."""
         item = self.get(name)
-        hooks = self.hooks
         try:
-            bound = self._checked_args(item, args, ctx)
+            bound = self._checked_args(item, args)
         except AikitError as exc:
-            outcome = await hooks.arun("tool.error", {"name": name, "args": args, "error": exc.to_dict()}) if hooks else None
-            return self._rejected(item, exc, outcome)
-        for attempt in range(MAX_HOOK_RETRIES + 1):
-            outcome = await hooks.arun("tool.before", {"name": name, "args": bound}) if hooks else None
-            action, value = self._before(item, bound, ctx, outcome)
-            if action == "replace":
-                return value
-            bound = value
-            started = time.perf_counter()
-            try:
-                if item.async_fn is not None:
-                    result = await item.async_fn(**bound)
-                elif item.is_async:
-                    result = await self._within_budget(item, bound, ctx)
-                else:
-                    result = self._invoke_sync(item, bound, ctx)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                error = error_from_exception(exc)
-                outcome = await hooks.arun("tool.error", {"name": name, "args": bound, "error": error.to_dict()}) if hooks else None
-                decision = self._after_error(item, error, outcome, started, attempt)
-                if decision == "retry":
-                    if outcome and outcome.delay:
-                        await asyncio.sleep(outcome.delay)
-                    continue
-                if decision == "replace":
-                    return outcome.value  # type: ignore[union-attr]
-                raise error from exc
-            outcome = await hooks.arun("tool.after", {"name": name, "args": bound, "result": result}) if hooks else None
-            decision = self._after(item, outcome, started, attempt)
-            if decision == "retry":
-                if outcome and outcome.delay:
-                    await asyncio.sleep(outcome.delay)
-                continue
-            return outcome.value if decision == "replace" else result  # type: ignore[union-attr]
-        raise AssertionError("unreachable")
+            return await self.pipeline.areject(self._operation(item, args, ctx), exc)
+        return await self.pipeline.arun(self._operation(item, bound, ctx), self._run_any)
 
-    # ------------------------------------------------------------------ pipeline pieces
+    # ------------------------------------------------------------------ handlers
+    def _run_sync(self, op: Operation) -> Any:
+        return self._invoke_sync(op.meta["tool"], op.payload["args"], op.context)
+
+    def _run_any(self, op: Operation) -> Any:
+        item: Tool = op.meta["tool"]
+        bound = op.payload["args"]
+        if item.async_fn is not None:
+            return item.async_fn(**bound)
+        if item.is_async:
+            return self._within_budget(item, bound, op.context)
+        return self._invoke_sync(item, bound, op.context)
+
     async def _within_budget(self, item: Tool, bound: dict[str, Any], ctx: ToolContext) -> Any:
         """Await an async Python tool, cut off when the run's wall-time budget runs out (the
         budget is a deadline for the run, not only a check before each call)."""
@@ -243,49 +184,30 @@ class ToolRegistry:
     def _invoke_sync(self, item: Tool, bound: dict[str, Any], ctx: ToolContext) -> Any:
         return item.fn(ctx, **bound) if item.wants_ctx else item.fn(**bound)
 
-    def _before(self, item: Tool, bound: dict[str, Any], ctx: ToolContext, outcome: Any) -> tuple[str, Any]:
-        """("replace", result) when a hook supplied the result, else ("run", arguments)."""
-        if outcome is not None:
-            if outcome.cancelled:
-                self._publish("tool.failed", {"name": item.name, "code": "cancelled", "message": outcome.reason})
-                raise Cancelled(f"tool {item.name!r} cancelled by a hook: {outcome.reason}", details={"tool": item.name})
-            if outcome.replaced:
-                return "replace", outcome.value
-            if outcome.payload.get("args") is not bound:
-                new_args = outcome.payload.get("args")
-                problems = item.validate(new_args) if isinstance(new_args, dict) else ["(arguments): expected object"]
-                if problems:
-                    error = ValidationError(f"a tool.before hook gave {item.name!r} invalid arguments:", problems)
-                    self._publish("tool.failed", {"name": item.name, "code": error.code, "message": error.message})
-                    raise error
-                bound = item.bind_args(new_args)
-        self._publish("tool.called", {"name": item.name, "caller": ctx.caller})
-        return "run", bound
 
-    def _after(self, item: Tool, outcome: Any, started: float, attempt: int) -> str:
-        if outcome is not None and outcome.retry and attempt < MAX_HOOK_RETRIES:
-            return "retry"
-        self._publish("tool.finished", {"name": item.name, "duration_ms": (time.perf_counter() - started) * 1000})
-        if outcome is not None and outcome.replaced:
-            return "replace"
-        return "done"
+def _rebind_modified_args(op: Operation, previous: dict[str, Any]) -> None:
+    """A tool.before hook gave new arguments: check them as a call's are checked, then bind them."""
+    new_args = op.payload.get("args")
+    if new_args is previous.get("args"):
+        return
+    item: Tool = op.meta["tool"]
+    problems = item.validate(new_args) if isinstance(new_args, dict) else ["(arguments): expected object"]
+    if problems:
+        raise ValidationError(f"a tool.before hook gave {item.name!r} invalid arguments:", problems)
+    op.payload = {**op.payload, "args": item.bind_args(new_args)}
 
-    def _after_error(self, item: Tool, error: AikitError, outcome: Any, started: float, attempt: int) -> str:
-        self._publish("tool.failed", {"name": item.name, "code": error.code, "message": error.message})
-        if outcome is not None and outcome.retry and attempt < MAX_HOOK_RETRIES:
-            return "retry"
-        if outcome is not None and outcome.replaced:
-            return "replace"
-        return "raise"
 
-    def _rejected(self, item: Tool, error: AikitError, outcome: Any) -> Any:
-        """Report a call rejected before it ran; return a hook's replacement or raise ``error``."""
-        self._publish("tool.failed", {"name": item.name, "code": error.code, "message": error.message})
-        if outcome is not None and outcome.replaced:
-            return outcome.value
-        raise error
-
-    def _publish(self, topic: str, payload: dict[str, Any]) -> None:
-        if self.events is not None:
-            self.events.publish(topic, payload, source="tools")
-
+TOOL_CALL = OperationKind(
+    "tool",
+    hook_prefix="tool",
+    honours=honours(before="cancel replace", after="retry replace", error="retry replace"),
+    topics=("tool.called", "tool.finished", "tool.failed"),
+    source="tools",
+    describe=lambda op: f"tool {op.name!r}",
+    event_fields=lambda op: {"name": op.name, "caller": getattr(op.context, "caller", None)},
+    after_payload=lambda op, result: {"name": op.name, "args": op.payload["args"], "result": result,
+                                      "attempt": op.attempt},
+    error_payload=lambda op, error: {"name": op.name, "args": op.payload["args"], "error": error.to_dict(),
+                                     "attempt": op.attempt},
+    modified=_rebind_modified_args,
+)

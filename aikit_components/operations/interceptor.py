@@ -1,0 +1,69 @@
+"""The interceptor protocol: what an interceptor can see and decide, and the standard order.
+
+An interceptor implements any of the decision methods (``before``, ``after``, ``error``) and
+the notifications (``started``, ``finished``, ``failed``); the defaults do nothing. Decisions
+return ``None`` or a :class:`~aikit_components.operations.operation.Decision`; a decision method
+may also raise an :class:`~aikit_components.errors.AikitError` to reject the operation (a
+budget or a policy does). Interceptors that must wait (a hook written as ``async def``, a human's
+approval) override the ``a``-prefixed twins, which async callers use; the defaults call the
+plain methods.
+
+``order`` places an interceptor in the chain (lower is outer). The standard places:
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import AikitError
+from .operation import Decision, Operation
+
+# Outer to inner. Gaps leave room; an interceptor may pick any number.
+TRACING = 100  # spans around everything (issue 13)
+EVENTS = 200  # publishes <kind>.called / finished / failed
+AUDIT = 300  # the audit ledger (issue 14)
+HOOKS = 400  # users' hooks: cancel / modify / retry / replace
+APPROVAL = 500  # a human's approval (issue 14)
+POLICY = 600  # budgets and the security policy: raise to reject
+JOURNAL = 700  # the effect journal, next to the handler (issue 14)
+
+
+class Interceptor:
+    """Base class: override what you need (see the module docstring)."""
+
+    order: int = 1000
+    name: str = "interceptor"
+
+    def wants(self, op: Operation) -> bool:
+        """Whether this interceptor has anything to do for ``op``; when no interceptor wants an
+        operation, its handler is called directly (the fast path). Must be cheap."""
+        return True
+
+    # -- decisions (before: outer to inner; after and error: inner to outer) -------------------
+    def before(self, op: Operation) -> Decision | None:
+        return None
+
+    def after(self, op: Operation, result: Any) -> Decision | None:
+        return None
+
+    def error(self, op: Operation, error: AikitError, retryable: bool) -> Decision | None:
+        return None
+
+    async def abefore(self, op: Operation) -> Decision | None:
+        return self.before(op)
+
+    async def aafter(self, op: Operation, result: Any) -> Decision | None:
+        return self.after(op, result)
+
+    async def aerror(self, op: Operation, error: AikitError, retryable: bool) -> Decision | None:
+        return self.error(op, error, retryable)
+
+    # -- notifications (every interceptor in the chain, in chain order) ------------------------
+    def started(self, op: Operation) -> None:
+        """An attempt is about to run the handler (``op.attempt``, ``op.started`` are set)."""
+
+    def finished(self, op: Operation, result: Any) -> None:
+        """An attempt succeeded and its result stands (not retried)."""
+
+    def failed(self, op: Operation, error: AikitError) -> None:
+        """The operation, or one attempt of it, failed (rejected, cancelled or raised)."""

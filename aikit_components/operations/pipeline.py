@@ -1,0 +1,305 @@
+"""The pipeline: one operation through an ordered chain of interceptors around its handler.
+
+The control flow (stages, the retry bound, cancel/replace/modify, notifications) is written once,
+as a generator (:meth:`Pipeline._flow`) that yields the work it needs done: call an interceptor,
+run the handler, wait before a retry. Two small drivers do that work, one for synchronous callers
+(:meth:`Pipeline.run`) and one for async callers (:meth:`Pipeline.arun`); only they differ.
+
+The flow, for a chain ``[outer, ..., inner]``:
+
+1. ``before``, outer to inner. ``cancel`` fails the operation with code ``cancelled``;
+   ``replace`` skips the handler and returns the value; an interceptor that raises rejects the
+   operation: the ``error`` stage of the interceptors outside it decides (a retry is not
+   honoured: the same call would be rejected again).
+2. The handler runs (``started`` is notified first).
+3. On success, ``after``, inner to outer: ``retry`` runs the handler again (at most
+   :data:`MAX_RETRIES` times per operation, after the decision's delay), ``replace`` changes the
+   result, ``cancel`` fails the operation. Then ``finished`` is notified.
+4. On failure, ``failed`` is notified, then ``error``, inner to outer: ``retry`` (not for
+   ``invalid_argument`` errors: the same arguments fail the same way) or ``replace``.
+
+In each decision stage the first decision other than continue ends the stage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import Callable, Generator, Iterable
+from typing import Any
+
+from ..errors import AikitError, Cancelled, InvalidArgument, error_from_exception
+from .interceptor import Interceptor
+from .operation import MAX_RETRIES, Decision, Operation
+
+log = logging.getLogger(__name__)
+
+
+
+class _Call:
+    """Effect: call ``interceptor.<stage>(*args)`` (``a<stage>`` from async callers)."""
+
+    __slots__ = ("interceptor", "stage", "args")
+
+    def __init__(self, interceptor: Interceptor, stage: str, args: tuple[Any, ...]) -> None:
+        self.interceptor, self.stage, self.args = interceptor, stage, args
+
+
+class _Sleep:
+    """Effect: wait ``delay`` seconds before a retry."""
+
+    __slots__ = ("delay",)
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+
+
+_INVOKE = object()  # effect: run the handler
+_DECIDED = "pipeline.before_decided"  # op.meta: the before-stage already failed the operation
+Flow = Generator[Any, Any, Any]
+
+
+class Pipeline:
+    """An ordered chain of interceptors (by their ``order``, lower is outer) shared by every
+    operation of a process; see the module docstring for the flow."""
+
+    def __init__(self, interceptors: Iterable[Interceptor] = ()) -> None:
+        self._interceptors: tuple[Interceptor, ...] = ()
+        for item in interceptors:
+            self.add(item)
+
+    # -- the chain ------------------------------------------------------------------------------
+    @property
+    def interceptors(self) -> tuple[Interceptor, ...]:
+        """The chain, outer to inner."""
+        return self._interceptors
+
+    def add(self, interceptor: Interceptor) -> Interceptor:
+        """Insert ``interceptor`` at its ``order`` (after others of the same order)."""
+        if not isinstance(interceptor, Interceptor):
+            raise TypeError(f"expected an Interceptor, got {type(interceptor).__name__}")
+        items = [*self._interceptors, interceptor]
+        items.sort(key=lambda i: i.order)  # stable: equal orders keep insertion order
+        self._interceptors = tuple(items)
+        return interceptor
+
+    def remove(self, interceptor: Interceptor) -> bool:
+        """Take ``interceptor`` out of the chain; whether it was in it."""
+        kept = tuple(i for i in self._interceptors if i is not interceptor)
+        found = len(kept) != len(self._interceptors)
+        self._interceptors = kept
+        return found
+
+    def find(self, kind: type[Interceptor]) -> Interceptor | None:
+        """The first interceptor of class ``kind`` in the chain."""
+        return next((i for i in self._interceptors if isinstance(i, kind)), None)
+
+    def chain(self, op: Operation) -> tuple[Interceptor, ...]:
+        """The interceptors that want ``op``, outer to inner."""
+        return tuple(i for i in self._interceptors if i.wants(op))
+
+    # -- running --------------------------------------------------------------------------------
+    def run(self, op: Operation, handler: Callable[[Operation], Any]) -> Any:
+        """Run ``op`` synchronously: ``handler(op)`` wrapped by the chain; its result as the
+        interceptors let it stand."""
+        chain = self.chain(op)
+        if not chain:
+            return handler(op)
+        return _drive_sync(self._flow(op, chain), op, handler)
+
+    async def arun(self, op: Operation, handler: Callable[[Operation], Any]) -> Any:
+        """Run ``op`` from async code; ``handler(op)`` may return an awaitable."""
+        chain = self.chain(op)
+        if not chain:
+            result = handler(op)
+            return await result if inspect.isawaitable(result) else result
+        return await _drive_async(self._flow(op, chain), op, handler)
+
+    def run_before(self, op: Operation) -> tuple[Any] | None:
+        """The before-stage alone, for a kind that ``defers_before``: called by its handler
+        once the payload is known. None to go on; ``(result,)`` when a decision replaced the
+        operation (the handler returns that result without doing the work); raises when an
+        interceptor cancelled or rejected it."""
+        chain = self.chain(op)
+        if not chain:
+            return None
+        return _drive_sync(self._before(op, chain), op, _no_handler)
+
+    def reject(self, op: Operation, error: AikitError) -> Any:
+        """Report ``op`` as rejected before it could run (invalid arguments, say): the chain's
+        ``error`` stage may replace the result (a retry is not honoured); else ``error`` is raised."""
+        chain = self.chain(op)
+        if not chain:
+            raise error
+        return _drive_sync(self._rejected(op, chain, error), op, _no_handler)
+
+    async def areject(self, op: Operation, error: AikitError) -> Any:
+        """:meth:`reject` for async callers."""
+        chain = self.chain(op)
+        if not chain:
+            raise error
+        return await _drive_async(self._rejected(op, chain, error), op, _no_handler)
+
+    # -- the flow, written once -------------------------------------------------------------------
+    def _flow(self, op: Operation, chain: tuple[Interceptor, ...]) -> Flow:
+        kind = op.kind
+        if not kind.defers_before:
+            early = yield from self._before(op, chain)
+            if early is not None:
+                return early[0]
+        retries = 0
+        while True:
+            op.started = time.perf_counter()
+            for interceptor in chain:
+                interceptor.started(op)
+            try:
+                result = yield _INVOKE
+            except Exception as exc:
+                if op.meta.pop(_DECIDED, False):  # a deferred before-stage cancelled or rejected it
+                    raise exc
+                error = error_from_exception(exc)
+                _notify_failed(chain, op, error)
+                retryable = not isinstance(error, InvalidArgument)
+                decision = yield from _decide(chain, "error", (op, error, retryable))
+                if decision is not None and decision.action == "retry" and retryable:
+                    if retries < MAX_RETRIES:
+                        retries += 1
+                        yield from _pause(op, decision)
+                        continue
+                    _refuse_retry(op)
+                    error.details.setdefault("hook_retries", MAX_RETRIES)
+                if decision is not None and decision.action == "replace":
+                    return kind.replaced(op, decision.value)
+                if error is exc or not kind.converts_errors:
+                    raise exc
+                raise error from exc
+            except BaseException as exc:  # interrupted or cancelled: observers learn of it, nobody decides
+                _notify_failed(chain, op, Cancelled(f"{op.describe()} was stopped ({type(exc).__name__})"))
+                raise
+            decision = yield from _decide(chain, "after", (op, result))
+            if decision is not None:
+                if decision.action == "retry":
+                    if retries < MAX_RETRIES:
+                        retries += 1
+                        yield from _pause(op, decision)
+                        continue
+                    _refuse_retry(op)
+                elif decision.action == "cancel":
+                    reason = decision.reason or "no reason given"
+                    error = Cancelled(f"the result of {op.describe()} was rejected by a hook: {reason}",
+                                      details={"operation": kind.name, "name": op.name, "reason": reason})
+                    _notify_failed(chain, op, error)
+                    raise error
+                elif decision.action == "replace":
+                    result = kind.replaced(op, decision.value)
+            for interceptor in chain:
+                interceptor.finished(op, result)
+            return result
+
+    def _before(self, op: Operation, chain: tuple[Interceptor, ...]) -> Flow:
+        """The before-stage: None to go on, or ``(result,)`` when the operation must not run."""
+        for position, interceptor in enumerate(chain):
+            try:
+                decision = yield _Call(interceptor, "before", (op,))
+            except Exception as exc:  # a rejection (budget, policy, an invalid modification)
+                op.meta[_DECIDED] = True
+                return ((yield from self._rejected(op, chain[:position], error_from_exception(exc), exc)),)
+            if decision is None or decision.action == "continue":
+                continue
+            if decision.action == "cancel":
+                reason = decision.reason or "no reason given"
+                error = Cancelled(f"{op.describe()} cancelled by a hook: {reason}",
+                                  details={"operation": op.kind.name, "name": op.name, "reason": reason})
+                _notify_failed(chain, op, error)
+                op.meta[_DECIDED] = True
+                raise error
+            if decision.action == "replace":
+                return (op.kind.replaced(op, decision.value),)
+        return None
+
+    def _rejected(self, op: Operation, outer: tuple[Interceptor, ...], error: AikitError,
+                  original: BaseException | None = None) -> Flow:
+        """The error stage of ``outer`` for an operation that never ran; a replacement or a raise."""
+        _notify_failed(outer, op, error)
+        decision = yield from _decide(outer, "error", (op, error, False))
+        if decision is not None and decision.action == "replace":
+            return op.kind.replaced(op, decision.value)
+        if original is None or original is error:
+            raise error
+        raise error from original
+
+
+def _decide(chain: tuple[Interceptor, ...], stage: str, args: tuple[Any, ...]) -> Flow:
+    """The first decision other than continue of ``stage``, inner to outer."""
+    for interceptor in reversed(chain):
+        decision = yield _Call(interceptor, stage, args)
+        if decision is not None and decision.action != "continue":
+            return decision
+    return None
+
+
+def _pause(op: Operation, decision: Decision) -> Flow:
+    op.attempt += 1
+    if decision.delay > 0:
+        yield _Sleep(decision.delay)
+
+
+def _refuse_retry(op: Operation) -> None:
+    log.warning("%s: another retry was asked for after %d; the last outcome stands", op.describe(), MAX_RETRIES)
+
+
+def _notify_failed(chain: tuple[Interceptor, ...], op: Operation, error: AikitError) -> None:
+    for interceptor in chain:
+        try:
+            interceptor.failed(op, error)
+        except Exception:
+            log.exception("interceptor %s failed while being told of a failure", interceptor.name)
+
+
+def _no_handler(op: Operation) -> Any:
+    raise AssertionError("a rejected operation has no handler to run")
+
+
+# -- the two drivers: the only code that differs between sync and async callers ---------------------
+def _drive_sync(flow: Flow, op: Operation, handler: Callable[[Operation], Any]) -> Any:
+    value: Any = None
+    failure: BaseException | None = None
+    while True:
+        try:
+            effect = flow.send(value) if failure is None else flow.throw(failure)
+        except StopIteration as stop:
+            return stop.value
+        value, failure = None, None
+        try:
+            if effect is _INVOKE:
+                value = handler(op)
+            elif type(effect) is _Call:
+                value = getattr(effect.interceptor, effect.stage)(*effect.args)
+            else:
+                time.sleep(effect.delay)
+        except BaseException as exc:
+            failure = exc
+
+
+async def _drive_async(flow: Flow, op: Operation, handler: Callable[[Operation], Any]) -> Any:
+    value: Any = None
+    failure: BaseException | None = None
+    while True:
+        try:
+            effect = flow.send(value) if failure is None else flow.throw(failure)
+        except StopIteration as stop:
+            return stop.value
+        value, failure = None, None
+        try:
+            if effect is _INVOKE:
+                value = handler(op)
+                if inspect.isawaitable(value):
+                    value = await value
+            elif type(effect) is _Call:
+                value = await getattr(effect.interceptor, "a" + effect.stage)(*effect.args)
+            else:
+                await asyncio.sleep(effect.delay)
+        except BaseException as exc:
+            failure = exc

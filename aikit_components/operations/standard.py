@@ -1,0 +1,150 @@
+"""The interceptors every process has: events, hooks, and the policy checks (budgets)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from ..errors import AikitError
+from ..events import EventBus
+from ..hooks import HookOutcome, HookRegistry
+from .interceptor import EVENTS, HOOKS, POLICY, Interceptor
+from .operation import Decision, Operation
+
+log = logging.getLogger(__name__)
+
+
+class EventInterceptor(Interceptor):
+    """Publishes the kind's events: ``started`` -> its first topic (``tool.called``),
+    ``finished`` -> the second (with ``duration_ms``), ``failed`` -> the third (with the error's
+    ``code`` and ``message``). Each carries the kind's identifying fields."""
+
+    order = EVENTS
+    name = "events"
+
+    def __init__(self, events: EventBus) -> None:
+        self.events = events
+
+    def wants(self, op: Operation) -> bool:
+        wants = self.events.wants
+        return any(topic is not None and wants(topic) for topic in op.kind.topics)
+
+    def started(self, op: Operation) -> None:
+        topic = op.kind.topics[0]
+        if topic is not None:
+            self.events.publish(topic, op.kind.event_fields(op), source=op.meta.get("source") or op.kind.source)
+
+    def finished(self, op: Operation, result: Any) -> None:
+        topic = op.kind.topics[1]
+        if topic is not None and op.kind.happened(op, result):
+            duration_ms = (time.perf_counter() - op.started) * 1000 if op.started else 0.0
+            self.events.publish(topic, {**op.kind.event_fields(op), "duration_ms": duration_ms},
+                                source=op.meta.get("source") or op.kind.source)
+
+    def failed(self, op: Operation, error: AikitError) -> None:
+        topic = op.kind.topics[2]
+        if topic is not None:
+            self.events.publish(topic, {**op.kind.event_fields(op), "code": error.code, "message": error.message},
+                                source=op.meta.get("source") or op.kind.source)
+
+
+class HookInterceptor(Interceptor):
+    """Users' hooks at the kind's points (``<prefix>.before/after/error``): the payloads of
+    docs/lua-api.md's Hook table, and only the decisions a point honours there."""
+
+    order = HOOKS
+    name = "hooks"
+
+    def __init__(self, hooks: HookRegistry) -> None:
+        self.hooks = hooks
+
+    def wants(self, op: Operation) -> bool:
+        points = op.kind.points
+        if points is None:
+            return False
+        has = self.hooks.has
+        return has(points[0]) or has(points[1]) or has(points[2])
+
+    # Each stage: the point's name and payload, the hooks' outcome, the decision it means.
+    def before(self, op: Operation) -> Decision | None:
+        point = op.kind.points[0]  # type: ignore[index]
+        if not self.hooks.has(point):
+            return None
+        return self._before(op, self.hooks.run(point, op.payload))
+
+    async def abefore(self, op: Operation) -> Decision | None:
+        point = op.kind.points[0]  # type: ignore[index]
+        if not self.hooks.has(point):
+            return None
+        return self._before(op, await self.hooks.arun(point, op.payload))
+
+    def after(self, op: Operation, result: Any) -> Decision | None:
+        point = op.kind.points[1]  # type: ignore[index]
+        if not self.hooks.has(point) or not op.kind.happened(op, result):
+            return None
+        return self._decision(op, "after", self.hooks.run(point, op.kind.after_payload(op, result)))
+
+    async def aafter(self, op: Operation, result: Any) -> Decision | None:
+        point = op.kind.points[1]  # type: ignore[index]
+        if not self.hooks.has(point) or not op.kind.happened(op, result):
+            return None
+        return self._decision(op, "after", await self.hooks.arun(point, op.kind.after_payload(op, result)))
+
+    def error(self, op: Operation, error: AikitError, retryable: bool) -> Decision | None:
+        point = op.kind.points[2]  # type: ignore[index]
+        if not self.hooks.has(point):
+            return None
+        return self._decision(op, "error", self.hooks.run(point, op.kind.error_payload(op, error)))
+
+    async def aerror(self, op: Operation, error: AikitError, retryable: bool) -> Decision | None:
+        point = op.kind.points[2]  # type: ignore[index]
+        if not self.hooks.has(point):
+            return None
+        return self._decision(op, "error", await self.hooks.arun(point, op.kind.error_payload(op, error)))
+
+    def _before(self, op: Operation, outcome: HookOutcome) -> Decision | None:
+        if outcome.payload is not op.payload and outcome.action == "continue":
+            previous, op.payload = op.payload, outcome.payload
+            if op.kind.modified is not None:
+                op.kind.modified(op, previous)
+        return self._decision(op, "before", outcome)
+
+    def _decision(self, op: Operation, stage: str, outcome: HookOutcome) -> Decision | None:
+        action = outcome.action
+        if action == "continue":
+            return None
+        if not op.kind.honoured(stage, action):
+            log.debug("%s: a %s hook asked to %s, which that point does not honour", op.describe(), stage, action)
+            return None
+        return Decision(action, value=outcome.value, reason=outcome.reason, delay=outcome.delay)
+
+
+class BudgetInterceptor(Interceptor):
+    """Charges each tool call to the caller's budget (``op.context.budget``) before it runs;
+    a used-up budget rejects the call with ``budget_exceeded``."""
+
+    order = POLICY
+    name = "budget"
+
+    def wants(self, op: Operation) -> bool:
+        if op.kind.name != "tool":
+            return False
+        budget = getattr(op.context, "budget", None)
+        return budget is not None and (budget.max_tool_calls is not None or budget.max_wall_time_s is not None)
+
+    def before(self, op: Operation) -> Decision | None:
+        op.context.budget.charge_tool_call(op.name)
+        return None
+
+
+def standard_pipeline(events: EventBus | None = None, hooks: HookRegistry | None = None) -> Any:
+    """A pipeline with the standard interceptors for ``events`` and ``hooks`` (either may be None)."""
+    from .pipeline import Pipeline
+
+    items: list[Interceptor] = [BudgetInterceptor()]
+    if events is not None:
+        items.append(EventInterceptor(events))
+    if hooks is not None:
+        items.append(HookInterceptor(hooks))
+    return Pipeline(items)
