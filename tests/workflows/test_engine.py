@@ -772,6 +772,37 @@ class TestHooksAndEvents:
         assert error["error"]["message"] == "RuntimeError: no" and error["error"] == record.steps["bad"].error
         assert "workflow.step.after:bad" not in payloads and "workflow.step.error:ok" not in payloads
 
+    def test_step_started_is_published_when_the_work_starts(self, comps: Components) -> None:
+        def before(ctx: Any) -> Any:
+            return HookResult.replace("cached") if ctx.payload["step"] == "cached" else None
+
+        def after(ctx: Any) -> Any:
+            return HookResult.retry() if ctx.payload["step"] == "again" and ctx.payload["attempt"] == 1 else None
+
+        comps.hooks.register("workflow.step.before", before)
+        comps.hooks.register("workflow.step.after", after)
+        sub = comps.events.subscribe("workflow.step.*")
+        tries: list[int] = []
+
+        def fails_once(params: Any, ctx: Any) -> Any:
+            tries.append(ctx.attempt)
+            if ctx.attempt == 1:
+                raise RuntimeError("first try")
+            return "ok"
+
+        wf = Workflow("started", steps=[Step("cached"), Step("again"), fn(fails_once, "once", retries=1)])
+        record = go(wf, comps, run_id="started-1")
+        drained = sub.drain()
+        events = [(e.topic, e.payload["step"], e.source) for e in drained]
+        started = [step for topic, step, _ in events if topic == "workflow.step.started"]
+        assert next(e.payload for e in drained if e.topic == "workflow.step.started") == {
+            "workflow": "started", "run_id": "started-1", "step": "again", "kind": "noop"}
+        # a replaced step never ran; a hook's retry runs the step again; its own retries do not
+        assert started == ["again", "again", "once"] and tries == [1, 2]
+        assert ("workflow.step.retrying", "once", "workflow") in events
+        assert ("workflow.step.finished", "cached", "workflow") in events
+        assert record.steps["again"].attempts == 2 and record.steps["cached"].attempts == 0
+
     def test_events_and_on_event(self, comps: Components) -> None:
         sub = comps.events.subscribe("workflow.*")
         seen: list[tuple[str, str | None, str]] = []

@@ -1,4 +1,5 @@
-"""What a run tells the world: events on the bus and the ``on_event`` callback."""
+"""What a run tells the world: events on the bus and the ``on_event`` callback (a step's
+``workflow.step.started`` comes from the operation pipeline, see ``steps``)."""
 
 from __future__ import annotations
 
@@ -45,9 +46,9 @@ class RunEvents:
                                            "error": record.error})
         self._notify("run.finished", None, record)
 
-    def step_started(self, sid: str, kind: str, rec: StepRecord) -> None:
-        self.publish("workflow.step.started", {"workflow": self._workflow, "run_id": self._run_id, "step": sid,
-                                               "kind": kind})
+    def step_started(self, sid: str, rec: StepRecord) -> None:
+        """The step starts running (its event ``workflow.step.started`` is the operation
+        pipeline's, published when its work starts)."""
         self._notify("step.started", sid, rec)
 
     def step_retrying(self, sid: str, kind: str, attempt: int, delay_s: float, error: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ...errors import InvalidArgument, NotFound, ValidationError
+from ...operations.standard import standard_pipeline
 from ..model import RunRecord, StepRecord, Workflow
 from ..templates import TemplateContext
 from ..validation import WorkflowPlan, analyze, run_scope
@@ -95,7 +96,11 @@ def _assemble(plan: WorkflowPlan, components: Any, inputs: dict[str, Any], run_i
                                            persist_interval_s, durable_steps),
     })
     work = StepWork(templates, conditions, executors)
-    steps = StepRunner(wf, run_id, records, templates, conditions, work, events, getattr(components, "hooks", None))
+    hooks = getattr(components, "hooks", None)
+    pipeline = getattr(components, "pipeline", None)
+    if pipeline is None:
+        pipeline = standard_pipeline(getattr(components, "events", None), hooks)
+    steps = StepRunner(wf, run_id, records, templates, conditions, work, events, pipeline, hooks)
     recorder = RunRecorder(state, record, events, persist_interval_s, durable_steps)
     return RunScheduler(plan, record, steps, recorder, events, previous)
 

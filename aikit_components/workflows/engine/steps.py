@@ -1,5 +1,7 @@
-"""One step from ready to finished: its condition, its hooks, its attempts with retries and
-backoff, and the per-attempt timeout."""
+"""One step from ready to finished: its condition, then its work as an operation of kind
+:data:`WORKFLOW_STEP` through the operation pipeline (which fires the ``workflow.step.*`` hooks and
+publishes ``workflow.step.started``), made of attempts with the step's own retries, backoff and
+per-attempt timeout."""
 
 from __future__ import annotations
 
@@ -8,15 +10,35 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
-from ...errors import Cancelled, error_from_exception
-from ...hooks import MAX_HOOK_RETRIES
+from ...errors import AikitError, Cancelled, error_from_exception
+from ...operations import Operation, OperationKind, Pipeline, honours
 from ..model import StepRecord, Workflow
 from ..templates import TemplateContext, TemplateError
 from ..validation import StepNode
 from .conditions import ConditionEvaluator
 from .events import RunEvents
 
-BEFORE, AFTER, ERROR = "workflow.step.before", "workflow.step.after", "workflow.step.error"
+
+def _identity(op: Operation) -> dict[str, Any]:
+    return dict(op.meta["identity"])
+
+
+WORKFLOW_STEP = OperationKind(
+    "workflow.step",
+    hook_prefix="workflow.step",
+    honours=honours(before="cancel replace", after="cancel retry replace", error="retry replace"),
+    # finished / failed are the step's final status in the run (skipped, upstream_failed and
+    # cancelled steps never run as an operation), published by the engine once per step
+    topics=("workflow.step.started", None, None),
+    source="workflow",
+    describe=lambda op: f"step {op.name!r}",
+    event_fields=_identity,
+    after_payload=lambda op, result: {**op.meta["identity"], "output": result,
+                                      "attempt": op.meta["record"].attempts},
+    error_payload=lambda op, error: {**op.meta["identity"], "error": error.to_dict(),
+                                     "attempts": op.meta["record"].attempts},
+)
+BEFORE, AFTER, ERROR = WORKFLOW_STEP.points  # type: ignore[misc]
 
 
 class StepOutcome(NamedTuple):
@@ -32,6 +54,15 @@ def error_dict(exc: BaseException) -> dict[str, Any]:
     return error_from_exception(exc).to_dict()
 
 
+class StepFailed(AikitError):
+    """A step's attempts ended in failure: ``status`` is ``failed`` or ``timed_out``; the error
+    is the step's (``to_dict()`` gives its table)."""
+
+    def __init__(self, status: str, error: dict[str, Any]) -> None:
+        super().__init__(str(error.get("message", "")), details=error.get("details"), code=error.get("code"))
+        self.status = status
+
+
 class _StepTimeout(Exception):
     def __init__(self, error: dict[str, Any]) -> None:
         super().__init__(error["message"])
@@ -42,12 +73,14 @@ Work = Callable[[StepNode, Any, int], Awaitable[Any]]  # (node, params, attempt)
 
 
 class StepRunner:
-    """Runs one step of a run: checks its ``when``, marks it running, resolves its params, fires
-    its ``workflow.step.*`` hooks and makes its attempts (``work`` does each one's work) with the
-    step's retries, backoff and per-attempt timeout."""
+    """Runs one step of a run: checks its ``when``, marks it running, resolves its params, then
+    runs it through ``pipeline`` as a :data:`WORKFLOW_STEP` operation whose handler makes the
+    attempts (``work`` does each one's work) with the step's retries, backoff and per-attempt
+    timeout. A hook's retry runs one more attempt, whatever the step's own retries."""
 
     def __init__(self, workflow: Workflow, run_id: str, records: dict[str, StepRecord], templates: TemplateContext,
-                 conditions: ConditionEvaluator, work: Work, events: RunEvents, hooks: Any) -> None:
+                 conditions: ConditionEvaluator, work: Work, events: RunEvents, pipeline: Pipeline,
+                 hooks: Any) -> None:
         self._workflow = workflow
         self._run_id = run_id
         self._records = records
@@ -55,11 +88,13 @@ class StepRunner:
         self._conditions = conditions
         self._work = work
         self._events = events
+        self._pipeline = pipeline
         self._hooks = hooks
 
     @property
     def hooked(self) -> bool:
-        """Whether any ``workflow.step.*`` hook is registered (steps then never run inline)."""
+        """Whether any ``workflow.step.*`` hook is registered: steps then never run inline (a hook
+        may have to be awaited)."""
         hooks = self._hooks
         return hooks is not None and (hooks.has(BEFORE) or hooks.has(AFTER) or hooks.has(ERROR))
 
@@ -74,15 +109,28 @@ class StepRunner:
                 return StepOutcome("failed", None, error_dict(exc))
             if not ok:
                 return StepOutcome("skipped")
-        rec.status = "running"
-        rec.started_at = time.time()
         rec.attempts = 1
-        self._events.step_started(sid, step.kind, rec)
+        self._begin(sid, rec)
         try:
             params = node.params.resolve(self._templates, sid)  # type: ignore[union-attr]
         except TemplateError as exc:
             return StepOutcome("failed", None, exc.to_dict())
-        return StepOutcome("succeeded", dict(params) if isinstance(params, dict) else params)
+        try:
+            output = self._pipeline.run(self._operation(node, rec, params), _noop_output)
+        except Exception as exc:  # an interceptor rejected it
+            return StepOutcome("failed", None, error_dict(exc))
+        return StepOutcome("succeeded", output)
+
+    def _begin(self, sid: str, rec: StepRecord) -> None:
+        rec.status = "running"
+        rec.started_at = time.time()
+        self._events.step_started(sid, rec)
+
+    def _operation(self, node: StepNode, rec: StepRecord, params: Any) -> Operation:
+        step = node.step
+        identity = {"workflow": self._workflow.name, "run_id": self._run_id, "step": step.id, "kind": step.kind}
+        return Operation(WORKFLOW_STEP, step.id, {**identity, "params": params},
+                         meta={"identity": identity, "record": rec, "node": node, "params": params})
 
     async def run(self, sid: str, node: StepNode) -> StepOutcome:
         """Run step ``sid`` to its end (a cancellation of the calling task passes through)."""
@@ -95,76 +143,48 @@ class StepRunner:
                 return StepOutcome("failed", None, error_dict(exc))
             if not ok:
                 return StepOutcome("skipped")
-        rec.status = "running"
-        rec.started_at = time.time()
-        self._events.step_started(sid, step.kind, rec)
+        self._begin(sid, rec)
         try:
             params = node.params.resolve(self._templates, sid) if step.loop is None else step.params  # type: ignore[union-attr]
         except TemplateError as exc:
             return StepOutcome("failed", None, exc.to_dict())
-        hooks = self._hooks
-        base = {"workflow": self._workflow.name, "run_id": self._run_id, "step": sid, "kind": step.kind}
-        if hooks is not None and hooks.has(BEFORE):
-            outcome = await hooks.arun(BEFORE, {**base, "params": params})
-            if outcome.cancelled:
-                reason = outcome.reason or "no reason given"
-                return StepOutcome("failed", None, Cancelled(f"step {sid!r} cancelled by a hook: {reason}",
-                                                             details={"step": sid, "reason": reason}).to_dict())
-            if outcome.replaced:
-                return StepOutcome("succeeded", outcome.value)
-            params = outcome.payload.get("params", params)
+        try:
+            output = await self._pipeline.arun(self._operation(node, rec, params), self._attempts)
+        except StepFailed as exc:
+            return StepOutcome(exc.status, None, exc.to_dict())
+        except Exception as exc:  # a hook cancelled it or rejected its output, or an interceptor refused it
+            return StepOutcome("failed", None, error_dict(exc))
+        return StepOutcome("succeeded", output)
+
+    async def _attempts(self, op: Operation) -> Any:
+        """The operation's handler: attempts until one succeeds or the step's retries are used up
+        (a hook's retry, ``op.attempt`` > 1, makes exactly one more); raises :class:`StepFailed`."""
+        node: StepNode = op.meta["node"]
+        rec: StepRecord = op.meta["record"]
+        step = node.step
+        params = op.payload.get("params", op.meta["params"])  # a before-hook may have changed them
         wf = self._workflow
-        retries = step.retries if step.retries is not None else wf.retry_attempts
+        retries = 0 if op.attempt > 1 else step.retries if step.retries is not None else wf.retry_attempts
         delay = step.retry_delay_s if step.retry_delay_s is not None else wf.retry_delay_s
-        max_attempts = 1 + retries
-        hook_retries = 0
-        attempt = 0
+        last = rec.attempts + 1 + retries
         while True:
-            attempt += 1
-            rec.attempts = attempt
+            rec.attempts += 1
+            attempt = rec.attempts
             retryable = True
             try:
-                output = await self._attempt(node, params, attempt, max_attempts)
+                return await self._attempt(node, params, attempt, last)
             except _StepTimeout as exc:
                 status, error = "timed_out", exc.error
             except (Cancelled, TemplateError) as exc:
                 status, error, retryable = "failed", exc.to_dict(), False
             except Exception as exc:
                 status, error = "failed", error_dict(exc)
-            else:
-                if hooks is not None and hooks.has(AFTER):
-                    outcome = await hooks.arun(AFTER, {**base, "output": output, "attempt": attempt})
-                    if outcome.replaced:
-                        output = outcome.value
-                    elif outcome.cancelled:
-                        reason = outcome.reason or "no reason given"
-                        return StepOutcome("failed", None, Cancelled(
-                            f"step {sid!r} output rejected by a hook: {reason}",
-                            details={"step": sid, "reason": reason}).to_dict())
-                    elif outcome.retry and hook_retries < MAX_HOOK_RETRIES:
-                        hook_retries += 1  # run the step again, whatever its own retry budget
-                        max_attempts = attempt + 1
-                        if outcome.delay:
-                            await asyncio.sleep(outcome.delay)
-                        continue
-                return StepOutcome("succeeded", output)
-            if retryable and attempt < max_attempts:
-                wait = delay * step.backoff ** (attempt - 1) if delay else 0.0
-                self._events.step_retrying(sid, step.kind, attempt, wait, error)
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                continue
-            if hooks is not None and hooks.has(ERROR):
-                outcome = await hooks.arun(ERROR, {**base, "error": error, "attempts": attempt})
-                if outcome.replaced:
-                    return StepOutcome("succeeded", outcome.value)
-                if outcome.retry and hook_retries < MAX_HOOK_RETRIES:
-                    hook_retries += 1
-                    max_attempts = attempt + 1
-                    if outcome.delay:
-                        await asyncio.sleep(outcome.delay)
-                    continue
-            return StepOutcome(status, None, error)
+            if not (retryable and attempt < last):
+                raise StepFailed(status, error)
+            wait = delay * step.backoff ** (attempt - 1) if delay else 0.0
+            self._events.step_retrying(step.id, step.kind, attempt, wait, error)
+            if wait > 0:
+                await asyncio.sleep(wait)
 
     async def _attempt(self, node: StepNode, params: Any, attempt: int, max_attempts: int) -> Any:
         timeout = node.step.timeout_s
@@ -181,3 +201,8 @@ class StepRunner:
             raise _StepTimeout({"code": "timeout", "message": f"step {sid!r} did not finish within {timeout:g} s "
                                 f"(attempt {attempt} of {max_attempts}) and was cancelled",
                                 "details": {"timeout_s": timeout, "attempt": attempt}}) from None
+
+
+def _noop_output(op: Operation) -> Any:
+    params = op.payload.get("params", op.meta["params"])
+    return dict(params) if isinstance(params, dict) else params
