@@ -43,8 +43,8 @@ async def run(workflow: Workflow, *, components: Any, inputs: Mapping[str, Any] 
     ``tool_context`` (default: a new one, caller ``workflow:<name>``) carries the budget of the
     run's tool calls. ``durable_steps=False`` stores every step on the ``persist_interval_s``
     schedule, as noops are (a durable write costs an fsync, about 2-4 ms); failures are still
-    written at once. A cancelled run
-    records ``cancelled`` and re-raises the cancellation."""
+    written at once. A cancelled run records ``cancelled`` and re-raises the cancellation.
+    Steps run through ``components.pipeline`` (the operation pipeline: hooks, events, ...)."""
     previous: RunRecord | None = None
     if resume is not None:
         if isinstance(resume, RunRecord):
