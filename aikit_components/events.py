@@ -166,10 +166,6 @@ class EventBus:
                 self._subs.remove(sub)
                 self._routes = {}
 
-    def wants(self, topic: str) -> bool:
-        """Whether any subscription matches ``topic`` (cheap: the route is cached)."""
-        return bool(self._route(topic))
-
     def _route(self, topic: str) -> tuple[Subscription, ...]:
         routes = self._routes.get(topic)
         if routes is None:

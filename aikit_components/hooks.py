@@ -28,6 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .operations.operation import MAX_RETRIES
+
 log = logging.getLogger(__name__)
 
 # The points components fire. Custom points are allowed; these are documented.
@@ -40,9 +42,9 @@ POINTS = (
     "cell.before", "cell.after", "cell.error",
 )
 
-# How many times one operation honours a hook's retry before its last outcome stands; the same
-# bound for every component, so a hook that always says "retry" cannot loop forever.
-MAX_HOOK_RETRIES = 3
+# How many times one operation honours a hook's retry before its last outcome stands: the
+# operation pipeline's bound, the same for every kind of operation.
+MAX_HOOK_RETRIES = MAX_RETRIES
 
 
 @dataclass

@@ -8,11 +8,13 @@ import abc
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from aikit_components.config import env_int
-from aikit_components.errors import AikitError
+from aikit_components.errors import AikitError, Cancelled
+from aikit_components.operations import Operation, OperationKind, honours
 from aikit_components.security import SecurityPolicy
 
 from . import runtime
@@ -122,20 +124,20 @@ class LuaInterpreter(Interpreter):
             return self._page_help(*help_request)
         label = f"[{execution_count}]" if not silent else "[silent]"
         lifecycle = CellLifecycle(self.components, self.scope, execution_count)
-        code, early = lifecycle.before(code)
-        if early is not None:
-            return early
-        run = self.engine.run_cell(code, label, allow_stdin=allow_stdin)
-        outcome = ExecuteOutcome(error=run.error)
-        try:
-            if run.error is None and run.values and not silent and not self.engine.all_quiet(run.values):
-                outcome.result = {"text/plain": self.engine.render_values(run.values)}
-        except RenderFailure as exc:  # a __tostring that fails or loops until interrupted
-            outcome.error = exc.failure
-        if outcome.error is None:
-            outcome.user_expressions = {name: self._user_expression(expr) for name, expr in user_expressions.items()}
-        lifecycle.after(outcome)
-        return outcome
+
+        def execute(code: str) -> ExecuteOutcome:
+            run = self.engine.run_cell(code, label, allow_stdin=allow_stdin)
+            outcome = ExecuteOutcome(error=run.error)
+            try:
+                if run.error is None and run.values and not silent and not self.engine.all_quiet(run.values):
+                    outcome.result = {"text/plain": self.engine.render_values(run.values)}
+            except RenderFailure as exc:  # a __tostring that fails or loops until interrupted
+                outcome.error = exc.failure
+            if outcome.error is None:
+                outcome.user_expressions = {name: self._user_expression(expr) for name, expr in user_expressions.items()}
+            return outcome
+
+        return lifecycle.run(code, execute)
 
     def _page_help(self, name: str, detail_level: int) -> ExecuteOutcome:
         """``name?`` / ``name??``: what ``inspect`` says about ``name``, for the frontend's pager."""
@@ -213,49 +215,74 @@ def open_components(enabled: bool, session_name: str | None = None) -> tuple["Co
         return None, str(exc)
 
 
+class CellFailed(AikitError):
+    """A cell ended in an error: carries its outcome through the operation pipeline."""
+
+    code = "cell_error"
+
+    def __init__(self, outcome: ExecuteOutcome) -> None:
+        error = outcome.error
+        super().__init__(f"{error.ename}: {error.evalue}" if error else "the cell failed")
+        self.outcome = outcome
+
+
+def _cell_status(op: Operation, error: Any = None) -> dict[str, Any]:
+    fields: dict[str, Any] = {"execution_count": op.payload.get("execution_count"),
+                              "status": "ok" if error is None else "error",
+                              "duration_ms": (time.perf_counter() - op.meta["started"]) * 1000}
+    if isinstance(error, CellFailed) and error.outcome.error is not None:
+        fields["error"] = {"ename": error.outcome.error.ename, "evalue": error.outcome.error.evalue}
+    elif error is not None:
+        fields["error"] = {"ename": error.code, "evalue": error.message}
+    return fields
+
+
+CELL = OperationKind(
+    "cell",
+    hook_prefix="cell",
+    honours=honours(before="cancel replace"),
+    topics=("cell.started", "cell.finished", "cell.finished"),
+    source="kernel",
+    describe=lambda op: "cell",
+    event_fields=lambda op: {"execution_count": op.payload.get("execution_count")},
+    finished_fields=lambda op, outcome: _cell_status(op),
+    failed_fields=lambda op, error: _cell_status(op, error),
+    after_payload=lambda op, outcome: _cell_status(op),
+    error_payload=lambda op, error: _cell_status(op, error),
+    replaced=lambda op, value: ExecuteOutcome(result={"text/plain": str(value)}),
+    after_on_error=True,
+)
+
+
 class CellLifecycle:
-    """Events ``cell.started``/``cell.finished`` and hooks ``cell.before``/``cell.after``/``cell.error``
-    around one execution, and a fresh tool budget for it."""
+    """One execution as an operation of kind :data:`CELL` through the components' pipeline
+    (events ``cell.started``/``cell.finished``, hooks ``cell.before``/``cell.after``/``cell.error``),
+    and a fresh tool budget for it."""
 
     def __init__(self, components: "Components | None", scope: Any, execution_count: int) -> None:
         self.components = components
         self.count = execution_count
-        self.started = time.perf_counter()
         if scope is not None:
             scope.renew()
 
-    def before(self, code: str) -> tuple[str, ExecuteOutcome | None]:
+    def run(self, code: str, execute: Callable[[str], ExecuteOutcome]) -> ExecuteOutcome:
+        """``execute(code)`` (the code as the hooks left it) wrapped by the pipeline."""
         c = self.components
         if c is None:
-            return code, None
-        c.events.publish("cell.started", {"execution_count": self.count}, source="kernel")
-        if not c.hooks.has("cell.before"):
-            return code, None
-        decision = c.hooks.run("cell.before", {"code": code, "execution_count": self.count})
-        if decision.cancelled:
-            failure = LuaFailure("cancelled", f"cell cancelled by a hook: {decision.reason}",
-                                 [f"cancelled: cell cancelled by a hook: {decision.reason}"])
-            outcome = ExecuteOutcome(error=failure)
-            self.after(outcome)
-            return code, outcome
-        if decision.replaced:
-            outcome = ExecuteOutcome(result={"text/plain": str(decision.value)})
-            self.after(outcome)
-            return code, outcome
-        new_code = decision.payload.get("code", code)
-        return (new_code if isinstance(new_code, str) else code), None
+            return execute(code)
+        op = Operation(CELL, f"[{self.count}]", {"code": code, "execution_count": self.count},
+                       meta={"started": time.perf_counter()})
 
-    def after(self, outcome: ExecuteOutcome) -> None:
-        c = self.components
-        if c is None:
-            return
-        status = "ok" if outcome.error is None else "error"
-        payload: dict[str, Any] = {"execution_count": self.count, "status": status,
-                                   "duration_ms": (time.perf_counter() - self.started) * 1000}
-        if outcome.error is not None:
-            payload["error"] = {"ename": outcome.error.ename, "evalue": outcome.error.evalue}
-            if c.hooks.has("cell.error"):
-                c.hooks.run("cell.error", dict(payload))
-        if c.hooks.has("cell.after"):
-            c.hooks.run("cell.after", dict(payload))
-        c.events.publish("cell.finished", payload, source="kernel")
+        def handler(op: Operation) -> ExecuteOutcome:
+            new_code = op.payload.get("code", code)
+            outcome = execute(new_code if isinstance(new_code, str) else code)
+            if outcome.error is not None:
+                raise CellFailed(outcome)
+            return outcome
+
+        try:
+            return c.pipeline.run(op, handler)
+        except CellFailed as failed:
+            return failed.outcome
+        except Cancelled as exc:
+            return ExecuteOutcome(error=LuaFailure("cancelled", exc.message, [f"cancelled: {exc.message}"]))

@@ -9,10 +9,11 @@ answers without tools,
 must be JSON matching it; invalid answers are sent back with the problems, at most
 ``max_output_retries`` times. Memory (the turns of earlier runs) persists in State.
 
-Hooks decide as they do for tools: ``agent.before`` and ``llm.before`` may cancel, modify (the
+A run is an operation of kind :data:`AGENT_RUN` through the operation pipeline (and each model
+call one of kind ``LLM_CALL``). Hooks decide as they do for tools: ``agent.before`` and ``llm.before`` may cancel, modify (the
 input; the messages sent) or replace; ``agent.after`` and ``llm.after`` may cancel, retry or
 replace; ``agent.error`` and ``llm.error`` may retry or replace. A retry reruns the whole run
-(``agent.*``) or repeats the model call (``llm.*``), at most ``MAX_HOOK_RETRIES`` times per run or
+(``agent.*``) or repeats the model call (``llm.*``), at most ``MAX_RETRIES`` times per run or
 per call; then the last outcome stands. A model stopped by its provider's content filter gives a
 result whose ``refusal`` says so (which provider and model, and what the provider said).
 """
@@ -22,17 +23,17 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import AikitError, Cancelled, InvalidArgument
-from ..hooks import MAX_HOOK_RETRIES, HookOutcome
+from ..errors import AikitError, InvalidArgument
+from ..operations import Operation, OperationKind, Pipeline, honours
+from ..operations.standard import standard_pipeline
 from ..providers.messages import Completion, Message, Request, ToolCall, ToolSpec, Usage
 from ..tools import Tool, ToolContext, ToolRegistry
 from ..tools.schema import compile_validator
-from .llm_call import ModelCall, fire, honour_retry, refusal
+from .llm_call import ModelCall, refusal
 
 MAX_REPEATED_CALLS = 3
 MEMORY_KEY = "memory"
@@ -124,7 +125,8 @@ class Agent:
     """Runs an :class:`AgentSpec` against a provider (see the module docstring)."""
 
     def __init__(self, spec: AgentSpec, *, provider: Any, tools: ToolRegistry, context: Callable[[], ToolContext],
-                 state: Any = None, events: Any = None, hooks: Any = None, ledger: "UsageLedger | None" = None) -> None:
+                 state: Any = None, events: Any = None, hooks: Any = None, ledger: "UsageLedger | None" = None,
+                 pipeline: Pipeline | None = None) -> None:
         spec.validate()
         self.spec = spec
         self.provider = provider
@@ -133,6 +135,7 @@ class Agent:
         self.state = state
         self.events = events
         self.hooks = hooks
+        self.pipeline = pipeline if pipeline is not None else standard_pipeline(events, hooks)
         self.ledger = ledger
         self.usage = Usage()
         for name in spec.tools:
@@ -180,59 +183,12 @@ class Agent:
 
     async def run(self, input: str, *, on_text: Callable[[str], None] | None = None) -> AgentResult:
         """Run once. ``on_text`` (called on the loop) receives streamed text deltas."""
-        name = self.spec.name
-        if self.hooks is not None and self.hooks.has("agent.before"):
-            decision = await self.hooks.arun("agent.before", {"agent": name, "input": input, "model": self.spec.model})
-            if decision.cancelled:
-                raise Cancelled(f"agent {name!r} cancelled by a hook: {decision.reason}")
-            if decision.replaced:
-                return _replacement(decision.value, AgentResult(text="", model="hook"))
-            input = str(decision.payload.get("input", input))
-        self._publish("agent.started", {"agent": name, "model": self.spec.model})
-        started = time.perf_counter()
-        usage = Usage()  # every model call of this run, those of retried attempts included
-        for attempt in range(1, MAX_HOOK_RETRIES + 2):
-            try:
-                result = await self._loop(input, on_text, usage)
-            except asyncio.CancelledError:
-                self._publish("agent.failed", {"agent": name, "code": "interrupted"})
-                raise
-            except AikitError as exc:
-                self._publish("agent.failed", {"agent": name, "code": exc.code, "message": exc.message})
-                decision = await self._fire("agent.error", {"agent": name, "input": input, "attempt": attempt,
-                                                            "error": exc.to_dict()})
-                if await self._retrying(decision, "agent.error", attempt):
-                    continue
-                if decision is not None and decision.replaced:
-                    return _replacement(decision.value, AgentResult(text="", usage=usage, model="hook"))
-                if decision is not None and decision.retry:
-                    exc.details.setdefault("hook_retries", MAX_HOOK_RETRIES)
-                raise
-            decision = await self._fire("agent.after", {"agent": name, "input": input, "attempt": attempt,
-                                                        "result": result.to_dict()})
-            if decision is not None and decision.cancelled:
-                self._publish("agent.failed", {"agent": name, "code": "cancelled", "message": decision.reason})
-                raise Cancelled(f"the answer of agent {name!r} was cancelled by a hook: {decision.reason}",
-                                details={"agent": name, "reason": decision.reason})
-            if await self._retrying(decision, "agent.after", attempt):
-                continue
-            if decision is not None and decision.replaced:
-                result = _replacement(decision.value, result)
-            break
-        if self.spec.memory and self.state is not None:
+        op = Operation(AGENT_RUN, self.spec.name, {"agent": self.spec.name, "input": input, "model": self.spec.model},
+                       meta={"agent": self, "on_text": on_text, "usage": Usage()})
+        result: AgentResult = await self.pipeline.arun(op, _run_once)
+        if self.spec.memory and self.state is not None and op.meta.get("result") is result:
             self._remember(result.messages)
-        finished = {"agent": name, "model": result.model, "steps": result.steps, "stop_reason": result.stop_reason,
-                    "usage": result.usage.to_dict(), "duration_ms": (time.perf_counter() - started) * 1000}
-        if result.refusal:
-            finished["refusal"] = result.refusal
-        self._publish("agent.finished", finished)
         return result
-
-    async def _fire(self, point: str, payload: dict[str, Any]) -> HookOutcome | None:
-        return await fire(self.hooks, point, payload)
-
-    async def _retrying(self, decision: HookOutcome | None, point: str, attempt: int) -> bool:
-        return await honour_retry(decision, point, attempt, f"agent {self.spec.name!r}")
 
     # ------------------------------------------------------------------ the loop
     async def _loop(self, input: str, on_text: Callable[[str], None] | None, usage: Usage) -> AgentResult:
@@ -303,7 +259,7 @@ class Agent:
     async def _ask(self, request: Request, on_text: Callable[[str], None] | None, step: int, usage: Usage) -> Completion:
         """One model call (see :mod:`.llm_call`): hooks ``llm.*``, events, accounting."""
         call = ModelCall(self.provider, self.spec.model, {"agent": self.spec.name}, hooks=self.hooks,
-                         events=self.events, source="agents", account=self._account)
+                         events=self.events, source="agents", account=self._account, pipeline=self.pipeline)
         return await call.ask(request, on_text=on_text, usage=usage, where={"step": step})
 
     async def _call_tool(self, call: ToolCall, step: int, ctx: ToolContext) -> ToolCallRecord:
@@ -380,6 +336,47 @@ class Agent:
     def _publish(self, topic: str, payload: dict[str, Any]) -> None:
         if self.events is not None:
             self.events.publish(topic, payload, source="agents")
+
+
+async def _run_once(op: Operation) -> AgentResult:
+    """The handler of an agent run: one attempt of the loop (every model call of the run, those of
+    retried attempts included, counts in the run's usage)."""
+    agent: Agent = op.meta["agent"]
+    op.meta.pop("result", None)
+    result = await agent._loop(str(op.payload.get("input", "")), op.meta["on_text"], op.meta["usage"])
+    op.meta["result"] = result
+    return result
+
+
+def _replaced_run(op: Operation, value: Any) -> AgentResult:
+    if not op.started:  # replaced before the model was asked
+        return _replacement(value, AgentResult(text="", model="hook"))
+    return _replacement(value, op.meta.get("result") or AgentResult(text="", usage=op.meta["usage"], model="hook"))
+
+
+def _finished_fields(op: Operation, result: AgentResult) -> dict[str, Any]:
+    fields = {"model": result.model, "steps": result.steps, "stop_reason": result.stop_reason,
+              "usage": result.usage.to_dict()}
+    if result.refusal:
+        fields["refusal"] = result.refusal
+    return fields
+
+
+AGENT_RUN = OperationKind(
+    "agent",
+    hook_prefix="agent",
+    honours=honours(before="cancel replace", after="cancel retry replace", error="retry replace"),
+    topics=("agent.started", "agent.finished", "agent.failed"),
+    source="agents",
+    describe=lambda op: f"agent {op.name!r}",
+    event_fields=lambda op: {"agent": op.name, "model": op.payload.get("model")},
+    finished_fields=_finished_fields,
+    after_payload=lambda op, result: {"agent": op.name, "input": op.payload.get("input"), "attempt": op.attempt,
+                                      "result": result.to_dict()},
+    error_payload=lambda op, error: {"agent": op.name, "input": op.payload.get("input"), "attempt": op.attempt,
+                                     "error": error.to_dict()},
+    replaced=_replaced_run,
+)
 
 
 def _replacement(value: Any, result: AgentResult) -> AgentResult:

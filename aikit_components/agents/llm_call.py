@@ -1,10 +1,11 @@
 """One model call, the same for every caller: an agent's step, a workflow's ``llm`` step.
 
-:meth:`ModelCall.ask` sends one request through hooks ``llm.before/after/error`` and publishes
-``llm.called/finished/failed``. ``llm.before`` may cancel, modify the messages sent, or replace
-the answer; ``llm.after`` may cancel, retry (the same call again) or replace the answer's text;
-``llm.error`` may retry or replace. Retries are bounded by ``MAX_HOOK_RETRIES`` per call; then the
-last outcome stands. Every completion received is accounted (usage, ledger), also one a hook then
+:meth:`ModelCall.ask` runs one request as an operation of kind :data:`LLM_CALL` through the
+operation pipeline: hooks ``llm.before/after/error``, events ``llm.called/finished/failed``.
+``llm.before`` may cancel, modify the messages sent, or replace the answer; ``llm.after`` may
+cancel, retry (the same call again) or replace the answer's text; ``llm.error`` may retry or
+replace. Retries are bounded by the pipeline's ``MAX_RETRIES`` per call; then the last outcome
+stands. Every completion received is accounted (usage, ledger), also one a hook then
 retries or replaces: the tokens were paid for.
 
 The caller is named in every payload and event by ``who`` (``{agent}``, or ``{workflow, run_id,
@@ -17,16 +18,15 @@ Fallback models are the provider's business (a :class:`~aikit_components.provide
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import AikitError, Cancelled, InvalidArgument
-from ..hooks import MAX_HOOK_RETRIES, HookOutcome
+from ..errors import AikitError, InvalidArgument
+from ..operations import Operation, OperationKind, Pipeline, honours
+from ..operations.standard import standard_pipeline
 from ..providers.messages import Completion, Message, Request, StreamEvent, Usage
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,8 @@ _POINTS = ("llm.before", "llm.after", "llm.error")
 @dataclass
 class ModelCall:
     """How one caller asks its model: what it asks (``provider``, the configured ``model``), who it
-    is (``who``), and where it reports (``hooks``, ``events`` as ``source``, ``account``)."""
+    is (``who``), and where it reports (``pipeline``, or one built for ``hooks`` and ``events``;
+    events as ``source``; ``account``)."""
 
     provider: Any  # complete(request) and, for streaming, stream(request)
     model: str  # as configured (the payloads' ``model``); ``answered_by`` names the one that answered
@@ -47,10 +48,13 @@ class ModelCall:
     source: str = "agents"
     account: Callable[[Completion], None] | None = None
     label: str = field(default="", repr=False)
+    pipeline: Pipeline | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not self.label:
             self.label = " ".join(f"{k} {v!r}" for k, v in self.who.items())
+        if self.pipeline is None:
+            self.pipeline = standard_pipeline(self.events, self.hooks)
 
     async def ask(self, request: Request, *, on_text: Callable[[str], None] | None = None, usage: Usage | None = None,
                   where: Mapping[str, Any] | None = None) -> Completion:
@@ -58,56 +62,12 @@ class ModelCall:
         streams the text deltas; every completion received is added to ``usage``."""
         hooks = self.hooks
         observed = hooks is not None and any(hooks.has(p) for p in _POINTS)
-        at = dict(where or {})
-        payload = {**self.who, "model": self.model, **at,
-                   "messages": [m.to_dict() for m in request.messages] if observed else []}
-        if hooks is not None and hooks.has("llm.before"):
-            sent = [m.to_dict() for m in request.messages]  # a copy: hooks may edit the payload's in place
-            decision = await hooks.arun("llm.before", payload)
-            if decision.cancelled:
-                raise Cancelled(f"LLM call cancelled by a hook: {decision.reason}")
-            if decision.replaced:
-                return Completion(Message.assistant(str(decision.value)), model="hook")
-            if decision.payload.get("messages") != sent:
-                request = dataclasses.replace(request, messages=hook_messages(decision.payload.get("messages")))
-                payload = {**payload, "messages": [m.to_dict() for m in request.messages]}
-        for attempt in range(1, MAX_HOOK_RETRIES + 2):
-            self._publish("llm.called", {**self.who, "model": self.model, **at})
-            started = time.perf_counter()
-            try:
-                if on_text is None:
-                    completion = await self.provider.complete(request)
-                else:
-                    completion = await self._stream(request, on_text)
-            except AikitError as exc:
-                self._publish("llm.failed", {**self.who, "code": exc.code, "message": exc.message})
-                decision = await fire(hooks, "llm.error", {**payload, "attempt": attempt, "error": exc.to_dict()})
-                if await honour_retry(decision, "llm.error", attempt, self.label):
-                    continue
-                if decision is not None and decision.replaced:
-                    return Completion(Message.assistant(str(decision.value)), model="hook")
-                if decision is not None and decision.retry:
-                    exc.details.setdefault("hook_retries", MAX_HOOK_RETRIES)
-                raise
-            if usage is not None:
-                usage.add(completion.usage)
-            if self.account is not None:
-                self.account(completion)
-            self._publish("llm.finished", {**self.who, "model": completion.model, **at,
-                                           "usage": completion.usage.to_dict(),
-                                           "duration_ms": (time.perf_counter() - started) * 1000})
-            decision = await fire(hooks, "llm.after", {**payload, "attempt": attempt, "answered_by": completion.model,
-                                                       "text": completion.text, "stop_reason": completion.stop_reason,
-                                                       "tool_calls": [c.to_dict() for c in completion.tool_calls]})
-            if decision is not None and decision.cancelled:
-                raise Cancelled(f"the answer of {completion.model or self.model} was cancelled by a hook: "
-                                f"{decision.reason}", details={**self.who, "reason": decision.reason})
-            if await honour_retry(decision, "llm.after", attempt, self.label):
-                continue
-            if decision is not None and decision.replaced:
-                completion = Completion(Message.assistant(str(decision.value)), usage=completion.usage, model=completion.model)
-            return completion
-        raise AssertionError("unreachable: the last attempt never retries")
+        sent = [m.to_dict() for m in request.messages] if observed else []
+        payload = {**self.who, "model": self.model, **(where or {}), "messages": sent}
+        op = Operation(LLM_CALL, self.model, payload,
+                       meta={"source": self.source, "call": self, "request": request, "on_text": on_text,
+                             "usage": usage, "where": dict(where or {}), "sent": [dict(m) for m in sent]})
+        return await self.pipeline.arun(op, _answer)  # type: ignore[union-attr]
 
     async def _stream(self, request: Request, on_text: Callable[[str], None]) -> Completion:
         completion: Completion | None = None
@@ -121,31 +81,55 @@ class ModelCall:
             raise AikitError("the model's stream ended without a final message", code="provider_error")
         return completion
 
-    def _publish(self, topic: str, payload: dict[str, Any]) -> None:
-        if self.events is not None:
-            self.events.publish(topic, payload, source=self.source)
+
+async def _answer(op: Operation) -> Completion:
+    """The handler of one model call: ask the provider, account what it answered."""
+    call: ModelCall = op.meta["call"]
+    on_text = op.meta["on_text"]
+    op.meta.pop("completion", None)
+    request = op.meta["request"]
+    completion = await (call.provider.complete(request) if on_text is None else call._stream(request, on_text))
+    usage = op.meta["usage"]
+    if usage is not None:
+        usage.add(completion.usage)
+    if call.account is not None:
+        call.account(completion)
+    op.meta["completion"] = completion
+    return completion
 
 
-async def fire(hooks: Any, point: str, payload: dict[str, Any]) -> HookOutcome | None:
-    """The hooks' decision at ``point``, or None when no hook is registered there."""
-    if hooks is None or not hooks.has(point):
-        return None
-    return await hooks.arun(point, payload)
+def _messages_modified(op: Operation, previous: dict[str, Any]) -> None:
+    """An llm.before hook changed the messages: this call sends those instead."""
+    if op.payload.get("messages") == op.meta["sent"]:
+        return
+    request = dataclasses.replace(op.meta["request"], messages=hook_messages(op.payload.get("messages")))
+    op.meta["request"] = request
+    op.payload = {**op.payload, "messages": [m.to_dict() for m in request.messages]}
 
 
-async def honour_retry(decision: HookOutcome | None, point: str, attempt: int, label: str) -> bool:
-    """True (after the hook's delay) when a retry asked for at ``point`` is honoured; attempt
-    ``MAX_HOOK_RETRIES + 1`` is the last, and a retry asked for then is refused with a warning
-    naming ``label`` (who was retrying)."""
-    if decision is None or not decision.retry:
-        return False
-    if attempt > MAX_HOOK_RETRIES:
-        log.warning("%s: a %s hook asked for another retry after %d; the last outcome stands",
-                    label, point, MAX_HOOK_RETRIES)
-        return False
-    if decision.delay > 0:
-        await asyncio.sleep(decision.delay)
-    return True
+def _replaced_answer(op: Operation, value: Any) -> Completion:
+    """A hook's replacement: the answer's text (usage and model of the answer it replaced, if any)."""
+    answered: Completion | None = op.meta.get("completion")
+    if answered is None:
+        return Completion(Message.assistant(str(value)), model="hook")
+    return Completion(Message.assistant(str(value)), usage=answered.usage, model=answered.model)
+
+
+LLM_CALL = OperationKind(
+    "llm",
+    hook_prefix="llm",
+    honours=honours(before="cancel replace", after="cancel retry replace", error="retry replace"),
+    topics=("llm.called", "llm.finished", "llm.failed"),
+    source="agents",
+    describe=lambda op: f"the call of model {op.name!r} by {op.meta['call'].label}",
+    event_fields=lambda op: {**op.meta["call"].who, "model": op.meta["call"].model, **op.meta["where"]},
+    finished_fields=lambda op, completion: {"model": completion.model, "usage": completion.usage.to_dict()},
+    after_payload=lambda op, c: {**op.payload, "attempt": op.attempt, "answered_by": c.model, "text": c.text,
+                                 "stop_reason": c.stop_reason, "tool_calls": [t.to_dict() for t in c.tool_calls]},
+    error_payload=lambda op, error: {**op.payload, "attempt": op.attempt, "error": error.to_dict()},
+    replaced=_replaced_answer,
+    modified=_messages_modified,
+)
 
 
 def refusal(completion: Completion, configured: str) -> str:

@@ -33,6 +33,9 @@ class Interceptor:
 
     order: int = 1000
     name: str = "interceptor"
+    # False for an interceptor that only observes (implements notifications, never decides nor
+    # raises in a decision method): a chain of observers only runs without the flow's machinery.
+    decides: bool = True
 
     def wants(self, op: Operation) -> bool:
         """Whether this interceptor has anything to do for ``op``; when no interceptor wants an

@@ -90,6 +90,14 @@ def _always(op: Operation, result: Any) -> bool:
     return True
 
 
+def _no_fields(op: Operation, result: Any) -> dict[str, Any]:
+    return {}
+
+
+def _error_fields(op: Operation, error: AikitError) -> dict[str, Any]:
+    return {"code": error.code, "message": error.message}
+
+
 @dataclass(frozen=True)
 class OperationKind:
     """What differs between kinds of operation; everything else the pipeline does the same way.
@@ -101,10 +109,17 @@ class OperationKind:
     - ``topics``: the events published when an attempt starts, finishes and fails
       (``None`` for one the kind does not publish); ``event_fields`` are the identifying fields of
       every one of them.
+    - ``finished_fields``: what the finished-topic adds about the result (``duration_ms`` is
+      always there).
+    - ``failed_fields``: what the failed-topic says about the error (its ``code`` and
+      ``message`` unless the kind says otherwise).
+    - ``after_on_error``: the after-point fires after a failure too (with the error payload),
+      as ``cell.after`` does.
     - ``after_payload`` / ``error_payload``: the hook payloads of the after- and error-points.
     - ``replaced``: a hook's replacement value turned into the operation's result.
-    - ``modified``: called when a before-hook changed the payload (it may check the new payload
-      and raise, or update ``op`` from it).
+    - ``modified``: called after the before-hooks let the operation go on, with the payload
+      they were given (the same object when they edited it in place); it may check the new
+      payload and raise, or update ``op`` from it.
     - ``happened``: whether a finished attempt did something to report (a delete of a key that
       was not there did not): otherwise the after-point and the finished-topic are skipped.
     - ``converts_errors``: a handler's exception that is not an AikitError reaches the caller
@@ -121,12 +136,15 @@ class OperationKind:
     source: str = ""
     describe: Callable[[Operation], str] = _default_describe
     event_fields: Callable[[Operation], dict[str, Any]] = _name_fields
+    finished_fields: Callable[[Operation, Any], dict[str, Any]] = _no_fields
+    failed_fields: Callable[[Operation, AikitError], dict[str, Any]] = _error_fields
     after_payload: Callable[[Operation, Any], dict[str, Any]] = _default_after_payload
     error_payload: Callable[[Operation, AikitError], dict[str, Any]] = _default_error_payload
     replaced: Callable[[Operation, Any], Any] = _identity
     modified: Callable[[Operation, dict[str, Any]], None] | None = None
     happened: Callable[[Operation, Any], bool] = _always
     defers_before: bool = False
+    after_on_error: bool = False
     converts_errors: bool = True
 
     @property

@@ -107,6 +107,14 @@ class Pipeline:
         chain = self.chain(op)
         if not chain:
             return handler(op)
+        if not any(i.decides for i in chain):  # observers only: nothing can change the flow
+            _started(chain, op)
+            try:
+                result = handler(op)
+            except BaseException as exc:
+                raise _observed_failure(chain, op, exc) from None
+            _finished(chain, op, result)
+            return result
         return _drive_sync(self._flow(op, chain), op, handler)
 
     async def arun(self, op: Operation, handler: Callable[[Operation], Any]) -> Any:
@@ -115,6 +123,16 @@ class Pipeline:
         if not chain:
             result = handler(op)
             return await result if inspect.isawaitable(result) else result
+        if not any(i.decides for i in chain):
+            _started(chain, op)
+            try:
+                result = handler(op)
+                if inspect.isawaitable(result):
+                    result = await result
+            except BaseException as exc:
+                raise _observed_failure(chain, op, exc) from None
+            _finished(chain, op, result)
+            return result
         return await _drive_async(self._flow(op, chain), op, handler)
 
     def run_before(self, op: Operation) -> tuple[Any] | None:
@@ -151,9 +169,7 @@ class Pipeline:
                 return early[0]
         retries = 0
         while True:
-            op.started = time.perf_counter()
-            for interceptor in chain:
-                interceptor.started(op)
+            _started(chain, op)
             try:
                 result = yield _INVOKE
             except Exception as exc:
@@ -175,8 +191,8 @@ class Pipeline:
                 if error is exc or not kind.converts_errors:
                     raise exc
                 raise error from exc
-            except BaseException as exc:  # interrupted or cancelled: observers learn of it, nobody decides
-                _notify_failed(chain, op, Cancelled(f"{op.describe()} was stopped ({type(exc).__name__})"))
+            except BaseException:  # interrupted or cancelled: observers learn of it, nobody decides
+                _notify_failed(chain, op, AikitError(f"{op.describe()} was interrupted", code="interrupted"))
                 raise
             decision = yield from _decide(chain, "after", (op, result))
             if decision is not None:
@@ -189,13 +205,12 @@ class Pipeline:
                 elif decision.action == "cancel":
                     reason = decision.reason or "no reason given"
                     error = Cancelled(f"the result of {op.describe()} was rejected by a hook: {reason}",
-                                      details={"operation": kind.name, "name": op.name, "reason": reason})
+                                      details={**kind.event_fields(op), "reason": reason})
                     _notify_failed(chain, op, error)
                     raise error
                 elif decision.action == "replace":
                     result = kind.replaced(op, decision.value)
-            for interceptor in chain:
-                interceptor.finished(op, result)
+            _finished(chain, op, result)
             return result
 
     def _before(self, op: Operation, chain: tuple[Interceptor, ...]) -> Flow:
@@ -211,7 +226,7 @@ class Pipeline:
             if decision.action == "cancel":
                 reason = decision.reason or "no reason given"
                 error = Cancelled(f"{op.describe()} cancelled by a hook: {reason}",
-                                  details={"operation": op.kind.name, "name": op.name, "reason": reason})
+                                  details={**op.kind.event_fields(op), "reason": reason})
                 _notify_failed(chain, op, error)
                 op.meta[_DECIDED] = True
                 raise error
@@ -248,6 +263,30 @@ def _pause(op: Operation, decision: Decision) -> Flow:
 
 def _refuse_retry(op: Operation) -> None:
     log.warning("%s: another retry was asked for after %d; the last outcome stands", op.describe(), MAX_RETRIES)
+
+
+def _started(chain: tuple[Interceptor, ...], op: Operation) -> None:
+    op.started = time.perf_counter()
+    for interceptor in chain:
+        interceptor.started(op)
+
+
+def _finished(chain: tuple[Interceptor, ...], op: Operation, result: Any) -> None:
+    for interceptor in chain:
+        interceptor.finished(op, result)
+
+
+def _observed_failure(chain: tuple[Interceptor, ...], op: Operation, exc: BaseException) -> BaseException:
+    """Tell the observers of a failed handler; the exception the caller gets (as in the flow)."""
+    if not isinstance(exc, Exception):
+        _notify_failed(chain, op, AikitError(f"{op.describe()} was interrupted", code="interrupted"))
+        return exc
+    error = error_from_exception(exc)
+    _notify_failed(chain, op, error)
+    if error is exc or not op.kind.converts_errors:
+        return exc
+    error.__cause__ = exc
+    return error
 
 
 def _notify_failed(chain: tuple[Interceptor, ...], op: Operation, error: AikitError) -> None:

@@ -22,13 +22,14 @@ class EventInterceptor(Interceptor):
 
     order = EVENTS
     name = "events"
+    decides = False
 
     def __init__(self, events: EventBus) -> None:
         self.events = events
 
     def wants(self, op: Operation) -> bool:
-        wants = self.events.wants
-        return any(topic is not None and wants(topic) for topic in op.kind.topics)
+        # Not "does anybody subscribe now": the operation itself may subscribe (a cell does).
+        return op.kind.topics != (None, None, None)
 
     def started(self, op: Operation) -> None:
         topic = op.kind.topics[0]
@@ -39,13 +40,13 @@ class EventInterceptor(Interceptor):
         topic = op.kind.topics[1]
         if topic is not None and op.kind.happened(op, result):
             duration_ms = (time.perf_counter() - op.started) * 1000 if op.started else 0.0
-            self.events.publish(topic, {**op.kind.event_fields(op), "duration_ms": duration_ms},
-                                source=op.meta.get("source") or op.kind.source)
+            self.events.publish(topic, {**op.kind.event_fields(op), **op.kind.finished_fields(op, result),
+                                        "duration_ms": duration_ms}, source=op.meta.get("source") or op.kind.source)
 
     def failed(self, op: Operation, error: AikitError) -> None:
         topic = op.kind.topics[2]
         if topic is not None:
-            self.events.publish(topic, {**op.kind.event_fields(op), "code": error.code, "message": error.message},
+            self.events.publish(topic, {**op.kind.event_fields(op), **op.kind.failed_fields(op, error)},
                                 source=op.meta.get("source") or op.kind.source)
 
 
@@ -92,22 +93,29 @@ class HookInterceptor(Interceptor):
         return self._decision(op, "after", await self.hooks.arun(point, op.kind.after_payload(op, result)))
 
     def error(self, op: Operation, error: AikitError, retryable: bool) -> Decision | None:
-        point = op.kind.points[2]  # type: ignore[index]
-        if not self.hooks.has(point):
-            return None
-        return self._decision(op, "error", self.hooks.run(point, op.kind.error_payload(op, error)))
+        _, after, point = op.kind.points  # type: ignore[misc]
+        decision = None
+        if self.hooks.has(point):
+            decision = self._decision(op, "error", self.hooks.run(point, op.kind.error_payload(op, error)))
+        if op.kind.after_on_error and self.hooks.has(after):
+            self.hooks.run(after, op.kind.error_payload(op, error))  # observes only
+        return decision
 
     async def aerror(self, op: Operation, error: AikitError, retryable: bool) -> Decision | None:
-        point = op.kind.points[2]  # type: ignore[index]
-        if not self.hooks.has(point):
-            return None
-        return self._decision(op, "error", await self.hooks.arun(point, op.kind.error_payload(op, error)))
+        _, after, point = op.kind.points  # type: ignore[misc]
+        decision = None
+        if self.hooks.has(point):
+            decision = self._decision(op, "error", await self.hooks.arun(point, op.kind.error_payload(op, error)))
+        if op.kind.after_on_error and self.hooks.has(after):
+            await self.hooks.arun(after, op.kind.error_payload(op, error))  # observes only
+        return decision
 
     def _before(self, op: Operation, outcome: HookOutcome) -> Decision | None:
-        if outcome.payload is not op.payload and outcome.action == "continue":
+        if outcome.action == "continue" and op.kind.modified is not None:
             previous, op.payload = op.payload, outcome.payload
-            if op.kind.modified is not None:
-                op.kind.modified(op, previous)
+            op.kind.modified(op, previous)
+        elif outcome.action == "continue":
+            op.payload = outcome.payload
         return self._decision(op, "before", outcome)
 
     def _decision(self, op: Operation, stage: str, outcome: HookOutcome) -> Decision | None:
