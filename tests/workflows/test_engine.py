@@ -17,8 +17,9 @@ import pytest
 
 from aikit_components.components import Components
 from aikit_components.config import Config
-from aikit_components.errors import ValidationError
+from aikit_components.errors import PermissionDenied, ValidationError
 from aikit_components.hooks import MAX_HOOK_RETRIES, HookResult
+from aikit_components.operations import Interceptor, Operation
 from aikit_components.workflows import engine
 from aikit_components.workflows.engine import (
     StepContext,
@@ -652,6 +653,42 @@ class TestStepKinds:
 
 
 # =========================================================================== hooks and events
+class TestOperationPipeline:
+    def test_every_step_that_runs_is_a_workflow_step_operation(self, comps: Components) -> None:
+        class Watch(Interceptor):
+            name = "watch"
+
+            def __init__(self) -> None:
+                self.seen: list[tuple[str, str, int]] = []
+
+            def wants(self, op: Operation) -> bool:
+                return op.kind.name == "workflow.step"
+
+            def started(self, op: Operation) -> None:
+                self.seen.append((op.name, op.payload["kind"], op.attempt))
+
+            def before(self, op: Operation) -> None:
+                if op.name == "forbidden":
+                    raise PermissionDenied("steps named forbidden may not run")
+
+        watch = comps.pipeline.add(Watch())
+        ran: list[str] = []
+        wf = Workflow("ops", fail_fast=False, steps=[
+            Step("plain"),  # a noop, run inline
+            fn(lambda p, c: ran.append("forbidden"), "forbidden"),
+            fn(lambda p, c: "ok", "fn", retries=2),
+            Step("skipped", when=Condition(ref="{{input.nope | default: false}}")),
+        ])
+        try:
+            record = go(wf, comps)
+        finally:
+            comps.pipeline.remove(watch)
+        assert sorted(watch.seen) == [("fn", "function", 1), ("plain", "noop", 1)]  # skipped never ran
+        forbidden = record.steps["forbidden"]
+        assert ran == [] and (forbidden.status, forbidden.error["code"]) == ("failed", "permission_denied")
+        assert record.steps["skipped"].status == "skipped"
+
+
 class TestHooksAndEvents:
     def test_step_hooks(self, comps: Components) -> None:
         def before(ctx: Any) -> Any:
