@@ -164,7 +164,8 @@ class StepRunner:
         step = node.step
         params = op.payload.get("params", op.meta["params"])  # a before-hook may have changed them
         wf = self._workflow
-        retries = 0 if op.attempt > 1 else step.retries if step.retries is not None else wf.retry_attempts
+        own_retries = step.retries if step.retries is not None else wf.retry_attempts
+        retries = own_retries if op.attempt == 1 else 0  # after a hook's retry: one attempt
         delay = step.retry_delay_s if step.retry_delay_s is not None else wf.retry_delay_s
         last = rec.attempts + 1 + retries
         while True:
