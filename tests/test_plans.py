@@ -16,11 +16,13 @@ from typing import Any
 
 import pytest
 
-from aikit_components.errors import ValidationError
-from aikit_components.plans import (Agent, AgentRegistry, AgentResult, Hooks, PlanRunner, RunOptions, hooks_from_dict,
-                                    load_hooks, load_plan, parse_sot, plan_from_dict, save_plan)
+from aikit_components.errors import InvalidArgument, NotFound, ValidationError
+from aikit_components.plans import (AGENT_KINDS, BUILTIN_AGENTS, Manifest, PlanRunner, RunOptions, find_manifest_file, hooks_from_dict,
+                                    load_hooks, load_manifest, load_plan, manifest_from_dict, parse_sot,
+                                    plan_from_dict, save_plan)
 from aikit_components.security import SecurityPolicy
 from aikit_kernel.cli.main import main
+from tests.providers.conftest import Reply, llm_server  # noqa: F401  (the local LLM server fixture)
 
 AIKIT = str(Path(sys.executable).with_name("aikit"))
 ROOT = Path(__file__).resolve().parent.parent
@@ -292,6 +294,203 @@ def test_hooks_forms_and_errors(tmp_path: Path) -> None:
     assert load_hooks(tmp_path / "cfg" / "hooks.json").entries["TASK-001"].commands[0].cwd == tmp_path / "cfg" / "."
 
 
+def test_hooks_file_errors_name_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "hooks.json"
+    path.write_text('{"TASK-001": ["echo", "a"],}')
+    with pytest.raises(InvalidArgument, match=re.escape(f"{path}:1:")):
+        load_hooks(path)
+    path.write_text("[]")
+    with pytest.raises(ValidationError, match=re.escape(f"{path} is not valid")):
+        load_hooks(path)
+    path.write_text(json.dumps({"TASK-001": {"cwd": "."}, "TASK-002": {"commands": [{"env": {}}]}, "TASK-003": []}))
+    with pytest.raises(ValidationError) as err:
+        load_hooks(path)
+    assert str(path) in err.value.message
+    assert any("'TASK-001': no 'commands' or 'cmd' given; fix:" in p for p in err.value.problems)
+    assert any("'TASK-002'.commands[0]: missing 'cmd'; fix:" in p for p in err.value.problems)
+    assert any("'TASK-003': the command list is empty; fix:" in p for p in err.value.problems)
+    with pytest.raises(NotFound, match="hooks file .* does not exist"):
+        load_hooks(tmp_path / "missing.json")
+
+
+# --------------------------------------------------------------------------------------------
+# manifest.json
+# --------------------------------------------------------------------------------------------
+
+MANIFEST = {
+    "$schema": "ignored",
+    "version": 1,
+    "agents": {
+        "build": {"kind": "shell", "timeout_s": 7, "env": {"STAGE": "ci"}, "description": "builds"},
+        "stub": {"kind": "noop"},
+        "reviewer": {"kind": "llm", "model": "openai/m", "system": "You review one task.", "max_steps": 2,
+                     "temperature": 0},
+    },
+    "layers": {"board": {"agent": "stub"}, "execution": {"agent": "build"}, "audit": {"agent": "reviewer"},
+               "orchestration": {}},
+}
+
+
+def test_manifest_valid_file(tmp_path: Path) -> None:
+    (tmp_path / "config").mkdir()
+    path = tmp_path / "config" / "manifest.json"
+    path.write_text(json.dumps(MANIFEST))
+    assert find_manifest_file(None, cwd=tmp_path) == path
+    manifest = load_manifest(path)
+    assert manifest.path == path.resolve()
+    assert sorted(manifest.agents) == ["build", "noop", "reviewer", "shell", "stub"]  # the built-ins stay
+    build = manifest.agents["build"]
+    assert (build.kind, build.timeout_s, build.env, build.description) == ("shell", 7.0, {"STAGE": "ci"}, "builds")
+    reviewer = manifest.agents["reviewer"].spec
+    assert reviewer is not None and (reviewer.name, reviewer.model, reviewer.max_steps) == ("reviewer", "openai/m", 2)
+    assert {name: layer.agent for name, layer in manifest.layers.items()} == {
+        "board": "stub", "execution": "build", "audit": "reviewer", "orchestration": None}
+    assert sorted(Manifest().agents) == ["noop", "shell"]  # no manifest: the built-in agents only
+
+
+@pytest.mark.parametrize("data, fragment", [
+    ([], "expected a JSON object"),
+    ({"version": 2}, 'version: expected 1, got 2; fix: set "version": 1'),
+    ({"agent": {}}, "(top level): unknown key(s) 'agent'; fix: remove them (known: version, agents, layers)"),
+    ({"agents": []}, "agents: expected an object mapping agent names to agents, got list; fix:"),
+    ({"agents": {"x": "shell"}}, 'agents.x: expected an object such as {"kind": "shell"}, got str'),
+    ({"agents": {"x": {}}}, "agents.x.kind: expected one of noop, shell, llm, got None; fix:"),
+    ({"agents": {"x": {"kind": "robot"}}}, "agents.x.kind: expected one of noop, shell, llm, got 'robot'"),
+    ({"agents": {"shell": {"kind": "shell"}}}, "agents.shell: 'shell' is a built-in agent and cannot be redefined; fix:"),
+    ({"agents": {"9x": {"kind": "noop"}}}, "agents.9x: '9x' is not an agent name; fix:"),
+    ({"agents": {"x": {"kind": "noop", "model": "m"}}}, "agents.x: unknown key(s) 'model'; fix: remove them"),
+    ({"agents": {"x": {"kind": "shell", "timeout_s": 0}}}, "agents.x.timeout_s: expected a number of seconds"),
+    ({"agents": {"x": {"kind": "shell", "env": {"A": 1}}}}, "agents.x.env: expected an object of NAME"),
+    ({"agents": {"x": {"kind": "llm", "max_steps": 0}}}, "agents.x.max_steps: expected an integer >= 1"),
+    ({"agents": {"x": {"kind": "llm", "tools": "web"}}}, "agents.x.tools: expected a list of names"),
+    ({"agents": {"x": {"kind": "llm", "temperature": 5}}}, "agents.x.temperature: expected a number between 0 and 2"),
+    ({"layers": ["audit"]}, "layers: expected an object mapping layer names"),
+    ({"layers": {"audit": "noop"}}, 'layers.audit: expected an object such as {"agent": "shell"}, got str'),
+    ({"layers": {"audit": {"agnt": "noop"}}}, "layers.audit: unknown key(s) 'agnt'"),
+    ({"layers": {"audit": {"agent": "ghost"}}}, "layers.audit.agent: 'ghost' is not an agent (known: noop, shell); fix:"),
+    ({"layers": {"two words": {}}}, "layers.two words: 'two words' is not a layer name; fix:"),
+])
+def test_manifest_invalid_files_name_the_file_field_and_fix(tmp_path: Path, data: Any, fragment: str) -> None:
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValidationError) as err:
+        load_manifest(path)
+    assert err.value.message.startswith(f"{path} is not valid:"), err.value.message
+    assert fragment in err.value.message, err.value.message
+
+
+def test_manifest_file_that_is_not_json(tmp_path: Path) -> None:
+    path = tmp_path / "manifest.json"
+    path.write_text('{"agents": {')
+    with pytest.raises(InvalidArgument, match=re.escape(f"{path}:1:") + ".*not valid JSON"):
+        load_manifest(path)
+    with pytest.raises(NotFound, match="manifest file .* does not exist"):
+        load_manifest(tmp_path / "nope.json")
+
+
+def write_config(tmp_path: Path, text: str) -> None:
+    (tmp_path / "aikit.toml").write_text(text, encoding="utf-8")
+
+
+def test_manifest_agents_and_layers_are_used(tmp_path: Path) -> None:
+    sot = ("## Board\n- [ ] TASK-001 Track the release (layer: board)\n"
+           "## Build\n- [ ] TASK-002 Compile\n- [ ] TASK-003 Lint (agent: shell)\n"
+           "## Audit\n- [ ] TASK-004 Sign off (layer: orchestration)\n")
+    write_project(tmp_path, sot, {"TASK-001": ["echo", "never"], "TASK-002": ["printenv", "STAGE"],
+                                  "TASK-003": ["echo", "lint"]})
+    manifest = {k: v for k, v in MANIFEST.items() if k != "agents"}
+    manifest["agents"] = {k: v for k, v in MANIFEST["agents"].items() if k != "reviewer"}
+    manifest["layers"] = {**MANIFEST["layers"], "audit": {}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    write_config(tmp_path, '[security]\nallowed_commands = ["echo", "printenv"]\n')
+    dry = aikit(tmp_path, "run", "plan.json", "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr
+    report = json.loads(dry.stdout)
+    assert report["manifest"] == str(tmp_path / "manifest.json")
+    assert {t["task"]: t["agent"] for t in report["tasks"]} == {
+        "TASK-001": "stub", "TASK-002": "build", "TASK-003": "shell", "TASK-004": "noop"}
+    proc = aikit(tmp_path, "run", "plan.json", "--json")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    by_id = {r["task"]: r for r in summary["results"]}
+    assert summary["manifest"] == str(tmp_path / "manifest.json")
+    assert [by_id[t]["status"] for t in sorted(by_id)] == ["noop", "ok", "ok", "noop"]
+    assert by_id["TASK-001"]["agent"] == "stub" and by_id["TASK-001"]["commands"] == []  # a noop layer runs nothing
+    assert "the task selects the stub agent" in (Path(summary["run_dir"]) / "logs" / "TASK-001.log").read_text()
+    build = by_id["TASK-002"]["commands"][0]  # the layer's agent: its env and timeout
+    assert by_id["TASK-002"]["agent"] == "build" and build["stdout"] == "ci\n" and build["timeout_s"] == 7
+    assert by_id["TASK-003"]["commands"][0]["timeout_s"] == 300  # the built-in shell agent: the run's timeout
+
+    (tmp_path / "plan.json").write_text((tmp_path / "plan.json").read_text().replace('"orchestration"', '"ops"'))
+    proc = aikit(tmp_path, "run", "plan.json")
+    assert proc.returncode == 2
+    assert f"TASK-004: layer 'ops' is not declared in {tmp_path / 'manifest.json'}" in proc.stderr
+    (tmp_path / "manifest.json").write_text(json.dumps({"agents": {"build": {"kind": "shel"}}}))
+    proc = aikit(tmp_path, "run", "plan.json", "--dry-run")
+    assert proc.returncode == 2
+    assert f"{tmp_path / 'manifest.json'} is not valid:" in proc.stderr and "agents.build.kind" in proc.stderr
+    (tmp_path / "other.json").write_text(json.dumps({"layers": {}}))
+    proc = aikit(tmp_path, "run", "plan.json", "--manifest", "other.json", "--dry-run", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["manifest"] == str(tmp_path / "other.json")
+    assert not (tmp_path / "runs").exists() or len(list((tmp_path / "runs").iterdir())) == 1
+
+
+def chat_reply(content: str, finish: str = "stop") -> Reply:
+    """A ``chat.completion`` exactly as the OpenAI API answers."""
+    return Reply.json({"id": "chatcmpl-1", "object": "chat.completion", "created": 1741569952, "model": "m",
+                       "choices": [{"index": 0, "message": {"role": "assistant", "content": content, "refusal": None},
+                                    "logprobs": None, "finish_reason": finish}],
+                       "usage": {"prompt_tokens": 12, "completion_tokens": 4, "total_tokens": 16}})
+
+
+def test_llm_agent_of_the_manifest_carries_out_a_task(tmp_path: Path, llm_server: Any) -> None:
+    """An ``llm`` manifest agent is an aikit agent (AgentSpec, the configured model) talking to a
+    real local server that speaks the OpenAI wire format."""
+    write_project(tmp_path, "## Audit\n- [ ] TASK-001 Review the README (layer: audit)\n  Check the install steps.\n"
+                            "- [ ] TASK-002 Review again (agent: reviewer; depends: TASK-001)\n"
+                            "- [ ] TASK-003 After the review (depends: TASK-002)\n")
+    (tmp_path / "manifest.json").write_text(json.dumps(
+        {"agents": {"reviewer": MANIFEST["agents"]["reviewer"]}, "layers": {"audit": {"agent": "reviewer"}, "execution": {}}}))
+    write_config(tmp_path, f'[providers.openai]\nbase_url = "{llm_server.url}/v1"\napi_key = "test-key"\nretries = 0\n')
+    llm_server.reply("/v1/chat/completions", chat_reply("Reviewed: the install steps work."),
+                     chat_reply("Reviewed: the install", finish="length"))
+    proc = aikit(tmp_path, "run", "plan.json", "--json")
+    assert proc.returncode == 1, proc.stderr
+    summary = json.loads(proc.stdout)
+    by_id = {r["task"]: r for r in summary["results"]}
+    assert [by_id[t]["status"] for t in ("TASK-001", "TASK-002", "TASK-003")] == ["ok", "error", "blocked"]
+    assert by_id["TASK-001"]["agent"] == "reviewer"
+    assert "stopped without finishing: max_tokens" in by_id["TASK-002"]["error"]
+    log = (Path(summary["run_dir"]) / by_id["TASK-001"]["evidence"]).read_text(encoding="utf-8")
+    assert "[answer]\nReviewed: the install steps work." in log and "model openai/m" in log
+    sent = llm_server.requests_to("/v1/chat/completions")[0].json()
+    assert sent["model"] == "m" and sent["temperature"] == 0
+    assert sent["messages"][0] == {"role": "system", "content": "You review one task."}
+    prompt = sent["messages"][1]["content"]
+    assert "Task TASK-001: Review the README" in prompt and "- Check the install steps." in prompt
+
+
+def test_hooks_json_commands_go_through_the_security_policy(tmp_path: Path) -> None:
+    outside = tmp_path.parent / f"{tmp_path.name}-outside"
+    outside.mkdir()
+    write_project(tmp_path, "## Q\n- [ ] TASK-001 Who am I\n- [ ] TASK-002 Elsewhere\n",
+                  {"TASK-001": ["printenv", "AIKIT_TASK_ID"], "TASK-002": {"cmd": ["ls"], "cwd": str(outside)}})
+    proc = aikit(tmp_path, "run", "plan.json", "--json")  # the default policy does not allow printenv
+    assert proc.returncode == 1
+    results = {r["task"]: r for r in json.loads(proc.stdout)["results"]}
+    refused = results["TASK-001"]["commands"][0]
+    assert refused["status"] == "refused" and refused["error"]["details"]["rule"] == "allowed_commands"
+    assert results["TASK-002"]["commands"][0]["status"] == "refused"  # its cwd is outside the allowed paths
+    assert "outside" in results["TASK-002"]["commands"][0]["error"]["message"]
+    write_config(tmp_path, '[security]\nallowed_commands = ["printenv", "ls"]\n')
+    proc = aikit(tmp_path, "run", "plan.json", "--json")
+    results = {r["task"]: r for r in json.loads(proc.stdout)["results"]}
+    ran = results["TASK-001"]["commands"][0]
+    assert ran["status"] == "ok" and ran["stdout"] == "TASK-001\n" and ran["program"].endswith("/printenv")
+    assert results["TASK-002"]["commands"][0]["status"] == "refused"  # still: the paths rule holds
+
+
 # --------------------------------------------------------------------------------------------
 # aikit plan (CLI)
 # --------------------------------------------------------------------------------------------
@@ -477,36 +676,54 @@ def test_parallel_workers_are_observed(tmp_path: Path) -> None:
     assert spans == sorted(spans)  # one at a time, in document order
 
 
-def test_parallel_limit_in_process_with_a_custom_agent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_parallel_limit_in_process_with_aikit_hooks_and_events(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In process: a manifest agent, the worker limit, and the run seen through aikit's hook
+    registry (``workflow.step.before``, fired by the engine once per task) and event bus."""
     monkeypatch.chdir(tmp_path)
-    state = {"active": 0, "peak": 0, "order": []}
-
-    class Probe(Agent):
-        name = "probe"
-
-        async def execute(self, task, queue, hook, context):  # type: ignore[no-untyped-def]
-            state["order"].append(task.id)
-            state["active"] += 1
-            state["peak"] = max(state["peak"], state["active"])
-            await asyncio.sleep(0.05)
-            state["active"] -= 1
-            return AgentResult(status="ok", message="probed", log=[f"probed {task.id}"])
-
     sot = "## A\n" + "".join(f"- [ ] TASK-10{i} t (agent: probe)\n" for i in range(5)) + \
           "## B\n- [ ] TASK-200 last (agent: probe; depends: TASK-100, TASK-104)\n"
     plan = parse_sot(sot, "sot.md").raise_for_problems()
-    agents = AgentRegistry.default()
-    agents.register(Probe())
+    commands = hooks_from_dict({"A": ["sleep", "0.3"], "B": ["printenv", "PROBE"]})
+    manifest = manifest_from_dict({"agents": {"probe": {"kind": "shell", "env": {"PROBE": "probed"}}}})
+    policy = SecurityPolicy.default()
+    policy.allowed_commands.add("printenv")
     events: list[tuple[str, str]] = []
-    runner = PlanRunner(plan, hooks=Hooks(), policy=SecurityPolicy.default(), agents=agents,
+    runner = PlanRunner(plan, commands=commands, manifest=manifest, policy=policy,
                         options=RunOptions(max_workers=3, runs_dir=tmp_path / "runs"),
                         on_event=lambda kind, r: events.append((kind, r.task)))
+    before: list[str] = []
+    runner.hooks.register("workflow.step.before", lambda ctx: before.append(ctx.payload["step"]))
+    published: list[str] = []
+    runner.events.subscribe("plan.task.finished", lambda event: published.append(event.payload["task"]))
     summary = runner.run()
     assert summary.status == "ok" and summary.exit_code == 0
-    assert state["peak"] == 3 and summary.peak_workers == 3
-    assert state["order"][:5] == [f"TASK-10{i}" for i in range(5)] and state["order"][-1] == "TASK-200"
-    assert ("task_finished", "TASK-200") == events[-1]
-    assert "probed TASK-200" in (summary.run_dir / "logs" / "TASK-200.log").read_text(encoding="utf-8")
+    assert summary.peak_workers == 3 and max_overlap(intervals(summary.to_dict())) == 3
+    assert before[:5] == [f"TASK-10{i}" for i in range(5)] and before[-1] == "TASK-200"
+    assert ("task_finished", "TASK-200") == events[-1] and published[-1] == "TASK-200"
+    assert sorted(published) == sorted(r.task for r in summary.results)
+    assert {r.agent for r in summary.results} == {"probe"}
+    assert "probed" in (summary.run_dir / "logs" / "TASK-200.log").read_text(encoding="utf-8")
+
+
+def test_aikit_hooks_can_cancel_or_replace_a_task(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from aikit_components.hooks import HookResult
+
+    monkeypatch.chdir(tmp_path)
+    plan = parse_sot("## Q\n- [ ] TASK-001 a\n- [ ] TASK-002 b (depends: TASK-001)\n- [ ] TASK-003 c\n"
+                     "- [ ] TASK-004 d (depends: TASK-003)\n", "sot.md").raise_for_problems()
+    runner = PlanRunner(plan, commands=hooks_from_dict({"Q": ["echo", "ran"]}),
+                        options=RunOptions(runs_dir=tmp_path / "runs"))
+    decisions = {"TASK-001": HookResult.cancel("frozen for the release"), "TASK-003": HookResult.replace({"done": 1})}
+    runner.hooks.register("workflow.step.before", lambda ctx: decisions.get(ctx.payload["step"]))
+    summary = runner.run()
+    by_id = {r.task: r for r in summary.results}
+    assert [by_id[t].status for t in sorted(by_id)] == ["error", "blocked", "ok", "ok"]
+    assert "frozen for the release" in (by_id["TASK-001"].error or "") and by_id["TASK-001"].commands == []
+    assert by_id["TASK-002"].error == "not run: TASK-001 ended error"
+    assert by_id["TASK-003"].commands == [] and "decided by a workflow.step hook" in by_id["TASK-003"].message
+    assert by_id["TASK-004"].commands[0]["stdout"] == "ran\n"
+    assert all((summary.run_dir / r.evidence).is_file() for r in summary.results if r.evidence)
+    assert len(list((summary.run_dir / "logs").iterdir())) == 4
 
 
 def test_include_done_and_unknown_hooks(tmp_path: Path) -> None:
@@ -579,7 +796,7 @@ def test_interrupt_kills_commands_and_writes_the_summary(tmp_path: Path) -> None
 
 
 def test_components_import_no_kernel_modules() -> None:
-    code = ("import sys, aikit_components.plans, aikit_components.plans.agents, aikit_components.tools.system; "
+    code = ("import sys, aikit_components.plans, aikit_components.plans.execution, aikit_components.tools.system; "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('zmq', 'lupa', 'jupyter_client', 'aikit_kernel')]; "
             "print(bad); sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
@@ -606,3 +823,29 @@ def test_docs_example_parses(tmp_path: Path) -> None:
     assert list(plan_example) == ["version", "source", "generated_at", "queues"]
     hooks_example = json.loads(next(b for b in blocks if '"commands"' in b))
     assert set(hooks_from_dict(hooks_example).entries) == {"TASK-002", "TASK-010", "TASK-011", "Queue B — Checks"}
+    manifest = manifest_from_dict(json.loads(next(b for b in blocks if '"layers"' in b)))
+    assert sorted(manifest.agents) == ["build", "noop", "reviewer", "shell", "tracker"]
+    assert manifest.layer_agent("audit") == "reviewer" and manifest.layer_agent("orchestration") is None
+    agents_table = text.split("These are all the plan agents there are:")[1].split("\n\n")[1]
+    assert re.findall(r"^\| `(\w+)` \|", agents_table, re.M) == list(BUILTIN_AGENTS)
+    assert "each agent of `manifest.json`" in agents_table and all(f"`{k}`" in agents_table for k in AGENT_KINDS)
+
+
+def test_docs_python_example_runs(tmp_path: Path) -> None:
+    text = (ROOT / "docs" / "plans.md").read_text(encoding="utf-8")
+    example = re.findall(r"```python\n(.*?)```", text, re.S)[0]
+    write_project(tmp_path, re.findall(r"```markdown\n(.*?)```", text, re.S)[0],
+                  json.loads(next(b for b in re.findall(r"```json\n(.*?)```", text, re.S) if '"commands"' in b)))
+    (tmp_path / "example.py").write_text(example, encoding="utf-8")
+    proc = subprocess.run([sys.executable, "example.py"], capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                          env={**cli_env(tmp_path), "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr
+    assert "starting TASK-002" in proc.stdout and "TASK-010 ok" in proc.stdout  # echo runs; python3 is refused
+    assert "TASK-002 error" in proc.stdout and proc.stdout.splitlines()[-1].startswith("error ")
+
+
+def test_docs_cite_no_path_outside_the_repository() -> None:
+    text = (ROOT / "docs" / "plans.md").read_text(encoding="utf-8")
+    assert "/work/" not in text and "specs/" not in text  # what users need from the spec is on the page
+    for module in (ROOT / "aikit_components" / "plans").glob("*.py"):
+        assert "/work/" not in module.read_text(encoding="utf-8"), module

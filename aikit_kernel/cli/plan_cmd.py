@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from aikit_kernel.cli.common import PROG, error
+
+if TYPE_CHECKING:
+    from aikit_components.plans import PlanRunner
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 # The same defaults as aikit_components.plans.runner (not imported here: `aikit --help` stays light).
@@ -89,6 +93,9 @@ def add_plan_run_options(parser: argparse.ArgumentParser, *, suppress: bool = Fa
     parser.add_argument("--hooks", metavar="FILE", default=default(None),
                         help="plans: the hooks file mapping task ids / queue names to commands "
                              "(default: hooks.json or config/hooks.json next to the plan, then in the current directory)")
+    parser.add_argument("--manifest", metavar="FILE", default=default(None),
+                        help="plans: the manifest of agents and layers "
+                             "(default: manifest.json or config/manifest.json next to the plan, then in the current directory)")
     parser.add_argument("--runs-dir", metavar="DIR", default=default(None),
                         help="plans: where run directories are created (default: runs/ next to the plan)")
     parser.add_argument("--timeout", type=_positive_float, metavar="SECONDS", default=default(DEFAULT_TIMEOUT_S),
@@ -135,22 +142,23 @@ def run_plan_command(plan_path: str, argv: list[str], preset: dict[str, object] 
 
 
 def _run_plan(plan_path: str, opts: argparse.Namespace) -> int:
-    import json
     import os
     from pathlib import Path
 
     from aikit_components.config import load_config
     from aikit_components.errors import AikitError
-    from aikit_components.plans import (PlanRunner, RunOptions, TaskResult, child_base_env,
-                                        find_hooks_file, load_hooks, load_plan)
-    from aikit_components.plans.hooks import Hooks
+    from aikit_components.plans import (CommandMap, Manifest, PlanRunner, RunOptions, TaskResult, child_base_env,
+                                        find_hooks_file, find_manifest_file, load_hooks, load_manifest, load_plan)
     from aikit_components.security import SecurityPolicy
 
+    components = None
     try:
         plan = load_plan(plan_path)
         hooks_path = Path(opts.hooks) if opts.hooks else find_hooks_file(plan.path)
-        hooks = load_hooks(hooks_path) if hooks_path is not None else Hooks()
-        hooks.add_plan_hooks(plan)
+        commands = load_hooks(hooks_path) if hooks_path is not None else CommandMap()
+        commands.add_plan_hooks(plan)
+        manifest_path = Path(opts.manifest) if opts.manifest else find_manifest_file(plan.path)
+        manifest = load_manifest(manifest_path) if manifest_path is not None else Manifest()
         config = load_config()
         policy = SecurityPolicy.from_config(config)
         cap = int(config.get("tools.process_output_cap_bytes", 1024 * 1024) or 1024 * 1024)
@@ -159,11 +167,15 @@ def _run_plan(plan_path: str, opts: argparse.Namespace) -> int:
                              timeout_s=float(opts.timeout or DEFAULT_TIMEOUT_S), include_done=opts.include_done,
                              max_output_bytes=cap)
         base_env = child_base_env(policy, inherit=bool(config.get("tools.process_inherit_env", False)))
+        if not opts.dry_run and any(agent.kind == "llm" for agent in manifest.agents.values()):
+            from aikit_components.components import Components  # models and tools for the llm agents
+
+            components = Components.open(config=config, session_name=f"plan {os.path.basename(plan_path)}")
     except AikitError as exc:
         return error(exc.message, EXIT_USAGE)
 
-    for key in hooks.unused_keys(plan):
-        print(f"{PROG} run: warning: {hooks.path}: {key!r} matches no task id or queue name of the plan",
+    for key in commands.unused_keys(plan):
+        print(f"{PROG} run: warning: {commands.path}: {key!r} matches no task id or queue name of the plan",
               file=sys.stderr)
 
     def on_event(kind: str, result: object) -> None:
@@ -174,9 +186,25 @@ def _run_plan(plan_path: str, opts: argparse.Namespace) -> int:
         print(f"  {result.status:<9} {result.task:<9} {result.title}{took}{detail}", flush=True)
 
     try:
-        runner = PlanRunner(plan, hooks=hooks, policy=policy, options=options, base_env=base_env, on_event=on_event)
-    except AikitError as exc:
-        return error(exc.message, EXIT_USAGE)
+        try:
+            runner = PlanRunner(plan, commands=commands, manifest=manifest, policy=policy, options=options,
+                                components=components, base_env=base_env, on_event=on_event)
+        except AikitError as exc:
+            return error(exc.message, EXIT_USAGE)
+        return _execute(runner, opts)
+    finally:
+        if components is not None:
+            components.close()
+
+
+def _execute(runner: "PlanRunner", opts: argparse.Namespace) -> int:
+    """Run or dry-run with ``runner``, print the outcome and return the exit status."""
+    import json
+    import os
+
+    from aikit_components.errors import AikitError
+
+    plan, options, commands = runner.plan, runner.options, runner.commands
 
     if options.dry_run:
         report = runner.dry_run()
@@ -188,7 +216,8 @@ def _run_plan(plan_path: str, opts: argparse.Namespace) -> int:
 
     if not opts.json:
         print(f"{PROG} run: {plan.path} — {len(plan.tasks())} task(s), at most {options.max_workers} worker(s)"
-              + (f", hooks {hooks.path}" if hooks.path else ", no hooks file"), flush=True)
+              + (f", hooks {commands.path}" if commands.path else ", no hooks file")
+              + (f", manifest {runner.manifest.path}" if runner.manifest.path else ""), flush=True)
     try:
         summary = runner.run()
     except KeyboardInterrupt:

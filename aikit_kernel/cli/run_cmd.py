@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(handler=_run)
 
 
-_PLAN_OPTIONS = ("max_workers", "dry_run", "hooks", "runs_dir", "timeout", "include_done", "json")
+_PLAN_OPTIONS = ("max_workers", "dry_run", "hooks", "manifest", "runs_dir", "timeout", "include_done", "json")
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -1,5 +1,8 @@
 """``hooks.json``: which commands the shell agent runs for a task (by task id) or a queue (by name).
 
+(The file keeps the task-exec-kit's name; its entries are command mappings, not aikit hooks:
+interception points are aikit's ``HookRegistry``, see ``aikit_components.hooks``.)
+
 Accepted forms for an entry (the first is the task-exec-kit form)::
 
     {
@@ -18,20 +21,20 @@ default, since it runs any code with the user's rights). ``cwd`` is relative to 
 (a command without one runs in the current working directory). ``timeout`` is accepted as an
 alias of ``timeout_s``.
 
-A task's hook is the entry for its id, else the entry for its queue's name, else the queue's
+A task's commands are the entry for its id, else the entry for its queue's name, else the queue's
 ``hooks`` field in the plan.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidArgument, IOFailure, NotFound, ValidationError
+from ..errors import ValidationError
+from .files import find_config_file, read_json_file
 from .model import Plan, Queue, Task
 
 _HOOK_KEYS = {"commands", "cmd", "cwd", "timeout_s", "timeout", "env", "description"}
@@ -53,8 +56,8 @@ class CommandSpec:
 
 
 @dataclass
-class Hook:
-    """The commands mapped to a task id or a queue name."""
+class TaskCommands:
+    """The commands mapped to a task id or a queue name (one entry of ``hooks.json``)."""
 
     key: str
     commands: list[CommandSpec]
@@ -103,7 +106,8 @@ def _argv(value: Any, where: str, problems: list[str]) -> list[str] | None:
             problems.append(f"{where}: command arguments must not contain NUL bytes")
             return None
         return list(value)
-    problems.append(f"{where}: a command is a non-empty list of strings (argv) or a string, got {value!r}")
+    problems.append(f"{where}: a command is a non-empty list of strings (argv) or a string, got {value!r}; "
+                    "fix: write it as [\"program\", \"argument\"]")
     return None
 
 
@@ -119,9 +123,10 @@ def _cwd(value: Any, base: Path | None, where: str, problems: list[str]) -> Path
     return path
 
 
-def parse_hook(key: str, value: Any, *, base_dir: Path | None, where: str, problems: list[str],
-               origin: str = "hooks.json") -> Hook | None:
+def parse_entry(key: str, value: Any, *, base_dir: Path | None, where: str, problems: list[str],
+                origin: str = "hooks.json") -> TaskCommands | None:
     """Parse one hooks entry, appending problems (prefixed by ``where``) to ``problems``."""
+    known_problems = len(problems)
     defaults: dict[str, Any] = {}
     entries: list[Any]
     if isinstance(value, (str,)) or (isinstance(value, list) and value and all(isinstance(a, str) for a in value)):
@@ -131,7 +136,7 @@ def parse_hook(key: str, value: Any, *, base_dir: Path | None, where: str, probl
     elif isinstance(value, dict):
         unknown = sorted(set(value) - _HOOK_KEYS)
         if unknown:
-            problems.append(f"{where}: unknown key(s) {', '.join(map(repr, unknown))} "
+            problems.append(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; fix: remove or rename them "
                             f"(known: {', '.join(sorted(_HOOK_KEYS))})")
         if "commands" in value and "cmd" in value:
             problems.append(f"{where}: give either 'commands' (a list) or 'cmd' (one command), not both")
@@ -143,11 +148,13 @@ def parse_hook(key: str, value: Any, *, base_dir: Path | None, where: str, probl
         elif "cmd" in value:
             entries = [{"cmd": value["cmd"]}]
         else:
-            problems.append(f"{where}: no 'commands' or 'cmd' given")
+            problems.append(f"{where}: no 'commands' or 'cmd' given; fix: add \"cmd\": [\"program\", \"argument\"] "
+                            "or \"commands\": [...]")
             return None
         defaults = value
     else:
-        problems.append(f"{where}: expected an object, a list or a string, got {type(value).__name__}")
+        problems.append(f"{where}: expected an object, a list or a string, got {type(value).__name__}; fix: "
+                        "write the command as [\"program\", \"argument\"] or {\"cmd\": [...]}")
         return None
     default_timeout = _timeout(defaults.get("timeout_s", defaults.get("timeout")), where, problems)
     default_env = _env(defaults.get("env"), where, problems)
@@ -158,10 +165,10 @@ def parse_hook(key: str, value: Any, *, base_dir: Path | None, where: str, probl
         if isinstance(entry, dict):
             unknown = sorted(set(entry) - _COMMAND_KEYS)
             if unknown:
-                problems.append(f"{cwhere}: unknown key(s) {', '.join(map(repr, unknown))} "
-                                f"(known: {', '.join(sorted(_COMMAND_KEYS))})")
+                problems.append(f"{cwhere}: unknown key(s) {', '.join(map(repr, unknown))}; fix: remove or rename "
+                                f"them (known: {', '.join(sorted(_COMMAND_KEYS))})")
             if "cmd" not in entry:
-                problems.append(f"{cwhere}: missing 'cmd'")
+                problems.append(f"{cwhere}: missing 'cmd'; fix: add \"cmd\": [\"program\", \"argument\"]")
                 continue
             argv = _argv(entry["cmd"], cwhere, problems)
             timeout = _timeout(entry.get("timeout_s", entry.get("timeout")), cwhere, problems)
@@ -173,21 +180,21 @@ def parse_hook(key: str, value: Any, *, base_dir: Path | None, where: str, probl
         if argv is not None:
             commands.append(CommandSpec(argv=argv, cwd=cwd, timeout_s=timeout if timeout is not None else default_timeout,
                                         env=env))
-    if not commands and not problems:
-        problems.append(f"{where}: the command list is empty")
-    return Hook(key=key, commands=commands, origin=origin)
+    if not commands and len(problems) == known_problems:
+        problems.append(f"{where}: the command list is empty; fix: list at least one command or remove the entry")
+    return TaskCommands(key=key, commands=commands, origin=origin)
 
 
 @dataclass
-class Hooks:
-    """The hooks of a run: ``hooks.json`` entries plus the plan's queue-level ``hooks`` fields."""
+class CommandMap:
+    """The command mappings of a run: ``hooks.json`` entries plus the plan's queue-level ``hooks`` fields."""
 
-    entries: dict[str, Hook] = field(default_factory=dict)
+    entries: dict[str, TaskCommands] = field(default_factory=dict)
     path: Path | None = None
-    queue_hooks: dict[str, Hook] = field(default_factory=dict)
+    queue_hooks: dict[str, TaskCommands] = field(default_factory=dict)
 
-    def for_task(self, task: Task, queue: Queue) -> Hook | None:
-        """The hook for ``task``: its id's entry, else its queue's entry, else the plan's queue hooks."""
+    def for_task(self, task: Task, queue: Queue) -> TaskCommands | None:
+        """The commands of ``task``: its id's entry, else its queue's entry, else the plan's queue hooks."""
         return self.entries.get(task.id) or self.entries.get(queue.name) or self.queue_hooks.get(queue.name)
 
     def unused_keys(self, plan: Plan) -> list[str]:
@@ -201,7 +208,7 @@ class Hooks:
         base = plan.path.parent if plan.path else None
         for qi, queue in enumerate(plan.queues):
             if queue.hooks:
-                hook = parse_hook(queue.name, queue.hooks, base_dir=base, where=f"queues[{qi}].hooks",
+                hook = parse_entry(queue.name, queue.hooks, base_dir=base, where=f"queues[{qi}].hooks",
                                   problems=problems, origin="plan")
                 if hook is not None:
                     self.queue_hooks[queue.name] = hook
@@ -209,58 +216,34 @@ class Hooks:
             raise ValidationError("the plan's queue hooks are not valid:", problems)
 
 
-def hooks_from_dict(data: Any, *, base_dir: Path | None = None, where: str = "hooks.json") -> Hooks:
-    """Build :class:`Hooks` from the parsed JSON of a hooks file; raise listing every problem."""
+def hooks_from_dict(data: Any, *, base_dir: Path | None = None, where: str = "hooks.json") -> CommandMap:
+    """Build a :class:`CommandMap` from the parsed JSON of a hooks file; raise listing every problem."""
     if not isinstance(data, dict):
         raise ValidationError(f"{where} is not valid:", [f"expected a JSON object mapping task ids or queue names "
                                                          f"to commands, got {type(data).__name__}"])
     problems: list[str] = []
-    entries: dict[str, Hook] = {}
+    entries: dict[str, TaskCommands] = {}
     for key, value in data.items():
         if key.startswith(("_", "$")):
             continue
-        hook = parse_hook(key, value, base_dir=base_dir, where=f"{where}: {key!r}", problems=problems, origin=where)
+        hook = parse_entry(key, value, base_dir=base_dir, where=f"{where}: {key!r}", problems=problems, origin=where)
         if hook is not None:
             entries[key] = hook
     if problems:
         raise ValidationError(f"{where} is not valid:", problems, details={"path": where})
-    return Hooks(entries=entries)
+    return CommandMap(entries=entries)
 
 
-def load_hooks(path: str | os.PathLike[str]) -> Hooks:
+def load_hooks(path: str | os.PathLike[str]) -> CommandMap:
     """Read a hooks file; relative ``cwd`` values resolve against its directory."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise NotFound(f"hooks file {str(p)!r} does not exist", details={"path": str(p)}) from None
-    except IsADirectoryError:
-        raise InvalidArgument(f"{str(p)!r} is a directory, not a hooks file") from None
-    except UnicodeDecodeError as exc:
-        raise InvalidArgument(f"hooks file {str(p)!r} is not UTF-8 text: {exc}") from None
-    except OSError as exc:
-        raise IOFailure(f"cannot read hooks file {str(p)!r}: {exc.strerror or exc}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidArgument(f"{p}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}",
-                              details={"path": str(p), "line": exc.lineno}) from None
-    hooks = hooks_from_dict(data, base_dir=p.resolve().parent, where=str(p))
-    hooks.path = p.resolve()
-    return hooks
+    data = read_json_file(p, "hooks file")
+    commands = hooks_from_dict(data, base_dir=p.resolve().parent, where=str(p))
+    commands.path = p.resolve()
+    return commands
 
 
 def find_hooks_file(plan_path: Path | None, cwd: Path | None = None) -> Path | None:
     """The default hooks file: ``hooks.json`` or ``config/hooks.json`` next to the plan, then in the
     working directory; None when there is none."""
-    dirs: list[Path] = []
-    if plan_path is not None:
-        dirs.append(plan_path.resolve().parent)
-    here = (cwd or Path.cwd()).resolve()
-    if here not in dirs:
-        dirs.append(here)
-    for d in dirs:
-        for candidate in (d / "hooks.json", d / "config" / "hooks.json"):
-            if candidate.is_file():
-                return candidate
-    return None
+    return find_config_file("hooks.json", plan_path, cwd)
