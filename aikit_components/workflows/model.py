@@ -101,6 +101,10 @@ class Workflow:
     source: str | None = None  # file it was loaded from
 
 
+# A step that ended in one of these lets its dependents run; any other final status fails them.
+PASSING_STATUSES = frozenset({"succeeded", "skipped"})
+
+
 @dataclass
 class StepRecord:
     """What happened to one step in one run (JSON-like via ``to_dict``)."""

@@ -5,7 +5,6 @@ config keys) and step targets. ``validate`` and ``layers`` live here; the engine
 from __future__ import annotations
 
 import difflib
-import logging
 import math
 import re
 from collections.abc import Mapping
@@ -17,14 +16,10 @@ from .model import STEP_KINDS, Condition, Loop, Step, Workflow
 from .templates import LOOP_FIELDS, STEP_FIELDS, Ref, Template
 from .templates import compile as compile_template
 
-log = logging.getLogger(__name__)
-
 MODES = ("dag", "sequential", "parallel")
 CONDITION_OPS = ("eq", "ne", "lt", "le", "gt", "ge", "in", "contains", "truthy", "falsy")
 _BAD_ID = re.compile(r"[\s.{}\[\]|]")
 _MISSING = object()
-
-
 
 
 def run_scope(run_id: str) -> str:
@@ -34,7 +29,10 @@ def run_scope(run_id: str) -> str:
 
 # =========================================================================== analysis
 @dataclass(slots=True)
-class _Node:
+class StepNode:
+    """A checked step as the engine runs it: its effective dependencies (mode applied), the steps
+    waiting on it, and its compiled templates."""
+
     step: Step
     index: int
     deps: list[str] = field(default_factory=list)
@@ -45,14 +43,17 @@ class _Node:
     over: Template | None = None
     while_ref: Template | None = None
     while_value: Template | None = None
-    inline: bool = False
-    nested: "_Plan | None" = None
+    inline: bool = False  # a noop without a predicate function: runs without a task
+    nested: "WorkflowPlan | None" = None
 
 
 @dataclass
-class _Plan:
+class WorkflowPlan:
+    """What :func:`analyze` found: the nodes in declaration order, every problem, and the
+    topological layers."""
+
     workflow: Workflow
-    nodes: dict[str, _Node]
+    nodes: dict[str, StepNode]
     order: list[str]
     problems: list[str]
     layers: list[list[str]] | None  # None when there is a cycle
@@ -78,9 +79,9 @@ def _whole(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _graph(workflow: Workflow, problems: list[str]) -> tuple[dict[str, _Node], list[str]]:
+def _graph(workflow: Workflow, problems: list[str]) -> tuple[dict[str, StepNode], list[str]]:
     """Nodes with effective dependencies (mode applied); problems for ids and depends_on."""
-    nodes: dict[str, _Node] = {}
+    nodes: dict[str, StepNode] = {}
     order: list[str] = []
     steps = workflow.steps if isinstance(workflow.steps, list) else list(workflow.steps or [])
     for index, step in enumerate(steps):
@@ -99,7 +100,7 @@ def _graph(workflow: Workflow, problems: list[str]) -> tuple[dict[str, _Node], l
             where = f" (first declared at line {first.source_line})" if first.source_line else ""
             problems.append(f"{_label(step)}: duplicate step id{where}")
             continue
-        nodes[sid] = _Node(step, index)
+        nodes[sid] = StepNode(step, index)
         order.append(sid)
     sequential = workflow.mode == "sequential"
     previous: str | None = None
@@ -127,7 +128,7 @@ def _graph(workflow: Workflow, problems: list[str]) -> tuple[dict[str, _Node], l
     return nodes, order
 
 
-def _toposort(nodes: dict[str, _Node], order: list[str]) -> tuple[list[list[str]], list[str]]:
+def _toposort(nodes: dict[str, StepNode], order: list[str]) -> tuple[list[list[str]], list[str]]:
     """Kahn's layers (declaration order within a layer) and the steps left over (cycles)."""
     indeg = {sid: len(nodes[sid].deps) for sid in order}
     current = [sid for sid in order if indeg[sid] == 0]
@@ -148,7 +149,7 @@ def _toposort(nodes: dict[str, _Node], order: list[str]) -> tuple[list[list[str]
     return result, left
 
 
-def _cycles(nodes: dict[str, _Node], left: list[str]) -> list[list[str]]:
+def _cycles(nodes: dict[str, StepNode], left: list[str]) -> list[list[str]]:
     """Each dependency cycle among ``left`` once, in run order (each step waits for the previous)."""
     remaining = set(left)
     seen: set[str] = set()
@@ -173,8 +174,10 @@ def _cycles(nodes: dict[str, _Node], left: list[str]) -> list[list[str]]:
     return found
 
 
-def _analyze(workflow: Workflow, components: Any = None, inputs: Mapping[str, Any] | None = None,
-             provided: set[str] | None = None) -> _Plan:
+def analyze(workflow: Workflow, components: Any = None, inputs: Mapping[str, Any] | None = None,
+             provided: set[str] | None = None) -> WorkflowPlan:
+    """Check ``workflow`` and compile its templates; ``provided`` names inputs a nested workflow's
+    parent passes. The plan lists every problem (the engine runs a plan without any)."""
     problems: list[str] = []
     if not isinstance(workflow, Workflow):
         raise InvalidArgument(f"expected a Workflow, got {type(workflow).__name__}")
@@ -242,7 +245,7 @@ def _analyze(workflow: Workflow, components: Any = None, inputs: Mapping[str, An
         _check_refs(node, nodes, refs, label, position, known_inputs, policy, config, components, problems)
         _check_kind(node, label, components, tools, problems)
         node.inline = (step.kind == "noop" and step.loop is None and (step.when is None or step.when.fn is None))
-    return _Plan(workflow, nodes, order, problems, None if left else found_layers)
+    return WorkflowPlan(workflow, nodes, order, problems, None if left else found_layers)
 
 
 def _check_step_fields(step: Step, label: str, problems: list[str]) -> None:
@@ -314,8 +317,8 @@ def _check_loop(loop: Any, label: str, problems: list[str]) -> bool:
                 or (len(bounds) == 3 and bounds[2] == 0)):
             problems.append(f"{where}: range must be [start, stop] or [start, stop, step] (integers, step not 0)")
             ok = False
-        elif len(_range_items(bounds)) > loop.max_iterations:
-            problems.append(f"{where}: range {list(bounds)} has {len(_range_items(bounds))} items, more than "
+        elif len(range_items(bounds)) > loop.max_iterations:
+            problems.append(f"{where}: range {list(bounds)} has {len(range_items(bounds))} items, more than "
                             f"max_iterations ({loop.max_iterations})")
             ok = False
     if loop.over is not None and not isinstance(loop.over, str):
@@ -330,13 +333,14 @@ def _check_loop(loop: Any, label: str, problems: list[str]) -> bool:
     return ok
 
 
-def _range_items(bounds: Any) -> range:
+def range_items(bounds: Any) -> range:
+    """The items of a loop's inclusive ``[start, stop]`` or ``[start, stop, step]`` range."""
     start, stop = bounds[0], bounds[1]
     step = bounds[2] if len(bounds) == 3 else 1
     return range(start, stop + (1 if step > 0 else -1), step)
 
 
-def _check_refs(node: _Node, nodes: dict[str, _Node], refs: list[tuple[Ref, bool]], label: str,
+def _check_refs(node: StepNode, nodes: dict[str, StepNode], refs: list[tuple[Ref, bool]], label: str,
                 position: dict[str, int] | None, known_inputs: set[str], policy: Any, config: Any,
                 components: Any, problems: list[str]) -> None:
     if not refs:
@@ -404,7 +408,7 @@ def _check_refs(node: _Node, nodes: dict[str, _Node], refs: list[tuple[Ref, bool
                 problems.append(f"{where}: loops have no field {ref.path[0]!r} (fields: {', '.join(LOOP_FIELDS)})")
 
 
-def _ancestors(node: _Node, nodes: dict[str, _Node], position: dict[str, int] | None, floor: int) -> set[str]:
+def _ancestors(node: StepNode, nodes: dict[str, StepNode], position: dict[str, int] | None, floor: int) -> set[str]:
     """Upstream steps of ``node`` whose topological position is >= ``floor`` (a step placed
     earlier than ``floor`` cannot lead to a target placed at ``floor`` or later). Without a
     topological order (the graph has a cycle), every upstream step."""
@@ -419,10 +423,10 @@ def _ancestors(node: _Node, nodes: dict[str, _Node], position: dict[str, int] | 
     return seen
 
 
-_FALLBACK_PROBLEM = "params.fallback must be a list of model names (tried in turn when the model before is unavailable)"
+FALLBACK_PROBLEM = "params.fallback must be a list of model names (tried in turn when the model before is unavailable)"
 
 
-def _check_kind(node: _Node, label: str, components: Any, tools: Any, problems: list[str]) -> None:
+def _check_kind(node: StepNode, label: str, components: Any, tools: Any, problems: list[str]) -> None:
     step = node.step
     kind = step.kind
     params = step.params if isinstance(step.params, dict) else {}
@@ -455,7 +459,7 @@ def _check_kind(node: _Node, label: str, components: Any, tools: Any, problems: 
             problems.append(f"{label}: an agent step needs target = an agent spec or the name of an [agents.NAME] table")
         else:
             try:
-                spec = _agent_spec(step.target, getattr(components, "config", None), strict=components is not None)
+                spec = agent_spec(step.target, getattr(components, "config", None), strict=components is not None)
                 if spec is not None:
                     spec.validate()
             except AikitError as exc:
@@ -471,7 +475,7 @@ def _check_kind(node: _Node, label: str, components: Any, tools: Any, problems: 
         if isinstance(fallback, str) and "{{" in fallback:  # a template of a list: checked when it resolves
             fallback = []
         elif not isinstance(fallback, list) or not all(isinstance(m, str) for m in fallback):
-            problems.append(f"{label}: {_FALLBACK_PROBLEM}")
+            problems.append(f"{label}: {FALLBACK_PROBLEM}")
             fallback = []
         for model in [params.get("model"), *fallback]:
             if components is not None and isinstance(model, str) and "{{" not in model:
@@ -484,7 +488,7 @@ def _check_kind(node: _Node, label: str, components: Any, tools: Any, problems: 
         if not isinstance(nested, Workflow):
             problems.append(f"{label}: a workflow step needs workflow = a nested Workflow")
         else:
-            sub = _analyze(nested, components, None, set(params))
+            sub = analyze(nested, components, None, set(params))
             node.nested = sub
             problems.extend(f"{label} > workflow {nested.name!r}: {p}" for p in sub.problems)
     elif kind == "function":
@@ -492,7 +496,9 @@ def _check_kind(node: _Node, label: str, components: Any, tools: Any, problems: 
             problems.append(f"{label}: a function step needs fn = a callable fn(params, ctx)")
 
 
-def _agent_spec(target: Any, config: Any, strict: bool = True) -> Any:
+def agent_spec(target: Any, config: Any, strict: bool = True) -> Any:
+    """The AgentSpec an agent step's ``target`` names: a spec, a table of its fields or the name
+    of an ``[agents.NAME]`` config table (None for an unknown name when not ``strict``)."""
     from ..agents import AgentSpec
 
     if isinstance(target, AgentSpec):
@@ -513,7 +519,7 @@ def _agent_spec(target: Any, config: Any, strict: bool = True) -> Any:
 def validate(workflow: Workflow, *, components: Any = None, inputs: Mapping[str, Any] | None = None) -> list[str]:
     """Every problem with ``workflow`` (empty when it can run). With ``components``, tool names,
     ``{{env.X}}`` (security policy, set) and ``{{config.X}}`` are checked too."""
-    return _analyze(workflow, components, inputs).problems
+    return analyze(workflow, components, inputs).problems
 
 
 def layers(workflow: Workflow) -> list[list[str]]:
@@ -529,5 +535,3 @@ def layers(workflow: Workflow) -> list[list[str]]:
         raise ValidationError(f"workflow {workflow.name!r} cannot be ordered:", problems)
     return found
 
-
-# =========================================================================== running

@@ -17,8 +17,9 @@ import pytest
 
 from aikit_components.components import Components
 from aikit_components.config import Config
-from aikit_components.errors import ValidationError
+from aikit_components.errors import PermissionDenied, ValidationError
 from aikit_components.hooks import MAX_HOOK_RETRIES, HookResult
+from aikit_components.operations import Interceptor, Operation
 from aikit_components.workflows import engine
 from aikit_components.workflows.engine import (
     StepContext,
@@ -652,6 +653,42 @@ class TestStepKinds:
 
 
 # =========================================================================== hooks and events
+class TestOperationPipeline:
+    def test_every_step_that_runs_is_a_workflow_step_operation(self, comps: Components) -> None:
+        class Watch(Interceptor):
+            name = "watch"
+
+            def __init__(self) -> None:
+                self.seen: list[tuple[str, str, int]] = []
+
+            def wants(self, op: Operation) -> bool:
+                return op.kind.name == "workflow.step"
+
+            def started(self, op: Operation) -> None:
+                self.seen.append((op.name, op.payload["kind"], op.attempt))
+
+            def before(self, op: Operation) -> None:
+                if op.name == "forbidden":
+                    raise PermissionDenied("steps named forbidden may not run")
+
+        watch = comps.pipeline.add(Watch())
+        ran: list[str] = []
+        wf = Workflow("ops", fail_fast=False, steps=[
+            Step("plain"),  # a noop, run inline
+            fn(lambda p, c: ran.append("forbidden"), "forbidden"),
+            fn(lambda p, c: "ok", "fn", retries=2),
+            Step("skipped", when=Condition(ref="{{input.nope | default: false}}")),
+        ])
+        try:
+            record = go(wf, comps)
+        finally:
+            comps.pipeline.remove(watch)
+        assert sorted(watch.seen) == [("fn", "function", 1), ("plain", "noop", 1)]  # skipped never ran
+        forbidden = record.steps["forbidden"]
+        assert ran == [] and (forbidden.status, forbidden.error["code"]) == ("failed", "permission_denied")
+        assert record.steps["skipped"].status == "skipped"
+
+
 class TestHooksAndEvents:
     def test_step_hooks(self, comps: Components) -> None:
         def before(ctx: Any) -> Any:
@@ -721,6 +758,87 @@ class TestHooksAndEvents:
         rejected = record.steps["rejected"]
         assert rejected.status == "failed" and rejected.error["code"] == "cancelled" and calls["rejected"] == 1
         assert "looks wrong" in rejected.error["message"]
+
+    def test_error_hook_retry_runs_one_more_attempt_after_the_steps_own_retries(self, comps: Components) -> None:
+        calls: dict[str, int] = {"second_time": 0, "hopeless": 0}
+
+        def flaky(name: str, succeed_on: int | None) -> Callable[[Any, Any], Any]:
+            def run(params: Any, ctx: Any) -> Any:
+                calls[name] += 1
+                if calls[name] != succeed_on:
+                    raise RuntimeError(f"{name} attempt {ctx.attempt}")
+                return {"attempt": ctx.attempt}
+            return run
+
+        seen: list[tuple[str, int]] = []
+
+        def on_error(ctx: Any) -> Any:
+            seen.append((ctx.payload["step"], ctx.payload["attempts"]))
+            return HookResult.retry()  # for "hopeless": bounded by MAX_HOOK_RETRIES, then the failure stands
+
+        comps.hooks.register("workflow.step.error", on_error)
+        wf = Workflow("error-hooks", fail_fast=False, steps=[
+            fn(flaky("second_time", 3), "second_time", retries=1),
+            fn(flaky("hopeless", None), "hopeless"),
+        ])
+        record = go(wf, comps)
+        second = record.steps["second_time"]
+        assert (second.status, second.output, second.attempts) == ("succeeded", {"attempt": 3}, 3)
+        assert seen.count(("second_time", 2)) == 1  # fired once, after the step's own retry was used up
+        hopeless = record.steps["hopeless"]
+        assert hopeless.status == "failed" and calls["hopeless"] == 1 + MAX_HOOK_RETRIES
+        assert hopeless.attempts == 1 + MAX_HOOK_RETRIES and "attempt 4" in hopeless.error["message"]
+
+    def test_step_hook_payloads(self, comps: Components) -> None:
+        payloads: dict[str, dict[str, Any]] = {}
+
+        def keep(ctx: Any) -> None:
+            payloads[f"{ctx.point}:{ctx.payload['step']}"] = dict(ctx.payload)
+
+        for point in ("workflow.step.before", "workflow.step.after", "workflow.step.error"):
+            comps.hooks.register(point, keep)
+        wf = Workflow("payloads", fail_fast=False, steps=[Step("ok", params={"x": 1}), fn(fail("no"), "bad")])
+        record = go(wf, comps, run_id="payload-run")
+        base = {"workflow": "payloads", "run_id": "payload-run"}
+        assert payloads["workflow.step.before:ok"] == {**base, "step": "ok", "kind": "noop", "params": {"x": 1}}
+        assert payloads["workflow.step.after:ok"] == {**base, "step": "ok", "kind": "noop", "output": {"x": 1},
+                                                      "attempt": 1}
+        error = payloads["workflow.step.error:bad"]
+        assert {k: error[k] for k in ("workflow", "run_id", "step", "kind", "attempts")} == {
+            **base, "step": "bad", "kind": "function", "attempts": 1}
+        assert error["error"]["message"] == "RuntimeError: no" and error["error"] == record.steps["bad"].error
+        assert "workflow.step.after:bad" not in payloads and "workflow.step.error:ok" not in payloads
+
+    def test_step_started_is_published_when_the_work_starts(self, comps: Components) -> None:
+        def before(ctx: Any) -> Any:
+            return HookResult.replace("cached") if ctx.payload["step"] == "cached" else None
+
+        def after(ctx: Any) -> Any:
+            return HookResult.retry() if ctx.payload["step"] == "again" and ctx.payload["attempt"] == 1 else None
+
+        comps.hooks.register("workflow.step.before", before)
+        comps.hooks.register("workflow.step.after", after)
+        sub = comps.events.subscribe("workflow.step.*")
+        tries: list[int] = []
+
+        def fails_once(params: Any, ctx: Any) -> Any:
+            tries.append(ctx.attempt)
+            if ctx.attempt == 1:
+                raise RuntimeError("first try")
+            return "ok"
+
+        wf = Workflow("started", steps=[Step("cached"), Step("again"), fn(fails_once, "once", retries=1)])
+        record = go(wf, comps, run_id="started-1")
+        drained = sub.drain()
+        events = [(e.topic, e.payload["step"], e.source) for e in drained]
+        started = [step for topic, step, _ in events if topic == "workflow.step.started"]
+        assert next(e.payload for e in drained if e.topic == "workflow.step.started") == {
+            "workflow": "started", "run_id": "started-1", "step": "again", "kind": "noop"}
+        # a replaced step never ran; a hook's retry runs the step again; its own retries do not
+        assert started == ["again", "again", "once"] and tries == [1, 2]
+        assert ("workflow.step.retrying", "once", "workflow") in events
+        assert ("workflow.step.finished", "cached", "workflow") in events
+        assert record.steps["again"].attempts == 2 and record.steps["cached"].attempts == 0
 
     def test_events_and_on_event(self, comps: Components) -> None:
         sub = comps.events.subscribe("workflow.*")

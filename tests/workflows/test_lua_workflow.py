@@ -524,6 +524,77 @@ class TestModes:
 
 
 # =========================================================================== conditions and loops
+class TestStepHooks:
+    """docs/lua-api.md's Hook table for workflow.step.*, with hooks written in Lua."""
+
+    def test_before_hook_cancels_modifies_or_replaces(self, lua: Lua) -> None:
+        record = lua.run("""
+            Hook.register('workflow.step.before', function(ctx)
+              local p = ctx.payload
+              if p.step == 'vetoed' then return Hook.cancel('not today') end
+              if p.step == 'cached' then return Hook.replace({from = 'hook'}) end
+              if p.step == 'edited' then p.params.x = p.params.x * 10 end
+            end)
+            ran = {}
+            return Workflow.new{name = 'before', fail_fast = false, steps = {
+              {id = 'vetoed', fn = function() ran[#ran + 1] = 'vetoed' end},
+              {id = 'cached', fn = function() ran[#ran + 1] = 'cached' end},
+              {id = 'edited', fn = function(p) return p.x end, params = {x = 4}},
+            }}:run()""")
+        assert lua.run("return #ran") == 0
+        vetoed = record["steps"]["vetoed"]
+        assert (vetoed["status"], vetoed["error"]["code"]) == ("failed", "cancelled")
+        assert "not today" in vetoed["error"]["message"]
+        assert record["steps"]["cached"]["output"] == {"from": "hook"}
+        assert record["steps"]["edited"]["output"] == 40
+
+    def test_after_hook_retries_cancels_or_replaces(self, lua: Lua) -> None:
+        record = lua.run("""
+            calls = 0
+            Hook.register('workflow.step.after', function(ctx)
+              local p = ctx.payload
+              if p.step == 'flaky' and p.output < 2 then return Hook.retry() end
+              if p.step == 'rejected' then return Hook.cancel('looks wrong') end
+              if p.step == 'rewritten' then return Hook.replace(p.output .. '!') end
+            end)
+            return Workflow.new{name = 'after', fail_fast = false, steps = {
+              {id = 'flaky', fn = function() calls = calls + 1; return calls end},
+              {id = 'rejected', fn = function() return 'x' end},
+              {id = 'rewritten', fn = function() return 'hi' end},
+            }}:run()""")
+        flaky = record["steps"]["flaky"]
+        assert (flaky["status"], flaky["output"], flaky["attempts"]) == ("succeeded", 2, 2)
+        rejected = record["steps"]["rejected"]
+        assert (rejected["status"], rejected["error"]["code"]) == ("failed", "cancelled")
+        assert "looks wrong" in rejected["error"]["message"]
+        assert record["steps"]["rewritten"]["output"] == "hi!"
+
+    def test_error_hook_retries_or_replaces(self, lua: Lua) -> None:
+        record = lua.run("""
+            tries = 0
+            seen = {}
+            Hook.register('workflow.step.error', function(ctx)
+              local p = ctx.payload
+              seen[#seen + 1] = p.step .. ':' .. p.attempts .. ':' .. p.kind
+              if p.step == 'second' then return Hook.retry() end
+              if p.step == 'rescued' then return Hook.replace('fallback: ' .. p.error.code) end
+            end)
+            return Workflow.new{name = 'errors', fail_fast = false, steps = {
+              {id = 'second', retries = 1, fn = function()
+                tries = tries + 1
+                if tries < 3 then error('not yet') end
+                return tries
+              end},
+              {id = 'rescued', fn = function() error('broken') end},
+            }}:run()""")
+        second = record["steps"]["second"]
+        assert (second["status"], second["output"], second["attempts"]) == ("succeeded", 3, 3)
+        assert record["steps"]["rescued"]["status"] == "succeeded"
+        assert record["steps"]["rescued"]["output"].startswith("fallback: ")
+        # once each, after the step's own retry was used up (the steps run concurrently)
+        assert sorted(lua.run("return seen")) == ["rescued:1:function", "second:2:function"]
+
+
 class TestConditions:
     def test_lua_predicate(self, lua: Lua) -> None:
         record = lua.run("""

@@ -59,17 +59,25 @@ content filter stopped it; ``workflow`` -> a nested run (inputs = params, run id
 Hooks and events
 ----------------
 
-Hook ``workflow.step.before`` (payload ``{workflow, run_id, step, kind, params}``): cancel -> the
-step fails with code ``cancelled``; replace -> the step succeeds with that output without
-running; changing ``payload["params"]`` changes the arguments (for looping steps the params are
-still templates). ``workflow.step.after`` (``output``): replace -> a different output.
-``workflow.step.error`` (``error``, after the last attempt): replace -> the step succeeds with
-that output; retry -> one more attempt (at most 3 such). Events: ``workflow.started``,
-``workflow.finished``, ``workflow.step.started``, ``workflow.step.finished`` (succeeded or
-skipped), ``workflow.step.failed`` (any other final status), ``workflow.step.retrying``.
-``on_event(kind, step_id, record)`` is called (in the loop's thread; keep it short) with kind
-``run.started`` / ``run.finished`` (step_id None, the RunRecord) and ``step.started`` /
-``step.finished`` (the StepRecord; its status says how it ended).
+A step's work is an operation of kind ``workflow.step`` (``steps.WORKFLOW_STEP``) run through the
+operation pipeline (``components.pipeline``, see :mod:`aikit_components.operations`), which fires
+the hooks and publishes ``workflow.step.started``; the step's own retries, backoff and timeouts
+happen inside it. Hook ``workflow.step.before`` (payload ``{workflow, run_id, step, kind,
+params}``): cancel -> the step fails with code ``cancelled``; replace -> the step succeeds with
+that output without running; changing ``payload["params"]`` changes the arguments (for looping
+steps the params are still templates). ``workflow.step.after`` (``output``, ``attempt``): replace
+-> a different output; cancel -> the step fails (code ``cancelled``); retry -> one more attempt.
+``workflow.step.error`` (``error``, ``attempts``; after the step's own retries are used up):
+replace -> the step succeeds with that output; retry -> one more attempt. At most 3 hook retries
+per step (``operations.MAX_RETRIES``). Events: ``workflow.started``, ``workflow.finished``,
+``workflow.step.started`` (``{workflow, run_id, step, kind}`` when the step's work starts, again
+after a hook's retry; not when a before-hook cancelled or replaced it),
+``workflow.step.finished`` (succeeded or skipped), ``workflow.step.failed`` (any other final
+status; these two once per step, with ``status``, ``attempts``, ``duration_ms``),
+``workflow.step.retrying`` (the step's own retries). ``on_event(kind, step_id, record)`` is called
+(in the loop's thread; keep it short) with kind ``run.started`` / ``run.finished`` (step_id None,
+the RunRecord) and ``step.started`` / ``step.finished`` (the StepRecord; its status says how it
+ended).
 
 Persistence and resume
 ----------------------
@@ -90,20 +98,26 @@ noop steps, which simply run again.
 ``run(..., resume=record_or_run_id)`` reuses every step that ``succeeded`` (or was ``skipped``)
 whose upstream steps are all reused too, with their outputs, and runs the rest under the same
 run id. Nested workflows resume from their own records.
+
+The parts of a run
+------------------
+
+:func:`run` (``runner``) checks the workflow (``validation.analyze``), then builds one run from
+parts that are each given what they need: a :class:`~.scheduler.RunScheduler` (the DAG: ready
+queue, concurrency limit, failures, teardown) hands each step to a :class:`~.steps.StepRunner`
+(its condition, then the step as a ``workflow.step`` operation through the pipeline: hooks,
+attempts, retries, per-attempt timeout); an attempt's work is done by :class:`~.loops.StepWork`
+(loop iterations) and the :class:`~.executors.StepExecutors` registry (one executor per step
+kind). A :class:`~.conditions.ConditionEvaluator` checks ``when`` and ``while_``, a
+:class:`~.records.RunRecorder` keeps the record in State and :class:`~.events.RunEvents`
+publishes the run's events and calls ``on_event``.
 """
 
 from __future__ import annotations
 
-from ..validation import (  # the analysis half of the engine
-           CONDITION_OPS,
-           MODES,
-           layers,
-           run_scope,
-           validate,
-)
+from ..validation import layers, run_scope, validate
 from .context import StepContext
 from .records import PERSIST_INTERVAL_S, load_run
 from .runner import run
 
-__all__ = ["CONDITION_OPS", "MODES", "PERSIST_INTERVAL_S", "StepContext", "layers", "load_run", "run", "run_scope",
-           "validate"]
+__all__ = ["PERSIST_INTERVAL_S", "StepContext", "layers", "load_run", "run", "run_scope", "validate"]

@@ -45,3 +45,20 @@ class StepContext:
 
     def __repr__(self) -> str:
         return f"StepContext(run_id={self.run_id!r}, step={self.step!r}, attempt={self.attempt})"
+
+
+class StepContexts:
+    """Makes the :class:`StepContext` of any step of one run."""
+
+    def __init__(self, run_id: str, workflow: str, inputs: dict[str, Any], components: Any,
+                 records: dict[str, StepRecord]) -> None:
+        self._run_id = run_id
+        self._workflow = workflow
+        self._inputs = inputs
+        self._components = components
+        self._records = records
+
+    def __call__(self, step: str, attempt: int, loop: dict[str, Any] | None) -> StepContext:
+        """The context of ``step`` in ``attempt`` (0 for a condition), inside loop frame ``loop``."""
+        return StepContext(self._run_id, self._workflow, step, attempt, self._inputs, loop, self._components,
+                           self._records)

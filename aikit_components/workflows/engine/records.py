@@ -3,7 +3,9 @@ writes that keep it current while the run goes (full record, journal, fallbacks)
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -11,12 +13,12 @@ from typing import Any
 from ...errors import AikitError, error_from_exception
 from ..model import RunRecord
 from ..validation import run_scope
+from .events import RunEvents
 
 # One logger for the whole engine, named as before it became a package.
 log = logging.getLogger(__package__)
 
 PERSIST_INTERVAL_S = 0.25
-_OK = frozenset({"succeeded", "skipped"})
 
 
 def load_run(components: Any, run_id: str) -> RunRecord | None:
@@ -32,78 +34,115 @@ def load_run(components: Any, run_id: str) -> RunRecord | None:
     return RunRecord.from_dict(data)
 
 
-class _Persistence:
-    """Writing the run's record to State: at once (durable) or on the interval schedule.
+class RunRecorder:
+    """Keeps one run's record in State: the full record at the start and the end, and each
+    finished step either at once (durable) or on the ``interval`` schedule, through the journal
+    until it holds more than ``max(32, sqrt(steps))`` steps."""
 
-    A part of the run's scheduler (``runner._Runner`` mixes it in); it uses the run's state set up
-    in ``_Runner.__init__``."""
+    def __init__(self, state: Any, record: RunRecord, events: RunEvents, interval: float,
+                 durable_steps: bool) -> None:
+        self._state = state
+        self._record = record
+        self._events = events
+        self._scope = run_scope(record.run_id)
+        self.interval = interval
+        self.durable_steps = durable_steps
+        self._dirty: set[str] = set()
+        self._journal: dict[str, Any] = {}
+        self._journal_limit = max(32, math.isqrt(max(1, len(record.steps))))
+        self._seq = 0
+        self._last_write = 0.0
+        self._last_cost = 0.0
+        self._flush_soon = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._held = False
+        self._failed = False
 
-    def _schedule_persist(self, durable: bool) -> None:
-        if self.state is None:
+    def changed(self, sid: str) -> None:
+        """Step ``sid`` changed: the next write includes it."""
+        self._dirty.add(sid)
+
+    def schedule(self, durable: bool) -> None:
+        """Write the changes soon: before the next step starts (``durable``) or on the interval."""
+        if self._state is None:
             return
-        loop = self.loop
+        loop = asyncio.get_running_loop()
         if durable:
-            if not self.flush_soon:
-                self.flush_soon = True
-                loop.call_soon(self._flush)  # type: ignore[union-attr]
-        elif self.flush_timer is None and not self.flush_soon:
-            gap = max(self.interval, 5 * self.last_cost)
-            wait = max(0.0, self.last_write + gap - time.monotonic())
-            self.flush_timer = loop.call_later(wait, self._flush)  # type: ignore[union-attr]
+            if not self._flush_soon:
+                self._flush_soon = True
+                loop.call_soon(self._flush)
+        elif self._timer is None and not self._flush_soon:
+            gap = max(self.interval, 5 * self._last_cost)
+            wait = max(0.0, self._last_write + gap - time.monotonic())
+            self._timer = loop.call_later(wait, self._flush)
+
+    def hold(self) -> None:
+        """The run is tearing down: no step writes until :meth:`finish`."""
+        self._held = True
+
+    def finish(self) -> None:
+        """The run ended: write the whole record, and nothing after it."""
+        self._held = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.write_full()
 
     def _flush(self) -> None:
-        self.flush_soon = False
-        if self.flush_timer is not None:
-            self.flush_timer.cancel()
-            self.flush_timer = None
-        if not self.dirty or self.halt is not None or self.record.ended_at is not None:
+        self._flush_soon = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._dirty or self._held:
             return
-        if len(self.journal) + len(self.dirty) > self.journal_limit:
-            self._persist_full()
+        if len(self._journal) + len(self._dirty) > self._journal_limit:
+            self.write_full()
             return
         started = time.monotonic()
-        for sid in self.dirty:
-            self.journal[sid] = self.records[sid].to_dict()
-        self.dirty.clear()
-        self._write("journal", {"base": self.persist_seq, "steps": self.journal})
-        self.last_write = time.monotonic()
-        self.last_cost = self.last_write - started
+        for sid in self._dirty:
+            self._journal[sid] = self._record.steps[sid].to_dict()
+        self._dirty.clear()
+        self._write("journal", {"base": self._seq, "steps": self._journal})
+        self._last_write = time.monotonic()
+        self._last_cost = self._last_write - started
 
-    def _persist_full(self) -> None:
-        if self.state is None:
+    def write_full(self) -> None:
+        """Write the whole record (steps still pending left out) and start a new journal."""
+        if self._state is None:
             return
         started = time.monotonic()
-        self.persist_seq = max(self.persist_seq + 1, time.time_ns())
-        record = self.record
+        self._seq = max(self._seq + 1, time.time_ns())
+        record = self._record
         data = {"run_id": record.run_id, "workflow": record.workflow, "status": record.status,
                 "inputs": record.inputs, "error": record.error, "started_at": record.started_at,
                 "ended_at": record.ended_at, "duration_s": record.duration_s, "source": record.source,
-                "steps": {sid: r.to_dict() for sid, r in self.records.items() if r.status != "pending"},
-                "persist_seq": self.persist_seq}
-        self.journal = {}
-        self.dirty.clear()
+                "steps": {sid: r.to_dict() for sid, r in record.steps.items() if r.status != "pending"},
+                "persist_seq": self._seq}
+        self._journal = {}
+        self._dirty.clear()
         self._write("run", data)
-        self.last_write = time.monotonic()
-        self.last_cost = self.last_write - started
+        self._last_write = time.monotonic()
+        self._last_cost = self._last_write - started
 
     def _write(self, key: str, value: Any) -> None:
         try:
-            self.state.set(self.scope, key, value)
+            self._state.set(self._scope, key, value)
             return
         except AikitError as exc:
             first = exc
         except Exception as exc:  # noqa: BLE001 - persistence must never break the run
             first = error_from_exception(exc)
         try:  # an output State cannot store (a Python object from a function step): store its text
-            self.state.set(self.scope, key, _storable(value))
+            self._state.set(self._scope, key, _storable(value))
             return
         except Exception as exc:  # noqa: BLE001
             first = error_from_exception(exc) if not isinstance(exc, AikitError) else exc
-        if not self.persist_failed:
-            self.persist_failed = True
-            log.warning("could not store workflow run %s: %s", self.record.run_id, first)
-            self._publish("workflow.persist_failed", {"workflow": self.wf.name, "run_id": self.record.run_id,
-                                                      "code": first.code, "message": first.message})
+        if not self._failed:
+            self._failed = True
+            log.warning("could not store workflow run %s: %s", self._record.run_id, first)
+            self._events.publish("workflow.persist_failed", {"workflow": self._record.workflow,
+                                                             "run_id": self._record.run_id,
+                                                             "code": first.code, "message": first.message})
 
 
 def _storable(value: Any) -> Any:

@@ -7,15 +7,16 @@ import re
 import shlex
 from typing import Any
 
-from .mapping import _TEMPLATE, DROP, Mapped, _Refuse, _rename_into
+from .mapping import DROP, TEMPLATE_RE, Mapped, Refuse, rename_into
 
-_PATH = {"file": "path", "file_path": "path", "filename": "path"}
-_SRC_DST = {"src": "source", "from": "source", "source_path": "source",
-            "dest": "destination", "to": "destination", "destination_path": "destination", "target": "destination"}
-_TEXT = {"content": "text", "data": "text", "input": "text", "file": "path", "file_path": "path", "input_file": "path"}
+PATH_ALIASES = {"file": "path", "file_path": "path", "filename": "path"}
+SRC_DST_ALIASES = {"src": "source", "from": "source", "source_path": "source",
+                   "dest": "destination", "to": "destination", "destination_path": "destination", "target": "destination"}
+TEXT_ALIASES = {"content": "text", "data": "text", "input": "text", "file": "path", "file_path": "path",
+                "input_file": "path"}
 
 
-def _build_edit_file(params: dict[str, Any]) -> Mapped:
+def build_edit_file(params: dict[str, Any]) -> Mapped:
     """``{path, old, new}`` -> edit_file; ``{path, content, append: true}`` -> append_file;
     ``{path, content}`` -> write_file (replace the whole file)."""
     params = dict(params)
@@ -31,41 +32,41 @@ def _build_edit_file(params: dict[str, Any]) -> Mapped:
         mapped.problems.append(("append", f"expected true or false, got {append!r}"))
     if backup not in (False, None):
         mapped.problems.append(("backup", "backups are not supported; add a copy_file step before this one"))
-    _rename_into(mapped, params, _PATH)
+    rename_into(mapped, params, PATH_ALIASES)
     return mapped
 
 
-def _build_file_search(params: dict[str, Any]) -> Mapped:
+def build_file_search(params: dict[str, Any]) -> Mapped:
     """``{pattern, root}`` -> file_search (names by glob); with ``content`` / ``query`` -> grep
     (content search in the files matching ``pattern``)."""
     wanted = next((k for k in ("content", "query", "text", "regex_pattern") if k in params), None)
     dirs = {"directory": "root", "dir": "root", "path": "root", "max_results": "max_results"}
     if wanted is None:
         mapped = Mapped("tool", "file_search", schema_tool="file_search")
-        _rename_into(mapped, params, dirs)
+        rename_into(mapped, params, dirs)
         return mapped
     mapped = Mapped("tool", "grep", schema_tool="grep")
     rest = dict(params)
     mapped.params["pattern"], mapped.names["pattern"] = rest.pop(wanted), wanted
-    _rename_into(mapped, rest, {"pattern": "glob", "directory": "path", "dir": "path", "root": "path",
+    rename_into(mapped, rest, {"pattern": "glob", "directory": "path", "dir": "path", "root": "path",
                                 "case_insensitive": "ignore_case", "max_results": "max_matches"})
     return mapped
 
 
-def _build_validate_schema(params: dict[str, Any]) -> Mapped:
+def build_validate_schema(params: dict[str, Any]) -> Mapped:
     """``{data, schema}`` -> validate_schema; ``{file, schema_type: csv}`` -> csv_process validate."""
     params = dict(params)
     kind = params.pop("schema_type", None)
     if kind == "csv":
         mapped = Mapped("tool", "csv_process", schema_tool="csv_process")
         mapped.params["operation"] = "validate"
-        _rename_into(mapped, params, {"file": "path", "file_path": "path", "input_file": "path", "content": "text"})
+        rename_into(mapped, params, {"file": "path", "file_path": "path", "input_file": "path", "content": "text"})
         return mapped
     mapped = Mapped("tool", "validate_schema", schema_tool="validate_schema")
     if kind not in (None, "json", "json_schema", "jsonschema"):
         mapped.problems.append(("schema_type", f"schema type {kind!r} is not supported (json or csv)"))
-    _rename_into(mapped, params, {"value": "data", "instance": "data", "json_schema": "schema",
-                                  "file": _Refuse("validate_schema checks `data`: parse the file in a parse_json "
+    rename_into(mapped, params, {"value": "data", "instance": "data", "json_schema": "schema",
+                                  "file": Refuse("validate_schema checks `data`: parse the file in a parse_json "
                                                   "step and pass data: \"{{that_step.output}}\"")})
     return mapped
 
@@ -75,7 +76,7 @@ def _argv(command: Any, args: Any) -> tuple[list[Any] | None, list[tuple[str | N
     if isinstance(command, list):
         argv = list(command)
     elif isinstance(command, str) and command.strip():
-        if args is None and not _TEMPLATE.search(command) and len(command.split()) > 1:
+        if args is None and not TEMPLATE_RE.search(command) and len(command.split()) > 1:
             try:
                 argv = shlex.split(command)
             except ValueError as exc:
@@ -95,7 +96,7 @@ def _argv(command: Any, args: Any) -> tuple[list[Any] | None, list[tuple[str | N
     return [a if isinstance(a, str) else str(a) for a in argv], problems
 
 
-def _build_command(params: dict[str, Any]) -> Mapped:
+def build_command(params: dict[str, Any]) -> Mapped:
     """``{command, args, working_dir, timeout, env, stdin}`` -> kind command (no shell)."""
     params = dict(params)
     mapped = Mapped("command", "run_process", schema_tool="run_process")
@@ -103,19 +104,19 @@ def _build_command(params: dict[str, Any]) -> Mapped:
     mapped.problems += problems
     if argv is not None:
         mapped.params["command"], mapped.names["command"] = argv, "command"
-    _rename_into(mapped, params, {"working_dir": "cwd", "working_directory": "cwd", "dir": "cwd",
+    rename_into(mapped, params, {"working_dir": "cwd", "working_directory": "cwd", "dir": "cwd",
                                   "timeout": "timeout_s", "timeout_seconds": "timeout_s", "input": "stdin",
-                                  "shell": _Refuse("commands run without a shell; give the program and its args")})
+                                  "shell": Refuse("commands run without a shell; give the program and its args")})
     return mapped
 
 
-def _build_http(params: dict[str, Any]) -> Mapped:
+def build_http(params: dict[str, Any]) -> Mapped:
     """``{url, method, headers, body, timeout}`` -> http_request (a table body is sent as JSON)."""
     params = dict(params)
     mapped = Mapped("tool", "http_request", schema_tool="http_request")
     if isinstance(params.get("body"), (dict, list)) and "json" not in params:
         params["json"] = params.pop("body")
-    _rename_into(mapped, params, {"timeout": "timeout_s", "timeout_seconds": "timeout_s", "query": "params",
+    rename_into(mapped, params, {"timeout": "timeout_s", "timeout_seconds": "timeout_s", "query": "params",
                                   "query_params": "params", "data": "body", "retry": "retries"})
     return mapped
 
@@ -123,14 +124,14 @@ def _build_http(params: dict[str, Any]) -> Mapped:
 _REMOTE_DB = re.compile(r"^(postgres(ql)?|mysql|mariadb|redis|mongodb|mssql|oracle)(\+\w+)?://", re.I)
 
 
-def _build_sql(params: dict[str, Any]) -> Mapped:
+def build_sql(params: dict[str, Any]) -> Mapped:
     """``{database | connection, query, parameters}`` -> sql_query (SQLite database files)."""
     params = dict(params)
     mapped = Mapped("tool", "sql_query", schema_tool="sql_query")
     fmt = params.pop("output_format", "json")
     if fmt != "json":
         mapped.problems.append(("output_format", f"only json output is supported, got {fmt!r}"))
-    _rename_into(mapped, params, {"connection": "database", "db": "database", "database_path": "database",
+    rename_into(mapped, params, {"connection": "database", "db": "database", "database_path": "database",
                                   "database_url": "database", "sql": "query", "statement": "query",
                                   "parameters": "params", "args": "params", "timeout": "timeout_s"})
     database = mapped.params.get("database")
@@ -172,7 +173,7 @@ def _check_llm_params(mapped: Mapped, allowed: dict[str, Any]) -> None:
         if kind is None:
             mapped.problems.append((name, f"unknown parameter (known: {', '.join(sorted(allowed))})"))
             del mapped.params[key]
-        elif isinstance(value, str) and _TEMPLATE.search(value):
+        elif isinstance(value, str) and TEMPLATE_RE.search(value):
             continue
         elif not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
             mapped.problems.append((name, f"expected {_kind_name(kind)}, got {_kind_name(type(value))}"))
@@ -193,12 +194,12 @@ def _kind_name(kind: Any) -> str:
     return names.get(kind, kind.__name__ if isinstance(kind, type) else str(kind))
 
 
-def _build_llm(params: dict[str, Any]) -> Mapped:
+def build_llm(params: dict[str, Any]) -> Mapped:
     """``{prompt, provider, model, temperature, max_tokens, system_message}`` -> kind llm."""
     params = dict(params)
     mapped = Mapped("llm")
     _model_name(params, mapped)
-    _rename_into(mapped, params, _LLM_ALIASES)
+    rename_into(mapped, params, _LLM_ALIASES)
     if "prompt" not in mapped.params:
         mapped.problems.append(("prompt", "required: the text to send to the model"))
     _check_llm_params(mapped, _LLM_PARAMS)
@@ -212,14 +213,14 @@ _AGENT_PARAMS = {"name": str, "model": str, "system": str, "tools": list, "max_s
                  "temperature": (int, float), "max_tokens": int, "input": (str, dict, list), "agent": str}
 
 
-def _build_agent(params: dict[str, Any]) -> Mapped:
+def build_agent(params: dict[str, Any]) -> Mapped:
     """``{name, objective, model, tools, max_iterations, system}`` -> kind agent: an AgentSpec
     table as target, the objective as ``params.input``. ``{agent: NAME, objective}`` runs an
     agent defined elsewhere (in Lua) by name."""
     params = dict(params)
     mapped = Mapped("agent")
     _model_name(params, mapped)
-    _rename_into(mapped, params, {"objective": "input", "task": "input", "goal": "input", "prompt": "input",
+    rename_into(mapped, params, {"objective": "input", "task": "input", "goal": "input", "prompt": "input",
                                   "max_iterations": "max_steps", "instructions": "system",
                                   "system_message": "system", "system_prompt": "system", "verbose": DROP})
     _check_llm_params(mapped, _AGENT_PARAMS)
@@ -244,7 +245,7 @@ def _build_agent(params: dict[str, Any]) -> Mapped:
     return mapped
 
 
-def _build_tool(params: dict[str, Any]) -> Mapped:
+def build_tool(params: dict[str, Any]) -> Mapped:
     """``{name, args}`` -> any aikit tool by name."""
     params = dict(params)
     name = params.pop("name", params.pop("tool", None))
@@ -261,22 +262,24 @@ def _build_tool(params: dict[str, Any]) -> Mapped:
     return mapped
 
 
-def _build_git_add(params: dict[str, Any]) -> Mapped:
+def build_git_add(params: dict[str, Any]) -> Mapped:
+    """``{files | path | file, repository}`` -> git_add ``{paths, repo}``."""
     params = dict(params)
     for key in ("files", "path", "file"):
         if key in params and "paths" not in params:
             value = params.pop(key)
             params["paths"] = [value] if isinstance(value, str) else value
     mapped = Mapped("tool", "git_add", schema_tool="git_add")
-    _rename_into(mapped, params, {"repository": "repo", "repo_path": "repo", "directory": "repo"})
+    rename_into(mapped, params, {"repository": "repo", "repo_path": "repo", "directory": "repo"})
     return mapped
 
 
-def _build_noop(params: dict[str, Any]) -> Mapped:
+def build_noop(params: dict[str, Any]) -> Mapped:
+    """A noop step whose output is its parameters."""
     return Mapped("noop", params=dict(params))
 
 
-def _build_chain(params: dict[str, Any]) -> Mapped:
+def build_chain(params: dict[str, Any]) -> Mapped:
     """``{mission: other.yaml, inputs: {...}}`` -> kind workflow (loaded by the parser)."""
     params = dict(params)
     mapped = Mapped("workflow")

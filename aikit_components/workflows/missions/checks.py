@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import AikitError
 from ..model import Step
-from .loader import _Problems
+from .loader import MissionProblems
 from .mapping import Mapped
-from .params import _has_template
-from .parse import Mission, _builtin_registry
+from .params import has_template
+from .parse import Mission, builtin_registry
 
 if TYPE_CHECKING:
     from ...security import SecurityPolicy
@@ -26,8 +26,8 @@ def risky_steps(mission: Mission, policy: "SecurityPolicy", registry: "ToolRegis
     """Problems for steps the security policy would refuse (commands, paths, URLs), found
     without running anything. ``{{input.*}}`` references are filled from the mission's inputs
     (and ``inputs``); values depending on other steps are known only at run time: skipped."""
-    registry = registry if registry is not None else _builtin_registry()
-    problems = _Problems()
+    registry = registry if registry is not None else builtin_registry()
+    problems = MissionProblems()
     known = {**mission.workflow.inputs, **(inputs or {})}
     for step in mission.workflow.steps:
         mapped = mission.mapped.get(step.id)
@@ -53,7 +53,7 @@ def _with_inputs(step: Step, inputs: dict[str, Any]) -> Step:
 
     params: dict[str, Any] = {}
     for key, value in (step.params if isinstance(step.params, dict) else {}).items():
-        if _has_template(value):
+        if has_template(value):
             try:
                 template = templates.compile(value, f"params.{key}")
                 if not template.problems and all(ref.root == "input" for ref in template.refs):
@@ -82,25 +82,25 @@ def _policy_problems(step: Step, policy: "SecurityPolicy", registry: "ToolRegist
         # Path-like arguments are checked against the step's cwd, so only when that is known now and
         # allowed (a bad cwd is reported on its own below); templated ones are checked when it runs.
         cwd = params.get("cwd")
-        known = cwd is None or (isinstance(cwd, str) and bool(cwd) and not _has_template(cwd)
+        known = cwd is None or (isinstance(cwd, str) and bool(cwd) and not has_template(cwd)
                                 and not _check_path(policy, "cwd", cwd, False))
         args = [a if isinstance(a, str) else str(a) for a in argv[1:]] if known else []
         try:
-            policy.check_command([argv[0], *(a for a in args if not _has_template(a))], cwd if known else None)
+            policy.check_command([argv[0], *(a for a in args if not has_template(a))], cwd if known else None)
         except AikitError as exc:
             out.append(("command", _denied(exc)))
     if step.kind in ("tool", "command"):
         for key in PATH_PARAMETERS:
             value = params.get(key)
-            if isinstance(value, str) and value and not _has_template(value):
+            if isinstance(value, str) and value and not has_template(value):
                 out += _check_path(policy, key, value, writes and key != "source")
         paths = params.get("paths")
         if isinstance(paths, list):
             for value in paths:
-                if isinstance(value, str) and value and not _has_template(value):
+                if isinstance(value, str) and value and not has_template(value):
                     out += _check_path(policy, "paths", value, writes)
         url = params.get("url")
-        if step.target in ("http_request", "fetch_page") and isinstance(url, str) and not _has_template(url):
+        if step.target in ("http_request", "fetch_page") and isinstance(url, str) and not has_template(url):
             try:
                 policy.check_url(url)
             except AikitError as exc:

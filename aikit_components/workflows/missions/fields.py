@@ -8,17 +8,17 @@ from collections.abc import Callable
 from typing import Any
 
 from ..model import Condition, Loop, Workflow
-from .loader import _key_line, _line, _Problems
+from ..validation import CONDITION_OPS
+from .loader import MissionProblems, key_line, node_line
 
 MISSION_FIELDS = ("version", "name", "description", "config", "steps", "inputs")
 CONFIG_FIELDS = ("timeout_seconds", "fail_fast", "max_concurrent_steps", "retry_attempts", "retry_delay_ms")
 STEP_FIELDS = ("id", "name", "step_type", "depends_on", "timeout_seconds", "continue_on_error", "parameters",
                # aikit extensions
                "description", "retry_attempts", "retry_delay_ms", "when", "loop")
-CONDITION_OPS = ("eq", "ne", "lt", "le", "gt", "ge", "in", "contains", "truthy", "falsy")
 
 
-def _number(value: Any, *, integer: bool = False, minimum: float = 0, exclusive: bool = False) -> str | None:
+def number_problem(value: Any, *, integer: bool = False, minimum: float = 0, exclusive: bool = False) -> str | None:
     """A problem with a numeric field, or None."""
     ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
     if not ok_type or isinstance(value, bool):
@@ -28,22 +28,24 @@ def _number(value: Any, *, integer: bool = False, minimum: float = 0, exclusive:
     return None
 
 
-def _unknown_field(what: str, key: Any, known: tuple[str, ...]) -> str:
+def unknown_field(what: str, key: Any, known: tuple[str, ...]) -> str:
+    """The problem for an unknown field ``key``, with the closest known name."""
     close = difflib.get_close_matches(str(key), known, n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
     return f"unknown {what} {key!r} ({hint}known: {', '.join(known)})"
 
 
-def _parse_config(config: Any, node: Any, workflow: Workflow, problems: _Problems) -> None:
+def parse_config(config: Any, node: Any, workflow: Workflow, problems: MissionProblems) -> None:
+    """Apply a mission's ``config`` table to ``workflow``, reporting bad fields."""
     if config is None:
         return
     if not isinstance(config, dict):
-        problems.add(_line(node), f"config: expected a table ({', '.join(CONFIG_FIELDS)})")
+        problems.add(node_line(node), f"config: expected a table ({', '.join(CONFIG_FIELDS)})")
         return
     for key, value in config.items():
-        line = _key_line(node, str(key))
+        line = key_line(node, str(key))
         if key not in CONFIG_FIELDS:
-            problems.add(line, _unknown_field("config field", key, CONFIG_FIELDS))
+            problems.add(line, unknown_field("config field", key, CONFIG_FIELDS))
             continue
         if value is None:
             continue
@@ -55,7 +57,7 @@ def _parse_config(config: Any, node: Any, workflow: Workflow, problems: _Problem
             continue
         integer = key in ("max_concurrent_steps", "retry_attempts")
         minimum = 1 if key == "max_concurrent_steps" else 0
-        problem = _number(value, integer=integer, minimum=minimum, exclusive=key == "timeout_seconds")
+        problem = number_problem(value, integer=integer, minimum=minimum, exclusive=key == "timeout_seconds")
         if problem:
             problems.add(line, f"config.{key}: {problem}")
         elif key == "timeout_seconds":
@@ -68,7 +70,8 @@ def _parse_config(config: Any, node: Any, workflow: Workflow, problems: _Problem
             workflow.retry_delay_s = value / 1000.0
 
 
-def _parse_when(value: Any, report: Callable[[str], None]) -> Condition | None:
+def parse_when(value: Any, report: Callable[[str], None]) -> Condition | None:
+    """A step's ``when`` (a reference or ``{ref, op, value}``) as a Condition, or None after reporting."""
     if isinstance(value, str):
         return Condition(ref=value, op="truthy")
     if not isinstance(value, dict) or "ref" not in value:
@@ -84,7 +87,8 @@ def _parse_when(value: Any, report: Callable[[str], None]) -> Condition | None:
     return Condition(ref=value["ref"], op=op, value=value.get("value"))
 
 
-def _parse_loop(value: Any, report: Callable[[str], None]) -> Loop | None:
+def parse_loop(value: Any, report: Callable[[str], None]) -> Loop | None:
+    """A step's ``loop`` (``{over | range, max_iterations}``) as a Loop, or None after reporting."""
     if not isinstance(value, dict):
         report("loop: expected a table {over | range, max_iterations}")
         return None
@@ -103,7 +107,7 @@ def _parse_loop(value: Any, report: Callable[[str], None]) -> Loop | None:
         report("loop: give `over` (a list or a {{...}} reference) or `range`")
     limit = value.get("max_iterations")
     if limit is not None:
-        problem = _number(limit, integer=True, minimum=1)
+        problem = number_problem(limit, integer=True, minimum=1)
         if problem:
             report(f"loop.max_iterations: {problem}")
         else:

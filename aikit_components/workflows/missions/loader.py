@@ -12,7 +12,8 @@ import yaml
 from ...errors import AikitError, NotFound
 
 
-class _Problems:
+class MissionProblems:
+    """Problems collected with their line, reported in file order."""
     def __init__(self) -> None:
         self.items: list[tuple[int, int, str]] = []  # (line or 0, order, text)
 
@@ -26,7 +27,8 @@ class _Problems:
         return [text for _, _, text in sorted(self.items)]
 
 
-def _child(node: Any, key: str) -> Any:
+def child_node(node: Any, key: str) -> Any:
+    """The YAML node under ``key`` of a mapping node, or None."""
     if isinstance(node, yaml.MappingNode):
         for k, v in node.value:
             if isinstance(k, yaml.ScalarNode) and k.value == key:
@@ -34,7 +36,8 @@ def _child(node: Any, key: str) -> Any:
     return None
 
 
-def _key_line(node: Any, key: str) -> int | None:
+def key_line(node: Any, key: str) -> int | None:
+    """The line (from 1) of ``key`` in a mapping node, or None."""
     if isinstance(node, yaml.MappingNode):
         for k, _ in node.value:
             if isinstance(k, yaml.ScalarNode) and k.value == key:
@@ -42,11 +45,12 @@ def _key_line(node: Any, key: str) -> int | None:
     return None
 
 
-def _line(node: Any) -> int | None:
+def node_line(node: Any) -> int | None:
+    """The line (from 1) where ``node`` starts, or None."""
     return node.start_mark.line + 1 if node is not None else None
 
 
-def _read_source(source: str | os.PathLike[str]) -> tuple[str, str | None]:
+def read_source(source: str | os.PathLike[str]) -> tuple[str, str | None]:
     """(text, path) for a path or YAML text."""
     if isinstance(source, os.PathLike) or (isinstance(source, str) and "\n" not in source
                                            and (source.endswith((".yaml", ".yml")) or os.path.isfile(source))):
@@ -62,7 +66,8 @@ def _read_source(source: str | os.PathLike[str]) -> tuple[str, str | None]:
     return source, None
 
 
-def _compose(text: str, problems: _Problems) -> tuple[Any, Any]:
+def compose(text: str, problems: MissionProblems) -> tuple[Any, Any]:
+    """(node tree, data) of YAML ``text``; (None, None) after reporting invalid YAML."""
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()

@@ -1,5 +1,5 @@
 """How a mission ``step_type`` maps its parameters onto an aikit step: :class:`StepType`,
-:class:`Mapped` and the parameter renaming with ``DROP`` / ``_Refuse``."""
+:class:`Mapped` and the parameter renaming with ``DROP`` / ``Refuse``."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-_TEMPLATE = re.compile(r"\{\{.*?\}\}", re.S)
+TEMPLATE_RE = re.compile(r"\{\{.*?\}\}", re.S)
 
 
 class _Drop:
     """A mission parameter accepted and ignored (it has no effect in aikit)."""
 
 
-class _Refuse:
+class Refuse:
     """A mission parameter aikit cannot honour: a problem with a hint."""
 
     def __init__(self, hint: str) -> None:
@@ -40,7 +40,7 @@ class Mapped:
 @dataclass(frozen=True)
 class StepType:
     """How one mission ``step_type`` becomes an aikit step: ``kind`` and ``tool`` (the target),
-    ``aliases`` (mission parameter -> tool parameter; ``DROP`` ignores one, ``_Refuse`` rejects
+    ``aliases`` (mission parameter -> tool parameter; ``DROP`` ignores one, ``Refuse`` rejects
     it with a hint) or ``build`` (a function ``params -> Mapped`` for the non-trivial ones)."""
 
     name: str
@@ -54,7 +54,7 @@ class StepType:
         if self.build is not None:
             return self.build(params)
         mapped = Mapped(self.kind, self.tool, schema_tool=self.tool)
-        _rename_into(mapped, params, self.aliases)
+        rename_into(mapped, params, self.aliases)
         return mapped
 
     def describe(self) -> str:
@@ -62,12 +62,13 @@ class StepType:
         return self.summary or (self.tool if self.tool else f"kind {self.kind}")
 
 
-def _rename_into(mapped: Mapped, params: dict[str, Any], aliases: Mapping[str, Any]) -> None:
+def rename_into(mapped: Mapped, params: dict[str, Any], aliases: Mapping[str, Any]) -> None:
+    """Copy ``params`` into ``mapped`` under their aikit names (``aliases``), reporting refused and doubled ones."""
     for key, value in params.items():
         new = aliases.get(key, key)
         if new is DROP:
             continue
-        if isinstance(new, _Refuse):
+        if isinstance(new, Refuse):
             mapped.problems.append((key, new.hint))
             continue
         if new in mapped.params:
@@ -77,5 +78,6 @@ def _rename_into(mapped: Mapped, params: dict[str, Any], aliases: Mapping[str, A
         mapped.names[new] = key
 
 
-def _tool_step(name: str, tool: str, summary: str = "", **aliases: Any) -> StepType:
+def tool_step(name: str, tool: str, summary: str = "", **aliases: Any) -> StepType:
+    """A step type that calls ``tool`` with its parameters renamed by ``aliases``."""
     return StepType(name, "tool", tool, aliases, summary)

@@ -13,21 +13,24 @@ if TYPE_CHECKING:
     from ...tools import ToolRegistry
 
 
-def _has_template(value: Any) -> bool:
+def has_template(value: Any) -> bool:
+    """Whether ``value`` (or anything inside it) holds a ``{{...}}`` template."""
     if isinstance(value, str):
         return "{{" in value
     if isinstance(value, list):
-        return any(_has_template(v) for v in value)
+        return any(has_template(v) for v in value)
     if isinstance(value, dict):
-        return any(_has_template(v) for v in value.values())
+        return any(has_template(v) for v in value.values())
     return False
 
 
 _FIELD = re.compile(r"^([^\s\[\].:]+)")
 
 
-def _check_tool_params(mapped: Mapped, registry: "ToolRegistry",
-                       report: Callable[[str | None, str], None]) -> None:
+def check_tool_params(mapped: Mapped, registry: "ToolRegistry",
+                      report: Callable[[str | None, str], None]) -> None:
+    """Report (by mission parameter name) what the target tool's JSON Schema refuses in
+    ``mapped``'s params; values holding templates are checked when they resolve."""
     name = mapped.schema_tool
     if name not in registry:
         close = difflib.get_close_matches(str(name), [t.name for t in registry.list()], n=3)
@@ -38,9 +41,9 @@ def _check_tool_params(mapped: Mapped, registry: "ToolRegistry",
     params = dict(mapped.params)
     if mapped.kind == "command" and "check" in params:  # the engine's own flag: accept non-zero exits
         check = params.pop("check")
-        if not isinstance(check, bool) and not _has_template(check):
+        if not isinstance(check, bool) and not has_template(check):
             report(mapped.names.get("check", "check"), f"expected true or false, got {check!r}")
-    templated = {k for k, v in params.items() if _has_template(v)}
+    templated = {k for k, v in params.items() if has_template(v)}
     for problem in item.validate(params):
         match = _FIELD.match(problem)
         key = match.group(1) if match else None

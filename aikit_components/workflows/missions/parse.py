@@ -17,15 +17,15 @@ from ..model import Step, Workflow
 from .fields import (
     MISSION_FIELDS,
     STEP_FIELDS,
-    _number,
-    _parse_config,
-    _parse_loop,
-    _parse_when,
-    _unknown_field,
+    number_problem,
+    parse_config,
+    parse_loop,
+    parse_when,
+    unknown_field,
 )
-from .loader import _child, _compose, _key_line, _line, _Problems, _read_source
+from .loader import MissionProblems, child_node, compose, key_line, node_line, read_source
 from .mapping import Mapped, StepType
-from .params import _check_tool_params
+from .params import check_tool_params
 from .step_types import STEP_TYPES, UNSUPPORTED_STEP_TYPES, supported_step_types
 
 if TYPE_CHECKING:
@@ -45,7 +45,8 @@ class Mission:
     mapped: dict[str, Mapped] = field(default_factory=dict)  # step id -> its mapping (first step with that id)
 
 
-def _builtin_registry() -> "ToolRegistry":
+def builtin_registry() -> "ToolRegistry":
+    """The built-in tools (no plugins), made once: what missions are checked against by default."""
     global _REGISTRY
     if _REGISTRY is None:
         from ...tools import default_registry
@@ -62,10 +63,10 @@ def parse_mission(source: str | os.PathLike[str], *, registry: "ToolRegistry | N
     """Parse a mission (a path or YAML text) into a :class:`Mission`: the workflow plus every
     problem found in its fields, step types and parameters (against the tools' JSON Schemas of
     ``registry``, default the built-in tools). Raises only when the file cannot be read."""
-    text, path = _read_source(source)
-    registry = registry if registry is not None else _builtin_registry()
-    problems = _Problems()
-    root, data = _compose(text, problems)
+    text, path = read_source(source)
+    registry = registry if registry is not None else builtin_registry()
+    problems = MissionProblems()
+    root, data = compose(text, problems)
     workflow = Workflow(name=Path(path).stem if path else "mission", source=path)
     mission = Mission(workflow)
     if root is None and data is None:
@@ -74,21 +75,22 @@ def parse_mission(source: str | os.PathLike[str], *, registry: "ToolRegistry | N
         mission.problems = problems.sorted()
         return mission
     if not isinstance(data, dict):
-        problems.add(_line(root), f"a mission is a table (name, version, steps), got {type(data).__name__}")
+        problems.add(node_line(root), f"a mission is a table (name, version, steps), got {type(data).__name__}")
         mission.problems = problems.sorted()
         return mission
 
     for key in data:
         if key not in MISSION_FIELDS:
-            problems.add(_key_line(root, str(key)), _unknown_field("mission field", key, MISSION_FIELDS))
+            problems.add(key_line(root, str(key)), unknown_field("mission field", key, MISSION_FIELDS))
     name = data.get("name")
     if not isinstance(name, str) or not name.strip():
-        problems.add(_line(_child(root, "name")) or 1, "name: required, a non-empty string")
+        problems.add(node_line(child_node(root, "name")) or 1, "name: required, a non-empty string")
     else:
         workflow.name = name
     version = data.get("version", "1.0")
     if not isinstance(version, (str, int, float)) or isinstance(version, bool):
-        problems.add(_line(_child(root, "version")), f"version: expected a string like \"1.0\", got {version!r}")
+        problems.add(node_line(child_node(root, "version")),
+                     f"version: expected a string like \"1.0\", got {version!r}")
     else:
         workflow.version = str(version)
     description = data.get("description")
@@ -96,24 +98,25 @@ def parse_mission(source: str | os.PathLike[str], *, registry: "ToolRegistry | N
         if isinstance(description, str):
             workflow.description = description
         else:
-            problems.add(_line(_child(root, "description")), "description: expected a string")
+            problems.add(node_line(child_node(root, "description")), "description: expected a string")
     inputs = data.get("inputs")
     if inputs is not None:
         if isinstance(inputs, dict) and all(isinstance(k, str) for k in inputs):
             workflow.inputs = dict(inputs)
         else:
-            problems.add(_line(_child(root, "inputs")), "inputs: expected a table of input names and default values")
-    _parse_config(data.get("config"), _child(root, "config"), workflow, problems)
+            problems.add(node_line(child_node(root, "inputs")),
+                         "inputs: expected a table of input names and default values")
+    parse_config(data.get("config"), child_node(root, "config"), workflow, problems)
 
-    steps_node = _child(root, "steps")
+    steps_node = child_node(root, "steps")
     steps = data.get("steps")
     if steps is None:
         problems.add(None, "steps: required, a list of steps")
     elif not isinstance(steps, list):
-        problems.add(_line(steps_node), f"steps: expected a list of steps, got {type(steps).__name__}")
+        problems.add(node_line(steps_node), f"steps: expected a list of steps, got {type(steps).__name__}")
     else:
         if not steps:
-            problems.add(_line(steps_node), "steps: the mission has no steps")
+            problems.add(node_line(steps_node), "steps: the mission has no steps")
         for index, item in enumerate(steps):
             node = steps_node.value[index] if isinstance(steps_node, yaml.SequenceNode) else None
             step = _parse_step(item, node, index, mission, registry, problems, path, _stack)
@@ -124,8 +127,8 @@ def parse_mission(source: str | os.PathLike[str], *, registry: "ToolRegistry | N
 
 
 def _parse_step(item: Any, node: Any, index: int, mission: Mission, registry: "ToolRegistry",
-                problems: _Problems, path: str | None, stack: tuple[str, ...]) -> Step | None:
-    line = _line(node)
+                problems: MissionProblems, path: str | None, stack: tuple[str, ...]) -> Step | None:
+    line = node_line(node)
     if not isinstance(item, dict):
         problems.add(line, f"steps[{index + 1}]: a step is a table (id, name, step_type, parameters), "
                            f"got {type(item).__name__}")
@@ -138,14 +141,14 @@ def _parse_step(item: Any, node: Any, index: int, mission: Mission, registry: "T
     step = Step(id=sid, name=sid, source_line=line)
 
     def report(key: str | None, text: str) -> None:
-        problems.add(_key_line(node, key) if key else line, text, sid)
+        problems.add(key_line(node, key) if key else line, text, sid)
 
     first = sid not in mission.lines
     if first:
         mission.lines[sid] = line or 0
     for key in item:
         if key not in STEP_FIELDS:
-            report(str(key), _unknown_field("step field", key, STEP_FIELDS))
+            report(str(key), unknown_field("step field", key, STEP_FIELDS))
     name = item.get("name")
     if name is not None:
         if isinstance(name, str):
@@ -162,7 +165,7 @@ def _parse_step(item: Any, node: Any, index: int, mission: Mission, registry: "T
             report("depends_on", "depends_on: expected a list of step ids")
     timeout = item.get("timeout_seconds")
     if timeout is not None:
-        problem = _number(timeout, exclusive=True)
+        problem = number_problem(timeout, exclusive=True)
         if problem:
             report("timeout_seconds", f"timeout_seconds: {problem}")
         else:
@@ -175,31 +178,31 @@ def _parse_step(item: Any, node: Any, index: int, mission: Mission, registry: "T
             report("continue_on_error", f"continue_on_error: expected true or false, got {coe!r}")
     retries = item.get("retry_attempts")
     if retries is not None:
-        problem = _number(retries, integer=True)
+        problem = number_problem(retries, integer=True)
         if problem:
             report("retry_attempts", f"retry_attempts: {problem}")
         else:
             step.retries = int(retries)
     delay = item.get("retry_delay_ms")
     if delay is not None:
-        problem = _number(delay)
+        problem = number_problem(delay)
         if problem:
             report("retry_delay_ms", f"retry_delay_ms: {problem}")
         else:
             step.retry_delay_s = delay / 1000.0
     if item.get("when") is not None:
-        step.when = _parse_when(item["when"], lambda text: report("when", text))
+        step.when = parse_when(item["when"], lambda text: report("when", text))
     if item.get("loop") is not None:
-        step.loop = _parse_loop(item["loop"], lambda text: report("loop", text))
+        step.loop = parse_loop(item["loop"], lambda text: report("loop", text))
 
     params = item.get("parameters", {})
-    params_node = _child(node, "parameters")
+    params_node = child_node(node, "parameters")
     if params is None:
         params = {}
     if not isinstance(params, dict):
         report("parameters", f"parameters: expected a table, got {type(params).__name__}")
         params = {}
-    param_lines = {str(k): _key_line(params_node, str(k)) or line or 0 for k in params}
+    param_lines = {str(k): key_line(params_node, str(k)) or line or 0 for k in params}
     if first:
         mission.param_lines[sid] = param_lines
     params = {str(k): v for k, v in params.items()}
@@ -229,7 +232,7 @@ def _parse_step(item: Any, node: Any, index: int, mission: Mission, registry: "T
     for pname, text in mapped.problems:
         report_param(pname, text)
     if mapped.schema_tool:
-        _check_tool_params(mapped, registry, report_param)
+        check_tool_params(mapped, registry, report_param)
     if mapped.kind == "workflow" and isinstance(mapped.target, str) and mapped.target:
         _load_chain(step, mapped, path, registry, stack, report_param)
     return step

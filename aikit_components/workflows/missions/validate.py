@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import ValidationError
 from ..model import Workflow
+from ..validation import validate
 from .checks import risky_steps
 from .parse import Mission, parse_mission
 
@@ -28,9 +29,7 @@ def validate_mission(source: "str | os.PathLike[str] | Mission", *, components: 
     problems = list(mission.problems)
     workflow = mission.workflow
     if workflow.steps:
-        from .. import engine
-
-        for problem in engine.validate(workflow, components=components, inputs=inputs):
+        for problem in validate(workflow, components=components, inputs=inputs):
             if not _reported(problem, mission):
                 problems.append(_with_line(problem, mission))
     if policy is None:
