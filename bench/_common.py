@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import statistics
 import sys
 from collections.abc import Callable, Sequence
@@ -79,6 +80,18 @@ def print_section(title: str, header: str, rows: list[Row]) -> None:
 
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
+
+
+def print_verdicts(verdicts: Sequence[tuple[str, bool]]) -> None:
+    """The machine's load at the end (other work inflates every number), then each target's verdict."""
+    try:
+        load = os.getloadavg()
+        print(f"load average (1/5/15 min) at the end: {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} "
+              f"on {os.cpu_count()} CPUs (other work on the machine inflates every number)")
+    except OSError:
+        pass
+    for name, ok in verdicts:
+        print(f"{verdict(ok)}: {name}")
 
 
 def parse_args(doc: str, argv: Sequence[str] | None, *, quick_help: str, default_reps: int, quick_reps: int,

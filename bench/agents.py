@@ -60,7 +60,6 @@ import argparse
 import asyncio
 import gc
 import importlib.util
-import os
 import sys
 import tempfile
 import time
@@ -84,7 +83,7 @@ from aikit_components.providers.registry import ModelRegistry  # noqa: E402
 from aikit_components.supervision import Actor, ChildSpec, Supervisor  # noqa: E402
 from aikit_components.tools import Budget, tool  # noqa: E402
 
-from _common import BenchError, pct, median, us, ms, Row, print_section, verdict, chosen_sizes, parse_args, progress_log  # noqa: E402
+from _common import BenchError, pct, median, us, ms, Row, print_section, verdict, chosen_sizes, parse_args, progress_log, print_verdicts  # noqa: E402
 
 perf_ns = time.perf_counter_ns
 
@@ -597,14 +596,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     print(f"{sizes.reps} repetitions (creation: {sizes.creations} per side each; loop: {sizes.runs} runs per side "
           f"each, median reported); {sizes.crashes} crashes; up to {sizes.model_runs} model runs")
-    try:
-        load = os.getloadavg()
-        print(f"load average (1/5/15 min) at the end: {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} "
-              f"on {os.cpu_count()} CPUs (other work on the machine inflates every number)")
-    except OSError:
-        pass
-    for name, ok in verdicts:
-        print(f"{verdict(ok)}: {name}")
+    print_verdicts(verdicts)
     if model_ratio is not None:
         print(f"info: local model decode speed {model_ratio:.2f}x the note's ~{REFERENCE_TOKENS_PER_S:g} tokens/s "
               "(a reference, not a target)")

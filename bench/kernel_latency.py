@@ -47,6 +47,8 @@ from typing import Any
 import zmq
 from jupyter_client import KernelManager
 
+from _common import pct
+
 REPO = Path(__file__).resolve().parent.parent
 
 START_TIMEOUT_S = 60.0
@@ -278,17 +280,6 @@ class RunningKernel:
 
 
 # ---------------------------------------------------------------------- the benchmark
-def pct(values: list[float], p: float) -> float:
-    """Percentile with linear interpolation (p in 0..100)."""
-    xs = sorted(values)
-    if len(xs) == 1:
-        return xs[0]
-    k = (len(xs) - 1) * p / 100
-    lo = int(k)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
-
-
 def alternating(i: int, items: Iterable[Any]) -> list[Any]:
     """``items`` in order on even i, reversed on odd i (so neither side always goes first)."""
     seq = list(items)

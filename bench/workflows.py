@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import os
 import sys
 import tempfile
 import time
@@ -69,7 +68,7 @@ from aikit_kernel.lua.api import install_globals  # noqa: E402
 from aikit_kernel.lua.api._util import py  # noqa: E402
 from aikit_kernel.lua.engine import LuaEngine  # noqa: E402
 
-from _common import BenchError, NullOutput, median, us, ms, Row, print_section, verdict, chosen_sizes, parse_args, progress_log  # noqa: E402
+from _common import BenchError, NullOutput, median, us, ms, Row, print_section, verdict, chosen_sizes, parse_args, progress_log, print_verdicts  # noqa: E402
 
 perf_ns = time.perf_counter_ns
 
@@ -480,14 +479,7 @@ def main(argv: list[str] | None = None) -> int:
         (f"{SLEEP_STEPS} x 100 ms Lua I/O steps <= {TARGET_SLEEPS_S:g} s", lua_ok),
     ]
     print(f"{sizes.reps} repetitions per measurement (median reported), alternating with the baselines")
-    try:
-        load = os.getloadavg()
-        print(f"load average (1/5/15 min) at the end: {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} "
-              f"on {os.cpu_count()} CPUs (other work on the machine inflates every number)")
-    except OSError:
-        pass
-    for name, ok in verdicts:
-        print(f"{verdict(ok)}: {name}")
+    print_verdicts(verdicts)
     overall = all(ok for _, ok in verdicts)
     print(f"overall: {verdict(overall)}   (total benchmark time {time.perf_counter() - t_begin:.1f} s)")
     return 0
