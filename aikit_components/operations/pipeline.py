@@ -116,7 +116,10 @@ class Pipeline:
             try:
                 result = handler(op)
             except BaseException as exc:
-                raise _observed_failure(chain, op, exc) from None
+                failure = _observed_failure(chain, op, exc)
+                if failure is exc:
+                    raise
+                raise failure from exc
             _finished(chain, op, result)
             return result
         return _drive_sync(self._flow(op, chain), op, handler)
@@ -138,7 +141,10 @@ class Pipeline:
                 if inspect.isawaitable(result):
                     result = await result
             except BaseException as exc:
-                raise _observed_failure(chain, op, exc) from None
+                failure = _observed_failure(chain, op, exc)
+                if failure is exc:
+                    raise
+                raise failure from exc
             _finished(chain, op, result)
             return result
         return await _drive_async(self._flow(op, chain), op, handler)
@@ -304,10 +310,7 @@ def _observed_failure(chain: Sequence[Interceptor], op: Operation, exc: BaseExce
         return exc
     error = error_from_exception(exc)
     _notify_failed(chain, op, error)
-    if error is exc or not op.kind.converts_errors:
-        return exc
-    error.__cause__ = exc
-    return error
+    return exc if not op.kind.converts_errors else error
 
 
 def _notify_failed(chain: Sequence[Interceptor], op: Operation, error: AikitError) -> None:
