@@ -13,11 +13,11 @@ import pytest
 from aikit_components.providers import Completion, Message, ProviderError, Request, StreamEvent, ToolCall, ToolSpec, Usage
 from aikit_components.providers.anthropic import STRUCTURED_TOOL, AnthropicProvider
 from aikit_components.providers.embeddings import OllamaEmbeddings, OpenAIEmbeddings
-from aikit_components.providers.http import (
-    HTTPEndpoint, SSEDecoder, aiter_ndjson, aiter_sse, argument_error, decode_arguments, is_local_url,
-)
+from aikit_components.providers.http import HTTPEndpoint, is_local_url
 from aikit_components.providers.ollama import OllamaProvider
 from aikit_components.providers.openai import OpenAIProvider
+from aikit_components.providers.streams import SSEDecoder, aiter_ndjson, aiter_sse
+from aikit_components.providers.tool_arguments import argument_error, decode_arguments
 
 from .conftest import LocalServer, Reply, fixture_json, fixture_text
 
