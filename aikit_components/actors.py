@@ -39,7 +39,8 @@ from .errors import (
 
 __all__ = [
     "CRASHED", "DEFAULT_CALL_TIMEOUT", "DEFAULT_MAILBOX_SIZE", "DEFAULT_SHUTDOWN_TIMEOUT", "INTENSITY_EXCEEDED", "NORMAL",
-    "RUNNING", "SHUTDOWN", "STARTING", "STOPPED", "Actor", "ActorContext", "is_normal_exit", "reason_text",
+    "RUNNING", "SHUTDOWN", "STARTING", "STOPPED", "Actor", "ActorContext", "is_normal_exit", "notify_exit_listeners",
+    "reason_text",
 ]
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,8 @@ async def _maybe_await(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
 
 
-def _notify(listeners: list[Callable[[Any, Any], Any]], process: Any, reason: Any) -> None:
+def notify_exit_listeners(listeners: list[Callable[[Any, Any], Any]], process: Any, reason: Any) -> None:
+    """Tell every exit listener that ``process`` exited with ``reason`` (a failing one is logged)."""
     for listener in list(listeners):
         try:
             listener(process, reason)
@@ -333,4 +335,4 @@ class Actor:
             self._started.set_exception(ActorStopped(f"actor {self.name!r} stopped before it started"))
         if self._done is not None:
             self._done.set()
-        _notify(self._listeners, self, reason)
+        notify_exit_listeners(self._listeners, self, reason)

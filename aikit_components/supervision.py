@@ -1,8 +1,8 @@
 """Erlang/OTP-style supervision for long-lived actors, on one asyncio loop.
 
-The actors (:class:`Actor`: an asyncio task with a bounded mailbox, ``send`` and ``call`` with a
-timeout, exit reasons ``"normal"``, ``"shutdown"`` or the exception) live in
-:mod:`aikit_components.actors` and are re-exported here.
+The actors (:class:`~aikit_components.actors.Actor`: an asyncio task with a bounded mailbox,
+``send`` and ``call`` with a timeout, exit reasons ``"normal"``, ``"shutdown"`` or the exception)
+live in :mod:`aikit_components.actors`.
 
 A :class:`Supervisor` starts :class:`ChildSpec` children in order, stops them in reverse order,
 and applies its strategy when one exits:
@@ -36,39 +36,23 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .actors import (  # re-exported: aikit_components.supervision is where users find them
+from .actors import (
     CRASHED,
     DEFAULT_CALL_TIMEOUT,
-    DEFAULT_MAILBOX_SIZE,
     DEFAULT_SHUTDOWN_TIMEOUT,
     INTENSITY_EXCEEDED,
-    NORMAL,
     RUNNING,
     SHUTDOWN,
     STARTING,
     STOPPED,
     Actor,
-    ActorContext,
-    _notify,
     is_normal_exit,
+    notify_exit_listeners,
     reason_text,
 )
-from .errors import (  # the actor errors are defined there and re-exported here
-    ActorCrashed,
-    ActorStopped,
-    InvalidArgument,
-    MailboxFull,
-    NotFound,
-    SupervisorStartFailed,
-    Timeout,
-)
+from .errors import ActorStopped, InvalidArgument, NotFound, SupervisorStartFailed
 
-__all__ = [
-    "CRASHED", "DEFAULT_CALL_TIMEOUT", "DEFAULT_MAILBOX_SIZE", "DEFAULT_SHUTDOWN_TIMEOUT", "INTENSITY_EXCEEDED", "NORMAL",
-    "RESTART_TYPES", "RUNNING", "SHUTDOWN", "STARTING", "STOPPED", "STRATEGIES", "Actor", "ActorContext",
-    "ActorCrashed", "ActorStopped", "ChildInfo", "ChildSpec", "MailboxFull", "Supervisor", "SupervisorStartFailed",
-    "Timeout", "as_process", "is_normal_exit", "reason_text",
-]
+__all__ = ["RESTART_TYPES", "STRATEGIES", "ChildInfo", "ChildSpec", "Supervisor", "as_process"]
 
 log = logging.getLogger(__name__)
 
@@ -444,7 +428,7 @@ class Supervisor:
             self._monitor.cancel()
         if self._done is not None:
             self._done.set()
-        _notify(self._listeners, self, reason)
+        notify_exit_listeners(self._listeners, self, reason)
 
     def status(self) -> dict[str, Any]:
         """A JSON-like summary: name, strategy, state, exit reason, intensity, children."""

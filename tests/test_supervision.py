@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from aikit_components.errors import InvalidArgument, NotFound, Timeout
-from aikit_components.events import EventBus
-from aikit_components.supervision import (
-    INTENSITY_EXCEEDED, Actor, ActorContext, ActorCrashed, ActorStopped, ChildSpec, MailboxFull, Supervisor,
-    SupervisorStartFailed, is_normal_exit,
+from aikit_components.actors import INTENSITY_EXCEEDED, Actor, ActorContext, is_normal_exit
+from aikit_components.errors import (
+    ActorCrashed, ActorStopped, InvalidArgument, MailboxFull, NotFound, SupervisorStartFailed, Timeout,
 )
+from aikit_components.events import EventBus
+from aikit_components.supervision import ChildSpec, Supervisor
 
 
 def run(coro: Coroutine[Any, Any, Any]) -> Any:
