@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ...errors import InvalidArgument
 from ..base import tool
-from .common import _cap, _dateutil_parser
+from .common import check_length, dateutil_parser
 
 
 def _zone(name: str) -> dt.tzinfo:
@@ -83,9 +83,9 @@ def _parse_datetime(text: str, fmt: str | None = None, assume: dt.tzinfo | None 
                 value = parsedate_to_datetime(s)
             except (TypeError, ValueError, IndexError):
                 value = None
-        if value is None and _dateutil_parser is not None:
+        if value is None and dateutil_parser is not None:
             try:
-                value = _dateutil_parser.parse(s)
+                value = dateutil_parser.parse(s)
             except (ValueError, OverflowError, TypeError):
                 value = None
         if value is None:
@@ -121,7 +121,7 @@ def datetime_now(timezone: str = "UTC", format: str | None = None) -> dict[str, 
 
 
 def _strftime(value: dt.datetime, fmt: str) -> str:
-    _cap(fmt, 1000, "format")
+    check_length(fmt, 1000, "format")
     try:
         return value.strftime(fmt)
     except (ValueError, UnicodeError) as exc:

@@ -8,7 +8,7 @@ from typing import Any
 
 from ...errors import InvalidArgument
 from ..base import tool
-from .common import MAX_TEXT, _cap
+from .common import MAX_TEXT, check_length
 
 _WORD = re.compile(r"[^\W_]+(?:['’\-][^\W_]+)*")
 _SENTENCE_END = re.compile(r"[.!?…]+(?=\s|$)|\n\s*\n")
@@ -44,7 +44,7 @@ def text_stats(text: str, top: int = 10, exclude_stopwords: bool = True,
         average_word_length, average_sentence_length, most_common_words: [{word, count}],
         reading_time_minutes, reading_time}`.
     """
-    _cap(text, MAX_TEXT, "text")
+    check_length(text, MAX_TEXT, "text")
     if top < 0:
         raise InvalidArgument(f"top must be 0 or more, got {top}")
     if words_per_minute <= 0:
