@@ -14,7 +14,8 @@ import pytest
 from aikit_components.errors import AikitError
 from aikit_components.security import SecurityPolicy
 from aikit_components.tools import Tool, ToolContext, ToolRegistry
-from aikit_components.tools.data import MAX_NODES, TOOLS
+from aikit_components.tools.data import TOOLS
+from aikit_components.tools.data.common import MAX_NODES
 
 
 class Env:

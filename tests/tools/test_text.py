@@ -19,7 +19,8 @@ import pytest
 from aikit_components.errors import AikitError
 from aikit_components.security import SecurityPolicy
 from aikit_components.tools import Tool, ToolContext, ToolRegistry
-from aikit_components.tools.text import MAX_REGEX_TEXT, TOOLS
+from aikit_components.tools.text import TOOLS
+from aikit_components.tools.text.common import MAX_REGEX_TEXT
 
 NONDETERMINISTIC = {"uuid", "datetime_now"}
 
