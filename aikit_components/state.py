@@ -20,9 +20,6 @@ hook runs after ``fn`` computed the new value, inside the atomic section. A writ
 (a full disk, a value too large, an updater that raised) fires ``state.write.error`` (payload
 ``{scope, key, op, error = {code, message, details}}``, observe only) and publishes
 ``state.failed`` ``{scope, key, op, code, message}`` before the error reaches the caller.
-
-Each method has an ``a``-prefixed async twin (``aget``, ``aset``, ...). Store operations take
-well under a millisecond, so the twins run them inline.
 """
 
 from __future__ import annotations
@@ -157,13 +154,6 @@ class State:
             kwargs["clock"] = clock
         backend = SQLiteStateBackend(Path(data_dir) / filename, **kwargs)
         return cls(backend, events=events, hooks=hooks, session_id=session_id)
-
-    @classmethod
-    def in_memory(cls, **kwargs: Any) -> "State":
-        """A State over a fresh :class:`~aikit_components.storage.memory.MemoryStateBackend`."""
-        from .storage.memory import MemoryStateBackend
-
-        return cls(MemoryStateBackend(), **kwargs)
 
     def __repr__(self) -> str:
         return f"State({self.backend!r}, session_id={self.session_id!r})"
@@ -374,27 +364,3 @@ class State:
         if stored:
             self._after(scope, key, new, "compare_and_set", "state.written")
         return stored
-
-    # -- async twins -------------------------------------------------------------------------
-
-    async def aget(self, scope: str, key: str, default: Any = None) -> Any:
-        return self.get(scope, key, default)
-
-    async def aexists(self, scope: str, key: str) -> bool:
-        return self.exists(scope, key)
-
-    async def aset(self, scope: str, key: str, value: Any, ttl: float | None = None) -> None:
-        return self.set(scope, key, value, ttl)
-
-    async def adelete(self, scope: str, key: str) -> bool:
-        return self.delete(scope, key)
-
-    async def akeys(self, scope: str, prefix: str = "") -> list[str]:
-        return self.keys(scope, prefix)
-
-    async def aupdate(self, scope: str, key: str, fn: Callable[[Any], Any], ttl: float | None = None) -> Any:
-        return self.update(scope, key, fn, ttl)
-
-    async def acompare_and_set(self, scope: str, key: str, expected: Any, new: Any, ttl: float | None = None) -> bool:
-        return self.compare_and_set(scope, key, expected, new, ttl)
-
