@@ -110,7 +110,6 @@ class _Child:
     last_process: Any = None
     restarts: int = 0
     exit_reason: Any = None
-    last_restart_latency: float | None = None
     kind: str = "worker"
 
 
@@ -347,7 +346,6 @@ class Supervisor:
         else:
             latency = time.perf_counter() - exited_at
             child.restarts += 1
-            child.last_restart_latency = latency
             self.restart_latencies.append(latency)
             self._publish("supervisor.child_restarted", child=child.spec.name, restarts=child.restarts,
                           latency_ms=round(latency * 1000, 3))

@@ -225,7 +225,6 @@ class Cassette:
             raise InvalidArgument(f"cassette mode must be one of {', '.join(MODES)}, got {mode!r}",
                                   details={"mode": mode})
         self.path = Path(path)
-        self.requested_mode = mode
         self.mode = ("replay" if self.path.exists() else "record") if mode == "auto" else mode
         self.redact = [r for r in redact if r]
         self.jsonl = self.path.suffix.lower() == ".jsonl"
