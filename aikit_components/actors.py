@@ -94,7 +94,7 @@ class ActorContext:
 
     __slots__ = ("actor", "_future", "_exit")
 
-    def __init__(self, actor: "Actor") -> None:
+    def __init__(self, actor: Actor) -> None:
         self.actor = actor
         self._future: asyncio.Future[Any] | None = None
         self._exit: Any = None
@@ -138,7 +138,8 @@ class Actor:
         elif callable(handler):
             self._handle, self._init, self._terminate = handler, None, None
         else:
-            raise InvalidArgument(f"an actor handler must be a function or have handle(msg, ctx), got {type(handler).__name__}")
+            raise InvalidArgument("an actor handler must be a function or have handle(msg, ctx), "
+                                  f"got {type(handler).__name__}")
         self.handler = handler
         self.name = name or getattr(handler, "name", None) or getattr(handler, "__name__", None) or type(handler).__name__
         self.mailbox_size = mailbox_size
@@ -170,7 +171,7 @@ class Actor:
     def alive(self) -> bool:
         return self.state in (STARTING, RUNNING) and self._stop_reason is None
 
-    async def start(self) -> "Actor":
+    async def start(self) -> Actor:
         """Start the task and wait until ``init`` finished; ``init``'s exception is raised."""
         if self.started:
             raise InvalidArgument(f"actor {self.name!r} was already started (start a new Actor to restart)")
@@ -197,7 +198,7 @@ class Actor:
             self._task.cancel()
         try:
             await asyncio.wait_for(asyncio.shield(self._task), timeout)
-        except (asyncio.TimeoutError, TimeoutError):
+        except TimeoutError:
             self._killed = True
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -244,7 +245,7 @@ class Actor:
         self._put((msg, future))
         try:
             return await asyncio.wait_for(future, timeout)
-        except (asyncio.TimeoutError, TimeoutError):
+        except TimeoutError:
             if future.done() and not future.cancelled():
                 return future.result()
             raise Timeout(f"call to actor {self.name!r} timed out after {timeout:g} s",

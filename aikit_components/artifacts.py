@@ -143,7 +143,7 @@ class ArtifactStore:
     def close(self) -> None:
         self.db.close()
 
-    def __enter__(self) -> "ArtifactStore":
+    def __enter__(self) -> ArtifactStore:
         return self
 
     def __exit__(self, *exc: Any) -> None:

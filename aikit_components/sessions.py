@@ -312,7 +312,7 @@ class SessionStore:
     def close(self) -> None:
         self.db.close()
 
-    def __enter__(self) -> "SessionStore":
+    def __enter__(self) -> SessionStore:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -48,9 +48,9 @@ _BEFORE, _AFTER, _ERROR = "state.write.before", "state.write.after", "state.writ
 class _Missing:
     """The "no such key" marker for :meth:`State.compare_and_set` (``expected=MISSING``)."""
 
-    _instance: "_Missing | None" = None
+    _instance: _Missing | None = None
 
-    def __new__(cls) -> "_Missing":
+    def __new__(cls) -> _Missing:
         if cls._instance is None:
             cls._instance = super().__new__(cls)
         return cls._instance
@@ -135,7 +135,7 @@ class State:
                      events: EventBus | None = None, hooks: HookRegistry | None = None,
                      session_id: str | None = None, clock: Callable[[], float] | None = None,
                      max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES, busy_timeout: float = 10.0,
-                     synchronous: str = "FULL") -> "State":
+                     synchronous: str = "FULL") -> State:
         """The SQLite-backed State at ``<data_dir>/state.sqlite`` (data_dir defaults to
         :func:`aikit_components.config.data_dir`)."""
         from .storage.sqlite import SQLiteStateBackend
@@ -158,7 +158,7 @@ class State:
     def __repr__(self) -> str:
         return f"State({self.backend!r}, session_id={self.session_id!r})"
 
-    def __enter__(self) -> "State":
+    def __enter__(self) -> State:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -131,7 +131,7 @@ class Supervisor:
 
     def __init__(self, strategy: str = "one_for_one", intensity: int = 3, period: float = 5.0,
                  children: Iterable[ChildSpec | dict[str, Any]] = (), *, name: str = "supervisor",
-                 parent: "Supervisor | None" = None, events: Any = None) -> None:
+                 parent: Supervisor | None = None, events: Any = None) -> None:
         if strategy not in STRATEGIES:
             raise InvalidArgument(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
         if isinstance(intensity, bool) or not isinstance(intensity, int) or intensity < 0:
@@ -194,7 +194,7 @@ class Supervisor:
             await self._done.wait()
         return self.exit_reason
 
-    async def start(self) -> "Supervisor":
+    async def start(self) -> Supervisor:
         """Start the children in order. If one fails, stop those already started (reverse order)
         and raise :class:`SupervisorStartFailed`."""
         if self.started:

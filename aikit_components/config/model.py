@@ -11,12 +11,12 @@ from typing import Any
 
 from ..errors import ConfigError
 from .defaults import DEFAULTS
-from .layers import apply_override, read_env_overrides, merge, nest
+from .layers import apply_override, merge, nest, read_env_overrides
 from .paths import project_config_path, user_config_path
 from .secrets import Secret, resolve_indirections, unwrap_secrets, wrap_secrets
-from .source import file_locator, SourceFile
+from .source import SourceFile, file_locator
 from .toml_out import dump_toml
-from .validation import describe, env_locator, Validator
+from .validation import Validator, describe, env_locator
 
 log = logging.getLogger("aikit.config")
 
@@ -60,7 +60,7 @@ class Config(Mapping[str, Any]):
         profile: str | None = None,
         env: Mapping[str, str] | None = None,
         user_dir: Path | None = None,
-    ) -> "Config":
+    ) -> Config:
         """Load defaults, the user file, the project file, the profile and the environment.
 
         ``cwd`` is where ``aikit.toml`` is looked for (default: the working directory); ``env``

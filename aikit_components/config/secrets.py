@@ -68,10 +68,10 @@ class Secret:
     def __hash__(self) -> int:
         return hash((Secret, self._value))
 
-    def __copy__(self) -> "Secret":
+    def __copy__(self) -> Secret:
         return self
 
-    def __deepcopy__(self, memo: dict[int, Any]) -> "Secret":
+    def __deepcopy__(self, memo: dict[int, Any]) -> Secret:
         return self
 
     def __reduce__(self) -> Any:

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from .defaults import DEFAULTS, NUMBER_KEYS, OPEN_SECTIONS
-from .secrets import Secret, secret_indirection, is_secret_key
+from .secrets import Secret, is_secret_key, secret_indirection
 from .toml_out import toml_value
 
 

@@ -122,9 +122,8 @@ class AnthropicProvider(HTTPClient):
     def request_body(self, request: Request, *, stream: bool = False) -> dict[str, Any]:
         """The JSON body of ``POST /v1/messages`` for ``request``."""
         system, messages = self.wire_messages(request.messages)
-        body: dict[str, Any] = {"model": request.model,
-                                "max_tokens": request.max_tokens if request.max_tokens is not None else self.default_max_tokens,
-                                "messages": messages}
+        max_tokens = request.max_tokens if request.max_tokens is not None else self.default_max_tokens
+        body: dict[str, Any] = {"model": request.model, "max_tokens": max_tokens, "messages": messages}
         if system:
             body["system"] = system
         tools = [{"name": t.name, "description": t.description, "input_schema": t.parameters} for t in request.tools]

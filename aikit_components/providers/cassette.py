@@ -330,7 +330,7 @@ class Cassette:
             return [e for i, e in enumerate(self.exchanges) if i not in self._used]
 
     def transport(self, provider: str | None = None, inner: httpx.AsyncBaseTransport | None = None
-                  ) -> "CassetteTransport":
+                  ) -> CassetteTransport:
         """A transport on this cassette; usable as a registry transport factory
         (``registry.transport = cassette.transport``)."""
         return CassetteTransport(self, inner=inner)

@@ -74,7 +74,7 @@ def _message(exc: ProviderError) -> str:
 class FallbackChain:
     """Tries ``models`` (names or aliases resolved by ``registry``) in order; see the module doc."""
 
-    def __init__(self, registry: "ModelRegistry", models: Sequence[str], *, events: "EventBus | None" = None,
+    def __init__(self, registry: ModelRegistry, models: Sequence[str], *, events: EventBus | None = None,
                  name: str = "fallback") -> None:
         if isinstance(models, str) or not models:
             raise InvalidArgument("FallbackChain needs a non-empty list of model names",

@@ -143,7 +143,7 @@ class HTTPEndpoint:
         if client is not None and not client.is_closed:
             await client.aclose()
 
-    async def __aenter__(self) -> "HTTPEndpoint":
+    async def __aenter__(self) -> HTTPEndpoint:
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
@@ -203,8 +203,9 @@ class HTTPEndpoint:
         limit = self.retries if retries is None else retries
         if (exc.retryable and exc.retry_after is not None and exc.retry_after > self.max_retry_after_s
                 and attempt < limit and not exc.details.get("no_retry")):
-            return with_attempts(exc, attempt + 1, f"; it asks to wait {exc.retry_after:g} s, longer than "
-                                                    f"max_retry_after_s ({self.max_retry_after_s:g} s), so aikit did not wait")
+            return with_attempts(exc, attempt + 1,
+                                 f"; it asks to wait {exc.retry_after:g} s, longer than max_retry_after_s "
+                                 f"({self.max_retry_after_s:g} s), so aikit did not wait")
         return with_attempts(exc, attempt + 1)
 
     async def with_retries(self, attempt_fn: Callable[[], Awaitable[T]], retries: int | None = None) -> T:

@@ -57,7 +57,13 @@ from .base import ProviderError
 from .http import HTTPEndpoint
 from .local_prompt import TURN_STOPS, Holdback, build_prompt, parse_tool_calls
 from .local_server import (
-    DEFAULT_N_CTX, DEFAULT_N_THREADS, DEFAULT_STARTUP_TIMEOUT_S, DEFAULT_TIMEOUT_S, MODEL, LocalServer, shared_server,
+    DEFAULT_N_CTX,
+    DEFAULT_N_THREADS,
+    DEFAULT_STARTUP_TIMEOUT_S,
+    DEFAULT_TIMEOUT_S,
+    MODEL,
+    LocalServer,
+    shared_server,
 )
 from .messages import Completion, Message, Request, StopReason, StreamEvent, ToolCall, Usage
 from .streams import aiter_sse

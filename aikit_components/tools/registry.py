@@ -56,7 +56,7 @@ class ToolRegistry:
     def unregister(self, name: str) -> bool:
         return self._tools.pop(name, None) is not None
 
-    def load_builtins(self) -> "ToolRegistry":
+    def load_builtins(self) -> ToolRegistry:
         """Register every built-in tool (modules ``aikit_components.tools.<category>``)."""
         for module_name in BUILTIN_MODULES:
             try:
@@ -205,7 +205,8 @@ class ToolRegistry:
                 raise
             except Exception as exc:
                 error = error_from_exception(exc)
-                outcome = await hooks.arun("tool.error", {"name": name, "args": bound, "error": error.to_dict()}) if hooks else None
+                payload = {"name": name, "args": bound, "error": error.to_dict()}
+                outcome = await hooks.arun("tool.error", payload) if hooks else None
                 decision = self._after_error(item, error, outcome, started, attempt)
                 if decision == "retry":
                     if outcome and outcome.delay:

@@ -141,8 +141,15 @@ def _run_plan(plan_path: str, opts: argparse.Namespace) -> int:
 
     from aikit_components.config import load_config
     from aikit_components.errors import AikitError
-    from aikit_components.plans import (PlanRunner, RunOptions, TaskResult, child_base_env,
-                                        find_hooks_file, load_hooks, load_plan)
+    from aikit_components.plans import (
+        PlanRunner,
+        RunOptions,
+        TaskResult,
+        child_base_env,
+        find_hooks_file,
+        load_hooks,
+        load_plan,
+    )
     from aikit_components.plans.hooks import Hooks
     from aikit_components.security import SecurityPolicy
 

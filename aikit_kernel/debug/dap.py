@@ -111,7 +111,7 @@ class DapSession:
         except (DebuggerError, ValueError, KeyError, TypeError) as exc:
             response.update(success=False, message=str(exc) or type(exc).__name__)
             return response
-        except asyncio.TimeoutError:
+        except TimeoutError:
             response.update(success=False, message="the kernel is busy running code; pause it first")
             return response
         if body is not None:

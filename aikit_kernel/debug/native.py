@@ -31,7 +31,7 @@ MAX_SOURCES = 256
 STEP_NONE, STEP_IN, STEP_OVER, STEP_OUT = 0, 1, 2, 3
 
 _lock = threading.Lock()
-_loaded: "NativeLineHook | None | bool" = False  # False: not tried yet; None: unavailable
+_loaded: NativeLineHook | None | bool = False  # False: not tried yet; None: unavailable
 
 
 def cache_dir() -> Path:

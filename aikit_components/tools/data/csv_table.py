@@ -183,7 +183,7 @@ def _column_profile(name: str, raws: list[str]) -> dict[str, Any]:
         inferred = "string"
     distinct = Counter(r.strip() for r in present)
     samples: list[Any] = []
-    for value, raw in zip(typed, present):
+    for value in typed:
         if len(samples) >= 5:
             break
         if value not in samples:

@@ -92,7 +92,8 @@ def _match_path(match: Any) -> str:
             parts.append("".join(f"[{i}]" for i in reversed(indices)))
         elif name == "Fields":
             for field_name in segment.fields:
-                parts.append(f".{field_name}" if re.fullmatch(r"[A-Za-z_]\w*", field_name) else f"[{json.dumps(field_name)}]")
+                bare = re.fullmatch(r"[A-Za-z_]\w*", field_name)
+                parts.append(f".{field_name}" if bare else f"[{json.dumps(field_name)}]")
         node = node.context
     return "$" + "".join(reversed(parts))
 

@@ -11,7 +11,7 @@ import yaml
 
 from ...errors import InvalidArgument
 from ..base import ToolContext, tool
-from .common import offload, jsonable, read_text_input, syntax_error, too_deep
+from .common import jsonable, offload, read_text_input, syntax_error, too_deep
 
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)

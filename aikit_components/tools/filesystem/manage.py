@@ -25,7 +25,7 @@ from .._fsutil import (
     os_error,
 )
 from ..base import ToolContext, tool
-from .common import CATEGORY, HASH_LIMIT, guarded, checked_lstat, need_regular_file, run_blocking
+from .common import CATEGORY, HASH_LIMIT, checked_lstat, guarded, need_regular_file, run_blocking
 
 
 # ----------------------------------------------------------------------------- copy / move targets
@@ -116,7 +116,8 @@ async def copy_file(ctx: ToolContext, source: str, destination: str, overwrite: 
         overwrite: Replace (or, for directories, merge into) an existing destination; when false it is a conflict error.
 
     Returns:
-        {source, destination, type, files, bytes, replaced}; destination is the final path, files and bytes count what was copied.
+        {source, destination, type, files, bytes, replaced}; destination is the final path, files and bytes
+        count what was copied.
     """
     return await run_blocking("copy", source, _copy_file, ctx, source, destination, overwrite)
 
@@ -300,7 +301,8 @@ async def file_stat(ctx: ToolContext, path: str) -> dict[str, Any]:
         path: The file, directory or symlink to describe, inside the allowed paths.
 
     Returns:
-        {path, name, type, exists, size, mode, permissions, modified, created, accessed, is_symlink, link_target, resolved_path, sha256}; times are ISO 8601 UTC.
+        {path, name, type, exists, size, mode, permissions, modified, created, accessed, is_symlink,
+        link_target, resolved_path, sha256}; times are ISO 8601 UTC.
     """
     return await run_blocking("stat", path, _file_stat, ctx, path)
 

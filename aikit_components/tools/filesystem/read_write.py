@@ -249,6 +249,7 @@ async def edit_file(ctx: ToolContext, path: str, old: str, new: str, count: int 
         encoding: Text encoding of the file, e.g. "utf-8".
 
     Returns:
-        {path, replacements, first_line, size}; first_line is the line of the first replacement, size the new file size in bytes.
+        {path, replacements, first_line, size}; first_line is the line of the first replacement, size the
+        new file size in bytes.
     """
     return await run_blocking("edit", path, _edit_file, ctx, path, old, new, count, encoding)

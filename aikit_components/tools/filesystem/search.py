@@ -26,8 +26,8 @@ from .common import (
     MAX_ENTRIES,
     MAX_LINE_CHARS,
     bounded,
-    entry_info,
     checked_lstat,
+    entry_info,
     need_regular_file,
     run_blocking,
 )
@@ -101,7 +101,8 @@ async def list_directory(ctx: ToolContext, path: str = ".", recursive: bool = Fa
         max_entries: Stop after this many entries (1 to 100000) and set truncated = true.
 
     Returns:
-        {path, entries, count, truncated}; each entry has name, path, type (file, directory, symlink, other), size (null for directories) and modified (ISO 8601 UTC).
+        {path, entries, count, truncated}; each entry has name, path, type (file, directory, symlink, other),
+        size (null for directories) and modified (ISO 8601 UTC).
     """
     return await run_blocking("list", path, _list_directory, ctx, path, recursive, include_hidden, max_entries)
 
@@ -174,7 +175,8 @@ async def file_search(ctx: ToolContext, pattern: str, root: str = ".", max_resul
         max_results: Stop after this many matches (1 to 100000) and set truncated = true.
 
     Returns:
-        {root, pattern, matches, count, truncated, skipped_outside}; each match has name (relative to root), path, type and size.
+        {root, pattern, matches, count, truncated, skipped_outside}; each match has name (relative to root),
+        path, type and size.
     """
     return await run_blocking("search", root, _file_search, ctx, pattern, root, max_results)
 
@@ -282,6 +284,7 @@ async def grep(ctx: ToolContext, pattern: str, path: str = ".", glob: str = "*",
         max_matches: Stop after this many matching lines (1 to 100000) and set truncated = true.
 
     Returns:
-        {pattern, path, matches, count, truncated, files_searched, skipped_binary, skipped_large, skipped_outside}; each match has file (relative to path), path, line, column (1-based) and text.
+        {pattern, path, matches, count, truncated, files_searched, skipped_binary, skipped_large,
+        skipped_outside}; each match has file (relative to path), path, line, column (1-based) and text.
     """
     return await run_blocking("search", path, _grep, ctx, pattern, path, glob, regex, ignore_case, max_matches)

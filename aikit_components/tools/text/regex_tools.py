@@ -46,7 +46,8 @@ def _match_info(m: Any) -> dict[str, Any]:
 @tool(name="regex", category="text", security="safe", examples=[
     {"args": {"pattern": r"(\w+)@(\w+)\.com", "text": "ada@math.com, alan@enigma.com", "mode": "findall"},
      "result": [["ada", "math"], ["alan", "enigma"]]},
-    {"args": {"pattern": r"\d+", "text": "a1b22", "mode": "sub", "replacement": "#"}, "result": {"text": "a#b#", "count": 2}},
+    {"args": {"pattern": r"\d+", "text": "a1b22", "mode": "sub", "replacement": "#"},
+     "result": {"text": "a#b#", "count": 2}},
 ])
 def regex_tool(pattern: str, text: str, mode: Literal["search", "findall", "sub", "split"] = "search",
                replacement: str | None = None, flags: list[Literal["i", "m", "s", "x"]] | None = None,
