@@ -79,7 +79,8 @@ runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
 """
 
 
-def _missing_modules() -> list[str]:
+def missing_modules() -> list[str]:
+    """The modules the llama.cpp server needs that are not installed (empty when it can run)."""
     missing = []
     for module in _SERVER_MODULES:
         try:
@@ -167,7 +168,7 @@ class LocalServer:
                 "--interrupt_requests", "false", "--logits_all", "false", "--verbose", "false"]
 
     def _start(self) -> None:
-        missing = _missing_modules()
+        missing = missing_modules()
         if missing:
             raise ProviderError(f"the local model needs llama-cpp-python with its server extras (missing: "
                                 f"{', '.join(missing)}); " + INSTALL_HINT, kind="connection", provider="local",

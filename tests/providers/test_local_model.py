@@ -128,7 +128,7 @@ def test_holdback_only_holds_lines_that_may_be_calls():
 
 
 def test_missing_package_is_a_connection_error_naming_the_extra(monkeypatch):
-    monkeypatch.setattr(local_server_mod, "_missing_modules", lambda: ["llama_cpp"])
+    monkeypatch.setattr(local_server_mod, "missing_modules", lambda: ["llama_cpp"])
     server = LocalServer()
     with pytest.raises(ProviderError) as info:
         server.ensure()
@@ -150,7 +150,7 @@ def test_missing_package_is_a_connection_error_naming_the_extra(monkeypatch):
 
 
 def test_missing_model_file(monkeypatch):
-    monkeypatch.setattr(local_server_mod, "_missing_modules", lambda: [])
+    monkeypatch.setattr(local_server_mod, "missing_modules", lambda: [])
     with pytest.raises(ProviderError) as info:
         LocalServer("/nonexistent/model.gguf").ensure()
     assert info.value.kind == "connection" and "model_path" in info.value.message
