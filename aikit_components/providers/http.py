@@ -215,10 +215,7 @@ class HTTPEndpoint:
             try:
                 return await attempt_fn()
             except ProviderError as exc:
-                delay = self.retry_delay(exc, attempt, retries)
-                if delay is None:
-                    raise self._final(exc, attempt, retries) from exc.__cause__
-                self._log_retry(exc, delay, attempt, retries)
+                delay = self._retry_or_raise(exc, attempt, retries)
             await asyncio.sleep(delay)
             attempt += 1
 
@@ -239,12 +236,17 @@ class HTTPEndpoint:
                 except ProviderError as exc:
                     if yielded:
                         raise
-                    delay = self.retry_delay(exc, attempt, retries)
-                    if delay is None:
-                        raise self._final(exc, attempt, retries) from exc.__cause__
-                    self._log_retry(exc, delay, attempt, retries)
+                    delay = self._retry_or_raise(exc, attempt, retries)
             await asyncio.sleep(delay)
             attempt += 1
+
+    def _retry_or_raise(self, exc: ProviderError, attempt: int, retries: int | None) -> float:
+        """The delay before retrying after ``exc`` (logged), or ``exc`` raised as final."""
+        delay = self.retry_delay(exc, attempt, retries)
+        if delay is None:
+            raise self._final(exc, attempt, retries) from exc.__cause__
+        self._log_retry(exc, delay, attempt, retries)
+        return delay
 
     # ------------------------------------------------------------------ requests
     def _encode(self, payload: Any) -> bytes:
