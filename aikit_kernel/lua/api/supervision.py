@@ -29,11 +29,16 @@ import itertools
 from collections.abc import Callable
 from typing import Any
 
+from aikit_components.actors import (
+    DEFAULT_CALL_TIMEOUT,
+    DEFAULT_MAILBOX_SIZE,
+    DEFAULT_SHUTDOWN_TIMEOUT,
+    Actor,
+    ActorContext,
+    reason_text,
+)
 from aikit_components.components import Components
 from aikit_components.errors import InvalidArgument, NotFound
-from aikit_components.actors import (
-    DEFAULT_CALL_TIMEOUT, DEFAULT_MAILBOX_SIZE, DEFAULT_SHUTDOWN_TIMEOUT, Actor, ActorContext, reason_text,
-)
 from aikit_components.supervision import ChildSpec, Supervisor, as_process
 
 from ..convert import lua_type
