@@ -1,7 +1,8 @@
 # aikit: set-up, test, demo and benchmark commands.
 #
 #   make demo    run the tour notebook and an example script through aikit
-#   make test    run the test suite
+#   make test    check the code (make lint), then run the test suite
+#   make lint    ruff and the import contracts (lint-imports)
 #   make bench   run the benchmarks (kernel latency, components, agents, workflows, RAG)
 #   make venv    create .venv and install aikit into it (the others do this first)
 #   make clean   remove .venv and caches
@@ -22,7 +23,7 @@ STAMP  := $(VENV)/.aikit-installed
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test demo bench clean
+.PHONY: help venv lint test demo bench clean
 
 help:
 	@sed -n 's/^#   make /make /p' $(firstword $(MAKEFILE_LIST))
@@ -37,9 +38,14 @@ $(STAMP): pyproject.toml $(wildcard kernelspec/kernel.json kernelspec/logo-*)
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(VPY) -m pip install --disable-pip-version-check -q -e '.[test,local,rag]'
 	@touch $@
 
+# ruff: see [tool.ruff] in pyproject.toml; lint-imports: the contracts in [tool.importlinter].
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+
 # pytest exits 5 when it collected no test: make treats that, like any non-zero
 # status, as a failure.
-test: $(STAMP)
+test: lint
 	$(VPY) -m pytest -n 2 --dist loadgroup tests
 
 demo: $(STAMP)
@@ -54,5 +60,5 @@ bench: $(STAMP)
 	$(VPY) bench/debugger.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache build dist
+	rm -rf $(VENV) .pytest_cache .ruff_cache .import_linter_cache build dist
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

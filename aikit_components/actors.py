@@ -39,7 +39,8 @@ from .errors import (
 
 __all__ = [
     "CRASHED", "DEFAULT_CALL_TIMEOUT", "DEFAULT_MAILBOX_SIZE", "DEFAULT_SHUTDOWN_TIMEOUT", "INTENSITY_EXCEEDED", "NORMAL",
-    "RUNNING", "SHUTDOWN", "STARTING", "STOPPED", "Actor", "ActorContext", "is_normal_exit", "reason_text",
+    "RUNNING", "SHUTDOWN", "STARTING", "STOPPED", "Actor", "ActorContext", "is_normal_exit", "notify_exit_listeners",
+    "reason_text",
 ]
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,8 @@ async def _maybe_await(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
 
 
-def _notify(listeners: list[Callable[[Any, Any], Any]], process: Any, reason: Any) -> None:
+def notify_exit_listeners(listeners: list[Callable[[Any, Any], Any]], process: Any, reason: Any) -> None:
+    """Tell every exit listener that ``process`` exited with ``reason`` (a failing one is logged)."""
     for listener in list(listeners):
         try:
             listener(process, reason)
@@ -92,7 +94,7 @@ class ActorContext:
 
     __slots__ = ("actor", "_future", "_exit")
 
-    def __init__(self, actor: "Actor") -> None:
+    def __init__(self, actor: Actor) -> None:
         self.actor = actor
         self._future: asyncio.Future[Any] | None = None
         self._exit: Any = None
@@ -136,7 +138,8 @@ class Actor:
         elif callable(handler):
             self._handle, self._init, self._terminate = handler, None, None
         else:
-            raise InvalidArgument(f"an actor handler must be a function or have handle(msg, ctx), got {type(handler).__name__}")
+            raise InvalidArgument("an actor handler must be a function or have handle(msg, ctx), "
+                                  f"got {type(handler).__name__}")
         self.handler = handler
         self.name = name or getattr(handler, "name", None) or getattr(handler, "__name__", None) or type(handler).__name__
         self.mailbox_size = mailbox_size
@@ -168,7 +171,7 @@ class Actor:
     def alive(self) -> bool:
         return self.state in (STARTING, RUNNING) and self._stop_reason is None
 
-    async def start(self) -> "Actor":
+    async def start(self) -> Actor:
         """Start the task and wait until ``init`` finished; ``init``'s exception is raised."""
         if self.started:
             raise InvalidArgument(f"actor {self.name!r} was already started (start a new Actor to restart)")
@@ -195,7 +198,7 @@ class Actor:
             self._task.cancel()
         try:
             await asyncio.wait_for(asyncio.shield(self._task), timeout)
-        except (asyncio.TimeoutError, TimeoutError):
+        except TimeoutError:
             self._killed = True
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -242,7 +245,7 @@ class Actor:
         self._put((msg, future))
         try:
             return await asyncio.wait_for(future, timeout)
-        except (asyncio.TimeoutError, TimeoutError):
+        except TimeoutError:
             if future.done() and not future.cancelled():
                 return future.result()
             raise Timeout(f"call to actor {self.name!r} timed out after {timeout:g} s",
@@ -333,4 +336,4 @@ class Actor:
             self._started.set_exception(ActorStopped(f"actor {self.name!r} stopped before it started"))
         if self._done is not None:
             self._done.set()
-        _notify(self._listeners, self, reason)
+        notify_exit_listeners(self._listeners, self, reason)

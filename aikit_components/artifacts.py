@@ -13,14 +13,12 @@
   with :class:`ResourceExhausted`; an OS failure (disk full, ...) is an :class:`IOFailure` and
   leaves no index row.
 
-Every method has an async twin (``aput``, ``aget``, ...) that does the work on a worker thread.
 Events (with an EventBus): ``artifact.put`` (payload :meth:`ArtifactInfo.to_dict`) and
 ``artifact.deleted`` (``{"name", "versions"}``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import hashlib
@@ -145,7 +143,7 @@ class ArtifactStore:
     def close(self) -> None:
         self.db.close()
 
-    def __enter__(self) -> "ArtifactStore":
+    def __enter__(self) -> ArtifactStore:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -388,29 +386,6 @@ class ArtifactStore:
         shown = ", ".join(map(str, known[-10:])) + (" ..." if len(known) > 10 else "")
         return NotFound(f"artifact {name!r} has no version {version} (stored versions: {shown})",
                         details={"name": name, "version": version, "versions": known})
-
-    # ------------------------------------------------------------------ async twins
-    async def aput(self, name: str, content: str | bytes, mime: str | None = None,
-                   metadata: dict[Any, Any] | None = None, session_id: str | None = None) -> ArtifactInfo:
-        return await asyncio.to_thread(self.put, name, content, mime, metadata, session_id)
-
-    async def aget(self, name: str, version: int | None = None) -> tuple[ArtifactInfo, bytes]:
-        return await asyncio.to_thread(self.get, name, version)
-
-    async def ainfo(self, name: str, version: int | None = None) -> ArtifactInfo:
-        return await asyncio.to_thread(self.info, name, version)
-
-    async def alist(self, session_id: str | None = None, prefix: str | None = None) -> list[ArtifactInfo]:
-        return await asyncio.to_thread(self.list, session_id, prefix)
-
-    async def aversions(self, name: str) -> list[ArtifactInfo]:
-        return await asyncio.to_thread(self.versions, name)
-
-    async def adelete(self, name: str, version: int | None = None) -> int:
-        return await asyncio.to_thread(self.delete, name, version)
-
-    async def agc(self) -> dict[str, int]:
-        return await asyncio.to_thread(self.gc)
 
 
 __all__ = ["ArtifactInfo", "ArtifactStore", "DEFAULT_MAX_BYTES", "MAX_BYTES_CONFIG_KEY"]

@@ -5,9 +5,7 @@ One file, ``<data_dir>/sessions.sqlite``, holds the sessions and the artifacts i
 is on disk before it is acknowledged) and a 10 s busy timeout, with one connection per thread, so
 several threads and several processes can share it.
 
-A session is ``active`` (created or resumed), ``completed`` or ``failed``. Every method has an
-async twin (``acreate``, ``aget``, ...) that runs the same work on a worker thread, so the I/O
-loop never blocks on the disk.
+A session is ``active`` (created or resumed), ``completed`` or ``failed``.
 
 Events (when an :class:`~aikit_components.events.EventBus` is given): ``session.created``,
 ``session.resumed``, ``session.completed``; the payload is :meth:`SessionInfo.to_dict`.
@@ -15,7 +13,6 @@ Events (when an :class:`~aikit_components.events.EventBus` is given): ``session.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import secrets
@@ -315,7 +312,7 @@ class SessionStore:
     def close(self) -> None:
         self.db.close()
 
-    def __enter__(self) -> "SessionStore":
+    def __enter__(self) -> SessionStore:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -404,22 +401,6 @@ class SessionStore:
     def _not_found(self, session_id: str) -> NotFound:
         return NotFound(f"no session with id {session_id!r} (list() shows the known sessions)",
                         details={"session_id": session_id})
-
-    # ------------------------------------------------------------------ async twins
-    async def acreate(self, name: str | None = None, metadata: dict[Any, Any] | None = None) -> SessionInfo:
-        return await asyncio.to_thread(self.create, name, metadata)
-
-    async def aget(self, session_id: str) -> SessionInfo:
-        return await asyncio.to_thread(self.get, session_id)
-
-    async def aresume(self, session_id: str) -> SessionInfo:
-        return await asyncio.to_thread(self.resume, session_id)
-
-    async def alist(self, status: str | None = None, limit: int = 100) -> list[SessionInfo]:
-        return await asyncio.to_thread(self.list, status, limit)
-
-    async def acomplete(self, session_id: str, status: str = "completed") -> SessionInfo:
-        return await asyncio.to_thread(self.complete, session_id, status)
 
 
 __all__ = ["Database", "SessionInfo", "SessionStore", "new_session_id", "STATUSES"]

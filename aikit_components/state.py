@@ -20,9 +20,6 @@ hook runs after ``fn`` computed the new value, inside the atomic section. A writ
 (a full disk, a value too large, an updater that raised) fires ``state.write.error`` (payload
 ``{scope, key, op, error = {code, message, details}}``, observe only) and publishes
 ``state.failed`` ``{scope, key, op, code, message}`` before the error reaches the caller.
-
-Each method has an ``a``-prefixed async twin (``aget``, ``aset``, ...). Store operations take
-well under a millisecond, so the twins run them inline.
 """
 
 from __future__ import annotations
@@ -53,9 +50,9 @@ _PREFIXED = ("user", "agent", "workflow", "tenant")
 class _Missing:
     """The "no such key" marker for :meth:`State.compare_and_set` (``expected=MISSING``)."""
 
-    _instance: "_Missing | None" = None
+    _instance: _Missing | None = None
 
-    def __new__(cls) -> "_Missing":
+    def __new__(cls) -> _Missing:
         if cls._instance is None:
             cls._instance = super().__new__(cls)
         return cls._instance
@@ -172,7 +169,7 @@ class State:
                      pipeline: Pipeline | None = None,
                      session_id: str | None = None, clock: Callable[[], float] | None = None,
                      max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES, busy_timeout: float = 10.0,
-                     synchronous: str = "FULL") -> "State":
+                     synchronous: str = "FULL") -> State:
         """The SQLite-backed State at ``<data_dir>/state.sqlite`` (data_dir defaults to
         :func:`aikit_components.config.data_dir`)."""
         from .storage.sqlite import SQLiteStateBackend
@@ -192,17 +189,10 @@ class State:
         backend = SQLiteStateBackend(Path(data_dir) / filename, **kwargs)
         return cls(backend, events=events, hooks=hooks, session_id=session_id, pipeline=pipeline)
 
-    @classmethod
-    def in_memory(cls, **kwargs: Any) -> "State":
-        """A State over a fresh :class:`~aikit_components.storage.memory.MemoryStateBackend`."""
-        from .storage.memory import MemoryStateBackend
-
-        return cls(MemoryStateBackend(), **kwargs)
-
     def __repr__(self) -> str:
         return f"State({self.backend!r}, session_id={self.session_id!r})"
 
-    def __enter__(self) -> "State":
+    def __enter__(self) -> State:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -348,27 +338,4 @@ class State:
         expected_found = expected is not MISSING
         return self._write("compare_and_set", scope, key, new, lambda op: self.backend.compare_and_set(
             scope, key, expected_found, expected if expected_found else None, op.payload.get("value"), expires_at))
-
-    # -- async twins -------------------------------------------------------------------------
-
-    async def aget(self, scope: str, key: str, default: Any = None) -> Any:
-        return self.get(scope, key, default)
-
-    async def aexists(self, scope: str, key: str) -> bool:
-        return self.exists(scope, key)
-
-    async def aset(self, scope: str, key: str, value: Any, ttl: float | None = None) -> None:
-        return self.set(scope, key, value, ttl)
-
-    async def adelete(self, scope: str, key: str) -> bool:
-        return self.delete(scope, key)
-
-    async def akeys(self, scope: str, prefix: str = "") -> list[str]:
-        return self.keys(scope, prefix)
-
-    async def aupdate(self, scope: str, key: str, fn: Callable[[Any], Any], ttl: float | None = None) -> Any:
-        return self.update(scope, key, fn, ttl)
-
-    async def acompare_and_set(self, scope: str, key: str, expected: Any, new: Any, ttl: float | None = None) -> bool:
-        return self.compare_and_set(scope, key, expected, new, ttl)
 

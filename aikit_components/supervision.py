@@ -1,8 +1,8 @@
 """Erlang/OTP-style supervision for long-lived actors, on one asyncio loop.
 
-The actors (:class:`Actor`: an asyncio task with a bounded mailbox, ``send`` and ``call`` with a
-timeout, exit reasons ``"normal"``, ``"shutdown"`` or the exception) live in
-:mod:`aikit_components.actors` and are re-exported here.
+The actors (:class:`~aikit_components.actors.Actor`: an asyncio task with a bounded mailbox,
+``send`` and ``call`` with a timeout, exit reasons ``"normal"``, ``"shutdown"`` or the exception)
+live in :mod:`aikit_components.actors`.
 
 A :class:`Supervisor` starts :class:`ChildSpec` children in order, stops them in reverse order,
 and applies its strategy when one exits:
@@ -36,39 +36,23 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .actors import (  # re-exported: aikit_components.supervision is where users find them
+from .actors import (
     CRASHED,
     DEFAULT_CALL_TIMEOUT,
-    DEFAULT_MAILBOX_SIZE,
     DEFAULT_SHUTDOWN_TIMEOUT,
     INTENSITY_EXCEEDED,
-    NORMAL,
     RUNNING,
     SHUTDOWN,
     STARTING,
     STOPPED,
     Actor,
-    ActorContext,
-    _notify,
     is_normal_exit,
+    notify_exit_listeners,
     reason_text,
 )
-from .errors import (  # the actor errors are defined there and re-exported here
-    ActorCrashed,
-    ActorStopped,
-    InvalidArgument,
-    MailboxFull,
-    NotFound,
-    SupervisorStartFailed,
-    Timeout,
-)
+from .errors import ActorStopped, InvalidArgument, NotFound, SupervisorStartFailed
 
-__all__ = [
-    "CRASHED", "DEFAULT_CALL_TIMEOUT", "DEFAULT_MAILBOX_SIZE", "DEFAULT_SHUTDOWN_TIMEOUT", "INTENSITY_EXCEEDED", "NORMAL",
-    "RESTART_TYPES", "RUNNING", "SHUTDOWN", "STARTING", "STOPPED", "STRATEGIES", "Actor", "ActorContext",
-    "ActorCrashed", "ActorStopped", "ChildInfo", "ChildSpec", "MailboxFull", "Supervisor", "SupervisorStartFailed",
-    "Timeout", "as_process", "is_normal_exit", "reason_text",
-]
+__all__ = ["RESTART_TYPES", "STRATEGIES", "ChildInfo", "ChildSpec", "Supervisor", "as_process"]
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +110,6 @@ class _Child:
     last_process: Any = None
     restarts: int = 0
     exit_reason: Any = None
-    last_restart_latency: float | None = None
     kind: str = "worker"
 
 
@@ -148,7 +131,7 @@ class Supervisor:
 
     def __init__(self, strategy: str = "one_for_one", intensity: int = 3, period: float = 5.0,
                  children: Iterable[ChildSpec | dict[str, Any]] = (), *, name: str = "supervisor",
-                 parent: "Supervisor | None" = None, events: Any = None) -> None:
+                 parent: Supervisor | None = None, events: Any = None) -> None:
         if strategy not in STRATEGIES:
             raise InvalidArgument(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
         if isinstance(intensity, bool) or not isinstance(intensity, int) or intensity < 0:
@@ -211,7 +194,7 @@ class Supervisor:
             await self._done.wait()
         return self.exit_reason
 
-    async def start(self) -> "Supervisor":
+    async def start(self) -> Supervisor:
         """Start the children in order. If one fails, stop those already started (reverse order)
         and raise :class:`SupervisorStartFailed`."""
         if self.started:
@@ -363,7 +346,6 @@ class Supervisor:
         else:
             latency = time.perf_counter() - exited_at
             child.restarts += 1
-            child.last_restart_latency = latency
             self.restart_latencies.append(latency)
             self._publish("supervisor.child_restarted", child=child.spec.name, restarts=child.restarts,
                           latency_ms=round(latency * 1000, 3))
@@ -444,7 +426,7 @@ class Supervisor:
             self._monitor.cancel()
         if self._done is not None:
             self._done.set()
-        _notify(self._listeners, self, reason)
+        notify_exit_listeners(self._listeners, self, reason)
 
     def status(self) -> dict[str, Any]:
         """A JSON-like summary: name, strategy, state, exit reason, intensity, children."""

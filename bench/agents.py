@@ -81,7 +81,8 @@ from aikit_components.providers.messages import (  # noqa: E402
     Completion, Message, Request, StreamEvent, ToolCall, ToolSpec, Usage,
 )
 from aikit_components.providers.registry import ModelRegistry  # noqa: E402
-from aikit_components.supervision import Actor, ChildSpec, Supervisor  # noqa: E402
+from aikit_components.actors import Actor  # noqa: E402
+from aikit_components.supervision import ChildSpec, Supervisor  # noqa: E402
 from aikit_components.tools import Budget, tool  # noqa: E402
 
 from _common import BenchError, pct, median, us, ms, Row, print_section, verdict, chosen_sizes, parse_args, progress_log, print_verdicts  # noqa: E402

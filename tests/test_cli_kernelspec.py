@@ -192,7 +192,7 @@ def test_wheel_ships_kernelspec(tmp_path: Path) -> None:
 
     wheel = next(iter(WheelBuilder(str(REPO)).build(directory=str(tmp_path), versions=["standard"])))
     names = set(zipfile.ZipFile(wheel).namelist())
-    data = "aikit-{}.data/data/share/jupyter/kernels/aikit/".format(package_version())
+    data = f"aikit-{package_version()}.data/data/share/jupyter/kernels/aikit/"
     for name in SPEC_FILES:
         assert data + name in names, data + name
         assert "aikit_kernel/resources/kernelspec/" + name in names, name

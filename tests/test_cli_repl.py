@@ -57,7 +57,9 @@ def test_classify_and_read_chunks() -> None:
     assert (classify(" ?print ").kind, classify(" ?print ").text) == ("help", "print")
     assert (classify("a.b?").kind, classify("a:b??").text, classify("a:b??").detail) == ("help", "a:b", 1)
     assert classify("x = '?'").kind == "code" and classify("quit").kind == "exit"
-    complete = lambda text: text.count("do") == text.count("end")
+    def complete(text: str) -> bool:
+        return text.count("do") == text.count("end")
+
     assert list(read_chunks(["a()\n", "do\n", "b()\n", "end\n", "do\n"], complete)) == ["a()", "do\nb()\nend", "do"]
 
 

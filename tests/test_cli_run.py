@@ -36,7 +36,8 @@ def test_arguments_and_varargs(tmp_path: Path) -> None:
 
 
 def test_stdout_stderr_and_stdin(tmp_path: Path) -> None:
-    proc = run(tmp_path, 'io.stderr:write("err\\n")\nlocal n = io.read("n")\nio.write(n * 2, "\\n")\nprint(io.read())', stdin="21\nsecond line\n")
+    proc = run(tmp_path, 'io.stderr:write("err\\n")\nlocal n = io.read("n")\nio.write(n * 2, "\\n")\nprint(io.read())',
+               stdin="21\nsecond line\n")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "42\nsecond line\n"
     assert proc.stderr == "err\n"

@@ -277,7 +277,7 @@ def test_secret_keys() -> None:
 def test_secret_object_never_shows_its_value() -> None:
     secret = Secret(SECRET)
     assert secret.reveal() == SECRET
-    for shown in (str(secret), repr(secret), f"{secret}", f"{secret!r}", f"{secret:>10}", "%s" % secret,
+    for shown in (str(secret), repr(secret), f"{secret}", f"{secret!r}", f"{secret:>10}", "%s" % secret,  # noqa: UP031
                   str([secret]), str({"k": secret}), repr((secret,))):
         assert SECRET not in shown
         assert "****" in shown
@@ -412,7 +412,8 @@ def test_not_utf8_names_file(dirs: tuple[Path, Path]) -> None:
 
 def test_unknown_keys_are_warnings_with_lines(dirs: tuple[Path, Path]) -> None:
     project, _ = dirs
-    path = write(project, "[tools]\nhttp_retries = 1\nhttp_retrys = 3\n\n[plugins]\nfoo = 1\n\n[providers.any]\nwhatever = 1\n")
+    path = write(project, "[tools]\nhttp_retries = 1\nhttp_retrys = 3\n\n[plugins]\nfoo = 1\n\n"
+                          "[providers.any]\nwhatever = 1\n")
     config = load(dirs)
     assert config.get("tools.http_retrys") == 3  # kept
     assert config.get("plugins.foo") == 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import hashlib
 import json
@@ -109,18 +108,13 @@ def test_sessions_persist_across_reopen(tmp_path: Path) -> None:
     assert (tmp_path / "sessions.sqlite").exists()
 
 
-def test_session_async_twins(tmp_path: Path) -> None:
+def test_session_complete_then_resume(tmp_path: Path) -> None:
     store = SessionStore(tmp_path)
-
-    async def main() -> list[str]:
-        s = await store.acreate("async")
-        await store.acomplete(s.id)
-        await store.aresume(s.id)
-        got = await store.aget(s.id)
-        assert got.status == "active"
-        return [x.id for x in await store.alist()]
-
-    assert len(asyncio.run(main())) == 1
+    s = store.create("resumed")
+    assert store.complete(s.id).status == "completed"
+    store.resume(s.id)
+    assert store.get(s.id).status == "active"
+    assert [x.id for x in store.list()] == [s.id]
 
 
 # ====================================================================== artifacts
@@ -429,21 +423,17 @@ def test_gc_removes_orphans_and_stale_temp_files(tmp_path: Path) -> None:
     assert store.get("keep")[1] == b"keep me"
 
 
-def test_artifact_async_twins(tmp_path: Path) -> None:
+def test_artifact_versions_keep_their_mime(tmp_path: Path) -> None:
     store = ArtifactStore(tmp_path)
-
-    async def main() -> None:
-        a = await store.aput("a", "1")
-        b = await store.aput("a", b"2", mime="application/x-thing")
-        assert (a.version, b.version) == (1, 2)
-        info, data = await store.aget("a", 1)
-        assert data == b"1" and info.mime == "text/plain"
-        assert (await store.ainfo("a")).mime == "application/x-thing"
-        assert [i.name for i in await store.alist()] == ["a"]
-        assert len(await store.aversions("a")) == 2
-        assert await store.adelete("a") == 2
-
-    asyncio.run(main())
+    a = store.put("a", "1")
+    b = store.put("a", b"2", mime="application/x-thing")
+    assert (a.version, b.version) == (1, 2)
+    info, data = store.get("a", 1)
+    assert data == b"1" and info.mime == "text/plain"
+    assert store.info("a").mime == "application/x-thing"
+    assert [i.name for i in store.list()] == ["a"]
+    assert len(store.versions("a")) == 2
+    assert store.delete("a") == 2
 
 
 def test_components_do_not_import_kernel_side_packages() -> None:

@@ -5,7 +5,6 @@ Every SQLite file lives under ``tmp_path``, so the tests are safe to run in para
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sqlite3
 import subprocess
@@ -790,22 +789,19 @@ def test_update_hook_runs_inside_atomic_section(hooked) -> None:
     assert st.get("global", "n") == 400
 
 
-# -- async twins and packaging -----------------------------------------------------------------
+# -- every operation in one pass, and packaging ----------------------------------------------------
 
 
-def test_async_twins(state: State) -> None:
-    async def main() -> None:
-        await state.aset("global", "k", NESTED)
-        assert same(await state.aget("global", "k"), NESTED)
-        assert await state.aget("global", "absent", 7) == 7
-        assert await state.aexists("global", "k")
-        assert await state.akeys("global") == ["k"]
-        assert await state.aupdate("global", "n", lambda v: (v or 0) + 1) == 1
-        assert await state.acompare_and_set("global", "n", 1, 2) is True
-        assert await state.adelete("global", "k") is True
-        assert await state.akeys("global", prefix="n") == ["n"]
-
-    asyncio.run(main())
+def test_every_operation_in_one_pass(state: State) -> None:
+    state.set("global", "k", NESTED)
+    assert same(state.get("global", "k"), NESTED)
+    assert state.get("global", "absent", 7) == 7
+    assert state.exists("global", "k")
+    assert state.keys("global") == ["k"]
+    assert state.update("global", "n", lambda v: (v or 0) + 1) == 1
+    assert state.compare_and_set("global", "n", 1, 2) is True
+    assert state.delete("global", "k") is True
+    assert state.keys("global", prefix="n") == ["n"]
 
 
 def test_components_import_no_kernel_modules() -> None:

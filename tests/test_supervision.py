@@ -12,12 +12,18 @@ from typing import Any
 
 import pytest
 
-from aikit_components.errors import InvalidArgument, NotFound, Timeout
-from aikit_components.events import EventBus
-from aikit_components.supervision import (
-    INTENSITY_EXCEEDED, Actor, ActorContext, ActorCrashed, ActorStopped, ChildSpec, MailboxFull, Supervisor,
-    SupervisorStartFailed, is_normal_exit,
+from aikit_components.actors import INTENSITY_EXCEEDED, Actor, ActorContext, is_normal_exit
+from aikit_components.errors import (
+    ActorCrashed,
+    ActorStopped,
+    InvalidArgument,
+    MailboxFull,
+    NotFound,
+    SupervisorStartFailed,
+    Timeout,
 )
+from aikit_components.events import EventBus
+from aikit_components.supervision import ChildSpec, Supervisor
 
 
 def run(coro: Coroutine[Any, Any, Any]) -> Any:
@@ -245,7 +251,9 @@ class TestOrder:
             log: list[str] = []
             bus = EventBus()
             sub = bus.subscribe("supervisor.*")
-            inner = lambda: Supervisor("one_for_one", children=[worker("x", log), worker("y", log)], name="inner")
+            def inner() -> Supervisor:
+                return Supervisor("one_for_one", children=[worker("x", log), worker("y", log)], name="inner")
+
             sup = Supervisor("one_for_one", children=[worker("a", log), ChildSpec("inner", inner), worker("b", log)],
                              name="outer", events=bus)
             await sup.start()

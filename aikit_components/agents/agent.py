@@ -171,7 +171,7 @@ class Agent:
     def as_actor(self) -> Any:
         """This agent as a supervisable actor: each message is an input (a string, or a table with
         ``input``); a ``call`` returns the run's result as a dict."""
-        from ..supervision import Actor
+        from ..actors import Actor
 
         agent = self
 

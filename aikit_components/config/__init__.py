@@ -20,7 +20,7 @@ Configuration (:class:`Config`), sources in increasing precedence:
 
 Tables merge key by key; any other value (arrays included) replaces the lower layer's.
 
-Known keys are checked against the type of their default; a wrong type is a :class:`ConfigError`
+Known keys are checked against the type of their default; a wrong type is a :class:`~aikit_components.errors.ConfigError`
 naming the dotted key, the file and the line (or the environment variable). Unknown keys are kept
 and reported in :attr:`Config.warnings`.
 
@@ -41,7 +41,6 @@ import os
 import threading
 from pathlib import Path
 
-from ..errors import ConfigError
 from .defaults import DEFAULT_COMMANDS, DEFAULTS
 from .model import Config
 from .paths import (
@@ -61,7 +60,6 @@ __all__ = [
     "ENV_PREFIX",
     "MASK",
     "Config",
-    "ConfigError",
     "Secret",
     "data_dir",
     "env_int",

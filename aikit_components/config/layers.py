@@ -10,14 +10,14 @@ from typing import Any
 from ..errors import ConfigError
 from .paths import ENV_PREFIX
 from .secrets import Secret, is_secret_key
-from .validation import _kind_of_default
+from .validation import kind_of_default
 
 
-def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> None:
+def merge(base: dict[str, Any], top: Mapping[str, Any]) -> None:
     """Merge ``top`` into ``base`` in place: tables key by key, anything else replaces."""
     for key, value in top.items():
         if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _merge(base[key], value)
+            merge(base[key], value)
         else:
             base[key] = copy.deepcopy(value)
 
@@ -44,7 +44,7 @@ def _parse_env_value(raw: str, kind: str | None, secret: bool) -> Any:
     return parsed.get("v", raw)
 
 
-def _env_overrides(env: Mapping[str, str]) -> list[tuple[str, tuple[str, ...], Any]]:
+def read_env_overrides(env: Mapping[str, str]) -> list[tuple[str, tuple[str, ...], Any]]:
     """``(variable, path, value)`` for every ``AIKIT_<SECTION>__<KEY>`` variable, sorted by name."""
     out = []
     for name in sorted(env):
@@ -61,7 +61,7 @@ def _env_overrides(env: Mapping[str, str]) -> list[tuple[str, tuple[str, ...], A
                 details={"env": name},
             )
         path = tuple(part.lower() for part in parts)
-        kind = _kind_of_default(path[0], path[1]) if len(path) == 2 else None
+        kind = kind_of_default(path[0], path[1]) if len(path) == 2 else None
         value = _parse_env_value(env[name], kind, is_secret_key(path[-1]))
         out.append((name, path, value))
     return out
@@ -77,7 +77,7 @@ def _resolve_case(table: Mapping[str, Any], key: str) -> str:
     return key
 
 
-def _apply_override(tree: dict[str, Any], name: str, path: tuple[str, ...], value: Any) -> tuple[str, ...]:
+def apply_override(tree: dict[str, Any], name: str, path: tuple[str, ...], value: Any) -> tuple[str, ...]:
     """Set ``path`` in ``tree``; returns the path as stored (keys matched case-insensitively)."""
     node = tree
     stored: list[str] = []
@@ -86,7 +86,7 @@ def _apply_override(tree: dict[str, Any], name: str, path: tuple[str, ...], valu
         stored.append(key)
         if depth == len(path) - 1:
             if isinstance(value, dict) and isinstance(node.get(key), dict):
-                _merge(node[key], value)
+                merge(node[key], value)
             else:
                 node[key] = value
         else:
@@ -101,7 +101,8 @@ def _apply_override(tree: dict[str, Any], name: str, path: tuple[str, ...], valu
     return tuple(stored)
 
 
-def _nest(path: Sequence[str], value: Any) -> dict[str, Any]:
+def nest(path: Sequence[str], value: Any) -> dict[str, Any]:
+    """A one-branch tree holding ``value`` at ``path`` (``("a", "b"), 1`` -> ``{"a": {"b": 1}}``)."""
     out: dict[str, Any] = {}
     node = out
     for part in path[:-1]:

@@ -11,12 +11,12 @@ from typing import Any
 
 from ..errors import ConfigError
 from .defaults import DEFAULTS
-from .layers import _apply_override, _env_overrides, _merge, _nest
+from .layers import apply_override, merge, nest, read_env_overrides
 from .paths import project_config_path, user_config_path
-from .secrets import Secret, _resolve_indirections, _unwrap, _wrap_secrets
-from .source import _file_locator, _SourceFile
-from .toml_out import _dump_toml
-from .validation import _describe, _env_locator, _Validator
+from .secrets import Secret, resolve_indirections, unwrap_secrets, wrap_secrets
+from .source import SourceFile, file_locator
+from .toml_out import dump_toml
+from .validation import Validator, describe, env_locator
 
 log = logging.getLogger("aikit.config")
 
@@ -38,7 +38,7 @@ class Config(Mapping[str, Any]):
     ) -> None:
         tree = copy.deepcopy(DEFAULTS)
         if data:
-            _merge(tree, _wrap_secrets(copy.deepcopy(dict(data))))
+            merge(tree, wrap_secrets(copy.deepcopy(dict(data))))
         self._data: dict[str, Any] = tree
         #: The config files that contributed, lowest precedence first.
         self.sources: list[str] = list(sources)
@@ -60,7 +60,7 @@ class Config(Mapping[str, Any]):
         profile: str | None = None,
         env: Mapping[str, str] | None = None,
         user_dir: Path | None = None,
-    ) -> "Config":
+    ) -> Config:
         """Load defaults, the user file, the project file, the profile and the environment.
 
         ``cwd`` is where ``aikit.toml`` is looked for (default: the working directory); ``env``
@@ -70,7 +70,7 @@ class Config(Mapping[str, Any]):
         env = os.environ if env is None else env
         warnings: list[str] = []
 
-        files: list[_SourceFile] = []
+        files: list[SourceFile] = []
         user_path = user_config_path(env, user_dir)
         if user_dir is None and env.get("AIKIT_CONFIG") and not user_path.is_file():
             raise ConfigError(
@@ -86,18 +86,18 @@ class Config(Mapping[str, Any]):
             if resolved in seen:
                 continue
             seen.add(resolved)
-            files.append(_SourceFile(path, label))
+            files.append(SourceFile(path, label))
 
         # Validate every layer where it is written, so errors name the file and the line.
-        available: dict[str, list[_SourceFile]] = {}
+        available: dict[str, list[SourceFile]] = {}
         for source in files:
             base = {k: v for k, v in source.data.items() if k != "profiles"}
-            _Validator(_file_locator(source), warnings).layer(base)
+            Validator(file_locator(source), warnings).layer(base)
             profiles = source.data.get("profiles", {})
             if not isinstance(profiles, dict):
                 where = source.where(("profiles",))
                 raise ConfigError(
-                    f"{where}: profiles must be a table of [profiles.<name>] tables, got {_describe(profiles)}",
+                    f"{where}: profiles must be a table of [profiles.<name>] tables, got {describe(profiles)}",
                     details=source.details(("profiles",)),
                 )
             for name, table in profiles.items():
@@ -105,10 +105,10 @@ class Config(Mapping[str, Any]):
                 if not isinstance(table, dict):
                     raise ConfigError(
                         f"{source.where(path)}: profiles.{name} must be a table ([profiles.{name}]), "
-                        f"got {_describe(table)}",
+                        f"got {describe(table)}",
                         details=source.details(path),
                     )
-                _Validator(_file_locator(source), warnings).layer(table, path)
+                Validator(file_locator(source), warnings).layer(table, path)
                 available.setdefault(name, []).append(source)
 
         selected = profile if profile is not None else (env.get("AIKIT_PROFILE") or None)
@@ -123,19 +123,19 @@ class Config(Mapping[str, Any]):
 
         tree = copy.deepcopy(DEFAULTS)
         for source in files:
-            _merge(tree, {k: v for k, v in source.data.items() if k != "profiles"})
+            merge(tree, {k: v for k, v in source.data.items() if k != "profiles"})
         if selected is not None:
             for source in files:
                 if selected in source.data.get("profiles", {}):
-                    _merge(tree, source.data["profiles"][selected])
+                    merge(tree, source.data["profiles"][selected])
 
         applied: list[str] = []
-        for name, path, value in _env_overrides(env):
-            stored = _apply_override(tree, name, path, value)
-            _Validator(_env_locator(name), warnings).layer(_nest(stored, value))
+        for name, path, value in read_env_overrides(env):
+            stored = apply_override(tree, name, path, value)
+            Validator(env_locator(name), warnings).layer(nest(stored, value))
             applied.append(name)
 
-        _resolve_indirections(tree, env, (), warnings)
+        resolve_indirections(tree, env, (), warnings)
 
         config = cls.__new__(cls)
         config._data = tree
@@ -197,8 +197,8 @@ class Config(Mapping[str, Any]):
 
     def to_dict(self, mask: bool = True) -> dict[str, Any]:
         """A plain nested dict; secrets as ``"****"`` (``mask=False``: their values)."""
-        return _unwrap(self._data, mask)
+        return unwrap_secrets(self._data, mask)
 
     def to_toml(self, mask: bool = True) -> str:
         """The configuration as TOML text; secrets as ``"****"`` unless ``mask=False``."""
-        return _dump_toml(self._data, mask)
+        return dump_toml(self._data, mask)

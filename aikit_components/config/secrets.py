@@ -17,7 +17,7 @@ def is_secret_key(name: str) -> bool:
     return name.lower().replace("-", "_").endswith(SECRET_SUFFIXES)
 
 
-def _secret_indirection(name: str) -> str | None:
+def secret_indirection(name: str) -> str | None:
     """For ``api_key_env`` return ``api_key`` (the secret it names); else None."""
     lower = name.lower()
     if lower.endswith("_env") and is_secret_key(name[:-4]):
@@ -68,10 +68,10 @@ class Secret:
     def __hash__(self) -> int:
         return hash((Secret, self._value))
 
-    def __copy__(self) -> "Secret":
+    def __copy__(self) -> Secret:
         return self
 
-    def __deepcopy__(self, memo: dict[int, Any]) -> "Secret":
+    def __deepcopy__(self, memo: dict[int, Any]) -> Secret:
         return self
 
     def __reduce__(self) -> Any:
@@ -79,39 +79,40 @@ class Secret:
 
 
 
-def _wrap_secrets(node: Any) -> Any:
+def wrap_secrets(node: Any) -> Any:
     """Wrap every string under a secret-named key in :class:`Secret` (in place; returns node)."""
     if isinstance(node, dict):
         for key, value in node.items():
             if isinstance(value, str) and is_secret_key(key):
                 node[key] = Secret(value)
             else:
-                _wrap_secrets(value)
+                wrap_secrets(value)
     elif isinstance(node, list):
         for item in node:
-            _wrap_secrets(item)
+            wrap_secrets(item)
     return node
 
 
 
-def _unwrap(node: Any, mask: bool) -> Any:
+def unwrap_secrets(node: Any, mask: bool) -> Any:
+    """A copy of ``node`` with every :class:`Secret` replaced by ``****`` (``mask``) or its value."""
     if isinstance(node, Secret):
         return MASK if mask else node.reveal()
     if isinstance(node, dict):
-        return {k: _unwrap(v, mask) for k, v in node.items()}
+        return {k: unwrap_secrets(v, mask) for k, v in node.items()}
     if isinstance(node, list):
-        return [_unwrap(v, mask) for v in node]
+        return [unwrap_secrets(v, mask) for v in node]
     return node
 
 
 
-def _resolve_indirections(node: dict[str, Any], env: Mapping[str, str], path: tuple[str, ...], warnings: list[str]) -> None:
+def resolve_indirections(node: dict[str, Any], env: Mapping[str, str], path: tuple[str, ...], warnings: list[str]) -> None:
     """``api_key_env = "VAR"`` -> ``api_key = Secret($VAR)`` when ``api_key`` is not set."""
     for key, value in list(node.items()):
         if isinstance(value, dict):
-            _resolve_indirections(value, env, path + (key,), warnings)
+            resolve_indirections(value, env, path + (key,), warnings)
             continue
-        target = _secret_indirection(key)
+        target = secret_indirection(key)
         if target is None or not isinstance(value, str):
             continue
         if node.get(target) is not None:

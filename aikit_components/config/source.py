@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from .secrets import _wrap_secrets
+from .secrets import wrap_secrets
 
 _LINE_COL = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
 _HEADER = re.compile(r"^\[\[?(?P<key>[^\[\]]+?)\]\]?\s*(?:#.*)?$")
@@ -31,7 +31,7 @@ def _key_path(text: str) -> tuple[str, ...] | None:
     return tuple(parts)
 
 
-class _SourceFile:
+class SourceFile:
     """One parsed config file. Its repr names only the path: the text may hold secrets."""
 
     def __init__(self, path: Path, label: str) -> None:
@@ -65,7 +65,7 @@ class _SourceFile:
                 where = f"{path}, line {details['line']}, column {details['column']}"
             raise ConfigError(f"{where}: invalid TOML: {msg}", details=details) from None
         self._lines = text.splitlines()
-        self.data: dict[str, Any] = _wrap_secrets(data)
+        self.data: dict[str, Any] = wrap_secrets(data)
 
     def __repr__(self) -> str:
         return f"<config file {self.path}>"
@@ -112,5 +112,6 @@ class _SourceFile:
         return out
 
 
-def _file_locator(source: _SourceFile) -> Any:
+def file_locator(source: SourceFile) -> Any:
+    """A :class:`Validator` locator pointing at the line of ``source`` that sets a key."""
     return lambda path: (source.where(path), source.details(path))

@@ -31,7 +31,8 @@ def _toml_key(key: str) -> str:
     return key if _BARE_KEY.match(key) else _toml_string(key)
 
 
-def _toml_value(value: Any, mask: bool) -> str:
+def toml_value(value: Any, mask: bool) -> str:
+    """One value as a TOML literal (secrets as ``"****"`` when ``mask``)."""
     if isinstance(value, Secret):
         return _toml_string(MASK if mask else value.reveal())
     if isinstance(value, bool):
@@ -49,16 +50,17 @@ def _toml_value(value: Any, mask: bool) -> str:
     if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
         return value.isoformat()
     if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(item, mask) for item in value) + "]"
+        return "[" + ", ".join(toml_value(item, mask) for item in value) + "]"
     if isinstance(value, Mapping):
         if not value:
             return "{}"
-        items = ", ".join(f"{_toml_key(k)} = {_toml_value(v, mask)}" for k, v in value.items())
+        items = ", ".join(f"{_toml_key(k)} = {toml_value(v, mask)}" for k, v in value.items())
         return "{ " + items + " }"
     raise TypeError(f"cannot write a {type(value).__name__} as TOML")
 
 
-def _dump_toml(data: Mapping[str, Any], mask: bool) -> str:
+def dump_toml(data: Mapping[str, Any], mask: bool) -> str:
+    """A tree of tables as TOML text (secrets as ``"****"`` when ``mask``)."""
     lines: list[str] = []
 
     def table(path: tuple[str, ...], node: Mapping[str, Any]) -> None:
@@ -69,7 +71,7 @@ def _dump_toml(data: Mapping[str, Any], mask: bool) -> str:
                 lines.append("")
             lines.append("[" + ".".join(_toml_key(p) for p in path) + "]")
         for key, value in scalars:
-            lines.append(f"{_toml_key(key)} = {_toml_value(value, mask)}")
+            lines.append(f"{_toml_key(key)} = {toml_value(value, mask)}")
         for key, value in subtables:
             table(path + (key,), value)
 

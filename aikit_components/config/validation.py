@@ -10,11 +10,11 @@ from typing import Any
 
 from ..errors import ConfigError
 from .defaults import DEFAULTS, NUMBER_KEYS, OPEN_SECTIONS
-from .secrets import Secret, _secret_indirection, is_secret_key
-from .toml_out import _toml_value
+from .secrets import Secret, is_secret_key, secret_indirection
+from .toml_out import toml_value
 
 
-def _kind_of_default(section: str, key: str) -> str | None:
+def kind_of_default(section: str, key: str) -> str | None:
     """The expected kind of a known key: "int", "number", "bool", "str", "list", or None."""
     if section not in DEFAULTS or key not in DEFAULTS[section]:
         return None
@@ -43,12 +43,12 @@ _EXPECTED = {
 }
 
 
-def _describe(value: Any, secret: bool = False) -> str:
+def describe(value: Any, secret: bool = False) -> str:
     """What a value is, for error messages (never shows a secret)."""
     if isinstance(value, Secret) or secret:
         kind = "a string" if isinstance(value, (str, Secret)) else _type_name(value)
         return f"{kind} (value hidden: secret)"
-    shown = _toml_value(value, mask=True)
+    shown = toml_value(value, mask=True)
     if len(shown) > 60:
         shown = shown[:57] + "..."
     return f"{_type_name(value)} {shown}"
@@ -89,7 +89,7 @@ def _check_kind(kind: str, value: Any) -> bool:
     return True
 
 
-class _Validator:
+class Validator:
     """Checks one layer (a file's base, one of its profiles, or the environment overrides).
 
     ``locate(path)`` returns ``(where, details)`` for the dotted path as written in the source.
@@ -113,7 +113,7 @@ class _Validator:
             path = prefix + (name,)
             if name in DEFAULTS:
                 if not isinstance(value, dict):
-                    self.fail(path, f"{name} must be a table ([{name}]), got {_describe(value)}")
+                    self.fail(path, f"{name} must be a table ([{name}]), got {describe(value)}")
                 self.section(name, value, path)
             else:
                 self.warn(path, f"unknown setting {'.'.join(path)!r} (kept, but aikit does not use it)")
@@ -123,10 +123,10 @@ class _Validator:
         for key, value in table.items():
             key_path = path + (key,)
             dotted = ".".join(key_path)
-            kind = _kind_of_default(name, key)
+            kind = kind_of_default(name, key)
             if kind is not None:
                 if not _check_kind(kind, value):
-                    self.fail(key_path, f"{dotted} must be {_EXPECTED[kind]}, got {_describe(value)}")
+                    self.fail(key_path, f"{dotted} must be {_EXPECTED[kind]}, got {describe(value)}")
             elif name not in OPEN_SECTIONS:
                 self.warn(key_path, f"unknown setting {dotted!r} (kept, but aikit does not use it)")
             self.secrets(value, key_path, key)
@@ -136,14 +136,15 @@ class _Validator:
         if key is not None:
             dotted = ".".join(path)
             if is_secret_key(key) and not isinstance(value, (Secret, dict)):
-                self.fail(path, f"{dotted} must be a string (a secret), got {_describe(value, secret=True)}")
-            if _secret_indirection(key) and not isinstance(value, str):
-                self.fail(path, f"{dotted} must be the name of an environment variable, got {_describe(value)}")
+                self.fail(path, f"{dotted} must be a string (a secret), got {describe(value, secret=True)}")
+            if secret_indirection(key) and not isinstance(value, str):
+                self.fail(path, f"{dotted} must be the name of an environment variable, got {describe(value)}")
         if isinstance(value, dict):
             for sub, item in value.items():
                 self.secrets(item, path + (sub,), sub)
 
 
 
-def _env_locator(name: str) -> Any:
+def env_locator(name: str) -> Any:
+    """A :class:`Validator` locator pointing at the environment variable ``name``."""
     return lambda path: (f"environment variable {name}", {"env": name, "key": ".".join(path)})

@@ -24,12 +24,11 @@ import httpx
 
 from ..config import Secret
 from .base import ProviderError
-from .http import (
-    HTTPClient,
-    DEFAULT_BACKOFF_S, DEFAULT_MAX_RETRY_AFTER_S, HTTPEndpoint, aiter_sse, error_from_body, make_tool_call,
-    not_streaming_error,
-)
+from .http import DEFAULT_BACKOFF_S, DEFAULT_MAX_RETRY_AFTER_S, HTTPClient, HTTPEndpoint
 from .messages import Completion, Message, Request, StopReason, StreamEvent, ToolCall, Usage
+from .streams import aiter_sse
+from .tool_arguments import make_tool_call
+from .wire_errors import error_from_body, not_streaming_error
 
 __all__ = ["ANTHROPIC_VERSION", "AnthropicProvider", "STRUCTURED_TOOL"]
 
@@ -123,9 +122,8 @@ class AnthropicProvider(HTTPClient):
     def request_body(self, request: Request, *, stream: bool = False) -> dict[str, Any]:
         """The JSON body of ``POST /v1/messages`` for ``request``."""
         system, messages = self.wire_messages(request.messages)
-        body: dict[str, Any] = {"model": request.model,
-                                "max_tokens": request.max_tokens if request.max_tokens is not None else self.default_max_tokens,
-                                "messages": messages}
+        max_tokens = request.max_tokens if request.max_tokens is not None else self.default_max_tokens
+        body: dict[str, Any] = {"model": request.model, "max_tokens": max_tokens, "messages": messages}
         if system:
             body["system"] = system
         tools = [{"name": t.name, "description": t.description, "input_schema": t.parameters} for t in request.tools]

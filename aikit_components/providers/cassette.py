@@ -225,7 +225,6 @@ class Cassette:
             raise InvalidArgument(f"cassette mode must be one of {', '.join(MODES)}, got {mode!r}",
                                   details={"mode": mode})
         self.path = Path(path)
-        self.requested_mode = mode
         self.mode = ("replay" if self.path.exists() else "record") if mode == "auto" else mode
         self.redact = [r for r in redact if r]
         self.jsonl = self.path.suffix.lower() == ".jsonl"
@@ -331,7 +330,7 @@ class Cassette:
             return [e for i, e in enumerate(self.exchanges) if i not in self._used]
 
     def transport(self, provider: str | None = None, inner: httpx.AsyncBaseTransport | None = None
-                  ) -> "CassetteTransport":
+                  ) -> CassetteTransport:
         """A transport on this cassette; usable as a registry transport factory
         (``registry.transport = cassette.transport``)."""
         return CassetteTransport(self, inner=inner)

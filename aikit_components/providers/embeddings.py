@@ -13,7 +13,7 @@ import httpx
 
 from ..config import Secret
 from .base import ProviderError
-from .http import DEFAULT_BACKOFF_S, DEFAULT_MAX_RETRY_AFTER_S, HTTPEndpoint, HTTPClient
+from .http import DEFAULT_BACKOFF_S, DEFAULT_MAX_RETRY_AFTER_S, HTTPClient, HTTPEndpoint
 from .messages import Usage
 
 __all__ = ["OllamaEmbeddings", "OpenAIEmbeddings"]

@@ -74,7 +74,7 @@ def _message(exc: ProviderError) -> str:
 class FallbackChain:
     """Tries ``models`` (names or aliases resolved by ``registry``) in order; see the module doc."""
 
-    def __init__(self, registry: "ModelRegistry", models: Sequence[str], *, events: "EventBus | None" = None,
+    def __init__(self, registry: ModelRegistry, models: Sequence[str], *, events: EventBus | None = None,
                  name: str = "fallback") -> None:
         if isinstance(models, str) or not models:
             raise InvalidArgument("FallbackChain needs a non-empty list of model names",
@@ -134,19 +134,23 @@ class FallbackChain:
                 provider, model_name, full = self._resolve(index)
                 completion = await provider.complete(dataclasses.replace(request, model=model_name))
             except ProviderError as exc:
-                attempts.append(Attempt(full, False, exc.kind, _message(exc), exc.status,
-                                        time.monotonic() - started))
-                if not exc.falls_back:
-                    raise self._stop(attempts, index, full, exc) from exc
+                self._failed(attempts, index, full, exc, started)
                 last = exc
-                if index + 1 < len(self.models):
-                    self._publish(full, self._peek(index + 1), exc)
                 continue
             attempts.append(Attempt(full, True, elapsed_s=time.monotonic() - started))
             completion.model = full
             return completion
         assert last is not None
         raise self._exhausted(attempts, last) from last
+
+    def _failed(self, attempts: list[Attempt], index: int, full: str, exc: ProviderError, started: float) -> None:
+        """Record the failed attempt at ``index``; raise unless ``exc`` lets the next model take over
+        (then announce the fallback)."""
+        attempts.append(Attempt(full, False, exc.kind, _message(exc), exc.status, time.monotonic() - started))
+        if not exc.falls_back:
+            raise self._stop(attempts, index, full, exc) from exc
+        if index + 1 < len(self.models):
+            self._publish(full, self._peek(index + 1), exc)
 
     def _peek(self, index: int) -> str:
         """The full name of entry ``index`` for events (the entry itself if it does not resolve)."""
@@ -174,13 +178,8 @@ class FallbackChain:
             except ProviderError as exc:
                 if agen is not None and hasattr(agen, "aclose"):
                     await agen.aclose()
-                attempts.append(Attempt(full, False, exc.kind, _message(exc), exc.status,
-                                        time.monotonic() - started))
-                if not exc.falls_back:
-                    raise self._stop(attempts, index, full, exc) from exc
+                self._failed(attempts, index, full, exc, started)
                 last = exc
-                if index + 1 < len(self.models):
-                    self._publish(full, self._peek(index + 1), exc)
                 continue
             # committed to this model: later failures are raised, not fallen back from
             try:

@@ -1,5 +1,5 @@
 """Shared HTTP plumbing for the LLM wire formats: one endpoint (base URL, key, timeouts, retries)
-on an ``httpx.AsyncClient``, error classification, and the SSE / NDJSON stream parsers.
+on an ``httpx.AsyncClient``, with retries and error classification.
 
 - :class:`HTTPEndpoint`: ``post_json`` (one JSON request, retried) and ``stream_lines`` (a streamed
   response as text lines, retried until it opens), plus ``retry_stream`` for provider streams that
@@ -10,8 +10,9 @@ on an ``httpx.AsyncClient``, error classification, and the SSE / NDJSON stream p
   (carrying ``retry_after``) so a fallback model can take over.
 - HTTP errors become :class:`ProviderError` whose kind comes from :func:`classify_status` and whose
   message quotes the provider's own message and says what to do.
-- Re-exported from their own modules: the error messages (:mod:`.wire_errors`), the SSE / NDJSON
-  stream parsers (:mod:`.streams`) and tool-call argument coding (:mod:`.tool_arguments`).
+
+The error messages live in :mod:`.wire_errors`, the SSE / NDJSON stream parsers in :mod:`.streams`
+and tool-call argument coding in :mod:`.tool_arguments`.
 """
 
 from __future__ import annotations
@@ -30,15 +31,9 @@ import httpx
 
 from ..config import Secret
 from .base import ProviderError
-from .streams import SSEDecoder, SSEEvent, aiter_ndjson, aiter_sse
-from .tool_arguments import RAW_ARGUMENTS_KEY, argument_error, decode_arguments, encode_arguments, make_tool_call
-from .wire_errors import BODY_LIMIT, QUOTE_LIMIT, _quote, _retry_after_of, _with_attempts, error_from_body, not_streaming_error
+from .wire_errors import QUOTE_LIMIT, error_from_body, quote_text, retry_after_of, with_attempts
 
-__all__ = [
-    "BODY_LIMIT", "DEFAULT_RETRIES", "DEFAULT_TIMEOUT_S", "QUOTE_LIMIT", "HTTPClient", "HTTPEndpoint", "RAW_ARGUMENTS_KEY",
-    "SSEDecoder", "SSEEvent", "aiter_ndjson", "aiter_sse", "argument_error", "decode_arguments", "encode_arguments",
-    "error_from_body", "is_local_url", "make_tool_call", "not_streaming_error",
-]
+__all__ = ["DEFAULT_RETRIES", "DEFAULT_TIMEOUT_S", "HTTPClient", "HTTPEndpoint", "is_local_url"]
 
 DEFAULT_TIMEOUT_S = 60.0
 DEFAULT_RETRIES = 2
@@ -148,7 +143,7 @@ class HTTPEndpoint:
         if client is not None and not client.is_closed:
             await client.aclose()
 
-    async def __aenter__(self) -> "HTTPEndpoint":
+    async def __aenter__(self) -> HTTPEndpoint:
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
@@ -164,7 +159,7 @@ class HTTPEndpoint:
         request_id = headers.get("x-request-id") or headers.get("request-id")
         return error_from_body(self.name, decoded if decoded is not None else {"message": raw.strip()[:QUOTE_LIMIT]}
                                if raw.strip() else None, status=status, url=url,
-                               retry_after=_retry_after_of(headers), has_key=self.api_key is not None,
+                               retry_after=retry_after_of(headers), has_key=self.api_key is not None,
                                request_id=request_id, raw=raw)
 
     def _transport_error(self, exc: Exception, url: str) -> ProviderError:
@@ -208,9 +203,10 @@ class HTTPEndpoint:
         limit = self.retries if retries is None else retries
         if (exc.retryable and exc.retry_after is not None and exc.retry_after > self.max_retry_after_s
                 and attempt < limit and not exc.details.get("no_retry")):
-            return _with_attempts(exc, attempt + 1, f"; it asks to wait {exc.retry_after:g} s, longer than "
-                                                    f"max_retry_after_s ({self.max_retry_after_s:g} s), so aikit did not wait")
-        return _with_attempts(exc, attempt + 1)
+            return with_attempts(exc, attempt + 1,
+                                 f"; it asks to wait {exc.retry_after:g} s, longer than max_retry_after_s "
+                                 f"({self.max_retry_after_s:g} s), so aikit did not wait")
+        return with_attempts(exc, attempt + 1)
 
     async def with_retries(self, attempt_fn: Callable[[], Awaitable[T]], retries: int | None = None) -> T:
         """Run ``attempt_fn`` until it succeeds or fails with a final :class:`ProviderError`."""
@@ -219,10 +215,7 @@ class HTTPEndpoint:
             try:
                 return await attempt_fn()
             except ProviderError as exc:
-                delay = self.retry_delay(exc, attempt, retries)
-                if delay is None:
-                    raise self._final(exc, attempt, retries) from exc.__cause__
-                self._log_retry(exc, delay, attempt, retries)
+                delay = self._retry_or_raise(exc, attempt, retries)
             await asyncio.sleep(delay)
             attempt += 1
 
@@ -243,12 +236,17 @@ class HTTPEndpoint:
                 except ProviderError as exc:
                     if yielded:
                         raise
-                    delay = self.retry_delay(exc, attempt, retries)
-                    if delay is None:
-                        raise self._final(exc, attempt, retries) from exc.__cause__
-                    self._log_retry(exc, delay, attempt, retries)
+                    delay = self._retry_or_raise(exc, attempt, retries)
             await asyncio.sleep(delay)
             attempt += 1
+
+    def _retry_or_raise(self, exc: ProviderError, attempt: int, retries: int | None) -> float:
+        """The delay before retrying after ``exc`` (logged), or ``exc`` raised as final."""
+        delay = self.retry_delay(exc, attempt, retries)
+        if delay is None:
+            raise self._final(exc, attempt, retries) from exc.__cause__
+        self._log_retry(exc, delay, attempt, retries)
+        return delay
 
     # ------------------------------------------------------------------ requests
     def _encode(self, payload: Any) -> bytes:
@@ -275,7 +273,7 @@ class HTTPEndpoint:
             snippet = response.content[:200].decode("utf-8", errors="replace")
             raise ProviderError(
                 f"{self.name} answered HTTP {response.status_code} with a body that is not valid JSON ({ctype}, "
-                f"{len(response.content)} bytes: {_quote(snippet, 200)}; {exc}); check that "
+                f"{len(response.content)} bytes: {quote_text(snippet, 200)}; {exc}); check that "
                 f"providers.{self.name}.base_url ({self.base_url}) points at the API, not a web page or proxy",
                 kind="bad_response", provider=self.name, status=response.status_code,
                 details={"url": url, "body": snippet}) from None

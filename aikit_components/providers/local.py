@@ -38,7 +38,7 @@ server instead of managing one), ``n_ctx`` (2048), ``n_threads`` (CPUs - 1, 1 to
 text, for continuation prompts).
 
 Modules: this one is the provider; :mod:`.local_prompt` holds the turn format and the tool-call
-lines, :mod:`.local_server` the managed subprocess (both re-exported here).
+lines, :mod:`.local_server` the managed subprocess.
 
 Install: ``pip install 'aikit[local]'`` (built portably, see the Makefile) or ``make venv``.
 """
@@ -54,22 +54,23 @@ from typing import Any
 import httpx
 
 from .base import ProviderError
-from .http import HTTPEndpoint, aiter_sse
+from .http import HTTPEndpoint
 from .local_prompt import TURN_STOPS, Holdback, build_prompt, parse_tool_calls
-from .local_server import (  # noqa: F401  # re-exported: aikit_components.providers.local is the public face
-    DEFAULT_N_CTX, DEFAULT_N_THREADS, DEFAULT_STARTUP_TIMEOUT_S, DEFAULT_TIMEOUT_S, INSTALL_HINT, MODEL, LocalServer,
-    default_model_path, local_tokens_per_second, shared_server, stop_all_servers,
+from .local_server import (
+    DEFAULT_N_CTX,
+    DEFAULT_N_THREADS,
+    DEFAULT_STARTUP_TIMEOUT_S,
+    DEFAULT_TIMEOUT_S,
+    MODEL,
+    LocalServer,
+    shared_server,
 )
 from .messages import Completion, Message, Request, StopReason, StreamEvent, ToolCall, Usage
+from .streams import aiter_sse
 
-__all__ = [
-    "DEFAULT_MAX_TOKENS", "DEFAULT_TEMPERATURE", "MODEL", "LocalProvider", "LocalServer", "build_prompt",
-    "local_tokens_per_second", "parse_tool_calls", "shared_server", "stop_all_servers",
-]
+__all__ = ["DEFAULT_MAX_TOKENS", "DEFAULT_TEMPERATURE", "LocalProvider"]
 
 log = logging.getLogger("aikit.providers.local")
-
-_Holdback = Holdback  # its name before the prompt code moved to local_prompt
 
 DEFAULT_TEMPERATURE = 0.7
 DEFAULT_MAX_TOKENS = 128

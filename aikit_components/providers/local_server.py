@@ -79,7 +79,8 @@ runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
 """
 
 
-def _missing_modules() -> list[str]:
+def missing_modules() -> list[str]:
+    """The modules the llama.cpp server needs that are not installed (empty when it can run)."""
     missing = []
     for module in _SERVER_MODULES:
         try:
@@ -167,7 +168,7 @@ class LocalServer:
                 "--interrupt_requests", "false", "--logits_all", "false", "--verbose", "false"]
 
     def _start(self) -> None:
-        missing = _missing_modules()
+        missing = missing_modules()
         if missing:
             raise ProviderError(f"the local model needs llama-cpp-python with its server extras (missing: "
                                 f"{', '.join(missing)}); " + INSTALL_HINT, kind="connection", provider="local",
@@ -180,7 +181,7 @@ class LocalServer:
         port = _free_port(self.host)
         # the server's output goes to an anonymous temporary file (nothing left behind, even after
         # kill -9); log_tail() reads it for error messages
-        self._log_file = tempfile.TemporaryFile(prefix="aikit-local-server-")
+        self._log_file = tempfile.TemporaryFile(prefix="aikit-local-server-")  # noqa: SIM115 - lives with the server
         env = dict(os.environ, AIKIT_LOCAL_PARENT_PID=str(os.getpid()))
         started = time.monotonic()
         self.process = subprocess.Popen(self._command(model_path, port), stdin=subprocess.DEVNULL,
@@ -314,14 +315,16 @@ def local_tokens_per_second(max_tokens: int = 64, prompt: str = "Once upon a tim
     payload = {"model": MODEL, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0.7, "stream": True}
     times: list[float] = []
     start = time.monotonic()
-    with httpx.Client(timeout=DEFAULT_TIMEOUT_S, trust_env=False) as client:
-        with client.stream("POST", url, json=payload) as response:
-            response.raise_for_status()
-            for line in response.iter_lines():
-                if line.startswith("data:") and "[DONE]" not in line:
-                    data = json.loads(line[5:])
-                    if any(c.get("text") for c in data.get("choices") or []):
-                        times.append(time.monotonic())
+    with (
+        httpx.Client(timeout=DEFAULT_TIMEOUT_S, trust_env=False) as client,
+        client.stream("POST", url, json=payload) as response,
+    ):
+        response.raise_for_status()
+        for line in response.iter_lines():
+            if line.startswith("data:") and "[DONE]" not in line:
+                data = json.loads(line[5:])
+                if any(c.get("text") for c in data.get("choices") or []):
+                    times.append(time.monotonic())
     if len(times) < 2:
         raise ProviderError(f"the local model produced {len(times)} token(s); cannot measure its speed",
                             kind="server", provider="local")

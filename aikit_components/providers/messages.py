@@ -51,19 +51,19 @@ class Message:
     is_error: bool = False  # role "tool": the tool failed (the text says why)
 
     @classmethod
-    def system(cls, text: str) -> "Message":
+    def system(cls, text: str) -> Message:
         return cls("system", text)
 
     @classmethod
-    def user(cls, text: str) -> "Message":
+    def user(cls, text: str) -> Message:
         return cls("user", text)
 
     @classmethod
-    def assistant(cls, text: str = "", tool_calls: list[ToolCall] | None = None) -> "Message":
+    def assistant(cls, text: str = "", tool_calls: list[ToolCall] | None = None) -> Message:
         return cls("assistant", text, list(tool_calls or []))
 
     @classmethod
-    def tool_result(cls, call: ToolCall, text: str, is_error: bool = False) -> "Message":
+    def tool_result(cls, call: ToolCall, text: str, is_error: bool = False) -> Message:
         return cls("tool", text, tool_call_id=call.id, name=call.name, is_error=is_error)
 
     def to_dict(self) -> dict[str, Any]:
@@ -75,7 +75,7 @@ class Message:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Message":
+    def from_dict(cls, data: dict[str, Any]) -> Message:
         calls = [ToolCall(c["name"], dict(c.get("arguments") or {}), c.get("id") or new_call_id())
                  for c in data.get("tool_calls") or []]
         return cls(data["role"], data.get("text") or "", calls, data.get("tool_call_id"), data.get("name"),
@@ -93,7 +93,7 @@ class Usage:
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
 
-    def add(self, other: "Usage") -> None:
+    def add(self, other: Usage) -> None:
         self.input_tokens += other.input_tokens
         self.output_tokens += other.output_tokens
 

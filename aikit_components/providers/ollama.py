@@ -20,8 +20,10 @@ import httpx
 
 from ..config import Secret
 from .base import ProviderError
-from .http import DEFAULT_BACKOFF_S, DEFAULT_MAX_RETRY_AFTER_S, HTTPEndpoint, aiter_ndjson, make_tool_call, HTTPClient
+from .http import DEFAULT_BACKOFF_S, DEFAULT_MAX_RETRY_AFTER_S, HTTPClient, HTTPEndpoint
 from .messages import Completion, Message, Request, StopReason, StreamEvent, ToolCall, Usage
+from .streams import aiter_ndjson
+from .tool_arguments import make_tool_call
 
 __all__ = ["OllamaProvider"]
 

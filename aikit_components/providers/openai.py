@@ -20,12 +20,11 @@ import httpx
 
 from ..config import Secret
 from .base import ProviderError
-from .http import (
-    HTTPClient,
-    DEFAULT_BACKOFF_S, DEFAULT_MAX_RETRY_AFTER_S, HTTPEndpoint, aiter_sse, encode_arguments, error_from_body,
-    make_tool_call, not_streaming_error,
-)
+from .http import DEFAULT_BACKOFF_S, DEFAULT_MAX_RETRY_AFTER_S, HTTPClient, HTTPEndpoint
 from .messages import Completion, Message, Request, StopReason, StreamEvent, ToolCall, Usage, new_call_id
+from .streams import aiter_sse
+from .tool_arguments import encode_arguments, make_tool_call
+from .wire_errors import error_from_body, not_streaming_error
 
 __all__ = ["OpenAIProvider"]
 

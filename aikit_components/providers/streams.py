@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .base import ProviderError
-from .wire_errors import BODY_LIMIT, _quote
+from .wire_errors import BODY_LIMIT, quote_text
 
 __all__ = ["SSEDecoder", "SSEEvent", "aiter_ndjson", "aiter_sse"]
 
@@ -38,7 +38,7 @@ class SSEEvent:
             return json.loads(self.data)
         except ValueError as exc:
             raise ProviderError(f"{provider or 'the provider'} sent a stream event whose data is not valid JSON "
-                                f"(event {self.event!r}: {_quote(self.data, 200)}; {exc})", kind="bad_response",
+                                f"(event {self.event!r}: {quote_text(self.data, 200)}; {exc})", kind="bad_response",
                                 provider=provider, details={"event": self.event, "data": self.data[:BODY_LIMIT]}) from None
 
 
@@ -64,12 +64,10 @@ class SSEDecoder:
             self._event = value
         elif field == "data":
             self._data.append(value)
-        elif field == "id":
-            if "\0" not in value:
-                self._last_id = value
-        elif field == "retry":
-            if value.isdigit():
-                self._retry = int(value)
+        elif field == "id" and "\0" not in value:
+            self._last_id = value
+        elif field == "retry" and value.isdigit():
+            self._retry = int(value)
         return None
 
     def flush(self) -> SSEEvent | None:
@@ -111,7 +109,7 @@ async def aiter_ndjson(lines: AsyncIterable[str] | Iterable[str], provider: str 
             return json.loads(line)
         except ValueError as exc:
             raise ProviderError(f"{provider or 'the provider'} sent a stream line that is not valid JSON "
-                                f"({_quote(line, 200)}; {exc})", kind="bad_response", provider=provider,
+                                f"({quote_text(line, 200)}; {exc})", kind="bad_response", provider=provider,
                                 details={"line": line[:BODY_LIMIT]}) from None
 
     if hasattr(lines, "__aiter__"):

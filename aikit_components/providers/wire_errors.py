@@ -12,7 +12,9 @@ import httpx
 
 from .base import ProviderError, classify_status, parse_retry_after
 
-__all__ = ["BODY_LIMIT", "QUOTE_LIMIT", "error_from_body", "not_streaming_error"]
+__all__ = [
+    "BODY_LIMIT", "QUOTE_LIMIT", "error_from_body", "not_streaming_error", "quote_text", "retry_after_of", "with_attempts",
+]
 
 QUOTE_LIMIT = 500
 BODY_LIMIT = 2000
@@ -25,7 +27,8 @@ def not_streaming_error(name: str, base_url: str) -> ProviderError:
                          provider=name)
 
 
-def _quote(text: str, limit: int = QUOTE_LIMIT) -> str:
+def quote_text(text: str, limit: int = QUOTE_LIMIT) -> str:
+    """``text`` on one line, in double quotes, cut after ``limit`` characters (for error messages)."""
     text = " ".join(str(text).split())
     return '"' + (text if len(text) <= limit else text[:limit] + "...") + '"'
 
@@ -89,7 +92,7 @@ def error_from_body(name: str, body: Any, *, status: int | None = None, url: str
     else:
         kind = _TYPE_KINDS.get(etype or "", "server")
     where = f"HTTP {status}" if status is not None else "in the stream"
-    quoted = _quote(message)
+    quoted = quote_text(message)
     if kind == "auth":
         config = (f"config providers.{name}.api_key, or providers.{name}.api_key_env naming an environment "
                   "variable")
@@ -134,7 +137,7 @@ def error_from_body(name: str, body: Any, *, status: int | None = None, url: str
     return ProviderError(text_out, kind=kind, provider=name, status=status, retry_after=retry_after, details=details)
 
 
-def _with_attempts(exc: ProviderError, attempts: int, note: str = "") -> ProviderError:
+def with_attempts(exc: ProviderError, attempts: int, note: str = "") -> ProviderError:
     """The same error, its message telling how many attempts were made."""
     if attempts <= 1 and not note:
         return exc
@@ -147,7 +150,8 @@ def _with_attempts(exc: ProviderError, attempts: int, note: str = "") -> Provide
     return new
 
 
-def _retry_after_of(headers: httpx.Headers) -> float | None:
+def retry_after_of(headers: httpx.Headers) -> float | None:
+    """The wait a response asks for, in seconds: ``retry-after-ms``, else ``Retry-After``; None if neither."""
     ms = headers.get("retry-after-ms")
     if ms:
         try:

@@ -103,7 +103,8 @@ class RAG:
 
         unknown = sorted(k for k in opts if k not in COLLECTION_OPTIONS)
         if unknown:
-            raise InvalidArgument(f"unknown collection option(s) {', '.join(unknown)} (known: {', '.join(COLLECTION_OPTIONS)})")
+            raise InvalidArgument(f"unknown collection option(s) {', '.join(unknown)} "
+                                  f"(known: {', '.join(COLLECTION_OPTIONS)})")
         name = _checked_name(name, "a collection name")
         folder = SHARED if tenant is None else _checked_name(tenant, "a tenant name")
         create = opts.pop("create", True)

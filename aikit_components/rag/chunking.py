@@ -101,7 +101,7 @@ def chunk_text(text: str, options: ChunkOptions, *, kind_hint: str | None = None
         return _chunks(text, _pack(text, _sentences(text, 0, len(text)), options, measure))
     if kind == "markdown":
         return _markdown(text, options, measure)
-    language = CODE_EXTENSIONS.get(_extension(kind_hint) or "", None)
+    language = CODE_EXTENSIONS.get(_extension(kind_hint) or "")
     return _code(text, options, measure, language)
 
 

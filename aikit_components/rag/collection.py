@@ -136,7 +136,8 @@ class Collection:
         rows = []
         for doc, digest, chunks in planned:
             if doc.vector is not None:
-                new = [NewChunk(doc.text, 0, len(doc.text), dict(doc.metadata), self._vector(doc.vector, f"document {doc.id}"))]
+                vector = self._vector(doc.vector, f"document {doc.id}")
+                new = [NewChunk(doc.text, 0, len(doc.text), dict(doc.metadata), vector)]
             else:
                 new = [NewChunk(c.text, c.start, c.end, meta, next(vectors)) for c, meta, _ in chunks]
             rows.append((doc.id, doc.metadata, digest, sum(len(t) for t, _ in doc.sections or [(doc.text, {})]), new))

@@ -119,7 +119,9 @@ class Store:
             row = self._db.execute("SELECT content_hash FROM documents WHERE id = ?", (document_id,)).fetchone()
             return row[0] if row else None
 
-    def upsert(self, documents: list[tuple[str, dict[str, Any], str, int, list[NewChunk]]]) -> tuple[list[int], list[int], int]:
+    def upsert(
+        self, documents: list[tuple[str, dict[str, Any], str, int, list[NewChunk]]],
+    ) -> tuple[list[int], list[int], int]:
         """Store ``(id, metadata, content_hash, chars, chunks)`` documents, replacing earlier
         versions, in one transaction: ``(removed chunk ids, added chunk ids, generation)``."""
         now = time.time()
@@ -136,7 +138,8 @@ class Store:
                     (doc_id, json.dumps(metadata), content_hash, len(chunks), chars, now, now))
                 for i, chunk in enumerate(chunks):
                     cur = self._db.execute(
-                        "INSERT INTO chunks (document_id, idx, text, start, end, metadata, vector) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        "INSERT INTO chunks (document_id, idx, text, start, end, metadata, vector) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
                         (doc_id, i, chunk.text, chunk.start, chunk.end, json.dumps(chunk.metadata),
                          np.asarray(chunk.vector, dtype=np.float32).tobytes()))
                     added.append(int(cur.lastrowid))
@@ -228,7 +231,7 @@ class Store:
         return " AND ".join(clauses) or "1", params
 
     class _Txn:
-        def __init__(self, store: "Store", action: str) -> None:
+        def __init__(self, store: Store, action: str) -> None:
             self.store, self.action = store, action
 
         def __enter__(self) -> None:
@@ -252,5 +255,5 @@ class Store:
             if isinstance(exc, sqlite3.Error):
                 raise translate_error(exc, self.store.path, self.action, "collection database") from None
 
-    def _txn(self, action: str) -> "Store._Txn":
+    def _txn(self, action: str) -> Store._Txn:
         return Store._Txn(self, action)

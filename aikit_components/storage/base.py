@@ -93,10 +93,7 @@ def values_equal(a: Any, b: Any) -> bool:
     if isinstance(a, dict) and isinstance(b, dict):
         if len(a) != len(b):
             return False
-        for k, v in a.items():
-            if k not in b or not values_equal(v, b[k]):
-                return False
-        return True
+        return all(k in b and values_equal(v, b[k]) for k, v in a.items())
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
         return len(a) == len(b) and all(values_equal(x, y) for x, y in zip(a, b))
     if type(a) is not type(b):

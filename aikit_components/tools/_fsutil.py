@@ -12,7 +12,7 @@ import stat
 import tempfile
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import suppress
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +126,7 @@ def lexists(path: Path) -> bool:
 # ----------------------------------------------------------------------------- stat helpers
 def iso_time(ts: float) -> str:
     """A POSIX timestamp as ISO 8601 UTC (``2024-05-01T12:00:00Z``)."""
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def kind_of(mode: int) -> str:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import AikitError, Conflict, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
-from ._fsutil import GiB, MiB, UMASK, checked, fsync_dir, iso_time, lexists, none_means_default, os_error
+from ._fsutil import UMASK, GiB, MiB, checked, fsync_dir, iso_time, lexists, none_means_default, os_error
 from .base import Tool, ToolContext, tool
 
 CATEGORY = "archives"
@@ -154,7 +154,7 @@ class _Reader:
             if fmt == "zip":
                 self._zip = zipfile.ZipFile(archive)
             else:
-                self._tar = tarfile.open(archive, "r:" + _TAR_MODES[fmt])
+                self._tar = tarfile.open(archive, "r:" + _TAR_MODES[fmt])  # noqa: SIM115 - closed by close()
         except _CORRUPT as exc:
             raise _corrupt(archive, fmt, exc) from None
         except OSError as exc:
@@ -162,7 +162,7 @@ class _Reader:
                 raise os_error(exc, "open", archive) from None
             raise _corrupt(archive, fmt, exc) from None  # gzip.BadGzipFile and friends
 
-    def __enter__(self) -> "_Reader":
+    def __enter__(self) -> _Reader:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -463,7 +463,7 @@ class _Extraction:
                         f"refusing to extract hard link {member.name!r}: its target {member.link!r} is not a file "
                         "extracted inside the destination", details={"rule": "archive_member", "member": member.name})
                 self.clear(target, member)
-                self.copy_stream(member, open(real, "rb"), target)
+                self.copy_stream(member, open(real, "rb"), target)  # noqa: SIM115 - copy_stream closes it
             else:
                 self.clear(target, member)
                 self.copy_stream(member, self.reader.open_member(member), target)
@@ -520,7 +520,8 @@ def _extract(ctx: ToolContext, archive: str, destination: str, format: str, over
         conflicts = [m.name for m in members if _split(m.name) and m.kind != "directory"
                      and lexists(dest / "/".join(_split(m.name)))]
         if conflicts and not overwrite:
-            shown = ", ".join(repr(n) for n in conflicts[:5]) + (f" and {len(conflicts) - 5} more" if len(conflicts) > 5 else "")
+            more = f" and {len(conflicts) - 5} more" if len(conflicts) > 5 else ""
+            shown = ", ".join(repr(n) for n in conflicts[:5]) + more
             raise Conflict(f"extracting {path} would overwrite existing files in {dest} ({shown}); pass "
                            "overwrite=true to replace them, or extract into an empty directory",
                            details={"path": str(dest), "conflicts": conflicts[:100]})
@@ -627,7 +628,8 @@ async def list_archive(ctx: ToolContext, archive: str, format: FormatOrAuto = "a
         max_entries: List at most this many members (1 to 100000) and set truncated = true beyond.
 
     Returns:
-        {archive, format, entries, count, total_size, truncated, unsafe}; each entry has name, type, size, modified and, where relevant, compressed_size and link_target.
+        {archive, format, entries, count, total_size, truncated, unsafe}; each entry has name, type, size,
+        modified and, where relevant, compressed_size and link_target.
     """
     return await _run("list", archive, _list_archive, ctx, archive, format, max_entries)
 

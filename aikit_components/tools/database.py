@@ -124,10 +124,8 @@ def _run(job: _Job, path: Path, query: str, params: list[Any] | dict[str, Any], 
         if cursor.description is None:
             return {"changes": max(cursor.rowcount, 0), "last_row_id": cursor.lastrowid}
         columns = [d[0] for d in cursor.description]
-        if guard.writes:  # INSERT ... RETURNING: step to the end so the statement completes and commits
-            fetched = cursor.fetchall()
-        else:
-            fetched = cursor.fetchmany(max_rows + 1)
+        # INSERT ... RETURNING: step to the end so the statement completes and commits
+        fetched = cursor.fetchall() if guard.writes else cursor.fetchmany(max_rows + 1)
         truncated = len(fetched) > max_rows
         rows = [[_json_value(v) for v in row] for row in fetched[:max_rows]]
         cursor.close()

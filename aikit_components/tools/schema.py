@@ -174,7 +174,8 @@ def schema_problems(schema: Any) -> Problems:
         return [f"a schema must be an object, got {_type_name(schema)}"]
     validator = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     meta = validator(validator.META_SCHEMA)
-    return [f"{'/'.join(str(p) for p in err.absolute_path) or '(schema)'}: {err.message}" for err in meta.iter_errors(schema)]
+    return [f"{'/'.join(str(p) for p in err.absolute_path) or '(schema)'}: {err.message}"
+            for err in meta.iter_errors(schema)]
 
 
 def compile_validator(schema: dict[str, Any]) -> Callable[[Any], Problems]:
@@ -241,7 +242,8 @@ def _compile(schema: dict[str, Any]) -> Check:
         check_type = None  # type: ignore[assignment]
     if "enum" in schema:
         allowed = schema["enum"]
-        checks.append(lambda v, p, o: None if v in allowed else o.append(f"{_path(p)}: must be one of {allowed!r}, got {v!r}"))
+        checks.append(lambda v, p, o: None if v in allowed
+                      else o.append(f"{_path(p)}: must be one of {allowed!r}, got {v!r}"))
     if "const" in schema:
         const = schema["const"]
         checks.append(lambda v, p, o: None if v == const else o.append(f"{_path(p)}: must be {const!r}"))
@@ -300,7 +302,8 @@ def _bounds(schema: dict[str, Any], checks: list[Check]) -> None:
         if key in schema:
             bound = schema[key]
             unit = "characters" if kind is str else "items"
-            checks.append(lambda v, p, o, k=kind, t=test, b=bound, w=word, u=unit: None if not isinstance(v, k) or t(len(v), b)
+            checks.append(lambda v, p, o, k=kind, t=test, b=bound, w=word, u=unit:
+                          None if not isinstance(v, k) or t(len(v), b)
                           else o.append(f"{_path(p)}: must have {w} {b} {u}, got {len(v)}"))
 
 

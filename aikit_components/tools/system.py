@@ -250,7 +250,8 @@ async def run_process(ctx: ToolContext, command: list[str], cwd: str | None = No
     """Run an allowed program (no shell) and return its exit code and output.
 
     Args:
-        command: The program and its arguments, e.g. ["git", "status"]; the program must be in security.allowed_commands and arguments that look like paths must resolve inside the allowed paths.
+        command: The program and its arguments, e.g. ["git", "status"]; the program must be in
+            security.allowed_commands and arguments that look like paths must resolve inside the allowed paths.
         cwd: Working directory (inside the allowed paths); defaults to the current directory.
         timeout_s: Seconds before the program and everything it started are killed (default tools.process_timeout_s, 60).
         max_output_bytes: Bytes of stdout and of stderr kept; the rest is dropped and truncated is set (default 1 MiB).

@@ -58,7 +58,7 @@ USER_AGENT = "aikit/0.1 (+https://github.com/aikit; tools.web)"
 # --------------------------------------------------------------------------------------------
 
 
-class _PolicyBackend(httpcore.AsyncNetworkBackend):
+class PolicyBackend(httpcore.AsyncNetworkBackend):
     """Resolves the host itself, lets the policy check every address, then connects to a checked
     address (TLS still verifies the original host name: httpcore passes it as SNI)."""
 
@@ -108,7 +108,7 @@ def _transport(policy: SecurityPolicy) -> httpx.AsyncHTTPTransport:
     if hasattr(transport, "_pool"):  # httpx builds its pool privately; swap in one with our backend
         transport._pool = httpcore.AsyncConnectionPool(
             ssl_context=_ssl(), max_connections=10,
-            max_keepalive_connections=5, keepalive_expiry=5.0, network_backend=_PolicyBackend(policy),
+            max_keepalive_connections=5, keepalive_expiry=5.0, network_backend=PolicyBackend(policy),
         )
     return transport
 

@@ -22,7 +22,7 @@ from .run import EXIT_ERROR, open_script_engine, report
 class _TeeOutput(TerminalOutput):
     """Terminal output (unless serving DAP on stdio) plus DAP ``output`` events."""
 
-    def __init__(self, server: "list[DapServer]", to_terminal: bool) -> None:
+    def __init__(self, server: list[DapServer], to_terminal: bool) -> None:
         super().__init__()
         self._server = server
         self._to_terminal = to_terminal

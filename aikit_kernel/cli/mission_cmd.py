@@ -282,8 +282,14 @@ class _Display:
         steps = f"{self.total} step{'s' if self.total != 1 else ''}"
         if self.tty:
             try:
-                from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
-                                           TimeElapsedColumn)
+                from rich.progress import (
+                    BarColumn,
+                    MofNCompleteColumn,
+                    Progress,
+                    SpinnerColumn,
+                    TextColumn,
+                    TimeElapsedColumn,
+                )
             except ImportError:
                 self.tty = False
             else:

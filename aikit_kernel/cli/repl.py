@@ -230,10 +230,7 @@ def repl_command(session_name: str = "repl") -> int:
     repl = Repl(interpreter, sys.stdout, sys.stderr)
     status = 0
     try:
-        if sys.stdin.isatty() and sys.stdout.isatty():
-            status = run_terminal(repl)
-        else:
-            status = run_piped(repl, sys.stdin)
+        status = run_terminal(repl) if sys.stdin.isatty() and sys.stdout.isatty() else run_piped(repl, sys.stdin)
     finally:
         sys.stdout.flush()
         interpreter.shutdown()

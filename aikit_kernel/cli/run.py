@@ -22,7 +22,7 @@ EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
 
 
-def open_script_engine(script: str, output: OutputSink, command: str = "run") -> "tuple[LuaEngine, Components] | int":
+def open_script_engine(script: str, output: OutputSink, command: str = "run") -> tuple[LuaEngine, Components] | int:
     """The engine and components a script runs with (``aikit run``, ``aikit debug``), or the exit
     status after printing why they could not be opened."""
     from aikit_components.components import Components

@@ -111,7 +111,7 @@ class DapSession:
         except (DebuggerError, ValueError, KeyError, TypeError) as exc:
             response.update(success=False, message=str(exc) or type(exc).__name__)
             return response
-        except asyncio.TimeoutError:
+        except TimeoutError:
             response.update(success=False, message="the kernel is busy running code; pause it first")
             return response
         if body is not None:
@@ -290,7 +290,3 @@ async def read_message(reader: asyncio.StreamReader) -> dict[str, Any] | None:
 def encode_message(message: dict[str, Any]) -> bytes:
     body = json.dumps(message, separators=(",", ":"), default=str).encode("utf-8")
     return b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
-
-
-def normalize_path(path: str) -> str:
-    return os.path.normpath(os.path.abspath(path))

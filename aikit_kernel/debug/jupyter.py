@@ -49,7 +49,7 @@ class JupyterDebugger:
                 response["body"] = await extension(request.get("arguments") or {})
             except (DebuggerError, KeyError, TypeError, ValueError, OSError) as exc:
                 response.update(success=False, message=str(exc))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 response.update(success=False, message="the kernel is busy running code; pause it first")
             return response
 
@@ -81,7 +81,8 @@ class JupyterDebugger:
     async def _rich_inspect(self, args: dict[str, Any]) -> dict[str, Any]:
         name = str(args["variableName"])
         frame = args.get("frameId") if self.debugger.is_stopped else None
-        result = await self.session.run_on_lua(lambda: self.debugger.evaluate(name, int(frame) if frame is not None else None))
+        level = int(frame) if frame is not None else None
+        result = await self.session.run_on_lua(lambda: self.debugger.evaluate(name, level))
         return {"data": {"text/plain": result["result"]}, "metadata": {}}
 
     async def _copy_to_globals(self, args: dict[str, Any]) -> dict[str, Any]:

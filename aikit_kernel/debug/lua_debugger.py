@@ -109,14 +109,14 @@ EventListener = Callable[[str, dict[str, Any]], None]
 class LuaDebugger:
     """One debugger per engine; bridges (Jupyter, DAP over TCP) share it."""
 
-    def __init__(self, engine: "LuaEngine") -> None:
+    def __init__(self, engine: LuaEngine) -> None:
         self.engine = engine
         self._lock = threading.RLock()
         self._breakpoints: dict[str, list[Breakpoint]] = {}
         self._next_breakpoint_id = 0
         self._filters: set[str] = set()
         self._listeners: list[EventListener] = []
-        self._requests: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
+        self._requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._stopped: StopInfo | None = None
         self._step: str | None = None
         self._entry = False  # the pending step is stopOnEntry's
@@ -227,7 +227,7 @@ class LuaDebugger:
             raise DebuggerError("the code is not stopped")
         self._requests.put(_Resume(step))
 
-    def submit(self, fn: Callable[[], Any]) -> "concurrent.futures.Future[Any]":
+    def submit(self, fn: Callable[[], Any]) -> concurrent.futures.Future[Any]:
         """Run ``fn`` on the Lua thread: at once in the stopped loop, else at the next safe point
         (an idle kernel serves it right away; a busy one when it next waits)."""
         if not self.engine.dispatcher.on_lua_thread():
@@ -483,7 +483,7 @@ def _variable(v: Any) -> dict[str, Any]:
     return var
 
 
-def _copy_future(source: "concurrent.futures.Future[Any]", target: "concurrent.futures.Future[Any]") -> None:
+def _copy_future(source: concurrent.futures.Future[Any], target: concurrent.futures.Future[Any]) -> None:
     if not target.set_running_or_notify_cancel():
         return
     exc = source.exception()

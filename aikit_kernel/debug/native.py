@@ -31,7 +31,7 @@ MAX_SOURCES = 256
 STEP_NONE, STEP_IN, STEP_OVER, STEP_OUT = 0, 1, 2, 3
 
 _lock = threading.Lock()
-_loaded: "NativeLineHook | None | bool" = False  # False: not tried yet; None: unavailable
+_loaded: NativeLineHook | None | bool = False  # False: not tried yet; None: unavailable
 
 
 def cache_dir() -> Path:
@@ -55,8 +55,6 @@ class NativeLineHook:
         self._retired: list[ctypes.Array[ctypes.c_char]] = []
         ctypes.c_void_p.in_dll(lib, "aikit_getstack").value = ctypes.cast(lua_lib.lua_getstack, ctypes.c_void_p).value
         ctypes.c_void_p.in_dll(lib, "aikit_getinfo").value = ctypes.cast(lua_lib.lua_getinfo, ctypes.c_void_p).value
-        lib.aikit_stack_depth.argtypes = [ctypes.c_void_p]
-        lib.aikit_stack_depth.restype = ctypes.c_int
 
     def set_forward(self, hook_address: int) -> None:
         """The debug library's C hook, to which interesting events are forwarded."""
@@ -85,9 +83,6 @@ class NativeLineHook:
         self._state.value = state or None
         self._depth.value = depth
         self._mode.value = mode
-
-    def stack_depth(self, state: int) -> int:
-        return int(self._lib.aikit_stack_depth(state))
 
 
 def load(lua_lib: ctypes.CDLL) -> NativeLineHook | None:

@@ -22,7 +22,7 @@ class DapClient:
         self.pending: list[dict[str, Any]] = []
 
     @classmethod
-    def connect(cls, port: int, host: str = "127.0.0.1") -> "DapClient":
+    def connect(cls, port: int, host: str = "127.0.0.1") -> DapClient:
         sock = socket.create_connection((host, port), timeout=TIMEOUT)
         client = cls(sock.makefile("rb"), sock.makefile("wb"))
         client.sock = sock  # type: ignore[attr-defined]

@@ -109,7 +109,8 @@ def test_stdio_mode_speaks_dap_on_the_pipes(script: Path, tmp_path: Path) -> Non
         dap.request("configurationDone")
         assert dap.event("stopped")["body"]["reason"] == "breakpoint"
         locals_ref = dap.request("scopes", frameId=1)["body"]["scopes"][0]["variablesReference"]
-        values = {v["name"]: v["value"] for v in dap.request("variables", variablesReference=locals_ref)["body"]["variables"]}
+        variables = dap.request("variables", variablesReference=locals_ref)["body"]["variables"]
+        values = {v["name"]: v["value"] for v in variables}
         assert values["r"] == "55" and values["fib"].startswith("function")
         dap.request("continue", threadId=1)
         assert dap.event("output")["body"]["output"] == "fib\t55\n"  # the script's stdout travels as events

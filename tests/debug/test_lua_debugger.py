@@ -260,7 +260,8 @@ def test_evaluate_in_a_frame_reads_and_writes_its_locals(harness: DebugHarness) 
 
 
 def test_a_breakpoint_inside_a_coroutine_shows_the_resumer_frames(harness: DebugHarness) -> None:
-    code = ("local co = coroutine.create(function(a)\n  local inside = a * 2\n  coroutine.yield(inside)\n  return 'done'\nend)\n"
+    code = ("local co = coroutine.create(function(a)\n  local inside = a * 2\n  coroutine.yield(inside)\n"
+            "  return 'done'\nend)\n"
             "local ok, v = coroutine.resume(co, 21)\nlocal ok2, w = coroutine.resume(co)\nreturn v, w\n")
     path = harness.dump(code)
     harness.debugger.set_breakpoints(path, [{"line": 3}])

@@ -58,15 +58,15 @@ class Reply:
     gate: threading.Event | None = None
 
     @classmethod
-    def json(cls, data: Any, status: int = 200, headers: dict[str, str] | None = None, **kw: Any) -> "Reply":
+    def json(cls, data: Any, status: int = 200, headers: dict[str, str] | None = None, **kw: Any) -> Reply:
         return cls(status, json.dumps(data).encode(), dict(headers or {}), **kw)
 
     @classmethod
-    def text(cls, text: str, status: int = 200, content_type: str = "text/plain; charset=utf-8", **kw: Any) -> "Reply":
+    def text(cls, text: str, status: int = 200, content_type: str = "text/plain; charset=utf-8", **kw: Any) -> Reply:
         return cls(status, text.encode(), content_type=content_type, **kw)
 
     @classmethod
-    def fixture(cls, name: str, status: int = 200, headers: dict[str, str] | None = None, **kw: Any) -> "Reply":
+    def fixture(cls, name: str, status: int = 200, headers: dict[str, str] | None = None, **kw: Any) -> Reply:
         suffix = Path(name).suffix
         text = fixture_text(name)
         reply = cls(status, text.encode(), dict(headers or {}), CONTENT_TYPES.get(suffix, "application/octet-stream"), **kw)

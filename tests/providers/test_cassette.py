@@ -201,10 +201,12 @@ def test_streamed_body_is_recorded_raw_and_replayed_in_chunks(server: Server, tm
     path = tmp_path / "stream.json"
 
     async def run(transport: CassetteTransport) -> list[bytes]:
-        async with httpx.AsyncClient(transport=transport) as client:
-            async with client.stream("POST", f"{server.base_url}/chat/completions", json={**CHAT, "stream": True}) as r:
-                assert r.headers["content-type"] == "text/event-stream"
-                return [chunk async for chunk in r.aiter_raw()]
+        async with (
+            httpx.AsyncClient(transport=transport) as client,
+            client.stream("POST", f"{server.base_url}/chat/completions", json={**CHAT, "stream": True}) as r,
+        ):
+            assert r.headers["content-type"] == "text/event-stream"
+            return [chunk async for chunk in r.aiter_raw()]
 
     live = asyncio.run(run(CassetteTransport(path, "record")))
     body = b"".join(live)

@@ -24,10 +24,9 @@ import pytest
 
 from aikit_components.providers import Message, ProviderError, Request, ToolCall, ToolSpec
 from aikit_components.providers import local_server as local_server_mod
-from aikit_components.providers.local import (
-    DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, LocalProvider, LocalServer, _Holdback, build_prompt,
-    local_tokens_per_second, parse_tool_calls, shared_server,
-)
+from aikit_components.providers.local import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, LocalProvider
+from aikit_components.providers.local_prompt import Holdback, build_prompt, parse_tool_calls
+from aikit_components.providers.local_server import LocalServer, local_tokens_per_second, shared_server
 
 REPO = Path(__file__).resolve().parents[2]
 HAVE_LLAMA = importlib.util.find_spec("llama_cpp") is not None
@@ -122,14 +121,14 @@ def test_parse_tool_calls():
 
 
 def test_holdback_only_holds_lines_that_may_be_calls():
-    hb = _Holdback()
+    hb = Holdback()
     out = "".join(hb.feed(d) for d in ["Hello", " {not held}", "\n", "  ", '{"tool"', ': "x"}', "\nmore"])
     assert out == "Hello {not held}\n  "
     assert hb.held == '{"tool": "x"}\nmore'
 
 
 def test_missing_package_is_a_connection_error_naming_the_extra(monkeypatch):
-    monkeypatch.setattr(local_server_mod, "_missing_modules", lambda: ["llama_cpp"])
+    monkeypatch.setattr(local_server_mod, "missing_modules", lambda: ["llama_cpp"])
     server = LocalServer()
     with pytest.raises(ProviderError) as info:
         server.ensure()
@@ -151,7 +150,7 @@ def test_missing_package_is_a_connection_error_naming_the_extra(monkeypatch):
 
 
 def test_missing_model_file(monkeypatch):
-    monkeypatch.setattr(local_server_mod, "_missing_modules", lambda: [])
+    monkeypatch.setattr(local_server_mod, "missing_modules", lambda: [])
     with pytest.raises(ProviderError) as info:
         LocalServer("/nonexistent/model.gguf").ensure()
     assert info.value.kind == "connection" and "model_path" in info.value.message

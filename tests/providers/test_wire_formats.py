@@ -13,11 +13,11 @@ import pytest
 from aikit_components.providers import Completion, Message, ProviderError, Request, StreamEvent, ToolCall, ToolSpec, Usage
 from aikit_components.providers.anthropic import STRUCTURED_TOOL, AnthropicProvider
 from aikit_components.providers.embeddings import OllamaEmbeddings, OpenAIEmbeddings
-from aikit_components.providers.http import (
-    HTTPEndpoint, SSEDecoder, aiter_ndjson, aiter_sse, argument_error, decode_arguments, is_local_url,
-)
+from aikit_components.providers.http import HTTPEndpoint, is_local_url
 from aikit_components.providers.ollama import OllamaProvider
 from aikit_components.providers.openai import OpenAIProvider
+from aikit_components.providers.streams import SSEDecoder, aiter_ndjson, aiter_sse
+from aikit_components.providers.tool_arguments import argument_error, decode_arguments
 
 from .conftest import LocalServer, Reply, fixture_json, fixture_text
 
@@ -417,7 +417,8 @@ def test_anthropic_text_request_and_response(llm_server: LocalServer) -> None:
 
 
 def test_anthropic_tool_use_round_trip(llm_server: LocalServer) -> None:
-    llm_server.reply(MESSAGES, Reply.fixture("anthropic_message_tool_use.json"), Reply.fixture("anthropic_message_text.json"))
+    llm_server.reply(MESSAGES, Reply.fixture("anthropic_message_tool_use.json"),
+                     Reply.fixture("anthropic_message_text.json"))
     first_request = Request("claude-sonnet-4-20250514", [Message.system("You are terse."),
                                                          Message.user("Weather and time in Paris?")],
                             tools=[WEATHER, TIME], max_tokens=300)
@@ -570,7 +571,8 @@ def test_ollama_tool_calls_round_trip(llm_server: LocalServer) -> None:
     assert one["tools"] == [{"type": "function", "function": {"name": "get_weather", "description": WEATHER.description,
                                                               "parameters": WEATHER.parameters}}]
     assert two["messages"][1:] == [
-        {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "get_weather", "arguments": WEATHER_ARGS}}]},
+        {"role": "assistant", "content": "",
+         "tool_calls": [{"function": {"name": "get_weather", "arguments": WEATHER_ARGS}}]},
         {"role": "tool", "content": "18 °C, sunny", "tool_name": "get_weather"}]
 
 
@@ -654,12 +656,14 @@ def test_ollama_embeddings_and_legacy_fallback(llm_server: LocalServer) -> None:
 
     assert run(embed(embedder, ["Why is the sky blue?", "Why is the grass green?"])) == \
         fixture_json("ollama_embed.json")["embeddings"]
-    assert llm_server.requests[0].json() == {"model": "all-minilm", "input": ["Why is the sky blue?", "Why is the grass green?"]}
+    assert llm_server.requests[0].json() == {"model": "all-minilm",
+                                             "input": ["Why is the sky blue?", "Why is the grass green?"]}
     assert embedder.usage.input_tokens == 8
 
     # an old server without /api/embed answers 404 "404 page not found": one text at a time on /api/embeddings
     llm_server.reply("/api/embed", Reply.text("404 page not found", 404))
-    llm_server.reply("/api/embeddings", Reply.fixture("ollama_embeddings_legacy.json"), Reply.fixture("ollama_embeddings_legacy.json"))
+    legacy = Reply.fixture("ollama_embeddings_legacy.json")
+    llm_server.reply("/api/embeddings", legacy, legacy)
     old = OllamaEmbeddings(llm_server.url, "all-minilm", **FAST)
     vectors = run(embed(old, ["a", "b"]))
     assert vectors == [fixture_json("ollama_embeddings_legacy.json")["embedding"]] * 2 and old.legacy

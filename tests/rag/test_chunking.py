@@ -59,7 +59,8 @@ class TestSentence:
 
 
 class TestMarkdown:
-    DOC = "# Guide\n\nIntro text.\n\n## Install\n\nRun pip.\n\n```sh\n# not a heading\npip install x\n```\n\n## Use\n\nCall it.\n"
+    DOC = ("# Guide\n\nIntro text.\n\n## Install\n\nRun pip.\n\n```sh\n# not a heading\npip install x\n```\n\n"
+           "## Use\n\nCall it.\n")
 
     def test_one_chunk_per_section_with_the_heading_path(self) -> None:
         chunks = chunk_text(self.DOC, ChunkOptions("markdown", size=500, overlap=0))

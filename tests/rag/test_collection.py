@@ -78,7 +78,8 @@ class TestFilters:
         for mode in ("hybrid", "vector", "lexical"):
             hits = col.search("capital", k=5, mode=mode, filter={"lang": "de"})
             assert ids(hits) == ["berlin"], mode
-        assert set(ids(col.search("anything", k=5, mode="vector", filter={"source": ["food.md", "space.md"]}))) == {"banana", "moon"}
+        hits = col.search("anything", k=5, mode="vector", filter={"source": ["food.md", "space.md"]})
+        assert set(ids(hits)) == {"banana", "moon"}
         assert ids(col.search("moon", k=5, mode="vector", filter={"year": 1969})) == ["moon"]
         assert col.search("capital", k=5, filter={"lang": "fr"}) == []
 
@@ -255,7 +256,8 @@ def _tiny_pdf(text: str) -> bytes:
     """A one-page PDF with ``text`` (hand-built, as pypdf writes no text)."""
     stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()
     objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-               b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>",
+               b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+               b"/Resources << /Font << /F1 5 0 R >> >> >>",
                b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
                b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
     out, offsets = b"%PDF-1.4\n", []

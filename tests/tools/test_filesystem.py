@@ -14,7 +14,12 @@ from typing import Any
 import pytest
 
 from aikit_components.errors import (
-    AikitError, Conflict, InvalidArgument, NotFound, PermissionDenied, ValidationError,
+    AikitError,
+    Conflict,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ValidationError,
 )
 from aikit_components.security import SecurityPolicy
 from aikit_components.tools import ToolContext, ToolRegistry
@@ -592,4 +597,4 @@ def test_load_builtins_finds_the_filesystem_tools(monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setattr(registry_module, "BUILTIN_MODULES", ("filesystem",))
     registry = ToolRegistry().load_builtins()
-    assert NAMES <= {t.name for t in registry.list("filesystem")}
+    assert {t.name for t in registry.list("filesystem")} >= NAMES

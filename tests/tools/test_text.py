@@ -10,7 +10,7 @@ import hashlib
 import re
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,8 @@ import pytest
 from aikit_components.errors import AikitError
 from aikit_components.security import SecurityPolicy
 from aikit_components.tools import Tool, ToolContext, ToolRegistry
-from aikit_components.tools.text import MAX_REGEX_TEXT, TOOLS
+from aikit_components.tools.text import TOOLS
+from aikit_components.tools.text.common import MAX_REGEX_TEXT
 
 NONDETERMINISTIC = {"uuid", "datetime_now"}
 
@@ -297,7 +298,7 @@ def test_uuid_bad_input(env: Env) -> None:
 
 # ----------------------------------------------------------------------------- dates and times
 def test_datetime_now(env: Env) -> None:
-    before = datetime.now(timezone.utc).timestamp()
+    before = datetime.now(UTC).timestamp()
     result = env.call("datetime_now")
     assert result["utc_offset"] == "+00:00" and before - 1 <= result["timestamp"] <= before + 5
     paris = env.call("datetime_now", timezone="Europe/Paris", format="%Y")

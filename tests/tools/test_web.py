@@ -290,11 +290,11 @@ def test_connections_are_checked_at_connect_time(strict: ToolContext, server: st
     import asyncio
 
     from aikit_components.errors import PermissionDenied
-    from aikit_components.tools.web import _PolicyBackend
+    from aikit_components.tools.web import PolicyBackend
 
     port = int(server.rsplit(":", 1)[1])
     with pytest.raises(PermissionDenied) as info:
-        asyncio.run(_PolicyBackend(strict.policy).connect_tcp("localhost", port))
+        asyncio.run(PolicyBackend(strict.policy).connect_tcp("localhost", port))
     assert info.value.details["rule"] == "private_hosts"
 
 

@@ -18,7 +18,6 @@ Modules: ``common`` (shared helpers and limits), ``json_tools``, ``yaml_toml``, 
 from __future__ import annotations
 
 from ..base import Tool
-from .common import MAX_DEPTH, MAX_INPUT_BYTES, MAX_NODES, OFFLOAD_CHARS
 from .csv_tools import csv_convert, csv_filter, csv_process, csv_profile
 from .json_tools import json_query, parse_json, to_json
 from .schema_tools import validate_schema
@@ -30,4 +29,4 @@ TOOLS: list[Tool] = [
     csv_profile, csv_filter, csv_convert, csv_process,
 ]
 
-__all__ = ["MAX_DEPTH", "MAX_INPUT_BYTES", "MAX_NODES", "OFFLOAD_CHARS", "TOOLS"]
+__all__ = ["TOOLS"]

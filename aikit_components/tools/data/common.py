@@ -39,7 +39,7 @@ def _max_input(ctx: ToolContext) -> int:
         return MAX_INPUT_BYTES
 
 
-def _one_of(kind: str, **given: Any) -> str:
+def one_of(kind: str, **given: Any) -> str:
     """The name of the one input that was given; InvalidArgument unless exactly one was."""
     present = [name for name, value in given.items() if value is not None]
     if len(present) != 1:
@@ -53,9 +53,9 @@ def _one_of(kind: str, **given: Any) -> str:
     return present[0]
 
 
-async def _read_text(ctx: ToolContext, text: str | None, path: str | None, kind: str) -> tuple[str, str]:
+async def read_text_input(ctx: ToolContext, text: str | None, path: str | None, kind: str) -> tuple[str, str]:
     """(content, source label) from inline ``text`` or the file at ``path`` (policy-checked)."""
-    _one_of(kind, text=text, path=path)
+    one_of(kind, text=text, path=path)
     limit = _max_input(ctx)
     if text is not None:
         if len(text) > limit:
@@ -109,7 +109,7 @@ def _read_file(resolved: Path, shown: str, limit: int) -> str:
         ) from None
 
 
-async def _compute(fn: Callable[[], T], size: int) -> T:
+async def offload(fn: Callable[[], T], size: int) -> T:
     """Run ``fn`` here for small inputs, in a worker thread for big ones (keeps the loop responsive)."""
     if size > OFFLOAD_CHARS:
         return await asyncio.to_thread(fn)
@@ -127,14 +127,16 @@ def _excerpt(text: str, line: int, column: int) -> str:
     return f"\n    {snippet}\n    {caret}"
 
 
-def _syntax_error(fmt: str, source: str, reason: str, line: int, column: int, text: str) -> InvalidArgument:
+def syntax_error(fmt: str, source: str, reason: str, line: int, column: int, text: str) -> InvalidArgument:
+    """A parse error naming the format, source, line and column, with an excerpt of the bad line."""
     return InvalidArgument(
         f"invalid {fmt} in {source} at line {line}, column {column}: {reason}{_excerpt(text, line, column)}",
         details={"format": fmt, "source": source, "line": line, "column": column, "reason": reason},
     )
 
 
-def _too_deep(source: str) -> InvalidArgument:
+def too_deep(source: str) -> InvalidArgument:
+    """The error for data nested more than ``MAX_DEPTH`` levels."""
     return InvalidArgument(f"the data in {source} is nested more than {MAX_DEPTH} levels deep; flatten it",
                            details={"source": source, "max_depth": MAX_DEPTH})
 
@@ -151,7 +153,7 @@ def _plain_key(key: Any) -> str:
     return str(key)
 
 
-def _jsonable(value: Any, source: str, max_nodes: int = MAX_NODES) -> Any:
+def jsonable(value: Any, source: str, max_nodes: int = MAX_NODES) -> Any:
     """A JSON-like copy of a parsed YAML/TOML value: dates as ISO strings, bytes as base64, string keys.
     Raises on cycles (recursive YAML anchors), excessive nesting and alias bombs."""
     count = 0
@@ -170,7 +172,7 @@ def _jsonable(value: Any, source: str, max_nodes: int = MAX_NODES) -> Any:
             return v
         if isinstance(v, (dict, list, tuple, set, frozenset)):
             if depth >= MAX_DEPTH:
-                raise _too_deep(source)
+                raise too_deep(source)
             marker = id(v)
             if marker in active:
                 raise InvalidArgument(f"the data in {source} contains itself (a recursive anchor/alias); "

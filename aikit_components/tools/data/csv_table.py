@@ -16,8 +16,8 @@ from typing import Any
 
 from ...errors import InvalidArgument
 from ..base import ToolContext
-from .common import _compute, _read_text
-from .json_tools import _parse_json_text
+from .common import offload, read_text_input
+from .json_tools import parse_json_text
 
 _DELIMITER_NAMES = {"comma": ",", "tab": "\t", "\\t": "\t", "semicolon": ";", "pipe": "|", "space": " "}
 
@@ -39,7 +39,9 @@ def _delimiter(text: str, delimiter: str) -> str:
 
 
 @dataclass
-class _Table:
+class Table:
+    """A parsed CSV: column names, rows of raw cells, their source lines, and what was wrong in the file."""
+
     columns: list[str]
     rows: list[list[str]]
     lines: list[int]
@@ -66,7 +68,7 @@ def _header(names: list[str]) -> tuple[list[str], list[str]]:
     return columns, problems
 
 
-def _parse_csv(text: str, source: str, delimiter: str, header: bool) -> _Table:
+def _parse_csv(text: str, source: str, delimiter: str, header: bool) -> Table:
     delim = _delimiter(text, delimiter)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim, strict=True)
     raw_rows: list[list[str]] = []
@@ -92,7 +94,7 @@ def _parse_csv(text: str, source: str, delimiter: str, header: bool) -> _Table:
     else:
         width = max((len(r) for r in raw_rows), default=0)
         columns = [f"column{i + 1}" for i in range(width)]
-    table = _Table(columns, [], lines, delim, header_problems=problems)
+    table = Table(columns, [], lines, delim, header_problems=problems)
     width = len(columns)
     for row, line in zip(raw_rows, lines):
         if len(row) != width:
@@ -102,9 +104,10 @@ def _parse_csv(text: str, source: str, delimiter: str, header: bool) -> _Table:
     return table
 
 
-async def _load_table(ctx: ToolContext, text: str | None, path: str | None, delimiter: str, header: bool) -> _Table:
-    content, source = await _read_text(ctx, text, path, "CSV")
-    return await _compute(lambda: _parse_csv(content, source, delimiter, header), len(content))
+async def load_table(ctx: ToolContext, text: str | None, path: str | None, delimiter: str, header: bool) -> Table:
+    """Parse CSV given inline or as a file (off the loop when big)."""
+    content, source = await read_text_input(ctx, text, path, "CSV")
+    return await offload(lambda: _parse_csv(content, source, delimiter, header), len(content))
 
 
 _INT = re.compile(r"[+-]?(?:0|[1-9]\d{0,300})")
@@ -113,7 +116,7 @@ _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}.*")
 
 
-def _typed(raw: str) -> Any:
+def typed_value(raw: str) -> Any:
     """The value a CSV cell stands for: None (empty), int, float, bool or the string itself.
     Integers with leading zeros (zip codes, ids) stay strings."""
     s = raw.strip()
@@ -166,7 +169,7 @@ def _round(x: float) -> float | int:
 
 def _column_profile(name: str, raws: list[str]) -> dict[str, Any]:
     present = [r for r in raws if r.strip()]
-    typed = [_typed(r) for r in present]
+    typed = [typed_value(r) for r in present]
     kinds = Counter(_kind(v, r) for v, r in zip(typed, present))
     if not present:
         inferred = "empty"
@@ -180,7 +183,7 @@ def _column_profile(name: str, raws: list[str]) -> dict[str, Any]:
         inferred = "string"
     distinct = Counter(r.strip() for r in present)
     samples: list[Any] = []
-    for value, raw in zip(typed, present):
+    for value in typed:
         if len(samples) >= 5:
             break
         if value not in samples:
@@ -209,7 +212,8 @@ def _column_profile(name: str, raws: list[str]) -> dict[str, Any]:
     return info
 
 
-def _profile(table: _Table) -> dict[str, Any]:
+def profile_table(table: Table) -> dict[str, Any]:
+    """Rows, columns and, per column, the inferred kind, empties, distinct values and statistics."""
     columns = [_column_profile(name, [row[i] for row in table.rows]) for i, name in enumerate(table.columns)]
     result: dict[str, Any] = {
         "row_count": len(table.rows), "column_count": len(table.columns),
@@ -293,7 +297,7 @@ def _test(raw: str, typed: Any, op: str, value: Any) -> bool:
         return _text_of(value) in raw
     if typed is None:
         return False
-    other = _typed(value) if isinstance(value, str) else value
+    other = typed_value(value) if isinstance(value, str) else value
     if _is_number(typed) and _is_number(other):
         a, b = typed, other
     elif isinstance(value, str):
@@ -303,7 +307,7 @@ def _test(raw: str, typed: Any, op: str, value: Any) -> bool:
     return {"lt": a < b, "le": a <= b, "gt": a > b, "ge": a >= b}[op]
 
 
-def _select_columns(table: _Table, columns: list[str] | None) -> list[int]:
+def _select_columns(table: Table, columns: list[str] | None) -> list[int]:
     if columns is None:
         return list(range(len(table.columns)))
     unknown = [c for c in columns if c not in table.columns]
@@ -321,8 +325,9 @@ def _check_limit(limit: int | None) -> int | None:
     return int(limit)
 
 
-def _filter(table: _Table, where: dict[str, Any] | None, columns: list[str] | None, limit: int | None,
-            infer_types: bool) -> dict[str, Any]:
+def filter_table(table: Table, where: dict[str, Any] | None, columns: list[str] | None, limit: int | None,
+                 infer_types: bool) -> dict[str, Any]:
+    """The rows matching every ``where`` condition, keeping ``columns``, at most ``limit`` of them."""
     conditions = _compile_where(where, table.columns)
     selected = _select_columns(table, columns)
     limit = _check_limit(limit)
@@ -334,7 +339,7 @@ def _filter(table: _Table, where: dict[str, Any] | None, columns: list[str] | No
         ok = True
         for index, op, value in conditions:
             if index not in typed_cache:
-                typed_cache[index] = _typed(row[index])
+                typed_cache[index] = typed_value(row[index])
             if not _test(row[index], typed_cache[index], op, value):
                 ok = False
                 break
@@ -342,7 +347,7 @@ def _filter(table: _Table, where: dict[str, Any] | None, columns: list[str] | No
             continue
         matched += 1
         if limit is None or len(rows) < limit:
-            rows.append({n: (_typed(row[i]) if infer_types else row[i]) for n, i in zip(names, selected)})
+            rows.append({n: (typed_value(row[i]) if infer_types else row[i]) for n, i in zip(names, selected)})
     return {"columns": names, "rows": rows, "count": len(rows), "matched": matched}
 
 
@@ -356,10 +361,10 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _records_in(data: Any) -> tuple[list[str], list[dict[str, Any]]]:
+def records_in(data: Any) -> tuple[list[str], list[dict[str, Any]]]:
     """(columns, records) from JSON records: a list of objects, or a list of rows whose first row names the columns."""
     if isinstance(data, str):
-        data = _parse_json_text(data, "from_json")
+        data = parse_json_text(data, "from_json")
     if isinstance(data, dict):
         data = [data] if data else []
     if not isinstance(data, list):
@@ -389,8 +394,9 @@ def _write_delimited(columns: list[str], rows: list[list[str]], delimiter: str) 
     return buffer.getvalue()
 
 
-def _convert(columns: list[str], records: list[dict[str, Any]] | None, table: _Table | None, to: str,
-             infer_types: bool) -> Any:
+def convert_table(columns: list[str], records: list[dict[str, Any]] | None, table: Table | None, to: str,
+                  infer_types: bool) -> Any:
+    """JSON records or a parsed table as ``to``: CSV or TSV text, JSON text, or a list of records."""
     if to in ("csv", "tsv"):
         delim = "," if to == "csv" else "\t"
         if table is not None:
@@ -399,7 +405,7 @@ def _convert(columns: list[str], records: list[dict[str, Any]] | None, table: _T
         return _write_delimited(columns, [[_cell(r.get(c)) for c in columns] for r in records], delim)
     if records is None:
         assert table is not None
-        records = [{c: (_typed(v) if infer_types else v) for c, v in zip(table.columns, row)} for row in table.rows]
+        records = [{c: (typed_value(v) if infer_types else v) for c, v in zip(table.columns, row)} for row in table.rows]
     if to == "json":
         return json.dumps(records, ensure_ascii=False, indent=2, allow_nan=False)
     return records
@@ -408,7 +414,8 @@ def _convert(columns: list[str], records: list[dict[str, Any]] | None, table: _T
 _SNAKE = re.compile(r"[^0-9a-zA-Z]+")
 
 
-def _normalize(table: _Table) -> tuple[_Table, dict[str, Any]]:
+def normalize_table(table: Table) -> tuple[Table, dict[str, Any]]:
+    """The table with snake_case unique column names and no blank rows, and what was changed."""
     snake = [(_SNAKE.sub("_", re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", c.strip())).strip("_").lower() or c)
              for c in table.columns]
     columns, _ = _header(snake)
@@ -423,11 +430,12 @@ def _normalize(table: _Table) -> tuple[_Table, dict[str, Any]]:
         rows.append(cells)
         lines.append(line)
     renamed = {old: new for old, new in zip(table.columns, columns) if old != new}
-    normalized = _Table(columns, rows, lines, table.delimiter, table.ragged, table.header_problems)
+    normalized = Table(columns, rows, lines, table.delimiter, table.ragged, table.header_problems)
     return normalized, {"renamed": renamed, "removed_blank_rows": blank}
 
 
-def _validate(table: _Table, max_problems: int = 200) -> dict[str, Any]:
+def validate_table(table: Table, max_problems: int = 200) -> dict[str, Any]:
+    """The problems of a table (ragged rows, header problems, ...), at most ``max_problems`` of them."""
     problems: list[dict[str, Any]] = []
 
     def add(severity: str, message: str, line: int | None = None, column: str | None = None) -> None:
@@ -445,10 +453,10 @@ def _validate(table: _Table, max_problems: int = 200) -> dict[str, Any]:
         if table.rows and not present:
             add("warning", "column is empty", column=name)
             continue
-        numeric = [(raw, line) for raw, line in present if _is_number(_typed(raw))]
+        numeric = [(raw, line) for raw, line in present if _is_number(typed_value(raw))]
         if present and len(numeric) != len(present) and len(numeric) >= 0.8 * len(present):
             for raw, line in present:
-                if not _is_number(_typed(raw)):
+                if not _is_number(typed_value(raw)):
                     add("error", f"expected a number like the rest of the column, got {raw!r}", line=line, column=name)
     errors = sum(1 for p in problems if p["severity"] == "error")
     result: dict[str, Any] = {

@@ -6,16 +6,16 @@ from typing import Any, Literal
 
 from ...errors import InvalidArgument
 from ..base import ToolContext, tool
-from .common import _compute, _one_of
+from .common import offload, one_of
 from .csv_table import (
-    _convert,
-    _filter,
-    _load_table,
-    _normalize,
-    _profile,
-    _records_in,
-    _typed,
-    _validate,
+    convert_table,
+    filter_table,
+    load_table,
+    normalize_table,
+    profile_table,
+    records_in,
+    typed_value,
+    validate_table,
 )
 
 
@@ -42,8 +42,8 @@ async def csv_profile(ctx: ToolContext, text: str | None = None, path: str | Non
         boolean, date, datetime, string or empty), non_null, nulls, distinct, samples, and min, max,
         mean, median, sum, stdev for numbers (min_length, max_length, top_values for strings).
     """
-    table = await _load_table(ctx, text, path, delimiter, header)
-    return await _compute(lambda: _profile(table), len(table.rows) * max(1, len(table.columns)) * 8)
+    table = await load_table(ctx, text, path, delimiter, header)
+    return await offload(lambda: profile_table(table), len(table.rows) * max(1, len(table.columns)) * 8)
 
 
 @tool(category="data", security="read", examples=[
@@ -72,8 +72,8 @@ async def csv_filter(ctx: ToolContext, text: str | None = None, path: str | None
     Returns:
         `{columns, rows, count, matched}`: rows as tables keyed by column name.
     """
-    table = await _load_table(ctx, text, path, delimiter, header)
-    return await _compute(lambda: _filter(table, where, columns, limit, infer_types), len(table.rows) * 8)
+    table = await load_table(ctx, text, path, delimiter, header)
+    return await offload(lambda: filter_table(table, where, columns, limit, infer_types), len(table.rows) * 8)
 
 
 @tool(category="data", security="read", examples=[
@@ -97,12 +97,12 @@ async def csv_convert(ctx: ToolContext, text: str | None = None, path: str | Non
     Returns:
         A string for 'json', 'csv' and 'tsv'; a list of tables for 'records'.
     """
-    _one_of("CSV", text=text, path=path, from_json=from_json)
+    one_of("CSV", text=text, path=path, from_json=from_json)
     if from_json is not None:
-        columns, records = _records_in(from_json)
-        return _convert(columns, records, None, to, infer_types)
-    table = await _load_table(ctx, text, path, delimiter, header)
-    return await _compute(lambda: _convert(table.columns, None, table, to, infer_types), len(table.rows) * 8)
+        columns, records = records_in(from_json)
+        return convert_table(columns, records, None, to, infer_types)
+    table = await load_table(ctx, text, path, delimiter, header)
+    return await offload(lambda: convert_table(table.columns, None, table, to, infer_types), len(table.rows) * 8)
 
 
 _Operation = Literal["profile", "statistics", "filter", "convert", "normalize", "validate"]
@@ -147,26 +147,26 @@ async def csv_process(ctx: ToolContext, text: str | None = None, path: str | Non
         raise InvalidArgument("operations is empty; list at least one of profile, statistics, filter, convert, "
                               "normalize, validate")
     steps = list(operations) if operations else [operation]
-    table = await _load_table(ctx, text, path, delimiter, header)
+    table = await load_table(ctx, text, path, delimiter, header)
 
     def run() -> Any:
         current = table
         results: dict[str, Any] = {}
         for step in steps:
             if step in ("profile", "statistics"):
-                results[step] = _profile(current)
+                results[step] = profile_table(current)
             elif step == "filter":
-                results[step] = _filter(current, where, columns, limit, True)
+                results[step] = filter_table(current, where, columns, limit, True)
             elif step == "convert":
-                results[step] = _convert(current.columns, None, current, to, True)
+                results[step] = convert_table(current.columns, None, current, to, True)
             elif step == "normalize":
-                current, info = _normalize(current)
-                records = [{c: _typed(v) for c, v in zip(current.columns, row)} for row in current.rows]
+                current, info = normalize_table(current)
+                records = [{c: typed_value(v) for c, v in zip(current.columns, row)} for row in current.rows]
                 results[step] = {"columns": current.columns, "rows": records, "row_count": len(records), **info}
             elif step == "validate":
-                results[step] = _validate(current)
+                results[step] = validate_table(current)
             else:  # pragma: no cover - the schema's enum stops this
                 raise InvalidArgument(f"unknown operation {step!r}")
         return results if operations else results[steps[0]]
 
-    return await _compute(run, len(table.rows) * 8 * len(steps))
+    return await offload(run, len(table.rows) * 8 * len(steps))

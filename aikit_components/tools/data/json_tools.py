@@ -12,16 +12,16 @@ from jsonpath_ng.ext import parse as _jsonpath_parse
 
 from ...errors import InvalidArgument, ResourceExhausted
 from ..base import ToolContext, tool
-from .common import MAX_QUERY_MATCHES, _compute, _read_text, _syntax_error, _too_deep
+from .common import MAX_QUERY_MATCHES, offload, read_text_input, syntax_error, too_deep
 
 
-def _parse_json_text(text: str, source: str) -> Any:
+def parse_json_text(text: str, source: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise _syntax_error("JSON", source, exc.msg, exc.lineno, exc.colno, text) from None
+        raise syntax_error("JSON", source, exc.msg, exc.lineno, exc.colno, text) from None
     except RecursionError:
-        raise _too_deep(source) from None
+        raise too_deep(source) from None
     except ValueError as exc:  # e.g. an integer with more than 4300 digits
         reason = "a number has too many digits; quote it as a string" if "digits" in str(exc) else str(exc)
         raise InvalidArgument(f"invalid JSON in {source}: {reason}", details={"source": source}) from None
@@ -40,8 +40,8 @@ async def parse_json(ctx: ToolContext, text: str | None = None, path: str | None
     Returns:
         The parsed value: object, array, string, number, boolean or null.
     """
-    content, source = await _read_text(ctx, text, path, "JSON")
-    return await _compute(lambda: _parse_json_text(content, source), len(content))
+    content, source = await read_text_input(ctx, text, path, "JSON")
+    return await offload(lambda: parse_json_text(content, source), len(content))
 
 
 @tool(category="data", security="safe", examples=[
@@ -73,7 +73,7 @@ def to_json(data: Any, indent: int = 2, sort_keys: bool = False) -> str:
         hint = "; with sort_keys=true every key must be a string" if sort_keys and "not supported" in str(exc) else ""
         raise InvalidArgument(f"data cannot be written as JSON: {exc}{hint}") from None
     except RecursionError:
-        raise _too_deep("data") from None
+        raise too_deep("data") from None
 
 
 @lru_cache(maxsize=256)
@@ -92,7 +92,8 @@ def _match_path(match: Any) -> str:
             parts.append("".join(f"[{i}]" for i in reversed(indices)))
         elif name == "Fields":
             for field_name in segment.fields:
-                parts.append(f".{field_name}" if re.fullmatch(r"[A-Za-z_]\w*", field_name) else f"[{json.dumps(field_name)}]")
+                bare = re.fullmatch(r"[A-Za-z_]\w*", field_name)
+                parts.append(f".{field_name}" if bare else f"[{json.dumps(field_name)}]")
         node = node.context
     return "$" + "".join(reversed(parts))
 

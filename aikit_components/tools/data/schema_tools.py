@@ -7,7 +7,7 @@ from typing import Any
 from ...errors import InvalidArgument
 from ..base import tool
 from ..schema import load_jsonschema
-from .common import MAX_SCHEMA_ERRORS, _too_deep
+from .common import MAX_SCHEMA_ERRORS, too_deep
 
 
 @tool(category="data", security="safe", examples=[
@@ -40,7 +40,7 @@ def validate_schema(data: Any, schema: dict[str, Any]) -> dict[str, Any]:
         raise InvalidArgument(f"the schema itself is invalid at {where}: {exc.message}; fix the schema",
                               details={"schema_path": where}) from None
     except RecursionError:
-        raise _too_deep("schema") from None
+        raise too_deep("schema") from None
     validator = cls(schema, format_checker=cls.FORMAT_CHECKER)
     errors: list[dict[str, Any]] = []
     truncated = False

@@ -16,7 +16,7 @@ from defusedxml import (
 
 from ...errors import InvalidArgument
 from ..base import ToolContext, tool
-from .common import MAX_DEPTH, _compute, _read_text, _syntax_error, _too_deep
+from .common import MAX_DEPTH, offload, read_text_input, syntax_error, too_deep
 
 _XML_POSITION = re.compile(r":\s*line \d+, column \d+\s*$")
 
@@ -29,7 +29,7 @@ def _xml_name(tag: str, strip_namespaces: bool) -> str:
 
 def _xml_element(element: ET.Element, strip: bool, depth: int, source: str) -> Any:
     if depth >= MAX_DEPTH:
-        raise _too_deep(source)
+        raise too_deep(source)
     node: dict[str, Any] = {}
     for key, value in element.attrib.items():
         node["@" + _xml_name(key, strip)] = value
@@ -75,7 +75,7 @@ def _parse_xml_text(text: str, source: str, strip_namespaces: bool) -> dict[str,
     except ET.ParseError as exc:
         line, column = exc.position
         reason = _XML_POSITION.sub("", str(exc)) or "syntax error"
-        raise _syntax_error("XML", source, reason, line, column + 1, text) from None
+        raise syntax_error("XML", source, reason, line, column + 1, text) from None
     return {_xml_name(root.tag, strip_namespaces): _xml_element(root, strip_namespaces, 0, source)}
 
 
@@ -98,5 +98,5 @@ async def parse_xml(ctx: ToolContext, text: str | None = None, path: str | None 
     Returns:
         A table with one key, the root element's name.
     """
-    content, source = await _read_text(ctx, text, path, "XML")
-    return await _compute(lambda: _parse_xml_text(content, source, strip_namespaces), len(content))
+    content, source = await read_text_input(ctx, text, path, "XML")
+    return await offload(lambda: _parse_xml_text(content, source, strip_namespaces), len(content))

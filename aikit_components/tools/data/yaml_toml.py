@@ -11,7 +11,7 @@ import yaml
 
 from ...errors import InvalidArgument
 from ..base import ToolContext, tool
-from .common import _compute, _jsonable, _read_text, _syntax_error, _too_deep
+from .common import jsonable, offload, read_text_input, syntax_error, too_deep
 
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
@@ -31,13 +31,13 @@ def _parse_yaml_text(text: str, source: str, all_documents: bool) -> Any:
             reason += " (only plain YAML is accepted: tags that build objects are refused)"
         mark = exc.problem_mark or exc.context_mark
         if mark is not None:
-            raise _syntax_error("YAML", source, reason, mark.line + 1, mark.column + 1, text) from None
+            raise syntax_error("YAML", source, reason, mark.line + 1, mark.column + 1, text) from None
         raise InvalidArgument(f"invalid YAML in {source}: {reason}", details={"source": source}) from None
     except yaml.YAMLError as exc:
         raise InvalidArgument(f"invalid YAML in {source}: {exc}", details={"source": source}) from None
     except RecursionError:
-        raise _too_deep(source) from None
-    return _jsonable(value, source)
+        raise too_deep(source) from None
+    return jsonable(value, source)
 
 
 @tool(category="data", security="read", examples=[
@@ -57,8 +57,8 @@ async def parse_yaml(ctx: ToolContext, text: str | None = None, path: str | None
     Returns:
         The parsed value (dates become ISO 8601 strings), or a list of documents with all_documents.
     """
-    content, source = await _read_text(ctx, text, path, "YAML")
-    return await _compute(lambda: _parse_yaml_text(content, source, all_documents), len(content))
+    content, source = await read_text_input(ctx, text, path, "YAML")
+    return await offload(lambda: _parse_yaml_text(content, source, all_documents), len(content))
 
 
 @tool(category="data", security="safe", examples=[
@@ -82,7 +82,7 @@ def to_yaml(data: Any, sort_keys: bool = False) -> str:
     except TypeError as exc:
         raise InvalidArgument(f"data cannot be written as YAML: {exc}") from None
     except RecursionError:
-        raise _too_deep("data") from None
+        raise too_deep("data") from None
 
 
 # ============================================================================ TOML
@@ -97,14 +97,14 @@ def _parse_toml_text(text: str, source: str) -> dict[str, Any]:
         found = _TOML_POSITION.search(message)
         if found:
             reason = _TOML_POSITION.sub("", message).strip()
-            raise _syntax_error("TOML", source, reason, int(found.group(1)), int(found.group(2)), text) from None
+            raise syntax_error("TOML", source, reason, int(found.group(1)), int(found.group(2)), text) from None
         reason = message.replace("(at end of document)", "").strip()
         lines = text.splitlines() or [""]
-        raise _syntax_error("TOML", source, f"{reason} (detected at the end of the document)", len(lines),
+        raise syntax_error("TOML", source, f"{reason} (detected at the end of the document)", len(lines),
                             len(lines[-1]) + 1, text) from None
     except RecursionError:
-        raise _too_deep(source) from None
-    return _jsonable(value, source)
+        raise too_deep(source) from None
+    return jsonable(value, source)
 
 
 @tool(category="data", security="read", examples=[
@@ -120,8 +120,8 @@ async def parse_toml(ctx: ToolContext, text: str | None = None, path: str | None
     Returns:
         The parsed table; dates and times become ISO 8601 strings.
     """
-    content, source = await _read_text(ctx, text, path, "TOML")
-    return await _compute(lambda: _parse_toml_text(content, source), len(content))
+    content, source = await read_text_input(ctx, text, path, "TOML")
+    return await offload(lambda: _parse_toml_text(content, source), len(content))
 
 
 def _toml_nulls(value: Any, path: str, found: list[str]) -> None:
@@ -159,4 +159,4 @@ def to_toml(data: dict[str, Any]) -> str:
         raise InvalidArgument(f"data cannot be written as TOML: {exc}; use string keys and tables, lists, strings, "
                               "numbers, booleans") from None
     except RecursionError:
-        raise _too_deep("data") from None
+        raise too_deep("data") from None

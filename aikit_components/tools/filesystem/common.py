@@ -35,14 +35,15 @@ BINARY_SNIFF = 8192
 
 
 # ----------------------------------------------------------------------------- shared helpers
-def _bounded(name: str, value: int, low: int, high: int) -> int:
+def bounded(name: str, value: int, low: int, high: int) -> int:
+    """``value`` when ``low <= value <= high``; an InvalidArgument naming the parameter otherwise."""
     if value < low or value > high:
         raise InvalidArgument(f"{name} must be between {low} and {high}, got {value}",
                               details={"parameter": name, "minimum": low, "maximum": high})
     return value
 
 
-def _text_codec(encoding: str) -> str:
+def text_codec(encoding: str) -> str:
     """The canonical name of a text encoding (``base64`` passes through); InvalidArgument otherwise."""
     if encoding.lower() == "base64":
         return "base64"
@@ -57,8 +58,9 @@ def _text_codec(encoding: str) -> str:
     return info.name
 
 
-def _encode(content: str, encoding: str, what: str) -> bytes:
-    codec = _text_codec(encoding)
+def encode_text(content: str, encoding: str, what: str) -> bytes:
+    """``content`` as bytes in ``encoding`` (``base64``: decoded from base64); InvalidArgument when it cannot be."""
+    codec = text_codec(encoding)
     if codec == "base64":
         try:
             return base64.b64decode(content, validate=True)
@@ -72,8 +74,9 @@ def _encode(content: str, encoding: str, what: str) -> bytes:
                               f"at index {exc.start} ({exc.reason}); use encoding='utf-8'") from None
 
 
-def _decode(data: bytes, encoding: str, path: Path, final: bool = True) -> str:
-    codec = _text_codec(encoding)
+def decode_text(data: bytes, encoding: str, path: Path, final: bool = True) -> str:
+    """``data`` read from ``path`` as text in ``encoding`` (``base64``: encoded as base64)."""
+    codec = text_codec(encoding)
     if codec == "base64":
         return base64.b64encode(data).decode("ascii")
     try:
@@ -86,14 +89,16 @@ def _decode(data: bytes, encoding: str, path: Path, final: bool = True) -> str:
         ) from None
 
 
-def _lstat(path: Path, action: str) -> os.stat_result:
+def checked_lstat(path: Path, action: str) -> os.stat_result:
+    """``os.lstat(path)``, its OSError turned into the aikit error for ``action``."""
     try:
         return os.lstat(path)
     except OSError as exc:
         raise os_error(exc, action, path) from None
 
 
-def _need_regular_file(path: Path, action: str) -> os.stat_result:
+def need_regular_file(path: Path, action: str) -> os.stat_result:
+    """The stat of ``path`` (symlinks followed); InvalidArgument unless it is a regular file."""
     try:
         st = os.stat(path)
     except OSError as exc:
@@ -107,7 +112,8 @@ def _need_regular_file(path: Path, action: str) -> os.stat_result:
     return st
 
 
-def _entry_info(path: Path, name: str, st: os.stat_result) -> dict[str, Any]:
+def entry_info(path: Path, name: str, st: os.stat_result) -> dict[str, Any]:
+    """A directory entry as a JSON-like dict: name, path, type, size, modified time (and link target)."""
     kind = kind_of(st.st_mode)
     info: dict[str, Any] = {
         "name": name, "path": str(path), "type": kind,
@@ -133,8 +139,8 @@ def _translate(exc: BaseException, action: str, path: object) -> AikitError | No
     return None
 
 
-class _guarded:
-    """``with _guarded("copy", path):`` turns a stray OSError into an aikit error."""
+class guarded:
+    """``with guarded("copy", path):`` turns a stray OSError into an aikit error."""
 
     def __init__(self, action: str, path: object) -> None:
         self.action, self.path = action, path
@@ -149,7 +155,7 @@ class _guarded:
         return False
 
 
-async def _run(action: str, path: object, fn: Any, *args: Any) -> Any:
+async def run_blocking(action: str, path: object, fn: Any, *args: Any) -> Any:
     """Run the blocking ``fn(*args)`` in a worker thread; no raw OSError escapes."""
     try:
         return await asyncio.to_thread(fn, *args)

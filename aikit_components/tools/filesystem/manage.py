@@ -25,7 +25,7 @@ from .._fsutil import (
     os_error,
 )
 from ..base import ToolContext, tool
-from .common import CATEGORY, HASH_LIMIT, _guarded, _lstat, _need_regular_file, _run
+from .common import CATEGORY, HASH_LIMIT, checked_lstat, guarded, need_regular_file, run_blocking
 
 
 # ----------------------------------------------------------------------------- copy / move targets
@@ -82,10 +82,10 @@ def _copy_file(ctx: ToolContext, source: str, destination: str, overwrite: bool)
         raise NotFound(f"cannot copy {src}: no such file or directory", details={"path": str(src)})
     is_dir = src.is_dir()
     if not is_dir:
-        _need_regular_file(src, "copy")
+        need_regular_file(src, "copy")
     target = _final_target(ctx, src, destination)
     exists = _check_target(src, is_dir, target, overwrite, "copy")
-    with _guarded("copy", src):
+    with guarded("copy", src):
         if is_dir:
             files, size = _copy_tree(src, target, merge=exists)
         else:
@@ -116,9 +116,10 @@ async def copy_file(ctx: ToolContext, source: str, destination: str, overwrite: 
         overwrite: Replace (or, for directories, merge into) an existing destination; when false it is a conflict error.
 
     Returns:
-        {source, destination, type, files, bytes, replaced}; destination is the final path, files and bytes count what was copied.
+        {source, destination, type, files, bytes, replaced}; destination is the final path, files and bytes
+        count what was copied.
     """
-    return await _run("copy", source, _copy_file, ctx, source, destination, overwrite)
+    return await run_blocking("copy", source, _copy_file, ctx, source, destination, overwrite)
 
 
 # ----------------------------------------------------------------------------- move_file
@@ -138,7 +139,7 @@ def _move_file(ctx: ToolContext, source: str, destination: str, overwrite: bool)
         if protected is not None:
             raise PermissionDenied(f"refusing to replace {target}: it is (or contains) the allowed root {protected}",
                                    details={"rule": "protected_root", "path": str(target)})
-    with _guarded("move", src):
+    with guarded("move", src):
         if exists and is_dir:
             shutil.rmtree(target)
         try:
@@ -176,7 +177,7 @@ async def move_file(ctx: ToolContext, source: str, destination: str, overwrite: 
     Returns:
         {source, destination, type, replaced}; destination is the final path.
     """
-    return await _run("move", source, _move_file, ctx, source, destination, overwrite)
+    return await run_blocking("move", source, _move_file, ctx, source, destination, overwrite)
 
 
 # ----------------------------------------------------------------------------- delete_file
@@ -188,10 +189,10 @@ def _delete_file(ctx: ToolContext, path: str, recursive: bool) -> dict[str, Any]
     if root is not None:
         raise PermissionDenied(f"refusing to delete {entry}: it is (or contains) the allowed root {root}; "
                                "delete the files inside it instead", details={"rule": "protected_root", "path": str(entry)})
-    st = _lstat(entry, "delete")
+    st = checked_lstat(entry, "delete")
     kind = kind_of(st.st_mode)
     files = directories = 0
-    with _guarded("delete", entry):
+    with guarded("delete", entry):
         if kind == "directory":
             if recursive:
                 for _, dirnames, filenames in os.walk(entry):
@@ -236,7 +237,7 @@ async def delete_file(ctx: ToolContext, path: str, recursive: bool = False) -> d
     Returns:
         {path, type, deleted, files, directories}; files and directories count what was removed.
     """
-    return await _run("delete", path, _delete_file, ctx, path, recursive)
+    return await run_blocking("delete", path, _delete_file, ctx, path, recursive)
 
 
 # ----------------------------------------------------------------------------- file_stat
@@ -250,7 +251,7 @@ def _sha256(path: Path) -> str:
 
 def _file_stat(ctx: ToolContext, path: str) -> dict[str, Any]:
     resolved, entry = checked_entry(ctx, path)
-    lst = _lstat(entry, "stat")
+    lst = checked_lstat(entry, "stat")
     is_link = stat.S_ISLNK(lst.st_mode)
     try:
         st = os.stat(resolved) if is_link else lst
@@ -273,7 +274,7 @@ def _file_stat(ctx: ToolContext, path: str) -> dict[str, Any]:
     })
     if kind == "file":
         if st.st_size <= HASH_LIMIT:
-            with _guarded("hash", resolved):
+            with guarded("hash", resolved):
                 info["sha256"] = _sha256(resolved)
         else:
             info["sha256_skipped"] = f"file larger than {HASH_LIMIT} bytes"
@@ -300,9 +301,10 @@ async def file_stat(ctx: ToolContext, path: str) -> dict[str, Any]:
         path: The file, directory or symlink to describe, inside the allowed paths.
 
     Returns:
-        {path, name, type, exists, size, mode, permissions, modified, created, accessed, is_symlink, link_target, resolved_path, sha256}; times are ISO 8601 UTC.
+        {path, name, type, exists, size, mode, permissions, modified, created, accessed, is_symlink,
+        link_target, resolved_path, sha256}; times are ISO 8601 UTC.
     """
-    return await _run("stat", path, _file_stat, ctx, path)
+    return await run_blocking("stat", path, _file_stat, ctx, path)
 
 
 # ----------------------------------------------------------------------------- make_directory
@@ -345,4 +347,4 @@ async def make_directory(ctx: ToolContext, path: str, parents: bool = True) -> d
     Returns:
         {path, created}; created is false when the directory already existed.
     """
-    return await _run("create directory", path, _make_directory, ctx, path, parents)
+    return await run_blocking("create directory", path, _make_directory, ctx, path, parents)

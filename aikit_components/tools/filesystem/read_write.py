@@ -20,28 +20,28 @@ from .common import (
     MAX_EDIT_BYTES,
     MAX_READ_BYTES,
     MAX_WRITE_BYTES,
-    _bounded,
-    _decode,
-    _encode,
-    _guarded,
-    _need_regular_file,
-    _run,
-    _text_codec,
+    bounded,
+    decode_text,
+    encode_text,
+    guarded,
+    need_regular_file,
+    run_blocking,
+    text_codec,
 )
 
 
 # ----------------------------------------------------------------------------- read_file
 def _read_file(ctx: ToolContext, path: str, encoding: str, max_bytes: int) -> dict[str, Any]:
-    _bounded("max_bytes", max_bytes, 1, MAX_READ_BYTES)
-    _text_codec(encoding)
+    bounded("max_bytes", max_bytes, 1, MAX_READ_BYTES)
+    text_codec(encoding)
     target = checked(ctx, path)
-    st = _need_regular_file(target, "read")
-    with _guarded("read", target), open(target, "rb") as fh:
+    st = need_regular_file(target, "read")
+    with guarded("read", target), open(target, "rb") as fh:
         data = fh.read(max_bytes)
         truncated = bool(fh.read(1))
-    content = _decode(data, encoding, target, final=not truncated)
+    content = decode_text(data, encoding, target, final=not truncated)
     return {"path": str(target), "content": content, "size": max(st.st_size, len(data)), "truncated": truncated,
-            "bytes_read": len(data), "encoding": _text_codec(encoding)}
+            "bytes_read": len(data), "encoding": text_codec(encoding)}
 
 
 @tool(category=CATEGORY, security="read", examples=[
@@ -65,13 +65,13 @@ async def read_file(ctx: ToolContext, path: str, encoding: str = "utf-8",
     Returns:
         {path, content, size, truncated, bytes_read, encoding}; size is the whole file's size in bytes.
     """
-    return await _run("read", path, _read_file, ctx, path, encoding, max_bytes)
+    return await run_blocking("read", path, _read_file, ctx, path, encoding, max_bytes)
 
 
 # ----------------------------------------------------------------------------- write_file
 def _write_file(ctx: ToolContext, path: str, content: str, encoding: str, create_dirs: bool,
                 overwrite: bool) -> dict[str, Any]:
-    data = _encode(content, encoding, "content")
+    data = encode_text(content, encoding, "content")
     if len(data) > MAX_WRITE_BYTES:
         raise ResourceExhausted(f"content is {len(data)} bytes, more than the {MAX_WRITE_BYTES}-byte limit of "
                                 "write_file; write it in parts with append_file", details={"limit": MAX_WRITE_BYTES})
@@ -84,7 +84,7 @@ def _write_file(ctx: ToolContext, path: str, content: str, encoding: str, create
         if not overwrite:
             raise Conflict(f"{target} already exists; pass overwrite=true to replace it",
                            details={"path": str(target)})
-        _need_regular_file(target, "write")
+        need_regular_file(target, "write")
     parent = target.parent
     if not parent.is_dir():
         if lexists(parent) and not parent.is_dir():
@@ -93,9 +93,9 @@ def _write_file(ctx: ToolContext, path: str, content: str, encoding: str, create
         if not create_dirs:
             raise NotFound(f"cannot write {target}: directory {parent} does not exist; pass create_dirs=true "
                            "or create it with make_directory", details={"path": str(parent)})
-        with _guarded("create directory", parent):
+        with guarded("create directory", parent):
             parent.mkdir(parents=True, exist_ok=True)
-    with _guarded("write", target):
+    with guarded("write", target):
         written = atomic_write(target, [data])
     return {"path": str(target), "bytes_written": written, "created": not existed}
 
@@ -123,26 +123,26 @@ async def write_file(ctx: ToolContext, path: str, content: str, encoding: str = 
     Returns:
         {path, bytes_written, created}; created is false when an existing file was replaced.
     """
-    return await _run("write", path, _write_file, ctx, path, content, encoding, create_dirs, overwrite)
+    return await run_blocking("write", path, _write_file, ctx, path, content, encoding, create_dirs, overwrite)
 
 
 # ----------------------------------------------------------------------------- append_file
 def _append_file(ctx: ToolContext, path: str, content: str, encoding: str, create_dirs: bool) -> dict[str, Any]:
-    data = _encode(content, encoding, "content")
+    data = encode_text(content, encoding, "content")
     if len(data) > MAX_WRITE_BYTES:
         raise ResourceExhausted(f"content is {len(data)} bytes, more than the {MAX_WRITE_BYTES}-byte limit; "
                                 "append it in parts", details={"limit": MAX_WRITE_BYTES})
     target = checked(ctx, path, write=True)
     existed = target.exists()
     if existed:
-        _need_regular_file(target, "append to")
+        need_regular_file(target, "append to")
     elif not target.parent.is_dir():
         if not create_dirs:
             raise NotFound(f"cannot append to {target}: directory {target.parent} does not exist; pass "
                            "create_dirs=true or create it with make_directory", details={"path": str(target.parent)})
-        with _guarded("create directory", target.parent):
+        with guarded("create directory", target.parent):
             target.parent.mkdir(parents=True, exist_ok=True)
-    with _guarded("append to", target), open(target, "ab") as fh:
+    with guarded("append to", target), open(target, "ab") as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
@@ -173,7 +173,7 @@ async def append_file(ctx: ToolContext, path: str, content: str, encoding: str =
     Returns:
         {path, bytes_written, size, created}; size is the file's size after appending.
     """
-    return await _run("append to", path, _append_file, ctx, path, content, encoding, create_dirs)
+    return await run_blocking("append to", path, _append_file, ctx, path, content, encoding, create_dirs)
 
 
 # ----------------------------------------------------------------------------- edit_file
@@ -191,17 +191,17 @@ def _edit_file(ctx: ToolContext, path: str, old: str, new: str, count: int, enco
         raise InvalidArgument("old is empty; pass the exact text to replace (read_file shows the file)")
     if count < 0:
         raise InvalidArgument(f"count must be 0 (replace every occurrence) or a positive limit, got {count}")
-    codec = _text_codec(encoding)
+    codec = text_codec(encoding)
     if codec == "base64":
         raise InvalidArgument("edit_file works on text; pass a text encoding such as 'utf-8'")
     target = checked(ctx, path, write=True)
-    st = _need_regular_file(target, "edit")
+    st = need_regular_file(target, "edit")
     if st.st_size > MAX_EDIT_BYTES:
         raise ResourceExhausted(f"{target} is {st.st_size} bytes, more than edit_file's {MAX_EDIT_BYTES}-byte "
                                 "limit; edit a smaller file", details={"limit": MAX_EDIT_BYTES})
-    with _guarded("read", target):
+    with guarded("read", target):
         data = target.read_bytes()
-    text = _decode(data, codec, target)
+    text = decode_text(data, codec, target)
     occurrences = text.count(old)
     if occurrences == 0:
         hint = ""
@@ -222,8 +222,8 @@ def _edit_file(ctx: ToolContext, path: str, old: str, new: str, count: int, enco
         )
     first_line = text.count("\n", 0, text.find(old)) + 1
     updated = text.replace(old, new)
-    payload = _encode(updated, codec, "the edited text")
-    with _guarded("write", target):
+    payload = encode_text(updated, codec, "the edited text")
+    with guarded("write", target):
         written = atomic_write(target, [payload])
     return {"path": str(target), "replacements": occurrences, "first_line": first_line, "size": written}
 
@@ -249,6 +249,7 @@ async def edit_file(ctx: ToolContext, path: str, old: str, new: str, count: int 
         encoding: Text encoding of the file, e.g. "utf-8".
 
     Returns:
-        {path, replacements, first_line, size}; first_line is the line of the first replacement, size the new file size in bytes.
+        {path, replacements, first_line, size}; first_line is the line of the first replacement, size the
+        new file size in bytes.
     """
-    return await _run("edit", path, _edit_file, ctx, path, old, new, count, encoding)
+    return await run_blocking("edit", path, _edit_file, ctx, path, old, new, count, encoding)

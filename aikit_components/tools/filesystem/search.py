@@ -25,11 +25,11 @@ from .common import (
     GREP_FILE_LIMIT,
     MAX_ENTRIES,
     MAX_LINE_CHARS,
-    _bounded,
-    _entry_info,
-    _lstat,
-    _need_regular_file,
-    _run,
+    bounded,
+    checked_lstat,
+    entry_info,
+    need_regular_file,
+    run_blocking,
 )
 
 
@@ -64,9 +64,9 @@ def _walk_entries(top: Path, recursive: bool, include_hidden: bool) -> Iterator[
 
 def _list_directory(ctx: ToolContext, path: str, recursive: bool, include_hidden: bool,
                     max_entries: int) -> dict[str, Any]:
-    _bounded("max_entries", max_entries, 1, MAX_ENTRIES)
+    bounded("max_entries", max_entries, 1, MAX_ENTRIES)
     top = checked(ctx, path)
-    st = _lstat(top, "list")
+    st = checked_lstat(top, "list")
     if not stat.S_ISDIR(st.st_mode):
         raise InvalidArgument(f"cannot list {top}: it is a {kind_of(st.st_mode)}, not a directory "
                               "(file_stat describes a single file)", details={"path": str(top)})
@@ -76,7 +76,7 @@ def _list_directory(ctx: ToolContext, path: str, recursive: bool, include_hidden
         if len(entries) >= max_entries:
             truncated = True
             break
-        entries.append(_entry_info(entry_path, name, entry_st))
+        entries.append(entry_info(entry_path, name, entry_st))
     return {"path": str(top), "entries": entries, "count": len(entries), "truncated": truncated}
 
 
@@ -101,14 +101,15 @@ async def list_directory(ctx: ToolContext, path: str = ".", recursive: bool = Fa
         max_entries: Stop after this many entries (1 to 100000) and set truncated = true.
 
     Returns:
-        {path, entries, count, truncated}; each entry has name, path, type (file, directory, symlink, other), size (null for directories) and modified (ISO 8601 UTC).
+        {path, entries, count, truncated}; each entry has name, path, type (file, directory, symlink, other),
+        size (null for directories) and modified (ISO 8601 UTC).
     """
-    return await _run("list", path, _list_directory, ctx, path, recursive, include_hidden, max_entries)
+    return await run_blocking("list", path, _list_directory, ctx, path, recursive, include_hidden, max_entries)
 
 
 # ----------------------------------------------------------------------------- file_search
 def _file_search(ctx: ToolContext, pattern: str, root: str, max_results: int) -> dict[str, Any]:
-    _bounded("max_results", max_results, 1, MAX_ENTRIES)
+    bounded("max_results", max_results, 1, MAX_ENTRIES)
     if not pattern.strip():
         raise InvalidArgument("pattern is empty; pass a glob such as '*.py' or '**/*.md'")
     if os.path.isabs(pattern) or pattern.startswith("~"):
@@ -174,9 +175,10 @@ async def file_search(ctx: ToolContext, pattern: str, root: str = ".", max_resul
         max_results: Stop after this many matches (1 to 100000) and set truncated = true.
 
     Returns:
-        {root, pattern, matches, count, truncated, skipped_outside}; each match has name (relative to root), path, type and size.
+        {root, pattern, matches, count, truncated, skipped_outside}; each match has name (relative to root),
+        path, type and size.
     """
-    return await _run("search", root, _file_search, ctx, pattern, root, max_results)
+    return await run_blocking("search", root, _file_search, ctx, pattern, root, max_results)
 
 
 # ----------------------------------------------------------------------------- grep
@@ -205,7 +207,7 @@ def _grep_files(ctx: ToolContext, top: Path, glob: str, stats: dict[str, int]) -
 
 def _grep(ctx: ToolContext, pattern: str, path: str, glob: str, regex: bool, ignore_case: bool,
           max_matches: int) -> dict[str, Any]:
-    _bounded("max_matches", max_matches, 1, MAX_ENTRIES)
+    bounded("max_matches", max_matches, 1, MAX_ENTRIES)
     if pattern == "":
         raise InvalidArgument("pattern is empty; pass the text (or regular expression) to search for")
     if not glob:
@@ -219,7 +221,7 @@ def _grep(ctx: ToolContext, pattern: str, path: str, glob: str, regex: bool, ign
     if not lexists(top):
         raise NotFound(f"cannot search {top}: no such file or directory", details={"path": str(top)})
     if not top.is_dir():
-        _need_regular_file(top, "search")
+        need_regular_file(top, "search")
     stats = {"files_searched": 0, "skipped_binary": 0, "skipped_large": 0, "skipped_outside": 0}
     matches: list[dict[str, Any]] = []
     truncated = False
@@ -282,6 +284,7 @@ async def grep(ctx: ToolContext, pattern: str, path: str = ".", glob: str = "*",
         max_matches: Stop after this many matching lines (1 to 100000) and set truncated = true.
 
     Returns:
-        {pattern, path, matches, count, truncated, files_searched, skipped_binary, skipped_large, skipped_outside}; each match has file (relative to path), path, line, column (1-based) and text.
+        {pattern, path, matches, count, truncated, files_searched, skipped_binary, skipped_large,
+        skipped_outside}; each match has file (relative to path), path, line, column (1-based) and text.
     """
-    return await _run("search", path, _grep, ctx, pattern, path, glob, regex, ignore_case, max_matches)
+    return await run_blocking("search", path, _grep, ctx, pattern, path, glob, regex, ignore_case, max_matches)

@@ -17,7 +17,6 @@ from __future__ import annotations
 from ..base import Tool
 from .calculator import calculate
 from .codecs import base64_decode, base64_encode, hash_text, text_diff, uuid_tool
-from .common import MAX_REGEX_TEXT, TEMPLATE_TIMEOUT_S
 from .datetimes import datetime_add, datetime_diff, datetime_now, datetime_parse
 from .regex_tools import regex_tool
 from .stats import text_stats
@@ -28,4 +27,4 @@ TOOLS: list[Tool] = [
     datetime_now, datetime_parse, datetime_add, datetime_diff, calculate, text_stats,
 ]
 
-__all__ = ["MAX_REGEX_TEXT", "TEMPLATE_TIMEOUT_S", "TOOLS"]
+__all__ = ["TOOLS"]

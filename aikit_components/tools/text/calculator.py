@@ -12,30 +12,33 @@ from typing import Any
 
 from ...errors import InvalidArgument
 from ..base import tool
-from .common import MAX_EXPONENT, MAX_EXPRESSION, MAX_INT_BITS, _cap
+from .common import MAX_EXPONENT, MAX_EXPRESSION, MAX_INT_BITS, check_length
 
 
-def _is_int(value: Any) -> bool:
+def is_int(value: Any) -> bool:
+    """True for an ``int`` that is not a ``bool``."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _check_bits(bits: int) -> None:
+def check_bits(bits: int) -> None:
+    """Refuse an integer result of ``bits`` bits when it is over ``MAX_INT_BITS``."""
     if bits > MAX_INT_BITS:
         raise InvalidArgument(f"the result would be an integer of about {bits:,} bits, over the {MAX_INT_BITS:,}-bit "
                               "limit; use smaller numbers or floats (e.g. 2.0**1000)")
 
 
-def _check_power(base: Any, exponent: Any) -> None:
-    if _is_int(base) and _is_int(exponent) and exponent > 0 and abs(base) > 1:
+def check_power(base: Any, exponent: Any) -> None:
+    """Refuse an integer power whose exponent or result size is over the limits."""
+    if is_int(base) and is_int(exponent) and exponent > 0 and abs(base) > 1:
         if exponent > MAX_EXPONENT and abs(base) > 1:
             raise InvalidArgument(f"exponent {exponent:,} is too large (limit {MAX_EXPONENT:,} for integer powers); "
                                   "use a float base such as 2.0 for an approximate result")
-        _check_bits(int(math.log2(abs(base)) * exponent) + 1)
+        check_bits(int(math.log2(abs(base)) * exponent) + 1)
 
 
 def _power(a: Any, b: Any) -> Any:
-    _check_power(a, b)
-    if isinstance(b, float) and abs(b) > MAX_EXPONENT and _is_int(a) and abs(a) > 1:
+    check_power(a, b)
+    if isinstance(b, float) and abs(b) > MAX_EXPONENT and is_int(a) and abs(a) > 1:
         return float(a) ** b
     result = a ** b
     if isinstance(result, complex):
@@ -44,8 +47,8 @@ def _power(a: Any, b: Any) -> Any:
 
 
 def _multiply(a: Any, b: Any) -> Any:
-    if _is_int(a) and _is_int(b):
-        _check_bits(a.bit_length() + b.bit_length())
+    if is_int(a) and is_int(b):
+        check_bits(a.bit_length() + b.bit_length())
     return a * b
 
 
@@ -88,7 +91,7 @@ def _evaluate(node: ast.AST, expression: str) -> Any:
     if isinstance(node, ast.Expression):
         return _evaluate(node.body, expression)
     if isinstance(node, ast.Constant):
-        if _is_int(node.value) or isinstance(node.value, float):
+        if is_int(node.value) or isinstance(node.value, float):
             return node.value
         raise _refuse(node, expression, f"the literal {node.value!r}")
     if isinstance(node, ast.Name):
@@ -128,7 +131,7 @@ def _evaluate(node: ast.AST, expression: str) -> Any:
         if node.keywords or any(isinstance(a, ast.Starred) for a in node.args):
             raise _refuse(node, expression, "keyword or * arguments")
         args = [_evaluate(a, expression) for a in node.args]
-        if node.func.id == "round" and len(args) == 2 and _is_int(args[1]) and abs(args[1]) > 1000:
+        if node.func.id == "round" and len(args) == 2 and is_int(args[1]) and abs(args[1]) > 1000:
             raise InvalidArgument("round() takes at most 1000 digits")
         return _FUNCTIONS[node.func.id](*args)
     if isinstance(node, ast.Attribute):
@@ -162,7 +165,7 @@ def calculate(expression: str) -> Any:
     Returns:
         The number (integer or float), or a boolean for comparisons.
     """
-    _cap(expression, MAX_EXPRESSION, "expression")
+    check_length(expression, MAX_EXPRESSION, "expression")
     if "\x00" in expression:
         raise InvalidArgument("the expression contains a NUL character")
     try:

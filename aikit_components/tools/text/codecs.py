@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from ...errors import InvalidArgument, ResourceExhausted
 from ..base import tool
-from .common import MAX_DIFF_TEXT, MAX_NDIFF_LINES, MAX_TEXT, _cap
+from .common import MAX_DIFF_TEXT, MAX_NDIFF_LINES, MAX_TEXT, check_length
 
 
 @tool(category="text", security="safe", examples=[
@@ -38,8 +38,8 @@ def text_diff(a: str, b: str, context: int = 3, format: Literal["unified", "ndif
     Returns:
         `{diff, changed, added, removed}`: the diff text (empty when equal) and changed-line counts.
     """
-    _cap(a, MAX_DIFF_TEXT, "a")
-    _cap(b, MAX_DIFF_TEXT, "b")
+    check_length(a, MAX_DIFF_TEXT, "a")
+    check_length(b, MAX_DIFF_TEXT, "b")
     if context < 0:
         raise InvalidArgument(f"context must be 0 or more, got {context}")
     old, new = a.splitlines(), b.splitlines()
@@ -82,7 +82,7 @@ def hash_text(text: str, algorithm: Literal["md5", "sha1", "sha256", "sha512", "
     Returns:
         The lowercase hexadecimal digest.
     """
-    _cap(text, MAX_TEXT, "text")
+    check_length(text, MAX_TEXT, "text")
     return _HASHES[algorithm](text.encode("utf-8")).hexdigest()
 
 
@@ -97,7 +97,7 @@ def base64_encode(text: str, url_safe: bool = False) -> str:
     Returns:
         The base64 text.
     """
-    _cap(text, MAX_TEXT, "text")
+    check_length(text, MAX_TEXT, "text")
     raw = text.encode("utf-8")
     return (base64.urlsafe_b64encode(raw) if url_safe else base64.b64encode(raw)).decode("ascii")
 
@@ -113,7 +113,7 @@ def base64_decode(data: str, url_safe: bool = False) -> str:
     Returns:
         The decoded text.
     """
-    _cap(data, MAX_TEXT, "data")
+    check_length(data, MAX_TEXT, "data")
     cleaned = "".join(data.split())
     if url_safe or "-" in cleaned or "_" in cleaned:
         cleaned = cleaned.replace("-", "+").replace("_", "/")

@@ -8,20 +8,20 @@ import re
 from ...errors import ResourceExhausted
 
 try:  # a backtracking engine with a timeout: a catastrophic pattern cannot hang the caller
-    import regex as _re_engine
+    import regex as re_engine
 
-    _HAS_TIMEOUT = True
+    HAS_TIMEOUT = True
 except ImportError:  # pragma: no cover - fall back to re with a smaller text cap
-    _re_engine = re  # type: ignore[assignment]
-    _HAS_TIMEOUT = False
+    re_engine = re  # type: ignore[assignment]
+    HAS_TIMEOUT = False
 
 try:  # free-form dates ("May 1, 2024 3pm"); ISO 8601, RFC 2822 and explicit formats work without it
-    from dateutil import parser as _dateutil_parser
+    from dateutil import parser as dateutil_parser
 except ImportError:  # pragma: no cover
-    _dateutil_parser = None
+    dateutil_parser = None
 
 MAX_TEXT = 10_000_000  # characters, for linear-time tools (hash, base64, stats)
-MAX_REGEX_TEXT = 1_000_000 if _HAS_TIMEOUT else 100_000
+MAX_REGEX_TEXT = 1_000_000 if HAS_TIMEOUT else 100_000
 MAX_PATTERN = 10_000
 REGEX_TIMEOUT_S = 2.0
 MAX_MATCHES = 100_000
@@ -38,7 +38,8 @@ MAX_INT_BITS = 14_000  # about 4200 decimal digits: stays printable (Python refu
 MAX_EXPONENT = 10_000
 
 
-def _cap(value: str, limit: int, what: str) -> None:
+def check_length(value: str, limit: int, what: str) -> None:
+    """Refuse ``value`` (a :class:`ResourceExhausted` naming ``what``) when it is over ``limit`` characters."""
     if len(value) > limit:
         raise ResourceExhausted(f"{what} is {len(value):,} characters, over the {limit:,} limit; give a shorter one",
                                 details={"limit": limit, "size": len(value)})

@@ -11,12 +11,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ...errors import InvalidArgument
 from ..base import tool
-from .common import _cap, _dateutil_parser
+from .common import check_length, dateutil_parser
 
 
 def _zone(name: str) -> dt.tzinfo:
     if name.upper() in ("UTC", "Z", "GMT"):
-        return dt.timezone.utc
+        return dt.UTC
     if name.lower() == "local":
         local = dt.datetime.now().astimezone().tzinfo
         assert local is not None
@@ -77,15 +77,15 @@ def _parse_datetime(text: str, fmt: str | None = None, assume: dt.tzinfo | None 
         except ValueError:
             pass
         if value is None and _EPOCH.fullmatch(s):
-            value = dt.datetime.fromtimestamp(float(s), tz=dt.timezone.utc)
+            value = dt.datetime.fromtimestamp(float(s), tz=dt.UTC)
         if value is None and _RFC2822.fullmatch(s):
             try:
                 value = parsedate_to_datetime(s)
             except (TypeError, ValueError, IndexError):
                 value = None
-        if value is None and _dateutil_parser is not None:
+        if value is None and dateutil_parser is not None:
             try:
-                value = _dateutil_parser.parse(s)
+                value = dateutil_parser.parse(s)
             except (ValueError, OverflowError, TypeError):
                 value = None
         if value is None:
@@ -121,7 +121,7 @@ def datetime_now(timezone: str = "UTC", format: str | None = None) -> dict[str, 
 
 
 def _strftime(value: dt.datetime, fmt: str) -> str:
-    _cap(fmt, 1000, "format")
+    check_length(fmt, 1000, "format")
     try:
         return value.strftime(fmt)
     except (ValueError, UnicodeError) as exc:
@@ -194,7 +194,7 @@ def datetime_add(datetime: str, years: int = 0, months: int = 0, weeks: float = 
         elapsed = dt.timedelta(hours=hours, minutes=minutes, seconds=seconds)
         if value.tzinfo is not None and elapsed:
             zone = value.tzinfo
-            value = (value.astimezone(dt.timezone.utc) + elapsed).astimezone(zone)
+            value = (value.astimezone(dt.UTC) + elapsed).astimezone(zone)
         else:
             value = value + elapsed
     except (OverflowError, ValueError) as exc:
@@ -233,8 +233,8 @@ def datetime_diff(a: str, b: str) -> dict[str, Any]:
     first = _parse_datetime(a, what="a")
     second = _parse_datetime(b, what="b")
     if (first.tzinfo is None) != (second.tzinfo is None):
-        first = first if first.tzinfo else first.replace(tzinfo=dt.timezone.utc)
-        second = second if second.tzinfo else second.replace(tzinfo=dt.timezone.utc)
+        first = first if first.tzinfo else first.replace(tzinfo=dt.UTC)
+        second = second if second.tzinfo else second.replace(tzinfo=dt.UTC)
     total = (second - first).total_seconds()
     return {
         "seconds": total, "minutes": round(total / 60, 6), "hours": round(total / 3600, 6),

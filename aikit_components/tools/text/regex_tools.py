@@ -8,26 +8,26 @@ from typing import Any, Literal
 from ...errors import InvalidArgument, ResourceExhausted, Timeout
 from ..base import tool
 from .common import (
-    _HAS_TIMEOUT,
+    HAS_TIMEOUT,
     MAX_MATCHES,
     MAX_PATTERN,
     MAX_REGEX_TEXT,
     REGEX_TIMEOUT_S,
-    _cap,
-    _re_engine,
+    check_length,
+    re_engine,
 )
 
-_FLAGS = {"i": _re_engine.IGNORECASE, "m": _re_engine.MULTILINE, "s": _re_engine.DOTALL, "x": _re_engine.VERBOSE}
+_FLAGS = {"i": re_engine.IGNORECASE, "m": re_engine.MULTILINE, "s": re_engine.DOTALL, "x": re_engine.VERBOSE}
 
 
 def _compile_regex(pattern: str, flags: list[str] | None) -> Any:
-    _cap(pattern, MAX_PATTERN, "pattern")
+    check_length(pattern, MAX_PATTERN, "pattern")
     bits = 0
     for flag in flags or []:
         bits |= _FLAGS[flag]
     try:
-        return _re_engine.compile(pattern, bits)
-    except _re_engine.error as exc:
+        return re_engine.compile(pattern, bits)
+    except re_engine.error as exc:
         pos = exc.pos if exc.pos is not None else 0
         caret = " " * pos + "^"
         raise InvalidArgument(
@@ -46,7 +46,8 @@ def _match_info(m: Any) -> dict[str, Any]:
 @tool(name="regex", category="text", security="safe", examples=[
     {"args": {"pattern": r"(\w+)@(\w+)\.com", "text": "ada@math.com, alan@enigma.com", "mode": "findall"},
      "result": [["ada", "math"], ["alan", "enigma"]]},
-    {"args": {"pattern": r"\d+", "text": "a1b22", "mode": "sub", "replacement": "#"}, "result": {"text": "a#b#", "count": 2}},
+    {"args": {"pattern": r"\d+", "text": "a1b22", "mode": "sub", "replacement": "#"},
+     "result": {"text": "a#b#", "count": 2}},
 ])
 def regex_tool(pattern: str, text: str, mode: Literal["search", "findall", "sub", "split"] = "search",
                replacement: str | None = None, flags: list[Literal["i", "m", "s", "x"]] | None = None,
@@ -66,11 +67,11 @@ def regex_tool(pattern: str, text: str, mode: Literal["search", "findall", "sub"
         matches (a list of groups per match when the pattern has several groups); sub: `{text, count}`;
         split: a list of strings.
     """
-    _cap(text, MAX_REGEX_TEXT, "text")
+    check_length(text, MAX_REGEX_TEXT, "text")
     if count < 0:
         raise InvalidArgument(f"count must be 0 or more, got {count}")
     compiled = _compile_regex(pattern, flags)
-    timeout = {"timeout": REGEX_TIMEOUT_S, "concurrent": True} if _HAS_TIMEOUT else {}
+    timeout = {"timeout": REGEX_TIMEOUT_S, "concurrent": True} if HAS_TIMEOUT else {}
     try:
         if mode == "search":
             found = compiled.search(text, **timeout)
@@ -91,7 +92,7 @@ def regex_tool(pattern: str, text: str, mode: Literal["search", "findall", "sub"
                 raise InvalidArgument("mode 'sub' needs a `replacement` (use \"\" to delete the matches)")
             try:
                 new_text, n = compiled.subn(replacement, text, count=count, **timeout)
-            except (_re_engine.error, IndexError) as exc:
+            except (re_engine.error, IndexError) as exc:
                 raise InvalidArgument(f"invalid replacement {replacement!r}: {exc}; refer to groups as \\1 or "
                                       "\\g<name>", details={"replacement": replacement}) from None
             return {"text": new_text, "count": n}

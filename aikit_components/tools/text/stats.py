@@ -8,18 +8,22 @@ from typing import Any
 
 from ...errors import InvalidArgument
 from ..base import tool
-from .common import MAX_TEXT, _cap
+from .common import MAX_TEXT, check_length
 
 _WORD = re.compile(r"[^\W_]+(?:['’\-][^\W_]+)*")
 _SENTENCE_END = re.compile(r"[.!?…]+(?=\s|$)|\n\s*\n")
-_STOPWORDS = frozenset("""
-a about above after again against all am an and any are as at be because been before being below between both
-but by can could did do does doing down during each few for from further had has have having he her here hers
-herself him himself his how i if in into is it its itself just me more most my myself no nor not now of off on
-once only or other our ours ourselves out over own same she should so some such than that the their theirs them
-themselves then there these they this those through to too under until up very was we were what when where which
-while who whom why will with would you your yours yourself yourselves s t don isn it's i'm
-""".split())
+_STOPWORDS = frozenset([
+    "a", "about", "above", "after", "again", "against", "all", "am", "an", "and", "any", "are", "as", "at", "be",
+    "because", "been", "before", "being", "below", "between", "both", "but", "by", "can", "could", "did", "do",
+    "does", "doing", "down", "during", "each", "few", "for", "from", "further", "had", "has", "have", "having",
+    "he", "her", "here", "hers", "herself", "him", "himself", "his", "how", "i", "if", "in", "into", "is", "it",
+    "its", "itself", "just", "me", "more", "most", "my", "myself", "no", "nor", "not", "now", "of", "off", "on",
+    "once", "only", "or", "other", "our", "ours", "ourselves", "out", "over", "own", "same", "she", "should",
+    "so", "some", "such", "than", "that", "the", "their", "theirs", "them", "themselves", "then", "there",
+    "these", "they", "this", "those", "through", "to", "too", "under", "until", "up", "very", "was", "we", "were",
+    "what", "when", "where", "which", "while", "who", "whom", "why", "will", "with", "would", "you", "your",
+    "yours", "yourself", "yourselves", "s", "t", "don", "isn", "it's", "i'm"
+])
 
 
 @tool(category="text", security="safe", examples=[
@@ -44,7 +48,7 @@ def text_stats(text: str, top: int = 10, exclude_stopwords: bool = True,
         average_word_length, average_sentence_length, most_common_words: [{word, count}],
         reading_time_minutes, reading_time}`.
     """
-    _cap(text, MAX_TEXT, "text")
+    check_length(text, MAX_TEXT, "text")
     if top < 0:
         raise InvalidArgument(f"top must be 0 or more, got {top}")
     if words_per_minute <= 0:

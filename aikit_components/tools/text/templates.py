@@ -19,7 +19,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 from ...errors import InvalidArgument, PermissionDenied, ResourceExhausted, Timeout
 from ..base import tool
-from .calculator import _check_bits, _check_power, _is_int
+from .calculator import check_bits, check_power, is_int
 from .common import (
     MAX_TEMPLATE,
     MAX_TEMPLATE_OUTPUT,
@@ -27,7 +27,7 @@ from .common import (
     MAX_TEMPLATE_VALUE,
     MAX_TEMPLATE_WIDTH,
     TEMPLATE_TIMEOUT_S,
-    _cap,
+    check_length,
 )
 
 # Jinja's sandbox stops templates reaching Python internals, but its own docs say it does not bound
@@ -92,7 +92,7 @@ def _charge(value: Any) -> Any:
 
 def _check_widths(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     for value in (*args, *kwargs.values()):
-        if _is_int(value) and abs(value) > MAX_TEMPLATE_WIDTH:
+        if is_int(value) and abs(value) > MAX_TEMPLATE_WIDTH:
             raise _too_big("passed a width or count that is too large", abs(value), MAX_TEMPLATE_WIDTH)
 
 
@@ -126,7 +126,7 @@ def _check_percent(fmt: str) -> None:
 def _check_replace(text: Any, old: Any, new: Any, count: Any = None) -> None:
     if isinstance(text, str) and isinstance(old, str) and isinstance(new, str):
         hits = text.count(old) if old else len(text) + 1
-        if _is_int(count) and count >= 0:
+        if is_int(count) and count >= 0:
             hits = min(hits, count)
         size = len(text) + hits * (len(new) - len(old))
         if size > MAX_TEMPLATE_VALUE:
@@ -258,17 +258,17 @@ class _TemplateEnvironment(ImmutableSandboxedEnvironment):
     def call_binop(self, context: Any, operator_: str, left: Any, right: Any) -> Any:
         _tick()
         if operator_ == "**":
-            if _is_int(left) and _is_int(right):
-                _check_power(left, right)
+            if is_int(left) and is_int(right):
+                check_power(left, right)
         elif operator_ == "*":
             for seq, count in ((left, right), (right, left)):
-                if isinstance(seq, (str, list, tuple)) and _is_int(count) and count > 0:
+                if isinstance(seq, (str, list, tuple)) and is_int(count) and count > 0:
                     weight = len(seq) if isinstance(seq, str) else sum(
                         len(x) if isinstance(x, (str, list, tuple)) else 1 for x in seq)
                     if weight * count > MAX_TEMPLATE_VALUE:
                         raise _too_big("multiplies a sequence to too many items", weight * count, MAX_TEMPLATE_VALUE)
-            if _is_int(left) and _is_int(right):
-                _check_bits(left.bit_length() + right.bit_length())
+            if is_int(left) and is_int(right):
+                check_bits(left.bit_length() + right.bit_length())
         elif operator_ == "+":
             if isinstance(left, (str, list, tuple)) and isinstance(right, (str, list, tuple)) \
                     and len(left) + len(right) > MAX_TEMPLATE_VALUE:
@@ -329,7 +329,7 @@ def render_template(template: str, variables: dict[str, Any] | None = None) -> s
     Returns:
         The rendered text.
     """
-    _cap(template, MAX_TEMPLATE, "template")
+    check_length(template, MAX_TEMPLATE, "template")
     variables = dict(variables or {})
     try:
         compiled = _compile_template(template)

@@ -11,7 +11,7 @@ returning what to run:
   between cells and on ``Event.dispatch()``. A Lua error in them is a crash. ``state`` is the
   table ``init`` returned (mutate it in place); a restart calls ``init`` again.
 - another ``Supervisor.new{...}`` (not started): a nested supervisor;
-- anything with a Python actor behind it: an :class:`~aikit_components.supervision.Actor` or
+- anything with a Python actor behind it: an :class:`~aikit_components.actors.Actor` or
   ``Supervisor``, a Python object with ``as_actor()``, or a Lua value one of the
   :func:`register_adapter` functions recognises (how other bindings, such as agents, make their
   objects supervisable).
@@ -29,12 +29,17 @@ import itertools
 from collections.abc import Callable
 from typing import Any
 
+from aikit_components.actors import (
+    DEFAULT_CALL_TIMEOUT,
+    DEFAULT_MAILBOX_SIZE,
+    DEFAULT_SHUTDOWN_TIMEOUT,
+    Actor,
+    ActorContext,
+    reason_text,
+)
 from aikit_components.components import Components
 from aikit_components.errors import InvalidArgument, NotFound
-from aikit_components.supervision import (
-    DEFAULT_CALL_TIMEOUT, DEFAULT_MAILBOX_SIZE, DEFAULT_SHUTDOWN_TIMEOUT, Actor, ActorContext, ChildSpec, Supervisor,
-    as_process, reason_text,
-)
+from aikit_components.supervision import ChildSpec, Supervisor, as_process
 
 from ..convert import lua_type
 from ..engine import LuaEngine
