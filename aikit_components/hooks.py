@@ -9,7 +9,7 @@ point name and a mutable ``payload`` dict. A hook may:
   return ``HookResult.modify(new_payload)`` to replace it;
 - cancel: ``HookResult.cancel("reason")`` -> the operation fails with code ``cancelled``;
 - ask for a retry: ``HookResult.retry(delay=0.5)`` (meaningful on ``*.after`` and ``*.error``; an
-  operation is retried at most :data:`MAX_HOOK_RETRIES` times, then its last outcome stands);
+  operation is retried at most :data:`aikit_components.operations.MAX_RETRIES` times, then its last outcome stands);
 - replace the result: ``HookResult.replace(value)`` -> the operation returns ``value`` (on
   ``*.before`` the operation itself is skipped).
 
@@ -28,8 +28,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .operations.operation import MAX_RETRIES
-
 log = logging.getLogger(__name__)
 
 # The points components fire. Custom points are allowed; these are documented.
@@ -42,9 +40,6 @@ POINTS = (
     "cell.before", "cell.after", "cell.error",
 )
 
-# How many times one operation honours a hook's retry before its last outcome stands: the
-# operation pipeline's bound, the same for every kind of operation.
-MAX_HOOK_RETRIES = MAX_RETRIES
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """The agent-run and LLM-call hook points that test_agent_loop.py does not reach: ``llm.after``,
 ``llm.error`` and ``agent.error``, and every decision they may take (retry, bounded at
-``MAX_HOOK_RETRIES``; replace; cancel; modify at ``llm.before``), from Python and from Lua, against
+``MAX_RETRIES``; replace; cancel; modify at ``llm.before``), from Python and from Lua, against
 a real local HTTP server speaking the OpenAI wire format (see ``conftest.py``); nothing is mocked."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from aikit_components.errors import AikitError, Cancelled
-from aikit_components.hooks import MAX_HOOK_RETRIES, HookResult
+from aikit_components.hooks import HookResult
+from aikit_components.operations import MAX_RETRIES
 from tests.test_lua_components import Lua
 
 from .conftest import BACKUP, OPENAI, AgentEnv, answer, error, run, sent_messages
@@ -99,10 +100,10 @@ def test_llm_after_retry_is_bounded_and_the_last_answer_stands(env: AgentEnv) ->
         return HookResult.retry()
 
     env.components.hooks.register("llm.after", never_happy)
-    env.server.reply(OPENAI, *(answer(f"try {i}") for i in range(1, MAX_HOOK_RETRIES + 2)))
+    env.server.reply(OPENAI, *(answer(f"try {i}") for i in range(1, MAX_RETRIES + 2)))
     result = run(env.agent(name="picky").run("hi"))
-    assert result.text == f"try {MAX_HOOK_RETRIES + 1}"
-    assert attempts == list(range(1, MAX_HOOK_RETRIES + 2)) and len(env.server.requests) == MAX_HOOK_RETRIES + 1
+    assert result.text == f"try {MAX_RETRIES + 1}"
+    assert attempts == list(range(1, MAX_RETRIES + 2)) and len(env.server.requests) == MAX_RETRIES + 1
 
 
 def test_llm_error_retry_calls_the_model_again(env: AgentEnv) -> None:
@@ -116,11 +117,11 @@ def test_llm_error_retry_calls_the_model_again(env: AgentEnv) -> None:
 
 def test_llm_error_retry_is_bounded_and_the_error_says_so(env: AgentEnv) -> None:
     env.components.hooks.register("llm.error", lambda ctx: HookResult.retry())
-    env.server.reply(OPENAI, *(error(400, *BAD_REQUEST) for _ in range(MAX_HOOK_RETRIES + 1)))
+    env.server.reply(OPENAI, *(error(400, *BAD_REQUEST) for _ in range(MAX_RETRIES + 1)))
     with pytest.raises(AikitError) as info:
         run(env.agent(name="stubborn").run("hi"))
-    assert "bad request body" in info.value.message and info.value.details["hook_retries"] == MAX_HOOK_RETRIES
-    assert len(env.server.requests) == MAX_HOOK_RETRIES + 1
+    assert "bad request body" in info.value.message and info.value.details["hook_retries"] == MAX_RETRIES
+    assert len(env.server.requests) == MAX_RETRIES + 1
 
 
 def test_llm_after_cancel_fails_the_run_with_the_reason(env: AgentEnv) -> None:
@@ -177,9 +178,9 @@ def test_agent_after_retry_reruns_the_agent(env: AgentEnv) -> None:
 
 def test_agent_after_retry_is_bounded_and_the_last_result_stands(env: AgentEnv) -> None:
     env.components.hooks.register("agent.after", lambda ctx: HookResult.retry())
-    env.server.reply(OPENAI, *(answer(f"run {i}") for i in range(1, MAX_HOOK_RETRIES + 2)))
+    env.server.reply(OPENAI, *(answer(f"run {i}") for i in range(1, MAX_RETRIES + 2)))
     result = run(env.agent(name="loop").run("hi"))
-    assert result.text == f"run {MAX_HOOK_RETRIES + 1}" and len(env.server.requests) == MAX_HOOK_RETRIES + 1
+    assert result.text == f"run {MAX_RETRIES + 1}" and len(env.server.requests) == MAX_RETRIES + 1
 
 
 def test_agent_after_may_replace_text_and_data_and_cancel(env: AgentEnv) -> None:
@@ -222,10 +223,10 @@ def test_agent_error_retry_reruns_after_a_failure(env: AgentEnv) -> None:
 
 def test_agent_error_retry_is_bounded_and_the_last_error_is_raised(env: AgentEnv) -> None:
     env.components.hooks.register("agent.error", lambda ctx: HookResult.retry())
-    env.server.reply(OPENAI, *(error(400, *BAD_REQUEST) for _ in range(MAX_HOOK_RETRIES + 1)))
+    env.server.reply(OPENAI, *(error(400, *BAD_REQUEST) for _ in range(MAX_RETRIES + 1)))
     with pytest.raises(AikitError) as info:
         run(env.agent(name="sisyphus").run("hi"))
-    assert info.value.details["hook_retries"] == MAX_HOOK_RETRIES and len(env.server.requests) == MAX_HOOK_RETRIES + 1
+    assert info.value.details["hook_retries"] == MAX_RETRIES and len(env.server.requests) == MAX_RETRIES + 1
 
 
 # ---------------------------------------------------------------------- the same from Lua
@@ -255,11 +256,11 @@ def test_lua_hooks_retry_and_replace_around_agents(lua: Lua, llm_server: Any) ->
 
 
 def test_lua_agent_after_retry_is_bounded(lua: Lua, llm_server: Any) -> None:
-    llm_server.reply(OPENAI, *(answer(f"run {i}") for i in range(1, MAX_HOOK_RETRIES + 2)))
+    llm_server.reply(OPENAI, *(answer(f"run {i}") for i in range(1, MAX_RETRIES + 2)))
     text, calls = lua.run("""
         local calls = 0
         local h = Hook.register('agent.after', function(ctx) calls = calls + 1; return Hook.retry() end)
         local r = Agent.new{name = 'lua_loop', model = 'openai/m'}:run('hi')
         Hook.unregister(h)
         return r.text, calls""")
-    assert (text, calls) == (f"run {MAX_HOOK_RETRIES + 1}", MAX_HOOK_RETRIES + 1)
+    assert (text, calls) == (f"run {MAX_RETRIES + 1}", MAX_RETRIES + 1)

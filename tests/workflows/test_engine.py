@@ -18,8 +18,8 @@ import pytest
 from aikit_components.components import Components
 from aikit_components.config import Config
 from aikit_components.errors import PermissionDenied, ValidationError
-from aikit_components.hooks import MAX_HOOK_RETRIES, HookResult
-from aikit_components.operations import Interceptor, Operation
+from aikit_components.hooks import HookResult
+from aikit_components.operations import MAX_RETRIES, Interceptor, Operation
 from aikit_components.workflows import engine
 from aikit_components.workflows.engine import (
     StepContext,
@@ -744,7 +744,7 @@ class TestHooksAndEvents:
             if step == "flaky" and output["n"] < 2:
                 return HookResult.retry()
             if step == "stubborn":
-                return HookResult.retry()  # always: bounded by MAX_HOOK_RETRIES, then the last output stands
+                return HookResult.retry()  # always: bounded by MAX_RETRIES, then the last output stands
             if step == "rejected":
                 return HookResult.cancel("looks wrong")
             return None
@@ -754,7 +754,7 @@ class TestHooksAndEvents:
         record = go(wf, comps)
         assert (record.steps["flaky"].status, record.steps["flaky"].output, record.steps["flaky"].attempts) == (
             "succeeded", {"n": 2}, 2)
-        assert calls["stubborn"] == 1 + MAX_HOOK_RETRIES and record.steps["stubborn"].output == {"n": 1 + MAX_HOOK_RETRIES}
+        assert calls["stubborn"] == 1 + MAX_RETRIES and record.steps["stubborn"].output == {"n": 1 + MAX_RETRIES}
         rejected = record.steps["rejected"]
         assert rejected.status == "failed" and rejected.error["code"] == "cancelled" and calls["rejected"] == 1
         assert "looks wrong" in rejected.error["message"]
@@ -774,7 +774,7 @@ class TestHooksAndEvents:
 
         def on_error(ctx: Any) -> Any:
             seen.append((ctx.payload["step"], ctx.payload["attempts"]))
-            return HookResult.retry()  # for "hopeless": bounded by MAX_HOOK_RETRIES, then the failure stands
+            return HookResult.retry()  # for "hopeless": bounded by MAX_RETRIES, then the failure stands
 
         comps.hooks.register("workflow.step.error", on_error)
         wf = Workflow("error-hooks", fail_fast=False, steps=[
@@ -786,8 +786,8 @@ class TestHooksAndEvents:
         assert (second.status, second.output, second.attempts) == ("succeeded", {"attempt": 3}, 3)
         assert seen.count(("second_time", 2)) == 1  # fired once, after the step's own retry was used up
         hopeless = record.steps["hopeless"]
-        assert hopeless.status == "failed" and calls["hopeless"] == 1 + MAX_HOOK_RETRIES
-        assert hopeless.attempts == 1 + MAX_HOOK_RETRIES and "attempt 4" in hopeless.error["message"]
+        assert hopeless.status == "failed" and calls["hopeless"] == 1 + MAX_RETRIES
+        assert hopeless.attempts == 1 + MAX_RETRIES and "attempt 4" in hopeless.error["message"]
 
     def test_step_hook_payloads(self, comps: Components) -> None:
         payloads: dict[str, dict[str, Any]] = {}
