@@ -20,9 +20,10 @@ from aikit_components.components import Components
 from aikit_components.config import Config
 from aikit_components.errors import AikitError
 from aikit_kernel import runtime
-from aikit_kernel.lua.api import expose, install_globals
+from aikit_kernel.lua.api import expose
 from aikit_kernel.lua.convert import lua_to_python
 from aikit_kernel.lua.engine import LuaEngine, LuaFailure
+from aikit_kernel.lua_runtime import build_lua_runtime
 from tests.test_docs_examples import RecordingOutput
 
 
@@ -71,8 +72,8 @@ def make_lua(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callab
         if max_tool_calls is not None:
             components.policy.max_tool_calls = max_tool_calls
         out = RecordingOutput()
-        engine = LuaEngine(out, components.policy)
-        scope = install_globals(engine, components)
+        built = build_lua_runtime(out, components)
+        engine, scope = built.engine, built.scope
         lua = Lua(engine, components, scope, out)
         made.append(lua)
         return lua
