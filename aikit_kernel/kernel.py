@@ -70,6 +70,11 @@ class Kernel:
             "comm_close": lambda idents, msg, seq: None,
         }
 
+    @property
+    def requests_received(self) -> int:
+        """Shell requests read so far, in arrival order (counted on the I/O thread)."""
+        return self._received
+
     # ------------------------------------------------------------------ I/O loop side
     async def serve_sockets(self) -> None:
         """Read shell, control and stdin, and welcome IOPub subscribers, until shutdown (runs on
@@ -268,7 +273,7 @@ class Kernel:
             code, execution_count=count, silent=silent, allow_stdin=bool(content.get("allow_stdin", False)),
             user_expressions=user_expressions if isinstance(user_expressions, dict) else {},
         )
-        if outcome.result is not None:
+        if outcome.result is not None and not silent:  # a silent request broadcasts no result
             self.output.execute_result(count, outcome.result, {})
             if store_history and self.history is not None:
                 runtime.call_soon(self._history_call, self.history.store_output, count, outcome.result.get("text/plain", ""))

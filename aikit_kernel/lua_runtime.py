@@ -44,8 +44,8 @@ class LuaRuntime:
 
     engine: LuaEngine
     output: OutputSink
-    components: "Components | None"
-    scope: "RunScope | None"
+    components: Components | None
+    scope: RunScope | None
     settings: KernelSettings
     startup_error: str | None = None
 
@@ -57,7 +57,7 @@ class LuaRuntime:
             self.components.close(status)
 
 
-def build_lua_runtime(output: OutputSink, components: "Components | None" = None, *,
+def build_lua_runtime(output: OutputSink, components: Components | None = None, *,
                       settings: KernelSettings | None = None, policy: SecurityPolicy | None = None,
                       startup_error: str | None = None) -> LuaRuntime:
     """A Lua runtime around already-open ``components`` (or none).

@@ -31,7 +31,7 @@ class KernelSettings:
     resume_session: str | None = None  # None: start a new session
 
     @classmethod
-    def from_config(cls, config: Config) -> "KernelSettings":
+    def from_config(cls, config: Config) -> KernelSettings:
         """The settings of ``config``'s ``[kernel]`` section (types were checked when it loaded;
         this checks ranges and choices). Raises :class:`ConfigError` naming the key."""
         section = config.section("kernel")

@@ -18,7 +18,7 @@ EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
 
 
-def open_script_runtime(script: str, output: OutputSink, command: str = "run") -> "LuaRuntime | int":
+def open_script_runtime(script: str, output: OutputSink, command: str = "run") -> LuaRuntime | int:
     """The Lua runtime a script runs with (``aikit run``, ``aikit debug``), or the exit status
     after printing why it could not be opened. Ctrl-C interrupts it."""
     from aikit_components.errors import AikitError
