@@ -102,7 +102,8 @@ class LuaInterpreter(Interpreter):
     def execute(self, code: str, *, execution_count: int, silent: bool, allow_stdin: bool,
                 user_expressions: dict[str, str]) -> ExecuteOutcome:
         if self.startup_error:
-            self.output.write("stderr", f"aikit: components are unavailable: {self.startup_error}\n")
+            what = "components are unavailable" if self.components is None else "default kernel settings used"
+            self.output.write("stderr", f"aikit: {what}: {self.startup_error}\n")
             self.startup_error = None
         help_request = source.help_request(code)
         if help_request is not None:

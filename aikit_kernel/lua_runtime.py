@@ -87,9 +87,9 @@ def open_lua_runtime(output: OutputSink, *, session_name: str | None = None, loa
 
     runtime.get_loop()
     loaded = loaded if loaded is not None else load_settings()
-    if loaded.error is not None or loaded.config is None:
-        if strict:
-            raise AikitError(loaded.error or "the configuration could not be loaded")
+    if strict and loaded.error is not None:
+        raise AikitError(loaded.error)
+    if loaded.config is None:
         return build_lua_runtime(output, settings=loaded.settings, startup_error=loaded.error)
     try:
         components = Components.open(config=loaded.config, loop_getter=runtime.get_loop, session_name=session_name,
@@ -101,4 +101,4 @@ def open_lua_runtime(output: OutputSink, *, session_name: str | None = None, loa
         return build_lua_runtime(output, settings=loaded.settings, startup_error=exc.message)
     if warm_up:
         components.warm_up()
-    return build_lua_runtime(output, components, settings=loaded.settings)
+    return build_lua_runtime(output, components, settings=loaded.settings, startup_error=loaded.error)

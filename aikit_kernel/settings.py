@@ -76,9 +76,13 @@ class LoadedSettings(NamedTuple):
 
 def load_settings(config: Config | None = None) -> LoadedSettings:
     """Load the configuration (unless given) and the kernel settings from it. A broken config
-    must not keep a kernel from starting: the error comes back, with default settings."""
+    must not keep a kernel from starting: the error comes back, with default settings (and the
+    config, when only a ``[kernel]`` value was wrong)."""
     try:
         config = config if config is not None else load_config()
-        return LoadedSettings(config, KernelSettings.from_config(config), None)
     except ConfigError as exc:
         return LoadedSettings(None, KernelSettings(), exc.message)
+    try:
+        return LoadedSettings(config, KernelSettings.from_config(config), None)
+    except ConfigError as exc:
+        return LoadedSettings(config, KernelSettings(), exc.message)
