@@ -17,7 +17,7 @@ kernel does. Each measurement is printed next to a baseline measured in the same
    kernel), the Lua -> Python crossing of a no-op binding with the same arguments, and the
    conversion of the argument table. The run's tool budget is raised so that one cell may make
    N calls (the budget is still charged on every call).
-2. events: N events published to an ``EventBus`` with one pull subscription (``maxsize`` N, so
+2. events: N events published to an ``EventBus`` with one pull subscription (``max_size`` N, so
    none is dropped; drained once at the end) and one callback subscription (counts). Throughput
    = N / (publish loop + drain); every event must reach both subscriptions. Baseline: appending
    the same N payload objects to a ``collections.deque``. Target >= 200,000 events/s.
@@ -250,7 +250,7 @@ def bench_events(sizes: Sizes, log: Callable[[str], None]) -> tuple[list[Row], b
 
     def measure_bus() -> float:
         bus = EventBus()
-        pull = bus.subscribe("bench.*", maxsize=n)
+        pull = bus.subscribe("bench.*", max_size=n)
         seen = [0]
 
         def on_event(event: Any) -> None:

@@ -123,7 +123,7 @@ def test_crash_and_restart_visible_from_lua(lua: Lua) -> None:
 
 def test_one_for_all_from_lua(lua: Lua) -> None:
     lua.run("""
-        sup = Supervisor.new{strategy = 'one_for_all', intensity = 5, period = 10, name = 'all', children = {
+        sup = Supervisor.new{strategy = 'one_for_all', intensity = 5, period_s = 10, name = 'all', children = {
           {name = 'a', start = counter('a')}, {name = 'b', start = counter('b')}, {name = 'c', start = counter('c')}}}
         sup:start()
         for _, n in ipairs{'a', 'b', 'c'} do sup:call(n, {op = 'add', by = 1}) end
