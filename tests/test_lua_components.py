@@ -307,7 +307,7 @@ class TestState:
         assert lua.run("local ok, e = pcall(State.get, 'global', '') return e.code") == "invalid_argument"
         assert lua.run("local ok, e = pcall(State.get, 'global', 5) return e.code") == "invalid_argument"
         message = lua.run("local ok, e = pcall(State.set, 'global', 'k', 1, {ttl_s = -1}) return e.message")
-        assert "ttl must be a positive number" in message
+        assert "State.set: ttl_s must be a positive number of seconds, got -1" in message
         message = lua.run("local ok, e = pcall(State.set, 'global', 'k', 1, {tll = 1}) return e.message")
         assert "unknown option(s) tll" in message
         assert lua.run("return State.get('global', 'k')") is None

@@ -10,8 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from aikit_components.components import Components
+from aikit_components.errors import InvalidArgument
 from aikit_components.state import MISSING
 
+from ..convert import lua_type
 from ..engine import LuaEngine
 from ..host import text
 from . import expose
@@ -43,7 +45,10 @@ def install(engine: LuaEngine, components: Components) -> None:
         return name_arg(scope, "State: the scope"), name_arg(key, "State: the key")
 
     def ttl_of(opts: Any, what: str) -> float | None:
-        return options(engine, opts, ("ttl_s",), what, aliases={"ttl": "ttl_s"}).get("ttl_s")
+        ttl = options(engine, opts, ("ttl_s",), what, aliases={"ttl": "ttl_s"}).get("ttl_s")
+        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0):
+            raise InvalidArgument(f"{what}: ttl_s must be a positive number of seconds, got {lua_type(ttl) or ttl!r}")
+        return ttl
 
     def get(scope: Any, key: Any, default: Any = None) -> Any:
         s, k = scope_key(scope, key)
