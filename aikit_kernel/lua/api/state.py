@@ -24,7 +24,7 @@ DOCS = {
         "'agent:<name>', 'workflow:<id>', 'tenant:<id>'. Values are any Lua data (tables round-trip exactly).",
     "get": "State.get(scope, key [, default]) -> value\n\nThe stored value, or default when absent or expired.\n"
            "Example: State.get('global', 'counter', 0)",
-    "set": "State.set(scope, key, value [, {ttl_s = seconds}])\n\nStores a value (durable on return); with ttl it expires.\n"
+    "set": "State.set(scope, key, value [, {ttl_s = seconds}])\n\nStores a value (durable on return); with ttl_s it expires.\n"
            "Example: State.set('session', 'last_query', {text = 'hi', n = 3})",
     "delete": "State.delete(scope, key) -> existed\n\nRemoves a key.\nExample: State.delete('global', 'counter')",
     "keys": "State.keys(scope [, prefix]) -> {key, ...}\n\nThe live keys of a scope (sorted), optionally by prefix.\n"
