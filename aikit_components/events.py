@@ -6,7 +6,7 @@
 - Delivery: a *callback* subscription calls ``handler(event)`` in the publishing thread (keep it
   short); an *async* subscription (``async def`` handler) is run on the global I/O loop; a *pull*
   subscription (no handler) queues events for :meth:`Subscription.receive` / :meth:`drain`.
-- Queues are bounded (``maxsize``, default 10,000). Overflow policy, per subscription:
+- Queues are bounded (``max_size``, default 10,000). Overflow policy, per subscription:
   ``"drop_oldest"`` (default: the newest events matter most) or ``"drop_newest"``. Dropped events
   are counted in ``Subscription.dropped``; nothing ever blocks the publisher.
 """
@@ -49,16 +49,16 @@ class Subscription:
     """A glob pattern plus how matching events are delivered."""
 
     def __init__(self, bus: "EventBus", pattern: str, handler: Callable[[Event], Any] | None,
-                 maxsize: int, overflow: str, loop_getter: Callable[[], asyncio.AbstractEventLoop] | None) -> None:
+                 max_size: int, overflow: str, loop_getter: Callable[[], asyncio.AbstractEventLoop] | None) -> None:
         if overflow not in OVERFLOW_POLICIES:
             raise InvalidArgument(f"overflow must be one of {', '.join(OVERFLOW_POLICIES)}, got {overflow!r}")
-        if isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 1:
-            raise InvalidArgument(f"maxsize must be a positive integer, got {maxsize!r}")
+        if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 1:
+            raise InvalidArgument(f"max_size must be a positive integer, got {max_size!r}")
         self.bus = bus
         self.pattern = pattern
         self.handler = handler
         self.is_async = handler is not None and inspect.iscoroutinefunction(handler)
-        self.maxsize = maxsize
+        self.max_size = max_size
         self.overflow = overflow
         self.dropped = 0
         self.delivered = 0
@@ -80,7 +80,7 @@ class Subscription:
                 log.exception("event subscriber for %r failed on %s", self.pattern, event.topic)
             return
         with self._ready:
-            if len(self._queue) >= self.maxsize:
+            if len(self._queue) >= self.max_size:
                 self.dropped += 1
                 if self.overflow == "drop_newest":
                     return
@@ -152,9 +152,9 @@ class EventBus:
         self._loop_getter = loop_getter
 
     def subscribe(self, pattern: str, handler: Callable[[Event], Any] | None = None, *,
-                  maxsize: int = 10_000, overflow: str = "drop_oldest") -> Subscription:
+                  max_size: int = 10_000, overflow: str = "drop_oldest") -> Subscription:
         """Subscribe to topics matching ``pattern``; see the module docstring for delivery."""
-        sub = Subscription(self, pattern, handler, maxsize, overflow, self._loop_getter)
+        sub = Subscription(self, pattern, handler, max_size, overflow, self._loop_getter)
         with self._lock:
             self._subs.append(sub)
             self._routes = {}

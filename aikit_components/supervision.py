@@ -433,7 +433,8 @@ class Supervisor:
         latencies = sorted(self.restart_latencies)
         return {
             "name": self.name, "strategy": self.strategy, "state": self.state,
-            "exit_reason": reason_text(self.exit_reason), "intensity": self.intensity, "period": self.period,
+            "exit_reason": reason_text(self.exit_reason), "intensity": self.intensity, "period_s": self.period,
+            "period": self.period,  # the old name of period_s, until 0.3
             "restarts_in_period": self.restarts_in_period, "counts": self.count_children(),
             "children": [info.to_dict() for info in self.which_children()],
             "restart_latency_ms": {"count": len(latencies),

@@ -18,14 +18,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m aikit_kernel", description="Start the aikit (Lua) Jupyter kernel.")
     parser.add_argument("-f", "--connection-file", help="Jupyter connection file (created if it does not exist)")
     parser.add_argument("--dap-port", type=int, default=None,
-                        help="serve the Lua debugger over DAP on this TCP port (or set AIKIT_DAP_PORT)")
+                        help="serve the Lua debugger over DAP on this TCP port (default: the kernel.dap_port "
+                             "setting, also AIKIT_KERNEL__DAP_PORT or AIKIT_DAP_PORT)")
     args, _unknown = parser.parse_known_args(argv)
     from .kernel import run_kernel
 
-    dap_port = args.dap_port
-    if dap_port is None and os.environ.get("AIKIT_DAP_PORT", "").strip().isdigit():
-        dap_port = int(os.environ["AIKIT_DAP_PORT"])
-    return run_kernel(args.connection_file or default_connection_file(), dap_port=dap_port)
+    return run_kernel(args.connection_file or default_connection_file(), dap_port=args.dap_port)
 
 
 if __name__ == "__main__":

@@ -5,31 +5,21 @@ about ZMQ or message framing."""
 from __future__ import annotations
 
 import abc
-import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from aikit_components.config import env_int
 from aikit_components.errors import AikitError, Cancelled
 from aikit_components.operations import Operation, OperationKind, honours
-from aikit_components.security import SecurityPolicy
 
-from . import runtime
 from .lua import source
-from .lua.api import install_globals
-from .lua.engine import LuaEngine, LuaFailure, RenderFailure
+from .lua.engine import LuaFailure, RenderFailure
 from .lua.interrupt import lua_release
-from .output import OutputSink
+from .lua_runtime import LuaRuntime
 
 if TYPE_CHECKING:
     from aikit_components.components import Components
-
-log = logging.getLogger(__name__)
-
-DEFAULT_MAX_MEMORY_MB = 2048
 
 
 @dataclass
@@ -91,15 +81,14 @@ class LuaInterpreter(Interpreter):
         {"text": "aikit Lua API", "url": "https://github.com/aikit/aikit/blob/main/docs/lua-api.md"},
     ]
 
-    def __init__(self, output: OutputSink, policy: SecurityPolicy | None = None, max_memory_mb: int | None = None,
-                 with_components: bool = True, session_name: str | None = None) -> None:
-        mb = max_memory_mb if max_memory_mb is not None else env_int("AIKIT_MAX_MEMORY_MB", DEFAULT_MAX_MEMORY_MB)
-        self.output = output
-        self.components, self.startup_error = open_components(with_components, session_name)
-        if policy is None and self.components is not None:
-            policy = self.components.policy
-        self.engine = LuaEngine(output, policy, max_memory=mb * 1024 * 1024 if mb > 0 else None)
-        self.scope = install_globals(self.engine, self.components)
+    def __init__(self, lua: LuaRuntime) -> None:
+        """Serve ``lua`` (build it with :func:`aikit_kernel.lua_runtime.open_lua_runtime`)."""
+        self.lua = lua
+        self.output = lua.output
+        self.components = lua.components
+        self.startup_error = lua.startup_error
+        self.engine = lua.engine
+        self.scope = lua.scope
         self.debugger = self.engine.debugger
         self.cells = self.engine.cells
         version = self.engine.runtime.lua_version
@@ -117,7 +106,8 @@ class LuaInterpreter(Interpreter):
     def execute(self, code: str, *, execution_count: int, silent: bool, allow_stdin: bool,
                 user_expressions: dict[str, str]) -> ExecuteOutcome:
         if self.startup_error:
-            self.output.write("stderr", f"aikit: components are unavailable: {self.startup_error}\n")
+            what = "components are unavailable" if self.components is None else "default kernel settings used"
+            self.output.write("stderr", f"aikit: {what}: {self.startup_error}\n")
             self.startup_error = None
         help_request = source.help_request(code)
         if help_request is not None:
@@ -187,32 +177,12 @@ class LuaInterpreter(Interpreter):
         return self.engine.interrupt_requested()
 
     def shutdown(self) -> None:
-        self.engine.close()
-        if self.components is not None:
-            self.components.close()
+        self.lua.close()
 
 
 def _clamp(cursor_pos: int, code: str) -> int:
     """Frontends may send a cursor past the end (JupyterLab does, for a completion's docs)."""
     return max(0, min(int(cursor_pos), len(code)))
-
-
-def open_components(enabled: bool, session_name: str | None = None) -> tuple["Components | None", str | None]:
-    """The process's components (resuming ``$AIKIT_SESSION`` when set, else a new session named
-    ``session_name``). A broken config or data directory must not keep the kernel from starting:
-    the error is shown in the first cell."""
-    if not enabled:
-        return None, None
-    from aikit_components.components import Components
-
-    try:
-        components = Components.open(loop_getter=runtime.get_loop, session_id=os.environ.get("AIKIT_SESSION") or None,
-                                     session_name=session_name)
-        components.warm_up()
-        return components, None
-    except AikitError as exc:
-        log.error("components unavailable: %s", exc)
-        return None, str(exc)
 
 
 class CellFailed(AikitError):

@@ -23,11 +23,11 @@ from .history import HistoryStore
 from .interpreter import ExecuteOutcome, Interpreter
 from .iopub import IOPubOutput, Messenger
 from .protocol import PROTOCOL_VERSION, Protocol, ProtocolError
+from .settings import KernelSettings
 from .transport import Transport
 
 log = logging.getLogger(__name__)
 
-MAX_MESSAGE_BYTES = int(os.environ.get("AIKIT_MAX_MESSAGE_MB", "64")) * 1024 * 1024
 _STOP = object()
 _SERVICE = object()
 
@@ -38,8 +38,9 @@ class Kernel:
     """Dispatches Jupyter requests to an :class:`Interpreter`."""
 
     def __init__(self, transport: Transport, protocol: Protocol, interpreter_factory: Callable[[IOPubOutput], Interpreter],
-                 history: HistoryStore | None) -> None:
+                 history: HistoryStore | None, max_message_bytes: int = KernelSettings().max_message_bytes) -> None:
         self.transport = transport
+        self.max_message_bytes = max_message_bytes
         self.protocol = protocol
         self.messenger = Messenger(protocol, {
             "shell": transport.shell, "control": transport.control, "stdin": transport.stdin, "iopub": transport.iopub,
@@ -69,6 +70,11 @@ class Kernel:
             "comm_close": lambda idents, msg, seq: None,
         }
 
+    @property
+    def requests_received(self) -> int:
+        """Shell requests read so far, in arrival order (counted on the I/O thread)."""
+        return self._received
+
     # ------------------------------------------------------------------ I/O loop side
     async def serve_sockets(self) -> None:
         """Read shell, control and stdin, and welcome IOPub subscribers, until shutdown (runs on
@@ -87,8 +93,9 @@ class Kernel:
             except (zmq.ContextTerminated, zmq.ZMQError, asyncio.CancelledError):
                 return
             size = sum(len(f) for f in frames)
-            if size > MAX_MESSAGE_BYTES:
-                log.warning("dropping a %d-byte message (limit %d bytes, AIKIT_MAX_MESSAGE_MB)", size, MAX_MESSAGE_BYTES)
+            if size > self.max_message_bytes:
+                log.warning("dropping a %d-byte message (limit %d bytes, kernel.max_message_mb)", size,
+                            self.max_message_bytes)
                 continue
             try:
                 idents, msg = self.protocol.parse(frames)
@@ -266,7 +273,7 @@ class Kernel:
             code, execution_count=count, silent=silent, allow_stdin=bool(content.get("allow_stdin", False)),
             user_expressions=user_expressions if isinstance(user_expressions, dict) else {},
         )
-        if outcome.result is not None:
+        if outcome.result is not None and not silent:  # a silent request broadcasts no result
             self.output.execute_result(count, outcome.result, {})
             if store_history and self.history is not None:
                 runtime.call_soon(self._history_call, self.history.store_output, count, outcome.result.get("text/plain", ""))
@@ -343,14 +350,21 @@ def _process_exists(pid: int) -> bool:
 
 def run_kernel(connection_file: str | None, dap_port: int | None = None) -> int:
     """Start a kernel on ``connection_file`` and serve until shutdown; returns the exit status.
-    With ``dap_port``, IDEs can also attach to the kernel's Lua debugger over DAP on that port."""
+    IDEs can also attach to the kernel's Lua debugger over DAP on ``dap_port`` (default: the
+    ``kernel.dap_port`` setting; 0 here means any free port, printed)."""
     from aikit_components.config import data_dir
 
     from .interpreter import LuaInterpreter
+    from .lua_runtime import open_lua_runtime
+    from .settings import load_settings
     from .transport import ConnectionInfo
 
-    logging.basicConfig(level=os.environ.get("AIKIT_LOG_LEVEL", "WARNING"), stream=sys.stderr,
+    loaded = load_settings()
+    settings = loaded.settings
+    logging.basicConfig(level=settings.log_level, stream=sys.stderr,
                         format="[aikit %(levelname)s %(name)s] %(message)s")
+    if dap_port is None:
+        dap_port = settings.dap_port
     if connection_file and os.path.exists(connection_file):
         info = ConnectionInfo.load(connection_file)
     else:
@@ -369,7 +383,8 @@ def run_kernel(connection_file: str | None, dap_port: int | None = None) -> int:
     except Exception as exc:  # an unwritable data dir must not stop the kernel
         log.warning("history disabled: %s", exc)
         history = None
-    kernel = Kernel(transport, protocol, lambda out: LuaInterpreter(out), history)
+    kernel = Kernel(transport, protocol, lambda out: LuaInterpreter(open_lua_runtime(out, loaded=loaded, warm_up=True)),
+                    history, max_message_bytes=settings.max_message_bytes)
     runtime.on_sigint(kernel.interrupt_from_signal)
     runtime.submit(watch_parent(kernel))
     transport.start_heartbeat()

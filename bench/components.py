@@ -17,7 +17,7 @@ kernel does. Each measurement is printed next to a baseline measured in the same
    kernel), the Lua -> Python crossing of a no-op binding with the same arguments, and the
    conversion of the argument table. The run's tool budget is raised so that one cell may make
    N calls (the budget is still charged on every call).
-2. events: N events published to an ``EventBus`` with one pull subscription (``maxsize`` N, so
+2. events: N events published to an ``EventBus`` with one pull subscription (``max_size`` N, so
    none is dropped; drained once at the end) and one callback subscription (counts). Throughput
    = N / (publish loop + drain); every event must reach both subscriptions. Baseline: appending
    the same N payload objects to a ``collections.deque``. Target >= 200,000 events/s.
@@ -61,9 +61,10 @@ from aikit_components.components import Components  # noqa: E402
 from aikit_components.events import EventBus  # noqa: E402
 from aikit_components.state import State  # noqa: E402
 from aikit_components.tools import Budget, ToolRegistry, tool  # noqa: E402
-from aikit_kernel.lua.api import expose, install_globals  # noqa: E402
+from aikit_kernel.lua.api import expose  # noqa: E402
 from aikit_kernel.lua.api._util import lua as lua_value, py  # noqa: E402
 from aikit_kernel.lua.engine import LuaEngine  # noqa: E402
+from aikit_kernel.lua_runtime import build_lua_runtime  # noqa: E402
 
 from _common import BenchError, NullOutput, pct, median, us, Row, print_section, chosen_sizes, parse_args, progress_log  # noqa: E402
 
@@ -250,7 +251,7 @@ def bench_events(sizes: Sizes, log: Callable[[str], None]) -> tuple[list[Row], b
 
     def measure_bus() -> float:
         bus = EventBus()
-        pull = bus.subscribe("bench.*", maxsize=n)
+        pull = bus.subscribe("bench.*", max_size=n)
         seen = [0]
 
         def on_event(event: Any) -> None:
@@ -444,8 +445,8 @@ def main(argv: list[str] | None = None) -> int:
         engine = None
         try:
             components.tools.register(add, replace=True)
-            engine = LuaEngine(NullOutput(), components.policy)
-            scope = install_globals(engine, components)
+            built = build_lua_runtime(NullOutput(), components)
+            engine, scope = built.engine, built.scope
             # Everything loaded so far (the built-in tools' modules are large) stays alive for the
             # whole run: move it out of the collector's way so the gc.collect() before each timed
             # loop is cheap (full collections in a kernel are rare and amortised anyway).

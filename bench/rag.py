@@ -92,14 +92,12 @@ def open_lua(data: Path) -> tuple[Any, Any]:
     from aikit_components.components import Components
     from aikit_components.config import Config
     from aikit_kernel import runtime
-    from aikit_kernel.lua.api import install_globals
-    from aikit_kernel.lua.engine import LuaEngine
+    from aikit_kernel.lua_runtime import build_lua_runtime
 
     os.chdir(data)
     config = Config.load(cwd=data, env={}, user_dir=data / "user-config")
     components = Components.open(config=config, data_dir=data / "data", plugins=False, loop_getter=runtime.get_loop)
-    engine = LuaEngine(NullOutput(), components.policy)
-    install_globals(engine, components)
+    engine = build_lua_runtime(NullOutput(), components).engine
     return engine, components
 
 

@@ -23,8 +23,8 @@ same run:
 2. 100 independent ``function`` steps (``async def fn(params, ctx): await asyncio.sleep(0.1)``),
    ``mode="parallel"``, ``max_concurrency=100``, through ``engine.run``. Target <= 0.3 s.
    Baseline: ``asyncio.gather`` of 100 ``asyncio.sleep(0.1)``.
-3. The same with Lua function steps through the Lua ``Workflow`` global (a ``LuaEngine`` with
-   ``install_globals(engine, components)``, as the kernel wires it): ``Workflow.new{mode =
+3. The same with Lua function steps through the Lua ``Workflow`` global (a runtime from
+   ``build_lua_runtime(output, components)``, as the kernel wires it): ``Workflow.new{mode =
    "parallel", max_concurrency = 100, steps = {{id = ..., fn = function() sleep(0.1) end}, ...}}``
    built in one cell, then ``wf:run()`` timed as a cell of its own (``run_cell``, from the call to
    its return; the engine runs on the I/O loop thread, the Lua steps as coroutines on the Lua
@@ -64,9 +64,8 @@ from aikit_components.storage.base import encode_value  # noqa: E402
 from aikit_components.workflows import RunRecord, Step, Workflow, load_run, validate  # noqa: E402
 from aikit_components.workflows import engine as wf_engine  # noqa: E402
 from aikit_kernel import runtime  # noqa: E402
-from aikit_kernel.lua.api import install_globals  # noqa: E402
 from aikit_kernel.lua.api._util import py  # noqa: E402
-from aikit_kernel.lua.engine import LuaEngine  # noqa: E402
+from aikit_kernel.lua_runtime import build_lua_runtime  # noqa: E402
 
 from _common import BenchError, NullOutput, median, us, ms, Row, print_section, verdict, chosen_sizes, parse_args, progress_log, print_verdicts  # noqa: E402
 
@@ -372,9 +371,8 @@ LUA_ONE_SLEEP = f"sleep({SLEEP_S})"
 def bench_lua_sleeps(components: Components, sizes: Sizes, base_p50: float,
                      log: Callable[[str], None]) -> tuple[list[Row], bool]:
     reps = sizes.reps
-    engine = LuaEngine(NullOutput(), components.policy)
+    engine = build_lua_runtime(NullOutput(), components).engine
     try:
-        install_globals(engine, components)
 
         def cell(code: str) -> tuple[int, list[Any]]:
             gc.collect()

@@ -9,8 +9,7 @@ import pytest
 pytest.importorskip("llama_cpp", reason="the local model is installed by `make` (aikit[local])")
 
 from aikit_components.components import Components  # noqa: E402
-from aikit_kernel.lua.api import install_globals  # noqa: E402
-from aikit_kernel.lua.engine import LuaEngine  # noqa: E402
+from aikit_kernel.lua_runtime import build_lua_runtime  # noqa: E402
 from tests.test_docs_examples import RecordingOutput  # noqa: E402
 
 
@@ -19,8 +18,7 @@ def test_supervised_agent_answers_calls_with_the_local_model(tmp_path: Path, mon
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("AIKIT_DATA_DIR", str(tmp_path / "data"))
     components = Components.open(data_dir=tmp_path / "data", plugins=False)
-    engine = LuaEngine(RecordingOutput(), components.policy)
-    install_globals(engine, components)
+    engine = build_lua_runtime(RecordingOutput(), components).engine
     try:
         result = engine.run_cell(
             'local sup = Supervisor.new{children = {{name = "writer", start = function()\n'

@@ -81,3 +81,18 @@ def test_ctrl_c_interrupts_a_busy_loop(tmp_path: Path) -> None:
     out, err = proc.communicate(timeout=10)
     assert proc.returncode == 130
     assert "KeyboardInterrupt" in err
+
+
+def test_the_kernel_section_of_aikit_toml_limits_the_script(tmp_path: Path) -> None:
+    """`aikit run` reads [kernel] settings (the same ones the kernel reads) from aikit.toml."""
+    (tmp_path / "aikit.toml").write_text("[kernel]\nmax_memory_mb = 16\n")
+    proc = run(tmp_path, "local t = {} for i = 1, 1e8 do t[i] = ('x'):rep(64) .. i end")
+    assert proc.returncode == 1
+    assert "LuaMemoryError" in proc.stderr and "16 MiB" in proc.stderr
+
+
+def test_an_invalid_kernel_setting_stops_a_script_with_its_name(tmp_path: Path) -> None:
+    (tmp_path / "aikit.toml").write_text('[kernel]\nlog_level = "LOUD"\n')
+    proc = run(tmp_path, "print('not reached')")
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert "aikit run: kernel.log_level must be one of" in proc.stderr

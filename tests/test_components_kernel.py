@@ -161,3 +161,16 @@ def test_aikit_session_env_resumes_a_session(tmp_path: Path) -> None:
         k.shutdown()
     with SessionStore(data) as store:
         assert store.get(earlier.id).status == "completed"  # a clean shutdown completes it again
+
+
+def test_a_bad_kernel_setting_is_reported_in_the_first_cell_and_components_still_work(tmp_path: Path) -> None:
+    (tmp_path / "aikit.toml").write_text('[kernel]\nlog_level = "LOUD"\n')
+    k = start_kernel(tmp_path / "data", cwd=tmp_path)
+    try:
+        first = k.ok("State.set('global', 'k', 1) return State.get('global', 'k')")
+        stderr = "".join(m["content"]["text"] for m in first.of_type("stream") if m["content"]["name"] == "stderr")
+        assert "default kernel settings used: kernel.log_level must be one of" in stderr
+        assert first.result_text == "1"
+        assert "stderr" not in {m["content"]["name"] for m in k.ok("return 2").of_type("stream")}  # said once
+    finally:
+        k.shutdown()

@@ -213,9 +213,9 @@ def test_env_overrides_nested_and_typed(dirs: tuple[Path, Path]) -> None:
         "AIKIT_PROVIDERS__OPENAI__API_KEY": SECRET,
         "AIKIT_PROVIDERS__OPENAI__TEMPERATURE": "0.5",
         "AIKIT_PROVIDERS__LOCAL__BASE_URL": "http://localhost:8080/v1",
-        # single-underscore variables are settings of their own, never overrides
+        # single-underscore variables are settings of their own, never overrides (but the
+        # documented aliases of kernel settings, tested below)
         "AIKIT_DATA_DIR": "/tmp/x",
-        "AIKIT_MAX_MEMORY_MB": "1",
         "AIKIT_ALLOWED_PATHS": "/etc",
         "OTHER__THING": "1",
     }
@@ -583,3 +583,66 @@ def test_env_values_are_one_literal_or_a_string(dirs: tuple[Path, Path]) -> None
     assert config.get("providers.x.note") == "1\nother = 2"
     assert config.get("security.allowed_commands") == ["ls"]
     assert config.get("security.env_allowlist") == ["true"]
+
+
+# ---------------------------------------------------------------- [kernel]: settings and aliases
+
+
+def test_kernel_settings_have_defaults(dirs: tuple[Path, Path]) -> None:
+    from aikit_kernel.settings import KernelSettings
+
+    settings = KernelSettings.from_config(load(dirs))
+    assert settings == KernelSettings()
+    assert (settings.max_memory_mb, settings.max_message_mb, settings.log_level) == (2048, 64, "WARNING")
+    assert settings.dap_port is None and settings.resume_session is None
+    assert settings.max_memory_bytes == 2048 * 1024 * 1024
+    assert KernelSettings(max_memory_mb=0).max_memory_bytes is None
+
+
+def test_kernel_settings_come_from_the_file_and_the_environment(dirs: tuple[Path, Path]) -> None:
+    from aikit_kernel.settings import KernelSettings
+
+    write(dirs[0], '[kernel]\nmax_memory_mb = 512\nlog_level = "debug"\ndap_port = 5678\n')
+    settings = KernelSettings.from_config(load(dirs, env={"AIKIT_KERNEL__MAX_MESSAGE_MB": "8"}))
+    assert (settings.max_memory_mb, settings.max_message_mb, settings.log_level, settings.dap_port) == (
+        512, 8, "DEBUG", 5678)
+
+
+@pytest.mark.parametrize(("alias", "key", "raw", "expected"), [
+    ("AIKIT_MAX_MEMORY_MB", "kernel.max_memory_mb", "1", 1),
+    ("AIKIT_MAX_MESSAGE_MB", "kernel.max_message_mb", "3", 3),
+    ("AIKIT_LOG_LEVEL", "kernel.log_level", "INFO", "INFO"),
+    ("AIKIT_DAP_PORT", "kernel.dap_port", "5678", 5678),
+    ("AIKIT_SESSION", "kernel.resume_session", "0123abcd", "0123abcd"),
+])
+def test_older_variables_are_aliases_of_kernel_settings(dirs: tuple[Path, Path], alias: str, key: str, raw: str,
+                                                        expected: object) -> None:
+    config = load(dirs, env={alias: raw})
+    assert config.get(key) == expected
+    assert alias in config.env_overrides
+
+
+def test_the_sectioned_override_beats_its_alias(dirs: tuple[Path, Path]) -> None:
+    config = load(dirs, env={"AIKIT_MAX_MEMORY_MB": "1", "AIKIT_KERNEL__MAX_MEMORY_MB": "2"})
+    assert config.get("kernel.max_memory_mb") == 2
+
+
+def test_a_bad_alias_value_names_the_variable(dirs: tuple[Path, Path]) -> None:
+    with pytest.raises(ConfigError, match="AIKIT_DAP_PORT.*kernel.dap_port must be a non-negative integer"):
+        load(dirs, env={"AIKIT_DAP_PORT": "soon"})
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('[kernel]\nlog_level = "LOUD"\n', "kernel.log_level must be one of"),
+    ("[kernel]\nmax_message_mb = 0\n", "kernel.max_message_mb must be at least 1"),
+    ("[kernel]\ndap_port = 70000\n", "kernel.dap_port must be a TCP port"),
+])
+def test_kernel_settings_are_checked(dirs: tuple[Path, Path], text: str, message: str) -> None:
+    from aikit_kernel.settings import KernelSettings, load_settings
+
+    write(dirs[0], text)
+    config = load(dirs)
+    with pytest.raises(ConfigError, match=message):
+        KernelSettings.from_config(config)
+    loaded = load_settings(config)  # a kernel still starts: default settings and the error to show
+    assert loaded.settings == KernelSettings() and loaded.error is not None and message in loaded.error

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from aikit_components.components import Components
-from aikit_kernel.lua.api import install_globals
 from aikit_kernel.lua.engine import LuaEngine
+from aikit_kernel.lua_runtime import build_lua_runtime
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "lua-api.md"
@@ -70,9 +70,8 @@ def kernel_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[t
     monkeypatch.chdir(tmp_path)
     components = Components.open(data_dir=tmp_path / "data", plugins=False)
     out = RecordingOutput()
-    engine = LuaEngine(out, components.policy)
+    engine = build_lua_runtime(out, components).engine
     try:
-        install_globals(engine, components)
         yield engine, out
     finally:
         engine.close()

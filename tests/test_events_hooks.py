@@ -121,7 +121,7 @@ def test_async_subscriber_without_a_loop_is_a_clear_error() -> None:
 
 def test_overflow_drop_oldest_keeps_the_newest() -> None:
     bus = EventBus()
-    sub = bus.subscribe("tick", maxsize=3)
+    sub = bus.subscribe("tick", max_size=3)
     for n in range(10):
         bus.publish("tick", n)
     assert [e.payload for e in sub.drain()] == [7, 8, 9]
@@ -130,7 +130,7 @@ def test_overflow_drop_oldest_keeps_the_newest() -> None:
 
 def test_overflow_drop_newest_keeps_the_first() -> None:
     bus = EventBus()
-    sub = bus.subscribe("tick", maxsize=3, overflow="drop_newest")
+    sub = bus.subscribe("tick", max_size=3, overflow="drop_newest")
     for n in range(10):
         bus.publish("tick", n)
     assert [e.payload for e in sub.drain()] == [0, 1, 2]
@@ -139,8 +139,8 @@ def test_overflow_drop_newest_keeps_the_first() -> None:
 
 def test_a_full_queue_never_blocks_the_publisher_and_other_subscribers_get_everything() -> None:
     bus = EventBus()
-    tiny = bus.subscribe("*", maxsize=1)
-    roomy = bus.subscribe("*", maxsize=100_000)
+    tiny = bus.subscribe("*", max_size=1)
+    roomy = bus.subscribe("*", max_size=100_000)
     publishers = [threading.Thread(target=lambda i=i: [bus.publish(f"p{i}", n) for n in range(2000)])
                   for i in range(4)]
     for t in publishers:
@@ -155,7 +155,7 @@ def test_a_full_queue_never_blocks_the_publisher_and_other_subscribers_get_every
     assert all(values == list(range(2000)) for values in per_topic.values()) and len(per_topic) == 4
 
 
-@pytest.mark.parametrize("kwargs", [{"maxsize": 0}, {"maxsize": -1}, {"maxsize": True}, {"maxsize": 1.5},
+@pytest.mark.parametrize("kwargs", [{"max_size": 0}, {"max_size": -1}, {"max_size": True}, {"max_size": 1.5},
                                     {"overflow": "block"}])
 def test_bad_subscription_options(kwargs: dict[str, Any]) -> None:
     with pytest.raises(InvalidArgument):

@@ -249,19 +249,20 @@ def test_cursor_past_the_end_is_clamped(tmp_path: Path, monkeypatch: pytest.Monk
     from aikit_kernel.interpreter import LuaInterpreter
 
     monkeypatch.setenv("AIKIT_DATA_DIR", str(tmp_path / "data"))
-    interpreter = LuaInterpreter(RecordingOutput())
+    from aikit_kernel.lua_runtime import build_lua_runtime
+
+    interpreter = LuaInterpreter(build_lua_runtime(RecordingOutput()))
     assert interpreter.inspect("string.format", 15, 0)["found"] is True  # JupyterLab sends such cursors
     assert interpreter.complete("pri", 99)["matches"] == ["print"]
     assert interpreter.complete("", -3)["cursor_start"] == 0
 
 
 def test_tables_display_as_json_records_also_as_a_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from aikit_kernel.lua.api import install_globals
+    from aikit_kernel.lua_runtime import build_lua_runtime
 
     monkeypatch.setenv("AIKIT_DATA_DIR", str(tmp_path / "data"))
     out = RecordingOutput()
-    engine = LuaEngine(out)
-    install_globals(engine)
+    engine = build_lua_runtime(out).engine
     assert engine.run_cell("display({{a = 1}, {a = 2, b = 'x'}})\ndisplay({1, 2})\n"
                            "display.table({{a = 1}})", "[1]").error is None
     records, plain, table_only = (out.displays[i][0] for i in range(3))

@@ -16,10 +16,10 @@ import pytest
 from aikit_components.components import Components
 from aikit_components.config import Config
 from aikit_kernel import runtime
-from aikit_kernel.lua.api import install_globals
 from aikit_kernel.lua.api import supervision
 from aikit_kernel.lua.convert import lua_to_python
 from aikit_kernel.lua.engine import LuaEngine, LuaFailure
+from aikit_kernel.lua_runtime import build_lua_runtime
 from tests.test_docs_examples import RecordingOutput
 
 
@@ -51,8 +51,7 @@ def lua(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Lua]:
     config = Config.load(cwd=tmp_path, env={}, user_dir=tmp_path / "user-config")
     components = Components.open(config=config, data_dir=tmp_path / "data", plugins=False,
                                  loop_getter=runtime.get_loop)
-    engine = LuaEngine(RecordingOutput(), components.policy)
-    install_globals(engine, components)
+    engine = build_lua_runtime(RecordingOutput(), components).engine
     made = Lua(engine, components)
     made.registry = supervision.install(engine, components)
     made.run("""
@@ -124,7 +123,7 @@ def test_crash_and_restart_visible_from_lua(lua: Lua) -> None:
 
 def test_one_for_all_from_lua(lua: Lua) -> None:
     lua.run("""
-        sup = Supervisor.new{strategy = 'one_for_all', intensity = 5, period = 10, name = 'all', children = {
+        sup = Supervisor.new{strategy = 'one_for_all', intensity = 5, period_s = 10, name = 'all', children = {
           {name = 'a', start = counter('a')}, {name = 'b', start = counter('b')}, {name = 'c', start = counter('c')}}}
         sup:start()
         for _, n in ipairs{'a', 'b', 'c'} do sup:call(n, {op = 'add', by = 1}) end

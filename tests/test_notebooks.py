@@ -87,7 +87,7 @@ def test_agents_notebook_streams_with_the_local_model(tmp_path: Path) -> None:
     kinds = [o["output_type"] for o in streamed]
     assert kinds[0] == "display_data" and kinds[-1] == "stream"  # the updating display, then the summary line
     assert streamed[-1]["text"].startswith("local/gemma3-270m\t")
-    usage = outputs_of(nb, "Agent.usage()")[0]["data"]["text/plain"]
+    usage = outputs_of(nb, "Agent.total_usage()")[0]["data"]["text/plain"]
     assert "total_tokens" in usage
 
 

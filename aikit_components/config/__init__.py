@@ -16,7 +16,9 @@ Configuration (:class:`Config`), sources in increasing precedence:
    ``AIKIT_TOOLS__HTTP_TIMEOUT_S=5``, ``AIKIT_PROVIDERS__OPENAI__API_KEY=...``). Values are read as
    TOML literals when they parse (numbers, booleans, arrays), else as strings; string settings and
    secrets are always taken verbatim, array settings also accept ``a,b,c``. Names without ``__``
-   (``AIKIT_DATA_DIR``, ``AIKIT_MAX_MEMORY_MB``, ...) are not overrides.
+   (``AIKIT_DATA_DIR``, ``AIKIT_PROFILE``, ...) are not overrides, except the older names kept as
+   aliases of a setting (:data:`ENV_ALIASES`: ``AIKIT_MAX_MEMORY_MB`` is ``kernel.max_memory_mb``,
+   ...), which an ``AIKIT_KERNEL__...`` override of the same setting beats.
 
 Tables merge key by key; any other value (arrays included) replaces the lower layer's.
 
@@ -41,7 +43,7 @@ import os
 import threading
 from pathlib import Path
 
-from .defaults import DEFAULT_COMMANDS, DEFAULTS
+from .defaults import DEFAULT_COMMANDS, DEFAULTS, ENV_ALIASES
 from .model import Config
 from .paths import (
     CONFIG_FILE,
@@ -57,6 +59,7 @@ __all__ = [
     "CONFIG_FILE",
     "DEFAULTS",
     "DEFAULT_COMMANDS",
+    "ENV_ALIASES",
     "ENV_PREFIX",
     "MASK",
     "Config",

@@ -13,7 +13,11 @@ DEFAULT_COMMANDS = ("git", "ls", "cat", "echo", "grep", "wc", "head", "tail", "s
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "kernel": {
-        "max_memory_mb": 2048,
+        "max_memory_mb": 2048,  # memory available to Lua (0 = no limit)
+        "max_message_mb": 64,  # larger incoming Jupyter messages are dropped
+        "log_level": "WARNING",  # DEBUG, INFO, WARNING, ERROR or CRITICAL (logs go to stderr)
+        "dap_port": 0,  # serve the Lua debugger over DAP on this port (0 = not served)
+        "resume_session": "",  # resume this session id instead of starting a new session
     },
     "security": {
         "allowed_paths": [],
@@ -69,3 +73,13 @@ NUMBER_KEYS = frozenset({
     "security.max_wall_time_s", "tools.http_timeout_s", "tools.process_timeout_s", "tools.http_backoff_s",
     "tools.http_max_retry_after_s", "tools.sql_timeout_s", "tools.sql_busy_timeout_s", "tools.git_timeout_s",
 })
+
+#: Older environment variables kept as aliases of a setting (documented in the README). An
+#: ``AIKIT_<SECTION>__<KEY>`` override of the same setting wins over its alias.
+ENV_ALIASES: dict[str, tuple[str, str]] = {
+    "AIKIT_MAX_MEMORY_MB": ("kernel", "max_memory_mb"),
+    "AIKIT_MAX_MESSAGE_MB": ("kernel", "max_message_mb"),
+    "AIKIT_LOG_LEVEL": ("kernel", "log_level"),
+    "AIKIT_DAP_PORT": ("kernel", "dap_port"),
+    "AIKIT_SESSION": ("kernel", "resume_session"),
+}

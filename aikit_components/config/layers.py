@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import ConfigError
+from .defaults import ENV_ALIASES
 from .paths import ENV_PREFIX
 from .secrets import Secret, is_secret_key
 from .validation import kind_of_default
@@ -45,8 +46,12 @@ def _parse_env_value(raw: str, kind: str | None, secret: bool) -> Any:
 
 
 def read_env_overrides(env: Mapping[str, str]) -> list[tuple[str, tuple[str, ...], Any]]:
-    """``(variable, path, value)`` for every ``AIKIT_<SECTION>__<KEY>`` variable, sorted by name."""
+    """``(variable, path, value)`` for every alias in :data:`ENV_ALIASES` that is set, then every
+    ``AIKIT_<SECTION>__<KEY>`` variable sorted by name (applied in that order, so they win)."""
     out = []
+    for name, path in ENV_ALIASES.items():
+        if env.get(name, "").strip():
+            out.append((name, path, _parse_env_value(env[name].strip(), kind_of_default(*path), False)))
     for name in sorted(env):
         if not name.startswith(ENV_PREFIX):
             continue

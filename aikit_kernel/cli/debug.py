@@ -16,7 +16,7 @@ from typing import Any
 from .. import runtime
 from ..debug.server import DapServer
 from ..output import TerminalOutput
-from .run import EXIT_ERROR, open_script_engine, report
+from .run import EXIT_ERROR, open_script_runtime, report
 
 
 class _TeeOutput(TerminalOutput):
@@ -40,10 +40,10 @@ def debug_command(script: str | None, script_args: list[str], host: str, port: i
         print(f"aikit debug: {script}: no such file", file=sys.stderr)
         return 2
     server_box: list[DapServer] = []
-    opened = open_script_engine(script or "debug", _TeeOutput(server_box, not stdio), "debug")
-    if isinstance(opened, int):
-        return opened
-    engine, components = opened
+    lua = open_script_runtime(script or "debug", _TeeOutput(server_box, not stdio), "debug")
+    if isinstance(lua, int):
+        return lua
+    engine = lua.engine
     program: dict[str, Any] = {"script": script, "args": script_args, "stop_on_entry": False}
     configured = threading.Event()
     terminated = threading.Event()
@@ -92,5 +92,4 @@ def debug_command(script: str | None, script_args: list[str], host: str, port: i
             pass
         runtime.run_sync(server.close(), timeout=5)
         sys.stdout.flush()
-        engine.close()
-        components.close("completed" if result is not None and result.error is None else "failed")
+        lua.close("completed" if result is not None and result.error is None else "failed")

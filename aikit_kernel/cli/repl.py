@@ -223,9 +223,9 @@ def run_terminal(repl: Repl) -> int:
 def repl_command(session_name: str = "repl") -> int:
     """Start the REPL on this process's stdin/stdout; return the exit status."""
     from ..interpreter import LuaInterpreter
+    from ..lua_runtime import open_lua_runtime
 
-    runtime.get_loop()
-    interpreter = LuaInterpreter(TerminalOutput(), session_name=session_name)
+    interpreter = LuaInterpreter(open_lua_runtime(TerminalOutput(), session_name=session_name, warm_up=True))
     runtime.on_sigint(interpreter.interrupt)
     repl = Repl(interpreter, sys.stdout, sys.stderr)
     status = 0

@@ -8,39 +8,28 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING
 
 from .. import runtime
-from ..lua.api import install_globals
-from ..lua.engine import LuaEngine, RunResult
+from ..lua.engine import RunResult
+from ..lua_runtime import LuaRuntime, open_lua_runtime
 from ..output import OutputSink, TerminalOutput
-
-if TYPE_CHECKING:
-    from aikit_components.components import Components
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
 
 
-def open_script_engine(script: str, output: OutputSink, command: str = "run") -> tuple[LuaEngine, Components] | int:
-    """The engine and components a script runs with (``aikit run``, ``aikit debug``), or the exit
-    status after printing why they could not be opened."""
-    from aikit_components.components import Components
-    from aikit_components.config import env_int
+def open_script_runtime(script: str, output: OutputSink, command: str = "run") -> LuaRuntime | int:
+    """The Lua runtime a script runs with (``aikit run``, ``aikit debug``), or the exit status
+    after printing why it could not be opened. Ctrl-C interrupts it."""
     from aikit_components.errors import AikitError
 
-    runtime.get_loop()
-    mb = env_int("AIKIT_MAX_MEMORY_MB", 2048)
     try:
-        components = Components.open(loop_getter=runtime.get_loop, session_name=os.path.basename(script),
-                                     session_id=os.environ.get("AIKIT_SESSION") or None)
+        lua = open_lua_runtime(output, session_name=os.path.basename(script), strict=True)
     except AikitError as exc:
         print(f"aikit {command}: {exc.message}", file=sys.stderr)
         return EXIT_ERROR
-    engine = LuaEngine(output, components.policy, max_memory=mb * 1024 * 1024 if mb > 0 else None)
-    install_globals(engine, components)
-    runtime.on_sigint(engine.interrupt)
-    return engine, components
+    runtime.on_sigint(lua.engine.interrupt)
+    return lua
 
 
 def run_command(script: str, script_args: list[str]) -> int:
@@ -48,17 +37,15 @@ def run_command(script: str, script_args: list[str]) -> int:
     if not os.path.isfile(script):
         print(f"aikit run: {script}: no such file", file=sys.stderr)
         return 2
-    opened = open_script_engine(script, TerminalOutput())
-    if isinstance(opened, int):
-        return opened
-    engine, components = opened
+    lua = open_script_runtime(script, TerminalOutput())
+    if isinstance(lua, int):
+        return lua
     result = None
     try:
-        result = engine.run_script(script, script_args)
+        result = lua.engine.run_script(script, script_args)
     finally:
         sys.stdout.flush()
-        engine.close()
-        components.close("completed" if result is not None and result.error is None else "failed")
+        lua.close("completed" if result is not None and result.error is None else "failed")
     return report(result)
 
 

@@ -365,7 +365,7 @@ class LuaEngine:
         limit = f" ({self.max_memory // (1024 * 1024)} MiB)" if self.max_memory else ""
         message = (
             f"not enough memory: the Lua memory limit{limit} was exceeded. Free large tables "
-            "(set them to nil) or raise the limit with AIKIT_MAX_MEMORY_MB."
+            "(set them to nil) or raise the limit: kernel.max_memory_mb in aikit.toml, or AIKIT_MAX_MEMORY_MB."
         )
         return LuaFailure("LuaMemoryError", message, [_red("LuaMemoryError") + ": " + message])
 

@@ -21,8 +21,7 @@ import pytest
 from aikit_components.components import Components
 from aikit_components.config import Config
 from aikit_kernel import runtime
-from aikit_kernel.lua.api import install_globals
-from aikit_kernel.lua.engine import LuaEngine
+from aikit_kernel.lua_runtime import build_lua_runtime
 from tests.providers.conftest import Reply, llm_server, refused_url  # noqa: F401  (fixtures reused)
 from tests.test_docs_examples import RecordingOutput
 from tests.test_lua_components import Lua
@@ -188,8 +187,8 @@ def make_lua(llm_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         components = Components.open(config=config, data_dir=tmp_path / "data", plugins=False,
                                      loop_getter=runtime.get_loop)
         out = RecordingOutput()
-        engine = LuaEngine(out, components.policy)
-        scope = install_globals(engine, components)
+        built = build_lua_runtime(out, components)
+        engine, scope = built.engine, built.scope
         lua = Lua(engine, components, scope, out)
         made.append(lua)
         return lua

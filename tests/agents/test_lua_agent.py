@@ -89,7 +89,7 @@ class TestAgentTools:
         assert researcher1["messages"] == [{"role": "system", "content": "You look things up."},
                                            {"role": "user", "content": "capital of France?"}]
         assert [m.get("tool_call_id") for m in boss3["messages"] if m["role"] == "tool"] == ["call_boss", "call_calc"]
-        usage = lua.run("return Agent.usage()")
+        usage = lua.run("return Agent.total_usage()")
         assert set(usage["agents"]) == {"boss", "researcher"}
 
     def test_as_tool_registers_a_callable_tool(self, lua: Lua, llm_server: Any) -> None:
@@ -325,7 +325,7 @@ class TestUsage:
             local x = Agent.new{name = 'x', model = 'openai/m'}
             local y = Agent.new{name = 'y', model = 'openai/m'}
             x:run('1') x:run('2') y:run('3')
-            return Agent.usage()""")
+            return Agent.total_usage()""")
         cost_x = round((3000 * 3.0 + 300 * 15.0) / 1e6, 6)
         cost_y = round((500 * 3.0 + 500 * 15.0) / 1e6, 6)
         assert usage["agents"]["x"] == {"input_tokens": 3000, "output_tokens": 300, "total_tokens": 3300, "cost": cost_x}
@@ -334,5 +334,5 @@ class TestUsage:
                                     "cost": round(cost_x + cost_y, 6)}
 
     def test_usage_is_empty_before_any_run(self, lua: Lua) -> None:
-        usage = lua.run("return Agent.usage()")
+        usage = lua.run("return Agent.total_usage()")
         assert usage["session"] == {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0, "cost": 0}

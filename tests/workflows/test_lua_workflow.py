@@ -22,9 +22,8 @@ from aikit_components.components import Components
 from aikit_components.config import Config
 from aikit_components.workflows.engine import load_run
 from aikit_kernel import runtime
-from aikit_kernel.lua.api import install_globals
 from aikit_kernel.lua.convert import lua_to_python
-from aikit_kernel.lua.engine import LuaEngine
+from aikit_kernel.lua_runtime import build_lua_runtime
 from tests.providers.conftest import Reply, llm_server  # noqa: F401  (fixture reused)
 from tests.test_docs_examples import RecordingOutput
 from tests.test_lua_components import Lua, later
@@ -115,8 +114,8 @@ def make_lua(llm_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         components = Components.open(config=config, data_dir=tmp_path / "data", plugins=False,
                                      loop_getter=runtime.get_loop)
         out = RecordingOutput()
-        engine = LuaEngine(out, components.policy)
-        scope = install_globals(engine, components)
+        built = build_lua_runtime(out, components)
+        engine, scope = built.engine, built.scope
         lua = Lua(engine, components, scope, out)
         made.append(lua)
         return lua
@@ -268,7 +267,7 @@ class TestStepKinds:
         started = time.monotonic()
         record = lua.run(f"""
             return Workflow.new{{name = 'slowcmd', steps = {{
-              {{id = 'sleepy', command = {{'sleep', '{marker}'}}, timeout = 0.5}},
+              {{id = 'sleepy', command = {{'sleep', '{marker}'}}, timeout_s = 0.5}},
               {{id = 'after', depends_on = {{'sleepy'}}, noop = true}},
             }}}}:run()""")
         assert time.monotonic() - started < 5
@@ -735,7 +734,7 @@ class TestFailures:
         record, tries = lua.run("""
             tries = {}
             local r = Workflow.new{name = 'flaky', steps = {
-              {id = 'flaky', retries = 3, retry_delay = 0.05, backoff = 2, fn = function(p, ctx)
+              {id = 'flaky', retries = 3, retry_delay_s = 0.05, backoff = 2, fn = function(p, ctx)
                  tries[#tries + 1] = ctx.attempt
                  if ctx.attempt < 3 then error('not yet ' .. ctx.attempt) end
                  return 'ok on attempt ' .. ctx.attempt
@@ -806,7 +805,7 @@ class TestFailures:
     def test_workflow_timeout(self, lua: Lua) -> None:
         started = time.monotonic()
         record = lua.run("""
-            return Workflow.new{name = 'wt', timeout = 0.3, steps = {
+            return Workflow.new{name = 'wt', timeout_s = 0.3, steps = {
               {id = 'quick', noop = true},
               {id = 'long', depends_on = {'quick'}, fn = function() sleep(5) return 'late' end},
               {id = 'later', depends_on = {'long'}, noop = true},
@@ -820,7 +819,7 @@ class TestFailures:
     def test_lua_step_timeout(self, lua: Lua) -> None:
         record = lua.run("""
             return Workflow.new{name = 'st', steps = {
-              {id = 'slow', timeout = 0.2, fn = function() sleep(5) return 'late' end},
+              {id = 'slow', timeout_s = 0.2, fn = function() sleep(5) return 'late' end},
             }}:run()""")
         slow = record["steps"]["slow"]
         assert slow["status"] == "timed_out" and "within 0.2 s" in slow["error"]["message"]
@@ -831,7 +830,7 @@ class TestFailures:
         try:
             record = lua.run(f"""
                 return Workflow.new{{name = 'st_tool', steps = {{
-                  {{id = 'slow', timeout = 0.3, fn = function()
+                  {{id = 'slow', timeout_s = 0.3, fn = function()
                      return Tool.call('run_process', {{command = {{'sleep', '{marker}'}}}}) end}},
                 }}}}:run()""")
             assert record["steps"]["slow"]["status"] == "timed_out"
@@ -866,7 +865,7 @@ class TestBusyLuaSteps:
     def test_step_timeout_stops_a_busy_step(self, lua: Lua) -> None:
         record = run_busy(lua, f"""
             return Workflow.new{{name = 'busy', steps = {{
-              {{id = 'spin', timeout = 0.2, fn = {SPIN}}},
+              {{id = 'spin', timeout_s = 0.2, fn = {SPIN}}},
               {{id = 'after', depends_on = {{'spin'}}, noop = true}},
             }}}}:run()""")
         spin = record["steps"]["spin"]
@@ -882,7 +881,7 @@ class TestBusyLuaSteps:
         record = run_busy(lua, """
             attempts = 0
             return Workflow.new{name = 'busy_retry', steps = {
-              {id = 'spin', timeout = 0.2, retries = 1, fn = function()
+              {id = 'spin', timeout_s = 0.2, retries = 1, fn = function()
                  attempts = attempts + 1
                  if attempts == 1 then while true do end end
                  return 'second try'
@@ -893,7 +892,7 @@ class TestBusyLuaSteps:
 
     def test_workflow_timeout_stops_a_busy_step(self, lua: Lua) -> None:
         record = run_busy(lua, f"""
-            return Workflow.new{{name = 'busy_global', timeout = 0.3, steps = {{
+            return Workflow.new{{name = 'busy_global', timeout_s = 0.3, steps = {{
               {{id = 'quick', noop = true}},
               {{id = 'spin', depends_on = {{'quick'}}, fn = {SPIN}}},
               {{id = 'later', depends_on = {{'spin'}}, noop = true}},
@@ -906,17 +905,17 @@ class TestBusyLuaSteps:
         record = run_busy(lua, """
             swallowed = {}
             return Workflow.new{name = 'busy_pcall', mode = 'parallel', steps = {
-              {id = 'pcall', timeout = 0.2, fn = function()
+              {id = 'pcall', timeout_s = 0.2, fn = function()
                  local ok, err = pcall(function() while true do end end)
                  swallowed[#swallowed + 1] = 'pcall: ' .. tostring(err)
                  while true do end
                end},
-              {id = 'xpcall', timeout = 0.2, fn = function()
+              {id = 'xpcall', timeout_s = 0.2, fn = function()
                  local ok, err = xpcall(function() while true do end end, function(e) return 'handled ' .. tostring(e) end)
                  swallowed[#swallowed + 1] = 'xpcall: ' .. tostring(err)
                  while true do end
                end},
-              {id = 'nested', timeout = 0.2, fn = function()
+              {id = 'nested', timeout_s = 0.2, fn = function()
                  local inner = coroutine.wrap(function() pcall(function() while true do end end) end)
                  pcall(inner)
                  swallowed[#swallowed + 1] = 'nested coroutine'
@@ -930,7 +929,7 @@ class TestBusyLuaSteps:
         record = run_busy(lua, f"""
             return Workflow.new{{name = 'busy_siblings', mode = 'parallel', fail_fast = false, steps = {{
               {{id = 'waiter', fn = function() sleep(0.05) return 'waited' end}},
-              {{id = 'spin', timeout = 0.3, fn = {SPIN}}},
+              {{id = 'spin', timeout_s = 0.3, fn = {SPIN}}},
               {{id = 'counter', fn = function() local s = 0 for i = 1, 100000 do s = s + i end return s end}},
               {{id = 'shell', command = {{'echo', 'hi'}}}},
             }}}}:run()""")
@@ -998,7 +997,7 @@ class TestValidation:
               {id = 'd', depends_on = {'nope'}, noop = true},
               {id = 'e', tool = 'no_such_tool'},
               {id = 'f', params = {v = '{{steps.ghost.output}}', w = '{{input.missing}}'}},
-              {id = 'g', timeout = -1, retries = -2, noop = true},
+              {id = 'g', timeout_s = -1, retries = -2, noop = true},
               {id = 'a', noop = true},
             }})
             assert(not ok)
@@ -1145,7 +1144,7 @@ class TestRecordAndResume:
             return wf:run({}, {run_id = 'res-1'})""")
         assert statuses(record) == {"first": "succeeded", "second": "failed", "third": "upstream_failed"}
         assert lua.run("return Workflow.record('res-1').status") == "failed"
-        again = lua.run("fixed = true return Workflow.resume('res-1', wf)")
+        again = lua.run("fixed = true return wf:resume('res-1')")
         assert again["status"] == "succeeded" and again["run_id"] == "res-1"
         assert again["steps"]["third"]["output"] == "one+two+three"
         assert lua.run("return counts") == {"first": 1, "second": 2, "third": 1}
@@ -1158,9 +1157,9 @@ class TestRecordAndResume:
     def test_resume_errors_keep_their_code_and_message(self, lua: Lua) -> None:
         lua.run("a = Workflow.new{name = 'wa', steps = {{id = 'x'}}} a:run({}, {run_id = 'wa-1'})"
                 "b = Workflow.new{name = 'wb', steps = {{id = 'x'}}}")
-        code, message = lua.run("local ok, e = pcall(Workflow.resume, 'wa-1', b) return e.code, e.message")
+        code, message = lua.run("local ok, e = pcall(b.resume, b, 'wa-1') return e.code, e.message")
         assert code == "invalid_argument" and "belongs to workflow 'wa'" in message
-        code, message = lua.run("local ok, e = pcall(Workflow.resume, 'never-ran', a) return e.code, e.message")
+        code, message = lua.run("local ok, e = pcall(a.resume, a, 'never-ran') return e.code, e.message")
         assert code == "not_found" and "no stored run 'never-ran'" in message
 
     def test_resume_from_inside_a_lua_step(self, lua: Lua) -> None:
@@ -1168,7 +1167,7 @@ class TestRecordAndResume:
             inner = Workflow.new{name = 'inner_r', steps = {{id = 'x', fn = function() return 1 end}}}
             inner:run({}, {run_id = 'inner-r-1'})
             return Workflow.new{name = 'outer_r', steps = {
-              {id = 'resume', fn = function() return Workflow.resume('inner-r-1', inner).status end},
+              {id = 'resume', fn = function() return inner:resume('inner-r-1').status end},
               {id = 'run', fn = function() return inner:run().status end},
             }}:run()""")
         assert record["steps"]["run"]["output"] == "succeeded"

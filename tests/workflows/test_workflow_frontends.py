@@ -24,7 +24,7 @@ GENEROUS_S = 60  # a sanity bound only: were the step not stopped, the run would
 
 BUSY_WORKFLOW = """
 local wf = Workflow.new{name = 'busy', mode = 'parallel', fail_fast = false, steps = {
-  {id = 'spin', timeout = 0.3, fn = function()
+  {id = 'spin', timeout_s = 0.3, fn = function()
      local ok = pcall(function() while true do end end)  -- pcall does not swallow the timeout
      swallowed = true
      while true do end

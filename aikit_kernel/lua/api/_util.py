@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from aikit_components.errors import AikitError, InvalidArgument
@@ -27,8 +28,12 @@ def name_arg(value: Any, what: str) -> str:
     return text(value)
 
 
-def options(engine: LuaEngine, value: Any, allowed: tuple[str, ...], what: str) -> dict[str, Any]:
-    """An optional options table as a dict, rejecting unknown keys (typos get a clear error)."""
+def options(engine: LuaEngine, value: Any, allowed: tuple[str, ...], what: str,
+            aliases: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """An optional options table as a dict, rejecting unknown keys (typos get a clear error).
+
+    ``aliases`` maps old option names, still accepted (see CHANGELOG.md), to their new name: the
+    dict holds the value under the new name, and giving both names is an error."""
     if value is None:
         return {}
     if lua_type(value) != "table":
@@ -36,9 +41,15 @@ def options(engine: LuaEngine, value: Any, allowed: tuple[str, ...], what: str) 
     opts = lua_to_python(value, engine.address)  # may hold functions (Tool.define's fn)
     if not isinstance(opts, dict):
         return {}
-    unknown = sorted(str(k) for k in opts if k not in allowed)
+    aliases = aliases or {}
+    unknown = sorted(str(k) for k in opts if k not in allowed and k not in aliases)
     if unknown:
         raise InvalidArgument(f"{what}: unknown option(s) {', '.join(unknown)} (known: {', '.join(allowed)})")
+    for old, new in aliases.items():
+        if old in opts:
+            if new in opts:
+                raise InvalidArgument(f"{what}: give {new} or its old name {old}, not both")
+            opts[new] = opts.pop(old)
     return opts
 
 

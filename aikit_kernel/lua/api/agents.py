@@ -35,8 +35,9 @@ DOCS = {
            "Creates an agent. model is 'provider/model' or an alias from config; fallback models are tried when the "
            "model is rate-limited, overloaded or down. Each RAG collection gives the agent a search_<name> tool.\n"
            "Example: local a = Agent.new{name = 'helper', system = 'Answer briefly.', tools = {'calculate'}}",
-    "usage": "Agent.usage() -> {session = {input_tokens, output_tokens, total_tokens, cost}, agents = {...}}\n\n"
-             "Tokens and cost so far, per agent and for the session.",
+    "total_usage": "Agent.total_usage() -> {session = {input_tokens, output_tokens, total_tokens, cost}, agents = {...}}"
+                   "\n\nTokens and cost so far, for the session and per agent (one agent's own: agent:usage()).",
+    "usage": "Agent.usage()\n\nThe old name of Agent.total_usage() (kept until 0.3; not agent:usage(), one agent's usage).",
 }
 
 _LUA_AGENT = r"""
@@ -166,14 +167,16 @@ def install(engine: LuaEngine, components: Components, scope: Any, collections: 
         spec = table.get(agent_id).spec
         return lua(engine, {f: getattr(spec, f) for f in SPEC_FIELDS})
 
-    def usage() -> Any:
+    def total_usage() -> Any:
         return lua(engine, components.ledger.to_dict())
 
     wrap, bind = engine.host.wrap, engine.internal[b"bind"]
     make_agent = engine.compile_trusted(_LUA_AGENT, "agent")(*(bind(wrap(f)) for f in (run, stream, as_tool, forget,
                                                                                        agent_usage, info)),
                                                               engine.internal[b"await"])
-    expose(engine, "Agent", {"new": new, "usage": usage}, DOCS, convert=False)
+    api = expose(engine, "Agent", {"new": new, "total_usage": total_usage}, DOCS, convert=False)
+    api[b"usage"] = api[b"total_usage"]  # the old name, kept until 0.3 (CHANGELOG.md)
+    engine.register_doc("Agent.usage", api[b"usage"], DOCS["usage"])
 
     def supervisable(engine_: LuaEngine, value: Any) -> Any:
         """A Lua agent object returned by a supervisor child's start(): supervise its actor."""

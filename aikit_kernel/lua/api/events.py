@@ -2,8 +2,8 @@
 
 Lua subscribers are called on the Lua thread at safe points (between cells, while Lua waits on
 the I/O loop, after ``Event.publish`` from Lua, and on ``Event.dispatch()``), never in the middle
-of other Lua code. ``Event.receive(sub, timeout)`` pulls instead. Queues are bounded
-(``maxsize``, default 10,000) and drop the oldest event on overflow (``overflow = 'drop_newest'``
+of other Lua code. ``sub:receive(timeout)`` pulls instead. Queues are bounded
+(``max_size``, default 10,000) and drop the oldest event on overflow (``overflow = 'drop_newest'``
 keeps the oldest instead); ``sub:dropped()`` counts the losses.
 """
 
@@ -25,18 +25,19 @@ from ._util import lua, name_arg, options, py
 RECEIVE_SLICE_S = 0.02
 
 DOCS = {
-    "": "Event\n\nThe event bus: Event.publish(topic, payload), Event.subscribe(pattern [, fn]), Event.receive(sub, timeout), "
-        "Event.dispatch(). Topics are dotted names; patterns are globs ('tool.*'). aikit publishes cell.started, "
+    "": "Event\n\nThe event bus: Event.publish(topic, payload), Event.subscribe(pattern [, fn]) -> sub, sub:receive(timeout), "
+        "sub:remove(), Event.dispatch(). Topics are dotted names; patterns are globs ('tool.*'). aikit publishes cell.started, "
         "cell.finished, tool.called, tool.finished, tool.failed, state.written, state.deleted, artifact.put, session.*.",
     "publish": "Event.publish(topic [, payload]) -> delivered\n\nPublishes an event; returns how many subscriptions matched.\n"
                "Example: Event.publish('job.done', {id = 7})",
-    "subscribe": "Event.subscribe(pattern [, fn [, {maxsize = 10000, overflow = 'drop_oldest'|'drop_newest'}]]) -> sub\n\n"
-                 "With fn, calls fn(event) on the Lua thread at safe points; without, queue events for Event.receive.\n"
+    "subscribe": "Event.subscribe(pattern [, fn [, {max_size = 10000, overflow = 'drop_oldest'|'drop_newest'}]]) -> sub\n\n"
+                 "With fn, calls fn(event) on the Lua thread at safe points; without, queues events for sub:receive. "
+                 "sub:remove() ends it.\n"
                  "Example: local sub = Event.subscribe('tool.*', function(e) print(e.topic, e.payload.name) end)",
-    "receive": "Event.receive(sub [, timeout]) -> event | nil\n\nWaits up to timeout seconds (default 0) for the next event "
-               "of a pull subscription.\nExample: local e = Event.receive(sub, 1.0)",
+    "receive": "Event.receive(sub [, timeout]) -> event | nil\n\nThe old name of sub:receive([timeout]): waits up to "
+               "timeout seconds (default 0) for the next event of a pull subscription.\nExample: local e = sub:receive(1.0)",
     "dispatch": "Event.dispatch() -> n\n\nDelivers pending events to Lua subscribers now; returns how many calls ran.",
-    "unsubscribe": "Event.unsubscribe(sub)\n\nStops a subscription.",
+    "unsubscribe": "Event.unsubscribe(sub)\n\nThe old name of sub:remove(): stops a subscription.",
 }
 
 _LUA_HANDLE = r"""
@@ -44,7 +45,8 @@ local E, receive, unsubscribe, dropped, pending = ...
 local mt = {}
 mt.__index = {
   receive = function(self, timeout) return receive(self.id, timeout) end,
-  close = function(self) return unsubscribe(self.id) end,
+  remove = function(self) return unsubscribe(self.id) end,
+  close = function(self) return unsubscribe(self.id) end,  -- the old name of remove
   dropped = function(self) return dropped(self.id) end,
   pending = function(self) return pending(self.id) end,
 }
@@ -108,9 +110,9 @@ def install(engine: LuaEngine, components: Components) -> None:
             fn, opts = None, fn
         if fn is not None and lua_type(fn) != "function":
             raise InvalidArgument("Event.subscribe: the second argument must be a function or an options table")
-        o = options(engine, opts, ("maxsize", "overflow"), "Event.subscribe")
+        o = options(engine, opts, ("max_size", "overflow"), "Event.subscribe", aliases={"maxsize": "max_size"})
         sub = bus.subscribe(name_arg(pattern, "Event.subscribe: the pattern"), None,
-                            maxsize=o.get("maxsize", 10_000), overflow=o.get("overflow", "drop_oldest"))
+                            max_size=o.get("max_size", 10_000), overflow=o.get("overflow", "drop_oldest"))
         sub_id = next(registry.ids)
         registry.subs[sub_id] = (sub, fn)
         return make_handle(sub_id, pattern)

@@ -14,17 +14,19 @@ from aikit_components.components import Components
 from aikit_components.hooks import HookContext, HookResult
 
 from ... import runtime
+from ..convert import lua_type
 from ..engine import LuaEngine
 from . import expose
 from ._util import checked_values, function_arg, lua, name_arg, options, py, run_on_lua_thread
 
 DOCS = {
     "": "Hook\n\nIntercept operations at named points: tool.before/after/error, state.write.before/after, cell.before/after, "
-        "agent.*, llm.*, workflow.step.*. Hook.register(point, fn [, {priority, name}]) -> id.",
-    "register": "Hook.register(point, fn [, {priority = 0, name = ...}]) -> id\n\nfn(ctx) gets {point, payload}; return "
-                "nothing to continue, or Hook.modify/cancel/retry/replace. Higher priority runs first.\n"
-                "Example: Hook.register('tool.before', function(ctx) print('calling', ctx.payload.name) end)",
-    "unregister": "Hook.unregister(id) -> removed\n\nRemoves a hook.",
+        "agent.*, llm.*, workflow.step.*. Hook.register(point, fn [, {priority, name}]) -> hook; hook:remove().",
+    "register": "Hook.register(point, fn [, {priority = 0, name = ...}]) -> hook\n\nfn(ctx) gets {point, payload}; return "
+                "nothing to continue, or Hook.modify/cancel/retry/replace. Higher priority runs first. The handle has "
+                "id, point and name, and hook:remove() unregisters it.\n"
+                "Example: local h = Hook.register('tool.before', function(ctx) print('calling', ctx.payload.name) end)",
+    "unregister": "Hook.unregister(hook) -> removed\n\nThe old way to write hook:remove() (takes the handle or its id).",
     "list": "Hook.list([point]) -> {{point, name}, ...}\n\nRegistered hooks in firing order.",
     "cancel": "Hook.cancel(reason) -> decision\n\nReturned by a hook: the operation fails with code 'cancelled' and this reason.",
     "modify": "Hook.modify(payload) -> decision\n\nReturned by a hook: continue with this payload instead.",
@@ -34,6 +36,15 @@ DOCS = {
 }
 
 _ACTIONS = ("continue", "modify", "cancel", "retry", "replace")
+
+_LUA_HANDLE = r"""
+local unregister = ...
+local mt = {}
+mt.__index = { remove = function(self) return unregister(self.id) end }
+mt.__name = "aikit.Hook"
+mt.__tostring = function(self) return "hook " .. self.id .. " (" .. self.point .. ")" end
+return function(id, point, name) return setmetatable({ id = id, point = point, name = name }, mt) end
+"""
 
 
 def to_hook_result(value: Any) -> HookResult | None:
@@ -49,7 +60,7 @@ def to_hook_result(value: Any) -> HookResult | None:
 def install(engine: LuaEngine, components: Components) -> None:
     hooks = components.hooks
 
-    def register(point: Any, fn: Any, opts: Any = None) -> str:
+    def register(point: Any, fn: Any, opts: Any = None) -> Any:
         point_name = name_arg(point, "Hook.register: the point")
         function_arg(fn, "Hook.register: the hook")
         o = options(engine, opts, ("priority", "name"), "Hook.register")
@@ -70,14 +81,18 @@ def install(engine: LuaEngine, components: Components) -> None:
             return engine.dispatcher.call_async(invoke, ctx.point, ctx.payload)
 
         run.__name__ = str(o.get("name") or f"lua:{point_name}")
-        return hooks.register(point_name, run, priority=int(o.get("priority", 0)), name=o.get("name"))
+        hook_id = hooks.register(point_name, run, priority=int(o.get("priority", 0)), name=o.get("name"))
+        return make_handle(hook_id.encode(), point_name.encode(), run.__name__.encode())
 
-    def unregister(hook_id: Any) -> bool:
-        return hooks.unregister(name_arg(hook_id, "Hook.unregister: the id"))
+    def unregister(hook: Any) -> bool:
+        if lua_type(hook) == "table":  # a handle from Hook.register
+            hook = hook[b"id"]
+        return hooks.unregister(name_arg(hook, "Hook.unregister: the hook"))
 
     def list_(point: Any = None) -> Any:
         return lua(engine, [{"point": p, "name": n} for p, n in hooks.list(name_arg(point, "point") if point else None)])
 
+    make_handle = engine.compile_trusted(_LUA_HANDLE, "hook")(engine.internal[b"bind"](engine.host.wrap(unregister)))
     expose(engine, "Hook", {"register": register, "unregister": unregister, "list": list_}, DOCS, convert=False)
     decisions = engine.compile_trusted(r"""
 local Hook = ...

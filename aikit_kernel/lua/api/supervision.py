@@ -1,6 +1,6 @@
 """``Supervisor``: Erlang/OTP-style supervision trees from Lua.
 
-``Supervisor.new{strategy, intensity, period, name, children = {{name, start, restart, shutdown_timeout}, ...}}``
+``Supervisor.new{strategy, intensity, period_s, name, children = {{name, start, restart, shutdown_timeout_s}, ...}}``
 builds a :class:`aikit_components.supervision.Supervisor`. A child's ``start`` is a Lua function
 returning what to run:
 
@@ -47,18 +47,19 @@ from . import expose
 from ._util import checked_values, function_arg, lua, name_arg, py
 
 DOCS = {
-    "": "Supervisor\n\nErlang/OTP-style supervision of long-lived workers: Supervisor.new{strategy, intensity, period, "
+    "": "Supervisor\n\nErlang/OTP-style supervision of long-lived workers: Supervisor.new{strategy, intensity, period_s, "
         "children} -> sup; sup:start(), sup:send(name, msg), sup:call(name, msg [, timeout]), sup:children(), "
         "sup:status(), sup:stop(). Children start in order and stop in reverse; more than `intensity` restarts in "
-        "`period` seconds stop the supervisor (reason 'shutdown: restart intensity exceeded') and escalate to its "
+        "`period_s` seconds stop the supervisor (reason 'shutdown: restart intensity exceeded') and escalate to its "
         "parent supervisor. Events: supervisor.child_started/child_exited/child_restarted, supervisor.shutdown.",
-    "new": "Supervisor.new{strategy = 'one_for_one'|'one_for_all'|'rest_for_one', intensity = 3, period = 5, name = ..., "
-           "children = {{name = ..., start = fn, restart = 'permanent'|'transient'|'temporary', shutdown_timeout = 5}, "
+    "new": "Supervisor.new{strategy = 'one_for_one'|'one_for_all'|'rest_for_one', intensity = 3, period_s = 5, name = ..., "
+           "children = {{name = ..., start = fn, restart = 'permanent'|'transient'|'temporary', shutdown_timeout_s = 5}, "
            "...}} -> sup\n\nEach child's start() returns a worker {init = function() return state end, handle = "
            "function(state, msg) ... return reply end [, terminate = function(state, reason) end, mailbox_size = 1000]}, "
            "a nested Supervisor.new{...} (not started), or a supervisable object (agent). one_for_one restarts the "
            "failed child; one_for_all stops the others and restarts all; rest_for_one restarts it and those started "
-           "after it. permanent: always restarted; transient: only after an abnormal exit; temporary: never.\n"
+           "after it. permanent: always restarted; transient: only after an abnormal exit; temporary: never. (The old names "
+           "period and shutdown_timeout still work.)\n"
            "Example: local sup = Supervisor.new{children = {{name = 'counter', start = function() return "
            "{init = function() return {n = 0} end, handle = function(s, msg) s.n = s.n + (msg.add or 0) return s.n "
            "end} end}}}:start()",
@@ -77,7 +78,7 @@ METHOD_DOCS = {
             "timeout, actor_crashed (the worker died handling it), actor_stopped, mailbox_full, not_found.",
     "children": "sup:children() -> {{name, state, restart, restarts, kind, exit_reason}, ...}\n\nThe children in start "
                 "order; state is starting/running/stopped/crashed; restarts counts restarts of that child.",
-    "status": "sup:status() -> {name, strategy, state, exit_reason, intensity, period, restarts_in_period, counts, "
+    "status": "sup:status() -> {name, strategy, state, exit_reason, intensity, period_s, restarts_in_period, counts, "
               "children, restart_latency_ms}\n\nThe supervisor's state ('crashed' with exit_reason 'shutdown: restart "
               "intensity exceeded' after too many restarts).",
 }
@@ -113,12 +114,20 @@ end
 return make_handle, supervisor_id, run_handle, methods
 """
 
-_CHILD_KEYS = ("name", "start", "restart", "shutdown_timeout")
+_CHILD_KEYS = ("name", "start", "restart", "shutdown_timeout_s", "shutdown_timeout")  # the last: old name
 _WORKER_KEYS = ("init", "handle", "terminate", "mailbox_size")
 
 # Functions ``(engine, lua_value) -> Actor | Supervisor | None`` (called on the Lua thread) that
 # recognise other bindings' objects as supervisable; see :func:`register_adapter`.
 _ADAPTERS: list[Callable[[LuaEngine, Any], Any]] = []
+
+
+def _renamed(table: Any, name: str, old: str, what: str) -> Any:
+    """``table[name]``, or ``table[old]`` (the option's old name, accepted until 0.3; CHANGELOG.md)."""
+    value, old_value = table[name.encode()], table[old.encode()]
+    if value is not None and old_value is not None:
+        raise InvalidArgument(f"{what}: give {name} or its old name {old}, not both")
+    return old_value if value is None else value
 
 
 def register_adapter(adapter: Callable[[LuaEngine, Any], Any]) -> None:
@@ -192,16 +201,16 @@ class LuaSupervisors:
         if lua_type(spec) != "table":
             raise InvalidArgument(f"Supervisor.new expects a table, got {lua_type(spec) or type(spec).__name__}")
         keys = {k.decode() if isinstance(k, bytes) else k for k in spec.keys()}
-        unknown = sorted(str(k) for k in keys - {"strategy", "intensity", "period", "children", "name"})
+        unknown = sorted(str(k) for k in keys - {"strategy", "intensity", "period_s", "period", "children", "name"})
         if unknown:
             raise InvalidArgument(f"Supervisor.new: unknown option(s) {', '.join(unknown)} "
-                                  "(known: strategy, intensity, period, children, name)")
+                                  "(known: strategy, intensity, period_s, children, name)")
         strategy = py(self.engine, spec[b"strategy"]) or "one_for_one"
         intensity = _integer(spec[b"intensity"], 3, "Supervisor.new: intensity")
-        period = spec[b"period"]
+        period = _renamed(spec, "period_s", "period", "Supervisor.new")
         period = 5.0 if period is None else period
         if isinstance(period, bool) or not isinstance(period, (int, float)):
-            raise InvalidArgument(f"Supervisor.new: period must be a number of seconds, got {lua_type(period) or period!r}")
+            raise InvalidArgument(f"Supervisor.new: period_s must be a number of seconds, got {lua_type(period) or period!r}")
         name = spec[b"name"]
         sup_id = next(self.ids)
         name = name_arg(name, "Supervisor.new: name") if name is not None else f"supervisor-{sup_id}"
@@ -229,7 +238,7 @@ class LuaSupervisors:
         child_name = name_arg(name, f"{what}: name")
         start_fn = function_arg(start, f"{what} ({child_name}): start")
         restart = py(self.engine, table[b"restart"]) or "permanent"
-        shutdown = table[b"shutdown_timeout"]
+        shutdown = _renamed(table, "shutdown_timeout_s", "shutdown_timeout", what)
         engine = self.engine
 
         async def start_child() -> Any:

@@ -32,33 +32,37 @@ DOCS = {
         "wf:run([inputs] [, {display = true}]) -> run record; Workflow.load('mission.yaml'). Steps are tools, agents, "
         "llm calls, Lua functions, commands, nested workflows or noops; values flow with {{input.x}}, "
         "{{steps.ID.output.FIELD}}, {{env.NAME}}, {{config.KEY}}, {{loop.item}}.",
-    "new": "Workflow.new{name, mode = 'dag', max_concurrency, fail_fast = true, timeout, retries = 0, retry_delay = 0, "
+    "new": "Workflow.new{name, mode = 'dag', max_concurrency, fail_fast = true, timeout_s, retries = 0, retry_delay_s = 0, "
            "inputs = {...}, steps = {{id, tool = name, params = {...}} | {id, agent = name|agent, input = ...} | "
            "{id, llm = {prompt, model}} | {id, fn = function(params, ctx) ... end} | {id, command = {argv...}} | "
            "{id, workflow = wf} | {id, noop = true}, ...}} -> wf\n\nEach step may also have depends_on, when (a function "
-           "of ctx, or {ref, op, value}), loop ({over | range | while, max_iterations}), timeout, continue_on_error, "
-           "retries, retry_delay, backoff.",
+           "of ctx, or {ref, op, value}), loop ({over | range | while, max_iterations}), timeout_s, continue_on_error, "
+           "retries, retry_delay_s, backoff. Durations are in seconds (the old names timeout and retry_delay still work).",
     "load": "Workflow.load(path) -> wf\n\nLoads a YAML mission (RustChain format) as a workflow.",
-    "resume": "Workflow.resume(run_id, wf) -> record\n\nRe-runs what did not succeed in an earlier run of wf.",
+    "resume": "Workflow.resume(run_id, wf) -> record\n\nThe old way to write wf:resume(run_id): re-runs what did not "
+              "succeed in an earlier run of wf.",
     "record": "Workflow.record(run_id) -> record | nil\n\nA run record from State.",
 }
 
 _LUA_WF = r"""
-local run, validate, layers, info, await = ...
+local run, validate, layers, info, await, resume = ...
 local mt = {}
 mt.__index = {
   run = function(self, inputs, opts) return await(run(self.id, inputs, opts)) end,
   validate = function(self) return validate(self.id) end,
   layers = function(self) return layers(self.id) end,
   info = function(self) return info(self.id) end,
+  resume = function(self, run_id) return await(resume(run_id, self.id)) end,
 }
 mt.__name = "aikit.Workflow"
 mt.__tostring = function(self) return "workflow " .. self.name end
 return function(id, name) return setmetatable({ id = id, name = name }, mt) end
 """
 
-STEP_KEYS = ("id", "name", "depends_on", "when", "loop", "timeout", "continue_on_error", "retries", "retry_delay",
+STEP_KEYS = ("id", "name", "depends_on", "when", "loop", "timeout_s", "continue_on_error", "retries", "retry_delay_s",
              "backoff", "params", "tool", "agent", "input", "llm", "fn", "command", "workflow", "noop")
+#: Old option names of Workflow.new and its steps, still accepted until 0.3 (CHANGELOG.md).
+DURATION_ALIASES = {"timeout": "timeout_s", "retry_delay": "retry_delay_s"}
 KIND_KEYS = ("tool", "agent", "llm", "fn", "command", "workflow", "noop")
 
 
@@ -86,8 +90,9 @@ def install(engine: LuaEngine, components: Components, agents: Any = None) -> No
 
     table = WorkflowTable()
     def build(spec: Any) -> Workflow:
-        fields = options(engine, spec, ("name", "mode", "max_concurrency", "fail_fast", "timeout", "retries",
-                                        "retry_delay", "inputs", "steps", "description"), "Workflow.new")
+        fields = options(engine, spec, ("name", "mode", "max_concurrency", "fail_fast", "timeout_s", "retries",
+                                        "retry_delay_s", "inputs", "steps", "description"), "Workflow.new",
+                         aliases=DURATION_ALIASES)
         raw_steps = spec[b"steps"]
         if lua_type(raw_steps) != "table":
             raise InvalidArgument("Workflow.new: steps must be a list of step tables")
@@ -95,15 +100,15 @@ def install(engine: LuaEngine, components: Components, agents: Any = None) -> No
         return Workflow(
             name=str(fields.get("name") or "workflow"), steps=steps, mode=str(fields.get("mode") or "dag"),
             description=str(fields.get("description") or ""), max_concurrency=fields.get("max_concurrency"),
-            fail_fast=bool(fields.get("fail_fast", True)), timeout_s=fields.get("timeout"),
-            retry_attempts=int(fields.get("retries") or 0), retry_delay_s=float(fields.get("retry_delay") or 0),
+            fail_fast=bool(fields.get("fail_fast", True)), timeout_s=fields.get("timeout_s"),
+            retry_attempts=int(fields.get("retries") or 0), retry_delay_s=float(fields.get("retry_delay_s") or 0),
             inputs=dict(fields.get("inputs") or {}),
         )
 
     def build_step(raw: Any, index: int) -> Step:
         if lua_type(raw) != "table":
             raise InvalidArgument(f"Workflow.new: step {index} must be a table")
-        f = options(engine, raw, STEP_KEYS, f"Workflow.new: step {index}")
+        f = options(engine, raw, STEP_KEYS, f"Workflow.new: step {index}", aliases=DURATION_ALIASES)
         kinds = [k for k in KIND_KEYS if raw[k.encode()] is not None]
         if len(kinds) > 1:
             raise InvalidArgument(f"Workflow.new: step {f.get('id') or index} has several kinds ({', '.join(kinds)}); give one")
@@ -112,8 +117,8 @@ def install(engine: LuaEngine, components: Components, agents: Any = None) -> No
         params = dict(f.get("params") or {})
         step = Step(id=step_id, name=str(f.get("name") or ""), params=params,
                     depends_on=_names(f.get("depends_on")),
-                    timeout_s=f.get("timeout"), continue_on_error=bool(f.get("continue_on_error", False)),
-                    retries=f.get("retries"), retry_delay_s=f.get("retry_delay"), backoff=float(f.get("backoff", 2.0)))
+                    timeout_s=f.get("timeout_s"), continue_on_error=bool(f.get("continue_on_error", False)),
+                    retries=f.get("retries"), retry_delay_s=f.get("retry_delay_s"), backoff=float(f.get("backoff", 2.0)))
         if kind == "tool":
             step.kind, step.target = "tool", str(f["tool"])
         elif kind == "agent":
@@ -285,7 +290,7 @@ def install(engine: LuaEngine, components: Components, agents: Any = None) -> No
 
     def resume(run_id: Any, wf: Any) -> int:
         workflow = table.get(wf)
-        rid = name_arg(run_id, "Workflow.resume: the run id")
+        rid = name_arg(run_id, "wf:resume: the run id")
 
         async def go() -> dict[str, Any]:
             record = await wf_engine.run(workflow, components=components, run_id=rid, resume=rid)
@@ -309,7 +314,7 @@ def install(engine: LuaEngine, components: Components, agents: Any = None) -> No
 
     wrap, bind = engine.host.wrap, engine.internal[b"bind"]
     make_wf = engine.compile_trusted(_LUA_WF, "workflow")(bind(wrap(run)), bind(wrap(validate)), bind(wrap(layers)),
-                                                          bind(wrap(info)), engine.internal[b"await"])
+                                                          bind(wrap(info)), engine.internal[b"await"], bind(wrap(resume)))
     api = expose(engine, "Workflow", {"new": new, "load": load, "resume": resume, "record": record}, DOCS, convert=False)
     awaiting_resume = engine.compile_trusted(
         "local start, await = ... return function(run_id, wf) return await(start(run_id, wf)) end", "workflow")(
