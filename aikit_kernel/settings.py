@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from aikit_components.config import DEFAULTS, Config, ConfigError, load_config
+from aikit_components.config import DEFAULTS, Config, load_config
+from aikit_components.errors import ConfigError
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _DEFAULT: dict[str, Any] = DEFAULTS["kernel"]
