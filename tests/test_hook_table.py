@@ -674,7 +674,7 @@ def _cell_observes(rig: CellRig, point: str) -> None:
         baseline = rig.outcome(stage)
         for decision in DECISIONS:
             fired: list[str] = []
-            hook = rig.register(point, lambda ctx, d=decision: fired.append(d) or unlisted_decision(d, ctx))
+            hook = rig.register(point, lambda ctx, d=decision, f=fired: f.append(d) or unlisted_decision(d, ctx))
             assert rig.outcome(stage) == baseline, (stage, decision)
             rig.hooks.unregister(hook)
             assert fired == ([] if (point, stage) == ("cell.error", "after") else [decision])
@@ -952,3 +952,91 @@ def test_payload_has_the_documented_fields(point: str, backend: str, request: py
     rig.outcome("error" if "error" in ROW_OF[point].payload else "ok")
     assert seen, f"{point} did not fire"
     _check_fields(point, seen[0])
+
+
+# ============================================================= what the Fired column says
+def test_tool_before_fires_after_validation_and_tool_error_for_a_rejected_call(tool_rig: ToolRig) -> None:
+    fired: list[str] = []
+    for point in ("tool.before", "tool.after", "tool.error"):
+        tool_rig.register(point, lambda ctx: fired.append(ctx.point))
+    with pytest.raises(AikitError):
+        tool_rig.call({"text": 42})
+    assert fired == ["tool.error"] and tool_rig.runs == []
+
+
+STATE_OPS = re.findall(r"`(\w+)`", re.search(r"\(`op`: (.*?)\)", DOCS.read_text(encoding="utf-8")).group(1))  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("backend", STATE_BACKENDS)
+def test_state_write_points_fire_for_every_documented_op(backend: str, tmp_path: Path) -> None:
+    rig = open_state_rig(backend, tmp_path)
+    seen: list[tuple[str, str, Any]] = []
+    for point in ("state.write.before", "state.write.after"):
+        rig.register(point, lambda ctx: seen.append((ctx.point, ctx.payload["op"], ctx.payload["value"])))
+    rig.state.set("global", "k", 1)
+    rig.state.update("global", "k", lambda old: old + 1)
+    rig.state.compare_and_set("global", "k", 2, 3)
+    rig.state.delete("global", "k")
+    rig.state.close()
+    done = ["set", "update", "compare_and_set", "delete"]
+    assert sorted(done) == sorted(STATE_OPS)
+    assert [(point, op) for point, op, _ in seen] == [(p, op) for op in done for p in ("state.write.before",
+                                                                                        "state.write.after")]
+    assert [value for point, _, value in seen if point == "state.write.before"] == [1, 2, 3, None]
+
+
+def test_cell_after_fires_after_every_cell_and_cell_error_only_after_a_failed_one(cell_rig: CellRig) -> None:
+    seen: list[tuple[str, dict[str, Any]]] = []
+    for point in ("cell.after", "cell.error"):
+        cell_rig.register(point, lambda ctx: seen.append((ctx.point, dict(ctx.payload))))
+    cell_rig.execute("return 1", count=3)
+    [(point, payload)] = seen
+    assert point == "cell.after" and (payload["execution_count"], payload["status"]) == (3, "ok")
+    assert "error" not in payload and payload["duration_ms"] >= 0
+    seen.clear()
+    cell_rig.execute("error('boom')", count=4)
+    assert [point for point, _ in seen] == ["cell.error", "cell.after"]
+    for _, payload in seen:
+        assert (payload["execution_count"], payload["status"]) == (4, "error")
+        assert payload["error"]["ename"] == "LuaError" and "boom" in payload["error"]["evalue"]
+
+
+def test_agent_and_llm_payloads_say_which_model_and_attempt(agent_rig: AgentRig) -> None:
+    seen: dict[str, dict[str, Any]] = {}
+    for point in ("agent.before", "agent.after", "llm.before", "llm.after"):
+        agent_rig.register(point, lambda ctx: seen.setdefault(ctx.point, dict(ctx.payload)))
+    agent_rig.run(answer("hello"), input="hi")
+    assert seen["agent.before"] == {"agent": "helper", "input": "hi", "model": "openai/m"}
+    assert (seen["agent.after"]["attempt"], seen["agent.after"]["result"]["text"]) == (1, "hello")
+    assert seen["llm.before"] == {"agent": "helper", "model": "openai/m", "step": 1,
+                                  "messages": [{"role": "user", "text": "hi"}]}
+    after = seen["llm.after"]
+    assert (after["attempt"], after["answered_by"], after["text"], after["tool_calls"]) == (1, "openai/m", "hello", [])
+
+
+def test_a_workflow_llm_step_fires_llm_points_named_by_the_step(server: ReplayServer, tmp_path: Path) -> None:
+    """The llm.* payloads of a workflow ``llm`` step name it by workflow, run_id and step; a
+    cancel fails the step with code ``cancelled``."""
+    components = Components.open(config=Config(provider_config(server.url)), data_dir=tmp_path / "data",
+                                 plugins=False)
+    seen: list[dict[str, Any]] = []
+    components.hooks.register("llm.before", lambda ctx: seen.append(dict(ctx.payload)))
+    components.hooks.register("llm.after", lambda ctx: HookResult.cancel("not this answer"))
+    wf = Workflow("asking", steps=[Step("ask", kind="llm", params={"prompt": "hi"})])
+
+    async def main() -> RunRecord:
+        try:
+            return await engine.run(wf, components=components, run_id="run-1")
+        finally:
+            await components.models.aclose()
+
+    server.script(answer("hello"))
+    try:
+        record = asyncio.run(main())
+    finally:
+        components.close()
+    assert {k: seen[0][k] for k in ("workflow", "run_id", "step")} == {"workflow": "asking", "run_id": "run-1",
+                                                                       "step": "ask"}
+    assert "agent" not in seen[0]
+    step = record.steps["ask"]
+    assert (step.status, step.error["code"]) == ("failed", "cancelled") and "not this answer" in step.error["message"]
