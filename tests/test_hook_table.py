@@ -36,6 +36,7 @@ from aikit_components.hooks import HookRegistry, HookResult
 from aikit_components.operations import MAX_RETRIES
 from aikit_components.security import SecurityPolicy
 from aikit_components.state import State
+from aikit_components.storage.memory import MemoryStateBackend
 from aikit_components.tools import Tool, ToolContext, ToolRegistry
 from aikit_components.tools.base import Budget
 from aikit_components.workflows import engine
@@ -423,7 +424,7 @@ def tool_rig() -> ToolRig:
 def open_state_rig(backend: str, directory: Path) -> StateRig:
     hooks = HookRegistry()
     if backend == "memory":
-        return StateRig(State.in_memory(events=EventBus(), hooks=hooks), hooks)
+        return StateRig(State(MemoryStateBackend(), events=EventBus(), hooks=hooks), hooks)
     return StateRig(State.open_default(directory, events=EventBus(), hooks=hooks), hooks)
 
 
@@ -431,12 +432,13 @@ def open_state_rig(backend: str, directory: Path) -> StateRig:
 def interpreter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One in-process interpreter for the module's cell tests (each test removes its hooks)."""
     from aikit_kernel.interpreter import LuaInterpreter
+    from aikit_kernel.lua_runtime import open_lua_runtime
 
     directory = tmp_path_factory.mktemp("cells")
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(directory)
         mp.setenv("AIKIT_DATA_DIR", str(directory / "data"))
-        interpreter = LuaInterpreter(RecordingOutput())
+        interpreter = LuaInterpreter(open_lua_runtime(RecordingOutput()))
         assert interpreter.components is not None, interpreter.startup_error
     yield interpreter
     interpreter.shutdown()
