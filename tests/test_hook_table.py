@@ -132,7 +132,7 @@ def stage_of(point: str) -> str:
 
 def test_the_table_is_parsed() -> None:
     assert len(ROWS) == 17 and len(POINTS) == 18
-    assert ROW_OF["tool.error"].payload == {"name": (), "args": (), "error": ("code", "message", "details")}
+    assert ROW_OF["tool.error"].payload == {"name": (), "args": (), "attempt": (), "error": ("code", "message", "details")}
     assert ROW_OF["llm.before"].payload["messages"] == ("role", "text")
     assert ROW_OF["state.write.after"].payload == ROW_OF["state.write.before"].payload
     assert ROW_OF["cell.after"] is ROW_OF["cell.error"] and not ROW_OF["cell.after"].honours
