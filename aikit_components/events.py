@@ -166,7 +166,8 @@ class EventBus:
                 self._subs.remove(sub)
                 self._routes = {}
 
-    def _route(self, topic: str) -> tuple[Subscription, ...]:
+    def publish(self, topic: str, payload: Any = None, source: str | None = None) -> int:
+        """Deliver an event to every matching subscription; returns how many matched."""
         routes = self._routes.get(topic)
         if routes is None:
             with self._lock:
@@ -174,11 +175,6 @@ class EventBus:
                 if len(self._routes) >= MAX_CACHED_ROUTES:
                     self._routes = {}
                 self._routes[topic] = routes
-        return routes
-
-    def publish(self, topic: str, payload: Any = None, source: str | None = None) -> int:
-        """Deliver an event to every matching subscription; returns how many matched."""
-        routes = self._route(topic)
         if not routes:
             return 0
         event = Event(topic, payload, source, time.time(), next(self._seq))

@@ -38,6 +38,17 @@ class Interceptor:
     # without deciders runs without the flow's machinery.
     decides: bool = True
 
+    # Set for each subclass: whether it overrides ``before`` / any notification. The fast path
+    # calls only those (a call to a method that does nothing still costs a Python call).
+    has_before: bool = False
+    has_notifications: bool = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.has_before = cls.before is not Interceptor.before
+        cls.has_notifications = any(getattr(cls, name) is not getattr(Interceptor, name)
+                                    for name in ("started", "finished", "failed"))
+
     def wants(self, op: Operation) -> bool:
         """Whether this interceptor has anything to do for ``op``; when no interceptor wants an
         operation, its handler is called directly (the fast path). Must be cheap."""

@@ -86,14 +86,6 @@ def _name_fields(op: Operation) -> dict[str, Any]:
     return {"name": op.name}
 
 
-def _always(op: Operation, result: Any) -> bool:
-    return True
-
-
-def _no_fields(op: Operation, result: Any) -> dict[str, Any]:
-    return {}
-
-
 def _error_fields(op: Operation, error: AikitError) -> dict[str, Any]:
     return {"code": error.code, "message": error.message}
 
@@ -108,9 +100,9 @@ class OperationKind:
       table); a decision not listed is ignored there.
     - ``topics``: the events published when an attempt starts, finishes and fails
       (``None`` for one the kind does not publish); ``event_fields`` are the identifying fields of
-      every one of them.
+      every one of them (a new dict on each call: the events interceptor adds to it).
     - ``finished_fields``: what the finished-topic adds about the result (``duration_ms`` is
-      always there).
+      always there); None: nothing.
     - ``failed_fields``: what the failed-topic says about the error (its ``code`` and
       ``message`` unless the kind says otherwise).
     - ``after_on_error``: the after-point fires after a failure too (with the error payload),
@@ -122,6 +114,7 @@ class OperationKind:
       payload and raise, or update ``op`` from it.
     - ``happened``: whether a finished attempt did something to report (a delete of a key that
       was not there did not): otherwise the after-point and the finished-topic are skipped.
+      None: every finished attempt did.
     - ``converts_errors``: a handler's exception that is not an AikitError reaches the caller
       as the AikitError it maps to (True) or unchanged (False).
     - ``defers_before``: the before-stage runs inside the handler, which calls
@@ -136,13 +129,13 @@ class OperationKind:
     source: str = ""
     describe: Callable[[Operation], str] = _default_describe
     event_fields: Callable[[Operation], dict[str, Any]] = _name_fields
-    finished_fields: Callable[[Operation, Any], dict[str, Any]] = _no_fields
+    finished_fields: Callable[[Operation, Any], dict[str, Any]] | None = None
     failed_fields: Callable[[Operation, AikitError], dict[str, Any]] = _error_fields
     after_payload: Callable[[Operation, Any], dict[str, Any]] = _default_after_payload
     error_payload: Callable[[Operation, AikitError], dict[str, Any]] = _default_error_payload
     replaced: Callable[[Operation, Any], Any] = _identity
     modified: Callable[[Operation, dict[str, Any]], None] | None = None
-    happened: Callable[[Operation, Any], bool] = _always
+    happened: Callable[[Operation, Any], bool] | None = None
     defers_before: bool = False
     after_on_error: bool = False
     converts_errors: bool = True

@@ -282,6 +282,8 @@ def _refuse_retry(op: Operation) -> None:
 def _guard(chain: Sequence[Interceptor], op: Operation) -> None:
     """The before-stage of a chain where nobody decides: a guard may only reject."""
     for position, interceptor in enumerate(chain):
+        if not interceptor.has_before:
+            continue
         try:
             interceptor.before(op)
         except Exception as exc:
@@ -295,12 +297,14 @@ def _guard(chain: Sequence[Interceptor], op: Operation) -> None:
 def _started(chain: Sequence[Interceptor], op: Operation) -> None:
     op.started = time.perf_counter()
     for interceptor in chain:
-        interceptor.started(op)
+        if interceptor.has_notifications:
+            interceptor.started(op)
 
 
 def _finished(chain: Sequence[Interceptor], op: Operation, result: Any) -> None:
     for interceptor in chain:
-        interceptor.finished(op, result)
+        if interceptor.has_notifications:
+            interceptor.finished(op, result)
 
 
 def _observed_failure(chain: Sequence[Interceptor], op: Operation, exc: BaseException) -> BaseException:

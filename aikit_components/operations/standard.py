@@ -37,11 +37,15 @@ class EventInterceptor(Interceptor):
             self.events.publish(topic, op.kind.event_fields(op), source=op.meta.get("source") or op.kind.source)
 
     def finished(self, op: Operation, result: Any) -> None:
-        topic = op.kind.topics[1]
-        if topic is not None and op.kind.happened(op, result):
-            duration_ms = (time.perf_counter() - op.started) * 1000 if op.started else 0.0
-            self.events.publish(topic, {**op.kind.event_fields(op), **op.kind.finished_fields(op, result),
-                                        "duration_ms": duration_ms}, source=op.meta.get("source") or op.kind.source)
+        kind = op.kind
+        topic = kind.topics[1]
+        if topic is None or (kind.happened is not None and not kind.happened(op, result)):
+            return
+        payload = kind.event_fields(op)
+        if kind.finished_fields is not None:
+            payload.update(kind.finished_fields(op, result))
+        payload["duration_ms"] = (time.perf_counter() - op.started) * 1000 if op.started else 0.0
+        self.events.publish(topic, payload, source=op.meta.get("source") or kind.source)
 
     def failed(self, op: Operation, error: AikitError) -> None:
         topic = op.kind.topics[2]
@@ -87,13 +91,13 @@ class HookInterceptor(Interceptor):
 
     def after(self, op: Operation, result: Any) -> Decision | None:
         point = op.kind.points[1]  # type: ignore[index]
-        if not self.hooks.has(point) or not op.kind.happened(op, result):
+        if not self.hooks.has(point) or (op.kind.happened is not None and not op.kind.happened(op, result)):
             return None
         return self._decision(op, "after", self.hooks.run(point, op.kind.after_payload(op, result)))
 
     async def aafter(self, op: Operation, result: Any) -> Decision | None:
         point = op.kind.points[1]  # type: ignore[index]
-        if not self.hooks.has(point) or not op.kind.happened(op, result):
+        if not self.hooks.has(point) or (op.kind.happened is not None and not op.kind.happened(op, result)):
             return None
         return self._decision(op, "after", await self.hooks.arun(point, op.kind.after_payload(op, result)))
 
