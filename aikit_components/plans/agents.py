@@ -33,6 +33,7 @@ class ExecutionContext:
     max_output_bytes: int = 1024 * 1024
     base_env: dict[str, str] = field(default_factory=dict)
     dry_run: bool = False
+    pipeline: Any = None  # the operation pipeline each command launch runs through (None: directly)
 
 
 @dataclass
@@ -176,7 +177,8 @@ class ShellAgent(Agent):
             started = time.monotonic()
             try:
                 out = await run_argv(argv, cwd=workdir, env=env, stdin=None, timeout_s=timeout,
-                                     max_output_bytes=context.max_output_bytes, what=os.path.basename(spec.argv[0]))
+                                     max_output_bytes=context.max_output_bytes, what=os.path.basename(spec.argv[0]),
+                                     pipeline=context.pipeline, context=context)
             except Timeout as exc:
                 records.append(CommandRecord(
                     cmd=spec.argv, cwd=str(workdir), status="timeout", stdout=str(exc.details.get("stdout", "")),

@@ -280,7 +280,7 @@ class PlanRunner:
     def __init__(self, plan: Plan, *, hooks: Hooks | None = None, policy: SecurityPolicy | None = None,
                  options: RunOptions | None = None, agents: AgentRegistry | None = None,
                  base_env: dict[str, str] | None = None,
-                 on_event: Callable[[str, Any], None] | None = None) -> None:
+                 on_event: Callable[[str, Any], None] | None = None, pipeline: Any = None) -> None:
         self.plan = plan
         self.hooks = hooks or Hooks()
         self.policy = policy or SecurityPolicy.default()
@@ -292,6 +292,7 @@ class PlanRunner:
         self.agents = agents or AgentRegistry.default()
         self.base_env = base_env if base_env is not None else child_base_env(self.policy)
         self.on_event = on_event
+        self.pipeline = pipeline  # the operation pipeline commands launch through (None: directly)
         self.assignments = self._assign()
 
     @property
@@ -319,7 +320,7 @@ class PlanRunner:
     def _context(self, run_id: str = "", run_dir: Path | None = None) -> ExecutionContext:
         return ExecutionContext(policy=self.policy, run_id=run_id, run_dir=run_dir, timeout_s=self.options.timeout_s,
                                 max_output_bytes=self.options.max_output_bytes, base_env=self.base_env,
-                                dry_run=self.options.dry_run)
+                                dry_run=self.options.dry_run, pipeline=self.pipeline)
 
     def _emit(self, kind: str, payload: Any) -> None:
         if self.on_event is not None:
