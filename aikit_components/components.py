@@ -82,7 +82,7 @@ class Components:
 
             with self._tools_lock:
                 if self._models is None:
-                    self._models = ModelRegistry(self.config)
+                    self._models = ModelRegistry(self.config, pipeline=self.pipeline)
         return self._models
 
     @property
