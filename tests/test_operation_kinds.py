@@ -74,9 +74,16 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
-        body = b"fine"
+        self._answer(b"fine", "text/plain")
+
+    def do_POST(self) -> None:
+        type(self).requests.append(self.path)
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self._answer(b'{"ok": true}', "application/json")
+
+    def _answer(self, body: bytes, content_type: str) -> None:
         self.send_response(200)
-        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -279,3 +286,25 @@ class TestHttp:
         assert Handler.requests == []
         [failed] = events(sub)
         assert (failed.topic, failed.payload["code"]) == ("http.failed", "permission_denied")
+
+    def test_a_provider_endpoint_keeps_the_environments_proxy(self, components: Components, server: str,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+        """Wrapping the providers' client for the pipeline must not lose ``HTTP_PROXY``: the
+        request goes to the proxy (the local server), and the operation names the real target."""
+        from aikit_components.providers.http import HTTPEndpoint
+
+        for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", server)
+        recorder = components.pipeline.add(Recorder("http"))
+
+        async def post() -> Any:
+            async with HTTPEndpoint("http://models.example.invalid/v1", name="lab", retries=0,
+                                    pipeline=components.pipeline) as endpoint:
+                return await endpoint.post_json("/embeddings", {"input": "x"})
+
+        status, _, data = asyncio.run(post())
+        assert (status, data) == (200, {"ok": True})
+        assert Handler.requests == ["http://models.example.invalid/v1/embeddings"]
+        assert recorder.seen == [("http", "POST models.example.invalid",
+                                  {"method": "POST", "url": "http://models.example.invalid/v1/embeddings"})]

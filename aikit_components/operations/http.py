@@ -91,6 +91,13 @@ class OperationTransport(httpx.AsyncBaseTransport):
     async def aclose(self) -> None:
         await self.inner.aclose()
 
+    async def __aenter__(self) -> "OperationTransport":
+        await self.inner.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.inner.__aexit__(*exc)
+
     def __repr__(self) -> str:
         return f"OperationTransport({self.inner!r})"
 
