@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AikitError, InvalidArgument, NotFound, Timeout
+from ..operations import Pipeline
 from ..security import SecurityPolicy
 from .hooks import CommandSpec, Hook
 from .model import Queue, Task
@@ -33,7 +34,7 @@ class ExecutionContext:
     max_output_bytes: int = 1024 * 1024
     base_env: dict[str, str] = field(default_factory=dict)
     dry_run: bool = False
-    pipeline: Any = None  # the operation pipeline each command launch runs through (None: directly)
+    pipeline: Pipeline | None = None  # the operation pipeline each command launch runs through (None: directly)
 
 
 @dataclass

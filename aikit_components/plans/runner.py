@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import IOFailure, ValidationError
+from ..operations import Pipeline
 from ..security import SecurityPolicy
 from .agents import AgentRegistry, AgentResult, ExecutionContext
 from .hooks import Hook, Hooks
@@ -280,7 +281,7 @@ class PlanRunner:
     def __init__(self, plan: Plan, *, hooks: Hooks | None = None, policy: SecurityPolicy | None = None,
                  options: RunOptions | None = None, agents: AgentRegistry | None = None,
                  base_env: dict[str, str] | None = None,
-                 on_event: Callable[[str, Any], None] | None = None, pipeline: Any = None) -> None:
+                 on_event: Callable[[str, Any], None] | None = None, pipeline: Pipeline | None = None) -> None:
         self.plan = plan
         self.hooks = hooks or Hooks()
         self.policy = policy or SecurityPolicy.default()

@@ -84,8 +84,8 @@ class AnthropicProvider(HTTPClient):
         self.name = name
         self.default_max_tokens = default_max_tokens
         self.http = HTTPEndpoint(base_url, api_key, name=name, headers={"anthropic-version": version, **(headers or {})},
-                                 auth="x-api-key", timeout_s=timeout_s, retries=retries, transport=transport, pipeline=pipeline,
-                                 backoff_s=backoff_s, max_retry_after_s=max_retry_after_s)
+                                 auth="x-api-key", timeout_s=timeout_s, retries=retries, transport=transport,
+                                 pipeline=pipeline, backoff_s=backoff_s, max_retry_after_s=max_retry_after_s)
         self.path = "/messages" if self.http.base_url.endswith("/v1") else "/v1/messages"
 
 
