@@ -82,7 +82,7 @@ class Components:
 
             with self._tools_lock:
                 if self._models is None:
-                    self._models = ModelRegistry(self.config)
+                    self._models = ModelRegistry(self.config, pipeline=self.pipeline)
         return self._models
 
     @property
@@ -95,7 +95,7 @@ class Components:
             with self._tools_lock:
                 if self._rag is None:
                     self._rag = RAG(self.data_dir / "rag", config=self.config, events=self.events,
-                                    models=lambda: self.models)
+                                    models=lambda: self.models, pipeline=self.pipeline)
         return self._rag
 
     def new_agent(self, spec: "AgentSpec", context: Callable[[], ToolContext] | None = None) -> "Agent":
@@ -156,7 +156,7 @@ class Components:
             policy=self.policy,
             budget=budget or Budget(self.policy.max_tool_calls, self.policy.max_wall_time_s),
             config=self.config, events=self.events, hooks=self.hooks, data_dir=self.data_dir,
-            session_id=self.session.id, caller=caller,
+            session_id=self.session.id, caller=caller, pipeline=self.pipeline,
         )
 
     def close(self, status: str | None = "completed") -> None:

@@ -7,8 +7,9 @@ interceptors or ASGI middleware. The flow (stages, the retry bound, cancel/repla
 notifications) is written once; see :mod:`aikit_components.operations.pipeline`.
 
 Kinds (:class:`OperationKind`) are defined by the modules that own the operations
-(``tools.registry.TOOL_CALL``, ``state.STATE_WRITE``, ...): their hook points, the decisions each
-point honours, their event topics and payloads.
+(``tools.registry.TOOL_CALL``, ``state.STATE_WRITE``, ``rag.collection.RAG_INGEST`` and
+``RAG_SEARCH``, ``tools.system.PROCESS``, ``operations.http.HTTP_REQUEST``, ...): their hook points,
+the decisions each point honours, their event topics and payloads.
 
 The chain, outer to inner (``Interceptor.order``; see :mod:`.interceptor` for the numbers):
 tracing, events, audit, hooks, approval, policy (budgets), effect journal. Add one with

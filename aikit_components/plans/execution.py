@@ -33,7 +33,8 @@ class ExecutionContext:
     max_output_bytes: int = 1024 * 1024
     base_env: dict[str, str] = field(default_factory=dict)
     dry_run: bool = False
-    #: aikit's components (models, tools, hooks, events); needed by ``llm`` agents only.
+    #: aikit's components (models, tools, hooks, events, the operation pipeline each command launch
+    #: runs through); needed by ``llm`` agents only (without them, commands run directly).
     components: Any = None
 
 
@@ -188,7 +189,8 @@ async def run_shell(agent: AgentConfig, task: Task, queue: Queue, commands: Task
         started = time.monotonic()
         try:
             out = await run_argv(argv, cwd=workdir, env=env, stdin=None, timeout_s=timeout,
-                                 max_output_bytes=context.max_output_bytes, what=os.path.basename(spec.argv[0]))
+                                 max_output_bytes=context.max_output_bytes, what=os.path.basename(spec.argv[0]),
+                                 pipeline=getattr(context.components, "pipeline", None), context=context)
         except Timeout as exc:
             records.append(CommandRecord(
                 cmd=spec.argv, cwd=str(workdir), status="timeout", stdout=str(exc.details.get("stdout", "")),

@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 
 from ..config import Secret
+from ..operations import Pipeline
 from .base import ProviderError
 from .http import DEFAULT_BACKOFF_S, DEFAULT_MAX_RETRY_AFTER_S, HTTPClient, HTTPEndpoint
 from .messages import Completion, Message, Request, StopReason, StreamEvent, ToolCall, Usage
@@ -76,13 +77,14 @@ class AnthropicProvider(HTTPClient):
     def __init__(self, name: str = "anthropic", base_url: str = "https://api.anthropic.com",
                  api_key: str | Secret | None = None, *, timeout_s: float = 60.0, retries: int = 2,
                  transport: httpx.AsyncBaseTransport | None = None, headers: dict[str, str] | None = None,
+                 pipeline: Pipeline | None = None,
                  default_max_tokens: int = DEFAULT_MAX_TOKENS, version: str = ANTHROPIC_VERSION,
                  backoff_s: float = DEFAULT_BACKOFF_S, max_retry_after_s: float = DEFAULT_MAX_RETRY_AFTER_S) -> None:
         self.name = name
         self.default_max_tokens = default_max_tokens
         self.http = HTTPEndpoint(base_url, api_key, name=name, headers={"anthropic-version": version, **(headers or {})},
                                  auth="x-api-key", timeout_s=timeout_s, retries=retries, transport=transport,
-                                 backoff_s=backoff_s, max_retry_after_s=max_retry_after_s)
+                                 pipeline=pipeline, backoff_s=backoff_s, max_retry_after_s=max_retry_after_s)
         self.path = "/messages" if self.http.base_url.endswith("/v1") else "/v1/messages"
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from ..config import Secret
+from ..operations import Pipeline
 from .base import ProviderError
 from .http import DEFAULT_BACKOFF_S, DEFAULT_MAX_RETRY_AFTER_S, HTTPClient, HTTPEndpoint
 from .messages import Usage
@@ -44,6 +45,7 @@ class OpenAIEmbeddings(HTTPClient):
                  model: str = "text-embedding-3-small", *, name: str = "openai", batch_size: int = 256,
                  dimensions: int | None = None, timeout_s: float = 60.0, retries: int = 2,
                  transport: httpx.AsyncBaseTransport | None = None, headers: dict[str, str] | None = None,
+                 pipeline: Pipeline | None = None,
                  backoff_s: float = DEFAULT_BACKOFF_S, max_retry_after_s: float = DEFAULT_MAX_RETRY_AFTER_S) -> None:
         if batch_size < 1:
             raise ProviderError(f"batch_size must be at least 1, got {batch_size}", kind="bad_request", provider=name)
@@ -53,7 +55,7 @@ class OpenAIEmbeddings(HTTPClient):
         self.dimensions = dimensions
         self.usage = Usage()
         self.http = HTTPEndpoint(base_url, api_key, name=name, headers=headers, auth="bearer", timeout_s=timeout_s,
-                                 retries=retries, transport=transport, backoff_s=backoff_s,
+                                 retries=retries, transport=transport, pipeline=pipeline, backoff_s=backoff_s,
                                  max_retry_after_s=max_retry_after_s)
 
     def __repr__(self) -> str:
@@ -88,6 +90,7 @@ class OllamaEmbeddings(HTTPClient):
                  name: str = "ollama", api_key: str | Secret | None = None, batch_size: int = 256,
                  truncate: bool | None = None, timeout_s: float = 120.0, retries: int = 2,
                  transport: httpx.AsyncBaseTransport | None = None, headers: dict[str, str] | None = None,
+                 pipeline: Pipeline | None = None,
                  backoff_s: float = DEFAULT_BACKOFF_S, max_retry_after_s: float = DEFAULT_MAX_RETRY_AFTER_S) -> None:
         if batch_size < 1:
             raise ProviderError(f"batch_size must be at least 1, got {batch_size}", kind="bad_request", provider=name)
@@ -98,7 +101,7 @@ class OllamaEmbeddings(HTTPClient):
         self.usage = Usage()
         self.legacy = False  # True once /api/embed turned out to be missing
         self.http = HTTPEndpoint(base_url, api_key, name=name, headers=headers, auth="bearer", timeout_s=timeout_s,
-                                 retries=retries, transport=transport, backoff_s=backoff_s,
+                                 retries=retries, transport=transport, pipeline=pipeline, backoff_s=backoff_s,
                                  max_retry_after_s=max_retry_after_s)
 
     def __repr__(self) -> str:

@@ -30,6 +30,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from ..config import Secret
+from ..operations import Pipeline
+from ..operations.http import observe_client
 from .base import ProviderError
 from .wire_errors import QUOTE_LIMIT, error_from_body, quote_text, retry_after_of, with_attempts
 
@@ -77,7 +79,8 @@ class HTTPEndpoint:
     messages. ``auth`` says how the key is sent: ``"bearer"`` (``Authorization: Bearer <key>``),
     ``"x-api-key"`` (Anthropic) or None. ``transport`` replaces the network (recording/replaying
     transports in tests). ``timeout_s`` bounds connecting (at most 15 s) and each read, so a stream
-    fails when the server is silent that long.
+    fails when the server is silent that long. ``pipeline``: every request on the wire (each retry)
+    runs through it as an operation of kind ``HTTP_REQUEST`` (:mod:`aikit_components.operations.http`).
     """
 
     def __init__(self, base_url: str, api_key: str | Secret | None = None, *, name: str = "",
@@ -85,7 +88,7 @@ class HTTPEndpoint:
                  timeout_s: float = DEFAULT_TIMEOUT_S, retries: int = DEFAULT_RETRIES,
                  transport: httpx.AsyncBaseTransport | None = None, backoff_s: float = DEFAULT_BACKOFF_S,
                  max_backoff_s: float = DEFAULT_MAX_BACKOFF_S, max_retry_after_s: float = DEFAULT_MAX_RETRY_AFTER_S,
-                 trust_env: bool = True) -> None:
+                 trust_env: bool = True, pipeline: Pipeline | None = None) -> None:
         if not base_url or "://" not in base_url:
             raise ProviderError(f"base_url {base_url!r} for {name or 'the provider'} is not an absolute URL; "
                                 f"set providers.{name or '<name>'}.base_url to e.g. https://host/v1",
@@ -106,6 +109,7 @@ class HTTPEndpoint:
         self.max_backoff_s = float(max_backoff_s)
         self.max_retry_after_s = float(max_retry_after_s)
         self.trust_env = trust_env
+        self.pipeline = pipeline
         self._client: httpx.AsyncClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -135,6 +139,8 @@ class HTTPEndpoint:
                 transport=self.transport, headers=self.request_headers(), follow_redirects=False,
                 timeout=httpx.Timeout(self.timeout_s, connect=min(self.timeout_s, MAX_CONNECT_TIMEOUT_S)),
                 trust_env=self.trust_env)
+            if self.pipeline is not None:
+                observe_client(self._client, self.pipeline)
             self._loop = loop
         return self._client
 

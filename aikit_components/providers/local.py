@@ -53,6 +53,7 @@ from typing import Any
 
 import httpx
 
+from ..operations import Pipeline
 from .base import ProviderError
 from .http import HTTPEndpoint
 from .local_prompt import TURN_STOPS, Holdback, build_prompt, parse_tool_calls
@@ -90,7 +91,8 @@ class LocalProvider:
     def __init__(self, name: str = "local", *, model_path: str | None = None, base_url: str | None = None,
                  n_ctx: int = DEFAULT_N_CTX, n_threads: int = DEFAULT_N_THREADS,
                  timeout_s: float = DEFAULT_TIMEOUT_S, startup_timeout_s: float = DEFAULT_STARTUP_TIMEOUT_S,
-                 prompt_format: str = "gemma", transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 prompt_format: str = "gemma", transport: httpx.AsyncBaseTransport | None = None,
+                 pipeline: Pipeline | None = None) -> None:
         if prompt_format not in ("gemma", "raw"):
             raise ProviderError(f"providers.{name}.prompt_format must be 'gemma' or 'raw', not {prompt_format!r}",
                                 kind="bad_request", provider=name)
@@ -99,6 +101,7 @@ class LocalProvider:
         self.prompt_format = prompt_format
         self.timeout_s = float(timeout_s)
         self.transport = transport
+        self.pipeline = pipeline
         self._fixed_url = base_url.rstrip("/") if base_url else None
         if self._fixed_url is None and transport is not None:
             self._fixed_url = "http://127.0.0.1:9/v1"  # a replaying transport: nothing to start
@@ -122,7 +125,7 @@ class LocalProvider:
         if self._endpoint is None or self._endpoint.base_url != url:
             old, self._endpoint = self._endpoint, HTTPEndpoint(
                 url, name=self.name, auth=None, timeout_s=self.timeout_s, retries=0,
-                transport=self.transport, trust_env=False)
+                transport=self.transport, trust_env=False, pipeline=self.pipeline)
             if old is not None:
                 await old.aclose()
         return self._endpoint

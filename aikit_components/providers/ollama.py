@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 
 from ..config import Secret
+from ..operations import Pipeline
 from .base import ProviderError
 from .http import DEFAULT_BACKOFF_S, DEFAULT_MAX_RETRY_AFTER_S, HTTPClient, HTTPEndpoint
 from .messages import Completion, Message, Request, StopReason, StreamEvent, ToolCall, Usage
@@ -47,13 +48,14 @@ class OllamaProvider(HTTPClient):
     def __init__(self, name: str = "ollama", base_url: str = "http://127.0.0.1:11434",
                  api_key: str | Secret | None = None, *, timeout_s: float = 120.0, retries: int = 2,
                  transport: httpx.AsyncBaseTransport | None = None, headers: dict[str, str] | None = None,
+                 pipeline: Pipeline | None = None,
                  options: dict[str, Any] | None = None, keep_alive: str | int | None = None,
                  backoff_s: float = DEFAULT_BACKOFF_S, max_retry_after_s: float = DEFAULT_MAX_RETRY_AFTER_S) -> None:
         self.name = name
         self.options = dict(options or {})
         self.keep_alive = keep_alive
         self.http = HTTPEndpoint(base_url, api_key, name=name, headers=headers, auth="bearer", timeout_s=timeout_s,
-                                 retries=retries, transport=transport, backoff_s=backoff_s,
+                                 retries=retries, transport=transport, pipeline=pipeline, backoff_s=backoff_s,
                                  max_retry_after_s=max_retry_after_s)
         self.path = "/chat" if self.http.base_url.endswith("/api") else "/api/chat"
 

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 
 from ..config import Secret
+from ..operations import Pipeline
 from .base import ProviderError
 from .http import DEFAULT_BACKOFF_S, DEFAULT_MAX_RETRY_AFTER_S, HTTPClient, HTTPEndpoint
 from .messages import Completion, Message, Request, StopReason, StreamEvent, ToolCall, Usage, new_call_id
@@ -70,13 +71,14 @@ class OpenAIProvider(HTTPClient):
     def __init__(self, name: str = "openai", base_url: str = "https://api.openai.com/v1",
                  api_key: str | Secret | None = None, *, timeout_s: float = 60.0, retries: int = 2,
                  transport: httpx.AsyncBaseTransport | None = None, headers: dict[str, str] | None = None,
+                 pipeline: Pipeline | None = None,
                  max_tokens_param: str = "max_tokens", stream_usage: bool = True,
                  backoff_s: float = DEFAULT_BACKOFF_S, max_retry_after_s: float = DEFAULT_MAX_RETRY_AFTER_S) -> None:
         self.name = name
         self.max_tokens_param = max_tokens_param
         self.stream_usage = stream_usage
         self.http = HTTPEndpoint(base_url, api_key, name=name, headers=headers, auth="bearer", timeout_s=timeout_s,
-                                 retries=retries, transport=transport, backoff_s=backoff_s,
+                                 retries=retries, transport=transport, pipeline=pipeline, backoff_s=backoff_s,
                                  max_retry_after_s=max_retry_after_s)
 
 

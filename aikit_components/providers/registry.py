@@ -45,6 +45,7 @@ import httpx
 
 from ..config import Config, Secret
 from ..errors import ConfigError, InvalidArgument, NotFound
+from ..operations import Pipeline
 from .base import Provider, ProviderError
 
 __all__ = ["BUILTIN_PROVIDERS", "DEFAULT_MODEL", "PROVIDER_TYPES", "ModelRegistry", "TransportFactory"]
@@ -98,12 +99,14 @@ class ModelRegistry:
     giving each HTTP provider its httpx transport, e.g. a cassette; set it before the first
     provider is built (built providers keep theirs). ``provider_types`` adds or replaces provider
     types: ``{"mytype": factory}``, the factory called with the same keyword arguments as the
-    built-in classes.
+    built-in classes. ``pipeline``: the process's operation pipeline, handed to every provider
+    (and embedding client) that takes one, so each HTTP request it sends is an operation.
     """
 
     def __init__(self, config: Config | Mapping[str, Any] | None = None, *,
                  transport: TransportFactory | httpx.AsyncBaseTransport | None = None,
-                 provider_types: Mapping[str, Callable[..., Provider]] | None = None) -> None:
+                 provider_types: Mapping[str, Callable[..., Provider]] | None = None,
+                 pipeline: Pipeline | None = None) -> None:
         if config is None:
             from ..config import load_config
 
@@ -112,6 +115,7 @@ class ModelRegistry:
             config = Config(config)
         self.config: Config = config
         self.transport = transport
+        self.pipeline = pipeline
         self._types: dict[str, Callable[..., Provider]] = dict(provider_types or {})
         self._providers: dict[str, Provider] = {}
         self._lock = threading.Lock()
@@ -333,6 +337,8 @@ class ModelRegistry:
         transport = self._transport_for(name)
         if transport is not None:
             kwargs["transport"] = transport
+        if self.pipeline is not None:
+            kwargs["pipeline"] = self.pipeline
         return kwargs
 
     def _accepted(self, name: str, factory: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -347,7 +353,7 @@ class ModelRegistry:
         for key, value in kwargs.items():
             if key in params:
                 out[key] = value
-            elif key not in ("transport", "api_key", "name"):
+            elif key not in ("transport", "api_key", "name", "pipeline"):
                 warning = f"providers.{name}.{key}: not a setting of this provider (ignored)"
                 if warning not in self.warnings:
                     self.warnings.append(warning)

@@ -13,6 +13,9 @@ Layout: ``<root>/<tenant>/<collection>/`` (``store.sqlite``, ``vectors.hnsw``) a
 ``<root>/<tenant>/embeddings.sqlite`` (the embedding cache); collections without a tenant live
 under ``<root>/_shared/``. The tenant is part of the path, so two tenants' collections of the
 same name share no file and a search can only see its own tenant's chunks.
+
+Ingests and searches run through an operation pipeline (``pipeline``: the process's, from
+:class:`~aikit_components.components.Components`; by default one that publishes the events).
 """
 
 from __future__ import annotations
@@ -22,9 +25,12 @@ import shutil
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import Conflict, InvalidArgument, NotFound
+
+if TYPE_CHECKING:
+    from ..operations import Pipeline
 
 __all__ = ["LOCAL_DESCRIPTION", "RAG", "embedder_description"]
 
@@ -71,11 +77,14 @@ class RAG:
     """The collections under one root directory (see the module docstring). Thread-safe."""
 
     def __init__(self, root: Path, *, config: Any = None, events: Any = None,
-                 models: Callable[[], Any] | None = None) -> None:
+                 models: Callable[[], Any] | None = None, pipeline: "Pipeline | None" = None) -> None:
+        from ..operations.standard import standard_pipeline
+
         self.root = Path(root)
         self.config = config
         self.events = events
         self.models = models
+        self.pipeline = pipeline if pipeline is not None else standard_pipeline(events)
         self._open: dict[tuple[str, str], Any] = {}
         self._caches: dict[str, Any] = {}
         self._clients: list[Any] = []
@@ -137,7 +146,7 @@ class RAG:
                 self._replace_embedder(directory, name, stored, requested)
             embedder = self._embedder(str(spec), folder)
             collection = Collection(name, tenant, directory, embedder, chunking=chunking, params=params,
-                                    events=self.events)
+                                    events=self.events, pipeline=self.pipeline)
             self._open[key] = collection
             return collection
 

@@ -12,6 +12,9 @@ process (a second kernel) is reloaded before it is searched.
 Async methods (``aingest``, ``aingest_path``, ``asearch``) may await an embedding model; the rest
 is local SQLite/numpy work that runs on the calling thread. Plain Python can use the sync twins
 (``ingest``, ``ingest_path``, ``search``) outside an event loop.
+
+An ingest and a search are operations of the pipeline (kinds :data:`RAG_INGEST` and
+:data:`RAG_SEARCH`): their finished events are ``rag.ingested`` and ``rag.searched``.
 """
 
 from __future__ import annotations
@@ -29,18 +32,48 @@ from typing import Any
 import numpy as np
 
 from ..errors import AikitError, InvalidArgument, NotFound
+from ..operations import Operation, OperationKind, Pipeline
+from ..operations.standard import standard_pipeline
 from .chunking import ChunkOptions, chunk_text
 from .index import IndexParams, VectorIndex
 from .lexical import DESCRIPTION as LEXICAL_DESCRIPTION
 from .loaders import load_file, walk
 from .store import NewChunk, Store
 
-__all__ = ["MODES", "Collection", "Document"]
+__all__ = ["MODES", "RAG_INGEST", "RAG_SEARCH", "Collection", "Document"]
 
 MODES = ("hybrid", "vector", "lexical")
 RRF_K = 60
 MAX_K = 1000
 INDEX_FILE = "vectors.hnsw"
+
+
+def _collection_fields(op: Operation) -> dict[str, Any]:
+    return {"collection": op.payload["collection"], "tenant": op.payload["tenant"]}
+
+
+# Payloads: ingest {collection, tenant, ids}; search {collection, tenant, query, k, mode, filter}.
+# No hook points; the finished events are the ones docs/lua-api.md lists (no started/failed).
+RAG_INGEST = OperationKind(
+    "rag.ingest",
+    topics=(None, "rag.ingested", None),
+    source="rag",
+    describe=lambda op: f"ingest into collection {op.name!r}",
+    event_fields=_collection_fields,
+    finished_fields=lambda op, result: {"documents": result["documents"], "chunks": result["chunks"],
+                                        "unchanged": result["unchanged"]},
+    converts_errors=False,
+)
+RAG_SEARCH = OperationKind(
+    "rag.search",
+    topics=(None, "rag.searched", None),
+    source="rag",
+    describe=lambda op: f"search of collection {op.name!r}",
+    event_fields=_collection_fields,
+    finished_fields=lambda op, hits: {"mode": op.payload["mode"], "k": op.payload["k"], "hits": len(hits),
+                                      "filtered": bool(op.payload["filter"])},
+    converts_errors=False,
+)
 
 
 @dataclass
@@ -97,13 +130,15 @@ class Collection:
     """See the module docstring."""
 
     def __init__(self, name: str, tenant: str | None, directory: Path, embedder: Any, *,
-                 chunking: ChunkOptions, params: IndexParams, events: Any = None) -> None:
+                 chunking: ChunkOptions, params: IndexParams, events: Any = None,
+                 pipeline: Pipeline | None = None) -> None:
         self.name = name
         self.tenant = tenant
         self.directory = directory
         self.embedder = embedder
         self.chunking = chunking
         self.events = events
+        self.pipeline = pipeline if pipeline is not None else standard_pipeline(events)
         self.store = Store(directory / "store.sqlite")
         self._lock = threading.RLock()
         self._pending_params = params
@@ -121,8 +156,12 @@ class Collection:
     # ------------------------------------------------------------------ ingest
     async def aingest(self, docs: Any) -> dict[str, Any]:
         """Add or replace documents (by id); returns ``{documents, chunks, unchanged, ids}``."""
-        started = time.perf_counter()
         documents = as_documents(docs)
+        op = Operation(RAG_INGEST, self.name, {"collection": self.name, "tenant": self.tenant,
+                                               "ids": [doc.id for doc in documents]})
+        return await self.pipeline.arun(op, lambda op: self._ingest(documents))
+
+    async def _ingest(self, documents: list[Document]) -> dict[str, Any]:
         planned: list[tuple[Document, str, list[Any]]] = []
         unchanged: list[str] = []
         for doc in documents:
@@ -159,11 +198,8 @@ class Collection:
                     self.index.add(np.asarray(added, dtype=np.int64), np.stack(all_vectors))
                 self._saved(generation)
                 added_chunks = len(added)
-        result = {"documents": len(rows), "chunks": added_chunks, "unchanged": len(unchanged),
-                  "ids": [r[0] for r in rows] + unchanged}
-        self._publish("rag.ingested", {"documents": len(rows), "chunks": added_chunks, "unchanged": len(unchanged),
-                                       "duration_ms": (time.perf_counter() - started) * 1000})
-        return result
+        return {"documents": len(rows), "chunks": added_chunks, "unchanged": len(unchanged),
+                "ids": [r[0] for r in rows] + unchanged}
 
     async def aingest_path(self, path: Path, *, check: Callable[[Path], Any] | None = None) -> dict[str, Any]:
         """Ingest a file, or every supported file below a directory. A document's id is its
@@ -257,13 +293,18 @@ class Collection:
     async def asearch(self, query: Any, k: int = 5, filter: dict[str, Any] | None = None,
                       mode: str = "hybrid") -> list[dict[str, Any]]:
         """The ``k`` best chunks: ``{text, score, document_id, chunk_id, chunk_index, metadata}``."""
-        k, mode = self.check_query(query, k, mode)
+        k, mode = self._checked(query, k, filter, mode)
+        return await self.pipeline.arun(self._search_operation(query, k, filter, mode),
+                                        lambda op: self._embed_and_search(query, k, filter, mode))
+
+    async def _embed_and_search(self, query: Any, k: int, filter: dict[str, Any] | None,
+                                mode: str) -> list[dict[str, Any]]:
         vector = None
         if self.needs_embedding(query, mode):
             if self.index is None:  # nothing ingested yet: no dimension, nothing to find
                 return []
             vector = (await self.embedder.embed([query]))[0]
-        return self.search_now(query, k, filter, mode, vector)
+        return self._search(query, k, filter, mode, vector)
 
     def search(self, query: Any, k: int = 5, filter: dict[str, Any] | None = None,
                mode: str = "hybrid") -> list[dict[str, Any]]:
@@ -273,10 +314,22 @@ class Collection:
                    vector: Any = None) -> list[dict[str, Any]]:
         """Search without awaiting anything: ``vector`` is the query's embedding (or ``query``
         is a vector), or mode is lexical."""
-        started = time.perf_counter()
+        k, mode = self._checked(query, k, filter, mode)
+        return self.pipeline.run(self._search_operation(query, k, filter, mode),
+                                 lambda op: self._search(query, k, filter, mode, vector))
+
+    def _checked(self, query: Any, k: Any, filter: Any, mode: Any) -> tuple[int, str]:
         k, mode = self.check_query(query, k, mode)
         if filter is not None and not isinstance(filter, dict):
             raise InvalidArgument("filter must be a table of metadata field = value")
+        return k, mode
+
+    def _search_operation(self, query: Any, k: int, filter: dict[str, Any] | None, mode: str) -> Operation:
+        return Operation(RAG_SEARCH, self.name, {"collection": self.name, "tenant": self.tenant, "query": query,
+                                                 "k": k, "mode": mode, "filter": filter})
+
+    def _search(self, query: Any, k: int, filter: dict[str, Any] | None, mode: str,
+                vector: Any) -> list[dict[str, Any]]:
         if vector is None and not isinstance(query, str):
             vector = query
         with self._lock:
@@ -293,8 +346,6 @@ class Collection:
                 dense = self._vector_search(vector, depth, allowed)
                 sparse = self.store.lexical(query, depth, filter)
                 hits = self._fuse(dense, sparse, k)
-        self._publish("rag.searched", {"mode": mode, "k": k, "hits": len(hits), "filtered": bool(filter),
-                                       "duration_ms": (time.perf_counter() - started) * 1000})
         return hits
 
     def _vector_search(self, vector: Any, k: int, allowed: list[int] | None) -> list[tuple[int, float]]:

@@ -25,11 +25,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import BudgetExceeded
 from ..security import SecurityPolicy
 from .schema import apply_defaults, compile_validator, signature_schema
+
+if TYPE_CHECKING:
+    from ..operations import Pipeline
 
 SECURITY_LEVELS = ("safe", "read", "write", "network", "process")
 
@@ -81,6 +84,9 @@ class ToolContext:
     data_dir: Path | None = None
     session_id: str | None = None
     caller: str = "python"  # who called: "lua", "agent:<name>", "workflow:<id>", "python"
+    # The process's operation pipeline: programs a tool launches and requests it sends run through
+    # it (kinds PROCESS, HTTP_REQUEST). None: they run directly, seen by no interceptor.
+    pipeline: "Pipeline | None" = None
 
     def setting(self, dotted: str, default: Any) -> Any:
         """A config value (``tools.http_timeout_s``) or ``default`` without a config."""

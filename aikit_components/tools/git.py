@@ -69,7 +69,8 @@ async def _git(ctx: ToolContext, repo_dir: Path, args: list[str], *, stdin: str 
     timeout = float(ctx.setting("tools.git_timeout_s", ctx.setting("tools.process_timeout_s", DEFAULT_TIMEOUT_S)))
     cap = int(max_output_bytes or ctx.setting("tools.process_output_cap_bytes", DEFAULT_MAX_OUTPUT_BYTES))
     return await run_argv(full, cwd=repo_dir, env=env, stdin=stdin.encode("utf-8") if stdin is not None else None,
-                          timeout_s=timeout, max_output_bytes=cap, what=f"git {args[0]}")
+                          timeout_s=timeout, max_output_bytes=cap, what=f"git {args[0]}", pipeline=ctx.pipeline,
+                          context=ctx)
 
 
 def _fail(result: ProcessOutput, repo_dir: Path, command: str) -> None:

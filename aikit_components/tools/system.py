@@ -10,7 +10,9 @@ path; a path given in ``command[0]`` must name that same file (``./git`` written
 refused even though ``git`` is allowed). Arguments that look like paths must resolve inside the
 allowed paths (``SecurityPolicy.check_command``), so ``cat /etc/hostname`` is refused.
 
-:func:`run_argv` is the shared runner (the git tools use it too).
+:func:`run_argv` is the shared runner (the git tools and the plan shell agent use it too). Given the
+process's pipeline, each launch is an operation of kind :data:`PROCESS` (events ``process.started``,
+``process.finished``, ``process.failed``), so interceptors (tracing, approvals, audit) see it.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidArgument, IOFailure, NotFound, PermissionDenied, Timeout
+from ..operations import Operation, OperationKind, Pipeline
 from ._children import die_with_parent
 from .base import ToolContext, tool
 
@@ -119,15 +122,43 @@ async def _settle(tasks: list[asyncio.Task[None]], seconds: float) -> None:
             await asyncio.gather(*pending, return_exceptions=True)
 
 
+# The payload describes the launch; the handler runs the argv and cwd the caller checked against
+# the security policy, so an interceptor cannot rewrite them past that check (it may cancel).
+PROCESS = OperationKind(
+    "process",
+    topics=("process.started", "process.finished", "process.failed"),
+    source="process",
+    describe=lambda op: f"program {op.meta.get('label') or op.name!r}",
+    event_fields=lambda op: {"program": op.name, "command": op.payload["argv"], "cwd": op.payload["cwd"],
+                             "caller": getattr(op.context, "caller", None)},
+    finished_fields=lambda op, result: {"exit_code": result.exit_code},
+    converts_errors=False,
+)
+
+
 async def run_argv(argv: list[str], *, cwd: Path | None, env: dict[str, str], stdin: bytes | None,
-                   timeout_s: float, max_output_bytes: int, what: str | None = None) -> ProcessOutput:
+                   timeout_s: float, max_output_bytes: int, what: str | None = None,
+                   pipeline: Pipeline | None = None, context: Any = None) -> ProcessOutput:
     """Run ``argv`` (no shell) in its own process group and collect its capped output.
 
     On timeout the whole group is killed and :class:`Timeout` is raised with the partial output in
     its message and details; on cancellation the group is killed and the cancellation propagates.
     The caller has already checked ``argv`` and ``cwd`` against the security policy.
+
+    With a ``pipeline`` the launch is an operation of kind :data:`PROCESS` (name: the program's
+    file name; payload ``{argv, cwd}``; ``context``: the caller's, a :class:`ToolContext` say),
+    which an interceptor may refuse by raising in ``before``.
     """
     label = what or os.path.basename(argv[0])
+    if pipeline is None:
+        return await _launch(argv, cwd, env, stdin, timeout_s, max_output_bytes, label)
+    op = Operation(PROCESS, os.path.basename(argv[0]), {"argv": list(argv), "cwd": str(cwd) if cwd is not None else None},
+                   context, meta={"label": label})
+    return await pipeline.arun(op, lambda op: _launch(argv, cwd, env, stdin, timeout_s, max_output_bytes, label))
+
+
+async def _launch(argv: list[str], cwd: Path | None, env: dict[str, str], stdin: bytes | None, timeout_s: float,
+                  max_output_bytes: int, label: str) -> ProcessOutput:
     started = time.monotonic()
     try:
         proc = await asyncio.create_subprocess_exec(
@@ -275,7 +306,8 @@ async def run_process(ctx: ToolContext, command: list[str], cwd: str | None = No
     argv = resolve_program(ctx, command, workdir)
     result = await run_argv(argv, cwd=workdir, env=child_env(ctx, env),
                             stdin=stdin.encode("utf-8") if stdin is not None else None,
-                            timeout_s=timeout, max_output_bytes=cap, what=os.path.basename(command[0]))
+                            timeout_s=timeout, max_output_bytes=cap, what=os.path.basename(command[0]),
+                            pipeline=ctx.pipeline, context=ctx)
     reply: dict[str, Any] = {
         "exit_code": result.exit_code, "stdout": result.text("stdout"), "stderr": result.text("stderr"),
         "truncated": result.truncated, "duration_ms": result.duration_ms,
@@ -376,5 +408,5 @@ async def system_info(ctx: ToolContext) -> dict[str, Any]:
 
 TOOLS = [run_process, env_read, system_info]
 
-__all__ = ["TOOLS", "ProcessOutput", "child_env", "env_read", "resolve_program", "run_argv", "run_process",
+__all__ = ["PROCESS", "TOOLS", "ProcessOutput", "child_env", "env_read", "resolve_program", "run_argv", "run_process",
            "system_info"]

@@ -11,6 +11,9 @@ between the check and httpx's own resolution. Environment proxies and ``.netrc``
 Transient failures (connect errors, timeouts, 429/502/503/504) are retried with exponential backoff
 and jitter, honouring ``Retry-After`` (capped). Bodies are read in chunks and refused beyond
 ``max_bytes`` (after decompression, so a gzip bomb stops early).
+
+With the process's pipeline (``ToolContext.pipeline``) every request on the wire (each hop, each
+retry) is an operation of kind ``HTTP_REQUEST`` (:mod:`aikit_components.operations.http`).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import httpcore
 import httpx
 
 from ..errors import AikitError, InvalidArgument, IOFailure, NotFound, ResourceExhausted, Timeout
+from ..operations.http import OperationTransport
 from ..security import SecurityPolicy
 from .base import ToolContext, tool
 
@@ -235,7 +239,10 @@ async def _request(ctx: ToolContext, url: str, *, method: str = "GET", headers: 
 
     started = time.perf_counter()
     redirects: list[str] = []
-    async with httpx.AsyncClient(transport=_transport(ctx.policy), follow_redirects=False, trust_env=False,
+    transport: httpx.AsyncBaseTransport = _transport(ctx.policy)
+    if ctx.pipeline is not None:
+        transport = OperationTransport(transport, ctx.pipeline, ctx)
+    async with httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False,
                                  timeout=httpx.Timeout(timeout), headers={"User-Agent": USER_AGENT}) as client:
         while True:
             await ctx.policy.resolve_and_check(str(current))

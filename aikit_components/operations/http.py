@@ -1,0 +1,114 @@
+"""Outgoing HTTP requests as operations (kind :data:`HTTP_REQUEST`), for every httpx client aikit
+makes: the web tools and the model providers install :class:`OperationTransport` (or call
+:func:`observe_client`), so one request is one operation whichever client sent it.
+
+An operation is one request on the wire (each redirect hop and each retry is its own): name
+``"GET example.com"``, payload ``{method, url}``. It ends when the response headers arrive; a
+streamed body is read after it. Nothing secret is in the payload or the events: no headers, no
+body, the URL without user:password and with secret-looking query values masked. Events:
+``http.started`` ``{method, url}``, ``http.finished`` (adds ``status``, ``duration_ms``),
+``http.failed`` (adds ``code``, ``message``). An interceptor that raises in ``before`` (an approval,
+a policy) stops the request: the client's caller gets that error, and nothing is sent.
+
+Errors of the transport (``httpx.ConnectError``, timeouts) reach the client unchanged, so its own
+retries and error messages work as before.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from ..errors import AikitError
+from .operation import Operation, OperationKind
+from .pipeline import Pipeline
+
+__all__ = ["HTTP_REQUEST", "OperationTransport", "observe_client", "shown_url"]
+
+# A failed request's event names what went wrong on the wire, not "internal_error".
+_TRANSPORT_CODES: tuple[tuple[type[Exception], str], ...] = (
+    (httpx.TimeoutException, "timeout"),
+    (httpx.HTTPError, "io_error"),
+)
+
+
+def _failed_fields(op: Operation, error: AikitError) -> dict[str, Any]:
+    raised = op.meta.get("exception")
+    for kind, code in _TRANSPORT_CODES:
+        if isinstance(raised, kind):
+            return {"code": code, "message": f"{type(raised).__name__}: {raised}" if str(raised)
+                    else type(raised).__name__}
+    return {"code": error.code, "message": error.message}
+
+
+HTTP_REQUEST = OperationKind(
+    "http",
+    topics=("http.started", "http.finished", "http.failed"),
+    source="http",
+    describe=lambda op: f"HTTP request {op.name!r}",
+    event_fields=lambda op: {"method": op.payload["method"], "url": op.payload["url"]},
+    finished_fields=lambda op, response: {"status": response.status_code},
+    failed_fields=_failed_fields,
+    converts_errors=False,
+)
+
+
+def shown_url(url: httpx.URL) -> str:
+    """``url`` as payloads and events show it: without user:password, secret-looking query values
+    masked (the cassette's rule)."""
+    if not url.query and not url.userinfo:
+        return str(url)
+    from ..providers.cassette import clean_url
+
+    return clean_url(url)
+
+
+class OperationTransport(httpx.AsyncBaseTransport):
+    """Wraps an httpx transport: each request it handles runs through ``pipeline`` as an
+    operation of kind :data:`HTTP_REQUEST` (``context`` is handed to the interceptors)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, pipeline: Pipeline, context: Any = None) -> None:
+        self.inner = inner
+        self.pipeline = pipeline
+        self.context = context
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        op = Operation(HTTP_REQUEST, f"{request.method} {url.host}", {"method": request.method, "url": shown_url(url)},
+                       self.context)
+        inner = self.inner
+
+        async def send(op: Operation) -> httpx.Response:
+            try:
+                return await inner.handle_async_request(request)
+            except Exception as exc:
+                op.meta["exception"] = exc
+                raise
+
+        return await self.pipeline.arun(op, send)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    async def __aenter__(self) -> "OperationTransport":
+        await self.inner.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.inner.__aexit__(*exc)
+
+    def __repr__(self) -> str:
+        return f"OperationTransport({self.inner!r})"
+
+
+def observe_client(client: httpx.AsyncClient, pipeline: Pipeline, context: Any = None) -> httpx.AsyncClient:
+    """Run every request ``client`` sends through ``pipeline``: its transport and its mounted ones
+    (the proxies httpx mounts from the environment when ``trust_env`` is set and no transport was
+    given) are wrapped in :class:`OperationTransport`. Returns ``client``."""
+    # httpx has no public way to wrap the transports it built (passing one turns off the
+    # environment's proxies), so this reaches into the client once, at creation.
+    client._transport = OperationTransport(client._transport, pipeline, context)
+    client._mounts = {pattern: None if transport is None else OperationTransport(transport, pipeline, context)
+                      for pattern, transport in client._mounts.items()}
+    return client
