@@ -16,7 +16,9 @@ retries and error messages work as before.
 
 from __future__ import annotations
 
+import re
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 
@@ -54,13 +56,26 @@ HTTP_REQUEST = OperationKind(
 )
 
 
+MASK = "****"
+SECRET_QUERY = re.compile(r"(key|token|secret|password|signature|sig|auth|credential)", re.IGNORECASE)
+
+
+def clean_url(url: httpx.URL | str) -> str:
+    """The URL with user:password removed and secret-looking query values masked (the rule of
+    payloads, events and recorded cassettes)."""
+    parts = urlsplit(str(url))
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode([(k, MASK if SECRET_QUERY.search(k) else v) for k, v in pairs])
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
 def shown_url(url: httpx.URL) -> str:
-    """``url`` as payloads and events show it: without user:password, secret-looking query values
-    masked (the cassette's rule)."""
+    """``url`` as payloads and events show it: see :func:`clean_url`."""
     if not url.query and not url.userinfo:
         return str(url)
-    from ..providers.cassette import clean_url
-
     return clean_url(url)
 
 

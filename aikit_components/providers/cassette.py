@@ -44,22 +44,21 @@ import base64
 import hashlib
 import json
 import os
-import re
 import threading
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
 from ..errors import InvalidArgument, NotFound
+from ..operations.http import MASK, SECRET_QUERY, clean_url
 
 __all__ = ["Cassette", "CassetteMiss", "CassetteTransport", "MODES"]
 
 MODES = ("record", "replay", "auto")
 FORMAT_VERSION = 1
-MASK = "****"
 
 #: Header names (lowercase) never written, besides any containing the fragments below.
 _SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "x-api-key", "api-key", "cookie", "set-cookie",
@@ -68,7 +67,6 @@ _SECRET_FRAGMENTS = ("auth", "key", "token", "secret", "password", "cookie", "se
 #: Response headers dropped because the recorded body is already decoded.
 _DROPPED_RESPONSE_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding", "connection",
                                        "keep-alive"})
-_SECRET_QUERY = re.compile(r"(key|token|secret|password|signature|sig|auth|credential)", re.IGNORECASE)
 
 
 class CassetteMiss(NotFound):
@@ -80,17 +78,6 @@ class CassetteMiss(NotFound):
 def _is_secret_header(name: str) -> bool:
     lower = name.lower()
     return lower in _SECRET_HEADERS or any(f in lower for f in _SECRET_FRAGMENTS)
-
-
-def clean_url(url: httpx.URL | str) -> str:
-    """The URL with user:password removed and secret-looking query values masked."""
-    parts = urlsplit(str(url))
-    netloc = parts.netloc.rsplit("@", 1)[-1]
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode([(k, MASK if _SECRET_QUERY.search(k) else v) for k, v in pairs])
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
 def _match_key(method: str, url: str, body: dict[str, Any]) -> str:
@@ -210,7 +197,7 @@ def _header_pairs(headers: Any) -> list[tuple[str, str]]:
 
 
 def _secret_query_values(url: httpx.URL) -> list[str]:
-    return [v for k, v in parse_qsl(urlsplit(str(url)).query, keep_blank_values=True) if v and _SECRET_QUERY.search(k)]
+    return [v for k, v in parse_qsl(urlsplit(str(url)).query, keep_blank_values=True) if v and SECRET_QUERY.search(k)]
 
 
 class Cassette:
