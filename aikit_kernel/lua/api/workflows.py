@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import html
-import itertools
 import time
 from typing import Any
 
 from aikit_components.components import Components
-from aikit_components.errors import AikitError, Cancelled, InvalidArgument, NotFound, ValidationError
+from aikit_components.errors import AikitError, Cancelled, InvalidArgument, ValidationError
 from aikit_components.workflows.model import Condition, Loop, RunRecord, Step, Workflow
 
 from ..convert import lua_to_python, lua_type
@@ -24,6 +23,7 @@ from ..engine import LuaEngine
 from ..host import text
 from . import expose
 from ._util import lua, name_arg, options, py
+from .handles import HandleKind
 
 PROGRESS_INTERVAL_S = 0.2
 
@@ -43,48 +43,16 @@ DOCS = {
     "record": "Workflow.record(run_id) -> record | nil\n\nA run record from State.",
 }
 
-_LUA_WF = r"""
-local run, validate, layers, info, await = ...
-local mt = {}
-mt.__index = {
-  run = function(self, inputs, opts) return await(run(self.id, inputs, opts)) end,
-  validate = function(self) return validate(self.id) end,
-  layers = function(self) return layers(self.id) end,
-  info = function(self) return info(self.id) end,
-}
-mt.__name = "aikit.Workflow"
-mt.__tostring = function(self) return "workflow " .. self.name end
-return function(id, name) return setmetatable({ id = id, name = name }, mt) end
-"""
+TOSTRING = 'function(self) return "workflow " .. self.name end'
 
 STEP_KEYS = ("id", "name", "depends_on", "when", "loop", "timeout", "continue_on_error", "retries", "retry_delay",
              "backoff", "params", "tool", "agent", "input", "llm", "fn", "command", "workflow", "noop")
 KIND_KEYS = ("tool", "agent", "llm", "fn", "command", "workflow", "noop")
 
 
-class WorkflowTable:
-    def __init__(self) -> None:
-        self.workflows: dict[int, Workflow] = {}
-        self.ids = itertools.count(1)
-
-    def add(self, workflow: Workflow) -> int:
-        wf_id = next(self.ids)
-        self.workflows[wf_id] = workflow
-        return wf_id
-
-    def get(self, wf_id: Any) -> Workflow:
-        if lua_type(wf_id) == "table":
-            wf_id = wf_id[b"id"]
-        workflow = self.workflows.get(wf_id)
-        if workflow is None:
-            raise NotFound(f"no workflow {wf_id!r}")
-        return workflow
-
-
 def install(engine: LuaEngine, components: Components, agents: Any = None) -> None:
     from aikit_components.workflows import engine as wf_engine
 
-    table = WorkflowTable()
     def build(spec: Any) -> Workflow:
         fields = options(engine, spec, ("name", "mode", "max_concurrency", "fail_fast", "timeout", "retries",
                                         "retry_delay", "inputs", "steps", "description"), "Workflow.new")
@@ -132,7 +100,7 @@ def install(engine: LuaEngine, components: Components, agents: Any = None) -> No
             command = f.get("command") or []
             step.params = {"command": command if isinstance(command, str) else list(command), **params}
         elif kind == "workflow":
-            step.kind, step.workflow = "workflow", table.get(raw[b"workflow"])
+            step.kind, step.workflow = "workflow", handles.get(raw[b"workflow"])
         else:
             step.kind = "noop"
         when = raw[b"when"]
@@ -254,7 +222,7 @@ def install(engine: LuaEngine, components: Components, agents: Any = None) -> No
         problems = wf_engine.validate(workflow, components=components)
         if problems:
             raise ValidationError(f"workflow {workflow.name!r} is invalid:", problems)
-        return make_wf(table.add(workflow), workflow.name.encode())
+        return handles.new(workflow, name=workflow.name.encode())
 
     def load(path: Any) -> Any:
         from aikit_components.workflows.missions import load_mission
@@ -264,10 +232,9 @@ def install(engine: LuaEngine, components: Components, agents: Any = None) -> No
         problems = wf_engine.validate(workflow, components=components)
         if problems:
             raise ValidationError(f"mission {str(file)!r} is invalid:", problems)
-        return make_wf(table.add(workflow), workflow.name.encode())
+        return handles.new(workflow, name=workflow.name.encode())
 
-    def run(wf_id: Any, inputs: Any = None, opts: Any = None) -> int:
-        workflow = table.get(wf_id)
+    def run(workflow: Workflow, inputs: Any = None, opts: Any = None) -> int:
         o = options(engine, opts, ("display", "run_id"), "wf:run")
         given = py(engine, inputs) if inputs is not None else {}
         progress = Progress(engine, workflow) if o.get("display") else None
@@ -284,7 +251,7 @@ def install(engine: LuaEngine, components: Components, agents: Any = None) -> No
         return engine.start(go())
 
     def resume(run_id: Any, wf: Any) -> int:
-        workflow = table.get(wf)
+        workflow = handles.get(wf)
         rid = name_arg(run_id, "Workflow.resume: the run id")
 
         async def go() -> dict[str, Any]:
@@ -293,23 +260,22 @@ def install(engine: LuaEngine, components: Components, agents: Any = None) -> No
 
         return engine.start(go())  # awaited in Lua (see install): a Lua step yields meanwhile
 
-    def validate(wf_id: Any) -> Any:
-        return lua(engine, wf_engine.validate(table.get(wf_id), components=components))
+    def validate(workflow: Workflow) -> Any:
+        return lua(engine, wf_engine.validate(workflow, components=components))
 
-    def layers(wf_id: Any) -> Any:
-        return lua(engine, wf_engine.layers(table.get(wf_id)))
+    def layers(workflow: Workflow) -> Any:
+        return lua(engine, wf_engine.layers(workflow))
 
-    def info(wf_id: Any) -> Any:
-        wf = table.get(wf_id)
+    def info(wf: Workflow) -> Any:
         return lua(engine, {"name": wf.name, "mode": wf.mode, "steps": [s.id for s in wf.steps], "source": wf.source})
 
     def record(run_id: Any) -> Any:
         data = components.state.get(f"workflow:{name_arg(run_id, 'Workflow.record: the run id')}", "run")
         return lua(engine, data) if data is not None else None
 
-    wrap, bind = engine.host.wrap, engine.internal[b"bind"]
-    make_wf = engine.compile_trusted(_LUA_WF, "workflow")(bind(wrap(run)), bind(wrap(validate)), bind(wrap(layers)),
-                                                          bind(wrap(info)), engine.internal[b"await"])
+    handles: HandleKind[Workflow] = HandleKind(
+        engine, "aikit.Workflow", tostring=TOSTRING, missing=lambda wf_id: f"no workflow {wf_id!r}",
+        functions={"run": run, "validate": validate, "layers": layers, "info": info}, awaiting=("run",))
     api = expose(engine, "Workflow", {"new": new, "load": load, "resume": resume, "record": record}, DOCS, convert=False)
     awaiting_resume = engine.compile_trusted(
         "local start, await = ... return function(run_id, wf) return await(start(run_id, wf)) end", "workflow")(
