@@ -5,6 +5,7 @@ Runs only on the Lua (main) thread, except :meth:`LuaEngine.interrupt`, which an
 
 from __future__ import annotations
 
+import concurrent.futures
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -18,6 +19,7 @@ from .. import runtime
 from . import source, stdlib_docs
 from .cells import CellFiles
 from .convert import python_to_lua
+from .coroutines import CoroutineDriver
 from .dispatch import LuaDispatcher
 from .host import Host, text
 from .interrupt import LUA_MASKLINE, Interrupter
@@ -108,6 +110,7 @@ class LuaEngine:
         loader = self.runtime.globals()[b"load"](bootstrap.encode(), b"=[aikit]", b"t")
         self.internal = loader(self.runtime.table_from(host_functions))
         self._interrupter = Interrupter(self.internal[b"main_thread_address"].decode())
+        self.coroutines = CoroutineDriver(self, self._interrupter)
         self.env = self.internal[b"env"]
         self._run = self.internal[b"run"]
         self._compile = self.internal[b"compile"]
@@ -255,9 +258,15 @@ class LuaEngine:
         future.add_done_callback(lambda _: self.dispatcher.wake.set())
         return self._future_ids
 
-    def future_done(self, future_id: int) -> bool:
-        future = self._futures.get(future_id)
-        return future is None or future.done()
+    def future(self, future_id: int) -> concurrent.futures.Future[Any] | None:
+        """The I/O-loop future behind an id from :meth:`start` (None once its result was taken)."""
+        return self._futures.get(future_id)
+
+    def cancel_future(self, future_id: int) -> None:
+        """Cancel the work behind an id from :meth:`start` and forget it (any thread)."""
+        future = self._futures.pop(future_id, None)
+        if future is not None:
+            future.cancel()
 
     def future_wait(self, future_id: int) -> None:
         """Block (interruptibly, serving queued Lua calls) until the future is done."""
@@ -289,28 +298,8 @@ class LuaEngine:
 
     def stop_requested(self) -> bool:
         """True when the code running now must stop waiting: an interrupt, or a cancel of the
-        workflow step it runs in (see :meth:`cancel_step`)."""
+        driven coroutine it runs in (see :meth:`CoroutineDriver.cancel`)."""
         return self._interrupter is not None and self._interrupter.stop_requested()
-
-    # ------------------------------------------------------------------ workflow step coroutines
-    def new_step(self, fn: Any) -> int:
-        """Wrap a Lua function in a coroutine the workflow scheduler drives (Lua thread); returns
-        its token for ``internal.step_resume``, :meth:`cancel_step` and :meth:`release_step`."""
-        token, address = self.internal[b"step_coroutine"](fn)
-        assert self._interrupter is not None
-        self._interrupter.step_started(token, address)
-        return token
-
-    def cancel_step(self, token: int) -> bool:
-        """Stop a step's Lua code where it runs, even in a loop that never awaits (any thread):
-        the interrupt hook raises a step cancel in that coroutine only. False if it already ended."""
-        return self._interrupter is not None and self._interrupter.cancel_step(token)
-
-    def release_step(self, token: int) -> None:
-        """Forget a step coroutine, closing it if suspended (Lua thread; idempotent)."""
-        assert self._interrupter is not None
-        self._interrupter.step_released(token)
-        self.internal[b"step_release"](token)
 
     def _compile_cell(self, code: str, chunkname: str) -> Any:
         chunk = chunkname.encode()

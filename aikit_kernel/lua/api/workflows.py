@@ -9,13 +9,12 @@ progress table in the notebook.
 
 from __future__ import annotations
 
-import asyncio
 import html
 import time
 from typing import Any
 
 from aikit_components.components import Components
-from aikit_components.errors import AikitError, Cancelled, InvalidArgument, ValidationError
+from aikit_components.errors import InvalidArgument, ValidationError
 from aikit_components.workflows.model import Condition, Loop, RunRecord, Step, Workflow
 
 from ..convert import lua_to_python, lua_type
@@ -136,78 +135,9 @@ def install(engine: LuaEngine, components: Components, agents: Any = None) -> No
         raise InvalidArgument(f"step {step_id}: when must be a function or {{ref, op, value}}")
 
     async def call_on_lua(fn: Any, *args: Any) -> Any:
-        """Run a Lua function as a scheduled coroutine: it may await I/O, yielding to other steps.
-
-        Cancelling the calling task (a step or workflow timeout, the run cancelled) stops the Lua
-        code wherever it is: the awaited I/O is cancelled (a subprocess is killed with its tool
-        call), and code computing on the Lua thread is stopped by the interrupt hook
-        (``LuaEngine.cancel_step``) before the cancellation goes on."""
-        token = await engine.dispatcher.call_async(engine.new_step, fn)
-        try:
-            return await drive(token, args)
-        except BaseException as exc:
-            if isinstance(exc, asyncio.CancelledError):
-                pending = waiting.pop(token, None)
-                future = engine._futures.pop(pending, None) if pending is not None else None
-                if future is not None:
-                    future.cancel()
-            engine.dispatcher.submit(engine.release_step, token)  # idempotent (a finished step is released)
-            raise
-
-    waiting: dict[int, int] = {}
-
-    async def on_lua_thread(token: int, call: Any) -> Any:
-        """``call()`` on the Lua thread, where it resumes step ``token``. If this task is cancelled
-        while the step's code runs there, the step is cancelled through the hook, and the
-        cancellation goes on only once the Lua thread has left the step."""
-        done = engine.dispatcher.submit(call)
-        try:
-            return await asyncio.wrap_future(done)
-        except asyncio.CancelledError:
-            if done.cancel() or done.done():  # never started, or already back: nothing runs
-                raise
-            engine.cancel_step(token)
-            while not done.done():
-                try:
-                    await asyncio.wait((asyncio.wrap_future(done),))
-                except asyncio.CancelledError:  # cancelled again meanwhile: still wait, then go on
-                    continue
-            raise
-
-    async def drive(token: int, values: tuple[Any, ...]) -> Any:
-        first = True
-        while True:
-            def resume(vals: tuple[Any, ...] = values, start: bool = first) -> tuple[str, Any]:
-                lua_args = [lua(engine, _plain(v)) for v in vals] if start else []
-                state, payload = engine.internal[b"step_resume"](token, *lua_args)
-                if state == b"await":
-                    return "await", payload
-                engine.release_step(token)
-                if state == b"done":
-                    n = payload[b"n"]
-                    return "done", lua_to_python(payload[1], engine.address) if n and n >= 1 else None
-                if state == b"cancelled":
-                    return "cancelled", None
-                message = text(payload[b"message"]) if payload[b"message"] is not None else "error"
-                code = text(payload[b"code"]) if payload[b"code"] is not None else "lua_error"
-                return "error", AikitError(engine.cells.prettify(message), code=code,
-                                           details={"traceback": engine.cells.prettify(text(payload[b"traceback"] or b""))})
-
-            kind, payload = await on_lua_thread(token, resume)
-            first = False
-            if kind == "done":
-                return payload
-            if kind == "error":
-                raise payload
-            if kind == "cancelled":  # a cancel_step this task did not ask for
-                raise Cancelled("the step's Lua code was cancelled")
-            future = engine._futures.get(payload) if payload is not None else None
-            if future is not None:
-                waiting[token] = payload
-                await asyncio.wait([asyncio.wrap_future(future)])  # the step collects the outcome itself
-                waiting.pop(token, None)
-            else:
-                await asyncio.sleep(0)
+        """Run a Lua function as a driven coroutine: it may await I/O, yielding to other steps,
+        and cancelling the calling task (a step or workflow timeout) stops it wherever it is."""
+        return await engine.coroutines.run(fn, *[_plain(a) for a in args])
 
     def lua_step(fn: Any, step_id: str) -> Any:
         if lua_type(fn) != "function":
