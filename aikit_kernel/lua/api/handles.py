@@ -53,13 +53,7 @@ local function new(fields)
   return setmetatable(fields, mt)
 end
 local function id_of(value) return ids[value] end
-local function take_released()
-  if #released == 0 then return nil end
-  local taken = released
-  released = {}
-  return taken
-end
-return new, id_of, take_released, methods
+return new, id_of, released, methods
 """
 
 
@@ -90,7 +84,7 @@ class HandleKind(Generic[T]):
             source = (lua_methods or {}).get(name) or _method_source(name, fn, name in awaiting)
             sources.append(f"  {name} = {source},")
         chunk = _LUA_KIND % {"methods": "\n".join(sources), "type_name": _lua_string(type_name), "tostring": tostring}
-        self._new, self._id_of, self._take_released, self.methods = engine.compile_trusted(chunk, type_name)(
+        self._new, self._id_of, self._released, self.methods = engine.compile_trusted(chunk, type_name)(
             bound, engine.internal[b"await"], engine.runtime.globals()[b"setmetatable"])
         engine.dispatcher.add_service(self._collect_service)
 
@@ -157,13 +151,19 @@ class HandleKind(Generic[T]):
         """Release the objects of the handles Lua collected since the last call (a dispatcher
         service: runs on the Lua thread at safe points); returns how many were released.
 
-        ``__gc`` only queues the id in Lua: calling Python from a finalizer would run it in the
-        middle of any Lua allocation, and while the runtime is torn down at exit."""
-        taken = self._take_released()
-        if taken is None:
+        ``__gc`` only queues the id in a Lua list: calling Python from a finalizer would run it
+        in the middle of any Lua allocation, and while the runtime is torn down at exit. The list
+        is read and emptied with raw table access, which runs no Lua code: a safe point may come
+        while an interrupt is pending (its hook would stop any Lua call) or inside a coroutine."""
+        queue = self._released
+        count = len(queue)
+        if count == 0:
             return 0
+        taken = [queue[i] for i in range(1, count + 1)]
+        for i in range(count, 0, -1):
+            queue[i] = None
         released = 0
-        for handle_id in taken.values():
+        for handle_id in taken:
             obj = self._objects.get(handle_id)
             if obj is None or (self._keep is not None and self._keep(obj)):
                 continue
