@@ -36,7 +36,7 @@ SOAK_MAX_GROWTH_MB = 6.0
 
 def live(kind: type) -> int:
     gc.collect()
-    return sum(1 for obj in gc.get_objects() if isinstance(obj, kind))
+    return sum(1 for obj in gc.get_objects() if type(obj) is kind)
 
 
 @pytest.fixture

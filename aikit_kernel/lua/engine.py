@@ -13,6 +13,7 @@ from typing import Any
 
 from lupa import lua54
 
+from aikit_components.errors import Interrupted
 from aikit_components.security import SecurityPolicy
 
 from .. import runtime
@@ -49,12 +50,27 @@ AIKIT_BUILTIN_DOCS = {
 
 @dataclass
 class LuaFailure:
-    """An error raised by Lua code, ready for a Jupyter ``error`` message."""
+    """An error raised by Lua code, ready for a Jupyter ``error`` message. ``interrupted`` marks
+    the interrupt (made only by :meth:`interrupt`; Jupyter shows it as a KeyboardInterrupt)."""
 
     ename: str
     evalue: str
     traceback: list[str]
     details: Any = None
+    interrupted: bool = False
+
+    @classmethod
+    def interrupt(cls) -> LuaFailure:
+        """The failure of code the user interrupted: where the interrupt sentinel, having
+        reached the top of a run, becomes a Python value."""
+        return cls("KeyboardInterrupt", "interrupted", [_red("KeyboardInterrupt") + ": execution interrupted"],
+                   interrupted=True)
+
+    def raise_if_interrupted(self) -> None:
+        """Raise :class:`Interrupted` for the interrupt (Lua called back from Python: the
+        interrupt goes on to the code that called it)."""
+        if self.interrupted:
+            raise Interrupted()
 
 
 @dataclass
@@ -194,7 +210,7 @@ class LuaEngine:
             outcome = None
         except LuaError as exc:
             if interrupter.requested.is_set():
-                return RunResult(error=_interrupted())
+                return RunResult(error=LuaFailure.interrupt())
             return RunResult(error=LuaFailure("LuaError", self.cells.prettify(str(exc)), [str(exc)]))
         finally:
             interrupter.end()
@@ -276,7 +292,7 @@ class LuaEngine:
         try:
             runtime.wait_future(future, should_stop=self.stop_requested,
                                 service=self.dispatcher.service, wake=self.dispatcher.wake)
-        except runtime.WaitCancelled:
+        except Interrupted:
             self._futures.pop(future_id, None)
             future.cancel()
             raise
@@ -360,7 +376,7 @@ class LuaEngine:
 
     def _failure(self, outcome: Any) -> LuaFailure:
         if outcome[b"interrupt"]:
-            return _interrupted()
+            return LuaFailure.interrupt()
         code = outcome[b"code"]
         ename = text(code) if code is not None else "LuaError"
         evalue = self.cells.prettify(text(outcome[b"message"]))
@@ -530,10 +546,6 @@ class RenderFailure(Exception):
     def __init__(self, failure: LuaFailure) -> None:
         super().__init__(failure.evalue)
         self.failure = failure
-
-
-def _interrupted() -> LuaFailure:
-    return LuaFailure("KeyboardInterrupt", "interrupted", [_red("KeyboardInterrupt") + ": execution interrupted"])
 
 
 def _red(s: str) -> str:

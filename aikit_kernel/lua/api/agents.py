@@ -169,7 +169,7 @@ def register_agent_tool(components: Components, tool: Any, source: str = "agent"
 
 def _call_quietly(engine: LuaEngine, fn: Any, delta: str) -> None:
     result = engine.pcall(fn, delta.encode())
-    if result.error is not None and result.error.ename != "KeyboardInterrupt":
+    if result.error is not None and not result.error.interrupted:
         engine.host.output.write("stderr", f"aikit: stream callback failed: {result.error.evalue}\n")
 
 

@@ -13,11 +13,10 @@ import time
 from typing import Any
 
 from aikit_components.components import Components
-from aikit_components.errors import InvalidArgument
+from aikit_components.errors import Interrupted, InvalidArgument
 from aikit_components.events import Event, Subscription
 
 from ..engine import LuaEngine
-from ... import runtime
 from . import expose
 from ._util import lua, name_arg, options, py
 from .handles import HandleKind
@@ -62,7 +61,7 @@ def deliver(engine: LuaEngine, subscriptions: "HandleKind[LuaSubscription]") -> 
             result = engine.pcall(fn, event_table(engine, event))
             calls += 1
             if result.error is not None:
-                if result.error.ename == "KeyboardInterrupt":
+                if result.error.interrupted:
                     return calls
                 engine.host.output.write(
                     "stderr", f"aikit: event subscriber for {sub.pattern!r} failed: {result.error.evalue}\n")
@@ -94,7 +93,7 @@ def install(engine: LuaEngine, components: Components) -> None:
             if event is not None:
                 return event_table(engine, event)
             if engine.interrupt_requested():
-                raise runtime.WaitCancelled()
+                raise Interrupted()
             engine.dispatcher.service()
             if time.monotonic() >= deadline:
                 return None
