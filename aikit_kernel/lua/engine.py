@@ -241,6 +241,12 @@ class LuaEngine:
         return self._debugger
 
     @property
+    def interrupter(self) -> Interrupter:
+        """The runtime's :class:`~aikit_kernel.lua.interrupt.Interrupter` (its hooks and states)."""
+        assert self._interrupter is not None
+        return self._interrupter
+
+    @property
     def debug_library_hook(self) -> int:
         assert self._interrupter is not None
         return self._interrupter.debug_library_hook

@@ -89,7 +89,7 @@ def install(engine: LuaEngine, components: Components, scope: Any) -> HandleKind
         return lua(engine, engine.wait(col.aingest(py(engine, docs))))
 
     def ingest_file(col: Collection, path: Any) -> Any:
-        from aikit_components.tools._fsutil import checked
+        from aikit_components.tools import checked_path as checked
 
         ctx = scope.context
         resolved = checked(ctx, name_arg(path, "col:ingest_file: the path"))
