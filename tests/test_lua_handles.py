@@ -116,3 +116,19 @@ def test_soak_handles_keep_the_kernel_flat(tmp_path: Path) -> None:
         assert growth < SOAK_MAX_GROWTH_MB, f"the kernel grew {growth:.1f} MB over the last {SOAK_CELLS - SOAK_CHECK_FROM} cells"
     finally:
         kernel.shutdown()
+
+
+def test_releases_from_inside_a_workflow_step(lua: Lua) -> None:
+    """A safe point inside a driven coroutine (a wait in a Lua step) applies releases correctly."""
+    record = lua.run("""
+        keep = Agent.new{name = 'keep'}
+        return Workflow.new{name = 'w', steps = {{id = 's', fn = function()
+          for i = 1, 50 do Agent.new{name = 'x' .. i} end
+          collectgarbage() collectgarbage()
+          local sup = Supervisor.new{}:start()  -- waits on the I/O loop: a safe point in the step
+          sup:stop()
+          return keep:info().name
+        end}}}:run()""")
+    assert record["steps"]["s"]["status"] == "succeeded", record["steps"]["s"]
+    assert record["steps"]["s"]["output"] == "keep"
+    assert lua.run("return keep:info().name") == "keep"
