@@ -25,7 +25,7 @@ from pathlib import Path
 from jupyter_client import KernelManager
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import BenchError, Row, parse_args, print_section, progress_log, verdict  # noqa: E402
+from _common import BenchError, Row, parse_args, print_section, progress_log, verdict
 
 REPO = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 60.0

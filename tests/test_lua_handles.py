@@ -13,11 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from conftest import Kernel, start_kernel
 
 from aikit_components.agents import Agent
 from aikit_components.workflows.model import Workflow
-from conftest import Kernel, start_kernel
-from tests.test_lua_components import Lua, make_lua  # noqa: F401  (fixture reused)
+from tests.test_lua_components import Lua, make_lua
 
 # One cell of the soak: a handle of each kind, dropped when the cell ends. The collection is never
 # ingested into or searched, so the embedding model is not loaded.
@@ -40,7 +40,7 @@ def live(kind: type) -> int:
 
 
 @pytest.fixture
-def lua(make_lua: Callable[..., Lua]) -> Lua:  # noqa: F811
+def lua(make_lua: Callable[..., Lua]) -> Lua:
     return make_lua()
 
 

@@ -17,6 +17,7 @@ from aikit_components.errors import Interrupted
 from aikit_components.security import SecurityPolicy
 
 from .. import runtime
+from ..output import OutputSink
 from . import source, stdlib_docs
 from .cells import CellFiles
 from .convert import python_to_lua
@@ -24,7 +25,6 @@ from .coroutines import CoroutineDriver
 from .dispatch import LuaDispatcher
 from .host import Host, text
 from .interrupt import LUA_MASKLINE, Interrupter
-from ..output import OutputSink
 
 LuaError = lua54.LuaError
 LuaMemoryError = lua54.LuaMemoryError

@@ -20,9 +20,9 @@ from ..convert import lua_type
 from ..engine import LuaEngine
 from ..host import text
 from . import expose
+from ._util import function_arg, lua, name_arg, options
 from .handles import HandleKind
 from .supervision import register_adapter
-from ._util import function_arg, lua, name_arg, options
 
 STREAM_DISPLAY_INTERVAL_S = 0.05
 

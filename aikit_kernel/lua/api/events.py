@@ -50,7 +50,7 @@ class LuaSubscription:
         self.fn = fn
 
 
-def deliver(engine: LuaEngine, subscriptions: "HandleKind[LuaSubscription]") -> int:
+def deliver(engine: LuaEngine, subscriptions: HandleKind[LuaSubscription]) -> int:
     """Call every Lua subscriber with its queued events (a safe point)."""
     calls = 0
     for entry in subscriptions.objects():

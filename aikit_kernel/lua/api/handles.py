@@ -117,14 +117,9 @@ class HandleKind(Generic[T]):
         handle_id = self._id_of(value)
         return self.get(handle_id) if handle_id is not None else None
 
-    def release(self, handle: Any) -> T | None:
-        """Forget a handle's object now (close, unsubscribe, drop); the handle then raises
-        ``not_found``. Returns the object (None if it was released already)."""
-        handle_id = handle[b"id"] if lua_type(handle) == "table" else handle
-        return self._objects.pop(handle_id, None)  # type: ignore[arg-type]
-
     def release_where(self, matches: Callable[[T], bool]) -> None:
-        """Forget every object for which ``matches`` is true (e.g. a dropped collection)."""
+        """Forget now every object for which ``matches`` is true (a closed subscription, a
+        dropped collection): their handles then raise ``not_found``."""
         for handle_id in [i for i, obj in self._objects.items() if matches(obj)]:
             self._objects.pop(handle_id, None)
 
