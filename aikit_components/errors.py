@@ -51,10 +51,21 @@ class Timeout(AikitError):
     code = "timeout"
 
 
-class Interrupted(AikitError):
-    """The user interrupted the running code."""
+class Interrupted(BaseException):
+    """The user interrupted the running code (or a wait was abandoned because of it).
+
+    aikit's one interrupt exception, wherever it travels in Python: a wait on the I/O loop that
+    an interrupt stopped, a Lua callback (tool, hook, updater) that was interrupted. A
+    BaseException, like KeyboardInterrupt, so that no ``except Exception`` on the way (hooks,
+    the tool pipeline) mistakes it for an ordinary failure. In Lua it is the interrupt sentinel
+    (converted by the host-function wrapper, ``aikit_kernel/lua/host.py``).
+    """
 
     code = "interrupted"
+
+    def __init__(self, message: str = "interrupted") -> None:
+        super().__init__(message)
+        self.message = message
 
 
 class ResourceExhausted(AikitError):

@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from aikit_components.errors import Interrupted
+
 T = TypeVar("T")
 
 _WAIT_SLICE_S = 0.02
@@ -23,10 +25,6 @@ _WAIT_SLICE_S = 0.02
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
 _thread: threading.Thread | None = None
-
-
-class WaitCancelled(Exception):
-    """Raised by :func:`run_sync` when ``should_stop`` asked to abandon the wait."""
 
 
 def get_loop() -> asyncio.AbstractEventLoop:
@@ -75,7 +73,7 @@ def run_sync(
     """Run ``coro`` on the I/O loop and wait for its result from a non-loop thread.
 
     The wait happens in short slices; when ``should_stop()`` becomes true the coroutine is
-    cancelled and :class:`WaitCancelled` is raised; ``timeout`` raises ``TimeoutError``.
+    cancelled and :class:`~aikit_components.errors.Interrupted` is raised; ``timeout`` raises ``TimeoutError``.
     ``service()`` runs after every slice and whenever ``wake`` is set (the Lua thread uses this
     to run calls other threads queued for it while it waits).
     """
@@ -107,7 +105,7 @@ def wait_future(
             service()
         if should_stop is not None and should_stop():
             future.cancel()
-            raise WaitCancelled()
+            raise Interrupted()
         if deadline is not None and time.monotonic() >= deadline:
             future.cancel()
             raise TimeoutError(f"operation timed out after {timeout:g} s")

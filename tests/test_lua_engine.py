@@ -194,7 +194,7 @@ def test_no_hook_is_installed_while_no_interrupt_is_pending(engine: LuaEngine) -
     timer.start()
     assert engine.run_cell("while true do end", "[2]").error.ename == "KeyboardInterrupt"
     timer.join()
-    assert not lib.lua_gethook(engine._interrupter.main_state)  # disarmed once the cell ended
+    assert not lib.lua_gethook(engine.interrupter.main_state)  # disarmed once the cell ended
     assert value(engine, probe) == '"clean"'
 
 

@@ -82,7 +82,7 @@ def lua(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Lua]:
           error('no restart of ' .. name)
         end""")
     yield made
-    for sup in list(made.registry.sups.values()):
+    for sup in made.registry.handles.objects():
         if sup.state == "running":
             runtime.run_sync(sup.stop(), timeout=5, service=engine.dispatcher.service, wake=engine.dispatcher.wake)
 

@@ -8,10 +8,11 @@ Built-in tools live in one module per category (``filesystem``, ``data``, ``text
 
 from __future__ import annotations
 
+from ._fsutil import checked as checked_path
 from .base import SECURITY_LEVELS, Budget, Tool, ToolContext, tool
 from .registry import ToolRegistry
 
-__all__ = ["SECURITY_LEVELS", "Budget", "Tool", "ToolContext", "ToolRegistry", "default_registry", "tool"]
+__all__ = ["SECURITY_LEVELS", "Budget", "Tool", "ToolContext", "ToolRegistry", "checked_path", "default_registry", "tool"]
 
 
 def default_registry(events: object = None, hooks: object = None, plugins: bool = True,

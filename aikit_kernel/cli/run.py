@@ -59,7 +59,7 @@ def report(result: RunResult) -> int:
     if not sys.stderr.isatty():
         text = _strip_ansi(text)
     print(text, file=sys.stderr)
-    return EXIT_INTERRUPTED if err.ename == "KeyboardInterrupt" else EXIT_ERROR
+    return EXIT_INTERRUPTED if err.interrupted else EXIT_ERROR
 
 
 def _strip_ansi(text: str) -> str:

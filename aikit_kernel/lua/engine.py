@@ -5,6 +5,7 @@ Runs only on the Lua (main) thread, except :meth:`LuaEngine.interrupt`, which an
 
 from __future__ import annotations
 
+import concurrent.futures
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -12,16 +13,18 @@ from typing import Any
 
 from lupa import lua54
 
+from aikit_components.errors import Interrupted
 from aikit_components.security import SecurityPolicy
 
 from .. import runtime
+from ..output import OutputSink
 from . import source, stdlib_docs
 from .cells import CellFiles
 from .convert import python_to_lua
+from .coroutines import CoroutineDriver
 from .dispatch import LuaDispatcher
 from .host import Host, text
 from .interrupt import LUA_MASKLINE, Interrupter
-from ..output import OutputSink
 
 LuaError = lua54.LuaError
 LuaMemoryError = lua54.LuaMemoryError
@@ -47,12 +50,27 @@ AIKIT_BUILTIN_DOCS = {
 
 @dataclass
 class LuaFailure:
-    """An error raised by Lua code, ready for a Jupyter ``error`` message."""
+    """An error raised by Lua code, ready for a Jupyter ``error`` message. ``interrupted`` marks
+    the interrupt (made only by :meth:`interrupt`; Jupyter shows it as a KeyboardInterrupt)."""
 
     ename: str
     evalue: str
     traceback: list[str]
     details: Any = None
+    interrupted: bool = False
+
+    @classmethod
+    def interrupt(cls) -> LuaFailure:
+        """The failure of code the user interrupted: where the interrupt sentinel, having
+        reached the top of a run, becomes a Python value."""
+        return cls("KeyboardInterrupt", "interrupted", [_red("KeyboardInterrupt") + ": execution interrupted"],
+                   interrupted=True)
+
+    def raise_if_interrupted(self) -> None:
+        """Raise :class:`Interrupted` for the interrupt (Lua called back from Python: the
+        interrupt goes on to the code that called it)."""
+        if self.interrupted:
+            raise Interrupted()
 
 
 @dataclass
@@ -108,6 +126,7 @@ class LuaEngine:
         loader = self.runtime.globals()[b"load"](bootstrap.encode(), b"=[aikit]", b"t")
         self.internal = loader(self.runtime.table_from(host_functions))
         self._interrupter = Interrupter(self.internal[b"main_thread_address"].decode())
+        self.coroutines = CoroutineDriver(self, self._interrupter)
         self.env = self.internal[b"env"]
         self._run = self.internal[b"run"]
         self._compile = self.internal[b"compile"]
@@ -191,7 +210,7 @@ class LuaEngine:
             outcome = None
         except LuaError as exc:
             if interrupter.requested.is_set():
-                return RunResult(error=_interrupted())
+                return RunResult(error=LuaFailure.interrupt())
             return RunResult(error=LuaFailure("LuaError", self.cells.prettify(str(exc)), [str(exc)]))
         finally:
             interrupter.end()
@@ -220,6 +239,12 @@ class LuaEngine:
 
             self._debugger = LuaDebugger(self)
         return self._debugger
+
+    @property
+    def interrupter(self) -> Interrupter:
+        """The runtime's :class:`~aikit_kernel.lua.interrupt.Interrupter` (its hooks and states)."""
+        assert self._interrupter is not None
+        return self._interrupter
 
     @property
     def debug_library_hook(self) -> int:
@@ -255,9 +280,15 @@ class LuaEngine:
         future.add_done_callback(lambda _: self.dispatcher.wake.set())
         return self._future_ids
 
-    def future_done(self, future_id: int) -> bool:
-        future = self._futures.get(future_id)
-        return future is None or future.done()
+    def future(self, future_id: int) -> concurrent.futures.Future[Any] | None:
+        """The I/O-loop future behind an id from :meth:`start` (None once its result was taken)."""
+        return self._futures.get(future_id)
+
+    def cancel_future(self, future_id: int) -> None:
+        """Cancel the work behind an id from :meth:`start` and forget it (any thread)."""
+        future = self._futures.pop(future_id, None)
+        if future is not None:
+            future.cancel()
 
     def future_wait(self, future_id: int) -> None:
         """Block (interruptibly, serving queued Lua calls) until the future is done."""
@@ -267,7 +298,7 @@ class LuaEngine:
         try:
             runtime.wait_future(future, should_stop=self.stop_requested,
                                 service=self.dispatcher.service, wake=self.dispatcher.wake)
-        except runtime.WaitCancelled:
+        except Interrupted:
             self._futures.pop(future_id, None)
             future.cancel()
             raise
@@ -289,28 +320,8 @@ class LuaEngine:
 
     def stop_requested(self) -> bool:
         """True when the code running now must stop waiting: an interrupt, or a cancel of the
-        workflow step it runs in (see :meth:`cancel_step`)."""
+        driven coroutine it runs in (see :meth:`CoroutineDriver.cancel`)."""
         return self._interrupter is not None and self._interrupter.stop_requested()
-
-    # ------------------------------------------------------------------ workflow step coroutines
-    def new_step(self, fn: Any) -> int:
-        """Wrap a Lua function in a coroutine the workflow scheduler drives (Lua thread); returns
-        its token for ``internal.step_resume``, :meth:`cancel_step` and :meth:`release_step`."""
-        token, address = self.internal[b"step_coroutine"](fn)
-        assert self._interrupter is not None
-        self._interrupter.step_started(token, address)
-        return token
-
-    def cancel_step(self, token: int) -> bool:
-        """Stop a step's Lua code where it runs, even in a loop that never awaits (any thread):
-        the interrupt hook raises a step cancel in that coroutine only. False if it already ended."""
-        return self._interrupter is not None and self._interrupter.cancel_step(token)
-
-    def release_step(self, token: int) -> None:
-        """Forget a step coroutine, closing it if suspended (Lua thread; idempotent)."""
-        assert self._interrupter is not None
-        self._interrupter.step_released(token)
-        self.internal[b"step_release"](token)
 
     def _compile_cell(self, code: str, chunkname: str) -> Any:
         chunk = chunkname.encode()
@@ -371,7 +382,7 @@ class LuaEngine:
 
     def _failure(self, outcome: Any) -> LuaFailure:
         if outcome[b"interrupt"]:
-            return _interrupted()
+            return LuaFailure.interrupt()
         code = outcome[b"code"]
         ename = text(code) if code is not None else "LuaError"
         evalue = self.cells.prettify(text(outcome[b"message"]))
@@ -541,10 +552,6 @@ class RenderFailure(Exception):
     def __init__(self, failure: LuaFailure) -> None:
         super().__init__(failure.evalue)
         self.failure = failure
-
-
-def _interrupted() -> LuaFailure:
-    return LuaFailure("KeyboardInterrupt", "interrupted", [_red("KeyboardInterrupt") + ": execution interrupted"])
 
 
 def _red(s: str) -> str:

@@ -20,23 +20,18 @@ from typing import Any
 
 from lupa.lua54 import LuaError
 
-from aikit_components.errors import AikitError, InvalidArgument, IOFailure
+from aikit_components.errors import AikitError, Interrupted, InvalidArgument, IOFailure
 from aikit_components.security import SecurityPolicy
 
-from .. import runtime
 from ..output import OutputSink, StdinNotAllowed
 
 log = logging.getLogger(__name__)
 
 MAX_OPEN_FILES = 256
 
-
-class LuaInterrupted(BaseException):
-    """The user interrupted Lua code that Python called back into (a Lua tool, hook or updater).
-
-    A BaseException so that no ``except Exception`` on the way (hooks, the tool pipeline) mistakes
-    it for an ordinary failure; host functions turn it back into the interrupt in Lua.
-    """
+# What a host function returns for an interrupt; sandbox.lua's ``check`` raises the interrupt
+# sentinel (or the step-cancel sentinel, for a cancelled driven coroutine) on it.
+INTERRUPTED_RESULT = (False, b"interrupted", b"interrupted")
 
 
 def text(value: Any) -> str:
@@ -55,8 +50,10 @@ def host_function(fn: Callable[..., Any], interrupted: Callable[[], bool] | None
                   details_to_lua: Callable[[Any], Any] | None = None) -> Callable[..., tuple[Any, ...]]:
     """Wrap ``fn`` in the ``(ok, ...)`` convention; a returned tuple becomes multiple values.
 
-    ``interrupted`` tells whether a Lua error that crossed ``fn`` (Lua called from Python called
-    from Lua) was the interrupt, so it goes on as an interrupt rather than as a plain error.
+    This is where an interrupt crosses from Python into Lua: :class:`Interrupted` (a wait it
+    stopped, an interrupted Lua callback) becomes the interrupt in Lua. ``interrupted`` tells
+    whether a Lua error that crossed ``fn`` (Lua called from Python called from Lua) was the
+    interrupt, so it goes on as an interrupt rather than as a plain error.
     ``details_to_lua`` turns an error's details into a Lua table (``err.details`` in Lua).
     """
 
@@ -69,13 +66,11 @@ def host_function(fn: Callable[..., Any], interrupted: Callable[[], bool] | None
                 plain = json.loads(json.dumps(exc.details, default=str))
                 return (False, to_lua(exc.code), to_lua(exc.message), details_to_lua(plain))
             return (False, to_lua(exc.code), to_lua(exc.message))
-        except runtime.WaitCancelled:
-            return (False, b"interrupted", b"interrupted")
-        except LuaInterrupted:
-            return (False, b"interrupted", b"interrupted")
+        except Interrupted:
+            return INTERRUPTED_RESULT
         except LuaError as exc:
             if interrupted is not None and interrupted():
-                return (False, b"interrupted", b"interrupted")
+                return INTERRUPTED_RESULT
             return (False, b"lua_error", to_lua(str(exc)))
         except OSError as exc:
             return (False, b"io_error", to_lua(f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")))

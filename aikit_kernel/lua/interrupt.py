@@ -74,6 +74,11 @@ class Interrupter:
         return self._main
 
     @property
+    def base_hook(self) -> int | None:
+        """The debugger's hook installed on every run (None while it needs none)."""
+        return self._base_hook
+
+    @property
     def debug_library_hook(self) -> int:
         """ldblib's C hook, which calls the registered Lua hook function."""
         return int(self._hook)

@@ -307,12 +307,12 @@ def test_interrupt_while_stopped_ends_the_cell_and_the_engine_stays_usable(harne
 
 
 def test_no_hook_is_installed_without_breakpoints_or_steps(harness: DebugHarness) -> None:
-    interrupter = harness.engine._interrupter
+    interrupter = harness.engine.interrupter
     path = harness.dump("local a = 1\n")
     harness.debugger.set_breakpoints(path, [{"line": 1}])
-    assert interrupter._base_hook is not None
+    assert interrupter.base_hook is not None
     harness.debugger.set_breakpoints(path, [])
-    assert interrupter._base_hook is None
+    assert interrupter.base_hook is None
 
 
 def test_requests_that_cannot_be_served_say_why(harness: DebugHarness) -> None:

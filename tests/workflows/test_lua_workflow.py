@@ -860,7 +860,7 @@ SPIN = "function() local x = 0 while true do x = x + 1 end end"
 
 class TestBusyLuaSteps:
     """A Lua step that computes without ever awaiting is stopped by its timeout through the
-    interrupt hook (``LuaEngine.cancel_step``): only that step, not the cell, not its siblings."""
+    interrupt hook (``CoroutineDriver.cancel``): only that step, not the cell, not its siblings."""
 
     def test_step_timeout_stops_a_busy_step(self, lua: Lua) -> None:
         record = run_busy(lua, f"""
@@ -942,16 +942,16 @@ class TestBusyLuaSteps:
         """Step B runs nested inside step A (as a safe point inside A's host call would run it);
         cancelling A while B computes leaves B alone, and stops A once control is back in A."""
         engine = lua.engine
-        step_resume = engine.internal[b"step_resume"]  # fetched here: not from inside a coroutine
+        driver = engine.coroutines
         tokens: dict[str, int] = {}
-        outcomes: dict[str, bytes] = {}
+        outcomes: dict[str, str] = {}
 
         def run_b() -> bool:
-            outcomes["b"], _ = step_resume(tokens["b"])
+            outcomes["b"] = driver.resume(tokens["b"]).kind
             return True
 
         def cancel_a() -> bool:
-            return engine.cancel_step(tokens["a"])
+            return driver.cancel(tokens["a"])
 
         make = engine.runtime.eval(
             "function(run_b, cancel_a) return"
@@ -959,31 +959,27 @@ class TestBusyLuaSteps:
             "  function() local cancelled = cancel_a() local s = 0 for i = 1, 200000 do s = s + i end return cancelled, s end"
             " end")
         fn_a, fn_b = make(run_b, cancel_a)
-        tokens["a"], tokens["b"] = engine.new_step(fn_a), engine.new_step(fn_b)
+        tokens["a"], tokens["b"] = driver.start(fn_a), driver.start(fn_b)
         timer = later(SAFETY_S, engine.interrupt)
         try:
-            engine._interrupter.begin()  # as inside a cell (the safety interrupt needs a run)
-            state, info = step_resume(tokens["a"])
+            resumed = engine.call(lambda: driver.resume(tokens["a"]))  # inside a run: interruptible
         finally:
-            engine._interrupter.end()
             timer.cancel()
-        assert state == b"cancelled", info and info[b"message"]
-        assert outcomes["b"] == b"done"
+        assert resumed.error is None and resumed.values[0].kind == "cancelled", resumed.values[0].value
+        assert outcomes["b"] == "done"
         for token in tokens.values():
-            engine.release_step(token)
-        assert engine.cancel_step(tokens["a"]) is False  # it ended: a late cancel is a no-op
+            driver.release(token)
+        assert driver.cancel(tokens["a"]) is False  # it ended: a late cancel is a no-op
 
     def test_a_cancel_after_the_step_ended_is_a_no_op(self, lua: Lua) -> None:
-        engine = lua.engine
-        finished = engine.new_step(engine.runtime.eval("function() return 1 end"))
-        assert engine.internal[b"step_resume"](finished)[0] == b"done"
-        engine.release_step(finished)
-        assert engine.cancel_step(finished) is False
+        driver = lua.engine.coroutines
+        finished = driver.start(lua.engine.runtime.eval("function() return 1 end"))
+        assert driver.resume(finished).kind == "done"  # released as it ended
+        assert driver.cancel(finished) is False
         # a new step (possibly at the same address) runs untouched
-        fresh = engine.new_step(engine.runtime.eval("function() local s = 0 for i = 1, 100000 do s = s + i end return s end"))
-        state, payload = engine.internal[b"step_resume"](fresh)
-        engine.release_step(fresh)
-        assert state == b"done" and payload[1] == 5000050000
+        fresh = driver.start(lua.engine.runtime.eval("function() local s = 0 for i = 1, 100000 do s = s + i end return s end"))
+        resumed = driver.resume(fresh)
+        assert resumed.kind == "done" and resumed.value == 5000050000
 
 
 # =========================================================================== validation

@@ -3,7 +3,7 @@ display, a busy Lua step) and ``aikit run`` of a script in a subprocess.
 
 A Lua workflow step that computes without ever awaiting is stopped by its timeout.
 
-The step is stopped inside its own coroutine by the interrupt hook (``LuaEngine.cancel_step``):
+The step is stopped inside its own coroutine by the interrupt hook (``CoroutineDriver.cancel``):
 the step is recorded ``timed_out``, a sibling step still completes, the cell ends normally and the
 kernel (or script) goes on. The in-process rules are in ``test_lua_workflow.py::TestBusyLuaSteps``.
 """

@@ -9,7 +9,7 @@ from aikit_components.errors import AikitError, InvalidArgument
 
 from ..convert import lua_to_python, lua_type, python_to_lua
 from ..engine import LuaEngine
-from ..host import LuaInterrupted, text
+from ..host import text
 
 
 def py(engine: LuaEngine, value: Any) -> Any:
@@ -72,8 +72,7 @@ def checked_values(engine: LuaEngine, fn: Any, *lua_args: Any) -> list[Any]:
     result = engine.pcall(fn, *lua_args)
     if result.error is not None:
         err = result.error
-        if err.ename == "KeyboardInterrupt":
-            raise LuaInterrupted()
+        err.raise_if_interrupted()
         raise AikitError(err.evalue, code="lua_error" if err.ename == "LuaError" else err.ename,
                          details={"traceback": err.traceback})
     return result.values

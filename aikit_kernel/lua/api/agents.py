@@ -8,21 +8,21 @@ shows the answer as it is generated in an updating display.
 
 from __future__ import annotations
 
-import itertools
 import time
 import uuid
 from typing import Any
 
 from aikit_components.agents import Agent, AgentSpec
 from aikit_components.components import Components
-from aikit_components.errors import InvalidArgument, NotFound
+from aikit_components.errors import InvalidArgument
 
 from ..convert import lua_type
 from ..engine import LuaEngine
 from ..host import text
 from . import expose
-from .supervision import register_adapter
 from ._util import function_arg, lua, name_arg, options
+from .handles import HandleKind
+from .supervision import register_adapter
 
 STREAM_DISPLAY_INTERVAL_S = 0.05
 
@@ -40,44 +40,14 @@ DOCS = {
     "usage": "Agent.usage()\n\nThe old name of Agent.total_usage() (kept until 0.3; not agent:usage(), one agent's usage).",
 }
 
-_LUA_AGENT = r"""
-local run, stream, as_tool, forget, usage, info = ...
-local await = select(7, ...)
-local mt = {}
-mt.__index = {
-  run = function(self, input, opts) return await(run(self.id, input, opts)) end,
-  stream = function(self, input, fn) return stream(self.id, input, fn) end,
-  as_tool = function(self, description) return as_tool(self.id, description) end,
-  forget = function(self) return forget(self.id) end,
-  usage = function(self) return usage(self.id) end,
-  info = function(self) return info(self.id) end,
-}
-mt.__name = "aikit.Agent"
-mt.__tostring = function(self) return "agent " .. self.name .. " (" .. self.model .. ")" end
-return function(id, name, model) return setmetatable({ id = id, name = name, model = model }, mt) end
-"""
+TOSTRING = 'function(self) return "agent " .. self.name .. " (" .. self.model .. ")" end'
 
 SPEC_FIELDS = ("name", "model", "system", "tools", "fallback", "max_steps", "temperature", "max_tokens",
                "output_schema", "max_output_retries", "memory")
 NEW_FIELDS = SPEC_FIELDS + ("collections",)
 
 
-class AgentTable:
-    """Agents created from Lua, by id."""
-
-    def __init__(self) -> None:
-        self.agents: dict[int, Agent] = {}
-        self.ids = itertools.count(1)
-
-    def get(self, agent_id: Any) -> Agent:
-        agent = self.agents.get(agent_id)
-        if agent is None:
-            raise NotFound(f"no agent {agent_id!r}")
-        return agent
-
-
-def install(engine: LuaEngine, components: Components, scope: Any, collections: Any = None) -> AgentTable:
-    table = AgentTable()
+def install(engine: LuaEngine, components: Components, scope: Any, collections: Any = None) -> HandleKind[Agent]:
 
     def new(spec_table: Any) -> Any:
         fields = options(engine, spec_table, NEW_FIELDS, "Agent.new")
@@ -90,7 +60,7 @@ def install(engine: LuaEngine, components: Components, scope: Any, collections: 
                 if isinstance(item, bytes):
                     tool_names.append(text(item))
                 elif lua_type(item) == "table" and item[b"id"] is not None:
-                    sub = table.get(item[b"id"])
+                    sub = handles.get(item)
                     register_agent_tool(components, sub.as_tool())
                     tool_names.append(sub.spec.name)
                 else:
@@ -121,12 +91,9 @@ def install(engine: LuaEngine, components: Components, scope: Any, collections: 
             memory=bool(fields.get("memory", False)),
         )
         agent = components.new_agent(spec, context=lambda: scope.context)
-        agent_id = next(table.ids)
-        table.agents[agent_id] = agent
-        return make_agent(agent_id, spec.name.encode(), spec.model.encode())
+        return handles.new(agent, name=spec.name.encode(), model=spec.model.encode())
 
-    def run(agent_id: Any, input: Any, opts: Any = None) -> Any:
-        agent = table.get(agent_id)
+    def run(agent: Agent, input: Any, opts: Any = None) -> Any:
         prompt = name_arg(input, "agent:run: the input")
         o = options(engine, opts, ("stream",), "agent:run")
         on_text = _display_stream(engine) if o.get("stream") else None
@@ -138,10 +105,9 @@ def install(engine: LuaEngine, components: Components, scope: Any, collections: 
                 if on_text is not None:
                     on_text.finish()  # type: ignore[attr-defined]  # all that arrived, even after a failure
 
-        return engine.start(go())  # Lua awaits the id (see _LUA_AGENT)
+        return engine.start(go())  # Lua awaits the id (an awaiting method)
 
-    def stream(agent_id: Any, input: Any, fn: Any) -> Any:
-        agent = table.get(agent_id)
+    def stream(agent: Agent, input: Any, fn: Any) -> Any:
         prompt = name_arg(input, "agent:stream: the input")
         function_arg(fn, "agent:stream: the callback")
 
@@ -152,41 +118,39 @@ def install(engine: LuaEngine, components: Components, scope: Any, collections: 
         engine.dispatcher.service()
         return lua(engine, result.to_dict())
 
-    def as_tool(agent_id: Any, description: Any = None) -> bytes:
-        agent = table.get(agent_id)
+    def as_tool(agent: Agent, description: Any = None) -> bytes:
         register_agent_tool(components, agent.as_tool(text(description) if description else None))
         return agent.spec.name.encode()
 
-    def forget(agent_id: Any) -> None:
-        table.get(agent_id).forget()
+    def forget(agent: Agent) -> None:
+        agent.forget()
 
-    def agent_usage(agent_id: Any) -> Any:
-        return lua(engine, table.get(agent_id).usage.to_dict())
+    def agent_usage(agent: Agent) -> Any:
+        return lua(engine, agent.usage.to_dict())
 
-    def info(agent_id: Any) -> Any:
-        spec = table.get(agent_id).spec
+    def info(agent: Agent) -> Any:
+        spec = agent.spec
         return lua(engine, {f: getattr(spec, f) for f in SPEC_FIELDS})
 
     def total_usage() -> Any:
         return lua(engine, components.ledger.to_dict())
 
-    wrap, bind = engine.host.wrap, engine.internal[b"bind"]
-    make_agent = engine.compile_trusted(_LUA_AGENT, "agent")(*(bind(wrap(f)) for f in (run, stream, as_tool, forget,
-                                                                                       agent_usage, info)),
-                                                              engine.internal[b"await"])
+    handles: HandleKind[Agent] = HandleKind(
+        engine, "aikit.Agent", tostring=TOSTRING, missing=lambda agent_id: f"no agent {agent_id!r}",
+        functions={"run": run, "stream": stream, "as_tool": as_tool, "forget": forget, "usage": agent_usage,
+                   "info": info},
+        awaiting=("run",))
     api = expose(engine, "Agent", {"new": new, "total_usage": total_usage}, DOCS, convert=False)
     api[b"usage"] = api[b"total_usage"]  # the old name, kept until 0.3 (CHANGELOG.md)
     engine.register_doc("Agent.usage", api[b"usage"], DOCS["usage"])
 
     def supervisable(engine_: LuaEngine, value: Any) -> Any:
         """A Lua agent object returned by a supervisor child's start(): supervise its actor."""
-        if engine_ is not engine or lua_type(value) != "table" or value[b"id"] is None or value[b"model"] is None:
-            return None
-        agent = table.agents.get(value[b"id"])
+        agent = handles.from_lua(value) if engine_ is engine else None
         return agent.as_actor() if agent is not None else None
 
     register_adapter(supervisable)
-    return table
+    return handles
 
 
 def _whole(value: Any) -> Any:
@@ -208,7 +172,7 @@ def register_agent_tool(components: Components, tool: Any, source: str = "agent"
 
 def _call_quietly(engine: LuaEngine, fn: Any, delta: str) -> None:
     result = engine.pcall(fn, delta.encode())
-    if result.error is not None and result.error.ename != "KeyboardInterrupt":
+    if result.error is not None and not result.error.interrupted:
         engine.host.output.write("stderr", f"aikit: stream callback failed: {result.error.evalue}\n")
 
 

@@ -9,18 +9,17 @@ keeps the oldest instead); ``sub:dropped()`` counts the losses.
 
 from __future__ import annotations
 
-import itertools
 import time
 from typing import Any
 
 from aikit_components.components import Components
-from aikit_components.errors import InvalidArgument, NotFound
+from aikit_components.errors import Interrupted, InvalidArgument
 from aikit_components.events import Event, Subscription
 
 from ..engine import LuaEngine
-from ... import runtime
 from . import expose
 from ._util import lua, name_arg, options, py
+from .handles import HandleKind
 
 RECEIVE_SLICE_S = 0.02
 
@@ -40,52 +39,34 @@ DOCS = {
     "unsubscribe": "Event.unsubscribe(sub)\n\nThe old name of sub:remove(): stops a subscription.",
 }
 
-_LUA_HANDLE = r"""
-local E, receive, unsubscribe, dropped, pending = ...
-local mt = {}
-mt.__index = {
-  receive = function(self, timeout) return receive(self.id, timeout) end,
-  remove = function(self) return unsubscribe(self.id) end,
-  close = function(self) return unsubscribe(self.id) end,  -- the old name of remove
-  dropped = function(self) return dropped(self.id) end,
-  pending = function(self) return pending(self.id) end,
-}
-mt.__name = "aikit.Subscription"
-mt.__tostring = function(self) return "subscription " .. self.id .. " (" .. self.pattern .. ")" end
-return function(id, pattern) return setmetatable({ id = id, pattern = pattern }, mt) end
-"""
+TOSTRING = 'function(self) return "subscription " .. self.id .. " (" .. self.pattern .. ")" end'
 
 
-class LuaSubscriptions:
-    """Subscriptions made from Lua, by id, and their delivery at safe points."""
+class LuaSubscription:
+    """A subscription made from Lua: the bus subscription and the Lua function it calls (or None
+    for a pull subscription, read with ``sub:receive``)."""
 
-    def __init__(self, engine: LuaEngine) -> None:
-        self.engine = engine
-        self.subs: dict[int, tuple[Subscription, Any]] = {}
-        self.ids = itertools.count(1)
+    def __init__(self, sub: Subscription, fn: Any) -> None:
+        self.sub = sub
+        self.fn = fn
 
-    def get(self, handle: Any) -> Subscription:
-        sub_id = handle[b"id"] if hasattr(handle, "__getitem__") and not isinstance(handle, (int, bytes)) else handle
-        entry = self.subs.get(sub_id)
-        if entry is None:
-            raise NotFound(f"no open subscription {sub_id!r} (closed already?)")
-        return entry[0]
 
-    def deliver(self) -> int:
-        """Call every Lua subscriber with its queued events (a safe point)."""
-        calls = 0
-        for sub, fn in list(self.subs.values()):
-            if fn is None or not sub.pending():
-                continue
-            for event in sub.drain(1000):
-                result = self.engine.pcall(fn, event_table(self.engine, event))
-                calls += 1
-                if result.error is not None:
-                    if result.error.ename == "KeyboardInterrupt":
-                        return calls
-                    self.engine.host.output.write(
-                        "stderr", f"aikit: event subscriber for {sub.pattern!r} failed: {result.error.evalue}\n")
-        return calls
+def deliver(engine: LuaEngine, subscriptions: HandleKind[LuaSubscription]) -> int:
+    """Call every Lua subscriber with its queued events (a safe point)."""
+    calls = 0
+    for entry in subscriptions.objects():
+        sub, fn = entry.sub, entry.fn
+        if fn is None or not sub.pending():
+            continue
+        for event in sub.drain(1000):
+            result = engine.pcall(fn, event_table(engine, event))
+            calls += 1
+            if result.error is not None:
+                if result.error.interrupted:
+                    return calls
+                engine.host.output.write(
+                    "stderr", f"aikit: event subscriber for {sub.pattern!r} failed: {result.error.evalue}\n")
+    return calls
 
 
 def event_table(engine: LuaEngine, event: Event) -> Any:
@@ -95,8 +76,42 @@ def event_table(engine: LuaEngine, event: Event) -> Any:
 
 def install(engine: LuaEngine, components: Components) -> None:
     bus = components.events
-    registry = LuaSubscriptions(engine)
-    engine.dispatcher.add_service(registry.deliver)
+    # A pull subscription whose handle Lua collected can never be read again: it is closed. One
+    # that calls a function is live work, kept until closed, like a registered hook.
+    def close(entry: LuaSubscription) -> None:
+        entry.sub.close()
+
+    def unsubscribe(entry: LuaSubscription) -> bool:
+        entry.sub.close()
+        subscriptions.release_where(lambda other: other is entry)
+        return True
+
+    def receive(entry: LuaSubscription, timeout: Any = None) -> Any:
+        sub = entry.sub
+        deadline = time.monotonic() + float(timeout or 0)
+        while True:
+            event = sub.receive(min(RECEIVE_SLICE_S, max(0.0, deadline - time.monotonic())))
+            if event is not None:
+                return event_table(engine, event)
+            if engine.interrupt_requested():
+                raise Interrupted()
+            engine.dispatcher.service()
+            if time.monotonic() >= deadline:
+                return None
+
+    def dropped(entry: LuaSubscription) -> int:
+        return entry.sub.dropped
+
+    def pending(entry: LuaSubscription) -> int:
+        return entry.sub.pending()
+
+    subscriptions: HandleKind[LuaSubscription] = HandleKind(
+        engine, "aikit.Subscription", tostring=TOSTRING,
+        missing=lambda sub_id: f"no open subscription {sub_id!r} (closed already?)",
+        functions={"receive": receive, "remove": unsubscribe, "close": unsubscribe,  # close: remove's old name
+                   "dropped": dropped, "pending": pending},
+        on_release=close, keep=lambda entry: entry.fn is not None)
+    engine.dispatcher.add_service(lambda: deliver(engine, subscriptions))
 
     def publish(topic: Any, payload: Any = None) -> int:
         count = bus.publish(name_arg(topic, "Event.publish: the topic"), py(engine, payload), source="lua")
@@ -113,40 +128,16 @@ def install(engine: LuaEngine, components: Components) -> None:
         o = options(engine, opts, ("max_size", "overflow"), "Event.subscribe", aliases={"maxsize": "max_size"})
         sub = bus.subscribe(name_arg(pattern, "Event.subscribe: the pattern"), None,
                             max_size=o.get("max_size", 10_000), overflow=o.get("overflow", "drop_oldest"))
-        sub_id = next(registry.ids)
-        registry.subs[sub_id] = (sub, fn)
-        return make_handle(sub_id, pattern)
-
-    def receive(handle: Any, timeout: Any = None) -> Any:
-        sub = registry.get(handle)
-        deadline = time.monotonic() + float(timeout or 0)
-        while True:
-            event = sub.receive(min(RECEIVE_SLICE_S, max(0.0, deadline - time.monotonic())))
-            if event is not None:
-                return event_table(engine, event)
-            if engine.interrupt_requested():
-                raise runtime.WaitCancelled()
-            engine.dispatcher.service()
-            if time.monotonic() >= deadline:
-                return None
-
-    def unsubscribe(handle: Any) -> bool:
-        sub = registry.get(handle)
-        sub.close()
-        registry.subs = {k: v for k, v in registry.subs.items() if v[0] is not sub}
-        return True
-
-    def dropped(handle: Any) -> int:
-        return registry.get(handle).dropped
-
-    def pending(handle: Any) -> int:
-        return registry.get(handle).pending()
+        return subscriptions.new(LuaSubscription(sub, fn), pattern=pattern)
 
     def dispatch() -> int:
         return engine.dispatcher.service()
 
-    wrap, bind = engine.host.wrap, engine.internal[b"bind"]
-    make_handle = engine.compile_trusted(_LUA_HANDLE, "event")(None, bind(wrap(receive)), bind(wrap(unsubscribe)),
-                                                              bind(wrap(dropped)), bind(wrap(pending)))
-    expose(engine, "Event", {"publish": publish, "subscribe": subscribe, "receive": receive, "dispatch": dispatch,
-                             "unsubscribe": unsubscribe}, DOCS, convert=False)
+    def receive_from(handle: Any, timeout: Any = None) -> Any:
+        return receive(subscriptions.get(handle), timeout)
+
+    def unsubscribe_handle(handle: Any) -> bool:
+        return unsubscribe(subscriptions.get(handle))
+
+    expose(engine, "Event", {"publish": publish, "subscribe": subscribe, "receive": receive_from, "dispatch": dispatch,
+                             "unsubscribe": unsubscribe_handle}, DOCS, convert=False)

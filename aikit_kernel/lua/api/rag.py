@@ -9,17 +9,20 @@ delete, stats) is local SQLite/numpy work done directly on the Lua thread, as ``
 
 from __future__ import annotations
 
-import itertools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aikit_components.components import Components
-from aikit_components.errors import InvalidArgument, NotFound
+from aikit_components.errors import InvalidArgument
 from aikit_components.rag import COLLECTION_OPTIONS, embedder_description
 
 from ..convert import lua_type
 from ..engine import LuaEngine
 from . import expose
 from ._util import lua, name_arg, options, py
+from .handles import HandleKind
+
+if TYPE_CHECKING:
+    from aikit_components.rag.collection import Collection
 
 
 def docs(embedder: str) -> dict[str, str]:
@@ -41,68 +44,22 @@ def docs(embedder: str) -> dict[str, str]:
     }
 
 
-_LUA_COLLECTION = r"""
-local ingest, ingest_file, search, delete, stats, documents = ...
-local mt = {}
-mt.__index = {
-  ingest = function(self, docs) return ingest(self.id, docs) end,
-  ingest_file = function(self, path) return ingest_file(self.id, path) end,
-  search = function(self, query, opts)
-    if type(query) == "table" then  -- a vector: packed as float32 in C, far cheaper than converting 384 numbers
-      local ok, packed = pcall(string.pack, string.rep("f", #query), table.unpack(query))
-      if ok and #query > 0 then return search(self.id, nil, opts, packed) end
-    end
-    return search(self.id, query, opts)
-  end,
-  delete = function(self, id) return delete(self.id, id) end,
-  stats = function(self) return stats(self.id) end,
-  documents = function(self) return documents(self.id) end,
-}
-mt.__name = "aikit.Collection"
-mt.__tostring = function(self)
+TOSTRING = r"""function(self)
   return "collection " .. self.name .. (self.tenant and (" (tenant " .. self.tenant .. ")") or "")
-end
-return function(id, name, tenant) return setmetatable({ id = id, name = name, tenant = tenant, kind = "collection" }, mt) end
-"""
+end"""
+# A vector query is packed as float32 in C, far cheaper than converting 384 numbers.
+SEARCH_METHOD = r"""function(self, query, opts)
+    if type(query) == "table" then
+      local ok, packed = pcall(string.pack, string.rep("f", #query), table.unpack(query))
+      if ok and #query > 0 then return f.search(self.id, nil, opts, packed) end
+    end
+    return f.search(self.id, query, opts)
+  end"""
 
 SEARCH_OPTIONS = ("k", "filter", "mode")
 
 
-class CollectionTable:
-    """Collections opened from Lua, by the id their Lua object carries."""
-
-    def __init__(self) -> None:
-        self.collections: dict[int, Any] = {}
-        self.ids: dict[int, int] = {}  # id(Collection) -> Lua id, so reopening gives the same id
-        self.counter = itertools.count(1)
-
-    def get(self, collection_id: Any) -> Any:
-        collection = self.collections.get(collection_id)
-        if collection is None:
-            raise NotFound(f"no collection {collection_id!r} (was it dropped?)")
-        return collection
-
-    def add(self, collection: Any) -> int:
-        cid = self.ids.get(id(collection))
-        if cid is None:
-            cid = self.ids[id(collection)] = next(self.counter)
-            self.collections[cid] = collection
-        return cid
-
-    def forget(self, collection: Any) -> None:
-        cid = self.ids.pop(id(collection), None)
-        if cid is not None:
-            self.collections.pop(cid, None)
-
-    def from_lua(self, value: Any) -> Any:
-        """The collection behind a Lua collection object (None if ``value`` is not one)."""
-        if lua_type(value) != "table" or value[b"kind"] != b"collection":
-            return None
-        return self.get(value[b"id"])
-
-
-def install(engine: LuaEngine, components: Components, scope: Any) -> CollectionTable:
-    table = CollectionTable()
+def install(engine: LuaEngine, components: Components, scope: Any) -> HandleKind[Collection]:
 
     def tenant_of(opts: dict[str, Any]) -> str | None:
         tenant = opts.get("tenant")
@@ -115,7 +72,7 @@ def install(engine: LuaEngine, components: Components, scope: Any) -> Collection
         col = components.rag.collection(name_arg(name, "RAG.collection: the name"), tenant_of(o),
                                         **{k: v for k, v in o.items() if k != "tenant"})
         tenant = col.tenant.encode() if col.tenant else None
-        return make_collection(table.add(col), col.name.encode(), tenant)
+        return handles.new(col, name=col.name.encode(), tenant=tenant, kind=b"collection")
 
     def list_(opts: Any = None) -> Any:
         return lua(engine, components.rag.list(tenant_of(options(engine, opts, ("tenant",), "RAG.list"))))
@@ -123,27 +80,22 @@ def install(engine: LuaEngine, components: Components, scope: Any) -> Collection
     def drop(name: Any, opts: Any = None) -> bool:
         tenant = tenant_of(options(engine, opts, ("tenant",), "RAG.drop"))
         collection_name = name_arg(name, "RAG.drop: the name")
-        for col in list(table.collections.values()):
-            if col.name == collection_name and col.tenant == tenant:
-                table.forget(col)
+        handles.release_where(lambda col: col.name == collection_name and col.tenant == tenant)
         return components.rag.drop(collection_name, tenant)
 
-    def ingest(cid: Any, docs: Any) -> Any:
-        col = table.get(cid)
+    def ingest(col: Collection, docs: Any) -> Any:
         if docs is None:
             raise InvalidArgument("col:ingest takes a string, a list of strings, or a list of {id, text, metadata} tables")
         return lua(engine, engine.wait(col.aingest(py(engine, docs))))
 
-    def ingest_file(cid: Any, path: Any) -> Any:
-        from aikit_components.tools._fsutil import checked
+    def ingest_file(col: Collection, path: Any) -> Any:
+        from aikit_components.tools import checked_path as checked
 
-        col = table.get(cid)
         ctx = scope.context
         resolved = checked(ctx, name_arg(path, "col:ingest_file: the path"))
         return lua(engine, engine.wait(col.aingest_path(resolved, check=lambda p: checked(ctx, p))))
 
-    def search(cid: Any, query: Any, opts: Any = None, packed: Any = None) -> Any:
-        col = table.get(cid)
+    def search(col: Collection, query: Any, opts: Any = None, packed: Any = None) -> Any:
         o = options(engine, opts, SEARCH_OPTIONS, "col:search")
         k, mode, filter_ = o.get("k", 5), o.get("mode", "hybrid"), o.get("filter")
         if filter_ is not None and not isinstance(filter_, dict):
@@ -169,18 +121,21 @@ def install(engine: LuaEngine, components: Components, scope: Any) -> Collection
             hits = col.search_now(q, k, filter_ or None, mode)
         return lua(engine, hits)
 
-    def delete(cid: Any, doc_id: Any) -> bool:
-        return table.get(cid).delete(name_arg(doc_id, "col:delete: the document id"))
+    def delete(col: Collection, doc_id: Any) -> bool:
+        return col.delete(name_arg(doc_id, "col:delete: the document id"))
 
-    def stats(cid: Any) -> Any:
-        return lua(engine, table.get(cid).stats())
+    def stats(col: Collection) -> Any:
+        return lua(engine, col.stats())
 
-    def documents(cid: Any) -> Any:
-        return lua(engine, table.get(cid).documents())
+    def documents(col: Collection) -> Any:
+        return lua(engine, col.documents())
 
-    wrap, bind = engine.host.wrap, engine.internal[b"bind"]
-    make_collection = engine.compile_trusted(_LUA_COLLECTION, "collection")(
-        *(bind(wrap(f)) for f in (ingest, ingest_file, search, delete, stats, documents)))
+    handles: HandleKind[Collection] = HandleKind(
+        engine, "aikit.Collection", tostring=TOSTRING,
+        missing=lambda cid: f"no collection {cid!r} (was it dropped?)",
+        functions={"ingest": ingest, "ingest_file": ingest_file, "search": search, "delete": delete, "stats": stats,
+                   "documents": documents},
+        lua_methods={"search": SEARCH_METHOD})
     embedder = str(components.config.get("rag.embedder", "local") or "local")
     expose(engine, "RAG", {"collection": collection, "list": list_, "drop": drop}, docs(embedder), convert=False)
-    return table
+    return handles

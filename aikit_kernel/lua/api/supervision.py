@@ -11,7 +11,7 @@ returning what to run:
   between cells and on ``Event.dispatch()``. A Lua error in them is a crash. ``state`` is the
   table ``init`` returned (mutate it in place); a restart calls ``init`` again.
 - another ``Supervisor.new{...}`` (not started): a nested supervisor;
-- anything with a Python actor behind it: an :class:`~aikit_components.actors.Actor` or
+- anything with a Python actor behind it: an :class:`~aikit_components.supervision.Actor` or
   ``Supervisor``, a Python object with ``as_actor()``, or a Lua value one of the
   :func:`register_adapter` functions recognises (how other bindings, such as agents, make their
   objects supervisable).
@@ -25,26 +25,21 @@ times out); ``send`` is fine.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from typing import Any
 
-from aikit_components.actors import (
-    DEFAULT_CALL_TIMEOUT,
-    DEFAULT_MAILBOX_SIZE,
-    DEFAULT_SHUTDOWN_TIMEOUT,
-    Actor,
-    ActorContext,
-    reason_text,
-)
 from aikit_components.components import Components
-from aikit_components.errors import InvalidArgument, NotFound
+from aikit_components.errors import InvalidArgument
+from aikit_components.actors import (
+    DEFAULT_CALL_TIMEOUT, DEFAULT_MAILBOX_SIZE, DEFAULT_SHUTDOWN_TIMEOUT, RUNNING, Actor, ActorContext, reason_text,
+)
 from aikit_components.supervision import ChildSpec, Supervisor, as_process
 
 from ..convert import lua_type
 from ..engine import LuaEngine
 from . import expose
 from ._util import checked_values, function_arg, lua, name_arg, py
+from .handles import HandleKind
 
 DOCS = {
     "": "Supervisor\n\nErlang/OTP-style supervision of long-lived workers: Supervisor.new{strategy, intensity, period_s, "
@@ -84,35 +79,20 @@ METHOD_DOCS = {
 }
 
 _LUA = r"""
-local Supervisor, start, stop, send, call, children, status = ...
-local getmetatable, setmetatable, type, tostring = getmetatable, setmetatable, type, tostring
-local methods = {}
-function methods.start(self) start(self.id) return self end
-function methods.stop(self) return stop(self.id) end
-function methods.send(self, name, msg) return send(self.id, name, msg) end
-function methods.call(self, name, msg, timeout) return call(self.id, name, msg, timeout) end
-function methods.children(self) return children(self.id) end
-function methods.status(self) return status(self.id) end
-local sup_mt = {
-  __index = methods,
-  __name = "aikit.Supervisor",
-  __tostring = function(self) return "supervisor " .. tostring(self.name) .. " (#" .. tostring(self.id) .. ")" end,
-}
+local Supervisor = ...
+local getmetatable, setmetatable, type = getmetatable, setmetatable, type
 local exit_mt = { __name = "aikit.SupervisorExit" }
 function Supervisor.exit(reply) return setmetatable({ reply = reply }, exit_mt) end
 
-local function make_handle(id, name) return setmetatable({ id = id, name = name }, sup_mt) end
-local function supervisor_id(value)
-  if type(value) == "table" and getmetatable(value) == sup_mt then return value.id end
-  return nil
-end
 local function run_handle(handle, state, msg)
   local reply = handle(state, msg)
   if type(reply) == "table" and getmetatable(reply) == exit_mt then return reply.reply, true end
   return reply, false
 end
-return make_handle, supervisor_id, run_handle, methods
+return run_handle
 """
+TOSTRING = 'function(self) return "supervisor " .. tostring(self.name) .. " (#" .. tostring(self.id) .. ")" end'
+START_METHOD = "function(self) f.start(self.id) return self end"
 
 _CHILD_KEYS = ("name", "start", "restart", "shutdown_timeout_s", "shutdown_timeout")  # the last: old name
 _WORKER_KEYS = ("init", "handle", "terminate", "mailbox_size")
@@ -184,17 +164,14 @@ class LuaSupervisors:
     def __init__(self, engine: LuaEngine, components: Components) -> None:
         self.engine = engine
         self.components = components
-        self.sups: dict[int, Supervisor] = {}
-        self.ids = itertools.count(1)
-        self.make_handle: Any = None
-        self.supervisor_id: Any = None
+        # A supervisor whose handle Lua collected is forgotten unless it runs (its children are
+        # live work that goes on, and sup:stop() is no longer reachable anyway).
+        self.handles: HandleKind[Supervisor] = HandleKind(
+            engine, "aikit.Supervisor", tostring=TOSTRING, missing=lambda sup_id: f"no supervisor #{sup_id!r}",
+            functions={"start": self.start, "stop": self.stop, "send": self.send, "call": self.call,
+                       "children": self.children, "status": self.status},
+            lua_methods={"start": START_METHOD}, keep=lambda sup: sup.state == RUNNING)
         self.run_handle: Any = None
-
-    def get(self, sup_id: Any) -> Supervisor:
-        sup = self.sups.get(sup_id)
-        if sup is None:
-            raise NotFound(f"no supervisor #{sup_id!r}")
-        return sup
 
     # -------------------------------------------------------------- Supervisor.new
     def new(self, spec: Any) -> Any:
@@ -212,7 +189,7 @@ class LuaSupervisors:
         if isinstance(period, bool) or not isinstance(period, (int, float)):
             raise InvalidArgument(f"Supervisor.new: period_s must be a number of seconds, got {lua_type(period) or period!r}")
         name = spec[b"name"]
-        sup_id = next(self.ids)
+        sup_id = self.handles.reserve_id()
         name = name_arg(name, "Supervisor.new: name") if name is not None else f"supervisor-{sup_id}"
         children = spec[b"children"]
         specs: list[ChildSpec] = []
@@ -222,8 +199,7 @@ class LuaSupervisors:
             for index in range(1, len(children) + 1):
                 specs.append(self.child_spec(children[index], index))
         sup = Supervisor(strategy, intensity, period, specs, name=name, events=self.components.events)
-        self.sups[sup_id] = sup
-        return self.make_handle(sup_id, name.encode())
+        return self.handles.new(sup, sup_id, name=name.encode())
 
     def child_spec(self, table: Any, index: int) -> ChildSpec:
         what = f"Supervisor.new: child #{index}"
@@ -258,9 +234,9 @@ class LuaSupervisors:
         kind = lua_type(value)
         if kind is None and value is not None and not isinstance(value, (bool, int, float, bytes)):
             return as_process(value, name)  # a Python object (an Actor, a Supervisor, an agent)
-        sup_id = self.supervisor_id(value)
-        if sup_id is not None:
-            return self.get(sup_id)
+        nested = self.handles.from_lua(value)
+        if nested is not None:
+            return nested
         for adapter in _ADAPTERS:
             made = adapter(self.engine, value)
             if made is not None:
@@ -281,14 +257,13 @@ class LuaSupervisors:
                               f"Supervisor.new{{...}} or a supervisable object, got {kind or type(value).__name__}")
 
     # -------------------------------------------------------------- handle methods
-    def start(self, sup_id: Any) -> None:
-        self.engine.wait(self.get(sup_id).start())
+    def start(self, sup: Supervisor) -> None:
+        self.engine.wait(sup.start())
 
-    def stop(self, sup_id: Any) -> None:
-        self.engine.wait(self.get(sup_id).stop())
+    def stop(self, sup: Supervisor) -> None:
+        self.engine.wait(sup.stop())
 
-    def send(self, sup_id: Any, name: Any, msg: Any = None) -> bool:
-        sup = self.get(sup_id)
+    def send(self, sup: Supervisor, name: Any, msg: Any = None) -> bool:
         child, message = name_arg(name, "sup:send: the child name"), py(self.engine, msg)
 
         async def send() -> None:  # the mailbox lives on the loop
@@ -297,24 +272,21 @@ class LuaSupervisors:
         self.engine.wait(send())
         return True
 
-    def call(self, sup_id: Any, name: Any, msg: Any = None, timeout: Any = None) -> Any:
-        sup = self.get(sup_id)
+    def call(self, sup: Supervisor, name: Any, msg: Any = None, timeout: Any = None) -> Any:
         child, message = name_arg(name, "sup:call: the child name"), py(self.engine, msg)
         if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0):
             raise InvalidArgument(f"sup:call: timeout must be a non-negative number of seconds, got {timeout!r}")
         reply = self.engine.wait(sup.call(child, message, DEFAULT_CALL_TIMEOUT if timeout is None else float(timeout)))
         return lua(self.engine, reply)
 
-    def children(self, sup_id: Any) -> Any:
-        sup = self.get(sup_id)
+    def children(self, sup: Supervisor) -> Any:
 
         async def rows() -> list[dict[str, Any]]:
             return [info.to_dict() for info in sup.which_children()]
 
         return lua(self.engine, self.engine.wait(rows()))
 
-    def status(self, sup_id: Any) -> Any:
-        sup = self.get(sup_id)
+    def status(self, sup: Supervisor) -> Any:
 
         async def status() -> dict[str, Any]:
             return sup.status()
@@ -336,11 +308,8 @@ def install(engine: LuaEngine, components: Components) -> LuaSupervisors:
     """Install the global ``Supervisor``."""
     registry = LuaSupervisors(engine, components)
     table = expose(engine, "Supervisor", {"new": registry.new}, DOCS, convert=False)
-    wrap, bind = engine.host.wrap, engine.internal[b"bind"]
-    bound = [bind(wrap(fn)) for fn in (registry.start, registry.stop, registry.send, registry.call,
-                                       registry.children, registry.status)]
-    chunk = engine.compile_trusted(_LUA, "supervisor")
-    registry.make_handle, registry.supervisor_id, registry.run_handle, methods = chunk(table, *bound)
+    registry.run_handle = engine.compile_trusted(_LUA, "supervisor")(table)
+    methods = registry.handles.methods
     engine.register_doc("Supervisor.exit", table[b"exit"], DOCS["exit"])
     for key, doc in METHOD_DOCS.items():
         engine.register_doc(f"Supervisor:{key}", methods[key.encode()], doc)

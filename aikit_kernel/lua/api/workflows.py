@@ -9,14 +9,12 @@ progress table in the notebook.
 
 from __future__ import annotations
 
-import asyncio
 import html
-import itertools
 import time
 from typing import Any
 
 from aikit_components.components import Components
-from aikit_components.errors import AikitError, Cancelled, InvalidArgument, NotFound, ValidationError
+from aikit_components.errors import InvalidArgument, ValidationError
 from aikit_components.workflows.model import Condition, Loop, RunRecord, Step, Workflow
 
 from ..convert import lua_to_python, lua_type
@@ -24,6 +22,7 @@ from ..engine import LuaEngine
 from ..host import text
 from . import expose
 from ._util import lua, name_arg, options, py
+from .handles import HandleKind
 
 PROGRESS_INTERVAL_S = 0.2
 
@@ -44,20 +43,7 @@ DOCS = {
     "record": "Workflow.record(run_id) -> record | nil\n\nA run record from State.",
 }
 
-_LUA_WF = r"""
-local run, validate, layers, info, await, resume = ...
-local mt = {}
-mt.__index = {
-  run = function(self, inputs, opts) return await(run(self.id, inputs, opts)) end,
-  validate = function(self) return validate(self.id) end,
-  layers = function(self) return layers(self.id) end,
-  info = function(self) return info(self.id) end,
-  resume = function(self, run_id) return await(resume(run_id, self.id)) end,
-}
-mt.__name = "aikit.Workflow"
-mt.__tostring = function(self) return "workflow " .. self.name end
-return function(id, name) return setmetatable({ id = id, name = name }, mt) end
-"""
+TOSTRING = 'function(self) return "workflow " .. self.name end'
 
 STEP_KEYS = ("id", "name", "depends_on", "when", "loop", "timeout_s", "continue_on_error", "retries", "retry_delay_s",
              "backoff", "params", "tool", "agent", "input", "llm", "fn", "command", "workflow", "noop")
@@ -66,29 +52,9 @@ DURATION_ALIASES = {"timeout": "timeout_s", "retry_delay": "retry_delay_s"}
 KIND_KEYS = ("tool", "agent", "llm", "fn", "command", "workflow", "noop")
 
 
-class WorkflowTable:
-    def __init__(self) -> None:
-        self.workflows: dict[int, Workflow] = {}
-        self.ids = itertools.count(1)
-
-    def add(self, workflow: Workflow) -> int:
-        wf_id = next(self.ids)
-        self.workflows[wf_id] = workflow
-        return wf_id
-
-    def get(self, wf_id: Any) -> Workflow:
-        if lua_type(wf_id) == "table":
-            wf_id = wf_id[b"id"]
-        workflow = self.workflows.get(wf_id)
-        if workflow is None:
-            raise NotFound(f"no workflow {wf_id!r}")
-        return workflow
-
-
 def install(engine: LuaEngine, components: Components, agents: Any = None) -> None:
     from aikit_components.workflows import engine as wf_engine
 
-    table = WorkflowTable()
     def build(spec: Any) -> Workflow:
         fields = options(engine, spec, ("name", "mode", "max_concurrency", "fail_fast", "timeout_s", "retries",
                                         "retry_delay_s", "inputs", "steps", "description"), "Workflow.new",
@@ -137,7 +103,7 @@ def install(engine: LuaEngine, components: Components, agents: Any = None) -> No
             command = f.get("command") or []
             step.params = {"command": command if isinstance(command, str) else list(command), **params}
         elif kind == "workflow":
-            step.kind, step.workflow = "workflow", table.get(raw[b"workflow"])
+            step.kind, step.workflow = "workflow", handles.get(raw[b"workflow"])
         else:
             step.kind = "noop"
         when = raw[b"when"]
@@ -173,78 +139,9 @@ def install(engine: LuaEngine, components: Components, agents: Any = None) -> No
         raise InvalidArgument(f"step {step_id}: when must be a function or {{ref, op, value}}")
 
     async def call_on_lua(fn: Any, *args: Any) -> Any:
-        """Run a Lua function as a scheduled coroutine: it may await I/O, yielding to other steps.
-
-        Cancelling the calling task (a step or workflow timeout, the run cancelled) stops the Lua
-        code wherever it is: the awaited I/O is cancelled (a subprocess is killed with its tool
-        call), and code computing on the Lua thread is stopped by the interrupt hook
-        (``LuaEngine.cancel_step``) before the cancellation goes on."""
-        token = await engine.dispatcher.call_async(engine.new_step, fn)
-        try:
-            return await drive(token, args)
-        except BaseException as exc:
-            if isinstance(exc, asyncio.CancelledError):
-                pending = waiting.pop(token, None)
-                future = engine._futures.pop(pending, None) if pending is not None else None
-                if future is not None:
-                    future.cancel()
-            engine.dispatcher.submit(engine.release_step, token)  # idempotent (a finished step is released)
-            raise
-
-    waiting: dict[int, int] = {}
-
-    async def on_lua_thread(token: int, call: Any) -> Any:
-        """``call()`` on the Lua thread, where it resumes step ``token``. If this task is cancelled
-        while the step's code runs there, the step is cancelled through the hook, and the
-        cancellation goes on only once the Lua thread has left the step."""
-        done = engine.dispatcher.submit(call)
-        try:
-            return await asyncio.wrap_future(done)
-        except asyncio.CancelledError:
-            if done.cancel() or done.done():  # never started, or already back: nothing runs
-                raise
-            engine.cancel_step(token)
-            while not done.done():
-                try:
-                    await asyncio.wait((asyncio.wrap_future(done),))
-                except asyncio.CancelledError:  # cancelled again meanwhile: still wait, then go on
-                    continue
-            raise
-
-    async def drive(token: int, values: tuple[Any, ...]) -> Any:
-        first = True
-        while True:
-            def resume(vals: tuple[Any, ...] = values, start: bool = first) -> tuple[str, Any]:
-                lua_args = [lua(engine, _plain(v)) for v in vals] if start else []
-                state, payload = engine.internal[b"step_resume"](token, *lua_args)
-                if state == b"await":
-                    return "await", payload
-                engine.release_step(token)
-                if state == b"done":
-                    n = payload[b"n"]
-                    return "done", lua_to_python(payload[1], engine.address) if n and n >= 1 else None
-                if state == b"cancelled":
-                    return "cancelled", None
-                message = text(payload[b"message"]) if payload[b"message"] is not None else "error"
-                code = text(payload[b"code"]) if payload[b"code"] is not None else "lua_error"
-                return "error", AikitError(engine.cells.prettify(message), code=code,
-                                           details={"traceback": engine.cells.prettify(text(payload[b"traceback"] or b""))})
-
-            kind, payload = await on_lua_thread(token, resume)
-            first = False
-            if kind == "done":
-                return payload
-            if kind == "error":
-                raise payload
-            if kind == "cancelled":  # a cancel_step this task did not ask for
-                raise Cancelled("the step's Lua code was cancelled")
-            future = engine._futures.get(payload) if payload is not None else None
-            if future is not None:
-                waiting[token] = payload
-                await asyncio.wait([asyncio.wrap_future(future)])  # the step collects the outcome itself
-                waiting.pop(token, None)
-            else:
-                await asyncio.sleep(0)
+        """Run a Lua function as a driven coroutine: it may await I/O, yielding to other steps,
+        and cancelling the calling task (a step or workflow timeout) stops it wherever it is."""
+        return await engine.coroutines.run(fn, *[_plain(a) for a in args])
 
     def lua_step(fn: Any, step_id: str) -> Any:
         if lua_type(fn) != "function":
@@ -259,7 +156,7 @@ def install(engine: LuaEngine, components: Components, agents: Any = None) -> No
         problems = wf_engine.validate(workflow, components=components)
         if problems:
             raise ValidationError(f"workflow {workflow.name!r} is invalid:", problems)
-        return make_wf(table.add(workflow), workflow.name.encode())
+        return handles.new(workflow, name=workflow.name.encode())
 
     def load(path: Any) -> Any:
         from aikit_components.workflows.missions import load_mission
@@ -269,10 +166,9 @@ def install(engine: LuaEngine, components: Components, agents: Any = None) -> No
         problems = wf_engine.validate(workflow, components=components)
         if problems:
             raise ValidationError(f"mission {str(file)!r} is invalid:", problems)
-        return make_wf(table.add(workflow), workflow.name.encode())
+        return handles.new(workflow, name=workflow.name.encode())
 
-    def run(wf_id: Any, inputs: Any = None, opts: Any = None) -> int:
-        workflow = table.get(wf_id)
+    def run(workflow: Workflow, inputs: Any = None, opts: Any = None) -> int:
         o = options(engine, opts, ("display", "run_id"), "wf:run")
         given = py(engine, inputs) if inputs is not None else {}
         progress = Progress(engine, workflow) if o.get("display") else None
@@ -289,7 +185,9 @@ def install(engine: LuaEngine, components: Components, agents: Any = None) -> No
         return engine.start(go())
 
     def resume(run_id: Any, wf: Any) -> int:
-        workflow = table.get(wf)
+        return resume_run(handles.get(wf), run_id)
+
+    def resume_run(workflow: Workflow, run_id: Any) -> int:  # wf:resume(run_id)
         rid = name_arg(run_id, "wf:resume: the run id")
 
         async def go() -> dict[str, Any]:
@@ -298,23 +196,23 @@ def install(engine: LuaEngine, components: Components, agents: Any = None) -> No
 
         return engine.start(go())  # awaited in Lua (see install): a Lua step yields meanwhile
 
-    def validate(wf_id: Any) -> Any:
-        return lua(engine, wf_engine.validate(table.get(wf_id), components=components))
+    def validate(workflow: Workflow) -> Any:
+        return lua(engine, wf_engine.validate(workflow, components=components))
 
-    def layers(wf_id: Any) -> Any:
-        return lua(engine, wf_engine.layers(table.get(wf_id)))
+    def layers(workflow: Workflow) -> Any:
+        return lua(engine, wf_engine.layers(workflow))
 
-    def info(wf_id: Any) -> Any:
-        wf = table.get(wf_id)
+    def info(wf: Workflow) -> Any:
         return lua(engine, {"name": wf.name, "mode": wf.mode, "steps": [s.id for s in wf.steps], "source": wf.source})
 
     def record(run_id: Any) -> Any:
         data = components.state.get(f"workflow:{name_arg(run_id, 'Workflow.record: the run id')}", "run")
         return lua(engine, data) if data is not None else None
 
-    wrap, bind = engine.host.wrap, engine.internal[b"bind"]
-    make_wf = engine.compile_trusted(_LUA_WF, "workflow")(bind(wrap(run)), bind(wrap(validate)), bind(wrap(layers)),
-                                                          bind(wrap(info)), engine.internal[b"await"], bind(wrap(resume)))
+    handles: HandleKind[Workflow] = HandleKind(
+        engine, "aikit.Workflow", tostring=TOSTRING, missing=lambda wf_id: f"no workflow {wf_id!r}",
+        functions={"run": run, "validate": validate, "layers": layers, "info": info, "resume": resume_run},
+        awaiting=("run", "resume"))
     api = expose(engine, "Workflow", {"new": new, "load": load, "resume": resume, "record": record}, DOCS, convert=False)
     awaiting_resume = engine.compile_trusted(
         "local start, await = ... return function(run_id, wf) return await(start(run_id, wf)) end", "workflow")(
