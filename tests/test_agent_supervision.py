@@ -11,7 +11,7 @@ pytest.importorskip("llama_cpp", reason="the local model is installed by `make` 
 from aikit_components.components import Components  # noqa: E402
 from aikit_kernel.lua.api import install_globals  # noqa: E402
 from aikit_kernel.lua.engine import LuaEngine  # noqa: E402
-from tests.test_docs_examples import RecordingOutput  # noqa: E402
+from tests.support.lua import RecordingOutput  # noqa: E402
 
 
 @pytest.mark.slow

@@ -2,7 +2,8 @@
 Config, and interrupts while Lua code runs inside a component (a Lua tool, hook or updater).
 
 Each test gets its own ``Components`` (data under ``tmp_path``) and a fresh ``LuaEngine`` with the
-globals installed, exactly as the kernel wires them (minus ZMQ).
+globals installed, exactly as the kernel wires them (minus ZMQ): the ``lua`` and ``make_lua``
+fixtures of ``tests/support/lua.py``.
 """
 
 from __future__ import annotations
@@ -10,89 +11,16 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from aikit_components.components import Components
-from aikit_components.config import Config
 from aikit_components.errors import AikitError
 from aikit_kernel import runtime
-from aikit_kernel.lua.api import expose, install_globals
-from aikit_kernel.lua.convert import lua_to_python
-from aikit_kernel.lua.engine import LuaEngine, LuaFailure
-from tests.test_docs_examples import RecordingOutput
-
-
-class Lua:
-    """An engine with every aikit global, bound to its own components."""
-
-    def __init__(self, engine: LuaEngine, components: Components, scope: Any, out: RecordingOutput) -> None:
-        self.engine = engine
-        self.components = components
-        self.scope = scope
-        self.out = out
-        self.cells = 0
-
-    def run(self, code: str) -> Any:
-        """Run a cell that must succeed; its values as Python (one value: the value itself)."""
-        self.cells += 1
-        result = self.engine.run_cell(code, f"[{self.cells}]")
-        assert result.error is None, f"cell failed: {result.error}"
-        values = [lua_to_python(v, self.engine.internal[b"address"]) for v in result.values]
-        return values[0] if len(values) == 1 else tuple(values)
-
-    def fail(self, code: str) -> LuaFailure:
-        """Run a cell that must fail; its failure."""
-        self.cells += 1
-        result = self.engine.run_cell(code, f"[{self.cells}]")
-        assert result.error is not None, f"cell unexpectedly succeeded: {result.values}"
-        return result.error
-
-    @property
-    def stdout(self) -> str:
-        return "".join(text for name, text in self.out.streams if name == "stdout")
-
-
-@pytest.fixture
-def make_lua(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Lua]]:
-    """Factory: ``make_lua(env={...}, max_tool_calls=n)``; config is read from ``tmp_path``
-    (aikit.toml there, no user config), overrides come from ``env`` only."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("AIKIT_DATA_DIR", str(tmp_path / "data"))
-    made: list[Lua] = []
-
-    def make(env: dict[str, str] | None = None, max_tool_calls: int | None = None) -> Lua:
-        config = Config.load(cwd=tmp_path, env=env or {}, user_dir=tmp_path / "user-config")
-        components = Components.open(config=config, data_dir=tmp_path / "data", plugins=False,
-                                     loop_getter=runtime.get_loop)
-        if max_tool_calls is not None:
-            components.policy.max_tool_calls = max_tool_calls
-        out = RecordingOutput()
-        engine = LuaEngine(out, components.policy)
-        scope = install_globals(engine, components)
-        lua = Lua(engine, components, scope, out)
-        made.append(lua)
-        return lua
-
-    yield make
-    for lua in made:
-        lua.engine.close()
-        lua.components.close()
-
-
-@pytest.fixture
-def lua(make_lua: Callable[..., Lua]) -> Lua:
-    return make_lua()
-
-
-def later(seconds: float, fn: Callable[[], Any]) -> threading.Timer:
-    timer = threading.Timer(seconds, fn)
-    timer.daemon = True
-    timer.start()
-    return timer
+from aikit_kernel.lua.api import expose
+from tests.support.lua import Lua, later
 
 
 ECHO = """

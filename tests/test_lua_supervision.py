@@ -20,7 +20,7 @@ from aikit_kernel.lua.api import install_globals
 from aikit_kernel.lua.api import supervision
 from aikit_kernel.lua.convert import lua_to_python
 from aikit_kernel.lua.engine import LuaEngine, LuaFailure
-from tests.test_docs_examples import RecordingOutput
+from tests.support.lua import RecordingOutput
 
 
 class Lua:

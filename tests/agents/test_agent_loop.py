@@ -17,11 +17,10 @@ from aikit_components.hooks import HookResult
 from aikit_components.providers import ProviderError
 from aikit_components.tools import tool
 
-from tests.providers.conftest import Reply
-
-from .conftest import (
+from tests.support.agents import (
     ANTHROPIC, BACKUP, OLLAMA, OPENAI, AgentEnv, answer, call, chat, error, gather_with_cancel, run, sent_messages, sse,
 )
+from tests.support.llm_server import Reply
 
 
 def tool_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

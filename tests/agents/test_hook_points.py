@@ -11,9 +11,8 @@ import pytest
 
 from aikit_components.errors import AikitError, Cancelled
 from aikit_components.hooks import MAX_HOOK_RETRIES, HookResult
-from tests.test_lua_components import Lua
-
-from .conftest import BACKUP, OPENAI, AgentEnv, answer, error, run, sent_messages
+from tests.support.agents import BACKUP, OPENAI, AgentEnv, answer, error, run, sent_messages
+from tests.support.lua import Lua
 
 BAD_REQUEST = ("bad request body", "invalid_request_error")
 

@@ -19,7 +19,7 @@ from aikit_components.providers.http import (
 from aikit_components.providers.ollama import OllamaProvider
 from aikit_components.providers.openai import OpenAIProvider
 
-from .conftest import LocalServer, Reply, fixture_json, fixture_text
+from tests.support.llm_server import LocalServer, Reply, fixture_json, fixture_text
 
 FAST = {"backoff_s": 0.01}
 

@@ -1,6 +1,6 @@
 """The Lua ``Workflow`` global (``aikit_kernel/lua/api/workflows.py``), in process: an engine with
 every aikit global (as the kernel wires it, minus ZMQ), components on a private data directory and
-configured to talk to a real local OpenAI-format HTTP server (``tests/providers/conftest.py``) for
+configured to talk to a real local OpenAI-format HTTP server (``tests/support/llm_server.py``) for
 the ``llm`` and ``agent`` step kinds. ``command`` steps start real programs.
 
 Every step kind, every mode, conditions, loops, retries, failures, validation, the live progress
@@ -10,7 +10,6 @@ display, YAML missions, records, resume and interrupts, all driven from Lua code
 from __future__ import annotations
 
 import os
-import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,16 +17,11 @@ from typing import Any
 
 import pytest
 
-from aikit_components.components import Components
-from aikit_components.config import Config
 from aikit_components.workflows.engine import load_run
-from aikit_kernel import runtime
-from aikit_kernel.lua.api import install_globals
 from aikit_kernel.lua.convert import lua_to_python
-from aikit_kernel.lua.engine import LuaEngine
-from tests.providers.conftest import Reply, llm_server  # noqa: F401  (fixture reused)
-from tests.test_docs_examples import RecordingOutput
-from tests.test_lua_components import Lua, later
+from tests.support.llm_server import Reply
+from tests.support.lua import Lua, later, open_lua
+from tests.support.processes import kill_leftovers, processes_with, wait_until
 
 OPENAI = "/v1/chat/completions"
 
@@ -58,48 +52,12 @@ system = "Summarize in one line."
 """
 
 
-def processes_with(arg: str) -> list[int]:
-    """Live (non-zombie) pids whose command line contains ``arg`` (from /proc)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                argv = fh.read().split(b"\0")
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                state = fh.read().rsplit(b")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if arg.encode() in argv and state != b"Z":
-            found.append(int(entry))
-    return found
-
-
-def kill_leftovers(marker: str) -> None:
-    """Kill the programs this test started (found by their unique argument), by pid."""
-    for pid in processes_with(marker):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 3.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(0.02)
-
-
 def statuses(record: dict[str, Any]) -> dict[str, str]:
     return {sid: step["status"] for sid, step in record["steps"].items()}
 
 
 @pytest.fixture
-def make_lua(llm_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], Lua]]:  # noqa: F811
+def make_lua(llm_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], Lua]]:
     """An engine with every aikit global; config (aikit.toml in ``tmp_path``) points
     ``[providers.openai]`` at the local server; the working directory is ``tmp_path``."""
     for name in list(os.environ):
@@ -111,23 +69,13 @@ def make_lua(llm_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
     def make() -> Lua:
         (tmp_path / "aikit.toml").write_text(config_text(llm_server.url))
-        config = Config.load(cwd=tmp_path, env={}, user_dir=tmp_path / "user-config")
-        components = Components.open(config=config, data_dir=tmp_path / "data", plugins=False,
-                                     loop_getter=runtime.get_loop)
-        out = RecordingOutput()
-        engine = LuaEngine(out, components.policy)
-        scope = install_globals(engine, components)
-        lua = Lua(engine, components, scope, out)
+        lua = open_lua(tmp_path)
         made.append(lua)
         return lua
 
     yield make
     for lua in made:
-        lua.engine.close()
-        try:
-            runtime.submit(lua.components.models.aclose()).result(5)
-        finally:
-            lua.components.close()
+        lua.close(close_models=True)
 
 
 @pytest.fixture
@@ -321,7 +269,7 @@ class TestStepKinds:
         nested = lua.run(f"return Workflow.record('{record['run_id']}.sub')")
         assert nested["status"] == "failed" and nested["steps"]["x"]["status"] == "failed"
 
-    def test_llm_step(self, lua: Lua, llm_server: Any) -> None:  # noqa: F811
+    def test_llm_step(self, lua: Lua, llm_server: Any) -> None:
         llm_server.reply(OPENAI, chat("Bonjour!", usage=(12, 3)))
         record = lua.run("""
             return Workflow.new{name = 'llm', inputs = {lang = 'French'}, steps = {
@@ -338,7 +286,7 @@ class TestStepKinds:
                                     {"role": "user", "content": "Say hello in French"}]
         assert sent["model"] == "m"
 
-    def test_llm_step_failure(self, lua: Lua, llm_server: Any) -> None:  # noqa: F811
+    def test_llm_step_failure(self, lua: Lua, llm_server: Any) -> None:
         llm_server.reply(OPENAI, Reply.fixture("openai_error_401.json", status=401))
         record = lua.run("""
             return Workflow.new{name = 'llm_bad', steps = {{id = 'hi', llm = {prompt = 'x', model = 'openai/m'}}}}:run()""")
@@ -360,7 +308,7 @@ class TestStepKinds:
               {id = 'hi', llm = {prompt = 'x', model = 'nosuchprovider/m'}}}}:run().steps.hi.error""")
         assert error["code"] == "not_found" and "unknown provider 'nosuchprovider'" in error["message"]
 
-    def test_agent_steps(self, lua: Lua, llm_server: Any) -> None:  # noqa: F811
+    def test_agent_steps(self, lua: Lua, llm_server: Any) -> None:
         llm_server.reply(OPENAI, chat("A short summary."), chat("Spec answer."), chat("Object answer."))
         record = lua.run("""
             helper = Agent.new{name = 'helper', model = 'openai/m', system = 'You help.'}
@@ -380,7 +328,7 @@ class TestStepKinds:
         assert requests[1] == [{"role": "user", "content": "A short summary."}]
         assert requests[2] == [{"role": "system", "content": "You help."}, {"role": "user", "content": "plain task"}]
 
-    def test_agent_step_failures(self, lua: Lua, llm_server: Any) -> None:  # noqa: F811
+    def test_agent_step_failures(self, lua: Lua, llm_server: Any) -> None:
         llm_server.reply(OPENAI, Reply.fixture("openai_error_400.json", status=400))
         record = lua.run("""
             return Workflow.new{name = 'agent_bad', steps = {
@@ -509,7 +457,7 @@ class TestModes:
         assert (record["steps"]["a"]["output"], record["steps"]["b"]["output"]) == (0, 0)
         assert_overlapped(record, "a", "b")
 
-    def test_lua_agent_runs_in_steps_run_concurrently(self, lua: Lua, llm_server: Any) -> None:  # noqa: F811
+    def test_lua_agent_runs_in_steps_run_concurrently(self, lua: Lua, llm_server: Any) -> None:
         llm_server.reply(OPENAI, chat("one", delay_s=0.3), chat("two", delay_s=0.3))
         record = lua.run("""
             local a1 = Agent.new{name = 'a1', model = 'openai/m'}
