@@ -4,50 +4,13 @@ parser must refuse (XML entity expansion and external entities, YAML object tags
 
 from __future__ import annotations
 
-import asyncio
 import json
-from pathlib import Path
-from typing import Any
 
 import pytest
 
-from aikit_components.errors import AikitError
-from aikit_components.security import SecurityPolicy
-from aikit_components.tools import Tool, ToolContext, ToolRegistry
+from aikit_components.tools import Tool, ToolRegistry
 from aikit_components.tools.data import MAX_NODES, TOOLS
-
-
-class Env:
-    """A registry holding the data tools and a context whose policy is rooted in a temporary cwd."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.registry = ToolRegistry()
-        self.registry.register_all(TOOLS)
-        self.ctx = ToolContext(SecurityPolicy.default())
-
-    def call(self, name: str, **args: Any) -> Any:
-        if self.registry.get(name).is_async:
-            return asyncio.run(self.registry.acall(name, args, self.ctx))
-        return self.registry.call(name, args, self.ctx)
-
-    def fails(self, code: str, name: str, *fragments: str, **args: Any) -> AikitError:
-        with pytest.raises(AikitError) as info:
-            self.call(name, **args)
-        error = info.value
-        assert error.code == code, f"expected {code}, got {error.code}: {error.message}"
-        for fragment in fragments:
-            assert fragment.lower() in error.message.lower(), f"{fragment!r} not in {error.message!r}"
-        return error
-
-
-@pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Env:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("AIKIT_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.delenv("AIKIT_ALLOWED_PATHS", raising=False)
-    return Env(tmp_path)
-
+from tests.support.tools import ToolEnv as Env
 
 # ----------------------------------------------------------------------------- declarations
 def test_tool_names_are_the_contract() -> None:
