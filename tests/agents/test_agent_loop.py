@@ -1,7 +1,7 @@
 """The agent loop (``aikit_components.agents.Agent``) against a real local HTTP server speaking the
 OpenAI chat-completions wire format (plus one Anthropic and one Ollama conversation): every
 request the agent makes is checked on the wire, every answer is a JSON body exactly as the API
-sends it. Components are built from an ``aikit.toml`` (see ``conftest.py``); nothing is mocked.
+sends it. Components are built from an ``aikit.toml`` (see ``tests/support/agents.py``); nothing is mocked.
 """
 
 from __future__ import annotations

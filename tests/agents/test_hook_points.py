@@ -1,7 +1,7 @@
 """The agent-run and LLM-call hook points that test_agent_loop.py does not reach: ``llm.after``,
 ``llm.error`` and ``agent.error``, and every decision they may take (retry, bounded at
 ``MAX_HOOK_RETRIES``; replace; cancel; modify at ``llm.before``), from Python and from Lua, against
-a real local HTTP server speaking the OpenAI wire format (see ``conftest.py``); nothing is mocked."""
+a real local HTTP server speaking the OpenAI wire format (see ``tests/support/agents.py``); nothing is mocked."""
 
 from __future__ import annotations
 

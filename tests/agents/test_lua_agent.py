@@ -1,6 +1,6 @@
 """The Lua ``Agent`` global, in process: an engine with every aikit global installed (as the kernel
 wires it, minus ZMQ), its components configured to talk to the local OpenAI-format server of
-``conftest.py``. Output goes to a RecordingOutput, so streamed displays can be checked.
+``tests/support/agents.py``. Output goes to a RecordingOutput, so streamed displays can be checked.
 """
 
 from __future__ import annotations
