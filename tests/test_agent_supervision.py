@@ -10,7 +10,7 @@ pytest.importorskip("llama_cpp", reason="the local model is installed by `make` 
 
 from aikit_components.components import Components  # noqa: E402
 from aikit_kernel.lua_runtime import build_lua_runtime  # noqa: E402
-from tests.test_docs_examples import RecordingOutput  # noqa: E402
+from tests.support.lua import RecordingOutput  # noqa: E402
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ import pytest
 
 from aikit_components.sessions import SessionStore
 from aikit_components.state import State
-from tests.conftest import Kernel, start_kernel
+from tests.support.kernels import Kernel, start_kernel
 
 
 @pytest.fixture

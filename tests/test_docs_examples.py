@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from aikit_components.components import Components
-from aikit_kernel.lua.engine import LuaEngine
 from aikit_kernel.lua_runtime import build_lua_runtime
+from aikit_kernel.lua.engine import LuaEngine
+from tests.support.lua import RecordingOutput
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "lua-api.md"
@@ -32,30 +33,6 @@ LUA_STANDARD_GLOBALS = frozenset({
 })
 # The component globals every kernel has (the coverage test also checks any global added later).
 COMPONENT_GLOBALS = ("Tool", "State", "Session", "Artifact", "Event", "Hook", "Config", "display")
-
-
-class RecordingOutput:
-    """An OutputSink that keeps everything (no stdin, like a frontend with allow_stdin false)."""
-
-    def __init__(self) -> None:
-        self.streams: list[tuple[str, str]] = []
-        self.displays: list[tuple[dict, str | None, bool]] = []
-        self.clears: list[bool] = []
-
-    def write(self, name: str, text: str) -> None:
-        self.streams.append((name, text))
-
-    def display(self, data, metadata, display_id, update) -> None:
-        self.displays.append((data, display_id, update))
-
-    def clear(self, wait: bool) -> None:
-        self.clears.append(wait)
-
-    def flush(self) -> None:
-        pass
-
-    def readline(self, prompt: str, password: bool = False):
-        raise AssertionError("not reached: stdin is not allowed")
 
 
 @pytest.fixture

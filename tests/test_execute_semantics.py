@@ -11,7 +11,7 @@ import uuid
 import pytest
 from jupyter_kernel_test.msgspec_v5 import validate_message
 
-from conftest import Kernel, start_kernel
+from tests.support.kernels import Kernel, start_kernel
 
 pytestmark = pytest.mark.xdist_group("execute_semantics")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Kernel, make_kernelspec, start_kernel
+from tests.support.kernels import Kernel, make_kernelspec, start_kernel
 
 INTERRUPT_BUDGET_S = 2.0  # the target is 0.5 s; shared CI machines get slack
 SETTLE_S = 0.3  # let the cell get going before interrupting it

@@ -9,7 +9,7 @@ import pytest
 import zmq
 from jupyter_client.session import Session
 
-from conftest import DEFAULT_TIMEOUT, Kernel, start_kernel
+from tests.support.kernels import DEFAULT_TIMEOUT, Kernel, start_kernel
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import jupyter_kernel_test as jkt
 import pytest
 from jupyter_client.manager import KernelManager, start_new_kernel
 
-from conftest import STARTUP_TIMEOUT, kernel_env
+from tests.support.kernels import STARTUP_TIMEOUT, kernel_env
 
 
 @pytest.mark.xdist_group("conformance")

@@ -12,7 +12,7 @@ import pytest
 from aikit_components.errors import InvalidArgument
 from aikit_kernel.lua.api import expose
 from aikit_kernel.lua.engine import LuaEngine
-from tests.test_docs_examples import RecordingOutput
+from tests.support.lua import RecordingOutput
 
 
 @pytest.fixture

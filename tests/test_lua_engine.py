@@ -12,7 +12,7 @@ from aikit_kernel.lua import source
 from aikit_kernel.lua.cells import HASH_SEED, CellFiles, murmur2_x86
 from aikit_kernel.lua.engine import LuaEngine
 from aikit_kernel.lua.interrupt import lua_library
-from tests.test_docs_examples import RecordingOutput
+from tests.support.lua import RecordingOutput
 
 
 @pytest.fixture

@@ -13,11 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import Kernel, start_kernel
 
 from aikit_components.agents import Agent
 from aikit_components.workflows.model import Workflow
-from tests.test_lua_components import Lua, make_lua
+from tests.support.kernels import Kernel, start_kernel
+from tests.support.lua import Lua
 
 # One cell of the soak: a handle of each kind, dropped when the cell ends. The collection is never
 # ingested into or searched, so the embedding model is not loaded.

@@ -21,8 +21,7 @@ from aikit_components.config import Config
 from aikit_components.errors import IOFailure, NotFound, PermissionDenied, Timeout
 from aikit_components.events import Event
 from aikit_components.operations import APPROVAL, POLICY, Decision, Interceptor, Operation
-
-from tests.rag.conftest import unit_vectors
+from tests.support.rag import unit_vectors
 
 
 class Recorder(Interceptor):

@@ -10,7 +10,7 @@ import pytest
 from jupyter_kernel_test.msgspec_v5 import validate_message
 
 from aikit_kernel.lua.source import help_request
-from conftest import Kernel, start_kernel
+from tests.support.kernels import Kernel, start_kernel
 
 pytestmark = pytest.mark.xdist_group("pager")
 

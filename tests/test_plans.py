@@ -3,7 +3,6 @@ summary, dry run, parallel workers, security policy, exit codes)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -17,12 +16,25 @@ from typing import Any
 import pytest
 
 from aikit_components.errors import InvalidArgument, NotFound, ValidationError
-from aikit_components.plans import (AGENT_KINDS, BUILTIN_AGENTS, Manifest, PlanRunner, RunOptions, find_manifest_file, hooks_from_dict,
-                                    load_hooks, load_manifest, load_plan, manifest_from_dict, parse_sot,
-                                    plan_from_dict, save_plan)
+from aikit_components.plans import (
+    AGENT_KINDS,
+    BUILTIN_AGENTS,
+    Manifest,
+    PlanRunner,
+    RunOptions,
+    find_manifest_file,
+    hooks_from_dict,
+    load_hooks,
+    load_manifest,
+    load_plan,
+    manifest_from_dict,
+    parse_sot,
+    plan_from_dict,
+    save_plan,
+)
 from aikit_components.security import SecurityPolicy
 from aikit_kernel.cli.main import main
-from tests.providers.conftest import Reply, llm_server  # noqa: F401  (the local LLM server fixture)
+from tests.support.llm_server import Reply
 
 AIKIT = str(Path(sys.executable).with_name("aikit"))
 ROOT = Path(__file__).resolve().parent.parent

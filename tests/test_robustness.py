@@ -13,7 +13,7 @@ import pytest
 import zmq
 from jupyter_client.session import DELIM, Session
 
-from conftest import Kernel, new_client, start_kernel
+from tests.support.kernels import Kernel, new_client, start_kernel
 
 pytestmark = pytest.mark.xdist_group("robustness")
 

@@ -9,7 +9,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from aikit_components.events import EventBus
 from aikit_components.hooks import HookRegistry, HookResult
 from aikit_components.state import MISSING, State
 from aikit_components.storage import MemoryStateBackend, SQLiteStateBackend, StateBackend
+from tests.support.processes import finish, start_python
 
 REPO = Path(__file__).resolve().parent.parent
 NESTED = {"a": [1, 2.0, "x", None], "m": {1: "one", 3: "three"}, "b": b"\xff\x00", "e": {}, "l": []}
@@ -77,19 +77,6 @@ def env() -> dict[str, str]:
     e = {k: v for k, v in os.environ.items() if not k.startswith("AIKIT_")}
     e["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
     return e
-
-
-def run_script(tmp_path: Path, name: str, code: str, *args: str) -> subprocess.Popen:
-    script = tmp_path / f"{name}.py"
-    script.write_text(textwrap.dedent(code))
-    return subprocess.Popen([sys.executable, str(script), *args], env=env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def finish(proc: subprocess.Popen, timeout: float = 120) -> str:
-    out, err = proc.communicate(timeout=timeout)
-    assert proc.returncode == 0, f"child failed ({proc.returncode}):\n{out}\n{err}"
-    return out
 
 
 # -- basic operations --------------------------------------------------------------------------
@@ -445,15 +432,16 @@ st = State.open_default(sys.argv[1])
 for _ in range(int(sys.argv[2])):
     st.update("global", "counter", lambda v: (v or 0) + 1)
 st.close()
+print("updated", sys.argv[2])
 """
 
 
 def test_update_atomic_across_processes(tmp_path: Path) -> None:
     data = tmp_path / "shared"
     State.open_default(data).close()
-    procs = [run_script(tmp_path, "updater", UPDATER, str(data), "200") for _ in range(4)]
+    procs = [start_python(UPDATER, str(data), "200", env=env()) for _ in range(4)]
     for p in procs:
-        finish(p)
+        assert finish(p) == "updated 200\n"
     st = State.open_default(data)
     assert st.get("global", "counter") == 800
     st.close()
@@ -466,17 +454,18 @@ st = State.open_default(sys.argv[1])
 for i in range(200):
     st.set("global", f"{sys.argv[2]}-{i:03d}", {"writer": sys.argv[2], "i": i})
 st.close()
+print("set 200")
 """
 
 
 def test_concurrent_sets_from_two_processes_all_survive(tmp_path: Path) -> None:
     data = tmp_path / "shared"
-    procs = [run_script(tmp_path, "setter", SETTER, str(data), name) for name in ("a", "b")]
+    procs = [start_python(SETTER, str(data), name, env=env()) for name in ("a", "b")]
     here = State.open_default(data)  # and this process writes meanwhile, through the same file
     for i in range(100):
         here.set("global", f"c-{i:03d}", i)
     for p in procs:
-        finish(p)
+        assert finish(p) == "set 200\n"
     keys = here.keys("global")
     assert len(keys) == 500
     assert here.get("global", "a-199") == {"writer": "a", "i": 199}
@@ -493,13 +482,14 @@ from aikit_components.state import State
 st = State.open_default(sys.argv[1])
 st.set("global", "survives", {"n": 1, "f": 1.0, "m": {1: "one"}})
 st.update("global", "counter", lambda v: (v or 0) + 5)
+print("written", flush=True)
 os._exit(0)  # no close, no checkpoint, no cleanup
 """
 
 
 def test_write_is_durable_when_set_returns(tmp_path: Path) -> None:
     data = tmp_path / "d"
-    finish(run_script(tmp_path, "crasher", CRASHER, str(data)))
+    assert finish(start_python(CRASHER, str(data), env=env())) == "written\n"
     st = State.open_default(data)
     assert same(st.get("global", "survives"), {"n": 1, "f": 1.0, "m": {1: "one"}})
     assert st.get("global", "counter") == 5

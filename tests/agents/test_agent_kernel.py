@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.agents.conftest import OPENAI, answer, config_text, sse
-from tests.conftest import Kernel, start_kernel
+from tests.support.agents import OPENAI, answer, config_text, sse
+from tests.support.kernels import Kernel, start_kernel
 
 
 @pytest.fixture

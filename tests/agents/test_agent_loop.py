@@ -1,7 +1,7 @@
 """The agent loop (``aikit_components.agents.Agent``) against a real local HTTP server speaking the
 OpenAI chat-completions wire format (plus one Anthropic and one Ollama conversation): every
 request the agent makes is checked on the wire, every answer is a JSON body exactly as the API
-sends it. Components are built from an ``aikit.toml`` (see ``conftest.py``); nothing is mocked.
+sends it. Components are built from an ``aikit.toml`` (see ``tests/support/agents.py``); nothing is mocked.
 """
 
 from __future__ import annotations
@@ -17,11 +17,10 @@ from aikit_components.hooks import HookResult
 from aikit_components.providers import ProviderError
 from aikit_components.tools import tool
 
-from tests.providers.conftest import Reply
-
-from .conftest import (
+from tests.support.agents import (
     ANTHROPIC, BACKUP, OLLAMA, OPENAI, AgentEnv, answer, call, chat, error, gather_with_cancel, run, sent_messages, sse,
 )
+from tests.support.llm_server import Reply
 
 
 def tool_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

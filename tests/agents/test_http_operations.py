@@ -13,8 +13,7 @@ import pytest
 from aikit_components.errors import PermissionDenied
 from aikit_components.operations import APPROVAL, POLICY, Decision, Interceptor, Operation
 from aikit_kernel import runtime
-
-from .conftest import OPENAI, AgentEnv, answer, run, sse
+from tests.support.agents import OPENAI, AgentEnv, answer, run, sse
 
 
 class Recorder(Interceptor):

@@ -1,6 +1,6 @@
 """The Lua ``Agent`` global, in process: an engine with every aikit global installed (as the kernel
 wires it, minus ZMQ), its components configured to talk to the local OpenAI-format server of
-``conftest.py``. Output goes to a RecordingOutput, so streamed displays can be checked.
+``tests/support/agents.py``. Output goes to a RecordingOutput, so streamed displays can be checked.
 """
 
 from __future__ import annotations
@@ -12,10 +12,9 @@ from typing import Any
 import pytest
 
 from aikit_kernel.lua.api import expose
-from tests.providers.conftest import Reply
-from tests.test_lua_components import Lua
-
-from .conftest import BACKUP, OPENAI, answer, call, error, sent_messages, sse
+from tests.support.agents import BACKUP, OPENAI, answer, call, error, sent_messages, sse
+from tests.support.llm_server import Reply
+from tests.support.lua import Lua
 
 NEW = "a = Agent.new{name = 'helper', model = 'openai/m', system = 'Be brief.', tools = {'calculate'}}"
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import kernel_env, start_kernel
-from tests.debug.dap_client import AIKIT, TIMEOUT, DapClient, start_debug
+from tests.support.dap_client import AIKIT, TIMEOUT, DapClient, start_debug
+from tests.support.kernels import kernel_env, start_kernel
 
 SCRIPT = """\
 local function fib(n)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from aikit_kernel.lua.cells import HASH_SEED, murmur2_x86
-from tests.conftest import REPO, Kernel, start_kernel
+from tests.support.kernels import REPO, Kernel, start_kernel
 
 TIMEOUT = 15
 

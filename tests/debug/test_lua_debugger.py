@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from aikit_kernel.debug.lua_debugger import DebuggerError
-from tests.debug.conftest import DebugHarness
+from tests.support.debug_harness import DebugHarness
 
 FUNCTIONS = """\
 local function add(a, b)

@@ -14,7 +14,7 @@ from aikit_components.rag import RAG
 from aikit_components.rag.collection import Document
 from aikit_components.rag.evaluation import load_questions, recall_at_k
 
-from .conftest import CORPUS, FACTS, QUESTIONS, ROOT, unit_vectors
+from tests.support.rag import CORPUS, FACTS, QUESTIONS, ROOT, unit_vectors
 
 
 def ids(hits: list[dict]) -> list[str]:

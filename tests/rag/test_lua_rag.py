@@ -12,23 +12,15 @@ from typing import Any
 
 import pytest
 
-from tests.agents.conftest import OPENAI, answer, call, sent_messages  # noqa: F401
-from tests.agents.conftest import make_lua as agent_make_lua  # noqa: F401
-from tests.providers.conftest import llm_server  # noqa: F401
-from tests.test_lua_components import Lua, make_lua  # noqa: F401
-
-from .conftest import ROOT
+from tests.support.agents import OPENAI, answer, call, sent_messages
+from tests.support.lua import Lua
+from tests.support.rag import ROOT
 
 FACTS = """{
   {id = 'paris', text = 'Paris is the capital of France.', metadata = {lang = 'en', source = 'geo.md'}},
   {id = 'berlin', text = 'Berlin is the capital of Germany.', metadata = {lang = 'de', source = 'geo.md'}},
   {id = 'owl', text = 'Owls hunt small mammals at night.', metadata = {lang = 'en', source = 'birds.md'}},
 }"""
-
-
-@pytest.fixture
-def lua(make_lua: Any) -> Lua:  # noqa: F811
-    return make_lua()
 
 
 class TestCollections:
@@ -56,8 +48,7 @@ class TestCollections:
         lua.run("a = RAG.collection('docs', {tenant = 'acme'}) b = RAG.collection('docs', {tenant = 'globex'})")
         lua.run("a:ingest{{id = 'secret', text = 'The acme vault code is 4711.'}} b:ingest('Globex likes hammocks.')")
         for mode in ("hybrid", "vector", "lexical"):
-            found = lua.run("local out = {} "
-                            f"for _, h in ipairs(b:search('acme vault code 4711', {{k = 10, mode = '{mode}'}})) "
+            found = lua.run(f"local out = {{}} for _, h in ipairs(b:search('acme vault code 4711', {{k = 10, mode = '{mode}'}})) "
                             "do out[#out + 1] = h.document_id end return out")
             assert "secret" not in (found or []), mode
         assert lua.run("return a:search('vault code', {k = 1, mode = 'lexical'})[1].document_id") == "secret"
@@ -100,7 +91,7 @@ class TestCollections:
         assert hit["metadata"]["section"] == "Alpha" and hit["metadata"]["type"] == "md"
         assert lua.run("return col:ingest_file('kb').unchanged") == 2
 
-    def test_persisted_across_new_components(self, make_lua: Any) -> None:  # noqa: F811
+    def test_persisted_across_new_components(self, make_lua: Any) -> None:
         first = make_lua()
         first.run(f"RAG.collection('keep', {{tenant = 't'}}):ingest({FACTS})")
         first.engine.close()
@@ -127,8 +118,8 @@ def test_example_script_runs() -> None:
 
 
 class TestAgentRetrieval:
-    def test_agent_searches_its_collection(self, agent_make_lua: Any, llm_server: Any) -> None:  # noqa: F811
-        lua = agent_make_lua()
+    def test_agent_searches_its_collection(self, make_agent_lua: Any, llm_server: Any) -> None:
+        lua = make_agent_lua()
         server = llm_server
         server.reply(OPENAI,
                      answer(None, [call("search_acme_handbook", {"query": "paid leave days", "k": 2}, "call_rag")]),
@@ -150,7 +141,7 @@ class TestAgentRetrieval:
         passages = json.loads(tool_message["content"])
         assert passages[0]["text"] == "Employees get 25 days of paid leave per year." and len(passages) == 2
 
-    def test_collections_must_be_collections(self, agent_make_lua: Any) -> None:
-        lua = agent_make_lua()
+    def test_collections_must_be_collections(self, make_agent_lua: Any) -> None:
+        lua = make_agent_lua()
         failure = lua.fail("Agent.new{model = 'openai/m', collections = {'handbook'}}")
         assert failure.ename == "invalid_argument" and "RAG collections" in failure.evalue

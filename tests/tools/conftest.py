@@ -1,50 +1,45 @@
-"""Shared fixtures for the built-in tool tests: a private working directory and data directory,
-a policy rooted there, and a helper that calls a tool through a real ToolRegistry (so argument
-validation is exercised) on a fresh event loop."""
+"""One environment for every built-in tool test (``tests/support/tools.py``)."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
+import os
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from aikit_components.errors import AikitError
-from aikit_components.security import SecurityPolicy
-from aikit_components.tools import ToolContext, ToolRegistry
+from aikit_components.tools import ToolContext
+from tests.support.tools import ToolCaller, ToolEnv
 
 
 @pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def env(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> ToolEnv:
+    """The working directory ``tmp_path/work`` (the cwd) with the data directory ``work/data``, no
+    inherited AIKIT_* setting, a directory outside with ``secret.txt``."""
+    for name in list(os.environ):
+        if name.startswith("AIKIT_"):
+            monkeypatch.delenv(name)
     work = tmp_path / "work"
     work.mkdir()
-    data = tmp_path / "data"
     monkeypatch.chdir(work)
+    data = work / "data"
     monkeypatch.setenv("AIKIT_DATA_DIR", str(data))
-    return work.resolve()
+    data.mkdir()
+    outside = tmp_path_factory.mktemp("outside")
+    (outside / "secret.txt").write_text("top secret\n")
+    return ToolEnv(work.resolve(), data.resolve(), outside.resolve())
 
 
-def make_policy(work: Path, **kwargs: Any) -> SecurityPolicy:
-    data = (work.parent / "data")
-    data.mkdir(exist_ok=True)
-    return SecurityPolicy(allowed_paths=[work.resolve(), data.resolve()], **kwargs)
+@pytest.fixture
+def workdir(env: ToolEnv) -> Path:
+    return env.root
 
 
-def make_caller(tools: list[Any]) -> Callable[..., Any]:
-    registry = ToolRegistry()
-    registry.register_all(tools)
-
-    def call(ctx: ToolContext, name: str, args: dict[str, Any] | None = None) -> Any:
-        return asyncio.run(registry.acall(name, args or {}, ctx))
-
-    call.registry = registry  # type: ignore[attr-defined]
-    return call
+@pytest.fixture
+def ctx(env: ToolEnv) -> ToolContext:
+    return env.ctx
 
 
-def expect_error(code: str, fn: Callable[..., Any], *args: Any) -> AikitError:
-    with pytest.raises(AikitError) as info:
-        fn(*args)
-    assert info.value.code == code, f"expected {code}, got {info.value.code}: {info.value.message}"
-    return info.value
+@pytest.fixture
+def call(env: ToolEnv) -> ToolCaller:
+    """``call(ctx, name, args)`` through the environment's registry."""
+    return env.caller

@@ -3,64 +3,24 @@ default security policy. Hostile archives are crafted with zipfile/tarfile."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 import os
 import struct
 import tarfile
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from aikit_components.errors import (
-    AikitError,
-    Conflict,
-    InvalidArgument,
-    NotFound,
-    PermissionDenied,
-    ResourceExhausted,
-    ValidationError,
+    Conflict, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted, ValidationError,
 )
-from aikit_components.security import SecurityPolicy
-from aikit_components.tools import ToolContext, ToolRegistry
+from aikit_components.tools import ToolRegistry
 from aikit_components.tools.archives import TOOLS
+from tests.support.tools import ToolEnv as Env
 
 NAMES = {"compress", "extract", "list_archive"}
-
-
-@dataclass
-class Env:
-    root: Path
-    outside: Path
-    registry: ToolRegistry
-    ctx: ToolContext
-
-    def call(self, name: str, **args: Any) -> Any:
-        return asyncio.run(self.registry.acall(name, args, self.ctx))
-
-    def fails(self, error: type[AikitError], name: str, **args: Any) -> AikitError:
-        with pytest.raises(error) as info:
-            self.call(name, **args)
-        assert info.value.message
-        return info.value
-
-
-@pytest.fixture
-def env(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Env:
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.chdir(work)
-    monkeypatch.setenv("AIKIT_DATA_DIR", str(work / "data"))
-    monkeypatch.delenv("AIKIT_ALLOWED_PATHS", raising=False)
-    outside = tmp_path_factory.mktemp("outside")
-    (outside / "secret.txt").write_text("top secret\n")
-    registry = ToolRegistry()
-    registry.register_all(TOOLS)
-    return Env(work.resolve(), outside.resolve(), registry, ToolContext(policy=SecurityPolicy.default()))
-
 
 def _project(root: Path) -> Path:
     src = root / "reports"
@@ -394,4 +354,4 @@ def test_load_builtins_finds_the_archive_tools(monkeypatch: pytest.MonkeyPatch) 
 
     monkeypatch.setattr(registry_module, "BUILTIN_MODULES", ("archives",))
     registry = ToolRegistry().load_builtins()
-    assert {t.name for t in registry.list("archives")} >= NAMES
+    assert NAMES <= {t.name for t in registry.list("archives")}

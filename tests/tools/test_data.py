@@ -4,51 +4,14 @@ parser must refuse (XML entity expansion and external entities, YAML object tags
 
 from __future__ import annotations
 
-import asyncio
 import json
-from pathlib import Path
-from typing import Any
 
 import pytest
 
-from aikit_components.errors import AikitError
-from aikit_components.security import SecurityPolicy
-from aikit_components.tools import Tool, ToolContext, ToolRegistry
+from aikit_components.tools import Tool, ToolRegistry
 from aikit_components.tools.data import TOOLS
 from aikit_components.tools.data.common import MAX_NODES
-
-
-class Env:
-    """A registry holding the data tools and a context whose policy is rooted in a temporary cwd."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.registry = ToolRegistry()
-        self.registry.register_all(TOOLS)
-        self.ctx = ToolContext(SecurityPolicy.default())
-
-    def call(self, name: str, **args: Any) -> Any:
-        if self.registry.get(name).is_async:
-            return asyncio.run(self.registry.acall(name, args, self.ctx))
-        return self.registry.call(name, args, self.ctx)
-
-    def fails(self, code: str, name: str, *fragments: str, **args: Any) -> AikitError:
-        with pytest.raises(AikitError) as info:
-            self.call(name, **args)
-        error = info.value
-        assert error.code == code, f"expected {code}, got {error.code}: {error.message}"
-        for fragment in fragments:
-            assert fragment.lower() in error.message.lower(), f"{fragment!r} not in {error.message!r}"
-        return error
-
-
-@pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Env:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("AIKIT_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.delenv("AIKIT_ALLOWED_PATHS", raising=False)
-    return Env(tmp_path)
-
+from tests.support.tools import ToolEnv as Env
 
 # ----------------------------------------------------------------------------- declarations
 def test_tool_names_are_the_contract() -> None:
@@ -251,8 +214,7 @@ def test_parse_xml(env: Env) -> None:
         "empty": None,
     }}
     ns = '<feed xmlns="http://www.w3.org/2005/Atom"><title>t</title></feed>'
-    atom = "{http://www.w3.org/2005/Atom}"
-    assert env.call("parse_xml", text=ns) == {f"{atom}feed": {f"{atom}title": "t"}}
+    assert env.call("parse_xml", text=ns) == {"{http://www.w3.org/2005/Atom}feed": {"{http://www.w3.org/2005/Atom}title": "t"}}
     assert env.call("parse_xml", text=ns, strip_namespaces=True) == {"feed": {"title": "t"}}
 
 
@@ -359,15 +321,11 @@ def test_csv_filter(env: Env) -> None:
     assert result == {"columns": ["name", "age"], "rows": [{"name": "Alan", "age": 41}, {"name": "Grace", "age": 85}],
                       "count": 2, "matched": 2}
     assert env.call("csv_filter", text=PEOPLE, where={"city": "London"})["rows"][0]["name"] == "Ada"
-
-    def names(where: dict[str, Any]) -> list[str]:
-        return [r["name"] for r in env.call("csv_filter", text=PEOPLE, where=where)["rows"]]
-
-    assert names({"name": {"in": ["Ada", "Grace"]}}) == ["Ada", "Grace"]
-    assert names({"name": {"contains": "la"}}) == ["Alan"]
-    assert names({"joined": {"ge": "2020-01-01", "lt": "2021-01-01"}}) == ["Ada"]
-    assert names({"age": {"<=": "41"}, "name": {"ne": "Ada"}}) == ["Alan"]
-    assert names({"age": {"eq": 85.0}}) == ["Grace"]
+    assert [r["name"] for r in env.call("csv_filter", text=PEOPLE, where={"name": {"in": ["Ada", "Grace"]}})["rows"]] == ["Ada", "Grace"]
+    assert [r["name"] for r in env.call("csv_filter", text=PEOPLE, where={"name": {"contains": "la"}})["rows"]] == ["Alan"]
+    assert [r["name"] for r in env.call("csv_filter", text=PEOPLE, where={"joined": {"ge": "2020-01-01", "lt": "2021-01-01"}})["rows"]] == ["Ada"]
+    assert [r["name"] for r in env.call("csv_filter", text=PEOPLE, where={"age": {"<=": "41"}, "name": {"ne": "Ada"}})["rows"]] == ["Alan"]
+    assert [r["name"] for r in env.call("csv_filter", text=PEOPLE, where={"age": {"eq": 85.0}})["rows"]] == ["Grace"]
     limited = env.call("csv_filter", text=PEOPLE, limit=1)
     assert limited["count"] == 1 and limited["matched"] == 3
     raw = env.call("csv_filter", text=PEOPLE, where={"name": "Ada"}, infer_types=False)

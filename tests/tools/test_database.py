@@ -10,26 +10,18 @@ from pathlib import Path
 import pytest
 
 from aikit_components.tools import ToolContext
-from aikit_components.tools.database import TOOLS
 
-from .conftest import expect_error, make_caller, make_policy
-
-call = make_caller(TOOLS)
+from tests.support.tools import ToolCaller, ToolEnv, expect_error
 
 
 @pytest.fixture
-def ctx(workdir: Path) -> ToolContext:
-    return ToolContext(make_policy(workdir))
-
-
-@pytest.fixture
-def db(ctx: ToolContext) -> str:
+def db(call: ToolCaller, ctx: ToolContext) -> str:
     call(ctx, "sql_query", {"database": "app.db",
                             "query": "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, age INTEGER)"})
     return "app.db"
 
 
-def test_create_insert_select(ctx: ToolContext, db: str, workdir: Path) -> None:
+def test_create_insert_select(call: ToolCaller, ctx: ToolContext, db: str, workdir: Path) -> None:
     assert (workdir / "app.db").exists()
     first = call(ctx, "sql_query", {"database": db, "query": "INSERT INTO users(name, age) VALUES (?, ?)",
                                     "params": ["ada", 36]})
@@ -48,7 +40,7 @@ def test_create_insert_select(ctx: ToolContext, db: str, workdir: Path) -> None:
         assert conn.execute("SELECT sum(age) FROM users").fetchone()[0] == 79
 
 
-def test_returning_and_blobs(ctx: ToolContext, db: str) -> None:
+def test_returning_and_blobs(call: ToolCaller, ctx: ToolContext, db: str) -> None:
     result = call(ctx, "sql_query", {"database": db, "query": "INSERT INTO users(name) VALUES (?) RETURNING id, name",
                                      "params": ["cy"]})
     assert result["rows"] == [[1, "cy"]]
@@ -56,7 +48,7 @@ def test_returning_and_blobs(ctx: ToolContext, db: str) -> None:
     assert blob["rows"] == [[{"base64": "AP8="}]]
 
 
-def test_max_rows_truncates(ctx: ToolContext, db: str) -> None:
+def test_max_rows_truncates(call: ToolCaller, ctx: ToolContext, db: str) -> None:
     for i in range(5):
         call(ctx, "sql_query", {"database": db, "query": "INSERT INTO users(name) VALUES (?)", "params": [f"u{i}"]})
     result = call(ctx, "sql_query", {"database": db, "query": "SELECT name FROM users ORDER BY id", "max_rows": 3})
@@ -64,7 +56,7 @@ def test_max_rows_truncates(ctx: ToolContext, db: str) -> None:
     assert [r[0] for r in result["rows"]] == ["u0", "u1", "u2"]
 
 
-def test_injection_attempts_stay_literals(ctx: ToolContext, db: str) -> None:
+def test_injection_attempts_stay_literals(call: ToolCaller, ctx: ToolContext, db: str) -> None:
     evil = "x'); DROP TABLE users; --"
     call(ctx, "sql_query", {"database": db, "query": "INSERT INTO users(name) VALUES (?)", "params": [evil]})
     stored = call(ctx, "sql_query", {"database": db, "query": "SELECT name FROM users"})
@@ -74,14 +66,14 @@ def test_injection_attempts_stay_literals(ctx: ToolContext, db: str) -> None:
     assert none["row_count"] == 0
 
 
-def test_multiple_statements_refused(ctx: ToolContext, db: str) -> None:
+def test_multiple_statements_refused(call: ToolCaller, ctx: ToolContext, db: str) -> None:
     error = expect_error("invalid_argument", call, ctx, "sql_query",
                          {"database": db, "query": "SELECT 1; DROP TABLE users"})
     assert "one statement" in error.message
     assert call(ctx, "sql_query", {"database": db, "query": "SELECT count(*) FROM users"})["rows"] == [[0]]
 
 
-def test_bad_sql_and_bad_params(ctx: ToolContext, db: str) -> None:
+def test_bad_sql_and_bad_params(call: ToolCaller, ctx: ToolContext, db: str) -> None:
     error = expect_error("invalid_argument", call, ctx, "sql_query", {"database": db, "query": "SELEC * FROM users"})
     assert "syntax error" in error.message
     error = expect_error("invalid_argument", call, ctx, "sql_query", {"database": db, "query": "SELECT * FROM nope"})
@@ -98,7 +90,7 @@ def test_bad_sql_and_bad_params(ctx: ToolContext, db: str) -> None:
     expect_error("invalid_argument", call, ctx, "sql_query", {"database": db, "query": "SELECT 1", "max_rows": 0})
 
 
-def test_paths_are_checked(ctx: ToolContext, workdir: Path) -> None:
+def test_paths_are_checked(call: ToolCaller, ctx: ToolContext, workdir: Path) -> None:
     error = expect_error("permission_denied", call, ctx, "sql_query",
                          {"database": "/tmp/aikit-elsewhere.db", "query": "CREATE TABLE t(x)"})
     assert error.details["rule"] == "allowed_paths"
@@ -109,7 +101,7 @@ def test_paths_are_checked(ctx: ToolContext, workdir: Path) -> None:
     assert "not a SQLite database" in error.message
 
 
-def test_attach_and_vacuum_into_refused(ctx: ToolContext, db: str) -> None:
+def test_attach_and_vacuum_into_refused(call: ToolCaller, ctx: ToolContext, db: str) -> None:
     error = expect_error("permission_denied", call, ctx, "sql_query",
                          {"database": db, "query": "ATTACH DATABASE '/tmp/aikit-attack.db' AS other"})
     assert error.details["rule"] == "sql_attach"
@@ -117,7 +109,7 @@ def test_attach_and_vacuum_into_refused(ctx: ToolContext, db: str) -> None:
     assert not Path("/tmp/aikit-copy.db").exists()
 
 
-def test_timeout_interrupts_the_statement(ctx: ToolContext, db: str) -> None:
+def test_timeout_interrupts_the_statement(call: ToolCaller, ctx: ToolContext, db: str) -> None:
     endless = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
     started = time.monotonic()
     error = expect_error("timeout", call, ctx, "sql_query", {"database": db, "query": endless, "timeout_s": 0.3})
@@ -125,8 +117,8 @@ def test_timeout_interrupts_the_statement(ctx: ToolContext, db: str) -> None:
     assert "interrupted" in error.message
 
 
-def test_locked_database_waits_then_fails(workdir: Path) -> None:
-    ctx = ToolContext(make_policy(workdir), config={"tools.sql_busy_timeout_s": 0.2})
+def test_locked_database_waits_then_fails(call: ToolCaller, env: ToolEnv, workdir: Path) -> None:
+    ctx = ToolContext(env.policy(), config={"tools.sql_busy_timeout_s": 0.2})
     call(ctx, "sql_query", {"database": "busy.db", "query": "CREATE TABLE t(x)"})
     holder = sqlite3.connect(workdir / "busy.db", isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")

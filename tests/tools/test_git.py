@@ -11,19 +11,12 @@ from pathlib import Path
 import pytest
 
 from aikit_components.tools import ToolContext
-from aikit_components.tools.git import TOOLS
 
-from .conftest import expect_error, make_caller, make_policy
+from tests.support.tools import ToolCaller, ToolEnv, expect_error
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 
-call = make_caller(TOOLS)
 AUTHOR = {"author_name": "Ada Lovelace", "author_email": "ada@example.org"}
-
-
-@pytest.fixture
-def ctx(workdir: Path) -> ToolContext:
-    return ToolContext(make_policy(workdir))
 
 
 @pytest.fixture
@@ -34,7 +27,7 @@ def repo(workdir: Path) -> Path:
     return path
 
 
-def test_status_add_commit_log(ctx: ToolContext, repo: Path) -> None:
+def test_status_add_commit_log(call: ToolCaller, ctx: ToolContext, repo: Path) -> None:
     status = call(ctx, "git_status", {"repo": "repo"})
     assert status["branch"] == "main" and status["commit"] is None and status["clean"] is True
 
@@ -61,7 +54,7 @@ def test_status_add_commit_log(ctx: ToolContext, repo: Path) -> None:
     assert log[0]["subject"] == "Add README" and log[0]["date"][:4].isdigit()
 
 
-def test_diff_unstaged_and_staged(ctx: ToolContext, repo: Path) -> None:
+def test_diff_unstaged_and_staged(call: ToolCaller, ctx: ToolContext, repo: Path) -> None:
     (repo / "app.py").write_text("print('one')\n")
     call(ctx, "git_add", {"repo": "repo", "paths": ["."]})
     call(ctx, "git_commit", {"repo": "repo", "message": "one", **AUTHOR})
@@ -85,7 +78,7 @@ def test_diff_unstaged_and_staged(ctx: ToolContext, repo: Path) -> None:
     assert [c["subject"] for c in call(ctx, "git_log", {"repo": "repo"})] == ["two", "one"]
 
 
-def test_hooks_do_not_run(ctx: ToolContext, repo: Path) -> None:
+def test_hooks_do_not_run(call: ToolCaller, ctx: ToolContext, repo: Path) -> None:
     hook = repo / ".git" / "hooks" / "pre-commit"
     hook.write_text("#!/bin/sh\ntouch \"$GIT_DIR/../hook-ran\"\nexit 1\n")
     hook.chmod(hook.stat().st_mode | stat.S_IEXEC)
@@ -95,11 +88,11 @@ def test_hooks_do_not_run(ctx: ToolContext, repo: Path) -> None:
     assert not (repo / "hook-ran").exists()
 
 
-def test_empty_repository_log(ctx: ToolContext, repo: Path) -> None:
+def test_empty_repository_log(call: ToolCaller, ctx: ToolContext, repo: Path) -> None:
     assert call(ctx, "git_log", {"repo": "repo"}) == []
 
 
-def test_not_a_repository(ctx: ToolContext, workdir: Path) -> None:
+def test_not_a_repository(call: ToolCaller, ctx: ToolContext, workdir: Path) -> None:
     (workdir / "plain").mkdir()
     for name, args in (("git_status", {}), ("git_log", {}), ("git_diff", {}), ("git_add", {"paths": ["."]}),
                        ("git_commit", {"message": "x"})):
@@ -108,7 +101,7 @@ def test_not_a_repository(ctx: ToolContext, workdir: Path) -> None:
     expect_error("not_found", call, ctx, "git_status", {"repo": "does-not-exist"})
 
 
-def test_bad_input(ctx: ToolContext, repo: Path) -> None:
+def test_bad_input(call: ToolCaller, ctx: ToolContext, repo: Path) -> None:
     error = expect_error("permission_denied", call, ctx, "git_status", {"repo": "/"})
     assert error.details["rule"] == "allowed_paths"
     expect_error("permission_denied", call, ctx, "git_add", {"repo": "repo", "paths": ["../../outside.txt"]})
@@ -124,13 +117,13 @@ def test_bad_input(ctx: ToolContext, repo: Path) -> None:
     expect_error("invalid_argument", call, ctx, "git_diff", {"repo": "repo", "staged": "yes"})
 
 
-def test_git_must_be_allowed(workdir: Path, repo: Path) -> None:
-    ctx = ToolContext(make_policy(workdir, allowed_commands={"echo"}))
+def test_git_must_be_allowed(call: ToolCaller, env: ToolEnv, repo: Path) -> None:
+    ctx = ToolContext(env.policy(allowed_commands={"echo"}))
     error = expect_error("permission_denied", call, ctx, "git_status", {"repo": "repo"})
     assert error.details["rule"] == "allowed_commands"
 
 
-def test_user_environment_does_not_redirect_git(ctx: ToolContext, repo: Path, workdir: Path,
+def test_user_environment_does_not_redirect_git(call: ToolCaller, ctx: ToolContext, repo: Path, workdir: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     other = workdir / "other"
     other.mkdir()

@@ -14,22 +14,14 @@ import pytest
 
 from aikit_components.security import SecurityPolicy
 from aikit_components.tools import ToolContext
-from aikit_components.tools.system import TOOLS
 
-from .conftest import expect_error, make_caller, make_policy
-
-call = make_caller(TOOLS)
+from tests.support.tools import ToolCaller, ToolEnv, expect_error
 
 
 @pytest.fixture
-def ctx(workdir: Path) -> ToolContext:
-    return ToolContext(make_policy(workdir))
-
-
-@pytest.fixture
-def py_ctx(workdir: Path) -> ToolContext:
+def py_ctx(env: ToolEnv) -> ToolContext:
     """python3 is not allowed by default (an interpreter runs anything): these tests allow it."""
-    policy = make_policy(workdir)
+    policy = env.policy()
     policy.allowed_commands.add("python3")
     return ToolContext(policy)
 
@@ -59,7 +51,7 @@ def _wait_dead(pid: int, seconds: float = 3.0) -> bool:
 
 
 # ------------------------------------------------------------------------------------ run_process
-def test_echo(ctx: ToolContext) -> None:
+def test_echo(call: ToolCaller, ctx: ToolContext) -> None:
     result = call(ctx, "run_process", {"command": ["echo", "hello", "world"]})
     assert result["exit_code"] == 0
     assert result["stdout"] == "hello world\n"
@@ -67,7 +59,7 @@ def test_echo(ctx: ToolContext) -> None:
     assert result["duration_ms"] >= 0
 
 
-def test_exit_code_stdin_and_cwd(ctx: ToolContext, workdir: Path) -> None:
+def test_exit_code_stdin_and_cwd(call: ToolCaller, ctx: ToolContext, workdir: Path) -> None:
     assert call(ctx, "run_process", {"command": ["false"]})["exit_code"] == 1
     assert call(ctx, "run_process", {"command": ["cat"], "stdin": "piped ü\n"})["stdout"] == "piped ü\n"
     sub = workdir / "sub"
@@ -76,14 +68,14 @@ def test_exit_code_stdin_and_cwd(ctx: ToolContext, workdir: Path) -> None:
     assert result["stdout"].strip() == str(sub)
 
 
-def test_environment_is_filtered(py_ctx: ToolContext, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_environment_is_filtered(call: ToolCaller, py_ctx: ToolContext, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIKIT_TEST_SECRET_TOKEN", "s3cret")
     script = "import os; print(os.environ.get('AIKIT_TEST_SECRET_TOKEN'), os.environ.get('GREETING'))"
     result = call(py_ctx, "run_process", {"command": ["python3", "-c", script], "env": {"GREETING": "hi"}})
     assert result["stdout"].split() == ["None", "hi"]
 
 
-def test_output_cap_truncates_and_says_so(py_ctx: ToolContext) -> None:
+def test_output_cap_truncates_and_says_so(call: ToolCaller, py_ctx: ToolContext) -> None:
     script = "import sys; sys.stdout.write('x' * 200000); sys.stderr.write('e' * 10)"
     result = call(py_ctx, "run_process", {"command": ["python3", "-c", script], "max_output_bytes": 1000})
     assert result["exit_code"] == 0
@@ -93,7 +85,7 @@ def test_output_cap_truncates_and_says_so(py_ctx: ToolContext) -> None:
     assert "199000" in result["note"] and "max_output_bytes" in result["note"]
 
 
-def test_timeout_kills_the_process_group(py_ctx: ToolContext, workdir: Path) -> None:
+def test_timeout_kills_the_process_group(call: ToolCaller, py_ctx: ToolContext, workdir: Path) -> None:
     script = ("import subprocess, sys, time\n"
               "child = subprocess.Popen(['sleep', '30'])\n"
               "open('pids', 'w').write(f'{child.pid}')\n"
@@ -108,7 +100,7 @@ def test_timeout_kills_the_process_group(py_ctx: ToolContext, workdir: Path) -> 
     assert _wait_dead(grandchild), "the grandchild in the process group survived the timeout"
 
 
-def test_cancellation_kills_the_process_group(py_ctx: ToolContext, workdir: Path) -> None:
+def test_cancellation_kills_the_process_group(call: ToolCaller, py_ctx: ToolContext, workdir: Path) -> None:
     script = ("import os, subprocess, time\n"
               "child = subprocess.Popen(['sleep', '30'])\n"
               "open('pids', 'w').write(f'{os.getpid()} {child.pid}')\n"
@@ -129,13 +121,13 @@ def test_cancellation_kills_the_process_group(py_ctx: ToolContext, workdir: Path
         assert _wait_dead(pid), f"process {pid} survived the cancellation"
 
 
-def test_disallowed_command(ctx: ToolContext) -> None:
+def test_disallowed_command(call: ToolCaller, ctx: ToolContext) -> None:
     error = expect_error("permission_denied", call, ctx, "run_process", {"command": ["rm", "-rf", "/"]})
     assert error.details["rule"] == "allowed_commands"
     assert "allowed_commands" in error.message
 
 
-def test_program_path_must_be_the_allowed_program(ctx: ToolContext, workdir: Path) -> None:
+def test_program_path_must_be_the_allowed_program(call: ToolCaller, ctx: ToolContext, workdir: Path) -> None:
     fake = workdir / "echo"
     fake.write_text("#!/bin/sh\necho pwned\n")
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
@@ -143,13 +135,13 @@ def test_program_path_must_be_the_allowed_program(ctx: ToolContext, workdir: Pat
     assert error.details["rule"] == "allowed_commands"
 
 
-def test_cwd_outside_allowed_paths(ctx: ToolContext) -> None:
+def test_cwd_outside_allowed_paths(call: ToolCaller, ctx: ToolContext) -> None:
     error = expect_error("permission_denied", call, ctx, "run_process", {"command": ["ls"], "cwd": "/"})
     assert error.details["rule"] == "allowed_paths"
 
 
 # ------------------------------------------------------------------ path-like arguments
-def test_arguments_naming_files_outside_the_allowed_paths_are_refused(ctx: ToolContext, workdir: Path) -> None:
+def test_arguments_naming_files_outside_the_allowed_paths_are_refused(call: ToolCaller, ctx: ToolContext, workdir: Path) -> None:
     outside = workdir.parent / "outside.txt"
     outside.write_text("secret outside\n")
     (workdir / "link").symlink_to(outside)
@@ -175,7 +167,7 @@ def test_arguments_naming_files_outside_the_allowed_paths_are_refused(ctx: ToolC
         assert "AIKIT_ALLOWED_PATHS" in error.message and "security.allowed_paths" in error.message
 
 
-def test_arguments_inside_the_allowed_paths_run(ctx: ToolContext, workdir: Path) -> None:
+def test_arguments_inside_the_allowed_paths_run(call: ToolCaller, ctx: ToolContext, workdir: Path) -> None:
     (workdir / "file.txt").write_text("alpha\npattern here\n")
     (workdir / "src").mkdir()
     (workdir / "src" / "a.py").write_text("pattern = 1\n")
@@ -196,7 +188,7 @@ def test_arguments_inside_the_allowed_paths_run(ctx: ToolContext, workdir: Path)
     assert result["stdout"].startswith("alpha")
 
 
-def test_allowing_the_directory_allows_the_argument(workdir: Path) -> None:
+def test_allowing_the_directory_allows_the_argument(call: ToolCaller, workdir: Path) -> None:
     outside = workdir.parent / "shared"
     outside.mkdir()
     (outside / "notes.txt").write_text("shared notes\n")
@@ -204,14 +196,14 @@ def test_allowing_the_directory_allows_the_argument(workdir: Path) -> None:
     assert call(ctx, "run_process", {"command": ["cat", str(outside / "notes.txt")]})["stdout"] == "shared notes\n"
 
 
-def test_python3_is_not_allowed_by_default(ctx: ToolContext) -> None:
+def test_python3_is_not_allowed_by_default(call: ToolCaller, ctx: ToolContext) -> None:
     error = expect_error("permission_denied", call, ctx, "run_process", {"command": ["python3", "-c", "print(1)"]})
     assert error.details["rule"] == "allowed_commands"
     assert "python3" not in error.message.split("(allowed: ")[1].split(")")[0]
     assert "interpreter" in error.message  # says what allowing one means
 
 
-def test_bad_input(ctx: ToolContext) -> None:
+def test_bad_input(call: ToolCaller, ctx: ToolContext) -> None:
     expect_error("invalid_argument", call, ctx, "run_process", {"command": "echo hi"})  # a string, not a list
     expect_error("invalid_argument", call, ctx, "run_process", {"command": []})
     expect_error("invalid_argument", call, ctx, "run_process", {"command": ["echo"], "timeout_s": 0})
@@ -219,20 +211,20 @@ def test_bad_input(ctx: ToolContext) -> None:
     expect_error("not_found", call, ctx, "run_process", {"command": ["echo"], "cwd": "missing"})
 
 
-def test_allowed_but_missing_program(workdir: Path) -> None:
-    ctx = ToolContext(make_policy(workdir, allowed_commands={"aikit-no-such-program"}))
+def test_allowed_but_missing_program(call: ToolCaller, env: ToolEnv) -> None:
+    ctx = ToolContext(env.policy(allowed_commands={"aikit-no-such-program"}))
     expect_error("not_found", call, ctx, "run_process", {"command": ["aikit-no-such-program"]})
 
 
 # ------------------------------------------------------------------------------------ env_read
-def test_env_read(ctx: ToolContext, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_env_read(call: ToolCaller, ctx: ToolContext, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TZ", "Europe/Paris")
     assert call(ctx, "env_read", {"name": "TZ"}) == {"name": "TZ", "value": "Europe/Paris", "set": True}
     monkeypatch.delenv("TZ")
     assert call(ctx, "env_read", {"name": "TZ"}) == {"name": "TZ", "value": None, "set": False}
 
 
-def test_env_read_denied_and_bad_input(ctx: ToolContext, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_env_read_denied_and_bad_input(call: ToolCaller, ctx: ToolContext, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIKIT_TEST_API_KEY", "secret")
     error = expect_error("permission_denied", call, ctx, "env_read", {"name": "AIKIT_TEST_API_KEY"})
     assert error.details["rule"] == "env_allowlist" and "env_allowlist" in error.message
@@ -242,17 +234,17 @@ def test_env_read_denied_and_bad_input(ctx: ToolContext, monkeypatch: pytest.Mon
 
 
 # ------------------------------------------------------------------------------------ system_info
-def test_system_info(ctx: ToolContext, workdir: Path) -> None:
+def test_system_info(call: ToolCaller, ctx: ToolContext, env: ToolEnv) -> None:
     info = call(ctx, "system_info")
     assert info["os"]["system"]
     assert info["python"]["version"] == ".".join(map(str, sys.version_info[:3]))
     assert info["cpu_count"] >= 1
-    assert info["disk"]["path"] == str((workdir.parent / "data").resolve())
+    assert info["disk"]["path"] == str(env.data)
     assert info["disk"]["total_bytes"] > 0
     if sys.platform.startswith("linux"):
         assert info["memory"]["total_bytes"] > 0 and len(info["load_average"]) == 3
 
 
-def test_system_info_bad_input(ctx: ToolContext) -> None:
+def test_system_info_bad_input(call: ToolCaller, ctx: ToolContext) -> None:
     error = expect_error("invalid_argument", call, ctx, "system_info", {"verbose": True})
     assert "unknown parameter" in error.message

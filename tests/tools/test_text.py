@@ -4,56 +4,22 @@ resource bombs, calculator code injection and huge powers, catastrophic regular 
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import re
 import time
 import uuid
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
 
-from aikit_components.errors import AikitError
-from aikit_components.security import SecurityPolicy
-from aikit_components.tools import Tool, ToolContext, ToolRegistry
+from aikit_components.tools import Tool, ToolRegistry
 from aikit_components.tools.text import TOOLS
 from aikit_components.tools.text.common import MAX_REGEX_TEXT
+from tests.support.tools import ToolEnv as Env
 
 NONDETERMINISTIC = {"uuid", "datetime_now"}
-
-
-class Env:
-    """A registry holding the text tools and a context whose policy is rooted in a temporary cwd."""
-
-    def __init__(self) -> None:
-        self.registry = ToolRegistry()
-        self.registry.register_all(TOOLS)
-        self.ctx = ToolContext(SecurityPolicy.default())
-
-    def call(self, name: str, **args: Any) -> Any:
-        if self.registry.get(name).is_async:  # pragma: no cover - every text tool is sync
-            return asyncio.run(self.registry.acall(name, args, self.ctx))
-        return self.registry.call(name, args, self.ctx)
-
-    def fails(self, code: str, name: str, *fragments: str, **args: Any) -> AikitError:
-        with pytest.raises(AikitError) as info:
-            self.call(name, **args)
-        error = info.value
-        assert error.code == code, f"expected {code}, got {error.code}: {error.message}"
-        for fragment in fragments:
-            assert fragment.lower() in error.message.lower(), f"{fragment!r} not in {error.message!r}"
-        return error
-
-
-@pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Env:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("AIKIT_DATA_DIR", str(tmp_path / "data"))
-    return Env()
-
 
 # ----------------------------------------------------------------------------- declarations
 def test_tool_names_are_the_contract() -> None:
@@ -298,7 +264,7 @@ def test_uuid_bad_input(env: Env) -> None:
 
 # ----------------------------------------------------------------------------- dates and times
 def test_datetime_now(env: Env) -> None:
-    before = datetime.now(UTC).timestamp()
+    before = datetime.now(timezone.utc).timestamp()
     result = env.call("datetime_now")
     assert result["utc_offset"] == "+00:00" and before - 1 <= result["timestamp"] <= before + 5
     paris = env.call("datetime_now", timezone="Europe/Paris", format="%Y")

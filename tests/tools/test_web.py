@@ -9,18 +9,14 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from aikit_components.tools import ToolContext
-from aikit_components.tools.web import TOOLS
 
-from .conftest import expect_error, make_caller, make_policy
-
-call = make_caller(TOOLS)
+from tests.support.tools import ToolCaller, ToolEnv, expect_error
 
 PAGE = """<!doctype html>
 <html><head><title>  The   Test Page </title>
@@ -154,19 +150,19 @@ def server() -> Iterator[str]:
 
 
 @pytest.fixture
-def ctx(workdir: Path) -> ToolContext:
-    return ToolContext(make_policy(workdir, allowed_hosts=["127.0.0.1"]),
+def ctx(env: ToolEnv) -> ToolContext:
+    return ToolContext(env.policy(allowed_hosts=["127.0.0.1"]),
                        config={"tools.http_backoff_s": 0.05})
 
 
 @pytest.fixture
-def strict(workdir: Path) -> ToolContext:
+def strict(env: ToolEnv) -> ToolContext:
     """The default network policy: no allowed hosts, private addresses denied."""
-    return ToolContext(make_policy(workdir))
+    return ToolContext(env.policy())
 
 
 # ------------------------------------------------------------------------------------ http_request
-def test_get_json(ctx: ToolContext, server: str) -> None:
+def test_get_json(call: ToolCaller, ctx: ToolContext, server: str) -> None:
     result = call(ctx, "http_request", {"url": f"{server}/json"})
     assert result["status"] == 200
     assert result["json"] == {"hello": "world", "n": [1, 2]}
@@ -174,7 +170,7 @@ def test_get_json(ctx: ToolContext, server: str) -> None:
     assert result["url"] == f"{server}/json" and result["elapsed_ms"] >= 0
 
 
-def test_text_binary_and_head(ctx: ToolContext, server: str) -> None:
+def test_text_binary_and_head(call: ToolCaller, ctx: ToolContext, server: str) -> None:
     assert call(ctx, "http_request", {"url": f"{server}/text"})["text"] == "plain text body"
     binary = call(ctx, "http_request", {"url": f"{server}/binary"})
     assert "text" not in binary and len(binary["base64"]) == 344
@@ -182,7 +178,7 @@ def test_text_binary_and_head(ctx: ToolContext, server: str) -> None:
     assert head["status"] == 200 and head["text"] == ""
 
 
-def test_post_json_params_and_headers(ctx: ToolContext, server: str) -> None:
+def test_post_json_params_and_headers(call: ToolCaller, ctx: ToolContext, server: str) -> None:
     result = call(ctx, "http_request", {"url": f"{server}/echo", "method": "post", "json": {"a": 1},
                                         "params": {"q": "lua", "n": 2.0, "tag": ["x", "y"]},
                                         "headers": {"X-Token": "abc"}})
@@ -195,7 +191,7 @@ def test_post_json_params_and_headers(ctx: ToolContext, server: str) -> None:
     assert text["json"]["body"] == "raw ü"
 
 
-def test_redirects_are_followed(ctx: ToolContext, server: str) -> None:
+def test_redirects_are_followed(call: ToolCaller, ctx: ToolContext, server: str) -> None:
     result = call(ctx, "http_request", {"url": f"{server}/redirect"})
     assert result["status"] == 200 and result["json"]["hello"] == "world"
     assert result["url"] == f"{server}/json" and result["redirects"] == [f"{server}/json"]
@@ -207,7 +203,7 @@ def test_redirects_are_followed(ctx: ToolContext, server: str) -> None:
     assert after_post["json"]["method"] == "GET"  # 303 See Other
 
 
-def test_retry_after_503(ctx: ToolContext, server: str) -> None:
+def test_retry_after_503(call: ToolCaller, ctx: ToolContext, server: str) -> None:
     result = call(ctx, "http_request", {"url": f"{server}/flaky/a"})
     assert result["status"] == 200 and result["json"] == {"attempt": 2}
     # without retries the 503 is returned, not raised
@@ -217,14 +213,14 @@ def test_retry_after_503(ctx: ToolContext, server: str) -> None:
     assert final["status"] == 503 and Handler.counters["/always503/c"] == 3
 
 
-def test_429_honours_retry_after(ctx: ToolContext, server: str) -> None:
+def test_429_honours_retry_after(call: ToolCaller, ctx: ToolContext, server: str) -> None:
     started = time.monotonic()
     result = call(ctx, "http_request", {"url": f"{server}/ratelimit/a"})
     assert result["status"] == 200 and result["json"] == {"attempt": 2}
     assert time.monotonic() - started >= 0.9
 
 
-def test_timeout(ctx: ToolContext, server: str) -> None:
+def test_timeout(call: ToolCaller, ctx: ToolContext, server: str) -> None:
     started = time.monotonic()
     error = expect_error("timeout", call, ctx, "http_request",
                          {"url": f"{server}/slow?s=3", "timeout_s": 0.4, "retries": 0})
@@ -234,7 +230,7 @@ def test_timeout(ctx: ToolContext, server: str) -> None:
     assert error.details["attempts"] == 2
 
 
-def test_response_size_cap(ctx: ToolContext, server: str) -> None:
+def test_response_size_cap(call: ToolCaller, ctx: ToolContext, server: str) -> None:
     error = expect_error("resource_exhausted", call, ctx, "http_request", {"url": f"{server}/huge", "max_bytes": 1000})
     assert "max_bytes" in error.message
     started = time.monotonic()
@@ -243,12 +239,12 @@ def test_response_size_cap(ctx: ToolContext, server: str) -> None:
     assert error.details["limit"] == 100_000 and time.monotonic() - started < 3
 
 
-def test_connection_refused(ctx: ToolContext) -> None:
+def test_connection_refused(call: ToolCaller, ctx: ToolContext) -> None:
     error = expect_error("io_error", call, ctx, "http_request", {"url": "http://127.0.0.1:9/", "retries": 1})
     assert "could not connect" in error.message and error.details["attempts"] == 2
 
 
-def test_bad_input(ctx: ToolContext, server: str) -> None:
+def test_bad_input(call: ToolCaller, ctx: ToolContext, server: str) -> None:
     expect_error("invalid_argument", call, ctx, "http_request", {})
     expect_error("invalid_argument", call, ctx, "http_request", {"url": "example.org/x"})
     expect_error("invalid_argument", call, ctx, "http_request", {"url": f"{server}/json", "method": "FETCH"})
@@ -267,7 +263,7 @@ def test_bad_input(ctx: ToolContext, server: str) -> None:
     "http://10.1.2.3/",
     "http://[::1]:{port}/json",
 ])
-def test_private_addresses_denied_by_default(strict: ToolContext, server: str, url: str) -> None:
+def test_private_addresses_denied_by_default(call: ToolCaller, strict: ToolContext, server: str, url: str) -> None:
     port = server.rsplit(":", 1)[1]
     for name, args in (("http_request", {}), ("fetch_page", {}), ("html_select", {"selector": "a"})):
         error = expect_error("permission_denied", call, strict, name, {"url": url.format(port=port), **args})
@@ -275,12 +271,12 @@ def test_private_addresses_denied_by_default(strict: ToolContext, server: str, u
         assert "allowed_hosts" in error.message
 
 
-def test_redirect_to_metadata_denied(ctx: ToolContext, server: str) -> None:
+def test_redirect_to_metadata_denied(call: ToolCaller, env: ToolEnv, ctx: ToolContext, server: str) -> None:
     for name, args in (("http_request", {}), ("fetch_page", {})):
         error = expect_error("permission_denied", call, ctx, name, {"url": f"{server}/to-metadata", **args})
         assert error.details["host"] == "169.254.169.254" and error.details["rule"] == "allowed_hosts"
     # allowing private addresses in general still checks every hop against the host list
-    lenient = ToolContext(make_policy(Path.cwd(), allow_private_hosts=True, allowed_hosts=["127.0.0.1"]))
+    lenient = ToolContext(env.policy(allow_private_hosts=True, allowed_hosts=["127.0.0.1"]))
     error = expect_error("permission_denied", call, lenient, "http_request", {"url": f"{server}/to-metadata"})
     assert error.details["rule"] == "allowed_hosts"
 
@@ -299,7 +295,7 @@ def test_connections_are_checked_at_connect_time(strict: ToolContext, server: st
 
 
 # ------------------------------------------------------------------------------------ fetch_page
-def test_fetch_page(ctx: ToolContext, server: str) -> None:
+def test_fetch_page(call: ToolCaller, ctx: ToolContext, server: str) -> None:
     page = call(ctx, "fetch_page", {"url": f"{server}/page"})
     assert page["status"] == 200 and page["title"] == "The Test Page"
     text = page["text"]
@@ -317,7 +313,7 @@ def test_fetch_page(ctx: ToolContext, server: str) -> None:
     assert len(short["text"]) == 10 and short["truncated"] is True
 
 
-def test_fetch_page_errors(ctx: ToolContext, server: str) -> None:
+def test_fetch_page_errors(call: ToolCaller, ctx: ToolContext, server: str) -> None:
     assert call(ctx, "fetch_page", {"url": f"{server}/text"})["text"] == "plain text body"
     expect_error("not_found", call, ctx, "fetch_page", {"url": f"{server}/missing"})
     error = expect_error("invalid_argument", call, ctx, "fetch_page", {"url": f"{server}/json"})
@@ -327,7 +323,7 @@ def test_fetch_page_errors(ctx: ToolContext, server: str) -> None:
 
 
 # ------------------------------------------------------------------------------------ html_select
-def test_html_select_from_text(ctx: ToolContext) -> None:
+def test_html_select_from_text(call: ToolCaller, ctx: ToolContext) -> None:
     items = call(ctx, "html_select", {"html": PAGE, "selector": "ul.items > li"})
     assert [i["text"] for i in items] == ["Apple", "Banana"]
     assert items[0]["attrs"] == {"data-id": "1"} and items[0]["tag"] == "li"
@@ -338,12 +334,12 @@ def test_html_select_from_text(ctx: ToolContext) -> None:
     assert call(ctx, "html_select", {"html": PAGE, "selector": "table"}) == []
 
 
-def test_html_select_from_url(ctx: ToolContext, server: str) -> None:
+def test_html_select_from_url(call: ToolCaller, ctx: ToolContext, server: str) -> None:
     links = call(ctx, "html_select", {"url": f"{server}/page", "selector": "nav a", "attribute": "href"})
     assert [link["value"] for link in links] == [f"{server}/home", f"{server}/about"]
 
 
-def test_html_select_bad_input(ctx: ToolContext, server: str) -> None:
+def test_html_select_bad_input(call: ToolCaller, ctx: ToolContext, server: str) -> None:
     error = expect_error("invalid_argument", call, ctx, "html_select", {"html": PAGE, "selector": "li[[["})
     assert "selector" in error.message
     expect_error("invalid_argument", call, ctx, "html_select", {"selector": "a"})
@@ -352,7 +348,7 @@ def test_html_select_bad_input(ctx: ToolContext, server: str) -> None:
 
 
 # ------------------------------------------------------------------------------------ url_parse
-def test_url_parse(ctx: ToolContext) -> None:
+def test_url_parse(call: ToolCaller, ctx: ToolContext) -> None:
     assert call(ctx, "url_parse", {"url": "https://Example.org:8443/search?q=lua&tag=a&tag=b&empty=#top"}) == {
         "scheme": "https", "host": "example.org", "port": 8443, "path": "/search",
         "query": {"q": "lua", "tag": ["a", "b"], "empty": ""}, "fragment": "top"}
@@ -361,7 +357,7 @@ def test_url_parse(ctx: ToolContext) -> None:
     assert call.registry.call("url_parse", {"url": "https://a.b/c"}, ctx)["path"] == "/c"
 
 
-def test_url_parse_bad_input(ctx: ToolContext) -> None:
+def test_url_parse_bad_input(call: ToolCaller, ctx: ToolContext) -> None:
     expect_error("invalid_argument", call, ctx, "url_parse", {"url": "http://example.org:99999/"})
     expect_error("invalid_argument", call, ctx, "url_parse", {"url": "http://[::1/"})
     expect_error("invalid_argument", call, ctx, "url_parse", {"url": ""})

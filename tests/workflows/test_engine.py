@@ -45,18 +45,13 @@ from aikit_components.workflows.templates import (
 from aikit_components.workflows.templates import (
     compile as compile_template,
 )
-from tests.providers.conftest import Reply, llm_server  # noqa: F401  (fixture reused)
+from tests.support.llm_server import Reply
+from tests.support.workflows import make_components
 
 OPENAI = "/v1/chat/completions"
 
 
 # --------------------------------------------------------------------------- helpers
-def make_components(tmp_path: Path, **sections: Any) -> Components:
-    data = {"security": {"env_allowlist": ["AIKIT_WF_ALLOWED"]}, "wf_test": {"greeting": "hello", "n": 3}}
-    data.update(sections)
-    return Components.open(config=Config(data), data_dir=tmp_path / "data", plugins=False)
-
-
 @pytest.fixture
 def comps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.chdir(tmp_path)  # run_process works in the current directory (an allowed path)
@@ -609,7 +604,7 @@ class TestStepKinds:
         record = go(failing, comps)
         assert record.steps["sub"].status == "failed" and record.steps["sub"].error["code"] == "workflow_failed"
 
-    def test_llm_and_agent_steps_over_http(self, tmp_path: Path, llm_server: Any) -> None:  # noqa: F811
+    def test_llm_and_agent_steps_over_http(self, tmp_path: Path, llm_server: Any) -> None:
         c = make_components(tmp_path, providers={"openai": {"base_url": f"{llm_server.url}/v1", "api_key": "test-key",
                                                             "retries": 0, "timeout_s": 10}},
                             models={"aliases": {"default": "openai/m"}})

@@ -16,10 +16,9 @@ from aikit_components.hooks import HookResult
 from aikit_components.workflows import engine
 from aikit_components.workflows.engine import validate
 from aikit_components.workflows.model import RunRecord, Step, Workflow
-from tests.agents.conftest import BACKUP, OPENAI, answer, error
-from tests.providers.conftest import Reply, llm_server  # noqa: F401  (fixture reused)
-
-from .test_engine import make_components
+from tests.support.agents import BACKUP, OPENAI, answer, error
+from tests.support.llm_server import Reply
+from tests.support.workflows import make_components
 
 
 def _provider(url: str) -> dict[str, Any]:
@@ -27,7 +26,7 @@ def _provider(url: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def comps(tmp_path: Path, llm_server: Any) -> Any:  # noqa: F811
+def comps(tmp_path: Path, llm_server: Any) -> Any:
     c = make_components(tmp_path, providers={"openai": _provider(f"{llm_server.url}/v1"),
                                              "backup": _provider(f"{llm_server.url}/backup/v1")},
                         models={"aliases": {"default": "openai/m"}})
@@ -48,7 +47,7 @@ def ask(c: Components, inputs: dict[str, Any] | None = None, **params: Any) -> R
     return asyncio.run(main())
 
 
-def test_llm_hooks_see_the_step_and_events_name_it(comps: Components, llm_server: Any) -> None:  # noqa: F811
+def test_llm_hooks_see_the_step_and_events_name_it(comps: Components, llm_server: Any) -> None:
     seen: list[tuple[str, dict[str, Any]]] = []
     for point in ("llm.before", "llm.after"):
         comps.hooks.register(point, lambda ctx: seen.append((ctx.point, dict(ctx.payload))))
@@ -72,7 +71,7 @@ def test_llm_hooks_see_the_step_and_events_name_it(comps: Components, llm_server
     assert comps.ledger.to_dict()["agents"]["workflow:asking"]["total_tokens"] == 15
 
 
-def test_llm_after_retry_makes_a_second_call(comps: Components, llm_server: Any) -> None:  # noqa: F811
+def test_llm_after_retry_makes_a_second_call(comps: Components, llm_server: Any) -> None:
     comps.hooks.register("llm.after", lambda ctx: HookResult.retry() if ctx.payload["text"] == "a draft" else None)
     llm_server.reply(OPENAI, answer("a draft", usage=(10, 5)), answer("the answer", usage=(12, 6)))
     record = ask(comps)
@@ -82,7 +81,7 @@ def test_llm_after_retry_makes_a_second_call(comps: Components, llm_server: Any)
     assert comps.ledger.to_dict()["agents"]["workflow:asking"]["total_tokens"] == 33  # the draft was paid for too
 
 
-def test_llm_before_cancel_fails_the_step(comps: Components, llm_server: Any) -> None:  # noqa: F811
+def test_llm_before_cancel_fails_the_step(comps: Components, llm_server: Any) -> None:
     comps.hooks.register("llm.before", lambda ctx: HookResult.cancel("offline"))
     record = ask(comps)
     step = record.steps["ask"]
@@ -91,7 +90,7 @@ def test_llm_before_cancel_fails_the_step(comps: Components, llm_server: Any) ->
     assert llm_server.requests == []
 
 
-def test_a_503_falls_back_to_the_next_model(comps: Components, llm_server: Any) -> None:  # noqa: F811
+def test_a_503_falls_back_to_the_next_model(comps: Components, llm_server: Any) -> None:
     fallbacks = comps.events.subscribe("llm.fallback")
     llm_server.reply(OPENAI, Reply.fixture("openai_error_503.json", status=503))
     llm_server.reply(BACKUP, answer("from the backup"))
@@ -102,7 +101,7 @@ def test_a_503_falls_back_to_the_next_model(comps: Components, llm_server: Any) 
     assert fallbacks.receive(0).payload["to"] == "backup/m2"
 
 
-def test_without_fallback_a_503_fails_the_step(comps: Components, llm_server: Any) -> None:  # noqa: F811
+def test_without_fallback_a_503_fails_the_step(comps: Components, llm_server: Any) -> None:
     errors: list[dict[str, Any]] = []
     comps.hooks.register("llm.error", lambda ctx: errors.append(dict(ctx.payload)))
     llm_server.reply(OPENAI, Reply.fixture("openai_error_503.json", status=503))
@@ -111,7 +110,7 @@ def test_without_fallback_a_503_fails_the_step(comps: Components, llm_server: An
     assert errors[0]["step"] == "ask" and errors[0]["error"]["code"] == record.steps["ask"].error["code"]
 
 
-def test_a_content_filter_stop_gives_a_refusal(comps: Components, llm_server: Any) -> None:  # noqa: F811
+def test_a_content_filter_stop_gives_a_refusal(comps: Components, llm_server: Any) -> None:
     llm_server.reply(OPENAI, answer(None, finish="content_filter"))
     record = ask(comps, fallback=["backup/m"])
     output = record.steps["ask"].output
@@ -120,7 +119,7 @@ def test_a_content_filter_stop_gives_a_refusal(comps: Components, llm_server: An
     assert llm_server.requests_to(BACKUP) == []  # a refusal does not fall back
 
 
-def test_a_bad_request_is_not_retried_on_the_fallback(comps: Components, llm_server: Any) -> None:  # noqa: F811
+def test_a_bad_request_is_not_retried_on_the_fallback(comps: Components, llm_server: Any) -> None:
     llm_server.reply(OPENAI, error(400, "bad request body", "invalid_request_error"))
     record = ask(comps, fallback=["backup/m"])
     assert record.steps["ask"].status == "failed" and "Not falling back to backup/m" in record.steps["ask"].error["message"]
@@ -137,7 +136,7 @@ def test_fallback_is_validated(comps: Components) -> None:
     assert len(problems) == 2, problems
 
 
-def test_a_fallback_template_must_resolve_to_a_list(comps: Components, llm_server: Any) -> None:  # noqa: F811
+def test_a_fallback_template_must_resolve_to_a_list(comps: Components, llm_server: Any) -> None:
     record = ask(comps, inputs={"models": "backup/m"}, fallback="{{input.models}}")
     error = record.steps["ask"].error
     assert error["code"] == "invalid_argument" and "params.fallback must be a list" in error["message"]

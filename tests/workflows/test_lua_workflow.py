@@ -1,6 +1,6 @@
 """The Lua ``Workflow`` global (``aikit_kernel/lua/api/workflows.py``), in process: an engine with
 every aikit global (as the kernel wires it, minus ZMQ), components on a private data directory and
-configured to talk to a real local OpenAI-format HTTP server (``tests/providers/conftest.py``) for
+configured to talk to a real local OpenAI-format HTTP server (``tests/support/llm_server.py``) for
 the ``llm`` and ``agent`` step kinds. ``command`` steps start real programs.
 
 Every step kind, every mode, conditions, loops, retries, failures, validation, the live progress
@@ -10,7 +10,6 @@ display, YAML missions, records, resume and interrupts, all driven from Lua code
 from __future__ import annotations
 
 import os
-import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,15 +17,11 @@ from typing import Any
 
 import pytest
 
-from aikit_components.components import Components
-from aikit_components.config import Config
 from aikit_components.workflows.engine import load_run
-from aikit_kernel import runtime
 from aikit_kernel.lua.convert import lua_to_python
-from aikit_kernel.lua_runtime import build_lua_runtime
-from tests.providers.conftest import Reply, llm_server  # noqa: F401  (fixture reused)
-from tests.test_docs_examples import RecordingOutput
-from tests.test_lua_components import Lua, later
+from tests.support.llm_server import Reply
+from tests.support.lua import Lua, later, open_lua
+from tests.support.processes import kill_leftovers, processes_with, wait_until
 
 OPENAI = "/v1/chat/completions"
 
@@ -57,48 +52,12 @@ system = "Summarize in one line."
 """
 
 
-def processes_with(arg: str) -> list[int]:
-    """Live (non-zombie) pids whose command line contains ``arg`` (from /proc)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                argv = fh.read().split(b"\0")
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                state = fh.read().rsplit(b")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if arg.encode() in argv and state != b"Z":
-            found.append(int(entry))
-    return found
-
-
-def kill_leftovers(marker: str) -> None:
-    """Kill the programs this test started (found by their unique argument), by pid."""
-    for pid in processes_with(marker):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 3.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(0.02)
-
-
 def statuses(record: dict[str, Any]) -> dict[str, str]:
     return {sid: step["status"] for sid, step in record["steps"].items()}
 
 
 @pytest.fixture
-def make_lua(llm_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], Lua]]:  # noqa: F811
+def make_lua(llm_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], Lua]]:
     """An engine with every aikit global; config (aikit.toml in ``tmp_path``) points
     ``[providers.openai]`` at the local server; the working directory is ``tmp_path``."""
     for name in list(os.environ):
@@ -110,23 +69,13 @@ def make_lua(llm_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
     def make() -> Lua:
         (tmp_path / "aikit.toml").write_text(config_text(llm_server.url))
-        config = Config.load(cwd=tmp_path, env={}, user_dir=tmp_path / "user-config")
-        components = Components.open(config=config, data_dir=tmp_path / "data", plugins=False,
-                                     loop_getter=runtime.get_loop)
-        out = RecordingOutput()
-        built = build_lua_runtime(out, components)
-        engine, scope = built.engine, built.scope
-        lua = Lua(engine, components, scope, out)
+        lua = open_lua(tmp_path)
         made.append(lua)
         return lua
 
     yield make
     for lua in made:
-        lua.engine.close()
-        try:
-            runtime.submit(lua.components.models.aclose()).result(5)
-        finally:
-            lua.components.close()
+        lua.close(close_models=True)
 
 
 @pytest.fixture
@@ -267,7 +216,7 @@ class TestStepKinds:
         started = time.monotonic()
         record = lua.run(f"""
             return Workflow.new{{name = 'slowcmd', steps = {{
-              {{id = 'sleepy', command = {{'sleep', '{marker}'}}, timeout_s = 0.5}},
+              {{id = 'sleepy', command = {{'sleep', '{marker}'}}, timeout = 0.5}},
               {{id = 'after', depends_on = {{'sleepy'}}, noop = true}},
             }}}}:run()""")
         assert time.monotonic() - started < 5
@@ -320,7 +269,7 @@ class TestStepKinds:
         nested = lua.run(f"return Workflow.record('{record['run_id']}.sub')")
         assert nested["status"] == "failed" and nested["steps"]["x"]["status"] == "failed"
 
-    def test_llm_step(self, lua: Lua, llm_server: Any) -> None:  # noqa: F811
+    def test_llm_step(self, lua: Lua, llm_server: Any) -> None:
         llm_server.reply(OPENAI, chat("Bonjour!", usage=(12, 3)))
         record = lua.run("""
             return Workflow.new{name = 'llm', inputs = {lang = 'French'}, steps = {
@@ -337,7 +286,7 @@ class TestStepKinds:
                                     {"role": "user", "content": "Say hello in French"}]
         assert sent["model"] == "m"
 
-    def test_llm_step_failure(self, lua: Lua, llm_server: Any) -> None:  # noqa: F811
+    def test_llm_step_failure(self, lua: Lua, llm_server: Any) -> None:
         llm_server.reply(OPENAI, Reply.fixture("openai_error_401.json", status=401))
         record = lua.run("""
             return Workflow.new{name = 'llm_bad', steps = {{id = 'hi', llm = {prompt = 'x', model = 'openai/m'}}}}:run()""")
@@ -359,7 +308,7 @@ class TestStepKinds:
               {id = 'hi', llm = {prompt = 'x', model = 'nosuchprovider/m'}}}}:run().steps.hi.error""")
         assert error["code"] == "not_found" and "unknown provider 'nosuchprovider'" in error["message"]
 
-    def test_agent_steps(self, lua: Lua, llm_server: Any) -> None:  # noqa: F811
+    def test_agent_steps(self, lua: Lua, llm_server: Any) -> None:
         llm_server.reply(OPENAI, chat("A short summary."), chat("Spec answer."), chat("Object answer."))
         record = lua.run("""
             helper = Agent.new{name = 'helper', model = 'openai/m', system = 'You help.'}
@@ -379,7 +328,7 @@ class TestStepKinds:
         assert requests[1] == [{"role": "user", "content": "A short summary."}]
         assert requests[2] == [{"role": "system", "content": "You help."}, {"role": "user", "content": "plain task"}]
 
-    def test_agent_step_failures(self, lua: Lua, llm_server: Any) -> None:  # noqa: F811
+    def test_agent_step_failures(self, lua: Lua, llm_server: Any) -> None:
         llm_server.reply(OPENAI, Reply.fixture("openai_error_400.json", status=400))
         record = lua.run("""
             return Workflow.new{name = 'agent_bad', steps = {
@@ -508,7 +457,7 @@ class TestModes:
         assert (record["steps"]["a"]["output"], record["steps"]["b"]["output"]) == (0, 0)
         assert_overlapped(record, "a", "b")
 
-    def test_lua_agent_runs_in_steps_run_concurrently(self, lua: Lua, llm_server: Any) -> None:  # noqa: F811
+    def test_lua_agent_runs_in_steps_run_concurrently(self, lua: Lua, llm_server: Any) -> None:
         llm_server.reply(OPENAI, chat("one", delay_s=0.3), chat("two", delay_s=0.3))
         record = lua.run("""
             local a1 = Agent.new{name = 'a1', model = 'openai/m'}
@@ -523,77 +472,6 @@ class TestModes:
 
 
 # =========================================================================== conditions and loops
-class TestStepHooks:
-    """docs/lua-api.md's Hook table for workflow.step.*, with hooks written in Lua."""
-
-    def test_before_hook_cancels_modifies_or_replaces(self, lua: Lua) -> None:
-        record = lua.run("""
-            Hook.register('workflow.step.before', function(ctx)
-              local p = ctx.payload
-              if p.step == 'vetoed' then return Hook.cancel('not today') end
-              if p.step == 'cached' then return Hook.replace({from = 'hook'}) end
-              if p.step == 'edited' then p.params.x = p.params.x * 10 end
-            end)
-            ran = {}
-            return Workflow.new{name = 'before', fail_fast = false, steps = {
-              {id = 'vetoed', fn = function() ran[#ran + 1] = 'vetoed' end},
-              {id = 'cached', fn = function() ran[#ran + 1] = 'cached' end},
-              {id = 'edited', fn = function(p) return p.x end, params = {x = 4}},
-            }}:run()""")
-        assert lua.run("return #ran") == 0
-        vetoed = record["steps"]["vetoed"]
-        assert (vetoed["status"], vetoed["error"]["code"]) == ("failed", "cancelled")
-        assert "not today" in vetoed["error"]["message"]
-        assert record["steps"]["cached"]["output"] == {"from": "hook"}
-        assert record["steps"]["edited"]["output"] == 40
-
-    def test_after_hook_retries_cancels_or_replaces(self, lua: Lua) -> None:
-        record = lua.run("""
-            calls = 0
-            Hook.register('workflow.step.after', function(ctx)
-              local p = ctx.payload
-              if p.step == 'flaky' and p.output < 2 then return Hook.retry() end
-              if p.step == 'rejected' then return Hook.cancel('looks wrong') end
-              if p.step == 'rewritten' then return Hook.replace(p.output .. '!') end
-            end)
-            return Workflow.new{name = 'after', fail_fast = false, steps = {
-              {id = 'flaky', fn = function() calls = calls + 1; return calls end},
-              {id = 'rejected', fn = function() return 'x' end},
-              {id = 'rewritten', fn = function() return 'hi' end},
-            }}:run()""")
-        flaky = record["steps"]["flaky"]
-        assert (flaky["status"], flaky["output"], flaky["attempts"]) == ("succeeded", 2, 2)
-        rejected = record["steps"]["rejected"]
-        assert (rejected["status"], rejected["error"]["code"]) == ("failed", "cancelled")
-        assert "looks wrong" in rejected["error"]["message"]
-        assert record["steps"]["rewritten"]["output"] == "hi!"
-
-    def test_error_hook_retries_or_replaces(self, lua: Lua) -> None:
-        record = lua.run("""
-            tries = 0
-            seen = {}
-            Hook.register('workflow.step.error', function(ctx)
-              local p = ctx.payload
-              seen[#seen + 1] = p.step .. ':' .. p.attempts .. ':' .. p.kind
-              if p.step == 'second' then return Hook.retry() end
-              if p.step == 'rescued' then return Hook.replace('fallback: ' .. p.error.code) end
-            end)
-            return Workflow.new{name = 'errors', fail_fast = false, steps = {
-              {id = 'second', retries = 1, fn = function()
-                tries = tries + 1
-                if tries < 3 then error('not yet') end
-                return tries
-              end},
-              {id = 'rescued', fn = function() error('broken') end},
-            }}:run()""")
-        second = record["steps"]["second"]
-        assert (second["status"], second["output"], second["attempts"]) == ("succeeded", 3, 3)
-        assert record["steps"]["rescued"]["status"] == "succeeded"
-        assert record["steps"]["rescued"]["output"].startswith("fallback: ")
-        # once each, after the step's own retry was used up (the steps run concurrently)
-        assert sorted(lua.run("return seen")) == ["rescued:1:function", "second:2:function"]
-
-
 class TestConditions:
     def test_lua_predicate(self, lua: Lua) -> None:
         record = lua.run("""
@@ -734,7 +612,7 @@ class TestFailures:
         record, tries = lua.run("""
             tries = {}
             local r = Workflow.new{name = 'flaky', steps = {
-              {id = 'flaky', retries = 3, retry_delay_s = 0.05, backoff = 2, fn = function(p, ctx)
+              {id = 'flaky', retries = 3, retry_delay = 0.05, backoff = 2, fn = function(p, ctx)
                  tries[#tries + 1] = ctx.attempt
                  if ctx.attempt < 3 then error('not yet ' .. ctx.attempt) end
                  return 'ok on attempt ' .. ctx.attempt
@@ -805,7 +683,7 @@ class TestFailures:
     def test_workflow_timeout(self, lua: Lua) -> None:
         started = time.monotonic()
         record = lua.run("""
-            return Workflow.new{name = 'wt', timeout_s = 0.3, steps = {
+            return Workflow.new{name = 'wt', timeout = 0.3, steps = {
               {id = 'quick', noop = true},
               {id = 'long', depends_on = {'quick'}, fn = function() sleep(5) return 'late' end},
               {id = 'later', depends_on = {'long'}, noop = true},
@@ -819,7 +697,7 @@ class TestFailures:
     def test_lua_step_timeout(self, lua: Lua) -> None:
         record = lua.run("""
             return Workflow.new{name = 'st', steps = {
-              {id = 'slow', timeout_s = 0.2, fn = function() sleep(5) return 'late' end},
+              {id = 'slow', timeout = 0.2, fn = function() sleep(5) return 'late' end},
             }}:run()""")
         slow = record["steps"]["slow"]
         assert slow["status"] == "timed_out" and "within 0.2 s" in slow["error"]["message"]
@@ -830,7 +708,7 @@ class TestFailures:
         try:
             record = lua.run(f"""
                 return Workflow.new{{name = 'st_tool', steps = {{
-                  {{id = 'slow', timeout_s = 0.3, fn = function()
+                  {{id = 'slow', timeout = 0.3, fn = function()
                      return Tool.call('run_process', {{command = {{'sleep', '{marker}'}}}}) end}},
                 }}}}:run()""")
             assert record["steps"]["slow"]["status"] == "timed_out"
@@ -860,12 +738,12 @@ SPIN = "function() local x = 0 while true do x = x + 1 end end"
 
 class TestBusyLuaSteps:
     """A Lua step that computes without ever awaiting is stopped by its timeout through the
-    interrupt hook (``CoroutineDriver.cancel``): only that step, not the cell, not its siblings."""
+    interrupt hook (``LuaEngine.cancel_step``): only that step, not the cell, not its siblings."""
 
     def test_step_timeout_stops_a_busy_step(self, lua: Lua) -> None:
         record = run_busy(lua, f"""
             return Workflow.new{{name = 'busy', steps = {{
-              {{id = 'spin', timeout_s = 0.2, fn = {SPIN}}},
+              {{id = 'spin', timeout = 0.2, fn = {SPIN}}},
               {{id = 'after', depends_on = {{'spin'}}, noop = true}},
             }}}}:run()""")
         spin = record["steps"]["spin"]
@@ -881,7 +759,7 @@ class TestBusyLuaSteps:
         record = run_busy(lua, """
             attempts = 0
             return Workflow.new{name = 'busy_retry', steps = {
-              {id = 'spin', timeout_s = 0.2, retries = 1, fn = function()
+              {id = 'spin', timeout = 0.2, retries = 1, fn = function()
                  attempts = attempts + 1
                  if attempts == 1 then while true do end end
                  return 'second try'
@@ -892,7 +770,7 @@ class TestBusyLuaSteps:
 
     def test_workflow_timeout_stops_a_busy_step(self, lua: Lua) -> None:
         record = run_busy(lua, f"""
-            return Workflow.new{{name = 'busy_global', timeout_s = 0.3, steps = {{
+            return Workflow.new{{name = 'busy_global', timeout = 0.3, steps = {{
               {{id = 'quick', noop = true}},
               {{id = 'spin', depends_on = {{'quick'}}, fn = {SPIN}}},
               {{id = 'later', depends_on = {{'spin'}}, noop = true}},
@@ -905,17 +783,17 @@ class TestBusyLuaSteps:
         record = run_busy(lua, """
             swallowed = {}
             return Workflow.new{name = 'busy_pcall', mode = 'parallel', steps = {
-              {id = 'pcall', timeout_s = 0.2, fn = function()
+              {id = 'pcall', timeout = 0.2, fn = function()
                  local ok, err = pcall(function() while true do end end)
                  swallowed[#swallowed + 1] = 'pcall: ' .. tostring(err)
                  while true do end
                end},
-              {id = 'xpcall', timeout_s = 0.2, fn = function()
+              {id = 'xpcall', timeout = 0.2, fn = function()
                  local ok, err = xpcall(function() while true do end end, function(e) return 'handled ' .. tostring(e) end)
                  swallowed[#swallowed + 1] = 'xpcall: ' .. tostring(err)
                  while true do end
                end},
-              {id = 'nested', timeout_s = 0.2, fn = function()
+              {id = 'nested', timeout = 0.2, fn = function()
                  local inner = coroutine.wrap(function() pcall(function() while true do end end) end)
                  pcall(inner)
                  swallowed[#swallowed + 1] = 'nested coroutine'
@@ -929,7 +807,7 @@ class TestBusyLuaSteps:
         record = run_busy(lua, f"""
             return Workflow.new{{name = 'busy_siblings', mode = 'parallel', fail_fast = false, steps = {{
               {{id = 'waiter', fn = function() sleep(0.05) return 'waited' end}},
-              {{id = 'spin', timeout_s = 0.3, fn = {SPIN}}},
+              {{id = 'spin', timeout = 0.3, fn = {SPIN}}},
               {{id = 'counter', fn = function() local s = 0 for i = 1, 100000 do s = s + i end return s end}},
               {{id = 'shell', command = {{'echo', 'hi'}}}},
             }}}}:run()""")
@@ -942,16 +820,16 @@ class TestBusyLuaSteps:
         """Step B runs nested inside step A (as a safe point inside A's host call would run it);
         cancelling A while B computes leaves B alone, and stops A once control is back in A."""
         engine = lua.engine
-        driver = engine.coroutines
+        step_resume = engine.internal[b"step_resume"]  # fetched here: not from inside a coroutine
         tokens: dict[str, int] = {}
-        outcomes: dict[str, str] = {}
+        outcomes: dict[str, bytes] = {}
 
         def run_b() -> bool:
-            outcomes["b"] = driver.resume(tokens["b"]).kind
+            outcomes["b"], _ = step_resume(tokens["b"])
             return True
 
         def cancel_a() -> bool:
-            return driver.cancel(tokens["a"])
+            return engine.cancel_step(tokens["a"])
 
         make = engine.runtime.eval(
             "function(run_b, cancel_a) return"
@@ -959,27 +837,31 @@ class TestBusyLuaSteps:
             "  function() local cancelled = cancel_a() local s = 0 for i = 1, 200000 do s = s + i end return cancelled, s end"
             " end")
         fn_a, fn_b = make(run_b, cancel_a)
-        tokens["a"], tokens["b"] = driver.start(fn_a), driver.start(fn_b)
+        tokens["a"], tokens["b"] = engine.new_step(fn_a), engine.new_step(fn_b)
         timer = later(SAFETY_S, engine.interrupt)
         try:
-            resumed = engine.call(lambda: driver.resume(tokens["a"]))  # inside a run: interruptible
+            engine._interrupter.begin()  # as inside a cell (the safety interrupt needs a run)
+            state, info = step_resume(tokens["a"])
         finally:
+            engine._interrupter.end()
             timer.cancel()
-        assert resumed.error is None and resumed.values[0].kind == "cancelled", resumed.values[0].value
-        assert outcomes["b"] == "done"
+        assert state == b"cancelled", info and info[b"message"]
+        assert outcomes["b"] == b"done"
         for token in tokens.values():
-            driver.release(token)
-        assert driver.cancel(tokens["a"]) is False  # it ended: a late cancel is a no-op
+            engine.release_step(token)
+        assert engine.cancel_step(tokens["a"]) is False  # it ended: a late cancel is a no-op
 
     def test_a_cancel_after_the_step_ended_is_a_no_op(self, lua: Lua) -> None:
-        driver = lua.engine.coroutines
-        finished = driver.start(lua.engine.runtime.eval("function() return 1 end"))
-        assert driver.resume(finished).kind == "done"  # released as it ended
-        assert driver.cancel(finished) is False
+        engine = lua.engine
+        finished = engine.new_step(engine.runtime.eval("function() return 1 end"))
+        assert engine.internal[b"step_resume"](finished)[0] == b"done"
+        engine.release_step(finished)
+        assert engine.cancel_step(finished) is False
         # a new step (possibly at the same address) runs untouched
-        fresh = driver.start(lua.engine.runtime.eval("function() local s = 0 for i = 1, 100000 do s = s + i end return s end"))
-        resumed = driver.resume(fresh)
-        assert resumed.kind == "done" and resumed.value == 5000050000
+        fresh = engine.new_step(engine.runtime.eval("function() local s = 0 for i = 1, 100000 do s = s + i end return s end"))
+        state, payload = engine.internal[b"step_resume"](fresh)
+        engine.release_step(fresh)
+        assert state == b"done" and payload[1] == 5000050000
 
 
 # =========================================================================== validation
@@ -993,7 +875,7 @@ class TestValidation:
               {id = 'd', depends_on = {'nope'}, noop = true},
               {id = 'e', tool = 'no_such_tool'},
               {id = 'f', params = {v = '{{steps.ghost.output}}', w = '{{input.missing}}'}},
-              {id = 'g', timeout_s = -1, retries = -2, noop = true},
+              {id = 'g', timeout = -1, retries = -2, noop = true},
               {id = 'a', noop = true},
             }})
             assert(not ok)
@@ -1140,7 +1022,7 @@ class TestRecordAndResume:
             return wf:run({}, {run_id = 'res-1'})""")
         assert statuses(record) == {"first": "succeeded", "second": "failed", "third": "upstream_failed"}
         assert lua.run("return Workflow.record('res-1').status") == "failed"
-        again = lua.run("fixed = true return wf:resume('res-1')")
+        again = lua.run("fixed = true return Workflow.resume('res-1', wf)")
         assert again["status"] == "succeeded" and again["run_id"] == "res-1"
         assert again["steps"]["third"]["output"] == "one+two+three"
         assert lua.run("return counts") == {"first": 1, "second": 2, "third": 1}
@@ -1153,9 +1035,9 @@ class TestRecordAndResume:
     def test_resume_errors_keep_their_code_and_message(self, lua: Lua) -> None:
         lua.run("a = Workflow.new{name = 'wa', steps = {{id = 'x'}}} a:run({}, {run_id = 'wa-1'})"
                 "b = Workflow.new{name = 'wb', steps = {{id = 'x'}}}")
-        code, message = lua.run("local ok, e = pcall(b.resume, b, 'wa-1') return e.code, e.message")
+        code, message = lua.run("local ok, e = pcall(Workflow.resume, 'wa-1', b) return e.code, e.message")
         assert code == "invalid_argument" and "belongs to workflow 'wa'" in message
-        code, message = lua.run("local ok, e = pcall(a.resume, a, 'never-ran') return e.code, e.message")
+        code, message = lua.run("local ok, e = pcall(Workflow.resume, 'never-ran', a) return e.code, e.message")
         assert code == "not_found" and "no stored run 'never-ran'" in message
 
     def test_resume_from_inside_a_lua_step(self, lua: Lua) -> None:
@@ -1163,7 +1045,7 @@ class TestRecordAndResume:
             inner = Workflow.new{name = 'inner_r', steps = {{id = 'x', fn = function() return 1 end}}}
             inner:run({}, {run_id = 'inner-r-1'})
             return Workflow.new{name = 'outer_r', steps = {
-              {id = 'resume', fn = function() return inner:resume('inner-r-1').status end},
+              {id = 'resume', fn = function() return Workflow.resume('inner-r-1', inner).status end},
               {id = 'run', fn = function() return inner:run().status end},
             }}:run()""")
         assert record["steps"]["run"]["output"] == "succeeded"

@@ -20,7 +20,7 @@ from aikit_components.errors import ValidationError
 from aikit_components.security import SecurityPolicy
 from aikit_components.workflows.missions import (STEP_TYPES, UNSUPPORTED_STEP_TYPES, load_mission, parse_mission,
                                                  step_type_table, validate_mission)
-from tests.workflows.test_lua_workflow import kill_leftovers, processes_with, wait_until
+from tests.support.processes import kill_leftovers, processes_with, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 MISSIONS = Path(__file__).resolve().parent / "missions"

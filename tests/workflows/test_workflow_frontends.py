@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Kernel, start_kernel
+from tests.support.kernels import Kernel, start_kernel
 
 AIKIT = str(Path(sys.executable).with_name("aikit"))
 GENEROUS_S = 60  # a sanity bound only: were the step not stopped, the run would never end

@@ -1,6 +1,7 @@
 """A real local HTTP server for provider tests: it replays scripted replies (canned files from
-``fixtures/`` in the providers' wire formats) and records every request it receives, so a test can
-assert the request wire format (headers, body) as well as the parsing of the answer.
+``tests/providers/fixtures/`` in the providers' wire formats) and records every request it
+receives, so a test can assert the request wire format (headers, body) as well as the parsing of
+the answer. A pytest plugin: the ``llm_server`` and ``refused_url`` fixtures serve every test.
 
     def test_x(llm_server):
         llm_server.reply("/v1/chat/completions", Reply.fixture("openai_chat_text.json"))
@@ -27,7 +28,7 @@ from typing import Any
 
 import pytest
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "providers" / "fixtures"
 
 CONTENT_TYPES = {".json": "application/json", ".sse": "text/event-stream; charset=utf-8",
                  ".ndjson": "application/x-ndjson"}
