@@ -1,6 +1,6 @@
 """The protocol core: receives requests on the I/O loop, serves them in order on the Lua thread.
 
-Threads (see ARCHITECTURE.md): sockets are read and written only on the I/O loop; every shell
+Threads (see docs/architecture.md): sockets are read and written only on the I/O loop; every shell
 request is queued, in arrival order, to the main thread, which owns the interpreter. Control
 requests (interrupt, shutdown, kernel_info) are answered on the I/O loop at once, so they work
 while a cell runs.

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from aikit_components.components import Components
-from aikit_kernel.lua_runtime import build_lua_runtime
 from aikit_kernel.lua.engine import LuaEngine
+from aikit_kernel.lua_runtime import build_lua_runtime
 from tests.support.lua import RecordingOutput
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -22,7 +22,6 @@ from aikit_kernel import runtime
 from aikit_kernel.lua.api import expose
 from tests.support.lua import Lua, later
 
-
 ECHO = """
 Tool.define{
   name = 'echo', description = 'Echo text and a count',
@@ -233,8 +232,8 @@ class TestState:
         assert "another session" in message
         assert lua.run("local ok, e = pcall(State.get, 'global', '') return e.code") == "invalid_argument"
         assert lua.run("local ok, e = pcall(State.get, 'global', 5) return e.code") == "invalid_argument"
-        message = lua.run("local ok, e = pcall(State.set, 'global', 'k', 1, {ttl = -1}) return e.message")
-        assert "ttl must be a positive number" in message
+        message = lua.run("local ok, e = pcall(State.set, 'global', 'k', 1, {ttl_s = -1}) return e.message")
+        assert "State.set: ttl_s must be a positive number of seconds, got -1" in message
         message = lua.run("local ok, e = pcall(State.set, 'global', 'k', 1, {tll = 1}) return e.message")
         assert "unknown option(s) tll" in message
         assert lua.run("return State.get('global', 'k')") is None
@@ -283,8 +282,8 @@ class TestState:
 
     def test_ttl(self, lua: Lua) -> None:
         assert lua.run("""
-            State.set('global', 'short', 1, {ttl = 0.2})
-            State.set('global', 'long', 2, {ttl = 60})
+            State.set('global', 'short', 1, {ttl_s = 0.2})
+            State.set('global', 'long', 2, {ttl_s = 60})
             local a, k = State.get('global', 'short'), State.keys('global')
             sleep(0.3)
             return a, k, State.get('global', 'short', 'gone'), State.keys('global'), State.get('global', 'long')
@@ -316,11 +315,11 @@ class TestState:
 
     def test_compare_and_set(self, lua: Lua) -> None:
         assert lua.run("""
-            return State.cas('global', 'lock', nil, 'me'), State.cas('global', 'lock', nil, 'you'),
-                   State.cas('global', 'lock', 'other', 'you'), State.get('global', 'lock'),
-                   State.cas('global', 'lock', 'me', 'you'), State.get('global', 'lock'),
-                   State.cas('global', 'tbl', nil, {a = {1, 2}}), State.cas('global', 'tbl', {a = {1, 2}}, {a = 3}),
-                   State.get('global', 'tbl'), State.cas('global', 'num', nil, 1), State.cas('global', 'num', 1.0, 2)
+            return State.compare_and_set('global', 'lock', nil, 'me'), State.compare_and_set('global', 'lock', nil, 'you'),
+                   State.compare_and_set('global', 'lock', 'other', 'you'), State.get('global', 'lock'),
+                   State.compare_and_set('global', 'lock', 'me', 'you'), State.get('global', 'lock'),
+                   State.compare_and_set('global', 'tbl', nil, {a = {1, 2}}), State.compare_and_set('global', 'tbl', {a = {1, 2}}, {a = 3}),
+                   State.get('global', 'tbl'), State.compare_and_set('global', 'num', nil, 1), State.compare_and_set('global', 'num', 1.0, 2)
         """) == (True, False, False, "me", True, "you", True, True, {"a": 3}, True, True)
 
     def test_functions_cannot_be_stored(self, lua: Lua) -> None:
@@ -431,17 +430,17 @@ class TestEvent:
     def test_pull_subscription_and_receive_timeout(self, lua: Lua) -> None:
         result = lua.run("""
             local p = Event.subscribe('pull.*')
-            local e0 = Event.receive(p)
+            local e0 = p:receive()
             local t0 = os.time()
             local e1 = p:receive(0.1)
             Event.publish('pull.one', {x = 1})
             Event.publish('nomatch', {})
-            local e2 = Event.receive(p, 1)
+            local e2 = p:receive(1)
             return e0, e1, e2.topic, e2.payload, e2.source, type(e2.time), math.type(e2.seq), p:receive(0), p:pending(), tostring(p)""")
         assert result[:9] == (None, None, "pull.one", {"x": 1}, "lua", "number", "integer", None, 0)
         assert result[9].startswith("subscription ") and "(pull.*)" in result[9]
         started = time.perf_counter()
-        assert lua.run("local p = Event.subscribe('never') return Event.receive(p, 0.2)") is None
+        assert lua.run("local p = Event.subscribe('never') return p:receive(0.2)") is None
         assert 0.15 < time.perf_counter() - started < 3
 
     def test_receive_waits_for_another_thread(self, lua: Lua) -> None:
@@ -462,8 +461,8 @@ class TestEvent:
 
     def test_overflow_policies(self, lua: Lua) -> None:
         assert lua.run("""
-            local old = Event.subscribe('ov.*', {maxsize = 3})
-            local new = Event.subscribe('ov.*', {maxsize = 3, overflow = 'drop_newest'})
+            local old = Event.subscribe('ov.*', {max_size = 3})
+            local new = Event.subscribe('ov.*', {max_size = 3, overflow = 'drop_newest'})
             for i = 1, 5 do Event.publish('ov.x', i) end
             local function payloads(s) local out = {} for i = 1, 10 do local e = s:receive(0) if e then out[#out + 1] = e.payload end end return out end
             local pending = old:pending()
@@ -471,18 +470,18 @@ class TestEvent:
         """) == (3, [3, 4, 5], 2, [1, 2, 3], 2)
         assert lua.run("""
             seen = {}
-            local s = Event.subscribe('cb.*', function(e) seen[#seen + 1] = e.payload end, {maxsize = 2})
+            local s = Event.subscribe('cb.*', function(e) seen[#seen + 1] = e.payload end, {max_size = 2})
             Event.publish('cb.x', 1)
             return seen, s:dropped()""") == ([1], 0)
 
-    @pytest.mark.parametrize("opts", ["{overflow = 'nah'}", "{maxsize = 'big'}"])
+    @pytest.mark.parametrize("opts", ["{overflow = 'nah'}", "{max_size = 'big'}"])
     def test_bad_subscribe_options_are_invalid_argument(self, lua: Lua, opts: str) -> None:
         assert lua.run(f"local ok, e = pcall(Event.subscribe, 'x', {opts}) return ok or e.code") == "invalid_argument"
 
-    def test_zero_maxsize_never_breaks_publishers(self, lua: Lua) -> None:
+    def test_zero_max_size_never_breaks_publishers(self, lua: Lua) -> None:
         lua.run(ECHO)
         ok = lua.run("""
-            local ok = pcall(Event.subscribe, 'tool.*', {maxsize = 0})
+            local ok = pcall(Event.subscribe, 'tool.*', {max_size = 0})
             local published = pcall(Event.publish, 'tool.x', 1)
             local called = pcall(Tool.call, 'echo', {text = 'x'})
             return published and called""")
@@ -494,10 +493,10 @@ class TestEvent:
             local cb = Event.subscribe('un.*', function() calls = calls + 1 end)
             local s = Event.subscribe('un.*')
             Event.publish('un.a')
-            local removed = Event.unsubscribe(s)
-            cb:close()
+            local removed = s:remove()
+            cb:remove()
             local matched = Event.publish('un.a')
-            local ok, e = pcall(Event.receive, s, 0)
+            local ok, e = pcall(s.receive, s, 0)
             return removed, matched, ok, e.code, e.message""")
         assert (removed, matched, ok, code) == (True, 0, False, "not_found")
         assert "closed already" in message
@@ -549,13 +548,13 @@ class TestHook:
         assert lua.run("""
             local h = Hook.register('tool.before', function(ctx) return Hook.modify({name = ctx.payload.name, args = {text = 'modified', n = 1}}) end)
             local a = Tool.call('echo', {text = 'orig'})
-            Hook.unregister(h)
+            h:remove()
             h = Hook.register('tool.before', function(ctx) ctx.payload.args.text = ctx.payload.args.text:upper() ctx.payload.args.n = 7 end)
             local b = Tool.call('echo', {text = 'orig'})
-            Hook.unregister(h)
+            h:remove()
             h = Hook.register('tool.before', function(ctx) return Hook.replace({skipped = true}) end)
             local c = Tool.call('echo', {text = 'orig'})
-            Hook.unregister(h)
+            h:remove()
             return a, b, c, Tool.call('echo', {text = 'orig'})""") == ("modified:1", "ORIG:7", {"skipped": True}, "orig:nil")
 
     def test_before_modified_args_are_validated(self, lua: Lua) -> None:
@@ -637,7 +636,7 @@ class TestHook:
         assert order == ["high", "mid1", "mid2", "low"]
         assert [h["name"] for h in listed] == ["high", "mid1", "mid2", "low"]
         assert {"point": "state.write.before", "name": "sw"} in lua.run("return Hook.list()")
-        assert lua.run("return Hook.unregister(high), Hook.unregister(high)") == (True, False)
+        assert lua.run("return high:remove(), high:remove()") == (True, False)
         assert lua.run("order = {} Tool.call('echo', {text = 'x'}) return order") == ["mid1", "mid2", "low"]
         assert [name for _, name in lua.components.hooks.list("tool.before")] == ["mid1", "mid2", "low"]
         assert lua.run("return Hook.unregister('tool.before#nope')") is False
@@ -771,4 +770,49 @@ class TestInterrupt:
         lua.engine.run_cell("return Tool.call('ok')", "[hook]")  # interrupted (or, see the xfail above, not)
         timer.join()
         assert time.perf_counter() - started < 5
-        assert lua.run("Hook.unregister(h) return Tool.call('ok'), 1 + 1") == ("fine", 2)
+        assert lua.run("h:remove() return Tool.call('ok'), 1 + 1") == ("fine", 2)
+
+
+class TestNames:
+    """The 0.2 renames (CHANGELOG.md): new names work, old ones stay as aliases until 0.3."""
+
+    def test_hook_register_returns_a_handle(self, lua: Lua) -> None:
+        assert lua.run("""
+            h = Hook.register('cell.after', function() end, {name = 'n1'})
+            return h.point, h.name, type(h.id), tostring(h):match('^hook '), getmetatable(h).__name""") == (
+            "cell.after", "n1", "string", "hook ", "aikit.Hook")
+        assert lua.run("return h:remove(), h:remove(), Hook.unregister(h)") == (True, False, False)
+
+    def test_old_names_still_work(self, lua: Lua) -> None:
+        assert lua.run("""
+            State.set('global', 't', 1, {ttl = 60})
+            local cas = State.cas('global', 'lock', nil, 'me')
+            local sub = Event.subscribe('old.*', {maxsize = 1})
+            Event.publish('old.a', 1) Event.publish('old.b', 2)
+            local got, dropped = Event.receive(sub).payload, sub:dropped()
+            local closed = Event.unsubscribe(sub)
+            local sub2 = Event.subscribe('x') local closed2 = sub2:close()
+            local h = Hook.register('cell.after', function() end)
+            local unregistered = Hook.unregister(h.id)
+            return State.get('global', 't'), cas, got, dropped, closed, closed2, unregistered,
+                   Agent.usage == Agent.total_usage""") == (1, True, 2, 1, True, True, True, True)
+
+    def test_old_duration_names_of_workflows_and_supervisors(self, lua: Lua) -> None:
+        assert lua.run("""
+            local wf = Workflow.new{name = 'old', timeout = 5, retry_delay = 0,
+                                    steps = {{id = 'a', timeout = 1, retry_delay = 0, noop = true}}}
+            local first = wf:run()
+            local sup = Supervisor.new{period = 7, children = {{name = 'w', shutdown_timeout = 1, start = function()
+                return {init = function() return 0 end, handle = function(s) return s end} end}}}
+            return first.status, Workflow.resume(first.run_id, wf).status, wf:resume(first.run_id).status,
+                   sup:status().period_s, sup:status().period""") == ("succeeded", "succeeded", "succeeded", 7, 7)
+
+    @pytest.mark.parametrize(("code", "message"), [
+        ("State.set('global', 'k', 1, {ttl = 1, ttl_s = 1})", "give ttl_s or its old name ttl, not both"),
+        ("Event.subscribe('x', {maxsize = 1, max_size = 1})", "give max_size or its old name maxsize, not both"),
+        ("Workflow.new{name = 'w', timeout = 1, timeout_s = 1, steps = {{id = 'a', noop = true}}}",
+         "give timeout_s or its old name timeout, not both"),
+        ("Supervisor.new{period = 1, period_s = 1}", "give period_s or its old name period, not both"),
+    ])
+    def test_a_new_name_and_its_old_name_together_is_an_error(self, lua: Lua, code: str, message: str) -> None:
+        assert message in lua.fail(code).evalue

@@ -16,10 +16,10 @@ import pytest
 from aikit_components.components import Components
 from aikit_components.config import Config
 from aikit_kernel import runtime
-from aikit_kernel.lua_runtime import build_lua_runtime
 from aikit_kernel.lua.api import supervision
 from aikit_kernel.lua.convert import lua_to_python
 from aikit_kernel.lua.engine import LuaEngine, LuaFailure
+from aikit_kernel.lua_runtime import build_lua_runtime
 from tests.support.lua import RecordingOutput
 
 
@@ -82,7 +82,7 @@ def lua(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Lua]:
           error('no restart of ' .. name)
         end""")
     yield made
-    for sup in list(made.registry.sups.values()):
+    for sup in made.registry.handles.objects():
         if sup.state == "running":
             runtime.run_sync(sup.stop(), timeout=5, service=engine.dispatcher.service, wake=engine.dispatcher.wake)
 
@@ -123,7 +123,7 @@ def test_crash_and_restart_visible_from_lua(lua: Lua) -> None:
 
 def test_one_for_all_from_lua(lua: Lua) -> None:
     lua.run("""
-        sup = Supervisor.new{strategy = 'one_for_all', intensity = 5, period = 10, name = 'all', children = {
+        sup = Supervisor.new{strategy = 'one_for_all', intensity = 5, period_s = 10, name = 'all', children = {
           {name = 'a', start = counter('a')}, {name = 'b', start = counter('b')}, {name = 'c', start = counter('c')}}}
         sup:start()
         for _, n in ipairs{'a', 'b', 'c'} do sup:call(n, {op = 'add', by = 1}) end

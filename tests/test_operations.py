@@ -12,7 +12,16 @@ import pytest
 
 from aikit_components.errors import AikitError, Cancelled, InvalidArgument, PermissionDenied
 from aikit_components.operations import (
-    EVENTS, HOOKS, MAX_RETRIES, POLICY, Decision, Interceptor, Operation, OperationKind, Pipeline, honours,
+    EVENTS,
+    HOOKS,
+    MAX_RETRIES,
+    POLICY,
+    Decision,
+    Interceptor,
+    Operation,
+    OperationKind,
+    Pipeline,
+    honours,
 )
 
 KIND = OperationKind("demo", hook_prefix="demo", honours=honours("cancel replace", "retry replace", "retry replace"),

@@ -6,7 +6,7 @@ terminal it uses prompt_toolkit (Lua highlighting, Tab completion, multi-line in
 Lua parser, history kept in the data directory); with piped input it reads chunks the same way
 and prints what a terminal user would see, so it also works in scripts and tests.
 
-Lua always runs on the main thread (ARCHITECTURE.md's threading rule): prompt_toolkit's completer
+Lua always runs on the main thread (docs/architecture.md, "Threads and loops"): prompt_toolkit's completer
 is called synchronously on that thread, never in a worker thread.
 """
 

@@ -4,7 +4,7 @@ Control side (any thread: the I/O loop serving Jupyter's control channel or a DA
 breakpoints, asks to pause, continue or step, and submits inspection requests. Lua side: the hook
 handlers of ``debugger.lua`` call back here on the Lua thread; when the code must stop, the hook
 stays inside :meth:`_stop`, a small loop serving queued requests (stack, variables, evaluate)
-until a resume request arrives (see ARCHITECTURE.md, "Debugger").
+until a resume request arrives (see docs/architecture.md and docs/debugging.md).
 
 Hooks cost nothing until needed: a line hook is installed only while a breakpoint exists or a
 step is pending, and it is the native filter of ``linehook.c`` when a C compiler is available.

@@ -16,9 +16,20 @@ from aikit_components.errors import Cancelled, InvalidArgument, NotFound
 from aikit_components.hooks import HookResult
 from aikit_components.providers import ProviderError
 from aikit_components.tools import tool
-
 from tests.support.agents import (
-    ANTHROPIC, BACKUP, OLLAMA, OPENAI, AgentEnv, answer, call, chat, error, gather_with_cancel, run, sent_messages, sse,
+    ANTHROPIC,
+    BACKUP,
+    OLLAMA,
+    OPENAI,
+    AgentEnv,
+    answer,
+    call,
+    chat,
+    error,
+    gather_with_cancel,
+    run,
+    sent_messages,
+    sse,
 )
 from tests.support.llm_server import Reply
 

@@ -192,7 +192,7 @@ def test_agent_after_may_replace_text_and_data_and_cancel(env: AgentEnv) -> None
     env.server.reply(OPENAI, answer("about cats"))
     with pytest.raises(Cancelled) as info:
         run(env.agent(name="strict").run("dogs?"))
-    assert "off topic" in info.value.message and info.value.details == {"agent": "strict", "reason": "off topic"}
+    assert "off topic" in info.value.message and info.value.details["agent"] == "strict" and info.value.details["reason"] == "off topic"
 
 
 def test_agent_error_replace_returns_the_replacement(env: AgentEnv) -> None:
@@ -239,16 +239,16 @@ def test_lua_hooks_retry_and_replace_around_agents(lua: Lua, llm_server: Any) ->
           if ctx.payload.text == 'draft' then return Hook.retry(0) end
         end)
         local first = a:run('one').text
-        Hook.unregister(h)
+        h:remove()
         local tries = 0
         h = Hook.register('agent.error', function(ctx) tries = tries + 1; return Hook.retry() end)
         local second = a:run('two').text
-        Hook.unregister(h)
+        h:remove()
         h = Hook.register('agent.error', function(ctx)
           return Hook.replace({text = 'fallback: ' .. ctx.payload.error.code, data = {ok = false}})
         end)
         local r = a:run('three')
-        Hook.unregister(h)
+        h:remove()
         return {first, second, tries, r.text, r.data.ok, r.model}""")
     assert texts == ["final", "again", 1, "fallback: provider_error", False, "hook"]
     assert len(llm_server.requests) == 5
@@ -260,6 +260,6 @@ def test_lua_agent_after_retry_is_bounded(lua: Lua, llm_server: Any) -> None:
         local calls = 0
         local h = Hook.register('agent.after', function(ctx) calls = calls + 1; return Hook.retry() end)
         local r = Agent.new{name = 'lua_loop', model = 'openai/m'}:run('hi')
-        Hook.unregister(h)
+        h:remove()
         return r.text, calls""")
     assert (text, calls) == (f"run {MAX_RETRIES + 1}", MAX_RETRIES + 1)

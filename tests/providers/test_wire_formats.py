@@ -18,7 +18,6 @@ from aikit_components.providers.ollama import OllamaProvider
 from aikit_components.providers.openai import OpenAIProvider
 from aikit_components.providers.streams import SSEDecoder, aiter_ndjson, aiter_sse
 from aikit_components.providers.tool_arguments import argument_error, decode_arguments
-
 from tests.support.llm_server import LocalServer, Reply, fixture_json, fixture_text
 
 FAST = {"backoff_s": 0.01}

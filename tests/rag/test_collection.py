@@ -13,7 +13,6 @@ from aikit_components.errors import AikitError, Conflict, InvalidArgument, NotFo
 from aikit_components.rag import RAG
 from aikit_components.rag.collection import Document
 from aikit_components.rag.evaluation import load_questions, recall_at_k
-
 from tests.support.rag import CORPUS, FACTS, QUESTIONS, ROOT, unit_vectors
 
 

@@ -48,7 +48,8 @@ class TestCollections:
         lua.run("a = RAG.collection('docs', {tenant = 'acme'}) b = RAG.collection('docs', {tenant = 'globex'})")
         lua.run("a:ingest{{id = 'secret', text = 'The acme vault code is 4711.'}} b:ingest('Globex likes hammocks.')")
         for mode in ("hybrid", "vector", "lexical"):
-            found = lua.run(f"local out = {{}} for _, h in ipairs(b:search('acme vault code 4711', {{k = 10, mode = '{mode}'}})) "
+            found = lua.run("local out = {} "
+                            f"for _, h in ipairs(b:search('acme vault code 4711', {{k = 10, mode = '{mode}'}})) "
                             "do out[#out + 1] = h.document_id end return out")
             assert "secret" not in (found or []), mode
         assert lua.run("return a:search('vault code', {k = 1, mode = 'lexical'})[1].document_id") == "secret"

@@ -17,9 +17,9 @@ import pytest
 from aikit_components.components import Components
 from aikit_components.config import Config
 from aikit_kernel import runtime
-from aikit_kernel.lua_runtime import build_lua_runtime
 from aikit_kernel.lua.convert import lua_to_python
 from aikit_kernel.lua.engine import LuaEngine, LuaFailure
+from aikit_kernel.lua_runtime import build_lua_runtime
 
 
 class RecordingOutput:

@@ -5,6 +5,7 @@ parser must refuse (XML entity expansion and external entities, YAML object tags
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -12,6 +13,7 @@ from aikit_components.tools import Tool, ToolRegistry
 from aikit_components.tools.data import TOOLS
 from aikit_components.tools.data.common import MAX_NODES
 from tests.support.tools import ToolEnv as Env
+
 
 # ----------------------------------------------------------------------------- declarations
 def test_tool_names_are_the_contract() -> None:
@@ -214,7 +216,8 @@ def test_parse_xml(env: Env) -> None:
         "empty": None,
     }}
     ns = '<feed xmlns="http://www.w3.org/2005/Atom"><title>t</title></feed>'
-    assert env.call("parse_xml", text=ns) == {"{http://www.w3.org/2005/Atom}feed": {"{http://www.w3.org/2005/Atom}title": "t"}}
+    atom = "{http://www.w3.org/2005/Atom}"
+    assert env.call("parse_xml", text=ns) == {f"{atom}feed": {f"{atom}title": "t"}}
     assert env.call("parse_xml", text=ns, strip_namespaces=True) == {"feed": {"title": "t"}}
 
 
@@ -321,11 +324,15 @@ def test_csv_filter(env: Env) -> None:
     assert result == {"columns": ["name", "age"], "rows": [{"name": "Alan", "age": 41}, {"name": "Grace", "age": 85}],
                       "count": 2, "matched": 2}
     assert env.call("csv_filter", text=PEOPLE, where={"city": "London"})["rows"][0]["name"] == "Ada"
-    assert [r["name"] for r in env.call("csv_filter", text=PEOPLE, where={"name": {"in": ["Ada", "Grace"]}})["rows"]] == ["Ada", "Grace"]
-    assert [r["name"] for r in env.call("csv_filter", text=PEOPLE, where={"name": {"contains": "la"}})["rows"]] == ["Alan"]
-    assert [r["name"] for r in env.call("csv_filter", text=PEOPLE, where={"joined": {"ge": "2020-01-01", "lt": "2021-01-01"}})["rows"]] == ["Ada"]
-    assert [r["name"] for r in env.call("csv_filter", text=PEOPLE, where={"age": {"<=": "41"}, "name": {"ne": "Ada"}})["rows"]] == ["Alan"]
-    assert [r["name"] for r in env.call("csv_filter", text=PEOPLE, where={"age": {"eq": 85.0}})["rows"]] == ["Grace"]
+
+    def names(where: dict[str, Any]) -> list[str]:
+        return [r["name"] for r in env.call("csv_filter", text=PEOPLE, where=where)["rows"]]
+
+    assert names({"name": {"in": ["Ada", "Grace"]}}) == ["Ada", "Grace"]
+    assert names({"name": {"contains": "la"}}) == ["Alan"]
+    assert names({"joined": {"ge": "2020-01-01", "lt": "2021-01-01"}}) == ["Ada"]
+    assert names({"age": {"<=": "41"}, "name": {"ne": "Ada"}}) == ["Alan"]
+    assert names({"age": {"eq": 85.0}}) == ["Grace"]
     limited = env.call("csv_filter", text=PEOPLE, limit=1)
     assert limited["count"] == 1 and limited["matched"] == 3
     raw = env.call("csv_filter", text=PEOPLE, where={"name": "Ada"}, infer_types=False)

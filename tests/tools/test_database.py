@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from aikit_components.tools import ToolContext
-
 from tests.support.tools import ToolCaller, ToolEnv, expect_error
 
 

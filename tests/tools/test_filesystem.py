@@ -13,7 +13,11 @@ from typing import Any
 import pytest
 
 from aikit_components.errors import (
-    Conflict, InvalidArgument, NotFound, PermissionDenied, ValidationError,
+    Conflict,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ValidationError,
 )
 from aikit_components.tools import ToolRegistry
 from aikit_components.tools.filesystem import TOOLS
@@ -559,4 +563,4 @@ def test_load_builtins_finds_the_filesystem_tools(monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setattr(registry_module, "BUILTIN_MODULES", ("filesystem",))
     registry = ToolRegistry().load_builtins()
-    assert NAMES <= {t.name for t in registry.list("filesystem")}
+    assert {t.name for t in registry.list("filesystem")} >= NAMES

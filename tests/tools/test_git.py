@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from aikit_components.tools import ToolContext
-
 from tests.support.tools import ToolCaller, ToolEnv, expect_error
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")

@@ -14,7 +14,6 @@ import pytest
 
 from aikit_components.security import SecurityPolicy
 from aikit_components.tools import ToolContext
-
 from tests.support.tools import ToolCaller, ToolEnv, expect_error
 
 

@@ -9,7 +9,7 @@ import hashlib
 import re
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -264,7 +264,7 @@ def test_uuid_bad_input(env: Env) -> None:
 
 # ----------------------------------------------------------------------------- dates and times
 def test_datetime_now(env: Env) -> None:
-    before = datetime.now(timezone.utc).timestamp()
+    before = datetime.now(UTC).timestamp()
     result = env.call("datetime_now")
     assert result["utc_offset"] == "+00:00" and before - 1 <= result["timestamp"] <= before + 5
     paris = env.call("datetime_now", timezone="Europe/Paris", format="%Y")

@@ -15,7 +15,6 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from aikit_components.tools import ToolContext
-
 from tests.support.tools import ToolCaller, ToolEnv, expect_error
 
 PAGE = """<!doctype html>

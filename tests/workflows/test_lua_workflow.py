@@ -216,7 +216,7 @@ class TestStepKinds:
         started = time.monotonic()
         record = lua.run(f"""
             return Workflow.new{{name = 'slowcmd', steps = {{
-              {{id = 'sleepy', command = {{'sleep', '{marker}'}}, timeout = 0.5}},
+              {{id = 'sleepy', command = {{'sleep', '{marker}'}}, timeout_s = 0.5}},
               {{id = 'after', depends_on = {{'sleepy'}}, noop = true}},
             }}}}:run()""")
         assert time.monotonic() - started < 5
@@ -472,6 +472,77 @@ class TestModes:
 
 
 # =========================================================================== conditions and loops
+class TestStepHooks:
+    """docs/lua-api.md's Hook table for workflow.step.*, with hooks written in Lua."""
+
+    def test_before_hook_cancels_modifies_or_replaces(self, lua: Lua) -> None:
+        record = lua.run("""
+            Hook.register('workflow.step.before', function(ctx)
+              local p = ctx.payload
+              if p.step == 'vetoed' then return Hook.cancel('not today') end
+              if p.step == 'cached' then return Hook.replace({from = 'hook'}) end
+              if p.step == 'edited' then p.params.x = p.params.x * 10 end
+            end)
+            ran = {}
+            return Workflow.new{name = 'before', fail_fast = false, steps = {
+              {id = 'vetoed', fn = function() ran[#ran + 1] = 'vetoed' end},
+              {id = 'cached', fn = function() ran[#ran + 1] = 'cached' end},
+              {id = 'edited', fn = function(p) return p.x end, params = {x = 4}},
+            }}:run()""")
+        assert lua.run("return #ran") == 0
+        vetoed = record["steps"]["vetoed"]
+        assert (vetoed["status"], vetoed["error"]["code"]) == ("failed", "cancelled")
+        assert "not today" in vetoed["error"]["message"]
+        assert record["steps"]["cached"]["output"] == {"from": "hook"}
+        assert record["steps"]["edited"]["output"] == 40
+
+    def test_after_hook_retries_cancels_or_replaces(self, lua: Lua) -> None:
+        record = lua.run("""
+            calls = 0
+            Hook.register('workflow.step.after', function(ctx)
+              local p = ctx.payload
+              if p.step == 'flaky' and p.output < 2 then return Hook.retry() end
+              if p.step == 'rejected' then return Hook.cancel('looks wrong') end
+              if p.step == 'rewritten' then return Hook.replace(p.output .. '!') end
+            end)
+            return Workflow.new{name = 'after', fail_fast = false, steps = {
+              {id = 'flaky', fn = function() calls = calls + 1; return calls end},
+              {id = 'rejected', fn = function() return 'x' end},
+              {id = 'rewritten', fn = function() return 'hi' end},
+            }}:run()""")
+        flaky = record["steps"]["flaky"]
+        assert (flaky["status"], flaky["output"], flaky["attempts"]) == ("succeeded", 2, 2)
+        rejected = record["steps"]["rejected"]
+        assert (rejected["status"], rejected["error"]["code"]) == ("failed", "cancelled")
+        assert "looks wrong" in rejected["error"]["message"]
+        assert record["steps"]["rewritten"]["output"] == "hi!"
+
+    def test_error_hook_retries_or_replaces(self, lua: Lua) -> None:
+        record = lua.run("""
+            tries = 0
+            seen = {}
+            Hook.register('workflow.step.error', function(ctx)
+              local p = ctx.payload
+              seen[#seen + 1] = p.step .. ':' .. p.attempts .. ':' .. p.kind
+              if p.step == 'second' then return Hook.retry() end
+              if p.step == 'rescued' then return Hook.replace('fallback: ' .. p.error.code) end
+            end)
+            return Workflow.new{name = 'errors', fail_fast = false, steps = {
+              {id = 'second', retries = 1, fn = function()
+                tries = tries + 1
+                if tries < 3 then error('not yet') end
+                return tries
+              end},
+              {id = 'rescued', fn = function() error('broken') end},
+            }}:run()""")
+        second = record["steps"]["second"]
+        assert (second["status"], second["output"], second["attempts"]) == ("succeeded", 3, 3)
+        assert record["steps"]["rescued"]["status"] == "succeeded"
+        assert record["steps"]["rescued"]["output"].startswith("fallback: ")
+        # once each, after the step's own retry was used up (the steps run concurrently)
+        assert sorted(lua.run("return seen")) == ["rescued:1:function", "second:2:function"]
+
+
 class TestConditions:
     def test_lua_predicate(self, lua: Lua) -> None:
         record = lua.run("""
@@ -612,7 +683,7 @@ class TestFailures:
         record, tries = lua.run("""
             tries = {}
             local r = Workflow.new{name = 'flaky', steps = {
-              {id = 'flaky', retries = 3, retry_delay = 0.05, backoff = 2, fn = function(p, ctx)
+              {id = 'flaky', retries = 3, retry_delay_s = 0.05, backoff = 2, fn = function(p, ctx)
                  tries[#tries + 1] = ctx.attempt
                  if ctx.attempt < 3 then error('not yet ' .. ctx.attempt) end
                  return 'ok on attempt ' .. ctx.attempt
@@ -683,7 +754,7 @@ class TestFailures:
     def test_workflow_timeout(self, lua: Lua) -> None:
         started = time.monotonic()
         record = lua.run("""
-            return Workflow.new{name = 'wt', timeout = 0.3, steps = {
+            return Workflow.new{name = 'wt', timeout_s = 0.3, steps = {
               {id = 'quick', noop = true},
               {id = 'long', depends_on = {'quick'}, fn = function() sleep(5) return 'late' end},
               {id = 'later', depends_on = {'long'}, noop = true},
@@ -697,7 +768,7 @@ class TestFailures:
     def test_lua_step_timeout(self, lua: Lua) -> None:
         record = lua.run("""
             return Workflow.new{name = 'st', steps = {
-              {id = 'slow', timeout = 0.2, fn = function() sleep(5) return 'late' end},
+              {id = 'slow', timeout_s = 0.2, fn = function() sleep(5) return 'late' end},
             }}:run()""")
         slow = record["steps"]["slow"]
         assert slow["status"] == "timed_out" and "within 0.2 s" in slow["error"]["message"]
@@ -708,7 +779,7 @@ class TestFailures:
         try:
             record = lua.run(f"""
                 return Workflow.new{{name = 'st_tool', steps = {{
-                  {{id = 'slow', timeout = 0.3, fn = function()
+                  {{id = 'slow', timeout_s = 0.3, fn = function()
                      return Tool.call('run_process', {{command = {{'sleep', '{marker}'}}}}) end}},
                 }}}}:run()""")
             assert record["steps"]["slow"]["status"] == "timed_out"
@@ -738,12 +809,12 @@ SPIN = "function() local x = 0 while true do x = x + 1 end end"
 
 class TestBusyLuaSteps:
     """A Lua step that computes without ever awaiting is stopped by its timeout through the
-    interrupt hook (``LuaEngine.cancel_step``): only that step, not the cell, not its siblings."""
+    interrupt hook (``CoroutineDriver.cancel``): only that step, not the cell, not its siblings."""
 
     def test_step_timeout_stops_a_busy_step(self, lua: Lua) -> None:
         record = run_busy(lua, f"""
             return Workflow.new{{name = 'busy', steps = {{
-              {{id = 'spin', timeout = 0.2, fn = {SPIN}}},
+              {{id = 'spin', timeout_s = 0.2, fn = {SPIN}}},
               {{id = 'after', depends_on = {{'spin'}}, noop = true}},
             }}}}:run()""")
         spin = record["steps"]["spin"]
@@ -759,7 +830,7 @@ class TestBusyLuaSteps:
         record = run_busy(lua, """
             attempts = 0
             return Workflow.new{name = 'busy_retry', steps = {
-              {id = 'spin', timeout = 0.2, retries = 1, fn = function()
+              {id = 'spin', timeout_s = 0.2, retries = 1, fn = function()
                  attempts = attempts + 1
                  if attempts == 1 then while true do end end
                  return 'second try'
@@ -770,7 +841,7 @@ class TestBusyLuaSteps:
 
     def test_workflow_timeout_stops_a_busy_step(self, lua: Lua) -> None:
         record = run_busy(lua, f"""
-            return Workflow.new{{name = 'busy_global', timeout = 0.3, steps = {{
+            return Workflow.new{{name = 'busy_global', timeout_s = 0.3, steps = {{
               {{id = 'quick', noop = true}},
               {{id = 'spin', depends_on = {{'quick'}}, fn = {SPIN}}},
               {{id = 'later', depends_on = {{'spin'}}, noop = true}},
@@ -783,17 +854,17 @@ class TestBusyLuaSteps:
         record = run_busy(lua, """
             swallowed = {}
             return Workflow.new{name = 'busy_pcall', mode = 'parallel', steps = {
-              {id = 'pcall', timeout = 0.2, fn = function()
+              {id = 'pcall', timeout_s = 0.2, fn = function()
                  local ok, err = pcall(function() while true do end end)
                  swallowed[#swallowed + 1] = 'pcall: ' .. tostring(err)
                  while true do end
                end},
-              {id = 'xpcall', timeout = 0.2, fn = function()
+              {id = 'xpcall', timeout_s = 0.2, fn = function()
                  local ok, err = xpcall(function() while true do end end, function(e) return 'handled ' .. tostring(e) end)
                  swallowed[#swallowed + 1] = 'xpcall: ' .. tostring(err)
                  while true do end
                end},
-              {id = 'nested', timeout = 0.2, fn = function()
+              {id = 'nested', timeout_s = 0.2, fn = function()
                  local inner = coroutine.wrap(function() pcall(function() while true do end end) end)
                  pcall(inner)
                  swallowed[#swallowed + 1] = 'nested coroutine'
@@ -807,7 +878,7 @@ class TestBusyLuaSteps:
         record = run_busy(lua, f"""
             return Workflow.new{{name = 'busy_siblings', mode = 'parallel', fail_fast = false, steps = {{
               {{id = 'waiter', fn = function() sleep(0.05) return 'waited' end}},
-              {{id = 'spin', timeout = 0.3, fn = {SPIN}}},
+              {{id = 'spin', timeout_s = 0.3, fn = {SPIN}}},
               {{id = 'counter', fn = function() local s = 0 for i = 1, 100000 do s = s + i end return s end}},
               {{id = 'shell', command = {{'echo', 'hi'}}}},
             }}}}:run()""")
@@ -820,16 +891,16 @@ class TestBusyLuaSteps:
         """Step B runs nested inside step A (as a safe point inside A's host call would run it);
         cancelling A while B computes leaves B alone, and stops A once control is back in A."""
         engine = lua.engine
-        step_resume = engine.internal[b"step_resume"]  # fetched here: not from inside a coroutine
+        driver = engine.coroutines
         tokens: dict[str, int] = {}
-        outcomes: dict[str, bytes] = {}
+        outcomes: dict[str, str] = {}
 
         def run_b() -> bool:
-            outcomes["b"], _ = step_resume(tokens["b"])
+            outcomes["b"] = driver.resume(tokens["b"]).kind
             return True
 
         def cancel_a() -> bool:
-            return engine.cancel_step(tokens["a"])
+            return driver.cancel(tokens["a"])
 
         make = engine.runtime.eval(
             "function(run_b, cancel_a) return"
@@ -837,31 +908,27 @@ class TestBusyLuaSteps:
             "  function() local cancelled = cancel_a() local s = 0 for i = 1, 200000 do s = s + i end return cancelled, s end"
             " end")
         fn_a, fn_b = make(run_b, cancel_a)
-        tokens["a"], tokens["b"] = engine.new_step(fn_a), engine.new_step(fn_b)
+        tokens["a"], tokens["b"] = driver.start(fn_a), driver.start(fn_b)
         timer = later(SAFETY_S, engine.interrupt)
         try:
-            engine._interrupter.begin()  # as inside a cell (the safety interrupt needs a run)
-            state, info = step_resume(tokens["a"])
+            resumed = engine.call(lambda: driver.resume(tokens["a"]))  # inside a run: interruptible
         finally:
-            engine._interrupter.end()
             timer.cancel()
-        assert state == b"cancelled", info and info[b"message"]
-        assert outcomes["b"] == b"done"
+        assert resumed.error is None and resumed.values[0].kind == "cancelled", resumed.values[0].value
+        assert outcomes["b"] == "done"
         for token in tokens.values():
-            engine.release_step(token)
-        assert engine.cancel_step(tokens["a"]) is False  # it ended: a late cancel is a no-op
+            driver.release(token)
+        assert driver.cancel(tokens["a"]) is False  # it ended: a late cancel is a no-op
 
     def test_a_cancel_after_the_step_ended_is_a_no_op(self, lua: Lua) -> None:
-        engine = lua.engine
-        finished = engine.new_step(engine.runtime.eval("function() return 1 end"))
-        assert engine.internal[b"step_resume"](finished)[0] == b"done"
-        engine.release_step(finished)
-        assert engine.cancel_step(finished) is False
+        driver = lua.engine.coroutines
+        finished = driver.start(lua.engine.runtime.eval("function() return 1 end"))
+        assert driver.resume(finished).kind == "done"  # released as it ended
+        assert driver.cancel(finished) is False
         # a new step (possibly at the same address) runs untouched
-        fresh = engine.new_step(engine.runtime.eval("function() local s = 0 for i = 1, 100000 do s = s + i end return s end"))
-        state, payload = engine.internal[b"step_resume"](fresh)
-        engine.release_step(fresh)
-        assert state == b"done" and payload[1] == 5000050000
+        fresh = driver.start(lua.engine.runtime.eval("function() local s = 0 for i = 1, 100000 do s = s + i end return s end"))
+        resumed = driver.resume(fresh)
+        assert resumed.kind == "done" and resumed.value == 5000050000
 
 
 # =========================================================================== validation
@@ -875,7 +942,7 @@ class TestValidation:
               {id = 'd', depends_on = {'nope'}, noop = true},
               {id = 'e', tool = 'no_such_tool'},
               {id = 'f', params = {v = '{{steps.ghost.output}}', w = '{{input.missing}}'}},
-              {id = 'g', timeout = -1, retries = -2, noop = true},
+              {id = 'g', timeout_s = -1, retries = -2, noop = true},
               {id = 'a', noop = true},
             }})
             assert(not ok)
@@ -1022,7 +1089,7 @@ class TestRecordAndResume:
             return wf:run({}, {run_id = 'res-1'})""")
         assert statuses(record) == {"first": "succeeded", "second": "failed", "third": "upstream_failed"}
         assert lua.run("return Workflow.record('res-1').status") == "failed"
-        again = lua.run("fixed = true return Workflow.resume('res-1', wf)")
+        again = lua.run("fixed = true return wf:resume('res-1')")
         assert again["status"] == "succeeded" and again["run_id"] == "res-1"
         assert again["steps"]["third"]["output"] == "one+two+three"
         assert lua.run("return counts") == {"first": 1, "second": 2, "third": 1}
@@ -1035,9 +1102,9 @@ class TestRecordAndResume:
     def test_resume_errors_keep_their_code_and_message(self, lua: Lua) -> None:
         lua.run("a = Workflow.new{name = 'wa', steps = {{id = 'x'}}} a:run({}, {run_id = 'wa-1'})"
                 "b = Workflow.new{name = 'wb', steps = {{id = 'x'}}}")
-        code, message = lua.run("local ok, e = pcall(Workflow.resume, 'wa-1', b) return e.code, e.message")
+        code, message = lua.run("local ok, e = pcall(b.resume, b, 'wa-1') return e.code, e.message")
         assert code == "invalid_argument" and "belongs to workflow 'wa'" in message
-        code, message = lua.run("local ok, e = pcall(Workflow.resume, 'never-ran', a) return e.code, e.message")
+        code, message = lua.run("local ok, e = pcall(a.resume, a, 'never-ran') return e.code, e.message")
         assert code == "not_found" and "no stored run 'never-ran'" in message
 
     def test_resume_from_inside_a_lua_step(self, lua: Lua) -> None:
@@ -1045,7 +1112,7 @@ class TestRecordAndResume:
             inner = Workflow.new{name = 'inner_r', steps = {{id = 'x', fn = function() return 1 end}}}
             inner:run({}, {run_id = 'inner-r-1'})
             return Workflow.new{name = 'outer_r', steps = {
-              {id = 'resume', fn = function() return Workflow.resume('inner-r-1', inner).status end},
+              {id = 'resume', fn = function() return inner:resume('inner-r-1').status end},
               {id = 'run', fn = function() return inner:run().status end},
             }}:run()""")
         assert record["steps"]["run"]["output"] == "succeeded"

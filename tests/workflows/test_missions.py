@@ -18,8 +18,14 @@ import pytest
 
 from aikit_components.errors import ValidationError
 from aikit_components.security import SecurityPolicy
-from aikit_components.workflows.missions import (STEP_TYPES, UNSUPPORTED_STEP_TYPES, load_mission, parse_mission,
-                                                 step_type_table, validate_mission)
+from aikit_components.workflows.missions import (
+    STEP_TYPES,
+    UNSUPPORTED_STEP_TYPES,
+    load_mission,
+    parse_mission,
+    step_type_table,
+    validate_mission,
+)
 from tests.support.processes import kill_leftovers, processes_with, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
