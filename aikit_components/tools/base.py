@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import BudgetExceeded
 from ..security import SecurityPolicy
-from .schema import apply_defaults, compile_validator, signature_schema
+from .schema import compile_validator, signature_schema
 
 if TYPE_CHECKING:
     from ..operations import Pipeline
@@ -113,6 +113,7 @@ class Tool:
     is_async: bool = False
     async_fn: Callable[..., Any] | None = None  # used by acall when the tool must run elsewhere (Lua tools)
     validate: Callable[[Any], list[str]] = field(init=False, repr=False)
+    _binding: _Binding | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.security not in SECURITY_LEVELS:
@@ -122,13 +123,18 @@ class Tool:
     def bind_args(self, args: dict[str, Any]) -> dict[str, Any]:
         """Arguments with defaults filled and integral floats turned into integers where the
         schema asks for integers (Lua numbers computed as floats)."""
-        props = self.parameters.get("properties", {})
+        binding = self._binding
+        if binding is None or binding.parameters is not self.parameters:
+            binding = self._binding = _Binding.of(self.parameters)
         if None in args.values():
             # An explicit null (common in LLM tool calls) for an optional parameter means "default".
-            args = {k: v for k, v in args.items() if v is not None or "null" in _types(props.get(k, {}))}
-        args = apply_defaults(self.parameters, args)
-        for name, value in args.items():
-            if type(value) is float and value.is_integer() and "integer" in _types(props.get(name, {})):
+            args = {k: v for k, v in args.items() if v is not None or k in binding.nullable}
+        for name, default in binding.defaults:
+            if name not in args:
+                args[name] = default
+        for name in binding.integers:
+            value = args.get(name)
+            if type(value) is float and value.is_integer():
                 args[name] = int(value)
         return args
 
@@ -166,6 +172,24 @@ class Tool:
             "security": self.security, "parameters": self.parameters, "examples": self.examples,
             "returns": self.returns, "source": self.source, "doc": self.doc(),
         }
+
+
+@dataclass(frozen=True)
+class _Binding:
+    """What :meth:`Tool.bind_args` needs from a tool's parameter schema, worked out once."""
+
+    parameters: dict[str, Any]
+    defaults: tuple[tuple[str, Any], ...]
+    integers: tuple[str, ...]
+    nullable: frozenset[str]
+
+    @classmethod
+    def of(cls, parameters: dict[str, Any]) -> _Binding:
+        props = parameters.get("properties", {})
+        return cls(parameters,
+                   defaults=tuple((name, sub["default"]) for name, sub in props.items() if "default" in sub),
+                   integers=tuple(name for name, sub in props.items() if "integer" in _types(sub)),
+                   nullable=frozenset(name for name, sub in props.items() if "null" in _types(sub)))
 
 
 def _types(prop: dict[str, Any]) -> set[str]:

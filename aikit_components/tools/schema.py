@@ -333,11 +333,3 @@ def _object_check(schema: dict[str, Any]) -> Check:
                 extra_check(value, f"{prefix}{name}", out)
 
     return check
-
-
-def apply_defaults(schema: dict[str, Any], args: dict[str, Any]) -> dict[str, Any]:
-    """Fill in top-level defaults the caller left out."""
-    for name, sub in schema.get("properties", {}).items():
-        if name not in args and "default" in sub:
-            args[name] = sub["default"]
-    return args
