@@ -7,7 +7,10 @@
   in ``allowed_hosts`` or ``allow_private_hosts`` is set; a non-empty ``allowed_hosts`` list is
   also an allowlist for public hosts. Checked on the resolved addresses (no DNS-rebinding bypass).
 - Commands (process tools): the program's base name must be in ``allowed_commands``; no shell;
-  arguments that look like paths must resolve inside the allowed roots (see :meth:`check_command`).
+  arguments that look like paths must resolve inside the allowed roots (see :meth:`check_command`);
+  options that make an allowed program run another program, set the clock or follow symlinks out
+  are refused per program, git runs with hardened settings (see :mod:`.command_rules`), and a
+  program whose purpose is to run another (env, xargs, timeout...) needs ``unrestricted_commands``.
   An allowed program runs with the user's rights, so allowing an interpreter or a shell is a
   decision to trust whatever it is given.
 - Environment: scripts read only allowlisted variable names.
@@ -29,6 +32,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from .command_rules import ARGUMENT_RULES, RUNS_PROGRAMS, check_arguments, harden_git
 from .config import DEFAULT_COMMANDS, data_dir
 from .errors import InvalidArgument, IOFailure, NotFound, PermissionDenied
 
@@ -44,6 +48,7 @@ class SecurityPolicy:
     allowed_hosts: list[str] = field(default_factory=list)
     allow_private_hosts: bool = False
     allowed_commands: set[str] = field(default_factory=lambda: set(DEFAULT_COMMANDS))
+    unrestricted_commands: set[str] = field(default_factory=set)
     max_tool_calls: int | None = 1000
     max_wall_time_s: float | None = 3600.0
 
@@ -67,6 +72,7 @@ class SecurityPolicy:
         commands = config.get("security.allowed_commands", None)
         if commands is not None:
             policy.allowed_commands = set(commands)
+        policy.unrestricted_commands = set(config.get("security.unrestricted_commands", None) or [])
         policy.max_tool_calls = config.get("security.max_tool_calls", policy.max_tool_calls)
         policy.max_wall_time_s = config.get("security.max_wall_time_s", policy.max_wall_time_s)
         return policy
@@ -200,6 +206,12 @@ class SecurityPolicy:
                 f"{argv[0]!r} is not the allowed {program!r} ({resolved}); give the bare command name",
                 details={"rule": "allowed_commands", "command": argv[0]},
             )
+        if program in RUNS_PROGRAMS and program not in self.unrestricted_commands:
+            raise PermissionDenied(
+                f"command {program!r} exists to run other programs, which no argument check can contain; list it "
+                "in security.unrestricted_commands in aikit.toml too if you trust it with anything",
+                details={"rule": "command_arguments", "command": program},
+            )
         workdir = self.check_path(cwd) if cwd is not None else Path.cwd()
         for arg in argv[1:]:
             for candidate in _path_candidates(arg):
@@ -215,6 +227,12 @@ class SecurityPolicy:
                         "or pass such text on standard input",
                         details={"rule": "allowed_paths", "command": program, "argument": arg, "path": str(where)},
                     )
+        if program in self.unrestricted_commands:
+            return [resolved, *argv[1:]]
+        if program == "git":
+            return harden_git(resolved, argv[1:], workdir, self._inside)
+        if program in ARGUMENT_RULES:
+            check_arguments(program, argv[1:], ARGUMENT_RULES[program])
         return [resolved, *argv[1:]]
 
 
