@@ -79,8 +79,15 @@ FORBIDDEN_CHILD_ENV = ("GIT_*", "LD_*", "DYLD_*", "PYTHON*", "PERL5*", "PERLLIB"
                        "HOSTALIASES", "RESOLV_HOST_CONF", "OPENSSL_CONF", "OPENSSL_ENGINES", "SSL_CERT_FILE")
 
 
+# Harmless exceptions: who and when a commit is by.
+ALLOWED_CHILD_ENV = frozenset({"GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_AUTHOR_DATE", "GIT_COMMITTER_NAME",
+                               "GIT_COMMITTER_EMAIL", "GIT_COMMITTER_DATE"})
+
+
 def forbidden_env_name(name: str) -> str | None:
     """The FORBIDDEN_CHILD_ENV pattern ``name`` matches, else None."""
+    if name in ALLOWED_CHILD_ENV:
+        return None
     for pattern in FORBIDDEN_CHILD_ENV:
         if pattern.endswith("*") and name.startswith(pattern[:-1]) or name == pattern:
             return pattern
@@ -192,7 +199,7 @@ GIT_SUBCOMMAND_RULES: dict[str, ArgumentRule] = {
 # programs from configuration, no ext:: transport, signatures by the standard programs only.
 GIT_PINNED_CONFIG = (
     f"core.hooksPath={os.devnull}", "core.fsmonitor=false", "core.pager=cat", "core.editor=true",
-    "sequence.editor=true", "core.sshCommand=ssh", "core.askPass=", "credential.helper=", "diff.external=",
+    "sequence.editor=true", "core.sshCommand=ssh", "core.askPass=", "credential.helper=",
     "protocol.ext.allow=never", "gpg.program=gpg", "gpg.openpgp.program=gpg", "gpg.x509.program=gpgsm",
     "gpg.ssh.program=ssh-keygen", "interactive.diffFilter=", "core.untrackedCache=false",
 )
@@ -204,10 +211,14 @@ GIT_PINNED_ENV = {"GIT_PROXY_COMMAND": "", "GIT_TERMINAL_PROMPT": "0", "GIT_PAGE
 _GIT_LOCAL_PROGRAM_KEYS: tuple[tuple[str, str, str], ...] = (
     # (section, variable, neutral value); the subsection (e.g. a filter's name) is kept
     ("filter", "clean", ""), ("filter", "smudge", ""), ("filter", "process", ""), ("filter", "required", "false"),
-    ("diff", "command", ""), ("diff", "textconv", ""), ("merge", "driver", "false"),
-    ("remote", "uploadpack", "git-upload-pack"), ("remote", "receivepack", "git-receive-pack"),
+    ("diff", "textconv", "cat"), ("merge", "driver", "false"),
     ("credential", "helper", ""), ("pager", "", "cat"), ("gpg", "defaultkeycommand", ""),
 )
+# Repository settings that name a program and cannot be neutralized from the command line (an
+# empty external diff is an error; for a remote's upload/receive program the first value wins):
+# their presence makes aikit refuse to run git in that repository.
+_GIT_LOCAL_REFUSED = (("diff", "external"), ("diff", "command"), ("remote", "uploadpack"),
+                      ("remote", "receivepack"))
 # Repository settings whose value is a file git reads: must stay inside the allowed paths.
 _GIT_LOCAL_PATH_KEYS = frozenset({"commit.template", "core.excludesfile", "core.attributesfile", "include.path",
                                   "blame.ignorerevsfile", "mailmap.file", "http.sslcert", "http.sslkey",
@@ -293,6 +304,12 @@ def git_repository_overrides(git: str, globals_: Sequence[str], cwd: Path,
                 overrides += ["-c", f"{key}={neutral}"]
                 if section == "filter" and variable in ("clean", "smudge", "process") and subsection:
                     overrides += ["-c", f"filter.{subsection}.required=false"]
+        if (section, variable) in _GIT_LOCAL_REFUSED:
+            raise PermissionDenied(
+                f"git: the repository's configuration sets {key} = {value!r}, a program git would run; aikit will "
+                f"not run git in this repository while it is set. Remove it (git config --unset {key}), or list git "
+                "in security.unrestricted_commands in aikit.toml if you trust this repository",
+                details={"rule": RULE, "command": "git", "key": key})
         if section == "submodule" and variable == "update" and value.startswith("!"):
             overrides += ["-c", f"{key}=checkout"]
         lowered = f"{section}.{variable}" if not subsection else None
@@ -303,7 +320,7 @@ def git_repository_overrides(git: str, globals_: Sequence[str], cwd: Path,
                 raise PermissionDenied(
                     f"git: the repository's configuration sets {key} = {value!r}, a file outside the allowed paths "
                     f"({target}); aikit will not run git there. Remove the setting (git config --unset {key}) "
-                    "or add the directory to security.allowed_paths",
+                    "or add the directory to security.allowed_paths in aikit.toml",
                     details={"rule": RULE, "command": "git", "key": key, "path": str(target)})
     return overrides
 
