@@ -113,6 +113,8 @@ class SecurityPolicy:
             raise PermissionDenied(f"only http and https URLs are allowed, got {parts.scheme or 'no scheme'!r} in {url!r}",
                                    details={"rule": "url_scheme", "url": url})
         host = (parts.hostname or "").lower()
+        if host.endswith(".") and not host.endswith(".."):
+            host = host[:-1]  # "localhost." and "127.0.0.1." name the same host as without the dot
         if not host:
             raise InvalidArgument(f"URL has no host: {url!r}")
         try:
@@ -127,6 +129,12 @@ class SecurityPolicy:
         literal = _ip_or_none(host)
         if literal is not None:
             self.check_addresses(host, [str(literal)])
+        elif (host == "localhost" or host.endswith(".localhost")) and not (
+                self.allow_private_hosts or self.host_listed(host)):
+            raise PermissionDenied(
+                f"{host!r} is a loopback name (RFC 6761); network tools may not reach it. List the host in "
+                "security.allowed_hosts (or set security.allow_private_hosts = true) to allow it.",
+                details={"rule": "private_hosts", "host": host, "address": "127.0.0.1"})
         return parts.scheme, host, port
 
     def host_listed(self, host: str) -> bool:
@@ -138,8 +146,8 @@ class SecurityPolicy:
             return
         for address in addresses:
             ip = _ip_or_none(address)
-            if ip is not None and not ip.is_global:
-                kind = _address_kind(ip)
+            kind = _non_public(ip) if ip is not None else None
+            if kind is not None:
                 raise PermissionDenied(
                     f"{host!r} resolves to {address}, a {kind} address; network tools may not reach it. "
                     "List the host in security.allowed_hosts (or set security.allow_private_hosts = true) to allow it.",
@@ -293,6 +301,31 @@ def _ip_or_none(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | No
         return ipaddress.ip_address(text.strip("[]").split("%")[0])
     except ValueError:
         return None
+
+
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+
+
+def _non_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    """The kind of a non-public address (loopback, private, ...), else None. An IPv6 address that
+    carries an IPv4 one (mapped, compatible, 6to4, Teredo, NAT64) is judged by that one too."""
+    if not ip.is_global or ip.is_multicast or ip.is_reserved or ip.is_unspecified:
+        return _address_kind(ip)
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded: list[ipaddress.IPv4Address] = []
+        if ip.ipv4_mapped is not None:
+            embedded.append(ip.ipv4_mapped)
+        if ip.sixtofour is not None:
+            embedded.append(ip.sixtofour)
+        if ip.teredo is not None:
+            embedded.extend(ip.teredo)
+        if int(ip) >> 32 == 0 or any(ip in net for net in _NAT64):  # ::a.b.c.d (compatible), NAT64
+            embedded.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+        for inner in embedded:
+            kind = _non_public(inner)
+            if kind is not None:
+                return f"{kind} (embedded in {ip})"
+    return None
 
 
 def _address_kind(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
