@@ -41,7 +41,8 @@ except ImportError:  # pragma: no cover - without it, a pattern is bounded only 
     _re_engine = re  # type: ignore[assignment]
     _HAS_TIMEOUT = False
 
-GREP_TIMEOUT_S = 30.0  # the whole search; a single line's match is bounded by what is left
+GREP_TIMEOUT_S = 30.0  # the whole search
+GREP_LINE_TIMEOUT_S = 2.0  # one line (as the regex tool): more is catastrophic backtracking, not a big file
 
 
 # ----------------------------------------------------------------------------- list_directory
@@ -222,13 +223,14 @@ def _grep_files(ctx: ToolContext, top: Path, glob: str, stats: dict[str, int]) -
 def _search(rx: Any, line: str, deadline: float, pattern: str) -> Any:
     """``rx.search(line)`` within what is left of the grep's time budget (a pattern with
     catastrophic backtracking, such as ``(a+)+$``, cannot hang the call)."""
-    left = deadline - time.monotonic()
+    left = min(deadline - time.monotonic(), GREP_LINE_TIMEOUT_S)
     try:
         if left <= 0:
             raise TimeoutError
         return rx.search(line, timeout=left) if _HAS_TIMEOUT else rx.search(line)
     except TimeoutError:
-        raise Timeout(f"grep ran longer than {GREP_TIMEOUT_S:g} s (catastrophic backtracking in {pattern!r}?); avoid "
+        raise Timeout(f"grep ran longer than its time budget ({GREP_LINE_TIMEOUT_S:g} s a line, {GREP_TIMEOUT_S:g} s in "
+                      f"all; catastrophic backtracking in {pattern!r}?); avoid "
                       "nested quantifiers such as (a+)+, anchor the pattern, pass regex=false for literal text or "
                       "search fewer files", details={"pattern": pattern, "timeout_s": GREP_TIMEOUT_S}) from None
 
