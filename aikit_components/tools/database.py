@@ -8,7 +8,8 @@ functions ``load_extension`` (native code; extension loading is also disabled on
 and ``fts3_tokenizer`` (hands out and accepts raw C pointers), and every ``PRAGMA`` except a
 read-only allowlist plus a few per-connection switches (``temp_store_directory`` would change a
 process-wide setting, ``writable_schema`` can corrupt the file). ``VACUUM INTO`` (writes a copy
-anywhere) is refused from the compiled program, since SQLite does not ask the authorizer about it.
+anywhere; the authorizer sees it as an ATTACH) is recognized in the compiled program first, so
+the refusal names it.
 The authorizer also tells whether the statement writes.
 """
 
@@ -64,6 +65,8 @@ class _Guard:
         self.denied: str | None = None
 
     def __call__(self, action: int, arg1: Any, arg2: Any, dbname: Any, source: Any) -> int:
+        if action == sqlite3.SQLITE_ATTACH and arg1 == "":
+            return sqlite3.SQLITE_OK  # a private temporary database: what a plain VACUUM attaches internally
         if action in _DENIED_ACTIONS:
             return self._deny(_DENIED_ACTIONS[action])
         if action == sqlite3.SQLITE_FUNCTION and str(arg2).lower() in _DENIED_FUNCTIONS:
@@ -154,8 +157,8 @@ def _run(job: _Job, path: Path, query: str, params: list[Any] | dict[str, Any], 
     try:
         if hasattr(conn, "enable_load_extension"):
             conn.enable_load_extension(False)
+        _refuse_vacuum_into(conn, query, params)  # compiled only (EXPLAIN), before the authorizer would refuse it as ATTACH
         conn.set_authorizer(guard)
-        _refuse_vacuum_into(conn, query, params)
         cursor = conn.execute(query, params)
         if cursor.description is None:
             return {"changes": max(cursor.rowcount, 0), "last_row_id": cursor.lastrowid}
