@@ -193,6 +193,13 @@ class SecurityPolicy:
         ``git log HEAD~1..HEAD``, ``origin/main`` and ``https://...`` pass (a word such as
         ``a/b`` or ``a..b`` resolves inside ``cwd``). Text that merely looks like an outside path is
         refused too (``echo /etc``): pass such text on standard input instead.
+
+        The argument rules (rule ``command_arguments``, see :mod:`.command_rules`): options that
+        make a known program run another program, set the clock or follow symlinks out are refused;
+        a program whose purpose is running others (``env``, ``xargs``...) is refused; ``git`` runs
+        only built-in subcommands, with hardened settings placed before the caller's arguments (the
+        returned argv is longer than the one given). Programs in ``unrestricted_commands`` skip
+        these rules.
         """
         if not argv or not all(isinstance(a, str) for a in argv):
             raise InvalidArgument("command must be a non-empty list of strings (no shell)")

@@ -5,7 +5,10 @@ symlinks or hard links leading outside the destination and device/FIFO members a
 PermissionDenied naming the member; the total uncompressed size and the member count are capped
 (zip-bomb guard, ResourceExhausted). While writing, each target is resolved again so a symlink
 created earlier (or already present) cannot redirect a write outside the destination, and the
-bytes actually written are counted against the cap. A failed extraction removes what it wrote.
+bytes actually written are counted against the cap. Each symlink is checked on disk as it is made
+(the whole chain, through links the archive made earlier) and all of them again after the last
+member, so ``a -> .`` followed by ``b -> a/a/../../x`` (inside when read as text, outside on
+disk) is refused. A failed extraction removes what it wrote.
 """
 
 from __future__ import annotations
