@@ -76,7 +76,8 @@ FORBIDDEN_CHILD_ENV = ("GIT_*", "LD_*", "DYLD_*", "PYTHON*", "PERL5*", "PERLLIB"
                        "PS4", "PROMPT_COMMAND", "IFS", "CDPATH", "GLOBIGNORE", "PATH", "LESSOPEN", "LESSCLOSE",
                        "PAGER", "EDITOR", "VISUAL", "SSH_ASKPASS", "GCONV_PATH", "LOCPATH", "NLSPATH",
                        "MALLOC_*", "GLIBC_TUNABLES", "TMPDIR", "XDG_CONFIG_HOME", "XDG_CONFIG_DIRS",
-                       "HOSTALIASES", "RESOLV_HOST_CONF", "OPENSSL_CONF", "OPENSSL_ENGINES", "SSL_CERT_FILE")
+                       "HOSTALIASES", "RESOLV_HOST_CONF", "OPENSSL_CONF", "OPENSSL_ENGINES", "SSL_CERT_FILE",
+                       "HOME")  # HOME: git would read a ~/.gitconfig of the caller's choosing
 
 
 # Harmless exceptions: who and when a commit is by.
@@ -278,23 +279,24 @@ def check_git(args: Sequence[str]) -> tuple[list[str], str | None]:
 
 def git_repository_overrides(git: str, globals_: Sequence[str], cwd: Path,
                              inside: Callable[[Path], bool]) -> list[str]:
-    """``-c`` overrides neutralizing the program-naming settings of the repository's own
-    (local and worktree) configuration, found by listing it; refuse a repository setting naming a
-    file outside the allowed paths. Empty when ``cwd`` is not in a repository."""
+    """``-c`` overrides neutralizing the program-naming settings of the configuration a script
+    could have written (the repository's local and worktree files, and any file inside the allowed
+    paths: see ``_trusted_origin``), found by listing it; refuse such a setting naming a file
+    outside the allowed paths, or one that cannot be neutralized."""
     try:
         listing = subprocess.run(
-            [git, *globals_, "config", "--list", "--show-scope", "--includes", "-z"], cwd=cwd,
-            capture_output=True, timeout=20, env={"PATH": os.environ.get("PATH", os.defpath), "HOME": os.environ.get("HOME", "/"),
-                                                  "GIT_CONFIG_NOSYSTEM": "1", "LC_ALL": "C"})
+            [git, *globals_, "config", "--list", "--show-scope", "--show-origin", "--includes", "-z"], cwd=cwd,
+            capture_output=True, timeout=20,
+            env={"PATH": os.environ.get("PATH", os.defpath), "HOME": os.environ.get("HOME", "/"), "LC_ALL": "C"})
     except (OSError, subprocess.TimeoutExpired):
         return []
     if listing.returncode != 0:
         return []
     overrides: list[str] = []
     fields = listing.stdout.decode("utf-8", errors="replace").split("\0")
-    for scope, entry in zip(fields[0::2], fields[1::2]):
-        if scope not in ("local", "worktree"):
-            continue  # system and global configuration are the user's own
+    for scope, origin, entry in zip(fields[0::3], fields[1::3], fields[2::3]):
+        if _trusted_origin(scope, origin, inside):
+            continue
         key, _, value = entry.partition("\n")
         section, _, rest = key.partition(".")
         subsection, _, variable = rest.rpartition(".")
@@ -323,6 +325,24 @@ def git_repository_overrides(git: str, globals_: Sequence[str], cwd: Path,
                     "or add the directory to security.allowed_paths in aikit.toml",
                     details={"rule": RULE, "command": "git", "key": key, "path": str(target)})
     return overrides
+
+
+def _trusted_origin(scope: str, origin: str, inside: Callable[[Path], bool]) -> bool:
+    """System and global configuration are the user's own, unless the file (or a file it
+    includes) lies inside the allowed paths, where a script could have written it (a home
+    directory that is an allowed path). Command-line configuration comes from the kernel's own
+    environment (the caller may not set ``GIT_*``)."""
+    if scope == "command":
+        return True
+    if scope not in ("system", "global"):
+        return False
+    kind, _, name = origin.partition(":")
+    if kind != "file" or not os.path.isabs(name):
+        return False
+    try:
+        return not inside(Path(name).resolve())
+    except (OSError, RuntimeError):
+        return False
 
 
 def harden_git(git: str, args: Sequence[str], cwd: Path, inside: Callable[[Path], bool]) -> list[str]:

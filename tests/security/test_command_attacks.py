@@ -81,7 +81,7 @@ def test_git_alias_with_a_shell_is_not_run(ctx: ToolContext, repo: Path, marker:
 
 
 @pytest.mark.parametrize("name", ["GIT_CONFIG_COUNT", "GIT_SSH_COMMAND", "GIT_EXTERNAL_DIFF", "GIT_DIR",
-                                  "LD_PRELOAD", "PYTHONSTARTUP", "BASH_ENV", "ENV", "PATH"])
+                                  "LD_PRELOAD", "PYTHONSTARTUP", "BASH_ENV", "ENV", "PATH", "HOME"])
 def test_environment_that_runs_code_is_refused(ctx: ToolContext, repo: Path, marker: Path, name: str) -> None:
     refused(ctx, ["git", "status"], repr(name), cwd=str(repo), env={name: f"touch {marker}"})
     assert not marker.exists()
@@ -99,6 +99,29 @@ def test_clean_filter_in_repository_config_is_not_run_by_add(ctx: ToolContext, r
     assert not marker.exists()
     result = call(ctx, "git_add", {"repo": str(repo), "paths": ["b.txt"]})  # the git tool too
     assert "b.txt" in result["staged"] and not marker.exists()
+
+
+def test_global_config_a_script_could_write_is_neutralized(ctx: ToolContext, repo: Path, workdir: Path,
+                                                           marker: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the home directory is an allowed path, ~/.gitconfig is as writable as the repository."""
+    monkeypatch.setenv("HOME", str(workdir))
+    (workdir / ".gitconfig").write_text(f'[filter "evil"]\n\tclean = touch {marker}; cat\n')
+    (repo / ".gitattributes").write_text("*.txt filter=evil\n")
+    (repo / "b.txt").write_text("two\n")
+    out = run(ctx, ["git", "add", "b.txt"], cwd=str(repo))
+    assert out["exit_code"] == 0, out["stderr"]
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("argv", [["git", "-C", "../..", "status"], ["git", "--git-dir={outside}/.git", "status"],
+                                  ["git", "--work-tree", "{outside}", "status"]])
+def test_git_pointed_outside_the_allowed_paths_is_refused(ctx: ToolContext, repo: Path, outside: Path,
+                                                          argv: list[str]) -> None:
+    argv = [a.format(outside=outside) for a in argv]
+    error = contained("permission_denied", lambda: run(ctx, argv, cwd=str(repo)), says=["outside the allowed paths"],
+                      how=("AIKIT_ALLOWED_PATHS",))
+    assert error.details["rule"] == "allowed_paths"
+    still_works(ctx, repo)
 
 
 def test_hooks_in_the_repository_do_not_run_on_commit(ctx: ToolContext, repo: Path, marker: Path) -> None:
