@@ -345,6 +345,23 @@ def _trusted_origin(scope: str, origin: str, inside: Callable[[Path], bool]) -> 
         return False
 
 
+def _refuse_local_push(args: Sequence[str], cwd: Path) -> None:
+    """A push to a repository on this machine runs *that* repository's hooks (git clears the
+    command-line settings for the receiving side), which a script could have written."""
+    after = list(args)[list(args).index("push") + 1:]
+    for arg in after:
+        if arg == "--":
+            continue
+        if arg.startswith("-"):
+            continue
+        local = arg.startswith("file://") or arg.startswith(("/", "./", "../", "~")) or (cwd / arg).is_dir()
+        if local:
+            raise _refuse("git push", arg, "a push to a repository on this machine runs that repository's hooks, "
+                          "which aikit cannot switch off", "push to a remote URL (https:// or ssh://), or run the push "
+                          "outside aikit")
+        return  # the first operand is the repository; the rest are refspecs
+
+
 def harden_git(git: str, args: Sequence[str], cwd: Path, inside: Callable[[Path], bool]) -> list[str]:
     """The full argv to run ``git args`` in ``cwd``: checked (:func:`check_git`), with the pinned
     settings and the repository overrides placed before the caller's arguments."""
@@ -352,6 +369,9 @@ def harden_git(git: str, args: Sequence[str], cwd: Path, inside: Callable[[Path]
     pinned: list[str] = ["--no-pager"]
     for item in GIT_PINNED_CONFIG:
         pinned += ["-c", item]
+    if sub == "push":
+        _refuse_local_push(args, cwd)
+        pinned += ["-c", "protocol.file.allow=never"]  # also for a remote *named* here whose URL is local
     if sub is not None:
         pinned += git_repository_overrides(git, globals_, cwd, inside)
     return [git, *pinned, *args]

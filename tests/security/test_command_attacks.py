@@ -171,6 +171,22 @@ def test_programs_in_repository_config_that_cannot_be_neutralized_are_refused(
     assert out["exit_code"] == 0, out["stderr"]
 
 
+def test_push_to_a_local_repository_whose_hooks_would_run_is_refused(ctx: ToolContext, repo: Path, workdir: Path,
+                                                                     marker: Path) -> None:
+    target = workdir / "target.git"
+    git(workdir, "init", "-q", "--bare", str(target))
+    hook = target / "hooks" / "post-receive"
+    hook.write_text(f"#!/bin/sh\ntouch {marker}\n")
+    hook.chmod(0o755)
+    refused(ctx, ["git", "push", "../target.git", "HEAD:main"], "runs that repository's hooks", cwd=str(repo))
+    refused(ctx, ["git", "push", f"file://{target}", "HEAD:main"], "runs that repository's hooks", cwd=str(repo))
+    git(repo, "remote", "add", "local", str(target))
+    out = run(ctx, ["git", "push", "-q", "local", "HEAD:main"], cwd=str(repo))  # a named remote: git refuses
+    assert out["exit_code"] != 0 and "transport 'file' not allowed" in out["stderr"]
+    assert not marker.exists()
+    still_works(ctx, repo)
+
+
 def test_ext_transport_is_refused_by_git(ctx: ToolContext, repo: Path, marker: Path) -> None:
     out = run(ctx, ["git", "ls-remote", "ext::touch pwned"], cwd=str(repo))
     assert out["exit_code"] != 0 and "ext" in out["stderr"]
