@@ -46,8 +46,9 @@ class ArgumentRule:
 # Programs of the default allowlist (config/defaults.py DEFAULT_COMMANDS) with a dangerous option,
 # and common programs a user may add. git has its own, fuller treatment (check_git).
 ARGUMENT_RULES: dict[str, ArgumentRule] = {
-    "sort": ArgumentRule(long=("--compress-program",), short_with_value="kSTto",
-                         reason="it runs the named program"),
+    "sort": ArgumentRule(long=("--compress-program", "--files0-from"), short_with_value="kSTto",
+                         reason="it runs the named program, or reads files named in a list the path checks never see"),
+    "wc": ArgumentRule(long=("--files0-from",), reason="it reads files named in a list the path checks never see"),
     "date": ArgumentRule(long=("--set",), short="s", short_with_value="dfIr",
                          reason="it sets the system clock"),
     "grep": ArgumentRule(long=("--dereference-recursive",), short="R", short_with_value="efmABCdD",
@@ -58,9 +59,9 @@ ARGUMENT_RULES: dict[str, ArgumentRule] = {
                                 "-fprint0", "-fprintf", "-fls"),
                          reason="it runs programs, deletes files, writes files or follows symlinks"),
     "tar": ArgumentRule(long=("--to-command", "--use-compress-program", "--checkpoint-action", "--rsh-command",
-                              "--info-script", "--new-volume-script", "--dereference"),
-                        short="IFh", short_with_value="bCfgKLNTVX",
-                        reason="it runs the named program or follows symlinks"),
+                              "--info-script", "--new-volume-script", "--dereference", "--files-from"),
+                        short="IFhT", short_with_value="bCfgKLNVX",
+                        reason="it runs the named program, follows symlinks or reads a list of names"),
     "rsync": ArgumentRule(long=("--rsh", "--rsync-path"), short="e", reason="it runs the named program"),
 }
 

@@ -221,6 +221,8 @@ def test_a_path_starting_with_a_dash_is_a_path_for_the_git_tools(ctx: ToolContex
     (["grep", "-R", "SECRET", "."], "-R is not allowed"),
     (["grep", "--dereference-recursive", "SECRET", "."], "--dereference-recursive"),
     (["ls", "-RL", "."], "-L is not allowed"),
+    (["sort", "--files0-from=-"], "--files0-from"),  # names on stdin: /etc/shadow never meets the path check
+    (["wc", "-c", "--files0-from=-"], "--files0-from"),
 ])
 def test_default_programs_options_that_escape_are_refused(ctx: ToolContext, workdir: Path, argv: list[str],
                                                           says: str) -> None:
