@@ -287,7 +287,7 @@ def git_repository_overrides(git: str, globals_: Sequence[str], cwd: Path,
     try:
         listing = subprocess.run(
             [git, *globals_, "config", "--list", "--show-scope", "--show-origin", "--includes", "-z"], cwd=cwd,
-            capture_output=True, timeout=20,
+            capture_output=True, timeout=20, check=False,
             env={"PATH": os.environ.get("PATH", os.defpath), "HOME": os.environ.get("HOME", "/"), "LC_ALL": "C"})
     except (OSError, subprocess.TimeoutExpired):
         return []
@@ -355,7 +355,7 @@ def _refuse_local_push(args: Sequence[str], cwd: Path) -> None:
             continue
         if arg.startswith("-"):
             continue
-        local = arg.startswith("file://") or arg.startswith(("/", "./", "../", "~")) or (cwd / arg).is_dir()
+        local = arg.startswith(("file://", "/", "./", "../", "~")) or (cwd / arg).is_dir()
         if local:
             raise _refuse("git push", arg, "a push to a repository on this machine runs that repository's hooks, "
                           "which aikit cannot switch off", "push to a remote URL (https:// or ssh://), or run the push "

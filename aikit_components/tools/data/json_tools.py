@@ -18,7 +18,6 @@ from ...errors import InvalidArgument, ResourceExhausted, Timeout
 from ..base import ToolContext, tool
 from .common import MAX_QUERY_MATCHES, _compute, _read_text, _syntax_error, _too_deep
 
-
 QUERY_REGEX_TIMEOUT_S = 2.0  # all the =~ matches of one json_query call
 _regex_deadline: ContextVar[float | None] = ContextVar("json_query_regex_deadline", default=None)
 
