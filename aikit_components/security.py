@@ -7,7 +7,10 @@
   in ``allowed_hosts`` or ``allow_private_hosts`` is set; a non-empty ``allowed_hosts`` list is
   also an allowlist for public hosts. Checked on the resolved addresses (no DNS-rebinding bypass).
 - Commands (process tools): the program's base name must be in ``allowed_commands``; no shell;
-  arguments that look like paths must resolve inside the allowed roots (see :meth:`check_command`).
+  arguments that look like paths must resolve inside the allowed roots (see :meth:`check_command`);
+  options that make an allowed program run another program, set the clock or follow symlinks out
+  are refused per program, git runs with hardened settings (see :mod:`.command_rules`), and a
+  program whose purpose is to run another (env, xargs, timeout...) needs ``unrestricted_commands``.
   An allowed program runs with the user's rights, so allowing an interpreter or a shell is a
   decision to trust whatever it is given.
 - Environment: scripts read only allowlisted variable names.
@@ -29,6 +32,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from .command_rules import ARGUMENT_RULES, RUNS_PROGRAMS, check_arguments, harden_git
 from .config import DEFAULT_COMMANDS, data_dir
 from .errors import InvalidArgument, IOFailure, NotFound, PermissionDenied
 
@@ -44,6 +48,7 @@ class SecurityPolicy:
     allowed_hosts: list[str] = field(default_factory=list)
     allow_private_hosts: bool = False
     allowed_commands: set[str] = field(default_factory=lambda: set(DEFAULT_COMMANDS))
+    unrestricted_commands: set[str] = field(default_factory=set)
     max_tool_calls: int | None = 1000
     max_wall_time_s: float | None = 3600.0
 
@@ -67,6 +72,7 @@ class SecurityPolicy:
         commands = config.get("security.allowed_commands", None)
         if commands is not None:
             policy.allowed_commands = set(commands)
+        policy.unrestricted_commands = set(config.get("security.unrestricted_commands", None) or [])
         policy.max_tool_calls = config.get("security.max_tool_calls", policy.max_tool_calls)
         policy.max_wall_time_s = config.get("security.max_wall_time_s", policy.max_wall_time_s)
         return policy
@@ -107,6 +113,8 @@ class SecurityPolicy:
             raise PermissionDenied(f"only http and https URLs are allowed, got {parts.scheme or 'no scheme'!r} in {url!r}",
                                    details={"rule": "url_scheme", "url": url})
         host = (parts.hostname or "").lower()
+        if host.endswith(".") and not host.endswith(".."):
+            host = host[:-1]  # "localhost." and "127.0.0.1." name the same host as without the dot
         if not host:
             raise InvalidArgument(f"URL has no host: {url!r}")
         try:
@@ -121,6 +129,12 @@ class SecurityPolicy:
         literal = _ip_or_none(host)
         if literal is not None:
             self.check_addresses(host, [str(literal)])
+        elif (host == "localhost" or host.endswith(".localhost")) and not (
+                self.allow_private_hosts or self.host_listed(host)):
+            raise PermissionDenied(
+                f"{host!r} is a loopback name (RFC 6761); network tools may not reach it. List the host in "
+                "security.allowed_hosts (or set security.allow_private_hosts = true) to allow it.",
+                details={"rule": "private_hosts", "host": host, "address": "127.0.0.1"})
         return parts.scheme, host, port
 
     def host_listed(self, host: str) -> bool:
@@ -132,8 +146,8 @@ class SecurityPolicy:
             return
         for address in addresses:
             ip = _ip_or_none(address)
-            if ip is not None and not ip.is_global:
-                kind = _address_kind(ip)
+            kind = _non_public(ip) if ip is not None else None
+            if kind is not None:
                 raise PermissionDenied(
                     f"{host!r} resolves to {address}, a {kind} address; network tools may not reach it. "
                     "List the host in security.allowed_hosts (or set security.allow_private_hosts = true) to allow it.",
@@ -179,6 +193,13 @@ class SecurityPolicy:
         ``git log HEAD~1..HEAD``, ``origin/main`` and ``https://...`` pass (a word such as
         ``a/b`` or ``a..b`` resolves inside ``cwd``). Text that merely looks like an outside path is
         refused too (``echo /etc``): pass such text on standard input instead.
+
+        The argument rules (rule ``command_arguments``, see :mod:`.command_rules`): options that
+        make a known program run another program, set the clock or follow symlinks out are refused;
+        a program whose purpose is running others (``env``, ``xargs``...) is refused; ``git`` runs
+        only built-in subcommands, with hardened settings placed before the caller's arguments (the
+        returned argv is longer than the one given). Programs in ``unrestricted_commands`` skip
+        these rules.
         """
         if not argv or not all(isinstance(a, str) for a in argv):
             raise InvalidArgument("command must be a non-empty list of strings (no shell)")
@@ -200,6 +221,12 @@ class SecurityPolicy:
                 f"{argv[0]!r} is not the allowed {program!r} ({resolved}); give the bare command name",
                 details={"rule": "allowed_commands", "command": argv[0]},
             )
+        if program in RUNS_PROGRAMS and program not in self.unrestricted_commands:
+            raise PermissionDenied(
+                f"command {program!r} exists to run other programs, which no argument check can contain; list it "
+                "in security.unrestricted_commands in aikit.toml too if you trust it with anything",
+                details={"rule": "command_arguments", "command": program},
+            )
         workdir = self.check_path(cwd) if cwd is not None else Path.cwd()
         for arg in argv[1:]:
             for candidate in _path_candidates(arg):
@@ -215,6 +242,12 @@ class SecurityPolicy:
                         "or pass such text on standard input",
                         details={"rule": "allowed_paths", "command": program, "argument": arg, "path": str(where)},
                     )
+        if program in self.unrestricted_commands:
+            return [resolved, *argv[1:]]
+        if program == "git":
+            return harden_git(resolved, argv[1:], workdir, self._inside)
+        if program in ARGUMENT_RULES:
+            check_arguments(program, argv[1:], ARGUMENT_RULES[program])
         return [resolved, *argv[1:]]
 
 
@@ -275,6 +308,31 @@ def _ip_or_none(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | No
         return ipaddress.ip_address(text.strip("[]").split("%")[0])
     except ValueError:
         return None
+
+
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+
+
+def _non_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    """The kind of a non-public address (loopback, private, ...), else None. An IPv6 address that
+    carries an IPv4 one (mapped, compatible, 6to4, Teredo, NAT64) is judged by that one too."""
+    if not ip.is_global or ip.is_multicast or ip.is_reserved or ip.is_unspecified:
+        return _address_kind(ip)
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded: list[ipaddress.IPv4Address] = []
+        if ip.ipv4_mapped is not None:
+            embedded.append(ip.ipv4_mapped)
+        if ip.sixtofour is not None:
+            embedded.append(ip.sixtofour)
+        if ip.teredo is not None:
+            embedded.extend(ip.teredo)
+        if int(ip) >> 32 == 0 or any(ip in net for net in _NAT64):  # ::a.b.c.d (compatible), NAT64
+            embedded.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+        for inner in embedded:
+            kind = _non_public(inner)
+            if kind is not None:
+                return f"{kind} (embedded in {ip})"
+    return None
 
 
 def _address_kind(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:

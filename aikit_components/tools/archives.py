@@ -5,7 +5,10 @@ symlinks or hard links leading outside the destination and device/FIFO members a
 PermissionDenied naming the member; the total uncompressed size and the member count are capped
 (zip-bomb guard, ResourceExhausted). While writing, each target is resolved again so a symlink
 created earlier (or already present) cannot redirect a write outside the destination, and the
-bytes actually written are counted against the cap. A failed extraction removes what it wrote.
+bytes actually written are counted against the cap. Each symlink is checked on disk as it is made
+(the whole chain, through links the archive made earlier) and all of them again after the last
+member, so ``a -> .`` followed by ``b -> a/a/../../x`` (inside when read as text, outside on
+disk) is refused. A failed extraction removes what it wrote.
 """
 
 from __future__ import annotations
@@ -454,6 +457,7 @@ class _Extraction:
                 self.clear(target, member)
                 os.symlink("/".join(re.split(r"[\\/]", member.link or "")), target)
                 self.created.append(target)
+                self.check_link(target, member)
                 self.counts["symlinks"] += 1
             elif member.kind == "hardlink":
                 source = self.dest / "/".join(_split(member.link or ""))
@@ -467,6 +471,30 @@ class _Extraction:
             else:
                 self.clear(target, member)
                 self.copy_stream(member, self.reader.open_member(member), target)
+
+    def check_link(self, link: Path, member: _Member) -> None:
+        """The whole chain from ``link`` (through links created earlier in this archive, or that were
+        already there) must end inside the destination: ``a -> .`` then ``b -> a/a/../../x`` looks
+        inside when read as text but is not on disk."""
+        try:
+            real = link.resolve()
+        except (RuntimeError, OSError):  # a loop: harmless for the paths, but refused all the same
+            real = None
+        if real is None or not (real == self.dest or real.is_relative_to(self.dest)):
+            where = f"resolves to {real}" if real is not None else "is a symlink loop"
+            raise PermissionDenied(
+                f"refusing to extract {self.reader.archive}: the symlink {member.name!r} -> {member.link!r} {where}, "
+                "outside the destination (following the links the archive creates); nothing was extracted. Extract "
+                "only archives whose links stay inside them",
+                details={"rule": "archive_member", "member": member.name, "reason": "symlink chain leaves the "
+                         "destination", "resolved": str(real) if real is not None else None})
+
+    def check_all_links(self) -> None:
+        """After the last member: a later member may have replaced a link an earlier one goes through."""
+        for path in self.created:
+            if path.is_symlink():
+                self.check_link(path, _Member(name=os.path.relpath(path, self.dest), kind="symlink", size=0,
+                                              mode=None, mtime=None, link=os.readlink(path)))
 
     def copy_stream(self, member: _Member, handle: Any, target: Path) -> None:
         self.created.append(target)
@@ -530,6 +558,7 @@ def _extract(ctx: ToolContext, archive: str, destination: str, format: str, over
         job = _Extraction(ctx, reader, dest.resolve(), max_total_bytes)
         try:
             job.run(members)
+            job.check_all_links()
         except BaseException:
             job.rollback()
             if created_dest:

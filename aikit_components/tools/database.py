@@ -2,9 +2,15 @@
 
 The statement runs in a worker thread (``asyncio.to_thread``) so the I/O loop never blocks on the
 disk; a timeout or a cancelled call interrupts it for real (``sqlite3.Connection.interrupt``).
-Values only ever reach SQLite as bound parameters. An authorizer refuses ``ATTACH``/``DETACH``
-(and therefore ``VACUUM INTO``), which would otherwise open or write files outside the allowed
-paths, and tells whether the statement writes.
+Values only ever reach SQLite as bound parameters. An authorizer refuses what would reach
+outside the one database file or outside SQL: ``ATTACH``/``DETACH`` (open other files), the
+functions ``load_extension`` (native code; extension loading is also disabled on the connection)
+and ``fts3_tokenizer`` (hands out and accepts raw C pointers), and every ``PRAGMA`` except a
+read-only allowlist plus a few per-connection switches (``temp_store_directory`` would change a
+process-wide setting, ``writable_schema`` can corrupt the file). ``VACUUM INTO`` (writes a copy
+anywhere; the authorizer sees it as an ATTACH) is recognized in the compiled program first, so
+the refusal names it.
+The authorizer also tells whether the statement writes.
 """
 
 from __future__ import annotations
@@ -33,22 +39,52 @@ _WRITE_ACTIONS = frozenset({
     sqlite3.SQLITE_REINDEX, sqlite3.SQLITE_ANALYZE, sqlite3.SQLITE_CREATE_VTABLE, sqlite3.SQLITE_DROP_VTABLE,
 })
 _DENIED_ACTIONS = {sqlite3.SQLITE_ATTACH: "ATTACH", sqlite3.SQLITE_DETACH: "DETACH"}
+_DENIED_FUNCTIONS = frozenset({"load_extension", "fts3_tokenizer"})
+# Pragmas that only read (queried without a value), and the per-connection switches that may be set.
+READ_PRAGMAS = frozenset({
+    "application_id", "auto_vacuum", "cache_size", "collation_list", "compile_options", "data_version",
+    "database_list", "encoding", "foreign_key_check", "foreign_key_list", "foreign_keys", "freelist_count",
+    "function_list", "index_info", "index_list", "index_xinfo", "integrity_check", "journal_mode", "module_list",
+    "page_count", "page_size", "pragma_list", "quick_check", "schema_version", "table_info", "table_list",
+    "table_xinfo", "user_version", "max_page_count", "busy_timeout", "synchronous", "recursive_triggers",
+    "defer_foreign_keys", "case_sensitive_like", "legacy_alter_table",
+})
+SETTABLE_PRAGMAS = frozenset({"foreign_keys", "user_version", "application_id", "recursive_triggers",
+                              "defer_foreign_keys", "cache_size", "busy_timeout", "optimize"})
+# Pragmas whose argument names a table or index (an argument that is a query, not a setting).
+_ARGUMENT_PRAGMAS = frozenset({"table_info", "table_xinfo", "index_info", "index_list", "index_xinfo",
+                               "foreign_key_list", "foreign_key_check", "integrity_check", "quick_check"})
 
 
 class _Guard:
-    """The authorizer: records whether the statement writes, refuses ATTACH/DETACH."""
+    """The authorizer: records whether the statement writes, refuses what reaches outside the
+    database (see the module docstring)."""
 
     def __init__(self) -> None:
         self.writes = False
         self.denied: str | None = None
 
     def __call__(self, action: int, arg1: Any, arg2: Any, dbname: Any, source: Any) -> int:
+        if action == sqlite3.SQLITE_ATTACH and arg1 == "":
+            return sqlite3.SQLITE_OK  # a private temporary database: what a plain VACUUM attaches internally
         if action in _DENIED_ACTIONS:
-            self.denied = _DENIED_ACTIONS[action]
-            return sqlite3.SQLITE_DENY
+            return self._deny(_DENIED_ACTIONS[action])
+        if action == sqlite3.SQLITE_FUNCTION and str(arg2).lower() in _DENIED_FUNCTIONS:
+            return self._deny(f"the function {str(arg2).lower()}()")
+        if action == sqlite3.SQLITE_PRAGMA:
+            name = str(arg1).lower()
+            allowed = (name in SETTABLE_PRAGMAS if arg2 is not None and name not in _ARGUMENT_PRAGMAS
+                       else name in READ_PRAGMAS or name in SETTABLE_PRAGMAS)
+            if not allowed:
+                return self._deny(f"PRAGMA {name}" + (" with a value" if arg2 is not None else ""))
         if action in _WRITE_ACTIONS:
             self.writes = True
         return sqlite3.SQLITE_OK
+
+    def _deny(self, what: str) -> int:
+        if self.denied is None:
+            self.denied = what
+        return sqlite3.SQLITE_DENY
 
 
 class _Job:
@@ -119,6 +155,9 @@ def _run(job: _Job, path: Path, query: str, params: list[Any] | dict[str, Any], 
     job.attach(conn)
     guard = _Guard()
     try:
+        if hasattr(conn, "enable_load_extension"):
+            conn.enable_load_extension(False)
+        _refuse_vacuum_into(conn, query, params)  # compiled only (EXPLAIN), before the authorizer would refuse it as ATTACH
         conn.set_authorizer(guard)
         cursor = conn.execute(query, params)
         if cursor.description is None:
@@ -136,13 +175,29 @@ def _run(job: _Job, path: Path, query: str, params: list[Any] | dict[str, Any], 
         conn.close()
 
 
+def _refuse_vacuum_into(conn: sqlite3.Connection, query: str, params: list[Any] | dict[str, Any]) -> None:
+    """``VACUUM INTO file`` compiles to a Vacuum opcode whose P2 holds the target file (0 for a plain VACUUM)."""
+    try:
+        program = conn.execute("EXPLAIN " + query, params).fetchall()
+    except sqlite3.Error:
+        return  # the statement itself will report the problem (or the authorizer's refusal)
+    if any(row[1] == "Vacuum" and row[3] for row in program):
+        raise PermissionDenied(
+            "VACUUM INTO is not allowed in sql_query (it writes a copy of the database to any file, inside the "
+            "allowed paths or not); copy the database file with copy_file instead, or run a plain VACUUM",
+            details={"rule": "sql_statement", "statement": "VACUUM INTO"})
+
+
 def _sql_error(exc: sqlite3.Error, guard: _Guard, job: _Job, path: Path) -> AikitError:
     message = str(exc)
     if guard.denied:
         return PermissionDenied(
-            f"{guard.denied} is not allowed in sql_query (it could open files outside the allowed paths); "
-            "query each database file with its own sql_query call",
-            details={"rule": "sql_attach", "statement": guard.denied},
+            f"{guard.denied} is not allowed in sql_query: it could open files outside the allowed paths, load "
+            "native code or change settings of the whole process. Query each database file with its own sql_query "
+            f"call; the pragmas allowed are {', '.join(sorted(READ_PRAGMAS | SETTABLE_PRAGMAS))} (set: "
+            f"{', '.join(sorted(SETTABLE_PRAGMAS))})",
+            details={"rule": "sql_attach" if guard.denied in ("ATTACH", "DETACH") else "sql_statement",
+                     "statement": guard.denied},
         )
     if job.interrupted or message == "interrupted":
         return Timeout("the SQL statement was interrupted")  # replaced by the caller with the real reason

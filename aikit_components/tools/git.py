@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import InvalidArgument, IOFailure, NotFound, PermissionDenied
 from .base import ToolContext, tool
+from ..command_rules import GIT_PINNED_ENV
 from .system import ProcessOutput, child_env, resolve_program, run_argv
 
 DEFAULT_TIMEOUT_S = 60.0
@@ -51,16 +52,24 @@ def _ceilings(ctx: ToolContext) -> str:
 
 async def _git(ctx: ToolContext, repo_dir: Path, args: list[str], *, stdin: str | None = None,
                identity: dict[str, str] | None = None, max_output_bytes: int | None = None) -> ProcessOutput:
-    """Run ``git -C repo_dir <pinned config> args`` and return its output (any exit code)."""
-    argv = resolve_program(ctx, ["git"])
+    """Run ``git -C repo_dir <pinned config> args`` and return its output (any exit code).
+
+    The policy's check (``SecurityPolicy.check_command``) hardens the command line (hooks,
+    filters, pagers and every other program a repository's configuration could name are
+    neutralized: see ``command_rules``); the settings here make the output parseable."""
+    argv = resolve_program(ctx, ["git", "-C", str(repo_dir), "--literal-pathspecs", "--no-optional-locks", *args],
+                           repo_dir)
     config = list(_CONFIG)
     if not ctx.setting("tools.git_run_hooks", False):
         config.append(f"core.hooksPath={os.devnull}")
-    full = [argv[0], "-C", str(repo_dir), "--literal-pathspecs", "--no-optional-locks"]
+    else:
+        config.append(f"core.hooksPath={await _hooks_dir(ctx, repo_dir)}")
+    extra: list[str] = []
     for item in config:
-        full += ["-c", item]
-    full += args
+        extra += ["-c", item]
+    full = [argv[0], *extra, *argv[1:]]
     env = child_env(ctx)
+    env.update(GIT_PINNED_ENV)
     env.update({
         "GIT_TERMINAL_PROMPT": "0", "GIT_PAGER": "cat", "PAGER": "cat", "GIT_EDITOR": "true", "LC_ALL": "C",
         "LANGUAGE": "C", "GIT_CEILING_DIRECTORIES": _ceilings(ctx), "GIT_CONFIG_NOSYSTEM": "1",
@@ -71,6 +80,15 @@ async def _git(ctx: ToolContext, repo_dir: Path, args: list[str], *, stdin: str 
     return await run_argv(full, cwd=repo_dir, env=env, stdin=stdin.encode("utf-8") if stdin is not None else None,
                           timeout_s=timeout, max_output_bytes=cap, what=f"git {args[0]}", pipeline=ctx.pipeline,
                           context=ctx)
+
+
+async def _hooks_dir(ctx: ToolContext, repo_dir: Path) -> str:
+    """The repository's own hooks directory (``tools.git_run_hooks``: the user trusts its hooks)."""
+    found = resolve_program(ctx, ["git"])
+    result = await run_argv([found[0], "-C", str(repo_dir), "rev-parse", "--absolute-git-dir"], cwd=repo_dir,
+                            env={**child_env(ctx), "GIT_CEILING_DIRECTORIES": _ceilings(ctx), "LC_ALL": "C"},
+                            stdin=None, timeout_s=30, max_output_bytes=65536, what="git rev-parse")
+    return str(Path(result.text().strip()) / "hooks") if result.exit_code == 0 else os.devnull
 
 
 def _fail(result: ProcessOutput, repo_dir: Path, command: str) -> None:

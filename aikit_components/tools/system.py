@@ -8,7 +8,10 @@ The child sees only the allowlisted environment variables (plus ``PATH``) unless
 programs a script runs. The program is looked up on the kernel's ``PATH`` and executed by absolute
 path; a path given in ``command[0]`` must name that same file (``./git`` written by a script is
 refused even though ``git`` is allowed). Arguments that look like paths must resolve inside the
-allowed paths (``SecurityPolicy.check_command``), so ``cat /etc/hostname`` is refused.
+allowed paths (``SecurityPolicy.check_command``), so ``cat /etc/hostname`` is refused; options
+that make an allowed program run another one are refused and git runs with hardened settings
+(``command_rules``). The caller's ``env`` may not set variables that make a program load or run
+other code (``GIT_*``, ``LD_*``, ``PYTHON*``, ``BASH_ENV``...: ``command_rules.FORBIDDEN_CHILD_ENV``).
 
 :func:`run_argv` is the shared runner (the git tools and the plan shell agent use it too). Given the
 process's pipeline, each launch is an operation of kind :data:`PROCESS` (events ``process.started``,
@@ -27,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..command_rules import GIT_PINNED_ENV, check_child_env
 from ..errors import InvalidArgument, IOFailure, NotFound, PermissionDenied, Timeout
 from ..operations import Operation, OperationKind, Pipeline
 from ._children import die_with_parent
@@ -228,6 +232,7 @@ def child_env(ctx: ToolContext, extra: dict[str, str] | None = None) -> dict[str
     else:
         env = {name: os.environ[name] for name in ctx.policy.env_allowlist if name in os.environ}
         env["PATH"] = os.environ.get("PATH", os.defpath)
+    check_child_env([key for key in (extra or {}) if isinstance(key, str)])
     for key, value in (extra or {}).items():
         if not isinstance(key, str) or not key or "=" in key or "\x00" in key:
             raise InvalidArgument(f"environment variable name {key!r} is invalid: use a non-empty name without '=' or NUL")
@@ -286,7 +291,7 @@ async def run_process(ctx: ToolContext, command: list[str], cwd: str | None = No
         cwd: Working directory (inside the allowed paths); defaults to the current directory.
         timeout_s: Seconds before the program and everything it started are killed (default tools.process_timeout_s, 60).
         max_output_bytes: Bytes of stdout and of stderr kept; the rest is dropped and truncated is set (default 1 MiB).
-        env: Extra environment variables for the program (it otherwise sees only the allowlisted ones and PATH).
+        env: Extra environment variables for the program (it otherwise sees only the allowlisted ones and PATH); names such as GIT_*, LD_*, PYTHON*, BASH_ENV or PATH are refused.
         stdin: Text written to the program's standard input, which is then closed.
 
     Returns:
@@ -304,7 +309,10 @@ async def run_process(ctx: ToolContext, command: list[str], cwd: str | None = No
     if not workdir.is_dir():
         raise InvalidArgument(f"cwd {workdir} is not a directory")
     argv = resolve_program(ctx, command, workdir)
-    result = await run_argv(argv, cwd=workdir, env=child_env(ctx, env),
+    child = child_env(ctx, env)
+    if os.path.basename(argv[0]) == "git" and "git" not in ctx.policy.unrestricted_commands:
+        child.update(GIT_PINNED_ENV)
+    result = await run_argv(argv, cwd=workdir, env=child,
                             stdin=stdin.encode("utf-8") if stdin is not None else None,
                             timeout_s=timeout, max_output_bytes=cap, what=os.path.basename(command[0]),
                             pipeline=ctx.pipeline, context=ctx)

@@ -4,15 +4,42 @@ from __future__ import annotations
 
 import json
 import re
+import time
+from contextvars import ContextVar
 from functools import lru_cache
 from typing import Any
 
+import jsonpath_ng.ext.filter as _jsonpath_filter
+import regex
 from jsonpath_ng.exceptions import JSONPathError
 from jsonpath_ng.ext import parse as _jsonpath_parse
 
-from ...errors import InvalidArgument, ResourceExhausted
+from ...errors import InvalidArgument, ResourceExhausted, Timeout
 from ..base import ToolContext, tool
 from .common import MAX_QUERY_MATCHES, offload, read_text_input, syntax_error, too_deep
+
+QUERY_REGEX_TIMEOUT_S = 2.0  # all the =~ matches of one json_query call
+_regex_deadline: ContextVar[float | None] = ContextVar("json_query_regex_deadline", default=None)
+
+
+def _bounded_regex_match(value: Any, pattern: Any) -> bool:
+    """jsonpath-ng's ``=~`` with the ``regex`` engine and the calling query's time budget instead of
+    ``re`` (which a pattern such as ``(a|aa)+$`` would hang). Installed into jsonpath-ng's operator
+    table below: the library looks the operator up there at match time."""
+    if not isinstance(value, str):
+        return False
+    deadline = _regex_deadline.get() or time.monotonic() + QUERY_REGEX_TIMEOUT_S
+    try:
+        return regex.search(str(pattern), value, timeout=max(deadline - time.monotonic(), 0.001)) is not None
+    except regex.error as exc:
+        raise InvalidArgument(f"the =~ pattern {pattern!r} is not a valid regular expression: {exc}") from None
+    except TimeoutError:
+        raise Timeout(f"the =~ pattern {pattern!r} ran longer than {QUERY_REGEX_TIMEOUT_S:g} s (catastrophic "
+                      "backtracking?); avoid nested quantifiers such as (a+)+, or anchor the pattern",
+                      details={"pattern": str(pattern), "timeout_s": QUERY_REGEX_TIMEOUT_S}) from None
+
+
+_jsonpath_filter.OPERATOR_MAP["=~"] = _bounded_regex_match
 
 
 def parse_json_text(text: str, source: str) -> Any:
@@ -123,6 +150,7 @@ def json_query(data: Any, query: str, with_paths: bool = False) -> list[Any]:
             f"invalid JSONPath {query!r}: {exc}; write queries like $.store.book[0].title, $..price or "
             "$.items[?(@.price < 10)]", details={"query": query},
         ) from None
+    token = _regex_deadline.set(time.monotonic() + QUERY_REGEX_TIMEOUT_S)
     try:
         matches = expression.find(data)
     except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
@@ -130,6 +158,8 @@ def json_query(data: Any, query: str, with_paths: bool = False) -> list[Any]:
                               details={"query": query}) from None
     except RecursionError:
         raise InvalidArgument("the data is nested too deeply for a JSONPath query") from None
+    finally:
+        _regex_deadline.reset(token)
     if len(matches) > MAX_QUERY_MATCHES:
         raise ResourceExhausted(f"JSONPath {query!r} matched {len(matches):,} values (limit {MAX_QUERY_MATCHES:,}); "
                                 "narrow the query")

@@ -2,12 +2,53 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from ...errors import InvalidArgument
+import regex
+
+from ...errors import InvalidArgument, Timeout
 from ..base import tool
 from ..schema import load_jsonschema
 from .common import MAX_SCHEMA_ERRORS, too_deep
+
+PATTERN_TIMEOUT_S = 2.0  # all the "pattern" and "patternProperties" matches of one validation
+
+
+class _PatternBudget:
+    """``pattern`` / ``patternProperties`` with the ``regex`` engine under one time budget: a
+    schema pattern with catastrophic backtracking (``(a+)+$``) cannot hang the caller."""
+
+    def __init__(self) -> None:
+        self.deadline = time.monotonic() + PATTERN_TIMEOUT_S
+
+    def search(self, pattern: str, text: str) -> bool:
+        try:
+            compiled = regex.compile(pattern)
+        except regex.error as exc:
+            raise InvalidArgument(f"the schema's pattern {pattern!r} is not a valid regular expression: {exc}",
+                                  details={"pattern": pattern}) from None
+        try:
+            return compiled.search(text, timeout=max(self.deadline - time.monotonic(), 0.001)) is not None
+        except TimeoutError:
+            raise Timeout(f"the schema's pattern {pattern!r} ran longer than {PATTERN_TIMEOUT_S:g} s (catastrophic "
+                          "backtracking?); avoid nested quantifiers such as (a+)+, or anchor the pattern",
+                          details={"pattern": pattern, "timeout_s": PATTERN_TIMEOUT_S}) from None
+
+    def keywords(self, jsonschema: Any) -> dict[str, Any]:
+        def pattern(validator: Any, patrn: str, instance: Any, schema: Any) -> Any:
+            if validator.is_type(instance, "string") and not self.search(patrn, instance):
+                yield jsonschema.ValidationError(f"{instance!r} does not match {patrn!r}")
+
+        def pattern_properties(validator: Any, properties: dict[str, Any], instance: Any, schema: Any) -> Any:
+            if not validator.is_type(instance, "object"):
+                return
+            for patrn, subschema in properties.items():
+                for key, value in instance.items():
+                    if self.search(patrn, key):
+                        yield from validator.descend(value, subschema, path=key, schema_path=patrn)
+
+        return {"pattern": pattern, "patternProperties": pattern_properties}
 
 
 @tool(category="data", security="safe", examples=[
@@ -41,7 +82,8 @@ def validate_schema(data: Any, schema: dict[str, Any]) -> dict[str, Any]:
                               details={"schema_path": where}) from None
     except RecursionError:
         raise too_deep("schema") from None
-    validator = cls(schema, format_checker=cls.FORMAT_CHECKER)
+    guarded = jsonschema.validators.extend(cls, _PatternBudget().keywords(jsonschema))
+    validator = guarded(schema, format_checker=cls.FORMAT_CHECKER)
     errors: list[dict[str, Any]] = []
     truncated = False
     try:

@@ -6,11 +6,12 @@ import fnmatch
 import os
 import re
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ...errors import InvalidArgument, NotFound, PermissionDenied
+from ...errors import InvalidArgument, NotFound, PermissionDenied, Timeout
 from .._fsutil import (
     checked,
     kind_of,
@@ -31,6 +32,17 @@ from .common import (
     need_regular_file,
     run_blocking,
 )
+
+try:  # a backtracking engine with a timeout (the same one the regex tool uses)
+    import regex as _re_engine
+
+    _HAS_TIMEOUT = True
+except ImportError:  # pragma: no cover - without it, a pattern is bounded only by the line length cap
+    _re_engine = re  # type: ignore[assignment]
+    _HAS_TIMEOUT = False
+
+GREP_TIMEOUT_S = 30.0  # the whole search
+GREP_LINE_TIMEOUT_S = 2.0  # one line (as the regex tool): more is catastrophic backtracking, not a big file
 
 
 # ----------------------------------------------------------------------------- list_directory
@@ -183,6 +195,9 @@ async def file_search(ctx: ToolContext, pattern: str, root: str = ".", max_resul
 
 # ----------------------------------------------------------------------------- grep
 def _grep_files(ctx: ToolContext, top: Path, glob: str, stats: dict[str, int]) -> Iterator[tuple[Path, str]]:
+    """(file to open, name relative to top): directories are walked without following symlinks;
+    a symlinked file is searched only when it resolves inside the allowed paths, and then its
+    resolved path is what is opened (the link cannot be swapped for another between check and open)."""
     if not top.is_dir():
         yield top, top.name
         return
@@ -200,9 +215,26 @@ def _grep_files(ctx: ToolContext, top: Path, glob: str, stats: dict[str, int]) -
                 continue
             if not real.is_file():
                 continue
-        elif not stat.S_ISREG(st.st_mode):
+            yield real, name
+            continue
+        if not stat.S_ISREG(st.st_mode):
             continue
         yield path, name
+
+
+def _search(rx: Any, line: str, deadline: float, pattern: str) -> Any:
+    """``rx.search(line)`` within what is left of the grep's time budget (a pattern with
+    catastrophic backtracking, such as ``(a+)+$``, cannot hang the call)."""
+    left = min(deadline - time.monotonic(), GREP_LINE_TIMEOUT_S)
+    try:
+        if left <= 0:
+            raise TimeoutError
+        return rx.search(line, timeout=left) if _HAS_TIMEOUT else rx.search(line)
+    except TimeoutError:
+        raise Timeout(f"grep ran longer than its time budget ({GREP_LINE_TIMEOUT_S:g} s a line, {GREP_TIMEOUT_S:g} s in "
+                      f"all; catastrophic backtracking in {pattern!r}?); avoid "
+                      "nested quantifiers such as (a+)+, anchor the pattern, pass regex=false for literal text or "
+                      "search fewer files", details={"pattern": pattern, "timeout_s": GREP_TIMEOUT_S}) from None
 
 
 def _grep(ctx: ToolContext, pattern: str, path: str, glob: str, regex: bool, ignore_case: bool,
@@ -213,8 +245,8 @@ def _grep(ctx: ToolContext, pattern: str, path: str, glob: str, regex: bool, ign
     if not glob:
         raise InvalidArgument("glob is empty; pass '*' to search every file")
     try:
-        rx = re.compile(pattern if regex else re.escape(pattern), re.IGNORECASE if ignore_case else 0)
-    except re.error as exc:
+        rx = _re_engine.compile(pattern if regex else re.escape(pattern), _re_engine.IGNORECASE if ignore_case else 0)
+    except _re_engine.error as exc:
         raise InvalidArgument(f"invalid regular expression {pattern!r}: {exc}; escape special characters or "
                               "pass regex=false to search for the literal text", details={"pattern": pattern}) from None
     top = checked(ctx, path)
@@ -225,6 +257,7 @@ def _grep(ctx: ToolContext, pattern: str, path: str, glob: str, regex: bool, ign
     stats = {"files_searched": 0, "skipped_binary": 0, "skipped_large": 0, "skipped_outside": 0}
     matches: list[dict[str, Any]] = []
     truncated = False
+    deadline = time.monotonic() + GREP_TIMEOUT_S
     for file, name in _grep_files(ctx, top, glob, stats):
         if truncated:
             break
@@ -241,7 +274,7 @@ def _grep(ctx: ToolContext, pattern: str, path: str, glob: str, regex: bool, ign
                 stats["files_searched"] += 1
                 for number, raw in enumerate(fh, 1):
                     line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-                    found = rx.search(line)
+                    found = _search(rx, line, deadline, pattern)
                     if found is None:
                         continue
                     if len(matches) >= max_matches:
