@@ -38,14 +38,18 @@ class Interceptor:
     # without deciders runs without the flow's machinery.
     decides: bool = True
 
-    # Set for each subclass: whether it overrides ``before`` / any notification. The fast path
-    # calls only those (a call to a method that does nothing still costs a Python call).
+    # Set for each subclass: whether it overrides each decision stage / any notification. The
+    # pipeline calls only those (a call to a method that does nothing still costs a Python call).
     has_before: bool = False
+    has_after: bool = False
+    has_error: bool = False
     has_notifications: bool = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls.has_before = cls.before is not Interceptor.before
+        cls.has_before = cls.before is not Interceptor.before or cls.abefore is not Interceptor.abefore
+        cls.has_after = cls.after is not Interceptor.after or cls.aafter is not Interceptor.aafter
+        cls.has_error = cls.error is not Interceptor.error or cls.aerror is not Interceptor.aerror
         cls.has_notifications = any(getattr(cls, name) is not getattr(Interceptor, name)
                                     for name in ("started", "finished", "failed"))
 

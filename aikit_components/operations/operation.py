@@ -139,12 +139,12 @@ class OperationKind:
     defers_before: bool = False
     after_on_error: bool = False
     converts_errors: bool = True
+    #: The before-, after- and error-point names (from ``hook_prefix``), or None.
+    points: tuple[str, str, str] | None = field(init=False, default=None)
 
-    @property
-    def points(self) -> tuple[str, str, str] | None:
-        """The before-, after- and error-point names, or None."""
+    def __post_init__(self) -> None:
         p = self.hook_prefix
-        return None if p is None else (f"{p}.before", f"{p}.after", f"{p}.error")
+        object.__setattr__(self, "points", None if p is None else (f"{p}.before", f"{p}.after", f"{p}.error"))
 
     def honoured(self, stage: str, action: str) -> bool:
         return action in self.honours.get(stage, ())

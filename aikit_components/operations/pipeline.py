@@ -1,9 +1,11 @@
 """The pipeline: one operation through an ordered chain of interceptors around its handler.
 
 The control flow (stages, the retry bound, cancel/replace/modify, notifications) is written once,
-as a generator (:meth:`Pipeline._flow`) that yields the work it needs done: call an interceptor,
-run the handler, wait before a retry. Two small drivers do that work, one for synchronous callers
-(:meth:`Pipeline.run`) and one for async callers (:meth:`Pipeline.arun`); only they differ.
+as a generator (:meth:`Pipeline._flow`). Each call it makes (an interceptor's decision, the
+handler, the wait before a retry) is one expression: for a synchronous caller
+(:meth:`Pipeline.run`) it makes the call itself, and the generator runs to its end in one step;
+for an async caller (:meth:`Pipeline.arun`) it yields the call, which a small driver awaits and
+sends back. Only those expressions differ.
 
 The flow, for a chain ``[outer, ..., inner]``:
 
@@ -38,25 +40,11 @@ log = logging.getLogger(__name__)
 
 
 
-class _Call:
-    """Effect: call ``interceptor.<stage>(*args)`` (``a<stage>`` from async callers)."""
-
-    __slots__ = ("interceptor", "stage", "args")
-
-    def __init__(self, interceptor: Interceptor, stage: str, args: tuple[Any, ...]) -> None:
-        self.interceptor, self.stage, self.args = interceptor, stage, args
-
-
-class _Sleep:
-    """Effect: wait ``delay`` seconds before a retry."""
-
-    __slots__ = ("delay",)
-
-    def __init__(self, delay: float) -> None:
-        self.delay = delay
-
-
-_INVOKE = object()  # effect: run the handler
+# The effects the flow yields: a tuple ``(interceptor, stage, args)`` is "call
+# ``interceptor.<stage>(*args)``" (``a<stage>`` from async callers), a float is "wait that many
+# seconds" (before a retry), and this sentinel is "run the handler".
+_INVOKE = object()
+_ASYNC = {"before": "abefore", "after": "aafter", "error": "aerror"}
 _DECIDED = "pipeline.before_decided"  # op.meta: the before-stage already failed the operation
 Flow = Generator[Any, Any, Any]
 
@@ -104,14 +92,17 @@ class Pipeline:
     def run(self, op: Operation, handler: Callable[[Operation], Any]) -> Any:
         """Run ``op`` synchronously: ``handler(op)`` wrapped by the chain; its result as the
         interceptors let it stand."""
-        chain = self.chain(op)
+        chain = [i for i in self._interceptors if i.wants(op)]
         if not chain:
             return handler(op)
+        guards = False
         for interceptor in chain:
             if interceptor.decides:
                 break
+            guards = guards or interceptor.has_before
         else:  # guards and observers only: nothing can change the flow but a rejection
-            _guard(chain, op)
+            if guards:
+                _guard(chain, op)
             _started(chain, op)
             try:
                 result = handler(op)
@@ -122,19 +113,22 @@ class Pipeline:
                 raise failure from exc
             _finished(chain, op, result)
             return result
-        return _drive_sync(self._flow(op, chain), op, handler)
+        return _run_to_end(self._flow(op, chain, handler, True))
 
     async def arun(self, op: Operation, handler: Callable[[Operation], Any]) -> Any:
         """Run ``op`` from async code; ``handler(op)`` may return an awaitable."""
-        chain = self.chain(op)
+        chain = [i for i in self._interceptors if i.wants(op)]
         if not chain:
             result = handler(op)
             return await result if inspect.isawaitable(result) else result
+        guards = False
         for interceptor in chain:
             if interceptor.decides:
                 break
+            guards = guards or interceptor.has_before
         else:
-            _guard(chain, op)
+            if guards:
+                _guard(chain, op)
             _started(chain, op)
             try:
                 result = handler(op)
@@ -147,7 +141,7 @@ class Pipeline:
                 raise failure from exc
             _finished(chain, op, result)
             return result
-        return await _drive_async(self._flow(op, chain), op, handler)
+        return await _drive_async(self._flow(op, chain, handler, False), op, handler)
 
     def run_before(self, op: Operation) -> tuple[Any] | None:
         """The before-stage alone, for a kind that ``defers_before``: called by its handler
@@ -157,7 +151,7 @@ class Pipeline:
         chain = self.chain(op)
         if not chain:
             return None
-        return _drive_sync(self._before(op, chain), op, _no_handler)
+        return _run_to_end(self._before(op, chain, True))
 
     def reject(self, op: Operation, error: AikitError) -> Any:
         """Report ``op`` as rejected before it could run (invalid arguments, say): the chain's
@@ -165,38 +159,47 @@ class Pipeline:
         chain = self.chain(op)
         if not chain:
             raise error
-        return _drive_sync(self._rejected(op, chain, error), op, _no_handler)
+        return _run_to_end(self._rejected(op, chain, error, True))
 
     async def areject(self, op: Operation, error: AikitError) -> Any:
         """:meth:`reject` for async callers."""
         chain = self.chain(op)
         if not chain:
             raise error
-        return await _drive_async(self._rejected(op, chain, error), op, _no_handler)
+        return await _drive_async(self._rejected(op, chain, error, False), op, _no_handler)
 
     # -- the flow, written once -------------------------------------------------------------------
-    def _flow(self, op: Operation, chain: Sequence[Interceptor]) -> Flow:
+    def _flow(self, op: Operation, chain: Sequence[Interceptor], handler: Callable[[Operation], Any],
+              sync: bool) -> Flow:
+        """The flow of one operation. ``sync``: every call is made right here and the generator
+        never yields (it runs to its end in one step); otherwise each call is yielded for the
+        async driver to await."""
         kind = op.kind
         if not kind.defers_before:
-            early = yield from self._before(op, chain)
+            early = yield from self._before(op, chain, sync)
             if early is not None:
                 return early[0]
         retries = 0
         while True:
             _started(chain, op)
             try:
-                result = yield _INVOKE
+                result = handler(op) if sync else (yield _INVOKE)
             except Exception as exc:
                 if op.meta.pop(_DECIDED, False):  # a deferred before-stage cancelled or rejected it
                     raise exc
                 error = error_from_exception(exc)
                 _notify_failed(chain, op, error)
                 retryable = not isinstance(error, InvalidArgument)
-                decision = yield from _decide(chain, "error", (op, error, retryable))
+                decision = None
+                for interceptor in _deciders(chain, "has_error"):
+                    decision = (interceptor.error(op, error, retryable) if sync
+                                else (yield (interceptor, "error", (op, error, retryable))))
+                    if decision is not None and decision.action != "continue":
+                        break
                 if decision is not None and decision.action == "retry" and retryable:
                     if retries < MAX_RETRIES:
                         retries += 1
-                        yield from _pause(op, decision)
+                        yield from _pause(op, decision, sync)
                         continue
                     _refuse_retry(op)
                     error.details.setdefault("hook_retries", MAX_RETRIES)
@@ -208,12 +211,16 @@ class Pipeline:
             except BaseException:  # interrupted or cancelled: observers learn of it, nobody decides
                 _notify_failed(chain, op, AikitError(f"{op.describe()} was interrupted", code="interrupted"))
                 raise
-            decision = yield from _decide(chain, "after", (op, result))
+            decision = None
+            for interceptor in _deciders(chain, "has_after"):
+                decision = interceptor.after(op, result) if sync else (yield (interceptor, "after", (op, result)))
+                if decision is not None and decision.action != "continue":
+                    break
             if decision is not None:
                 if decision.action == "retry":
                     if retries < MAX_RETRIES:
                         retries += 1
-                        yield from _pause(op, decision)
+                        yield from _pause(op, decision, sync)
                         continue
                     _refuse_retry(op)
                 elif decision.action == "cancel":
@@ -227,14 +234,16 @@ class Pipeline:
             _finished(chain, op, result)
             return result
 
-    def _before(self, op: Operation, chain: Sequence[Interceptor]) -> Flow:
+    def _before(self, op: Operation, chain: Sequence[Interceptor], sync: bool) -> Flow:
         """The before-stage: None to go on, or ``(result,)`` when the operation must not run."""
         for position, interceptor in enumerate(chain):
+            if not interceptor.has_before:
+                continue
             try:
-                decision = yield _Call(interceptor, "before", (op,))
+                decision = interceptor.before(op) if sync else (yield (interceptor, "before", (op,)))
             except Exception as exc:  # a rejection (budget, policy, an invalid modification)
                 op.meta[_DECIDED] = True
-                return ((yield from self._rejected(op, chain[:position], error_from_exception(exc), exc)),)
+                return ((yield from self._rejected(op, chain[:position], error_from_exception(exc), sync, exc)),)
             if decision is None or decision.action == "continue":
                 continue
             if decision.action == "cancel":
@@ -248,11 +257,15 @@ class Pipeline:
                 return (op.kind.replaced(op, decision.value),)
         return None
 
-    def _rejected(self, op: Operation, outer: Sequence[Interceptor], error: AikitError,
+    def _rejected(self, op: Operation, outer: Sequence[Interceptor], error: AikitError, sync: bool,
                   original: BaseException | None = None) -> Flow:
         """The error stage of ``outer`` for an operation that never ran; a replacement or a raise."""
         _notify_failed(outer, op, error)
-        decision = yield from _decide(outer, "error", (op, error, False))
+        decision = None
+        for interceptor in _deciders(outer, "has_error"):
+            decision = interceptor.error(op, error, False) if sync else (yield (interceptor, "error", (op, error, False)))
+            if decision is not None and decision.action != "continue":
+                break
         if decision is not None and decision.action == "replace":
             return op.kind.replaced(op, decision.value)
         if original is None or original is error:
@@ -260,19 +273,20 @@ class Pipeline:
         raise error from original
 
 
-def _decide(chain: Sequence[Interceptor], stage: str, args: tuple[Any, ...]) -> Flow:
-    """The first decision other than continue of ``stage``, inner to outer."""
-    for interceptor in reversed(chain):
-        decision = yield _Call(interceptor, stage, args)
-        if decision is not None and decision.action != "continue":
-            return decision
-    return None
+def _deciders(chain: Sequence[Interceptor], flag: str) -> list[Interceptor]:
+    """The interceptors of ``chain`` whose ``flag`` (``has_after``, ``has_error``) says they
+    implement that stage, inner to outer: the order in which they are asked (the first decision
+    other than continue ends the stage)."""
+    return [i for i in reversed(chain) if getattr(i, flag)]
 
 
-def _pause(op: Operation, decision: Decision) -> Flow:
+def _pause(op: Operation, decision: Decision, sync: bool) -> Flow:
     op.attempt += 1
     if decision.delay > 0:
-        yield _Sleep(decision.delay)
+        if sync:
+            time.sleep(decision.delay)
+        else:
+            yield float(decision.delay)
 
 
 def _refuse_retry(op: Operation) -> None:
@@ -329,25 +343,14 @@ def _no_handler(op: Operation) -> Any:
     raise AssertionError("a rejected operation has no handler to run")
 
 
-# -- the two drivers: the only code that differs between sync and async callers ---------------------
-def _drive_sync(flow: Flow, op: Operation, handler: Callable[[Operation], Any]) -> Any:
-    value: Any = None
-    failure: BaseException | None = None
-    while True:
-        try:
-            effect = flow.send(value) if failure is None else flow.throw(failure)
-        except StopIteration as stop:
-            return stop.value
-        value, failure = None, None
-        try:
-            if effect is _INVOKE:
-                value = handler(op)
-            elif type(effect) is _Call:
-                value = getattr(effect.interceptor, effect.stage)(*effect.args)
-            else:
-                time.sleep(effect.delay)
-        except BaseException as exc:
-            failure = exc
+# -- the drivers: a synchronous flow makes its own calls; an async one yields them to be awaited ---------------------
+def _run_to_end(flow: Flow) -> Any:
+    """Run a synchronous flow (one that makes its calls itself and never yields) to its result."""
+    try:
+        flow.send(None)
+    except StopIteration as stop:
+        return stop.value
+    raise AssertionError("a synchronous flow yielded")
 
 
 async def _drive_async(flow: Flow, op: Operation, handler: Callable[[Operation], Any]) -> Any:
@@ -364,9 +367,9 @@ async def _drive_async(flow: Flow, op: Operation, handler: Callable[[Operation],
                 value = handler(op)
                 if inspect.isawaitable(value):
                     value = await value
-            elif type(effect) is _Call:
-                value = await getattr(effect.interceptor, "a" + effect.stage)(*effect.args)
+            elif type(effect) is tuple:
+                value = await getattr(effect[0], _ASYNC[effect[1]])(*effect[2])
             else:
-                await asyncio.sleep(effect.delay)
+                await asyncio.sleep(effect)
         except BaseException as exc:
             failure = exc

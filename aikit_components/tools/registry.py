@@ -141,7 +141,8 @@ class ToolRegistry:
             return self.pipeline.reject(self._operation(item, args, ctx), exc)
         if item.is_async:
             raise AikitError(f"tool {name!r} is async: call it with acall() on the I/O loop", code="internal_error")
-        return self.pipeline.run(self._operation(item, bound, ctx), self._run_sync)
+        return self.pipeline.run(Operation(TOOL_CALL, name, {"name": name, "args": bound}, ctx, meta={"tool": item}),
+                                 _run_sync)
 
     async def acall(self, name: str, args: Any, ctx: ToolContext) -> Any:
         """Call any tool from async code (async tools run here, on the calling loop)."""
@@ -153,9 +154,6 @@ class ToolRegistry:
         return await self.pipeline.arun(self._operation(item, bound, ctx), self._run_any)
 
     # ------------------------------------------------------------------ handlers
-    def _run_sync(self, op: Operation) -> Any:
-        return self._invoke_sync(op.meta["tool"], op.payload["args"], op.context)
-
     def _run_any(self, op: Operation) -> Any:
         item: Tool = op.meta["tool"]
         bound = op.payload["args"]
@@ -183,6 +181,12 @@ class ToolRegistry:
 
     def _invoke_sync(self, item: Tool, bound: dict[str, Any], ctx: ToolContext) -> Any:
         return item.fn(ctx, **bound) if item.wants_ctx else item.fn(**bound)
+
+
+def _run_sync(op: Operation) -> Any:
+    """The handler of a synchronous tool call."""
+    item: Tool = op.meta["tool"]
+    return item.fn(op.context, **op.payload["args"]) if item.wants_ctx else item.fn(**op.payload["args"])
 
 
 def _rebind_modified_args(op: Operation, previous: dict[str, Any]) -> None:
