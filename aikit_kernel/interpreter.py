@@ -229,7 +229,7 @@ class CellLifecycle:
     (events ``cell.started``/``cell.finished``, hooks ``cell.before``/``cell.after``/``cell.error``),
     and a fresh tool budget for it."""
 
-    def __init__(self, components: "Components | None", scope: Any, execution_count: int) -> None:
+    def __init__(self, components: Components | None, scope: Any, execution_count: int) -> None:
         self.components = components
         self.count = execution_count
         if scope is not None:

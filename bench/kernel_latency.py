@@ -45,9 +45,8 @@ from queue import Empty
 from typing import Any
 
 import zmq
-from jupyter_client import KernelManager
-
 from _common import pct
+from jupyter_client import KernelManager
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -115,7 +114,7 @@ class RunningKernel:
 
     # ------------------------------------------------------------------ life cycle
     @classmethod
-    def start(cls, spec: KernelSpec) -> "RunningKernel":
+    def start(cls, spec: KernelSpec) -> RunningKernel:
         """Start the kernel, time start_kernel() -> first kernel_info_reply, prime IOPub."""
         km = KernelManager(kernel_name=spec.name)
         km.shutdown_wait_time = SHUTDOWN_WAIT_S

@@ -711,7 +711,7 @@ def test_parallel_limit_in_process_with_aikit_hooks_and_events(tmp_path: Path, m
     assert summary.status == "ok" and summary.exit_code == 0
     assert summary.peak_workers == 3 and max_overlap(intervals(summary.to_dict())) == 3
     assert before[:5] == [f"TASK-10{i}" for i in range(5)] and before[-1] == "TASK-200"
-    assert ("task_finished", "TASK-200") == events[-1] and published[-1] == "TASK-200"
+    assert events[-1] == ("task_finished", "TASK-200") and published[-1] == "TASK-200"
     assert sorted(published) == sorted(r.task for r in summary.results)
     assert {r.agent for r in summary.results} == {"probe"}
     assert "probed" in (summary.run_dir / "logs" / "TASK-200.log").read_text(encoding="utf-8")

@@ -125,7 +125,7 @@ class Agent:
     """Runs an :class:`AgentSpec` against a provider (see the module docstring)."""
 
     def __init__(self, spec: AgentSpec, *, provider: Any, tools: ToolRegistry, context: Callable[[], ToolContext],
-                 state: Any = None, events: Any = None, hooks: Any = None, ledger: "UsageLedger | None" = None,
+                 state: Any = None, events: Any = None, hooks: Any = None, ledger: UsageLedger | None = None,
                  pipeline: Pipeline | None = None) -> None:
         spec.validate()
         self.spec = spec

@@ -30,7 +30,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +86,7 @@ def child_base_env(policy: SecurityPolicy, inherit: bool = False) -> dict[str, s
 
 
 def _new_run_dir(runs_dir: Path) -> tuple[str, Path]:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     try:
         runs_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
