@@ -112,7 +112,7 @@ class Components:
         """Build the tool registry on a background thread (no Lua involved, so any thread may),
         after ``delay`` seconds so the imports do not compete with start-up for the GIL."""
         def warm() -> None:
-            self.tools
+            _ = self.tools  # the property builds the registry
             from .tools.schema import load_jsonschema
 
             load_jsonschema()  # validate_schema would otherwise stall the loop on its first call

@@ -136,7 +136,7 @@ def py_per_call_ns(fn: Callable[[int], Any], n: int) -> float:
     """(loop calling fn(i) - empty loop) / n, in ns."""
     gc.collect()
     t0 = perf_ns()
-    for i in range(1, n + 1):
+    for _ in range(1, n + 1):
         pass
     t_empty = perf_ns() - t0
     gc.collect()

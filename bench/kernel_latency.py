@@ -118,7 +118,7 @@ class RunningKernel:
         """Start the kernel, time start_kernel() -> first kernel_info_reply, prime IOPub."""
         km = KernelManager(kernel_name=spec.name)
         km.shutdown_wait_time = SHUTDOWN_WAIT_S
-        rk = cls(spec, km, client_context(), log_file=tempfile.TemporaryFile())
+        rk = cls(spec, km, client_context(), log_file=tempfile.TemporaryFile())  # noqa: SIM115  closed in shutdown()
         env = kernel_env(spec)
         try:
             t0 = time.perf_counter()
