@@ -434,7 +434,8 @@ class TestModes:
         assert layers == [["top"], ["left", "right"], ["bottom"]]
         info = lua.run("return Workflow.new{name = 'i', mode = 'parallel', steps = {{id = 'a'}, {id = 'b'}}}:info()")
         assert info == {"name": "i", "mode": "parallel", "steps": ["a", "b"]}
-        code = lua.run("local ok, e = pcall(Workflow.new, {name = 'm', mode = 'random', steps = {}}) return e.details.problems[1]")
+        code = lua.run("local ok, e = pcall(Workflow.new, {name = 'm', mode = 'random', steps = {}}) return "
+                       "e.details.problems[1]")
         assert "mode must be one of dag, sequential, parallel" in code
 
     def test_lua_sleeps_run_concurrently(self, lua: Lua) -> None:
@@ -762,7 +763,8 @@ class TestFailures:
         assert time.monotonic() - started < 2
         assert record["status"] == "timed_out" and record["error"]["code"] == "timeout"
         assert statuses(record) == {"quick": "succeeded", "long": "timed_out", "later": "cancelled"}
-        assert lua.run("return Workflow.new{name = 'ok', steps = {{id = 'x', fn = function() sleep(0.01) return 1 end}}}:run().status") \
+        assert lua.run("return Workflow.new{name = 'ok', steps = {{id = 'x', fn = function() sleep(0.01) return 1 "
+                       "end}}}:run().status") \
             == "succeeded"
 
     def test_lua_step_timeout(self, lua: Lua) -> None:
@@ -905,7 +907,8 @@ class TestBusyLuaSteps:
         make = engine.runtime.eval(
             "function(run_b, cancel_a) return"
             "  function() run_b() while true do end end,"
-            "  function() local cancelled = cancel_a() local s = 0 for i = 1, 200000 do s = s + i end return cancelled, s end"
+            "  function() local cancelled = cancel_a() local s = 0 for i = 1, 200000 do s = s + i end return cancelled, s "
+            "end"
             " end")
         fn_a, fn_b = make(run_b, cancel_a)
         tokens["a"], tokens["b"] = driver.start(fn_a), driver.start(fn_b)
@@ -984,7 +987,8 @@ class TestValidation:
             ("Workflow.new{name = 'x', steps = {}}:run(nil, {bogus = 1})", "bogus"),
             ("Workflow.record(42)", "must be a non-empty string"),
         ]:
-            message = lua.run(f"local ok, e = pcall(function() return {code} end) assert(not ok) return tostring(e.message or e)")
+            message = lua.run(f"local ok, e = pcall(function() return {code} end) assert(not ok) return tostring(e.message "
+                              "or e)")
             assert fragment in message, (code, message)
 
 
@@ -1052,7 +1056,8 @@ class TestMissions:
 
     def test_invalid_mission(self, lua: Lua, tmp_path: Path) -> None:
         (tmp_path / "bad.yaml").write_text(MISSION.replace("REF", "{{ghost.output.path}}").replace("read_file", "raed_file"))
-        code, problems = lua.run("local ok, e = pcall(Workflow.load, 'bad.yaml') assert(not ok) return e.code, e.details.problems")
+        code, problems = lua.run("local ok, e = pcall(Workflow.load, 'bad.yaml') assert(not ok) return e.code, "
+                                 "e.details.problems")
         assert code == "invalid_argument"
         text = "\n".join(problems)
         assert "raed_file" in text

@@ -27,7 +27,8 @@ from .supervision import register_adapter
 STREAM_DISPLAY_INTERVAL_S = 0.05
 
 DOCS = {
-    "": "Agent\n\nLLM agents with tools: Agent.new{...} -> agent; agent:run(input) -> {text, data, tool_calls, steps, usage, "
+    "": "Agent\n\nLLM agents with tools: Agent.new{...} -> agent; agent:run(input) -> {text, data, tool_calls, steps, "
+        "usage, "
         "model, stop_reason, refusal}. refusal says why when a provider's content filter stopped the answer. "
         "With no model configured, agents use the local model (no network).",
     "new": "Agent.new{name, model = 'default', system, tools = {name | agent, ...}, collections = {col, ...}, "
