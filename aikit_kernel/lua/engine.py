@@ -135,7 +135,8 @@ class LuaEngine:
         self.address = self.internal[b"address"]  # a table's identity without metamethods
         self._identity = self.runtime.eval(b"function(...) return ... end")
         self.internal[b"cell_functions"] = self.runtime.eval(b"setmetatable({}, {__mode = 'k'})")
-        self._compile_in = self.runtime.eval(b"function(code, name) local fn, err = load(code, name, 't') return fn, err end")
+        self._compile_in = self.runtime.eval(
+            b"function(code, name) local fn, err = load(code, name, 't') return fn, err end")
         self._function_origin = self.runtime.eval(
             b"(function(getinfo) return function(f) local i = getinfo(f, 'S') "
             b"return i.source, i.linedefined, i.lastlinedefined end end)(debug.getinfo)")

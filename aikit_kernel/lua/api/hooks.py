@@ -32,7 +32,8 @@ DOCS = {
     "cancel": "Hook.cancel(reason) -> decision\n\nReturned by a hook: the operation fails with code 'cancelled' and this "
               "reason.",
     "modify": "Hook.modify(payload) -> decision\n\nReturned by a hook: continue with this payload instead.",
-    "retry": "Hook.retry([delay]) -> decision\n\nReturned by an after/error hook: run the operation again (at most 3 times).",
+    "retry": "Hook.retry([delay]) -> decision\n\n"
+             "Returned by an after/error hook: run the operation again (at most 3 times).",
     "replace": "Hook.replace(value) -> decision\n\nReturned by a hook: the operation's result is value (a before hook skips "
                "the operation).",
 }

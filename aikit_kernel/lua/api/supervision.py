@@ -193,7 +193,8 @@ class LuaSupervisors:
         period = _renamed(spec, "period_s", "period", "Supervisor.new")
         period = 5.0 if period is None else period
         if isinstance(period, bool) or not isinstance(period, (int, float)):
-            raise InvalidArgument(f"Supervisor.new: period_s must be a number of seconds, got {lua_type(period) or period!r}")
+            raise InvalidArgument("Supervisor.new: period_s must be a number of seconds, "
+                                  f"got {lua_type(period) or period!r}")
         name = spec[b"name"]
         sup_id = self.handles.reserve_id()
         name = name_arg(name, "Supervisor.new: name") if name is not None else f"supervisor-{sup_id}"
