@@ -159,7 +159,8 @@ def test_inspect(engine: LuaEngine) -> None:
     ["while true do end", "local co = coroutine.wrap(function() while true do end end) co()",
      "while true do pcall(function() while true do end end) end", "sleep(30)",
      "local ok = xpcall(function() while true do end end, function(e) return e end) while true do end",
-     "local co = coroutine.create(function() while true do coroutine.yield() end end) while true do coroutine.resume(co) end"],
+     "local co = coroutine.create(function() while true do coroutine.yield() end end) "
+     "while true do coroutine.resume(co) end"],
 )
 def test_interrupt_stops_code(engine: LuaEngine, code: str) -> None:
     timer = threading.Timer(0.2, engine.interrupt)

@@ -114,7 +114,8 @@ def test_soak_handles_keep_the_kernel_flat(tmp_path: Path) -> None:
                 warm = kernel_rss_mb(kernel)
         assert warm is not None
         growth = kernel_rss_mb(kernel) - warm
-        assert growth < SOAK_MAX_GROWTH_MB, f"the kernel grew {growth:.1f} MB over the last {SOAK_CELLS - SOAK_CHECK_FROM} cells"
+        assert growth < SOAK_MAX_GROWTH_MB, \
+            f"the kernel grew {growth:.1f} MB over the last {SOAK_CELLS - SOAK_CHECK_FROM} cells"
     finally:
         kernel.shutdown()
 

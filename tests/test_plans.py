@@ -463,7 +463,8 @@ def test_llm_agent_of_the_manifest_carries_out_a_task(tmp_path: Path, llm_server
                             "- [ ] TASK-002 Review again (agent: reviewer; depends: TASK-001)\n"
                             "- [ ] TASK-003 After the review (depends: TASK-002)\n")
     (tmp_path / "manifest.json").write_text(json.dumps(
-        {"agents": {"reviewer": MANIFEST["agents"]["reviewer"]}, "layers": {"audit": {"agent": "reviewer"}, "execution": {}}}))
+        {"agents": {"reviewer": MANIFEST["agents"]["reviewer"]},
+         "layers": {"audit": {"agent": "reviewer"}, "execution": {}}}))
     write_config(tmp_path, f'[providers.openai]\nbase_url = "{llm_server.url}/v1"\napi_key = "test-key"\nretries = 0\n')
     llm_server.reply("/v1/chat/completions", chat_reply("Reviewed: the install steps work."),
                      chat_reply("Reviewed: the install", finish="length"))

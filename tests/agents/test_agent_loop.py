@@ -726,7 +726,8 @@ class TestCancellation:
 
         env.components.tools.register(sleepy)
         env.server.reply(OPENAI, answer(None, [call("sleepy", {"label": "a"}), call("sleepy", {"label": "b"})]))
-        outcome = run(gather_with_cancel(env.agent(name="sleeper", tools=["sleepy"]).run("sleep"), lambda: len(started) == 2))
+        sleeper = env.agent(name="sleeper", tools=["sleepy"])
+        outcome = run(gather_with_cancel(sleeper.run("sleep"), lambda: len(started) == 2))
         assert isinstance(outcome, asyncio.CancelledError)
         assert sorted(cancelled) == ["a", "b"] and finished == []
 

@@ -244,7 +244,8 @@ class TestStepKinds:
             local outer = Workflow.new{name = 'outer', steps = {
               {id = 'seed', fn = function() return 21 end},
               {id = 'sub', workflow = inner, depends_on = {'seed'}, params = {x = '{{steps.seed.output}}'}},
-              {id = 'use', depends_on = {'sub'}, fn = function(p, ctx) return ctx.steps.sub.output.steps.double.output + 0 end},
+              {id = 'use', depends_on = {'sub'},
+               fn = function(p, ctx) return ctx.steps.sub.output.steps.double.output + 0 end},
             }}
             return outer:run({}, {run_id = 'outer-1'})""")
         assert record["status"] == "succeeded", record
@@ -414,8 +415,8 @@ class TestModes:
             return r, peak, order""")
         assert record["status"] == "succeeded" and peak == 1
         assert order == ["a+", "a-", "b+", "b-", "c+", "c-"]
-        assert lua.run("return Workflow.new{name = 's', mode = 'sequential', steps = {{id = 'a'}, {id = 'b'}}}:layers()") == \
-            [["a"], ["b"]]
+        layers = lua.run("return Workflow.new{name = 's', mode = 'sequential', steps = {{id = 'a'}, {id = 'b'}}}:layers()")
+        assert layers == [["a"], ["b"]]
 
     def test_dag(self, lua: Lua) -> None:
         lua.run(CONCURRENCY)
@@ -453,7 +454,8 @@ class TestModes:
             local function nap()
               return Tool.call('run_process', {command = {'sleep', '0.3'}}).exit_code
             end
-            return Workflow.new{name = 'tools_par', mode = 'parallel', steps = {{id = 'a', fn = nap}, {id = 'b', fn = nap}}}:run()""")
+            return Workflow.new{name = 'tools_par', mode = 'parallel',
+                                steps = {{id = 'a', fn = nap}, {id = 'b', fn = nap}}}:run()""")
         assert record["status"] == "succeeded", record
         assert (record["steps"]["a"]["output"], record["steps"]["b"]["output"]) == (0, 0)
         assert_overlapped(record, "a", "b")
@@ -616,7 +618,8 @@ class TestLoops:
               {id = 'list', fn = function() return {'ant', 'bee'} end},
               {id = 'each', depends_on = {'list'}, loop = {over = '{{steps.list.output}}'}, tool = 'shout',
                params = {text = '{{loop.index}}:{{loop.item}}'}},
-              {id = 'map', loop = {over = {k = 'v'}}, fn = function(p, ctx) return ctx.loop.item.key .. '=' .. ctx.loop.item.value end},
+              {id = 'map', loop = {over = {k = 'v'}},
+               fn = function(p, ctx) return ctx.loop.item.key .. '=' .. ctx.loop.item.value end},
             }}:run()""")
         assert record["steps"]["each"]["output"] == ["0:ANT", "1:BEE"]
         assert record["steps"]["map"]["output"] == ["k=v"]
@@ -929,7 +932,8 @@ class TestBusyLuaSteps:
         assert driver.resume(finished).kind == "done"  # released as it ended
         assert driver.cancel(finished) is False
         # a new step (possibly at the same address) runs untouched
-        fresh = driver.start(lua.engine.runtime.eval("function() local s = 0 for i = 1, 100000 do s = s + i end return s end"))
+        fresh = driver.start(
+            lua.engine.runtime.eval("function() local s = 0 for i = 1, 100000 do s = s + i end return s end"))
         resumed = driver.resume(fresh)
         assert resumed.kind == "done" and resumed.value == 5000050000
 

@@ -243,10 +243,12 @@ def test_yaml_errors_and_bad_fields_have_lines() -> None:
 def test_risky_steps_denied_at_validation_and_never_run(tmp_path: Path) -> None:
     result = aikit(tmp_path, "validate", str(MISSIONS / "risky.yaml"))
     assert result.returncode == 1, result.stdout
-    assert "step 'wipe' (line 12): parameters.command: denied by the security policy (rule allowed_commands)" in result.stderr
+    assert "step 'wipe' (line 12): parameters.command: denied by the security policy (rule allowed_commands)" \
+           in result.stderr
     assert "step 'overwrite' (line 15): parameters.path: denied by the security policy (rule allowed_paths): " \
            "cannot write '/etc/aikit-test.conf'" in result.stderr
-    assert "step 'escape' (line 18): parameters.destination: denied by the security policy (rule allowed_paths)" in result.stderr
+    assert "step 'escape' (line 18): parameters.destination: denied by the security policy (rule allowed_paths)" \
+           in result.stderr
     assert "step 'metadata' (line 21): parameters.url: denied by the security policy (rule private_hosts)" in result.stderr
     assert "harmless" not in result.stderr
     ran = aikit(tmp_path, "run", str(MISSIONS / "risky.yaml"))
@@ -256,7 +258,8 @@ def test_risky_steps_denied_at_validation_and_never_run(tmp_path: Path) -> None:
 
 def test_inputs_fill_paths_before_the_policy_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    text = "name: m\ninputs: {dir: out}\nsteps:\n  - {id: w, step_type: create_file, parameters: {path: '{{input.dir}}/a', content: x}}\n"
+    text = ("name: m\ninputs: {dir: out}\nsteps:\n"
+            "  - {id: w, step_type: create_file, parameters: {path: '{{input.dir}}/a', content: x}}\n")
     assert validate_mission(text, policy=policy_for(tmp_path)) == []
     problems = validate_mission(text, policy=policy_for(tmp_path), inputs={"dir": "/etc"})
     assert len(problems) == 1 and "(rule allowed_paths)" in problems[0]
