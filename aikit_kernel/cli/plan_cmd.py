@@ -94,9 +94,8 @@ def add_plan_run_options(parser: argparse.ArgumentParser, *, suppress: bool = Fa
                         help="plans: the hooks file mapping task ids / queue names to commands "
                              "(default: hooks.json or config/hooks.json next to the plan, then in the current directory)")
     parser.add_argument("--manifest", metavar="FILE", default=default(None),
-                        help="plans: the manifest of agents and layers "
-                             "(default: manifest.json or config/manifest.json next to the plan, then in the current "
-                             "directory)")
+                        help="plans: the manifest of agents and layers (default: manifest.json or config/manifest.json "
+                             "next to the plan, then in the current directory)")
     parser.add_argument("--runs-dir", metavar="DIR", default=default(None),
                         help="plans: where run directories are created (default: runs/ next to the plan)")
     parser.add_argument("--timeout", type=_positive_float, metavar="SECONDS", default=default(DEFAULT_TIMEOUT_S),

@@ -42,8 +42,8 @@ _TRACEBACK_NOISE = re.compile(r"\[aikit\]|in function 'xpcall'|^\s*\[C\]: in \?$
 
 
 AIKIT_BUILTIN_DOCS = {
-    "sleep": "sleep(seconds)\n\nWaits on aikit's I/O loop without blocking the kernel; an interrupt stops the wait at "
-             "once.\n"
+    "sleep": "sleep(seconds)\n\n"
+             "Waits on aikit's I/O loop without blocking the kernel; an interrupt stops the wait at once.\n"
     "Example: sleep(0.5)",
     "arg": "arg\n\nUnder `aikit run script.lua a b`: arg[0] is the script path, arg[1].. its arguments.",
 }

@@ -910,8 +910,8 @@ class TestBusyLuaSteps:
         make = engine.runtime.eval(
             "function(run_b, cancel_a) return"
             "  function() run_b() while true do end end,"
-            "  function() local cancelled = cancel_a() local s = 0 for i = 1, 200000 do s = s + i end return cancelled, s "
-            "end"
+            "  function() local cancelled = cancel_a() local s = 0 for i = 1, 200000 do s = s + i end "
+            "return cancelled, s end"
             " end")
         fn_a, fn_b = make(run_b, cancel_a)
         tokens["a"], tokens["b"] = driver.start(fn_a), driver.start(fn_b)
