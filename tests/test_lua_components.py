@@ -370,8 +370,8 @@ class TestSessionAndArtifact:
         assert lua.run("return Artifact.delete('notes.txt'), #Artifact.versions('notes.txt')") == (1, 0)
         code, message = lua.run("local ok, e = pcall(Artifact.get, 'notes.txt') return e.code, e.message")
         assert code == "not_found" and "notes.txt" in message
-        message = lua.run("Artifact.put('v', 'a') Artifact.put('v', 'b') local ok, e = pcall(Artifact.get, 'v', 9) return "
-                          "e.message")
+        message = lua.run("Artifact.put('v', 'a') Artifact.put('v', 'b') "
+                          "local ok, e = pcall(Artifact.get, 'v', 9) return e.message")
         assert "stored versions: 1, 2" in message
         assert lua.run("local ok, e = pcall(Artifact.delete, 'notes.txt') return e.code") == "not_found"
         assert lua.run("local ok, e = pcall(Artifact.put, 'tbl', {a = 1}) return e.code") == "invalid_argument"

@@ -243,8 +243,8 @@ class TestTools:
         assert (result.text, result.steps, result.stop_reason) == ("2", 3, "end")
         bad, good = result.tool_calls
         assert bad.error is not None and bad.error["code"] == "invalid_argument"
-        assert set(bad.error["details"]["problems"]) == {"expression: required", "expr: unknown parameter (known: "
-                                                                                 "expression)"}
+        assert set(bad.error["details"]["problems"]) == {"expression: required",
+                                                         "expr: unknown parameter (known: expression)"}
         assert good.result == 2 and good.error is None
         [feedback] = tool_messages(sent_messages(env.server, index=1))
         assert feedback["tool_call_id"] == "call_bad"

@@ -435,8 +435,8 @@ class TestModes:
         assert layers == [["top"], ["left", "right"], ["bottom"]]
         info = lua.run("return Workflow.new{name = 'i', mode = 'parallel', steps = {{id = 'a'}, {id = 'b'}}}:info()")
         assert info == {"name": "i", "mode": "parallel", "steps": ["a", "b"]}
-        code = lua.run("local ok, e = pcall(Workflow.new, {name = 'm', mode = 'random', steps = {}}) return "
-                       "e.details.problems[1]")
+        code = lua.run("local ok, e = pcall(Workflow.new, {name = 'm', mode = 'random', steps = {}}) "
+                       "return e.details.problems[1]")
         assert "mode must be one of dag, sequential, parallel" in code
 
     def test_lua_sleeps_run_concurrently(self, lua: Lua) -> None:
@@ -766,8 +766,8 @@ class TestFailures:
         assert time.monotonic() - started < 2
         assert record["status"] == "timed_out" and record["error"]["code"] == "timeout"
         assert statuses(record) == {"quick": "succeeded", "long": "timed_out", "later": "cancelled"}
-        assert lua.run("return Workflow.new{name = 'ok', steps = {{id = 'x', fn = function() sleep(0.01) return 1 "
-                       "end}}}:run().status") \
+        assert lua.run("return Workflow.new{name = 'ok', "
+                       "steps = {{id = 'x', fn = function() sleep(0.01) return 1 end}}}:run().status") \
             == "succeeded"
 
     def test_lua_step_timeout(self, lua: Lua) -> None:
@@ -991,8 +991,8 @@ class TestValidation:
             ("Workflow.new{name = 'x', steps = {}}:run(nil, {bogus = 1})", "bogus"),
             ("Workflow.record(42)", "must be a non-empty string"),
         ]:
-            message = lua.run(f"local ok, e = pcall(function() return {code} end) assert(not ok) return tostring(e.message "
-                              "or e)")
+            message = lua.run(f"local ok, e = pcall(function() return {code} end) assert(not ok) "
+                              "return tostring(e.message or e)")
             assert fragment in message, (code, message)
 
 
@@ -1060,8 +1060,8 @@ class TestMissions:
 
     def test_invalid_mission(self, lua: Lua, tmp_path: Path) -> None:
         (tmp_path / "bad.yaml").write_text(MISSION.replace("REF", "{{ghost.output.path}}").replace("read_file", "raed_file"))
-        code, problems = lua.run("local ok, e = pcall(Workflow.load, 'bad.yaml') assert(not ok) return e.code, "
-                                 "e.details.problems")
+        code, problems = lua.run("local ok, e = pcall(Workflow.load, 'bad.yaml') assert(not ok) "
+                                 "return e.code, e.details.problems")
         assert code == "invalid_argument"
         text = "\n".join(problems)
         assert "raed_file" in text

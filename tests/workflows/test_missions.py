@@ -178,14 +178,14 @@ def test_every_catalogue_type_is_mapped_or_rejected_by_name() -> None:
 
 
 def test_chain_loads_a_nested_mission(tmp_path: Path) -> None:
-    (tmp_path / "inner.yaml").write_text("name: inner\nsteps:\n  - {id: x, step_type: noop, parameters: {v: "
-                                         "'{{input.v}}'}}\n")
+    (tmp_path / "inner.yaml").write_text("name: inner\nsteps:\n"
+                                         "  - {id: x, step_type: noop, parameters: {v: '{{input.v}}'}}\n")
     (tmp_path / "outer.yaml").write_text("name: outer\nsteps:\n  - id: sub\n    step_type: chain\n"
                                          "    parameters: {mission: inner.yaml, inputs: {v: 1}}\n")
     step = parse_mission(tmp_path / "outer.yaml").workflow.steps[0]
     assert (step.kind, step.params, step.workflow.name) == ("workflow", {"v": 1}, "inner")
-    (tmp_path / "loop.yaml").write_text("name: loop\nsteps:\n  - {id: me, step_type: chain, parameters: {mission: "
-                                        "loop.yaml}}\n")
+    (tmp_path / "loop.yaml").write_text("name: loop\nsteps:\n"
+                                        "  - {id: me, step_type: chain, parameters: {mission: loop.yaml}}\n")
     assert "missions include each other" in parse_mission(tmp_path / "loop.yaml").problems[0]
 
 
