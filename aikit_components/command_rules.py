@@ -251,7 +251,8 @@ def _git_split(args: Sequence[str]) -> tuple[list[str], str | None, list[str]]:
             i += 1
             continue
         raise _refuse("git", arg, f"the option {name} before the subcommand is not one aikit knows to be harmless",
-                      f"put options after the subcommand, or use one of {', '.join(_GIT_GLOBAL_WITH_VALUE + _GIT_GLOBAL_FLAGS)}")
+                      "put options after the subcommand, or use one of "
+                      f"{', '.join(_GIT_GLOBAL_WITH_VALUE + _GIT_GLOBAL_FLAGS)}")
     return globals_, None, []
 
 

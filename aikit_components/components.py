@@ -75,7 +75,7 @@ class Components:
         return self._tools
 
     @property
-    def models(self) -> "ModelRegistry":
+    def models(self) -> ModelRegistry:
         """Model names and aliases -> providers (``[providers]``, ``[models]`` in aikit.toml)."""
         if self._models is None:
             from .providers.registry import ModelRegistry
@@ -86,7 +86,7 @@ class Components:
         return self._models
 
     @property
-    def rag(self) -> "RAG":
+    def rag(self) -> RAG:
         """RAG collections under ``<data_dir>/rag``, opened on first use (the embedding model
         itself loads only when something is first embedded)."""
         if self._rag is None:
@@ -98,7 +98,7 @@ class Components:
                                     models=lambda: self.models, pipeline=self.pipeline)
         return self._rag
 
-    def new_agent(self, spec: "AgentSpec", context: Callable[[], ToolContext] | None = None) -> "Agent":
+    def new_agent(self, spec: AgentSpec, context: Callable[[], ToolContext] | None = None) -> Agent:
         """An agent wired to this process: its model (with fallbacks), tools, state, hooks, events."""
         from .agents import Agent
         from .providers.fallback import FallbackChain
@@ -112,7 +112,7 @@ class Components:
         """Build the tool registry on a background thread (no Lua involved, so any thread may),
         after ``delay`` seconds so the imports do not compete with start-up for the GIL."""
         def warm() -> None:
-            self.tools
+            _ = self.tools  # the property builds the registry
             from .tools.schema import load_jsonschema
 
             load_jsonschema()  # validate_schema would otherwise stall the loop on its first call
@@ -124,7 +124,7 @@ class Components:
     @classmethod
     def open(cls, *, config: Config | None = None, data_dir: Path | None = None,
              loop_getter: Callable[[], asyncio.AbstractEventLoop] | None = None,
-             session_id: str | None = None, session_name: str | None = None, plugins: bool = True) -> "Components":
+             session_id: str | None = None, session_name: str | None = None, plugins: bool = True) -> Components:
         """Load config, open the stores under the data directory and enter a session: resume
         ``session_id`` when given, else create a new one named ``session_name``."""
         config = config or Config.load()
@@ -143,7 +143,8 @@ class Components:
             pipeline=pipeline,
             state=State.open_default(directory, events=events, hooks=hooks, pipeline=pipeline, session_id=session.id),
             sessions=sessions,
-            artifacts=ArtifactStore(directory, events=events, max_bytes=int(config.get("artifacts.max_bytes", 100 * 1024 * 1024))),
+            artifacts=ArtifactStore(directory, events=events,
+                                    max_bytes=int(config.get("artifacts.max_bytes", 100 * 1024 * 1024))),
             data_dir=directory,
             session=session,
             plugins=plugins,
@@ -175,7 +176,7 @@ class Components:
             except Exception:
                 log.exception("error while closing components")
 
-    def __enter__(self) -> "Components":
+    def __enter__(self) -> Components:
         return self
 
     def __exit__(self, *exc: Any) -> None:

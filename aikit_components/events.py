@@ -48,7 +48,7 @@ class Event:
 class Subscription:
     """A glob pattern plus how matching events are delivered."""
 
-    def __init__(self, bus: "EventBus", pattern: str, handler: Callable[[Event], Any] | None,
+    def __init__(self, bus: EventBus, pattern: str, handler: Callable[[Event], Any] | None,
                  max_size: int, overflow: str, loop_getter: Callable[[], asyncio.AbstractEventLoop] | None) -> None:
         if overflow not in OVERFLOW_POLICIES:
             raise InvalidArgument(f"overflow must be one of {', '.join(OVERFLOW_POLICIES)}, got {overflow!r}")

@@ -53,19 +53,19 @@ class HookResult:
     delay: float = 0.0
 
     @classmethod
-    def modify(cls, payload: dict[str, Any]) -> "HookResult":
+    def modify(cls, payload: dict[str, Any]) -> HookResult:
         return cls("modify", payload=payload)
 
     @classmethod
-    def cancel(cls, reason: str) -> "HookResult":
+    def cancel(cls, reason: str) -> HookResult:
         return cls("cancel", reason=reason)
 
     @classmethod
-    def retry(cls, delay: float = 0.0, reason: str = "") -> "HookResult":
+    def retry(cls, delay: float = 0.0, reason: str = "") -> HookResult:
         return cls("retry", delay=delay, reason=reason)
 
     @classmethod
-    def replace(cls, value: Any) -> "HookResult":
+    def replace(cls, value: Any) -> HookResult:
         return cls("replace", value=value)
 
 

@@ -53,7 +53,7 @@ class SecurityPolicy:
     max_wall_time_s: float | None = 3600.0
 
     @classmethod
-    def default(cls, extra_paths: Iterable[str | os.PathLike[str]] = ()) -> "SecurityPolicy":
+    def default(cls, extra_paths: Iterable[str | os.PathLike[str]] = ()) -> SecurityPolicy:
         """The embedded default: working directory + data directory (+ ``$AIKIT_ALLOWED_PATHS``)."""
         roots = [Path.cwd(), data_dir()]
         roots += [Path(p) for p in os.environ.get("AIKIT_ALLOWED_PATHS", "").split(os.pathsep) if p]
@@ -63,7 +63,7 @@ class SecurityPolicy:
         return cls([r.resolve() for r in roots], env)
 
     @classmethod
-    def from_config(cls, config: Any) -> "SecurityPolicy":
+    def from_config(cls, config: Any) -> SecurityPolicy:
         """The default policy widened or narrowed by the ``[security]`` section of aikit.toml."""
         policy = cls.default(extra_paths=config.get("security.allowed_paths", None) or [])
         policy.env_allowlist |= set(config.get("security.env_allowlist", None) or [])

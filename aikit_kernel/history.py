@@ -46,7 +46,8 @@ class HistoryStore:
         self.session = int(cur.lastrowid or 0)
 
     def store_input(self, line: int, source: str) -> None:
-        self.db.execute("INSERT OR REPLACE INTO history (session, line, source) VALUES (?, ?, ?)", (self.session, line, source))
+        self.db.execute("INSERT OR REPLACE INTO history (session, line, source) VALUES (?, ?, ?)",
+                        (self.session, line, source))
 
     def store_output(self, line: int, output: str) -> None:
         self.db.execute("UPDATE history SET output = ? WHERE session = ? AND line = ?", (output, self.session, line))

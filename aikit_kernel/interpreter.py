@@ -62,13 +62,13 @@ class Interpreter(abc.ABC):
     def interrupt_requested(self) -> bool:
         return False
 
-    def set_wakeup(self, wakeup: Any) -> None:
+    def set_wakeup(self, wakeup: Any) -> None:  # noqa: B027  optional hook: doing nothing is the right default
         """Give the interpreter a way to wake the idle Lua thread (for work queued from elsewhere)."""
 
-    def service(self) -> None:
+    def service(self) -> None:  # noqa: B027  optional hook: doing nothing is the right default
         """Run work queued for the Lua thread (called by the kernel when woken while idle)."""
 
-    def shutdown(self) -> None:
+    def shutdown(self) -> None:  # noqa: B027  optional hook: doing nothing is the right default
         """Release resources before the process exits."""
 
 
@@ -229,7 +229,7 @@ class CellLifecycle:
     (events ``cell.started``/``cell.finished``, hooks ``cell.before``/``cell.after``/``cell.error``),
     and a fresh tool budget for it."""
 
-    def __init__(self, components: "Components | None", scope: Any, execution_count: int) -> None:
+    def __init__(self, components: Components | None, scope: Any, execution_count: int) -> None:
         self.components = components
         self.count = execution_count
         if scope is not None:

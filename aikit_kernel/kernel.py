@@ -58,7 +58,8 @@ class Kernel:
         self._shutting_down = False
         self.shell_handlers: dict[str, Callable[[list[bytes], dict[str, Any], int], None]] = {
             "execute_request": self.execute_request,
-            "complete_request": self._simple(lambda c: self.interpreter.complete(str(c.get("code", "")), int(c.get("cursor_pos", 0)))),
+            "complete_request": self._simple(
+                lambda c: self.interpreter.complete(str(c.get("code", "")), int(c.get("cursor_pos", 0)))),
             "inspect_request": self._simple(lambda c: self.interpreter.inspect(
                 str(c.get("code", "")), int(c.get("cursor_pos", 0)), int(c.get("detail_level", 0)))),
             "is_complete_request": self._simple(lambda c: self.interpreter.is_complete(str(c.get("code", "")))),
@@ -222,7 +223,8 @@ class Kernel:
         reply_type = parent["header"]["msg_type"].rsplit("_", 1)[0] + "_reply"
         self.messenger.send(channel, reply_type, content, parent, idents, metadata)
 
-    def _simple(self, compute: Callable[[dict[str, Any]], dict[str, Any]]) -> Callable[[list[bytes], dict[str, Any], int], None]:
+    def _simple(self, compute: Callable[[dict[str, Any]], dict[str, Any]]
+                ) -> Callable[[list[bytes], dict[str, Any], int], None]:
         def handler(idents: list[bytes], msg: dict[str, Any], seq: int) -> None:
             self._reply("shell", msg, idents, compute(msg["content"]))
         return handler
@@ -305,7 +307,8 @@ class Kernel:
                 return store.range(int(content.get("session", 0)), int(content.get("start", 1)),
                                    int(stop) if stop is not None else None, output)
             if kind == "search":
-                return store.search(str(content.get("pattern", "*")), content.get("n"), bool(content.get("unique", False)), output)
+                return store.search(str(content.get("pattern", "*")), content.get("n"),
+                                    bool(content.get("unique", False)), output)
             raise ValueError(f"unknown hist_access_type {kind!r}")
 
         return {"status": "ok", "history": runtime.run_sync(query(), timeout=30)}

@@ -84,7 +84,7 @@ def run_sync(
 
 
 def wait_future(
-    future: "concurrent.futures.Future[T]",
+    future: concurrent.futures.Future[T],
     timeout: float | None = None,
     should_stop: Callable[[], bool] | None = None,
     service: Callable[[], Any] | None = None,

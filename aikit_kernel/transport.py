@@ -31,7 +31,7 @@ class ConnectionInfo:
     hb_port: int = 0
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> "ConnectionInfo":
+    def load(cls, path: str | os.PathLike[str]) -> ConnectionInfo:
         data = json.loads(Path(path).read_text())
         return cls(
             transport=data.get("transport", "tcp"),
@@ -42,7 +42,7 @@ class ConnectionInfo:
         )
 
     @classmethod
-    def fresh(cls) -> "ConnectionInfo":
+    def fresh(cls) -> ConnectionInfo:
         """A new loopback connection with random ports and a random key."""
         return cls(key=str(uuid.uuid4()).encode())
 

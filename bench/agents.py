@@ -73,19 +73,38 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(REPO))
 
+from _common import (  # noqa: E402
+    BenchError,
+    Row,
+    chosen_sizes,
+    median,
+    ms,
+    parse_args,
+    pct,
+    print_section,
+    print_verdicts,
+    progress_log,
+    us,
+    verdict,
+)
+
+from aikit_components.actors import Actor  # noqa: E402
 from aikit_components.agents import AgentSpec  # noqa: E402
 from aikit_components.components import Components  # noqa: E402
 from aikit_components.config import Config  # noqa: E402
 from aikit_components.events import EventBus  # noqa: E402
 from aikit_components.providers.messages import (  # noqa: E402
-    Completion, Message, Request, StreamEvent, ToolCall, ToolSpec, Usage,
+    Completion,
+    Message,
+    Request,
+    StreamEvent,
+    ToolCall,
+    ToolSpec,
+    Usage,
 )
 from aikit_components.providers.registry import ModelRegistry  # noqa: E402
-from aikit_components.actors import Actor  # noqa: E402
 from aikit_components.supervision import ChildSpec, Supervisor  # noqa: E402
 from aikit_components.tools import Budget, tool  # noqa: E402
-
-from _common import BenchError, pct, median, us, ms, Row, print_section, verdict, chosen_sizes, parse_args, progress_log, print_verdicts  # noqa: E402
 
 perf_ns = time.perf_counter_ns
 
@@ -421,7 +440,7 @@ async def bench_supervisor(sizes: Sizes, log: Callable[[str], None]) -> tuple[li
             sup.send("worker", "crash")
             try:
                 await asyncio.wait_for(restarted.wait(), 5.0)
-            except (asyncio.TimeoutError, TimeoutError):
+            except TimeoutError:
                 raise BenchError(f"crash {i}: the worker was not restarted within 5 s ({sup.status()})") from None
             now = sup.child("worker")
             if now is before or now.state != "running":
@@ -502,7 +521,7 @@ async def bench_local_model(components: Components, sizes: Sizes,
     except (ProviderError, BenchError) as exc:
         return None, f"FAILED to measure: {exc}", None
     rates, decode_rates, ttfts, tokens = [], [], [], []
-    for t0, first, last, end, usage, stop in runs:
+    for t0, first, last, _end, usage, _stop in runs:
         out = usage.output_tokens
         tokens.append(out)
         rates.append(out / ((last - t0) / 1e9))

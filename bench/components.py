@@ -57,16 +57,17 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(REPO))
 
+from _common import BenchError, NullOutput, Row, chosen_sizes, median, parse_args, pct, print_section, progress_log, us  # noqa: E402
+
 from aikit_components.components import Components  # noqa: E402
 from aikit_components.events import EventBus  # noqa: E402
 from aikit_components.state import State  # noqa: E402
 from aikit_components.tools import Budget, ToolRegistry, tool  # noqa: E402
 from aikit_kernel.lua.api import expose  # noqa: E402
-from aikit_kernel.lua.api._util import lua as lua_value, py  # noqa: E402
+from aikit_kernel.lua.api._util import lua as lua_value  # noqa: E402
+from aikit_kernel.lua.api._util import py  # noqa: E402
 from aikit_kernel.lua.engine import LuaEngine  # noqa: E402
 from aikit_kernel.lua_runtime import build_lua_runtime  # noqa: E402
-
-from _common import BenchError, NullOutput, pct, median, us, Row, print_section, chosen_sizes, parse_args, progress_log  # noqa: E402
 
 perf_ns = time.perf_counter_ns
 
@@ -135,7 +136,7 @@ def py_per_call_ns(fn: Callable[[int], Any], n: int) -> float:
     """(loop calling fn(i) - empty loop) / n, in ns."""
     gc.collect()
     t0 = perf_ns()
-    for i in range(1, n + 1):
+    for _ in range(1, n + 1):
         pass
     t_empty = perf_ns() - t0
     gc.collect()

@@ -45,9 +45,8 @@ from queue import Empty
 from typing import Any
 
 import zmq
-from jupyter_client import KernelManager
-
 from _common import pct
+from jupyter_client import KernelManager
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -115,11 +114,11 @@ class RunningKernel:
 
     # ------------------------------------------------------------------ life cycle
     @classmethod
-    def start(cls, spec: KernelSpec) -> "RunningKernel":
+    def start(cls, spec: KernelSpec) -> RunningKernel:
         """Start the kernel, time start_kernel() -> first kernel_info_reply, prime IOPub."""
         km = KernelManager(kernel_name=spec.name)
         km.shutdown_wait_time = SHUTDOWN_WAIT_S
-        rk = cls(spec, km, client_context(), log_file=tempfile.TemporaryFile())
+        rk = cls(spec, km, client_context(), log_file=tempfile.TemporaryFile())  # noqa: SIM115  closed in shutdown()
         env = kernel_env(spec)
         try:
             t0 = time.perf_counter()

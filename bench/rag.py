@@ -214,7 +214,8 @@ def bench_vectors(engine: Any, components: Any, n: int, nq: int, sigma: float) -
     started = time.perf_counter()
     collection = components.rag.collection("vectors", M=M, ef_construction=EF_CONSTRUCTION, ef_search=ef)
     for start in range(0, n, 10_000):
-        docs = [Document(str(i), f"v{i}", {"cluster_block": i // 10_000}, vector=X[i]) for i in range(start, min(start + 10_000, n))]
+        docs = [Document(str(i), f"v{i}", {"cluster_block": i // 10_000}, vector=X[i])
+                for i in range(start, min(start + 10_000, n))]
         asyncio.run(collection.aingest(docs))
     col_build = time.perf_counter() - started
     col_mem = rss_mb() - before

@@ -59,6 +59,21 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(REPO))
 
+from _common import (  # noqa: E402
+    BenchError,
+    NullOutput,
+    Row,
+    chosen_sizes,
+    median,
+    ms,
+    parse_args,
+    print_section,
+    print_verdicts,
+    progress_log,
+    us,
+    verdict,
+)
+
 from aikit_components.components import Components  # noqa: E402
 from aikit_components.storage.base import encode_value  # noqa: E402
 from aikit_components.workflows import RunRecord, Step, Workflow, load_run, validate  # noqa: E402
@@ -66,8 +81,6 @@ from aikit_components.workflows import engine as wf_engine  # noqa: E402
 from aikit_kernel import runtime  # noqa: E402
 from aikit_kernel.lua.api._util import py  # noqa: E402
 from aikit_kernel.lua_runtime import build_lua_runtime  # noqa: E402
-
-from _common import BenchError, NullOutput, median, us, ms, Row, print_section, verdict, chosen_sizes, parse_args, progress_log, print_verdicts  # noqa: E402
 
 perf_ns = time.perf_counter_ns
 

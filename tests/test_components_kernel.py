@@ -72,7 +72,8 @@ def test_cell_before_hook_cancels_cells(kernel: Kernel) -> None:
     kernel.assert_alive()
     assert kernel.value("return 'allowed'") == '"allowed"'
     # hooks see (and may rewrite) the code
-    kernel.ok("Hook.register('cell.before', function(ctx) ctx.payload.code = ctx.payload.code:gsub('SHOUT', 'string.upper') end)")
+    kernel.ok("Hook.register('cell.before', function(ctx) "
+              "ctx.payload.code = ctx.payload.code:gsub('SHOUT', 'string.upper') end)")
     assert kernel.value("return SHOUT('quiet')") == '"QUIET"'
     kernel.ok("for _, h in ipairs(Hook.list('cell.before')) do print(h.name) end")
     assert kernel.execute("return 'forbidden again'").content["ename"] == "cancelled"

@@ -19,7 +19,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -157,7 +157,7 @@ class KernelSocket:
                 "msg_type": msg_type,
                 "username": "test",
                 "session": self.session_id,
-                "date": datetime.now(timezone.utc).isoformat(),
+                "date": datetime.now(UTC).isoformat(),
                 "version": "5.3",
             },
             "parent_header": {},

@@ -113,7 +113,8 @@ class TestTool:
 
     def test_define_results_and_bad_specs(self, lua: Lua) -> None:
         lua.run("""
-            Tool.define{name = 'shape', description = 's', fn = function(a) return {list = {1, 2}, map = {k = 'v'}, f = 1.5} end}
+            Tool.define{name = 'shape', description = 's',
+                        fn = function(a) return {list = {1, 2}, map = {k = 'v'}, f = 1.5} end}
             Tool.define{name = 'nothing', description = 'n', fn = function(a) end}""")
         assert lua.run("return Tool.call('shape')") == {"list": [1, 2], "map": {"k": "v"}, "f": 1.5}
         assert lua.run("return Tool.call('nothing', {})") is None
@@ -138,7 +139,8 @@ class TestTool:
     def test_errors_inside_a_lua_tool_are_structured(self, lua: Lua) -> None:
         lua.run("""
             Tool.define{name = 'boom', description = 'b', fn = function(a) error('kaboom here') end}
-            Tool.define{name = 'boom2', description = 'b', fn = function(a) error({code = 'mine', message = 'custom'}) end}""")
+            Tool.define{name = 'boom2', description = 'b',
+                        fn = function(a) error({code = 'mine', message = 'custom'}) end}""")
         code, message, text = lua.run("local ok, e = pcall(Tool.call, 'boom', {}) return e.code, e.message, tostring(e)")
         assert code == "lua_error"
         assert "kaboom here" in message and text == f"lua_error: {message}"
@@ -162,7 +164,8 @@ class TestTool:
         expose(lua.engine, "Probe", {"on_test_thread": lambda: threading.current_thread() is lua_thread})
         lua.run("""
             calls = 0
-            Tool.define{name = 'square', description = 'sq', params = {type = 'object', properties = {n = {type = 'integer'}}},
+            Tool.define{name = 'square', description = 'sq',
+                        params = {type = 'object', properties = {n = {type = 'integer'}}},
                         fn = function(a) calls = calls + 1 return {v = a.n * a.n, lua_thread = Probe.on_test_thread()} end}
             Tool.define{name = 'bad', description = 'b', fn = function() error('from the loop') end}""")
         ctx = lua.components.tool_context()
@@ -318,8 +321,10 @@ class TestState:
             return State.compare_and_set('global', 'lock', nil, 'me'), State.compare_and_set('global', 'lock', nil, 'you'),
                    State.compare_and_set('global', 'lock', 'other', 'you'), State.get('global', 'lock'),
                    State.compare_and_set('global', 'lock', 'me', 'you'), State.get('global', 'lock'),
-                   State.compare_and_set('global', 'tbl', nil, {a = {1, 2}}), State.compare_and_set('global', 'tbl', {a = {1, 2}}, {a = 3}),
-                   State.get('global', 'tbl'), State.compare_and_set('global', 'num', nil, 1), State.compare_and_set('global', 'num', 1.0, 2)
+                   State.compare_and_set('global', 'tbl', nil, {a = {1, 2}}),
+                   State.compare_and_set('global', 'tbl', {a = {1, 2}}, {a = 3}),
+                   State.get('global', 'tbl'), State.compare_and_set('global', 'num', nil, 1),
+                   State.compare_and_set('global', 'num', 1.0, 2)
         """) == (True, False, False, "me", True, "you", True, True, {"a": 3}, True, True)
 
     def test_functions_cannot_be_stored(self, lua: Lua) -> None:
@@ -365,7 +370,8 @@ class TestSessionAndArtifact:
         assert lua.run("return Artifact.delete('notes.txt'), #Artifact.versions('notes.txt')") == (1, 0)
         code, message = lua.run("local ok, e = pcall(Artifact.get, 'notes.txt') return e.code, e.message")
         assert code == "not_found" and "notes.txt" in message
-        message = lua.run("Artifact.put('v', 'a') Artifact.put('v', 'b') local ok, e = pcall(Artifact.get, 'v', 9) return e.message")
+        message = lua.run("Artifact.put('v', 'a') Artifact.put('v', 'b') "
+                          "local ok, e = pcall(Artifact.get, 'v', 9) return e.message")
         assert "stored versions: 1, 2" in message
         assert lua.run("local ok, e = pcall(Artifact.delete, 'notes.txt') return e.code") == "not_found"
         assert lua.run("local ok, e = pcall(Artifact.put, 'tbl', {a = 1}) return e.code") == "invalid_argument"
@@ -398,7 +404,9 @@ class TestEvent:
     def test_publish_subscribe_with_a_lua_callback(self, lua: Lua) -> None:
         count, inside, after, got = lua.run("""
             got = {}
-            sub = Event.subscribe('job.*', function(e) got[#got + 1] = e.topic .. ':' .. tostring(e.payload.n) .. ':' .. e.source end)
+            sub = Event.subscribe('job.*', function(e)
+              got[#got + 1] = e.topic .. ':' .. tostring(e.payload.n) .. ':' .. e.source
+            end)
             local n = Event.publish('job.done', {n = 1})
             local inside = #got          -- Event.publish from Lua is itself a safe point
             Event.publish('other.topic', {n = 2})
@@ -436,7 +444,8 @@ class TestEvent:
             Event.publish('pull.one', {x = 1})
             Event.publish('nomatch', {})
             local e2 = p:receive(1)
-            return e0, e1, e2.topic, e2.payload, e2.source, type(e2.time), math.type(e2.seq), p:receive(0), p:pending(), tostring(p)""")
+            return e0, e1, e2.topic, e2.payload, e2.source, type(e2.time), math.type(e2.seq),
+                   p:receive(0), p:pending(), tostring(p)""")
         assert result[:9] == (None, None, "pull.one", {"x": 1}, "lua", "number", "integer", None, 0)
         assert result[9].startswith("subscription ") and "(pull.*)" in result[9]
         started = time.perf_counter()
@@ -454,7 +463,10 @@ class TestEvent:
             local all, mid, exact, q = Event.subscribe('*'), Event.subscribe('deep.*.b'), Event.subscribe('deep.a.b'),
                                        Event.subscribe('x.?')
             for _, t in ipairs({'deep.a.b', 'deep.x.b', 'deep.x.c', 'x.1', 'x.12'}) do Event.publish(t) end
-            local function topics(s) local out = {} while true do local e = s:receive(0) if not e then return out end out[#out + 1] = e.topic end end
+            local function topics(s)
+              local out = {}
+              while true do local e = s:receive(0) if not e then return out end out[#out + 1] = e.topic end
+            end
             return topics(all), topics(mid), topics(exact), topics(q)""")
         assert everything == ["deep.a.b", "deep.x.b", "deep.x.c", "x.1", "x.12"]
         assert middle == ["deep.a.b", "deep.x.b"] and exact == ["deep.a.b"] and question == ["x.1"]
@@ -464,7 +476,11 @@ class TestEvent:
             local old = Event.subscribe('ov.*', {max_size = 3})
             local new = Event.subscribe('ov.*', {max_size = 3, overflow = 'drop_newest'})
             for i = 1, 5 do Event.publish('ov.x', i) end
-            local function payloads(s) local out = {} for i = 1, 10 do local e = s:receive(0) if e then out[#out + 1] = e.payload end end return out end
+            local function payloads(s)
+              local out = {}
+              for i = 1, 10 do local e = s:receive(0) if e then out[#out + 1] = e.payload end end
+              return out
+            end
             local pending = old:pending()
             return pending, payloads(old), old:dropped(), payloads(new), new:dropped()
         """) == (3, [3, 4, 5], 2, [1, 2, 3], 2)
@@ -546,10 +562,15 @@ class TestHook:
     def test_before_modify_edit_and_replace(self, lua: Lua) -> None:
         lua.run(ECHO)
         assert lua.run("""
-            local h = Hook.register('tool.before', function(ctx) return Hook.modify({name = ctx.payload.name, args = {text = 'modified', n = 1}}) end)
+            local h = Hook.register('tool.before', function(ctx)
+              return Hook.modify({name = ctx.payload.name, args = {text = 'modified', n = 1}})
+            end)
             local a = Tool.call('echo', {text = 'orig'})
             h:remove()
-            h = Hook.register('tool.before', function(ctx) ctx.payload.args.text = ctx.payload.args.text:upper() ctx.payload.args.n = 7 end)
+            h = Hook.register('tool.before', function(ctx)
+              ctx.payload.args.text = ctx.payload.args.text:upper()
+              ctx.payload.args.n = 7
+            end)
             local b = Tool.call('echo', {text = 'orig'})
             h:remove()
             h = Hook.register('tool.before', function(ctx) return Hook.replace({skipped = true}) end)
@@ -733,7 +754,8 @@ class TestInterrupt:
         failure = lua.fail("State.update('global', 'u', function(v) while true do end end)")
         timer.join()
         assert failure.ename == "KeyboardInterrupt"
-        assert lua.run("return State.get('global', 'u'), State.update('global', 'u', function(v) return v + 1 end)") == (1, 2)
+        assert lua.run("return State.get('global', 'u'), "
+                       "State.update('global', 'u', function(v) return v + 1 end)") == (1, 2)
 
     def test_interrupt_a_sleeping_lua_tool(self, lua: Lua) -> None:
         lua.run("Tool.define{name = 'nap', description = 'n', fn = function() sleep(30) return 'woke' end}")

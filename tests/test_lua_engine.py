@@ -159,7 +159,8 @@ def test_inspect(engine: LuaEngine) -> None:
     ["while true do end", "local co = coroutine.wrap(function() while true do end end) co()",
      "while true do pcall(function() while true do end end) end", "sleep(30)",
      "local ok = xpcall(function() while true do end end, function(e) return e end) while true do end",
-     "local co = coroutine.create(function() while true do coroutine.yield() end end) while true do coroutine.resume(co) end"],
+     "local co = coroutine.create(function() while true do coroutine.yield() end end) "
+     "while true do coroutine.resume(co) end"],
 )
 def test_interrupt_stops_code(engine: LuaEngine, code: str) -> None:
     timer = threading.Timer(0.2, engine.interrupt)
@@ -216,7 +217,8 @@ def test_sandbox_hides_escapes(engine: LuaEngine, expr: str) -> None:
 
 def test_files_confined_to_allowed_paths(engine: LuaEngine, tmp_path: Path) -> None:
     (tmp_path / "link").symlink_to("/etc/hostname")
-    assert value(engine, "local f = assert(io.open('ok.txt', 'w')) f:write('hi', 1) f:close() return io.open('ok.txt'):read('a')") == '"hi1"'
+    assert value(engine, "local f = assert(io.open('ok.txt', 'w')) f:write('hi', 1) f:close() "
+                         "return io.open('ok.txt'):read('a')") == '"hi1"'
     denied = value(engine, "io.open('/etc/hostname')")
     assert denied.startswith("nil\t") and "outside the allowed paths" in denied
     assert "outside the allowed paths" in value(engine, "io.open('link')")

@@ -53,7 +53,8 @@ class TestRelease:
         assert live(Agent) - agents < 10 and live(Workflow) - workflows < 10
 
     def test_handles_in_use_stay(self, lua: Lua) -> None:
-        lua.run("keep = Agent.new{name = 'kept', model = 'm'} wf = Workflow.new{name = 'w', steps = {{id = 'x', noop = true}}}")
+        lua.run("keep = Agent.new{name = 'kept', model = 'm'} "
+                "wf = Workflow.new{name = 'w', steps = {{id = 'x', noop = true}}}")
         lua.run("for i = 1, 100 do Agent.new{name = 'a' .. i} end collectgarbage() collectgarbage()")
         assert lua.run("return keep:info().name, tostring(keep), tostring(wf), wf:info().name") == (
             "kept", "agent kept (m)", "workflow w", "w")
@@ -113,7 +114,8 @@ def test_soak_handles_keep_the_kernel_flat(tmp_path: Path) -> None:
                 warm = kernel_rss_mb(kernel)
         assert warm is not None
         growth = kernel_rss_mb(kernel) - warm
-        assert growth < SOAK_MAX_GROWTH_MB, f"the kernel grew {growth:.1f} MB over the last {SOAK_CELLS - SOAK_CHECK_FROM} cells"
+        assert growth < SOAK_MAX_GROWTH_MB, \
+            f"the kernel grew {growth:.1f} MB over the last {SOAK_CELLS - SOAK_CHECK_FROM} cells"
     finally:
         kernel.shutdown()
 

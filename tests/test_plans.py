@@ -463,7 +463,8 @@ def test_llm_agent_of_the_manifest_carries_out_a_task(tmp_path: Path, llm_server
                             "- [ ] TASK-002 Review again (agent: reviewer; depends: TASK-001)\n"
                             "- [ ] TASK-003 After the review (depends: TASK-002)\n")
     (tmp_path / "manifest.json").write_text(json.dumps(
-        {"agents": {"reviewer": MANIFEST["agents"]["reviewer"]}, "layers": {"audit": {"agent": "reviewer"}, "execution": {}}}))
+        {"agents": {"reviewer": MANIFEST["agents"]["reviewer"]},
+         "layers": {"audit": {"agent": "reviewer"}, "execution": {}}}))
     write_config(tmp_path, f'[providers.openai]\nbase_url = "{llm_server.url}/v1"\napi_key = "test-key"\nretries = 0\n')
     llm_server.reply("/v1/chat/completions", chat_reply("Reviewed: the install steps work."),
                      chat_reply("Reviewed: the install", finish="length"))
@@ -711,7 +712,7 @@ def test_parallel_limit_in_process_with_aikit_hooks_and_events(tmp_path: Path, m
     assert summary.status == "ok" and summary.exit_code == 0
     assert summary.peak_workers == 3 and max_overlap(intervals(summary.to_dict())) == 3
     assert before[:5] == [f"TASK-10{i}" for i in range(5)] and before[-1] == "TASK-200"
-    assert ("task_finished", "TASK-200") == events[-1] and published[-1] == "TASK-200"
+    assert events[-1] == ("task_finished", "TASK-200") and published[-1] == "TASK-200"
     assert sorted(published) == sorted(r.task for r in summary.results)
     assert {r.agent for r in summary.results} == {"probe"}
     assert "probed" in (summary.run_dir / "logs" / "TASK-200.log").read_text(encoding="utf-8")

@@ -111,7 +111,8 @@ def test_hooks_cancel_modify_replace_and_retry(ctx: ToolContext) -> None:
     hooks, events = HookRegistry(), EventBus()
     seen = events.subscribe("tool.*")
     reg = registry(hooks=hooks, events=events)
-    cancel = hooks.register("tool.before", lambda c: HookResult.cancel("not today") if c.payload["args"]["name"] == "x" else None)
+    cancel = hooks.register("tool.before",
+                            lambda c: HookResult.cancel("not today") if c.payload["args"]["name"] == "x" else None)
     with pytest.raises(Cancelled, match="not today"):
         reg.call("greet", {"name": "x"}, ctx)
     hooks.unregister(cancel)

@@ -10,12 +10,13 @@ must be JSON matching it; invalid answers are sent back with the problems, at mo
 ``max_output_retries`` times. Memory (the turns of earlier runs) persists in State.
 
 A run is an operation of kind :data:`AGENT_RUN` through the operation pipeline (and each model
-call one of kind ``LLM_CALL``). Hooks decide as they do for tools: ``agent.before`` and ``llm.before`` may cancel, modify (the
-input; the messages sent) or replace; ``agent.after`` and ``llm.after`` may cancel, retry or
-replace; ``agent.error`` and ``llm.error`` may retry or replace. A retry reruns the whole run
-(``agent.*``) or repeats the model call (``llm.*``), at most ``MAX_RETRIES`` times per run or
-per call; then the last outcome stands. A model stopped by its provider's content filter gives a
-result whose ``refusal`` says so (which provider and model, and what the provider said).
+call one of kind ``LLM_CALL``). Hooks decide as they do for tools: ``agent.before`` and
+``llm.before`` may cancel, modify (the input; the messages sent) or replace; ``agent.after`` and
+``llm.after`` may cancel, retry or replace; ``agent.error`` and ``llm.error`` may retry or replace.
+A retry reruns the whole run (``agent.*``) or repeats the model call (``llm.*``), at most
+``MAX_RETRIES`` times per run or per call; then the last outcome stands. A model stopped by its
+provider's content filter gives a result whose ``refusal`` says so (which provider and model, and
+what the provider said).
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ class AgentSpec:
             problems.append("max_steps: an integer >= 1")
         if not whole(self.max_output_retries) or self.max_output_retries < 0:
             problems.append("max_output_retries: an integer >= 0")
-        if self.temperature is not None and (not isinstance(self.temperature, (int, float)) or isinstance(self.temperature, bool)
+        if self.temperature is not None and (not isinstance(self.temperature, (int, float))
+                                             or isinstance(self.temperature, bool)
                                              or not 0 <= self.temperature <= 2):
             problems.append("temperature: a number between 0 and 2")
         if self.max_tokens is not None and (not whole(self.max_tokens) or self.max_tokens < 1):
@@ -125,7 +127,7 @@ class Agent:
     """Runs an :class:`AgentSpec` against a provider (see the module docstring)."""
 
     def __init__(self, spec: AgentSpec, *, provider: Any, tools: ToolRegistry, context: Callable[[], ToolContext],
-                 state: Any = None, events: Any = None, hooks: Any = None, ledger: "UsageLedger | None" = None,
+                 state: Any = None, events: Any = None, hooks: Any = None, ledger: UsageLedger | None = None,
                  pipeline: Pipeline | None = None) -> None:
         spec.validate()
         self.spec = spec
@@ -163,8 +165,10 @@ class Agent:
 
         return Tool(
             name=self.spec.name, description=description or f"Ask the agent {self.spec.name!r}: {self.spec.system[:200]}",
-            fn=delegate, parameters={"type": "object", "properties": {"input": {"type": "string", "description": "The task or question."}},
-                                     "required": ["input"], "additionalProperties": False},
+            fn=delegate,
+            parameters={"type": "object",
+                        "properties": {"input": {"type": "string", "description": "The task or question."}},
+                        "required": ["input"], "additionalProperties": False},
             category="agents", security="safe", source="agent", is_async=True,
         )
 
@@ -269,7 +273,8 @@ class Agent:
                                                           f"available: {', '.join(self.spec.tools) or 'none'}"}
             return record
         if "_raw" in call.arguments and len(call.arguments) == 1:
-            record.error = {"code": "invalid_argument", "message": "the arguments were not valid JSON: " + str(call.arguments["_raw"])[:500]}
+            record.error = {"code": "invalid_argument",
+                            "message": "the arguments were not valid JSON: " + str(call.arguments["_raw"])[:500]}
             return record
         try:
             record.result = await self.registry.acall(call.name, call.arguments, ctx)

@@ -106,7 +106,7 @@ class OperationTransport(httpx.AsyncBaseTransport):
     async def aclose(self) -> None:
         await self.inner.aclose()
 
-    async def __aenter__(self) -> "OperationTransport":
+    async def __aenter__(self) -> OperationTransport:
         await self.inner.__aenter__()
         return self
 

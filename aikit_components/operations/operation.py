@@ -27,7 +27,7 @@ class Operation:
     :class:`~aikit_components.tools.base.ToolContext`, say); ``meta`` is scratch space that
     interceptors share with each other and with the handler (a span, a journal entry)."""
 
-    kind: "OperationKind"
+    kind: OperationKind
     name: str
     payload: dict[str, Any]
     context: Any = None
@@ -51,15 +51,15 @@ class Decision:
     delay: float = 0.0
 
     @classmethod
-    def cancel(cls, reason: str) -> "Decision":
+    def cancel(cls, reason: str) -> Decision:
         return cls("cancel", reason=reason)
 
     @classmethod
-    def retry(cls, delay: float = 0.0, reason: str = "") -> "Decision":
+    def retry(cls, delay: float = 0.0, reason: str = "") -> Decision:
         return cls("retry", delay=delay, reason=reason)
 
     @classmethod
-    def replace(cls, value: Any) -> "Decision":
+    def replace(cls, value: Any) -> Decision:
         return cls("replace", value=value)
 
 

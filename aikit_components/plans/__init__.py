@@ -18,10 +18,28 @@ from __future__ import annotations
 
 from .commands import CommandMap, CommandSpec, TaskCommands, find_hooks_file, hooks_from_dict, load_hooks
 from .execution import CommandRecord, DryRunAction, ExecutionContext, TaskOutcome
-from .manifest import (AGENT_KINDS, BUILTIN_AGENTS, AgentConfig, LayerConfig, Manifest, find_manifest_file,
-                       load_manifest, manifest_from_dict)
-from .model import (DEFAULT_LAYER, PLAN_VERSION, TASK_ID_PATTERN, Plan, Queue, Task, is_task_id, load_plan,
-                    plan_from_dict, save_plan)
+from .manifest import (
+    AGENT_KINDS,
+    BUILTIN_AGENTS,
+    AgentConfig,
+    LayerConfig,
+    Manifest,
+    find_manifest_file,
+    load_manifest,
+    manifest_from_dict,
+)
+from .model import (
+    DEFAULT_LAYER,
+    PLAN_VERSION,
+    TASK_ID_PATTERN,
+    Plan,
+    Queue,
+    Task,
+    is_task_id,
+    load_plan,
+    plan_from_dict,
+    save_plan,
+)
 from .report import DryRunReport, RunSummary, TaskResult
 from .runner import DEFAULT_MAX_WORKERS, DEFAULT_TIMEOUT_S, PlanRunner, RunOptions, child_base_env, run_plan
 from .sot import SotProblem, SotResult, parse_sot, parse_sot_file

@@ -210,8 +210,8 @@ def manifest_from_dict(data: Any, *, where: str = "manifest.json") -> Manifest:
             manifest.agents[name] = agent
     raw_layers = data.get("layers", {})
     if not isinstance(raw_layers, dict):
-        problems.append(f"layers: expected an object mapping layer names to {{\"agent\": NAME}}, "
-                        f"got {type(raw_layers).__name__}; fix: write \"layers\": {{\"execution\": {{\"agent\": \"shell\"}}}}")
+        problems.append(f"layers: expected an object mapping layer names to {{\"agent\": NAME}}, got "
+                        f"{type(raw_layers).__name__}; fix: write \"layers\": {{\"execution\": {{\"agent\": \"shell\"}}}}")
         raw_layers = {}
     for name, raw in raw_layers.items():
         if name.startswith(("_", "$")):

@@ -25,7 +25,7 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ def is_task_id(text: object) -> bool:
 
 def utc_now() -> str:
     """The current UTC time as ISO 8601 with a ``Z`` suffix (microsecond precision)."""
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 @dataclass
@@ -244,7 +244,7 @@ def plan_from_dict(data: Any, *, where: str = "plan") -> Plan:
         queues.append(queue)
     plan = Plan(source=source, queues=queues, generated_at=generated_at,
                 version=version if isinstance(version, int) else PLAN_VERSION)
-    for task, message in dependency_problems([t for _, t in plan.tasks()]):
+    for _task, message in dependency_problems([t for _, t in plan.tasks()]):
         problems.append(message)
     if problems:
         raise ValidationError(f"{where} is not a valid plan:", problems, details={"plan": where})

@@ -30,7 +30,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +86,7 @@ def child_base_env(policy: SecurityPolicy, inherit: bool = False) -> dict[str, s
 
 
 def _new_run_dir(runs_dir: Path) -> tuple[str, Path]:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     try:
         runs_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -133,9 +133,11 @@ class PlanRunner:
         self.policy = policy or getattr(components, "policy", None) or SecurityPolicy.default()
         self.options = options or RunOptions()
         if self.options.max_workers < 1:
-            raise ValidationError("invalid run options:", [f"max_workers must be at least 1, got {self.options.max_workers}"])
+            raise ValidationError("invalid run options:",
+                                  [f"max_workers must be at least 1, got {self.options.max_workers}"])
         if self.options.timeout_s <= 0:
-            raise ValidationError("invalid run options:", [f"timeout_s must be greater than 0, got {self.options.timeout_s}"])
+            raise ValidationError("invalid run options:",
+                                  [f"timeout_s must be greater than 0, got {self.options.timeout_s}"])
         self.components = components if components is not None else PlanComponents(
             policy=self.policy, events=EventBus(), hooks=HookRegistry())
         self.base_env = base_env if base_env is not None else child_base_env(self.policy)

@@ -77,7 +77,7 @@ class RAG:
     """The collections under one root directory (see the module docstring). Thread-safe."""
 
     def __init__(self, root: Path, *, config: Any = None, events: Any = None,
-                 models: Callable[[], Any] | None = None, pipeline: "Pipeline | None" = None) -> None:
+                 models: Callable[[], Any] | None = None, pipeline: Pipeline | None = None) -> None:
         from ..operations.standard import standard_pipeline
 
         self.root = Path(root)

@@ -86,7 +86,7 @@ class ToolContext:
     caller: str = "python"  # who called: "lua", "agent:<name>", "workflow:<id>", "python"
     # The process's operation pipeline: programs a tool launches and requests it sends run through
     # it (kinds PROCESS, HTTP_REQUEST). None: they run directly, seen by no interceptor.
-    pipeline: "Pipeline | None" = None
+    pipeline: Pipeline | None = None
 
     def setting(self, dotted: str, default: Any) -> Any:
         """A config value (``tools.http_timeout_s``) or ``default`` without a config."""

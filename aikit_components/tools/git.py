@@ -16,9 +16,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..command_rules import GIT_PINNED_ENV
 from ..errors import InvalidArgument, IOFailure, NotFound, PermissionDenied
 from .base import ToolContext, tool
-from ..command_rules import GIT_PINNED_ENV
 from .system import ProcessOutput, child_env, resolve_program, run_argv
 
 DEFAULT_TIMEOUT_S = 60.0

@@ -56,7 +56,7 @@ class ToolRegistry:
     def unregister(self, name: str) -> bool:
         return self._tools.pop(name, None) is not None
 
-    def load_builtins(self) -> "ToolRegistry":
+    def load_builtins(self) -> ToolRegistry:
         """Register every built-in tool (modules ``aikit_components.tools.<category>``)."""
         for module_name in BUILTIN_MODULES:
             try:

@@ -291,7 +291,8 @@ async def run_process(ctx: ToolContext, command: list[str], cwd: str | None = No
         cwd: Working directory (inside the allowed paths); defaults to the current directory.
         timeout_s: Seconds before the program and everything it started are killed (default tools.process_timeout_s, 60).
         max_output_bytes: Bytes of stdout and of stderr kept; the rest is dropped and truncated is set (default 1 MiB).
-        env: Extra environment variables for the program (it otherwise sees only the allowlisted ones and PATH); names such as GIT_*, LD_*, PYTHON*, BASH_ENV or PATH are refused.
+        env: Extra environment variables for the program (it otherwise sees only the allowlisted ones and PATH);
+            names such as GIT_*, LD_*, PYTHON*, BASH_ENV or PATH are refused.
         stdin: Text written to the program's standard input, which is then closed.
 
     Returns:

@@ -74,7 +74,7 @@ class Step:
     when: Condition | None = None
     loop: Loop | None = None
     fn: Callable[..., Any] | None = None
-    workflow: "Workflow | None" = None
+    workflow: Workflow | None = None
     timeout_s: float | None = None
     continue_on_error: bool = False
     retries: int | None = None  # None: the workflow's retry_attempts
@@ -129,7 +129,7 @@ class StepRecord:
                 "duration_s": self.duration_s}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "StepRecord":
+    def from_dict(cls, data: dict[str, Any]) -> StepRecord:
         return cls(data["id"], data.get("status", "pending"), data.get("output"), data.get("error"),
                    int(data.get("attempts", 0)), data.get("started_at"), data.get("ended_at"))
 
@@ -162,7 +162,7 @@ class RunRecord:
                 "steps": {sid: rec.to_dict() for sid, rec in self.steps.items()}}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RunRecord":
+    def from_dict(cls, data: dict[str, Any]) -> RunRecord:
         return cls(data["run_id"], data["workflow"], data.get("status", "pending"),
                    {sid: StepRecord.from_dict(s) for sid, s in (data.get("steps") or {}).items()},
                    dict(data.get("inputs") or {}), data.get("error"), data.get("started_at"), data.get("ended_at"),

@@ -44,7 +44,7 @@ class StepNode:
     while_ref: Template | None = None
     while_value: Template | None = None
     inline: bool = False  # a noop without a predicate function: runs without a task
-    nested: "WorkflowPlan | None" = None
+    nested: WorkflowPlan | None = None
 
 
 @dataclass
@@ -220,13 +220,12 @@ def analyze(workflow: Workflow, components: Any = None, inputs: Mapping[str, Any
         refs: list[tuple[Ref, bool]] = [(r, False) for r in node.params.refs]  # (ref, loop refs allowed)
         template_problems = list(node.params.problems)
         loop_allowed = step.loop is not None
-        if step.when is not None:
-            if _check_condition(step.when, f"{label}: when", problems):
-                node.when_ref, node.when_value = _condition_templates(step.when, "when")
-                for t in (node.when_ref, node.when_value):
-                    if t is not None:
-                        template_problems += t.problems
-                        refs += [(r, False) for r in t.refs]
+        if step.when is not None and _check_condition(step.when, f"{label}: when", problems):
+            node.when_ref, node.when_value = _condition_templates(step.when, "when")
+            for t in (node.when_ref, node.when_value):
+                if t is not None:
+                    template_problems += t.problems
+                    refs += [(r, False) for r in t.refs]
         if step.loop is not None and _check_loop(step.loop, label, problems):
             loop = step.loop
             if isinstance(loop.over, str):
@@ -491,9 +490,8 @@ def _check_kind(node: StepNode, label: str, components: Any, tools: Any, problem
             sub = analyze(nested, components, None, set(params))
             node.nested = sub
             problems.extend(f"{label} > workflow {nested.name!r}: {p}" for p in sub.problems)
-    elif kind == "function":
-        if not callable(step.fn):
-            problems.append(f"{label}: a function step needs fn = a callable fn(params, ctx)")
+    elif kind == "function" and not callable(step.fn):
+        problems.append(f"{label}: a function step needs fn = a callable fn(params, ctx)")
 
 
 def agent_spec(target: Any, config: Any, strict: bool = True) -> Any:

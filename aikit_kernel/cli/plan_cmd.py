@@ -94,8 +94,8 @@ def add_plan_run_options(parser: argparse.ArgumentParser, *, suppress: bool = Fa
                         help="plans: the hooks file mapping task ids / queue names to commands "
                              "(default: hooks.json or config/hooks.json next to the plan, then in the current directory)")
     parser.add_argument("--manifest", metavar="FILE", default=default(None),
-                        help="plans: the manifest of agents and layers "
-                             "(default: manifest.json or config/manifest.json next to the plan, then in the current directory)")
+                        help="plans: the manifest of agents and layers (default: manifest.json or config/manifest.json "
+                             "next to the plan, then in the current directory)")
     parser.add_argument("--runs-dir", metavar="DIR", default=default(None),
                         help="plans: where run directories are created (default: runs/ next to the plan)")
     parser.add_argument("--timeout", type=_positive_float, metavar="SECONDS", default=default(DEFAULT_TIMEOUT_S),
@@ -147,8 +147,19 @@ def _run_plan(plan_path: str, opts: argparse.Namespace) -> int:
 
     from aikit_components.config import load_config
     from aikit_components.errors import AikitError
-    from aikit_components.plans import (CommandMap, Manifest, PlanRunner, RunOptions, TaskResult, child_base_env,
-                                        find_hooks_file, find_manifest_file, load_hooks, load_manifest, load_plan)
+    from aikit_components.plans import (
+        CommandMap,
+        Manifest,
+        PlanRunner,
+        RunOptions,
+        TaskResult,
+        child_base_env,
+        find_hooks_file,
+        find_manifest_file,
+        load_hooks,
+        load_manifest,
+        load_plan,
+    )
     from aikit_components.security import SecurityPolicy
 
     components = None
@@ -197,7 +208,7 @@ def _run_plan(plan_path: str, opts: argparse.Namespace) -> int:
             components.close()
 
 
-def _execute(runner: "PlanRunner", opts: argparse.Namespace) -> int:
+def _execute(runner: PlanRunner, opts: argparse.Namespace) -> int:
     """Run or dry-run with ``runner``, print the outcome and return the exit status."""
     import json
     import os

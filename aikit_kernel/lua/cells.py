@@ -7,8 +7,8 @@ murmur2 is written here (20 lines) rather than imported from ipykernel because i
 
 from __future__ import annotations
 
-import os
 import contextlib
+import os
 import re
 import tempfile
 from pathlib import Path

@@ -22,7 +22,8 @@ class LuaDispatcher:
 
     def __init__(self) -> None:
         self.thread = threading.current_thread()
-        self._calls: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...], concurrent.futures.Future[Any]]] = queue.SimpleQueue()
+        self._calls: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...], concurrent.futures.Future[Any]]] = (
+            queue.SimpleQueue())
         self._services: list[Callable[[], int]] = []
         self._servicing = False
         self.wake = threading.Event()  # set when a call is queued; run_sync waits on it

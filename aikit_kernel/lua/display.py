@@ -57,18 +57,23 @@ return setmetatable(display, {
 """
 
 DOCS = {
-    "display": "display(value [, {id = name}]) -> handle\n\nShows a value as rich output: text/plain always; a table also as "
+    "display": "display(value [, {id = name}]) -> handle\n\n"
+               "Shows a value as rich output: text/plain always; a table also as "
     "application/json, and a list of records also as an HTML table (JupyterLab prefers the JSON tree; use display.table "
     "for the table alone). Returns a handle; handle:update(new) "
     "replaces the display in place.\nExample: local h = display({{name = 'a', n = 1}}); h:update({{name = 'b', n = 2}})",
-    "display.html": "display.html(html [, {id = name}]) -> handle\n\nShows an HTML fragment.\nExample: display.html('<b>bold</b>')",
-    "display.markdown": "display.markdown(text [, {id = name}]) -> handle\n\nShows Markdown.\nExample: display.markdown('# Title')",
-    "display.json": "display.json(value [, {id = name}]) -> handle\n\nShows a table (or a JSON string) as an interactive JSON tree.\n"
+    "display.html": "display.html(html [, {id = name}]) -> handle\n\nShows an HTML fragment.\n"
+                    "Example: display.html('<b>bold</b>')",
+    "display.markdown": "display.markdown(text [, {id = name}]) -> handle\n\nShows Markdown.\n"
+                        "Example: display.markdown('# Title')",
+    "display.json": "display.json(value [, {id = name}]) -> handle\n\n"
+                    "Shows a table (or a JSON string) as an interactive JSON tree.\n"
     "Example: display.json({a = {1, 2}})",
     "display.table": "display.table(records [, {id = name}]) -> handle\n\nShows a list of records (tables with named "
     "fields) as an HTML table only (columns sorted by name, at most 200 rows).\n"
     "Example: display.table({{name = 'a', n = 1}, {name = 'b', n = 2}})",
-    "display.latex": "display.latex(source [, {id = name}]) -> handle\n\nShows LaTeX math.\nExample: display.latex('$e^{i\\\\pi} = -1$')",
+    "display.latex": "display.latex(source [, {id = name}]) -> handle\n\nShows LaTeX math.\n"
+                     "Example: display.latex('$e^{i\\\\pi} = -1$')",
     "display.svg": "display.svg(source [, {id = name}]) -> handle\n\nShows an SVG image.",
     "display.image": "display.image(bytes [, mime = 'image/png' [, {id = name}]]) -> handle\n\nShows raw image bytes "
     "(PNG, JPEG, GIF, WebP).\nExample: display.image(io.open('plot.png', 'rb'):read('a'))",

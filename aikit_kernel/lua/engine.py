@@ -42,7 +42,8 @@ _TRACEBACK_NOISE = re.compile(r"\[aikit\]|in function 'xpcall'|^\s*\[C\]: in \?$
 
 
 AIKIT_BUILTIN_DOCS = {
-    "sleep": "sleep(seconds)\n\nWaits on aikit's I/O loop without blocking the kernel; an interrupt stops the wait at once.\n"
+    "sleep": "sleep(seconds)\n\n"
+             "Waits on aikit's I/O loop without blocking the kernel; an interrupt stops the wait at once.\n"
     "Example: sleep(0.5)",
     "arg": "arg\n\nUnder `aikit run script.lua a b`: arg[0] is the script path, arg[1].. its arguments.",
 }
@@ -134,7 +135,8 @@ class LuaEngine:
         self.address = self.internal[b"address"]  # a table's identity without metamethods
         self._identity = self.runtime.eval(b"function(...) return ... end")
         self.internal[b"cell_functions"] = self.runtime.eval(b"setmetatable({}, {__mode = 'k'})")
-        self._compile_in = self.runtime.eval(b"function(code, name) local fn, err = load(code, name, 't') return fn, err end")
+        self._compile_in = self.runtime.eval(
+            b"function(code, name) local fn, err = load(code, name, 't') return fn, err end")
         self._function_origin = self.runtime.eval(
             b"(function(getinfo) return function(f) local i = getinfo(f, 'S') "
             b"return i.source, i.linedefined, i.lastlinedefined end end)(debug.getinfo)")

@@ -39,8 +39,8 @@ class Token:
 
 
 KEYWORDS = frozenset(
-    "and break do else elseif end false for function goto if in local nil not or repeat return "
-    "then true until while".split()
+    ["and", "break", "do", "else", "elseif", "end", "false", "for", "function", "goto", "if", "in", "local", "nil",
+     "not", "or", "repeat", "return", "then", "true", "until", "while"]
 )
 
 

@@ -243,7 +243,8 @@ class TestTools:
         assert (result.text, result.steps, result.stop_reason) == ("2", 3, "end")
         bad, good = result.tool_calls
         assert bad.error is not None and bad.error["code"] == "invalid_argument"
-        assert set(bad.error["details"]["problems"]) == {"expression: required", "expr: unknown parameter (known: expression)"}
+        assert set(bad.error["details"]["problems"]) == {"expression: required",
+                                                         "expr: unknown parameter (known: expression)"}
         assert good.result == 2 and good.error is None
         [feedback] = tool_messages(sent_messages(env.server, index=1))
         assert feedback["tool_call_id"] == "call_bad"
@@ -725,7 +726,8 @@ class TestCancellation:
 
         env.components.tools.register(sleepy)
         env.server.reply(OPENAI, answer(None, [call("sleepy", {"label": "a"}), call("sleepy", {"label": "b"})]))
-        outcome = run(gather_with_cancel(env.agent(name="sleeper", tools=["sleepy"]).run("sleep"), lambda: len(started) == 2))
+        sleeper = env.agent(name="sleeper", tools=["sleepy"])
+        outcome = run(gather_with_cancel(sleeper.run("sleep"), lambda: len(started) == 2))
         assert isinstance(outcome, asyncio.CancelledError)
         assert sorted(cancelled) == ["a", "b"] and finished == []
 

@@ -192,7 +192,8 @@ def test_agent_after_may_replace_text_and_data_and_cancel(env: AgentEnv) -> None
     env.server.reply(OPENAI, answer("about cats"))
     with pytest.raises(Cancelled) as info:
         run(env.agent(name="strict").run("dogs?"))
-    assert "off topic" in info.value.message and info.value.details["agent"] == "strict" and info.value.details["reason"] == "off topic"
+    assert "off topic" in info.value.message
+    assert info.value.details["agent"] == "strict" and info.value.details["reason"] == "off topic"
 
 
 def test_agent_error_replace_returns_the_replacement(env: AgentEnv) -> None:

@@ -42,7 +42,8 @@ class TestRun:
         server.reply(OPENAI, answer("forty-two"), answer('{"n": 42, "why": "6 * 7"}'))
         data, stop = lua.run("""
             local a = Agent.new{name = 'json', model = 'openai/m',
-                                output_schema = {type = 'object', properties = {n = {type = 'integer'}, why = {type = 'string'}},
+                                output_schema = {type = 'object',
+                                                 properties = {n = {type = 'integer'}, why = {type = 'string'}},
                                                  required = {'n'}}}
             local r = a:run('6 * 7 as JSON')
             return r.data, r.stop_reason""")

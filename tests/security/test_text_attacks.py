@@ -97,7 +97,8 @@ def test_regex_tool_cuts_catastrophic_backtracking(ctx: ToolContext) -> None:
 
 def test_grep_cuts_catastrophic_backtracking(ctx: ToolContext, workdir: Path) -> None:
     (workdir / "victim.txt").write_text(VICTIM + "\n")
-    contained("timeout", call, ctx, "grep", {"pattern": EVIL, "path": "victim.txt"}, says=["grep ran longer than its time budget"],
+    contained("timeout", call, ctx, "grep", {"pattern": EVIL, "path": "victim.txt"},
+              says=["grep ran longer than its time budget"],
               how=("regex=false", "avoid nested quantifiers"))
     assert call(ctx, "grep", {"pattern": "a+!", "path": "victim.txt"})["count"] == 1
 

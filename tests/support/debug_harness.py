@@ -21,7 +21,7 @@ class DebugHarness:
     def __init__(self, engine: LuaEngine) -> None:
         self.engine = engine
         self.debugger: LuaDebugger = engine.debugger
-        self.events: "queue.Queue[tuple[str, dict[str, Any]]]" = queue.Queue()
+        self.events: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
         self.debugger.add_listener(lambda event, body: self.events.put((event, body)))
         self.cell_count = 0
         self._seen: list[tuple[str, dict[str, Any]]] = []
@@ -32,7 +32,7 @@ class DebugHarness:
         """Write the cell's file first, as JupyterLab's dumpCell does; returns its path."""
         return self.engine.cells.dump(code)
 
-    def run(self, code: str, controller: Callable[["DebugHarness"], None] | None = None) -> RunResult:
+    def run(self, code: str, controller: Callable[[DebugHarness], None] | None = None) -> RunResult:
         """Run a cell here while ``controller`` drives the debugger from another thread."""
         failures: list[BaseException] = []
 

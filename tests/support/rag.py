@@ -11,10 +11,12 @@ CORPUS = ROOT / "examples" / "rag" / "corpus"
 QUESTIONS = ROOT / "examples" / "rag" / "questions.json"
 
 FACTS = [
-    {"id": "paris", "text": "Paris is the capital of France and lies on the Seine.", "metadata": {"source": "geo.md", "lang": "en"}},
+    {"id": "paris", "text": "Paris is the capital of France and lies on the Seine.",
+     "metadata": {"source": "geo.md", "lang": "en"}},
     {"id": "berlin", "text": "Berlin is the capital of Germany.", "metadata": {"source": "geo.md", "lang": "de"}},
     {"id": "banana", "text": "Bananas are yellow fruit rich in potassium.", "metadata": {"source": "food.md", "lang": "en"}},
-    {"id": "moon", "text": "The Moon orbits the Earth every 27 days.", "metadata": {"source": "space.md", "lang": "en", "year": 1969}},
+    {"id": "moon", "text": "The Moon orbits the Earth every 27 days.",
+     "metadata": {"source": "space.md", "lang": "en", "year": 1969}},
 ]
 
 

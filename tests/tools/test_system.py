@@ -140,7 +140,8 @@ def test_cwd_outside_allowed_paths(call: ToolCaller, ctx: ToolContext) -> None:
 
 
 # ------------------------------------------------------------------ path-like arguments
-def test_arguments_naming_files_outside_the_allowed_paths_are_refused(call: ToolCaller, ctx: ToolContext, workdir: Path) -> None:
+def test_arguments_naming_files_outside_the_allowed_paths_are_refused(call: ToolCaller, ctx: ToolContext,
+                                                                      workdir: Path) -> None:
     outside = workdir.parent / "outside.txt"
     outside.write_text("secret outside\n")
     (workdir / "link").symlink_to(outside)

@@ -375,7 +375,8 @@ class TestFailures:
         assert seen == [{"prev": None, "field": None, "status": "failed"}]
 
     def test_runtime_template_error_fails_the_step(self, comps: Components) -> None:
-        wf = Workflow("tpl", steps=[Step("a", params={"x": 1}), Step("b", depends_on=["a"], params={"y": "{{a.output.nope}}"})])
+        wf = Workflow("tpl", steps=[Step("a", params={"x": 1}),
+                                    Step("b", depends_on=["a"], params={"y": "{{a.output.nope}}"})])
         record = go(wf, comps)
         assert record.steps["b"].status == "failed"
         error = record.steps["b"].error
@@ -569,7 +570,8 @@ class TestConditionsAndLoops:
 
     def test_loop_over_a_reference_longer_than_max_iterations_fails(self, comps: Components) -> None:
         wf = Workflow("lo", steps=[Step("src", params={"items": list(range(20))}),
-                                   Step("each", depends_on=["src"], loop=Loop(over="{{src.output.items}}", max_iterations=10))])
+                                   Step("each", depends_on=["src"],
+                                        loop=Loop(over="{{src.output.items}}", max_iterations=10))])
         record = go(wf, comps)
         assert record.steps["each"].status == "failed" and "exceeds max_iterations" in record.steps["each"].error["message"]
 

@@ -244,7 +244,8 @@ class TestStepKinds:
             local outer = Workflow.new{name = 'outer', steps = {
               {id = 'seed', fn = function() return 21 end},
               {id = 'sub', workflow = inner, depends_on = {'seed'}, params = {x = '{{steps.seed.output}}'}},
-              {id = 'use', depends_on = {'sub'}, fn = function(p, ctx) return ctx.steps.sub.output.steps.double.output + 0 end},
+              {id = 'use', depends_on = {'sub'},
+               fn = function(p, ctx) return ctx.steps.sub.output.steps.double.output + 0 end},
             }}
             return outer:run({}, {run_id = 'outer-1'})""")
         assert record["status"] == "succeeded", record
@@ -414,8 +415,8 @@ class TestModes:
             return r, peak, order""")
         assert record["status"] == "succeeded" and peak == 1
         assert order == ["a+", "a-", "b+", "b-", "c+", "c-"]
-        assert lua.run("return Workflow.new{name = 's', mode = 'sequential', steps = {{id = 'a'}, {id = 'b'}}}:layers()") == \
-            [["a"], ["b"]]
+        layers = lua.run("return Workflow.new{name = 's', mode = 'sequential', steps = {{id = 'a'}, {id = 'b'}}}:layers()")
+        assert layers == [["a"], ["b"]]
 
     def test_dag(self, lua: Lua) -> None:
         lua.run(CONCURRENCY)
@@ -434,7 +435,8 @@ class TestModes:
         assert layers == [["top"], ["left", "right"], ["bottom"]]
         info = lua.run("return Workflow.new{name = 'i', mode = 'parallel', steps = {{id = 'a'}, {id = 'b'}}}:info()")
         assert info == {"name": "i", "mode": "parallel", "steps": ["a", "b"]}
-        code = lua.run("local ok, e = pcall(Workflow.new, {name = 'm', mode = 'random', steps = {}}) return e.details.problems[1]")
+        code = lua.run("local ok, e = pcall(Workflow.new, {name = 'm', mode = 'random', steps = {}}) "
+                       "return e.details.problems[1]")
         assert "mode must be one of dag, sequential, parallel" in code
 
     def test_lua_sleeps_run_concurrently(self, lua: Lua) -> None:
@@ -452,7 +454,8 @@ class TestModes:
             local function nap()
               return Tool.call('run_process', {command = {'sleep', '0.3'}}).exit_code
             end
-            return Workflow.new{name = 'tools_par', mode = 'parallel', steps = {{id = 'a', fn = nap}, {id = 'b', fn = nap}}}:run()""")
+            return Workflow.new{name = 'tools_par', mode = 'parallel',
+                                steps = {{id = 'a', fn = nap}, {id = 'b', fn = nap}}}:run()""")
         assert record["status"] == "succeeded", record
         assert (record["steps"]["a"]["output"], record["steps"]["b"]["output"]) == (0, 0)
         assert_overlapped(record, "a", "b")
@@ -615,7 +618,8 @@ class TestLoops:
               {id = 'list', fn = function() return {'ant', 'bee'} end},
               {id = 'each', depends_on = {'list'}, loop = {over = '{{steps.list.output}}'}, tool = 'shout',
                params = {text = '{{loop.index}}:{{loop.item}}'}},
-              {id = 'map', loop = {over = {k = 'v'}}, fn = function(p, ctx) return ctx.loop.item.key .. '=' .. ctx.loop.item.value end},
+              {id = 'map', loop = {over = {k = 'v'}},
+               fn = function(p, ctx) return ctx.loop.item.key .. '=' .. ctx.loop.item.value end},
             }}:run()""")
         assert record["steps"]["each"]["output"] == ["0:ANT", "1:BEE"]
         assert record["steps"]["map"]["output"] == ["k=v"]
@@ -762,7 +766,8 @@ class TestFailures:
         assert time.monotonic() - started < 2
         assert record["status"] == "timed_out" and record["error"]["code"] == "timeout"
         assert statuses(record) == {"quick": "succeeded", "long": "timed_out", "later": "cancelled"}
-        assert lua.run("return Workflow.new{name = 'ok', steps = {{id = 'x', fn = function() sleep(0.01) return 1 end}}}:run().status") \
+        assert lua.run("return Workflow.new{name = 'ok', "
+                       "steps = {{id = 'x', fn = function() sleep(0.01) return 1 end}}}:run().status") \
             == "succeeded"
 
     def test_lua_step_timeout(self, lua: Lua) -> None:
@@ -905,7 +910,8 @@ class TestBusyLuaSteps:
         make = engine.runtime.eval(
             "function(run_b, cancel_a) return"
             "  function() run_b() while true do end end,"
-            "  function() local cancelled = cancel_a() local s = 0 for i = 1, 200000 do s = s + i end return cancelled, s end"
+            "  function() local cancelled = cancel_a() local s = 0 for i = 1, 200000 do s = s + i end "
+            "return cancelled, s end"
             " end")
         fn_a, fn_b = make(run_b, cancel_a)
         tokens["a"], tokens["b"] = driver.start(fn_a), driver.start(fn_b)
@@ -926,7 +932,8 @@ class TestBusyLuaSteps:
         assert driver.resume(finished).kind == "done"  # released as it ended
         assert driver.cancel(finished) is False
         # a new step (possibly at the same address) runs untouched
-        fresh = driver.start(lua.engine.runtime.eval("function() local s = 0 for i = 1, 100000 do s = s + i end return s end"))
+        fresh = driver.start(
+            lua.engine.runtime.eval("function() local s = 0 for i = 1, 100000 do s = s + i end return s end"))
         resumed = driver.resume(fresh)
         assert resumed.kind == "done" and resumed.value == 5000050000
 
@@ -984,7 +991,8 @@ class TestValidation:
             ("Workflow.new{name = 'x', steps = {}}:run(nil, {bogus = 1})", "bogus"),
             ("Workflow.record(42)", "must be a non-empty string"),
         ]:
-            message = lua.run(f"local ok, e = pcall(function() return {code} end) assert(not ok) return tostring(e.message or e)")
+            message = lua.run(f"local ok, e = pcall(function() return {code} end) assert(not ok) "
+                              "return tostring(e.message or e)")
             assert fragment in message, (code, message)
 
 
@@ -1052,7 +1060,8 @@ class TestMissions:
 
     def test_invalid_mission(self, lua: Lua, tmp_path: Path) -> None:
         (tmp_path / "bad.yaml").write_text(MISSION.replace("REF", "{{ghost.output.path}}").replace("read_file", "raed_file"))
-        code, problems = lua.run("local ok, e = pcall(Workflow.load, 'bad.yaml') assert(not ok) return e.code, e.details.problems")
+        code, problems = lua.run("local ok, e = pcall(Workflow.load, 'bad.yaml') assert(not ok) "
+                                 "return e.code, e.details.problems")
         assert code == "invalid_argument"
         text = "\n".join(problems)
         assert "raed_file" in text

@@ -178,12 +178,14 @@ def test_every_catalogue_type_is_mapped_or_rejected_by_name() -> None:
 
 
 def test_chain_loads_a_nested_mission(tmp_path: Path) -> None:
-    (tmp_path / "inner.yaml").write_text("name: inner\nsteps:\n  - {id: x, step_type: noop, parameters: {v: '{{input.v}}'}}\n")
+    (tmp_path / "inner.yaml").write_text("name: inner\nsteps:\n"
+                                         "  - {id: x, step_type: noop, parameters: {v: '{{input.v}}'}}\n")
     (tmp_path / "outer.yaml").write_text("name: outer\nsteps:\n  - id: sub\n    step_type: chain\n"
                                          "    parameters: {mission: inner.yaml, inputs: {v: 1}}\n")
     step = parse_mission(tmp_path / "outer.yaml").workflow.steps[0]
     assert (step.kind, step.params, step.workflow.name) == ("workflow", {"v": 1}, "inner")
-    (tmp_path / "loop.yaml").write_text("name: loop\nsteps:\n  - {id: me, step_type: chain, parameters: {mission: loop.yaml}}\n")
+    (tmp_path / "loop.yaml").write_text("name: loop\nsteps:\n"
+                                        "  - {id: me, step_type: chain, parameters: {mission: loop.yaml}}\n")
     assert "missions include each other" in parse_mission(tmp_path / "loop.yaml").problems[0]
 
 
@@ -230,19 +232,23 @@ def test_yaml_errors_and_bad_fields_have_lines() -> None:
         "line 5: invalid YAML")
     problems = parse_mission("name: m\nstepz: []\nsteps:\n  - {id: a, step_type: noop, dependson: [b]}\n").problems
     assert problems == [
-        "line 2: unknown mission field 'stepz' (did you mean 'steps'? known: version, name, description, config, steps, inputs)",
+        "line 2: unknown mission field 'stepz' (did you mean 'steps'? known: version, name, description, config, steps, "
+        "inputs)",
         "step 'a' (line 4): unknown step field 'dependson' (did you mean 'depends_on'? known: id, name, step_type, "
-        "depends_on, timeout_seconds, continue_on_error, parameters, description, retry_attempts, retry_delay_ms, when, loop)",
+        "depends_on, timeout_seconds, continue_on_error, parameters, description, retry_attempts, retry_delay_ms, when, "
+        "loop)",
     ]
 
 
 def test_risky_steps_denied_at_validation_and_never_run(tmp_path: Path) -> None:
     result = aikit(tmp_path, "validate", str(MISSIONS / "risky.yaml"))
     assert result.returncode == 1, result.stdout
-    assert "step 'wipe' (line 12): parameters.command: denied by the security policy (rule allowed_commands)" in result.stderr
+    assert "step 'wipe' (line 12): parameters.command: denied by the security policy (rule allowed_commands)" \
+           in result.stderr
     assert "step 'overwrite' (line 15): parameters.path: denied by the security policy (rule allowed_paths): " \
            "cannot write '/etc/aikit-test.conf'" in result.stderr
-    assert "step 'escape' (line 18): parameters.destination: denied by the security policy (rule allowed_paths)" in result.stderr
+    assert "step 'escape' (line 18): parameters.destination: denied by the security policy (rule allowed_paths)" \
+           in result.stderr
     assert "step 'metadata' (line 21): parameters.url: denied by the security policy (rule private_hosts)" in result.stderr
     assert "harmless" not in result.stderr
     ran = aikit(tmp_path, "run", str(MISSIONS / "risky.yaml"))
@@ -252,7 +258,8 @@ def test_risky_steps_denied_at_validation_and_never_run(tmp_path: Path) -> None:
 
 def test_inputs_fill_paths_before_the_policy_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    text = "name: m\ninputs: {dir: out}\nsteps:\n  - {id: w, step_type: create_file, parameters: {path: '{{input.dir}}/a', content: x}}\n"
+    text = ("name: m\ninputs: {dir: out}\nsteps:\n"
+            "  - {id: w, step_type: create_file, parameters: {path: '{{input.dir}}/a', content: x}}\n")
     assert validate_mission(text, policy=policy_for(tmp_path)) == []
     problems = validate_mission(text, policy=policy_for(tmp_path), inputs={"dir": "/etc"})
     assert len(problems) == 1 and "(rule allowed_paths)" in problems[0]

@@ -29,7 +29,8 @@ def load_run(components: Any, run_id: str) -> RunRecord | None:
     if not isinstance(data, dict):
         return None
     journal = state.get(scope, "journal")
-    if isinstance(journal, dict) and journal.get("base") == data.get("persist_seq") and isinstance(journal.get("steps"), dict):
+    if (isinstance(journal, dict) and journal.get("base") == data.get("persist_seq")
+            and isinstance(journal.get("steps"), dict)):
         data["steps"] = {**(data.get("steps") or {}), **journal["steps"]}
     return RunRecord.from_dict(data)
 

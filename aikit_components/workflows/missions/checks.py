@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 PATH_PARAMETERS = ("path", "source", "destination", "root", "repo", "database", "archive", "cwd")
 
 
-def risky_steps(mission: Mission, policy: "SecurityPolicy", registry: "ToolRegistry | None" = None,
+def risky_steps(mission: Mission, policy: SecurityPolicy, registry: ToolRegistry | None = None,
                 inputs: dict[str, Any] | None = None) -> list[str]:
     """Problems for steps the security policy would refuse (commands, paths, URLs), found
     without running anything. ``{{input.*}}`` references are filled from the mission's inputs
@@ -70,7 +70,7 @@ def _denied(exc: AikitError) -> str:
     return f"{prefix}: {exc.message}"
 
 
-def _policy_problems(step: Step, policy: "SecurityPolicy", registry: "ToolRegistry") -> list[tuple[str | None, str]]:
+def _policy_problems(step: Step, policy: SecurityPolicy, registry: ToolRegistry) -> list[tuple[str | None, str]]:
     out: list[tuple[str | None, str]] = []
     writes = (step.kind == "tool" and isinstance(step.target, str) and step.target in registry
               and registry.get(step.target).security == "write")
@@ -112,7 +112,7 @@ def _policy_problems(step: Step, policy: "SecurityPolicy", registry: "ToolRegist
     return out
 
 
-def _check_path(policy: "SecurityPolicy", key: str, value: str, write: bool) -> list[tuple[str | None, str]]:
+def _check_path(policy: SecurityPolicy, key: str, value: str, write: bool) -> list[tuple[str | None, str]]:
     try:
         policy.check_path(value, write=write)
     except AikitError as exc:

@@ -27,7 +27,7 @@ def has_template(value: Any) -> bool:
 _FIELD = re.compile(r"^([^\s\[\].:]+)")
 
 
-def check_tool_params(mapped: Mapped, registry: "ToolRegistry",
+def check_tool_params(mapped: Mapped, registry: ToolRegistry,
                       report: Callable[[str | None, str], None]) -> None:
     """Report (by mission parameter name) what the target tool's JSON Schema refuses in
     ``mapped``'s params; values holding templates are checked when they resolve."""

@@ -45,7 +45,7 @@ class Mission:
     mapped: dict[str, Mapped] = field(default_factory=dict)  # step id -> its mapping (first step with that id)
 
 
-def builtin_registry() -> "ToolRegistry":
+def builtin_registry() -> ToolRegistry:
     """The built-in tools (no plugins), made once: what missions are checked against by default."""
     global _REGISTRY
     if _REGISTRY is None:
@@ -55,10 +55,10 @@ def builtin_registry() -> "ToolRegistry":
     return _REGISTRY
 
 
-_REGISTRY: "ToolRegistry | None" = None
+_REGISTRY: ToolRegistry | None = None
 
 
-def parse_mission(source: str | os.PathLike[str], *, registry: "ToolRegistry | None" = None,
+def parse_mission(source: str | os.PathLike[str], *, registry: ToolRegistry | None = None,
                   _stack: tuple[str, ...] = ()) -> Mission:
     """Parse a mission (a path or YAML text) into a :class:`Mission`: the workflow plus every
     problem found in its fields, step types and parameters (against the tools' JSON Schemas of
@@ -126,7 +126,7 @@ def parse_mission(source: str | os.PathLike[str], *, registry: "ToolRegistry | N
     return mission
 
 
-def _parse_step(item: Any, node: Any, index: int, mission: Mission, registry: "ToolRegistry",
+def _parse_step(item: Any, node: Any, index: int, mission: Mission, registry: ToolRegistry,
                 problems: MissionProblems, path: str | None, stack: tuple[str, ...]) -> Step | None:
     line = node_line(node)
     if not isinstance(item, dict):
@@ -249,7 +249,7 @@ def _unknown_step_type(step_type: str) -> str:
             "or an aikit tool name, see `aikit tools list`)")
 
 
-def _load_chain(step: Step, mapped: Mapped, path: str | None, registry: "ToolRegistry",
+def _load_chain(step: Step, mapped: Mapped, path: str | None, registry: ToolRegistry,
                 stack: tuple[str, ...], report: Callable[[str | None, str], None]) -> None:
     base = Path(path).parent if path else Path.cwd()
     target = (base / mapped.target).resolve()

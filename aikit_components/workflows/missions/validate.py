@@ -17,8 +17,8 @@ if TYPE_CHECKING:
     from ...tools import ToolRegistry
 
 
-def validate_mission(source: "str | os.PathLike[str] | Mission", *, components: Any = None,
-                     policy: "SecurityPolicy | None" = None, registry: "ToolRegistry | None" = None,
+def validate_mission(source: str | os.PathLike[str] | Mission, *, components: Any = None,
+                     policy: SecurityPolicy | None = None, registry: ToolRegistry | None = None,
                      inputs: dict[str, Any] | None = None) -> list[str]:
     """Every problem of a mission at once (empty: it can run): parse and field errors, step
     types, parameters, the engine's checks (ids, dependencies, cycles, ``{{...}}`` references)
@@ -94,14 +94,14 @@ def _dedupe(problems: list[str]) -> list[str]:
     return [p for p in problems if not (p in seen or seen.add(p))]
 
 
-def _default_policy() -> "SecurityPolicy":
+def _default_policy() -> SecurityPolicy:
     from ...config import Config
     from ...security import SecurityPolicy
 
     return SecurityPolicy.from_config(Config.load())
 
 
-def load_mission(path_or_text: str | os.PathLike[str], *, policy: "SecurityPolicy | None" = None,
+def load_mission(path_or_text: str | os.PathLike[str], *, policy: SecurityPolicy | None = None,
                  components: Any = None, inputs: dict[str, Any] | None = None) -> Workflow:
     """The :class:`Workflow` of a mission file (or YAML text); raises ValidationError listing
     every problem :func:`validate_mission` finds."""

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from .run import RunScope
 
 
-def install_globals(engine: LuaEngine, components: "Components | None" = None) -> "RunScope | None":
+def install_globals(engine: LuaEngine, components: Components | None = None) -> RunScope | None:
     """Give a fresh engine every aikit global: ``display`` always; with ``components``, also
     ``Tool``, ``State``, ``Session``, ``Artifact``, ``Event``, ``Hook``, ``Config``, ``RAG``, ``Agent``, ...
     Returns the run scope the caller renews for every cell or script (budgets)."""

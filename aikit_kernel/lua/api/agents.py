@@ -27,9 +27,9 @@ from .supervision import register_adapter
 STREAM_DISPLAY_INTERVAL_S = 0.05
 
 DOCS = {
-    "": "Agent\n\nLLM agents with tools: Agent.new{...} -> agent; agent:run(input) -> {text, data, tool_calls, steps, usage, "
-        "model, stop_reason, refusal}. refusal says why when a provider's content filter stopped the answer. "
-        "With no model configured, agents use the local model (no network).",
+    "": "Agent\n\nLLM agents with tools: Agent.new{...} -> agent; agent:run(input) -> {text, data, tool_calls, steps, "
+        "usage, model, stop_reason, refusal}. refusal says why when a provider's content filter stopped the answer. With "
+        "no model configured, agents use the local model (no network).",
     "new": "Agent.new{name, model = 'default', system, tools = {name | agent, ...}, collections = {col, ...}, "
            "fallback = {model, ...}, max_steps = 8, temperature, max_tokens, output_schema, memory = false} -> agent\n\n"
            "Creates an agent. model is 'provider/model' or an alias from config; fallback models are tried when the "

@@ -24,10 +24,12 @@ from .handles import HandleKind
 RECEIVE_SLICE_S = 0.02
 
 DOCS = {
-    "": "Event\n\nThe event bus: Event.publish(topic, payload), Event.subscribe(pattern [, fn]) -> sub, sub:receive(timeout), "
-        "sub:remove(), Event.dispatch(). Topics are dotted names; patterns are globs ('tool.*'). aikit publishes cell.started, "
-        "cell.finished, tool.called, tool.finished, tool.failed, state.written, state.deleted, artifact.put, session.*.",
-    "publish": "Event.publish(topic [, payload]) -> delivered\n\nPublishes an event; returns how many subscriptions matched.\n"
+    "": "Event\n\nThe event bus: Event.publish(topic, payload), Event.subscribe(pattern [, fn]) -> sub, "
+        "sub:receive(timeout), sub:remove(), Event.dispatch(). Topics are dotted names; patterns are globs ('tool.*'). "
+        "aikit publishes cell.started, cell.finished, tool.called, tool.finished, tool.failed, state.written, "
+        "state.deleted, artifact.put, session.*.",
+    "publish": "Event.publish(topic [, payload]) -> delivered\n\n"
+               "Publishes an event; returns how many subscriptions matched.\n"
                "Example: Event.publish('job.done', {id = 7})",
     "subscribe": "Event.subscribe(pattern [, fn [, {max_size = 10000, overflow = 'drop_oldest'|'drop_newest'}]]) -> sub\n\n"
                  "With fn, calls fn(event) on the Lua thread at safe points; without, queues events for sub:receive. "

@@ -5,8 +5,9 @@ methods (``__index``), its ``__tostring`` and a ``__gc`` finalizer. The Python o
 this module's registry under the handle's id, so Lua code only ever holds the id. When Lua
 collects an unreachable handle, ``__gc`` queues its id and the next safe point (the end of a
 cell, a wait) releases the registry entry (and runs the kind's ``on_release``, e.g. closing a
-subscription), so objects created from Lua do not pile up for the life of the kernel. A kind may keep an object registered past its handle (``keep``) when the
-object is live work that must go on, like a subscription that calls a Lua function.
+subscription), so objects created from Lua do not pile up for the life of the kernel. A kind may
+keep an object registered past its handle (``keep``) when the object is live work that must go on,
+like a subscription that calls a Lua function.
 
 Methods are pre-bound functions: ``methods.NAME(self, a, b)`` calls the Python function
 ``NAME(obj, a, b)`` with the object of ``self.id`` (the Lua parameter list is the Python one, so

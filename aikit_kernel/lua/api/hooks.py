@@ -20,17 +20,20 @@ from . import expose
 from ._util import checked_values, function_arg, lua, name_arg, options, py, run_on_lua_thread
 
 DOCS = {
-    "": "Hook\n\nIntercept operations at named points: tool.before/after/error, state.write.before/after, cell.before/after, "
-        "agent.*, llm.*, workflow.step.*. Hook.register(point, fn [, {priority, name}]) -> hook; hook:remove().",
+    "": "Hook\n\nIntercept operations at named points: tool.before/after/error, state.write.before/after, "
+        "cell.before/after, agent.*, llm.*, workflow.step.*. "
+        "Hook.register(point, fn [, {priority, name}]) -> hook; hook:remove().",
     "register": "Hook.register(point, fn [, {priority = 0, name = ...}]) -> hook\n\nfn(ctx) gets {point, payload}; return "
                 "nothing to continue, or Hook.modify/cancel/retry/replace. Higher priority runs first. The handle has "
                 "id, point and name, and hook:remove() unregisters it.\n"
                 "Example: local h = Hook.register('tool.before', function(ctx) print('calling', ctx.payload.name) end)",
     "unregister": "Hook.unregister(hook) -> removed\n\nThe old way to write hook:remove() (takes the handle or its id).",
     "list": "Hook.list([point]) -> {{point, name}, ...}\n\nRegistered hooks in firing order.",
-    "cancel": "Hook.cancel(reason) -> decision\n\nReturned by a hook: the operation fails with code 'cancelled' and this reason.",
+    "cancel": "Hook.cancel(reason) -> decision\n\n"
+              "Returned by a hook: the operation fails with code 'cancelled' and this reason.",
     "modify": "Hook.modify(payload) -> decision\n\nReturned by a hook: continue with this payload instead.",
-    "retry": "Hook.retry([delay]) -> decision\n\nReturned by an after/error hook: run the operation again (at most 3 times).",
+    "retry": "Hook.retry([delay]) -> decision\n\n"
+             "Returned by an after/error hook: run the operation again (at most 3 times).",
     "replace": "Hook.replace(value) -> decision\n\nReturned by a hook: the operation's result is value (a before hook skips "
                "the operation).",
 }

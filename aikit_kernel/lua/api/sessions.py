@@ -20,7 +20,8 @@ SESSION_DOCS = {
 ARTIFACT_DOCS = {
     "": "Artifact\n\nVersioned, content-addressed outputs (text or bytes) kept in aikit's data directory.",
     "put": "Artifact.put(name, content [, {mime = ..., metadata = {...}}]) -> {name, version, sha256, size, mime, ...}\n\n"
-           "Stores a new version of an artifact (durable on return).\nExample: Artifact.put('report.md', '# Report', {mime = 'text/markdown'})",
+           "Stores a new version of an artifact (durable on return).\n"
+           "Example: Artifact.put('report.md', '# Report', {mime = 'text/markdown'})",
     "get": "Artifact.get(name [, version]) -> {content, name, version, sha256, size, mime, metadata}\n\nThe latest (or "
            "given) version, checked against its sha256.\nExample: Artifact.get('report.md').content",
     "list": "Artifact.list([{prefix = ..., session = id}]) -> {info, ...}\n\nThe latest version of each artifact, by name.\n"

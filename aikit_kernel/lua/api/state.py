@@ -24,17 +24,20 @@ DOCS = {
         "'agent:<name>', 'workflow:<id>', 'tenant:<id>'. Values are any Lua data (tables round-trip exactly).",
     "get": "State.get(scope, key [, default]) -> value\n\nThe stored value, or default when absent or expired.\n"
            "Example: State.get('global', 'counter', 0)",
-    "set": "State.set(scope, key, value [, {ttl_s = seconds}])\n\nStores a value (durable on return); with ttl_s it expires.\n"
+    "set": "State.set(scope, key, value [, {ttl_s = seconds}])\n\n"
+           "Stores a value (durable on return); with ttl_s it expires.\n"
            "Example: State.set('session', 'last_query', {text = 'hi', n = 3})",
     "delete": "State.delete(scope, key) -> existed\n\nRemoves a key.\nExample: State.delete('global', 'counter')",
     "keys": "State.keys(scope [, prefix]) -> {key, ...}\n\nThe live keys of a scope (sorted), optionally by prefix.\n"
             "Example: State.keys('user:ada', 'pref.')",
     "update": "State.update(scope, key, fn [, {ttl_s = seconds}]) -> new\n\nAtomically replaces the value with fn(old) "
-              "(old is nil when absent), even across kernels.\nExample: State.update('global', 'hits', function(n) return (n or 0) + 1 end)",
+              "(old is nil when absent), even across kernels.\n"
+              "Example: State.update('global', 'hits', function(n) return (n or 0) + 1 end)",
     "compare_and_set": "State.compare_and_set(scope, key, expected, new [, {ttl_s = seconds}]) -> stored\n\nStores new "
                        "only if the current value equals expected (nil: only if absent). State.cas is its old name.\n"
                        "Example: State.compare_and_set('global', 'lock', nil, 'me')",
-    "cas": "State.cas(scope, key, expected, new [, opts]) -> stored\n\nThe old name of State.compare_and_set (kept until 0.3).",
+    "cas": "State.cas(scope, key, expected, new [, opts]) -> stored\n\n"
+           "The old name of State.compare_and_set (kept until 0.3).",
 }
 
 

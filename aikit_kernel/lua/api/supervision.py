@@ -28,11 +28,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from aikit_components.actors import (
+    DEFAULT_CALL_TIMEOUT,
+    DEFAULT_MAILBOX_SIZE,
+    DEFAULT_SHUTDOWN_TIMEOUT,
+    RUNNING,
+    Actor,
+    ActorContext,
+    reason_text,
+)
 from aikit_components.components import Components
 from aikit_components.errors import InvalidArgument
-from aikit_components.actors import (
-    DEFAULT_CALL_TIMEOUT, DEFAULT_MAILBOX_SIZE, DEFAULT_SHUTDOWN_TIMEOUT, RUNNING, Actor, ActorContext, reason_text,
-)
 from aikit_components.supervision import ChildSpec, Supervisor, as_process
 
 from ..convert import lua_type
@@ -121,7 +127,7 @@ def register_adapter(adapter: Callable[[LuaEngine, Any], Any]) -> None:
 class LuaWorker:
     """An actor handler whose init/handle/terminate are Lua functions run on the Lua thread."""
 
-    def __init__(self, binding: "LuaSupervisors", name: str, handle: Any, init: Any, terminate: Any) -> None:
+    def __init__(self, binding: LuaSupervisors, name: str, handle: Any, init: Any, terminate: Any) -> None:
         self.binding = binding
         self.engine = binding.engine
         self.name = name
@@ -177,7 +183,7 @@ class LuaSupervisors:
     def new(self, spec: Any) -> Any:
         if lua_type(spec) != "table":
             raise InvalidArgument(f"Supervisor.new expects a table, got {lua_type(spec) or type(spec).__name__}")
-        keys = {k.decode() if isinstance(k, bytes) else k for k in spec.keys()}
+        keys = {k.decode() if isinstance(k, bytes) else k for k in spec}
         unknown = sorted(str(k) for k in keys - {"strategy", "intensity", "period_s", "period", "children", "name"})
         if unknown:
             raise InvalidArgument(f"Supervisor.new: unknown option(s) {', '.join(unknown)} "
@@ -187,7 +193,8 @@ class LuaSupervisors:
         period = _renamed(spec, "period_s", "period", "Supervisor.new")
         period = 5.0 if period is None else period
         if isinstance(period, bool) or not isinstance(period, (int, float)):
-            raise InvalidArgument(f"Supervisor.new: period_s must be a number of seconds, got {lua_type(period) or period!r}")
+            raise InvalidArgument("Supervisor.new: period_s must be a number of seconds, "
+                                  f"got {lua_type(period) or period!r}")
         name = spec[b"name"]
         sup_id = self.handles.reserve_id()
         name = name_arg(name, "Supervisor.new: name") if name is not None else f"supervisor-{sup_id}"
@@ -205,7 +212,7 @@ class LuaSupervisors:
         what = f"Supervisor.new: child #{index}"
         if lua_type(table) != "table":
             raise InvalidArgument(f"{what} must be a table {{name = ..., start = function() ... end}}")
-        unknown = sorted(str(k.decode() if isinstance(k, bytes) else k) for k in table.keys()
+        unknown = sorted(str(k.decode() if isinstance(k, bytes) else k) for k in table
                          if (k.decode() if isinstance(k, bytes) else k) not in _CHILD_KEYS + (1, 2))
         if unknown:
             raise InvalidArgument(f"{what}: unknown field(s) {', '.join(unknown)} (known: {', '.join(_CHILD_KEYS)})")
@@ -242,7 +249,7 @@ class LuaSupervisors:
             if made is not None:
                 return as_process(made, name)
         if kind == "table" and lua_type(value[b"handle"]) == "function":
-            keys = {k.decode() if isinstance(k, bytes) else k for k in value.keys()}
+            keys = {k.decode() if isinstance(k, bytes) else k for k in value}
             unknown = sorted(str(k) for k in keys - set(_WORKER_KEYS))
             if unknown:
                 raise InvalidArgument(f"child {name!r}: unknown worker field(s) {', '.join(unknown)} "

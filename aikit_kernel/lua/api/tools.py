@@ -6,8 +6,8 @@ from typing import Any
 
 from aikit_components.components import Components
 from aikit_components.errors import InvalidArgument, ValidationError
-from aikit_components.tools.schema import schema_problems
 from aikit_components.tools import SECURITY_LEVELS, Tool
+from aikit_components.tools.schema import schema_problems
 
 from ..engine import LuaEngine
 from . import expose

@@ -77,7 +77,8 @@ def install(engine: LuaEngine, components: Components, agents: Any = None) -> No
         f = options(engine, raw, STEP_KEYS, f"Workflow.new: step {index}", aliases=DURATION_ALIASES)
         kinds = [k for k in KIND_KEYS if raw[k.encode()] is not None]
         if len(kinds) > 1:
-            raise InvalidArgument(f"Workflow.new: step {f.get('id') or index} has several kinds ({', '.join(kinds)}); give one")
+            raise InvalidArgument(f"Workflow.new: step {f.get('id') or index} has several kinds "
+                                  f"({', '.join(kinds)}); give one")
         kind = kinds[0] if kinds else "noop"
         step_id = str(f.get("id") or f"step{index}")
         params = dict(f.get("params") or {})
