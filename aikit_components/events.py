@@ -66,6 +66,7 @@ class Subscription:
         self._queue: deque[Event] = deque()
         self._ready = threading.Condition(threading.Lock())
         self._loop_getter = loop_getter
+        self.generation = 0  # bumped by every (un)subscription: lets callers cache has_subscribers()
         self._pump_scheduled = False
 
     def matches(self, topic: str) -> bool:
@@ -150,6 +151,7 @@ class EventBus:
         self._routes: dict[str, tuple[Subscription, ...]] = {}
         self._seq = itertools.count(1)
         self._loop_getter = loop_getter
+        self.generation = 0  # bumped by every (un)subscription: lets callers cache has_subscribers()
 
     def subscribe(self, pattern: str, handler: Callable[[Event], Any] | None = None, *,
                   max_size: int = 10_000, overflow: str = "drop_oldest") -> Subscription:
@@ -158,6 +160,7 @@ class EventBus:
         with self._lock:
             self._subs.append(sub)
             self._routes = {}
+            self.generation += 1
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
@@ -165,6 +168,19 @@ class EventBus:
             if sub in self._subs:
                 self._subs.remove(sub)
                 self._routes = {}
+                self.generation += 1
+
+    def has_subscribers(self, topic: str) -> bool:
+        """Whether an event on ``topic`` would reach anyone (a publisher may then skip building its
+        payload). Cheap: the answer comes from the route cache that ``publish`` keeps."""
+        routes = self._routes.get(topic)
+        if routes is None:
+            with self._lock:
+                routes = tuple(s for s in self._subs if s.matches(topic))
+                if len(self._routes) >= MAX_CACHED_ROUTES:
+                    self._routes = {}
+                self._routes[topic] = routes
+        return bool(routes)
 
     def publish(self, topic: str, payload: Any = None, source: str | None = None) -> int:
         """Deliver an event to every matching subscription; returns how many matched."""

@@ -221,6 +221,7 @@ CELL = OperationKind(
     error_payload=lambda op, error: _cell_status(op, error),
     replaced=lambda op, value: ExecuteOutcome(result={"text/plain": str(value)}),
     after_on_error=True,
+    subscribes_while_running=True,
 )
 
 

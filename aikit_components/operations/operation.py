@@ -117,6 +117,10 @@ class OperationKind:
       None: every finished attempt did.
     - ``converts_errors``: a handler's exception that is not an AikitError reaches the caller
       as the AikitError it maps to (True) or unchanged (False).
+    - ``subscribes_while_running``: the operation may subscribe to its own events while it runs
+      (a cell can): its events are published to whoever subscribed by then. For other kinds the
+      events interceptor joins only when someone subscribes to the kind's topics before the
+      operation starts (nobody listening costs nothing).
     - ``defers_before``: the before-stage runs inside the handler, which calls
       :meth:`Pipeline.run_before` once the payload is known (``State.update`` computes the value
       inside its atomic section).
@@ -137,6 +141,7 @@ class OperationKind:
     modified: Callable[[Operation, dict[str, Any]], None] | None = None
     happened: Callable[[Operation, Any], bool] | None = None
     defers_before: bool = False
+    subscribes_while_running: bool = False
     after_on_error: bool = False
     converts_errors: bool = True
     #: The before-, after- and error-point names (from ``hook_prefix``), or None.

@@ -94,7 +94,13 @@ class Pipeline:
         interceptors let it stand."""
         chain = [i for i in self._interceptors if i.wants(op)]
         if not chain:
-            return handler(op)
+            try:
+                return handler(op)
+            except Exception as exc:
+                failure = _converted(op, exc)
+                if failure is exc:
+                    raise
+                raise failure from exc
         guards = False
         for interceptor in chain:
             if interceptor.decides:
@@ -119,8 +125,14 @@ class Pipeline:
         """Run ``op`` from async code; ``handler(op)`` may return an awaitable."""
         chain = [i for i in self._interceptors if i.wants(op)]
         if not chain:
-            result = handler(op)
-            return await result if inspect.isawaitable(result) else result
+            try:
+                result = handler(op)
+                return await result if inspect.isawaitable(result) else result
+            except Exception as exc:
+                failure = _converted(op, exc)
+                if failure is exc:
+                    raise
+                raise failure from exc
         guards = False
         for interceptor in chain:
             if interceptor.decides:
@@ -319,6 +331,12 @@ def _finished(chain: Sequence[Interceptor], op: Operation, result: Any) -> None:
     for interceptor in chain:
         if interceptor.has_notifications:
             interceptor.finished(op, result)
+
+
+def _converted(op: Operation, exc: Exception) -> BaseException:
+    """The exception a caller gets for a handler's ``exc`` (an AikitError unless the kind keeps
+    exceptions as they are)."""
+    return error_from_exception(exc) if op.kind.converts_errors else exc
 
 
 def _observed_failure(chain: Sequence[Interceptor], op: Operation, exc: BaseException) -> BaseException:

@@ -26,20 +26,31 @@ class EventInterceptor(Interceptor):
 
     def __init__(self, events: EventBus) -> None:
         self.events = events
+        self._wanted: dict[tuple[str | None, ...], bool] = {}  # topics -> anyone listening, at _generation
+        self._generation = -1
 
     def wants(self, op: Operation) -> bool:
-        # Not "does anybody subscribe now": the operation itself may subscribe (a cell does).
-        return op.kind.topics != (None, None, None)
+        kind = op.kind
+        if kind.subscribes_while_running:  # a cell may subscribe to its own events
+            return kind.topics != (None, None, None)
+        if self._generation != self.events.generation:
+            self._wanted, self._generation = {}, self.events.generation
+        wanted = self._wanted.get(kind.topics)
+        if wanted is None:
+            has = self.events.has_subscribers
+            wanted = self._wanted[kind.topics] = any(topic is not None and has(topic) for topic in kind.topics)
+        return wanted
 
     def started(self, op: Operation) -> None:
         topic = op.kind.topics[0]
-        if topic is not None:
+        if topic is not None and self.events.has_subscribers(topic):
             self.events.publish(topic, op.kind.event_fields(op), source=op.meta.get("source") or op.kind.source)
 
     def finished(self, op: Operation, result: Any) -> None:
         kind = op.kind
         topic = kind.topics[1]
-        if topic is None or (kind.happened is not None and not kind.happened(op, result)):
+        if topic is None or not self.events.has_subscribers(topic) or (
+                kind.happened is not None and not kind.happened(op, result)):
             return
         payload = kind.event_fields(op)
         if kind.finished_fields is not None:
@@ -49,7 +60,7 @@ class EventInterceptor(Interceptor):
 
     def failed(self, op: Operation, error: AikitError) -> None:
         topic = op.kind.topics[2]
-        if topic is not None:
+        if topic is not None and self.events.has_subscribers(topic):
             self.events.publish(topic, {**op.kind.event_fields(op), **op.kind.failed_fields(op, error)},
                                 source=op.meta.get("source") or op.kind.source)
 
