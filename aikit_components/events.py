@@ -67,6 +67,7 @@ class Subscription:
         self._ready = threading.Condition(threading.Lock())
         self._loop_getter = loop_getter
         self.generation = 0  # bumped by every (un)subscription: lets callers cache has_subscribers()
+        self.listeners: list[Callable[[], None]] = []  # called after every (un)subscription
         self._pump_scheduled = False
 
     def matches(self, topic: str) -> bool:
@@ -152,6 +153,7 @@ class EventBus:
         self._seq = itertools.count(1)
         self._loop_getter = loop_getter
         self.generation = 0  # bumped by every (un)subscription: lets callers cache has_subscribers()
+        self.listeners: list[Callable[[], None]] = []  # called after every (un)subscription
 
     def subscribe(self, pattern: str, handler: Callable[[Event], Any] | None = None, *,
                   max_size: int = 10_000, overflow: str = "drop_oldest") -> Subscription:
@@ -161,6 +163,8 @@ class EventBus:
             self._subs.append(sub)
             self._routes = {}
             self.generation += 1
+        for listener in self.listeners:
+            listener()
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
@@ -169,6 +173,10 @@ class EventBus:
                 self._subs.remove(sub)
                 self._routes = {}
                 self.generation += 1
+            else:
+                return
+        for listener in self.listeners:
+            listener()
 
     def has_subscribers(self, topic: str) -> bool:
         """Whether an event on ``topic`` would reach anyone (a publisher may then skip building its

@@ -123,6 +123,7 @@ class HookRegistry:
         self._order = itertools.count()
         self.on_error = on_error
         self.version = 0  # bumped by every (un)registration: lets callers cache has() answers
+        self.listeners: list[Callable[[], None]] = []  # called after every (un)registration
 
     def register(self, point: str, fn: Callable[[HookContext], Any], *, priority: int = 0, name: str | None = None) -> str:
         """Add ``fn`` to ``point``; returns the hook's id for :meth:`unregister`."""
@@ -136,6 +137,7 @@ class HookRegistry:
             entries.sort()
             self._hooks[point] = entries
             self.version += 1
+        self._changed()
         return hook_id
 
     def unregister(self, hook_id: str) -> bool:
@@ -145,8 +147,15 @@ class HookRegistry:
                 if len(kept) != len(entries):
                     self._hooks[point] = kept
                     self.version += 1
-                    return True
-        return False
+                    break
+            else:
+                return False
+        self._changed()
+        return True
+
+    def _changed(self) -> None:
+        for listener in self.listeners:
+            listener()
 
     def has(self, point: str) -> bool:
         return bool(self._hooks.get(point))

@@ -289,12 +289,17 @@ class State:
         """Store ``value`` (durable on return with the SQLite store); ``ttl`` seconds, or forever."""
         scope, key = self.resolve_scope(scope), self._key(key)
         expires_at = self._expires(ttl)
+        if not self.pipeline.watches(STATE_WRITE):  # nobody intercepts or listens: just write
+            return self.backend.set(scope, key, value, expires_at)
         self._write("set", scope, key, value,
                     lambda op: self.backend.set(scope, key, op.payload.get("value"), expires_at))
+        return None
 
     def delete(self, scope: str, key: str) -> bool:
         """Remove the key; True when it existed."""
         scope, key = self.resolve_scope(scope), self._key(key)
+        if not self.pipeline.watches(STATE_DELETE):
+            return self.backend.delete(scope, key)
         return self._write("delete", scope, key, None, lambda op: self.backend.delete(scope, key), STATE_DELETE)
 
     def keys(self, scope: str, prefix: str = "") -> list[str]:
@@ -312,6 +317,8 @@ class State:
             raise InvalidArgument(f"update needs a function, got {type(fn).__name__}")
         scope, key = self.resolve_scope(scope), self._key(key)
         expires_at = self._expires(ttl)
+        if not self.pipeline.watches(STATE_UPDATE):
+            return self.backend.update(scope, key, fn, expires_at)
 
         def run(op: Operation) -> Any:
             def guarded(old: Any) -> Any:  # inside the atomic section: the hooks see the new value
@@ -336,6 +343,9 @@ class State:
         scope, key = self.resolve_scope(scope), self._key(key)
         expires_at = self._expires(ttl)
         expected_found = expected is not MISSING
+        if not self.pipeline.watches(STATE_WRITE):
+            return self.backend.compare_and_set(scope, key, expected_found, expected if expected_found else None,
+                                                new, expires_at)
         return self._write("compare_and_set", scope, key, new, lambda op: self.backend.compare_and_set(
             scope, key, expected_found, expected if expected_found else None, op.payload.get("value"), expires_at))
 

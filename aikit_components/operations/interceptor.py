@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import AikitError
-from .operation import Decision, Operation
+from .operation import Decision, Operation, OperationKind
 
 # Outer to inner. Gaps leave room; an interceptor may pick any number.
 TRACING = 100  # spans around everything (issue 13)
@@ -53,10 +53,26 @@ class Interceptor:
         cls.has_notifications = any(getattr(cls, name) is not getattr(Interceptor, name)
                                     for name in ("started", "finished", "failed"))
 
+    #: The pipelines this interceptor is in (set by :meth:`Pipeline.add`).
+    pipelines: tuple[Any, ...] = ()
+
+    def wants_kind(self, kind: OperationKind) -> bool | None:
+        """Whether this interceptor wants every operation of ``kind`` (True), none (False), or
+        decides per operation with :meth:`wants` (None, the default). The pipeline caches the
+        answer per kind until :meth:`changed` is called."""
+        return None
+
     def wants(self, op: Operation) -> bool:
-        """Whether this interceptor has anything to do for ``op``; when no interceptor wants an
-        operation, its handler is called directly (the fast path). Must be cheap."""
+        """Whether this interceptor has anything to do for ``op`` (asked when :meth:`wants_kind`
+        said None); when no interceptor wants an operation, its handler is called directly (the
+        fast path). Must be cheap."""
         return True
+
+    def changed(self) -> None:
+        """Tell the pipelines this interceptor is in that its :meth:`wants_kind` answers may have
+        changed (a hook was registered, an event subscribed)."""
+        for pipeline in self.pipelines:
+            pipeline.invalidate()
 
     # -- decisions (before: outer to inner; after and error: inner to outer) -------------------
     def before(self, op: Operation) -> Decision | None:

@@ -90,7 +90,7 @@ def _error_fields(op: Operation, error: AikitError) -> dict[str, Any]:
     return {"code": error.code, "message": error.message}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # kinds are compared (and hashed) by identity
 class OperationKind:
     """What differs between kinds of operation; everything else the pipeline does the same way.
 

@@ -34,7 +34,7 @@ from typing import Any
 
 from ..errors import AikitError, Cancelled, InvalidArgument, error_from_exception
 from .interceptor import Interceptor
-from .operation import MAX_RETRIES, Decision, Operation
+from .operation import MAX_RETRIES, Decision, Operation, OperationKind
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,9 @@ class Pipeline:
 
     def __init__(self, interceptors: Iterable[Interceptor] = ()) -> None:
         self._interceptors: Sequence[Interceptor] = ()
+        # kind -> the interceptors that may want its operations: (interceptor, True) wants them
+        # all, (interceptor, None) decides per operation. Cleared by invalidate().
+        self._templates: dict[OperationKind, tuple[tuple[Interceptor, bool | None], ...]] = {}
         for item in interceptors:
             self.add(item)
 
@@ -71,6 +74,8 @@ class Pipeline:
         items = [*self._interceptors, interceptor]
         items.sort(key=lambda i: i.order)  # stable: equal orders keep insertion order
         self._interceptors = tuple(items)
+        interceptor.pipelines = (*interceptor.pipelines, self)
+        self.invalidate()
         return interceptor
 
     def remove(self, interceptor: Interceptor) -> bool:
@@ -78,21 +83,40 @@ class Pipeline:
         kept = tuple(i for i in self._interceptors if i is not interceptor)
         found = len(kept) != len(self._interceptors)
         self._interceptors = kept
+        interceptor.pipelines = tuple(p for p in interceptor.pipelines if p is not self)
+        self.invalidate()
         return found
 
     def find(self, kind: type[Interceptor]) -> Interceptor | None:
         """The first interceptor of class ``kind`` in the chain."""
         return next((i for i in self._interceptors if isinstance(i, kind)), None)
 
+    def invalidate(self) -> None:
+        """Forget what the interceptors said about each kind (see :meth:`Interceptor.changed`)."""
+        self._templates = {}
+
+    def _template(self, kind: OperationKind) -> tuple[tuple[Interceptor, bool | None], ...]:
+        template = self._templates.get(kind)
+        if template is None:
+            template = tuple((i, w) for i in self._interceptors if (w := i.wants_kind(kind)) is not False)
+            self._templates[kind] = template
+        return template
+
+    def watches(self, kind: OperationKind) -> bool:
+        """Whether any interceptor may want an operation of ``kind`` now. When not, a caller may
+        do the work without building an operation at all (the cheapest path)."""
+        template = self._templates.get(kind)
+        return bool(template if template is not None else self._template(kind))
+
     def chain(self, op: Operation) -> list[Interceptor]:
         """The interceptors that want ``op``, outer to inner."""
-        return [i for i in self._interceptors if i.wants(op)]
+        return [i for i, w in self._template(op.kind) if w or i.wants(op)]
 
     # -- running --------------------------------------------------------------------------------
     def run(self, op: Operation, handler: Callable[[Operation], Any]) -> Any:
         """Run ``op`` synchronously: ``handler(op)`` wrapped by the chain; its result as the
         interceptors let it stand."""
-        chain = [i for i in self._interceptors if i.wants(op)]
+        chain = [i for i, w in self._template(op.kind) if w or i.wants(op)]
         if not chain:
             try:
                 return handler(op)
@@ -123,7 +147,7 @@ class Pipeline:
 
     async def arun(self, op: Operation, handler: Callable[[Operation], Any]) -> Any:
         """Run ``op`` from async code; ``handler(op)`` may return an awaitable."""
-        chain = [i for i in self._interceptors if i.wants(op)]
+        chain = [i for i, w in self._template(op.kind) if w or i.wants(op)]
         if not chain:
             try:
                 result = handler(op)

@@ -10,7 +10,7 @@ from ..errors import AikitError
 from ..events import EventBus
 from ..hooks import HookOutcome, HookRegistry
 from .interceptor import EVENTS, HOOKS, POLICY, Interceptor
-from .operation import Decision, Operation
+from .operation import Decision, Operation, OperationKind
 
 log = logging.getLogger(__name__)
 
@@ -26,20 +26,16 @@ class EventInterceptor(Interceptor):
 
     def __init__(self, events: EventBus) -> None:
         self.events = events
-        self._wanted: dict[tuple[str | None, ...], bool] = {}  # topics -> anyone listening, at _generation
-        self._generation = -1
+        events.listeners.append(self.changed)  # a subscription changes who listens to what
 
-    def wants(self, op: Operation) -> bool:
-        kind = op.kind
+    def wants_kind(self, kind: OperationKind) -> bool:
         if kind.subscribes_while_running:  # a cell may subscribe to its own events
             return kind.topics != (None, None, None)
-        if self._generation != self.events.generation:
-            self._wanted, self._generation = {}, self.events.generation
-        wanted = self._wanted.get(kind.topics)
-        if wanted is None:
-            has = self.events.has_subscribers
-            wanted = self._wanted[kind.topics] = any(topic is not None and has(topic) for topic in kind.topics)
-        return wanted
+        has = self.events.has_subscribers
+        return any(topic is not None and has(topic) for topic in kind.topics)
+
+    def wants(self, op: Operation) -> bool:
+        return self.wants_kind(op.kind)
 
     def started(self, op: Operation) -> None:
         topic = op.kind.topics[0]
@@ -74,18 +70,14 @@ class HookInterceptor(Interceptor):
 
     def __init__(self, hooks: HookRegistry) -> None:
         self.hooks = hooks
-        self._wanted: dict[str, bool] = {}  # kind name -> any hook on its points, at _version
-        self._version = -1
+        hooks.listeners.append(self.changed)  # a (un)registration changes which points have hooks
+
+    def wants_kind(self, kind: OperationKind) -> bool:
+        points = kind.points
+        return points is not None and any(self.hooks.has(p) for p in points)
 
     def wants(self, op: Operation) -> bool:
-        if self._version != self.hooks.version:
-            self._wanted, self._version = {}, self.hooks.version
-        wanted = self._wanted.get(op.kind.name)
-        if wanted is None:
-            points = op.kind.points
-            wanted = points is not None and any(self.hooks.has(p) for p in points)
-            self._wanted[op.kind.name] = wanted
-        return wanted
+        return self.wants_kind(op.kind)
 
     # Each stage: the point's name and payload, the hooks' outcome, the decision it means.
     def before(self, op: Operation) -> Decision | None:
@@ -155,6 +147,9 @@ class BudgetInterceptor(Interceptor):
     order = POLICY
     name = "budget"
     decides = False  # it rejects by raising, never decides otherwise
+
+    def wants_kind(self, kind: OperationKind) -> bool | None:
+        return None if kind.name == "tool" else False
 
     def wants(self, op: Operation) -> bool:
         if op.kind.name != "tool":
