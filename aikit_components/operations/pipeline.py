@@ -116,7 +116,10 @@ class Pipeline:
     def run(self, op: Operation, handler: Callable[[Operation], Any]) -> Any:
         """Run ``op`` synchronously: ``handler(op)`` wrapped by the chain; its result as the
         interceptors let it stand."""
-        chain = [i for i, w in self._template(op.kind) if w or i.wants(op)]
+        template = self._templates.get(op.kind)
+        if template is None:
+            template = self._template(op.kind)
+        chain = [i for i, w in template if w or i.wants(op)]
         if not chain:
             try:
                 return handler(op)
@@ -147,7 +150,10 @@ class Pipeline:
 
     async def arun(self, op: Operation, handler: Callable[[Operation], Any]) -> Any:
         """Run ``op`` from async code; ``handler(op)`` may return an awaitable."""
-        chain = [i for i, w in self._template(op.kind) if w or i.wants(op)]
+        template = self._templates.get(op.kind)
+        if template is None:
+            template = self._template(op.kind)
+        chain = [i for i, w in template if w or i.wants(op)]
         if not chain:
             try:
                 result = handler(op)
@@ -187,7 +193,7 @@ class Pipeline:
         chain = self.chain(op)
         if not chain:
             return None
-        return _run_to_end(self._before(op, chain, True))
+        return _run_to_end(self._flow(op, chain, None, True, before_only=True))
 
     def reject(self, op: Operation, error: AikitError) -> Any:
         """Report ``op`` as rejected before it could run (invalid arguments, say): the chain's
@@ -205,21 +211,45 @@ class Pipeline:
         return await _drive_async(self._rejected(op, chain, error, False), op, _no_handler)
 
     # -- the flow, written once -------------------------------------------------------------------
-    def _flow(self, op: Operation, chain: Sequence[Interceptor], handler: Callable[[Operation], Any],
-              sync: bool) -> Flow:
+    def _flow(self, op: Operation, chain: Sequence[Interceptor], handler: Callable[[Operation], Any] | None,
+              sync: bool, before_only: bool = False) -> Flow:
         """The flow of one operation. ``sync``: every call is made right here and the generator
         never yields (it runs to its end in one step); otherwise each call is yielded for the
-        async driver to await."""
+        async driver to await. ``before_only`` (:meth:`run_before`): the before-stage alone, which
+        gives None to go on or ``(result,)`` when the operation must not run."""
         kind = op.kind
-        if not kind.defers_before:
-            early = yield from self._before(op, chain, sync)
-            if early is not None:
-                return early[0]
+        if before_only or not kind.defers_before:
+            for position, interceptor in enumerate(chain):
+                if not interceptor.has_before:
+                    continue
+                try:
+                    decision = interceptor.before(op) if sync else (yield (interceptor, "before", (op,)))
+                except Exception as exc:  # a rejection (budget, policy, an invalid modification)
+                    op.meta[_DECIDED] = True
+                    value = yield from self._rejected(op, chain[:position], error_from_exception(exc), sync, exc)
+                    return (value,) if before_only else value
+                if decision is None or decision.action == "continue":
+                    continue
+                if decision.action == "cancel":
+                    reason = decision.reason or "no reason given"
+                    error = Cancelled(f"{op.describe()} cancelled by a hook: {reason}",
+                                      details={**kind.event_fields(op), "reason": reason})
+                    _notify_failed(chain, op, error)
+                    op.meta[_DECIDED] = True
+                    raise error
+                if decision.action == "replace":
+                    value = kind.replaced(op, decision.value)
+                    return (value,) if before_only else value
+            if before_only:
+                return None
         retries = 0
         while True:
-            _started(chain, op)
+            op.started = time.perf_counter()
+            for interceptor in chain:
+                if interceptor.has_notifications:
+                    interceptor.started(op)
             try:
-                result = handler(op) if sync else (yield _INVOKE)
+                result = handler(op) if sync else (yield _INVOKE)  # type: ignore[misc]
             except Exception as exc:
                 if op.meta.pop(_DECIDED, False):  # a deferred before-stage cancelled or rejected it
                     raise exc
@@ -227,7 +257,9 @@ class Pipeline:
                 _notify_failed(chain, op, error)
                 retryable = not isinstance(error, InvalidArgument)
                 decision = None
-                for interceptor in _deciders(chain, "has_error"):
+                for interceptor in reversed(chain):  # inner to outer; the first real decision ends it
+                    if not interceptor.has_error:
+                        continue
                     decision = (interceptor.error(op, error, retryable) if sync
                                 else (yield (interceptor, "error", (op, error, retryable))))
                     if decision is not None and decision.action != "continue":
@@ -248,7 +280,9 @@ class Pipeline:
                 _notify_failed(chain, op, AikitError(f"{op.describe()} was interrupted", code="interrupted"))
                 raise
             decision = None
-            for interceptor in _deciders(chain, "has_after"):
+            for interceptor in reversed(chain):  # inner to outer; the first real decision ends it
+                if not interceptor.has_after:
+                    continue
                 decision = interceptor.after(op, result) if sync else (yield (interceptor, "after", (op, result)))
                 if decision is not None and decision.action != "continue":
                     break
@@ -267,38 +301,19 @@ class Pipeline:
                     raise error
                 elif decision.action == "replace":
                     result = kind.replaced(op, decision.value)
-            _finished(chain, op, result)
+            for interceptor in chain:
+                if interceptor.has_notifications:
+                    interceptor.finished(op, result)
             return result
-
-    def _before(self, op: Operation, chain: Sequence[Interceptor], sync: bool) -> Flow:
-        """The before-stage: None to go on, or ``(result,)`` when the operation must not run."""
-        for position, interceptor in enumerate(chain):
-            if not interceptor.has_before:
-                continue
-            try:
-                decision = interceptor.before(op) if sync else (yield (interceptor, "before", (op,)))
-            except Exception as exc:  # a rejection (budget, policy, an invalid modification)
-                op.meta[_DECIDED] = True
-                return ((yield from self._rejected(op, chain[:position], error_from_exception(exc), sync, exc)),)
-            if decision is None or decision.action == "continue":
-                continue
-            if decision.action == "cancel":
-                reason = decision.reason or "no reason given"
-                error = Cancelled(f"{op.describe()} cancelled by a hook: {reason}",
-                                  details={**op.kind.event_fields(op), "reason": reason})
-                _notify_failed(chain, op, error)
-                op.meta[_DECIDED] = True
-                raise error
-            if decision.action == "replace":
-                return (op.kind.replaced(op, decision.value),)
-        return None
 
     def _rejected(self, op: Operation, outer: Sequence[Interceptor], error: AikitError, sync: bool,
                   original: BaseException | None = None) -> Flow:
         """The error stage of ``outer`` for an operation that never ran; a replacement or a raise."""
         _notify_failed(outer, op, error)
         decision = None
-        for interceptor in _deciders(outer, "has_error"):
+        for interceptor in reversed(outer):
+            if not interceptor.has_error:
+                continue
             decision = interceptor.error(op, error, False) if sync else (yield (interceptor, "error", (op, error, False)))
             if decision is not None and decision.action != "continue":
                 break
@@ -307,13 +322,6 @@ class Pipeline:
         if original is None or original is error:
             raise error
         raise error from original
-
-
-def _deciders(chain: Sequence[Interceptor], flag: str) -> list[Interceptor]:
-    """The interceptors of ``chain`` whose ``flag`` (``has_after``, ``has_error``) says they
-    implement that stage, inner to outer: the order in which they are asked (the first decision
-    other than continue ends the stage)."""
-    return [i for i in reversed(chain) if getattr(i, flag)]
 
 
 def _pause(op: Operation, decision: Decision, sync: bool) -> Flow:

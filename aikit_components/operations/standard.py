@@ -123,11 +123,11 @@ class HookInterceptor(Interceptor):
         return decision
 
     def _before(self, op: Operation, outcome: HookOutcome) -> Decision | None:
-        if outcome.action == "continue" and op.kind.modified is not None:
+        if outcome.action == "continue":
             previous, op.payload = op.payload, outcome.payload
-            op.kind.modified(op, previous)
-        elif outcome.action == "continue":
-            op.payload = outcome.payload
+            if op.kind.modified is not None:
+                op.kind.modified(op, previous)
+            return None
         return self._decision(op, "before", outcome)
 
     def _decision(self, op: Operation, stage: str, outcome: HookOutcome) -> Decision | None:
