@@ -178,27 +178,26 @@ class EventBus:
         for listener in self.listeners:
             listener()
 
+    def _route(self, topic: str) -> tuple[Subscription, ...]:
+        """The subscriptions matching ``topic``, worked out and cached (a cache miss)."""
+        with self._lock:
+            routes = tuple(s for s in self._subs if s.matches(topic))
+            if len(self._routes) >= MAX_CACHED_ROUTES:
+                self._routes = {}
+            self._routes[topic] = routes
+        return routes
+
     def has_subscribers(self, topic: str) -> bool:
         """Whether an event on ``topic`` would reach anyone (a publisher may then skip building its
         payload). Cheap: the answer comes from the route cache that ``publish`` keeps."""
         routes = self._routes.get(topic)
-        if routes is None:
-            with self._lock:
-                routes = tuple(s for s in self._subs if s.matches(topic))
-                if len(self._routes) >= MAX_CACHED_ROUTES:
-                    self._routes = {}
-                self._routes[topic] = routes
-        return bool(routes)
+        return bool(routes if routes is not None else self._route(topic))
 
     def publish(self, topic: str, payload: Any = None, source: str | None = None) -> int:
         """Deliver an event to every matching subscription; returns how many matched."""
         routes = self._routes.get(topic)
         if routes is None:
-            with self._lock:
-                routes = tuple(s for s in self._subs if s.matches(topic))
-                if len(self._routes) >= MAX_CACHED_ROUTES:
-                    self._routes = {}
-                self._routes[topic] = routes
+            routes = self._route(topic)
         if not routes:
             return 0
         event = Event(topic, payload, source, time.time(), next(self._seq))

@@ -9,9 +9,15 @@ import statistics
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 SizesT = TypeVar("SizesT")
+
+# The checkout this file is in: the benchmarks import aikit from it, installed or not.
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
 
 
 class BenchError(RuntimeError):

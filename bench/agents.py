@@ -69,11 +69,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:  # run from a checkout without installing
-    sys.path.insert(0, str(REPO))
-
-from _common import (  # noqa: E402
+from _common import (  # imported first: it puts this checkout on sys.path
     BenchError,
     Row,
     chosen_sizes,

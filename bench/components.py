@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import collections
 import gc
-import os
 import sqlite3
 import sys
 import tempfile
@@ -53,11 +52,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:  # run from a checkout without installing
-    sys.path.insert(0, str(REPO))
-
-from _common import BenchError, NullOutput, Row, chosen_sizes, median, parse_args, pct, print_section, progress_log, us  # noqa: E402
+from _common import (  # imported first: it puts this checkout on sys.path
+    BenchError,
+    NullOutput,
+    Row,
+    chosen_sizes,
+    median,
+    parse_args,
+    pct,
+    print_section,
+    print_verdicts,
+    progress_log,
+    us,
+)
 
 from aikit_components.components import Components  # noqa: E402
 from aikit_components.events import EventBus  # noqa: E402
@@ -478,14 +485,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{sizes.reps} repetitions per measurement (median reported); loops of {sizes.tool_calls} tool calls, "
           f"{sizes.events} events, {sizes.state_gets} gets / {sizes.state_sets} sets, "
           f"{sizes.lua_state_gets} Lua State.get")
-    try:
-        load = os.getloadavg()
-        print(f"load average (1/5/15 min) at the end: {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} "
-              f"on {os.cpu_count()} CPUs (other work on the machine inflates every number)")
-    except OSError:
-        pass
-    for name, ok in verdicts:
-        print(f"{'PASS' if ok else 'FAIL'}: {name}")
+    print_verdicts(verdicts)
     overall = all(ok for _, ok in verdicts)
     print(f"overall: {'PASS' if overall else 'FAIL'}   (total benchmark time {time.perf_counter() - t_begin:.1f} s)")
     return 0

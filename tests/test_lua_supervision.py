@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -17,31 +16,8 @@ from aikit_components.components import Components
 from aikit_components.config import Config
 from aikit_kernel import runtime
 from aikit_kernel.lua.api import supervision
-from aikit_kernel.lua.convert import lua_to_python
-from aikit_kernel.lua.engine import LuaEngine, LuaFailure
 from aikit_kernel.lua_runtime import build_lua_runtime
-from tests.support.lua import RecordingOutput
-
-
-class Lua:
-    def __init__(self, engine: LuaEngine, components: Components) -> None:
-        self.engine = engine
-        self.components = components
-        self.cells = 0
-        self.registry: Any = None
-
-    def run(self, code: str) -> Any:
-        self.cells += 1
-        result = self.engine.run_cell(code, f"[{self.cells}]")
-        assert result.error is None, f"cell failed: {result.error}"
-        values = [lua_to_python(v, self.engine.internal[b"address"]) for v in result.values]
-        return values[0] if len(values) == 1 else tuple(values)
-
-    def fail(self, code: str) -> LuaFailure:
-        self.cells += 1
-        result = self.engine.run_cell(code, f"[{self.cells}]")
-        assert result.error is not None, f"cell unexpectedly succeeded: {result.values}"
-        return result.error
+from tests.support.lua import Lua, RecordingOutput
 
 
 @pytest.fixture
@@ -51,9 +27,11 @@ def lua(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Lua]:
     config = Config.load(cwd=tmp_path, env={}, user_dir=tmp_path / "user-config")
     components = Components.open(config=config, data_dir=tmp_path / "data", plugins=False,
                                  loop_getter=runtime.get_loop)
-    engine = build_lua_runtime(RecordingOutput(), components).engine
-    made = Lua(engine, components)
-    made.registry = supervision.install(engine, components)
+    out = RecordingOutput()
+    built = build_lua_runtime(out, components)
+    engine = built.engine
+    made = Lua(engine, components, built.scope, out)
+    made.registry = supervision.install(engine, components)  # type: ignore[attr-defined]
     made.run("""
         log = {}
         function counter(name)

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -20,42 +19,9 @@ from aikit_components.components import Components
 from aikit_components.config import Config
 from aikit_components.errors import IOFailure, NotFound, PermissionDenied, Timeout
 from aikit_components.events import Event
-from aikit_components.operations import APPROVAL, POLICY, Decision, Interceptor, Operation
+from tests.support.http import serving
+from tests.support.operations import Recorder, Refuser
 from tests.support.rag import unit_vectors
-
-
-class Recorder(Interceptor):
-    """Records the operations of the given kinds as the before-stage sees them."""
-
-    order = POLICY + 50
-    name = "test-recorder"
-
-    def __init__(self, *kinds: str) -> None:
-        self.kinds = set(kinds)
-        self.seen: list[tuple[str, str, dict[str, Any]]] = []
-
-    def wants(self, op: Operation) -> bool:
-        return op.kind.name in self.kinds
-
-    def before(self, op: Operation) -> Decision | None:
-        self.seen.append((op.kind.name, op.name, dict(op.payload)))
-        return None
-
-
-class Refuser(Interceptor):
-    """Refuses every operation of the given kinds, as an approval that says no would."""
-
-    order = APPROVAL
-    name = "test-refuser"
-
-    def __init__(self, *kinds: str) -> None:
-        self.kinds = set(kinds)
-
-    def wants(self, op: Operation) -> bool:
-        return op.kind.name in self.kinds
-
-    def before(self, op: Operation) -> Decision | None:
-        raise PermissionDenied(f"{op.describe()} was not approved", details={"rule": "approval"})
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -91,12 +57,8 @@ class Handler(BaseHTTPRequestHandler):
 @pytest.fixture
 def server() -> Iterator[str]:
     Handler.requests = []
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_port}"
-    httpd.shutdown()
-    httpd.server_close()
+    with serving(Handler) as url:
+        yield url
 
 
 @pytest.fixture

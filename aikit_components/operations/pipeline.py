@@ -30,7 +30,7 @@ import inspect
 import logging
 import time
 from collections.abc import Callable, Generator, Iterable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from ..errors import AikitError, Cancelled, InvalidArgument, error_from_exception
 from .interceptor import Interceptor
@@ -116,74 +116,47 @@ class Pipeline:
     def run(self, op: Operation, handler: Callable[[Operation], Any]) -> Any:
         """Run ``op`` synchronously: ``handler(op)`` wrapped by the chain; its result as the
         interceptors let it stand."""
-        template = self._templates.get(op.kind)
-        if template is None:
-            template = self._template(op.kind)
-        chain = [i for i, w in template if w or i.wants(op)]
-        if not chain:
-            try:
-                return handler(op)
-            except Exception as exc:
-                failure = _converted(op, exc)
-                if failure is exc:
-                    raise
-                raise failure from exc
-        guards = False
-        for interceptor in chain:
-            if interceptor.decides:
-                break
-            guards = guards or interceptor.has_before
-        else:  # guards and observers only: nothing can change the flow but a rejection
-            if guards:
-                _guard(chain, op)
-            _started(chain, op)
-            try:
-                result = handler(op)
-            except BaseException as exc:
-                failure = _observed_failure(chain, op, exc)
-                if failure is exc:
-                    raise
-                raise failure from exc
+        chain, decided = self._plan(op)
+        if decided:
+            return _run_to_end(self._flow(op, chain, handler, True))
+        if chain:
+            _enter(chain, op)
+        try:
+            result = handler(op)
+        except BaseException as exc:
+            _raise_failure(chain, op, exc)
+        if chain:
             _finished(chain, op, result)
-            return result
-        return _run_to_end(self._flow(op, chain, handler, True))
+        return result
 
     async def arun(self, op: Operation, handler: Callable[[Operation], Any]) -> Any:
         """Run ``op`` from async code; ``handler(op)`` may return an awaitable."""
+        chain, decided = self._plan(op)
+        if decided:
+            return await _drive_async(self._flow(op, chain, handler, False), op, handler)
+        if chain:
+            _enter(chain, op)
+        try:
+            result = handler(op)
+            if inspect.isawaitable(result):
+                result = await result
+        except BaseException as exc:
+            _raise_failure(chain, op, exc)
+        if chain:
+            _finished(chain, op, result)
+        return result
+
+    def _plan(self, op: Operation) -> tuple[list[Interceptor], bool]:
+        """The chain for ``op`` and whether anything in it decides (then the flow runs; else the
+        handler runs between the guards and observers: the fast path)."""
         template = self._templates.get(op.kind)
         if template is None:
             template = self._template(op.kind)
         chain = [i for i, w in template if w or i.wants(op)]
-        if not chain:
-            try:
-                result = handler(op)
-                return await result if inspect.isawaitable(result) else result
-            except Exception as exc:
-                failure = _converted(op, exc)
-                if failure is exc:
-                    raise
-                raise failure from exc
-        guards = False
         for interceptor in chain:
             if interceptor.decides:
-                break
-            guards = guards or interceptor.has_before
-        else:
-            if guards:
-                _guard(chain, op)
-            _started(chain, op)
-            try:
-                result = handler(op)
-                if inspect.isawaitable(result):
-                    result = await result
-            except BaseException as exc:
-                failure = _observed_failure(chain, op, exc)
-                if failure is exc:
-                    raise
-                raise failure from exc
-            _finished(chain, op, result)
-            return result
-        return await _drive_async(self._flow(op, chain, handler, False), op, handler)
+                return chain, True
+        return chain, False
 
     def run_before(self, op: Operation) -> tuple[Any] | None:
         """The before-stage alone, for a kind that ``defers_before``: called by its handler
@@ -365,10 +338,21 @@ def _finished(chain: Sequence[Interceptor], op: Operation, result: Any) -> None:
             interceptor.finished(op, result)
 
 
-def _converted(op: Operation, exc: Exception) -> BaseException:
-    """The exception a caller gets for a handler's ``exc`` (an AikitError unless the kind keeps
-    exceptions as they are)."""
-    return error_from_exception(exc) if op.kind.converts_errors else exc
+def _enter(chain: Sequence[Interceptor], op: Operation) -> None:
+    """Guards, then observers, of a chain where nobody decides."""
+    for interceptor in chain:
+        if interceptor.has_before:
+            _guard(chain, op)
+            break
+    _started(chain, op)
+
+
+def _raise_failure(chain: Sequence[Interceptor], op: Operation, exc: BaseException) -> NoReturn:
+    """Tell the observers of a failed handler and raise what the caller gets (as the flow does)."""
+    failure = _observed_failure(chain, op, exc)
+    if failure is exc:
+        raise exc
+    raise failure from exc
 
 
 def _observed_failure(chain: Sequence[Interceptor], op: Operation, exc: BaseException) -> BaseException:

@@ -6,44 +6,17 @@ when its headers arrive, and an interceptor that refuses a request stops it befo
 from __future__ import annotations
 
 import threading
-from typing import Any
 
 import pytest
 
 from aikit_components.errors import PermissionDenied
-from aikit_components.operations import APPROVAL, POLICY, Decision, Interceptor, Operation
 from aikit_kernel import runtime
 from tests.support.agents import OPENAI, AgentEnv, answer, run, sse
-
-
-class Recorder(Interceptor):
-    order = POLICY + 50
-    name = "test-recorder"
-
-    def __init__(self) -> None:
-        self.seen: list[tuple[str, str, dict[str, Any]]] = []
-
-    def wants(self, op: Operation) -> bool:
-        return op.kind.name == "http"
-
-    def before(self, op: Operation) -> Decision | None:
-        self.seen.append((op.kind.name, op.name, dict(op.payload)))
-        return None
-
-
-class Refuser(Interceptor):
-    order = APPROVAL
-    name = "test-refuser"
-
-    def wants(self, op: Operation) -> bool:
-        return op.kind.name == "http"
-
-    def before(self, op: Operation) -> Decision | None:
-        raise PermissionDenied(f"{op.describe()} was not approved")
+from tests.support.operations import Recorder, Refuser
 
 
 def test_a_model_call_request_is_an_operation(env: AgentEnv) -> None:
-    recorder = env.components.pipeline.add(Recorder())
+    recorder = env.components.pipeline.add(Recorder("http"))
     sub = env.components.events.subscribe("http.*")
     env.server.reply(OPENAI, answer("Hi there"))
     assert run(env.agent(name="greeter").run("Hello")).text == "Hi there"
@@ -74,7 +47,7 @@ def test_a_streamed_answer_request_finishes_when_its_headers_arrive(env: AgentEn
 
 
 def test_a_refused_model_request_is_not_sent(env: AgentEnv) -> None:
-    env.components.pipeline.add(Refuser())
+    env.components.pipeline.add(Refuser("http"))
     env.server.reply(OPENAI, answer("never"))
     with pytest.raises(PermissionDenied, match="HTTP request 'POST 127.0.0.1' was not approved"):
         run(env.agent(name="blocked").run("Hello"))

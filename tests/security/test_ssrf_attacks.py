@@ -5,9 +5,8 @@ works. Nothing here needs the internet: a refusal happens before any connection.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -16,6 +15,7 @@ import pytest
 
 from aikit_components.tools import ToolContext
 from aikit_components.tools.web import TOOLS
+from tests.support.http import serving
 
 from .conftest import contained, make_caller, make_policy
 
@@ -47,15 +47,8 @@ class Redirector(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Redirector)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serving(Redirector) as url:
+        yield url
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ and ``agent`` step kinds. Every scheduling rule of the engine's docstring has a 
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -46,6 +45,7 @@ from aikit_components.workflows.templates import (
     compile as compile_template,
 )
 from tests.support.llm_server import Reply
+from tests.support.processes import processes_with
 from tests.support.workflows import make_components
 
 OPENAI = "/v1/chat/completions"
@@ -83,24 +83,6 @@ def sleeper(seconds: float, value: Any = None) -> Any:
         await asyncio.sleep(seconds)
         return value if value is not None else {"slept": seconds}
     return sleep
-
-
-def processes_with(arg: str) -> list[int]:
-    """Pids whose command line contains ``arg`` (from /proc)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                parts = fh.read().split(b"\0")
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                state = fh.read().rsplit(b")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if arg.encode() in parts and state != b"Z":
-            found.append(int(entry))
-    return found
 
 
 # =========================================================================== templates
