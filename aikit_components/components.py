@@ -106,7 +106,8 @@ class Components:
         provider = FallbackChain(self.models, [spec.model, *spec.fallback], events=self.events)
         return Agent(spec, provider=provider, tools=self.tools,
                      context=context or (lambda: self.tool_context(caller=f"agent:{spec.name}")),
-                     state=self.state, events=self.events, hooks=self.hooks, ledger=self.ledger)
+                     state=self.state, events=self.events, hooks=self.hooks, ledger=self.ledger,
+                     pipeline=self.pipeline)
 
     def warm_up(self, delay: float = 1.0) -> None:
         """Build the tool registry on a background thread (no Lua involved, so any thread may),

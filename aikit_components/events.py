@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import InvalidArgument
+from .listeners import ChangeListeners
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +67,7 @@ class Subscription:
         self._queue: deque[Event] = deque()
         self._ready = threading.Condition(threading.Lock())
         self._loop_getter = loop_getter
-        self.generation = 0  # bumped by every (un)subscription: lets callers cache has_subscribers()
-        self.listeners: list[Callable[[], None]] = []  # called after every (un)subscription
+        self.listeners = ChangeListeners()  # told after every (un)subscription
         self._pump_scheduled = False
 
     def matches(self, topic: str) -> bool:
@@ -152,8 +152,7 @@ class EventBus:
         self._routes: dict[str, tuple[Subscription, ...]] = {}
         self._seq = itertools.count(1)
         self._loop_getter = loop_getter
-        self.generation = 0  # bumped by every (un)subscription: lets callers cache has_subscribers()
-        self.listeners: list[Callable[[], None]] = []  # called after every (un)subscription
+        self.listeners = ChangeListeners()  # told after every (un)subscription
 
     def subscribe(self, pattern: str, handler: Callable[[Event], Any] | None = None, *,
                   max_size: int = 10_000, overflow: str = "drop_oldest") -> Subscription:
@@ -162,9 +161,7 @@ class EventBus:
         with self._lock:
             self._subs.append(sub)
             self._routes = {}
-            self.generation += 1
-        for listener in self.listeners:
-            listener()
+        self.listeners.notify()
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
@@ -172,11 +169,9 @@ class EventBus:
             if sub in self._subs:
                 self._subs.remove(sub)
                 self._routes = {}
-                self.generation += 1
             else:
                 return
-        for listener in self.listeners:
-            listener()
+        self.listeners.notify()
 
     def _route(self, topic: str) -> tuple[Subscription, ...]:
         """The subscriptions matching ``topic``, worked out and cached (a cache miss)."""

@@ -28,6 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .listeners import ChangeListeners
+
 log = logging.getLogger(__name__)
 
 # The points components fire. Custom points are allowed; these are documented.
@@ -122,8 +124,7 @@ class HookRegistry:
         self._lock = threading.Lock()
         self._order = itertools.count()
         self.on_error = on_error
-        self.version = 0  # bumped by every (un)registration: lets callers cache has() answers
-        self.listeners: list[Callable[[], None]] = []  # called after every (un)registration
+        self.listeners = ChangeListeners()  # told after every (un)registration
 
     def register(self, point: str, fn: Callable[[HookContext], Any], *, priority: int = 0, name: str | None = None) -> str:
         """Add ``fn`` to ``point``; returns the hook's id for :meth:`unregister`."""
@@ -136,7 +137,6 @@ class HookRegistry:
             entries.append(entry)
             entries.sort()
             self._hooks[point] = entries
-            self.version += 1
         self._changed()
         return hook_id
 
@@ -146,7 +146,6 @@ class HookRegistry:
                 kept = [e for e in entries if e.hook_id != hook_id]
                 if len(kept) != len(entries):
                     self._hooks[point] = kept
-                    self.version += 1
                     break
             else:
                 return False
@@ -154,8 +153,7 @@ class HookRegistry:
         return True
 
     def _changed(self) -> None:
-        for listener in self.listeners:
-            listener()
+        self.listeners.notify()
 
     def has(self, point: str) -> bool:
         return bool(self._hooks.get(point))

@@ -263,3 +263,37 @@ def test_add_refuses_what_is_not_an_interceptor_and_remove_finds() -> None:
         pipeline.add(object())  # type: ignore[arg-type]
     item = pipeline.add(Recorder("r", HOOKS, []))
     assert pipeline.find(Recorder) is item and pipeline.remove(item) and not pipeline.remove(item)
+
+
+def test_what_the_pipeline_cached_about_a_kind_follows_hooks_and_subscriptions() -> None:
+    """A kind run once with nobody watching runs directly; a hook registered or an event
+    subscribed afterwards is seen by the next operation of that kind (the cache is cleared)."""
+    from aikit_components.events import EventBus
+    from aikit_components.hooks import HookRegistry, HookResult
+    from aikit_components.operations.standard import standard_pipeline
+
+    hooks, events = HookRegistry(), EventBus()
+    pipeline = standard_pipeline(events, hooks)
+    assert not pipeline.watches(KIND) and pipeline.run(new_op(), lambda op: "direct") == "direct"
+    hook = hooks.register("demo.before", lambda ctx: HookResult.replace("from a hook"))
+    assert pipeline.watches(KIND) and pipeline.run(new_op(), lambda op: "direct") == "from a hook"
+    hooks.unregister(hook)
+    sub = events.subscribe("demo.finished")
+    assert pipeline.run(new_op(), lambda op: "ran") == "ran" and sub.drain()[0].topic == "demo.finished"
+    sub.close()
+    assert not pipeline.watches(KIND)
+
+
+def test_short_lived_pipelines_leave_no_listeners_behind() -> None:
+    import gc
+
+    from aikit_components.events import EventBus
+    from aikit_components.hooks import HookRegistry
+    from aikit_components.operations.standard import standard_pipeline
+
+    hooks, events = HookRegistry(), EventBus()
+    for _ in range(50):
+        standard_pipeline(events, hooks)
+    gc.collect()
+    kept = standard_pipeline(events, hooks)
+    assert len(hooks.listeners) == 1 and len(events.listeners) == 1 and kept.interceptors

@@ -52,3 +52,12 @@ def test_a_refused_model_request_is_not_sent(env: AgentEnv) -> None:
     with pytest.raises(PermissionDenied, match="HTTP request 'POST 127.0.0.1' was not approved"):
         run(env.agent(name="blocked").run("Hello"))
     assert env.server.requests == []
+
+
+def test_an_agent_of_the_components_runs_through_their_pipeline(env: AgentEnv) -> None:
+    """Agents made by Components.new_agent share the process's pipeline (an interceptor added to
+    it, as tracing or approvals will be, sees the run and its model calls)."""
+    recorder = env.components.pipeline.add(Recorder("agent", "llm"))
+    env.server.reply(OPENAI, answer("Hi there"))
+    assert run(env.agent(name="greeter").run("Hello")).text == "Hi there"
+    assert [(kind, name) for kind, name, _ in recorder.seen] == [("agent", "greeter"), ("llm", "openai/m")]

@@ -166,7 +166,7 @@ class LlmExecutor:
 
         model_call = ModelCall(chain, configured, {"workflow": self._workflow, "run_id": self._run_id, "step": step.id},
                                hooks=getattr(components, "hooks", None), events=events, source="workflow",
-                               account=account)
+                               account=account, pipeline=getattr(components, "pipeline", None))
         completion = await model_call.ask(request)
         output = {"text": completion.text, "model": completion.model, "usage": completion.usage.to_dict(),
                   "stop_reason": completion.stop_reason}
