@@ -260,6 +260,20 @@ def with_model(fn):
     return pytest.mark.usefixtures("server")(fn)
 
 
+
+def expect_gone(pid: int, *, within_s: float, after: str) -> None:
+    """The server process ``pid`` ends within ``within_s`` seconds (else it is killed and the test
+    fails)."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.killpg(pid, signal.SIGKILL)
+    pytest.fail(f"the server (pid {pid}) outlived {after}")
+
 @with_model
 def test_completion_continues_text():
     async def go():
@@ -443,15 +457,7 @@ def test_server_stops_at_interpreter_exit():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert out.returncode == 0, out.stderr
     pid = int(out.stdout.split()[-1])
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.1)
-    os.killpg(pid, signal.SIGKILL)
-    pytest.fail(f"the server (pid {pid}) outlived its parent")
+    expect_gone(pid, within_s=5, after="its parent exited")
 
 
 @with_model
@@ -519,15 +525,7 @@ def test_server_exits_when_its_parent_is_killed():
     finally:
         proc.kill()
         proc.wait(10)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.1)
-    os.killpg(pid, signal.SIGKILL)
-    pytest.fail(f"the server (pid {pid}) outlived its killed parent")
+    expect_gone(pid, within_s=10, after="its parent was killed")
 
 
 @with_model
