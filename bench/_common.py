@@ -20,6 +20,23 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 
+def add_tool(name: str) -> Any:
+    """The trivial tool the benchmarks call: ``add(a, b)`` registered as ``name`` (category bench)."""
+    from aikit_components.tools import tool
+
+    @tool(name=name, category="bench")
+    def add(a: int, b: int) -> int:
+        """Add two integers.
+
+        Args:
+            a: The first integer.
+            b: The second integer.
+        """
+        return a + b
+
+    return add
+
+
 class BenchError(RuntimeError):
     """A measurement could not be completed."""
 

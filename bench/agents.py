@@ -72,6 +72,7 @@ from typing import Any
 from _common import (  # imported first: it puts this checkout on sys.path
     BenchError,
     Row,
+    add_tool,
     chosen_sizes,
     median,
     ms,
@@ -100,7 +101,7 @@ from aikit_components.providers.messages import (  # noqa: E402
 )
 from aikit_components.providers.registry import ModelRegistry  # noqa: E402
 from aikit_components.supervision import ChildSpec, Supervisor  # noqa: E402
-from aikit_components.tools import Budget, tool  # noqa: E402
+from aikit_components.tools import Budget  # noqa: E402
 
 perf_ns = time.perf_counter_ns
 
@@ -137,15 +138,7 @@ QUICK = Sizes(reps=5, creations=400, runs=30, steps=10, long_steps=40, crashes=2
               model_runs=3, model_tokens=64, model_budget_s=12.0)
 
 
-@tool(name=TOOL_NAME, category="bench")
-def add(a: int, b: int) -> int:
-    """Add two integers.
-
-    Args:
-        a: The first integer.
-        b: The second integer.
-    """
-    return a + b
+add = add_tool(TOOL_NAME)
 
 
 # ---------------------------------------------------------------------- helpers
@@ -282,7 +275,8 @@ async def bench_loop(components: Components, provider: ScriptedProvider, sizes: 
             out[i] = perf_ns() - t0
         return out
 
-    async def bare_runs(steps: int) -> list[int]:
+    async def bare(steps: int, with_tools: bool) -> list[int]:
+        """The same provider calls (and, ``with_tools``, the same tool calls) made directly."""
         requests = scripted_requests(steps, tools)
         out = [0] * runs
         gc.collect()
@@ -290,21 +284,16 @@ async def bench_loop(components: Components, provider: ScriptedProvider, sizes: 
             t0 = perf_ns()
             for request in requests:
                 await complete(request)
-            for k in range(steps):
+            for k in range(steps if with_tools else 0):
                 await acall(TOOL_NAME, {"a": k, "b": 1}, ctx)
             out[i] = perf_ns() - t0
         return out
 
+    async def bare_runs(steps: int) -> list[int]:
+        return await bare(steps, with_tools=True)
+
     async def bare_provider_only(steps: int) -> list[int]:
-        requests = scripted_requests(steps, tools)
-        out = [0] * runs
-        gc.collect()
-        for i in range(runs):
-            t0 = perf_ns()
-            for request in requests:
-                await complete(request)
-            out[i] = perf_ns() - t0
-        return out
+        return await bare(steps, with_tools=False)
 
     cases = [0, 1, sizes.steps, sizes.long_steps]
     log(f"agent loop: warm-up, then {reps} x {runs} runs per side for {', '.join(map(str, cases))} tool steps")

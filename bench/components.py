@@ -56,6 +56,7 @@ from _common import (  # imported first: it puts this checkout on sys.path
     BenchError,
     NullOutput,
     Row,
+    add_tool,
     chosen_sizes,
     median,
     parse_args,
@@ -69,7 +70,8 @@ from _common import (  # imported first: it puts this checkout on sys.path
 from aikit_components.components import Components  # noqa: E402
 from aikit_components.events import EventBus  # noqa: E402
 from aikit_components.state import State  # noqa: E402
-from aikit_components.tools import Budget, ToolRegistry, tool  # noqa: E402
+from aikit_components.storage.sqlite import SCHEMA as STATE_SCHEMA  # noqa: E402
+from aikit_components.tools import Budget, ToolRegistry  # noqa: E402
 from aikit_kernel.lua.api import expose  # noqa: E402
 from aikit_kernel.lua.api._util import lua as lua_value  # noqa: E402
 from aikit_kernel.lua.api._util import py  # noqa: E402
@@ -100,15 +102,7 @@ NORMAL = Sizes(reps=9, tool_calls=10_000, events=100_000, state_gets=5_000, stat
 QUICK = Sizes(reps=5, tool_calls=4_000, events=50_000, state_gets=2_000, state_sets=100, lua_state_gets=4_000)
 
 
-@tool(name=TOOL_NAME, category="bench")
-def add(a: int, b: int) -> int:
-    """Add two integers.
-
-    Args:
-        a: The first integer.
-        b: The second integer.
-    """
-    return a + b
+add = add_tool(TOOL_NAME)
 
 
 # ---------------------------------------------------------------------- helpers
@@ -309,16 +303,7 @@ def bench_events(sizes: Sizes, log: Callable[[str], None]) -> tuple[list[Row], b
 
 
 # ---------------------------------------------------------------------- 3. state
-RAW_SCHEMA = """
-CREATE TABLE IF NOT EXISTS state (
-    scope TEXT NOT NULL,
-    key TEXT NOT NULL,
-    value TEXT NOT NULL,
-    expires_at REAL,
-    updated_at REAL NOT NULL,
-    PRIMARY KEY (scope, key)
-) WITHOUT ROWID;
-"""
+RAW_SCHEMA = STATE_SCHEMA  # the State store's own table: the raw baseline reads the same rows
 RAW_GET = "SELECT value, expires_at FROM state WHERE scope = ? AND key = ?"
 RAW_PUT = "INSERT OR REPLACE INTO state (scope, key, value, expires_at, updated_at) VALUES (?, ?, ?, ?, ?)"
 
