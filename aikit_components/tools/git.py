@@ -13,6 +13,7 @@ of silently using a repository above the allowed paths.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -128,16 +129,17 @@ def _checked_paths(ctx: ToolContext, repo_dir: Path, paths: list[str], *, write:
 # --------------------------------------------------------------------------------------------
 
 
+def _nul_fields(raw: str) -> Iterator[str]:
+    """The NUL-separated fields of git's ``-z`` output, empty ones skipped; a parser takes the
+    fields that belong to an entry (a rename's paths) with ``next``."""
+    return (field for field in raw.split("\0") if field)
+
+
 def _parse_status(raw: str) -> dict[str, Any]:
     info: dict[str, Any] = {"branch": None, "detached": False, "commit": None, "upstream": None, "ahead": 0,
                             "behind": 0, "staged": [], "unstaged": [], "untracked": [], "conflicted": []}
-    entries = raw.split("\0")
-    i = 0
-    while i < len(entries):
-        entry = entries[i]
-        i += 1
-        if not entry:
-            continue
+    entries = _nul_fields(raw)
+    for entry in entries:
         if entry.startswith("# "):
             key, _, value = entry[2:].partition(" ")
             if key == "branch.oid":
@@ -161,10 +163,7 @@ def _parse_status(raw: str) -> dict[str, Any]:
             continue
         fields = entry.split(" ", 9 if kind == "2" else 8)
         xy, path = fields[1], fields[-1]
-        origin = None
-        if kind == "2":
-            origin = entries[i] if i < len(entries) else None
-            i += 1
+        origin = next(entries, None) if kind == "2" else None
         for column, bucket in ((xy[0], "staged"), (xy[1], "unstaged")):
             if column != ".":
                 item = {"path": path, "status": _STATUS_WORDS.get(column, column)}
@@ -203,20 +202,14 @@ async def git_status(ctx: ToolContext, repo: str = ".") -> dict[str, Any]:
 
 def _parse_numstat(raw: str) -> list[dict[str, Any]]:
     files = []
-    entries = raw.split("\0")
-    i = 0
-    while i < len(entries):
-        entry = entries[i]
-        i += 1
-        if not entry:
-            continue
+    entries = _nul_fields(raw)
+    for entry in entries:
         added, deleted, path = (entry.split("\t", 2) + ["", ""])[:3]
         item: dict[str, Any] = {"additions": None if added == "-" else int(added),
                                 "deletions": None if deleted == "-" else int(deleted)}
         if path == "":  # a rename: old and new path follow
-            item["from"] = entries[i] if i < len(entries) else ""
-            path = entries[i + 1] if i + 1 < len(entries) else ""
-            i += 2
+            item["from"] = next(entries, "")
+            path = next(entries, "")
         item["path"] = path
         item["binary"] = added == "-"
         files.append(item)
