@@ -73,3 +73,11 @@ def expect_error(code: str, fn: Callable[..., Any], *args: Any) -> AikitError:
         fn(*args)
     assert info.value.code == code, f"expected {code}, got {info.value.code}: {info.value.message}"
     return info.value
+
+
+def assert_documented(item: Any) -> None:
+    """A built-in tool documents itself: a description, what it returns, examples, and a
+    description of every parameter."""
+    assert item.description and item.returns and item.examples, f"{item.name} lacks documentation"
+    for name, prop in item.parameters["properties"].items():
+        assert prop.get("description"), f"{item.name}.{name} has no description"

@@ -13,6 +13,7 @@ from aikit_components.tools import Tool, ToolRegistry
 from aikit_components.tools.data import TOOLS
 from aikit_components.tools.data.common import MAX_NODES
 from tests.support.tools import ToolEnv as Env
+from tests.support.tools import assert_documented
 
 
 # ----------------------------------------------------------------------------- declarations
@@ -29,9 +30,7 @@ def test_declaration(item: Tool) -> None:
     reads_files = "path" in item.parameters["properties"]
     assert item.security == ("read" if reads_files else "safe")
     assert item.is_async == reads_files and item.wants_ctx == reads_files
-    assert item.description and item.returns and item.examples
-    for name, prop in item.parameters["properties"].items():
-        assert prop.get("description"), f"{item.name}.{name} has no description"
+    assert_documented(item)
 
 
 @pytest.mark.parametrize("item", TOOLS, ids=lambda t: t.name)

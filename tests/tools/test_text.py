@@ -18,6 +18,7 @@ from aikit_components.tools import Tool, ToolRegistry
 from aikit_components.tools.text import TOOLS
 from aikit_components.tools.text.common import MAX_REGEX_TEXT
 from tests.support.tools import ToolEnv as Env
+from tests.support.tools import assert_documented
 
 NONDETERMINISTIC = {"uuid", "datetime_now"}
 
@@ -33,9 +34,7 @@ def test_tool_names_are_the_contract() -> None:
 def test_declaration(item: Tool) -> None:
     assert item.category == "text" and item.security == "safe"
     assert not item.is_async and not item.wants_ctx  # pure computation: runs in the caller's thread
-    assert item.description and item.returns and item.examples
-    for name, prop in item.parameters["properties"].items():
-        assert prop.get("description"), f"{item.name}.{name} has no description"
+    assert_documented(item)
 
 
 @pytest.mark.parametrize("item", TOOLS, ids=lambda t: t.name)
