@@ -115,8 +115,10 @@ class StepRunner:
             params = node.params.resolve(self._templates, sid)  # type: ignore[union-attr]
         except TemplateError as exc:
             return StepOutcome("failed", None, exc.to_dict())
+        if not self._pipeline.watches(WORKFLOW_STEP):  # nobody intercepts or listens: no operation to build
+            return StepOutcome("succeeded", noop_output(params))
         try:
-            output = self._pipeline.run(self._operation(node, rec, params), _noop_output)
+            output = self._pipeline.run(self._operation(node, rec, params), _noop_step)
         except Exception as exc:  # an interceptor rejected it
             return StepOutcome("failed", None, error_dict(exc))
         return StepOutcome("succeeded", output)
@@ -204,6 +206,10 @@ class StepRunner:
                                 "details": {"timeout_s": timeout, "attempt": attempt}}) from None
 
 
-def _noop_output(op: Operation) -> Any:
-    params = op.payload.get("params", op.meta["params"])
+def noop_output(params: Any) -> Any:
+    """A noop step's output: its parameters."""
     return dict(params) if isinstance(params, dict) else params
+
+
+def _noop_step(op: Operation) -> Any:
+    return noop_output(op.payload.get("params", op.meta["params"]))
