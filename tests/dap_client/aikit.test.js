@@ -267,9 +267,11 @@ test('the "raised" filter alone stops at an uncaught error too', {
     await dc.setExceptionBreakpointsRequest({ filters: ['raised'] });
   });
   assert.match((await first).body.text, /value too large: 10$/);
+  // Both listeners first: the next stop may arrive before the continue response does.
   const terminated = event(dc, 'terminated');
+  const stopped = event(dc, 'stopped');
   await dc.continueRequest(THREAD);
-  const second = await Promise.race([event(dc, 'stopped'), terminated.then(() => null)]);
+  const second = await Promise.race([stopped, terminated.then(() => null)]);
   assert.ok(second, 'no stop at check(3), which nothing catches');
   assert.match(second.body.text, /value too large: 3$/);
 });
