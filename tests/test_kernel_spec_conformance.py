@@ -13,8 +13,22 @@ from jupyter_client.manager import KernelManager, start_new_kernel
 from tests.support.kernels import STARTUP_TIMEOUT, kernel_env
 
 
+class PrivateDataDir:
+    """Mixed into a test class whose kernel got a private data directory (``_data_dir``, made in
+    ``setUpClass``): removes it after the class's tests."""
+
+    _data_dir: str
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        try:
+            super().tearDownClass()  # type: ignore[misc]
+        finally:
+            shutil.rmtree(cls._data_dir, ignore_errors=True)
+
+
 @pytest.mark.xdist_group("conformance")
-class AikitKernelTests(jkt.KernelTests):
+class AikitKernelTests(PrivateDataDir, jkt.KernelTests):
     kernel_name = "aikit"
     language_name = "lua"
     file_extension = ".lua"
@@ -71,16 +85,10 @@ class AikitKernelTests(jkt.KernelTests):
             startup_timeout=STARTUP_TIMEOUT, kernel_name=cls.kernel_name, env=kernel_env(cls._data_dir)
         )
 
-    @classmethod
-    def tearDownClass(cls) -> None:
-        try:
-            super().tearDownClass()
-        finally:
-            shutil.rmtree(cls._data_dir, ignore_errors=True)
 
 
 @pytest.mark.xdist_group("conformance")
-class AikitIopubWelcomeTests(jkt.IopubWelcomeTests):
+class AikitIopubWelcomeTests(PrivateDataDir, jkt.IopubWelcomeTests):
     """JEP 65: IOPub is an XPUB socket that sends `iopub_welcome` to each new subscriber, before
     any other message."""
 
@@ -96,9 +104,3 @@ class AikitIopubWelcomeTests(jkt.IopubWelcomeTests):
         cls.km.start_kernel(env=kernel_env(cls._data_dir))
         cls.kc = cls.km.client()
 
-    @classmethod
-    def tearDownClass(cls) -> None:
-        try:
-            super().tearDownClass()
-        finally:
-            shutil.rmtree(cls._data_dir, ignore_errors=True)

@@ -105,6 +105,13 @@ class Workflow:
 PASSING_STATUSES = frozenset({"succeeded", "skipped"})
 
 
+def elapsed_s(started_at: float | None, ended_at: float | None) -> float | None:
+    """Seconds from ``started_at`` to ``ended_at``, or None until both are known."""
+    if started_at is None or ended_at is None:
+        return None
+    return ended_at - started_at
+
+
 @dataclass
 class StepRecord:
     """What happened to one step in one run (JSON-like via ``to_dict``)."""
@@ -119,9 +126,7 @@ class StepRecord:
 
     @property
     def duration_s(self) -> float | None:
-        if self.started_at is None or self.ended_at is None:
-            return None
-        return self.ended_at - self.started_at
+        return elapsed_s(self.started_at, self.ended_at)
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "status": self.status, "output": self.output, "error": self.error,
@@ -151,9 +156,7 @@ class RunRecord:
 
     @property
     def duration_s(self) -> float | None:
-        if self.started_at is None or self.ended_at is None:
-            return None
-        return self.ended_at - self.started_at
+        return elapsed_s(self.started_at, self.ended_at)
 
     def to_dict(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "workflow": self.workflow, "status": self.status, "inputs": self.inputs,
