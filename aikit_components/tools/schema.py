@@ -37,7 +37,8 @@ _JSON_TYPES: dict[str, Callable[[Any], bool]] = {
 }
 
 
-def _type_name(value: Any) -> str:
+def json_type_name(value: Any) -> str:
+    """The JSON Schema type name of a Python value (``integer``, ``object``, ...)."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -171,7 +172,7 @@ def schema_problems(schema: Any) -> Problems:
     jsonschema = load_jsonschema()
 
     if not isinstance(schema, dict):
-        return [f"a schema must be an object, got {_type_name(schema)}"]
+        return [f"a schema must be an object, got {json_type_name(schema)}"]
     validator = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     meta = validator(validator.META_SCHEMA)
     return [f"{'/'.join(str(p) for p in err.absolute_path) or '(schema)'}: {err.message}"
@@ -235,7 +236,7 @@ def _compile(schema: dict[str, Any]) -> Check:
 
         def check_type(v: Any, path: str, out: Problems) -> bool:
             if not (single(v) if single is not None else any(t(v) for t in tests)):
-                out.append(f"{_path(path)}: expected {label}, got {_type_name(v)}")
+                out.append(f"{_path(path)}: expected {label}, got {json_type_name(v)}")
                 return False
             return True
     else:

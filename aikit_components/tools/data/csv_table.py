@@ -16,6 +16,7 @@ from typing import Any
 
 from ...errors import InvalidArgument
 from ..base import ToolContext
+from ..schema import json_type_name
 from .common import offload, read_text_input
 from .json_tools import parse_json_text
 
@@ -139,12 +140,8 @@ def typed_value(raw: str) -> Any:
 
 
 def _kind(value: Any, raw: str) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
+    if isinstance(value, (bool, int, float)):
+        return json_type_name(value)
     s = raw.strip()
     if _DATE.fullmatch(s):
         try:
