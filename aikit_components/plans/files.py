@@ -11,19 +11,26 @@ from typing import Any
 from ..errors import InvalidArgument, IOFailure, NotFound
 
 
-def read_json_file(path: str | os.PathLike[str], what: str) -> Any:
-    """The parsed JSON of ``path``; errors name the file (``what`` says which kind it is)."""
+def read_text_file(path: str | os.PathLike[str], what: str, expected: str | None = None) -> str:
+    """The UTF-8 text of ``path``; errors name the file (``what`` says which kind it is,
+    ``expected`` what a directory should have been: ``what`` by default)."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        return p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise NotFound(f"{what} {str(p)!r} does not exist", details={"path": str(p)}) from None
     except IsADirectoryError:
-        raise InvalidArgument(f"{str(p)!r} is a directory, not a {what}") from None
+        raise InvalidArgument(f"{str(p)!r} is a directory, not a {expected or what}") from None
     except UnicodeDecodeError as exc:
         raise InvalidArgument(f"{what} {str(p)!r} is not UTF-8 text: {exc}") from None
     except OSError as exc:
         raise IOFailure(f"cannot read {what} {str(p)!r}: {exc.strerror or exc}") from None
+
+
+def read_json_file(path: str | os.PathLike[str], what: str) -> Any:
+    """The parsed JSON of ``path``; errors name the file (``what`` says which kind it is)."""
+    p = Path(path)
+    text = read_text_file(p, what)
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

@@ -27,7 +27,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import InvalidArgument, IOFailure, NotFound, ValidationError
+from ..errors import ValidationError
+from .files import read_text_file
 from .model import DEFAULT_LAYER, LAYER_RE, TASK_ID_RE, Plan, Queue, Task, dependency_problems, is_task_id
 
 ANNOTATION_KEYS = ("depends", "layer", "agent")
@@ -332,16 +333,7 @@ def parse_sot(text: str, source: str = "sot.md") -> SotResult:
 def parse_sot_file(path: str | os.PathLike[str]) -> SotResult:
     """Read and parse a SOT file; the plan's ``source`` is the path relative to the working directory."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise NotFound(f"SOT file {str(p)!r} does not exist", details={"path": str(p)}) from None
-    except IsADirectoryError:
-        raise InvalidArgument(f"{str(p)!r} is a directory, not a markdown file") from None
-    except UnicodeDecodeError as exc:
-        raise InvalidArgument(f"SOT file {str(p)!r} is not UTF-8 text: {exc}") from None
-    except OSError as exc:
-        raise IOFailure(f"cannot read SOT file {str(p)!r}: {exc.strerror or exc}") from None
+    text = read_text_file(p, "SOT file", expected="markdown file")
     try:
         source = os.path.relpath(p)
     except ValueError:  # another drive (Windows)
