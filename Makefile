@@ -35,7 +35,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml $(wildcard kernelspec/kernel.json kernelspec/logo-*)
 	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install --disable-pip-version-check -q torch==2.13.0
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(VPY) -m pip install --disable-pip-version-check -q -e '.[test,local,rag]'
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(VPY) -m pip install --disable-pip-version-check -q -e '.[test,local,rag,postgres,ray]'
 	@touch $@
 
 # ruff: see [tool.ruff] in pyproject.toml; lint-imports: the contracts in [tool.importlinter].
