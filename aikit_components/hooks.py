@@ -170,6 +170,8 @@ class HookRegistry:
         for entry in self._hooks.get(point, ()):
             try:
                 result = entry.fn(HookContext(point, outcome.payload, extra))
+                if result is None:  # the common case: a hook that only observes or edits in place
+                    continue
                 if inspect.isawaitable(result):
                     if asyncio.iscoroutine(result):
                         result.close()
@@ -187,6 +189,8 @@ class HookRegistry:
         for entry in self._hooks.get(point, ()):
             try:
                 result = entry.fn(HookContext(point, outcome.payload, extra))
+                if result is None:
+                    continue
                 if inspect.isawaitable(result):
                     result = await result
             except Exception as exc:

@@ -62,6 +62,13 @@ class Interceptor:
         answer per kind until :meth:`changed` is called."""
         return None
 
+    def for_kind(self, kind: OperationKind) -> Interceptor:
+        """The interceptor the pipeline puts in the chain of ``kind``'s operations (asked with
+        :meth:`wants_kind`, cached alike): ``self`` by default. One may return a narrower copy
+        whose ``has_before``/``has_after``/``has_error`` say which stages it needs for that kind,
+        so the flow skips calls that would do nothing (the hooks interceptor does, per point)."""
+        return self
+
     def wants(self, op: Operation) -> bool:
         """Whether this interceptor has anything to do for ``op`` (asked when :meth:`wants_kind`
         said None); when no interceptor wants an operation, its handler is called directly (the

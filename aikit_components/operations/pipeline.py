@@ -98,7 +98,7 @@ class Pipeline:
     def _template(self, kind: OperationKind) -> tuple[tuple[Interceptor, bool | None], ...]:
         template = self._templates.get(kind)
         if template is None:
-            template = tuple((i, w) for i in self._interceptors if (w := i.wants_kind(kind)) is not False)
+            template = tuple((i.for_kind(kind), w) for i in self._interceptors if (w := i.wants_kind(kind)) is not False)
             self._templates[kind] = template
         return template
 
@@ -152,11 +152,13 @@ class Pipeline:
         template = self._templates.get(op.kind)
         if template is None:
             template = self._template(op.kind)
-        chain = [i for i, w in template if w or i.wants(op)]
-        for interceptor in chain:
-            if interceptor.decides:
-                return chain, True
-        return chain, False
+        chain: list[Interceptor] = []
+        decided = False
+        for interceptor, wanted in template:  # a loop, not a comprehension: this runs per operation
+            if wanted or interceptor.wants(op):
+                chain.append(interceptor)
+                decided = decided or interceptor.decides
+        return chain, decided
 
     def run_before(self, op: Operation) -> tuple[Any] | None:
         """The before-stage alone, for a kind that ``defers_before``: called by its handler

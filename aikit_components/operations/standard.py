@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from typing import Any
@@ -79,12 +80,30 @@ class HookInterceptor(Interceptor):
     def wants(self, op: Operation) -> bool:
         return self.wants_kind(op.kind)
 
+    def for_kind(self, kind: OperationKind) -> HookInterceptor:
+        """A copy that joins only the stages whose points have hooks now (the pipeline asks
+        again after every (un)registration)."""
+        if kind.points is None:
+            return self
+        before, after, error = kind.points
+        has = self.hooks.has
+        narrowed = copy.copy(self)
+        narrowed.has_before = has(before)
+        narrowed.has_after = has(after)
+        narrowed.has_error = has(error) or (kind.after_on_error and has(after))
+        return narrowed
+
     # Each stage: the point's name and payload, the hooks' outcome, the decision it means.
     def before(self, op: Operation) -> Decision | None:
         point = op.kind.points[0]  # type: ignore[index]
         if not self.hooks.has(point):
             return None
-        return self._before(op, self.hooks.run(point, op.payload))
+        outcome = self.hooks.run(point, op.payload)
+        if outcome.action != "continue":
+            return self._decision(op, "before", outcome)
+        if outcome.payload is not op.payload or op.kind.modified is not None:
+            self._modified(op, outcome)
+        return None
 
     async def abefore(self, op: Operation) -> Decision | None:
         point = op.kind.points[0]  # type: ignore[index]
@@ -124,11 +143,18 @@ class HookInterceptor(Interceptor):
 
     def _before(self, op: Operation, outcome: HookOutcome) -> Decision | None:
         if outcome.action == "continue":
+            self._modified(op, outcome)
+            return None
+        return self._decision(op, "before", outcome)
+
+    @staticmethod
+    def _modified(op: Operation, outcome: HookOutcome) -> None:
+        if outcome.payload is not op.payload:  # a hook returned HookResult.modify(new_payload)
             previous, op.payload = op.payload, outcome.payload
             if op.kind.modified is not None:
                 op.kind.modified(op, previous)
-            return None
-        return self._decision(op, "before", outcome)
+        elif op.kind.modified is not None:  # hooks may have edited the payload in place
+            op.kind.modified(op, op.payload)
 
     def _decision(self, op: Operation, stage: str, outcome: HookOutcome) -> Decision | None:
         action = outcome.action
