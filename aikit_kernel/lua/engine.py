@@ -127,6 +127,8 @@ class LuaEngine:
         loader = self.runtime.globals()[b"load"](bootstrap.encode(), b"=[aikit]", b"t")
         self.internal = loader(self.runtime.table_from(host_functions))
         self._interrupter = Interrupter(self.internal[b"main_thread_address"].decode())
+        self.host.coroutine_arguments.resumed = self._interrupter.resumed
+        self.host.coroutine_arguments.identity = self.internal[b"anchor"]
         self.coroutines = CoroutineDriver(self, self._interrupter)
         self.env = self.internal[b"env"]
         self._run = self.internal[b"run"]

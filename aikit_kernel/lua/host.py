@@ -15,10 +15,11 @@ import json
 import logging
 import math
 import os
+import traceback
 from collections.abc import Callable
 from typing import Any
 
-from lupa.lua54 import LuaError
+from lupa.lua54 import LuaError, lua_type
 
 from aikit_components.errors import AikitError, Interrupted, InvalidArgument, IOFailure
 from aikit_components.security import SecurityPolicy
@@ -46,8 +47,35 @@ def to_lua(value: Any) -> Any:
     return value.encode("utf-8", errors="surrogateescape") if isinstance(value, str) else value
 
 
+class CoroutineArguments:
+    """Moves the Lua values a host function receives inside a coroutine onto the main thread.
+
+    lupa remembers the ``lua_State`` a Lua value reached Python on: inside a coroutine, that is
+    the coroutine's thread, which Lua frees once the coroutine is collected. A Python reference
+    that outlives the coroutine (a tool's Lua function stored by ``Tool.define``, or arguments
+    kept alive by an exception's traceback) then calls or releases it on freed memory, and the
+    process dies (lupa issue #84). Passing such values through a Lua function called from Python
+    (``identity``, which runs on the main thread) gives equal references bound to the main
+    thread; the originals are dropped while the coroutine still runs.
+
+    ``resumed`` is the interrupter's stack of resumed coroutines (empty on the main thread);
+    ``identity`` is sandbox.lua's ``internal.anchor``. Both are set once the sandbox is loaded.
+    """
+
+    def __init__(self) -> None:
+        self.resumed: list[int] = []
+        self.identity: Callable[..., Any] | None = None
+
+    def __call__(self, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        if self.identity is None or not any(lua_type(a) is not None for a in args):
+            return args
+        moved = self.identity(*args)
+        return moved if len(args) > 1 else (moved,)
+
+
 def host_function(fn: Callable[..., Any], interrupted: Callable[[], bool] | None = None,
-                  details_to_lua: Callable[[Any], Any] | None = None) -> Callable[..., tuple[Any, ...]]:
+                  details_to_lua: Callable[[Any], Any] | None = None,
+                  coroutine_arguments: CoroutineArguments | None = None) -> Callable[..., tuple[Any, ...]]:
     """Wrap ``fn`` in the ``(ok, ...)`` convention; a returned tuple becomes multiple values.
 
     This is where an interrupt crosses from Python into Lua: :class:`Interrupted` (a wait it
@@ -55,33 +83,58 @@ def host_function(fn: Callable[..., Any], interrupted: Callable[[], bool] | None
     whether a Lua error that crossed ``fn`` (Lua called from Python called from Lua) was the
     interrupt, so it goes on as an interrupt rather than as a plain error.
     ``details_to_lua`` turns an error's details into a Lua table (``err.details`` in Lua).
+    ``coroutine_arguments`` rebinds Lua arguments received inside a coroutine to the main thread
+    (see :class:`CoroutineArguments`).
     """
 
     @functools.wraps(fn)
     def wrapper(*args: Any) -> tuple[Any, ...]:
+        if coroutine_arguments is not None and coroutine_arguments.resumed:
+            args = coroutine_arguments(args)  # this frame must not keep the originals either
         try:
             result = fn(*args)
-        except AikitError as exc:
-            if details_to_lua is not None and exc.details:
-                plain = json.loads(json.dumps(exc.details, default=str))
-                return (False, to_lua(exc.code), to_lua(exc.message), details_to_lua(plain))
-            return (False, to_lua(exc.code), to_lua(exc.message))
         except Interrupted:
             return INTERRUPTED_RESULT
-        except LuaError as exc:
-            if interrupted is not None and interrupted():
-                return INTERRUPTED_RESULT
-            return (False, b"lua_error", to_lua(str(exc)))
-        except OSError as exc:
-            return (False, b"io_error", to_lua(f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")))
-        except Exception as exc:  # a bug in a host function must not kill the kernel
-            log.exception("host function %s failed", fn.__name__)
-            return (False, b"internal_error", to_lua(f"{type(exc).__name__}: {exc}"))
+        except Exception as exc:
+            if coroutine_arguments is not None and coroutine_arguments.resumed:
+                release_frames(exc)  # what the frames hold may be bound to this coroutine's thread
+            return _failure(fn, exc, interrupted, details_to_lua)
         if isinstance(result, tuple):
             return (True, *(to_lua(v) for v in result))
         return (True, to_lua(result))
 
     return wrapper
+
+
+def _failure(fn: Callable[..., Any], exc: Exception, interrupted: Callable[[], bool] | None,
+             details_to_lua: Callable[[Any], Any] | None) -> tuple[Any, ...]:
+    """The ``(False, code, message[, details])`` a host function returns for ``exc``."""
+    if isinstance(exc, AikitError):
+        if details_to_lua is not None and exc.details:
+            plain = json.loads(json.dumps(exc.details, default=str))
+            return (False, to_lua(exc.code), to_lua(exc.message), details_to_lua(plain))
+        return (False, to_lua(exc.code), to_lua(exc.message))
+    if isinstance(exc, LuaError):
+        if interrupted is not None and interrupted():
+            return INTERRUPTED_RESULT
+        return (False, b"lua_error", to_lua(str(exc)))
+    if isinstance(exc, OSError):
+        return (False, b"io_error", to_lua(f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")))
+    # a bug in a host function must not kill the kernel
+    log.error("host function %s failed", fn.__name__, exc_info=exc)
+    return (False, b"internal_error", to_lua(f"{type(exc).__name__}: {exc}"))
+
+
+def release_frames(exc: BaseException) -> None:
+    """Drop the local variables of every frame in ``exc``'s traceback (and of the exceptions it
+    was raised from), so that values they held are released now rather than whenever Python's
+    cycle collector finds the traceback (see :class:`CoroutineArguments`)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        traceback.clear_frames(current.__traceback__)
+        current = current.__cause__ or current.__context__
 
 
 class FileTable:
@@ -173,10 +226,11 @@ class Host:
         self._interrupt_requested = interrupt_requested
         self._details_to_lua = details_to_lua
         self._start = start
+        self.coroutine_arguments = CoroutineArguments()
 
     def wrap(self, fn: Callable[..., Any]) -> Callable[..., tuple[Any, ...]]:
         """``host_function`` for this runtime (interrupt-aware)."""
-        return host_function(fn, self._interrupt_requested, self._details_to_lua)
+        return host_function(fn, self._interrupt_requested, self._details_to_lua, self.coroutine_arguments)
 
     def functions(self) -> dict[str, Callable[..., Any]]:
         """The table handed to sandbox.lua as ``host`` (interrupt functions are added by the engine)."""

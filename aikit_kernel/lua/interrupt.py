@@ -58,6 +58,10 @@ class Interrupter:
             raise RuntimeError("the Lua interrupt hook was not registered by the sandbox bootstrap")
         self._lock = threading.Lock()
         self._running: list[int] = []
+        #: The states of the resumed coroutines, innermost last (empty on the main thread). The
+        #: same list object for the life of the interrupter: read it without the lock, for its
+        #: truthiness only.
+        self.resumed = self._running
         self._step_frames: set[int] = set()  # indexes in _running where a step coroutine was entered
         self._armed: set[int] = set()
         self._steps: dict[int, int] = {}  # live step coroutines: token -> state address

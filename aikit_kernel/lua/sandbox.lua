@@ -551,6 +551,11 @@ end
 -- Running code: compile with the cell's chunk name, run under our own xpcall + traceback
 ---------------------------------------------------------------------------------------------
 -- Identity of a table without running metamethods (for cycle detection from Python).
+-- Called from Python to rebind Lua values to the main thread (host.py, CoroutineArguments).
+function internal.anchor(...)
+  return ...
+end
+
 function internal.address(t)
   return s_format("%p", t)
 end
