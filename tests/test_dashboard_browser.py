@@ -6,7 +6,7 @@ A real ``aikit dashboard`` serves a temporary data directory on a free loopback 
 opened with no run yet; the test then starts a run by writing its spans through the span store
 (the cell and agent running), sees it appear in the list without a reload (server-sent events),
 opens it and sees its running waterfall; then ends the run and sees the list and the waterfall
-update. The screenshot is kept under the test's tmp dir (its path is printed).
+update. The screenshots (running, finished) are kept under the test's tmp dir (paths printed).
 
 Skipped, with the reason shown, when Chromium or node is missing, unless AIKIT_REQUIRE_BROWSER=1
 (set by .ci/run, which installs Chromium), which turns the skip into a failure.
@@ -30,7 +30,7 @@ import pytest
 from aikit_components.telemetry.store import SpanStore
 from aikit_components.telemetry.waterfall import ERROR_COLOUR, KIND_COLOURS
 from tests.support.dashboard import DashboardProcess
-from tests.support.traces import agent_cell_trace, finished
+from tests.support.traces import MS, agent_cell_trace, finished
 
 DRIVER_DIR = Path(__file__).resolve().parent / "dashboard_browser"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -114,7 +114,7 @@ def test_a_run_appears_live_and_its_waterfall_renders(tmp_path: Path) -> None:
             connected = driver.expect("connected")
             assert connected["noRuns"], "the data dir is new: the page says there is no run yet"
 
-            spans = agent_cell_trace(running=True, t0=time.time_ns())
+            spans = agent_cell_trace(running=True, t0=time.time_ns() - 1_000 * MS)  # started a second ago
             t0 = spans[0].start_ns
             store.write(spans[:2])  # the cell and the agent start...
             store.write(spans[2:])  # ...and the agent calls a model and tools, the last model call still going
@@ -133,7 +133,7 @@ def test_a_run_appears_live_and_its_waterfall_renders(tmp_path: Path) -> None:
         finally:
             store.close()
             driver.close()
-    print(f"\ndashboard screenshot: {screenshot}")
+    print(f"\ndashboard screenshots: {screenshot} (finished), {screenshot.with_name('dashboard-running.png')} (running)")
     assert done["problems"] == [], "no console error, no CSP violation, no page error"
     assert done["sameDocument"] and "selected" in (done["selected"] or "")
     assert "error" in done["rowText"] and "1832 / 294" in done["rowText"] and "$0.000451" in done["rowText"]
@@ -142,14 +142,19 @@ def test_a_run_appears_live_and_its_waterfall_renders(tmp_path: Path) -> None:
         ("execute_request", 0), ("invoke_agent writer", 1), ("chat gpt-4o-mini", 2), ("execute_tool read_file", 2),
         ("execute_tool write_file", 2), ("retrieval notes", 2), ("state.write notes/last", 2), ("chat gpt-4o-mini", 2)]
     by_name = {b["name"].lstrip("✗ "): b for b in bars}
-    assert by_name["execute_tool read_file"]["fill"] == KIND_COLOURS["tool"]
-    assert by_name["invoke_agent writer"]["fill"] == KIND_COLOURS["agent"]
+    assert by_name["execute_tool read_file"]["colour"] == _rgb(KIND_COLOURS["tool"])
+    assert by_name["invoke_agent writer"]["colour"] == _rgb(KIND_COLOURS["agent"])
     failed = by_name["execute_tool write_file"]
-    assert failed["status"] == "error" and failed["fill"] == ERROR_COLOUR
-    assert failed["computedFill"] == "rgb(214, 39, 40)", "the browser paints the failed bar red"
+    assert failed["status"] == "error" and failed["colour"] == _rgb(ERROR_COLOUR) == "rgb(214, 39, 40)"
     assert "PermissionDenied" in failed["tooltip"]
-    assert all(b["width"] > 0 for b in bars), "every bar is drawn"
+    assert all(b["width"] > 0 and b["height"] > 0 for b in bars), "every bar is drawn"
     widths = [by_name[n]["width"] for n in ("execute_request", "invoke_agent writer", "execute_tool read_file")]
     assert widths == sorted(widths, reverse=True) and widths[1] < widths[0]
     assert "8 spans" in done["summary"] and "1 error" in done["summary"]
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and screenshot.stat().st_size > 10_000
+
+
+def _rgb(hex_colour: str) -> str:
+    """A #rrggbb colour as the browser's computed style writes it."""
+    r, g, b = (int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgb({r}, {g}, {b})"

@@ -1,10 +1,16 @@
-"""A trace as a waterfall: a self-contained HTML fragment (inline SVG and inline styles, no
-script, no external URL), so it shows the same in the dashboard and in JupyterLab's output area,
-whose sanitizer drops ``<script>`` and ``<style>`` from untrusted output.
+"""A trace as a waterfall: a self-contained HTML fragment (inline styles, no script, no external
+URL), so it shows the same in the dashboard and in JupyterLab's output area, trusted or not.
+
+JupyterLab sanitizes untrusted output (sanitize-html with Google Caja's lists): it drops
+``<script>``, ``<style>``, ``<svg>`` and ``data-*`` attributes but keeps tables, ``<div>``, the
+``title`` attribute and checked inline styles (``width``/``margin-left`` in %, ``background-color``,
+``border``...). So each bar is a ``<div>`` placed with those styles and its tooltip is its ``title``
+attribute; inside it an empty inline ``<svg>`` carries the same text as a ``<title>`` for SVG-aware
+tools (in sanitized output its text is left at font size 0, invisible).
 
 One table row per span, nested under its parent (children ordered by start), with a bar on a time
 axis shared by the whole trace, coloured by the span's ``aikit.operation.kind``; a column each for
-duration, tokens and cost; a ``<title>`` tooltip on every bar. Failed spans are red; a span still
+duration, tokens and cost; a tooltip on every bar. Failed spans are red; a span still
 running (``end_ns`` None) is drawn open-ended, with a dashed outline up to the end of the axis.
 Rows carry ``data-*`` attributes (span id, parent id, depth, kind, status) for tools and tests.
 """
@@ -182,8 +188,10 @@ def _row(span: SpanRecord, depth: int, start: int, total: int, now: int) -> str:
     cost = format_cost(span_cost(span))
     shown_duration = format_duration(duration) + ("…" if running else "")
     tip = escape(_tooltip(span, kind, shown_duration, tokens_in, tokens_out, cost))
-    bar_style = (f'fill="{colour}" fill-opacity="0.45" stroke="{colour}" stroke-width="1.5" stroke-dasharray="4 2"'
-                 if running else f'fill="{colour}"')
+    if running:  # open-ended: a pale, dashed bar up to the end of the axis
+        paint = f"background-color:{_rgba(colour, 0.3)};border:1px dashed {colour};"
+    else:
+        paint = f"background-color:{colour};"
     status = "running" if running else ("error" if failed else span.status.lower())
     name_colour = f"color:{ERROR_COLOUR};font-weight:600;" if failed else ""
     mark = "✗ " if failed else ""
@@ -193,9 +201,9 @@ def _row(span: SpanRecord, depth: int, start: int, total: int, now: int) -> str:
         f'data-depth="{depth}" data-kind="{escape(kind)}" data-status="{status}" data-colour="{colour}" title="{tip}">',
         f'<td style="{cell}padding-left:{6 + depth * _INDENT_PX}px;{name_colour}max-width:360px;overflow:hidden;'
         f'text-overflow:ellipsis">{mark}{escape(span.name)}</td>',
-        f'<td style="{cell}"><svg class="aikit-bar" width="100%" height="14" style="display:block">',
-        f'<rect x="{left:.3f}%" y="2" width="{width:.3f}%" height="10" rx="2" {bar_style}>',
-        f'<title>{tip}</title></rect></svg></td>',
+        f'<td style="{cell}"><div class="aikit-bar" title="{tip}" style="margin-left:{left:.3f}%;width:{width:.3f}%;'
+        f'height:10px;box-sizing:border-box;border-radius:2px;{paint}font-size:0px;line-height:0px;overflow:hidden">',
+        f'<svg width="100%" height="10"><title>{tip}</title></svg></div></td>',
         f'<td style="{cell}text-align:right">{escape(shown_duration)}</td>',
         f'<td style="{cell}text-align:right">{escape(tokens)}</td>',
         f'<td style="{cell}text-align:right">{escape(cost)}</td></tr>',
@@ -221,6 +229,11 @@ def _tooltip(span: SpanRecord, kind: str, duration: str, tokens_in: int, tokens_
     else:
         lines.append(f"status: {span.status}")
     return "\n".join(lines)
+
+
+def _rgba(hex_colour: str, alpha: float) -> str:
+    r, g, b = (int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r},{g},{b},{alpha})"
 
 
 def _kind(span: SpanRecord) -> str:

@@ -78,11 +78,18 @@ class ChangeFeed:
             return self._seq, [c for c in self._changes if c.seq > after]
 
     def _run(self) -> None:
+        failing = False
         while not self._stop.wait(self._interval):
             try:
                 self.poll()
             except Exception as exc:  # noqa: BLE001 - a locked or vanished store must not kill the feed
-                log.warning("dashboard: cannot read the span store: %s", exc)
+                if not failing:  # once per outage, not twice a second
+                    log.warning("dashboard: cannot read the span store (live updates paused): %s", exc)
+                failing = True
+            else:
+                if failing:
+                    log.warning("dashboard: the span store is readable again (live updates resumed)")
+                failing = False
 
     def poll(self) -> None:
         """Look for changes once (the poller thread does this every ``interval``)."""

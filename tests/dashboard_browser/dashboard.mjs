@@ -6,7 +6,7 @@
 // {"step": "connected"} once the page is open and its event stream is live, then waits for the
 // test to start a run ({"trace_id": ...} on stdin); it waits for that run to appear in the list
 // without a reload (server-sent events), opens it and waits for its running waterfall, prints
-// {"step": "running", ...}; after {"step": "finish"} on stdin it waits for the run to end in the
+// {"step": "running", ...} (screenshot SCREENSHOT-running.png); after {"step": "finish"} on stdin it waits for the run to end in the
 // list and the waterfall, takes a screenshot and prints {"step": "done", ...}. Any failure
 // prints {"step": "error", "message": ...} and exits 1.
 import readline from "node:readline";
@@ -49,11 +49,12 @@ try {
   await page.click(row);
   const waterfall = `#waterfall .aikit-waterfall[data-trace-id="${traceId}"]`;
   await page.waitForSelector(`${waterfall} tr.aikit-span[data-status="running"]`, WAIT);
+  await page.screenshot({ path: screenshot.replace(/\.png$/, "-running.png"), fullPage: true });
   say({
     step: "running", sameDocument,
     rowText: await page.textContent(row),
     runningBars: await page.locator(`${waterfall} tr.aikit-span[data-status="running"]`).count(),
-    bars: await page.locator(`${waterfall} svg.aikit-bar rect`).count(),
+    bars: await page.locator(`${waterfall} div.aikit-bar`).count(),
   });
 
   await receive(); // {"step": "finish"}: the test ended the run
@@ -64,12 +65,12 @@ try {
       && wf.querySelector('tr.aikit-span[data-status="error"]');
   }, waterfall, WAIT);
   const bars = await page.$$eval(`${waterfall} tr.aikit-span`, (rows) => rows.map((tr) => {
-    const rect = tr.querySelector("svg.aikit-bar rect");
-    const box = rect.getBoundingClientRect();
+    const bar = tr.querySelector("div.aikit-bar");
+    const box = bar.getBoundingClientRect();
     return {
       name: tr.querySelector("td").textContent, depth: Number(tr.dataset.depth), kind: tr.dataset.kind,
-      status: tr.dataset.status, fill: rect.getAttribute("fill"), computedFill: getComputedStyle(rect).fill,
-      width: box.width, left: box.left, tooltip: rect.querySelector("title").textContent,
+      status: tr.dataset.status, colour: getComputedStyle(bar).backgroundColor,
+      width: box.width, height: box.height, left: box.left, tooltip: bar.title,
     };
   }));
   await page.screenshot({ path: screenshot, fullPage: true });
