@@ -266,6 +266,8 @@ def test_binding_a_non_loopback_address_needs_a_token() -> None:
     with pytest.raises(AccessError):
         AccessPolicy.for_bind("192.168.1.20", 8080, "")
     assert AccessPolicy.for_bind("192.168.1.20", 8080, "t").token == "t"
+    with pytest.raises(AccessError, match="letters, digits"):
+        AccessPolicy.for_bind("127.0.0.1", 8080, "a b;c")
     assert AccessPolicy.for_bind("127.0.0.1", 8080, None).token is None
 
 
@@ -276,6 +278,9 @@ def test_cli_refuses_a_non_loopback_host_without_a_token(tmp_path: Path) -> None
     assert proc.returncode == 2
     assert "aikit: error: dashboard: refusing to serve the dashboard on 0.0.0.0" in proc.stderr
     assert "--token" in proc.stderr and proc.stdout == ""
+    proc = subprocess.run([str(AIKIT), "dashboard", "--port", "0", "--store", str(tmp_path / "no" / "such" / "t.db")],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 1 and "aikit: error: dashboard: cannot open the span store" in proc.stderr
     proc = subprocess.run([str(AIKIT), "dashboard", "--help"], capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode == 0 and "examples:" in proc.stdout and "aikit dashboard --port 0" in proc.stdout
 

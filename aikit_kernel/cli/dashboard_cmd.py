@@ -65,6 +65,8 @@ def _dashboard(args: argparse.Namespace) -> int:
         return error(f"dashboard: {exc}", 2)
     except OSError as exc:
         return error(f"dashboard: cannot serve on {host}:{port}: {exc.strerror or exc}")
+    except Exception as exc:  # noqa: BLE001 - sqlite3 errors: a bad --store path, a corrupt file
+        return error(f"dashboard: cannot open the span store {store}: {exc}")
     url = server.url + (f"?token={policy.token}" if policy.token else "")
     print(f"aikit dashboard: serving {url}", flush=True)
     print(f"  span store: {store}; run records: {directory / 'runs'}; Ctrl-C to stop", file=sys.stderr, flush=True)

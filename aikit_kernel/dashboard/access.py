@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from http.cookies import CookieError, SimpleCookie
 from urllib.parse import parse_qs, urlsplit
 
+_TOKEN_CHARS = re.compile(r"[A-Za-z0-9._~-]+")
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
 
 
@@ -53,6 +55,9 @@ class AccessPolicy:
         """The policy for binding ``host``; raises :class:`AccessError` for a non-loopback host
         without a token."""
         token = token or None
+        if token is not None and not _TOKEN_CHARS.fullmatch(token):
+            raise AccessError("a dashboard token may hold only letters, digits and . _ ~ - "
+                              "(it goes into URLs and a cookie); --new-token makes a suitable one")
         if token is None and not is_loopback(host):
             raise AccessError(
                 f"refusing to serve the dashboard on {host}, which is not a loopback address, without a token: "

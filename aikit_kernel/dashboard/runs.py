@@ -70,6 +70,22 @@ def read_run_records(runs_dir: Path | None, limit: int) -> list[dict[str, Any]]:
     return records
 
 
+def read_run_record(runs_dir: Path | None, run_id: str) -> dict[str, Any]:
+    """The run record of ``run_id`` (``<runs_dir>/<run_id>.json`` as ``aikit mission run`` names it,
+    else any record in ``runs_dir`` with that run id); KeyError when there is none."""
+    if runs_dir is not None and "/" not in run_id and "\\" not in run_id and not run_id.startswith("."):
+        try:
+            data = json.loads((runs_dir / f"{run_id}.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            data = None
+        if isinstance(data, dict) and data.get("run_id") == run_id:
+            return data
+    for record in read_run_records(runs_dir, 10_000):  # a record written under another name (--out)
+        if record["run_id"] == run_id:
+            return record
+    raise KeyError(run_id)
+
+
 def record_run(record: dict[str, Any], now: float | None = None) -> dict[str, Any]:
     """A mission run record as a dashboard run."""
     steps = [s for s in (record.get("steps") or {}).values() if isinstance(s, dict)]

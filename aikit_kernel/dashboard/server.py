@@ -42,7 +42,7 @@ from aikit_components.telemetry.waterfall import render_waterfall
 
 from .access import AccessPolicy
 from .feed import ChangeFeed
-from .runs import RunFilter, merge_runs, read_run_records, record_run, record_spans, trace_run
+from .runs import RunFilter, merge_runs, read_run_record, read_run_records, record_run, record_spans, trace_run
 
 log = logging.getLogger("aikit.dashboard")
 
@@ -91,9 +91,13 @@ class DashboardServer:
                  poll_interval: float = 0.5) -> None:
         self.store = StoreThread(lambda: SpanStore(store_path))
         self.runs_dir = runs_dir
-        self.feed = ChangeFeed(lambda cursor: self.store.call(lambda s: s.changed_since(cursor)),
-                               self.store.call(lambda s: s.change_cursor()), runs_dir, poll_interval)
-        self.httpd = _HTTPServer((policy.host, policy.port), _Handler, self)
+        try:
+            self.feed = ChangeFeed(lambda cursor: self.store.call(lambda s: s.changed_since(cursor)),
+                                   self.store.call(lambda s: s.change_cursor()), runs_dir, poll_interval)
+            self.httpd = _HTTPServer((policy.host, policy.port), _Handler, self)
+        except BaseException:  # the port is taken, say: do not leave the store open
+            self.store.close()
+            raise
         self.policy = AccessPolicy(policy.host, self.httpd.server_address[1], policy.token)
 
     @property
@@ -138,9 +142,7 @@ class DashboardServer:
         if source == "trace":
             spans = self.store.call(lambda s: s.trace(run_id))
             return render_waterfall(spans, title=spans[0].name if spans else run_id)
-        record = next((r for r in read_run_records(self.runs_dir, 10_000) if r["run_id"] == run_id), None)
-        if record is None:
-            raise KeyError(run_id)
+        record = read_run_record(self.runs_dir, run_id)
         if isinstance(record.get("trace_id"), str):
             try:
                 spans = self.store.call(lambda s: s.trace(record["trace_id"]))
