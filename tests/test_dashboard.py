@@ -19,7 +19,7 @@ from bs4 import BeautifulSoup
 
 from aikit_components.telemetry.store import SpanStore
 from aikit_kernel.dashboard import AccessError, AccessPolicy, DashboardServer, is_loopback, serve_in_thread
-from tests.support.dashboard import AIKIT, DashboardProcess
+from tests.support.dashboard import AIKIT, ROOT, DashboardProcess
 from tests.support.traces import MS, agent_cell_trace, finished, new_trace_id, span
 
 NOW = time.time_ns()
@@ -322,3 +322,28 @@ def test_running_spans_keep_the_trace_running_until_the_root_ends(dashboard: Das
     assert runs(dashboard)[0]["status"] == "running"
     store.write([replace(root, end_ns=NOW + 5 * MS, status="OK")])
     assert runs(dashboard)[0]["status"] == "ok" and runs(dashboard)[0]["duration_s"] == pytest.approx(0.005)
+
+
+def test_a_real_mission_run_record_is_listed_with_its_steps(tmp_path: Path, store: SpanStore) -> None:
+    env = DashboardProcess(tmp_path).env()
+    mission = ROOT / "examples" / "missions" / "config_audit.yaml"
+    proc = subprocess.run([str(AIKIT), "mission", "run", str(mission)], capture_output=True, text=True, env=env,
+                          cwd=ROOT, timeout=180)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    record = json.loads(next((tmp_path / "runs").glob("*.json")).read_text(encoding="utf-8"))
+    server, thread = _serve(tmp_path)
+    try:
+        listed = runs(server)
+        assert [(r["id"], r["kind"], r["status"], r["name"]) for r in listed] == [
+            (record["run_id"], "mission", "ok", "Config audit")]
+        assert listed[0]["spans"] == len(record["steps"]) and listed[0]["duration_s"] == record["duration_s"]
+        body = get(server, f"/api/runs/record/{record['run_id']}/waterfall")[2]
+        rows = BeautifulSoup(body, "html.parser").select("tr.aikit-span")
+        names = [r.td.get_text() for r in rows[1:]]
+        assert sorted(names) == sorted(record["steps"])
+        starts = [record["steps"][n]["started_at"] for n in names]
+        assert starts == sorted(starts), "steps in start order"
+        assert {r["data-depth"] for r in rows[1:]} == {"1"} and all(r["data-status"] == "ok" for r in rows)
+    finally:
+        server.shutdown()
+        thread.join(timeout=20)
