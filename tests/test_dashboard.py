@@ -328,7 +328,7 @@ def test_a_real_mission_run_record_is_listed_with_its_steps(tmp_path: Path, stor
     env = DashboardProcess(tmp_path).env()
     mission = ROOT / "examples" / "missions" / "config_audit.yaml"
     proc = subprocess.run([str(AIKIT), "mission", "run", str(mission)], capture_output=True, text=True, env=env,
-                          cwd=ROOT, timeout=180)
+                          cwd=tmp_path, timeout=180)  # it writes config_audit/ in its working directory
     assert proc.returncode == 0, proc.stdout + proc.stderr
     record = json.loads(next((tmp_path / "runs").glob("*.json")).read_text(encoding="utf-8"))
     server, thread = _serve(tmp_path)
