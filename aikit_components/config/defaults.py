@@ -52,6 +52,11 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "git_run_hooks": False,
     },
     "providers": {},
+    "dashboard": {  # `aikit dashboard`
+        "host": "127.0.0.1",  # any other than a loopback address needs a token
+        "port": 8080,
+        "token": "",  # access token (required when host is not loopback); a secret
+    },
     "rag": {
         "embedder": "local",  # or "<provider>/<model>" (an OpenAI-compatible or Ollama embedding endpoint)
         "embedding_cache": True,

@@ -82,8 +82,8 @@ def _check_kind(kind: str, value: Any) -> bool:
         )
     if kind == "bool":
         return isinstance(value, bool)
-    if kind == "str":
-        return isinstance(value, str)
+    if kind == "str":  # a known secret-named setting (dashboard.token) arrives wrapped
+        return isinstance(value, (str, Secret))
     if kind == "list":
         return isinstance(value, list) and all(isinstance(item, str) for item in value)
     return True
