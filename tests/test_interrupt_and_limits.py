@@ -55,6 +55,15 @@ INTERRUPT_CASES = {
         "end)\n"
         "while true do coroutine.resume(outer) end"
     ),
+    # coroutine.close runs the pending __close on the coroutine's own thread
+    "close_metamethod_loop": (
+        "local co = coroutine.create(function()\n"
+        "  local x <close> = setmetatable({}, {__close = function() while true do end end})\n"
+        "  coroutine.yield()\n"
+        "end)\n"
+        "coroutine.resume(co)\n"
+        "coroutine.close(co)"
+    ),
 }
 
 

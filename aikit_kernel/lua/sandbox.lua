@@ -127,13 +127,23 @@ local function safe_resume(co, ...)
   return leave_and_return(co_resume(co, ...))
 end
 
+-- Closing a coroutine runs its pending __close metamethods on its own thread: arm that thread
+-- as a resume would, so an interrupt stops a __close that never returns.
+local function safe_close(co)
+  local address = raw_type(co) == "thread" and coaddress[co]
+  if not address or co_status(co) == "running" or co_status(co) == "normal" then return co_close(co) end
+  host_co_enter(address)
+  co_chain[#co_chain + 1] = co
+  return leave_and_return(co_close(co))
+end
+
 local function safe_wrap(f)
   local co = safe_create(f)
   return function(...)
     local result = t_pack(safe_resume(co, ...))
     if result[1] then return t_unpack(result, 2, result.n) end
     local err = result[2]
-    if co_status(co) == "dead" then co_close(co) end
+    if co_status(co) == "dead" then safe_close(co) end
     raw_error(err, 0)
   end
 end
@@ -497,6 +507,7 @@ local safe_coroutine = copy(coroutine)
 safe_coroutine.create = safe_create
 safe_coroutine.resume = safe_resume
 safe_coroutine.wrap = safe_wrap
+safe_coroutine.close = safe_close
 
 local env = {
   assert = assert, error = raw_error, getmetatable = raw_getmetatable, ipairs = raw_ipairs,
@@ -639,7 +650,7 @@ end
 function internal.step_release(id)
   local co = step_cos[id]
   step_cos[id] = nil
-  if co ~= nil and co_status(co) == "suspended" then co_close(co) end
+  if co ~= nil and co_status(co) == "suspended" then safe_close(co) end
 end
 
 ---------------------------------------------------------------------------------------------
