@@ -137,7 +137,12 @@ class LuaInterpreter(Interpreter):
             return ExecuteOutcome()
         return ExecuteOutcome(payload=[{"source": "page", "data": reply["data"], "start": 0}])
 
-    def _user_expression(self, expression: str) -> dict[str, Any]:
+    def _user_expression(self, expression: Any) -> dict[str, Any]:
+        if not isinstance(expression, str):  # the protocol says strings; one bad entry spoils no other
+            kind = {dict: "an object", list: "an array", bool: "a boolean", type(None): "null"}.get(
+                type(expression), "a number")
+            return {"status": "error", "ename": "TypeError", "traceback": [],
+                    "evalue": f"a user expression must be a string of Lua code, got {kind}"}
         run = self.engine.evaluate(expression)
         error = run.error
         if error is None:

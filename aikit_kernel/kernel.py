@@ -22,7 +22,7 @@ from . import runtime
 from .history import HistoryStore
 from .interpreter import ExecuteOutcome, Interpreter
 from .iopub import IOPubOutput, Messenger
-from .protocol import PROTOCOL_VERSION, Protocol, ProtocolError
+from .protocol import PROTOCOL_VERSION, BadRequest, Protocol, ProtocolError, field
 from .settings import KernelSettings
 from .transport import Transport
 
@@ -58,11 +58,11 @@ class Kernel:
         self._shutting_down = False
         self.shell_handlers: dict[str, Callable[[list[bytes], dict[str, Any], int], None]] = {
             "execute_request": self.execute_request,
-            "complete_request": self._simple(
-                lambda c: self.interpreter.complete(str(c.get("code", "")), int(c.get("cursor_pos", 0)))),
+            "complete_request": self._simple(lambda c: self.interpreter.complete(
+                field(c, "code", str, ""), field(c, "cursor_pos", int, len(field(c, "code", str, ""))))),
             "inspect_request": self._simple(lambda c: self.interpreter.inspect(
-                str(c.get("code", "")), int(c.get("cursor_pos", 0)), int(c.get("detail_level", 0)))),
-            "is_complete_request": self._simple(lambda c: self.interpreter.is_complete(str(c.get("code", "")))),
+                field(c, "code", str, ""), field(c, "cursor_pos", int, 0), field(c, "detail_level", int, 0))),
+            "is_complete_request": self._simple(lambda c: self.interpreter.is_complete(field(c, "code", str, ""))),
             "kernel_info_request": self._simple(lambda c: self.kernel_info()),
             "history_request": self._simple(self.history_reply),
             "comm_info_request": self._simple(lambda c: {"status": "ok", "comms": {}}),
@@ -134,8 +134,13 @@ class Kernel:
         must get through while a request waits for the Lua thread)."""
         self.messenger.status("busy", msg)
         try:
-            request = msg["content"] if isinstance(msg["content"], dict) else {}
-            response = await self.debugger.handle(request, msg)
+            request = msg["content"]
+            if not isinstance(request, dict) or not isinstance(request.get("command"), str):
+                response = {"type": "response", "success": False, "seq": 0, "request_seq": 0, "command": "",
+                            "message": "a debug_request's content must be a DAP request: an object with a "
+                                       "string 'command' (and 'arguments', an object)"}
+            else:
+                response = await self.debugger.handle(request, msg)
             self._reply("control", msg, idents, response)
             self.debugger.after_reply()
         except Exception:
@@ -206,7 +211,11 @@ class Kernel:
             else:
                 handler(idents, msg, seq)
         except Exception as exc:
-            log.exception("error handling %s", msg_type)
+            if isinstance(exc, BadRequest):
+                log.warning("bad %s: %s", msg_type, exc)
+                exc = BadRequest(f"{msg_type}: {exc}")
+            else:
+                log.exception("error handling %s", msg_type)
             if msg_type.endswith("_request"):
                 error = {"ename": type(exc).__name__, "evalue": str(exc), "traceback": [f"{type(exc).__name__}: {exc}"]}
                 content: dict[str, Any] = {"status": "error", **error}
@@ -261,8 +270,18 @@ class Kernel:
                                                "evalue": "execute_request content.code must be a string",
                                                "traceback": [], "execution_count": self.execution_count})
             return
-        silent = bool(content.get("silent", False))
-        store_history = bool(content.get("store_history", not silent)) and not silent
+        try:
+            silent = field(content, "silent", bool, False)
+            store_history = field(content, "store_history", bool, not silent) and not silent
+            allow_stdin = field(content, "allow_stdin", bool, False)
+            stop_on_error = field(content, "stop_on_error", bool, True)
+            user_expressions = field(content, "user_expressions", dict, {})
+        except BadRequest as exc:
+            log.warning("bad execute_request: %s", exc)
+            self._reply("shell", msg, idents, {"status": "error", "ename": "BadRequest",
+                                               "evalue": f"execute_request: {exc}", "traceback": [],
+                                               "execution_count": self.execution_count})
+            return
         if store_history:
             self.execution_count += 1
             if self.history is not None:
@@ -270,11 +289,8 @@ class Kernel:
         count = self.execution_count
         if not silent:
             self.messenger.publish("execute_input", {"code": code, "execution_count": count}, msg)
-        user_expressions = content.get("user_expressions") or {}
         outcome: ExecuteOutcome = self.interpreter.execute(
-            code, execution_count=count, silent=silent, allow_stdin=bool(content.get("allow_stdin", False)),
-            user_expressions=user_expressions if isinstance(user_expressions, dict) else {},
-        )
+            code, execution_count=count, silent=silent, allow_stdin=allow_stdin, user_expressions=user_expressions)
         if outcome.result is not None and not silent:  # a silent request broadcasts no result
             self.output.execute_result(count, outcome.result, {})
             if store_history and self.history is not None:
@@ -288,7 +304,7 @@ class Kernel:
             self.messenger.publish("error", {"ename": err.ename, "evalue": err.evalue, "traceback": err.traceback}, msg)
             reply = {"status": "error", "execution_count": count, "ename": err.ename, "evalue": err.evalue,
                      "traceback": err.traceback, "user_expressions": {}, "payload": []}
-            if content.get("stop_on_error", True):
+            if stop_on_error:
                 self._abort_through = self._received
         self.output.flush()
         self._reply("shell", msg, idents, reply, metadata={"status": reply["status"]})
@@ -296,20 +312,21 @@ class Kernel:
     def history_reply(self, content: dict[str, Any]) -> dict[str, Any]:
         if self.history is None:
             return {"status": "ok", "history": []}
-        store, output = self.history, bool(content.get("output", False))
-        kind = content.get("hist_access_type", "tail")
+        store, output = self.history, field(content, "output", bool, False)
+        kind = field(content, "hist_access_type", str, "tail")
+        n = field(content, "n", int, None)
+        if kind not in ("tail", "range", "search"):
+            raise BadRequest(f"'hist_access_type' must be 'tail', 'range' or 'search', got {kind!r}")
+        session, start, stop = (field(content, "session", int, 0), field(content, "start", int, 1),
+                                field(content, "stop", int, None))
+        pattern, unique = field(content, "pattern", str, "*"), field(content, "unique", bool, False)
 
         async def query() -> list[Any]:
             if kind == "tail":
-                return store.tail(int(content.get("n") or 10), output)
+                return store.tail(n or 10, output)
             if kind == "range":
-                stop = content.get("stop")
-                return store.range(int(content.get("session", 0)), int(content.get("start", 1)),
-                                   int(stop) if stop is not None else None, output)
-            if kind == "search":
-                return store.search(str(content.get("pattern", "*")), content.get("n"),
-                                    bool(content.get("unique", False)), output)
-            raise ValueError(f"unknown hist_access_type {kind!r}")
+                return store.range(session, start, stop, output)
+            return store.search(pattern, n, unique, output)
 
         return {"status": "ok", "history": runtime.run_sync(query(), timeout=30)}
 

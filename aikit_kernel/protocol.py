@@ -16,6 +16,38 @@ class ProtocolError(Exception):
     """A frame sequence that is not a valid, correctly signed Jupyter message."""
 
 
+class BadRequest(ValueError):
+    """A request whose content has a field of the wrong type: answered with an error reply that
+    names the field (and logged as one line, not a traceback)."""
+
+
+_JSON_NAMES = {str: "a string", int: "an integer", bool: "a boolean", dict: "an object", list: "an array"}
+
+
+def _json_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, float):
+        return "a number"
+    return _JSON_NAMES.get(type(value), type(value).__name__)
+
+
+def field(content: dict[str, Any], name: str, kind: type, default: Any) -> Any:
+    """``content[name]`` when it has the JSON type ``kind`` (``default`` when absent or null);
+    otherwise :class:`BadRequest` naming the field. Integers are not booleans; a float that is
+    whole counts as an integer."""
+    value = content.get(name)
+    if value is None:
+        return default
+    if kind is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+        return value
+    raise BadRequest(f"'{name}' must be {_JSON_NAMES[kind]}, got {_json_name(value)}")
+
+
 class Protocol:
     """Serialises, signs and verifies messages for one kernel session."""
 

@@ -49,6 +49,14 @@ CAPABILITIES: dict[str, Any] = {
 EventSink = Callable[[dict[str, Any]], None]
 
 
+
+def malformed_arguments(command: str, exc: Exception) -> str:
+    """What a client is told when a request's arguments do not have the shape DAP gives them."""
+    if isinstance(exc, KeyError):
+        return f"{command!r} request: missing argument {exc}"
+    detail = str(exc) or type(exc).__name__
+    return f"{command!r} request: malformed arguments ({detail}); see the Debug Adapter Protocol's {command} request"
+
 class DapSession:
     """Serves one DAP client. ``send`` delivers event messages (from any thread)."""
 
@@ -106,10 +114,16 @@ class DapSession:
             response.update(success=False, message=f"aikit's debugger does not support the {command!r} request")
             return response
         args = request.get("arguments") or {}
+        if not isinstance(args, dict):
+            response.update(success=False, message=f"the arguments of {command!r} must be an object")
+            return response
         try:
-            body = await handler(args if isinstance(args, dict) else {})
-        except (DebuggerError, ValueError, KeyError, TypeError) as exc:
+            body = await handler(args)
+        except DebuggerError as exc:
             response.update(success=False, message=str(exc) or type(exc).__name__)
+            return response
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:  # malformed arguments
+            response.update(success=False, message=malformed_arguments(command, exc))
             return response
         except TimeoutError:
             response.update(success=False, message="the kernel is busy running code; pause it first")

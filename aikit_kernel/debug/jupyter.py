@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..lua.cells import HASH_SEED, SUFFIX, CellFiles
-from .dap import DapSession
+from .dap import DapSession, malformed_arguments
 from .lua_debugger import THREAD_ID, DebuggerError, LuaDebugger
 
 PublishEvent = Callable[[dict[str, Any], "dict[str, Any] | None"], None]  # (event, parent message)
@@ -45,10 +45,15 @@ class JupyterDebugger:
                 return response
             response = {"seq": 0, "type": "response", "request_seq": request.get("seq", 0), "command": command,
                         "success": True}
+            arguments = request.get("arguments") or {}
             try:
-                response["body"] = await extension(request.get("arguments") or {})
-            except (DebuggerError, KeyError, TypeError, ValueError, OSError) as exc:
+                if not isinstance(arguments, dict):
+                    raise TypeError(f"the arguments of {command!r} must be an object")
+                response["body"] = await extension(arguments)
+            except (DebuggerError, OSError) as exc:
                 response.update(success=False, message=str(exc))
+            except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+                response.update(success=False, message=malformed_arguments(str(command), exc))
             except TimeoutError:
                 response.update(success=False, message="the kernel is busy running code; pause it first")
             return response
