@@ -87,6 +87,7 @@ class LuaInterpreter(Interpreter):
         self.output = lua.output
         self.components = lua.components
         self.startup_error = lua.startup_error
+        self.notices = list(lua.notices)  # shown once, by the first cell
         self.engine = lua.engine
         self.scope = lua.scope
         self.debugger = self.engine.debugger
@@ -109,6 +110,9 @@ class LuaInterpreter(Interpreter):
             what = "components are unavailable" if self.components is None else "default kernel settings used"
             self.output.write("stderr", f"aikit: {what}: {self.startup_error}\n")
             self.startup_error = None
+        for notice in self.notices:
+            self.output.write("stderr", f"aikit: warning: {notice}\n")
+        self.notices = []
         help_request = source.help_request(code)
         if help_request is not None:
             return self._page_help(*help_request)

@@ -48,6 +48,8 @@ class LuaRuntime:
     scope: RunScope | None
     settings: KernelSettings
     startup_error: str | None = None
+    #: What the user must be told at start (settings of an untrusted project file that were ignored).
+    notices: tuple[str, ...] = ()
 
     def close(self, status: str | None = "completed") -> None:
         """Close the engine, then the components (completing the session with ``status``; None
@@ -101,4 +103,6 @@ def open_lua_runtime(output: OutputSink, *, session_name: str | None = None, loa
         return build_lua_runtime(output, settings=loaded.settings, startup_error=exc.message)
     if warm_up:
         components.warm_up()
-    return build_lua_runtime(output, components, settings=loaded.settings, startup_error=loaded.error)
+    lua = build_lua_runtime(output, components, settings=loaded.settings, startup_error=loaded.error)
+    lua.notices = tuple(loaded.config.notices)
+    return lua

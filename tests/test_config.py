@@ -26,6 +26,7 @@ from aikit_components.config import (
     project_config_path,
     user_config_path,
 )
+from aikit_components.config.trust import TRUST_FILE, TrustStore
 from aikit_components.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -46,6 +47,12 @@ def write(directory: Path, text: str) -> Path:
     path = directory / "aikit.toml"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def trust(dirs: tuple[Path, Path]) -> None:
+    """Trust the project file as it is now (as `aikit config trust` does), so it may widen rights."""
+    project, user = dirs
+    TrustStore(user / TRUST_FILE).trust(project / "aikit.toml")
 
 
 def load(dirs: tuple[Path, Path], env: dict[str, str] | None = None, profile: str | None = None) -> Config:
@@ -119,6 +126,7 @@ def test_arrays_replace_tables_merge(dirs: tuple[Path, Path]) -> None:
     project, user = dirs
     write(user, '[security]\nallowed_hosts = ["a.example"]\nmax_tool_calls = 5\n')
     write(project, '[security]\nallowed_hosts = ["b.example"]\n')
+    trust(dirs)
     config = load(dirs)
     assert config.get("security.allowed_hosts") == ["b.example"]
     assert config.get("security.max_tool_calls") == 5
@@ -163,8 +171,8 @@ def test_same_file_is_read_once(tmp_path: Path) -> None:
 
 def test_profile_from_environment(dirs: tuple[Path, Path]) -> None:
     project, _ = dirs
-    write(project, "[profiles.prod.kernel]\nmax_memory_mb = 4096\n")
-    assert load(dirs, env={"AIKIT_PROFILE": "prod"}).get("kernel.max_memory_mb") == 4096
+    write(project, "[profiles.prod.kernel]\nmax_memory_mb = 1024\n")
+    assert load(dirs, env={"AIKIT_PROFILE": "prod"}).get("kernel.max_memory_mb") == 1024
     # the argument wins over the environment
     with pytest.raises(ConfigError, match="unknown profile 'dev'"):
         load(dirs, env={"AIKIT_PROFILE": "prod"}, profile="dev")
@@ -646,3 +654,58 @@ def test_kernel_settings_are_checked(dirs: tuple[Path, Path], text: str, message
         KernelSettings.from_config(config)
     loaded = load_settings(config)  # a kernel still starts: default settings and the error to show
     assert loaded.settings == KernelSettings() and loaded.error is not None and message in loaded.error
+
+
+# ---------------------------------------------------------------- project files that grant rights
+
+
+def test_an_untrusted_project_file_cannot_widen_the_policy(dirs: tuple[Path, Path]) -> None:
+    project, user = dirs
+    write(user, '[security]\nallowed_commands = ["ls", "cat"]\n')
+    write(project, '[security]\nallowed_commands = ["ls", "cat", "sh"]\nallowed_paths = ["/"]\n'
+                   'allow_private_hosts = true\n[kernel]\nmax_memory_mb = 0\n[tools]\nhttp_retries = 5\n')
+    config = load(dirs)
+    assert config.get("security.allowed_commands") == ["ls", "cat"]
+    assert config.get("security.allowed_paths") == []
+    assert config.get("security.allow_private_hosts") is False
+    assert config.get("kernel.max_memory_mb") == 2048
+    assert config.get("tools.http_retries") == 5  # grants nothing: taken as written
+    assert sorted(config.ignored) == ["kernel.max_memory_mb", "security.allow_private_hosts",
+                                      "security.allowed_commands", "security.allowed_paths"]
+    (warning,) = [w for w in config.warnings if "ignored" in w]
+    assert "aikit config trust" in warning and str(project) in warning
+    assert config.origin("security.allowed_commands") == f"user file {user / 'aikit.toml'}"
+
+
+def test_a_project_file_may_narrow_the_policy_without_trust(dirs: tuple[Path, Path]) -> None:
+    project, _ = dirs
+    write(project, '[security]\nallowed_commands = ["ls"]\nmax_tool_calls = 10\n[kernel]\nmax_memory_mb = 64\n')
+    config = load(dirs)
+    assert config.get("security.allowed_commands") == ["ls"]
+    assert config.get("security.max_tool_calls") == 10
+    assert config.get("kernel.max_memory_mb") == 64
+    assert config.ignored == []
+    assert config.origin("security.allowed_commands") == f"project file {project / 'aikit.toml'}"
+
+
+def test_trust_covers_one_version_of_the_file(dirs: tuple[Path, Path]) -> None:
+    project, _ = dirs
+    write(project, '[security]\nallowed_commands = ["ls", "sh"]\n')
+    trust(dirs)
+    assert load(dirs).get("security.allowed_commands") == ["ls", "sh"]
+    write(project, '[security]\nallowed_commands = ["ls", "sh", "python3"]\n')  # edited (by a script?)
+    config = load(dirs)
+    assert config.get("security.allowed_commands") == list(DEFAULTS["security"]["allowed_commands"])
+    assert config.ignored == ["security.allowed_commands"]
+
+
+def test_profiles_of_an_untrusted_project_file_are_filtered_too(dirs: tuple[Path, Path]) -> None:
+    write(dirs[0], '[profiles.wide.security]\nallowed_hosts = ["evil.example"]\n')
+    config = load(dirs, profile="wide")
+    assert config.get("security.allowed_hosts") == []
+    assert config.ignored == ["profiles.wide.security.allowed_hosts"]
+
+
+def test_the_environment_can_trust_every_project_file(dirs: tuple[Path, Path]) -> None:
+    write(dirs[0], '[security]\nallowed_commands = ["sh"]\n')
+    assert load(dirs, env={"AIKIT_TRUST_PROJECT_CONFIG": "1"}).get("security.allowed_commands") == ["sh"]

@@ -64,7 +64,8 @@ def server() -> Iterator[str]:
 @pytest.fixture
 def components(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Components]:
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "aikit.toml").write_text('[security]\nallowed_hosts = ["127.0.0.1"]\n')
+    (tmp_path / "user").mkdir()
+    (tmp_path / "user" / "aikit.toml").write_text('[security]\nallowed_hosts = ["127.0.0.1"]\n')
     config = Config.load(cwd=tmp_path, env={}, user_dir=tmp_path / "user")
     c = Components.open(config=config, data_dir=tmp_path / "data", plugins=False)
     yield c

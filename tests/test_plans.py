@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from aikit_components.config.trust import TRUST_FILE, TrustStore
 from aikit_components.errors import InvalidArgument, NotFound, ValidationError
 from aikit_components.plans import (
     AGENT_KINDS,
@@ -401,7 +402,10 @@ def test_manifest_file_that_is_not_json(tmp_path: Path) -> None:
 
 
 def write_config(tmp_path: Path, text: str) -> None:
+    """The project's aikit.toml, trusted (as `aikit config trust` does) so it may widen the policy."""
     (tmp_path / "aikit.toml").write_text(text, encoding="utf-8")
+    user_dir = Path(cli_env(tmp_path)["XDG_CONFIG_HOME"]) / "aikit"
+    TrustStore(user_dir / TRUST_FILE).trust(tmp_path / "aikit.toml")
 
 
 def test_manifest_agents_and_layers_are_used(tmp_path: Path) -> None:
@@ -543,7 +547,7 @@ def test_cli_plan_reports_malformed_lines(tmp_path: Path) -> None:
 
 
 def test_happy_path_plan_then_run_with_noop_and_shell(tmp_path: Path) -> None:
-    (tmp_path / "aikit.toml").write_text('[security]\nallowed_commands = ["echo", "python3"]\n')  # not by default
+    write_config(tmp_path, '[security]\nallowed_commands = ["echo", "python3"]\n')  # not by default
     (tmp_path / "sot.md").write_text(
         "## Queue A — Setup\n\n- [ ] TASK-001 Say hello\n- [ ] TASK-002 Nothing mapped\n- [x] TASK-003 Done\n\n"
         "## Queue B — Report\n\n- [ ] TASK-004 Show the task id (depends: TASK-001)\n", encoding="utf-8")
@@ -647,7 +651,7 @@ def test_command_arguments_outside_the_allowed_paths_are_refused(tmp_path: Path)
 
 
 def test_sh_runs_only_when_the_policy_allows_it(tmp_path: Path) -> None:
-    (tmp_path / "aikit.toml").write_text('[security]\nallowed_commands = ["echo", "sh"]\n')
+    write_config(tmp_path, '[security]\nallowed_commands = ["echo", "sh"]\n')
     write_project(tmp_path, "## Q\n- [ ] TASK-001 Pipe\n", {"TASK-001": ["sh", "-c", "echo one | tr o 0"]})
     # tr is not allowed, but sh was allowed explicitly: what it runs is up to whoever allowed it
     proc = aikit(tmp_path, "run", "plan.json")
@@ -657,7 +661,7 @@ def test_sh_runs_only_when_the_policy_allows_it(tmp_path: Path) -> None:
 
 
 def test_failing_command_and_timeout(tmp_path: Path) -> None:
-    (tmp_path / "aikit.toml").write_text('[security]\nallowed_commands = ["python3", "sleep"]\n')  # not by default
+    write_config(tmp_path, '[security]\nallowed_commands = ["python3", "sleep"]\n')  # not by default
     write_project(tmp_path, "## Q\n- [ ] TASK-001 Fails\n- [ ] TASK-002 Hangs\n",
                   {"TASK-001": ["python3", "-c", "import sys; print('bad', file=sys.stderr); sys.exit(3)"],
                    "TASK-002": {"cmd": ["sleep", "30"], "timeout_s": 0.5}})

@@ -16,6 +16,7 @@ from .paths import project_config_path, user_config_path
 from .secrets import Secret, resolve_indirections, unwrap_secrets, wrap_secrets
 from .source import SourceFile, file_locator
 from .toml_out import dump_toml
+from .trust import TRUST_ALL_ENV, TRUST_FILE, TrustStore, strip_rights
 from .validation import Validator, describe, env_locator
 
 log = logging.getLogger("aikit.config")
@@ -50,6 +51,12 @@ class Config(Mapping[str, Any]):
         self.warnings: list[str] = list(warnings)
         #: The ``AIKIT_<SECTION>__<KEY>`` variables that were applied.
         self.env_overrides: list[str] = list(env_overrides)
+        #: Settings of an untrusted project file that were ignored because they grant rights.
+        self.ignored: list[str] = []
+        #: Warnings every front door shows the user at start (a subset of :attr:`warnings`).
+        self.notices: list[str] = []
+        #: Dotted key -> the layer that set it ("default", "user file P", "project file P", ...).
+        self.origins: dict[str, str] = {}
 
     # ---- loading ----------------------------------------------------------------------------
 
@@ -111,6 +118,37 @@ class Config(Mapping[str, Any]):
                 Validator(file_locator(source), warnings).layer(table, path)
                 available.setdefault(name, []).append(source)
 
+        # A project file grants rights only in the version the user trusted (config/trust.py).
+        ignored: list[str] = []
+        notices: list[str] = []
+        trust_all = env.get(TRUST_ALL_ENV, "").strip() in ("1", "true", "yes")
+        store = TrustStore(user_path.parent / TRUST_FILE)
+        for source in files:
+            if source.label != "project" or trust_all or store.is_trusted(source.path):
+                continue
+            trusted = copy.deepcopy(DEFAULTS)  # what the defaults and the user's own file allow
+            for other in files:
+                if other.label == "user":
+                    merge(trusted, {k: v for k, v in other.data.items() if k != "profiles"})
+            base, removed = strip_rights({k: v for k, v in source.data.items() if k != "profiles"}, trusted)
+            profiles = source.data.get("profiles")
+            if isinstance(profiles, dict):
+                kept_profiles = {}
+                for name, table in profiles.items():
+                    kept_profiles[name], gone = strip_rights(table, trusted) if isinstance(table, dict) else (table, [])
+                    removed += [f"profiles.{name}.{key}" for key in gone]
+                base["profiles"] = kept_profiles
+            source.data = base
+            ignored += removed
+            if removed:
+                shown = ", ".join(removed[:6]) + (f" and {len(removed) - 6} more" if len(removed) > 6 else "")
+                notices.append(
+                    f"{source.path} sets {shown}: ignored, because settings that grant rights are taken from a "
+                    f"project file only once you trust it (a script may have written it); check the file, then "
+                    f"run `aikit config trust` in {source.path.parent} (again after every change)")
+                warnings.append(notices[-1])
+                source.label = "project (untrusted)"
+
         selected = profile if profile is not None else (env.get("AIKIT_PROFILE") or None)
         if selected is not None and selected not in available:
             looked = ", ".join(str(f.path) for f in files) or f"{user_path}, {project_path} (neither exists)"
@@ -122,17 +160,24 @@ class Config(Mapping[str, Any]):
             )
 
         tree = copy.deepcopy(DEFAULTS)
+        origins: dict[str, str] = {}
+        _record_origins(origins, DEFAULTS, "default")
         for source in files:
-            merge(tree, {k: v for k, v in source.data.items() if k != "profiles"})
+            layer = {k: v for k, v in source.data.items() if k != "profiles"}
+            merge(tree, layer)
+            _record_origins(origins, layer, f"{source.label} file {source.path}")
         if selected is not None:
             for source in files:
                 if selected in source.data.get("profiles", {}):
                     merge(tree, source.data["profiles"][selected])
+                    _record_origins(origins, source.data["profiles"][selected],
+                                    f"profile {selected} in {source.path}")
 
         applied: list[str] = []
         for name, path, value in read_env_overrides(env):
             stored = apply_override(tree, name, path, value)
             Validator(env_locator(name), warnings).layer(nest(stored, value))
+            _record_origins(origins, nest(stored, value), f"environment {name}")
             applied.append(name)
 
         resolve_indirections(tree, env, (), warnings)
@@ -144,6 +189,9 @@ class Config(Mapping[str, Any]):
         config.profiles = sorted(available)
         config.warnings = warnings
         config.env_overrides = applied
+        config.ignored = ignored
+        config.notices = notices
+        config.origins = origins
         log.debug(
             "config loaded: sources=%s profile=%s overrides=%s", config.sources, selected, applied
         )
@@ -152,6 +200,18 @@ class Config(Mapping[str, Any]):
         return config
 
     # ---- reading ----------------------------------------------------------------------------
+
+    def origin(self, dotted: str) -> str:
+        """Which layer set the setting ``"section.key"`` (the nearest enclosing one for a table
+        key without a leaf of its own): ``"default"``, ``"user file PATH"``, ``"project file
+        PATH"``, ``"profile NAME in PATH"`` or ``"environment VAR"``."""
+        parts = dotted.split(".")
+        while parts:
+            found = self.origins.get(".".join(parts))
+            if found is not None:
+                return found
+            parts.pop()
+        return "default"
 
     def get(self, dotted: str | Sequence[str], default: Any = None) -> Any:  # type: ignore[override]
         """The value at ``"section.key"`` (or a sequence of keys); secrets come back as
@@ -202,3 +262,14 @@ class Config(Mapping[str, Any]):
     def to_toml(self, mask: bool = True) -> str:
         """The configuration as TOML text; secrets as ``"****"`` unless ``mask=False``."""
         return dump_toml(self._data, mask)
+
+
+def _record_origins(origins: dict[str, str], layer: Mapping[str, Any], label: str,
+                    prefix: tuple[str, ...] = ()) -> None:
+    """Note ``label`` as the origin of every leaf setting in ``layer`` (a table replaces none)."""
+    for key, value in layer.items():
+        path = (*prefix, key)
+        if isinstance(value, dict) and value:
+            _record_origins(origins, value, label, path)
+        else:
+            origins[".".join(path)] = label

@@ -32,6 +32,22 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     show.add_argument("--json", action="store_true", help="print JSON instead of TOML")
     show.set_defaults(handler=_show)
 
+    show.add_argument("--origins", action="store_true",
+                      help="after each security-relevant setting, say which layer set it")
+
+    for name, verb in (("trust", "trust"), ("untrust", "stop trusting")):
+        action = actions.add_parser(
+            name,
+            help=f"{verb} the project aikit.toml to widen rights (security policy, limits, ...)",
+            description=(
+                "A project aikit.toml (in the working directory, where scripts can write) may narrow the security "
+                "policy but not widen it, unless you trust it: `aikit config trust` records the file's SHA-256 "
+                "in your user config directory; any later change makes it untrusted again. "
+                f"Example: aikit config {name}   (in the project directory)"),
+        )
+        action.add_argument("directory", nargs="?", default=".", help="the project directory (default: here)")
+        action.set_defaults(handler=_trust if name == "trust" else _untrust)
+
     where = actions.add_parser(
         "path",
         help="print where configuration is looked for",
@@ -59,7 +75,44 @@ def _show(args: argparse.Namespace) -> int:
     header.append(f"# profile: {config.profile if config.profile is not None else '(none)'}")
     if config.env_overrides:
         header.append("# environment overrides: " + ", ".join(config.env_overrides))
+    if config.ignored:
+        header.append("# ignored (untrusted project file; `aikit config trust`): " + ", ".join(config.ignored))
     sys.stdout.write("\n".join(header) + "\n\n" + config.to_toml(mask=True))
+    if args.origins:
+        from aikit_components.config.trust import grants_rights
+
+        print("\n# where the settings that grant rights come from")
+        for key in sorted(config.origins):
+            if grants_rights(tuple(key.split("."))):
+                print(f"# {key}: {config.origin(key)}")
+    return 0
+
+
+def _trust(args: argparse.Namespace) -> int:
+    """Handle ``aikit config trust``."""
+    from pathlib import Path
+
+    from aikit_components.config import project_config_path, user_config_path
+    from aikit_components.config.trust import TRUST_FILE, TrustStore
+
+    project = project_config_path(Path(args.directory))
+    if not project.is_file():
+        return error(f"no aikit.toml in {Path(args.directory).resolve()}")
+    digest = TrustStore(user_config_path().parent / TRUST_FILE).trust(project)
+    print(f"trusted {project.resolve()} (sha256 {digest[:16]}...); a change to the file makes it untrusted again")
+    return 0
+
+
+def _untrust(args: argparse.Namespace) -> int:
+    """Handle ``aikit config untrust``."""
+    from pathlib import Path
+
+    from aikit_components.config import project_config_path, user_config_path
+    from aikit_components.config.trust import TRUST_FILE, TrustStore
+
+    project = project_config_path(Path(args.directory))
+    found = TrustStore(user_config_path().parent / TRUST_FILE).forget(project)
+    print(f"{'no longer trusted' if found else 'was not trusted'}: {project.resolve()}")
     return 0
 
 

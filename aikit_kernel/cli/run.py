@@ -29,6 +29,8 @@ def open_script_runtime(script: str, output: OutputSink, command: str = "run") -
         print(f"aikit {command}: {exc.message}", file=sys.stderr)
         return EXIT_ERROR
     runtime.on_sigint(lua.engine.interrupt)
+    for notice in lua.notices:
+        print(f"aikit {command}: warning: {notice}", file=sys.stderr)
     return lua
 
 

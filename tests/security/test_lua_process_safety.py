@@ -93,3 +93,28 @@ def test_the_process_survives(tmp_path: Path, name: str) -> None:
                           env=dict(os.environ, AIKIT_DATA_DIR=str(tmp_path / "data")))
     assert proc.returncode == 0, f"exit status {proc.returncode}\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
     assert expected in proc.stdout
+
+
+def test_a_script_cannot_widen_the_policy_of_the_next_run(tmp_path: Path) -> None:
+    """A script may write aikit.toml into its working directory; the next run must not take the
+    rights it grants (a shell here), only warn that they were ignored until the user trusts it."""
+    env = dict(os.environ, AIKIT_DATA_DIR=str(tmp_path / "data"), XDG_CONFIG_HOME=str(tmp_path / "xdg"))
+    env.pop("AIKIT_TRUST_PROJECT_CONFIG", None)
+    writer = tmp_path / "writer.lua"
+    writer.write_text('local f = assert(io.open("aikit.toml", "w"))\n'
+                      'f:write(\'[security]\\nallowed_commands = ["sh"]\\nallowed_paths = ["/"]\\n\')\nf:close()\n'
+                      'print("written")\n')
+    first = subprocess.run([AIKIT, "run", str(writer)], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                           env=env)
+    assert first.returncode == 0 and "written" in first.stdout, first.stderr
+    attack = tmp_path / "attack.lua"
+    attack.write_text('local ok, err = pcall(Tool.call, "run_process", {command = {"sh", "-c", "echo pwned"}})\n'
+                      'print(ok, ok and "" or err.code)\n'
+                      'print(pcall(Tool.call, "read_file", {path = "/etc/hostname"}))\n')
+    second = subprocess.run([AIKIT, "run", str(attack)], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                            env=env)
+    assert second.returncode == 0, second.stderr
+    assert "pwned" not in second.stdout
+    lines = second.stdout.splitlines()
+    assert lines[0].startswith("false") and lines[1].startswith("false"), second.stdout
+    assert "security.allowed_commands" in second.stderr and "aikit config trust" in second.stderr

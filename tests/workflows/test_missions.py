@@ -420,7 +420,9 @@ def test_crashed_run_resumes_without_rerunning_completed_steps(tmp_path: Path) -
         "  - {id: c, step_type: noop, depends_on: [b]}\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIKIT_")}
     env.update(AIKIT_DATA_DIR=str(tmp_path / "data"), XDG_CONFIG_HOME=str(tmp_path / "config"))
-    (tmp_path / "aikit.toml").write_text('[security]\nallowed_commands = ["sh", "sleep"]\n')
+    user_config = tmp_path / "config" / "aikit" / "aikit.toml"  # the user's own file: trusted
+    user_config.parent.mkdir(parents=True)
+    user_config.write_text('[security]\nallowed_commands = ["sh", "sleep"]\n')
     proc = subprocess.Popen([AIKIT, "mission", "run", "crash.yaml", "--run-id", "c1"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env)
     try:
