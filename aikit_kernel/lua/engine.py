@@ -123,8 +123,15 @@ class LuaEngine:
         host_functions[b"co_leave"] = lambda: self._interrupter.co_leave()  # type: ignore[union-attr]
         host_functions[b"future_wait"] = self.host.wrap(self.future_wait)
         host_functions[b"future_result"] = self.host.wrap(lambda fid: self._future_result_lua(fid))
+        lua_load = self.runtime.globals()[b"load"]
+        patterns = resources.files(__package__).joinpath("patterns.lua").read_text(encoding="utf-8")
+        # without debug information: errors of the C string functions it calls then carry no
+        # position inside it (the user's line is in the traceback), as they carry none of C's
+        dump = self.runtime.globals()[b"string"][b"dump"]
+        host_functions[b"patterns"] = lua_load(dump(lua_load(patterns.encode(), b"=[aikit]", b"t"), True),
+                                               b"=[aikit]", b"b")
         bootstrap = resources.files(__package__).joinpath("sandbox.lua").read_text(encoding="utf-8")
-        loader = self.runtime.globals()[b"load"](bootstrap.encode(), b"=[aikit]", b"t")
+        loader = lua_load(bootstrap.encode(), b"=[aikit]", b"t")
         self.internal = loader(self.runtime.table_from(host_functions))
         self._interrupter = Interrupter(self.internal[b"main_thread_address"].decode())
         self.host.coroutine_arguments.resumed = self._interrupter.resumed

@@ -482,6 +482,13 @@ local function copy(t, except)
 end
 
 local safe_string = copy(string, { dump = true })
+-- find/match/gmatch/gsub that fall back to a Lua matcher (patterns.lua) when a pattern could
+-- backtrack for long: the C matcher never reaches the interrupt hook.
+local interruptible_patterns = host.patterns(string)
+for _, name in raw_ipairs({ "find", "match", "gmatch", "gsub" }) do
+  safe_string[name] = interruptible_patterns[name]
+end
+internal.patterns = interruptible_patterns
 -- Strings index their methods through the metatable shared by all strings: point it at the
 -- sandbox copy so `("").dump` and getmetatable("").__index do not reach the real library.
 raw_getmetatable("").__index = safe_string
