@@ -1,0 +1,277 @@
+"""The local span store: one SQLite file (``traces.sqlite`` in the data directory), WAL mode, so a
+kernel writes while ``aikit trace`` and the dashboard read. Bounded by age and size: old traces
+are pruned automatically as spans are written (:meth:`SpanStore.prune`).
+
+A span is written when it starts (``end_ns`` None) and again when it ends: rows are upserted by
+``(trace_id, span_id)``. Each write also refreshes the summary row of the traces it touched, so
+listing traces never scans spans, and bumps a change counter that other processes can poll
+(:meth:`SpanStore.change_cursor`, :meth:`SpanStore.changed_since`)."""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .records import SpanRecord, TraceSummary
+
+__all__ = ["SpanStore"]
+
+_SEP = "\x1f"  # separates the agent names of a trace in one column
+_PRUNE_EVERY_S = 60.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS spans (
+    trace_id TEXT NOT NULL, span_id TEXT NOT NULL, parent_span_id TEXT, name TEXT NOT NULL,
+    kind TEXT NOT NULL, start_ns INTEGER NOT NULL, end_ns INTEGER, status TEXT NOT NULL,
+    status_message TEXT NOT NULL, attributes TEXT NOT NULL, events TEXT NOT NULL,
+    op_kind TEXT, agent TEXT, input_tokens INTEGER, output_tokens INTEGER, cost_usd REAL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (trace_id, span_id)
+);
+CREATE INDEX IF NOT EXISTS spans_seq ON spans (seq);
+CREATE TABLE IF NOT EXISTS traces (
+    trace_id TEXT PRIMARY KEY, root_name TEXT NOT NULL, root_kind TEXT NOT NULL, start_ns INTEGER NOT NULL,
+    end_ns INTEGER, span_count INTEGER NOT NULL, error_count INTEGER NOT NULL, input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL, cost_usd REAL, status TEXT NOT NULL, agents TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS traces_start ON traces (start_ns);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('seq', 0);
+"""
+
+_UPSERT = """
+INSERT INTO spans (trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, status, status_message,
+                   attributes, events, op_kind, agent, input_tokens, output_tokens, cost_usd, seq)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (trace_id, span_id) DO UPDATE SET
+    parent_span_id = excluded.parent_span_id, name = excluded.name, kind = excluded.kind,
+    start_ns = excluded.start_ns, end_ns = excluded.end_ns, status = excluded.status,
+    status_message = excluded.status_message, attributes = excluded.attributes, events = excluded.events,
+    op_kind = excluded.op_kind, agent = excluded.agent, input_tokens = excluded.input_tokens,
+    output_tokens = excluded.output_tokens, cost_usd = excluded.cost_usd, seq = excluded.seq
+"""
+
+# The root of a trace: a span without a parent, or whose parent is not in the store (a remote
+# parent, from TRACEPARENT); the earliest if several.
+_ROOT = """
+SELECT name, op_kind, end_ns, status FROM spans s WHERE trace_id = ? AND (parent_span_id IS NULL OR NOT EXISTS
+    (SELECT 1 FROM spans p WHERE p.trace_id = s.trace_id AND p.span_id = s.parent_span_id))
+ORDER BY start_ns LIMIT 1
+"""
+
+_TOTALS = """
+SELECT COUNT(*), MIN(start_ns), SUM(status = 'ERROR'), COALESCE(SUM(input_tokens), 0),
+       COALESCE(SUM(output_tokens), 0), SUM(cost_usd), GROUP_CONCAT(DISTINCT agent)
+FROM spans WHERE trace_id = ?
+"""
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _int(value: Any) -> int | None:
+    number = _number(value)
+    return None if number is None else int(number)
+
+
+def _row(span: SpanRecord, seq: int) -> tuple[Any, ...]:
+    attrs = span.attributes
+    agent = attrs.get("gen_ai.agent.name")
+    return (span.trace_id, span.span_id, span.parent_span_id, span.name, span.kind, span.start_ns, span.end_ns,
+            span.status, span.status_message, json.dumps(attrs, default=str, ensure_ascii=False),
+            json.dumps(span.events, default=str, ensure_ascii=False),
+            str(attrs.get("aikit.operation.kind", "")), str(agent) if agent is not None else None,
+            _int(attrs.get("gen_ai.usage.input_tokens")), _int(attrs.get("gen_ai.usage.output_tokens")),
+            _number(attrs.get("aikit.cost.usd")), seq)
+
+
+def _record(row: Sequence[Any]) -> SpanRecord:
+    return SpanRecord(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8],
+                      json.loads(row[9]), json.loads(row[10]))
+
+
+def _summary(row: Sequence[Any]) -> TraceSummary:
+    return TraceSummary(*row[:11])
+
+
+class SpanStore:
+    """SQLite span store in the data directory (file traces.sqlite), bounded by age and size.
+
+    Safe to use from several threads (one connection behind a lock) and several processes (WAL).
+    ``max_age_s`` and ``max_bytes`` bound what :meth:`prune` keeps; writes prune automatically
+    about once a minute."""
+
+    def __init__(self, path: Path | str, *, max_age_s: float = 7 * 86400, max_bytes: int = 200 * 2**20) -> None:
+        self.path = Path(path)
+        self.max_age_s = float(max_age_s)
+        self.max_bytes = int(max_bytes)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(self.path), timeout=5.0, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA busy_timeout = 5000")
+        if self._db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            self._db.execute("PRAGMA auto_vacuum = INCREMENTAL")  # before the first table: pruning gives space back
+            self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute("PRAGMA synchronous = NORMAL")  # spans are diagnostics: no fsync per write
+        self._db.executescript(_SCHEMA)
+        self._next_prune = 0.0
+
+    # -- writing ----------------------------------------------------------------------------------
+    def write(self, spans: Sequence[SpanRecord]) -> None:
+        """Upsert ``spans`` by (trace_id, span_id) in one transaction and refresh the summaries
+        of their traces. Raises ``sqlite3.Error`` when the file cannot be written (locked, full)."""
+        if not spans:
+            return
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                seq = db.execute("UPDATE meta SET value = value + 1 WHERE key = 'seq' RETURNING value").fetchone()[0]
+                db.executemany(_UPSERT, [_row(s, seq) for s in spans])
+                for trace_id in {s.trace_id for s in spans}:
+                    self._summarize(trace_id)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        if time.monotonic() >= self._next_prune:
+            self.prune()
+
+    def _summarize(self, trace_id: str) -> None:
+        db = self._db
+        count, start, errors, tokens_in, tokens_out, cost, agents = db.execute(_TOTALS, (trace_id,)).fetchone()
+        root = db.execute(_ROOT, (trace_id,)).fetchone()
+        name, kind, end, root_status = root if root is not None else ("", "", None, "UNSET")
+        status = "running" if end is None else ("error" if root_status == "ERROR" else "ok")
+        names = _SEP + _SEP.join(agents.split(",")) + _SEP if agents else ""
+        db.execute("INSERT OR REPLACE INTO traces VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   (trace_id, name, kind or "", start, end, count, errors or 0, tokens_in, tokens_out, cost,
+                    status, names))
+
+    # -- reading ----------------------------------------------------------------------------------
+    def traces(self, *, limit: int = 20, agent: str | None = None, errors_only: bool = False,
+               since_ns: int | None = None) -> list[TraceSummary]:
+        """The newest traces first; ``agent`` keeps those where an agent of that name ran
+        (``gen_ai.agent.name`` anywhere in the trace), ``errors_only`` those with a failed span,
+        ``since_ns`` those started at or after that time."""
+        where, args = [], []
+        if agent:
+            where.append("instr(agents, ?) > 0")
+            args.append(_SEP + agent + _SEP)
+        if errors_only:
+            where.append("error_count > 0")
+        if since_ns is not None:
+            where.append("start_ns >= ?")
+            args.append(int(since_ns))
+        sql = "SELECT * FROM traces" + (" WHERE " + " AND ".join(where) if where else "")
+        sql += " ORDER BY start_ns DESC LIMIT ?"
+        args.append(max(0, int(limit)))
+        with self._lock:
+            rows = self._db.execute(sql, args).fetchall()
+        return [_summary(r) for r in rows]
+
+    def summary(self, trace_id: str) -> TraceSummary:
+        """The summary of one trace (a unique prefix of 8 or more hex digits is accepted)."""
+        full = self._resolve(trace_id)
+        with self._lock:
+            row = self._db.execute("SELECT * FROM traces WHERE trace_id = ?", (full,)).fetchone()
+        if row is None:
+            raise KeyError(trace_id)
+        return _summary(row)
+
+    def trace(self, trace_id: str) -> list[SpanRecord]:
+        """The spans of a trace ordered by start; a unique prefix (>= 8 hex digits) is accepted;
+        KeyError when unknown (or ambiguous)."""
+        full = self._resolve(trace_id)
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM spans WHERE trace_id = ? ORDER BY start_ns, rowid",
+                                    (full,)).fetchall()
+        if not rows:
+            raise KeyError(trace_id)
+        return [_record(r) for r in rows]
+
+    def _resolve(self, trace_id: str) -> str:
+        given = str(trace_id).strip().lower()
+        if len(given) == 32:
+            return given
+        if len(given) < 8 or any(c not in "0123456789abcdef" for c in given):
+            raise KeyError(trace_id)
+        with self._lock:
+            rows = self._db.execute("SELECT trace_id FROM traces WHERE trace_id GLOB ? LIMIT 2",
+                                    (given + "*",)).fetchall()
+        if len(rows) != 1:
+            raise KeyError(f"{trace_id} ({'ambiguous' if rows else 'unknown'})")
+        return rows[0][0]
+
+    def change_cursor(self) -> int:
+        """A number that grows with every write (by any process)."""
+        with self._lock:
+            return int(self._db.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()[0])
+
+    def changed_since(self, cursor: int) -> tuple[int, list[str]]:
+        """(the new cursor, the ids of the traces written since ``cursor``)."""
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN")
+            try:
+                now = int(db.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()[0])
+                rows = db.execute("SELECT DISTINCT trace_id FROM spans WHERE seq > ? AND seq <= ?",
+                                  (int(cursor), now)).fetchall()
+            finally:
+                db.execute("COMMIT")
+        return now, [r[0] for r in rows]
+
+    # -- bounds -----------------------------------------------------------------------------------
+    def prune(self) -> int:
+        """Remove traces older than ``max_age_s``, then the oldest until the file's used pages fit
+        ``max_bytes``; returns how many spans were removed."""
+        self._next_prune = time.monotonic() + _PRUNE_EVERY_S
+        removed = 0
+        with self._lock:
+            db = self._db
+            cutoff = time.time_ns() - int(self.max_age_s * 1e9)
+            removed += self._drop("SELECT trace_id FROM traces WHERE start_ns < ?", (cutoff,))
+            while self._used_bytes() > self.max_bytes:
+                count = db.execute("SELECT COUNT(*) FROM traces").fetchone()[0]
+                if count <= 1:
+                    break
+                dropped = self._drop("SELECT trace_id FROM traces ORDER BY start_ns LIMIT ?", (max(1, count // 10),))
+                removed += dropped
+                if not dropped:
+                    break
+            if removed:
+                db.execute("PRAGMA incremental_vacuum")
+        return removed
+
+    def _drop(self, select: str, args: tuple[Any, ...]) -> int:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            ids = [r[0] for r in db.execute(select, args).fetchall()]
+            removed = 0
+            for trace_id in ids:
+                removed += db.execute("DELETE FROM spans WHERE trace_id = ?", (trace_id,)).rowcount
+                db.execute("DELETE FROM traces WHERE trace_id = ?", (trace_id,))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return removed
+
+    def _used_bytes(self) -> int:
+        db = self._db
+        pages = db.execute("PRAGMA page_count").fetchone()[0] - db.execute("PRAGMA freelist_count").fetchone()[0]
+        return int(pages) * int(db.execute("PRAGMA page_size").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
