@@ -47,17 +47,6 @@ class Interpreter(abc.ABC):
                 user_expressions: dict[str, str]) -> ExecuteOutcome: ...
 
     @abc.abstractmethod
-    def _html_of(self, values: list[Any]) -> str | None:
-        """The HTML of a cell's single value whose metatable has ``__html`` (a trace shows as its
-        waterfall), else None."""
-        if self._html_fn is None:
-            self._html_fn = self.engine.compile_trusted(_HTML_OF, "html_of")
-        try:
-            html = self._html_fn(values[0])
-        except Exception:  # noqa: BLE001 - a failing __html leaves the text/plain result
-            return None
-        return html.decode("utf-8", "replace") if isinstance(html, bytes) else None
-
     def complete(self, code: str, cursor_pos: int) -> dict[str, Any]: ...
 
     @abc.abstractmethod
@@ -169,6 +158,17 @@ class LuaInterpreter(Interpreter):
             except RenderFailure as exc:
                 error = exc.failure
         return {"status": "error", "ename": error.ename, "evalue": error.evalue, "traceback": error.traceback}
+
+    def _html_of(self, values: list[Any]) -> str | None:
+        """The HTML of a cell's single value whose metatable has ``__html`` (a trace shows as its
+        waterfall), else None."""
+        if self._html_fn is None:
+            self._html_fn = self.engine.compile_trusted(_HTML_OF, "html_of")
+        try:
+            html = self._html_fn(values[0])
+        except Exception:  # noqa: BLE001 - a failing __html leaves the text/plain result
+            return None
+        return html.decode("utf-8", "replace") if isinstance(html, bytes) else None
 
     def complete(self, code: str, cursor_pos: int) -> dict[str, Any]:
         cursor_pos = _clamp(cursor_pos, code)

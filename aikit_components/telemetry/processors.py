@@ -125,6 +125,11 @@ class _BatchWorker:
         self._thread.join(timeout_s)
 
     @property
+    def busy(self) -> bool:
+        """Still delivering (a stop timed out while a delivery hangs)."""
+        return self._thread.is_alive()
+
+    @property
     def pending(self) -> int:
         return len(self._queue)
 
@@ -194,15 +199,15 @@ class ExportSpanProcessor(SpanProcessor):
         return True
 
     def shutdown(self) -> None:
-        # A collector that hangs must not hold the process: the exporter's shutdown interrupts its
-        # retries, the worker gets a short while to finish, and what is left is dropped (counted).
-        self.worker.stop(0.0)
+        # A collector that hangs must not hold the process: the worker gets a short while to finish
+        # its export, what is left is sent once more only if the collector has been answering, the
+        # exporter's shutdown interrupts its retries, and whatever is still queued is dropped (counted).
+        worker = self.worker
+        worker.stop(2.0)
+        if worker.pending and worker.failures == 0 and not worker.busy:
+            worker.drain(limit=2)
         self.exporter.shutdown()
-        self.worker.stop(2.0)
-        left = self.worker.pending
-        if left and self.worker.failures == 0:
-            self.worker.drain(limit=1)
-        self.worker.dropped += self.worker.pending
+        worker.dropped += worker.pending
 
 
 class _OwnThreadFilter(logging.Filter):

@@ -51,7 +51,8 @@ def describe_span(span: SpanRecord) -> str:
     if isinstance(a.get("aikit.cost.usd"), (int, float)):
         parts.append(f"${a['aikit.cost.usd']:.6f}")
     if span.status == "ERROR":
-        parts.append(f"ERROR {a.get('error.type', '')}: {span.status_message}".rstrip(": "))
+        first_line = span.status_message.strip().splitlines()[0] if span.status_message.strip() else ""
+        parts.append(f"ERROR {a.get('error.type', '')}: {first_line}".rstrip(": "))
     return "  ".join(parts)
 
 
