@@ -38,7 +38,8 @@ CREATE INDEX IF NOT EXISTS spans_seq ON spans (seq);
 CREATE TABLE IF NOT EXISTS traces (
     trace_id TEXT PRIMARY KEY, root_name TEXT NOT NULL, root_kind TEXT NOT NULL, start_ns INTEGER NOT NULL,
     end_ns INTEGER, span_count INTEGER NOT NULL, error_count INTEGER NOT NULL, input_tokens INTEGER NOT NULL,
-    output_tokens INTEGER NOT NULL, cost_usd REAL, status TEXT NOT NULL, agents TEXT NOT NULL
+    output_tokens INTEGER NOT NULL, cost_usd REAL, status TEXT NOT NULL, agents TEXT NOT NULL,
+    root_span_id TEXT NOT NULL, root_parentless INTEGER NOT NULL, root_start_ns INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS traces_start ON traces (start_ns);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -57,19 +58,12 @@ ON CONFLICT (trace_id, span_id) DO UPDATE SET
     output_tokens = excluded.output_tokens, cost_usd = excluded.cost_usd, seq = excluded.seq
 """
 
-# The root of a trace: a span without a parent, or whose parent is not in the store (a remote
-# parent, from TRACEPARENT); the earliest if several.
-_ROOT = """
-SELECT name, op_kind, end_ns, status FROM spans s WHERE trace_id = ? AND (parent_span_id IS NULL OR NOT EXISTS
-    (SELECT 1 FROM spans p WHERE p.trace_id = s.trace_id AND p.span_id = s.parent_span_id))
-ORDER BY start_ns LIMIT 1
-"""
-
-_TOTALS = """
-SELECT COUNT(*), MIN(start_ns), SUM(status = 'ERROR'), COALESCE(SUM(input_tokens), 0),
-       COALESCE(SUM(output_tokens), 0), SUM(cost_usd), GROUP_CONCAT(DISTINCT agent)
-FROM spans WHERE trace_id = ?
-"""
+# A trace's summary row is kept up to date span by span (never by scanning the trace: a cell that
+# makes 100,000 tool calls is one trace). Its root is the span without a parent; until that one is
+# written (children end, and are written, before their parent) or when it has a remote parent
+# (TRACEPARENT), the earliest span whose parent is not in the store stands in.
+_OLD = "SELECT status, input_tokens, output_tokens, cost_usd FROM spans WHERE trace_id = ? AND span_id = ?"
+_HAS = "SELECT 1 FROM spans WHERE trace_id = ? AND span_id = ?"
 
 
 def _number(value: Any) -> float | None:
@@ -127,7 +121,7 @@ class SpanStore:
 
     # -- writing ----------------------------------------------------------------------------------
     def write(self, spans: Sequence[SpanRecord]) -> None:
-        """Upsert ``spans`` by (trace_id, span_id) in one transaction and refresh the summaries
+        """Upsert ``spans`` by (trace_id, span_id) in one transaction and update the summaries
         of their traces. Raises ``sqlite3.Error`` when the file cannot be written (locked, full)."""
         if not spans:
             return
@@ -136,9 +130,11 @@ class SpanStore:
             db.execute("BEGIN IMMEDIATE")
             try:
                 seq = db.execute("UPDATE meta SET value = value + 1 WHERE key = 'seq' RETURNING value").fetchone()[0]
-                db.executemany(_UPSERT, [_row(s, seq) for s in spans])
-                for trace_id in {s.trace_id for s in spans}:
-                    self._summarize(trace_id)
+                summaries: dict[str, list[Any]] = {}
+                for span in spans:
+                    self._write_one(span, seq, summaries)
+                db.executemany("INSERT OR REPLACE INTO traces VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                               [tuple(row) for row in summaries.values()])
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
@@ -146,16 +142,41 @@ class SpanStore:
         if time.monotonic() >= self._next_prune:
             self.prune()
 
-    def _summarize(self, trace_id: str) -> None:
+    def _write_one(self, span: SpanRecord, seq: int, summaries: dict[str, list[Any]]) -> None:
         db = self._db
-        count, start, errors, tokens_in, tokens_out, cost, agents = db.execute(_TOTALS, (trace_id,)).fetchone()
-        root = db.execute(_ROOT, (trace_id,)).fetchone()
-        name, kind, end, root_status = root if root is not None else ("", "", None, "UNSET")
-        status = "running" if end is None else ("error" if root_status == "ERROR" else "ok")
-        names = _SEP + _SEP.join(agents.split(",")) + _SEP if agents else ""
-        db.execute("INSERT OR REPLACE INTO traces VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                   (trace_id, name, kind or "", start, end, count, errors or 0, tokens_in, tokens_out, cost,
-                    status, names))
+        key = (span.trace_id, span.span_id)
+        old = db.execute(_OLD, key).fetchone()
+        row = _row(span, seq)
+        db.execute(_UPSERT, row)
+        t = summaries.get(span.trace_id)
+        if t is None:
+            found = db.execute("SELECT * FROM traces WHERE trace_id = ?", (span.trace_id,)).fetchone()
+            t = list(found) if found is not None else [span.trace_id, span.name, row[11], span.start_ns, None, 0, 0, 0,
+                                                       0, None, "running", "", span.span_id, 0, span.start_ns]
+            summaries[span.trace_id] = t
+        # trace_id, root_name, root_kind, start_ns, end_ns, span_count, error_count, input_tokens,
+        # output_tokens, cost_usd, status, agents, root_span_id, root_parentless, root_start_ns
+        old_status, old_in, old_out, old_cost = old if old is not None else (None, None, None, None)
+        if old is None:
+            t[5] += 1
+        t[3] = min(t[3], span.start_ns)
+        t[6] += (span.status == "ERROR") - (old_status == "ERROR")
+        t[7] += (row[13] or 0) - (old_in or 0)
+        t[8] += (row[14] or 0) - (old_out or 0)
+        if row[15] is not None or old_cost is not None:
+            t[9] = (t[9] or 0.0) + (row[15] or 0.0) - (old_cost or 0.0)
+        agent = row[12]
+        if agent and _SEP + agent + _SEP not in (t[11] or ""):
+            t[11] = (t[11] or _SEP) + agent + _SEP
+        parentless = span.parent_span_id is None
+        is_root = t[12] == span.span_id
+        if not is_root and not t[13]:  # the root so far is a stand-in
+            is_root = parentless or (span.start_ns <= t[14] and
+                                     db.execute(_HAS, (span.trace_id, span.parent_span_id)).fetchone() is None)
+        if is_root:
+            t[1], t[2], t[4], t[12], t[13], t[14] = span.name, row[11], span.end_ns, span.span_id, int(parentless), \
+                span.start_ns
+            t[10] = "running" if span.end_ns is None else ("error" if span.status == "ERROR" else "ok")
 
     # -- reading ----------------------------------------------------------------------------------
     def traces(self, *, limit: int = 20, agent: str | None = None, errors_only: bool = False,
