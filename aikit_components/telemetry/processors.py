@@ -27,17 +27,14 @@ log = logging.getLogger("aikit.telemetry")
 __all__ = ["ExportSpanProcessor", "StoreSpanProcessor", "span_record"]
 
 
-def _value(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple) else value
-
-
 def span_record(span: ReadableSpan) -> SpanRecord:
-    """``span`` as a :class:`SpanRecord` (a running span's attributes as they are now)."""
+    """``span`` as a :class:`SpanRecord` (a running span's attributes as they are now). Sequence
+    values stay tuples (the store writes them as JSON lists, and reads back lists)."""
     ctx = span.get_span_context()
     parent = span.parent
     for _ in range(3):  # a running span's attributes may change while they are copied
         try:
-            attributes = {k: _value(v) for k, v in (span.attributes or {}).items()}
+            attributes = dict(span.attributes or {})
             break
         except RuntimeError:
             continue
@@ -50,8 +47,8 @@ def span_record(span: ReadableSpan) -> SpanRecord:
         name=span.name, kind=span.kind.name, start_ns=span.start_time or 0, end_ns=span.end_time,
         status=status.status_code.name,
         status_message=(status.description or "") if status.status_code.name == "ERROR" else "", attributes=attributes,
-        events=[{"name": e.name, "time_ns": e.timestamp, "attributes": {k: _value(v) for k, v in e.attributes.items()}}
-                for e in span.events],
+        events=[{"name": e.name, "time_ns": e.timestamp, "attributes": dict(e.attributes)}
+                for e in span.events] if span.events else [],
     )
 
 

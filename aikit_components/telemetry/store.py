@@ -102,9 +102,11 @@ class SpanStore:
 
     Safe to use from several threads (one connection behind a lock) and several processes (WAL).
     ``max_age_s`` and ``max_bytes`` bound what :meth:`prune` keeps; writes prune automatically
-    about once a minute."""
+    about once a minute. ``shared=False`` promises that only this object writes the spans it is
+    given (tracing's own writer: span ids are random), which spares a look-up per span."""
 
-    def __init__(self, path: Path | str, *, max_age_s: float = 7 * 86400, max_bytes: int = 200 * 2**20) -> None:
+    def __init__(self, path: Path | str, *, max_age_s: float = 7 * 86400, max_bytes: int = 200 * 2**20,
+                 shared: bool = True) -> None:
         self.path = Path(path)
         self.max_age_s = float(max_age_s)
         self.max_bytes = int(max_bytes)
@@ -118,6 +120,10 @@ class SpanStore:
         self._db.execute("PRAGMA synchronous = NORMAL")  # spans are diagnostics: no fsync per write
         self._db.executescript(_SCHEMA)
         self._next_prune = 0.0
+        # (trace_id, span_id) -> (status, tokens in, tokens out, cost) of spans written while running
+        self._running: dict[tuple[str, str], tuple[Any, ...]] = {}
+        # write() is given spans of other writers too (tests, imports): then it looks them up
+        self._shared = bool(shared)
 
     # -- writing ----------------------------------------------------------------------------------
     def write(self, spans: Sequence[SpanRecord]) -> None:
@@ -130,24 +136,41 @@ class SpanStore:
             db.execute("BEGIN IMMEDIATE")
             try:
                 seq = db.execute("UPDATE meta SET value = value + 1 WHERE key = 'seq' RETURNING value").fetchone()[0]
+                rows = [_row(span, seq) for span in spans]
+                olds = [self._previous(span) for span in spans]
+                db.executemany(_UPSERT, rows)
                 summaries: dict[str, list[Any]] = {}
-                for span in spans:
-                    self._write_one(span, seq, summaries)
+                for span, row, old in zip(spans, rows, olds, strict=True):
+                    self._summarize(span, row, old, summaries)
                 db.executemany("INSERT OR REPLACE INTO traces VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                               [tuple(row) for row in summaries.values()])
+                               [tuple(t) for t in summaries.values()])
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
+                self._running.clear()  # unsure now: ask the file again
                 raise
+            for span, row in zip(spans, rows, strict=True):
+                key = (span.trace_id, span.span_id)
+                if span.end_ns is None:
+                    self._running[key] = (span.status, row[13], row[14], row[15])
+                else:
+                    self._running.pop(key, None)
         if time.monotonic() >= self._next_prune:
             self.prune()
 
-    def _write_one(self, span: SpanRecord, seq: int, summaries: dict[str, list[Any]]) -> None:
-        db = self._db
+    def _previous(self, span: SpanRecord) -> tuple[Any, ...] | None:
+        """What the store holds of ``span`` already (status and usage), None when it is new. A
+        span this store wrote while it ran is remembered; one it never wrote, it need not look
+        up unless it may have been written by another writer (the ids are random: it was not)."""
         key = (span.trace_id, span.span_id)
-        old = db.execute(_OLD, key).fetchone()
-        row = _row(span, seq)
-        db.execute(_UPSERT, row)
+        known = self._running.get(key)
+        if known is not None or not self._shared:
+            return known
+        return self._db.execute(_OLD, key).fetchone()
+
+    def _summarize(self, span: SpanRecord, row: tuple[Any, ...], old: tuple[Any, ...] | None,
+                   summaries: dict[str, list[Any]]) -> None:
+        db = self._db
         t = summaries.get(span.trace_id)
         if t is None:
             found = db.execute("SELECT * FROM traces WHERE trace_id = ?", (span.trace_id,)).fetchone()
@@ -159,10 +182,14 @@ class SpanStore:
         old_status, old_in, old_out, old_cost = old if old is not None else (None, None, None, None)
         if old is None:
             t[5] += 1
-        t[3] = min(t[3], span.start_ns)
-        t[6] += (span.status == "ERROR") - (old_status == "ERROR")
-        t[7] += (row[13] or 0) - (old_in or 0)
-        t[8] += (row[14] or 0) - (old_out or 0)
+        if span.start_ns < t[3]:
+            t[3] = span.start_ns
+        if span.status == "ERROR" or old_status == "ERROR":
+            t[6] += (span.status == "ERROR") - (old_status == "ERROR")
+        if row[13] or old_in:
+            t[7] += (row[13] or 0) - (old_in or 0)
+        if row[14] or old_out:
+            t[8] += (row[14] or 0) - (old_out or 0)
         if row[15] is not None or old_cost is not None:
             t[9] = (t[9] or 0.0) + (row[15] or 0.0) - (old_cost or 0.0)
         agent = row[12]

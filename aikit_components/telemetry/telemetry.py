@@ -68,7 +68,8 @@ class Telemetry:
         if settings.store_path is not None:
             store_path = settings.store_path
             self.store_processor = StoreSpanProcessor(
-                lambda: SpanStore(store_path, max_age_s=settings.store_max_age_s, max_bytes=settings.store_max_bytes),
+                lambda: SpanStore(store_path, max_age_s=settings.store_max_age_s, max_bytes=settings.store_max_bytes,
+                                  shared=False),
                 max_queue=settings.queue_size)
             provider.add_span_processor(self.store_processor)
         if settings.otlp_traces_url:
