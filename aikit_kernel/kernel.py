@@ -401,10 +401,23 @@ def _process_exists(pid: int) -> bool:
     return True
 
 
-def run_kernel(connection_file: str | None, dap_port: int | None = None) -> int:
+def _prometheus_readers(port: int) -> list[Any]:
+    """A Prometheus metric reader, its text served on 127.0.0.1:``port`` (printed)."""
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+    from prometheus_client import start_http_server
+
+    reader = PrometheusMetricReader()
+    server, _ = start_http_server(port, addr="127.0.0.1")
+    print(f"aikit kernel: metrics (Prometheus) on http://127.0.0.1:{server.server_port}/metrics", file=sys.stderr,
+          flush=True)
+    return [reader]
+
+
+def run_kernel(connection_file: str | None, dap_port: int | None = None, metrics_port: int | None = None) -> int:
     """Start a kernel on ``connection_file`` and serve until shutdown; returns the exit status.
     IDEs can also attach to the kernel's Lua debugger over DAP on ``dap_port`` (default: the
-    ``kernel.dap_port`` setting; 0 here means any free port, printed)."""
+    ``kernel.dap_port`` setting; 0 here means any free port, printed). ``metrics_port``: serve
+    the kernel's metrics as Prometheus text on 127.0.0.1 at that port (``/metrics``)."""
     from aikit_components.config import data_dir
 
     from .interpreter import LuaInterpreter
@@ -436,7 +449,9 @@ def run_kernel(connection_file: str | None, dap_port: int | None = None) -> int:
     except Exception as exc:  # an unwritable data dir must not stop the kernel
         log.warning("history disabled: %s", exc)
         history = None
-    kernel = Kernel(transport, protocol, lambda out: LuaInterpreter(open_lua_runtime(out, loaded=loaded, warm_up=True)),
+    readers = _prometheus_readers(metrics_port) if metrics_port is not None else None
+    kernel = Kernel(transport, protocol, lambda out: LuaInterpreter(open_lua_runtime(out, loaded=loaded, warm_up=True,
+                                                                                     metric_readers=readers)),
                     history, max_message_bytes=settings.max_message_bytes)
     runtime.on_sigint(kernel.interrupt_from_signal)
     runtime.submit(watch_parent(kernel))

@@ -95,6 +95,8 @@ class TracingInterceptor(Interceptor):
             span = self._tracer.start_span(name, kind=span_kind, attributes=attrs)
             self._fail(span, error)
             span.end()
+            if self.telemetry.metrics is not None:
+                self.telemetry.metrics.operation(op, span, error)
             return
         self._end(opened, op, error)
 

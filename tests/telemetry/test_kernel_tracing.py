@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.support.kernels import REPO, kernel_env, start_kernel
+from tests.support.kernels import REPO, kernel_env, make_kernelspec, start_kernel
 
 CELL = "Tool.call('hash', {text = 'x'}) State.set('global', 'k', 1) return 1 + 1"
 
@@ -86,6 +86,7 @@ def test_aikit_run_has_a_root_span_and_continues_a_traceparent(tmp_path: Path, o
     assert root["attributes"]["aikit.operation.kind"] == "script"
     tool = receiver.named("execute_tool hash")[0]
     assert tool["parent_span_id"] == root["span_id"]
+    receiver.wait_for(lambda r: r.metrics_requests >= 1)  # metrics go to the same collector
     listed = subprocess.run([sys.executable, "-m", "aikit_kernel.cli.main", "trace", "show", root["trace_id"][:10]],
                             cwd=tmp_path, env=kernel_env(tmp_path / "data"), capture_output=True, text=True, timeout=60)
     assert listed.returncode == 0 and "aikit run script.lua" in listed.stdout and "execute_tool hash" in listed.stdout
@@ -182,3 +183,19 @@ def test_disabled_tracing_records_nothing(tmp_path: Path) -> None:
     assert done.returncode == 0 and done.stdout.strip() == "true", done.stderr
     assert not (tmp_path / "data" / "traces.sqlite").exists()
     assert os.path.isdir(REPO)
+
+
+def test_serve_metrics_port_serves_prometheus_text(tmp_path: Path) -> None:
+    import urllib.request
+
+    port = free_port()
+    argv = [sys.executable, "-m", "aikit_kernel.cli.main", "serve", "-f", "{connection_file}", "--metrics-port", str(port)]
+    spec = make_kernelspec(tmp_path / "specs", "aikit-metrics", argv=argv)
+    kernel = start_kernel(tmp_path / "data", kernel_name="aikit-metrics", kernel_spec_manager=spec, cwd=tmp_path)
+    try:
+        kernel.ok("Tool.call('hash', {text = 'x'}) pcall(Tool.call, 'hash', {})")
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30).read().decode()
+        assert "aikit_tool_duration" in text and 'gen_ai_tool_name="hash"' in text
+        assert "aikit_operation_failures" in text and 'error_type="invalid_argument"' in text
+    finally:
+        kernel.shutdown()
