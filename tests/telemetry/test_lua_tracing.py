@@ -101,3 +101,41 @@ def test_workflow_steps_hang_under_the_run(make_agent_lua: Any) -> None:
     assert all(s["parent_span_id"] == root["span_id"] for s in steps)
     tools = [s for s in spans if s["name"] == "execute_tool hash"]
     assert {s["parent_span_id"] for s in tools} == {s["span_id"] for s in steps}
+
+
+def test_parallel_lua_steps_keep_their_own_context(make_agent_lua: Any) -> None:
+    # Two Lua function steps run as coroutines on the Lua thread, interleaved at their sleep():
+    # each one's tool calls must hang under its own step, not under whichever ran last.
+    lua = make_agent_lua()
+    lua.run("""
+        local function work(tag)
+          return function()
+            Tool.call('hash', {text = tag .. '1'})
+            sleep(0.05)
+            Tool.call('hash', {text = tag .. '2'})
+            return tag
+          end
+        end
+        Workflow.new{name = 'two', mode = 'parallel', steps = {{id = 'a', fn = work('a')}, {id = 'b', fn = work('b')}}}:run()""")
+    spans = lua.run("return Trace.last().spans")
+    steps = {s["name"]: s["span_id"] for s in spans if s["name"].startswith("step ")}
+    assert set(steps) == {"step a", "step b"}
+    tools = [s for s in spans if s["name"] == "execute_tool hash"]
+    assert len(tools) == 4
+    per_step = {name: sum(1 for t in tools if t["parent_span_id"] == sid) for name, sid in steps.items()}
+    assert per_step == {"step a": 2, "step b": 2}
+
+
+def test_a_sub_agent_and_a_failing_tool_nest_under_the_agent(make_agent_lua: Any, llm_server: Any) -> None:
+    lua = make_agent_lua()
+    llm_server.reply(OPENAI, answer(None, [call("explode", {}, "call_x")]), answer("Sorry."))
+    trace_id = lua.run("""
+        Tool.define{name = 'explode', description = 'Always fails', fn = function(a) error('kaboom') end}
+        local a = Agent.new{name = 'fragile', model = 'openai/m', tools = {'explode'}}
+        return a:run('go').trace_id""")
+    spans = by_name(lua.run(f"return Trace.get('{trace_id}').spans"))
+    tool = spans["execute_tool explode"]
+    assert tool["status"] == "ERROR" and tool["attributes"]["error.type"] == "lua_error" and "kaboom" in tool["status_message"]
+    assert tool["parent_span_id"] == spans["invoke_agent fragile"]["span_id"]
+    t = lua.run("return Trace.list{errors = true, agent = 'fragile'}")
+    assert t[0]["trace_id"] == trace_id and t[0]["error_count"] == 1 and t[0]["status"] == "ok"
