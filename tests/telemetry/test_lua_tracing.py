@@ -139,3 +139,16 @@ def test_a_sub_agent_and_a_failing_tool_nest_under_the_agent(make_agent_lua: Any
     assert tool["parent_span_id"] == spans["invoke_agent fragile"]["span_id"]
     t = lua.run("return Trace.list{errors = true, agent = 'fragile'}")
     assert t[0]["trace_id"] == trace_id and t[0]["error_count"] == 1 and t[0]["status"] == "ok"
+
+
+def test_rag_ingest_and_search_spans(make_agent_lua: Any) -> None:
+    lua = make_agent_lua()
+    lua.run("""
+        local c = RAG.collection('facts')
+        local v = {} for i = 1, 384 do v[i] = (i % 7) / 7 end
+        c:ingest{{id = 'a', text = 'alpha', vector = v}}
+        return c:search(v, {k = 1, mode = 'vector'})""")
+    names = [t["name"] for t in lua.run("return Trace.list{last = 5}")]
+    assert names[0] == "retrieval facts" and names[1].startswith("embeddings ")
+    search = lua.run("return Trace.last().spans[1].attributes")
+    assert search["gen_ai.operation.name"] == "retrieval" and search["aikit.rag.hits"] == 1
