@@ -21,6 +21,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     listing.add_argument("--last", type=int, default=20, metavar="N", help="at most N traces (default 20)")
     listing.add_argument("--agent", metavar="NAME", help="only traces where this agent ran")
     listing.add_argument("--errors", action="store_true", help="only traces with a failed span")
+    listing.add_argument("--all", action="store_true",
+                         help="also completion, inspection and debugger requests (left out by default)")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
     show = actions.add_parser("show", help="a trace as a tree: durations, tokens, cost, errors")
     show.add_argument("id", help="trace id (or a unique prefix of 8+ hex digits)")
@@ -29,6 +31,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     export.add_argument("--format", default="otlp-json", choices=["otlp-json"], help="output format")
     export.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
     parser.set_defaults(handler=_run)
+
+
+# Root kinds of the requests an editor sends as you type: not runs, so not listed by default.
+_EDITOR_REQUESTS = ("complete", "inspect", "debug")
 
 
 def _open_store() -> Any:
@@ -89,7 +95,10 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _list(store: Any, args: argparse.Namespace) -> int:
-    found = store.traces(limit=max(1, args.last), agent=args.agent, errors_only=args.errors)
+    limit = max(1, args.last)
+    found = store.traces(limit=limit if args.all else limit + 50, agent=args.agent, errors_only=args.errors)
+    if not args.all:
+        found = [s for s in found if s.root_kind not in _EDITOR_REQUESTS][:limit]
     if args.json:
         print(json.dumps([s.to_dict() for s in found], indent=2))
         return 0
