@@ -90,7 +90,6 @@ def serve() -> tuple[ThreadingHTTPServer, str]:
 def probe(url: str, iterations: int, calls: int) -> dict[str, float]:
     sys.path.insert(0, str(REPO))
     sys.path.insert(0, str(REPO / "bench"))
-    import asyncio
 
     import numpy as np
     from _common import add_tool

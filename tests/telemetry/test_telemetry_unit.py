@@ -15,7 +15,6 @@ from aikit_components.telemetry import SpanRecord, SpanStore, Telemetry, Telemet
 from aikit_components.telemetry.otlp_json import to_otlp_json
 from aikit_components.telemetry.settings import parse_headers
 
-
 NOW = time.time_ns()
 
 
@@ -104,10 +103,9 @@ def test_a_full_export_queue_drops_counts_and_warns_once(tmp_path: Path, otlp_re
 def test_spans_reach_the_receiver_with_parent_links(otlp_receiver: Any) -> None:
     receiver = otlp_receiver()
     telemetry = Telemetry(TelemetrySettings(store_path=None, otlp_traces_url=receiver.url + "/v1/traces"))
-    with telemetry.span("outer", attributes={"aikit.operation.kind": "script"}):
-        with telemetry.span("inner") as inner:
-            assert telemetry.current_trace_id() == format(inner.get_span_context().trace_id, "032x")
-            assert telemetry.traceparent().split("-")[2] == format(inner.get_span_context().span_id, "016x")
+    with telemetry.span("outer", attributes={"aikit.operation.kind": "script"}), telemetry.span("inner") as inner:
+        assert telemetry.current_trace_id() == format(inner.get_span_context().trace_id, "032x")
+        assert telemetry.traceparent().split("-")[2] == format(inner.get_span_context().span_id, "016x")
     telemetry.flush()
     telemetry.export_processor.force_flush()
     receiver.wait_for(lambda r: len(r.spans) == 2)
