@@ -60,10 +60,11 @@ class _Replay(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_POST(self) -> None:  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        if self.path.endswith("/v1/traces") or self.path.endswith("/v1/metrics"):
+        raw = self.rfile.read(int(self.headers["Content-Length"]))
+        if self.path.endswith("/v1/traces") or self.path.endswith("/v1/metrics"):  # the OTLP receiver
             self._send(b"", "application/x-protobuf")
             return
+        body = json.loads(raw)
         done = sum(1 for m in body["messages"] if m["role"] == "tool")
         tool = TOOLS[done] if done < len(TOOLS) else None
         self._send(json.dumps(_chat(None if tool else "done", tool, done)).encode(), "application/json")
