@@ -199,3 +199,31 @@ def test_serve_metrics_port_serves_prometheus_text(tmp_path: Path) -> None:
         assert "aikit_operation_failures" in text and 'error_type="invalid_argument"' in text
     finally:
         kernel.shutdown()
+
+
+def test_an_agent_in_a_cell_crosses_to_the_io_loop_and_back(tmp_path: Path, llm_server: Any,
+                                                           otlp_receiver: Any) -> None:
+    from tests.support.agents import OPENAI, answer, call, config_text
+
+    (tmp_path / "aikit.toml").write_text(config_text(llm_server.url))
+    llm_server.reply(OPENAI, answer(None, [call("twice", {"n": 21}, "call_k1")]), answer("42"))
+    receiver = otlp_receiver()
+    kernel = start_kernel(tmp_path / "data", cwd=tmp_path, OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url)
+    try:
+        # a Lua-defined tool called by the agent on the I/O loop runs back on the Lua thread
+        text = kernel.value("""
+            Tool.define{name = 'twice', description = 'Doubles n',
+                        params = {type = 'object', properties = {n = {type = 'number'}}},
+                        fn = function(a) return Tool.call('calculate', {expression = a.n .. ' * 2'}) end}
+            local r = Agent.new{name = 'k', model = 'openai/m', tools = {'twice'}}:run('double 21')
+            return r.text .. ' ' .. r.trace_id""")
+        receiver.wait_for(lambda r: r.named("execute_request") and r.named("execute_tool calculate"))
+        request = receiver.named("execute_request")[0]
+        assert text == f'"42 {request["trace_id"]}"'
+        calc = receiver.named("execute_tool calculate")[0]
+        assert ancestors(receiver.spans, calc)[:3] == ["execute_tool twice", "invoke_agent k", "cell [1]"]
+        assert ancestors(receiver.spans, calc)[-1] == "execute_request"
+        twice = receiver.named("execute_tool twice")[0]
+        assert twice["attributes"]["gen_ai.tool.call.id"] == "call_k1"
+    finally:
+        kernel.shutdown()
