@@ -19,6 +19,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanLimits, TracerProvider
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -63,7 +64,9 @@ class Telemetry:
             self.tracer: Any = trace.NoOpTracer()
             return
         resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME") or service_name})
-        provider = TracerProvider(resource=resource, shutdown_on_exit=False,
+        # Every operation is recorded (the local store is the point): no sampling, which also spares
+        # the parent-based sampler's look-up on each span.
+        provider = TracerProvider(resource=resource, shutdown_on_exit=False, sampler=ALWAYS_ON,
                                   span_limits=SpanLimits(max_span_attribute_length=4 * MAX_ATTRIBUTE_CHARS))
         if settings.store_path is not None:
             store_path = settings.store_path
