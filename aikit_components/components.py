@@ -31,6 +31,7 @@ from .operations.standard import standard_pipeline
 from .security import SecurityPolicy
 from .sessions import SessionInfo, SessionStore
 from .state import State
+from .telemetry import Telemetry, TracingInterceptor
 from .tools import Budget, ToolContext, ToolRegistry, default_registry
 
 if TYPE_CHECKING:
@@ -60,6 +61,7 @@ class Components:
     _models: Any = field(default=None, repr=False)
     _rag: Any = field(default=None, repr=False)
     ledger: UsageLedger = field(default_factory=UsageLedger)
+    telemetry: Telemetry = field(default_factory=Telemetry.disabled)
     _tools_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -125,15 +127,20 @@ class Components:
     @classmethod
     def open(cls, *, config: Config | None = None, data_dir: Path | None = None,
              loop_getter: Callable[[], asyncio.AbstractEventLoop] | None = None,
-             session_id: str | None = None, session_name: str | None = None, plugins: bool = True) -> Components:
+             session_id: str | None = None, session_name: str | None = None, plugins: bool = True,
+             metric_readers: list[Any] | None = None) -> Components:
         """Load config, open the stores under the data directory and enter a session: resume
-        ``session_id`` when given, else create a new one named ``session_name``."""
+        ``session_id`` when given, else create a new one named ``session_name``. Telemetry
+        follows ``[telemetry]`` (``metric_readers``: OTel metric readers to add, e.g. Prometheus)."""
         config = config or Config.load()
         directory = Path(data_dir) if data_dir is not None else default_data_dir()
         events = EventBus(loop_getter=loop_getter)
         hooks = HookRegistry(on_error=lambda point, name, exc: events.publish(
             "hook.failed", {"point": point, "hook": name, "error": f"{type(exc).__name__}: {exc}"}, source="hooks"))
         pipeline = standard_pipeline(events, hooks)
+        telemetry = Telemetry.from_config(config, directory, metric_readers=metric_readers)
+        if telemetry.enabled:
+            pipeline.add(TracingInterceptor(telemetry))
         sessions = SessionStore(directory, events=events)
         session = sessions.resume(session_id) if session_id else sessions.create(name=session_name)
         return cls(
@@ -150,6 +157,7 @@ class Components:
             session=session,
             plugins=plugins,
             ledger=UsageLedger(dict(config.get("models.prices", None) or {})),
+            telemetry=telemetry,
         )
 
     def tool_context(self, caller: str = "python", budget: Budget | None = None) -> ToolContext:
@@ -168,7 +176,7 @@ class Components:
                 self.sessions.complete(self.session.id, status)
         except Exception:
             log.exception("could not complete session %s", self.session.id)
-        closers = [self.state.close, self.artifacts.close, self.sessions.close]
+        closers = [self.state.close, self.artifacts.close, self.sessions.close, self.telemetry.close]
         if self._rag is not None:
             closers.insert(0, self._rag.close)
         for closer in closers:

@@ -72,6 +72,14 @@ class Interpreter(abc.ABC):
         """Release resources before the process exits."""
 
 
+_HTML_OF = """
+local value = ...
+local mt = type(value) == "table" and getmetatable(value)
+if type(mt) == "table" and type(mt.__html) == "function" then return mt.__html(value) end
+return nil
+"""
+
+
 class LuaInterpreter(Interpreter):
     """Lua 5.4 in the aikit sandbox."""
 
@@ -103,6 +111,7 @@ class LuaInterpreter(Interpreter):
             "nbconvert_exporter": "script",
         }
         assert version[:2] == (5, 4), f"aikit needs Lua 5.4, lupa gave {version}"
+        self._html_fn: Any = None
 
     def execute(self, code: str, *, execution_count: int, silent: bool, allow_stdin: bool,
                 user_expressions: dict[str, str]) -> ExecuteOutcome:
@@ -125,6 +134,9 @@ class LuaInterpreter(Interpreter):
             try:
                 if run.error is None and run.values and not silent and not self.engine.all_quiet(run.values):
                     outcome.result = {"text/plain": self.engine.render_values(run.values)}
+                    html = self._html_of(run.values) if len(run.values) == 1 else None
+                    if html is not None:
+                        outcome.result["text/html"] = html
             except RenderFailure as exc:  # a __tostring that fails or loops until interrupted
                 outcome.error = exc.failure
             if outcome.error is None:
@@ -155,6 +167,17 @@ class LuaInterpreter(Interpreter):
             except RenderFailure as exc:
                 error = exc.failure
         return {"status": "error", "ename": error.ename, "evalue": error.evalue, "traceback": error.traceback}
+
+    def _html_of(self, values: list[Any]) -> str | None:
+        """The HTML of a cell's single value whose metatable has ``__html`` (a trace shows as its
+        waterfall), else None."""
+        if self._html_fn is None:
+            self._html_fn = self.engine.compile_trusted(_HTML_OF, "html_of")
+        try:
+            html = self._html_fn(values[0])
+        except Exception:  # noqa: BLE001 - a failing __html leaves the text/plain result
+            return None
+        return html.decode("utf-8", "replace") if isinstance(html, bytes) else None
 
     def complete(self, code: str, cursor_pos: int) -> dict[str, Any]:
         cursor_pos = _clamp(cursor_pos, code)

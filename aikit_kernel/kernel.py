@@ -17,6 +17,8 @@ from collections.abc import Callable
 from typing import Any
 
 import zmq
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import runtime
 from .history import HistoryStore
@@ -32,6 +34,31 @@ _STOP = object()
 _SERVICE = object()
 
 Handler = Callable[[list[bytes], dict[str, Any]], None]
+
+
+# Shell requests that get a span of their own (is_complete_request, kernel_info... are too small
+# and too frequent to be worth one).
+_TRACED_REQUESTS = frozenset({"execute_request", "complete_request", "inspect_request"})
+_REQUEST_KINDS = {"execute_request": "cell", "complete_request": "complete", "inspect_request": "inspect",
+                  "debug_request": "debug"}
+
+
+def _request_attributes(msg: dict[str, Any]) -> dict[str, Any]:
+    header = msg.get("header") or {}
+    msg_type = str(header.get("msg_type", ""))
+    return {"aikit.operation.kind": _REQUEST_KINDS.get(msg_type, msg_type), "jupyter.msg_type": msg_type,
+            "jupyter.msg_id": str(header.get("msg_id", "")), "jupyter.session_id": str(header.get("session", ""))}
+
+
+def _mark_request(count: int, outcome: ExecuteOutcome) -> None:
+    """The execution count and outcome of a cell on its request's span."""
+    span = trace.get_current_span()
+    if not span.is_recording():
+        return
+    span.set_attribute("jupyter.execution_count", count)
+    if outcome.error is not None:
+        span.set_attribute("error.type", str(outcome.error.ename))
+        span.set_status(Status(StatusCode.ERROR, str(outcome.error.evalue)[:1000]))
 
 
 class Kernel:
@@ -132,6 +159,14 @@ class Kernel:
     async def _debug_request(self, idents: list[bytes], msg: dict[str, Any]) -> None:
         """One debug_request, served as a task so the control channel keeps reading (an interrupt
         must get through while a request waits for the Lua thread)."""
+        telemetry = self._telemetry()
+        if telemetry is None:
+            await self._serve_debug_request(idents, msg)
+            return
+        with telemetry.span("debug_request", kind=SpanKind.SERVER, attributes=_request_attributes(msg)):
+            await self._serve_debug_request(idents, msg)
+
+    async def _serve_debug_request(self, idents: list[bytes], msg: dict[str, Any]) -> None:
         self.messenger.status("busy", msg)
         try:
             request = msg["content"]
@@ -198,7 +233,21 @@ class Kernel:
         self.output.flush()
         self.interpreter.shutdown()
 
+    def _telemetry(self) -> Any:
+        components = getattr(self.interpreter, "components", None)
+        telemetry = getattr(components, "telemetry", None)
+        return telemetry if telemetry is not None and telemetry.enabled else None
+
     def _dispatch_shell(self, idents: list[bytes], msg: dict[str, Any], seq: int) -> None:
+        telemetry = self._telemetry()
+        msg_type = msg["header"]["msg_type"]
+        if telemetry is None or msg_type not in _TRACED_REQUESTS:
+            self._dispatch_shell_untraced(idents, msg, seq)
+            return
+        with telemetry.span(msg_type, kind=SpanKind.SERVER, attributes=_request_attributes(msg)):
+            self._dispatch_shell_untraced(idents, msg, seq)
+
+    def _dispatch_shell_untraced(self, idents: list[bytes], msg: dict[str, Any], seq: int) -> None:
         msg_type = msg["header"]["msg_type"]
         self.output.set_parent(msg, idents)
         self.messenger.status("busy", msg)
@@ -291,6 +340,7 @@ class Kernel:
             self.messenger.publish("execute_input", {"code": code, "execution_count": count}, msg)
         outcome: ExecuteOutcome = self.interpreter.execute(
             code, execution_count=count, silent=silent, allow_stdin=allow_stdin, user_expressions=user_expressions)
+        _mark_request(count, outcome)
         if outcome.result is not None and not silent:  # a silent request broadcasts no result
             self.output.execute_result(count, outcome.result, {})
             if store_history and self.history is not None:
@@ -368,10 +418,23 @@ def _process_exists(pid: int) -> bool:
     return True
 
 
-def run_kernel(connection_file: str | None, dap_port: int | None = None) -> int:
+def _prometheus_readers(port: int) -> list[Any]:
+    """A Prometheus metric reader, its text served on 127.0.0.1:``port`` (printed)."""
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+    from prometheus_client import start_http_server
+
+    reader = PrometheusMetricReader()
+    server, _ = start_http_server(port, addr="127.0.0.1")
+    print(f"aikit kernel: metrics (Prometheus) on http://127.0.0.1:{server.server_port}/metrics", file=sys.stderr,
+          flush=True)
+    return [reader]
+
+
+def run_kernel(connection_file: str | None, dap_port: int | None = None, metrics_port: int | None = None) -> int:
     """Start a kernel on ``connection_file`` and serve until shutdown; returns the exit status.
     IDEs can also attach to the kernel's Lua debugger over DAP on ``dap_port`` (default: the
-    ``kernel.dap_port`` setting; 0 here means any free port, printed)."""
+    ``kernel.dap_port`` setting; 0 here means any free port, printed). ``metrics_port``: serve
+    the kernel's metrics as Prometheus text on 127.0.0.1 at that port (``/metrics``)."""
     from aikit_components.config import data_dir
 
     from .interpreter import LuaInterpreter
@@ -403,7 +466,9 @@ def run_kernel(connection_file: str | None, dap_port: int | None = None) -> int:
     except Exception as exc:  # an unwritable data dir must not stop the kernel
         log.warning("history disabled: %s", exc)
         history = None
-    kernel = Kernel(transport, protocol, lambda out: LuaInterpreter(open_lua_runtime(out, loaded=loaded, warm_up=True)),
+    readers = _prometheus_readers(metrics_port) if metrics_port is not None else None
+    kernel = Kernel(transport, protocol, lambda out: LuaInterpreter(open_lua_runtime(out, loaded=loaded, warm_up=True,
+                                                                                     metric_readers=readers)),
                     history, max_message_bytes=settings.max_message_bytes)
     runtime.on_sigint(kernel.interrupt_from_signal)
     runtime.submit(watch_parent(kernel))

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aikit_components.errors import AikitError
 from aikit_components.security import SecurityPolicy
@@ -77,13 +77,14 @@ def build_lua_runtime(output: OutputSink, components: Components | None = None, 
 
 
 def open_lua_runtime(output: OutputSink, *, session_name: str | None = None, loaded: LoadedSettings | None = None,
-                     strict: bool = False, warm_up: bool = False) -> LuaRuntime:
+                     strict: bool = False, warm_up: bool = False, metric_readers: list[Any] | None = None) -> LuaRuntime:
     """Load the settings (unless ``loaded``), open the process's components and build a runtime.
 
     With ``strict`` (scripts) a broken config or data directory raises :class:`AikitError`;
     otherwise (the kernel, the REPL) the runtime comes up without components and
     :attr:`LuaRuntime.startup_error` says why, for the first cell to show. ``warm_up`` builds the
-    tool registry in the background (a long-lived kernel).
+    tool registry in the background (a long-lived kernel). ``metric_readers``: OTel metric readers
+    for the components' telemetry (``aikit serve --metrics-port``).
     """
     from aikit_components.components import Components
 
@@ -95,7 +96,7 @@ def open_lua_runtime(output: OutputSink, *, session_name: str | None = None, loa
         return build_lua_runtime(output, settings=loaded.settings, startup_error=loaded.error)
     try:
         components = Components.open(config=loaded.config, loop_getter=runtime.get_loop, session_name=session_name,
-                                     session_id=loaded.settings.resume_session)
+                                     session_id=loaded.settings.resume_session, metric_readers=metric_readers)
     except AikitError as exc:
         if strict:
             raise

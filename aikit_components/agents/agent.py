@@ -114,13 +114,17 @@ class AgentResult:
     stop_reason: str = "end"  # end | max_steps | repeated_call | invalid_output | max_tokens | content_filter
     refusal: str | None = None  # with stop_reason content_filter: whose filter stopped the answer, and what it said
     messages: list[Message] = field(default_factory=list)
+    trace_id: str | None = None  # the trace the run is part of (set by tracing; None when it is off)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "text": self.text, "data": self.data, "tool_calls": [c.to_dict() for c in self.tool_calls],
             "steps": self.steps, "usage": self.usage.to_dict(), "model": self.model, "stop_reason": self.stop_reason,
             "refusal": self.refusal,
         }
+        if self.trace_id is not None:
+            data["trace_id"] = self.trace_id
+        return data
 
 
 class Agent:
@@ -277,7 +281,7 @@ class Agent:
                             "message": "the arguments were not valid JSON: " + str(call.arguments["_raw"])[:500]}
             return record
         try:
-            record.result = await self.registry.acall(call.name, call.arguments, ctx)
+            record.result = await self.registry.acall(call.name, call.arguments, ctx, call_id=call.id)
         except asyncio.CancelledError:
             raise
         except AikitError as exc:  # validation problems, tool failures: the model gets to fix them

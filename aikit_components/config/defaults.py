@@ -69,6 +69,17 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "ef_search": 64,
         "exact_threshold": 5000,
     },
+    "telemetry": {  # docs/observability.md
+        "enabled": True,  # spans to the local store (and OTLP when configured); OTEL_SDK_DISABLED=true also turns it off
+        "capture_content": False,  # record prompts, answers, tool arguments and results
+        "otlp_endpoint": "",  # base URL of an OTLP/HTTP collector (or OTEL_EXPORTER_OTLP_ENDPOINT)
+        "otlp_headers": "",  # key=value,key2=value2 (or OTEL_EXPORTER_OTLP_HEADERS)
+        "traceparent_http": True,  # send a W3C traceparent header with requests to model providers
+        "store_path": "",  # default: traces.sqlite in the data directory
+        "store_max_age_days": 7,
+        "store_max_mb": 200,
+        "queue_size": 2048,  # spans waiting to be written or sent; more are dropped (and counted)
+    },
 }
 
 #: Sections whose keys are free-form (one sub-table per provider): no unknown-key warnings.
@@ -78,6 +89,7 @@ OPEN_SECTIONS = frozenset({"providers", "models"})
 NUMBER_KEYS = frozenset({
     "security.max_wall_time_s", "tools.http_timeout_s", "tools.process_timeout_s", "tools.http_backoff_s",
     "tools.http_max_retry_after_s", "tools.sql_timeout_s", "tools.sql_busy_timeout_s", "tools.git_timeout_s",
+    "telemetry.store_max_age_days", "telemetry.store_max_mb",
 })
 
 #: Older environment variables kept as aliases of a setting (documented in the README). An

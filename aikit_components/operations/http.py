@@ -95,6 +95,9 @@ class OperationTransport(httpx.AsyncBaseTransport):
         inner = self.inner
 
         async def send(op: Operation) -> httpx.Response:
+            traceparent = op.meta.get("traceparent")  # set by tracing, when it is on and sends one
+            if traceparent:
+                request.headers["traceparent"] = traceparent
             try:
                 return await inner.handle_async_request(request)
             except Exception as exc:

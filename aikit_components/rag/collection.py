@@ -158,7 +158,8 @@ class Collection:
         """Add or replace documents (by id); returns ``{documents, chunks, unchanged, ids}``."""
         documents = as_documents(docs)
         op = Operation(RAG_INGEST, self.name, {"collection": self.name, "tenant": self.tenant,
-                                               "ids": [doc.id for doc in documents]})
+                                               "ids": [doc.id for doc in documents]},
+                       meta={"embedder": self.embedder.name})  # traces name the model that embeds
         return await self.pipeline.arun(op, lambda op: self._ingest(documents))
 
     async def _ingest(self, documents: list[Document]) -> dict[str, Any]:

@@ -1,127 +1,325 @@
-"""SQLite span store (minimal version for the dashboard branch; the ``tracing`` helper's version
-replaces it at merge). Spans are upserted by (trace_id, span_id); every write takes the next value
-of a change counter, which is what :meth:`SpanStore.changed_since` reads for live updates."""
+"""The local span store: one SQLite file (``traces.sqlite`` in the data directory), WAL mode, so a
+kernel writes while ``aikit trace`` and the dashboard read. Bounded by age and size: old traces
+are pruned automatically as spans are written (:meth:`SpanStore.prune`).
+
+A span is written when it starts (``end_ns`` None) and again when it ends: rows are upserted by
+``(trace_id, span_id)``. Each write also refreshes the summary row of the traces it touched, so
+listing traces never scans spans, and bumps a change counter that other processes can poll
+(:meth:`SpanStore.change_cursor`, :meth:`SpanStore.changed_since`)."""
 
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from .records import SpanRecord, TraceSummary
+
+__all__ = ["SpanStore"]
+
+_SEP = "\x1f"  # separates the agent names of a trace in one column
+_PRUNE_EVERY_S = 60.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spans (
     trace_id TEXT NOT NULL, span_id TEXT NOT NULL, parent_span_id TEXT, name TEXT NOT NULL,
     kind TEXT NOT NULL, start_ns INTEGER NOT NULL, end_ns INTEGER, status TEXT NOT NULL,
-    status_message TEXT NOT NULL, attributes TEXT NOT NULL, events TEXT NOT NULL, seq INTEGER NOT NULL,
-    PRIMARY KEY (trace_id, span_id));
-CREATE INDEX IF NOT EXISTS spans_seq ON spans(seq);
-CREATE INDEX IF NOT EXISTS spans_start ON spans(start_ns);
-CREATE TABLE IF NOT EXISTS cursor (id INTEGER PRIMARY KEY CHECK (id = 0), value INTEGER NOT NULL);
-INSERT OR IGNORE INTO cursor VALUES (0, 0);
+    status_message TEXT NOT NULL, attributes TEXT NOT NULL, events TEXT NOT NULL,
+    op_kind TEXT, agent TEXT, input_tokens INTEGER, output_tokens INTEGER, cost_usd REAL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (trace_id, span_id)
+);
+CREATE INDEX IF NOT EXISTS spans_seq ON spans (seq);
+CREATE TABLE IF NOT EXISTS traces (
+    trace_id TEXT PRIMARY KEY, root_name TEXT NOT NULL, root_kind TEXT NOT NULL, start_ns INTEGER NOT NULL,
+    end_ns INTEGER, span_count INTEGER NOT NULL, error_count INTEGER NOT NULL, input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL, cost_usd REAL, status TEXT NOT NULL, agents TEXT NOT NULL,
+    root_span_id TEXT NOT NULL, root_parentless INTEGER NOT NULL, root_start_ns INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS traces_start ON traces (start_ns);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('seq', 0);
 """
+
+_UPSERT = """
+INSERT INTO spans (trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, status, status_message,
+                   attributes, events, op_kind, agent, input_tokens, output_tokens, cost_usd, seq)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (trace_id, span_id) DO UPDATE SET
+    parent_span_id = excluded.parent_span_id, name = excluded.name, kind = excluded.kind,
+    start_ns = excluded.start_ns, end_ns = excluded.end_ns, status = excluded.status,
+    status_message = excluded.status_message, attributes = excluded.attributes, events = excluded.events,
+    op_kind = excluded.op_kind, agent = excluded.agent, input_tokens = excluded.input_tokens,
+    output_tokens = excluded.output_tokens, cost_usd = excluded.cost_usd, seq = excluded.seq
+"""
+
+# A trace's summary row is kept up to date span by span (never by scanning the trace: a cell that
+# makes 100,000 tool calls is one trace). Its root is the span without a parent; until that one is
+# written (children end, and are written, before their parent) or when it has a remote parent
+# (TRACEPARENT), the earliest span whose parent is not in the store stands in.
+_OLD = "SELECT status, input_tokens, output_tokens, cost_usd FROM spans WHERE trace_id = ? AND span_id = ?"
+_HAS = "SELECT 1 FROM spans WHERE trace_id = ? AND span_id = ?"
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _int(value: Any) -> int | None:
+    number = _number(value)
+    return None if number is None else int(number)
+
+
+def _row(span: SpanRecord, seq: int) -> tuple[Any, ...]:
+    attrs = span.attributes
+    agent = attrs.get("gen_ai.agent.name")
+    return (span.trace_id, span.span_id, span.parent_span_id, span.name, span.kind, span.start_ns, span.end_ns,
+            span.status, span.status_message, json.dumps(attrs, default=str, ensure_ascii=False),
+            json.dumps(span.events, default=str, ensure_ascii=False),
+            str(attrs.get("aikit.operation.kind", "")), str(agent) if agent is not None else None,
+            _int(attrs.get("gen_ai.usage.input_tokens")), _int(attrs.get("gen_ai.usage.output_tokens")),
+            _number(attrs.get("aikit.cost.usd")), seq)
+
+
+def _record(row: Sequence[Any]) -> SpanRecord:
+    return SpanRecord(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8],
+                      json.loads(row[9]), json.loads(row[10]))
+
+
+def _summary(row: Sequence[Any]) -> TraceSummary:
+    return TraceSummary(*row[:11])
 
 
 class SpanStore:
-    """SQLite span store in the data directory (file traces.sqlite), bounded by age and size."""
+    """SQLite span store in the data directory (file traces.sqlite), bounded by age and size.
 
-    def __init__(self, path: Path | str, *, max_age_s: float = 7 * 86400, max_bytes: int = 200 * 2**20) -> None:
+    Safe to use from several threads (one connection behind a lock) and several processes (WAL).
+    ``max_age_s`` and ``max_bytes`` bound what :meth:`prune` keeps; writes prune automatically
+    about once a minute. ``shared=False`` promises that only this object writes the spans it is
+    given (tracing's own writer: span ids are random), which spares a look-up per span."""
+
+    def __init__(self, path: Path | str, *, max_age_s: float = 7 * 86400, max_bytes: int = 200 * 2**20,
+                 shared: bool = True) -> None:
         self.path = Path(path)
-        self.max_age_s = max_age_s
-        self.max_bytes = max_bytes
+        self.max_age_s = float(max_age_s)
+        self.max_bytes = int(max_bytes)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=5, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db = sqlite3.connect(str(self.path), timeout=5.0, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA busy_timeout = 5000")
+        if self._db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            self._db.execute("PRAGMA auto_vacuum = INCREMENTAL")  # before the first table: pruning gives space back
+            self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute("PRAGMA synchronous = NORMAL")  # spans are diagnostics: no fsync per write
         self._db.executescript(_SCHEMA)
+        self._next_prune = 0.0
+        # (trace_id, span_id) -> (status, tokens in, tokens out, cost) of spans written while running
+        self._running: dict[tuple[str, str], tuple[Any, ...]] = {}
+        # write() is given spans of other writers too (tests, imports): then it looks them up
+        self._shared = bool(shared)
 
+    # -- writing ----------------------------------------------------------------------------------
     def write(self, spans: Sequence[SpanRecord]) -> None:
-        """Upsert ``spans`` by (trace_id, span_id)."""
+        """Upsert ``spans`` by (trace_id, span_id) in one transaction and update the summaries
+        of their traces. Raises ``sqlite3.Error`` when the file cannot be written (locked, full)."""
         if not spans:
             return
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
             try:
-                seq = self._db.execute("UPDATE cursor SET value = value + 1 RETURNING value").fetchone()[0]
-                self._db.executemany(
-                    "INSERT OR REPLACE INTO spans VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                    [(s.trace_id, s.span_id, s.parent_span_id, s.name, s.kind, s.start_ns, s.end_ns, s.status,
-                      s.status_message, json.dumps(s.attributes), json.dumps(s.events), seq) for s in spans])
-                self._db.execute("COMMIT")
+                seq = db.execute("UPDATE meta SET value = value + 1 WHERE key = 'seq' RETURNING value").fetchone()[0]
+                rows = [_row(span, seq) for span in spans]
+                olds = [self._previous(span) for span in spans]
+                db.executemany(_UPSERT, rows)
+                summaries: dict[str, list[Any]] = {}
+                for span, row, old in zip(spans, rows, olds, strict=True):
+                    self._summarize(span, row, old, summaries)
+                db.executemany("INSERT OR REPLACE INTO traces VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                               [tuple(t) for t in summaries.values()])
+                db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                db.execute("ROLLBACK")
+                self._running.clear()  # unsure now: ask the file again
                 raise
+            for span, row in zip(spans, rows, strict=True):
+                key = (span.trace_id, span.span_id)
+                if span.end_ns is None:
+                    self._running[key] = (span.status, row[13], row[14], row[15])
+                else:
+                    self._running.pop(key, None)
+        if time.monotonic() >= self._next_prune:
+            self.prune()
 
+    def _previous(self, span: SpanRecord) -> tuple[Any, ...] | None:
+        """What the store holds of ``span`` already (status and usage), None when it is new. A
+        span this store wrote while it ran is remembered; one it never wrote, it need not look
+        up unless it may have been written by another writer (the ids are random: it was not)."""
+        key = (span.trace_id, span.span_id)
+        known = self._running.get(key)
+        if known is not None or not self._shared:
+            return known
+        return self._db.execute(_OLD, key).fetchone()
+
+    def _summarize(self, span: SpanRecord, row: tuple[Any, ...], old: tuple[Any, ...] | None,
+                   summaries: dict[str, list[Any]]) -> None:
+        db = self._db
+        t = summaries.get(span.trace_id)
+        if t is None:
+            found = db.execute("SELECT * FROM traces WHERE trace_id = ?", (span.trace_id,)).fetchone()
+            t = list(found) if found is not None else [span.trace_id, span.name, row[11], span.start_ns, None, 0, 0, 0,
+                                                       0, None, "running", "", span.span_id, 0, span.start_ns]
+            summaries[span.trace_id] = t
+        # trace_id, root_name, root_kind, start_ns, end_ns, span_count, error_count, input_tokens,
+        # output_tokens, cost_usd, status, agents, root_span_id, root_parentless, root_start_ns
+        old_status, old_in, old_out, old_cost = old if old is not None else (None, None, None, None)
+        if old is None:
+            t[5] += 1
+        if span.start_ns < t[3]:
+            t[3] = span.start_ns
+        if span.status == "ERROR" or old_status == "ERROR":
+            t[6] += (span.status == "ERROR") - (old_status == "ERROR")
+        if row[13] or old_in:
+            t[7] += (row[13] or 0) - (old_in or 0)
+        if row[14] or old_out:
+            t[8] += (row[14] or 0) - (old_out or 0)
+        if row[15] is not None or old_cost is not None:
+            t[9] = (t[9] or 0.0) + (row[15] or 0.0) - (old_cost or 0.0)
+        agent = row[12]
+        if agent and _SEP + agent + _SEP not in (t[11] or ""):
+            t[11] = (t[11] or _SEP) + agent + _SEP
+        parentless = span.parent_span_id is None
+        is_root = t[12] == span.span_id
+        if not is_root and not t[13]:  # the root so far is a stand-in
+            is_root = parentless or (span.start_ns <= t[14] and
+                                     db.execute(_HAS, (span.trace_id, span.parent_span_id)).fetchone() is None)
+        if is_root:
+            t[1], t[2], t[4], t[12], t[13], t[14] = span.name, row[11], span.end_ns, span.span_id, int(parentless), \
+                span.start_ns
+            t[10] = "running" if span.end_ns is None else ("error" if span.status == "ERROR" else "ok")
+
+    # -- reading ----------------------------------------------------------------------------------
     def traces(self, *, limit: int = 20, agent: str | None = None, errors_only: bool = False,
                since_ns: int | None = None) -> list[TraceSummary]:
-        """Summaries of the newest traces first."""
-        where, having, params = "", [], []
-        if agent is not None:
-            where = ("WHERE trace_id IN (SELECT trace_id FROM spans "
-                     "WHERE json_extract(attributes, '$.\"gen_ai.agent.name\"') = ?)")
-            params.append(agent)
+        """The newest traces first; ``agent`` keeps those where an agent of that name ran
+        (``gen_ai.agent.name`` anywhere in the trace), ``errors_only`` those with a failed span,
+        ``since_ns`` those started at or after that time."""
+        where, args = [], []
+        if agent:
+            where.append("instr(agents, ?) > 0")
+            args.append(_SEP + agent + _SEP)
         if errors_only:
-            having.append("SUM(status = 'ERROR') > 0")
+            where.append("error_count > 0")
         if since_ns is not None:
-            having.append("MIN(start_ns) >= ?")
-            params.append(since_ns)
-        sql = (f"SELECT trace_id FROM spans {where} GROUP BY trace_id "
-               f"{'HAVING ' + ' AND '.join(having) if having else ''} ORDER BY MIN(start_ns) DESC LIMIT ?")
+            where.append("start_ns >= ?")
+            args.append(int(since_ns))
+        sql = "SELECT * FROM traces" + (" WHERE " + " AND ".join(where) if where else "")
+        sql += " ORDER BY start_ns DESC LIMIT ?"
+        args.append(max(0, int(limit)))
         with self._lock:
-            ids = [row[0] for row in self._db.execute(sql, [*params, limit])]
-        return [_summary(trace_id, self.trace(trace_id)) for trace_id in ids]
+            rows = self._db.execute(sql, args).fetchall()
+        return [_summary(r) for r in rows]
+
+    def summary(self, trace_id: str) -> TraceSummary:
+        """The summary of one trace (a unique prefix of 8 or more hex digits is accepted)."""
+        full = self._resolve(trace_id)
+        with self._lock:
+            row = self._db.execute("SELECT * FROM traces WHERE trace_id = ?", (full,)).fetchone()
+        if row is None:
+            raise KeyError(trace_id)
+        return _summary(row)
 
     def trace(self, trace_id: str) -> list[SpanRecord]:
-        """The spans of one trace ordered by start; a unique prefix of 8+ hex digits is accepted."""
+        """The spans of a trace ordered by start; a unique prefix (>= 8 hex digits) is accepted;
+        KeyError when unknown (or ambiguous)."""
+        full = self._resolve(trace_id)
         with self._lock:
-            ids = [r[0] for r in self._db.execute(
-                "SELECT DISTINCT trace_id FROM spans WHERE trace_id = ? OR (length(?) >= 8 AND trace_id LIKE ? || '%')",
-                (trace_id, trace_id, trace_id))]
-            if len(ids) != 1:
-                raise KeyError(trace_id)
-            rows = self._db.execute("SELECT * FROM spans WHERE trace_id = ? ORDER BY start_ns", (ids[0],)).fetchall()
-        return [SpanRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], json.loads(r[9]), json.loads(r[10]))
-                for r in rows]
+            rows = self._db.execute("SELECT * FROM spans WHERE trace_id = ? ORDER BY start_ns, rowid",
+                                    (full,)).fetchall()
+        if not rows:
+            raise KeyError(trace_id)
+        return [_record(r) for r in rows]
+
+    def _resolve(self, trace_id: str) -> str:
+        given = str(trace_id).strip().lower()
+        if len(given) == 32:
+            return given
+        if len(given) < 8 or any(c not in "0123456789abcdef" for c in given):
+            raise KeyError(trace_id)
+        with self._lock:
+            rows = self._db.execute("SELECT trace_id FROM traces WHERE trace_id GLOB ? LIMIT 2",
+                                    (given + "*",)).fetchall()
+        if len(rows) != 1:
+            raise KeyError(f"{trace_id} ({'ambiguous' if rows else 'unknown'})")
+        return rows[0][0]
 
     def change_cursor(self) -> int:
-        """A number that grows with every write (any process)."""
+        """A number that grows with every write (by any process)."""
         with self._lock:
-            return int(self._db.execute("SELECT value FROM cursor").fetchone()[0])
+            return int(self._db.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()[0])
 
     def changed_since(self, cursor: int) -> tuple[int, list[str]]:
-        """(new cursor, ids of the traces written since ``cursor``)."""
+        """(the new cursor, the ids of the traces written since ``cursor``)."""
         with self._lock:
-            rows = self._db.execute("SELECT trace_id, MAX(seq) FROM spans WHERE seq > ? GROUP BY trace_id",
-                                    (cursor,)).fetchall()
-            now = int(self._db.execute("SELECT value FROM cursor").fetchone()[0])
-        return max(now, cursor), [r[0] for r in rows]
+            db = self._db
+            db.execute("BEGIN")
+            try:
+                now = int(db.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()[0])
+                rows = db.execute("SELECT DISTINCT trace_id FROM spans WHERE seq > ? AND seq <= ?",
+                                  (int(cursor), now)).fetchall()
+            finally:
+                db.execute("COMMIT")
+        return now, [r[0] for r in rows]
 
+    # -- bounds -----------------------------------------------------------------------------------
     def prune(self) -> int:
-        """Remove the traces older than ``max_age_s``; return the number of spans removed."""
-        limit = time.time_ns() - int(self.max_age_s * 1e9)
+        """Remove traces older than ``max_age_s``, then the oldest until the file's used pages fit
+        ``max_bytes``; returns how many spans were removed."""
+        self._next_prune = time.monotonic() + _PRUNE_EVERY_S
+        removed = 0
         with self._lock:
-            cur = self._db.execute("DELETE FROM spans WHERE trace_id IN (SELECT trace_id FROM spans "
-                                   "GROUP BY trace_id HAVING MAX(COALESCE(end_ns, start_ns)) < ?)", (limit,))
-            return cur.rowcount
+            db = self._db
+            cutoff = time.time_ns() - int(self.max_age_s * 1e9)
+            removed += self._drop("SELECT trace_id FROM traces WHERE start_ns < ?", (cutoff,))
+            while self._used_bytes() > self.max_bytes:
+                count = db.execute("SELECT COUNT(*) FROM traces").fetchone()[0]
+                if count <= 1:
+                    break
+                dropped = self._drop("SELECT trace_id FROM traces ORDER BY start_ns LIMIT ?", (max(1, count // 10),))
+                removed += dropped
+                if not dropped:
+                    break
+            if removed:
+                db.execute("PRAGMA incremental_vacuum")
+        return removed
+
+    def _drop(self, select: str, args: tuple[Any, ...]) -> int:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            ids = [r[0] for r in db.execute(select, args).fetchall()]
+            removed = 0
+            for trace_id in ids:
+                removed += db.execute("DELETE FROM spans WHERE trace_id = ?", (trace_id,)).rowcount
+                db.execute("DELETE FROM traces WHERE trace_id = ?", (trace_id,))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return removed
+
+    def _used_bytes(self) -> int:
+        db = self._db
+        pages = db.execute("PRAGMA page_count").fetchone()[0] - db.execute("PRAGMA freelist_count").fetchone()[0]
+        return int(pages) * int(db.execute("PRAGMA page_size").fetchone()[0])
 
     def close(self) -> None:
-        """Close the database connection."""
         with self._lock:
             self._db.close()
-
-
-def _summary(trace_id: str, spans: list[SpanRecord]) -> TraceSummary:
-    ids = {s.span_id for s in spans}
-    roots = [s for s in spans if s.parent_span_id is None or s.parent_span_id not in ids]
-    root = roots[0] if roots else spans[0]
-    costs = [s.attributes["aikit.cost.usd"] for s in spans if isinstance(s.attributes.get("aikit.cost.usd"), int | float)]
-    errors = sum(1 for s in spans if s.status == "ERROR")
-    status = "running" if root.end_ns is None else ("error" if errors else "ok")
-    return TraceSummary(trace_id, root.name, str(root.attributes.get("aikit.operation.kind", "")), root.start_ns,
-                        root.end_ns, len(spans), errors,
-                        sum(int(s.attributes.get("gen_ai.usage.input_tokens", 0) or 0) for s in spans),
-                        sum(int(s.attributes.get("gen_ai.usage.output_tokens", 0) or 0) for s in spans),
-                        sum(costs) if costs else None, status)

@@ -128,8 +128,11 @@ class ToolRegistry:
             raise ValidationError(f"invalid arguments for tool {name!r}:", problems, details={"tool": name})
         return item.bind_args(args)
 
-    def _operation(self, item: Tool, args: Any, ctx: ToolContext) -> Operation:
-        return Operation(TOOL_CALL, item.name, {"name": item.name, "args": args}, ctx, meta={"tool": item})
+    def _operation(self, item: Tool, args: Any, ctx: ToolContext, call_id: str | None = None) -> Operation:
+        meta: dict[str, Any] = {"tool": item}
+        if call_id:
+            meta["call_id"] = call_id
+        return Operation(TOOL_CALL, item.name, {"name": item.name, "args": args}, ctx, meta=meta)
 
     def call(self, name: str, args: Any, ctx: ToolContext) -> Any:
         """Call a tool synchronously (plain ``def`` tools and Lua-defined tools; an async tool
@@ -144,14 +147,15 @@ class ToolRegistry:
         return self.pipeline.run(Operation(TOOL_CALL, name, {"name": name, "args": bound}, ctx, meta={"tool": item}),
                                  _run_sync)
 
-    async def acall(self, name: str, args: Any, ctx: ToolContext) -> Any:
-        """Call any tool from async code (async tools run here, on the calling loop)."""
+    async def acall(self, name: str, args: Any, ctx: ToolContext, *, call_id: str | None = None) -> Any:
+        """Call any tool from async code (async tools run here, on the calling loop). ``call_id``:
+        the model's id of the call, when an agent makes it (traces show it)."""
         item = self.get(name)
         try:
             bound = self._checked_args(item, args)
         except AikitError as exc:
-            return await self.pipeline.areject(self._operation(item, args, ctx), exc)
-        return await self.pipeline.arun(self._operation(item, bound, ctx), self._run_any)
+            return await self.pipeline.areject(self._operation(item, args, ctx, call_id), exc)
+        return await self.pipeline.arun(self._operation(item, bound, ctx, call_id), self._run_any)
 
     # ------------------------------------------------------------------ handlers
     def _run_any(self, op: Operation) -> Any:

@@ -158,7 +158,15 @@ async def run_argv(argv: list[str], *, cwd: Path | None, env: dict[str, str], st
         return await _launch(argv, cwd, env, stdin, timeout_s, max_output_bytes, label)
     op = Operation(PROCESS, os.path.basename(argv[0]), {"argv": list(argv), "cwd": str(cwd) if cwd is not None else None},
                    context, meta={"label": label})
-    return await pipeline.arun(op, lambda op: _launch(argv, cwd, env, stdin, timeout_s, max_output_bytes, label))
+    return await pipeline.arun(op, lambda op: _launch(argv, cwd, _with_trace(env, op), stdin, timeout_s,
+                                                      max_output_bytes, label))
+
+
+def _with_trace(env: dict[str, str], op: Operation) -> dict[str, str]:
+    """``env`` with ``TRACEPARENT`` (W3C trace context) when tracing set one: the program's own
+    spans, if it makes any, join the trace."""
+    traceparent = op.meta.get("traceparent")
+    return {**env, "TRACEPARENT": traceparent} if traceparent else env
 
 
 async def _launch(argv: list[str], cwd: Path | None, env: dict[str, str], stdin: bytes | None, timeout_s: float,

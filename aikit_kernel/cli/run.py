@@ -44,11 +44,26 @@ def run_command(script: str, script_args: list[str]) -> int:
         return lua
     result = None
     try:
-        result = lua.engine.run_script(script, script_args)
+        result = _traced_run(lua, script, script_args)
     finally:
         sys.stdout.flush()
         lua.close("completed" if result is not None and result.error is None else "failed")
     return report(result)
+
+
+def _traced_run(lua: LuaRuntime, script: str, script_args: list[str]) -> RunResult:
+    """Run the script under a root span ``aikit run <script>`` (continuing the trace of a
+    ``TRACEPARENT`` in the environment: aikit started by a traced program)."""
+    telemetry = lua.components.telemetry if lua.components is not None else None
+    if telemetry is None or not telemetry.enabled:
+        return lua.engine.run_script(script, script_args)
+    name = os.path.basename(script)
+    with telemetry.span(f"aikit run {name}", parent=telemetry.context_from_env(),
+                        attributes={"aikit.operation.kind": "script", "aikit.script": script}) as span:
+        result = lua.engine.run_script(script, script_args)
+        if result.error is not None:
+            telemetry.fail(span, str(result.error.ename), str(result.error.evalue))
+        return result
 
 
 def report(result: RunResult) -> int:

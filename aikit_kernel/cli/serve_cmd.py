@@ -25,6 +25,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--dap-port", type=int, metavar="PORT", help="also serve the Lua debugger over DAP on this TCP port")
     parser.add_argument("--debugpy", type=int, metavar="PORT", help="start debugpy in the kernel process on this port")
     parser.add_argument("--debugpy-wait", action="store_true", help="with --debugpy: wait until a Python debugger attaches")
+    parser.add_argument("--metrics-port", type=int, metavar="PORT",
+                        help="serve metrics (tokens, durations, failures) as Prometheus text on 127.0.0.1:PORT/metrics")
     parser.set_defaults(handler=_serve)
 
 
@@ -44,4 +46,5 @@ def _serve(args: argparse.Namespace) -> int:
     from aikit_kernel.__main__ import default_connection_file
     from aikit_kernel.kernel import run_kernel
 
-    return run_kernel(args.connection_file or default_connection_file(), dap_port=args.dap_port)
+    return run_kernel(args.connection_file or default_connection_file(), dap_port=args.dap_port,
+                      metrics_port=args.metrics_port)

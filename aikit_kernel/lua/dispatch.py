@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import queue
 import threading
 from collections.abc import Callable
@@ -33,7 +34,8 @@ class LuaDispatcher:
         return threading.current_thread() is self.thread
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future[Any]:
-        """Run ``fn(*args)`` on the Lua thread (at once when already there)."""
+        """Run ``fn(*args)`` on the Lua thread (at once when already there), in a copy of the
+        caller's context variables (so a trace's current span follows the call)."""
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         if self.on_lua_thread():
             try:
@@ -41,7 +43,7 @@ class LuaDispatcher:
             except BaseException as exc:  # noqa: BLE001 - handed to the caller
                 future.set_exception(exc)
             return future
-        self._calls.put((fn, args, future))
+        self._calls.put((contextvars.copy_context().run, (fn, *args), future))
         self.wake.set()
         if self.notify is not None:
             self.notify()

@@ -50,8 +50,14 @@ local display = {
   clear = function(wait) clear(wait and true or false) end,
 }
 local show_value = shower("value")
+local show_html = shower("html")
 return setmetatable(display, {
-  __call = function(_, value, opts) return show_value(value, opts) end,
+  __call = function(_, value, opts)
+    -- a value whose metatable has __html (a trace, say) shows as that HTML
+    local mt = type(value) == "table" and getmetatable(value)
+    if type(mt) == "table" and type(mt.__html) == "function" then return show_html(mt.__html(value), opts) end
+    return show_value(value, opts)
+  end,
   __name = "aikit.display",
 })
 """

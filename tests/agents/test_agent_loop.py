@@ -75,7 +75,9 @@ class TestPlainAnswer:
         result = run(env.agent(name="d").run("x"))
         assert result.to_dict() == {"text": "fine", "data": None, "tool_calls": [], "steps": 1,
                                     "usage": {"input_tokens": 10, "output_tokens": 5, "total_tokens": 15},
-                                    "model": "openai/m", "stop_reason": "end", "refusal": None}
+                                    "model": "openai/m", "stop_reason": "end", "refusal": None,
+                                    "trace_id": result.trace_id}
+        assert result.trace_id is not None and len(result.trace_id) == 32  # tracing is on by default
 
     def test_finish_reason_length_is_max_tokens(self, env: AgentEnv) -> None:
         env.server.reply(OPENAI, answer("cut sh", finish="length"))

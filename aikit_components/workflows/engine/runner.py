@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ...errors import InvalidArgument, NotFound, ValidationError
+from ...operations import Operation, OperationKind
 from ...operations.standard import standard_pipeline
 from ..model import RunRecord, StepRecord, Workflow
 from ..templates import TemplateContext
@@ -30,6 +31,11 @@ from .loops import StepWork
 from .records import PERSIST_INTERVAL_S, RunRecorder, load_run
 from .scheduler import RunScheduler
 from .steps import StepRunner
+
+# A whole run as an operation, for what observes runs (tracing: the ``invoke_workflow`` span its
+# steps hang under). No hook points and no events of its own: the run publishes ``workflow.*``
+# itself. Payload ``{workflow, run_id}``; the result is the RunRecord.
+WORKFLOW_RUN = OperationKind("workflow", describe=lambda op: f"workflow {op.name!r}")
 
 
 async def run(workflow: Workflow, *, components: Any, inputs: Mapping[str, Any] | None = None,
@@ -66,9 +72,14 @@ async def run(workflow: Workflow, *, components: Any, inputs: Mapping[str, Any] 
         raise ValidationError(f"workflow {workflow.name!r} is invalid:", plan.problems,
                               details={"workflow": workflow.name})
     merged = {**(workflow.inputs or {}), **given}
-    scheduler = _assemble(plan, components, merged, run_id or uuid.uuid4().hex[:16], previous, on_event,
-                          tool_context, persist_interval_s, durable_steps)
-    return await scheduler.execute()
+    run_id = run_id or uuid.uuid4().hex[:16]
+    scheduler = _assemble(plan, components, merged, run_id, previous, on_event, tool_context, persist_interval_s,
+                          durable_steps)
+    pipeline = getattr(components, "pipeline", None)
+    if pipeline is None or not pipeline.watches(WORKFLOW_RUN):
+        return await scheduler.execute()
+    op = Operation(WORKFLOW_RUN, workflow.name, {"workflow": workflow.name, "run_id": run_id})
+    return await pipeline.arun(op, lambda op: scheduler.execute())
 
 
 def _assemble(plan: WorkflowPlan, components: Any, inputs: dict[str, Any], run_id: str, previous: RunRecord | None,

@@ -31,7 +31,7 @@ def install_globals(engine: LuaEngine, components: Components | None = None) -> 
     DisplayBinding(engine).install()
     if components is None:
         return None
-    from . import agents, config, events, hooks, rag, sessions, state, supervision, tools, workflows
+    from . import agents, config, events, hooks, rag, sessions, state, supervision, tools, trace, workflows
     from .run import RunScope
 
     scope = RunScope(components)
@@ -45,6 +45,7 @@ def install_globals(engine: LuaEngine, components: Components | None = None) -> 
     collections = rag.install(engine, components, scope)
     agent_table = agents.install(engine, components, scope, collections)
     workflows.install(engine, components, agent_table)
+    trace.install(engine, components)
     return scope
 
 

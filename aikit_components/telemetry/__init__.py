@@ -1,0 +1,19 @@
+"""Telemetry: OpenTelemetry GenAI spans for every operation, a local span store, OTLP export,
+metrics (docs/observability.md).
+
+- :class:`Telemetry` (``telemetry.py``): one per :class:`~aikit_components.components.Components`,
+  built from ``[telemetry]`` and the OTel environment variables; its own providers, never the
+  global ones.
+- :class:`TracingInterceptor` (``interceptor.py``): the pipeline's outermost interceptor, one span
+  per operation (span names and attributes per kind in ``semconv.py``).
+- :class:`SpanStore` (``store.py``) and its records (``records.py``): the local SQLite store read by
+  ``Trace`` in Lua, ``aikit trace`` and the dashboard.
+"""
+
+from .interceptor import TracingInterceptor
+from .records import SpanRecord, TraceSummary
+from .settings import TelemetrySettings
+from .store import SpanStore
+from .telemetry import Telemetry
+
+__all__ = ["SpanRecord", "SpanStore", "Telemetry", "TelemetrySettings", "TraceSummary", "TracingInterceptor"]

@@ -1,0 +1,127 @@
+"""The telemetry pieces in process, against real SQLite files and a real OTLP/HTTP receiver:
+the span store's contract (upserts, summaries, prefixes, live cursor, pruning), the bounded export
+queue, settings from the environment, OTLP/JSON export."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aikit_components.telemetry import SpanRecord, SpanStore, Telemetry, TelemetrySettings
+from aikit_components.telemetry.otlp_json import to_otlp_json
+from aikit_components.telemetry.settings import parse_headers
+
+NOW = time.time_ns()
+
+
+def record(trace: str, span: str, parent: str | None = None, *, end: int | None = 2, status: str = "UNSET",
+           start: int = 1, **attrs: Any) -> SpanRecord:
+    """A span record; ``start`` and ``end`` count nanoseconds from the test module's start
+    unless they are absolute times already."""
+    start = start if start > 10**18 else NOW + start
+    end = end if end is None or end > 10**18 else NOW + end
+    return SpanRecord(trace.ljust(32, "0"), span.ljust(16, "0"), parent.ljust(16, "0") if parent else None,
+                      f"span {span}", "INTERNAL", start, end, status, "boom" if status == "ERROR" else "", attrs, [])
+
+
+def test_store_upserts_and_summarizes(tmp_path: Path) -> None:
+    store = SpanStore(tmp_path / "traces.sqlite")
+    cursor = store.change_cursor()
+    store.write([record("aa", "1", end=None, **{"aikit.operation.kind": "cell"})])
+    running = store.traces()[0]
+    assert (running.status, running.end_ns, running.root_kind, running.span_count) == ("running", None, "cell", 1)
+    store.write([record("aa", "2", "1", **{"gen_ai.agent.name": "writer", "gen_ai.usage.input_tokens": 10,
+                                            "gen_ai.usage.output_tokens": 3, "aikit.cost.usd": 0.5}),
+                 record("aa", "3", "1", status="ERROR", **{"gen_ai.usage.input_tokens": 1}),
+                 record("aa", "1", end=9, **{"aikit.operation.kind": "cell"})])
+    s = store.traces()[0]
+    assert (s.status, s.end_ns, s.span_count, s.error_count) == ("ok", NOW + 9, 3, 1)
+    assert (s.input_tokens, s.output_tokens, s.cost_usd) == (11, 3, 0.5)
+    assert store.traces(agent="writer")[0].trace_id == s.trace_id and store.traces(agent="writ") == []
+    assert store.traces(errors_only=True)[0].trace_id == s.trace_id
+    spans = store.trace(s.trace_id[:8])
+    assert [x.span_id[:1] for x in spans] == ["1", "2", "3"] and spans[0].end_ns == NOW + 9
+    with pytest.raises(KeyError):
+        store.trace("abc")
+    with pytest.raises(KeyError):
+        store.trace("ffffffffff")
+    now, changed = store.changed_since(cursor)
+    assert now > cursor and changed == [s.trace_id]
+    assert store.changed_since(now) == (now, [])
+    store.close()
+
+
+def test_store_prunes_by_age_and_size(tmp_path: Path) -> None:
+    store = SpanStore(tmp_path / "traces.sqlite", max_age_s=3600, max_bytes=300_000)
+    old = time.time_ns() - 7200 * 10**9
+    store.write([record("01", "1", start=old, end=old + 1)])
+    fresh = time.time_ns()
+    for i in range(60):
+        store.write([record(f"{i + 10:02x}", "1", start=fresh + i, end=fresh + i + 1, blob="x" * 10_000)])
+    removed = store.prune()
+    left = store.traces(limit=1000)
+    assert removed > 1 and "01".ljust(32, "0") not in {t.trace_id for t in left}
+    assert 0 < len(left) < 60 and left[0].trace_id == "45".ljust(32, "0")  # the newest stay
+    store.close()
+
+
+def test_settings_follow_the_otel_environment(tmp_path: Path) -> None:
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318/", "OTEL_EXPORTER_OTLP_HEADERS": "a=1,b=x%20y",
+           "OTEL_SEMCONV_STABILITY_OPT_IN": "http,gen_ai_latest_experimental",
+           "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "SPAN_ONLY"}
+    s = TelemetrySettings.from_config(None, tmp_path, env)
+    assert s.enabled and s.capture_content and s.latest_semconv
+    assert s.otlp_traces_url == "http://collector:4318/v1/traces" and s.otlp_headers == {"a": "1", "b": "x y"}
+    assert s.store_path == tmp_path / "traces.sqlite" and s.warnings == []
+    assert not TelemetrySettings.from_config(None, tmp_path, {"OTEL_SDK_DISABLED": "true"}).enabled
+    assert parse_headers("ok=1,broken,=x", "X")[0] == {"ok": "1"}
+    assert "2 malformed entries" in (parse_headers("ok=1,broken,=x", "X")[1] or "")
+
+
+def test_a_full_export_queue_drops_counts_and_warns_once(tmp_path: Path, otlp_receiver: Any,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    receiver = otlp_receiver("hang")
+    settings = TelemetrySettings(store_path=None, otlp_traces_url=receiver.url + "/v1/traces", queue_size=16)
+    telemetry = Telemetry(settings)
+    with caplog.at_level(logging.WARNING, logger="aikit.telemetry"):
+        for i in range(200):
+            with telemetry.span(f"s{i}"):
+                pass
+        receiver.wait_for(lambda r: r.requests >= 1)
+        stats = telemetry.stats()["otlp"]
+        assert stats["dropped"] >= 200 - 16 - 512
+        receiver.release()
+        telemetry.close()
+    queue_full = [r for r in caplog.records if "queue is full" in r.getMessage()]
+    assert len(queue_full) == 1
+
+
+def test_spans_reach_the_receiver_with_parent_links(otlp_receiver: Any) -> None:
+    receiver = otlp_receiver()
+    telemetry = Telemetry(TelemetrySettings(store_path=None, otlp_traces_url=receiver.url + "/v1/traces"))
+    with telemetry.span("outer", attributes={"aikit.operation.kind": "script"}), telemetry.span("inner") as inner:
+        assert telemetry.current_trace_id() == format(inner.get_span_context().trace_id, "032x")
+        assert telemetry.traceparent().split("-")[2] == format(inner.get_span_context().span_id, "016x")
+    telemetry.flush()
+    telemetry.export_processor.force_flush()
+    receiver.wait_for(lambda r: len(r.spans) == 2)
+    outer, inner_span = receiver.named("outer")[0], receiver.named("inner")[0]
+    assert inner_span["parent_span_id"] == outer["span_id"] and outer["parent_span_id"] is None
+    assert outer["attributes"] == {"aikit.operation.kind": "script"}
+    telemetry.close()
+    assert Telemetry.current_trace_id() is None
+
+
+def test_otlp_json_export() -> None:
+    spans = [record("ab", "1", **{"n": 3, "f": 1.5, "ok": True, "l": ["a", "b"]}),
+             record("ab", "2", "1", status="ERROR")]
+    data = to_otlp_json(spans)
+    exported = data["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    assert exported[1]["parentSpanId"] == spans[0].span_id and exported[1]["status"] == {"code": 2, "message": "boom"}
+    attrs = {a["key"]: a["value"] for a in exported[0]["attributes"]}
+    assert attrs == {"n": {"intValue": "3"}, "f": {"doubleValue": 1.5}, "ok": {"boolValue": True},
+                     "l": {"arrayValue": {"values": [{"stringValue": "a"}, {"stringValue": "b"}]}}}
