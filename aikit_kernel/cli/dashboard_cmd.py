@@ -64,6 +64,8 @@ def _dashboard(args: argparse.Namespace) -> int:
     except AccessError as exc:
         return error(f"dashboard: {exc}", 2)
     except OSError as exc:
+        if exc.filename is not None and str(store).startswith(str(exc.filename)):  # the store's directory
+            return error(f"dashboard: cannot open the span store {store}: {exc.strerror or exc}")
         return error(f"dashboard: cannot serve on {host}:{port}: {exc.strerror or exc}")
     except Exception as exc:  # noqa: BLE001 - sqlite3 errors: a bad --store path, a corrupt file
         return error(f"dashboard: cannot open the span store {store}: {exc}")

@@ -42,8 +42,11 @@ def trace_run(summary: TraceSummary, now_ns: int | None = None) -> dict[str, Any
     its age at ``now_ns``)."""
     running = summary.end_ns is None
     end = (time.time_ns() if now_ns is None else now_ns) if running else summary.end_ns
+    # a finished run with a failed span is listed as an error even when its root recovered (a
+    # cell whose tool call failed): the dashboard puts errors first
+    status = "running" if running else ("error" if summary.error_count or summary.status == "error" else "ok")
     return {"id": summary.trace_id, "trace_id": summary.trace_id, "source": "trace", "name": summary.root_name,
-            "kind": summary.root_kind or "other", "status": summary.status, "started_at": summary.start_ns / 1e9,
+            "kind": summary.root_kind or "other", "status": status, "started_at": summary.start_ns / 1e9,
             "duration_s": max(0, (end or summary.start_ns) - summary.start_ns) / 1e9, "running": running,
             "spans": summary.span_count, "errors": summary.error_count, "input_tokens": summary.input_tokens,
             "output_tokens": summary.output_tokens, "cost_usd": summary.cost_usd}

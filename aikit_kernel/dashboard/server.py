@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from aikit_components.telemetry.records import TraceSummary
 from aikit_components.telemetry.store import SpanStore
 from aikit_components.telemetry.waterfall import render_waterfall
 
@@ -134,7 +135,8 @@ class DashboardServer:
         errors_only = wanted.status == "error"
         summaries = self.store.call(lambda s: s.traces(limit=depth, agent=wanted.agent, errors_only=errors_only))
         now = time.time_ns()
-        records = [record_run(r) for r in read_run_records(self.runs_dir, wanted.limit)]
+        traced = self.store.call(lambda s: _traced_run_ids(s, summaries))
+        records = [record_run(r) for r in read_run_records(self.runs_dir, wanted.limit) if r["run_id"] not in traced]
         return merge_runs((trace_run(s, now) for s in summaries), records, wanted)
 
     def run_waterfall(self, source: str, run_id: str) -> str:
@@ -343,3 +345,17 @@ def serve_in_thread(server: DashboardServer) -> threading.Thread:
     thread = threading.Thread(target=server.serve_forever, name="aikit-dashboard", daemon=True)
     thread.start()
     return thread
+
+
+def _traced_run_ids(store: SpanStore, summaries: list[TraceSummary]) -> set[str]:
+    """The workflow/mission run ids that the listed traces record (their run records would be the
+    same runs again)."""
+    ids: set[str] = set()
+    for summary in summaries:
+        if summary.root_kind not in ("workflow", "mission", "script"):
+            continue
+        for span in store.trace(summary.trace_id):
+            run_id = span.attributes.get("aikit.workflow.run_id")
+            if run_id:
+                ids.add(str(run_id))
+    return ids
