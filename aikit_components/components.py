@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 from .agents.agent import UsageLedger
 from .artifacts import ArtifactStore
 from .config import Config
+from .control.audit import AuditInterceptor, AuditLedger, record_session_start, watch_events
+from .control.stop import StopSwitch
 from .config import data_dir as default_data_dir
 from .events import EventBus
 from .hooks import HookRegistry
@@ -60,6 +62,8 @@ class Components:
     _models: Any = field(default=None, repr=False)
     _rag: Any = field(default=None, repr=False)
     ledger: UsageLedger = field(default_factory=UsageLedger)
+    audit: AuditLedger | None = None  # the audit ledger ([audit] enabled; docs/security.md)
+    stop_switch: StopSwitch | None = None  # the kill switch (aikit.stop; docs/lua-api.md, Control)
     _tools_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -136,6 +140,9 @@ class Components:
         pipeline = standard_pipeline(events, hooks)
         sessions = SessionStore(directory, events=events)
         session = sessions.resume(session_id) if session_id else sessions.create(name=session_name)
+        audit = _open_audit(config, directory, pipeline, events, session)
+        stop_switch = StopSwitch(events)
+        pipeline.add(stop_switch)
         return cls(
             config=config,
             policy=SecurityPolicy.from_config(config),
@@ -150,6 +157,8 @@ class Components:
             session=session,
             plugins=plugins,
             ledger=UsageLedger(dict(config.get("models.prices", None) or {})),
+            audit=audit,
+            stop_switch=stop_switch,
         )
 
     def tool_context(self, caller: str = "python", budget: Budget | None = None) -> ToolContext:
@@ -169,6 +178,8 @@ class Components:
         except Exception:
             log.exception("could not complete session %s", self.session.id)
         closers = [self.state.close, self.artifacts.close, self.sessions.close]
+        if self.audit is not None:
+            closers.append(self.audit.close)
         if self._rag is not None:
             closers.insert(0, self._rag.close)
         for closer in closers:
@@ -182,3 +193,16 @@ class Components:
 
     def __exit__(self, *exc: Any) -> None:
         self.close("failed" if exc and exc[0] is not None else "completed")
+
+
+def _open_audit(config: Config, directory: Path, pipeline: Pipeline, events: EventBus,
+                session: SessionInfo) -> AuditLedger | None:
+    """The audit ledger of ``directory``, recording this process's operations and events from now
+    on, its session start first (None with ``[audit] enabled = false``)."""
+    if not config.get("audit.enabled", True):
+        return None
+    audit = AuditLedger.in_dir(directory, session=session.id)
+    record_session_start(audit, session.id, config, name=session.name)
+    pipeline.add(AuditInterceptor(audit))
+    watch_events(audit, events)
+    return audit
