@@ -69,9 +69,10 @@ def digest(value: Any) -> str:
     return "sha256:" + hashlib.sha256(canonical(value).encode()).hexdigest()[:32]
 
 
-def chain_hash(prev: str, at: float, type_: str, session: str | None, data_text: str) -> str:
-    """The hash of one entry: SHA-256 over the previous hash and the entry's canonical JSON."""
-    body = canonical({"at": at, "type": type_, "session": session, "data": json.loads(data_text)})
+def chain_hash(prev: str, at: float, type_: str, session: str | None, data: Any) -> str:
+    """The hash of one entry: SHA-256 over the previous hash and the canonical JSON of
+    ``{at, type, session, data}``."""
+    body = canonical({"at": at, "type": type_, "session": session, "data": data})
     return hashlib.sha256((prev + body).encode()).hexdigest()
 
 
@@ -109,9 +110,10 @@ class Verification:
 class AuditLedger:
     """The ledger file ``path`` (created on first use). Thread-safe; several processes may share it."""
 
-    def __init__(self, path: str | os.PathLike[str], *, session: str | None = None, durable: bool = True) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, session: str | None = None) -> None:
         self.path = Path(path)
         self.session = session
+        self._synced = True
         self._lock = threading.Lock()
         self._closed = False
         try:
@@ -119,7 +121,7 @@ class AuditLedger:
             self._conn = sqlite3.connect(str(self.path), timeout=10.0, isolation_level=None, check_same_thread=False)
             self._conn.execute("PRAGMA busy_timeout = 10000")
             self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+            self._conn.execute("PRAGMA synchronous = FULL")
             self._conn.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise IOFailure(f"cannot open the audit ledger {self.path}: {exc}", details={"path": str(self.path)}) from None
@@ -154,21 +156,27 @@ class AuditLedger:
                               "file away to start a new ledger", details={"path": str(self.path)})
 
     # -- writing -------------------------------------------------------------------------------
-    def record(self, type_: str, data: dict[str, Any], *, session: str | None = None) -> Entry:
-        """Append one entry; it is durable when this returns."""
+    def record(self, type_: str, data: dict[str, Any], *, session: str | None = None, sync: bool = True) -> Entry:
+        """Append one entry; it is durable when this returns. ``sync=False`` (an operation with
+        no side effect: a ``safe`` tool) skips the fsync: the entry survives the process crashing,
+        and is made durable by the next synced entry (it could be lost only with the machine)."""
         at = round(time.time(), 6)
         session = session if session is not None else self.session
+        data = json.loads(canonical(data))  # as it will read back (tuples are lists, keys strings)
         data_text = canonical(data)
         with self._lock:
             if self._closed:
                 raise IOFailure(f"the audit ledger {self.path} has been closed", details={"path": str(self.path)})
             conn = self._conn
             try:
+                if sync != self._synced:
+                    conn.execute(f"PRAGMA synchronous = {'FULL' if sync else 'NORMAL'}")
+                    self._synced = sync
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     row = conn.execute("SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
                     seq, prev = (row[0] + 1, row[1]) if row is not None else (1, GENESIS)
-                    digest_ = chain_hash(prev, at, type_, session, data_text)
+                    digest_ = chain_hash(prev, at, type_, session, data)
                     conn.execute("INSERT INTO entries (seq, at, type, session, data, prev, hash) "
                                  "VALUES (?, ?, ?, ?, ?, ?, ?)", (seq, at, type_, session, data_text, prev, digest_))
                     conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('head', ?)", (f"{seq} {digest_}",))
@@ -179,7 +187,7 @@ class AuditLedger:
             except sqlite3.Error as exc:
                 raise IOFailure(f"could not write to the audit ledger {self.path}: {exc}",
                                 details={"path": str(self.path)}) from None
-        return Entry(seq, at, type_, session, json.loads(data_text), prev, digest_)
+        return Entry(seq, at, type_, session, data, prev, digest_)
 
     # -- reading -------------------------------------------------------------------------------
     def entries(self, since: float | None = None, types: tuple[str, ...] = ()) -> Iterator[Entry]:
@@ -230,7 +238,7 @@ class AuditLedger:
                 return Verification(False, len(rows), prev, self._chain_problem(seq, expected, prev_stored, by_hash), expected
                                     if seq != expected else seq)
             try:
-                actual = chain_hash(prev, at, type_, session, data)
+                actual = chain_hash(prev, at, type_, session, json.loads(data))
             except ValueError:
                 actual = ""
             if actual != hash_:
@@ -352,11 +360,16 @@ class AuditInterceptor(Interceptor):
 
     def finished(self, op: Operation, result: Any) -> None:
         type_, data = _operation_entry(op, result, None)
-        self.ledger.record(type_, data)
+        self.ledger.record(type_, data, sync=not _pure(op))
 
     def failed(self, op: Operation, error: AikitError) -> None:
         type_, data = _operation_entry(op, None, error)
-        self.ledger.record(type_, data)
+        self.ledger.record(type_, data, sync=not _pure(op))
+
+
+def _pure(op: Operation) -> bool:
+    """A call of a ``safe`` tool (pure computation: nothing outside the process changed)."""
+    return op.kind.name == "tool" and getattr(op.meta.get("tool"), "security", None) == "safe"
 
 
 #: Event topics recorded as they are published (approvals and denials, budget stops published by
