@@ -13,7 +13,7 @@ from typing import Any
 
 from lupa import lua54
 
-from aikit_components.errors import Interrupted
+from aikit_components.errors import Cancelled, Interrupted
 from aikit_components.security import SecurityPolicy
 
 from .. import runtime
@@ -310,7 +310,11 @@ class LuaEngine:
     def future_result(self, future_id: int) -> Any:
         """The result of a finished future (raises its exception); forgets the future."""
         future = self._futures.pop(future_id)
-        return future.result()
+        try:
+            return future.result()
+        except concurrent.futures.CancelledError:  # the kill switch (aikit.stop) cancelled the work
+            raise Cancelled("the work was stopped (aikit stop / Event.publish('aikit.stop')) before it finished",
+                            details={"reason": "stopped"}) from None
 
     def _future_result_lua(self, future_id: int) -> Any:
         value = self.future_result(future_id)

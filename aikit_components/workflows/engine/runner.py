@@ -3,6 +3,7 @@ runner, executors, conditions, recorder, events), each given what it needs, and 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import uuid
 from collections.abc import Callable, Mapping
@@ -68,7 +69,9 @@ async def run(workflow: Workflow, *, components: Any, inputs: Mapping[str, Any] 
     merged = {**(workflow.inputs or {}), **given}
     scheduler = _assemble(plan, components, merged, run_id or uuid.uuid4().hex[:16], previous, on_event,
                           tool_context, persist_interval_s, durable_steps)
-    return await scheduler.execute()
+    switch = getattr(components, "stop_switch", None)  # the kill switch cancels the whole run
+    with switch.tracking() if switch is not None else contextlib.nullcontext():
+        return await scheduler.execute()
 
 
 def _assemble(plan: WorkflowPlan, components: Any, inputs: dict[str, Any], run_id: str, previous: RunRecord | None,

@@ -100,8 +100,15 @@ class RunScheduler:
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        pending = set(tasks)
+        while pending:
+            try:
+                _, pending = await asyncio.wait(pending)
+            except asyncio.CancelledError:
+                # cancelled again while tearing down (the kill switch and an interrupt both cancel
+                # the run): the teardown still ends, so the run and its steps are recorded
+                for task in pending:
+                    task.cancel()
 
     def _finalize(self) -> None:
         record, wf = self._record, self._wf
