@@ -24,6 +24,7 @@ from .agents.agent import UsageLedger
 from .artifacts import ArtifactStore
 from .config import Config
 from .control.audit import AuditInterceptor, AuditLedger, record_session_start, watch_events
+from .control.budgets import BudgetInterceptor, Budgets
 from .control.stop import StopSwitch
 from .config import data_dir as default_data_dir
 from .events import EventBus
@@ -64,6 +65,7 @@ class Components:
     ledger: UsageLedger = field(default_factory=UsageLedger)
     audit: AuditLedger | None = None  # the audit ledger ([audit] enabled; docs/security.md)
     stop_switch: StopSwitch | None = None  # the kill switch (aikit.stop; docs/lua-api.md, Control)
+    budgets: Budgets | None = None  # session, agent and workflow budgets ([budgets]; docs/lua-api.md, Control)
     _tools_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -138,11 +140,13 @@ class Components:
         hooks = HookRegistry(on_error=lambda point, name, exc: events.publish(
             "hook.failed", {"point": point, "hook": name, "error": f"{type(exc).__name__}: {exc}"}, source="hooks"))
         pipeline = standard_pipeline(events, hooks)
+        budgets = Budgets(config, events)  # before anything is stored: a bad [budgets] table is an error here
         sessions = SessionStore(directory, events=events)
         session = sessions.resume(session_id) if session_id else sessions.create(name=session_name)
         audit = _open_audit(config, directory, pipeline, events, session)
         stop_switch = StopSwitch(events)
         pipeline.add(stop_switch)
+        pipeline.add(BudgetInterceptor(budgets))
         return cls(
             config=config,
             policy=SecurityPolicy.from_config(config),
@@ -159,6 +163,7 @@ class Components:
             ledger=UsageLedger(dict(config.get("models.prices", None) or {})),
             audit=audit,
             stop_switch=stop_switch,
+            budgets=budgets,
         )
 
     def tool_context(self, caller: str = "python", budget: Budget | None = None) -> ToolContext:

@@ -70,8 +70,17 @@ async def run(workflow: Workflow, *, components: Any, inputs: Mapping[str, Any] 
     scheduler = _assemble(plan, components, merged, run_id or uuid.uuid4().hex[:16], previous, on_event,
                           tool_context, persist_interval_s, durable_steps)
     switch = getattr(components, "stop_switch", None)  # the kill switch cancels the whole run
-    with switch.tracking() if switch is not None else contextlib.nullcontext():
-        return await scheduler.execute()
+    budgets = getattr(components, "budgets", None)  # the run's budget (and the session's) count its steps
+    meter = (budgets.run_meter(f"workflow {workflow.name!r}", "workflow", getattr(workflow, "budget", None))
+             if budgets is not None else None)
+    if meter is not None and meter.limited:
+        scheduler.budget_meter(meter)
+    with switch.tracking() if switch is not None else contextlib.nullcontext(), \
+            budgets.running(meter) if meter is not None else contextlib.nullcontext():
+        record = await scheduler.execute()
+    if record.budget is not None:
+        record.budget = record.budget_report()  # the use when it ended
+    return record
 
 
 def _assemble(plan: WorkflowPlan, components: Any, inputs: dict[str, Any], run_id: str, previous: RunRecord | None,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 from collections import deque
 
 from ..model import PASSING_STATUSES, RunRecord, StepRecord, Workflow
@@ -47,6 +48,10 @@ class RunScheduler:
         self._pump_scheduled = False
         self._finished: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    def budget_meter(self, meter: Any) -> None:
+        """Show ``meter``'s use against the run's budgets in the record (control/budgets.py)."""
+        self._record.budget = meter
 
     async def execute(self) -> RunRecord:
         """Run every step; return the record (the run's cancellation is recorded, then re-raised)."""
