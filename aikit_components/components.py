@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any
 from .agents.agent import UsageLedger
 from .artifacts import ArtifactStore
 from .config import Config
+from .config import data_dir as default_data_dir
 from .control.audit import AuditInterceptor, AuditLedger, record_session_start, watch_events
 from .control.budgets import BudgetInterceptor, Budgets
 from .control.stop import StopSwitch
-from .config import data_dir as default_data_dir
 from .events import EventBus
 from .hooks import HookRegistry
 from .operations import Pipeline

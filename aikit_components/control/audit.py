@@ -235,8 +235,8 @@ class AuditLedger:
         prev, expected = GENESIS, 1
         for seq, at, type_, session, data, prev_stored, hash_ in rows:
             if prev_stored != prev:
-                return Verification(False, len(rows), prev, self._chain_problem(seq, expected, prev_stored, by_hash), expected
-                                    if seq != expected else seq)
+                problem = self._chain_problem(seq, expected, prev_stored, by_hash)
+                return Verification(False, len(rows), prev, problem, expected if seq != expected else seq)
             try:
                 actual = chain_hash(prev, at, type_, session, json.loads(data))
             except ValueError:

@@ -78,7 +78,8 @@ return Workflow.new{name = "counted", mode = "sequential", budget = {tool_calls 
     assert record["budget"]["tool_calls"] == {"used": 2, "limit": 1}
     assert record["budget"]["scope"] == "workflow 'counted'"
     timed = lua.run("""
-return Workflow.new{name = "no_time", budget = {wall_time_s = 0}, steps = {{id = "a", tool = "hash", params = {text = "a"}}}}:run()
+return Workflow.new{name = "no_time", budget = {wall_time_s = 0},
+                    steps = {{id = "a", tool = "hash", params = {text = "a"}}}}:run()
 """)
     assert timed["steps"]["a"]["error"]["details"]["budget"] == "wall_time_s"
 

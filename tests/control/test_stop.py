@@ -101,7 +101,8 @@ def start_busy_workflow(kernel: Kernel, server: Any) -> str:
     msg_id = kernel.kc.execute("record = wf:run()", allow_stdin=False)
     wait_until(lambda: len(connections_to(kernel, server.port)) == 2 and sleepers(kernel),
                "the model stream, the HTTP request and the program are all in flight",
-               lambda: f"requests {[r.path for r in server.requests]}, connections {connections_to(kernel, server.port)}, sleepers {sleepers(kernel)}, "
+               lambda: f"requests {[r.path for r in server.requests]}, "
+                       f"connections {connections_to(kernel, server.port)}, sleepers {sleepers(kernel)}, "
                        f"{_finished(kernel)}")
     return msg_id
 

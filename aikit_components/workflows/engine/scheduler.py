@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
 from collections import deque
+from typing import Any
 
 from ..model import PASSING_STATUSES, RunRecord, StepRecord, Workflow
 from ..validation import StepNode, WorkflowPlan
