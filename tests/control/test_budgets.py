@@ -116,3 +116,15 @@ def test_a_bad_budgets_table_in_aikit_toml_is_named(make_agent_lua: Any, tmp_pat
     config = Config.load(cwd=tmp_path, env={}, user_dir=tmp_path / "user-config")
     with pytest.raises(InvalidArgument, match=r"\[budgets.agent\] in aikit.toml: budget cost must be a number, got string"):
         Budgets(config)
+
+
+def test_a_missions_config_budget_is_read_and_checked() -> None:
+    from aikit_components.control.budgets import BudgetLimits
+    from aikit_components.workflows.missions import parse_mission
+
+    good = parse_mission("name: m\nconfig:\n  budget: {tool_calls: 3, per_tool: {hash: 1}}\n"
+                         "steps:\n  - {id: a, step_type: noop}\n")
+    assert good.problems == []
+    assert good.workflow.budget == BudgetLimits(tool_calls=3, per_tool={"hash": 1})
+    bad = parse_mission("name: m\nconfig:\n  budget: {tool_calls: -3}\nsteps:\n  - {id: a, step_type: noop}\n")
+    assert any("config.budget: budget tool_calls must be a number >= 0, got -3" in str(p) for p in bad.problems)
