@@ -74,6 +74,12 @@ class LuaFailure:
             raise Interrupted()
 
 
+def _stopped() -> Cancelled:
+    """What Lua gets for work the kill switch (``aikit.stop``) cancelled while it waited."""
+    return Cancelled("the work was stopped (aikit stop / Event.publish('aikit.stop')) before it finished",
+                     details={"reason": "stopped"})
+
+
 @dataclass
 class RunResult:
     """What running a chunk produced: its return values (Lua objects) or a failure."""
@@ -269,8 +275,11 @@ class LuaEngine:
     def wait(self, coro: Any, timeout: float | None = None) -> Any:
         """Run a coroutine on the I/O loop from the Lua thread: interruptible, and serving calls
         other threads queued for Lua while waiting."""
-        return runtime.run_sync(coro, timeout, should_stop=self.stop_requested,
-                                service=self.dispatcher.service, wake=self.dispatcher.wake)
+        try:
+            return runtime.run_sync(coro, timeout, should_stop=self.stop_requested,
+                                    service=self.dispatcher.service, wake=self.dispatcher.wake)
+        except concurrent.futures.CancelledError:  # the kill switch cancelled the work
+            raise _stopped() from None
 
     # ------------------------------------------------------------------ futures (await from Lua)
     def start(self, coro: Any) -> int:
@@ -312,9 +321,8 @@ class LuaEngine:
         future = self._futures.pop(future_id)
         try:
             return future.result()
-        except concurrent.futures.CancelledError:  # the kill switch (aikit.stop) cancelled the work
-            raise Cancelled("the work was stopped (aikit stop / Event.publish('aikit.stop')) before it finished",
-                            details={"reason": "stopped"}) from None
+        except concurrent.futures.CancelledError:  # the kill switch cancelled the work
+            raise _stopped() from None
 
     def _future_result_lua(self, future_id: int) -> Any:
         value = self.future_result(future_id)

@@ -192,3 +192,25 @@ return ok, err.code
     stops = [e for e in lua.components.audit.entries() if e.type in ("aikit.stop", "aikit.stopped")]
     assert [e.type for e in stops] == ["aikit.stop", "aikit.stopped"]
     assert stops[0].data["by"] == "a step" and stops[1].data["cancelled"] >= 1
+
+
+def test_a_tool_call_waited_for_from_lua_ends_cancelled(make_agent_lua: Any) -> None:
+    lua = make_agent_lua()
+    components = lua.components
+    started = components.events.subscribe("process.started")
+
+    def stop_when_started() -> None:
+        if started.receive(30) is not None:
+            components.events.publish("aikit.stop", {"by": "a test"}, source="test")
+
+    stopper = threading.Thread(target=stop_when_started)
+    stopper.start()
+    try:
+        out = lua.run("local ok, err = pcall(Tool.call, 'run_process', {command = {'sleep', '3600'}})\n"
+                      "return ok, err.code")
+    finally:
+        stopper.join(30)
+    assert out == (False, "cancelled")
+    wait_until(lambda: not [p for p in psutil.Process().children(recursive=True)
+                            if p.status() != psutil.STATUS_ZOMBIE and p.cmdline()[-1:] == ["3600"]],
+               "the program is killed")
