@@ -37,6 +37,10 @@ from ..operations.operation import Operation, OperationKind
 SCHEMA_VERSION = 1
 GENESIS = "0" * 64
 FILE_NAME = "audit.sqlite"
+#: Entries that need no fsync of their own (safe tool calls) wait in memory for at most this many
+#: entries or seconds.
+BATCH_MAX = 100
+BATCH_DELAY_S = 1.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -114,6 +118,8 @@ class AuditLedger:
         self.path = Path(path)
         self.session = session
         self._synced = True
+        self._pending: list[tuple[float, str, str | None, dict[str, Any]]] = []
+        self._pending_since = 0.0
         self._lock = threading.Lock()
         self._closed = False
         try:
@@ -156,42 +162,63 @@ class AuditLedger:
                               "file away to start a new ledger", details={"path": str(self.path)})
 
     # -- writing -------------------------------------------------------------------------------
-    def record(self, type_: str, data: dict[str, Any], *, session: str | None = None, sync: bool = True) -> Entry:
+    def record(self, type_: str, data: dict[str, Any], *, session: str | None = None, sync: bool = True) -> None:
         """Append one entry; it is durable when this returns. ``sync=False`` (an operation with
-        no side effect: a ``safe`` tool) skips the fsync: the entry survives the process crashing,
-        and is made durable by the next synced entry (it could be lost only with the machine)."""
+        no side effect: a ``safe`` tool's call) may wait in memory and be written with the next
+        entry, at most :data:`BATCH_MAX` of them or :data:`BATCH_DELAY_S` later (and when the
+        ledger is read or closed): nothing outside the process changed, so nothing is
+        acknowledged that the ledger could miss, and a call costs microseconds, not an fsync."""
         at = round(time.time(), 6)
         session = session if session is not None else self.session
         data = json.loads(canonical(data))  # as it will read back (tuples are lists, keys strings)
-        data_text = canonical(data)
         with self._lock:
             if self._closed:
                 raise IOFailure(f"the audit ledger {self.path} has been closed", details={"path": str(self.path)})
-            conn = self._conn
+            if not self._pending:
+                self._pending_since = time.monotonic()
+            self._pending.append((at, type_, session, data))
+            if sync or len(self._pending) >= BATCH_MAX or time.monotonic() - self._pending_since >= BATCH_DELAY_S:
+                self._write_pending(sync)
+
+    def flush(self) -> None:
+        """Write the entries waiting in memory (durably)."""
+        with self._lock:
+            if self._pending and not self._closed:
+                self._write_pending(True)
+
+    def _write_pending(self, sync: bool) -> None:
+        """Chain and write the waiting entries in one transaction (the lock is held)."""
+        conn, items = self._conn, self._pending
+        try:
+            if sync != self._synced:
+                conn.execute(f"PRAGMA synchronous = {'FULL' if sync else 'NORMAL'}")
+                self._synced = sync
+            conn.execute("BEGIN IMMEDIATE")
             try:
-                if sync != self._synced:
-                    conn.execute(f"PRAGMA synchronous = {'FULL' if sync else 'NORMAL'}")
-                    self._synced = sync
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    row = conn.execute("SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
-                    seq, prev = (row[0] + 1, row[1]) if row is not None else (1, GENESIS)
+                row = conn.execute("SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
+                seq, prev = (row[0], row[1]) if row is not None else (0, GENESIS)
+                rows = []
+                for at, type_, session, data in items:
+                    seq += 1
                     digest_ = chain_hash(prev, at, type_, session, data)
-                    conn.execute("INSERT INTO entries (seq, at, type, session, data, prev, hash) "
-                                 "VALUES (?, ?, ?, ?, ?, ?, ?)", (seq, at, type_, session, data_text, prev, digest_))
-                    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('head', ?)", (f"{seq} {digest_}",))
-                    conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise IOFailure(f"could not write to the audit ledger {self.path}: {exc}",
-                                details={"path": str(self.path)}) from None
-        return Entry(seq, at, type_, session, data, prev, digest_)
+                    rows.append((seq, at, type_, session, canonical(data), prev, digest_))
+                    prev = digest_
+                conn.executemany("INSERT INTO entries (seq, at, type, session, data, prev, hash) "
+                                 "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+                conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('head', ?)", (f"{seq} {prev}",))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise IOFailure(f"could not write to the audit ledger {self.path}: {exc}",
+                            details={"path": str(self.path)}) from None
+        self._pending = []
 
     # -- reading -------------------------------------------------------------------------------
     def entries(self, since: float | None = None, types: tuple[str, ...] = ()) -> Iterator[Entry]:
         """Entries in order (``since``: a Unix time; ``types``: only these types or type prefixes)."""
+        self.flush()
         with self._lock:
             rows = self._conn.execute("SELECT seq, at, type, session, data, prev, hash FROM entries "
                                       "WHERE at >= ? ORDER BY seq", (since if since is not None else 0.0,)).fetchall()
@@ -206,6 +233,7 @@ class AuditLedger:
 
     def newest(self, type_: str) -> Entry | None:
         """The newest entry of ``type_``, if any."""
+        self.flush()
         with self._lock:
             row = self._conn.execute("SELECT seq, at, type, session, data, prev, hash FROM entries WHERE type = ? "
                                      "ORDER BY seq DESC LIMIT 1", (type_,)).fetchone()
@@ -219,6 +247,7 @@ class AuditLedger:
 
     def head(self) -> tuple[int, str]:
         """The count and hash of the newest entry, as written with it."""
+        self.flush()
         with self._lock:
             row = self._conn.execute("SELECT value FROM meta WHERE key = 'head'").fetchone()
         if row is None:
@@ -228,6 +257,7 @@ class AuditLedger:
 
     def verify(self) -> Verification:
         """Walk the chain; the first entry altered, removed or reordered, if any."""
+        self.flush()
         with self._lock:
             rows = self._conn.execute("SELECT seq, at, type, session, data, prev, hash FROM entries ORDER BY seq").fetchall()
             head_row = self._conn.execute("SELECT value FROM meta WHERE key = 'head'").fetchone()
@@ -273,10 +303,15 @@ class AuditLedger:
                 "or reordered")
 
     def close(self) -> None:
+        """Write what waits in memory and close the file."""
         with self._lock:
             if not self._closed:
-                self._closed = True
-                self._conn.close()
+                try:
+                    if self._pending:
+                        self._write_pending(True)
+                finally:
+                    self._closed = True
+                    self._conn.close()
 
 
 # -- what the pipeline's operations become ---------------------------------------------------------

@@ -75,6 +75,8 @@ class StopSwitch(Interceptor):
         if op.kind.name == "cell":
             self.generation += 1
             return
+        if "stop_task" in op.meta:  # a retried attempt: already registered
+            return
         task = _current_task()
         if task is not None:
             self._add(task)
