@@ -141,9 +141,12 @@ class Components:
             "hook.failed", {"point": point, "hook": name, "error": f"{type(exc).__name__}: {exc}"}, source="hooks"))
         pipeline = standard_pipeline(events, hooks)
         budgets = Budgets(config, events)  # before anything is stored: a bad [budgets] table is an error here
+        # the ledger opens first: one it cannot use (a newer schema) is an error before anything is stored
+        audit = AuditLedger.in_dir(directory) if config.get("audit.enabled", True) else None
         sessions = SessionStore(directory, events=events)
         session = sessions.resume(session_id) if session_id else sessions.create(name=session_name)
-        audit = _open_audit(config, directory, pipeline, events, session)
+        if audit is not None:
+            _start_audit(audit, config, pipeline, events, session, resumed=bool(session_id))
         stop_switch = StopSwitch(events)
         pipeline.add(stop_switch)
         pipeline.add(BudgetInterceptor(budgets))
@@ -200,14 +203,10 @@ class Components:
         self.close("failed" if exc and exc[0] is not None else "completed")
 
 
-def _open_audit(config: Config, directory: Path, pipeline: Pipeline, events: EventBus,
-                session: SessionInfo) -> AuditLedger | None:
-    """The audit ledger of ``directory``, recording this process's operations and events from now
-    on, its session start first (None with ``[audit] enabled = false``)."""
-    if not config.get("audit.enabled", True):
-        return None
-    audit = AuditLedger.in_dir(directory, session=session.id)
-    record_session_start(audit, session.id, config, name=session.name)
+def _start_audit(audit: AuditLedger, config: Config, pipeline: Pipeline, events: EventBus, session: SessionInfo,
+                 resumed: bool) -> None:
+    """Record this session's start in ``audit``, then its operations and audited events from now on."""
+    audit.session = session.id
+    record_session_start(audit, session.id, config, name=session.name, resumed=resumed)
     pipeline.add(AuditInterceptor(audit))
     watch_events(audit, events)
-    return audit

@@ -141,3 +141,14 @@ def test_a_ledger_from_a_newer_version_is_a_clear_error_and_is_left_alone(tmp_pa
     verified = audit_cli(data, "verify")
     assert verified.returncode == 1 and "newer aikit" in verified.stderr and "Traceback" not in verified.stderr
     assert (data / FILE_NAME).read_bytes() == before
+
+
+def test_components_refuse_a_newer_ledger_before_storing_anything(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    data = make_ledger(tmp_path, 1)
+    edit(data, "UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    config = Config.load(cwd=tmp_path, env={}, user_dir=tmp_path / "user-config")
+    with pytest.raises(LedgerError, match="upgrade aikit"):
+        Components.open(config=config, data_dir=data, plugins=False)
+    assert not (data / "sessions.sqlite").exists()
