@@ -62,9 +62,13 @@ class LedgerError(AikitError):
     code = "ledger_error"
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode
+_STRING = json.encoder.encode_basestring  # a JSON string literal, non-ASCII as is (C-accelerated)
+
+
 def canonical(value: Any) -> str:
     """The canonical JSON text of ``value``: sorted keys, no spaces, UTF-8 as is."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return _CANONICAL(value)
 
 
 def digest(value: Any) -> str:
@@ -73,10 +77,12 @@ def digest(value: Any) -> str:
     return "sha256:" + hashlib.sha256(canonical(value).encode()).hexdigest()[:32]
 
 
-def chain_hash(prev: str, at: float, type_: str, session: str | None, data: Any) -> str:
+def chain_hash(prev: str, at: float, type_: str, session: str | None, data_text: str) -> str:
     """The hash of one entry: SHA-256 over the previous hash and the canonical JSON of
-    ``{at, type, session, data}``."""
-    body = canonical({"at": at, "type": type_, "session": session, "data": data})
+    ``{at, data, session, type}`` (``data_text``: the canonical JSON of ``data``, as stored)."""
+    session_text = "null" if session is None else _STRING(session)
+    body = f'{{"at":{float(at)!r},"data":{data_text},"session":{session_text},"type":{_STRING(type_)}}}'
+
     return hashlib.sha256((prev + body).encode()).hexdigest()
 
 
@@ -118,7 +124,7 @@ class AuditLedger:
         self.path = Path(path)
         self.session = session
         self._synced = True
-        self._pending: list[tuple[float, str, str | None, dict[str, Any]]] = []
+        self._pending: list[tuple[float, str, str | None, str]] = []
         self._pending_since = 0.0
         self._lock = threading.Lock()
         self._closed = False
@@ -170,13 +176,13 @@ class AuditLedger:
         acknowledged that the ledger could miss, and a call costs microseconds, not an fsync."""
         at = round(time.time(), 6)
         session = session if session is not None else self.session
-        data = json.loads(canonical(data))  # as it will read back (tuples are lists, keys strings)
+        data_text = canonical(data)
         with self._lock:
             if self._closed:
                 raise IOFailure(f"the audit ledger {self.path} has been closed", details={"path": str(self.path)})
             if not self._pending:
                 self._pending_since = time.monotonic()
-            self._pending.append((at, type_, session, data))
+            self._pending.append((at, type_, session, data_text))
             if sync or len(self._pending) >= BATCH_MAX or time.monotonic() - self._pending_since >= BATCH_DELAY_S:
                 self._write_pending(sync)
 
@@ -198,10 +204,10 @@ class AuditLedger:
                 row = conn.execute("SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
                 seq, prev = (row[0], row[1]) if row is not None else (0, GENESIS)
                 rows = []
-                for at, type_, session, data in items:
+                for at, type_, session, data_text in items:
                     seq += 1
-                    digest_ = chain_hash(prev, at, type_, session, data)
-                    rows.append((seq, at, type_, session, canonical(data), prev, digest_))
+                    digest_ = chain_hash(prev, at, type_, session, data_text)
+                    rows.append((seq, at, type_, session, data_text, prev, digest_))
                     prev = digest_
                 conn.executemany("INSERT INTO entries (seq, at, type, session, data, prev, hash) "
                                  "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
@@ -267,10 +273,7 @@ class AuditLedger:
             if prev_stored != prev:
                 problem = self._chain_problem(seq, expected, prev_stored, by_hash)
                 return Verification(False, len(rows), prev, problem, expected if seq != expected else seq)
-            try:
-                actual = chain_hash(prev, at, type_, session, json.loads(data))
-            except ValueError:
-                actual = ""
+            actual = chain_hash(prev, at, type_, session, data)
             if actual != hash_:
                 return Verification(False, len(rows), prev, f"entry {seq} was altered: its content does not match "
                                     "its hash", seq)
