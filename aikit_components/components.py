@@ -24,6 +24,9 @@ from .agents.agent import UsageLedger
 from .artifacts import ArtifactStore
 from .config import Config
 from .config import data_dir as default_data_dir
+from .control.audit import AuditInterceptor, AuditLedger, record_session_start, watch_events
+from .control.budgets import BudgetInterceptor, Budgets
+from .control.stop import StopSwitch
 from .events import EventBus
 from .hooks import HookRegistry
 from .operations import Pipeline
@@ -62,6 +65,9 @@ class Components:
     _rag: Any = field(default=None, repr=False)
     ledger: UsageLedger = field(default_factory=UsageLedger)
     telemetry: Telemetry = field(default_factory=Telemetry.disabled)
+    audit: AuditLedger | None = None  # the audit ledger ([audit] enabled; docs/security.md)
+    stop_switch: StopSwitch | None = None  # the kill switch (aikit.stop; docs/lua-api.md, Control)
+    budgets: Budgets | None = None  # session, agent and workflow budgets ([budgets]; docs/lua-api.md, Control)
     _tools_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -138,11 +144,19 @@ class Components:
         hooks = HookRegistry(on_error=lambda point, name, exc: events.publish(
             "hook.failed", {"point": point, "hook": name, "error": f"{type(exc).__name__}: {exc}"}, source="hooks"))
         pipeline = standard_pipeline(events, hooks)
+        budgets = Budgets(config, events)  # before anything is stored: a bad [budgets] table is an error here
+        # the ledger opens first: one it cannot use (a newer schema) is an error before anything is stored
+        audit = AuditLedger.in_dir(directory) if config.get("audit.enabled", True) else None
         telemetry = Telemetry.from_config(config, directory, metric_readers=metric_readers)
         if telemetry.enabled:
             pipeline.add(TracingInterceptor(telemetry))
         sessions = SessionStore(directory, events=events)
         session = sessions.resume(session_id) if session_id else sessions.create(name=session_name)
+        if audit is not None:
+            _start_audit(audit, config, pipeline, events, session, resumed=bool(session_id))
+        stop_switch = StopSwitch(events)
+        pipeline.add(stop_switch)
+        pipeline.add(BudgetInterceptor(budgets))
         return cls(
             config=config,
             policy=SecurityPolicy.from_config(config),
@@ -158,6 +172,9 @@ class Components:
             plugins=plugins,
             ledger=UsageLedger(dict(config.get("models.prices", None) or {})),
             telemetry=telemetry,
+            audit=audit,
+            stop_switch=stop_switch,
+            budgets=budgets,
         )
 
     def tool_context(self, caller: str = "python", budget: Budget | None = None) -> ToolContext:
@@ -177,6 +194,8 @@ class Components:
         except Exception:
             log.exception("could not complete session %s", self.session.id)
         closers = [self.state.close, self.artifacts.close, self.sessions.close, self.telemetry.close]
+        if self.audit is not None:
+            closers.append(self.audit.close)
         if self._rag is not None:
             closers.insert(0, self._rag.close)
         for closer in closers:
@@ -190,3 +209,12 @@ class Components:
 
     def __exit__(self, *exc: Any) -> None:
         self.close("failed" if exc and exc[0] is not None else "completed")
+
+
+def _start_audit(audit: AuditLedger, config: Config, pipeline: Pipeline, events: EventBus, session: SessionInfo,
+                 resumed: bool) -> None:
+    """Record this session's start in ``audit``, then its operations and audited events from now on."""
+    audit.session = session.id
+    record_session_start(audit, session.id, config, name=session.name, resumed=resumed)
+    pipeline.add(AuditInterceptor(audit))
+    watch_events(audit, events)

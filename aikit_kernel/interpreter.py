@@ -62,6 +62,12 @@ class Interpreter(abc.ABC):
     def interrupt_requested(self) -> bool:
         return False
 
+    def stop(self, by: str) -> int:
+        """The kill switch (``aikit stop``): stop everything running, not only the cell; how many
+        tasks were cancelled."""
+        self.interrupt()
+        return 0
+
     def set_wakeup(self, wakeup: Any) -> None:  # noqa: B027  optional hook: doing nothing is the right default
         """Give the interpreter a way to wake the idle Lua thread (for work queued from elsewhere)."""
 
@@ -100,6 +106,9 @@ class LuaInterpreter(Interpreter):
         self.scope = lua.scope
         self.debugger = self.engine.debugger
         self.cells = self.engine.cells
+        self.stop_switch = getattr(self.components, "stop_switch", None)
+        if self.stop_switch is not None:  # a stop from elsewhere also interrupts the running cell
+            self.stop_switch.on_stop.append(lambda by: self.engine.interrupt())
         version = self.engine.runtime.lua_version
         self.language_info = {
             "name": "lua",
@@ -197,7 +206,15 @@ class LuaInterpreter(Interpreter):
         return reply
 
     def interrupt(self) -> bool:
+        if self.stop_switch is not None:  # what the cell started goes too, background work included
+            self.stop_switch.stop_cell()
         return self.engine.interrupt()
+
+    def stop(self, by: str) -> int:
+        if self.stop_switch is None:
+            self.engine.interrupt()
+            return 0
+        return self.stop_switch.stop(by)
 
     def set_wakeup(self, wakeup: Any) -> None:
         self.engine.dispatcher.notify = wakeup

@@ -197,6 +197,9 @@ class Kernel:
             elif msg_type == "interrupt_request":
                 self.interpreter.interrupt()
                 self._reply("control", msg, idents, {"status": "ok"})
+            elif msg_type == "aikit_stop_request":  # `aikit stop` (docs/lua-api.md, Control)
+                by = str(msg["content"].get("by") or "aikit stop")
+                self._reply("control", msg, idents, {"status": "ok", "cancelled": self.interpreter.stop(by)})
             elif msg_type == "shutdown_request":
                 restart = bool(msg["content"].get("restart", False))
                 self._reply("control", msg, idents, {"status": "ok", "restart": restart})

@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..control.budgets import RunBudgetExceeded
 from ..errors import AikitError, InvalidArgument
 from ..operations import Operation, OperationKind, Pipeline, honours
 from ..operations.standard import standard_pipeline
@@ -282,7 +283,7 @@ class Agent:
             return record
         try:
             record.result = await self.registry.acall(call.name, call.arguments, ctx, call_id=call.id)
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, RunBudgetExceeded):  # a run budget stops the run
             raise
         except AikitError as exc:  # validation problems, tool failures: the model gets to fix them
             record.error = exc.to_dict()

@@ -57,6 +57,10 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "port": 8080,
         "token": "",  # access token (required when host is not loopback); a secret
     },
+    "audit": {
+        "enabled": True,  # the hash-chained audit ledger <data_dir>/audit.sqlite (docs/security.md)
+    },
+    "budgets": {},  # [budgets.session], [budgets.agent], [budgets.workflow]: see docs/lua-api.md, Control
     "rag": {
         "embedder": "local",  # or "<provider>/<model>" (an OpenAI-compatible or Ollama embedding endpoint)
         "embedding_cache": True,
@@ -83,7 +87,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 #: Sections whose keys are free-form (one sub-table per provider): no unknown-key warnings.
-OPEN_SECTIONS = frozenset({"providers", "models"})
+OPEN_SECTIONS = frozenset({"providers", "models", "budgets"})
 
 #: Durations: integer defaults that also accept a float (``http_timeout_s = 2.5``).
 NUMBER_KEYS = frozenset({

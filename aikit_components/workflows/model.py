@@ -99,6 +99,7 @@ class Workflow:
     retry_delay_s: float = 0.0
     inputs: dict[str, Any] = field(default_factory=dict)  # defaults for {{input.*}}
     source: str | None = None  # file it was loaded from
+    budget: Any = None  # a control.budgets.BudgetLimits for each run (None: [budgets.workflow] only)
 
 
 # A step that ended in one of these lets its dependents run; any other final status fails them.
@@ -153,20 +154,28 @@ class RunRecord:
     started_at: float | None = None
     ended_at: float | None = None
     source: str | None = None
+    budget: Any = None  # use against the run's budgets: a BudgetMeter while it runs, then its report
 
     @property
     def duration_s(self) -> float | None:
         return elapsed_s(self.started_at, self.ended_at)
 
+    def budget_report(self) -> dict[str, Any] | None:
+        """Use against each budget (control/budgets.py), or None for a run without a meter."""
+        return self.budget.report() if hasattr(self.budget, "report") else self.budget
+
     def to_dict(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "workflow": self.workflow, "status": self.status, "inputs": self.inputs,
+        data = {"run_id": self.run_id, "workflow": self.workflow, "status": self.status, "inputs": self.inputs,
                 "error": self.error, "started_at": self.started_at, "ended_at": self.ended_at,
                 "duration_s": self.duration_s, "source": self.source,
                 "steps": {sid: rec.to_dict() for sid, rec in self.steps.items()}}
+        if self.budget is not None:
+            data["budget"] = self.budget_report()
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunRecord:
         return cls(data["run_id"], data["workflow"], data.get("status", "pending"),
                    {sid: StepRecord.from_dict(s) for sid, s in (data.get("steps") or {}).items()},
                    dict(data.get("inputs") or {}), data.get("error"), data.get("started_at"), data.get("ended_at"),
-                   data.get("source"))
+                   data.get("source"), data.get("budget"))

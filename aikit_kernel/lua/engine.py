@@ -13,7 +13,7 @@ from typing import Any
 
 from lupa import lua54
 
-from aikit_components.errors import Interrupted
+from aikit_components.errors import Cancelled, Interrupted
 from aikit_components.security import SecurityPolicy
 
 from .. import runtime
@@ -72,6 +72,12 @@ class LuaFailure:
         interrupt goes on to the code that called it)."""
         if self.interrupted:
             raise Interrupted()
+
+
+def _stopped() -> Cancelled:
+    """What Lua gets for work the kill switch (``aikit.stop``) cancelled while it waited."""
+    return Cancelled("the work was stopped (aikit stop / Event.publish('aikit.stop')) before it finished",
+                     details={"reason": "stopped"})
 
 
 @dataclass
@@ -278,8 +284,11 @@ class LuaEngine:
     def wait(self, coro: Any, timeout: float | None = None) -> Any:
         """Run a coroutine on the I/O loop from the Lua thread: interruptible, and serving calls
         other threads queued for Lua while waiting."""
-        return runtime.run_sync(coro, timeout, should_stop=self.stop_requested,
-                                service=self.dispatcher.service, wake=self.dispatcher.wake)
+        try:
+            return runtime.run_sync(coro, timeout, should_stop=self.stop_requested,
+                                    service=self.dispatcher.service, wake=self.dispatcher.wake)
+        except concurrent.futures.CancelledError:  # the kill switch cancelled the work
+            raise _stopped() from None
 
     # ------------------------------------------------------------------ futures (await from Lua)
     def start(self, coro: Any) -> int:
@@ -319,7 +328,10 @@ class LuaEngine:
     def future_result(self, future_id: int) -> Any:
         """The result of a finished future (raises its exception); forgets the future."""
         future = self._futures.pop(future_id)
-        return future.result()
+        try:
+            return future.result()
+        except concurrent.futures.CancelledError:  # the kill switch cancelled the work
+            raise _stopped() from None
 
     def _future_result_lua(self, future_id: int) -> Any:
         value = self.future_result(future_id)

@@ -119,6 +119,8 @@ class RunRecorder:
                 "ended_at": record.ended_at, "duration_s": record.duration_s, "source": record.source,
                 "steps": {sid: r.to_dict() for sid, r in record.steps.items() if r.status != "pending"},
                 "persist_seq": self._seq}
+        if record.budget is not None:
+            data["budget"] = record.budget_report()
         self._journal = {}
         self._dirty.clear()
         self._write("run", data)

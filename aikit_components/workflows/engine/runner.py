@@ -3,6 +3,7 @@ runner, executors, conditions, recorder, events), each given what it needs, and 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import uuid
 from collections.abc import Callable, Mapping
@@ -75,11 +76,26 @@ async def run(workflow: Workflow, *, components: Any, inputs: Mapping[str, Any] 
     run_id = run_id or uuid.uuid4().hex[:16]
     scheduler = _assemble(plan, components, merged, run_id, previous, on_event, tool_context, persist_interval_s,
                           durable_steps)
+    switch = getattr(components, "stop_switch", None)  # the kill switch cancels the whole run
+    budgets = getattr(components, "budgets", None)  # the run's budget (and the session's) count its steps
+    meter = (budgets.run_meter(f"workflow {workflow.name!r}", "workflow", getattr(workflow, "budget", None))
+             if budgets is not None else None)
+    if meter is not None and meter.limited:
+        scheduler.budget_meter(meter)
+
+    async def execute() -> RunRecord:
+        with switch.tracking() if switch is not None else contextlib.nullcontext(), \
+                budgets.running(meter) if meter is not None else contextlib.nullcontext():
+            record = await scheduler.execute()
+        if record.budget is not None:
+            record.budget = record.budget_report()  # the use when it ended
+        return record
+
     pipeline = getattr(components, "pipeline", None)
     if pipeline is None or not pipeline.watches(WORKFLOW_RUN):
-        return await scheduler.execute()
+        return await execute()
     op = Operation(WORKFLOW_RUN, workflow.name, {"workflow": workflow.name, "run_id": run_id})
-    return await pipeline.arun(op, lambda op: scheduler.execute())
+    return await pipeline.arun(op, lambda op: execute())
 
 
 def _assemble(plan: WorkflowPlan, components: Any, inputs: dict[str, Any], run_id: str, previous: RunRecord | None,

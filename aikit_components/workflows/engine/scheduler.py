@@ -7,6 +7,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from typing import Any
 
 from ..model import PASSING_STATUSES, RunRecord, StepRecord, Workflow
 from ..validation import StepNode, WorkflowPlan
@@ -47,6 +48,10 @@ class RunScheduler:
         self._pump_scheduled = False
         self._finished: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    def budget_meter(self, meter: Any) -> None:
+        """Show ``meter``'s use against the run's budgets in the record (control/budgets.py)."""
+        self._record.budget = meter
 
     async def execute(self) -> RunRecord:
         """Run every step; return the record (the run's cancellation is recorded, then re-raised)."""
@@ -100,8 +105,15 @@ class RunScheduler:
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        pending = set(tasks)
+        while pending:
+            try:
+                _, pending = await asyncio.wait(pending)
+            except asyncio.CancelledError:
+                # cancelled again while tearing down (the kill switch and an interrupt both cancel
+                # the run): the teardown still ends, so the run and its steps are recorded
+                for task in pending:
+                    task.cancel()
 
     def _finalize(self) -> None:
         record, wf = self._record, self._wf

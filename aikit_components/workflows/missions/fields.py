@@ -7,12 +7,14 @@ import difflib
 from collections.abc import Callable
 from typing import Any
 
+from ...control.budgets import BudgetLimits
+from ...errors import InvalidArgument
 from ..model import Condition, Loop, Workflow
 from ..validation import CONDITION_OPS
 from .loader import MissionProblems, key_line, node_line
 
 MISSION_FIELDS = ("version", "name", "description", "config", "steps", "inputs")
-CONFIG_FIELDS = ("timeout_seconds", "fail_fast", "max_concurrent_steps", "retry_attempts", "retry_delay_ms")
+CONFIG_FIELDS = ("timeout_seconds", "fail_fast", "max_concurrent_steps", "retry_attempts", "retry_delay_ms", "budget")
 STEP_FIELDS = ("id", "name", "step_type", "depends_on", "timeout_seconds", "continue_on_error", "parameters",
                # aikit extensions
                "description", "retry_attempts", "retry_delay_ms", "when", "loop")
@@ -48,6 +50,12 @@ def parse_config(config: Any, node: Any, workflow: Workflow, problems: MissionPr
             problems.add(line, unknown_field("config field", key, CONFIG_FIELDS))
             continue
         if value is None:
+            continue
+        if key == "budget":  # aikit extension: {tokens, cost, tool_calls, wall_time_s, per_tool}
+            try:
+                workflow.budget = BudgetLimits.parse(value, "config.budget")
+            except InvalidArgument as exc:
+                problems.add(line, exc.message)
             continue
         if key == "fail_fast":
             if isinstance(value, bool):

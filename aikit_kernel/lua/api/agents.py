@@ -14,6 +14,7 @@ from typing import Any
 
 from aikit_components.agents import Agent, AgentSpec
 from aikit_components.components import Components
+from aikit_components.control.budgets import BudgetLimits
 from aikit_components.errors import InvalidArgument
 
 from ..convert import lua_type
@@ -44,13 +45,14 @@ TOSTRING = 'function(self) return "agent " .. self.name .. " (" .. self.model ..
 
 SPEC_FIELDS = ("name", "model", "system", "tools", "fallback", "max_steps", "temperature", "max_tokens",
                "output_schema", "max_output_retries", "memory")
-NEW_FIELDS = SPEC_FIELDS + ("collections",)
+NEW_FIELDS = SPEC_FIELDS + ("collections", "budget")
 
 
 def install(engine: LuaEngine, components: Components, scope: Any, collections: Any = None) -> HandleKind[Agent]:
 
     def new(spec_table: Any) -> Any:
         fields = options(engine, spec_table, NEW_FIELDS, "Agent.new")
+        budget = BudgetLimits.parse(fields["budget"], "Agent.new") if fields.get("budget") is not None else None
         tool_names = []
         raw_tools = spec_table[b"tools"] if spec_table is not None else None
         if raw_tools is not None:
@@ -91,6 +93,7 @@ def install(engine: LuaEngine, components: Components, scope: Any, collections: 
             memory=bool(fields.get("memory", False)),
         )
         agent = components.new_agent(spec, context=lambda: scope.context)
+        agent.budget = budget  # each run gets a meter with these limits (control/budgets.py)
         return handles.new(agent, name=spec.name.encode(), model=spec.model.encode())
 
     def run(agent: Agent, input: Any, opts: Any = None) -> Any:
@@ -126,7 +129,11 @@ def install(engine: LuaEngine, components: Components, scope: Any, collections: 
         agent.forget()
 
     def agent_usage(agent: Agent) -> Any:
-        return lua(engine, agent.usage.to_dict())
+        usage = agent.usage.to_dict()
+        meter = getattr(agent, "budget_meter", None)
+        if meter is not None:  # the last run's use against each of its budgets
+            usage["budget"] = meter.report()
+        return lua(engine, usage)
 
     def info(agent: Agent) -> Any:
         spec = agent.spec

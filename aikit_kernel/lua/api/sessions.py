@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aikit_components.components import Components
+from aikit_components.control.budgets import BudgetLimits
 
 from ..engine import LuaEngine
 from . import expose
@@ -16,6 +17,10 @@ SESSION_DOCS = {
                "Example: print(Session.current().id)",
     "list": "Session.list([{status = 'active'|'completed'|'failed', limit = 100}]) -> {session, ...}\n\nRecent sessions, "
             "newest first.\nExample: for _, s in ipairs(Session.list{limit = 5}) do print(s.id, s.status) end",
+    "budget": "Session.budget([{tokens, cost, tool_calls, wall_time_s, per_tool = {name = N}}]) -> use\n\nSets the "
+              "session's budget when given (over [budgets.session]); returns its use against each budget: "
+              "{tokens = {used, limit}, cost = ..., tool_calls = ..., wall_time_s = ..., per_tool = {...}}.\n"
+              "Example: Session.budget{tool_calls = 500}; print(Session.budget().tool_calls.used)",
 }
 ARTIFACT_DOCS = {
     "": "Artifact\n\nVersioned, content-addressed outputs (text or bytes) kept in aikit's data directory.",
@@ -42,7 +47,16 @@ def install(engine: LuaEngine, components: Components) -> None:
         o = options(engine, opts, ("status", "limit"), "Session.list")
         return lua(engine, [s.to_dict() for s in sessions.list(o.get("status"), o.get("limit", 100))])
 
-    expose(engine, "Session", {"current": current, "list": list_sessions}, SESSION_DOCS, convert=False)
+    def budget(limits: Any = None) -> Any:
+        budgets = components.budgets
+        if budgets is None:
+            return None
+        if limits is not None:
+            budgets.set_session_limits(BudgetLimits.parse(py(engine, limits), "Session.budget"))
+        return lua(engine, budgets.session.report())
+
+    expose(engine, "Session", {"current": current, "list": list_sessions, "budget": budget}, SESSION_DOCS,
+           convert=False)
 
     def put(name: Any, content: Any, opts: Any = None) -> Any:
         o = options(engine, opts, ("mime", "metadata"), "Artifact.put")

@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from aikit_components.components import Components
+from aikit_components.control.budgets import BudgetLimits
 from aikit_components.errors import InvalidArgument, ValidationError
 from aikit_components.workflows.model import Condition, Loop, RunRecord, Step, Workflow
 
@@ -57,7 +58,7 @@ def install(engine: LuaEngine, components: Components, agents: Any = None) -> No
 
     def build(spec: Any) -> Workflow:
         fields = options(engine, spec, ("name", "mode", "max_concurrency", "fail_fast", "timeout_s", "retries",
-                                        "retry_delay_s", "inputs", "steps", "description"), "Workflow.new",
+                                        "retry_delay_s", "inputs", "steps", "description", "budget"), "Workflow.new",
                          aliases=DURATION_ALIASES)
         raw_steps = spec[b"steps"]
         if lua_type(raw_steps) != "table":
@@ -69,6 +70,7 @@ def install(engine: LuaEngine, components: Components, agents: Any = None) -> No
             fail_fast=bool(fields.get("fail_fast", True)), timeout_s=fields.get("timeout_s"),
             retry_attempts=int(fields.get("retries") or 0), retry_delay_s=float(fields.get("retry_delay_s") or 0),
             inputs=dict(fields.get("inputs") or {}),
+            budget=BudgetLimits.parse(fields["budget"], "Workflow.new") if fields.get("budget") is not None else None,
         )
 
     def build_step(raw: Any, index: int) -> Step:

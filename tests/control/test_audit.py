@@ -1,0 +1,154 @@
+"""The audit ledger: what the pipeline records, the hash chain, and `aikit audit` finding hand
+edits of the database (a changed field, a deleted row, two rows swapped, a truncated tail)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aikit_components.components import Components
+from aikit_components.config import Config
+from aikit_components.control.audit import FILE_NAME, AuditLedger, LedgerError
+from aikit_components.errors import AikitError
+from aikit_kernel import runtime
+
+AIKIT = str(Path(sys.executable).with_name("aikit"))
+
+
+def audit_cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([AIKIT, "audit", "--data-dir", str(data_dir), *args], capture_output=True, text=True,
+                          timeout=60, env=dict(os.environ, AIKIT_DATA_DIR=str(data_dir)))
+
+
+@pytest.fixture
+def components(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.chdir(tmp_path)
+    config = Config.load(cwd=tmp_path, env={}, user_dir=tmp_path / "user-config")
+    c = Components.open(config=config, data_dir=tmp_path / "data", plugins=False, loop_getter=runtime.get_loop)
+    yield c
+    c.close()
+
+
+def call(c: Components, name: str, args: dict[str, Any]) -> Any:
+    return runtime.submit(c.tools.acall(name, args, c.tool_context())).result(30)
+
+
+def test_operations_are_recorded_durably_and_in_order(components: Components, tmp_path: Path) -> None:
+    c = components
+    call(c, "write_file", {"path": "note.txt", "content": "hello"})
+    call(c, "run_process", {"command": ["echo", "hi"]})
+    call(c, "delete_file", {"path": "note.txt"})
+    with pytest.raises(AikitError) as denied:
+        call(c, "read_file", {"path": "/etc/shadow"})
+    assert denied.value.code == "permission_denied"
+    c.events.publish("approval.decided", {"run_id": "r1", "kind": "tool", "name": "write_file",
+                                          "args_digest": "sha256:ab", "decision": "deny", "who": "ana",
+                                          "reason": "not today", "at": 1.0}, source="approvals")
+    # a second connection (another process would see the same): everything is already on disk
+    other = AuditLedger(tmp_path / "data" / FILE_NAME)
+    entries = list(other.entries())
+    types = [e.type for e in entries]
+    assert types[0] == "session.start"
+    assert types[1:] == ["file.write", "process", "tool", "file.delete", "permission.denied", "approval.decided"]
+    write, process, run_tool = entries[1], entries[2], entries[3]
+    assert write.data["paths"] == ["note.txt"] and write.data["status"] == "ok"
+    assert write.data["args_digest"].startswith("sha256:") and "hello" not in json.dumps(write.data)
+    assert process.data["argv"][0].endswith("echo") and process.data["argv"][1:] == ["hi"]
+    assert process.data["exit_code"] == 0
+    assert run_tool.data["name"] == "run_process"
+    assert entries[5].data["status"] == "denied" and entries[5].data["name"] == "read_file"
+    assert entries[6].data["who"] == "ana" and entries[6].data["decision"] == "deny"
+    assert other.verify().ok
+    other.close()
+
+
+def test_a_new_session_records_a_configuration_change(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    for limit in (10, 10, 20):
+        (tmp_path / "aikit.toml").write_text(f"[security]\nmax_tool_calls = {limit}\n")
+        config = Config.load(cwd=tmp_path, env={}, user_dir=tmp_path / "user-config")
+        Components.open(config=config, data_dir=tmp_path / "data", plugins=False).close()
+    ledger = AuditLedger(tmp_path / "data" / FILE_NAME)
+    types = [e.type for e in ledger.entries()]
+    assert types == ["session.start", "session.start", "config.changed", "session.start"]
+    assert ledger.newest("config.changed").data == {"sections": ["security"]}
+    ledger.close()
+
+
+def make_ledger(tmp_path: Path, n: int = 6) -> Path:
+    data = tmp_path / "data"
+    ledger = AuditLedger(data / FILE_NAME, session="s1")
+    for i in range(n):
+        ledger.record("tool", {"name": f"t{i}", "status": "ok"})
+    ledger.close()
+    return data
+
+
+def edit(data: Path, *statements: str) -> None:
+    conn = sqlite3.connect(data / FILE_NAME)
+    with conn:
+        for statement in statements:
+            conn.execute(statement)
+    conn.close()
+
+
+def test_verify_passes_on_an_intact_ledger_and_export_is_json_lines(tmp_path: Path) -> None:
+    data = make_ledger(tmp_path)
+    verified = audit_cli(data, "verify")
+    assert verified.returncode == 0, verified.stderr
+    assert "intact: 6 entries" in verified.stdout
+    exported = audit_cli(data, "export")
+    lines = [json.loads(line) for line in exported.stdout.splitlines()]
+    assert [e["seq"] for e in lines] == [1, 2, 3, 4, 5, 6]
+    assert lines[1]["prev"] == lines[0]["hash"] and lines[2]["data"]["name"] == "t2"
+    listed = audit_cli(data, "list", "--since", "1h")
+    assert listed.returncode == 0 and listed.stdout.count("tool") == 6
+    assert audit_cli(data, "list", "--since", "2999-01-01").stdout == ""
+    bad = audit_cli(data, "list", "--since", "yesterday-ish")
+    assert bad.returncode == 1 and "--since 'yesterday-ish'" in bad.stderr
+
+
+@pytest.mark.parametrize(("statements", "seq", "words"), [
+    (["UPDATE entries SET data = replace(data, 't3', 'tX') WHERE seq = 4"], 4, "altered"),
+    (["DELETE FROM entries WHERE seq = 3"], 3, "removed"),
+    (["UPDATE entries SET seq = -1 WHERE seq = 2", "UPDATE entries SET seq = 2 WHERE seq = 5",
+      "UPDATE entries SET seq = 5 WHERE seq = -1"], 2, "out of order"),
+    (["DELETE FROM entries WHERE seq > 4"], 5, "truncated"),
+])
+def test_verify_names_the_first_tampered_entry(tmp_path: Path, statements: list[str], seq: int, words: str) -> None:
+    data = make_ledger(tmp_path)
+    edit(data, *statements)
+    verified = audit_cli(data, "verify", "--json")
+    assert verified.returncode == 1
+    report = json.loads(verified.stdout)
+    assert report["ok"] is False and report["seq"] == seq and words in report["problem"]
+    assert f"entry {seq}" in verified.stderr or f"after entry {seq - 1}" in verified.stderr
+
+
+def test_a_ledger_from_a_newer_version_is_a_clear_error_and_is_left_alone(tmp_path: Path) -> None:
+    data = make_ledger(tmp_path, 2)
+    edit(data, "UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    before = (data / FILE_NAME).read_bytes()
+    with pytest.raises(LedgerError, match="newer aikit .schema version 99"):
+        AuditLedger(data / FILE_NAME)
+    verified = audit_cli(data, "verify")
+    assert verified.returncode == 1 and "newer aikit" in verified.stderr and "Traceback" not in verified.stderr
+    assert (data / FILE_NAME).read_bytes() == before
+
+
+def test_components_refuse_a_newer_ledger_before_storing_anything(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    data = make_ledger(tmp_path, 1)
+    edit(data, "UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    config = Config.load(cwd=tmp_path, env={}, user_dir=tmp_path / "user-config")
+    with pytest.raises(LedgerError, match="upgrade aikit"):
+        Components.open(config=config, data_dir=data, plugins=False)
+    assert not (data / "sessions.sqlite").exists()
