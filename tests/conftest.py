@@ -8,3 +8,11 @@ pytest_plugins = [
     "tests.support.agents",  # make_agent_lua
     "tests.support.otlp",  # otlp_receiver
 ]
+
+import os  # noqa: E402
+
+# Tests write project aikit.toml files that widen the policy for what they exercise (a local
+# server's host, a program). Those count only once the user trusts them (config/trust.py); here
+# every project file is trusted, except in the tests of that rule, which set their own environment
+# (tests/test_config.py, tests/security/test_lua_process_safety.py).
+os.environ.setdefault("AIKIT_TRUST_PROJECT_CONFIG", "1")

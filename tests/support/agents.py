@@ -24,6 +24,7 @@ from aikit_components.config import Config
 from aikit_kernel import runtime
 from tests.support.llm_server import Reply
 from tests.support.lua import Lua, open_lua
+from tests.support.trust import trusting_env
 
 OPENAI = "/v1/chat/completions"
 BACKUP = "/backup/v1/chat/completions"
@@ -136,7 +137,7 @@ class AgentEnv:
         directory = tmp_path / f"env{next(_ids)}"
         directory.mkdir()
         (directory / "aikit.toml").write_text(config_text(server.url, extra))
-        self.config = Config.load(cwd=directory, env={}, user_dir=directory / "user-config")
+        self.config = Config.load(cwd=directory, env=trusting_env(), user_dir=directory / "user-config")
         self.components = Components.open(config=self.config, data_dir=directory / "data", plugins=False,
                                           loop_getter=runtime.get_loop)
 

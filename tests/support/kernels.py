@@ -31,6 +31,8 @@ def kernel_env(data_dir: str | os.PathLike[str], **extra: Any) -> dict[str, str]
     private data directory and ``extra`` (values are stringified)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIKIT_")}
     env["AIKIT_DATA_DIR"] = str(data_dir)
+    if "AIKIT_TRUST_PROJECT_CONFIG" in os.environ:  # tests/conftest.py
+        env["AIKIT_TRUST_PROJECT_CONFIG"] = os.environ["AIKIT_TRUST_PROJECT_CONFIG"]
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
     env.update({k: str(v) for k, v in extra.items()})
     return env

@@ -20,6 +20,7 @@ from aikit_kernel import runtime
 from aikit_kernel.lua.convert import lua_to_python
 from aikit_kernel.lua.engine import LuaEngine, LuaFailure
 from aikit_kernel.lua_runtime import build_lua_runtime
+from tests.support.trust import trusting_env
 
 
 class RecordingOutput:
@@ -90,7 +91,7 @@ def open_lua(cwd: Path, env: dict[str, str] | None = None, max_tool_calls: int |
     """A ``Lua`` whose config is read from ``cwd`` (its aikit.toml, no user config, overrides from
     ``env`` only) and whose data directory is ``cwd/data``; ``max_tool_calls`` overrides the
     policy's budget."""
-    config = Config.load(cwd=cwd, env=env or {}, user_dir=cwd / "user-config")
+    config = Config.load(cwd=cwd, env=trusting_env(env), user_dir=cwd / "user-config")
     components = Components.open(config=config, data_dir=cwd / "data", plugins=False, loop_getter=runtime.get_loop)
     if max_tool_calls is not None:
         components.policy.max_tool_calls = max_tool_calls
