@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 from .agents.agent import UsageLedger
 from .artifacts import ArtifactStore
 from .config import Config
+from .control.approvals import ApprovalInterceptor, ApprovalPolicy
+from .control.journal import EffectJournal, JournalInterceptor
 from .config import data_dir as default_data_dir
 from .events import EventBus
 from .hooks import HookRegistry
@@ -61,6 +63,10 @@ class Components:
     _rag: Any = field(default=None, repr=False)
     ledger: UsageLedger = field(default_factory=UsageLedger)
     _tools_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    #: A person's approvals (control/approvals.py) and the effect journal (control/journal.py),
+    #: both in ``pipeline``; None for components assembled by hand.
+    approvals: ApprovalInterceptor | None = None
+    journal: EffectJournal | None = None
 
     @property
     def tools(self) -> ToolRegistry:
@@ -130,12 +136,19 @@ class Components:
         ``session_id`` when given, else create a new one named ``session_name``."""
         config = config or Config.load()
         directory = Path(data_dir) if data_dir is not None else default_data_dir()
+        approval_policy = ApprovalPolicy.from_config(config)  # a bad policy fails before anything opens
         events = EventBus(loop_getter=loop_getter)
         hooks = HookRegistry(on_error=lambda point, name, exc: events.publish(
             "hook.failed", {"point": point, "hook": name, "error": f"{type(exc).__name__}: {exc}"}, source="hooks"))
         pipeline = standard_pipeline(events, hooks)
         sessions = SessionStore(directory, events=events)
         session = sessions.resume(session_id) if session_id else sessions.create(name=session_name)
+        ledger = UsageLedger(dict(config.get("models.prices", None) or {}))
+        approvals = ApprovalInterceptor(approval_policy, events,
+                                        spend=lambda: ledger.session_cost)
+        pipeline.add(approvals)
+        journal = EffectJournal(directory / "journal.sqlite")
+        pipeline.add(JournalInterceptor(journal))
         return cls(
             config=config,
             policy=SecurityPolicy.from_config(config),
@@ -149,7 +162,9 @@ class Components:
             data_dir=directory,
             session=session,
             plugins=plugins,
-            ledger=UsageLedger(dict(config.get("models.prices", None) or {})),
+            ledger=ledger,
+            approvals=approvals,
+            journal=journal,
         )
 
     def tool_context(self, caller: str = "python", budget: Budget | None = None) -> ToolContext:
@@ -169,6 +184,8 @@ class Components:
         except Exception:
             log.exception("could not complete session %s", self.session.id)
         closers = [self.state.close, self.artifacts.close, self.sessions.close]
+        if self.journal is not None:
+            closers.append(self.journal.close)
         if self._rag is not None:
             closers.insert(0, self._rag.close)
         for closer in closers:

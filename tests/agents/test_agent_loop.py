@@ -75,7 +75,9 @@ class TestPlainAnswer:
         result = run(env.agent(name="d").run("x"))
         assert result.to_dict() == {"text": "fine", "data": None, "tool_calls": [], "steps": 1,
                                     "usage": {"input_tokens": 10, "output_tokens": 5, "total_tokens": 15},
-                                    "model": "openai/m", "stop_reason": "end", "refusal": None}
+                                    "model": "openai/m", "stop_reason": "end", "refusal": None,
+                                    "run_id": result.run_id, "status": "done"}
+        assert result.run_id.startswith("run-")
 
     def test_finish_reason_length_is_max_tokens(self, env: AgentEnv) -> None:
         env.server.reply(OPENAI, answer("cut sh", finish="length"))
