@@ -207,10 +207,10 @@ class Agent:
         run = RunControl(run_id or new_run_id(), "agent", self.spec.name, tuple(self.spec.approve))
         return await self._start(input, on_text, run, None)
 
-    async def resume(self, record: dict[str, Any], decisions: dict[str, tuple[str, str]] | None = None, *,
+    async def resume(self, record: dict[str, Any], decisions: dict[str, tuple[str, ...]] | None = None, *,
                      on_text: Callable[[str], None] | None = None) -> AgentResult:
         """Continue the stored run ``record`` (from :class:`AgentRunStore`, checked resumable)
-        with ``decisions`` for its pending calls (approval key -> ("approved" | "denied", reason)):
+        with ``decisions`` for its pending calls (approval key -> ("approved" | "denied", reason, who)):
         calls already finished are replayed from the effect journal, never run again."""
         given = {k: tuple(v) for k, v in (record.get("decisions") or {}).items()}
         given.update(decisions or {})

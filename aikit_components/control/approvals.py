@@ -338,10 +338,10 @@ class ApprovalInterceptor(Interceptor):
             given = None
             for _ in range(3):
                 text = await asker.aask(request.prompt())  # type: ignore[union-attr]
-                given = parse_answer(text, _who())
+                given = parse_answer(text, who_answers())
                 if given is not None or text is None:
                     break
-            given = given or Answer("denied", "no answer", _who())
+            given = given or Answer("denied", "no answer", who_answers())
             self.decided(request, given)
         return self._apply(op, request, given)
 
@@ -349,10 +349,10 @@ class ApprovalInterceptor(Interceptor):
         given = None
         for _ in range(3):  # an answer that is none of the words is asked again
             text = ask(request.prompt())
-            given = parse_answer(text, _who())
+            given = parse_answer(text, who_answers())
             if given is not None or text is None:
                 break
-        given = given or Answer("denied", "no answer", _who())
+        given = given or Answer("denied", "no answer", who_answers())
         self.decided(request, given)
         return given
 
@@ -368,8 +368,8 @@ class ApprovalInterceptor(Interceptor):
             return Answer("approved", "approved always for this session", "session")
         run = CURRENT_RUN.get()
         if run is not None and request.key in run.decisions:
-            decision, reason = run.decisions[request.key]
-            return Answer(decision, reason, "resume")
+            decision, reason, *who = run.decisions[request.key]
+            return Answer(decision, reason, who[0] if who else "")
         return None
 
     def _can_ask(self, asker: Asker) -> bool:
@@ -476,7 +476,8 @@ def _path_outside_cwd(args: Any) -> str | None:
     return None
 
 
-def _who() -> str:
+def who_answers() -> str:
+    """The name of the person at this process (the OS user)."""
     try:
         return getpass.getuser()
     except Exception:  # noqa: BLE001

@@ -42,8 +42,8 @@ class RunControl:
     #: Tool-name patterns (``fnmatch``) whose calls need a person's approval in this run.
     approve: tuple[str, ...] = ()
     #: Decisions given for this run's pending calls (resume): the call's approval key -> decision
-    #: ("approved" | "denied") and reason.
-    decisions: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: ("approved" | "denied"), reason and who decided.
+    decisions: dict[str, tuple[str, ...]] = field(default_factory=dict)
     #: Whether a person may be asked now (False: a call needing approval pauses the run).
     interactive: bool = True
 
