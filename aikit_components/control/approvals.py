@@ -331,19 +331,30 @@ class ApprovalInterceptor(Interceptor):
             return None
         given = self._given(request)
         if given is None:
-            asker = self.asker
-            if asker is None or not self._can_ask(asker):
+            given = await self.ask_person(request)
+        if given is None:
+            wait = op.meta.get("approval_wait")  # a workflow step waits for a stored decision instead
+            if wait is None:
                 self._pause(request)
-            self._requested(request)
-            given = None
-            for _ in range(3):
-                text = await asker.aask(request.prompt())  # type: ignore[union-attr]
-                given = parse_answer(text, who_answers())
-                if given is not None or text is None:
-                    break
-            given = given or Answer("denied", "no answer", who_answers())
-            self.decided(request, given)
+            given = await wait(request)
         return self._apply(op, request, given)
+
+    async def ask_person(self, request: ApprovalRequest) -> Answer | None:
+        """Ask a person through the front door (publishing the question and the decision); None
+        when nobody can be asked here."""
+        asker = self.asker
+        if asker is None or not self._can_ask(asker):
+            return None
+        self._requested(request)
+        given = None
+        for _ in range(3):  # an answer that is none of the words is asked again
+            text = await asker.aask(request.prompt())
+            given = parse_answer(text, who_answers())
+            if given is not None or text is None:
+                break
+        given = given or Answer("denied", "no answer", who_answers())
+        self.decided(request, given)
+        return given
 
     def _answer(self, request: ApprovalRequest, ask: Callable[[str], str | None]) -> Answer:
         given = None
@@ -430,6 +441,10 @@ class ApprovalInterceptor(Interceptor):
         return rule if callable(rule) else None
 
     # -- events ---------------------------------------------------------------------------------
+    def requested(self, request: ApprovalRequest) -> None:
+        """Publish ``approval.requested`` for ``request``."""
+        self._requested(request)
+
     def _requested(self, request: ApprovalRequest) -> None:
         self._publish("approval.requested", {**request.to_dict(), "at": now_iso()})
 

@@ -7,14 +7,17 @@ after, each on disk (SQLite WAL, ``synchronous=FULL``) before the call goes on o
 handed back. When the run is resumed (after a crash, a ``kill -9``, a kernel restart) and makes the
 same call again:
 
-- a finished call is replayed from the journal: its stored result (or error) comes back and the
-  tool does not run;
+- a finished call is replayed from the journal: its stored result comes back and the tool does not
+  run (a call that failed leaves no entry: it runs again);
 - a call started but never finished is **in doubt**: it ran, or not, or half. It runs again only if
   its tool is idempotent (``Tool.define{idempotent = true}``; the read-only built-ins are);
   otherwise it raises :class:`~.approvals.ApprovalRequired` with ``in_doubt = true``, so the run
   pauses and a person decides (approve runs it again, deny tells the model it did not run).
 
-A journal entry is keyed by the run id and the call's place in the run (``<step>.<n>#<i>``).
+A journal entry is keyed by the run id and the call's place in the run (agent: ``<step>.<call>#0``;
+workflow: ``<step id>@<attempt>#<n>``), and
+holds the tool's name and the digest of its arguments: a different call in that place (a workflow
+edited before its resume) is a new call.
 """
 
 from __future__ import annotations
@@ -149,7 +152,14 @@ class EffectJournal:
                     "WHERE run_id = ? AND call_key = ?", (text, time.time(), run_id, call_key))
 
     def forget(self, run_id: str, call_key: str) -> None:
-        self._write("DELETE FROM effects WHERE run_id = ? AND call_key = ? AND status = 'started'", (run_id, call_key))
+        """Drop a call's entry: it ended without an effect to remember (it failed)."""
+        self._write("DELETE FROM effects WHERE run_id = ? AND call_key = ?", (run_id, call_key))
+
+    def forget_place(self, run_id: str, prefix: str) -> None:
+        """Drop the entries of the calls whose key starts with ``prefix`` (a workflow step that
+        failed: a resume runs it again, calls and all)."""
+        pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        self._write("DELETE FROM effects WHERE run_id = ? AND call_key LIKE ? ESCAPE '\\'", (run_id, pattern))
 
     def _write(self, sql: str, params: tuple[Any, ...]) -> None:
         with self._lock:
@@ -188,8 +198,11 @@ class JournalInterceptor(Interceptor):
         if key is None:  # a retry of the same operation keeps its key
             key = op.meta["journal.key"] = scope.next_key()
         args = operation_args(op)
+        args_digest = digest(args)
         entry = self.journal.get(run.run_id, key)
-        if entry is not None and entry.status == "finished" and entry.name == op.name:
+        if entry is not None and (entry.name != op.name or entry.args_digest != args_digest):
+            entry = None  # another call in that place now (the workflow was edited): not this one's entry
+        if entry is not None and entry.status == "finished":
             op.meta["journal.replayed"] = True
             outcome = entry.outcome or {}
             if "error" in outcome:
@@ -197,7 +210,7 @@ class JournalInterceptor(Interceptor):
                 raise AikitError(str(error.get("message", "the call failed")), code=str(error.get("code", "error")),
                                  details={**(error.get("details") or {}), "replayed": True})
             return Decision.replace(outcome.get("result"))
-        if entry is not None and entry.status == "started" and not _idempotent(op):
+        if entry is not None and entry.status == "started" and not _idempotent(op) and not run.retry_in_doubt:
             request = ApprovalRequest("tool", op.name, args,
                                       f"the call of {op.name!r} was started but its end was never recorded (the run "
                                       "stopped during it): it may have run, or not, or half; its tool is not "
@@ -207,9 +220,13 @@ class JournalInterceptor(Interceptor):
                     reason = run.decisions[request.key][1]
                     raise ApprovalDenied(f"the in-doubt call of {op.name!r} was not run again"
                                          + (f": {reason}" if reason else ""), details={"request": request.to_dict()})
-                raise ApprovalRequired(f"tool {op.name!r} is in doubt in run {run.run_id!r}: {request.why}",
+                how = (f"Agent.resume({run.run_id!r}, {{approve = {{{op.name!r}}}}}) runs it again, deny does not"
+                       if run.kind == "agent" else
+                       f"resume with approve_in_doubt to run it again (aikit mission resume {run.run_id} "
+                       "--approve-in-doubt; wf:resume(run_id, {approve_in_doubt = true}))")
+                raise ApprovalRequired(f"tool {op.name!r} is in doubt in run {run.run_id!r}: {request.why}; {how}",
                                        details={"request": request.to_dict()})
-        self.journal.started(run.run_id, key, op.kind.name, op.name, digest(args))
+        self.journal.started(run.run_id, key, op.kind.name, op.name, args_digest)
         op.meta["journal.run"] = run.run_id
         return None
 
@@ -222,11 +239,11 @@ class JournalInterceptor(Interceptor):
         run_id = op.meta.get("journal.run")
         if run_id is None or op.meta.get("journal.replayed"):
             return
-        if error.code in ("interrupted", "needs_approval"):
-            if error.code == "needs_approval":  # nothing ran past the question: not in doubt
-                self.journal.forget(run_id, op.meta["journal.key"])
-            return  # interrupted: it may have run; left in doubt
-        self.journal.finished(run_id, op.meta["journal.key"], {"error": error.to_dict()})
+        if error.code == "interrupted":
+            return  # it may have run, or not, or half: left in doubt
+        # A call that failed runs again on a resume (what "re-run what did not succeed" means);
+        # one that asked for approval never ran past the question.
+        self.journal.forget(run_id, op.meta["journal.key"])
 
 
 def _idempotent(op: Operation) -> bool:

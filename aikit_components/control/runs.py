@@ -46,6 +46,8 @@ class RunControl:
     decisions: dict[str, tuple[str, ...]] = field(default_factory=dict)
     #: Whether a person may be asked now (False: a call needing approval pauses the run).
     interactive: bool = True
+    #: Run again every in-doubt call (a workflow resumed with ``approve_in_doubt``).
+    retry_in_doubt: bool = False
 
 
 CURRENT_RUN: ContextVar[RunControl | None] = ContextVar("aikit_current_run", default=None)

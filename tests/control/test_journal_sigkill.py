@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +62,11 @@ def aikit_run(tmp_path: Path, path: Path) -> subprocess.CompletedProcess[str]:
                           env=env(tmp_path), stdin=subprocess.DEVNULL)
 
 
+def finished_in_journal(tmp_path: Path) -> int:
+    with closing(sqlite3.connect(tmp_path / "data" / "journal.sqlite", timeout=10)) as db:
+        return db.execute("SELECT count(*) FROM effects WHERE status = 'finished'").fetchone()[0]
+
+
 def run_and_kill(tmp_path: Path, llm_server: Any, idempotent: bool) -> None:
     (tmp_path / "aikit.toml").write_text(config_text(llm_server.url))
     llm_server.reply(OPENAI, answer(None, [call("append", {"line": "one"}, "c1"), call("append", {"line": "two"}, "c2"),
@@ -70,6 +77,9 @@ def run_and_kill(tmp_path: Path, llm_server: Any, idempotent: bool) -> None:
     try:
         assert wait_until(lambda: (tmp_path / "hung").exists() or proc.poll() is not None, timeout=90), \
             "the tool never reached the third call"
+        # the calls run one after another on the Lua thread: "two" returned before "three" began, and
+        # its end reaches the journal (on the I/O loop) soon after; kill once it has
+        assert wait_until(lambda: finished_in_journal(tmp_path) == 2 or proc.poll() is not None, timeout=30)
         assert proc.poll() is None, proc.communicate()
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
