@@ -279,7 +279,12 @@ class Agent:
             else:
                 request = Request(model="", messages=messages, tools=tools, temperature=spec.temperature,
                                   max_tokens=spec.max_tokens, json_schema=spec.output_schema)
-                completion = await self._ask(request, on_text, step, usage)
+                try:
+                    completion = await self._ask(request, on_text, step, usage)
+                except ApprovalRequired as exc:  # the model call (or its request) waits for a person
+                    pending = [dict(exc.details.get("request") or {}, message=exc.message, call_id=f"model-{step}")]
+                    return self._paused(result, pending, messages, first_new, lambda: save("needs_approval", step,
+                                                                                        pending=pending))
                 result.model = completion.model or result.model
                 messages.append(completion.message)
                 calls = completion.tool_calls
@@ -303,12 +308,8 @@ class Agent:
                 pending = [dict(r.pending, call_id=c.id, index=i)
                            for i, (c, r) in enumerate(zip(calls, records, strict=True)) if r.pending is not None]
                 if pending:  # the step's results wait for the decisions; finished calls are in the journal
-                    result.status, result.stop_reason, result.pending = "needs_approval", "needs_approval", pending
-                    result.text = (f"waiting for approval of {len(pending)} call(s): "
-                                   + ", ".join(p["name"] for p in pending))
-                    save("needs_approval", step, pending=pending)
-                    result.messages = messages[first_new:]
-                    return result
+                    return self._paused(result, pending, messages, first_new,
+                                        lambda: save("needs_approval", step, pending=pending))
                 for call, record in zip(calls, records, strict=True):
                     result.tool_calls.append(record)
                     messages.append(Message.tool_result(call, _tool_result_text(record), is_error=record.error is not None))
@@ -340,6 +341,16 @@ class Agent:
                 result.text = f"stopped after {spec.max_steps} steps without a final answer"
         result.messages = messages[first_new:]
         save("done", result.steps, result={k: v for k, v in result.to_dict().items() if k != "tool_calls"})
+        return result
+
+    @staticmethod
+    def _paused(result: AgentResult, pending: list[dict[str, Any]], messages: list[Message], first_new: int,
+                save: Callable[[], None]) -> AgentResult:
+        """End the run for now: it waits for decisions on ``pending`` (stored by ``save``)."""
+        result.status, result.stop_reason, result.pending = "needs_approval", "needs_approval", pending
+        result.text = f"waiting for approval of {len(pending)} call(s): " + ", ".join(p["name"] for p in pending)
+        save()
+        result.messages = messages[first_new:]
         return result
 
     async def _ask(self, request: Request, on_text: Callable[[str], None] | None, step: int, usage: Usage) -> Completion:
