@@ -30,6 +30,7 @@ from typing import Any
 
 from ..control import runs as control_runs
 from ..control.approvals import ApprovalRequired
+from ..control.journal import JournalCorrupted
 from ..control.runs import AgentRunStore, RunControl, in_call, in_run, new_run_id
 from ..errors import AikitError, InvalidArgument
 from ..operations import Operation, OperationKind, Pipeline, honours
@@ -374,6 +375,8 @@ class Agent:
                 record.result = await self.registry.acall(call.name, call.arguments, ctx)
         except asyncio.CancelledError:
             raise
+        except JournalCorrupted:  # the run cannot know what already ran: it stops, nothing decided
+            raise
         except ApprovalRequired as exc:  # nobody could be asked: the run pauses for a decision
             record.pending = dict(exc.details.get("request") or {}, message=exc.message)
         except AikitError as exc:  # validation problems, tool failures, denials: the model gets to react
@@ -463,6 +466,10 @@ async def _run_once(op: Operation) -> AgentResult:
         with in_run(run):
             result = await agent._loop(str(op.payload.get("input", "")), op.meta["on_text"], op.meta["usage"], run,
                                        op.meta.get("resume"))
+    except JournalCorrupted:  # stored as it was: resumable once the journal is repaired
+        resumed = op.meta.get("resume") or {}
+        agent._mark(run, str(resumed.get("status") or "interrupted"), pending=resumed.get("pending") or [])
+        raise
     except AikitError as exc:
         agent._mark(run, "failed", error=exc.to_dict())
         raise

@@ -83,6 +83,9 @@ async def resume_agent_run(components: Any, run_id: Any, approve: Any = None, de
 
     store = AgentRunStore(components.state)
     record = store.load_resumable(run_id)
+    journal = getattr(components, "journal", None)
+    if journal is not None:  # a corrupt journal stops the resume before anything runs or is decided
+        journal.entries(record["run_id"])
     decisions = decide(store, record, approve, deny, reason, who, components.events)
     waiting = undecided(record, decisions)
     if record.get("status") == "needs_approval" and waiting and len(waiting) == len(record.get("pending") or []):

@@ -131,3 +131,45 @@ class TestBadInput:
         assert "unknown option" in lua.fail("Agent.resume('r', {aprove = {}})").evalue
         assert "approval" in lua.fail("Tool.define{name = 't', fn = function() end, approval = 3}").evalue
         assert "approve" in lua.fail("Agent.new{name = 'q', approve = {3}}").evalue
+
+
+class TestCorruptedJournal:
+    def test_a_corrupted_entry_is_a_clear_error_and_nothing_is_lost(self, lua: Lua, llm_server: Any,
+                                                                     tmp_path: Path) -> None:
+        import sqlite3
+        from contextlib import closing
+
+        result = paused(lua, llm_server)  # calculate finished (journaled), note waits
+        journal = tmp_path / "data" / "journal.sqlite"
+        with closing(sqlite3.connect(journal)) as db, db:
+            db.execute("UPDATE effects SET outcome = '{not json' WHERE name = 'calculate'")
+        failure = lua.fail(f"Agent.resume('{result['run_id']}', {{approve = {{'note'}}}})")
+        assert failure.ename == "journal_corrupted"
+        assert "is corrupt: the stored outcome of call '1.0#0' ('calculate')" in failure.evalue
+        assert "Nothing was run or deleted" in failure.evalue
+        with closing(sqlite3.connect(journal)) as db:
+            assert db.execute("SELECT count(*) FROM effects").fetchone()[0] == 1  # the entry is still there
+        assert lua.run("return notes") is None
+        # fixed by hand, the run resumes where it was
+        with closing(sqlite3.connect(journal)) as db, db:
+            db.execute("UPDATE effects SET outcome = '{\"result\": 2}' WHERE name = 'calculate'")
+        llm_server.reply(OPENAI, answer("done"))
+        assert lua.run(f"return Agent.resume('{result['run_id']}', {{approve = {{'note'}}}}).status") == "done"
+        assert lua.run("return notes") == "hi;"
+
+    def test_a_journal_that_is_not_a_database(self, llm_server: Any, tmp_path: Path, make_lua: Any) -> None:
+        first = make_lua()
+        result = paused(first, llm_server)
+        first.close(close_models=True)
+        journal = tmp_path / "data" / "journal.sqlite"
+        for extra in ("-wal", "-shm"):
+            Path(str(journal) + extra).unlink(missing_ok=True)
+        journal.write_bytes(b"this is not a database" * 100)
+        second = open_lua(tmp_path)
+        try:
+            second.run(WRITER)
+            failure = second.fail(f"Agent.resume('{result['run_id']}', {{approve = {{'note'}}}})")
+            assert failure.ename == "journal_corrupted" and str(journal) in failure.evalue
+            assert second.run(f"return Agent.runs('needs_approval')[1].run_id") == result["run_id"]
+        finally:
+            second.close(close_models=True)
