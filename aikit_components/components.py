@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 from .agents.agent import UsageLedger
 from .artifacts import ArtifactStore
 from .config import Config
+from .config import data_dir as default_data_dir
 from .control.approvals import ApprovalInterceptor, ApprovalPolicy
 from .control.journal import EffectJournal, JournalInterceptor
-from .config import data_dir as default_data_dir
 from .events import EventBus
 from .hooks import HookRegistry
 from .operations import Pipeline

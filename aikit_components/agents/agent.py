@@ -284,8 +284,7 @@ class Agent:
                     completion = await self._ask(request, on_text, step, usage)
                 except ApprovalRequired as exc:  # the model call (or its request) waits for a person
                     pending = [dict(exc.details.get("request") or {}, message=exc.message, call_id=f"model-{step}")]
-                    return self._paused(result, pending, messages, first_new, lambda: save("needs_approval", step,
-                                                                                        pending=pending))
+                    return self._paused(result, pending, messages, first_new, save, step)
                 result.model = completion.model or result.model
                 messages.append(completion.message)
                 calls = completion.tool_calls
@@ -309,8 +308,7 @@ class Agent:
                 pending = [dict(r.pending, call_id=c.id, index=i)
                            for i, (c, r) in enumerate(zip(calls, records, strict=True)) if r.pending is not None]
                 if pending:  # the step's results wait for the decisions; finished calls are in the journal
-                    return self._paused(result, pending, messages, first_new,
-                                        lambda: save("needs_approval", step, pending=pending))
+                    return self._paused(result, pending, messages, first_new, save, step)
                 for call, record in zip(calls, records, strict=True):
                     result.tool_calls.append(record)
                     messages.append(Message.tool_result(call, _tool_result_text(record), is_error=record.error is not None))
@@ -346,11 +344,11 @@ class Agent:
 
     @staticmethod
     def _paused(result: AgentResult, pending: list[dict[str, Any]], messages: list[Message], first_new: int,
-                save: Callable[[], None]) -> AgentResult:
-        """End the run for now: it waits for decisions on ``pending`` (stored by ``save``)."""
+                save: Callable[..., None], step: int) -> AgentResult:
+        """End the run for now: it waits at ``step`` for decisions on ``pending`` (stored by ``save``)."""
         result.status, result.stop_reason, result.pending = "needs_approval", "needs_approval", pending
         result.text = f"waiting for approval of {len(pending)} call(s): " + ", ".join(p["name"] for p in pending)
-        save()
+        save("needs_approval", step, pending=pending)
         result.messages = messages[first_new:]
         return result
 

@@ -41,7 +41,7 @@ from urllib.parse import urlsplit
 
 from ..errors import AikitError, ConfigError
 from ..operations import APPROVAL, Decision, Interceptor, Operation, OperationKind
-from .runs import CURRENT_RUN, RunControl
+from .runs import CURRENT_RUN
 
 log = logging.getLogger(__name__)
 

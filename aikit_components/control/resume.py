@@ -10,7 +10,7 @@ run resumed later, or resumed again after a crash, keeps them) and each one is p
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..errors import AikitError, InvalidArgument, NotFound
@@ -75,12 +75,11 @@ def undecided(record: dict[str, Any], decisions: dict[str, tuple[str, ...]]) -> 
     return [p for p in record.get("pending") or [] if isinstance(p, dict) and p.get("key") not in decisions]
 
 
-async def resume_agent_run(components: Any, run_id: Any, approve: Any = None, deny: Any = None, reason: str = "",
-                           who: str = "", on_text: Any = None, agent: Any = None) -> Any:
-    """Resume stored agent run ``run_id`` with these decisions; its :class:`AgentResult`. The
-    agent is rebuilt from the stored spec (its tools must exist in this process) unless given."""
-    from ..agents import AgentSpec
-
+async def resume_agent_run(components: Any, run_id: Any, build: Callable[[dict[str, Any]], Any],
+                           approve: Any = None, deny: Any = None, reason: str = "", who: str = "",
+                           on_text: Any = None) -> Any:
+    """Resume stored agent run ``run_id`` with these decisions; its ``AgentResult``. The agent is
+    rebuilt by ``build(spec_fields)`` from the stored spec (its tools must exist in this process)."""
     store = AgentRunStore(components.state)
     record = store.load_resumable(run_id)
     journal = getattr(components, "journal", None)
@@ -93,14 +92,13 @@ async def resume_agent_run(components: Any, run_id: Any, approve: Any = None, de
         raise AikitError(f"agent run {record['run_id']!r} waits for decisions on: {shown}; pass "
                          "{approve = {...}} or {deny = {...}} (call ids, tool names or \"*\")",
                          code="needs_approval", details={"run_id": record["run_id"], "pending": waiting})
-    if agent is None:
-        spec_fields = dict(record.get("spec") or {})
-        missing = [t for t in spec_fields.get("tools") or [] if t not in components.tools]
-        if missing:
-            raise NotFound(f"agent run {record['run_id']!r} uses tools this process does not have: "
-                           f"{', '.join(missing)}; define them (Tool.define) before resuming",
-                           details={"run_id": record["run_id"], "missing": missing})
-        agent = components.new_agent(AgentSpec(**spec_fields))
+    spec_fields = dict(record.get("spec") or {})
+    missing = [t for t in spec_fields.get("tools") or [] if t not in components.tools]
+    if missing:
+        raise NotFound(f"agent run {record['run_id']!r} uses tools this process does not have: "
+                       f"{', '.join(missing)}; define them (Tool.define) before resuming",
+                       details={"run_id": record["run_id"], "missing": missing})
+    agent = build(spec_fields)
     return await agent.resume(record, decisions, on_text=on_text)
 
 

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import AikitError, InvalidArgument, NotFound, ValidationError
 from ..control.step_approval import check_params as check_approval_params
+from ..errors import AikitError, InvalidArgument, NotFound, ValidationError
 from .model import STEP_KINDS, Condition, Loop, Step, Workflow
 from .templates import LOOP_FIELDS, STEP_FIELDS, Ref, Template
 from .templates import compile as compile_template

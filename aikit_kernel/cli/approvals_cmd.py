@@ -69,6 +69,7 @@ def _list(components: Any, as_json: bool) -> int:
 
 
 async def _decide(components: Any, args: argparse.Namespace) -> int:
+    from aikit_components.agents import AgentSpec
     from aikit_components.control.approvals import who_answers
     from aikit_components.control.resume import decide, resume_agent_run, undecided
     from aikit_components.control.runs import AgentRunStore
@@ -91,7 +92,8 @@ async def _decide(components: Any, args: argparse.Namespace) -> int:
               f"or `aikit approvals approve {record['run_id']}`")
         return 0
     try:
-        result = await resume_agent_run(components, record["run_id"], who=who)
+        result = await resume_agent_run(components, record["run_id"],
+                                        lambda fields: components.new_agent(AgentSpec(**fields)), who=who)
     finally:
         await components.models.aclose()
     print(f"run {result.run_id}: {result.status}")

@@ -170,6 +170,6 @@ class TestCorruptedJournal:
             second.run(WRITER)
             failure = second.fail(f"Agent.resume('{result['run_id']}', {{approve = {{'note'}}}})")
             assert failure.ename == "journal_corrupted" and str(journal) in failure.evalue
-            assert second.run(f"return Agent.runs('needs_approval')[1].run_id") == result["run_id"]
+            assert second.run("return Agent.runs('needs_approval')[1].run_id") == result["run_id"]
         finally:
             second.close(close_models=True)

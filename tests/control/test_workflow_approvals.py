@@ -26,7 +26,10 @@ config: {max_concurrent_steps: 1}
 steps:
   - {id: gate, step_type: approval, parameters: {message: "ship it?"}}
   - {id: side, step_type: create_file, parameters: {path: side.txt, content: x}}
-  - {id: ship, step_type: create_file, depends_on: [gate], parameters: {path: shipped.txt, content: "{{steps.gate.output.reason}}"}}
+  - id: ship
+    step_type: create_file
+    depends_on: [gate]
+    parameters: {path: shipped.txt, content: "{{steps.gate.output.reason}}"}
 """
 
 

@@ -152,8 +152,9 @@ def install(engine: LuaEngine, components: Components, scope: Any, collections: 
         if not isinstance(reason, str):
             raise InvalidArgument("Agent.resume: reason must be a string")
         rid = py(engine, run_id) if run_id is not None else None
-        result = engine.wait(resume_agent_run(components, rid, _listed(o.get("approve")), _listed(o.get("deny")),
-                                              reason, who=_who()))
+        result = engine.wait(resume_agent_run(components, rid, lambda fields: components.new_agent(
+            AgentSpec(**fields), context=lambda: scope.context), _listed(o.get("approve")), _listed(o.get("deny")),
+            reason, who=_who()))
         engine.dispatcher.service()
         return lua(engine, result.to_dict())
 
