@@ -232,6 +232,7 @@ class ApprovalInterceptor(Interceptor):
     always: set[str] = field(default_factory=set)
     #: Hosts requests went to (``new_host``).
     seen_hosts: set[str] = field(default_factory=set)
+    _steps: bool = field(default=False, repr=False)  # see watch_steps()
 
     order = APPROVAL
     name = "approval"
@@ -248,23 +249,44 @@ class ApprovalInterceptor(Interceptor):
 
     # -- which operations ---------------------------------------------------------------------
     def wants_kind(self, kind: OperationKind) -> bool | None:
-        return None if kind.name in KINDS else False
+        # Answers are cached per kind until changed(): a policy not asking about a kind costs its
+        # operations nothing; tool calls and steps are decided per operation (cheaply, in wants).
+        name, require = kind.name, self.policy.require
+        if name == "tool":
+            return None
+        if name == "workflow.step":
+            return None if self._steps else False
+        if name == "process":
+            return "process" in require
+        if name == "http":
+            return "new_host" in require
+        if name == "agent":
+            return "agent_run" in require
+        if name == "llm":
+            return bool(require & {"model_call", "spend_above"})
+        return False
 
     def wants(self, op: Operation) -> bool:
         kind = op.kind.name
-        if kind == "http":
-            return "new_host" in self.policy.require
         if kind == "tool":
-            return True  # a tool's own rule, the run's patterns, the policy: see why()
-        if kind == "process":
-            return "process" in self.policy.require
-        if kind == "agent":
-            return "agent_run" in self.policy.require
-        if kind == "llm":
-            return bool(self.policy.require & {"model_call", "spend_above"})
+            tool = op.meta.get("tool")
+            if getattr(tool, "approval", None) is not None:
+                return True
+            require = self.policy.require
+            if "tool_call" in require or ("write_outside_cwd" in require and getattr(tool, "security", "") == "write"):
+                return True
+            run = CURRENT_RUN.get()
+            return run is not None and bool(run.approve or run.decisions)
         if kind == "workflow.step":
             return bool(op.meta.get("approval"))
-        return False
+        return True
+
+    def watch_steps(self) -> None:
+        """A workflow with steps declared ``approval = true`` is about to run: from now on the
+        interceptor joins workflow steps (until then they cost nothing)."""
+        if not self._steps:
+            self._steps = True
+            self.changed()
 
     def why(self, op: Operation) -> str | None:
         """Why ``op`` needs approval (None: it does not); only the synchronous rules."""

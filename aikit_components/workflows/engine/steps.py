@@ -94,6 +94,9 @@ class StepRunner:
         self._hooks = hooks
         self._components = components
         self._retry_in_doubt = retry_in_doubt
+        approvals = getattr(components, "approvals", None)
+        if approvals is not None and any(step.approval for step in workflow.steps):
+            approvals.watch_steps()
 
     @property
     def hooked(self) -> bool:
