@@ -82,3 +82,13 @@ def test_without_stdin_the_run_pauses_and_resumes_after_a_restart(agent_kernel: 
     agent_kernel.ok(DEFINE)
     assert agent_kernel.value(f"return Agent.resume('{run_id}', {{approve = {{'note'}}}}).text") == '"done"'
     assert agent_kernel.value("return notes") == '"hi;"'
+
+
+def test_a_tool_called_from_a_cell_is_asked_about_too(agent_kernel: Kernel) -> None:
+    agent_kernel.ok(DEFINE)
+    content, result = answer_question(agent_kernel, "return Tool.call('note', {text = 'direct'})", "yes")
+    assert "tool 'note'" in content["prompt"] and '{"text":"direct"}' in content["prompt"]
+    assert result.result_text == '"noted direct"'
+    _, denied = answer_question(agent_kernel, "return Tool.call('note', {text = 'nope'})", "no because")
+    assert denied.content["status"] == "error" and denied.content["ename"] == "approval_denied"
+    assert agent_kernel.value("return notes") == '"direct;"'
