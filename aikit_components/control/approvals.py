@@ -24,7 +24,6 @@ Every question publishes ``approval.requested`` and every decision ``approval.de
 
 from __future__ import annotations
 
-import asyncio
 import datetime as _dt
 import fnmatch
 import getpass
@@ -520,7 +519,3 @@ def who_answers() -> str:
     except Exception:  # noqa: BLE001
         return "user"
 
-
-async def ask_in_thread(read: Callable[[str], str | None], prompt: str) -> str | None:
-    """Run a blocking ``read(prompt)`` (a terminal's) without blocking the I/O loop."""
-    return await asyncio.to_thread(read, prompt)
