@@ -24,8 +24,10 @@ from .agents.agent import UsageLedger
 from .artifacts import ArtifactStore
 from .config import Config
 from .config import data_dir as default_data_dir
+from .control.approvals import ApprovalInterceptor, ApprovalPolicy
 from .control.audit import AuditInterceptor, AuditLedger, record_session_start, watch_events
 from .control.budgets import BudgetInterceptor, Budgets
+from .control.journal import EffectJournal, JournalInterceptor
 from .control.stop import StopSwitch
 from .events import EventBus
 from .hooks import HookRegistry
@@ -69,6 +71,10 @@ class Components:
     stop_switch: StopSwitch | None = None  # the kill switch (aikit.stop; docs/lua-api.md, Control)
     budgets: Budgets | None = None  # session, agent and workflow budgets ([budgets]; docs/lua-api.md, Control)
     _tools_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    #: A person's approvals (control/approvals.py) and the effect journal (control/journal.py),
+    #: both in ``pipeline``; None for components assembled by hand.
+    approvals: ApprovalInterceptor | None = None
+    journal: EffectJournal | None = None
 
     @property
     def tools(self) -> ToolRegistry:
@@ -140,6 +146,7 @@ class Components:
         follows ``[telemetry]`` (``metric_readers``: OTel metric readers to add, e.g. Prometheus)."""
         config = config or Config.load()
         directory = Path(data_dir) if data_dir is not None else default_data_dir()
+        approval_policy = ApprovalPolicy.from_config(config)  # a bad policy fails before anything opens
         events = EventBus(loop_getter=loop_getter)
         hooks = HookRegistry(on_error=lambda point, name, exc: events.publish(
             "hook.failed", {"point": point, "hook": name, "error": f"{type(exc).__name__}: {exc}"}, source="hooks"))
@@ -157,6 +164,12 @@ class Components:
         stop_switch = StopSwitch(events)
         pipeline.add(stop_switch)
         pipeline.add(BudgetInterceptor(budgets))
+        ledger = UsageLedger(dict(config.get("models.prices", None) or {}))
+        approvals = ApprovalInterceptor(approval_policy, events,
+                                        spend=lambda: ledger.session_cost)
+        pipeline.add(approvals)
+        journal = EffectJournal(directory / "journal.sqlite")
+        pipeline.add(JournalInterceptor(journal))
         return cls(
             config=config,
             policy=SecurityPolicy.from_config(config),
@@ -170,11 +183,13 @@ class Components:
             data_dir=directory,
             session=session,
             plugins=plugins,
-            ledger=UsageLedger(dict(config.get("models.prices", None) or {})),
+            ledger=ledger,
             telemetry=telemetry,
             audit=audit,
             stop_switch=stop_switch,
             budgets=budgets,
+            approvals=approvals,
+            journal=journal,
         )
 
     def tool_context(self, caller: str = "python", budget: Budget | None = None) -> ToolContext:
@@ -196,6 +211,8 @@ class Components:
         closers = [self.state.close, self.artifacts.close, self.sessions.close, self.telemetry.close]
         if self.audit is not None:
             closers.append(self.audit.close)
+        if self.journal is not None:
+            closers.append(self.journal.close)
         if self._rag is not None:
             closers.insert(0, self._rag.close)
         for closer in closers:

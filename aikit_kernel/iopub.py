@@ -213,6 +213,19 @@ class IOPubOutput:
             raise StdinNotAllowed("the frontend does not accept input requests")
         return runtime.run_sync(self._ask(prompt, password, parent, self.idents), should_stop=self._should_stop)
 
+    def can_ask(self) -> bool:
+        """Whether the request being served accepts input requests (``allow_stdin``)."""
+        parent = self.parent
+        return parent is not None and bool(parent.get("content", {}).get("allow_stdin", False))
+
+    async def aread_line(self, prompt: str) -> str:
+        """:meth:`readline` from the I/O loop (an approval asked while an agent runs there)."""
+        parent = self.parent
+        if parent is None or not parent.get("content", {}).get("allow_stdin", False):
+            raise StdinNotAllowed("the frontend does not accept input requests")
+        self.flush()
+        return await self._ask(prompt, False, parent, self.idents)
+
     _should_stop = staticmethod(lambda: False)
 
     def set_stop_check(self, check: Any) -> None:

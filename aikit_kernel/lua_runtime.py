@@ -24,6 +24,7 @@ from aikit_components.security import SecurityPolicy
 
 from . import runtime
 from .lua.api import install_globals
+from .lua.approvals import install_asker
 from .lua.engine import LuaEngine
 from .output import OutputSink
 from .settings import KernelSettings, LoadedSettings, load_settings
@@ -73,6 +74,8 @@ def build_lua_runtime(output: OutputSink, components: Components | None = None, 
         policy = components.policy
     engine = LuaEngine(output, policy, max_memory=settings.max_memory_bytes)
     scope = install_globals(engine, components)
+    if components is not None:
+        install_asker(engine, components)
     return LuaRuntime(engine, output, components, scope, settings, startup_error)
 
 

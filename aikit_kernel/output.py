@@ -51,6 +51,14 @@ class TerminalOutput:
         self._out.flush()
         self._err.flush()
 
+    def can_ask(self) -> bool:
+        """Whether a person is there to answer (a terminal, not a pipe or CI)."""
+        isatty = getattr(self._in, "isatty", None)
+        try:
+            return bool(isatty()) if callable(isatty) else False
+        except ValueError:  # closed
+            return False
+
     def readline(self, prompt: str, password: bool = False) -> str | None:
         self.flush()
         if prompt:

@@ -28,7 +28,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..control import runs as control_runs
+from ..control.approvals import ApprovalRequired
 from ..control.budgets import RunBudgetExceeded
+from ..control.journal import JournalCorrupted
+from ..control.runs import AgentRunStore, RunControl, in_call, in_run, new_run_id
 from ..errors import AikitError, InvalidArgument
 from ..operations import Operation, OperationKind, Pipeline, honours
 from ..operations.standard import standard_pipeline
@@ -60,6 +64,7 @@ class AgentSpec:
     output_schema: dict[str, Any] | None = None
     max_output_retries: int = 2
     memory: bool = False
+    approve: list[str] = field(default_factory=list)  # tool-name patterns whose calls need a person's approval
 
     def validate(self) -> None:
         def whole(v: Any) -> bool:
@@ -80,6 +85,8 @@ class AgentSpec:
             problems.append("max_tokens: an integer >= 1")
         if not isinstance(self.fallback, list) or not all(isinstance(m, str) for m in self.fallback):
             problems.append("fallback: a list of model names")
+        if not isinstance(self.approve, list) or not all(isinstance(p, str) and p for p in self.approve):
+            problems.append("approve: a list of tool names or patterns (\"http_*\")")
         if self.output_schema is not None and not isinstance(self.output_schema, dict):
             problems.append("output_schema: a JSON Schema table")
         if problems:
@@ -95,6 +102,7 @@ class ToolCallRecord:
     result: Any = None
     error: dict[str, Any] | None = None
     step: int = 0
+    pending: dict[str, Any] | None = None  # the approval request when the call waits for a decision
 
     def to_dict(self) -> dict[str, Any]:
         data = {"name": self.name, "arguments": self.arguments, "step": self.step}
@@ -116,15 +124,20 @@ class AgentResult:
     refusal: str | None = None  # with stop_reason content_filter: whose filter stopped the answer, and what it said
     messages: list[Message] = field(default_factory=list)
     trace_id: str | None = None  # the trace the run is part of (set by tracing; None when it is off)
+    run_id: str = ""
+    status: str = "done"  # done | needs_approval
+    pending: list[dict[str, Any]] = field(default_factory=list)  # with needs_approval: the calls waiting
 
     def to_dict(self) -> dict[str, Any]:
         data = {
             "text": self.text, "data": self.data, "tool_calls": [c.to_dict() for c in self.tool_calls],
             "steps": self.steps, "usage": self.usage.to_dict(), "model": self.model, "stop_reason": self.stop_reason,
-            "refusal": self.refusal,
+            "refusal": self.refusal, "run_id": self.run_id, "status": self.status,
         }
         if self.trace_id is not None:
             data["trace_id"] = self.trace_id
+        if self.pending:
+            data["pending"] = self.pending
         return data
 
 
@@ -145,6 +158,7 @@ class Agent:
         self.pipeline = pipeline if pipeline is not None else standard_pipeline(events, hooks)
         self.ledger = ledger
         self.usage = Usage()
+        self.runs = AgentRunStore(state) if state is not None and hasattr(state, "backend") else None
         for name in spec.tools:
             tools.get(name)  # unknown tools fail at creation, with suggestions
         self._validate_output = compile_validator(spec.output_schema) if spec.output_schema else None
@@ -190,53 +204,119 @@ class Agent:
 
         return Actor(handle, name=self.spec.name)
 
-    async def run(self, input: str, *, on_text: Callable[[str], None] | None = None) -> AgentResult:
-        """Run once. ``on_text`` (called on the loop) receives streamed text deltas."""
+    async def run(self, input: str, *, on_text: Callable[[str], None] | None = None,
+                  run_id: str | None = None) -> AgentResult:
+        """Run once. ``on_text`` (called on the loop) receives streamed text deltas. A call that
+        needs a person's approval when nobody can be asked pauses the run: the result's ``status``
+        is ``needs_approval``, its ``pending`` the calls waiting; :meth:`resume` continues it."""
+        run = RunControl(run_id or new_run_id(), "agent", self.spec.name, tuple(self.spec.approve))
+        return await self._start(input, on_text, run, None)
+
+    async def resume(self, record: dict[str, Any], decisions: dict[str, tuple[str, ...]] | None = None, *,
+                     on_text: Callable[[str], None] | None = None) -> AgentResult:
+        """Continue the stored run ``record`` (from :class:`AgentRunStore`, checked resumable)
+        with ``decisions`` for its pending calls (approval key -> ("approved" | "denied", reason, who)):
+        calls already finished are replayed from the effect journal, never run again."""
+        given = {k: tuple(v) for k, v in (record.get("decisions") or {}).items()}
+        given.update(decisions or {})
+        run = RunControl(record["run_id"], "agent", self.spec.name, tuple(self.spec.approve), decisions=given)
+        return await self._start(str(record.get("input", "")), on_text, run, record)
+
+    async def _start(self, input: str, on_text: Callable[[str], None] | None, run: RunControl,
+                     resume: dict[str, Any] | None) -> AgentResult:
         op = Operation(AGENT_RUN, self.spec.name, {"agent": self.spec.name, "input": input, "model": self.spec.model},
-                       meta={"agent": self, "on_text": on_text, "usage": Usage()})
+                       meta={"agent": self, "on_text": on_text, "usage": Usage(), "run": run, "resume": resume})
         result: AgentResult = await self.pipeline.arun(op, _run_once)
-        if self.spec.memory and self.state is not None and op.meta.get("result") is result:
+        if self.spec.memory and self.state is not None and op.meta.get("result") is result and result.status == "done":
             self._remember(result.messages)
         return result
 
+    def _save(self, run: RunControl, status: str, **fields: Any) -> None:
+        """The run's state, durable before the run goes on (see control/runs.py)."""
+        if self.runs is None:
+            return
+        record = {"run_id": run.run_id, "agent": self.spec.name, "spec": dataclasses.asdict(self.spec),
+                  "status": status, "owner": control_runs.owner(),
+                  "decisions": {k: list(v) for k, v in run.decisions.items()}, **fields}
+        try:
+            self.runs.save(json.loads(json.dumps(record, default=str)))  # what State cannot store, as text
+        except AikitError as exc:  # a run that cannot be stored still runs; it just cannot resume
+            self._publish("agent.persist_failed", {"agent": self.spec.name, "run_id": run.run_id,
+                                                   "code": exc.code, "message": exc.message})
+
     # ------------------------------------------------------------------ the loop
-    async def _loop(self, input: str, on_text: Callable[[str], None] | None, usage: Usage) -> AgentResult:
+    async def _loop(self, input: str, on_text: Callable[[str], None] | None, usage: Usage, run: RunControl,
+                    resume: dict[str, Any] | None) -> AgentResult:
         spec = self.spec
-        history = self._recall()
-        messages = ([Message.system(spec.system)] if spec.system else []) + history + [Message.user(input)]
-        first_new = len(messages) - 1
-        result = AgentResult(text="", usage=usage)
-        tools = self.tool_specs()
+        result = AgentResult(text="", usage=usage, run_id=run.run_id)
         seen_calls: dict[str, int] = {}
         output_retries = 0
+        carried: list[ToolCall] = []  # the tool calls of the last answer, still to run (a resume)
+        if resume is None:
+            history = self._recall()
+            messages = ([Message.system(spec.system)] if spec.system else []) + history + [Message.user(input)]
+            first_new = len(messages) - 1
+            start = 1
+        else:
+            messages = [Message.from_dict(m) for m in resume.get("messages") or []]
+            first_new = int(resume.get("first_new", 0))
+            start = int(resume.get("step", 1))
+            output_retries = int(resume.get("output_retries", 0))
+            seen_calls = dict(resume.get("seen_calls") or {})
+            result.tool_calls = [ToolCallRecord(**r) for r in resume.get("tool_calls") or []]
+            if messages and messages[-1].role == "assistant" and messages[-1].tool_calls:
+                carried = list(messages[-1].tool_calls)
+        tools = self.tool_specs()
         # One tool context per run: its budget limits the whole run; the caller names this agent
         # without changing the context it was given (a cell's, shared with the cell's own calls).
         ctx = dataclasses.replace(self.context(), caller=f"agent:{spec.name}")
-        for step in range(1, spec.max_steps + 1):
+
+        def save(status: str, step: int, **extra: Any) -> None:
+            self._save(run, status, input=input, messages=[m.to_dict() for m in messages], first_new=first_new,
+                       step=step, output_retries=output_retries, seen_calls=seen_calls,
+                       tool_calls=[dataclasses.asdict(r) for r in result.tool_calls], **extra)
+
+        save("running", start)  # this process runs it now (a resume takes it over)
+        for step in range(start, spec.max_steps + 1):
             result.steps = step
-            request = Request(model="", messages=messages, tools=tools, temperature=spec.temperature,
-                              max_tokens=spec.max_tokens, json_schema=spec.output_schema)
-            completion = await self._ask(request, on_text, step, usage)
-            result.model = completion.model or result.model
-            messages.append(completion.message)
-            if completion.tool_calls:
-                repeated = self._repeated(completion.tool_calls, seen_calls)
-                if repeated:
-                    result.text = (f"stopped: the model called {repeated} with the same arguments "
-                                   f"{MAX_REPEATED_CALLS} times")
-                    result.stop_reason = "repeated_call"
-                    for call in completion.tool_calls:  # keep the conversation valid (memory, next runs)
-                        messages.append(Message.tool_result(call, json.dumps({"error": {
-                            "code": "repeated_call", "message": result.text}}), is_error=True))
-                    break
+            if carried:
+                calls, carried = carried, []
+            else:
+                request = Request(model="", messages=messages, tools=tools, temperature=spec.temperature,
+                                  max_tokens=spec.max_tokens, json_schema=spec.output_schema)
+                try:
+                    completion = await self._ask(request, on_text, step, usage)
+                except ApprovalRequired as exc:  # the model call (or its request) waits for a person
+                    pending = [dict(exc.details.get("request") or {}, message=exc.message, call_id=f"model-{step}")]
+                    return self._paused(result, pending, messages, first_new, save, step)
+                result.model = completion.model or result.model
+                messages.append(completion.message)
                 calls = completion.tool_calls
+                if calls:
+                    repeated = self._repeated(calls, seen_calls)
+                    if repeated:
+                        result.text = (f"stopped: the model called {repeated} with the same arguments "
+                                       f"{MAX_REPEATED_CALLS} times")
+                        result.stop_reason = "repeated_call"
+                        for call in calls:  # keep the conversation valid (memory, next runs)
+                            messages.append(Message.tool_result(call, json.dumps({"error": {
+                                "code": "repeated_call", "message": result.text}}), is_error=True))
+                        break
+                    save("running", step)  # the answer is durable before any of its calls runs
+            if calls:
                 if len(calls) == 1:
-                    records = [await self._call_tool(calls[0], step, ctx)]
+                    records = [await self._call_tool(calls[0], step, ctx, 0)]
                 else:
-                    records = await asyncio.gather(*(self._call_tool(call, step, ctx) for call in calls))
-                for call, record in zip(completion.tool_calls, records, strict=True):
+                    records = await asyncio.gather(*(self._call_tool(call, step, ctx, i)
+                                                     for i, call in enumerate(calls)))
+                pending = [dict(r.pending, call_id=c.id, index=i)
+                           for i, (c, r) in enumerate(zip(calls, records, strict=True)) if r.pending is not None]
+                if pending:  # the step's results wait for the decisions; finished calls are in the journal
+                    return self._paused(result, pending, messages, first_new, save, step)
+                for call, record in zip(calls, records, strict=True):
                     result.tool_calls.append(record)
                     messages.append(Message.tool_result(call, _tool_result_text(record), is_error=record.error is not None))
+                save("running", step + 1)
                 continue
             result.text = completion.text
             result.stop_reason = "end" if completion.stop_reason in ("end", "stop_sequence") else completion.stop_reason
@@ -263,6 +343,17 @@ class Agent:
             if not result.text:
                 result.text = f"stopped after {spec.max_steps} steps without a final answer"
         result.messages = messages[first_new:]
+        save("done", result.steps, result={k: v for k, v in result.to_dict().items() if k != "tool_calls"})
+        return result
+
+    @staticmethod
+    def _paused(result: AgentResult, pending: list[dict[str, Any]], messages: list[Message], first_new: int,
+                save: Callable[..., None], step: int) -> AgentResult:
+        """End the run for now: it waits at ``step`` for decisions on ``pending`` (stored by ``save``)."""
+        result.status, result.stop_reason, result.pending = "needs_approval", "needs_approval", pending
+        result.text = f"waiting for approval of {len(pending)} call(s): " + ", ".join(p["name"] for p in pending)
+        save("needs_approval", step, pending=pending)
+        result.messages = messages[first_new:]
         return result
 
     async def _ask(self, request: Request, on_text: Callable[[str], None] | None, step: int, usage: Usage) -> Completion:
@@ -271,7 +362,7 @@ class Agent:
                          events=self.events, source="agents", account=self._account, pipeline=self.pipeline)
         return await call.ask(request, on_text=on_text, usage=usage, where={"step": step})
 
-    async def _call_tool(self, call: ToolCall, step: int, ctx: ToolContext) -> ToolCallRecord:
+    async def _call_tool(self, call: ToolCall, step: int, ctx: ToolContext, index: int = 0) -> ToolCallRecord:
         record = ToolCallRecord(call.name, dict(call.arguments), step=step)
         if call.name not in self.spec.tools:
             record.error = {"code": "not_found", "message": f"no tool named {call.name!r} is available to this agent; "
@@ -282,14 +373,31 @@ class Agent:
                             "message": "the arguments were not valid JSON: " + str(call.arguments["_raw"])[:500]}
             return record
         try:
-            record.result = await self.registry.acall(call.name, call.arguments, ctx, call_id=call.id)
+            with in_call(f"{step}.{index}"):  # the call's place in the run: its effect-journal entry
+                record.result = await self.registry.acall(call.name, call.arguments, ctx, call_id=call.id)
         except (asyncio.CancelledError, RunBudgetExceeded):  # a run budget stops the run
             raise
-        except AikitError as exc:  # validation problems, tool failures: the model gets to fix them
+        except JournalCorrupted:  # the run cannot know what already ran: it stops, nothing decided
+            raise
+        except ApprovalRequired as exc:  # nobody could be asked: the run pauses for a decision
+            record.pending = dict(exc.details.get("request") or {}, message=exc.message)
+        except AikitError as exc:  # validation problems, tool failures, denials: the model gets to react
             record.error = exc.to_dict()
         except Exception as exc:  # a broken tool must not end the run
             record.error = {"code": "internal_error", "message": f"{type(exc).__name__}: {exc}"}
         return record
+
+    def _mark(self, run: RunControl, status: str, **fields: Any) -> None:
+        """Set the stored run's status (its state otherwise as last saved)."""
+        if self.runs is None:
+            return
+        try:
+            record = self.runs.get(run.run_id)
+            if record is not None:
+                record.update(status=status, **fields)
+                self.runs.save(record)
+        except Exception:  # noqa: BLE001 - the run's own error is what the caller must see
+            pass
 
     def _account(self, completion: Completion) -> None:
         """Count each model call's tokens as it happens (a run that fails later still pays for
@@ -350,10 +458,28 @@ class Agent:
 
 async def _run_once(op: Operation) -> AgentResult:
     """The handler of an agent run: one attempt of the loop (every model call of the run, those of
-    retried attempts included, counts in the run's usage)."""
+    retried attempts included, counts in the run's usage). The run's state is stored as it goes
+    (control/runs.py): ``failed`` when it raises, ``interrupted`` when it is cancelled."""
     agent: Agent = op.meta["agent"]
+    run: RunControl = op.meta["run"]
     op.meta.pop("result", None)
-    result = await agent._loop(str(op.payload.get("input", "")), op.meta["on_text"], op.meta["usage"])
+    control_runs.ACTIVE_RUNS.add(run.run_id)
+    try:
+        with in_run(run):
+            result = await agent._loop(str(op.payload.get("input", "")), op.meta["on_text"], op.meta["usage"], run,
+                                       op.meta.get("resume"))
+    except JournalCorrupted:  # stored as it was: resumable once the journal is repaired
+        resumed = op.meta.get("resume") or {}
+        agent._mark(run, str(resumed.get("status") or "interrupted"), pending=resumed.get("pending") or [])
+        raise
+    except AikitError as exc:
+        agent._mark(run, "failed", error=exc.to_dict())
+        raise
+    except BaseException:
+        agent._mark(run, "interrupted")
+        raise
+    finally:
+        control_runs.ACTIVE_RUNS.discard(run.run_id)
     op.meta["result"] = result
     return result
 

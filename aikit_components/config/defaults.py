@@ -28,6 +28,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "env_allowlist": ["HOME", "USER", "LANG", "LC_ALL", "TZ", "PWD", "SHELL", "TERM"],
         "max_tool_calls": 1000,
         "max_wall_time_s": 3600,
+        # [security.approval]: require = [policy names] (control/approvals.py POLICIES), spend_above_usd
+        "approval": {},
     },
     "state": {
         "backend": "sqlite",

@@ -112,6 +112,12 @@ class Tool:
     wants_ctx: bool = False
     is_async: bool = False
     async_fn: Callable[..., Any] | None = None  # used by acall when the tool must run elsewhere (Lua tools)
+    # A person's approval before each call: None, "always", or a function of the call
+    # ({name, args, caller, run_id}) that says whether (true or a reason); see control/approvals.py.
+    approval: Any = None
+    # Whether running the call twice does what running it once does (a resume may retry a call it
+    # cannot tell ran); None: the built-ins' rule, read-only levels ("safe", "read") are.
+    idempotent: bool | None = None
     validate: Callable[[Any], list[str]] = field(init=False, repr=False)
     _binding: _Binding | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -119,6 +125,12 @@ class Tool:
         if self.security not in SECURITY_LEVELS:
             raise ValueError(f"security must be one of {SECURITY_LEVELS}, got {self.security!r}")
         self.validate = compile_validator(self.parameters)
+
+    def is_idempotent(self) -> bool:
+        """Whether a call that may or may not have run can simply run again."""
+        if self.idempotent is not None:
+            return bool(self.idempotent)
+        return self.source == "python" and self.security in ("safe", "read")
 
     def bind_args(self, args: dict[str, Any]) -> dict[str, Any]:
         """Arguments with defaults filled and integral floats turned into integers where the

@@ -28,12 +28,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-StepKind = Literal["tool", "agent", "llm", "workflow", "function", "command", "noop"]
+StepKind = Literal["tool", "agent", "llm", "workflow", "function", "command", "noop", "approval"]
 Mode = Literal["dag", "sequential", "parallel"]
 StepStatus = Literal["pending", "running", "succeeded", "failed", "skipped", "upstream_failed", "cancelled", "timed_out"]
 RunStatus = Literal["pending", "running", "succeeded", "failed", "cancelled", "timed_out"]
 
-STEP_KINDS: tuple[str, ...] = ("tool", "agent", "llm", "workflow", "function", "command", "noop")
+STEP_KINDS: tuple[str, ...] = ("tool", "agent", "llm", "workflow", "function", "command", "noop", "approval")
 
 
 @dataclass
@@ -81,6 +81,7 @@ class Step:
     retry_delay_s: float | None = None  # None: the workflow's retry_delay_s
     backoff: float = 2.0  # delay multiplier per attempt (exponential backoff)
     source_line: int | None = None  # where it was declared (YAML line), for error messages
+    approval: bool = False  # a person approves the step before it runs (control/step_approval.py)
 
 
 @dataclass

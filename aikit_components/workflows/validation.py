@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..control.step_approval import check_params as check_approval_params
 from ..errors import AikitError, InvalidArgument, NotFound, ValidationError
 from .model import STEP_KINDS, Condition, Loop, Step, Workflow
 from .templates import LOOP_FIELDS, STEP_FIELDS, Ref, Template
@@ -243,7 +244,8 @@ def analyze(workflow: Workflow, components: Any = None, inputs: Mapping[str, Any
         refs = [(r, allowed or loop_allowed and not r.param.startswith(("loop.over", "when"))) for r, allowed in refs]
         _check_refs(node, nodes, refs, label, position, known_inputs, policy, config, components, problems)
         _check_kind(node, label, components, tools, problems)
-        node.inline = (step.kind == "noop" and step.loop is None and (step.when is None or step.when.fn is None))
+        node.inline = (step.kind == "noop" and step.loop is None and not step.approval
+                       and (step.when is None or step.when.fn is None))
     return WorkflowPlan(workflow, nodes, order, problems, None if left else found_layers)
 
 
@@ -490,6 +492,8 @@ def _check_kind(node: StepNode, label: str, components: Any, tools: Any, problem
             sub = analyze(nested, components, None, set(params))
             node.nested = sub
             problems.extend(f"{label} > workflow {nested.name!r}: {p}" for p in sub.problems)
+    elif kind == "approval":
+        problems.extend(f"{label}: {p}" for p in check_approval_params(step.params))
     elif kind == "function" and not callable(step.fn):
         problems.append(f"{label}: a function step needs fn = a callable fn(params, ctx)")
 

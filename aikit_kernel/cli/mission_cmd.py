@@ -6,8 +6,12 @@
   progress (a progress bar on a terminal, one line per finished step otherwise), print a result
   table and write the run record as JSON (default ``<data_dir>/runs/<run_id>.json``). Exit 1
   when the mission failed.
-- ``resume RUN_ID [--file FILE]``: re-run what did not succeed in a stored run.
+- ``resume RUN_ID [--file FILE] [--approve-in-doubt]``: re-run what did not succeed in a stored run;
+  calls that finished are replayed from the effect journal, and a call the stopped run started but
+  never finished (in doubt) runs again only with ``--approve-in-doubt``.
 - ``list``: recent runs (records under ``<data_dir>/runs``).
+- ``approve RUN STEP [--deny] [--reason R]``: decide a step that waits for a person (an
+  ``approval`` step, or one with ``approval: true``); the waiting run, in any process, goes on.
 - ``types``: the step types and the aikit tools they map to.
 """
 
@@ -56,10 +60,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     resume.add_argument("run_id", metavar="RUN_ID")
     resume.add_argument("--file", help="the mission file (default: the one the run was started from)")
     resume.add_argument("--out", metavar="FILE", help="where to write the run record")
+    resume.add_argument("--approve-in-doubt", action="store_true",
+                        help="run again the calls the stopped run started but never finished (in doubt)")
 
     listing = actions.add_parser("list", help="recent runs")
     listing.add_argument("--limit", type=int, default=20, help="most runs to show (default 20)")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
+
+    approve = actions.add_parser("approve", help="approve (or --deny) a step that waits for a person")
+    approve.add_argument("run_id", metavar="RUN")
+    approve.add_argument("step", metavar="STEP")
+    approve.add_argument("--deny", action="store_true", help="deny instead: the step fails with approval_denied")
+    approve.add_argument("--reason", default="", help="why (recorded with the decision)")
 
     types = actions.add_parser("types", help="the step types and what they run")
     types.add_argument("--json", action="store_true", help="machine-readable output")
@@ -85,6 +97,8 @@ def _run(args: argparse.Namespace) -> int:
                 return _run_mission(args, components, inputs)
             if args.mission_action == "resume":
                 return _resume(args, components)
+            if args.mission_action == "approve":
+                return _approve(args, components)
             return _list(args, components)
     except AikitError as exc:
         return error(f"{exc.code}: {exc.message}")
@@ -101,6 +115,15 @@ def _inputs(items: list[str]) -> dict[str, Any]:
         except json.JSONDecodeError:
             inputs[key.strip()] = raw
     return inputs
+
+
+def _approve(args: argparse.Namespace, components: Any) -> int:
+    from aikit_components.control.step_approval import decide_step
+
+    decision = "denied" if args.deny else "approved"
+    stored = decide_step(components, args.run_id, args.step, decision, args.reason)
+    print(f"{decision} step {args.step} of run {args.run_id} (by {stored['who']}); the waiting run goes on")
+    return 0
 
 
 # ---------------------------------------------------------------------------------------------- validate
@@ -189,11 +212,11 @@ def _resume(args: argparse.Namespace, components: Any) -> int:
     done = [sid for sid, rec in previous.steps.items() if rec.status == "succeeded"]
     print(f"resuming run {args.run_id} ({len(done)} step{'s' if len(done) != 1 else ''} already succeeded)")
     return _execute(mission, components, inputs=dict(previous.inputs), run_id=args.run_id, resume=args.run_id,
-                    out=args.out, already=set(done))
+                    out=args.out, already=set(done), approve_in_doubt=args.approve_in_doubt)
 
 
 def _execute(mission: Any, components: Any, *, inputs: dict[str, Any], run_id: str | None, resume: str | None,
-             out: str | None, already: set[str] | None = None) -> int:
+             out: str | None, already: set[str] | None = None, approve_in_doubt: bool = False) -> int:
     from aikit_components.workflows import engine
 
     workflow = mission.workflow
@@ -208,7 +231,7 @@ def _execute(mission: Any, components: Any, *, inputs: dict[str, Any], run_id: s
     display.start()
     try:
         record = asyncio.run(engine.run(workflow, components=components, inputs=inputs, run_id=run_id,
-                                        resume=resume, on_event=on_event))
+                                        resume=resume, on_event=on_event, approve_in_doubt=approve_in_doubt))
     except KeyboardInterrupt:
         display.stop()
         stored = engine.load_run(components, run_id)  # the engine recorded the cancellation

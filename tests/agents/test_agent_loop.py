@@ -76,8 +76,9 @@ class TestPlainAnswer:
         assert result.to_dict() == {"text": "fine", "data": None, "tool_calls": [], "steps": 1,
                                     "usage": {"input_tokens": 10, "output_tokens": 5, "total_tokens": 15},
                                     "model": "openai/m", "stop_reason": "end", "refusal": None,
-                                    "trace_id": result.trace_id}
+                                    "trace_id": result.trace_id, "run_id": result.run_id, "status": "done"}
         assert result.trace_id is not None and len(result.trace_id) == 32  # tracing is on by default
+        assert result.run_id.startswith("run-")
 
     def test_finish_reason_length_is_max_tokens(self, env: AgentEnv) -> None:
         env.server.reply(OPENAI, answer("cut sh", finish="length"))

@@ -26,7 +26,8 @@ class TestRun:
                      answer("It is 42.", usage=(30, 4)))
         result = lua.run(NEW + "\nr = a:run('What is 6 * 7?') return r")
         assert len(result.pop("trace_id")) == 32  # the run's trace (Trace.get shows it)
-        assert result == {"text": "It is 42.", "steps": 2, "model": "openai/m", "stop_reason": "end",
+        assert result.pop("run_id").startswith("run-")
+        assert result == {"text": "It is 42.", "steps": 2, "model": "openai/m", "stop_reason": "end", "status": "done",
                           "usage": {"input_tokens": 50, "output_tokens": 9, "total_tokens": 59},
                           "tool_calls": [{"name": "calculate", "arguments": {"expression": "6 * 7"}, "step": 1,
                                           "result": 42}]}

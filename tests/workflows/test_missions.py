@@ -197,7 +197,8 @@ BROKEN_EXPECTED = [
     "step 'fetch' (line 8): depends on unknown step 'nowhere'",
     "line 14: dependency cycle: a -> b -> c -> a",
     "step 'fetch' (line 23): duplicate step id (first declared at line 8)",
-    "step 'remote' (line 27): step type 'ssh_execute' is not supported by aikit (no tool for it); supported: agent, chain,",
+    "step 'remote' (line 27): step type 'ssh_execute' is not supported by aikit (no tool for it); supported: agent, "
+    "approval, chain,",
     "step 'typo' (line 30): unknown step type 'crate_file' (did you mean 'create_file'?",
     "step 'write' (line 36): parameters.content: expected string, got integer",
     "step 'write' (line 37): parameters.colour: unknown parameter (known: content, create_dirs, encoding, overwrite, path)",
@@ -236,7 +237,7 @@ def test_yaml_errors_and_bad_fields_have_lines() -> None:
         "inputs)",
         "step 'a' (line 4): unknown step field 'dependson' (did you mean 'depends_on'? known: id, name, step_type, "
         "depends_on, timeout_seconds, continue_on_error, parameters, description, retry_attempts, retry_delay_ms, when, "
-        "loop)",
+        "loop, approval)",
     ]
 
 

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ...control.step_approval import ApprovalExecutor
 from ...errors import InvalidArgument, NotFound, ValidationError
 from ...operations import Operation, OperationKind
 from ...operations.standard import standard_pipeline
@@ -43,7 +44,7 @@ async def run(workflow: Workflow, *, components: Any, inputs: Mapping[str, Any] 
               run_id: str | None = None, resume: RunRecord | str | None = None,
               on_event: Callable[[str, str | None, Any], Any] | None = None,
               tool_context: Any = None, persist_interval_s: float = PERSIST_INTERVAL_S,
-              durable_steps: bool = True) -> RunRecord:
+              durable_steps: bool = True, approve_in_doubt: bool = False) -> RunRecord:
     """Validate and run ``workflow`` on the current loop; return its record (also stored in State,
     see the package docstring). Raises ValidationError (listing every problem) before anything
     runs. ``resume`` (a RunRecord or a run id) reuses the finished steps of an earlier run.
@@ -51,7 +52,10 @@ async def run(workflow: Workflow, *, components: Any, inputs: Mapping[str, Any] 
     run's tool calls. ``durable_steps=False`` stores every step on the ``persist_interval_s``
     schedule, as noops are (a durable write costs an fsync, about 2-4 ms); failures are still
     written at once. A cancelled run records ``cancelled`` and re-raises the cancellation.
-    Steps run through ``components.pipeline`` (the operation pipeline: hooks, events, ...)."""
+    Steps run through ``components.pipeline`` (the operation pipeline: hooks, events, ...). Their
+    tool calls are journaled (control/journal.py): a resume replays the calls that finished; a call
+    in doubt (started, never finished) fails its step with ``needs_approval`` unless
+    ``approve_in_doubt`` (or its tool is idempotent)."""
     previous: RunRecord | None = None
     if resume is not None:
         if isinstance(resume, RunRecord):
@@ -75,7 +79,7 @@ async def run(workflow: Workflow, *, components: Any, inputs: Mapping[str, Any] 
     merged = {**(workflow.inputs or {}), **given}
     run_id = run_id or uuid.uuid4().hex[:16]
     scheduler = _assemble(plan, components, merged, run_id, previous, on_event, tool_context, persist_interval_s,
-                          durable_steps)
+                          durable_steps, approve_in_doubt)
     switch = getattr(components, "stop_switch", None)  # the kill switch cancels the whole run
     budgets = getattr(components, "budgets", None)  # the run's budget (and the session's) count its steps
     meter = (budgets.run_meter(f"workflow {workflow.name!r}", "workflow", getattr(workflow, "budget", None))
@@ -100,7 +104,7 @@ async def run(workflow: Workflow, *, components: Any, inputs: Mapping[str, Any] 
 
 def _assemble(plan: WorkflowPlan, components: Any, inputs: dict[str, Any], run_id: str, previous: RunRecord | None,
               on_event: Callable[..., Any] | None, tool_context: Any, persist_interval_s: float,
-              durable_steps: bool) -> RunScheduler:
+              durable_steps: bool, approve_in_doubt: bool = False) -> RunScheduler:
     """The parts of one run, wired together."""
     wf = plan.workflow
     records = {sid: StepRecord(sid) for sid in plan.order}
@@ -114,6 +118,7 @@ def _assemble(plan: WorkflowPlan, components: Any, inputs: dict[str, Any], run_i
     tools = _tool_context_source(components, tool_context, wf.name)
     executors = StepExecutors({
         "noop": run_noop,
+        "approval": ApprovalExecutor(components, wf.name, run_id),
         "tool": ToolExecutor(components, tools),
         "function": FunctionExecutor(contexts),
         "command": CommandExecutor(components, tools),
@@ -127,7 +132,8 @@ def _assemble(plan: WorkflowPlan, components: Any, inputs: dict[str, Any], run_i
     pipeline = getattr(components, "pipeline", None)
     if pipeline is None:
         pipeline = standard_pipeline(getattr(components, "events", None), hooks)
-    steps = StepRunner(wf, run_id, records, templates, conditions, work, events, pipeline, hooks)
+    steps = StepRunner(wf, run_id, records, templates, conditions, work, events, pipeline, hooks, components,
+                       approve_in_doubt)
     recorder = RunRecorder(state, record, events, persist_interval_s, durable_steps)
     return RunScheduler(plan, record, steps, recorder, events, previous)
 

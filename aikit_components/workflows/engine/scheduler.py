@@ -173,10 +173,11 @@ class RunScheduler:
                     self._loop.call_soon(self._pump)  # type: ignore[union-attr]
                     return
             else:
-                self._active += 1
+                if node.step.kind != "approval":  # waiting for a person takes no slot of the limit
+                    self._active += 1
                 self._tasks[sid] = self._loop.create_task(self._run_step(sid, node),  # type: ignore[union-attr]
                                                           name=f"workflow:{self._wf.name}:{sid}")
-        if (self._active == 0 and not self._pump_scheduled and (not ready or self._stopping)
+        if (self._active == 0 and not self._tasks and not self._pump_scheduled and (not ready or self._stopping)
                 and self._finished is not None and not self._finished.done()):
             self._finished.set_result(None)
 
@@ -186,7 +187,7 @@ class RunScheduler:
             outcome = await self._steps.run(sid, node)
         except asyncio.CancelledError:
             if self._halt is None:  # not ours: pass it on after recording
-                self._active -= 1
+                self._active -= node.step.kind != "approval"
                 self._tasks.pop(sid, None)
                 self._complete(sid, StepOutcome("cancelled", None, {"code": "cancelled",
                                                                     "message": "the step was cancelled", "details": {}}))
@@ -199,7 +200,7 @@ class RunScheduler:
         except Exception as exc:  # a bug in the engine itself: record it rather than hang the run
             log.exception("workflow engine error in step %s", sid)
             outcome = StepOutcome("failed", None, error_dict(exc))
-        self._active -= 1
+        self._active -= node.step.kind != "approval"
         self._tasks.pop(sid, None)
         self._complete(sid, outcome)
         self._pump()

@@ -10,6 +10,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
+from ...control.runs import RunControl, in_call, in_run
+from ...control.step_approval import wait_for_decision
 from ...errors import AikitError, Cancelled, error_from_exception
 from ...operations import Operation, OperationKind, Pipeline, honours
 from ..model import StepRecord, Workflow
@@ -80,7 +82,7 @@ class StepRunner:
 
     def __init__(self, workflow: Workflow, run_id: str, records: dict[str, StepRecord], templates: TemplateContext,
                  conditions: ConditionEvaluator, work: Work, events: RunEvents, pipeline: Pipeline,
-                 hooks: Any) -> None:
+                 hooks: Any, components: Any = None, retry_in_doubt: bool = False) -> None:
         self._workflow = workflow
         self._run_id = run_id
         self._records = records
@@ -90,6 +92,11 @@ class StepRunner:
         self._events = events
         self._pipeline = pipeline
         self._hooks = hooks
+        self._components = components
+        self._retry_in_doubt = retry_in_doubt
+        approvals = getattr(components, "approvals", None)
+        if approvals is not None and any(step.approval for step in workflow.steps):
+            approvals.watch_steps()
 
     @property
     def hooked(self) -> bool:
@@ -150,13 +157,29 @@ class StepRunner:
             params = node.params.resolve(self._templates, sid) if step.loop is None else step.params  # type: ignore[union-attr]
         except TemplateError as exc:
             return StepOutcome("failed", None, exc.to_dict())
+        op = self._operation(node, rec, params)
+        if step.approval:
+            op.meta["approval"] = True
+            op.meta["approval_wait"] = self._approval_wait
         try:
-            output = await self._pipeline.arun(self._operation(node, rec, params), self._attempts)
+            with in_run(RunControl(self._run_id, "workflow", self._workflow.name, retry_in_doubt=self._retry_in_doubt)):
+                output = await self._pipeline.arun(op, self._attempts)
         except StepFailed as exc:
+            self._forget_calls(sid)
             return StepOutcome(exc.status, None, exc.to_dict())
         except Exception as exc:  # a hook cancelled it or rejected its output, or an interceptor refused it
+            self._forget_calls(sid)
             return StepOutcome("failed", None, error_dict(exc))
         return StepOutcome("succeeded", output)
+
+    def _forget_calls(self, sid: str) -> None:
+        """A failed step runs again, calls and all, when its run is resumed: its journal entries go."""
+        journal = getattr(self._components, "journal", None)
+        if journal is not None:
+            try:
+                journal.forget_place(self._run_id, f"{sid}@")
+            except AikitError:  # a journal that cannot be written: the resume will say so
+                pass
 
     async def _attempts(self, op: Operation) -> Any:
         """The operation's handler: attempts until one succeeds or the step's retries are used up
@@ -191,19 +214,24 @@ class StepRunner:
 
     async def _attempt(self, node: StepNode, params: Any, attempt: int, max_attempts: int) -> Any:
         timeout = node.step.timeout_s
-        if timeout is None:
-            return await self._work(node, params, attempt)
-        scope = asyncio.timeout(timeout)
-        try:
-            async with scope:
+        with in_call(f"{node.step.id}@{attempt}"):  # the tool calls of this attempt: their journal entries
+            if timeout is None:
                 return await self._work(node, params, attempt)
-        except TimeoutError:
-            if not scope.expired():
-                raise
-            sid = node.step.id
-            raise _StepTimeout({"code": "timeout", "message": f"step {sid!r} did not finish within {timeout:g} s "
-                                f"(attempt {attempt} of {max_attempts}) and was cancelled",
-                                "details": {"timeout_s": timeout, "attempt": attempt}}) from None
+            scope = asyncio.timeout(timeout)
+            try:
+                async with scope:
+                    return await self._work(node, params, attempt)
+            except TimeoutError:
+                if not scope.expired():
+                    raise
+        sid = node.step.id
+        raise _StepTimeout({"code": "timeout", "message": f"step {sid!r} did not finish within {timeout:g} s "
+                            f"(attempt {attempt} of {max_attempts}) and was cancelled",
+                            "details": {"timeout_s": timeout, "attempt": attempt}}) from None
+
+    async def _approval_wait(self, request: Any) -> Any:
+        """A step declared with ``approval = true`` and nobody to ask: wait for a stored decision."""
+        return await wait_for_decision(self._components, request)
 
 
 def noop_output(params: Any) -> Any:

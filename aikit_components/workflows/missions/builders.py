@@ -279,6 +279,12 @@ def build_noop(params: dict[str, Any]) -> Mapped:
     return Mapped("noop", params=dict(params))
 
 
+def build_approval(params: dict[str, Any]) -> Mapped:
+    """``{message, timeout_s, default}`` -> kind approval: the run waits for a person's decision
+    (``aikit mission approve RUN STEP``)."""
+    return Mapped("approval", params=dict(params))
+
+
 def build_chain(params: dict[str, Any]) -> Mapped:
     """``{mission: other.yaml, inputs: {...}}`` -> kind workflow (loaded by the parser)."""
     params = dict(params)

@@ -17,7 +17,7 @@ MISSION_FIELDS = ("version", "name", "description", "config", "steps", "inputs")
 CONFIG_FIELDS = ("timeout_seconds", "fail_fast", "max_concurrent_steps", "retry_attempts", "retry_delay_ms", "budget")
 STEP_FIELDS = ("id", "name", "step_type", "depends_on", "timeout_seconds", "continue_on_error", "parameters",
                # aikit extensions
-               "description", "retry_attempts", "retry_delay_ms", "when", "loop")
+               "description", "retry_attempts", "retry_delay_ms", "when", "loop", "approval")
 
 
 def number_problem(value: Any, *, integer: bool = False, minimum: float = 0, exclusive: bool = False) -> str | None:

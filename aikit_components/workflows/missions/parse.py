@@ -190,6 +190,12 @@ def _parse_step(item: Any, node: Any, index: int, mission: Mission, registry: To
             report("retry_delay_ms", f"retry_delay_ms: {problem}")
         else:
             step.retry_delay_s = delay / 1000.0
+    approval = item.get("approval")
+    if approval is not None:
+        if isinstance(approval, bool):
+            step.approval = approval
+        else:
+            report("approval", f"approval: expected true or false (a person approves the step first), got {approval!r}")
     if item.get("when") is not None:
         step.when = parse_when(item["when"], lambda text: report("when", text))
     if item.get("loop") is not None:

@@ -7,6 +7,7 @@ from .builders import (
     SRC_DST_ALIASES,
     TEXT_ALIASES,
     build_agent,
+    build_approval,
     build_chain,
     build_command,
     build_edit_file,
@@ -67,6 +68,8 @@ STEP_TYPES: dict[str, StepType] = {t.name: t for t in [
     StepType("chain", "workflow", summary="kind workflow (a nested mission file)", build=build_chain),
     # control flow
     StepType("noop", "noop", summary="kind noop", build=build_noop),
+    StepType("approval", "approval", summary="kind approval {message, timeout_s, default}: waits for a person "
+             "(aikit mission approve RUN STEP)", build=build_approval),
     StepType("tool", "tool", summary="any aikit tool {name, args}", build=build_tool),
 ]}
 

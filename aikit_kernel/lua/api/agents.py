@@ -14,14 +14,17 @@ from typing import Any
 
 from aikit_components.agents import Agent, AgentSpec
 from aikit_components.components import Components
+from aikit_components.control.approvals import who_answers
 from aikit_components.control.budgets import BudgetLimits
+from aikit_components.control.resume import resume_agent_run
+from aikit_components.control.runs import AgentRunStore
 from aikit_components.errors import InvalidArgument
 
 from ..convert import lua_type
 from ..engine import LuaEngine
 from ..host import text
 from . import expose
-from ._util import function_arg, lua, name_arg, options
+from ._util import function_arg, lua, name_arg, options, py
 from .handles import HandleKind
 from .supervision import register_adapter
 
@@ -36,6 +39,13 @@ DOCS = {
            "Creates an agent. model is 'provider/model' or an alias from config; fallback models are tried when the "
            "model is rate-limited, overloaded or down. Each RAG collection gives the agent a search_<name> tool.\n"
            "Example: local a = Agent.new{name = 'helper', system = 'Answer briefly.', tools = {'calculate'}}",
+    "resume": "Agent.resume(run_id [, {approve = {call, ...}, deny = {call, ...}, reason}]) -> result\n\n"
+              "Continues an agent run that paused (status 'needs_approval'), was interrupted or was cut off by a "
+              "crash, in this process or another. Calls are named by id, tool name or '*'. Calls that already "
+              "finished are replayed from the effect journal, never run again; a denied call reaches the model as a "
+              "tool error.\nExample: Agent.resume(r.run_id, {approve = {'write_file'}, reason = 'checked the path'})",
+    "runs": "Agent.runs([status]) -> {{run_id, agent, status, pending, updated_at}, ...}\n\nStored agent runs, oldest "
+            "first; Agent.runs('needs_approval') lists those waiting for a decision.",
     "total_usage": "Agent.total_usage() -> {session = {input_tokens, output_tokens, total_tokens, cost}, agents = {...}}"
                    "\n\nTokens and cost so far, for the session and per agent (one agent's own: agent:usage()).",
     "usage": "Agent.usage()\n\nThe old name of Agent.total_usage() (kept until 0.3; not agent:usage(), one agent's usage).",
@@ -44,7 +54,7 @@ DOCS = {
 TOSTRING = 'function(self) return "agent " .. self.name .. " (" .. self.model .. ")" end'
 
 SPEC_FIELDS = ("name", "model", "system", "tools", "fallback", "max_steps", "temperature", "max_tokens",
-               "output_schema", "max_output_retries", "memory")
+               "output_schema", "max_output_retries", "memory", "approve")
 NEW_FIELDS = SPEC_FIELDS + ("collections", "budget")
 
 
@@ -91,6 +101,7 @@ def install(engine: LuaEngine, components: Components, scope: Any, collections: 
             output_schema=fields.get("output_schema") or None,
             max_output_retries=_whole(fields.get("max_output_retries", 2)),
             memory=bool(fields.get("memory", False)),
+            approve=_patterns(fields.get("approve")),
         )
         agent = components.new_agent(spec, context=lambda: scope.context)
         agent.budget = budget  # each run gets a meter with these limits (control/budgets.py)
@@ -142,12 +153,32 @@ def install(engine: LuaEngine, components: Components, scope: Any, collections: 
     def total_usage() -> Any:
         return lua(engine, components.ledger.to_dict())
 
+    def resume(run_id: Any, decisions: Any = None) -> Any:
+        o = options(engine, decisions, ("approve", "deny", "reason"), "Agent.resume")
+        reason = o.get("reason") or ""
+        if not isinstance(reason, str):
+            raise InvalidArgument("Agent.resume: reason must be a string")
+        rid = py(engine, run_id) if run_id is not None else None
+        result = engine.wait(resume_agent_run(components, rid, lambda fields: components.new_agent(
+            AgentSpec(**fields), context=lambda: scope.context), _listed(o.get("approve")), _listed(o.get("deny")),
+            reason, who=_who()))
+        engine.dispatcher.service()
+        return lua(engine, result.to_dict())
+
+    def runs(status: Any = None) -> Any:
+        wanted = py(engine, status) if status is not None else None
+        if wanted is not None and not isinstance(wanted, str):
+            raise InvalidArgument("Agent.runs: status must be a string such as 'needs_approval'")
+        store = AgentRunStore(components.state)
+        return lua(engine, [_run_summary(r) for r in store.list(wanted)])
+
     handles: HandleKind[Agent] = HandleKind(
         engine, "aikit.Agent", tostring=TOSTRING, missing=lambda agent_id: f"no agent {agent_id!r}",
         functions={"run": run, "stream": stream, "as_tool": as_tool, "forget": forget, "usage": agent_usage,
                    "info": info},
         awaiting=("run",))
-    api = expose(engine, "Agent", {"new": new, "total_usage": total_usage}, DOCS, convert=False)
+    api = expose(engine, "Agent", {"new": new, "total_usage": total_usage, "resume": resume, "runs": runs}, DOCS,
+                 convert=False)
     api[b"usage"] = api[b"total_usage"]  # the old name, kept until 0.3 (CHANGELOG.md)
     engine.register_doc("Agent.usage", api[b"usage"], DOCS["usage"])
 
@@ -210,3 +241,26 @@ def _display_stream(engine: LuaEngine) -> Any:
 
     on_text.finish = finish  # type: ignore[attr-defined]
     return on_text
+
+
+def _patterns(value: Any) -> Any:
+    """``approve`` of Agent.new: a list of tool names or patterns (one string for one; an empty
+    table is an empty list); anything else is left for AgentSpec.validate to reject."""
+    if value is None or value == {}:
+        return []
+    if isinstance(value, str):
+        return [value]
+    return value
+
+
+def _listed(value: Any) -> Any:
+    return [] if value == {} else value
+
+
+def _who() -> str:
+    return who_answers()
+
+
+def _run_summary(record: dict[str, Any]) -> dict[str, Any]:
+    return {"run_id": record.get("run_id"), "agent": record.get("agent"), "status": record.get("status"),
+            "pending": record.get("pending") or [], "step": record.get("step"), "updated_at": record.get("updated_at")}

@@ -9,6 +9,7 @@ from aikit_components.errors import InvalidArgument, ValidationError
 from aikit_components.tools import SECURITY_LEVELS, Tool
 from aikit_components.tools.schema import schema_problems
 
+from ..convert import lua_type
 from ..engine import LuaEngine
 from . import expose
 from ._util import call_lua, call_lua_async, function_arg, lua, name_arg, options, py
@@ -25,7 +26,9 @@ DOCS = {
     "info": "Tool.info(name) -> {name, description, category, security, parameters, examples, doc}\n\nA tool's JSON "
             "Schema, documentation and examples.\nExample: Tool.info('read_file').parameters",
     "define": "Tool.define{name, description, params = <JSON Schema>, fn = function(args) ... end [, category, security, "
-              "examples]} -> name\n\nDefines a tool in Lua, callable with Tool.call and usable by agents like a built-in.\n"
+              "examples, approval = 'always' | function(call), idempotent]} -> name\n\nDefines a tool in Lua, callable "
+              "with Tool.call and usable by agents like a built-in. approval: a person approves each call (or those "
+              "the function returns true for); idempotent: a resume may run a call again that it cannot tell ran.\n"
               "Example: Tool.define{name = 'double', description = 'Double a number', params = {type = 'object', "
               "properties = {n = {type = 'number'}}, required = {'n'}}, fn = function(a) return a.n * 2 end}",
     "categories": "Tool.categories() -> {name, ...}\n\nThe tool categories.",
@@ -79,8 +82,8 @@ def install(engine: LuaEngine, components: Components, scope: RunScope) -> None:
 
 def define_lua_tool(engine: LuaEngine, components: Components, spec: Any) -> bytes:
     """Register a tool whose body is a Lua function (runs on the Lua thread, wherever it is called from)."""
-    fields = options(engine, spec, ("name", "description", "params", "fn", "category", "security", "examples"),
-                     "Tool.define")
+    fields = options(engine, spec, ("name", "description", "params", "fn", "category", "security", "examples",
+                                    "approval", "idempotent"), "Tool.define")
     name = fields.get("name")
     if not isinstance(name, str) or not name.strip():
         raise InvalidArgument("Tool.define: `name` must be a non-empty string")
@@ -97,6 +100,11 @@ def define_lua_tool(engine: LuaEngine, components: Components, spec: Any) -> byt
     if security not in SECURITY_LEVELS:
         raise InvalidArgument(f"Tool.define: `security` must be one of {', '.join(SECURITY_LEVELS)}")
 
+    approval = _approval_rule(engine, spec[b"approval"])
+    idempotent = fields.get("idempotent", False)
+    if not isinstance(idempotent, bool):
+        raise InvalidArgument("Tool.define: `idempotent` must be true or false")
+
     def run(**kwargs: Any) -> Any:
         return call_lua(engine, fn, kwargs)
 
@@ -106,8 +114,30 @@ def define_lua_tool(engine: LuaEngine, components: Components, spec: Any) -> byt
     try:
         item = Tool(name=name, description=str(fields.get("description") or name), fn=run, parameters=params,
                     category=str(fields.get("category", "custom")), security=security,
-                    examples=list(fields.get("examples") or []), source="lua", async_fn=run_async)
+                    examples=list(fields.get("examples") or []), source="lua", async_fn=run_async,
+                    approval=approval, idempotent=idempotent)
     except Exception as exc:
         raise InvalidArgument(f"Tool.define: {exc}") from None
     components.tools.register(item, replace=True)
     return name.encode()
+
+
+def _approval_rule(engine: LuaEngine, value: Any) -> Any:
+    """``approval`` of Tool.define: nil, ``"always"`` / true, or a Lua function of the call
+    ``{name, args, caller, run_id}`` returning true (or a reason string) when a person must approve."""
+    if value is None or value is False:
+        return None
+    if value is True or value == b"always":
+        return "always"
+    if lua_type(value) != "function":
+        raise InvalidArgument("Tool.define: `approval` must be \"always\", true or a function(call) returning "
+                              f"true (or a reason) when a person must approve, got {lua_type(value) or 'a string'}")
+
+    def check(call: dict[str, Any]) -> Any:
+        return call_lua(engine, value, call)
+
+    async def acheck(call: dict[str, Any]) -> Any:
+        return await call_lua_async(engine, value, call)
+
+    check.acall = acheck  # type: ignore[attr-defined]  # the approval interceptor awaits it on the loop
+    return check

@@ -15,6 +15,7 @@ from typing import Any
 
 from aikit_components.components import Components
 from aikit_components.control.budgets import BudgetLimits
+from aikit_components.control.step_approval import decide_step
 from aikit_components.errors import InvalidArgument, ValidationError
 from aikit_components.workflows.model import Condition, Loop, RunRecord, Step, Workflow
 
@@ -35,19 +36,24 @@ DOCS = {
     "new": "Workflow.new{name, mode = 'dag', max_concurrency, fail_fast = true, timeout_s, retries = 0, retry_delay_s = 0, "
            "inputs = {...}, steps = {{id, tool = name, params = {...}} | {id, agent = name|agent, input = ...} | "
            "{id, llm = {prompt, model}} | {id, fn = function(params, ctx) ... end} | {id, command = {argv...}} | "
-           "{id, workflow = wf} | {id, noop = true}, ...}} -> wf\n\nEach step may also have depends_on, when (a function "
+           "{id, workflow = wf} | {id, noop = true} | {id, approval = {message, timeout_s, default}}, ...}} -> wf\n\n"
+           "Each step may also have approval = true (a person approves it first), depends_on, when (a function "
            "of ctx, or {ref, op, value}), loop ({over | range | while, max_iterations}), timeout_s, continue_on_error, "
            "retries, retry_delay_s, backoff. Durations are in seconds (the old names timeout and retry_delay still work).",
     "load": "Workflow.load(path) -> wf\n\nLoads a YAML mission (RustChain format) as a workflow.",
     "resume": "Workflow.resume(run_id, wf) -> record\n\nThe old way to write wf:resume(run_id): re-runs what did not "
               "succeed in an earlier run of wf.",
     "record": "Workflow.record(run_id) -> record | nil\n\nA run record from State.",
+    "approve": "Workflow.approve(run_id, step [, reason]) -> {decision, who, reason, at}\n\nApproves a step that waits "
+               "for a person (an approval step, or a step with approval = true), from any process.",
+    "deny": "Workflow.deny(run_id, step [, reason]) -> {decision, who, reason, at}\n\nDenies a step that waits for a "
+            "person: it fails with approval_denied and its dependents do not run.",
 }
 
 TOSTRING = 'function(self) return "workflow " .. self.name end'
 
 STEP_KEYS = ("id", "name", "depends_on", "when", "loop", "timeout_s", "continue_on_error", "retries", "retry_delay_s",
-             "backoff", "params", "tool", "agent", "input", "llm", "fn", "command", "workflow", "noop")
+             "backoff", "params", "tool", "agent", "input", "llm", "fn", "command", "workflow", "noop", "approval")
 #: Old option names of Workflow.new and its steps, still accepted until 0.3 (CHANGELOG.md).
 DURATION_ALIASES = {"timeout": "timeout_s", "retry_delay": "retry_delay_s"}
 KIND_KEYS = ("tool", "agent", "llm", "fn", "command", "workflow", "noop")
@@ -109,6 +115,17 @@ def install(engine: LuaEngine, components: Components, agents: Any = None) -> No
             step.kind, step.workflow = "workflow", handles.get(raw[b"workflow"])
         else:
             step.kind = "noop"
+        approval = f.get("approval")
+        if approval is not None and approval is not False:
+            if not kinds:  # {id, approval = {message, timeout_s, default}}: a step that waits for a person
+                step.kind = "approval"
+                step.params = {**(approval if isinstance(approval, dict) else {}), **params}
+            elif approval is True:
+                step.approval = True
+            else:
+                raise InvalidArgument(f"Workflow.new: step {step_id}: approval = true asks a person before the step "
+                                      "runs; an approval step of its own is {id, approval = {message, timeout_s, "
+                                      "default}} without another kind")
         when = raw[b"when"]
         if when is not None:
             step.when = condition(when, step_id)
@@ -190,11 +207,13 @@ def install(engine: LuaEngine, components: Components, agents: Any = None) -> No
     def resume(run_id: Any, wf: Any) -> int:
         return resume_run(handles.get(wf), run_id)
 
-    def resume_run(workflow: Workflow, run_id: Any) -> int:  # wf:resume(run_id)
+    def resume_run(workflow: Workflow, run_id: Any, opts: Any = None) -> int:  # wf:resume(run_id [, opts])
         rid = name_arg(run_id, "wf:resume: the run id")
+        o = options(engine, opts, ("approve_in_doubt",), "wf:resume")
 
         async def go() -> dict[str, Any]:
-            record = await wf_engine.run(workflow, components=components, run_id=rid, resume=rid)
+            record = await wf_engine.run(workflow, components=components, run_id=rid, resume=rid,
+                                         approve_in_doubt=bool(o.get("approve_in_doubt", False)))
             return record.to_dict()
 
         return engine.start(go())  # awaited in Lua (see install): a Lua step yields meanwhile
@@ -216,7 +235,18 @@ def install(engine: LuaEngine, components: Components, agents: Any = None) -> No
         engine, "aikit.Workflow", tostring=TOSTRING, missing=lambda wf_id: f"no workflow {wf_id!r}",
         functions={"run": run, "validate": validate, "layers": layers, "info": info, "resume": resume_run},
         awaiting=("run", "resume"))
-    api = expose(engine, "Workflow", {"new": new, "load": load, "resume": resume, "record": record}, DOCS, convert=False)
+    def decide(decision: str) -> Any:
+        def given(run_id: Any, step: Any, reason: Any = None) -> Any:
+            why = py(engine, reason) if reason is not None else ""
+            if not isinstance(why, str):
+                raise InvalidArgument(f"Workflow.{decision}: reason must be a string")
+            stored = decide_step(components, py(engine, run_id), py(engine, step),
+                                 "approved" if decision == "approve" else "denied", why)
+            return lua(engine, stored)
+        return given
+
+    api = expose(engine, "Workflow", {"new": new, "load": load, "resume": resume, "record": record,
+                                      "approve": decide("approve"), "deny": decide("deny")}, DOCS, convert=False)
     awaiting_resume = engine.compile_trusted(
         "local start, await = ... return function(run_id, wf) return await(start(run_id, wf)) end", "workflow")(
         api[b"resume"], engine.internal[b"await"])

@@ -1,0 +1,263 @@
+"""The effect journal: resumes that never repeat a side effect.
+
+For each tool call made inside an agent run or a workflow step (:data:`~.runs.CURRENT_RUN` and
+:data:`~.runs.CURRENT_CALL` set), :class:`JournalInterceptor` (order ``JOURNAL``, 700, next to the
+handler) writes "started" before the tool runs and "finished" with its outcome (result or error)
+after, each on disk (SQLite WAL, ``synchronous=FULL``) before the call goes on or its result is
+handed back. When the run is resumed (after a crash, a ``kill -9``, a kernel restart) and makes the
+same call again:
+
+- a finished call is replayed from the journal: its stored result comes back and the tool does not
+  run (a call that failed leaves no entry: it runs again);
+- a call started but never finished is **in doubt**: it ran, or not, or half. It runs again only if
+  its tool is idempotent (``Tool.define{idempotent = true}``; the read-only built-ins are);
+  otherwise it raises :class:`~.approvals.ApprovalRequired` with ``in_doubt = true``, so the run
+  pauses and a person decides (approve runs it again, deny tells the model it did not run).
+
+A journal entry is keyed by the run id and the call's place in the run (agent: ``<step>.<call>#0``;
+workflow: ``<step id>@<attempt>#<n>``), and
+holds the tool's name and the digest of its arguments: a different call in that place (a workflow
+edited before its resume) is a new call.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import AikitError
+from ..operations import JOURNAL, Decision, Interceptor, Operation, OperationKind
+from .approvals import ApprovalDenied, ApprovalRequest, ApprovalRequired, digest, operation_args
+from .runs import CURRENT_CALL, CURRENT_RUN
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS effects (
+    run_id TEXT NOT NULL,
+    call_key TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    args_digest TEXT NOT NULL,
+    status TEXT NOT NULL,
+    outcome TEXT,
+    started_at REAL NOT NULL,
+    finished_at REAL,
+    PRIMARY KEY (run_id, call_key)
+) WITHOUT ROWID;
+"""
+STATUSES = ("started", "finished")
+
+
+class JournalCorrupted(AikitError):
+    """The journal cannot be read: a resume cannot know what already ran."""
+
+    code = "journal_corrupted"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One journaled call."""
+
+    run_id: str
+    call_key: str
+    kind: str
+    name: str
+    args_digest: str
+    status: str  # started | finished
+    outcome: dict[str, Any] | None  # {"result": ...} or {"error": {code, message, details}}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "call_key": self.call_key, "kind": self.kind, "name": self.name,
+                "args_digest": self.args_digest, "status": self.status, "outcome": self.outcome}
+
+
+class EffectJournal:
+    """The journal file (``<data_dir>/journal.sqlite``)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")
+                conn.executescript(SCHEMA)
+            except sqlite3.DatabaseError as exc:
+                raise self._corrupted(f"cannot open it ({exc})") from None
+            self._conn = conn
+        return self._conn
+
+    def _corrupted(self, what: str, run_id: str | None = None) -> JournalCorrupted:
+        return JournalCorrupted(
+            f"the effect journal {self.path} is corrupt: {what}. Nothing was run or deleted; move the file "
+            "aside (the run then cannot know which of its calls already ran) or restore it from a backup",
+            details={"path": str(self.path), "run_id": run_id})
+
+    def get(self, run_id: str, call_key: str) -> Entry | None:
+        with self._lock:
+            try:
+                row = self._db().execute(
+                    "SELECT kind, name, args_digest, status, outcome FROM effects WHERE run_id = ? AND call_key = ?",
+                    (run_id, call_key)).fetchone()
+            except sqlite3.DatabaseError as exc:
+                raise self._corrupted(str(exc), run_id) from None
+        if row is None:
+            return None
+        return self._entry(run_id, call_key, row)
+
+    def _entry(self, run_id: str, call_key: str, row: tuple[Any, ...]) -> Entry:
+        kind, name, args_digest, status, outcome = row
+        if status not in STATUSES:
+            raise self._corrupted(f"call {call_key!r} of run {run_id!r} has status {status!r}", run_id)
+        parsed = None
+        if status == "finished":
+            try:
+                parsed = json.loads(outcome)
+            except (TypeError, ValueError):
+                parsed = None
+            if not isinstance(parsed, dict) or not ({"result", "error"} & set(parsed)):
+                raise self._corrupted(f"the stored outcome of call {call_key!r} ({name!r}) of run {run_id!r} "
+                                      "is not readable", run_id)
+        return Entry(run_id, call_key, kind, name, args_digest, status, parsed)
+
+    def entries(self, run_id: str) -> list[Entry]:
+        with self._lock:
+            try:
+                rows = self._db().execute(
+                    "SELECT call_key, kind, name, args_digest, status, outcome FROM effects WHERE run_id = ? "
+                    "ORDER BY started_at", (run_id,)).fetchall()
+            except sqlite3.DatabaseError as exc:
+                raise self._corrupted(str(exc), run_id) from None
+        return [self._entry(run_id, row[0], row[1:]) for row in rows]
+
+    def started(self, run_id: str, call_key: str, kind: str, name: str, args_digest: str) -> None:
+        self._write("INSERT INTO effects (run_id, call_key, kind, name, args_digest, status, outcome, started_at) "
+                    "VALUES (?, ?, ?, ?, ?, 'started', NULL, ?) ON CONFLICT (run_id, call_key) DO UPDATE SET "
+                    "status = 'started', outcome = NULL, started_at = excluded.started_at, "
+                    "args_digest = excluded.args_digest",
+                    (run_id, call_key, kind, name, args_digest, time.time()))
+
+    def finished(self, run_id: str, call_key: str, outcome: dict[str, Any]) -> None:
+        text = json.dumps(outcome, ensure_ascii=False, default=str)
+        self._write("UPDATE effects SET status = 'finished', outcome = ?, finished_at = ? "
+                    "WHERE run_id = ? AND call_key = ?", (text, time.time(), run_id, call_key))
+
+    def forget(self, run_id: str, call_key: str) -> None:
+        """Drop a call's entry: it ended without an effect to remember (it failed)."""
+        self._write("DELETE FROM effects WHERE run_id = ? AND call_key = ?", (run_id, call_key))
+
+    def forget_place(self, run_id: str, prefix: str) -> None:
+        """Drop the entries of the calls whose key starts with ``prefix`` (a workflow step that
+        failed: a resume runs it again, calls and all)."""
+        pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        self._write("DELETE FROM effects WHERE run_id = ? AND call_key LIKE ? ESCAPE '\\'", (run_id, pattern))
+
+    def _write(self, sql: str, params: tuple[Any, ...]) -> None:
+        with self._lock:
+            try:
+                self._db().execute(sql, params)  # autocommit: on disk (WAL fsynced) when it returns
+            except sqlite3.DatabaseError as exc:
+                raise self._corrupted(str(exc)) from None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
+class JournalInterceptor(Interceptor):
+    """Journals the tool calls of runs and replays finished ones (see the module docstring)."""
+
+    order = JOURNAL
+    name = "journal"
+
+    def __init__(self, journal: EffectJournal) -> None:
+        self.journal = journal
+
+    def wants_kind(self, kind: OperationKind) -> bool | None:
+        return None if kind.name == "tool" else False
+
+    def wants(self, op: Operation) -> bool:
+        return CURRENT_RUN.get() is not None and CURRENT_CALL.get() is not None
+
+    def before(self, op: Operation) -> Decision | None:
+        run, scope = CURRENT_RUN.get(), CURRENT_CALL.get()
+        if run is None or scope is None:
+            return None
+        key = op.meta.get("journal.key")
+        if key is None:  # a retry of the same operation keeps its key
+            key = op.meta["journal.key"] = scope.next_key()
+        args = operation_args(op)
+        args_digest = digest(args)
+        entry = self.journal.get(run.run_id, key)
+        if entry is not None and (entry.name != op.name or entry.args_digest != args_digest):
+            entry = None  # another call in that place now (the workflow was edited): not this one's entry
+        if entry is not None and entry.status == "finished":
+            op.meta["journal.replayed"] = True
+            outcome = entry.outcome or {}
+            if "error" in outcome:
+                error = outcome["error"] if isinstance(outcome["error"], dict) else {}
+                raise AikitError(str(error.get("message", "the call failed")), code=str(error.get("code", "error")),
+                                 details={**(error.get("details") or {}), "replayed": True})
+            return Decision.replace(outcome.get("result"))
+        if entry is not None and entry.status == "started" and not _idempotent(op) and not run.retry_in_doubt:
+            request = ApprovalRequest("tool", op.name, args,
+                                      f"the call of {op.name!r} was started but its end was never recorded (the run "
+                                      "stopped during it): it may have run, or not, or half; its tool is not "
+                                      "idempotent, so it runs again only if approved", run.run_id, in_doubt=True)
+            if run.decisions.get(request.key, ("",))[0] != "approved":
+                if request.key in run.decisions:  # denied: the model learns it did not run again
+                    reason = run.decisions[request.key][1]
+                    raise ApprovalDenied(f"the in-doubt call of {op.name!r} was not run again"
+                                         + (f": {reason}" if reason else ""), details={"request": request.to_dict()})
+                how = (f"Agent.resume({run.run_id!r}, {{approve = {{{op.name!r}}}}}) runs it again, deny does not"
+                       if run.kind == "agent" else
+                       f"resume with approve_in_doubt to run it again (aikit mission resume {run.run_id} "
+                       "--approve-in-doubt; wf:resume(run_id, {approve_in_doubt = true}))")
+                raise ApprovalRequired(f"tool {op.name!r} is in doubt in run {run.run_id!r}: {request.why}; {how}",
+                                       details={"request": request.to_dict()})
+        self.journal.started(run.run_id, key, op.kind.name, op.name, args_digest)
+        op.meta["journal.run"] = run.run_id
+        return None
+
+    def finished(self, op: Operation, result: Any) -> None:
+        run_id = op.meta.get("journal.run")
+        if run_id is not None and not op.meta.get("journal.replayed"):
+            self.journal.finished(run_id, op.meta["journal.key"], {"result": _storable(result)})
+
+    def failed(self, op: Operation, error: AikitError) -> None:
+        run_id = op.meta.get("journal.run")
+        if run_id is None or op.meta.get("journal.replayed"):
+            return
+        if error.code == "interrupted":
+            return  # it may have run, or not, or half: left in doubt
+        # A call that failed runs again on a resume (what "re-run what did not succeed" means);
+        # one that asked for approval never ran past the question.
+        self.journal.forget(run_id, op.meta["journal.key"])
+
+
+def _idempotent(op: Operation) -> bool:
+    tool = op.meta.get("tool")
+    check = getattr(tool, "is_idempotent", None)
+    return bool(check()) if callable(check) else False
+
+
+def _storable(value: Any) -> Any:
+    try:
+        json.dumps(value)
+        return value
+    except (TypeError, ValueError):
+        to_dict = getattr(value, "to_dict", None)
+        if callable(to_dict):
+            return to_dict()
+        return json.loads(json.dumps(value, default=str))

@@ -1,0 +1,120 @@
+"""Deciding a paused agent run's pending calls and resuming it, in any process: what
+``Agent.resume(run_id, {approve = {...}, deny = {...}})`` and ``aikit approvals approve|deny`` do.
+
+A decision names pending calls by the call's id (``call_...``), its approval key, its tool name
+(every pending call of that tool) or ``"*"`` (all). A name that matches no pending call is an
+error listing the pending ones: nothing is decided then. Decisions are stored with the run (so a
+run resumed later, or resumed again after a crash, keeps them) and each one is published as
+``approval.decided``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ..errors import AikitError, InvalidArgument, NotFound
+from .approvals import Answer, ApprovalRequest, decided_payload
+from .runs import AgentRunStore
+
+
+def _matches(item: str, call: dict[str, Any]) -> bool:
+    return item in ("*", call.get("call_id"), call.get("key"), call.get("name"))
+
+
+def _names(value: Any, what: str) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(v, str) and v for v in value):
+        return list(value)
+    raise InvalidArgument(f"{what} must be a list of call ids, tool names or \"*\" (a string for one), "
+                          f"got {_lua_type(value)}")
+
+
+def decide(store: AgentRunStore, record: dict[str, Any], approve: Any = None, deny: Any = None, reason: str = "",
+           who: str = "", events: Any = None) -> dict[str, tuple[str, ...]]:
+    """Apply decisions to ``record``'s pending calls; store them with the run; return all the
+    run's decisions (approval key -> (decision, reason, who))."""
+    approve_names, deny_names = _names(approve, "approve"), _names(deny, "deny")
+    pending = [p for p in record.get("pending") or [] if isinstance(p, dict)]
+    run_id = record["run_id"]
+    if (approve_names or deny_names) and not pending:
+        raise AikitError(f"agent run {run_id!r} has no call waiting for a decision (status {record.get('status')}); "
+                         "nothing to approve or deny", code="not_pending", details={"run_id": run_id})
+    chosen: dict[str, tuple[str, dict[str, Any]]] = {}
+    for decision, names in (("approved", approve_names), ("denied", deny_names)):
+        for item in names:
+            hits = [p for p in pending if _matches(item, p)]
+            if not hits:
+                shown = "; ".join(f"{p.get('call_id')} ({p.get('name')})" for p in pending)
+                raise AikitError(f"{item!r} is not a call pending in run {run_id!r}; pending: {shown}",
+                                 code="not_pending", details={"run_id": run_id, "call": item,
+                                                              "pending": [p.get("call_id") for p in pending]})
+            for p in hits:
+                if p["key"] in chosen and chosen[p["key"]][0] != decision:
+                    raise InvalidArgument(f"call {p.get('call_id')} ({p.get('name')}) is both approved and denied")
+                chosen[p["key"]] = (decision, p)
+    decisions = {k: tuple(v) for k, v in (record.get("decisions") or {}).items()}
+    for key, (decision, call) in chosen.items():
+        decisions[key] = (decision, reason, who)
+        if events is not None:
+            request = ApprovalRequest(call.get("kind", "tool"), call.get("name", ""), call.get("args"),
+                                      call.get("why", ""), run_id, bool(call.get("in_doubt")))
+            events.publish("approval.decided", decided_payload(request, Answer(decision, reason, who)),
+                           source="approvals")
+    if chosen:
+        record["decisions"] = {k: list(v) for k, v in decisions.items()}
+        store.save(record)
+    return decisions
+
+
+def undecided(record: dict[str, Any], decisions: dict[str, tuple[str, ...]]) -> list[dict[str, Any]]:
+    """The pending calls of ``record`` that still have no decision."""
+    return [p for p in record.get("pending") or [] if isinstance(p, dict) and p.get("key") not in decisions]
+
+
+async def resume_agent_run(components: Any, run_id: Any, build: Callable[[dict[str, Any]], Any],
+                           approve: Any = None, deny: Any = None, reason: str = "", who: str = "",
+                           on_text: Any = None) -> Any:
+    """Resume stored agent run ``run_id`` with these decisions; its ``AgentResult``. The agent is
+    rebuilt by ``build(spec_fields)`` from the stored spec (its tools must exist in this process)."""
+    store = AgentRunStore(components.state)
+    record = store.load_resumable(run_id)
+    journal = getattr(components, "journal", None)
+    if journal is not None:  # a corrupt journal stops the resume before anything runs or is decided
+        journal.entries(record["run_id"])
+    decisions = decide(store, record, approve, deny, reason, who, components.events)
+    waiting = undecided(record, decisions)
+    if record.get("status") == "needs_approval" and waiting and len(waiting) == len(record.get("pending") or []):
+        shown = "; ".join(f"{p.get('call_id')} ({p.get('name')} {p.get('args')})" for p in waiting)
+        raise AikitError(f"agent run {record['run_id']!r} waits for decisions on: {shown}; pass "
+                         "{approve = {...}} or {deny = {...}} (call ids, tool names or \"*\")",
+                         code="needs_approval", details={"run_id": record["run_id"], "pending": waiting})
+    spec_fields = dict(record.get("spec") or {})
+    missing = [t for t in spec_fields.get("tools") or [] if t not in components.tools]
+    if missing:
+        raise NotFound(f"agent run {record['run_id']!r} uses tools this process does not have: "
+                       f"{', '.join(missing)}; define them (Tool.define) before resuming",
+                       details={"run_id": record["run_id"], "missing": missing})
+    agent = build(spec_fields)
+    return await agent.resume(record, decisions, on_text=on_text)
+
+
+def runs_needing(components: Any, statuses: Iterable[str] = ("needs_approval",)) -> list[dict[str, Any]]:
+    """Stored agent runs with one of ``statuses`` (oldest first)."""
+    wanted = set(statuses)
+    return [r for r in AgentRunStore(components.state).list() if r.get("status") in wanted]
+
+
+def _lua_type(value: Any) -> str:
+    if value is None:
+        return "nil"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, (dict, list)):
+        return "a table"
+    return "a string" if isinstance(value, str) else type(value).__name__

@@ -1,0 +1,189 @@
+"""Which run an operation belongs to, and the durable state of agent runs.
+
+:data:`CURRENT_RUN` is set (a context variable, so concurrent tool calls of one run and nested
+runs each see their own) while an agent run or a workflow step runs: the approval interceptor reads
+the run's own approval rules and the decisions already given for it, the effect journal its id.
+:data:`CURRENT_CALL` names the tool call being made inside the run (its place in the run), the key
+of its journal entry.
+
+:class:`AgentRunStore` keeps an agent run's state in State (scope ``agent:~runs``, one key per run):
+the conversation so far, the step, the calls waiting for a decision, the status. A paused run
+(``needs_approval``) or one whose process died (``running`` in a process that is gone) is resumed
+from it, in any process.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import AikitError, InvalidArgument, NotFound
+
+RUNS_SCOPE = "agent:~runs"
+RESUMABLE = ("needs_approval", "running", "interrupted")
+#: Runs this process is running now.
+ACTIVE_RUNS: set[str] = set()
+
+
+@dataclass
+class RunControl:
+    """What the control interceptors know about the run an operation belongs to."""
+
+    run_id: str
+    kind: str  # "agent" | "workflow"
+    name: str
+    #: Tool-name patterns (``fnmatch``) whose calls need a person's approval in this run.
+    approve: tuple[str, ...] = ()
+    #: Decisions given for this run's pending calls (resume): the call's approval key -> decision
+    #: ("approved" | "denied"), reason and who decided.
+    decisions: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: Whether a person may be asked now (False: a call needing approval pauses the run).
+    interactive: bool = True
+    #: Run again every in-doubt call (a workflow resumed with ``approve_in_doubt``).
+    retry_in_doubt: bool = False
+
+
+CURRENT_RUN: ContextVar[RunControl | None] = ContextVar("aikit_current_run", default=None)
+
+
+class CallScope:
+    """The place in a run of the tool calls made inside one block: each journaled call takes the
+    next number (a workflow step that calls several tools, in order)."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.count = 0
+
+    def next_key(self) -> str:
+        key = f"{self.key}#{self.count}"
+        self.count += 1
+        return key
+
+
+CURRENT_CALL: ContextVar[CallScope | None] = ContextVar("aikit_current_call", default=None)
+
+
+@contextmanager
+def in_run(run: RunControl) -> Iterator[RunControl]:
+    """Operations inside this block belong to ``run``."""
+    token = CURRENT_RUN.set(run)
+    try:
+        yield run
+    finally:
+        CURRENT_RUN.reset(token)
+
+
+@contextmanager
+def in_call(key: str) -> Iterator[CallScope]:
+    """Tool calls made inside this block are the run's calls ``key#0``, ``key#1``, ... (their
+    journal entries)."""
+    token = CURRENT_CALL.set(scope := CallScope(key))
+    try:
+        yield scope
+    finally:
+        CURRENT_CALL.reset(token)
+
+
+def new_run_id() -> str:
+    return "run-" + uuid.uuid4().hex[:12]
+
+
+def owner() -> dict[str, Any]:
+    """Who is running a run: this process (host and pid)."""
+    return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+def owner_alive(who: Any, run_id: str) -> bool:
+    """Whether the process that ran run ``run_id`` still runs it (a process on another host is
+    assumed to)."""
+    if not isinstance(who, dict):
+        return False
+    if who.get("host") != socket.gethostname():
+        return True
+    pid = who.get("pid")
+    if not isinstance(pid, int):
+        return False
+    if pid == os.getpid():
+        return run_id in ACTIVE_RUNS
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return _not_zombie(pid)
+
+
+def _not_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+class AgentRunStore:
+    """Agent runs' state in State's store (see the module docstring), written past State's hooks
+    and events (bookkeeping, not a user's write). Each write is durable before it returns
+    (State's SQLite is WAL with ``synchronous=FULL``)."""
+
+    def __init__(self, state: Any) -> None:
+        self.backend = state.backend
+
+    def save(self, record: dict[str, Any]) -> None:
+        record["updated_at"] = time.time()
+        self.backend.set(RUNS_SCOPE, record["run_id"], record)
+
+    def get(self, run_id: str) -> dict[str, Any] | None:
+        found, record = self.backend.get(RUNS_SCOPE, run_id)
+        return record if found and isinstance(record, dict) else None
+
+    def load_resumable(self, run_id: Any) -> dict[str, Any]:
+        """The stored run ``run_id`` if it can be resumed, else a clear error (unknown, finished,
+        or still running in a live process)."""
+        if not isinstance(run_id, str) or not run_id:
+            raise InvalidArgument(f"Agent.resume: the run id must be a non-empty string, got {_lua_kind(run_id)}")
+        record = self.get(run_id)
+        if record is None:
+            known = self.ids()[-5:]
+            hint = f"; known runs: {', '.join(known)}" if known else "; no agent run is stored"
+            raise NotFound(f"no agent run {run_id!r} to resume{hint} (`aikit approvals list` shows paused runs)",
+                           details={"run_id": run_id})
+        status = record.get("status")
+        if status not in RESUMABLE:
+            raise AikitError(f"agent run {run_id!r} is {status}: only a run that needs approval or was cut off "
+                             "(its process died) can be resumed", code="not_resumable",
+                             details={"run_id": run_id, "status": status})
+        if status == "running" and owner_alive(record.get("owner"), run_id):
+            raise AikitError(f"agent run {run_id!r} is still running in process {record.get('owner', {}).get('pid')}; "
+                             "resume it once it has paused or its process has ended", code="not_resumable",
+                             details={"run_id": run_id, "status": status})
+        return record
+
+    def ids(self) -> list[str]:
+        return sorted(self.backend.keys(RUNS_SCOPE), key=lambda k: (self.get(k) or {}).get("updated_at", 0))
+
+    def list(self, status: str | None = None) -> list[dict[str, Any]]:
+        """Stored runs (oldest first), optionally only those with ``status``."""
+        runs = [r for k in self.backend.keys(RUNS_SCOPE) if (r := self.get(k)) is not None]
+        runs.sort(key=lambda r: r.get("updated_at", 0))
+        return [r for r in runs if status is None or r.get("status") == status]
+
+
+def _lua_kind(value: Any) -> str:
+    if value is None:
+        return "nil"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, (dict, list)):
+        return "a table"
+    return f"a {type(value).__name__}"
