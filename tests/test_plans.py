@@ -102,7 +102,7 @@ MALFORMED = """\
 
 
 def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIKIT_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIKIT_") or k == "AIKIT_TRUST_PROJECT_CONFIG"}
     # aikit's data directory and user config live outside the project tree the tests inspect
     env["AIKIT_DATA_DIR"] = str(tmp_path.parent / f"{tmp_path.name}-data")
     env["XDG_CONFIG_HOME"] = str(tmp_path.parent / f"{tmp_path.name}-xdg")  # no user aikit.toml

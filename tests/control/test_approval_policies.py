@@ -15,6 +15,7 @@ from aikit_components.config import Config
 from aikit_components.errors import ConfigError
 from tests.support.agents import OPENAI, answer, call
 from tests.support.lua import Lua
+from tests.support.trust import trusting_env
 
 
 def policy(*names: str, extra: str = "") -> str:
@@ -87,11 +88,11 @@ def test_tool_call_and_agent_run_policies(make_lua: Any, llm_server: Any) -> Non
 
 def test_unknown_policy_names_are_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "aikit.toml").write_text(policy("process", "proces_launch"))
-    config = Config.load(cwd=tmp_path, env={}, user_dir=tmp_path / "user")
+    config = Config.load(cwd=tmp_path, env=trusting_env(), user_dir=tmp_path / "user")
     with pytest.raises(ConfigError, match="unknown approval policy 'proces_launch' in security.approval.require"):
         Components.open(config=config, data_dir=tmp_path / "data", plugins=False)
     assert not (tmp_path / "data").exists() or not any((tmp_path / "data").iterdir())
     (tmp_path / "aikit.toml").write_text(policy("spend_above", extra="spend_above_usd = -1\n"))
-    config = Config.load(cwd=tmp_path, env={}, user_dir=tmp_path / "user")
+    config = Config.load(cwd=tmp_path, env=trusting_env(), user_dir=tmp_path / "user")
     with pytest.raises(ConfigError, match="spend_above_usd must be a number >= 0"):
         Components.open(config=config, data_dir=tmp_path / "data", plugins=False)

@@ -18,6 +18,7 @@ from aikit_components.config import Config
 from aikit_components.control.audit import FILE_NAME, AuditLedger, LedgerError
 from aikit_components.errors import AikitError
 from aikit_kernel import runtime
+from tests.support.trust import trusting_env
 
 AIKIT = str(Path(sys.executable).with_name("aikit"))
 
@@ -30,7 +31,7 @@ def audit_cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture
 def components(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.chdir(tmp_path)
-    config = Config.load(cwd=tmp_path, env={}, user_dir=tmp_path / "user-config")
+    config = Config.load(cwd=tmp_path, env=trusting_env(), user_dir=tmp_path / "user-config")
     c = Components.open(config=config, data_dir=tmp_path / "data", plugins=False, loop_getter=runtime.get_loop)
     yield c
     c.close()
@@ -73,7 +74,7 @@ def test_a_new_session_records_a_configuration_change(tmp_path: Path, monkeypatc
     monkeypatch.chdir(tmp_path)
     for limit in (10, 10, 20):
         (tmp_path / "aikit.toml").write_text(f"[security]\nmax_tool_calls = {limit}\n")
-        config = Config.load(cwd=tmp_path, env={}, user_dir=tmp_path / "user-config")
+        config = Config.load(cwd=tmp_path, env=trusting_env(), user_dir=tmp_path / "user-config")
         Components.open(config=config, data_dir=tmp_path / "data", plugins=False).close()
     ledger = AuditLedger(tmp_path / "data" / FILE_NAME)
     types = [e.type for e in ledger.entries()]
@@ -148,7 +149,7 @@ def test_components_refuse_a_newer_ledger_before_storing_anything(tmp_path: Path
     monkeypatch.chdir(tmp_path)
     data = make_ledger(tmp_path, 1)
     edit(data, "UPDATE meta SET value = '2' WHERE key = 'schema_version'")
-    config = Config.load(cwd=tmp_path, env={}, user_dir=tmp_path / "user-config")
+    config = Config.load(cwd=tmp_path, env=trusting_env(), user_dir=tmp_path / "user-config")
     with pytest.raises(LedgerError, match="upgrade aikit"):
         Components.open(config=config, data_dir=data, plugins=False)
     assert not (data / "sessions.sqlite").exists()

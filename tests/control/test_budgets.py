@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from tests.support.agents import OPENAI, answer, call
+from tests.support.trust import trusting_env
 
 PRICES = """
 [models.prices]
@@ -113,7 +114,7 @@ def test_a_bad_budgets_table_in_aikit_toml_is_named(make_agent_lua: Any, tmp_pat
     from aikit_components.errors import InvalidArgument
 
     (tmp_path / "aikit.toml").write_text("[budgets.agent]\ncost = 'cheap'\n")
-    config = Config.load(cwd=tmp_path, env={}, user_dir=tmp_path / "user-config")
+    config = Config.load(cwd=tmp_path, env=trusting_env(), user_dir=tmp_path / "user-config")
     with pytest.raises(InvalidArgument, match=r"\[budgets.agent\] in aikit.toml: budget cost must be a number, got string"):
         Budgets(config)
 

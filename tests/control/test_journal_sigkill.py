@@ -52,7 +52,7 @@ def script(tmp_path: Path, name: str, text: str) -> Path:
 
 
 def env(tmp_path: Path) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("AIKIT_")}
+    base = {k: v for k, v in os.environ.items() if not k.startswith("AIKIT_") or k == "AIKIT_TRUST_PROJECT_CONFIG"}
     return {**base, "AIKIT_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(REPO),
             "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
 

@@ -25,7 +25,7 @@ print('status=' .. r.status .. ' text=' .. r.text .. ' id=' .. r.run_id)
 
 
 def env(tmp_path: Path) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("AIKIT_")}
+    base = {k: v for k, v in os.environ.items() if not k.startswith("AIKIT_") or k == "AIKIT_TRUST_PROJECT_CONFIG"}
     return {**base, "AIKIT_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(REPO), "TERM": "xterm",
             "PROMPT_TOOLKIT_NO_CPR": "1", "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
 

@@ -34,7 +34,7 @@ steps:
 
 
 def env(cwd: Path) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("AIKIT_")}
+    base = {k: v for k, v in os.environ.items() if not k.startswith("AIKIT_") or k == "AIKIT_TRUST_PROJECT_CONFIG"}
     return {**base, "AIKIT_DATA_DIR": str(cwd / "data"), "XDG_CONFIG_HOME": str(cwd / "config"),
             "PYTHONPATH": str(REPO), "COLUMNS": "160"}
 

@@ -106,7 +106,7 @@ class TestCollections:
 
 
 def test_example_script_runs() -> None:
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("AIKIT_")}}
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("AIKIT_") or k == "AIKIT_TRUST_PROJECT_CONFIG"}}
     with __import__("tempfile").TemporaryDirectory() as tmp:
         env["AIKIT_DATA_DIR"] = tmp
         aikit = Path(sys.executable).with_name("aikit")

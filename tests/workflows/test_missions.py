@@ -36,7 +36,7 @@ AIKIT = str(Path(sys.executable).with_name("aikit"))
 
 def aikit(cwd: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """Run the real CLI in ``cwd`` with a private data directory and no user configuration."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIKIT_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIKIT_") or k == "AIKIT_TRUST_PROJECT_CONFIG"}
     env.update(AIKIT_DATA_DIR=str(cwd / "data"), XDG_CONFIG_HOME=str(cwd / "config"), COLUMNS="160")
     return subprocess.run([AIKIT, "mission", *args], capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env)
 
@@ -390,7 +390,7 @@ def test_interrupted_run_is_recorded_and_resumes(tmp_path: Path) -> None:
         "  - {id: a, step_type: create_file, parameters: {path: a.txt, content: x}}\n"
         "  - {id: b, step_type: command, depends_on: [a], parameters: {command: sleep, args: ['30']}}\n"
         "  - {id: c, step_type: noop, depends_on: [b]}\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIKIT_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIKIT_") or k == "AIKIT_TRUST_PROJECT_CONFIG"}
     env.update(AIKIT_DATA_DIR=str(tmp_path / "data"), XDG_CONFIG_HOME=str(tmp_path / "config"))
     proc = subprocess.Popen([AIKIT, "mission", "run", "slow.yaml", "--run-id", "r1"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env)
@@ -419,7 +419,7 @@ def test_crashed_run_resumes_without_rerunning_completed_steps(tmp_path: Path) -
         "  - {id: a, step_type: command, parameters: {command: sh, args: ['-c', 'echo run >> a.log']}}\n"
         f"  - {{id: b, step_type: command, depends_on: [a], parameters: {{command: sleep, args: ['{marker}']}}}}\n"
         "  - {id: c, step_type: noop, depends_on: [b]}\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIKIT_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIKIT_") or k == "AIKIT_TRUST_PROJECT_CONFIG"}
     env.update(AIKIT_DATA_DIR=str(tmp_path / "data"), XDG_CONFIG_HOME=str(tmp_path / "config"))
     user_config = tmp_path / "config" / "aikit" / "aikit.toml"  # the user's own file: trusted
     user_config.parent.mkdir(parents=True)
@@ -458,7 +458,7 @@ def test_a_killed_run_takes_its_running_program_with_it(tmp_path: Path) -> None:
     (tmp_path / "orphan.yaml").write_text(
         "name: orphan\nsteps:\n"
         f"  - {{id: wait, step_type: command, parameters: {{command: sleep, args: ['{marker}']}}}}\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIKIT_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIKIT_") or k == "AIKIT_TRUST_PROJECT_CONFIG"}
     env.update(AIKIT_DATA_DIR=str(tmp_path / "data"), XDG_CONFIG_HOME=str(tmp_path / "config"))
     proc = subprocess.Popen([AIKIT, "mission", "run", "orphan.yaml"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, cwd=tmp_path, env=env)
@@ -477,7 +477,7 @@ def test_a_killed_run_takes_its_running_program_with_it(tmp_path: Path) -> None:
 def test_live_progress_on_a_terminal(tmp_path: Path) -> None:
     import pty
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIKIT_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIKIT_") or k == "AIKIT_TRUST_PROJECT_CONFIG"}
     env.update(AIKIT_DATA_DIR=str(tmp_path / "data"), XDG_CONFIG_HOME=str(tmp_path / "config"), TERM="xterm",
                COLUMNS="120")
     env.pop("NO_COLOR", None)
