@@ -35,6 +35,7 @@ from .tools import Budget, ToolContext, ToolRegistry, default_registry
 
 if TYPE_CHECKING:
     from .agents import Agent, AgentSpec
+    from .mcp import MCPClients
     from .providers.registry import ModelRegistry
     from .rag import RAG
 
@@ -59,6 +60,7 @@ class Components:
     _tools: ToolRegistry | None = field(default=None, repr=False)
     _models: Any = field(default=None, repr=False)
     _rag: Any = field(default=None, repr=False)
+    _mcp: Any = field(default=None, repr=False)
     ledger: UsageLedger = field(default_factory=UsageLedger)
     _tools_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -97,6 +99,20 @@ class Components:
                     self._rag = RAG(self.data_dir / "rag", config=self.config, events=self.events,
                                     models=lambda: self.models, pipeline=self.pipeline)
         return self._rag
+
+    @property
+    def mcp(self) -> MCPClients:
+        """Connections to MCP servers (``MCP.connect``, ``[mcp.servers.NAME]``); their tools join
+        the tool registry as ``NAME.tool``."""
+        if self._mcp is None:
+            from .mcp import MCPClients
+
+            registry = self.tools
+            with self._tools_lock:
+                if self._mcp is None:
+                    self._mcp = MCPClients(registry, lambda: self.tool_context(caller="mcp"), config=self.config,
+                                           pipeline=self.pipeline)
+        return self._mcp
 
     def new_agent(self, spec: AgentSpec, context: Callable[[], ToolContext] | None = None) -> Agent:
         """An agent wired to this process: its model (with fallbacks), tools, state, hooks, events."""
@@ -171,6 +187,8 @@ class Components:
         closers = [self.state.close, self.artifacts.close, self.sessions.close]
         if self._rag is not None:
             closers.insert(0, self._rag.close)
+        if self._mcp is not None:
+            closers.insert(0, self._mcp.close)
         for closer in closers:
             try:
                 closer()

@@ -140,6 +140,7 @@ class Agent:
         self.pipeline = pipeline if pipeline is not None else standard_pipeline(events, hooks)
         self.ledger = ledger
         self.usage = Usage()
+        spec.tools = tools.expand(spec.tools)  # "files.*" -> every tool of that MCP server
         for name in spec.tools:
             tools.get(name)  # unknown tools fail at creation, with suggestions
         self._validate_output = compile_validator(spec.output_schema) if spec.output_schema else None

@@ -112,6 +112,8 @@ class Tool:
     wants_ctx: bool = False
     is_async: bool = False
     async_fn: Callable[..., Any] | None = None  # used by acall when the tool must run elsewhere (Lua tools)
+    # Extra fields for the meta of this tool's call operations (an MCP tool's server), for interceptors.
+    operation_meta: dict[str, Any] = field(default_factory=dict)
     validate: Callable[[Any], list[str]] = field(init=False, repr=False)
     _binding: _Binding | None = field(default=None, init=False, repr=False, compare=False)
 

@@ -15,7 +15,8 @@ import asyncio
 import difflib
 import importlib
 import logging
-from collections.abc import Iterable
+import fnmatch
+from collections.abc import Awaitable, Callable, Iterable
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -39,6 +40,9 @@ class ToolRegistry:
         self.hooks = hooks
         self.pipeline = pipeline if pipeline is not None else standard_pipeline(events, hooks)
         self.plugin_errors: list[str] = []
+        # Asked, on the I/O loop, about a tool name or category not (yet) registered: a resolver
+        # may register tools (an MCP server of the config connected on first use) and says so.
+        self._resolvers: list[Callable[[str], Awaitable[bool]]] = []
 
     # ------------------------------------------------------------------ registration
     def register(self, item: Tool, *, replace: bool = False) -> Tool:
@@ -112,6 +116,36 @@ class ToolRegistry:
     def categories(self) -> list[str]:
         return sorted({t.category for t in self._tools.values()})
 
+    def expand(self, names: Iterable[str]) -> list[str]:
+        """Tool names with glob patterns (``files.*``) replaced by the matching tools, in order and
+        without duplicates; a pattern matching nothing is an error (as an unknown name is)."""
+        found: list[str] = []
+        for name in names:
+            if isinstance(name, str) and any(c in name for c in "*?["):
+                matching = sorted(n for n in self._tools if fnmatch.fnmatchcase(n, name))
+                if not matching:
+                    raise NotFound(f"no tool matches {name!r}; Tool.list() shows what exists", details={"pattern": name})
+            else:
+                matching = [name]
+            found.extend(n for n in matching if n not in found)
+        return found
+
+    # ------------------------------------------------------------------ resolvers
+    def add_resolver(self, resolver: Callable[[str], Awaitable[bool]]) -> None:
+        """Register ``resolver(name_or_category) -> registered_something`` (see ``__init__``)."""
+        self._resolvers.append(resolver)
+
+    @property
+    def has_resolvers(self) -> bool:
+        return bool(self._resolvers)
+
+    async def aresolve(self, name: str) -> bool:
+        """Ask the resolvers about ``name`` (a tool name, pattern or category) missing here."""
+        for resolver in list(self._resolvers):
+            if await resolver(name):
+                return True
+        return False
+
     # ------------------------------------------------------------------ calling
     def _checked_args(self, item: Tool, args: Any) -> dict[str, Any]:
         """Validation of a call of ``item``: its bound arguments."""
@@ -129,7 +163,8 @@ class ToolRegistry:
         return item.bind_args(args)
 
     def _operation(self, item: Tool, args: Any, ctx: ToolContext) -> Operation:
-        return Operation(TOOL_CALL, item.name, {"name": item.name, "args": args}, ctx, meta={"tool": item})
+        meta = {"tool": item, **item.operation_meta} if item.operation_meta else {"tool": item}
+        return Operation(TOOL_CALL, item.name, {"name": item.name, "args": args}, ctx, meta=meta)
 
     def call(self, name: str, args: Any, ctx: ToolContext) -> Any:
         """Call a tool synchronously (plain ``def`` tools and Lua-defined tools; an async tool
@@ -141,11 +176,12 @@ class ToolRegistry:
             return self.pipeline.reject(self._operation(item, args, ctx), exc)
         if item.is_async:
             raise AikitError(f"tool {name!r} is async: call it with acall() on the I/O loop", code="internal_error")
-        return self.pipeline.run(Operation(TOOL_CALL, name, {"name": name, "args": bound}, ctx, meta={"tool": item}),
-                                 _run_sync)
+        return self.pipeline.run(self._operation(item, bound, ctx), _run_sync)
 
     async def acall(self, name: str, args: Any, ctx: ToolContext) -> Any:
         """Call any tool from async code (async tools run here, on the calling loop)."""
+        if name not in self._tools and self._resolvers:
+            await self.aresolve(name)
         item = self.get(name)
         try:
             bound = self._checked_args(item, args)
