@@ -127,7 +127,7 @@ class Validator:
             if kind is not None:
                 if not _check_kind(kind, value):
                     self.fail(key_path, f"{dotted} must be {_EXPECTED[kind]}, got {describe(value)}")
-            elif name not in OPEN_SECTIONS:
+            elif name not in OPEN_SECTIONS and key not in DEFAULTS[name]:  # a table default (mcp.servers) is free-form
                 self.warn(key_path, f"unknown setting {dotted!r} (kept, but aikit does not use it)")
             self.secrets(value, key_path, key)
 

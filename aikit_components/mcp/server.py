@@ -1,0 +1,325 @@
+"""aikit as an MCP server: tools, agents, RAG collections, State and Artifacts for any MCP client.
+
+:class:`AikitServer` builds an SDK low-level ``Server`` whose handlers read what is exposed at the
+time of each request (so a notebook's later definitions show up) and call it the way a local call
+does: a tool through ``ToolRegistry.acall`` (validation, the operation pipeline: hooks, events,
+tracing, approvals, budgets, audit), an agent through ``Agent.run``. Errors become ``isError``
+results carrying aikit's structured error.
+
+Approvals: while a call runs, :data:`REMOTE_CLIENT` holds the :class:`RemoteClient` that made it.
+An approval interceptor asks it with ``await REMOTE_CLIENT.get().ask(question)``: the question goes
+to the client as an elicitation when the client supports elicitation; otherwise the call is denied
+with a reason saying so (:class:`~aikit_components.errors.PermissionDenied`).
+
+Transports: :meth:`AikitServer.run_stdio` and :meth:`AikitServer.run_http` (Streamable HTTP; a
+bearer token is required when binding anything but loopback).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import fnmatch
+import hmac
+import ipaddress
+import json
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import mcp_types as types
+from mcp.server.lowlevel.server import Server
+from mcp.server.transport_security import TransportSecuritySettings
+
+from ..errors import AikitError, InvalidArgument, NotFound, PermissionDenied
+from ..tools import Tool, ToolContext
+from .convert import error_result, to_call_result
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+@dataclass
+class RemoteClient:
+    """The MCP client a served call came from: what an approval interceptor may ask."""
+
+    session: Any
+    name: str | None = None
+
+    @property
+    def can_elicit(self) -> bool:
+        caps = self.session.client_capabilities if self.session is not None else None
+        return caps is not None and caps.elicitation is not None
+
+    async def ask(self, question: str) -> bool:
+        """Ask the client's user to approve (elicitation); True when accepted. Without elicitation
+        support the call is denied with a reason."""
+        if not self.can_elicit:
+            raise PermissionDenied("this call needs an approval, and the MCP client cannot be asked (it does not "
+                                   "support elicitation); approve it in aikit or use a client that supports "
+                                   "elicitation", details={"rule": "approval", "client": self.name})
+        result = await self.session.elicit_form(question, {"type": "object", "properties": {}})
+        return result.action == "accept"
+
+
+REMOTE_CLIENT: contextvars.ContextVar[RemoteClient | None] = contextvars.ContextVar("aikit_mcp_client", default=None)
+
+
+@dataclass
+class Exposed:
+    """What a server offers: tool-name patterns over the registry, agents by name, whether RAG
+    collections, State and Artifacts are offered. Read on every request."""
+
+    tools: list[str] | None = None  # glob patterns; None = every tool that is not a process launcher
+    agents: dict[str, Any] = field(default_factory=dict)
+    rag: bool = True
+    resources: bool = True
+
+
+class AikitServer:
+    """An MCP server over one process's components (see the module docstring)."""
+
+    def __init__(self, components: Any, exposed: Exposed | None = None, *, name: str = "aikit",
+                 context: Callable[[], ToolContext] | None = None) -> None:
+        self.components = components
+        self.exposed = exposed or Exposed()
+        self.name = name
+        self.context = context or (lambda: components.tool_context(caller="mcp-client"))
+        self.server: Server[Any] = Server(
+            name, version="1", instructions="aikit's tools, agents and document collections.",
+            on_list_tools=self._list_tools, on_call_tool=self._call_tool,
+            on_list_resources=self._list_resources if self.exposed.resources else None,
+            on_read_resource=self._read_resource if self.exposed.resources else None)
+
+    # ------------------------------------------------------------------ what is exposed
+    def tools(self) -> dict[str, tuple[Tool, Callable[..., Any]]]:
+        """Exposed tool name -> (definition, async caller of the arguments)."""
+        found: dict[str, tuple[Tool, Callable[..., Any]]] = {}
+        registry = self.components.tools
+        patterns = self.exposed.tools
+        for item in registry.list():
+            if item.source.startswith("mcp:"):
+                continue  # not a proxy for other servers' tools
+            if patterns is None:
+                if item.security == "process":
+                    continue
+            elif not any(fnmatch.fnmatchcase(item.name, p) for p in patterns):
+                continue
+            found[item.name] = (item, self._tool_caller(item.name))
+        for agent_name, agent in self.exposed.agents.items():
+            tool = agent_tool(agent_name)
+            found[tool.name] = (tool, self._agent_caller(agent))
+        if self.exposed.rag and self._has_collections():
+            for info in self.components.rag.list():
+                collection = self.components.rag.collection(info["name"])
+                tool = collection.as_tool(name=f"search_{info['name']}")
+                found[tool.name] = (tool, self._direct_caller(tool))
+        return found
+
+    def _has_collections(self) -> bool:
+        return (self.components.data_dir / "rag").is_dir()
+
+    def _tool_caller(self, name: str) -> Callable[..., Any]:
+        async def call(args: dict[str, Any]) -> Any:
+            return await self.components.tools.acall(name, args, self.context())
+        return call
+
+    def _agent_caller(self, agent: Any) -> Callable[..., Any]:
+        async def call(args: dict[str, Any]) -> Any:
+            text = args.get("input")
+            if not isinstance(text, str):
+                raise InvalidArgument("the agent's input must be a string (argument `input`)")
+            result = await agent.run(text)
+            data = json.loads(json.dumps(result.to_dict(), default=str))
+            return types.CallToolResult(content=[types.TextContent(type="text", text=result.text or "")],
+                                        structured_content=data)
+        return call
+
+    def _direct_caller(self, tool: Tool) -> Callable[..., Any]:
+        async def call(args: dict[str, Any]) -> Any:
+            problems = tool.validate(args)
+            if problems:
+                from ..errors import ValidationError
+
+                raise ValidationError(f"invalid arguments for tool {tool.name!r}:", problems)
+            return await tool.fn(**tool.bind_args(dict(args)))
+        return call
+
+    # ------------------------------------------------------------------ handlers
+    async def _list_tools(self, ctx: Any, params: Any) -> types.ListToolsResult:
+        tools = []
+        for name, (item, _) in sorted(self.tools().items()):
+            tools.append(types.Tool(name=name, description=item.description, input_schema=item.parameters))
+        return types.ListToolsResult(tools=tools)
+
+    async def _call_tool(self, ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
+        exposed = self.tools()
+        entry = exposed.get(params.name)
+        if entry is None:
+            return error_result(NotFound(f"no tool named {params.name!r} is served here",
+                                         details={"name": params.name}))
+        _, call = entry
+        args = params.arguments or {}
+        client = RemoteClient(getattr(ctx, "session", None))
+        token = REMOTE_CLIENT.set(client)
+        try:
+            value = await call(dict(args))
+        except AikitError as exc:
+            return error_result(exc)
+        except Exception as exc:  # a bug in a tool must not take the server down
+            log.exception("served tool %s failed", params.name)
+            return error_result(AikitError(f"{type(exc).__name__}: {exc}", code="internal_error"))
+        finally:
+            REMOTE_CLIENT.reset(token)
+        return value if isinstance(value, types.CallToolResult) else to_call_result(value)
+
+    async def _list_resources(self, ctx: Any, params: Any) -> types.ListResourcesResult:
+        resources = []
+        state = self.components.state
+        for key in state.keys("global"):
+            resources.append(types.Resource(uri=f"state://global/{key}", name=f"State {key}",
+                                            mime_type="application/json"))
+        for info in self.components.artifacts.list():
+            resources.append(types.Resource(uri=f"artifact://{info.name}", name=f"Artifact {info.name}",
+                                            mime_type=info.mime, size=info.size))
+        return types.ListResourcesResult(resources=resources)
+
+    async def _read_resource(self, ctx: Any, params: types.ReadResourceRequestParams) -> types.ReadResourceResult:
+        uri = str(params.uri)
+        if uri.startswith("state://global/"):
+            key = uri[len("state://global/"):]
+            missing = object()
+            value = self.components.state.get("global", key, missing)
+            if value is missing:
+                raise _mcp_error(types.INVALID_PARAMS, f"no State key {key!r} in scope global")
+            return types.ReadResourceResult(contents=[types.TextResourceContents(
+                uri=uri, mime_type="application/json", text=json.dumps(value, default=str, ensure_ascii=False))])
+        if uri.startswith("artifact://"):
+            name = uri[len("artifact://"):]
+            try:
+                info, data = self.components.artifacts.get(name)
+            except AikitError as exc:
+                raise _mcp_error(types.INVALID_PARAMS, exc.message) from None
+            if info.mime.startswith("text/") or info.mime in ("application/json",):
+                contents: Any = types.TextResourceContents(uri=uri, mime_type=info.mime,
+                                                           text=data.decode("utf-8", errors="replace"))
+            else:
+                import base64
+
+                contents = types.BlobResourceContents(uri=uri, mime_type=info.mime,
+                                                      blob=base64.b64encode(data).decode("ascii"))
+            return types.ReadResourceResult(contents=[contents])
+        raise _mcp_error(types.INVALID_PARAMS, f"unknown resource {uri!r} (served: state://global/KEY, artifact://NAME)")
+
+    # ------------------------------------------------------------------ transports
+    async def run_stdio(self) -> None:
+        """Serve over this process's stdin/stdout until the client closes stdin."""
+        from mcp.server.stdio import stdio_server
+
+        async with stdio_server() as (read_stream, write_stream):
+            await self.server.run(read_stream, write_stream, self.server.create_initialization_options())
+
+    def http_app(self, host: str, token: str | None, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -> Any:
+        """The Streamable HTTP ASGI app at ``/mcp``, behind the bearer-token check."""
+        security = None
+        if host in LOOPBACK:
+            security = TransportSecuritySettings(
+                enable_dns_rebinding_protection=True,
+                allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*"],
+                allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"])
+        app = self.server.streamable_http_app(host=host, max_request_body_size=max_request_bytes,
+                                              transport_security=security)
+        return BearerGate(app, token) if token else app
+
+    async def run_http(self, host: str = "127.0.0.1", port: int = 0, token: str | None = None,
+                       started: Callable[[str], Any] | None = None,
+                       max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -> None:
+        """Serve Streamable HTTP on ``host:port`` until cancelled; ``started(url)`` is called once
+        listening (port 0 picks a free port)."""
+        import uvicorn
+
+        check_bind(host, token)
+        config = uvicorn.Config(self.http_app(host, token, max_request_bytes), host=host, port=port,
+                                log_level="warning", lifespan="on", access_log=False)
+        server = uvicorn.Server(config)
+        task = asyncio.ensure_future(server.serve())
+        try:
+            while not server.started:
+                if task.done():
+                    await task
+                    raise OSError(f"the MCP server could not listen on {host}:{port}")
+                await asyncio.sleep(0.01)
+            bound = server.servers[0].sockets[0].getsockname()[1]
+            shown = f"[{host}]" if ":" in host else host
+            if started is not None:
+                started(f"http://{shown}:{bound}/mcp")
+            await task
+        finally:
+            server.should_exit = True
+            if not task.done():
+                try:
+                    await asyncio.wait_for(asyncio.shield(task), 5)
+                except (TimeoutError, asyncio.CancelledError):
+                    task.cancel()
+
+
+def agent_tool(name: str) -> Tool:
+    """The served tool of an agent: text in, the agent's answer (text and structured result) out."""
+    async def unused(input: str) -> Any:  # the caller runs the agent itself
+        raise NotImplementedError
+
+    return Tool(name=f"agent_{name}", description=f"Ask the aikit agent {name!r}; returns its answer.", fn=unused,
+                parameters={"type": "object", "required": ["input"], "additionalProperties": False,
+                            "properties": {"input": {"type": "string", "description": "The request for the agent."}}},
+                category="agents", security="network", source="agent", is_async=True)
+
+
+def check_bind(host: str, token: str | None) -> None:
+    """Loopback needs no token; any other address does (the server would be reachable by others)."""
+    if host in LOOPBACK:
+        return
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return
+    except ValueError:
+        pass
+    if not token:
+        raise PermissionDenied(f"serving MCP on {host!r} (not loopback) requires a bearer token: pass --token or set "
+                               "mcp.serve_token", details={"rule": "mcp_serve_token", "host": host})
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+class BearerGate:
+    """ASGI middleware: HTTP requests must carry ``Authorization: Bearer <token>``."""
+
+    def __init__(self, app: Any, token: str) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            given = dict(scope.get("headers") or []).get(b"authorization", b"")
+            if not hmac.compare_digest(given, self.expected):
+                body = b'{"error": "unauthorized: send Authorization: Bearer <token>"}'
+                await send({"type": "http.response.start", "status": 401,
+                            "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
+def _mcp_error(code: int, message: str) -> Exception:
+    from mcp.shared.exceptions import MCPError
+
+    return MCPError(code=code, message=message)
+
+
+__all__ = ["REMOTE_CLIENT", "AikitServer", "BearerGate", "Exposed", "RemoteClient", "agent_tool", "check_bind",
+           "new_token"]
