@@ -120,7 +120,8 @@ async def stdio_streams(server: ServerProcess, max_message_bytes: int,
                     return
         await proc.wait()
         tail = server.stderr_text()
-        await end(f"the server exited with code {proc.returncode}" + (f"; its last output on stderr:\n{tail}" if tail else ""))
+        said = f"; its last output on stderr:\n{tail}" if tail else ""
+        await end(f"the server exited with code {proc.returncode}{said}")
 
     async def read_stderr() -> None:
         while True:

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import difflib
+import fnmatch
 import importlib
 import logging
-import fnmatch
 from collections.abc import Awaitable, Callable, Iterable
 from importlib.metadata import entry_points
 from typing import Any

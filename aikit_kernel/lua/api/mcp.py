@@ -10,6 +10,7 @@ from aikit_components.errors import InvalidArgument
 
 from ..engine import LuaEngine
 from . import expose
+from .mcp_serve import expose_function, serve_function
 
 DOCS = {
     "": "MCP\n\nModel Context Protocol servers: MCP.connect(name, {command = ..., args = {...}} | {url = ...}) makes "
@@ -30,13 +31,15 @@ DOCS = {
               "Renders one of the server's prompts with string arguments.",
     "context": "MCP.context(name [, {uri, ...}]) -> string\n\nThe text of the server's resources (all, or the given URIs), "
                "one section per resource: context for an agent (Agent.new{system = ... .. MCP.context('docs')}).",
+    "expose": "MCP.expose{tools = {pattern, ...}, agents = {agent, ...}}\n\nWhat `aikit mcp serve --script` serves "
+              "(a setup script calls it): tool names or patterns and agents (one tool agent_<name> each).",
     "serve": "MCP.serve{port = n [, host, token, tools = {pattern, ...}, agents = {agent, ...}]} -> server\n\n"
              "Serves this notebook's tools and agents over Streamable HTTP until server:stop(); server.url is the "
              "endpoint. Binding anything but loopback requires a token.",
 }
 
 
-def install(engine: LuaEngine, components: Components) -> None:
+def install(engine: LuaEngine, components: Components, agent_handles: Any = None) -> None:
     async def connect(name: Any, spec: Any = None) -> Any:
         return (await components.mcp.connect(_name(name, "MCP.connect"), spec)).info()
 
@@ -84,19 +87,20 @@ def install(engine: LuaEngine, components: Components) -> None:
 
     functions = {"connect": connect, "disconnect": disconnect, "list": list_, "tools": tools, "resources": resources,
                  "read": read, "prompts": prompts, "prompt": prompt, "context": context}
-    from .mcp_serve import serve_function
-
-    functions["serve"] = serve_function(engine, components)
-    expose(engine, "MCP", functions, DOCS)
+    table = expose(engine, "MCP", functions, DOCS)
+    bind = engine.internal[b"bind"]
+    for key, fn in (("serve", serve_function(engine, components, agent_handles)),
+                    ("expose", expose_function(engine, agent_handles))):
+        table[key.encode()] = bind(engine.host.wrap(fn))
+        engine.register_doc(f"MCP.{key}", table[key.encode()], DOCS[key])
 
 
 def resolve_tools(engine: LuaEngine, components: Components, names: list[str]) -> None:
     """Connect the configured MCP servers that ``names`` (tool names, patterns or categories)
     refer to and that are not connected yet (first use), waiting interruptibly."""
-    registry = components.tools
-    if not registry.has_resolvers and not components.mcp.configured():
+    if not components.mcp.configured():
         return
-    _ = components.mcp  # the MCP clients register the resolver when first built
+    registry = components.tools
     for name in names:
         if name not in registry and name not in registry.categories():
             engine.wait(registry.aresolve(name))
