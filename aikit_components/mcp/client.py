@@ -139,7 +139,8 @@ class Connection:
     # ------------------------------------------------------------------ lifecycle
     @property
     def connected(self) -> bool:
-        return self._client is not None and self._task is not None and not self._task.done()
+        return (self._client is not None and self._task is not None and not self._task.done()
+                and self._stop is not None and not self._stop.is_set())
 
     async def ensure(self) -> Client:
         """The live session, (re)connecting when there is none."""
@@ -157,6 +158,13 @@ class Connection:
 
     async def _start(self) -> Client:
         self.loop = asyncio.get_running_loop()
+        old = self._task
+        if old is not None and not old.done():  # the previous connection is still winding down
+            if self._stop is not None:
+                self._stop.set()
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
+                await asyncio.wait_for(asyncio.shield(old), 10)
+        self.last_end = None
         ready: asyncio.Future[Client] = self.loop.create_future()
         self._stop = asyncio.Event()
         self._task = self.loop.create_task(self._own(ready, self._stop), name=f"mcp:{self.name}")
@@ -340,7 +348,7 @@ class Connection:
                           details={**self._details(), "timeout_s": timeout_s}) from None
         except MCPError as exc:
             if exc.error.code == types.CONNECTION_CLOSED or not self.connected:
-                reason = self.last_end or "the connection closed"
+                reason = await self._end_reason()
                 raise IOFailure(f"MCP server {self.name!r} went away during {what}: {reason}; the next call "
                                 "starts it again", details={**self._details(), "reason": reason}) from None
             code = "invalid_argument" if exc.error.code == types.INVALID_PARAMS else "mcp_error"
@@ -357,6 +365,21 @@ class Connection:
                                 "it again", details={**self._details(), "reason": reason}) from None
             raise AikitError(f"MCP server {self.name!r}: {what} failed after {time.monotonic() - started:.1f} s: "
                              f"{_describe(exc)}", code="mcp_error", details=self._details()) from None
+
+    async def _end_reason(self) -> str:
+        """Why the connection closed: a stdio server's exit (waited for briefly: its stdout
+        closes a moment before the exit is seen) or what ended it."""
+        process = self._process
+        if process is not None and self.last_end is None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(process.proc.wait()), 2.0)
+            if process.exit_code is not None:
+                tail = process.stderr_text()
+                said = f"; its stderr said:\n{tail}" if tail else ""
+                self._end(f"the server exited with code {process.exit_code}{said}")
+        reason = self.last_end or "the connection closed"
+        self._end(reason)
+        return reason
 
     def _end(self, reason: str) -> None:
         self.last_end = reason

@@ -1,0 +1,247 @@
+"""aikit's MCP client against real servers: the npm reference servers (server-everything over stdio
+and Streamable HTTP, server-filesystem), a server written with the Python SDK
+(tests/mcp_servers/py_server.py) and a hand-written misbehaving one (raw_server.py), from Lua.
+
+The npm packages are installed with ``npm ci`` from tests/mcp_servers/package-lock.json when
+node_modules is missing or older than the lock file; the tests needing node are skipped only when
+``node`` is not on PATH.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.lua import later
+from tests.support.processes import wait_until
+
+SERVERS = Path(__file__).resolve().parent / "mcp_servers"
+EVERYTHING = SERVERS / "node_modules/@modelcontextprotocol/server-everything/dist/index.js"
+FILESYSTEM = SERVERS / "node_modules/@modelcontextprotocol/server-filesystem/dist/index.js"
+PY_SERVER = SERVERS / "py_server.py"
+RAW_SERVER = SERVERS / "raw_server.py"
+
+
+def npm_ci() -> None:
+    """Install the reference servers from the committed lock file (once)."""
+    installed = SERVERS / "node_modules" / ".package-lock.json"
+    lock = SERVERS / "package-lock.json"
+    if installed.exists() and installed.stat().st_mtime >= lock.stat().st_mtime:
+        return
+    npm = shutil.which("npm")
+    if npm is None:
+        pytest.fail("node is on PATH but npm is not: install npm to run the MCP reference-server tests")
+    proc = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=SERVERS, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, f"npm ci failed in {SERVERS}:\n{proc.stdout}\n{proc.stderr}"
+
+
+@pytest.fixture(scope="module")
+def node() -> str:
+    found = shutil.which("node")
+    if found is None:
+        pytest.skip("node is not on PATH: the MCP reference servers run on node")
+    npm_ci()
+    return found
+
+
+@pytest.fixture
+def mcp_lua(make_lua, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A Lua engine whose policy may start node and this Python (the test servers) and whose
+    aikit.toml configures the Python server as [mcp.servers.conf]."""
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    (tmp_path / "aikit.toml").write_text(
+        "[security]\n"
+        f'allowed_commands = ["node", "{Path(sys.executable).name}"]\n'
+        f'allowed_paths = ["{SERVERS}", "{tmp_path}"]\n'
+        "[mcp]\nmax_result_bytes = 200000\n"
+        "[mcp.servers.conf]\n"
+        f'command = "{Path(sys.executable).name}"\n'
+        f'args = ["{PY_SERVER}"]\n')
+    lua = make_lua()
+    lua.run(f"PY = {{command = {lua_str(Path(sys.executable).name)}, args = {{{lua_str(str(PY_SERVER))}}}}}")
+    yield lua
+    lua.engine.wait(lua.components.mcp.aclose())
+
+
+def lua_str(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+# ---------------------------------------------------------------------------- reference servers
+def test_everything_server_over_stdio(node: str, mcp_lua) -> None:
+    info = mcp_lua.run(f'return MCP.connect("ev", {{command = "node", args = {{{lua_str(str(EVERYTHING))}, "stdio"}}}})')
+    assert info["connected"] and info["transport"] == "stdio" and "ev.echo" in info["tools"]
+    names = mcp_lua.run('local out = {} for _, t in ipairs(Tool.list{category = "ev"}) do out[#out+1] = t.name end '
+                        'return out')
+    assert "ev.get-sum" in names and "ev.get-structured-content" in names
+    assert mcp_lua.run('return Tool.call("ev.echo", {message = "hi"})') == "Echo: hi"
+    assert mcp_lua.run('return Tool.call("ev.get-sum", {a = 2, b = 3})') == "The sum of 2 and 3 is 5."
+    weather = mcp_lua.run('return Tool.call("ev.get-structured-content", {location = "Chicago"})')
+    assert set(weather) == {"temperature", "conditions", "humidity"}
+    image = mcp_lua.run('return Tool.call("ev.get-tiny-image")')
+    block = next(b for b in image["content"] if b["type"] == "image")
+    assert block["mime_type"] == "image/png" and block["display"]["image/png"] == block["data"]
+    links = mcp_lua.run('return Tool.call("ev.get-resource-links", {count = 2})')
+    assert [b["uri"] for b in links["content"] if b["type"] == "resource_link"][:1] == ["demo://resource/dynamic/blob/1"]
+    # the server's schema is validated like any tool's, before the call leaves aikit
+    err = mcp_lua.fail('Tool.call("ev.echo", {message = 3})')
+    assert err.ename == "invalid_argument" and "message: expected string" in err.evalue
+    assert "ev.echo" in mcp_lua.run('return Tool.info("ev.echo").name')
+    resources = mcp_lua.run('return MCP.resources("ev")')
+    uri = resources[0]["uri"]
+    contents = mcp_lua.run(f'return MCP.read("ev", {lua_str(uri)})')
+    assert contents[0]["uri"] == uri and contents[0]["text"]
+    prompts = {p["name"] for p in mcp_lua.run('return MCP.prompts("ev")')}
+    assert {"simple-prompt", "args-prompt"} <= prompts
+    rendered = mcp_lua.run('return MCP.prompt("ev", "args-prompt", {city = "Paris"})')
+    assert "Paris" in rendered["messages"][0]["text"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_everything_server_over_streamable_http(node: str, mcp_lua) -> None:
+    port = free_port()
+    server = subprocess.Popen([node, str(EVERYTHING), "streamableHttp"], env={**os.environ, "PORT": str(port)},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        def listening() -> bool:
+            with socket.socket() as s:
+                return s.connect_ex(("127.0.0.1", port)) == 0
+        wait_until(listening, timeout=30)
+        info = mcp_lua.run(f'return MCP.connect("web", {{url = "http://127.0.0.1:{port}/mcp"}})')
+        assert info["transport"] == "http" and "web.echo" in info["tools"]
+        assert mcp_lua.run('return Tool.call("web.echo", {message = "over http"})') == "Echo: over http"
+        assert mcp_lua.run('return Tool.call("web.get-sum", {a = 1, b = 1})') == "The sum of 1 and 1 is 2."
+    finally:
+        server.terminate()
+        server.wait(10)
+        assert server.stderr is not None
+        server.stderr.close()
+
+
+def test_filesystem_server_tools_for_an_agent(node: str, mcp_lua, tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "note.txt").write_text("MCP reached this file.")
+    mcp_lua.run(f'MCP.connect("files", {{command = "node", args = {{{lua_str(str(FILESYSTEM))}, {lua_str(str(docs))}}}}})')
+    text = mcp_lua.run(f'return Tool.call("files.read_text_file", {{path = {lua_str(str(docs / "note.txt"))}}})')
+    assert "MCP reached this file." in str(text)
+    listing = mcp_lua.run(f'return Tool.call("files.list_directory", {{path = {lua_str(str(docs))}}})')
+    assert "note.txt" in str(listing)
+    # a path outside the server's roots is the server's error, as aikit's structured error
+    err = mcp_lua.fail('Tool.call("files.read_text_file", {path = "/etc/hostname"})')
+    assert err.ename == "tool_error" and "files.read_text_file" in err.evalue
+    expanded = mcp_lua.components.tools.expand(["files.*"])
+    assert "files.read_text_file" in expanded and all(n.startswith("files.") for n in expanded)
+
+
+# ---------------------------------------------------------------------------- the Python SDK server
+def test_python_sdk_server_results_errors_and_list_changed(mcp_lua) -> None:
+    info = mcp_lua.run('return MCP.connect("py", PY)')
+    assert "py.echo" in info["tools"]
+    assert "py.broken" not in info["tools"] and info["skipped"][0].startswith("broken: invalid input schema")
+    assert mcp_lua.run('return Tool.call("py.echo", {text = "x"})') == "x"
+    assert mcp_lua.run('return Tool.call("py.structured", {n = 4})')["double"] == 8
+    err = mcp_lua.fail('Tool.call("py.fail")')
+    assert err.ename == "tool_error" and "the disk is on fire" in err.evalue
+    assert mcp_lua.run('local ok, e = pcall(Tool.call, "py.fail") return e.details.server') == "py"
+    assert mcp_lua.run('return Tool.call("py.grow")') == "grown"
+    wait_until(lambda: "py.extra" in mcp_lua.components.tools, timeout=10)
+    assert mcp_lua.run('return Tool.call("py.extra")') == "extra here"
+    assert mcp_lua.run('return MCP.read("py", "note://hello")')[0]["text"] == "Hello from the notes."
+    assert "Hello from the notes." in mcp_lua.run('return MCP.context("py")')
+    assert mcp_lua.run('return MCP.prompt("py", "greet", {name = "Ada"})')["messages"][0]["text"] == "Say hello to Ada."
+    assert mcp_lua.run('return MCP.disconnect("py")') is True
+    assert mcp_lua.fail('Tool.call("py.echo", {text = "x"})').ename == "not_found"
+
+
+def test_calls_are_tool_operations_with_the_server_in_their_meta(mcp_lua) -> None:
+    seen = []
+    mcp_lua.components.events.subscribe("tool.finished", lambda event: seen.append(event))
+    from aikit_components.operations import Interceptor
+
+    class Watch(Interceptor):
+        order = 150
+
+        def started(self, op) -> None:
+            if op.kind.name == "tool":
+                seen.append(op.meta.get("mcp_server"))
+    mcp_lua.components.pipeline.add(Watch())
+    mcp_lua.run('MCP.connect("py", PY) Tool.call("py.echo", {text = "x"})')
+    assert "py" in seen
+
+
+def test_configured_server_connects_on_first_use(mcp_lua) -> None:
+    assert mcp_lua.components.mcp.connections == {}
+    assert mcp_lua.run('return Tool.call("conf.echo", {text = "lazy"})') == "lazy"
+    assert "conf" in mcp_lua.components.mcp.connections
+    assert mcp_lua.run('return #Tool.list{category = "conf"}') >= 5
+
+
+def test_a_crash_mid_call_is_an_error_and_the_next_call_restarts_the_server(mcp_lua) -> None:
+    mcp_lua.run('MCP.connect("py", PY)')
+    first = mcp_lua.run('return Tool.call("py.structured", {n = 1}).pid')
+    err = mcp_lua.fail('Tool.call("py.crash")')
+    assert err.ename == "io_error" and "went away" in err.evalue and "exited with code 3" in err.evalue
+    second = mcp_lua.run('return Tool.call("py.structured", {n = 1}).pid')
+    assert second != first
+    assert mcp_lua.components.mcp.connections["py"].connects == 2
+
+
+def test_a_hanging_call_times_out_and_an_interrupt_stops_it(mcp_lua) -> None:
+    mcp_lua.run('MCP.connect("py", {command = PY.command, args = PY.args, timeout_s = 0.5})')
+    err = mcp_lua.fail('Tool.call("py.slow", {seconds = 30})')
+    assert err.ename == "timeout" and "did not answer tool 'slow' within 0.5 s" in err.evalue
+    assert mcp_lua.run('return Tool.call("py.echo", {text = "still here"})') == "still here"
+    mcp_lua.run('MCP.connect("py2", PY)')
+    later(0.5, mcp_lua.engine.interrupt)
+    err = mcp_lua.fail('Tool.call("py2.slow", {seconds = 30})')
+    assert err.ename in ("interrupted", "KeyboardInterrupt", "Interrupted") or "interrupt" in err.evalue.lower()
+    assert mcp_lua.run('return Tool.call("py2.echo", {text = "after"})') == "after"
+
+
+def test_a_huge_result_is_refused_clearly(mcp_lua) -> None:
+    mcp_lua.run('MCP.connect("py", PY)')
+    err = mcp_lua.fail('Tool.call("py.huge", {n = 1000000})')
+    assert err.ename == "resource_exhausted" and "mcp.max_result_bytes" in err.evalue
+    assert mcp_lua.run('return #Tool.call("py.huge", {n = 1000})') == 1000
+
+
+def test_missing_and_forbidden_servers(mcp_lua) -> None:
+    err = mcp_lua.fail('MCP.connect("nope", {command = "no-such-mcp-server"})')
+    assert err.ename == "permission_denied" and "allowed_commands" in err.evalue
+    err = mcp_lua.fail('MCP.connect("gone", {command = PY.command, args = {"/no/such/script.py"}})')
+    assert err.ename in ("io_error", "permission_denied")
+    err = mcp_lua.fail('MCP.connect("x", {url = "http://127.0.0.1:1/mcp"})')
+    assert err.ename == "io_error" and "cannot connect to MCP server 'x'" in err.evalue
+    err = mcp_lua.fail('MCP.connect("x", {command = "node", url = "http://a"})')
+    assert err.ename == "invalid_argument" and "either command" in err.evalue
+    err = mcp_lua.fail('MCP.tools("unknown")')
+    assert err.ename == "not_found" and "[mcp.servers.unknown]" in err.evalue
+    err = mcp_lua.fail('MCP.connect("bad name", PY)')
+    assert err.ename == "invalid_argument"
+
+
+def test_malformed_json_rpc_and_a_silent_server(mcp_lua) -> None:
+    raw = lua_str(str(RAW_SERVER))
+    mcp_lua.run(f'MCP.connect("garbled", {{command = PY.command, args = {{{raw}, "garbage-first"}}}})')
+    assert mcp_lua.run('return Tool.call("garbled.ping")') == "pong"
+    mcp_lua.run(f'MCP.connect("broken", {{command = PY.command, args = {{{raw}, "malformed"}}, timeout_s = 1}})')
+    err = mcp_lua.fail('Tool.call("broken.ping")')
+    assert err.ename == "timeout"
+    err = mcp_lua.fail(f'MCP.connect("silent", {{command = PY.command, args = {{{raw}, "silent"}}, connect_timeout_s = 1}})')
+    assert err.ename == "timeout" and "handshake" in err.evalue
+    # the kernel and the other connections are unaffected
+    assert mcp_lua.run('return Tool.call("garbled.ping")') == "pong"
+    assert mcp_lua.run('return 1 + 1') == 2
