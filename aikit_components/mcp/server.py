@@ -244,7 +244,7 @@ class AikitServer:
 
         check_bind(host, token)
         config = uvicorn.Config(self.http_app(host, token, max_request_bytes), host=host, port=port,
-                                log_level="warning", lifespan="on", access_log=False)
+                                log_level="warning", lifespan="on", access_log=False, timeout_graceful_shutdown=2)
         server = uvicorn.Server(config)
         task = asyncio.ensure_future(server.serve())
         try:
@@ -257,13 +257,14 @@ class AikitServer:
             shown = f"[{host}]" if ":" in host else host
             if started is not None:
                 started(f"http://{shown}:{bound}/mcp")
-            await task
+            await asyncio.shield(task)  # a cancellation stops the server below, not mid-flight
         finally:
-            server.should_exit = True
             if not task.done():
+                server.should_exit = True  # uvicorn closes its sockets and its open streams
                 try:
                     await asyncio.wait_for(asyncio.shield(task), 5)
                 except (TimeoutError, asyncio.CancelledError):
+                    server.force_exit = True
                     task.cancel()
 
 

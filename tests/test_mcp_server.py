@@ -1,0 +1,177 @@
+"""aikit's MCP server driven by the Python SDK's own client: ``aikit mcp serve`` over stdio (with a
+setup script defining a Lua tool and exposing an agent) and over Streamable HTTP (bearer token,
+bad requests), and ``MCP.serve`` from a notebook (aikit's own client connecting to it)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from mcp import Client, StdioServerParameters
+
+from aikit_components.errors import PermissionDenied
+from aikit_components.mcp.server import check_bind
+from tests.support.agents import OPENAI, answer, config_text
+from tests.support.processes import wait_until
+
+AIKIT = Path(sys.executable).with_name("aikit")
+REPO = Path(__file__).resolve().parent.parent
+
+SETUP = """
+Tool.define{name = "double", description = "Double a number",
+            params = {type = "object", properties = {n = {type = "number"}}, required = {"n"}},
+            fn = function(a) return a.n * 2 end}
+State.set("global", "motto", {text = "served"})
+local helper = Agent.new{name = "helper", model = "openai/m", system = "Be brief."}
+MCP.expose{tools = {"double", "hash", "base64_*"}, agents = {helper}}
+"""
+
+
+def server_env(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO), "AIKIT_DATA_DIR": str(tmp_path / "data"),
+            "XDG_CONFIG_HOME": str(tmp_path / "user-config")}
+
+
+def prepare(tmp_path: Path, llm_url: str) -> Path:
+    (tmp_path / "aikit.toml").write_text(config_text(llm_url))
+    setup = tmp_path / "setup.lua"
+    setup.write_text(SETUP)
+    return setup
+
+
+def text_of(result: Any) -> str:
+    return "\n".join(block.text for block in result.content if block.type == "text")
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+def test_stdio_server_with_a_setup_script(llm_server: Any, tmp_path: Path, mode: str) -> None:
+    setup = prepare(tmp_path, llm_server.url)
+    llm_server.reply(OPENAI, answer("Hello from the helper."))
+    params = StdioServerParameters(command=str(AIKIT), args=["mcp", "serve", "--stdio", "--script", str(setup)],
+                                   env=server_env(tmp_path), cwd=str(tmp_path))
+
+    async def session() -> None:
+        async with Client(params, mode=mode) as client:
+            names = sorted(t.name for t in (await client.list_tools()).tools)
+            assert names == ["agent_helper", "base64_decode", "base64_encode", "double", "hash"]
+            doubled = await client.call_tool("double", {"n": 21})
+            assert not doubled.is_error and doubled.structured_content == {"result": 42}
+            wrong = await client.call_tool("double", {"n": "twenty"})
+            assert wrong.is_error and wrong.structured_content["code"] == "invalid_argument"
+            assert "n: expected number" in text_of(wrong)
+            missing = await client.call_tool("run_shell", {})
+            assert missing.is_error and missing.structured_content["code"] == "not_found"
+            helper = await client.call_tool("agent_helper", {"input": "Say hello"})
+            assert text_of(helper) == "Hello from the helper." and helper.structured_content["text"] == text_of(helper)
+            resources = {str(r.uri) for r in (await client.list_resources()).resources}
+            assert "state://global/motto" in resources
+            read = await client.read_resource("state://global/motto")
+            assert json.loads(read.contents[0].text) == {"text": "served"}
+
+    asyncio.run(asyncio.wait_for(session(), 60))
+
+
+class HttpServer:
+    """``aikit mcp serve --port 0`` in a child process; ``url`` once it listens."""
+
+    def __init__(self, tmp_path: Path, *extra: str) -> None:
+        self.proc = subprocess.Popen([str(AIKIT), "mcp", "serve", "--port", "0", *extra], cwd=tmp_path,
+                                     env=server_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     text=True, start_new_session=True)
+        self.lines: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+        wait_until(lambda: self.url is not None or self.proc.poll() is not None, timeout=60)
+        assert self.url is not None, f"the server did not start:\n{''.join(self.lines)}"
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line)
+
+    @property
+    def url(self) -> str | None:
+        for line in self.lines:
+            if "serving MCP on " in line:
+                return line.rsplit(" ", 1)[1].strip()
+        return None
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(15)
+
+
+def test_http_server_token_and_bad_requests(llm_server: Any, tmp_path: Path) -> None:
+    setup = prepare(tmp_path, llm_server.url)
+    server = HttpServer(tmp_path, "--script", str(setup), "--token", "s3cret")
+    try:
+        url = server.url
+        assert url is not None and url.startswith("http://127.0.0.1:")
+        refused = httpx.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
+        assert refused.status_code == 401
+
+        async def session() -> None:
+            from mcp.client.streamable_http import streamable_http_client
+
+            async with httpx.AsyncClient(headers={"Authorization": "Bearer s3cret"}) as http:
+                async with Client(streamable_http_client(url, http_client=http), mode="legacy") as client:
+                    assert "double" in {t.name for t in (await client.list_tools()).tools}
+                    assert (await client.call_tool("double", {"n": 4})).structured_content == {"result": 8}
+                    wrong = await client.call_tool("hash", {"text": 5})
+                    assert wrong.is_error and wrong.structured_content["code"] == "invalid_argument"
+
+        asyncio.run(asyncio.wait_for(session(), 60))
+        headers = {"Authorization": "Bearer s3cret", "Accept": "application/json, text/event-stream",
+                   "Content-Type": "application/json"}
+        init = httpx.post(url, headers=headers, json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}})
+        assert init.status_code == 200
+        session_headers = {**headers, "mcp-session-id": init.headers["mcp-session-id"],
+                           "mcp-protocol-version": "2025-06-18"}
+        unknown = httpx.post(url, headers=session_headers, json={"jsonrpc": "2.0", "id": 2, "method": "no/such/method"})
+        assert "-32601" in unknown.text
+        huge = httpx.post(url, headers=session_headers, content=b'{"jsonrpc": "2.0", "id": 3, "method": "ping", "x": "'
+                          + b"a" * (5 * 1024 * 1024) + b'"}')
+        assert huge.status_code == 413
+        # the server is still fine for everyone
+        still = httpx.post(url, headers=session_headers, json={"jsonrpc": "2.0", "id": 4, "method": "ping"})
+        assert still.status_code == 200 and '"result"' in still.text
+    finally:
+        server.stop()
+
+
+def test_binding_beyond_loopback_requires_a_token() -> None:
+    check_bind("127.0.0.1", None)
+    check_bind("::1", None)
+    with pytest.raises(PermissionDenied, match="requires a bearer token"):
+        check_bind("192.0.2.10", None)
+    check_bind("192.0.2.10", "token")
+
+
+def test_notebook_serve_and_connect_to_it(make_lua) -> None:
+    lua = make_lua()
+    lua.run("""
+Tool.define{name = "triple", description = "Triple a number",
+            params = {type = "object", properties = {n = {type = "number"}}, required = {"n"}},
+            fn = function(a) return a.n * 3 end}
+SRV = MCP.serve{port = 0, tools = {"triple"}}
+""")
+    url = lua.run("return SRV.url")
+    assert url.startswith("http://127.0.0.1:") and lua.run("return SRV.tools") == ["triple"]
+    info = lua.run('return MCP.connect("me", {url = SRV.url})')
+    assert info["tools"] == ["me.triple"]
+    assert lua.run('return Tool.call("me.triple", {n = 5})') == {"result": 15}
+    err = lua.fail('Tool.call("me.triple", {n = "x"})')
+    assert err.ename == "invalid_argument"
+    lua.run('MCP.disconnect("me")')
+    assert lua.run("return SRV:stop()") is True
+    err = lua.fail('MCP.connect("me", {url = SRV.url, connect_timeout_s = 5})')
+    assert err.ename == "io_error"
+    lua.engine.wait(lua.components.mcp.aclose())
