@@ -120,12 +120,12 @@ def test_http_server_token_and_bad_requests(llm_server: Any, tmp_path: Path) -> 
         async def session() -> None:
             from mcp.client.streamable_http import streamable_http_client
 
-            async with httpx.AsyncClient(headers={"Authorization": "Bearer s3cret"}) as http:
-                async with Client(streamable_http_client(url, http_client=http), mode="legacy") as client:
-                    assert "double" in {t.name for t in (await client.list_tools()).tools}
-                    assert (await client.call_tool("double", {"n": 4})).structured_content == {"result": 8}
-                    wrong = await client.call_tool("hash", {"text": 5})
-                    assert wrong.is_error and wrong.structured_content["code"] == "invalid_argument"
+            async with (httpx.AsyncClient(headers={"Authorization": "Bearer s3cret"}) as http,
+                        Client(streamable_http_client(url, http_client=http), mode="legacy") as client):
+                assert "double" in {t.name for t in (await client.list_tools()).tools}
+                assert (await client.call_tool("double", {"n": 4})).structured_content == {"result": 8}
+                wrong = await client.call_tool("hash", {"text": 5})
+                assert wrong.is_error and wrong.structured_content["code"] == "invalid_argument"
 
         asyncio.run(asyncio.wait_for(session(), 60))
         headers = {"Authorization": "Bearer s3cret", "Accept": "application/json, text/event-stream",
