@@ -175,3 +175,49 @@ SRV = MCP.serve{port = 0, tools = {"triple"}}
     err = lua.fail('MCP.connect("me", {url = SRV.url, connect_timeout_s = 5})')
     assert err.ename == "io_error"
     lua.engine.wait(lua.components.mcp.aclose())
+
+
+MISSION = """
+name: "Two steps"
+version: "1.0"
+steps:
+  - id: digest
+    step_type: hash
+    parameters: {text: "{{input.word}}"}
+  - id: encoded
+    step_type: base64_encode
+    depends_on: [digest]
+    parameters: {text: "{{digest.output}}"}
+"""
+
+
+def test_run_mission_reports_progress(tmp_path: Path) -> None:
+    from aikit_components.components import Components
+    from aikit_components.config import Config
+    from aikit_components.mcp.server import AikitServer, Exposed
+
+    components = Components.open(config=Config(), data_dir=tmp_path / "data", plugins=False)
+    server = AikitServer(components, Exposed(tools=["run_mission"]))
+    progress: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(done: float, total: float | None, message: str | None) -> None:
+        progress.append((done, total, message))
+
+    async def session() -> None:
+        async with Client(server.server, mode="legacy") as client:
+            assert [t.name for t in (await client.list_tools()).tools] == ["run_mission"]
+            result = await client.call_tool("run_mission", {"mission": MISSION, "inputs": {"word": "hi"}},
+                                            progress_callback=on_progress)
+            assert not result.is_error, text_of(result)
+            assert result.structured_content["status"] == "succeeded"
+            assert "2/2 steps" in text_of(result)
+            bad = await client.call_tool("run_mission", {"mission": "name: x\nsteps:\n  - id: a\n    step_type: nope\n"})
+            assert bad.is_error and bad.structured_content["code"] == "invalid_argument"
+            wrong = await client.call_tool("run_mission", {"mission": 3})
+            assert wrong.is_error and "mission: expected string" in text_of(wrong)
+
+    try:
+        asyncio.run(asyncio.wait_for(session(), 60))
+    finally:
+        components.close()
+    assert [p[0] for p in progress] == [1, 2] and progress[-1][1] == 2

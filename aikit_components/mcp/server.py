@@ -78,6 +78,7 @@ class Exposed:
     agents: dict[str, Any] = field(default_factory=dict)
     rag: bool = True
     resources: bool = True
+    missions: bool = True  # run_mission{mission, inputs}, with progress notifications
 
 
 class AikitServer:
@@ -112,12 +113,18 @@ class AikitServer:
             found[item.name] = (item, self._tool_caller(item.name))
         for agent_name, agent in self.exposed.agents.items():
             tool = agent_tool(agent_name)
-            found[tool.name] = (tool, self._agent_caller(agent))
+            found[tool.name] = (tool, validated(tool, self._agent_caller(agent)))
+
+        def wanted(name: str) -> bool:
+            return patterns is None or any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+        if self.exposed.missions and wanted(MISSION_TOOL.name):
+            found[MISSION_TOOL.name] = (MISSION_TOOL, validated(MISSION_TOOL, self._run_mission))
         if self.exposed.rag and self._has_collections():
             for info in self.components.rag.list():
-                collection = self.components.rag.collection(info["name"])
-                tool = collection.as_tool(name=f"search_{info['name']}")
-                found[tool.name] = (tool, self._direct_caller(tool))
+                if wanted(f"search_{info['name']}"):
+                    tool = self.components.rag.collection(info["name"]).as_tool(name=f"search_{info['name']}")
+                    found[tool.name] = (tool, validated(tool, lambda args, tool=tool: tool.fn(**args)))
         return found
 
     def _has_collections(self) -> bool:
@@ -139,15 +146,45 @@ class AikitServer:
                                         structured_content=data)
         return call
 
-    def _direct_caller(self, tool: Tool) -> Callable[..., Any]:
-        async def call(args: dict[str, Any]) -> Any:
-            problems = tool.validate(args)
-            if problems:
-                from ..errors import ValidationError
+    async def _run_mission(self, args: dict[str, Any]) -> Any:
+        """``run_mission``: validate the mission (a file inside the allowed paths, or YAML text),
+        run it on this loop and report each finished step as MCP progress."""
+        from ..errors import ValidationError
+        from ..workflows import engine
+        from ..workflows.missions import parse_mission, validate_mission
 
-                raise ValidationError(f"invalid arguments for tool {tool.name!r}:", problems)
-            return await tool.fn(**tool.bind_args(dict(args)))
-        return call
+        source, inputs = args.get("mission"), args.get("inputs") or {}
+        if not isinstance(source, str) or not source.strip():
+            raise InvalidArgument("run_mission: `mission` must be a mission file path or YAML text")
+        if not isinstance(inputs, dict):
+            raise InvalidArgument("run_mission: `inputs` must be an object")
+        if "\n" not in source:
+            source = str(self.components.policy.check_path(source))
+        mission = parse_mission(source, registry=self.components.tools)
+        problems = validate_mission(mission, components=self.components, inputs=inputs)
+        if problems:
+            raise ValidationError(f"run_mission: the mission {mission.workflow.name!r} has problems:", problems)
+        client = REMOTE_CLIENT.get()
+        total = len(mission.workflow.steps)
+        finished: list[str] = []
+        pending: set[asyncio.Task[Any]] = set()
+
+        def on_event(kind: str, step_id: str | None, record: Any) -> None:
+            if kind == "step.finished" and step_id is not None and client is not None and client.session is not None:
+                finished.append(step_id)
+                task = asyncio.ensure_future(client.session.report_progress(
+                    len(finished), total, f"step {step_id} {getattr(record, 'status', 'finished')}"))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+
+        record = await engine.run(mission.workflow, components=self.components, inputs=inputs, on_event=on_event,
+                                  tool_context=self.context())
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        data = json.loads(json.dumps(record.to_dict(), default=str))
+        summary = f"mission {mission.workflow.name!r} {record.status} ({len(finished)}/{total} steps)"
+        return types.CallToolResult(content=[types.TextContent(type="text", text=summary)], structured_content=data,
+                                    is_error=record.status != "succeeded")
 
     # ------------------------------------------------------------------ handlers
     async def _list_tools(self, ctx: Any, params: Any) -> types.ListToolsResult:
@@ -268,12 +305,35 @@ class AikitServer:
                     task.cancel()
 
 
+def validated(tool: Tool, call: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Any]:
+    """``call`` behind the validation of ``tool``'s schema (served tools that do not go through the
+    registry: agents, missions, collections)."""
+    async def checked(args: dict[str, Any]) -> Any:
+        from ..errors import ValidationError
+
+        problems = tool.validate(args)
+        if problems:
+            raise ValidationError(f"invalid arguments for tool {tool.name!r}:", problems, details={"tool": tool.name})
+        return await call(tool.bind_args(dict(args)))
+    return checked
+
+
+async def _unused(**_: Any) -> Any:  # served tools whose caller is the server itself
+    raise NotImplementedError
+
+
+MISSION_TOOL = Tool(
+    name="run_mission", fn=_unused, category="missions", security="process", source="mcp-server", is_async=True,
+    description="Run an aikit mission (YAML, the RustChain format): validate it, run its steps as a DAG, and return "
+                "the run record; progress is reported after each step.",
+    parameters={"type": "object", "required": ["mission"], "additionalProperties": False, "properties": {
+        "mission": {"type": "string", "description": "A mission file inside the allowed paths, or the YAML itself."},
+        "inputs": {"type": "object", "description": "Values for {{input.NAME}} in the mission."}}})
+
+
 def agent_tool(name: str) -> Tool:
     """The served tool of an agent: text in, the agent's answer (text and structured result) out."""
-    async def unused(input: str) -> Any:  # the caller runs the agent itself
-        raise NotImplementedError
-
-    return Tool(name=f"agent_{name}", description=f"Ask the aikit agent {name!r}; returns its answer.", fn=unused,
+    return Tool(name=f"agent_{name}", description=f"Ask the aikit agent {name!r}; returns its answer.", fn=_unused,
                 parameters={"type": "object", "required": ["input"], "additionalProperties": False,
                             "properties": {"input": {"type": "string", "description": "The request for the agent."}}},
                 category="agents", security="network", source="agent", is_async=True)
