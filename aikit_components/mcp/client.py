@@ -435,6 +435,9 @@ class MCPClients:
         self.config = config
         self.pipeline = pipeline
         self.connections: dict[str, Connection] = {}
+        # Servers this process serves (MCP.serve): stopped with the connections at shutdown.
+        self.served: list[Callable[[], Any]] = []
+        self.served_loops: set[asyncio.AbstractEventLoop] = set()
         self.max_result_bytes = int(self._setting("max_result_bytes", DEFAULT_MAX_RESULT_BYTES))
         self.max_message_bytes = int(self._setting("max_message_bytes", DEFAULT_MAX_MESSAGE_BYTES))
         registry.add_resolver(self.resolve)
@@ -507,10 +510,15 @@ class MCPClients:
         """Close every connection (at shutdown)."""
         for name in list(self.connections):
             await self.disconnect(name)
+        for stop in list(self.served):
+            with contextlib.suppress(Exception):
+                await stop()
+        self.served.clear()
 
     def close(self, timeout_s: float = 15.0) -> None:
         """:meth:`aclose` from a thread other than the connections' loop (Components.close)."""
         loops = {c.loop for c in self.connections.values() if c.loop is not None and not c.loop.is_closed()}
+        loops |= {loop for loop in self.served_loops if not loop.is_closed()}
         for loop in loops:
             if loop.is_running():
                 future = asyncio.run_coroutine_threadsafe(self.aclose(), loop)

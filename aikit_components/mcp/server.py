@@ -94,7 +94,8 @@ class AikitServer:
             name, version="1", instructions="aikit's tools, agents and document collections.",
             on_list_tools=self._list_tools, on_call_tool=self._call_tool,
             on_list_resources=self._list_resources if self.exposed.resources else None,
-            on_read_resource=self._read_resource if self.exposed.resources else None)
+            on_read_resource=self._read_resource if self.exposed.resources else None,
+            on_list_prompts=self._list_prompts, on_get_prompt=self._get_prompt)
 
     # ------------------------------------------------------------------ what is exposed
     def tools(self) -> dict[str, tuple[Tool, Callable[..., Any]]]:
@@ -213,6 +214,24 @@ class AikitServer:
         finally:
             REMOTE_CLIENT.reset(token)
         return value if isinstance(value, types.CallToolResult) else to_call_result(value)
+
+    async def _list_prompts(self, ctx: Any, params: Any) -> types.ListPromptsResult:
+        """One prompt per served agent: its instructions with the user's request, for a client
+        that wants to run the agent's role with its own model."""
+        return types.ListPromptsResult(prompts=[
+            types.Prompt(name=f"agent_{name}", description=f"The instructions of the aikit agent {name!r}",
+                         arguments=[types.PromptArgument(name="input", description="The request", required=True)])
+            for name in sorted(self.exposed.agents)])
+
+    async def _get_prompt(self, ctx: Any, params: types.GetPromptRequestParams) -> types.GetPromptResult:
+        agent = self.exposed.agents.get(params.name.removeprefix("agent_")) if params.name.startswith("agent_") else None
+        if agent is None:
+            raise _mcp_error(types.INVALID_PARAMS, f"no prompt named {params.name!r} (prompts: agent_<name> of the "
+                                                   "served agents)")
+        request = (params.arguments or {}).get("input", "")
+        text = f"{agent.spec.system}\n\n{request}".strip()
+        return types.GetPromptResult(description=f"The aikit agent {agent.spec.name!r}", messages=[
+            types.PromptMessage(role="user", content=types.TextContent(type="text", text=text))])
 
     async def _list_resources(self, ctx: Any, params: Any) -> types.ListResourcesResult:
         resources = []

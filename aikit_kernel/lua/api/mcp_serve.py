@@ -25,8 +25,10 @@ class ServedNotebook:
         self.server = server
         self.url: str | None = None
         self.task: asyncio.Task[None] | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self, host: str, port: int, token: str | None) -> str:
+        self.loop = asyncio.get_running_loop()
         started: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
         def on_started(url: str) -> None:
@@ -92,8 +94,6 @@ def expose_function(engine: LuaEngine, agent_handles: Any = None) -> Any:
 
 def serve_function(engine: LuaEngine, components: Components, agent_handles: Any = None) -> Any:
     """The raw-Lua ``MCP.serve`` (its options hold agent handles, so no plain conversion)."""
-    running: list[ServedNotebook] = []
-
     def serve(spec: Any) -> Any:
         fields = options(engine, spec, SERVE_OPTIONS, "MCP.serve")
         port = fields.get("port", 0)
@@ -109,12 +109,15 @@ def serve_function(engine: LuaEngine, components: Components, agent_handles: Any
                           rag=bool(fields.get("rag", False)), resources=bool(fields.get("resources", True)))
         served = ServedNotebook(AikitServer(components, exposed, name=str(fields.get("name", "aikit-notebook"))))
         url = engine.wait(served.start(host, int(port), token))
-        running.append(served)
+        clients = components.mcp
+        clients.served.append(served.stop)  # stopped at shutdown if not before
+        if served.loop is not None:
+            clients.served_loops.add(served.loop)
 
         def stop(*_: Any) -> bool:
             stopped = engine.wait(served.stop())
-            if served in running:
-                running.remove(served)
+            if served.stop in clients.served:
+                clients.served.remove(served.stop)
             return stopped
 
         bind = engine.internal[b"bind"]
