@@ -98,20 +98,31 @@ class AikitServer:
             on_list_prompts=self._list_prompts, on_get_prompt=self._get_prompt)
 
     # ------------------------------------------------------------------ what is exposed
+    def serves_tool(self, item: Tool) -> bool:
+        """Whether a registry tool is served: it matches the patterns (by default: it does not
+        launch programs) and is not a proxy for another MCP server's tool."""
+        if item.source.startswith("mcp:"):
+            return False
+        patterns = self.exposed.tools
+        if patterns is None:
+            return item.security != "process"
+        return any(fnmatch.fnmatchcase(item.name, p) for p in patterns)
+
+    def lookup(self, name: str) -> tuple[Tool, Callable[..., Any]] | None:
+        """The served tool ``name`` (a registry tool without listing every other)."""
+        registry = self.components.tools
+        if name in registry:
+            item = registry.get(name)
+            return (item, self._tool_caller(name)) if self.serves_tool(item) else None
+        return self.tools().get(name)
+
     def tools(self) -> dict[str, tuple[Tool, Callable[..., Any]]]:
         """Exposed tool name -> (definition, async caller of the arguments)."""
         found: dict[str, tuple[Tool, Callable[..., Any]]] = {}
-        registry = self.components.tools
         patterns = self.exposed.tools
-        for item in registry.list():
-            if item.source.startswith("mcp:"):
-                continue  # not a proxy for other servers' tools
-            if patterns is None:
-                if item.security == "process":
-                    continue
-            elif not any(fnmatch.fnmatchcase(item.name, p) for p in patterns):
-                continue
-            found[item.name] = (item, self._tool_caller(item.name))
+        for item in self.components.tools.list():
+            if self.serves_tool(item):
+                found[item.name] = (item, self._tool_caller(item.name))
         for agent_name, agent in self.exposed.agents.items():
             tool = agent_tool(agent_name)
             found[tool.name] = (tool, validated(tool, self._agent_caller(agent)))
@@ -195,8 +206,7 @@ class AikitServer:
         return types.ListToolsResult(tools=tools)
 
     async def _call_tool(self, ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
-        exposed = self.tools()
-        entry = exposed.get(params.name)
+        entry = self.lookup(params.name)
         if entry is None:
             return error_result(NotFound(f"no tool named {params.name!r} is served here",
                                          details={"name": params.name}))
