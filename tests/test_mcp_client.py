@@ -245,3 +245,63 @@ def test_malformed_json_rpc_and_a_silent_server(mcp_lua) -> None:
     # the kernel and the other connections are unaffected
     assert mcp_lua.run('return Tool.call("garbled.ping")') == "pong"
     assert mcp_lua.run('return 1 + 1') == 2
+
+
+def test_mcp_tools_in_workflows_and_missions(mcp_lua, tmp_path: Path) -> None:
+    mcp_lua.run('MCP.connect("py", PY)')
+    record = mcp_lua.run("""
+local wf = Workflow.new{name = "via mcp", steps = {
+  {id = "a", tool = "py.echo", params = {text = "from a workflow"}},
+}}
+return wf:run()""")
+    assert record["status"] == "succeeded" and record["steps"]["a"]["output"] == "from a workflow"
+    mission = tmp_path / "mission.yaml"
+    mission.write_text('name: "mcp mission"\nversion: "1.0"\nsteps:\n'
+                       '  - id: twice\n    step_type: py.structured\n    parameters: {n: 21}\n')
+    record = mcp_lua.run(f"return Workflow.load({lua_str(str(mission))}):run()")
+    assert record["status"] == "succeeded" and record["steps"]["twice"]["output"]["double"] == 42
+
+
+def test_a_stdio_server_dies_with_aikit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    (tmp_path / "aikit.toml").write_text(
+        f'[security]\nallowed_commands = ["{Path(sys.executable).name}"]\nallowed_paths = ["{SERVERS}"]\n')
+    script = tmp_path / "hold.lua"
+    script.write_text(
+        f'MCP.connect("py", {{command = {lua_str(Path(sys.executable).name)}, args = {{{lua_str(str(PY_SERVER))}}}, '
+        'timeout_s = 600})\n'
+        'print(Tool.call("py.structured", {n = 1}).pid)\n'
+        'io.stdout:flush()\n'
+        'Tool.call("py.slow", {seconds = 600})\n')
+    aikit = Path(sys.executable).with_name("aikit")
+    env = {**os.environ, "AIKIT_DATA_DIR": str(tmp_path / "data"), "XDG_CONFIG_HOME": str(tmp_path / "cfg"),
+           "PYTHONPATH": str(SERVERS.parent.parent)}
+    proc = subprocess.Popen([str(aikit), "run", str(script)], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.strip().isdigit(), f"no pid printed: {line!r} {proc.stderr.read() if proc.poll() is not None else ''}"
+        server_pid = int(line)
+        os.kill(server_pid, 0)  # alive while aikit is
+        proc.kill()  # SIGKILL: no handler of aikit runs
+        proc.wait(10)
+
+        def gone() -> bool:
+            try:
+                os.kill(server_pid, 0)
+            except ProcessLookupError:
+                return True
+            try:
+                with open(f"/proc/{server_pid}/stat") as f:  # a zombie waiting for init counts as gone
+                    return f.read().split()[2] == "Z"
+            except FileNotFoundError:
+                return True
+        wait_until(gone, timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
