@@ -221,3 +221,52 @@ def test_run_mission_reports_progress(tmp_path: Path) -> None:
     finally:
         components.close()
     assert [p[0] for p in progress] == [1, 2] and progress[-1][1] == 2
+
+
+def test_an_approval_is_asked_of_the_client_by_elicitation(tmp_path: Path) -> None:
+    """The hook point for the approvals interceptor: REMOTE_CLIENT.ask elicits when the client can,
+    and denies with a reason when it cannot."""
+    import mcp_types as types
+
+    from aikit_components.components import Components
+    from aikit_components.config import Config
+    from aikit_components.mcp.server import REMOTE_CLIENT, AikitServer, Exposed
+    from aikit_components.operations import Interceptor
+
+    class AskTheClient(Interceptor):
+        order = 500  # APPROVAL
+
+        async def abefore(self, op: Any) -> None:
+            client = REMOTE_CLIENT.get()
+            if op.kind.name == "tool" and op.name == "hash" and client is not None:
+                if not await client.ask(f"Run {op.name}?"):
+                    raise PermissionDenied("the user declined", details={"rule": "approval"})
+
+    components = Components.open(config=Config(), data_dir=tmp_path / "data", plugins=False)
+    components.pipeline.add(AskTheClient())
+    server = AikitServer(components, Exposed(tools=["hash"]))
+    questions: list[str] = []
+
+    async def accept(context: Any, params: Any) -> types.ElicitResult:
+        questions.append(params.message)
+        return types.ElicitResult(action="accept", content={})
+
+    async def decline(context: Any, params: Any) -> types.ElicitResult:
+        return types.ElicitResult(action="decline")
+
+    async def session() -> None:
+        async with Client(server.server, mode="legacy", elicitation_callback=accept) as client:
+            assert not (await client.call_tool("hash", {"text": "x"})).is_error
+        async with Client(server.server, mode="legacy", elicitation_callback=decline) as client:
+            declined = await client.call_tool("hash", {"text": "x"})
+            assert declined.is_error and "declined" in text_of(declined)
+        async with Client(server.server, mode="legacy") as client:
+            cannot = await client.call_tool("hash", {"text": "x"})
+            assert cannot.is_error and cannot.structured_content["code"] == "permission_denied"
+            assert "does not support elicitation" in text_of(cannot)
+
+    try:
+        asyncio.run(asyncio.wait_for(session(), 60))
+    finally:
+        components.close()
+    assert questions == ["Run hash?"]
