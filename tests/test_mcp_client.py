@@ -305,3 +305,35 @@ def test_a_stdio_server_dies_with_aikit(tmp_path: Path, monkeypatch: pytest.Monk
         for stream in (proc.stdout, proc.stderr):
             if stream is not None:
                 stream.close()
+
+
+def test_in_a_kernel_the_connection_outlives_cells_and_closes_at_shutdown(tmp_path: Path) -> None:
+    """A real kernel over ZMQ: the server connected in one cell answers in later cells (the
+    connection lives on the kernel's I/O loop, not in a cell), and shutting the kernel down stops it."""
+    from tests.support.kernels import start_kernel
+
+    (tmp_path / "aikit.toml").write_text(
+        f'[security]\nallowed_commands = ["{Path(sys.executable).name}"]\nallowed_paths = ["{SERVERS}"]\n')
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    kernel = start_kernel(tmp_path / "data", cwd=tmp_path, PATH=path, XDG_CONFIG_HOME=str(tmp_path / "cfg"))
+    try:
+        kernel.ok(f'MCP.connect("py", {{command = {lua_str(Path(sys.executable).name)}, '
+                  f'args = {{{lua_str(str(PY_SERVER))}}}}})')
+        pid = int(kernel.value('Tool.call("py.structured", {n = 1}).pid') or "0")
+        assert pid > 0
+        assert kernel.value('Tool.call("py.echo", {text = "later cell"})') == '"later cell"'
+        assert int(kernel.value('Tool.call("py.structured", {n = 2}).pid') or "0") == pid
+    finally:
+        kernel.shutdown()
+
+    def gone() -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().split()[2] == "Z"
+        except FileNotFoundError:
+            return True
+    wait_until(gone, timeout=15)

@@ -238,9 +238,9 @@ def test_an_approval_is_asked_of_the_client_by_elicitation(tmp_path: Path) -> No
 
         async def abefore(self, op: Any) -> None:
             client = REMOTE_CLIENT.get()
-            if op.kind.name == "tool" and op.name == "hash" and client is not None:
-                if not await client.ask(f"Run {op.name}?"):
-                    raise PermissionDenied("the user declined", details={"rule": "approval"})
+            asked = op.kind.name == "tool" and op.name == "hash" and client is not None
+            if asked and not await client.ask(f"Run {op.name}?"):
+                raise PermissionDenied("the user declined", details={"rule": "approval"})
 
     components = Components.open(config=Config(), data_dir=tmp_path / "data", plugins=False)
     components.pipeline.add(AskTheClient())
