@@ -9,6 +9,7 @@ node_modules is missing or older than the lock file; the tests needing node are 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -337,3 +338,32 @@ def test_in_a_kernel_the_connection_outlives_cells_and_closes_at_shutdown(tmp_pa
         except FileNotFoundError:
             return True
     wait_until(gone, timeout=15)
+
+
+def test_configured_servers_connect_for_workflows_and_missions(mcp_lua, tmp_path: Path) -> None:
+    record = mcp_lua.run('return Workflow.new{name = "w", steps = {{id = "a", tool = "conf.echo", '
+                         'params = {text = "configured"}}}}:run()')
+    assert record["steps"]["a"]["output"] == "configured"
+    mcp_lua.run('MCP.disconnect("conf")')
+    mission = tmp_path / "m.yaml"
+    mission.write_text('name: "m"\nversion: "1.0"\nsteps:\n  - id: e\n    step_type: conf.echo\n'
+                       '    parameters: {text: "from yaml"}\n')
+    record = mcp_lua.run(f"return Workflow.load({lua_str(str(mission))}):run()")
+    assert record["steps"]["e"]["output"] == "from yaml"
+
+
+def test_aikit_mission_run_connects_the_configured_server_its_steps_name(tmp_path: Path) -> None:
+    (tmp_path / "aikit.toml").write_text(
+        f'[security]\nallowed_commands = ["{Path(sys.executable).name}"]\nallowed_paths = ["{SERVERS}", "{tmp_path}"]\n'
+        f'[mcp.servers.conf]\ncommand = "{Path(sys.executable).name}"\nargs = ["{PY_SERVER}"]\n')
+    (tmp_path / "m.yaml").write_text('name: "m"\nversion: "1.0"\nsteps:\n  - id: e\n    step_type: conf.structured\n'
+                                     '    parameters: {n: 5}\n')
+    env = {**os.environ, "AIKIT_DATA_DIR": str(tmp_path / "data"), "XDG_CONFIG_HOME": str(tmp_path / "cfg"),
+           "PYTHONPATH": str(SERVERS.parent.parent),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    proc = subprocess.run([str(Path(sys.executable).with_name("aikit")), "mission", "run", "m.yaml", "--out",
+                           str(tmp_path / "record.json")], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    record = json.loads((tmp_path / "record.json").read_text())
+    assert record["steps"]["e"]["output"]["double"] == 10

@@ -496,6 +496,12 @@ class MCPClients:
         await self.connect(name)
         return True
 
+    async def connect_each(self, names: list[str]) -> None:
+        """Connect the configured servers ``names`` that are not connected yet (a mission's
+        step types name their tools before anything runs)."""
+        for name in names:
+            await self.resolve(name)
+
     async def disconnect(self, name: str) -> bool:
         connection = self.connections.pop(name, None)
         if connection is None:
