@@ -113,19 +113,33 @@ def free_port() -> int:
 
 def test_everything_server_over_streamable_http(node: str, mcp_lua) -> None:
     port = free_port()
-    server = subprocess.Popen([node, str(EVERYTHING), "streamableHttp"], env={**os.environ, "PORT": str(port)},
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen([node, str(EVERYTHING), "streamableHttp"], env={**os.environ, "PORT": str(port)},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+
+    def listening() -> bool:
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
+    server = start()
     try:
-        def listening() -> bool:
-            with socket.socket() as s:
-                return s.connect_ex(("127.0.0.1", port)) == 0
         wait_until(listening, timeout=30)
         info = mcp_lua.run(f'return MCP.connect("web", {{url = "http://127.0.0.1:{port}/mcp"}})')
         assert info["transport"] == "http" and "web.echo" in info["tools"]
         assert mcp_lua.run('return Tool.call("web.echo", {message = "over http"})') == "Echo: over http"
         assert mcp_lua.run('return Tool.call("web.get-sum", {a = 1, b = 1})') == "The sum of 1 and 1 is 2."
+        server.kill()  # the server dies: a clear error at once, then a new session once it is back
+        server.wait(10)
+        assert server.stderr is not None
+        server.stderr.close()
+        err = mcp_lua.fail('Tool.call("web.echo", {message = "anyone?"})')
+        assert err.ename == "io_error" and "the next call connects again" in err.evalue
+        server = start()
+        wait_until(listening, timeout=30)
+        assert mcp_lua.run('return Tool.call("web.echo", {message = "back"})') == "Echo: back"
     finally:
-        server.terminate()
+        server.kill()
         server.wait(10)
         assert server.stderr is not None
         server.stderr.close()

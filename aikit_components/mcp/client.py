@@ -349,22 +349,26 @@ class Connection:
         except MCPError as exc:
             if exc.error.code == types.CONNECTION_CLOSED or not self.connected:
                 reason = await self._end_reason()
-                raise IOFailure(f"MCP server {self.name!r} went away during {what}: {reason}; the next call "
-                                "starts it again", details={**self._details(), "reason": reason}) from None
+                raise IOFailure(f"MCP server {self.name!r} went away during {what}: {reason}; {self._next_call()}",
+                                details={**self._details(), "reason": reason}) from None
             code = "invalid_argument" if exc.error.code == types.INVALID_PARAMS else "mcp_error"
             raise AikitError(f"MCP server {self.name!r} refused {what}: {exc.error.message}", code=code,
                              details={**self._details(), "mcp_code": exc.error.code}) from None
         except (httpx.HTTPError, OSError) as exc:
             self._end(f"{_describe(exc)}")
-            raise IOFailure(f"MCP server {self.name!r} failed during {what}: {_describe(exc)}; the next call "
-                            "reconnects", details=self._details()) from None
+            raise IOFailure(f"MCP server {self.name!r} failed during {what}: {_describe(exc)}; {self._next_call()}",
+                            details=self._details()) from None
         except Exception as exc:
             if not self.connected:
                 reason = self.last_end or _describe(exc)
-                raise IOFailure(f"MCP server {self.name!r} went away during {what}: {reason}; the next call starts "
-                                "it again", details={**self._details(), "reason": reason}) from None
+                raise IOFailure(f"MCP server {self.name!r} went away during {what}: {reason}; {self._next_call()}",
+                                details={**self._details(), "reason": reason}) from None
             raise AikitError(f"MCP server {self.name!r}: {what} failed after {time.monotonic() - started:.1f} s: "
                              f"{_describe(exc)}", code="mcp_error", details=self._details()) from None
+
+    def _next_call(self) -> str:
+        return ("the next call starts it again" if self.spec.transport == "stdio"
+                else "the next call connects again")
 
     async def _end_reason(self) -> str:
         """Why the connection closed: a stdio server's exit (waited for briefly: its stdout
