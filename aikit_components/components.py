@@ -74,6 +74,8 @@ class Components:
                 if self._tools is None:
                     self._tools = default_registry(events=self.events, hooks=self.hooks, plugins=self.plugins,
                                                    pipeline=self.pipeline)
+        if self._mcp is None and self.config.get("mcp.servers"):
+            self._make_mcp(self._tools)  # its resolver connects a configured MCP server when its tools are asked for
         return self._tools
 
     @property
@@ -105,14 +107,18 @@ class Components:
         """Connections to MCP servers (``MCP.connect``, ``[mcp.servers.NAME]``); their tools join
         the tool registry as ``NAME.tool``."""
         if self._mcp is None:
-            from .mcp import MCPClients
-
-            registry = self.tools
-            with self._tools_lock:
-                if self._mcp is None:
-                    self._mcp = MCPClients(registry, lambda: self.tool_context(caller="mcp"), config=self.config,
-                                           pipeline=self.pipeline)
+            registry = self.tools  # (which makes the clients itself when aikit.toml lists servers)
+            if self._mcp is None:
+                self._make_mcp(registry)
         return self._mcp
+
+    def _make_mcp(self, registry: ToolRegistry) -> None:
+        from .mcp import MCPClients
+
+        with self._tools_lock:
+            if self._mcp is None:
+                self._mcp = MCPClients(registry, lambda: self.tool_context(caller="mcp"), config=self.config,
+                                       pipeline=self.pipeline)
 
     def new_agent(self, spec: AgentSpec, context: Callable[[], ToolContext] | None = None) -> Agent:
         """An agent wired to this process: its model (with fallbacks), tools, state, hooks, events."""

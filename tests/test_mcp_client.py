@@ -381,3 +381,20 @@ def test_aikit_mission_run_connects_the_configured_server_its_steps_name(tmp_pat
     assert proc.returncode == 0, proc.stdout + proc.stderr
     record = json.loads((tmp_path / "record.json").read_text())
     assert record["steps"]["e"]["output"]["double"] == 10
+
+
+def test_an_agent_gets_a_configured_servers_tools_by_pattern(mcp_lua) -> None:
+    mcp_lua.run('AGENT = Agent.new{name = "user_of_conf", tools = {"conf.*"}}')
+    assert "conf" in mcp_lua.components.mcp.connections
+    expanded = mcp_lua.components.tools.expand(["conf.*"])
+    assert "conf.echo" in expanded and "conf.broken" not in expanded
+    err = mcp_lua.fail('Agent.new{name = "nobody", tools = {"nothing_here.*"}}')
+    assert err.ename == "not_found" and "no tool matches 'nothing_here.*'" in err.evalue
+
+
+def test_plans_and_other_async_callers_resolve_configured_servers(mcp_lua) -> None:
+    """What a plan's llm task does before it builds its agent (aikit_components/plans/execution.py)."""
+    registry = mcp_lua.components.tools
+    mcp_lua.engine.wait(registry.aresolve_missing(["conf.*", "hash"]))
+    assert "conf.echo" in registry
+    assert mcp_lua.engine.wait(registry.acall("conf.echo", {"text": "async"}, mcp_lua.components.tool_context())) == "async"

@@ -139,6 +139,17 @@ class ToolRegistry:
     def has_resolvers(self) -> bool:
         return bool(self._resolvers)
 
+    async def aresolve_missing(self, names: Iterable[str]) -> None:
+        """Ask the resolvers about each of ``names`` (tool names or patterns) that names no
+        registered tool (an agent's tools from an MCP server of the config, on first use)."""
+        if not self._resolvers:
+            return
+        for name in names:
+            pattern = any(c in name for c in "*?[")
+            if (pattern and not any(fnmatch.fnmatchcase(n, name) for n in self._tools)) or (
+                    not pattern and name not in self._tools):
+                await self.aresolve(name)
+
     async def aresolve(self, name: str) -> bool:
         """Ask the resolvers about ``name`` (a tool name, pattern or category) missing here."""
         for resolver in list(self._resolvers):
