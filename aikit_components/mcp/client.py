@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fnmatch
 import logging
 import os
 import time
@@ -530,15 +529,18 @@ class MCPClients:
         loops = {c.loop for c in self.connections.values() if c.loop is not None and not c.loop.is_closed()}
         loops |= {loop for loop in self.served_loops if not loop.is_closed()}
         for loop in loops:
-            if loop.is_running():
+            if loop.is_running() and not _runs_here(loop):
                 future = asyncio.run_coroutine_threadsafe(self.aclose(), loop)
                 with contextlib.suppress(Exception):
                     future.result(timeout_s)
 
 
-def matches(name: str, patterns: list[str]) -> bool:
-    """Whether a tool name matches any of the glob ``patterns`` (``files.*``)."""
-    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+def _runs_here(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether ``loop`` is the loop of this thread (waiting on it from here would deadlock)."""
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
 
 
 def _plain(raw: Any) -> Any:
@@ -559,4 +561,4 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
-__all__ = ["Connection", "MCPClients", "SPEC_KEYS", "ServerSpec", "check_server_name", "matches"]
+__all__ = ["Connection", "MCPClients", "SPEC_KEYS", "ServerSpec", "check_server_name"]

@@ -124,11 +124,19 @@ async def stdio_streams(server: ServerProcess, max_message_bytes: int,
         await end(f"the server exited with code {proc.returncode}{said}")
 
     async def read_stderr() -> None:
+        # Chunks, not readline: a long line must not stop the reading (the server would block on a
+        # full pipe); only the last lines are kept, each cut to 1000 characters.
+        partial = b""
         while True:
-            line = await proc.stderr.readline()
-            if not line:
+            chunk = await proc.stderr.read(_CHUNK)
+            if not chunk:
+                if partial:
+                    server.stderr_tail.append(partial[:1000].decode("utf-8", errors="replace").rstrip())
                 return
-            server.stderr_tail.append(line.decode("utf-8", errors="replace").rstrip())
+            lines = (partial + chunk).split(b"\n")
+            partial = lines.pop()[-_CHUNK:]
+            for line in lines:
+                server.stderr_tail.append(line[:1000].decode("utf-8", errors="replace").rstrip())
 
     async def write_stdin() -> None:
         async with write_reader:

@@ -29,6 +29,8 @@ TOOLS = [
                input_schema={"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}),
     types.Tool(name="broken", description="Its schema is not a valid JSON Schema.",
                input_schema={"type": "object", "properties": {"a": {"type": "no-such-type"}}}),
+    types.Tool(name="noisy", description="Write 2 MB to stderr in one line, then answer.",
+               input_schema={"type": "object", "properties": {}}),
     types.Tool(name="grow", description="Add the tool 'extra' and announce it.",
                input_schema={"type": "object", "properties": {}}),
 ]
@@ -59,6 +61,10 @@ async def call_tool(ctx, params: types.CallToolRequestParams) -> types.CallToolR
         os._exit(3)
     if name == "huge":
         return types.CallToolResult(content=text("x" * args["n"]))
+    if name == "noisy":
+        sys.stderr.write("e" * 2_000_000 + "\n")
+        sys.stderr.flush()
+        return types.CallToolResult(content=text("quiet now"))
     if name == "grow":
         if not EXTRA:
             EXTRA.append(types.Tool(name="extra", description="Added later.",
