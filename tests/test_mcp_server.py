@@ -270,3 +270,32 @@ def test_an_approval_is_asked_of_the_client_by_elicitation(tmp_path: Path) -> No
     finally:
         components.close()
     assert questions == ["Run hash?"]
+
+
+def test_collections_and_artifacts_are_served(tmp_path: Path) -> None:
+    from aikit_components.components import Components
+    from aikit_components.config import Config
+    from aikit_components.mcp.server import AikitServer, Exposed
+
+    components = Components.open(config=Config(), data_dir=tmp_path / "data", plugins=False)
+    components.rag.collection("facts").ingest([
+        {"id": "paris", "text": "Paris is the capital of France and lies on the Seine."},
+        {"id": "banana", "text": "Bananas are yellow fruit rich in potassium."}])
+    components.artifacts.put("report.txt", b"quarterly numbers", mime="text/plain")
+    server = AikitServer(components, Exposed(tools=["search_*"]))
+
+    async def session() -> None:
+        async with Client(server.server, mode="legacy") as client:
+            assert [t.name for t in (await client.list_tools()).tools] == ["search_facts"]
+            hits = await client.call_tool("search_facts", {"query": "capital of France", "k": 1})
+            assert not hits.is_error and "Paris" in text_of(hits)
+            assert (await client.call_tool("search_facts", {"k": 1})).is_error  # query is required
+            uris = {str(r.uri) for r in (await client.list_resources()).resources}
+            assert "artifact://report.txt" in uris
+            read = await client.read_resource("artifact://report.txt")
+            assert read.contents[0].text == "quarterly numbers"
+
+    try:
+        asyncio.run(asyncio.wait_for(session(), 180))
+    finally:
+        components.close()
