@@ -89,6 +89,7 @@ def _serve(args: argparse.Namespace) -> int:
         server = AikitServer(components, chosen, name="aikit")
         runtime.on_sigint(lua.engine.interrupt)
         if args.port is None:
+            _say("serving MCP over stdio (stdin/stdout)")
             lua.engine.wait(server.run_stdio())
         else:
             token = args.token or components.config.secret("mcp.serve_token") or None
