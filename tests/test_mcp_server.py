@@ -299,3 +299,31 @@ def test_collections_and_artifacts_are_served(tmp_path: Path) -> None:
         asyncio.run(asyncio.wait_for(session(), 180))
     finally:
         components.close()
+
+
+def test_a_kernel_serves_its_notebook_to_an_mcp_client_while_idle(tmp_path: Path) -> None:
+    """A real kernel: a cell defines a Lua tool and serves it; an outside MCP client calls it while
+    the kernel waits for the next cell (the Lua tool runs at the kernel's safe point)."""
+    from tests.support.kernels import start_kernel
+
+    kernel = start_kernel(tmp_path / "data", cwd=tmp_path, XDG_CONFIG_HOME=str(tmp_path / "cfg"))
+    try:
+        kernel.ok("""
+Tool.define{name = "count_words", description = "Count the words of a text",
+            params = {type = "object", properties = {text = {type = "string"}}, required = {"text"}},
+            fn = function(a) local n = 0 for _ in a.text:gmatch("%S+") do n = n + 1 end return n end}
+SERVED = MCP.serve{port = 0, tools = {"count_words"}}""")
+        url = json.loads(kernel.value("SERVED.url") or '""')
+        assert url.startswith("http://127.0.0.1:")
+
+        async def session() -> None:
+            async with Client(url, mode="legacy") as client:
+                assert [t.name for t in (await client.list_tools()).tools] == ["count_words"]
+                counted = await client.call_tool("count_words", {"text": "one two three"})
+                assert counted.structured_content == {"result": 3}
+
+        asyncio.run(asyncio.wait_for(session(), 60))
+        assert kernel.value("SERVED:stop()") == "true"
+        kernel.assert_alive()
+    finally:
+        kernel.shutdown()
