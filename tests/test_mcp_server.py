@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import httpx2
 import pytest
 from mcp import Client, StdioServerParameters
 
@@ -120,7 +121,7 @@ def test_http_server_token_and_bad_requests(llm_server: Any, tmp_path: Path) -> 
         async def session() -> None:
             from mcp.client.streamable_http import streamable_http_client
 
-            async with (httpx.AsyncClient(headers={"Authorization": "Bearer s3cret"}) as http,
+            async with (httpx2.AsyncClient(headers={"Authorization": "Bearer s3cret"}) as http,
                         Client(streamable_http_client(url, http_client=http), mode="legacy") as client):
                 assert "double" in {t.name for t in (await client.list_tools()).tools}
                 assert (await client.call_tool("double", {"n": 4})).structured_content == {"result": 8}

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2  # the HTTP client the SDK's Streamable HTTP transport is written for
 import mcp_types as types
 from mcp import Client
 from mcp.shared.exceptions import MCPError
@@ -215,7 +215,7 @@ class Connection:
         if spec.url is not None:
             from mcp.client.streamable_http import streamable_http_client
 
-            http = httpx.AsyncClient(headers=spec.headers, timeout=httpx.Timeout(spec.timeout_s, read=None),
+            http = httpx2.AsyncClient(headers=spec.headers, timeout=httpx2.Timeout(spec.timeout_s, read=None),
                                      follow_redirects=False)
             await stack.enter_async_context(http)
             return streamable_http_client(spec.url, http_client=http)
@@ -353,7 +353,7 @@ class Connection:
             code = "invalid_argument" if exc.error.code == types.INVALID_PARAMS else "mcp_error"
             raise AikitError(f"MCP server {self.name!r} refused {what}: {exc.error.message}", code=code,
                              details={**self._details(), "mcp_code": exc.error.code}) from None
-        except (httpx.HTTPError, OSError) as exc:
+        except (httpx2.HTTPError, OSError) as exc:
             self._end(f"{_describe(exc)}")
             raise IOFailure(f"MCP server {self.name!r} failed during {what}: {_describe(exc)}; {self._next_call()}",
                             details=self._details()) from None
