@@ -175,6 +175,13 @@ SRV = MCP.serve{port = 0, tools = {"triple"}}
     assert lua.run("return SRV:stop()") is True
     err = lua.fail('MCP.connect("me", {url = SRV.url, connect_timeout_s = 5})')
     assert err.ename == "io_error"
+    lua.run('GUARDED = MCP.serve{port = 0, tools = {"triple"}, token = "let-me-in"}')
+    err = lua.fail('MCP.connect("nokey", {url = GUARDED.url, connect_timeout_s = 10})')
+    assert err.ename == "io_error" and "HTTP 401 Unauthorized" in err.evalue and "Authorization" in err.evalue
+    lua.run('MCP.connect("withkey", {url = GUARDED.url, headers = {Authorization = "Bearer let-me-in"}})')
+    assert lua.run('return Tool.call("withkey.triple", {n = 2})') == {"result": 6}
+    err = lua.fail('MCP.serve{port = 0, host = "192.0.2.1"}')
+    assert err.ename == "permission_denied" and "requires a bearer token" in err.evalue
     lua.engine.wait(lua.components.mcp.aclose())
 
 

@@ -128,6 +128,7 @@ class Connection:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.connects = 0
         self.last_end: str | None = None
+        self.last_http_error: str | None = None  # the last refusal of an HTTP server ("HTTP 401 Unauthorized")
         self._client: Client | None = None
         self._process: stdio.ServerProcess | None = None
         self._task: asyncio.Task[None] | None = None
@@ -163,7 +164,7 @@ class Connection:
                 self._stop.set()
             with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
                 await asyncio.wait_for(asyncio.shield(old), 10)
-        self.last_end = None
+        self.last_end = self.last_http_error = None
         ready: asyncio.Future[Client] = self.loop.create_future()
         self._stop = asyncio.Event()
         self._task = self.loop.create_task(self._own(ready, self._stop), name=f"mcp:{self.name}")
@@ -215,8 +216,12 @@ class Connection:
         if spec.url is not None:
             from mcp.client.streamable_http import streamable_http_client
 
+            async def remember_refusal(response: Any) -> None:
+                if response.status_code >= 400:
+                    self.last_http_error = f"HTTP {response.status_code} {response.reason_phrase}".strip()
+
             http = httpx2.AsyncClient(headers=spec.headers, timeout=httpx2.Timeout(spec.timeout_s, read=None),
-                                     follow_redirects=False)
+                                      follow_redirects=False, event_hooks={"response": [remember_refusal]})
             await stack.enter_async_context(http)
             return streamable_http_client(spec.url, http_client=http)
         ctx = self.manager.context()
@@ -252,8 +257,12 @@ class Connection:
         if isinstance(exc, AikitError | asyncio.CancelledError):
             return exc
         reason = self.last_end or _describe(exc)
+        if self.last_http_error:
+            reason = f"the server answered {self.last_http_error}"
+            if self.last_http_error.startswith(("HTTP 401", "HTTP 403")):
+                reason += " (give the credentials it wants in headers, e.g. {Authorization = 'Bearer ...'})"
         return IOFailure(f"cannot connect to MCP server {self.name!r}: {reason}{self._stderr_hint()}",
-                         details=self._details())
+                         details={**self._details(), "http_status": self.last_http_error})
 
     def _stderr_hint(self) -> str:
         process = self._process
