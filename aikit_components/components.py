@@ -41,6 +41,7 @@ from .tools import Budget, ToolContext, ToolRegistry, default_registry
 
 if TYPE_CHECKING:
     from .agents import Agent, AgentSpec
+    from .mcp import MCPClients
     from .providers.registry import ModelRegistry
     from .rag import RAG
 
@@ -65,6 +66,7 @@ class Components:
     _tools: ToolRegistry | None = field(default=None, repr=False)
     _models: Any = field(default=None, repr=False)
     _rag: Any = field(default=None, repr=False)
+    _mcp: Any = field(default=None, repr=False)
     ledger: UsageLedger = field(default_factory=UsageLedger)
     telemetry: Telemetry = field(default_factory=Telemetry.disabled)
     audit: AuditLedger | None = None  # the audit ledger ([audit] enabled; docs/security.md)
@@ -86,6 +88,8 @@ class Components:
                 if self._tools is None:
                     self._tools = default_registry(events=self.events, hooks=self.hooks, plugins=self.plugins,
                                                    pipeline=self.pipeline)
+        if self._mcp is None and self.config.get("mcp.servers"):
+            self._make_mcp(self._tools)  # its resolver connects a configured MCP server when its tools are asked for
         return self._tools
 
     @property
@@ -111,6 +115,24 @@ class Components:
                     self._rag = RAG(self.data_dir / "rag", config=self.config, events=self.events,
                                     models=lambda: self.models, pipeline=self.pipeline)
         return self._rag
+
+    @property
+    def mcp(self) -> MCPClients:
+        """Connections to MCP servers (``MCP.connect``, ``[mcp.servers.NAME]``); their tools join
+        the tool registry as ``NAME.tool``."""
+        if self._mcp is None:
+            registry = self.tools  # (which makes the clients itself when aikit.toml lists servers)
+            if self._mcp is None:
+                self._make_mcp(registry)
+        return self._mcp
+
+    def _make_mcp(self, registry: ToolRegistry) -> None:
+        from .mcp import MCPClients
+
+        with self._tools_lock:
+            if self._mcp is None:
+                self._mcp = MCPClients(registry, lambda: self.tool_context(caller="mcp"), config=self.config,
+                                       pipeline=self.pipeline)
 
     def new_agent(self, spec: AgentSpec, context: Callable[[], ToolContext] | None = None) -> Agent:
         """An agent wired to this process: its model (with fallbacks), tools, state, hooks, events."""
@@ -215,6 +237,8 @@ class Components:
             closers.append(self.journal.close)
         if self._rag is not None:
             closers.insert(0, self._rag.close)
+        if self._mcp is not None:
+            closers.insert(0, self._mcp.close)
         for closer in closers:
             try:
                 closer()

@@ -159,6 +159,7 @@ class Agent:
         self.ledger = ledger
         self.usage = Usage()
         self.runs = AgentRunStore(state) if state is not None and hasattr(state, "backend") else None
+        spec.tools = tools.expand(spec.tools)  # "files.*" -> every tool of that MCP server
         for name in spec.tools:
             tools.get(name)  # unknown tools fail at creation, with suggestions
         self._validate_output = compile_validator(spec.output_schema) if spec.output_schema else None

@@ -63,6 +63,14 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "enabled": True,  # the hash-chained audit ledger <data_dir>/audit.sqlite (docs/security.md)
     },
     "budgets": {},  # [budgets.session], [budgets.agent], [budgets.workflow]: see docs/lua-api.md, Control
+    "mcp": {
+        "call_timeout_s": 60,  # per MCP request (a server's timeout_s overrides it)
+        "connect_timeout_s": 30,
+        "max_result_bytes": 8 * 1024 * 1024,  # a larger tool result is an error
+        "max_message_bytes": 32 * 1024 * 1024,  # a larger message from a stdio server ends the connection
+        "serve_token": "",  # bearer token of `aikit mcp serve --port` (required when not on loopback)
+        "servers": {},  # [mcp.servers.NAME]: command/args/env/cwd or url/headers, timeout_s
+    },
     "rag": {
         "embedder": "local",  # or "<provider>/<model>" (an OpenAI-compatible or Ollama embedding endpoint)
         "embedding_cache": True,
@@ -96,6 +104,7 @@ NUMBER_KEYS = frozenset({
     "security.max_wall_time_s", "tools.http_timeout_s", "tools.process_timeout_s", "tools.http_backoff_s",
     "tools.http_max_retry_after_s", "tools.sql_timeout_s", "tools.sql_busy_timeout_s", "tools.git_timeout_s",
     "telemetry.store_max_age_days", "telemetry.store_max_mb",
+    "mcp.call_timeout_s", "mcp.connect_timeout_s",
 })
 
 #: Older environment variables kept as aliases of a setting (documented in the README). An

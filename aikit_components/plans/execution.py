@@ -235,6 +235,7 @@ async def run_llm(agent: AgentConfig, task: Task, queue: Queue, context: Executi
     if context.components is None or agent.spec is None:
         message = f"the llm agent {agent.name!r} needs aikit's components (models and tools) to run"
         return TaskOutcome(status="error", message=message, error=message)
+    await context.components.tools.aresolve_missing(agent.spec.tools)  # MCP servers of aikit.toml, on first use
     result = await context.components.new_agent(agent.spec).run(task_prompt(task, queue))
     log = [f"LLM: agent {agent.name!r}, model {result.model or agent.spec.model}, {result.steps} step(s), "
            f"{len(result.tool_calls)} tool call(s), stop_reason {result.stop_reason}", "", "[answer]",

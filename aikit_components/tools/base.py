@@ -118,6 +118,8 @@ class Tool:
     # Whether running the call twice does what running it once does (a resume may retry a call it
     # cannot tell ran); None: the built-ins' rule, read-only levels ("safe", "read") are.
     idempotent: bool | None = None
+    # Extra fields for the meta of this tool's call operations (an MCP tool's server), for interceptors.
+    operation_meta: dict[str, Any] = field(default_factory=dict)
     validate: Callable[[Any], list[str]] = field(init=False, repr=False)
     _binding: _Binding | None = field(default=None, init=False, repr=False, compare=False)
 

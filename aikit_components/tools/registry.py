@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import difflib
+import fnmatch
 import importlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -39,6 +40,9 @@ class ToolRegistry:
         self.hooks = hooks
         self.pipeline = pipeline if pipeline is not None else standard_pipeline(events, hooks)
         self.plugin_errors: list[str] = []
+        # Asked, on the I/O loop, about a tool name or category not (yet) registered: a resolver
+        # may register tools (an MCP server of the config connected on first use) and says so.
+        self._resolvers: list[Callable[[str], Awaitable[bool]]] = []
 
     # ------------------------------------------------------------------ registration
     def register(self, item: Tool, *, replace: bool = False) -> Tool:
@@ -112,6 +116,47 @@ class ToolRegistry:
     def categories(self) -> list[str]:
         return sorted({t.category for t in self._tools.values()})
 
+    def expand(self, names: Iterable[str]) -> list[str]:
+        """Tool names with glob patterns (``files.*``) replaced by the matching tools, in order and
+        without duplicates; a pattern matching nothing is an error (as an unknown name is)."""
+        found: list[str] = []
+        for name in names:
+            if isinstance(name, str) and any(c in name for c in "*?["):
+                matching = sorted(n for n in self._tools if fnmatch.fnmatchcase(n, name))
+                if not matching:
+                    raise NotFound(f"no tool matches {name!r}; Tool.list() shows what exists", details={"pattern": name})
+            else:
+                matching = [name]
+            found.extend(n for n in matching if n not in found)
+        return found
+
+    # ------------------------------------------------------------------ resolvers
+    def add_resolver(self, resolver: Callable[[str], Awaitable[bool]]) -> None:
+        """Register ``resolver(name_or_category) -> registered_something`` (see ``__init__``)."""
+        self._resolvers.append(resolver)
+
+    @property
+    def has_resolvers(self) -> bool:
+        return bool(self._resolvers)
+
+    async def aresolve_missing(self, names: Iterable[str]) -> None:
+        """Ask the resolvers about each of ``names`` (tool names or patterns) that names no
+        registered tool (an agent's tools from an MCP server of the config, on first use)."""
+        if not self._resolvers:
+            return
+        for name in names:
+            pattern = any(c in name for c in "*?[")
+            if (pattern and not any(fnmatch.fnmatchcase(n, name) for n in self._tools)) or (
+                    not pattern and name not in self._tools):
+                await self.aresolve(name)
+
+    async def aresolve(self, name: str) -> bool:
+        """Ask the resolvers about ``name`` (a tool name, pattern or category) missing here."""
+        for resolver in list(self._resolvers):
+            if await resolver(name):
+                return True
+        return False
+
     # ------------------------------------------------------------------ calling
     def _checked_args(self, item: Tool, args: Any) -> dict[str, Any]:
         """Validation of a call of ``item``: its bound arguments."""
@@ -129,7 +174,7 @@ class ToolRegistry:
         return item.bind_args(args)
 
     def _operation(self, item: Tool, args: Any, ctx: ToolContext, call_id: str | None = None) -> Operation:
-        meta: dict[str, Any] = {"tool": item}
+        meta: dict[str, Any] = {"tool": item, **item.operation_meta} if item.operation_meta else {"tool": item}
         if call_id:
             meta["call_id"] = call_id
         return Operation(TOOL_CALL, item.name, {"name": item.name, "args": args}, ctx, meta=meta)
@@ -144,12 +189,13 @@ class ToolRegistry:
             return self.pipeline.reject(self._operation(item, args, ctx), exc)
         if item.is_async:
             raise AikitError(f"tool {name!r} is async: call it with acall() on the I/O loop", code="internal_error")
-        return self.pipeline.run(Operation(TOOL_CALL, name, {"name": name, "args": bound}, ctx, meta={"tool": item}),
-                                 _run_sync)
+        return self.pipeline.run(self._operation(item, bound, ctx), _run_sync)
 
     async def acall(self, name: str, args: Any, ctx: ToolContext, *, call_id: str | None = None) -> Any:
         """Call any tool from async code (async tools run here, on the calling loop). ``call_id``:
         the model's id of the call, when an agent makes it (traces show it)."""
+        if name not in self._tools and self._resolvers:
+            await self.aresolve(name)
         item = self.get(name)
         try:
             bound = self._checked_args(item, args)

@@ -131,6 +131,11 @@ def _check(file: str, components: Any, inputs: dict[str, Any]) -> tuple[Any, lis
     from aikit_components.workflows.missions import parse_mission, validate_mission
 
     mission = parse_mission(file, registry=components.tools)
+    servers = {t.split(".", 1)[0] for t in mission.step_types.values() if isinstance(t, str)}
+    servers &= set(components.mcp.configured())
+    if servers:  # steps name tools of MCP servers in aikit.toml: connect them (on first use) and look again
+        asyncio.run(components.mcp.connect_each(sorted(servers)))
+        mission = parse_mission(file, registry=components.tools)
     return mission, validate_mission(mission, components=components, inputs=inputs)
 
 

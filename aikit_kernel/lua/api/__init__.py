@@ -26,12 +26,12 @@ if TYPE_CHECKING:
 
 def install_globals(engine: LuaEngine, components: Components | None = None) -> RunScope | None:
     """Give a fresh engine every aikit global: ``display`` always; with ``components``, also
-    ``Tool``, ``State``, ``Session``, ``Artifact``, ``Event``, ``Hook``, ``Config``, ``RAG``, ``Agent``, ...
+    ``Tool``, ``State``, ``Session``, ``Artifact``, ``Event``, ``Hook``, ``Config``, ``RAG``, ``Agent``, ``MCP``, ...
     Returns the run scope the caller renews for every cell or script (budgets)."""
     DisplayBinding(engine).install()
     if components is None:
         return None
-    from . import agents, config, events, hooks, rag, sessions, state, supervision, tools, trace, workflows
+    from . import agents, config, events, hooks, mcp, rag, sessions, state, supervision, tools, trace, workflows
     from .run import RunScope
 
     scope = RunScope(components)
@@ -46,6 +46,7 @@ def install_globals(engine: LuaEngine, components: Components | None = None) -> 
     agent_table = agents.install(engine, components, scope, collections)
     workflows.install(engine, components, agent_table)
     trace.install(engine, components)
+    mcp.install(engine, components, agent_table)
     return scope
 
 

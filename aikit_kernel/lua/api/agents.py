@@ -26,6 +26,7 @@ from ..host import text
 from . import expose
 from ._util import function_arg, lua, name_arg, options, py
 from .handles import HandleKind
+from .mcp import resolve_tools
 from .supervision import register_adapter
 
 STREAM_DISPLAY_INTERVAL_S = 0.05
@@ -88,6 +89,7 @@ def install(engine: LuaEngine, components: Components, scope: Any, collections: 
                 register_agent_tool(components, tool, source="rag")
                 if tool.name not in tool_names:
                     tool_names.append(tool.name)
+        resolve_tools(engine, components, tool_names)  # MCP servers of aikit.toml, on first use
         fallback = fields.get("fallback") or []
         spec = AgentSpec(
             name=str(fields.get("name") or f"agent-{uuid.uuid4().hex[:6]}"),

@@ -13,6 +13,7 @@ from ..convert import lua_type
 from ..engine import LuaEngine
 from . import expose
 from ._util import call_lua, call_lua_async, function_arg, lua, name_arg, options, py
+from .mcp import resolve_tools
 from .run import RunScope
 
 DOCS = {
@@ -52,6 +53,8 @@ def install(engine: LuaEngine, components: Components, scope: RunScope) -> None:
         if arguments == []:
             arguments = {}  # an empty Lua table converts to a list
         registry = components.tools
+        if tool_name not in registry:
+            resolve_tools(engine, components, [tool_name])  # an MCP server of aikit.toml, on first use
         item = registry.get(tool_name)
         if item.is_async:  # runs on the I/O loop; Lua awaits it (a workflow step yields meanwhile)
             return b"pending", engine.start(registry.acall(tool_name, arguments, scope.context))
@@ -59,6 +62,8 @@ def install(engine: LuaEngine, components: Components, scope: RunScope) -> None:
 
     def list_(opts: Any = None) -> Any:
         category = options(engine, opts, ("category",), "Tool.list").get("category")
+        if isinstance(category, str):
+            resolve_tools(engine, components, [category])
         return lua(engine, [
             {"name": t.name, "category": t.category, "description": t.description.split("\n")[0], "security": t.security}
             for t in components.tools.list(category)

@@ -25,6 +25,7 @@ from ..host import text
 from . import expose
 from ._util import lua, name_arg, options, py
 from .handles import HandleKind
+from .mcp import resolve_tools
 
 PROGRESS_INTERVAL_S = 0.2
 
@@ -173,6 +174,7 @@ def install(engine: LuaEngine, components: Components, agents: Any = None) -> No
 
     def new(spec: Any) -> Any:
         workflow = build(spec)
+        resolve_tools(engine, components, [s.target for s in workflow.steps if isinstance(s.target, str)])
         problems = wf_engine.validate(workflow, components=components)
         if problems:
             raise ValidationError(f"workflow {workflow.name!r} is invalid:", problems)
@@ -182,6 +184,10 @@ def install(engine: LuaEngine, components: Components, agents: Any = None) -> No
         from aikit_components.workflows.missions import load_mission
 
         file = components.policy.check_path(name_arg(path, "Workflow.load: the path"))
+        if components.mcp.configured():  # a step type may be the tool of an MCP server not connected yet
+            from aikit_components.workflows.missions import parse_mission
+
+            resolve_tools(engine, components, list(parse_mission(file, registry=components.tools).step_types.values()))
         workflow = load_mission(file, policy=components.policy, components=components)
         problems = wf_engine.validate(workflow, components=components)
         if problems:
