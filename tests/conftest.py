@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.support.llm_server",  # llm_server, refused_url
     "tests.support.lua",  # make_lua, lua
     "tests.support.agents",  # make_agent_lua
+    "tests.support.postgres",  # pg_server, pg_url, pg_database
 ]

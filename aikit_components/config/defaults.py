@@ -35,6 +35,17 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "artifacts": {
         "max_bytes": 104857600,
     },
+    "storage": {
+        "url": "",  # postgresql://USER:PASSWORD@HOST:PORT/DB moves the stores to PostgreSQL ("": SQLite files)
+        "schema": "",  # PostgreSQL schema for aikit's tables ("": the user's search_path, usually public)
+        "pool_min": 1,
+        "pool_max": 10,
+        "pool_timeout_s": 10,  # wait at most this long for a free pooled connection
+        "connect_timeout_s": 10,
+        "artifact_blobs": "directory",  # or "database" (content in PostgreSQL, table artifact_blobs)
+        "blobs_dir": "",  # shared directory for artifact content ("": <data_dir>/blobs)
+        "rag": "files",  # or "postgres": RAG collections in PostgreSQL (tsvector + pgvector) instead of hnswlib files
+    },
     "tools": {
         "http_timeout_s": 30,
         "http_retries": 2,
@@ -73,6 +84,7 @@ OPEN_SECTIONS = frozenset({"providers", "models"})
 NUMBER_KEYS = frozenset({
     "security.max_wall_time_s", "tools.http_timeout_s", "tools.process_timeout_s", "tools.http_backoff_s",
     "tools.http_max_retry_after_s", "tools.sql_timeout_s", "tools.sql_busy_timeout_s", "tools.git_timeout_s",
+    "storage.pool_timeout_s", "storage.connect_timeout_s",
 })
 
 #: Older environment variables kept as aliases of a setting (documented in the README). An
