@@ -31,6 +31,7 @@ from .operations.standard import standard_pipeline
 from .security import SecurityPolicy
 from .sessions import SessionInfo, SessionStore
 from .state import State
+from .storage.settings import StorageSettings
 from .tools import Budget, ToolContext, ToolRegistry, default_registry
 
 if TYPE_CHECKING:
@@ -134,7 +135,8 @@ class Components:
         hooks = HookRegistry(on_error=lambda point, name, exc: events.publish(
             "hook.failed", {"point": point, "hook": name, "error": f"{type(exc).__name__}: {exc}"}, source="hooks"))
         pipeline = standard_pipeline(events, hooks)
-        sessions = SessionStore(directory, events=events)
+        storage = StorageSettings.from_config(config)  # [storage]: SQLite files, or one PostgreSQL
+        sessions = SessionStore(directory, events=events, storage=storage)
         session = sessions.resume(session_id) if session_id else sessions.create(name=session_name)
         return cls(
             config=config,
@@ -142,10 +144,12 @@ class Components:
             events=events,
             hooks=hooks,
             pipeline=pipeline,
-            state=State.open_default(directory, events=events, hooks=hooks, pipeline=pipeline, session_id=session.id),
+            state=State(storage.state_backend(directory), events=events, hooks=hooks, pipeline=pipeline,
+                        session_id=session.id),
             sessions=sessions,
             artifacts=ArtifactStore(directory, events=events,
-                                    max_bytes=int(config.get("artifacts.max_bytes", 100 * 1024 * 1024))),
+                                    max_bytes=int(config.get("artifacts.max_bytes", 100 * 1024 * 1024)),
+                                    storage=storage),
             data_dir=directory,
             session=session,
             plugins=plugins,
