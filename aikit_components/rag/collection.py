@@ -131,7 +131,8 @@ class Collection:
 
     def __init__(self, name: str, tenant: str | None, directory: Path, embedder: Any, *,
                  chunking: ChunkOptions, params: IndexParams, events: Any = None,
-                 pipeline: Pipeline | None = None) -> None:
+                 pipeline: Pipeline | None = None, store: Any = None,
+                 index_factory: Callable[[int, IndexParams], Any] | None = None) -> None:
         self.name = name
         self.tenant = tenant
         self.directory = directory
@@ -139,12 +140,14 @@ class Collection:
         self.chunking = chunking
         self.events = events
         self.pipeline = pipeline if pipeline is not None else standard_pipeline(events)
-        self.store = Store(directory / "store.sqlite")
+        # The SQLite file + hnswlib graph by default; PostgreSQL passes its own (rag/pg_store.py).
+        self.store = store if store is not None else Store(directory / "store.sqlite")
+        self._new_index = index_factory or VectorIndex
         self._lock = threading.RLock()
         self._pending_params = params
         meta = self.store.meta()
         dim = meta.get("dim") or embedder.dim
-        self.index = VectorIndex(int(dim), params) if dim else None
+        self.index = self._new_index(int(dim), params) if dim else None
         self._generation = -1
         if not meta:
             self.store.set_meta(name=name, tenant=tenant, embedder=embedder.name, dim=dim, created_at=time.time())
@@ -399,7 +402,7 @@ class Collection:
         if self.index is None:
             if dim is None:
                 raise AikitError("no embedding dimension known", code="internal_error")
-            self.index = VectorIndex(dim, self._params())
+            self.index = self._new_index(dim, self._params())
             self.store.set_meta(dim=dim)
 
     def _params(self) -> IndexParams:
@@ -417,8 +420,8 @@ class Collection:
                 if not dim:
                     self._generation = generation
                     return
-                self.index = VectorIndex(int(dim), self._params())
-            fresh = VectorIndex(self.index.dim, self.index.params)
+                self.index = self._new_index(int(dim), self._params())
+            fresh = self._new_index(self.index.dim, self.index.params)
             if not fresh.load(self.directory / INDEX_FILE, generation):
                 for ids, vectors in self.store.vectors():
                     fresh.add(ids, vectors)
@@ -444,7 +447,7 @@ class Collection:
             "name": self.name, "tenant": self.tenant, **counts,
             "embedder": {"name": self.embedder.name, "dim": self.index.dim if self.index else self.embedder.dim,
                          "description": self.embedder.description},
-            "index": index, "lexical": LEXICAL_DESCRIPTION, "chunking": self.chunking.to_dict(),
+            "index": index, "lexical": getattr(self.store, "lexical_description", LEXICAL_DESCRIPTION), "chunking": self.chunking.to_dict(),
             "bytes": sum(sizes.values()), "files": sizes, "path": str(self.directory),
         }
 

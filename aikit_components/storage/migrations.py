@@ -171,27 +171,43 @@ CREATE INDEX IF NOT EXISTS aikit_history_source ON aikit_history (source);
 )
 
 RAG: tuple[Migration, ...] = (
-    Migration(1, "RAG collections, chunks with tsvector full text and pgvector embeddings", None, """
+    # Chunk ids are global (BIGSERIAL) but only compared within a collection. The embedding
+    # column has no fixed dimension: each collection gets a partial HNSW index on
+    # ``embedding::vector(dim)`` (rag/pg_store.py creates it when the dimension is known).
+    Migration(1, "RAG collections, documents and chunks with tsvector full text and pgvector embeddings", None, """
 CREATE EXTENSION IF NOT EXISTS vector;
 CREATE TABLE IF NOT EXISTS aikit_rag_collections (
-    name TEXT PRIMARY KEY,
-    dim INTEGER,
-    meta TEXT NOT NULL DEFAULT '{}'
+    key TEXT COLLATE "C" PRIMARY KEY,
+    meta JSONB NOT NULL DEFAULT '{}',
+    generation BIGINT NOT NULL DEFAULT 0
 );
-CREATE TABLE IF NOT EXISTS aikit_rag_chunks (
-    collection TEXT NOT NULL REFERENCES aikit_rag_collections (name) ON DELETE CASCADE,
-    id BIGINT NOT NULL,
-    doc_id TEXT NOT NULL,
-    ord INTEGER NOT NULL,
-    text TEXT NOT NULL,
-    metadata JSONB NOT NULL DEFAULT '{}',
-    tsv TSVECTOR NOT NULL,
-    embedding VECTOR,
+CREATE TABLE IF NOT EXISTS aikit_rag_documents (
+    collection TEXT COLLATE "C" NOT NULL REFERENCES aikit_rag_collections (key) ON DELETE CASCADE,
+    id TEXT COLLATE "C" NOT NULL,
+    metadata TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    chunks INTEGER NOT NULL,
+    chars BIGINT NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL,
+    updated_at DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (collection, id)
 );
-CREATE INDEX IF NOT EXISTS aikit_rag_chunks_doc ON aikit_rag_chunks (collection, doc_id);
+CREATE TABLE IF NOT EXISTS aikit_rag_chunks (
+    id BIGSERIAL PRIMARY KEY,
+    collection TEXT COLLATE "C" NOT NULL,
+    document_id TEXT COLLATE "C" NOT NULL,
+    idx INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    start_char INTEGER NOT NULL,
+    end_char INTEGER NOT NULL,
+    metadata JSONB NOT NULL,
+    tsv TSVECTOR GENERATED ALWAYS AS (to_tsvector('english', text)) STORED,
+    embedding VECTOR NOT NULL,
+    FOREIGN KEY (collection, document_id) REFERENCES aikit_rag_documents (collection, id) ON DELETE CASCADE
+);
+CREATE INDEX IF NOT EXISTS aikit_rag_chunks_document ON aikit_rag_chunks (collection, document_id);
 CREATE INDEX IF NOT EXISTS aikit_rag_chunks_tsv ON aikit_rag_chunks USING GIN (tsv);
-CREATE INDEX IF NOT EXISTS aikit_rag_chunks_meta ON aikit_rag_chunks USING GIN (metadata jsonb_path_ops);
+CREATE INDEX IF NOT EXISTS aikit_rag_chunks_metadata ON aikit_rag_chunks USING GIN (metadata jsonb_path_ops);
 """),
 )
 
