@@ -15,8 +15,9 @@
 
 With ``[storage] url`` (PostgreSQL, see :mod:`aikit_components.storage.settings`) the index is in
 PostgreSQL, and the content either in a directory every kernel shares (``artifact_blobs =
-"directory"``, ``blobs_dir``) or in the database itself (``"database"``: table ``artifact_blobs``,
-written in the same transaction as the index row, so a failure leaves neither).
+"directory"``, ``blobs_dir``) or in the database itself (``"database"``, the default with a URL:
+table ``artifact_blobs``, written in the same transaction as the index row, so a failure leaves
+neither).
 
 Events (with an EventBus): ``artifact.put`` (payload :meth:`ArtifactInfo.to_dict`) and
 ``artifact.deleted`` (``{"name", "versions"}``).
@@ -143,7 +144,7 @@ class ArtifactStore:
         self.max_bytes = max_bytes
         self.blobs_dir = storage.blobs_path(self.db.data_dir)
         #: content in the database (table artifact_blobs) rather than files under blobs_dir
-        self.blobs_in_db = storage.postgres and storage.artifact_blobs == "database"
+        self.blobs_in_db = storage.blobs_in_database
 
     @property
     def data_dir(self) -> Path:

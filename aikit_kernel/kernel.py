@@ -38,7 +38,8 @@ class Kernel:
     """Dispatches Jupyter requests to an :class:`Interpreter`."""
 
     def __init__(self, transport: Transport, protocol: Protocol, interpreter_factory: Callable[[IOPubOutput], Interpreter],
-                 history: HistoryStore | PostgresHistoryStore | None, max_message_bytes: int = KernelSettings().max_message_bytes) -> None:
+                 history: HistoryStore | PostgresHistoryStore | None,
+                 max_message_bytes: int = KernelSettings().max_message_bytes) -> None:
         self.transport = transport
         self.max_message_bytes = max_message_bytes
         self.protocol = protocol

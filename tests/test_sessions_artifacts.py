@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 def storage(request: pytest.FixtureRequest) -> StorageSettings:
     """The [storage] settings of the backend under test (PostgreSQL: this test's own schema)."""
     if request.param == "postgres":
-        return StorageSettings(url=request.getfixturevalue("pg_url"), pool_max=8)
+        return StorageSettings(url=request.getfixturevalue("pg_url"), pool_max=8, artifact_blobs="directory")
     return StorageSettings()
 
 
@@ -459,7 +459,7 @@ def test_components_do_not_import_kernel_side_packages() -> None:
 
 # ====================================================================== PostgreSQL specifics
 def test_artifact_content_in_the_database(tmp_path: Path, pg_url: str) -> None:
-    storage = StorageSettings(url=pg_url, artifact_blobs="database")
+    storage = StorageSettings(url=pg_url)  # content in the database: the default with a url
     store = ArtifactStore(tmp_path, storage=storage)
     one = store.put("a", b"\x00\xffsame")
     store.put("b", b"\x00\xffsame")  # dedup: one row of content
@@ -478,7 +478,7 @@ def test_artifact_content_in_the_database(tmp_path: Path, pg_url: str) -> None:
 
 def test_artifact_blobs_in_a_shared_directory(tmp_path: Path, pg_url: str) -> None:
     shared = tmp_path / "shared-blobs"
-    storage = StorageSettings(url=pg_url, blobs_dir=str(shared))
+    storage = StorageSettings(url=pg_url, artifact_blobs="directory", blobs_dir=str(shared))
     first = ArtifactStore(tmp_path / "kernel1", storage=storage)
     first.put("report", "from kernel 1")
     second = ArtifactStore(tmp_path / "kernel2", storage=storage)

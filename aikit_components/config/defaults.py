@@ -37,12 +37,13 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "storage": {
         "url": "",  # postgresql://USER:PASSWORD@HOST:PORT/DB moves the stores to PostgreSQL ("": SQLite files)
+        "password": "",  # kept out of the url so `aikit config show` masks it (or password_env = "VAR")
         "schema": "",  # PostgreSQL schema for aikit's tables ("": the user's search_path, usually public)
         "pool_min": 1,
         "pool_max": 10,
         "pool_timeout_s": 10,  # wait at most this long for a free pooled connection
         "connect_timeout_s": 10,
-        "artifact_blobs": "directory",  # or "database" (content in PostgreSQL, table artifact_blobs)
+        "artifact_blobs": "",  # "database" (PostgreSQL table) or "directory" ("": database with a url, else directory)
         "blobs_dir": "",  # shared directory for artifact content ("": <data_dir>/blobs)
         "rag": "files",  # or "postgres": RAG collections in PostgreSQL (tsvector + pgvector) instead of hnswlib files
     },

@@ -447,7 +447,8 @@ class Collection:
             "name": self.name, "tenant": self.tenant, **counts,
             "embedder": {"name": self.embedder.name, "dim": self.index.dim if self.index else self.embedder.dim,
                          "description": self.embedder.description},
-            "index": index, "lexical": getattr(self.store, "lexical_description", LEXICAL_DESCRIPTION), "chunking": self.chunking.to_dict(),
+            "index": index,
+            "lexical": getattr(self.store, "lexical_description", LEXICAL_DESCRIPTION), "chunking": self.chunking.to_dict(),
             "bytes": sum(sizes.values()), "files": sizes, "path": str(self.directory),
         }
 

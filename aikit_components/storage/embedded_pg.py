@@ -111,6 +111,10 @@ class EmbeddedPostgres:
         """initdb and start the server; returns :attr:`url`."""
         if self.account is not None:
             os.chown(self.root, self.account.pw_uid, self.account.pw_gid)
+            closed = [p for p in self.root.parents if p.stat().st_mode & 0o001 == 0]
+            if closed:
+                raise IOFailure(f"embedded PostgreSQL: the server runs as {self.account.pw_name!r}, which cannot "
+                                f"enter {closed[0]} (no execute permission for others); put base_dir under /tmp")
         self.root.chmod(0o755)
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
                   "--locale=C", "--no-sync", "--no-instructions")

@@ -31,7 +31,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from ..errors import AikitError, Conflict, ConfigError, IOFailure, NotFound, PermissionDenied, ResourceExhausted, Timeout
+from ..errors import AikitError, ConfigError, Conflict, IOFailure, NotFound, PermissionDenied, ResourceExhausted, Timeout
 from .migrations import latest, pending, statements
 
 URL_SETTING = "[storage] url (or AIKIT_STORAGE__URL)"
@@ -97,7 +97,7 @@ def pg_error(exc: BaseException, action: str, where: str, *, pool_max: int = 0, 
     details = {"where": where, "sqlstate": state, "detail": str(exc).strip()}
     if state in _AUTH or "password authentication failed" in str(exc):
         return PermissionDenied(f"{action}: PostgreSQL at {where} refused the login ({text}); fix the user or "
-                                f"password in {URL_SETTING}", details=details)
+                                f"password in {URL_SETTING} or [storage] password / password_env", details=details)
     if state == _NO_DATABASE or ("database" in str(exc) and "does not exist" in str(exc)):
         return NotFound(f"{action}: {text} at {where}; create it (createdb) or fix the database name in "
                         f"{URL_SETTING}", details=details)
@@ -141,9 +141,10 @@ class PostgresDatabase:
     bounds each connection attempt.
     """
 
-    def __init__(self, url: str, *, schema: str = "", pool_min: int = 1, pool_max: int = 10,
+    def __init__(self, url: str, *, password: str = "", schema: str = "", pool_min: int = 1, pool_max: int = 10,
                  pool_timeout: float = 10.0, connect_timeout: float = 10.0) -> None:
         self.url = check_url(url)
+        self._password = password  # kept apart from the URL so it never shows in messages
         self.where = describe_url(url) + (f" (schema {schema})" if schema else "")
         self.schema = schema
         if schema and not schema.replace("_", "").isalnum():
@@ -166,12 +167,18 @@ class PostgresDatabase:
         if self.schema:
             conn.execute(f'SET search_path TO "{self.schema}", public')
 
+    def _connect_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"autocommit": True, "connect_timeout": max(1, int(self.connect_timeout))}
+        if self._password:
+            kwargs["password"] = self._password
+        return kwargs
+
     def connect(self, action: str = "connect to PostgreSQL") -> Any:
         """A new connection outside the pool (autocommit); the caller closes it."""
         import psycopg
 
         try:
-            conn = psycopg.connect(self.url, autocommit=True, connect_timeout=max(1, int(self.connect_timeout)))
+            conn = psycopg.connect(self.url, **self._connect_kwargs())
         except Exception as exc:
             raise pg_error(exc, action, self.where) from None
         try:
@@ -198,7 +205,7 @@ class PostgresDatabase:
                     self.url, min_size=min(self.pool_min, self.pool_max), max_size=self.pool_max,
                     timeout=self.pool_timeout, open=False, configure=self._configure,
                     check=ConnectionPool.check_connection, name=f"aikit {self.where}",
-                    kwargs={"autocommit": True, "connect_timeout": max(1, int(self.connect_timeout))},
+                    kwargs=self._connect_kwargs(),
                     reconnect_timeout=max(5.0, self.pool_timeout))
                 self._pool.open(wait=False)
                 self._pool_pid = pid
