@@ -26,6 +26,7 @@ from aikit_components.storage.settings import StorageSettings
 from aikit_components.storage.sqlite import SQLiteStateBackend
 from aikit_kernel.cli.main import main
 from aikit_kernel.history import PostgresHistoryStore
+from tests.support.kernels import start_kernel
 from tests.support.lua import Lua
 from tests.support.postgres import schema_url
 
@@ -279,3 +280,30 @@ def test_lua_cell_sees_a_clear_error_and_the_kernel_lives_on(make_lua, pg_url: s
 
 def test_url_description_hides_the_password() -> None:
     assert describe_url("postgresql://bob:s3cret@db.example:5433/app") == "bob@db.example:5433/app"
+
+
+# ====================================================================== real kernels
+def test_two_kernels_share_state_through_one_postgres(tmp_path: Path, pg_url: str) -> None:
+    one = start_kernel(tmp_path / "k1", cwd=tmp_path, AIKIT_STORAGE__URL=pg_url)
+    two = start_kernel(tmp_path / "k2", cwd=tmp_path, AIKIT_STORAGE__URL=pg_url)
+    try:
+        one.ok('State.set("global", "from", "kernel one")')
+        assert two.value('return State.get("global", "from")') == '"kernel one"'
+        for kernel in (one, two, one):
+            kernel.ok('State.update("global", "hits", function(n) return (n or 0) + 1 end)')
+        assert two.value('return State.get("global", "hits")') == "3"
+    finally:
+        one.shutdown()
+        two.shutdown()
+
+
+def test_kernel_with_an_unreachable_database_starts_and_says_why(tmp_path: Path) -> None:
+    kernel = start_kernel(tmp_path / "data", cwd=tmp_path, AIKIT_STORAGE__URL=f"postgresql://nobody@/db?host={tmp_path}",
+                          AIKIT_STORAGE__CONNECT_TIMEOUT_S="2")
+    try:
+        result = kernel.execute("return 1 + 1")
+        assert "cannot reach PostgreSQL" in "".join(
+            m["content"]["text"] for m in result.of_type("stream") if m["content"]["name"] == "stderr")
+        assert kernel.value("return 2 + 2") == "4"
+    finally:
+        kernel.shutdown()
