@@ -46,7 +46,7 @@ def collection_key(folder: str, name: str) -> str:
 
 
 def _vector_text(vector: np.ndarray) -> str:
-    return "[" + ",".join(repr(float(x)) for x in np.asarray(vector, dtype=np.float32)) + "]"
+    return "[" + ",".join(map(str, np.asarray(vector, dtype=np.float32).tolist())) + "]"
 
 
 class PgFilter:
@@ -127,14 +127,17 @@ class PgStore:
                     "content_hash = excluded.content_hash, chunks = excluded.chunks, chars = excluded.chars, "
                     "updated_at = excluded.updated_at",
                     (self.key, doc_id, json.dumps(metadata), content_hash, len(chunks), chars, now, now))
-                with conn.cursor() as cur:
-                    for i, chunk in enumerate(chunks):
-                        cur.execute(
-                            "INSERT INTO aikit_rag_chunks (collection, document_id, idx, text, start_char, end_char, "
-                            "metadata, embedding) VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s::vector) RETURNING id",
-                            (self.key, doc_id, i, chunk.text, chunk.start, chunk.end, json.dumps(chunk.metadata),
-                             _vector_text(chunk.vector)))
-                        added.append(int(cur.fetchone()[0]))
+                if chunks:  # one statement per document; ids come from the sequence in row order
+                    rows = conn.execute(
+                        "INSERT INTO aikit_rag_chunks (collection, document_id, idx, text, start_char, end_char, "
+                        "metadata, embedding) SELECT %s, %s, u.i, u.t, u.s, u.e, u.m::jsonb, u.v::vector "
+                        "FROM unnest(%s::int[], %s::text[], %s::int[], %s::int[], %s::text[], %s::text[]) "
+                        "WITH ORDINALITY AS u(i, t, s, e, m, v, n) ORDER BY u.n RETURNING id",
+                        (self.key, doc_id, list(range(len(chunks))), [c.text for c in chunks],
+                         [c.start for c in chunks], [c.end for c in chunks],
+                         [json.dumps(c.metadata) for c in chunks], [_vector_text(c.vector) for c in chunks]),
+                    ).fetchall()
+                    added += sorted(int(r[0]) for r in rows)
             generation = self._bump(conn)
         return removed, added, generation
 
