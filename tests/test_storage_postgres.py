@@ -24,6 +24,7 @@ from aikit_components.storage.postgres import PostgresDatabase, describe_url
 from aikit_components.storage.postgres_state import PostgresStateBackend
 from aikit_components.storage.settings import StorageSettings
 from aikit_components.storage.sqlite import SQLiteStateBackend
+from aikit_components.workflows.engine.records import load_run
 from aikit_kernel.cli.main import main
 from aikit_kernel.history import PostgresHistoryStore
 from tests.support.kernels import start_kernel
@@ -145,6 +146,20 @@ def test_components_share_state_sessions_and_artifacts_through_postgres(pg_url: 
         first.close()
         second.close()
     assert SessionStore(tmp_path, storage=StorageSettings(url=pg_url)).get(first.session.id).status == "completed"
+
+
+def test_workflow_run_record_lands_in_postgres_and_another_kernel_reads_it(make_lua, pg_url: str) -> None:
+    first: Lua = make_lua(env={"AIKIT_STORAGE__URL": pg_url})
+    record = first.run("""
+        return Workflow.new{name = 'shared', steps = {
+          {id = 'sum', tool = 'calculate', params = {expression = '2 + 3'}},
+        }}:run({}, {run_id = 'pg-run-1'})""")
+    assert record["status"] == "succeeded"
+    second: Lua = make_lua(env={"AIKIT_STORAGE__URL": pg_url})  # another process's components
+    stored = load_run(second.components, "pg-run-1")
+    assert stored is not None and stored.status == "succeeded" and stored.steps["sum"].output == 5
+    rows = PostgresDatabase(pg_url).query("t", "SELECT count(*) FROM aikit_state WHERE scope LIKE 'workflow:%%'")
+    assert rows[0][0] >= 1
 
 
 def test_history_in_postgres(pg_database: PostgresDatabase) -> None:

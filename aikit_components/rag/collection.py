@@ -164,7 +164,15 @@ class Collection:
                                                "ids": [doc.id for doc in documents]})
         return await self.pipeline.arun(op, lambda op: self._ingest(documents))
 
-    async def _ingest(self, documents: list[Document]) -> dict[str, Any]:
+    async def _off_loop(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a store call on a worker thread when the store is across the network (PostgreSQL),
+        so the I/O loop keeps serving the kernel meanwhile; inline for the local SQLite file."""
+        if getattr(self.store, "remote", False):
+            return await asyncio.to_thread(fn, *args)
+        return fn(*args)
+
+    def _plan(self, documents: list[Document]) -> tuple[list[tuple[Document, str, list[Any]]], list[str]]:
+        """(documents to store with their hash and chunks, ids of unchanged documents)."""
         planned: list[tuple[Document, str, list[Any]]] = []
         unchanged: list[str] = []
         for doc in documents:
@@ -173,6 +181,10 @@ class Collection:
                 unchanged.append(doc.id)
                 continue
             planned.append((doc, digest, self._chunk(doc)))
+        return planned, unchanged
+
+    async def _ingest(self, documents: list[Document]) -> dict[str, Any]:
+        planned, unchanged = await self._off_loop(self._plan, documents)
         texts = [embed_text for doc, _, chunks in planned if doc.vector is None for _, _, embed_text in chunks]
         vectors = iter(await self.embedder.embed(texts) if texts else [])
         rows = []
@@ -183,26 +195,28 @@ class Collection:
             else:
                 new = [NewChunk(c.text, c.start, c.end, meta, next(vectors)) for c, meta, _ in chunks]
             rows.append((doc.id, doc.metadata, digest, sum(len(t) for t, _ in doc.sections or [(doc.text, {})]), new))
-        added_chunks = 0
-        if rows:
-            with self._lock:
-                self._sync_index()
-                dim = len(rows[0][4][0].vector) if rows[0][4] else None
-                self._ensure_index(dim)
-                for _, _, _, _, new in rows:
-                    for chunk in new:
-                        if len(chunk.vector) != self.index.dim:
-                            raise InvalidArgument(f"vector of {len(chunk.vector)} dimensions for a collection of "
-                                                  f"{self.index.dim}", details={"expected": self.index.dim})
-                removed, added, generation = self.store.upsert(rows)
-                self.index.remove(removed)
-                all_vectors = [chunk.vector for *_, new in rows for chunk in new]
-                if added:
-                    self.index.add(np.asarray(added, dtype=np.int64), np.stack(all_vectors))
-                self._saved(generation)
-                added_chunks = len(added)
+        added_chunks = await self._off_loop(self._store_rows, rows) if rows else 0
         return {"documents": len(rows), "chunks": added_chunks, "unchanged": len(unchanged),
                 "ids": [r[0] for r in rows] + unchanged}
+
+    def _store_rows(self, rows: list[Any]) -> int:
+        """Store prepared documents and update the vector index; how many chunks were added."""
+        with self._lock:
+            self._sync_index()
+            dim = len(rows[0][4][0].vector) if rows[0][4] else None
+            self._ensure_index(dim)
+            for _, _, _, _, new in rows:
+                for chunk in new:
+                    if len(chunk.vector) != self.index.dim:
+                        raise InvalidArgument(f"vector of {len(chunk.vector)} dimensions for a collection of "
+                                              f"{self.index.dim}", details={"expected": self.index.dim})
+            removed, added, generation = self.store.upsert(rows)
+            self.index.remove(removed)
+            all_vectors = [chunk.vector for *_, new in rows for chunk in new]
+            if added:
+                self.index.add(np.asarray(added, dtype=np.int64), np.stack(all_vectors))
+            self._saved(generation)
+            return len(added)
 
     async def aingest_path(self, path: Path, *, check: Callable[[Path], Any] | None = None) -> dict[str, Any]:
         """Ingest a file, or every supported file below a directory. A document's id is its
@@ -307,7 +321,7 @@ class Collection:
             if self.index is None:  # nothing ingested yet: no dimension, nothing to find
                 return []
             vector = (await self.embedder.embed([query]))[0]
-        return self._search(query, k, filter, mode, vector)
+        return await self._off_loop(self._search, query, k, filter, mode, vector)
 
     def search(self, query: Any, k: int = 5, filter: dict[str, Any] | None = None,
                mode: str = "hybrid") -> list[dict[str, Any]]:

@@ -74,6 +74,7 @@ class PgStore:
     """The chunks, documents and settings of one collection in PostgreSQL."""
 
     lexical_description = DESCRIPTION
+    remote = True  # the collection runs its calls off the I/O loop (Collection._off_loop)
 
     def __init__(self, db: PostgresDatabase, key: str) -> None:
         self.db = db  # shared by the collections of a RAG, which closes it
