@@ -305,8 +305,9 @@ _WORKER = textwrap.dedent("""
     import json, os, sys, time
     from pathlib import Path
     from aikit_components.artifacts import ArtifactStore
+    from aikit_components.storage.settings import StorageSettings
     data_dir, go, n, tag = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-    store = ArtifactStore(data_dir)
+    store = ArtifactStore(data_dir, storage=StorageSettings(url=sys.argv[5], artifact_blobs=sys.argv[6]))
     store.list()  # open the database before the start signal
     deadline = time.monotonic() + 30
     while not go.exists() and time.monotonic() < deadline:
@@ -316,14 +317,15 @@ _WORKER = textwrap.dedent("""
 """)
 
 
-def test_concurrent_puts_from_two_processes(tmp_path: Path) -> None:
+def test_concurrent_puts_from_two_processes(tmp_path: Path, storage: StorageSettings) -> None:
     n = 25
     go = tmp_path / "go"
     data_dir = tmp_path / "data"
-    ArtifactStore(data_dir).close()  # create the schema first
+    ArtifactStore(data_dir, storage=storage).close()  # create the schema first
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)}
     procs = [
-        subprocess.Popen([sys.executable, "-c", _WORKER, str(data_dir), str(go), str(n), tag],
+        subprocess.Popen([sys.executable, "-c", _WORKER, str(data_dir), str(go), str(n), tag, storage.url,
+                          storage.artifact_blobs],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         for tag in ("p1", "p2")
     ]
@@ -338,7 +340,7 @@ def test_concurrent_puts_from_two_processes(tmp_path: Path) -> None:
         assert versions == sorted(versions) and len(versions) == n
     everything = sorted(results[0] + results[1])
     assert everything == list(range(1, 2 * n + 1))  # distinct, consecutive, none lost
-    store = ArtifactStore(data_dir)
+    store = ArtifactStore(data_dir, storage=storage)
     stored = store.versions("shared")
     assert [v.version for v in stored] == everything
     for v in stored:  # each version holds what its writer put

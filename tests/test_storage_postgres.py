@@ -322,3 +322,18 @@ def test_kernel_with_an_unreachable_database_starts_and_says_why(tmp_path: Path)
         assert kernel.value("return 2 + 2") == "4"
     finally:
         kernel.shutdown()
+
+
+def test_rag_from_lua_on_postgres(make_lua, pg_url: str) -> None:
+    lua: Lua = make_lua(env={"AIKIT_STORAGE__URL": pg_url, "AIKIT_STORAGE__RAG": "postgres"})
+    facts = ("{{id = 'paris', text = 'Paris is the capital of France.', metadata = {lang = 'en'}},"
+             " {id = 'berlin', text = 'Berlin is the capital of Germany.', metadata = {lang = 'de'}}}")
+    assert lua.run(f"col = RAG.collection('facts', {{tenant = 'acme'}}) return col:ingest({facts}).documents") == 2
+    assert lua.run("return col:search('capital of France', {k = 1})[1].document_id") == "paris"
+    assert lua.run("return col:search('capital', {mode = 'lexical', filter = {lang = 'de'}})[1].document_id") == "berlin"
+    stats = lua.run("return col:stats()")
+    assert stats["index"]["kind"] == "pgvector-hnsw" and "tsvector" in stats["lexical"] and stats["documents"] == 2
+    other: Lua = make_lua(env={"AIKIT_STORAGE__URL": pg_url, "AIKIT_STORAGE__RAG": "postgres"})
+    assert [c["name"] for c in other.run("return RAG.list{tenant = 'acme'}")] == ["facts"]
+    assert other.run("return RAG.drop('facts', {tenant = 'acme'})") is True
+    assert lua.run("return #RAG.list{tenant = 'acme'}") == 0
