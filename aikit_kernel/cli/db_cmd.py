@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aikit_kernel.cli.common import error
+
+if TYPE_CHECKING:
+    from aikit_components.storage.settings import StorageSettings
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -30,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     run.set_defaults(handler=_migrate)
 
 
-def _settings() -> tuple[object, object]:
+def _settings() -> tuple[StorageSettings, Path]:
     from aikit_components.config import Config, data_dir
     from aikit_components.storage.settings import StorageSettings
 
@@ -43,7 +48,7 @@ def _status(args: argparse.Namespace) -> int:
 
     try:
         storage, directory = _settings()
-        report = schema_admin.status(storage, directory)  # type: ignore[arg-type]
+        report = schema_admin.status(storage, directory)
     except AikitError as exc:
         return error(exc.message)
     if args.json:
@@ -62,7 +67,7 @@ def _migrate(args: argparse.Namespace) -> int:
 
     try:
         storage, directory = _settings()
-        done = schema_admin.migrate(storage, directory)  # type: ignore[arg-type]
+        done = schema_admin.migrate(storage, directory)
     except AikitError as exc:
         return error(exc.message)
     if args.json:
