@@ -270,11 +270,11 @@ def test_database_down_then_back(tmp_path: Path) -> None:
     with EmbeddedPostgres() as server:
         state = State(PostgresStateBackend(PostgresDatabase(server.url, connect_timeout=2, pool_timeout=2)))
         state.set("global", "k", 1)
-        server._run("pg_ctl", "-D", str(server.data), "-w", "-m", "fast", "stop")
+        server.stop(remove=False)
         with pytest.raises((IOFailure, ResourceExhausted)) as caught:
             state.set("global", "k", 2)
         assert "PostgreSQL" in caught.value.message and "written" in caught.value.message
-        server._pg_ctl_start()
+        server.start()
         assert state.get("global", "k") == 1
         state.set("global", "k", 3)
         assert state.get("global", "k") == 3

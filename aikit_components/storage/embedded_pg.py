@@ -108,7 +108,7 @@ class EmbeddedPostgres:
                             f"{(exc.stderr or exc.stdout).strip()[-2000:]}\n{log}") from None
 
     def start(self) -> str:
-        """initdb and start the server; returns :attr:`url`."""
+        """initdb (the first time) and start the server; returns :attr:`url`."""
         if self.account is not None:
             os.chown(self.root, self.account.pw_uid, self.account.pw_gid)
             closed = [p for p in self.root.parents if p.stat().st_mode & 0o001 == 0]
@@ -116,8 +116,9 @@ class EmbeddedPostgres:
                 raise IOFailure(f"embedded PostgreSQL: the server runs as {self.account.pw_name!r}, which cannot "
                                 f"enter {closed[0]} (no execute permission for others); put base_dir under /tmp")
         self.root.chmod(0o755)
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-                  "--locale=C", "--no-sync", "--no-instructions")
+        if not (self.data / "PG_VERSION").exists():
+            self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
+                      "--locale=C", "--no-sync", "--no-instructions")
         self._pg_ctl_start()
         return self.url
 
@@ -141,9 +142,8 @@ class EmbeddedPostgres:
 
     def restart(self) -> None:
         """Stop and start again on the same data (clients lose their connections)."""
-        self._run("pg_ctl", "-D", str(self.data), "-w", "-m", "fast", "stop")
-        self._running = False
-        self._pg_ctl_start()
+        self.stop(remove=False)
+        self.start()
 
     def __enter__(self) -> EmbeddedPostgres:
         self.start()

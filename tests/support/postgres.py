@@ -29,8 +29,8 @@ _counter = itertools.count()
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[EmbeddedPostgres]:
     server = EmbeddedPostgres()
-    server.start()
     try:
+        server.start()
         import psycopg
 
         with psycopg.connect(server.url, autocommit=True) as conn:
