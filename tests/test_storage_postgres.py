@@ -337,3 +337,16 @@ def test_rag_from_lua_on_postgres(make_lua, pg_url: str) -> None:
     assert [c["name"] for c in other.run("return RAG.list{tenant = 'acme'}")] == ["facts"]
     assert other.run("return RAG.drop('facts', {tenant = 'acme'})") is True
     assert lua.run("return #RAG.list{tenant = 'acme'}") == 0
+
+
+def test_missing_pgvector_says_how_to_get_it(pg_server: EmbeddedPostgres) -> None:
+    """A user who may not create extensions, on a database without pgvector: RAG says what to do."""
+    with psycopg.connect(pg_server.url, autocommit=True) as conn:
+        conn.execute("DO $$ BEGIN CREATE ROLE aikit_plain LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+        conn.execute("DROP DATABASE IF EXISTS novector")
+        conn.execute("CREATE DATABASE novector OWNER aikit_plain")
+    db = PostgresDatabase(pg_server.url_for("novector").replace("postgres@", "aikit_plain@", 1))
+    with pytest.raises(IOFailure, match="needs the pgvector extension.*rag = 'files'"):
+        db.ensure_schema("rag")
+    assert db.schema_version("rag") == 0  # nothing half-created
+    db.close()

@@ -105,6 +105,10 @@ def pg_error(exc: BaseException, action: str, where: str, *, pool_max: int = 0, 
         return IOFailure(f"{action}: cannot reach PostgreSQL at {where} ({text}); check that the server is "
                          f"running and that {URL_SETTING} names the right host and port. The transaction was "
                          "rolled back: nothing was written.", details=details)
+    if "extension" in str(exc) and "vector" in str(exc):
+        return IOFailure(f"{action}: {text} at {where}. RAG on PostgreSQL needs the pgvector extension: install it "
+                         "on the server and run CREATE EXTENSION vector as a superuser, or keep RAG in files "
+                         "([storage] rag = 'files')", details=details)
     if state == _CANCELED:
         return Timeout(f"{action}: PostgreSQL at {where} cancelled the statement ({text}); "
                        "nothing was written", details=details)
