@@ -250,9 +250,11 @@ class SessionInfo:
 
 
 _SESSION_COLUMNS = "id, name, status, created_at, updated_at, completed_at, metadata"
-# Which machine and process created or last resumed a session (column ``host``, schema 2): with
-# several kernels on one PostgreSQL, an operator can tell whose session is active.
+
+
 def _host() -> str:
+    """``host:pid`` of this process, stored with a session it creates or resumes (column
+    ``host``, schema 2): with several kernels on one database, whose session is active."""
     return f"{socket.gethostname()}:{os.getpid()}"
 
 

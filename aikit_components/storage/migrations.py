@@ -93,6 +93,7 @@ CREATE TABLE IF NOT EXISTS artifacts (
 );
 CREATE INDEX IF NOT EXISTS artifacts_sha ON artifacts (sha256);
 CREATE INDEX IF NOT EXISTS artifacts_session ON artifacts (session_id);
+-- the last version ever given to a name: versions are never reused, even after a delete
 CREATE TABLE IF NOT EXISTS artifact_names (
     name TEXT PRIMARY KEY,
     last_version INTEGER NOT NULL
