@@ -266,8 +266,8 @@ class PgVectorIndex:
                         "ORDER BY (embedding::vector({dim})) <#> %s::vector({dim}) LIMIT %s").format(dim=dim, where=where)
         text = _vector_text(vector)
         with self.store.db.transaction("search the collection (vectors)") as conn:
-            conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(max(self.params.ef_search, k))))
-            conn.execute("SET LOCAL hnsw.iterative_scan = strict_order")
+            conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}; SET LOCAL hnsw.iterative_scan = strict_order")
+                         .format(sql.Literal(max(self.params.ef_search, k))))  # one round trip (no parameters)
             rows = conn.execute(query, (text, *params, text, k), prepare=False).fetchall()
         return [(int(r[0]), float(r[1])) for r in rows]
 
