@@ -22,6 +22,7 @@ import pytest
 
 from aikit_components.storage.embedded_pg import EmbeddedPostgres
 from aikit_components.storage.postgres import PostgresDatabase
+from aikit_components.storage.settings import StorageSettings
 
 _counter = itertools.count()
 
@@ -68,3 +69,10 @@ def pg_database(pg_url: str) -> Iterator[PostgresDatabase]:
     db = PostgresDatabase(pg_url, pool_max=8)
     yield db
     db.close()
+
+
+def storage_env(storage: StorageSettings) -> dict[str, str]:
+    """The environment overrides (``AIKIT_STORAGE__*``) that put a process's stores on ``storage``."""
+    if not storage.postgres:
+        return {}
+    return {"AIKIT_STORAGE__URL": storage.url, "AIKIT_STORAGE__RAG": storage.rag}
