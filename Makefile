@@ -3,7 +3,7 @@
 #   make demo    run the tour notebook and an example script through aikit
 #   make test    check the code (make lint), then run the test suite
 #   make lint    ruff and the import contracts (lint-imports)
-#   make bench   run the benchmarks (kernel latency, components, agents, workflows, RAG)
+#   make bench   run the benchmarks (kernel latency, components, agents, workflows, RAG, storage)
 #   make venv    create .venv and install aikit into it (the others do this first)
 #   make clean   remove .venv and caches
 #
@@ -57,6 +57,7 @@ bench: $(STAMP)
 	$(VPY) bench/agents.py
 	$(VPY) bench/workflows.py
 	$(VPY) bench/rag.py
+	$(VPY) bench/storage.py
 	$(VPY) bench/debugger.py
 
 clean:

@@ -13,6 +13,12 @@
   with :class:`ResourceExhausted`; an OS failure (disk full, ...) is an :class:`IOFailure` and
   leaves no index row.
 
+With ``[storage] url`` (PostgreSQL, see :mod:`aikit_components.storage.settings`) the index is in
+PostgreSQL, and the content either in a directory every kernel shares (``artifact_blobs =
+"directory"``, ``blobs_dir``) or in the database itself (``"database"``, the default with a URL:
+table ``artifact_blobs``, written in the same transaction as the index row, so a failure leaves
+neither).
+
 Events (with an EventBus): ``artifact.put`` (payload :meth:`ArtifactInfo.to_dict`) and
 ``artifact.deleted`` (``{"name", "versions"}``).
 """
@@ -31,7 +37,8 @@ from typing import Any
 
 from .errors import AikitError, InvalidArgument, IOFailure, NotFound, ResourceExhausted
 from .events import EventBus
-from .sessions import Database, check_metadata, check_name, load_metadata, os_error, publish
+from .sessions import check_metadata, check_name, load_metadata, open_database, os_error, publish
+from .storage.settings import StorageSettings
 
 DEFAULT_MAX_BYTES = 100 * 1024 * 1024
 MAX_BYTES_CONFIG_KEY = "artifacts.max_bytes"
@@ -127,14 +134,17 @@ class ArtifactStore:
     """Put, get, list, version and delete artifacts under ``data_dir``."""
 
     def __init__(self, data_dir: Path | str, events: EventBus | None = None,
-                 max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+                 max_bytes: int = DEFAULT_MAX_BYTES, *, storage: StorageSettings | None = None) -> None:
         if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
             raise InvalidArgument(f"{MAX_BYTES_CONFIG_KEY} must be a positive integer, got {max_bytes!r}",
                                   details={"argument": "max_bytes"})
-        self.db = Database(data_dir)
+        storage = storage or StorageSettings()
+        self.db = open_database(data_dir, storage)
         self.events = events
         self.max_bytes = max_bytes
-        self.blobs_dir = self.db.data_dir / "blobs"
+        self.blobs_dir = storage.blobs_path(self.db.data_dir)
+        #: content in the database (table artifact_blobs) rather than files under blobs_dir
+        self.blobs_in_db = storage.blobs_in_database
 
     @property
     def data_dir(self) -> Path:
@@ -186,13 +196,16 @@ class ArtifactStore:
         sha = hashlib.sha256(data).hexdigest()
         action = f"cannot store artifact {name!r}"
 
-        created = self._write_blob(sha, data, action)  # durable before the row exists
+        created = False if self.blobs_in_db else self._write_blob(sha, data, action)  # durable before the row
         now = time.time()
         try:
             with self.db.transaction(action) as conn:
+                if self.blobs_in_db:  # same transaction as the row: both or neither
+                    conn.execute("INSERT INTO artifact_blobs (sha256, data) VALUES (?, ?) "
+                                 "ON CONFLICT (sha256) DO NOTHING", (sha, data))
                 # Blobs are only removed under this same write lock: if ours is still there now,
                 # it stays until our row references it. If a delete removed it meanwhile, rewrite it.
-                if not self.blob_path(sha).exists():
+                elif not self.blob_path(sha).exists():
                     created = self._write_blob(sha, data, action) or created
                 last = conn.execute("SELECT last_version FROM artifact_names WHERE name = ?", (name,)).fetchone()
                 top = conn.execute("SELECT MAX(version) FROM artifacts WHERE name = ?", (name,)).fetchone()
@@ -247,6 +260,8 @@ class ArtifactStore:
         with self.db.transaction(f"cannot remove blob {sha}") as conn:
             if conn.execute("SELECT 1 FROM artifacts WHERE sha256 = ? LIMIT 1", (sha,)).fetchone():
                 return False
+            if self.blobs_in_db:
+                return conn.execute("DELETE FROM artifact_blobs WHERE sha256 = ?", (sha,)).rowcount > 0
             try:
                 os.unlink(self.blob_path(sha))
             except FileNotFoundError:
@@ -278,6 +293,14 @@ class ArtifactStore:
         info = self.info(name, version)
         path = self.blob_path(info.sha256)
         label = f"artifact {name!r} version {info.version}"
+        if self.blobs_in_db:
+            rows = self.db.query(f"cannot read {label}", "SELECT data FROM artifact_blobs WHERE sha256 = ?",
+                                 (info.sha256,))
+            if not rows:
+                self.info(name, info.version)  # deleted meanwhile -> NotFound
+                raise IOFailure(f"{label} is lost: its content (sha256 {info.sha256}) is missing from the database",
+                                details={"name": name, "version": info.version, "sha256": info.sha256})
+            return info, bytes(rows[0][0])
         try:
             data = path.read_bytes()
         except FileNotFoundError:
@@ -353,6 +376,12 @@ class ArtifactStore:
         """Remove content files no index row references and stale temporary files (left by a
         crash mid-write). Returns ``{"blobs": n, "temp_files": n}``."""
         removed = {"blobs": 0, "temp_files": 0}
+        if self.blobs_in_db:
+            with self.db.transaction("cannot collect unused artifact content") as conn:
+                removed["blobs"] = conn.execute(
+                    "DELETE FROM artifact_blobs b WHERE NOT EXISTS "
+                    "(SELECT 1 FROM artifacts a WHERE a.sha256 = b.sha256)").rowcount
+            return removed
         if not self.blobs_dir.is_dir():
             return removed
         with self.db.transaction("cannot collect unused artifact content") as conn:

@@ -37,6 +37,7 @@ from .security import SecurityPolicy
 from .sessions import SessionInfo, SessionStore
 from .state import State
 from .telemetry import Telemetry, TracingInterceptor
+from .storage.settings import StorageSettings
 from .tools import Budget, ToolContext, ToolRegistry, default_registry
 
 if TYPE_CHECKING:
@@ -179,7 +180,8 @@ class Components:
         telemetry = Telemetry.from_config(config, directory, metric_readers=metric_readers)
         if telemetry.enabled:
             pipeline.add(TracingInterceptor(telemetry))
-        sessions = SessionStore(directory, events=events)
+        storage = StorageSettings.from_config(config)  # [storage]: SQLite files, or one PostgreSQL
+        sessions = SessionStore(directory, events=events, storage=storage)
         session = sessions.resume(session_id) if session_id else sessions.create(name=session_name)
         if audit is not None:
             _start_audit(audit, config, pipeline, events, session, resumed=bool(session_id))
@@ -198,10 +200,12 @@ class Components:
             events=events,
             hooks=hooks,
             pipeline=pipeline,
-            state=State.open_default(directory, events=events, hooks=hooks, pipeline=pipeline, session_id=session.id),
+            state=State(storage.state_backend(directory), events=events, hooks=hooks, pipeline=pipeline,
+                        session_id=session.id),
             sessions=sessions,
             artifacts=ArtifactStore(directory, events=events,
-                                    max_bytes=int(config.get("artifacts.max_bytes", 100 * 1024 * 1024))),
+                                    max_bytes=int(config.get("artifacts.max_bytes", 100 * 1024 * 1024)),
+                                    storage=storage),
             data_dir=directory,
             session=session,
             plugins=plugins,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import socket
 import sqlite3
 import threading
 import time
@@ -27,43 +28,14 @@ from typing import Any
 from . import codec
 from .errors import AikitError, InvalidArgument, IOFailure, NotFound, Timeout
 from .events import EventBus
+from .storage.migrations import migrate_sqlite
+from .storage.settings import StorageSettings
 
 DB_FILENAME = "sessions.sqlite"
 BUSY_TIMEOUT_S = 10.0
-SCHEMA_VERSION = 1
 STATUSES = ("active", "completed", "failed")
 MAX_NAME_CHARS = 255
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS sessions (
-    id TEXT PRIMARY KEY,
-    name TEXT,
-    status TEXT NOT NULL CHECK (status IN ('active', 'completed', 'failed')),
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL,
-    completed_at REAL,
-    metadata TEXT NOT NULL DEFAULT '{}'
-);
-CREATE INDEX IF NOT EXISTS sessions_created ON sessions (created_at);
-CREATE TABLE IF NOT EXISTS artifacts (
-    name TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    sha256 TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    mime TEXT NOT NULL,
-    metadata TEXT NOT NULL DEFAULT '{}',
-    session_id TEXT,
-    created_at REAL NOT NULL,
-    PRIMARY KEY (name, version)
-);
-CREATE INDEX IF NOT EXISTS artifacts_sha ON artifacts (sha256);
-CREATE INDEX IF NOT EXISTS artifacts_session ON artifacts (session_id);
--- the last version ever given to a name: versions are never reused, even after a delete
-CREATE TABLE IF NOT EXISTS artifact_names (
-    name TEXT PRIMARY KEY,
-    last_version INTEGER NOT NULL
-);
-"""
 
 # SQLite primary result codes (sqlite3.Error.sqlite_errorcode & 0xFF)
 _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_IOERR, _SQLITE_FULL = 5, 6, 10, 13
@@ -128,30 +100,7 @@ class Database:
         return conn
 
     def _ensure_schema(self, conn: sqlite3.Connection) -> None:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise IOFailure(
-                f"{self.path} was written by a newer aikit (schema {version}, this one knows {SCHEMA_VERSION}); "
-                "upgrade aikit or use another data directory",
-                details={"path": str(self.path), "schema": version},
-            )
-        if version < SCHEMA_VERSION:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                # Another thread or process may have created the schema while we waited for the lock.
-                if conn.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
-                    conn.execute("COMMIT")
-                    self._schema_ready = True
-                    return
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                conn.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-                raise
+        migrate_sqlite(conn, "sessions", str(self.path))  # SchemaTooNew when written by a newer aikit
         self._schema_ready = True
 
     def close(self) -> None:
@@ -189,6 +138,16 @@ class Database:
             return self.connection().execute(sql, params).fetchall()
         except sqlite3.Error as exc:
             raise sqlite_error(exc, action, self.path) from exc
+
+
+def open_database(data_dir: Path | str, storage: StorageSettings | None = None) -> Any:
+    """The sessions/artifacts database: ``<data_dir>/sessions.sqlite``, or PostgreSQL when
+    ``storage`` (the ``[storage]`` settings) names a URL."""
+    if storage is not None and storage.postgres:
+        from .storage.pg_sessions import PostgresSessionDatabase
+
+        return PostgresSessionDatabase(storage.database(), data_dir)
+    return Database(data_dir)
 
 
 # ---------------------------------------------------------------------- error mapping
@@ -293,6 +252,12 @@ class SessionInfo:
 _SESSION_COLUMNS = "id, name, status, created_at, updated_at, completed_at, metadata"
 
 
+def _host() -> str:
+    """``host:pid`` of this process, stored with a session it creates or resumes (column
+    ``host``, schema 2): with several kernels on one database, whose session is active."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 def _session_from_row(row: tuple[Any, ...]) -> SessionInfo:
     sid, name, status, created, updated, completed, metadata = row
     return SessionInfo(sid, name, status, created, updated, completed, load_metadata(metadata))
@@ -301,8 +266,9 @@ def _session_from_row(row: tuple[Any, ...]) -> SessionInfo:
 class SessionStore:
     """Create, resume, list and complete sessions in ``<data_dir>/sessions.sqlite``."""
 
-    def __init__(self, data_dir: Path | str, events: EventBus | None = None) -> None:
-        self.db = Database(data_dir)
+    def __init__(self, data_dir: Path | str, events: EventBus | None = None, *,
+                 storage: StorageSettings | None = None) -> None:
+        self.db = open_database(data_dir, storage)
         self.events = events
 
     @property
@@ -329,8 +295,9 @@ class SessionStore:
             sid = new_session_id(now)
             with self.db.transaction("cannot create a session") as conn:
                 inserted = conn.execute(
-                    f"INSERT OR IGNORE INTO sessions ({_SESSION_COLUMNS}) VALUES (?, ?, 'active', ?, ?, NULL, ?)",
-                    (sid, name, now, now, meta),
+                    f"INSERT OR IGNORE INTO sessions ({_SESSION_COLUMNS}, host) "
+                    "VALUES (?, ?, 'active', ?, ?, NULL, ?, ?)",
+                    (sid, name, now, now, meta, _host()),
                 ).rowcount
             if not inserted:  # id collision (same millisecond and random part): draw another
                 continue
@@ -354,8 +321,8 @@ class SessionStore:
         now = time.time()
         with self.db.transaction(f"cannot resume session {session_id!r}") as conn:
             cur = conn.execute(
-                "UPDATE sessions SET status = 'active', updated_at = ?, completed_at = NULL WHERE id = ?",
-                (now, session_id),
+                "UPDATE sessions SET status = 'active', updated_at = ?, completed_at = NULL, host = ? WHERE id = ?",
+                (now, _host(), session_id),
             )
             if cur.rowcount == 0:
                 raise self._not_found(session_id)

@@ -12,22 +12,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from aikit_components.storage.migrations import migrate_sqlite
+
 log = logging.getLogger(__name__)
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS sessions (
-    session INTEGER PRIMARY KEY AUTOINCREMENT,
-    kernel_session TEXT,
-    started REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS history (
-    session INTEGER NOT NULL,
-    line INTEGER NOT NULL,
-    source TEXT NOT NULL,
-    output TEXT,
-    PRIMARY KEY (session, line)
-);
-"""
 
 Entry = tuple[int, int, Any]
 
@@ -41,7 +29,7 @@ class HistoryStore:
         self.db = sqlite3.connect(str(path), timeout=5.0, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(_SCHEMA)
+        migrate_sqlite(self.db, "history", f"history database {path}")
         cur = self.db.execute("INSERT INTO sessions (kernel_session, started) VALUES (?, ?)", (kernel_session, time.time()))
         self.session = int(cur.lastrowid or 0)
 
@@ -92,3 +80,83 @@ class HistoryStore:
 
     def close(self) -> None:
         self.db.close()
+
+
+class PostgresHistoryStore:
+    """The same history in PostgreSQL (``[storage] url``): every kernel on the database shares it,
+    each numbered as its own history session. Tables ``aikit_history_sessions``/``aikit_history``."""
+
+    def __init__(self, db: Any, kernel_session: str = "") -> None:
+        self.pg = db
+        db.ensure_schema("history")
+        rows = db.query("start a history session", "INSERT INTO aikit_history_sessions (kernel_session, started) "
+                        "VALUES (%s, %s) RETURNING session", (kernel_session, time.time()))
+        self.session = int(rows[0][0])
+
+    def store_input(self, line: int, source: str) -> None:
+        self.pg.execute("store history", "INSERT INTO aikit_history (session, line, source) VALUES (%s, %s, %s) "
+                        "ON CONFLICT (session, line) DO UPDATE SET source = excluded.source, output = NULL",
+                        (self.session, line, source))
+
+    def store_output(self, line: int, output: str) -> None:
+        self.pg.execute("store history", "UPDATE aikit_history SET output = %s WHERE session = %s AND line = %s",
+                        (output, self.session, line))
+
+    def _rows(self, sql: str, params: tuple[Any, ...], output: bool) -> list[Entry]:
+        rows = self.pg.query("read history", sql, params)
+        return [(s, ln, (src, out) if output else src) for s, ln, src, out in rows]
+
+    def tail(self, n: int, output: bool = False) -> list[Entry]:
+        return self._rows("SELECT session, line, source, output FROM aikit_history "
+                          "ORDER BY session DESC, line DESC LIMIT %s", (max(0, n),), output)[::-1]
+
+    def range(self, session: int, start: int, stop: int | None, output: bool = False) -> list[Entry]:
+        absolute = self.session + session if session <= 0 else session
+        if stop is None or stop <= 0:
+            stop = 2**31 - 1
+        return self._rows("SELECT session, line, source, output FROM aikit_history WHERE session = %s "
+                          "AND line >= %s AND line < %s ORDER BY line", (absolute, start, stop), output)
+
+    def search(self, pattern: str, n: int | None, unique: bool, output: bool = False) -> list[Entry]:
+        like = glob_to_like(pattern)
+        if unique:
+            sql = ("SELECT DISTINCT ON (source) session, line, source, output FROM aikit_history "
+                   "WHERE source LIKE %s ESCAPE '\\' ORDER BY source, session DESC, line DESC")
+            sql = f"SELECT * FROM ({sql}) u ORDER BY session DESC, line DESC"
+        else:
+            sql = ("SELECT session, line, source, output FROM aikit_history WHERE source LIKE %s ESCAPE '\\' "
+                   "ORDER BY session DESC, line DESC")
+        params: tuple[Any, ...] = (like,)
+        if n:
+            sql += " LIMIT %s"
+            params += (n,)
+        return self._rows(sql, params, output)[::-1]
+
+    def close(self) -> None:
+        self.pg.close()
+
+
+def glob_to_like(pattern: str) -> str:
+    """A GLOB pattern (``*``, ``?``) as a LIKE pattern with ``\\`` as the escape character."""
+    out = []
+    for ch in pattern:
+        if ch in "%_\\":
+            out.append("\\" + ch)
+        elif ch == "*":
+            out.append("%")
+        elif ch == "?":
+            out.append("_")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def open_history(data_dir: Path, kernel_session: str, config: Any = None) -> HistoryStore | PostgresHistoryStore:
+    """The history store: PostgreSQL when ``[storage] url`` is set in ``config``, else
+    ``<data_dir>/history.sqlite``."""
+    from aikit_components.storage.settings import StorageSettings
+
+    storage = StorageSettings.from_config(config)
+    if storage.postgres:
+        return PostgresHistoryStore(storage.database(), kernel_session)
+    return HistoryStore(Path(data_dir) / "history.sqlite", kernel_session)

@@ -21,7 +21,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import runtime
-from .history import HistoryStore
+from .history import HistoryStore, PostgresHistoryStore, open_history
 from .interpreter import ExecuteOutcome, Interpreter
 from .iopub import IOPubOutput, Messenger
 from .protocol import PROTOCOL_VERSION, BadRequest, Protocol, ProtocolError, field
@@ -65,7 +65,8 @@ class Kernel:
     """Dispatches Jupyter requests to an :class:`Interpreter`."""
 
     def __init__(self, transport: Transport, protocol: Protocol, interpreter_factory: Callable[[IOPubOutput], Interpreter],
-                 history: HistoryStore | None, max_message_bytes: int = KernelSettings().max_message_bytes) -> None:
+                 history: HistoryStore | PostgresHistoryStore | None,
+                 max_message_bytes: int = KernelSettings().max_message_bytes) -> None:
         self.transport = transport
         self.max_message_bytes = max_message_bytes
         self.protocol = protocol
@@ -465,7 +466,7 @@ def run_kernel(connection_file: str | None, dap_port: int | None = None, metrics
         info.write(connection_file)
         print(f"aikit kernel: connect with `jupyter console --existing {connection_file}`", file=sys.stderr)
     try:
-        history: HistoryStore | None = HistoryStore(data_dir() / "history.sqlite", protocol.session_id)
+        history: HistoryStore | PostgresHistoryStore | None = open_history(data_dir(), protocol.session_id, loaded.config)
     except Exception as exc:  # an unwritable data dir must not stop the kernel
         log.warning("history disabled: %s", exc)
         history = None

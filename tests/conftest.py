@@ -7,6 +7,7 @@ pytest_plugins = [
     "tests.support.lua",  # make_lua, lua
     "tests.support.agents",  # make_agent_lua
     "tests.support.otlp",  # otlp_receiver
+    "tests.support.postgres",  # pg_server, pg_url, pg_database
 ]
 
 import os  # noqa: E402

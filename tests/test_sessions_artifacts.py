@@ -20,8 +20,17 @@ from aikit_components.artifacts import ArtifactInfo, ArtifactStore
 from aikit_components.errors import InvalidArgument, IOFailure, NotFound, ResourceExhausted
 from aikit_components.events import EventBus
 from aikit_components.sessions import SessionInfo, SessionStore, new_session_id
+from aikit_components.storage.settings import StorageSettings
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def storage(request: pytest.FixtureRequest) -> StorageSettings:
+    """The [storage] settings of the backend under test (PostgreSQL: this test's own schema)."""
+    if request.param == "postgres":
+        return StorageSettings(url=request.getfixturevalue("pg_url"), pool_max=8, artifact_blobs="directory")
+    return StorageSettings()
 
 
 def blob_files(data_dir: Path) -> list[Path]:
@@ -30,10 +39,10 @@ def blob_files(data_dir: Path) -> list[Path]:
 
 
 # ====================================================================== sessions
-def test_session_lifecycle(tmp_path: Path) -> None:
+def test_session_lifecycle(tmp_path: Path, storage: StorageSettings) -> None:
     bus = EventBus()
     sub = bus.subscribe("session.*")
-    store = SessionStore(tmp_path, events=bus)
+    store = SessionStore(tmp_path, storage=storage, events=bus)
     a = store.create("first", {"user": "ada", "tags": ["x"]})
     b = store.create()
     c = store.create("third")
@@ -67,8 +76,8 @@ def test_session_lifecycle(tmp_path: Path) -> None:
     assert topics == ["session.created"] * 3 + ["session.completed"] * 2 + ["session.resumed"]
 
 
-def test_session_unknown_id_and_bad_arguments(tmp_path: Path) -> None:
-    store = SessionStore(tmp_path)
+def test_session_unknown_id_and_bad_arguments(tmp_path: Path, storage: StorageSettings) -> None:
+    store = SessionStore(tmp_path, storage=storage)
     for call in (store.get, store.resume, store.complete):
         with pytest.raises(NotFound) as info:
             call("s-nope")
@@ -93,23 +102,25 @@ def test_session_ids_sort_by_time_and_are_unique() -> None:
     assert len(set(new_session_id(1_700_000_000.0) for _ in range(200))) == 200
 
 
-def test_sessions_persist_across_reopen(tmp_path: Path) -> None:
-    store = SessionStore(tmp_path)
+def test_sessions_persist_across_reopen(tmp_path: Path, storage: StorageSettings) -> None:
+    store = SessionStore(tmp_path, storage=storage)
     a = store.create("kept", {"n": 1})
     store.complete(a.id)
     store.close()
-    again = SessionStore(tmp_path)
+    again = SessionStore(tmp_path, storage=storage)
     got = again.get(a.id)
     assert got.name == "kept" and got.status == "completed" and got.metadata == {"n": 1}
     assert [s.id for s in again.list()] == [a.id]
     assert again.resume(a.id).status == "active"
     again.close()
+    if storage.postgres:
+        return
     # the database file is in WAL mode
     assert (tmp_path / "sessions.sqlite").exists()
 
 
-def test_session_complete_then_resume(tmp_path: Path) -> None:
-    store = SessionStore(tmp_path)
+def test_session_complete_then_resume(tmp_path: Path, storage: StorageSettings) -> None:
+    store = SessionStore(tmp_path, storage=storage)
     s = store.create("resumed")
     assert store.complete(s.id).status == "completed"
     store.resume(s.id)
@@ -118,8 +129,8 @@ def test_session_complete_then_resume(tmp_path: Path) -> None:
 
 
 # ====================================================================== artifacts
-def test_put_get_text_and_bytes(tmp_path: Path) -> None:
-    store = ArtifactStore(tmp_path)
+def test_put_get_text_and_bytes(tmp_path: Path, storage: StorageSettings) -> None:
+    store = ArtifactStore(tmp_path, storage=storage)
     t = store.put("notes.md", "héllo wörld")
     assert isinstance(t, ArtifactInfo)
     assert (t.name, t.version, t.mime, t.size) == ("notes.md", 1, "text/plain", len("héllo wörld".encode()))
@@ -136,12 +147,12 @@ def test_put_get_text_and_bytes(tmp_path: Path) -> None:
     assert (tmp_path / "blobs" / b.sha256[:2] / b.sha256).read_bytes() == raw
 
 
-def test_mime_and_metadata_round_trip(tmp_path: Path) -> None:
-    store = ArtifactStore(tmp_path)
+def test_mime_and_metadata_round_trip(tmp_path: Path, storage: StorageSettings) -> None:
+    store = ArtifactStore(tmp_path, storage=storage)
     meta = {"source": "agent", "score": 0.5, "n": 3, "tags": ["a", "b"], "nested": {"ok": True}, "none": None}
     put = store.put("chart", b"\x89PNG...", mime="image/png", metadata=meta, session_id="s-1")
     store.close()
-    info, _ = ArtifactStore(tmp_path).get("chart")
+    info, _ = ArtifactStore(tmp_path, storage=storage).get("chart")
     assert info.mime == "image/png" and info.metadata == meta and info.session_id == "s-1"
     assert info == put
     d = info.to_dict()
@@ -154,8 +165,8 @@ def test_mime_and_metadata_round_trip(tmp_path: Path) -> None:
         store.put("x", 42)  # type: ignore[arg-type]
 
 
-def test_versions(tmp_path: Path) -> None:
-    store = ArtifactStore(tmp_path)
+def test_versions(tmp_path: Path, storage: StorageSettings) -> None:
+    store = ArtifactStore(tmp_path, storage=storage)
     v1 = store.put("report", "first")
     v2 = store.put("report", "second")
     assert (v1.version, v2.version) == (1, 2)
@@ -175,8 +186,8 @@ def test_versions(tmp_path: Path) -> None:
         store.get("report", 0)
 
 
-def test_dedup_same_content_one_blob(tmp_path: Path) -> None:
-    store = ArtifactStore(tmp_path)
+def test_dedup_same_content_one_blob(tmp_path: Path, storage: StorageSettings) -> None:
+    store = ArtifactStore(tmp_path, storage=storage)
     a = store.put("a", "same content")
     b = store.put("b", "same content")
     c = store.put("a", "same content")
@@ -186,8 +197,8 @@ def test_dedup_same_content_one_blob(tmp_path: Path) -> None:
     assert len(blob_files(tmp_path)) == 2
 
 
-def test_list_latest_per_name_by_session_and_prefix(tmp_path: Path) -> None:
-    store = ArtifactStore(tmp_path)
+def test_list_latest_per_name_by_session_and_prefix(tmp_path: Path, storage: StorageSettings) -> None:
+    store = ArtifactStore(tmp_path, storage=storage)
     store.put("b/one", "1", session_id="s-A")
     store.put("a/two", "2", session_id="s-A")
     store.put("b/one", "1 again", session_id="s-B")
@@ -202,10 +213,10 @@ def test_list_latest_per_name_by_session_and_prefix(tmp_path: Path) -> None:
     assert store.list(session_id="s-none") == []
 
 
-def test_delete_versions_and_blobs(tmp_path: Path) -> None:
+def test_delete_versions_and_blobs(tmp_path: Path, storage: StorageSettings) -> None:
     bus = EventBus()
     sub = bus.subscribe("artifact.*")
-    store = ArtifactStore(tmp_path, events=bus)
+    store = ArtifactStore(tmp_path, storage=storage, events=bus)
     store.put("x", "one")
     store.put("x", "two")
     store.put("y", "two")  # shares the blob of x v2
@@ -256,8 +267,8 @@ def test_size_limit_error_message(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("bad", ["", "x" * 256, "a\x00b", None, 5])
-def test_bad_names(tmp_path: Path, bad: object) -> None:
-    store = ArtifactStore(tmp_path)
+def test_bad_names(tmp_path: Path, bad: object, storage: StorageSettings) -> None:
+    store = ArtifactStore(tmp_path, storage=storage)
     with pytest.raises(InvalidArgument):
         store.put(bad, "content")  # type: ignore[arg-type]
     with pytest.raises(InvalidArgument):
@@ -265,8 +276,8 @@ def test_bad_names(tmp_path: Path, bad: object) -> None:
     assert store.list() == [] and blob_files(tmp_path) == []
 
 
-def test_long_and_unicode_names_are_fine(tmp_path: Path) -> None:
-    store = ArtifactStore(tmp_path)
+def test_long_and_unicode_names_are_fine(tmp_path: Path, storage: StorageSettings) -> None:
+    store = ArtifactStore(tmp_path, storage=storage)
     for name in ("x" * 255, "résumé/ünïcode 名前", "../../etc/passwd", " spaced "):
         store.put(name, name)
         assert store.get(name)[1] == name.encode()
@@ -294,8 +305,9 @@ _WORKER = textwrap.dedent("""
     import json, os, sys, time
     from pathlib import Path
     from aikit_components.artifacts import ArtifactStore
+    from aikit_components.storage.settings import StorageSettings
     data_dir, go, n, tag = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-    store = ArtifactStore(data_dir)
+    store = ArtifactStore(data_dir, storage=StorageSettings(url=sys.argv[5], artifact_blobs=sys.argv[6]))
     store.list()  # open the database before the start signal
     deadline = time.monotonic() + 30
     while not go.exists() and time.monotonic() < deadline:
@@ -305,14 +317,15 @@ _WORKER = textwrap.dedent("""
 """)
 
 
-def test_concurrent_puts_from_two_processes(tmp_path: Path) -> None:
+def test_concurrent_puts_from_two_processes(tmp_path: Path, storage: StorageSettings) -> None:
     n = 25
     go = tmp_path / "go"
     data_dir = tmp_path / "data"
-    ArtifactStore(data_dir).close()  # create the schema first
+    ArtifactStore(data_dir, storage=storage).close()  # create the schema first
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)}
     procs = [
-        subprocess.Popen([sys.executable, "-c", _WORKER, str(data_dir), str(go), str(n), tag],
+        subprocess.Popen([sys.executable, "-c", _WORKER, str(data_dir), str(go), str(n), tag, storage.url,
+                          storage.artifact_blobs],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         for tag in ("p1", "p2")
     ]
@@ -327,15 +340,15 @@ def test_concurrent_puts_from_two_processes(tmp_path: Path) -> None:
         assert versions == sorted(versions) and len(versions) == n
     everything = sorted(results[0] + results[1])
     assert everything == list(range(1, 2 * n + 1))  # distinct, consecutive, none lost
-    store = ArtifactStore(data_dir)
+    store = ArtifactStore(data_dir, storage=storage)
     stored = store.versions("shared")
     assert [v.version for v in stored] == everything
     for v in stored:  # each version holds what its writer put
         assert store.get("shared", v.version)[1] == f"{v.metadata['tag']}-{v.metadata['i']}".encode()
 
 
-def test_concurrent_puts_from_threads(tmp_path: Path) -> None:
-    store = ArtifactStore(tmp_path)
+def test_concurrent_puts_from_threads(tmp_path: Path, storage: StorageSettings) -> None:
+    store = ArtifactStore(tmp_path, storage=storage)
     got: list[int] = []
     lock = threading.Lock()
 
@@ -392,22 +405,23 @@ def test_database_full_leaves_no_row_and_no_orphan_blob(tmp_path: Path) -> None:
     assert store.put("doc", "v2").version == 2
 
 
-def test_artifacts_persist_and_share_the_sessions_file(tmp_path: Path) -> None:
-    sessions = SessionStore(tmp_path)
+def test_artifacts_persist_and_share_the_sessions_file(tmp_path: Path, storage: StorageSettings) -> None:
+    sessions = SessionStore(tmp_path, storage=storage)
     s = sessions.create("run")
-    arts = ArtifactStore(tmp_path)
+    arts = ArtifactStore(tmp_path, storage=storage)
     arts.put("out.txt", "result", session_id=s.id)
     arts.close()
     sessions.close()
-    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".sqlite") == ["sessions.sqlite"]
-    again = ArtifactStore(tmp_path)
+    files = [] if storage.postgres else ["sessions.sqlite"]  # PostgreSQL: no database file at all
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".sqlite") == files
+    again = ArtifactStore(tmp_path, storage=storage)
     assert [i.name for i in again.list(session_id=s.id)] == ["out.txt"]
     assert again.get("out.txt")[1] == b"result"
-    assert SessionStore(tmp_path).get(s.id).name == "run"
+    assert SessionStore(tmp_path, storage=storage).get(s.id).name == "run"
 
 
-def test_gc_removes_orphans_and_stale_temp_files(tmp_path: Path) -> None:
-    store = ArtifactStore(tmp_path)
+def test_gc_removes_orphans_and_stale_temp_files(tmp_path: Path, storage: StorageSettings) -> None:
+    store = ArtifactStore(tmp_path, storage=storage)
     info = store.put("keep", "keep me")
     orphan = tmp_path / "blobs" / "ab" / ("ab" + "0" * 62)
     orphan.parent.mkdir(parents=True, exist_ok=True)
@@ -423,8 +437,8 @@ def test_gc_removes_orphans_and_stale_temp_files(tmp_path: Path) -> None:
     assert store.get("keep")[1] == b"keep me"
 
 
-def test_artifact_versions_keep_their_mime(tmp_path: Path) -> None:
-    store = ArtifactStore(tmp_path)
+def test_artifact_versions_keep_their_mime(tmp_path: Path, storage: StorageSettings) -> None:
+    store = ArtifactStore(tmp_path, storage=storage)
     a = store.put("a", "1")
     b = store.put("a", b"2", mime="application/x-thing")
     assert (a.version, b.version) == (1, 2)
@@ -443,3 +457,34 @@ def test_components_do_not_import_kernel_side_packages() -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# ====================================================================== PostgreSQL specifics
+def test_artifact_content_in_the_database(tmp_path: Path, pg_url: str) -> None:
+    storage = StorageSettings(url=pg_url)  # content in the database: the default with a url
+    store = ArtifactStore(tmp_path, storage=storage)
+    one = store.put("a", b"\x00\xffsame")
+    store.put("b", b"\x00\xffsame")  # dedup: one row of content
+    store.put("c", "other")
+    assert blob_files(tmp_path) == []  # nothing on disk
+    assert store.get("a") == (one, b"\x00\xffsame")
+    store.delete("a")
+    assert store.get("b")[1] == b"\x00\xffsame"  # still referenced by b
+    store.delete("b")
+    assert store.db.query("count", "SELECT count(*) FROM artifact_blobs") == [(1,)]
+    again = ArtifactStore(tmp_path / "elsewhere", storage=storage)  # another kernel, another data dir
+    assert again.get("c")[1] == b"other"
+    again.close()
+    store.close()
+
+
+def test_artifact_blobs_in_a_shared_directory(tmp_path: Path, pg_url: str) -> None:
+    shared = tmp_path / "shared-blobs"
+    storage = StorageSettings(url=pg_url, artifact_blobs="directory", blobs_dir=str(shared))
+    first = ArtifactStore(tmp_path / "kernel1", storage=storage)
+    first.put("report", "from kernel 1")
+    second = ArtifactStore(tmp_path / "kernel2", storage=storage)
+    assert second.get("report")[1] == b"from kernel 1"
+    assert sum(1 for p in shared.rglob("*") if p.is_file()) == 1
+    first.close()
+    second.close()

@@ -21,6 +21,8 @@ from aikit_components.events import EventBus
 from aikit_components.hooks import HookRegistry, HookResult
 from aikit_components.state import MISSING, State
 from aikit_components.storage import MemoryStateBackend, SQLiteStateBackend, StateBackend
+from aikit_components.storage.postgres import PostgresDatabase
+from aikit_components.storage.postgres_state import PostgresStateBackend
 from tests.support.processes import finish, start_python
 
 REPO = Path(__file__).resolve().parent.parent
@@ -50,15 +52,27 @@ def same(a: Any, b: Any) -> bool:
     return a == b
 
 
+class Kind(str):
+    """A backend name; for ``postgres`` also the URL of this test's schema."""
+
+    url = ""
+
+
 def make_backend(kind: str, tmp_path: Path) -> StateBackend:
     if kind == "memory":
         return MemoryStateBackend()
+    if kind == "postgres":
+        assert isinstance(kind, Kind) and kind.url
+        return PostgresStateBackend(PostgresDatabase(kind.url, pool_max=8))
     return SQLiteStateBackend(tmp_path / "data" / "state.sqlite")
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def kind(request: pytest.FixtureRequest) -> str:
-    return request.param
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def kind(request: pytest.FixtureRequest) -> Kind:
+    kind = Kind(request.param)
+    if kind == "postgres":
+        kind.url = request.getfixturevalue("pg_url")
+    return kind
 
 
 @pytest.fixture
@@ -444,6 +458,36 @@ def test_update_atomic_across_processes(tmp_path: Path) -> None:
         assert finish(p) == "updated 200\n"
     st = State.open_default(data)
     assert st.get("global", "counter") == 800
+    st.close()
+
+
+PG_WORKER = """
+import sys
+from aikit_components.state import MISSING, State
+from aikit_components.storage.postgres import PostgresDatabase
+from aikit_components.storage.postgres_state import PostgresStateBackend
+st = State(PostgresStateBackend(PostgresDatabase(sys.argv[1], pool_max=2)))
+won = 0
+for i in range(int(sys.argv[2])):
+    st.update("global", "counter", lambda v: (v or 0) + 1)
+    while True:  # a compare-and-set loop: read, compute, retry when another process got there first
+        old = st.get("global", "cas", MISSING)
+        if st.compare_and_set("global", "cas", old, (0 if old is MISSING else old) + 1):
+            break
+    won += st.compare_and_set("global", f"claim-{i}", MISSING, sys.argv[3])
+st.close()
+print("done", won)
+"""
+
+
+def test_update_and_cas_atomic_across_processes_on_postgres(pg_url: str) -> None:
+    procs = [start_python(PG_WORKER, pg_url, "100", f"w{n}", env=env()) for n in range(4)]
+    wins = [int(finish(p).split()[1]) for p in procs]
+    st = State(PostgresStateBackend(PostgresDatabase(pg_url)))
+    assert st.get("global", "counter") == 400
+    assert st.get("global", "cas") == 400
+    assert sum(wins) == 100  # each claim-<i> went to exactly one process
+    assert {st.get("global", f"claim-{i}") for i in range(100)} <= {"w0", "w1", "w2", "w3"}
     st.close()
 
 

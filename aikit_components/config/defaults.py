@@ -37,6 +37,18 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "artifacts": {
         "max_bytes": 104857600,
     },
+    "storage": {
+        "url": "",  # postgresql://USER:PASSWORD@HOST:PORT/DB moves the stores to PostgreSQL ("": SQLite files)
+        "password": "",  # kept out of the url so `aikit config show` masks it (or password_env = "VAR")
+        "schema": "",  # PostgreSQL schema for aikit's tables ("": the user's search_path, usually public)
+        "pool_min": 1,
+        "pool_max": 10,
+        "pool_timeout_s": 10,  # wait at most this long for a free pooled connection
+        "connect_timeout_s": 10,
+        "artifact_blobs": "",  # "database" (PostgreSQL table) or "directory" ("": database with a url, else directory)
+        "blobs_dir": "",  # shared directory for artifact content ("": <data_dir>/blobs)
+        "rag": "files",  # or "postgres": RAG collections in PostgreSQL (tsvector + pgvector) instead of hnswlib files
+    },
     "tools": {
         "http_timeout_s": 30,
         "http_retries": 2,
@@ -105,6 +117,7 @@ NUMBER_KEYS = frozenset({
     "tools.http_max_retry_after_s", "tools.sql_timeout_s", "tools.sql_busy_timeout_s", "tools.git_timeout_s",
     "telemetry.store_max_age_days", "telemetry.store_max_mb",
     "mcp.call_timeout_s", "mcp.connect_timeout_s",
+    "storage.pool_timeout_s", "storage.connect_timeout_s",
 })
 
 #: Older environment variables kept as aliases of a setting (documented in the README). An

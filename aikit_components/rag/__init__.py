@@ -77,8 +77,10 @@ class RAG:
     """The collections under one root directory (see the module docstring). Thread-safe."""
 
     def __init__(self, root: Path, *, config: Any = None, events: Any = None,
-                 models: Callable[[], Any] | None = None, pipeline: Pipeline | None = None) -> None:
+                 models: Callable[[], Any] | None = None, pipeline: Pipeline | None = None,
+                 storage: Any = None) -> None:
         from ..operations.standard import standard_pipeline
+        from ..storage.settings import StorageSettings
 
         self.root = Path(root)
         self.config = config
@@ -89,6 +91,19 @@ class RAG:
         self._caches: dict[str, Any] = {}
         self._clients: list[Any] = []
         self._lock = threading.RLock()
+        #: ``[storage]``: with ``rag = "postgres"`` collections live in PostgreSQL (rag/pg_store.py)
+        self.storage = storage if storage is not None else StorageSettings.from_config(config)
+        self._pg: Any = None
+
+    @property
+    def in_postgres(self) -> bool:
+        return self.storage.rag == "postgres"
+
+    def _database(self) -> Any:
+        """The PostgreSQL pool every collection of this RAG shares (opened on first use)."""
+        if self._pg is None:
+            self._pg = self.storage.database()
+        return self._pg
 
     def setting(self, key: str) -> Any:
         from ..config import DEFAULTS
@@ -121,7 +136,7 @@ class RAG:
         directory = self.root / folder / name
         with self._lock:
             existing = self._open.get(key)
-            if existing is None and not directory.exists() and not create:
+            if existing is None and not create and not self._exists(folder, name, directory):
                 raise NotFound(f"no collection {name!r}" + (f" for tenant {tenant!r}" if tenant else ""),
                                details={"collection": name, "tenant": tenant})
             chunking = ChunkOptions(str(opts.get("chunker", self.setting("chunker"))),
@@ -139,14 +154,21 @@ class RAG:
                     existing.index.set_ef(params.ef_search)
                 return existing
             directory.mkdir(parents=True, exist_ok=True)
-            stored = _stored_embedder(directory)
+            stored = self._stored_embedder(folder, name, directory)
             spec = opts.get("embedder") or (self._spec_of(stored) if stored else self.setting("embedder"))
             requested = f"local/{LOCAL_MODEL}" if spec == "local" else str(spec)
             if stored and stored != requested:
-                self._replace_embedder(directory, name, stored, requested)
+                self._replace_embedder(directory, name, stored, requested, self._open_store(folder, name))
             embedder = self._embedder(str(spec), folder)
+            store, index_factory = None, None
+            if self.in_postgres:
+                from .pg_store import PgVectorIndex
+
+                store = self._open_store(folder, name)
+                index_factory = lambda dim, p, store=store: PgVectorIndex(store, dim, p)  # noqa: E731
             collection = Collection(name, tenant, directory, embedder, chunking=chunking, params=params,
-                                    events=self.events, pipeline=self.pipeline)
+                                    events=self.events, pipeline=self.pipeline, store=store,
+                                    index_factory=index_factory)
             self._open[key] = collection
             return collection
 
@@ -155,7 +177,13 @@ class RAG:
         folder = SHARED if tenant is None else _checked_name(tenant, "a tenant name")
         base = self.root / folder
         out = []
-        if base.is_dir():
+        if self.in_postgres:
+            from .pg_store import list_collections
+
+            for name in list_collections(self._database(), folder):
+                stats = self.collection(name, tenant).stats()
+                out.append({k: stats[k] for k in ("name", "tenant", "documents", "chunks", "bytes")})
+        elif base.is_dir():
             for entry in sorted(base.iterdir()):
                 if entry.is_dir() and (entry / "store.sqlite").exists():
                     stats = self.collection(entry.name, tenant).stats()
@@ -171,19 +199,49 @@ class RAG:
             if collection is not None:
                 collection.close()
             directory = self.root / folder / name
-            if not directory.exists():
+            if self.in_postgres:
+                from .pg_store import drop_collection
+
+                existed = drop_collection(self._database(), folder, name)
+                shutil.rmtree(directory, ignore_errors=True)
+                if not existed:
+                    return False
+            elif not directory.exists():
                 return False
-            shutil.rmtree(directory)
+            else:
+                shutil.rmtree(directory)
         if self.events is not None:
             self.events.publish("rag.dropped", {"collection": name, "tenant": tenant}, source="rag")
         return True
 
+    def _exists(self, folder: str, name: str, directory: Path) -> bool:
+        if self.in_postgres:
+            from .pg_store import list_collections
+
+            return name in list_collections(self._database(), folder)
+        return directory.exists()
+
+    def _stored_embedder(self, folder: str, name: str, directory: Path) -> str | None:
+        if self.in_postgres:
+            from .pg_store import stored_embedder
+
+            return stored_embedder(self._database(), folder, name)
+        return _stored_embedder(directory)
+
+    def _open_store(self, folder: str, name: str) -> Any:
+        """The PostgreSQL store of a collection (None with the SQLite files)."""
+        if not self.in_postgres:
+            return None
+        from .pg_store import PgStore, collection_key
+
+        return PgStore(self._database(), collection_key(folder, name))
+
     @staticmethod
-    def _replace_embedder(directory: Path, name: str, stored: str, requested: str) -> None:
+    def _replace_embedder(directory: Path, name: str, stored: str, requested: str, pg_store: Any = None) -> None:
         """Switch an empty collection to another embedder; a filled one cannot switch."""
         from .store import Store
 
-        store = Store(directory / "store.sqlite")
+        store = pg_store if pg_store is not None else Store(directory / "store.sqlite")
         try:
             if store.counts()["chunks"]:
                 raise Conflict(f"collection {name!r} was embedded with {stored}, not {requested}; its vectors cannot "
@@ -228,6 +286,9 @@ class RAG:
                 cache.close()
             self._open.clear()
             self._caches.clear()
+            if self._pg is not None:
+                self._pg.close()
+                self._pg = None
 
     async def aclose(self) -> None:
         clients, self._clients = self._clients, []

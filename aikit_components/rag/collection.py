@@ -131,7 +131,8 @@ class Collection:
 
     def __init__(self, name: str, tenant: str | None, directory: Path, embedder: Any, *,
                  chunking: ChunkOptions, params: IndexParams, events: Any = None,
-                 pipeline: Pipeline | None = None) -> None:
+                 pipeline: Pipeline | None = None, store: Any = None,
+                 index_factory: Callable[[int, IndexParams], Any] | None = None) -> None:
         self.name = name
         self.tenant = tenant
         self.directory = directory
@@ -139,12 +140,14 @@ class Collection:
         self.chunking = chunking
         self.events = events
         self.pipeline = pipeline if pipeline is not None else standard_pipeline(events)
-        self.store = Store(directory / "store.sqlite")
+        # The SQLite file + hnswlib graph by default; PostgreSQL passes its own (rag/pg_store.py).
+        self.store = store if store is not None else Store(directory / "store.sqlite")
+        self._new_index = index_factory or VectorIndex
         self._lock = threading.RLock()
         self._pending_params = params
         meta = self.store.meta()
         dim = meta.get("dim") or embedder.dim
-        self.index = VectorIndex(int(dim), params) if dim else None
+        self.index = self._new_index(int(dim), params) if dim else None
         self._generation = -1
         if not meta:
             self.store.set_meta(name=name, tenant=tenant, embedder=embedder.name, dim=dim, created_at=time.time())
@@ -162,7 +165,15 @@ class Collection:
                        meta={"embedder": self.embedder.name})  # traces name the model that embeds
         return await self.pipeline.arun(op, lambda op: self._ingest(documents))
 
-    async def _ingest(self, documents: list[Document]) -> dict[str, Any]:
+    async def _off_loop(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a store call on a worker thread when the store is across the network (PostgreSQL),
+        so the I/O loop keeps serving the kernel meanwhile; inline for the local SQLite file."""
+        if getattr(self.store, "remote", False):
+            return await asyncio.to_thread(fn, *args)
+        return fn(*args)
+
+    def _plan(self, documents: list[Document]) -> tuple[list[tuple[Document, str, list[Any]]], list[str]]:
+        """(documents to store with their hash and chunks, ids of unchanged documents)."""
         planned: list[tuple[Document, str, list[Any]]] = []
         unchanged: list[str] = []
         for doc in documents:
@@ -171,6 +182,10 @@ class Collection:
                 unchanged.append(doc.id)
                 continue
             planned.append((doc, digest, self._chunk(doc)))
+        return planned, unchanged
+
+    async def _ingest(self, documents: list[Document]) -> dict[str, Any]:
+        planned, unchanged = await self._off_loop(self._plan, documents)
         texts = [embed_text for doc, _, chunks in planned if doc.vector is None for _, _, embed_text in chunks]
         vectors = iter(await self.embedder.embed(texts) if texts else [])
         rows = []
@@ -181,26 +196,28 @@ class Collection:
             else:
                 new = [NewChunk(c.text, c.start, c.end, meta, next(vectors)) for c, meta, _ in chunks]
             rows.append((doc.id, doc.metadata, digest, sum(len(t) for t, _ in doc.sections or [(doc.text, {})]), new))
-        added_chunks = 0
-        if rows:
-            with self._lock:
-                self._sync_index()
-                dim = len(rows[0][4][0].vector) if rows[0][4] else None
-                self._ensure_index(dim)
-                for _, _, _, _, new in rows:
-                    for chunk in new:
-                        if len(chunk.vector) != self.index.dim:
-                            raise InvalidArgument(f"vector of {len(chunk.vector)} dimensions for a collection of "
-                                                  f"{self.index.dim}", details={"expected": self.index.dim})
-                removed, added, generation = self.store.upsert(rows)
-                self.index.remove(removed)
-                all_vectors = [chunk.vector for *_, new in rows for chunk in new]
-                if added:
-                    self.index.add(np.asarray(added, dtype=np.int64), np.stack(all_vectors))
-                self._saved(generation)
-                added_chunks = len(added)
+        added_chunks = await self._off_loop(self._store_rows, rows) if rows else 0
         return {"documents": len(rows), "chunks": added_chunks, "unchanged": len(unchanged),
                 "ids": [r[0] for r in rows] + unchanged}
+
+    def _store_rows(self, rows: list[Any]) -> int:
+        """Store prepared documents and update the vector index; how many chunks were added."""
+        with self._lock:
+            self._sync_index()
+            dim = len(rows[0][4][0].vector) if rows[0][4] else None
+            self._ensure_index(dim)
+            for _, _, _, _, new in rows:
+                for chunk in new:
+                    if len(chunk.vector) != self.index.dim:
+                        raise InvalidArgument(f"vector of {len(chunk.vector)} dimensions for a collection of "
+                                              f"{self.index.dim}", details={"expected": self.index.dim})
+            removed, added, generation = self.store.upsert(rows)
+            self.index.remove(removed)
+            all_vectors = [chunk.vector for *_, new in rows for chunk in new]
+            if added:
+                self.index.add(np.asarray(added, dtype=np.int64), np.stack(all_vectors))
+            self._saved(generation)
+            return len(added)
 
     async def aingest_path(self, path: Path, *, check: Callable[[Path], Any] | None = None) -> dict[str, Any]:
         """Ingest a file, or every supported file below a directory. A document's id is its
@@ -305,7 +322,7 @@ class Collection:
             if self.index is None:  # nothing ingested yet: no dimension, nothing to find
                 return []
             vector = (await self.embedder.embed([query]))[0]
-        return self._search(query, k, filter, mode, vector)
+        return await self._off_loop(self._search, query, k, filter, mode, vector)
 
     def search(self, query: Any, k: int = 5, filter: dict[str, Any] | None = None,
                mode: str = "hybrid") -> list[dict[str, Any]]:
@@ -400,7 +417,7 @@ class Collection:
         if self.index is None:
             if dim is None:
                 raise AikitError("no embedding dimension known", code="internal_error")
-            self.index = VectorIndex(dim, self._params())
+            self.index = self._new_index(dim, self._params())
             self.store.set_meta(dim=dim)
 
     def _params(self) -> IndexParams:
@@ -418,8 +435,8 @@ class Collection:
                 if not dim:
                     self._generation = generation
                     return
-                self.index = VectorIndex(int(dim), self._params())
-            fresh = VectorIndex(self.index.dim, self.index.params)
+                self.index = self._new_index(int(dim), self._params())
+            fresh = self._new_index(self.index.dim, self.index.params)
             if not fresh.load(self.directory / INDEX_FILE, generation):
                 for ids, vectors in self.store.vectors():
                     fresh.add(ids, vectors)
@@ -445,7 +462,8 @@ class Collection:
             "name": self.name, "tenant": self.tenant, **counts,
             "embedder": {"name": self.embedder.name, "dim": self.index.dim if self.index else self.embedder.dim,
                          "description": self.embedder.description},
-            "index": index, "lexical": LEXICAL_DESCRIPTION, "chunking": self.chunking.to_dict(),
+            "index": index,
+            "lexical": getattr(self.store, "lexical_description", LEXICAL_DESCRIPTION), "chunking": self.chunking.to_dict(),
             "bytes": sum(sizes.values()), "files": sizes, "path": str(self.directory),
         }
 

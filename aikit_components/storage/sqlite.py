@@ -27,18 +27,9 @@ from typing import Any
 from .. import codec
 from ..errors import AikitError, IOFailure, PermissionDenied, Timeout
 from .base import DEFAULT_MAX_VALUE_BYTES, PURGE_EVERY, encode_value, normalize, prefix_upper_bound, values_equal
+from .migrations import STATE, migrate_sqlite
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS state (
-    scope TEXT NOT NULL,
-    key TEXT NOT NULL,
-    value TEXT NOT NULL,
-    expires_at REAL,
-    updated_at REAL NOT NULL,
-    PRIMARY KEY (scope, key)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS state_expiry ON state(expires_at) WHERE expires_at IS NOT NULL;
-"""
+SCHEMA = STATE[0].sqlite or ""  # version 1 of the state schema (see migrations.py)
 
 _GET = "SELECT value, expires_at FROM state WHERE scope = ? AND key = ?"
 _UPSERT = ("INSERT INTO state (scope, key, value, expires_at, updated_at) VALUES (?, ?, ?, ?, ?) "
@@ -106,6 +97,7 @@ class SQLiteStateBackend:
         self._conns_lock = threading.Lock()
         self._writes = 0
         self._closed = False
+        self._schema_ready = False
         self._check_location()
         conn = self._conn()  # create the schema now, so a bad path fails here and not later
         with contextlib.suppress(sqlite3.Error):  # best effort: a read-only store still opens
@@ -168,7 +160,9 @@ class SQLiteStateBackend:
                 raise IOFailure(f"state database {self.path} cannot use WAL journaling (got {mode!r}); "
                                 "put the data directory on a local file system", details={"path": str(self.path)})
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
-            conn.executescript(SCHEMA)
+            if not self._schema_ready:  # once per store: later connections find it migrated
+                migrate_sqlite(conn, "state", f"state database {self.path}")
+                self._schema_ready = True
         except sqlite3.Error as exc:
             conn.close()
             raise translate_error(exc, self.path, "open the state store") from None

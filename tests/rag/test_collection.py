@@ -89,7 +89,7 @@ class TestFilters:
         vectors = unit_vectors(600)
         col.ingest([Document(str(i), f"item {i}", {"group": i % 3, "rare": i % 100 == 0}, vector=vectors[i])
                     for i in range(600)])
-        assert col.stats()["index"]["kind"] == "hnsw"
+        assert col.stats()["index"]["kind"] in ("hnsw", "pgvector-hnsw")
         query = vectors[5] + 0.1 * unit_vectors(1, seed=9)[0]
         for flt, members in (({"rare": True}, [i for i in range(600) if i % 100 == 0]),
                              ({"group": 1}, [i for i in range(600) if i % 3 == 1])):
@@ -103,19 +103,24 @@ class TestPersistence:
         col = rag.collection("p", tenant="acme", exact_threshold=20)
         col.ingest(FACTS)
         col.ingest([Document(f"v{i}", f"vector {i}", vector=v) for i, v in enumerate(unit_vectors(30))])
-        assert col.stats()["index"]["kind"] == "hnsw"
+        kind = col.stats()["index"]["kind"]
+        assert kind == ("pgvector-hnsw" if rag.in_postgres else "hnsw")
         rag.close()
+        storage = f"StorageSettings(url={rag.storage.url!r}, rag={rag.storage.rag!r})"
         code = (
             "import sys; from pathlib import Path; from aikit_components.rag import RAG\n"
-            f"c = RAG(Path({str(tmp_path / 'rag')!r})).collection('p', tenant='acme', create=False)\n"
+            "from aikit_components.storage.settings import StorageSettings\n"
+            f"c = RAG(Path({str(tmp_path / 'rag')!r}), storage={storage}).collection('p', tenant='acme', create=False)\n"
             "s = c.stats(); print(s['documents'], s['chunks'], s['index']['kind'])\n"
             "print(c.search('capital of Germany', k=1)[0]['document_id'])\n"
             "print(c.search('potassium', k=1, mode='lexical')[0]['document_id'])\n")
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
         assert out.returncode == 0, out.stderr
-        assert out.stdout.split("\n")[:3] == ["34 34 hnsw", "berlin", "banana"]
+        assert out.stdout.split("\n")[:3] == [f"34 34 {kind}", "berlin", "banana"]
 
     def test_stale_index_file_is_rebuilt_from_the_store(self, rag: RAG, tmp_path: Path) -> None:
+        if rag.in_postgres:
+            pytest.skip("PostgreSQL keeps the vector index in the database: there is no index file")
         col = rag.collection("stale", exact_threshold=10)
         vectors = unit_vectors(40)
         col.ingest([Document(str(i), f"t{i}", vector=vectors[i]) for i in range(40)])
@@ -125,8 +130,9 @@ class TestPersistence:
         col2 = RAG(tmp_path / "rag").collection("stale")
         assert ids(col2.search_now(vectors[7].tolist(), k=1, mode="vector")) == ["7"]
 
-    def test_another_writer_is_seen_by_an_open_collection(self, tmp_path: Path) -> None:
-        a, b = RAG(tmp_path / "r"), RAG(tmp_path / "r")
+    def test_another_writer_is_seen_by_an_open_collection(self, tmp_path: Path, rag_storage) -> None:
+        a, b = RAG(tmp_path / "r", storage=rag_storage), RAG(tmp_path / "r2" if rag_storage.postgres else tmp_path / "r",
+                                                               storage=rag_storage)
         try:
             ca, cb = a.collection("shared"), b.collection("shared")
             ca.ingest(FACTS[:1])
@@ -210,7 +216,7 @@ class TestBadInput:
         rag.collection("e").ingest("text")
         rag.close()
         with pytest.raises(Conflict):
-            RAG(rag.root).collection("e", embedder="ollama/nomic-embed-text")
+            RAG(rag.root, storage=rag.storage).collection("e", embedder="ollama/nomic-embed-text")
 
     def test_bad_names(self, rag: RAG) -> None:
         for name in ("../x", "", "a/b", ".hidden"):

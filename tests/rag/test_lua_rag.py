@@ -14,6 +14,7 @@ import pytest
 
 from tests.support.agents import OPENAI, answer, call, sent_messages
 from tests.support.lua import Lua
+from tests.support.postgres import storage_env
 from tests.support.rag import ROOT
 
 FACTS = """{
@@ -35,14 +36,18 @@ class TestCollections:
         assert lua.run("return col:delete('owl'), col:delete('owl'), col:stats().documents") == (True, False, 2)
         stats = lua.run("return col:stats()")
         assert stats["embedder"]["name"] == "local/all-MiniLM-L6-v2" and stats["embedder"]["dim"] == 384
-        assert stats["index"]["kind"] == "exact" and "FTS5" in stats["lexical"]
+        if lua.components.rag.in_postgres:
+            assert stats["index"]["kind"] == "pgvector-hnsw" and "tsvector" in stats["lexical"]
+        else:
+            assert stats["index"]["kind"] == "exact" and "FTS5" in stats["lexical"]
         assert lua.run("return tostring(col), col.name, col.tenant") == ("collection facts", "facts", None)
 
     def test_search_by_vector(self, lua: Lua) -> None:
         lua.run(f"col = RAG.collection('vec', {{exact_threshold = 2}}) col:ingest({FACTS})")
         lua.run("v = {} for i = 1, 384 do v[i] = 0 end v[1] = 1")
         hits = lua.run("return col:search(v, {k = 3})")
-        assert len(hits) == 3 and lua.run("return col:stats().index.kind") == "hnsw"
+        assert len(hits) == 3
+        assert lua.run("return col:stats().index.kind") == ("pgvector-hnsw" if lua.components.rag.in_postgres else "hnsw")
 
     def test_tenant_isolation_through_lua(self, lua: Lua) -> None:
         lua.run("a = RAG.collection('docs', {tenant = 'acme'}) b = RAG.collection('docs', {tenant = 'globex'})")
@@ -92,12 +97,12 @@ class TestCollections:
         assert hit["metadata"]["section"] == "Alpha" and hit["metadata"]["type"] == "md"
         assert lua.run("return col:ingest_file('kb').unchanged") == 2
 
-    def test_persisted_across_new_components(self, make_lua: Any) -> None:
-        first = make_lua()
+    def test_persisted_across_new_components(self, make_lua: Any, rag_storage: Any) -> None:
+        first = make_lua(env=storage_env(rag_storage))
         first.run(f"RAG.collection('keep', {{tenant = 't'}}):ingest({FACTS})")
         first.engine.close()
         first.components.close()
-        second = make_lua()
+        second = make_lua(env=storage_env(rag_storage))
         assert second.run("return RAG.collection('keep', {tenant = 't'}):search('owls', {k = 1})[1].document_id") == "owl"
 
     def test_inspect_names_the_embedder(self, lua: Lua) -> None:
