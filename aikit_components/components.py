@@ -36,8 +36,8 @@ from .operations.standard import standard_pipeline
 from .security import SecurityPolicy
 from .sessions import SessionInfo, SessionStore
 from .state import State
-from .telemetry import Telemetry, TracingInterceptor
 from .storage.settings import StorageSettings
+from .telemetry import Telemetry, TracingInterceptor
 from .tools import Budget, ToolContext, ToolRegistry, default_registry
 
 if TYPE_CHECKING:
