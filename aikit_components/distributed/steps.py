@@ -139,5 +139,7 @@ def remote_failure(ray: Any, step_id: str, exc: BaseException) -> AikitError:
         return AikitError(f"step {step_id!r}: the Ray worker cannot import {getattr(cause, 'name', None) or cause}: "
                           "install aikit on every worker (pip install 'aikit[ray]') with the same version as here",
                           code="worker_setup", details={"ray_error": type(exc).__name__})
+    if cause is not None:
+        first = f"{type(cause).__name__}: {cause}"
     return AikitError(f"step {step_id!r}: the Ray task failed: {first}", code="remote_error",
                       details={"ray_error": type(exc).__name__})

@@ -1,0 +1,49 @@
+"""A local Ray cluster for the tests of the ``ray`` executor: ``ray.init`` with 2 CPUs on
+loopback, no dashboard, its sessions and logs in a private temporary directory, started once per
+test process (session scope) and shut down at the end. Ray's start-up costs 5-15 s on a loaded
+2-core machine, so its tests share one xdist group (``@pytest.mark.xdist_group("ray")``) and
+only one test worker pays it.
+
+Workers are processes the raylet starts from this one's environment: ``PYTHONPATH`` is made to
+lead with this checkout so they import the code under test, not another install of aikit."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = str(Path(__file__).resolve().parents[2])
+STARTUP: dict[str, float] = {}  # seconds ray.init took, for the report
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[Any]:
+    """The ``ray`` module, connected to a fresh local cluster."""
+    ray = pytest.importorskip("ray")
+    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "RAY_AUTH_MODE", "RAY_USAGE_STATS_ENABLED")}
+    paths = [p for p in (os.environ.get("PYTHONPATH") or "").split(os.pathsep) if p and p != REPO]
+    os.environ["PYTHONPATH"] = os.pathsep.join([REPO, *paths])
+    os.environ["RAY_AUTH_MODE"] = "disabled"  # a loopback-only cluster; no token written to ~/.ray
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    temp_dir = tempfile.mkdtemp(prefix="aikit-ray-", dir="/tmp")  # short: Ray's socket paths must fit
+    started = time.perf_counter()
+    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=temp_dir, _node_ip_address="127.0.0.1",
+             log_to_driver=False, logging_level="WARNING")
+    STARTUP["ray.init"] = time.perf_counter() - started
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        shutil.rmtree(temp_dir, ignore_errors=True)
