@@ -64,6 +64,11 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "ef_search": 64,
         "exact_threshold": 5000,
     },
+    "ray": {
+        # the cluster of the "ray" executor: HOST:PORT of a head (`ray start --head`), ray://HOST:PORT
+        # (Ray Client) or "auto"; empty: $RAY_ADDRESS, else a local cluster started on first use
+        "address": "",
+    },
 }
 
 #: Sections whose keys are free-form (one sub-table per provider): no unknown-key warnings.
