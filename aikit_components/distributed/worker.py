@@ -15,9 +15,11 @@ program is killed as in a local run) and lets it through so Ray records the task
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import inspect
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -106,7 +108,15 @@ def worker_components(config: Any, key: str) -> Any:
             data_dir = Path(tempfile.mkdtemp(prefix="aikit-ray-worker-"))
             found = Components.open(config=config, data_dir=data_dir, session_name=f"ray worker {os.getpid()}")
             _components[key] = found
+            atexit.register(_discard, found, data_dir)
     return found
+
+
+def _discard(components: Any, data_dir: Path) -> None:
+    """At the worker's exit: close its components and remove their scratch directory."""
+    with contextlib.suppress(Exception):
+        components.close()
+    shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def run_interruptibly(coro: Coroutine[Any, Any, Any]) -> Any:

@@ -46,24 +46,28 @@ _UPVALUES = b"""
 end)(debug.getupvalue, string.dump, pcall)
 """
 
-# Why a value is not data (nil when it is), with its path.
+# Where a value is not data and what is there (nil when it is all data).
 _NOT_DATA = b"""
 (function(type, getmetatable, next, tostring)
   local function problem(v, path, seen)
     local t = type(v)
     if t == "nil" or t == "boolean" or t == "number" or t == "string" then return nil end
-    if t ~= "table" then return path .. " is a " .. t end
-    if getmetatable(v) ~= nil then return path .. " is an object (a table with a metatable, such as an aikit handle)" end
-    if seen[v] then return path .. " is a table that contains itself" end
+    if t ~= "table" then return path, "a " .. t end
+    if getmetatable(v) ~= nil then return path, "an object (a table with a metatable, such as an aikit handle)" end
+    if seen[v] then return path, "a table that contains itself" end
     seen[v] = true
     for k, x in next, v do
-      local p = problem(k, path .. " (a key)", seen) or problem(x, path .. "." .. tostring(k), seen)
-      if p then return p end
+      local p, what = problem(k, path .. " (a key)", seen)
+      if p == nil then p, what = problem(x, path .. "." .. tostring(k), seen) end
+      if p then return p, what end
     end
     seen[v] = nil
     return nil
   end
-  return function(v, path) return problem(v, path, {}) end
+  return function(v, path)
+    local p, what = problem(v, path, {})
+    return p, what
+  end
 end)(type, getmetatable, next, tostring)
 """
 
@@ -178,11 +182,11 @@ class LuaShipper:
         return ShippedLuaFunction(step_id, code, tuple(upvalue_names), tuple(upvalues), self._globals(fn, set(upvalue_names)))
 
     def _data(self, value: Any, name: str, what: str) -> Any:
-        problem = self._not_data(value, name.encode())
-        if problem is not None:
-            raise NotShippable(f"its function uses {what} {_text(problem)}, which cannot be shipped to a Ray worker: "
-                               "only data (nil, booleans, numbers, strings and plain tables of these) can; define "
-                               "it inside the step's function or pass it in params")
+        path, kind = self._not_data(value, name.encode())
+        if path is not None:
+            raise NotShippable(f"its function uses {what} {_text(path)!r}, {_text(kind)}, which cannot be shipped to a "
+                               "Ray worker: only data (nil, booleans, numbers, strings and plain tables of these) can; "
+                               "define it inside the step's function or pass it in params")
         return lua_to_python(value, self._engine.address, strict=True)
 
     def _globals(self, fn: Any, upvalue_names: set[str]) -> dict[str, Any]:

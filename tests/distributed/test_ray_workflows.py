@@ -181,7 +181,7 @@ def test_a_lua_step_that_cannot_be_shipped_is_an_error_before_the_run(make_lua: 
         }}
     """)
     text = str(failure.evalue)
-    assert "uses_helper" in text and "helper is a function" in text and "cannot be shipped to a Ray worker" in text
+    assert "uses_helper" in text and "'helper', a function" in text and "cannot be shipped to a Ray worker" in text
     assert lua.run("return 1 + 1") == 2  # the runtime is alive
 
 
@@ -202,3 +202,83 @@ def test_an_interrupt_cancels_the_ray_tasks(make_lua: Any) -> None:
         assert lua.run("return 'alive'") == "alive"
     finally:
         kill_leftovers(marker)
+
+
+# --------------------------------------------------------------------------- RAG fan-out
+class EmbeddingServer:
+    """An OpenAI-format ``/v1/embeddings`` endpoint on loopback: 8-dimensional vectors from the
+    SHA-256 of each text; records the pid of the process each request came from."""
+
+    def __init__(self) -> None:
+        import hashlib
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        import psutil
+
+        server = self
+        self.pids: list[int | None] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+                port = self.client_address[1]
+                owners = [c.pid for c in psutil.net_connections(kind="tcp") if c.laddr and c.laddr.port == port]
+                server.pids.append(owners[0] if owners else None)
+                data = [{"object": "embedding", "index": i,
+                         "embedding": [b / 255 for b in hashlib.sha256(t.encode()).digest()[:8]]}
+                        for i, t in enumerate(texts)]
+                payload = json.dumps({"object": "list", "model": body["model"], "data": data,
+                                      "usage": {"prompt_tokens": 1, "total_tokens": 1}}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_rag_ingestion_fans_embedding_out_to_workers(make_lua: Any, tmp_path: Path) -> None:
+    server = EmbeddingServer()
+    try:
+        (tmp_path / "aikit.toml").write_text(f"""
+[providers.openai]
+base_url = "{server.url}/v1"
+api_key = "test-key"
+retries = 0
+
+[rag]
+embedder = "openai/toy"
+embedding_cache = false
+""")
+        docs = tmp_path / "docs"
+        docs.mkdir()
+        for i in range(6):
+            (docs / f"note{i}.md").write_text(f"# Note {i}\n\nThe number {i} is {'even' if i % 2 == 0 else 'odd'}.\n")
+        lua: Lua = make_lua()
+        result = lua.run(f"""
+            local col = RAG.collection("notes")
+            local report = col:ingest_file("{docs}", {{executor = "ray"}})
+            return {{report = report, stats = col:stats()}}
+        """)
+        assert result["report"]["documents"] == 6, result
+        assert result["stats"]["chunks"] >= 6
+        assert server.pids and all(pid is not None and pid != os.getpid() for pid in server.pids), server.pids
+        hits = lua.run(f'return RAG.collection("notes"):search("The number 4 is even.", {{k = 1, mode = "vector"}})')
+        assert hits[0]["metadata"]["source"] == "note4.md"
+        failure = lua.fail(f'RAG.collection("notes"):ingest_file("{docs}", {{executor = "spark"}})')
+        assert "executor must be 'local' or 'ray'" in str(failure.evalue)
+    finally:
+        server.close()
