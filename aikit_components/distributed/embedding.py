@@ -12,14 +12,13 @@ the shipped config) once per process.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import pickle
 import threading
 from typing import Any
 
 import numpy as np
 
 from .cluster import connect
+from .worker import ShippedConfig, worker_components
 
 BATCH_SIZE = 256
 _embedders: dict[tuple[str, str], Any] = {}
@@ -30,21 +29,20 @@ _remote: dict[int, Any] = {}
 class RayEmbedder:
     """An embedder with the name and size of ``inner`` whose work is done by Ray workers."""
 
-    def __init__(self, inner: Any, config: Any, batch_size: int = BATCH_SIZE) -> None:
+    def __init__(self, inner: Any, components: Any, batch_size: int = BATCH_SIZE) -> None:
         self.name: str = inner.name
         self.dim: int | None = inner.dim
         self.description = f"{inner.description}, fanned out to Ray workers"
         self.spec = "local" if self.name.startswith("local/") else self.name
         self.batch_size = batch_size
-        self._ray = connect(config.get("ray.address", "") or None if config is not None else None)
-        self._config_key = hashlib.sha1(pickle.dumps(config)).hexdigest()
-        self._config_ref = self._ray.put(config)
+        self._ray = connect(components.config.get("ray.address", "") or None)
+        self._shipped_ref = self._ray.put(ShippedConfig.of(components))
 
     async def embed(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim or 0), dtype=np.float32)
         task = _remote_embed(self._ray)
-        refs = [task.remote(self.spec, texts[i:i + self.batch_size], self._config_ref, self._config_key)
+        refs = [task.remote(self.spec, texts[i:i + self.batch_size], self._shipped_ref)
                 for i in range(0, len(texts), self.batch_size)]
         try:
             parts = await asyncio.gather(*refs)
@@ -60,13 +58,13 @@ class RayEmbedder:
         return vectors
 
 
-def fanned_out(embedder: Any, config: Any) -> Any:
+def fanned_out(embedder: Any, components: Any) -> Any:
     """A collection's embedder (a ``CachedEmbedder``: the cache stays here) whose misses are
-    embedded by Ray workers."""
+    embedded by Ray workers, which open components like the caller's ``components``."""
     from ..rag.embedders import CachedEmbedder
 
     inner = embedder.inner if isinstance(embedder, CachedEmbedder) else embedder
-    return CachedEmbedder(RayEmbedder(inner, config), getattr(embedder, "cache", None))
+    return CachedEmbedder(RayEmbedder(inner, components), getattr(embedder, "cache", None))
 
 
 def _remote_embed(ray: Any) -> Any:
@@ -76,7 +74,7 @@ def _remote_embed(ray: Any) -> Any:
     return remote
 
 
-def embed_batch(spec: str, texts: list[str], config: Any, config_key: str) -> np.ndarray:
+def embed_batch(spec: str, texts: list[str], shipped: ShippedConfig) -> np.ndarray:
     """Inside a worker: ``texts`` embedded by the embedder ``spec`` (the local model is loaded
     once per process; an endpoint's client lives for the batch, on the batch's loop)."""
     if spec == "local":
@@ -87,15 +85,14 @@ def embed_batch(spec: str, texts: list[str], config: Any, config_key: str) -> np
 
                 local = _embedders[(spec, "")] = LocalEmbedder()
         return local.embed_sync(list(texts))
-    return asyncio.run(_embed_with_endpoint(spec, list(texts), config, config_key))
+    return asyncio.run(_embed_with_endpoint(spec, list(texts), shipped))
 
 
-async def _embed_with_endpoint(spec: str, texts: list[str], config: Any, config_key: str) -> np.ndarray:
+async def _embed_with_endpoint(spec: str, texts: list[str], shipped: ShippedConfig) -> np.ndarray:
     from ..rag.embedders import HTTPEmbedder
-    from .worker import worker_components
 
     provider, _, model = spec.partition("/")
-    registry = worker_components(config, config_key).models
+    registry = worker_components(shipped).models
     client = registry.embeddings(provider, model)
     async with client:
         return await HTTPEmbedder(client, spec, registry.provider_type(provider)).embed(texts)

@@ -39,11 +39,11 @@ def ship_payloads(workflow: Workflow, components: Any) -> dict[str, Any]:
         try:
             if step.kind == "function":
                 payloads[step.id] = function_payload(step.fn)
-            elif step.kind == "tool" and tools is not None and isinstance(step.target, str) and step.target in tools:
-                if tools.get(step.target).source == "lua":
-                    raise NotShippable(f"tool {step.target!r} is defined in Lua in this kernel, so a Ray worker "
-                                       "does not have it; call it from a local workflow, or make it a Python "
-                                       "plugin tool installed on the workers")
+            elif (step.kind == "tool" and tools is not None and isinstance(step.target, str) and step.target in tools
+                  and tools.get(step.target).source == "lua"):
+                raise NotShippable(f"tool {step.target!r} is defined in Lua in this kernel, so a Ray worker "
+                                   "does not have it; call it from a local workflow, or make it a Python "
+                                   "plugin tool installed on the workers")
         except NotShippable as exc:
             problems.append(f"step {step.id!r}: {exc.message}")
     if problems:

@@ -15,9 +15,7 @@ record, so they keep their meaning.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-import pickle
 import threading
 from typing import Any
 
@@ -27,7 +25,7 @@ from ..workflows.engine.placement import RunPlacement
 from .cluster import connect
 from .shipping import REMOTE_KINDS, ship_payloads
 from .tracing import current_carrier
-from .worker import StepEnvelope, execute_step
+from .worker import ShippedConfig, StepEnvelope, execute_step
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +51,9 @@ class RayStepExecutors(StepExecutors):
         self._run = run
         self._workflow = workflow.name
         self._payloads = ship_payloads(workflow, run.components)  # every unshippable step, before connecting
-        config = getattr(run.components, "config", None)
-        address = config.get("ray.address", "") if config is not None else ""
-        self._ray = connect(address or None)
-        self._config_key = hashlib.sha1(pickle.dumps(config)).hexdigest() if config is not None else ""
-        self._config_ref = self._ray.put(config)
+        config = run.components.config
+        self._ray = connect(config.get("ray.address", "") or None)
+        self._config_ref = self._ray.put(ShippedConfig.of(run.components))
         self._task = remote_execute_step(self._ray)
         self._events = getattr(run.components, "events", None)
 
@@ -70,7 +66,7 @@ class RayStepExecutors(StepExecutors):
             context = self._run.contexts(step.id, call.attempt, call.loop).to_dict()
         shipped = _shippable_step(step)
         envelope = StepEnvelope(self._workflow, self._run.run_id, shipped, call.params, call.loop, call.attempt,
-                                self._config_key, context, self._payloads.get(step.id), current_carrier())
+                                context, self._payloads.get(step.id), current_carrier())
         ref = self._task.remote(envelope, self._config_ref)
         try:
             reply = await ref

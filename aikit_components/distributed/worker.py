@@ -1,6 +1,6 @@
 """What runs inside a Ray worker: one attempt of one step (:func:`execute_step`).
 
-A worker process opens its own :class:`~aikit_components.components.Components` once per
+A worker process opens its own components (with the caller's ``Components.open``) once per
 configuration (the caller's config, shipped with the run; a private data directory under the
 system temp dir, since the caller's may not exist on this machine) and runs the step with the
 same executor classes as a local run, so a step behaves alike wherever it runs. The reply is
@@ -17,8 +17,10 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import hashlib
 import inspect
 import os
+import pickle
 import shutil
 import tempfile
 import threading
@@ -35,6 +37,22 @@ from .tracing import WORKER_SPAN, remote_span
 TICK_S = 0.05  # how often a waiting worker looks for a cancellation
 _components: dict[str, Any] = {}
 _components_lock = threading.Lock()
+
+
+@dataclass(frozen=True, slots=True)
+class ShippedConfig:
+    """What a worker opens its components from: the caller's configuration, its digest (one set
+    of components per configuration and process) and the caller's ``Components.open``."""
+
+    config: Any
+    key: str
+    open: Callable[..., Any]
+
+    @classmethod
+    def of(cls, components: Any) -> ShippedConfig:
+        """The shipped form of the caller's ``components``."""
+        config = components.config
+        return cls(config, hashlib.sha1(pickle.dumps(config)).hexdigest(), type(components).open)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +73,6 @@ class StepEnvelope:
     params: Any
     loop: dict[str, Any] | None
     attempt: int
-    config_key: str
     context: dict[str, Any] | None = None  # a function step's ctx as data (StepContext.to_dict)
     payload: Callable[..., Any] | None = None  # a function step's shipped function
     trace: dict[str, str] | None = None  # W3C trace context of the caller's step span
@@ -95,18 +112,17 @@ class RemoteStepContext:
         return f"RemoteStepContext(run_id={self.run_id!r}, step={self.step!r}, attempt={self.attempt})"
 
 
-def worker_components(config: Any, key: str) -> Any:
-    """This worker's components for ``config`` (opened on first use, kept for the process)."""
+def worker_components(shipped: ShippedConfig) -> Any:
+    """This worker's components for ``shipped`` (opened on first use, kept for the process)."""
+    key = shipped.key
     found = _components.get(key)
     if found is not None:
         return found
     with _components_lock:
         found = _components.get(key)
         if found is None:
-            from ..components import Components
-
             data_dir = Path(tempfile.mkdtemp(prefix="aikit-ray-worker-"))
-            found = Components.open(config=config, data_dir=data_dir, session_name=f"ray worker {os.getpid()}")
+            found = shipped.open(config=shipped.config, data_dir=data_dir, session_name=f"ray worker {os.getpid()}")
             _components[key] = found
             atexit.register(_discard, found, data_dir)
     return found
@@ -144,7 +160,7 @@ def run_interruptibly(coro: Coroutine[Any, Any, Any]) -> Any:
         loop.close()
 
 
-def execute_step(envelope: StepEnvelope, config: Any) -> dict[str, Any]:
+def execute_step(envelope: StepEnvelope, shipped: ShippedConfig) -> dict[str, Any]:
     """Run one attempt of a step on this worker; the reply is plain data (see the module)."""
     pid = os.getpid()
     started = time.perf_counter()
@@ -152,7 +168,7 @@ def execute_step(envelope: StepEnvelope, config: Any) -> dict[str, Any]:
         with remote_span(envelope.trace, WORKER_SPAN, {"aikit.workflow": envelope.workflow,
                                                        "aikit.run_id": envelope.run_id,
                                                        "aikit.step": envelope.step.id}):
-            components = worker_components(config, envelope.config_key)
+            components = worker_components(shipped)
             output = _execute(envelope, components)
     except Exception as exc:
         return {"ok": False, "error": error_from_exception(exc).to_dict(), "pid": pid,

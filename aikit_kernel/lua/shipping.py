@@ -166,7 +166,6 @@ class LuaShipper:
     def ship(self, fn: Any, step_id: str) -> ShippedLuaFunction:
         """``fn`` as a :class:`ShippedLuaFunction`, or :class:`NotShippable` naming the value
         that keeps it here."""
-        engine = self._engine
         names, values, n, code, why = self._upvalues(fn)
         if code is None:
             raise NotShippable(f"its function cannot be shipped to a Ray worker ({_text(why)})")
@@ -179,7 +178,8 @@ class LuaShipper:
                 upvalues.append(None)
                 continue
             upvalues.append(self._data(values[i], name, "the local"))
-        return ShippedLuaFunction(step_id, code, tuple(upvalue_names), tuple(upvalues), self._globals(fn, set(upvalue_names)))
+        shipped_globals = self._globals(fn, set(upvalue_names))
+        return ShippedLuaFunction(step_id, code, tuple(upvalue_names), tuple(upvalues), shipped_globals)
 
     def _data(self, value: Any, name: str, what: str) -> Any:
         path, kind = self._not_data(value, name.encode())

@@ -276,7 +276,7 @@ embedding_cache = false
         assert result["report"]["documents"] == 6, result
         assert result["stats"]["chunks"] >= 6
         assert server.pids and all(pid is not None and pid != os.getpid() for pid in server.pids), server.pids
-        hits = lua.run(f'return RAG.collection("notes"):search("The number 4 is even.", {{k = 1, mode = "vector"}})')
+        hits = lua.run('return RAG.collection("notes"):search("The number 4 is even.", {k = 1, mode = "vector"})')
         assert hits[0]["metadata"]["source"] == "note4.md"
         failure = lua.fail(f'RAG.collection("notes"):ingest_file("{docs}", {{executor = "spark"}})')
         assert "executor must be 'local' or 'ray'" in str(failure.evalue)

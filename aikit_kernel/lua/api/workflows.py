@@ -33,7 +33,8 @@ DOCS = {
         "llm calls, Lua functions, commands, nested workflows or noops; values flow with {{input.x}}, "
         "{{steps.ID.output.FIELD}}, {{env.NAME}}, {{config.KEY}}, {{loop.item}}.",
     "new": "Workflow.new{name, mode = 'dag', max_concurrency, fail_fast = true, timeout_s, retries = 0, retry_delay_s = 0, "
-           "executor = 'local'|'ray', inputs = {...}, steps = {{id, tool = name, params = {...}} | {id, agent = name|agent, input = ...} | "
+           "executor = 'local'|'ray', inputs = {...}, "
+           "steps = {{id, tool = name, params = {...}} | {id, agent = name|agent, input = ...} | "
            "{id, llm = {prompt, model}} | {id, fn = function(params, ctx) ... end} | {id, command = {argv...}} | "
            "{id, workflow = wf} | {id, noop = true}, ...}} -> wf\n\nEach step may also have depends_on, when (a function "
            "of ctx, or {ref, op, value}), loop ({over | range | while, max_iterations}), timeout_s, continue_on_error, "
@@ -56,7 +57,7 @@ KIND_KEYS = ("tool", "agent", "llm", "fn", "command", "workflow", "noop")
 def install(engine: LuaEngine, components: Components, agents: Any = None) -> None:
     from aikit_components.workflows import engine as wf_engine
 
-    baseline = {text(k) for k in engine.env.keys() if isinstance(k, bytes)}  # every fresh runtime has these
+    baseline = {text(k) for k in engine.env if isinstance(k, bytes)}  # every fresh runtime has these
 
     def build(spec: Any) -> Workflow:
         fields = options(engine, spec, ("name", "mode", "max_concurrency", "fail_fast", "timeout_s", "retries",
