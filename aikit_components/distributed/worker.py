@@ -19,8 +19,8 @@ import atexit
 import contextlib
 import hashlib
 import inspect
+import json
 import os
-import pickle
 import shutil
 import tempfile
 import threading
@@ -41,18 +41,26 @@ _components_lock = threading.Lock()
 
 @dataclass(frozen=True, slots=True)
 class ShippedConfig:
-    """What a worker opens its components from: the caller's configuration, its digest (one set
-    of components per configuration and process) and the caller's ``Components.open``."""
+    """What a worker opens its components from: the caller's configuration as plain data
+    (secrets revealed: a worker calls the same model endpoints), its digest (one set of components
+    per configuration and process) and the caller's ``Components.open``."""
 
-    config: Any
+    data: dict[str, Any]
     key: str
     open: Callable[..., Any]
 
     @classmethod
     def of(cls, components: Any) -> ShippedConfig:
         """The shipped form of the caller's ``components``."""
-        config = components.config
-        return cls(config, hashlib.sha1(pickle.dumps(config)).hexdigest(), type(components).open)
+        data = components.config.to_dict(mask=False)
+        key = hashlib.sha1(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+        return cls(data, key, type(components).open)
+
+    def config(self) -> Any:
+        """The configuration, as a Config again (secrets wrapped)."""
+        from ..config import Config
+
+        return Config(self.data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +130,7 @@ def worker_components(shipped: ShippedConfig) -> Any:
         found = _components.get(key)
         if found is None:
             data_dir = Path(tempfile.mkdtemp(prefix="aikit-ray-worker-"))
-            found = shipped.open(config=shipped.config, data_dir=data_dir, session_name=f"ray worker {os.getpid()}")
+            found = shipped.open(config=shipped.config(), data_dir=data_dir, session_name=f"ray worker {os.getpid()}")
             _components[key] = found
             atexit.register(_discard, found, data_dir)
     return found
