@@ -91,6 +91,31 @@ def test_steps_run_in_worker_processes_and_results_come_back(components: Any) ->
     assert stored is not None and stored.steps["second"].output["pid"] == out["pid"]
 
 
+def test_an_llm_step_calls_the_model_from_a_worker_with_the_configured_key(llm_server: Any, tmp_path: Path) -> None:
+    from tests.support.llm_server import Reply
+
+    (tmp_path / "aikit.toml").write_text(f"""
+[providers.openai]
+base_url = "{llm_server.url}/v1"
+api_key = "secret-test-key"
+retries = 0
+""")
+    llm_server.reply("/v1/chat/completions", Reply.json({
+        "id": "c", "object": "chat.completion", "created": 1, "model": "m",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hello from the model"},
+                     "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}}))
+    config = Config.load(cwd=tmp_path, env={}, user_dir=tmp_path / "user-config")
+    with Components.open(config=config, data_dir=tmp_path / "data", plugins=False) as components:
+        seen = remote_events(components)
+        wf = Workflow("ask", [Step("ask", "llm", params={"prompt": "hi", "model": "openai/m"})], executor="ray")
+        record = asyncio.run(engine.run(wf, components=components))
+    assert record.status == "succeeded", [v.error for v in record.steps.values()]
+    assert record.steps["ask"].output["text"] == "hello from the model"
+    assert llm_server.requests[0].headers.get("authorization") == "Bearer secret-test-key"
+    assert seen[0]["pid"] != os.getpid()
+
+
 def test_a_lost_worker_is_retried_or_fails_per_the_step_policy(components: Any) -> None:
     retried = Workflow("lost", [Step("s", "function", fn=die_on_first_attempt, retries=1)], executor="ray")
     record = asyncio.run(engine.run(retried, components=components))
