@@ -74,14 +74,15 @@ def timed_run(components: Any, wf: Workflow) -> tuple[float, float]:
 
 
 def start_ray(address: str | None) -> tuple[Any, float, str | None]:
+    if not address:  # a loopback-only cluster of our own: no token written to ~/.ray, no usage stats
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
 
     if address:
         started = time.perf_counter()
         ray.init(address=address, logging_level="WARNING")
         return ray, time.perf_counter() - started, None
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     temp = tempfile.mkdtemp(prefix="aikit-ray-bench-", dir="/tmp")
     for attempt in range(3):  # Ray gives its raylet a fixed 30 s to start, too little on a loaded machine
         started = time.perf_counter()

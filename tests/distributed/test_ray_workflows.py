@@ -301,8 +301,8 @@ embedding_cache = false
         assert result["report"]["documents"] == 6, result
         assert result["stats"]["chunks"] >= 6
         assert server.pids and all(pid is not None and pid != os.getpid() for pid in server.pids), server.pids
-        hits = lua.run('return RAG.collection("notes"):search("The number 4 is even.", {k = 1, mode = "vector"})')
-        assert hits[0]["metadata"]["source"] == "note4.md"
+        hits = lua.run('return RAG.collection("notes"):search("The number 4 is even.", {k = 6, mode = "vector"})')
+        assert sorted(hit["metadata"]["source"] for hit in hits) == [f"note{i}.md" for i in range(6)]
         failure = lua.fail(f'RAG.collection("notes"):ingest_file("{docs}", {{executor = "spark"}})')
         assert "executor must be 'local' or 'ray'" in str(failure.evalue)
     finally:

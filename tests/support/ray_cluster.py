@@ -42,12 +42,12 @@ def start_local_cluster(ray: Any, temp_dir: str) -> None:
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[Any]:
     """The ``ray`` module, connected to a fresh local cluster."""
-    ray = pytest.importorskip("ray")
     saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "RAY_AUTH_MODE", "RAY_USAGE_STATS_ENABLED")}
     paths = [p for p in (os.environ.get("PYTHONPATH") or "").split(os.pathsep) if p and p != REPO]
     os.environ["PYTHONPATH"] = os.pathsep.join([REPO, *paths])
     os.environ["RAY_AUTH_MODE"] = "disabled"  # a loopback-only cluster; no token written to ~/.ray
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    ray = pytest.importorskip("ray")
     temp_dir = tempfile.mkdtemp(prefix="aikit-ray-", dir="/tmp")  # short: Ray's socket paths must fit
     try:
         started = time.perf_counter()
