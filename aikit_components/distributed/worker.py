@@ -35,6 +35,7 @@ from ..workflows.model import Step
 from .tracing import WORKER_SPAN, remote_span
 
 TICK_S = 0.05  # how often a waiting worker looks for a cancellation
+SCRATCH_PREFIX = "aikit-ray-worker-"  # + pid + "-": a worker's private data directory
 _components: dict[str, Any] = {}
 _components_lock = threading.Lock()
 
@@ -129,11 +130,31 @@ def worker_components(shipped: ShippedConfig) -> Any:
     with _components_lock:
         found = _components.get(key)
         if found is None:
-            data_dir = Path(tempfile.mkdtemp(prefix="aikit-ray-worker-"))
+            remove_stale_scratch()
+            data_dir = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-"))
             found = shipped.open(config=shipped.config(), data_dir=data_dir, session_name=f"ray worker {os.getpid()}")
             _components[key] = found
             atexit.register(_discard, found, data_dir)
     return found
+
+
+def remove_stale_scratch() -> None:
+    """Remove the scratch directories of aikit workers that are gone (Ray kills its workers, so
+    their exit handlers do not always run); only directories named by this module are touched."""
+    for path in Path(tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*-*"):
+        pid = path.name[len(SCRATCH_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _discard(components: Any, data_dir: Path) -> None:

@@ -43,12 +43,15 @@ def start_local_cluster(ray: Any, temp_dir: str) -> None:
 def ray_cluster() -> Iterator[Any]:
     """The ``ray`` module, connected to a fresh local cluster."""
     saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "RAY_AUTH_MODE", "RAY_USAGE_STATS_ENABLED")}
+    saved_tmpdir = os.environ.get("TMPDIR")
     paths = [p for p in (os.environ.get("PYTHONPATH") or "").split(os.pathsep) if p and p != REPO]
     os.environ["PYTHONPATH"] = os.pathsep.join([REPO, *paths])
     os.environ["RAY_AUTH_MODE"] = "disabled"  # a loopback-only cluster; no token written to ~/.ray
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     ray = pytest.importorskip("ray")
     temp_dir = tempfile.mkdtemp(prefix="aikit-ray-", dir="/tmp")  # short: Ray's socket paths must fit
+    os.makedirs(os.path.join(temp_dir, "tmp"))
+    os.environ["TMPDIR"] = os.path.join(temp_dir, "tmp")  # the raylet's, so its workers' scratch dirs go with it
     try:
         started = time.perf_counter()
         try:
@@ -56,6 +59,11 @@ def ray_cluster() -> Iterator[Any]:
         except Exception as exc:
             pytest.fail(f"the local Ray cluster did not start in {time.perf_counter() - started:.0f} s "
                         f"({exc}); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+        finally:
+            if saved_tmpdir is None:
+                os.environ.pop("TMPDIR", None)
+            else:
+                os.environ["TMPDIR"] = saved_tmpdir
         yield ray
     finally:
         ray.shutdown()
