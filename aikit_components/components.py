@@ -146,6 +146,15 @@ class Components:
                      state=self.state, events=self.events, hooks=self.hooks, ledger=self.ledger,
                      pipeline=self.pipeline)
 
+    def step_placement(self, executor: str) -> Any:
+        """The class that places a workflow run's steps on ``executor`` (``ray``: Ray tasks, see
+        :mod:`aikit_components.distributed`; imported only when a run asks for it)."""
+        if executor == "ray":
+            from .distributed.steps import RayStepExecutors
+
+            return RayStepExecutors
+        raise ValueError(f"no step placement {executor!r}")
+
     def warm_up(self, delay: float = 1.0) -> None:
         """Build the tool registry on a background thread (no Lua involved, so any thread may),
         after ``delay`` seconds so the imports do not compete with start-up for the GIL."""

@@ -157,13 +157,15 @@ class Collection:
         return f"Collection({self.name!r}, tenant={self.tenant!r}, embedder={self.embedder.name!r})"
 
     # ------------------------------------------------------------------ ingest
-    async def aingest(self, docs: Any) -> dict[str, Any]:
-        """Add or replace documents (by id); returns ``{documents, chunks, unchanged, ids}``."""
+    async def aingest(self, docs: Any, *, embedder: Any = None) -> dict[str, Any]:
+        """Add or replace documents (by id); returns ``{documents, chunks, unchanged, ids}``.
+        ``embedder`` (default: the collection's) embeds the chunks: one with the same name and
+        size that does the work elsewhere (``distributed.embedding.fanned_out``)."""
         documents = as_documents(docs)
         op = Operation(RAG_INGEST, self.name, {"collection": self.name, "tenant": self.tenant,
                                                "ids": [doc.id for doc in documents]},
-                       meta={"embedder": self.embedder.name})  # traces name the model that embeds
-        return await self.pipeline.arun(op, lambda op: self._ingest(documents))
+                       meta={"embedder": (embedder or self.embedder).name})  # traces name the model that embeds
+        return await self.pipeline.arun(op, lambda op: self._ingest(documents, embedder or self.embedder))
 
     async def _off_loop(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run a store call on a worker thread when the store is across the network (PostgreSQL),
@@ -184,10 +186,10 @@ class Collection:
             planned.append((doc, digest, self._chunk(doc)))
         return planned, unchanged
 
-    async def _ingest(self, documents: list[Document]) -> dict[str, Any]:
+    async def _ingest(self, documents: list[Document], embedder: Any) -> dict[str, Any]:
         planned, unchanged = await self._off_loop(self._plan, documents)
         texts = [embed_text for doc, _, chunks in planned if doc.vector is None for _, _, embed_text in chunks]
-        vectors = iter(await self.embedder.embed(texts) if texts else [])
+        vectors = iter(await embedder.embed(texts) if texts else [])
         rows = []
         for doc, digest, chunks in planned:
             if doc.vector is not None:
@@ -219,7 +221,8 @@ class Collection:
             self._saved(generation)
             return len(added)
 
-    async def aingest_path(self, path: Path, *, check: Callable[[Path], Any] | None = None) -> dict[str, Any]:
+    async def aingest_path(self, path: Path, *, check: Callable[[Path], Any] | None = None,
+                           embedder: Any = None) -> dict[str, Any]:
         """Ingest a file, or every supported file below a directory. A document's id is its
         resolved path; metadata ``source`` is the path relative to ``path`` (a file: its name),
         plus ``path``, ``type`` and what the loader found (``title``, ``page``). ``check`` (the
@@ -242,7 +245,7 @@ class Collection:
             documents.append(Document(str(file), text, meta, sections=loaded.sections, kind_hint=file.name))
         if not documents:
             return {"documents": 0, "chunks": 0, "unchanged": 0, "ids": []}
-        return await self.aingest(documents)
+        return await self.aingest(documents, embedder=embedder)
 
     def ingest(self, docs: Any) -> dict[str, Any]:
         return _run(self.aingest(docs))

@@ -34,6 +34,8 @@ StepStatus = Literal["pending", "running", "succeeded", "failed", "skipped", "up
 RunStatus = Literal["pending", "running", "succeeded", "failed", "cancelled", "timed_out"]
 
 STEP_KINDS: tuple[str, ...] = ("tool", "agent", "llm", "workflow", "function", "command", "noop", "approval")
+#: Where a workflow's steps may do their work (``Workflow.executor``; see ``engine/placement.py``).
+EXECUTORS: tuple[str, ...] = ("local", "ray")
 
 
 @dataclass
@@ -101,6 +103,7 @@ class Workflow:
     inputs: dict[str, Any] = field(default_factory=dict)  # defaults for {{input.*}}
     source: str | None = None  # file it was loaded from
     budget: Any = None  # a control.budgets.BudgetLimits for each run (None: [budgets.workflow] only)
+    executor: str = "local"  # where steps do their work: "local" (this process) or "ray" (engine/placement.py)
 
 
 # A step that ended in one of these lets its dependents run; any other final status fails them.

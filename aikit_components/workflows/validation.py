@@ -13,7 +13,7 @@ from typing import Any
 
 from ..control.step_approval import check_params as check_approval_params
 from ..errors import AikitError, InvalidArgument, NotFound, ValidationError
-from .model import STEP_KINDS, Condition, Loop, Step, Workflow
+from .model import EXECUTORS, STEP_KINDS, Condition, Loop, Step, Workflow
 from .templates import LOOP_FIELDS, STEP_FIELDS, Ref, Template
 from .templates import compile as compile_template
 
@@ -196,6 +196,9 @@ def analyze(workflow: Workflow, components: Any = None, inputs: Mapping[str, Any
         problems.append(f"workflow: retry_delay_s must be a number >= 0, got {workflow.retry_delay_s!r}")
     if not isinstance(workflow.inputs, Mapping):
         problems.append("workflow: inputs must be a table of input names to default values")
+    if workflow.executor not in EXECUTORS:
+        problems.append(f"workflow: executor must be one of {', '.join(repr(e) for e in EXECUTORS)}, "
+                        f"got {workflow.executor!r}")
 
     nodes, order = _graph(workflow, problems)
     found_layers, left = _toposort(nodes, order)

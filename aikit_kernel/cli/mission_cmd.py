@@ -2,7 +2,7 @@
 
 - ``validate FILE [--dry-run]``: every problem at once (exit 1 when there is any); ``--dry-run``
   also prints the execution layers (steps that may run at the same time share a layer).
-- ``run FILE [--input k=v ...] [--out record.json] [--dry-run]``: validate, run with live
+- ``run FILE [--input k=v ...] [--out record.json] [--dry-run] [--ray ADDRESS]``: validate, run with live
   progress (a progress bar on a terminal, one line per finished step otherwise), print a result
   table and write the run record as JSON (default ``<data_dir>/runs/<run_id>.json``). Exit 1
   when the mission failed.
@@ -55,6 +55,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     run.add_argument("--out", metavar="FILE", help="where to write the run record (default <data_dir>/runs/<run_id>.json)")
     run.add_argument("--run-id", help="the run id (default: a new one)")
     run.add_argument("--dry-run", action="store_true", help="validate and print the execution layers; run nothing")
+    run.add_argument("--ray", metavar="ADDRESS", help="run the steps on the Ray cluster at ADDRESS (HOST:PORT of "
+                                                      "`ray start --head`, ray://HOST:PORT or auto); "
+                                                      "see docs/scaling.md")
 
     resume = actions.add_parser("resume", help="re-run what did not succeed in a stored run")
     resume.add_argument("run_id", metavar="RUN_ID")
@@ -62,6 +65,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     resume.add_argument("--out", metavar="FILE", help="where to write the run record")
     resume.add_argument("--approve-in-doubt", action="store_true",
                         help="run again the calls the stopped run started but never finished (in doubt)")
+    resume.add_argument("--ray", metavar="ADDRESS", help="run the remaining steps on the Ray cluster at ADDRESS")
 
     listing = actions.add_parser("list", help="recent runs")
     listing.add_argument("--limit", type=int, default=20, help="most runs to show (default 20)")
@@ -195,6 +199,7 @@ def _run_mission(args: argparse.Namespace, components: Any, inputs: dict[str, An
         _print_layers(mission, _layers(mission))
         print("dry run: nothing was run")
         return 0
+    _on_ray(mission, args.ray)
     return _execute(mission, components, inputs=inputs, run_id=args.run_id, resume=None, out=args.out)
 
 
@@ -215,9 +220,21 @@ def _resume(args: argparse.Namespace, components: Any) -> int:
         _print_problems(file, problems)
         return 1
     done = [sid for sid, rec in previous.steps.items() if rec.status == "succeeded"]
+    _on_ray(mission, args.ray)
     print(f"resuming run {args.run_id} ({len(done)} step{'s' if len(done) != 1 else ''} already succeeded)")
     return _execute(mission, components, inputs=dict(previous.inputs), run_id=args.run_id, resume=args.run_id,
                     out=args.out, already=set(done), approve_in_doubt=args.approve_in_doubt)
+
+
+def _on_ray(mission: Any, address: str | None) -> None:
+    """``--ray ADDRESS``: connect now (an address that does not answer is an error before
+    anything runs) and place the mission's steps there."""
+    if not address:
+        return
+    from aikit_components.distributed.cluster import connect
+
+    connect(address)
+    mission.workflow.executor = "ray"
 
 
 def _execute(mission: Any, components: Any, *, inputs: dict[str, Any], run_id: str | None, resume: str | None,

@@ -108,7 +108,9 @@ queue, concurrency limit, failures, teardown) hands each step to a :class:`~.ste
 (its condition, then the step as a ``workflow.step`` operation through the pipeline: hooks,
 attempts, retries, per-attempt timeout); an attempt's work is done by :class:`~.loops.StepWork`
 (loop iterations) and the :class:`~.executors.StepExecutors` registry (one executor per step
-kind). A :class:`~.conditions.ConditionEvaluator` checks ``when`` and ``while_``, a
+kind; ``Workflow.executor = "ray"`` wraps that registry in a placement that runs the step kinds
+it can as Ray tasks, see :mod:`~.placement`). A :class:`~.conditions.ConditionEvaluator` checks
+``when`` and ``while_``, a
 :class:`~.records.RunRecorder` keeps the record in State and :class:`~.events.RunEvents`
 publishes the run's events and calls ``on_event``.
 """

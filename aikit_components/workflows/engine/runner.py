@@ -30,6 +30,7 @@ from .executors import (
     run_noop,
 )
 from .loops import StepWork
+from .placement import RunPlacement, place
 from .records import PERSIST_INTERVAL_S, RunRecorder, load_run
 from .scheduler import RunScheduler
 from .steps import StepRunner
@@ -116,7 +117,7 @@ def _assemble(plan: WorkflowPlan, components: Any, inputs: dict[str, Any], run_i
     events = RunEvents(getattr(components, "events", None), on_event, wf.name, run_id)
     conditions = ConditionEvaluator(templates, contexts)
     tools = _tool_context_source(components, tool_context, wf.name)
-    executors = StepExecutors({
+    local = StepExecutors({
         "noop": run_noop,
         "approval": ApprovalExecutor(components, wf.name, run_id),
         "tool": ToolExecutor(components, tools),
@@ -127,6 +128,7 @@ def _assemble(plan: WorkflowPlan, components: Any, inputs: dict[str, Any], run_i
         "workflow": NestedWorkflowExecutor(run, components, run_id, previous is not None, tools,
                                            persist_interval_s, durable_steps),
     })
+    executors = place(wf.executor, local, RunPlacement(plan, components, run_id, contexts))
     work = StepWork(templates, conditions, executors)
     hooks = getattr(components, "hooks", None)
     pipeline = getattr(components, "pipeline", None)

@@ -9,12 +9,13 @@ from typing import Any
 
 from ...control.budgets import BudgetLimits
 from ...errors import InvalidArgument
-from ..model import Condition, Loop, Workflow
+from ..model import EXECUTORS, Condition, Loop, Workflow
 from ..validation import CONDITION_OPS
 from .loader import MissionProblems, key_line, node_line
 
 MISSION_FIELDS = ("version", "name", "description", "config", "steps", "inputs")
-CONFIG_FIELDS = ("timeout_seconds", "fail_fast", "max_concurrent_steps", "retry_attempts", "retry_delay_ms", "budget")
+CONFIG_FIELDS = ("timeout_seconds", "fail_fast", "max_concurrent_steps", "retry_attempts", "retry_delay_ms", "budget",
+                 "executor")
 STEP_FIELDS = ("id", "name", "step_type", "depends_on", "timeout_seconds", "continue_on_error", "parameters",
                # aikit extensions
                "description", "retry_attempts", "retry_delay_ms", "when", "loop", "approval")
@@ -56,6 +57,11 @@ def parse_config(config: Any, node: Any, workflow: Workflow, problems: MissionPr
                 workflow.budget = BudgetLimits.parse(value, "config.budget")
             except InvalidArgument as exc:
                 problems.add(line, exc.message)
+        if key == "executor":
+            if value in EXECUTORS:
+                workflow.executor = value
+            else:
+                problems.add(line, f"config.executor: expected one of {', '.join(EXECUTORS)}, got {value!r}")
             continue
         if key == "fail_fast":
             if isinstance(value, bool):

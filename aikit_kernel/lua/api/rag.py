@@ -35,7 +35,8 @@ def docs(embedder: str) -> dict[str, str]:
         "collection": "RAG.collection(name [, {tenant, embedder, chunker, chunk_size, chunk_overlap, chunk_unit, M, "
                       "ef_construction, ef_search, exact_threshold}]) -> col\n\nOpens (or creates) a collection. "
                       f"Default embedder: {using}. chunker: auto | fixed | sentence | markdown | code.\n"
-                      "Methods: col:ingest(docs), col:ingest_file(path), col:search(query [, {k, filter, mode}]), "
+                      "Methods: col:ingest(docs), col:ingest_file(path [, {executor = 'ray'}]), "
+                      "col:search(query [, {k, filter, mode}]), "
                       "col:delete(id), col:stats(), col:documents().\n"
                       "Example: local col = RAG.collection('notes', {tenant = 'acme'})",
         "list": "RAG.list([{tenant = ...}]) -> {{name, tenant, documents, chunks, bytes}, ...}\n\nThe collections of a "
@@ -88,12 +89,21 @@ def install(engine: LuaEngine, components: Components, scope: Any) -> HandleKind
             raise InvalidArgument("col:ingest takes a string, a list of strings, or a list of {id, text, metadata} tables")
         return lua(engine, engine.wait(col.aingest(py(engine, docs))))
 
-    def ingest_file(col: Collection, path: Any) -> Any:
+    def ingest_file(col: Collection, path: Any, opts: Any = None) -> Any:
         from aikit_components.tools import checked_path as checked
 
+        o = options(engine, opts, ("executor",), "col:ingest_file")
         ctx = scope.context
         resolved = checked(ctx, name_arg(path, "col:ingest_file: the path"))
-        return lua(engine, engine.wait(col.aingest_path(resolved, check=lambda p: checked(ctx, p))))
+        embedder = None
+        executor = o.get("executor", "local")
+        if executor == "ray":
+            from aikit_components.distributed.embedding import fanned_out
+
+            embedder = fanned_out(col.embedder, components)
+        elif executor != "local":
+            raise InvalidArgument(f"col:ingest_file: executor must be 'local' or 'ray', got {executor!r}")
+        return lua(engine, engine.wait(col.aingest_path(resolved, check=lambda p: checked(ctx, p), embedder=embedder)))
 
     def search(col: Collection, query: Any, opts: Any = None, packed: Any = None) -> Any:
         o = options(engine, opts, SEARCH_OPTIONS, "col:search")

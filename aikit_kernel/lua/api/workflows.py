@@ -9,6 +9,7 @@ progress table in the notebook.
 
 from __future__ import annotations
 
+import functools
 import html
 import time
 from typing import Any
@@ -35,7 +36,8 @@ DOCS = {
         "llm calls, Lua functions, commands, nested workflows or noops; values flow with {{input.x}}, "
         "{{steps.ID.output.FIELD}}, {{env.NAME}}, {{config.KEY}}, {{loop.item}}.",
     "new": "Workflow.new{name, mode = 'dag', max_concurrency, fail_fast = true, timeout_s, retries = 0, retry_delay_s = 0, "
-           "inputs = {...}, steps = {{id, tool = name, params = {...}} | {id, agent = name|agent, input = ...} | "
+           "executor = 'local'|'ray', inputs = {...}, "
+           "steps = {{id, tool = name, params = {...}} | {id, agent = name|agent, input = ...} | "
            "{id, llm = {prompt, model}} | {id, fn = function(params, ctx) ... end} | {id, command = {argv...}} | "
            "{id, workflow = wf} | {id, noop = true} | {id, approval = {message, timeout_s, default}}, ...}} -> wf\n\n"
            "Each step may also have approval = true (a person approves it first), depends_on, when (a function "
@@ -63,22 +65,48 @@ KIND_KEYS = ("tool", "agent", "llm", "fn", "command", "workflow", "noop")
 def install(engine: LuaEngine, components: Components, agents: Any = None) -> None:
     from aikit_components.workflows import engine as wf_engine
 
+    baseline = {text(k) for k in engine.env if isinstance(k, bytes)}  # every fresh runtime has these
+
     def build(spec: Any) -> Workflow:
         fields = options(engine, spec, ("name", "mode", "max_concurrency", "fail_fast", "timeout_s", "retries",
-                                        "retry_delay_s", "inputs", "steps", "description", "budget"), "Workflow.new",
+                                        "retry_delay_s", "inputs", "steps", "description", "budget", "executor"),
+                                       "Workflow.new",
                          aliases=DURATION_ALIASES)
         raw_steps = spec[b"steps"]
         if lua_type(raw_steps) != "table":
             raise InvalidArgument("Workflow.new: steps must be a list of step tables")
+        executor = str(fields.get("executor") or "local")
         steps = [build_step(raw_steps[i], i) for i in range(1, len(raw_steps) + 1)]
-        return Workflow(
+        workflow = Workflow(
             name=str(fields.get("name") or "workflow"), steps=steps, mode=str(fields.get("mode") or "dag"),
             description=str(fields.get("description") or ""), max_concurrency=fields.get("max_concurrency"),
             fail_fast=bool(fields.get("fail_fast", True)), timeout_s=fields.get("timeout_s"),
             retry_attempts=int(fields.get("retries") or 0), retry_delay_s=float(fields.get("retry_delay_s") or 0),
-            inputs=dict(fields.get("inputs") or {}),
+            inputs=dict(fields.get("inputs") or {}), executor=executor,
             budget=BudgetLimits.parse(fields["budget"], "Workflow.new") if fields.get("budget") is not None else None,
         )
+        if executor == "ray":
+            ship_lua_steps(workflow, raw_steps)
+        return workflow
+
+    def ship_lua_steps(workflow: Workflow, raw_steps: Any) -> None:
+        """Take the shipped form of every Lua function step now (its upvalues and globals by
+        value), so a step that cannot run on a Ray worker is an error before anything runs."""
+        from ..shipping import LuaShipper, NotShippable
+
+        shipper = LuaShipper(engine, baseline | {name.split(".")[0] for name in engine.docs})
+        problems: list[str] = []
+        for index, step in enumerate(workflow.steps, 1):
+            if step.kind != "function":
+                continue
+            try:
+                shipped = shipper.ship(raw_steps[index][b"fn"], step.id)
+            except NotShippable as exc:
+                problems.append(f"step {step.id!r}: {exc.message}")
+                continue
+            step.fn.__aikit_ship__ = functools.partial(_same, shipped)  # type: ignore[union-attr]
+        if problems:
+            raise ValidationError(f"workflow {workflow.name!r} cannot run on Ray (executor = \"ray\"):", problems)
 
     def build_step(raw: Any, index: int) -> Step:
         if lua_type(raw) != "table":
@@ -258,6 +286,10 @@ def install(engine: LuaEngine, components: Components, agents: Any = None) -> No
         api[b"resume"], engine.internal[b"await"])
     api[b"resume"] = awaiting_resume
     engine.register_doc("Workflow.resume", awaiting_resume, DOCS["resume"])
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def _names(value: Any) -> list[str]:
