@@ -105,6 +105,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "store_max_age_days": 7,
         "store_max_mb": 200,
         "queue_size": 2048,  # spans waiting to be written or sent; more are dropped (and counted)
+    },
     "ray": {
         # the cluster of the "ray" executor: HOST:PORT of a head (`ray start --head`), ray://HOST:PORT
         # (Ray Client) or "auto"; empty: $RAY_ADDRESS, else a local cluster started on first use
