@@ -19,7 +19,8 @@ from importlib.metadata import PackageNotFoundError, version
 from aikit_kernel.cli.common import PROG
 
 #: Subcommand modules, in the order they are listed by ``aikit --help``.
-COMMANDS: tuple[str, ...] = ("repl", "run", "debug", "serve", "plan", "kernel", "config", "tools", "mission", "dashboard")
+COMMANDS: tuple[str, ...] = ("repl", "run", "debug", "serve", "plan", "kernel", "config", "tools", "mission", "dashboard",
+                             "console")
 
 
 def package_version() -> str:
