@@ -20,7 +20,7 @@ from aikit_kernel.cli.common import PROG
 
 #: Subcommand modules, in the order they are listed by ``aikit --help``.
 COMMANDS: tuple[str, ...] = ("repl", "run", "debug", "serve", "plan", "kernel", "config", "tools", "mission", "dashboard",
-                             "console", "doctor")
+                             "console", "doctor", "data")
 
 
 def package_version() -> str:

@@ -32,8 +32,9 @@ def open_script_runtime(script: str, output: OutputSink, command: str = "run") -
     return lua
 
 
-def run_command(script: str, script_args: list[str]) -> int:
-    """Run ``script`` with ``script_args``; return the process exit status."""
+def run_command(script: str, script_args: list[str], named: dict[str, str] | None = None) -> int:
+    """Run ``script`` with ``script_args`` (and ``named``: ``--arg k=v``, seen as ``arg.k``); return the
+    process exit status."""
     if not os.path.isfile(script):
         print(f"aikit run: {script}: no such file", file=sys.stderr)
         return 2
@@ -42,7 +43,7 @@ def run_command(script: str, script_args: list[str]) -> int:
         return lua
     result = None
     try:
-        result = lua.engine.run_script(script, script_args)
+        result = lua.engine.run_script(script, script_args, named=named)
     finally:
         sys.stdout.flush()
         lua.close("completed" if result is not None and result.error is None else "failed")
