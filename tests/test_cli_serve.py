@@ -4,6 +4,7 @@ running cell interrupted, the session recorded), and --idle-timeout stops an unu
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import sqlite3
 import subprocess
@@ -93,3 +94,48 @@ def test_idle_timeout_stops_an_unused_kernel(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def free_ports(n: int) -> list[int]:
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def test_curve_keys_in_the_connection_file_encrypt_and_lock_out_clients_without_them(tmp_path: Path) -> None:
+    import json
+
+    import zmq
+
+    public, secret = zmq.curve_keypair()
+    ports = dict(zip(("shell_port", "control_port", "stdin_port", "iopub_port", "hb_port"), free_ports(5)))
+    info = {"transport": "tcp", "ip": "127.0.0.1", "key": "k-e-y", "signature_scheme": "hmac-sha256", **ports}
+    (tmp_path / "plain.json").write_text(json.dumps(info))  # the same kernel, without the keys
+    (tmp_path / "kernel.json").write_text(json.dumps({**info, "curve_publickey": public.decode(),
+                                                      "curve_secretkey": secret.decode()}))
+    proc = serve(tmp_path)
+    try:
+        wait_for_file(tmp_path / "kernel.pid", proc)
+        kc = client(tmp_path)  # loads the keys from the connection file
+        assert kc.execute_interactive("print(6 * 7)", timeout=30)["content"]["status"] == "ok"
+        kc.stop_channels()
+        outsider = BlockingKernelClient()
+        outsider.load_connection_file(str(tmp_path / "plain.json"))
+        outsider.start_channels()
+        try:
+            outsider.kernel_info()
+            with pytest.raises(queue.Empty):  # without the keys no reply ever comes
+                outsider.get_shell_msg(timeout=5)
+        finally:
+            outsider.stop_channels()
+        assert proc.poll() is None  # the kernel was not disturbed
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
