@@ -72,4 +72,4 @@ def _run(args: argparse.Namespace) -> int:
         named[key] = value
     from aikit_kernel.cli.run import run_command
 
-    return run_command(args.script, list(args.script_args), named)
+    return run_command(args.script, list(args.script_args), named=named)
