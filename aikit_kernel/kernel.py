@@ -12,7 +12,9 @@ import asyncio
 import logging
 import os
 import queue
+import signal
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -84,6 +86,8 @@ class Kernel:
         self._received = 0  # shell requests received (I/O thread)
         self._abort_through = 0  # shell requests up to this number are aborted (stop_on_error)
         self._shutting_down = False
+        self.busy = False  # a shell request is being served (the Lua thread is working)
+        self.last_activity = time.monotonic()  # for --idle-timeout: the last request or reply
         self.shell_handlers: dict[str, Callable[[list[bytes], dict[str, Any], int], None]] = {
             "execute_request": self.execute_request,
             "complete_request": self._simple(lambda c: self.interpreter.complete(
@@ -139,6 +143,7 @@ class Kernel:
                 log.exception("error handling %s", msg["header"].get("msg_type"))
 
     def _on_shell(self, idents: list[bytes], msg: dict[str, Any]) -> None:
+        self.last_activity = time.monotonic()
         self._received += 1
         self._work.put((idents, msg, self._received))
 
@@ -187,6 +192,7 @@ class Kernel:
             self.messenger.status("idle", msg)
 
     def _on_control(self, idents: list[bytes], msg: dict[str, Any]) -> None:
+        self.last_activity = time.monotonic()
         msg_type = msg["header"]["msg_type"]
         if msg_type == "debug_request" and self.debugger is not None:
             asyncio.ensure_future(self._debug_request(idents, msg))
@@ -255,6 +261,7 @@ class Kernel:
         msg_type = msg["header"]["msg_type"]
         self.output.set_parent(msg, idents)
         self.messenger.status("busy", msg)
+        self.busy = True
         try:
             handler = self.shell_handlers.get(msg_type)
             if handler is None:
@@ -277,6 +284,8 @@ class Kernel:
                     content.update(execution_count=self.execution_count, user_expressions={}, payload=[])
                 self._reply("shell", msg, idents, content)
         finally:
+            self.busy = False
+            self.last_activity = time.monotonic()
             self.output.flush()
             self.messenger.status("idle", msg)
 
@@ -412,6 +421,18 @@ async def watch_parent(kernel: Kernel, interval: float = 1.0) -> None:
         await asyncio.sleep(interval)
 
 
+async def watch_idle(kernel: Kernel, timeout_s: float) -> None:
+    """Shut down once no request has arrived and nothing has run for ``timeout_s`` seconds
+    (``aikit serve --idle-timeout``)."""
+    while not kernel._shutting_down:
+        idle = time.monotonic() - kernel.last_activity
+        if not kernel.busy and idle >= timeout_s:
+            log.warning("idle for %.0f s (--idle-timeout): shutting down", idle)
+            kernel.request_shutdown()
+            return
+        await asyncio.sleep(max(0.2, min(1.0, timeout_s - idle)))
+
+
 def _process_exists(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -434,11 +455,15 @@ def _prometheus_readers(port: int) -> list[Any]:
     return [reader]
 
 
-def run_kernel(connection_file: str | None, dap_port: int | None = None, metrics_port: int | None = None) -> int:
+def run_kernel(connection_file: str | None, dap_port: int | None = None, metrics_port: int | None = None, *,
+               idle_timeout_s: float | None = None, pid_file: str | None = None) -> int:
     """Start a kernel on ``connection_file`` and serve until shutdown; returns the exit status.
     IDEs can also attach to the kernel's Lua debugger over DAP on ``dap_port`` (default: the
     ``kernel.dap_port`` setting; 0 here means any free port, printed). ``metrics_port``: serve
-    the kernel's metrics as Prometheus text on 127.0.0.1 at that port (``/metrics``)."""
+    the kernel's metrics as Prometheus text on 127.0.0.1 at that port (``/metrics``).
+    ``idle_timeout_s``: shut down after that long without requests; ``pid_file``: written at
+    start, removed at exit. SIGTERM shuts down cleanly (a running cell is interrupted, the session
+    and the stores are closed)."""
     from aikit_components.config import data_dir
 
     from .interpreter import LuaInterpreter
@@ -475,7 +500,13 @@ def run_kernel(connection_file: str | None, dap_port: int | None = None, metrics
                                                                                      metric_readers=readers)),
                     history, max_message_bytes=settings.max_message_bytes)
     runtime.on_sigint(kernel.interrupt_from_signal)
+    runtime.on_signal(signal.SIGTERM, kernel.request_shutdown)
     runtime.submit(watch_parent(kernel))
+    if idle_timeout_s:
+        runtime.submit(watch_idle(kernel, idle_timeout_s))
+    if pid_file:
+        with open(pid_file, "w", encoding="utf-8") as f:
+            f.write(f"{os.getpid()}\n")
     transport.start_heartbeat()
     if dap_port is not None and kernel.interpreter.debugger is not None:
         from .debug.server import DapServer
@@ -502,4 +533,9 @@ def run_kernel(connection_file: str | None, dap_port: int | None = None, metrics
             runtime.run_sync(close(), timeout=5)
         except Exception:
             log.exception("error while closing sockets")
+        if pid_file:
+            try:
+                os.unlink(pid_file)
+            except OSError:
+                pass
     return 0

@@ -127,6 +127,7 @@ def stop_loop() -> None:
 
 
 _sigint_sockets: tuple[socket.socket, socket.socket] | None = None
+_signal_callbacks: dict[int, Callable[[], Any]] = {}  # other signals seen through the same wake-up fd
 
 
 def on_sigint(callback: Callable[[], Any]) -> None:
@@ -149,9 +150,19 @@ def on_sigint(callback: Callable[[], Any]) -> None:
             return
         if signal.SIGINT in data:
             callback()
+        for signum, other in list(_signal_callbacks.items()):
+            if signum in data:
+                other()
 
     loop = get_loop()
     loop.call_soon_threadsafe(loop.add_reader, reader.fileno(), on_wakeup)
+
+
+def on_signal(signum: int, callback: Callable[[], Any]) -> None:
+    """Call ``callback`` on the I/O loop whenever ``signum`` (SIGTERM, say) arrives, even while Lua
+    is busy on the main thread. Main thread only, after :func:`on_sigint`."""
+    _signal_callbacks[signum] = callback
+    signal.signal(signum, lambda signum, frame: None)
 
 
 def restore_sigint() -> None:

@@ -29,11 +29,18 @@ class ConnectionInfo:
     stdin_port: int = 0
     iopub_port: int = 0
     hb_port: int = 0
+    # CurveZMQ keys (Z85 text, as ipykernel 7 and jupyter_client 8.10 write them): when present,
+    # every socket encrypts, and only clients holding the keys can talk to the kernel.
+    curve_publickey: bytes | None = None
+    curve_secretkey: bytes | None = None
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> ConnectionInfo:
         data = json.loads(Path(path).read_text())
+        public, secret = data.get("curve_publickey"), data.get("curve_secretkey")
         return cls(
+            curve_publickey=str(public).encode() if public and secret else None,
+            curve_secretkey=str(secret).encode() if public and secret else None,
             transport=data.get("transport", "tcp"),
             ip=data.get("ip", "127.0.0.1"),
             key=str(data.get("key", "")).encode(),
@@ -47,11 +54,14 @@ class ConnectionInfo:
         return cls(key=str(uuid.uuid4()).encode())
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "transport": self.transport, "ip": self.ip, "key": self.key.decode(),
             "signature_scheme": self.signature_scheme, "kernel_name": "aikit",
             **{f"{ch}_port": getattr(self, f"{ch}_port") for ch in CHANNELS},
         }
+        if self.curve_publickey and self.curve_secretkey:
+            data.update(curve_publickey=self.curve_publickey.decode(), curve_secretkey=self.curve_secretkey.decode())
+        return data
 
     def write(self, path: str | os.PathLike[str]) -> None:
         """Write the file readable by its owner only, atomically: a client polling for it never
@@ -90,6 +100,7 @@ class Transport:
         self._hb_context = zmq.Context()
         self._hb_socket = self._hb_context.socket(zmq.REP)
         self._hb_socket.linger = 0
+        self._encrypt(self._hb_socket)
         self.info.hb_port = self._bind_port(self._hb_socket, self.info.hb_port)
 
     def _bind(self, kind: int, channel: str) -> zmq.asyncio.Socket:
@@ -97,9 +108,21 @@ class Transport:
         sock.linger = 1000
         if kind == zmq.ROUTER:
             sock.router_handover = 1
+        self._encrypt(sock)
         port = self._bind_port(sock, getattr(self.info, f"{channel}_port"))
         setattr(self.info, f"{channel}_port", port)
         return sock
+
+    def _encrypt(self, sock: zmq.Socket) -> None:
+        """Make ``sock`` a CurveZMQ server when the connection file carries keys."""
+        if not (self.info.curve_publickey and self.info.curve_secretkey):
+            return
+        if not zmq.has("curve"):
+            raise RuntimeError("the connection file asks for CurveZMQ encryption, but this libzmq has no CURVE "
+                               "support (reinstall pyzmq from its wheel)")
+        sock.curve_server = True
+        sock.curve_secretkey = self.info.curve_secretkey
+        sock.curve_publickey = self.info.curve_publickey
 
     def _bind_port(self, sock: zmq.Socket, port: int) -> int:
         if self.info.transport == "tcp" and port == 0:

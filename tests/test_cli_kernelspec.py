@@ -172,17 +172,18 @@ def test_usage_errors_exit_2() -> None:
 
 
 def test_run_delegates_to_run_command(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[tuple[str, list[str]]] = []
+    calls: list[tuple[str, list[str], dict[str, str]]] = []
 
-    def run_command(script: str, script_args: list[str]) -> int:
-        calls.append((script, script_args))
+    def run_command(script: str, script_args: list[str], named: dict[str, str]) -> int:
+        calls.append((script, script_args, named))
         return 7
 
     fake = types.ModuleType("aikit_kernel.cli.run")
     fake.run_command = run_command  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "aikit_kernel.cli.run", fake)
     assert main(["run", "hello.lua", "-v", "--flag", "x"]) == 7
-    assert calls == [("hello.lua", ["-v", "--flag", "x"])]
+    assert main(["run", "--arg", "k=v", "hello.lua"]) == 7
+    assert calls == [("hello.lua", ["-v", "--flag", "x"], {}), ("hello.lua", [], {"k": "v"})]
 
 
 def test_wheel_ships_kernelspec(tmp_path: Path) -> None:

@@ -7,9 +7,10 @@ from typing import Any
 #: Built-in defaults; the type of each value is the type a configured value must have.
 # Programs the process tools may run by default: no shells, no interpreters (python3 -c runs any
 # code, which the argument path check cannot contain), no wrappers such as env/xargs that would run
-# anything. security.py uses the same list.
+# anything. security.py uses the same list. ``test`` and ``[`` only read (file tests, comparisons),
+# and their path arguments are confined like any other program's.
 DEFAULT_COMMANDS = ("git", "ls", "cat", "echo", "grep", "wc", "head", "tail", "sort", "uniq", "date",
-                    "true", "false", "sleep", "pwd")
+                    "true", "false", "sleep", "pwd", "test", "[")
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "kernel": {

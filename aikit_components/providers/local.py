@@ -55,8 +55,10 @@ import httpx
 
 from ..operations import Pipeline
 from .base import ProviderError
+from .gguf_metadata import GGUFError, read_chat_template
 from .http import HTTPEndpoint
-from .local_prompt import TURN_STOPS, Holdback, build_prompt, parse_tool_calls
+from .local_grammar import parse_constrained, schema_grammar, tool_grammar
+from .local_prompt import TURN_STOPS, Holdback, build_prompt, chat_messages, parse_tool_calls
 from .local_server import (
     DEFAULT_N_CTX,
     DEFAULT_N_THREADS,
@@ -64,6 +66,7 @@ from .local_server import (
     DEFAULT_TIMEOUT_S,
     MODEL,
     LocalServer,
+    default_model_path,
     shared_server,
 )
 from .messages import Completion, Message, Request, StopReason, StreamEvent, ToolCall, Usage
@@ -75,6 +78,9 @@ log = logging.getLogger("aikit.providers.local")
 
 DEFAULT_TEMPERATURE = 0.7
 DEFAULT_MAX_TOKENS = 128
+#: Without a max_tokens of the request's own, room for a constrained call or JSON value to finish.
+DEFAULT_MAX_TOKENS_CONSTRAINED = 192
+PROMPT_FORMATS = ("auto", "chat", "gemma", "raw")
 
 
 def _stop_reason(finish: str | None, has_calls: bool) -> StopReason:
@@ -91,14 +97,16 @@ class LocalProvider:
     def __init__(self, name: str = "local", *, model_path: str | None = None, base_url: str | None = None,
                  n_ctx: int = DEFAULT_N_CTX, n_threads: int = DEFAULT_N_THREADS,
                  timeout_s: float = DEFAULT_TIMEOUT_S, startup_timeout_s: float = DEFAULT_STARTUP_TIMEOUT_S,
-                 prompt_format: str = "gemma", transport: httpx.AsyncBaseTransport | None = None,
-                 pipeline: Pipeline | None = None) -> None:
-        if prompt_format not in ("gemma", "raw"):
-            raise ProviderError(f"providers.{name}.prompt_format must be 'gemma' or 'raw', not {prompt_format!r}",
-                                kind="bad_request", provider=name)
+                 prompt_format: str = "auto", grammar: bool = True,
+                 transport: httpx.AsyncBaseTransport | None = None, pipeline: Pipeline | None = None) -> None:
+        if prompt_format not in PROMPT_FORMATS:
+            raise ProviderError(f"providers.{name}.prompt_format must be one of {', '.join(PROMPT_FORMATS)}, "
+                                f"not {prompt_format!r}", kind="bad_request", provider=name)
         self.name = name
         self.model = MODEL
         self.prompt_format = prompt_format
+        self.grammar = bool(grammar)
+        self._chat: bool | None = {"chat": True, "gemma": False, "raw": False}.get(prompt_format)
         self.timeout_s = float(timeout_s)
         self.transport = transport
         self.pipeline = pipeline
@@ -130,19 +138,59 @@ class LocalProvider:
                 await old.aclose()
         return self._endpoint
 
-    def _payload(self, request: Request, stream: bool) -> dict[str, Any]:
-        prompt = build_prompt(request.messages, request.tools, request.json_schema, prompt_format=self.prompt_format)
-        stops = list(dict.fromkeys([*TURN_STOPS, *request.stop])) if self.prompt_format == "gemma" else list(request.stop)
+    async def uses_chat_template(self) -> bool:
+        """Whether to call the chat endpoint: ``prompt_format = "auto"`` does when the model file has
+        its own chat template (an instruct model), so llama.cpp formats the turns with it."""
+        if self._chat is None:
+            if self.server is None:  # a server we do not manage: its model file is unknown
+                self._chat = False
+            else:
+                try:
+                    path = self.server.model_path or await asyncio.to_thread(default_model_path)
+                    self._chat = await asyncio.to_thread(read_chat_template, path) is not None
+                except (OSError, GGUFError, ProviderError) as exc:
+                    log.debug("cannot read the model's chat template: %s", exc)
+                    self._chat = False
+        return self._chat
+
+    def _grammar(self, request: Request) -> str | None:
+        """The GBNF grammar constraining this request's output (see :mod:`.local_grammar`)."""
+        if not self.grammar:
+            return None
+        if request.json_schema is not None:
+            return schema_grammar(request.json_schema)
+        if request.tools:
+            return tool_grammar(request.tools)
+        return None
+
+    def _payload(self, request: Request, stream: bool, chat: bool = False) -> dict[str, Any]:
+        grammar = self._grammar(request)
+        default_max = DEFAULT_MAX_TOKENS_CONSTRAINED if grammar else DEFAULT_MAX_TOKENS
         payload: dict[str, Any] = {
             "model": MODEL,
-            "prompt": prompt,
-            "max_tokens": request.max_tokens if request.max_tokens is not None else DEFAULT_MAX_TOKENS,
+            "max_tokens": request.max_tokens if request.max_tokens is not None else default_max,
             "temperature": request.temperature if request.temperature is not None else DEFAULT_TEMPERATURE,
             "stream": stream,
         }
+        if chat:
+            payload["messages"] = chat_messages(request.messages, request.tools, request.json_schema)
+            stops = list(request.stop)
+        else:
+            payload["prompt"] = build_prompt(request.messages, request.tools, request.json_schema,
+                                             prompt_format="raw" if self.prompt_format == "raw" else "gemma")
+            gemma = self.prompt_format != "raw"
+            stops = list(dict.fromkeys([*TURN_STOPS, *request.stop])) if gemma else list(request.stop)
         if stops:
             payload["stop"] = stops
+        if grammar is not None:
+            payload["grammar"] = grammar
         return payload
+
+    def _calls(self, text: str, request: Request, constrained: bool) -> tuple[str, list[ToolCall]]:
+        names = self._tool_names(request) or []
+        if constrained:
+            return parse_constrained(text, names)
+        return parse_tool_calls(text, names)
 
     def _restartable(self, exc: ProviderError) -> bool:
         """A request to the managed server failed because it died or stopped accepting
@@ -167,11 +215,12 @@ class LocalProvider:
     # ---- Provider API ------------------------------------------------------------------------
 
     async def complete(self, request: Request) -> Completion:
-        payload = self._payload(request, stream=False)
+        chat = await self.uses_chat_template()
+        payload = self._payload(request, stream=False, chat=chat)
         for attempt in (0, 1):
             endpoint = await self._endpoint_for()  # start-up errors are final: ensure() just tried
             try:
-                _, _, data = await endpoint.post_json("completions", payload)
+                _, _, data = await endpoint.post_json("chat/completions" if chat else "completions", payload)
                 break
             except ProviderError as exc:
                 if attempt == 0 and self._restartable(exc):
@@ -180,17 +229,19 @@ class LocalProvider:
                     continue
                 raise (self._crashed(exc) if attempt else exc) from None
         choice = (data.get("choices") or [{}])[0]
-        text = choice.get("text") or ""
+        text = ((choice.get("message") or {}).get("content") if chat else choice.get("text")) or ""
         calls: list[ToolCall] = []
         if request.tools:
-            text, calls = parse_tool_calls(text, self._tool_names(request))
+            text, calls = self._calls(text, request, "grammar" in payload)
         usage_data = data.get("usage") or {}
         usage = Usage(int(usage_data.get("prompt_tokens") or 0), int(usage_data.get("completion_tokens") or 0))
         return Completion(Message.assistant(text, calls), _stop_reason(choice.get("finish_reason"), bool(calls)),
                           usage, f"{self.name}/{self.model}")
 
     async def stream(self, request: Request) -> AsyncIterator[StreamEvent]:
-        payload = self._payload(request, stream=True)
+        chat = await self.uses_chat_template()
+        payload = self._payload(request, stream=True, chat=chat)
+        constrained = "grammar" in payload
         holdback = Holdback() if request.tools else None
         parts: list[str] = []
         finish: str | None = None
@@ -200,7 +251,8 @@ class LocalProvider:
             started = False
             endpoint = await self._endpoint_for()
             try:
-                async for event in aiter_sse(endpoint.stream_lines("completions", payload)):
+                async for event in aiter_sse(endpoint.stream_lines("chat/completions" if chat else "completions",
+                                                                   payload)):
                     if event.is_done:
                         break
                     data = event.json(self.name)
@@ -209,7 +261,7 @@ class LocalProvider:
                                             f"{data['error']}", kind="server", provider=self.name)
                     started = True
                     for choice in data.get("choices") or []:
-                        delta = choice.get("text") or ""
+                        delta = ((choice.get("delta") or {}).get("content") if chat else choice.get("text")) or ""
                         if delta:
                             chunks += 1
                             out = holdback.feed(delta) if holdback else delta
@@ -229,7 +281,10 @@ class LocalProvider:
                 raise (self._crashed(exc) if attempt else exc) from None
         calls: list[ToolCall] = []
         if holdback is not None and holdback.held:
-            rest, calls = parse_tool_calls(holdback.held, self._tool_names(request))
+            if constrained and parts:  # constrained output is a call only as a whole
+                rest, calls = holdback.held, []
+            else:
+                rest, calls = self._calls(holdback.held, request, constrained)
             if calls:
                 for index, call in enumerate(calls):
                     yield StreamEvent("tool_call_start", index=index, call_id=call.id, name=call.name)
@@ -241,7 +296,7 @@ class LocalProvider:
                 parts.append(rest)
                 yield StreamEvent("text", rest)
         text = "".join(parts)
-        if not usage.input_tokens:
+        if not usage.input_tokens and "prompt" in payload:
             usage = await self._count_usage(payload["prompt"], usage, chunks)
         completion = Completion(Message.assistant(text, calls), _stop_reason(finish, bool(calls)), usage,
                                 f"{self.name}/{self.model}")

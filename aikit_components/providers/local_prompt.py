@@ -17,7 +17,8 @@ from typing import Any
 from .base import ProviderError
 from .messages import Message, ToolCall, ToolSpec
 
-__all__ = ["END_OF_TURN", "START_OF_TURN", "TURN_STOPS", "Holdback", "build_prompt", "parse_tool_calls"]
+__all__ = ["END_OF_TURN", "START_OF_TURN", "TURN_STOPS", "Holdback", "build_prompt", "chat_messages",
+           "parse_tool_calls"]
 
 START_OF_TURN = "<start_of_turn>"
 END_OF_TURN = "<end_of_turn>"
@@ -52,19 +53,10 @@ def _tool_result_text(message: Message) -> str:
     return f"The tool {name} returned: {message.text}"
 
 
-def build_prompt(messages: Sequence[Message], tools: Sequence[ToolSpec] = (),
-                 json_schema: dict[str, Any] | None = None, *, prompt_format: str = "gemma") -> str:
-    """The completion prompt for ``messages`` in Gemma's turn format.
-
-    System messages (wherever they are), the tool list and the JSON-Schema instruction are folded
-    into the first user turn; assistant tool calls are rendered as ``{"tool": ..., "arguments":
-    ...}`` lines; tool results become user turns describing the result; consecutive turns of one
-    side are merged (Gemma alternates user/model). The prompt ends with an open model turn, or,
-    when the last message is from the assistant, continues that turn (a prefill).
-
-    ``prompt_format="raw"``: the texts joined by blank lines, no turn markers (base-model
-    continuation: "The capital of France is").
-    """
+def _turns(messages: Sequence[Message], tools: Sequence[ToolSpec],
+           json_schema: dict[str, Any] | None) -> list[list[Any]]:
+    """The conversation as alternating ``[side, [parts]]`` turns (side: user or model), with the
+    system messages, the tool list and the JSON-Schema instruction folded into the first user turn."""
     preamble = [m.text.strip() for m in messages if m.role == "system" and m.text.strip()]
     if tools:
         preamble.append(_tools_block(tools))
@@ -92,6 +84,23 @@ def build_prompt(messages: Sequence[Message], tools: Sequence[ToolSpec] = (),
             turns[0][1][:0] = preamble
         else:
             turns.insert(0, ["user", preamble])
+    return turns
+
+
+def build_prompt(messages: Sequence[Message], tools: Sequence[ToolSpec] = (),
+                 json_schema: dict[str, Any] | None = None, *, prompt_format: str = "gemma") -> str:
+    """The completion prompt for ``messages`` in Gemma's turn format.
+
+    System messages (wherever they are), the tool list and the JSON-Schema instruction are folded
+    into the first user turn; assistant tool calls are rendered as ``{"tool": ..., "arguments":
+    ...}`` lines; tool results become user turns describing the result; consecutive turns of one
+    side are merged (Gemma alternates user/model). The prompt ends with an open model turn, or,
+    when the last message is from the assistant, continues that turn (a prefill).
+
+    ``prompt_format="raw"``: the texts joined by blank lines, no turn markers (base-model
+    continuation: "The capital of France is").
+    """
+    turns = _turns(messages, tools, json_schema)
     if prompt_format == "raw":
         return "\n\n".join(p for _, parts in turns for p in parts if p)
     if prompt_format != "gemma":
@@ -106,6 +115,15 @@ def build_prompt(messages: Sequence[Message], tools: Sequence[ToolSpec] = (),
         out.append(f"{START_OF_TURN}{side}\n{body}{END_OF_TURN}\n")
     out.append(f"{START_OF_TURN}model\n")
     return "".join(out)
+
+
+def chat_messages(messages: Sequence[Message], tools: Sequence[ToolSpec] = (),
+                  json_schema: dict[str, Any] | None = None) -> list[dict[str, str]]:
+    """The conversation for a chat endpoint that applies the model's own chat template: the same
+    turns as :func:`build_prompt` (system text, tools and schema folded into the first user turn,
+    which every template accepts), as ``{"role": "user"|"assistant", "content": ...}``."""
+    return [{"role": "assistant" if side == "model" else "user", "content": "\n\n".join(p for p in parts if p)}
+            for side, parts in _turns(messages, tools, json_schema)]
 
 
 _DECODER = json.JSONDecoder()

@@ -20,7 +20,8 @@ from aikit_kernel.cli.common import PROG
 
 #: Subcommand modules, in the order they are listed by ``aikit --help``.
 COMMANDS: tuple[str, ...] = ("repl", "run", "debug", "serve", "plan", "kernel", "config", "tools", "mission",
-                             "trace", "dashboard", "audit", "stop", "approvals", "mcp", "db")
+                             "trace", "dashboard", "audit", "stop", "approvals", "mcp", "db", "console", "doctor",
+                             "data")
 
 
 def package_version() -> str:

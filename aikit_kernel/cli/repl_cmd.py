@@ -14,11 +14,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                     "input, ?name for help, Ctrl+C to interrupt, history in the data directory. With piped "
                     "input it runs each complete chunk and prints its value (exit status 1 if one failed).",
     )
+    from aikit_kernel.cli.console_cmd import add_existing_option
+
+    add_existing_option(parser)
     parser.add_argument("--session-name", default="repl", help="name of the aikit session it opens (default: repl)")
     parser.set_defaults(handler=_repl)
 
 
 def _repl(args: argparse.Namespace) -> int:
+    if args.existing is not None:
+        from aikit_kernel.cli.console import console_command
+
+        return console_command(args.existing)
     from aikit_kernel.cli.repl import repl_command
 
     return repl_command(args.session_name)

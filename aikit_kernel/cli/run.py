@@ -34,8 +34,9 @@ def open_script_runtime(script: str, output: OutputSink, command: str = "run") -
     return lua
 
 
-def run_command(script: str, script_args: list[str]) -> int:
-    """Run ``script`` with ``script_args``; return the process exit status."""
+def run_command(script: str, script_args: list[str], named: dict[str, str] | None = None) -> int:
+    """Run ``script`` with ``script_args`` (and ``named``: ``--arg k=v``, seen as ``arg.k``); return the
+    process exit status."""
     if not os.path.isfile(script):
         print(f"aikit run: {script}: no such file", file=sys.stderr)
         return 2
@@ -44,23 +45,23 @@ def run_command(script: str, script_args: list[str]) -> int:
         return lua
     result = None
     try:
-        result = _traced_run(lua, script, script_args)
+        result = _traced_run(lua, script, script_args, named)
     finally:
         sys.stdout.flush()
         lua.close("completed" if result is not None and result.error is None else "failed")
     return report(result)
 
 
-def _traced_run(lua: LuaRuntime, script: str, script_args: list[str]) -> RunResult:
+def _traced_run(lua: LuaRuntime, script: str, script_args: list[str], named: dict[str, str] | None) -> RunResult:
     """Run the script under a root span ``aikit run <script>`` (continuing the trace of a
     ``TRACEPARENT`` in the environment: aikit started by a traced program)."""
     telemetry = lua.components.telemetry if lua.components is not None else None
     if telemetry is None or not telemetry.enabled:
-        return lua.engine.run_script(script, script_args)
+        return lua.engine.run_script(script, script_args, named=named)
     name = os.path.basename(script)
     with telemetry.span(f"aikit run {name}", parent=telemetry.context_from_env(),
                         attributes={"aikit.operation.kind": "script", "aikit.script": script}) as span:
-        result = lua.engine.run_script(script, script_args)
+        result = lua.engine.run_script(script, script_args, named=named)
         if result.error is not None:
             telemetry.fail(span, str(result.error.ename), str(result.error.evalue))
         return result

@@ -20,11 +20,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="run a Lua script (no kernel process needed), or a plan (PLAN.json)",
         description="Run a Lua script with the aikit runtime and print its output. Given a .json file "
                     "(or --plan FILE), run that plan instead: `aikit run plan.json --max-workers 4 [--dry-run]` "
-                    "(the options marked 'plans:' apply; make plans with `aikit plan`).",
+                    "(the options marked 'plans:' apply; make plans with `aikit plan`). Exit status: 0 done, "
+                    "1 the script failed, 2 usage error, 130 interrupted (Ctrl-C).",
+        epilog="examples:\n  aikit run script.lua a b          ... and arg[1], arg[2] are \"a\", \"b\"\n"
+               "  aikit run --arg topic=llamas script.lua   arg.topic is \"llamas\"\n"
+               "  aikit run plan.json --max-workers 4",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--plan", metavar="PLAN.json", default=argparse.SUPPRESS,
                         help="plans: the plan to run (the same as giving it as SCRIPT)")
     add_plan_run_options(parser, suppress=True)
+    parser.add_argument("--arg", action="append", default=[], metavar="K=V",
+                        help="scripts: a named argument, seen by the script as arg.K (a string); repeatable")
     parser.add_argument("script", nargs="?", help="path of the script (or of the plan .json) to run")
     parser.add_argument(
         "script_args",
@@ -47,6 +54,8 @@ def _run(args: argparse.Namespace) -> int:
     if plan is None and args.script is not None and args.script.lower().endswith(".json"):
         plan = args.script
     if plan is not None:
+        if args.arg:
+            return error("run: --arg applies to Lua scripts, not plans", 2)
         from aikit_kernel.cli.plan_cmd import run_plan_command
 
         return run_plan_command(plan, list(args.script_args), preset)
@@ -55,6 +64,12 @@ def _run(args: argparse.Namespace) -> int:
     if preset:
         flags = ", ".join("--" + name.replace("_", "-") for name in preset)
         return error(f"run: {flags} only apply to plans (a .json file); put script arguments after the script", 2)
+    named: dict[str, str] = {}
+    for item in args.arg:
+        key, sep, value = item.partition("=")
+        if not sep or not key.isidentifier():
+            return error(f"run: --arg expects NAME=VALUE with NAME a Lua name, got {item!r}", 2)
+        named[key] = value
     from aikit_kernel.cli.run import run_command
 
-    return run_command(args.script, list(args.script_args))
+    return run_command(args.script, list(args.script_args), named=named)

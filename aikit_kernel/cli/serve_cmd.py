@@ -19,7 +19,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "serve",
         help="start the kernel (optionally with a DAP port and/or debugpy)",
         description="Start the aikit kernel on a Jupyter connection file (created when missing; connect with "
-                    "`jupyter console --existing FILE`).",
+                    "`aikit console --existing FILE` or `jupyter console --existing FILE`; several clients may "
+                    "connect at once). SIGTERM shuts it down cleanly: a running cell is interrupted, the session "
+                    "is recorded and the stores are closed. Exit status 0 after a clean shutdown.",
+        epilog="examples:\n  aikit serve -f kernel.json --pid-file kernel.pid --idle-timeout 3600 &\n"
+               "  aikit console --existing kernel.json\n  kill $(cat kernel.pid)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-f", "--connection-file", help="Jupyter connection file (default: a new one in the runtime dir)")
     parser.add_argument("--dap-port", type=int, metavar="PORT", help="also serve the Lua debugger over DAP on this TCP port")
@@ -27,6 +32,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--debugpy-wait", action="store_true", help="with --debugpy: wait until a Python debugger attaches")
     parser.add_argument("--metrics-port", type=int, metavar="PORT",
                         help="serve metrics (tokens, durations, failures) as Prometheus text on 127.0.0.1:PORT/metrics")
+    parser.add_argument("--idle-timeout", type=float, metavar="SECONDS",
+                        help="shut down after this many seconds without any request")
+    parser.add_argument("--pid-file", metavar="FILE", help="write the kernel's process id here (removed at exit)")
     parser.set_defaults(handler=_serve)
 
 
@@ -46,5 +54,7 @@ def _serve(args: argparse.Namespace) -> int:
     from aikit_kernel.__main__ import default_connection_file
     from aikit_kernel.kernel import run_kernel
 
+    if args.idle_timeout is not None and args.idle_timeout <= 0:
+        return error("serve: --idle-timeout must be a positive number of seconds", 2)
     return run_kernel(args.connection_file or default_connection_file(), dap_port=args.dap_port,
-                      metrics_port=args.metrics_port)
+                      metrics_port=args.metrics_port, idle_timeout_s=args.idle_timeout, pid_file=args.pid_file)

@@ -193,8 +193,10 @@ class LuaEngine:
         self.internal[b"cell_functions"][compiled] = True  # the debugger names its frames "cell [N]"
         return self.call(compiled, allow_stdin=allow_stdin)
 
-    def run_script(self, path: str, args: list[str], allow_stdin: bool = True) -> RunResult:
-        """Run a script file as ``aikit run`` does: ``...`` and the global ``arg`` hold its arguments."""
+    def run_script(self, path: str, args: list[str], allow_stdin: bool = True,
+                   named: dict[str, str] | None = None) -> RunResult:
+        """Run a script file as ``aikit run`` does: ``...`` and the global ``arg`` hold its arguments
+        (``named``, from ``--arg k=v``, as the string fields ``arg.k``)."""
         with open(path, encoding="utf-8") as f:
             code = f.read()
         self.script_paths.append(path)
@@ -202,6 +204,8 @@ class LuaEngine:
             code = "--" + code  # keep the line count; Lua's own loader skips a shebang the same way
         arg = self.table(*[a.encode() for a in args])
         arg[0] = path.encode()
+        for name, value in (named or {}).items():
+            arg[name.encode()] = value.encode()
         self.env[b"arg"] = arg
         fn, err = self._compile(code.encode(), ("@" + path).encode())
         if fn is None:

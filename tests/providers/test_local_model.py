@@ -194,7 +194,7 @@ def test_replayed_stream_with_a_tool_call():
     transport = _sse_transport(pieces)
 
     async def go():
-        provider = LocalProvider(transport=transport)
+        provider = LocalProvider(transport=transport, grammar=False)  # unconstrained: text, then a call line
         assert provider.server is None  # a replaying transport: nothing is started
         try:
             events = [e async for e in provider.stream(Request("gemma3-270m", [Message.user("Weather in Oslo?")],
@@ -219,6 +219,31 @@ def test_replayed_stream_with_a_tool_call():
     request = transport.seen[0]
     assert request["path"] == "/v1/completions" and "get_weather" in request["prompt"]
     assert request["stop"][:2] == ["<end_of_turn>", "<start_of_turn>"]
+
+
+def test_replayed_constrained_call_and_constrained_text():
+    """With the grammar (the default) a call is the whole output; text that merely holds JSON later
+    stays text (the grammar only lets a call start the output)."""
+    call = ['{"tool": "get_weather", ', '"arguments": {"city": ', '"Oslo"}}']
+    prose = ["Sure", ".\n", '{"tool": "get_weather", "arguments": {"city": "Oslo"}}']
+
+    async def go(pieces: list[str]):
+        transport = _sse_transport(pieces)
+        provider = LocalProvider(transport=transport)
+        try:
+            request = Request("gemma3-270m", [Message.user("Weather in Oslo?")], tools=[WEATHER])
+            events = [e async for e in provider.stream(request)]
+            return events, await provider.complete(request), transport.seen
+        finally:
+            await provider.aclose()
+
+    events, completion, seen = run(go(call))
+    assert [(c.name, c.arguments) for c in events[-1].completion.tool_calls] == [("get_weather", {"city": "Oslo"})]
+    assert completion.tool_calls[0].arguments == {"city": "Oslo"} and completion.text == ""
+    assert "get_weather" in seen[0]["grammar"] and seen[0]["max_tokens"] == 192
+    events, completion, _ = run(go(prose))
+    assert events[-1].completion.tool_calls == [] and completion.tool_calls == []
+    assert events[-1].completion.text == "".join(prose)
 
 
 def test_replayed_stream_max_tokens_without_tools():

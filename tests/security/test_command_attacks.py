@@ -268,3 +268,15 @@ def test_unrestricted_lifts_the_argument_rules_but_not_the_paths(workdir: Path, 
     (workdir / "a.txt").write_text("b\na\n")
     assert run(ctx, ["sort", "--compress-program=gzip", "a.txt"])["stdout"] == "a\nb\n"
     contained("permission_denied", run, ctx, ["sort", str(outside / "secret.txt")], says=["outside the allowed"])
+
+
+def test_test_and_bracket_are_allowed_by_default_with_their_paths_confined(ctx: ToolContext, workdir: Path,
+                                                                           outside: Path) -> None:
+    (workdir / "here.txt").write_text("x\n")
+    assert run(ctx, ["test", "-f", "nonexistent_file.txt"])["exit_code"] == 1  # the seed's mission example
+    assert run(ctx, ["test", "-f", "here.txt"])["exit_code"] == 0
+    assert run(ctx, ["[", "-s", "here.txt", "]"])["exit_code"] == 0
+    for argv in (["test", "-f", str(outside / "secret.txt")], ["[", "-r", "../outside/secret.txt", "]"]):
+        error = contained("permission_denied", lambda argv=argv: run(ctx, argv), says=("outside the allowed paths",),
+                          how=HOW)
+        assert error.details["rule"] == "allowed_paths"
