@@ -53,7 +53,7 @@ class TestRelease:
         assert live(Agent) - agents < 10 and live(Workflow) - workflows < 10
 
     def test_handles_in_use_stay(self, lua: Lua) -> None:
-        lua.run("keep = Agent.new{name = 'kept', model = 'm'} "
+        lua.run("keep = Agent.new{name = 'kept', model = 'test'} "
                 "wf = Workflow.new{name = 'w', steps = {{id = 'x', noop = true}}}")
         lua.run("for i = 1, 100 do Agent.new{name = 'a' .. i} end collectgarbage() collectgarbage()")
         assert lua.run("return keep:info().name, tostring(keep), tostring(wf), wf:info().name") == (

@@ -49,6 +49,9 @@ AIKIT_BUILTIN_DOCS = {
 }
 
 
+_NIL_GLOBAL = re.compile(r"\(global '([A-Za-z_]\w*)'\)$")
+
+
 @dataclass
 class LuaFailure:
     """An error raised by Lua code, ready for a Jupyter ``error`` message. ``interrupted`` marks
@@ -141,6 +144,7 @@ class LuaEngine:
             b"(function(getinfo) return function(f) local i = getinfo(f, 'S') "
             b"return i.source, i.linedefined, i.lastlinedefined end end)(debug.getinfo)")
         self.docs: dict[str, str] = {**stdlib_docs.STDLIB_DOCS, **AIKIT_BUILTIN_DOCS}
+        self.internal[b"prettify"] = lambda message: self.explain(text(message)).encode()
 
     # ------------------------------------------------------------------ globals
     def set_global(self, name: str, value: Any, doc: str | None = None) -> None:
@@ -387,13 +391,27 @@ class LuaEngine:
             return LuaFailure.interrupt()
         code = outcome[b"code"]
         ename = text(code) if code is not None else "LuaError"
-        evalue = self.cells.prettify(text(outcome[b"message"]))
+        evalue = self.explain(text(outcome[b"message"]))
         lines = [_red(ename) + ": " + evalue]
         trace = self.cells.prettify(text(outcome[b"traceback"]))
         kept = [ln.replace("\t", "  ") for ln in trace.split("\n") if not _TRACEBACK_NOISE.search(ln)]
         if len(kept) > 1:
             lines += kept
         return LuaFailure(ename, evalue, lines, details=outcome[b"details"])
+
+    def explain(self, message: str) -> str:
+        """An error message for the user: cells named by their labels (``[3]:2``), and a nil
+        global that is a misspelled one (``Agnet``) followed by the closest global's name."""
+        message = self.cells.prettify(message)
+        found = _NIL_GLOBAL.search(message)
+        if found:
+            import difflib
+
+            names = [text(k) for k in self.env.keys() if isinstance(k, bytes)]
+            close = difflib.get_close_matches(found.group(1), names, n=1, cutoff=0.6)
+            if close:
+                message += f"; did you mean {close[0]!r}?"
+        return message
 
     # ------------------------------------------------------------------ rendering
     def repr(self, value: Any, **limits: int) -> str:
