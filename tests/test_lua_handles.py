@@ -57,7 +57,7 @@ class TestRelease:
                 "wf = Workflow.new{name = 'w', steps = {{id = 'x', noop = true}}}")
         lua.run("for i = 1, 100 do Agent.new{name = 'a' .. i} end collectgarbage() collectgarbage()")
         assert lua.run("return keep:info().name, tostring(keep), tostring(wf), wf:info().name") == (
-            "kept", "agent kept (m)", "workflow w", "w")
+            "kept", "agent kept (test)", "workflow w", "w")
 
     def test_dropped_pull_subscription_is_closed(self, lua: Lua) -> None:
         lua.run("for i = 1, 50 do Event.subscribe('gone.*') end collectgarbage() collectgarbage()")
