@@ -120,7 +120,8 @@ class LuaInterpreter(Interpreter):
             outcome = ExecuteOutcome(error=run.error)
             try:
                 if run.error is None and run.values and not silent and not self.engine.all_quiet(run.values):
-                    outcome.result = {"text/plain": self.engine.render_values(run.values)}
+                    outcome.result = self._result_bundle(run.values)
+                    self.engine.env[b"_"] = run.values[0]  # the last result, as in Python's REPL
             except RenderFailure as exc:  # a __tostring that fails or loops until interrupted
                 outcome.error = exc.failure
             if outcome.error is None:
@@ -128,6 +129,20 @@ class LuaInterpreter(Interpreter):
             return outcome
 
         return lifecycle.run(code, execute)
+
+    def _result_bundle(self, values: list[Any]) -> dict[str, Any]:
+        """The execute_result of a cell's trailing values: text/plain, and for one list of records
+        the same rich bundle as ``display()`` (an HTML table and JSON)."""
+        rendered = self.engine.render_values(values)
+        if len(values) == 1:
+            from .lua.convert import lua_type
+            from .lua.display import DisplayBinding
+
+            if lua_type(values[0]) == "table":
+                bundle = DisplayBinding(self.engine).bundle("value", values[0])
+                if "text/html" in bundle:
+                    return {**bundle, "text/plain": rendered}
+        return {"text/plain": rendered}
 
     def _page_help(self, name: str, detail_level: int) -> ExecuteOutcome:
         """``name?`` / ``name??``: what ``inspect`` says about ``name``, for the frontend's pager."""

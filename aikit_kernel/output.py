@@ -56,7 +56,7 @@ class TerminalOutput:
             return
         from .terminal_render import render_bundle
 
-        self._out.write(render_bundle(data, color=_isatty(self._out)) + "\n")
+        self._out.write(render_bundle(data, color=_isatty(self._out), metadata=metadata) + "\n")
 
     def clear(self, wait: bool) -> None:
         pass

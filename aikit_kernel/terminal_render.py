@@ -11,6 +11,7 @@ from typing import Any
 
 MAX_ROWS = 200
 MAX_CELL = 80
+FIRST_COLUMNS = ("id", "name")  # what a row is comes first; the rest by name
 HTML_NOTE = "(HTML shown as text: run it in a notebook to see it rendered)"
 
 
@@ -19,10 +20,12 @@ def is_records(data: Any) -> bool:
     return isinstance(data, list) and bool(data) and all(isinstance(r, dict) and r for r in data)
 
 
-def render_bundle(data: dict[str, Any], color: bool = False, width: int | None = None) -> str:
-    """The text a terminal shows for the MIME bundle ``data`` (no trailing newline)."""
-    records = data.get("application/json")
-    if is_records(records) and ("text/html" in data or "aikit/records" in data):
+def render_bundle(data: dict[str, Any], color: bool = False, width: int | None = None,
+                  metadata: dict[str, Any] | None = None) -> str:
+    """The text a terminal shows for the MIME bundle ``data`` (no trailing newline);
+    ``metadata["aikit_records"]`` gives the records of a ``display.table``."""
+    records = (metadata or {}).get("aikit_records") or data.get("application/json")
+    if is_records(records) and "text/html" in data:
         return render_records(records, color, width)
     if "text/markdown" in data:
         return _render(_markdown(str(data["text/markdown"])), color, width)
@@ -33,12 +36,14 @@ def render_bundle(data: dict[str, Any], color: bool = False, width: int | None =
 
 
 def render_records(records: list[dict[str, Any]], color: bool = False, width: int | None = None) -> str:
-    """A list of records as an aligned table: columns sorted by name (Lua keeps no key order),
+    """A list of records as an aligned table: ``id`` and ``name`` first, the other columns sorted by
+    name (Lua keeps no key order),
     at most ``MAX_ROWS`` rows."""
     from rich import box
     from rich.table import Table
 
-    columns = sorted({key for row in records[:MAX_ROWS] for key in row})
+    keys = {key for row in records[:MAX_ROWS] for key in row}
+    columns = [k for k in FIRST_COLUMNS if k in keys] + sorted(k for k in keys if k not in FIRST_COLUMNS)
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     for column in columns:
         table.add_column(str(column), overflow="fold")
