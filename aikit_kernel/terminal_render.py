@@ -35,15 +35,16 @@ def render_bundle(data: dict[str, Any], color: bool = False, width: int | None =
     return plain
 
 
-def render_records(records: list[dict[str, Any]], color: bool = False, width: int | None = None) -> str:
+def render_records(records: list[dict[str, Any]], color: bool = False, width: int | None = None,
+                   columns: list[str] | None = None) -> str:
     """A list of records as an aligned table: ``id`` and ``name`` first, the other columns sorted by
     name (Lua keeps no key order),
-    at most ``MAX_ROWS`` rows."""
+    at most ``MAX_ROWS`` rows; or the ``columns`` given."""
     from rich import box
     from rich.table import Table
 
     keys = {key for row in records[:MAX_ROWS] for key in row}
-    columns = [k for k in FIRST_COLUMNS if k in keys] + sorted(k for k in keys if k not in FIRST_COLUMNS)
+    columns = columns or [k for k in FIRST_COLUMNS if k in keys] + sorted(k for k in keys if k not in FIRST_COLUMNS)
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     for column in columns:
         table.add_column(str(column), overflow="fold")

@@ -38,3 +38,42 @@ def test_pcall_caught_errors_name_the_cell(lua: Lua) -> None:
     assert message == f"[{lua.cells}]:2: boom"
     message = lua.run("local ok, e = xpcall(function() error('x') end, function(m) return m end) return e")
     assert message == f"[{lua.cells}]:1: x"
+
+
+def test_invalid_argument_is_not_retried(lua: Lua) -> None:
+    attempts, code = lua.run("""
+        local r = Workflow.new{name = 'w', steps = {{id = 'x', retries = 3,
+          fn = function() return Tool.call('read_file', {}) end}}}:run()
+        return r.steps.x.attempts, r.steps.x.error.code""")
+    assert (attempts, code) == (1, "invalid_argument")
+    calls = lua.run("""
+        local calls = 0
+        Tool.define{name = 'bad', description = 'd', params = {type = 'object', properties = {}},
+          fn = function() calls = calls + 1 error({code = 'invalid_argument', message = 'nope'}) end}
+        Hook.register('tool.error', function(p) return {action = 'retry'} end)
+        pcall(Tool.call, 'bad', {})
+        return calls""")
+    assert calls == 1
+
+
+def test_misspelled_options_get_a_suggestion(lua: Lua) -> None:
+    failure = lua.fail("Workflow.new{name = 'w', steps = {{id = 'x', tol = 'read_file'}}}")
+    assert "'tol': did you mean 'tool'?" in failure.evalue
+    failure = lua.fail("Agent.new{modle = 'test'}")
+    assert "'modle': did you mean 'model'?" in failure.evalue
+
+
+def test_kindless_step_and_nameless_workflow_are_reported(lua: Lua) -> None:
+    lua.run("Workflow.new{steps = {{id = 'x'}}}")
+    warnings = "".join(t for name, t in lua.out.streams if name == "stderr")
+    assert "step 'x' has no kind, so it is a noop" in warnings
+    assert "Workflow.new without a name" in warnings
+
+
+def test_failed_run_raises_when_asked(lua: Lua) -> None:
+    failure = lua.fail("Workflow.new{name = 'w', steps = {{id = 'a', fn = function() error('boom') end}}}"
+                       ":run{raise = true}")
+    assert failure.ename == "workflow_failed"
+    assert "workflow 'w' failed" in failure.evalue and "step 'a' failed" in failure.evalue and "boom" in failure.evalue
+    assert lua.run("return Workflow.new{name = 'w', steps = {{id = 'a', noop = true}}}:run{raise = true}.status") == \
+        "succeeded"

@@ -32,14 +32,16 @@ def open_script_runtime(script: str, output: OutputSink, command: str = "run") -
     return lua
 
 
-def run_command(script: str, script_args: list[str]) -> int:
-    """Run ``script`` with ``script_args``; return the process exit status."""
+def run_command(script: str, script_args: list[str], strict: bool = False) -> int:
+    """Run ``script`` with ``script_args``; return the process exit status. ``strict``: a failed
+    workflow run is an error (exit status 1)."""
     if not os.path.isfile(script):
         print(f"aikit run: {script}: no such file", file=sys.stderr)
         return 2
     lua = open_script_runtime(script, TerminalOutput())
     if isinstance(lua, int):
         return lua
+    lua.engine.strict = strict
     result = None
     try:
         result = lua.engine.run_script(script, script_args)

@@ -25,6 +25,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--plan", metavar="PLAN.json", default=argparse.SUPPRESS,
                         help="plans: the plan to run (the same as giving it as SCRIPT)")
     add_plan_run_options(parser, suppress=True)
+    parser.add_argument("--strict", action="store_true", default=argparse.SUPPRESS,
+                        help="scripts: a workflow run that fails (wf:run()) is an error: exit status 1")
     parser.add_argument("script", nargs="?", help="path of the script (or of the plan .json) to run")
     parser.add_argument(
         "script_args",
@@ -41,6 +43,7 @@ _PLAN_OPTIONS = ("max_workers", "dry_run", "hooks", "manifest", "runs_dir", "tim
 def _run(args: argparse.Namespace) -> int:
     """Run a plan (``.json`` or --plan) or delegate to :func:`aikit_kernel.cli.run.run_command`."""
     preset = {name: getattr(args, name) for name in _PLAN_OPTIONS if hasattr(args, name)}
+    strict = bool(getattr(args, "strict", False))
     plan = getattr(args, "plan", None)
     if plan is not None and args.script is not None:
         return error("give the plan either with --plan or as the file argument, not both", 2)
@@ -57,4 +60,4 @@ def _run(args: argparse.Namespace) -> int:
         return error(f"run: {flags} only apply to plans (a .json file); put script arguments after the script", 2)
     from aikit_kernel.cli.run import run_command
 
-    return run_command(args.script, list(args.script_args))
+    return run_command(args.script, list(args.script_args), strict=strict)

@@ -144,6 +144,8 @@ class LuaEngine:
             b"(function(getinfo) return function(f) local i = getinfo(f, 'S') "
             b"return i.source, i.linedefined, i.lastlinedefined end end)(debug.getinfo)")
         self.docs: dict[str, str] = {**stdlib_docs.STDLIB_DOCS, **AIKIT_BUILTIN_DOCS}
+        #: ``aikit run --strict``: a workflow run that fails is an error (as with ``wf:run{raise = true}``).
+        self.strict = False
         self.internal[b"prettify"] = lambda message: self.explain(text(message)).encode()
 
     # ------------------------------------------------------------------ globals
