@@ -77,3 +77,22 @@ def test_failed_run_raises_when_asked(lua: Lua) -> None:
     assert "workflow 'w' failed" in failure.evalue and "step 'a' failed" in failure.evalue and "boom" in failure.evalue
     assert lua.run("return Workflow.new{name = 'w', steps = {{id = 'a', noop = true}}}:run{raise = true}.status") == \
         "succeeded"
+
+
+def test_tool_argument_errors_speak_lua(lua: Lua) -> None:
+    message = lua.run("local ok, e = pcall(Tool.call, 'read_file', {path = 'x', encoding = {}, max_bytes = {1}}) "
+                      "return e.message")
+    assert "encoding: expected string, got table (with named fields)" in message or \
+        "encoding: expected string, got table (a list)" in message
+    assert "max_bytes: expected integer, got table (a list)" in message
+    assert "object" not in message and "array" not in message
+
+
+def test_tools_info_defaults_are_lua_literals() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    aikit = str(Path(sys.executable).with_name("aikit"))
+    out = subprocess.run([aikit, "tools", "info", "read_file"], capture_output=True, text=True, timeout=60).stdout
+    assert '(default "utf-8")' in out and "'utf-8'" not in out

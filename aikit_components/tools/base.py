@@ -156,7 +156,7 @@ class Tool:
             lines += ["", "Parameters:"]
             for name, prop in props.items():
                 kind = _kind(prop)
-                default = f" (default {prop['default']!r})" if "default" in prop else ""
+                default = f" (default {lua_literal(prop['default'])})" if "default" in prop else ""
                 lines.append(f"  {name}: {kind}{default}  {prop.get('description', '')}".rstrip())
         if self.returns:
             lines += ["", f"Returns: {self.returns}"]

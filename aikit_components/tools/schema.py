@@ -56,6 +56,23 @@ def json_type_name(value: Any) -> str:
     return type(value).__name__
 
 
+#: JSON Schema type names in Lua's words, for messages users (and models writing Lua) read.
+LUA_WORDS = {"object": "table (with named fields)", "array": "table (a list)", "null": "nil"}
+
+
+def lua_type_name(value: Any) -> str:
+    """The type of a JSON-like value in Lua's words (``table (a list)``, ``nil``, ``string``, ...)."""
+    name = json_type_name(value)
+    return LUA_WORDS.get(name, name)
+
+
+def lua_value(value: Any) -> str:
+    """A JSON-like value written as Lua (``"a"``, ``nil``, ``true``, ``{1, 2}``) for messages."""
+    from .base import lua_literal
+
+    return lua_literal(value)
+
+
 # ----------------------------------------------------------------------------- from Python types
 def schema_for_annotation(annotation: Any) -> dict[str, Any]:
     """JSON Schema for a type hint (str, int, float, bool, list[T], dict[str, T], Literal, X | None, Any)."""
@@ -231,12 +248,12 @@ def _compile(schema: dict[str, Any]) -> Check:
     if expected is not None:
         names = expected if isinstance(expected, list) else [expected]
         tests = [_JSON_TYPES[n] for n in names if n in _JSON_TYPES]
-        label = " or ".join(names)
+        label = " or ".join(LUA_WORDS.get(n, n) for n in names)
         single = tests[0] if len(tests) == 1 else None
 
         def check_type(v: Any, path: str, out: Problems) -> bool:
             if not (single(v) if single is not None else any(t(v) for t in tests)):
-                out.append(f"{_path(path)}: expected {label}, got {json_type_name(v)}")
+                out.append(f"{_path(path)}: expected {label}, got {lua_type_name(v)}")
                 return False
             return True
     else:
@@ -244,10 +261,11 @@ def _compile(schema: dict[str, Any]) -> Check:
     if "enum" in schema:
         allowed = schema["enum"]
         checks.append(lambda v, p, o: None if v in allowed
-                      else o.append(f"{_path(p)}: must be one of {allowed!r}, got {v!r}"))
+                      else o.append(f"{_path(p)}: must be one of {', '.join(map(lua_value, allowed))}, "
+                                    f"got {lua_value(v)}"))
     if "const" in schema:
         const = schema["const"]
-        checks.append(lambda v, p, o: None if v == const else o.append(f"{_path(p)}: must be {const!r}"))
+        checks.append(lambda v, p, o: None if v == const else o.append(f"{_path(p)}: must be {lua_value(const)}"))
     _bounds(schema, checks)
     if "pattern" in schema:
         rx = re.compile(schema["pattern"])
