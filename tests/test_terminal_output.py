@@ -72,3 +72,21 @@ def test_trailing_records_get_the_display_bundle(lua: Lua) -> None:
                                            lua.engine.run_cell("return {{a = 1}, {a = 2}}", "[1]").values)
     assert "<table>" in bundle["text/html"] and bundle["application/json"] == [{"a": 1}, {"a": 2}]
     assert "a = 1" in bundle["text/plain"]
+
+
+def test_help_on_a_tool_name_and_tool_name_completion(tmp_path: Path) -> None:
+    proc = repl(tmp_path, "?read_file\n")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("Tool read_file{path, encoding?, max_bytes?}")
+
+
+def test_completion_inside_tool_call_offers_tool_names(lua: Lua) -> None:
+    from aikit_kernel.interpreter import LuaInterpreter
+
+    interpreter = LuaInterpreter.__new__(LuaInterpreter)
+    interpreter.engine, interpreter.components = lua.engine, lua.components
+    code = 'Tool.call("read_f'
+    assert interpreter.complete(code, len(code))["matches"] == ["read_file"]
+    code = "Tool.info('list_d"
+    reply = interpreter.complete(code, len(code))
+    assert reply["matches"] == ["list_directory"] and reply["cursor_start"] == len(code) - len("list_d")
