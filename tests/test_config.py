@@ -646,3 +646,22 @@ def test_kernel_settings_are_checked(dirs: tuple[Path, Path], text: str, message
         KernelSettings.from_config(config)
     loaded = load_settings(config)  # a kernel still starts: default settings and the error to show
     assert loaded.settings == KernelSettings() and loaded.error is not None and message in loaded.error
+
+
+def test_config_show_prints_the_effective_default_model(tmp_path) -> None:
+    """Issue 17: the effective [models] default is shown even when nothing sets it."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    aikit = str(Path(sys.executable).with_name("aikit"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIKIT_")}
+    (tmp_path / "user.toml").write_text("")
+    env["AIKIT_CONFIG"] = str(tmp_path / "user.toml")
+    out = subprocess.run([aikit, "config", "show"], capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env)
+    assert '[models]\ndefault = "local/gemma3-270m"' in out.stdout
+    shown = subprocess.run([aikit, "config", "show", "--json"], capture_output=True, text=True, timeout=60,
+                           cwd=tmp_path, env={**env, "AIKIT_MODELS__DEFAULT": "openai/gpt-4o-mini"})
+    assert json.loads(shown.stdout)["models"]["default"] == "openai/gpt-4o-mini"

@@ -51,16 +51,28 @@ def _show(args: argparse.Namespace) -> int:
         return error(exc.message)
     for warning in config.warnings:
         print(f"{PROG}: warning: {warning}", file=sys.stderr)
+    effective = _with_model_default(config.to_dict(mask=True))
     if args.json:
-        print(json.dumps(config.to_dict(mask=True), indent=2))
+        print(json.dumps(effective, indent=2))
         return 0
     header = ["# aikit effective configuration (secrets masked)", "# sources: built-in defaults"]
     header += [f"#          {source}" for source in config.sources]
     header.append(f"# profile: {config.profile if config.profile is not None else '(none)'}")
     if config.env_overrides:
         header.append("# environment overrides: " + ", ".join(config.env_overrides))
-    sys.stdout.write("\n".join(header) + "\n\n" + config.to_toml(mask=True))
+    header.append("# [models] default is the model agents use when they name none; change it in aikit.toml")
+    sys.stdout.write("\n".join(header) + "\n\n" + Config(effective).to_toml(mask=True))
     return 0
+
+
+def _with_model_default(settings: dict) -> dict:
+    """The settings with the effective ``[models] default`` (the built-in one when none is set)."""
+    from aikit_components.providers.registry import DEFAULT_MODEL
+
+    models = settings.setdefault("models", {})
+    if isinstance(models, dict) and not (isinstance(models.get("aliases"), dict) and "default" in models["aliases"]):
+        models.setdefault("default", DEFAULT_MODEL)
+    return settings
 
 
 def _path(args: argparse.Namespace) -> int:
