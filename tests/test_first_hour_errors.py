@@ -96,3 +96,12 @@ def test_tools_info_defaults_are_lua_literals() -> None:
     aikit = str(Path(sys.executable).with_name("aikit"))
     out = subprocess.run([aikit, "tools", "info", "read_file"], capture_output=True, text=True, timeout=60).stdout
     assert '(default "utf-8")' in out and "'utf-8'" not in out
+
+
+def test_misspelled_parameter_suggests_the_right_one(lua: Lua) -> None:
+    message = lua.run("""
+        Tool.define{name = 'shout', description = 'd', params = {type = 'object', properties = {text = {type = 'string'}},
+          additionalProperties = false}, fn = function(a) return a.text end}
+        local ok, e = pcall(Tool.call, 'shout', {txt = 'hi'})
+        return e.message""")
+    assert "txt: unknown parameter; did you mean 'text'? (known: text)" in message

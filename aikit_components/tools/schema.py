@@ -9,6 +9,7 @@ for ``jsonschema``. A schema using anything else is validated by ``jsonschema`` 
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import re
 import sys
@@ -347,7 +348,9 @@ def _object_check(schema: dict[str, Any]) -> Check:
                 if value is not None or name in required:
                     sub(value, f"{prefix}{name}", out)
             elif extra is False:
-                out.append(f"{prefix}{name}: unknown parameter (known: {known})")
+                close = difflib.get_close_matches(str(name), list(props), n=1, cutoff=0.6)
+                guess = f"; did you mean {close[0]!r}?" if close else ""
+                out.append(f"{prefix}{name}: unknown parameter{guess} (known: {known})")
             elif extra_check is not None:
                 extra_check(value, f"{prefix}{name}", out)
 
