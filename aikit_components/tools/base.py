@@ -229,7 +229,7 @@ def lua_literal(value: Any) -> str:
 def _kind(prop: dict[str, Any]) -> str:
     """A short type label for docs: "string", "integer?" (optional), "one of [...]"."""
     if "enum" in prop:
-        return "one of " + repr(prop["enum"])
+        return "one of " + ", ".join(lua_literal(v) for v in prop["enum"])
     options = prop.get("anyOf")
     if options:
         kinds = [_kind(o) for o in options if o.get("type") != "null"]
