@@ -105,3 +105,13 @@ def test_misspelled_parameter_suggests_the_right_one(lua: Lua) -> None:
         local ok, e = pcall(Tool.call, 'shout', {txt = 'hi'})
         return e.message""")
     assert "txt: unknown parameter; did you mean 'text'? (known: text)" in message
+
+
+def test_an_interrupt_says_which_line_was_running(lua: Lua) -> None:
+    from tests.support.lua import later
+
+    later(0.5, lua.engine.interrupt)
+    failure = lua.fail("local x = 0\nwhile true do\n  x = x + 1\nend")
+    assert failure.interrupted
+    assert failure.traceback[-1].endswith(f"execution interrupted at [{lua.cells}]:3") or \
+        failure.traceback[-1].endswith(f"execution interrupted at [{lua.cells}]:2")

@@ -49,6 +49,15 @@ AIKIT_BUILTIN_DOCS = {
 }
 
 
+def _running_line(traceback: str) -> str:
+    """The innermost line of user code in a Lua traceback (``[3]:2``, ``script.lua:7``), or ''."""
+    for line in traceback.split("\n")[1:]:
+        found = re.match(r"\s*([^\s\[][^:]*:\d+|\[\d+\]:\d+):", line)
+        if found and not _TRACEBACK_NOISE.search(line):
+            return found.group(1)
+    return ""
+
+
 _NIL_GLOBAL = re.compile(r"\(global '([A-Za-z_]\w*)'\)$")
 
 
@@ -64,10 +73,12 @@ class LuaFailure:
     interrupted: bool = False
 
     @classmethod
-    def interrupt(cls) -> LuaFailure:
+    def interrupt(cls, where: str = "") -> LuaFailure:
         """The failure of code the user interrupted: where the interrupt sentinel, having
-        reached the top of a run, becomes a Python value."""
-        return cls("KeyboardInterrupt", "interrupted", [_red("KeyboardInterrupt") + ": execution interrupted"],
+        reached the top of a run, becomes a Python value. ``where`` is the line that was running
+        (``[3]:2``), when known."""
+        at = f" at {where}" if where else ""
+        return cls("KeyboardInterrupt", "interrupted", [_red("KeyboardInterrupt") + f": execution interrupted{at}"],
                    interrupted=True)
 
     def raise_if_interrupted(self) -> None:
@@ -390,7 +401,8 @@ class LuaEngine:
 
     def _failure(self, outcome: Any) -> LuaFailure:
         if outcome[b"interrupt"]:
-            return LuaFailure.interrupt()
+            trace = outcome[b"traceback"]
+            return LuaFailure.interrupt(_running_line(self.cells.prettify(text(trace))) if trace is not None else "")
         code = outcome[b"code"]
         ename = text(code) if code is not None else "LuaError"
         evalue = self.explain(text(outcome[b"message"]))

@@ -572,7 +572,7 @@ function internal.compile(code, chunkname)
 end
 
 local function handler(e)
-  if raw_rawequal(e, INTERRUPT) then return { interrupt = true } end
+  if raw_rawequal(e, INTERRUPT) then return { interrupt = true, traceback = debug_traceback(nil, 2) } end
   local uncaught = debug_handlers.uncaught
   if uncaught then uncaught(e) end
   local message
