@@ -603,7 +603,8 @@ def main(argv: list[str] | None = None) -> int:
           f"each, median reported); {sizes.crashes} crashes; up to {sizes.model_runs} model runs")
     print_verdicts(verdicts)
     if model_ratio is not None:
-        print(f"info: local model decode speed {model_ratio:.2f}x llama-cpp-python alone (~{REFERENCE_TOKENS_PER_S:g} tokens/s) "
+        print(f"info: local model decode speed {model_ratio:.2f}x llama-cpp-python alone "
+              f"(~{REFERENCE_TOKENS_PER_S:g} tokens/s) "
               "(a reference, not a target)")
     overall = all(ok for _, ok in verdicts)
     print(f"overall: {verdict(overall)}   (total benchmark time {time.perf_counter() - t_begin:.1f} s)")

@@ -421,7 +421,7 @@ class LuaEngine:
         if found:
             import difflib
 
-            names = [text(k) for k in self.env.keys() if isinstance(k, bytes)]
+            names = [text(k) for k in self.env if isinstance(k, bytes)]
             close = difflib.get_close_matches(found.group(1), names, n=1, cutoff=0.6)
             if close:
                 message += f"; did you mean {close[0]!r}?"

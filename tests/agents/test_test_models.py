@@ -5,7 +5,6 @@ given tools; an unknown provider fails at ``Agent.new`` with a suggestion."""
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from aikit_components.providers.testing import example_value
 from tests.support.lua import Lua
@@ -84,6 +83,7 @@ def test_unknown_provider_fails_at_agent_new_with_suggestion(lua: Lua) -> None:
 
 
 def test_tools_on_the_base_model_warn_once(lua: Lua) -> None:
-    lua.run("Agent.new{tools = {'calculate'}} Agent.new{tools = {'calculate'}} Agent.new{model = 'test', tools = {'calculate'}}")
+    lua.run("Agent.new{tools = {'calculate'}} Agent.new{tools = {'calculate'}} "
+            "Agent.new{model = 'test', tools = {'calculate'}}")
     warnings = [t for name, t in lua.out.streams if name == "stderr" and "cannot call tools" in t]
     assert len(warnings) == 1 and "model = 'test'" in warnings[0]

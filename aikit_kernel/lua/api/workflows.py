@@ -17,10 +17,10 @@ from aikit_components.components import Components
 from aikit_components.errors import AikitError, InvalidArgument, ValidationError
 from aikit_components.workflows.model import Condition, Loop, RunRecord, Step, Workflow
 
+from ...output import TerminalOutput
 from ..convert import lua_to_python, lua_type
 from ..engine import LuaEngine
 from ..host import text
-from ...output import TerminalOutput
 from . import expose
 from ._util import lua, name_arg, options, py
 from .handles import HandleKind
@@ -29,7 +29,8 @@ PROGRESS_INTERVAL_S = 0.2
 
 DOCS = {
     "": "Workflow\n\nPipelines: Workflow.new{name, mode = 'dag'|'sequential'|'parallel', steps = {...}} -> wf; "
-        "wf:run([inputs] [, {display = true, raise = true}]) -> run record (raise: a failed run is an error); Workflow.load('mission.yaml'). Steps are tools, agents, "
+        "wf:run([inputs] [, {display = true, raise = true}]) -> run record (raise: a failed run is an "
+        "error); Workflow.load('mission.yaml'). Steps are tools, agents, "
         "llm calls, Lua functions, commands, nested workflows or noops; values flow with {{input.x}}, "
         "{{steps.ID.output.FIELD}}, {{env.NAME}}, {{config.KEY}}, {{loop.item}}.",
     "new": "Workflow.new{name, mode = 'dag', max_concurrency, fail_fast = true, timeout_s, retries = 0, retry_delay_s = 0, "
