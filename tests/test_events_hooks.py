@@ -307,3 +307,13 @@ def test_a_subscribers_own_activity_is_not_delivered_back_to_it(lua) -> None:
         return n, other, Event.publish('nobody.listens.here.x')""")
     assert (n, other) == (1, 2)
     assert count == 1  # the '*' subscription only
+
+
+def test_a_repeated_subscriber_failure_is_collapsed(lua) -> None:
+    lua.run("""
+        Event.subscribe('tick', function(e) error('broken', 0) end)
+        for i = 1, 50 do Event.publish('tick') end
+        Event.dispatch()""")
+    errors = [t for name, t in lua.out.streams if name == "stderr"]
+    assert sum("failed: broken" in t for t in errors) == 1
+    assert any("... 49 more failure(s)" in t for t in errors), errors

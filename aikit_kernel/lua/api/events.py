@@ -54,6 +54,25 @@ class LuaSubscription:
         #: seqs of events its own function caused (published on the Lua thread while it ran): not
         #: delivered back to it, or a subscriber that writes State would call itself forever
         self.own: set[int] = set()
+        self._last_failure = ""
+        self._repeats = 0
+
+    def report_failure(self, engine: LuaEngine, message: str) -> None:
+        """Say that the function failed; the same failure again is only counted (see
+        :meth:`flush_failures`), so a subscriber failing on every event does not flood stderr."""
+        if message == self._last_failure:
+            self._repeats += 1
+            return
+        self.flush_failures(engine)
+        self._last_failure = message
+        engine.host.output.write("stderr", f"aikit: event subscriber for {self.sub.pattern!r} failed: {message}\n")
+
+    def flush_failures(self, engine: LuaEngine) -> None:
+        """Say how many more times the last failure repeated (``... 29,021 more``), if it did."""
+        if self._repeats:
+            engine.host.output.write("stderr", f"aikit: ... {self._repeats:,} more failure(s) of the event subscriber "
+                                               f"for {self.sub.pattern!r} with the same error\n")
+        self._repeats = 0
 
 
 class OwnActivity:
@@ -77,6 +96,8 @@ def deliver(engine: LuaEngine, subscriptions: HandleKind[LuaSubscription], activ
     for entry in subscriptions.objects():
         sub, fn = entry.sub, entry.fn
         if fn is None or not sub.pending():
+            if fn is not None:  # quiet now: say how often its last failure repeated
+                entry.flush_failures(engine)
             continue
         for event in sub.drain(1000):
             if event.seq in entry.own:
@@ -94,8 +115,7 @@ def deliver(engine: LuaEngine, subscriptions: HandleKind[LuaSubscription], activ
             if result.error is not None:
                 if result.error.interrupted:
                     return calls
-                engine.host.output.write(
-                    "stderr", f"aikit: event subscriber for {sub.pattern!r} failed: {result.error.evalue}\n")
+                entry.report_failure(engine, result.error.evalue)
     return calls
 
 
