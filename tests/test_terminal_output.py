@@ -90,3 +90,10 @@ def test_completion_inside_tool_call_offers_tool_names(lua: Lua) -> None:
     code = "Tool.info('list_d"
     reply = interpreter.complete(code, len(code))
     assert reply["matches"] == ["list_directory"] and reply["cursor_start"] == len(code) - len("list_d")
+
+
+def test_ingest_summary_line() -> None:
+    from aikit_kernel.lua.api.rag import ingest_summary
+
+    line = ingest_summary({"documents": 3, "chunks": 120, "unchanged": 1}, 2.0)
+    assert line == "aikit: ingested 3 document(s), 120 chunk(s), 1 unchanged in 2.0 s, 60 chunks/s"
