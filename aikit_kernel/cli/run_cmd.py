@@ -60,4 +60,6 @@ def _run(args: argparse.Namespace) -> int:
         return error(f"run: {flags} only apply to plans (a .json file); put script arguments after the script", 2)
     from aikit_kernel.cli.run import run_command
 
-    return run_command(args.script, list(args.script_args), strict=strict)
+    if strict:
+        return run_command(args.script, list(args.script_args), strict=True)
+    return run_command(args.script, list(args.script_args))
