@@ -140,6 +140,8 @@ class Components:
         from .agents import Agent
         from .providers.fallback import FallbackChain
 
+        for model in [spec.model, *spec.fallback]:
+            self.models.check(model)  # a misspelled provider fails here, not at the first run
         provider = FallbackChain(self.models, [spec.model, *spec.fallback], events=self.events)
         return Agent(spec, provider=provider, tools=self.tools,
                      context=context or (lambda: self.tool_context(caller=f"agent:{spec.name}")),

@@ -148,6 +148,7 @@ class EventBus:
 
     def __init__(self, loop_getter: Callable[[], asyncio.AbstractEventLoop] | None = None) -> None:
         self._subs: list[Subscription] = []
+        self._taps: tuple[Callable[[Event], Any], ...] = ()
         self._lock = threading.Lock()
         self._routes: dict[str, tuple[Subscription, ...]] = {}
         self._seq = itertools.count(1)
@@ -196,9 +197,18 @@ class EventBus:
         if not routes:
             return 0
         event = Event(topic, payload, source, time.time(), next(self._seq))
+        for tap in self._taps:
+            tap(event)
         for sub in routes:
             sub._offer(event)
         return len(routes)
+
+    def tap(self, fn: Callable[[Event], Any]) -> None:
+        """Call ``fn(event)`` in the publishing thread for every event some subscription receives,
+        before they receive it (not a subscription: publish does not count it). Used to tell a
+        subscriber's own activity from the rest."""
+        with self._lock:
+            self._taps = (*self._taps, fn)
 
     def subscriptions(self) -> list[Subscription]:
         with self._lock:

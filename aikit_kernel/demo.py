@@ -2,7 +2,8 @@
 
 Executes ``examples/notebooks/tour.ipynb`` (and the workflows and agents notebooks) with nbclient
 (a real kernel over ZMQ), saves the executed copies under ``out/``, runs ``aikit run
-examples/hello.lua`` and the retrieval example ``examples/rag/search.lua`` (local embeddings),
+examples/hello.lua``, a tool-using agent on a test model (``examples/agent_with_tools.lua``) and the
+retrieval example ``examples/rag/search.lua`` (local embeddings),
 and says how to open the notebooks in JupyterLab and how to debug a script from an IDE.
 """
 
@@ -18,6 +19,7 @@ TOUR = ROOT / "examples" / "notebooks" / "tour.ipynb"
 MORE = [ROOT / "examples" / "notebooks" / name for name in ("workflows.ipynb", "agents.ipynb")]
 HELLO = ROOT / "examples" / "hello.lua"
 RAG_EXAMPLE = ROOT / "examples" / "rag" / "search.lua"
+TOOLS_EXAMPLE = ROOT / "examples" / "agent_with_tools.lua"
 OUT = ROOT / "out"
 
 
@@ -49,6 +51,9 @@ def main() -> int:
     print(f"\n==> aikit run {HELLO.relative_to(ROOT)}\n", flush=True)
     aikit = Path(sys.executable).with_name("aikit")
     status = subprocess.call([str(aikit), "run", str(HELLO), "demo"], cwd=ROOT)
+    print(f"\n==> aikit run {TOOLS_EXAMPLE.relative_to(ROOT)}   (a tool-using agent on a TEST model: scripted "
+          "answers, not a language model; the packaged local model above cannot call tools)\n", flush=True)
+    status |= subprocess.call([str(aikit), "run", str(TOOLS_EXAMPLE)], cwd=ROOT)
     print(f"\n==> aikit run {RAG_EXAMPLE.relative_to(ROOT)}   (retrieval with the local embedding model)\n", flush=True)
     status |= subprocess.call([str(aikit), "run", str(RAG_EXAMPLE)], cwd=ROOT)
     rel = target.relative_to(ROOT)

@@ -5,6 +5,7 @@ about ZMQ or message framing."""
 from __future__ import annotations
 
 import abc
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +18,9 @@ from .lua import source
 from .lua.engine import LuaFailure, RenderFailure
 from .lua.interrupt import lua_release
 from .lua_runtime import LuaRuntime
+
+#: The text before the cursor inside ``Tool.call("`` / ``Tool.info("``: group 1 is the name typed so far.
+_TOOL_NAME_ARG = re.compile(r"Tool\.(?:call|info)\(\s*[\"']([\w-]*)$")
 
 if TYPE_CHECKING:
     from aikit_components.components import Components
@@ -142,10 +146,11 @@ class LuaInterpreter(Interpreter):
             outcome = ExecuteOutcome(error=run.error)
             try:
                 if run.error is None and run.values and not silent and not self.engine.all_quiet(run.values):
-                    outcome.result = {"text/plain": self.engine.render_values(run.values)}
+                    outcome.result = self._result_bundle(run.values)
                     html = self._html_of(run.values) if len(run.values) == 1 else None
                     if html is not None:
                         outcome.result["text/html"] = html
+                    self.engine.env[b"_"] = run.values[0]  # the last result, as in Python's REPL
             except RenderFailure as exc:  # a __tostring that fails or loops until interrupted
                 outcome.error = exc.failure
             if outcome.error is None:
@@ -153,6 +158,20 @@ class LuaInterpreter(Interpreter):
             return outcome
 
         return lifecycle.run(code, execute)
+
+    def _result_bundle(self, values: list[Any]) -> dict[str, Any]:
+        """The execute_result of a cell's trailing values: text/plain, and for one list of records
+        the same rich bundle as ``display()`` (an HTML table and JSON)."""
+        rendered = self.engine.render_values(values)
+        if len(values) == 1:
+            from .lua.convert import lua_type
+            from .lua.display import DisplayBinding
+
+            if lua_type(values[0]) == "table":
+                bundle = DisplayBinding(self.engine).bundle("value", values[0])
+                if "text/html" in bundle:
+                    return {**bundle, "text/plain": rendered}
+        return {"text/plain": rendered}
 
     def _page_help(self, name: str, detail_level: int) -> ExecuteOutcome:
         """``name?`` / ``name??``: what ``inspect`` says about ``name``, for the frontend's pager."""
@@ -191,11 +210,29 @@ class LuaInterpreter(Interpreter):
     def complete(self, code: str, cursor_pos: int) -> dict[str, Any]:
         cursor_pos = _clamp(cursor_pos, code)
         matches, start, end, typed = self.engine.complete(code, cursor_pos)
+        if not matches:  # inside Tool.call("|: the tool names
+            matches, start, end, typed = self._complete_tool_name(code, cursor_pos, (matches, start, end, typed))
         return {"status": "ok", "matches": matches, "cursor_start": start, "cursor_end": end,
                 "metadata": {"_jupyter_types_experimental": typed}}
 
+    def _complete_tool_name(self, code: str, cursor: int, default: tuple[Any, ...]) -> tuple[Any, ...]:
+        found = _TOOL_NAME_ARG.search(code[:cursor])
+        if found is None or self.components is None:
+            return default
+        prefix = found.group(1)
+        names = sorted(t.name for t in self.components.tools.list() if t.name.startswith(prefix))
+        start = cursor - len(prefix)
+        return names, start, cursor, [{"start": start, "end": cursor, "text": n, "type": "tool"} for n in names]
+
+    def _tool_doc(self, code: str) -> str | None:
+        """``?read_file``: the documentation of a tool named like that (when no Lua name is)."""
+        name = code.strip().strip("?").strip("\"'")
+        if self.components is None or not name or name not in self.components.tools:
+            return None
+        return str(self.components.tools.get(name).doc())
+
     def inspect(self, code: str, cursor_pos: int, detail_level: int) -> dict[str, Any]:
-        doc = self.engine.inspect(code, _clamp(cursor_pos, code), detail_level)
+        doc = self.engine.inspect(code, _clamp(cursor_pos, code), detail_level) or self._tool_doc(code)
         return {"status": "ok", "found": doc is not None, "data": {"text/plain": doc} if doc else {}, "metadata": {}}
 
     def is_complete(self, code: str) -> dict[str, Any]:

@@ -30,6 +30,13 @@ class OutputSink(Protocol):
         """Ask the user for one line; None at end of input; raise StdinNotAllowed if impossible."""
 
 
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
 class TerminalOutput:
     """Output for ``aikit run`` and the REPL: streams go to the process's stdout/stderr."""
 
@@ -42,7 +49,14 @@ class TerminalOutput:
         (self._err if name == "stderr" else self._out).write(text)
 
     def display(self, data: dict[str, Any], metadata: dict[str, Any], display_id: str | None, update: bool) -> None:
-        self._out.write(str(data.get("text/plain", "")) + "\n")
+        stream = (metadata or {}).get("aikit_stream")
+        if isinstance(stream, dict):  # a streamed answer: only the new text of each update
+            self._out.write(str(stream.get("delta", "")) + ("\n" if stream.get("final") else ""))
+            self._out.flush()
+            return
+        from .terminal_render import render_bundle
+
+        self._out.write(render_bundle(data, color=_isatty(self._out), metadata=metadata) + "\n")
 
     def clear(self, wait: bool) -> None:
         pass

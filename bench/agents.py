@@ -37,7 +37,7 @@ same run:
    from a short prompt (a different one each run, so that the server's prompt cache does not hide
    the prompt processing from the time to first token), 3 runs after a warm-up. Tokens/s =
    ``usage.output_tokens`` / generation time (request sent -> last text delta), and the decode
-   rate measured like the note (tokens after the first / time from the first to the last text
+   rate measured the same way as the reference (tokens after the first / time from the first to the last text
    delta); time to first token. The
    reference is llama-cpp-python 0.3.36's own generation rate with this model on these 2-core
    machines (about 34 tokens/s with n_threads=2, measured with ``Llama.create_completion``
@@ -603,7 +603,8 @@ def main(argv: list[str] | None = None) -> int:
           f"each, median reported); {sizes.crashes} crashes; up to {sizes.model_runs} model runs")
     print_verdicts(verdicts)
     if model_ratio is not None:
-        print(f"info: local model decode speed {model_ratio:.2f}x the note's ~{REFERENCE_TOKENS_PER_S:g} tokens/s "
+        print(f"info: local model decode speed {model_ratio:.2f}x llama-cpp-python alone "
+              f"(~{REFERENCE_TOKENS_PER_S:g} tokens/s) "
               "(a reference, not a target)")
     overall = all(ok for _, ok in verdicts)
     print(f"overall: {verdict(overall)}   (total benchmark time {time.perf_counter() - t_begin:.1f} s)")

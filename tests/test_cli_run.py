@@ -96,3 +96,24 @@ def test_an_invalid_kernel_setting_stops_a_script_with_its_name(tmp_path: Path) 
     proc = run(tmp_path, "print('not reached')")
     assert proc.returncode == 1 and proc.stdout == ""
     assert "aikit run: kernel.log_level must be one of" in proc.stderr
+
+
+def test_failed_workflow_prints_a_step_table_and_strict_fails(tmp_path: Path) -> None:
+    code = ("local r = Workflow.new{name = 'w', steps = {{id = 'a', fn = function() error('boom') end},"
+            " {id = 'b', depends_on = {'a'}, noop = true}}}:run()\nprint(r.status)\n")
+    proc = run(tmp_path, code)
+    assert proc.returncode == 0 and proc.stdout == "failed\n"
+    assert "workflow 'w' failed" in proc.stderr
+    header = next(line for line in proc.stderr.splitlines() if line.startswith("step"))
+    assert header.split() == ["step", "status", "attempts", "error"]
+    assert any(line.split()[:2] == ["a", "failed"] for line in proc.stderr.splitlines()) and "boom" in proc.stderr
+    script = tmp_path / "script.lua"
+    strict = subprocess.run([AIKIT, "run", "--strict", str(script)], capture_output=True, text=True, timeout=60,
+                            cwd=tmp_path, env=dict(os.environ, AIKIT_DATA_DIR=str(tmp_path / "data")))
+    assert strict.returncode == 1 and "workflow_failed" in strict.stderr and strict.stdout == ""
+
+
+def test_no_unretrieved_future_warning_from_a_failing_tool_in_a_step(tmp_path: Path) -> None:
+    proc = run(tmp_path, "Workflow.new{name = 'w', steps = {{id = 'x', fn = function() "
+                         "return Tool.call('read_file', {}) end}}}:run()\n")
+    assert "never retrieved" not in proc.stderr

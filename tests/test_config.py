@@ -709,3 +709,20 @@ def test_profiles_of_an_untrusted_project_file_are_filtered_too(dirs: tuple[Path
 def test_the_environment_can_trust_every_project_file(dirs: tuple[Path, Path]) -> None:
     write(dirs[0], '[security]\nallowed_commands = ["sh"]\n')
     assert load(dirs, env={"AIKIT_TRUST_PROJECT_CONFIG": "1"}).get("security.allowed_commands") == ["sh"]
+def test_config_show_prints_the_effective_default_model(tmp_path) -> None:
+    """Issue 17: the effective [models] default is shown even when nothing sets it."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    aikit = str(Path(sys.executable).with_name("aikit"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIKIT_")}
+    (tmp_path / "user.toml").write_text("")
+    env["AIKIT_CONFIG"] = str(tmp_path / "user.toml")
+    out = subprocess.run([aikit, "config", "show"], capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env)
+    assert '[models]\ndefault = "local/gemma3-270m"' in out.stdout
+    shown = subprocess.run([aikit, "config", "show", "--json"], capture_output=True, text=True, timeout=60,
+                           cwd=tmp_path, env={**env, "AIKIT_MODELS__DEFAULT": "openai/gpt-4o-mini"})
+    assert json.loads(shown.stdout)["models"]["default"] == "openai/gpt-4o-mini"

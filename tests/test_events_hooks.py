@@ -293,3 +293,27 @@ def test_components_publish_lifecycle_events_and_hook_failures(tmp_path: Path,
     failed = next(e for e in events if e.topic == "hook.failed")
     assert failed.payload == {"point": "state.write.before", "hook": "broken-guard", "error": "RuntimeError: hook bug"}
     assert topics.index("tool.called") < topics.index("tool.finished") < topics.index("session.completed")
+
+
+def test_a_subscribers_own_activity_is_not_delivered_back_to_it(lua) -> None:
+    """Issue 17: a subscriber that writes State (or publishes) does not call itself in a loop; the
+    others still see what it did, and publish counts only subscriptions."""
+    n, other, count = lua.run("""
+        local n, other = 0, 0
+        Event.subscribe('*', function(e) n = n + 1; State.set('global', 'k', n) end)
+        Event.subscribe('state.*', function(e) other = other + 1 end)
+        State.set('global', 'k', 0)
+        for i = 1, 5 do Event.dispatch() end
+        return n, other, Event.publish('nobody.listens.here.x')""")
+    assert (n, other) == (1, 2)
+    assert count == 1  # the '*' subscription only
+
+
+def test_a_repeated_subscriber_failure_is_collapsed(lua) -> None:
+    lua.run("""
+        Event.subscribe('tick', function(e) error('broken', 0) end)
+        for i = 1, 50 do Event.publish('tick') end
+        Event.dispatch()""")
+    errors = [t for name, t in lua.out.streams if name == "stderr"]
+    assert sum("failed: broken" in t for t in errors) == 1
+    assert any("... 49 more failure(s)" in t for t in errors), errors

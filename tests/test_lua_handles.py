@@ -53,11 +53,11 @@ class TestRelease:
         assert live(Agent) - agents < 10 and live(Workflow) - workflows < 10
 
     def test_handles_in_use_stay(self, lua: Lua) -> None:
-        lua.run("keep = Agent.new{name = 'kept', model = 'm'} "
+        lua.run("keep = Agent.new{name = 'kept', model = 'test'} "
                 "wf = Workflow.new{name = 'w', steps = {{id = 'x', noop = true}}}")
         lua.run("for i = 1, 100 do Agent.new{name = 'a' .. i} end collectgarbage() collectgarbage()")
         assert lua.run("return keep:info().name, tostring(keep), tostring(wf), wf:info().name") == (
-            "kept", "agent kept (m)", "workflow w", "w")
+            "kept", "agent kept (test)", "workflow w", "w")
 
     def test_dropped_pull_subscription_is_closed(self, lua: Lua) -> None:
         lua.run("for i = 1, 50 do Event.subscribe('gone.*') end collectgarbage() collectgarbage()")

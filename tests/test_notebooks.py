@@ -89,6 +89,11 @@ def test_agents_notebook_streams_with_the_local_model(tmp_path: Path) -> None:
     assert streamed[-1]["text"].startswith("local/gemma3-270m\t")
     usage = outputs_of(nb, "Agent.total_usage()")[0]["data"]["text/plain"]
     assert "total_tokens" in usage
+    # the tool-using agent runs on a clearly labelled test model (issue 17)
+    scripted = stdout_of(outputs_of(nb, "TEST MODEL"))
+    assert scripted.startswith("17 × 23 = 391 (checked with the calculate tool).\n2 model calls; tool calculate "
+                               "returned 391\n")
+    assert '"calculate"' in scripted and '"hash"' in scripted
 
 
 def test_workflows_notebook(tmp_path: Path) -> None:

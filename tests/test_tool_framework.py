@@ -77,8 +77,9 @@ def test_every_problem_is_listed_in_one_error(ctx: ToolContext) -> None:
     assert problems == [
         "name: required",
         "times: expected integer, got string",
-        "style: must be one of ['plain', 'loud'], got 'odd'",
-        "tags: matches none of the allowed forms (tags[1]: expected string, got integer | tags: expected null, got array)",
+        'style: must be one of "plain", "loud", got "odd"',
+        "tags: matches none of the allowed forms (tags[1]: expected string, got integer | tags: expected nil, "
+        "got table (a list))",
         "extra: unknown parameter (known: name, style, tags, times)",
     ]
     assert err.value.code == "invalid_argument" and err.value.details["problems"] == problems

@@ -4,6 +4,8 @@ Model names
     ``"openai/gpt-4o-mini"``, ``"anthropic/claude-3-5-haiku-latest"``, ``"ollama/llama3.2"``,
     ``"local/gemma3-270m"``: the part before the first ``/`` names a provider, the rest is the
     provider's own model name (it may contain more slashes: ``"groq/meta-llama/llama-4"``).
+    ``"test"`` is the test model (``test/test``, see :mod:`.testing`); ``"scripted/<n>"`` names a
+    scripted model registered with :meth:`ModelRegistry.scripted`.
 
 Aliases (``[models.aliases]`` in ``aikit.toml``)
     ``fast = "openai/gpt-4o-mini"``; an alias may name another alias. The built-in alias
@@ -61,10 +63,15 @@ PROVIDER_TYPES: dict[str, tuple[str, str]] = {
     "anthropic": ("anthropic", "AnthropicProvider"),
     "ollama": ("ollama", "OllamaProvider"),
     "local": ("local", "LocalProvider"),
+    "test": ("testing", "TestProvider"),
+    "scripted": ("testing", "ScriptedProvider"),
 }
 
 #: Providers that exist without any configuration (their type is their name).
-BUILTIN_PROVIDERS = ("openai", "anthropic", "ollama", "local")
+BUILTIN_PROVIDERS = ("openai", "anthropic", "ollama", "local", "test", "scripted")
+
+#: Types that take no API key and no endpoint (the offline and the test models).
+_KEYLESS_TYPES = frozenset({"local", "test", "scripted"})
 
 #: Types that need an API key unless ``api_key_required = false``.
 _KEYED_TYPES = frozenset({"openai", "anthropic"})
@@ -85,6 +92,17 @@ def _is_local(url: Any) -> bool:
     except ImportError:  # pragma: no cover - the HTTP plumbing is part of the package
         return False
     return is_local_url(url)
+
+
+def unknown_provider_message(name: str, known: list[str]) -> str:
+    """Why provider ``name`` is unknown: the closest known one ("did you mean openai?") and how to
+    define a new one, as valid TOML."""
+    import difflib
+
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    guess = f"did you mean {close[0]!r}? " if close else ""
+    return (f"unknown provider {name!r}; {guess}available providers: {', '.join(known)}. To define it, add to "
+            f"aikit.toml:\n  [providers.{name}]\n  type = \"openai\"\n  base_url = \"https://...\"")
 
 
 def _reveal(value: Any) -> str:
@@ -165,6 +183,8 @@ class ModelRegistry:
                 raise ConfigError(f"alias loop in models.aliases: {chain}", details={"key": "models.aliases"})
             seen.append(name)
             name = aliases[name]
+        if name == "test":
+            return "test/test"
         if "/" not in name:
             via = f" (alias {' -> '.join(seen)})" if seen else ""
             raise NotFound(
@@ -176,6 +196,13 @@ class ModelRegistry:
         if not provider or not rest:
             raise NotFound(f"malformed model name {name!r}: expected \"provider/model\"", details={"model": model})
         return name
+
+    def check(self, model: str) -> str:
+        """The full name of ``model`` once its provider is known to exist (not built: no key or
+        server needed yet); ``not_found`` with a suggestion otherwise."""
+        full = self.expand(model)
+        self.provider_type(full.partition("/")[0])
+        return full
 
     def resolve(self, model: str) -> tuple[Provider, str, str]:
         """``(provider, provider's model name, full "provider/model" name)`` for a name or alias."""
@@ -200,11 +227,8 @@ class ModelRegistry:
         settings = self.settings(name)
         configured = name in (self.config.get("providers", {}) or {})
         if not configured and name not in BUILTIN_PROVIDERS:
-            raise NotFound(
-                f"unknown provider {name!r}; available providers: {', '.join(self.provider_names())}. "
-                f"Define it in aikit.toml: [providers.{name}] type = \"openai\" base_url = \"https://...\"",
-                details={"provider": name, "providers": self.provider_names()},
-            )
+            raise NotFound(unknown_provider_message(name, self.provider_names()),
+                           details={"provider": name, "providers": self.provider_names()})
         kind = settings.get("type", name if name in BUILTIN_PROVIDERS or name in self._types else None)
         known = sorted(set(PROVIDER_TYPES) | set(self._types))
         if kind is None:
@@ -304,7 +328,7 @@ class ModelRegistry:
     def _settings_kwargs(self, name: str, kind: str) -> dict[str, Any]:
         """Constructor arguments from ``[providers.<name>]``, checked (secrets revealed)."""
         settings = self.settings(name)
-        if "base_url" not in settings and name not in BUILTIN_PROVIDERS and kind != "local":
+        if "base_url" not in settings and name not in BUILTIN_PROVIDERS and kind not in _KEYLESS_TYPES:
             raise ConfigError(f"providers.{name}.base_url is required (the {kind}-compatible endpoint)",
                               details={"key": f"providers.{name}.base_url"})
         kwargs: dict[str, Any] = {"name": name}
@@ -331,7 +355,7 @@ class ModelRegistry:
             elif isinstance(value, Secret):
                 value = value.reveal()
             kwargs[key] = value
-        api_key = None if kind == "local" else self._api_key(name, kind, settings)
+        api_key = None if kind in _KEYLESS_TYPES else self._api_key(name, kind, settings)
         if api_key is not None:
             kwargs["api_key"] = api_key
         transport = self._transport_for(name)
@@ -360,13 +384,19 @@ class ModelRegistry:
                     log.warning(warning)
         return out
 
+    def scripted(self, decide: Callable[..., Any]) -> str:
+        """Register a scripted model deciding each turn with ``decide(messages, tools)`` (an async
+        function, see :mod:`.testing`); its model name, ``"scripted/<n>"``."""
+        return self.provider("scripted").add(decide)  # type: ignore[attr-defined]
+
     # ---- lifecycle --------------------------------------------------------------------------
 
     async def aclose(self) -> None:
         """Close every provider built so far (they are rebuilt on next use)."""
         with self._lock:
             providers = list(self._providers.values())
-            self._providers.clear()
+            # the scripted models live on: their deciders were registered, not configured
+            self._providers = {n: p for n, p in self._providers.items() if n == "scripted"}
         for provider in providers:
             try:
                 await provider.aclose()

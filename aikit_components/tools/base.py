@@ -170,7 +170,7 @@ class Tool:
             lines += ["", "Parameters:"]
             for name, prop in props.items():
                 kind = _kind(prop)
-                default = f" (default {prop['default']!r})" if "default" in prop else ""
+                default = f" (default {lua_literal(prop['default'])})" if "default" in prop else ""
                 lines.append(f"  {name}: {kind}{default}  {prop.get('description', '')}".rstrip())
         if self.returns:
             lines += ["", f"Returns: {self.returns}"]
@@ -243,7 +243,7 @@ def lua_literal(value: Any) -> str:
 def _kind(prop: dict[str, Any]) -> str:
     """A short type label for docs: "string", "integer?" (optional), "one of [...]"."""
     if "enum" in prop:
-        return "one of " + repr(prop["enum"])
+        return "one of " + ", ".join(lua_literal(v) for v in prop["enum"])
     options = prop.get("anyOf")
     if options:
         kinds = [_kind(o) for o in options if o.get("type") != "null"]

@@ -9,6 +9,7 @@ for ``jsonschema``. A schema using anything else is validated by ``jsonschema`` 
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import re
 import sys
@@ -54,6 +55,23 @@ def json_type_name(value: Any) -> str:
     if isinstance(value, dict):
         return "object"
     return type(value).__name__
+
+
+#: JSON Schema type names in Lua's words, for messages users (and models writing Lua) read.
+LUA_WORDS = {"object": "table (with named fields)", "array": "table (a list)", "null": "nil"}
+
+
+def lua_type_name(value: Any) -> str:
+    """The type of a JSON-like value in Lua's words (``table (a list)``, ``nil``, ``string``, ...)."""
+    name = json_type_name(value)
+    return LUA_WORDS.get(name, name)
+
+
+def lua_value(value: Any) -> str:
+    """A JSON-like value written as Lua (``"a"``, ``nil``, ``true``, ``{1, 2}``) for messages."""
+    from .base import lua_literal
+
+    return lua_literal(value)
 
 
 # ----------------------------------------------------------------------------- from Python types
@@ -231,12 +249,12 @@ def _compile(schema: dict[str, Any]) -> Check:
     if expected is not None:
         names = expected if isinstance(expected, list) else [expected]
         tests = [_JSON_TYPES[n] for n in names if n in _JSON_TYPES]
-        label = " or ".join(names)
+        label = " or ".join(LUA_WORDS.get(n, n) for n in names)
         single = tests[0] if len(tests) == 1 else None
 
         def check_type(v: Any, path: str, out: Problems) -> bool:
             if not (single(v) if single is not None else any(t(v) for t in tests)):
-                out.append(f"{_path(path)}: expected {label}, got {json_type_name(v)}")
+                out.append(f"{_path(path)}: expected {label}, got {lua_type_name(v)}")
                 return False
             return True
     else:
@@ -244,10 +262,11 @@ def _compile(schema: dict[str, Any]) -> Check:
     if "enum" in schema:
         allowed = schema["enum"]
         checks.append(lambda v, p, o: None if v in allowed
-                      else o.append(f"{_path(p)}: must be one of {allowed!r}, got {v!r}"))
+                      else o.append(f"{_path(p)}: must be one of {', '.join(map(lua_value, allowed))}, "
+                                    f"got {lua_value(v)}"))
     if "const" in schema:
         const = schema["const"]
-        checks.append(lambda v, p, o: None if v == const else o.append(f"{_path(p)}: must be {const!r}"))
+        checks.append(lambda v, p, o: None if v == const else o.append(f"{_path(p)}: must be {lua_value(const)}"))
     _bounds(schema, checks)
     if "pattern" in schema:
         rx = re.compile(schema["pattern"])
@@ -329,7 +348,9 @@ def _object_check(schema: dict[str, Any]) -> Check:
                 if value is not None or name in required:
                     sub(value, f"{prefix}{name}", out)
             elif extra is False:
-                out.append(f"{prefix}{name}: unknown parameter (known: {known})")
+                close = difflib.get_close_matches(str(name), list(props), n=1, cutoff=0.6)
+                guess = f"; did you mean {close[0]!r}?" if close else ""
+                out.append(f"{prefix}{name}: unknown parameter{guess} (known: {known})")
             elif extra_check is not None:
                 extra_check(value, f"{prefix}{name}", out)
 

@@ -1,8 +1,9 @@
 """``{{...}}`` templates in workflow step parameters.
 
-A template is ``{{ PATH }}`` or ``{{ PATH | default: VALUE }}`` inside any string of a step's
-``params`` (nested dicts and lists are walked). PATH is dotted, with ``[n]`` or ``.n`` for list
-indexes (0-based, as in JSON paths):
+A template is ``{{ PATH }}``, with optional filters ``| default: VALUE``, ``| string`` (the value
+as text, as it would be inside other text) and ``| json`` (the value as JSON text), inside any
+string of a step's ``params`` (nested dicts and lists are walked). PATH is dotted, with ``[n]`` or
+``.n`` for list indexes (0-based, as in JSON paths, not 1-based as in Lua):
 
 =========================  ===============================================================
 ``input.NAME...``          the run's inputs (``Workflow.inputs`` defaults, overridden by the
@@ -77,6 +78,7 @@ class Ref:
     step: str | None = None
     has_default: bool = False
     default: Any = None
+    convert: str | None = None  # the ``| string`` or ``| json`` filter
 
     def __str__(self) -> str:
         return "{{" + self.text + "}}"
@@ -120,11 +122,20 @@ def _parse_path(expr: str) -> tuple[Any, ...] | None:
         pos += 1
 
 
+#: Filters that convert the value: ``| string`` (its text, as inside other text) and ``| json``.
+CONVERSIONS = ("string", "json")
+
+
 def _parse_default(text: str) -> tuple[bool, Any, str | None]:
     """``default: VALUE`` -> (True, value, None); anything else -> (False, None, problem)."""
     name, sep, literal = text.partition(":")
     if name.strip() != "default" or not sep:
-        return False, None, f"unknown filter {text.strip()!r} (only 'default: VALUE' is supported)"
+        import difflib
+
+        close = difflib.get_close_matches(name.strip(), ["default", *CONVERSIONS], n=1)
+        guess = f"; did you mean {close[0]!r}?" if close else ""
+        return False, None, (f"unknown filter {text.strip()!r}{guess} (filters: 'default: VALUE', 'string', "
+                             "'json')")
     literal = literal.strip()
     try:
         return True, json.loads(literal), None
@@ -134,9 +145,12 @@ def _parse_default(text: str) -> tuple[bool, Any, str | None]:
 
 def parse_ref(expr: str, param: str = "params") -> Ref:
     """Parse the inside of one ``{{...}}``; raise :class:`TemplateError` when malformed."""
-    body, bar, filt = expr.partition("|")
-    has_default, default = False, None
-    if bar:
+    body, *filters = expr.split("|")
+    has_default, default, convert = False, None, None
+    for filt in filters:
+        if filt.strip() in CONVERSIONS:
+            convert = filt.strip()
+            continue
         has_default, default, problem = _parse_default(filt)
         if problem:
             raise TemplateError(f"{param}: {{{{{expr.strip()}}}}}: {problem}", details={"param": param, "ref": expr.strip()})
@@ -151,23 +165,23 @@ def parse_ref(expr: str, param: str = "params") -> Ref:
     if head in ("input", "context"):
         if len(path) < 2:
             raise TemplateError(f"{param}: {{{{{text}}}}} needs a name: {head}.NAME", details={"param": param, "ref": text})
-        return Ref(text, "input", path[1:], param, None, has_default, default)
+        return Ref(text, "input", path[1:], param, None, has_default, default, convert)
     if head == "steps":
         if len(path) < 2:
             raise TemplateError(f"{param}: {{{{{text}}}}} needs a step id: steps.ID.output",
                                 details={"param": param, "ref": text})
-        return Ref(text, "steps", path[2:], param, str(path[1]), has_default, default)
+        return Ref(text, "steps", path[2:], param, str(path[1]), has_default, default, convert)
     if head == "state":
         if len(path) < 3:
             raise TemplateError(f"{param}: {{{{{text}}}}} needs a scope and a key: state.SCOPE.KEY",
                                 details={"param": param, "ref": text})
-        return Ref(text, "state", path[1:], param, None, has_default, default)
+        return Ref(text, "state", path[1:], param, None, has_default, default, convert)
     if head in ("env", "config", "loop"):
         if len(path) < 2:
             raise TemplateError(f"{param}: {{{{{text}}}}} needs a name: {head}.NAME", details={"param": param, "ref": text})
-        return Ref(text, head, path[1:], param, None, has_default, default)
+        return Ref(text, head, path[1:], param, None, has_default, default, convert)
     if len(path) >= 2 and path[1] in STEP_FIELDS:  # RustChain: {{ID.output.FIELD}}
-        return Ref(text, "steps", path[1:], param, head, has_default, default)
+        return Ref(text, "steps", path[1:], param, head, has_default, default, convert)
     raise TemplateError(
         f"{param}: {{{{{text}}}}} starts with unknown name {head!r}; use input.X, steps.ID.output.X (or ID.output.X), "
         "env.X, config.X, loop.item or state.SCOPE.KEY", details={"param": param, "ref": text})
@@ -337,14 +351,24 @@ def _resolve_node(node: Any, ctx: TemplateContext, step: str | None) -> Any:
     if kind is _Literal:
         return node.value
     if kind is _Whole:
-        return lookup(node.ref, ctx, step)
+        return converted(node.ref, lookup(node.ref, ctx, step))
     if kind is _Str:
-        return "".join(part if type(part) is str else format_value(lookup(part, ctx, step)) for part in node.parts)
+        return "".join(part if type(part) is str else format_value(converted(part, lookup(part, ctx, step)))
+                       for part in node.parts)
     if kind is _Dict:
         return {key: _resolve_node(item, ctx, step) for key, item in node.items}
     if kind is _List:
         return node.kind(_resolve_node(item, ctx, step) for item in node.items)
     return node
+
+
+def converted(ref: Ref, value: Any) -> Any:
+    """``value`` through the reference's ``| string`` or ``| json`` filter, if it has one."""
+    if ref.convert == "string":
+        return format_value(value)
+    if ref.convert == "json":
+        return json.dumps(value, ensure_ascii=False, default=_json_default)
+    return value
 
 
 def format_value(value: Any) -> str:

@@ -67,8 +67,9 @@ def _show(args: argparse.Namespace) -> int:
         return error(exc.message)
     for warning in config.warnings:
         print(f"{PROG}: warning: {warning}", file=sys.stderr)
+    effective = _with_model_default(config.to_dict(mask=True))
     if args.json:
-        print(json.dumps(config.to_dict(mask=True), indent=2))
+        print(json.dumps(effective, indent=2))
         return 0
     header = ["# aikit effective configuration (secrets masked)", "# sources: built-in defaults"]
     header += [f"#          {source}" for source in config.sources]
@@ -77,7 +78,8 @@ def _show(args: argparse.Namespace) -> int:
         header.append("# environment overrides: " + ", ".join(config.env_overrides))
     if config.ignored:
         header.append("# ignored (untrusted project file; `aikit config trust`): " + ", ".join(config.ignored))
-    sys.stdout.write("\n".join(header) + "\n\n" + config.to_toml(mask=True))
+    header.append("# [models] default is the model agents use when they name none; change it in aikit.toml")
+    sys.stdout.write("\n".join(header) + "\n\n" + Config(effective).to_toml(mask=True))
     if args.origins:
         from aikit_components.config.trust import grants_rights
 
@@ -114,6 +116,16 @@ def _untrust(args: argparse.Namespace) -> int:
     found = TrustStore(user_config_path().parent / TRUST_FILE).forget(project)
     print(f"{'no longer trusted' if found else 'was not trusted'}: {project.resolve()}")
     return 0
+
+
+def _with_model_default(settings: dict) -> dict:
+    """The settings with the effective ``[models] default`` (the built-in one when none is set)."""
+    from aikit_components.providers.registry import DEFAULT_MODEL
+
+    models = settings.setdefault("models", {})
+    if isinstance(models, dict) and not (isinstance(models.get("aliases"), dict) and "default" in models["aliases"]):
+        models.setdefault("default", DEFAULT_MODEL)
+    return settings
 
 
 def _path(args: argparse.Namespace) -> int:

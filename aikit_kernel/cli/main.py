@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMANDS:
         module = importlib.import_module(f"aikit_kernel.cli.{name}_cmd")
         module.register(subparsers)
+    from aikit_kernel.cli.help_text import complete_help
+
+    complete_help(parser)
     return parser
 
 

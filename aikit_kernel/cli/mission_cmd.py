@@ -436,8 +436,14 @@ def _result_table(workflow: Any, record: Any) -> None:
     for sid, status, attempts, duration, err in rows:
         style = STATUS_STYLE.get(status, "")
         table.add_row(sid, f"[{style}]{status}[/]" if style else status, attempts, duration, _escape(err))
-    console = Console() if sys.stdout.isatty() else Console(width=max(100, _columns()), no_color=True)
-    console.print(table)
+    if sys.stdout.isatty():
+        Console().print(table)
+        return
+    import io  # not a terminal: plain lines without the padding rich puts after the title and cells
+
+    buffer = io.StringIO()
+    Console(file=buffer, width=max(100, _columns()), no_color=True).print(table)
+    sys.stdout.write("".join(line.rstrip() + "\n" for line in buffer.getvalue().splitlines()))
 
 
 def _columns() -> int:

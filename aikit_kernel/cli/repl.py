@@ -108,7 +108,9 @@ class Repl:
             lines = outcome.error.traceback or [f"{outcome.error.ename}: {outcome.error.evalue}"]
             self._print(self.stderr, "\n".join(lines))
         elif outcome.result is not None:
-            self._print(self.stdout, str(outcome.result.get("text/plain", "")))
+            from ..terminal_render import render_bundle
+
+            self._print(self.stdout, render_bundle(outcome.result, color=self.stdout.isatty()))
 
     def show_help(self, name: str, detail_level: int = 0) -> None:
         """Print the documentation ``inspect`` gives for ``name``."""

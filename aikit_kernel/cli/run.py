@@ -34,15 +34,17 @@ def open_script_runtime(script: str, output: OutputSink, command: str = "run") -
     return lua
 
 
-def run_command(script: str, script_args: list[str], named: dict[str, str] | None = None) -> int:
+def run_command(script: str, script_args: list[str], named: dict[str, str] | None = None,
+                strict: bool = False) -> int:
     """Run ``script`` with ``script_args`` (and ``named``: ``--arg k=v``, seen as ``arg.k``); return the
-    process exit status."""
+    process exit status. ``strict``: a failed workflow run is an error (exit status 1)."""
     if not os.path.isfile(script):
         print(f"aikit run: {script}: no such file", file=sys.stderr)
         return 2
     lua = open_script_runtime(script, TerminalOutput())
     if isinstance(lua, int):
         return lua
+    lua.engine.strict = strict
     result = None
     try:
         result = _traced_run(lua, script, script_args, named)

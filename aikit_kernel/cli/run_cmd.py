@@ -32,6 +32,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_plan_run_options(parser, suppress=True)
     parser.add_argument("--arg", action="append", default=[], metavar="K=V",
                         help="scripts: a named argument, seen by the script as arg.K (a string); repeatable")
+    parser.add_argument("--strict", action="store_true", default=argparse.SUPPRESS,
+                        help="scripts: a workflow run that fails (wf:run()) is an error: exit status 1")
     parser.add_argument("script", nargs="?", help="path of the script (or of the plan .json) to run")
     parser.add_argument(
         "script_args",
@@ -48,6 +50,7 @@ _PLAN_OPTIONS = ("max_workers", "dry_run", "hooks", "manifest", "runs_dir", "tim
 def _run(args: argparse.Namespace) -> int:
     """Run a plan (``.json`` or --plan) or delegate to :func:`aikit_kernel.cli.run.run_command`."""
     preset = {name: getattr(args, name) for name in _PLAN_OPTIONS if hasattr(args, name)}
+    strict = bool(getattr(args, "strict", False))
     plan = getattr(args, "plan", None)
     if plan is not None and args.script is not None:
         return error("give the plan either with --plan or as the file argument, not both", 2)
@@ -72,4 +75,4 @@ def _run(args: argparse.Namespace) -> int:
         named[key] = value
     from aikit_kernel.cli.run import run_command
 
-    return run_command(args.script, list(args.script_args), named=named)
+    return run_command(args.script, list(args.script_args), named=named, strict=strict)

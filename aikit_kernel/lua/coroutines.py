@@ -121,7 +121,11 @@ class CoroutineDriver:
             future = self.engine.future(resumed.value) if resumed.value is not None else None
             if future is not None:
                 self._waiting[token] = resumed.value
-                await asyncio.wait([asyncio.wrap_future(future)])  # the coroutine collects the outcome itself
+                waiter = asyncio.wrap_future(future)
+                # the coroutine collects the outcome itself (future_result); the copy's exception is
+                # marked retrieved so asyncio does not log "Future exception was never retrieved"
+                waiter.add_done_callback(lambda w: w.cancelled() or w.exception())
+                await asyncio.wait([waiter])
                 self._waiting.pop(token, None)
             else:
                 await asyncio.sleep(0)

@@ -114,7 +114,10 @@ class DisplayBinding:
         if did is None:
             did = uuid.uuid4().hex
         data = self.bundle(text(kind), value, text(mime) if mime is not None else None)
-        self.engine.host.output.display(data, {}, did, bool(update))
+        metadata: dict[str, Any] = {}
+        if text(kind) == "table":  # a terminal prints the records as a table (the bundle holds only HTML)
+            metadata["aikit_records"] = self._jsonable(value, strict=False)
+        self.engine.host.output.display(data, metadata, did, bool(update))
         return did
 
     def clear(self, wait: bool) -> None:

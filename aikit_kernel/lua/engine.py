@@ -49,6 +49,18 @@ AIKIT_BUILTIN_DOCS = {
 }
 
 
+def _running_line(traceback: str) -> str:
+    """The innermost line of user code in a Lua traceback (``[3]:2``, ``script.lua:7``), or ''."""
+    for line in traceback.split("\n")[1:]:
+        found = re.match(r"\s*([^\s\[][^:]*:\d+|\[\d+\]:\d+):", line)
+        if found and not _TRACEBACK_NOISE.search(line):
+            return found.group(1)
+    return ""
+
+
+_NIL_GLOBAL = re.compile(r"\(global '([A-Za-z_]\w*)'\)$")
+
+
 @dataclass
 class LuaFailure:
     """An error raised by Lua code, ready for a Jupyter ``error`` message. ``interrupted`` marks
@@ -61,10 +73,12 @@ class LuaFailure:
     interrupted: bool = False
 
     @classmethod
-    def interrupt(cls) -> LuaFailure:
+    def interrupt(cls, where: str = "") -> LuaFailure:
         """The failure of code the user interrupted: where the interrupt sentinel, having
-        reached the top of a run, becomes a Python value."""
-        return cls("KeyboardInterrupt", "interrupted", [_red("KeyboardInterrupt") + ": execution interrupted"],
+        reached the top of a run, becomes a Python value. ``where`` is the line that was running
+        (``[3]:2``), when known."""
+        at = f" at {where}" if where else ""
+        return cls("KeyboardInterrupt", "interrupted", [_red("KeyboardInterrupt") + f": execution interrupted{at}"],
                    interrupted=True)
 
     def raise_if_interrupted(self) -> None:
@@ -156,6 +170,9 @@ class LuaEngine:
             b"(function(getinfo) return function(f) local i = getinfo(f, 'S') "
             b"return i.source, i.linedefined, i.lastlinedefined end end)(debug.getinfo)")
         self.docs: dict[str, str] = {**stdlib_docs.STDLIB_DOCS, **AIKIT_BUILTIN_DOCS}
+        #: ``aikit run --strict``: a workflow run that fails is an error (as with ``wf:run{raise = true}``).
+        self.strict = False
+        self.internal[b"prettify"] = lambda message: self.explain(text(message)).encode()
 
     # ------------------------------------------------------------------ globals
     def set_global(self, name: str, value: Any, doc: str | None = None) -> None:
@@ -409,16 +426,31 @@ class LuaEngine:
 
     def _failure(self, outcome: Any) -> LuaFailure:
         if outcome[b"interrupt"]:
-            return LuaFailure.interrupt()
+            trace = outcome[b"traceback"]
+            return LuaFailure.interrupt(_running_line(self.cells.prettify(text(trace))) if trace is not None else "")
         code = outcome[b"code"]
         ename = text(code) if code is not None else "LuaError"
-        evalue = self.cells.prettify(text(outcome[b"message"]))
+        evalue = self.explain(text(outcome[b"message"]))
         lines = [_red(ename) + ": " + evalue]
         trace = self.cells.prettify(text(outcome[b"traceback"]))
         kept = [ln.replace("\t", "  ") for ln in trace.split("\n") if not _TRACEBACK_NOISE.search(ln)]
         if len(kept) > 1:
             lines += kept
         return LuaFailure(ename, evalue, lines, details=outcome[b"details"])
+
+    def explain(self, message: str) -> str:
+        """An error message for the user: cells named by their labels (``[3]:2``), and a nil
+        global that is a misspelled one (``Agnet``) followed by the closest global's name."""
+        message = self.cells.prettify(message)
+        found = _NIL_GLOBAL.search(message)
+        if found:
+            import difflib
+
+            names = [text(k) for k in self.env if isinstance(k, bytes)]
+            close = difflib.get_close_matches(found.group(1), names, n=1, cutoff=0.6)
+            if close:
+                message += f"; did you mean {close[0]!r}?"
+        return message
 
     # ------------------------------------------------------------------ rendering
     def repr(self, value: Any, **limits: int) -> str:

@@ -156,9 +156,20 @@ local function on_raised(e)
   return e
 end
 
+-- A caught error message names a cell as its label ([3]:2), not as the file it was compiled from
+-- (internal.prettify is set by the engine); stop sentinels are rethrown.
+local function caught(ok, ...)
+  if ok then return ok, ... end
+  local e = ...
+  if is_stop(e) then raw_error(e, 0) end
+  local prettify = internal.prettify
+  if raw_type(e) == "string" and prettify then return false, prettify(e) end
+  return false, ...
+end
+
 local function safe_pcall(f, ...)
-  if debug_handlers.raised then return rethrow_interrupt(raw_xpcall(f, on_raised, ...)) end
-  return rethrow_interrupt(raw_pcall(f, ...))
+  if debug_handlers.raised then return caught(raw_xpcall(f, on_raised, ...)) end
+  return caught(raw_pcall(f, ...))
 end
 
 local function safe_xpcall(f, handler, ...)
@@ -167,7 +178,7 @@ local function safe_xpcall(f, handler, ...)
     if debug_handlers.raised then on_raised(e) end
     return handler(e)
   end
-  return rethrow_interrupt(raw_xpcall(f, guarded, ...))
+  return caught(raw_xpcall(f, guarded, ...))
 end
 
 ---------------------------------------------------------------------------------------------
@@ -584,7 +595,7 @@ function internal.compile(code, chunkname)
 end
 
 local function handler(e)
-  if raw_rawequal(e, INTERRUPT) then return { interrupt = true } end
+  if raw_rawequal(e, INTERRUPT) then return { interrupt = true, traceback = debug_traceback(nil, 2) } end
   local uncaught = debug_handlers.uncaught
   if uncaught then uncaught(e) end
   local message

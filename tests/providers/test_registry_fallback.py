@@ -231,7 +231,7 @@ def test_unknown_provider_lists_configured_ones() -> None:
     assert "'nope'" in message
     for name in ("openai", "anthropic", "ollama", "local", "groq"):
         assert name in message
-    assert info.value.details["providers"] == ["openai", "anthropic", "ollama", "local", "groq"]
+    assert info.value.details["providers"] == ["openai", "anthropic", "ollama", "local", "test", "scripted", "groq"]
 
 
 def test_custom_provider_needs_type_and_base_url() -> None:

@@ -199,7 +199,7 @@ def test_to_toml(env: Env) -> None:
 def test_to_toml_bad_input(env: Env) -> None:
     error = env.fails("invalid_argument", "to_toml", "no null", "server.host", data={"server": {"host": None}})
     assert error.details["paths"] == ["server.host"]
-    env.fails("invalid_argument", "to_toml", "data: expected object, got array", data=[1, 2])
+    env.fails("invalid_argument", "to_toml", "data: expected table (with named fields), got table (a list)", data=[1, 2])
 
 
 # ----------------------------------------------------------------------------- XML
@@ -276,7 +276,7 @@ def test_validate_schema_bad_schema(env: Env) -> None:
     assert error.details["schema_path"] == "type"
     env.fails("invalid_argument", "validate_schema", "only references inside the schema", data=1,
               schema={"$ref": "http://example.invalid/schema.json"})
-    env.fails("invalid_argument", "validate_schema", "schema: expected object", data=1, schema="{}")
+    env.fails("invalid_argument", "validate_schema", "schema: expected table (with named fields)", data=1, schema="{}")
 
 
 # ----------------------------------------------------------------------------- CSV

@@ -1020,7 +1020,9 @@ class TestDisplay:
         html = final["text/html"]
         assert "<td>one</td><td>succeeded</td>" in html and "<td>two</td><td>succeeded</td>" in html
         assert "<td>three</td><td>failed</td>" in html
-        assert final["text/plain"] == "shown <b>: 3/3 steps"
+        # a failed step shows its error (issue 17)
+        assert final["text/plain"] == "shown <b>: 3/3 steps\n  three: failed: [1]:5: nope"
+        assert "<td>[1]:5: nope</td>" in html
 
     def test_no_display_by_default(self, lua: Lua) -> None:
         lua.run("Workflow.new{name = 'quiet', steps = {{id = 'a', noop = true}}}:run()")

@@ -320,6 +320,8 @@ def test_run_end_to_end(tmp_path: Path) -> None:
     assert [row.split("│")[1].strip() for row in table_rows] == steps
     assert all(row.split("│")[2].strip() == "succeeded" for row in table_rows)
     assert f"run record: {out}" in result.stdout
+    assert all(line == line.rstrip() for line in result.stdout.splitlines())  # no padding off a terminal
+    assert sum(line.startswith("[") and "] write_order:" in line for line in result.stdout.splitlines()) == 1
     # values flowed between steps in both template forms
     assert (tmp_path / "work" / "report.txt").read_text() == (
         "order 42 for Globex\nrows: 2\nfiles: 2\necho: order #42 Globex\n\n")

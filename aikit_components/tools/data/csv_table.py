@@ -49,6 +49,7 @@ class Table:
     delimiter: str
     ragged: list[dict[str, int]] = field(default_factory=list)
     header_problems: list[str] = field(default_factory=list)
+    blank_lines: int = 0  # empty lines between the rows, which the CSV reader skips
 
 
 def _header(names: list[str]) -> tuple[list[str], list[str]]:
@@ -74,11 +75,14 @@ def _parse_csv(text: str, source: str, delimiter: str, header: bool) -> Table:
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim, strict=True)
     raw_rows: list[list[str]] = []
     lines: list[int] = []
+    blank_lines = 0
     try:
         for row in reader:
             if row:
                 raw_rows.append(row)
                 lines.append(reader.line_num)
+            else:
+                blank_lines += 1
     except csv.Error as exc:
         raise InvalidArgument(
             f"invalid CSV in {source} at line {reader.line_num}: {exc}; check the quoting on that line "
@@ -95,7 +99,7 @@ def _parse_csv(text: str, source: str, delimiter: str, header: bool) -> Table:
     else:
         width = max((len(r) for r in raw_rows), default=0)
         columns = [f"column{i + 1}" for i in range(width)]
-    table = Table(columns, [], lines, delim, header_problems=problems)
+    table = Table(columns, [], lines, delim, header_problems=problems, blank_lines=blank_lines)
     width = len(columns)
     for row, line in zip(raw_rows, lines):
         if len(row) != width:
@@ -418,7 +422,7 @@ def normalize_table(table: Table) -> tuple[Table, dict[str, Any]]:
     columns, _ = _header(snake)
     rows: list[list[str]] = []
     lines: list[int] = []
-    blank = 0
+    blank = table.blank_lines  # empty lines count as blank rows too: the file had them
     for row, line in zip(table.rows, table.lines):
         cells = [c.strip() for c in row]
         if not any(cells):

@@ -26,7 +26,7 @@ Scheduling (the same rules as Airflow and Argo)
   the run can still succeed.
 - **Retries.** ``Step.retries`` (default ``Workflow.retry_attempts``) more attempts after a
   failure or a per-step timeout, waiting ``retry_delay_s * backoff ** (n - 1)`` before retry n.
-  Not retried: a hook's cancel and unresolvable templates. ``StepRecord.attempts`` counts tries.
+  Not retried: a hook's cancel, unresolvable templates and ``invalid_argument`` errors. ``StepRecord.attempts`` counts tries.
   A looping step is retried as a whole.
 - **Timeouts.** ``Step.timeout_s`` bounds each attempt: the attempt's task is cancelled, and the
   cancellation reaches the tool call (``run_process`` kills the program's process group), and a

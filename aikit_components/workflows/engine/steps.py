@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 
 from ...control.runs import RunControl, in_call, in_run
 from ...control.step_approval import wait_for_decision
-from ...errors import AikitError, Cancelled, error_from_exception
+from ...errors import AikitError, Cancelled, InvalidArgument, error_from_exception
 from ...operations import Operation, OperationKind, Pipeline, honours
 from ..model import StepRecord, Workflow
 from ..templates import TemplateContext, TemplateError
@@ -205,6 +205,8 @@ class StepRunner:
                 status, error, retryable = "failed", exc.to_dict(), False
             except Exception as exc:
                 status, error = "failed", error_dict(exc)
+                # a wrong argument stays wrong however often it is tried
+                retryable = not isinstance(exc, InvalidArgument) and error.get("code") != "invalid_argument"
             if not (retryable and attempt < last):
                 raise StepFailed(status, error)
             wait = delay * step.backoff ** (attempt - 1) if delay else 0.0

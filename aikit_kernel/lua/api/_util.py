@@ -44,7 +44,12 @@ def options(engine: LuaEngine, value: Any, allowed: tuple[str, ...], what: str,
     aliases = aliases or {}
     unknown = sorted(str(k) for k in opts if k not in allowed and k not in aliases)
     if unknown:
-        raise InvalidArgument(f"{what}: unknown option(s) {', '.join(unknown)} (known: {', '.join(allowed)})")
+        import difflib
+
+        guesses = [f"{k!r}: did you mean {close[0]!r}?" for k in unknown
+                   for close in [difflib.get_close_matches(k, allowed, n=1, cutoff=0.6)] if close]
+        hint = f"; {'; '.join(guesses)}" if guesses else ""
+        raise InvalidArgument(f"{what}: unknown option(s) {', '.join(unknown)}{hint} (known: {', '.join(allowed)})")
     for old, new in aliases.items():
         if old in opts:
             if new in opts:
@@ -73,8 +78,10 @@ def checked_values(engine: LuaEngine, fn: Any, *lua_args: Any) -> list[Any]:
     if result.error is not None:
         err = result.error
         err.raise_if_interrupted()
-        raise AikitError(err.evalue, code="lua_error" if err.ename == "LuaError" else err.ename,
-                         details={"traceback": err.traceback})
+        details = {"traceback": err.traceback}
+        if err.ename == "invalid_argument":  # the class says "never retry" (pipeline, workflow steps)
+            raise InvalidArgument(err.evalue, details=details)
+        raise AikitError(err.evalue, code="lua_error" if err.ename == "LuaError" else err.ename, details=details)
     return result.values
 
 

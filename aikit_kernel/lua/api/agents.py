@@ -24,7 +24,7 @@ from ..convert import lua_type
 from ..engine import LuaEngine
 from ..host import text
 from . import expose
-from ._util import function_arg, lua, name_arg, options, py
+from ._util import call_lua_async, function_arg, lua, name_arg, options, py
 from .handles import HandleKind
 from .mcp import resolve_tools
 from .supervision import register_adapter
@@ -47,6 +47,13 @@ DOCS = {
               "tool error.\nExample: Agent.resume(r.run_id, {approve = {'write_file'}, reason = 'checked the path'})",
     "runs": "Agent.runs([status]) -> {{run_id, agent, status, pending, updated_at}, ...}\n\nStored agent runs, oldest "
             "first; Agent.runs('needs_approval') lists those waiting for a decision.",
+    "scripted": "Agent.scripted{reply, ...} -> model name\n\nA scripted model for tests: each model call answers with the "
+                "next reply, a string (the answer) or a table {text = ..., tool_calls = {{name = 'tool', arguments = "
+                "{...}}}}. Use it as an agent's model: Agent.new{model = Agent.scripted{...}, tools = {...}}. Also: "
+                "model = 'test' (calls each tool once, then summarises), or model = function(messages, tools) return "
+                "{text = ..., tool_calls = {...}} end (decides each turn).\n"
+                "Example: local a = Agent.new{model = Agent.scripted{{tool_calls = {{name = 'calculate', arguments = "
+                "{expression = '6*7'}}}}, 'It is 42.'}, tools = {'calculate'}}",
     "total_usage": "Agent.total_usage() -> {session = {input_tokens, output_tokens, total_tokens, cost}, agents = {...}}"
                    "\n\nTokens and cost so far, for the session and per agent (one agent's own: agent:usage()).",
     "usage": "Agent.usage()\n\nThe old name of Agent.total_usage() (kept until 0.3; not agent:usage(), one agent's usage).",
@@ -91,9 +98,17 @@ def install(engine: LuaEngine, components: Components, scope: Any, collections: 
                     tool_names.append(tool.name)
         resolve_tools(engine, components, tool_names)  # MCP servers of aikit.toml, on first use
         fallback = fields.get("fallback") or []
+        raw_model = spec_table[b"model"] if spec_table is not None else None
+        if lua_type(raw_model) == "function":
+            model = components.models.scripted(_lua_decider(engine, raw_model))
+        elif raw_model is not None and not isinstance(raw_model, bytes):
+            raise InvalidArgument("Agent.new: model must be a model name ('provider/model', an alias, 'test'), "
+                                  f"Agent.scripted{{...}} or a function(messages, tools), got {lua_type(raw_model)}")
+        else:
+            model = str(fields.get("model") or "default")
         spec = AgentSpec(
             name=str(fields.get("name") or f"agent-{uuid.uuid4().hex[:6]}"),
-            model=str(fields.get("model") or "default"),
+            model=model,
             system=str(fields.get("system") or ""),
             tools=tool_names,
             fallback=[fallback] if isinstance(fallback, str) else fallback,
@@ -107,7 +122,18 @@ def install(engine: LuaEngine, components: Components, scope: Any, collections: 
         )
         agent = components.new_agent(spec, context=lambda: scope.context)
         agent.budget = budget  # each run gets a meter with these limits (control/budgets.py)
+        if tool_names and not warned["tools"] and _is_base_model(components, spec.model):
+            warned["tools"] = True
+            engine.host.output.write("stderr", BASE_MODEL_TOOLS_WARNING)
         return handles.new(agent, name=spec.name.encode(), model=spec.model.encode())
+
+    def scripted(replies: Any) -> bytes:
+        if lua_type(replies) != "table":
+            raise InvalidArgument("Agent.scripted needs a list of replies, one per model call, got "
+                                  f"{lua_type(replies) or type(replies).__name__}")
+        from aikit_components.providers.testing import scripted_decider
+
+        return components.models.scripted(scripted_decider(py(engine, replies))).encode()
 
     def run(agent: Agent, input: Any, opts: Any = None) -> Any:
         prompt = name_arg(input, "agent:run: the input")
@@ -115,11 +141,13 @@ def install(engine: LuaEngine, components: Components, scope: Any, collections: 
         on_text = _display_stream(engine) if o.get("stream") else None
 
         async def go() -> dict[str, Any]:
+            result = None
             try:
-                return (await agent.run(prompt, on_text=on_text)).to_dict()
+                result = await agent.run(prompt, on_text=on_text)
+                return result.to_dict()
             finally:
-                if on_text is not None:
-                    on_text.finish()  # type: ignore[attr-defined]  # all that arrived, even after a failure
+                if on_text is not None:  # all that arrived, even after a failure
+                    on_text.finish(result.stop_reason if result is not None else None)  # type: ignore[attr-defined]
 
         return engine.start(go())  # Lua awaits the id (an awaiting method)
 
@@ -179,7 +207,9 @@ def install(engine: LuaEngine, components: Components, scope: Any, collections: 
         functions={"run": run, "stream": stream, "as_tool": as_tool, "forget": forget, "usage": agent_usage,
                    "info": info},
         awaiting=("run",))
-    api = expose(engine, "Agent", {"new": new, "total_usage": total_usage, "resume": resume, "runs": runs}, DOCS,
+    warned = {"tools": False}
+    api = expose(engine, "Agent", {"new": new, "scripted": scripted, "total_usage": total_usage, "resume": resume,
+                                   "runs": runs}, DOCS,
                  convert=False)
     api[b"usage"] = api[b"total_usage"]  # the old name, kept until 0.3 (CHANGELOG.md)
     engine.register_doc("Agent.usage", api[b"usage"], DOCS["usage"])
@@ -191,6 +221,31 @@ def install(engine: LuaEngine, components: Components, scope: Any, collections: 
 
     register_adapter(supervisable)
     return handles
+
+
+BASE_MODEL_TOOLS_WARNING = (
+    "aikit: warning: this agent's model is the packaged local base model, which cannot call tools (it "
+    "answers in plain text). To try tools offline use model = 'test' or Agent.scripted{...}; for real tool use "
+    "set a model that calls tools (e.g. model = 'openai/gpt-4o-mini', or [models] default in aikit.toml).\n")
+
+
+def _is_base_model(components: Components, model: str) -> bool:
+    """Whether ``model`` is served by the packaged local base model (it cannot call tools)."""
+    try:
+        full = components.models.expand(model)
+        provider = full.partition("/")[0]
+        return components.models.provider_type(provider) == "local" and not components.models.settings(provider).get(
+            "model_path")
+    except Exception:  # an unusable name fails elsewhere, with its own message
+        return False
+
+
+def _lua_decider(engine: LuaEngine, fn: Any) -> Any:
+    """A scripted model's decider calling the Lua function ``fn(messages, tools)`` on the Lua thread."""
+    async def decide(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> Any:
+        return await call_lua_async(engine, fn, messages, tools)
+
+    return decide
 
 
 def _whole(value: Any) -> Any:
@@ -217,14 +272,21 @@ def _call_quietly(engine: LuaEngine, fn: Any, delta: str) -> None:
 
 
 def _display_stream(engine: LuaEngine) -> Any:
-    """An on_text callback that shows the growing answer in one updating display (throttled)."""
+    """An on_text callback that shows the growing answer in one updating display (throttled).
+
+    Each display's metadata says it is a stream (``{"aikit_stream": {"delta": new text}}``): a
+    terminal prints only the new text of each update, a notebook replaces the display. An answer
+    cut by ``max_tokens`` ends with a note saying so."""
     display_id = uuid.uuid4().hex
-    state = {"text": "", "shown": 0.0, "started": False}
+    state = {"text": "", "shown": 0.0, "started": False, "sent": 0}
     output = engine.host.output
 
-    def show(update: bool) -> None:
-        body = state["text"]
-        output.display({"text/markdown": body, "text/plain": body}, {}, display_id, update)
+    def show(update: bool, final: bool = False, note: str = "") -> None:
+        body = state["text"] + note
+        delta = body[state["sent"]:]
+        state["sent"] = len(state["text"])
+        meta = {"aikit_stream": {"delta": delta, "final": final}}
+        output.display({"text/markdown": body, "text/plain": body}, meta, display_id, update)
 
     def on_text(delta: str) -> None:
         state["text"] += delta
@@ -237,9 +299,12 @@ def _display_stream(engine: LuaEngine) -> Any:
             show(True)
             state["shown"] = now
 
-    def finish() -> None:
+    def finish(stop_reason: str | None = None) -> None:
+        note = MAX_TOKENS_NOTE if stop_reason == "max_tokens" else ""
         if state["started"]:
-            show(True)
+            show(True, final=True, note=note)
+        elif note:
+            output.write("stderr", note.strip() + "\n")
 
     on_text.finish = finish  # type: ignore[attr-defined]
     return on_text
@@ -266,3 +331,5 @@ def _who() -> str:
 def _run_summary(record: dict[str, Any]) -> dict[str, Any]:
     return {"run_id": record.get("run_id"), "agent": record.get("agent"), "status": record.get("status"),
             "pending": record.get("pending") or [], "step": record.get("step"), "updated_at": record.get("updated_at")}
+#: Where an answer is printed, the sign that max_tokens cut it.
+MAX_TOKENS_NOTE = "\n\n[cut off: the answer reached max_tokens; raise max_tokens in Agent.new to get more]"

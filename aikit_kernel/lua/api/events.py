@@ -51,23 +51,71 @@ class LuaSubscription:
     def __init__(self, sub: Subscription, fn: Any) -> None:
         self.sub = sub
         self.fn = fn
+        #: seqs of events its own function caused (published on the Lua thread while it ran): not
+        #: delivered back to it, or a subscriber that writes State would call itself forever
+        self.own: set[int] = set()
+        self._last_failure = ""
+        self._repeats = 0
+
+    def report_failure(self, engine: LuaEngine, message: str) -> None:
+        """Say that the function failed; the same failure again is only counted (see
+        :meth:`flush_failures`), so a subscriber failing on every event does not flood stderr."""
+        if message == self._last_failure:
+            self._repeats += 1
+            return
+        self.flush_failures(engine)
+        self._last_failure = message
+        engine.host.output.write("stderr", f"aikit: event subscriber for {self.sub.pattern!r} failed: {message}\n")
+
+    def flush_failures(self, engine: LuaEngine) -> None:
+        """Say how many more times the last failure repeated (``... 29,021 more``), if it did."""
+        if self._repeats:
+            engine.host.output.write("stderr", f"aikit: ... {self._repeats:,} more failure(s) of the event subscriber "
+                                               f"for {self.sub.pattern!r} with the same error\n")
+        self._repeats = 0
 
 
-def deliver(engine: LuaEngine, subscriptions: HandleKind[LuaSubscription]) -> int:
-    """Call every Lua subscriber with its queued events (a safe point)."""
+class OwnActivity:
+    """Which Lua subscriber is running now, and a bus subscriber that marks the events published
+    meanwhile on the Lua thread as that subscriber's own."""
+
+    def __init__(self, engine: LuaEngine) -> None:
+        self.engine = engine
+        self.running: LuaSubscription | None = None
+
+    def record(self, event: Event) -> None:  # called by the bus in the publishing thread
+        entry = self.running
+        if entry is not None and entry.sub.matches(event.topic) and self.engine.dispatcher.on_lua_thread():
+            entry.own.add(event.seq)
+
+
+def deliver(engine: LuaEngine, subscriptions: HandleKind[LuaSubscription], activity: OwnActivity | None = None) -> int:
+    """Call every Lua subscriber with its queued events (a safe point); a subscriber does not get
+    the events its own calls caused."""
     calls = 0
     for entry in subscriptions.objects():
         sub, fn = entry.sub, entry.fn
         if fn is None or not sub.pending():
+            if fn is not None:  # quiet now: say how often its last failure repeated
+                entry.flush_failures(engine)
             continue
         for event in sub.drain(1000):
-            result = engine.pcall(fn, event_table(engine, event))
+            if event.seq in entry.own:
+                entry.own.discard(event.seq)
+                continue
+            outer = activity.running if activity is not None else None
+            if activity is not None:
+                activity.running = entry
+            try:
+                result = engine.pcall(fn, event_table(engine, event))
+            finally:
+                if activity is not None:
+                    activity.running = outer
             calls += 1
             if result.error is not None:
                 if result.error.interrupted:
                     return calls
-                engine.host.output.write(
-                    "stderr", f"aikit: event subscriber for {sub.pattern!r} failed: {result.error.evalue}\n")
+                entry.report_failure(engine, result.error.evalue)
     return calls
 
 
@@ -113,7 +161,9 @@ def install(engine: LuaEngine, components: Components) -> None:
         functions={"receive": receive, "remove": unsubscribe, "close": unsubscribe,  # close: remove's old name
                    "dropped": dropped, "pending": pending},
         on_release=close, keep=lambda entry: entry.fn is not None)
-    engine.dispatcher.add_service(lambda: deliver(engine, subscriptions))
+    activity = OwnActivity(engine)
+    bus.tap(activity.record)
+    engine.dispatcher.add_service(lambda: deliver(engine, subscriptions, activity))
 
     def publish(topic: Any, payload: Any = None) -> int:
         count = bus.publish(name_arg(topic, "Event.publish: the topic"), py(engine, payload), source="lua")

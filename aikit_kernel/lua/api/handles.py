@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
@@ -27,6 +28,7 @@ from aikit_components.errors import NotFound
 
 from ..convert import lua_type
 from ..engine import LuaEngine
+from ..host import text
 
 T = TypeVar("T")
 
@@ -34,12 +36,24 @@ T = TypeVar("T")
 # id first); `ids` maps live handles to their ids (weak keys: it also says "this is a handle of
 # this kind", and the finalizer still reads it, since a weak key goes only after its finalizer ran).
 _LUA_KIND = r"""
-local f, await, setmetatable = ...
+local f, await, setmetatable, misuse, new_error = ...
 local ids = setmetatable({}, { __mode = "k" })
 local released = {}
 local methods = {
 %(methods)s
 }
+-- A method called with '.' instead of ':' (a.run("hi")) gets no handle as self: say so at the
+-- caller's line instead of failing on a nil or a string deep inside.
+local getinfo, error, pairs = debug.getinfo, error, pairs
+for name, impl in pairs(methods) do
+  methods[name] = function(self, ...)
+    if ids[self] == nil then
+      local info = getinfo(2, "Sl") or {}
+      error(new_error("invalid_argument", misuse(name, info.source, info.currentline)), 0)
+    end
+    return impl(self, ...)
+  end
+end
 local mt = {
   __index = methods,
   __name = %(type_name)s,
@@ -86,7 +100,8 @@ class HandleKind(Generic[T]):
             sources.append(f"  {name} = {source},")
         chunk = _LUA_KIND % {"methods": "\n".join(sources), "type_name": _lua_string(type_name), "tostring": tostring}
         self._new, self._id_of, self._released, self.methods = engine.compile_trusted(chunk, type_name)(
-            bound, engine.internal[b"await"], engine.runtime.globals()[b"setmetatable"])
+            bound, engine.internal[b"await"], engine.runtime.globals()[b"setmetatable"], self._misuse,
+            engine.internal[b"new_error"])
         engine.dispatcher.add_service(self._collect_service)
 
     # ------------------------------------------------------------------ registry
@@ -132,6 +147,26 @@ class HandleKind(Generic[T]):
         return len(self._objects)
 
     # ------------------------------------------------------------------ internals
+    def _misuse(self, method: bytes, source: Any, line: Any) -> bytes:
+        """The message for ``obj.method(...)`` called where ``obj:method(...)`` was meant, naming
+        the caller's object and line when its source is a file (a cell, a script)."""
+        name = text(method)
+        obj = self.type_name.rsplit(".", 1)[-1].lower()
+        where = ""
+        if isinstance(source, bytes) and source.startswith(b"@") and isinstance(line, int) and line > 0:
+            path = text(source[1:])
+            try:
+                with open(path, encoding="utf-8", errors="replace") as fh:
+                    code = fh.read().split("\n")[line - 1]
+            except (OSError, IndexError):
+                code = ""
+            found = re.search(r"([A-Za-z_][\w.\[\]'\"]*?)\s*\.\s*" + re.escape(name) + r"\s*\(", code)
+            if found:
+                obj = found.group(1)
+            where = self.engine.cells.prettify(f"{path}:{line}: ")
+        return (f"{where}use {obj}:{name}(...), not {obj}.{name}(...): {name} is a method of the "
+                f"{self.type_name.rsplit('.', 1)[-1].lower()}, called with ':'").encode()
+
     def _collect_service(self) -> int:
         self.collect()
         return 0  # releases are not work Event.dispatch() reports (it counts subscriber calls)

@@ -9,12 +9,14 @@ delete, stats) is local SQLite/numpy work done directly on the Lua thread, as ``
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from aikit_components.components import Components
 from aikit_components.errors import InvalidArgument
 from aikit_components.rag import COLLECTION_OPTIONS, embedder_description
 
+from ...output import TerminalOutput
 from ..convert import lua_type
 from ..engine import LuaEngine
 from . import expose
@@ -60,6 +62,15 @@ SEARCH_METHOD = r"""function(self, query, opts)
 SEARCH_OPTIONS = ("k", "filter", "mode")
 
 
+def ingest_summary(result: dict[str, Any], elapsed_s: float) -> str:
+    """One line on a finished ingestion: documents, chunks, time and chunks per second."""
+    chunks = int(result.get("chunks", 0) or 0)
+    rate = f", {chunks / elapsed_s:,.0f} chunks/s" if elapsed_s > 0 and chunks else ""
+    unchanged = f", {result.get('unchanged')} unchanged" if result.get("unchanged") else ""
+    return (f"aikit: ingested {result.get('documents', 0)} document(s), {chunks} chunk(s){unchanged} "
+            f"in {elapsed_s:.1f} s{rate}")
+
+
 def install(engine: LuaEngine, components: Components, scope: Any) -> HandleKind[Collection]:
 
     def tenant_of(opts: dict[str, Any]) -> str | None:
@@ -103,7 +114,14 @@ def install(engine: LuaEngine, components: Components, scope: Any) -> HandleKind
             embedder = fanned_out(col.embedder, components)
         elif executor != "local":
             raise InvalidArgument(f"col:ingest_file: executor must be 'local' or 'ray', got {executor!r}")
-        return lua(engine, engine.wait(col.aingest_path(resolved, check=lambda p: checked(ctx, p), embedder=embedder)))
+        terminal = isinstance(engine.host.output, TerminalOutput)
+        if terminal:  # a long ingestion shows that it runs, then how fast it went
+            engine.host.output.write("stderr", f"aikit: ingesting {resolved} (reading, chunking, embedding) ...\n")
+        started = time.monotonic()
+        result = engine.wait(col.aingest_path(resolved, check=lambda p: checked(ctx, p), embedder=embedder))
+        if terminal:
+            engine.host.output.write("stderr", ingest_summary(result, time.monotonic() - started) + "\n")
+        return lua(engine, result)
 
     def search(col: Collection, query: Any, opts: Any = None, packed: Any = None) -> Any:
         o = options(engine, opts, SEARCH_OPTIONS, "col:search")

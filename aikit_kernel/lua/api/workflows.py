@@ -17,9 +17,10 @@ from typing import Any
 from aikit_components.components import Components
 from aikit_components.control.budgets import BudgetLimits
 from aikit_components.control.step_approval import decide_step
-from aikit_components.errors import InvalidArgument, ValidationError
+from aikit_components.errors import AikitError, InvalidArgument, ValidationError
 from aikit_components.workflows.model import Condition, Loop, RunRecord, Step, Workflow
 
+from ...output import TerminalOutput
 from ..convert import lua_to_python, lua_type
 from ..engine import LuaEngine
 from ..host import text
@@ -32,7 +33,8 @@ PROGRESS_INTERVAL_S = 0.2
 
 DOCS = {
     "": "Workflow\n\nPipelines: Workflow.new{name, mode = 'dag'|'sequential'|'parallel', steps = {...}} -> wf; "
-        "wf:run([inputs] [, {display = true}]) -> run record; Workflow.load('mission.yaml'). Steps are tools, agents, "
+        "wf:run([inputs] [, {display = true, raise = true}]) -> run record (raise: a failed run is an "
+        "error); Workflow.load('mission.yaml'). Steps are tools, agents, "
         "llm calls, Lua functions, commands, nested workflows or noops; values flow with {{input.x}}, "
         "{{steps.ID.output.FIELD}}, {{env.NAME}}, {{config.KEY}}, {{loop.item}}.",
     "new": "Workflow.new{name, mode = 'dag', max_concurrency, fail_fast = true, timeout_s, retries = 0, retry_delay_s = 0, "
@@ -66,6 +68,12 @@ def install(engine: LuaEngine, components: Components, agents: Any = None) -> No
     from aikit_components.workflows import engine as wf_engine
 
     baseline = {text(k) for k in engine.env if isinstance(k, bytes)}  # every fresh runtime has these
+    warned: set[str] = set()
+
+    def warn_once(message: str) -> None:
+        if message not in warned:
+            warned.add(message)
+            engine.host.output.write("stderr", message)
 
     def build(spec: Any) -> Workflow:
         fields = options(engine, spec, ("name", "mode", "max_concurrency", "fail_fast", "timeout_s", "retries",
@@ -77,6 +85,9 @@ def install(engine: LuaEngine, components: Components, agents: Any = None) -> No
             raise InvalidArgument("Workflow.new: steps must be a list of step tables")
         executor = str(fields.get("executor") or "local")
         steps = [build_step(raw_steps[i], i) for i in range(1, len(raw_steps) + 1)]
+        if not fields.get("name"):
+            warn_once("aikit: warning: Workflow.new without a name: its runs are recorded (and resumed, shown in "
+                      "progress) as 'workflow'; give it one: Workflow.new{name = 'report', steps = {...}}\n")
         workflow = Workflow(
             name=str(fields.get("name") or "workflow"), steps=steps, mode=str(fields.get("mode") or "dag"),
             description=str(fields.get("description") or ""), max_concurrency=fields.get("max_concurrency"),
@@ -116,8 +127,12 @@ def install(engine: LuaEngine, components: Components, agents: Any = None) -> No
         if len(kinds) > 1:
             raise InvalidArgument(f"Workflow.new: step {f.get('id') or index} has several kinds "
                                   f"({', '.join(kinds)}); give one")
-        kind = kinds[0] if kinds else "noop"
         step_id = str(f.get("id") or f"step{index}")
+        if not kinds:  # a noop, as documented; said once, since it is often a forgotten or misspelled kind
+            warn_once(f"aikit: warning: Workflow.new: step {step_id!r} has no kind, so it is a noop (it passes its "
+                      "params on); write noop = true to say so, or give one of tool, agent, llm, fn, command, "
+                      "workflow\n")
+        kind = kinds[0] if kinds else "noop"
         params = dict(f.get("params") or {})
         step = Step(id=step_id, name=str(f.get("name") or ""), params=params,
                     depends_on=_names(f.get("depends_on")),
@@ -223,9 +238,13 @@ def install(engine: LuaEngine, components: Components, agents: Any = None) -> No
         return handles.new(workflow, name=workflow.name.encode())
 
     def run(workflow: Workflow, inputs: Any = None, opts: Any = None) -> int:
-        o = options(engine, opts, ("display", "run_id"), "wf:run")
+        if opts is None and lua_type(inputs) == "table" and _only_run_options(engine, inputs):
+            inputs, opts = None, inputs  # wf:run{raise = true}: the options alone
+        o = options(engine, opts, ("display", "run_id", "raise"), "wf:run")
         given = py(engine, inputs) if inputs is not None else {}
-        progress = Progress(engine, workflow) if o.get("display") else None
+        terminal = isinstance(engine.host.output, TerminalOutput)
+        display = o.get("display", terminal)  # a terminal always shows the steps as they finish
+        progress = (TerminalProgress(engine, workflow) if terminal else Progress(engine, workflow)) if display else None
 
         async def go() -> dict[str, Any]:
             try:
@@ -234,7 +253,15 @@ def install(engine: LuaEngine, components: Components, agents: Any = None) -> No
             finally:
                 if progress is not None:
                     progress.show(final=True)
-            return record.to_dict()
+            data = record.to_dict()
+            if data["status"] != "succeeded":
+                if terminal:
+                    engine.host.output.write("stderr", failure_report(data) + "\n")
+                if o.get("raise") or getattr(engine, "strict", False):
+                    raise AikitError(failure_summary(data), code="workflow_failed",
+                                     details={"run_id": data["run_id"], "status": data["status"],
+                                              "failed": _failed_steps(data)})
+            return data
 
         return engine.start(go())
 
@@ -310,6 +337,57 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _only_run_options(engine: LuaEngine, value: Any) -> bool:
+    """Whether a table holds only wf:run options (``raise``, ``display``, ``run_id``)."""
+    keys = [k for k, _ in value.items()]
+    return bool(keys) and all(k in (b"raise", b"display") for k in keys)
+
+
+def _failed_steps(data: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"step": sid, "status": rec["status"], "error": (rec.get("error") or {}).get("message", "")}
+            for sid, rec in data["steps"].items() if rec["status"] not in ("succeeded", "skipped")]
+
+
+def failure_summary(data: dict[str, Any]) -> str:
+    """One line saying which steps of a failed run failed, and why."""
+    failed = [f"step {f['step']!r} {f['status']}" + (f": {f['error']}" if f["error"] else "")
+              for f in _failed_steps(data) if f["status"] != "upstream_failed"]
+    why = "; ".join(failed) or str((data.get("error") or {}).get("message") or data["status"])
+    return f"workflow {data['workflow']!r} {data['status']} (run {data['run_id']}): {why}"
+
+
+def failure_report(data: dict[str, Any]) -> str:
+    """A failed run as a terminal shows it: a line, then a per-step status table with the errors."""
+    from ...terminal_render import render_records
+
+    rows = [{"step": sid, "status": rec["status"], "attempts": rec.get("attempts", 0),
+             "error": (rec.get("error") or {}).get("message", "")} for sid, rec in data["steps"].items()]
+    table = render_records(rows, columns=["step", "status", "attempts", "error"])
+    return f"workflow {data['workflow']!r} {data['status']} (run {data['run_id']}):\n{table}"
+
+
+class TerminalProgress:
+    """Progress of a workflow on a terminal: one line per step as it finishes (to stderr)."""
+
+    def __init__(self, engine: LuaEngine, workflow: Workflow) -> None:
+        self.output = engine.host.output
+        self.workflow = workflow
+        self.total = len(workflow.steps)
+        self.reported: set[str] = set()
+
+    def on_event(self, kind: str, step_id: str | None, record: Any) -> None:
+        status = getattr(record, "status", None)
+        if step_id is None or status in (None, "pending", "running") or step_id in self.reported:
+            return
+        self.reported.add(step_id)
+        icon = Progress.ICONS.get(status, status)
+        self.output.write("stderr", f"  {icon} {self.workflow.name} [{len(self.reported)}/{self.total}] "
+                                    f"{step_id}: {status}\n")
+
+    def show(self, final: bool = False) -> None:
+        pass
+
+
 class Progress:
     """A live-updating HTML table of step statuses (throttled), shown while a workflow runs."""
 
@@ -320,6 +398,7 @@ class Progress:
         self.output = engine.host.output
         self.workflow = workflow
         self.status = {s.id: "pending" for s in workflow.steps}
+        self.errors: dict[str, str] = {}
         self.display_id = f"workflow-{id(self)}"
         self.shown = 0.0
         self.started = False
@@ -327,16 +406,21 @@ class Progress:
     def on_event(self, kind: str, step_id: str | None, record: Any) -> None:
         if step_id is not None and record is not None and hasattr(record, "status"):
             self.status[step_id] = record.status
+            error = getattr(record, "error", None)
+            if error:  # a failed step shows why
+                self.errors[step_id] = str(error.get("message", error) if isinstance(error, dict) else error)
         if time.monotonic() - self.shown >= PROGRESS_INTERVAL_S:
             self.show()
 
     def show(self, final: bool = False) -> None:
         done = sum(1 for s in self.status.values() if s not in ("pending", "running"))
-        rows = "".join(f"<tr><td>{self.ICONS.get(st, st)}</td><td>{html.escape(sid)}</td><td>{html.escape(st)}</td></tr>"
+        rows = "".join(f"<tr><td>{self.ICONS.get(st, st)}</td><td>{html.escape(sid)}</td><td>{html.escape(st)}</td>"
+                       f"<td>{html.escape(self.errors.get(sid, ''))}</td></tr>"
                        for sid, st in self.status.items())
         body = (f"<b>{html.escape(self.workflow.name)}</b> {done}/{len(self.status)} steps"
                 f"<table>{rows}</table>")
-        plain = f"{self.workflow.name}: {done}/{len(self.status)} steps"
+        plain = f"{self.workflow.name}: {done}/{len(self.status)} steps" + "".join(
+            f"\n  {sid}: {self.status[sid]}: {message}" for sid, message in self.errors.items())
         self.output.display({"text/html": body, "text/plain": plain}, {}, self.display_id, self.started)
         self.started = True
         self.shown = time.monotonic()

@@ -1,0 +1,77 @@
+"""Every subcommand's ``--help`` says what it does in one line and shows an example.
+
+:func:`complete_help` walks the built parser: a subcommand without a description gets its one-line
+``help``; every one gets an ``Example:`` epilog from :data:`EXAMPLES` (a test checks that none is
+missing), and ``aikit mission --help`` says what a mission file is.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+#: "subcommand path" -> example command lines (shown under "Example:" in its --help).
+EXAMPLES: dict[str, tuple[str, ...]] = {
+    "repl": ("aikit repl", "echo 'return 1 + 1' | aikit repl"),
+    "run": ("aikit run examples/hello.lua Ada", "aikit run --strict pipeline.lua", "aikit run plan.json --dry-run"),
+    "debug": ("aikit debug --port 5678 examples/hello.lua",),
+    "serve": ("aikit serve kernel.json",),
+    "plan": ("aikit plan SOT.md -o plan.json",),
+    "kernel": ("aikit kernel install",),
+    "kernel install": ("aikit kernel install --user",),
+    "kernel uninstall": ("aikit kernel uninstall",),
+    "config": ("aikit config show", "aikit config path"),
+    "config show": ("aikit config show", "aikit config show --json --profile dev"),
+    "config path": ("aikit config path",),
+    "tools": ("aikit tools list", "aikit tools info read_file"),
+    "tools list": ("aikit tools list", "aikit tools list --category filesystem --json"),
+    "tools info": ("aikit tools info read_file",),
+    "tools call": ("aikit tools call calculate '{\"expression\": \"2 ** 10\"}'",),
+    "mission": ("aikit mission validate examples/missions/sales_report.yaml",
+                "aikit mission run examples/missions/sales_report.yaml --input out_dir=report"),
+    "mission validate": ("aikit mission validate examples/missions/sales_report.yaml --dry-run",),
+    "mission run": ("aikit mission run examples/missions/sales_report.yaml --input out_dir=report",),
+    "mission resume": ("aikit mission resume RUN_ID --file examples/missions/sales_report.yaml",),
+    "mission list": ("aikit mission list --limit 5",),
+    "mission types": ("aikit mission types",),
+}
+
+MISSION_FORMAT = (
+    "A mission is a YAML file (the RustChain format): name, version, optional inputs and config "
+    "(timeout_seconds, fail_fast, retry_attempts, ...), and steps, each with an id, a step_type "
+    "(create_file, command, tool, llm, agent, csv_process, ...: `aikit mission types` lists them), "
+    "depends_on and parameters that may use {{input.NAME}} and {{STEP.output.FIELD}}. "
+    "Full format: docs/missions.md."
+)
+
+
+class ExampleFormatter(argparse.HelpFormatter):
+    """The default help layout, except that the ``Example:`` epilog keeps its lines."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith("Example:"):
+            return "\n".join(indent + line for line in text.splitlines())
+        return super()._fill_text(text, width, indent)
+
+
+def complete_help(parser: argparse.ArgumentParser, path: str = "") -> list[str]:
+    """Give every subparser under ``parser`` a description and its examples; return the subcommand
+    paths that have no example (for the test)."""
+    missing: list[str] = []
+    for action in parser._actions:  # argparse keeps subparsers only there
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        helps = {choice.dest: choice.help for choice in action._choices_actions}
+        for name, sub in action.choices.items():
+            full = f"{path} {name}".strip()
+            if not sub.description and helps.get(name):
+                sub.description = helps[name][:1].upper() + helps[name][1:] + "."
+            if full == "mission":
+                sub.description = f"{sub.description or ''} {MISSION_FORMAT}".strip()
+            examples = EXAMPLES.get(full)
+            if examples:
+                sub.epilog = "Example:\n" + "\n".join(f"  {line}" for line in examples)
+                sub.formatter_class = ExampleFormatter
+            else:
+                missing.append(full)
+            missing += complete_help(sub, full)
+    return missing
