@@ -83,6 +83,27 @@ def _text_or_bytes(raw: bytes) -> str | bytes:
 
 _LUA_INT_MIN, _LUA_INT_MAX = -(2**63), 2**63 - 1
 
+# Per runtime (by id), a Lua function made on its main thread that returns a new table. lupa binds
+# a table made with runtime.table() inside a coroutine's callback to that coroutine's thread, which
+# Lua frees with the coroutine: a Python reference that outlives it (a traceback, a cache) would
+# then touch freed memory (lupa issue #84). A table returned by this function is bound to the main
+# thread. Registered by the engine (register_table_maker), forgotten when it closes.
+_table_makers: dict[int, Any] = {}
+
+
+def register_table_maker(runtime: Any, maker: Any | None) -> None:
+    """Make (or, with None, stop making) ``runtime``'s tables with ``maker`` (see above)."""
+    if maker is None:
+        _table_makers.pop(id(runtime), None)
+    else:
+        _table_makers[id(runtime)] = maker
+
+
+def new_table(runtime: Any) -> Any:
+    """A new empty table of ``runtime``, bound to its main thread when a maker is registered."""
+    maker = _table_makers.get(id(runtime))
+    return maker() if maker is not None else runtime.table()
+
 
 def python_to_lua(runtime: Any, value: Any) -> Any:
     """A Lua value for a JSON-like Python value (dicts and lists become tables, str becomes bytes;
@@ -95,12 +116,12 @@ def python_to_lua(runtime: Any, value: Any) -> Any:
     if isinstance(value, str):
         return value.encode("utf-8", errors="surrogateescape")
     if isinstance(value, dict):
-        table = runtime.table()
+        table = new_table(runtime)
         for k, v in value.items():
             table[python_to_lua(runtime, k)] = python_to_lua(runtime, v)
         return table
     if isinstance(value, (list, tuple)):
-        table = runtime.table()
+        table = new_table(runtime)
         for i, v in enumerate(value, 1):
             table[i] = python_to_lua(runtime, v)
         return table

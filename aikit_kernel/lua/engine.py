@@ -20,7 +20,7 @@ from .. import runtime
 from ..output import OutputSink
 from . import source, stdlib_docs
 from .cells import CellFiles
-from .convert import python_to_lua
+from .convert import new_table, python_to_lua, register_table_maker
 from .coroutines import CoroutineDriver
 from .dispatch import LuaDispatcher
 from .host import Host, text
@@ -156,6 +156,7 @@ class LuaEngine:
         self._interrupter = Interrupter(self.internal[b"main_thread_address"].decode())
         self.host.coroutine_arguments.resumed = self._interrupter.resumed
         self.host.coroutine_arguments.identity = self.internal[b"anchor"]
+        register_table_maker(self.runtime, self.internal[b"new_table"])
         self.coroutines = CoroutineDriver(self, self._interrupter)
         self.env = self.internal[b"env"]
         self._run = self.internal[b"run"]
@@ -189,8 +190,13 @@ class LuaEngine:
         self.internal[b"register_doc"](value, name.encode())
 
     def table(self, *items: Any, **fields: Any) -> Any:
-        """A new Lua table (bytes keys)."""
-        return self.runtime.table_from(list(items), {k.encode(): v for k, v in fields.items()})
+        """A new Lua table (bytes keys), bound to the main thread (see convert.new_table)."""
+        table = new_table(self.runtime)
+        for i, item in enumerate(items, 1):
+            table[i] = item
+        for key, value in fields.items():
+            table[key.encode()] = value
+        return table
 
     def compile_trusted(self, code: str, name: str) -> Any:
         """Compile trusted aikit Lua (binding code) in the full global environment; return the chunk.
@@ -596,6 +602,7 @@ class LuaEngine:
         """Release files opened by scripts and remove this process's cell files."""
         self.host.files.close_all()
         self.cells.cleanup()
+        register_table_maker(self.runtime, None)
 
 
 class _RawLua:

@@ -15,7 +15,6 @@ import json
 import logging
 import math
 import os
-import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -96,8 +95,6 @@ def host_function(fn: Callable[..., Any], interrupted: Callable[[], bool] | None
         except Interrupted:
             return INTERRUPTED_RESULT
         except Exception as exc:
-            if coroutine_arguments is not None and coroutine_arguments.resumed:
-                release_frames(exc)  # what the frames hold may be bound to this coroutine's thread
             return _failure(fn, exc, interrupted, details_to_lua)
         if isinstance(result, tuple):
             return (True, *(to_lua(v) for v in result))
@@ -123,18 +120,6 @@ def _failure(fn: Callable[..., Any], exc: Exception, interrupted: Callable[[], b
     # a bug in a host function must not kill the kernel
     log.error("host function %s failed", fn.__name__, exc_info=exc)
     return (False, b"internal_error", to_lua(f"{type(exc).__name__}: {exc}"))
-
-
-def release_frames(exc: BaseException) -> None:
-    """Drop the local variables of every frame in ``exc``'s traceback (and of the exceptions it
-    was raised from), so that values they held are released now rather than whenever Python's
-    cycle collector finds the traceback (see :class:`CoroutineArguments`)."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        traceback.clear_frames(current.__traceback__)
-        current = current.__cause__ or current.__context__
 
 
 class FileTable:

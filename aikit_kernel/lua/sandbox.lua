@@ -580,9 +580,14 @@ end
 -- Running code: compile with the cell's chunk name, run under our own xpcall + traceback
 ---------------------------------------------------------------------------------------------
 -- Identity of a table without running metamethods (for cycle detection from Python).
--- Called from Python to rebind Lua values to the main thread (host.py, CoroutineArguments).
+-- Called from Python to rebind Lua values to the main thread (host.py, CoroutineArguments), and
+-- to make tables bound to it (convert.new_table).
 function internal.anchor(...)
   return ...
+end
+
+function internal.new_table()
+  return {}
 end
 
 function internal.address(t)
