@@ -67,8 +67,8 @@ type = "openai"
 base_url = "{llm_server.url}/v1"
 api_key_env = "AIKIT_DOCTOR_TEST_MISSING_KEY"
 
-[postgres]
-dsn = "postgresql://nobody@127.0.0.1:{closed_port()}/none"
+[storage]
+url = "postgresql://nobody@127.0.0.1:{closed_port()}/none"
 
 [ray]
 address = "127.0.0.1:{closed_port()}"
@@ -80,7 +80,7 @@ address = "127.0.0.1:{closed_port()}"
     assert llm_server.requests_to("/v1/chat/completions")[0].json()["model"] == "gpt-test"
     assert checks["provider nokey"]["status"] == "fail"
     assert "api_key_env" in checks["provider nokey"]["fix"]
-    assert checks["postgresql"]["status"] == "fail" and "postgres.dsn" in checks["postgresql"]["fix"]
+    assert checks["postgresql"]["status"] == "fail" and "[storage] url" in checks["postgresql"]["fix"]
     assert checks["ray"]["status"] == "fail" and "ray start --head" in checks["ray"]["fix"]
     # the text report names each failure and its fix
     text = doctor(tmp_path, "--quick", toml=toml).stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import re
 
 from aikit_kernel.cli.help_text import EXAMPLES, complete_help
 from aikit_kernel.cli.main import build_parser, main
@@ -21,8 +22,8 @@ def subcommands(parser: argparse.ArgumentParser, path: str = "") -> list[str]:
 
 
 def test_every_subcommand_has_an_example() -> None:
-    assert complete_help(build_parser()) == []
-    assert set(EXAMPLES) == set(subcommands(build_parser()))
+    assert complete_help(build_parser()) == []  # from EXAMPLES, or the command's own epilog
+    assert set(EXAMPLES) <= set(subcommands(build_parser()))  # no example of a command that is gone
 
 
 def test_help_shows_description_and_example() -> None:
@@ -33,7 +34,7 @@ def test_help_shows_description_and_example() -> None:
         text = out.getvalue()
         description = text.split("\n\n")[1]
         assert description and not description.startswith(("positional", "options")), (command, text)
-        assert "\nExample:\n  aikit " in text, (command, text)
+        assert re.search(r"\n(Example|examples):\n +aikit ", text), (command, text)
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         main(["mission", "--help"])

@@ -174,7 +174,7 @@ def test_usage_errors_exit_2() -> None:
 def test_run_delegates_to_run_command(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[str, list[str], dict[str, str]]] = []
 
-    def run_command(script: str, script_args: list[str], named: dict[str, str]) -> int:
+    def run_command(script: str, script_args: list[str], named: dict[str, str], strict: bool = False) -> int:
         calls.append((script, script_args, named))
         return 7
 

@@ -785,7 +785,7 @@ def test_run_arguments_keep_lua_scripts_working(monkeypatch: pytest.MonkeyPatch,
 
     calls: list[tuple[str, list[str]]] = []
     fake = types.ModuleType("aikit_kernel.cli.run")
-    fake.run_command = lambda script, args: calls.append((script, args)) or 0  # type: ignore[attr-defined]
+    fake.run_command = lambda script, args, **kwargs: calls.append((script, args)) or 0  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "aikit_kernel.cli.run", fake)
     assert main(["run", "hello.lua", "--max-workers", "3", "--dry-run"]) == 0
     assert calls == [("hello.lua", ["--max-workers", "3", "--dry-run"])]  # script arguments, untouched

@@ -133,7 +133,10 @@ class Doctor:
         return rows
 
     def _databases(self, path: Path) -> list[Check]:
-        from aikit_components.sessions import DB_FILENAME, SCHEMA_VERSION
+        from aikit_components.sessions import DB_FILENAME
+        from aikit_components.storage.migrations import latest
+
+        schema_version = latest("sessions")
 
         files = sorted(path.glob("*.sqlite"))
         if not files:
@@ -151,9 +154,9 @@ class Doctor:
                 rows.append(Check("databases", FAIL, f"{file.name} cannot be read: {exc}",
                                   f"move {file} aside (aikit makes a new one)"))
                 continue
-            if file.name == DB_FILENAME and version > SCHEMA_VERSION:
+            if file.name == DB_FILENAME and version > schema_version:
                 rows.append(Check("databases", FAIL, f"{file.name} has schema {version}, this aikit knows "
-                                  f"{SCHEMA_VERSION}", "upgrade aikit: pip install -U aikit"))
+                                  f"{schema_version}", "upgrade aikit: pip install -U aikit"))
                 continue
             seen.append(f"{file.name} (schema {version})")
         if seen:
@@ -288,22 +291,22 @@ class Doctor:
 
     # ------------------------------------------------------------------ optional services
     def postgres(self) -> list[Check]:
-        dsn = (self.setting("postgres.dsn") or self.setting("postgresql.dsn") or self.setting("state.dsn")
-               or os.environ.get("AIKIT_POSTGRES_DSN"))
+        dsn = self.setting("storage.url")  # [storage] url (or AIKIT_STORAGE__URL)
         if not dsn:
             return []
+        password = self.setting("storage.password")
         if importlib.util.find_spec("psycopg") is None:
             return [Check("postgresql", FAIL, "a PostgreSQL DSN is configured but psycopg is not installed",
                           "pip install 'psycopg[binary]' psycopg-pool")]
         import psycopg
 
-        secret = getattr(dsn, "reveal", None)
+        extra = {"password": password.reveal() if hasattr(password, "reveal") else str(password)} if password else {}
         try:
-            with psycopg.connect(secret() if secret else str(dsn), connect_timeout=5) as conn:
+            with psycopg.connect(str(dsn), connect_timeout=5, **extra) as conn:
                 version = conn.execute("SHOW server_version").fetchone()[0]
         except Exception as exc:  # noqa: BLE001 - unreachable, refused, bad password
             return [Check("postgresql", FAIL, f"cannot connect: {str(exc).strip().splitlines()[0]}",
-                          "check the DSN (postgres.dsn) and that the server runs")]
+                          "check [storage] url (and password) and that the server runs")]
         return [Check("postgresql", OK, f"reachable, server {version}")]
 
     def ray(self) -> list[Check]:

@@ -11,6 +11,27 @@ import argparse
 
 #: "subcommand path" -> example command lines (shown under "Example:" in its --help).
 EXAMPLES: dict[str, tuple[str, ...]] = {
+    "config trust": ("aikit config trust", "aikit config trust path/to/project"),
+    "config untrust": ("aikit config untrust",),
+    "mission approve": ("aikit mission approve RUN_ID review", "aikit mission approve RUN_ID review --deny"),
+    "trace": ("aikit trace list --last 5", "aikit trace show 4bf92f35"),
+    "trace list": ("aikit trace list --last 20 --errors",),
+    "trace show": ("aikit trace show 4bf92f35",),
+    "trace export": ("aikit trace export 4bf92f35 --format otlp-json > trace.json",),
+    "audit": ("aikit audit verify", "aikit audit list --since 1h"),
+    "audit list": ("aikit audit list --since 30m --type tool",),
+    "audit verify": ("aikit audit verify",),
+    "audit export": ("aikit audit export > ledger.jsonl",),
+    "stop": ("aikit stop --all", "aikit stop --kernel ~/.local/share/jupyter/runtime/kernel-1234.json"),
+    "approvals": ("aikit approvals list", "aikit approvals approve RUN_ID write_file"),
+    "approvals list": ("aikit approvals list",),
+    "approvals approve": ("aikit approvals approve RUN_ID write_file --reason 'checked the path'",),
+    "approvals deny": ("aikit approvals deny RUN_ID run_process --reason 'not on this machine'",),
+    "mcp": ("aikit mcp serve --stdio", "aikit mcp serve --port 8765 --script setup.lua"),
+    "mcp serve": ("aikit mcp serve --stdio --tools 'text.*'",),
+    "db": ("aikit db status", "aikit db migrate"),
+    "db status": ("aikit db status",),
+    "db migrate": ("aikit db migrate",),
     "repl": ("aikit repl", "echo 'return 1 + 1' | aikit repl"),
     "run": ("aikit run examples/hello.lua Ada", "aikit run --strict pipeline.lua", "aikit run plan.json --dry-run"),
     "debug": ("aikit debug --port 5678 examples/hello.lua",),
@@ -68,7 +89,10 @@ def complete_help(parser: argparse.ArgumentParser, path: str = "") -> list[str]:
             if full == "mission":
                 sub.description = f"{sub.description or ''} {MISSION_FORMAT}".strip()
             examples = EXAMPLES.get(full)
-            if examples:
+            own = sub.epilog or ""  # a command may carry its own examples (its module's epilog)
+            if "example" in own.lower():
+                pass  # its own examples stand
+            elif examples:
                 sub.epilog = "Example:\n" + "\n".join(f"  {line}" for line in examples)
                 sub.formatter_class = ExampleFormatter
             else:

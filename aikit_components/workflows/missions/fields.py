@@ -57,6 +57,7 @@ def parse_config(config: Any, node: Any, workflow: Workflow, problems: MissionPr
                 workflow.budget = BudgetLimits.parse(value, "config.budget")
             except InvalidArgument as exc:
                 problems.add(line, exc.message)
+            continue
         if key == "executor":
             if value in EXECUTORS:
                 workflow.executor = value
