@@ -17,22 +17,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.npm import npm_ci
+
 DAP_CLIENT = Path(__file__).resolve().parent / "dap_client"
 AIKIT = Path(sys.executable).with_name("aikit")
 TEST_FILES = ["aikit.test.js", "extension.test.js"]
 
 
 def _npm_ci() -> None:
-    installed = DAP_CLIENT / "node_modules" / ".package-lock.json"
-    lock = DAP_CLIENT / "package-lock.json"
-    if installed.exists() and installed.stat().st_mtime >= lock.stat().st_mtime:
-        return
-    npm = shutil.which("npm")
-    if npm is None:
-        pytest.fail("node is on PATH but npm is not: install npm to run the DAP client tests")
-    proc = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=DAP_CLIENT, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, f"npm ci failed in {DAP_CLIENT}:\n{proc.stdout}\n{proc.stderr}"
+    npm_ci(DAP_CLIENT, "the DAP client tests")
 
 
 def test_dap_conformance_with_vscode_debugclient() -> None:

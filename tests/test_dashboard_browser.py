@@ -30,6 +30,7 @@ import pytest
 from aikit_components.telemetry.store import SpanStore
 from aikit_components.telemetry.waterfall import ERROR_COLOUR, KIND_COLOURS
 from tests.support.dashboard import DashboardProcess
+from tests.support.npm import npm_ci
 from tests.support.traces import MS, agent_cell_trace, finished
 
 DRIVER_DIR = Path(__file__).resolve().parent / "dashboard_browser"
@@ -43,16 +44,9 @@ def _unavailable(reason: str) -> None:
 
 
 def _npm_ci() -> None:
-    installed = DRIVER_DIR / "node_modules" / ".package-lock.json"
-    lock = DRIVER_DIR / "package-lock.json"
-    if installed.exists() and installed.stat().st_mtime >= lock.stat().st_mtime:
-        return
-    npm = shutil.which("npm")
-    if npm is None:
+    if shutil.which("npm") is None:
         _unavailable("npm is not on PATH: the browser test installs playwright-core with npm ci")
-    proc = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=DRIVER_DIR, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, f"npm ci failed in {DRIVER_DIR}:\n{proc.stdout}\n{proc.stderr}"
+    npm_ci(DRIVER_DIR, "the dashboard's browser test")
 
 
 class Driver:

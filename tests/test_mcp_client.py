@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.lua import later
+from tests.support.npm import npm_ci as install
 from tests.support.processes import wait_until
 
 SERVERS = Path(__file__).resolve().parent / "mcp_servers"
@@ -31,16 +32,7 @@ RAW_SERVER = SERVERS / "raw_server.py"
 
 def npm_ci() -> None:
     """Install the reference servers from the committed lock file (once)."""
-    installed = SERVERS / "node_modules" / ".package-lock.json"
-    lock = SERVERS / "package-lock.json"
-    if installed.exists() and installed.stat().st_mtime >= lock.stat().st_mtime:
-        return
-    npm = shutil.which("npm")
-    if npm is None:
-        pytest.fail("node is on PATH but npm is not: install npm to run the MCP reference-server tests")
-    proc = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=SERVERS, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, f"npm ci failed in {SERVERS}:\n{proc.stdout}\n{proc.stderr}"
+    install(SERVERS, "the MCP reference-server tests")
 
 
 @pytest.fixture(scope="module")
