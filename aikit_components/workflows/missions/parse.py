@@ -149,12 +149,15 @@ def _parse_step(item: Any, node: Any, index: int, mission: Mission, registry: To
     for key in item:
         if key not in STEP_FIELDS:
             report(str(key), unknown_field("step field", key, STEP_FIELDS))
-    name = item.get("name")
-    if name is not None:
-        if isinstance(name, str):
-            step.name = name
+    for key, problem_of, apply in _STEP_SCALARS:
+        value = item.get(key)
+        if value is None:
+            continue
+        problem = problem_of(value)
+        if problem:
+            report(key, f"{key}: {problem}")
         else:
-            report("name", f"name: expected a string, got {name!r}")
+            apply(step, value)
     depends = item.get("depends_on")
     if depends is not None:
         if isinstance(depends, str):
@@ -163,39 +166,6 @@ def _parse_step(item: Any, node: Any, index: int, mission: Mission, registry: To
             step.depends_on = [str(d) for d in depends]
         else:
             report("depends_on", "depends_on: expected a list of step ids")
-    timeout = item.get("timeout_seconds")
-    if timeout is not None:
-        problem = number_problem(timeout, exclusive=True)
-        if problem:
-            report("timeout_seconds", f"timeout_seconds: {problem}")
-        else:
-            step.timeout_s = float(timeout)
-    coe = item.get("continue_on_error")
-    if coe is not None:
-        if isinstance(coe, bool):
-            step.continue_on_error = coe
-        else:
-            report("continue_on_error", f"continue_on_error: expected true or false, got {coe!r}")
-    retries = item.get("retry_attempts")
-    if retries is not None:
-        problem = number_problem(retries, integer=True)
-        if problem:
-            report("retry_attempts", f"retry_attempts: {problem}")
-        else:
-            step.retries = int(retries)
-    delay = item.get("retry_delay_ms")
-    if delay is not None:
-        problem = number_problem(delay)
-        if problem:
-            report("retry_delay_ms", f"retry_delay_ms: {problem}")
-        else:
-            step.retry_delay_s = delay / 1000.0
-    approval = item.get("approval")
-    if approval is not None:
-        if isinstance(approval, bool):
-            step.approval = approval
-        else:
-            report("approval", f"approval: expected true or false (a person approves the step first), got {approval!r}")
     if item.get("when") is not None:
         step.when = parse_when(item["when"], lambda text: report("when", text))
     if item.get("loop") is not None:
@@ -243,6 +213,26 @@ def _parse_step(item: Any, node: Any, index: int, mission: Mission, registry: To
         _load_chain(step, mapped, path, registry, stack, report_param)
     return step
 
+
+
+def _expect(kind: type, wanted: str) -> Callable[[Any], str | None]:
+    """A check that a field's value is a ``kind`` (bool is never taken for a number)."""
+    def problem(value: Any) -> str | None:
+        return None if isinstance(value, kind) else f"expected {wanted}, got {value!r}"
+    return problem
+
+
+# The scalar step fields: (key, the problem with a value or None, how a good value is applied).
+_STEP_SCALARS: tuple[tuple[str, Callable[[Any], str | None], Callable[[Step, Any], None]], ...] = (
+    ("name", _expect(str, "a string"), lambda step, v: setattr(step, "name", v)),
+    ("timeout_seconds", lambda v: number_problem(v, exclusive=True),
+     lambda step, v: setattr(step, "timeout_s", float(v))),
+    ("continue_on_error", _expect(bool, "true or false"), lambda step, v: setattr(step, "continue_on_error", v)),
+    ("retry_attempts", lambda v: number_problem(v, integer=True), lambda step, v: setattr(step, "retries", int(v))),
+    ("retry_delay_ms", number_problem, lambda step, v: setattr(step, "retry_delay_s", v / 1000.0)),
+    ("approval", _expect(bool, "true or false (a person approves the step first)"),
+     lambda step, v: setattr(step, "approval", v)),
+)
 
 def _unknown_step_type(step_type: str) -> str:
     if step_type in UNSUPPORTED_STEP_TYPES:
