@@ -22,6 +22,8 @@ import zmq
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from aikit_components.liveness import process_alive
+
 from . import runtime
 from .history import HistoryStore, PostgresHistoryStore, open_history
 from .interpreter import ExecuteOutcome, Interpreter
@@ -414,7 +416,7 @@ async def watch_parent(kernel: Kernel, interval: float = 1.0) -> None:
     except (KeyError, ValueError):
         return
     while not kernel._shutting_down:
-        if os.getppid() == 1 or not _process_exists(parent):
+        if os.getppid() == 1 or not process_alive(parent):
             log.warning("parent process %d is gone: shutting down", parent)
             kernel.request_shutdown()
             return
@@ -431,16 +433,6 @@ async def watch_idle(kernel: Kernel, timeout_s: float) -> None:
             kernel.request_shutdown()
             return
         await asyncio.sleep(max(0.2, min(1.0, timeout_s - idle)))
-
-
-def _process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _prometheus_readers(port: int) -> list[Any]:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import AikitError, InvalidArgument, NotFound
+from ..liveness import process_alive
 
 RUNS_SCOPE = "agent:~runs"
 RESUMABLE = ("needs_approval", "running", "interrupted")
@@ -112,21 +113,7 @@ def owner_alive(who: Any, run_id: str) -> bool:
         return False
     if pid == os.getpid():
         return run_id in ACTIVE_RUNS
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return _not_zombie(pid)
-
-
-def _not_zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
-    except OSError:
-        return True
+    return process_alive(pid, zombie_is_dead=True)
 
 
 class AgentRunStore:

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import error_from_exception
+from ..liveness import process_alive
 from ..workflows.model import Step
 from .tracing import WORKER_SPAN, remote_span
 
@@ -143,18 +144,8 @@ def remove_stale_scratch() -> None:
     their exit handlers do not always run); only directories named by this module are touched."""
     for path in Path(tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*-*"):
         pid = path.name[len(SCRATCH_PREFIX):].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             shutil.rmtree(path, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _discard(components: Any, data_dir: Path) -> None:
