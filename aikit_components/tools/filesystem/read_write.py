@@ -69,12 +69,18 @@ async def read_file(ctx: ToolContext, path: str, encoding: str = "utf-8",
 
 
 # ----------------------------------------------------------------------------- write_file
-def _write_file(ctx: ToolContext, path: str, content: str, encoding: str, create_dirs: bool,
-                overwrite: bool) -> dict[str, Any]:
+def _bounded_content(content: str, encoding: str, advice: str) -> bytes:
+    """``content`` encoded, refused when over the write limit (``advice`` ends the message)."""
     data = encode_text(content, encoding, "content")
     if len(data) > MAX_WRITE_BYTES:
-        raise ResourceExhausted(f"content is {len(data)} bytes, more than the {MAX_WRITE_BYTES}-byte limit of "
-                                "write_file; write it in parts with append_file", details={"limit": MAX_WRITE_BYTES})
+        raise ResourceExhausted(f"content is {len(data)} bytes, more than the {MAX_WRITE_BYTES}-byte limit{advice}",
+                                details={"limit": MAX_WRITE_BYTES})
+    return data
+
+
+def _write_file(ctx: ToolContext, path: str, content: str, encoding: str, create_dirs: bool,
+                overwrite: bool) -> dict[str, Any]:
+    data = _bounded_content(content, encoding, " of write_file; write it in parts with append_file")
     target = checked(ctx, path, write=True)
     existed = target.exists()
     if existed:
@@ -128,10 +134,7 @@ async def write_file(ctx: ToolContext, path: str, content: str, encoding: str = 
 
 # ----------------------------------------------------------------------------- append_file
 def _append_file(ctx: ToolContext, path: str, content: str, encoding: str, create_dirs: bool) -> dict[str, Any]:
-    data = encode_text(content, encoding, "content")
-    if len(data) > MAX_WRITE_BYTES:
-        raise ResourceExhausted(f"content is {len(data)} bytes, more than the {MAX_WRITE_BYTES}-byte limit; "
-                                "append it in parts", details={"limit": MAX_WRITE_BYTES})
+    data = _bounded_content(content, encoding, "; append it in parts")
     target = checked(ctx, path, write=True)
     existed = target.exists()
     if existed:
