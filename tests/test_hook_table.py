@@ -21,7 +21,7 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ from aikit_components.tools.base import Budget
 from aikit_components.workflows import engine
 from aikit_components.workflows.model import RunRecord, Step, Workflow
 from aikit_kernel import runtime
+from tests.support.http import QuietHandler
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "lua-api.md"
 DECISIONS = ("cancel", "modify", "retry", "replace")
@@ -301,24 +302,14 @@ class ReplayServer:
         self._lock = threading.Lock()
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                body = self.read_body()
                 with server._lock:
                     server.requests.append(json.loads(body or b"{}"))
                     status, reply = server._replies.pop(0) if server._replies and self.path == server.PATH \
                         else (599, {"error": {"message": "no scripted reply", "type": "test"}})
-                data = json.dumps(reply).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                self.send_json(status, reply)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True

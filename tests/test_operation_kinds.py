@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -19,17 +18,13 @@ from aikit_components.components import Components
 from aikit_components.config import Config
 from aikit_components.errors import IOFailure, NotFound, PermissionDenied, Timeout
 from aikit_components.events import Event
-from tests.support.http import serving
+from tests.support.http import QuietHandler, serving
 from tests.support.operations import Recorder, Refuser
 from tests.support.rag import unit_vectors
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Handler(QuietHandler):
     requests: ClassVar[list[str]] = []
-
-    def log_message(self, *args: Any) -> None:
-        pass
 
     def do_GET(self) -> None:
         type(self).requests.append(self.path)
@@ -39,19 +34,12 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
-        self._answer(b"fine", "text/plain")
+        self.send_bytes(200, b"fine", "text/plain")
 
     def do_POST(self) -> None:
         type(self).requests.append(self.path)
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self._answer(b'{"ok": true}', "application/json")
-
-    def _answer(self, body: bytes, content_type: str) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        self.read_body()
+        self.send_json(200, {"ok": True})
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import asyncio
 import importlib.util
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -21,6 +21,7 @@ from aikit_components.providers import Message, ProviderError, Request
 from aikit_components.providers.cassette import Cassette, CassetteMiss, CassetteTransport
 from aikit_components.providers.fallback import FallbackChain
 from aikit_components.providers.registry import ModelRegistry
+from tests.support.http import QuietHandler
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SECRET = "sk-cassette-secret-0123456789"
@@ -43,23 +44,10 @@ class Server:
         self.hits: dict[str, int] = {}
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def send(self, status: int, payload: Any, extra: dict[str, str] | None = None) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.send_header("Set-Cookie", "session=abc123secret")
-                self.send_header("X-Request-Id", "req-1")
-                for key, value in (extra or {}).items():
-                    self.send_header(key, value)
-                self.end_headers()
-                self.wfile.write(data)
+                self.send_json(status, payload, {"Set-Cookie": "session=abc123secret", "X-Request-Id": "req-1",
+                                                 **(extra or {})})
 
             def do_GET(self) -> None:  # noqa: N802
                 parts = urlsplit(self.path)

@@ -14,7 +14,7 @@ import json
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -25,6 +25,7 @@ from aikit_components.events import EventBus
 from aikit_components.providers import Message, ProviderError, Request
 from aikit_components.providers.fallback import FallbackChain
 from aikit_components.providers.registry import DEFAULT_MODEL, ModelRegistry
+from tests.support.http import QuietHandler
 
 SECRET = "sk-test-secret-value-0123456789"
 
@@ -49,16 +50,9 @@ class OpenAIServer:
         self.stopping = threading.Event()
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_POST(self) -> None:  # noqa: N802
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length)
-                body = json.loads(raw or b"{}")
+                body = json.loads(self.read_body() or b"{}")
                 server.requests.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
                                         "body": body})
                 if not self.path.endswith("/chat/completions"):
@@ -87,15 +81,7 @@ class OpenAIServer:
                 return self.reply(200, completion(model, f"answer from {model}"))
 
             def reply(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.send_header("Connection", "close")
-                for key, value in (headers or {}).items():
-                    self.send_header(key, value)
-                self.end_headers()
-                self.wfile.write(data)
+                self.send_json(status, payload, {"Connection": "close", **(headers or {})})
                 self.close_connection = True
 
             def chunk(self, data: bytes) -> None:

@@ -22,11 +22,13 @@ import threading
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.support.http import QuietHandler
 
 FIXTURES = Path(__file__).resolve().parents[1] / "providers" / "fixtures"
 
@@ -110,15 +112,9 @@ class LocalServer:
         self._lock = threading.Lock()
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def _handle(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
+                body = self.read_body()
                 path = self.path.split("?", 1)[0]
                 with server._lock:
                     server.requests.append(Recorded(self.command, path, {k.lower(): v for k, v in self.headers.items()},
