@@ -21,6 +21,7 @@ from aikit_components.errors import InvalidArgument, IOFailure, NotFound, Resour
 from aikit_components.events import EventBus
 from aikit_components.sessions import SessionInfo, SessionStore, new_session_id
 from aikit_components.storage.settings import StorageSettings
+from tests.support.threads import run_in_threads
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -358,11 +359,7 @@ def test_concurrent_puts_from_threads(tmp_path: Path, storage: StorageSettings) 
             with lock:
                 got.append(v)
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_in_threads(4, work)
     assert sorted(got) == list(range(1, 41))
 
 

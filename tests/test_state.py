@@ -24,6 +24,7 @@ from aikit_components.storage import MemoryStateBackend, SQLiteStateBackend, Sta
 from aikit_components.storage.postgres import PostgresDatabase
 from aikit_components.storage.postgres_state import PostgresStateBackend
 from tests.support.processes import finish, start_python
+from tests.support.threads import run_in_threads
 
 REPO = Path(__file__).resolve().parent.parent
 NESTED = {"a": [1, 2.0, "x", None], "m": {1: "one", 3: "three"}, "b": b"\xff\x00", "e": {}, "l": []}
@@ -411,31 +412,23 @@ def test_compare_and_set_semantics(state: State) -> None:
 
 
 def test_update_atomic_under_threads(state: State) -> None:
-    def work() -> None:
+    def work(_: int) -> None:
         for _ in range(200):
             state.update("global", "counter", lambda v: (v or 0) + 1)
 
-    threads = [threading.Thread(target=work) for _ in range(10)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_in_threads(10, work)
     assert state.get("global", "counter") == 2000
 
 
 def test_cas_loop_under_threads(state: State) -> None:
-    def work() -> None:
+    def work(_: int) -> None:
         for _ in range(50):
             while True:
                 cur = state.get("global", "n", 0)
                 if state.compare_and_set("global", "n", cur if state.exists("global", "n") else MISSING, cur + 1):
                     break
 
-    threads = [threading.Thread(target=work) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_in_threads(4, work)
     assert state.get("global", "n") == 200
 
 
@@ -811,15 +804,11 @@ def test_update_hook_runs_inside_atomic_section(hooked) -> None:
     st, hooks, _ = hooked
     hooks.register("state.write.before", lambda ctx: HookResult.modify({**ctx.payload, "value": ctx.payload["value"] + 1}))
 
-    def work() -> None:
+    def work(_: int) -> None:
         for _ in range(50):
             st.update("global", "n", lambda v: (v or 0) + 1)
 
-    threads = [threading.Thread(target=work) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_in_threads(4, work)
     assert st.get("global", "n") == 400
 
 
