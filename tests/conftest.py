@@ -5,7 +5,7 @@ pytest_plugins = [
     "tests.support.kernels",  # throwaway_kernel
     "tests.support.llm_server",  # llm_server, refused_url
     "tests.support.lua",  # make_lua, lua
-    "tests.support.agents",  # make_agent_lua
+    "tests.support.agents",  # make_agent_lua, agent_kernel
     "tests.support.otlp",  # otlp_receiver
     "tests.support.postgres",  # pg_server, pg_url, pg_database
 ]

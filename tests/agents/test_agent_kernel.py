@@ -7,22 +7,10 @@ from __future__ import annotations
 
 import threading
 from itertools import pairwise
-from pathlib import Path
 from typing import Any
 
-import pytest
-
-from tests.support.agents import OPENAI, answer, config_text, sse
-from tests.support.kernels import Kernel, start_kernel
-
-
-@pytest.fixture
-def agent_kernel(llm_server: Any, tmp_path: Path) -> Kernel:
-    """A kernel whose project config points the openai provider at ``llm_server``."""
-    (tmp_path / "aikit.toml").write_text(config_text(llm_server.url))
-    kernel = start_kernel(tmp_path / "data", cwd=tmp_path, XDG_CONFIG_HOME=tmp_path / "xdg")
-    yield kernel
-    kernel.shutdown(now=True)
+from tests.support.agents import OPENAI, answer, sse
+from tests.support.kernels import Kernel
 
 
 def display_texts(messages: list[dict[str, Any]]) -> list[tuple[str, str, str]]:

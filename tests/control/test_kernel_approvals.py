@@ -5,26 +5,17 @@ after a kernel restart, ``Agent.resume`` in the new kernel continues it."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.agents import OPENAI, answer, call, config_text
-from tests.support.kernels import Kernel, start_kernel
+from tests.support.agents import OPENAI, answer, call
+from tests.support.kernels import Kernel
 
 DEFINE = ("Tool.define{name = 'note', description = 'Append a note', approval = 'always', "
           "params = {type = 'object', properties = {text = {type = 'string'}}, required = {'text'}}, "
           "fn = function(a) notes = (notes or '') .. a.text .. ';' return 'noted ' .. a.text end}\n"
           "a = Agent.new{name = 'writer', model = 'openai/m', tools = {'note'}}\n")
-
-
-@pytest.fixture
-def agent_kernel(llm_server: Any, tmp_path: Path) -> Kernel:
-    (tmp_path / "aikit.toml").write_text(config_text(llm_server.url))
-    kernel = start_kernel(tmp_path / "data", cwd=tmp_path, XDG_CONFIG_HOME=tmp_path / "xdg")
-    yield kernel
-    kernel.shutdown(now=True)
 
 
 def answer_question(kernel: Kernel, code: str, reply: str) -> tuple[dict[str, Any], Any]:

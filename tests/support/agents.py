@@ -22,6 +22,7 @@ import pytest
 from aikit_components.components import Components
 from aikit_components.config import Config
 from aikit_kernel import runtime
+from tests.support.kernels import Kernel, start_kernel
 from tests.support.llm_server import Reply
 from tests.support.lua import Lua, open_lua
 from tests.support.trust import trusting_env
@@ -172,6 +173,15 @@ def make_agent_lua(llm_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     yield make
     for lua in made:
         lua.close(close_models=True)
+
+
+@pytest.fixture
+def agent_kernel(llm_server: Any, tmp_path: Path) -> Iterator[Kernel]:
+    """A kernel whose project config points the openai provider at ``llm_server``."""
+    (tmp_path / "aikit.toml").write_text(config_text(llm_server.url))
+    kernel = start_kernel(tmp_path / "data", cwd=tmp_path, XDG_CONFIG_HOME=tmp_path / "xdg")
+    yield kernel
+    kernel.shutdown(now=True)
 
 
 async def gather_with_cancel(task_coro: Coroutine[Any, Any, Any], when: Callable[[], Any]) -> BaseException | Any:
