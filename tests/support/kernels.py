@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from queue import Empty
@@ -67,6 +68,23 @@ class Result:
         return results[0]["content"]["data"]["text/plain"] if results else None
 
 
+def messages_until(get: Callable[..., dict[str, Any]], timeout: float,
+                   missing: Callable[[], str]) -> Iterator[dict[str, Any]]:
+    """Messages from ``get(timeout=...)`` (a client's ``get_iopub_msg`` / ``get_shell_msg``) until
+    ``timeout`` seconds have passed, then ``TimeoutError(missing())``: it never ends without raising,
+    so a caller returns from inside its loop."""
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(missing())
+        try:
+            msg = get(timeout=remaining)
+        except Empty:
+            continue
+        yield msg
+
+
 class Kernel:
     """A started kernel: its manager, a blocking client and request helpers."""
 
@@ -80,17 +98,12 @@ class Kernel:
                       arrival: list[dict[str, Any]] | None = None) -> dict[str, list[dict[str, Any]]]:
         """IOPub messages per parent msg_id, until each of ``msg_ids`` has published idle
         (``arrival``, when given, receives the same messages in arrival order)."""
-        wanted = {m: [] for m in msg_ids}  # type: dict[str, list[dict[str, Any]]]
+        wanted: dict[str, list[dict[str, Any]]] = {m: [] for m in msg_ids}
         done: set[str] = set()
-        deadline = time.monotonic() + timeout
-        while len(done) < len(wanted):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"no idle on IOPub for {sorted(set(wanted) - done)} within {timeout} s")
-            try:
-                msg = self.kc.get_iopub_msg(timeout=remaining)
-            except Empty:
-                continue
+        if not wanted:
+            return wanted
+        for msg in messages_until(self.kc.get_iopub_msg, timeout,
+                                  lambda: f"no idle on IOPub for {sorted(set(wanted) - done)} within {timeout} s"):
             parent = msg.get("parent_header", {}).get("msg_id")
             if parent not in wanted:
                 continue
@@ -99,20 +112,14 @@ class Kernel:
                 arrival.append(msg)
             if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
                 done.add(parent)
-        return wanted
+                if len(done) == len(wanted):
+                    return wanted
 
     def wait_for_iopub(self, msg_id: str, msg_type: str, timeout: float = DEFAULT_TIMEOUT) -> list[dict[str, Any]]:
         """IOPub messages of ``msg_id`` up to and including the first one of ``msg_type``."""
         seen: list[dict[str, Any]] = []
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"no {msg_type} for {msg_id} within {timeout} s")
-            try:
-                msg = self.kc.get_iopub_msg(timeout=remaining)
-            except Empty:
-                continue
+        for msg in messages_until(self.kc.get_iopub_msg, timeout,
+                                  lambda: f"no {msg_type} for {msg_id} within {timeout} s"):
             if msg.get("parent_header", {}).get("msg_id") != msg_id:
                 continue
             seen.append(msg)
@@ -122,33 +129,23 @@ class Kernel:
     # ------------------------------------------------------------------ shell
     def shell_reply(self, msg_id: str, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
         """The shell reply to ``msg_id`` (replies to other requests are skipped)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"no shell reply to {msg_id} within {timeout} s")
-            try:
-                msg = self.kc.get_shell_msg(timeout=remaining)
-            except Empty:
-                continue
+        for msg in messages_until(self.kc.get_shell_msg, timeout,
+                                  lambda: f"no shell reply to {msg_id} within {timeout} s"):
             if msg.get("parent_header", {}).get("msg_id") == msg_id:
                 return msg
 
     def shell_replies(self, msg_ids: list[str], timeout: float = DEFAULT_TIMEOUT) -> dict[str, dict[str, Any]]:
+        """The shell replies to each of ``msg_ids``, by msg_id."""
         got: dict[str, dict[str, Any]] = {}
-        deadline = time.monotonic() + timeout
-        while len(got) < len(msg_ids):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"missing shell replies for {sorted(set(msg_ids) - set(got))}")
-            try:
-                msg = self.kc.get_shell_msg(timeout=remaining)
-            except Empty:
-                continue
+        if not msg_ids:
+            return got
+        for msg in messages_until(self.kc.get_shell_msg, timeout,
+                                  lambda: f"missing shell replies for {sorted(set(msg_ids) - set(got))}"):
             parent = msg.get("parent_header", {}).get("msg_id")
             if parent in msg_ids:
                 got[parent] = msg
-        return got
+                if len(got) == len(msg_ids):
+                    return got
 
     def request(self, msg_id: str, timeout: float = DEFAULT_TIMEOUT) -> Result:
         reply = self.shell_reply(msg_id, timeout)
