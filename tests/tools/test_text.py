@@ -59,6 +59,8 @@ def test_load_builtins_finds_the_text_tools() -> None:
 
 
 # ----------------------------------------------------------------------------- render_template
+# The bounds on work below are CPU seconds of this process (time.process_time), not wall time: wall
+# time also counts waiting for a CPU, and these tests failed that way on a busy 2-core machine.
 def test_render_template(env: Env) -> None:
     template = "{% for u in users %}{{ loop.index }}. {{ u.name | upper }}{% if not loop.last %}, {% endif %}{% endfor %}"
     users = [{"name": "ada"}, {"name": "alan"}]
@@ -124,19 +126,19 @@ def test_render_template_sandbox_escapes_are_refused(env: Env, template: str) ->
     "{{ [big, big, big, big, big, big] }}",
 ])
 def test_render_template_resource_bombs_are_stopped(env: Env, template: str) -> None:
-    started = time.monotonic()
+    started = time.process_time()
     env.fails("resource_exhausted", "render_template", template=template, variables={"big": "a" * 1_000_000})
-    assert time.monotonic() - started < 10
+    assert time.process_time() - started < 10
 
 
 def test_render_template_long_loops_and_recursion_are_stopped(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     env.fails("resource_exhausted", "render_template", "steps",
               template="{% for a in big %}{% for b in big %}{% endfor %}{% endfor %}", variables={"big": "a" * 100_000})
     monkeypatch.setattr("aikit_components.tools.text.templates.TEMPLATE_TIMEOUT_S", 0.5)
-    started = time.monotonic()
+    started = time.process_time()
     fanout = "{% macro m(n) %}{% if n %}{{ m(n - 1) }}{{ m(n - 1) }}{% endif %}{% endmacro %}{{ m(40) }}"
     env.fails("timeout", "render_template", "longer than", template=fanout)
-    assert time.monotonic() - started < 5
+    assert time.process_time() - started < 5
 
 
 @pytest.mark.parametrize("template", [
@@ -193,9 +195,9 @@ def test_regex_bad_arguments_are_listed(env: Env) -> None:
 
 def test_regex_catastrophic_inputs(env: Env) -> None:
     env.fails("resource_exhausted", "regex", "limit", pattern="a", text="a" * (MAX_REGEX_TEXT + 1))
-    started = time.monotonic()
+    started = time.process_time()
     env.fails("timeout", "regex", "catastrophic", pattern=r"(a|aa)+$", text="a" * 60 + "b")
-    assert time.monotonic() - started < 10
+    assert time.process_time() - started < 10
 
 
 # ----------------------------------------------------------------------------- text_diff
@@ -382,9 +384,9 @@ def test_calculate_refuses_code(env: Env, expression: str, fragment: str) -> Non
     ("9" * 5000, "digits"),
 ])
 def test_calculate_rejects_bad_and_huge_expressions(env: Env, expression: str, fragment: str) -> None:
-    started = time.monotonic()
+    started = time.process_time()
     env.fails("invalid_argument", "calculate", fragment, expression=expression)
-    assert time.monotonic() - started < 2
+    assert time.process_time() - started < 2
 
 
 def test_calculate_argument_validation(env: Env) -> None:
