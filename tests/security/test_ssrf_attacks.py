@@ -6,16 +6,14 @@ works. Nothing here needs the internet: a refusal happens before any connection.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from aikit_components.tools import ToolContext
 from aikit_components.tools.web import TOOLS
-from tests.support.http import serving
+from tests.support.http import QuietHandler, serving
 
 from .conftest import contained, make_caller, make_policy
 
@@ -23,11 +21,8 @@ call = make_caller(TOOLS)
 HOW = ("security.allowed_hosts",)
 
 
-class Redirector(BaseHTTPRequestHandler):
+class Redirector(QuietHandler):
     """/to?u=URL answers 302 to URL; /ok answers 200 'fine'."""
-
-    def log_message(self, *args: Any) -> None:
-        pass
 
     def do_GET(self) -> None:
         parts = urlsplit(self.path)
@@ -37,12 +32,7 @@ class Redirector(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
-        body = b"fine"
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        self.send_bytes(200, b"fine", "text/plain")
 
 
 @pytest.fixture(scope="module")

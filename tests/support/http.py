@@ -27,14 +27,15 @@ class QuietHandler(BaseHTTPRequestHandler):
 
     def send_bytes(self, status: int, data: bytes, content_type: str,
                    headers: dict[str, str] | None = None) -> None:
-        """Answer ``status`` with ``data`` and its length, plus ``headers``."""
+        """Answer ``status`` with ``data`` and its length, plus ``headers`` (no body to a HEAD)."""
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         for key, value in (headers or {}).items():
             self.send_header(key, value)
         self.end_headers()
-        self.wfile.write(data)
+        if self.command != "HEAD":
+            self.wfile.write(data)
 
     def send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
         """Answer ``status`` with ``payload`` as JSON, plus ``headers``."""

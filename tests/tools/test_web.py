@@ -8,14 +8,12 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from aikit_components.tools import ToolContext
-from tests.support.http import serving
+from tests.support.http import QuietHandler, serving
 from tests.support.tools import ToolCaller, ToolEnv, expect_error
 
 PAGE = """<!doctype html>
@@ -36,24 +34,14 @@ PAGE = """<!doctype html>
 HUGE_SIZE = 5 * 1024 * 1024
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(QuietHandler):
+    protocol_version = "HTTP/1.0"  # one request per connection, as the redirect and retry tests expect
     counters: dict[str, int] = defaultdict(int)
     lock = threading.Lock()
 
-    def log_message(self, *args: Any) -> None:  # keep test output quiet
-        pass
-
     def _send(self, status: int, body: bytes | str, content_type: str = "text/plain; charset=utf-8",
               headers: dict[str, str] | None = None) -> None:
-        data = body.encode() if isinstance(body, str) else body
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
+        self.send_bytes(status, body.encode() if isinstance(body, str) else body, content_type, headers)
 
     def _count(self, key: str) -> int:
         with self.lock:
@@ -130,8 +118,7 @@ class Handler(BaseHTTPRequestHandler):
         self.do_GET()
 
     def _echo(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length).decode() if length else ""
+        body = self.read_body().decode()
         self._send(200, json.dumps({"method": self.command, "path": self.path, "body": body,
                                     "headers": {k.lower(): v for k, v in self.headers.items()}}), "application/json")
 
