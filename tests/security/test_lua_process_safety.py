@@ -84,13 +84,19 @@ SCRIPTS = {
 }
 
 
+def aikit_run(tmp_path: Path, name: str, code: str, env: dict[str, str],
+              timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``aikit run`` of ``code`` (written to ``tmp_path/name``) in ``tmp_path`` with ``env``."""
+    script = tmp_path / name
+    script.write_text(code)
+    return subprocess.run([AIKIT, "run", str(script)], capture_output=True, text=True, timeout=timeout, cwd=tmp_path,
+                          env=env)
+
+
 @pytest.mark.parametrize("name", list(SCRIPTS))
 def test_the_process_survives(tmp_path: Path, name: str) -> None:
     code, expected = SCRIPTS[name]
-    script = tmp_path / "script.lua"
-    script.write_text(code)
-    proc = subprocess.run([AIKIT, "run", str(script)], capture_output=True, text=True, timeout=240, cwd=tmp_path,
-                          env=dict(os.environ, AIKIT_DATA_DIR=str(tmp_path / "data")))
+    proc = aikit_run(tmp_path, "script.lua", code, dict(os.environ, AIKIT_DATA_DIR=str(tmp_path / "data")), timeout=240)
     assert proc.returncode == 0, f"exit status {proc.returncode}\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
     assert expected in proc.stdout
 
@@ -100,19 +106,15 @@ def test_a_script_cannot_widen_the_policy_of_the_next_run(tmp_path: Path) -> Non
     rights it grants (a shell here), only warn that they were ignored until the user trusts it."""
     env = dict(os.environ, AIKIT_DATA_DIR=str(tmp_path / "data"), XDG_CONFIG_HOME=str(tmp_path / "xdg"))
     env.pop("AIKIT_TRUST_PROJECT_CONFIG", None)
-    writer = tmp_path / "writer.lua"
-    writer.write_text('local f = assert(io.open("aikit.toml", "w"))\n'
+    first = aikit_run(tmp_path, "writer.lua",
+                      'local f = assert(io.open("aikit.toml", "w"))\n'
                       'f:write(\'[security]\\nallowed_commands = ["sh"]\\nallowed_paths = ["/"]\\n\')\nf:close()\n'
-                      'print("written")\n')
-    first = subprocess.run([AIKIT, "run", str(writer)], capture_output=True, text=True, timeout=120, cwd=tmp_path,
-                           env=env)
+                      'print("written")\n', env)
     assert first.returncode == 0 and "written" in first.stdout, first.stderr
-    attack = tmp_path / "attack.lua"
-    attack.write_text('local ok, err = pcall(Tool.call, "run_process", {command = {"sh", "-c", "echo pwned"}})\n'
-                      'print(ok, ok and "" or err.code)\n'
-                      'print(pcall(Tool.call, "read_file", {path = "/etc/hostname"}))\n')
-    second = subprocess.run([AIKIT, "run", str(attack)], capture_output=True, text=True, timeout=120, cwd=tmp_path,
-                            env=env)
+    second = aikit_run(tmp_path, "attack.lua",
+                       'local ok, err = pcall(Tool.call, "run_process", {command = {"sh", "-c", "echo pwned"}})\n'
+                       'print(ok, ok and "" or err.code)\n'
+                       'print(pcall(Tool.call, "read_file", {path = "/etc/hostname"}))\n', env)
     assert second.returncode == 0, second.stderr
     assert "pwned" not in second.stdout
     lines = second.stdout.splitlines()
