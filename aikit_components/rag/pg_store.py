@@ -27,17 +27,15 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidArgument
 from ..storage.postgres import PostgresDatabase, advisory_key
 from .index import IndexParams
-from .store import ChunkRow, NewChunk
+from .store import ChunkRow, NewChunk, filter_terms
 
 __all__ = ["DESCRIPTION", "PgFilter", "PgStore", "PgVectorIndex", "collection_key", "list_collections",
            "drop_collection", "hnsw_index_name", "stored_embedder"]
 
 DESCRIPTION = "PostgreSQL full text (tsvector, english stemming, ts_rank_cd)"
 _WORD = re.compile(r"\w+", re.UNICODE)
-_SCALARS = (str, int, float, bool)
 MAX_QUERY_TERMS = 64
 
 
@@ -54,16 +52,8 @@ class PgFilter:
     hands the vector index instead of a list of ids: the filter runs inside the search)."""
 
     def __init__(self, filter: dict[str, Any]) -> None:
-        if not isinstance(filter, dict):
-            raise InvalidArgument(f"filter must be a table of metadata field = value, got {type(filter).__name__}")
         clauses, params = [], []
-        for key, value in filter.items():
-            if not isinstance(key, str) or not key:
-                raise InvalidArgument(f"filter keys must be metadata field names, got {key!r}")
-            values = value if isinstance(value, list) else [value]
-            if not values or not all(isinstance(v, _SCALARS) for v in values):
-                raise InvalidArgument(f"filter {key}: a string, number or boolean (or a list of them), got {value!r}",
-                                      details={"field": key})
+        for key, values in filter_terms(filter):
             clauses.append(f"(metadata -> %s) IN ({','.join(['%s::jsonb'] * len(values))})")
             params += [key, *[json.dumps(v) for v in values]]
         self.sql = " AND ".join(clauses) or "TRUE"

@@ -79,6 +79,23 @@ class NewChunk:
     vector: np.ndarray
 
 
+def filter_terms(filter: Any) -> list[tuple[str, list[Any]]]:
+    """A search's metadata filter checked: (field, accepted values) per entry; a field matches
+    any of its values. Raises InvalidArgument saying what is wrong."""
+    if not isinstance(filter, dict):
+        raise InvalidArgument(f"filter must be a table of metadata field = value, got {type(filter).__name__}")
+    terms = []
+    for key, value in filter.items():
+        if not isinstance(key, str) or not key:
+            raise InvalidArgument(f"filter keys must be metadata field names, got {key!r}")
+        values = value if isinstance(value, list) else [value]
+        if not values or not all(isinstance(v, _SCALARS) for v in values):
+            raise InvalidArgument(f"filter {key}: a string, number or boolean (or a list of them), got {value!r}",
+                                  details={"field": key})
+        terms.append((key, values))
+    return terms
+
+
 class Store:
     """See the module docstring. Thread-safe (one connection behind a lock)."""
 
@@ -215,17 +232,9 @@ class Store:
     # ------------------------------------------------------------------ helpers
     @staticmethod
     def _where(filter: dict[str, Any]) -> tuple[str, list[Any]]:
-        if not isinstance(filter, dict):
-            raise InvalidArgument(f"filter must be a table of metadata field = value, got {type(filter).__name__}")
         clauses, params = [], []
-        for key, value in filter.items():
-            if not isinstance(key, str) or not key:
-                raise InvalidArgument(f"filter keys must be metadata field names, got {key!r}")
+        for key, values in filter_terms(filter):
             path = '$."' + key.replace('"', '""') + '"'
-            values = value if isinstance(value, list) else [value]
-            if not values or not all(isinstance(v, _SCALARS) for v in values):
-                raise InvalidArgument(f"filter {key}: a string, number or boolean (or a list of them), got {value!r}",
-                                      details={"field": key})
             clauses.append(f"json_extract(chunks.metadata, ?) IN ({','.join('?' * len(values))})")
             params += [path, *[int(v) if isinstance(v, bool) else v for v in values]]
         return " AND ".join(clauses) or "1", params

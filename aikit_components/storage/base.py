@@ -80,6 +80,14 @@ def encode_value(value: Any, limit: int, scope: str, key: str) -> str:
     return text
 
 
+def expectation_met(row: tuple[Any, ...] | None, expected_found: bool, expected: Any) -> bool:
+    """Whether a stored entry meets a compare-and-set's expectation: ``row`` is the entry
+    (encoded value first) or None when absent; ``expected`` is the normalized expected value."""
+    if (row is not None) != expected_found:
+        return False
+    return row is None or values_equal(codec.loads(row[0]), expected)
+
+
 def values_equal(a: Any, b: Any) -> bool:
     """Equality for compare-and-set, after both sides went through the codec.
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from .. import codec
 from ..errors import IOFailure
-from .base import DEFAULT_MAX_VALUE_BYTES, PURGE_EVERY, encode_value, normalize, values_equal
+from .base import DEFAULT_MAX_VALUE_BYTES, PURGE_EVERY, encode_value, expectation_met, normalize
 
 
 class MemoryStateBackend:
@@ -96,9 +96,7 @@ class MemoryStateBackend:
         with self._lock:
             self._check_open()
             entry = self._live(scope, key, self.clock())
-            if (entry is not None) != expected_found:
-                return False
-            if entry is not None and not values_equal(codec.loads(entry[0]), expected):
+            if not expectation_met(entry, expected_found, expected):
                 return False
             if expires_at is None and entry is not None:
                 expires_at = entry[1]

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import codec
-from .base import DEFAULT_MAX_VALUE_BYTES, PURGE_EVERY, encode_value, normalize, prefix_upper_bound, values_equal
+from .base import DEFAULT_MAX_VALUE_BYTES, PURGE_EVERY, encode_value, expectation_met, normalize, prefix_upper_bound
 from .postgres import PostgresDatabase, advisory_key
 
 _GET = "SELECT value, expires_at FROM aikit_state WHERE scope = %s AND key = %s"
@@ -99,9 +99,7 @@ class PostgresStateBackend:
         expected = normalize(expected_value) if expected_found else None
         with self.db.transaction(f"compare-and-set {scope}/{key}", lock=advisory_key("state", scope, key)) as conn:
             row = self._read(conn, scope, key)
-            if (row is not None) != expected_found:
-                return False
-            if row is not None and not values_equal(codec.loads(row[0]), expected):
+            if not expectation_met(row, expected_found, expected):
                 return False
             if expires_at is None and row is not None:
                 expires_at = row[1]

@@ -26,7 +26,7 @@ from typing import Any
 
 from .. import codec
 from ..errors import AikitError, IOFailure, PermissionDenied, Timeout
-from .base import DEFAULT_MAX_VALUE_BYTES, PURGE_EVERY, encode_value, normalize, prefix_upper_bound, values_equal
+from .base import DEFAULT_MAX_VALUE_BYTES, PURGE_EVERY, encode_value, expectation_met, normalize, prefix_upper_bound
 from .migrations import STATE, migrate_sqlite
 
 SCHEMA = STATE[0].sqlite or ""  # version 1 of the state schema (see migrations.py)
@@ -276,9 +276,7 @@ class SQLiteStateBackend:
         action = f"compare-and-set {scope}/{key}"
         with self._write_txn(conn, action):
             row = self._run(action, lambda: self._read(conn, scope, key, self.clock()))
-            if (row is not None) != expected_found:
-                return False
-            if row is not None and not values_equal(codec.loads(row[0]), expected):
+            if not expectation_met(row, expected_found, expected):
                 return False
             if expires_at is None and row is not None:
                 expires_at = row[1]
