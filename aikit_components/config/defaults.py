@@ -26,6 +26,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "allow_private_hosts": False,
         "allowed_commands": list(DEFAULT_COMMANDS),
         "unrestricted_commands": [],  # allowed programs exempt from command_rules' argument rules
+        "confine_processes": "auto",  # auto | landlock | off: OS confinement of started programs (confinement.py)
         "env_allowlist": ["HOME", "USER", "LANG", "LC_ALL", "TZ", "PWD", "SHELL", "TERM"],
         "max_tool_calls": 1000,
         "max_wall_time_s": 3600,

@@ -20,7 +20,7 @@ from typing import Any
 from ..command_rules import GIT_PINNED_ENV
 from ..errors import InvalidArgument, IOFailure, NotFound, PermissionDenied
 from .base import ToolContext, tool
-from .system import ProcessOutput, child_env, resolve_program, run_argv
+from .system import ProcessOutput, child_env, process_confinement, resolve_program, run_argv
 
 DEFAULT_TIMEOUT_S = 60.0
 DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024
@@ -80,7 +80,7 @@ async def _git(ctx: ToolContext, repo_dir: Path, args: list[str], *, stdin: str 
     cap = int(max_output_bytes or ctx.setting("tools.process_output_cap_bytes", DEFAULT_MAX_OUTPUT_BYTES))
     return await run_argv(full, cwd=repo_dir, env=env, stdin=stdin.encode("utf-8") if stdin is not None else None,
                           timeout_s=timeout, max_output_bytes=cap, what=f"git {args[0]}", pipeline=ctx.pipeline,
-                          context=ctx)
+                          context=ctx, confinement=process_confinement(ctx))
 
 
 async def _hooks_dir(ctx: ToolContext, repo_dir: Path) -> str:

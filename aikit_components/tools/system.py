@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from ..command_rules import GIT_PINNED_ENV, check_child_env
+from ..config import data_dir
+from ..confinement import Confinement, confinement_for
 from ..errors import InvalidArgument, IOFailure, NotFound, PermissionDenied, Timeout
 from ..operations import Operation, OperationKind, Pipeline
 from ._children import die_with_parent
@@ -142,7 +144,8 @@ PROCESS = OperationKind(
 
 async def run_argv(argv: list[str], *, cwd: Path | None, env: dict[str, str], stdin: bytes | None,
                    timeout_s: float, max_output_bytes: int, what: str | None = None,
-                   pipeline: Pipeline | None = None, context: Any = None) -> ProcessOutput:
+                   pipeline: Pipeline | None = None, context: Any = None,
+                   confinement: Confinement | None = None) -> ProcessOutput:
     """Run ``argv`` (no shell) in its own process group and collect its capped output.
 
     On timeout the whole group is killed and :class:`Timeout` is raised with the partial output in
@@ -152,14 +155,39 @@ async def run_argv(argv: list[str], *, cwd: Path | None, env: dict[str, str], st
     With a ``pipeline`` the launch is an operation of kind :data:`PROCESS` (name: the program's
     file name; payload ``{argv, cwd}``; ``context``: the caller's, a :class:`ToolContext` say),
     which an interceptor may refuse by raising in ``before``.
+
+    With a ``confinement`` (see :func:`process_confinement`) the program starts under it; the
+    operation still names the program itself.
     """
     label = what or os.path.basename(argv[0])
+    if confinement is not None:
+        argv, env = _confined(argv, env, confinement, label)
     if pipeline is None:
         return await _launch(argv, cwd, env, stdin, timeout_s, max_output_bytes, label)
     op = Operation(PROCESS, os.path.basename(argv[0]), {"argv": list(argv), "cwd": str(cwd) if cwd is not None else None},
                    context, meta={"label": label})
     return await pipeline.arun(op, lambda op: _launch(argv, cwd, _with_trace(env, op), stdin, timeout_s,
                                                       max_output_bytes, label))
+
+
+def process_confinement(ctx: ToolContext) -> Confinement | None:
+    """The OS confinement of programs a tool starts (``security.confine_processes``, see
+    ``aikit_components.confinement``); None where there is none."""
+    return confinement_for(ctx.policy, str(ctx.setting("security.confine_processes", "auto")),
+                           ctx.data_dir or data_dir())
+
+
+def _confined(argv: list[str], env: dict[str, str], confinement: Confinement,
+              label: str) -> tuple[list[str], dict[str, str]]:
+    """``argv``/``env`` through the launcher; the program is found on ``env``'s PATH first, so a
+    missing program is the same NotFound as without confinement."""
+    program = argv[0]
+    if os.sep not in program:
+        found = shutil.which(program, path=env.get("PATH", os.defpath))
+        if found is None:
+            raise NotFound(f"cannot run {label!r}: the program does not exist", details={"command": program})
+        program = found
+    return confinement.wrap([program, *argv[1:]], env)
 
 
 def _with_trace(env: dict[str, str], op: Operation) -> dict[str, str]:
@@ -324,7 +352,7 @@ async def run_process(ctx: ToolContext, command: list[str], cwd: str | None = No
     result = await run_argv(argv, cwd=workdir, env=child,
                             stdin=stdin.encode("utf-8") if stdin is not None else None,
                             timeout_s=timeout, max_output_bytes=cap, what=os.path.basename(command[0]),
-                            pipeline=ctx.pipeline, context=ctx)
+                            pipeline=ctx.pipeline, context=ctx, confinement=process_confinement(ctx))
     reply: dict[str, Any] = {
         "exit_code": result.exit_code, "stdout": result.text("stdout"), "stderr": result.text("stderr"),
         "truncated": result.truncated, "duration_ms": result.duration_ms,

@@ -11,18 +11,17 @@ behaviour, slower while breakpoints exist.
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import logging
 import os
-import shutil
 import subprocess
 import sysconfig
-import tempfile
 import threading
 from importlib import resources
 from pathlib import Path
 
 from lupa import lua54
+
+from aikit_components.native_build import build_c
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +31,6 @@ STEP_NONE, STEP_IN, STEP_OVER, STEP_OUT = 0, 1, 2, 3
 
 _lock = threading.Lock()
 _loaded: NativeLineHook | None | bool = False  # False: not tried yet; None: unavailable
-
-
-def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "aikit"
 
 
 class NativeLineHook:
@@ -102,21 +96,5 @@ def load(lua_lib: ctypes.CDLL) -> NativeLineHook | None:
 
 def _build() -> Path:
     source = resources.files(__package__).joinpath("linehook.c").read_bytes()
-    key = hashlib.sha256(source + os.fsencode(lua54.__file__ or "")).hexdigest()[:16]
-    target = cache_dir() / f"linehook-{key}{sysconfig.get_config_var('SHLIB_SUFFIX') or '.so'}"
-    if target.exists():
-        return target
-    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if not compiler:
-        raise RuntimeError("no C compiler (cc, gcc or clang) on PATH")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        src = Path(tmp) / "linehook.c"
-        src.write_bytes(source)
-        built = target.parent / f".{target.name}.{os.getpid()}.tmp"  # same filesystem: replace is atomic
-        proc = subprocess.run([compiler, "-O2", "-shared", "-fPIC", "-o", str(built), str(src)],
-                              capture_output=True, text=True, timeout=120)
-        if proc.returncode != 0:
-            raise RuntimeError(f"{compiler} failed: {proc.stderr.strip()[:500]}")
-        os.replace(built, target)  # atomic: concurrent kernels may build at the same time
-    return target
+    return build_c(source, "linehook", suffix=sysconfig.get_config_var("SHLIB_SUFFIX") or ".so",
+                   flags=("-O2", "-shared", "-fPIC"), salt=os.fsencode(lua54.__file__ or ""))
