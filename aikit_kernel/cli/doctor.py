@@ -351,8 +351,19 @@ class Doctor:
             risky.append("private hosts allowed")
         if risky:
             return [Check("security", WARN, detail + "; " + "; ".join(risky),
-                          "narrow [security] unrestricted_commands / allow_private_hosts unless you need them")]
-        return [Check("security", OK, detail)]
+                          "narrow [security] unrestricted_commands / allow_private_hosts unless you need them"),
+                    self.confinement()]
+        return [Check("security", OK, detail), self.confinement()]
+
+    def confinement(self) -> Check:
+        from aikit_components.confinement import landlock_abi, launcher, status
+
+        mode = str(self.config.get("security.confine_processes", "auto")) if self.config is not None else "auto"
+        line = status(mode)
+        if mode == "off" or landlock_abi() < 1 or launcher() is None:
+            return Check("confinement", WARN, f"started programs are not confined: {line}",
+                         "use Linux 5.13+ with Landlock and a C compiler, and security.confine_processes = 'auto'")
+        return Check("confinement", OK, line)
 
 
 async def asyncio_wait(awaitable: Any, timeout: float) -> Any:
