@@ -103,7 +103,7 @@ class CoroutineDriver:
             if isinstance(exc, asyncio.CancelledError):
                 pending = self._waiting.pop(token, None)
                 if pending is not None:
-                    self.engine.cancel_future(pending)
+                    self.engine.futures.cancel(pending)
             dispatcher.submit(self.release, token)  # idempotent (a finished coroutine is released)
             raise
 
@@ -118,7 +118,7 @@ class CoroutineDriver:
                 raise resumed.value
             if resumed.kind == "cancelled":  # a cancel this task did not ask for
                 raise Cancelled("the step's Lua code was cancelled")
-            future = self.engine.future(resumed.value) if resumed.value is not None else None
+            future = self.engine.futures.get(resumed.value) if resumed.value is not None else None
             if future is not None:
                 self._waiting[token] = resumed.value
                 waiter = asyncio.wrap_future(future)

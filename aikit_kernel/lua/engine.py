@@ -13,7 +13,7 @@ from typing import Any
 
 from lupa import lua54
 
-from aikit_components.errors import Cancelled, Interrupted
+from aikit_components.errors import Interrupted
 from aikit_components.security import SecurityPolicy
 
 from .. import runtime
@@ -23,6 +23,7 @@ from .cells import CellFiles
 from .convert import new_table, python_to_lua, register_table_maker
 from .coroutines import CoroutineDriver
 from .dispatch import LuaDispatcher
+from .futures import LuaFutures, stopped_by_kill_switch
 from .host import Host, text
 from .interrupt import LUA_MASKLINE, Interrupter
 
@@ -88,12 +89,6 @@ class LuaFailure:
             raise Interrupted()
 
 
-def _stopped() -> Cancelled:
-    """What Lua gets for work the kill switch (``aikit.stop``) cancelled while it waited."""
-    return Cancelled("the work was stopped (aikit stop / Event.publish('aikit.stop')) before it finished",
-                     details={"reason": "stopped"})
-
-
 @dataclass
 class RunResult:
     """What running a chunk produced: its return values (Lua objects) or a failure."""
@@ -132,8 +127,8 @@ class LuaEngine:
         self._interrupter: Interrupter | None = None
         self._debugger: Any = None  # debug.lua_debugger.LuaDebugger, created on first use
         self.dispatcher = LuaDispatcher()
-        self._futures: dict[int, Any] = {}
-        self._future_ids = 0
+        #: I/O-loop work Lua awaits by id (``internal.await``)
+        self.futures = LuaFutures(self.dispatcher, self.stop_requested)
         self.host = Host(output, self.policy, self.wait, self.stop_requested,
                          details_to_lua=lambda value: python_to_lua(self.runtime, value), start=self.start)
         host_functions = {k.encode(): v for k, v in self.host.functions().items()}
@@ -141,7 +136,7 @@ class LuaEngine:
         host_functions[b"co_enter"] = lambda address, step=False: self._interrupter.co_enter(address, step)  # type: ignore[union-attr]
         host_functions[b"stop_kind"] = lambda: self._interrupter.stop_kind()  # type: ignore[union-attr]
         host_functions[b"co_leave"] = lambda: self._interrupter.co_leave()  # type: ignore[union-attr]
-        host_functions[b"future_wait"] = self.host.wrap(self.future_wait)
+        host_functions[b"future_wait"] = self.host.wrap(self.futures.wait)
         host_functions[b"future_result"] = self.host.wrap(lambda fid: self._future_result_lua(fid))
         lua_load = self.runtime.globals()[b"load"]
         patterns = resources.files(__package__).joinpath("patterns.lua").read_text(encoding="utf-8")
@@ -315,53 +310,16 @@ class LuaEngine:
             return runtime.run_sync(coro, timeout, should_stop=self.stop_requested,
                                     service=self.dispatcher.service, wake=self.dispatcher.wake)
         except concurrent.futures.CancelledError:  # the kill switch cancelled the work
-            raise _stopped() from None
+            raise stopped_by_kill_switch() from None
 
     # ------------------------------------------------------------------ futures (await from Lua)
     def start(self, coro: Any) -> int:
         """Start a coroutine on the I/O loop and return an id Lua can await (``internal.await``):
         a workflow's Lua step yields on it so other Lua steps run meanwhile; plain Lua waits."""
-        future = runtime.submit(coro)
-        self._future_ids += 1
-        self._futures[self._future_ids] = future
-        future.add_done_callback(lambda _: self.dispatcher.wake.set())
-        return self._future_ids
-
-    def future(self, future_id: int) -> concurrent.futures.Future[Any] | None:
-        """The I/O-loop future behind an id from :meth:`start` (None once its result was taken)."""
-        return self._futures.get(future_id)
-
-    def cancel_future(self, future_id: int) -> None:
-        """Cancel the work behind an id from :meth:`start` and forget it (any thread)."""
-        future = self._futures.pop(future_id, None)
-        if future is not None:
-            future.cancel()
-
-    def future_wait(self, future_id: int) -> None:
-        """Block (interruptibly, serving queued Lua calls) until the future is done."""
-        future = self._futures.get(future_id)
-        if future is None:
-            return
-        try:
-            runtime.wait_future(future, should_stop=self.stop_requested,
-                                service=self.dispatcher.service, wake=self.dispatcher.wake)
-        except Interrupted:
-            self._futures.pop(future_id, None)
-            future.cancel()
-            raise
-        except Exception:  # its outcome is collected by future_result
-            pass
-
-    def future_result(self, future_id: int) -> Any:
-        """The result of a finished future (raises its exception); forgets the future."""
-        future = self._futures.pop(future_id)
-        try:
-            return future.result()
-        except concurrent.futures.CancelledError:  # the kill switch cancelled the work
-            raise _stopped() from None
+        return self.futures.start(coro)
 
     def _future_result_lua(self, future_id: int) -> Any:
-        value = self.future_result(future_id)
+        value = self.futures.result(future_id)
         return python_to_lua(self.runtime, value) if not isinstance(value, _RawLua) else value.value
 
     def interrupt_requested(self) -> bool:
