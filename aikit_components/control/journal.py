@@ -32,6 +32,7 @@ from typing import Any
 
 from ..errors import AikitError
 from ..operations import JOURNAL, Decision, Interceptor, Operation, OperationKind
+from ..storage.sqlite import translate_error
 from .approvals import ApprovalDenied, ApprovalRequest, ApprovalRequired, digest, operation_args
 from .runs import CURRENT_CALL, CURRENT_RUN
 
@@ -95,6 +96,14 @@ class EffectJournal:
                 raise self._corrupted(f"cannot open it ({exc})") from None
             self._conn = conn
         return self._conn
+
+    def _failed(self, exc: sqlite3.DatabaseError, action: str, run_id: str | None = None) -> AikitError:
+        """The error for a failed SQLite call: corruption is :class:`JournalCorrupted`; a full
+        disk, a lock held too long, a read-only file are what they are (the journal is intact)."""
+        code = getattr(exc, "sqlite_errorcode", None)
+        if isinstance(code, int) and code & 0xFF not in (11, 26):  # not SQLITE_CORRUPT / SQLITE_NOTADB
+            return translate_error(exc, self.path, action, what="effect journal")
+        return self._corrupted(str(exc), run_id)
 
     def _corrupted(self, what: str, run_id: str | None = None) -> JournalCorrupted:
         return JournalCorrupted(
@@ -166,7 +175,7 @@ class EffectJournal:
             try:
                 self._db().execute(sql, params)  # autocommit: on disk (WAL fsynced) when it returns
             except sqlite3.DatabaseError as exc:
-                raise self._corrupted(str(exc)) from None
+                raise self._failed(exc, "write to the effect journal") from None
 
     def close(self) -> None:
         with self._lock:
