@@ -75,7 +75,8 @@ async def main(n: int) -> None:
             results.setdefault(name, []).extend(await measure(fn, n // 2))
     for name, times in results.items():
         times.sort()
-        print(f"{name:>10}: p50 {statistics.median(times):.3f} ms  p90 {times[int(len(times) * 0.9)]:.3f} ms  (n={len(times)})")
+        p50, p90 = statistics.median(times), times[int(len(times) * 0.9)]
+        print(f"{name:>10}: p50 {p50:.3f} ms  p90 {p90:.3f} ms  (n={len(times)})")
     ratio = statistics.median(results["watchdog"]) / statistics.median(results["pdeathsig"])
     print(f"launch of {TRUE}: watchdog / pdeathsig p50 ratio = {ratio:.2f}")
 

@@ -81,8 +81,8 @@ def assert_says_disk_full(message: str) -> None:
 def lua_error(kernel: Kernel, code: str) -> str:
     """Run ``code`` (a call) under pcall in the kernel: the error message it raised."""
     out = kernel.ok(f"local ok, err = pcall(function() {code} end)\n"
-                    "print(ok, type(err) == 'table' and err.code or '', tostring(type(err) == 'table' and err.message or err))",
-                    timeout=60).stdout
+                    "local is_table = type(err) == 'table'\n"
+                    "print(ok, is_table and err.code or '', tostring(is_table and err.message or err))", timeout=60).stdout
     assert out.startswith("false"), f"{code} did not fail on a full disk: {out}"
     print(f"{code[:40]} -> {out.strip()}")
     return out
@@ -99,7 +99,9 @@ def test_every_kind_of_write_on_a_full_disk(small_fs: Path, tmp_path: Path) -> N
     second = start_kernel(data_dir, cwd=no_audit)
     try:
         second.ok('persist_errors = {}\n'
-                  'Event.subscribe("workflow.persist_failed", function(e) persist_errors[#persist_errors + 1] = e.payload end)\n'
+                  'Event.subscribe("workflow.persist_failed", function(e)\n'
+                  '  persist_errors[#persist_errors + 1] = e.payload\n'
+                  'end)\n'
                   'wf = Workflow.new{name = "w2", steps = {{id = "a", noop = true}}}', timeout=60)
         kernel.ok('State.set("global", "k", "before")\n'
                   'Artifact.put("report", "version one")\n'

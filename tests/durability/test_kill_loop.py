@@ -137,7 +137,8 @@ def test_every_acknowledged_write_survives_200_sigkills(tmp_path: Path) -> None:
                 assert record is not None and record.status == "succeeded", fields[0]
             elif kind == "journal":
                 entries = comps.journal.entries(fields[0])
-                assert [(e.status, e.outcome) for e in entries] == [("finished", {"result": {"i": int(fields[0].split("_")[1])}})]
+                i = int(fields[0].split("_")[1])
+                assert [(e.status, e.outcome) for e in entries] == [("finished", {"result": {"i": i}})]
         audited = {e.data.get("tag") for e in comps.audit.entries(types=("test.write",))}
         missing = [f[0] for k, *f in acks if k == "audit" and f[0] not in audited]
         assert not missing, f"acknowledged audit entries missing: {missing[:5]}"
