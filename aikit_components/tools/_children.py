@@ -102,7 +102,7 @@ class Watchdog:
         finally:
             with contextlib.suppress(OSError):
                 os.close(read_end)
-        os.set_inheritable(write_end, False)
+        os.set_blocking(write_end, False)  # a stopped watchdog must not stall aikit's I/O loop
         self._proc, self._fd, self._pid = proc, write_end, os.getpid()
         if self._groups:
             self._send("".join(f"+{g}\n" for g in self._groups))
@@ -111,6 +111,8 @@ class Watchdog:
     def _send(self, text: str) -> None:
         try:
             os.write(self._fd, text.encode())
+        except BlockingIOError:  # 64 KiB of registrations unread: it is stopped, not dead
+            log.warning("the process watchdog %s does not read its pipe: %r not registered", self.pid, text)
         except OSError:  # the watchdog died: the next launch starts another
             with contextlib.suppress(OSError):
                 os.close(self._fd)
