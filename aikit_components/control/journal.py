@@ -93,7 +93,7 @@ class EffectJournal:
                 conn.execute("PRAGMA synchronous=FULL")
                 conn.executescript(SCHEMA)
             except sqlite3.DatabaseError as exc:
-                raise self._corrupted(f"cannot open it ({exc})") from None
+                raise self._failed(exc, "open the effect journal") from None
             self._conn = conn
         return self._conn
 
@@ -118,7 +118,7 @@ class EffectJournal:
                     "SELECT kind, name, args_digest, status, outcome FROM effects WHERE run_id = ? AND call_key = ?",
                     (run_id, call_key)).fetchone()
             except sqlite3.DatabaseError as exc:
-                raise self._corrupted(str(exc), run_id) from None
+                raise self._failed(exc, "read the effect journal", run_id) from None
         if row is None:
             return None
         return self._entry(run_id, call_key, row)
@@ -145,7 +145,7 @@ class EffectJournal:
                     "SELECT call_key, kind, name, args_digest, status, outcome FROM effects WHERE run_id = ? "
                     "ORDER BY started_at", (run_id,)).fetchall()
             except sqlite3.DatabaseError as exc:
-                raise self._corrupted(str(exc), run_id) from None
+                raise self._failed(exc, "read the effect journal", run_id) from None
         return [self._entry(run_id, row[0], row[1:]) for row in rows]
 
     def started(self, run_id: str, call_key: str, kind: str, name: str, args_digest: str) -> None:

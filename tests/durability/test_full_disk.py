@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from aikit_components.control.journal import EffectJournal
+from aikit_components.errors import IOFailure
 from aikit_components.telemetry.records import SpanRecord
 from aikit_components.telemetry.store import SpanStore
 from aikit_kernel.history import HistoryStore
@@ -168,16 +170,23 @@ def _span(n: int) -> SpanRecord:
                       {"payload": "z" * 20000}, [])
 
 
-def test_span_store_and_kernel_history_on_a_full_disk(small_fs: Path) -> None:
+def test_span_store_history_and_effect_journal_on_a_full_disk(small_fs: Path) -> None:
     """The kernel writes spans and history in the background and logs a failure (the cell or run
     goes on, see aikit_kernel/kernel.py and telemetry/processors.py): the stores raise a clear
-    error, keep what they had, and write again once there is space."""
+    error, keep what they had, and write again once there is space. The effect journal (behind the
+    audit ledger in a run, which fails first) says the disk is full, not that it is corrupt."""
     spans = SpanStore(small_fs / "traces.sqlite")
     history = HistoryStore(small_fs / "history.sqlite", "k1")
+    journal = EffectJournal(small_fs / "journal.sqlite")
     try:
         spans.write([_span(1)])
         history.store_input(1, "print(1)")
+        journal.started("r1", "a#0", "tool", "echo", "sha256:x")
         filler = fill(small_fs)
+        with pytest.raises(IOFailure) as failure:
+            journal.finished("r1", "a#0", {"result": "y" * 50000})
+        assert_says_disk_full(failure.value.message)
+        assert [e.status for e in journal.entries("r1")] == ["started"]
         with pytest.raises(sqlite3.OperationalError, match="full"):
             spans.write([_span(n) for n in range(2, 40)])
         with pytest.raises(sqlite3.OperationalError, match="full"):
@@ -188,6 +197,9 @@ def test_span_store_and_kernel_history_on_a_full_disk(small_fs: Path) -> None:
         spans.write([_span(2)])
         history.store_input(2, "print(2)")
         assert [entry[2] for entry in history.tail(10)] == ["print(1)", "print(2)"]
+        journal.finished("r1", "a#0", {"result": "done"})
+        assert [e.outcome for e in journal.entries("r1")] == [{"result": "done"}]
     finally:
         spans.close()
         history.close()
+        journal.close()
