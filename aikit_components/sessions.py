@@ -171,8 +171,12 @@ def os_error(exc: OSError, action: str, path: Path | str | None = None) -> IOFai
     name = _errno.errorcode.get(exc.errno or 0, "") if exc.errno else ""
     where = path if path is not None else exc.filename
     reason = exc.strerror or str(exc) or type(exc).__name__
-    message = f"{action}: {reason}" + (f" ({name})" if name else "") + (f" at {where}" if where else "")
-    if exc.errno == _errno.ENOSPC:
+    if exc.errno in (_errno.ENOSPC, _errno.EDQUOT):
+        full = "the disk is full" if exc.errno == _errno.ENOSPC else "the disk quota is used up"
+        reason = f"{full} ({name}: {reason})"
+    message = f"{action}: {reason}" + (f" ({name})" if name and name not in reason else "") + \
+        (f" at {where}" if where else "")
+    if exc.errno in (_errno.ENOSPC, _errno.EDQUOT):
         message += "; free some disk space and try again"
     return IOFailure(message, details={"errno": name or None, "path": str(where) if where else None})
 

@@ -13,6 +13,7 @@ import logging
 import os
 import queue
 import signal
+import sqlite3
 import sys
 import time
 from collections.abc import Callable
@@ -403,6 +404,10 @@ class Kernel:
     def _history_call(self, fn: Callable[..., None], *args: Any) -> None:
         try:
             fn(*args)
+        except sqlite3.Error as exc:  # a full disk, a locked file: say so in one line, not a traceback
+            hint = "; free some disk space" if "full" in str(exc) else ""
+            log.warning("could not write the history of cell %s (the cell still ran): %s%s", args[0] if args else "?",
+                        exc, hint)
         except Exception:
             log.exception("could not write history (the cell still ran)")
 

@@ -33,6 +33,7 @@ from typing import Any
 from ..errors import AikitError, IOFailure
 from ..operations.interceptor import AUDIT, Interceptor
 from ..operations.operation import Operation, OperationKind
+from ..storage.sqlite import translate_error
 
 SCHEMA_VERSION = 1
 GENESIS = "0" * 64
@@ -214,11 +215,13 @@ class AuditLedger:
                 conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('head', ?)", (f"{seq} {prev}",))
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                # SQLite may have rolled back already (a full disk does): a second ROLLBACK would
+                # raise "no transaction is active" in place of the real error
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
-            raise IOFailure(f"could not write to the audit ledger {self.path}: {exc}",
-                            details={"path": str(self.path)}) from None
+            raise translate_error(exc, self.path, "write to the audit ledger", what="audit ledger") from None
         self._pending = []
 
     # -- reading -------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from typing import Any
 
 from ..errors import AikitError
 from ..operations import JOURNAL, Decision, Interceptor, Operation, OperationKind
+from ..storage.sqlite import translate_error
 from .approvals import ApprovalDenied, ApprovalRequest, ApprovalRequired, digest, operation_args
 from .runs import CURRENT_CALL, CURRENT_RUN
 
@@ -92,9 +93,17 @@ class EffectJournal:
                 conn.execute("PRAGMA synchronous=FULL")
                 conn.executescript(SCHEMA)
             except sqlite3.DatabaseError as exc:
-                raise self._corrupted(f"cannot open it ({exc})") from None
+                raise self._failed(exc, "open the effect journal") from None
             self._conn = conn
         return self._conn
+
+    def _failed(self, exc: sqlite3.DatabaseError, action: str, run_id: str | None = None) -> AikitError:
+        """The error for a failed SQLite call: corruption is :class:`JournalCorrupted`; a full
+        disk, a lock held too long, a read-only file are what they are (the journal is intact)."""
+        code = getattr(exc, "sqlite_errorcode", None)
+        if isinstance(code, int) and code & 0xFF not in (11, 26):  # not SQLITE_CORRUPT / SQLITE_NOTADB
+            return translate_error(exc, self.path, action, what="effect journal")
+        return self._corrupted(str(exc), run_id)
 
     def _corrupted(self, what: str, run_id: str | None = None) -> JournalCorrupted:
         return JournalCorrupted(
@@ -109,7 +118,7 @@ class EffectJournal:
                     "SELECT kind, name, args_digest, status, outcome FROM effects WHERE run_id = ? AND call_key = ?",
                     (run_id, call_key)).fetchone()
             except sqlite3.DatabaseError as exc:
-                raise self._corrupted(str(exc), run_id) from None
+                raise self._failed(exc, "read the effect journal", run_id) from None
         if row is None:
             return None
         return self._entry(run_id, call_key, row)
@@ -136,7 +145,7 @@ class EffectJournal:
                     "SELECT call_key, kind, name, args_digest, status, outcome FROM effects WHERE run_id = ? "
                     "ORDER BY started_at", (run_id,)).fetchall()
             except sqlite3.DatabaseError as exc:
-                raise self._corrupted(str(exc), run_id) from None
+                raise self._failed(exc, "read the effect journal", run_id) from None
         return [self._entry(run_id, row[0], row[1:]) for row in rows]
 
     def started(self, run_id: str, call_key: str, kind: str, name: str, args_digest: str) -> None:
@@ -166,7 +175,7 @@ class EffectJournal:
             try:
                 self._db().execute(sql, params)  # autocommit: on disk (WAL fsynced) when it returns
             except sqlite3.DatabaseError as exc:
-                raise self._corrupted(str(exc)) from None
+                raise self._failed(exc, "write to the effect journal") from None
 
     def close(self) -> None:
         with self._lock:

@@ -1,5 +1,5 @@
 """The stdio transport of aikit's MCP client: the server runs as a child in its own process group
-that dies with aikit (``PR_SET_PDEATHSIG`` on Linux, as the process tools do), its stderr is kept
+that dies with aikit, even after ``kill -9`` (the process watchdog, as for the process tools), its stderr is kept
 (the tail goes into error messages), and a message larger than the limit or the server's exit
 ends the connection with a reason instead of a request that waits forever.
 
@@ -23,7 +23,7 @@ import anyio
 import mcp_types as types
 from mcp.shared.message import SessionMessage
 
-from ..tools._children import die_with_parent
+from ..tools._children import WATCHDOG
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,8 @@ async def spawn(argv: list[str], env: dict[str, str], cwd: str | None) -> Server
     """Start ``argv`` (already checked against the policy) with pipes, in its own process group."""
     proc = await asyncio.create_subprocess_exec(
         *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env=env, cwd=cwd, start_new_session=True, preexec_fn=die_with_parent())
+        env=env, cwd=cwd, start_new_session=True)
+    WATCHDOG.add(proc.pid)  # its group dies with aikit, even after kill -9 (forgotten in stop())
     return ServerProcess(proc)
 
 
@@ -80,6 +81,7 @@ async def stop(server: ServerProcess, grace_s: float = 2.0) -> None:
     if proc.returncode is None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(proc.wait(), 2.0)
+    WATCHDOG.discard(proc.pid)
 
 
 @contextlib.asynccontextmanager

@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -131,6 +132,10 @@ class _BatchWorker:
         return len(self._queue)
 
 
+#: After the span store failed to open, spans are dropped for this long before it is tried again.
+REOPEN_DELAY_S = 10.0
+
+
 class StoreSpanProcessor(SpanProcessor):
     """Writes every span to the local store when it starts and when it ends. Within one batch a
     span that already ended is written once, as ended; so short spans cost one row write."""
@@ -138,7 +143,7 @@ class StoreSpanProcessor(SpanProcessor):
     def __init__(self, open_store: Callable[[], SpanStore], *, max_queue: int = 2048, delay_s: float = 0.5) -> None:
         self._open_store = open_store
         self._store: SpanStore | None = None
-        self._broken = False
+        self._retry_open_at = 0.0
         self.worker = _BatchWorker("span store", self._write, max_queue=max_queue, delay_s=delay_s)
 
     def on_start(self, span: Any, parent_context: Any = None) -> None:
@@ -151,13 +156,14 @@ class StoreSpanProcessor(SpanProcessor):
         latest: dict[int, Any] = {}
         for span in spans:
             latest[span.get_span_context().span_id] = span
-        if self._broken:
-            return "the store could not be opened"
         if self._store is None:
+            if time.monotonic() < self._retry_open_at:
+                return "the store could not be opened (tried again shortly)"
             try:
                 self._store = self._open_store()
             except Exception as exc:
-                self._broken = True
+                # a full disk or a locked file passes: try again later, not at every batch
+                self._retry_open_at = time.monotonic() + REOPEN_DELAY_S
                 return f"opening the span store: {type(exc).__name__}: {exc}"
         self._store.write([span_record(s) for s in latest.values()])
         return None

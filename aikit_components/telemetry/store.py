@@ -146,7 +146,8 @@ class SpanStore:
                                [tuple(t) for t in summaries.values()])
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:  # SQLite may have rolled back already (a full disk does)
+                    db.execute("ROLLBACK")
                 self._running.clear()  # unsure now: ask the file again
                 raise
             for span, row in zip(spans, rows, strict=True):
@@ -311,7 +312,8 @@ class SpanStore:
                 db.execute("DELETE FROM traces WHERE trace_id = ?", (trace_id,))
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
         return removed
 

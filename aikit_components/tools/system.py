@@ -2,7 +2,8 @@
 
 Processes run without a shell, through ``asyncio`` on the I/O loop, each in its own process group
 (``start_new_session``) so that a timeout or a cancelled call kills the program *and* everything it
-started; on Linux the program also gets SIGKILL when aikit dies, even by SIGKILL (``_children``).
+started; the group is also killed when aikit dies, even by SIGKILL, grandchildren included (a
+watchdog process, see ``_children``).
 The child sees only the allowlisted environment variables (plus ``PATH``) unless
 ``tools.process_inherit_env`` is set, so secrets in the kernel's environment do not leak into
 programs a script runs. The program is looked up on the kernel's ``PATH`` and executed by absolute
@@ -35,7 +36,7 @@ from ..config import data_dir
 from ..confinement import Confinement, confinement_for
 from ..errors import InvalidArgument, IOFailure, NotFound, PermissionDenied, Timeout
 from ..operations import Operation, OperationKind, Pipeline
-from ._children import die_with_parent
+from ._children import watch_group
 from .base import ToolContext, tool
 
 DEFAULT_TIMEOUT_S = 60.0
@@ -205,7 +206,6 @@ async def _launch(argv: list[str], cwd: Path | None, env: dict[str, str], stdin:
             *argv, cwd=str(cwd) if cwd is not None else None, env=env,
             stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
-            preexec_fn=die_with_parent(),
         )
     except FileNotFoundError:
         raise NotFound(f"cannot run {label!r}: the program (or the working directory {cwd}) does not exist",
@@ -218,6 +218,12 @@ async def _launch(argv: list[str], cwd: Path | None, env: dict[str, str], stdin:
     except OSError as exc:
         raise IOFailure(f"cannot run {label!r}: {exc.strerror or exc}", details={"command": argv[0]}) from None
 
+    with watch_group(proc.pid):
+        return await _collect(proc, argv, stdin, timeout_s, max_output_bytes, label, started)
+
+
+async def _collect(proc: asyncio.subprocess.Process, argv: list[str], stdin: bytes | None, timeout_s: float,
+                   max_output_bytes: int, label: str, started: float) -> ProcessOutput:
     out, err = _Capture(max_output_bytes), _Capture(max_output_bytes)
     readers = [asyncio.create_task(out.drain(proc.stdout)), asyncio.create_task(err.drain(proc.stderr))]
     feeder = asyncio.create_task(_feed(proc.stdin, stdin)) if stdin is not None else None

@@ -452,10 +452,10 @@ def test_crashed_run_resumes_without_rerunning_completed_steps(tmp_path: Path) -
     assert record["status"] == "succeeded" and record["steps"]["a"]["attempts"] == 1
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux only")
+@pytest.mark.skipif(os.name != "posix", reason="process groups and the process watchdog are POSIX")
 def test_a_killed_run_takes_its_running_program_with_it(tmp_path: Path) -> None:
     """SIGKILL of ``aikit mission run`` (no handler runs) still ends the program its command step
-    started: the kernel sends it SIGKILL when its parent dies."""
+    started: aikit's process watchdog kills its process group when aikit dies."""
     marker = f"60.{os.getpid()}{time.monotonic_ns() % 10**6:06d}"  # sleep's argument, unique in /proc
     (tmp_path / "orphan.yaml").write_text(
         "name: orphan\nsteps:\n"
