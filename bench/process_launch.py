@@ -6,9 +6,11 @@
 - *watchdog*: today's launch, ``start_new_session`` without ``preexec_fn`` (subprocess may use
   ``vfork``/``posix_spawn``) plus the group's registration with the watchdog
   (aikit_components/tools/_children.py);
-- *run_argv*: the process tool's whole launch path (pipes, capped capture, group kill).
+- *run_argv*: the process tool's whole launch path (pipes, capped capture, group kill);
+- *confined*: the same under the Landlock launcher (``security.confine_processes``,
+  aikit_components/confinement.py), when this machine has Landlock and a C compiler.
 
-Prints the median and p90 of each and the ratio watchdog / pdeathsig.
+Prints the median and p90 of each, the ratio watchdog / pdeathsig and confined / run_argv.
 
     python bench/process_launch.py [-n 400]
 """
@@ -28,6 +30,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import tempfile  # noqa: E402
+
+from aikit_components.confinement import confinement_for, status  # noqa: E402
+from aikit_components.security import SecurityPolicy  # noqa: E402
 from aikit_components.tools._children import watch_group  # noqa: E402
 from aikit_components.tools.system import run_argv  # noqa: E402
 
@@ -57,6 +63,19 @@ async def tool_path() -> None:
     await run_argv([TRUE], cwd=None, env={"PATH": os.defpath}, stdin=None, timeout_s=10, max_output_bytes=4096)
 
 
+def confined_path() -> Callable[[], Awaitable[None]] | None:
+    """``run_argv`` under the default policy's confinement; None where there is none."""
+    confinement = confinement_for(SecurityPolicy.default(), "auto", Path(tempfile.mkdtemp(prefix="aikit-bench-")))
+    if confinement is None:
+        print(f"no confined row: confinement is {status()}")
+        return None
+
+    async def launch() -> None:
+        await run_argv([TRUE], cwd=None, env={"PATH": os.defpath}, stdin=None, timeout_s=10, max_output_bytes=4096,
+                       confinement=confinement)
+    return launch
+
+
 async def measure(fn: Callable[[], Awaitable[None]], n: int) -> list[float]:
     for _ in range(10):  # warm-up (the watchdog starts here)
         await fn()
@@ -70,8 +89,12 @@ async def measure(fn: Callable[[], Awaitable[None]], n: int) -> list[float]:
 
 async def main(n: int) -> None:
     results = {}
+    variants = [("pdeathsig", pdeathsig), ("watchdog", watchdog), ("run_argv", tool_path)]
+    confined = confined_path()
+    if confined is not None:
+        variants.append(("confined", confined))
     for _ in range(2):  # interleaved twice, so drift in the machine's load hits both
-        for name, fn in (("pdeathsig", pdeathsig), ("watchdog", watchdog), ("run_argv", tool_path)):
+        for name, fn in variants:
             results.setdefault(name, []).extend(await measure(fn, n // 2))
     for name, times in results.items():
         times.sort()
@@ -79,6 +102,9 @@ async def main(n: int) -> None:
         print(f"{name:>10}: p50 {p50:.3f} ms  p90 {p90:.3f} ms  (n={len(times)})")
     ratio = statistics.median(results["watchdog"]) / statistics.median(results["pdeathsig"])
     print(f"launch of {TRUE}: watchdog / pdeathsig p50 ratio = {ratio:.2f}")
+    if "confined" in results:
+        ratio = statistics.median(results["confined"]) / statistics.median(results["run_argv"])
+        print(f"launch of {TRUE}: confined / run_argv p50 ratio = {ratio:.2f}")
 
 
 if __name__ == "__main__":

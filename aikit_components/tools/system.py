@@ -161,13 +161,12 @@ async def run_argv(argv: list[str], *, cwd: Path | None, env: dict[str, str], st
     operation still names the program itself.
     """
     label = what or os.path.basename(argv[0])
-    if confinement is not None:
-        argv, env = _confined(argv, env, confinement, label)
+    started, start_env = _confined(argv, env, confinement, label) if confinement is not None else (argv, env)
     if pipeline is None:
-        return await _launch(argv, cwd, env, stdin, timeout_s, max_output_bytes, label)
+        return await _launch(started, cwd, start_env, stdin, timeout_s, max_output_bytes, label)
     op = Operation(PROCESS, os.path.basename(argv[0]), {"argv": list(argv), "cwd": str(cwd) if cwd is not None else None},
                    context, meta={"label": label})
-    return await pipeline.arun(op, lambda op: _launch(argv, cwd, _with_trace(env, op), stdin, timeout_s,
+    return await pipeline.arun(op, lambda op: _launch(started, cwd, _with_trace(start_env, op), stdin, timeout_s,
                                                       max_output_bytes, label))
 
 
