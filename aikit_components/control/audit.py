@@ -6,8 +6,9 @@ entry breaks the chain from there on. The newest hash and entry count (the *head
 the same transaction as the entry, so removing entries at the end (truncation) is seen as well.
 One SQLite file in the data directory (``audit.sqlite``, WAL, ``synchronous=FULL``): an entry is
 on disk before :meth:`AuditLedger.record` returns, so before the operation it records is
-acknowledged to its caller. Several processes may append to one ledger: each append reads the
-head inside an immediate transaction.
+acknowledged to its caller, whatever the operation. Threads that record at the same time share
+one transaction and one fsync (group commit). Several processes may append to one ledger: each
+append reads the head inside an immediate transaction.
 
 What is recorded, and by whom: :class:`AuditInterceptor` (order ``AUDIT``) records tool calls,
 file writes and deletes, processes, HTTP requests, agent runs, model calls and workflow steps, and
@@ -37,10 +38,6 @@ from ..operations.operation import Operation, OperationKind
 SCHEMA_VERSION = 1
 GENESIS = "0" * 64
 FILE_NAME = "audit.sqlite"
-#: Entries that need no fsync of their own (safe tool calls) wait in memory for at most this many
-#: entries or seconds.
-BATCH_MAX = 100
-BATCH_DELAY_S = 1.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -117,16 +114,29 @@ class Verification:
         return {"ok": self.ok, "entries": self.entries, "head": self.head, "problem": self.problem, "seq": self.seq}
 
 
+@dataclass(slots=True)
+class _Pending:
+    """An entry on its way to disk: its recorder waits until the writer sets ``done`` (and
+    ``error`` when the transaction failed)."""
+
+    at: float
+    type: str
+    session: str | None
+    data_text: str
+    done: bool = False
+    error: IOFailure | None = None
+
+
 class AuditLedger:
     """The ledger file ``path`` (created on first use). Thread-safe; several processes may share it."""
 
     def __init__(self, path: str | os.PathLike[str], *, session: str | None = None) -> None:
         self.path = Path(path)
         self.session = session
-        self._synced = True
-        self._pending: list[tuple[float, str, str | None, str]] = []
-        self._pending_since = 0.0
-        self._lock = threading.Lock()
+        self._queue: list[_Pending] = []  # entries waiting for the writer (see record())
+        self._writing = False
+        self._cond = threading.Condition()
+        self._db_lock = threading.Lock()  # the connection: one user at a time
         self._closed = False
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -148,7 +158,7 @@ class AuditLedger:
         return cls(Path(data_dir) / FILE_NAME, **kwargs)
 
     def _check_version(self) -> None:
-        with self._lock:
+        with self._db_lock:
             row = self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             if row is None:
                 self._conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
@@ -168,64 +178,67 @@ class AuditLedger:
                               "file away to start a new ledger", details={"path": str(self.path)})
 
     # -- writing -------------------------------------------------------------------------------
-    def record(self, type_: str, data: dict[str, Any], *, session: str | None = None, sync: bool = True) -> None:
-        """Append one entry; it is durable when this returns. ``sync=False`` (an operation with
-        no side effect: a ``safe`` tool's call) may wait in memory and be written with the next
-        entry, at most :data:`BATCH_MAX` of them or :data:`BATCH_DELAY_S` later (and when the
-        ledger is read or closed): nothing outside the process changed, so nothing is
-        acknowledged that the ledger could miss, and a call costs microseconds, not an fsync."""
+    def record(self, type_: str, data: dict[str, Any], *, session: str | None = None) -> None:
+        """Append one entry; it is durable (committed with ``synchronous=FULL``) when this returns,
+        so before the operation it records is acknowledged. Entries of threads that record at the
+        same time share one transaction (group commit): the first becomes the writer and commits
+        every entry queued until then, the others wait for that commit (see :class:`_Pending`)."""
         at = round(time.time(), 6)
         session = session if session is not None else self.session
-        data_text = canonical(data)
-        with self._lock:
+        item = _Pending(at, type_, session, canonical(data))
+        with self._cond:
             if self._closed:
                 raise IOFailure(f"the audit ledger {self.path} has been closed", details={"path": str(self.path)})
-            if not self._pending:
-                self._pending_since = time.monotonic()
-            self._pending.append((at, type_, session, data_text))
-            if sync or len(self._pending) >= BATCH_MAX or time.monotonic() - self._pending_since >= BATCH_DELAY_S:
-                self._write_pending(sync)
+            self._queue.append(item)
+            while not item.done:
+                if self._writing:
+                    self._cond.wait()
+                    continue
+                batch, self._queue, self._writing = self._queue, [], True
+                self._cond.release()
+                try:
+                    error = self._commit(batch)
+                finally:
+                    self._cond.acquire()
+                    self._writing = False
+                    for pending in batch:
+                        pending.done, pending.error = True, error
+                    self._cond.notify_all()
+        if item.error is not None:
+            raise item.error
 
-    def flush(self) -> None:
-        """Write the entries waiting in memory (durably)."""
-        with self._lock:
-            if self._pending and not self._closed:
-                self._write_pending(True)
-
-    def _write_pending(self, sync: bool) -> None:
-        """Chain and write the waiting entries in one transaction (the lock is held)."""
-        conn, items = self._conn, self._pending
-        try:
-            if sync != self._synced:
-                conn.execute(f"PRAGMA synchronous = {'FULL' if sync else 'NORMAL'}")
-                self._synced = sync
-            conn.execute("BEGIN IMMEDIATE")
+    def _commit(self, batch: list[_Pending]) -> IOFailure | None:
+        """Chain and write ``batch`` in one transaction (only the writer thread is here); the
+        error to raise in each of its recorders, if it failed."""
+        with self._db_lock:
+            conn = self._conn
             try:
-                row = conn.execute("SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
-                seq, prev = (row[0], row[1]) if row is not None else (0, GENESIS)
-                rows = []
-                for at, type_, session, data_text in items:
-                    seq += 1
-                    digest_ = chain_hash(prev, at, type_, session, data_text)
-                    rows.append((seq, at, type_, session, data_text, prev, digest_))
-                    prev = digest_
-                conn.executemany("INSERT INTO entries (seq, at, type, session, data, prev, hash) "
-                                 "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-                conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('head', ?)", (f"{seq} {prev}",))
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise IOFailure(f"could not write to the audit ledger {self.path}: {exc}",
-                            details={"path": str(self.path)}) from None
-        self._pending = []
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    row = conn.execute("SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
+                    seq, prev = (row[0], row[1]) if row is not None else (0, GENESIS)
+                    rows = []
+                    for item in batch:
+                        seq += 1
+                        digest_ = chain_hash(prev, item.at, item.type, item.session, item.data_text)
+                        rows.append((seq, item.at, item.type, item.session, item.data_text, prev, digest_))
+                        prev = digest_
+                    conn.executemany("INSERT INTO entries (seq, at, type, session, data, prev, hash) "
+                                     "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+                    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('head', ?)", (f"{seq} {prev}",))
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                return IOFailure(f"could not write to the audit ledger {self.path}: {exc}",
+                                 details={"path": str(self.path)})
+        return None
 
     # -- reading -------------------------------------------------------------------------------
     def entries(self, since: float | None = None, types: tuple[str, ...] = ()) -> Iterator[Entry]:
         """Entries in order (``since``: a Unix time; ``types``: only these types or type prefixes)."""
-        self.flush()
-        with self._lock:
+        with self._db_lock:
             rows = self._conn.execute("SELECT seq, at, type, session, data, prev, hash FROM entries "
                                       "WHERE at >= ? ORDER BY seq", (since if since is not None else 0.0,)).fetchall()
         for seq, at, type_, session, data, prev, hash_ in rows:
@@ -239,8 +252,7 @@ class AuditLedger:
 
     def newest(self, type_: str) -> Entry | None:
         """The newest entry of ``type_``, if any."""
-        self.flush()
-        with self._lock:
+        with self._db_lock:
             row = self._conn.execute("SELECT seq, at, type, session, data, prev, hash FROM entries WHERE type = ? "
                                      "ORDER BY seq DESC LIMIT 1", (type_,)).fetchone()
         if row is None:
@@ -253,8 +265,7 @@ class AuditLedger:
 
     def head(self) -> tuple[int, str]:
         """The count and hash of the newest entry, as written with it."""
-        self.flush()
-        with self._lock:
+        with self._db_lock:
             row = self._conn.execute("SELECT value FROM meta WHERE key = 'head'").fetchone()
         if row is None:
             return 0, GENESIS
@@ -263,8 +274,7 @@ class AuditLedger:
 
     def verify(self) -> Verification:
         """Walk the chain; the first entry altered, removed or reordered, if any."""
-        self.flush()
-        with self._lock:
+        with self._db_lock:
             rows = self._conn.execute("SELECT seq, at, type, session, data, prev, hash FROM entries ORDER BY seq").fetchall()
             head_row = self._conn.execute("SELECT value FROM meta WHERE key = 'head'").fetchone()
         by_hash = {row[6]: row[0] for row in rows}
@@ -306,15 +316,13 @@ class AuditLedger:
                 "or reordered")
 
     def close(self) -> None:
-        """Write what waits in memory and close the file."""
-        with self._lock:
-            if not self._closed:
-                try:
-                    if self._pending:
-                        self._write_pending(True)
-                finally:
-                    self._closed = True
-                    self._conn.close()
+        """Close the file once the entries being written are committed (a later record fails)."""
+        with self._cond:
+            self._closed = True
+            while self._writing or self._queue:
+                self._cond.wait()
+        with self._db_lock:
+            self._conn.close()
 
 
 # -- what the pipeline's operations become ---------------------------------------------------------
@@ -398,16 +406,11 @@ class AuditInterceptor(Interceptor):
 
     def finished(self, op: Operation, result: Any) -> None:
         type_, data = _operation_entry(op, result, None)
-        self.ledger.record(type_, data, sync=not _pure(op))
+        self.ledger.record(type_, data)
 
     def failed(self, op: Operation, error: AikitError) -> None:
         type_, data = _operation_entry(op, None, error)
-        self.ledger.record(type_, data, sync=not _pure(op))
-
-
-def _pure(op: Operation) -> bool:
-    """A call of a ``safe`` tool (pure computation: nothing outside the process changed)."""
-    return op.kind.name == "tool" and getattr(op.meta.get("tool"), "security", None) == "safe"
+        self.ledger.record(type_, data)
 
 
 #: Event topics recorded as they are published (approvals and denials, budget stops published by
