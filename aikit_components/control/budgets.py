@@ -29,6 +29,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..codec import lua_type_name
 from ..errors import AikitError, BudgetExceeded, InvalidArgument
 from ..operations.interceptor import POLICY, Interceptor
 from ..operations.operation import Decision, Operation, OperationKind
@@ -41,23 +42,10 @@ SCOPES = ("session", "agent", "workflow")
 CURRENT_METER: contextvars.ContextVar[BudgetMeter | None] = contextvars.ContextVar("aikit_budget_meter", default=None)
 
 
-def _lua_type(value: Any) -> str:
-    if value is None:
-        return "nil"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, (dict, list, tuple)):
-        return "table"
-    return type(value).__name__
-
 
 def _limit(value: Any, name: str, where: str, whole: bool) -> float | int:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidArgument(f"{where}: budget {name} must be a number, got {_lua_type(value)}"
+        raise InvalidArgument(f"{where}: budget {name} must be a number, got {lua_type_name(value)}"
                               + (f" {value!r}" if isinstance(value, str) else ""),
                               details={"budget": name})
     if value != value or value < 0:
@@ -89,7 +77,7 @@ class BudgetLimits:
             return value
         if not isinstance(value, Mapping):
             raise InvalidArgument(f"{where}: a budget must be a table {{{', '.join(BUDGET_NAMES)}}}, "
-                                  f"got {_lua_type(value)}")
+                                  f"got {lua_type_name(value)}")
         unknown = sorted(str(k) for k in value if k not in BUDGET_NAMES)
         if unknown:
             raise InvalidArgument(f"{where}: unknown budget name(s) {', '.join(unknown)} "
@@ -99,7 +87,7 @@ class BudgetLimits:
         if per_tool_raw is not None:
             if not isinstance(per_tool_raw, Mapping):
                 raise InvalidArgument(f"{where}: budget per_tool must be a table {{tool_name = N}}, "
-                                      f"got {_lua_type(per_tool_raw)}")
+                                      f"got {lua_type_name(per_tool_raw)}")
             for tool, count in per_tool_raw.items():
                 per_tool[str(tool)] = int(_limit(count, f"per_tool.{tool}", where, whole=True))
         return cls(

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ..codec import lua_type_name
 from ..errors import AikitError, InvalidArgument, NotFound
 from .approvals import Answer, ApprovalRequest, decided_payload
 from .runs import AgentRunStore
@@ -30,7 +31,7 @@ def _names(value: Any, what: str) -> list[str]:
     if isinstance(value, list) and all(isinstance(v, str) and v for v in value):
         return list(value)
     raise InvalidArgument(f"{what} must be a list of call ids, tool names or \"*\" (a string for one), "
-                          f"got {_lua_type(value)}")
+                          f"got {lua_type_name(value, article=True)}")
 
 
 def decide(store: AgentRunStore, record: dict[str, Any], approve: Any = None, deny: Any = None, reason: str = "",
@@ -106,15 +107,3 @@ def runs_needing(components: Any, statuses: Iterable[str] = ("needs_approval",))
     """Stored agent runs with one of ``statuses`` (oldest first)."""
     wanted = set(statuses)
     return [r for r in AgentRunStore(components.state).list() if r.get("status") in wanted]
-
-
-def _lua_type(value: Any) -> str:
-    if value is None:
-        return "nil"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, (dict, list)):
-        return "a table"
-    return "a string" if isinstance(value, str) else type(value).__name__

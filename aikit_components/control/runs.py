@@ -24,6 +24,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..codec import lua_type_name
 from ..errors import AikitError, InvalidArgument, NotFound
 
 RUNS_SCOPE = "agent:~runs"
@@ -149,7 +150,8 @@ class AgentRunStore:
         """The stored run ``run_id`` if it can be resumed, else a clear error (unknown, finished,
         or still running in a live process)."""
         if not isinstance(run_id, str) or not run_id:
-            raise InvalidArgument(f"Agent.resume: the run id must be a non-empty string, got {_lua_kind(run_id)}")
+            raise InvalidArgument("Agent.resume: the run id must be a non-empty string, got "
+                                  + lua_type_name(run_id, article=True))
         record = self.get(run_id)
         if record is None:
             known = self.ids()[-5:]
@@ -175,15 +177,3 @@ class AgentRunStore:
         runs = [r for k in self.backend.keys(RUNS_SCOPE) if (r := self.get(k)) is not None]
         runs.sort(key=lambda r: r.get("updated_at", 0))
         return [r for r in runs if status is None or r.get("status") == status]
-
-
-def _lua_kind(value: Any) -> str:
-    if value is None:
-        return "nil"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, (dict, list)):
-        return "a table"
-    return f"a {type(value).__name__}"

@@ -127,6 +127,13 @@ class TestBadInput:
         failure = lua.fail(f"Agent.resume('{result['run_id']}')")
         assert failure.ename == "needs_approval" and "call_n (note" in failure.evalue
 
+    def test_bad_types_are_named_in_luas_words(self, lua: Lua, llm_server: Any) -> None:
+        assert "the run id must be a non-empty string, got an integer" in lua.fail("Agent.resume(42)").evalue
+        assert "the run id must be a non-empty string, got a table (a list)" in lua.fail("Agent.resume({1})").evalue
+        result = paused(lua, llm_server)
+        failure = lua.fail(f"Agent.resume('{result['run_id']}', {{approve = 7}})")
+        assert "approve must be a list of call ids" in failure.evalue and "got an integer" in failure.evalue
+
     def test_bad_options(self, lua: Lua) -> None:
         assert "unknown option" in lua.fail("Agent.resume('r', {aprove = {}})").evalue
         assert "approval" in lua.fail("Tool.define{name = 't', fn = function() end, approval = 3}").evalue
