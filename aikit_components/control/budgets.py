@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import copy
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -313,25 +314,49 @@ _RUN_KINDS = frozenset({"agent"})
 _CHARGED_KINDS = frozenset({"tool", "llm"})
 
 
+def caller_budget(op: Operation) -> Any:
+    """The budget of the tool context ``op`` runs in (``ToolContext.budget``: ``[security]
+    max_tool_calls`` and ``max_wall_time_s`` for one cell, script or run), when it has a limit."""
+    budget = getattr(op.context, "budget", None)
+    if budget is None or (budget.max_tool_calls is None and budget.max_wall_time_s is None):
+        return None
+    return budget
+
+
 class BudgetInterceptor(Interceptor):
-    """Charges tool calls and model calls to the current meter, and gives each agent run its own
-    meter (limits: the agent's ``budget`` over ``[budgets.agent]``). Joins an operation only when
-    some budget applies, so without budgets it costs nothing."""
+    """Every budget of an operation, in one place: a tool call is charged to its caller's budget
+    (:func:`caller_budget`, whose error names ``security.max_tool_calls`` and which an agent hands
+    to its model as a tool error) and to the current meter (the run's, the session's; a
+    :class:`RunBudgetExceeded` stops the run); a model call is checked before and charged after;
+    each agent run gets its own meter (limits: the agent's ``budget`` over ``[budgets.agent]``).
+    Joins an operation only when some budget applies, so without budgets it costs nothing; for
+    tool calls it only guards (``decides`` False: the pipeline's fast path). ``budgets``: the
+    process's (default: one without configured limits)."""
 
     order = POLICY
     name = "budgets"
 
-    def __init__(self, budgets: Budgets) -> None:
-        self.budgets = budgets
+    def __init__(self, budgets: Budgets | None = None) -> None:
+        self.budgets = budgets if budgets is not None else Budgets()
 
     def wants_kind(self, kind: OperationKind) -> bool | None:
         return None if kind.name in _CHARGED_KINDS or kind.name in _RUN_KINDS else False
 
+    def for_kind(self, kind: OperationKind) -> Interceptor:
+        if kind.name != "tool":
+            return self
+        guard = copy.copy(self)  # a tool call is charged before it runs; nothing after
+        guard.decides, guard.has_after, guard.has_notifications = False, False, False
+        return guard
+
     def wants(self, op: Operation) -> bool:
-        if op.kind.name in _RUN_KINDS:
+        kind = op.kind.name
+        if kind in _RUN_KINDS:
             agent = op.meta.get("agent")
             return (getattr(agent, "budget", None) is not None or self.budgets.current().limited
                     or configured_limits(self.budgets.config, "agent").any)
+        if kind == "tool" and caller_budget(op) is not None:
+            return True
         return self.budgets.current().limited
 
     def before(self, op: Operation) -> Decision | None:
@@ -344,7 +369,12 @@ class BudgetInterceptor(Interceptor):
             if agent is not None:
                 agent.budget_meter = meter  # agent:usage() shows the last run's use
         elif kind == "tool":
-            self.budgets.current().charge_tool_call(op.name)
+            budget = caller_budget(op)
+            if budget is not None:
+                budget.charge_tool_call(op.name)
+            meter = self.budgets.current()
+            if meter.limited:
+                meter.charge_tool_call(op.name)
         else:
             self.budgets.current().check(f"before a call of model {op.name!r}")
         return None
