@@ -152,6 +152,11 @@ class AuditLedger:
                             details={"path": str(self.path)}) from None
         self._check_version()
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
     @classmethod
     def in_dir(cls, data_dir: str | os.PathLike[str], **kwargs: Any) -> AuditLedger:
         """The ledger of a data directory."""
@@ -419,12 +424,24 @@ AUDITED_TOPICS = ("approval.requested", "approval.decided", "budget.exceeded", "
 
 
 def watch_events(ledger: AuditLedger, events: Any) -> list[Any]:
-    """Subscribe ``ledger`` to the audited topics of ``events``; returns the subscriptions."""
+    """Record the audited topics of ``events`` in ``ledger`` as they are published: in the
+    publishing thread, before any subscriber sees the event, and an entry that cannot be written
+    fails the publish (an approval whose decision cannot be recorded is not acted on). Returns
+    the subscriptions that route those topics (the bus shows its taps only routed events)."""
+    topics = frozenset(AUDITED_TOPICS)
+
     def record(event: Any) -> None:
+        if event.topic not in topics or ledger.closed:  # closed: the process is shutting down
+            return
         payload = event.payload if isinstance(event.payload, dict) else {"value": event.payload}
         ledger.record(event.topic, {**payload, "source": event.source} if event.source else dict(payload))
 
-    return [events.subscribe(topic, record) for topic in AUDITED_TOPICS]
+    events.tap(record)
+    return [events.subscribe(topic, _routed) for topic in AUDITED_TOPICS]
+
+
+def _routed(event: Any) -> None:
+    """Keeps an audited topic routed (recording happens in the tap, see watch_events)."""
 
 
 def config_digests(config: Any) -> dict[str, str]:

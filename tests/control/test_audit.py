@@ -83,6 +83,21 @@ def test_a_safe_tool_call_is_on_disk_before_its_result_is_returned(components: C
         other.close()
 
 
+def test_an_entry_that_cannot_be_written_fails_the_operation_instead_of_acknowledging_it(
+        components: Components, tmp_path: Path) -> None:
+    c = components
+    edit(tmp_path / "data", "ALTER TABLE entries RENAME TO gone")  # by hand: appends now fail
+    with pytest.raises(AikitError, match="could not write to the audit ledger") as failed:
+        call(c, "base64_encode", {"text": "x"})
+    assert failed.value.code == "io_error"
+    decided = {"run_id": "r1", "kind": "tool", "name": "write_file", "decision": "approved", "who": "ana"}
+    with pytest.raises(AikitError, match="could not write to the audit ledger"):
+        c.events.publish("approval.decided", decided, source="approvals")
+    edit(tmp_path / "data", "ALTER TABLE gone RENAME TO entries")
+    c.events.publish("approval.decided", decided, source="approvals")
+    assert [e.type for e in c.audit.entries()][-1] == "approval.decided" and c.audit.verify().ok
+
+
 def test_threads_recording_at_once_share_commits_and_each_returns_after_its_own(tmp_path: Path) -> None:
     ledger = AuditLedger(tmp_path / FILE_NAME)
     problems: list[str] = []

@@ -210,3 +210,24 @@ def test_each_in_doubt_call_of_a_mission_is_decided_on_its_own(tmp_path: Path) -
     done = mission(tmp_path, "resume", "k2", "--approve", "c@1#0")
     assert done.returncode == 0, done.stdout + done.stderr
     assert (tmp_path / "c.log").read_text() == "c\nc\n" and (tmp_path / "b.log").read_text() == "b\nb\n"
+
+
+def test_a_step_call_that_needs_approval_holds_the_run_until_wf_resume_decides_it(lua: Lua) -> None:
+    lua.run("""
+        Tool.define{name = 'ship', description = 'd', approval = 'always',
+          params = {type = 'object', properties = {v = {type = 'string'}}},
+          fn = function(a) local f = io.open('shipped.txt', 'a'); f:write(a.v .. '\\n'); f:close(); return a.v end}
+        wf = Workflow.new{name = 'held', steps = {
+          {id = 'one', tool = 'ship', params = {v = 'one'}},
+          {id = 'two', tool = 'ship', params = {v = 'two'}}}}""")
+    record = lua.run("return wf:run({}, {run_id = 'h1'})")
+    assert record["status"] == "needs_approval" and not Path("shipped.txt").exists()
+    assert record["steps"]["one"]["error"]["code"] == "needs_approval"
+    failure = lua.fail("wf:resume('h1', {approve = {'three'}})")
+    assert failure.ename == "not_pending" and "one (ship)" in failure.evalue and "two (ship)" in failure.evalue
+    partly = lua.run("return wf:resume('h1', {approve = {'one'}, deny = {'two'}, reason = 'one only'})")
+    assert partly["status"] == "failed" and partly["steps"]["one"]["status"] == "succeeded"
+    assert partly["steps"]["two"]["error"]["code"] == "approval_denied" and "one only" in \
+        partly["steps"]["two"]["error"]["message"]
+    assert Path("shipped.txt").read_text() == "one\n"
+    assert "must be a string" in lua.fail("wf:resume('h1', {approve = {'two'}, reason = 5})").evalue
