@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..control.approvals import ApprovalRequired
-from ..control.budgets import RunBudgetExceeded
+from ..control.budgets import CURRENT_METER, RunBudgetExceeded
 from ..control.journal import JournalCorrupted
 from ..control.runs import AgentRuns, AgentRunStore, RunControl, in_call, new_run_id
 from ..errors import AikitError, InvalidArgument
@@ -257,10 +257,14 @@ class Agent:
         # without changing the context it was given (a cell's, shared with the cell's own calls).
         ctx = dataclasses.replace(self.context(), caller=f"agent:{spec.name}")
 
+        meter = CURRENT_METER.get()  # the run's own, when a budget applies (control/budgets.py)
+
         def save(status: str, step: int, **extra: Any) -> None:
+            if meter is not None:
+                extra["budget"] = meter.report()  # use against each budget, as agent:usage() shows it
             self.runs.save(run, status, input=input, messages=[m.to_dict() for m in messages], first_new=first_new,
-                       step=step, output_retries=output_retries, seen_calls=seen_calls,
-                       tool_calls=[dataclasses.asdict(r) for r in result.tool_calls], **extra)
+                           step=step, output_retries=output_retries, seen_calls=seen_calls,
+                           tool_calls=[dataclasses.asdict(r) for r in result.tool_calls], **extra)
 
         save("running", start)  # this process runs it now (a resume takes it over)
         for step in range(start, spec.max_steps + 1):
@@ -437,7 +441,7 @@ async def _run_once(op: Operation) -> AgentResult:
     agent: Agent = op.meta["agent"]
     run: RunControl = op.meta["run"]
     op.meta.pop("result", None)
-    with agent.runs.running(run, op.meta.get("resume")):
+    with agent.runs.running(run, op.meta.get("resume"), op.meta.get("budget_meter")):
         result = await agent._loop(str(op.payload.get("input", "")), op.meta["on_text"], op.meta["usage"], run,
                                    op.meta.get("resume"))
     op.meta["result"] = result

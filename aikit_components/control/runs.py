@@ -225,10 +225,11 @@ class AgentRuns:
             pass
 
     @contextmanager
-    def running(self, run: RunControl, resumed: dict[str, Any] | None) -> Iterator[RunControl]:
+    def running(self, run: RunControl, resumed: dict[str, Any] | None, meter: Any = None) -> Iterator[RunControl]:
         """Operations inside belong to ``run``, which this process runs; when the block raises,
         the stored run is left ``failed`` (an error), ``interrupted`` (a cancellation, a kill),
-        or as it was (``resumed``: a corrupt journal, resumable once it is repaired)."""
+        or as it was (``resumed``: a corrupt journal, resumable once it is repaired), with its
+        ``meter``'s use against each budget when it has one."""
         ACTIVE_RUNS.add(run.run_id)
         try:
             with in_run(run):
@@ -238,10 +239,14 @@ class AgentRuns:
                 before = resumed or {}
                 self.mark(run, str(before.get("status") or "interrupted"), pending=before.get("pending") or [])
             else:
-                self.mark(run, "failed", error=exc.to_dict())
+                self.mark(run, "failed", error=exc.to_dict(), **_use(meter))
             raise
         except BaseException:
-            self.mark(run, "interrupted")
+            self.mark(run, "interrupted", **_use(meter))
             raise
         finally:
             ACTIVE_RUNS.discard(run.run_id)
+
+
+def _use(meter: Any) -> dict[str, Any]:
+    return {"budget": meter.report()} if meter is not None else {}
