@@ -207,7 +207,11 @@ def test_each_in_doubt_call_of_a_mission_is_decided_on_its_own(tmp_path: Path) -
     again = mission(tmp_path, "resume", "k2")  # the denial stands; b is replayed, not run
     assert again.returncode == 1 and (tmp_path / "b.log").read_text() == "b\nb\n"
     assert (tmp_path / "c.log").read_text() == "c\n"
-    done = mission(tmp_path, "resume", "k2", "--approve", "c@1#0")
+    approved = subprocess.run([AIKIT, "approvals", "approve", "k2", "c@1#0", "--reason", "it did not run after all"],
+                              capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env(tmp_path),
+                              stdin=subprocess.DEVNULL)
+    assert approved.returncode == 0 and "aikit mission resume k2" in approved.stdout, approved.stderr
+    done = mission(tmp_path, "resume", "k2")
     assert done.returncode == 0, done.stdout + done.stderr
     assert (tmp_path / "c.log").read_text() == "c\nc\n" and (tmp_path / "b.log").read_text() == "b\nb\n"
 
