@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..control.approvals import ApprovalRequired
-from ..control.budgets import CURRENT_METER, RunBudgetExceeded
+from ..control.budgets import RunBudgetExceeded
 from ..control.journal import JournalCorrupted
 from ..control.runs import AgentRuns, AgentRunStore, RunControl, in_call, new_run_id
 from ..errors import AikitError, InvalidArgument
@@ -232,7 +232,7 @@ class Agent:
 
     # ------------------------------------------------------------------ the loop
     async def _loop(self, input: str, on_text: Callable[[str], None] | None, usage: Usage, run: RunControl,
-                    resume: dict[str, Any] | None) -> AgentResult:
+                    resume: dict[str, Any] | None, meter: Any = None) -> AgentResult:
         spec = self.spec
         result = AgentResult(text="", usage=usage, run_id=run.run_id)
         seen_calls: dict[str, int] = {}
@@ -257,10 +257,8 @@ class Agent:
         # without changing the context it was given (a cell's, shared with the cell's own calls).
         ctx = dataclasses.replace(self.context(), caller=f"agent:{spec.name}")
 
-        meter = CURRENT_METER.get()  # the run's own, when a budget applies (control/budgets.py)
-
         def save(status: str, step: int, **extra: Any) -> None:
-            if meter is not None:
+            if meter is not None:  # the run's own meter, when a budget applies (control/budgets.py)
                 extra["budget"] = meter.report()  # use against each budget, as agent:usage() shows it
             self.runs.save(run, status, input=input, messages=[m.to_dict() for m in messages], first_new=first_new,
                            step=step, output_retries=output_retries, seen_calls=seen_calls,
@@ -441,9 +439,10 @@ async def _run_once(op: Operation) -> AgentResult:
     agent: Agent = op.meta["agent"]
     run: RunControl = op.meta["run"]
     op.meta.pop("result", None)
-    with agent.runs.running(run, op.meta.get("resume"), op.meta.get("budget_meter")):
+    meter = op.meta.get("budget_meter")
+    with agent.runs.running(run, op.meta.get("resume"), meter):
         result = await agent._loop(str(op.payload.get("input", "")), op.meta["on_text"], op.meta["usage"], run,
-                                   op.meta.get("resume"))
+                                   op.meta.get("resume"), meter)
     op.meta["result"] = result
     return result
 

@@ -17,6 +17,10 @@ Tokens and cost are charged after each model call (cost from ``[models.prices]``
 before each call. Reaching 80 % of a limit publishes ``budget.warning`` once; going past it raises
 :class:`~aikit_components.errors.BudgetExceeded` (code ``budget_exceeded``, naming the budget, its
 limit and its use) and publishes ``budget.exceeded``, which the audit ledger records; the run stops.
+
+:class:`BudgetInterceptor` is the one place budgets are enforced: it also charges each tool call to
+its caller's budget (``ToolContext.budget``, from ``[security] max_tool_calls`` and
+``max_wall_time_s``, renewed for each cell or script), whose error an agent hands to its model.
 """
 
 from __future__ import annotations
@@ -41,7 +45,6 @@ SCOPES = ("session", "agent", "workflow")
 
 #: The meter of the run being executed (None outside any run: the session's applies).
 CURRENT_METER: contextvars.ContextVar[BudgetMeter | None] = contextvars.ContextVar("aikit_budget_meter", default=None)
-
 
 
 def _limit(value: Any, name: str, where: str, whole: bool) -> float | int:

@@ -173,7 +173,6 @@ def reply_completion(reply: Any, model: str) -> Completion:
     return Completion(Message.assistant(text, calls), stop_reason="tool_calls" if calls else "end", model=model)
 
 
-
 def scripted_decider(replies: Sequence[Any]) -> Decide:
     """A decider answering with ``replies`` in order, one per model call (checked up front)."""
     if not isinstance(replies, (list, tuple)) or not replies:
