@@ -69,3 +69,38 @@ def dumps(value: Any) -> str:
 def loads(text: str | bytes) -> Any:
     """Decode JSON text written by :func:`dumps`."""
     return from_jsonable(json.loads(text))
+
+
+# -- type names for messages -------------------------------------------------------------------
+def json_type_name(value: Any) -> str:
+    """The JSON Schema type name of a Python value (``integer``, ``object``, ...)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, (list, tuple)):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+#: JSON Schema type names in Lua's words, for messages users (and models writing Lua) read.
+LUA_WORDS = {"object": "table (with named fields)", "array": "table (a list)", "null": "nil"}
+
+
+def lua_type_name(value: Any, *, article: bool = False) -> str:
+    """The type of a JSON-like value in Lua's words (``table (a list)``, ``nil``, ``string``, ...);
+    with ``article``, as a sentence says it after "got" (``a table (a list)``, ``an integer``,
+    ``nil``)."""
+    name = json_type_name(value)
+    name = LUA_WORDS.get(name, name)
+    if not article or name == "nil":
+        return name
+    return ("an " if name[0] in "aeiou" else "a ") + name

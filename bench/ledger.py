@@ -3,11 +3,12 @@
     .venv/bin/python bench/ledger.py [--calls N] [--data-dir DIR]
 
 Calls a trivial Python tool ``N`` times (default 2,000) through the process's pipeline, as Lua's
-``Tool.call`` does, with ``[audit] enabled = true`` (each call appends one entry; a ``safe`` tool's
-entry is committed without its own fsync) and with it off, in the same run; then times
-``AuditLedger.record`` alone (a durable entry: one transaction with ``synchronous=FULL``, one
-fsync, as for every side-effecting operation) and ``verify`` over the entries written. The data directory
-(default: a temporary directory) decides the fsync cost: put it on the disk you will use.
+``Tool.call`` does, with ``[audit] enabled = true`` (each call appends one entry, committed before
+the call returns) and with it off, in the same run; then times ``AuditLedger.record`` alone (a
+durable entry: one transaction with ``synchronous=FULL``, one fsync), the same from 8 threads at
+once (group commit: entries recorded at the same time share a transaction), and ``verify`` over
+the entries written. The data directory (default: a temporary directory) decides the fsync cost:
+put it on the disk you will use.
 Exit status 0 (a benchmark, not a test).
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -45,6 +47,23 @@ def per_call_us(calls: int, data_dir: Path, audit: bool) -> float:
         c.close()
 
 
+def threaded_record_us(ledger: object, calls: int, threads: int = 8) -> float:
+    """Per entry, ``calls`` entries recorded by ``threads`` threads at once."""
+    each = max(calls // threads, 1)
+
+    def work(n: int) -> None:
+        for i in range(each):
+            ledger.record("tool", {"name": "bench_add", "status": "ok", "thread": n, "i": i})  # type: ignore[attr-defined]
+
+    workers = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
+    started = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return (time.perf_counter() - started) / (each * threads) * 1e6
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=2000)
@@ -61,14 +80,16 @@ def main() -> int:
         for i in range(args.calls):
             ledger.record("tool", {"name": "bench_add", "status": "ok", "i": i})
         record_us = (time.perf_counter() - started) / args.calls * 1e6
+        threaded_us = threaded_record_us(ledger, args.calls)
         started = time.perf_counter()
         result = ledger.verify()
         verify_s = time.perf_counter() - started
         ledger.close()
     print(f"data directory on: {os.path.realpath(args.data_dir or tempfile.gettempdir())}")
     print(f"{'tool call, audit off':<40} {off:10.1f} us")
-    print(f"{'safe tool call, audit on (no fsync)':<40} {on:10.1f} us   (+{on - off:.1f} us a call)")
+    print(f"{'safe tool call, audit on (durable)':<40} {on:10.1f} us   (+{on - off:.1f} us a call)")
     print(f"{'AuditLedger.record alone':<40} {record_us:10.1f} us")
+    print(f"{'AuditLedger.record, 8 threads at once':<40} {threaded_us:10.1f} us an entry (group commit)")
     print(f"{'verify':<40} {verify_s * 1e3:10.1f} ms for {result.entries} entries "
           f"({verify_s / max(result.entries, 1) * 1e6:.1f} us an entry), intact={result.ok}")
     return 0

@@ -28,11 +28,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..control import runs as control_runs
 from ..control.approvals import ApprovalRequired
 from ..control.budgets import RunBudgetExceeded
 from ..control.journal import JournalCorrupted
-from ..control.runs import AgentRunStore, RunControl, in_call, in_run, new_run_id
+from ..control.runs import AgentRuns, AgentRunStore, RunControl, in_call, new_run_id
 from ..errors import AikitError, InvalidArgument
 from ..operations import Operation, OperationKind, Pipeline, honours
 from ..operations.standard import standard_pipeline
@@ -158,7 +157,8 @@ class Agent:
         self.pipeline = pipeline if pipeline is not None else standard_pipeline(events, hooks)
         self.ledger = ledger
         self.usage = Usage()
-        self.runs = AgentRunStore(state) if state is not None and hasattr(state, "backend") else None
+        self.runs = AgentRuns(AgentRunStore(state) if state is not None and hasattr(state, "backend") else None,
+                              spec.name, lambda: dataclasses.asdict(self.spec), self._publish)
         spec.tools = tools.expand(spec.tools)  # "files.*" -> every tool of that MCP server
         for name in spec.tools:
             tools.get(name)  # unknown tools fail at creation, with suggestions
@@ -218,9 +218,7 @@ class Agent:
         """Continue the stored run ``record`` (from :class:`AgentRunStore`, checked resumable)
         with ``decisions`` for its pending calls (approval key -> ("approved" | "denied", reason, who)):
         calls already finished are replayed from the effect journal, never run again."""
-        given = {k: tuple(v) for k, v in (record.get("decisions") or {}).items()}
-        given.update(decisions or {})
-        run = RunControl(record["run_id"], "agent", self.spec.name, tuple(self.spec.approve), decisions=given)
+        run = RunControl.resumed(record, decisions, "agent", self.spec.name, tuple(self.spec.approve))
         return await self._start(str(record.get("input", "")), on_text, run, record)
 
     async def _start(self, input: str, on_text: Callable[[str], None] | None, run: RunControl,
@@ -232,22 +230,9 @@ class Agent:
             self._remember(result.messages)
         return result
 
-    def _save(self, run: RunControl, status: str, **fields: Any) -> None:
-        """The run's state, durable before the run goes on (see control/runs.py)."""
-        if self.runs is None:
-            return
-        record = {"run_id": run.run_id, "agent": self.spec.name, "spec": dataclasses.asdict(self.spec),
-                  "status": status, "owner": control_runs.owner(),
-                  "decisions": {k: list(v) for k, v in run.decisions.items()}, **fields}
-        try:
-            self.runs.save(json.loads(json.dumps(record, default=str)))  # what State cannot store, as text
-        except AikitError as exc:  # a run that cannot be stored still runs; it just cannot resume
-            self._publish("agent.persist_failed", {"agent": self.spec.name, "run_id": run.run_id,
-                                                   "code": exc.code, "message": exc.message})
-
     # ------------------------------------------------------------------ the loop
     async def _loop(self, input: str, on_text: Callable[[str], None] | None, usage: Usage, run: RunControl,
-                    resume: dict[str, Any] | None) -> AgentResult:
+                    resume: dict[str, Any] | None, meter: Any = None) -> AgentResult:
         spec = self.spec
         result = AgentResult(text="", usage=usage, run_id=run.run_id)
         seen_calls: dict[str, int] = {}
@@ -273,9 +258,11 @@ class Agent:
         ctx = dataclasses.replace(self.context(), caller=f"agent:{spec.name}")
 
         def save(status: str, step: int, **extra: Any) -> None:
-            self._save(run, status, input=input, messages=[m.to_dict() for m in messages], first_new=first_new,
-                       step=step, output_retries=output_retries, seen_calls=seen_calls,
-                       tool_calls=[dataclasses.asdict(r) for r in result.tool_calls], **extra)
+            if meter is not None:  # the run's own meter, when a budget applies (control/budgets.py)
+                extra["budget"] = meter.report()  # use against each budget, as agent:usage() shows it
+            self.runs.save(run, status, input=input, messages=[m.to_dict() for m in messages], first_new=first_new,
+                           step=step, output_retries=output_retries, seen_calls=seen_calls,
+                           tool_calls=[dataclasses.asdict(r) for r in result.tool_calls], **extra)
 
         save("running", start)  # this process runs it now (a resume takes it over)
         for step in range(start, spec.max_steps + 1):
@@ -388,18 +375,6 @@ class Agent:
             record.error = {"code": "internal_error", "message": f"{type(exc).__name__}: {exc}"}
         return record
 
-    def _mark(self, run: RunControl, status: str, **fields: Any) -> None:
-        """Set the stored run's status (its state otherwise as last saved)."""
-        if self.runs is None:
-            return
-        try:
-            record = self.runs.get(run.run_id)
-            if record is not None:
-                record.update(status=status, **fields)
-                self.runs.save(record)
-        except Exception:  # noqa: BLE001 - the run's own error is what the caller must see
-            pass
-
     def _account(self, completion: Completion) -> None:
         """Count each model call's tokens as it happens (a run that fails later still pays for
         them), priced at the model that actually answered."""
@@ -464,23 +439,10 @@ async def _run_once(op: Operation) -> AgentResult:
     agent: Agent = op.meta["agent"]
     run: RunControl = op.meta["run"]
     op.meta.pop("result", None)
-    control_runs.ACTIVE_RUNS.add(run.run_id)
-    try:
-        with in_run(run):
-            result = await agent._loop(str(op.payload.get("input", "")), op.meta["on_text"], op.meta["usage"], run,
-                                       op.meta.get("resume"))
-    except JournalCorrupted:  # stored as it was: resumable once the journal is repaired
-        resumed = op.meta.get("resume") or {}
-        agent._mark(run, str(resumed.get("status") or "interrupted"), pending=resumed.get("pending") or [])
-        raise
-    except AikitError as exc:
-        agent._mark(run, "failed", error=exc.to_dict())
-        raise
-    except BaseException:
-        agent._mark(run, "interrupted")
-        raise
-    finally:
-        control_runs.ACTIVE_RUNS.discard(run.run_id)
+    meter = op.meta.get("budget_meter")
+    with agent.runs.running(run, op.meta.get("resume"), meter):
+        result = await agent._loop(str(op.payload.get("input", "")), op.meta["on_text"], op.meta["usage"], run,
+                                   op.meta.get("resume"), meter)
     op.meta["result"] = result
     return result
 

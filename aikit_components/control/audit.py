@@ -4,10 +4,15 @@ Each entry is ``{at, type, session, data}``; its hash is SHA-256 over the previo
 and the entry's canonical JSON (sorted keys, no spaces), so changing, removing or reordering an
 entry breaks the chain from there on. The newest hash and entry count (the *head*) are written in
 the same transaction as the entry, so removing entries at the end (truncation) is seen as well.
-One SQLite file in the data directory (``audit.sqlite``, WAL, ``synchronous=FULL``): an entry is
-on disk before :meth:`AuditLedger.record` returns, so before the operation it records is
-acknowledged to its caller. Several processes may append to one ledger: each append reads the
-head inside an immediate transaction.
+One SQLite file in the data directory (``audit.sqlite``, WAL): an entry is committed before
+:meth:`AuditLedger.record` returns, so before the operation it records is acknowledged to its
+caller, whatever the operation. How far it is on disk depends on what the operation did: an entry
+for an operation with effects outside the process is fsynced (``synchronous=FULL``: it survives a
+power loss); the call of a ``safe`` tool (a pure computation) is committed to the WAL without an
+fsync (``synchronous=NORMAL``: it survives ``kill -9`` of aikit, not a crash of the machine), which
+costs tens of microseconds instead of an fsync. Threads that record at the same time share one
+transaction and one fsync (group commit). Several processes may append to one ledger: each
+append reads the head inside an immediate transaction.
 
 What is recorded, and by whom: :class:`AuditInterceptor` (order ``AUDIT``) records tool calls,
 file writes and deletes, processes, HTTP requests, agent runs, model calls and workflow steps, and
@@ -38,10 +43,6 @@ from ..storage.sqlite import translate_error
 SCHEMA_VERSION = 1
 GENESIS = "0" * 64
 FILE_NAME = "audit.sqlite"
-#: Entries that need no fsync of their own (safe tool calls) wait in memory for at most this many
-#: entries or seconds.
-BATCH_MAX = 100
-BATCH_DELAY_S = 1.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -118,17 +119,32 @@ class Verification:
         return {"ok": self.ok, "entries": self.entries, "head": self.head, "problem": self.problem, "seq": self.seq}
 
 
+@dataclass(slots=True)
+class _Pending:
+    """An entry on its way to disk: its recorder waits until the writer sets ``done`` (and
+    ``error`` when the transaction failed)."""
+
+    at: float
+    type: str
+    session: str | None
+    data_text: str
+    fsync: bool = True
+    done: bool = False
+    error: AikitError | None = None
+
+
 class AuditLedger:
     """The ledger file ``path`` (created on first use). Thread-safe; several processes may share it."""
 
     def __init__(self, path: str | os.PathLike[str], *, session: str | None = None) -> None:
         self.path = Path(path)
         self.session = session
-        self._synced = True
-        self._pending: list[tuple[float, str, str | None, str]] = []
-        self._pending_since = 0.0
-        self._lock = threading.Lock()
+        self._queue: list[_Pending] = []  # entries waiting for the writer (see record())
+        self._writing = False
+        self._cond = threading.Condition()
+        self._db_lock = threading.Lock()  # the connection: one user at a time
         self._closed = False
+        self._fsync = True  # the connection's synchronous setting: FULL (True) or NORMAL
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = sqlite3.connect(str(self.path), timeout=10.0, isolation_level=None, check_same_thread=False)
@@ -143,13 +159,18 @@ class AuditLedger:
                             details={"path": str(self.path)}) from None
         self._check_version()
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
     @classmethod
     def in_dir(cls, data_dir: str | os.PathLike[str], **kwargs: Any) -> AuditLedger:
         """The ledger of a data directory."""
         return cls(Path(data_dir) / FILE_NAME, **kwargs)
 
     def _check_version(self) -> None:
-        with self._lock:
+        with self._db_lock:
             row = self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             if row is None:
                 self._conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
@@ -169,66 +190,75 @@ class AuditLedger:
                               "file away to start a new ledger", details={"path": str(self.path)})
 
     # -- writing -------------------------------------------------------------------------------
-    def record(self, type_: str, data: dict[str, Any], *, session: str | None = None, sync: bool = True) -> None:
-        """Append one entry; it is durable when this returns. ``sync=False`` (an operation with
-        no side effect: a ``safe`` tool's call) may wait in memory and be written with the next
-        entry, at most :data:`BATCH_MAX` of them or :data:`BATCH_DELAY_S` later (and when the
-        ledger is read or closed): nothing outside the process changed, so nothing is
-        acknowledged that the ledger could miss, and a call costs microseconds, not an fsync."""
+    def record(self, type_: str, data: dict[str, Any], *, session: str | None = None, fsync: bool = True) -> None:
+        """Append one entry; it is committed when this returns, so before the operation it records
+        is acknowledged: fsynced (``synchronous=FULL``), or with ``fsync=False`` written to the WAL
+        only (``synchronous=NORMAL``: it survives the process being killed, not the machine).
+        Entries of threads that record at the same time share one transaction (group commit): the
+        first becomes the writer and commits every entry queued until then, the others wait for
+        that commit (see :class:`_Pending`)."""
         at = round(time.time(), 6)
         session = session if session is not None else self.session
-        data_text = canonical(data)
-        with self._lock:
+        item = _Pending(at, type_, session, canonical(data), fsync)
+        with self._cond:
             if self._closed:
                 raise IOFailure(f"the audit ledger {self.path} has been closed", details={"path": str(self.path)})
-            if not self._pending:
-                self._pending_since = time.monotonic()
-            self._pending.append((at, type_, session, data_text))
-            if sync or len(self._pending) >= BATCH_MAX or time.monotonic() - self._pending_since >= BATCH_DELAY_S:
-                self._write_pending(sync)
+            self._queue.append(item)
+            while not item.done:
+                if self._writing:
+                    self._cond.wait()
+                    continue
+                batch, self._queue, self._writing = self._queue, [], True
+                self._cond.release()
+                try:
+                    error = self._commit(batch)
+                finally:
+                    self._cond.acquire()
+                    self._writing = False
+                    for pending in batch:
+                        pending.done, pending.error = True, error
+                    self._cond.notify_all()
+        if item.error is not None:
+            raise item.error
 
-    def flush(self) -> None:
-        """Write the entries waiting in memory (durably)."""
-        with self._lock:
-            if self._pending and not self._closed:
-                self._write_pending(True)
-
-    def _write_pending(self, sync: bool) -> None:
-        """Chain and write the waiting entries in one transaction (the lock is held)."""
-        conn, items = self._conn, self._pending
-        try:
-            if sync != self._synced:
-                conn.execute(f"PRAGMA synchronous = {'FULL' if sync else 'NORMAL'}")
-                self._synced = sync
-            conn.execute("BEGIN IMMEDIATE")
+    def _commit(self, batch: list[_Pending]) -> AikitError | None:
+        """Chain and write ``batch`` in one transaction (only the writer thread is here); the
+        error to raise in each of its recorders, if it failed."""
+        with self._db_lock:
+            conn = self._conn
             try:
-                row = conn.execute("SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
-                seq, prev = (row[0], row[1]) if row is not None else (0, GENESIS)
-                rows = []
-                for at, type_, session, data_text in items:
-                    seq += 1
-                    digest_ = chain_hash(prev, at, type_, session, data_text)
-                    rows.append((seq, at, type_, session, data_text, prev, digest_))
-                    prev = digest_
-                conn.executemany("INSERT INTO entries (seq, at, type, session, data, prev, hash) "
-                                 "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-                conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('head', ?)", (f"{seq} {prev}",))
-                conn.execute("COMMIT")
-            except BaseException:
-                # SQLite may have rolled back already (a full disk does): a second ROLLBACK would
-                # raise "no transaction is active" in place of the real error
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise translate_error(exc, self.path, "write to the audit ledger", what="audit ledger") from None
-        self._pending = []
+                fsync = any(item.fsync for item in batch)
+                if fsync != self._fsync:
+                    conn.execute(f"PRAGMA synchronous = {'FULL' if fsync else 'NORMAL'}")
+                    self._fsync = fsync
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    row = conn.execute("SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
+                    seq, prev = (row[0], row[1]) if row is not None else (0, GENESIS)
+                    rows = []
+                    for item in batch:
+                        seq += 1
+                        digest_ = chain_hash(prev, item.at, item.type, item.session, item.data_text)
+                        rows.append((seq, item.at, item.type, item.session, item.data_text, prev, digest_))
+                        prev = digest_
+                    conn.executemany("INSERT INTO entries (seq, at, type, session, data, prev, hash) "
+                                     "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+                    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('head', ?)", (f"{seq} {prev}",))
+                    conn.execute("COMMIT")
+                except BaseException:
+                    # SQLite may have rolled back already (a full disk does): a second ROLLBACK
+                    # would raise "no transaction is active" in place of the real error
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                return translate_error(exc, self.path, "write to the audit ledger", what="audit ledger")
+        return None
 
     # -- reading -------------------------------------------------------------------------------
     def entries(self, since: float | None = None, types: tuple[str, ...] = ()) -> Iterator[Entry]:
         """Entries in order (``since``: a Unix time; ``types``: only these types or type prefixes)."""
-        self.flush()
-        with self._lock:
+        with self._db_lock:
             rows = self._conn.execute("SELECT seq, at, type, session, data, prev, hash FROM entries "
                                       "WHERE at >= ? ORDER BY seq", (since if since is not None else 0.0,)).fetchall()
         for seq, at, type_, session, data, prev, hash_ in rows:
@@ -242,8 +272,7 @@ class AuditLedger:
 
     def newest(self, type_: str) -> Entry | None:
         """The newest entry of ``type_``, if any."""
-        self.flush()
-        with self._lock:
+        with self._db_lock:
             row = self._conn.execute("SELECT seq, at, type, session, data, prev, hash FROM entries WHERE type = ? "
                                      "ORDER BY seq DESC LIMIT 1", (type_,)).fetchone()
         if row is None:
@@ -256,8 +285,7 @@ class AuditLedger:
 
     def head(self) -> tuple[int, str]:
         """The count and hash of the newest entry, as written with it."""
-        self.flush()
-        with self._lock:
+        with self._db_lock:
             row = self._conn.execute("SELECT value FROM meta WHERE key = 'head'").fetchone()
         if row is None:
             return 0, GENESIS
@@ -266,8 +294,7 @@ class AuditLedger:
 
     def verify(self) -> Verification:
         """Walk the chain; the first entry altered, removed or reordered, if any."""
-        self.flush()
-        with self._lock:
+        with self._db_lock:
             rows = self._conn.execute("SELECT seq, at, type, session, data, prev, hash FROM entries ORDER BY seq").fetchall()
             head_row = self._conn.execute("SELECT value FROM meta WHERE key = 'head'").fetchone()
         by_hash = {row[6]: row[0] for row in rows}
@@ -309,15 +336,13 @@ class AuditLedger:
                 "or reordered")
 
     def close(self) -> None:
-        """Write what waits in memory and close the file."""
-        with self._lock:
-            if not self._closed:
-                try:
-                    if self._pending:
-                        self._write_pending(True)
-                finally:
-                    self._closed = True
-                    self._conn.close()
+        """Close the file once the entries being written are committed (a later record fails)."""
+        with self._cond:
+            self._closed = True
+            while self._writing or self._queue:
+                self._cond.wait()
+        with self._db_lock:
+            self._conn.close()
 
 
 # -- what the pipeline's operations become ---------------------------------------------------------
@@ -401,15 +426,15 @@ class AuditInterceptor(Interceptor):
 
     def finished(self, op: Operation, result: Any) -> None:
         type_, data = _operation_entry(op, result, None)
-        self.ledger.record(type_, data, sync=not _pure(op))
+        self.ledger.record(type_, data, fsync=not _pure(op))
 
     def failed(self, op: Operation, error: AikitError) -> None:
         type_, data = _operation_entry(op, None, error)
-        self.ledger.record(type_, data, sync=not _pure(op))
+        self.ledger.record(type_, data, fsync=not _pure(op))
 
 
 def _pure(op: Operation) -> bool:
-    """A call of a ``safe`` tool (pure computation: nothing outside the process changed)."""
+    """A call of a ``safe`` tool (a pure computation: nothing outside the process changed)."""
     return op.kind.name == "tool" and getattr(op.meta.get("tool"), "security", None) == "safe"
 
 
@@ -419,12 +444,24 @@ AUDITED_TOPICS = ("approval.requested", "approval.decided", "budget.exceeded", "
 
 
 def watch_events(ledger: AuditLedger, events: Any) -> list[Any]:
-    """Subscribe ``ledger`` to the audited topics of ``events``; returns the subscriptions."""
+    """Record the audited topics of ``events`` in ``ledger`` as they are published: in the
+    publishing thread, before any subscriber sees the event, and an entry that cannot be written
+    fails the publish (an approval whose decision cannot be recorded is not acted on). Returns
+    the subscriptions that route those topics (the bus shows its taps only routed events)."""
+    topics = frozenset(AUDITED_TOPICS)
+
     def record(event: Any) -> None:
+        if event.topic not in topics or ledger.closed:  # closed: the process is shutting down
+            return
         payload = event.payload if isinstance(event.payload, dict) else {"value": event.payload}
         ledger.record(event.topic, {**payload, "source": event.source} if event.source else dict(payload))
 
-    return [events.subscribe(topic, record) for topic in AUDITED_TOPICS]
+    events.tap(record)
+    return [events.subscribe(topic, _routed) for topic in AUDITED_TOPICS]
+
+
+def _routed(event: Any) -> None:
+    """Keeps an audited topic routed (recording happens in the tap, see watch_events)."""
 
 
 def config_digests(config: Any) -> dict[str, str]:

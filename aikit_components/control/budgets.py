@@ -17,18 +17,24 @@ Tokens and cost are charged after each model call (cost from ``[models.prices]``
 before each call. Reaching 80 % of a limit publishes ``budget.warning`` once; going past it raises
 :class:`~aikit_components.errors.BudgetExceeded` (code ``budget_exceeded``, naming the budget, its
 limit and its use) and publishes ``budget.exceeded``, which the audit ledger records; the run stops.
+
+:class:`BudgetInterceptor` is the one place budgets are enforced: it also charges each tool call to
+its caller's budget (``ToolContext.budget``, from ``[security] max_tool_calls`` and
+``max_wall_time_s``, renewed for each cell or script), whose error an agent hands to its model.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import copy
 import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..codec import lua_type_name
 from ..errors import AikitError, BudgetExceeded, InvalidArgument
 from ..operations.interceptor import POLICY, Interceptor
 from ..operations.operation import Decision, Operation, OperationKind
@@ -41,23 +47,9 @@ SCOPES = ("session", "agent", "workflow")
 CURRENT_METER: contextvars.ContextVar[BudgetMeter | None] = contextvars.ContextVar("aikit_budget_meter", default=None)
 
 
-def _lua_type(value: Any) -> str:
-    if value is None:
-        return "nil"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, (dict, list, tuple)):
-        return "table"
-    return type(value).__name__
-
-
 def _limit(value: Any, name: str, where: str, whole: bool) -> float | int:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidArgument(f"{where}: budget {name} must be a number, got {_lua_type(value)}"
+        raise InvalidArgument(f"{where}: budget {name} must be a number, got {lua_type_name(value)}"
                               + (f" {value!r}" if isinstance(value, str) else ""),
                               details={"budget": name})
     if value != value or value < 0:
@@ -89,7 +81,7 @@ class BudgetLimits:
             return value
         if not isinstance(value, Mapping):
             raise InvalidArgument(f"{where}: a budget must be a table {{{', '.join(BUDGET_NAMES)}}}, "
-                                  f"got {_lua_type(value)}")
+                                  f"got {lua_type_name(value)}")
         unknown = sorted(str(k) for k in value if k not in BUDGET_NAMES)
         if unknown:
             raise InvalidArgument(f"{where}: unknown budget name(s) {', '.join(unknown)} "
@@ -99,7 +91,7 @@ class BudgetLimits:
         if per_tool_raw is not None:
             if not isinstance(per_tool_raw, Mapping):
                 raise InvalidArgument(f"{where}: budget per_tool must be a table {{tool_name = N}}, "
-                                      f"got {_lua_type(per_tool_raw)}")
+                                      f"got {lua_type_name(per_tool_raw)}")
             for tool, count in per_tool_raw.items():
                 per_tool[str(tool)] = int(_limit(count, f"per_tool.{tool}", where, whole=True))
         return cls(
@@ -325,25 +317,49 @@ _RUN_KINDS = frozenset({"agent"})
 _CHARGED_KINDS = frozenset({"tool", "llm"})
 
 
+def caller_budget(op: Operation) -> Any:
+    """The budget of the tool context ``op`` runs in (``ToolContext.budget``: ``[security]
+    max_tool_calls`` and ``max_wall_time_s`` for one cell, script or run), when it has a limit."""
+    budget = getattr(op.context, "budget", None)
+    if budget is None or (budget.max_tool_calls is None and budget.max_wall_time_s is None):
+        return None
+    return budget
+
+
 class BudgetInterceptor(Interceptor):
-    """Charges tool calls and model calls to the current meter, and gives each agent run its own
-    meter (limits: the agent's ``budget`` over ``[budgets.agent]``). Joins an operation only when
-    some budget applies, so without budgets it costs nothing."""
+    """Every budget of an operation, in one place: a tool call is charged to its caller's budget
+    (:func:`caller_budget`, whose error names ``security.max_tool_calls`` and which an agent hands
+    to its model as a tool error) and to the current meter (the run's, the session's; a
+    :class:`RunBudgetExceeded` stops the run); a model call is checked before and charged after;
+    each agent run gets its own meter (limits: the agent's ``budget`` over ``[budgets.agent]``).
+    Joins an operation only when some budget applies, so without budgets it costs nothing; for
+    tool calls it only guards (``decides`` False: the pipeline's fast path). ``budgets``: the
+    process's (default: one without configured limits)."""
 
     order = POLICY
     name = "budgets"
 
-    def __init__(self, budgets: Budgets) -> None:
-        self.budgets = budgets
+    def __init__(self, budgets: Budgets | None = None) -> None:
+        self.budgets = budgets if budgets is not None else Budgets()
 
     def wants_kind(self, kind: OperationKind) -> bool | None:
         return None if kind.name in _CHARGED_KINDS or kind.name in _RUN_KINDS else False
 
+    def for_kind(self, kind: OperationKind) -> Interceptor:
+        if kind.name != "tool":
+            return self
+        guard = copy.copy(self)  # a tool call is charged before it runs; nothing after
+        guard.decides, guard.has_after, guard.has_notifications = False, False, False
+        return guard
+
     def wants(self, op: Operation) -> bool:
-        if op.kind.name in _RUN_KINDS:
+        kind = op.kind.name
+        if kind in _RUN_KINDS:
             agent = op.meta.get("agent")
             return (getattr(agent, "budget", None) is not None or self.budgets.current().limited
                     or configured_limits(self.budgets.config, "agent").any)
+        if kind == "tool" and caller_budget(op) is not None:
+            return True
         return self.budgets.current().limited
 
     def before(self, op: Operation) -> Decision | None:
@@ -356,7 +372,12 @@ class BudgetInterceptor(Interceptor):
             if agent is not None:
                 agent.budget_meter = meter  # agent:usage() shows the last run's use
         elif kind == "tool":
-            self.budgets.current().charge_tool_call(op.name)
+            budget = caller_budget(op)
+            if budget is not None:
+                budget.charge_tool_call(op.name)
+            meter = self.budgets.current()
+            if meter.limited:
+                meter.charge_tool_call(op.name)
         else:
             self.budgets.current().check(f"before a call of model {op.name!r}")
         return None

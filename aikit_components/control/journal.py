@@ -224,17 +224,19 @@ class JournalInterceptor(Interceptor):
                                       f"the call of {op.name!r} was started but its end was never recorded (the run "
                                       "stopped during it): it may have run, or not, or half; its tool is not "
                                       "idempotent, so it runs again only if approved", run.run_id, in_doubt=True)
+            shown = {**request.to_dict(), "call_id": key}  # a workflow's call is named by its place
             if run.decisions.get(request.key, ("",))[0] != "approved":
                 if request.key in run.decisions:  # denied: the model learns it did not run again
                     reason = run.decisions[request.key][1]
                     raise ApprovalDenied(f"the in-doubt call of {op.name!r} was not run again"
-                                         + (f": {reason}" if reason else ""), details={"request": request.to_dict()})
+                                         + (f": {reason}" if reason else ""), details={"request": shown})
                 how = (f"Agent.resume({run.run_id!r}, {{approve = {{{op.name!r}}}}}) runs it again, deny does not"
                        if run.kind == "agent" else
-                       f"resume with approve_in_doubt to run it again (aikit mission resume {run.run_id} "
-                       "--approve-in-doubt; wf:resume(run_id, {approve_in_doubt = true}))")
+                       f"decide it and resume: wf:resume({run.run_id!r}, {{approve = {{{key!r}}}}}) or `aikit mission "
+                       f"resume {run.run_id} --approve {key}` runs it again, --deny {key} does not "
+                       "(--approve-in-doubt: every in-doubt call of the run)")
                 raise ApprovalRequired(f"tool {op.name!r} is in doubt in run {run.run_id!r}: {request.why}; {how}",
-                                       details={"request": request.to_dict()})
+                                       details={"request": shown})
         self.journal.started(run.run_id, key, op.kind.name, op.name, args_digest)
         op.meta["journal.run"] = run.run_id
         return None

@@ -1,8 +1,9 @@
 """Deciding a paused agent run's pending calls and resuming it, in any process: what
 ``Agent.resume(run_id, {approve = {...}, deny = {...}})`` and ``aikit approvals approve|deny`` do.
 
-A decision names pending calls by the call's id (``call_...``), its approval key, its tool name
-(every pending call of that tool) or ``"*"`` (all). A name that matches no pending call is an
+A decision names pending calls by the call's id (``call_...``; a workflow's: its journal key
+``step@attempt#n``), its approval key, its tool name (every pending call of that tool), its
+workflow step (every pending call of that step) or ``"*"`` (all). A name that matches no pending call is an
 error listing the pending ones: nothing is decided then. Decisions are stored with the run (so a
 run resumed later, or resumed again after a crash, keeps them) and each one is published as
 ``approval.decided``.
@@ -13,13 +14,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ..codec import lua_type_name
 from ..errors import AikitError, InvalidArgument, NotFound
 from .approvals import Answer, ApprovalRequest, decided_payload
 from .runs import AgentRunStore
 
 
 def _matches(item: str, call: dict[str, Any]) -> bool:
-    return item in ("*", call.get("call_id"), call.get("key"), call.get("name"))
+    return item in ("*", call.get("call_id"), call.get("key"), call.get("name"), call.get("step"))
 
 
 def _names(value: Any, what: str) -> list[str]:
@@ -30,19 +32,22 @@ def _names(value: Any, what: str) -> list[str]:
     if isinstance(value, list) and all(isinstance(v, str) and v for v in value):
         return list(value)
     raise InvalidArgument(f"{what} must be a list of call ids, tool names or \"*\" (a string for one), "
-                          f"got {_lua_type(value)}")
+                          f"got {lua_type_name(value, article=True)}")
 
 
-def decide(store: AgentRunStore, record: dict[str, Any], approve: Any = None, deny: Any = None, reason: str = "",
-           who: str = "", events: Any = None) -> dict[str, tuple[str, ...]]:
-    """Apply decisions to ``record``'s pending calls; store them with the run; return all the
-    run's decisions (approval key -> (decision, reason, who))."""
+def apply_decisions(what: str, run_id: str, pending: list[dict[str, Any]], stored: dict[str, Any] | None,
+                    approve: Any = None, deny: Any = None, reason: str = "", who: str = "",
+                    events: Any = None) -> tuple[dict[str, tuple[str, ...]], bool]:
+    """Match ``approve`` and ``deny`` (call ids, approval keys, tool names, step ids, ``"*"``)
+    against ``pending``, the calls run ``run_id`` (``what``: "agent run", "workflow run") waits
+    for; return every decision of the run (``stored`` ones overridden by the new ones: approval
+    key -> (decision, reason, who)) and whether any was made. A name that matches no pending call
+    is an error listing them, and then nothing is decided. Each decision is published as
+    ``approval.decided``."""
     approve_names, deny_names = _names(approve, "approve"), _names(deny, "deny")
-    pending = [p for p in record.get("pending") or [] if isinstance(p, dict)]
-    run_id = record["run_id"]
     if (approve_names or deny_names) and not pending:
-        raise AikitError(f"agent run {run_id!r} has no call waiting for a decision (status {record.get('status')}); "
-                         "nothing to approve or deny", code="not_pending", details={"run_id": run_id})
+        raise AikitError(f"{what} {run_id!r} has no call waiting for a decision; nothing to approve or deny",
+                         code="not_pending", details={"run_id": run_id})
     chosen: dict[str, tuple[str, dict[str, Any]]] = {}
     for decision, names in (("approved", approve_names), ("denied", deny_names)):
         for item in names:
@@ -56,7 +61,7 @@ def decide(store: AgentRunStore, record: dict[str, Any], approve: Any = None, de
                 if p["key"] in chosen and chosen[p["key"]][0] != decision:
                     raise InvalidArgument(f"call {p.get('call_id')} ({p.get('name')}) is both approved and denied")
                 chosen[p["key"]] = (decision, p)
-    decisions = {k: tuple(v) for k, v in (record.get("decisions") or {}).items()}
+    decisions = {k: tuple(v) for k, v in (stored or {}).items()}
     for key, (decision, call) in chosen.items():
         decisions[key] = (decision, reason, who)
         if events is not None:
@@ -64,7 +69,17 @@ def decide(store: AgentRunStore, record: dict[str, Any], approve: Any = None, de
                                       call.get("why", ""), run_id, bool(call.get("in_doubt")))
             events.publish("approval.decided", decided_payload(request, Answer(decision, reason, who)),
                            source="approvals")
-    if chosen:
+    return decisions, bool(chosen)
+
+
+def decide(store: AgentRunStore, record: dict[str, Any], approve: Any = None, deny: Any = None, reason: str = "",
+           who: str = "", events: Any = None) -> dict[str, tuple[str, ...]]:
+    """Apply decisions to agent run ``record``'s pending calls (see :func:`apply_decisions`);
+    store them with the run; return all the run's decisions."""
+    pending = [p for p in record.get("pending") or [] if isinstance(p, dict)]
+    decisions, changed = apply_decisions("agent run", record["run_id"], pending, record.get("decisions"), approve,
+                                         deny, reason, who, events)
+    if changed:
         record["decisions"] = {k: list(v) for k, v in decisions.items()}
         store.save(record)
     return decisions
@@ -106,15 +121,3 @@ def runs_needing(components: Any, statuses: Iterable[str] = ("needs_approval",))
     """Stored agent runs with one of ``statuses`` (oldest first)."""
     wanted = set(statuses)
     return [r for r in AgentRunStore(components.state).list() if r.get("status") in wanted]
-
-
-def _lua_type(value: Any) -> str:
-    if value is None:
-        return "nil"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, (dict, list)):
-        return "a table"
-    return "a string" if isinstance(value, str) else type(value).__name__

@@ -14,16 +14,18 @@ from it, in any process.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..codec import lua_type_name
 from ..errors import AikitError, InvalidArgument, NotFound
 from ..liveness import process_alive
 
@@ -49,6 +51,14 @@ class RunControl:
     interactive: bool = True
     #: Run again every in-doubt call (a workflow resumed with ``approve_in_doubt``).
     retry_in_doubt: bool = False
+
+    @classmethod
+    def resumed(cls, record: dict[str, Any], decisions: dict[str, tuple[str, ...]] | None, kind: str, name: str,
+                approve: tuple[str, ...] = ()) -> RunControl:
+        """The control of stored run ``record`` resumed with ``decisions`` (over those stored with it)."""
+        given = {k: tuple(v) for k, v in (record.get("decisions") or {}).items()}
+        given.update(decisions or {})
+        return cls(record["run_id"], kind, name, approve, decisions=given)
 
 
 CURRENT_RUN: ContextVar[RunControl | None] = ContextVar("aikit_current_run", default=None)
@@ -136,7 +146,8 @@ class AgentRunStore:
         """The stored run ``run_id`` if it can be resumed, else a clear error (unknown, finished,
         or still running in a live process)."""
         if not isinstance(run_id, str) or not run_id:
-            raise InvalidArgument(f"Agent.resume: the run id must be a non-empty string, got {_lua_kind(run_id)}")
+            raise InvalidArgument("Agent.resume: the run id must be a non-empty string, got "
+                                  + lua_type_name(run_id, article=True))
         record = self.get(run_id)
         if record is None:
             known = self.ids()[-5:]
@@ -164,13 +175,65 @@ class AgentRunStore:
         return [r for r in runs if status is None or r.get("status") == status]
 
 
-def _lua_kind(value: Any) -> str:
-    if value is None:
-        return "nil"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, (dict, list)):
-        return "a table"
-    return f"a {type(value).__name__}"
+class AgentRuns:
+    """One agent's runs in an :class:`AgentRunStore` (or nowhere: ``store`` None): what the agent
+    stores as it goes, and the status a run is left with when it ends otherwise than by
+    finishing. ``publish(topic, payload)`` reports a run that could not be stored."""
+
+    def __init__(self, store: AgentRunStore | None, agent: str, spec: Callable[[], dict[str, Any]],
+                 publish: Callable[[str, dict[str, Any]], None]) -> None:
+        self.store = store
+        self.agent = agent
+        self.spec = spec
+        self.publish = publish
+
+    def save(self, run: RunControl, status: str, **fields: Any) -> None:
+        """The run's state, durable before the run goes on."""
+        if self.store is None:
+            return
+        record = {"run_id": run.run_id, "agent": self.agent, "spec": self.spec(), "status": status, "owner": owner(),
+                  "decisions": {k: list(v) for k, v in run.decisions.items()}, **fields}
+        try:
+            self.store.save(json.loads(json.dumps(record, default=str)))  # what State cannot store, as text
+        except AikitError as exc:  # a run that cannot be stored still runs; it just cannot resume
+            self.publish("agent.persist_failed", {"agent": self.agent, "run_id": run.run_id, "code": exc.code,
+                                                  "message": exc.message})
+
+    def mark(self, run: RunControl, status: str, **fields: Any) -> None:
+        """Set the stored run's status (its state otherwise as last saved)."""
+        if self.store is None:
+            return
+        try:
+            record = self.store.get(run.run_id)
+            if record is not None:
+                record.update(status=status, **fields)
+                self.store.save(record)
+        except Exception:  # noqa: BLE001 - the run's own error is what the caller must see
+            pass
+
+    @contextmanager
+    def running(self, run: RunControl, resumed: dict[str, Any] | None, meter: Any = None) -> Iterator[RunControl]:
+        """Operations inside belong to ``run``, which this process runs; when the block raises,
+        the stored run is left ``failed`` (an error), ``interrupted`` (a cancellation, a kill),
+        or as it was (``resumed``: a corrupt journal, resumable once it is repaired), with its
+        ``meter``'s use against each budget when it has one."""
+        ACTIVE_RUNS.add(run.run_id)
+        try:
+            with in_run(run):
+                yield run
+        except AikitError as exc:
+            if exc.code == "journal_corrupted":
+                before = resumed or {}
+                self.mark(run, str(before.get("status") or "interrupted"), pending=before.get("pending") or [])
+            else:
+                self.mark(run, "failed", error=exc.to_dict(), **_use(meter))
+            raise
+        except BaseException:
+            self.mark(run, "interrupted", **_use(meter))
+            raise
+        finally:
+            ACTIVE_RUNS.discard(run.run_id)
+
+
+def _use(meter: Any) -> dict[str, Any]:
+    return {"budget": meter.report()} if meter is not None else {}

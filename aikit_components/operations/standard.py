@@ -1,4 +1,4 @@
-"""The interceptors every process has: events, hooks, and the policy checks (budgets)."""
+"""The interceptors every process has: events and hooks (budgets: ``control/budgets.py``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 from ..errors import AikitError
 from ..events import EventBus
 from ..hooks import HookOutcome, HookRegistry
-from .interceptor import EVENTS, HOOKS, POLICY, Interceptor
+from .interceptor import EVENTS, HOOKS, Interceptor
 from .operation import Decision, Operation, OperationKind
 
 log = logging.getLogger(__name__)
@@ -166,33 +166,14 @@ class HookInterceptor(Interceptor):
         return Decision(action, value=outcome.value, reason=outcome.reason, delay=outcome.delay)
 
 
-class BudgetInterceptor(Interceptor):
-    """Charges each tool call to the caller's budget (``op.context.budget``) before it runs;
-    a used-up budget rejects the call with ``budget_exceeded``."""
-
-    order = POLICY
-    name = "budget"
-    decides = False  # it rejects by raising, never decides otherwise
-
-    def wants_kind(self, kind: OperationKind) -> bool | None:
-        return None if kind.name == "tool" else False
-
-    def wants(self, op: Operation) -> bool:
-        if op.kind.name != "tool":
-            return False
-        budget = getattr(op.context, "budget", None)
-        return budget is not None and (budget.max_tool_calls is not None or budget.max_wall_time_s is not None)
-
-    def before(self, op: Operation) -> Decision | None:
-        op.context.budget.charge_tool_call(op.name)
-        return None
-
-
-def standard_pipeline(events: EventBus | None = None, hooks: HookRegistry | None = None) -> Any:
-    """A pipeline with the standard interceptors for ``events`` and ``hooks`` (either may be None)."""
+def standard_pipeline(events: EventBus | None = None, hooks: HookRegistry | None = None,
+                      *more: Interceptor) -> Any:
+    """A pipeline with the standard interceptors for ``events`` and ``hooks`` (either may be
+    None), and ``more`` (the budgets' interceptor, ``control.budgets.BudgetInterceptor``, which
+    a tool registry without a pipeline of its own adds)."""
     from .pipeline import Pipeline
 
-    items: list[Interceptor] = [BudgetInterceptor()]
+    items: list[Interceptor] = list(more)
     if events is not None:
         items.append(EventInterceptor(events))
     if hooks is not None:

@@ -23,6 +23,7 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
+from ..codec import lua_type_name
 from ..errors import InvalidArgument
 from .messages import Completion, Message, Request, StreamEvent, ToolCall, ToolSpec, Usage
 
@@ -151,14 +152,14 @@ def reply_completion(reply: Any, model: str) -> Completion:
         return Completion(Message.assistant(reply), model=model)
     if not isinstance(reply, dict):
         raise InvalidArgument("a scripted model's reply must be a string or a table {text = ..., tool_calls = {...}}, "
-                              f"got {_lua_type_name(reply)}")
+                              f"got {lua_type_name(reply)}")
     unknown = sorted(set(reply) - {"text", "tool_calls"})
     if unknown:
         raise InvalidArgument(f"a scripted model's reply has unknown field(s) {', '.join(map(str, unknown))} "
                               "(known: text, tool_calls)")
     text = reply.get("text") or ""
     if not isinstance(text, str):
-        raise InvalidArgument(f"a scripted model's reply text must be a string, got {_lua_type_name(text)}")
+        raise InvalidArgument(f"a scripted model's reply text must be a string, got {lua_type_name(text)}")
     calls = []
     for i, item in enumerate(reply.get("tool_calls") or [], 1):
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
@@ -167,23 +168,9 @@ def reply_completion(reply: Any, model: str) -> Completion:
         arguments = item.get("arguments", item.get("args")) or {}
         if not isinstance(arguments, dict):
             raise InvalidArgument(f"tool call {i} ({item['name']}) of a scripted model's reply: arguments must be "
-                                  f"a table of named parameters, got {_lua_type_name(arguments)}")
+                                  f"a table of named parameters, got {lua_type_name(arguments)}")
         calls.append(ToolCall(item["name"], arguments))
     return Completion(Message.assistant(text, calls), stop_reason="tool_calls" if calls else "end", model=model)
-
-
-def _lua_type_name(value: Any) -> str:
-    if value is None:
-        return "nil"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, (list, dict)):
-        return "table"
-    return type(value).__name__
 
 
 def scripted_decider(replies: Sequence[Any]) -> Decide:

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from importlib.metadata import entry_points
 from typing import Any
 
+from ..control.budgets import BudgetInterceptor
 from ..errors import AikitError, NotFound, ValidationError
 from ..operations import Operation, OperationKind, Pipeline, honours
 from ..operations.standard import standard_pipeline
@@ -38,7 +39,7 @@ class ToolRegistry:
         self._tools: dict[str, Tool] = {}
         self.events = events
         self.hooks = hooks
-        self.pipeline = pipeline if pipeline is not None else standard_pipeline(events, hooks)
+        self.pipeline = pipeline if pipeline is not None else standard_pipeline(events, hooks, BudgetInterceptor())
         self.plugin_errors: list[str] = []
         # Asked, on the I/O loop, about a tool name or category not (yet) registered: a resolver
         # may register tools (an MCP server of the config connected on first use) and says so.

@@ -18,6 +18,8 @@ import typing
 from collections.abc import Callable
 from typing import Any, Literal, Union, get_args, get_origin
 
+from ..codec import LUA_WORDS, json_type_name, lua_type_name
+
 Problems = list[str]
 Check = Callable[[Any, str, Problems], None]
 
@@ -36,35 +38,6 @@ _JSON_TYPES: dict[str, Callable[[Any], bool]] = {
     "object": lambda v: isinstance(v, dict),
     "null": lambda v: v is None,
 }
-
-
-def json_type_name(value: Any) -> str:
-    """The JSON Schema type name of a Python value (``integer``, ``object``, ...)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
-
-
-#: JSON Schema type names in Lua's words, for messages users (and models writing Lua) read.
-LUA_WORDS = {"object": "table (with named fields)", "array": "table (a list)", "null": "nil"}
-
-
-def lua_type_name(value: Any) -> str:
-    """The type of a JSON-like value in Lua's words (``table (a list)``, ``nil``, ``string``, ...)."""
-    name = json_type_name(value)
-    return LUA_WORDS.get(name, name)
 
 
 def lua_value(value: Any) -> str:

@@ -31,7 +31,7 @@ from typing import Any, Literal
 StepKind = Literal["tool", "agent", "llm", "workflow", "function", "command", "noop", "approval"]
 Mode = Literal["dag", "sequential", "parallel"]
 StepStatus = Literal["pending", "running", "succeeded", "failed", "skipped", "upstream_failed", "cancelled", "timed_out"]
-RunStatus = Literal["pending", "running", "succeeded", "failed", "cancelled", "timed_out"]
+RunStatus = Literal["pending", "running", "succeeded", "failed", "cancelled", "timed_out", "needs_approval"]
 
 STEP_KINDS: tuple[str, ...] = ("tool", "agent", "llm", "workflow", "function", "command", "noop", "approval")
 #: Where a workflow's steps may do their work (``Workflow.executor``; see ``engine/placement.py``).

@@ -1,12 +1,13 @@
 """``aikit approvals list|approve|deny``: decide, from a terminal, the calls that paused agent runs
-(``status = "needs_approval"``) and continue those runs.
+and workflow (mission) runs (``status = "needs_approval"``) and continue the agent runs.
 
 - ``list [--json]``: the paused runs and each pending call (id, tool, arguments, why).
 - ``approve RUN [CALL ...] [--reason R]`` / ``deny RUN [CALL ...] [--reason R]``: decide the named
   calls (call ids, tool names; none: every pending call). The decisions are stored with the run and
   published as ``approval.decided``; then the run continues here when every call is decided and
   this process has all its tools (built-in and plugin tools), else it waits for
-  ``Agent.resume(RUN)`` where its Lua tools are defined. ``--no-resume`` only stores.
+  ``Agent.resume(RUN)`` where its Lua tools are defined. ``--no-resume`` only stores. A workflow
+  run's decisions are stored; ``aikit mission resume RUN`` or ``wf:resume(RUN)`` continues it.
 """
 
 from __future__ import annotations
@@ -51,18 +52,24 @@ def _run(args: argparse.Namespace) -> int:
 
 def _list(components: Any, as_json: bool) -> int:
     from aikit_components.control.resume import runs_needing
+    from aikit_components.control.workflow_decisions import waiting_runs
 
     runs = runs_needing(components)
+    workflows = waiting_runs(components.state.backend)
     if as_json:
         print(json.dumps([{"run_id": r["run_id"], "agent": r.get("agent"), "pending": r.get("pending") or []}
-                          for r in runs], indent=2, default=str))
+                          for r in runs] + [{"run_id": r["run_id"], "workflow": r.get("workflow"),
+                                             "pending": r.get("pending") or []} for r in workflows],
+                         indent=2, default=str))
         return 0
-    if not runs:
+    if not runs and not workflows:
         print("no run is waiting for approval")
-    for record in runs:
-        print(f"{record['run_id']}  agent {record.get('agent')!r}  step {record.get('step')}")
+    for record in runs + workflows:
+        where = (f"workflow {record.get('workflow')!r}" if "workflow" in record
+                 else f"agent {record.get('agent')!r}  step {record.get('step')}")
+        print(f"{record['run_id']}  {where}")
         for call in record.get("pending") or []:
-            doubt = "  (in doubt)" if call.get("in_doubt") else ""
+            doubt = ("  (in doubt, denied)" if call.get("denied") else "  (in doubt)") if call.get("in_doubt") else ""
             args = json.dumps(call.get("args"), ensure_ascii=False, default=str)
             print(f"  {call.get('call_id')}  {call.get('name')} {args[:200]}{doubt}\n      why: {call.get('why')}")
     return 0
@@ -73,14 +80,20 @@ async def _decide(components: Any, args: argparse.Namespace) -> int:
     from aikit_components.control.approvals import who_answers
     from aikit_components.control.resume import decide, resume_agent_run, undecided
     from aikit_components.control.runs import AgentRunStore
+    from aikit_components.control.workflow_decisions import decide_workflow_calls, waiting_runs
 
-    store = AgentRunStore(components.state)
-    record = store.load_resumable(args.run_id)
     names = args.calls or ["*"]
     chosen = {"approve": names} if args.approvals_action == "approve" else {"deny": names}
     who = who_answers()
-    decisions = decide(store, record, reason=args.reason, who=who, events=components.events, **chosen)
     word = "approved" if args.approvals_action == "approve" else "denied"
+    if any(r["run_id"] == args.run_id for r in waiting_runs(components.state.backend)):  # a workflow run
+        decide_workflow_calls(components, args.run_id, reason=args.reason, who=who, **chosen)
+        print(f"{word} {', '.join(names)} in workflow run {args.run_id}; continue it with "
+              f"`aikit mission resume {args.run_id}` or wf:resume({args.run_id!r})")
+        return 0
+    store = AgentRunStore(components.state)
+    record = store.load_resumable(args.run_id)
+    decisions = decide(store, record, reason=args.reason, who=who, events=components.events, **chosen)
     print(f"{word} {', '.join(names)} in run {record['run_id']}")
     waiting = undecided(record, decisions)
     tools = (record.get("spec") or {}).get("tools") or []

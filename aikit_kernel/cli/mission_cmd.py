@@ -6,9 +6,12 @@
   progress (a progress bar on a terminal, one line per finished step otherwise), print a result
   table and write the run record as JSON (default ``<data_dir>/runs/<run_id>.json``). Exit 1
   when the mission failed.
-- ``resume RUN_ID [--file FILE] [--approve-in-doubt]``: re-run what did not succeed in a stored run;
-  calls that finished are replayed from the effect journal, and a call the stopped run started but
-  never finished (in doubt) runs again only with ``--approve-in-doubt``.
+- ``resume RUN_ID [--file FILE] [--approve CALL] [--deny CALL] [--reason R] [--approve-in-doubt]``:
+  re-run what did not succeed in a stored run; calls that finished are replayed from the effect
+  journal, and a call the stopped run started but never finished (in doubt) runs again only once
+  approved (``--approve`` names one call, or a step, a tool, ``*``; ``--approve-in-doubt`` every
+  in-doubt call); a denied one does not run and its step fails. A run that waits for decisions
+  ends ``needs_approval``.
 - ``list``: recent runs (records under ``<data_dir>/runs``).
 - ``approve RUN STEP [--deny] [--reason R]``: decide a step that waits for a person (an
   ``approval`` step, or one with ``approval: true``); the waiting run, in any process, goes on.
@@ -64,7 +67,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     resume.add_argument("--file", help="the mission file (default: the one the run was started from)")
     resume.add_argument("--out", metavar="FILE", help="where to write the run record")
     resume.add_argument("--approve-in-doubt", action="store_true",
-                        help="run again the calls the stopped run started but never finished (in doubt)")
+                        help="run again every call the stopped run started but never finished (in doubt)")
+    resume.add_argument("--approve", action="append", default=[], metavar="CALL",
+                        help="approve one call the run waits for: its call id (STEP@ATTEMPT#N), step, tool name or * "
+                             "(repeatable); an in-doubt call runs again")
+    resume.add_argument("--deny", action="append", default=[], metavar="CALL",
+                        help="deny one call the run waits for (repeatable): it does not run, its step fails")
+    resume.add_argument("--reason", default="", help="why (recorded with the decisions)")
     resume.add_argument("--ray", metavar="ADDRESS", help="run the remaining steps on the Ray cluster at ADDRESS")
 
     listing = actions.add_parser("list", help="recent runs")
@@ -219,6 +228,12 @@ def _resume(args: argparse.Namespace, components: Any) -> int:
     if problems:
         _print_problems(file, problems)
         return 1
+    if args.approve or args.deny:  # decided before anything runs: a name that matches nothing runs nothing
+        from aikit_components.control.approvals import who_answers
+        from aikit_components.control.workflow_decisions import decide_workflow_calls
+
+        decide_workflow_calls(components, args.run_id, args.approve or None, args.deny or None, args.reason,
+                              who_answers())
     done = [sid for sid, rec in previous.steps.items() if rec.status == "succeeded"]
     _on_ray(mission, args.ray)
     print(f"resuming run {args.run_id} ({len(done)} step{'s' if len(done) != 1 else ''} already succeeded)")

@@ -83,6 +83,23 @@ class TestPause:
             second.close(close_models=True)
 
 
+    def test_the_question_the_decision_and_the_model_requests_are_in_the_ledger(self, lua: Lua,
+                                                                                 llm_server: Any) -> None:
+        result = paused(lua, llm_server)
+        llm_server.reply(OPENAI, answer("ok"))
+        lua.run(f"return Agent.resume('{result['run_id']}', {{deny = {{'note'}}, reason = 'no notes today'}})")
+        entries = list(lua.components.audit.entries())
+        [requested] = [e.data for e in entries if e.type == "approval.requested"]
+        assert requested["name"] == "note" and requested["run_id"] == result["run_id"]
+        [decided] = [e.data for e in entries if e.type == "approval.decided"]
+        assert decided["decision"] == "denied" and decided["reason"] == "no notes today" and decided["who"]
+        assert decided["name"] == "note" and decided["at"].endswith("Z")
+        posts = [e.data for e in entries if e.type == "http"]
+        assert len(posts) == 2 and all(p["method"] == "POST" and p["host"] == "127.0.0.1" and p["http_status"] == 200
+                                       for p in posts)
+        assert lua.components.audit.verify().ok
+
+
 class TestAgentPatterns:
     def test_approve_patterns_of_the_agent(self, lua: Lua, llm_server: Any) -> None:
         llm_server.reply(OPENAI, answer(None, [call("hash", {"text": "x"}, "call_h")]))
@@ -126,6 +143,13 @@ class TestBadInput:
         result = paused(lua, llm_server)
         failure = lua.fail(f"Agent.resume('{result['run_id']}')")
         assert failure.ename == "needs_approval" and "call_n (note" in failure.evalue
+
+    def test_bad_types_are_named_in_luas_words(self, lua: Lua, llm_server: Any) -> None:
+        assert "the run id must be a non-empty string, got an integer" in lua.fail("Agent.resume(42)").evalue
+        assert "the run id must be a non-empty string, got a table (a list)" in lua.fail("Agent.resume({1})").evalue
+        result = paused(lua, llm_server)
+        failure = lua.fail(f"Agent.resume('{result['run_id']}', {{approve = 7}})")
+        assert "approve must be a list of call ids" in failure.evalue and "got an integer" in failure.evalue
 
     def test_bad_options(self, lua: Lua) -> None:
         assert "unknown option" in lua.fail("Agent.resume('r', {aprove = {}})").evalue

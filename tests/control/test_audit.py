@@ -8,6 +8,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,62 @@ def test_operations_are_recorded_durably_and_in_order(components: Components, tm
     assert entries[6].data["who"] == "ana" and entries[6].data["decision"] == "deny"
     assert other.verify().ok
     other.close()
+
+
+def test_a_safe_tool_call_is_on_disk_before_its_result_is_returned(components: Components, tmp_path: Path) -> None:
+    c = components
+    other = sqlite3.connect(tmp_path / "data" / FILE_NAME)  # another connection sees only what is committed
+    try:
+        for i in range(3):
+            assert call(c, "base64_encode", {"text": f"line {i}"})
+            rows = other.execute("SELECT data FROM entries WHERE type = 'tool'").fetchall()
+            assert len(rows) == i + 1 and json.loads(rows[-1][0])["name"] == "base64_encode"
+    finally:
+        other.close()
+
+
+def test_an_entry_that_cannot_be_written_fails_the_operation_instead_of_acknowledging_it(
+        components: Components, tmp_path: Path) -> None:
+    c = components
+    edit(tmp_path / "data", "ALTER TABLE entries RENAME TO gone")  # by hand: appends now fail
+    with pytest.raises(AikitError, match="could not write to the audit ledger") as failed:
+        call(c, "base64_encode", {"text": "x"})
+    assert failed.value.code == "io_error"
+    decided = {"run_id": "r1", "kind": "tool", "name": "write_file", "decision": "approved", "who": "ana"}
+    with pytest.raises(AikitError, match="could not write to the audit ledger"):
+        c.events.publish("approval.decided", decided, source="approvals")
+    edit(tmp_path / "data", "ALTER TABLE gone RENAME TO entries")
+    c.events.publish("approval.decided", decided, source="approvals")
+    assert [e.type for e in c.audit.entries()][-1] == "approval.decided" and c.audit.verify().ok
+
+
+def test_threads_recording_at_once_share_commits_and_each_returns_after_its_own(tmp_path: Path) -> None:
+    ledger = AuditLedger(tmp_path / FILE_NAME)
+    problems: list[str] = []
+
+    def recorder(n: int) -> None:
+        reader = sqlite3.connect(tmp_path / FILE_NAME)
+        try:
+            for i in range(25):
+                ledger.record("tool", {"name": f"t{n}", "i": i})
+                found = reader.execute("SELECT count(*) FROM entries WHERE data = ?",
+                                       (json.dumps({"i": i, "name": f"t{n}"}, separators=(",", ":")),)).fetchone()[0]
+                if found != 1:
+                    problems.append(f"t{n} entry {i} was not committed when record returned")
+        finally:
+            reader.close()
+
+    threads = [threading.Thread(target=recorder, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert problems == []
+    checked = ledger.verify()
+    assert checked.ok and checked.entries == 200
+    ledger.close()
+    with pytest.raises(AikitError, match="has been closed"):
+        ledger.record("tool", {"name": "late"})
 
 
 def test_a_new_session_records_a_configuration_change(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -41,6 +41,8 @@ return ok, err.code, err.message, err.details.budget, err.details.limit, err.det
     assert usage["budget"]["per_tool"] == {"hash": {"used": 1}}  # the second model call used it up
     stops = [e.data for e in lua.components.audit.entries() if e.type == "budget.exceeded"]
     assert stops and stops[0]["budget"] == "tokens" and stops[0]["scope"] == "agent 'writer'"
+    [stored] = lua.run("return Agent.runs('failed')")  # the run record shows the use too
+    assert stored["budget"]["tokens"] == {"used": 30, "limit": 18} and stored["error"]["code"] == "budget_exceeded"
 
 
 def test_cost_from_configured_prices_and_per_tool_counts(make_agent_lua: Any, llm_server: Any) -> None:

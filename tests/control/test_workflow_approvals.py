@@ -6,6 +6,7 @@ real SQLite, a real SIGKILL."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -164,3 +165,73 @@ def test_a_mission_killed_mid_call_does_not_repeat_it_unless_told(tmp_path: Path
     assert done.returncode == 0, done.stdout + done.stderr
     assert (tmp_path / "b.log").read_text() == "b\nb\n"  # run again, as approved
     assert (tmp_path / "a.log").read_text() == "a\n"
+
+
+def test_each_in_doubt_call_of_a_mission_is_decided_on_its_own(tmp_path: Path) -> None:
+    """Two steps killed mid-call: the resumed run waits (``needs_approval``) with both calls shown,
+    and waits again as long as they are undecided (never running them meanwhile); one approved
+    call runs again once, one denied call does not run and its step fails; a later approval of
+    that one lets it run."""
+    markers = {"b": "30.0581", "c": "30.0582"}
+    (tmp_path / "aikit.toml").write_text('[security]\nallowed_commands = ["sh", "sleep"]\n')
+    steps = "".join(
+        f"  - {{id: {sid}, step_type: command, parameters: {{command: sh, args: ['-c', "
+        f"'echo {sid} >> {sid}.log; [ -f go ] || sleep {marker}']}}}}\n" for sid, marker in markers.items())
+    (tmp_path / "m.yaml").write_text("name: m2\nsteps:\n" + steps)
+    proc = start(tmp_path, "run", "m.yaml", "--run-id", "k2")
+    try:
+        assert wait_until(lambda: all(processes_with(m) for m in markers.values()), 60.0), "the steps never started"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=30)
+    finally:
+        for marker in markers.values():
+            kill_leftovers(marker)
+    (tmp_path / "go").write_text("")
+    for _ in range(2):  # undecided calls hold the run, however often it is resumed
+        held = mission(tmp_path, "resume", "k2")
+        assert held.returncode == 1 and "needs_approval" in held.stdout + held.stderr
+        assert "--approve b@1#0" in held.stdout + held.stderr
+    assert (tmp_path / "b.log").read_text() == "b\n" and (tmp_path / "c.log").read_text() == "c\n"
+    listed = subprocess.run([AIKIT, "approvals", "list", "--json"], capture_output=True, text=True, timeout=120,
+                            cwd=tmp_path, env=env(tmp_path), stdin=subprocess.DEVNULL)
+    [waiting] = [r for r in json.loads(listed.stdout) if r["run_id"] == "k2"]
+    assert sorted(p["call_id"] for p in waiting["pending"]) == ["b@1#0", "c@1#0"]
+    assert all(p["in_doubt"] and p["name"] == "run_process" for p in waiting["pending"])
+
+    unknown = mission(tmp_path, "resume", "k2", "--approve", "z@1#0")
+    assert unknown.returncode == 1 and "not_pending" in unknown.stderr and "b@1#0" in unknown.stderr
+    split = mission(tmp_path, "resume", "k2", "--approve", "b@1#0", "--deny", "c", "--reason", "c ran already")
+    assert split.returncode == 1 and "approval_denied" in split.stdout + split.stderr
+    assert (tmp_path / "b.log").read_text() == "b\nb\n"  # approved: run again, once
+    assert (tmp_path / "c.log").read_text() == "c\n"  # denied: not run again
+    again = mission(tmp_path, "resume", "k2")  # the denial stands; b is replayed, not run
+    assert again.returncode == 1 and (tmp_path / "b.log").read_text() == "b\nb\n"
+    assert (tmp_path / "c.log").read_text() == "c\n"
+    approved = subprocess.run([AIKIT, "approvals", "approve", "k2", "c@1#0", "--reason", "it did not run after all"],
+                              capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env(tmp_path),
+                              stdin=subprocess.DEVNULL)
+    assert approved.returncode == 0 and "aikit mission resume k2" in approved.stdout, approved.stderr
+    done = mission(tmp_path, "resume", "k2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (tmp_path / "c.log").read_text() == "c\nc\n" and (tmp_path / "b.log").read_text() == "b\nb\n"
+
+
+def test_a_step_call_that_needs_approval_holds_the_run_until_wf_resume_decides_it(lua: Lua) -> None:
+    lua.run("""
+        Tool.define{name = 'ship', description = 'd', approval = 'always',
+          params = {type = 'object', properties = {v = {type = 'string'}}},
+          fn = function(a) local f = io.open('shipped.txt', 'a'); f:write(a.v .. '\\n'); f:close(); return a.v end}
+        wf = Workflow.new{name = 'held', steps = {
+          {id = 'one', tool = 'ship', params = {v = 'one'}},
+          {id = 'two', tool = 'ship', params = {v = 'two'}}}}""")
+    record = lua.run("return wf:run({}, {run_id = 'h1'})")
+    assert record["status"] == "needs_approval" and not Path("shipped.txt").exists()
+    assert record["steps"]["one"]["error"]["code"] == "needs_approval"
+    failure = lua.fail("wf:resume('h1', {approve = {'three'}})")
+    assert failure.ename == "not_pending" and "one (ship)" in failure.evalue and "two (ship)" in failure.evalue
+    partly = lua.run("return wf:resume('h1', {approve = {'one'}, deny = {'two'}, reason = 'one only'})")
+    assert partly["status"] == "failed" and partly["steps"]["one"]["status"] == "succeeded"
+    assert partly["steps"]["two"]["error"]["code"] == "approval_denied" and "one only" in \
+        partly["steps"]["two"]["error"]["message"]
+    assert Path("shipped.txt").read_text() == "one\n"
+    assert "must be a string" in lua.fail("wf:resume('h1', {approve = {'two'}, reason = 5})").evalue

@@ -14,9 +14,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from ...codec import json_type_name
 from ...errors import InvalidArgument
 from ..base import ToolContext
-from ..schema import json_type_name
 from .common import offload, read_text_input
 from .json_tools import parse_json_text
 

@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ...control.step_approval import ApprovalExecutor
+from ...control.workflow_decisions import note_run, stored_decisions
 from ...errors import InvalidArgument, NotFound, ValidationError
 from ...operations import Operation, OperationKind
 from ...operations.standard import standard_pipeline
@@ -55,8 +56,10 @@ async def run(workflow: Workflow, *, components: Any, inputs: Mapping[str, Any] 
     written at once. A cancelled run records ``cancelled`` and re-raises the cancellation.
     Steps run through ``components.pipeline`` (the operation pipeline: hooks, events, ...). Their
     tool calls are journaled (control/journal.py): a resume replays the calls that finished; a call
-    in doubt (started, never finished) fails its step with ``needs_approval`` unless
-    ``approve_in_doubt`` (or its tool is idempotent)."""
+    in doubt (started, never finished) holds its step (``needs_approval``) unless its tool is
+    idempotent, ``approve_in_doubt`` (every in-doubt call) or a decision stored for it
+    (control/workflow_decisions.py: approved, it runs again; denied, its step fails). A run held
+    only by such steps ends ``needs_approval``."""
     previous: RunRecord | None = None
     if resume is not None:
         if isinstance(resume, RunRecord):
@@ -79,8 +82,10 @@ async def run(workflow: Workflow, *, components: Any, inputs: Mapping[str, Any] 
                               details={"workflow": workflow.name})
     merged = {**(workflow.inputs or {}), **given}
     run_id = run_id or uuid.uuid4().hex[:16]
+    backend = getattr(getattr(components, "state", None), "backend", None)
+    decisions = stored_decisions(backend, run_id) if previous is not None and backend is not None else {}
     scheduler = _assemble(plan, components, merged, run_id, previous, on_event, tool_context, persist_interval_s,
-                          durable_steps, approve_in_doubt)
+                          durable_steps, approve_in_doubt, decisions)
     switch = getattr(components, "stop_switch", None)  # the kill switch cancels the whole run
     budgets = getattr(components, "budgets", None)  # the run's budget (and the session's) count its steps
     meter = (budgets.run_meter(f"workflow {workflow.name!r}", "workflow", getattr(workflow, "budget", None))
@@ -94,6 +99,8 @@ async def run(workflow: Workflow, *, components: Any, inputs: Mapping[str, Any] 
             record = await scheduler.execute()
         if record.budget is not None:
             record.budget = record.budget_report()  # the use when it ended
+        if backend is not None and (previous is not None or record.status != "succeeded"):
+            note_run(backend, record.to_dict())  # `aikit approvals list` shows a run that waits
         return record
 
     pipeline = getattr(components, "pipeline", None)
@@ -105,7 +112,8 @@ async def run(workflow: Workflow, *, components: Any, inputs: Mapping[str, Any] 
 
 def _assemble(plan: WorkflowPlan, components: Any, inputs: dict[str, Any], run_id: str, previous: RunRecord | None,
               on_event: Callable[..., Any] | None, tool_context: Any, persist_interval_s: float,
-              durable_steps: bool, approve_in_doubt: bool = False) -> RunScheduler:
+              durable_steps: bool, approve_in_doubt: bool = False,
+              decisions: dict[str, tuple[str, ...]] | None = None) -> RunScheduler:
     """The parts of one run, wired together."""
     wf = plan.workflow
     records = {sid: StepRecord(sid) for sid in plan.order}
@@ -135,7 +143,7 @@ def _assemble(plan: WorkflowPlan, components: Any, inputs: dict[str, Any], run_i
     if pipeline is None:
         pipeline = standard_pipeline(getattr(components, "events", None), hooks)
     steps = StepRunner(wf, run_id, records, templates, conditions, work, events, pipeline, hooks, components,
-                       approve_in_doubt)
+                       approve_in_doubt, decisions)
     recorder = RunRecorder(state, record, events, persist_interval_s, durable_steps)
     return RunScheduler(plan, record, steps, recorder, events, previous)
 

@@ -140,6 +140,13 @@ class RunScheduler:
         elif self._halt == "cancelled":
             record.status = "cancelled"
             record.error = {"code": "cancelled", "message": f"workflow {wf.name!r} was cancelled", "details": {}}
+        elif self._failures and all((self._records[sid].error or {}).get("code") == "needs_approval"
+                                    for sid in self._failures):
+            # only waiting for decisions (in-doubt calls, approvals nobody could give): it pauses
+            record.status = "needs_approval"
+            record.error = {"code": "needs_approval", "message": f"step(s) {', '.join(self._failures)} wait for a "
+                            "decision on a call; decide it and resume the run (`aikit approvals list` shows them)",
+                            "details": {"waiting_steps": list(self._failures)}}
         elif self._failures:
             first = self._records[self._failures[0]]
             message = (first.error or {}).get("message", "")

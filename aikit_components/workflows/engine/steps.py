@@ -71,6 +71,9 @@ class _StepTimeout(Exception):
         self.error = error
 
 
+#: Error codes of a step held by a person's decision (or refused by one) rather than failed.
+HELD = ("needs_approval", "approval_denied")
+
 Work = Callable[[StepNode, Any, int], Awaitable[Any]]  # (node, params, attempt) -> output
 
 
@@ -82,7 +85,8 @@ class StepRunner:
 
     def __init__(self, workflow: Workflow, run_id: str, records: dict[str, StepRecord], templates: TemplateContext,
                  conditions: ConditionEvaluator, work: Work, events: RunEvents, pipeline: Pipeline,
-                 hooks: Any, components: Any = None, retry_in_doubt: bool = False) -> None:
+                 hooks: Any, components: Any = None, retry_in_doubt: bool = False,
+                 decisions: dict[str, tuple[str, ...]] | None = None) -> None:
         self._workflow = workflow
         self._run_id = run_id
         self._records = records
@@ -94,6 +98,7 @@ class StepRunner:
         self._hooks = hooks
         self._components = components
         self._retry_in_doubt = retry_in_doubt
+        self._decisions = dict(decisions or {})  # the run's decisions on held calls (control/workflow_decisions.py)
         approvals = getattr(components, "approvals", None)
         if approvals is not None and any(step.approval for step in workflow.steps):
             approvals.watch_steps()
@@ -162,18 +167,25 @@ class StepRunner:
             op.meta["approval"] = True
             op.meta["approval_wait"] = self._approval_wait
         try:
-            with in_run(RunControl(self._run_id, "workflow", self._workflow.name, retry_in_doubt=self._retry_in_doubt)):
+            with in_run(RunControl(self._run_id, "workflow", self._workflow.name, decisions=self._decisions,
+                                   retry_in_doubt=self._retry_in_doubt)):
                 output = await self._pipeline.arun(op, self._attempts)
         except StepFailed as exc:
-            self._forget_calls(sid)
-            return StepOutcome(exc.status, None, exc.to_dict())
+            error = exc.to_dict()
+            self._forget_calls(sid, error)
+            return StepOutcome(exc.status, None, error)
         except Exception as exc:  # a hook cancelled it or rejected its output, or an interceptor refused it
-            self._forget_calls(sid)
-            return StepOutcome("failed", None, error_dict(exc))
+            error = error_dict(exc)
+            self._forget_calls(sid, error)
+            return StepOutcome("failed", None, error)
         return StepOutcome("succeeded", output)
 
-    def _forget_calls(self, sid: str) -> None:
-        """A failed step runs again, calls and all, when its run is resumed: its journal entries go."""
+    def _forget_calls(self, sid: str, error: dict[str, Any]) -> None:
+        """A failed step runs again, calls and all, when its run is resumed: its journal entries go;
+        unless it waits for (or was refused) a person's decision on a call: a call in doubt stays
+        in doubt, and the calls it finished before are replayed, until the decision lets it go on."""
+        if error.get("code") in HELD:
+            return
         journal = getattr(self._components, "journal", None)
         if journal is not None:
             try:
@@ -206,7 +218,8 @@ class StepRunner:
             except Exception as exc:
                 status, error = "failed", error_dict(exc)
                 # a wrong argument stays wrong however often it is tried
-                retryable = not isinstance(exc, InvalidArgument) and error.get("code") != "invalid_argument"
+                retryable = (not isinstance(exc, InvalidArgument) and error.get("code") != "invalid_argument"
+                             and error.get("code") not in HELD)  # a decision is not made by trying again
             if not (retryable and attempt < last):
                 raise StepFailed(status, error)
             wait = delay * step.backoff ** (attempt - 1) if delay else 0.0

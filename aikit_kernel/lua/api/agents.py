@@ -329,7 +329,13 @@ def _who() -> str:
 
 
 def _run_summary(record: dict[str, Any]) -> dict[str, Any]:
-    return {"run_id": record.get("run_id"), "agent": record.get("agent"), "status": record.get("status"),
-            "pending": record.get("pending") or [], "step": record.get("step"), "updated_at": record.get("updated_at")}
+    summary = {"run_id": record.get("run_id"), "agent": record.get("agent"), "status": record.get("status"),
+               "pending": record.get("pending") or [], "step": record.get("step"),
+               "updated_at": record.get("updated_at")}
+    for optional in ("budget", "error"):  # use against each budget (a run that had one); why it failed
+        if record.get(optional) is not None:
+            summary[optional] = record[optional]
+    return summary
+
 #: Where an answer is printed, the sign that max_tokens cut it.
 MAX_TOKENS_NOTE = "\n\n[cut off: the answer reached max_tokens; raise max_tokens in Agent.new to get more]"

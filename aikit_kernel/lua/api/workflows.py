@@ -15,8 +15,10 @@ import time
 from typing import Any
 
 from aikit_components.components import Components
+from aikit_components.control.approvals import who_answers
 from aikit_components.control.budgets import BudgetLimits
 from aikit_components.control.step_approval import decide_step
+from aikit_components.control.workflow_decisions import decide_workflow_calls
 from aikit_components.errors import AikitError, InvalidArgument, ValidationError
 from aikit_components.workflows.model import Condition, Loop, RunRecord, Step, Workflow
 
@@ -270,7 +272,12 @@ def install(engine: LuaEngine, components: Components, agents: Any = None) -> No
 
     def resume_run(workflow: Workflow, run_id: Any, opts: Any = None) -> int:  # wf:resume(run_id [, opts])
         rid = name_arg(run_id, "wf:resume: the run id")
-        o = options(engine, opts, ("approve_in_doubt",), "wf:resume")
+        o = options(engine, opts, ("approve_in_doubt", "approve", "deny", "reason"), "wf:resume")
+        if o.get("approve") is not None or o.get("deny") is not None:  # decided first: a bad name runs nothing
+            reason = o.get("reason", "")
+            if not isinstance(reason, str):
+                raise InvalidArgument("wf:resume: reason must be a string")
+            decide_workflow_calls(components, rid, o.get("approve"), o.get("deny"), reason, who_answers())
 
         async def go() -> dict[str, Any]:
             record = await wf_engine.run(workflow, components=components, run_id=rid, resume=rid,
