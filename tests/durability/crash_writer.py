@@ -62,7 +62,8 @@ def writer(data_dir: Path, life: int, final: bool) -> None:
         ack("ack", "journal", f"jr{tag}")
         audit.record("test.write", {"tag": tag})  # durable before it returns
         ack("ack", "audit", tag)
-        audit.record("test.batched", {"tag": tag}, sync=False)  # may be lost: no ack
+        audit.record("test.write", {"tag": f"{tag}-wal"}, fsync=False)  # committed to the WAL: survives kill -9
+        ack("ack", "audit", f"{tag}-wal")
         i += 1
         if final:
             comps.close()
