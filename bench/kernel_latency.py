@@ -112,8 +112,12 @@ class BenchError(RuntimeError):
 
 
 def kernel_env(spec: KernelSpec) -> dict[str, str]:
-    """The environment a kernel starts with (aikit gets the repo on its path if not installed)."""
+    """The environment a kernel starts with (aikit gets the repo on its path if not installed).
+    Bytecode caching is on whatever the environment says (PYTHONDONTWRITEBYTECODE): installed
+    packages have their .pyc files, a checkout gets them on the untimed first start, else aikit
+    alone would compile all its sources on every start."""
     env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     if spec is AIKIT:
         try:
             import aikit_kernel  # noqa: F401
