@@ -73,7 +73,7 @@ def is_local_url(url: str) -> bool:
 
 #: httpx's default pool holds 100 connections: the 101st concurrent model call (many agents at
 #: once) would wait for a free one, so concurrent agents beyond 100 would run in waves.
-CONNECTION_LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=100, keepalive_expiry=30.0)
+CONNECTION_LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=1000, keepalive_expiry=30.0)
 
 
 class HTTPEndpoint:
