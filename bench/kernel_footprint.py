@@ -39,7 +39,8 @@ from jupyter_client import KernelManager
 
 START_TIMEOUT_S = 60.0
 CELL_TIMEOUT_S = 600.0
-WORDS = ["river", "mountain", "engine", "garden", "protocol", "lantern", "harvest", "signal", "orbit", "ledger", "compass", "meadow", "furnace", "archive", "beacon", "canyon", "quartz", "saddle", "thunder", "violet"]
+WORDS = ["river", "mountain", "engine", "garden", "protocol", "lantern", "harvest", "signal", "orbit", "ledger",
+         "compass", "meadow", "furnace", "archive", "beacon", "canyon", "quartz", "saddle", "thunder", "violet"]
 
 
 class Kernel:
