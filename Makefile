@@ -3,7 +3,8 @@
 #   make demo    run the tour notebook and an example script through aikit
 #   make test    check the code (make lint), then run the test suite
 #   make lint    ruff and the import contracts (lint-imports)
-#   make bench   run the benchmarks (kernel latency, components, agents, workflows, RAG, storage)
+#   make bench   run the benchmarks (kernel latency, components, agents, many agents, workflows, RAG,
+#                the kernel's footprint, storage)
 #   make venv    create .venv and install aikit into it (the others do this first)
 #   make clean   remove .venv and caches
 #
@@ -55,8 +56,10 @@ bench: $(STAMP)
 	$(VPY) bench/kernel_latency.py
 	$(VPY) bench/components.py
 	$(VPY) bench/agents.py
+	$(VPY) bench/many_agents.py
 	$(VPY) bench/workflows.py
 	$(VPY) bench/rag.py
+	$(VPY) bench/kernel_footprint.py
 	$(VPY) bench/storage.py
 	$(VPY) bench/debugger.py
 

@@ -68,6 +68,7 @@ class Components:
     _models: Any = field(default=None, repr=False)
     _rag: Any = field(default=None, repr=False)
     _mcp: Any = field(default=None, repr=False)
+    _mcp_config_seen: tuple[Any, bool] | None = field(default=None, repr=False)
     ledger: UsageLedger = field(default_factory=UsageLedger)
     telemetry: Telemetry = field(default_factory=Telemetry.disabled)
     audit: AuditLedger | None = None  # the audit ledger ([audit] enabled; docs/security.md)
@@ -89,9 +90,16 @@ class Components:
                 if self._tools is None:
                     self._tools = default_registry(events=self.events, hooks=self.hooks, plugins=self.plugins,
                                                    pipeline=self.pipeline)
-        if self._mcp is None and self.config.get("mcp.servers"):
+        if self._mcp is None and self._mcp_configured():
             self._make_mcp(self._tools)  # its resolver connects a configured MCP server when its tools are asked for
         return self._tools
+
+    def _mcp_configured(self) -> bool:
+        """Whether the config names MCP servers (read once per config: every tool call asks)."""
+        seen = self._mcp_config_seen
+        if seen is None or seen[0] is not self.config:
+            seen = self._mcp_config_seen = (self.config, bool(self.config.get("mcp.servers")))
+        return seen[1]
 
     @property
     def models(self) -> ModelRegistry:

@@ -71,6 +71,11 @@ def is_local_url(url: str) -> bool:
 # --------------------------------------------------------------------------------------------
 
 
+#: httpx's default pool holds 100 connections: the 101st concurrent model call (many agents at
+#: once) would wait for a free one, so concurrent agents beyond 100 would run in waves.
+CONNECTION_LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=1000, keepalive_expiry=30.0)
+
+
 class HTTPEndpoint:
     """One provider endpoint: base URL, API key, headers, timeouts and retries over a lazily created
     ``httpx.AsyncClient`` (on the caller's event loop; a new loop gets a new client).
@@ -138,7 +143,7 @@ class HTTPEndpoint:
             self._client = httpx.AsyncClient(
                 transport=self.transport, headers=self.request_headers(), follow_redirects=False,
                 timeout=httpx.Timeout(self.timeout_s, connect=min(self.timeout_s, MAX_CONNECT_TIMEOUT_S)),
-                trust_env=self.trust_env)
+                trust_env=self.trust_env, limits=CONNECTION_LIMITS)
             if self.pipeline is not None:
                 observe_client(self._client, self.pipeline)
             self._loop = loop

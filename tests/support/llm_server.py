@@ -21,6 +21,7 @@ import socket
 import threading
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -102,13 +103,19 @@ class Disconnect:
     chunks_total: int
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 1024  # listen backlog: many clients connecting at once are not refused or delayed
+
+
 class LocalServer:
     """A ThreadingHTTPServer on 127.0.0.1 in a daemon thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, record: bool = True) -> None:
         self.requests: list[Recorded] = []
         self.disconnects: list[Disconnect] = []
         self._replies: dict[str, deque[Reply]] = defaultdict(deque)
+        self._responders: dict[str, Callable[[Recorded], Reply]] = {}
+        self._record = record  # False: a benchmark's thousands of requests are not kept
         self._lock = threading.Lock()
         server = self
 
@@ -116,11 +123,15 @@ class LocalServer:
             def _handle(self) -> None:
                 body = self.read_body()
                 path = self.path.split("?", 1)[0]
+                recorded = Recorded(self.command, path, {k.lower(): v for k, v in self.headers.items()}, body)
                 with server._lock:
-                    server.requests.append(Recorded(self.command, path, {k.lower(): v for k, v in self.headers.items()},
-                                                    body))
+                    if server._record:
+                        server.requests.append(recorded)
                     queue = server._replies.get(path)
-                    reply = queue.popleft() if queue else Reply.json(
+                    responder = server._responders.get(path)
+                    reply = queue.popleft() if queue else None
+                if reply is None:
+                    reply = responder(recorded) if responder is not None else Reply.json(
                         {"error": f"no scripted reply for {self.command} {path}"}, status=599)
                 self.chunks_sent = 0
                 try:
@@ -170,7 +181,7 @@ class LocalServer:
 
             do_POST = do_GET = _handle
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = _Server(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
@@ -181,6 +192,11 @@ class LocalServer:
         """Queue ``replies`` for ``path`` (served in order, one per request)."""
         with self._lock:
             self._replies[path].extend(replies)
+
+    def respond(self, path: str, responder: Callable[[Recorded], Reply]) -> None:
+        """Answer requests to ``path`` with ``responder(request)`` once its queued replies are used up."""
+        with self._lock:
+            self._responders[path] = responder
 
     def requests_to(self, path: str) -> list[Recorded]:
         with self._lock:

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aikit_components.components import Components
 from aikit_components.errors import InvalidArgument
-from aikit_components.mcp.server import AikitServer, Exposed
+
+if TYPE_CHECKING:  # imported where used: the MCP SDK is a second of a kernel's start-up, paid only by MCP users
+    from aikit_components.mcp.server import AikitServer, Exposed
 
 from ..convert import lua_type
 from ..engine import LuaEngine
@@ -84,6 +86,8 @@ def _patterns(fields: dict[str, Any], what: str) -> list[str] | None:
 def expose_function(engine: LuaEngine, agent_handles: Any = None) -> Any:
     """The raw-Lua ``MCP.expose``: record what ``aikit mcp serve --script`` serves."""
     def expose(spec: Any) -> bool:
+        from aikit_components.mcp.server import Exposed
+
         fields = options(engine, spec, ("tools", "agents"), "MCP.expose")
         _EXPOSED[engine] = Exposed(tools=_patterns(fields, "MCP.expose"),
                                    agents=_agents_of(engine, spec[b"agents"], agent_handles, "MCP.expose"))
@@ -95,6 +99,8 @@ def expose_function(engine: LuaEngine, agent_handles: Any = None) -> Any:
 def serve_function(engine: LuaEngine, components: Components, agent_handles: Any = None) -> Any:
     """The raw-Lua ``MCP.serve`` (its options hold agent handles, so no plain conversion)."""
     def serve(spec: Any) -> Any:
+        from aikit_components.mcp.server import AikitServer, Exposed
+
         fields = options(engine, spec, SERVE_OPTIONS, "MCP.serve")
         port = fields.get("port", 0)
         if isinstance(port, bool) or not isinstance(port, (int, float)) or port < 0 or port != int(port):

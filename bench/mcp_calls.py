@@ -2,7 +2,7 @@
 own server (``aikit mcp serve``) over stdio and over Streamable HTTP, next to the same tool called
 directly through the tool registry.
 
-    .venv/bin/python bench/mcp.py [--calls N] [--reps R]
+    .venv/bin/python bench/mcp_calls.py [--calls N] [--reps R]
 
 Each figure is the median over ``--reps`` rounds of ``--calls`` sequential awaited calls of
 ``base64_encode{text = "x"}`` on one loop (the kernel's way: the connection lives on the I/O loop).
@@ -65,7 +65,7 @@ def start_http_server(env: dict[str, str], cwd: str) -> tuple[subprocess.Popen[s
     ready.wait(60)
     if not found:
         proc.kill()
-        raise SystemExit("bench/mcp.py: aikit mcp serve --port 0 did not start")
+        raise SystemExit("bench/mcp_calls.py: aikit mcp serve --port 0 did not start")
     return proc, found[0]
 
 
