@@ -58,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                                      epilog=SESSIONS_EPILOG, formatter_class=fmt)
     actions = sessions.add_subparsers(dest="sessions_action", metavar="ACTION", required=True)
     listing = actions.add_parser("list", help="the most recent sessions", epilog=SESSIONS_EPILOG, formatter_class=fmt)
-    listing.add_argument("--status", choices=("active", "completed", "failed"))
+    listing.add_argument("--status", choices=("active", "completed", "failed", "interrupted"))
     listing.add_argument("--limit", type=int, default=20, help="at most this many (default: 20)")
     listing.add_argument("--json", action="store_true", help="print JSON")
     listing.set_defaults(handler=_sessions_list)
