@@ -12,7 +12,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from aikit_kernel.cli.common import PROG, error
+from aikit_kernel.cli.common import PROG, Subparsers, add_command, error
 
 if TYPE_CHECKING:
     from aikit_components.plans import PlanRunner
@@ -23,20 +23,19 @@ DEFAULT_MAX_WORKERS = 4
 DEFAULT_TIMEOUT_S = 300.0
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: Subparsers) -> None:
     """Add the ``plan`` subcommand to *subparsers*."""
-    parser = subparsers.add_parser(
-        "plan",
-        help="turn a source-of-truth markdown file into a plan (plan.json)",
+    parser = add_command(
+        subparsers, "plan", "turn a source-of-truth markdown file into a plan (plan.json)",
         description="Parse a source-of-truth markdown file (queues as headings, tasks as checklist lines "
                     "'- [ ] TASK-001 Title') into an execution plan. Run it with `aikit run PLAN.json`. "
                     "Format: docs/plans.md.",
-    )
+        examples=("aikit plan --sot SOT.md --out plan.json", "aikit run plan.json --dry-run"),
+        handler=_run)
     parser.add_argument("--sot", required=True, metavar="SOT.md", help="the source-of-truth markdown file")
     parser.add_argument("--out", required=True, metavar="PLAN.json", help="where to write the plan ('-' for stdout)")
     parser.add_argument("--lenient", action="store_true",
                         help="write the plan even when lines are malformed (they are reported and left out)")
-    parser.set_defaults(handler=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
