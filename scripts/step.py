@@ -47,7 +47,7 @@ class Display:
         self.stream = stream
         self.tty = tty
         self.latest = ""
-        self.said_at = time.monotonic()
+        self.said_at = self.heard_at = time.monotonic()
         self.tenth = -1
 
     def write(self, text: str) -> None:
@@ -56,6 +56,7 @@ class Display:
 
     def line(self, line: str, since: float) -> None:
         self.latest = line.strip() or self.latest
+        self.heard_at = time.monotonic()
         if self.tty:
             self.status(since)
             return
@@ -74,7 +75,9 @@ class Display:
         if self.tty:
             self.status(since)
         elif time.monotonic() - self.said_at >= QUIET_S:
-            self.write(f"    [{elapsed(time.monotonic() - since)}] still working: {self.latest[:120]}\n")
+            quiet = elapsed(time.monotonic() - self.heard_at)
+            self.write(f"    [{elapsed(time.monotonic() - since)}] still working (last output {quiet} ago: "
+                       f"{self.latest[:100]})\n")
             self.said_at = time.monotonic()
 
     def status(self, since: float) -> None:
