@@ -30,6 +30,8 @@ PIP_LINE = re.compile(r"^(Collecting|Downloading|Building wheel|Building wheels|
 CMAKE_PROGRESS = re.compile(r"^\s*\[\s*(\d+)%\]")
 #: Seconds without output before a log gets a "still working" line.
 QUIET_S = 30.0
+#: A log line longer than this is cut.
+MAX_LINE = 160
 #: Output lines kept to show when the command fails.
 TAIL_LINES = 60
 
@@ -68,7 +70,10 @@ class Display:
             self.tenth = tenth
         elif not PIP_LINE.match(line):
             return
-        self.write(f"    [{elapsed(time.monotonic() - since)}] {line.strip()}\n")
+        shown = line.strip()
+        if len(shown) > MAX_LINE:  # pip's "Successfully installed" names every package
+            shown = shown[:MAX_LINE - 1] + "…"
+        self.write(f"    [{elapsed(time.monotonic() - since)}] {shown}\n")
         self.said_at = time.monotonic()
 
     def tick(self, since: float) -> None:
