@@ -155,3 +155,14 @@ def test_workflow_progress_on_a_terminal_is_a_live_line_with_steps_time_and_toke
     finally:
         term.close()
     assert term.exitstatus == 0
+
+
+def test_a_streamed_answer_cut_by_max_tokens_says_so_where_it_is_printed(tmp_path: Path) -> None:
+    proc = run(tmp_path, "local a = Agent.new{model = Agent.scripted{{text = 'The three reasons are: first,', "
+                         "stop_reason = 'max_tokens'}}}\nlocal r = a:run('why?', {stream = true})\n"
+                         "print(r.stop_reason)\n")
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if line]
+    assert lines[0] == "The three reasons are: first,"
+    assert lines[1].startswith("[cut off: the answer reached max_tokens; raise max_tokens in Agent.new")
+    assert lines[2] == "max_tokens"
