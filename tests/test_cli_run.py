@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -81,6 +82,9 @@ def test_ctrl_c_interrupts_a_busy_loop(tmp_path: Path) -> None:
     out, err = proc.communicate(timeout=10)
     assert proc.returncode == 130
     assert "KeyboardInterrupt" in err
+    sessions = subprocess.run([AIKIT, "sessions", "list", "--json"], capture_output=True, text=True, timeout=60,
+                              cwd=tmp_path, env=dict(os.environ, AIKIT_DATA_DIR=str(tmp_path / "data")))
+    assert [s["status"] for s in json.loads(sessions.stdout)] == ["interrupted"]  # not "failed": it was stopped
 
 
 def test_the_kernel_section_of_aikit_toml_limits_the_script(tmp_path: Path) -> None:
