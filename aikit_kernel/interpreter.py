@@ -78,8 +78,9 @@ class Interpreter(abc.ABC):
     def service(self) -> None:  # noqa: B027  optional hook: doing nothing is the right default
         """Run work queued for the Lua thread (called by the kernel when woken while idle)."""
 
-    def shutdown(self) -> None:  # noqa: B027  optional hook: doing nothing is the right default
-        """Release resources before the process exits."""
+    def shutdown(self, status: str = "completed") -> None:  # noqa: B027  optional hook: doing nothing is the right default
+        """Release resources before the process exits; the session ends as ``status`` (``completed``,
+        or ``interrupted`` when the process was told to stop from outside: SIGTERM)."""
 
 
 _HTML_OF = """
@@ -262,8 +263,8 @@ class LuaInterpreter(Interpreter):
     def interrupt_requested(self) -> bool:
         return self.engine.interrupt_requested()
 
-    def shutdown(self) -> None:
-        self.lua.close()
+    def shutdown(self, status: str = "completed") -> None:
+        self.lua.close(status)
 
 
 def _clamp(cursor_pos: int, code: str) -> int:

@@ -89,6 +89,7 @@ class Kernel:
         self._received = 0  # shell requests received (I/O thread)
         self._abort_through = 0  # shell requests up to this number are aborted (stop_on_error)
         self._shutting_down = False
+        self._end_status = "completed"
         self.busy = False  # a shell request is being served (the Lua thread is working)
         self.last_activity = time.monotonic()  # for --idle-timeout: the last request or reply
         self.shell_handlers: dict[str, Callable[[list[bytes], dict[str, Any], int], None]] = {
@@ -223,11 +224,13 @@ class Kernel:
         """SIGINT arrived (seen on the I/O loop through the wakeup fd)."""
         self.interpreter.interrupt()
 
-    def request_shutdown(self) -> None:
-        """Stop serving: interrupt any running cell and let the main loop exit."""
+    def request_shutdown(self, end_status: str = "completed") -> None:
+        """Stop serving: interrupt any running cell and let the main loop exit; the session ends as
+        ``end_status`` (``interrupted`` for SIGTERM: the kernel was stopped from outside)."""
         if self._shutting_down:
             return
         self._shutting_down = True
+        self._end_status = end_status
         self.interpreter.interrupt()
         self._work.put(_STOP)
 
@@ -244,7 +247,7 @@ class Kernel:
             idents, msg, seq = item
             self._dispatch_shell(idents, msg, seq)
         self.output.flush()
-        self.interpreter.shutdown()
+        self.interpreter.shutdown(self._end_status)
 
     def _telemetry(self) -> Any:
         components = getattr(self.interpreter, "components", None)
@@ -497,7 +500,7 @@ def run_kernel(connection_file: str | None, dap_port: int | None = None, metrics
                                                                                      metric_readers=readers)),
                     history, max_message_bytes=settings.max_message_bytes)
     runtime.on_sigint(kernel.interrupt_from_signal)
-    runtime.on_signal(signal.SIGTERM, kernel.request_shutdown)
+    runtime.on_signal(signal.SIGTERM, lambda: kernel.request_shutdown("interrupted"))
     runtime.submit(watch_parent(kernel))
     if idle_timeout_s:
         runtime.submit(watch_idle(kernel, idle_timeout_s))

@@ -48,6 +48,18 @@ class TerminalOutput:
     def write(self, name: str, text: str) -> None:
         (self._err if name == "stderr" else self._out).write(text)
 
+    @property
+    def streams(self) -> tuple[Any, Any]:
+        """The streams written to now: ``(stdout, stderr)``."""
+        return self._out, self._err
+
+    def swap_streams(self, stdout: Any, stderr: Any) -> tuple[Any, Any]:
+        """Write to ``stdout``/``stderr`` from now on; returns the streams used until now (a live
+        progress line routes the run's output above itself this way, and puts them back after)."""
+        previous = (self._out, self._err)
+        self._out, self._err = stdout, stderr
+        return previous
+
     def display(self, data: dict[str, Any], metadata: dict[str, Any], display_id: str | None, update: bool) -> None:
         stream = (metadata or {}).get("aikit_stream")
         if isinstance(stream, dict):  # a streamed answer: only the new text of each update

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 AIKIT = str(Path(sys.executable).with_name("aikit"))
 REPO = Path(__file__).resolve().parents[1]
 
@@ -66,3 +68,13 @@ def test_help_of_the_new_commands_ends_with_an_example(tmp_path: Path) -> None:
     for command in (["console"], ["doctor"], ["state"], ["state", "set"], ["sessions"], ["artifacts"], ["run"]):
         out = aikit(tmp_path, *command, "--help").stdout.rstrip()
         assert "examples:" in out and out.splitlines()[-1].startswith("  aikit "), (command, out[-300:])
+
+
+def test_listings_are_aligned_columns_or_json(capsys: pytest.CaptureFixture[str]) -> None:
+    from aikit_kernel.cli.common import print_records
+
+    records = [{"id": "s-1", "status": "completed", "name": "a long name"}, {"id": "s-22", "status": "interrupted"}]
+    print_records(records, ("id", "status", "name"))
+    assert capsys.readouterr().out.splitlines() == ["s-1   completed    a long name", "s-22  interrupted"]
+    print_records(records, ("id",), as_json=True)
+    assert json.loads(capsys.readouterr().out) == records

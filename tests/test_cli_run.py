@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -81,6 +82,9 @@ def test_ctrl_c_interrupts_a_busy_loop(tmp_path: Path) -> None:
     out, err = proc.communicate(timeout=10)
     assert proc.returncode == 130
     assert "KeyboardInterrupt" in err
+    sessions = subprocess.run([AIKIT, "sessions", "list", "--json"], capture_output=True, text=True, timeout=60,
+                              cwd=tmp_path, env=dict(os.environ, AIKIT_DATA_DIR=str(tmp_path / "data")))
+    assert [s["status"] for s in json.loads(sessions.stdout)] == ["interrupted"]  # not "failed": it was stopped
 
 
 def test_the_kernel_section_of_aikit_toml_limits_the_script(tmp_path: Path) -> None:
@@ -117,3 +121,52 @@ def test_no_unretrieved_future_warning_from_a_failing_tool_in_a_step(tmp_path: P
     proc = run(tmp_path, "Workflow.new{name = 'w', steps = {{id = 'x', fn = function() "
                          "return Tool.call('read_file', {}) end}}}:run()\n")
     assert "never retrieved" not in proc.stderr
+
+
+PROGRESS_SCRIPT = """
+local wf = Workflow.new{name = 'report', steps = {
+  {id = 'ask', fn = function() return Agent.new{model = 'test'}:run('Say hello in five words') end},
+  {id = 'sum', depends_on = {'ask'}, fn = function() return 1 end},
+  {id = 'bad', depends_on = {'sum'}, fn = function() error('no data') end},
+}}
+print(wf:run().status)
+"""
+
+
+def test_workflow_progress_in_a_log_is_a_line_per_step_and_a_summary_with_tokens(tmp_path: Path) -> None:
+    proc = run(tmp_path, PROGRESS_SCRIPT)
+    assert proc.returncode == 0 and proc.stdout == "failed\n", proc.stderr
+    lines = proc.stderr.splitlines()
+    assert any(line.startswith("  ✔ report [") and " ask: succeeded (" in line for line in lines), proc.stderr
+    assert any(" bad: failed (" in line and line.endswith("no data") for line in lines), proc.stderr
+    summary = next(line for line in lines if line.startswith("report: 3/3 steps"))
+    assert "2 succeeded" in summary and "1 failed" in summary and " tokens" in summary, summary
+
+
+def test_workflow_progress_on_a_terminal_is_a_live_line_with_steps_time_and_tokens(tmp_path: Path) -> None:
+    import pexpect
+
+    script = tmp_path / "script.lua"
+    script.write_text(PROGRESS_SCRIPT)
+    env = dict(os.environ, AIKIT_DATA_DIR=str(tmp_path / "data"), TERM="xterm")
+    term = pexpect.spawn(AIKIT, ["run", str(script)], cwd=str(tmp_path), env=env, encoding="utf-8", timeout=60,
+                         dimensions=(30, 200))
+    try:
+        term.expect(r"report: \d/3 done")  # the live line: done / total ...
+        term.expect(r"running ")  # ... the steps running ...
+        term.expect(r"report: 3/3 steps \(.*\) in [\d.]+ (ms|s), \d[\d,]* tokens")  # the summary at the end
+        term.expect(pexpect.EOF)
+    finally:
+        term.close()
+    assert term.exitstatus == 0
+
+
+def test_a_streamed_answer_cut_by_max_tokens_says_so_where_it_is_printed(tmp_path: Path) -> None:
+    proc = run(tmp_path, "local a = Agent.new{model = Agent.scripted{{text = 'The three reasons are: first,', "
+                         "stop_reason = 'max_tokens'}}}\nlocal r = a:run('why?', {stream = true})\n"
+                         "print(r.stop_reason)\n")
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if line]
+    assert lines[0] == "The three reasons are: first,"
+    assert lines[1].startswith("[cut off: the answer reached max_tokens; raise max_tokens in Agent.new")
+    assert lines[2] == "max_tokens"

@@ -77,7 +77,7 @@ def test_pid_file_several_clients_and_sigterm(tmp_path: Path, server: subprocess
     conn = sqlite3.connect(tmp_path / "data" / "sessions.sqlite")
     statuses = [row[0] for row in conn.execute("SELECT status FROM sessions")]
     conn.close()
-    assert statuses and "active" not in statuses  # the session was closed, not left open
+    assert statuses == ["interrupted"]  # stopped from outside: neither left open nor recorded as completed
 
 
 def test_idle_timeout_stops_an_unused_kernel(tmp_path: Path) -> None:
@@ -90,6 +90,10 @@ def test_idle_timeout_stops_an_unused_kernel(tmp_path: Path) -> None:
         assert proc.wait(timeout=60) == 0  # nothing more arrives: it stops by itself
         assert "idle" in (proc.stderr.read() if proc.stderr else "")
         assert not (tmp_path / "kernel.pid").exists()
+        conn = sqlite3.connect(tmp_path / "data" / "sessions.sqlite")
+        statuses = [row[0] for row in conn.execute("SELECT status FROM sessions")]
+        conn.close()
+        assert statuses == ["completed"]  # an idle timeout is the end the user asked for
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -115,3 +115,22 @@ def test_an_interrupt_says_which_line_was_running(lua: Lua) -> None:
     assert failure.interrupted
     assert failure.traceback[-1].endswith(f"execution interrupted at [{lua.cells}]:3") or \
         failure.traceback[-1].endswith(f"execution interrupted at [{lua.cells}]:2")
+
+
+@pytest.mark.parametrize(("call", "expected"), [
+    ("State.set('k', 1)", "State.set(scope, key, value [, opts]) takes 3 to 4 arguments, got 2"),
+    ("State.keys()", "State.keys(scope [, prefix]) takes 1 to 2 arguments, got 0"),
+])
+def test_a_missing_argument_shows_the_parameters_not_a_python_error(lua: Lua, call: str, expected: str) -> None:
+    """A forgotten argument (the State scope, most often) was `internal_error: TypeError:
+    install.<locals>.set_() missing 1 required positional argument`."""
+    failure = lua.fail(call)
+    assert failure.ename == "invalid_argument", failure.evalue
+    assert expected in failure.evalue and "?" + call.split("(")[0] in failure.evalue
+    assert "TypeError" not in failure.evalue and "positional" not in failure.evalue
+    assert any(f"[{lua.cells}]:1:" in line for line in failure.traceback)  # the user's line
+
+
+def test_a_wrong_type_is_named_in_luas_words(lua: Lua) -> None:
+    assert lua.fail("Tool.call()").evalue == "Tool.call: the tool name must be a non-empty string, got nil"
+    assert lua.fail("State.update('global', 'k', 5)").evalue.endswith("must be a function, got number")

@@ -314,7 +314,7 @@ class TestState:
         assert code == "lua_error" and "updater failed" in message and value == 11
         assert lua.components.state.get("global", "n") == 11
         assert lua.run("local ok, e = pcall(State.update, 'global', 'n', 5) return e.code, e.message") == \
-            ("invalid_argument", "State.update: the updater must be a function, got int")
+            ("invalid_argument", "State.update: the updater must be a function, got number")
 
     def test_compare_and_set(self, lua: Lua) -> None:
         assert lua.run("""
@@ -664,7 +664,7 @@ class TestHook:
 
     def test_register_errors(self, lua: Lua) -> None:
         assert lua.run("local ok, e = pcall(Hook.register, 'tool.before', 5) return e.code, e.message") == \
-            ("invalid_argument", "Hook.register: the hook must be a function, got int")
+            ("invalid_argument", "Hook.register: the hook must be a function, got number")
         assert "unknown option(s) prio" in lua.run(
             "local ok, e = pcall(Hook.register, 'tool.before', function() end, {prio = 1}) return e.message")
         assert lua.run("local ok, e = pcall(Hook.register, '', function() end) return e.code") == "invalid_argument"

@@ -513,6 +513,19 @@ def test_hooks_json_commands_go_through_the_security_policy(tmp_path: Path) -> N
 # --------------------------------------------------------------------------------------------
 
 
+def test_cli_run_of_a_plan_shows_each_task_and_a_summary(tmp_path: Path) -> None:
+    """Not on a terminal: a line per finished task, then a summary line (a terminal gets a live line)."""
+    write_project(tmp_path, "## Build\n- [ ] TASK-001 Compile\n- [ ] TASK-002 Lint\n",
+                  {"TASK-001": ["echo", "built"], "TASK-002": ["false"]})
+    write_config(tmp_path, '[security]\nallowed_commands = ["echo", "false"]\n')
+    proc = aikit(tmp_path, "run", "plan.json")
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert any(line.startswith("  ✔ plan.json [") and " TASK-001: ok" in line for line in lines), proc.stdout
+    assert any(line.startswith("  ✘ plan.json [") and " TASK-002: " in line for line in lines), proc.stdout
+    assert re.search(r"^plan\.json: 2/2 tasks \(.*1 ok.*\) in ", proc.stdout, re.M), proc.stdout
+
+
 def test_cli_plan_writes_the_plan(tmp_path: Path) -> None:
     (tmp_path / "sot.md").write_text(SOT, encoding="utf-8")
     proc = aikit(tmp_path, "plan", "--sot", "sot.md", "--out", "plan.json")

@@ -35,7 +35,7 @@ from tests.support.postgres import schema_url
 # ====================================================================== migrations
 def test_sqlite_sessions_file_of_schema_1_is_migrated_with_its_data(tmp_path: Path) -> None:
     """A sessions.sqlite written by the previous schema (version 1, the v1 DDL) opens, gains
-    schema 2 (sessions.host) and keeps every row."""
+    schema 2 (sessions.host) and 3 (the status 'interrupted', a rebuilt table) and keeps every row."""
     path = tmp_path / "sessions.sqlite"
     with sqlite3.connect(path) as conn:
         conn.executescript(migrations.SESSIONS[0].sqlite or "")
@@ -44,9 +44,11 @@ def test_sqlite_sessions_file_of_schema_1_is_migrated_with_its_data(tmp_path: Pa
     store = SessionStore(tmp_path)
     assert store.get("s-old").name == "kept"
     fresh = store.create("new")
+    assert store.complete(fresh.id, "interrupted").status == "interrupted"
+    assert [s.id for s in store.list()] == [fresh.id, "s-old"]
     store.close()
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == latest("sessions") == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == latest("sessions") == 3
         hosts = dict(conn.execute("SELECT id, host FROM sessions").fetchall())
     assert hosts["s-old"] is None and hosts[fresh.id]  # the new column, filled from now on
 
@@ -68,7 +70,7 @@ def test_sqlite_database_newer_than_the_code_is_refused(tmp_path: Path) -> None:
     SessionStore(tmp_path).close()
     with sqlite3.connect(tmp_path / "sessions.sqlite") as conn:
         conn.execute("PRAGMA user_version = 99")
-    with pytest.raises(SchemaTooNew, match="schema version 99, but this aikit only knows up to 2.*Upgrade aikit"):
+    with pytest.raises(SchemaTooNew, match="schema version 99, but this aikit only knows up to 3.*Upgrade aikit"):
         SessionStore(tmp_path).create()
 
 
@@ -84,10 +86,11 @@ def test_postgres_schema_1_is_migrated_with_its_data(pg_url: str) -> None:
     storage = StorageSettings(url=pg_url)
     store = SessionStore(Path("/nonexistent-unused"), storage=storage)
     assert store.get("s-old").name == "kept"
-    store.create("new")
+    fresh = store.create("new")
+    assert store.complete(fresh.id, "interrupted").status == "interrupted"
     store.close()
     db = PostgresDatabase(pg_url)
-    assert db.schema_version("sessions") == 2
+    assert db.schema_version("sessions") == 3
     assert db.query("t", "SELECT count(*) FROM sessions WHERE host IS NOT NULL") == [(1,)]
     db.close()
 
@@ -111,7 +114,7 @@ def test_aikit_db_status_and_migrate(pg_url: str, tmp_path: Path, monkeypatch: p
     out = capsys.readouterr().out
     assert "storage: sqlite" in out and "state     schema 0 (this aikit: 1)  missing: created on first use" in out
     assert main(["db", "migrate"]) == 0
-    assert "sessions  schema 2: migrated 0 -> 2" in capsys.readouterr().out
+    assert "sessions  schema 3: migrated 0 -> 3" in capsys.readouterr().out
     monkeypatch.setenv("AIKIT_STORAGE__URL", pg_url)
     assert main(["db", "migrate"]) == 0
     assert "rag       schema 1: migrated 0 -> 1" in capsys.readouterr().out

@@ -296,24 +296,31 @@ class LocalProvider:
                 parts.append(rest)
                 yield StreamEvent("text", rest)
         text = "".join(parts)
-        if not usage.input_tokens and "prompt" in payload:
-            usage = await self._count_usage(payload["prompt"], usage, chunks)
+        if not usage.input_tokens:
+            usage = await self._count_usage(payload, usage, chunks)
         completion = Completion(Message.assistant(text, calls), _stop_reason(finish, bool(calls)), usage,
                                 f"{self.name}/{self.model}")
         yield StreamEvent("end", completion=completion)
 
-    async def _count_usage(self, prompt: str, usage: Usage, chunks: int) -> Usage:
-        """Usage for a stream whose chunks carry none: the prompt tokenised by the server
-        (``/extras/tokenize/count``, BOS included like
-        ``prompt_tokens``), one output token per streamed chunk (the server sends one chunk
-        per sampled token that produced text)."""
+    async def _count_usage(self, payload: dict[str, Any], usage: Usage, chunks: int) -> Usage:
+        """Usage for a stream whose chunks carry none (llama-cpp-python's server sends no usage in
+        a stream, and has no ``stream_options``). Output: one token per streamed chunk (the server
+        sends one chunk per sampled token that produced text). Input: for a raw prompt, the prompt
+        tokenised by the server (``/extras/tokenize/count``, BOS included like ``prompt_tokens``);
+        for the chat endpoint, whose prompt is the model's chat template applied by the server, the
+        ``prompt_tokens`` of the same messages asked again for one token (the prompt is still in
+        the server's cache: this costs one token, not the prompt again)."""
         output = usage.output_tokens or chunks
         try:
             endpoint = await self._endpoint_for()
-            root = endpoint.base_url[:-3] if endpoint.base_url.endswith("/v1") else endpoint.base_url
-            response = await endpoint.client().post(root + "/extras/tokenize/count", json={"input": prompt})
-            response.raise_for_status()
-            return Usage(int(response.json().get("count") or 0), output)
+            if "prompt" in payload:
+                root = endpoint.base_url[:-3] if endpoint.base_url.endswith("/v1") else endpoint.base_url
+                response = await endpoint.client().post(root + "/extras/tokenize/count", json={"input": payload["prompt"]})
+                response.raise_for_status()
+                return Usage(int(response.json().get("count") or 0), output)
+            probe = {key: payload[key] for key in ("model", "messages") if key in payload}
+            _, _, data = await endpoint.post_json("chat/completions", {**probe, "max_tokens": 1, "stream": False})
+            return Usage(int((data.get("usage") or {}).get("prompt_tokens") or 0), output)
         except (httpx.HTTPError, ProviderError, ValueError, AttributeError) as exc:
             log.debug("cannot count the prompt's tokens: %s", exc)
             return Usage(usage.input_tokens, output)

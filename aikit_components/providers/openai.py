@@ -205,8 +205,10 @@ class _StreamState:
         out: list[StreamEvent] = []
         if chunk.get("model"):
             self.model = chunk["model"]
-        if isinstance(chunk.get("usage"), dict):
-            self.usage = _usage(chunk["usage"])
+        if isinstance(chunk.get("usage"), dict):  # servers that report usage on several chunks: the fullest
+            seen = _usage(chunk["usage"])
+            self.usage = Usage(max(self.usage.input_tokens, seen.input_tokens),
+                               max(self.usage.output_tokens, seen.output_tokens))
         for choice in chunk.get("choices") or []:
             if choice.get("index", 0) != 0:
                 continue

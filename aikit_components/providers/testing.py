@@ -153,10 +153,14 @@ def reply_completion(reply: Any, model: str) -> Completion:
     if not isinstance(reply, dict):
         raise InvalidArgument("a scripted model's reply must be a string or a table {text = ..., tool_calls = {...}}, "
                               f"got {lua_type_name(reply)}")
-    unknown = sorted(set(reply) - {"text", "tool_calls"})
+    unknown = sorted(set(reply) - {"text", "tool_calls", "stop_reason"})
     if unknown:
         raise InvalidArgument(f"a scripted model's reply has unknown field(s) {', '.join(map(str, unknown))} "
-                              "(known: text, tool_calls)")
+                              "(known: text, tool_calls, stop_reason)")
+    stop = reply.get("stop_reason")
+    if stop is not None and stop not in SCRIPTED_STOPS:
+        raise InvalidArgument(f"a scripted model's reply stop_reason must be one of {', '.join(SCRIPTED_STOPS)}, "
+                              f"got {stop!r}")
     text = reply.get("text") or ""
     if not isinstance(text, str):
         raise InvalidArgument(f"a scripted model's reply text must be a string, got {lua_type_name(text)}")
@@ -170,7 +174,12 @@ def reply_completion(reply: Any, model: str) -> Completion:
             raise InvalidArgument(f"tool call {i} ({item['name']}) of a scripted model's reply: arguments must be "
                                   f"a table of named parameters, got {lua_type_name(arguments)}")
         calls.append(ToolCall(item["name"], arguments))
-    return Completion(Message.assistant(text, calls), stop_reason="tool_calls" if calls else "end", model=model)
+    return Completion(Message.assistant(text, calls), stop_reason=stop or ("tool_calls" if calls else "end"),
+                      model=model)
+
+
+#: What a scripted reply may say about how its answer ended (to test code that handles a cut answer).
+SCRIPTED_STOPS = ("end", "max_tokens", "stop_sequence", "content_filter")
 
 
 def scripted_decider(replies: Sequence[Any]) -> Decide:

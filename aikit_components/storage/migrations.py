@@ -138,6 +138,29 @@ CREATE TABLE IF NOT EXISTS artifact_blobs (
     data BYTEA NOT NULL
 );
 """),
+    # SQLite cannot change a CHECK constraint in place: the table is rebuilt (rowids kept, they
+    # order sessions created in the same instant).
+    Migration(3, "a session may end as 'interrupted' (Ctrl-C in aikit run, SIGTERM to aikit serve)", """
+CREATE TABLE sessions_v3 (
+    id TEXT PRIMARY KEY,
+    name TEXT,
+    status TEXT NOT NULL CHECK (status IN ('active', 'completed', 'failed', 'interrupted')),
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    completed_at REAL,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    host TEXT
+);
+INSERT INTO sessions_v3 (rowid, id, name, status, created_at, updated_at, completed_at, metadata, host)
+    SELECT rowid, id, name, status, created_at, updated_at, completed_at, metadata, host FROM sessions;
+DROP TABLE sessions;
+ALTER TABLE sessions_v3 RENAME TO sessions;
+CREATE INDEX IF NOT EXISTS sessions_created ON sessions (created_at);
+""", """
+ALTER TABLE sessions DROP CONSTRAINT IF EXISTS sessions_status_check;
+ALTER TABLE sessions ADD CONSTRAINT sessions_status_check
+    CHECK (status IN ('active', 'completed', 'failed', 'interrupted'));
+"""),
 )
 
 HISTORY: tuple[Migration, ...] = (

@@ -42,8 +42,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             description=(
                 "A project aikit.toml (in the working directory, where scripts can write) may narrow the security "
                 "policy but not widen it, unless you trust it: `aikit config trust` records the file's SHA-256 "
-                "in your user config directory; any later change makes it untrusted again. "
-                f"Example: aikit config {name}   (in the project directory)"),
+                "in your user config directory; any later change makes it untrusted again."),
         )
         action.add_argument("directory", nargs="?", default=".", help="the project directory (default: here)")
         action.set_defaults(handler=_trust if name == "trust" else _untrust)

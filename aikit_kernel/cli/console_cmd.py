@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-EPILOG = """examples:
-  aikit console                      start a kernel of its own (shut down on exit)
-  aikit serve -f k.json &            then, from any terminal:
-  aikit console --existing k.json    attach to that kernel (its variables, its output)
-  aikit console --existing           attach to the most recent kernel in Jupyter's runtime dir"""
+from aikit_kernel.cli.common import Subparsers, add_command
+
+EXAMPLES = ("aikit console                      start a kernel of its own (shut down on exit)",
+            "aikit serve -f k.json &            then, from any terminal:",
+            "aikit console --existing k.json    attach to that kernel (its variables, its output)",
+            "aikit console --existing           attach to the most recent kernel in Jupyter's runtime dir")
 
 
 def add_existing_option(parser: argparse.ArgumentParser) -> None:
@@ -18,22 +19,19 @@ def add_existing_option(parser: argparse.ArgumentParser) -> None:
                              "or nothing for the most recent one")
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: Subparsers) -> None:
     """Add the ``console`` subcommand to *subparsers*."""
-    parser = subparsers.add_parser(
-        "console",
-        help="the Lua REPL on a kernel (attach to a running one with --existing)",
+    parser = add_command(
+        subparsers, "console", "the Lua REPL on a kernel (attach to a running one with --existing)",
         description="An interactive Lua prompt talking to an aikit kernel over the Jupyter protocol: the "
                     "variables of the notebook or `aikit serve` it attaches to, Tab completion, multi-line "
                     "input, ?name for help, Ctrl+C to interrupt, other clients' output as it arrives, rich "
                     "output (tables, Markdown, JSON, images saved to a file), debugger commands "
                     "(.break FILE:LINE, .step, .next, .out, .continue, .bt, .locals, .print EXPR; ?help lists them).",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+        examples=EXAMPLES, handler=_console)
     add_existing_option(parser)
     parser.add_argument("--kernel", default="aikit", metavar="NAME",
                         help="without --existing: the kernelspec to start (default: aikit)")
-    parser.set_defaults(handler=_console)
 
 
 def _console(args: argparse.Namespace) -> int:

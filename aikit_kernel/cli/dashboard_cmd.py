@@ -6,40 +6,32 @@ import argparse
 import sys
 from pathlib import Path
 
-from aikit_kernel.cli.common import error
+from aikit_kernel.cli.common import Subparsers, add_command, error
 
-EPILOG = """\
-examples:
-  aikit dashboard                      # http://127.0.0.1:8080/, this machine only
-  aikit dashboard --port 0             # any free port (the URL is printed)
-  aikit dashboard --host 192.168.1.20 --new-token
-                                       # reachable from the LAN; open the printed URL with its ?token=
-
-Binding an address other than loopback needs a token (--token, --new-token or [dashboard] token
-in aikit.toml); every request must present it. Settings: [dashboard] host, port and token;
-the span store is [telemetry] store_path, else <data dir>/traces.sqlite; mission run records are
-read from <data dir>/runs.
-"""
+EXAMPLES = ("aikit dashboard                      http://127.0.0.1:8080/, this machine only",
+            "aikit dashboard --port 0             any free port (the URL is printed)",
+            "aikit dashboard --host 192.168.1.20 --new-token",
+            "                                     reachable from the LAN; open the printed URL with its ?token=")
+NOTES = ("Binding an address other than loopback needs a token (--token, --new-token or [dashboard] token in "
+         "aikit.toml); every request must present it. Settings: [dashboard] host, port and token; the span store "
+         "is [telemetry] store_path, else <data dir>/traces.sqlite; mission run records are read from "
+         "<data dir>/runs.")
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: Subparsers) -> None:
     """Add the ``dashboard`` subcommand to *subparsers*."""
-    parser = subparsers.add_parser(
-        "dashboard",
-        help="serve a local web dashboard of recent runs and their traces",
-        description="Serve a local web app over the span store and the run records: recent runs\n"
-                    "(cells, scripts, agents, workflows, missions) with status, duration, tokens and cost,\n"
-                    "errors first; a run's trace as a waterfall; live updates while runs go.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = add_command(
+        subparsers, "dashboard", "serve a local web dashboard of recent runs and their traces",
+        description="Serve a local web app over the span store and the run records: recent runs (cells, scripts, "
+                    "agents, workflows, missions) with status, duration, tokens and cost, errors first; a run's "
+                    "trace as a waterfall; live updates while runs go. " + NOTES,
+        examples=EXAMPLES, handler=_dashboard)
     parser.add_argument("--host", help="address to bind (default [dashboard] host, 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to bind, 0 for any free one (default [dashboard] port, 8080)")
     token = parser.add_mutually_exclusive_group()
     token.add_argument("--token", metavar="T", help="require this access token (default [dashboard] token)")
     token.add_argument("--new-token", action="store_true", help="require a new random token, printed at start")
-    parser.add_argument("--store", metavar="PATH", help="the span store file (default: see below)")
-    parser.set_defaults(handler=_dashboard)
+    parser.add_argument("--store", metavar="PATH", help="the span store file (default: see above)")
 
 
 def _dashboard(args: argparse.Namespace) -> int:

@@ -13,34 +13,31 @@ import sys
 import time
 from typing import Any
 
-from aikit_kernel.cli.common import error
+from aikit_kernel.cli.common import Subparsers, add_actions, add_command, print_records, reported
 
-STATE_EPILOG = """examples:
-  aikit state set greeting '"hello"'          JSON values (text that is not JSON is a string)
-  aikit state set limits '{"max": 3}' --scope user:alice
-  aikit state get limits --scope user:alice   prints {"max": 3}
-  aikit state list --prefix lim
-  aikit state delete greeting"""
-SESSIONS_EPILOG = """examples:
-  aikit sessions list --status active
-  aikit sessions show 20260101-120000-ab12cd   the session and its artifacts, as JSON"""
-ARTIFACTS_EPILOG = """examples:
-  aikit artifacts list --prefix report
-  aikit artifacts get report.md > report.md
-  aikit artifacts get report.md --version 2 -o old.md"""
+STATE_EXAMPLES = ("aikit state set greeting '\"hello\"'          JSON values (text that is not JSON is a string)",
+                  "aikit state set limits '{\"max\": 3}' --scope user:alice",
+                  "aikit state get limits --scope user:alice   prints {\"max\": 3}",
+                  "aikit state list --prefix lim",
+                  "aikit state delete greeting")
+SESSIONS_EXAMPLES = ("aikit sessions list --status active",
+                     "aikit sessions show 20260101-120000-ab12cd   the session and its artifacts, as JSON")
+ARTIFACTS_EXAMPLES = ("aikit artifacts list --prefix report",
+                      "aikit artifacts get report.md > report.md",
+                      "aikit artifacts get report.md --version 2 -o old.md")
+#: ``aikit state ACTION``: (action, one-line help).
+STATE_ACTIONS = (("get", "print a key's value as JSON"), ("set", "set a key to a JSON value"),
+                 ("list", "list the keys of a scope"), ("delete", "delete a key"))
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: Subparsers) -> None:
     """Add the ``state``, ``sessions`` and ``artifacts`` subcommands to *subparsers*."""
-    fmt = argparse.RawDescriptionHelpFormatter
-    state = subparsers.add_parser("state", help="read and write State (the key-value store) from the shell",
-                                  description="Get, set, list and delete State keys in the data directory.",
-                                  epilog=STATE_EPILOG, formatter_class=fmt)
-    actions = state.add_subparsers(dest="state_action", metavar="ACTION", required=True)
-    for name, helptext in (("get", "print a key's value as JSON"), ("set", "set a key to a JSON value"),
-                           ("list", "list the keys of a scope"), ("delete", "delete a key")):
-        action = actions.add_parser(name, help=helptext, description=helptext, epilog=STATE_EPILOG,
-                                    formatter_class=fmt)
+    state = add_command(subparsers, "state", "read and write State (the key-value store) from the shell",
+                        description="Get, set, list and delete State keys in the data directory.",
+                        examples=STATE_EXAMPLES)
+    actions = add_actions(state, "state_action")
+    for name, helptext in STATE_ACTIONS:
+        action = add_command(actions, name, helptext, examples=STATE_EXAMPLES, handler=_state)
         if name != "list":
             action.add_argument("key")
         if name == "set":
@@ -51,59 +48,41 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action.add_argument("--scope", default="global",
                             help="global (default), session (with --session), user:ID, agent:ID, ...")
         action.add_argument("--session", help="the session id scope 'session' refers to")
-        action.set_defaults(handler=_state)
 
-    sessions = subparsers.add_parser("sessions", help="list sessions and show one",
-                                     description="List the sessions recorded in the data directory, or show one.",
-                                     epilog=SESSIONS_EPILOG, formatter_class=fmt)
-    actions = sessions.add_subparsers(dest="sessions_action", metavar="ACTION", required=True)
-    listing = actions.add_parser("list", help="the most recent sessions", epilog=SESSIONS_EPILOG, formatter_class=fmt)
-    listing.add_argument("--status", choices=("active", "completed", "failed"))
+    sessions = add_command(subparsers, "sessions", "list sessions and show one",
+                           description="List the sessions recorded in the data directory, or show one.",
+                           examples=SESSIONS_EXAMPLES)
+    actions = add_actions(sessions, "sessions_action")
+    listing = add_command(actions, "list", "the most recent sessions", examples=SESSIONS_EXAMPLES,
+                          handler=_sessions_list)
+    listing.add_argument("--status", choices=("active", "completed", "failed", "interrupted"))
     listing.add_argument("--limit", type=int, default=20, help="at most this many (default: 20)")
     listing.add_argument("--json", action="store_true", help="print JSON")
-    listing.set_defaults(handler=_sessions_list)
-    show = actions.add_parser("show", help="one session and its artifacts (JSON)", epilog=SESSIONS_EPILOG,
-                              formatter_class=fmt)
+    show = add_command(actions, "show", "one session and its artifacts (JSON)", examples=SESSIONS_EXAMPLES,
+                       handler=_sessions_show)
     show.add_argument("session_id")
-    show.set_defaults(handler=_sessions_show)
 
-    artifacts = subparsers.add_parser("artifacts", help="list artifacts and get one's content",
-                                      description="List the artifacts stored in the data directory, or write one out.",
-                                      epilog=ARTIFACTS_EPILOG, formatter_class=fmt)
-    actions = artifacts.add_subparsers(dest="artifacts_action", metavar="ACTION", required=True)
-    listing = actions.add_parser("list", help="the artifacts (latest version of each name)", epilog=ARTIFACTS_EPILOG,
-                                 formatter_class=fmt)
+    artifacts = add_command(subparsers, "artifacts", "list artifacts and get one's content",
+                            description="List the artifacts stored in the data directory, or write one out.",
+                            examples=ARTIFACTS_EXAMPLES)
+    actions = add_actions(artifacts, "artifacts_action")
+    listing = add_command(actions, "list", "the artifacts (latest version of each name)",
+                          examples=ARTIFACTS_EXAMPLES, handler=_artifacts_list)
     listing.add_argument("--session", help="only those of this session")
     listing.add_argument("--prefix", help="only names starting with this")
     listing.add_argument("--json", action="store_true", help="print JSON")
-    listing.set_defaults(handler=_artifacts_list)
-    get = actions.add_parser("get", help="write an artifact's content to stdout or a file", epilog=ARTIFACTS_EPILOG,
-                             formatter_class=fmt)
+    get = add_command(actions, "get", "write an artifact's content to stdout or a file", examples=ARTIFACTS_EXAMPLES,
+                      handler=_artifacts_get)
     get.add_argument("name")
     get.add_argument("--version", type=int, help="that version (default: the latest)")
     get.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
-    get.set_defaults(handler=_artifacts_get)
-
-
-def _reported(fn: Any) -> Any:
-    """Turn an aikit error into ``aikit: error: ...`` and exit status 1."""
-    def wrapper(args: argparse.Namespace) -> int:
-        from aikit_components.errors import AikitError, NotFound
-
-        try:
-            return int(fn(args))
-        except NotFound as exc:
-            return error(exc.message, 3)
-        except AikitError as exc:
-            return error(exc.message, 1)
-    return wrapper
 
 
 def _dump(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-@_reported
+@reported
 def _state(args: argparse.Namespace) -> int:
     from aikit_components.errors import NotFound
     from aikit_components.state import State
@@ -133,22 +112,20 @@ def _when(timestamp: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp)) if timestamp else "-"
 
 
-@_reported
+@reported
 def _sessions_list(args: argparse.Namespace) -> int:
     from aikit_components.config import data_dir
     from aikit_components.sessions import SessionStore
 
     with SessionStore(data_dir()) as store:
-        found = store.list(status=args.status, limit=args.limit)
-    if args.json:
-        print(_dump([s.to_dict() for s in found]))
-        return 0
-    for info in found:
-        print(f"{info.id}  {info.status:<9}  {_when(info.created_at)}  {info.name or ''}")
+        found = [s.to_dict() for s in store.list(status=args.status, limit=args.limit)]
+    if not args.json:
+        found = [{**s, "created": _when(s["created_at"])} for s in found]
+    print_records(found, ("id", "status", "created", "name"), args.json)
     return 0
 
 
-@_reported
+@reported
 def _sessions_show(args: argparse.Namespace) -> int:
     from aikit_components.artifacts import ArtifactStore
     from aikit_components.config import data_dir
@@ -163,22 +140,21 @@ def _sessions_show(args: argparse.Namespace) -> int:
     return 0
 
 
-@_reported
+@reported
 def _artifacts_list(args: argparse.Namespace) -> int:
     from aikit_components.artifacts import ArtifactStore
     from aikit_components.config import data_dir
 
     with ArtifactStore(data_dir()) as store:
-        found = store.list(session_id=args.session, prefix=args.prefix)
-    if args.json:
-        print(_dump([a.to_dict() for a in found]))
-        return 0
-    for info in found:
-        print(f"{info.name}  v{info.version}  {info.size} bytes  {info.mime}  {_when(info.created_at)}")
+        found = [a.to_dict() for a in store.list(session_id=args.session, prefix=args.prefix)]
+    if not args.json:
+        found = [{**a, "v": f"v{a['version']}", "bytes": f"{a['size']} bytes", "created": _when(a["created_at"])}
+                 for a in found]
+    print_records(found, ("name", "v", "bytes", "mime", "created"), args.json)
     return 0
 
 
-@_reported
+@reported
 def _artifacts_get(args: argparse.Namespace) -> int:
     from aikit_components.artifacts import ArtifactStore
     from aikit_components.config import data_dir

@@ -8,31 +8,30 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from aikit_kernel.cli.common import error
+from aikit_kernel.cli.common import Subparsers, add_actions, add_command, reported
 
 if TYPE_CHECKING:
     from aikit_components.storage.settings import StorageSettings
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: Subparsers) -> None:
     """Add the ``db`` subcommand (``status``, ``migrate``) to *subparsers*."""
-    parser = subparsers.add_parser(
-        "db",
-        help="show or migrate the storage schemas",
+    parser = add_command(
+        subparsers, "db", "show or migrate the storage schemas",
         description=("Show the schema version of each store (state, sessions and artifacts, history, RAG) "
                      "against the version this aikit writes, or migrate them. The stores are in PostgreSQL "
                      "when [storage] url (or AIKIT_STORAGE__URL) is set, else SQLite files in the data "
                      "directory. Stores also migrate by themselves on first use."),
-    )
-    actions = parser.add_subparsers(dest="db_action", metavar="ACTION", required=True)
-    show = actions.add_parser("status", help="print each store's schema version", description="Print each store's "
-                              "schema version, the version this aikit writes, and what to do.")
+        examples=("aikit db status", "aikit db migrate"))
+    actions = add_actions(parser, "db_action")
+    show = add_command(actions, "status", "print each store's schema version", description="Print each store's "
+                       "schema version, the version this aikit writes, and what to do.",
+                       examples=("aikit db status", "aikit db status --json"), handler=_status)
     show.add_argument("--json", action="store_true", help="print JSON")
-    show.set_defaults(handler=_status)
-    run = actions.add_parser("migrate", help="apply pending schema migrations",
-                             description="Apply every pending migration, each component in one transaction.")
+    run = add_command(actions, "migrate", "apply pending schema migrations",
+                      description="Apply every pending migration, each component in one transaction.",
+                      examples=("aikit db migrate",), handler=_migrate)
     run.add_argument("--json", action="store_true", help="print JSON")
-    run.set_defaults(handler=_migrate)
 
 
 def _settings() -> tuple[StorageSettings, Path]:
@@ -42,15 +41,12 @@ def _settings() -> tuple[StorageSettings, Path]:
     return StorageSettings.from_config(Config.load()), data_dir()
 
 
+@reported
 def _status(args: argparse.Namespace) -> int:
-    from aikit_components.errors import AikitError
     from aikit_components.storage import schema_admin
 
-    try:
-        storage, directory = _settings()
-        report = schema_admin.status(storage, directory)
-    except AikitError as exc:
-        return error(exc.message)
+    storage, directory = _settings()
+    report = schema_admin.status(storage, directory)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -61,15 +57,12 @@ def _status(args: argparse.Namespace) -> int:
     return 1 if newer else 0
 
 
+@reported
 def _migrate(args: argparse.Namespace) -> int:
-    from aikit_components.errors import AikitError
     from aikit_components.storage import schema_admin
 
-    try:
-        storage, directory = _settings()
-        done = schema_admin.migrate(storage, directory)
-    except AikitError as exc:
-        return error(exc.message)
+    storage, directory = _settings()
+    done = schema_admin.migrate(storage, directory)
     if args.json:
         print(json.dumps(done, indent=2))
         return 0

@@ -16,7 +16,7 @@ from typing import Any
 from .. import runtime
 from ..debug.server import DapServer
 from ..output import TerminalOutput
-from .run import EXIT_ERROR, open_script_runtime, report
+from .run import EXIT_ERROR, open_script_runtime, report, session_end_status
 
 
 class _TeeOutput(TerminalOutput):
@@ -92,4 +92,4 @@ def debug_command(script: str | None, script_args: list[str], host: str, port: i
             pass
         runtime.run_sync(server.close(), timeout=5)
         sys.stdout.flush()
-        lua.close("completed" if result is not None and result.error is None else "failed")
+        lua.close(session_end_status(result))

@@ -4,28 +4,26 @@ from __future__ import annotations
 
 import argparse
 
-EPILOG = """examples:
-  aikit doctor                 every check, including one token from the local model
-  aikit doctor --quick         skip loading the local and embedding models (a few seconds)
-  aikit doctor --json | jq '.checks[] | select(.status != "ok")'"""
+from aikit_kernel.cli.common import Subparsers, add_command
+
+EXAMPLES = ("aikit doctor                 every check, including one token from the local model",
+            "aikit doctor --quick         skip loading the local and embedding models (a few seconds)",
+            "aikit doctor --json | jq '.checks[] | select(.status != \"ok\")'")
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: Subparsers) -> None:
     """Add the ``doctor`` subcommand to *subparsers*."""
-    parser = subparsers.add_parser(
-        "doctor",
-        help="check the installation (kernelspec, data dir, models, providers, ...) and how to fix it",
+    parser = add_command(
+        subparsers, "doctor", "check the installation (kernelspec, data dir, models, providers, ...) and how to fix it",
         description="Check Python and aikit, the Jupyter kernelspec, the data directory (writable, free space, "
                     "database versions), the local model (llama.cpp loads it and generates a token), the "
                     "embedding model, each configured provider (key present, one tiny request), PostgreSQL and "
                     "Ray when configured, the C compiler for the debugger and the security policy. Each check is "
                     "ok, warn or fail with the command or setting that fixes it; exit status 1 when one fails.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+        examples=EXAMPLES, handler=_doctor)
     parser.add_argument("--json", action="store_true", help="print the checks as JSON (for scripts)")
     parser.add_argument("--quick", action="store_true",
                         help="do not load the local and embedding models (providers are still asked, with a timeout)")
-    parser.set_defaults(handler=_doctor)
 
 
 def _doctor(args: argparse.Namespace) -> int:

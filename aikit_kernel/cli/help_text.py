@@ -1,15 +1,18 @@
-"""Every subcommand's ``--help`` says what it does in one line and shows an example.
+"""Every subcommand's ``--help`` says what it does in one line and ends with examples.
 
 :func:`complete_help` walks the built parser: a subcommand without a description gets its one-line
-``help``; every one gets an ``Example:`` epilog from :data:`EXAMPLES` (a test checks that none is
-missing), and ``aikit mission --help`` says what a mission file is.
+``help``; one without its own examples (:func:`aikit_kernel.cli.common.add_command`) gets an
+``examples:`` epilog from :data:`EXAMPLES` (a test checks that none is missing), and ``aikit
+mission --help`` says what a mission file is.
 """
 
 from __future__ import annotations
 
 import argparse
 
-#: "subcommand path" -> example command lines (shown under "Example:" in its --help).
+from aikit_kernel.cli.common import EXAMPLES_HEADING, HelpFormatter, examples_epilog, sentence
+
+#: "subcommand path" -> example command lines (shown under "examples:" at the end of its --help).
 EXAMPLES: dict[str, tuple[str, ...]] = {
     "config trust": ("aikit config trust", "aikit config trust path/to/project"),
     "config untrust": ("aikit config untrust",),
@@ -29,14 +32,6 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "approvals deny": ("aikit approvals deny RUN_ID run_process --reason 'not on this machine'",),
     "mcp": ("aikit mcp serve --stdio", "aikit mcp serve --port 8765 --script setup.lua"),
     "mcp serve": ("aikit mcp serve --stdio --tools 'text.*'",),
-    "db": ("aikit db status", "aikit db migrate"),
-    "db status": ("aikit db status",),
-    "db migrate": ("aikit db migrate",),
-    "repl": ("aikit repl", "echo 'return 1 + 1' | aikit repl"),
-    "run": ("aikit run examples/hello.lua Ada", "aikit run --strict pipeline.lua", "aikit run plan.json --dry-run"),
-    "debug": ("aikit debug --port 5678 examples/hello.lua",),
-    "serve": ("aikit serve kernel.json",),
-    "plan": ("aikit plan SOT.md -o plan.json",),
     "kernel": ("aikit kernel install",),
     "kernel install": ("aikit kernel install --user",),
     "kernel uninstall": ("aikit kernel uninstall",),
@@ -65,15 +60,6 @@ MISSION_FORMAT = (
 )
 
 
-class ExampleFormatter(argparse.HelpFormatter):
-    """The default help layout, except that the ``Example:`` epilog keeps its lines."""
-
-    def _fill_text(self, text: str, width: int, indent: str) -> str:
-        if text.startswith("Example:"):
-            return "\n".join(indent + line for line in text.splitlines())
-        return super()._fill_text(text, width, indent)
-
-
 def complete_help(parser: argparse.ArgumentParser, path: str = "") -> list[str]:
     """Give every subparser under ``parser`` a description and its examples; return the subcommand
     paths that have no example (for the test)."""
@@ -85,16 +71,15 @@ def complete_help(parser: argparse.ArgumentParser, path: str = "") -> list[str]:
         for name, sub in action.choices.items():
             full = f"{path} {name}".strip()
             if not sub.description and helps.get(name):
-                sub.description = helps[name][:1].upper() + helps[name][1:] + "."
+                sub.description = sentence(helps[name])
             if full == "mission":
                 sub.description = f"{sub.description or ''} {MISSION_FORMAT}".strip()
             examples = EXAMPLES.get(full)
-            own = sub.epilog or ""  # a command may carry its own examples (its module's epilog)
-            if "example" in own.lower():
-                pass  # its own examples stand
-            elif examples:
-                sub.epilog = "Example:\n" + "\n".join(f"  {line}" for line in examples)
-                sub.formatter_class = ExampleFormatter
+            sub.formatter_class = HelpFormatter
+            if (sub.epilog or "").startswith(EXAMPLES_HEADING):
+                pass  # the command's own examples stand
+            elif examples and not sub.epilog:
+                sub.epilog = examples_epilog(examples)
             else:
                 missing.append(full)
             missing += complete_help(sub, full)

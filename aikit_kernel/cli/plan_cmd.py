@@ -12,10 +12,13 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from aikit_kernel.cli.common import PROG, error
+from aikit_kernel.cli.common import PROG, Subparsers, add_command, error
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from aikit_components.plans import PlanRunner
+    from aikit_kernel.run_progress import RunProgress
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 # The same defaults as aikit_components.plans.runner (not imported here: `aikit --help` stays light).
@@ -23,20 +26,19 @@ DEFAULT_MAX_WORKERS = 4
 DEFAULT_TIMEOUT_S = 300.0
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: Subparsers) -> None:
     """Add the ``plan`` subcommand to *subparsers*."""
-    parser = subparsers.add_parser(
-        "plan",
-        help="turn a source-of-truth markdown file into a plan (plan.json)",
+    parser = add_command(
+        subparsers, "plan", "turn a source-of-truth markdown file into a plan (plan.json)",
         description="Parse a source-of-truth markdown file (queues as headings, tasks as checklist lines "
                     "'- [ ] TASK-001 Title') into an execution plan. Run it with `aikit run PLAN.json`. "
                     "Format: docs/plans.md.",
-    )
+        examples=("aikit plan --sot SOT.md --out plan.json", "aikit run plan.json --dry-run"),
+        handler=_run)
     parser.add_argument("--sot", required=True, metavar="SOT.md", help="the source-of-truth markdown file")
     parser.add_argument("--out", required=True, metavar="PLAN.json", help="where to write the plan ('-' for stdout)")
     parser.add_argument("--lenient", action="store_true",
                         help="write the plan even when lines are malformed (they are reported and left out)")
-    parser.set_defaults(handler=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -189,12 +191,25 @@ def _run_plan(plan_path: str, opts: argparse.Namespace) -> int:
         print(f"{PROG} run: warning: {commands.path}: {key!r} matches no task id or queue name of the plan",
               file=sys.stderr)
 
+    progress: RunProgress | None = None
+
     def on_event(kind: str, result: object) -> None:
-        if kind != "task_finished" or opts.json or not isinstance(result, TaskResult):
+        nonlocal progress
+        if opts.json or options.dry_run or not isinstance(result, TaskResult):
             return
-        took = f" ({result.duration_s:g}s)" if result.duration_s is not None else ""
-        detail = f": {result.error}" if result.error else ""
-        print(f"  {result.status:<9} {result.task:<9} {result.title}{took}{detail}", flush=True)
+        if progress is None:  # the first task: the header line is out, the live line goes below it
+            from aikit_kernel.run_progress import RunProgress
+
+            todo = sum(1 for _, task in plan.tasks() if options.include_done or not task.checked)
+            progress = RunProgress(Path(plan.path).name, todo, sys.stdout, components=components, noun="task")
+        if kind == "task_started":
+            progress.step_started(result.task)
+        elif kind == "task_finished":
+            progress.step_finished(result.task, result.status, result.duration_s, result.error or "")
+
+    def before_summary() -> None:
+        if progress is not None:
+            progress.close()
 
     try:
         try:
@@ -202,14 +217,16 @@ def _run_plan(plan_path: str, opts: argparse.Namespace) -> int:
                                 components=components, base_env=base_env, on_event=on_event)
         except AikitError as exc:
             return error(exc.message, EXIT_USAGE)
-        return _execute(runner, opts)
+        return _execute(runner, opts, before_summary)
     finally:
+        before_summary()
         if components is not None:
             components.close()
 
 
-def _execute(runner: PlanRunner, opts: argparse.Namespace) -> int:
-    """Run or dry-run with ``runner``, print the outcome and return the exit status."""
+def _execute(runner: PlanRunner, opts: argparse.Namespace, before_summary: Callable[[], None]) -> int:
+    """Run or dry-run with ``runner``, print the outcome and return the exit status (calling
+    ``before_summary`` first: the progress display ends there)."""
     import json
     import os
 
@@ -232,10 +249,13 @@ def _execute(runner: PlanRunner, opts: argparse.Namespace) -> int:
     try:
         summary = runner.run()
     except KeyboardInterrupt:
+        before_summary()
         print(f"\n{PROG} run: interrupted; partial evidence and run.json are in {runner.runs_dir}", file=sys.stderr)
         return 130
     except AikitError as exc:
+        before_summary()
         return error(exc.message, EXIT_PROBLEMS)
+    before_summary()
     if opts.json:
         print(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False))
     else:

@@ -4,21 +4,22 @@ from __future__ import annotations
 
 import argparse
 
+from aikit_kernel.cli.common import Subparsers, add_command
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+
+def register(subparsers: Subparsers) -> None:
     """Add the ``repl`` subcommand to *subparsers*."""
-    parser = subparsers.add_parser(
-        "repl",
-        help="an interactive Lua prompt (the kernel's runtime, in the terminal)",
+    parser = add_command(
+        subparsers, "repl", "an interactive Lua prompt (the kernel's runtime, in the terminal)",
         description="Start an interactive Lua 5.4 prompt with aikit's globals: Tab completion, multi-line "
                     "input, ?name for help, Ctrl+C to interrupt, history in the data directory. With piped "
                     "input it runs each complete chunk and prints its value (exit status 1 if one failed).",
-    )
+        examples=("aikit repl", "echo 'return 1 + 1' | aikit repl", "aikit repl --existing kernel.json"),
+        handler=_repl)
     from aikit_kernel.cli.console_cmd import add_existing_option
 
     add_existing_option(parser)
     parser.add_argument("--session-name", default="repl", help="name of the aikit session it opens (default: repl)")
-    parser.set_defaults(handler=_repl)
 
 
 def _repl(args: argparse.Namespace) -> int:

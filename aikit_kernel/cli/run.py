@@ -50,7 +50,7 @@ def run_command(script: str, script_args: list[str], named: dict[str, str] | Non
         result = _traced_run(lua, script, script_args, named)
     finally:
         sys.stdout.flush()
-        lua.close("completed" if result is not None and result.error is None else "failed")
+        lua.close(session_end_status(result))
     return report(result)
 
 
@@ -67,6 +67,13 @@ def _traced_run(lua: LuaRuntime, script: str, script_args: list[str], named: dic
         if result.error is not None:
             telemetry.fail(span, str(result.error.ename), str(result.error.evalue))
         return result
+
+
+def session_end_status(result: RunResult | None) -> str:
+    """How a script's session ends: ``completed``, ``failed``, or ``interrupted`` (Ctrl-C)."""
+    if result is not None and result.error is None:
+        return "completed"
+    return "interrupted" if result is not None and result.error is not None and result.error.interrupted else "failed"
 
 
 def report(result: RunResult) -> int:

@@ -8,25 +8,24 @@ from __future__ import annotations
 
 import argparse
 
-from aikit_kernel.cli.common import error
+from aikit_kernel.cli.common import Subparsers, add_command, error
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: Subparsers) -> None:
     """Add the ``run`` subcommand to *subparsers*."""
     from aikit_kernel.cli.plan_cmd import add_plan_run_options
 
-    parser = subparsers.add_parser(
-        "run",
-        help="run a Lua script (no kernel process needed), or a plan (PLAN.json)",
+    parser = add_command(
+        subparsers, "run", "run a Lua script (no kernel process needed), or a plan (PLAN.json)",
         description="Run a Lua script with the aikit runtime and print its output. Given a .json file "
                     "(or --plan FILE), run that plan instead: `aikit run plan.json --max-workers 4 [--dry-run]` "
                     "(the options marked 'plans:' apply; make plans with `aikit plan`). Exit status: 0 done, "
                     "1 the script failed, 2 usage error, 130 interrupted (Ctrl-C).",
-        epilog="examples:\n  aikit run script.lua a b          ... and arg[1], arg[2] are \"a\", \"b\"\n"
-               "  aikit run --arg topic=llamas script.lua   arg.topic is \"llamas\"\n"
-               "  aikit run plan.json --max-workers 4",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+        examples=("aikit run script.lua a b                  arg[1], arg[2] are \"a\", \"b\"",
+                  "aikit run --arg topic=llamas script.lua   arg.topic is \"llamas\"",
+                  "aikit run --strict pipeline.lua           a failed workflow run: exit status 1",
+                  "aikit run plan.json --max-workers 4"),
+        handler=_run)
     parser.add_argument("--plan", metavar="PLAN.json", default=argparse.SUPPRESS,
                         help="plans: the plan to run (the same as giving it as SCRIPT)")
     add_plan_run_options(parser, suppress=True)
@@ -41,7 +40,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="ARGS",
         help="arguments passed to the script (for a plan: its options)",
     )
-    parser.set_defaults(handler=_run)
 
 
 _PLAN_OPTIONS = ("max_workers", "dry_run", "hooks", "manifest", "runs_dir", "timeout", "include_done", "json")

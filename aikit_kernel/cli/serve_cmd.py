@@ -10,22 +10,20 @@ from __future__ import annotations
 import argparse
 import sys
 
-from aikit_kernel.cli.common import error
+from aikit_kernel.cli.common import Subparsers, add_command, error
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: Subparsers) -> None:
     """Add the ``serve`` subcommand to *subparsers*."""
-    parser = subparsers.add_parser(
-        "serve",
-        help="start the kernel (optionally with a DAP port and/or debugpy)",
+    parser = add_command(
+        subparsers, "serve", "start the kernel (optionally with a DAP port and/or debugpy)",
         description="Start the aikit kernel on a Jupyter connection file (created when missing; connect with "
                     "`aikit console --existing FILE` or `jupyter console --existing FILE`; several clients may "
                     "connect at once). SIGTERM shuts it down cleanly: a running cell is interrupted, the session "
                     "is recorded and the stores are closed. Exit status 0 after a clean shutdown.",
-        epilog="examples:\n  aikit serve -f kernel.json --pid-file kernel.pid --idle-timeout 3600 &\n"
-               "  aikit console --existing kernel.json\n  kill $(cat kernel.pid)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+        examples=("aikit serve -f kernel.json --pid-file kernel.pid --idle-timeout 3600 &",
+                  "aikit console --existing kernel.json", "kill $(cat kernel.pid)"),
+        handler=_serve)
     parser.add_argument("-f", "--connection-file", help="Jupyter connection file (default: a new one in the runtime dir)")
     parser.add_argument("--dap-port", type=int, metavar="PORT", help="also serve the Lua debugger over DAP on this TCP port")
     parser.add_argument("--debugpy", type=int, metavar="PORT", help="start debugpy in the kernel process on this port")
@@ -35,7 +33,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--idle-timeout", type=float, metavar="SECONDS",
                         help="shut down after this many seconds without any request")
     parser.add_argument("--pid-file", metavar="FILE", help="write the kernel's process id here (removed at exit)")
-    parser.set_defaults(handler=_serve)
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -56,6 +56,8 @@ def test_scripted_model_and_lua_function_model(lua: Lua) -> None:
         return {f:run('x').text, seen[1], seen[2]}
     """)
     assert seen == ["got 2", "user:1", "tool:1"]
+    failure = lua.fail("Agent.new{model = Agent.scripted{{text = 'x', stop_reason = 'tired'}}}:run('a')")
+    assert "stop_reason must be one of end, max_tokens" in failure.evalue
     failure = lua.fail("Agent.scripted{42}")
     assert failure.ename == "invalid_argument" and "must be a string or a table" in failure.evalue
     message = lua.run("""

@@ -174,3 +174,5 @@ def test_a_gguf_with_a_chat_template_goes_through_the_chat_endpoint(templated_mo
     end = streamed[-1].completion
     deltas = [e.text for e in streamed if e.kind == "text"]
     assert deltas and end.text == "".join(deltas)  # streamed chat deltas add up to the completion
+    # the chat stream carries no usage: the prompt's tokens are counted all the same
+    assert end.usage.input_tokens > 0 and end.usage.output_tokens > 0

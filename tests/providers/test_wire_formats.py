@@ -167,6 +167,23 @@ def test_openai_stream_text_equals_non_streamed(llm_server: LocalServer) -> None
     assert "stream" not in llm_server.requests[1].json()
 
 
+def test_openai_compatible_stream_with_usage_on_several_chunks_keeps_the_input_tokens(llm_server: LocalServer) -> None:
+    """Some OpenAI-compatible servers (vLLM's continuous usage, llama.cpp's server) report usage on
+    every chunk, the prompt's tokens only on some: the input tokens must not be lost to a later
+    chunk that says 0."""
+    chunks = [{"choices": [{"index": 0, "delta": {"content": "Hi"}}], "usage": {"prompt_tokens": 11,
+                                                                                 "completion_tokens": 1}},
+              {"choices": [{"index": 0, "delta": {"content": " there"}, "finish_reason": "stop"}],
+               "usage": {"prompt_tokens": 11, "completion_tokens": 2}},
+              {"choices": [], "usage": {"prompt_tokens": 0, "completion_tokens": 2}}]
+    body = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+    reply = Reply.text(body, content_type="text/event-stream")
+    reply.chunks = [(part + "\n\n").encode() for part in body.split("\n\n") if part.strip()]
+    llm_server.reply(CHAT, reply)
+    end = end_of(stream(openai(llm_server), Request("m", [Message.user("Hello")])))
+    assert end.text == "Hi there" and end.usage == Usage(11, 2)
+
+
 def test_openai_stream_tool_calls_equals_non_streamed(llm_server: LocalServer) -> None:
     llm_server.reply(CHAT, Reply.fixture("openai_stream_tool_calls.sse"), Reply.fixture("openai_chat_tool_calls.json"))
     request = Request("gpt-4.1", [Message.user("Weather and time in Paris?")], tools=[WEATHER, TIME])

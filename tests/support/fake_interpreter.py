@@ -117,7 +117,7 @@ class FakeInterpreter(Interpreter):
         for fn in queued:
             fn()
 
-    def shutdown(self) -> None:
+    def shutdown(self, status: str = "completed") -> None:
         self._record("shutdown")
         self.shut_down.set()
 

@@ -10,6 +10,7 @@ so an interrupt cancels the wait.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -59,8 +60,8 @@ def expose(engine: LuaEngine, name: str, functions: Mapping[str, Callable[..., A
     Lua functions). Each doc in ``docs`` (keyed by field name, or ``""`` for the table itself) is
     what ``inspect`` shows for ``name.field``.
     """
-    wrap = (lambda fn: python_callable(engine, fn)) if convert else engine.host.wrap
-    fields = {key: wrap(fn) for key, fn in functions.items()}
+    fields = {key: python_callable(engine, fn, f"{name}.{key}") if convert
+              else engine.host.wrap(checked_arity(fn, f"{name}.{key}")) for key, fn in functions.items()}
     bind = engine.internal[b"bind"]
     table = engine.table(**{key: bind(fn) for key, fn in fields.items()})
     docs = docs or {}
@@ -71,20 +72,64 @@ def expose(engine: LuaEngine, name: str, functions: Mapping[str, Callable[..., A
     return table
 
 
-def python_callable(engine: LuaEngine, fn: Callable[..., Any]) -> Callable[..., tuple[Any, ...]]:
-    """Wrap ``fn`` for Lua: convert arguments and results, run coroutines on the I/O loop."""
+def python_callable(engine: LuaEngine, fn: Callable[..., Any], label: str | None = None) -> Callable[..., tuple[Any, ...]]:
+    """Wrap ``fn`` for Lua: convert arguments and results, run coroutines on the I/O loop.
+    ``label`` (``State.set``) names the function when it is called with too few or too many
+    arguments: an ``invalid_argument`` error that shows the parameters, not Python's TypeError."""
     address = engine.internal[b"address"]
     is_async = inspect.iscoroutinefunction(fn)
 
     def call(*args: Any) -> Any:
         py_args = [lua_to_python(a, address, strict=True) for a in args]
-        if is_async:
-            result = engine.wait(fn(*py_args))
-        else:
+        try:
             result = fn(*py_args)
-            if asyncio.iscoroutine(result):
-                result = engine.wait(result)
+        except TypeError:
+            if label is not None:
+                arity_error(fn, label, len(py_args))
+            raise
+        if is_async or asyncio.iscoroutine(result):
+            result = engine.wait(result)
         return python_to_lua(engine.runtime, result)
 
     call.__name__ = getattr(fn, "__name__", "call")
     return engine.host.wrap(call)
+
+
+def checked_arity(fn: Callable[..., Any], label: str) -> Callable[..., Any]:
+    """``fn``, with a call of the wrong number of arguments reported by :func:`arity_error`."""
+
+    @functools.wraps(fn)
+    def call(*args: Any) -> Any:
+        try:
+            return fn(*args)
+        except TypeError:
+            arity_error(fn, label, len(args))
+            raise
+
+    return call
+
+
+def arity_error(fn: Callable[..., Any], label: str, given: int) -> None:
+    """Raise ``invalid_argument`` when ``given`` arguments cannot be bound to ``fn`` (a Lua call
+    with an argument missing, e.g. ``State.set("k", 1)`` without the scope); return otherwise
+    (the TypeError came from inside ``fn``: a bug to report as it is)."""
+    from aikit_components.errors import InvalidArgument
+
+    try:
+        signature = inspect.signature(fn)
+        signature.bind(*([None] * given))
+    except TypeError:
+        pass
+    except ValueError:  # no signature to read
+        return
+    else:
+        return
+    params = [p for p in signature.parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required = [p.name for p in params if p.default is p.empty]
+    optional = [p.name for p in params if p.default is not p.empty]
+    shown = ", ".join(name.rstrip("_") for name in required)
+    if optional:
+        shown += (" [, " if shown else "[") + " [, ".join(name.rstrip("_") for name in optional) + "]" * len(optional)
+    wanted = f"{len(required)}" if not optional else f"{len(required)} to {len(params)}"
+    raise InvalidArgument(f"{label}({shown}) takes {wanted} argument{'s' if len(params) != 1 else ''}, got {given} "
+                          f"(?{label} shows how to call it)", details={"function": label, "given": given})

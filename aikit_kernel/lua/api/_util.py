@@ -22,9 +22,28 @@ def lua(engine: LuaEngine, value: Any) -> Any:
     return python_to_lua(engine.runtime, value)
 
 
+def lua_kind(value: Any) -> str:
+    """The Lua type name of ``value`` (a Lua value, or a Python value converted from one): ``nil``,
+    ``boolean``, ``number``, ``string``, ``table``, ``function``: for messages in Lua's words."""
+    found = lua_type(value)
+    if found:
+        return str(found)
+    if value is None:
+        return "nil"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, (bytes, str)):
+        return "string"
+    if isinstance(value, (dict, list, tuple)):
+        return "table"
+    return "userdata"
+
+
 def name_arg(value: Any, what: str) -> str:
     if not isinstance(value, bytes) or not value:
-        raise InvalidArgument(f"{what} must be a non-empty string, got {lua_type(value) or type(value).__name__}")
+        raise InvalidArgument(f"{what} must be a non-empty string, got {lua_kind(value)}")
     return text(value)
 
 
@@ -37,7 +56,7 @@ def options(engine: LuaEngine, value: Any, allowed: tuple[str, ...], what: str,
     if value is None:
         return {}
     if lua_type(value) != "table":
-        raise InvalidArgument(f"{what} options must be a table, got {lua_type(value) or type(value).__name__}")
+        raise InvalidArgument(f"{what} options must be a table, got {lua_kind(value)}")
     opts = lua_to_python(value, engine.address)  # may hold functions (Tool.define's fn)
     if not isinstance(opts, dict):
         return {}
@@ -60,7 +79,7 @@ def options(engine: LuaEngine, value: Any, allowed: tuple[str, ...], what: str,
 
 def function_arg(value: Any, what: str) -> Any:
     if lua_type(value) != "function":
-        raise InvalidArgument(f"{what} must be a function, got {lua_type(value) or type(value).__name__}")
+        raise InvalidArgument(f"{what} must be a function, got {lua_kind(value)}")
     return value
 
 

@@ -24,7 +24,7 @@ from ..convert import lua_type
 from ..engine import LuaEngine
 from ..host import text
 from . import expose
-from ._util import call_lua_async, function_arg, lua, name_arg, options, py
+from ._util import call_lua_async, function_arg, lua, lua_kind, name_arg, options, py
 from .handles import HandleKind
 from .mcp import resolve_tools
 from .supervision import register_adapter
@@ -130,7 +130,7 @@ def install(engine: LuaEngine, components: Components, scope: Any, collections: 
     def scripted(replies: Any) -> bytes:
         if lua_type(replies) != "table":
             raise InvalidArgument("Agent.scripted needs a list of replies, one per model call, got "
-                                  f"{lua_type(replies) or type(replies).__name__}")
+                                  f"{lua_kind(replies)}")
         from aikit_components.providers.testing import scripted_decider
 
         return components.models.scripted(scripted_decider(py(engine, replies))).encode()

@@ -20,7 +20,7 @@ from ...output import TerminalOutput
 from ..convert import lua_type
 from ..engine import LuaEngine
 from . import expose
-from ._util import lua, name_arg, options, py
+from ._util import lua, lua_kind, name_arg, options, py
 from .handles import HandleKind
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ def install(engine: LuaEngine, components: Components, scope: Any) -> HandleKind
     def tenant_of(opts: dict[str, Any]) -> str | None:
         tenant = opts.get("tenant")
         if tenant is not None and not isinstance(tenant, str):
-            raise InvalidArgument(f"tenant must be a string, got {type(tenant).__name__}")
+            raise InvalidArgument(f"tenant must be a string, got {lua_kind(tenant)}")
         return tenant
 
     def collection(name: Any, opts: Any = None) -> Any:
@@ -141,7 +141,7 @@ def install(engine: LuaEngine, components: Components, scope: Any) -> HandleKind
                 mode = "vector"
         else:
             raise InvalidArgument(f"col:search: the query must be a string (or a vector table), got "
-                                  f"{lua_type(query) or type(query).__name__}")
+                                  f"{lua_kind(query)}")
         k, mode = col.check_query(q, k, mode)
         if col.needs_embedding(q, mode):
             hits = engine.wait(col.asearch(q, k, filter_ or None, mode))

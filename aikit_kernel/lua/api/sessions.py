@@ -15,7 +15,8 @@ SESSION_DOCS = {
     "": "Session\n\nThe session this kernel (or script) runs in: Session.current(), Session.list{...}.",
     "current": "Session.current() -> {id, name, status, created_at, updated_at, metadata}\n\nThis kernel's session.\n"
                "Example: print(Session.current().id)",
-    "list": "Session.list([{status = 'active'|'completed'|'failed', limit = 100}]) -> {session, ...}\n\nRecent sessions, "
+    "list": "Session.list([{status = 'active'|'completed'|'failed'|'interrupted', limit = 100}]) -> {session, ...}"
+            "\n\nRecent sessions, "
             "newest first.\nExample: for _, s in ipairs(Session.list{limit = 5}) do print(s.id, s.status) end",
     "budget": "Session.budget([{tokens, cost, tool_calls, wall_time_s, per_tool = {name = N}}]) -> use\n\nSets the "
               "session's budget when given (over [budgets.session]); returns its use against each budget: "

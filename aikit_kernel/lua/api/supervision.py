@@ -44,7 +44,7 @@ from aikit_components.supervision import ChildSpec, Supervisor, as_process
 from ..convert import lua_type
 from ..engine import LuaEngine
 from . import expose
-from ._util import checked_values, function_arg, lua, name_arg, py
+from ._util import checked_values, function_arg, lua, lua_kind, name_arg, py
 from .handles import HandleKind
 
 DOCS = {
@@ -182,7 +182,7 @@ class LuaSupervisors:
     # -------------------------------------------------------------- Supervisor.new
     def new(self, spec: Any) -> Any:
         if lua_type(spec) != "table":
-            raise InvalidArgument(f"Supervisor.new expects a table, got {lua_type(spec) or type(spec).__name__}")
+            raise InvalidArgument(f"Supervisor.new expects a table, got {lua_kind(spec)}")
         keys = {k.decode() if isinstance(k, bytes) else k for k in spec}
         unknown = sorted(str(k) for k in keys - {"strategy", "intensity", "period_s", "period", "children", "name"})
         if unknown:

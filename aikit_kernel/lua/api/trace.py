@@ -16,6 +16,7 @@ from aikit_components.telemetry.waterfall import render_waterfall
 
 from ..engine import LuaEngine
 from . import python_callable
+from ._util import lua_kind
 
 DOCS = {
     "": "Trace\n\nWhat ran, from the local span store: Trace.last(), Trace.get(id), Trace.list{...}.",
@@ -74,7 +75,7 @@ def install(engine: LuaEngine, components: Components) -> None:
     def store_trace(trace_id: Any) -> tuple[str, list[SpanRecord]]:
         if not isinstance(trace_id, str) or not trace_id:
             raise InvalidArgument(f"Trace.get: the id must be a string of hex digits, got "
-                                  f"{'nil' if trace_id is None else type(trace_id).__name__}")
+                                  f"{lua_kind(trace_id)}")
         try:
             spans = telemetry.trace(trace_id)
         except KeyError:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import html
+import sys
 import time
 from typing import Any
 
@@ -23,6 +24,7 @@ from aikit_components.errors import AikitError, InvalidArgument, ValidationError
 from aikit_components.workflows.model import Condition, Loop, RunRecord, Step, Workflow
 
 from ...output import TerminalOutput
+from ...run_progress import RunProgress
 from ..convert import lua_to_python, lua_type
 from ..engine import LuaEngine
 from ..host import text
@@ -246,7 +248,8 @@ def install(engine: LuaEngine, components: Components, agents: Any = None) -> No
         given = py(engine, inputs) if inputs is not None else {}
         terminal = isinstance(engine.host.output, TerminalOutput)
         display = o.get("display", terminal)  # a terminal always shows the steps as they finish
-        progress = (TerminalProgress(engine, workflow) if terminal else Progress(engine, workflow)) if display else None
+        progress = ((TerminalProgress(engine, workflow, components) if terminal else Progress(engine, workflow))
+                    if display else None)
 
         async def go() -> dict[str, Any]:
             try:
@@ -374,25 +377,29 @@ def failure_report(data: dict[str, Any]) -> str:
 
 
 class TerminalProgress:
-    """Progress of a workflow on a terminal: one line per step as it finishes (to stderr)."""
+    """Progress of a workflow on a terminal (``aikit run``, the REPL), on stderr: a live status line
+    (steps done, running and failed, time, tokens and cost) and a line per finished step, or plain
+    lines when stderr is not a terminal (see :mod:`aikit_kernel.run_progress`)."""
 
-    def __init__(self, engine: LuaEngine, workflow: Workflow) -> None:
-        self.output = engine.host.output
-        self.workflow = workflow
-        self.total = len(workflow.steps)
-        self.reported: set[str] = set()
+    def __init__(self, engine: LuaEngine, workflow: Workflow, components: Components | None = None) -> None:
+        output = engine.host.output
+        stream = output.streams[1] if isinstance(output, TerminalOutput) else sys.stderr
+        self.progress = RunProgress(workflow.name, len(workflow.steps), stream, components=components, output=output)
 
     def on_event(self, kind: str, step_id: str | None, record: Any) -> None:
         status = getattr(record, "status", None)
-        if step_id is None or status in (None, "pending", "running") or step_id in self.reported:
+        if step_id is None or status in (None, "pending"):
             return
-        self.reported.add(step_id)
-        icon = Progress.ICONS.get(status, status)
-        self.output.write("stderr", f"  {icon} {self.workflow.name} [{len(self.reported)}/{self.total}] "
-                                    f"{step_id}: {status}\n")
+        if status == "running":
+            self.progress.step_started(step_id)
+            return
+        error = getattr(record, "error", None)
+        message = str(error.get("message", error) if isinstance(error, dict) else error) if error else ""
+        self.progress.step_finished(step_id, status, getattr(record, "duration_s", None), message)
 
     def show(self, final: bool = False) -> None:
-        pass
+        if final:
+            self.progress.close()
 
 
 class Progress:
