@@ -95,7 +95,7 @@ def test_a_forked_child_gets_its_own_watchdog(tmp_path: Path) -> None:
             sleeper = subprocess.Popen(["sleep", marker], start_new_session=True)
             WATCHDOG.add(sleeper.pid)
             os.write(write_end, f"{WATCHDOG.pid}\n".encode())
-            time.sleep(600)  # noqa: the parent SIGKILLs this process
+            time.sleep(600)  # the parent SIGKILLs this process before this ends
         finally:
             os._exit(1)
     os.close(write_end)
