@@ -36,7 +36,7 @@ def test_dap_conformance_with_vscode_debugclient() -> None:
     _npm_ci()
     env = dict(os.environ, AIKIT_BIN=str(AIKIT))
     proc = subprocess.run([node, "--test", "--test-reporter=tap", *TEST_FILES], cwd=DAP_CLIENT, env=env,
-                          capture_output=True, text=True, timeout=240)
+                          capture_output=True, text=True, timeout=480)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"node --test failed (exit {proc.returncode}):\n{output}"
     summary = {line.split()[1]: int(line.split()[2]) for line in proc.stdout.splitlines()
