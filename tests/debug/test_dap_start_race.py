@@ -21,7 +21,8 @@ import pytest
 from tests.support.dap_client import TIMEOUT, DapClient, start_debug
 from tests.support.kernels import kernel_env
 
-pytestmark = pytest.mark.slow
+# 30 process start-ups on a shared, loaded machine: minutes, not the default 300 s bound.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 ROUNDS = 30
 PARALLEL = 3
