@@ -8,7 +8,9 @@
 // gutter at BREAK_LINE, runs the cell and waits until the Callstack panel shows the stop and the
 // Variables panel lists the locals. Prints one JSON line: {"step": "paused", frames, variables,
 // breakpoints} (frames: [{name, location}], variables: [{name, detail}] as the tree shows them),
-// with a screenshot at SCREENSHOT; or {"step": "error", message, ...} and exit status 1.
+// with a screenshot at SCREENSHOT; or {"step": "error", message, ...} and exit status 1 (with a
+// screenshot at SCREENSHOT's name + "-failed"). AIKIT_DRIVER_CONSOLE=1 copies the page's console and
+// the debug requests on the kernel's websocket to stderr; AIKIT_DRIVER_WAIT_MS bounds each wait.
 import { chromium } from "playwright-core";
 
 const [url, breakLine, screenshot, userDataDir] = process.argv.slice(2);
