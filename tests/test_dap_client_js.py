@@ -28,6 +28,7 @@ def _npm_ci() -> None:
     npm_ci(DAP_CLIENT, "the DAP client tests")
 
 
+@pytest.mark.timeout(600)  # the suite starts ~30 aikit debug processes (12 of them repeating the start race)
 def test_dap_conformance_with_vscode_debugclient() -> None:
     node = shutil.which("node")
     if node is None:

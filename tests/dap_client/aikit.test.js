@@ -49,7 +49,7 @@ test('hitBreakpoint: launch, setBreakpoints and configurationDone stop at the br
 // The start race, repeated: DebugClient.hitBreakpoint (launch alongside the configuration) and the
 // same with attach; then a VS Code-like configuration done before the attach, which must still
 // stop (the script waits for both). Each round is a fresh `aikit debug --port 0` process.
-const ROUNDS = 5;
+const ROUNDS = 4;
 const REPEATED = { timeout: 30000 * ROUNDS };
 
 async function attachAndHit(dc, port, configurationFirst) {
