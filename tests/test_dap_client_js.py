@@ -28,6 +28,7 @@ def _npm_ci() -> None:
     npm_ci(DAP_CLIENT, "the DAP client tests")
 
 
+@pytest.mark.timeout(600)  # the suite starts ~30 aikit debug processes (12 of them repeating the start race)
 def test_dap_conformance_with_vscode_debugclient() -> None:
     node = shutil.which("node")
     if node is None:
@@ -36,7 +37,7 @@ def test_dap_conformance_with_vscode_debugclient() -> None:
     _npm_ci()
     env = dict(os.environ, AIKIT_BIN=str(AIKIT))
     proc = subprocess.run([node, "--test", "--test-reporter=tap", *TEST_FILES], cwd=DAP_CLIENT, env=env,
-                          capture_output=True, text=True, timeout=240)
+                          capture_output=True, text=True, timeout=480)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"node --test failed (exit {proc.returncode}):\n{output}"
     summary = {line.split()[1]: int(line.split()[2]) for line in proc.stdout.splitlines()

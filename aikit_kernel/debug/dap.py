@@ -70,8 +70,10 @@ class DapSession:
         self._launcher = launcher
         self._on_configured = on_configured
         self._on_terminate = on_terminate
-        self._after: list[tuple[str, dict[str, Any]]] = []
-        self.started = False
+        self._after: list[Callable[[], None]] = []
+        self.started = False  # launch or attach received: events go to the client
+        self._configuration_done = False
+        self._ran = False  # on_configured was called
         self._listening = False
         self._listen()
 
@@ -104,8 +106,8 @@ class DapSession:
             self.debugger.clear()
 
     async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Serve one request; returns the response (events it implies go out right after, see
-        :meth:`flush_after`)."""
+        """Serve one request; returns the response (the events and resumes it implies happen right
+        after the response is sent, see :meth:`flush_after`)."""
         command = str(request.get("command", ""))
         response: dict[str, Any] = {"seq": next(self._seq), "type": "response", "request_seq": request.get("seq", 0),
                                     "command": command, "success": True}
@@ -133,10 +135,30 @@ class DapSession:
         return response
 
     def flush_after(self) -> None:
-        """Send the events a response implies (``initialized`` after ``initialize``)."""
+        """Do what a response implies, once it is sent: the ``initialized`` event after
+        ``initialize``, and resuming the code after ``continue``/``next``/``stepIn``/``stepOut``
+        (so the next ``stopped`` event cannot reach the client before the response)."""
         after, self._after = self._after, []
-        for event, body in after:
-            self.send_event(event, body)
+        for action in after:
+            try:
+                action()
+            except DebuggerError as exc:  # the code was resumed meanwhile (a disconnect, an interrupt)
+                log.debug("deferred debugger action dropped: %s", exc)
+
+    def _resume_after_response(self, step: str | None) -> None:
+        if not self.debugger.is_stopped:
+            raise DebuggerError("the code is not stopped")
+        self._after.append(lambda: self.debugger.resume(step) if self.debugger.is_stopped else None)
+
+    def _start_when_ready(self) -> None:
+        """Let the debuggee start once the client has both configured the session and attached (or
+        launched). DAP does not order ``configurationDone`` against ``launch``/``attach``: starting
+        on ``configurationDone`` alone ran the script before ``attach`` and so before its ``stopped``
+        events were forwarded (a launch's ``program`` would have been ignored too)."""
+        if self.started and self._configuration_done and not self._ran:
+            self._ran = True
+            if self._on_configured is not None:
+                self._on_configured()
 
     async def run_on_lua(self, fn: Callable[[], Any]) -> Any:
         future = self.debugger.submit(fn)
@@ -146,22 +168,24 @@ class DapSession:
     # ------------------------------------------------------------------ session
     async def on_initialize(self, args: dict[str, Any]) -> dict[str, Any]:
         self._listen()
-        self._after.append(("initialized", {}))
+        self._after.append(lambda: self.send_event("initialized", {}))
         return dict(CAPABILITIES)
 
     async def on_attach(self, args: dict[str, Any]) -> None:
         self._listen()
         self.started = True
+        self._start_when_ready()
 
     async def on_launch(self, args: dict[str, Any]) -> None:
         if self._launcher is None:
             raise DebuggerError("this debug server runs a kernel: use 'attach' (or `aikit debug script.lua` to launch)")
-        self.started = True
         await self._launcher(args)
+        self.started = True
+        self._start_when_ready()
 
     async def on_configurationDone(self, args: dict[str, Any]) -> None:
-        if self._on_configured is not None:
-            self._on_configured()
+        self._configuration_done = True
+        self._start_when_ready()
 
     async def on_disconnect(self, args: dict[str, Any]) -> None:
         if args.get("terminateDebuggee") and self._on_terminate is not None:
@@ -201,17 +225,17 @@ class DapSession:
 
     async def on_continue(self, args: dict[str, Any]) -> dict[str, Any]:
         if self.debugger.is_stopped:
-            self.debugger.resume(None)
+            self._resume_after_response(None)
         return {"allThreadsContinued": True}
 
     async def on_next(self, args: dict[str, Any]) -> None:
-        self.debugger.resume("over")
+        self._resume_after_response("over")
 
     async def on_stepIn(self, args: dict[str, Any]) -> None:
-        self.debugger.resume("in")
+        self._resume_after_response("in")
 
     async def on_stepOut(self, args: dict[str, Any]) -> None:
-        self.debugger.resume("out")
+        self._resume_after_response("out")
 
     async def on_pause(self, args: dict[str, Any]) -> None:
         if not self.debugger.pause():

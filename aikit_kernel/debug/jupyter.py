@@ -17,6 +17,14 @@ from ..lua.cells import HASH_SEED, SUFFIX, CellFiles
 from .dap import DapSession, malformed_arguments
 from .lua_debugger import THREAD_ID, DebuggerError, LuaDebugger
 
+# JupyterLab's variables tree (@jupyterlab/debugger, VariablesBodyTree's convertType) prints a
+# variable's value only when its DAP ``type`` is absent or one of Python's int, float, bool and str;
+# for any other type name it prints the type instead (``n: integer``). A Lua scalar's value is a Lua
+# literal that already says its type (3, 3.0, true, "text", nil), so these go out without ``type``
+# and the tree shows the value; tables, functions and named types keep it (the tree shows it as it
+# shows Python's list or dict, and expands the table; the table view lists it in its Type column).
+SCALAR_TYPES = frozenset({"nil", "boolean", "integer", "float", "string"})
+
 PublishEvent = Callable[[dict[str, Any], "dict[str, Any] | None"], None]  # (event, parent message)
 
 
@@ -42,6 +50,8 @@ class JupyterDebugger:
             }.get(str(command))
             if extension is None:
                 response = await self.session.handle(request)
+                if command == "variables" and response.get("success"):
+                    response["body"]["variables"] = values_shown(response["body"]["variables"])
                 return response
             response = {"seq": 0, "type": "response", "request_seq": request.get("seq", 0), "command": command,
                         "success": True}
@@ -81,7 +91,7 @@ class JupyterDebugger:
         return {"sourcePath": self.cells.dump(code)}
 
     async def _inspect_variables(self, args: dict[str, Any]) -> dict[str, Any]:
-        return {"variables": await self.session.run_on_lua(self.debugger.global_variables)}
+        return {"variables": values_shown(await self.session.run_on_lua(self.debugger.global_variables))}
 
     async def _rich_inspect(self, args: dict[str, Any]) -> dict[str, Any]:
         name = str(args["variableName"])
@@ -98,3 +108,9 @@ class JupyterDebugger:
         fid = int(frame) if frame is not None else None
         await self.session.run_on_lua(lambda: self.debugger.copy_to_global(src, dst, fid))
         return {}
+
+
+def values_shown(variables: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """DAP variables as JupyterLab's tree shows their values: scalars without ``type``."""
+    return [{k: v for k, v in var.items() if k != "type"} if var.get("type") in SCALAR_TYPES else var
+            for var in variables]

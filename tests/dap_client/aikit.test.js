@@ -13,7 +13,7 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const {
   PROGRAM, ERRORS, LOOP, THREAD, TEST,
-  within, event, spawnAdapter, startTcp, connectStdio, launch, stopAfter, evaluate, topFrameId, record, stdoutOf,
+  within, event, spawnAdapter, listenTcp, connectTcp, startTcp, connectStdio, launch, stopAfter, evaluate, topFrameId, record, stdoutOf,
 } = require('./helpers');
 
 test('initialize reports the capabilities aikit implements, then the initialized event', TEST, async (t) => {
@@ -45,6 +45,49 @@ test('hitBreakpoint: launch, setBreakpoints and configurationDone stop at the br
   assert.deepEqual(top.source, { name: 'program.lua', path: PROGRAM });
   assert.equal(trace.body.totalFrames, 1);
 });
+
+// The start race, repeated: DebugClient.hitBreakpoint (launch alongside the configuration) and the
+// same with attach; then a VS Code-like configuration done before the attach, which must still
+// stop (the script waits for both). Each round is a fresh `aikit debug --port 0` process.
+const ROUNDS = 4;
+const REPEATED = { timeout: 30000 * ROUNDS };
+
+async function attachAndHit(dc, port, configurationFirst) {
+  const configured = dc.waitForEvent('initialized')
+    .then(() => dc.setBreakpointsRequest({ source: { path: PROGRAM }, breakpoints: [{ line: 10 }] }))
+    .then(() => dc.configurationDoneRequest());
+  const initialized = dc.initializeRequest();
+  const attached = configurationFirst ? Promise.all([initialized, configured]).then(() => dc.attachRequest({ port }))
+    : initialized.then(() => dc.attachRequest({ port }));
+  const [, , trace] = await Promise.all([configured, attached, dc.assertStoppedLocation('breakpoint', { path: PROGRAM, line: 10 })]);
+  return trace;
+}
+
+async function runToTheEnd(dc) {
+  const terminated = event(dc, 'terminated');
+  await dc.setBreakpointsRequest({ source: { path: PROGRAM }, breakpoints: [] });
+  await dc.continueRequest(THREAD);
+  await terminated;
+}
+
+for (const [name, hit] of [
+  ['hitBreakpoint (launch)', (dc) => dc.hitBreakpoint({ program: PROGRAM }, { path: PROGRAM, line: 10 })],
+  ['attach alongside the configuration', (dc, port) => attachAndHit(dc, port, false)],
+  ['attach after configurationDone', (dc, port) => attachAndHit(dc, port, true)],
+]) {
+  test(`${name} stops at the breakpoint in each of ${ROUNDS} fresh sessions`, REPEATED, async (t) => {
+    for (let round = 0; round < ROUNDS; round++) {
+      const adapter = await listenTcp(t, PROGRAM);
+      const dc = await connectTcp(adapter);
+      const [, , trace] = await within(Promise.resolve(hit(dc, adapter.port)).then((r) => (Array.isArray(r) ? r : [null, null, r])),
+        `round ${round}: the stop at program.lua:10`);
+      assert.equal(trace.body.stackFrames[0].line, 10, `round ${round}`);
+      await runToTheEnd(dc);
+      await within(dc.disconnectRequest({}), 'disconnect');
+      assert.equal((await within(adapter.exited, 'aikit debug to exit')).code, 0, `round ${round}`);
+    }
+  });
+}
 
 test('breakpoints on blank lines move to the next line of code; past the end they are unverified', TEST, async (t) => {
   const { dc } = await startTcp(t, PROGRAM);
