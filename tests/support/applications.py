@@ -96,6 +96,16 @@ class AppHarness:
     def span_names(self, trace_id: str | None = None) -> list[str]:
         return [s.name for s in self.spans(trace_id)]
 
+    def artifact_versions(self, name: str) -> list[tuple[Any, str]]:
+        """Every stored version of the artifact ``name``, oldest first: (info, text)."""
+        from aikit_components.artifacts import ArtifactStore
+
+        store = ArtifactStore(self.data_dir)
+        try:
+            return [(info, store.get(name, info.version)[1].decode()) for info in store.versions(name)]
+        finally:
+            store.close()
+
     def audit(self, *types: str) -> list[Any]:
         """The audit ledger's entries (of ``types``, when given); the chain is verified first."""
         from aikit_components.control.audit import AuditLedger
