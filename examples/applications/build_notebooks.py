@@ -4,7 +4,7 @@
     python examples/applications/build_notebooks.py --check  # exit 1 when one is out of date
 
 A notebook is: a title cell (the README's title and first paragraph); a setup cell that writes the
-app's input files (``corpus/``, ``inputs/``) into the notebook's directory and runs
+app's input files (``corpus/``, ``inputs/``, ``*.yaml``) into the notebook's directory and runs
 ``notebook_setup.lua``, which defines ``APP_MODEL``, a clearly labelled **test model** (a Lua
 function answering like a capable model would), so the notebook runs offline; then ``main.lua``
 cut into cells at its ``-- %%`` lines. Delete the setup cell's ``APP_MODEL`` to use the model
@@ -42,16 +42,16 @@ def _lua_string(text: str) -> str:
 def build(app: Path) -> dict:
     readme = (app / "README.md").read_text(encoding="utf-8").split("\n\n")
     intro = readme[0] + "\n\n" + readme[1] + "\n\n" + (
-        "This notebook runs offline: its first cell sets `APP_MODEL` to a **test model** (a Lua function "
-        "that answers as a capable model would). Remove that line to run the agents on the model of your "
-        "aikit.toml (see the README).")
+        "This notebook runs offline: its first cell writes the app's input files and sets up a **test "
+        "model** (a Lua function, or a hook, answering as a capable model would). Remove the test model "
+        "there to run the agents on the model of your aikit.toml (see the README).")
     setup = ["-- TEST MODEL and input files: the notebook's stand-in for a capable model (see README.md)"]
-    for directory in INPUT_DIRS:
-        for path in sorted((app / directory).rglob("*")) if (app / directory).is_dir() else []:
-            if path.is_file():
-                rel = path.relative_to(app).as_posix()
-                setup.append(f'Tool.call("write_file", {{path = "{rel}", create_dirs = true, content = '
-                             f'{_lua_string(path.read_text(encoding="utf-8"))}}})')
+    inputs = [p for d in INPUT_DIRS if (app / d).is_dir() for p in sorted((app / d).rglob("*"))]
+    for path in sorted(app.glob("*.yaml")) + inputs:
+        if path.is_file():
+            rel = path.relative_to(app).as_posix()
+            setup.append(f'Tool.call("write_file", {{path = "{rel}", create_dirs = true, content = '
+                         f'{_lua_string(path.read_text(encoding="utf-8"))}}})')
     setup.append((app / "notebook_setup.lua").read_text(encoding="utf-8"))
     cells = [_cell("markdown", intro, 0), _cell("code", "\n".join(setup), 1)]
     chunks = (app / "main.lua").read_text(encoding="utf-8").split("\n-- %% ")
