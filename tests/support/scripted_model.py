@@ -180,7 +180,12 @@ class ScriptedModel:
                 raise LookupError(f"role {role.match!r} has no reply left after {role.served}")
             role.served += 1
         if callable(reply):  # outside the lock: a reply function may take its time
-            reply = reply(turn)
+            try:
+                reply = reply(turn)
+            except Exception as exc:  # a test's script did not expect this request: say so to the app
+                self.unmatched.append(turn)
+                raise LookupError(f"role {turn.role!r}: the reply function failed: {exc!r}; "
+                                  f"tool results: {turn.tool_results}") from exc
         return assistant_message(reply)
 
     def _find(self, turn: Turn) -> _Role | None:
