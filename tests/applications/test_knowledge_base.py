@@ -46,7 +46,8 @@ def test_answers_remembers_and_serves_over_mcp(app: Any, scripted_model: Any) ->
 
     app.run("knowledge_base", "ask", "Can I carry unused days over?")
     second = app.json("out/answer.json")
-    assert second["answer"].startswith("Up to five unused days carry over") and second["citations"][0]["source"] == "leave.md"
+    assert second["answer"].startswith("Up to five unused days carry over")
+    assert second["citations"][0]["source"] == "leave.md"
     later = [t for t in scripted_model.requests(ROLE) if "carry" in t.user][0]
     contents = [m.get("content") or "" for m in later.messages]
     assert "How many days of paid leave do I get?" in contents  # the first session's exchange, remembered
