@@ -3,12 +3,16 @@
 Executes ``examples/notebooks/tour.ipynb`` (and the workflows and agents notebooks) with nbclient
 (a real kernel over ZMQ), saves the executed copies under ``out/``, runs ``aikit run
 examples/hello.lua``, a tool-using agent on a test model (``examples/agent_with_tools.lua``) and the
-retrieval example ``examples/rag/search.lua`` (local embeddings),
+retrieval example ``examples/rag/search.lua`` (local embeddings), then an application (the research
+summarizer of ``examples/applications/``: its answer, citations and trace),
 and says how to open the notebooks in JupyterLab and how to debug a script from an IDE.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import subprocess
 import sys
 import time
@@ -56,6 +60,7 @@ def main() -> int:
     status |= subprocess.call([str(aikit), "run", str(TOOLS_EXAMPLE)], cwd=ROOT)
     print(f"\n==> aikit run {RAG_EXAMPLE.relative_to(ROOT)}   (retrieval with the local embedding model)\n", flush=True)
     status |= subprocess.call([str(aikit), "run", str(RAG_EXAMPLE)], cwd=ROOT)
+    status |= run_application(aikit)
     rel = target.relative_to(ROOT)
     print(
         f"\n==> The executed notebooks are in out/ ({rel}, out/workflows.ipynb, out/agents.ipynb)\n"
@@ -66,6 +71,31 @@ def main() -> int:
         "    An interactive Lua prompt with the same globals:  .venv/bin/aikit repl"
     )
     return 1 if (errors or status) else 0
+
+
+def run_application(aikit: Path) -> int:
+    """The research summarizer (examples/applications/): its answer, citations and trace. On a
+    model set with AIKIT_MODELS__DEFAULT it runs as is; otherwise on the Lua test model its
+    notebook uses (a scripted stand-in: the packaged local model cannot call tools)."""
+    app = ROOT / "examples" / "applications" / "research_summarizer"
+    work = OUT / "research_summarizer"
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.copytree(app, work, ignore=shutil.ignore_patterns("out", "*.ipynb"))
+    script = "main.lua"
+    if not os.environ.get("AIKIT_MODELS__DEFAULT"):
+        script = "demo.lua"
+        (work / script).write_text((app / "notebook_setup.lua").read_text() + (app / "main.lua").read_text())
+    print(f"\n==> aikit run {app.relative_to(ROOT)}/main.lua   (an application: two agents, RAG, cited answer; "
+          + ("on AIKIT_MODELS__DEFAULT)\n" if script == "main.lua" else
+             "on its notebook's TEST model, a scripted stand-in; set AIKIT_MODELS__DEFAULT=openai/gpt-4o-mini "
+             "for a real one)\n"), flush=True)
+    status = subprocess.call([str(aikit), "run", script], cwd=work)
+    citations = work / "out" / "citations.json"
+    if citations.exists():
+        trace_id = json.loads(citations.read_text()).get("trace_id")
+        print(f"\n==> aikit trace show {trace_id}\n", flush=True)
+        status |= subprocess.call([str(aikit), "trace", "show", str(trace_id)], cwd=work)
+    return status
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ pytest_plugins = [
     "tests.support.agents",  # make_agent_lua, agent_kernel
     "tests.support.otlp",  # otlp_receiver
     "tests.support.postgres",  # pg_server, pg_url, pg_database
+    "tests.support.scripted_model",  # scripted_model (the applications' test double)
+    "tests.support.applications",  # app (runs examples/applications/NAME)
 ]
 
 import os  # noqa: E402

@@ -481,15 +481,15 @@ class Collection:
 
         async def search(query: str, k: int = 5) -> list[dict[str, Any]]:
             hits = await collection.asearch(query, k=k)
-            return [{"text": h["text"], "document_id": h["document_id"], "score": round(h["score"], 4),
-                     "metadata": h["metadata"]} for h in hits]
+            return [{"text": h["text"], "document_id": h["document_id"], "chunk_id": h["chunk_id"],
+                     "score": round(h["score"], 4), "metadata": h["metadata"]} for h in hits]
 
         tool_name = name or tool_name_for(self.name, self.tenant)
         return Tool(
             name=tool_name,
             description=description or (f"Search the document collection {self.name!r} (hybrid: meaning and keywords) "
-                                        "and return the most relevant passages with their document id. Use it to "
-                                        "answer questions from these documents; quote what you use."),
+                                        "and return the most relevant passages with their document id and chunk id. Use it "
+                                        "to answer questions from these documents; quote what you use and cite its chunk id."),
             fn=search, category="rag", security="read", source="rag", is_async=True,
             parameters={"type": "object", "additionalProperties": False, "required": ["query"],
                         "properties": {"query": {"type": "string", "description": "What to look for."},
