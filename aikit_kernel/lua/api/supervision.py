@@ -54,13 +54,16 @@ DOCS = {
         "`period_s` seconds stop the supervisor (reason 'shutdown: restart intensity exceeded') and escalate to its "
         "parent supervisor. Events: supervisor.child_started/child_exited/child_restarted, supervisor.shutdown.",
     "new": "Supervisor.new{strategy = 'one_for_one'|'one_for_all'|'rest_for_one', intensity = 3, period_s = 5, name = ..., "
+           "executor = 'local'|'ray', "
            "children = {{name = ..., start = fn, restart = 'permanent'|'transient'|'temporary', shutdown_timeout_s = 5}, "
            "...}} -> sup\n\nEach child's start() returns a worker {init = function() return state end, handle = "
            "function(state, msg) ... return reply end [, terminate = function(state, reason) end, mailbox_size = 1000]}, "
            "a nested Supervisor.new{...} (not started), or a supervisable object (agent). one_for_one restarts the "
            "failed child; one_for_all stops the others and restarts all; rest_for_one restarts it and those started "
-           "after it. permanent: always restarted; transient: only after an abnormal exit; temporary: never. (The old names "
-           "period and shutdown_timeout still work.)\n"
+           "after it. permanent: always restarted; transient: only after an abnormal exit; temporary: never. "
+           "executor = 'ray' runs agent children as Ray actors (the supervisor stays here; a lost actor is "
+           "restarted by these rules). "
+           "(The old names period and shutdown_timeout still work.)\n"
            "Example: local sup = Supervisor.new{children = {{name = 'counter', start = function() return "
            "{init = function() return {n = 0} end, handle = function(s, msg) s.n = s.n + (msg.add or 0) return s.n "
            "end} end}}}:start()",
