@@ -78,7 +78,8 @@ def test_stopping_kills_the_actor_and_unshippable_children_are_refused(make_lua:
                            fn = function() return "HEY" end}""")
     tooled = lua.fail("""
         Supervisor.new{executor = "ray", children = {
-          {name = "loud", start = function() return Agent.new{name = "loud", model = "test", tools = {"shout"}} end}}}:start()
+          {name = "loud", start = function()
+             return Agent.new{name = "loud", model = "test", tools = {"shout"}} end}}}:start()
     """)
     assert "shout" in tooled.evalue and "defined in Lua in this kernel" in tooled.evalue
     wrong = lua.fail('Supervisor.new{executor = "cloud"}')
