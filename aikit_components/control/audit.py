@@ -86,6 +86,20 @@ def chain_hash(prev: str, at: float, type_: str, session: str | None, data_text:
     return hashlib.sha256((prev + body).encode()).hexdigest()
 
 
+def chain_rows(newest: tuple[Any, ...] | None, items: list[tuple[float, str, str | None, str]]
+               ) -> tuple[list[tuple[Any, ...]], int, str]:
+    """The rows ``(seq, at, type, session, data, prev, hash)`` that append ``items`` after the
+    newest stored ``(seq, hash)`` (None: an empty ledger), with the new head's count and hash."""
+    seq, prev = (int(newest[0]), str(newest[1])) if newest is not None else (0, GENESIS)
+    rows = []
+    for at, type_, session, data_text in items:
+        seq += 1
+        digest_ = chain_hash(prev, at, type_, session, data_text)
+        rows.append((seq, at, type_, session, data_text, prev, digest_))
+        prev = digest_
+    return rows, seq, prev
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     """One ledger entry as stored."""
@@ -202,13 +216,7 @@ class AuditLedger:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 row = conn.execute("SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
-                seq, prev = (row[0], row[1]) if row is not None else (0, GENESIS)
-                rows = []
-                for at, type_, session, data_text in items:
-                    seq += 1
-                    digest_ = chain_hash(prev, at, type_, session, data_text)
-                    rows.append((seq, at, type_, session, data_text, prev, digest_))
-                    prev = digest_
+                rows, seq, prev = chain_rows(row, items)
                 conn.executemany("INSERT INTO entries (seq, at, type, session, data, prev, hash) "
                                  "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
                 conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('head', ?)", (f"{seq} {prev}",))
@@ -222,12 +230,20 @@ class AuditLedger:
         self._pending = []
 
     # -- reading -------------------------------------------------------------------------------
+    # The statements name the tables ``entries`` and ``meta`` with ``?`` placeholders; another
+    # backend (control/pg_audit.py) overrides these two and the writing in _write_pending.
+    def _fetchall(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        return self._conn.execute(sql, params).fetchall()
+
+    def _fetchone(self, sql: str, params: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
+        return self._conn.execute(sql, params).fetchone()
+
     def entries(self, since: float | None = None, types: tuple[str, ...] = ()) -> Iterator[Entry]:
         """Entries in order (``since``: a Unix time; ``types``: only these types or type prefixes)."""
         self.flush()
         with self._lock:
-            rows = self._conn.execute("SELECT seq, at, type, session, data, prev, hash FROM entries "
-                                      "WHERE at >= ? ORDER BY seq", (since if since is not None else 0.0,)).fetchall()
+            rows = self._fetchall("SELECT seq, at, type, session, data, prev, hash FROM entries "
+                                  "WHERE at >= ? ORDER BY seq", (since if since is not None else 0.0,))
         for seq, at, type_, session, data, prev, hash_ in rows:
             if types and not any(type_ == t or type_.startswith(t + ".") for t in types):
                 continue
@@ -241,8 +257,8 @@ class AuditLedger:
         """The newest entry of ``type_``, if any."""
         self.flush()
         with self._lock:
-            row = self._conn.execute("SELECT seq, at, type, session, data, prev, hash FROM entries WHERE type = ? "
-                                     "ORDER BY seq DESC LIMIT 1", (type_,)).fetchone()
+            row = self._fetchone("SELECT seq, at, type, session, data, prev, hash FROM entries WHERE type = ? "
+                                 "ORDER BY seq DESC LIMIT 1", (type_,))
         if row is None:
             return None
         try:
@@ -255,7 +271,7 @@ class AuditLedger:
         """The count and hash of the newest entry, as written with it."""
         self.flush()
         with self._lock:
-            row = self._conn.execute("SELECT value FROM meta WHERE key = 'head'").fetchone()
+            row = self._fetchone("SELECT value FROM meta WHERE key = 'head'")
         if row is None:
             return 0, GENESIS
         count, _, hash_ = str(row[0]).partition(" ")
@@ -265,8 +281,8 @@ class AuditLedger:
         """Walk the chain; the first entry altered, removed or reordered, if any."""
         self.flush()
         with self._lock:
-            rows = self._conn.execute("SELECT seq, at, type, session, data, prev, hash FROM entries ORDER BY seq").fetchall()
-            head_row = self._conn.execute("SELECT value FROM meta WHERE key = 'head'").fetchone()
+            rows = self._fetchall("SELECT seq, at, type, session, data, prev, hash FROM entries ORDER BY seq")
+            head_row = self._fetchone("SELECT value FROM meta WHERE key = 'head'")
         by_hash = {row[6]: row[0] for row in rows}
         prev, expected = GENESIS, 1
         for seq, at, type_, session, data, prev_stored, hash_ in rows:
@@ -314,7 +330,10 @@ class AuditLedger:
                         self._write_pending(True)
                 finally:
                     self._closed = True
-                    self._conn.close()
+                    self._close_connection()
+
+    def _close_connection(self) -> None:
+        self._conn.close()
 
 
 # -- what the pipeline's operations become ---------------------------------------------------------
