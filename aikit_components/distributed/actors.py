@@ -41,6 +41,7 @@ from .worker import ShippedConfig, worker_components
 
 log = logging.getLogger(__name__)
 
+START_TIMEOUT_S = 120.0  # for Ray to place the actor and build its agent
 _host_classes: dict[int, Any] = {}  # the remote AgentHost, per ray module
 
 
@@ -107,9 +108,13 @@ class RayAgentHandler:
         shipped = ShippedConfig.of(self.components)
         self._host = host_class(ray).remote(dataclasses.asdict(self.spec), shipped)
         try:
-            where = await self._host.where.remote()
+            where = await asyncio.wait_for(asyncio.ensure_future(self._host.where.remote()), START_TIMEOUT_S)
         except BaseException as exc:
             self._kill()
+            if isinstance(exc, TimeoutError):
+                raise ActorLost(f"agent {self.name!r} did not start as a Ray actor within {START_TIMEOUT_S:g} s: "
+                                "the cluster has no free CPU for it, or its workers cannot start (see `ray status`)",
+                                details={"agent": self.name}) from None
             if isinstance(exc, ray.exceptions.RayError):
                 raise ActorLost(f"agent {self.name!r} could not start as a Ray actor: {_cause(exc)}",
                                 details={"agent": self.name}) from None
