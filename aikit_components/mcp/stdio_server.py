@@ -105,8 +105,9 @@ def claimed_stdio() -> Any:
     finally:
         os.dup2(wire_in, 0)
         os.dup2(wire_out, 1)
-        os.close(wire_in)
         os.close(wire_out)
+        # wire_in stays open: a reader thread abandoned on cancellation may still block on it, and
+        # a closed descriptor number could be reused under it (the SDK's transport does the same).
 
 
 def _write_all(fd: int, data: bytes) -> None:
