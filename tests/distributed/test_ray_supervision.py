@@ -13,7 +13,6 @@ import pytest
 
 from tests.support.lua import Lua
 from tests.support.processes import wait_until
-from tests.support.ray_cluster import ray_cluster  # noqa: F401  (the session fixture)
 
 pytestmark = [pytest.mark.xdist_group("ray"), pytest.mark.usefixtures("ray_cluster")]
 
