@@ -28,6 +28,7 @@ from .control.approvals import ApprovalInterceptor, ApprovalPolicy
 from .control.audit import AuditInterceptor, AuditLedger, record_session_start, watch_events
 from .control.budgets import BudgetInterceptor, Budgets
 from .control.journal import EffectJournal, JournalInterceptor
+from .control.pg_audit import open_ledger
 from .control.stop import StopSwitch
 from .events import EventBus
 from .hooks import HookRegistry
@@ -194,12 +195,12 @@ class Components:
             "hook.failed", {"point": point, "hook": name, "error": f"{type(exc).__name__}: {exc}"}, source="hooks"))
         pipeline = standard_pipeline(events, hooks)
         budgets = Budgets(config, events)  # before anything is stored: a bad [budgets] table is an error here
+        storage = StorageSettings.from_config(config)  # [storage]: SQLite files, or one PostgreSQL
         # the ledger opens first: one it cannot use (a newer schema) is an error before anything is stored
-        audit = AuditLedger.in_dir(directory) if config.get("audit.enabled", True) else None
+        audit = open_ledger(directory, storage) if config.get("audit.enabled", True) else None
         telemetry = Telemetry.from_config(config, directory, metric_readers=metric_readers)
         if telemetry.enabled:
             pipeline.add(TracingInterceptor(telemetry))
-        storage = StorageSettings.from_config(config)  # [storage]: SQLite files, or one PostgreSQL
         sessions = SessionStore(directory, events=events, storage=storage)
         session = sessions.resume(session_id) if session_id else sessions.create(name=session_name)
         if audit is not None:

@@ -18,6 +18,11 @@ restarted either when a sibling's failure stops it). More than ``intensity`` res
 ``"shutdown: restart intensity exceeded"``; a supervisor is itself a valid child, so its parent sees
 that exit as an abnormal exit of one child and applies its own strategy (escalation).
 
+Where children run: ``adopt(value, name)`` turns what a child's ``start`` returned into the process
+the supervisor runs (default :func:`as_process`: an actor on this loop). A supervisor made with
+another one, such as :func:`aikit_components.distributed.actors.ray_adopter` (agents as Ray
+actors), supervises children that run elsewhere by exactly these rules.
+
 Events (when an event bus is given): ``supervisor.child_started``, ``supervisor.child_exited``,
 ``supervisor.child_restarted`` (with ``latency_ms``: from the exit to the new child running) and
 ``supervisor.shutdown``.
@@ -98,9 +103,20 @@ class ChildInfo:
     process: Any = None
     exit_reason: Any = None
 
+    @property
+    def placement(self) -> dict[str, Any] | None:
+        """Where a child that runs elsewhere runs (its handler's ``placement``, e.g. a Ray actor's
+        ``{executor, pid, node}``); None for a child on this loop."""
+        placement = getattr(getattr(self.process, "handler", None), "placement", None)
+        return dict(placement) if isinstance(placement, dict) else None
+
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "state": self.state, "restart": self.restart, "restarts": self.restarts,
-                "kind": self.kind, "exit_reason": reason_text(self.exit_reason)}
+        row = {"name": self.name, "state": self.state, "restart": self.restart, "restarts": self.restarts,
+               "kind": self.kind, "exit_reason": reason_text(self.exit_reason)}
+        placement = self.placement
+        if placement is not None:
+            row["placement"] = placement
+        return row
 
 
 @dataclass
@@ -131,7 +147,8 @@ class Supervisor:
 
     def __init__(self, strategy: str = "one_for_one", intensity: int = 3, period: float = 5.0,
                  children: Iterable[ChildSpec | dict[str, Any]] = (), *, name: str = "supervisor",
-                 parent: Supervisor | None = None, events: Any = None) -> None:
+                 parent: Supervisor | None = None, events: Any = None,
+                 adopt: Callable[[Any, str], Any] | None = None) -> None:
         if strategy not in STRATEGIES:
             raise InvalidArgument(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
         if isinstance(intensity, bool) or not isinstance(intensity, int) or intensity < 0:
@@ -144,6 +161,7 @@ class Supervisor:
         self.name = name
         self.parent = parent
         self.events = events
+        self.adopt = adopt or as_process
         self.state = STARTING
         self.exit_reason: Any = None
         self.restart_latencies: deque[float] = deque(maxlen=1000)  # seconds, exit -> new child running
@@ -325,7 +343,7 @@ class Supervisor:
         value = child.spec.start()
         if inspect.isawaitable(value):
             value = await value
-        process = as_process(value, child.spec.name)
+        process = self.adopt(value, child.spec.name)
         if process.state in (STOPPED, CRASHED):
             raise InvalidArgument(f"child {child.spec.name!r}: start() returned a process that already exited")
         if isinstance(process, Supervisor):

@@ -187,6 +187,12 @@ def test_calls_are_tool_operations_with_the_server_in_their_meta(mcp_lua) -> Non
     mcp_lua.components.pipeline.add(Watch())
     mcp_lua.run('MCP.connect("py", PY) Tool.call("py.echo", {text = "x"})')
     assert "py" in seen
+    # the call's execute_tool span names the server and its tool
+    spans = mcp_lua.run('local t = Trace.last() return Trace.get(t.trace_id).spans')
+    tool = next(s for s in spans if s["name"] == "execute_tool py.echo")
+    attrs = tool["attributes"]
+    assert attrs["aikit.mcp.server"] == "py" and attrs["aikit.mcp.tool"] == "echo"
+    assert attrs["gen_ai.operation.name"] == "execute_tool" and attrs["mcp.method.name"] == "tools/call"
 
 
 def test_configured_server_connects_on_first_use(mcp_lua) -> None:

@@ -82,6 +82,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "connect_timeout_s": 30,
         "max_result_bytes": 8 * 1024 * 1024,  # a larger tool result is an error
         "max_message_bytes": 32 * 1024 * 1024,  # a larger message from a stdio server ends the connection
+        "max_request_bytes": 4 * 1024 * 1024,  # `aikit mcp serve`/MCP.serve: a larger request is refused
         "serve_token": "",  # bearer token of `aikit mcp serve --port` (required when not on loopback)
         "servers": {},  # [mcp.servers.NAME]: command/args/env/cwd or url/headers, timeout_s
     },

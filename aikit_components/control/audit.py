@@ -126,6 +126,19 @@ class Verification:
         return {"ok": self.ok, "entries": self.entries, "head": self.head, "problem": self.problem, "seq": self.seq}
 
 
+def chain_rows(newest: tuple[Any, ...] | None, batch: list[_Pending]) -> tuple[list[tuple[Any, ...]], int, str]:
+    """The rows ``(seq, at, type, session, data, prev, hash)`` that append ``batch`` after the
+    newest stored ``(seq, hash)`` (None: an empty ledger), with the new head's count and hash."""
+    seq, prev = (int(newest[0]), str(newest[1])) if newest is not None else (0, GENESIS)
+    rows = []
+    for item in batch:
+        seq += 1
+        digest_ = chain_hash(prev, item.at, item.type, item.session, item.data_text)
+        rows.append((seq, item.at, item.type, item.session, item.data_text, prev, digest_))
+        prev = digest_
+    return rows, seq, prev
+
+
 @dataclass(slots=True)
 class _Pending:
     """An entry on its way to disk: its recorder waits until the writer sets ``done`` (and
@@ -144,13 +157,7 @@ class AuditLedger:
     """The ledger file ``path`` (created on first use). Thread-safe; several processes may share it."""
 
     def __init__(self, path: str | os.PathLike[str], *, session: str | None = None) -> None:
-        self.path = Path(path)
-        self.session = session
-        self._queue: list[_Pending] = []  # entries waiting for the writer (see record())
-        self._writing = False
-        self._cond = threading.Condition()
-        self._db_lock = threading.Lock()  # the connection: one user at a time
-        self._closed = False
+        self._start(Path(path), session)
         self._fsync = True  # the connection's synchronous setting: FULL (True) or NORMAL
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -165,6 +172,16 @@ class AuditLedger:
             raise IOFailure(f"cannot open the audit ledger {self.path}: {exc.strerror or exc}",
                             details={"path": str(self.path)}) from None
         self._check_version()
+
+    def _start(self, where: Any, session: str | None) -> None:
+        """The state every ledger keeps, whatever stores its rows (``where`` is named in messages)."""
+        self.path = where
+        self.session = session
+        self._queue: list[_Pending] = []  # entries waiting for the writer (see record())
+        self._writing = False
+        self._cond = threading.Condition()
+        self._db_lock = threading.Lock()  # the store: one user at a time
+        self._closed = False
 
     @property
     def closed(self) -> bool:
@@ -230,7 +247,8 @@ class AuditLedger:
 
     def _commit(self, batch: list[_Pending]) -> AikitError | None:
         """Chain and write ``batch`` in one transaction (only the writer thread is here); the
-        error to raise in each of its recorders, if it failed."""
+        error to raise in each of its recorders, if it failed. Another store overrides this, the
+        two readers below and :meth:`_close_connection` (control/pg_audit.py)."""
         with self._db_lock:
             conn = self._conn
             try:
@@ -241,13 +259,7 @@ class AuditLedger:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     row = conn.execute("SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
-                    seq, prev = (row[0], row[1]) if row is not None else (0, GENESIS)
-                    rows = []
-                    for item in batch:
-                        seq += 1
-                        digest_ = chain_hash(prev, item.at, item.type, item.session, item.data_text)
-                        rows.append((seq, item.at, item.type, item.session, item.data_text, prev, digest_))
-                        prev = digest_
+                    rows, seq, prev = chain_rows(row, batch)
                     conn.executemany("INSERT INTO entries (seq, at, type, session, data, prev, hash) "
                                      "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
                     conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('head', ?)", (f"{seq} {prev}",))
@@ -263,11 +275,19 @@ class AuditLedger:
         return None
 
     # -- reading -------------------------------------------------------------------------------
+    # The statements name the tables ``entries`` and ``meta`` with ``?`` placeholders; another
+    # store (control/pg_audit.py) overrides these two, _commit and _close_connection.
+    def _fetchall(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        return self._conn.execute(sql, params).fetchall()
+
+    def _fetchone(self, sql: str, params: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
+        return self._conn.execute(sql, params).fetchone()
+
     def entries(self, since: float | None = None, types: tuple[str, ...] = ()) -> Iterator[Entry]:
         """Entries in order (``since``: a Unix time; ``types``: only these types or type prefixes)."""
         with self._db_lock:
-            rows = self._conn.execute("SELECT seq, at, type, session, data, prev, hash FROM entries "
-                                      "WHERE at >= ? ORDER BY seq", (since if since is not None else 0.0,)).fetchall()
+            rows = self._fetchall("SELECT seq, at, type, session, data, prev, hash FROM entries "
+                                  "WHERE at >= ? ORDER BY seq", (since if since is not None else 0.0,))
         for seq, at, type_, session, data, prev, hash_ in rows:
             if types and not any(type_ == t or type_.startswith(t + ".") for t in types):
                 continue
@@ -280,8 +300,8 @@ class AuditLedger:
     def newest(self, type_: str) -> Entry | None:
         """The newest entry of ``type_``, if any."""
         with self._db_lock:
-            row = self._conn.execute("SELECT seq, at, type, session, data, prev, hash FROM entries WHERE type = ? "
-                                     "ORDER BY seq DESC LIMIT 1", (type_,)).fetchone()
+            row = self._fetchone("SELECT seq, at, type, session, data, prev, hash FROM entries WHERE type = ? "
+                                 "ORDER BY seq DESC LIMIT 1", (type_,))
         if row is None:
             return None
         try:
@@ -293,7 +313,7 @@ class AuditLedger:
     def head(self) -> tuple[int, str]:
         """The count and hash of the newest entry, as written with it."""
         with self._db_lock:
-            row = self._conn.execute("SELECT value FROM meta WHERE key = 'head'").fetchone()
+            row = self._fetchone("SELECT value FROM meta WHERE key = 'head'")
         if row is None:
             return 0, GENESIS
         count, _, hash_ = str(row[0]).partition(" ")
@@ -302,8 +322,8 @@ class AuditLedger:
     def verify(self) -> Verification:
         """Walk the chain; the first entry altered, removed or reordered, if any."""
         with self._db_lock:
-            rows = self._conn.execute("SELECT seq, at, type, session, data, prev, hash FROM entries ORDER BY seq").fetchall()
-            head_row = self._conn.execute("SELECT value FROM meta WHERE key = 'head'").fetchone()
+            rows = self._fetchall("SELECT seq, at, type, session, data, prev, hash FROM entries ORDER BY seq")
+            head_row = self._fetchone("SELECT value FROM meta WHERE key = 'head'")
         by_hash = {row[6]: row[0] for row in rows}
         prev, expected = GENESIS, 1
         for seq, at, type_, session, data, prev_stored, hash_ in rows:
@@ -349,7 +369,10 @@ class AuditLedger:
             while self._writing or self._queue:
                 self._cond.wait()
         with self._db_lock:
-            self._conn.close()
+            self._close_connection()
+
+    def _close_connection(self) -> None:
+        self._conn.close()
 
 
 # -- what the pipeline's operations become ---------------------------------------------------------

@@ -166,6 +166,8 @@ class Connection:
                 await asyncio.wait_for(asyncio.shield(old), 10)
         self.last_end = self.last_http_error = None
         ready: asyncio.Future[Client] = self.loop.create_future()
+        # Retrieved even when the caller was cancelled meanwhile (no "exception never retrieved").
+        ready.add_done_callback(lambda f: f.cancelled() or f.exception())
         self._stop = asyncio.Event()
         self._task = self.loop.create_task(self._own(ready, self._stop), name=f"mcp:{self.name}")
         try:

@@ -11,13 +11,20 @@ An approval interceptor asks it with ``await REMOTE_CLIENT.get().ask(question)``
 to the client as an elicitation when the client supports elicitation; otherwise the call is denied
 with a reason saying so (:class:`~aikit_components.errors.PermissionDenied`).
 
-Transports: :meth:`AikitServer.run_stdio` and :meth:`AikitServer.run_http` (Streamable HTTP; a
-bearer token is required when binding anything but loopback).
+Transports: :meth:`AikitServer.run_stdio` (requests over ``max_request_bytes`` are answered with a
+JSON-RPC error, see :mod:`.stdio_server`) and :meth:`AikitServer.run_http` (Streamable HTTP; a
+bearer token is required when binding anything but loopback; larger bodies get 413).
+
+List changes: while it serves, the server listens to the tool registry; a served tool defined,
+redefined or removed (a notebook's ``Tool.define``) sends ``notifications/tools/list_changed`` to
+every connected client: to sessions of the handshake era directly, and through the SDK's
+subscription bus to clients of the 2026-07-28 era that listen (``subscriptions/listen``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import fnmatch
 import hmac
@@ -25,12 +32,14 @@ import ipaddress
 import json
 import logging
 import secrets
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import mcp_types as types
-from mcp.server.lowlevel.server import Server
+from mcp.server.lowlevel.server import NotificationOptions, Server
+from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ToolsListChanged
 from mcp.server.transport_security import TransportSecuritySettings
 
 from ..errors import AikitError, InvalidArgument, NotFound, PermissionDenied
@@ -41,6 +50,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+MAX_ANNOUNCED_SESSIONS = 1024
 
 
 @dataclass
@@ -81,6 +91,16 @@ class Exposed:
     missions: bool = True  # run_mission{mission, inputs}, with progress notifications
 
 
+class ListChangingServer(Server[Any]):
+    """The SDK's low-level server announcing ``tools.listChanged`` in every handshake (stdio and
+    each Streamable HTTP session build their initialization options without arguments)."""
+
+    def create_initialization_options(self, notification_options: NotificationOptions | None = None,
+                                      *args: Any, **kwargs: Any) -> Any:
+        return super().create_initialization_options(
+            notification_options or NotificationOptions(tools_changed=True), *args, **kwargs)
+
+
 class AikitServer:
     """An MCP server over one process's components (see the module docstring)."""
 
@@ -90,12 +110,66 @@ class AikitServer:
         self.exposed = exposed or Exposed()
         self.name = name
         self.context = context or (lambda: components.tool_context(caller="mcp-client"))
-        self.server: Server[Any] = Server(
+        self.bus = InMemorySubscriptionBus()
+        self.server: Server[Any] = ListChangingServer(
             name, version="1", instructions="aikit's tools, agents and document collections.",
             on_list_tools=self._list_tools, on_call_tool=self._call_tool,
             on_list_resources=self._list_resources if self.exposed.resources else None,
             on_read_resource=self._read_resource if self.exposed.resources else None,
-            on_list_prompts=self._list_prompts, on_get_prompt=self._get_prompt)
+            on_list_prompts=self._list_prompts, on_get_prompt=self._get_prompt,
+            on_subscriptions_listen=ListenHandler(self.bus))
+        self.server.add_notification_handler("notifications/initialized", types.NotificationParams,
+                                              self._initialized)
+        # Handshake-era connections, told of changes: the session of each one's `initialized`
+        # notification (its notifications go on the connection's standalone stream). Bounded:
+        # a closed connection's session drops what is sent to it, and the oldest are forgotten.
+        self.sessions: deque[Any] = deque(maxlen=MAX_ANNOUNCED_SESSIONS)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._announce_pending = False
+
+    # ------------------------------------------------------------------ list changes
+    async def _initialized(self, ctx: Any, params: Any) -> None:
+        session = getattr(ctx, "session", None)
+        if session is not None and hasattr(session, "send_tool_list_changed"):
+            self.sessions.append(session)
+
+    def _tool_changed(self, name: str, item: Tool | None) -> None:
+        """Registry listener (any thread): announce the change on the serving loop, once per burst."""
+        if item is not None and not self.serves_tool(item):
+            return
+        if item is None and self.exposed.tools is not None and not any(
+                fnmatch.fnmatchcase(name, p) for p in self.exposed.tools):
+            return
+        loop = self._loop
+        if loop is None or loop.is_closed() or self._announce_pending:
+            return
+        self._announce_pending = True
+        try:
+            loop.call_soon_threadsafe(lambda: loop.create_task(self._announce()))
+        except RuntimeError:  # the loop is closing
+            self._announce_pending = False
+
+    async def _announce(self) -> None:
+        self._announce_pending = False
+        await self.bus.publish(ToolsListChanged())
+        for session in list(self.sessions):
+            try:
+                await session.send_tool_list_changed()
+            except Exception as exc:  # a closed session is forgotten
+                log.debug("could not tell an MCP session of the tool list change: %s", exc)
+                with contextlib.suppress(ValueError):
+                    self.sessions.remove(session)
+
+    @contextlib.contextmanager
+    def watching(self) -> Iterator[None]:
+        """While in this context (entered on the serving loop), registry changes are announced."""
+        self._loop = asyncio.get_running_loop()
+        self.components.tools.add_change_listener(self._tool_changed)
+        try:
+            yield
+        finally:
+            self.components.tools.remove_change_listener(self._tool_changed)
+            self._loop = None
 
     # ------------------------------------------------------------------ what is exposed
     def serves_tool(self, item: Tool) -> bool:
@@ -282,12 +356,15 @@ class AikitServer:
         raise _mcp_error(types.INVALID_PARAMS, f"unknown resource {uri!r} (served: state://global/KEY, artifact://NAME)")
 
     # ------------------------------------------------------------------ transports
-    async def run_stdio(self) -> None:
-        """Serve over this process's stdin/stdout until the client closes stdin."""
-        from mcp.server.stdio import stdio_server
+    async def run_stdio(self, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+                        fds: tuple[int, int] | None = None) -> None:
+        """Serve over this process's stdin/stdout (or the file descriptors ``fds``) until the
+        client closes its end; a request over ``max_request_bytes`` gets a JSON-RPC error."""
+        from .stdio_server import bounded_stdio_server
 
-        async with stdio_server() as (read_stream, write_stream):
-            await self.server.run(read_stream, write_stream, self.server.create_initialization_options())
+        with self.watching():
+            async with bounded_stdio_server(max_request_bytes, fds) as (read_stream, write_stream):
+                await self.server.run(read_stream, write_stream, self.server.create_initialization_options())
 
     def http_app(self, host: str, token: str | None, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -> Any:
         """The Streamable HTTP ASGI app at ``/mcp``, behind the bearer-token check."""
@@ -312,6 +389,8 @@ class AikitServer:
         config = uvicorn.Config(self.http_app(host, token, max_request_bytes), host=host, port=port,
                                 log_level="warning", lifespan="on", access_log=False, timeout_graceful_shutdown=2)
         server = uvicorn.Server(config)
+        watch = contextlib.ExitStack()
+        watch.enter_context(self.watching())
         task = asyncio.ensure_future(server.serve())
         try:
             while not server.started:
@@ -332,6 +411,7 @@ class AikitServer:
                 except (TimeoutError, asyncio.CancelledError):
                     server.force_exit = True
                     task.cancel()
+            watch.close()
 
 
 def validated(tool: Tool, call: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Any]:

@@ -1,7 +1,7 @@
 """Versioned schemas of the stores, for SQLite and PostgreSQL alike.
 
 Each *component* (``state``, ``sessions`` -- sessions and the artifacts index --, ``history``,
-``rag``) has an ordered list of :class:`Migration`\\ s, numbered from 1. A database records the
+``rag``, ``audit``) has an ordered list of :class:`Migration`\\ s, numbered from 1. A database records the
 version of each component it holds:
 
 - SQLite: one component per file, its version in ``PRAGMA user_version`` (a file written before
@@ -235,8 +235,29 @@ CREATE INDEX IF NOT EXISTS aikit_rag_chunks_metadata ON aikit_rag_chunks USING G
 """),
 )
 
+AUDIT: tuple[Migration, ...] = (
+    # The hash-chained audit ledger (control/audit.py, control/pg_audit.py); the SQLite ledger
+    # (audit.sqlite) keeps its own schema version in its meta table.
+    Migration(1, "the audit ledger: hash-chained entries and their head", None, """
+CREATE TABLE IF NOT EXISTS aikit_audit_entries (
+    seq BIGINT PRIMARY KEY,
+    at DOUBLE PRECISION NOT NULL,
+    type TEXT NOT NULL,
+    session TEXT,
+    data TEXT NOT NULL,
+    prev TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS aikit_audit_entries_type ON aikit_audit_entries (type, seq);
+CREATE TABLE IF NOT EXISTS aikit_audit_meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""),
+)
+
 COMPONENTS: dict[str, tuple[Migration, ...]] = {
-    "state": STATE, "sessions": SESSIONS, "history": HISTORY, "rag": RAG}
+    "state": STATE, "sessions": SESSIONS, "history": HISTORY, "rag": RAG, "audit": AUDIT}
 
 
 def latest(component: str) -> int:

@@ -126,6 +126,10 @@ def _tool_start(op: Operation, t: Any) -> tuple[str, SpanKind, dict[str, Any]]:
     call_id = op.meta.get("call_id")
     if call_id:
         attrs["gen_ai.tool.call.id"] = str(call_id)
+    server = op.meta.get("mcp_server")
+    if server:  # a tool of an MCP server (aikit_components/mcp/client.py): which server, which tool there
+        attrs.update({"gen_ai.tool.type": "extension", "mcp.method.name": "tools/call", "aikit.mcp.server": str(server),
+                      "aikit.mcp.tool": str(op.meta.get("mcp_tool") or op.name)})
     caller = getattr(op.context, "caller", None)
     if caller:
         attrs["aikit.caller"] = str(caller)

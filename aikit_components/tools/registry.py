@@ -44,6 +44,9 @@ class ToolRegistry:
         # Asked, on the I/O loop, about a tool name or category not (yet) registered: a resolver
         # may register tools (an MCP server of the config connected on first use) and says so.
         self._resolvers: list[Callable[[str], Awaitable[bool]]] = []
+        # Told ``(name, tool or None)`` after a tool is registered, replaced or removed, on the
+        # thread that changed it (an MCP server announcing notifications/tools/list_changed).
+        self._change_listeners: list[Callable[[str, Tool | None], None]] = []
 
     # ------------------------------------------------------------------ registration
     def register(self, item: Tool, *, replace: bool = False) -> Tool:
@@ -52,6 +55,7 @@ class ToolRegistry:
         if item.name in self._tools and not replace:
             raise ValueError(f"a tool named {item.name!r} already exists (pass replace=True to redefine it)")
         self._tools[item.name] = item
+        self._changed(item.name, item)
         return item
 
     def register_all(self, items: Iterable[Tool], *, replace: bool = False) -> None:
@@ -59,7 +63,26 @@ class ToolRegistry:
             self.register(item, replace=replace)
 
     def unregister(self, name: str) -> bool:
-        return self._tools.pop(name, None) is not None
+        removed = self._tools.pop(name, None) is not None
+        if removed:
+            self._changed(name, None)
+        return removed
+
+    def add_change_listener(self, listener: Callable[[str, Tool | None], None]) -> None:
+        """Call ``listener(name, tool)`` after each registration (``tool`` None: removed)."""
+        if listener not in self._change_listeners:
+            self._change_listeners.append(listener)
+
+    def remove_change_listener(self, listener: Callable[[str, Tool | None], None]) -> None:
+        if listener in self._change_listeners:
+            self._change_listeners.remove(listener)
+
+    def _changed(self, name: str, item: Tool | None) -> None:
+        for listener in list(self._change_listeners):
+            try:
+                listener(name, item)
+            except Exception:  # a broken listener must not break a registration
+                log.exception("tool change listener failed for %s", name)
 
     def load_builtins(self) -> ToolRegistry:
         """Register every built-in tool (modules ``aikit_components.tools.<category>``)."""

@@ -1,4 +1,5 @@
-"""``aikit audit list|verify|export``: read and check the audit ledger (``<data_dir>/audit.sqlite``).
+"""``aikit audit list|verify|export``: read and check the audit ledger (``<data_dir>/audit.sqlite``, or
+the database of ``[storage] url``).
 
 - ``list [--since WHEN] [--type TYPE ...] [--json]``: entries, oldest first. ``WHEN`` is a duration
   back from now (``30m``, ``2h``, ``7d``), an ISO date or time (``2026-12-06``,
@@ -67,9 +68,16 @@ def parse_since(text: str, now: float | None = None) -> float:
 
 
 def _open(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from aikit_components.config import data_dir
+    from aikit_components.config import Config, data_dir
     from aikit_components.control.audit import FILE_NAME, AuditLedger
+    from aikit_components.storage.settings import StorageSettings
 
+    storage = StorageSettings.from_config(Config.load())
+    if storage.postgres:  # [storage] url: the ledger every kernel on that database appends to
+        from aikit_components.control.pg_audit import PostgresAuditLedger
+
+        ledger = PostgresAuditLedger(storage.database())
+        return ledger, ledger.path
     directory = Path(args.data_dir).expanduser() if args.data_dir else data_dir()
     path = directory / FILE_NAME
     if not path.exists():

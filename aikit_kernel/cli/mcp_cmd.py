@@ -29,6 +29,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     serve.add_argument("--token", help="bearer token clients must send with --port (default: mcp.serve_token)")
     serve.add_argument("--script", metavar="SETUP_LUA", help="Lua script run first: its Tool.define tools are served, "
                                                              "and MCP.expose{tools=..., agents=...} chooses what")
+    serve.add_argument("--max-request-bytes", type=int, metavar="BYTES",
+                       help="refuse larger requests with a JSON-RPC error (stdio) or 413 (HTTP); default: "
+                            "mcp.max_request_bytes, 4 MiB")
     serve.add_argument("--tools", nargs="+", metavar="PATTERN", help="serve only tools matching these names/globs")
     serve.set_defaults(handler=_serve)
     parser.set_defaults(handler=lambda args: (parser.print_help(sys.stderr), 2)[1])
@@ -61,7 +64,7 @@ def _say(text: str) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     from aikit_components.errors import AikitError, Interrupted
-    from aikit_components.mcp.server import LOOPBACK, AikitServer, Exposed, check_bind, new_token
+    from aikit_components.mcp.server import DEFAULT_MAX_REQUEST_BYTES, LOOPBACK, AikitServer, Exposed, check_bind, new_token
     from aikit_kernel import runtime
     from aikit_kernel.lua.api.mcp_serve import exposed_by
     from aikit_kernel.lua_runtime import open_lua_runtime
@@ -87,10 +90,15 @@ def _serve(args: argparse.Namespace) -> int:
         if args.tools:
             chosen.tools = list(args.tools)
         server = AikitServer(components, chosen, name="aikit")
+        limit = args.max_request_bytes or components.config.get("mcp.max_request_bytes", DEFAULT_MAX_REQUEST_BYTES)
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            _say(f"the request size limit must be a positive number of bytes, got {limit!r} "
+                 "(--max-request-bytes or mcp.max_request_bytes)")
+            return 2
         runtime.on_sigint(lua.engine.interrupt)
         if args.port is None:
             _say("serving MCP over stdio (stdin/stdout)")
-            lua.engine.wait(server.run_stdio())
+            lua.engine.wait(server.run_stdio(limit))
         else:
             token = args.token or components.config.secret("mcp.serve_token") or None
             if token is None and args.host not in LOOPBACK:
@@ -98,7 +106,8 @@ def _serve(args: argparse.Namespace) -> int:
                 _say(f"bearer token (send Authorization: Bearer <token>): {token}")
             check_bind(args.host, token)
             lua.engine.wait(server.run_http(args.host, args.port, token,
-                                            started=lambda url: _say(f"serving MCP on {url}")))
+                                            started=lambda url: _say(f"serving MCP on {url}"),
+                                            max_request_bytes=limit))
         status = "completed"
         return 0
     except Interrupted:

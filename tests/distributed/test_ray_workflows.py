@@ -20,7 +20,6 @@ from aikit_components.workflows import engine
 from aikit_components.workflows.model import Step, Workflow
 from tests.support.lua import Lua, later
 from tests.support.processes import kill_leftovers, processes_with, wait_until
-from tests.support.ray_cluster import ray_cluster  # noqa: F401  (the session fixture)
 
 pytestmark = [pytest.mark.xdist_group("ray"), pytest.mark.usefixtures("ray_cluster")]
 
@@ -140,6 +139,55 @@ def test_step_timeout_cancels_the_ray_task_and_its_program(components: Any) -> N
         wait_until(lambda: processes_with(marker) == [], timeout=20)  # ray.cancel reached the worker
     finally:
         kill_leftovers(marker)
+
+
+def test_the_kill_switch_cancels_the_ray_tasks_and_their_programs(components: Any) -> None:
+    """``aikit stop`` (the ``aikit.stop`` event on the kernel's bus) cancels a run's Ray tasks."""
+    marker = f"{50 + (uuid.uuid4().int % 1000) / 1000:.3f}"
+    wf = Workflow("stoppable", [Step("wait", "command", params={"command": ["sleep", marker]})], executor="ray")
+
+    async def run_then_stop() -> Any:
+        run = asyncio.ensure_future(engine.run(wf, components=components))
+        started = await asyncio.to_thread(wait_until, lambda: processes_with(marker) or run.done(), 120)
+        assert started and not run.done(), "the step's program did not start on a worker"
+        components.events.publish("aikit.stop", {"by": "test"})
+        await asyncio.wait({run}, timeout=60)
+        return run
+
+    try:
+        run = asyncio.run(run_then_stop())
+        assert run.cancelled(), "the stop did not cancel the run"  # as in a local run (tests/control/test_stop.py)
+        wait_until(lambda: processes_with(marker) == [], timeout=20)  # ray.cancel reached the worker
+        assert processes_with(marker) == []
+    finally:
+        kill_leftovers(marker)
+
+
+MISSION = """
+name: "remote mission"
+version: "1.0"
+config: {executor: ray}
+steps:
+  - id: digest
+    step_type: hash
+    parameters: {text: "hi"}
+  - id: encoded
+    step_type: base64_encode
+    depends_on: [digest]
+    parameters: {text: "{{digest.output}}"}
+"""
+
+
+def test_a_mission_with_config_executor_ray_runs_its_steps_on_workers(components: Any) -> None:
+    from aikit_components.workflows.missions import parse_mission
+
+    seen = remote_events(components)
+    mission = parse_mission(MISSION, registry=components.tools)
+    assert mission.workflow.executor == "ray"
+    record = asyncio.run(engine.run(mission.workflow, components=components))
+    assert record.status == "succeeded", record.to_dict()
+    assert sorted(e["step"] for e in seen) == ["digest", "encoded"]
+    assert all(e["pid"] != os.getpid() and e["executor"] == "ray" for e in seen)
 
 
 def test_resume_reuses_finished_steps_and_reruns_the_rest(components: Any, tmp_path: Path) -> None:

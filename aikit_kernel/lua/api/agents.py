@@ -215,9 +215,9 @@ def install(engine: LuaEngine, components: Components, scope: Any, collections: 
     engine.register_doc("Agent.usage", api[b"usage"], DOCS["usage"])
 
     def supervisable(engine_: LuaEngine, value: Any) -> Any:
-        """A Lua agent object returned by a supervisor child's start(): supervise its actor."""
-        agent = handles.from_lua(value) if engine_ is engine else None
-        return agent.as_actor() if agent is not None else None
+        """A Lua agent object returned by a supervisor child's start(): the agent (the supervisor
+        makes its process: ``as_actor()`` here, a Ray actor under ``executor = "ray"``)."""
+        return handles.from_lua(value) if engine_ is engine else None
 
     register_adapter(supervisable)
     return handles

@@ -29,7 +29,7 @@ class ServedNotebook:
         self.task: asyncio.Task[None] | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
 
-    async def start(self, host: str, port: int, token: str | None) -> str:
+    async def start(self, host: str, port: int, token: str | None, max_request_bytes: int) -> str:
         self.loop = asyncio.get_running_loop()
         started: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
@@ -37,7 +37,8 @@ class ServedNotebook:
             if not started.done():
                 started.set_result(url)
 
-        self.task = asyncio.ensure_future(self.server.run_http(host, port, token, started=on_started))
+        self.task = asyncio.ensure_future(self.server.run_http(host, port, token, started=on_started,
+                                                                  max_request_bytes=max_request_bytes))
         self.task.add_done_callback(lambda t: started.done() or started.set_exception(
             t.exception() or RuntimeError("the MCP server stopped before it listened")))
         self.url = await started
@@ -99,7 +100,7 @@ def expose_function(engine: LuaEngine, agent_handles: Any = None) -> Any:
 def serve_function(engine: LuaEngine, components: Components, agent_handles: Any = None) -> Any:
     """The raw-Lua ``MCP.serve`` (its options hold agent handles, so no plain conversion)."""
     def serve(spec: Any) -> Any:
-        from aikit_components.mcp.server import AikitServer, Exposed
+        from aikit_components.mcp.server import DEFAULT_MAX_REQUEST_BYTES, AikitServer, Exposed
 
         fields = options(engine, spec, SERVE_OPTIONS, "MCP.serve")
         port = fields.get("port", 0)
@@ -114,7 +115,8 @@ def serve_function(engine: LuaEngine, components: Components, agent_handles: Any
         exposed = Exposed(tools=patterns if patterns is not None else ([] if agents else None), agents=agents,
                           rag=bool(fields.get("rag", False)), resources=bool(fields.get("resources", True)))
         served = ServedNotebook(AikitServer(components, exposed, name=str(fields.get("name", "aikit-notebook"))))
-        url = engine.wait(served.start(host, int(port), token))
+        limit = components.config.get("mcp.max_request_bytes", DEFAULT_MAX_REQUEST_BYTES)
+        url = engine.wait(served.start(host, int(port), token, int(limit)))
         clients = components.mcp
         clients.served.append(served.stop)  # stopped at shutdown if not before
         if served.loop is not None:

@@ -39,7 +39,7 @@ from aikit_components.actors import (
 )
 from aikit_components.components import Components
 from aikit_components.errors import InvalidArgument
-from aikit_components.supervision import ChildSpec, Supervisor, as_process
+from aikit_components.supervision import ChildSpec, Supervisor
 
 from ..convert import lua_type
 from ..engine import LuaEngine
@@ -54,13 +54,16 @@ DOCS = {
         "`period_s` seconds stop the supervisor (reason 'shutdown: restart intensity exceeded') and escalate to its "
         "parent supervisor. Events: supervisor.child_started/child_exited/child_restarted, supervisor.shutdown.",
     "new": "Supervisor.new{strategy = 'one_for_one'|'one_for_all'|'rest_for_one', intensity = 3, period_s = 5, name = ..., "
+           "executor = 'local'|'ray', "
            "children = {{name = ..., start = fn, restart = 'permanent'|'transient'|'temporary', shutdown_timeout_s = 5}, "
            "...}} -> sup\n\nEach child's start() returns a worker {init = function() return state end, handle = "
            "function(state, msg) ... return reply end [, terminate = function(state, reason) end, mailbox_size = 1000]}, "
            "a nested Supervisor.new{...} (not started), or a supervisable object (agent). one_for_one restarts the "
            "failed child; one_for_all stops the others and restarts all; rest_for_one restarts it and those started "
-           "after it. permanent: always restarted; transient: only after an abnormal exit; temporary: never. (The old names "
-           "period and shutdown_timeout still work.)\n"
+           "after it. permanent: always restarted; transient: only after an abnormal exit; temporary: never. "
+           "executor = 'ray' runs agent children as Ray actors (the supervisor stays here; a lost actor is "
+           "restarted by these rules). "
+           "(The old names period and shutdown_timeout still work.)\n"
            "Example: local sup = Supervisor.new{children = {{name = 'counter', start = function() return "
            "{init = function() return {n = 0} end, handle = function(s, msg) s.n = s.n + (msg.add or 0) return s.n "
            "end} end}}}:start()",
@@ -184,10 +187,19 @@ class LuaSupervisors:
         if lua_type(spec) != "table":
             raise InvalidArgument(f"Supervisor.new expects a table, got {lua_kind(spec)}")
         keys = {k.decode() if isinstance(k, bytes) else k for k in spec}
-        unknown = sorted(str(k) for k in keys - {"strategy", "intensity", "period_s", "period", "children", "name"})
+        unknown = sorted(str(k) for k in keys - {"strategy", "intensity", "period_s", "period", "children", "name",
+                                                 "executor"})
         if unknown:
             raise InvalidArgument(f"Supervisor.new: unknown option(s) {', '.join(unknown)} "
-                                  "(known: strategy, intensity, period_s, children, name)")
+                                  "(known: strategy, intensity, period_s, children, name, executor)")
+        executor = py(self.engine, spec[b"executor"]) or "local"
+        if executor not in ("local", "ray"):
+            raise InvalidArgument(f"Supervisor.new: executor must be 'local' or 'ray', got {executor!r}")
+        adopt = None
+        if executor == "ray":  # agents run as Ray actors; the supervisor stays here (distributed/actors.py)
+            from aikit_components.distributed.actors import ray_adopter
+
+            adopt = ray_adopter(self.components)
         strategy = py(self.engine, spec[b"strategy"]) or "one_for_one"
         intensity = _integer(spec[b"intensity"], 3, "Supervisor.new: intensity")
         period = _renamed(spec, "period_s", "period", "Supervisor.new")
@@ -204,11 +216,11 @@ class LuaSupervisors:
             if lua_type(children) != "table":
                 raise InvalidArgument("Supervisor.new: children must be a list of child tables")
             for index in range(1, len(children) + 1):
-                specs.append(self.child_spec(children[index], index))
-        sup = Supervisor(strategy, intensity, period, specs, name=name, events=self.components.events)
+                specs.append(self.child_spec(children[index], index, adopt))
+        sup = Supervisor(strategy, intensity, period, specs, name=name, events=self.components.events, adopt=adopt)
         return self.handles.new(sup, sup_id, name=name.encode())
 
-    def child_spec(self, table: Any, index: int) -> ChildSpec:
+    def child_spec(self, table: Any, index: int, adopt: Callable[[Any, str], Any] | None = None) -> ChildSpec:
         what = f"Supervisor.new: child #{index}"
         if lua_type(table) != "table":
             raise InvalidArgument(f"{what} must be a table {{name = ..., start = function() ... end}}")
@@ -227,6 +239,8 @@ class LuaSupervisors:
         async def start_child() -> Any:
             made = await engine.dispatcher.call_async(self.start_on_lua, start_fn, child_name)
             if isinstance(made, tuple):  # a Lua worker: the Actor is built on the loop
+                if adopt is not None:
+                    return adopt(made, child_name)  # it cannot run elsewhere: says why
                 worker, mailbox_size = made
                 return Actor(worker, name=child_name, mailbox_size=mailbox_size)
             return made
@@ -239,15 +253,17 @@ class LuaSupervisors:
         values = checked_values(self.engine, start_fn)
         value = values[0] if values else None
         kind = lua_type(value)
+        # What is not a Lua worker goes to the supervisor as it is: its ``adopt`` makes the process
+        # (as_process: an actor here; a Ray supervisor: a Ray actor).
         if kind is None and value is not None and not isinstance(value, (bool, int, float, bytes)):
-            return as_process(value, name)  # a Python object (an Actor, a Supervisor, an agent)
+            return value  # a Python object (an Actor, a Supervisor, an agent)
         nested = self.handles.from_lua(value)
         if nested is not None:
             return nested
         for adapter in _ADAPTERS:
             made = adapter(self.engine, value)
             if made is not None:
-                return as_process(made, name)
+                return made
         if kind == "table" and lua_type(value[b"handle"]) == "function":
             keys = {k.decode() if isinstance(k, bytes) else k for k in value}
             unknown = sorted(str(k) for k in keys - set(_WORKER_KEYS))
