@@ -1,2 +1,3 @@
 import math
+
 print(math.tau)
