@@ -20,7 +20,7 @@ from aikit_kernel.cli.main import main
 def append_from_another_process(url: str, name: str, count: int) -> None:
     ledger = PostgresAuditLedger(PostgresDatabase(url, pool_max=2), session=name)
     for i in range(count):
-        ledger.record("tool", {"name": name, "i": i}, sync=i % 3 == 0)
+        ledger.record("tool", {"name": name, "i": i}, fsync=i % 3 == 0)
     ledger.close()
 
 

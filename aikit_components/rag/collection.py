@@ -488,8 +488,9 @@ class Collection:
         return Tool(
             name=tool_name,
             description=description or (f"Search the document collection {self.name!r} (hybrid: meaning and keywords) "
-                                        "and return the most relevant passages with their document id and chunk id. Use it "
-                                        "to answer questions from these documents; quote what you use and cite its chunk id."),
+                                        "and return the most relevant passages with their document id and chunk id. "
+                                        "Use it to answer questions from these documents; quote what you use and cite "
+                                        "its chunk id."),
             fn=search, category="rag", security="read", source="rag", is_async=True,
             parameters={"type": "object", "additionalProperties": False, "required": ["query"],
                         "properties": {"query": {"type": "string", "description": "What to look for."},
