@@ -139,7 +139,9 @@ class Completion:
     usage: Usage = field(default_factory=Usage)
     model: str = ""  # "provider/model" that answered
     refusal: str = ""  # what the provider's safety system said when it refused (OpenAI's ``refusal``)
-    response_id: str = ""  # the provider's id of this response (OpenAI's and Anthropic's ``id``); "" if none
+    # the provider's id of this response (OpenAI's and Anthropic's ``id``; "" if none): which
+    # response it was, not what it says, so not compared
+    response_id: str = field(default="", compare=False)
 
     @property
     def text(self) -> str:
