@@ -22,8 +22,7 @@ from ..config import Secret
 from ..operations import Pipeline
 from .base import ProviderError
 from .http import DEFAULT_BACKOFF_S, DEFAULT_MAX_RETRY_AFTER_S, HTTPClient, HTTPEndpoint
-from .messages import (Completion, Message, Request, StopReason, StreamEvent, ToolCall, Usage, new_call_id,
-                       response_id)
+from .messages import Completion, Message, Request, StopReason, StreamEvent, ToolCall, Usage, new_call_id, response_id
 from .streams import aiter_sse
 from .tool_arguments import encode_arguments, make_tool_call
 from .wire_errors import error_from_body, not_streaming_error

@@ -169,3 +169,12 @@ def test_rag_ingest_and_search_spans(make_agent_lua: Any) -> None:
     assert names[0] == "retrieval facts" and names[1].startswith("embeddings ")
     search = lua.run("return Trace.last().spans[1].attributes")
     assert search["gen_ai.operation.name"] == "retrieval" and search["aikit.rag.hits"] == 1
+
+
+def test_a_program_aikit_starts_gets_the_traceparent_of_its_span(make_agent_lua: Any) -> None:
+    lua = make_agent_lua('[security]\nallowed_commands = ["sh"]\n')
+    out = lua.run("return Tool.call('run_process', {command = {'sh', '-c', 'echo $TRACEPARENT'}})")
+    sent = str(out["stdout"]).strip()
+    last = lua.run("return Trace.last()")
+    process = [s for s in last["spans"] if s["name"].startswith("process ")][0]
+    assert sent == f"00-{last['trace_id']}-{process['span_id']}-01"
