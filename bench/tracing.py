@@ -1,7 +1,7 @@
 """What tracing costs: a realistic workload with tracing off, on with the local span store, and on
 with OTLP/HTTP export to a local receiver as well; and what it adds to a trivial tool call.
 
-    .venv/bin/python bench/tracing.py [--reps N] [--quick]
+    .venv/bin/python bench/tracing.py [--reps N] [--quick] [--baseline DIR] [--instructions]
 
 The workload, in one process per measurement (a fresh ``Components`` on a temporary data directory,
 configured by ``[telemetry]`` through the environment, as a user would):
@@ -19,7 +19,16 @@ which tracing records as span events.
 
 Modes are alternated (off, store, otlp, off, ...) ``--reps`` times; the table shows the median of
 the probes' medians, and the ratios to "off". Targets: <= 1.02 with the local store; <= 5 us added
-to a trivial tool call. A benchmark, not a test: exit status 0 (2 when a probe fails).
+to a trivial tool call. ``--baseline DIR`` also runs the store and OTLP probes with the aikit of
+another checkout (e.g. ``git worktree add /tmp/base main``), alternated with these, for a before
+and after on the same machine at the same time. Spans a full queue dropped are counted ("dropped").
+
+``--instructions`` counts instead of timing, which a loaded machine does not disturb: it runs
+``valgrind --tool=callgrind`` on a process making N trivial tool calls and on one making none,
+tracing off and with the local store (and with ``--baseline``, the baseline's store), and prints
+the instructions per call (the difference over N), the writer thread's work included.
+
+A benchmark, not a test: exit status 0 (2 when a probe fails).
 """
 
 from __future__ import annotations
@@ -160,23 +169,101 @@ def probe(url: str, iterations: int, calls: int) -> dict[str, float]:
             tool_ns = per_call(lambda i: call("bench_add", {"a": i, "b": 1}, ctx))
             state_ns = per_call(lambda i: memory_state.set("global", "k", i))
         telemetry.flush()
+        stats = telemetry.stats() if hasattr(telemetry, "stats") else {}
+        dropped = max((s.get("dropped", 0) for s in stats.values()), default=0)
         c.close()
-        return {"workload_ns": statistics.median(samples), "tool_ns": tool_ns, "state_ns": state_ns}
+        return {"workload_ns": statistics.median(samples), "tool_ns": tool_ns, "state_ns": state_ns,
+                "dropped": dropped}
+
+
+def calls_probe(calls: int, repo: Path) -> None:
+    """``calls`` trivial tool calls inside one span with the aikit of ``repo``, then everything
+    written (for --instructions)."""
+    sys.path.insert(0, str(repo))
+    sys.path.insert(0, str(repo / "bench"))
+
+    from _common import add_tool
+
+    from aikit_components.components import Components
+    from aikit_components.config import Config
+    from aikit_components.tools import Budget
+    from aikit_kernel import runtime
+
+    with tempfile.TemporaryDirectory(prefix="aikit-bench-tracing-") as tmp:
+        cwd = Path(tmp)
+        config = Config.load(cwd=cwd, env=dict(os.environ), user_dir=cwd / "user")
+        c = Components.open(config=config, data_dir=cwd / "data", plugins=False, loop_getter=runtime.get_loop)
+        c.tools.register(add_tool("bench_add"))
+        ctx = c.tool_context(caller="bench", budget=Budget(None, None))
+        call = c.tools.call
+        for i in range(200):  # warm-up, in both runs: the difference is the calls alone
+            call("bench_add", {"a": i, "b": 1}, ctx)
+        c.telemetry.flush()
+        with c.telemetry.span("bench calls"):
+            for i in range(calls):
+                call("bench_add", {"a": i, "b": 1}, ctx)
+        c.telemetry.flush()
+        c.close()
 
 
 # ---------------------------------------------------------------------- the runs (parent process)
-def run_probe(mode: str, url: str, iterations: int, calls: int) -> dict[str, float]:
+def probe_env(mode: str, repo: Path, url: str = "") -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIKIT_", "OTEL_"))}
-    env["PYTHONPATH"] = str(REPO)
+    env["PYTHONPATH"] = str(repo)
     if mode == "off":
         env["AIKIT_TELEMETRY__ENABLED"] = "false"
     if mode == "otlp":
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = url
-    done = subprocess.run([sys.executable, __file__, "--probe", url, str(iterations), str(calls)], env=env,
-                          capture_output=True, text=True, timeout=900)
+    return env
+
+
+def run_probe(mode: str, url: str, iterations: int, calls: int, repo: Path = REPO) -> dict[str, float]:
+    """One probe in a child process, with the aikit (and this benchmark's probe) of ``repo``."""
+    script = repo / "bench" / "tracing.py"
+    done = subprocess.run([sys.executable, str(script), "--probe", url, str(iterations), str(calls)],
+                          env=probe_env(mode, repo, url), capture_output=True, text=True, timeout=900)
     if done.returncode != 0:
-        raise RuntimeError(f"probe {mode} failed:\n{done.stderr[-3000:]}")
+        raise RuntimeError(f"probe {mode} ({repo}) failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def count_instructions(mode: str, calls: int, repo: Path) -> int:
+    """Instructions (callgrind's Ir, all threads) of a process making ``calls`` trivial tool calls."""
+    with tempfile.TemporaryDirectory(prefix="aikit-bench-callgrind-") as tmp:
+        out = Path(tmp) / "callgrind.out"
+        env = probe_env(mode, repo)
+        env["AIKIT_TELEMETRY__QUEUE_SIZE"] = str(10 * calls + 1000)  # count every span's cost: none dropped
+        done = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
+                               str(Path(__file__).resolve()), "--calls-probe", str(calls), str(repo)],
+                              env=env, capture_output=True, text=True, timeout=3600)
+        if done.returncode != 0:
+            raise RuntimeError(f"callgrind {mode} ({repo}) failed:\n{done.stderr[-3000:]}")
+        for line in out.read_text().splitlines():
+            if line.startswith(("summary:", "totals:")):
+                return int(line.split()[1])
+    raise RuntimeError("callgrind wrote no totals")
+
+
+def instructions(calls: int, baseline: Path | None) -> int:
+    """Print the instructions per trivial tool call: tracing off, with the store (and the baseline's)."""
+    import shutil
+
+    if shutil.which("valgrind") is None:
+        print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
+        return 2
+    runs = [("off", "off", REPO), ("store", "store", REPO)]
+    if baseline is not None:
+        runs.append(("baseline store", "store", baseline))
+    per_call: dict[str, float] = {}
+    for label, mode, repo in runs:
+        none, many = count_instructions(mode, 0, repo), count_instructions(mode, calls, repo)
+        per_call[label] = (many - none) / calls
+        print(f"  {label}: {none:,} Ir with no call, {many:,} with {calls}", file=sys.stderr)
+    print(f"{'instructions per trivial tool call':40}{'Ir':>12}{'added':>12}")
+    for label, value in per_call.items():
+        added = "" if label == "off" else f"{value - per_call['off']:>12,.0f}"
+        print(f"{label:40}{value:>12,.0f}{added}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,35 +271,54 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "--probe":
         print(json.dumps(probe(argv[1], int(argv[2]), int(argv[3]))))
         return 0
+    if argv and argv[0] == "--calls-probe":
+        calls_probe(int(argv[1]), Path(argv[2]))
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reps", type=int, default=None, help="probes per mode (default 5, --quick 2)")
     parser.add_argument("--quick", action="store_true", help="fewer and shorter runs")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="another checkout whose store and OTLP probes run alternated with these")
+    parser.add_argument("--instructions", action="store_true",
+                        help="count instructions per trivial tool call with callgrind instead of timing")
     args = parser.parse_args(argv)
+    baseline = args.baseline.resolve() if args.baseline else None
+    if args.instructions:
+        try:
+            return instructions(500 if args.quick else 2_000, baseline)
+        except RuntimeError as exc:
+            print(exc, file=sys.stderr)
+            return 2
     reps = args.reps or (2 if args.quick else 5)
     iterations, calls = (10, 2_000) if args.quick else (30, 10_000)
+    columns = [("off", "off", REPO), ("store", "local store", REPO), ("otlp", "store + OTLP", REPO)]
+    if baseline is not None:
+        columns += [("store", "base: store", baseline), ("otlp", "base: + OTLP", baseline)]
     server, url = serve()
-    results: dict[str, list[dict[str, float]]] = {m: [] for m in MODES}
+    results: list[list[dict[str, float]]] = [[] for _ in columns]
     try:
         for rep in range(reps):
-            for mode in MODES:
-                results[mode].append(run_probe(mode, url, iterations, calls))
+            for i, (mode, _, repo) in enumerate(columns):
+                results[i].append(run_probe(mode, url, iterations, calls, repo))
             print(f"  run {rep + 1}/{reps} done", file=sys.stderr)
     except RuntimeError as exc:
         print(exc, file=sys.stderr)
         return 2
     finally:
         server.shutdown()
-    med = {m: {k: statistics.median(r[k] for r in results[m]) for k in results[m][0]} for m in MODES}
-    off = med["off"]
-    print(f"{'':34}{'off':>12}{'local store':>14}{'store + OTLP':>14}")
-    print(f"{'workload (agent, RAG, 20 steps)':34}{off['workload_ns'] / 1e6:>10.2f}ms"
-          f"{med['store']['workload_ns'] / 1e6:>12.2f}ms{med['otlp']['workload_ns'] / 1e6:>12.2f}ms")
-    print(f"{'  ratio to off':34}{1.0:>12.3f}{med['store']['workload_ns'] / off['workload_ns']:>14.3f}"
-          f"{med['otlp']['workload_ns'] / off['workload_ns']:>14.3f}   (target <= 1.02 with the store)")
+    med = [{k: statistics.median(r.get(k, 0) for r in rs) for k in rs[0]} for rs in results]
+    off = med[0]
+    width = 14
+    print(f"{'':34}" + "".join(f"{label:>{width}}" for _, label, _ in columns))
+    print(f"{'workload (agent, RAG, 20 steps)':34}" + "".join(f"{m['workload_ns'] / 1e6:>{width - 2}.2f}ms" for m in med))
+    print(f"{'  ratio to off':34}" + "".join(f"{m['workload_ns'] / off['workload_ns']:>{width}.3f}" for m in med)
+          + "   (target <= 1.02 with the store)")
     for key, label in (("tool_ns", "trivial tool call"), ("state_ns", "State.set (memory)")):
-        print(f"{label:34}{off[key] / 1e3:>10.2f}us{med['store'][key] / 1e3:>12.2f}us{med['otlp'][key] / 1e3:>12.2f}us")
-        print(f"{'  added by tracing':34}{'':>12}{(med['store'][key] - off[key]) / 1e3:>12.2f}us"
-              f"{(med['otlp'][key] - off[key]) / 1e3:>12.2f}us" + ("   (target <= 5 us)" if key == "tool_ns" else ""))
+        print(f"{label:34}" + "".join(f"{m[key] / 1e3:>{width - 2}.2f}us" for m in med))
+        print(f"{'  added by tracing':34}{'':>{width}}" + "".join(f"{(m[key] - off[key]) / 1e3:>{width - 2}.2f}us"
+                                                             for m in med[1:])
+              + ("   (target <= 5 us)" if key == "tool_ns" else ""))
+    print(f"{'spans dropped (queue full)':34}" + "".join(f"{m.get('dropped', 0):>{width}.0f}" for m in med))
     return 0
 
 

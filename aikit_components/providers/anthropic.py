@@ -26,7 +26,7 @@ from ..config import Secret
 from ..operations import Pipeline
 from .base import ProviderError
 from .http import DEFAULT_BACKOFF_S, DEFAULT_MAX_RETRY_AFTER_S, HTTPClient, HTTPEndpoint
-from .messages import Completion, Message, Request, StopReason, StreamEvent, ToolCall, Usage
+from .messages import Completion, Message, Request, StopReason, StreamEvent, ToolCall, Usage, response_id
 from .streams import aiter_sse
 from .tool_arguments import make_tool_call
 from .wire_errors import error_from_body, not_streaming_error
@@ -177,7 +177,8 @@ class AnthropicProvider(HTTPClient):
             if stop == "tool_calls" and not calls:
                 stop = "end"
         model = f"{self.name}/{data.get('model') or request.model}"
-        return Completion(Message.assistant(text, calls), stop, _usage(data.get("usage")), model)
+        return Completion(Message.assistant(text, calls), stop, _usage(data.get("usage")), model,
+                          response_id=response_id(data))
 
     async def complete(self, request: Request) -> Completion:
         _, _, data = await self.http.post_json(self.path, self.request_body(request))
@@ -233,12 +234,14 @@ class _StreamState:
         self.calls = 0
         self.stop_reason: str | None = None
         self.usage = Usage()
+        self.response_id = ""
         self.stopped = False
 
     def feed(self, etype: str, data: dict[str, Any]) -> list[StreamEvent]:
         if etype == "message_start":
             message = data.get("message") or {}
             self.model = message.get("model") or self.model
+            self.response_id = response_id(message)
             self.usage = _usage(message.get("usage"))
         elif etype == "content_block_start":
             cb = data.get("content_block") or {}
@@ -312,4 +315,5 @@ class _StreamState:
             text = structured
             if stop == "tool_calls" and not calls:
                 stop = "end"
-        return Completion(Message.assistant(text, calls), stop, self.usage, f"{self.provider.name}/{self.model}")
+        return Completion(Message.assistant(text, calls), stop, self.usage, f"{self.provider.name}/{self.model}",
+                          response_id=self.response_id)

@@ -69,7 +69,7 @@ from .local_server import (
     default_model_path,
     shared_server,
 )
-from .messages import Completion, Message, Request, StopReason, StreamEvent, ToolCall, Usage
+from .messages import Completion, Message, Request, StopReason, StreamEvent, ToolCall, Usage, response_id
 from .streams import aiter_sse
 
 __all__ = ["DEFAULT_MAX_TOKENS", "DEFAULT_TEMPERATURE", "LocalProvider"]
@@ -236,7 +236,7 @@ class LocalProvider:
         usage_data = data.get("usage") or {}
         usage = Usage(int(usage_data.get("prompt_tokens") or 0), int(usage_data.get("completion_tokens") or 0))
         return Completion(Message.assistant(text, calls), _stop_reason(choice.get("finish_reason"), bool(calls)),
-                          usage, f"{self.name}/{self.model}")
+                          usage, f"{self.name}/{self.model}", response_id=response_id(data))
 
     async def stream(self, request: Request) -> AsyncIterator[StreamEvent]:
         chat = await self.uses_chat_template()

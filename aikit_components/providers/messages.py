@@ -26,6 +26,13 @@ def new_call_id() -> str:
     return "call_" + uuid.uuid4().hex[:24]
 
 
+def response_id(data: Any) -> str:
+    """The provider's id of a response (the ``id`` of an OpenAI ``chat.completion`` or chunk, of
+    an Anthropic message); "" when the body has none (a local server may not give one)."""
+    value = data.get("id") if isinstance(data, dict) else None
+    return value if isinstance(value, str) else ""
+
+
 @dataclass
 class ToolCall:
     """One tool call requested by the model."""
@@ -132,6 +139,9 @@ class Completion:
     usage: Usage = field(default_factory=Usage)
     model: str = ""  # "provider/model" that answered
     refusal: str = ""  # what the provider's safety system said when it refused (OpenAI's ``refusal``)
+    # the provider's id of this response (OpenAI's and Anthropic's ``id``; "" if none): which
+    # response it was, not what it says, so not compared
+    response_id: str = field(default="", compare=False)
 
     @property
     def text(self) -> str:

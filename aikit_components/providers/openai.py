@@ -22,7 +22,7 @@ from ..config import Secret
 from ..operations import Pipeline
 from .base import ProviderError
 from .http import DEFAULT_BACKOFF_S, DEFAULT_MAX_RETRY_AFTER_S, HTTPClient, HTTPEndpoint
-from .messages import Completion, Message, Request, StopReason, StreamEvent, ToolCall, Usage, new_call_id
+from .messages import Completion, Message, Request, StopReason, StreamEvent, ToolCall, Usage, new_call_id, response_id
 from .streams import aiter_sse
 from .tool_arguments import encode_arguments, make_tool_call
 from .wire_errors import error_from_body, not_streaming_error
@@ -144,7 +144,7 @@ class OpenAIProvider(HTTPClient):
         if refusal:
             text, stop = text or refusal, "content_filter"
         return Completion(Message.assistant(text, calls), stop, _usage(data.get("usage")), self._model(data, request),
-                          refusal=str(refusal))
+                          refusal=str(refusal), response_id=response_id(data))
 
     async def complete(self, request: Request) -> Completion:
         _, _, data = await self.http.post_json("/chat/completions", self.request_body(request))
@@ -200,11 +200,14 @@ class _StreamState:
         self.usage = Usage()
         self.done = False
         self.events = 0
+        self.response_id = ""
 
     def feed(self, chunk: dict[str, Any]) -> list[StreamEvent]:
         out: list[StreamEvent] = []
         if chunk.get("model"):
             self.model = chunk["model"]
+        if not self.response_id:
+            self.response_id = response_id(chunk)
         if isinstance(chunk.get("usage"), dict):  # servers that report usage on several chunks: the fullest
             seen = _usage(chunk["usage"])
             self.usage = Usage(max(self.usage.input_tokens, seen.input_tokens),
@@ -275,4 +278,4 @@ class _StreamState:
         if refusal:
             text, stop = text or refusal, "content_filter"
         return Completion(Message.assistant(text, calls), stop, self.usage, f"{self.provider}/{self.model}",
-                          refusal=refusal)
+                          refusal=refusal, response_id=self.response_id)

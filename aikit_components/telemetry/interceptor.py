@@ -6,28 +6,33 @@ for the handler: operations the handler runs become its children, on this thread
 asyncio tasks it creates); it ends at ``finished`` or ``failed``. An operation rejected before it
 ran gets a span that starts and ends at once, with the error. State writes are not spans but
 events on the current span (``state.set``, ...): they are many, short, and a span each would
-cost more than the write (bench/tracing.py)."""
+cost more than the write (bench/tracing.py).
+
+This runs for every operation, so it is written for speed: the span is aikit's own small object
+(``spans.py``) queued once for the writer thread, and nothing is built that is not recorded
+(content only with ``capture_content``)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from opentelemetry import context as otel_context
-from opentelemetry import trace
-from opentelemetry.trace import Status, StatusCode
+from opentelemetry.context import Context
+from opentelemetry.trace import get_current_span
 
 from ..errors import AikitError
 from ..operations import TRACING, Interceptor, Operation, OperationKind
+from .otel_context import SPAN_KEY, attach, detach, get_context, parent_span
 from .semconv import SHAPES, generic_start
+from .spans import Span
 from .telemetry import Telemetry
+from .writer import BATCH
 
 __all__ = ["TracingInterceptor"]
 
 _SPAN = "tracing.span"  # op.meta: (span, context token) of the running attempt
-_STATE_KINDS = ("state.write",)
-_set_span_in_context = trace.set_span_in_context
-_attach, _detach = otel_context.attach, otel_context.detach
-_get_current_span = trace.get_current_span
+_STATE = "state.write"
+_time_ns = time.time_ns
 
 
 class TracingInterceptor(Interceptor):
@@ -39,52 +44,76 @@ class TracingInterceptor(Interceptor):
 
     def __init__(self, telemetry: Telemetry) -> None:
         self.telemetry = telemetry
-        self._tracer = telemetry.tracer
+        self._start = telemetry.start
+        writer = telemetry.writer
+        self._queue = writer.queue if writer is not None else None
+        self._max_queue = writer.max_queue if writer is not None else 0
+        # what each kind adds when it ends; a finisher that only adds content is left out without it
+        self._finish = {kind: shape.finish for kind, shape in SHAPES.items()
+                        if shape.finish is not None and (telemetry.capture_content or not shape.content_only)}
 
     def wants_kind(self, kind: OperationKind) -> bool:
         return self.telemetry.enabled
 
     # -- notifications ------------------------------------------------------------------------------
     def started(self, op: Operation) -> None:
-        meta = op.meta
         kind_name = op.kind.name
-        if kind_name in _STATE_KINDS:
+        if kind_name == _STATE:
             return
-        previous = meta.get(_SPAN)
-        if previous is not None:  # a hook asked for another attempt after a success
-            self._end(previous, op, None)
+        meta = op.meta
+        if _SPAN in meta:  # a hook asked for another attempt after a success
+            self._end(meta.pop(_SPAN), op, None)
         shape = SHAPES.get(kind_name)
         t = self.telemetry
         name, span_kind, attrs = (shape.start if shape is not None else generic_start)(op, t)
         if op.attempt > 1:
             attrs["aikit.attempt"] = op.attempt
-        span = self._tracer.start_span(name, kind=span_kind, attributes=attrs)
-        meta[_SPAN] = (span, _attach(_set_span_in_context(span)))
+        ctx = get_context()
+        parent = ctx.get(SPAN_KEY)
+        if parent is not None and type(parent) is not Span:  # another tracer's span, or a remote parent
+            parent = parent_span(ctx)
+        span = Span(name, span_kind, attrs, parent, _time_ns())
+        queue = self._queue  # as Telemetry.start, inline: this runs for every operation
+        if len(queue) < self._max_queue:
+            queue.append(span)
+            if len(queue) == BATCH:
+                t.writer.wake.set()  # type: ignore[union-attr]
+        else:
+            t.writer.full()  # type: ignore[union-attr]
+        meta[_SPAN] = (span, attach(Context(ctx, **{SPAN_KEY: span})))
         if kind_name == "http":
             if t.traceparent_http:
-                meta["traceparent"] = t.traceparent()
+                meta["traceparent"] = span.traceparent
         elif kind_name == "process":
-            meta["traceparent"] = t.traceparent()
+            meta["traceparent"] = span.traceparent
 
     def finished(self, op: Operation, result: Any) -> None:
         kind_name = op.kind.name
-        if kind_name in _STATE_KINDS:
+        if kind_name == _STATE:
             self._state_event(op, None)
             return
         opened = op.meta.pop(_SPAN, None)
         if opened is None:
             return
-        span = opened[0]
-        shape = SHAPES.get(kind_name)
-        if shape is not None and shape.finish is not None:
+        span, token = opened
+        finish = self._finish.get(kind_name)
+        if finish is not None:
             try:
-                shape.finish(op, result, span, self.telemetry)
+                finish(op, result, span, self.telemetry)
             except Exception:  # noqa: BLE001 - a result of an unexpected shape must not fail the operation
                 pass
-        self._end(opened, op, None)
+        try:  # as _end, inline: this runs for every operation
+            detach(token)
+        except ValueError:  # the operation ended in another contextvars context: nothing to restore here
+            pass
+        if span.end_time is None:
+            span.end_time = _time_ns()
+        metrics = self.telemetry.metrics
+        if metrics is not None:
+            metrics.operation(op, span, None)
 
     def failed(self, op: Operation, error: AikitError) -> None:
-        if op.kind.name in _STATE_KINDS:
+        if op.kind.name == _STATE:
             self._state_event(op, error)
             return
         opened = op.meta.pop(_SPAN, None)
@@ -92,8 +121,8 @@ class TracingInterceptor(Interceptor):
             shape = SHAPES.get(op.kind.name)
             name, span_kind, attrs = (shape.start if shape is not None else generic_start)(op, self.telemetry)
             attrs["aikit.rejected"] = True
-            span = self._tracer.start_span(name, kind=span_kind, attributes=attrs)
-            self._fail(span, error)
+            span = self._start(name, span_kind, attrs, get_current_span())
+            span.fail(error.code or type(error).__name__, error.message)
             span.end()
             if self.telemetry.metrics is not None:
                 self.telemetry.metrics.operation(op, span, error)
@@ -101,23 +130,22 @@ class TracingInterceptor(Interceptor):
         self._end(opened, op, error)
 
     # -- helpers ------------------------------------------------------------------------------------------
-    def _end(self, opened: tuple[Any, Any], op: Operation, error: AikitError | None) -> None:
+    def _end(self, opened: tuple[Span, Any], op: Operation, error: AikitError | None) -> None:
         span, token = opened
         if error is not None:
-            self._fail(span, error)
-        _detach(token)
+            span.fail(error.code or type(error).__name__, error.message)
+        try:
+            detach(token)
+        except ValueError:  # the operation ended in another contextvars context: nothing to restore here
+            pass
         span.end()
         metrics = self.telemetry.metrics
         if metrics is not None:
             metrics.operation(op, span, error)
 
     @staticmethod
-    def _fail(span: Any, error: AikitError) -> None:
-        span.set_attribute("error.type", error.code or type(error).__name__)
-        span.set_status(Status(StatusCode.ERROR, error.message[:1000]))
-
-    def _state_event(self, op: Operation, error: AikitError | None) -> None:
-        span = _get_current_span()
+    def _state_event(op: Operation, error: AikitError | None) -> None:
+        span = get_current_span()
         if not span.is_recording():
             return
         p = op.payload

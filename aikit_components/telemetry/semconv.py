@@ -29,6 +29,7 @@ INTERNAL, CLIENT = SpanKind.INTERNAL, SpanKind.CLIENT
 class Shape:
     start: Start
     finish: Finish | None = None
+    content_only: bool = False  # finish adds captured content only: not called without capture_content
 
 
 def llm_provider(model: str) -> str:
@@ -75,7 +76,7 @@ def _llm_finish(op: Operation, completion: Any, span: Any, t: Any) -> None:
         "gen_ai.usage.input_tokens": int(usage.input_tokens),
         "gen_ai.usage.output_tokens": int(usage.output_tokens),
     }
-    response_id = getattr(completion, "id", None)
+    response_id = getattr(completion, "response_id", "")
     if response_id:
         attrs["gen_ai.response.id"] = str(response_id)
     if "/" in answered and answered.split("/", 1)[0] != llm_provider(op.name):
@@ -121,8 +122,9 @@ def _agent_finish(op: Operation, result: Any, span: Any, t: Any) -> None:
 
 
 def _tool_start(op: Operation, t: Any) -> tuple[str, SpanKind, dict[str, Any]]:
+    name = op.name
     attrs: dict[str, Any] = {"aikit.operation.kind": "tool", "gen_ai.operation.name": "execute_tool",
-                             "gen_ai.tool.name": op.name, "gen_ai.tool.type": "function"}
+                             "gen_ai.tool.name": name, "gen_ai.tool.type": "function"}
     call_id = op.meta.get("call_id")
     if call_id:
         attrs["gen_ai.tool.call.id"] = str(call_id)
@@ -130,14 +132,18 @@ def _tool_start(op: Operation, t: Any) -> tuple[str, SpanKind, dict[str, Any]]:
     if server:  # a tool of an MCP server (aikit_components/mcp/client.py): which server, which tool there
         attrs.update({"gen_ai.tool.type": "extension", "mcp.method.name": "tools/call", "aikit.mcp.server": str(server),
                       "aikit.mcp.tool": str(op.meta.get("mcp_tool") or op.name)})
-    caller = getattr(op.context, "caller", None)
+    try:
+        caller = op.context.caller
+    except AttributeError:
+        caller = None
     if caller:
-        attrs["aikit.caller"] = str(caller)
+        caller = str(caller)
+        attrs["aikit.caller"] = caller
         if caller.startswith("agent:"):
             attrs["gen_ai.agent.name"] = caller[6:]
     if t.capture_content:
         attrs["gen_ai.tool.call.arguments"] = t.text(op.payload.get("args"))
-    return f"execute_tool {op.name}", INTERNAL, attrs
+    return f"execute_tool {name}", INTERNAL, attrs
 
 
 def _tool_finish(op: Operation, result: Any, span: Any, t: Any) -> None:
@@ -243,7 +249,7 @@ def _cell_start(op: Operation, t: Any) -> tuple[str, SpanKind, dict[str, Any]]:
 SHAPES: dict[str, Shape] = {
     "llm": Shape(_llm_start, _llm_finish),
     "agent": Shape(_agent_start, _agent_finish),
-    "tool": Shape(_tool_start, _tool_finish),
+    "tool": Shape(_tool_start, _tool_finish, content_only=True),
     "workflow.step": Shape(_step_start),
     "workflow": Shape(_workflow_start, _workflow_finish),
     "rag.ingest": Shape(_ingest_start, _ingest_finish),

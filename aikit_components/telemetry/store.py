@@ -9,18 +9,31 @@ listing traces never scans spans, and bumps a change counter that other processe
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import sqlite3
 import threading
 import time
 from collections.abc import Sequence
+from itertools import chain, repeat
+from operator import add
 from pathlib import Path
 from typing import Any
 
 from .records import SpanRecord, TraceSummary
 
-__all__ = ["SpanStore"]
+__all__ = ["ROW_FIELDS", "SpanStore", "record_row"]
+
+#: The fields of a span row, as :meth:`SpanStore.write_rows` takes them: the record's fields with
+#: the attributes and events as JSON text, then the columns the store indexes and sums. What is
+#: absent is a sentinel, never None: ``""`` for parent_span_id (a root) and agent, ``-1`` for
+#: end_ns (running), input_tokens and output_tokens, ``-1.0`` for cost_usd. (Python 3.11's sqlite3
+#: sends a None parameter through its adapter look-up, an exception made and cleared each time,
+#: which cost more than the rest of the row; the statement turns the sentinels into NULL.)
+ROW_FIELDS = ("trace_id", "span_id", "parent_span_id", "name", "kind", "start_ns", "end_ns", "status",
+              "status_message", "attributes_json", "events_json", "op_kind", "agent", "input_tokens",
+              "output_tokens", "cost_usd")
 
 _SEP = "\x1f"  # separates the agent names of a trace in one column
 _PRUNE_EVERY_S = 60.0
@@ -46,10 +59,13 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('seq', 0);
 """
 
-_UPSERT = """
+_UPSERT_HEAD = """
 INSERT INTO spans (trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, status, status_message,
                    attributes, events, op_kind, agent, input_tokens, output_tokens, cost_usd, seq)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+VALUES """
+_UPSERT_ROW = ("(?, ?, NULLIF(?, ''), ?, ?, ?, NULLIF(?, -1), ?, ?, ?, ?, ?, NULLIF(?, ''), NULLIF(?, -1), "
+               "NULLIF(?, -1), NULLIF(?, -1.0), ?)")
+_UPSERT_TAIL = """
 ON CONFLICT (trace_id, span_id) DO UPDATE SET
     parent_span_id = excluded.parent_span_id, name = excluded.name, kind = excluded.kind,
     start_ns = excluded.start_ns, end_ns = excluded.end_ns, status = excluded.status,
@@ -57,6 +73,18 @@ ON CONFLICT (trace_id, span_id) DO UPDATE SET
     op_kind = excluded.op_kind, agent = excluded.agent, input_tokens = excluded.input_tokens,
     output_tokens = excluded.output_tokens, cost_usd = excluded.cost_usd, seq = excluded.seq
 """
+# Many rows per INSERT statement, not executemany: each statement step releases the GIL, and a
+# thread that gives the GIL up while the Lua thread computes waits up to the switch interval (5 ms)
+# to get it back, so a row per step would write a few hundred rows a second. Statements have a
+# power-of-two number of rows (a batch is split in those), so that few are ever prepared.
+_MAX_ROWS_PER_STATEMENT = 256
+
+
+@functools.lru_cache(maxsize=16)
+def _upsert(rows: int) -> str:
+    """The upsert statement of ``rows`` spans."""
+    return _UPSERT_HEAD + ",\n".join([_UPSERT_ROW] * rows) + _UPSERT_TAIL
+
 
 # A trace's summary row is kept up to date span by span (never by scanning the trace: a cell that
 # makes 100,000 tool calls is one trace). Its root is the span without a parent; until that one is
@@ -77,15 +105,18 @@ def _int(value: Any) -> int | None:
     return None if number is None else int(number)
 
 
-def _row(span: SpanRecord, seq: int) -> tuple[Any, ...]:
+def record_row(span: SpanRecord) -> tuple[Any, ...]:
+    """``span`` as a row (:data:`ROW_FIELDS`)."""
     attrs = span.attributes
     agent = attrs.get("gen_ai.agent.name")
-    return (span.trace_id, span.span_id, span.parent_span_id, span.name, span.kind, span.start_ns, span.end_ns,
-            span.status, span.status_message, json.dumps(attrs, default=str, ensure_ascii=False),
-            json.dumps(span.events, default=str, ensure_ascii=False),
-            str(attrs.get("aikit.operation.kind", "")), str(agent) if agent is not None else None,
-            _int(attrs.get("gen_ai.usage.input_tokens")), _int(attrs.get("gen_ai.usage.output_tokens")),
-            _number(attrs.get("aikit.cost.usd")), seq)
+    tokens_in, tokens_out = _int(attrs.get("gen_ai.usage.input_tokens")), _int(attrs.get("gen_ai.usage.output_tokens"))
+    cost = _number(attrs.get("aikit.cost.usd"))
+    return (span.trace_id, span.span_id, span.parent_span_id or "", span.name, span.kind, span.start_ns,
+            -1 if span.end_ns is None else span.end_ns, span.status, span.status_message,
+            json.dumps(attrs, default=str, ensure_ascii=False), json.dumps(span.events, default=str, ensure_ascii=False),
+            str(attrs.get("aikit.operation.kind", "")), "" if agent is None else str(agent),
+            -1 if tokens_in is None else tokens_in, -1 if tokens_out is None else tokens_out,
+            -1.0 if cost is None else cost)
 
 
 def _record(row: Sequence[Any]) -> SpanRecord:
@@ -119,6 +150,8 @@ class SpanStore:
             self._db.execute("PRAGMA journal_mode = WAL")
         self._db.execute("PRAGMA synchronous = NORMAL")  # spans are diagnostics: no fsync per write
         self._db.executescript(_SCHEMA)
+        variables = self._db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) if hasattr(self._db, "getlimit") else 999
+        self._rows_per_statement = 1 << (max(1, min(_MAX_ROWS_PER_STATEMENT, variables // 17)).bit_length() - 1)
         self._next_prune = 0.0
         # (trace_id, span_id) -> (status, tokens in, tokens out, cost) of spans written while running
         self._running: dict[tuple[str, str], tuple[Any, ...]] = {}
@@ -129,82 +162,104 @@ class SpanStore:
     def write(self, spans: Sequence[SpanRecord]) -> None:
         """Upsert ``spans`` by (trace_id, span_id) in one transaction and update the summaries
         of their traces. Raises ``sqlite3.Error`` when the file cannot be written (locked, full)."""
-        if not spans:
+        self.write_rows([record_row(span) for span in spans])
+
+    def write_rows(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        """:meth:`write` for spans given as rows (:data:`ROW_FIELDS`), what tracing's writer
+        thread makes from its spans without a :class:`SpanRecord` in between."""
+        if not rows:
             return
         with self._lock:
             db = self._db
+            running = self._running
             db.execute("BEGIN IMMEDIATE")
             try:
-                seq = db.execute("UPDATE meta SET value = value + 1 WHERE key = 'seq' RETURNING value").fetchone()[0]
-                rows = [_row(span, seq) for span in spans]
-                olds = [self._previous(span) for span in spans]
-                db.executemany(_UPSERT, rows)
+                seq = (db.execute("UPDATE meta SET value = value + 1 WHERE key = 'seq' RETURNING value").fetchone()[0],)
+                olds = [self._previous(row) for row in rows] if running or self._shared else None
+                at, left, per = 0, len(rows), self._rows_per_statement
+                while left:
+                    while per > left:
+                        per //= 2
+                    chunk = rows[at:at + per]
+                    db.execute(_upsert(per), list(chain.from_iterable(map(add, chunk, repeat(seq, per)))))
+                    at += per
+                    left -= per
                 summaries: dict[str, list[Any]] = {}
-                for span, row, old in zip(spans, rows, olds, strict=True):
-                    self._summarize(span, row, old, summaries)
+                summarize = self._summarize
+                if olds is None:
+                    for row in rows:
+                        summarize(row, None, summaries)
+                else:
+                    for row, old in zip(rows, olds, strict=True):
+                        summarize(row, old, summaries)
                 db.executemany("INSERT OR REPLACE INTO traces VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                [tuple(t) for t in summaries.values()])
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:  # SQLite may have rolled back already (a full disk does)
                     db.execute("ROLLBACK")
-                self._running.clear()  # unsure now: ask the file again
+                running.clear()  # unsure now: ask the file again
                 raise
-            for span, row in zip(spans, rows, strict=True):
-                key = (span.trace_id, span.span_id)
-                if span.end_ns is None:
-                    self._running[key] = (span.status, row[13], row[14], row[15])
-                else:
-                    self._running.pop(key, None)
+            for row in rows:
+                if row[6] < 0:
+                    running[(row[0], row[1])] = (row[7], max(row[13], 0), max(row[14], 0),
+                                                 row[15] if row[15] >= 0 else None)
+                elif running:
+                    running.pop((row[0], row[1]), None)
         if time.monotonic() >= self._next_prune:
             self.prune()
 
-    def _previous(self, span: SpanRecord) -> tuple[Any, ...] | None:
-        """What the store holds of ``span`` already (status and usage), None when it is new. A
-        span this store wrote while it ran is remembered; one it never wrote, it need not look
-        up unless it may have been written by another writer (the ids are random: it was not)."""
-        key = (span.trace_id, span.span_id)
+    def _previous(self, row: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        """What the store holds of the span of ``row`` already (status, tokens in and out, cost or
+        None), None when it is new. A span this store wrote while it ran is remembered; one it never wrote, it need
+        not look up unless it may have been written by another writer (the ids are random: it
+        was not)."""
+        key = (row[0], row[1])
         known = self._running.get(key)
         if known is not None or not self._shared:
             return known
         return self._db.execute(_OLD, key).fetchone()
 
-    def _summarize(self, span: SpanRecord, row: tuple[Any, ...], old: tuple[Any, ...] | None,
-                   summaries: dict[str, list[Any]]) -> None:
-        db = self._db
-        t = summaries.get(span.trace_id)
+    def _summarize(self, row: tuple[Any, ...], old: tuple[Any, ...] | None, summaries: dict[str, list[Any]]) -> None:
+        trace_id, span_id, parent, name, _, start, end, status = row[:8]
+        t = summaries.get(trace_id)
         if t is None:
-            found = db.execute("SELECT * FROM traces WHERE trace_id = ?", (span.trace_id,)).fetchone()
-            t = list(found) if found is not None else [span.trace_id, span.name, row[11], span.start_ns, None, 0, 0, 0,
-                                                       0, None, "running", "", span.span_id, 0, span.start_ns]
-            summaries[span.trace_id] = t
+            found = self._db.execute("SELECT * FROM traces WHERE trace_id = ?", (trace_id,)).fetchone()
+            t = list(found) if found is not None else [trace_id, name, row[11], start, None, 0, 0, 0, 0, None,
+                                                       "running", "", span_id, 0, start]
+            summaries[trace_id] = t
         # trace_id, root_name, root_kind, start_ns, end_ns, span_count, error_count, input_tokens,
         # output_tokens, cost_usd, status, agents, root_span_id, root_parentless, root_start_ns
-        old_status, old_in, old_out, old_cost = old if old is not None else (None, None, None, None)
+        if start < t[3]:
+            t[3] = start
+        tokens_in, tokens_out, cost = row[13], row[14], row[15]  # -1 when absent
         if old is None:
             t[5] += 1
-        if span.start_ns < t[3]:
-            t[3] = span.start_ns
-        if span.status == "ERROR" or old_status == "ERROR":
-            t[6] += (span.status == "ERROR") - (old_status == "ERROR")
-        if row[13] or old_in:
-            t[7] += (row[13] or 0) - (old_in or 0)
-        if row[14] or old_out:
-            t[8] += (row[14] or 0) - (old_out or 0)
-        if row[15] is not None or old_cost is not None:
-            t[9] = (t[9] or 0.0) + (row[15] or 0.0) - (old_cost or 0.0)
+            if status == "ERROR":
+                t[6] += 1
+            if tokens_in > 0:
+                t[7] += tokens_in
+            if tokens_out > 0:
+                t[8] += tokens_out
+            if cost >= 0:
+                t[9] = (t[9] or 0.0) + cost
+        else:
+            old_status, old_in, old_out, old_cost = old
+            t[6] += (status == "ERROR") - (old_status == "ERROR")
+            t[7] += max(tokens_in, 0) - (old_in or 0)
+            t[8] += max(tokens_out, 0) - (old_out or 0)
+            if cost >= 0 or old_cost is not None:
+                t[9] = (t[9] or 0.0) + max(cost, 0.0) - (old_cost or 0.0)
         agent = row[12]
         if agent and _SEP + agent + _SEP not in (t[11] or ""):
             t[11] = (t[11] or _SEP) + agent + _SEP
-        parentless = span.parent_span_id is None
-        is_root = t[12] == span.span_id
+        is_root = t[12] == span_id
         if not is_root and not t[13]:  # the root so far is a stand-in
-            is_root = parentless or (span.start_ns <= t[14] and
-                                     db.execute(_HAS, (span.trace_id, span.parent_span_id)).fetchone() is None)
+            is_root = not parent or (start <= t[14] and self._db.execute(_HAS, (trace_id, parent)).fetchone() is None)
         if is_root:
-            t[1], t[2], t[4], t[12], t[13], t[14] = span.name, row[11], span.end_ns, span.span_id, int(parentless), \
-                span.start_ns
-            t[10] = "running" if span.end_ns is None else ("error" if span.status == "ERROR" else "ok")
+            t[1], t[2], t[4], t[12], t[13], t[14] = name, row[11], end if end >= 0 else None, span_id, int(not parent), \
+                start
+            t[10] = "running" if end < 0 else ("error" if status == "ERROR" else "ok")
 
     # -- reading ----------------------------------------------------------------------------------
     def traces(self, *, limit: int = 20, agent: str | None = None, errors_only: bool = False,

@@ -1,8 +1,10 @@
-"""One process's telemetry (one per :class:`~aikit_components.components.Components`): its own
-OpenTelemetry ``TracerProvider`` (never the global one, so aikit does not fight with a user's own
-OTel setup) with the local span store and, when configured, OTLP/HTTP export; and a
-``MeterProvider`` when something reads metrics (OTLP or the Prometheus endpoint of
-``aikit serve --metrics-port``)."""
+"""One process's telemetry (one per :class:`~aikit_components.components.Components`): aikit's
+own spans (``spans.py``, recorded on the hot path at the cost of a small object and a queue
+append), written to the local span store and, when configured, sent over OTLP/HTTP by background
+threads (``writer.py``); and a ``MeterProvider`` when something reads metrics (OTLP or the
+Prometheus endpoint of ``aikit serve --metrics-port``). It never touches OpenTelemetry's global
+providers, so aikit does not fight with a user's own OTel setup; the OTel *context* is shared, so
+spans nest across both."""
 
 from __future__ import annotations
 
@@ -10,23 +12,22 @@ import atexit
 import contextlib
 import logging
 import os
+import time
 import weakref
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import SpanLimits, TracerProvider
-from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from .processors import ExportSpanProcessor, StoreSpanProcessor
+from .otel_context import attach, detach, get_context, with_span
 from .records import SpanRecord, TraceSummary
 from .settings import TelemetrySettings
+from .spans import Span
 from .store import SpanStore
+from .writer import BATCH, ExportWorker, Reporter, SpanWriter
 
 log = logging.getLogger("aikit.telemetry")
 
@@ -36,6 +37,8 @@ __all__ = ["MAX_ATTRIBUTE_CHARS", "Telemetry"]
 MAX_ATTRIBUTE_CHARS = 16_384
 _PROPAGATOR = TraceContextTextMapPropagator()
 _SCOPE = "aikit"
+_time_ns = time.time_ns
+_get_current_span = trace.get_current_span
 
 
 class Telemetry:
@@ -49,42 +52,39 @@ class Telemetry:
         self.capture_content = settings.capture_content
         self.latest_semconv = settings.latest_semconv
         self.traceparent_http = settings.traceparent_http
-        self.store_processor: StoreSpanProcessor | None = None
-        self.export_processor: ExportSpanProcessor | None = None
-        self.provider: TracerProvider | None = None
+        self.writer: SpanWriter | None = None
+        self.export: ExportWorker | None = None
         self.meter_provider: Any = None
         self.metrics: Any = None
+        self.reporter = Reporter()
         self._reader: SpanStore | None = None
         self._closed = False
-        self._truncation_warned = False
         self.prices: dict[str, dict[str, float]] = {}
+        self._queue: Any = ()
+        self._max_queue = 0  # disabled: start() makes spans that go nowhere
         for warning in settings.warnings:
             log.warning("aikit tracing: %s", warning)
         if not self.enabled:
-            self.tracer: Any = trace.NoOpTracer()
             return
-        resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME") or service_name})
-        # Every operation is recorded (the local store is the point): no sampling, which also spares
-        # the parent-based sampler's look-up on each span.
-        provider = TracerProvider(resource=resource, shutdown_on_exit=False, sampler=ALWAYS_ON,
-                                  span_limits=SpanLimits(max_span_attribute_length=4 * MAX_ATTRIBUTE_CHARS))
-        if settings.store_path is not None:
-            store_path = settings.store_path
-            self.store_processor = StoreSpanProcessor(
-                lambda: SpanStore(store_path, max_age_s=settings.store_max_age_s, max_bytes=settings.store_max_bytes,
-                                  shared=False),
-                max_queue=settings.queue_size)
-            provider.add_span_processor(self.store_processor)
         if settings.otlp_traces_url:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
             exporter = OTLPSpanExporter(endpoint=settings.otlp_traces_url, headers=dict(settings.otlp_headers),
                                         timeout=5)
-            self.export_processor = ExportSpanProcessor(exporter, label=settings.otlp_traces_url,
-                                                        max_queue=settings.queue_size)
-            provider.add_span_processor(self.export_processor)
-        self.provider = provider
-        self.tracer = provider.get_tracer(_SCOPE)
+            self.export = ExportWorker(exporter, label=settings.otlp_traces_url, reporter=self.reporter,
+                                       max_queue=settings.queue_size, service_name=service_name)
+        open_store = None
+        if settings.store_path is not None:
+            store_path = settings.store_path
+
+            def open_store() -> SpanStore:
+                return SpanStore(store_path, max_age_s=settings.store_max_age_s, max_bytes=settings.store_max_bytes,
+                                 shared=False)
+
+        self.writer = SpanWriter(open_store, self.export, reporter=self.reporter, max_queue=settings.queue_size)
+        self._queue = self.writer.queue
+        self._max_queue = self.writer.max_queue
+        self._wake = self.writer.wake
         readers = list(metric_readers or [])
         if settings.otlp_metrics_url:
             from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
@@ -97,8 +97,10 @@ class Telemetry:
             from opentelemetry.sdk.metrics import MeterProvider
 
             from .metrics import Metrics
+            from .otlp_export import resource
 
-            self.meter_provider = MeterProvider(metric_readers=readers, resource=resource, shutdown_on_exit=False)
+            self.meter_provider = MeterProvider(metric_readers=readers, resource=resource(service_name),
+                                                shutdown_on_exit=False)
             self.metrics = Metrics(self.meter_provider.get_meter(_SCOPE))
         ref = weakref.ref(self)
         atexit.register(lambda: (t := ref()) is not None and t.close())
@@ -117,6 +119,22 @@ class Telemetry:
         return cls(TelemetrySettings(enabled=False, store_path=None))
 
     # -- spans --------------------------------------------------------------------------------------
+    def start(self, name: str, kind: SpanKind, attributes: dict[str, Any], parent: Any,
+              start_time: int | None = None) -> Span:
+        """A new span (``parent``: the parent span, any OTel span, or None for a root), queued
+        for the writer thread (or dropped and counted when the queue is full). Not made current:
+        the caller attaches it when its work runs inside it. ``attributes`` becomes the span's
+        own dict (not copied)."""
+        span = Span(name, kind, attributes, parent, start_time or _time_ns())
+        queue = self._queue
+        if len(queue) < self._max_queue:
+            queue.append(span)
+            if len(queue) == BATCH:
+                self._wake.set()
+        elif self.writer is not None:
+            self.writer.full()
+        return span
+
     @contextlib.contextmanager
     def span(self, name: str, *, kind: SpanKind = SpanKind.INTERNAL, attributes: Mapping[str, Any] | None = None,
              parent: Any = None) -> Iterator[Any]:
@@ -126,16 +144,19 @@ class Telemetry:
         if not self.enabled:
             yield trace.INVALID_SPAN
             return
-        span = self.tracer.start_span(name, context=parent, kind=kind, attributes=attributes)
-        token = otel_context.attach(trace.set_span_in_context(span, parent))
+        ctx = get_context() if parent is None else parent
+        span = self.start(name, kind, dict(attributes or {}), _get_current_span(ctx))
+        token = attach(with_span(ctx, span))
         try:
             yield span
         except BaseException as exc:
-            span.set_attribute("error.type", getattr(exc, "code", None) or type(exc).__name__)
-            span.set_status(Status(StatusCode.ERROR, str(exc)[:1000]))
+            span.fail(getattr(exc, "code", None) or type(exc).__name__, str(exc))
             raise
         finally:
-            otel_context.detach(token)
+            try:
+                detach(token)
+            except ValueError:  # the block ended in another contextvars context: nothing to restore here
+                pass
             span.end()
 
     def text(self, value: Any) -> str:
@@ -146,10 +167,8 @@ class Telemetry:
 
             value = json.dumps(value, ensure_ascii=False, default=str)
         if len(value) > MAX_ATTRIBUTE_CHARS:
-            if not self._truncation_warned:
-                self._truncation_warned = True
-                log.warning("aikit tracing: a span attribute of %d characters was cut to %d (captured content is "
-                            "kept short so spans stay cheap to store and send)", len(value), MAX_ATTRIBUTE_CHARS)
+            self.reporter.once("cut", "a span attribute of %d characters was cut to %d (captured content is kept "
+                               "short so spans stay cheap to store and send)", len(value), MAX_ATTRIBUTE_CHARS)
             value = value[:MAX_ATTRIBUTE_CHARS] + "…"
         return value
 
@@ -163,35 +182,41 @@ class Telemetry:
 
     @staticmethod
     def fail(span: Any, error_type: str, message: str) -> None:
+        """Mark ``span`` (aikit's or any OTel span) failed with ``error.type`` and ``message``."""
         span.set_attribute("error.type", error_type)
         span.set_status(Status(StatusCode.ERROR, message[:1000]))
 
-    def fallback_spans(self, chat: Any, attempts: list[Any]) -> None:
+    def fallback_spans(self, chat: Span, attempts: list[Any]) -> None:
         """One child span per model a fallback chain tried (``attempts``, the answering one last),
         laid end to end from the start of the ``chat`` span."""
-        parent = trace.set_span_in_context(chat)
         at = chat.start_time or 0
         for attempt in attempts:
             end = at + int(float(getattr(attempt, "elapsed_s", 0.0) or 0.0) * 1e9)
             model = str(attempt.model)
-            span = self.tracer.start_span(f"chat {model}", context=parent, start_time=at, kind=SpanKind.CLIENT,
-                                          attributes={"aikit.operation.kind": "llm.attempt",
-                                                      "gen_ai.operation.name": "chat", "gen_ai.request.model": model,
-                                                      "gen_ai.provider.name": model.split("/", 1)[0]})
+            span = self.start(f"chat {model}", SpanKind.CLIENT,
+                              {"aikit.operation.kind": "llm.attempt", "gen_ai.operation.name": "chat",
+                               "gen_ai.request.model": model, "gen_ai.provider.name": model.split("/", 1)[0]},
+                              chat, start_time=at)
             if not attempt.ok:
-                self.fail(span, str(attempt.kind or "error"), str(attempt.message or ""))
+                span.fail(str(attempt.kind or "error"), str(attempt.message or ""))
             span.end(end_time=max(end, at))
             at = end
 
     @staticmethod
     def current_trace_id() -> str | None:
         """The id of the trace running here (32 hex digits), None outside any span."""
-        ctx = trace.get_current_span().get_span_context()
+        span = _get_current_span()
+        if type(span) is Span:
+            return format(span.trace_id, "032x")
+        ctx = span.get_span_context()
         return format(ctx.trace_id, "032x") if ctx.is_valid else None
 
     @staticmethod
     def traceparent() -> str | None:
         """The W3C ``traceparent`` of the current span (None outside any span)."""
+        span = _get_current_span()
+        if type(span) is Span:
+            return span.traceparent
         carrier: dict[str, str] = {}
         _PROPAGATOR.inject(carrier)
         return carrier.get("traceparent")
@@ -211,10 +236,13 @@ class Telemetry:
         return ctx if trace.get_current_span(ctx).get_span_context().is_valid else None
 
     # -- reading the store ------------------------------------------------------------------------
-    def flush(self) -> None:
-        """Write what is queued to the store now (before reading it)."""
-        if self.store_processor is not None:
-            self.store_processor.force_flush()
+    def flush(self, *, export: bool = False) -> None:
+        """Write what is queued to the store now (before reading it); ``export``: also send what
+        waits for the collector (in this thread: a collector that hangs holds the caller)."""
+        if self.writer is not None:
+            self.writer.drain()
+        if export and self.export is not None:
+            self.export.drain()
 
     def store(self) -> SpanStore:
         """The local span store, for reading (raises ``AikitError`` when there is none)."""
@@ -237,13 +265,20 @@ class Telemetry:
 
     # -- state ----------------------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
-        """Spans dropped and delivery failures, per destination."""
+        """Spans dropped and delivery failures, per destination (a span the full queue turned
+        away counts for both)."""
         out: dict[str, Any] = {}
-        for name, processor in (("store", self.store_processor), ("otlp", self.export_processor)):
-            if processor is not None:
-                w = processor.worker
-                out[name] = {"dropped": w.dropped, "failures": w.failures, "pending": w.pending,
-                             "last_error": w.last_error}
+        writer = self.writer
+        if writer is None:
+            return out
+        if self.settings.store_path is not None:
+            d = writer.delivery
+            out["store"] = {"dropped": writer.dropped + d.dropped, "failures": d.failures, "pending": writer.pending,
+                            "last_error": d.last_error}
+        if self.export is not None:
+            d = self.export.delivery
+            out["otlp"] = {"dropped": writer.dropped + d.dropped, "failures": d.failures,
+                           "pending": writer.pending + self.export.pending, "last_error": d.last_error}
         return out
 
     def close(self) -> None:
@@ -251,16 +286,19 @@ class Telemetry:
         if self._closed:
             return
         self._closed = True
-        if self.provider is not None:
-            self.provider.shutdown()
+        if self.writer is not None:
+            self.writer.stop()
+        if self.export is not None:
+            self.export.shutdown()
         if self.meter_provider is not None:
             try:
                 self.meter_provider.shutdown(timeout_millis=3000)
             except Exception:  # noqa: BLE001 - a collector that is down
                 log.debug("metrics shutdown failed", exc_info=True)
-        if self.export_processor is not None and self.export_processor.worker.dropped:
-            w = self.export_processor.worker
-            log.warning("aikit tracing: %d spans could not be sent to %s (%s)", w.dropped, self.settings.otlp_traces_url,
-                        w.last_error or "queue full")
+        if self.export is not None and self.writer is not None:
+            lost = self.export.delivery.dropped + self.writer.dropped
+            if lost:
+                log.warning("aikit tracing: %d spans could not be sent to %s (%s)", lost, self.settings.otlp_traces_url,
+                            self.export.delivery.last_error or "queue full")
         if self._reader is not None:
             self._reader.close()

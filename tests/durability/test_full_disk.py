@@ -172,7 +172,7 @@ def _span(n: int) -> SpanRecord:
 
 def test_span_store_history_and_effect_journal_on_a_full_disk(small_fs: Path) -> None:
     """The kernel writes spans and history in the background and logs a failure (the cell or run
-    goes on, see aikit_kernel/kernel.py and telemetry/processors.py): the stores raise a clear
+    goes on, see aikit_kernel/kernel.py and telemetry/writer.py): the stores raise a clear
     error, keep what they had, and write again once there is space. The effect journal (behind the
     audit ledger in a run, which fails first) says the disk is full, not that it is corrupt."""
     spans = SpanStore(small_fs / "traces.sqlite")

@@ -70,6 +70,21 @@ def test_a_cell_tree_hangs_under_its_execute_request(tmp_path: Path, otlp_receiv
         kernel.request(complete)
         receiver.wait_for(lambda r: r.named("complete_request"))
         assert receiver.named("complete_request")[0]["attributes"]["jupyter.msg_id"] == complete
+        # so does an inspection, and a debug request on the control channel (JupyterLab's debugger)
+        inspect = kernel.kc.inspect("Tool", 4)
+        kernel.request(inspect)
+        debug = kernel.kc.session.msg("debug_request", {"seq": 1, "type": "request", "command": "debugInfo",
+                                                        "arguments": {}})
+        kernel.kc.control_channel.send(debug)
+        while kernel.kc.control_channel.get_msg(timeout=60)["parent_header"].get("msg_id") != debug["header"]["msg_id"]:
+            pass
+        receiver.wait_for(lambda r: r.named("inspect_request") and r.named("debug_request"))
+        assert receiver.named("inspect_request")[0]["attributes"]["jupyter.msg_id"] == inspect
+        served = receiver.named("debug_request")[0]
+        assert served["kind"] == "SERVER" and served.get("parent_span_id") is None
+        assert served["attributes"]["jupyter.msg_id"] == debug["header"]["msg_id"]
+        assert served["attributes"]["jupyter.session_id"] == kernel.kc.session.session
+        assert served["attributes"]["jupyter.msg_type"] == "debug_request"
     finally:
         kernel.shutdown()
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.support.agents import OPENAI, answer, call
+from tests.support.agents import OPENAI, answer, call, chat, sse
+from tests.support.llm_server import Reply
 
 NEW = "a = Agent.new{name = 'helper', model = 'openai/m', tools = {'calculate'}}"
 
@@ -47,6 +48,20 @@ def test_an_agent_run_is_one_tree_with_genai_attributes(make_agent_lua: Any, llm
     sent = llm_server.requests_to(OPENAI)[0].headers["traceparent"]
     assert sent.split("-")[1] == trace_id and sent.split("-")[2] == http[0]["span_id"]
     assert "authorization" not in str(spans).lower() and "test-key" not in str(spans)
+
+
+def test_chat_spans_carry_the_response_id_when_the_provider_gives_one(make_agent_lua: Any, llm_server: Any) -> None:
+    lua = make_agent_lua()
+    first = chat(None, [call("calculate", {"expression": "1 + 1"}, "call_r1")])
+    anonymous = chat("Two.")  # a server that gives no id (a local model's may not): no attribute
+    del anonymous["id"]
+    llm_server.reply(OPENAI, Reply.json(first), Reply.json(anonymous), sse(["Thr", "ee."]))
+    lua.run("a = Agent.new{name = 'ids', model = 'openai/m', tools = {'calculate'}} a:run('1 + 1?')")
+    chats = [s for s in lua.run("return Trace.last().spans") if s["name"] == "chat openai/m"]
+    assert [c["attributes"].get("gen_ai.response.id") for c in chats] == [first["id"], None]
+    lua.run("a:stream('1 + 2?', function(delta) end)")  # a streamed answer: the chunks' id
+    streamed = [s for s in lua.run("return Trace.last().spans") if s["name"] == "chat openai/m"]
+    assert streamed[0]["attributes"]["gen_ai.response.id"] == "chatcmpl-stream"
 
 
 def test_trace_last_list_and_the_display(make_agent_lua: Any, llm_server: Any) -> None:
@@ -154,3 +169,12 @@ def test_rag_ingest_and_search_spans(make_agent_lua: Any) -> None:
     assert names[0] == "retrieval facts" and names[1].startswith("embeddings ")
     search = lua.run("return Trace.last().spans[1].attributes")
     assert search["gen_ai.operation.name"] == "retrieval" and search["aikit.rag.hits"] == 1
+
+
+def test_a_program_aikit_starts_gets_the_traceparent_of_its_span(make_agent_lua: Any) -> None:
+    lua = make_agent_lua('[security]\nallowed_commands = ["sh"]\n')
+    out = lua.run("return Tool.call('run_process', {command = {'sh', '-c', 'echo $TRACEPARENT'}})")
+    sent = str(out["stdout"]).strip()
+    last = lua.run("return Trace.last()")
+    process = [s for s in last["spans"] if s["name"].startswith("process ")][0]
+    assert sent == f"00-{last['trace_id']}-{process['span_id']}-01"

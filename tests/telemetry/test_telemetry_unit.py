@@ -106,8 +106,7 @@ def test_spans_reach_the_receiver_with_parent_links(otlp_receiver: Any) -> None:
     with telemetry.span("outer", attributes={"aikit.operation.kind": "script"}), telemetry.span("inner") as inner:
         assert telemetry.current_trace_id() == format(inner.get_span_context().trace_id, "032x")
         assert telemetry.traceparent().split("-")[2] == format(inner.get_span_context().span_id, "016x")
-    telemetry.flush()
-    telemetry.export_processor.force_flush()
+    telemetry.flush(export=True)
     receiver.wait_for(lambda r: len(r.spans) == 2)
     outer, inner_span = receiver.named("outer")[0], receiver.named("inner")[0]
     assert inner_span["parent_span_id"] == outer["span_id"] and outer["parent_span_id"] is None

@@ -1,0 +1,337 @@
+"""Where spans go after the hot path: :class:`SpanWriter` takes each :class:`~.spans.Span` from a
+bounded queue (one ``deque.append`` when the span starts, nothing when it ends) and, in its own
+daemon thread, writes batches of them to the local :class:`~.store.SpanStore` (one transaction,
+``executemany``) and hands the finished ones to :class:`ExportWorker`, whose thread converts them
+to the SDK's ``ReadableSpan`` and sends them with the OTLP/HTTP exporter.
+
+A span still running when its batch is written is written as running (live views show it) and
+kept aside; it is written again once it has ended. A full queue drops spans: they are counted, and
+the first drop and the first failure of the store or the collector are reported once, as one
+warning each (a collector that is down, a full disk, a locked store: the run goes on)."""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from opentelemetry.trace import SpanKind
+
+from .spans import Span
+from .store import SpanStore
+
+log = logging.getLogger("aikit.telemetry")
+
+__all__ = ["BATCH", "ExportWorker", "Reporter", "SpanWriter", "span_row"]
+
+#: Spans per write (and per OTLP request); a queue this long wakes its thread.
+BATCH = 512
+_INTERNAL = SpanKind.INTERNAL
+
+
+def _json_encoder() -> Callable[[Any], str]:
+    """A JSON encoder for attribute dicts and event lists, without ``json.dumps``'s per-call set-up
+    (a C encoder made once; attribute values are JSON types already, ``str`` for anything else)."""
+    from json import encoder
+
+    make = getattr(encoder, "c_make_encoder", None)
+    if make is None:  # not CPython's C accelerator
+        return json.JSONEncoder(ensure_ascii=False, default=str, separators=(",", ":")).encode
+    c_encode = make(None, str, encoder.encode_basestring, None, ":", ",", False, False, True)
+    join = "".join
+    return lambda value: join(c_encode(value, 0))
+
+
+_encode = _json_encoder()
+
+
+def _count(value: Any) -> int:
+    """A token count attribute as the store's column (-1 when absent or not a number)."""
+    if value is None:
+        return -1
+    if value.__class__ is int:
+        return value
+    return int(value) if value.__class__ is float and math.isfinite(value) else -1
+
+
+def _amount(value: Any) -> float:
+    """A cost attribute as the store's column (-1.0 when absent or not a finite number)."""
+    if value is None:
+        return -1.0
+    if value.__class__ is float:
+        return value if math.isfinite(value) else -1.0
+    return float(value) if value.__class__ is int else -1.0
+
+
+def span_row(span: Span, end_time: int | None) -> tuple[Any, ...]:
+    """``span`` as a row of the store (:data:`~.store.ROW_FIELDS`), as it is now; ``end_time``: the
+    span's end time as the caller read it (None: written as running), so the row and the caller's
+    decision agree although the span may end meanwhile in another thread."""
+    a = span.attributes
+    events = span.events
+    agent = a.get("gen_ai.agent.name")
+    parent = span.parent_id
+    kind = span.kind
+    return (span.trace_id.to_bytes(16, "big").hex(), span.span_id.to_bytes(8, "big").hex(),
+            parent.to_bytes(8, "big").hex() if parent else "", span.name,
+            "INTERNAL" if kind is _INTERNAL else kind.name, span.start_time, -1 if end_time is None else end_time,
+            span.status, span.status_message, _encode(a),
+            _encode([{"name": n, "time_ns": t, "attributes": e} for n, t, e in events]) if events else "[]",
+            str(a.get("aikit.operation.kind") or ""), "" if agent is None else str(agent),
+            _count(a.get("gen_ai.usage.input_tokens")), _count(a.get("gen_ai.usage.output_tokens")),
+            _amount(a.get("aikit.cost.usd")))
+
+
+class Reporter:
+    """The one warning per kind of trouble (a full queue, a failing store, a failing collector)
+    that a telemetry gives, however many times it happens."""
+
+    def __init__(self) -> None:
+        self._warned: set[str] = set()
+
+    def once(self, key: str, message: str, *args: Any) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning("aikit tracing: " + message, *args)
+
+
+class _Delivery:
+    """Counters of one destination (the store or the collector)."""
+
+    def __init__(self, name: str, reporter: Reporter) -> None:
+        self.name = name
+        self.reporter = reporter
+        self.dropped = 0  # spans lost: a queue was full or the delivery failed
+        self.failures = 0
+        self.last_error = ""
+
+    def failed(self, error: str, lost: int) -> None:
+        self.failures += 1
+        self.dropped += lost
+        self.last_error = error
+        self.reporter.once(f"failed:{self.name}", "%s failed (%s); the run goes on, and the spans that could not be "
+                           "delivered are dropped and counted", self.name, error)
+
+
+class ExportWorker:
+    """A bounded queue of finished spans and a daemon thread that converts them and sends them
+    with ``exporter`` (an OTLP ``SpanExporter``) in batches."""
+
+    def __init__(self, exporter: Any, *, label: str, reporter: Reporter, max_queue: int,
+                 service_name: str = "aikit", delay_s: float = 1.0) -> None:
+        self.exporter = exporter
+        self.delivery = _Delivery(f"OTLP export to {label}", reporter)
+        self._max_queue = max_queue
+        self._delay_s = delay_s
+        self._queue: collections.deque[Span] = collections.deque()
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._stopping = False
+        self._convert: Callable[[Span], Any] | None = None
+        self._service_name = service_name
+        self._thread = threading.Thread(target=self._run, name=f"aikit-otlp-{id(self):x}", daemon=True)
+        _quiet_exporter_logs(self._thread.name)
+        self._thread.start()
+
+    def put(self, spans: Sequence[Span]) -> None:
+        """Queue finished spans (from the writer thread); what does not fit is dropped and counted."""
+        room = self._max_queue - len(self._queue)
+        if room < len(spans):
+            lost = len(spans) - max(room, 0)
+            self.delivery.dropped += lost
+            self.delivery.reporter.once("queue", "the %s queue is full (%d spans); spans are dropped and counted "
+                                        "until it drains", self.delivery.name, self._max_queue)
+            spans = spans[:max(room, 0)]
+        self._queue.extend(spans)
+        if len(self._queue) >= BATCH:
+            self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stopping:
+            self._wake.wait(self._delay_s)
+            self._wake.clear()
+            if self._stopping:
+                break
+            self.drain()
+
+    def drain(self, limit: int | None = None) -> None:
+        """Send what is queued now (in the calling thread), batch by batch."""
+        with self._lock:
+            queue = self._queue
+            batches = 0
+            while queue and (limit is None or batches < limit):
+                batches += 1
+                spans = [queue.popleft() for _ in range(min(BATCH, len(queue)))]
+                try:
+                    error = self._send(spans)
+                except Exception as exc:  # noqa: BLE001 - reported once, never raised into a run
+                    error = f"{type(exc).__name__}: {exc}"
+                if error is not None:
+                    self.delivery.failed(error, len(spans))
+
+    def _send(self, spans: list[Span]) -> str | None:
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        if self._convert is None:
+            from .otlp_export import readable_span_converter
+
+            self._convert = readable_span_converter(self._service_name)
+        convert = self._convert
+        result = self.exporter.export([convert(s) for s in spans])
+        return None if result is SpanExportResult.SUCCESS else "the collector did not accept the spans"
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def shutdown(self) -> None:
+        # A collector that hangs must not hold the process: the worker gets a short while to finish
+        # its export, what is left is sent once more only if the collector has been answering, the
+        # exporter's shutdown interrupts its retries, and whatever is still queued is dropped (counted).
+        self._stopping = True
+        self._wake.set()
+        self._thread.join(2.0)
+        if self._queue and self.delivery.failures == 0 and not self._thread.is_alive():
+            self.drain(limit=2)
+        self.exporter.shutdown()
+        self.delivery.dropped += len(self._queue)
+        self._queue.clear()
+
+
+#: After the span store failed to open, spans are dropped for this long before it is tried again.
+REOPEN_DELAY_S = 10.0
+
+
+class SpanWriter:
+    """The queue the hot path appends started spans to, and the thread that writes them to the
+    store (``open_store``: made in that thread on first use; None: no store) and hands finished
+    ones to ``export`` (None: no OTLP)."""
+
+    def __init__(self, open_store: Callable[[], SpanStore] | None, export: ExportWorker | None, *,
+                 reporter: Reporter, max_queue: int = 2048, delay_s: float = 0.5) -> None:
+        self.queue: collections.deque[Span] = collections.deque()
+        self.max_queue = max_queue
+        self.wake = threading.Event()
+        self.export = export
+        self.reporter = reporter
+        self.delivery = _Delivery("span store", reporter)
+        self.dropped = 0  # spans the full queue turned away (neither stored nor sent)
+        self._open_store = open_store
+        self._store: SpanStore | None = None
+        self._retry_open_at = 0.0  # after a failed open: when to try again
+        self._running: list[Span] = []  # written while running; to write again once ended
+        self._delay_s = delay_s
+        self._lock = threading.Lock()  # one drain at a time (the thread or a flush)
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="aikit-span-writer", daemon=True)
+        self._thread.start()
+
+    def full(self) -> None:
+        """Count a span turned away by the full queue (called by the hot path)."""
+        self.dropped += 1
+        self.reporter.once("queue", "the span queue is full (%d spans); spans are dropped and counted until it "
+                           "drains", self.max_queue)
+
+    def _run(self) -> None:
+        while not self._stopping:
+            self.wake.wait(self._delay_s)
+            self.wake.clear()
+            if self._stopping:
+                break
+            self.drain()
+
+    def drain(self) -> None:
+        """Write what is queued, and the spans written while running that have ended since (in
+        the calling thread)."""
+        with self._lock:
+            queue = self._queue_batches()
+            for spans in queue:
+                self._deliver(spans)
+
+    def _queue_batches(self) -> Any:
+        queue = self.queue
+        first = True
+        while True:
+            spans = [queue.popleft() for _ in range(min(BATCH, len(queue)))]
+            if first and self._running:
+                still: list[Span] = []
+                for span in self._running:
+                    if span.end_time is None:
+                        still.append(span)
+                    else:
+                        spans.append(span)
+                self._running = still
+            first = False
+            if not spans:
+                return
+            yield spans
+
+    def _deliver(self, spans: list[Span]) -> None:
+        rows = []
+        finished = []
+        running = self._running
+        for span in spans:
+            end_time = span.end_time
+            rows.append(span_row(span, end_time))
+            if end_time is not None:
+                finished.append(span)
+            else:
+                running.append(span)
+        if finished and self.export is not None:
+            self.export.put(finished)
+        if self._open_store is None:
+            return
+        try:
+            self._write(rows)
+        except Exception as exc:  # noqa: BLE001 - reported once, never raised into a run
+            self.delivery.failed(f"{type(exc).__name__}: {exc}", len(rows))
+
+    def _write(self, rows: list[tuple[Any, ...]]) -> None:
+        if self._store is None:
+            if time.monotonic() < self._retry_open_at:
+                raise RuntimeError("the span store could not be opened (tried again shortly)")
+            try:
+                self._store = self._open_store()  # type: ignore[misc]
+            except Exception as exc:
+                # a full disk or a locked file passes: try again later, not at every batch
+                self._retry_open_at = time.monotonic() + REOPEN_DELAY_S
+                raise RuntimeError(f"opening the span store: {type(exc).__name__}: {exc}") from exc
+        self._store.write_rows(rows)
+
+    @property
+    def pending(self) -> int:
+        return len(self.queue)
+
+    def stop(self) -> None:
+        """Stop the thread, write what is left (spans still running are written as they are)."""
+        self._stopping = True
+        self.wake.set()
+        self._thread.join(2.0)
+        self.drain()
+        if self._store is not None:
+            self._store.close()
+
+
+class _OwnThreadFilter(logging.Filter):
+    """Silences the OTLP exporter's per-attempt logs in aikit's export thread (aikit reports a
+    failure once itself); other threads' exports (a user's own OTel setup) log as usual."""
+
+    def __init__(self, thread_name: str) -> None:
+        super().__init__()
+        self.thread_name = thread_name
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.threadName != self.thread_name
+
+
+def _quiet_exporter_logs(thread_name: str) -> None:
+    for name in ("opentelemetry.exporter.otlp.proto.http.trace_exporter", "opentelemetry.exporter.otlp.common.http",
+                 "opentelemetry.exporter.otlp.proto.http.metric_exporter"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _OwnThreadFilter) and f.thread_name == thread_name for f in logger.filters):
+            logger.addFilter(_OwnThreadFilter(thread_name))
