@@ -173,7 +173,9 @@ def test_a_full_disk_warns_once_and_the_run_goes_on(tmp_path: Path) -> None:
     prelude = ("import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
                "resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, 256 * 1024)); "
                "from aikit_kernel.cli.main import main; sys.exit(main(sys.argv[1:]))")
-    env = kernel_env(tmp_path / "data", AIKIT_TELEMETRY__CAPTURE_CONTENT="true")
+    # the audit ledger is off here: it would hit the limit too, and its failure fails the call
+    # (an entry that cannot be written must not be acknowledged; tests/control/test_audit.py)
+    env = kernel_env(tmp_path / "data", AIKIT_TELEMETRY__CAPTURE_CONTENT="true", AIKIT_AUDIT__ENABLED="false")
     done = subprocess.run([sys.executable, "-c", prelude, "run", str(path)], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip().endswith("done"), done.stderr
