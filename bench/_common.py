@@ -105,14 +105,39 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
-def print_verdicts(verdicts: Sequence[tuple[str, bool]]) -> None:
-    """The machine's load at the end (other work inflates every number), then each target's verdict."""
+def print_load() -> None:
+    """The machine's load at the end of a benchmark (other work on it inflates every number)."""
     try:
         load = os.getloadavg()
         print(f"load average (1/5/15 min) at the end: {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} "
               f"on {os.cpu_count()} CPUs (other work on the machine inflates every number)")
     except OSError:
         pass
+
+
+def clustered_vectors(n: int, queries: int, *, clusters: int, dim: int, sigma: float = 1.0,
+                      seed: int = 7) -> tuple[Any, Any]:
+    """``n`` unit vectors and ``queries`` more (float32, numpy), drawn around ``clusters`` random
+    centres with spread ``sigma``: data shaped like embeddings, for index benchmarks."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((clusters, dim)).astype(np.float32)
+
+    def draw(count: int) -> Any:
+        out = np.empty((count, dim), dtype=np.float32)
+        for start in range(0, count, 20_000):
+            m = min(20_000, count - start)
+            block = centres[rng.integers(0, clusters, m)] + sigma * rng.standard_normal((m, dim)).astype(np.float32)
+            out[start:start + m] = block / np.linalg.norm(block, axis=1, keepdims=True)
+        return out
+
+    return draw(n), draw(queries)
+
+
+def print_verdicts(verdicts: Sequence[tuple[str, bool]]) -> None:
+    """The machine's load at the end (other work inflates every number), then each target's verdict."""
+    print_load()
     for name, ok in verdicts:
         print(f"{verdict(ok)}: {name}")
 

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import REPO, BenchError, Row, parse_args, print_section, progress_log
+from _common import REPO, BenchError, Row, parse_args, print_load, print_section, progress_log
 from handles_soak import rss_mb, soak
 from jupyter_client import KernelManager
 
@@ -176,12 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         Row(f"aikit, after ingesting {chunks} chunks", f"{after_ingest:.1f} MB", vs(after_ingest)),
         Row(f"aikit, handle soak after {curve[-1][0]} cells", f"{soak_rss:.1f} MB", vs(soak_rss)),
     ])
-    try:
-        load = os.getloadavg()
-        print(f"load average (1/5/15 min) at the end: {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} "
-              f"on {os.cpu_count()} CPUs")
-    except OSError:
-        pass
+    print_load()
     print(f"total benchmark time {time.perf_counter() - t_begin:.1f} s")
     return 0
 

@@ -57,7 +57,7 @@ from queue import Empty
 from typing import Any
 
 import zmq
-from _common import pct
+from _common import pct, print_load
 from jupyter_client import KernelManager
 
 REPO = Path(__file__).resolve().parent.parent
@@ -492,12 +492,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"startup: median of {starts} starts each; early: {sum(len(v) for v in early.values())} round trips in the "
           f"first {args.early_s:g} s of those starts; round trip: {runs} interleaved executes each after "
           f"{WARMUP_EXECUTES} warm-up ({args.gap_ms:g} ms gap); pipelined: best of {rounds} burst(s) of {burst}")
-    try:
-        load = os.getloadavg()
-        print(f"load average (1/5/15 min) at the end: {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} "
-              f"on {os.cpu_count()} CPUs")
-    except OSError:
-        pass
+    print_load()
     for name, target, ok in verdicts:
         print(f"{'PASS' if ok else 'FAIL'}: {name} (target <= {target:g})")
     overall = all(ok for *_, ok in verdicts)

@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import BenchError, NullOutput, Row, pct, print_section, verdict  # noqa: E402
+from _common import BenchError, NullOutput, Row, clustered_vectors, pct, print_section, verdict  # noqa: E402
 
 DIM = 384
 CLUSTERS = 1000
@@ -64,18 +64,7 @@ def rss_mb() -> float:
 
 
 def clustered(n: int, queries: int, sigma: float, seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((CLUSTERS, DIM)).astype(np.float32)
-
-    def draw(count: int) -> np.ndarray:
-        out = np.empty((count, DIM), dtype=np.float32)
-        for start in range(0, count, 20_000):
-            m = min(20_000, count - start)
-            block = centres[rng.integers(0, CLUSTERS, m)] + sigma * rng.standard_normal((m, DIM)).astype(np.float32)
-            out[start:start + m] = block / np.linalg.norm(block, axis=1, keepdims=True)
-        return out
-
-    return draw(n), draw(queries)
+    return clustered_vectors(n, queries, clusters=CLUSTERS, dim=DIM, sigma=sigma, seed=seed)
 
 
 def recall(found: list[list[int]], truth: np.ndarray) -> float:

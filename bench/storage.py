@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import BenchError, Row, chosen_sizes, parse_args, pct, print_section, progress_log
+from _common import BenchError, Row, chosen_sizes, clustered_vectors, parse_args, pct, print_section, progress_log
 
 from aikit_components.rag import RAG
 from aikit_components.rag.collection import Document
@@ -73,18 +73,7 @@ QUICK = Sizes(state_ops=500, rag_docs=3_000, rag_queries=100, vectors=20_000, qu
 
 
 def clustered(n: int, queries: int, seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((CLUSTERS, DIM)).astype(np.float32)
-
-    def draw(count: int) -> np.ndarray:
-        out = np.empty((count, DIM), dtype=np.float32)
-        for start in range(0, count, 20_000):
-            m = min(20_000, count - start)
-            block = centres[rng.integers(0, CLUSTERS, m)] + rng.standard_normal((m, DIM)).astype(np.float32)
-            out[start:start + m] = block / np.linalg.norm(block, axis=1, keepdims=True)
-        return out
-
-    return draw(n), draw(queries)
+    return clustered_vectors(n, queries, clusters=CLUSTERS, dim=DIM, seed=seed)
 
 
 def timed(fn: Any, calls: list[Any], reps: int) -> list[int]:
