@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from aikit_components.components import Components
-from aikit_components.config import Config
 from aikit_components.control.pg_audit import PostgresAuditLedger
 from aikit_components.storage.postgres import PostgresDatabase
 from aikit_kernel.cli.main import main
+from tests.support.postgres import components_on
 
 
 def append_from_another_process(url: str, name: str, count: int) -> None:
@@ -57,11 +56,7 @@ def test_concurrent_appends_from_processes_and_threads_form_one_chain(pg_url: st
 def test_kernels_on_one_database_share_the_ledger_and_the_cli_verifies_it(pg_url: str, tmp_path: Path,
                                                                           monkeypatch: pytest.MonkeyPatch,
                                                                           capsys: pytest.CaptureFixture[str]) -> None:
-    env = {"AIKIT_STORAGE__URL": pg_url}
-    first = Components.open(config=Config.load(cwd=tmp_path, env=env, user_dir=tmp_path / "u"),
-                            data_dir=tmp_path / "k1", plugins=False)
-    second = Components.open(config=Config.load(cwd=tmp_path, env=env, user_dir=tmp_path / "u"),
-                             data_dir=tmp_path / "k2", plugins=False)
+    first, second = components_on(pg_url, tmp_path, "k1"), components_on(pg_url, tmp_path, "k2")
     try:
         assert isinstance(first.audit, PostgresAuditLedger)
         first.tools.call("hash", {"text": "x"}, first.tool_context(caller="test"))  # committed before it returns

@@ -12,8 +12,6 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from aikit_components.components import Components
-from aikit_components.config import Config
 from aikit_components.errors import ConfigError, IOFailure, NotFound, PermissionDenied, ResourceExhausted
 from aikit_components.sessions import SessionStore
 from aikit_components.state import State
@@ -29,7 +27,7 @@ from aikit_kernel.cli.main import main
 from aikit_kernel.history import PostgresHistoryStore
 from tests.support.kernels import start_kernel
 from tests.support.lua import Lua
-from tests.support.postgres import schema_url
+from tests.support.postgres import components_on, schema_url
 
 
 # ====================================================================== migrations
@@ -129,11 +127,7 @@ def test_aikit_db_status_and_migrate(pg_url: str, tmp_path: Path, monkeypatch: p
 # ====================================================================== one setting moves everything
 def test_components_share_state_sessions_and_artifacts_through_postgres(pg_url: str, tmp_path: Path) -> None:
     """Two processes' components (two kernels, different data directories) on one database."""
-    env = {"AIKIT_STORAGE__URL": pg_url}
-    first = Components.open(config=Config.load(cwd=tmp_path, env=env, user_dir=tmp_path / "u"),
-                            data_dir=tmp_path / "k1", plugins=False)
-    second = Components.open(config=Config.load(cwd=tmp_path, env=env, user_dir=tmp_path / "u"),
-                             data_dir=tmp_path / "k2", plugins=False)
+    first, second = components_on(pg_url, tmp_path, "k1"), components_on(pg_url, tmp_path, "k2")
     try:
         first.state.set("global", "greeting", {"hi": [1, 2.0]})
         assert second.state.get("global", "greeting") == {"hi": [1, 2.0]}

@@ -17,9 +17,12 @@ import itertools
 import os
 import urllib.parse
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from aikit_components.components import Components
+from aikit_components.config import Config
 from aikit_components.storage.embedded_pg import EmbeddedPostgres
 from aikit_components.storage.postgres import PostgresDatabase
 from aikit_components.storage.settings import StorageSettings
@@ -76,3 +79,10 @@ def storage_env(storage: StorageSettings) -> dict[str, str]:
     if not storage.postgres:
         return {}
     return {"AIKIT_STORAGE__URL": storage.url, "AIKIT_STORAGE__RAG": storage.rag}
+
+
+def components_on(pg_url: str, tmp_path: Path, name: str) -> Components:
+    """Components as a kernel with its own data directory ``tmp_path/name`` opens them, configured
+    with ``[storage] url = pg_url`` (two of them stand for two kernels on one database)."""
+    config = Config.load(cwd=tmp_path, env={"AIKIT_STORAGE__URL": pg_url}, user_dir=tmp_path / "u")
+    return Components.open(config=config, data_dir=tmp_path / name, plugins=False)
