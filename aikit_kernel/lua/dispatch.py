@@ -17,6 +17,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from aikit_components.errors import ResourceExhausted
+
+#: How deep queued calls may nest (each level is a queued call waiting for the I/O loop).
+MAX_NESTED = 16
+
 
 class LuaDispatcher:
     """A queue of calls for the Lua thread, and the safe-point services that drain it."""
@@ -26,7 +31,7 @@ class LuaDispatcher:
         self._calls: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...], concurrent.futures.Future[Any]]] = (
             queue.SimpleQueue())
         self._services: list[Callable[[], int]] = []
-        self._servicing = False
+        self._depth = 0  # how many service() calls are running (nested: a queued call that waits)
         self.wake = threading.Event()  # set when a call is queued; run_sync waits on it
         self.notify: Callable[[], None] | None = None  # wakes an idle Lua thread (the kernel's queue)
 
@@ -58,10 +63,19 @@ class LuaDispatcher:
         self._services.append(service)
 
     def service(self) -> int:
-        """Run queued calls and services (Lua thread only); returns how much work was done."""
-        if self._servicing or not self.on_lua_thread():
+        """Run queued calls and services (Lua thread only); returns how much work was done.
+
+        A queued call may itself wait for the I/O loop (a Lua model function that calls a tool,
+        whose Lua hook is queued here in turn): the wait services the queue again, nested, or the
+        two would wait for each other. Services (event deliveries) run only at the outermost level.
+        Past :data:`MAX_NESTED` levels a queued call is refused with a ResourceExhausted error
+        (its waiter gets it) rather than left waiting forever."""
+        if not self.on_lua_thread():
             return 0
-        self._servicing = True
+        if self._depth >= MAX_NESTED:
+            return self._refuse_queued()
+        outermost = self._depth == 0
+        self._depth += 1
         done = 0
         try:
             while True:
@@ -75,11 +89,26 @@ class LuaDispatcher:
                     except BaseException as exc:  # noqa: BLE001 - handed to the caller
                         future.set_exception(exc)
                 done += 1
-            for service in self._services:
-                done += service()
+            if outermost:
+                for service in self._services:
+                    done += service()
         finally:
-            self._servicing = False
+            self._depth -= 1
         return done
+
+    def _refuse_queued(self) -> int:
+        refused = 0
+        while True:
+            try:
+                _, _, future = self._calls.get_nowait()
+            except queue.Empty:
+                return refused
+            if future.set_running_or_notify_cancel():
+                future.set_exception(ResourceExhausted(
+                    f"Lua code run for aikit's I/O loop waits for work that needs Lua again, {MAX_NESTED} levels "
+                    "deep (a Lua model function or worker calling tools or agents that call back into Lua); "
+                    "flatten the chain", details={"limit": MAX_NESTED}))
+            refused += 1
 
     def pending(self) -> bool:
         return not self._calls.empty()
