@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.support.agents import OPENAI, answer, call, chat, sse
+from tests.support.agents import BACKUP, OPENAI, answer, call, chat, sse
 from tests.support.llm_server import Reply
 
 NEW = "a = Agent.new{name = 'helper', model = 'openai/m', tools = {'calculate'}}"
@@ -48,6 +48,25 @@ def test_an_agent_run_is_one_tree_with_genai_attributes(make_agent_lua: Any, llm
     sent = llm_server.requests_to(OPENAI)[0].headers["traceparent"]
     assert sent.split("-")[1] == trace_id and sent.split("-")[2] == http[0]["span_id"]
     assert "authorization" not in str(spans).lower() and "test-key" not in str(spans)
+
+
+def test_fallback_attempts_are_child_spans_of_the_model_call(make_agent_lua: Any, llm_server: Any) -> None:
+    lua = make_agent_lua()
+    llm_server.reply(OPENAI, Reply.fixture("openai_error_429.json", status=429))
+    llm_server.reply(BACKUP, answer("backup here"))
+    trace_id = lua.run("r = Agent.new{name = 'fb', model = 'openai/m', fallback = {'backup/m'}}:run('hi') "
+                       "assert(r.model == 'backup/m') return r.trace_id")
+    spans = lua.run(f"return Trace.get('{trace_id}')")["spans"]
+    attempts = [s for s in spans if s["attributes"].get("aikit.operation.kind") == "llm.attempt"]
+    assert [a["attributes"]["gen_ai.request.model"] for a in attempts] == ["openai/m", "backup/m"]
+    assert [a["status"] for a in attempts] == ["ERROR", "UNSET"]  # the failed model, then the one that answered
+    parents = {a["parent_span_id"] for a in attempts}
+    assert len(parents) == 1 and by_id(spans)[parents.pop()]["attributes"]["gen_ai.operation.name"] == "chat"
+    assert attempts[0]["start_ns"] <= attempts[1]["start_ns"]  # laid end to end, the failed one first
+
+
+def by_id(spans: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {s["span_id"]: s for s in spans}
 
 
 def test_chat_spans_carry_the_response_id_when_the_provider_gives_one(make_agent_lua: Any, llm_server: Any) -> None:
