@@ -1,7 +1,7 @@
 """Versioned schemas of the stores, for SQLite and PostgreSQL alike.
 
 Each *component* (``state``, ``sessions`` -- sessions and the artifacts index --, ``history``,
-``rag``, ``audit``) has an ordered list of :class:`Migration`\\ s, numbered from 1. A database records the
+``rag``, ``audit``, ``traces``) has an ordered list of :class:`Migration`\\ s, numbered from 1. A database records the
 version of each component it holds:
 
 - SQLite: one component per file, its version in ``PRAGMA user_version`` (a file written before
@@ -256,8 +256,59 @@ CREATE TABLE IF NOT EXISTS aikit_audit_meta (
 """),
 )
 
+TRACES: tuple[Migration, ...] = (
+    # The span store (telemetry/store.py, telemetry/pg_store.py); the SQLite store (traces.sqlite)
+    # creates its own tables.
+    Migration(1, "the span store: spans, trace summaries and a change counter", None, """
+CREATE TABLE IF NOT EXISTS aikit_spans (
+    trace_id TEXT NOT NULL,
+    span_id TEXT NOT NULL,
+    parent_span_id TEXT,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    start_ns BIGINT NOT NULL,
+    end_ns BIGINT,
+    status TEXT NOT NULL,
+    status_message TEXT NOT NULL,
+    attributes TEXT NOT NULL,
+    events TEXT NOT NULL,
+    op_kind TEXT,
+    agent TEXT,
+    input_tokens BIGINT,
+    output_tokens BIGINT,
+    cost_usd DOUBLE PRECISION,
+    seq BIGINT NOT NULL,
+    PRIMARY KEY (trace_id, span_id)
+);
+CREATE INDEX IF NOT EXISTS aikit_spans_seq ON aikit_spans (seq);
+CREATE TABLE IF NOT EXISTS aikit_traces (
+    trace_id TEXT PRIMARY KEY,
+    root_name TEXT NOT NULL,
+    root_kind TEXT NOT NULL,
+    start_ns BIGINT NOT NULL,
+    end_ns BIGINT,
+    span_count BIGINT NOT NULL,
+    error_count BIGINT NOT NULL,
+    input_tokens BIGINT NOT NULL,
+    output_tokens BIGINT NOT NULL,
+    cost_usd DOUBLE PRECISION,
+    status TEXT NOT NULL,
+    agents TEXT NOT NULL,
+    root_span_id TEXT NOT NULL,
+    root_parentless INTEGER NOT NULL,
+    root_start_ns BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS aikit_traces_start ON aikit_traces (start_ns);
+CREATE TABLE IF NOT EXISTS aikit_traces_meta (
+    key TEXT PRIMARY KEY,
+    value BIGINT NOT NULL
+);
+INSERT INTO aikit_traces_meta (key, value) VALUES ('seq', 0) ON CONFLICT (key) DO NOTHING;
+"""),
+)
+
 COMPONENTS: dict[str, tuple[Migration, ...]] = {
-    "state": STATE, "sessions": SESSIONS, "history": HISTORY, "rag": RAG, "audit": AUDIT}
+    "state": STATE, "sessions": SESSIONS, "history": HISTORY, "rag": RAG, "audit": AUDIT, "traces": TRACES}
 
 
 def latest(component: str) -> int:

@@ -17,6 +17,7 @@ from .records import SpanRecord, TraceSummary
 from .settings import TelemetrySettings
 from .spans import Span
 from .store import SpanStore
-from .telemetry import Telemetry
+from .telemetry import Telemetry, open_span_store
 
-__all__ = ["Span", "SpanRecord", "SpanStore", "Telemetry", "TelemetrySettings", "TraceSummary", "TracingInterceptor"]
+__all__ = ["Span", "SpanRecord", "SpanStore", "Telemetry", "TelemetrySettings", "TraceSummary", "TracingInterceptor",
+           "open_span_store"]

@@ -67,6 +67,8 @@ class TelemetrySettings:
     latest_semconv: bool = False  # OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental
     queue_size: int = 2048
     warnings: list[str] = field(default_factory=list)
+    #: ``[storage]`` when it names a PostgreSQL database: spans are stored there, not in store_path
+    storage: Any = None
 
     @classmethod
     def from_config(cls, config: Any, data_dir: Path | str, env: Mapping[str, str] | None = None) -> TelemetrySettings:
@@ -110,4 +112,15 @@ class TelemetrySettings:
             latest_semconv="gen_ai_latest_experimental" in opt_in,
             queue_size=max(16, int(get("queue_size", 2048))),
             warnings=warnings,
+            storage=_postgres_storage(config),
         )
+
+
+def _postgres_storage(config: Any) -> Any:
+    """``config``'s ``[storage]`` when it names a PostgreSQL database, else None."""
+    if config is None:
+        return None
+    from ..storage.settings import StorageSettings
+
+    storage = StorageSettings.from_config(config)
+    return storage if storage.postgres else None

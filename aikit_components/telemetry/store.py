@@ -15,7 +15,7 @@ import math
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import chain, repeat
 from operator import add
 from pathlib import Path
@@ -23,7 +23,8 @@ from typing import Any
 
 from .records import SpanRecord, TraceSummary
 
-__all__ = ["ROW_FIELDS", "SpanStore", "record_row"]
+__all__ = ["PRUNE_EVERY_S", "ROW_FIELDS", "TRACE_SEPARATOR", "SpanStore", "record_row", "span_record", "summarize",
+           "trace_summary"]
 
 #: The fields of a span row, as :meth:`SpanStore.write_rows` takes them: the record's fields with
 #: the attributes and events as JSON text, then the columns the store indexes and sums. What is
@@ -35,8 +36,8 @@ ROW_FIELDS = ("trace_id", "span_id", "parent_span_id", "name", "kind", "start_ns
               "status_message", "attributes_json", "events_json", "op_kind", "agent", "input_tokens",
               "output_tokens", "cost_usd")
 
-_SEP = "\x1f"  # separates the agent names of a trace in one column
-_PRUNE_EVERY_S = 60.0
+TRACE_SEPARATOR = "\x1f"  # separates the agent names of a trace in one column
+PRUNE_EVERY_S = 60.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spans (
@@ -92,6 +93,7 @@ def _upsert(rows: int) -> str:
 # (TRACEPARENT), the earliest span whose parent is not in the store stands in.
 _OLD = "SELECT status, input_tokens, output_tokens, cost_usd FROM spans WHERE trace_id = ? AND span_id = ?"
 _HAS = "SELECT 1 FROM spans WHERE trace_id = ? AND span_id = ?"
+_TRACE = "SELECT * FROM traces WHERE trace_id = ?"
 
 
 def _number(value: Any) -> float | None:
@@ -119,13 +121,60 @@ def record_row(span: SpanRecord) -> tuple[Any, ...]:
             -1.0 if cost is None else cost)
 
 
-def _record(row: Sequence[Any]) -> SpanRecord:
+def span_record(row: Sequence[Any]) -> SpanRecord:
     return SpanRecord(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8],
                       json.loads(row[9]), json.loads(row[10]))
 
 
-def _summary(row: Sequence[Any]) -> TraceSummary:
+def trace_summary(row: Sequence[Any]) -> TraceSummary:
     return TraceSummary(*row[:11])
+
+
+def summarize(row: tuple[Any, ...], old: tuple[Any, ...] | None, summaries: dict[str, list[Any]],
+              fetch_trace: Callable[[str], Sequence[Any] | None], has_span: Callable[[str, str], bool]) -> None:
+    """Fold the span ``row`` (:data:`ROW_FIELDS`; ``old``: what was stored of it before, see
+    ``_previous``) into the summary rows of its trace in ``summaries`` (trace id -> the columns of
+    the traces table), fetching a trace's stored summary with ``fetch_trace`` the first time and
+    asking ``has_span`` whether a parent is stored. Shared by the SQLite and PostgreSQL stores."""
+    trace_id, span_id, parent, name, _, start, end, status = row[:8]
+    t = summaries.get(trace_id)
+    if t is None:
+        found = fetch_trace(trace_id)
+        t = list(found) if found is not None else [trace_id, name, row[11], start, None, 0, 0, 0, 0, None,
+                                                   "running", "", span_id, 0, start]
+        summaries[trace_id] = t
+    # trace_id, root_name, root_kind, start_ns, end_ns, span_count, error_count, input_tokens,
+    # output_tokens, cost_usd, status, agents, root_span_id, root_parentless, root_start_ns
+    if start < t[3]:
+        t[3] = start
+    tokens_in, tokens_out, cost = row[13], row[14], row[15]  # -1 when absent
+    if old is None:
+        t[5] += 1
+        if status == "ERROR":
+            t[6] += 1
+        if tokens_in > 0:
+            t[7] += tokens_in
+        if tokens_out > 0:
+            t[8] += tokens_out
+        if cost >= 0:
+            t[9] = (t[9] or 0.0) + cost
+    else:
+        old_status, old_in, old_out, old_cost = old
+        t[6] += (status == "ERROR") - (old_status == "ERROR")
+        t[7] += max(tokens_in, 0) - (old_in or 0)
+        t[8] += max(tokens_out, 0) - (old_out or 0)
+        if cost >= 0 or old_cost is not None:
+            t[9] = (t[9] or 0.0) + max(cost, 0.0) - (old_cost or 0.0)
+    agent = row[12]
+    if agent and TRACE_SEPARATOR + agent + TRACE_SEPARATOR not in (t[11] or ""):
+        t[11] = (t[11] or TRACE_SEPARATOR) + agent + TRACE_SEPARATOR
+    is_root = t[12] == span_id
+    if not is_root and not t[13]:  # the root so far is a stand-in
+        is_root = not parent or (start <= t[14] and not has_span(trace_id, parent))
+    if is_root:
+        t[1], t[2], t[4], t[12], t[13], t[14] = name, row[11], end if end >= 0 else None, span_id, int(not parent), \
+            start
+        t[10] = "running" if end < 0 else ("error" if status == "ERROR" else "ok")
 
 
 class SpanStore:
@@ -221,45 +270,9 @@ class SpanStore:
         return self._db.execute(_OLD, key).fetchone()
 
     def _summarize(self, row: tuple[Any, ...], old: tuple[Any, ...] | None, summaries: dict[str, list[Any]]) -> None:
-        trace_id, span_id, parent, name, _, start, end, status = row[:8]
-        t = summaries.get(trace_id)
-        if t is None:
-            found = self._db.execute("SELECT * FROM traces WHERE trace_id = ?", (trace_id,)).fetchone()
-            t = list(found) if found is not None else [trace_id, name, row[11], start, None, 0, 0, 0, 0, None,
-                                                       "running", "", span_id, 0, start]
-            summaries[trace_id] = t
-        # trace_id, root_name, root_kind, start_ns, end_ns, span_count, error_count, input_tokens,
-        # output_tokens, cost_usd, status, agents, root_span_id, root_parentless, root_start_ns
-        if start < t[3]:
-            t[3] = start
-        tokens_in, tokens_out, cost = row[13], row[14], row[15]  # -1 when absent
-        if old is None:
-            t[5] += 1
-            if status == "ERROR":
-                t[6] += 1
-            if tokens_in > 0:
-                t[7] += tokens_in
-            if tokens_out > 0:
-                t[8] += tokens_out
-            if cost >= 0:
-                t[9] = (t[9] or 0.0) + cost
-        else:
-            old_status, old_in, old_out, old_cost = old
-            t[6] += (status == "ERROR") - (old_status == "ERROR")
-            t[7] += max(tokens_in, 0) - (old_in or 0)
-            t[8] += max(tokens_out, 0) - (old_out or 0)
-            if cost >= 0 or old_cost is not None:
-                t[9] = (t[9] or 0.0) + max(cost, 0.0) - (old_cost or 0.0)
-        agent = row[12]
-        if agent and _SEP + agent + _SEP not in (t[11] or ""):
-            t[11] = (t[11] or _SEP) + agent + _SEP
-        is_root = t[12] == span_id
-        if not is_root and not t[13]:  # the root so far is a stand-in
-            is_root = not parent or (start <= t[14] and self._db.execute(_HAS, (trace_id, parent)).fetchone() is None)
-        if is_root:
-            t[1], t[2], t[4], t[12], t[13], t[14] = name, row[11], end if end >= 0 else None, span_id, int(not parent), \
-                start
-            t[10] = "running" if end < 0 else ("error" if status == "ERROR" else "ok")
+        db = self._db
+        summarize(row, old, summaries, lambda trace_id: db.execute(_TRACE, (trace_id,)).fetchone(),
+                  lambda trace_id, span_id: db.execute(_HAS, (trace_id, span_id)).fetchone() is not None)
 
     # -- reading ----------------------------------------------------------------------------------
     def traces(self, *, limit: int = 20, agent: str | None = None, errors_only: bool = False,
@@ -270,7 +283,7 @@ class SpanStore:
         where, args = [], []
         if agent:
             where.append("instr(agents, ?) > 0")
-            args.append(_SEP + agent + _SEP)
+            args.append(TRACE_SEPARATOR + agent + TRACE_SEPARATOR)
         if errors_only:
             where.append("error_count > 0")
         if since_ns is not None:
@@ -281,7 +294,7 @@ class SpanStore:
         args.append(max(0, int(limit)))
         with self._lock:
             rows = self._db.execute(sql, args).fetchall()
-        return [_summary(r) for r in rows]
+        return [trace_summary(r) for r in rows]
 
     def summary(self, trace_id: str) -> TraceSummary:
         """The summary of one trace (a unique prefix of 8 or more hex digits is accepted)."""
@@ -290,7 +303,7 @@ class SpanStore:
             row = self._db.execute("SELECT * FROM traces WHERE trace_id = ?", (full,)).fetchone()
         if row is None:
             raise KeyError(trace_id)
-        return _summary(row)
+        return trace_summary(row)
 
     def trace(self, trace_id: str) -> list[SpanRecord]:
         """The spans of a trace ordered by start; a unique prefix (>= 8 hex digits) is accepted;
@@ -301,7 +314,7 @@ class SpanStore:
                                     (full,)).fetchall()
         if not rows:
             raise KeyError(trace_id)
-        return [_record(r) for r in rows]
+        return [span_record(r) for r in rows]
 
     def _resolve(self, trace_id: str) -> str:
         given = str(trace_id).strip().lower()
@@ -338,7 +351,7 @@ class SpanStore:
     def prune(self) -> int:
         """Remove traces older than ``max_age_s``, then the oldest until the file's used pages fit
         ``max_bytes``; returns how many spans were removed."""
-        self._next_prune = time.monotonic() + _PRUNE_EVERY_S
+        self._next_prune = time.monotonic() + PRUNE_EVERY_S
         removed = 0
         with self._lock:
             db = self._db

@@ -31,7 +31,21 @@ from .writer import BATCH, ExportWorker, Reporter, SpanWriter
 
 log = logging.getLogger("aikit.telemetry")
 
-__all__ = ["MAX_ATTRIBUTE_CHARS", "Telemetry"]
+__all__ = ["MAX_ATTRIBUTE_CHARS", "Telemetry", "open_span_store"]
+
+
+def open_span_store(settings: TelemetrySettings, *, shared: bool = True) -> SpanStore:
+    """The span store ``settings`` name: in PostgreSQL with ``[storage] url`` (every kernel on the
+    database writes and reads one store), else the SQLite file ``store_path``. ``shared``: see
+    :class:`SpanStore`."""
+    if settings.storage is not None:
+        from .pg_store import PostgresSpanStore
+
+        return PostgresSpanStore(settings.storage.database(), max_age_s=settings.store_max_age_s,  # type: ignore[return-value]
+                                 max_bytes=settings.store_max_bytes, shared=shared)
+    assert settings.store_path is not None
+    return SpanStore(settings.store_path, max_age_s=settings.store_max_age_s, max_bytes=settings.store_max_bytes,
+                     shared=shared)
 
 #: Longer string attributes (captured content) are cut to this many characters.
 MAX_ATTRIBUTE_CHARS = 16_384
@@ -75,11 +89,8 @@ class Telemetry:
                                        max_queue=settings.queue_size, service_name=service_name)
         open_store = None
         if settings.store_path is not None:
-            store_path = settings.store_path
-
             def open_store() -> SpanStore:
-                return SpanStore(store_path, max_age_s=settings.store_max_age_s, max_bytes=settings.store_max_bytes,
-                                 shared=False)
+                return open_span_store(settings, shared=False)
 
         self.writer = SpanWriter(open_store, self.export, reporter=self.reporter, max_queue=settings.queue_size)
         self._queue = self.writer.queue
@@ -251,8 +262,7 @@ class Telemetry:
         if self.settings.store_path is None:
             raise AikitError("tracing has no local span store (telemetry is disabled)", code="unavailable")
         if self._reader is None:
-            s = self.settings
-            self._reader = SpanStore(s.store_path, max_age_s=s.store_max_age_s, max_bytes=s.store_max_bytes)
+            self._reader = open_span_store(self.settings)
         return self._reader
 
     def traces(self, **filters: Any) -> list[TraceSummary]:

@@ -37,6 +37,7 @@ def register(subparsers: Subparsers) -> None:
 def _dashboard(args: argparse.Namespace) -> int:
     from aikit_components.config import Config, data_dir
     from aikit_components.errors import AikitError
+    from aikit_components.telemetry import TelemetrySettings, open_span_store
     from aikit_kernel.dashboard import AccessError, AccessPolicy, DashboardServer, new_token
 
     try:
@@ -50,9 +51,11 @@ def _dashboard(args: argparse.Namespace) -> int:
         return error(f"dashboard: --port must be between 0 and 65535, got {port}", 2)
     token = new_token() if args.new_token else (args.token or config.secret("dashboard.token") or None)
     store = Path(args.store or config.get("telemetry.store_path") or directory / "traces.sqlite").expanduser()
+    settings = TelemetrySettings.from_config(config, directory)
     try:
         policy = AccessPolicy.for_bind(host, port, token)
-        server = DashboardServer(store, directory / "runs", policy)
+        opened = (lambda: open_span_store(settings)) if settings.storage is not None and not args.store else store
+        server = DashboardServer(opened, directory / "runs", policy)
     except AccessError as exc:
         return error(f"dashboard: {exc}", 2)
     except OSError as exc:

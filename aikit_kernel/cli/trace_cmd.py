@@ -39,13 +39,12 @@ _EDITOR_REQUESTS = ("complete", "inspect", "debug")
 
 def _open_store() -> Any:
     from aikit_components.config import Config, data_dir
-    from aikit_components.telemetry import SpanStore, TelemetrySettings
+    from aikit_components.telemetry import TelemetrySettings, open_span_store
 
     settings = TelemetrySettings.from_config(Config.load(), data_dir())
-    path = settings.store_path
-    if path is None or not path.exists():
+    if settings.storage is None and (settings.store_path is None or not settings.store_path.exists()):
         return None
-    return SpanStore(path, max_age_s=settings.store_max_age_s, max_bytes=settings.store_max_bytes)
+    return open_span_store(settings)
 
 
 def _when(ns: int) -> str:

@@ -88,9 +88,10 @@ class DashboardServer:
     """The dashboard over the span store at ``store_path`` and the run records in ``runs_dir``,
     bound to ``host``:``port`` (0 picks a free port) with ``policy``'s access rules."""
 
-    def __init__(self, store_path: Path, runs_dir: Path | None, policy: AccessPolicy, *,
+    def __init__(self, store_path: Path | Callable[[], Any], runs_dir: Path | None, policy: AccessPolicy, *,
                  poll_interval: float = 0.5) -> None:
-        self.store = StoreThread(lambda: SpanStore(store_path))
+        # a path (a SQLite store) or what opens the store (the PostgreSQL one of [storage] url)
+        self.store = StoreThread(store_path if callable(store_path) else (lambda: SpanStore(store_path)))
         self.runs_dir = runs_dir
         try:
             self.feed = ChangeFeed(lambda cursor: self.store.call(lambda s: s.changed_since(cursor)),

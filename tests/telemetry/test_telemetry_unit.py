@@ -1,18 +1,24 @@
-"""The telemetry pieces in process, against real SQLite files and a real OTLP/HTTP receiver:
-the span store's contract (upserts, summaries, prefixes, live cursor, pruning), the bounded export
-queue, settings from the environment, OTLP/JSON export."""
+"""The telemetry pieces in process, against real SQLite files, a real PostgreSQL and a real
+OTLP/HTTP receiver: the span store's contract on both backends (upserts, summaries, prefixes,
+live cursor, pruning), the bounded export queue, settings from the environment, OTLP/JSON export."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry.trace import SpanKind
 
-from aikit_components.telemetry import SpanRecord, SpanStore, Telemetry, TelemetrySettings
+from aikit_components.config import Config
+from aikit_components.telemetry import SpanRecord, Telemetry, TelemetrySettings, open_span_store
 from aikit_components.telemetry.otlp_json import to_otlp_json
+from aikit_components.telemetry.pg_store import PostgresSpanStore
 from aikit_components.telemetry.settings import parse_headers
 
 NOW = time.time_ns()
@@ -28,8 +34,28 @@ def record(trace: str, span: str, parent: str | None = None, *, end: int | None 
                       f"span {span}", "INTERNAL", start, end, status, "boom" if status == "ERROR" else "", attrs, [])
 
 
-def test_store_upserts_and_summarizes(tmp_path: Path) -> None:
-    store = SpanStore(tmp_path / "traces.sqlite")
+@pytest.fixture(params=["sqlite", "postgres"])
+def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[..., Any]:
+    """``open_store(**bounds)``: a span store on the backend under test (``[storage] url`` on a
+    PostgreSQL of its own schema, or traces.sqlite), as tracing opens it."""
+    config = None
+    if request.param == "postgres":
+        config = Config.load(cwd=tmp_path, env={"AIKIT_STORAGE__URL": request.getfixturevalue("pg_url")},
+                             user_dir=tmp_path / "u")
+    opened: list[Any] = []
+
+    def make(**bounds: Any) -> Any:
+        settings = dataclasses.replace(TelemetrySettings.from_config(config, tmp_path), **bounds)
+        opened.append(open_span_store(settings))
+        return opened[-1]
+
+    yield make
+    for store in opened:
+        store.close()
+
+
+def test_store_upserts_and_summarizes(open_store: Callable[..., Any]) -> None:
+    store = open_store()
     cursor = store.change_cursor()
     store.write([record("aa", "1", end=None, **{"aikit.operation.kind": "cell"})])
     running = store.traces()[0]
@@ -52,21 +78,20 @@ def test_store_upserts_and_summarizes(tmp_path: Path) -> None:
     now, changed = store.changed_since(cursor)
     assert now > cursor and changed == [s.trace_id]
     assert store.changed_since(now) == (now, [])
-    store.close()
 
 
-def test_store_prunes_by_age_and_size(tmp_path: Path) -> None:
-    store = SpanStore(tmp_path / "traces.sqlite", max_age_s=3600, max_bytes=300_000)
+def test_store_prunes_by_age_and_size(open_store: Callable[..., Any]) -> None:
+    store = open_store(store_max_age_s=3600, store_max_bytes=300_000)
     old = time.time_ns() - 7200 * 10**9
     store.write([record("01", "1", start=old, end=old + 1)])
     fresh = time.time_ns()
     for i in range(60):
-        store.write([record(f"{i + 10:02x}", "1", start=fresh + i, end=fresh + i + 1, blob="x" * 10_000)])
+        blob = os.urandom(5_000).hex()  # not "x" * 10000, which PostgreSQL would compress to nothing
+        store.write([record(f"{i + 10:02x}", "1", start=fresh + i, end=fresh + i + 1, blob=blob)])
     removed = store.prune()
     left = store.traces(limit=1000)
     assert removed > 1 and "01".ljust(32, "0") not in {t.trace_id for t in left}
     assert 0 < len(left) < 60 and left[0].trace_id == "45".ljust(32, "0")  # the newest stay
-    store.close()
 
 
 def test_settings_follow_the_otel_environment(tmp_path: Path) -> None:
@@ -124,3 +149,21 @@ def test_otlp_json_export() -> None:
     attrs = {a["key"]: a["value"] for a in exported[0]["attributes"]}
     assert attrs == {"n": {"intValue": "3"}, "f": {"doubleValue": 1.5}, "ok": {"boolValue": True},
                      "l": {"arrayValue": {"values": [{"stringValue": "a"}, {"stringValue": "b"}]}}}
+
+
+def test_with_storage_url_the_spans_of_every_kernel_go_to_postgres(pg_url: str, tmp_path: Path) -> None:
+    """Two processes' telemetry (two data directories) on one database: each sees the other's
+    traces, and no traces.sqlite is written."""
+    env = {"AIKIT_STORAGE__URL": pg_url}
+    first, second = (Telemetry.from_config(Config.load(cwd=tmp_path, env=env, user_dir=tmp_path / "u"),
+                                           tmp_path / name) for name in ("k1", "k2"))
+    try:
+        for telemetry, name in ((first, "one"), (second, "two")):
+            telemetry.start(f"root {name}", SpanKind.INTERNAL, {"aikit.operation.kind": "cell"}, None).end()
+            telemetry.flush()
+        assert isinstance(first.store(), PostgresSpanStore)
+        assert {t.root_name for t in second.traces(limit=10)} == {"root one", "root two"}
+        assert not (tmp_path / "k1" / "traces.sqlite").exists() and not (tmp_path / "k2" / "traces.sqlite").exists()
+    finally:
+        first.close()
+        second.close()
