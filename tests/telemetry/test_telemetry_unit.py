@@ -5,6 +5,7 @@ live cursor, pruning), the bounded export queue, settings from the environment, 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import time
@@ -20,6 +21,7 @@ from aikit_components.telemetry import SpanRecord, Telemetry, TelemetrySettings,
 from aikit_components.telemetry.otlp_json import to_otlp_json
 from aikit_components.telemetry.pg_store import PostgresSpanStore
 from aikit_components.telemetry.settings import parse_headers
+from aikit_kernel.cli.main import main
 
 NOW = time.time_ns()
 
@@ -151,9 +153,11 @@ def test_otlp_json_export() -> None:
                      "l": {"arrayValue": {"values": [{"stringValue": "a"}, {"stringValue": "b"}]}}}
 
 
-def test_with_storage_url_the_spans_of_every_kernel_go_to_postgres(pg_url: str, tmp_path: Path) -> None:
+def test_with_storage_url_the_spans_of_every_kernel_go_to_postgres(pg_url: str, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
     """Two processes' telemetry (two data directories) on one database: each sees the other's
-    traces, and no traces.sqlite is written."""
+    traces, ``aikit trace list`` elsewhere sees both, and no traces.sqlite is written."""
     env = {"AIKIT_STORAGE__URL": pg_url}
     first, second = (Telemetry.from_config(Config.load(cwd=tmp_path, env=env, user_dir=tmp_path / "u"),
                                            tmp_path / name) for name in ("k1", "k2"))
@@ -167,3 +171,8 @@ def test_with_storage_url_the_spans_of_every_kernel_go_to_postgres(pg_url: str, 
     finally:
         first.close()
         second.close()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AIKIT_STORAGE__URL", pg_url)
+    monkeypatch.setenv("AIKIT_DATA_DIR", str(tmp_path / "k3"))
+    assert main(["trace", "list", "--json"]) == 0
+    assert {t["root_name"] for t in json.loads(capsys.readouterr().out)} == {"root one", "root two"}
