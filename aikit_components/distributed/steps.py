@@ -10,6 +10,10 @@ record, so they keep their meaning.
   (``force=True``).
 - Each finished attempt publishes ``workflow.step.remote`` ``{workflow, run_id, step, attempt,
   executor, pid, ok, seconds}`` (``pid``: the worker process).
+- A ``tool`` or ``command`` step's call is journaled here, in the driver, as the effect journal
+  journals a local step's call (control/journal.py): "started" before the task is sent, "finished"
+  with its result after; a resume replays a finished call and holds a call in doubt (started,
+  never finished) instead of running it again. The worker runs the tool outside any run.
 """
 
 from __future__ import annotations
@@ -19,7 +23,10 @@ import logging
 import threading
 from typing import Any
 
+from ..control.journal import JournalInterceptor
 from ..errors import AikitError
+from ..operations.operation import Operation
+from ..tools.registry import TOOL_CALL
 from ..workflows.engine.executors import StepCall, StepExecutors
 from ..workflows.engine.placement import RunPlacement
 from .cluster import connect
@@ -56,11 +63,39 @@ class RayStepExecutors(StepExecutors):
         self._config_ref = self._ray.put(ShippedConfig.of(run.components))
         self._task = remote_execute_step(self._ray)
         self._events = getattr(run.components, "events", None)
+        journal = getattr(run.components, "journal", None)
+        self._journal = JournalInterceptor(journal) if journal is not None else None
 
     async def run(self, call: StepCall) -> Any:
         step = call.node.step
         if step.kind not in REMOTE_KINDS:
             return await self._local.run(call)
+        if step.kind in ("tool", "command") and self._journal is not None:
+            return await self._journaled(call, "run_process" if step.kind == "command" else str(step.target))
+        return await self._remote(call)
+
+    async def _journaled(self, call: StepCall, tool_name: str) -> Any:
+        """The remote attempt of a tool or command step as a journaled tool call of this run."""
+        tools = getattr(self._run.components, "tools", None)
+        tool = tools.get(tool_name) if tools is not None and tool_name in tools else None
+        op = Operation(TOOL_CALL, tool_name, {"name": tool_name, "args": dict(call.params)}, None,
+                       meta={"tool": tool} if tool is not None else {})
+        decision = self._journal.before(op)  # raises for a replayed failure or a call in doubt
+        if decision is not None and decision.action == "replace":
+            return decision.value  # finished before the run stopped: replayed, not run again
+        try:
+            result = await self._remote(call)
+        except AikitError as exc:
+            self._journal.failed(op, exc)
+            raise
+        except BaseException:
+            self._journal.failed(op, AikitError(f"{tool_name} was interrupted", code="interrupted"))
+            raise
+        self._journal.finished(op, result)
+        return result
+
+    async def _remote(self, call: StepCall) -> Any:
+        step = call.node.step
         context = None
         if step.kind == "function":
             context = self._run.contexts(step.id, call.attempt, call.loop).to_dict()

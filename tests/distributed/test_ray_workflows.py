@@ -90,6 +90,52 @@ def test_steps_run_in_worker_processes_and_results_come_back(components: Any) ->
     assert stored is not None and stored.steps["second"].output["pid"] == out["pid"]
 
 
+def test_hooks_and_events_of_ray_steps_keep_their_meaning(components: Any) -> None:
+    """Hooks run in the driver around a step that runs on a worker: ``before`` modifies the
+    parameters the worker gets, ``after`` replaces the output it returned; the step events are
+    published as for a local step."""
+    from aikit_components.hooks import HookResult
+
+    events: list[tuple[str, str]] = []
+    components.events.subscribe("workflow.step.*", lambda e: events.append((e.topic, e.payload["step"])))
+    components.hooks.register("workflow.step.before", lambda ctx: HookResult.modify(
+        {**ctx.payload, "params": {**ctx.payload["params"], "text": "changed by the hook"}}))
+    components.hooks.register("workflow.step.after", lambda ctx: HookResult.replace(
+        {"worker_said": ctx.payload["output"]}) if ctx.payload["step"] == "digest" else None)
+    wf = Workflow("hooked", [Step("digest", "tool", target="hash", params={"text": "original"})], executor="ray")
+    record = asyncio.run(engine.run(wf, components=components))
+    assert record.status == "succeeded", [v.error for v in record.steps.values() if v.error]
+    expected = asyncio.run(components.tools.acall("hash", {"text": "changed by the hook"},
+                                                  components.tool_context(caller="test")))
+    assert record.steps["digest"].output == {"worker_said": expected}
+    assert ("workflow.step.started", "digest") in events and ("workflow.step.finished", "digest") in events
+
+
+def test_a_ray_tool_step_is_journaled_and_a_call_in_doubt_is_not_run_again(tmp_path: Path) -> None:
+    """The effect journal covers a tool step that runs on a worker: its call is journaled in the
+    driver, and after a crash during it (a "started" entry with no end) a resume holds the step
+    in doubt instead of writing again."""
+    from aikit_components.control.approvals import digest
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (tmp_path / "aikit.toml").write_text(f'[security]\nallowed_paths = ["{out}"]\n')  # shipped to the workers
+    config = Config.load(cwd=tmp_path, env={"AIKIT_TRUST_PROJECT_CONFIG": "1"}, user_dir=tmp_path / "user-config")
+    target = out / "written.txt"
+    params = {"path": str(target), "content": "once"}
+    wf = Workflow("journaled", [Step("write", "tool", target="write_file", params=params)], executor="ray")
+    with Components.open(config=config, data_dir=tmp_path / "data", plugins=False) as components:
+        record = asyncio.run(engine.run(wf, components=components))
+        assert record.status == "succeeded", [v.error for v in record.steps.values() if v.error]
+        assert target.read_text() == "once"
+        [entry] = components.journal.entries(record.run_id)
+        assert (entry.call_key, entry.name, entry.status) == ("write@1#0", "write_file", "finished")
+        target.unlink()
+        components.journal.started("crashed", "write@1#0", "tool", "write_file", digest(params))  # the crash
+        held = asyncio.run(engine.run(wf, components=components, run_id="crashed"))
+        assert held.status == "needs_approval" and not target.exists()
+
+
 def test_an_llm_step_calls_the_model_from_a_worker_with_the_configured_key(llm_server: Any, tmp_path: Path) -> None:
     from tests.support.llm_server import Reply
 
