@@ -16,9 +16,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ..storage.postgres import PostgresDatabase
+from ..storage.postgres import PostgresDatabase, from_qmark
 from .records import SpanRecord, TraceSummary
-from .store import PRUNE_EVERY_S, TRACE_SEPARATOR, record_row, span_record, summarize, trace_summary
+from .store import PRUNE_EVERY_S, record_row, resolve_trace_id, span_record, summarize, trace_filter, trace_summary
 
 _UPSERT = """
 INSERT INTO aikit_spans (trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, status, status_message,
@@ -94,18 +94,10 @@ class PostgresSpanStore:
     def traces(self, *, limit: int = 20, agent: str | None = None, errors_only: bool = False,
                since_ns: int | None = None) -> list[TraceSummary]:
         """The newest traces first (filters as :meth:`SpanStore.traces`)."""
-        where, args = [], []
-        if agent:
-            where.append("strpos(agents, %s) > 0")
-            args.append(TRACE_SEPARATOR + agent + TRACE_SEPARATOR)
-        if errors_only:
-            where.append("error_count > 0")
-        if since_ns is not None:
-            where.append("start_ns >= %s")
-            args.append(int(since_ns))
-        sql = f"SELECT {_TRACE_COLUMNS} FROM aikit_traces" + (" WHERE " + " AND ".join(where) if where else "")
+        where, args = trace_filter(agent, errors_only, since_ns, contains="strpos(agents, ?) > 0")
         args.append(max(0, int(limit)))
-        rows = self.db.query("list traces", sql + " ORDER BY start_ns DESC LIMIT %s", args)
+        rows = self.db.query("list traces", from_qmark(f"SELECT {_TRACE_COLUMNS} FROM aikit_traces{where} "
+                                                      "ORDER BY start_ns DESC LIMIT ?"), args)
         return [trace_summary(r) for r in rows]
 
     def summary(self, trace_id: str) -> TraceSummary:
@@ -125,16 +117,8 @@ class PostgresSpanStore:
         return [span_record(r) for r in rows]
 
     def _resolve(self, trace_id: str) -> str:
-        given = str(trace_id).strip().lower()
-        if len(given) == 32:
-            return given
-        if len(given) < 8 or any(c not in "0123456789abcdef" for c in given):
-            raise KeyError(trace_id)
-        rows = self.db.query("find a trace", "SELECT trace_id FROM aikit_traces WHERE trace_id LIKE %s LIMIT 2",
-                             (given + "%",))
-        if len(rows) != 1:
-            raise KeyError(f"{trace_id} ({'ambiguous' if rows else 'unknown'})")
-        return str(rows[0][0])
+        return resolve_trace_id(trace_id, lambda prefix: self.db.query(
+            "find a trace", "SELECT trace_id FROM aikit_traces WHERE trace_id LIKE %s LIMIT 2", (prefix + "%",)))
 
     def change_cursor(self) -> int:
         """A number that grows with every write (by any process on the database)."""

@@ -23,8 +23,8 @@ from typing import Any
 
 from .records import SpanRecord, TraceSummary
 
-__all__ = ["PRUNE_EVERY_S", "ROW_FIELDS", "TRACE_SEPARATOR", "SpanStore", "record_row", "span_record", "summarize",
-           "trace_summary"]
+__all__ = ["PRUNE_EVERY_S", "ROW_FIELDS", "TRACE_SEPARATOR", "SpanStore", "record_row", "resolve_trace_id", "span_record",
+           "summarize", "trace_filter", "trace_summary"]
 
 #: The fields of a span row, as :meth:`SpanStore.write_rows` takes them: the record's fields with
 #: the attributes and events as JSON text, then the columns the store indexes and sums. What is
@@ -177,6 +177,38 @@ def summarize(row: tuple[Any, ...], old: tuple[Any, ...] | None, summaries: dict
         t[10] = "running" if end < 0 else ("error" if status == "ERROR" else "ok")
 
 
+def trace_filter(agent: str | None, errors_only: bool, since_ns: int | None,
+                 contains: str = "instr(agents, ?) > 0") -> tuple[str, list[Any]]:
+    """The WHERE clause (``""`` for none) and parameters of :meth:`SpanStore.traces`'s filters;
+    ``contains`` is the dialect's "agents holds ?" test (PostgreSQL: ``strpos``)."""
+    where: list[str] = []
+    args: list[Any] = []
+    if agent:
+        where.append(contains)
+        args.append(TRACE_SEPARATOR + agent + TRACE_SEPARATOR)
+    if errors_only:
+        where.append("error_count > 0")
+    if since_ns is not None:
+        where.append("start_ns >= ?")
+        args.append(int(since_ns))
+    return (" WHERE " + " AND ".join(where) if where else ""), args
+
+
+def resolve_trace_id(trace_id: str, matching: Callable[[str], list[Any]]) -> str:
+    """The full id of ``trace_id``, which may be a unique prefix of 8 or more hex digits;
+    ``matching(prefix)`` gives up to two stored ids starting with it. KeyError when unknown or
+    ambiguous."""
+    given = str(trace_id).strip().lower()
+    if len(given) == 32:
+        return given
+    if len(given) < 8 or any(c not in "0123456789abcdef" for c in given):
+        raise KeyError(trace_id)
+    rows = matching(given)
+    if len(rows) != 1:
+        raise KeyError(f"{trace_id} ({'ambiguous' if rows else 'unknown'})")
+    return str(rows[0][0])
+
+
 class SpanStore:
     """SQLite span store in the data directory (file traces.sqlite), bounded by age and size.
 
@@ -280,17 +312,8 @@ class SpanStore:
         """The newest traces first; ``agent`` keeps those where an agent of that name ran
         (``gen_ai.agent.name`` anywhere in the trace), ``errors_only`` those with a failed span,
         ``since_ns`` those started at or after that time."""
-        where, args = [], []
-        if agent:
-            where.append("instr(agents, ?) > 0")
-            args.append(TRACE_SEPARATOR + agent + TRACE_SEPARATOR)
-        if errors_only:
-            where.append("error_count > 0")
-        if since_ns is not None:
-            where.append("start_ns >= ?")
-            args.append(int(since_ns))
-        sql = "SELECT * FROM traces" + (" WHERE " + " AND ".join(where) if where else "")
-        sql += " ORDER BY start_ns DESC LIMIT ?"
+        where, args = trace_filter(agent, errors_only, since_ns)
+        sql = "SELECT * FROM traces" + where + " ORDER BY start_ns DESC LIMIT ?"
         args.append(max(0, int(limit)))
         with self._lock:
             rows = self._db.execute(sql, args).fetchall()
@@ -317,17 +340,11 @@ class SpanStore:
         return [span_record(r) for r in rows]
 
     def _resolve(self, trace_id: str) -> str:
-        given = str(trace_id).strip().lower()
-        if len(given) == 32:
-            return given
-        if len(given) < 8 or any(c not in "0123456789abcdef" for c in given):
-            raise KeyError(trace_id)
-        with self._lock:
-            rows = self._db.execute("SELECT trace_id FROM traces WHERE trace_id GLOB ? LIMIT 2",
-                                    (given + "*",)).fetchall()
-        if len(rows) != 1:
-            raise KeyError(f"{trace_id} ({'ambiguous' if rows else 'unknown'})")
-        return rows[0][0]
+        def matching(prefix: str) -> list[Any]:
+            with self._lock:
+                return self._db.execute("SELECT trace_id FROM traces WHERE trace_id GLOB ? LIMIT 2",
+                                        (prefix + "*",)).fetchall()
+        return resolve_trace_id(trace_id, matching)
 
     def change_cursor(self) -> int:
         """A number that grows with every write (by any process)."""
