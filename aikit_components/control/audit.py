@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -38,7 +39,11 @@ from typing import Any
 from ..errors import AikitError, IOFailure
 from ..operations.interceptor import AUDIT, Interceptor
 from ..operations.operation import Operation, OperationKind
+from ..sessions import os_error
 from ..storage.sqlite import translate_error
+from .ledger_tail import CHUNK, META_PREFIX, TailFile, entry_line, orphans, read_entries
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 GENESIS = "0" * 64
@@ -141,8 +146,9 @@ def chain_rows(newest: tuple[Any, ...] | None, batch: list[_Pending]) -> tuple[l
 
 @dataclass(slots=True)
 class _Pending:
-    """An entry on its way to disk: its recorder waits until the writer sets ``done`` (and
-    ``error`` when the transaction failed)."""
+    """An entry on its way to the chain. An fsynced entry's recorder waits until the writer sets
+    ``done`` (and ``error`` when the transaction failed); a tail entry (``tail``: its file's name
+    and the file's size after it) is acknowledged once written there, and nobody waits for it."""
 
     at: float
     type: str
@@ -151,10 +157,20 @@ class _Pending:
     fsync: bool = True
     done: bool = False
     error: AikitError | None = None
+    tail: tuple[str, int] | None = None
+
+
+#: How long the folder lets tail entries gather before it chains them in one transaction.
+FOLD_DELAY = 0.05
+#: How long the folder waits before trying again after a fold failed (a full disk, a lock).
+FOLD_RETRY = 1.0
 
 
 class AuditLedger:
     """The ledger file ``path`` (created on first use). Thread-safe; several processes may share it."""
+
+    #: Whether entries of pure computations go to a tail file first (see :mod:`.ledger_tail`).
+    uses_tail = True
 
     def __init__(self, path: str | os.PathLike[str], *, session: str | None = None) -> None:
         self._start(Path(path), session)
@@ -172,6 +188,7 @@ class AuditLedger:
             raise IOFailure(f"cannot open the audit ledger {self.path}: {exc.strerror or exc}",
                             details={"path": str(self.path)}) from None
         self._check_version()
+        self._fold_orphans()
 
     def _start(self, where: Any, session: str | None) -> None:
         """The state every ledger keeps, whatever stores its rows (``where`` is named in messages)."""
@@ -182,6 +199,11 @@ class AuditLedger:
         self._cond = threading.Condition()
         self._db_lock = threading.Lock()  # the store: one user at a time
         self._closed = False
+        self._tail: TailFile | None = None  # created on the first tail entry
+        self._retired: list[TailFile] = []  # full tail files not yet chained to their end
+        self._folder: threading.Thread | None = None
+        self._fold_now = threading.Event()  # cuts the folder's wait short (close)
+        self._fold_failure: str | None = None  # the last fold error logged (logged once)
 
     @property
     def closed(self) -> bool:
@@ -215,35 +237,159 @@ class AuditLedger:
 
     # -- writing -------------------------------------------------------------------------------
     def record(self, type_: str, data: dict[str, Any], *, session: str | None = None, fsync: bool = True) -> None:
-        """Append one entry; it is committed when this returns, so before the operation it records
-        is acknowledged: fsynced (``synchronous=FULL``), or with ``fsync=False`` written to the WAL
-        only (``synchronous=NORMAL``: it survives the process being killed, not the machine).
-        Entries of threads that record at the same time share one transaction (group commit): the
-        first becomes the writer and commits every entry queued until then, the others wait for
-        that commit (see :class:`_Pending`)."""
+        """Append one entry. With ``fsync`` (the default) it is chained and fsynced
+        (``synchronous=FULL``) when this returns, so before the operation it records is
+        acknowledged; entries of threads that record at the same time share one transaction
+        (group commit: the first becomes the writer and commits every entry queued until then,
+        the others wait for that commit). With ``fsync=False`` (a pure computation) it is written
+        to this process's tail file when this returns, where it survives the process being
+        killed (not the machine), and chained with the next batch (within :data:`FOLD_DELAY`,
+        before any later fsynced entry, and at :meth:`close`; see :mod:`.ledger_tail`)."""
         at = round(time.time(), 6)
         session = session if session is not None else self.session
         item = _Pending(at, type_, session, canonical(data), fsync)
         with self._cond:
             if self._closed:
                 raise IOFailure(f"the audit ledger {self.path} has been closed", details={"path": str(self.path)})
+            if not fsync and self.uses_tail:
+                self._append_to_tail(item)
+                return
             self._queue.append(item)
-            while not item.done:
-                if self._writing:
-                    self._cond.wait()
-                    continue
-                batch, self._queue, self._writing = self._queue, [], True
-                self._cond.release()
-                try:
-                    error = self._commit(batch)
-                finally:
-                    self._cond.acquire()
-                    self._writing = False
-                    for pending in batch:
-                        pending.done, pending.error = True, error
-                    self._cond.notify_all()
+            self._commit_through(item)
         if item.error is not None:
             raise item.error
+
+    def _append_to_tail(self, item: _Pending) -> None:
+        """Copy ``item`` into the tail file (the caller holds ``_cond``: the file's order is the
+        queue's) and queue it for the folder."""
+        line = entry_line(item.at, item.type, item.session, item.data_text)
+        tail = self._tail
+        size = tail.append(line) if tail is not None else None
+        if size is None:
+            if len(line) > CHUNK // 4:  # a huge entry: straight into the chain, as an fsynced one goes
+                self._queue.append(item)
+                self._commit_through(item)
+                if item.error is not None:
+                    raise item.error
+                return
+            tail = self._next_tail()
+            size = tail.append(line)
+            assert size is not None
+        item.tail = (tail.name, size)
+        if not self._queue:
+            self._cond.notify_all()  # the folder waits for a first entry
+        self._queue.append(item)
+
+    def _next_tail(self) -> TailFile:
+        """Start a tail file (the first, or the next when one is full)."""
+        try:
+            tail = TailFile(self.path)
+        except OSError as exc:
+            raise os_error(exc, "could not write to the audit ledger (its tail file)", self.path.parent) from None
+        if self._tail is not None:
+            self._retired.append(self._tail)  # removed once its entries are chained
+        self._tail = tail
+        if self._folder is None:
+            self._folder = threading.Thread(target=self._fold_loop, name="aikit-audit-folder", daemon=True)
+            self._folder.start()
+        return tail
+
+    def _remove_folded_tails(self) -> None:
+        """Remove the full tail files whose entries are all chained (the caller holds ``_cond``)."""
+        waiting = {item.tail[0] for item in self._queue if item.tail is not None}
+        for tail in [t for t in self._retired if t.name not in waiting]:
+            self._retired.remove(tail)
+            tail.remove()
+            self._forget_tail(tail.name)
+
+    def _commit_through(self, item: _Pending) -> None:
+        """Commit the queue up to ``item`` (the caller holds ``_cond``, and has queued ``item``):
+        become the writer of everything queued, or wait for the writer that is at it."""
+        while not item.done:
+            if self._writing:
+                self._cond.wait()
+                continue
+            batch, self._queue, self._writing = self._queue, [], True
+            self._cond.release()
+            try:
+                error = self._commit(batch)
+            finally:
+                self._cond.acquire()
+                self._writing = False
+                self._cond.notify_all()
+            if error is not None and (kept := [p for p in batch if p.tail is not None]):
+                # a tail entry is acknowledged: it stays queued (and in its file) for the next fold
+                self._queue[:0] = kept
+                self._note_fold_failure(error)
+                batch = [p for p in batch if p.tail is None]
+                if item.tail is not None:
+                    item.error = error  # flush() reports it; the entry stays queued
+                    for pending in batch:
+                        pending.done, pending.error = True, error
+                    return
+            for pending in batch:
+                pending.done, pending.error = True, error
+            if self._retired and error is None:
+                self._remove_folded_tails()
+
+    def flush(self) -> None:
+        """Chain every tail entry recorded so far (readers of this process see them then).
+        Raises when they cannot be written now; they stay in the tail file, folded later."""
+        with self._cond:
+            if not self._queue:
+                return
+            last = self._queue[-1]
+            self._commit_through(last)
+            if last.tail is None or last.error is None:
+                return  # an fsynced entry's error is its recorder's to raise
+            error, last.error = last.error, None
+        raise error
+
+    def _fold_loop(self) -> None:
+        """The folder thread: chain tail entries in batches, :data:`FOLD_DELAY` after the first."""
+        while True:
+            with self._cond:
+                while not self._queue and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return  # close() folds what is left
+            self._fold_now.wait(FOLD_DELAY)
+            try:
+                self.flush()
+            except AikitError:
+                self._fold_now.wait(FOLD_RETRY)
+
+    def _note_fold_failure(self, error: AikitError) -> None:
+        if error.message != self._fold_failure:
+            self._fold_failure = error.message
+            log.warning("audit entries stay in %s until they can be chained: %s",
+                        self._tail.path if self._tail else self.path, error.message)
+
+    def _fold_orphans(self) -> None:
+        """Chain what the tails of processes that are gone still hold, and remove those files."""
+        for orphan in orphans(self.path):
+            try:
+                start = int((self._fetchone("SELECT value FROM meta WHERE key = ?", (META_PREFIX + orphan.name,))
+                             or (0,))[0])
+                batch = [_Pending(at, type_, session, canonical(data), False, tail=(orphan.name, end))
+                         for at, type_, session, data, end in read_entries(orphan.fd, start)]
+                error = self._commit(batch) if batch else None
+            except BaseException:
+                os.close(orphan.fd)
+                raise
+            if error is not None:
+                os.close(orphan.fd)
+                raise error
+            orphan.remove()
+            self._forget_tail(orphan.name)
+
+    def _forget_tail(self, name: str) -> None:
+        """Drop the fold mark of a tail file that was removed (best effort: a stale mark is harmless)."""
+        with self._db_lock:
+            try:
+                self._conn.execute("DELETE FROM meta WHERE key = ?", (META_PREFIX + name,))
+            except sqlite3.Error:
+                pass
 
     def _commit(self, batch: list[_Pending]) -> AikitError | None:
         """Chain and write ``batch`` in one transaction (only the writer thread is here); the
@@ -263,6 +409,10 @@ class AuditLedger:
                     conn.executemany("INSERT INTO entries (seq, at, type, session, data, prev, hash) "
                                      "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
                     conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('head', ?)", (f"{seq} {prev}",))
+                    folded = {item.tail[0]: item.tail[1] for item in batch if item.tail is not None}
+                    if folded:
+                        conn.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                                         [(META_PREFIX + name, str(end)) for name, end in folded.items()])
                     conn.execute("COMMIT")
                 except BaseException:
                     # SQLite may have rolled back already (a full disk does): a second ROLLBACK
@@ -285,6 +435,7 @@ class AuditLedger:
 
     def entries(self, since: float | None = None, types: tuple[str, ...] = ()) -> Iterator[Entry]:
         """Entries in order (``since``: a Unix time; ``types``: only these types or type prefixes)."""
+        self._flush_for_reading()
         with self._db_lock:
             rows = self._fetchall("SELECT seq, at, type, session, data, prev, hash FROM entries "
                                   "WHERE at >= ? ORDER BY seq", (since if since is not None else 0.0,))
@@ -299,6 +450,7 @@ class AuditLedger:
 
     def newest(self, type_: str) -> Entry | None:
         """The newest entry of ``type_``, if any."""
+        self._flush_for_reading()
         with self._db_lock:
             row = self._fetchone("SELECT seq, at, type, session, data, prev, hash FROM entries WHERE type = ? "
                                  "ORDER BY seq DESC LIMIT 1", (type_,))
@@ -312,6 +464,7 @@ class AuditLedger:
 
     def head(self) -> tuple[int, str]:
         """The count and hash of the newest entry, as written with it."""
+        self._flush_for_reading()
         with self._db_lock:
             row = self._fetchone("SELECT value FROM meta WHERE key = 'head'")
         if row is None:
@@ -321,6 +474,7 @@ class AuditLedger:
 
     def verify(self) -> Verification:
         """Walk the chain; the first entry altered, removed or reordered, if any."""
+        self._flush_for_reading()
         with self._db_lock:
             rows = self._fetchall("SELECT seq, at, type, session, data, prev, hash FROM entries ORDER BY seq")
             head_row = self._fetchone("SELECT value FROM meta WHERE key = 'head'")
@@ -362,12 +516,38 @@ class AuditLedger:
         return (f"entry {seq} does not follow entry {seq - 1}: an entry before it was removed, altered "
                 "or reordered")
 
+    def _flush_for_reading(self) -> None:
+        if self._queue:
+            try:
+                self.flush()
+            except AikitError:
+                pass  # logged by the folder; read what is chained
+
     def close(self) -> None:
-        """Close the file once the entries being written are committed (a later record fails)."""
+        """Close the file once the entries being written are committed (a later record fails).
+        Tail entries that cannot be chained now stay in their file for the next process."""
         with self._cond:
             self._closed = True
-            while self._writing or self._queue:
+            self._cond.notify_all()  # the folder stops
+        self._fold_now.set()
+        if self._folder is not None:
+            self._folder.join()
+        try:
+            self.flush()
+        except AikitError:
+            pass  # logged; the tail file keeps them
+        with self._cond:
+            while self._writing:
                 self._cond.wait()
+            tails = [*self._retired, *([self._tail] if self._tail is not None else [])]
+            self._tail, self._retired = None, []
+            leftover = bool(self._queue)
+        for tail in tails:
+            if leftover:
+                tail.release()
+            else:
+                tail.remove()
+                self._forget_tail(tail.name)
         with self._db_lock:
             self._close_connection()
 

@@ -29,6 +29,8 @@ def translate(sql: str) -> str:
 class PostgresAuditLedger(AuditLedger):
     """The audit ledger in the database ``db`` (migrated on first use)."""
 
+    uses_tail = False  # a tail file is a file of one machine; every entry goes to the database
+
     def __init__(self, db: PostgresDatabase, *, session: str | None = None) -> None:
         self.db = db
         self._start(db.where, session)  # named in messages where the SQLite ledger names its file

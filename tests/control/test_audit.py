@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -71,16 +72,59 @@ def test_operations_are_recorded_durably_and_in_order(components: Components, tm
     other.close()
 
 
-def test_a_safe_tool_call_is_on_disk_before_its_result_is_returned(components: Components, tmp_path: Path) -> None:
-    c = components
-    other = sqlite3.connect(tmp_path / "data" / FILE_NAME)  # another connection sees only what is committed
+_KILLED_AFTER_A_SAFE_CALL = """
+import os, signal, sys
+from pathlib import Path
+from aikit_components.components import Components
+from aikit_components.config import Config
+from aikit_kernel import runtime
+from tests.support.trust import trusting_env
+home = Path(sys.argv[1])
+config = Config.load(cwd=home, env=trusting_env(), user_dir=home / "user-config")
+c = Components.open(config=config, data_dir=home / "data", plugins=False, loop_getter=runtime.get_loop)
+result = runtime.submit(c.tools.acall("base64_encode", {"text": "acknowledged"}, c.tool_context())).result(30)
+print(result, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)  # before the folder chains it, and without closing anything
+"""
+
+
+def test_a_safe_tool_call_is_on_disk_before_its_result_is_returned(tmp_path: Path) -> None:
+    """A safe tool's entry goes to the process's tail file before the result is returned: a
+    process killed right after the call loses nothing, the next one chains the entry."""
+    killed = subprocess.run([sys.executable, "-c", _KILLED_AFTER_A_SAFE_CALL, str(tmp_path)], capture_output=True,
+                            text=True, timeout=120, cwd=Path(__file__).resolve().parents[2])
+    assert killed.returncode == -9 and killed.stdout.strip() == "YWNrbm93bGVkZ2Vk", killed.stderr
+    assert list((tmp_path / "data").glob(f"{FILE_NAME}-tail-*")), "the tail file was left for the next process"
+    ledger = AuditLedger(tmp_path / "data" / FILE_NAME)  # folds the tail of the process that is gone
     try:
-        for i in range(3):
-            assert call(c, "base64_encode", {"text": f"line {i}"})
-            rows = other.execute("SELECT data FROM entries WHERE type = 'tool'").fetchall()
-            assert len(rows) == i + 1 and json.loads(rows[-1][0])["name"] == "base64_encode"
+        assert [e.data["name"] for e in ledger.entries(types=("tool",))] == ["base64_encode"]
+        assert ledger.verify().ok
+        assert not list((tmp_path / "data").glob(f"{FILE_NAME}-tail-*")), "the folded tail was removed"
+    finally:
+        ledger.close()
+    again = AuditLedger(tmp_path / "data" / FILE_NAME)  # nothing is chained twice
+    try:
+        assert len(list(again.entries(types=("tool",)))) == 1
+    finally:
+        again.close()
+
+
+def test_safe_tool_calls_are_chained_soon_and_seen_at_once_by_their_process(
+        components: Components, tmp_path: Path) -> None:
+    c = components
+    for i in range(3):
+        assert call(c, "base64_encode", {"text": f"line {i}"})
+        assert [e.data["name"] for e in c.audit.entries(types=("tool",))] == ["base64_encode"] * (i + 1)
+    call(c, "base64_encode", {"text": "for the folder"})
+    other = sqlite3.connect(tmp_path / "data" / FILE_NAME)  # another process sees what is chained
+    try:
+        deadline = time.monotonic() + 60
+        while other.execute("SELECT count(*) FROM entries WHERE type = 'tool'").fetchone()[0] < 4:
+            assert time.monotonic() < deadline, "the folder never chained the last entry"
+            time.sleep(0.01)
     finally:
         other.close()
+    assert c.audit.verify().ok
 
 
 def test_an_entry_that_cannot_be_written_fails_the_operation_instead_of_acknowledging_it(
@@ -88,14 +132,16 @@ def test_an_entry_that_cannot_be_written_fails_the_operation_instead_of_acknowle
     c = components
     edit(tmp_path / "data", "ALTER TABLE entries RENAME TO gone")  # by hand: appends now fail
     with pytest.raises(AikitError, match="could not write to the audit ledger") as failed:
-        call(c, "base64_encode", {"text": "x"})
+        call(c, "write_file", {"path": "note.txt", "content": "x"})
     assert failed.value.code == "io_error"
     decided = {"run_id": "r1", "kind": "tool", "name": "write_file", "decision": "approved", "who": "ana"}
     with pytest.raises(AikitError, match="could not write to the audit ledger"):
         c.events.publish("approval.decided", decided, source="approvals")
+    # a safe call's entry is in the tail file, acknowledged: it waits there until it can be chained
+    assert call(c, "base64_encode", {"text": "kept"})
     edit(tmp_path / "data", "ALTER TABLE gone RENAME TO entries")
     c.events.publish("approval.decided", decided, source="approvals")
-    assert [e.type for e in c.audit.entries()][-1] == "approval.decided" and c.audit.verify().ok
+    assert [e.type for e in c.audit.entries()][-2:] == ["tool", "approval.decided"] and c.audit.verify().ok
 
 
 def test_threads_recording_at_once_share_commits_and_each_returns_after_its_own(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
 """A full disk during each kind of write: the data directory on a small tmpfs, filled up, then a
-State write, an artifact, a workflow run record, an audit ledger entry (through a real kernel and
+State write, an artifact, a workflow run record, an audit ledger entry and its tail file (through a real kernel and
 Lua), a session start (``aikit run``), a span and a kernel history entry. Each fails with an error
 that says the disk is full and what to do, nothing is half-written (the previous value is still
 read, no partial artifact file is left), and the kernel keeps answering; once space is freed,
@@ -117,6 +117,8 @@ def test_every_kind_of_write_on_a_full_disk(small_fs: Path, tmp_path: Path) -> N
         assert_says_disk_full(lua_error(kernel, 'Artifact.put("report", string.rep("y", 300000))'))
         assert_says_disk_full(lua_error(kernel, 'wf:run{raise = true}'))
         assert_says_disk_full(lua_error(kernel, 'Tool.call("run_process", {command = {"echo", "audited"}})'))
+        # a safe tool's entry goes to a tail file first (control/ledger_tail.py): creating one fails
+        assert_says_disk_full(lua_error(kernel, 'Tool.call("base64_encode", {text = "audited"})'))
         assert second.value('wf:run().status') == '"succeeded"'
         second.ok("Event.dispatch()")
         persisted = second.ok('for _, p in ipairs(persist_errors) do print(p.code, p.message) end').stdout
@@ -144,7 +146,8 @@ def test_every_kind_of_write_on_a_full_disk(small_fs: Path, tmp_path: Path) -> N
         kernel.ok('State.set("global", "k", "after")\n'
                   'Artifact.put("report", "version two")\n'
                   'assert(wf:run().status == "succeeded")\n'
-                  'Tool.call("run_process", {command = {"echo", "again"}})', timeout=60)
+                  'Tool.call("run_process", {command = {"echo", "again"}})\n'
+                  'Tool.call("base64_encode", {text = "again"})', timeout=60)
         assert kernel.value('State.get("global", "k")') == '"after"'
         assert second.value('wf:run().status') == '"succeeded"'
     finally:

@@ -1,0 +1,82 @@
+"""The audit ledger's tail files: entries of pure computations stored before they are acknowledged,
+chained exactly once, whatever moment their process dies at."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from aikit_components.control import audit, ledger_tail
+from aikit_components.control.audit import FILE_NAME, AuditLedger
+
+_RECORD_FOLD_RECORD_DIE = """
+import os, signal, sys
+from pathlib import Path
+from aikit_components.control.audit import AuditLedger
+ledger = AuditLedger(Path(sys.argv[1]))
+for i in range(3):
+    ledger.record("tool", {"i": i}, fsync=False)
+ledger.flush()  # chained, and the tail marked as folded up to here
+ledger.record("tool", {"i": 3}, fsync=False)
+print("acknowledged", flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def tails(directory: Path) -> list[Path]:
+    return sorted(directory.glob(f"{FILE_NAME}-tail-*"))
+
+
+def test_a_process_killed_after_a_fold_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> None:
+    died = subprocess.run([sys.executable, "-c", _RECORD_FOLD_RECORD_DIE, str(tmp_path / FILE_NAME)],
+                          capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parents[2])
+    assert died.returncode == -9 and died.stdout.strip() == "acknowledged", died.stderr
+    ledger = AuditLedger(tmp_path / FILE_NAME)
+    try:
+        assert [e.data["i"] for e in ledger.entries()] == [0, 1, 2, 3]
+        assert ledger.verify().ok and tails(tmp_path) == []
+    finally:
+        ledger.close()
+
+
+def test_full_tail_files_are_replaced_and_removed_once_chained(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ledger_tail, "CHUNK", 4096)
+    ledger = AuditLedger(tmp_path / FILE_NAME)
+    for i in range(300):  # about 40 bytes each: several files
+        ledger.record("tool", {"i": i}, fsync=False)
+    ledger.flush()
+    assert len(tails(tmp_path)) == 1, "the full files were removed once their entries were chained"
+    ledger.record("tool", {"big": "x" * 2000}, fsync=False)  # more than a quarter of a file: chained at once
+    assert [e.data.get("i") for e in ledger.entries()][:300] == list(range(300))
+    assert ledger.verify().ok and ledger.verify().entries == 301
+    ledger.close()
+    assert tails(tmp_path) == []
+
+
+def test_a_tail_in_use_is_left_to_its_owner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(audit, "FOLD_DELAY", 3600.0)  # the owner's folder waits: only close() chains
+    owner = AuditLedger(tmp_path / FILE_NAME)
+    owner.record("tool", {"n": 1}, fsync=False)
+    other = AuditLedger(tmp_path / FILE_NAME)  # another ledger of this process, as another process would be
+    try:
+        assert list(other.entries()) == [] and len(tails(tmp_path)) == 1
+        owner.close()
+        assert [e.data for e in other.entries()] == [{"n": 1}] and tails(tmp_path) == []
+    finally:
+        other.close()
+
+
+def test_a_line_cut_short_by_a_death_is_not_an_entry(tmp_path: Path) -> None:
+    whole = ledger_tail.entry_line(1.5, "tool", "s1", '{"n":1}')
+    cut = ledger_tail.entry_line(2.5, "tool", "s1", '{"n":2}')[:-5]
+    (tmp_path / f"{FILE_NAME}-tail-1-dead").write_bytes(whole + cut + b"\0" * 100)
+    ledger = AuditLedger(tmp_path / FILE_NAME)
+    try:
+        entries = list(ledger.entries())
+        assert [(e.at, e.session, e.data) for e in entries] == [(1.5, "s1", {"n": 1})]
+        assert ledger.verify().ok and tails(tmp_path) == []
+    finally:
+        ledger.close()
