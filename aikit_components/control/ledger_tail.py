@@ -37,10 +37,11 @@ def tail_glob(ledger: Path) -> str:
 _STRING = json.encoder.encode_basestring_ascii
 
 
-def entry_line(at: float, type_: str, session: str | None, data_text: str) -> bytes:
-    """One entry as a line of its tail (``data_text``: the entry's canonical JSON data)."""
+def entry_line(at_text: str, type_: str, session: str | None, data_text: str) -> bytes:
+    """One entry as a line of its tail (``at_text``: ``repr`` of its time; ``data_text``: its
+    canonical JSON data)."""
     session_text = "null" if session is None else _STRING(session)
-    return f"[{at!r},{_STRING(type_)},{session_text},{data_text}]\n".encode()
+    return f"[{at_text},{_STRING(type_)},{session_text},{data_text}]\n".encode()
 
 
 #: The size of a tail file, allocated when it is created. A process that fills one starts the

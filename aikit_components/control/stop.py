@@ -39,10 +39,10 @@ STOPPABLE_KINDS = frozenset({"agent", "llm", "tool", "process", "http", "workflo
 
 
 def _current_task() -> asyncio.Task[Any] | None:
-    try:
-        return asyncio.current_task()
-    except RuntimeError:  # no running loop in this thread (the Lua thread): nothing to cancel
+    loop = asyncio.events._get_running_loop()  # public (in asyncio.events.__all__); no exception when None
+    if loop is None:  # no running loop in this thread (the Lua thread): nothing to cancel
         return None
+    return asyncio.current_task(loop)
 
 
 class StopSwitch(Interceptor):

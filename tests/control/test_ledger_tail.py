@@ -70,8 +70,8 @@ def test_a_tail_in_use_is_left_to_its_owner(tmp_path: Path, monkeypatch: pytest.
 
 
 def test_a_line_cut_short_by_a_death_is_not_an_entry(tmp_path: Path) -> None:
-    whole = ledger_tail.entry_line(1.5, "tool", "s1", '{"n":1}')
-    cut = ledger_tail.entry_line(2.5, "tool", "s1", '{"n":2}')[:-5]
+    whole = ledger_tail.entry_line("1.5", "tool", "s1", '{"n":1}')
+    cut = ledger_tail.entry_line("2.5", "tool", "s1", '{"n":2}')[:-5]
     (tmp_path / f"{FILE_NAME}-tail-1-dead").write_bytes(whole + cut + b"\0" * 100)
     ledger = AuditLedger(tmp_path / FILE_NAME)
     try:
