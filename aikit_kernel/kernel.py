@@ -149,6 +149,7 @@ class Kernel:
     def _on_shell(self, idents: list[bytes], msg: dict[str, Any]) -> None:
         self.last_activity = time.monotonic()
         self._received += 1
+        self.messenger.expect_request()
         self._work.put((idents, msg, self._received))
 
     def _on_stdin(self, idents: list[bytes], msg: dict[str, Any]) -> None:
@@ -266,6 +267,7 @@ class Kernel:
     def _dispatch_shell_untraced(self, idents: list[bytes], msg: dict[str, Any], seq: int) -> None:
         msg_type = msg["header"]["msg_type"]
         self.output.set_parent(msg, idents)
+        self.messenger.hold()  # one loop wake-up for the whole request (see iopub.Messenger.hold)
         self.messenger.status("busy", msg)
         self.busy = True
         try:
@@ -294,6 +296,7 @@ class Kernel:
             self.last_activity = time.monotonic()
             self.output.flush()
             self.messenger.status("idle", msg)
+            self.messenger.release()
 
     def _reply(self, channel: str, parent: dict[str, Any], idents: list[bytes], content: dict[str, Any],
                metadata: dict[str, Any] | None = None) -> None:
@@ -353,7 +356,7 @@ class Kernel:
         if store_history:
             self.execution_count += 1
             if self.history is not None:
-                runtime.call_soon(self._history_call, self.history.store_input, self.execution_count, code)
+                self.messenger.after_sent(self._history_call, self.history.store_input, self.execution_count, code)
         count = self.execution_count
         if not silent:
             self.messenger.publish("execute_input", {"code": code, "execution_count": count}, msg)
@@ -363,7 +366,8 @@ class Kernel:
         if outcome.result is not None and not silent:  # a silent request broadcasts no result
             self.output.execute_result(count, outcome.result, {})
             if store_history and self.history is not None:
-                runtime.call_soon(self._history_call, self.history.store_output, count, outcome.result.get("text/plain", ""))
+                self.messenger.after_sent(self._history_call, self.history.store_output, count,
+                                          outcome.result.get("text/plain", ""))
         if outcome.error is None:
             reply = {"status": "ok", "execution_count": count, "user_expressions": outcome.user_expressions,
                      "payload": outcome.payload}

@@ -380,6 +380,26 @@ def test_control_requests_are_answered_while_a_cell_runs(k: InProcessKernel) -> 
     assert reply["content"]["ename"] == "KeyboardInterrupt" and types(iopub)[-1] == "idle"
 
 
+def test_busy_and_execute_input_go_out_while_a_cell_still_runs(k: InProcessKernel) -> None:
+    """The Lua thread queues a request's messages without waking the I/O loop (one wake-up at
+    the end); the loop's periodic drain must still deliver them while a long cell runs."""
+    running = k.kc.execute("wait")
+    seen: list[str] = []
+    deadline = time.monotonic() + TIMEOUT
+    while "execute_input" not in seen and time.monotonic() < deadline:
+        try:
+            msg = k.kc.get_iopub_msg(timeout=0.1)
+        except Empty:
+            continue
+        if msg["parent_header"].get("msg_id") == running:
+            seen.append(types([msg])[0])
+    assert seen == ["busy", "execute_input"] and k.fake.executed  # the cell has not been interrupted yet
+    interrupt = k.kc.session.msg("interrupt_request", {})
+    k.kc.control_channel.send(interrupt)
+    reply = k.reply(running)
+    assert reply["content"]["ename"] == "KeyboardInterrupt"
+
+
 def test_shutdown_request_replies_and_shuts_the_interpreter_down(tmp_path: Path) -> None:
     kernel = InProcessKernel(tmp_path)
     try:
