@@ -45,6 +45,8 @@ class Interpreter(abc.ABC):
     banner = ""
     help_links: list[dict[str, str]] = []
     debugger: Any = None  # a debug.lua_debugger.LuaDebugger when the language can be debugged
+    #: Whether instances have a ``debugger`` (what kernel_info says before one is built).
+    has_debugger = False
 
     @abc.abstractmethod
     def execute(self, code: str, *, execution_count: int, silent: bool, allow_stdin: bool,
@@ -95,6 +97,16 @@ class LuaInterpreter(Interpreter):
     """Lua 5.4 in the aikit sandbox."""
 
     banner = "aikit: Lua 5.4 with AI building blocks (Tool, Agent, Workflow, RAG, State, Session, Event, Hook)"
+    has_debugger = True
+    language_info = {
+        "name": "lua",
+        "version": lua_release(),
+        "mimetype": "text/x-lua",
+        "file_extension": ".lua",
+        "pygments_lexer": "lua",
+        "codemirror_mode": "lua",
+        "nbconvert_exporter": "script",
+    }
     help_links = [
         {"text": "Lua 5.4 manual", "url": "https://www.lua.org/manual/5.4/"},
         {"text": "aikit Lua API", "url": "https://github.com/aikit/aikit/blob/main/docs/lua-api.md"},
@@ -115,15 +127,6 @@ class LuaInterpreter(Interpreter):
         if self.stop_switch is not None:  # a stop from elsewhere also interrupts the running cell
             self.stop_switch.on_stop.append(lambda by: self.engine.interrupt())
         version = self.engine.runtime.lua_version
-        self.language_info = {
-            "name": "lua",
-            "version": lua_release(),
-            "mimetype": "text/x-lua",
-            "file_extension": ".lua",
-            "pygments_lexer": "lua",
-            "codemirror_mode": "lua",
-            "nbconvert_exporter": "script",
-        }
         assert version[:2] == (5, 4), f"aikit needs Lua 5.4, lupa gave {version}"
         self._html_fn: Any = None
 

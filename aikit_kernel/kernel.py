@@ -4,6 +4,11 @@ Threads (see docs/architecture.md): sockets are read and written only on the I/O
 request is queued, in arrival order, to the main thread, which owns the interpreter. Control
 requests (interrupt, shutdown, kernel_info) are answered on the I/O loop at once, so they work
 while a cell runs.
+
+The kernel may serve its sockets before the interpreter exists (``early_info``): the main thread
+builds it (the Lua runtime, the components and their stores) while the I/O loop already answers
+``kernel_info`` (whose content does not depend on the build), so a frontend sees the kernel ready
+sooner; requests that need the interpreter wait in the queue until it is built.
 """
 
 from __future__ import annotations
@@ -71,7 +76,10 @@ class Kernel:
 
     def __init__(self, transport: Transport, protocol: Protocol, interpreter_factory: Callable[[IOPubOutput], Interpreter],
                  history: HistoryStore | PostgresHistoryStore | None,
-                 max_message_bytes: int = KernelSettings().max_message_bytes) -> None:
+                 max_message_bytes: int = KernelSettings().max_message_bytes, *,
+                 early_info: type[Interpreter] | None = None) -> None:
+        """``early_info``: build the interpreter later, on the main thread when :meth:`serve_forever`
+        starts, and answer ``kernel_info`` from this class's description until then."""
         self.transport = transport
         self.max_message_bytes = max_message_bytes
         self.protocol = protocol
@@ -79,10 +87,12 @@ class Kernel:
             "shell": transport.shell, "control": transport.control, "stdin": transport.stdin, "iopub": transport.iopub,
         })
         self.output = IOPubOutput(self.messenger)
-        self.interpreter = interpreter_factory(self.output)
-        self.output.set_stop_check(self.interpreter.interrupt_requested)
-        self.interpreter.set_wakeup(lambda: self._work.put(_SERVICE))
-        self.debugger = self._debug_bridge()
+        self._interpreter_factory = interpreter_factory
+        self._early_info = early_info
+        self.interpreter: Interpreter = None  # type: ignore[assignment]  # set by _build_interpreter
+        self.debugger: Any = None
+        self._built: asyncio.Event | None = None  # set on the I/O loop once the interpreter exists
+        self._only_kernel_info = True  # no shell request other than kernel_info arrived yet (I/O thread)
         self.history = history
         self.execution_count = 0
         self._work: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -106,6 +116,33 @@ class Kernel:
             "comm_msg": lambda idents, msg, seq: None,
             "comm_close": lambda idents, msg, seq: None,
         }
+        if early_info is None:
+            self._build_interpreter()
+
+    def _build_interpreter(self) -> None:
+        interpreter = self._interpreter_factory(self.output)
+        self.output.set_stop_check(interpreter.interrupt_requested)
+        interpreter.set_wakeup(lambda: self._work.put(_SERVICE))
+        self.interpreter = interpreter
+        self.debugger = self._debug_bridge()
+        runtime.call_soon(self._mark_built)
+
+    def _mark_built(self) -> None:
+        if self._built is None:
+            self._built = asyncio.Event()
+        self._built.set()
+
+    async def _wait_built(self) -> None:
+        if self.interpreter is not None:
+            return
+        if self._built is None:
+            self._built = asyncio.Event()
+        await self._built.wait()
+
+    @property
+    def ready(self) -> bool:
+        """Whether the interpreter has been built (see ``early_info``)."""
+        return self.interpreter is not None
 
     @property
     def requests_received(self) -> int:
@@ -148,6 +185,10 @@ class Kernel:
 
     def _on_shell(self, idents: list[bytes], msg: dict[str, Any]) -> None:
         self.last_activity = time.monotonic()
+        if self._only_kernel_info and msg["header"]["msg_type"] == "kernel_info_request" and self.interpreter is None:
+            self._answer_on_loop("shell", idents, msg, self.kernel_info())  # nothing queued ahead of it
+            return
+        self._only_kernel_info = False
         self._received += 1
         self.messenger.expect_request()
         self._work.put((idents, msg, self._received))
@@ -178,6 +219,7 @@ class Kernel:
             await self._serve_debug_request(idents, msg)
 
     async def _serve_debug_request(self, idents: list[bytes], msg: dict[str, Any]) -> None:
+        await self._wait_built()
         self.messenger.status("busy", msg)
         try:
             request = msg["content"]
@@ -199,19 +241,21 @@ class Kernel:
     def _on_control(self, idents: list[bytes], msg: dict[str, Any]) -> None:
         self.last_activity = time.monotonic()
         msg_type = msg["header"]["msg_type"]
-        if msg_type == "debug_request" and self.debugger is not None:
+        if msg_type == "debug_request" and (self.debugger is not None or self._debugger_coming()):
             asyncio.ensure_future(self._debug_request(idents, msg))
             return
         self.messenger.status("busy", msg)
         try:
+            it = self.interpreter  # None while it is being built: nothing runs yet to interrupt or stop
             if msg_type == "kernel_info_request":
                 self._reply("control", msg, idents, self.kernel_info())
             elif msg_type == "interrupt_request":
-                self.interpreter.interrupt()
+                if it is not None:
+                    it.interrupt()
                 self._reply("control", msg, idents, {"status": "ok"})
             elif msg_type == "aikit_stop_request":  # `aikit stop` (docs/lua-api.md, Control)
                 by = str(msg["content"].get("by") or "aikit stop")
-                self._reply("control", msg, idents, {"status": "ok", "cancelled": self.interpreter.stop(by)})
+                self._reply("control", msg, idents, {"status": "ok", "cancelled": it.stop(by) if it is not None else 0})
             elif msg_type == "shutdown_request":
                 restart = bool(msg["content"].get("restart", False))
                 self._reply("control", msg, idents, {"status": "ok", "restart": restart})
@@ -221,9 +265,20 @@ class Kernel:
         finally:
             self.messenger.status("idle", msg)
 
+    def _debugger_coming(self) -> bool:
+        """The interpreter being built will have a debugger (``early_info`` says so)."""
+        return self.interpreter is None and self._early_info is not None and self._early_info.has_debugger
+
+    def _answer_on_loop(self, channel: str, idents: list[bytes], msg: dict[str, Any], content: dict[str, Any]) -> None:
+        """busy, the reply, idle, sent from the I/O loop."""
+        self.messenger.status("busy", msg)
+        self._reply(channel, msg, idents, content)
+        self.messenger.status("idle", msg)
+
     def interrupt_from_signal(self) -> None:
         """SIGINT arrived (seen on the I/O loop through the wakeup fd)."""
-        self.interpreter.interrupt()
+        if self.interpreter is not None:
+            self.interpreter.interrupt()
 
     def request_shutdown(self, end_status: str = "completed") -> None:
         """Stop serving: interrupt any running cell and let the main loop exit; the session ends as
@@ -232,12 +287,16 @@ class Kernel:
             return
         self._shutting_down = True
         self._end_status = end_status
-        self.interpreter.interrupt()
+        if self.interpreter is not None:
+            self.interpreter.interrupt()
         self._work.put(_STOP)
 
     # ------------------------------------------------------------------ Lua thread side
     def serve_forever(self) -> None:
-        """Serve queued shell requests until shutdown (runs on the main thread)."""
+        """Serve queued shell requests until shutdown (runs on the main thread), building the
+        interpreter first if that was left for now (``early_info``)."""
+        if self.interpreter is None:
+            self._build_interpreter()
         while True:
             item = self._work.get()
             if item is _STOP:
@@ -320,7 +379,8 @@ class Kernel:
 
     # ------------------------------------------------------------------ handlers
     def kernel_info(self) -> dict[str, Any]:
-        it = self.interpreter
+        it: Any = self.interpreter if self.interpreter is not None else self._early_info
+        debugger = self.debugger is not None if self.interpreter is not None else it.has_debugger
         return {
             "status": "ok",
             "protocol_version": PROTOCOL_VERSION,
@@ -329,8 +389,8 @@ class Kernel:
             "language_info": it.language_info,
             "banner": it.banner,
             "help_links": it.help_links,
-            "debugger": self.debugger is not None,
-            "supported_features": ["debugger"] if self.debugger is not None else [],
+            "debugger": debugger,
+            "supported_features": ["debugger"] if debugger else [],
         }
 
     def execute_request(self, idents: list[bytes], msg: dict[str, Any], seq: int) -> None:
@@ -500,9 +560,12 @@ def run_kernel(connection_file: str | None, dap_port: int | None = None, metrics
         log.warning("history disabled: %s", exc)
         history = None
     readers = _prometheus_readers(metrics_port) if metrics_port is not None else None
+    # Without a DAP server to start on the interpreter's debugger first, the interpreter is built on
+    # the main thread once the sockets are served: kernel_info is answered meanwhile.
     kernel = Kernel(transport, protocol, lambda out: LuaInterpreter(open_lua_runtime(out, loaded=loaded, warm_up=True,
                                                                                      metric_readers=readers)),
-                    history, max_message_bytes=settings.max_message_bytes)
+                    history, max_message_bytes=settings.max_message_bytes,
+                    early_info=LuaInterpreter if dap_port is None else None)
     runtime.on_sigint(kernel.interrupt_from_signal)
     runtime.on_signal(signal.SIGTERM, lambda: kernel.request_shutdown("interrupted"))
     runtime.submit(watch_parent(kernel))

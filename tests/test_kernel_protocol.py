@@ -32,19 +32,26 @@ MAX_MESSAGE_BYTES = 256 * 1024
 
 
 class InProcessKernel:
-    """A :class:`Kernel` serving a :class:`FakeInterpreter` on fresh loopback sockets."""
+    """A :class:`Kernel` serving a :class:`FakeInterpreter` on fresh loopback sockets.
+    ``build_gate``: the interpreter is built on the serving thread once that event is set (the
+    kernel answers kernel_info meanwhile, as ``aikit_kernel.kernel.run_kernel`` does)."""
 
-    def __init__(self, data: Path) -> None:
+    def __init__(self, data: Path, build_gate: threading.Event | None = None) -> None:
         self.info = ConnectionInfo.fresh()
         protocol = Protocol(self.info.key, self.info.signature_scheme)
 
         async def setup() -> Transport:
             return Transport(self.info)
 
+        def factory(output: Any) -> FakeInterpreter:
+            if build_gate is not None:
+                assert build_gate.wait(TIMEOUT)
+            return FakeInterpreter(output)
+
         self.transport = runtime.run_sync(setup(), timeout=TIMEOUT)
         self.history = HistoryStore(data / "history.sqlite", protocol.session_id)
-        self.kernel = Kernel(self.transport, protocol, FakeInterpreter, self.history, max_message_bytes=MAX_MESSAGE_BYTES)
-        self.fake: FakeInterpreter = self.kernel.interpreter  # type: ignore[assignment]
+        self.kernel = Kernel(self.transport, protocol, factory, self.history, max_message_bytes=MAX_MESSAGE_BYTES,
+                             early_info=FakeInterpreter if build_gate is not None else None)
         self.transport.start_heartbeat()
         self.serving = runtime.submit(self.kernel.serve_sockets())
         self.thread = threading.Thread(target=self.kernel.serve_forever, name="fake-main", daemon=True)
@@ -53,6 +60,10 @@ class InProcessKernel:
         self.kc.load_connection_info(self.info.to_dict())
         self.kc.start_channels()
         self.kc.wait_for_ready(timeout=TIMEOUT)
+
+    @property
+    def fake(self) -> FakeInterpreter:
+        return self.kernel.interpreter  # type: ignore[return-value]
 
     def close(self) -> None:
         self.kc.stop_channels()
@@ -378,6 +389,30 @@ def test_control_requests_are_answered_while_a_cell_runs(k: InProcessKernel) -> 
     assert k.reply(interrupt["header"]["msg_id"], "control")["content"] == {"status": "ok"}
     reply, iopub = k.request(running)
     assert reply["content"]["ename"] == "KeyboardInterrupt" and types(iopub)[-1] == "idle"
+
+
+def test_kernel_info_is_answered_while_the_interpreter_is_built(tmp_path: Path) -> None:
+    """With ``early_info`` the sockets are served before the interpreter exists: kernel_info (shell
+    and control) is answered from the interpreter's class; an execute waits until it is built."""
+    gate = threading.Event()
+    kernel = InProcessKernel(tmp_path, build_gate=gate)  # its wait_for_ready got a kernel_info_reply
+    try:
+        assert not kernel.kernel.ready
+        info = kernel.kc.session.msg("kernel_info_request", {})
+        kernel.kc.control_channel.send(info)
+        content = kernel.reply(info["header"]["msg_id"], "control")["content"]
+        assert content["implementation"] == "aikit-fake" and content["language_info"]["name"] == "fake"
+        assert content["debugger"] is False
+        running = kernel.kc.execute("value 42")
+        shell_info = kernel.kc.kernel_info()  # queued behind the execute: answered in order, after it
+        gate.set()
+        reply, iopub = kernel.request(running)
+        assert reply["content"]["status"] == "ok" and kernel.kernel.ready
+        assert [m["content"]["data"] for m in iopub if m["msg_type"] == "execute_result"] == [{"text/plain": "42"}]
+        assert kernel.reply(shell_info)["content"]["implementation"] == "aikit-fake"
+    finally:
+        gate.set()
+        kernel.close()
 
 
 def test_busy_and_execute_input_go_out_while_a_cell_still_runs(k: InProcessKernel) -> None:
