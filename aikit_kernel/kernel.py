@@ -40,6 +40,9 @@ from .transport import Transport
 
 log = logging.getLogger(__name__)
 
+#: The interpreter's GIL switch interval in a kernel process (see run_kernel).
+SWITCH_INTERVAL_S = 0.0005
+
 _STOP = object()
 _SERVICE = object()
 
@@ -535,6 +538,11 @@ def run_kernel(connection_file: str | None, dap_port: int | None = None, metrics
     from .settings import load_settings
     from .transport import ConnectionInfo
 
+    # Several threads share the GIL here (the I/O loop, the Lua thread, the span writer, the
+    # deferred warm-up imports); a thread that wants it waits up to one switch interval. 5 ms (the
+    # default) is several round trips' worth of waiting for the I/O loop whenever another thread
+    # computes; a shorter interval costs little (a switch takes microseconds).
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     loaded = load_settings()
     settings = loaded.settings
     logging.basicConfig(level=settings.log_level, stream=sys.stderr,
@@ -560,11 +568,18 @@ def run_kernel(connection_file: str | None, dap_port: int | None = None, metrics
         log.warning("history disabled: %s", exc)
         history = None
     readers = _prometheus_readers(metrics_port) if metrics_port is not None else None
+    def build_interpreter(output: IOPubOutput) -> LuaInterpreter:
+        lua = open_lua_runtime(output, loaded=loaded, metric_readers=readers)
+        if lua.components is not None:
+            # The tool registry's imports, before the first cell rather than in the background: on
+            # a thread of their own they would hold the GIL for a few hundred ms while the first
+            # cells run, every one of them waiting for it (issue 11, the first seconds' p99).
+            lua.components.warm()
+        return LuaInterpreter(lua)
+
     # Without a DAP server to start on the interpreter's debugger first, the interpreter is built on
     # the main thread once the sockets are served: kernel_info is answered meanwhile.
-    kernel = Kernel(transport, protocol, lambda out: LuaInterpreter(open_lua_runtime(out, loaded=loaded, warm_up=True,
-                                                                                     metric_readers=readers)),
-                    history, max_message_bytes=settings.max_message_bytes,
+    kernel = Kernel(transport, protocol, build_interpreter, history, max_message_bytes=settings.max_message_bytes,
                     early_info=LuaInterpreter if dap_port is None else None)
     runtime.on_sigint(kernel.interrupt_from_signal)
     runtime.on_signal(signal.SIGTERM, lambda: kernel.request_shutdown("interrupted"))
