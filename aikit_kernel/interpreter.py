@@ -149,8 +149,9 @@ class LuaInterpreter(Interpreter):
             run = self.engine.run_cell(code, label, allow_stdin=allow_stdin)
             outcome = ExecuteOutcome(error=run.error)
             try:
-                if run.error is None and run.values and not silent and not self.engine.all_quiet(run.values):
-                    outcome.result = self._result_bundle(run.values)
+                rendered = self.engine.render_result(run.values) if run.error is None and run.values and not silent else None
+                if rendered is not None:
+                    outcome.result = self._result_bundle(run.values, rendered)
                     html = self._html_of(run.values) if len(run.values) == 1 else None
                     if html is not None:
                         outcome.result["text/html"] = html
@@ -163,10 +164,9 @@ class LuaInterpreter(Interpreter):
 
         return lifecycle.run(code, execute)
 
-    def _result_bundle(self, values: list[Any]) -> dict[str, Any]:
-        """The execute_result of a cell's trailing values: text/plain, and for one list of records
-        the same rich bundle as ``display()`` (an HTML table and JSON)."""
-        rendered = self.engine.render_values(values)
+    def _result_bundle(self, values: list[Any], rendered: str) -> dict[str, Any]:
+        """The execute_result of a cell's trailing values (``rendered``: their text/plain), and for
+        one list of records the same rich bundle as ``display()`` (an HTML table and JSON)."""
         if len(values) == 1:
             from .lua.convert import lua_type
             from .lua.display import DisplayBinding
