@@ -97,6 +97,10 @@ class Kernel:
         self._built: asyncio.Event | None = None  # set on the I/O loop once the interpreter exists
         self._only_kernel_info = True  # no shell request other than kernel_info arrived yet (I/O thread)
         self.history = history
+        # History writes waiting for the end of the loop's pass (I/O thread only).
+        self._history_inputs: list[tuple[int, str]] = []
+        self._history_outputs: list[tuple[int, str]] = []
+        self._history_flush_pending = False
         self.execution_count = 0
         self._work: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._received = 0  # shell requests received (I/O thread)
@@ -318,18 +322,24 @@ class Kernel:
         return telemetry if telemetry is not None and telemetry.enabled else None
 
     def _dispatch_shell(self, idents: list[bytes], msg: dict[str, Any], seq: int) -> None:
-        telemetry = self._telemetry()
-        msg_type = msg["header"]["msg_type"]
-        if telemetry is None or msg_type not in _TRACED_REQUESTS:
-            self._dispatch_shell_untraced(idents, msg, seq)
-            return
-        with telemetry.span(msg_type, kind=SpanKind.SERVER, attributes=_request_attributes(msg)):
-            self._dispatch_shell_untraced(idents, msg, seq)
+        # The request's messages wait for one loop wake-up, at the very end (after the span is
+        # ended too): once woken, the loop sends the reply while this thread only goes back to
+        # waiting for work, instead of competing with it for the GIL (see iopub.Messenger.hold).
+        self.messenger.hold()
+        try:
+            telemetry = self._telemetry()
+            msg_type = msg["header"]["msg_type"]
+            if telemetry is None or msg_type not in _TRACED_REQUESTS:
+                self._dispatch_shell_untraced(idents, msg, seq)
+                return
+            with telemetry.span(msg_type, kind=SpanKind.SERVER, attributes=_request_attributes(msg)):
+                self._dispatch_shell_untraced(idents, msg, seq)
+        finally:
+            self.messenger.release()
 
     def _dispatch_shell_untraced(self, idents: list[bytes], msg: dict[str, Any], seq: int) -> None:
         msg_type = msg["header"]["msg_type"]
         self.output.set_parent(msg, idents)
-        self.messenger.hold()  # one loop wake-up for the whole request (see iopub.Messenger.hold)
         self.messenger.status("busy", msg)
         self.busy = True
         try:
@@ -358,7 +368,6 @@ class Kernel:
             self.last_activity = time.monotonic()
             self.output.flush()
             self.messenger.status("idle", msg)
-            self.messenger.release()
 
     def _reply(self, channel: str, parent: dict[str, Any], idents: list[bytes], content: dict[str, Any],
                metadata: dict[str, Any] | None = None) -> None:
@@ -419,7 +428,7 @@ class Kernel:
         if store_history:
             self.execution_count += 1
             if self.history is not None:
-                self.messenger.after_sent(self._history_call, self.history.store_input, self.execution_count, code)
+                self.messenger.after_sent(self._queue_history, self._history_inputs, self.execution_count, code)
         count = self.execution_count
         if not silent:
             self.messenger.publish("execute_input", {"code": code, "execution_count": count}, msg)
@@ -429,7 +438,7 @@ class Kernel:
         if outcome.result is not None and not silent:  # a silent request broadcasts no result
             self.output.execute_result(count, outcome.result, {})
             if store_history and self.history is not None:
-                self.messenger.after_sent(self._history_call, self.history.store_output, count,
+                self.messenger.after_sent(self._queue_history, self._history_outputs, count,
                                           outcome.result.get("text/plain", ""))
         if outcome.error is None:
             reply = {"status": "ok", "execution_count": count, "user_expressions": outcome.user_expressions,
@@ -471,13 +480,28 @@ class Kernel:
         comm_id = msg["content"].get("comm_id", "")
         self.messenger.publish("comm_close", {"comm_id": comm_id, "data": {}}, msg)
 
-    def _history_call(self, fn: Callable[..., None], *args: Any) -> None:
+    def _queue_history(self, into: list[tuple[int, str]], line: int, text: str) -> None:
+        """Queue a history write (I/O loop, after the messages sent with it); what is queued in
+        one pass of the loop is written in one transaction, after that pass."""
+        into.append((line, text))
+        if not self._history_flush_pending:
+            self._history_flush_pending = True
+            asyncio.get_running_loop().call_soon(self._write_history)
+
+    def _write_history(self) -> None:
+        inputs, outputs = self._history_inputs[:], self._history_outputs[:]
+        self._history_inputs.clear()
+        self._history_outputs.clear()
+        self._history_flush_pending = False
+        if self.history is None:
+            return
         try:
-            fn(*args)
+            self.history.store_many(inputs, outputs)
         except sqlite3.Error as exc:  # a full disk, a locked file: say so in one line, not a traceback
             hint = "; free some disk space" if "full" in str(exc) else ""
-            log.warning("could not write the history of cell %s (the cell still ran): %s%s", args[0] if args else "?",
-                        exc, hint)
+            lines = sorted({line for line, _ in inputs + outputs})
+            log.warning("could not write the history of cell %s (the cell still ran): %s%s",
+                        ", ".join(map(str, lines)) or "?", exc, hint)
         except Exception:
             log.exception("could not write history (the cell still ran)")
 

@@ -15,7 +15,7 @@ import itertools
 import json
 import os
 import random
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from jupyter_client.adapter import adapt
@@ -38,7 +38,7 @@ def pack(obj: Any) -> bytes:
 
 
 def _utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
 class ProtocolError(Exception):
