@@ -80,6 +80,10 @@ class Interpreter(abc.ABC):
     def service(self) -> None:  # noqa: B027  optional hook: doing nothing is the right default
         """Run work queued for the Lua thread (called by the kernel when woken while idle)."""
 
+    def warm_up(self) -> None:  # noqa: B027  optional hook: doing nothing is the right default
+        """Prepare what first uses would otherwise wait for (imports); the kernel calls it once,
+        on the interpreter's thread, when it has been idle for a while."""
+
     def shutdown(self, status: str = "completed") -> None:  # noqa: B027  optional hook: doing nothing is the right default
         """Release resources before the process exits; the session ends as ``status`` (``completed``,
         or ``interrupted`` when the process was told to stop from outside: SIGTERM)."""
@@ -259,6 +263,10 @@ class LuaInterpreter(Interpreter):
 
     def set_wakeup(self, wakeup: Any) -> None:
         self.engine.dispatcher.notify = wakeup
+
+    def warm_up(self) -> None:
+        if self.components is not None:
+            self.components.warm()  # the tool registry and jsonschema
 
     def service(self) -> None:
         self.engine.dispatcher.service()

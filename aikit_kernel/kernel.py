@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 
 #: The interpreter's GIL switch interval in a kernel process (see run_kernel).
 SWITCH_INTERVAL_S = 0.0005
+#: The interpreter's warm-up (Interpreter.warm_up) runs once nothing has arrived for this long.
+IDLE_BEFORE_WARM_UP_S = 1.0
 
 _STOP = object()
 _SERVICE = object()
@@ -304,8 +306,20 @@ class Kernel:
         interpreter first if that was left for now (``early_info``)."""
         if self.interpreter is None:
             self._build_interpreter()
+        warm_up_pending = True
         while True:
-            item = self._work.get()
+            if warm_up_pending:
+                # The warm-up waits for the first idle second: on a thread of its own it would
+                # hold the GIL while cells run; here a request that arrives meanwhile waits for
+                # it, once, and no cell is slowed while the kernel is kept busy.
+                try:
+                    item = self._work.get(timeout=IDLE_BEFORE_WARM_UP_S)
+                except queue.Empty:
+                    warm_up_pending = False
+                    self._warm_up()
+                    continue
+            else:
+                item = self._work.get()
             if item is _STOP:
                 break
             if item is _SERVICE:  # Lua work queued from another thread while we were idle
@@ -315,6 +329,12 @@ class Kernel:
             self._dispatch_shell(idents, msg, seq)
         self.output.flush()
         self.interpreter.shutdown(self._end_status)
+
+    def _warm_up(self) -> None:
+        try:
+            self.interpreter.warm_up()
+        except Exception:  # what the warm-up would have prepared is then prepared on first use
+            log.exception("the interpreter's warm-up failed")
 
     def _telemetry(self) -> Any:
         components = getattr(self.interpreter, "components", None)
@@ -592,18 +612,14 @@ def run_kernel(connection_file: str | None, dap_port: int | None = None, metrics
         log.warning("history disabled: %s", exc)
         history = None
     readers = _prometheus_readers(metrics_port) if metrics_port is not None else None
-    def build_interpreter(output: IOPubOutput) -> LuaInterpreter:
-        lua = open_lua_runtime(output, loaded=loaded, metric_readers=readers)
-        if lua.components is not None:
-            # The tool registry's imports, before the first cell rather than in the background: on
-            # a thread of their own they would hold the GIL for a few hundred ms while the first
-            # cells run, every one of them waiting for it (issue 11, the first seconds' p99).
-            lua.components.warm()
-        return LuaInterpreter(lua)
-
+    # The tool registry is warmed by Kernel.serve_forever in the first idle second, not by a
+    # thread of its own (Components.warm_up): its imports (~300 ms of CPU) held the GIL while the
+    # first cells ran (issue 11, early p99).
     # Without a DAP server to start on the interpreter's debugger first, the interpreter is built on
     # the main thread once the sockets are served: kernel_info is answered meanwhile.
-    kernel = Kernel(transport, protocol, build_interpreter, history, max_message_bytes=settings.max_message_bytes,
+    kernel = Kernel(transport, protocol, lambda out: LuaInterpreter(open_lua_runtime(out, loaded=loaded,
+                                                                                     metric_readers=readers)),
+                    history, max_message_bytes=settings.max_message_bytes,
                     early_info=LuaInterpreter if dap_port is None else None)
     runtime.on_sigint(kernel.interrupt_from_signal)
     runtime.on_signal(signal.SIGTERM, lambda: kernel.request_shutdown("interrupted"))

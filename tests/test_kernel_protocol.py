@@ -415,6 +415,16 @@ def test_kernel_info_is_answered_while_the_interpreter_is_built(tmp_path: Path) 
         kernel.close()
 
 
+def test_the_interpreter_is_warmed_up_once_on_its_thread_when_idle(k: InProcessKernel) -> None:
+    reply, _ = k.execute("value 1")
+    assert reply["content"]["status"] == "ok"
+    assert k.fake.warmed.wait(TIMEOUT)
+    reply, _ = k.execute("value 2")
+    assert reply["content"]["status"] == "ok"
+    warm_ups = [thread for name, thread in k.fake.calls if name == "warm_up"]
+    assert warm_ups == [k.thread.name]
+
+
 def test_busy_and_execute_input_go_out_while_a_cell_still_runs(k: InProcessKernel) -> None:
     """The Lua thread queues a request's messages without waking the I/O loop (one wake-up at
     the end); the loop's periodic drain must still deliver them while a long cell runs."""
