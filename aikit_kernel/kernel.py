@@ -22,6 +22,8 @@ import sqlite3
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import Any
 
 import zmq
@@ -65,6 +67,17 @@ def _request_attributes(msg: dict[str, Any]) -> dict[str, Any]:
             "jupyter.msg_id": str(header.get("msg_id", "")), "jupyter.session_id": str(header.get("session", ""))}
 
 
+@dataclass
+class NotStarted:
+    """The failure of a cell interrupted while it waited for the interpreter to be built or
+    warmed up (an interpreter's own failures look the same to the kernel)."""
+
+    ename: str = "KeyboardInterrupt"
+    evalue: str = "interrupted before it started"
+    traceback: list[str] = dataclass_field(
+        default_factory=lambda: ["KeyboardInterrupt: interrupted before it started (the kernel was still starting)"])
+
+
 def _mark_request(count: int, outcome: ExecuteOutcome) -> None:
     """The execution count and outcome of a cell on its request's span."""
     span = trace.get_current_span()
@@ -98,6 +111,11 @@ class Kernel:
         self.debugger: Any = None
         self._built: asyncio.Event | None = None  # set on the I/O loop once the interpreter exists
         self._only_kernel_info = True  # no shell request other than kernel_info arrived yet (I/O thread)
+        # The Lua thread builds or warms up the interpreter: queued requests wait, and an interrupt
+        # that arrives meanwhile stops the next cell before it starts (_interrupt_waiting).
+        self._preparing = early_info is not None
+        self._interrupt_waiting = False
+        self._dispatched = 0  # the last shell request taken from the queue (main thread)
         self.history = history
         # History writes waiting for the end of the loop's pass (I/O thread only).
         self._history_inputs: list[tuple[int, str]] = []
@@ -255,12 +273,11 @@ class Kernel:
             return
         self.messenger.status("busy", msg)
         try:
-            it = self.interpreter  # None while it is being built: nothing runs yet to interrupt or stop
+            it = self.interpreter  # None while it is being built: nothing runs yet to stop
             if msg_type == "kernel_info_request":
                 self._reply("control", msg, idents, self.kernel_info())
             elif msg_type == "interrupt_request":
-                if it is not None:
-                    it.interrupt()
+                self._interrupt()
                 self._reply("control", msg, idents, {"status": "ok"})
             elif msg_type == "aikit_stop_request":  # `aikit stop` (docs/lua-api.md, Control)
                 by = str(msg["content"].get("by") or "aikit stop")
@@ -286,6 +303,13 @@ class Kernel:
 
     def interrupt_from_signal(self) -> None:
         """SIGINT arrived (seen on the I/O loop through the wakeup fd)."""
+        self._interrupt()
+
+    def _interrupt(self) -> None:
+        """Stop the running cell; while the interpreter is being built or warmed up, the cell
+        queued next (the one the user sees as running) instead."""
+        if self._preparing and self._received > self._dispatched:
+            self._interrupt_waiting = True
         if self.interpreter is not None:
             self.interpreter.interrupt()
 
@@ -306,6 +330,7 @@ class Kernel:
         interpreter first if that was left for now (``early_info``)."""
         if self.interpreter is None:
             self._build_interpreter()
+        self._preparing = False
         warm_up_pending = True
         while True:
             if warm_up_pending:
@@ -326,15 +351,19 @@ class Kernel:
                 self.interpreter.service()
                 continue
             idents, msg, seq = item
+            self._dispatched = seq
             self._dispatch_shell(idents, msg, seq)
         self.output.flush()
         self.interpreter.shutdown(self._end_status)
 
     def _warm_up(self) -> None:
+        self._preparing = True
         try:
             self.interpreter.warm_up()
         except Exception:  # what the warm-up would have prepared is then prepared on first use
             log.exception("the interpreter's warm-up failed")
+        finally:
+            self._preparing = False
 
     def _telemetry(self) -> Any:
         components = getattr(self.interpreter, "components", None)
@@ -452,8 +481,12 @@ class Kernel:
         count = self.execution_count
         if not silent:
             self.messenger.publish("execute_input", {"code": code, "execution_count": count}, msg)
-        outcome: ExecuteOutcome = self.interpreter.execute(
-            code, execution_count=count, silent=silent, allow_stdin=allow_stdin, user_expressions=user_expressions)
+        if self._interrupt_waiting:  # interrupted while it waited for the interpreter
+            self._interrupt_waiting = False
+            outcome = ExecuteOutcome(error=NotStarted())  # type: ignore[arg-type]
+        else:
+            outcome = self.interpreter.execute(code, execution_count=count, silent=silent, allow_stdin=allow_stdin,
+                                               user_expressions=user_expressions)
         _mark_request(count, outcome)
         if outcome.result is not None and not silent:  # a silent request broadcasts no result
             self.output.execute_result(count, outcome.result, {})

@@ -415,6 +415,30 @@ def test_kernel_info_is_answered_while_the_interpreter_is_built(tmp_path: Path) 
         kernel.close()
 
 
+def test_an_interrupt_during_the_build_stops_the_cell_waiting_for_it(tmp_path: Path) -> None:
+    """The user sees the queued cell as running: an interrupt before the interpreter exists must
+    not be lost (the cell would then run, unstoppable by that interrupt)."""
+    gate = threading.Event()
+    kernel = InProcessKernel(tmp_path, build_gate=gate)
+    try:
+        waiting = kernel.kc.execute("value 1")
+        deadline = time.monotonic() + TIMEOUT
+        while kernel.kernel.requests_received < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        interrupt = kernel.kc.session.msg("interrupt_request", {})
+        kernel.kc.control_channel.send(interrupt)
+        assert kernel.reply(interrupt["header"]["msg_id"], "control")["content"] == {"status": "ok"}
+        gate.set()
+        reply, iopub = kernel.request(waiting)
+        assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "KeyboardInterrupt"
+        assert "error" in types(iopub) and kernel.fake.executed == []
+        after, _ = kernel.execute("value 2")  # the interrupt was for that cell only
+        assert after["content"]["status"] == "ok"
+    finally:
+        gate.set()
+        kernel.close()
+
+
 def test_the_interpreter_is_warmed_up_once_on_its_thread_when_idle(k: InProcessKernel) -> None:
     reply, _ = k.execute("value 1")
     assert reply["content"]["status"] == "ok"
