@@ -166,16 +166,18 @@ class Components:
             return RayStepExecutors
         raise ValueError(f"no step placement {executor!r}")
 
+    def warm(self) -> None:
+        """Build the tool registry and import what its first uses need, now, in this thread (the
+        kernel does it before its first cell; see :meth:`warm_up` for the background)."""
+        _ = self.tools  # the property builds the registry
+        from .tools.schema import load_jsonschema
+
+        load_jsonschema()  # validate_schema would otherwise stall the loop on its first call
+
     def warm_up(self, delay: float = 1.0) -> None:
-        """Build the tool registry on a background thread (no Lua involved, so any thread may),
-        after ``delay`` seconds so the imports do not compete with start-up for the GIL."""
-        def warm() -> None:
-            _ = self.tools  # the property builds the registry
-            from .tools.schema import load_jsonschema
-
-            load_jsonschema()  # validate_schema would otherwise stall the loop on its first call
-
-        timer = threading.Timer(delay, warm)
+        """:meth:`warm` on a background thread (no Lua involved, so any thread may), after
+        ``delay`` seconds so the imports do not compete with start-up for the GIL."""
+        timer = threading.Timer(delay, self.warm)
         timer.name, timer.daemon = "aikit-warm-up", True
         timer.start()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,22 @@ class HistoryStore:
 
     def store_output(self, line: int, output: str) -> None:
         self.db.execute("UPDATE history SET output = ? WHERE session = ? AND line = ?", (output, self.session, line))
+
+    def store_many(self, inputs: Sequence[tuple[int, str]], outputs: Sequence[tuple[int, str]]) -> None:
+        """:meth:`store_input` for each of ``inputs``, then :meth:`store_output` for each of
+        ``outputs``, in one transaction (a quick cell's two writes cost one commit)."""
+        db = self.db
+        db.execute("BEGIN")
+        try:
+            db.executemany("INSERT OR REPLACE INTO history (session, line, source) VALUES (?, ?, ?)",
+                           [(self.session, line, source) for line, source in inputs])
+            db.executemany("UPDATE history SET output = ? WHERE session = ? AND line = ?",
+                           [(output, self.session, line) for line, output in outputs])
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:  # SQLite may have rolled back already (a full disk does)
+                db.execute("ROLLBACK")
+            raise
 
     def _rows(self, sql: str, params: tuple[Any, ...], output: bool) -> list[Entry]:
         rows = self.db.execute(sql, params).fetchall()
@@ -101,6 +118,13 @@ class PostgresHistoryStore:
     def store_output(self, line: int, output: str) -> None:
         self.pg.execute("store history", "UPDATE aikit_history SET output = %s WHERE session = %s AND line = %s",
                         (output, self.session, line))
+
+    def store_many(self, inputs: Sequence[tuple[int, str]], outputs: Sequence[tuple[int, str]]) -> None:
+        """:meth:`store_input` for each of ``inputs``, then :meth:`store_output` for each of ``outputs``."""
+        for line, source in inputs:
+            self.store_input(line, source)
+        for line, output in outputs:
+            self.store_output(line, output)
 
     def _rows(self, sql: str, params: tuple[Any, ...], output: bool) -> list[Entry]:
         rows = self.pg.query("read history", sql, params)

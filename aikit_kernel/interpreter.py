@@ -45,6 +45,8 @@ class Interpreter(abc.ABC):
     banner = ""
     help_links: list[dict[str, str]] = []
     debugger: Any = None  # a debug.lua_debugger.LuaDebugger when the language can be debugged
+    #: Whether instances have a ``debugger`` (what kernel_info says before one is built).
+    has_debugger = False
 
     @abc.abstractmethod
     def execute(self, code: str, *, execution_count: int, silent: bool, allow_stdin: bool,
@@ -78,6 +80,10 @@ class Interpreter(abc.ABC):
     def service(self) -> None:  # noqa: B027  optional hook: doing nothing is the right default
         """Run work queued for the Lua thread (called by the kernel when woken while idle)."""
 
+    def warm_up(self) -> None:  # noqa: B027  optional hook: doing nothing is the right default
+        """Prepare what first uses would otherwise wait for (imports); the kernel calls it once,
+        on the interpreter's thread, when it has been idle for a while."""
+
     def shutdown(self, status: str = "completed") -> None:  # noqa: B027  optional hook: doing nothing is the right default
         """Release resources before the process exits; the session ends as ``status`` (``completed``,
         or ``interrupted`` when the process was told to stop from outside: SIGTERM)."""
@@ -95,6 +101,16 @@ class LuaInterpreter(Interpreter):
     """Lua 5.4 in the aikit sandbox."""
 
     banner = "aikit: Lua 5.4 with AI building blocks (Tool, Agent, Workflow, RAG, State, Session, Event, Hook)"
+    has_debugger = True
+    language_info = {
+        "name": "lua",
+        "version": lua_release(),
+        "mimetype": "text/x-lua",
+        "file_extension": ".lua",
+        "pygments_lexer": "lua",
+        "codemirror_mode": "lua",
+        "nbconvert_exporter": "script",
+    }
     help_links = [
         {"text": "Lua 5.4 manual", "url": "https://www.lua.org/manual/5.4/"},
         {"text": "aikit Lua API", "url": "https://github.com/aikit/aikit/blob/main/docs/lua-api.md"},
@@ -115,15 +131,6 @@ class LuaInterpreter(Interpreter):
         if self.stop_switch is not None:  # a stop from elsewhere also interrupts the running cell
             self.stop_switch.on_stop.append(lambda by: self.engine.interrupt())
         version = self.engine.runtime.lua_version
-        self.language_info = {
-            "name": "lua",
-            "version": lua_release(),
-            "mimetype": "text/x-lua",
-            "file_extension": ".lua",
-            "pygments_lexer": "lua",
-            "codemirror_mode": "lua",
-            "nbconvert_exporter": "script",
-        }
         assert version[:2] == (5, 4), f"aikit needs Lua 5.4, lupa gave {version}"
         self._html_fn: Any = None
 
@@ -146,8 +153,9 @@ class LuaInterpreter(Interpreter):
             run = self.engine.run_cell(code, label, allow_stdin=allow_stdin)
             outcome = ExecuteOutcome(error=run.error)
             try:
-                if run.error is None and run.values and not silent and not self.engine.all_quiet(run.values):
-                    outcome.result = self._result_bundle(run.values)
+                rendered = self.engine.render_result(run.values) if run.error is None and run.values and not silent else None
+                if rendered is not None:
+                    outcome.result = self._result_bundle(run.values, rendered)
                     html = self._html_of(run.values) if len(run.values) == 1 else None
                     if html is not None:
                         outcome.result["text/html"] = html
@@ -160,10 +168,9 @@ class LuaInterpreter(Interpreter):
 
         return lifecycle.run(code, execute)
 
-    def _result_bundle(self, values: list[Any]) -> dict[str, Any]:
-        """The execute_result of a cell's trailing values: text/plain, and for one list of records
-        the same rich bundle as ``display()`` (an HTML table and JSON)."""
-        rendered = self.engine.render_values(values)
+    def _result_bundle(self, values: list[Any], rendered: str) -> dict[str, Any]:
+        """The execute_result of a cell's trailing values (``rendered``: their text/plain), and for
+        one list of records the same rich bundle as ``display()`` (an HTML table and JSON)."""
         if len(values) == 1:
             from .lua.convert import lua_type
             from .lua.display import DisplayBinding
@@ -256,6 +263,10 @@ class LuaInterpreter(Interpreter):
 
     def set_wakeup(self, wakeup: Any) -> None:
         self.engine.dispatcher.notify = wakeup
+
+    def warm_up(self) -> None:
+        if self.components is not None:
+            self.components.warm()  # the tool registry and jsonschema
 
     def service(self) -> None:
         self.engine.dispatcher.service()

@@ -1,8 +1,15 @@
 """Sending messages from any thread, and the IOPub output of a running request.
 
-Frames are built (and signed) on the calling thread; the socket send is always scheduled on the
-I/O loop with ``call_soon``, whose FIFO order keeps every message of a request in sequence:
-busy, execute_input, streams and displays, reply, idle.
+Frames are built (and signed) on the calling thread; the socket send is always done on the I/O
+loop, in FIFO order, which keeps every message of a request in sequence: busy, execute_input,
+streams and displays, reply, idle.
+
+While the Lua thread serves a request (:meth:`Messenger.hold` .. :meth:`Messenger.release`) its
+messages are queued without waking the loop: a trivial cell's five messages then cost one loop
+wake-up, at the end, instead of one each, and the two threads do not fight over the GIL while the
+cell runs. The loop sends what is queued every few milliseconds while a request lasts (a timer on
+the loop itself, see :meth:`Messenger.expect_request`), so a long cell's busy status and output
+still go out at once.
 
 IOPub is an XPUB socket: every new subscription gets an ``iopub_welcome`` message (JEP 65), so a
 client knows from when on it receives everything. Pending subscriptions are answered before any
@@ -14,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import zmq
@@ -27,6 +35,10 @@ log = logging.getLogger(__name__)
 
 STREAM_FLUSH_INTERVAL_S = 0.05
 STREAM_FLUSH_BYTES = 64 * 1024
+#: While a request is served, the loop sends the queued messages this often (it backs off to
+#: HOLD_FLUSH_MAX_S while nothing is queued).
+HOLD_FLUSH_S = 0.005
+HOLD_FLUSH_MAX_S = 0.05
 
 
 class Messenger:
@@ -35,10 +47,16 @@ class Messenger:
     def __init__(self, protocol: Protocol, sockets: dict[str, zmq.asyncio.Socket]) -> None:
         self.protocol = protocol
         self.sockets = sockets
-        # Messages built off the loop wait here; one wake-up of the loop sends a whole burst
-        # (busy, execute_input, result, reply, idle) instead of one wake-up per message.
+        # Messages built off the loop wait here, with the calls to run after them (history
+        # writes); one wake-up of the loop sends a whole burst.
         self._pending: list[tuple[str, list[bytes]]] = []
+        self._after: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
         self._pending_lock = threading.Lock()
+        self._wake_scheduled = False  # a drain is scheduled on the loop (guarded by the lock)
+        self._holding = False  # a request is being served: queue without waking the loop
+        self._watch: asyncio.TimerHandle | None = None  # the loop's periodic drain while holding
+        self._watch_wanted = False  # the watch is armed or about to be (guarded by the lock)
+        self._watch_interval = HOLD_FLUSH_S
         iopub = sockets.get("iopub")
         # A blocking twin of the XPUB socket, for non-blocking reads of subscriptions right
         # before a send (the asyncio socket would hand back futures). I/O thread only.
@@ -62,15 +80,99 @@ class Messenger:
             return
         with self._pending_lock:
             self._pending.append((channel, frames))
-            wake = len(self._pending) == 1
+            wake = self._need_wake()
         if wake:
             runtime.call_soon(self._drain)
 
-    def _drain(self) -> None:
+    def after_sent(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` on the I/O loop once the messages queued so far are sent (work that
+        must not delay a reply, such as a history write). Exceptions are logged."""
+        if runtime.on_io_thread():
+            self._drain()
+            self._call(fn, args)
+            return
+        with self._pending_lock:
+            self._after.append((fn, args))
+            wake = self._need_wake()
+        if wake:
+            runtime.call_soon(self._drain)
+
+    def _need_wake(self) -> bool:
+        """With the lock held: whether the caller must wake the loop for what it just queued."""
+        if self._holding or self._wake_scheduled:
+            return False
+        self._wake_scheduled = True
+        return True
+
+    # ------------------------------------------------------------------ holding (Lua thread)
+    def expect_request(self) -> None:
+        """A request was queued for the Lua thread (I/O thread): arm the periodic drain that
+        delivers what it sends while it holds, without a wake-up from the Lua thread."""
+        with self._pending_lock:
+            if self._watch_wanted:
+                return
+            self._watch_wanted = True
+        self._arm_watch()
+
+    def hold(self) -> None:
+        """The Lua thread starts serving a request: queue its messages without waking the loop
+        (the loop's periodic drain sends them) until :meth:`release`."""
+        with self._pending_lock:
+            self._holding = True
+            arm = not self._watch_wanted
+            self._watch_wanted = True
+        if arm:  # nobody armed the watch (work queued other than by a request): one wake-up
+            runtime.call_soon(self._arm_watch)
+
+    def release(self) -> None:
+        """The request is answered: wake the loop once to send everything queued."""
+        with self._pending_lock:
+            self._holding = False
+            wake = bool(self._pending or self._after) and self._need_wake()
+        if wake:
+            runtime.call_soon(self._drain)
+
+    def _arm_watch(self) -> None:
+        self._watch_interval = HOLD_FLUSH_S
+        self._watch = runtime.get_loop().call_later(HOLD_FLUSH_S, self._on_watch)
+
+    def _on_watch(self) -> None:
+        sent = self._drain()
+        with self._pending_lock:
+            if not self._holding:
+                self._watch_wanted = False
+                self._watch = None
+                return
+        # Back off while the request sends nothing (a long computation), not while it prints.
+        self._watch_interval = HOLD_FLUSH_S if sent else min(self._watch_interval * 2, HOLD_FLUSH_MAX_S)
+        self._watch = runtime.get_loop().call_later(self._watch_interval, self._on_watch)
+
+    def _drain(self) -> bool:
+        """Send what is queued, then run the calls queued with it (I/O thread); whether there
+        was anything."""
         with self._pending_lock:
             batch, self._pending = self._pending, []
+            after, self._after = self._after, []
+            self._wake_scheduled = False
+            done = not self._holding and self._watch is not None
+            if done:  # the request ended: its periodic drain has nothing left to do
+                self._watch_wanted = False
+        if done:
+            assert self._watch is not None
+            self._watch.cancel()
+            self._watch = None
         for channel, frames in batch:
             self._send_frames(channel, frames)
+        for fn, args in after:
+            self._call(fn, args)
+        return bool(batch or after)
+
+    @staticmethod
+    def _call(fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        try:
+            fn(*args)
+        except Exception:
+            log.exception("error in %r after sending messages", fn)
 
     def _send_frames(self, channel: str, frames: list[bytes]) -> None:
         if channel == "iopub":

@@ -4,6 +4,11 @@ Threads (see docs/architecture.md): sockets are read and written only on the I/O
 request is queued, in arrival order, to the main thread, which owns the interpreter. Control
 requests (interrupt, shutdown, kernel_info) are answered on the I/O loop at once, so they work
 while a cell runs.
+
+The kernel may serve its sockets before the interpreter exists (``early_info``): the main thread
+builds it (the Lua runtime, the components and their stores) while the I/O loop already answers
+``kernel_info`` (whose content does not depend on the build), so a frontend sees the kernel ready
+sooner; requests that need the interpreter wait in the queue until it is built.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import sqlite3
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import Any
 
 import zmq
@@ -34,6 +41,11 @@ from .settings import KernelSettings
 from .transport import Transport
 
 log = logging.getLogger(__name__)
+
+#: The interpreter's GIL switch interval in a kernel process (see run_kernel).
+SWITCH_INTERVAL_S = 0.0005
+#: The interpreter's warm-up (Interpreter.warm_up) runs once nothing has arrived for this long.
+IDLE_BEFORE_WARM_UP_S = 1.0
 
 _STOP = object()
 _SERVICE = object()
@@ -55,6 +67,17 @@ def _request_attributes(msg: dict[str, Any]) -> dict[str, Any]:
             "jupyter.msg_id": str(header.get("msg_id", "")), "jupyter.session_id": str(header.get("session", ""))}
 
 
+@dataclass
+class NotStarted:
+    """The failure of a cell interrupted while it waited for the interpreter to be built or
+    warmed up (an interpreter's own failures look the same to the kernel)."""
+
+    ename: str = "KeyboardInterrupt"
+    evalue: str = "interrupted before it started"
+    traceback: list[str] = dataclass_field(
+        default_factory=lambda: ["KeyboardInterrupt: interrupted before it started (the kernel was still starting)"])
+
+
 def _mark_request(count: int, outcome: ExecuteOutcome) -> None:
     """The execution count and outcome of a cell on its request's span."""
     span = trace.get_current_span()
@@ -71,7 +94,10 @@ class Kernel:
 
     def __init__(self, transport: Transport, protocol: Protocol, interpreter_factory: Callable[[IOPubOutput], Interpreter],
                  history: HistoryStore | PostgresHistoryStore | None,
-                 max_message_bytes: int = KernelSettings().max_message_bytes) -> None:
+                 max_message_bytes: int = KernelSettings().max_message_bytes, *,
+                 early_info: type[Interpreter] | None = None) -> None:
+        """``early_info``: build the interpreter later, on the main thread when :meth:`serve_forever`
+        starts, and answer ``kernel_info`` from this class's description until then."""
         self.transport = transport
         self.max_message_bytes = max_message_bytes
         self.protocol = protocol
@@ -79,11 +105,22 @@ class Kernel:
             "shell": transport.shell, "control": transport.control, "stdin": transport.stdin, "iopub": transport.iopub,
         })
         self.output = IOPubOutput(self.messenger)
-        self.interpreter = interpreter_factory(self.output)
-        self.output.set_stop_check(self.interpreter.interrupt_requested)
-        self.interpreter.set_wakeup(lambda: self._work.put(_SERVICE))
-        self.debugger = self._debug_bridge()
+        self._interpreter_factory = interpreter_factory
+        self._early_info = early_info
+        self.interpreter: Interpreter = None  # type: ignore[assignment]  # set by _build_interpreter
+        self.debugger: Any = None
+        self._built: asyncio.Event | None = None  # set on the I/O loop once the interpreter exists
+        self._only_kernel_info = True  # no shell request other than kernel_info arrived yet (I/O thread)
+        # The Lua thread builds or warms up the interpreter: queued requests wait, and an interrupt
+        # that arrives meanwhile stops the next cell before it starts (_interrupt_waiting).
+        self._preparing = early_info is not None
+        self._interrupt_waiting = False
+        self._dispatched = 0  # the last shell request taken from the queue (main thread)
         self.history = history
+        # History writes waiting for the end of the loop's pass (I/O thread only).
+        self._history_inputs: list[tuple[int, str]] = []
+        self._history_outputs: list[tuple[int, str]] = []
+        self._history_flush_pending = False
         self.execution_count = 0
         self._work: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._received = 0  # shell requests received (I/O thread)
@@ -106,6 +143,33 @@ class Kernel:
             "comm_msg": lambda idents, msg, seq: None,
             "comm_close": lambda idents, msg, seq: None,
         }
+        if early_info is None:
+            self._build_interpreter()
+
+    def _build_interpreter(self) -> None:
+        interpreter = self._interpreter_factory(self.output)
+        self.output.set_stop_check(interpreter.interrupt_requested)
+        interpreter.set_wakeup(lambda: self._work.put(_SERVICE))
+        self.interpreter = interpreter
+        self.debugger = self._debug_bridge()
+        runtime.call_soon(self._mark_built)
+
+    def _mark_built(self) -> None:
+        if self._built is None:
+            self._built = asyncio.Event()
+        self._built.set()
+
+    async def _wait_built(self) -> None:
+        if self.interpreter is not None:
+            return
+        if self._built is None:
+            self._built = asyncio.Event()
+        await self._built.wait()
+
+    @property
+    def ready(self) -> bool:
+        """Whether the interpreter has been built (see ``early_info``)."""
+        return self.interpreter is not None
 
     @property
     def requests_received(self) -> int:
@@ -148,7 +212,12 @@ class Kernel:
 
     def _on_shell(self, idents: list[bytes], msg: dict[str, Any]) -> None:
         self.last_activity = time.monotonic()
+        if self._only_kernel_info and msg["header"]["msg_type"] == "kernel_info_request" and self.interpreter is None:
+            self._answer_on_loop("shell", idents, msg, self.kernel_info())  # nothing queued ahead of it
+            return
+        self._only_kernel_info = False
         self._received += 1
+        self.messenger.expect_request()
         self._work.put((idents, msg, self._received))
 
     def _on_stdin(self, idents: list[bytes], msg: dict[str, Any]) -> None:
@@ -177,6 +246,7 @@ class Kernel:
             await self._serve_debug_request(idents, msg)
 
     async def _serve_debug_request(self, idents: list[bytes], msg: dict[str, Any]) -> None:
+        await self._wait_built()
         self.messenger.status("busy", msg)
         try:
             request = msg["content"]
@@ -198,19 +268,20 @@ class Kernel:
     def _on_control(self, idents: list[bytes], msg: dict[str, Any]) -> None:
         self.last_activity = time.monotonic()
         msg_type = msg["header"]["msg_type"]
-        if msg_type == "debug_request" and self.debugger is not None:
+        if msg_type == "debug_request" and (self.debugger is not None or self._debugger_coming()):
             asyncio.ensure_future(self._debug_request(idents, msg))
             return
         self.messenger.status("busy", msg)
         try:
+            it = self.interpreter  # None while it is being built: nothing runs yet to stop
             if msg_type == "kernel_info_request":
                 self._reply("control", msg, idents, self.kernel_info())
             elif msg_type == "interrupt_request":
-                self.interpreter.interrupt()
+                self._interrupt()
                 self._reply("control", msg, idents, {"status": "ok"})
             elif msg_type == "aikit_stop_request":  # `aikit stop` (docs/lua-api.md, Control)
                 by = str(msg["content"].get("by") or "aikit stop")
-                self._reply("control", msg, idents, {"status": "ok", "cancelled": self.interpreter.stop(by)})
+                self._reply("control", msg, idents, {"status": "ok", "cancelled": it.stop(by) if it is not None else 0})
             elif msg_type == "shutdown_request":
                 restart = bool(msg["content"].get("restart", False))
                 self._reply("control", msg, idents, {"status": "ok", "restart": restart})
@@ -220,9 +291,27 @@ class Kernel:
         finally:
             self.messenger.status("idle", msg)
 
+    def _debugger_coming(self) -> bool:
+        """The interpreter being built will have a debugger (``early_info`` says so)."""
+        return self.interpreter is None and self._early_info is not None and self._early_info.has_debugger
+
+    def _answer_on_loop(self, channel: str, idents: list[bytes], msg: dict[str, Any], content: dict[str, Any]) -> None:
+        """busy, the reply, idle, sent from the I/O loop."""
+        self.messenger.status("busy", msg)
+        self._reply(channel, msg, idents, content)
+        self.messenger.status("idle", msg)
+
     def interrupt_from_signal(self) -> None:
         """SIGINT arrived (seen on the I/O loop through the wakeup fd)."""
-        self.interpreter.interrupt()
+        self._interrupt()
+
+    def _interrupt(self) -> None:
+        """Stop the running cell; while the interpreter is being built or warmed up, the cell
+        queued next (the one the user sees as running) instead."""
+        if self._preparing and self._received > self._dispatched:
+            self._interrupt_waiting = True
+        if self.interpreter is not None:
+            self.interpreter.interrupt()
 
     def request_shutdown(self, end_status: str = "completed") -> None:
         """Stop serving: interrupt any running cell and let the main loop exit; the session ends as
@@ -231,23 +320,50 @@ class Kernel:
             return
         self._shutting_down = True
         self._end_status = end_status
-        self.interpreter.interrupt()
+        if self.interpreter is not None:
+            self.interpreter.interrupt()
         self._work.put(_STOP)
 
     # ------------------------------------------------------------------ Lua thread side
     def serve_forever(self) -> None:
-        """Serve queued shell requests until shutdown (runs on the main thread)."""
+        """Serve queued shell requests until shutdown (runs on the main thread), building the
+        interpreter first if that was left for now (``early_info``)."""
+        if self.interpreter is None:
+            self._build_interpreter()
+        self._preparing = False
+        warm_up_pending = True
         while True:
-            item = self._work.get()
+            if warm_up_pending:
+                # The warm-up waits for the first idle second: on a thread of its own it would
+                # hold the GIL while cells run; here a request that arrives meanwhile waits for
+                # it, once, and no cell is slowed while the kernel is kept busy.
+                try:
+                    item = self._work.get(timeout=IDLE_BEFORE_WARM_UP_S)
+                except queue.Empty:
+                    warm_up_pending = False
+                    self._warm_up()
+                    continue
+            else:
+                item = self._work.get()
             if item is _STOP:
                 break
             if item is _SERVICE:  # Lua work queued from another thread while we were idle
                 self.interpreter.service()
                 continue
             idents, msg, seq = item
+            self._dispatched = seq
             self._dispatch_shell(idents, msg, seq)
         self.output.flush()
         self.interpreter.shutdown(self._end_status)
+
+    def _warm_up(self) -> None:
+        self._preparing = True
+        try:
+            self.interpreter.warm_up()
+        except Exception:  # what the warm-up would have prepared is then prepared on first use
+            log.exception("the interpreter's warm-up failed")
+        finally:
+            self._preparing = False
 
     def _telemetry(self) -> Any:
         components = getattr(self.interpreter, "components", None)
@@ -255,13 +371,20 @@ class Kernel:
         return telemetry if telemetry is not None and telemetry.enabled else None
 
     def _dispatch_shell(self, idents: list[bytes], msg: dict[str, Any], seq: int) -> None:
-        telemetry = self._telemetry()
-        msg_type = msg["header"]["msg_type"]
-        if telemetry is None or msg_type not in _TRACED_REQUESTS:
-            self._dispatch_shell_untraced(idents, msg, seq)
-            return
-        with telemetry.span(msg_type, kind=SpanKind.SERVER, attributes=_request_attributes(msg)):
-            self._dispatch_shell_untraced(idents, msg, seq)
+        # The request's messages wait for one loop wake-up, at the very end (after the span is
+        # ended too): once woken, the loop sends the reply while this thread only goes back to
+        # waiting for work, instead of competing with it for the GIL (see iopub.Messenger.hold).
+        self.messenger.hold()
+        try:
+            telemetry = self._telemetry()
+            msg_type = msg["header"]["msg_type"]
+            if telemetry is None or msg_type not in _TRACED_REQUESTS:
+                self._dispatch_shell_untraced(idents, msg, seq)
+                return
+            with telemetry.span(msg_type, kind=SpanKind.SERVER, attributes=_request_attributes(msg)):
+                self._dispatch_shell_untraced(idents, msg, seq)
+        finally:
+            self.messenger.release()
 
     def _dispatch_shell_untraced(self, idents: list[bytes], msg: dict[str, Any], seq: int) -> None:
         msg_type = msg["header"]["msg_type"]
@@ -317,7 +440,8 @@ class Kernel:
 
     # ------------------------------------------------------------------ handlers
     def kernel_info(self) -> dict[str, Any]:
-        it = self.interpreter
+        it: Any = self.interpreter if self.interpreter is not None else self._early_info
+        debugger = self.debugger is not None if self.interpreter is not None else it.has_debugger
         return {
             "status": "ok",
             "protocol_version": PROTOCOL_VERSION,
@@ -326,8 +450,8 @@ class Kernel:
             "language_info": it.language_info,
             "banner": it.banner,
             "help_links": it.help_links,
-            "debugger": self.debugger is not None,
-            "supported_features": ["debugger"] if self.debugger is not None else [],
+            "debugger": debugger,
+            "supported_features": ["debugger"] if debugger else [],
         }
 
     def execute_request(self, idents: list[bytes], msg: dict[str, Any], seq: int) -> None:
@@ -353,17 +477,22 @@ class Kernel:
         if store_history:
             self.execution_count += 1
             if self.history is not None:
-                runtime.call_soon(self._history_call, self.history.store_input, self.execution_count, code)
+                self.messenger.after_sent(self._queue_history, self._history_inputs, self.execution_count, code)
         count = self.execution_count
         if not silent:
             self.messenger.publish("execute_input", {"code": code, "execution_count": count}, msg)
-        outcome: ExecuteOutcome = self.interpreter.execute(
-            code, execution_count=count, silent=silent, allow_stdin=allow_stdin, user_expressions=user_expressions)
+        if self._interrupt_waiting:  # interrupted while it waited for the interpreter
+            self._interrupt_waiting = False
+            outcome = ExecuteOutcome(error=NotStarted())  # type: ignore[arg-type]
+        else:
+            outcome = self.interpreter.execute(code, execution_count=count, silent=silent, allow_stdin=allow_stdin,
+                                               user_expressions=user_expressions)
         _mark_request(count, outcome)
         if outcome.result is not None and not silent:  # a silent request broadcasts no result
             self.output.execute_result(count, outcome.result, {})
             if store_history and self.history is not None:
-                runtime.call_soon(self._history_call, self.history.store_output, count, outcome.result.get("text/plain", ""))
+                self.messenger.after_sent(self._queue_history, self._history_outputs, count,
+                                          outcome.result.get("text/plain", ""))
         if outcome.error is None:
             reply = {"status": "ok", "execution_count": count, "user_expressions": outcome.user_expressions,
                      "payload": outcome.payload}
@@ -404,13 +533,28 @@ class Kernel:
         comm_id = msg["content"].get("comm_id", "")
         self.messenger.publish("comm_close", {"comm_id": comm_id, "data": {}}, msg)
 
-    def _history_call(self, fn: Callable[..., None], *args: Any) -> None:
+    def _queue_history(self, into: list[tuple[int, str]], line: int, text: str) -> None:
+        """Queue a history write (I/O loop, after the messages sent with it); what is queued in
+        one pass of the loop is written in one transaction, after that pass."""
+        into.append((line, text))
+        if not self._history_flush_pending:
+            self._history_flush_pending = True
+            asyncio.get_running_loop().call_soon(self._write_history)
+
+    def _write_history(self) -> None:
+        inputs, outputs = self._history_inputs[:], self._history_outputs[:]
+        self._history_inputs.clear()
+        self._history_outputs.clear()
+        self._history_flush_pending = False
+        if self.history is None:
+            return
         try:
-            fn(*args)
+            self.history.store_many(inputs, outputs)
         except sqlite3.Error as exc:  # a full disk, a locked file: say so in one line, not a traceback
             hint = "; free some disk space" if "full" in str(exc) else ""
-            log.warning("could not write the history of cell %s (the cell still ran): %s%s", args[0] if args else "?",
-                        exc, hint)
+            lines = sorted({line for line, _ in inputs + outputs})
+            log.warning("could not write the history of cell %s (the cell still ran): %s%s",
+                        ", ".join(map(str, lines)) or "?", exc, hint)
         except Exception:
             log.exception("could not write history (the cell still ran)")
 
@@ -471,6 +615,11 @@ def run_kernel(connection_file: str | None, dap_port: int | None = None, metrics
     from .settings import load_settings
     from .transport import ConnectionInfo
 
+    # Several threads share the GIL here (the I/O loop, the Lua thread, the span writer, the
+    # deferred warm-up imports); a thread that wants it waits up to one switch interval. 5 ms (the
+    # default) is several round trips' worth of waiting for the I/O loop whenever another thread
+    # computes; a shorter interval costs little (a switch takes microseconds).
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     loaded = load_settings()
     settings = loaded.settings
     logging.basicConfig(level=settings.log_level, stream=sys.stderr,
@@ -496,9 +645,15 @@ def run_kernel(connection_file: str | None, dap_port: int | None = None, metrics
         log.warning("history disabled: %s", exc)
         history = None
     readers = _prometheus_readers(metrics_port) if metrics_port is not None else None
-    kernel = Kernel(transport, protocol, lambda out: LuaInterpreter(open_lua_runtime(out, loaded=loaded, warm_up=True,
+    # The tool registry is warmed by Kernel.serve_forever in the first idle second, not by a
+    # thread of its own (Components.warm_up): its imports (~300 ms of CPU) held the GIL while the
+    # first cells ran (issue 11, early p99).
+    # Without a DAP server to start on the interpreter's debugger first, the interpreter is built on
+    # the main thread once the sockets are served: kernel_info is answered meanwhile.
+    kernel = Kernel(transport, protocol, lambda out: LuaInterpreter(open_lua_runtime(out, loaded=loaded,
                                                                                      metric_readers=readers)),
-                    history, max_message_bytes=settings.max_message_bytes)
+                    history, max_message_bytes=settings.max_message_bytes,
+                    early_info=LuaInterpreter if dap_port is None else None)
     runtime.on_sigint(kernel.interrupt_from_signal)
     runtime.on_signal(signal.SIGTERM, lambda: kernel.request_shutdown("interrupted"))
     runtime.submit(watch_parent(kernel))

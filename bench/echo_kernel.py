@@ -1,6 +1,6 @@
 """The floor of bench/kernel_latency.py: the least a Jupyter kernel can do over pyzmq.
 
-    python bench/echo_kernel.py CONNECTION_FILE
+    python bench/echo_kernel.py CONNECTION_FILE [--execute-messages]
 
 Shell and control ROUTER sockets, an IOPub PUB socket and a heartbeat REP, messages read and
 written with ``jupyter_client.Session`` (HMAC signing and checking included, as every kernel
@@ -8,6 +8,10 @@ does). Every request is answered the same way: ``status: busy`` on IOPub, the re
 socket, ``status: idle``. ``execute_request`` gets ``execute_reply`` (status ok, an execution
 count); ``kernel_info_request`` a minimal ``kernel_info_reply``; ``shutdown_request`` its reply,
 and the process exits. No output, no history, no threads besides pyzmq's I/O thread.
+
+With ``--execute-messages`` an ``execute_request`` also publishes what the protocol has any kernel
+publish for a cell whose value is shown: ``execute_input`` and an ``execute_result``
+(``kernel_latency.py --floor-messages``: the floor of a kernel that answers ``1`` with ``1``).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ KERNEL_INFO = {
 }
 
 
-def main(connection_file: str) -> int:
+def main(connection_file: str, execute_messages: bool = False) -> int:
     with open(connection_file) as f:
         info = json.load(f)
     session = Session(key=info["key"].encode(), signature_scheme=info.get("signature_scheme", "hmac-sha256"))
@@ -61,6 +65,12 @@ def main(connection_file: str) -> int:
             session.send(iopub, "status", {"execution_state": "busy"}, parent=parent)
             if kind == "execute_request":
                 count += 1
+                if execute_messages:
+                    session.send(iopub, "execute_input", {"code": msg["content"].get("code", ""),
+                                                          "execution_count": count}, parent=parent)
+                    session.send(iopub, "execute_result", {"execution_count": count, "metadata": {},
+                                                           "data": {"text/plain": msg["content"].get("code", "")}},
+                                 parent=parent)
                 session.send(sock, "execute_reply", {"status": "ok", "execution_count": count,
                                                      "user_expressions": {}, "payload": []},
                              parent=parent, ident=idents)
@@ -78,4 +88,4 @@ def main(connection_file: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main(sys.argv[1], "--execute-messages" in sys.argv[2:]))

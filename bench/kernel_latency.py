@@ -1,7 +1,8 @@
 """Kernel latency benchmark: aikit (Lua) against ipykernel and a floor, through the same jupyter_client.
 
     .venv/bin/python bench/kernel_latency.py [--runs N] [--pipelined N] [--quick]
-                                             [--startups N] [--rounds N] [--gap-ms MS] [-q]
+                                             [--startups N] [--rounds N] [--gap-ms MS]
+                                             [--floor-messages] [-q]
 
 Three kernels are started with ``KernelManager`` and driven with its blocking client: aikit and
 ipykernel by name (``aikit``, ``python3``), and the floor, ``bench/echo_kernel.py`` (the least a
@@ -20,13 +21,18 @@ as ratios aikit/ipykernel and aikit/floor:
    sent back to back (same gap) for ``--early-s`` seconds (default 2) from the first
    ``kernel_info_reply``; the p99 of all those round trips (pooled over the starts) is what a
    user typing right after start-up sees, while deferred start-up work still runs. Target:
-   aikit's early p99 <= ipykernel's steady-state p99 (measurement 3).
+   aikit's early p99 <= ipykernel's steady-state p99 (measurement 3). The first of those round
+   trips is also printed on its own (median over the starts): it waits for whatever a kernel
+   still does after answering kernel_info (aikit builds its Lua runtime and components then).
 3. execute round trip (p50/p95/p99) of a trivial cell: from sending ``execute_request`` until BOTH its
    ``execute_reply`` and its IOPub ``status: idle`` have arrived (what a frontend waits for).
    After a warm-up, requests alternate between the two kernels (both are running), with a short
    pause before each request (``--gap-ms``, default 5) so that one kernel's trailing work (history
    writes, thread wake-ups) does not land in the other kernel's measurement on a small machine.
-   Target: aikit's p50 <= 1.3x the floor's.
+   Target: aikit's p50 <= 1.3x the floor's. The floor publishes busy and idle only; with
+   ``--floor-messages`` it also publishes ``execute_input`` and ``execute_result``, as any kernel
+   must for a cell whose value is shown (the client's cost of those two IOPub messages is then
+   in the floor too).
 4. pipelined silent executes per second: N ``execute_request`` with ``silent=True`` sent back to
    back without waiting for replies, then wait for all N replies; N / elapsed. Rounds alternate
    between the kernels; the best round is reported.
@@ -85,6 +91,7 @@ FLOOR = KernelSpec("floor", "aikit-bench-echo", "1", "x = 1")
 SPECS = (AIKIT, IPYKERNEL, FLOOR)
 ECHO_KERNEL = Path(__file__).resolve().parent / "echo_kernel.py"
 _floor_specs: list[Any] = []  # the KernelSpecManager of the floor's temporary kernelspec (made once)
+_floor_args: list[str] = []  # extra arguments of the floor kernel (--floor-messages)
 
 
 def floor_spec_manager() -> Any:
@@ -97,7 +104,7 @@ def floor_spec_manager() -> Any:
         spec_dir = root / FLOOR.name
         spec_dir.mkdir()
         (spec_dir / "kernel.json").write_text(json.dumps({
-            "argv": [sys.executable, str(ECHO_KERNEL), "{connection_file}"],
+            "argv": [sys.executable, str(ECHO_KERNEL), "{connection_file}", *_floor_args],
             "display_name": "echo (benchmark floor)", "language": "text"}))
         _floor_specs.append(KernelSpecManager(kernel_dirs=[str(root)]))
     return _floor_specs[0]
@@ -351,11 +358,11 @@ def early_round_trips(rk: RunningKernel, window_s: float, gap_s: float) -> list[
     return out
 
 
-def measure_startup(starts: int, early_s: float, gap_s: float, log: Any
+def measure_startup(starts: int, early_s: float, gap_s: float, log: Any, first: dict[str, list[float]] | None = None
                     ) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, list[float]]]:
     """Startup times per kernel (wall, and the kernel process's CPU time), and the round trips of
     the first ``early_s`` seconds after each start (aikit and ipykernel; the floor has no
-    deferred work)."""
+    deferred work); the first round trip of each start is also added to ``first``."""
     times: dict[str, list[float]] = {s.label: [] for s in SPECS}
     cpu: dict[str, list[float]] = {s.label: [] for s in SPECS}
     early: dict[str, list[float]] = {s.label: [] for s in SPECS if s is not FLOOR}
@@ -368,7 +375,10 @@ def measure_startup(starts: int, early_s: float, gap_s: float, log: Any
                 times[spec.label].append(rk.startup_s)
                 cpu[spec.label].append(rk.startup_cpu_s)
                 if spec.label in early and early_s > 0:
-                    early[spec.label].extend(early_round_trips(rk, early_s, gap_s))
+                    trips = early_round_trips(rk, early_s, gap_s)
+                    early[spec.label].extend(trips)
+                    if first is not None and trips:
+                        first.setdefault(spec.label, []).append(trips[0])
                 log(f"  start {i + 1}/{starts} {spec.label:<9} {rk.startup_s:.3f} s, CPU {rk.startup_cpu_s:.3f} s "
                     f"(km.start_kernel() returned after {rk.launch_s:.3f} s)")
             finally:
@@ -386,6 +396,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--early-s", type=float, default=2.0,
                     help="seconds of round trips right after each start (default 2; 0 to skip)")
     ap.add_argument("--quick", action="store_true", help="fewer runs: 3 starts, 50 round trips, 500 pipelined, 1 round")
+    ap.add_argument("--floor-messages", action="store_true",
+                    help="the floor also publishes execute_input and execute_result (as a kernel must)")
     ap.add_argument("-q", "--quiet", action="store_true", help="print only the table and the verdict")
     args = ap.parse_args(argv)
 
@@ -397,6 +409,8 @@ def main(argv: list[str] | None = None) -> int:
     starts = pick(args.startups, 5, 3)
     rounds = pick(args.rounds, 2, 1)
     gap_s = max(0.0, args.gap_ms) / 1e3
+    if args.floor_messages:
+        _floor_args.append("--execute-messages")
 
     def log(text: str) -> None:
         if not args.quiet:
@@ -406,7 +420,8 @@ def main(argv: list[str] | None = None) -> int:
     log(f"startup: 1 untimed + {starts} starts per kernel, alternating, each followed by {args.early_s:g} s of "
         "round trips")
     try:
-        startup, startup_cpu, early = measure_startup(starts, args.early_s, gap_s, log)
+        first: dict[str, list[float]] = {}
+        startup, startup_cpu, early = measure_startup(starts, args.early_s, gap_s, log, first)
     except KernelStartError as exc:
         print(f"error: kernel failed to start: {exc}", file=sys.stderr)
         return 1
@@ -452,6 +467,9 @@ def main(argv: list[str] | None = None) -> int:
     def rt(label: str, p: float) -> float:
         return pct(round_trips[label], p) * 1e3
 
+    def median_ms(values: dict[str, list[float]], label: str) -> float:
+        return statistics.median(values[label]) * 1e3 if values.get(label) else float("nan")
+
     def early_p(label: str, p: float) -> float:
         return pct(early[label], p) * 1e3 if early.get(label) else float("nan")
 
@@ -464,6 +482,7 @@ def main(argv: list[str] | None = None) -> int:
         ("execute round trip p50 (ms)", rt(a, 50), rt(b, 50), rt(f, 50), "{:.3f}", (TARGET_ROUNDTRIP_P50_FLOOR_RATIO, f)),
         ("execute round trip p95 (ms)", rt(a, 95), rt(b, 95), rt(f, 95), "{:.3f}", None),
         ("execute round trip p99 (ms)", rt(a, 99), rt(b, 99), rt(f, 99), "{:.3f}", None),
+        ("first execute after start (ms)", median_ms(first, a), median_ms(first, b), float("nan"), "{:.3f}", None),
         (f"first {args.early_s:g} s after start p95 (ms)", early_p(a, 95), early_p(b, 95), float("nan"), "{:.3f}", None),
         (f"first {args.early_s:g} s after start p99 (ms)", early_p(a, 99), early_p(b, 99), float("nan"), "{:.3f}", None),
         ("pipelined silent executes/s", max(rates[a]), max(rates[b]), max(rates[f]), "{:,.0f}", None),
@@ -492,6 +511,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"startup: median of {starts} starts each; early: {sum(len(v) for v in early.values())} round trips in the "
           f"first {args.early_s:g} s of those starts; round trip: {runs} interleaved executes each after "
           f"{WARMUP_EXECUTES} warm-up ({args.gap_ms:g} ms gap); pipelined: best of {rounds} burst(s) of {burst}")
+    if args.floor_messages:
+        print("floor: publishes execute_input and execute_result too (--floor-messages)")
     print_load()
     for name, target, ok in verdicts:
         print(f"{'PASS' if ok else 'FAIL'}: {name} (target <= {target:g})")

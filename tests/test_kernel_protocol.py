@@ -32,19 +32,26 @@ MAX_MESSAGE_BYTES = 256 * 1024
 
 
 class InProcessKernel:
-    """A :class:`Kernel` serving a :class:`FakeInterpreter` on fresh loopback sockets."""
+    """A :class:`Kernel` serving a :class:`FakeInterpreter` on fresh loopback sockets.
+    ``build_gate``: the interpreter is built on the serving thread once that event is set (the
+    kernel answers kernel_info meanwhile, as ``aikit_kernel.kernel.run_kernel`` does)."""
 
-    def __init__(self, data: Path) -> None:
+    def __init__(self, data: Path, build_gate: threading.Event | None = None) -> None:
         self.info = ConnectionInfo.fresh()
         protocol = Protocol(self.info.key, self.info.signature_scheme)
 
         async def setup() -> Transport:
             return Transport(self.info)
 
+        def factory(output: Any) -> FakeInterpreter:
+            if build_gate is not None:
+                assert build_gate.wait(TIMEOUT)
+            return FakeInterpreter(output)
+
         self.transport = runtime.run_sync(setup(), timeout=TIMEOUT)
         self.history = HistoryStore(data / "history.sqlite", protocol.session_id)
-        self.kernel = Kernel(self.transport, protocol, FakeInterpreter, self.history, max_message_bytes=MAX_MESSAGE_BYTES)
-        self.fake: FakeInterpreter = self.kernel.interpreter  # type: ignore[assignment]
+        self.kernel = Kernel(self.transport, protocol, factory, self.history, max_message_bytes=MAX_MESSAGE_BYTES,
+                             early_info=FakeInterpreter if build_gate is not None else None)
         self.transport.start_heartbeat()
         self.serving = runtime.submit(self.kernel.serve_sockets())
         self.thread = threading.Thread(target=self.kernel.serve_forever, name="fake-main", daemon=True)
@@ -53,6 +60,10 @@ class InProcessKernel:
         self.kc.load_connection_info(self.info.to_dict())
         self.kc.start_channels()
         self.kc.wait_for_ready(timeout=TIMEOUT)
+
+    @property
+    def fake(self) -> FakeInterpreter:
+        return self.kernel.interpreter  # type: ignore[return-value]
 
     def close(self) -> None:
         self.kc.stop_channels()
@@ -378,6 +389,84 @@ def test_control_requests_are_answered_while_a_cell_runs(k: InProcessKernel) -> 
     assert k.reply(interrupt["header"]["msg_id"], "control")["content"] == {"status": "ok"}
     reply, iopub = k.request(running)
     assert reply["content"]["ename"] == "KeyboardInterrupt" and types(iopub)[-1] == "idle"
+
+
+def test_kernel_info_is_answered_while_the_interpreter_is_built(tmp_path: Path) -> None:
+    """With ``early_info`` the sockets are served before the interpreter exists: kernel_info (shell
+    and control) is answered from the interpreter's class; an execute waits until it is built."""
+    gate = threading.Event()
+    kernel = InProcessKernel(tmp_path, build_gate=gate)  # its wait_for_ready got a kernel_info_reply
+    try:
+        assert not kernel.kernel.ready
+        info = kernel.kc.session.msg("kernel_info_request", {})
+        kernel.kc.control_channel.send(info)
+        content = kernel.reply(info["header"]["msg_id"], "control")["content"]
+        assert content["implementation"] == "aikit-fake" and content["language_info"]["name"] == "fake"
+        assert content["debugger"] is False
+        running = kernel.kc.execute("value 42")
+        shell_info = kernel.kc.kernel_info()  # queued behind the execute: answered in order, after it
+        gate.set()
+        reply, iopub = kernel.request(running)
+        assert reply["content"]["status"] == "ok" and kernel.kernel.ready
+        assert [m["content"]["data"] for m in iopub if m["msg_type"] == "execute_result"] == [{"text/plain": "42"}]
+        assert kernel.reply(shell_info)["content"]["implementation"] == "aikit-fake"
+    finally:
+        gate.set()
+        kernel.close()
+
+
+def test_an_interrupt_during_the_build_stops_the_cell_waiting_for_it(tmp_path: Path) -> None:
+    """The user sees the queued cell as running: an interrupt before the interpreter exists must
+    not be lost (the cell would then run, unstoppable by that interrupt)."""
+    gate = threading.Event()
+    kernel = InProcessKernel(tmp_path, build_gate=gate)
+    try:
+        waiting = kernel.kc.execute("value 1")
+        deadline = time.monotonic() + TIMEOUT
+        while kernel.kernel.requests_received < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        interrupt = kernel.kc.session.msg("interrupt_request", {})
+        kernel.kc.control_channel.send(interrupt)
+        assert kernel.reply(interrupt["header"]["msg_id"], "control")["content"] == {"status": "ok"}
+        gate.set()
+        reply, iopub = kernel.request(waiting)
+        assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "KeyboardInterrupt"
+        assert "error" in types(iopub) and kernel.fake.executed == []
+        after, _ = kernel.execute("value 2")  # the interrupt was for that cell only
+        assert after["content"]["status"] == "ok"
+    finally:
+        gate.set()
+        kernel.close()
+
+
+def test_the_interpreter_is_warmed_up_once_on_its_thread_when_idle(k: InProcessKernel) -> None:
+    reply, _ = k.execute("value 1")
+    assert reply["content"]["status"] == "ok"
+    assert k.fake.warmed.wait(TIMEOUT)
+    reply, _ = k.execute("value 2")
+    assert reply["content"]["status"] == "ok"
+    warm_ups = [thread for name, thread in k.fake.calls if name == "warm_up"]
+    assert warm_ups == [k.thread.name]
+
+
+def test_busy_and_execute_input_go_out_while_a_cell_still_runs(k: InProcessKernel) -> None:
+    """The Lua thread queues a request's messages without waking the I/O loop (one wake-up at
+    the end); the loop's periodic drain must still deliver them while a long cell runs."""
+    running = k.kc.execute("wait")
+    seen: list[str] = []
+    deadline = time.monotonic() + TIMEOUT
+    while "execute_input" not in seen and time.monotonic() < deadline:
+        try:
+            msg = k.kc.get_iopub_msg(timeout=0.1)
+        except Empty:
+            continue
+        if msg["parent_header"].get("msg_id") == running:
+            seen.append(types([msg])[0])
+    assert seen == ["busy", "execute_input"] and k.fake.executed  # the cell has not been interrupted yet
+    interrupt = k.kc.session.msg("interrupt_request", {})
+    k.kc.control_channel.send(interrupt)
+    reply = k.reply(running)
+    assert reply["content"]["ename"] == "KeyboardInterrupt"
 
 
 def test_shutdown_request_replies_and_shuts_the_interpreter_down(tmp_path: Path) -> None:

@@ -68,8 +68,9 @@ def test_repl_prints_tables_markdown_and_keeps_the_last_result(tmp_path: Path) -
 def test_trailing_records_get_the_display_bundle(lua: Lua) -> None:
     from aikit_kernel.interpreter import LuaInterpreter
 
+    values = lua.engine.run_cell("return {{a = 1}, {a = 2}}", "[1]").values
     bundle = LuaInterpreter._result_bundle(type("I", (), {"engine": lua.engine})(),  # type: ignore[arg-type]
-                                           lua.engine.run_cell("return {{a = 1}, {a = 2}}", "[1]").values)
+                                           values, lua.engine.render_values(values))
     assert "<table>" in bundle["text/html"] and bundle["application/json"] == [{"a": 1}, {"a": 2}]
     assert "a = 1" in bundle["text/plain"]
 

@@ -447,6 +447,12 @@ class LuaEngine:
         """True when every value is one a notebook should not echo (io.write's file, display handles)."""
         return bool(self._guarded(self.internal[b"all_quiet"], self.table(*values, n=len(values)))[0])
 
+    def render_result(self, values: list[Any]) -> str | None:
+        """A cell's trailing values as its execute_result text, None when :meth:`all_quiet` (one
+        interruptible run for both)."""
+        rendered = self._guarded(self.internal[b"render_result"], self.table(*values, n=len(values)))[0]
+        return None if rendered is None else text(rendered)
+
     def render_values(self, values: list[Any]) -> str:
         """The text/plain of an execute_result: each value pretty-printed, tab-separated."""
         return text(self._guarded(self.internal[b"render_all"], self.table(*values, n=len(values)))[0])

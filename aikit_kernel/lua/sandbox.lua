@@ -572,6 +572,12 @@ function internal.all_quiet(values)
   return true
 end
 
+-- A cell's result as text/plain, or nil when no value is worth echoing (one call for both checks).
+function internal.render_result(values)
+  if internal.all_quiet(values) then return nil end
+  return internal.render_all(values)
+end
+
 function internal.register_doc(value, name)
   docname[value] = name
 end

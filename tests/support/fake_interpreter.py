@@ -55,6 +55,7 @@ class FakeInterpreter(Interpreter):
         self.calls: list[tuple[str, str]] = []
         self.executed: list[dict[str, Any]] = []
         self.shut_down = threading.Event()
+        self.warmed = threading.Event()  # set by warm_up (the kernel calls it once idle)
         self._interrupted = threading.Event()
         self._wakeup: Any = None
         self._queued: list[Any] = []
@@ -116,6 +117,10 @@ class FakeInterpreter(Interpreter):
             queued, self._queued = self._queued, []
         for fn in queued:
             fn()
+
+    def warm_up(self) -> None:
+        self._record("warm_up")
+        self.warmed.set()
 
     def shutdown(self, status: str = "completed") -> None:
         self._record("shutdown")
