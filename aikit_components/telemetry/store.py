@@ -64,6 +64,8 @@ _UPSERT_HEAD = """
 INSERT INTO spans (trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, status, status_message,
                    attributes, events, op_kind, agent, input_tokens, output_tokens, cost_usd, seq)
 VALUES """
+# The write's sequence number is a parameter of each row: numbered parameters (?1 in every row)
+# or a subquery made the statement twice as slow.
 _UPSERT_ROW = ("(?, ?, NULLIF(?, ''), ?, ?, ?, NULLIF(?, -1), ?, ?, ?, ?, ?, NULLIF(?, ''), NULLIF(?, -1), "
                "NULLIF(?, -1), NULLIF(?, -1.0), ?)")
 _UPSERT_TAIL = """
@@ -77,8 +79,9 @@ ON CONFLICT (trace_id, span_id) DO UPDATE SET
 # Many rows per INSERT statement, not executemany: each statement step releases the GIL, and a
 # thread that gives the GIL up while the Lua thread computes waits up to the switch interval (5 ms)
 # to get it back, so a row per step would write a few hundred rows a second. Statements have a
-# power-of-two number of rows (a batch is split in those), so that few are ever prepared.
-_MAX_ROWS_PER_STATEMENT = 256
+# power-of-two number of rows (a batch is split in those), so that few are ever prepared. Not
+# more than 64: SQLite's time per row grows with the statement (2x at 256 rows, 3.5x at 1024).
+_MAX_ROWS_PER_STATEMENT = 64
 
 
 @functools.lru_cache(maxsize=16)
@@ -232,7 +235,8 @@ class SpanStore:
         self._db.execute("PRAGMA synchronous = NORMAL")  # spans are diagnostics: no fsync per write
         self._db.executescript(_SCHEMA)
         variables = self._db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) if hasattr(self._db, "getlimit") else 999
-        self._rows_per_statement = 1 << (max(1, min(_MAX_ROWS_PER_STATEMENT, variables // 17)).bit_length() - 1)
+        self._rows_per_statement = 1 << (max(1, min(_MAX_ROWS_PER_STATEMENT, variables // (len(ROW_FIELDS) + 1))
+                                             ).bit_length() - 1)
         self._next_prune = 0.0
         # (trace_id, span_id) -> (status, tokens in, tokens out, cost) of spans written while running
         self._running: dict[tuple[str, str], tuple[Any, ...]] = {}
@@ -266,13 +270,13 @@ class SpanStore:
                     at += per
                     left -= per
                 summaries: dict[str, list[Any]] = {}
-                summarize = self._summarize
+                fetch_trace, has_span = self._fetch_trace, self._has_span
                 if olds is None:
                     for row in rows:
-                        summarize(row, None, summaries)
+                        summarize(row, None, summaries, fetch_trace, has_span)
                 else:
                     for row, old in zip(rows, olds, strict=True):
-                        summarize(row, old, summaries)
+                        summarize(row, old, summaries, fetch_trace, has_span)
                 db.executemany("INSERT OR REPLACE INTO traces VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                [tuple(t) for t in summaries.values()])
                 db.execute("COMMIT")
@@ -301,10 +305,11 @@ class SpanStore:
             return known
         return self._db.execute(_OLD, key).fetchone()
 
-    def _summarize(self, row: tuple[Any, ...], old: tuple[Any, ...] | None, summaries: dict[str, list[Any]]) -> None:
-        db = self._db
-        summarize(row, old, summaries, lambda trace_id: db.execute(_TRACE, (trace_id,)).fetchone(),
-                  lambda trace_id, span_id: db.execute(_HAS, (trace_id, span_id)).fetchone() is not None)
+    def _fetch_trace(self, trace_id: str) -> Any:
+        return self._db.execute(_TRACE, (trace_id,)).fetchone()
+
+    def _has_span(self, trace_id: str, span_id: str) -> bool:
+        return self._db.execute(_HAS, (trace_id, span_id)).fetchone() is not None
 
     # -- reading ----------------------------------------------------------------------------------
     def traces(self, *, limit: int = 20, agent: str | None = None, errors_only: bool = False,
