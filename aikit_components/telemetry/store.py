@@ -260,7 +260,13 @@ class SpanStore:
             db.execute("BEGIN IMMEDIATE")
             try:
                 seq = (db.execute("UPDATE meta SET value = value + 1 WHERE key = 'seq' RETURNING value").fetchone()[0],)
-                olds = [self._previous(row) for row in rows] if running or self._shared else None
+                if self._shared:
+                    olds = [self._previous(row) for row in rows]
+                elif running:  # as _previous, inline: only what this store wrote while running
+                    get = running.get
+                    olds = [get((row[0], row[1])) for row in rows]
+                else:
+                    olds = None
                 at, left, per = 0, len(rows), self._rows_per_statement
                 while left:
                     while per > left:
