@@ -108,14 +108,18 @@ class SpanRows:
         if attributes is None:
             attributes = self._remember_json(a, key)
         agent = a.get("gen_ai.agent.name")
+        op_kind = a.get("aikit.operation.kind")
+        tokens_in = a.get("gen_ai.usage.input_tokens")
+        tokens_out = a.get("gen_ai.usage.output_tokens")
+        cost = a.get("aikit.cost.usd")
         kind = span.kind
         return (trace_hex, span.span_id.to_bytes(8, "big").hex(), parent_hex, span.name,
                 "INTERNAL" if kind is _INTERNAL else kind.name, span.start_time, -1 if end_time is None else end_time,
                 span.status, span.status_message, attributes,
                 _encode([{"name": n, "time_ns": t, "attributes": e} for n, t, e in events]) if events else "[]",
-                str(a.get("aikit.operation.kind") or ""), "" if agent is None else str(agent),
-                _count(a.get("gen_ai.usage.input_tokens")), _count(a.get("gen_ai.usage.output_tokens")),
-                _amount(a.get("aikit.cost.usd")))
+                op_kind if op_kind.__class__ is str else str(op_kind or ""), "" if agent is None else str(agent),
+                -1 if tokens_in is None else _count(tokens_in), -1 if tokens_out is None else _count(tokens_out),
+                -1.0 if cost is None else _amount(cost))
 
     def _remember_hex(self, hexes: dict[int, str], number: int, size: int) -> str:
         if len(hexes) >= self.LIMIT:
