@@ -29,7 +29,7 @@ log = logging.getLogger("aikit.telemetry")
 
 __all__ = ["BATCH", "ExportWorker", "Reporter", "SpanRows", "SpanWriter"]
 
-#: Spans per write (and per OTLP request); a queue this long wakes its thread.
+#: Spans per OTLP request; an export queue this long wakes its thread.
 BATCH = 512
 _INTERNAL = SpanKind.INTERNAL
 
@@ -73,10 +73,13 @@ class SpanRows:
     what repeats from span to span: the hex of trace and parent ids (a trace's spans share them)
     and the JSON of attribute dicts whose values are all strings (a tool's spans have the same
     ones, call after call). Only string values: ``True``, ``1`` and ``1.0`` are equal keys but
-    not the same JSON."""
+    not the same JSON; and only short JSON (captured content, different every time, would fill
+    the memory for nothing)."""
 
     #: Remembered values of each kind; past this many, the memory starts again.
     LIMIT = 4096
+    #: Longer attribute JSON is not remembered.
+    MAX_JSON = 1024
 
     def __init__(self) -> None:
         self._trace_hex: dict[int, str] = {}
@@ -129,7 +132,7 @@ class SpanRows:
 
     def _remember_json(self, attributes: dict[str, Any], key: tuple[tuple[str, Any], ...] | None) -> str:
         text = _encode(attributes)
-        if key is not None and all(v.__class__ is str for _, v in key):
+        if key is not None and len(text) <= self.MAX_JSON and all(v.__class__ is str for _, v in key):
             cache = self._json
             if len(cache) >= self.LIMIT:
                 cache.clear()
@@ -266,6 +269,10 @@ class SpanWriter:
                  reporter: Reporter, max_queue: int = 2048, delay_s: float = 0.5) -> None:
         self.queue: collections.deque[Span] = collections.deque()
         self.max_queue = max_queue
+        #: A queue this long wakes the thread (who appends a span checks): a quarter full, so a
+        #: write takes many spans at once and the spans made while the thread waits for the GIL
+        #: still fit. (Else it wakes every ``delay_s``.)
+        self.wake_at = max(1, max_queue // 4)
         self.wake = threading.Event()
         self.export = export
         self.reporter = reporter
