@@ -26,7 +26,6 @@ from .otel_context import SPAN_KEY, attach, detach, get_context, parent_span
 from .semconv import SHAPES, generic_start
 from .spans import Span
 from .telemetry import Telemetry
-from .writer import BATCH
 
 __all__ = ["TracingInterceptor"]
 
@@ -48,6 +47,7 @@ class TracingInterceptor(Interceptor):
         writer = telemetry.writer
         self._queue = writer.queue if writer is not None else None
         self._max_queue = writer.max_queue if writer is not None else 0
+        self._wake_at = writer.wake_at if writer is not None else 0
         # what each kind adds when it ends; a finisher that only adds content is left out without it
         self._finish = {kind: shape.finish for kind, shape in SHAPES.items()
                         if shape.finish is not None and (telemetry.capture_content or not shape.content_only)}
@@ -76,7 +76,7 @@ class TracingInterceptor(Interceptor):
         queue = self._queue  # as Telemetry.start, inline: this runs for every operation
         if len(queue) < self._max_queue:
             queue.append(span)
-            if len(queue) == BATCH:
+            if len(queue) == self._wake_at:
                 t.writer.wake.set()  # type: ignore[union-attr]
         else:
             t.writer.full()  # type: ignore[union-attr]

@@ -16,8 +16,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
-from itertools import chain, repeat
-from operator import add
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -60,13 +59,19 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('seq', 0);
 """
 
+# The rows are plain parameters in a VALUES list, and the absent-value sentinels become NULL
+# once, in the SELECT over it: a NULLIF per row in the VALUES list made SQLite's time per row grow
+# with the statement (1.6x at 1024 rows). The write's sequence number, which the transaction has
+# just set, is read once per statement (not a parameter per row).
 _UPSERT_HEAD = """
 INSERT INTO spans (trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, status, status_message,
                    attributes, events, op_kind, agent, input_tokens, output_tokens, cost_usd, seq)
-VALUES """
-_UPSERT_ROW = ("(?, ?, NULLIF(?, ''), ?, ?, ?, NULLIF(?, -1), ?, ?, ?, ?, ?, NULLIF(?, ''), NULLIF(?, -1), "
-               "NULLIF(?, -1), NULLIF(?, -1.0), ?)")
-_UPSERT_TAIL = """
+SELECT column1, column2, NULLIF(column3, ''), column4, column5, column6, NULLIF(column7, -1), column8, column9,
+       column10, column11, column12, NULLIF(column13, ''), NULLIF(column14, -1), NULLIF(column15, -1),
+       NULLIF(column16, -1.0), (SELECT value FROM meta WHERE key = 'seq')
+FROM (VALUES """
+_UPSERT_ROW = "(" + ", ".join(["?"] * len(ROW_FIELDS)) + ")"
+_UPSERT_TAIL = """) WHERE true
 ON CONFLICT (trace_id, span_id) DO UPDATE SET
     parent_span_id = excluded.parent_span_id, name = excluded.name, kind = excluded.kind,
     start_ns = excluded.start_ns, end_ns = excluded.end_ns, status = excluded.status,
@@ -74,11 +79,15 @@ ON CONFLICT (trace_id, span_id) DO UPDATE SET
     op_kind = excluded.op_kind, agent = excluded.agent, input_tokens = excluded.input_tokens,
     output_tokens = excluded.output_tokens, cost_usd = excluded.cost_usd, seq = excluded.seq
 """
-# Many rows per INSERT statement, not executemany: each statement step releases the GIL, and a
-# thread that gives the GIL up while the Lua thread computes waits up to the switch interval (5 ms)
-# to get it back, so a row per step would write a few hundred rows a second. Statements have a
-# power-of-two number of rows (a batch is split in those), so that few are ever prepared.
-_MAX_ROWS_PER_STATEMENT = 256
+# Many rows per INSERT statement, not executemany: each statement step releases the GIL, and the
+# writer thread, to take it back from the thread making spans, waits for that thread's next
+# release or forces a switch after the switch interval (5 ms); every switch stalls the other thread
+# until the writer is scheduled. So the fewer statements per write the better: up to 512 rows each
+# (SQLite's time per row grows slowly with the statement: +20% at 1024 rows, +80% at 2048).
+# Statements have a power-of-two number of rows (a batch is split in those), so that few are
+# ever prepared (the connection's statement cache keeps them: preparing one costs more than
+# running it).
+_MAX_ROWS_PER_STATEMENT = 512
 
 
 @functools.lru_cache(maxsize=16)
@@ -232,7 +241,8 @@ class SpanStore:
         self._db.execute("PRAGMA synchronous = NORMAL")  # spans are diagnostics: no fsync per write
         self._db.executescript(_SCHEMA)
         variables = self._db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) if hasattr(self._db, "getlimit") else 999
-        self._rows_per_statement = 1 << (max(1, min(_MAX_ROWS_PER_STATEMENT, variables // 17)).bit_length() - 1)
+        self._rows_per_statement = 1 << (max(1, min(_MAX_ROWS_PER_STATEMENT, variables // len(ROW_FIELDS))
+                                             ).bit_length() - 1)
         self._next_prune = 0.0
         # (trace_id, span_id) -> (status, tokens in, tokens out, cost) of spans written while running
         self._running: dict[tuple[str, str], tuple[Any, ...]] = {}
@@ -255,24 +265,30 @@ class SpanStore:
             running = self._running
             db.execute("BEGIN IMMEDIATE")
             try:
-                seq = (db.execute("UPDATE meta SET value = value + 1 WHERE key = 'seq' RETURNING value").fetchone()[0],)
-                olds = [self._previous(row) for row in rows] if running or self._shared else None
+                db.execute("UPDATE meta SET value = value + 1 WHERE key = 'seq'")
+                if self._shared:
+                    olds = [self._previous(row) for row in rows]
+                elif running:  # as _previous, inline: only what this store wrote while running
+                    get = running.get
+                    olds = [get((row[0], row[1])) for row in rows]
+                else:
+                    olds = None
                 at, left, per = 0, len(rows), self._rows_per_statement
                 while left:
                     while per > left:
                         per //= 2
                     chunk = rows[at:at + per]
-                    db.execute(_upsert(per), list(chain.from_iterable(map(add, chunk, repeat(seq, per)))))
+                    db.execute(_upsert(per), list(chain.from_iterable(chunk)))
                     at += per
                     left -= per
                 summaries: dict[str, list[Any]] = {}
-                summarize = self._summarize
+                fetch_trace, has_span = self._fetch_trace, self._has_span
                 if olds is None:
                     for row in rows:
-                        summarize(row, None, summaries)
+                        summarize(row, None, summaries, fetch_trace, has_span)
                 else:
                     for row, old in zip(rows, olds, strict=True):
-                        summarize(row, old, summaries)
+                        summarize(row, old, summaries, fetch_trace, has_span)
                 db.executemany("INSERT OR REPLACE INTO traces VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                [tuple(t) for t in summaries.values()])
                 db.execute("COMMIT")
@@ -301,10 +317,11 @@ class SpanStore:
             return known
         return self._db.execute(_OLD, key).fetchone()
 
-    def _summarize(self, row: tuple[Any, ...], old: tuple[Any, ...] | None, summaries: dict[str, list[Any]]) -> None:
-        db = self._db
-        summarize(row, old, summaries, lambda trace_id: db.execute(_TRACE, (trace_id,)).fetchone(),
-                  lambda trace_id, span_id: db.execute(_HAS, (trace_id, span_id)).fetchone() is not None)
+    def _fetch_trace(self, trace_id: str) -> Any:
+        return self._db.execute(_TRACE, (trace_id,)).fetchone()
+
+    def _has_span(self, trace_id: str, span_id: str) -> bool:
+        return self._db.execute(_HAS, (trace_id, span_id)).fetchone() is not None
 
     # -- reading ----------------------------------------------------------------------------------
     def traces(self, *, limit: int = 20, agent: str | None = None, errors_only: bool = False,

@@ -27,7 +27,7 @@ from .records import SpanRecord, TraceSummary
 from .settings import TelemetrySettings
 from .spans import Span
 from .store import SpanStore
-from .writer import BATCH, ExportWorker, Reporter, SpanWriter
+from .writer import ExportWorker, Reporter, SpanWriter
 
 log = logging.getLogger("aikit.telemetry")
 
@@ -76,6 +76,7 @@ class Telemetry:
         self.prices: dict[str, dict[str, float]] = {}
         self._queue: Any = ()
         self._max_queue = 0  # disabled: start() makes spans that go nowhere
+        self._wake_at = 0
         for warning in settings.warnings:
             log.warning("aikit tracing: %s", warning)
         if not self.enabled:
@@ -95,6 +96,7 @@ class Telemetry:
         self.writer = SpanWriter(open_store, self.export, reporter=self.reporter, max_queue=settings.queue_size)
         self._queue = self.writer.queue
         self._max_queue = self.writer.max_queue
+        self._wake_at = self.writer.wake_at
         self._wake = self.writer.wake
         readers = list(metric_readers or [])
         if settings.otlp_metrics_url:
@@ -140,7 +142,7 @@ class Telemetry:
         queue = self._queue
         if len(queue) < self._max_queue:
             queue.append(span)
-            if len(queue) == BATCH:
+            if len(queue) == self._wake_at:
                 self._wake.set()
         elif self.writer is not None:
             self.writer.full()

@@ -27,9 +27,9 @@ from .store import SpanStore
 
 log = logging.getLogger("aikit.telemetry")
 
-__all__ = ["BATCH", "ExportWorker", "Reporter", "SpanWriter", "span_row"]
+__all__ = ["BATCH", "ExportWorker", "Reporter", "SpanRows", "SpanWriter"]
 
-#: Spans per write (and per OTLP request); a queue this long wakes its thread.
+#: Spans per OTLP request; an export queue this long wakes its thread.
 BATCH = 512
 _INTERNAL = SpanKind.INTERNAL
 
@@ -68,23 +68,76 @@ def _amount(value: Any) -> float:
     return float(value) if value.__class__ is int else -1.0
 
 
-def span_row(span: Span, end_time: int | None) -> tuple[Any, ...]:
-    """``span`` as a row of the store (:data:`~.store.ROW_FIELDS`), as it is now; ``end_time``: the
-    span's end time as the caller read it (None: written as running), so the row and the caller's
-    decision agree although the span may end meanwhile in another thread."""
-    a = span.attributes
-    events = span.events
-    agent = a.get("gen_ai.agent.name")
-    parent = span.parent_id
-    kind = span.kind
-    return (span.trace_id.to_bytes(16, "big").hex(), span.span_id.to_bytes(8, "big").hex(),
-            parent.to_bytes(8, "big").hex() if parent else "", span.name,
-            "INTERNAL" if kind is _INTERNAL else kind.name, span.start_time, -1 if end_time is None else end_time,
-            span.status, span.status_message, _encode(a),
-            _encode([{"name": n, "time_ns": t, "attributes": e} for n, t, e in events]) if events else "[]",
-            str(a.get("aikit.operation.kind") or ""), "" if agent is None else str(agent),
-            _count(a.get("gen_ai.usage.input_tokens")), _count(a.get("gen_ai.usage.output_tokens")),
-            _amount(a.get("aikit.cost.usd")))
+class SpanRows:
+    """Makes the store's rows of spans (:data:`~.store.ROW_FIELDS`) for one writer, remembering
+    what repeats from span to span: the hex of trace and parent ids (a trace's spans share them)
+    and the JSON of attribute dicts whose values are all strings (a tool's spans have the same
+    ones, call after call). Only string values: ``True``, ``1`` and ``1.0`` are equal keys but
+    not the same JSON; and only short JSON (captured content, different every time, would fill
+    the memory for nothing)."""
+
+    #: Remembered values of each kind; past this many, the memory starts again.
+    LIMIT = 4096
+    #: Longer attribute JSON is not remembered.
+    MAX_JSON = 1024
+
+    def __init__(self) -> None:
+        self._trace_hex: dict[int, str] = {}
+        self._span_hex: dict[int, str] = {}
+        self._json: dict[tuple[tuple[str, Any], ...], str] = {}
+
+    def row(self, span: Span, end_time: int | None) -> tuple[Any, ...]:
+        """``span`` as a row, as it is now; ``end_time``: the span's end time as the caller read it
+        (None: written as running), so the row and the caller's decision agree although the span
+        may end meanwhile in another thread."""
+        a = span.attributes
+        events = span.events
+        trace_id = span.trace_id
+        trace_hex = self._trace_hex.get(trace_id)
+        if trace_hex is None:
+            trace_hex = self._remember_hex(self._trace_hex, trace_id, 16)
+        parent = span.parent_id
+        if parent:
+            parent_hex = self._span_hex.get(parent)
+            if parent_hex is None:
+                parent_hex = self._remember_hex(self._span_hex, parent, 8)
+        else:
+            parent_hex = ""
+        key = tuple(a.items())
+        try:
+            attributes = self._json.get(key)
+        except TypeError:  # an unhashable value (a list)
+            attributes = key = None  # type: ignore[assignment]
+        if attributes is None:
+            attributes = self._remember_json(a, key)
+        agent = a.get("gen_ai.agent.name")
+        op_kind = a.get("aikit.operation.kind")
+        tokens_in = a.get("gen_ai.usage.input_tokens")
+        tokens_out = a.get("gen_ai.usage.output_tokens")
+        cost = a.get("aikit.cost.usd")
+        kind = span.kind
+        return (trace_hex, span.span_id.to_bytes(8, "big").hex(), parent_hex, span.name,
+                "INTERNAL" if kind is _INTERNAL else kind.name, span.start_time, -1 if end_time is None else end_time,
+                span.status, span.status_message, attributes,
+                _encode([{"name": n, "time_ns": t, "attributes": e} for n, t, e in events]) if events else "[]",
+                op_kind if op_kind.__class__ is str else str(op_kind or ""), "" if agent is None else str(agent),
+                -1 if tokens_in is None else _count(tokens_in), -1 if tokens_out is None else _count(tokens_out),
+                -1.0 if cost is None else _amount(cost))
+
+    def _remember_hex(self, hexes: dict[int, str], number: int, size: int) -> str:
+        if len(hexes) >= self.LIMIT:
+            hexes.clear()
+        value = hexes[number] = number.to_bytes(size, "big").hex()
+        return value
+
+    def _remember_json(self, attributes: dict[str, Any], key: tuple[tuple[str, Any], ...] | None) -> str:
+        text = _encode(attributes)
+        if key is not None and len(text) <= self.MAX_JSON and all(v.__class__ is str for _, v in key):
+            cache = self._json
+            if len(cache) >= self.LIMIT:
+                cache.clear()
+            cache[key] = text
+        return text
 
 
 class Reporter:
@@ -216,6 +269,10 @@ class SpanWriter:
                  reporter: Reporter, max_queue: int = 2048, delay_s: float = 0.5) -> None:
         self.queue: collections.deque[Span] = collections.deque()
         self.max_queue = max_queue
+        #: A queue this long wakes the thread (who appends a span checks): a quarter full, so a
+        #: write takes many spans at once and the spans made while the thread waits for the GIL
+        #: still fit. (Else it wakes every ``delay_s``.)
+        self.wake_at = max(1, max_queue // 4)
         self.wake = threading.Event()
         self.export = export
         self.reporter = reporter
@@ -225,6 +282,7 @@ class SpanWriter:
         self._store: SpanStore | None = None
         self._retry_open_at = 0.0  # after a failed open: when to try again
         self._running: list[Span] = []  # written while running; to write again once ended
+        self._rows = SpanRows()
         self._delay_s = delay_s
         self._lock = threading.Lock()  # one drain at a time (the thread or a flush)
         self._stopping = False
@@ -247,18 +305,13 @@ class SpanWriter:
 
     def drain(self) -> None:
         """Write what is queued, and the spans written while running that have ended since (in
-        the calling thread)."""
+        the calling thread), in one write: the fewer writes, the fewer times this thread takes
+        the GIL back from the one making spans."""
         with self._lock:
-            queue = self._queue_batches()
-            for spans in queue:
-                self._deliver(spans)
-
-    def _queue_batches(self) -> Any:
-        queue = self.queue
-        first = True
-        while True:
-            spans = [queue.popleft() for _ in range(min(BATCH, len(queue)))]
-            if first and self._running:
+            queue = self.queue
+            popleft = queue.popleft
+            spans = [popleft() for _ in range(len(queue))]
+            if self._running:
                 still: list[Span] = []
                 for span in self._running:
                     if span.end_time is None:
@@ -266,18 +319,17 @@ class SpanWriter:
                     else:
                         spans.append(span)
                 self._running = still
-            first = False
-            if not spans:
-                return
-            yield spans
+            if spans:
+                self._deliver(spans)
 
     def _deliver(self, spans: list[Span]) -> None:
         rows = []
         finished = []
         running = self._running
+        row = self._rows.row
         for span in spans:
             end_time = span.end_time
-            rows.append(span_row(span, end_time))
+            rows.append(row(span, end_time))
             if end_time is not None:
                 finished.append(span)
             else:

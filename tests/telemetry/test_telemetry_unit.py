@@ -96,6 +96,22 @@ def test_store_prunes_by_age_and_size(open_store: Callable[..., Any]) -> None:
     assert 0 < len(left) < 60 and left[0].trace_id == "45".ljust(32, "0")  # the newest stay
 
 
+def test_attributes_keep_their_types_through_the_writer(tmp_path: Path) -> None:
+    """The writer remembers the JSON of repeated attribute dicts; values that are equal in Python
+    but not the same JSON (True, 1, 1.0, "1") each keep their own, span after span."""
+    telemetry = Telemetry(TelemetrySettings(store_path=tmp_path / "traces.sqlite"))
+    values: list[Any] = [True, 1, 1.0, "1", "1", 1, True, ["1"], "x" * 70_000]
+    with telemetry.span("root") as root:
+        for value in values:
+            with telemetry.span("leaf", attributes={"aikit.operation.kind": "tool", "v": value}):
+                pass
+    spans = telemetry.trace(format(root.trace_id, "032x"))
+    leaves = [s.attributes["v"] for s in spans if s.name == "leaf"]
+    assert [(type(v), v) for v in leaves] == [(type(v), v) for v in values]
+    assert all(s.parent_span_id == format(root.span_id, "016x") for s in spans if s.name == "leaf")
+    telemetry.close()
+
+
 def test_settings_follow_the_otel_environment(tmp_path: Path) -> None:
     env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318/", "OTEL_EXPORTER_OTLP_HEADERS": "a=1,b=x%20y",
            "OTEL_SEMCONV_STABILITY_OPT_IN": "http,gen_ai_latest_experimental",
