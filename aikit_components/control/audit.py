@@ -39,6 +39,7 @@ from ..errors import AikitError, IOFailure
 from ..operations.interceptor import AUDIT, Interceptor
 from ..operations.operation import Operation, OperationKind
 from ..storage.sqlite import translate_error
+from .offload import in_thread
 
 SCHEMA_VERSION = 1
 GENESIS = "0" * 64
@@ -461,6 +462,19 @@ class AuditInterceptor(Interceptor):
     def failed(self, op: Operation, error: AikitError) -> None:
         type_, data = _operation_entry(op, None, error)
         self.ledger.record(type_, data, fsync=not _pure(op))
+
+    # Async callers (the I/O loop) wait for the commit in a thread: the loop serves others meanwhile,
+    # and the entries of concurrent operations share one commit (the ledger's group commit).
+    async def afinished(self, op: Operation, result: Any) -> None:
+        type_, data = _operation_entry(op, result, None)
+        await in_thread(self._record, type_, data, not _pure(op))
+
+    async def afailed(self, op: Operation, error: AikitError) -> None:
+        type_, data = _operation_entry(op, None, error)
+        await in_thread(self._record, type_, data, not _pure(op))
+
+    def _record(self, type_: str, data: dict[str, Any], fsync: bool) -> None:
+        self.ledger.record(type_, data, fsync=fsync)
 
 
 def _pure(op: Operation) -> bool:
