@@ -4,7 +4,9 @@ For each tool call made inside an agent run or a workflow step (:data:`~.runs.CU
 :data:`~.runs.CURRENT_CALL` set), :class:`JournalInterceptor` (order ``JOURNAL``, 700, next to the
 handler) writes "started" before the tool runs and "finished" with its outcome (result or error)
 after, each on disk (SQLite WAL, ``synchronous=FULL``) before the call goes on or its result is
-handed back. When the run is resumed (after a crash, a ``kill -9``, a kernel restart) and makes the
+handed back (from async callers, the write is awaited in a thread: the event loop goes on
+serving others, and the entries written at the same time share one transaction and one fsync).
+When the run is resumed (after a crash, a ``kill -9``, a kernel restart) and makes the
 same call again:
 
 - a finished call is replayed from the journal: its stored result comes back and the tool does not
@@ -34,7 +36,9 @@ from ..errors import AikitError
 from ..operations import JOURNAL, Decision, Interceptor, Operation, OperationKind
 from ..storage.sqlite import translate_error
 from .approvals import ApprovalDenied, ApprovalRequest, ApprovalRequired, digest, operation_args
-from .runs import CURRENT_CALL, CURRENT_RUN
+from .group_commit import GroupCommit
+from .offload import in_thread
+from .runs import CURRENT_CALL, CURRENT_RUN, CallScope
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS effects (
@@ -83,6 +87,7 @@ class EffectJournal:
         self.path = Path(path)
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
+        self._writes: GroupCommit[tuple[str, tuple[Any, ...]]] = GroupCommit(self._commit, "aikit-journal")
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -156,13 +161,19 @@ class EffectJournal:
                     (run_id, call_key, kind, name, args_digest, time.time()))
 
     def finished(self, run_id: str, call_key: str, outcome: dict[str, Any]) -> None:
-        text = json.dumps(outcome, ensure_ascii=False, default=str)
-        self._write("UPDATE effects SET status = 'finished', outcome = ?, finished_at = ? "
-                    "WHERE run_id = ? AND call_key = ?", (text, time.time(), run_id, call_key))
+        self._write(*_finish(run_id, call_key, outcome))
+
+    async def afinished(self, run_id: str, call_key: str, outcome: dict[str, Any]) -> None:
+        """:meth:`finished` for coroutines (the loop is free while the write is committed)."""
+        await self._awrite(*_finish(run_id, call_key, outcome))
 
     def forget(self, run_id: str, call_key: str) -> None:
         """Drop a call's entry: it ended without an effect to remember (it failed)."""
-        self._write("DELETE FROM effects WHERE run_id = ? AND call_key = ?", (run_id, call_key))
+        self._write(*_forget(run_id, call_key))
+
+    async def aforget(self, run_id: str, call_key: str) -> None:
+        """:meth:`forget` for coroutines."""
+        await self._awrite(*_forget(run_id, call_key))
 
     def forget_place(self, run_id: str, prefix: str) -> None:
         """Drop the entries of the calls whose key starts with ``prefix`` (a workflow step that
@@ -171,17 +182,49 @@ class EffectJournal:
         self._write("DELETE FROM effects WHERE run_id = ? AND call_key LIKE ? ESCAPE '\\'", (run_id, pattern))
 
     def _write(self, sql: str, params: tuple[Any, ...]) -> None:
+        """On disk (WAL fsynced) when it returns, in one transaction with the writes of others."""
+        self._writes.put((sql, params))
+
+    async def _awrite(self, sql: str, params: tuple[Any, ...]) -> None:
+        await self._writes.aput((sql, params))
+
+    def _commit(self, batch: list[tuple[str, tuple[Any, ...]]]) -> None:
+        """Write ``batch`` in one transaction (the group-commit writer calls this)."""
         with self._lock:
+            conn = self._db()
             try:
-                self._db().execute(sql, params)  # autocommit: on disk (WAL fsynced) when it returns
+                if len(batch) == 1:
+                    conn.execute(*batch[0])  # autocommit
+                    return
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for sql, params in batch:
+                        conn.execute(sql, params)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:  # a full disk may have rolled it back already
+                        conn.execute("ROLLBACK")
+                    raise
             except sqlite3.DatabaseError as exc:
                 raise self._failed(exc, "write to the effect journal") from None
 
     def close(self) -> None:
+        self._writes.close()  # what is queued is written first
+        self._writes = GroupCommit(self._commit, "aikit-journal")  # the journal reopens on its next use
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+
+
+def _finish(run_id: str, call_key: str, outcome: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
+    text = json.dumps(outcome, ensure_ascii=False, default=str)
+    return ("UPDATE effects SET status = 'finished', outcome = ?, finished_at = ? WHERE run_id = ? AND call_key = ?",
+            (text, time.time(), run_id, call_key))
+
+
+def _forget(run_id: str, call_key: str) -> tuple[str, tuple[Any, ...]]:
+    return "DELETE FROM effects WHERE run_id = ? AND call_key = ?", (run_id, call_key)
 
 
 class JournalInterceptor(Interceptor):
@@ -199,13 +242,18 @@ class JournalInterceptor(Interceptor):
     def wants(self, op: Operation) -> bool:
         return CURRENT_RUN.get() is not None and CURRENT_CALL.get() is not None
 
+    async def abefore(self, op: Operation) -> Decision | None:
+        scope = CURRENT_CALL.get()
+        if CURRENT_RUN.get() is None or scope is None:
+            return None
+        _key(op, scope)  # here, in the order the calls are made: their places in the run
+        return await in_thread(self.before, op)  # reads, then waits for the "started" entry's commit
+
     def before(self, op: Operation) -> Decision | None:
         run, scope = CURRENT_RUN.get(), CURRENT_CALL.get()
         if run is None or scope is None:
             return None
-        key = op.meta.get("journal.key")
-        if key is None:  # a retry of the same operation keeps its key
-            key = op.meta["journal.key"] = scope.next_key()
+        key = _key(op, scope)
         args = operation_args(op)
         args_digest = digest(args)
         entry = self.journal.get(run.run_id, key)
@@ -246,15 +294,35 @@ class JournalInterceptor(Interceptor):
         if run_id is not None and not op.meta.get("journal.replayed"):
             self.journal.finished(run_id, op.meta["journal.key"], {"result": _storable(result)})
 
-    def failed(self, op: Operation, error: AikitError) -> None:
+    async def afinished(self, op: Operation, result: Any) -> None:
         run_id = op.meta.get("journal.run")
-        if run_id is None or op.meta.get("journal.replayed"):
-            return
-        if error.code == "interrupted":
-            return  # it may have run, or not, or half: left in doubt
-        # A call that failed runs again on a resume (what "re-run what did not succeed" means);
-        # one that asked for approval never ran past the question.
-        self.journal.forget(run_id, op.meta["journal.key"])
+        if run_id is not None and not op.meta.get("journal.replayed"):
+            await self.journal.afinished(run_id, op.meta["journal.key"], {"result": _storable(result)})
+
+    def failed(self, op: Operation, error: AikitError) -> None:
+        if _forgets(op, error):
+            self.journal.forget(op.meta["journal.run"], op.meta["journal.key"])
+
+    async def afailed(self, op: Operation, error: AikitError) -> None:
+        if _forgets(op, error):
+            await self.journal.aforget(op.meta["journal.run"], op.meta["journal.key"])
+
+
+def _key(op: Operation, scope: CallScope) -> str:
+    """The journal key of ``op``: the next place in ``scope`` (a retry of it keeps its key)."""
+    key = op.meta.get("journal.key")
+    if key is None:
+        key = op.meta["journal.key"] = scope.next_key()
+    return key
+
+
+def _forgets(op: Operation, error: AikitError) -> bool:
+    """Whether the failed call ``op`` leaves no entry. A call that failed runs again on a resume
+    (what "re-run what did not succeed" means); one that asked for approval never ran past the
+    question; an interrupted one may have run, or not, or half: it is left in doubt."""
+    if op.meta.get("journal.run") is None or op.meta.get("journal.replayed"):
+        return False
+    return error.code != "interrupted"
 
 
 def _idempotent(op: Operation) -> bool:
