@@ -37,8 +37,7 @@ from ..operations import JOURNAL, Decision, Interceptor, Operation, OperationKin
 from ..storage.sqlite import translate_error
 from .approvals import ApprovalDenied, ApprovalRequest, ApprovalRequired, digest, operation_args
 from .group_commit import GroupCommit
-from .offload import in_thread
-from .runs import CURRENT_CALL, CURRENT_RUN, CallScope
+from .runs import CURRENT_CALL, CURRENT_RUN, CallScope, RunControl
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS effects (
@@ -85,8 +84,12 @@ class EffectJournal:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the writing connection (the group-commit writer's)
         self._conn: sqlite3.Connection | None = None
+        # Reads have their own connection: a read never waits for a commit in flight (WAL: it sees
+        # the last one), so the I/O loop may read.
+        self._read_lock = threading.Lock()
+        self._read_conn: sqlite3.Connection | None = None
         self._writes: GroupCommit[tuple[str, tuple[Any, ...]]] = GroupCommit(self._commit, "aikit-journal")
 
     def _db(self) -> sqlite3.Connection:
@@ -116,10 +119,20 @@ class EffectJournal:
             "aside (the run then cannot know which of its calls already ran) or restore it from a backup",
             details={"path": str(self.path), "run_id": run_id})
 
-    def get(self, run_id: str, call_key: str) -> Entry | None:
-        with self._lock:
+    def _reader(self) -> sqlite3.Connection:
+        if self._read_conn is None:
+            with self._lock:  # the file and its schema exist first
+                self._db()
             try:
-                row = self._db().execute(
+                self._read_conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
+            except sqlite3.DatabaseError as exc:
+                raise self._failed(exc, "open the effect journal") from None
+        return self._read_conn
+
+    def get(self, run_id: str, call_key: str) -> Entry | None:
+        with self._read_lock:
+            try:
+                row = self._reader().execute(
                     "SELECT kind, name, args_digest, status, outcome FROM effects WHERE run_id = ? AND call_key = ?",
                     (run_id, call_key)).fetchone()
             except sqlite3.DatabaseError as exc:
@@ -144,9 +157,9 @@ class EffectJournal:
         return Entry(run_id, call_key, kind, name, args_digest, status, parsed)
 
     def entries(self, run_id: str) -> list[Entry]:
-        with self._lock:
+        with self._read_lock:
             try:
-                rows = self._db().execute(
+                rows = self._reader().execute(
                     "SELECT call_key, kind, name, args_digest, status, outcome FROM effects WHERE run_id = ? "
                     "ORDER BY started_at", (run_id,)).fetchall()
             except sqlite3.DatabaseError as exc:
@@ -154,11 +167,11 @@ class EffectJournal:
         return [self._entry(run_id, row[0], row[1:]) for row in rows]
 
     def started(self, run_id: str, call_key: str, kind: str, name: str, args_digest: str) -> None:
-        self._write("INSERT INTO effects (run_id, call_key, kind, name, args_digest, status, outcome, started_at) "
-                    "VALUES (?, ?, ?, ?, ?, 'started', NULL, ?) ON CONFLICT (run_id, call_key) DO UPDATE SET "
-                    "status = 'started', outcome = NULL, started_at = excluded.started_at, "
-                    "args_digest = excluded.args_digest",
-                    (run_id, call_key, kind, name, args_digest, time.time()))
+        self._write(*_start(run_id, call_key, kind, name, args_digest))
+
+    async def astarted(self, run_id: str, call_key: str, kind: str, name: str, args_digest: str) -> None:
+        """:meth:`started` for coroutines (queued at once: the commits keep the calls' order)."""
+        await self._awrite(*_start(run_id, call_key, kind, name, args_digest))
 
     def finished(self, run_id: str, call_key: str, outcome: dict[str, Any]) -> None:
         self._write(*_finish(run_id, call_key, outcome))
@@ -215,6 +228,17 @@ class EffectJournal:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+        with self._read_lock:
+            if self._read_conn is not None:
+                self._read_conn.close()
+                self._read_conn = None
+
+
+def _start(run_id: str, call_key: str, kind: str, name: str, args_digest: str) -> tuple[str, tuple[Any, ...]]:
+    return ("INSERT INTO effects (run_id, call_key, kind, name, args_digest, status, outcome, started_at) "
+            "VALUES (?, ?, ?, ?, ?, 'started', NULL, ?) ON CONFLICT (run_id, call_key) DO UPDATE SET "
+            "status = 'started', outcome = NULL, started_at = excluded.started_at, args_digest = excluded.args_digest",
+            (run_id, call_key, kind, name, args_digest, time.time()))
 
 
 def _finish(run_id: str, call_key: str, outcome: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
@@ -242,18 +266,36 @@ class JournalInterceptor(Interceptor):
     def wants(self, op: Operation) -> bool:
         return CURRENT_RUN.get() is not None and CURRENT_CALL.get() is not None
 
-    async def abefore(self, op: Operation) -> Decision | None:
-        scope = CURRENT_CALL.get()
-        if CURRENT_RUN.get() is None or scope is None:
-            return None
-        _key(op, scope)  # here, in the order the calls are made: their places in the run
-        return await in_thread(self.before, op)  # reads, then waits for the "started" entry's commit
-
     def before(self, op: Operation) -> Decision | None:
         run, scope = CURRENT_RUN.get(), CURRENT_CALL.get()
         if run is None or scope is None:
             return None
         key = _key(op, scope)
+        checked = self._check(op, run, key)
+        if isinstance(checked, Decision):
+            return checked
+        self.journal.started(run.run_id, key, op.kind.name, op.name, checked)
+        op.meta["journal.run"] = run.run_id
+        return None
+
+    async def abefore(self, op: Operation) -> Decision | None:
+        """:meth:`before`, awaiting the commit of the "started" entry. The entries are queued here,
+        in the order the calls are made, and the calls go on in that order once committed (the
+        parallel calls of one answer reach a tool that runs one call at a time in the model's order)."""
+        run, scope = CURRENT_RUN.get(), CURRENT_CALL.get()
+        if run is None or scope is None:
+            return None
+        key = _key(op, scope)
+        checked = self._check(op, run, key)
+        if isinstance(checked, Decision):
+            return checked
+        await self.journal.astarted(run.run_id, key, op.kind.name, op.name, checked)
+        op.meta["journal.run"] = run.run_id
+        return None
+
+    def _check(self, op: Operation, run: RunControl, key: str) -> Decision | str:
+        """What the journal says of call ``key`` of ``run``: a decision replaying its stored
+        outcome, or (to run it) the digest of its arguments; raises when it is in doubt."""
         args = operation_args(op)
         args_digest = digest(args)
         entry = self.journal.get(run.run_id, key)
@@ -285,9 +327,7 @@ class JournalInterceptor(Interceptor):
                        "(--approve-in-doubt: every in-doubt call of the run)")
                 raise ApprovalRequired(f"tool {op.name!r} is in doubt in run {run.run_id!r}: {request.why}; {how}",
                                        details={"request": shown})
-        self.journal.started(run.run_id, key, op.kind.name, op.name, args_digest)
-        op.meta["journal.run"] = run.run_id
-        return None
+        return args_digest
 
     def finished(self, op: Operation, result: Any) -> None:
         run_id = op.meta.get("journal.run")
