@@ -381,7 +381,7 @@ def _observed_failure(chain: Sequence[Interceptor], op: Operation, exc: BaseExce
 
 def _awaits_notifications(chain: Sequence[Interceptor]) -> bool:
     """Whether an interceptor of ``chain`` has notifications an async caller must await."""
-    for interceptor in chain:
+    for interceptor in chain:  # noqa: SIM110 - a loop, not any(generator): this runs per operation
         if interceptor.has_async_notifications:
             return True
     return False
