@@ -20,6 +20,7 @@ from concurrent.futures import Future
 from typing import Generic, TypeVar
 
 from ..errors import IOFailure
+from .offload import to_the_end
 
 T = TypeVar("T")
 
@@ -59,8 +60,9 @@ class GroupCommit(Generic[T]):
         self.submit(item).result()
 
     async def aput(self, item: T) -> None:
-        """:meth:`put` for coroutines: the loop serves others while the commit is in flight."""
-        await asyncio.wrap_future(self.submit(item))
+        """:meth:`put` for coroutines: the loop serves others while the commit is in flight (a
+        cancellation meanwhile takes effect once it is done: :func:`~.offload.to_the_end`)."""
+        await to_the_end(asyncio.wrap_future(self.submit(item)))
 
     def close(self) -> None:
         """Commit what is queued, then stop the writer (a later write raises)."""

@@ -45,7 +45,33 @@ def executor() -> ThreadPoolExecutor:
 
 async def in_thread(fn: Callable[..., T], *args: Any) -> T:
     """``fn(*args)`` in a commit thread, in the caller's context (context variables: the run an
-    operation belongs to); its result or exception once it has returned."""
+    operation belongs to); its result or exception once it has returned (see :func:`to_the_end`)."""
     loop = asyncio.get_running_loop()
     call = functools.partial(contextvars.copy_context().run, fn, *args)
-    return await loop.run_in_executor(executor(), call)
+    return await to_the_end(loop.run_in_executor(executor(), call))
+
+
+async def to_the_end(future: asyncio.Future[T]) -> T:
+    """Await ``future`` as a blocking call would be made: to its end. When the waiting task is
+    cancelled meanwhile, the cancellation takes effect at its next await instead (as it would have
+    after a blocking commit): an operation's outcome is recorded and returned the same way whether
+    or not a stop arrived during the commit."""
+    postponed = False
+    try:
+        while True:
+            try:
+                return await asyncio.shield(future)
+            except asyncio.CancelledError:
+                if future.done():  # the future itself was cancelled, or ended as the cancellation came
+                    if future.cancelled():
+                        raise
+                    return future.result()
+                postponed = True
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
+    finally:
+        if postponed:
+            task = asyncio.current_task()
+            if task is not None:
+                task.cancel()

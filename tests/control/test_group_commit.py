@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from aikit_components.control.group_commit import GroupCommit
+from aikit_components.control.offload import to_the_end
 
 
 class Table:
@@ -93,3 +94,31 @@ def test_coroutines_await_the_commit_and_a_closed_writer_refuses(table: Table) -
     assert table.values() == [0, 1, 2, 3, 4, 7]
     with pytest.raises(Exception, match="closed"):
         group.put(8)
+
+
+def test_a_cancellation_during_a_commit_takes_effect_once_it_is_done() -> None:
+    """As after a blocking commit: the awaited write's outcome stands, and the task is cancelled at
+    its next await."""
+    seen: list[str] = []
+
+    async def main() -> None:
+        commit = asyncio.get_running_loop().create_future()
+
+        async def operation() -> None:
+            seen.append(f"committed:{await to_the_end(commit)}")
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                seen.append("cancelled at the next await")
+                raise
+
+        task = asyncio.ensure_future(operation())
+        await asyncio.sleep(0)  # the task waits for the commit
+        task.cancel()
+        await asyncio.sleep(0)
+        commit.set_result("ok")
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert seen == ["committed:ok", "cancelled at the next await"]
