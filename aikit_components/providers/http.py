@@ -32,6 +32,7 @@ import httpx
 from ..config import Secret
 from ..operations import Pipeline
 from ..operations.http import observe_client
+from .admission import admit
 from .base import ProviderError
 from .pool import shard_pool
 from .wire_errors import QUOTE_LIMIT, error_from_body, quote_text, retry_after_of, with_attempts
@@ -273,6 +274,7 @@ class HTTPEndpoint:
 
     async def _post_once(self, path: str, payload: Any) -> tuple[int, httpx.Headers, Any]:
         url = self.url(path)
+        await admit()  # sent at the pace the I/O loop keeps up with (providers/admission.py)
         try:
             response = await self.client().post(url, content=self._encode(payload),
                                                 headers={"Content-Type": "application/json"})
@@ -299,6 +301,7 @@ class HTTPEndpoint:
 
     async def _open_stream(self, path: str, payload: Any) -> httpx.Response:
         url = self.url(path)
+        await admit()
         client = self.client()
         request = client.build_request("POST", url, content=self._encode(payload),
                                        headers={"Content-Type": "application/json",

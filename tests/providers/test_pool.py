@@ -1,6 +1,7 @@
 """The sharded connection pool (providers/pool.py) against a real local server: many responses
 in flight at once across shards, each body read whole; closed responses free their shard, so
-later requests go on; an endpoint's client (which uses it) answers many at once."""
+later requests go on; an endpoint's client (which uses it) answers many at once. And the
+admission of new requests at the pace of the loop (providers/admission.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from aikit_components.providers.admission import BURST, admit
 from aikit_components.providers.http import HTTPEndpoint
 from aikit_components.providers.pool import SHARD_CONNECTIONS, ShardedTransport
 from tests.support.llm_server import Recorded, Reply
@@ -55,3 +57,19 @@ def test_an_endpoint_client_answers_many_requests_at_once(llm_server: Any) -> No
             await endpoint.aclose()
 
     assert asyncio.run(main()) == list(range(20))
+
+
+def test_admission_lets_every_request_through_in_order() -> None:
+    """Requests beyond a burst wait for the loop's next ticks, first come first served, and all
+    of them are sent."""
+    order: list[int] = []
+
+    async def request(i: int) -> None:
+        await admit()
+        order.append(i)
+
+    async def main() -> None:
+        await asyncio.gather(*(request(i) for i in range(10 * BURST)))
+
+    asyncio.run(main())
+    assert order == list(range(10 * BURST))
