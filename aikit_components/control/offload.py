@@ -56,22 +56,22 @@ async def to_the_end(future: asyncio.Future[T]) -> T:
     cancelled meanwhile, the cancellation takes effect at its next await instead (as it would have
     after a blocking commit): an operation's outcome is recorded and returned the same way whether
     or not a stop arrived during the commit."""
-    postponed = False
+    postponed: tuple[Any, ...] | None = None  # the cancellation's arguments (its message: who stopped it)
     try:
         while True:
             try:
                 return await asyncio.shield(future)
-            except asyncio.CancelledError:
-                if future.done():  # the future itself was cancelled, or ended as the cancellation came
-                    if future.cancelled():
-                        raise
-                    return future.result()
-                postponed = True
+            except asyncio.CancelledError as exc:
+                if future.done() and future.cancelled():  # the future itself was cancelled
+                    raise
+                postponed = exc.args
                 task = asyncio.current_task()
                 if task is not None:
                     task.uncancel()
+                if future.done():  # it ended as the cancellation came
+                    return future.result()
     finally:
-        if postponed:
+        if postponed is not None:
             task = asyncio.current_task()
             if task is not None:
-                task.cancel()
+                task.cancel(*postponed[:1])

@@ -98,7 +98,7 @@ def test_coroutines_await_the_commit_and_a_closed_writer_refuses(table: Table) -
 
 def test_a_cancellation_during_a_commit_takes_effect_once_it_is_done() -> None:
     """As after a blocking commit: the awaited write's outcome stands, and the task is cancelled at
-    its next await."""
+    its next await, with the cancellation's message (who stopped it)."""
     seen: list[str] = []
 
     async def main() -> None:
@@ -108,17 +108,17 @@ def test_a_cancellation_during_a_commit_takes_effect_once_it_is_done() -> None:
             seen.append(f"committed:{await to_the_end(commit)}")
             try:
                 await asyncio.sleep(30)
-            except asyncio.CancelledError:
-                seen.append("cancelled at the next await")
+            except asyncio.CancelledError as exc:
+                seen.append(f"cancelled at the next await: {exc.args[0]}")
                 raise
 
         task = asyncio.ensure_future(operation())
         await asyncio.sleep(0)  # the task waits for the commit
-        task.cancel()
+        task.cancel("stopped by a test")
         await asyncio.sleep(0)
         commit.set_result("ok")
         with pytest.raises(asyncio.CancelledError):
             await task
 
     asyncio.run(main())
-    assert seen == ["committed:ok", "cancelled at the next await"]
+    assert seen == ["committed:ok", "cancelled at the next await: stopped by a test"]
