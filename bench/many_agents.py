@@ -1,10 +1,12 @@
 """Many agents at once: N agent runs (default 1,000), each making 3 model calls with one tool call
 between them, against a local OpenAI-compatible server that answers each call after 20 ms.
 
-    .venv/bin/python bench/many_agents.py [--runs N] [--delay-ms MS] [--quick] [-q]
+    .venv/bin/python bench/many_agents.py [--runs N] [--delay-ms MS] [--server asyncio|threads] [--quick] [-q]
 
-The server is ``tests/support/llm_server.py``'s ``LocalServer`` in a child process (its CPU is
-not this process's): a chat completion asks for one ``calculate`` tool call while the
+The server is a child process (its CPU is not this process's) speaking HTTP/1.1 with keep-alive
+on asyncio (``--server threads``: ``tests/support/llm_server.py``'s ``LocalServer``, a thread per
+connection, whose own CPU per request is several times higher and shares the machine's cores with
+the client being measured): a chat completion asks for one ``calculate`` tool call while the
 conversation holds fewer than two tool results, then answers; every reply is sent ``--delay-ms``
 after the request arrived. So a run is model, tool, model, tool, model: its critical path (the
 ideal wall time of any number of runs at once) is 3 x the delay (the built-in ``calculate`` tool
@@ -47,19 +49,30 @@ RUN_TIMEOUT_S = 600.0
 
 
 # ---------------------------------------------------------------------- the server (child process)
-def serve(delay_s: float) -> None:
+def reply_body(body: bytes) -> bytes:
+    """The scripted answer to a chat completion request: a tool call while fewer than two tool
+    results are in the conversation, then the final answer."""
+    from tests.support.agents import call, chat
+
+    messages = json.loads(body)["messages"]
+    tool_results = sum(1 for m in messages if m.get("role") == "tool")
+    if tool_results < 2:
+        return json.dumps(chat(None, [call("calculate", {"expression": f"{tool_results} + 1"})])).encode()
+    return json.dumps(chat("done")).encode()
+
+
+def serve(delay_s: float, kind: str) -> None:
     """``--serve``: run the scripted OpenAI server, print its URL, stop when stdin closes."""
-    from tests.support.agents import OPENAI, answer, call
+    if kind == "asyncio":
+        asyncio.run(serve_asyncio(delay_s))
+        return
+    from tests.support.agents import OPENAI
     from tests.support.llm_server import LocalServer, Recorded, Reply
 
     server = LocalServer(record=False)
 
     def respond(request: Recorded) -> Reply:
-        messages = json.loads(request.body)["messages"]
-        tool_results = sum(1 for m in messages if m.get("role") == "tool")
-        if tool_results < 2:
-            return answer(None, [call("calculate", {"expression": f"{tool_results} + 1"})], delay_s=delay_s)
-        return answer("done", delay_s=delay_s)
+        return Reply(body=reply_body(request.body), delay_s=delay_s)
 
     server.respond(OPENAI, respond)
     print(server.url, flush=True)
@@ -67,10 +80,42 @@ def serve(delay_s: float) -> None:
     server.close()
 
 
+async def serve_asyncio(delay_s: float) -> None:
+    """HTTP/1.1 with keep-alive: each request (with a Content-Length body) is answered ``delay_s``
+    after it arrived; answers on one connection keep their order."""
+    loop = asyncio.get_running_loop()
+
+    async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                arrived = loop.time()
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                body = reply_body(await reader.readexactly(length))
+                await asyncio.sleep(max(0.0, arrived + delay_s - loop.time()))
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                             + str(len(body)).encode() + b"\r\n\r\n" + body)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(connection, "127.0.0.1", 0, backlog=4096)
+    print(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", flush=True)
+    await loop.run_in_executor(None, sys.stdin.read)
+    server.close()
+
+
 class ServerProcess:
-    def __init__(self, delay_s: float) -> None:
+    def __init__(self, delay_s: float, kind: str = "asyncio") -> None:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
-        self.proc = subprocess.Popen([sys.executable, __file__, "--serve", "--delay-ms", str(delay_s * 1e3)],
+        self.proc = subprocess.Popen([sys.executable, __file__, "--serve", "--delay-ms", str(delay_s * 1e3),
+                                      "--server", kind],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         assert self.proc.stdout is not None
         self.url = self.proc.stdout.readline().strip()
@@ -214,19 +259,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=None, help="agent runs at once (default 1000; 200 with --quick)")
     ap.add_argument("--delay-ms", type=float, default=20.0, help="the server's answer delay (default 20 ms)")
     ap.add_argument("--quick", action="store_true", help="200 runs")
+    ap.add_argument("--server", choices=("asyncio", "threads"), default="asyncio",
+                    help="the local server: asyncio (default) or a thread per connection (tests' LocalServer)")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("-q", "--quiet", action="store_true", help="print only the tables and the verdict")
     args = ap.parse_args(argv)
     delay_s = args.delay_ms / 1e3
     if args.serve:
-        serve(delay_s)
+        serve(delay_s, args.server)
         return 0
     n = max(1, args.runs if args.runs is not None else (200 if args.quick else 1000))
     warm = min(10, n)
     log = progress_log(args.quiet)
     ideal = 3 * delay_s
     t_begin = time.perf_counter()
-    server = ServerProcess(delay_s)
+    server = ServerProcess(delay_s, args.server)
     try:
         with tempfile.TemporaryDirectory(prefix="aikit-bench-many-") as tmp_name:
             tmp = Path(tmp_name)

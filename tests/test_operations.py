@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from typing import Any
 
 import pytest
@@ -297,3 +298,53 @@ def test_short_lived_pipelines_leave_no_listeners_behind() -> None:
     gc.collect()
     kept = standard_pipeline(events, hooks)
     assert len(hooks.listeners) == 1 and len(events.listeners) == 1 and kept.interceptors
+
+
+@pytest.mark.parametrize("decider", [False, True], ids=["fast path", "flow"])
+def test_async_notifications_are_awaited_before_the_result_and_leave_the_loop_free(decider: bool) -> None:
+    """An interceptor whose notification blocks (a commit) overrides afinished/afailed: async
+    callers await them, so the loop runs other tasks meanwhile, and the caller gets the result (or
+    the error) only once they are done; sync callers use finished/failed."""
+    log: list[str] = []
+    gate = threading.Event()
+
+    class Committer(Interceptor):
+        order, name, decides = EVENTS, "committer", False
+
+        def finished(self, op: Operation, result: Any) -> None:
+            log.append(f"finished:{result}")
+
+        def failed(self, op: Operation, error: AikitError) -> None:
+            log.append(f"failed:{error.code}")
+
+        async def afinished(self, op: Operation, result: Any) -> None:
+            assert await asyncio.to_thread(gate.wait, 30), "the loop was held: the other task never ran"
+            log.append(f"afinished:{result}")
+
+        async def afailed(self, op: Operation, error: AikitError) -> None:
+            assert await asyncio.to_thread(gate.wait, 30), "the loop was held: the other task never ran"
+            log.append(f"afailed:{error.code}")
+
+    pipeline = Pipeline([Committer(), *([Recorder("hooks", HOOKS, [])] if decider else [])])
+
+    async def other() -> None:
+        log.append("loop free")
+        gate.set()
+
+    async def call(handler: Any) -> None:
+        try:
+            log.append(f"returned:{await pipeline.arun(new_op(), handler)}")
+        except AikitError as exc:
+            log.append(f"raised:{exc.code}")
+
+    async def both(handler: Any) -> None:
+        gate.clear()
+        await asyncio.gather(call(handler), other())
+
+    asyncio.run(both(lambda op: 5))
+    assert log == ["loop free", "afinished:5", "returned:5"]
+    log.clear()
+    asyncio.run(both(lambda op: 1 / 0))
+    assert log == ["loop free", "afailed:internal_error", "raised:internal_error"]
+    log.clear()
+    assert pipeline.run(new_op(), lambda op: 7) == 7 and log == ["finished:7"]

@@ -30,7 +30,7 @@ from typing import Any
 
 from ..control.approvals import ApprovalRequired
 from ..control.budgets import RunBudgetExceeded
-from ..control.journal import JournalCorrupted
+from ..control.journal import JournalCorrupted, JournalInterceptor
 from ..control.runs import AgentRuns, AgentRunStore, RunControl, in_call, new_run_id
 from ..errors import AikitError, InvalidArgument
 from ..operations import Operation, OperationKind, Pipeline, honours
@@ -257,14 +257,18 @@ class Agent:
         # without changing the context it was given (a cell's, shared with the cell's own calls).
         ctx = dataclasses.replace(self.context(), caller=f"agent:{spec.name}")
 
-        def save(status: str, step: int, **extra: Any) -> None:
+        async def save(status: str, step: int, **extra: Any) -> None:
             if meter is not None:  # the run's own meter, when a budget applies (control/budgets.py)
                 extra["budget"] = meter.report()  # use against each budget, as agent:usage() shows it
-            self.runs.save(run, status, input=input, messages=[m.to_dict() for m in messages], first_new=first_new,
+            await self.runs.asave(run, status, input=input, messages=[m.to_dict() for m in messages], first_new=first_new,
                            step=step, output_retries=output_retries, seen_calls=seen_calls,
                            tool_calls=[dataclasses.asdict(r) for r in result.tool_calls], **extra)
 
-        save("running", start)  # this process runs it now (a resume takes it over)
+        # Saved: when the run starts, when an answer asks for tool calls (before they run) and when it
+        # ends or pauses. Not after the calls: with the effect journal, a resume from the answer gets
+        # their results back from the journal without running them again.
+        journaled = self.pipeline.find(JournalInterceptor) is not None
+        await save("running", start)  # this process runs it now (a resume takes it over)
         for step in range(start, spec.max_steps + 1):
             result.steps = step
             if carried:
@@ -276,7 +280,7 @@ class Agent:
                     completion = await self._ask(request, on_text, step, usage)
                 except ApprovalRequired as exc:  # the model call (or its request) waits for a person
                     pending = [dict(exc.details.get("request") or {}, message=exc.message, call_id=f"model-{step}")]
-                    return self._paused(result, pending, messages, first_new, save, step)
+                    return await self._paused(result, pending, messages, first_new, save, step)
                 result.model = completion.model or result.model
                 messages.append(completion.message)
                 calls = completion.tool_calls
@@ -290,7 +294,7 @@ class Agent:
                             messages.append(Message.tool_result(call, json.dumps({"error": {
                                 "code": "repeated_call", "message": result.text}}), is_error=True))
                         break
-                    save("running", step)  # the answer is durable before any of its calls runs
+                    await save("running", step)  # the answer is durable before any of its calls runs
             if calls:
                 if len(calls) == 1:
                     records = [await self._call_tool(calls[0], step, ctx, 0)]
@@ -300,11 +304,12 @@ class Agent:
                 pending = [dict(r.pending, call_id=c.id, index=i)
                            for i, (c, r) in enumerate(zip(calls, records, strict=True)) if r.pending is not None]
                 if pending:  # the step's results wait for the decisions; finished calls are in the journal
-                    return self._paused(result, pending, messages, first_new, save, step)
+                    return await self._paused(result, pending, messages, first_new, save, step)
                 for call, record in zip(calls, records, strict=True):
                     result.tool_calls.append(record)
                     messages.append(Message.tool_result(call, _tool_result_text(record), is_error=record.error is not None))
-                save("running", step + 1)
+                if not journaled:
+                    await save("running", step + 1)
                 continue
             result.text = completion.text
             result.stop_reason = "end" if completion.stop_reason in ("end", "stop_sequence") else completion.stop_reason
@@ -331,16 +336,16 @@ class Agent:
             if not result.text:
                 result.text = f"stopped after {spec.max_steps} steps without a final answer"
         result.messages = messages[first_new:]
-        save("done", result.steps, result={k: v for k, v in result.to_dict().items() if k != "tool_calls"})
+        await save("done", result.steps, result={k: v for k, v in result.to_dict().items() if k != "tool_calls"})
         return result
 
     @staticmethod
-    def _paused(result: AgentResult, pending: list[dict[str, Any]], messages: list[Message], first_new: int,
-                save: Callable[..., None], step: int) -> AgentResult:
+    async def _paused(result: AgentResult, pending: list[dict[str, Any]], messages: list[Message], first_new: int,
+                      save: Callable[..., Awaitable[None]], step: int) -> AgentResult:
         """End the run for now: it waits at ``step`` for decisions on ``pending`` (stored by ``save``)."""
         result.status, result.stop_reason, result.pending = "needs_approval", "needs_approval", pending
         result.text = f"waiting for approval of {len(pending)} call(s): " + ", ".join(p["name"] for p in pending)
-        save("needs_approval", step, pending=pending)
+        await save("needs_approval", step, pending=pending)
         result.messages = messages[first_new:]
         return result
 

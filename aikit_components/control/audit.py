@@ -42,6 +42,7 @@ from ..operations.operation import Operation, OperationKind
 from ..sessions import os_error
 from ..storage.sqlite import translate_error
 from .ledger_tail import CHUNK, META_PREFIX, TailFile, entry_line, orphans, read_entries
+from .offload import in_thread
 
 log = logging.getLogger(__name__)
 
@@ -650,6 +651,26 @@ class AuditInterceptor(Interceptor):
     def failed(self, op: Operation, error: AikitError) -> None:
         type_, data = _operation_entry(op, None, error)
         self.ledger.record(type_, data, fsync=not _pure(op))
+
+    # Async callers (the I/O loop) wait for the commit in a thread: the loop serves others meanwhile,
+    # and the entries of concurrent operations share one commit (the ledger's group commit).
+    # A pure computation's entry is a copy into the tail file (no wait): recorded right here.
+    async def afinished(self, op: Operation, result: Any) -> None:
+        type_, data = _operation_entry(op, result, None)
+        if _pure(op):
+            self.ledger.record(type_, data, fsync=False)
+        else:
+            await in_thread(self._record, type_, data, True)
+
+    async def afailed(self, op: Operation, error: AikitError) -> None:
+        type_, data = _operation_entry(op, None, error)
+        if _pure(op):
+            self.ledger.record(type_, data, fsync=False)
+        else:
+            await in_thread(self._record, type_, data, True)
+
+    def _record(self, type_: str, data: dict[str, Any], fsync: bool) -> None:
+        self.ledger.record(type_, data, fsync=fsync)
 
 
 def _pure(op: Operation) -> bool:

@@ -4,7 +4,9 @@ For each tool call made inside an agent run or a workflow step (:data:`~.runs.CU
 :data:`~.runs.CURRENT_CALL` set), :class:`JournalInterceptor` (order ``JOURNAL``, 700, next to the
 handler) writes "started" before the tool runs and "finished" with its outcome (result or error)
 after, each on disk (SQLite WAL, ``synchronous=FULL``) before the call goes on or its result is
-handed back. When the run is resumed (after a crash, a ``kill -9``, a kernel restart) and makes the
+handed back (from async callers, the write is awaited in a thread: the event loop goes on
+serving others, and the entries written at the same time share one transaction and one fsync).
+When the run is resumed (after a crash, a ``kill -9``, a kernel restart) and makes the
 same call again:
 
 - a finished call is replayed from the journal: its stored result comes back and the tool does not
@@ -34,7 +36,8 @@ from ..errors import AikitError
 from ..operations import JOURNAL, Decision, Interceptor, Operation, OperationKind
 from ..storage.sqlite import translate_error
 from .approvals import ApprovalDenied, ApprovalRequest, ApprovalRequired, digest, operation_args
-from .runs import CURRENT_CALL, CURRENT_RUN
+from .group_commit import GroupCommit
+from .runs import CURRENT_CALL, CURRENT_RUN, CallScope, RunControl
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS effects (
@@ -81,8 +84,13 @@ class EffectJournal:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the writing connection (the group-commit writer's)
         self._conn: sqlite3.Connection | None = None
+        # Reads have their own connection: a read never waits for a commit in flight (WAL: it sees
+        # the last one), so the I/O loop may read.
+        self._read_lock = threading.Lock()
+        self._read_conn: sqlite3.Connection | None = None
+        self._writes: GroupCommit[tuple[str, tuple[Any, ...]]] = GroupCommit(self._commit, "aikit-journal")
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -111,10 +119,20 @@ class EffectJournal:
             "aside (the run then cannot know which of its calls already ran) or restore it from a backup",
             details={"path": str(self.path), "run_id": run_id})
 
-    def get(self, run_id: str, call_key: str) -> Entry | None:
-        with self._lock:
+    def _reader(self) -> sqlite3.Connection:
+        if self._read_conn is None:
+            with self._lock:  # the file and its schema exist first
+                self._db()
             try:
-                row = self._db().execute(
+                self._read_conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
+            except sqlite3.DatabaseError as exc:
+                raise self._failed(exc, "open the effect journal") from None
+        return self._read_conn
+
+    def get(self, run_id: str, call_key: str) -> Entry | None:
+        with self._read_lock:
+            try:
+                row = self._reader().execute(
                     "SELECT kind, name, args_digest, status, outcome FROM effects WHERE run_id = ? AND call_key = ?",
                     (run_id, call_key)).fetchone()
             except sqlite3.DatabaseError as exc:
@@ -139,9 +157,9 @@ class EffectJournal:
         return Entry(run_id, call_key, kind, name, args_digest, status, parsed)
 
     def entries(self, run_id: str) -> list[Entry]:
-        with self._lock:
+        with self._read_lock:
             try:
-                rows = self._db().execute(
+                rows = self._reader().execute(
                     "SELECT call_key, kind, name, args_digest, status, outcome FROM effects WHERE run_id = ? "
                     "ORDER BY started_at", (run_id,)).fetchall()
             except sqlite3.DatabaseError as exc:
@@ -149,20 +167,26 @@ class EffectJournal:
         return [self._entry(run_id, row[0], row[1:]) for row in rows]
 
     def started(self, run_id: str, call_key: str, kind: str, name: str, args_digest: str) -> None:
-        self._write("INSERT INTO effects (run_id, call_key, kind, name, args_digest, status, outcome, started_at) "
-                    "VALUES (?, ?, ?, ?, ?, 'started', NULL, ?) ON CONFLICT (run_id, call_key) DO UPDATE SET "
-                    "status = 'started', outcome = NULL, started_at = excluded.started_at, "
-                    "args_digest = excluded.args_digest",
-                    (run_id, call_key, kind, name, args_digest, time.time()))
+        self._write(*_start(run_id, call_key, kind, name, args_digest))
+
+    async def astarted(self, run_id: str, call_key: str, kind: str, name: str, args_digest: str) -> None:
+        """:meth:`started` for coroutines (queued at once: the commits keep the calls' order)."""
+        await self._awrite(*_start(run_id, call_key, kind, name, args_digest))
 
     def finished(self, run_id: str, call_key: str, outcome: dict[str, Any]) -> None:
-        text = json.dumps(outcome, ensure_ascii=False, default=str)
-        self._write("UPDATE effects SET status = 'finished', outcome = ?, finished_at = ? "
-                    "WHERE run_id = ? AND call_key = ?", (text, time.time(), run_id, call_key))
+        self._write(*_finish(run_id, call_key, outcome))
+
+    async def afinished(self, run_id: str, call_key: str, outcome: dict[str, Any]) -> None:
+        """:meth:`finished` for coroutines (the loop is free while the write is committed)."""
+        await self._awrite(*_finish(run_id, call_key, outcome))
 
     def forget(self, run_id: str, call_key: str) -> None:
         """Drop a call's entry: it ended without an effect to remember (it failed)."""
-        self._write("DELETE FROM effects WHERE run_id = ? AND call_key = ?", (run_id, call_key))
+        self._write(*_forget(run_id, call_key))
+
+    async def aforget(self, run_id: str, call_key: str) -> None:
+        """:meth:`forget` for coroutines."""
+        await self._awrite(*_forget(run_id, call_key))
 
     def forget_place(self, run_id: str, prefix: str) -> None:
         """Drop the entries of the calls whose key starts with ``prefix`` (a workflow step that
@@ -171,17 +195,60 @@ class EffectJournal:
         self._write("DELETE FROM effects WHERE run_id = ? AND call_key LIKE ? ESCAPE '\\'", (run_id, pattern))
 
     def _write(self, sql: str, params: tuple[Any, ...]) -> None:
+        """On disk (WAL fsynced) when it returns, in one transaction with the writes of others."""
+        self._writes.put((sql, params))
+
+    async def _awrite(self, sql: str, params: tuple[Any, ...]) -> None:
+        await self._writes.aput((sql, params))
+
+    def _commit(self, batch: list[tuple[str, tuple[Any, ...]]]) -> None:
+        """Write ``batch`` in one transaction (the group-commit writer calls this)."""
         with self._lock:
+            conn = self._db()
             try:
-                self._db().execute(sql, params)  # autocommit: on disk (WAL fsynced) when it returns
+                if len(batch) == 1:
+                    conn.execute(*batch[0])  # autocommit
+                    return
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for sql, params in batch:
+                        conn.execute(sql, params)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:  # a full disk may have rolled it back already
+                        conn.execute("ROLLBACK")
+                    raise
             except sqlite3.DatabaseError as exc:
                 raise self._failed(exc, "write to the effect journal") from None
 
     def close(self) -> None:
+        self._writes.close()  # what is queued is written first
+        self._writes = GroupCommit(self._commit, "aikit-journal")  # the journal reopens on its next use
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+        with self._read_lock:
+            if self._read_conn is not None:
+                self._read_conn.close()
+                self._read_conn = None
+
+
+def _start(run_id: str, call_key: str, kind: str, name: str, args_digest: str) -> tuple[str, tuple[Any, ...]]:
+    return ("INSERT INTO effects (run_id, call_key, kind, name, args_digest, status, outcome, started_at) "
+            "VALUES (?, ?, ?, ?, ?, 'started', NULL, ?) ON CONFLICT (run_id, call_key) DO UPDATE SET "
+            "status = 'started', outcome = NULL, started_at = excluded.started_at, args_digest = excluded.args_digest",
+            (run_id, call_key, kind, name, args_digest, time.time()))
+
+
+def _finish(run_id: str, call_key: str, outcome: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
+    text = json.dumps(outcome, ensure_ascii=False, default=str)
+    return ("UPDATE effects SET status = 'finished', outcome = ?, finished_at = ? WHERE run_id = ? AND call_key = ?",
+            (text, time.time(), run_id, call_key))
+
+
+def _forget(run_id: str, call_key: str) -> tuple[str, tuple[Any, ...]]:
+    return "DELETE FROM effects WHERE run_id = ? AND call_key = ?", (run_id, call_key)
 
 
 class JournalInterceptor(Interceptor):
@@ -203,9 +270,32 @@ class JournalInterceptor(Interceptor):
         run, scope = CURRENT_RUN.get(), CURRENT_CALL.get()
         if run is None or scope is None:
             return None
-        key = op.meta.get("journal.key")
-        if key is None:  # a retry of the same operation keeps its key
-            key = op.meta["journal.key"] = scope.next_key()
+        key = _key(op, scope)
+        checked = self._check(op, run, key)
+        if isinstance(checked, Decision):
+            return checked
+        self.journal.started(run.run_id, key, op.kind.name, op.name, checked)
+        op.meta["journal.run"] = run.run_id
+        return None
+
+    async def abefore(self, op: Operation) -> Decision | None:
+        """:meth:`before`, awaiting the commit of the "started" entry. The entries are queued here,
+        in the order the calls are made, and the calls go on in that order once committed (the
+        parallel calls of one answer reach a tool that runs one call at a time in the model's order)."""
+        run, scope = CURRENT_RUN.get(), CURRENT_CALL.get()
+        if run is None or scope is None:
+            return None
+        key = _key(op, scope)
+        checked = self._check(op, run, key)
+        if isinstance(checked, Decision):
+            return checked
+        await self.journal.astarted(run.run_id, key, op.kind.name, op.name, checked)
+        op.meta["journal.run"] = run.run_id
+        return None
+
+    def _check(self, op: Operation, run: RunControl, key: str) -> Decision | str:
+        """What the journal says of call ``key`` of ``run``: a decision replaying its stored
+        outcome, or (to run it) the digest of its arguments; raises when it is in doubt."""
         args = operation_args(op)
         args_digest = digest(args)
         entry = self.journal.get(run.run_id, key)
@@ -237,24 +327,42 @@ class JournalInterceptor(Interceptor):
                        "(--approve-in-doubt: every in-doubt call of the run)")
                 raise ApprovalRequired(f"tool {op.name!r} is in doubt in run {run.run_id!r}: {request.why}; {how}",
                                        details={"request": shown})
-        self.journal.started(run.run_id, key, op.kind.name, op.name, args_digest)
-        op.meta["journal.run"] = run.run_id
-        return None
+        return args_digest
 
     def finished(self, op: Operation, result: Any) -> None:
         run_id = op.meta.get("journal.run")
         if run_id is not None and not op.meta.get("journal.replayed"):
             self.journal.finished(run_id, op.meta["journal.key"], {"result": _storable(result)})
 
-    def failed(self, op: Operation, error: AikitError) -> None:
+    async def afinished(self, op: Operation, result: Any) -> None:
         run_id = op.meta.get("journal.run")
-        if run_id is None or op.meta.get("journal.replayed"):
-            return
-        if error.code == "interrupted":
-            return  # it may have run, or not, or half: left in doubt
-        # A call that failed runs again on a resume (what "re-run what did not succeed" means);
-        # one that asked for approval never ran past the question.
-        self.journal.forget(run_id, op.meta["journal.key"])
+        if run_id is not None and not op.meta.get("journal.replayed"):
+            await self.journal.afinished(run_id, op.meta["journal.key"], {"result": _storable(result)})
+
+    def failed(self, op: Operation, error: AikitError) -> None:
+        if _forgets(op, error):
+            self.journal.forget(op.meta["journal.run"], op.meta["journal.key"])
+
+    async def afailed(self, op: Operation, error: AikitError) -> None:
+        if _forgets(op, error):
+            await self.journal.aforget(op.meta["journal.run"], op.meta["journal.key"])
+
+
+def _key(op: Operation, scope: CallScope) -> str:
+    """The journal key of ``op``: the next place in ``scope`` (a retry of it keeps its key)."""
+    key = op.meta.get("journal.key")
+    if key is None:
+        key = op.meta["journal.key"] = scope.next_key()
+    return key
+
+
+def _forgets(op: Operation, error: AikitError) -> bool:
+    """Whether the failed call ``op`` leaves no entry. A call that failed runs again on a resume
+    (what "re-run what did not succeed" means); one that asked for approval never ran past the
+    question; an interrupted one may have run, or not, or half: it is left in doubt."""
+    if op.meta.get("journal.run") is None or op.meta.get("journal.replayed"):
+        return False
+    return error.code != "interrupted"
 
 
 def _idempotent(op: Operation) -> bool:

@@ -17,8 +17,10 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -26,8 +28,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..codec import lua_type_name
-from ..errors import AikitError, InvalidArgument, NotFound
+from ..errors import AikitError, InvalidArgument, IOFailure, NotFound
 from ..liveness import process_alive
+from .group_commit import GroupCommit
 
 RUNS_SCOPE = "agent:~runs"
 RESUMABLE = ("needs_approval", "running", "interrupted")
@@ -129,7 +132,8 @@ def owner_alive(who: Any, run_id: str) -> bool:
 class AgentRunStore:
     """Agent runs' state in State's store (see the module docstring), written past State's hooks
     and events (bookkeeping, not a user's write). Each write is durable before it returns
-    (State's SQLite is WAL with ``synchronous=FULL``)."""
+    (State's SQLite is WAL with ``synchronous=FULL``); :meth:`asave` waits for it without holding
+    the event loop, in one transaction with the saves of other runs made at the same time."""
 
     def __init__(self, state: Any) -> None:
         self.backend = state.backend
@@ -137,6 +141,11 @@ class AgentRunStore:
     def save(self, record: dict[str, Any]) -> None:
         record["updated_at"] = time.time()
         self.backend.set(RUNS_SCOPE, record["run_id"], record)
+
+    async def asave(self, record: dict[str, Any]) -> None:
+        """:meth:`save` for coroutines."""
+        record["updated_at"] = time.time()
+        await _writer(self.backend).aput((record["run_id"], record))
 
     def get(self, run_id: str) -> dict[str, Any] | None:
         found, record = self.backend.get(RUNS_SCOPE, run_id)
@@ -175,6 +184,31 @@ class AgentRunStore:
         return [r for r in runs if status is None or r.get("status") == status]
 
 
+_writers: weakref.WeakKeyDictionary[Any, GroupCommit[tuple[str, dict[str, Any]]]] = weakref.WeakKeyDictionary()
+_writers_lock = threading.Lock()
+
+
+def _writer(backend: Any) -> GroupCommit[tuple[str, dict[str, Any]]]:
+    """The group-commit writer of ``backend``'s run records (one per store: all its agents share it)."""
+    with _writers_lock:
+        writer = _writers.get(backend)
+        if writer is None:
+            store = weakref.ref(backend)  # not a strong reference: the writer must not keep its store alive
+
+            def commit(batch: list[tuple[str, dict[str, Any]]]) -> None:
+                target = store()
+                if target is None:
+                    raise IOFailure("the store of agent runs has been closed")
+                if hasattr(target, "set_many"):  # one transaction
+                    target.set_many(RUNS_SCOPE, batch)
+                else:
+                    for run_id, record in batch:
+                        target.set(RUNS_SCOPE, run_id, record)
+
+            writer = _writers[backend] = GroupCommit(commit, "aikit-runs")
+        return writer
+
+
 class AgentRuns:
     """One agent's runs in an :class:`AgentRunStore` (or nowhere: ``store`` None): what the agent
     stores as it goes, and the status a run is left with when it ends otherwise than by
@@ -191,13 +225,28 @@ class AgentRuns:
         """The run's state, durable before the run goes on."""
         if self.store is None:
             return
+        try:
+            self.store.save(self._record(run, status, fields))
+        except AikitError as exc:  # a run that cannot be stored still runs; it just cannot resume
+            self._persist_failed(run, exc)
+
+    async def asave(self, run: RunControl, status: str, **fields: Any) -> None:
+        """:meth:`save` for coroutines: the event loop serves others while the record is committed."""
+        if self.store is None:
+            return
+        try:
+            await self.store.asave(self._record(run, status, fields))
+        except AikitError as exc:
+            self._persist_failed(run, exc)
+
+    def _record(self, run: RunControl, status: str, fields: dict[str, Any]) -> dict[str, Any]:
         record = {"run_id": run.run_id, "agent": self.agent, "spec": self.spec(), "status": status, "owner": owner(),
                   "decisions": {k: list(v) for k, v in run.decisions.items()}, **fields}
-        try:
-            self.store.save(json.loads(json.dumps(record, default=str)))  # what State cannot store, as text
-        except AikitError as exc:  # a run that cannot be stored still runs; it just cannot resume
-            self.publish("agent.persist_failed", {"agent": self.agent, "run_id": run.run_id, "code": exc.code,
-                                                  "message": exc.message})
+        return json.loads(json.dumps(record, default=str))  # what State cannot store, as text
+
+    def _persist_failed(self, run: RunControl, exc: AikitError) -> None:
+        self.publish("agent.persist_failed", {"agent": self.agent, "run_id": run.run_id, "code": exc.code,
+                                              "message": exc.message})
 
     def mark(self, run: RunControl, status: str, **fields: Any) -> None:
         """Set the stored run's status (its state otherwise as last saved)."""

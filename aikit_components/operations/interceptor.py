@@ -6,7 +6,9 @@ return ``None`` or a :class:`~aikit_components.operations.operation.Decision`; a
 may also raise an :class:`~aikit_components.errors.AikitError` to reject the operation (a
 budget or a policy does). Interceptors that must wait (a hook written as ``async def``, a human's
 approval) override the ``a``-prefixed twins, which async callers use; the defaults call the
-plain methods.
+plain methods. Likewise an interceptor whose notification blocks (a commit to disk) overrides
+``afinished``/``afailed`` to do it without holding the event loop (in a thread, awaited: the
+caller still gets its result only once the notification is done).
 
 ``order`` places an interceptor in the chain (lower is outer). The standard places:
 """
@@ -44,6 +46,9 @@ class Interceptor:
     has_after: bool = False
     has_error: bool = False
     has_notifications: bool = False
+    # Whether ``afinished``/``afailed`` are overridden: async callers await them (in chain order,
+    # as the plain ones), everyone else calls ``finished``/``failed``.
+    has_async_notifications: bool = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -51,7 +56,9 @@ class Interceptor:
         cls.has_after = cls.after is not Interceptor.after or cls.aafter is not Interceptor.aafter
         cls.has_error = cls.error is not Interceptor.error or cls.aerror is not Interceptor.aerror
         cls.has_notifications = any(getattr(cls, name) is not getattr(Interceptor, name)
-                                    for name in ("started", "finished", "failed"))
+                                    for name in ("started", "finished", "failed", "afinished", "afailed"))
+        cls.has_async_notifications = any(getattr(cls, name) is not getattr(Interceptor, name)
+                                          for name in ("afinished", "afailed"))
 
     #: The pipelines this interceptor is in (set by :meth:`Pipeline.add`).
     pipelines: tuple[Any, ...] = ()
@@ -109,3 +116,12 @@ class Interceptor:
 
     def failed(self, op: Operation, error: AikitError) -> None:
         """The operation, or one attempt of it, failed (rejected, cancelled or raised)."""
+
+    async def afinished(self, op: Operation, result: Any) -> None:
+        """:meth:`finished` for async callers."""
+        self.finished(op, result)
+
+    async def afailed(self, op: Operation, error: AikitError) -> None:
+        """:meth:`failed` for async callers (not for an interrupted operation: an interruption is
+        told with :meth:`failed`, as the task is being cancelled)."""
+        self.failed(op, error)

@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 # ``interceptor.<stage>(*args)``" (``a<stage>`` from async callers), a float is "wait that many
 # seconds" (before a retry), and this sentinel is "run the handler".
 _INVOKE = object()
-_ASYNC = {"before": "abefore", "after": "aafter", "error": "aerror"}
+_ASYNC = {"before": "abefore", "after": "aafter", "error": "aerror", "finished": "afinished", "failed": "afailed"}
 _DECIDED = "pipeline.before_decided"  # op.meta: the before-stage already failed the operation
 Flow = Generator[Any, Any, Any]
 
@@ -141,9 +141,17 @@ class Pipeline:
             if inspect.isawaitable(result):
                 result = await result
         except BaseException as exc:
-            _raise_failure(chain, op, exc)
+            if not isinstance(exc, Exception) or not _awaits_notifications(chain):
+                _raise_failure(chain, op, exc)
+            failure = await _aobserved_failure(chain, op, exc)
+            if failure is exc:
+                raise
+            raise failure from exc
         if chain:
-            _finished(chain, op, result)
+            if _awaits_notifications(chain):
+                await _afinished(chain, op, result)
+            else:
+                _finished(chain, op, result)
         return result
 
     def _plan(self, op: Operation) -> tuple[list[Interceptor], bool]:
@@ -209,7 +217,7 @@ class Pipeline:
                     reason = decision.reason or "no reason given"
                     error = Cancelled(f"{op.describe()} cancelled by a hook: {reason}",
                                       details={**kind.event_fields(op), "reason": reason})
-                    _notify_failed(chain, op, error)
+                    yield from _failed_flow(chain, op, error, sync)
                     op.meta[_DECIDED] = True
                     raise error
                 if decision.action == "replace":
@@ -229,7 +237,7 @@ class Pipeline:
                 if op.meta.pop(_DECIDED, False):  # a deferred before-stage cancelled or rejected it
                     raise exc
                 error = error_from_exception(exc)
-                _notify_failed(chain, op, error)
+                yield from _failed_flow(chain, op, error, sync)
                 retryable = not isinstance(error, InvalidArgument)
                 decision = None
                 for interceptor in reversed(chain):  # inner to outer; the first real decision ends it
@@ -272,19 +280,23 @@ class Pipeline:
                     reason = decision.reason or "no reason given"
                     error = Cancelled(f"the result of {op.describe()} was rejected by a hook: {reason}",
                                       details={**kind.event_fields(op), "reason": reason})
-                    _notify_failed(chain, op, error)
+                    yield from _failed_flow(chain, op, error, sync)
                     raise error
                 elif decision.action == "replace":
                     result = kind.replaced(op, decision.value)
             for interceptor in chain:
-                if interceptor.has_notifications:
+                if not interceptor.has_notifications:
+                    continue
+                if sync or not interceptor.has_async_notifications:
                     interceptor.finished(op, result)
+                else:
+                    yield (interceptor, "finished", (op, result))
             return result
 
     def _rejected(self, op: Operation, outer: Sequence[Interceptor], error: AikitError, sync: bool,
                   original: BaseException | None = None) -> Flow:
         """The error stage of ``outer`` for an operation that never ran; a replacement or a raise."""
-        _notify_failed(outer, op, error)
+        yield from _failed_flow(outer, op, error, sync)
         decision = None
         for interceptor in reversed(outer):
             if not interceptor.has_error:
@@ -365,6 +377,48 @@ def _observed_failure(chain: Sequence[Interceptor], op: Operation, exc: BaseExce
     error = error_from_exception(exc)
     _notify_failed(chain, op, error)
     return exc if not op.kind.converts_errors else error
+
+
+def _awaits_notifications(chain: Sequence[Interceptor]) -> bool:
+    """Whether an interceptor of ``chain`` has notifications an async caller must await."""
+    for interceptor in chain:  # noqa: SIM110 - a loop, not any(generator): this runs per operation
+        if interceptor.has_async_notifications:
+            return True
+    return False
+
+
+async def _afinished(chain: Sequence[Interceptor], op: Operation, result: Any) -> None:
+    for interceptor in chain:
+        if interceptor.has_async_notifications:
+            await interceptor.afinished(op, result)
+        elif interceptor.has_notifications:
+            interceptor.finished(op, result)
+
+
+async def _aobserved_failure(chain: Sequence[Interceptor], op: Operation, exc: Exception) -> BaseException:
+    """:func:`_observed_failure` awaiting the async notifications (``exc`` is not an interruption)."""
+    error = error_from_exception(exc)
+    for interceptor in chain:
+        try:
+            if interceptor.has_async_notifications:
+                await interceptor.afailed(op, error)
+            else:
+                interceptor.failed(op, error)
+        except Exception:
+            log.exception("interceptor %s failed while being told of a failure", interceptor.name)
+    return exc if not op.kind.converts_errors else error
+
+
+def _failed_flow(chain: Sequence[Interceptor], op: Operation, error: AikitError, sync: bool) -> Flow:
+    """Tell the chain of a failure within the flow: async notifications are yielded to be awaited."""
+    for interceptor in chain:
+        try:
+            if sync or not interceptor.has_async_notifications:
+                interceptor.failed(op, error)
+            else:
+                yield (interceptor, "failed", (op, error))
+        except Exception:
+            log.exception("interceptor %s failed while being told of a failure", interceptor.name)
 
 
 def _notify_failed(chain: Sequence[Interceptor], op: Operation, error: AikitError) -> None:

@@ -32,7 +32,9 @@ import httpx
 from ..config import Secret
 from ..operations import Pipeline
 from ..operations.http import observe_client
+from .admission import admit
 from .base import ProviderError
+from .pool import shard_pool
 from .wire_errors import QUOTE_LIMIT, error_from_body, quote_text, retry_after_of, with_attempts
 
 __all__ = ["DEFAULT_RETRIES", "DEFAULT_TIMEOUT_S", "HTTPClient", "HTTPEndpoint", "is_local_url"]
@@ -144,6 +146,8 @@ class HTTPEndpoint:
                 transport=self.transport, headers=self.request_headers(), follow_redirects=False,
                 timeout=httpx.Timeout(self.timeout_s, connect=min(self.timeout_s, MAX_CONNECT_TIMEOUT_S)),
                 trust_env=self.trust_env, limits=CONNECTION_LIMITS)
+            if self.transport is None:  # many connections at once stay cheap (providers/pool.py)
+                shard_pool(self._client, CONNECTION_LIMITS, self.trust_env)
             if self.pipeline is not None:
                 observe_client(self._client, self.pipeline)
             self._loop = loop
@@ -270,6 +274,7 @@ class HTTPEndpoint:
 
     async def _post_once(self, path: str, payload: Any) -> tuple[int, httpx.Headers, Any]:
         url = self.url(path)
+        await admit()  # sent at the pace the I/O loop keeps up with (providers/admission.py)
         try:
             response = await self.client().post(url, content=self._encode(payload),
                                                 headers={"Content-Type": "application/json"})
@@ -296,6 +301,7 @@ class HTTPEndpoint:
 
     async def _open_stream(self, path: str, payload: Any) -> httpx.Response:
         url = self.url(path)
+        await admit()
         client = self.client()
         request = client.build_request("POST", url, content=self._encode(payload),
                                        headers={"Content-Type": "application/json",

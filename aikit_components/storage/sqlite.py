@@ -243,6 +243,17 @@ class SQLiteStateBackend:
             raise translate_error(exc, self.path, f"write {scope}/{key}") from None
         self._after_write(conn)
 
+    def set_many(self, scope: str, items: list[tuple[str, Any]]) -> None:
+        """Store several ``(key, value)`` of ``scope`` (no expiry) in one transaction: one fsync
+        for all, durable when this returns; all are written or none."""
+        now = time.time()
+        rows = [(scope, key, encode_value(value, self.max_value_bytes, scope, key), None, now) for key, value in items]
+        conn = self._conn()
+        action = f"write {len(rows)} keys of {scope}"
+        with self._write_txn(conn, action):
+            self._run(action, lambda: conn.executemany(_UPSERT, rows))
+        self._after_write(conn)
+
     def delete(self, scope: str, key: str) -> bool:
         conn = self._conn()
         try:

@@ -1,0 +1,115 @@
+"""Group commit: the writes of many callers at once, one transaction (and one fsync) per round.
+
+A durable write waits for an fsync (milliseconds). A thousand agent runs each writing in turn wait
+for a thousand fsyncs one after another; written together, they wait for a few. A caller hands its
+write to :meth:`GroupCommit.submit` (or waits for it with :meth:`put` from a thread, :meth:`aput`
+from a coroutine, which leaves the event loop free); one writer thread takes every write queued so
+far and commits them with ``commit(batch)`` in one transaction. When that fails, each write of the
+batch is committed alone, so each caller gets its own write's error (and the others succeed).
+A write is durable when its caller's wait returns, as if it had committed it itself. The writer
+thread ends after :data:`IDLE_S` without writes (the next write starts another).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Generic, TypeVar
+
+from ..errors import IOFailure
+from .offload import to_the_end
+
+T = TypeVar("T")
+
+#: Seconds without writes after which the writer thread ends.
+IDLE_S = 5.0
+
+
+class GroupCommit(Generic[T]):
+    """Writes of type ``T`` committed in groups by ``commit(batch)`` (which must write the whole
+    batch in one transaction, or raise and write nothing) in a writer thread named ``name``."""
+
+    def __init__(self, commit: Callable[[list[T]], None], name: str) -> None:
+        self._commit = commit
+        self._name = name
+        self._queue: list[tuple[T, Future[None]]] = []
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+        self._closed = False
+
+    def submit(self, item: T) -> Future[None]:
+        """Queue ``item``; the future is done once it is committed (or failed)."""
+        future: Future[None] = Future()
+        with self._cond:
+            if self._closed:
+                raise IOFailure(f"the writer {self._name} has been closed")
+            self._queue.append((item, future))
+            if self._thread is None or self._pid != os.getpid():  # none yet, or forked: none here
+                self._thread = threading.Thread(target=self._write_forever, name=self._name, daemon=True)
+                self._pid = os.getpid()
+                self._thread.start()
+            self._cond.notify()
+        return future
+
+    def put(self, item: T) -> None:
+        """Commit ``item`` (with others queued at the same time); raises its write's error."""
+        self.submit(item).result()
+
+    async def aput(self, item: T) -> None:
+        """:meth:`put` for coroutines: the loop serves others while the commit is in flight (a
+        cancellation meanwhile takes effect once it is done: :func:`~.offload.to_the_end`)."""
+        await to_the_end(asyncio.wrap_future(self.submit(item)))
+
+    def close(self) -> None:
+        """Commit what is queued, then stop the writer (a later write raises)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+            thread = self._thread if self._pid == os.getpid() else None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+
+    def _write_forever(self) -> None:
+        while True:
+            with self._cond:
+                if not self._queue and not self._closed:
+                    self._cond.wait(IDLE_S)
+                batch, self._queue = self._queue, []
+                if not batch:  # closed and drained, or idle: the next write starts a writer
+                    self._thread = None
+                    return
+            if batch:
+                self._write(batch)
+
+    def _write(self, batch: list[tuple[T, Future[None]]]) -> None:
+        try:
+            self._commit([item for item, _ in batch])
+        except BaseException as exc:  # noqa: BLE001 - handed to the callers waiting for these writes
+            if len(batch) == 1:
+                _settle(batch[0][1], exc)
+                return
+            for item, future in batch:  # each alone: each caller gets its own write's error
+                _settle(future, _error_of(self._commit, item))
+            return
+        for _, future in batch:
+            _settle(future, None)
+
+
+def _error_of(commit: Callable[[list[T]], None], item: T) -> BaseException | None:
+    try:
+        commit([item])
+    except BaseException as exc:  # noqa: BLE001 - handed to the caller waiting for this write
+        return exc
+    return None
+
+
+def _settle(future: Future[None], error: BaseException | None) -> None:
+    if future.set_running_or_notify_cancel():  # False: its waiter was cancelled (the write stands)
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
