@@ -657,17 +657,17 @@ class AuditInterceptor(Interceptor):
     # A pure computation's entry is a copy into the tail file (no wait): recorded right here.
     async def afinished(self, op: Operation, result: Any) -> None:
         type_, data = _operation_entry(op, result, None)
-        if _pure(op):
+        if _pure(op) and self.ledger.uses_tail:
             self.ledger.record(type_, data, fsync=False)
         else:
-            await in_thread(self._record, type_, data, True)
+            await in_thread(self._record, type_, data, not _pure(op))
 
     async def afailed(self, op: Operation, error: AikitError) -> None:
         type_, data = _operation_entry(op, None, error)
-        if _pure(op):
+        if _pure(op) and self.ledger.uses_tail:
             self.ledger.record(type_, data, fsync=False)
         else:
-            await in_thread(self._record, type_, data, True)
+            await in_thread(self._record, type_, data, not _pure(op))
 
     def _record(self, type_: str, data: dict[str, Any], fsync: bool) -> None:
         self.ledger.record(type_, data, fsync=fsync)
