@@ -107,7 +107,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "store_path": "",  # default: traces.sqlite in the data directory
         "store_max_age_days": 7,
         "store_max_mb": 200,
-        "queue_size": 2048,  # spans waiting to be written or sent; more are dropped (and counted)
+        "queue_size": 8192,  # spans waiting to be written or sent; more are dropped (and counted)
     },
     "ray": {
         # the cluster of the "ray" executor: HOST:PORT of a head (`ray start --head`), ray://HOST:PORT

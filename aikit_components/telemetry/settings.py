@@ -65,7 +65,7 @@ class TelemetrySettings:
     otlp_headers: dict[str, str] = field(default_factory=dict)
     traceparent_http: bool = True
     latest_semconv: bool = False  # OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental
-    queue_size: int = 2048
+    queue_size: int = 8192
     warnings: list[str] = field(default_factory=list)
     #: ``[storage]`` when it names a PostgreSQL database: spans are stored there, not in store_path
     storage: Any = None
@@ -110,7 +110,7 @@ class TelemetrySettings:
             otlp_traces_url=traces_url, otlp_metrics_url=metrics_url, otlp_headers=headers,
             traceparent_http=bool(get("traceparent_http", True)),
             latest_semconv="gen_ai_latest_experimental" in opt_in,
-            queue_size=max(16, int(get("queue_size", 2048))),
+            queue_size=max(16, int(get("queue_size", 8192))),
             warnings=warnings,
             storage=_postgres_storage(config),
         )

@@ -266,7 +266,7 @@ class SpanWriter:
     ones to ``export`` (None: no OTLP)."""
 
     def __init__(self, open_store: Callable[[], SpanStore] | None, export: ExportWorker | None, *,
-                 reporter: Reporter, max_queue: int = 2048, delay_s: float = 0.5) -> None:
+                 reporter: Reporter, max_queue: int = 8192, delay_s: float = 0.5) -> None:
         self.queue: collections.deque[Span] = collections.deque()
         self.max_queue = max_queue
         #: A queue this long wakes the thread (who appends a span checks): a quarter full, so a
