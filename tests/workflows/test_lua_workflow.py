@@ -19,6 +19,8 @@ import pytest
 
 from aikit_components.workflows.engine import load_run
 from aikit_kernel.lua.convert import lua_to_python
+from tests.support.agents import config_text
+from tests.support.factories import closing_factory
 from tests.support.llm_server import Reply
 from tests.support.lua import Lua, later, open_lua
 from tests.support.processes import kill_leftovers, processes_with, wait_until
@@ -38,18 +40,21 @@ def chat(content: str, *, model: str = "m", usage: tuple[int, int] = (10, 5), de
     return Reply.json(body, delay_s=delay_s)
 
 
-def config_text(url: str) -> str:
-    return f"""
-[providers.openai]
-base_url = "{url}/v1"
-api_key = "test-key"
-retries = 0
-timeout_s = 10
-
+SUMMARIZER = """
 [agents.summarizer]
 model = "openai/m"
 system = "Summarize in one line."
 """
+
+
+def refused_steps(lua: Lua, name: str, steps: str) -> str:
+    """The problems ``Workflow.new`` reports, one a line, for workflow ``name`` with ``steps`` (Lua
+    table items); it must refuse it as an invalid argument."""
+    problems = lua.run(f"""
+        local ok, err = pcall(Workflow.new, {{name = '{name}', steps = {{ {steps} }}}})
+        assert(not ok and err.code == 'invalid_argument')
+        return err.details.problems""")
+    return "\n".join(problems)
 
 
 def statuses(record: dict[str, Any]) -> dict[str, str]:
@@ -65,22 +70,12 @@ def make_lua(llm_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("AIKIT_DATA_DIR", str(tmp_path / "data"))
-    made: list[Lua] = []
 
     def make() -> Lua:
-        (tmp_path / "aikit.toml").write_text(config_text(llm_server.url))
-        lua = open_lua(tmp_path)
-        made.append(lua)
-        return lua
+        (tmp_path / "aikit.toml").write_text(config_text(llm_server.url, SUMMARIZER))
+        return open_lua(tmp_path)
 
-    yield make
-    for lua in made:
-        lua.close(close_models=True)
-
-
-@pytest.fixture
-def lua(make_lua: Callable[[], Lua]) -> Lua:
-    return make_lua()
+    yield from closing_factory(make, lambda lua: lua.close(close_models=True))
 
 
 ECHO_TOOL = """
@@ -125,14 +120,10 @@ class TestStepKinds:
         assert record["status"] == "failed" and record["error"]["code"] == "step_failed"
         assert sorted(record["error"]["details"]["failed_steps"]) == ["bad_args", "boom"]  # in the order they ended
         # an unknown tool or a missing / unknown parameter is caught before anything runs
-        problems = lua.run("""
-            local ok, err = pcall(Workflow.new, {name = 'bad_tools', steps = {
-              {id = 'a', tool = 'calculat', params = {expression = '1'}},
-              {id = 'b', tool = 'shout', params = {txt = 'x'}},
-            }})
-            assert(not ok and err.code == 'invalid_argument')
-            return err.details.problems""")
-        text = "\n".join(problems)
+        text = refused_steps(lua, 'bad_tools', """
+            {id = 'a', tool = 'calculat', params = {expression = '1'}},
+            {id = 'b', tool = 'shout', params = {txt = 'x'}},
+        """)
         assert "no tool named 'calculat'" in text and "calculate" in text
         assert "tool 'shout' needs parameter 'text'" in text
         assert "tool 'shout' has no parameter 'txt'" in text
@@ -294,13 +285,10 @@ class TestStepKinds:
         assert record["steps"]["hi"]["status"] == "failed" and record["status"] == "failed"
         assert record["steps"]["hi"]["error"]["message"]
         # a step without a prompt, or a malformed model name, is rejected before anything runs
-        problems = lua.run("""
-            local ok, err = pcall(Workflow.new, {name = 'llm_invalid', steps = {
-              {id = 'noprompt', llm = {model = 'openai/m'}},
-              {id = 'badmodel', llm = {prompt = 'x', model = 'noslash'}},
-            }})
-            return err.details.problems""")
-        text = "\n".join(problems)
+        text = refused_steps(lua, 'llm_invalid', """
+            {id = 'noprompt', llm = {model = 'openai/m'}},
+            {id = 'badmodel', llm = {prompt = 'x', model = 'noslash'}},
+        """)
         assert "noprompt" in text and "needs params.prompt" in text
         assert "step 'badmodel'" in text and "unknown model 'noslash'" in text
         # an unknown provider is only known when the step runs (validation checks the name's form)
@@ -335,13 +323,10 @@ class TestStepKinds:
             return Workflow.new{name = 'agent_bad', steps = {
               {id = 'ask', agent = {name = 'x', model = 'openai/m'}, input = 'hi'}}}:run()""")
         assert record["steps"]["ask"]["status"] == "failed" and record["steps"]["ask"]["error"]["message"]
-        problems = lua.run("""
-            local ok, err = pcall(Workflow.new, {name = 'agent_invalid', steps = {
-              {id = 'unknown', agent = 'no_such_agent', input = 'x'},
-              {id = 'noinput', agent = 'summarizer'},
-            }})
-            return err.details.problems""")
-        text = "\n".join(problems)
+        text = refused_steps(lua, 'agent_invalid', """
+            {id = 'unknown', agent = 'no_such_agent', input = 'x'},
+            {id = 'noinput', agent = 'summarizer'},
+        """)
         assert "no agent named 'no_such_agent'" in text
         assert "noinput" in text and "needs params.input" in text
 
@@ -590,13 +575,10 @@ class TestConditions:
             }}:run()""")
         assert statuses(record) == {"a": "succeeded", "eq": "succeeded", "gt": "skipped", "contains": "succeeded",
                                     "input": "skipped", "truthy": "succeeded"}
-        problems = lua.run("""
-            local ok, err = pcall(Workflow.new, {name = 'when_bad', steps = {
-              {id = 'a', when = {ref = 'steps.a.output', op = 'between'}},
-              {id = 'b', when = {ref = 'steps.ghost.output', op = 'eq', value = 1}},
-            }})
-            return err.details.problems""")
-        text = "\n".join(problems)
+        text = refused_steps(lua, 'when_bad', """
+            {id = 'a', when = {ref = 'steps.a.output', op = 'between'}},
+            {id = 'b', when = {ref = 'steps.ghost.output', op = 'eq', value = 1}},
+        """)
         assert "unknown op 'between'" in text
         assert "unknown step 'ghost'" in text
 
@@ -632,15 +614,12 @@ class TestLoops:
             }}:run()""")
         each = record["steps"]["each"]
         assert each["status"] == "failed" and "exceeds max_iterations (2)" in each["error"]["message"]
-        problems = lua.run("""
-            local ok, err = pcall(Workflow.new, {name = 'static_max', steps = {
-              {id = 'r', loop = {range = {1, 10}, max_iterations = 3}},
-              {id = 'o', loop = {over = {1, 2, 3}, max_iterations = 2}},
-              {id = 'two', loop = {range = {1, 2}, over = {1}}},
-              {id = 'outside', params = {v = '{{loop.item}}'}},
-            }})
-            return err.details.problems""")
-        text = "\n".join(problems)
+        text = refused_steps(lua, 'static_max', """
+            {id = 'r', loop = {range = {1, 10}, max_iterations = 3}},
+            {id = 'o', loop = {over = {1, 2, 3}, max_iterations = 2}},
+            {id = 'two', loop = {range = {1, 2}, over = {1}}},
+            {id = 'outside', params = {v = '{{loop.item}}'}},
+        """)
         assert "more than max_iterations (3)" in text and "more than max_iterations (2)" in text
         assert "give exactly one of over, range or while" in text
         assert "loop.* is only available inside a step with a loop" in text
@@ -970,14 +949,11 @@ class TestValidation:
 
     def test_validate_and_reference_rules(self, lua: Lua) -> None:
         assert lua.run("return #Workflow.new{name = 'ok', steps = {{id = 'only', noop = true}}}:validate()") == 0
-        problems = lua.run("""
-            local ok, err = pcall(Workflow.new, {name = 'refs', steps = {
-              {id = 'a', noop = true},
-              {id = 'b', noop = true, params = {v = '{{steps.a.output}}'}},
-              {id = 'c', noop = true, params = {v = '{{steps.c.output}}'}},
-            }})
-            return err.details.problems""")
-        text = "\n".join(problems)
+        text = refused_steps(lua, 'refs', """
+            {id = 'a', noop = true},
+            {id = 'b', noop = true, params = {v = '{{steps.a.output}}'}},
+            {id = 'c', noop = true, params = {v = '{{steps.c.output}}'}},
+        """)
         assert "step 'a' is not upstream of 'b'" in text
         assert "refers to the step itself" in text
 
