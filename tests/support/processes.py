@@ -9,7 +9,8 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -65,3 +66,22 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 3.0) -> Any:
         if value or time.monotonic() >= deadline:
             return value
         time.sleep(0.02)
+
+
+@contextmanager
+def stopped_after(proc: subprocess.Popen[Any], *, group: bool = False, markers: tuple[str, ...] = ()
+                  ) -> Iterator[subprocess.Popen[Any]]:
+    """``proc`` for the ``with`` block; after it (also when it failed) ``proc``, if still running,
+    is killed (with ``group``, its whole process group) and waited for, and the programs with one
+    of ``markers`` among their arguments are killed (see :func:`kill_leftovers`)."""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            if group:
+                os.killpg(proc.pid, signal.SIGKILL)
+            else:
+                proc.kill()
+            proc.communicate()
+        for marker in markers:
+            kill_leftovers(marker)
