@@ -49,6 +49,19 @@ def processes_with(arg: str) -> list[int]:
     return found
 
 
+def gone(pid: int) -> bool:
+    """Whether process ``pid`` has ended (a zombie that nobody has reaped yet has ended too)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except FileNotFoundError:
+        return True
+
+
 def kill_leftovers(marker: str) -> None:
     """Kill the programs this test started (found by their unique argument), by pid."""
     for pid in processes_with(marker):

@@ -15,7 +15,7 @@ import pytest
 
 from aikit_components.tools._children import WATCHDOG, watch_group
 from aikit_components.tools.system import run_argv
-from tests.support.processes import kill_leftovers, processes_with, stopped_after, wait_until
+from tests.support.processes import gone, kill_leftovers, processes_with, stopped_after, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 AIKIT = str(Path(sys.executable).with_name("aikit"))
@@ -61,18 +61,9 @@ def test_a_program_that_ended_is_forgotten_and_the_watchdog_is_restarted_when_it
     first = WATCHDOG.pid
     assert first is not None
     os.kill(first, signal.SIGKILL)
-    assert wait_until(lambda: _dead(first), 10.0)
+    assert wait_until(lambda: gone(first), 10.0)
     assert asyncio.run(launch()) == 0  # a new watchdog took over
     assert WATCHDOG.pid not in (None, first)
-
-
-def _dead(pid: int) -> bool:
-    """``pid`` is gone or a zombie (killed, not yet reaped by its parent)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            return fh.read().rsplit(b")", 1)[1].split()[0] == b"Z"
-    except FileNotFoundError:
-        return True
 
 
 def test_a_forked_child_gets_its_own_watchdog(tmp_path: Path) -> None:
