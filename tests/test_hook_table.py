@@ -729,15 +729,20 @@ def _(rig: AgentRig) -> None:
     assert len(rig.server.requests) == 1
 
 
+def _retries_end_at_the_limit(rig: AgentRig, point: str, word: str) -> None:
+    """A hook at ``point`` that always retries: the answer after MAX_RETRIES retries stands."""
+    rig.register(point, lambda ctx: HookResult.retry())
+    replies = [answer(f"{word} {i}") for i in range(1, MAX_RETRIES + 3)]
+    assert rig.run(*replies).text == f"{word} {1 + MAX_RETRIES}" and len(rig.server.requests) == 1 + MAX_RETRIES
+
+
 @documents("agent.after", "retry")
 def _(rig: AgentRig) -> None:
     hook = rig.register("agent.after", lambda ctx: HookResult.retry() if ctx.payload["attempt"] == 1 else None)
     assert rig.run(answer("draft"), answer("final")).text == "final" and len(rig.server.requests) == 2
     assert rig.server.sent(0) == rig.server.sent(1) == [{"role": "user", "content": "hi"}]  # the whole run again
     rig.hooks.unregister(hook)
-    rig.register("agent.after", lambda ctx: HookResult.retry())
-    replies = [answer(f"run {i}") for i in range(1, MAX_RETRIES + 3)]
-    assert rig.run(*replies).text == f"run {1 + MAX_RETRIES}" and len(rig.server.requests) == 1 + MAX_RETRIES
+    _retries_end_at_the_limit(rig, "agent.after", "run")
 
 
 @documents("agent.after", "replace")
@@ -809,9 +814,7 @@ def _(rig: AgentRig) -> None:
     assert result.text == "final" and result.steps == 1 and len(rig.server.requests) == 2  # the same call again
     assert rig.server.sent(0) == rig.server.sent(1)
     rig.hooks.unregister(hook)
-    rig.register("llm.after", lambda ctx: HookResult.retry())
-    replies = [answer(f"try {i}") for i in range(1, MAX_RETRIES + 3)]
-    assert rig.run(*replies).text == f"try {1 + MAX_RETRIES}" and len(rig.server.requests) == 1 + MAX_RETRIES
+    _retries_end_at_the_limit(rig, "llm.after", "try")
 
 
 @documents("llm.after", "replace")
