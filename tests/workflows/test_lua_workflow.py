@@ -57,6 +57,16 @@ def refused_steps(lua: Lua, name: str, steps: str) -> str:
     return "\n".join(problems)
 
 
+def run_sleepers(lua: Lua, name: str, ids: tuple[str, ...], seconds: float) -> dict[str, Any]:
+    """Run the parallel workflow ``name`` of Lua steps ``ids``, each sleeping ``seconds`` and
+    returning its id; it must succeed with those outputs. Its record."""
+    steps = "".join(f"{{id = '{i}', fn = function() sleep({seconds}) return '{i}' end}}," for i in ids)
+    record = lua.run(f"return Workflow.new{{name = '{name}', mode = 'parallel', steps = {{ {steps} }}}}:run()")
+    assert record["status"] == "succeeded"
+    assert tuple(record["steps"][i]["output"] for i in ids) == ids
+    return record
+
+
 def statuses(record: dict[str, Any]) -> dict[str, str]:
     return {sid: step["status"] for sid, step in record["steps"].items()}
 
@@ -425,13 +435,7 @@ class TestModes:
         assert "mode must be one of dag, sequential, parallel" in code
 
     def test_lua_sleeps_run_concurrently(self, lua: Lua) -> None:
-        record = lua.run("""
-            return Workflow.new{name = 'sleepers', mode = 'parallel', steps = {
-              {id = 'a', fn = function() sleep(0.3) return 'a' end},
-              {id = 'b', fn = function() sleep(0.3) return 'b' end},
-            }}:run()""")
-        assert record["status"] == "succeeded"
-        assert (record["steps"]["a"]["output"], record["steps"]["b"]["output"]) == ("a", "b")
+        record = run_sleepers(lua, "sleepers", ("a", "b"), 0.3)
         assert_overlapped(record, "a", "b")
 
     def test_lua_async_tool_calls_run_concurrently(self, lua: Lua) -> None:
@@ -1129,13 +1133,7 @@ class TestInterrupt:
         assert {sid: s.status for sid, s in stored.steps.items()} == {"a": "cancelled", "b": "cancelled", "c": "cancelled"}
         # the engine is usable afterwards, Lua steps included
         assert lua.run("return 1 + 1") == 2
-        record = lua.run("""
-            return Workflow.new{name = 'after', mode = 'parallel', steps = {
-              {id = 'x', fn = function() sleep(0.05) return 'x' end},
-              {id = 'y', fn = function() sleep(0.05) return 'y' end},
-            }}:run()""")
-        assert record["status"] == "succeeded"
-        assert (record["steps"]["x"]["output"], record["steps"]["y"]["output"]) == ("x", "y")
+        run_sleepers(lua, "after", ("x", "y"), 0.05)
 
     def test_interrupt_stops_the_programs_of_lua_steps(self, lua: Lua) -> None:
         marker = "30.0918"
