@@ -37,7 +37,7 @@ from typing import Any
 
 from .errors import AikitError, InvalidArgument, IOFailure, NotFound, ResourceExhausted
 from .events import EventBus
-from .sessions import check_metadata, check_name, load_metadata, open_database, os_error, publish
+from .sessions import DatabaseStore, check_metadata, check_name, load_metadata, open_database, os_error, publish, record_dict
 from .storage.settings import StorageSettings
 
 DEFAULT_MAX_BYTES = 100 * 1024 * 1024
@@ -63,16 +63,7 @@ class ArtifactInfo:
     created_at: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "version": self.version,
-            "sha256": self.sha256,
-            "size": self.size,
-            "mime": self.mime,
-            "metadata": dict(self.metadata),
-            "session_id": self.session_id,
-            "created_at": self.created_at,
-        }
+        return record_dict(self)
 
 
 _COLUMNS = "name, version, sha256, size, mime, metadata, session_id, created_at"
@@ -130,7 +121,7 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-class ArtifactStore:
+class ArtifactStore(DatabaseStore):
     """Put, get, list, version and delete artifacts under ``data_dir``."""
 
     def __init__(self, data_dir: Path | str, events: EventBus | None = None,
@@ -145,19 +136,6 @@ class ArtifactStore:
         self.blobs_dir = storage.blobs_path(self.db.data_dir)
         #: content in the database (table artifact_blobs) rather than files under blobs_dir
         self.blobs_in_db = storage.blobs_in_database
-
-    @property
-    def data_dir(self) -> Path:
-        return self.db.data_dir
-
-    def close(self) -> None:
-        self.db.close()
-
-    def __enter__(self) -> ArtifactStore:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
     def blob_path(self, sha256: str) -> Path:
         """Where the content with this sha256 is (or would be) stored."""

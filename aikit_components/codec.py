@@ -72,22 +72,17 @@ def loads(text: str | bytes) -> Any:
 
 
 # -- type names for messages -------------------------------------------------------------------
+#: Python types and their JSON Schema names, the first that matches wins (a bool is also an int).
+JSON_TYPES: tuple[tuple[type | tuple[type, ...], str], ...] = (
+    (type(None), "null"), (bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"),
+    ((list, tuple), "array"), (dict, "object"))
+
+
 def json_type_name(value: Any) -> str:
     """The JSON Schema type name of a Python value (``integer``, ``object``, ...)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, (list, tuple)):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
+    for types, name in JSON_TYPES:
+        if isinstance(value, types):
+            return name
     return type(value).__name__
 
 

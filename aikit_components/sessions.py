@@ -15,6 +15,7 @@ Events (when an :class:`~aikit_components.events.EventBus` is given): ``session.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import secrets
 import socket
@@ -24,7 +25,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from . import codec
 from .errors import AikitError, InvalidArgument, IOFailure, NotFound, Timeout
@@ -153,6 +154,26 @@ def open_database(data_dir: Path | str, storage: StorageSettings | None = None) 
     return Database(data_dir)
 
 
+class DatabaseStore:
+    """What the stores of the sessions/artifacts database share: ``db`` (from
+    :func:`open_database`), its ``data_dir``, ``close`` and ``with``."""
+
+    db: Any
+
+    @property
+    def data_dir(self) -> Path:
+        return self.db.data_dir
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
 # ---------------------------------------------------------------------- error mapping
 def sqlite_error(exc: sqlite3.Error, action: str, path: Path) -> AikitError:
     """An aikit error for a failed SQLite call."""
@@ -245,15 +266,15 @@ class SessionInfo:
         return self.status == "active"
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "status": self.status,
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-            "completed_at": self.completed_at,
-            "metadata": dict(self.metadata),
-        }
+        return record_dict(self)
+
+
+def record_dict(record: Any) -> dict[str, Any]:
+    """A stored record (a dataclass with ``metadata``) as a dict of its fields, in their order, the
+    metadata copied."""
+    values = {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
+    values["metadata"] = dict(values["metadata"])
+    return values
 
 
 _SESSION_COLUMNS = "id, name, status, created_at, updated_at, completed_at, metadata"
@@ -270,26 +291,13 @@ def _session_from_row(row: tuple[Any, ...]) -> SessionInfo:
     return SessionInfo(sid, name, status, created, updated, completed, load_metadata(metadata))
 
 
-class SessionStore:
+class SessionStore(DatabaseStore):
     """Create, resume, list and complete sessions in ``<data_dir>/sessions.sqlite``."""
 
     def __init__(self, data_dir: Path | str, events: EventBus | None = None, *,
                  storage: StorageSettings | None = None) -> None:
         self.db = open_database(data_dir, storage)
         self.events = events
-
-    @property
-    def data_dir(self) -> Path:
-        return self.db.data_dir
-
-    def close(self) -> None:
-        self.db.close()
-
-    def __enter__(self) -> SessionStore:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
     # ------------------------------------------------------------------ sync
     def create(self, name: str | None = None, metadata: dict[Any, Any] | None = None) -> SessionInfo:
@@ -325,18 +333,8 @@ class SessionStore:
     def resume(self, session_id: str) -> SessionInfo:
         """Mark a session ``active`` again (a completed or failed one too) and return it."""
         check_name(session_id, "session id")
-        now = time.time()
-        with self.db.transaction(f"cannot resume session {session_id!r}") as conn:
-            cur = conn.execute(
-                "UPDATE sessions SET status = 'active', updated_at = ?, completed_at = NULL, host = ? WHERE id = ?",
-                (now, _host(), session_id),
-            )
-            if cur.rowcount == 0:
-                raise self._not_found(session_id)
-            row = conn.execute(f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = ?", (session_id,)).fetchone()
-        info = _session_from_row(row)
-        publish(self.events, "session.resumed", info.to_dict(), "sessions")
-        return info
+        return self._update(session_id, "resume", "session.resumed",
+                            "status = 'active', updated_at = ?, completed_at = NULL, host = ?", (time.time(), _host()))
 
     def list(self, status: str | None = None, limit: int = 100) -> list[SessionInfo]:
         """Sessions, newest first, optionally only those with ``status``; at most ``limit``."""
@@ -360,16 +358,19 @@ class SessionStore:
             raise InvalidArgument(f"a session ends as 'completed', 'failed' or 'interrupted', not {status!r}",
                                   details={"argument": "status"})
         now = time.time()
-        with self.db.transaction(f"cannot complete session {session_id!r}") as conn:
-            cur = conn.execute(
-                "UPDATE sessions SET status = ?, updated_at = ?, completed_at = ? WHERE id = ?",
-                (status, now, now, session_id),
-            )
+        return self._update(session_id, "complete", "session.completed",
+                            "status = ?, updated_at = ?, completed_at = ?", (status, now, now))
+
+    def _update(self, session_id: str, verb: str, topic: str, assignments: str, values: tuple[Any, ...]) -> SessionInfo:
+        """``UPDATE sessions SET <assignments>`` of one session (NotFound when there is none), then
+        publish ``topic`` with the session as it is now and return it."""
+        with self.db.transaction(f"cannot {verb} session {session_id!r}") as conn:
+            cur = conn.execute(f"UPDATE sessions SET {assignments} WHERE id = ?", (*values, session_id))
             if cur.rowcount == 0:
                 raise self._not_found(session_id)
             row = conn.execute(f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = ?", (session_id,)).fetchone()
         info = _session_from_row(row)
-        publish(self.events, "session.completed", info.to_dict(), "sessions")
+        publish(self.events, topic, info.to_dict(), "sessions")
         return info
 
     def _not_found(self, session_id: str) -> NotFound:

@@ -89,6 +89,12 @@ class Kernel:
         self.kc.stop_channels()
         self.km.shutdown_kernel(now=False)
 
+    def __enter__(self) -> Kernel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def documents_lua(n: int) -> str:
     """A Lua list of n generated documents of ~600 characters."""
@@ -114,14 +120,10 @@ def main(argv: list[str] | None = None) -> int:
         data = Path(tmp_name) / "data"
         try:
             log("ipykernel: idle RSS")
-            ipk = Kernel("python3")
-            try:
+            with Kernel("python3") as ipk:
                 ipy_idle = ipk.settled_rss()
-            finally:
-                ipk.close()
             log("aikit: idle RSS, model load, ingest")
-            k = Kernel("aikit", data)
-            try:
+            with Kernel("aikit", data) as k:
                 aikit_idle = k.settled_rss()
                 load_s = k.run('RAG.collection("bench"):ingest{{id = "first", text = "This one loads the model."}}')
                 with_model = k.settled_rss()
@@ -133,16 +135,11 @@ def main(argv: list[str] | None = None) -> int:
                     raise BenchError("could not read the number of chunks ingested")
                 chunks = int(out[0])
                 after_ingest = k.settled_rss()
-            finally:
-                k.close()
             log("aikit: first search of a new kernel")
-            k = Kernel("aikit", data)
-            try:
+            with Kernel("aikit", data) as k:
                 search = 'assert(#RAG.collection("bench"):search("which document talks about the orbit", {k = 5}) == 5)'
                 first_search_s = k.run(search)
                 second_search_s = k.run(search)
-            finally:
-                k.close()
         except RuntimeError as exc:
             print(f"error: a kernel did not start: {exc}", file=sys.stderr)
             return 1

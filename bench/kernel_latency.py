@@ -386,6 +386,15 @@ def measure_startup(starts: int, early_s: float, gap_s: float, log: Any, first: 
     return times, cpu, early
 
 
+def failed(exc: Exception) -> int:
+    """Say why the benchmark could not go on; its exit status (1: a kernel did not start, else 2)."""
+    if isinstance(exc, KernelStartError):
+        print(f"error: kernel failed to start: {exc}", file=sys.stderr)
+        return 1
+    print(f"error: {exc}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=None, help="execute round trips per kernel (default 200)")
@@ -422,12 +431,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         first: dict[str, list[float]] = {}
         startup, startup_cpu, early = measure_startup(starts, args.early_s, gap_s, log, first)
-    except KernelStartError as exc:
-        print(f"error: kernel failed to start: {exc}", file=sys.stderr)
-        return 1
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except (KernelStartError, BenchError) as exc:
+        return failed(exc)
 
     kernels: dict[str, RunningKernel] = {}
     round_trips: dict[str, list[float]] = {s.label: [] for s in SPECS}
@@ -452,12 +457,8 @@ def main(argv: list[str] | None = None) -> int:
                 rate = kernels[spec.label].pipelined(burst)
                 rates[spec.label].append(rate)
                 log(f"  burst {i + 1}/{rounds} {spec.label:<9} {rate:,.0f} executes/s")
-    except KernelStartError as exc:
-        print(f"error: kernel failed to start: {exc}", file=sys.stderr)
-        return 1
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except (KernelStartError, BenchError) as exc:
+        return failed(exc)
     finally:
         for rk in kernels.values():
             rk.shutdown()

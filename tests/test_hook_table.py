@@ -502,6 +502,13 @@ def assert_cancelled(exc: BaseException, reason: str) -> None:
     assert reason in exc.message and exc.details["reason"] == reason
 
 
+def assert_run_cancelled(rig: AgentRig, reason: str, *replies: Any) -> None:
+    """The agent run the server answers with ``replies`` is cancelled for ``reason``."""
+    with pytest.raises(Cancelled) as info:
+        rig.run(*replies)
+    assert_cancelled(info.value, reason)
+
+
 # ----------------------------------------------------------------------------------- tool.*
 @documents("tool.before", "cancel")
 def _(rig: ToolRig) -> None:
@@ -684,13 +691,15 @@ def _(rig: CellRig) -> None:
 
 
 # ----------------------------------------------------------------------------------- agent.*
+def _cancel_before_the_model(rig: AgentRig, point: str, reason: str) -> None:
+    rig.register(point, lambda ctx: HookResult.cancel(reason))
+    assert_run_cancelled(rig, reason, answer("unused"))
+    assert rig.server.requests == []  # the model is not asked
+
+
 @documents("agent.before", "cancel")
 def _(rig: AgentRig) -> None:
-    rig.register("agent.before", lambda ctx: HookResult.cancel("no agents after midnight"))
-    with pytest.raises(Cancelled) as info:
-        rig.run(answer("unused"))
-    assert_cancelled(info.value, "no agents after midnight")
-    assert rig.server.requests == []
+    _cancel_before_the_model(rig, "agent.before", "no agents after midnight")
 
 
 @documents("agent.before", "modify")
@@ -716,10 +725,15 @@ def _(rig: AgentRig) -> None:
 @documents("agent.after", "cancel")
 def _(rig: AgentRig) -> None:
     rig.register("agent.after", lambda ctx: HookResult.cancel("off topic"))
-    with pytest.raises(Cancelled) as info:
-        rig.run(answer("about cats"))
-    assert_cancelled(info.value, "off topic")
+    assert_run_cancelled(rig, "off topic", answer("about cats"))
     assert len(rig.server.requests) == 1
+
+
+def _retries_end_at_the_limit(rig: AgentRig, point: str, word: str) -> None:
+    """A hook at ``point`` that always retries: the answer after MAX_RETRIES retries stands."""
+    rig.register(point, lambda ctx: HookResult.retry())
+    replies = [answer(f"{word} {i}") for i in range(1, MAX_RETRIES + 3)]
+    assert rig.run(*replies).text == f"{word} {1 + MAX_RETRIES}" and len(rig.server.requests) == 1 + MAX_RETRIES
 
 
 @documents("agent.after", "retry")
@@ -728,9 +742,7 @@ def _(rig: AgentRig) -> None:
     assert rig.run(answer("draft"), answer("final")).text == "final" and len(rig.server.requests) == 2
     assert rig.server.sent(0) == rig.server.sent(1) == [{"role": "user", "content": "hi"}]  # the whole run again
     rig.hooks.unregister(hook)
-    rig.register("agent.after", lambda ctx: HookResult.retry())
-    replies = [answer(f"run {i}") for i in range(1, MAX_RETRIES + 3)]
-    assert rig.run(*replies).text == f"run {1 + MAX_RETRIES}" and len(rig.server.requests) == 1 + MAX_RETRIES
+    _retries_end_at_the_limit(rig, "agent.after", "run")
 
 
 @documents("agent.after", "replace")
@@ -740,15 +752,20 @@ def _(rig: AgentRig) -> None:
     assert (result.text, result.data, result.model) == ("42", {"n": 42}, "openai/m")
 
 
+def _retries_stop_at_the_limit(rig: AgentRig, point: str) -> None:
+    """A hook at ``point`` that always retries a failing run: the run fails after MAX_RETRIES retries."""
+    rig.register(point, lambda ctx: HookResult.retry())
+    with pytest.raises(AikitError) as info:
+        rig.run(*[bad_request()] * (MAX_RETRIES + 2))
+    assert info.value.details["hook_retries"] == MAX_RETRIES and len(rig.server.requests) == 1 + MAX_RETRIES
+
+
 @documents("agent.error", "retry")
 def _(rig: AgentRig) -> None:
     hook = rig.register("agent.error", lambda ctx: HookResult.retry())
     assert rig.run(bad_request(), answer("recovered")).text == "recovered" and len(rig.server.requests) == 2
     rig.hooks.unregister(hook)
-    rig.register("agent.error", lambda ctx: HookResult.retry())
-    with pytest.raises(AikitError) as info:
-        rig.run(*[bad_request()] * (MAX_RETRIES + 2))
-    assert info.value.details["hook_retries"] == MAX_RETRIES and len(rig.server.requests) == 1 + MAX_RETRIES
+    _retries_stop_at_the_limit(rig, "agent.error")
 
 
 @documents("agent.error", "replace")
@@ -761,11 +778,7 @@ def _(rig: AgentRig) -> None:
 # ------------------------------------------------------------------------------------- llm.*
 @documents("llm.before", "cancel")
 def _(rig: AgentRig) -> None:
-    rig.register("llm.before", lambda ctx: HookResult.cancel("offline"))
-    with pytest.raises(Cancelled) as info:
-        rig.run(answer("unused"))
-    assert_cancelled(info.value, "offline")
-    assert rig.server.requests == []
+    _cancel_before_the_model(rig, "llm.before", "offline")
 
 
 @documents("llm.before", "modify")
@@ -791,9 +804,7 @@ def _(rig: AgentRig) -> None:
 @documents("llm.after", "cancel")
 def _(rig: AgentRig) -> None:
     rig.register("llm.after", lambda ctx: HookResult.cancel("leaked a secret") if "sk-" in ctx.payload["text"] else None)
-    with pytest.raises(Cancelled) as info:
-        rig.run(answer("the key is sk-1"))
-    assert_cancelled(info.value, "leaked a secret")
+    assert_run_cancelled(rig, "leaked a secret", answer("the key is sk-1"))
 
 
 @documents("llm.after", "retry")
@@ -803,9 +814,7 @@ def _(rig: AgentRig) -> None:
     assert result.text == "final" and result.steps == 1 and len(rig.server.requests) == 2  # the same call again
     assert rig.server.sent(0) == rig.server.sent(1)
     rig.hooks.unregister(hook)
-    rig.register("llm.after", lambda ctx: HookResult.retry())
-    replies = [answer(f"try {i}") for i in range(1, MAX_RETRIES + 3)]
-    assert rig.run(*replies).text == f"try {1 + MAX_RETRIES}" and len(rig.server.requests) == 1 + MAX_RETRIES
+    _retries_end_at_the_limit(rig, "llm.after", "try")
 
 
 @documents("llm.after", "replace")
@@ -822,10 +831,7 @@ def _(rig: AgentRig) -> None:
     assert rig.run(bad_request(), answer("second time")).text == "second time"
     assert len(rig.server.requests) == 2 and agent_errors == []  # the call was repeated, not the run
     rig.hooks.unregister(hook)
-    rig.register("llm.error", lambda ctx: HookResult.retry())
-    with pytest.raises(AikitError) as info:
-        rig.run(*[bad_request()] * (MAX_RETRIES + 2))
-    assert info.value.details["hook_retries"] == MAX_RETRIES and len(rig.server.requests) == 1 + MAX_RETRIES
+    _retries_stop_at_the_limit(rig, "llm.error")
 
 
 @documents("llm.error", "replace")

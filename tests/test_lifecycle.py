@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from tests.support.processes import gone, wait_until
+
 LAUNCHER = """
 import os
 from jupyter_client.manager import KernelManager
@@ -25,14 +27,7 @@ def test_kernel_exits_when_its_client_dies(tmp_path: Path) -> None:
         assert proc.stdout is not None
         pid = int(proc.stdout.readline())
         proc.wait(timeout=30)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.2)
-    else:
+    if not wait_until(lambda: gone(pid), 15):
         os.kill(pid, 9)
         raise AssertionError("the orphaned kernel is still running")
     assert "is gone: shutting down" in (tmp_path / "stderr.txt").read_text()

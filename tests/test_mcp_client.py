@@ -21,7 +21,7 @@ import pytest
 
 from tests.support.lua import later
 from tests.support.npm import npm_ci as install
-from tests.support.processes import wait_until
+from tests.support.processes import gone, wait_until
 
 SERVERS = Path(__file__).resolve().parent / "mcp_servers"
 EVERYTHING = SERVERS / "node_modules/@modelcontextprotocol/server-everything/dist/index.js"
@@ -301,18 +301,7 @@ def test_a_stdio_server_dies_with_aikit(tmp_path: Path, monkeypatch: pytest.Monk
         os.kill(server_pid, 0)  # alive while aikit is
         proc.kill()  # SIGKILL: no handler of aikit runs
         proc.wait(10)
-
-        def gone() -> bool:
-            try:
-                os.kill(server_pid, 0)
-            except ProcessLookupError:
-                return True
-            try:
-                with open(f"/proc/{server_pid}/stat") as f:  # a zombie waiting for init counts as gone
-                    return f.read().split()[2] == "Z"
-            except FileNotFoundError:
-                return True
-        wait_until(gone, timeout=10)
+        wait_until(lambda: gone(server_pid), timeout=10)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -340,18 +329,7 @@ def test_in_a_kernel_the_connection_outlives_cells_and_closes_at_shutdown(tmp_pa
         assert int(kernel.value('Tool.call("py.structured", {n = 2}).pid') or "0") == pid
     finally:
         kernel.shutdown()
-
-    def gone() -> bool:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                return f.read().split()[2] == "Z"
-        except FileNotFoundError:
-            return True
-    wait_until(gone, timeout=15)
+    wait_until(lambda: gone(pid), timeout=15)
 
 
 def test_configured_servers_connect_for_workflows_and_missions(mcp_lua, tmp_path: Path) -> None:

@@ -411,13 +411,19 @@ def test_compare_and_set_semantics(state: State) -> None:
     assert state.compare_and_set("global", "absent", None, 1) is False
 
 
-def test_update_atomic_under_threads(state: State) -> None:
+def counted_in_threads(state: State, key: str, threads: int, times: int) -> Any:
+    """``key`` of scope global after ``threads`` threads each added 1 to it ``times`` times with
+    ``update``."""
     def work(_: int) -> None:
-        for _ in range(200):
-            state.update("global", "counter", lambda v: (v or 0) + 1)
+        for _ in range(times):
+            state.update("global", key, lambda v: (v or 0) + 1)
 
-    run_in_threads(10, work)
-    assert state.get("global", "counter") == 2000
+    run_in_threads(threads, work)
+    return state.get("global", key)
+
+
+def test_update_atomic_under_threads(state: State) -> None:
+    assert counted_in_threads(state, "counter", threads=10, times=200) == 2000
 
 
 def test_cas_loop_under_threads(state: State) -> None:
@@ -803,13 +809,7 @@ def test_events_published_without_values(hooked) -> None:
 def test_update_hook_runs_inside_atomic_section(hooked) -> None:
     st, hooks, _ = hooked
     hooks.register("state.write.before", lambda ctx: HookResult.modify({**ctx.payload, "value": ctx.payload["value"] + 1}))
-
-    def work(_: int) -> None:
-        for _ in range(50):
-            st.update("global", "n", lambda v: (v or 0) + 1)
-
-    run_in_threads(4, work)
-    assert st.get("global", "n") == 400
+    assert counted_in_threads(st, "n", threads=4, times=50) == 400
 
 
 # -- every operation in one pass, and packaging ----------------------------------------------------

@@ -20,18 +20,21 @@ def kind_of_default(section: str, key: str) -> str | None:
         return None
     if f"{section}.{key}" in NUMBER_KEYS:
         return "number"
-    default = DEFAULTS[section][key]
-    if isinstance(default, bool):
-        return "bool"
-    if isinstance(default, int):
-        return "int"
-    if isinstance(default, float):
-        return "number"
-    if isinstance(default, str):
-        return "str"
-    if isinstance(default, list):
-        return "list"
+    return _word(DEFAULTS[section][key], _DEFAULT_KINDS)
+
+
+def _word(value: Any, words: tuple[tuple[type | tuple[type, ...], str], ...]) -> str | None:
+    """The word of the first ``(types, word)`` of ``words`` that ``value`` is an instance of."""
+    for types, word in words:
+        if isinstance(value, types):
+            return word
     return None
+
+
+# The first that matches wins (a bool is also an int).
+_DEFAULT_KINDS = ((bool, "bool"), (int, "int"), (float, "number"), (str, "str"), (list, "list"))
+_TYPE_NAMES = ((bool, "a boolean"), (int, "an integer"), (float, "a float"), ((str, Secret), "a string"),
+               (list, "an array"), (dict, "a table"), ((_dt.date, _dt.time), "a date/time"))
 
 
 _EXPECTED = {
@@ -55,21 +58,7 @@ def describe(value: Any, secret: bool = False) -> str:
 
 
 def _type_name(value: Any) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a float"
-    if isinstance(value, (str, Secret)):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, (_dt.date, _dt.time)):
-        return "a date/time"
-    return type(value).__name__
+    return _word(value, _TYPE_NAMES) or type(value).__name__
 
 
 def _check_kind(kind: str, value: Any) -> bool:

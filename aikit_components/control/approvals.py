@@ -166,6 +166,15 @@ def parse_answer(text: str | None, who: str = "") -> Answer | None:
     return Answer(decision, reason.strip(), who)
 
 
+#: How many times a person is asked: an answer that is none of the words is asked again.
+ASKS = 3
+
+
+def _settled(text: str | None) -> bool:
+    """Whether asking again is pointless: an answer, or the end of input (None)."""
+    return text is None or parse_answer(text) is not None
+
+
 class Asker(Protocol):
     """How a front door asks a person (a notebook's stdin, a terminal)."""
 
@@ -367,24 +376,24 @@ class ApprovalInterceptor(Interceptor):
         if asker is None or not self._can_ask(asker):
             return None
         self._requested(request)
-        given = None
-        for _ in range(3):  # an answer that is none of the words is asked again
+        text: str | None = None
+        for _ in range(ASKS):
             text = await asker.aask(request.prompt())
-            given = parse_answer(text, who_answers())
-            if given is not None or text is None:
+            if _settled(text):
                 break
-        given = given or Answer("denied", "no answer", who_answers())
-        self.decided(request, given)
-        return given
+        return self._conclude(request, text)
 
     def _answer(self, request: ApprovalRequest, ask: Callable[[str], str | None]) -> Answer:
-        given = None
-        for _ in range(3):  # an answer that is none of the words is asked again
+        text: str | None = None
+        for _ in range(ASKS):
             text = ask(request.prompt())
-            given = parse_answer(text, who_answers())
-            if given is not None or text is None:
+            if _settled(text):
                 break
-        given = given or Answer("denied", "no answer", who_answers())
+        return self._conclude(request, text)
+
+    def _conclude(self, request: ApprovalRequest, text: str | None) -> Answer:
+        """Decide ``request`` by the last answer given (denied when it is none of the words)."""
+        given = parse_answer(text, who_answers()) or Answer("denied", "no answer", who_answers())
         self.decided(request, given)
         return given
 

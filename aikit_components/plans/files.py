@@ -11,14 +11,16 @@ from typing import Any
 from ..errors import InvalidArgument, IOFailure, NotFound
 
 
-def read_text_file(path: str | os.PathLike[str], what: str, expected: str | None = None) -> str:
+def read_text_file(path: str | os.PathLike[str], what: str, expected: str | None = None, *,
+                   missing_hint: str = "") -> str:
     """The UTF-8 text of ``path``; errors name the file (``what`` says which kind it is,
-    ``expected`` what a directory should have been: ``what`` by default)."""
+    ``expected`` what a directory should have been: ``what`` by default; ``missing_hint`` ends the
+    message when there is no such file)."""
     p = Path(path)
     try:
         return p.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise NotFound(f"{what} {str(p)!r} does not exist", details={"path": str(p)}) from None
+        raise NotFound(f"{what} {str(p)!r} does not exist{missing_hint}", details={"path": str(p)}) from None
     except IsADirectoryError:
         raise InvalidArgument(f"{str(p)!r} is a directory, not a {expected or what}") from None
     except UnicodeDecodeError as exc:
@@ -27,10 +29,11 @@ def read_text_file(path: str | os.PathLike[str], what: str, expected: str | None
         raise IOFailure(f"cannot read {what} {str(p)!r}: {exc.strerror or exc}") from None
 
 
-def read_json_file(path: str | os.PathLike[str], what: str) -> Any:
-    """The parsed JSON of ``path``; errors name the file (``what`` says which kind it is)."""
+def read_json_file(path: str | os.PathLike[str], what: str, *, missing_hint: str = "") -> Any:
+    """The parsed JSON of ``path``; errors name the file (``what`` says which kind it is,
+    ``missing_hint`` ends the message when there is no such file)."""
     p = Path(path)
-    text = read_text_file(p, what)
+    text = read_text_file(p, what, missing_hint=missing_hint)
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

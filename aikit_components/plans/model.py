@@ -24,12 +24,14 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidArgument, IOFailure, NotFound, ValidationError
+from ..errors import IOFailure, NotFound, ValidationError
+from .files import read_json_file
 
 PLAN_VERSION = 1
 DEFAULT_LAYER = "execution"
@@ -160,6 +162,20 @@ def dependency_problems(tasks: list[Task]) -> list[tuple[Task, str]]:
     return problems
 
 
+def _objects(items: Any, at: str, problems: list[str]) -> Iterator[tuple[int, str, dict[str, Any]]]:
+    """(index, where, item) of each object in ``items``, the list at ``at``; what is not a list, or
+    not an object in it, is a problem."""
+    if not isinstance(items, list):
+        problems.append(f"{at}: expected a list")
+        return
+    for index, item in enumerate(items):
+        where = f"{at}[{index}]"
+        if isinstance(item, dict):
+            yield index, where, item
+        else:
+            problems.append(f"{where}: expected an object")
+
+
 def plan_from_dict(data: Any, *, where: str = "plan") -> Plan:
     """Build a :class:`Plan` from its JSON form; raise :class:`ValidationError` listing every problem."""
     problems: list[str] = []
@@ -176,17 +192,9 @@ def plan_from_dict(data: Any, *, where: str = "plan") -> Plan:
     if not isinstance(generated_at, str):
         problems.append("generated_at: expected a string")
         generated_at = str(generated_at)
-    raw_queues = data.get("queues")
-    if not isinstance(raw_queues, list):
-        problems.append("queues: expected a list")
-        raw_queues = []
     queues: list[Queue] = []
     seen: dict[str, str] = {}
-    for qi, rq in enumerate(raw_queues):
-        at = f"queues[{qi}]"
-        if not isinstance(rq, dict):
-            problems.append(f"{at}: expected an object")
-            continue
+    for qi, at, rq in _objects(data.get("queues"), "queues", problems):
         name = rq.get("name")
         if not isinstance(name, str) or not name.strip():
             problems.append(f"{at}.name: expected a non-empty string")
@@ -195,15 +203,7 @@ def plan_from_dict(data: Any, *, where: str = "plan") -> Plan:
         if hooks is not None and not isinstance(hooks, (dict, list, str)):
             problems.append(f"{at}.hooks: expected null, an object, a list or a string")
         queue = Queue(name=name, hooks=hooks)
-        raw_tasks = rq.get("tasks")
-        if not isinstance(raw_tasks, list):
-            problems.append(f"{at}.tasks: expected a list")
-            raw_tasks = []
-        for ti, rt in enumerate(raw_tasks):
-            tat = f"{at}.tasks[{ti}]"
-            if not isinstance(rt, dict):
-                problems.append(f"{tat}: expected an object")
-                continue
+        for _, tat, rt in _objects(rq.get("tasks"), f"{at}.tasks", problems):
             tid = rt.get("id")
             if not is_task_id(tid):
                 problems.append(f"{tat}.id: {tid!r} is not a task id (TASK- and at least three digits, e.g. TASK-001)")
@@ -254,22 +254,7 @@ def plan_from_dict(data: Any, *, where: str = "plan") -> Plan:
 def load_plan(path: str | os.PathLike[str]) -> Plan:
     """Read and validate a plan file."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise NotFound(f"plan file {str(p)!r} does not exist (create one with `aikit plan --sot SOT.md --out {p}`)",
-                       details={"path": str(p)}) from None
-    except IsADirectoryError:
-        raise InvalidArgument(f"{str(p)!r} is a directory, not a plan file") from None
-    except UnicodeDecodeError as exc:
-        raise InvalidArgument(f"plan file {str(p)!r} is not UTF-8 text: {exc}") from None
-    except OSError as exc:
-        raise IOFailure(f"cannot read plan file {str(p)!r}: {exc.strerror or exc}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidArgument(f"{p}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}",
-                              details={"path": str(p), "line": exc.lineno}) from None
+    data = read_json_file(p, "plan file", missing_hint=f" (create one with `aikit plan --sot SOT.md --out {p}`)")
     plan = plan_from_dict(data, where=str(p))
     plan.path = p.resolve()
     return plan

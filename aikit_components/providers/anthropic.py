@@ -25,7 +25,7 @@ import httpx
 from ..config import Secret
 from ..operations import Pipeline
 from .base import ProviderError
-from .http import DEFAULT_BACKOFF_S, DEFAULT_MAX_RETRY_AFTER_S, HTTPClient, HTTPEndpoint
+from .http import DEFAULT_BACKOFF_S, DEFAULT_MAX_RETRY_AFTER_S, ChatClient, HTTPEndpoint
 from .messages import Completion, Message, Request, StopReason, StreamEvent, ToolCall, Usage, response_id
 from .streams import aiter_sse
 from .tool_arguments import make_tool_call
@@ -70,7 +70,7 @@ def _structured_schema(schema: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     return {"type": "object", "properties": {"value": schema}, "required": ["value"]}, True
 
 
-class AnthropicProvider(HTTPClient):
+class AnthropicProvider(ChatClient):
     """The Messages wire format on one endpoint (``base_url`` without ``/v1``; one ending in ``/v1``
     is accepted too)."""
 
@@ -180,15 +180,8 @@ class AnthropicProvider(HTTPClient):
         return Completion(Message.assistant(text, calls), stop, _usage(data.get("usage")), model,
                           response_id=response_id(data))
 
-    async def complete(self, request: Request) -> Completion:
-        _, _, data = await self.http.post_json(self.path, self.request_body(request))
-        return self.parse_completion(data, request)
-
     # ------------------------------------------------------------------ streaming
-    def stream(self, request: Request) -> AsyncIterator[StreamEvent]:
-        return self.http.retry_stream(lambda: self._stream_once(request))
-
-    async def _stream_once(self, request: Request) -> AsyncIterator[StreamEvent]:
+    async def stream_once(self, request: Request) -> AsyncIterator[StreamEvent]:
         state = _StreamState(self, request)
         lines = self.http.stream_lines(self.path, self.request_body(request, stream=True), retries=0)
         seen = 0

@@ -34,6 +34,7 @@ from ..operations import Pipeline
 from ..operations.http import observe_client
 from .admission import admit
 from .base import ProviderError
+from .messages import Completion, Request, StreamEvent
 from .pool import shard_pool
 from .wire_errors import QUOTE_LIMIT, error_from_body, quote_text, retry_after_of, with_attempts
 
@@ -352,3 +353,27 @@ class HTTPClient:
 
     async def __aexit__(self, *exc: Any) -> None:
         await self.aclose()
+
+
+class ChatClient(HTTPClient):
+    """What every HTTP chat provider shares: ``complete`` posts ``request_body(request)`` to
+    ``path`` and parses the answer; ``stream`` retries ``stream_once`` (the wire format's own
+    streaming) as long as no event was yielded. Subclasses set ``path`` and write the three."""
+
+    path: str
+
+    def request_body(self, request: Request, *, stream: bool = False) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def parse_completion(self, data: Any, request: Request) -> Completion:
+        raise NotImplementedError
+
+    def stream_once(self, request: Request) -> AsyncIterator[StreamEvent]:
+        raise NotImplementedError
+
+    async def complete(self, request: Request) -> Completion:
+        _, _, data = await self.http.post_json(self.path, self.request_body(request))
+        return self.parse_completion(data, request)
+
+    def stream(self, request: Request) -> AsyncIterator[StreamEvent]:
+        return self.http.retry_stream(lambda: self.stream_once(request))

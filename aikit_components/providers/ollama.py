@@ -21,7 +21,7 @@ import httpx
 from ..config import Secret
 from ..operations import Pipeline
 from .base import ProviderError
-from .http import DEFAULT_BACKOFF_S, DEFAULT_MAX_RETRY_AFTER_S, HTTPClient, HTTPEndpoint
+from .http import DEFAULT_BACKOFF_S, DEFAULT_MAX_RETRY_AFTER_S, ChatClient, HTTPEndpoint
 from .messages import Completion, Message, Request, StopReason, StreamEvent, ToolCall, Usage
 from .streams import aiter_ndjson
 from .tool_arguments import make_tool_call
@@ -40,7 +40,7 @@ def _stop_reason(reason: str | None, has_calls: bool) -> StopReason:
     return "tool_calls" if has_calls and stop == "end" else stop
 
 
-class OllamaProvider(HTTPClient):
+class OllamaProvider(ChatClient):
     """Ollama's ``/api/chat`` on one server. ``options`` are default model options merged under
     the request's own (``{"num_ctx": 8192}``, say); ``keep_alive`` is sent when given. No key is
     needed for a local server (one is sent as a Bearer token when given, for hosted Ollama)."""
@@ -126,15 +126,8 @@ class OllamaProvider(HTTPClient):
                           _stop_reason(data.get("done_reason"), bool(calls)), _usage(data),
                           f"{self.name}/{data.get('model') or request.model}")
 
-    async def complete(self, request: Request) -> Completion:
-        _, _, data = await self.http.post_json(self.path, self.request_body(request))
-        return self.parse_completion(data, request)
-
     # ------------------------------------------------------------------ streaming
-    def stream(self, request: Request) -> AsyncIterator[StreamEvent]:
-        return self.http.retry_stream(lambda: self._stream_once(request))
-
-    async def _stream_once(self, request: Request) -> AsyncIterator[StreamEvent]:
+    async def stream_once(self, request: Request) -> AsyncIterator[StreamEvent]:
         text: list[str] = []
         calls: list[ToolCall] = []
         final: dict[str, Any] | None = None

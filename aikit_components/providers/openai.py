@@ -21,7 +21,7 @@ import httpx
 from ..config import Secret
 from ..operations import Pipeline
 from .base import ProviderError
-from .http import DEFAULT_BACKOFF_S, DEFAULT_MAX_RETRY_AFTER_S, HTTPClient, HTTPEndpoint
+from .http import DEFAULT_BACKOFF_S, DEFAULT_MAX_RETRY_AFTER_S, ChatClient, HTTPEndpoint
 from .messages import Completion, Message, Request, StopReason, StreamEvent, ToolCall, Usage, new_call_id, response_id
 from .streams import aiter_sse
 from .tool_arguments import encode_arguments, make_tool_call
@@ -60,13 +60,15 @@ def _response_format(schema: dict[str, Any]) -> dict[str, Any]:
     return {"type": "json_schema", "json_schema": spec}
 
 
-class OpenAIProvider(HTTPClient):
+class OpenAIProvider(ChatClient):
     """The Chat Completions wire format on one endpoint.
 
     ``max_tokens_param`` names the field that carries ``Request.max_tokens`` ("max_tokens", or
     "max_completion_tokens" for OpenAI's reasoning models); ``stream_usage=False`` drops
     ``stream_options`` for servers that reject it.
     """
+
+    path = "/chat/completions"
 
     def __init__(self, name: str = "openai", base_url: str = "https://api.openai.com/v1",
                  api_key: str | Secret | None = None, *, timeout_s: float = 60.0, retries: int = 2,
@@ -146,17 +148,10 @@ class OpenAIProvider(HTTPClient):
         return Completion(Message.assistant(text, calls), stop, _usage(data.get("usage")), self._model(data, request),
                           refusal=str(refusal), response_id=response_id(data))
 
-    async def complete(self, request: Request) -> Completion:
-        _, _, data = await self.http.post_json("/chat/completions", self.request_body(request))
-        return self.parse_completion(data, request)
-
     # ------------------------------------------------------------------ streaming
-    def stream(self, request: Request) -> AsyncIterator[StreamEvent]:
-        return self.http.retry_stream(lambda: self._stream_once(request))
-
-    async def _stream_once(self, request: Request) -> AsyncIterator[StreamEvent]:
+    async def stream_once(self, request: Request) -> AsyncIterator[StreamEvent]:
         state = _StreamState(self.name, request.model)
-        lines = self.http.stream_lines("/chat/completions", self.request_body(request, stream=True), retries=0)
+        lines = self.http.stream_lines(self.path, self.request_body(request, stream=True), retries=0)
         async with aclosing(lines), aclosing(aiter_sse(lines)) as events:
             async for event in events:
                 state.events += 1

@@ -52,28 +52,22 @@ def _collection_fields(op: Operation) -> dict[str, Any]:
     return {"collection": op.payload["collection"], "tenant": op.payload["tenant"]}
 
 
+def _rag_kind(name: str, finished: str, what: str, finished_fields: Callable[[Operation, Any], dict[str, Any]]
+              ) -> OperationKind:
+    """A RAG operation on one collection: no hook points, and of the events only the finished one
+    (``finished``), which docs/lua-api.md lists; ``what`` describes it ("... collection 'name'")."""
+    return OperationKind(name, topics=(None, finished, None), source="rag",
+                         describe=lambda op: f"{what} collection {op.name!r}", event_fields=_collection_fields,
+                         finished_fields=finished_fields, converts_errors=False)
+
+
 # Payloads: ingest {collection, tenant, ids}; search {collection, tenant, query, k, mode, filter}.
-# No hook points; the finished events are the ones docs/lua-api.md lists (no started/failed).
-RAG_INGEST = OperationKind(
-    "rag.ingest",
-    topics=(None, "rag.ingested", None),
-    source="rag",
-    describe=lambda op: f"ingest into collection {op.name!r}",
-    event_fields=_collection_fields,
-    finished_fields=lambda op, result: {"documents": result["documents"], "chunks": result["chunks"],
-                                        "unchanged": result["unchanged"]},
-    converts_errors=False,
-)
-RAG_SEARCH = OperationKind(
-    "rag.search",
-    topics=(None, "rag.searched", None),
-    source="rag",
-    describe=lambda op: f"search of collection {op.name!r}",
-    event_fields=_collection_fields,
-    finished_fields=lambda op, hits: {"mode": op.payload["mode"], "k": op.payload["k"], "hits": len(hits),
-                                      "filtered": bool(op.payload["filter"])},
-    converts_errors=False,
-)
+RAG_INGEST = _rag_kind("rag.ingest", "rag.ingested", "ingest into",
+                       lambda op, result: {"documents": result["documents"], "chunks": result["chunks"],
+                                           "unchanged": result["unchanged"]})
+RAG_SEARCH = _rag_kind("rag.search", "rag.searched", "search of",
+                       lambda op, hits: {"mode": op.payload["mode"], "k": op.payload["k"], "hits": len(hits),
+                                         "filtered": bool(op.payload["filter"])})
 
 
 @dataclass

@@ -17,15 +17,15 @@ import asyncio
 import json
 from typing import Any
 
-from aikit_kernel.cli.common import error
+from aikit_kernel.cli.common import Subparsers, add_actions, add_command, error
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: Subparsers) -> None:
     """Add the ``approvals`` subcommand (list, approve, deny) to *subparsers*."""
-    parser = subparsers.add_parser("approvals", help="decide the calls paused agent runs wait for",
-                                   description="List the agent runs waiting for a person's approval, approve or "
-                                               "deny their pending calls, and continue them.")
-    actions = parser.add_subparsers(dest="approvals_action", metavar="ACTION", required=True)
+    parser = add_command(subparsers, "approvals", "decide the calls paused agent runs wait for",
+                         description="List the agent runs waiting for a person's approval, approve or "
+                                     "deny their pending calls, and continue them.", handler=_run)
+    actions = add_actions(parser, "approvals_action")
     listing = actions.add_parser("list", help="paused runs and their pending calls")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
     for name, what in (("approve", "approve"), ("deny", "deny")):
@@ -34,7 +34,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action.add_argument("calls", nargs="*", metavar="CALL", help="call ids or tool names (default: every one)")
         action.add_argument("--reason", default="", help="why (recorded with the decision)")
         action.add_argument("--no-resume", action="store_true", help="store the decisions; do not continue the run")
-    parser.set_defaults(handler=_run)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -5,13 +5,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from aikit_kernel.cli.common import Subparsers, add_actions, add_command, reported
-
-if TYPE_CHECKING:
-    from aikit_components.storage.settings import StorageSettings
 
 
 def register(subparsers: Subparsers) -> None:
@@ -34,21 +30,24 @@ def register(subparsers: Subparsers) -> None:
     run.add_argument("--json", action="store_true", help="print JSON")
 
 
-def _settings() -> tuple[StorageSettings, Path]:
+def _ask(args: argparse.Namespace, action: str) -> Any:
+    """What ``schema_admin.<action>`` answers for the configured stores; None when it was printed
+    as JSON (``--json``), which is all there is to do then."""
     from aikit_components.config import Config, data_dir
+    from aikit_components.storage import schema_admin
     from aikit_components.storage.settings import StorageSettings
 
-    return StorageSettings.from_config(Config.load()), data_dir()
+    answer = getattr(schema_admin, action)(StorageSettings.from_config(Config.load()), data_dir())
+    if args.json:
+        print(json.dumps(answer, indent=2))
+        return None
+    return answer
 
 
 @reported
 def _status(args: argparse.Namespace) -> int:
-    from aikit_components.storage import schema_admin
-
-    storage, directory = _settings()
-    report = schema_admin.status(storage, directory)
-    if args.json:
-        print(json.dumps(report, indent=2))
+    report = _ask(args, "status")
+    if report is None:
         return 0
     print(f"storage: {report['backend']} ({report['where']})")
     for row in report["components"]:
@@ -59,12 +58,8 @@ def _status(args: argparse.Namespace) -> int:
 
 @reported
 def _migrate(args: argparse.Namespace) -> int:
-    from aikit_components.storage import schema_admin
-
-    storage, directory = _settings()
-    done = schema_admin.migrate(storage, directory)
-    if args.json:
-        print(json.dumps(done, indent=2))
+    done = _ask(args, "migrate")
+    if done is None:
         return 0
     for row in done:
         change = "up to date" if row["from"] == row["to"] else f"migrated {row['from']} -> {row['to']}"

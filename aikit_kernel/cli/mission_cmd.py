@@ -29,7 +29,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from aikit_kernel.cli.common import error
+from aikit_kernel.cli.common import Subparsers, add_actions, add_command, error
 
 STATUS_STYLE = {"succeeded": "green", "failed": "red", "timed_out": "red", "cancelled": "yellow",
                 "skipped": "dim", "upstream_failed": "yellow", "pending": "dim", "running": "cyan"}
@@ -38,12 +38,12 @@ STATUS_MARK = {"succeeded": "✓", "failed": "✗", "timed_out": "✗", "cancell
 FINAL = ("succeeded", "failed", "timed_out", "cancelled", "skipped", "upstream_failed")
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: Subparsers) -> None:
     """Add the ``mission`` subcommand (validate, run, resume, list, types) to *subparsers*."""
-    parser = subparsers.add_parser("mission", help="validate and run YAML missions (RustChain format)",
-                                   description="Validate, run and resume YAML missions: steps of tools, "
-                                               "commands, LLM calls and agents scheduled as a DAG.")
-    actions = parser.add_subparsers(dest="mission_action", metavar="ACTION", required=True)
+    parser = add_command(subparsers, "mission", "validate and run YAML missions (RustChain format)",
+                         description="Validate, run and resume YAML missions: steps of tools, "
+                                     "commands, LLM calls and agents scheduled as a DAG.", handler=_run)
+    actions = add_actions(parser, "mission_action")
 
     validate = actions.add_parser("validate", help="report every problem of a mission (exit 1 if any)")
     validate.add_argument("file", help="the mission YAML file")
@@ -88,7 +88,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     types = actions.add_parser("types", help="the step types and what they run")
     types.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.set_defaults(handler=_run)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -8,15 +8,15 @@ import sys
 from datetime import datetime
 from typing import Any
 
-from aikit_kernel.cli.common import error
+from aikit_kernel.cli.common import Subparsers, add_actions, add_command, error
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: Subparsers) -> None:
     """Add the ``trace`` subcommand (list, show, export) to *subparsers*."""
-    parser = subparsers.add_parser("trace", help="list, show and export recorded traces",
-                                   description="Traces recorded in the local span store (cells, scripts, agents, "
-                                               "workflows).")
-    actions = parser.add_subparsers(dest="trace_action", metavar="ACTION", required=True)
+    parser = add_command(subparsers, "trace", "list, show and export recorded traces",
+                         description="Traces recorded in the local span store (cells, scripts, agents, "
+                                     "workflows).", handler=_run)
+    actions = add_actions(parser, "trace_action")
     listing = actions.add_parser("list", help="recent traces, newest first")
     listing.add_argument("--last", type=int, default=20, metavar="N", help="at most N traces (default 20)")
     listing.add_argument("--agent", metavar="NAME", help="only traces where this agent ran")
@@ -30,7 +30,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     export.add_argument("id", help="trace id (or a unique prefix of 8+ hex digits)")
     export.add_argument("--format", default="otlp-json", choices=["otlp-json"], help="output format")
     export.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
-    parser.set_defaults(handler=_run)
 
 
 # Root kinds of the requests an editor sends as you type: not runs, so not listed by default.

@@ -322,17 +322,23 @@ local function writable(fname, i, v)
     if math_type(v) == "integer" then return s_format("%d", v) end
     return s_format("%.14g", v)
   end
-  raw_error(s_format("bad argument #%d to '%s' (string expected, got %s)", i, fname, tv), 3)
+  -- level 4: this function, written, the file's write method, and the caller of write
+  raw_error(s_format("bad argument #%d to '%s' (string expected, got %s)", i, fname, tv), 4)
+end
+
+-- The arguments of a file's write as the one string it writes.
+local function written(...)
+  local n = raw_select("#", ...)
+  local parts = {}
+  for i = 1, n do parts[i] = writable("write", i, (raw_select(i, ...))) end
+  return t_concat(parts)
 end
 
 local function stream_file(name)
   local file = {}
   local methods = {}
   function methods.write(self, ...)
-    local n = raw_select("#", ...)
-    local parts = {}
-    for i = 1, n do parts[i] = writable("write", i, (raw_select(i, ...))) end
-    host_write(name, t_concat(parts))
+    host_write(name, written(...))
     return self
   end
   function methods.flush(self) return self end
@@ -433,10 +439,7 @@ function file_methods.read(self, ...)
 end
 function file_methods.write(self, ...)
   local h = file_handle(self)
-  local n = raw_select("#", ...)
-  local parts = {}
-  for i = 1, n do parts[i] = writable("write", i, (raw_select(i, ...))) end
-  f_write(h, t_concat(parts))
+  f_write(h, written(...))
   return self
 end
 function file_methods.lines(self, fmt)

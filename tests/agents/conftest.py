@@ -1,5 +1,6 @@
 """Fixtures for the agent tests: components wired to the local OpenAI-format server
-(``tests/support/agents.py``), and Lua engines using it."""
+(``tests/support/agents.py``), and Lua engines using it (the ``lua`` fixture of
+``tests/support/lua.py`` makes its engine with the ``make_lua`` here)."""
 
 from __future__ import annotations
 
@@ -10,21 +11,16 @@ from typing import Any
 import pytest
 
 from tests.support.agents import AgentEnv
+from tests.support.factories import closing_factory
 from tests.support.lua import Lua
 
 
 @pytest.fixture
 def make_env(llm_server: Any, tmp_path: Path) -> Iterator[Callable[..., AgentEnv]]:
-    made: list[AgentEnv] = []
-
     def make(extra: str = "") -> AgentEnv:
-        env = AgentEnv(llm_server, tmp_path, extra)
-        made.append(env)
-        return env
+        return AgentEnv(llm_server, tmp_path, extra)
 
-    yield make
-    for env in made:
-        env.close()
+    yield from closing_factory(make, AgentEnv.close)
 
 
 @pytest.fixture
@@ -36,8 +32,3 @@ def env(make_env: Callable[..., AgentEnv]) -> AgentEnv:
 def make_lua(make_agent_lua: Callable[..., Lua]) -> Callable[..., Lua]:
     """Here every Lua engine talks to the local server: ``make_lua(extra="")``."""
     return make_agent_lua
-
-
-@pytest.fixture
-def lua(make_lua: Callable[..., Lua]) -> Lua:
-    return make_lua()

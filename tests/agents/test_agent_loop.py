@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -736,19 +737,24 @@ class TestCancellation:
 
 
 # ====================================================================== other wire formats
+def weather_tool(answer: Callable[[str, str], str]) -> Any:
+    """The tool ``get_weather(location, unit="celsius")``, answering ``answer(location, unit)``."""
+    @tool()
+    def get_weather(location: str, unit: str = "celsius") -> str:
+        """The weather.
+
+        Args:
+            location: City.
+            unit: Unit.
+        """
+        return answer(location, unit)
+
+    return get_weather
+
+
 class TestOtherWireFormats:
     def test_anthropic_tool_use_round_trip(self, env: AgentEnv) -> None:
-        @tool()
-        def get_weather(location: str, unit: str = "celsius") -> str:
-            """The weather.
-
-            Args:
-                location: City.
-                unit: Unit.
-            """
-            return f"18 degrees {unit} in {location}"
-
-        env.components.tools.register(get_weather)
+        env.components.tools.register(weather_tool(lambda location, unit: f"18 degrees {unit} in {location}"))
         env.server.reply(ANTHROPIC, Reply.fixture("anthropic_message_tool_use.json"),
                          Reply.fixture("anthropic_message_text.json"))
         agent = env.agent(name="claude", model="anthropic/claude-sonnet-4-20250514", system="Be kind.",
@@ -771,17 +777,7 @@ class TestOtherWireFormats:
              "content": "18 degrees celsius in Paris, France"}]}
 
     def test_ollama_tool_call_round_trip(self, env: AgentEnv) -> None:
-        @tool()
-        def get_weather(location: str, unit: str = "celsius") -> str:
-            """The weather.
-
-            Args:
-                location: City.
-                unit: Unit.
-            """
-            return f"18 {unit}"
-
-        env.components.tools.register(get_weather)
+        env.components.tools.register(weather_tool(lambda location, unit: f"18 {unit}"))
         env.server.reply(OLLAMA, Reply.fixture("ollama_chat_tool_calls.json"), Reply.fixture("ollama_chat_text.json"))
         result = run(env.agent(name="llama", model="ollama/llama3.2", tools=["get_weather"]).run("Weather?"))
         assert (result.text, result.model) == ("Hello! How can I help you today?", "ollama/llama3.2")

@@ -1,5 +1,5 @@
 """Fixtures for the control tests: Lua engines whose components talk to the local OpenAI-format
-server (``tests/support/agents.py``)."""
+server (``tests/support/agents.py``); ``lua`` (``tests/support/lua.py``) is made with the ``make_lua`` here."""
 
 from __future__ import annotations
 
@@ -14,11 +14,6 @@ from tests.support.lua import Lua
 @pytest.fixture
 def make_lua(make_agent_lua: Callable[..., Lua]) -> Callable[..., Lua]:
     return make_agent_lua
-
-
-@pytest.fixture
-def lua(make_lua: Callable[..., Lua]) -> Lua:
-    return make_lua()
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from typing import Any
 
 from aikit_components.control.step_approval import decide_step, waiting_steps
 from tests.support.lua import Lua
-from tests.support.processes import kill_leftovers, processes_with, wait_until
+from tests.support.processes import kill_leftovers, processes_with, stopped_after, wait_until
 
 AIKIT = str(Path(sys.executable).with_name("aikit"))
 REPO = Path(__file__).resolve().parents[2]
@@ -64,8 +64,7 @@ def decided_when_waiting(cwd: Path, *args: str) -> subprocess.CompletedProcess[s
 
 def test_an_approval_step_waits_without_a_slot_and_is_approved_from_another_process(tmp_path: Path) -> None:
     (tmp_path / "gated.yaml").write_text(GATED)
-    proc = start(tmp_path, "run", "gated.yaml", "--run-id", "g1")
-    try:
+    with stopped_after(start(tmp_path, "run", "gated.yaml", "--run-id", "g1"), group=True) as proc:
         # max_concurrency 1 and the gate waiting: the other step still ran (the wait holds no slot)
         assert wait_until(lambda: (tmp_path / "side.txt").exists() or proc.poll() is not None, timeout=60)
         assert proc.poll() is None, proc.communicate()
@@ -73,10 +72,6 @@ def test_an_approval_step_waits_without_a_slot_and_is_approved_from_another_proc
         approved = decided_when_waiting(tmp_path, "g1", "gate", "--reason", "tests pass")
         assert "approved step gate of run g1" in approved.stdout
         out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
     assert proc.returncode == 0, out + err
     assert (tmp_path / "shipped.txt").read_text() == "tests pass"
     again = mission(tmp_path, "approve", "g1", "gate")
@@ -85,15 +80,10 @@ def test_an_approval_step_waits_without_a_slot_and_is_approved_from_another_proc
 
 def test_a_denied_approval_step_fails_and_its_dependents_do_not_run(tmp_path: Path) -> None:
     (tmp_path / "gated.yaml").write_text(GATED)
-    proc = start(tmp_path, "run", "gated.yaml", "--run-id", "g2")
-    try:
+    with stopped_after(start(tmp_path, "run", "gated.yaml", "--run-id", "g2"), group=True) as proc:
         denied = decided_when_waiting(tmp_path, "g2", "gate", "--deny", "--reason", "not today")
         assert "denied step gate" in denied.stdout
         out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
     assert proc.returncode == 1
     assert "approval_denied" in out + err and "not today" in out + err
     assert not (tmp_path / "shipped.txt").exists()

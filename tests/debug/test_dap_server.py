@@ -14,6 +14,7 @@ import pytest
 
 from tests.support.dap_client import AIKIT, TIMEOUT, DapClient, start_debug
 from tests.support.kernels import kernel_env, start_kernel
+from tests.support.processes import stopped_after
 
 SCRIPT = """\
 local function fib(n)
@@ -38,7 +39,7 @@ def _env(tmp_path: Path) -> dict[str, str]:
 
 def test_launch_breakpoint_step_out_and_run_to_the_end(script: Path, tmp_path: Path) -> None:
     proc, port = start_debug(str(script), cwd=tmp_path, env=_env(tmp_path))
-    try:
+    with stopped_after(proc):
         dap = DapClient.connect(port)
         caps = dap.request("initialize", adapterID="aikit", linesStartAt1=True)["body"]
         assert caps["supportsConditionalBreakpoints"] and caps["supportsConfigurationDoneRequest"]
@@ -66,15 +67,13 @@ def test_launch_breakpoint_step_out_and_run_to_the_end(script: Path, tmp_path: P
         dap.event("terminated")
         dap.request("disconnect")
         assert proc.wait(TIMEOUT) == 0
-    finally:
-        proc.kill()
 
 
 def test_stop_on_entry_and_uncaught_error(tmp_path: Path) -> None:
     path = tmp_path / "fails.lua"
     path.write_text("local limit = 2\nlocal t = nil\nprint(t.field)\n")
     proc, port = start_debug(cwd=tmp_path, env=_env(tmp_path))  # no script: the launch request names it
-    try:
+    with stopped_after(proc):
         dap = DapClient.connect(port)
         dap.request("initialize", adapterID="aikit")
         assert dap.request("launch", program=str(path), stopOnEntry=True)["success"]
@@ -93,8 +92,6 @@ def test_stop_on_entry_and_uncaught_error(tmp_path: Path) -> None:
         assert dap.event("exited")["body"] == {"exitCode": 1}
         dap.request("disconnect")
         assert proc.wait(TIMEOUT) == 1
-    finally:
-        proc.kill()
 
 
 def test_stdio_mode_speaks_dap_on_the_pipes(script: Path, tmp_path: Path) -> None:
@@ -123,7 +120,7 @@ def test_stdio_mode_speaks_dap_on_the_pipes(script: Path, tmp_path: Path) -> Non
 
 def test_malformed_messages_are_reported_and_the_session_goes_on(script: Path, tmp_path: Path) -> None:
     proc, port = start_debug(str(script), cwd=tmp_path, env=_env(tmp_path))
-    try:
+    with stopped_after(proc):
         dap = DapClient.connect(port)
         dap.send_raw(b"Content-Length: 9\r\n\r\n{not json")
         assert "malformed" in dap.event("output")["body"]["output"]
@@ -140,15 +137,13 @@ def test_malformed_messages_are_reported_and_the_session_goes_on(script: Path, t
         assert dap.event("exited")["body"]["exitCode"] == 0
         dap.request("disconnect")
         assert proc.wait(TIMEOUT) == 0
-    finally:
-        proc.kill()
 
 
 def test_terminate_stops_a_script_that_runs_forever(tmp_path: Path) -> None:
     path = tmp_path / "forever.lua"
     path.write_text("while true do end\n")
     proc, port = start_debug(str(path), cwd=tmp_path, env=_env(tmp_path))
-    try:
+    with stopped_after(proc):
         dap = DapClient.connect(port)
         dap.request("initialize", adapterID="aikit")
         dap.request("launch", program=str(path))
@@ -158,8 +153,6 @@ def test_terminate_stops_a_script_that_runs_forever(tmp_path: Path) -> None:
         assert dap.event("exited")["body"]["exitCode"] == 130
         dap.request("disconnect")
         assert proc.wait(TIMEOUT) == 130
-    finally:
-        proc.kill()
 
 
 def _free_port() -> int:

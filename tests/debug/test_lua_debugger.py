@@ -201,8 +201,7 @@ def test_raised_filter_stops_on_errors_that_pcall_catches(harness: DebugHarness)
 def test_scopes_variables_paging_and_set_variable(harness: DebugHarness) -> None:
     code = ("data = {10, 20, 30, 40, 50, name = 'nums', nested = {deep = true}}\ndo local factor = 3\n"
             "local function scale(v)\n  local scaled = v * factor\n  return scaled\nend\nresult = scale(data[2]) end\n")
-    path = harness.dump(code)
-    harness.debugger.set_breakpoints(path, [{"line": 5}])
+    harness.break_at(code, 5)
     seen: dict[str, object] = {}
 
     def ide(h: DebugHarness) -> None:
@@ -240,8 +239,7 @@ def test_scopes_variables_paging_and_set_variable(harness: DebugHarness) -> None
 
 def test_evaluate_in_a_frame_reads_and_writes_its_locals(harness: DebugHarness) -> None:
     code = "local function f()\n  local n = 1\n  return n\nend\nreturn f()\n"
-    path = harness.dump(code)
-    harness.debugger.set_breakpoints(path, [{"line": 3}])
+    harness.break_at(code, 3)
     seen: dict[str, object] = {}
 
     def ide(h: DebugHarness) -> None:
@@ -263,8 +261,7 @@ def test_a_breakpoint_inside_a_coroutine_shows_the_resumer_frames(harness: Debug
     code = ("local co = coroutine.create(function(a)\n  local inside = a * 2\n  coroutine.yield(inside)\n"
             "  return 'done'\nend)\n"
             "local ok, v = coroutine.resume(co, 21)\nlocal ok2, w = coroutine.resume(co)\nreturn v, w\n")
-    path = harness.dump(code)
-    harness.debugger.set_breakpoints(path, [{"line": 3}])
+    harness.break_at(code, 3)
     seen: dict[str, object] = {}
 
     def ide(h: DebugHarness) -> None:
@@ -291,8 +288,7 @@ def test_breakpoints_of_one_cell_do_not_stop_another_with_the_same_line(harness:
 
 def test_interrupt_while_stopped_ends_the_cell_and_the_engine_stays_usable(harness: DebugHarness) -> None:
     code = "local n = 0\nn = n + 1\nreturn n\n"
-    path = harness.dump(code)
-    harness.debugger.set_breakpoints(path, [{"line": 2}])
+    path = harness.break_at(code, 2)
 
     def ide(h: DebugHarness) -> None:
         h.stopped()

@@ -22,11 +22,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from aikit_components.providers import Message, ProviderError, Request, ToolCall, ToolSpec
+from aikit_components.providers import Completion, Message, ProviderError, Request, ToolCall, ToolSpec
 from aikit_components.providers import local_server as local_server_mod
 from aikit_components.providers.local import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, LocalProvider
 from aikit_components.providers.local_prompt import Holdback, build_prompt, parse_tool_calls
 from aikit_components.providers.local_server import LocalServer, local_tokens_per_second, shared_server
+from tests.support.processes import gone, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 HAVE_LLAMA = importlib.util.find_spec("llama_cpp") is not None
@@ -279,6 +280,18 @@ def _req(text: str, **kw) -> Request:
     return Request("gemma3-270m", [Message.user(text)], **kw)
 
 
+def complete_raw(request: Request) -> Completion:
+    """``request`` completed by a new LocalProvider (raw prompt format), closed afterwards."""
+    async def go() -> Completion:
+        provider = LocalProvider(prompt_format="raw")
+        try:
+            return await provider.complete(request)
+        finally:
+            await provider.aclose()
+
+    return run(go())
+
+
 def with_model(fn):
     for mark in needs_model:
         fn = mark(fn)
@@ -289,26 +302,14 @@ def with_model(fn):
 def expect_gone(pid: int, *, within_s: float, after: str) -> None:
     """The server process ``pid`` ends within ``within_s`` seconds (else it is killed and the test
     fails)."""
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.1)
+    if wait_until(lambda: gone(pid), within_s):
+        return
     os.killpg(pid, signal.SIGKILL)
     pytest.fail(f"the server (pid {pid}) outlived {after}")
 
 @with_model
 def test_completion_continues_text():
-    async def go():
-        provider = LocalProvider(prompt_format="raw")
-        try:
-            return await provider.complete(_req("The capital of France is", max_tokens=12, temperature=0.0))
-        finally:
-            await provider.aclose()
-
-    completion = run(go())
+    completion = complete_raw(_req("The capital of France is", max_tokens=12, temperature=0.0))
     assert completion.text.strip(), completion
     assert completion.model == "local/gemma3-270m"
     assert completion.usage.input_tokens > 0 and 0 < completion.usage.output_tokens <= 12
@@ -416,14 +417,7 @@ def test_restart_after_the_server_was_killed(server):
     os.killpg(old_pid, signal.SIGKILL)
     server.process.wait(10)
 
-    async def go():
-        provider = LocalProvider(prompt_format="raw")
-        try:
-            return await provider.complete(_req("The sky is", max_tokens=4))
-        finally:
-            await provider.aclose()
-
-    completion = run(go())
+    completion = complete_raw(_req("The sky is", max_tokens=4))
     assert completion.text is not None and completion.usage.output_tokens > 0
     assert server.alive() and server.pid != old_pid
     print(f"\nrestart (spawn to ready): {server.last_start_s:.2f} s")
@@ -447,14 +441,7 @@ def test_restart_when_the_server_dies_between_ensure_and_request(server, monkeyp
 
     monkeypatch.setattr(LocalServer, "ensure", dying_ensure)
 
-    async def go():
-        provider = LocalProvider(prompt_format="raw")
-        try:
-            return await provider.complete(_req("Hi", max_tokens=2))
-        finally:
-            await provider.aclose()
-
-    completion = run(go())
+    completion = complete_raw(_req("Hi", max_tokens=2))
     assert completion.usage.output_tokens > 0 and server.alive()
     assert server.starts == starts + 1 and len(set(calls)) == 2  # one restart, on a new port
 
@@ -468,18 +455,21 @@ def test_tokens_per_second(server):
     assert result["tokens_per_second"] > 0  # the rate itself is a benchmark (bench/agents.py), not a test
 
 
+# A child process that starts the local server (one token from the model) and prints its pid.
+START_SERVER = textwrap.dedent("""
+    import asyncio
+    from aikit_components.providers import Message, Request
+    from aikit_components.providers.local import LocalProvider
+    p = LocalProvider(prompt_format="raw")
+    asyncio.run(p.complete(Request("gemma3-270m", [Message.user("Hi")], max_tokens=1)))
+    print(p.server.pid, flush=True)
+""")
+
+
 @with_model
 def test_server_stops_at_interpreter_exit():
     """atexit stops the process group: no llama.cpp server outlives the aikit process."""
-    code = textwrap.dedent("""
-        import asyncio
-        from aikit_components.providers import Message, Request
-        from aikit_components.providers.local import LocalProvider
-        p = LocalProvider(prompt_format="raw")
-        asyncio.run(p.complete(Request("gemma3-270m", [Message.user("Hi")], max_tokens=1)))
-        print(p.server.pid, flush=True)
-    """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
+    out = subprocess.run([sys.executable, "-c", START_SERVER], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert out.returncode == 0, out.stderr
     pid = int(out.stdout.split()[-1])
     expect_gone(pid, within_s=5, after="its parent exited")
@@ -498,15 +488,8 @@ def test_restart_once_then_error(server, monkeypatch):
 
     monkeypatch.setattr(LocalServer, "ensure", always_dying)
 
-    async def go():
-        provider = LocalProvider(prompt_format="raw")
-        try:
-            await provider.complete(_req("Hi", max_tokens=2))
-        finally:
-            await provider.aclose()
-
     with pytest.raises(ProviderError) as info:
-        run(go())
+        complete_raw(_req("Hi", max_tokens=2))
     assert info.value.kind == "connection" and "after a restart" in info.value.message
     monkeypatch.undo()
     server.ensure()  # leave a healthy server for the other tests
@@ -535,15 +518,7 @@ def test_concurrent_streams_share_the_server():
 @with_model
 def test_server_exits_when_its_parent_is_killed():
     """kill -9 of the aikit process (no atexit): the server notices and exits by itself."""
-    code = textwrap.dedent("""
-        import asyncio, time
-        from aikit_components.providers import Message, Request
-        from aikit_components.providers.local import LocalProvider
-        p = LocalProvider(prompt_format="raw")
-        asyncio.run(p.complete(Request("gemma3-270m", [Message.user("Hi")], max_tokens=1)))
-        print(p.server.pid, flush=True)
-        time.sleep(60)
-    """)
+    code = START_SERVER + "import time\ntime.sleep(60)\n"
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=REPO)
     try:
         pid = int(proc.stdout.readline())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -53,6 +54,14 @@ def stream(provider: Any, request: Request) -> list[StreamEvent]:
     return run(_stream(provider, request))
 
 
+def stream_then_complete(provider: Callable[[LocalServer], Any], server: LocalServer, path: str, stream_file: str,
+                         json_file: str, request: Request) -> tuple[list[StreamEvent], Completion]:
+    """``request`` streamed (``server`` answers at ``path`` with the fixture ``stream_file``), then
+    asked plainly (answered with ``json_file``), each time by a new ``provider(server)``."""
+    server.reply(path, Reply.fixture(stream_file), Reply.fixture(json_file))
+    return stream(provider(server), request), complete(provider(server), request)
+
+
 def expect(kind: str, fn: Any, *args: Any) -> ProviderError:
     with pytest.raises(ProviderError) as info:
         fn(*args)
@@ -68,6 +77,16 @@ def end_of(events: list[StreamEvent]) -> Completion:
     assert events[-1].kind == "end" and [e.kind for e in events].count("end") == 1
     assert events[-1].completion is not None
     return events[-1].completion
+
+
+def assert_calls_streamed(events: list[StreamEvent], calls: list[ToolCall]) -> None:
+    """Call ``i`` of ``calls`` was streamed as event ``tool_call_start`` ``i`` (its id and name)
+    and ``tool_call_delta`` fragments of ``i`` that join to its arguments."""
+    for index, call in enumerate(calls):
+        [start] = [e for e in events if e.kind == "tool_call_start" and e.index == index]
+        assert (start.call_id, start.name) == (call.id, call.name)
+        fragments = "".join(e.text for e in events if e.kind == "tool_call_delta" and e.index == index)
+        assert json.loads(fragments) == call.arguments
 
 
 def without_ids(completion: Completion) -> Completion:
@@ -154,10 +173,9 @@ def test_openai_tool_calls_round_trip(llm_server: LocalServer) -> None:
 
 
 def test_openai_stream_text_equals_non_streamed(llm_server: LocalServer) -> None:
-    llm_server.reply(CHAT, Reply.fixture("openai_stream_text.sse"), Reply.fixture("openai_chat_text.json"))
     request = Request("gpt-4.1", [Message.user("Hello")])
-    events = stream(openai(llm_server), request)
-    plain = complete(openai(llm_server), request)
+    events, plain = stream_then_complete(openai, llm_server, CHAT, "openai_stream_text.sse", "openai_chat_text.json",
+                                         request)
     assert [e.kind for e in events[:-1]] == ["text"] * 9
     assert streamed_text(events) == plain.text
     assert end_of(events) == plain
@@ -185,10 +203,9 @@ def test_openai_compatible_stream_with_usage_on_several_chunks_keeps_the_input_t
 
 
 def test_openai_stream_tool_calls_equals_non_streamed(llm_server: LocalServer) -> None:
-    llm_server.reply(CHAT, Reply.fixture("openai_stream_tool_calls.sse"), Reply.fixture("openai_chat_tool_calls.json"))
     request = Request("gpt-4.1", [Message.user("Weather and time in Paris?")], tools=[WEATHER, TIME])
-    events = stream(openai(llm_server), request)
-    plain = complete(openai(llm_server), request)
+    events, plain = stream_then_complete(openai, llm_server, CHAT, "openai_stream_tool_calls.sse",
+                                         "openai_chat_tool_calls.json", request)
     starts = [e for e in events if e.kind == "tool_call_start"]
     assert [(e.index, e.call_id, e.name) for e in starts] == [
         (0, "call_DdmO9pD3xa9XTPNJ32zg2hcA", "get_weather"), (1, "call_4VuSNn6gKCcqIQ2pUe0Fj8bX", "get_time")]
@@ -474,18 +491,12 @@ def test_anthropic_tool_use_round_trip(llm_server: LocalServer) -> None:
 @pytest.mark.parametrize("stream_file,json_file", [("anthropic_stream_text.sse", "anthropic_message_text.json"),
                                                    ("anthropic_stream_tool_use.sse", "anthropic_message_tool_use.json")])
 def test_anthropic_stream_equals_non_streamed(llm_server: LocalServer, stream_file: str, json_file: str) -> None:
-    llm_server.reply(MESSAGES, Reply.fixture(stream_file), Reply.fixture(json_file))
     request = Request("claude-sonnet-4-20250514", [Message.user("Hello")], tools=[WEATHER])
-    events = stream(anthropic(llm_server), request)
-    plain = complete(anthropic(llm_server), request)
+    events, plain = stream_then_complete(anthropic, llm_server, MESSAGES, stream_file, json_file, request)
     assert end_of(events) == plain
     assert streamed_text(events) == plain.text
     assert llm_server.requests[0].json()["stream"] is True and "stream" not in llm_server.requests[1].json()
-    for index, call in enumerate(plain.tool_calls):
-        [start] = [e for e in events if e.kind == "tool_call_start" and e.index == index]
-        assert (start.call_id, start.name) == (call.id, call.name)
-        fragments = "".join(e.text for e in events if e.kind == "tool_call_delta" and e.index == index)
-        assert json.loads(fragments) == call.arguments
+    assert_calls_streamed(events, plain.tool_calls)
 
 
 def test_anthropic_stream_overloaded_error_event(llm_server: LocalServer) -> None:
@@ -595,18 +606,12 @@ def test_ollama_tool_calls_round_trip(llm_server: LocalServer) -> None:
 @pytest.mark.parametrize("stream_file,json_file", [("ollama_stream_text.ndjson", "ollama_chat_text.json"),
                                                    ("ollama_stream_tool_calls.ndjson", "ollama_chat_tool_calls.json")])
 def test_ollama_stream_equals_non_streamed(llm_server: LocalServer, stream_file: str, json_file: str) -> None:
-    llm_server.reply(OLLAMA_CHAT, Reply.fixture(stream_file), Reply.fixture(json_file))
     request = Request("llama3.2", [Message.user("Hello")], tools=[WEATHER])
-    events = stream(ollama(llm_server), request)
-    plain = complete(ollama(llm_server), request)
+    events, plain = stream_then_complete(ollama, llm_server, OLLAMA_CHAT, stream_file, json_file, request)
     assert without_ids(end_of(events)) == without_ids(plain)
     assert streamed_text(events) == plain.text
     assert llm_server.requests[0].json()["stream"] is True
-    for index, call in enumerate(end_of(events).tool_calls):
-        [start] = [e for e in events if e.kind == "tool_call_start" and e.index == index]
-        assert (start.call_id, start.name) == (call.id, call.name)
-        assert json.loads("".join(e.text for e in events if e.kind == "tool_call_delta" and e.index == index)) \
-            == call.arguments
+    assert_calls_streamed(events, end_of(events).tool_calls)
 
 
 def test_ollama_errors(llm_server: LocalServer) -> None:

@@ -22,6 +22,7 @@ import pytest
 from aikit_components.components import Components
 from aikit_components.config import Config
 from aikit_kernel import runtime
+from tests.support.factories import closing_factory
 from tests.support.kernels import Kernel, start_kernel
 from tests.support.llm_server import Reply
 from tests.support.lua import Lua, open_lua
@@ -162,17 +163,12 @@ def make_agent_lua(llm_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     written to ``tmp_path/aikit.toml``), as the kernel wires them, minus ZMQ."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("AIKIT_DATA_DIR", str(tmp_path / "data"))
-    made: list[Lua] = []
 
     def make(extra: str = "") -> Lua:
         (tmp_path / "aikit.toml").write_text(config_text(llm_server.url, extra))
-        lua = open_lua(tmp_path)
-        made.append(lua)
-        return lua
+        return open_lua(tmp_path)
 
-    yield make
-    for lua in made:
-        lua.close(close_models=True)
+    yield from closing_factory(make, lambda lua: lua.close(close_models=True))
 
 
 @pytest.fixture

@@ -32,6 +32,12 @@ class DebugHarness:
         """Write the cell's file first, as JupyterLab's dumpCell does; returns its path."""
         return self.engine.cells.dump(code)
 
+    def break_at(self, code: str, line: int) -> str:
+        """Dump the cell and set a breakpoint on ``line`` of it; returns its path."""
+        path = self.dump(code)
+        self.debugger.set_breakpoints(path, [{"line": line}])
+        return path
+
     def run(self, code: str, controller: Callable[[DebugHarness], None] | None = None) -> RunResult:
         """Run a cell here while ``controller`` drives the debugger from another thread."""
         failures: list[BaseException] = []

@@ -20,6 +20,7 @@ from aikit_kernel import runtime
 from aikit_kernel.lua.convert import lua_to_python
 from aikit_kernel.lua.engine import LuaEngine, LuaFailure
 from aikit_kernel.lua_runtime import build_lua_runtime
+from tests.support.factories import closing_factory
 from tests.support.trust import trusting_env
 
 
@@ -114,16 +115,11 @@ def make_lua(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callab
     (aikit.toml there, no user config), overrides come from ``env`` only."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("AIKIT_DATA_DIR", str(tmp_path / "data"))
-    made: list[Lua] = []
 
     def make(env: dict[str, str] | None = None, max_tool_calls: int | None = None) -> Lua:
-        lua = open_lua(tmp_path, env, max_tool_calls)
-        made.append(lua)
-        return lua
+        return open_lua(tmp_path, env, max_tool_calls)
 
-    yield make
-    for lua in made:
-        lua.close()
+    yield from closing_factory(make, Lua.close)
 
 
 @pytest.fixture

@@ -9,7 +9,8 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -48,6 +49,19 @@ def processes_with(arg: str) -> list[int]:
     return found
 
 
+def gone(pid: int) -> bool:
+    """Whether process ``pid`` has ended (a zombie that nobody has reaped yet has ended too)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except FileNotFoundError:
+        return True
+
+
 def kill_leftovers(marker: str) -> None:
     """Kill the programs this test started (found by their unique argument), by pid."""
     for pid in processes_with(marker):
@@ -65,3 +79,22 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 3.0) -> Any:
         if value or time.monotonic() >= deadline:
             return value
         time.sleep(0.02)
+
+
+@contextmanager
+def stopped_after(proc: subprocess.Popen[Any], *, group: bool = False, markers: tuple[str, ...] = ()
+                  ) -> Iterator[subprocess.Popen[Any]]:
+    """``proc`` for the ``with`` block; after it (also when it failed) ``proc``, if still running,
+    is killed (with ``group``, its whole process group) and waited for, and the programs with one
+    of ``markers`` among their arguments are killed (see :func:`kill_leftovers`)."""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            if group:
+                os.killpg(proc.pid, signal.SIGKILL)
+            else:
+                proc.kill()
+            proc.communicate()
+        for marker in markers:
+            kill_leftovers(marker)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from aikit_components.errors import AikitError
+from aikit_components.errors import AikitError, PermissionDenied
 from aikit_components.security import SecurityPolicy
 from aikit_components.tools import ToolContext, ToolRegistry
 
@@ -65,6 +65,13 @@ class ToolEnv:
         for fragment in fragments:
             assert fragment.lower() in error.message.lower(), f"{fragment!r} not in {error.message!r}"
         return error
+
+    def refuses_destinations_outside(self, name: str, source: str, file: str) -> None:
+        """``name`` (a tool with a source and a destination) refuses to write ``file`` outside the
+        allowed directories, named by an absolute path or with ``..``; nothing appears there."""
+        self.fails(PermissionDenied, name, source=source, destination=str(self.outside / file))
+        self.fails(PermissionDenied, name, source=source, destination=f"../{file}")
+        assert not (self.outside / file).exists()
 
 
 def expect_error(code: str, fn: Callable[..., Any], *args: Any) -> AikitError:

@@ -15,7 +15,7 @@ import pytest
 
 from aikit_components.tools._children import WATCHDOG, watch_group
 from aikit_components.tools.system import run_argv
-from tests.support.processes import kill_leftovers, processes_with, wait_until
+from tests.support.processes import gone, kill_leftovers, processes_with, stopped_after, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 AIKIT = str(Path(sys.executable).with_name("aikit"))
@@ -38,7 +38,7 @@ def test_a_killed_aikit_run_takes_the_program_and_its_grandchildren_with_it(tmp_
                AIKIT_TRUST_PROJECT_CONFIG="1")
     proc = subprocess.Popen([AIKIT, "run", "orphans.lua"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             cwd=tmp_path, env=env)
-    try:
+    with stopped_after(proc, markers=(child_marker, grandchild_marker)):
         started = wait_until(lambda: processes_with(child_marker) and processes_with(grandchild_marker), 60.0)
         if not started:
             proc.kill()
@@ -49,12 +49,6 @@ def test_a_killed_aikit_run_takes_the_program_and_its_grandchildren_with_it(tmp_
         assert proc.returncode == -signal.SIGKILL
         assert wait_until(lambda: not processes_with(child_marker), 30.0), "the shell's sleep outlived aikit"
         assert wait_until(lambda: not processes_with(grandchild_marker), 30.0), "the backgrounded sleep outlived aikit"
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        kill_leftovers(child_marker)
-        kill_leftovers(grandchild_marker)
 
 
 def test_a_program_that_ended_is_forgotten_and_the_watchdog_is_restarted_when_it_died() -> None:
@@ -67,18 +61,9 @@ def test_a_program_that_ended_is_forgotten_and_the_watchdog_is_restarted_when_it
     first = WATCHDOG.pid
     assert first is not None
     os.kill(first, signal.SIGKILL)
-    assert wait_until(lambda: _dead(first), 10.0)
+    assert wait_until(lambda: gone(first), 10.0)
     assert asyncio.run(launch()) == 0  # a new watchdog took over
     assert WATCHDOG.pid not in (None, first)
-
-
-def _dead(pid: int) -> bool:
-    """``pid`` is gone or a zombie (killed, not yet reaped by its parent)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            return fh.read().rsplit(b")", 1)[1].split()[0] == b"Z"
-    except FileNotFoundError:
-        return True
 
 
 def test_a_forked_child_gets_its_own_watchdog(tmp_path: Path) -> None:

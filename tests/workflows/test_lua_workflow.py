@@ -19,6 +19,8 @@ import pytest
 
 from aikit_components.workflows.engine import load_run
 from aikit_kernel.lua.convert import lua_to_python
+from tests.support.agents import config_text
+from tests.support.factories import closing_factory
 from tests.support.llm_server import Reply
 from tests.support.lua import Lua, later, open_lua
 from tests.support.processes import kill_leftovers, processes_with, wait_until
@@ -38,18 +40,31 @@ def chat(content: str, *, model: str = "m", usage: tuple[int, int] = (10, 5), de
     return Reply.json(body, delay_s=delay_s)
 
 
-def config_text(url: str) -> str:
-    return f"""
-[providers.openai]
-base_url = "{url}/v1"
-api_key = "test-key"
-retries = 0
-timeout_s = 10
-
+SUMMARIZER = """
 [agents.summarizer]
 model = "openai/m"
 system = "Summarize in one line."
 """
+
+
+def refused_steps(lua: Lua, name: str, steps: str) -> str:
+    """The problems ``Workflow.new`` reports, one a line, for workflow ``name`` with ``steps`` (Lua
+    table items); it must refuse it as an invalid argument."""
+    problems = lua.run(f"""
+        local ok, err = pcall(Workflow.new, {{name = '{name}', steps = {{ {steps} }}}})
+        assert(not ok and err.code == 'invalid_argument')
+        return err.details.problems""")
+    return "\n".join(problems)
+
+
+def run_sleepers(lua: Lua, name: str, ids: tuple[str, ...], seconds: float) -> dict[str, Any]:
+    """Run the parallel workflow ``name`` of Lua steps ``ids``, each sleeping ``seconds`` and
+    returning its id; it must succeed with those outputs. Its record."""
+    steps = "".join(f"{{id = '{i}', fn = function() sleep({seconds}) return '{i}' end}}," for i in ids)
+    record = lua.run(f"return Workflow.new{{name = '{name}', mode = 'parallel', steps = {{ {steps} }}}}:run()")
+    assert record["status"] == "succeeded"
+    assert tuple(record["steps"][i]["output"] for i in ids) == ids
+    return record
 
 
 def statuses(record: dict[str, Any]) -> dict[str, str]:
@@ -65,22 +80,12 @@ def make_lua(llm_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("AIKIT_DATA_DIR", str(tmp_path / "data"))
-    made: list[Lua] = []
 
     def make() -> Lua:
-        (tmp_path / "aikit.toml").write_text(config_text(llm_server.url))
-        lua = open_lua(tmp_path)
-        made.append(lua)
-        return lua
+        (tmp_path / "aikit.toml").write_text(config_text(llm_server.url, SUMMARIZER))
+        return open_lua(tmp_path)
 
-    yield make
-    for lua in made:
-        lua.close(close_models=True)
-
-
-@pytest.fixture
-def lua(make_lua: Callable[[], Lua]) -> Lua:
-    return make_lua()
+    yield from closing_factory(make, lambda lua: lua.close(close_models=True))
 
 
 ECHO_TOOL = """
@@ -125,14 +130,10 @@ class TestStepKinds:
         assert record["status"] == "failed" and record["error"]["code"] == "step_failed"
         assert sorted(record["error"]["details"]["failed_steps"]) == ["bad_args", "boom"]  # in the order they ended
         # an unknown tool or a missing / unknown parameter is caught before anything runs
-        problems = lua.run("""
-            local ok, err = pcall(Workflow.new, {name = 'bad_tools', steps = {
-              {id = 'a', tool = 'calculat', params = {expression = '1'}},
-              {id = 'b', tool = 'shout', params = {txt = 'x'}},
-            }})
-            assert(not ok and err.code == 'invalid_argument')
-            return err.details.problems""")
-        text = "\n".join(problems)
+        text = refused_steps(lua, 'bad_tools', """
+            {id = 'a', tool = 'calculat', params = {expression = '1'}},
+            {id = 'b', tool = 'shout', params = {txt = 'x'}},
+        """)
         assert "no tool named 'calculat'" in text and "calculate" in text
         assert "tool 'shout' needs parameter 'text'" in text
         assert "tool 'shout' has no parameter 'txt'" in text
@@ -294,13 +295,10 @@ class TestStepKinds:
         assert record["steps"]["hi"]["status"] == "failed" and record["status"] == "failed"
         assert record["steps"]["hi"]["error"]["message"]
         # a step without a prompt, or a malformed model name, is rejected before anything runs
-        problems = lua.run("""
-            local ok, err = pcall(Workflow.new, {name = 'llm_invalid', steps = {
-              {id = 'noprompt', llm = {model = 'openai/m'}},
-              {id = 'badmodel', llm = {prompt = 'x', model = 'noslash'}},
-            }})
-            return err.details.problems""")
-        text = "\n".join(problems)
+        text = refused_steps(lua, 'llm_invalid', """
+            {id = 'noprompt', llm = {model = 'openai/m'}},
+            {id = 'badmodel', llm = {prompt = 'x', model = 'noslash'}},
+        """)
         assert "noprompt" in text and "needs params.prompt" in text
         assert "step 'badmodel'" in text and "unknown model 'noslash'" in text
         # an unknown provider is only known when the step runs (validation checks the name's form)
@@ -335,13 +333,10 @@ class TestStepKinds:
             return Workflow.new{name = 'agent_bad', steps = {
               {id = 'ask', agent = {name = 'x', model = 'openai/m'}, input = 'hi'}}}:run()""")
         assert record["steps"]["ask"]["status"] == "failed" and record["steps"]["ask"]["error"]["message"]
-        problems = lua.run("""
-            local ok, err = pcall(Workflow.new, {name = 'agent_invalid', steps = {
-              {id = 'unknown', agent = 'no_such_agent', input = 'x'},
-              {id = 'noinput', agent = 'summarizer'},
-            }})
-            return err.details.problems""")
-        text = "\n".join(problems)
+        text = refused_steps(lua, 'agent_invalid', """
+            {id = 'unknown', agent = 'no_such_agent', input = 'x'},
+            {id = 'noinput', agent = 'summarizer'},
+        """)
         assert "no agent named 'no_such_agent'" in text
         assert "noinput" in text and "needs params.input" in text
 
@@ -440,13 +435,7 @@ class TestModes:
         assert "mode must be one of dag, sequential, parallel" in code
 
     def test_lua_sleeps_run_concurrently(self, lua: Lua) -> None:
-        record = lua.run("""
-            return Workflow.new{name = 'sleepers', mode = 'parallel', steps = {
-              {id = 'a', fn = function() sleep(0.3) return 'a' end},
-              {id = 'b', fn = function() sleep(0.3) return 'b' end},
-            }}:run()""")
-        assert record["status"] == "succeeded"
-        assert (record["steps"]["a"]["output"], record["steps"]["b"]["output"]) == ("a", "b")
+        record = run_sleepers(lua, "sleepers", ("a", "b"), 0.3)
         assert_overlapped(record, "a", "b")
 
     def test_lua_async_tool_calls_run_concurrently(self, lua: Lua) -> None:
@@ -590,13 +579,10 @@ class TestConditions:
             }}:run()""")
         assert statuses(record) == {"a": "succeeded", "eq": "succeeded", "gt": "skipped", "contains": "succeeded",
                                     "input": "skipped", "truthy": "succeeded"}
-        problems = lua.run("""
-            local ok, err = pcall(Workflow.new, {name = 'when_bad', steps = {
-              {id = 'a', when = {ref = 'steps.a.output', op = 'between'}},
-              {id = 'b', when = {ref = 'steps.ghost.output', op = 'eq', value = 1}},
-            }})
-            return err.details.problems""")
-        text = "\n".join(problems)
+        text = refused_steps(lua, 'when_bad', """
+            {id = 'a', when = {ref = 'steps.a.output', op = 'between'}},
+            {id = 'b', when = {ref = 'steps.ghost.output', op = 'eq', value = 1}},
+        """)
         assert "unknown op 'between'" in text
         assert "unknown step 'ghost'" in text
 
@@ -632,15 +618,12 @@ class TestLoops:
             }}:run()""")
         each = record["steps"]["each"]
         assert each["status"] == "failed" and "exceeds max_iterations (2)" in each["error"]["message"]
-        problems = lua.run("""
-            local ok, err = pcall(Workflow.new, {name = 'static_max', steps = {
-              {id = 'r', loop = {range = {1, 10}, max_iterations = 3}},
-              {id = 'o', loop = {over = {1, 2, 3}, max_iterations = 2}},
-              {id = 'two', loop = {range = {1, 2}, over = {1}}},
-              {id = 'outside', params = {v = '{{loop.item}}'}},
-            }})
-            return err.details.problems""")
-        text = "\n".join(problems)
+        text = refused_steps(lua, 'static_max', """
+            {id = 'r', loop = {range = {1, 10}, max_iterations = 3}},
+            {id = 'o', loop = {over = {1, 2, 3}, max_iterations = 2}},
+            {id = 'two', loop = {range = {1, 2}, over = {1}}},
+            {id = 'outside', params = {v = '{{loop.item}}'}},
+        """)
         assert "more than max_iterations (3)" in text and "more than max_iterations (2)" in text
         assert "give exactly one of over, range or while" in text
         assert "loop.* is only available inside a step with a loop" in text
@@ -970,14 +953,11 @@ class TestValidation:
 
     def test_validate_and_reference_rules(self, lua: Lua) -> None:
         assert lua.run("return #Workflow.new{name = 'ok', steps = {{id = 'only', noop = true}}}:validate()") == 0
-        problems = lua.run("""
-            local ok, err = pcall(Workflow.new, {name = 'refs', steps = {
-              {id = 'a', noop = true},
-              {id = 'b', noop = true, params = {v = '{{steps.a.output}}'}},
-              {id = 'c', noop = true, params = {v = '{{steps.c.output}}'}},
-            }})
-            return err.details.problems""")
-        text = "\n".join(problems)
+        text = refused_steps(lua, 'refs', """
+            {id = 'a', noop = true},
+            {id = 'b', noop = true, params = {v = '{{steps.a.output}}'}},
+            {id = 'c', noop = true, params = {v = '{{steps.c.output}}'}},
+        """)
         assert "step 'a' is not upstream of 'b'" in text
         assert "refers to the step itself" in text
 
@@ -1153,13 +1133,7 @@ class TestInterrupt:
         assert {sid: s.status for sid, s in stored.steps.items()} == {"a": "cancelled", "b": "cancelled", "c": "cancelled"}
         # the engine is usable afterwards, Lua steps included
         assert lua.run("return 1 + 1") == 2
-        record = lua.run("""
-            return Workflow.new{name = 'after', mode = 'parallel', steps = {
-              {id = 'x', fn = function() sleep(0.05) return 'x' end},
-              {id = 'y', fn = function() sleep(0.05) return 'y' end},
-            }}:run()""")
-        assert record["status"] == "succeeded"
-        assert (record["steps"]["x"]["output"], record["steps"]["y"]["output"]) == ("x", "y")
+        run_sleepers(lua, "after", ("x", "y"), 0.05)
 
     def test_interrupt_stops_the_programs_of_lua_steps(self, lua: Lua) -> None:
         marker = "30.0918"

@@ -26,7 +26,7 @@ from aikit_components.workflows.missions import (
     step_type_table,
     validate_mission,
 )
-from tests.support.processes import kill_leftovers, processes_with, wait_until
+from tests.support.processes import kill_leftovers, processes_with, stopped_after, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 MISSIONS = Path(__file__).resolve().parent / "missions"
@@ -464,16 +464,11 @@ def test_a_killed_run_takes_its_running_program_with_it(tmp_path: Path) -> None:
     env.update(AIKIT_DATA_DIR=str(tmp_path / "data"), XDG_CONFIG_HOME=str(tmp_path / "config"))
     proc = subprocess.Popen([AIKIT, "mission", "run", "orphan.yaml"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, cwd=tmp_path, env=env)
-    try:
+    with stopped_after(proc, markers=(marker,)):
         assert wait_until(lambda: processes_with(marker), 60.0), "the command step never started"
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
         assert wait_until(lambda: not processes_with(marker), 30.0), "sleep outlived the killed aikit"
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        kill_leftovers(marker)
 
 
 def test_live_progress_on_a_terminal(tmp_path: Path) -> None:

@@ -147,18 +147,13 @@ def _kind(value: Any, raw: str) -> str:
     if isinstance(value, (bool, int, float)):
         return json_type_name(value)
     s = raw.strip()
-    if _DATE.fullmatch(s):
-        try:
-            dt.date.fromisoformat(s)
-            return "date"
-        except ValueError:
-            return "string"
-    if _DATETIME.fullmatch(s):
-        try:
-            dt.datetime.fromisoformat(s)
-            return "datetime"
-        except ValueError:
-            return "string"
+    for pattern, parse, kind in ((_DATE, dt.date.fromisoformat, "date"), (_DATETIME, dt.datetime.fromisoformat, "datetime")):
+        if pattern.fullmatch(s):
+            try:
+                parse(s)
+            except ValueError:
+                return "string"
+            return kind
     return "string"
 
 

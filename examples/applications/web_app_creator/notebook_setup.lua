@@ -2,46 +2,6 @@
 -- answers with its group's document; the implementation lead's first todo_api.py forgets to delete
 -- (the tests catch it), and its answer to the failures is the fixed file. These are the answers a
 -- capable model would give, scripted (the same ones tests/applications/test_web_app_creator.py uses).
-BUGGY_TODO_API = [==[
-"""A to-do list HTTP API (WSGI, standard library only): GET/POST /todos, POST /todos/ID/done, DELETE /todos/ID."""
-
-import json
-
-TODOS = {}
-NEXT_ID = [1]
-
-
-def _reply(start_response, status, body):
-    data = json.dumps(body).encode()
-    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
-    return [data]
-
-
-def app(environ, start_response):
-    method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "/")
-    parts = [p for p in path.split("/") if p]
-    if parts == ["todos"] and method == "GET":
-        return _reply(start_response, "200 OK", list(TODOS.values()))
-    if parts == ["todos"] and method == "POST":
-        size = int(environ.get("CONTENT_LENGTH") or 0)
-        text = json.loads(environ["wsgi.input"].read(size) or b"{}").get("text", "")
-        if not text:
-            return _reply(start_response, "400 Bad Request", {"error": "text is required"})
-        item = {"id": NEXT_ID[0], "text": text, "done": False}
-        TODOS[item["id"]] = item
-        NEXT_ID[0] += 1
-        return _reply(start_response, "201 Created", item)
-    if len(parts) >= 2 and parts[0] == "todos" and parts[1].isdigit():
-        item = TODOS.get(int(parts[1]))
-        if item is None:
-            return _reply(start_response, "404 Not Found", {"error": "no such item"})
-        if parts[2:] == ["done"] and method == "POST":
-            item["done"] = True
-            return _reply(start_response, "200 OK", item)
-        if len(parts) == 2 and method == "DELETE":
-            return _reply(start_response, "200 OK", {"deleted": item["id"]})
-    return _reply(start_response, "404 Not Found", {"error": "no such route"})
-]==]
 TODO_API = [==[
 """A to-do list HTTP API (WSGI, standard library only): GET/POST /todos, POST /todos/ID/done, DELETE /todos/ID."""
 
@@ -83,6 +43,12 @@ def app(environ, start_response):
             return _reply(start_response, "200 OK", {"deleted": item["id"]})
     return _reply(start_response, "404 Not Found", {"error": "no such route"})
 ]==]
+-- The implementation lead's first version forgets to delete: the fixed file without that line.
+local function without_line(text, line)
+  local at = text:find(line, 1, true)
+  return text:sub(1, at - 1) .. text:sub(at + #line)
+end
+BUGGY_TODO_API = without_line(TODO_API, '            del TODOS[item["id"]]\n')
 TEST_TODO_API = [==[
 """Tests of todo_api, calling the WSGI app directly."""
 
