@@ -24,6 +24,7 @@ names the first entry that was altered, removed or reordered.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -645,32 +646,25 @@ class AuditInterceptor(Interceptor):
         return op.kind.name in self.kinds
 
     def finished(self, op: Operation, result: Any) -> None:
-        type_, data = _operation_entry(op, result, None)
-        self.ledger.record(type_, data, fsync=not _pure(op))
+        self.ledger.record(*_operation_entry(op, result, None), fsync=not _pure(op))
 
     def failed(self, op: Operation, error: AikitError) -> None:
-        type_, data = _operation_entry(op, None, error)
-        self.ledger.record(type_, data, fsync=not _pure(op))
+        self.ledger.record(*_operation_entry(op, None, error), fsync=not _pure(op))
 
-    # Async callers (the I/O loop) wait for the commit in a thread: the loop serves others meanwhile,
-    # and the entries of concurrent operations share one commit (the ledger's group commit).
-    # A pure computation's entry is a copy into the tail file (no wait): recorded right here.
     async def afinished(self, op: Operation, result: Any) -> None:
-        type_, data = _operation_entry(op, result, None)
-        if _pure(op) and self.ledger.uses_tail:
-            self.ledger.record(type_, data, fsync=False)
-        else:
-            await in_thread(self._record, type_, data, not _pure(op))
+        await self._arecord(op, *_operation_entry(op, result, None))
 
     async def afailed(self, op: Operation, error: AikitError) -> None:
-        type_, data = _operation_entry(op, None, error)
+        await self._arecord(op, *_operation_entry(op, None, error))
+
+    async def _arecord(self, op: Operation, type_: str, data: dict[str, Any]) -> None:
+        """Async callers (the I/O loop) wait for a commit in a thread: the loop serves others
+        meanwhile, and the entries of concurrent operations share one commit (the ledger's group
+        commit). A pure computation's entry is a copy into the tail file: recorded right here."""
         if _pure(op) and self.ledger.uses_tail:
             self.ledger.record(type_, data, fsync=False)
         else:
-            await in_thread(self._record, type_, data, not _pure(op))
-
-    def _record(self, type_: str, data: dict[str, Any], fsync: bool) -> None:
-        self.ledger.record(type_, data, fsync=fsync)
+            await in_thread(functools.partial(self.ledger.record, fsync=not _pure(op)), type_, data)
 
 
 def _pure(op: Operation) -> bool:

@@ -267,21 +267,27 @@ class JournalInterceptor(Interceptor):
         return CURRENT_RUN.get() is not None and CURRENT_CALL.get() is not None
 
     def before(self, op: Operation) -> Decision | None:
-        run, scope = CURRENT_RUN.get(), CURRENT_CALL.get()
-        if run is None or scope is None:
-            return None
-        key = _key(op, scope)
-        checked = self._check(op, run, key)
-        if isinstance(checked, Decision):
-            return checked
-        self.journal.started(run.run_id, key, op.kind.name, op.name, checked)
-        op.meta["journal.run"] = run.run_id
+        started = self._to_start(op)
+        if started is None or isinstance(started, Decision):
+            return started
+        self.journal.started(*started)
+        op.meta["journal.run"] = started[0]
         return None
 
     async def abefore(self, op: Operation) -> Decision | None:
         """:meth:`before`, awaiting the commit of the "started" entry. The entries are queued here,
         in the order the calls are made, and the calls go on in that order once committed (the
         parallel calls of one answer reach a tool that runs one call at a time in the model's order)."""
+        started = self._to_start(op)
+        if started is None or isinstance(started, Decision):
+            return started
+        await self.journal.astarted(*started)
+        op.meta["journal.run"] = started[0]
+        return None
+
+    def _to_start(self, op: Operation) -> Decision | tuple[str, str, str, str, str] | None:
+        """None when ``op`` is not a call of a journaled run; a decision replaying its stored
+        outcome; or the "started" entry to write before it runs (run id, key, kind, name, digest)."""
         run, scope = CURRENT_RUN.get(), CURRENT_CALL.get()
         if run is None or scope is None:
             return None
@@ -289,9 +295,7 @@ class JournalInterceptor(Interceptor):
         checked = self._check(op, run, key)
         if isinstance(checked, Decision):
             return checked
-        await self.journal.astarted(run.run_id, key, op.kind.name, op.name, checked)
-        op.meta["journal.run"] = run.run_id
-        return None
+        return run.run_id, key, op.kind.name, op.name, checked
 
     def _check(self, op: Operation, run: RunControl, key: str) -> Decision | str:
         """What the journal says of call ``key`` of ``run``: a decision replaying its stored
