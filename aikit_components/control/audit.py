@@ -4,15 +4,16 @@ Each entry is ``{at, type, session, data}``; its hash is SHA-256 over the previo
 and the entry's canonical JSON (sorted keys, no spaces), so changing, removing or reordering an
 entry breaks the chain from there on. The newest hash and entry count (the *head*) are written in
 the same transaction as the entry, so removing entries at the end (truncation) is seen as well.
-One SQLite file in the data directory (``audit.sqlite``, WAL): an entry is committed before
+One SQLite file in the data directory (``audit.sqlite``, WAL). An entry is stored before
 :meth:`AuditLedger.record` returns, so before the operation it records is acknowledged to its
-caller, whatever the operation. How far it is on disk depends on what the operation did: an entry
-for an operation with effects outside the process is fsynced (``synchronous=FULL``: it survives a
-power loss); the call of a ``safe`` tool (a pure computation) is committed to the WAL without an
-fsync (``synchronous=NORMAL``: it survives ``kill -9`` of aikit, not a crash of the machine), which
-costs tens of microseconds instead of an fsync. Threads that record at the same time share one
-transaction and one fsync (group commit). Several processes may append to one ledger: each
-append reads the head inside an immediate transaction.
+caller, whatever the operation. How far depends on what the operation did: an entry for an
+operation with effects outside the process is committed and fsynced (``synchronous=FULL``: it
+survives a power loss); the entry of an operation with no such effect of its own (a ``safe``
+tool's call, a workflow step, an agent run: their effects are their own recorded operations) is
+copied into a tail file of the process (:mod:`.ledger_tail`: it survives ``kill -9`` of aikit, not
+a crash of the machine) and chained in batches shortly after. Threads that record at the same
+time share one transaction and one fsync (group commit). Several processes may append to one
+ledger: each append reads the head inside an immediate transaction.
 
 What is recorded, and by whom: :class:`AuditInterceptor` (order ``AUDIT``) records tool calls,
 file writes and deletes, processes, HTTP requests, agent runs, model calls and workflow steps, and
@@ -252,7 +253,7 @@ class AuditLedger:
         (``synchronous=FULL``) when this returns, so before the operation it records is
         acknowledged; entries of threads that record at the same time share one transaction
         (group commit: the first becomes the writer and commits every entry queued until then,
-        the others wait for that commit). With ``fsync=False`` (a pure computation) it is written
+        the others wait for that commit). With ``fsync=False`` (no outside effect) it is written
         to this process's tail file when this returns, where it survives the process being
         killed (not the machine), and chained with the next batch (within :data:`FOLD_DELAY`,
         before any later fsynced entry, and at :meth:`close`; see :mod:`.ledger_tail`)."""
@@ -646,10 +647,10 @@ class AuditInterceptor(Interceptor):
         return op.kind.name in self.kinds
 
     def finished(self, op: Operation, result: Any) -> None:
-        self.ledger.record(*_operation_entry(op, result, None), fsync=not _pure(op))
+        self.ledger.record(*_operation_entry(op, result, None), fsync=not _no_outside_effect_of_its_own(op))
 
     def failed(self, op: Operation, error: AikitError) -> None:
-        self.ledger.record(*_operation_entry(op, None, error), fsync=not _pure(op))
+        self.ledger.record(*_operation_entry(op, None, error), fsync=not _no_outside_effect_of_its_own(op))
 
     async def afinished(self, op: Operation, result: Any) -> None:
         await self._arecord(op, *_operation_entry(op, result, None))
@@ -660,16 +661,22 @@ class AuditInterceptor(Interceptor):
     async def _arecord(self, op: Operation, type_: str, data: dict[str, Any]) -> None:
         """Async callers (the I/O loop) wait for a commit in a thread: the loop serves others
         meanwhile, and the entries of concurrent operations share one commit (the ledger's group
-        commit). A pure computation's entry is a copy into the tail file: recorded right here."""
-        if _pure(op) and self.ledger.uses_tail:
+        commit). An entry for the tail file is a copy: recorded right here."""
+        if _no_outside_effect_of_its_own(op) and self.ledger.uses_tail:
             self.ledger.record(type_, data, fsync=False)
         else:
-            await in_thread(functools.partial(self.ledger.record, fsync=not _pure(op)), type_, data)
+            await in_thread(functools.partial(self.ledger.record, fsync=not _no_outside_effect_of_its_own(op)), type_, data)
 
 
-def _pure(op: Operation) -> bool:
-    """A call of a ``safe`` tool (a pure computation: nothing outside the process changed)."""
-    return op.kind.name == "tool" and getattr(op.meta.get("tool"), "security", None) == "safe"
+def _no_outside_effect_of_its_own(op: Operation) -> bool:
+    """An operation that changes nothing outside the process by itself: a call of a ``safe`` tool
+    (a pure computation), a workflow step or an agent run (what they do outside, they do through
+    tool calls, model calls, programs and requests, each recorded, and fsynced, on its own). Its
+    entry goes to the tail file (see :meth:`AuditLedger.record`)."""
+    kind = op.kind.name
+    if kind == "tool":
+        return getattr(op.meta.get("tool"), "security", None) == "safe"
+    return kind in ("workflow.step", "agent")
 
 
 #: Event topics recorded as they are published (approvals and denials, budget stops published by
