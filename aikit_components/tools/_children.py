@@ -19,9 +19,12 @@ Why this design and not the others:
 
 The watchdog is a Python interpreter started with ``-I -S`` (no site, no user paths) running a
 few lines with only ``os``, ``signal`` and ``sys``; it ignores SIGINT/SIGTERM/SIGHUP sent to
-aikit's terminal group (it lives in its own session) and goes away with aikit. The window
-between a launch and its ``+PGID`` line is a few microseconds: a program started in it and aikit
-killed in it would not be reaped. Elsewhere than on POSIX systems :func:`watch_group` is a no-op.
+aikit's terminal group (it lives in its own session) and goes away with aikit. A program started
+just before aikit was killed, before its ``+PGID`` line was written, is found by its environment:
+every program aikit starts gets ``AIKIT_WATCHDOG=<mark>`` (:data:`MARK_VARIABLE`), and once aikit
+is gone the watchdog also kills the group of every process whose environment holds the mark
+(what the programs started and left running in other groups too, unless they cleared their
+environment). Elsewhere than on POSIX systems :func:`watch_group` is a no-op.
 Private: not part of the public tools API.
 """
 
@@ -30,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 import subprocess
 import sys
 import threading
@@ -37,9 +41,15 @@ from collections.abc import Iterator
 
 log = logging.getLogger(__name__)
 
-#: The watchdog's program: read +PGID / -PGID lines; on EOF kill the groups still registered.
+#: The environment variable every program aikit starts gets (``AIKIT_WATCHDOG=<pid>.<random>``):
+#: inherited by what it starts in turn, it lets the watchdog find a program started in the
+#: moment between its launch and its ``+PGID`` line, or a grandchild that left its group.
+MARK_VARIABLE = "AIKIT_WATCHDOG"
+
+#: The watchdog's program: read +PGID / -PGID lines; on EOF kill the groups still registered, then
+#: the group of every process whose environment holds this aikit's mark (argv[1], see MARK_VARIABLE).
 WATCHDOG_CODE = """
-import os, signal
+import os, signal, sys
 for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
     signal.signal(s, signal.SIG_IGN)
 groups = set()
@@ -65,6 +75,17 @@ for pgid in groups:
         os.killpg(pgid, signal.SIGKILL)
     except OSError:
         pass
+mark = ("\\0" + sys.argv[1] + "\\0").encode()
+for name in os.listdir("/proc"):
+    if not name.isdigit() or int(name) == os.getpid():
+        continue
+    try:
+        with open("/proc/" + name + "/environ", "rb") as f:
+            found = mark in b"\\0" + f.read()
+        if found:
+            os.killpg(os.getpgid(int(name)), signal.SIGKILL)
+    except OSError:
+        pass
 """
 
 
@@ -78,6 +99,18 @@ class Watchdog:
         self._fd = -1
         self._pid = 0
         self._groups: set[int] = set()
+        self._mark = ""
+
+    def mark(self) -> tuple[str, str] | None:
+        """The environment variable (name, value) to give a program about to start, with the
+        watchdog started; None when no watchdog can run (or elsewhere than on POSIX systems)."""
+        if not _posix():
+            return None
+        with self._lock:
+            if self._ensure() < 0:
+                return None
+            name, _, value = self._mark.partition("=")
+            return name, value
 
     def _ensure(self) -> int:
         """The pipe to a live watchdog (the lock is held); -1 when none can be started."""
@@ -91,7 +124,8 @@ class Watchdog:
             self._fd = -1
         read_end, write_end = os.pipe()
         try:
-            proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", WATCHDOG_CODE], stdin=read_end,
+            self._mark = f"{MARK_VARIABLE}={os.getpid()}.{secrets.token_hex(8)}"
+            proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", WATCHDOG_CODE, self._mark], stdin=read_end,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True,
                                     start_new_session=True)
         except OSError as exc:

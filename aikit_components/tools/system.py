@@ -36,7 +36,7 @@ from ..config import data_dir
 from ..confinement import Confinement, confinement_for
 from ..errors import InvalidArgument, IOFailure, NotFound, PermissionDenied, Timeout
 from ..operations import Operation, OperationKind, Pipeline
-from ._children import watch_group
+from ._children import WATCHDOG, watch_group
 from .base import ToolContext, tool
 
 DEFAULT_TIMEOUT_S = 60.0
@@ -200,6 +200,8 @@ def _with_trace(env: dict[str, str], op: Operation) -> dict[str, str]:
 async def _launch(argv: list[str], cwd: Path | None, env: dict[str, str], stdin: bytes | None, timeout_s: float,
                   max_output_bytes: int, label: str) -> ProcessOutput:
     started = time.monotonic()
+    if (mark := WATCHDOG.mark()) is not None:
+        env = {**env, mark[0]: mark[1]}  # the watchdog finds it even before its group is registered
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv, cwd=str(cwd) if cwd is not None else None, env=env,

@@ -94,3 +94,26 @@ def test_a_forked_child_gets_its_own_watchdog(tmp_path: Path) -> None:
         assert wait_until(lambda: not processes_with(marker), 30.0), "the forked child's program outlived it"
     finally:
         kill_leftovers(marker)
+
+
+_STARTED_UNREGISTERED = """
+import os, signal, subprocess, sys
+from aikit_components.tools._children import WATCHDOG
+name, value = WATCHDOG.mark()  # what a launch gives the program's environment
+subprocess.Popen(["sleep", sys.argv[1]], env={**os.environ, name: value}, start_new_session=True)
+print("started", flush=True)
+os.kill(os.getpid(), signal.SIGKILL)  # before any +PGID line: the moment a launch is most exposed
+"""
+
+
+def test_a_program_started_just_before_aikit_died_is_found_by_its_environment() -> None:
+    """A program whose group was never registered (aikit killed between the launch and the
+    registration), in a session of its own: the watchdog finds it by the mark in its environment."""
+    marker = f"300.3{os.getpid()}{time.monotonic_ns() % 10**6:06d}"
+    died = subprocess.run([sys.executable, "-c", _STARTED_UNREGISTERED, marker], capture_output=True, text=True,
+                          timeout=60, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        assert died.returncode == -9 and died.stdout.strip() == "started", died.stderr
+        assert wait_until(lambda: not processes_with(marker), 30.0), "the unregistered program outlived aikit"
+    finally:
+        kill_leftovers(marker)
