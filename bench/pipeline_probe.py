@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import os
 import sys
 import tempfile
 import time
@@ -80,6 +81,11 @@ def measure(n_calls: int, n_state: int) -> dict[str, float]:
     out: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         components = Components.open(data_dir=Path(tmp) / "data", plugins=False)
+        only = os.environ.get("AIKIT_PROBE_INTERCEPTORS")
+        pipeline = getattr(components, "pipeline", None)
+        if only and pipeline is not None:  # the tree before the pipeline has no chain to trim
+            for interceptor in [i for i in pipeline.interceptors if i.name not in only.split(",")]:
+                pipeline.remove(interceptor)
 
         @tool(name="bench_add")
         def add(a: int, b: int) -> int:
