@@ -61,8 +61,34 @@ def _hashable(key: Any) -> Any:
     return tuple(key) if isinstance(key, list) else key
 
 
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _plain(value: Any, depth: int = 0) -> bool:
+    """Whether ``value`` needs no tag (see :func:`to_jsonable`): only exact dicts with string keys
+    (none alone with a ``$`` key), lists, tuples and scalars, at most :data:`MAX_DEPTH` deep. A
+    check that builds nothing, so plain data (most of what is stored: run records, State values)
+    goes straight to the C encoder; anything else (bytes, other keys, subclasses, a cycle) takes
+    :func:`to_jsonable`'s way, which tags it or says what is wrong."""
+    if depth > MAX_DEPTH:
+        return False
+    kind = type(value)
+    if kind is dict:
+        if len(value) == 1 and str(next(iter(value))).startswith("$"):
+            return False
+        for key, item in value.items():
+            if type(key) is not str or (type(item) not in _SCALARS and not _plain(item, depth + 1)):
+                return False
+        return True
+    if kind is list or kind is tuple:
+        return all(type(item) in _SCALARS or _plain(item, depth + 1) for item in value)
+    return kind in _SCALARS
+
+
 def dumps(value: Any) -> str:
     """Encode a JSON-like value as JSON text (compact, exact)."""
+    if _plain(value):
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
     return json.dumps(to_jsonable(value), separators=(",", ":"), ensure_ascii=False)
 
 
