@@ -39,7 +39,7 @@ _LEADING_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _RETURN_PREFIX = b"local __aikit_return = ... return function(...) "
 _RETURN_OPEN = b"return __aikit_return("
 _RETURN_CLOSE = b"\n) end"
-_TRACEBACK_NOISE = re.compile(r"\[aikit\]|in function 'xpcall'|^\s*\[C\]: in \?$|\(\.\.\.tail calls\.\.\.\)")
+_TRACEBACK_NOISE = re.compile(r"\[aikit(:[^\]]*)?\]|in function 'xpcall'|^\s*\[C\]: in \?$|\(\.\.\.tail calls\.\.\.\)")
 
 
 AIKIT_BUILTIN_DOCS = {

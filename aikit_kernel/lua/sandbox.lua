@@ -229,7 +229,7 @@ local function repr(value, opts)
   local function render(v, depth, indent)
     if raw_type(v) ~= "table" then return scalar_repr(v) end
     local mt = raw_getmetatable(v)
-    if raw_type(mt) == "table" and raw_rawget(mt, "__tostring") then
+    if raw_type(mt) == "table" and raw_rawget(mt, "__tostring") and not raw_rawget(mt, "__show_fields") then
       local ok, s = raw_pcall(raw_tostring, v)
       if ok then return s end
       if is_stop(s) then raw_error(s, 0) end

@@ -39,6 +39,14 @@ class TestRun:
         assert lua.run("return a:usage()") == {"input_tokens": 50, "output_tokens": 9, "total_tokens": 59}
         assert sent_messages(server)[-1] == {"role": "tool", "tool_call_id": "call_l1", "content": "42"}
 
+    def test_a_result_prints_as_its_answer_and_shows_its_fields_as_a_cell_value(self, lua: Lua,
+                                                                                 llm_server: Any) -> None:
+        llm_server.reply(OPENAI, answer("It is 42."), sse(["Again ", "42."]))
+        assert lua.run(NEW + "\nr = a:run('What is 6 * 7?') return tostring(r), r.text") == ("It is 42.", "It is 42.")
+        shown = lua.engine.repr(lua.engine.run_cell("return r").values[0])
+        assert 'text = "It is 42."' in shown and 'stop_reason = "end"' in shown  # every field, not only the text
+        assert lua.run("return tostring(a:stream('again', function() end))") == "Again 42."
+
     def test_output_schema_from_a_lua_table(self, lua: Lua, llm_server: Any) -> None:
         server = llm_server
         server.reply(OPENAI, answer("forty-two"), answer('{"n": 42, "why": "6 * 7"}'))

@@ -39,6 +39,11 @@ class TestPause:
         listed = lua.run("return Agent.runs('needs_approval')")
         assert [r["run_id"] for r in listed] == [result["run_id"]]
 
+    def test_a_paused_result_prints_what_waits_and_how_to_resume(self, lua: Lua, llm_server: Any) -> None:
+        llm_server.reply(OPENAI, answer(None, [call("note", {"text": "hi"}, "call_n")]))
+        printed, run_id = lua.run(WRITER + "local r = a:run('note hi') return tostring(r), r.run_id")
+        assert printed == f'needs approval: 1 call(s) waiting (Agent.resume("{run_id}", {{approve = {{...}}}}))'
+
     def test_resume_with_approval_runs_the_call_and_finishes(self, lua: Lua, llm_server: Any,
                                                              approval_events: Any) -> None:
         result = paused(lua, llm_server)

@@ -213,6 +213,10 @@ def install(engine: LuaEngine, components: Components, scope: Any, collections: 
                  convert=False)
     api[b"usage"] = api[b"total_usage"]  # the old name, kept until 0.3 (CHANGELOG.md)
     engine.register_doc("Agent.usage", api[b"usage"], DOCS["usage"])
+    methods = handles.methods
+    methods[b"run"], methods[b"stream"], api[b"resume"] = engine.compile_trusted(_RESULTS, "agent")(
+        methods[b"run"], methods[b"stream"], api[b"resume"], engine.runtime.globals()[b"setmetatable"])
+    engine.register_doc("Agent.resume", api[b"resume"], DOCS["resume"])
 
     def supervisable(engine_: LuaEngine, value: Any) -> Any:
         """A Lua agent object returned by a supervisor child's start(): the agent (the supervisor
@@ -221,6 +225,32 @@ def install(engine: LuaEngine, components: Components, scope: Any, collections: 
 
     register_adapter(supervisable)
     return handles
+
+
+# Run results print as their answer: print(a:run("hi")) shows the text, not a table address. A
+# cell that ends with a result still shows every field (__show_fields, sandbox.lua's repr).
+_RESULTS = r"""
+local run, stream, resume, setmetatable = ...
+local type, getmetatable, tostring = type, getmetatable, tostring
+local result_mt = {
+  __name = "aikit.AgentResult",
+  __show_fields = true,
+  __tostring = function(r)
+    if r.status == "needs_approval" then
+      return "needs approval: " .. #(r.pending or {}) .. " call(s) waiting (Agent.resume(\"" .. tostring(r.run_id)
+        .. "\", {approve = {...}}))"
+    end
+    return tostring(r.text or "")
+  end,
+}
+local function result(r)
+  if type(r) == "table" and getmetatable(r) == nil then setmetatable(r, result_mt) end
+  return r
+end
+return function(...) return result(run(...)) end,
+       function(...) return result(stream(...)) end,
+       function(...) return result(resume(...)) end
+"""
 
 
 BASE_MODEL_TOOLS_WARNING = (

@@ -44,11 +44,17 @@ local methods = {
 }
 -- A method called with '.' instead of ':' (a.run("hi")) gets no handle as self: say so at the
 -- caller's line instead of failing on a nil or a string deep inside.
-local getinfo, error, pairs = debug.getinfo, error, pairs
+local getinfo, error, pairs, sub = debug.getinfo, error, pairs, string.sub
 for name, impl in pairs(methods) do
   methods[name] = function(self, ...)
     if ids[self] == nil then
-      local info = getinfo(2, "Sl") or {}
+      local level = 2  -- the caller's line: past any aikit binding that wraps the method
+      local info = getinfo(level, "Sl")
+      while info and sub(info.source, 1, 7) == "=[aikit" do
+        level = level + 1
+        info = getinfo(level, "Sl")
+      end
+      info = info or {}
       error(new_error("invalid_argument", misuse(name, info.source, info.currentline)), 0)
     end
     return impl(self, ...)
