@@ -668,15 +668,21 @@ class AuditInterceptor(Interceptor):
             await in_thread(functools.partial(self.ledger.record, fsync=not _no_outside_effect_of_its_own(op)), type_, data)
 
 
+#: Kinds whose effects outside the process are the operations they run, each recorded on its own.
+_EFFECTS_RECORDED_BELOW = frozenset({"workflow.step", "agent", "llm"})
+
+
 def _no_outside_effect_of_its_own(op: Operation) -> bool:
     """An operation that changes nothing outside the process by itself: a call of a ``safe`` tool
     (a pure computation), a workflow step or an agent run (what they do outside, they do through
-    tool calls, model calls, programs and requests, each recorded, and fsynced, on its own). Its
-    entry goes to the tail file (see :meth:`AuditLedger.record`)."""
+    tool calls, model calls, programs and requests, each recorded, and fsynced, on its own), or a
+    model call (a remote model is asked through an HTTP request, whose own entry is fsynced; an
+    in-process model changes nothing outside). Its entry goes to the tail file (see
+    :meth:`AuditLedger.record`)."""
     kind = op.kind.name
     if kind == "tool":
         return getattr(op.meta.get("tool"), "security", None) == "safe"
-    return kind in ("workflow.step", "agent")
+    return kind in _EFFECTS_RECORDED_BELOW
 
 
 #: Event topics recorded as they are published (approvals and denials, budget stops published by

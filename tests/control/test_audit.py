@@ -15,11 +15,13 @@ from typing import Any
 
 import pytest
 
+from aikit_components.agents import AgentSpec
 from aikit_components.components import Components
 from aikit_components.config import Config
 from aikit_components.control.audit import FILE_NAME, AuditLedger, LedgerError
 from aikit_components.errors import AikitError
 from aikit_kernel import runtime
+from tests.support.agents import OPENAI, answer, config_text
 from tests.support.trust import trusting_env
 
 AIKIT = str(Path(sys.executable).with_name("aikit"))
@@ -142,6 +144,35 @@ def test_an_entry_that_cannot_be_written_fails_the_operation_instead_of_acknowle
     edit(tmp_path / "data", "ALTER TABLE gone RENAME TO entries")
     c.events.publish("approval.decided", decided, source="approvals")
     assert [e.type for e in c.audit.entries()][-2:] == ["tool", "approval.decided"] and c.audit.verify().ok
+
+
+def test_a_model_calls_entry_waits_in_the_tail_while_its_http_requests_entry_is_durable_first(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, llm_server: Any) -> None:
+    """A model call's effect outside the process is its HTTP request, fsynced on its own: with the
+    ledger unwritable, a call of a remote model fails (its request's entry cannot be stored),
+    while a run of an in-process test model, which has no such request, is acknowledged from the
+    tail file and chained once the ledger can be written again."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "aikit.toml").write_text(config_text(llm_server.url))
+    config = Config.load(cwd=tmp_path, env=trusting_env(), user_dir=tmp_path / "user-config")
+    c = Components.open(config=config, data_dir=tmp_path / "data", plugins=False, loop_getter=runtime.get_loop)
+    try:
+        edit(tmp_path / "data", "ALTER TABLE entries RENAME TO gone")
+        llm_server.reply(OPENAI, answer("from afar"))
+        remote = c.new_agent(AgentSpec(name="remote", model="openai/m"))
+        with pytest.raises(AikitError, match="could not write to the audit ledger"):
+            runtime.submit(remote.run("hi")).result(30)
+        local = c.new_agent(AgentSpec(name="local", model="test"))
+        assert runtime.submit(local.run("hi")).result(30).text == "test answer: hi"
+        edit(tmp_path / "data", "ALTER TABLE gone RENAME TO entries")
+        c.events.publish("approval.decided", {"run_id": "r1", "kind": "tool", "name": "x", "decision": "approved",
+                                              "who": "ana"}, source="approvals")  # chains the tail first
+        entries = list(c.audit.entries())
+        assert [(e.type, e.data["name"]) for e in entries if e.type in ("llm", "agent")][-2:] == [
+            ("llm", "test"), ("agent", "local")]
+        assert c.audit.verify().ok
+    finally:
+        c.close()
 
 
 def test_threads_recording_at_once_share_commits_and_each_returns_after_its_own(tmp_path: Path) -> None:
