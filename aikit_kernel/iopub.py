@@ -25,7 +25,6 @@ from collections.abc import Callable
 from typing import Any
 
 import zmq
-import zmq.asyncio
 
 from . import runtime
 from .output import StdinNotAllowed
@@ -44,7 +43,9 @@ HOLD_FLUSH_MAX_S = 0.05
 class Messenger:
     """Builds messages with the kernel's Protocol and sends them on the I/O loop."""
 
-    def __init__(self, protocol: Protocol, sockets: dict[str, zmq.asyncio.Socket]) -> None:
+    def __init__(self, protocol: Protocol, sockets: dict[str, Any]) -> None:
+        """``sockets``: per channel, an asyncio socket of the I/O loop, or anything else with a
+        ``send_multipart(frames, copy=False)`` that may be called there (the control channel)."""
         self.protocol = protocol
         self.sockets = sockets
         # Messages built off the loop wait here, with the calls to run after them (history

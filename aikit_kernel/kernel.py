@@ -1,9 +1,11 @@
 """The protocol core: receives requests on the I/O loop, serves them in order on the Lua thread.
 
-Threads (see docs/architecture.md): sockets are read and written only on the I/O loop; every shell
-request is queued, in arrival order, to the main thread, which owns the interpreter. Control
-requests (interrupt, shutdown, kernel_info) are answered on the I/O loop at once, so they work
-while a cell runs.
+Threads (see docs/architecture.md): shell, stdin and IOPub are read and written only on the I/O
+loop; every shell request is queued, in arrival order, to the main thread, which owns the
+interpreter. The control socket has a thread of its own (``control_channel.ControlChannel``),
+which answers ``kernel_info`` itself, so a frontend sees the kernel alive however busy the loop
+is; it hands the other control requests (interrupt, shutdown, debug, ``aikit stop``) to the I/O
+loop, which answers them at once, so they work while a cell runs.
 
 The kernel may serve its sockets before the interpreter exists (``early_info``): the main thread
 builds it (the Lua runtime, the components and their stores) while the I/O loop already answers
@@ -14,12 +16,14 @@ sooner; requests that need the interpreter wait in the queue until it is built.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import queue
 import signal
 import sqlite3
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -95,9 +99,13 @@ class Kernel:
     def __init__(self, transport: Transport, protocol: Protocol, interpreter_factory: Callable[[IOPubOutput], Interpreter],
                  history: HistoryStore | PostgresHistoryStore | None,
                  max_message_bytes: int = KernelSettings().max_message_bytes, *,
-                 early_info: type[Interpreter] | None = None) -> None:
+                 early_info: type[Interpreter] | None = None, freeze_heap: bool = False) -> None:
         """``early_info``: build the interpreter later, on the main thread when :meth:`serve_forever`
-        starts, and answer ``kernel_info`` from this class's description until then."""
+        starts, and answer ``kernel_info`` from this class's description until then.
+        ``freeze_heap``: once the interpreter is built, and again after its warm-up, move every
+        object alive to the garbage collector's permanent generation (see :func:`freeze_heap`);
+        for a kernel process, not for a kernel inside another program."""
+        self._freeze_heap = freeze_heap
         self.transport = transport
         self.max_message_bytes = max_message_bytes
         self.protocol = protocol
@@ -111,11 +119,16 @@ class Kernel:
         self.debugger: Any = None
         self._built: asyncio.Event | None = None  # set on the I/O loop once the interpreter exists
         self._only_kernel_info = True  # no shell request other than kernel_info arrived yet (I/O thread)
+        # Control requests handed to the I/O loop and not yet answered there: a kernel_info that
+        # arrives meanwhile goes there too, so control replies keep their order.
+        self._control_on_loop = 0
+        self._control_lock = threading.Lock()
         # The Lua thread builds or warms up the interpreter: queued requests wait, and an interrupt
         # that arrives meanwhile stops the next cell before it starts (_interrupt_waiting).
         self._preparing = early_info is not None
         self._interrupt_waiting = False
         self._dispatched = 0  # the last shell request taken from the queue (main thread)
+        self._cells_run = 0  # execute requests served (main thread)
         self.history = history
         # History writes waiting for the end of the loop's pass (I/O thread only).
         self._history_inputs: list[tuple[int, str]] = []
@@ -150,8 +163,9 @@ class Kernel:
         interpreter = self._interpreter_factory(self.output)
         self.output.set_stop_check(interpreter.interrupt_requested)
         interpreter.set_wakeup(lambda: self._work.put(_SERVICE))
+        # The debugger first: kernel_info (answered on the control thread) reads both.
+        self.debugger = self._debug_bridge(interpreter)
         self.interpreter = interpreter
-        self.debugger = self._debug_bridge()
         runtime.call_soon(self._mark_built)
 
     def _mark_built(self) -> None:
@@ -180,12 +194,29 @@ class Kernel:
     async def serve_sockets(self) -> None:
         """Read shell, control and stdin, and welcome IOPub subscribers, until shutdown (runs on
         the I/O loop)."""
-        await asyncio.gather(
-            self.messenger.serve_subscriptions(),
-            self._read(self.transport.shell, self._on_shell),
-            self._read(self.transport.control, self._on_control),
-            self._read(self.transport.stdin, self._on_stdin),
-        )
+        control = self.transport.control
+        control.start(self._on_control_thread)
+        try:
+            await asyncio.gather(
+                self.messenger.serve_subscriptions(),
+                self._read(self.transport.shell, self._on_shell),
+                self._read(self.transport.stdin, self._on_stdin),
+            )
+        finally:
+            control.stop()
+
+    def _accept(self, frames: list[bytes]) -> tuple[list[bytes], dict[str, Any]] | None:
+        """A received message, checked (size, signature, format); None (logged) to drop it."""
+        size = sum(len(f) for f in frames)
+        if size > self.max_message_bytes:
+            log.warning("dropping a %d-byte message (limit %d bytes, kernel.max_message_mb)", size,
+                        self.max_message_bytes)
+            return None
+        try:
+            return self.protocol.parse(frames)
+        except ProtocolError as exc:
+            log.warning("dropping an invalid message: %s", exc)
+            return None
 
     async def _read(self, sock: Any, handle: Callable[[list[bytes], dict[str, Any]], Any]) -> None:
         while not self._shutting_down:
@@ -193,16 +224,10 @@ class Kernel:
                 frames = await sock.recv_multipart(copy=True)
             except (zmq.ContextTerminated, zmq.ZMQError, asyncio.CancelledError):
                 return
-            size = sum(len(f) for f in frames)
-            if size > self.max_message_bytes:
-                log.warning("dropping a %d-byte message (limit %d bytes, kernel.max_message_mb)", size,
-                            self.max_message_bytes)
+            accepted = self._accept(frames)
+            if accepted is None:
                 continue
-            try:
-                idents, msg = self.protocol.parse(frames)
-            except ProtocolError as exc:
-                log.warning("dropping an invalid message: %s", exc)
-                continue
+            idents, msg = accepted
             try:
                 result = handle(idents, msg)
                 if asyncio.iscoroutine(result):
@@ -226,13 +251,13 @@ class Kernel:
         else:
             log.warning("unexpected %s on the stdin channel", msg["header"]["msg_type"])
 
-    def _debug_bridge(self) -> Any:
-        debugger = getattr(self.interpreter, "debugger", None)
+    def _debug_bridge(self, interpreter: Interpreter) -> Any:
+        debugger = getattr(interpreter, "debugger", None)
         if debugger is None:
             return None
         from .debug.jupyter import JupyterDebugger
 
-        return JupyterDebugger(debugger, self.interpreter.cells,  # type: ignore[attr-defined]
+        return JupyterDebugger(debugger, interpreter.cells,  # type: ignore[attr-defined]
                                lambda event, parent: self.messenger.publish("debug_event", event, parent))
 
     async def _debug_request(self, idents: list[bytes], msg: dict[str, Any]) -> None:
@@ -265,8 +290,40 @@ class Kernel:
         finally:
             self.messenger.status("idle", msg)
 
-    def _on_control(self, idents: list[bytes], msg: dict[str, Any]) -> None:
+    def _on_control_thread(self, frames: list[bytes]) -> None:
+        """A control message (control thread): kernel_info is answered here, the rest on the I/O
+        loop (behind the requests already handed to it)."""
+        accepted = self._accept(frames)
+        if accepted is None:
+            return
+        idents, msg = accepted
         self.last_activity = time.monotonic()
+        with self._control_lock:
+            answer_here = msg["header"]["msg_type"] == "kernel_info_request" and not self._control_on_loop
+            if not answer_here:
+                self._control_on_loop += 1
+        if not answer_here:
+            runtime.call_soon(self._on_control_from_thread, idents, msg)
+            return
+        # The reply first, then busy and idle (queued for the loop together): sending a status
+        # wakes the loop, and this thread would then wait for the GIL before its reply.
+        try:
+            self.transport.control.send_multipart(self.protocol.build("kernel_info_reply", self.kernel_info(), msg, idents))
+        finally:
+            self.messenger.status("busy", msg)
+            self.messenger.status("idle", msg)
+
+    def _on_control_from_thread(self, idents: list[bytes], msg: dict[str, Any]) -> None:
+        try:
+            self._on_control(idents, msg)
+        except Exception:
+            log.exception("error handling %s", msg["header"].get("msg_type"))
+        finally:
+            with self._control_lock:
+                self._control_on_loop -= 1
+
+    def _on_control(self, idents: list[bytes], msg: dict[str, Any]) -> None:
+        """A control request on the I/O loop."""
         msg_type = msg["header"]["msg_type"]
         if msg_type == "debug_request" and (self.debugger is not None or self._debugger_coming()):
             asyncio.ensure_future(self._debug_request(idents, msg))
@@ -330,6 +387,8 @@ class Kernel:
         interpreter first if that was left for now (``early_info``)."""
         if self.interpreter is None:
             self._build_interpreter()
+        if self._freeze_heap:
+            freeze_heap(collect=False)  # a collection here would delay the first cell
         self._preparing = False
         warm_up_pending = True
         while True:
@@ -360,6 +419,8 @@ class Kernel:
         self._preparing = True
         try:
             self.interpreter.warm_up()
+            if self._freeze_heap and not self._cells_run:  # nothing of the user's is frozen
+                freeze_heap(collect=True)  # idle: only what was made since the last freeze is traversed
         except Exception:  # what the warm-up would have prepared is then prepared on first use
             log.exception("the interpreter's warm-up failed")
         finally:
@@ -474,6 +535,7 @@ class Kernel:
                                                "evalue": f"execute_request: {exc}", "traceback": [],
                                                "execution_count": self.execution_count})
             return
+        self._cells_run += 1
         if store_history:
             self.execution_count += 1
             if self.history is not None:
@@ -557,6 +619,18 @@ class Kernel:
                         ", ".join(map(str, lines)) or "?", exc, hint)
         except Exception:
             log.exception("could not write history (the cell still ran)")
+
+
+def freeze_heap(collect: bool) -> None:
+    """Exclude every object alive now (the modules, the interpreter, the components: hundreds of
+    thousands) from later garbage collections. A full collection traverses them all, holding the
+    GIL for 50-90 ms, which every thread of the kernel then waits for (a kernel_info on control
+    during a run of a thousand agents); frozen, they are not traversed any more. ``collect``:
+    collect the garbage first (cyclic garbage frozen is never freed; what is made at import
+    time is a few objects at most)."""
+    if collect:
+        gc.collect()
+    gc.freeze()
 
 
 async def watch_parent(kernel: Kernel, interval: float = 1.0) -> None:
@@ -653,7 +727,7 @@ def run_kernel(connection_file: str | None, dap_port: int | None = None, metrics
     kernel = Kernel(transport, protocol, lambda out: LuaInterpreter(open_lua_runtime(out, loaded=loaded,
                                                                                      metric_readers=readers)),
                     history, max_message_bytes=settings.max_message_bytes,
-                    early_info=LuaInterpreter if dap_port is None else None)
+                    early_info=LuaInterpreter if dap_port is None else None, freeze_heap=True)
     runtime.on_sigint(kernel.interrupt_from_signal)
     runtime.on_signal(signal.SIGTERM, lambda: kernel.request_shutdown("interrupted"))
     runtime.submit(watch_parent(kernel))

@@ -15,6 +15,7 @@ import itertools
 import json
 import os
 import random
+import threading
 from datetime import UTC, datetime
 from typing import Any
 
@@ -86,6 +87,7 @@ class Protocol:
         self._prefix = f"{self.session.session}_{os.getpid()}_"
         self._counter = itertools.count()  # next() is atomic: both threads build messages
         self._digests: set[bytes] = set()
+        self._digests_lock = threading.Lock()  # the I/O loop and the control thread both parse
         self._parent: tuple[dict[str, Any] | None, bytes] = (None, _EMPTY)  # the last parent header, packed
 
     @property
@@ -113,11 +115,12 @@ class Protocol:
             signature = parts[0]
             if not signature:
                 raise ProtocolError("unsigned message")
-            if signature in self._digests:
-                raise ProtocolError(f"duplicate signature: {signature!r}")
             if not hmac.compare_digest(signature, self._sign(parts[1:5])):
                 raise ProtocolError(f"invalid signature: {signature!r}")
-            self._remember(signature)
+            with self._digests_lock:  # checked and remembered at once: a replay on another channel fails
+                if signature in self._digests:
+                    raise ProtocolError(f"duplicate signature: {signature!r}")
+                self._remember(signature)
         try:
             header = json.loads(parts[1])
             msg = {"header": header, "msg_id": header.get("msg_id") if isinstance(header, dict) else None,

@@ -13,6 +13,8 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
+from .control_channel import ControlChannel
+
 CHANNELS = ("shell", "control", "stdin", "iopub", "hb")
 
 
@@ -80,13 +82,15 @@ class ConnectionInfo:
 
 
 class Transport:
-    """Owns the sockets. Create on the I/O thread; only that thread uses the async sockets."""
+    """Owns the sockets. Create on the I/O thread; only that thread uses the async sockets. The
+    control socket is a blocking one, served by a thread of its own (:class:`ControlChannel`)."""
 
     def __init__(self, info: ConnectionInfo) -> None:
         self.info = info
         self.context = zmq.asyncio.Context()
         self.shell = self._bind(zmq.ROUTER, "shell")
-        self.control = self._bind(zmq.ROUTER, "control")
+        # The same ZMQ context, seen as a blocking one: its sockets are plain zmq.Socket.
+        self.control = ControlChannel(self._bind(zmq.ROUTER, "control", zmq.Context.shadow(self.context.underlying)))
         self.stdin = self._bind(zmq.ROUTER, "stdin")
         # XPUB, not PUB: it also reads subscriptions, so each new subscriber can be sent an
         # `iopub_welcome` (JEP 65, see iopub.py). Verbose: a second client subscribing to the
@@ -103,8 +107,8 @@ class Transport:
         self._encrypt(self._hb_socket)
         self.info.hb_port = self._bind_port(self._hb_socket, self.info.hb_port)
 
-    def _bind(self, kind: int, channel: str) -> zmq.asyncio.Socket:
-        sock = self.context.socket(kind)
+    def _bind(self, kind: int, channel: str, context: zmq.Context | None = None) -> Any:
+        sock = (context or self.context).socket(kind)
         sock.linger = 1000
         if kind == zmq.ROUTER:
             sock.router_handover = 1
@@ -147,7 +151,8 @@ class Transport:
         self._hb_thread.start()
 
     def close(self) -> None:
-        for sock in (self.shell, self.control, self.stdin, self.iopub):
+        self.control.close(linger=200)  # stops its thread first: term() waits for every socket
+        for sock in (self.shell, self.stdin, self.iopub):
             sock.close(linger=200)
         if self._hb_thread is None:  # never started: nobody else will close it, and term() would wait
             self._hb_socket.close(linger=0)

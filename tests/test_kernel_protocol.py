@@ -391,6 +391,57 @@ def test_control_requests_are_answered_while_a_cell_runs(k: InProcessKernel) -> 
     assert reply["content"]["ename"] == "KeyboardInterrupt" and types(iopub)[-1] == "idle"
 
 
+class BlockedLoop:
+    """Holds the I/O loop in a callback until released: nothing the loop does (reading shell,
+    answering control requests, sending IOPub) happens meanwhile."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def __enter__(self) -> BlockedLoop:
+        def hold() -> None:
+            self.entered.set()
+            self.release.wait(TIMEOUT)
+
+        runtime.call_soon(hold)
+        assert self.entered.wait(TIMEOUT)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release.set()
+
+
+def control_request(k: InProcessKernel, msg_type: str) -> str:
+    msg = k.kc.session.msg(msg_type, {})
+    k.kc.control_channel.send(msg)
+    return msg["header"]["msg_id"]
+
+
+def test_kernel_info_on_control_is_answered_while_the_io_loop_is_blocked(k: InProcessKernel) -> None:
+    """The control thread answers kernel_info itself (a frontend polls it to see the kernel
+    alive); its busy/idle status, sent by the loop, follows once the loop runs again."""
+    with BlockedLoop():
+        info = control_request(k, "kernel_info_request")
+        reply = k.reply(info, "control")  # the loop is still held here
+        assert reply["content"]["implementation"] == "aikit-fake"
+    assert types(k.iopub(info)) == ["busy", "idle"]
+    after, _ = k.execute("value 1")  # and the loop serves as before
+    assert after["content"]["status"] == "ok"
+
+
+def test_control_replies_keep_their_order_when_the_loop_answers_first(k: InProcessKernel) -> None:
+    """An interrupt is answered on the loop: a kernel_info behind it waits for it there, so the
+    replies come back in the order of the requests."""
+    with BlockedLoop():
+        interrupt = control_request(k, "interrupt_request")
+        info = control_request(k, "kernel_info_request")
+    first = k.kc.control_channel.get_msg(timeout=TIMEOUT)
+    second = k.kc.control_channel.get_msg(timeout=TIMEOUT)
+    assert [first["parent_header"]["msg_id"], second["parent_header"]["msg_id"]] == [interrupt, info]
+    assert first["content"] == {"status": "ok"} and second["content"]["status"] == "ok"
+
+
 def test_kernel_info_is_answered_while_the_interpreter_is_built(tmp_path: Path) -> None:
     """With ``early_info`` the sockets are served before the interpreter exists: kernel_info (shell
     and control) is answered from the interpreter's class; an execute waits until it is built."""
