@@ -23,6 +23,8 @@ import numpy as np
 
 #: Threads encoding batches at once (each batch's matrix products use BLAS's own threads too).
 WORKERS = max(1, min(4, os.cpu_count() or 1))
+#: The most attention scores computed at once, in bytes (per thread).
+ATTENTION_BYTES = 16 << 20
 #: sentence-transformers' default for this model (``sentence_bert_config.json`` may say otherwise).
 DEFAULT_MAX_SEQ_LENGTH = 256
 
@@ -135,18 +137,30 @@ class MiniLMEncoder:
         bias = ((1.0 - mask) * np.finfo(np.float32).min)[:, None, None, :]
         scale = np.float32(1.0 / math.sqrt(head_dim))
         for layer in self.layers:
-            qkv = (x @ layer.qkv + layer.qkv_bias).reshape(batch, length, 3, heads, head_dim)
-            q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # (batch, length, heads, head_dim)
-            # einsum (BLAS per head) rather than a stacked matmul, for the same reason
-            scores = np.einsum("blhd,bmhd->bhlm", q * scale, k, optimize=True) + bias
-            scores -= scores.max(axis=-1, keepdims=True)
-            np.exp(scores, out=scores)
-            scores /= scores.sum(axis=-1, keepdims=True)
-            context = np.einsum("bhlm,bmhd->blhd", scores, v, optimize=True).reshape(batch * length, self.hidden)
-            x = _layer_norm(x + context @ layer.attention_out + layer.attention_out_bias, *layer.attention_norm,
-                            self.eps)
-            inner = _gelu(x @ layer.intermediate + layer.intermediate_bias)
-            x = _layer_norm(x + inner @ layer.output + layer.output_bias, *layer.output_norm, self.eps)
+            qkv = _linear(x, layer.qkv, layer.qkv_bias).reshape(batch, length, 3, heads, head_dim)
+            q, k, v = qkv[:, :, 0] * scale, qkv[:, :, 1], qkv[:, :, 2]  # (batch, length, heads, head_dim)
+            context = np.empty((batch, length, heads, head_dim), dtype=np.float32)
+            # The attention of a few texts at a time: all at once, the scores of 32 texts of 256
+            # tokens are 100 MB per thread.
+            step = max(1, ATTENTION_BYTES // (heads * length * length * 4))
+            for first in range(0, batch, step):
+                part = slice(first, first + step)
+                # einsum (BLAS per head) rather than a stacked matmul, for the same reason
+                scores = np.einsum("blhd,bmhd->bhlm", q[part], k[part], optimize=True)
+                scores += bias[part]
+                scores -= scores.max(axis=-1, keepdims=True)
+                np.exp(scores, out=scores)
+                scores /= scores.sum(axis=-1, keepdims=True)
+                context[part] = np.einsum("bhlm,bmhd->blhd", scores, v[part], optimize=True)
+            context = context.reshape(batch * length, self.hidden)
+            attended = _linear(context, layer.attention_out, layer.attention_out_bias)
+            attended += x
+            x = _layer_norm(attended, *layer.attention_norm, self.eps)
+            inner = _gelu(_linear(x, layer.intermediate, layer.intermediate_bias))
+            out = _linear(inner, layer.output, layer.output_bias)
+            del inner
+            out += x
+            x = _layer_norm(out, *layer.output_norm, self.eps)
         return x.reshape(batch, length, self.hidden)
 
 
@@ -158,11 +172,23 @@ def _max_seq_length(path: Path, limit: int) -> int:
     return min(configured, limit)
 
 
+def _linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """``x @ weight + bias``, with one array made instead of two (the batch's largest arrays are
+    these: every temporary counts)."""
+    out = x @ weight
+    out += bias
+    return out
+
+
 def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) -> np.ndarray:
-    mean = x.mean(axis=-1, keepdims=True)
-    centered = x - mean
-    variance = np.mean(centered * centered, axis=-1, keepdims=True)
-    return centered / np.sqrt(variance + np.float32(eps)) * weight + bias
+    """LayerNorm of the rows of ``x`` (``x`` is reused for the result)."""
+    x -= x.mean(axis=-1, keepdims=True)
+    variance = np.mean(np.square(x), axis=-1, keepdims=True)
+    variance += np.float32(eps)
+    x /= np.sqrt(variance)
+    x *= weight
+    x += bias
+    return x
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:
@@ -170,7 +196,8 @@ def _gelu(x: np.ndarray) -> np.ndarray:
     has none, and one written with NumPy operations took ten times longer)."""
     from scipy.special import erf
 
-    inner = erf(x * np.float32(1.0 / math.sqrt(2.0)))
+    inner = x * np.float32(1.0 / math.sqrt(2.0))
+    erf(inner, out=inner)
     inner += np.float32(1.0)
     inner *= x
     inner *= np.float32(0.5)
