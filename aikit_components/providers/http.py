@@ -127,7 +127,7 @@ class HTTPEndpoint:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wire: KeepAlivePool | None = None
         self._wire_loop: asyncio.AbstractEventLoop | None = None
-        self._wire_headers = b""
+        self._wire_headers: bytes | None = b""
         self._targets: dict[str, tuple[Target, str, str] | None] = {}
 
     def __repr__(self) -> str:
@@ -167,31 +167,32 @@ class HTTPEndpoint:
         """The keep-alive pool of the running loop (created on first use) and ``url``'s target,
         operation name and shown URL; None when ``url`` goes through httpx: a custom transport,
         a proxy from the environment (``trust_env``), a URL or header the small client leaves to httpx."""
+        if self.transport is not None:
+            return None
+        loop = asyncio.get_running_loop()
+        if self._wire is None or self._wire.is_closed or self._wire_loop is not loop:
+            # as an httpx client is made per loop: the headers and the environment's proxies read anew
+            self._wire = KeepAlivePool(timeout_s=self.timeout_s, connect_timeout_s=min(self.timeout_s,
+                                       MAX_CONNECT_TIMEOUT_S), max_connections=CONNECTION_LIMITS.max_connections or 1000,
+                                       keepalive_expiry=CONNECTION_LIMITS.keepalive_expiry or 30.0,
+                                       trust_env=self.trust_env)
+            self._wire_loop = loop
+            self._wire_headers = header_block(self.request_headers())
+            self._targets = {}
+        if self._wire_headers is None:  # a header only httpx may send (it says what is wrong with it)
+            return None
         if url in self._targets:
             target = self._targets[url]
         else:
             target = self._targets[url] = self._target(url)
         if target is None:
             return None
-        loop = asyncio.get_running_loop()
-        if self._wire is None or self._wire.is_closed or self._wire_loop is not loop:
-            self._wire = KeepAlivePool(timeout_s=self.timeout_s, connect_timeout_s=min(self.timeout_s,
-                                       MAX_CONNECT_TIMEOUT_S), max_connections=CONNECTION_LIMITS.max_connections or 1000,
-                                       keepalive_expiry=CONNECTION_LIMITS.keepalive_expiry or 30.0,
-                                       trust_env=self.trust_env)
-            self._wire_loop = loop
         return self._wire, target
 
     def _target(self, url: str) -> tuple[Target, str, str] | None:
-        if self.transport is not None:
-            return None
         target = target_of(url)
         if target is None or (self.trust_env and env_proxy(target.origin[0])):
             return None
-        block = header_block(self.request_headers())
-        if block is None:
-            return None
-        self._wire_headers = block
         parsed = httpx.URL(url)  # named as httpx names it (once per URL)
         return target, f"POST {parsed.host}", shown_url(parsed)
 
@@ -200,16 +201,17 @@ class HTTPEndpoint:
         (:func:`~aikit_components.operations.http.observe_client`): tracing's ``traceparent``
         header included."""
         target, name, shown = where
+        headers = self._wire_headers or b""
         pipeline = self.pipeline
         if pipeline is None:
-            return await pool.post(target, self._wire_headers, body)
+            return await pool.post(target, headers, body)
         op = Operation(HTTP_REQUEST, name, {"method": "POST", "url": shown})
 
         async def send(op: Operation) -> WireResponse:
             traceparent = op.meta.get("traceparent")  # set by tracing, when it is on and sends one
             extra = b"traceparent: " + traceparent.encode("ascii") + b"\r\n" if traceparent else b""
             try:
-                return await pool.post(target, self._wire_headers, body, extra)
+                return await pool.post(target, headers, body, extra)
             except Exception as exc:
                 op.meta["exception"] = exc
                 raise
