@@ -23,7 +23,7 @@ from concurrent.futures import Future
 from typing import Generic, TypeVar
 
 from ..errors import IOFailure
-from .offload import to_the_end
+from .offload import UncancellableFuture, to_the_end
 
 T = TypeVar("T")
 
@@ -73,7 +73,7 @@ class GroupCommit(Generic[T]):
         """:meth:`put` for coroutines: the loop serves others while the commit is in flight (a
         cancellation meanwhile takes effect once it is done: :func:`~.offload.to_the_end`)."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
+        future: asyncio.Future[None] = UncancellableFuture(loop=loop)
         self._enqueue(item, (loop, future))
         await to_the_end(future)
 

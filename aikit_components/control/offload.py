@@ -44,6 +44,16 @@ def executor() -> ThreadPoolExecutor:
         return _executor
 
 
+class UncancellableFuture(asyncio.Future[T]):
+    """A future its waiter's cancellation leaves alone (``cancel`` refuses): the outcome of a
+    write already handed to a thread, which only that thread settles. A task cancelled while it
+    awaits one is told so when the write is done (:func:`to_the_end` takes it from there), as it
+    would be with ``asyncio.shield``, without a second future and its callbacks per wait."""
+
+    def cancel(self, msg: Any = None) -> bool:
+        return False
+
+
 class _Results:
     """Outcomes of the threads' calls, handed to the loops that wait for them: the first of a
     burst asks its loop to take them all (one system call and one turn of the loop per burst)."""
@@ -85,7 +95,7 @@ async def in_thread(fn: Callable[..., T], *args: Any) -> T:
     """``fn(*args)`` in a commit thread, in the caller's context (context variables: the run an
     operation belongs to); its result or exception once it has returned (see :func:`to_the_end`)."""
     loop = asyncio.get_running_loop()
-    future: asyncio.Future[T] = loop.create_future()
+    future: asyncio.Future[T] = UncancellableFuture(loop=loop)
     context = contextvars.copy_context()
 
     def call() -> None:
@@ -109,7 +119,7 @@ async def to_the_end(future: asyncio.Future[T]) -> T:
     try:
         while True:
             try:
-                return await asyncio.shield(future)
+                return await (future if type(future) is UncancellableFuture else asyncio.shield(future))
             except asyncio.CancelledError as exc:
                 if future.done() and future.cancelled():  # the future itself was cancelled
                     raise
