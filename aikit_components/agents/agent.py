@@ -158,7 +158,7 @@ class Agent:
         self.ledger = ledger
         self.usage = Usage()
         self.runs = AgentRuns(AgentRunStore(state) if state is not None and hasattr(state, "backend") else None,
-                              spec.name, lambda: dataclasses.asdict(self.spec), self._publish)
+                              spec.name, lambda: _fields(self.spec), self._publish)
         spec.tools = tools.expand(spec.tools)  # "files.*" -> every tool of that MCP server
         for name in spec.tools:
             tools.get(name)  # unknown tools fail at creation, with suggestions
@@ -481,6 +481,12 @@ AGENT_RUN = OperationKind(
                                      "error": error.to_dict()},
     replaced=_replaced_run,
 )
+
+
+def _fields(instance: Any) -> dict[str, Any]:
+    """A dataclass's fields as a dict, shallow (``dataclasses.asdict`` deep-copies every value;
+    the run record is copied whole as it is stored anyway). For the spec, whose values are plain."""
+    return {f.name: getattr(instance, f.name) for f in dataclasses.fields(instance)}
 
 
 def _replacement(value: Any, result: AgentResult) -> AgentResult:

@@ -8,6 +8,9 @@ far and commits them with ``commit(batch)`` in one transaction. When that fails,
 batch is committed alone, so each caller gets its own write's error (and the others succeed).
 A write is durable when its caller's wait returns, as if it had committed it itself. The writer
 thread ends after :data:`IDLE_S` without writes (the next write starts another).
+
+Coroutines waiting on a batch are woken together: one call into their event loop per batch (not
+one per write), since each wake-up from a thread is a system call and a turn of the loop.
 """
 
 from __future__ import annotations
@@ -20,12 +23,16 @@ from concurrent.futures import Future
 from typing import Generic, TypeVar
 
 from ..errors import IOFailure
-from .offload import to_the_end
+from .offload import UncancellableFuture, to_the_end
 
 T = TypeVar("T")
 
 #: Seconds without writes after which the writer thread ends.
 IDLE_S = 5.0
+
+#: Who waits for a write: a thread (a ``concurrent.futures.Future``) or a coroutine (its loop
+#: and an ``asyncio.Future`` of that loop).
+Waiter = Future[None] | tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]
 
 
 class GroupCommit(Generic[T]):
@@ -35,7 +42,7 @@ class GroupCommit(Generic[T]):
     def __init__(self, commit: Callable[[list[T]], None], name: str) -> None:
         self._commit = commit
         self._name = name
-        self._queue: list[tuple[T, Future[None]]] = []
+        self._queue: list[tuple[T, Waiter]] = []
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._pid = 0
@@ -44,16 +51,19 @@ class GroupCommit(Generic[T]):
     def submit(self, item: T) -> Future[None]:
         """Queue ``item``; the future is done once it is committed (or failed)."""
         future: Future[None] = Future()
+        self._enqueue(item, future)
+        return future
+
+    def _enqueue(self, item: T, waiter: Waiter) -> None:
         with self._cond:
             if self._closed:
                 raise IOFailure(f"the writer {self._name} has been closed")
-            self._queue.append((item, future))
+            self._queue.append((item, waiter))
             if self._thread is None or self._pid != os.getpid():  # none yet, or forked: none here
                 self._thread = threading.Thread(target=self._write_forever, name=self._name, daemon=True)
                 self._pid = os.getpid()
                 self._thread.start()
             self._cond.notify()
-        return future
 
     def put(self, item: T) -> None:
         """Commit ``item`` (with others queued at the same time); raises its write's error."""
@@ -62,7 +72,10 @@ class GroupCommit(Generic[T]):
     async def aput(self, item: T) -> None:
         """:meth:`put` for coroutines: the loop serves others while the commit is in flight (a
         cancellation meanwhile takes effect once it is done: :func:`~.offload.to_the_end`)."""
-        await to_the_end(asyncio.wrap_future(self.submit(item)))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = UncancellableFuture(loop=loop)
+        self._enqueue(item, (loop, future))
+        await to_the_end(future)
 
     def close(self) -> None:
         """Commit what is queued, then stop the writer (a later write raises)."""
@@ -85,18 +98,17 @@ class GroupCommit(Generic[T]):
             if batch:
                 self._write(batch)
 
-    def _write(self, batch: list[tuple[T, Future[None]]]) -> None:
+    def _write(self, batch: list[tuple[T, Waiter]]) -> None:
         try:
             self._commit([item for item, _ in batch])
         except BaseException as exc:  # noqa: BLE001 - handed to the callers waiting for these writes
             if len(batch) == 1:
-                _settle(batch[0][1], exc)
+                _settle_all([(batch[0][1], exc)])
                 return
-            for item, future in batch:  # each alone: each caller gets its own write's error
-                _settle(future, _error_of(self._commit, item))
+            # each alone: each caller gets its own write's error
+            _settle_all([(waiter, _error_of(self._commit, item)) for item, waiter in batch])
             return
-        for _, future in batch:
-            _settle(future, None)
+        _settle_all([(waiter, None) for _, waiter in batch])
 
 
 def _error_of(commit: Callable[[list[T]], None], item: T) -> BaseException | None:
@@ -105,6 +117,32 @@ def _error_of(commit: Callable[[list[T]], None], item: T) -> BaseException | Non
     except BaseException as exc:  # noqa: BLE001 - handed to the caller waiting for this write
         return exc
     return None
+
+
+def _settle_all(outcomes: list[tuple[Waiter, BaseException | None]]) -> None:
+    """Tell each waiter its write's outcome: threads at once, coroutines in one call into each
+    loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[None], BaseException | None]]] = {}
+    for waiter, error in outcomes:
+        if isinstance(waiter, tuple):
+            loop, future = waiter
+            by_loop.setdefault(loop, []).append((future, error))
+        else:
+            _settle(waiter, error)
+    for loop, futures in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_settle_futures, futures)
+        except RuntimeError:  # the loop is closed: nobody waits there any more
+            pass
+
+
+def _settle_futures(futures: list[tuple[asyncio.Future[None], BaseException | None]]) -> None:
+    for future, error in futures:
+        if not future.done():  # done: its waiter was cancelled (the write stands)
+            if error is None:
+                future.set_result(None)
+            else:
+                future.set_exception(error)
 
 
 def _settle(future: Future[None], error: BaseException | None) -> None:

@@ -9,14 +9,15 @@ the awaiting coroutine is suspended: the caller still gets its result only once 
 The threads are this module's own, not the loop's default executor (which resolves host names for
 HTTP connections): a thread blocked on a commit must not hold up a connection. There are many of
 them because a thread waits for a whole commit, and the audit ledger puts the entries of all the
-threads waiting at once in one transaction (group commit): more threads, fewer fsyncs.
+threads waiting at once in one transaction (group commit): more threads, fewer fsyncs. Their
+results reach the loop in bursts: one call into the loop for all the writes that ended together
+(a group commit ends many at once), not one each.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
-import functools
 import os
 import threading
 from collections.abc import Callable
@@ -43,12 +44,70 @@ def executor() -> ThreadPoolExecutor:
         return _executor
 
 
+class UncancellableFuture(asyncio.Future[T]):
+    """A future its waiter's cancellation leaves alone (``cancel`` refuses): the outcome of a
+    write already handed to a thread, which only that thread settles. A task cancelled while it
+    awaits one is told so when the write is done (:func:`to_the_end` takes it from there), as it
+    would be with ``asyncio.shield``, without a second future and its callbacks per wait."""
+
+    def cancel(self, msg: Any = None) -> bool:
+        return False
+
+
+class _Results:
+    """Outcomes of the threads' calls, handed to the loops that wait for them: the first of a
+    burst asks its loop to take them all (one system call and one turn of the loop per burst)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
+
+    def hand(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+        with self._lock:
+            waiting = self._pending.get(loop)
+            first = waiting is None
+            if first:
+                waiting = self._pending[loop] = []
+            waiting.append((future, ok, value))  # type: ignore[union-attr]
+        if first:
+            try:
+                loop.call_soon_threadsafe(self._take, loop)
+            except RuntimeError:  # the loop is closed: nobody waits there any more
+                with self._lock:
+                    self._pending.pop(loop, None)
+
+    def _take(self, loop: asyncio.AbstractEventLoop) -> None:
+        with self._lock:
+            outcomes = self._pending.pop(loop, [])
+        for future, ok, value in outcomes:
+            if future.done():  # cancelled (the loop is shutting down)
+                continue
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+
+
+_results = _Results()
+
+
 async def in_thread(fn: Callable[..., T], *args: Any) -> T:
     """``fn(*args)`` in a commit thread, in the caller's context (context variables: the run an
     operation belongs to); its result or exception once it has returned (see :func:`to_the_end`)."""
     loop = asyncio.get_running_loop()
-    call = functools.partial(contextvars.copy_context().run, fn, *args)
-    return await to_the_end(loop.run_in_executor(executor(), call))
+    future: asyncio.Future[T] = UncancellableFuture(loop=loop)
+    context = contextvars.copy_context()
+
+    def call() -> None:
+        try:
+            result = context.run(fn, *args)
+        except BaseException as exc:  # noqa: BLE001 - the awaiting coroutine raises it
+            _results.hand(loop, future, False, exc)
+        else:
+            _results.hand(loop, future, True, result)
+
+    executor().submit(call)
+    return await to_the_end(future)
 
 
 async def to_the_end(future: asyncio.Future[T]) -> T:
@@ -60,7 +119,7 @@ async def to_the_end(future: asyncio.Future[T]) -> T:
     try:
         while True:
             try:
-                return await asyncio.shield(future)
+                return await (future if type(future) is UncancellableFuture else asyncio.shield(future))
             except asyncio.CancelledError as exc:
                 if future.done() and future.cancelled():  # the future itself was cancelled
                     raise

@@ -109,9 +109,16 @@ def new_run_id() -> str:
     return "run-" + uuid.uuid4().hex[:12]
 
 
+_host: tuple[int, str] = (0, "")  # (pid, host name) of this process, asked once per process
+
+
 def owner() -> dict[str, Any]:
     """Who is running a run: this process (host and pid)."""
-    return {"host": socket.gethostname(), "pid": os.getpid()}
+    global _host
+    pid = os.getpid()
+    if _host[0] != pid:  # a system call (and a release of the GIL) once, not at every save
+        _host = (pid, socket.gethostname())
+    return {"host": _host[1], "pid": pid}
 
 
 def owner_alive(who: Any, run_id: str) -> bool:

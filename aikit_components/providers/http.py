@@ -10,6 +10,9 @@ on an ``httpx.AsyncClient``, with retries and error classification.
   (carrying ``retry_after``) so a fallback model can take over.
 - HTTP errors become :class:`ProviderError` whose kind comes from :func:`classify_status` and whose
   message quotes the provider's own message and says what to do.
+- The wire: ``post_json`` goes through :mod:`.http11` (a small keep-alive HTTP/1.1 client, a tenth
+  of httpx's CPU per request: many agents at once wait for the event loop's CPU), streams and
+  requests through a custom transport or a proxy from the environment through httpx.
 
 The error messages live in :mod:`.wire_errors`, the SSE / NDJSON stream parsers in :mod:`.streams`
 and tool-call argument coding in :mod:`.tool_arguments`.
@@ -22,6 +25,7 @@ import ipaddress
 import json
 import logging
 import random
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from typing import Any, Literal, TypeVar
@@ -30,10 +34,11 @@ from urllib.parse import urlsplit
 import httpx
 
 from ..config import Secret
-from ..operations import Pipeline
-from ..operations.http import observe_client
+from ..operations import Operation, Pipeline
+from ..operations.http import HTTP_REQUEST, observe_client, shown_url
 from .admission import admit
 from .base import ProviderError
+from .http11 import KeepAlivePool, Target, WireResponse, header_block, target_of
 from .messages import Completion, Request, StreamEvent
 from .pool import shard_pool
 from .wire_errors import QUOTE_LIMIT, error_from_body, quote_text, retry_after_of, with_attempts
@@ -120,6 +125,10 @@ class HTTPEndpoint:
         self.pipeline = pipeline
         self._client: httpx.AsyncClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._wire: KeepAlivePool | None = None
+        self._wire_loop: asyncio.AbstractEventLoop | None = None
+        self._wire_headers: bytes | None = b""
+        self._targets: dict[str, tuple[Target, str, str] | None] = {}
 
     def __repr__(self) -> str:
         return f"HTTPEndpoint({self.base_url!r}, name={self.name!r}, key={'set' if self.api_key else 'none'})"
@@ -154,8 +163,66 @@ class HTTPEndpoint:
             self._loop = loop
         return self._client
 
+    def wire(self, url: str) -> tuple[KeepAlivePool, tuple[Target, str, str]] | None:
+        """The keep-alive pool of the running loop (created on first use) and ``url``'s target,
+        operation name and shown URL; None when ``url`` goes through httpx: a custom transport,
+        a proxy from the environment (``trust_env``), a URL or header the small client leaves to httpx."""
+        if self.transport is not None:
+            return None
+        loop = asyncio.get_running_loop()
+        if self._wire is None or self._wire.is_closed or self._wire_loop is not loop:
+            # as an httpx client is made per loop: the headers and the environment's proxies read anew
+            self._wire = KeepAlivePool(timeout_s=self.timeout_s, connect_timeout_s=min(self.timeout_s,
+                                       MAX_CONNECT_TIMEOUT_S), max_connections=CONNECTION_LIMITS.max_connections or 1000,
+                                       keepalive_expiry=CONNECTION_LIMITS.keepalive_expiry or 30.0,
+                                       trust_env=self.trust_env)
+            self._wire_loop = loop
+            self._wire_headers = header_block(self.request_headers())
+            self._targets = {}
+        if self._wire_headers is None:  # a header only httpx may send (it says what is wrong with it)
+            return None
+        if url in self._targets:
+            target = self._targets[url]
+        else:
+            target = self._targets[url] = self._target(url)
+        if target is None:
+            return None
+        return self._wire, target
+
+    def _target(self, url: str) -> tuple[Target, str, str] | None:
+        target = target_of(url)
+        if target is None or (self.trust_env and env_proxy(target.origin[0])):
+            return None
+        parsed = httpx.URL(url)  # named as httpx names it (once per URL)
+        return target, f"POST {parsed.host}", shown_url(parsed)
+
+    async def _wire_post(self, pool: KeepAlivePool, where: tuple[Target, str, str], body: bytes) -> WireResponse:
+        """One POST on the small client, an operation of kind ``HTTP_REQUEST`` as httpx's are
+        (:func:`~aikit_components.operations.http.observe_client`): tracing's ``traceparent``
+        header included."""
+        target, name, shown = where
+        headers = self._wire_headers or b""
+        pipeline = self.pipeline
+        if pipeline is None:
+            return await pool.post(target, headers, body)
+        op = Operation(HTTP_REQUEST, name, {"method": "POST", "url": shown})
+
+        async def send(op: Operation) -> WireResponse:
+            traceparent = op.meta.get("traceparent")  # set by tracing, when it is on and sends one
+            extra = b"traceparent: " + traceparent.encode("ascii") + b"\r\n" if traceparent else b""
+            try:
+                return await pool.post(target, headers, body, extra)
+            except Exception as exc:
+                op.meta["exception"] = exc
+                raise
+
+        return await pipeline.arun(op, send)
+
     async def aclose(self) -> None:
         client, self._client, self._loop = self._client, None, None
+        wire, self._wire, self._wire_loop = self._wire, None, None
+        if wire is not None and not wire.is_closed:
+            await wire.aclose()
         if client is not None and not client.is_closed:
             await client.aclose()
 
@@ -276,9 +343,14 @@ class HTTPEndpoint:
     async def _post_once(self, path: str, payload: Any) -> tuple[int, httpx.Headers, Any]:
         url = self.url(path)
         await admit()  # sent at the pace the I/O loop keeps up with (providers/admission.py)
+        body = self._encode(payload)
+        response: httpx.Response | WireResponse
         try:
-            response = await self.client().post(url, content=self._encode(payload),
-                                                headers={"Content-Type": "application/json"})
+            wire = self.wire(url)
+            if wire is not None:
+                response = await self._wire_post(wire[0], wire[1], body)
+            else:
+                response = await self.client().post(url, content=body, headers={"Content-Type": "application/json"})
         except httpx.HTTPError as exc:
             raise self._transport_error(exc, url) from exc
         if response.status_code >= 400:
@@ -333,6 +405,13 @@ class HTTPEndpoint:
             raise self._transport_error(exc, url) from exc
         finally:
             await response.aclose()
+
+
+def env_proxy(scheme: str) -> bool:
+    """Whether the environment names a proxy for ``scheme`` (``HTTPS_PROXY``, ``ALL_PROXY``, ...
+    as httpx reads them with ``trust_env``): such requests go through httpx, which uses it."""
+    proxies = urllib.request.getproxies()
+    return bool(proxies.get(scheme) or proxies.get("all"))
 
 
 class HTTPClient:

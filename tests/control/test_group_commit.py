@@ -122,3 +122,38 @@ def test_a_cancellation_during_a_commit_takes_effect_once_it_is_done() -> None:
 
     asyncio.run(main())
     assert seen == ["committed:ok", "cancelled at the next await: stopped by a test"]
+
+
+def test_a_coroutine_cancelled_while_its_write_is_committed_is_cancelled_once_it_is_done(table: Table) -> None:
+    """aput's future refuses the cancellation (the write is under way in the writer thread): the
+    write is committed, aput returns, and the task is cancelled at its next await, with the
+    cancellation's message; the batch's other writers are woken as usual."""
+    group: GroupCommit[int] = GroupCommit(table.commit, "test-writer")
+    seen: list[str] = []
+
+    async def main() -> None:
+        async def writer() -> None:
+            await group.aput(1)
+            seen.append("committed")
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError as exc:
+                seen.append(f"cancelled at the next await: {exc.args[0]}")
+                raise
+
+        task = asyncio.ensure_future(writer())
+        other = asyncio.ensure_future(group.aput(2))
+        while not table.in_commit.is_set():  # the writer thread holds the first write
+            await asyncio.sleep(0.01)
+        task.cancel("stopped by a test")
+        await asyncio.sleep(0)
+        assert not task.done()  # still waiting for its write, as a blocking commit would
+        table.release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await other
+
+    asyncio.run(main())
+    assert seen == ["committed", "cancelled at the next await: stopped by a test"]
+    assert table.values() == [1, 2]
+    group.close()

@@ -858,6 +858,29 @@ class TestPersistence:
         assert snapshot["one"] == "succeeded"  # stored before "two" started, without waiting for the end
         assert "two" not in snapshot or snapshot["two"] in ("pending", "running")
 
+    def test_the_journal_in_segments_across_full_rewrites(self, comps: Components) -> None:
+        """Each durable write adds a journal segment holding only its steps; after
+        max(32, sqrt(steps)) segments the full record is rewritten and the segments start again, the
+        older ones (a base of their own) ignored. A step sees every step before it stored, in every
+        round of segments."""
+        seen: dict[str, int] = {}
+
+        def peek(params: Any, ctx: StepContext) -> str:
+            loaded = load_run(ctx.components, ctx.run_id)
+            assert loaded is not None
+            seen[ctx.step] = sum(r.status == "succeeded" for r in loaded.steps.values())
+            return "ok"
+
+        count = 80  # rounds of 32 segments: the third round is shorter than the stale ones it overwrites
+        steps = [fn(peek, f"s{i}", depends_on=[f"s{i - 1}"] if i else []) for i in range(count)]
+        record = go(Workflow("segments", steps=steps), comps, run_id="segments-1")
+        assert record.status == "succeeded"
+        assert seen == {f"s{i}": i for i in range(count)}  # all the steps before it, and no other
+        scope = run_scope("segments-1")
+        assert comps.state.get(scope, "journal.31")["steps"].keys() == {"s64"}  # one step per write
+        loaded = load_run(comps, "segments-1")
+        assert loaded is not None and statuses(loaded) == {f"s{i}": "succeeded" for i in range(count)}
+
     def test_resume_from_a_stored_record_skips_succeeded_steps(self, comps: Components) -> None:
         counts = {"a": 0, "b": 0, "c": 0}
 

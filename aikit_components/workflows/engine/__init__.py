@@ -83,15 +83,16 @@ Persistence and resume
 ----------------------
 
 The record lives in State, scope ``workflow:<run_id>``: key ``run`` holds the whole record
-(steps still pending are left out until they change) and key ``journal`` the steps finished since
-the last full write. Writes: at the start; after a step of any kind other than ``noop`` finishes
+(steps still pending are left out until they change) and the journal the steps finished since
+the last full write, one segment per write (keys ``journal``, ``journal.1``, ``journal.2``, ...:
+each write stores only the steps it adds). Writes: at the start; after a step of any kind other than ``noop`` finishes
 or any step fails (before the next step starts: one write covers every step that finished in the
 same loop iteration); for ``noop`` and skipped steps at most every ``persist_interval_s``
 (0.25 s, longer when writing the record costs more than a fifth of that time); and at the end.
 ``run(..., durable_steps=False)`` puts every successful step on that interval schedule (a
 durable write costs an fsync, 2-4 ms, which dominates runs of many trivial steps).
-Small writes go to the journal; the full record is rewritten when the journal holds more than
-``max(32, sqrt(steps))`` steps, so a big run does not rewrite everything after every step.
+Small writes go to the journal; the full record is rewritten when the journal holds
+``max(32, sqrt(steps))`` segments, so a big run does not rewrite everything after every step.
 :func:`load_run` merges both. A crash can thus lose at most the last ``persist_interval_s`` of
 noop steps, which simply run again.
 
