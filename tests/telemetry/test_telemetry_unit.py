@@ -82,6 +82,28 @@ def test_store_upserts_and_summarizes(open_store: Callable[..., Any]) -> None:
     assert store.changed_since(now) == (now, [])
 
 
+def test_runs_of_alike_spans_are_stored_span_by_span(open_store: Callable[..., Any]) -> None:
+    """A loop of one tool makes runs of spans that differ only in ids and times (written as
+    groups by the SQLite store): each is stored whole, in order, and a span of a run written
+    running is updated once it ends."""
+    store = open_store()
+    attrs = {"aikit.operation.kind": "tool", "gen_ai.tool.name": "add"}
+    calls = [record("bb", f"{i + 2:x}", "1", start=i + 2, end=i + 3, **attrs) for i in range(13)]
+    running = [record("bb", "1", end=None, **{"aikit.operation.kind": "cell"})]
+    running += [dataclasses.replace(r, end_ns=None) for r in calls[:7]]
+    store.write(running)
+    assert store.traces()[0].span_count == 8
+    failed = [dataclasses.replace(calls[i], status="ERROR", status_message="boom") for i in (7, 8, 9, 10)]
+    store.write(calls[:7] + failed + calls[11:] + [record("bb", "1", start=1, end=99, **{"aikit.operation.kind": "cell"})])
+    s = store.traces()[0]
+    assert (s.status, s.span_count, s.error_count, s.end_ns) == ("ok", 14, 4, NOW + 99)
+    spans = store.trace(s.trace_id)
+    assert [x.span_id for x in spans[1:]] == [r.span_id for r in calls]
+    assert all(x.end_ns == r.end_ns and x.attributes == attrs and x.parent_span_id == r.parent_span_id
+               for x, r in zip(spans[1:], calls, strict=True))
+    assert [x.status for x in spans[8:12]] == ["ERROR"] * 4 and spans[8].status_message == "boom"
+
+
 def test_store_prunes_by_age_and_size(open_store: Callable[..., Any]) -> None:
     store = open_store(store_max_age_s=3600, store_max_bytes=300_000)
     old = time.time_ns() - 7200 * 10**9
