@@ -17,7 +17,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
-from itertools import chain
+from itertools import chain, repeat
 from pathlib import Path
 from typing import Any
 
@@ -304,11 +304,15 @@ class SpanStore:
                 self._upsert(db, rows)
                 summaries: dict[str, list[Any]] = {}
                 fetch_trace, has_span = self._fetch_trace, self._has_span
-                if olds is None:
-                    for row in rows:
-                        summarize(row, None, summaries, fetch_trace, has_span)
-                else:
-                    for row, old in zip(rows, olds, strict=True):
+                get = summaries.get
+                for row, old in zip(rows, olds, strict=True) if olds is not None else zip(rows, repeat(None)):
+                    t = get(row[0])
+                    # as summarize, inline for the most common row: a new span, not failed, without
+                    # tokens, cost or agent, in a trace whose root is known and is not this span
+                    if (t is not None and old is None and t[13] and row[13] < 0 and row[14] < 0 and row[15] < 0
+                            and not row[12] and row[7] != "ERROR" and row[5] >= t[3] and t[12] != row[1]):
+                        t[5] += 1
+                    else:
                         summarize(row, old, summaries, fetch_trace, has_span)
                 db.executemany("INSERT OR REPLACE INTO traces VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                [tuple(t) for t in summaries.values()])

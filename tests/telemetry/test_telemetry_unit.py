@@ -214,3 +214,45 @@ def test_with_storage_url_the_spans_of_every_kernel_go_to_postgres(pg_url: str, 
     monkeypatch.setenv("AIKIT_DATA_DIR", str(tmp_path / "k3"))
     assert main(["trace", "list", "--json"]) == 0
     assert {t["root_name"] for t in json.loads(capsys.readouterr().out)} == {"root one", "root two"}
+
+
+def test_a_tools_spans_share_their_attributes_until_one_changes(tmp_path: Path) -> None:
+    """Spans of a tool called the same way start with the same (read-only) attributes; a span
+    that fails or gets an attribute copies them first, so the others are stored as they were."""
+    from aikit_components.components import Components
+    from aikit_components.errors import AikitError
+    from aikit_components.tools import Budget, tool
+
+    @tool(name="halve", category="test")
+    def halve(n: int) -> int:
+        """Halve an even integer.
+
+        Args:
+            n: The integer.
+        """
+        if n % 2:
+            raise ValueError("odd")
+        return n // 2
+
+    c = Components.open(config=Config.load(cwd=tmp_path, env={}, user_dir=tmp_path / "u"), data_dir=tmp_path / "data",
+                        plugins=False)
+    try:
+        c.tools.register(halve)
+        ctx = c.tool_context(caller="test", budget=Budget(None, None))
+        with c.telemetry.span("loop") as root:
+            for n in (2, 4, 3, 6, 8, 10):
+                try:
+                    c.tools.call("halve", {"n": n}, ctx)
+                except AikitError:
+                    pass
+            with c.telemetry.span("extra"):
+                pass
+        spans = [s for s in c.telemetry.trace(format(root.trace_id, "032x")) if s.name == "execute_tool halve"]
+    finally:
+        c.close()
+    expected = {"aikit.operation.kind": "tool", "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "halve",
+                "gen_ai.tool.type": "function", "aikit.caller": "test"}
+    assert len(spans) == 6 and all(s.parent_span_id == format(root.span_id, "016x") for s in spans)
+    assert [s.status for s in spans] == ["UNSET", "UNSET", "ERROR", "UNSET", "UNSET", "UNSET"]
+    assert spans[2].attributes == {**expected, "error.type": spans[2].attributes["error.type"]}
+    assert all(s.attributes == expected for i, s in enumerate(spans) if i != 2)
