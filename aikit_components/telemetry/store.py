@@ -322,11 +322,15 @@ class SpanStore:
                     db.execute("ROLLBACK")
                 running.clear()  # unsure now: ask the file again
                 raise
-            for row in rows:
+            # remember the spans written running; forget those that were and have ended (only
+            # those: with a running root, a look-up per row was a good part of the write's Python)
+            added = False
+            for row, old in zip(rows, olds, strict=True) if olds is not None else zip(rows, repeat(None)):
                 if row[6] < 0:
                     running[(row[0], row[1])] = (row[7], max(row[13], 0), max(row[14], 0),
                                                  row[15] if row[15] >= 0 else None)
-                elif running:
+                    added = True
+                elif old is not None or added:
                     running.pop((row[0], row[1]), None)
         if time.monotonic() >= self._next_prune:
             self.prune()
