@@ -104,6 +104,7 @@ def _upsert(rows: int) -> str:
 # a row of the full statement.
 _GROUP_FIELDS = (0, 2, 3, 4, 7, 8, 9, 10, 11, 12, 13, 14, 15)  # ROW_FIELDS but span_id, start_ns, end_ns
 _group_key = operator.itemgetter(*_GROUP_FIELDS)
+_group_member = operator.itemgetter(1, 5, 6)  # what each span of a group adds
 #: A group this large or larger is written with the group statement (smaller: the full one).
 MIN_GROUP = 4
 _GROUP_HEAD = """
@@ -368,8 +369,7 @@ class SpanStore:
             while per > left:
                 per //= 2
             params = common.copy()
-            for row in run[at:at + per]:
-                params += (row[1], row[5], row[6])
+            params += chain.from_iterable(map(_group_member, run[at:at + per]))
             db.execute(_upsert_group(per), params)
             at += per
             left -= per
