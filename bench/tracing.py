@@ -181,9 +181,11 @@ def probe(url: str, iterations: int, calls: int) -> dict[str, float]:
                 "dropped": dropped}
 
 
-def calls_probe(calls: int, repo: Path) -> None:
+def calls_probe(calls: int, repo: Path, warmup: int = 200) -> None:
     """``calls`` trivial tool calls inside one span with the aikit of ``repo``, then everything
-    written (for --instructions)."""
+    written (for --instructions), after ``warmup`` calls written likewise (the same number in the
+    runs compared: the store's statements for batches of that size are prepared by then, once per
+    process, as in a long session, and not counted as the calls' cost)."""
     sys.path.insert(0, str(repo))
     sys.path.insert(0, str(repo / "bench"))
 
@@ -201,8 +203,9 @@ def calls_probe(calls: int, repo: Path) -> None:
         c.tools.register(add_tool("bench_add"))
         ctx = c.tool_context(caller="bench", budget=Budget(None, None))
         call = c.tools.call
-        for i in range(200):  # warm-up, in both runs: the difference is the calls alone
-            call("bench_add", {"a": i, "b": 1}, ctx)
+        with c.telemetry.span("bench warm-up"):  # in both runs: the difference is the calls alone
+            for i in range(warmup):
+                call("bench_add", {"a": i, "b": 1}, ctx)
         c.telemetry.flush()
         with c.telemetry.span("bench calls"):
             for i in range(calls):
@@ -232,14 +235,14 @@ def run_probe(mode: str, url: str, iterations: int, calls: int, repo: Path = REP
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def count_instructions(mode: str, calls: int, repo: Path) -> int:
+def count_instructions(mode: str, calls: int, repo: Path, warmup: int) -> int:
     """Instructions (callgrind's Ir, all threads) of a process making ``calls`` trivial tool calls."""
     with tempfile.TemporaryDirectory(prefix="aikit-bench-callgrind-") as tmp:
         out = Path(tmp) / "callgrind.out"
         env = probe_env(mode, repo)
         env["AIKIT_TELEMETRY__QUEUE_SIZE"] = str(10 * calls + 1000)  # count every span's cost: none dropped
         done = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
-                               str(Path(__file__).resolve()), "--calls-probe", str(calls), str(repo)],
+                               str(Path(__file__).resolve()), "--calls-probe", str(calls), str(repo), str(warmup)],
                               env=env, capture_output=True, text=True, timeout=3600)
         if done.returncode != 0:
             raise RuntimeError(f"callgrind {mode} ({repo}) failed:\n{done.stderr[-3000:]}")
@@ -261,7 +264,7 @@ def instructions(calls: int, baseline: Path | None) -> int:
         runs.append(("baseline store", "store", baseline))
     per_call: dict[str, float] = {}
     for label, mode, repo in runs:
-        none, many = count_instructions(mode, 0, repo), count_instructions(mode, calls, repo)
+        none, many = count_instructions(mode, 0, repo, calls), count_instructions(mode, calls, repo, calls)
         per_call[label] = (many - none) / calls
         print(f"  {label}: {none:,} Ir with no call, {many:,} with {calls}", file=sys.stderr)
     print(f"{'instructions per trivial tool call':40}{'Ir':>12}{'added':>12}")
@@ -277,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(probe(argv[1], int(argv[2]), int(argv[3]))))
         return 0
     if argv and argv[0] == "--calls-probe":
-        calls_probe(int(argv[1]), Path(argv[2]))
+        calls_probe(int(argv[1]), Path(argv[2]), int(argv[3]) if len(argv) > 3 else 200)
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reps", type=int, default=None, help="probes per mode (default 5, --quick 2)")

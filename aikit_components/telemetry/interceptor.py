@@ -67,7 +67,7 @@ class TracingInterceptor(Interceptor):
         t = self.telemetry
         name, span_kind, attrs = (shape.start if shape is not None else generic_start)(op, t)
         if op.attempt > 1:
-            attrs["aikit.attempt"] = op.attempt
+            attrs = {**attrs, "aikit.attempt": op.attempt}  # (a copy: they may be shared)
         ctx = get_context()
         parent = ctx.get(SPAN_KEY)
         if parent is not None and type(parent) is not Span:  # another tracer's span, or a remote parent
@@ -120,7 +120,7 @@ class TracingInterceptor(Interceptor):
         if opened is None:  # rejected or cancelled before it ran: a span of no length says so
             shape = SHAPES.get(op.kind.name)
             name, span_kind, attrs = (shape.start if shape is not None else generic_start)(op, self.telemetry)
-            attrs["aikit.rejected"] = True
+            attrs = {**attrs, "aikit.rejected": True}  # (a copy: they may be shared)
             span = self._start(name, span_kind, attrs, get_current_span())
             span.fail(error.code or type(error).__name__, error.message)
             span.end()

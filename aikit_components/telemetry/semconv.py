@@ -16,6 +16,7 @@ from typing import Any
 from opentelemetry.trace import SpanKind
 
 from ..operations import Operation
+from .spans import SharedAttributes
 
 __all__ = ["SHAPES", "Shape", "llm_provider"]
 
@@ -123,27 +124,43 @@ def _agent_finish(op: Operation, result: Any, span: Any, t: Any) -> None:
 
 def _tool_start(op: Operation, t: Any) -> tuple[str, SpanKind, dict[str, Any]]:
     name = op.name
-    attrs: dict[str, Any] = {"aikit.operation.kind": "tool", "gen_ai.operation.name": "execute_tool",
-                             "gen_ai.tool.name": name, "gen_ai.tool.type": "function"}
-    call_id = op.meta.get("call_id")
-    if call_id:
-        attrs["gen_ai.tool.call.id"] = str(call_id)
-    server = op.meta.get("mcp_server")
-    if server:  # a tool of an MCP server (aikit_components/mcp/client.py): which server, which tool there
-        attrs.update({"gen_ai.tool.type": "extension", "mcp.method.name": "tools/call", "aikit.mcp.server": str(server),
-                      "aikit.mcp.tool": str(op.meta.get("mcp_tool") or op.name)})
     try:
         caller = op.context.caller
     except AttributeError:
         caller = None
+    meta = op.meta
+    plain = not t.capture_content and not meta.get("call_id") and not meta.get("mcp_server")
+    if plain:  # a tool called the same way as before: the same shared attributes
+        known = _PLAIN_TOOL_SPANS.get((name, caller))
+        if known is not None:
+            return known
+    attrs: dict[str, Any] = {"aikit.operation.kind": "tool", "gen_ai.operation.name": "execute_tool",
+                             "gen_ai.tool.name": name, "gen_ai.tool.type": "function"}
+    call_id = meta.get("call_id")
+    if call_id:
+        attrs["gen_ai.tool.call.id"] = str(call_id)
+    server = meta.get("mcp_server")
+    if server:  # a tool of an MCP server (aikit_components/mcp/client.py): which server, which tool there
+        attrs.update({"gen_ai.tool.type": "extension", "mcp.method.name": "tools/call", "aikit.mcp.server": str(server),
+                      "aikit.mcp.tool": str(meta.get("mcp_tool") or op.name)})
     if caller:
-        caller = str(caller)
-        attrs["aikit.caller"] = caller
-        if caller.startswith("agent:"):
-            attrs["gen_ai.agent.name"] = caller[6:]
+        attrs["aikit.caller"] = str(caller)
+        if attrs["aikit.caller"].startswith("agent:"):
+            attrs["gen_ai.agent.name"] = attrs["aikit.caller"][6:]
     if t.capture_content:
         attrs["gen_ai.tool.call.arguments"] = t.text(op.payload.get("args"))
-    return f"execute_tool {name}", INTERNAL, attrs
+    shape = (f"execute_tool {name}", INTERNAL, attrs)
+    if plain and name.__class__ is str and caller.__class__ in (str, type(None)):
+        if len(_PLAIN_TOOL_SPANS) >= _PLAIN_TOOL_LIMIT:
+            _PLAIN_TOOL_SPANS.clear()
+        _PLAIN_TOOL_SPANS[(name, caller)] = shape = (shape[0], INTERNAL, SharedAttributes(attrs))
+    return shape
+
+
+# A tool's spans without call id, MCP server or content have the same name and attributes for one
+# caller, call after call: they are made once (SharedAttributes, which spans copy before changing).
+_PLAIN_TOOL_SPANS: dict[tuple[str, str | None], tuple[str, SpanKind, dict[str, Any]]] = {}
+_PLAIN_TOOL_LIMIT = 1024
 
 
 def _tool_finish(op: Operation, result: Any, span: Any, t: Any) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
-__all__ = ["MAX_ATTRIBUTE_LENGTH", "Span", "attribute_value", "new_span_id", "new_trace_id"]
+__all__ = ["MAX_ATTRIBUTE_LENGTH", "SharedAttributes", "Span", "attribute_value", "new_span_id", "new_trace_id"]
 
 #: Longer strings set through :meth:`Span.set_attribute` are cut (aikit's own captured content is
 #: cut shorter, with a warning, by ``Telemetry.text``).
@@ -53,6 +53,25 @@ def attribute_value(value: Any) -> Any:
         items = tuple(attribute_value(v) for v in value)
         return items if None not in items else tuple(str(v) for v in value)
     return None
+
+
+class SharedAttributes(dict):  # type: ignore[type-arg]
+    """Attributes that many spans start with (a tool's spans called the same way), made once and
+    never changed: a span that sets an attribute copies them first (:meth:`Span.set_attribute`).
+    ``row_columns`` is for the writer thread, which works out once what the store's row of such a
+    span takes from them (``writer.SpanRows``)."""
+
+    __slots__ = ("row_columns",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.row_columns: Any = None
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("shared span attributes are read-only: copy them (dict(attributes)) to change them")
+
+    __setitem__ = __delitem__ = update = setdefault = pop = popitem = clear = _read_only  # type: ignore[assignment]
+    __ior__ = _read_only  # type: ignore[assignment]
 
 
 class Span(trace.Span):
@@ -103,7 +122,10 @@ class Span(trace.Span):
         if self.end_time is None:
             value = attribute_value(value)
             if value is not None:
-                self.attributes[str(key)] = value
+                attributes = self.attributes
+                if type(attributes) is not dict:  # SharedAttributes: copied on the first change
+                    attributes = self.attributes = dict(attributes)
+                attributes[str(key)] = value
 
     def set_attributes(self, attributes: Mapping[str, Any]) -> None:
         for key, value in attributes.items():
@@ -149,7 +171,10 @@ class Span(trace.Span):
     def fail(self, error_type: str, message: str) -> None:
         """Mark the span failed: ``error.type`` and status ERROR with ``message``."""
         if self.end_time is None:
-            self.attributes["error.type"] = str(error_type)
+            attributes = self.attributes
+            if type(attributes) is not dict:  # SharedAttributes: copied on the first change
+                attributes = self.attributes = dict(attributes)
+            attributes["error.type"] = str(error_type)
             self.status = "ERROR"
             self.status_message = str(message)[:1000]
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 import functools
 import json
 import math
+import operator
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
-from itertools import chain
+from itertools import chain, repeat
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,32 @@ _MAX_ROWS_PER_STATEMENT = 512
 def _upsert(rows: int) -> str:
     """The upsert statement of ``rows`` spans."""
     return _UPSERT_HEAD + ",\n".join([_UPSERT_ROW] * rows) + _UPSERT_TAIL
+
+
+# Spans that differ only in span_id, start_ns and end_ns (a loop calling one tool: same trace,
+# parent, name, attributes, status) are upserted as a group: what they share is bound once (?1 to
+# ?13) and each span adds three parameters. Binding a text parameter is the larger part of
+# SQLite's time per row (a copy, a mutex), so a group's row costs ~40% fewer instructions than
+# a row of the full statement.
+_GROUP_FIELDS = (0, 2, 3, 4, 7, 8, 9, 10, 11, 12, 13, 14, 15)  # ROW_FIELDS but span_id, start_ns, end_ns
+_group_key = operator.itemgetter(*_GROUP_FIELDS)
+_group_member = operator.itemgetter(1, 5, 6)  # what each span of a group adds
+#: A group this large or larger is written with the group statement (smaller: the full one).
+MIN_GROUP = 4
+_GROUP_HEAD = """
+INSERT INTO spans (trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, status, status_message,
+                   attributes, events, op_kind, agent, input_tokens, output_tokens, cost_usd, seq)
+SELECT ?1, column1, NULLIF(?2, ''), ?3, ?4, column2, NULLIF(column3, -1), ?5, ?6, ?7, ?8, ?9, NULLIF(?10, ''),
+       NULLIF(?11, -1), NULLIF(?12, -1), NULLIF(?13, -1.0), (SELECT value FROM meta WHERE key = 'seq')
+FROM (VALUES """
+
+
+@functools.lru_cache(maxsize=16)
+def _upsert_group(rows: int) -> str:
+    """The upsert statement of a group of ``rows`` spans (see ``_GROUP_FIELDS``)."""
+    first = len(_GROUP_FIELDS) + 1
+    return _GROUP_HEAD + ",".join([f"(?{first + 3 * i},?{first + 3 * i + 1},?{first + 3 * i + 2})"
+                                   for i in range(rows)]) + _UPSERT_TAIL
 
 
 # A trace's summary row is kept up to date span by span (never by scanning the trace: a cell that
@@ -243,6 +270,8 @@ class SpanStore:
         variables = self._db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) if hasattr(self._db, "getlimit") else 999
         self._rows_per_statement = 1 << (max(1, min(_MAX_ROWS_PER_STATEMENT, variables // len(ROW_FIELDS))
                                              ).bit_length() - 1)
+        self._rows_per_group = 1 << (max(1, min(_MAX_ROWS_PER_STATEMENT, (variables - len(_GROUP_FIELDS)) // 3)
+                                         ).bit_length() - 1)
         self._next_prune = 0.0
         # (trace_id, span_id) -> (status, tokens in, tokens out, cost) of spans written while running
         self._running: dict[tuple[str, str], tuple[Any, ...]] = {}
@@ -273,21 +302,18 @@ class SpanStore:
                     olds = [get((row[0], row[1])) for row in rows]
                 else:
                     olds = None
-                at, left, per = 0, len(rows), self._rows_per_statement
-                while left:
-                    while per > left:
-                        per //= 2
-                    chunk = rows[at:at + per]
-                    db.execute(_upsert(per), list(chain.from_iterable(chunk)))
-                    at += per
-                    left -= per
+                self._upsert(db, rows)
                 summaries: dict[str, list[Any]] = {}
                 fetch_trace, has_span = self._fetch_trace, self._has_span
-                if olds is None:
-                    for row in rows:
-                        summarize(row, None, summaries, fetch_trace, has_span)
-                else:
-                    for row, old in zip(rows, olds, strict=True):
+                get = summaries.get
+                for row, old in zip(rows, olds, strict=True) if olds is not None else zip(rows, repeat(None)):
+                    t = get(row[0])
+                    # as summarize, inline for the most common row: a new span, not failed, without
+                    # tokens, cost or agent, in a trace whose root is known and is not this span
+                    if (t is not None and old is None and t[13] and row[13] < 0 and row[14] < 0 and row[15] < 0
+                            and not row[12] and row[7] != "ERROR" and row[5] >= t[3] and t[12] != row[1]):
+                        t[5] += 1
+                    else:
                         summarize(row, old, summaries, fetch_trace, has_span)
                 db.executemany("INSERT OR REPLACE INTO traces VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                [tuple(t) for t in summaries.values()])
@@ -297,14 +323,65 @@ class SpanStore:
                     db.execute("ROLLBACK")
                 running.clear()  # unsure now: ask the file again
                 raise
-            for row in rows:
+            # remember the spans written running; forget those that were and have ended (only
+            # those: with a running root, a look-up per row was a good part of the write's Python)
+            added = False
+            for row, old in zip(rows, olds, strict=True) if olds is not None else zip(rows, repeat(None)):
                 if row[6] < 0:
                     running[(row[0], row[1])] = (row[7], max(row[13], 0), max(row[14], 0),
                                                  row[15] if row[15] >= 0 else None)
-                elif running:
+                    added = True
+                elif old is not None or added:
                     running.pop((row[0], row[1]), None)
         if time.monotonic() >= self._next_prune:
             self.prune()
+
+    def _upsert(self, db: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Upsert ``rows`` in order: runs of spans that share all but their id and times (see
+        ``_GROUP_FIELDS``) with the group statement, the others with the full one; statements
+        of a power-of-two number of rows."""
+        key = _group_key
+        single: list[tuple[Any, ...]] = []
+        run: list[tuple[Any, ...]] = []
+        run_key: Any = None
+        for row in rows:
+            k = key(row)
+            if k == run_key:
+                run.append(row)
+                continue
+            self._flush_run(db, run, run_key, single)
+            run, run_key = [row], k
+        self._flush_run(db, run, run_key, single)
+        self._upsert_single(db, single)
+
+    def _flush_run(self, db: sqlite3.Connection, run: list[tuple[Any, ...]], shared: Any,
+                   single: list[tuple[Any, ...]]) -> None:
+        """Write a run of rows that share ``shared`` as groups, or keep a short one in ``single``
+        (written before, so the rows' order is kept)."""
+        if len(run) < MIN_GROUP:
+            single.extend(run)
+            return
+        self._upsert_single(db, single)
+        single.clear()
+        common = list(shared)
+        at, left, per = 0, len(run), self._rows_per_group
+        while left:
+            while per > left:
+                per //= 2
+            params = common.copy()
+            params += chain.from_iterable(map(_group_member, run[at:at + per]))
+            db.execute(_upsert_group(per), params)
+            at += per
+            left -= per
+
+    def _upsert_single(self, db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+        at, left, per = 0, len(rows), self._rows_per_statement
+        while left:
+            while per > left:
+                per //= 2
+            db.execute(_upsert(per), list(chain.from_iterable(rows[at:at + per])))
+            at += per
+            left -= per
 
     def _previous(self, row: tuple[Any, ...]) -> tuple[Any, ...] | None:
         """What the store holds of the span of ``row`` already (status, tokens in and out, cost or

@@ -22,7 +22,7 @@ from typing import Any
 
 from opentelemetry.trace import SpanKind
 
-from .spans import Span
+from .spans import SharedAttributes, Span
 from .store import SpanStore
 
 log = logging.getLogger("aikit.telemetry")
@@ -103,6 +103,22 @@ class SpanRows:
                 parent_hex = self._remember_hex(self._span_hex, parent, 8)
         else:
             parent_hex = ""
+        if a.__class__ is SharedAttributes:  # a tool's attributes, the same call after call: worked out once
+            columns = a.row_columns
+            if columns is None:
+                columns = a.row_columns = self._columns(a)
+        else:
+            columns = self._columns(a)
+        kind = span.kind
+        return (trace_hex, span.span_id.to_bytes(8, "big").hex(), parent_hex, span.name,
+                "INTERNAL" if kind is _INTERNAL else kind.name, span.start_time, -1 if end_time is None else end_time,
+                span.status, span.status_message, columns[0],
+                _encode([{"name": n, "time_ns": t, "attributes": e} for n, t, e in events]) if events else "[]"
+                ) + columns[1]
+
+    def _columns(self, a: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
+        """What the row takes from the attributes ``a``: their JSON, and the row's last columns
+        (operation kind, agent, tokens in and out, cost; absent ones as the store's sentinels)."""
         key = tuple(a.items())
         try:
             attributes = self._json.get(key)
@@ -115,14 +131,9 @@ class SpanRows:
         tokens_in = a.get("gen_ai.usage.input_tokens")
         tokens_out = a.get("gen_ai.usage.output_tokens")
         cost = a.get("aikit.cost.usd")
-        kind = span.kind
-        return (trace_hex, span.span_id.to_bytes(8, "big").hex(), parent_hex, span.name,
-                "INTERNAL" if kind is _INTERNAL else kind.name, span.start_time, -1 if end_time is None else end_time,
-                span.status, span.status_message, attributes,
-                _encode([{"name": n, "time_ns": t, "attributes": e} for n, t, e in events]) if events else "[]",
-                op_kind if op_kind.__class__ is str else str(op_kind or ""), "" if agent is None else str(agent),
-                -1 if tokens_in is None else _count(tokens_in), -1 if tokens_out is None else _count(tokens_out),
-                -1.0 if cost is None else _amount(cost))
+        return attributes, (op_kind if op_kind.__class__ is str else str(op_kind or ""),
+                            "" if agent is None else str(agent), -1 if tokens_in is None else _count(tokens_in),
+                            -1 if tokens_out is None else _count(tokens_out), -1.0 if cost is None else _amount(cost))
 
     def _remember_hex(self, hexes: dict[int, str], number: int, size: int) -> str:
         if len(hexes) >= self.LIMIT:
@@ -324,18 +335,17 @@ class SpanWriter:
 
     def _deliver(self, spans: list[Span]) -> None:
         rows = []
-        finished = []
         running = self._running
         row = self._rows.row
         for span in spans:
             end_time = span.end_time
             rows.append(row(span, end_time))
-            if end_time is not None:
-                finished.append(span)
-            else:
+            if end_time is None:
                 running.append(span)
-        if finished and self.export is not None:
-            self.export.put(finished)
+        if self.export is not None:
+            finished = [span for span, r in zip(spans, rows, strict=True) if r[6] >= 0]  # ended as written
+            if finished:
+                self.export.put(finished)
         if self._open_store is None:
             return
         try:

@@ -82,6 +82,28 @@ def test_store_upserts_and_summarizes(open_store: Callable[..., Any]) -> None:
     assert store.changed_since(now) == (now, [])
 
 
+def test_runs_of_alike_spans_are_stored_span_by_span(open_store: Callable[..., Any]) -> None:
+    """A loop of one tool makes runs of spans that differ only in ids and times (written as
+    groups by the SQLite store): each is stored whole, in order, and a span of a run written
+    running is updated once it ends."""
+    store = open_store()
+    attrs = {"aikit.operation.kind": "tool", "gen_ai.tool.name": "add"}
+    calls = [record("bb", f"{i + 2:x}", "1", start=i + 2, end=i + 3, **attrs) for i in range(13)]
+    running = [record("bb", "1", end=None, **{"aikit.operation.kind": "cell"})]
+    running += [dataclasses.replace(r, end_ns=None) for r in calls[:7]]
+    store.write(running)
+    assert store.traces()[0].span_count == 8
+    failed = [dataclasses.replace(calls[i], status="ERROR", status_message="boom") for i in (7, 8, 9, 10)]
+    store.write(calls[:7] + failed + calls[11:] + [record("bb", "1", start=1, end=99, **{"aikit.operation.kind": "cell"})])
+    s = store.traces()[0]
+    assert (s.status, s.span_count, s.error_count, s.end_ns) == ("ok", 14, 4, NOW + 99)
+    spans = store.trace(s.trace_id)
+    assert [x.span_id for x in spans[1:]] == [r.span_id for r in calls]
+    assert all(x.end_ns == r.end_ns and x.attributes == attrs and x.parent_span_id == r.parent_span_id
+               for x, r in zip(spans[1:], calls, strict=True))
+    assert [x.status for x in spans[8:12]] == ["ERROR"] * 4 and spans[8].status_message == "boom"
+
+
 def test_store_prunes_by_age_and_size(open_store: Callable[..., Any]) -> None:
     store = open_store(store_max_age_s=3600, store_max_bytes=300_000)
     old = time.time_ns() - 7200 * 10**9
@@ -192,3 +214,45 @@ def test_with_storage_url_the_spans_of_every_kernel_go_to_postgres(pg_url: str, 
     monkeypatch.setenv("AIKIT_DATA_DIR", str(tmp_path / "k3"))
     assert main(["trace", "list", "--json"]) == 0
     assert {t["root_name"] for t in json.loads(capsys.readouterr().out)} == {"root one", "root two"}
+
+
+def test_a_tools_spans_share_their_attributes_until_one_changes(tmp_path: Path) -> None:
+    """Spans of a tool called the same way start with the same (read-only) attributes; a span
+    that fails or gets an attribute copies them first, so the others are stored as they were."""
+    from aikit_components.components import Components
+    from aikit_components.errors import AikitError
+    from aikit_components.tools import Budget, tool
+
+    @tool(name="halve", category="test")
+    def halve(n: int) -> int:
+        """Halve an even integer.
+
+        Args:
+            n: The integer.
+        """
+        if n % 2:
+            raise ValueError("odd")
+        return n // 2
+
+    c = Components.open(config=Config.load(cwd=tmp_path, env={}, user_dir=tmp_path / "u"), data_dir=tmp_path / "data",
+                        plugins=False)
+    try:
+        c.tools.register(halve)
+        ctx = c.tool_context(caller="test", budget=Budget(None, None))
+        with c.telemetry.span("loop") as root:
+            for n in (2, 4, 3, 6, 8, 10):
+                try:
+                    c.tools.call("halve", {"n": n}, ctx)
+                except AikitError:
+                    pass
+            with c.telemetry.span("extra"):
+                pass
+        spans = [s for s in c.telemetry.trace(format(root.trace_id, "032x")) if s.name == "execute_tool halve"]
+    finally:
+        c.close()
+    expected = {"aikit.operation.kind": "tool", "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "halve",
+                "gen_ai.tool.type": "function", "aikit.caller": "test"}
+    assert len(spans) == 6 and all(s.parent_span_id == format(root.span_id, "016x") for s in spans)
+    assert [s.status for s in spans] == ["UNSET", "UNSET", "ERROR", "UNSET", "UNSET", "UNSET"]
+    assert spans[2].attributes == {**expected, "error.type": spans[2].attributes["error.type"]}
+    assert all(s.attributes == expected for i, s in enumerate(spans) if i != 2)
