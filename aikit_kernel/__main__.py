@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="serve the Lua debugger over DAP on this TCP port (default: the kernel.dap_port "
                              "setting, also AIKIT_KERNEL__DAP_PORT or AIKIT_DAP_PORT)")
     args, _unknown = parser.parse_known_args(argv)
-    from .kernel import run_kernel
+    from .kernel_process import run_kernel
 
     return run_kernel(args.connection_file or default_connection_file(), dap_port=args.dap_port)
 

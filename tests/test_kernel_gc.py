@@ -1,4 +1,4 @@
-"""The kernel process's garbage-collector settings (aikit_kernel/kernel.py): what is alive once
+"""The kernel process's garbage-collector settings (aikit_kernel/collector.py): what is alive once
 the interpreter is built is frozen out of later collections, and full collections are spaced out
 so that a heap of many agent runs is not traversed every 70,000 objects."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import gc
 
-from aikit_kernel.kernel import MIDDLE_COLLECTIONS_PER_FULL, freeze_heap, space_full_collections
+from aikit_kernel.collector import MIDDLE_COLLECTIONS_PER_FULL, freeze_heap, space_full_collections
 
 
 def test_full_collections_wait_for_more_middle_ones_and_the_young_thresholds_stay() -> None:

@@ -34,7 +34,7 @@ MAX_MESSAGE_BYTES = 256 * 1024
 class InProcessKernel:
     """A :class:`Kernel` serving a :class:`FakeInterpreter` on fresh loopback sockets.
     ``build_gate``: the interpreter is built on the serving thread once that event is set (the
-    kernel answers kernel_info meanwhile, as ``aikit_kernel.kernel.run_kernel`` does)."""
+    kernel answers kernel_info meanwhile, as ``aikit_kernel.kernel_process.run_kernel`` does)."""
 
     def __init__(self, data: Path, build_gate: threading.Event | None = None) -> None:
         self.info = ConnectionInfo.fresh()

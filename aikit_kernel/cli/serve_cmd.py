@@ -49,7 +49,7 @@ def _serve(args: argparse.Namespace) -> int:
         if args.debugpy_wait:
             debugpy.wait_for_client()
     from aikit_kernel.__main__ import default_connection_file
-    from aikit_kernel.kernel import run_kernel
+    from aikit_kernel.kernel_process import run_kernel
 
     if args.idle_timeout is not None and args.idle_timeout <= 0:
         return error("serve: --idle-timeout must be a positive number of seconds", 2)
