@@ -11,6 +11,9 @@ a residual connection and LayerNorm.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import json
 import math
 import os
@@ -18,6 +21,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -114,6 +118,7 @@ class MiniLMEncoder:
         vectors = self._pool.map(lambda chosen: self._encode_batch([texts[i] for i in chosen]), batches)
         for chosen, batch_vectors in zip(batches, vectors):
             out[chosen] = batch_vectors
+        _release_freed_memory()
         return out
 
     def _encode_batch(self, texts: list[str]) -> np.ndarray:
@@ -163,6 +168,22 @@ class MiniLMEncoder:
             out += x
             x = _layer_norm(out, *layer.output_norm, self.eps)
         return x.reshape(batch, length, self.hidden)
+
+
+def _release_freed_memory() -> None:
+    """Give the memory of the batches' arrays back to the system (glibc's ``malloc_trim``): freed,
+    it stayed in the process's heap, ~70 MB after 256 chunks. Elsewhere, nothing to do."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Any:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return None
 
 
 def _one_blas_thread() -> None:
