@@ -237,6 +237,21 @@ class TestStepKinds:
         assert record["steps"]["a"]["output"] == {"v": 5, "text": "x is 5"}
         assert record["steps"]["b"]["output"] == {"copy": 5}  # a step without a kind is a noop
 
+    def test_a_run_prints_as_its_status_and_its_steps_outcomes(self, lua: Lua) -> None:
+        printed, failed, resumed, run_id = lua.run("""
+            local ok = Workflow.new{name = 'printed', steps = {{id = 'a', noop = true},
+                                                              {id = 'b', depends_on = {'a'}, noop = true}}}
+            local r = ok:run()
+            local bad = Workflow.new{name = 'broken', steps = {{id = 'x', fn = function() error('boom') end},
+                                                               {id = 'y', depends_on = {'x'}, noop = true}}}
+            return tostring(r), tostring(bad:run()), tostring(Workflow.resume(r.run_id, ok)), r.run_id""")
+        assert printed == f"workflow 'printed' succeeded (run {run_id}): 2 succeeded"
+        assert failed.startswith("workflow 'broken' failed (run ") and failed.endswith("): 1 failed, 1 upstream_failed")
+        assert resumed == printed
+        cell = lua.engine.run_cell("return Workflow.new{name = 'shown', steps = {{id = 'a', noop = true}}}:run()")
+        shown = lua.engine.repr(cell.values[0])
+        assert 'status = "succeeded"' in shown and "steps = " in shown  # a cell's value shows every field
+
     def test_nested_workflow(self, lua: Lua) -> None:
         record = lua.run("""
             inner = Workflow.new{name = 'inner', inputs = {x = 0}, steps = {
