@@ -25,7 +25,7 @@ from ..engine import LuaEngine
 from ..host import text
 from . import expose
 from ._util import call_lua_async, function_arg, lua, lua_kind, name_arg, options, py
-from .handles import HandleKind
+from .handles import HandleKind, printable_results
 from .mcp import resolve_tools
 from .supervision import register_adapter
 
@@ -214,8 +214,8 @@ def install(engine: LuaEngine, components: Components, scope: Any, collections: 
     api[b"usage"] = api[b"total_usage"]  # the old name, kept until 0.3 (CHANGELOG.md)
     engine.register_doc("Agent.usage", api[b"usage"], DOCS["usage"])
     methods = handles.methods
-    methods[b"run"], methods[b"stream"], api[b"resume"] = engine.compile_trusted(_RESULTS, "agent")(
-        methods[b"run"], methods[b"stream"], api[b"resume"], engine.runtime.globals()[b"setmetatable"])
+    methods[b"run"], methods[b"stream"], api[b"resume"] = printable_results(
+        engine, "aikit.AgentResult", _PRINTED_RESULT, methods[b"run"], methods[b"stream"], api[b"resume"])
     engine.register_doc("Agent.resume", api[b"resume"], DOCS["resume"])
 
     def supervisable(engine_: LuaEngine, value: Any) -> Any:
@@ -227,30 +227,14 @@ def install(engine: LuaEngine, components: Components, scope: Any, collections: 
     return handles
 
 
-# Run results print as their answer: print(a:run("hi")) shows the text, not a table address. A
-# cell that ends with a result still shows every field (__show_fields, sandbox.lua's repr).
-_RESULTS = r"""
-local run, stream, resume, setmetatable = ...
-local type, getmetatable, tostring = type, getmetatable, tostring
-local result_mt = {
-  __name = "aikit.AgentResult",
-  __show_fields = true,
-  __tostring = function(r)
-    if r.status == "needs_approval" then
-      return "needs approval: " .. #(r.pending or {}) .. " call(s) waiting (Agent.resume(\"" .. tostring(r.run_id)
-        .. "\", {approve = {...}}))"
-    end
-    return tostring(r.text or "")
-  end,
-}
-local function result(r)
-  if type(r) == "table" and getmetatable(r) == nil then setmetatable(r, result_mt) end
-  return r
-end
-return function(...) return result(run(...)) end,
-       function(...) return result(stream(...)) end,
-       function(...) return result(resume(...)) end
-"""
+# A run's result prints as its answer: print(a:run("hi")) shows the text (see printable_results).
+_PRINTED_RESULT = r"""function(r)
+  if r.status == "needs_approval" then
+    return "needs approval: " .. #(r.pending or {}) .. " call(s) waiting (Agent.resume(\"" .. tostring(r.run_id)
+      .. "\", {approve = {...}}))"
+  end
+  return tostring(r.text or "")
+end"""
 
 
 BASE_MODEL_TOOLS_WARNING = (

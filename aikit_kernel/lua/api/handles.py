@@ -211,6 +211,28 @@ class HandleKind(Generic[T]):
         return released
 
 
+_PRINTABLE = r"""
+local name, setmetatable = ...
+local type, getmetatable = type, getmetatable
+local mt = { __name = name, __show_fields = true, __tostring = %(tostring)s }
+local function result(r)
+  if type(r) == "table" and getmetatable(r) == nil then setmetatable(r, mt) end
+  return r
+end
+return function(f) return function(...) return result(f(...)) end end
+"""
+
+
+def printable_results(engine: LuaEngine, type_name: str, tostring: str, *functions: Any) -> tuple[Any, ...]:
+    """``functions`` (Lua functions returning a plain result table: a run's record), wrapped so
+    their tables carry a metatable named ``type_name`` whose ``__tostring`` is the Lua function
+    ``tostring``: ``print(result)`` shows a summary instead of a table address, while a cell that
+    ends with one still shows every field (``__show_fields``, sandbox.lua's repr)."""
+    wrap = engine.compile_trusted(_PRINTABLE % {"tostring": tostring}, type_name)(
+        type_name, engine.runtime.globals()[b"setmetatable"])
+    return tuple(wrap(fn) for fn in functions)
+
+
 def _method_source(name: str, fn: Callable[..., Any], awaiting: bool) -> str:
     """``function(self, a, b) return f.name(self.id, a, b) end`` with the Python parameters."""
     params = [p.name for p in list(inspect.signature(fn).parameters.values())[1:]

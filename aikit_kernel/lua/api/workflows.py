@@ -30,7 +30,7 @@ from ..engine import LuaEngine
 from ..host import text
 from . import expose
 from ._util import lua, name_arg, options, py
-from .handles import HandleKind
+from .handles import HandleKind, printable_results
 from .mcp import resolve_tools
 
 PROGRESS_INTERVAL_S = 0.2
@@ -322,41 +322,25 @@ def install(engine: LuaEngine, components: Components, agents: Any = None) -> No
         "local start, await = ... return function(run_id, wf) return await(start(run_id, wf)) end", "workflow")(
         api[b"resume"], engine.internal[b"await"])
     methods = handles.methods
-    methods[b"run"], methods[b"resume"], api[b"resume"] = engine.compile_trusted(_RESULTS, "workflow")(
-        methods[b"run"], methods[b"resume"], awaiting_resume, engine.runtime.globals()[b"setmetatable"])
+    methods[b"run"], methods[b"resume"], api[b"resume"] = printable_results(
+        engine, "aikit.WorkflowRun", _PRINTED_RUN, methods[b"run"], methods[b"resume"], awaiting_resume)
     engine.register_doc("Workflow.resume", api[b"resume"], DOCS["resume"])
 
 
-# Run results print as a summary: print(wf:run()) shows the status and its steps' outcomes, not a
-# table address. A cell that ends with a result still shows every field (__show_fields, repr).
-_RESULTS = r"""
-local run, resume_method, resume, setmetatable = ...
-local type, getmetatable, tostring, pairs, sort, concat = type, getmetatable, tostring, pairs, table.sort, table.concat
-local result_mt = {
-  __name = "aikit.WorkflowRun",
-  __show_fields = true,
-  __tostring = function(r)
-    local counts, names = {}, {}
-    for _, step in pairs(r.steps or {}) do
-      local status = tostring(step.status)
-      if counts[status] == nil then names[#names + 1] = status end
-      counts[status] = (counts[status] or 0) + 1
-    end
-    sort(names)
-    local parts = {}
-    for i, status in ipairs(names) do parts[i] = counts[status] .. " " .. status end
-    return "workflow '" .. tostring(r.workflow) .. "' " .. tostring(r.status) .. " (run " .. tostring(r.run_id) .. "): "
-      .. (#parts > 0 and concat(parts, ", ") or "no steps")
-  end,
-}
-local function result(r)
-  if type(r) == "table" and getmetatable(r) == nil then setmetatable(r, result_mt) end
-  return r
-end
-return function(...) return result(run(...)) end,
-       function(...) return result(resume_method(...)) end,
-       function(...) return result(resume(...)) end
-"""
+# A run's record prints as a summary: its status and its steps' outcomes (see printable_results).
+_PRINTED_RUN = r"""function(r)
+  local counts, names = {}, {}
+  for _, step in pairs(r.steps or {}) do
+    local status = tostring(step.status)
+    if counts[status] == nil then names[#names + 1] = status end
+    counts[status] = (counts[status] or 0) + 1
+  end
+  table.sort(names)
+  local parts = {}
+  for i, status in ipairs(names) do parts[i] = counts[status] .. " " .. status end
+  return "workflow '" .. tostring(r.workflow) .. "' " .. tostring(r.status) .. " (run " .. tostring(r.run_id) .. "): "
+    .. (#parts > 0 and table.concat(parts, ", ") or "no steps")
+end"""
 
 
 def _same(value: Any) -> Any:
