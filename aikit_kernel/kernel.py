@@ -31,7 +31,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import runtime
-from .collector import freeze_heap, space_full_collections
+from .collector import freeze_heap
 from .history import HistoryStore, PostgresHistoryStore
 from .interpreter import ExecuteOutcome, Interpreter
 from .iopub import IOPubOutput, Messenger
@@ -389,7 +389,6 @@ class Kernel:
             self._build_interpreter()
         if self._freeze_heap:
             freeze_heap(collect=False)  # a collection here would delay the first cell
-            space_full_collections()
         self._preparing = False
         warm_up_pending = True
         while True:

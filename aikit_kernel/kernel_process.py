@@ -14,6 +14,7 @@ from typing import Any
 from aikit_components.liveness import process_alive
 
 from . import runtime
+from .collector import space_full_collections
 from .history import HistoryStore, PostgresHistoryStore, open_history
 from .kernel import SWITCH_INTERVAL_S, Kernel
 from .protocol import Protocol
@@ -83,6 +84,7 @@ def run_kernel(connection_file: str | None, dap_port: int | None = None, metrics
     # default) is several round trips' worth of waiting for the I/O loop whenever another thread
     # computes; a shorter interval costs little (a switch takes microseconds).
     sys.setswitchinterval(SWITCH_INTERVAL_S)
+    space_full_collections()
     loaded = load_settings()
     settings = loaded.settings
     logging.basicConfig(level=settings.log_level, stream=sys.stderr,

@@ -17,7 +17,8 @@ retries and error messages work as before.
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
@@ -26,7 +27,9 @@ from ..errors import AikitError
 from .operation import Operation, OperationKind
 from .pipeline import Pipeline
 
-__all__ = ["HTTP_REQUEST", "OperationTransport", "observe_client", "shown_url"]
+__all__ = ["HTTP_REQUEST", "OperationTransport", "observe_client", "run_request", "shown_url"]
+
+T = TypeVar("T")
 
 # A failed request's event names what went wrong on the wire, not "internal_error".
 _TRANSPORT_CODES: tuple[tuple[type[Exception], str], ...] = (
@@ -79,6 +82,24 @@ def shown_url(url: httpx.URL) -> str:
     return clean_url(url)
 
 
+async def run_request(pipeline: Pipeline, name: str, method: str, shown: str,
+                      send: Callable[[str | None], Awaitable[T]], context: Any = None) -> T:
+    """One request on the wire as an operation of kind :data:`HTTP_REQUEST` named ``name``
+    (``"POST api.openai.com"``), ``shown`` being its URL as :func:`shown_url` shows it.
+    ``send(traceparent)`` sends it, with tracing's ``traceparent`` header when that is not None;
+    what it raises reaches the caller unchanged (the event names it)."""
+    op = Operation(HTTP_REQUEST, name, {"method": method, "url": shown}, context)
+
+    async def handler(op: Operation) -> T:
+        try:
+            return await send(op.meta.get("traceparent"))  # set by tracing, when it is on and sends one
+        except Exception as exc:
+            op.meta["exception"] = exc
+            raise
+
+    return await pipeline.arun(op, handler)
+
+
 class OperationTransport(httpx.AsyncBaseTransport):
     """Wraps an httpx transport: each request it handles runs through ``pipeline`` as an
     operation of kind :data:`HTTP_REQUEST` (``context`` is handed to the interceptors)."""
@@ -90,21 +111,15 @@ class OperationTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
-        op = Operation(HTTP_REQUEST, f"{request.method} {url.host}", {"method": request.method, "url": shown_url(url)},
-                       self.context)
         inner = self.inner
 
-        async def send(op: Operation) -> httpx.Response:
-            traceparent = op.meta.get("traceparent")  # set by tracing, when it is on and sends one
+        async def send(traceparent: str | None) -> httpx.Response:
             if traceparent:
                 request.headers["traceparent"] = traceparent
-            try:
-                return await inner.handle_async_request(request)
-            except Exception as exc:
-                op.meta["exception"] = exc
-                raise
+            return await inner.handle_async_request(request)
 
-        return await self.pipeline.arun(op, send)
+        return await run_request(self.pipeline, f"{request.method} {url.host}", request.method, shown_url(url),
+                                 send, self.context)
 
     async def aclose(self) -> None:
         await self.inner.aclose()

@@ -34,8 +34,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from ..config import Secret
-from ..operations import Operation, Pipeline
-from ..operations.http import HTTP_REQUEST, observe_client, shown_url
+from ..operations import Pipeline
+from ..operations.http import observe_client, run_request, shown_url
 from .admission import admit
 from .base import ProviderError
 from .http11 import KeepAlivePool, Target, WireResponse, header_block, target_of
@@ -198,25 +198,17 @@ class HTTPEndpoint:
 
     async def _wire_post(self, pool: KeepAlivePool, where: tuple[Target, str, str], body: bytes) -> WireResponse:
         """One POST on the small client, an operation of kind ``HTTP_REQUEST`` as httpx's are
-        (:func:`~aikit_components.operations.http.observe_client`): tracing's ``traceparent``
-        header included."""
+        (:func:`~aikit_components.operations.http.run_request`): tracing's ``traceparent`` included."""
         target, name, shown = where
         headers = self._wire_headers or b""
-        pipeline = self.pipeline
-        if pipeline is None:
+        if self.pipeline is None:
             return await pool.post(target, headers, body)
-        op = Operation(HTTP_REQUEST, name, {"method": "POST", "url": shown})
 
-        async def send(op: Operation) -> WireResponse:
-            traceparent = op.meta.get("traceparent")  # set by tracing, when it is on and sends one
+        async def send(traceparent: str | None) -> WireResponse:
             extra = b"traceparent: " + traceparent.encode("ascii") + b"\r\n" if traceparent else b""
-            try:
-                return await pool.post(target, headers, body, extra)
-            except Exception as exc:
-                op.meta["exception"] = exc
-                raise
+            return await pool.post(target, headers, body, extra)
 
-        return await pipeline.arun(op, send)
+        return await run_request(self.pipeline, name, "POST", shown, send)
 
     async def aclose(self) -> None:
         client, self._client, self._loop = self._client, None, None
