@@ -14,8 +14,9 @@ kernel does. Each measurement is printed next to a baseline measured in the same
    Target: overhead (Lua path - direct) <= 5 us per call. A breakdown follows, measured the
    same way: validation, lookup and binding, ``registry.call`` on a bare registry (no hooks,
    no events: the fast path) and on the Components' registry (hooks and events wired, as in the
-   kernel), the Lua -> Python crossing of a no-op binding with the same arguments, and the
-   conversion of the argument table. The run's tool budget is raised so that one cell may make
+   kernel), the Lua -> Python crossing of a no-op binding with the same arguments as Tool.call
+   passes them (a flat table crosses as ``name, k1, v1, k2, v2``), and their conversion to the
+   tool's argument dict. The run's tool budget is raised so that one cell may make
    N calls (the budget is still charged on every call).
 2. events: N events published to an ``EventBus`` with one pull subscription (``max_size`` N, so
    none is dropped; drained once at the end) and one callback subscription (counts). Throughput
@@ -83,7 +84,7 @@ from aikit_components.storage.sqlite import SCHEMA as STATE_SCHEMA  # noqa: E402
 from aikit_components.tools import Budget, ToolRegistry  # noqa: E402
 from aikit_kernel.lua.api import expose  # noqa: E402
 from aikit_kernel.lua.api._util import lua as lua_value  # noqa: E402
-from aikit_kernel.lua.api._util import py  # noqa: E402
+from aikit_kernel.lua.convert import flat_pairs_to_dict  # noqa: E402
 from aikit_kernel.lua.engine import LuaEngine  # noqa: E402
 from aikit_kernel.lua_runtime import build_lua_runtime  # noqa: E402
 
@@ -180,7 +181,7 @@ def bench_tools(components: Components, engine: LuaEngine, scope: Any, sizes: Si
 
     lua = LuaLoops(engine)
     call_body = f'Tool.call("{TOOL_NAME}", {{a = i, b = 1}})'
-    noop_body = f'Bench.noop("{TOOL_NAME}", {{a = i, b = 1}})'
+    noop_body = f'Bench.noop("{TOOL_NAME}", "a", i, "b", 1)'  # as Tool.call crosses: flattened
 
     def noop(*args: Any) -> None:
         return None
@@ -194,7 +195,7 @@ def bench_tools(components: Components, engine: LuaEngine, scope: Any, sizes: Si
     fn = add.fn
     validate = add.validate
     args = {"a": 1, "b": 1}
-    lua_args = engine.table(a=1, b=1)
+    flat_args = (b"a", 1, b"b", 1)
     name_bytes = TOOL_NAME.encode()
 
     audit = next((i for i in components.pipeline.interceptors if type(i).__name__ == "AuditInterceptor"), None)
@@ -224,7 +225,7 @@ def bench_tools(components: Components, engine: LuaEngine, scope: Any, sizes: Si
         "unaudited_call": lambda: without_audit(
             lambda: py_per_call_ns(lambda i: registry.call(TOOL_NAME, {"a": i, "b": 1}, ctx), n)),
         "lua_noop": measure_lua_noop,
-        "convert": lambda: py_per_call_ns(lambda i: (name_bytes.decode(), py(engine, lua_args)), n),
+        "convert": lambda: py_per_call_ns(lambda i: (name_bytes.decode(), flat_pairs_to_dict(flat_args)), n),
     }
     # the direct lambda adds one Python call level to the baseline: measure it to subtract it
     lam = lambda i: None  # noqa: E731
@@ -265,8 +266,8 @@ def bench_tools(components: Components, engine: LuaEngine, scope: Any, sizes: Si
         Row("  registry.call, Components registry (hooks+events)", f"{us(full_call):.3f}"),
         Row("    of which the audit ledger entry (safe tool: batched)",
             f"{us(full_call - sub_lambda('unaudited_call')):.3f}"),
-        Row("  Lua -> Python no-op binding, same arguments", f"{us(crossing):.3f}"),
-        Row("  Lua table -> Python dict (py()) + name decode", f"{us(convert):.3f}"),
+        Row("  Lua -> Python no-op binding, same arguments flattened", f"{us(crossing):.3f}"),
+        Row("  flattened arguments -> Python dict + name decode", f"{us(convert):.3f}"),
         Row("  rest of Tool.call (Lua path - the three above)", f"{us(rest):.3f}"),
     ]
     return rows, ok

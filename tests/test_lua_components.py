@@ -203,6 +203,46 @@ class TestTool:
         lua.scope.renew()  # what the kernel does before every cell
         assert lua.run("return Tool.call('echo', {text = 'e'})") == "e:nil"
 
+    def test_argument_tables_of_every_shape_reach_the_tool_alike(self, lua: Lua) -> None:
+        """Flat tables (string keys, scalar values) cross into Python as a list of values, others as
+        a table: a tool sees the same arguments either way, and what Lua passed is not kept."""
+        from aikit_components.tools import Tool
+
+        seen: list[dict[str, Any]] = []
+
+        def keep(**kwargs: Any) -> int:
+            seen.append(kwargs)
+            return len(seen)
+
+        keep_args = Tool(name="keep_args", description="Keep the arguments", fn=keep, parameters={"type": "object"})
+        lua.components.tools.register(keep_args)
+        lua.run("Tool.call('keep_args', {s = 'text', i = 3, f = 1.5, t = true, no = false, raw = '\\xff'})")
+        lua.run("Tool.call('keep_args', {nested = {1, 2}, s = 'x'})")
+        lua.run("Tool.call('keep_args', {})")
+        lua.run("Tool.call('keep_args')")
+        lua.run("local many = {} for i = 1, 30 do many['k' .. i] = i end Tool.call('keep_args', many)")
+        lua.run("Tool.call('keep_args', setmetatable({s = 'raw'}, {__index = {hidden = 1}}))")
+        assert seen[0] == {"s": "text", "i": 3, "f": 1.5, "t": True, "no": False, "raw": b"\xff"}
+        assert type(seen[0]["i"]) is int and type(seen[0]["f"]) is float
+        assert seen[1] == {"nested": [1, 2], "s": "x"}
+        assert seen[2] == {} and seen[3] == {}
+        assert seen[4] == {f"k{i}": i for i in range(1, 31)}
+        assert seen[5] == {"s": "raw"}
+        problem = lua.fail("Tool.call('keep_args', {1, 2})")
+        assert problem.ename == "invalid_argument" and "table of named parameters" in problem.evalue
+        assert lua.fail("Tool.call(5, {a = 1})").evalue.startswith("Tool.call: the tool name must be a non-empty string")
+        # a call that failed keeps nothing alive either: the megabyte it was given is freed
+        grown = lua.run("""
+            collectgarbage() collectgarbage()
+            local before = collectgarbage('count')
+            local function attempt() pcall(Tool.call, 'no_such_tool', {text = string.rep('x', 1000000)}) end
+            attempt()
+            Tool.call('keep_args', {})
+            collectgarbage() collectgarbage()
+            return collectgarbage('count') - before
+        """)
+        assert grown < 500  # KB
+
     def test_budget_from_config(self, make_lua: Callable[..., Lua]) -> None:
         lua = make_lua(env={"AIKIT_SECURITY__MAX_TOOL_CALLS": "1"})
         lua.run(ECHO)

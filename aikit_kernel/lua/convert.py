@@ -69,6 +69,13 @@ def _convert(value: Any, kind: str | None, address: Callable[[Any], Any], max_de
     return dict(converted)
 
 
+def flat_pairs_to_dict(flat: tuple[Any, ...]) -> dict[Any, Any]:
+    """The dict of a Lua table that Lua flattened into ``k1, v1, k2, v2, ...`` (string keys and
+    string, number or boolean values: what :func:`lua_to_python` makes of the same table, for the
+    price of the call's arguments: no table to walk from Python)."""
+    return {_text_or_bytes(k): _text_or_bytes(v) if type(v) is bytes else v for k, v in zip(flat[::2], flat[1::2])}
+
+
 def _key(k: Any) -> Any:
     return _text_or_bytes(k) if isinstance(k, bytes) else k
 

@@ -97,7 +97,7 @@ def host_function(fn: Callable[..., Any], interrupted: Callable[[], bool] | None
         except Exception as exc:
             return _failure(fn, exc, interrupted, details_to_lua)
         if isinstance(result, tuple):
-            return (True, *(to_lua(v) for v in result))
+            return (True, *map(to_lua, result))
         return (True, to_lua(result))
 
     return wrapper

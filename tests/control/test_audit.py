@@ -18,7 +18,7 @@ import pytest
 from aikit_components.agents import AgentSpec
 from aikit_components.components import Components
 from aikit_components.config import Config
-from aikit_components.control.audit import FILE_NAME, AuditLedger, LedgerError
+from aikit_components.control.audit import FILE_NAME, AuditLedger, LedgerError, canonical
 from aikit_components.errors import AikitError
 from aikit_kernel import runtime
 from tests.support.agents import OPENAI, answer, config_text
@@ -126,6 +126,28 @@ def test_safe_tool_calls_are_chained_soon_and_seen_at_once_by_their_process(
             time.sleep(0.01)
     finally:
         other.close()
+    assert c.audit.verify().ok
+
+
+def test_tool_call_entries_are_stored_as_canonical_json(components: Components, tmp_path: Path) -> None:
+    """A tool call's entry is written as text directly (not through the JSON encoder): it must be
+    the canonical JSON of its data, whoever the caller is, or the chain's hashes mean nothing."""
+    c = components
+    for caller in ("lua", None, 'we"ird \u00fc\n'):
+        c.tools.call("base64_encode", {"text": "x"}, c.tool_context(caller=caller))
+    c.audit.flush()
+    conn = sqlite3.connect(tmp_path / "data" / FILE_NAME)
+    try:
+        texts = [row[0] for row in conn.execute("SELECT data FROM entries WHERE type = 'tool' ORDER BY seq")]
+    finally:
+        conn.close()
+    assert len(texts) == 3
+    for text in texts:
+        assert canonical(json.loads(text)) == text
+    data = [json.loads(t) for t in texts]
+    assert [d.get("caller") for d in data] == ["lua", None, 'we"ird \u00fc\n']
+    assert all(d["name"] == "base64_encode" and d["status"] == "ok" for d in data)
+    assert len({d["args_digest"] for d in data}) == 1 and data[0]["args_digest"].startswith("sha256:")
     assert c.audit.verify().ok
 
 

@@ -9,7 +9,7 @@ from aikit_components.errors import InvalidArgument, ValidationError
 from aikit_components.tools import SECURITY_LEVELS, Tool
 from aikit_components.tools.schema import schema_problems
 
-from ..convert import lua_type
+from ..convert import flat_pairs_to_dict, lua_type
 from ..engine import LuaEngine
 from . import expose
 from ._util import call_lua, call_lua_async, function_arg, lua, name_arg, options, py
@@ -36,10 +36,36 @@ DOCS = {
 }
 
 
+# Tool.call in Lua. A flat argument table (string keys; string, number or boolean values: the
+# common case) crosses into Python as ``name, k1, v1, k2, v2, ...``, several times cheaper than a
+# table, which Python would walk entry by entry; any other table goes as it is. ``flat`` is
+# reused; the values it held are released after each call so it keeps nothing alive.
 _AWAITING_CALL = r"""
-local start, await = ...
-return function(name, args)
-  local state, value = start(name, args)
+local start, start_flat, await = ...
+local next, type, select, unpack = next, type, select, table.unpack
+local SCALAR = {string = true, number = true, boolean = true}
+local MAX_FLAT = 48  -- values (24 arguments): beyond that the table goes as it is
+local flat, stale = {}, 0
+return function(name, args, ...)
+  local state, value
+  if type(args) == "table" and select("#", ...) == 0 then
+    local n = 0
+    for k, v in next, args do
+      if n == MAX_FLAT or type(k) ~= "string" or not SCALAR[type(v)] then n = -1; break end
+      flat[n + 1], flat[n + 2] = k, v
+      n = n + 2
+    end
+    if n >= 0 then
+      if n > stale then stale = n end
+      state, value = start_flat(name, unpack(flat, 1, n))
+      for i = 1, stale do flat[i] = nil end
+      stale = 0
+    else
+      state, value = start(name, args)
+    end
+  else
+    state, value = start(name, args, ...)
+  end
   if state == "pending" then return await(value) end
   return value
 end
@@ -47,18 +73,25 @@ end
 
 
 def install(engine: LuaEngine, components: Components, scope: RunScope) -> None:
+    def started(tool_name: str, arguments: dict[str, Any]) -> tuple[bytes, Any]:
+        """Run a call of a synchronous tool (``done``, its result) or start an async one
+        (``pending``, what Lua awaits: it runs on the I/O loop, a workflow step yields meanwhile)."""
+        registry = components.tools
+        if tool_name not in registry:
+            resolve_tools(engine, components, [tool_name])  # an MCP server of aikit.toml, on first use
+        if registry.get(tool_name).is_async:
+            return b"pending", engine.start(registry.acall(tool_name, arguments, scope.context))
+        return b"done", lua(engine, registry.call(tool_name, arguments, scope.context))
+
     def call(name: Any, args: Any = None) -> Any:
         tool_name = name_arg(name, "Tool.call: the tool name")
         arguments = py(engine, args) if args is not None else {}
         if arguments == []:
             arguments = {}  # an empty Lua table converts to a list
-        registry = components.tools
-        if tool_name not in registry:
-            resolve_tools(engine, components, [tool_name])  # an MCP server of aikit.toml, on first use
-        item = registry.get(tool_name)
-        if item.is_async:  # runs on the I/O loop; Lua awaits it (a workflow step yields meanwhile)
-            return b"pending", engine.start(registry.acall(tool_name, arguments, scope.context))
-        return b"done", lua(engine, registry.call(tool_name, arguments, scope.context))
+        return started(tool_name, arguments)
+
+    def call_flat(name: Any, *flat: Any) -> Any:
+        return started(name_arg(name, "Tool.call: the tool name"), flat_pairs_to_dict(flat))
 
     def list_(opts: Any = None) -> Any:
         category = options(engine, opts, ("category",), "Tool.list").get("category")
@@ -80,7 +113,8 @@ def install(engine: LuaEngine, components: Components, scope: RunScope) -> None:
 
     table = expose(engine, "Tool", {"call": call, "list": list_, "info": info, "define": define,
                                     "categories": categories}, DOCS, convert=False)
-    awaiting = engine.compile_trusted(_AWAITING_CALL, "tool")(table[b"call"], engine.internal[b"await"])
+    flat_start = engine.internal[b"bind"](engine.host.wrap(call_flat))
+    awaiting = engine.compile_trusted(_AWAITING_CALL, "tool")(table[b"call"], flat_start, engine.internal[b"await"])
     table[b"call"] = awaiting
     engine.register_doc("Tool.call", awaiting, DOCS["call"])
 
