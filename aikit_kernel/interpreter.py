@@ -217,7 +217,7 @@ class LuaInterpreter(Interpreter):
 
     def complete(self, code: str, cursor_pos: int) -> dict[str, Any]:
         cursor_pos = _clamp(cursor_pos, code)
-        matches, start, end, typed = self.engine.complete(code, cursor_pos)
+        matches, start, end, typed = self.engine.introspection.complete(code, cursor_pos)
         if not matches:  # inside Tool.call("|: the tool names
             matches, start, end, typed = self._complete_tool_name(code, cursor_pos, (matches, start, end, typed))
         return {"status": "ok", "matches": matches, "cursor_start": start, "cursor_end": end,
@@ -240,11 +240,11 @@ class LuaInterpreter(Interpreter):
         return str(self.components.tools.get(name).doc())
 
     def inspect(self, code: str, cursor_pos: int, detail_level: int) -> dict[str, Any]:
-        doc = self.engine.inspect(code, _clamp(cursor_pos, code), detail_level) or self._tool_doc(code)
+        doc = self.engine.introspection.inspect(code, _clamp(cursor_pos, code), detail_level) or self._tool_doc(code)
         return {"status": "ok", "found": doc is not None, "data": {"text/plain": doc} if doc else {}, "metadata": {}}
 
     def is_complete(self, code: str) -> dict[str, Any]:
-        status, indent = self.engine.is_complete(code)
+        status, indent = self.engine.introspection.is_complete(code)
         reply: dict[str, Any] = {"status": status}
         if status == "incomplete":
             reply["indent"] = indent

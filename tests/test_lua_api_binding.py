@@ -64,5 +64,5 @@ def test_interrupt_cancels_an_async_wait(engine: LuaEngine) -> None:
 
 
 def test_inspect_shows_component_docs(engine: LuaEngine) -> None:
-    assert engine.inspect("Demo.describe", 8) == "Demo.describe(record) -> table"
-    assert engine.inspect("Demo", 2).startswith("Demo\n")
+    assert engine.introspection.inspect("Demo.describe", 8) == "Demo.describe(record) -> table"
+    assert engine.introspection.inspect("Demo", 2).startswith("Demo\n")

@@ -157,7 +157,7 @@ class TestTool:
         assert lua.run("return Tool.call('calc', {n = 2}), Tool.info('calc').description") == (6, "Triple")
         assert [t["name"] for t in lua.run("return Tool.list()")].count("calc") == 1
         assert lua.run("local ok, e = pcall(Tool.call, 'calc', {}) return e.code") == "invalid_argument"
-        assert lua.engine.inspect("Tool", 2) is not None
+        assert lua.engine.introspection.inspect("Tool", 2) is not None
 
     def test_lua_tool_called_from_the_io_loop_runs_on_the_lua_thread(self, lua: Lua) -> None:
         lua_thread = threading.current_thread()
@@ -766,9 +766,9 @@ class TestConfig:
         assert "****" in rendered and "sk-xyz" not in rendered
         for code in ("Config", "Config.show", "Config.get", "shown", "shown.providers", "shown.providers.openai",
                      "Config.show()"):
-            doc = lua.engine.inspect(code, len(code))
+            doc = lua.engine.introspection.inspect(code, len(code))
             assert doc is None or "sk-xyz" not in doc, code
-        assert "sk-xyz" not in lua.engine.inspect("shown.providers.openai", 22)
+        assert "sk-xyz" not in lua.engine.introspection.inspect("shown.providers.openai", 22)
         assert "sk-xyz" not in repr(lua.run("return Config.get('providers.openai'), Config.get('providers')"))
         assert "sk-xyz" not in "".join(t for _, t in lua.out.streams)
         assert lua.components.config.secret("providers.openai.api_key") == "sk-xyz"  # still usable from Python

@@ -122,36 +122,36 @@ def test_syntax_error(engine: LuaEngine) -> None:
      ("f(", "incomplete"), ("x = = 1", "invalid"), ("end", "invalid"), ("", "complete"), ("print('a')", "complete")],
 )
 def test_is_complete(engine: LuaEngine, code: str, status: str) -> None:
-    assert engine.is_complete(code)[0] == status
+    assert engine.introspection.is_complete(code)[0] == status
 
 
 def test_incomplete_indent_follows_block_depth(engine: LuaEngine) -> None:
-    assert engine.is_complete("for i = 1, 2 do\n  if i then")[1] == "    "
+    assert engine.introspection.is_complete("for i = 1, 2 do\n  if i then")[1] == "    "
 
 
 def test_completion(engine: LuaEngine) -> None:
     engine.run_cell("local player = {name = 'x', score = 1}\nfunction player.jump() end\nlocal s = 'txt'", "[1]")
-    assert engine.complete("pla", 3)[:3] == (["player"], 0, 3)
-    assert engine.complete("player.s", 8)[0] == ["score"]
-    assert engine.complete("player:j", 8)[0] == ["jump"]
-    assert "upper" in engine.complete("s:u", 3)[0]
-    assert engine.complete("string.for", 10)[:3] == (["format"], 7, 10)
-    assert "while" in engine.complete("whi", 3)[0]
-    assert engine.complete("x = 'pla", 8)[0] == []  # inside a string
-    assert engine.complete("x = 'é' .. pla", 14)[1] == 11  # code points, not bytes
+    assert engine.introspection.complete("pla", 3)[:3] == (["player"], 0, 3)
+    assert engine.introspection.complete("player.s", 8)[0] == ["score"]
+    assert engine.introspection.complete("player:j", 8)[0] == ["jump"]
+    assert "upper" in engine.introspection.complete("s:u", 3)[0]
+    assert engine.introspection.complete("string.for", 10)[:3] == (["format"], 7, 10)
+    assert "while" in engine.introspection.complete("whi", 3)[0]
+    assert engine.introspection.complete("x = 'pla", 8)[0] == []  # inside a string
+    assert engine.introspection.complete("x = 'é' .. pla", 14)[1] == 11  # code points, not bytes
 
 
 def test_inspect(engine: LuaEngine) -> None:
     engine.run_cell("local cfg = {retries = 3, 10, 20}\nlocal fmt = string.format", "[1]")
-    assert engine.inspect("string.format", 10).startswith("string.format(")
-    assert engine.inspect("fmt", 1).startswith("string.format(")  # aliases keep their doc
-    assert engine.inspect("display", 3).startswith("display(") if engine.docs.get("display") else True
-    info = engine.inspect("cfg", 2)
+    assert engine.introspection.inspect("string.format", 10).startswith("string.format(")
+    assert engine.introspection.inspect("fmt", 1).startswith("string.format(")  # aliases keep their doc
+    assert engine.introspection.inspect("display", 3).startswith("display(") if engine.docs.get("display") else True
+    info = engine.introspection.inspect("cfg", 2)
     assert info is not None and "table" in info and "retries" in info
-    assert engine.inspect("while", 2).startswith("while")
-    assert engine.inspect("print(", 6).startswith("print(")  # inside a call's arguments
-    assert engine.inspect("x = string.format('%d', {1, 2}, ", 31).startswith("string.format(")
-    assert engine.inspect("nosuchname", 3) is None
+    assert engine.introspection.inspect("while", 2).startswith("while")
+    assert engine.introspection.inspect("print(", 6).startswith("print(")  # inside a call's arguments
+    assert engine.introspection.inspect("x = string.format('%d', {1, 2}, ", 31).startswith("string.format(")
+    assert engine.introspection.inspect("nosuchname", 3) is None
 
 
 @pytest.mark.parametrize(

@@ -164,6 +164,6 @@ def test_errors_timeouts_and_docs(lua: Lua) -> None:
     assert lua.run("local ok, e = pcall(sup.send, sup, 'nope', {}) return e.code") == "not_found"
     lua.run("sup:stop()")
     assert lua.run("return sup:status().state") == "stopped"
-    assert lua.engine.inspect("Supervisor.new", 14).startswith("Supervisor.new{")
-    assert "sup:call" in lua.engine.inspect("sup:call", 8)
-    assert lua.engine.inspect("Supervisor", 5).startswith("Supervisor")
+    assert lua.engine.introspection.inspect("Supervisor.new", 14).startswith("Supervisor.new{")
+    assert "sup:call" in lua.engine.introspection.inspect("sup:call", 8)
+    assert lua.engine.introspection.inspect("Supervisor", 5).startswith("Supervisor")

@@ -1,4 +1,5 @@
-"""The Lua engine: one sandboxed ``lupa.lua54`` runtime, its cells, errors and introspection.
+"""The Lua engine: one sandboxed ``lupa.lua54`` runtime, its cells, errors and rendering
+(introspection: :mod:`.introspection`).
 
 Runs only on the Lua (main) thread, except :meth:`LuaEngine.interrupt`, which any thread may call.
 """
@@ -26,12 +27,12 @@ from .dispatch import LuaDispatcher
 from .futures import LuaFutures, stopped_by_kill_switch
 from .host import Host, text
 from .interrupt import LUA_MASKLINE, Interrupter
+from .introspection import Introspection
 
 LuaError = lua54.LuaError
 LuaMemoryError = lua54.LuaMemoryError
 lua_type = lua54.lua_type
 
-_EOF_MARK = "near <eof>"
 _LEADING_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # `return f(x)` would be a tail call and drop the cell's frame from tracebacks. A trailing
 # expression is therefore returned through a collector function held as an upvalue: the chunk
@@ -162,13 +163,16 @@ class LuaEngine:
         self.internal[b"cell_functions"] = self.runtime.eval(b"setmetatable({}, {__mode = 'k'})")
         self._compile_in = self.runtime.eval(
             b"function(code, name) local fn, err = load(code, name, 't') return fn, err end")
-        self._function_origin = self.runtime.eval(
+        #: ``function_origin(fn)``: the chunk name and first and last lines where ``fn`` was defined
+        self.function_origin = self.runtime.eval(
             b"(function(getinfo) return function(f) local i = getinfo(f, 'S') "
             b"return i.source, i.linedefined, i.lastlinedefined end end)(debug.getinfo)")
         self.docs: dict[str, str] = {**stdlib_docs.STDLIB_DOCS, **AIKIT_BUILTIN_DOCS}
         #: ``aikit run --strict``: a workflow run that fails is an error (as with ``wf:run{raise = true}``).
         self.strict = False
         self.internal[b"prettify"] = lambda message: self.explain(text(message)).encode()
+        #: completions, docs and "is this cell complete?" for frontends
+        self.introspection = Introspection(self)
 
     # ------------------------------------------------------------------ globals
     def set_global(self, name: str, value: Any, doc: str | None = None) -> None:
@@ -421,7 +425,7 @@ class LuaEngine:
         """Pretty-print a Lua value (cycle-safe, truncated when huge). Runs ``__tostring``
         metamethods, so it runs interruptibly; raises :class:`RenderFailure` if they fail."""
         opts = self.table(**limits) if limits else None
-        return text(self._guarded(self._repr, value, opts)[0])
+        return text(self.guarded(self._repr, value, opts)[0])
 
     def pcall(self, fn: Any, *args: Any) -> RunResult:
         """Call a Lua function protected (xpcall + traceback). Inside a running cell (a callback
@@ -434,8 +438,9 @@ class LuaEngine:
             return RunResult(error=self._failure(outcome))
         return self.call(fn, *args)
 
-    def _guarded(self, fn: Any, *args: Any) -> list[Any]:
-        """Call trusted Lua that may run user metamethods: interruptible, failures raised."""
+    def guarded(self, fn: Any, *args: Any) -> list[Any]:
+        """Call trusted Lua that may run user metamethods: interruptible, failures raised as
+        :class:`RenderFailure`."""
         if self._interrupter is not None and self._interrupter.active:
             return [fn(*args)]  # already inside a run (a host function called from a cell)
         result = self.call(fn, *args)
@@ -445,122 +450,17 @@ class LuaEngine:
 
     def all_quiet(self, values: list[Any]) -> bool:
         """True when every value is one a notebook should not echo (io.write's file, display handles)."""
-        return bool(self._guarded(self.internal[b"all_quiet"], self.table(*values, n=len(values)))[0])
+        return bool(self.guarded(self.internal[b"all_quiet"], self.table(*values, n=len(values)))[0])
 
     def render_result(self, values: list[Any]) -> str | None:
         """A cell's trailing values as its execute_result text, None when :meth:`all_quiet` (one
         interruptible run for both)."""
-        rendered = self._guarded(self.internal[b"render_result"], self.table(*values, n=len(values)))[0]
+        rendered = self.guarded(self.internal[b"render_result"], self.table(*values, n=len(values)))[0]
         return None if rendered is None else text(rendered)
 
     def render_values(self, values: list[Any]) -> str:
         """The text/plain of an execute_result: each value pretty-printed, tab-separated."""
-        return text(self._guarded(self.internal[b"render_all"], self.table(*values, n=len(values)))[0])
-
-    # ------------------------------------------------------------------ introspection
-    def is_complete(self, code: str) -> tuple[str, str]:
-        """("complete" | "incomplete" | "invalid", indent) judged by the Lua parser itself."""
-        if not code.strip():
-            return "complete", ""
-        fn, err = self._compile(code.encode(), b"=cell")
-        if fn is not None:
-            return "complete", ""
-        fn2, err2 = self._compile(b"return " + code.encode(), b"=cell")
-        if fn2 is not None:
-            return "complete", ""
-        if text(err).endswith(_EOF_MARK) or text(err2).endswith(_EOF_MARK):
-            return "incomplete", "  " * max(1, source.block_depth(code))
-        return "invalid", ""
-
-    def complete(self, code: str, cursor: int) -> tuple[list[str], int, int, list[dict[str, Any]]]:
-        """Completions at ``cursor``: (matches, cursor_start, cursor_end, typed metadata)."""
-        before = source.tokenize(code[:cursor])
-        if before and before[-1].kind in ("string", "comment") and before[-1].end == cursor:
-            last = before[-1].text
-            if before[-1].kind == "comment" or len(last) < 2 or last[-1] != last[0]:
-                return [], cursor, cursor, []
-        start, chain = source.chain_before(code, cursor)
-        base, sep, prefix = source.split_chain(chain)
-        if sep is None:
-            names = self._members(self.env, False) + sorted(source.KEYWORDS)
-        else:
-            target = self._resolve(base)
-            names = self._members(target, sep == ":") if target is not None else []
-        matches = sorted({n for n in names if n.startswith(prefix)})
-        cursor_start = cursor - len(prefix)
-        typed = [
-            {"start": cursor_start, "end": cursor, "text": m,
-             "type": "keyword" if (sep is None and m in source.KEYWORDS) else self._kind(base, m)}
-            for m in matches
-        ]
-        return matches, cursor_start, cursor, typed
-
-    def inspect(self, code: str, cursor: int, detail_level: int = 0) -> str | None:
-        """A short doc for the name at ``cursor``: library docs, or type/value/keys of a variable.
-        With ``detail_level`` 1, a function written in a cell or script also shows its source."""
-        _, _, chain = source.chain_at(code, cursor)
-        chain = chain.rstrip(".:")
-        if not chain or (chain not in source.KEYWORDS and self._resolve(re.split(r"[.:]", chain)) is None):
-            chain = source.enclosing_call(code, cursor).rstrip(".:") or chain  # inside `f(...|`: help for f
-        if not chain:
-            return None
-        if chain in source.KEYWORDS:
-            return stdlib_docs.KEYWORDS.get(chain)
-        value = self._resolve([p for p in re.split(r"[.:]", chain) if p])
-        if value is None:
-            return None
-        doc = self._describe(chain, value)
-        listing = self.function_source(value) if detail_level >= 1 and lua_type(value) == "function" else None
-        return doc if listing is None else f"{doc}\n\n{listing}"
-
-    def _describe(self, chain: str, value: Any) -> str:
-        """The doc of ``value`` (reached as ``chain``), or its type, keys and value."""
-        try:
-            info = self._guarded(self.internal[b"describe"], value)[0]
-        except RenderFailure as exc:
-            return f"{chain}: {lua_type(value)} (cannot be shown: {exc.failure.evalue})"
-        docname = text(info[b"docname"]) if info[b"docname"] is not None else None
-        doc = self.docs.get(docname) if docname else None
-        if doc is None and docname:
-            doc = stdlib_docs.lookup(docname)
-        if doc is not None:
-            return doc
-        kind = text(info[b"type"])
-        lines = [f"{chain}: {kind}"]
-        if kind == "table":
-            keys = info[b"keys"]
-            key_list = [text(keys[i]) for i in range(1, len(keys) + 1)]
-            lines[0] += f" (length {info[b'length']}, {len(key_list)} keys)"
-            if key_list:
-                lines.append("keys: " + ", ".join(key_list[:100]) + (" ..." if len(key_list) > 100 else ""))
-        lines.append(text(info[b"repr"]))
-        return "\n".join(lines)
-
-    def function_source(self, fn: Any) -> str | None:
-        """Where a Lua function was defined in a cell or script, and its source lines (None for
-        library and C functions)."""
-        where, first, last = self._function_origin(fn)
-        path = text(where)[1:] if where is not None and text(where).startswith("@") else None
-        if path is None or first < 1 or not (path in self.cells.paths() or path in self.script_paths):
-            return None
-        try:
-            with open(path, encoding="utf-8") as f:
-                lines = f.read().splitlines()[first - 1:last]
-        except OSError:
-            return None
-        return f"-- defined in {self.cells.prettify(path)}, lines {first}-{last}\n" + "\n".join(lines)
-
-    def _resolve(self, parts: list[str]) -> Any:
-        return self.internal[b"resolve"](self.table(*[p.encode() for p in parts]))
-
-    def _members(self, value: Any, methods_only: bool) -> list[str]:
-        names = self.internal[b"members"](value, methods_only)
-        return [text(names[i]) for i in range(1, len(names) + 1)]
-
-    def _kind(self, base: list[str], name: str) -> str:
-        value = self._resolve(base + [name])
-        kind = lua_type(value) or "instance"
-        return {"table": "module" if not base else "instance"}.get(kind, kind)
+        return text(self.guarded(self.internal[b"render_all"], self.table(*values, n=len(values)))[0])
 
     def close(self) -> None:
         """Release files opened by scripts and remove this process's cell files."""

@@ -190,7 +190,7 @@ class LuaShipper:
         return lua_to_python(value, self._engine.address, strict=True)
 
     def _globals(self, fn: Any, upvalue_names: set[str]) -> dict[str, Any]:
-        source = self._engine.function_source(fn)
+        source = self._engine.introspection.function_source(fn)
         if source is None:
             return {}
         env = self._engine.env

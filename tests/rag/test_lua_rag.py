@@ -106,7 +106,7 @@ class TestCollections:
         assert second.run("return RAG.collection('keep', {tenant = 't'}):search('owls', {k = 1})[1].document_id") == "owl"
 
     def test_inspect_names_the_embedder(self, lua: Lua) -> None:
-        doc = lua.engine.inspect("RAG", 3)
+        doc = lua.engine.introspection.inspect("RAG", 3)
         assert doc is not None and "all-MiniLM-L6-v2" in doc and "BM25" in doc
 
 
