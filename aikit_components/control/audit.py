@@ -25,7 +25,6 @@ names the first entry that was altered, removed or reordered.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
@@ -43,8 +42,8 @@ from ..operations.interceptor import AUDIT, Interceptor
 from ..operations.operation import Operation, OperationKind
 from ..sessions import os_error
 from ..storage.sqlite import translate_error
+from .group_commit import GroupCommit
 from .ledger_tail import CHUNK, META_PREFIX, TailFile, entry_line, orphans, read_entries
-from .offload import in_thread
 
 log = logging.getLogger(__name__)
 
@@ -218,6 +217,7 @@ class AuditLedger:
         self._folder: threading.Thread | None = None
         self._fold_now = threading.Event()  # cuts the folder's wait short (close)
         self._fold_failure: str | None = None  # the last fold error logged (logged once)
+        self._committer = GroupCommit(self._commit_queued, "aikit-audit")  # fsynced entries of coroutines
 
     @property
     def closed(self) -> bool:
@@ -263,12 +263,9 @@ class AuditLedger:
 
     def record_canonical(self, type_: str, data_text: str, *, session: str | None = None, fsync: bool = True) -> None:
         """:meth:`record` of an entry whose data is given as its canonical JSON text."""
-        at, at_text = now()
-        session = session if session is not None else self.session
-        item = _Pending(at, at_text, type_, session, data_text, fsync)
+        item = self._new_entry(type_, data_text, session, fsync)
         with self._lock:
-            if self._closed:
-                raise IOFailure(f"the audit ledger {self.path} has been closed", details={"path": str(self.path)})
+            self._check_open()
             if not fsync and self.uses_tail:
                 self._append_to_tail(item)
                 return
@@ -276,6 +273,41 @@ class AuditLedger:
             self._commit_through(item)
         if item.error is not None:
             raise item.error
+
+    async def arecord_canonical(self, type_: str, data_text: str, *, session: str | None = None,
+                                fsync: bool = True) -> None:
+        """:meth:`record_canonical` for coroutines, which the I/O loop keeps serving meanwhile: a
+        tail entry is written right here; an fsynced one takes its place in the queue now and is
+        committed by a writer thread with the entries queued with it (the loop is woken once per
+        commit, not once per entry)."""
+        if not fsync and self.uses_tail:
+            self.record_canonical(type_, data_text, session=session, fsync=False)
+            return
+        item = self._new_entry(type_, data_text, session, fsync)
+        with self._lock:
+            self._check_open()
+            self._queue.append(item)
+        await self._committer.aput(item)
+
+    def _new_entry(self, type_: str, data_text: str, session: str | None, fsync: bool) -> _Pending:
+        at, at_text = now()
+        return _Pending(at, at_text, type_, session if session is not None else self.session, data_text, fsync)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise IOFailure(f"the audit ledger {self.path} has been closed", details={"path": str(self.path)})
+
+    def _commit_queued(self, batch: list[_Pending]) -> None:
+        """The committer's commit (:class:`~.group_commit.GroupCommit`): the queue up to the last
+        entry of ``batch`` (with whatever other callers queued between them); raises the error of
+        an entry of ``batch`` that failed (the committer then asks for each entry alone, which
+        raises that entry's own error)."""
+        with self._lock:
+            for item in batch:
+                self._commit_through(item)
+        for item in batch:
+            if item.error is not None:
+                raise item.error
 
     def _append_to_tail(self, item: _Pending) -> None:
         """Copy ``item`` into the tail file (the caller holds ``_cond``: the file's order is the
@@ -544,6 +576,7 @@ class AuditLedger:
     def close(self) -> None:
         """Close the file once the entries being written are committed (a later record fails).
         Tail entries that cannot be chained now stay in their file for the next process."""
+        self._committer.close()  # the entries coroutines wait for are committed first
         with self._cond:
             self._closed = True
             self._cond.notify_all()  # the folder stops
@@ -665,14 +698,10 @@ class AuditInterceptor(Interceptor):
         await self._arecord(op, *_entry(op, None, error))
 
     async def _arecord(self, op: Operation, type_: str, data_text: str) -> None:
-        """Async callers (the I/O loop) wait for a commit in a thread: the loop serves others
-        meanwhile, and the entries of concurrent operations share one commit (the ledger's group
-        commit). An entry for the tail file is a copy: recorded right here."""
-        if _no_outside_effect_of_its_own(op) and self.ledger.uses_tail:
-            self.ledger.record_canonical(type_, data_text, fsync=False)
-        else:
-            await in_thread(functools.partial(self.ledger.record_canonical, fsync=not _no_outside_effect_of_its_own(op)),
-                            type_, data_text)
+        """Async callers (the I/O loop) wait for the commit of an fsynced entry without blocking
+        the loop; entries of concurrent operations share one commit (see
+        :meth:`AuditLedger.arecord_canonical`)."""
+        await self.ledger.arecord_canonical(type_, data_text, fsync=not _no_outside_effect_of_its_own(op))
 
 
 def _entry(op: Operation, result: Any, error: AikitError | None) -> tuple[str, str]:

@@ -3,6 +3,7 @@ edits of the database (a changed field, a deleted row, two rows swapped, a trunc
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sqlite3
@@ -224,6 +225,41 @@ def test_threads_recording_at_once_share_commits_and_each_returns_after_its_own(
     ledger.close()
     with pytest.raises(AikitError, match="has been closed"):
         ledger.record("tool", {"name": "late"})
+
+
+def test_coroutines_recording_at_once_share_commits_and_each_resumes_after_its_own(tmp_path: Path) -> None:
+    """Entries of coroutines (HTTP requests of many agent runs at once) are committed by a writer
+    thread while the loop goes on; each coroutine resumes once its own entry is durable, entries
+    keep the order they were recorded in, with the entries of threads in between."""
+    ledger = AuditLedger(tmp_path / FILE_NAME)
+    reader = sqlite3.connect(tmp_path / FILE_NAME)
+    problems: list[str] = []
+
+    async def recorder(n: int) -> None:
+        for i in range(10):
+            text = json.dumps({"i": i, "name": f"c{n}"}, separators=(",", ":"))
+            await ledger.arecord_canonical("http", text)
+            if reader.execute("SELECT count(*) FROM entries WHERE data = ?", (text,)).fetchone()[0] != 1:
+                problems.append(f"c{n} entry {i} was not committed when its coroutine resumed")
+
+    async def main() -> None:
+        await asyncio.gather(*(recorder(n) for n in range(20)), asyncio.to_thread(
+            lambda: [ledger.record("tool", {"name": "thread", "i": i}) for i in range(10)]))
+
+    try:
+        asyncio.run(main())
+        assert problems == []
+        rows = [json.loads(data) for (data,) in reader.execute("SELECT data FROM entries ORDER BY seq")]
+        for n in range(20):
+            assert [r["i"] for r in rows if r["name"] == f"c{n}"] == list(range(10))
+        assert [r["i"] for r in rows if r["name"] == "thread"] == list(range(10))
+        checked = ledger.verify()
+        assert checked.ok and checked.entries == 210
+    finally:
+        reader.close()
+        ledger.close()
+    with pytest.raises(AikitError, match="has been closed"):
+        asyncio.run(ledger.arecord_canonical("http", "{}"))
 
 
 def test_a_new_session_records_a_configuration_change(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
