@@ -210,7 +210,8 @@ class Agent:
         """Run once. ``on_text`` (called on the loop) receives streamed text deltas. A call that
         needs a person's approval when nobody can be asked pauses the run: the result's ``status``
         is ``needs_approval``, its ``pending`` the calls waiting; :meth:`resume` continues it."""
-        run = RunControl(run_id or new_run_id(), "agent", self.spec.name, tuple(self.spec.approve))
+        run = RunControl(run_id or new_run_id(), "agent", self.spec.name, tuple(self.spec.approve),
+                         fresh=run_id is None)
         return await self._start(input, on_text, run, None)
 
     async def resume(self, record: dict[str, Any], decisions: dict[str, tuple[str, ...]] | None = None, *,

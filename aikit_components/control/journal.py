@@ -19,7 +19,9 @@ same call again:
 A journal entry is keyed by the run id and the call's place in the run (agent: ``<step>.<call>#0``;
 workflow: ``<step id>@<attempt>#<n>``), and
 holds the tool's name and the digest of its arguments: a different call in that place (a workflow
-edited before its resume) is a new call.
+edited before its resume) is a new call. A run this process started (``RunControl.fresh``: an
+agent run with a new id) is looked up only for the calls it journaled itself: nothing else of it
+can be there, and the read it saves is one per call.
 """
 
 from __future__ import annotations
@@ -295,6 +297,7 @@ class JournalInterceptor(Interceptor):
         checked = self._check(op, run, key)
         if isinstance(checked, Decision):
             return checked
+        run.journaled.add(key)
         return run.run_id, key, op.kind.name, op.name, checked
 
     def _check(self, op: Operation, run: RunControl, key: str) -> Decision | str:
@@ -302,7 +305,7 @@ class JournalInterceptor(Interceptor):
         outcome, or (to run it) the digest of its arguments; raises when it is in doubt."""
         args = operation_args(op)
         args_digest = digest(args)
-        entry = self.journal.get(run.run_id, key)
+        entry = None if run.fresh and key not in run.journaled else self.journal.get(run.run_id, key)
         if entry is not None and (entry.name != op.name or entry.args_digest != args_digest):
             entry = None  # another call in that place now (the workflow was edited): not this one's entry
         if entry is not None and entry.status == "finished":

@@ -54,6 +54,10 @@ class RunControl:
     interactive: bool = True
     #: Run again every in-doubt call (a workflow resumed with ``approve_in_doubt``).
     retry_in_doubt: bool = False
+    #: A run this process started (not a resume): the effect journal holds nothing of it but the
+    #: calls this process journaled, listed in ``journaled`` (so the others need no lookup).
+    fresh: bool = False
+    journaled: set[str] = field(default_factory=set)
 
     @classmethod
     def resumed(cls, record: dict[str, Any], decisions: dict[str, tuple[str, ...]] | None, kind: str, name: str,

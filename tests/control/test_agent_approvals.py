@@ -202,3 +202,21 @@ class TestCorruptedJournal:
             assert second.run("return Agent.runs('needs_approval')[1].run_id") == result["run_id"]
         finally:
             second.close(close_models=True)
+
+
+def test_a_fresh_run_looks_up_in_the_journal_only_the_calls_it_journaled(lua: Lua, llm_server: Any,
+                                                                          monkeypatch: Any) -> None:
+    """A run this process started holds nothing in the journal but what it wrote: its calls are
+    not looked up there (one read per call saved); a resumed run's calls are."""
+    journal = lua.components.journal
+    assert journal is not None
+    asked: list[str] = []
+    real_get = journal.get
+    monkeypatch.setattr(journal, "get", lambda run_id, key: asked.append(key) or real_get(run_id, key))
+    result = paused(lua, llm_server)
+    assert result["status"] == "needs_approval" and asked == []
+    llm_server.reply(OPENAI, answer("done"))
+    done = lua.run(f"return Agent.resume('{result['run_id']}', {{approve = {{'call_n'}}}})")
+    assert done["status"] == "done" and len(asked) == 2  # calculate replayed from it, note looked up
+    tool_messages = [m for m in sent_messages(llm_server) if m["role"] == "tool"]
+    assert [m["content"] for m in tool_messages] == ["2", "noted hi"]
