@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AikitError, IOFailure
+from ..jsontext import dumps_with
 from ..operations.interceptor import AUDIT, Interceptor
 from ..operations.operation import Operation, OperationKind
 from ..sessions import os_error
@@ -71,20 +72,13 @@ class LedgerError(AikitError):
     code = "ledger_error"
 
 
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode
 _STRING = json.encoder.encode_basestring  # a JSON string literal, non-ASCII as is (C-accelerated)
-# The same encoding, made once: JSONEncoder.encode builds its C encoder anew on every call, which
-# is half the cost of a small entry (every tool call is one). No circular-reference check: the
-# values are JSON-like data converted from Lua or Python arguments (a cycle ends in RecursionError).
-_C_ENCODER = (json.encoder.c_make_encoder(None, str, _STRING, None, ":", ",", True, False, True)
-              if json.encoder.c_make_encoder is not None else None)
+_CANONICAL = dumps_with(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 def canonical(value: Any) -> str:
     """The canonical JSON text of ``value``: sorted keys, no spaces, UTF-8 as is."""
-    if _C_ENCODER is None or isinstance(value, str):
-        return _CANONICAL(value)
-    return "".join(_C_ENCODER(value, 0))
+    return _CANONICAL(value)
 
 
 def digest(value: Any) -> str:

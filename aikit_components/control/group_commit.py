@@ -63,7 +63,8 @@ class GroupCommit(Generic[T]):
                 self._thread = threading.Thread(target=self._write_forever, name=self._name, daemon=True)
                 self._pid = os.getpid()
                 self._thread.start()
-            self._cond.notify()
+            elif len(self._queue) == 1:  # the writer waits only on an empty queue; else it comes back for it
+                self._cond.notify()
 
     def put(self, item: T) -> None:
         """Commit ``item`` (with others queued at the same time); raises its write's error."""

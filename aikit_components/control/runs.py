@@ -29,6 +29,7 @@ from typing import Any
 
 from ..codec import lua_type_name
 from ..errors import AikitError, InvalidArgument, IOFailure, NotFound
+from ..jsontext import dumps_with
 from ..liveness import process_alive
 from .group_commit import GroupCommit
 
@@ -36,6 +37,8 @@ RUNS_SCOPE = "agent:~runs"
 RESUMABLE = ("needs_approval", "running", "interrupted")
 #: Runs this process is running now.
 ACTIVE_RUNS: set[str] = set()
+
+_RECORD_JSON = dumps_with(default=str)  # a run record as stored: what JSON cannot hold, as text
 
 
 @dataclass
@@ -253,7 +256,7 @@ class AgentRuns:
     def _record(self, run: RunControl, status: str, fields: dict[str, Any]) -> dict[str, Any]:
         record = {"run_id": run.run_id, "agent": self.agent, "spec": self.spec(), "status": status, "owner": owner(),
                   "decisions": {k: list(v) for k, v in run.decisions.items()}, **fields}
-        return json.loads(json.dumps(record, default=str))  # what State cannot store, as text
+        return json.loads(_RECORD_JSON(record))  # what State cannot store, as text
 
     def _persist_failed(self, run: RunControl, exc: AikitError) -> None:
         self.publish("agent.persist_failed", {"agent": self.agent, "run_id": run.run_id, "code": exc.code,

@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from ..config import Secret
+from ..jsontext import dumps_with
 from ..operations import Pipeline
 from ..operations.http import observe_client, run_request, shown_url
 from .admission import admit
@@ -59,6 +60,7 @@ T = TypeVar("T")
 log = logging.getLogger("aikit.providers.http")
 
 _LOCAL_NAMES = frozenset({"localhost", "host.docker.internal"})
+_BODY_JSON = dumps_with(ensure_ascii=False, allow_nan=False)  # a request body: no NaN, as the wire wants
 
 
 def is_local_url(url: str) -> bool:
@@ -326,8 +328,8 @@ class HTTPEndpoint:
     # ------------------------------------------------------------------ requests
     def _encode(self, payload: Any) -> bytes:
         try:
-            return json.dumps(payload, ensure_ascii=False, allow_nan=False).encode("utf-8")
-        except (TypeError, ValueError) as exc:
+            return _BODY_JSON(payload).encode("utf-8")
+        except (TypeError, ValueError, RecursionError) as exc:
             raise ProviderError(f"the request to {self.name} cannot be encoded as JSON: {exc}; tool schemas, "
                                 "arguments and messages must hold plain JSON values (no NaN)", kind="bad_request",
                                 provider=self.name) from None

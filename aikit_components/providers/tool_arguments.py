@@ -8,7 +8,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..jsontext import dumps_with
 from .messages import ToolCall, new_call_id
+
+_ARGUMENTS_JSON = dumps_with(ensure_ascii=False)  # json.dumps(..., ensure_ascii=False), encoder made once
 
 __all__ = ["RAW_ARGUMENTS_KEY", "argument_error", "decode_arguments", "encode_arguments", "make_tool_call"]
 
@@ -60,4 +63,4 @@ def encode_arguments(call: ToolCall) -> str:
     back as the model wrote it)."""
     if set(call.arguments) == {RAW_ARGUMENTS_KEY} and isinstance(call.arguments[RAW_ARGUMENTS_KEY], str):
         return call.arguments[RAW_ARGUMENTS_KEY]
-    return json.dumps(call.arguments, ensure_ascii=False)
+    return _ARGUMENTS_JSON(call.arguments)
