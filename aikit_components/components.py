@@ -91,12 +91,13 @@ class Components:
                 if self._tools is None:
                     self._tools = default_registry(events=self.events, hooks=self.hooks, plugins=self.plugins,
                                                    pipeline=self.pipeline)
-        if self._mcp is None and self._mcp_configured():
+        if self._mcp is None and self.mcp_configured():
             self._make_mcp(self._tools)  # its resolver connects a configured MCP server when its tools are asked for
         return self._tools
 
-    def _mcp_configured(self) -> bool:
-        """Whether the config names MCP servers (read once per config: every tool call asks)."""
+    def mcp_configured(self) -> bool:
+        """Whether the config names MCP servers (read once per config: every tool call asks),
+        without loading the MCP client (the ``mcp`` SDK takes about a second to import)."""
         seen = self._mcp_config_seen
         if seen is None or seen[0] is not self.config:
             seen = self._mcp_config_seen = (self.config, bool(self.config.get("mcp.servers")))

@@ -376,3 +376,26 @@ def test_plans_and_other_async_callers_resolve_configured_servers(mcp_lua) -> No
     mcp_lua.engine.wait(registry.aresolve_missing(["conf.*", "hash"]))
     assert "conf.echo" in registry
     assert mcp_lua.engine.wait(registry.acall("conf.echo", {"text": "async"}, mcp_lua.components.tool_context())) == "async"
+
+
+def test_without_configured_servers_agents_and_workflows_never_load_the_mcp_sdk(tmp_path: Path) -> None:
+    """Tools are looked up among MCP servers only when aikit.toml names some: otherwise the first
+    workflow of agents does not pay for importing the SDK (about a second)."""
+    script = (
+        "import sys, tempfile\n"
+        "from pathlib import Path\n"
+        "from aikit_components.components import Components\n"
+        "from aikit_kernel.lua_runtime import build_lua_runtime\n"
+        "from tests.support.lua import RecordingOutput\n"
+        f"c = Components.open(data_dir=Path({str(tmp_path)!r}), plugins=False)\n"
+        "engine = build_lua_runtime(RecordingOutput(), c).engine\n"
+        "r = engine.run_cell(\"local a = Agent.new{name = 'z', model = 'test/echo', tools = {'hash'}} "
+        "local wf = Workflow.new{name = 'w', steps = {{id = 's', agent = a, input = 'hi'}}} "
+        "return wf:run().status, Tool.call('hash', {text = 'x'}) ~= nil\", '[1]')\n"
+        "print(r.values, r.error, 'mcp' in sys.modules)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "AIKIT_CONFIG"}  # no user config: none in tmp_path
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1], env={**env, "XDG_CONFIG_HOME": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[b'succeeded', True] None False", done.stdout

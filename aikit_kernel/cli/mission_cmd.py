@@ -144,7 +144,7 @@ def _check(file: str, components: Any, inputs: dict[str, Any]) -> tuple[Any, lis
 
     mission = parse_mission(file, registry=components.tools)
     servers = {t.split(".", 1)[0] for t in mission.step_types.values() if isinstance(t, str)}
-    servers &= set(components.mcp.configured())
+    servers &= set(components.mcp.configured()) if components.mcp_configured() else set()
     if servers:  # steps name tools of MCP servers in aikit.toml: connect them (on first use) and look again
         asyncio.run(components.mcp.connect_each(sorted(servers)))
         mission = parse_mission(file, registry=components.tools)

@@ -98,7 +98,7 @@ def install(engine: LuaEngine, components: Components, agent_handles: Any = None
 def resolve_tools(engine: LuaEngine, components: Components, names: list[str]) -> None:
     """Connect the configured MCP servers that ``names`` (tool names, patterns or categories)
     refer to and that are not connected yet (first use), waiting interruptibly."""
-    if not components.mcp.configured():
+    if not components.mcp_configured():
         return
     registry = components.tools
     for name in names:

@@ -231,7 +231,7 @@ def install(engine: LuaEngine, components: Components, agents: Any = None) -> No
         from aikit_components.workflows.missions import load_mission
 
         file = components.policy.check_path(name_arg(path, "Workflow.load: the path"))
-        if components.mcp.configured():  # a step type may be the tool of an MCP server not connected yet
+        if components.mcp_configured():  # a step type may be the tool of an MCP server not connected yet
             from aikit_components.workflows.missions import parse_mission
 
             resolve_tools(engine, components, list(parse_mission(file, registry=components.tools).step_types.values()))
