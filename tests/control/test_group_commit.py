@@ -96,6 +96,15 @@ def test_coroutines_await_the_commit_and_a_closed_writer_refuses(table: Table) -
         group.put(8)
 
 
+async def cancelled_at_next_await(seen: list[str]) -> None:
+    """Wait until cancelled, noting the cancellation's message in ``seen``."""
+    try:
+        await asyncio.sleep(30)
+    except asyncio.CancelledError as exc:
+        seen.append(f"cancelled at the next await: {exc.args[0]}")
+        raise
+
+
 def test_a_cancellation_during_a_commit_takes_effect_once_it_is_done() -> None:
     """As after a blocking commit: the awaited write's outcome stands, and the task is cancelled at
     its next await, with the cancellation's message (who stopped it)."""
@@ -106,11 +115,7 @@ def test_a_cancellation_during_a_commit_takes_effect_once_it_is_done() -> None:
 
         async def operation() -> None:
             seen.append(f"committed:{await to_the_end(commit)}")
-            try:
-                await asyncio.sleep(30)
-            except asyncio.CancelledError as exc:
-                seen.append(f"cancelled at the next await: {exc.args[0]}")
-                raise
+            await cancelled_at_next_await(seen)
 
         task = asyncio.ensure_future(operation())
         await asyncio.sleep(0)  # the task waits for the commit
@@ -135,11 +140,7 @@ def test_a_coroutine_cancelled_while_its_write_is_committed_is_cancelled_once_it
         async def writer() -> None:
             await group.aput(1)
             seen.append("committed")
-            try:
-                await asyncio.sleep(30)
-            except asyncio.CancelledError as exc:
-                seen.append(f"cancelled at the next await: {exc.args[0]}")
-                raise
+            await cancelled_at_next_await(seen)
 
         task = asyncio.ensure_future(writer())
         other = asyncio.ensure_future(group.aput(2))

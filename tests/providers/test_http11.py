@@ -167,16 +167,23 @@ def test_chunked_gzip_trailers_and_an_informational_answer_first() -> None:
     asyncio.run(main())
 
 
+async def three_answers_on_three_connections(server: RawServer) -> None:
+    """Post 0, 1 and 2 through a new pool: each answer echoes its number, over three connections."""
+    p = pool()
+    try:
+        assert [json.loads((await post(p, server.url, i)).content)["n"] for i in range(3)] == [0, 1, 2]
+        assert server.connections == 3
+    finally:
+        await p.aclose()
+
+
 def test_a_connection_the_server_says_it_closes_is_not_reused() -> None:
     async def close_header(lines: list[bytes], body: bytes, n: int) -> bytes | None:
         return json_answer({"n": echo_n(body)}, b"Connection: close") if n == 1 else None
 
     async def main() -> None:
         async with RawServer(close_header) as server:
-            p = pool()
-            assert [json.loads((await post(p, server.url, i)).content)["n"] for i in range(3)] == [0, 1, 2]
-            assert server.connections == 3
-            await p.aclose()
+            await three_answers_on_three_connections(server)
 
     asyncio.run(main())
 
@@ -196,10 +203,7 @@ def test_body_until_the_server_closes() -> None:
 
     async def main() -> None:
         async with Http10(echo) as server:
-            p = pool()
-            answers = [json.loads((await post(p, server.url, i)).content)["n"] for i in range(3)]
-            assert answers == [0, 1, 2] and server.connections == 3
-            await p.aclose()
+            await three_answers_on_three_connections(server)
 
     asyncio.run(main())
 
@@ -213,12 +217,9 @@ def test_a_kept_connection_the_server_dropped_is_retried_once_on_a_new_one() -> 
 
     async def main() -> None:
         async with RawServer(drops_the_second) as server:
-            p = pool()
-            assert [json.loads((await post(p, server.url, i)).content)["n"] for i in range(3)] == [0, 1, 2]
-            # each connection answers once, then drops the next request: that request went again on
+            # each connection answers once, then drops the next request: that request goes again on
             # a new connection (twice)
-            assert server.connections == 3
-            await p.aclose()
+            await three_answers_on_three_connections(server)
         async with RawServer(never) as server:  # a new connection that fails: no retry, the error
             p = pool()
             with pytest.raises(httpx.RemoteProtocolError, match="without sending a response"):
