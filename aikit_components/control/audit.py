@@ -12,7 +12,8 @@ survives a power loss); the entry of an operation with no such effect of its own
 tool's call, a workflow step, an agent run: their effects are their own recorded operations) is
 copied into a tail file of the process (:mod:`.ledger_tail`: it survives ``kill -9`` of aikit, not
 a crash of the machine) and chained in batches shortly after. Threads that record at the same
-time share one transaction and one fsync (group commit). Several processes may append to one
+time share one transaction and one fsync (group commit); coroutines' entries are committed the
+same way by a writer thread (:class:`~.group_commit.GroupCommit`), the loop going on meanwhile. Several processes may append to one
 ledger: each append reads the head inside an immediate transaction.
 
 What is recorded, and by whom: :class:`AuditInterceptor` (order ``AUDIT``) records tool calls,
