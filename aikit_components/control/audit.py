@@ -571,10 +571,10 @@ class AuditLedger:
     def close(self) -> None:
         """Close the file once the entries being written are committed (a later record fails).
         Tail entries that cannot be chained now stay in their file for the next process."""
-        self._committer.close()  # the entries coroutines wait for are committed first
         with self._cond:
             self._closed = True
             self._cond.notify_all()  # the folder stops
+        self._committer.close()  # the entries coroutines wait for are committed
         self._fold_now.set()
         if self._folder is not None:
             self._folder.join()
