@@ -28,8 +28,8 @@ from typing import Any
 
 from .records import SpanRecord, TraceSummary
 
-__all__ = ["LAYOUT", "PRUNE_EVERY_S", "ROW_FIELDS", "TRACE_SEPARATOR", "SpanStore", "migrate", "record_row",
-           "resolve_trace_id", "span_record", "summarize", "trace_filter", "trace_summary"]
+__all__ = ["LAYOUT", "PRUNE_EVERY_S", "ROW_FIELDS", "TRACE_SEPARATOR", "SpanGroup", "SpanStore", "expand_groups",
+           "migrate", "record_row", "resolve_trace_id", "span_record", "summarize", "trace_filter", "trace_summary"]
 
 #: The fields of a span row, as :meth:`SpanStore.write_rows` takes them: the record's fields with
 #: the attributes and events as JSON text, then the columns the store indexes and sums. What is
@@ -210,6 +210,41 @@ def record_row(span: SpanRecord) -> tuple[Any, ...]:
             str(attrs.get("aikit.operation.kind", "")), "" if agent is None else str(agent)) + _usage(attrs)
 
 
+class SpanGroup:
+    """Ended spans that share all but their ids and times (a loop calling one tool), as tracing's
+    writer hands them to :meth:`SpanStore.write_rows` among rows: ``row`` is the first one's row
+    (:data:`ROW_FIELDS`), ``members`` the span_id, start_ns and end_ns of each, the first
+    included, one after the other. New spans (never written running), none failed: the store
+    inserts them with the group statement and counts them in their trace's summary at once."""
+
+    __slots__ = ("members", "row")
+
+    def __init__(self, row: tuple[Any, ...]) -> None:
+        self.row = row
+        self.members: list[Any] = [row[1], row[5], row[6]]
+
+    def __len__(self) -> int:
+        return len(self.members) // 3
+
+    def rows(self) -> list[tuple[Any, ...]]:
+        """The group as rows."""
+        row, members = self.row, self.members
+        head, middle, tail = row[:1], row[2:5], row[7:]
+        return [head + (members[i],) + middle + (members[i + 1], members[i + 2]) + tail
+                for i in range(0, len(members), 3)]
+
+
+def expand_groups(rows: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """``rows`` with each :class:`SpanGroup` among them replaced by its rows."""
+    out: list[tuple[Any, ...]] = []
+    for row in rows:
+        if row.__class__ is SpanGroup:
+            out += row.rows()
+        else:
+            out.append(row)
+    return out
+
+
 def span_record(row: Sequence[Any]) -> SpanRecord:
     return SpanRecord(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8],
                       json.loads(row[9]), json.loads(row[10]))
@@ -343,9 +378,9 @@ class SpanStore:
         summaries of their traces. Raises ``sqlite3.Error`` when the file cannot be written (locked, full)."""
         self.write_rows([record_row(span) for span in spans])
 
-    def write_rows(self, rows: Sequence[tuple[Any, ...]]) -> None:
-        """:meth:`write` for spans given as rows (:data:`ROW_FIELDS`), what tracing's writer
-        thread makes from its spans without a :class:`SpanRecord` in between."""
+    def write_rows(self, rows: Sequence[Any]) -> None:
+        """:meth:`write` for spans given as rows (:data:`ROW_FIELDS`) and groups (:class:`SpanGroup`),
+        what tracing's writer thread makes from its spans without a :class:`SpanRecord` in between."""
         if not rows:
             return
         with self._lock:
@@ -355,12 +390,13 @@ class SpanStore:
             try:
                 db.execute("UPDATE meta SET value = value + 1 WHERE key = 'seq'")
                 if self._shared:
+                    rows = expand_groups(rows)
                     if len({(row[0], row[1]) for row in rows}) < len(rows):  # a span twice: its last row
                         rows = list({(row[0], row[1]): row for row in rows}.values())
                     olds = [self._previous(row) for row in rows]
                 elif running:  # as _previous, inline: only what this store wrote while running
                     get = running.get
-                    olds = [get((row[0], row[1])) for row in rows]
+                    olds = [None if row.__class__ is SpanGroup else get((row[0], row[1])) for row in rows]
                 else:
                     olds = None
                 fresh = rows
@@ -380,6 +416,9 @@ class SpanStore:
                 fetch_trace, has_span = self._fetch_trace, self._has_span
                 get = summaries.get
                 for row, old in zip(rows, olds, strict=True) if olds is not None else zip(rows, repeat(None)):
+                    if row.__class__ is SpanGroup:
+                        self._summarize_group(row, summaries)
+                        continue
                     t = get(row[0])
                     # as summarize, inline for the most common row: a new span, not failed, without
                     # tokens, cost or agent, in a trace whose root is known and is not this span
@@ -406,17 +445,39 @@ class SpanStore:
         if time.monotonic() >= self._next_prune:
             self.prune()
 
-    def _insert(self, db: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> list[tuple[tuple[Any, ...], int]]:
-        """Insert ``rows`` in order: runs of spans that share all but their id and times (see
-        ``_GROUP_FIELDS``) with the group statement, the others with the full one; statements
-        of a power-of-two number of rows. A running span (few: the root, the spans open at the
-        time) is inserted alone, to learn its rowid: returns those rows with their rowids."""
+    def _summarize_group(self, group: SpanGroup, summaries: dict[str, list[Any]]) -> None:
+        """Count the spans of ``group`` in their trace's summary (as :func:`summarize` would)."""
+        row = group.row
+        t = summaries.get(row[0])
+        if (t is not None and t[13] and row[13] < 0 and row[14] < 0 and row[15] < 0 and not row[12]
+                and row[7] != "ERROR" and min(group.members[1::3]) >= t[3]):
+            t[5] += len(group)
+            return
+        for member in group.rows():
+            summarize(member, None, summaries, self._fetch_trace, self._has_span)
+
+    def _insert(self, db: sqlite3.Connection, rows: Sequence[Any]) -> list[tuple[tuple[Any, ...], int]]:
+        """Insert ``rows`` (and groups) in order: groups and runs of spans that share all but
+        their id and times (see ``_GROUP_FIELDS``) with the group statement, the others with the
+        full one; statements of a power-of-two number of rows. A running span (few: the root,
+        the spans open at the time) is inserted alone, to learn its rowid: returns those rows
+        with their rowids."""
         key = _group_key
         single: list[tuple[Any, ...]] = []
         run: list[tuple[Any, ...]] = []
         run_key: Any = None
         started: list[tuple[tuple[Any, ...], int]] = []
         for row in rows:
+            if row.__class__ is SpanGroup:
+                self._flush_run(db, run, run_key, single)
+                run, run_key = [], None
+                if len(row) < MIN_GROUP:
+                    single += row.rows()
+                else:
+                    self._insert_single(db, single)
+                    single.clear()
+                    self._insert_members(db, key(row.row), row.members)
+                continue
             if row[6] < 0:
                 self._flush_run(db, run, run_key, single)
                 self._insert_single(db, single)
@@ -443,14 +504,17 @@ class SpanStore:
             return
         self._insert_single(db, single)
         single.clear()
+        self._insert_members(db, shared, list(chain.from_iterable(map(_group_member, run))))
+
+    def _insert_members(self, db: sqlite3.Connection, shared: Sequence[Any], members: list[Any]) -> None:
+        """Insert a group: what its spans share (``_GROUP_FIELDS``), then span_id, start_ns and
+        end_ns of each in ``members``."""
         common = list(shared)
-        at, left, per = 0, len(run), self._rows_per_group
+        at, left, per = 0, len(members) // 3, self._rows_per_group
         while left:
             while per > left:
                 per //= 2
-            params = common.copy()
-            params += chain.from_iterable(map(_group_member, run[at:at + per]))
-            db.execute(_insert_group(per), params)
+            db.execute(_insert_group(per), common + members[3 * at:3 * (at + per)])
             at += per
             left -= per
 

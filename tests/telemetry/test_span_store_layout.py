@@ -11,7 +11,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aikit_components.telemetry import SpanRecord, SpanStore
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from aikit_components.telemetry import SpanRecord, SpanStore, Telemetry, TelemetrySettings, TraceSummary
+from aikit_components.telemetry.spans import SharedAttributes
 from aikit_components.telemetry.store import LAYOUT, record_row
 
 NOW = time.time_ns()
@@ -187,3 +190,40 @@ def test_the_readers_queries_use_an_index(tmp_path: Path) -> None:
         plan = [str(r[-1]) for r in rows(path, "EXPLAIN QUERY PLAN " + sql, *args)]
         assert any("INDEX" in step for step in plan), (what, plan)
         assert not any(step.startswith("SCAN") and "INDEX" not in step for step in plan), (what, plan)
+
+
+def test_the_writer_stores_runs_of_a_tools_spans_span_by_span(tmp_path: Path) -> None:
+    """Ended spans alike but for ids and times (shared attributes: a loop calling one tool) go
+    from the writer to the store as groups; a failed span, one with events, one with a status set,
+    one still running interrupt a run. Every span is stored whole, in order, and counted."""
+    telemetry = Telemetry(TelemetrySettings(store_path=tmp_path / "traces.sqlite"))
+    shared = SharedAttributes({"aikit.operation.kind": "tool", "gen_ai.tool.name": "t"})
+    spans: list[Any] = []
+    with telemetry.span("root", attributes={"aikit.operation.kind": "cell"}) as root:
+        for i in range(1300):
+            span = telemetry.start("execute_tool t", SpanKind.INTERNAL, shared, root)
+            if i == 5:
+                span.fail("boom", "it failed")
+            elif i == 7:
+                span.add_event("retry")
+            elif i == 9:
+                span.set_status(Status(StatusCode.ERROR, "set"))  # (the attributes stay shared)
+            if i != 10:
+                span.end()
+            spans.append(span)
+        telemetry.flush()
+        spans[10].end()
+    stored = telemetry.trace(root.trace_id_hex)
+    summary = telemetry.traces(limit=1)[0]
+    telemetry.close()
+    assert [s.span_id for s in stored] == [format(root.span_id, "016x")] + [format(s.span_id, "016x") for s in spans]
+    children = stored[1:]
+    assert all((c.start_ns, c.end_ns) == (s.start_time, s.end_time) for c, s in zip(children, spans, strict=True))
+    assert all(c.parent_span_id == format(root.span_id, "016x") and c.name == "execute_tool t" for c in children)
+    assert [i for i, c in enumerate(children) if c.status != "UNSET"] == [5, 9]
+    assert children[5].attributes == {**shared, "error.type": "boom"} and children[9].status_message == "set"
+    assert [c.events for c in children[6:9]] == [[], [{"name": "retry", "time_ns": spans[7].events[0][1],
+                                                        "attributes": {}}], []]
+    assert all(c.attributes == shared for i, c in enumerate(children) if i != 5)
+    assert isinstance(summary, TraceSummary)
+    assert (summary.span_count, summary.error_count, summary.status) == (1301, 2, "ok")
