@@ -18,8 +18,16 @@ from typing import Any
 
 from ..storage.postgres import PostgresDatabase, from_qmark
 from .records import SpanRecord, TraceSummary
-from .store import (PRUNE_EVERY_S, expand_groups, record_row, resolve_trace_id, span_record, summarize, trace_filter,
-                    trace_summary)
+from .store import (
+    PRUNE_EVERY_S,
+    expand_groups,
+    record_row,
+    resolve_trace_id,
+    span_record,
+    summarize,
+    trace_filter,
+    trace_summary,
+)
 
 _UPSERT = """
 INSERT INTO aikit_spans (trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, status, status_message,

@@ -52,10 +52,14 @@ _SPAN_COLUMNS = "trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns
 _STORED = len(_SPAN_COLUMNS.split(","))  # a row's first fields are stored, the others make the summaries
 _TRACE_COLUMNS = ("trace_id, root_name, root_kind, start_ns, end_ns, span_count, error_count, input_tokens, "
                   "output_tokens, cost_usd, status, agents, root_span_id, root_parentless, root_start_ns")
-# Spans are appended to a rowid table with one index, by trace (a trace's spans, and pruning); a
-# composite text key on (trace_id, span_id) cost more per span than the rest of the write (span
-# ids are random: each insert landed anywhere in the trace's part of the key). What changed since
-# a cursor is asked of the traces (``seq``: the last write that touched the trace), not per span.
+# Spans are appended to a rowid table without an index: a composite text key on (trace_id,
+# span_id) cost more per span than the rest of the write (span ids are random: each insert landed
+# anywhere in the trace's part of the key), and even an index by trace cost 40% of SQLite's work
+# per span. A trace's spans are found through ``trace_rows`` instead: the ranges of rowids its
+# spans were appended in (one per write, or one per run of writes: a range that continues the
+# trace's last one extends it), which may hold other traces' spans too (written by the same write).
+# What changed since a cursor is asked of the traces (``seq``: the last write that touched the
+# trace), not per span.
 # A span's columns are its record's fields: the agent, tokens and cost of a span are summed into
 # its trace's summary as it is written, and no query asks for them per span.
 _SPANS_TABLE = """
@@ -65,7 +69,8 @@ CREATE TABLE IF NOT EXISTS spans (
     status_message TEXT NOT NULL, attributes TEXT NOT NULL, events TEXT NOT NULL
 )"""
 _SCHEMA = _SPANS_TABLE + """;
-CREATE INDEX IF NOT EXISTS spans_trace ON spans (trace_id);
+CREATE TABLE IF NOT EXISTS trace_rows (trace_id TEXT NOT NULL, first INTEGER NOT NULL, last INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS trace_rows_trace ON trace_rows (trace_id, last);
 CREATE TABLE IF NOT EXISTS traces (
     trace_id TEXT PRIMARY KEY, root_name TEXT NOT NULL, root_kind TEXT NOT NULL, start_ns INTEGER NOT NULL,
     end_ns INTEGER, span_count INTEGER NOT NULL, error_count INTEGER NOT NULL, input_tokens INTEGER NOT NULL,
@@ -80,9 +85,15 @@ INSERT OR IGNORE INTO meta (key, value) VALUES ('seq', 0);
 """
 # The first layout's spans are copied in their order (rowid) to a table of the new shape, which
 # takes the old one's name; the traces keep their rows and get the seq column (0: written before).
+# The ranges of a migrated trace are its runs of consecutive rows (a row's rowid less its number in
+# its trace is the same along a run).
 _MIGRATE_SPANS = ("ALTER TABLE spans RENAME TO spans_layout1;\n" + _SPANS_TABLE.replace("IF NOT EXISTS ", "")
                   + f";\nINSERT INTO spans ({_SPAN_COLUMNS}) SELECT {_SPAN_COLUMNS} FROM spans_layout1 ORDER BY rowid;\n"
                   "DROP TABLE spans_layout1;\n"
+                  "CREATE TABLE trace_rows (trace_id TEXT NOT NULL, first INTEGER NOT NULL, last INTEGER NOT NULL);\n"
+                  "INSERT INTO trace_rows (trace_id, first, last) SELECT trace_id, min(rowid), max(rowid) FROM "
+                  "(SELECT trace_id, rowid, rowid - row_number() OVER (PARTITION BY trace_id ORDER BY rowid) AS run "
+                  "FROM spans) GROUP BY trace_id, run ORDER BY 2;\n"
                   "ALTER TABLE traces ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;\n")
 
 
@@ -177,8 +188,15 @@ _SUMMARY = (f"INSERT OR REPLACE INTO traces ({_TRACE_COLUMNS}, seq) VALUES (?, ?
 # makes 100,000 tool calls is one trace). Its root is the span without a parent; until that one is
 # written (children end, and are written, before their parent) or when it has a remote parent
 # (TRACEPARENT), the earliest span whose parent is not in the store stands in.
-_OLD = "SELECT rowid, status, attributes FROM spans WHERE trace_id = ? AND span_id = ?"
-_HAS = "SELECT 1 FROM spans WHERE trace_id = ? AND span_id = ?"
+_IN_TRACE = ("FROM trace_rows AS r JOIN spans AS s ON s.rowid BETWEEN r.first AND r.last "
+             "WHERE r.trace_id = ?1 AND s.trace_id = ?1")
+_OLD = f"SELECT s.rowid, s.status, s.attributes {_IN_TRACE} AND s.span_id = ?2"
+# (the rows of this write, ?3 to ?4, are not in trace_rows yet)
+_HAS = (f"SELECT 1 {_IN_TRACE} AND s.span_id = ?2 UNION ALL "
+        "SELECT 1 FROM spans WHERE rowid BETWEEN ?3 AND ?4 AND trace_id = ?1 AND span_id = ?2 LIMIT 1")
+_LAST_RANGE = "SELECT rowid, last FROM trace_rows WHERE trace_id = ? ORDER BY last DESC LIMIT 1"
+_LAST_ROW = "SELECT max(rowid) FROM spans"
+_S_COLUMNS = ", ".join("s." + c.strip() for c in _SPAN_COLUMNS.split(","))
 _TRACE = f"SELECT {_TRACE_COLUMNS} FROM traces WHERE trace_id = ?"
 
 
@@ -371,6 +389,7 @@ class SpanStore:
         self._running: dict[tuple[str, str], tuple[Any, ...]] = {}
         # write() is given spans of other writers too (tests, imports): then it looks them up
         self._shared = bool(shared)
+        self._range = (1, 0)  # the rowids of the rows the write under way has appended
 
     # -- writing ----------------------------------------------------------------------------------
     def write(self, spans: Sequence[SpanRecord]) -> None:
@@ -411,7 +430,9 @@ class SpanStore:
                         else:  # pruned meanwhile by another process: a new row
                             fresh.append(row)
                             rewritten.append((row, None))
+                first = (db.execute(_LAST_ROW).fetchone()[0] or 0) + 1  # (the rows appended now follow it)
                 started = self._insert(db, fresh)
+                self._range = (first, (db.execute(_LAST_ROW).fetchone()[0] or 0))
                 summaries: dict[str, list[Any]] = {}
                 fetch_trace, has_span = self._fetch_trace, self._has_span
                 get = summaries.get
@@ -428,6 +449,8 @@ class SpanStore:
                     else:
                         summarize(row, None if old is None else old[1:], summaries, fetch_trace, has_span)
                 db.executemany(_SUMMARY, [tuple(t) for t in summaries.values()])
+                if self._range[1] >= first:
+                    self._add_ranges(db, {row.row[0] if row.__class__ is SpanGroup else row[0] for row in fresh})
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:  # SQLite may have rolled back already (a full disk does)
@@ -444,6 +467,20 @@ class SpanStore:
                                              row[15] if row[15] >= 0 else None)
         if time.monotonic() >= self._next_prune:
             self.prune()
+
+    def _add_ranges(self, db: sqlite3.Connection, trace_ids: set[str]) -> None:
+        """Record that the spans of ``trace_ids`` written now are among the rows of this write's
+        range: the range continues a trace's last one (it was the last to write), or is its own."""
+        first, last = self._range
+        for trace_id in trace_ids:
+            previous = db.execute(_LAST_RANGE, (trace_id,)).fetchone()
+            if previous is not None and previous[1] == first - 1:
+                db.execute("UPDATE trace_rows SET last = ? WHERE rowid = ?", (last, previous[0]))
+                continue
+            if previous is not None and previous[1] >= first:  # rowids used again (the last rows were pruned)
+                db.execute("DELETE FROM trace_rows WHERE trace_id = ? AND first >= ?", (trace_id, first))
+                db.execute("UPDATE trace_rows SET last = ? WHERE trace_id = ? AND last >= ?", (first - 1, trace_id, first))
+            db.execute("INSERT INTO trace_rows (trace_id, first, last) VALUES (?, ?, ?)", (trace_id, first, last))
 
     def _summarize_group(self, group: SpanGroup, summaries: dict[str, list[Any]]) -> None:
         """Count the spans of ``group`` in their trace's summary (as :func:`summarize` would)."""
@@ -547,7 +584,7 @@ class SpanStore:
         return self._db.execute(_TRACE, (trace_id,)).fetchone()
 
     def _has_span(self, trace_id: str, span_id: str) -> bool:
-        return self._db.execute(_HAS, (trace_id, span_id)).fetchone() is not None
+        return self._db.execute(_HAS, (trace_id, span_id, *self._range)).fetchone() is not None
 
     # -- reading ----------------------------------------------------------------------------------
     def traces(self, *, limit: int = 20, agent: str | None = None, errors_only: bool = False,
@@ -576,7 +613,7 @@ class SpanStore:
         KeyError when unknown (or ambiguous)."""
         full = self._resolve(trace_id)
         with self._lock:
-            rows = self._db.execute(f"SELECT {_SPAN_COLUMNS} FROM spans WHERE trace_id = ? ORDER BY start_ns, rowid",
+            rows = self._db.execute(f"SELECT {_S_COLUMNS} {_IN_TRACE} ORDER BY s.start_ns, s.rowid",
                                     (full,)).fetchall()
         if not rows:
             raise KeyError(trace_id)
@@ -636,7 +673,8 @@ class SpanStore:
             ids = [r[0] for r in db.execute(select, args).fetchall()]
             removed = 0
             for trace_id in ids:
-                removed += db.execute("DELETE FROM spans WHERE trace_id = ?", (trace_id,)).rowcount
+                removed += db.execute(f"DELETE FROM spans WHERE rowid IN (SELECT s.rowid {_IN_TRACE})", (trace_id,)).rowcount
+                db.execute("DELETE FROM trace_rows WHERE trace_id = ?", (trace_id,))
                 db.execute("DELETE FROM traces WHERE trace_id = ?", (trace_id,))
             db.execute("COMMIT")
         except BaseException:

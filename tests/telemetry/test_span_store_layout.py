@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from aikit_components.telemetry import SpanRecord, SpanStore, Telemetry, TelemetrySettings, TraceSummary
@@ -84,7 +85,7 @@ def test_a_store_of_the_first_layout_is_migrated_with_its_spans(tmp_path: Path) 
         assert rows(path, "PRAGMA user_version") == [(LAYOUT,)]
         assert "seq" not in {r[1] for r in rows(path, "PRAGMA table_info(spans)")}
         assert {r[0] for r in rows(path, "SELECT name FROM sqlite_master WHERE type = 'index'")} >= {
-            "spans_trace", "traces_start", "traces_seq"}
+            "trace_rows_trace", "traces_start", "traces_seq"}
         aa = store.trace("aa".ljust(32, "0"))
         assert [(s.span_id[:1], s.parent_span_id, s.status, s.end_ns) for s in aa] == [
             ("1", None, "UNSET", NOW + 9), ("2", "1".ljust(16, "0"), "UNSET", NOW + 3),
@@ -179,9 +180,13 @@ def test_the_readers_queries_use_an_index(tmp_path: Path) -> None:
     not by scanning every span (a store holds up to hundreds of megabytes of them)."""
     path = tmp_path / "traces.sqlite"
     SpanStore(path).close()
-    queries = {"a trace's spans": ("SELECT * FROM spans WHERE trace_id = ? ORDER BY start_ns, rowid", "x"),
-               "pruning a trace": ("DELETE FROM spans WHERE trace_id = ?", "x"),
-               "a span by its ids": ("SELECT rowid FROM spans WHERE trace_id = ? AND span_id = ?", "x", "y"),
+    in_trace = ("FROM trace_rows AS r JOIN spans AS s ON s.rowid BETWEEN r.first AND r.last "
+                "WHERE r.trace_id = ?1 AND s.trace_id = ?1")
+    queries = {"a trace's spans": (f"SELECT s.* {in_trace} ORDER BY s.start_ns, s.rowid", "x"),
+               "pruning a trace": (f"DELETE FROM spans WHERE rowid IN (SELECT s.rowid {in_trace})", "x"),
+               "a span by its ids": (f"SELECT s.rowid {in_trace} AND s.span_id = ?2", "x", "y"),
+               "a trace's last range": ("SELECT rowid, last FROM trace_rows WHERE trace_id = ? ORDER BY last DESC "
+                                        "LIMIT 1", "x"),
                "changes since a cursor": ("SELECT trace_id FROM traces WHERE seq > ? AND seq <= ?", 1, 2),
                "the newest traces": ("SELECT * FROM traces ORDER BY start_ns DESC LIMIT ?", 20),
                "pruning by age": ("SELECT trace_id FROM traces WHERE start_ns < ?", 5),
@@ -227,3 +232,31 @@ def test_the_writer_stores_runs_of_a_tools_spans_span_by_span(tmp_path: Path) ->
     assert all(c.attributes == shared for i, c in enumerate(children) if i != 5)
     assert isinstance(summary, TraceSummary)
     assert (summary.span_count, summary.error_count, summary.status) == (1301, 2, "ok")
+
+
+def test_interleaved_traces_are_read_and_pruned_apart(tmp_path: Path) -> None:
+    """A write's rows may mix traces (the ranges of rows a trace was written in hold others' rows
+    too): each trace reads as its own spans, pruning one leaves the other whole, and rows the
+    pruning freed at the end of the table, used again, are not read twice."""
+    path = tmp_path / "traces.sqlite"
+    store = SpanStore(path, shared=False, max_age_s=3600)
+    old = time.time_ns() - 7200 * 10**9  # trace "0b" is older than the store keeps
+    try:
+        mixed = []
+        for i in range(1, 7):
+            mixed.append(record_row(record("0a", f"{i:x}", None if i == 1 else "1", start=i, end=i + 1)))
+            mixed.append(record_row(SpanRecord("0b".ljust(32, "0"), f"{i:x}".ljust(16, "0"),
+                                               None if i == 1 else "1".ljust(16, "0"), "old", "INTERNAL", old + i,
+                                               old + i + 1, "UNSET", "", {}, [])))
+        store.write_rows(mixed)  # (a first write prunes: trace 0b goes, and its rows were the last ones)
+        assert [s.span_id[:1] for s in store.trace("0a".ljust(32, "0"))] == ["1", "2", "3", "4", "5", "6"]
+        with pytest.raises(KeyError):
+            store.trace("0b".ljust(32, "0"))
+        assert rows(path, "SELECT COUNT(*), max(rowid) FROM spans") == [(6, 11)]
+        store.write_rows([record_row(record("0a", f"{i:x}", "1", start=i, end=i + 1)) for i in range(7, 12)])
+        spans = store.trace("0a".ljust(32, "0"))
+        assert [s.span_id[:1] for s in spans] == [f"{i:x}" for i in range(1, 12)]
+        assert store.summary("0a".ljust(32, "0")).span_count == 11
+        assert rows(path, "SELECT COUNT(*) FROM spans") == [(11,)]
+    finally:
+        store.close()
