@@ -18,6 +18,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
+from itertools import repeat
 from typing import Any
 
 from opentelemetry.trace import SpanKind
@@ -32,7 +33,8 @@ __all__ = ["BATCH", "ExportWorker", "Reporter", "SpanRows", "SpanWriter"]
 #: Spans per OTLP request; an export queue this long wakes its thread.
 BATCH = 512
 _INTERNAL = SpanKind.INTERNAL
-_UNSET = "UNSET"  # (the same string object as a span's status: a status set since is another)
+_UNSET = "UNSET"
+_popleft = collections.deque.popleft  # (the same string object as a span's status: a status set since is another)
 
 
 def _json_encoder() -> Callable[[Any], str]:
@@ -321,8 +323,7 @@ class SpanWriter:
         the GIL back from the one making spans."""
         with self._lock:
             queue = self.queue
-            popleft = queue.popleft
-            spans = [popleft() for _ in range(len(queue))]
+            spans = list(map(_popleft, repeat(queue, len(queue))))  # (what is appended meanwhile stays)
             new = len(spans)
             if self._running:
                 still: list[Span] = []
