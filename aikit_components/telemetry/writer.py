@@ -345,7 +345,7 @@ class SpanWriter:
         running = self._running
         row = self._rows.row
         finished: list[Span] | None = [] if self.export is not None else None
-        group: Any = None
+        members: list[Any] = []  # of the group being gathered
         g_attrs: Any = None
         g_trace = g_parent = g_name = g_kind = None
         for span in spans[:new] if new < len(spans) else spans:
@@ -358,16 +358,20 @@ class SpanWriter:
             if finished is not None:
                 finished.append(span)
             a = span.attributes
-            if a.__class__ is not SharedAttributes or span.events is not None or span.status is not _UNSET:
+            if span.events is not None or span.status is not _UNSET:
                 rows.append(row(span, end_time))
                 g_attrs = None
             elif (a is g_attrs and span.trace_id == g_trace and span.parent_id == g_parent and span.name is g_name
-                  and span.kind is g_kind):
-                group.members += (span.span_id.to_bytes(8, "big").hex(), span.start_time, end_time)
-            else:
+                  and span.kind is g_kind):  # (g_attrs: shared attributes, or None)
+                members += (span.span_id.to_bytes(8, "big").hex(), span.start_time, end_time)
+            elif a.__class__ is SharedAttributes:
                 group = SpanGroup(row(span, end_time))
                 rows.append(group)
+                members = group.members
                 g_attrs, g_trace, g_parent, g_name, g_kind = a, span.trace_id, span.parent_id, span.name, span.kind
+            else:
+                rows.append(row(span, end_time))
+                g_attrs = None
         for span in spans[new:]:  # written running before, ended since
             rows.append(row(span, span.end_time))
             if finished is not None:
