@@ -24,7 +24,7 @@ from ..errors import AikitError
 from ..operations import TRACING, Interceptor, Operation, OperationKind
 from .otel_context import SPAN_KEY, attach, detach, get_context, parent_span
 from .semconv import SHAPES, generic_start
-from .spans import Span
+from .spans import Span, child_span
 from .telemetry import Telemetry
 
 __all__ = ["TracingInterceptor"]
@@ -70,9 +70,10 @@ class TracingInterceptor(Interceptor):
             attrs = {**attrs, "aikit.attempt": op.attempt}  # (a copy: they may be shared)
         ctx = get_context()
         parent = ctx.get(SPAN_KEY)
-        if parent is not None and type(parent) is not Span:  # another tracer's span, or a remote parent
-            parent = parent_span(ctx)
-        span = Span(name, span_kind, attrs, parent, _time_ns())
+        if type(parent) is Span:
+            span = child_span(name, span_kind, attrs, parent, _time_ns())
+        else:  # a root, or the child of another tracer's span or of a remote parent
+            span = Span(name, span_kind, attrs, None if parent is None else parent_span(ctx), _time_ns())
         queue = self._queue  # as Telemetry.start, inline: this runs for every operation
         if len(queue) < self._max_queue:
             queue.append(span)
@@ -80,7 +81,9 @@ class TracingInterceptor(Interceptor):
                 t.writer.wake.set()  # type: ignore[union-attr]
         else:
             t.writer.full()  # type: ignore[union-attr]
-        meta[_SPAN] = (span, attach(Context(ctx, **{SPAN_KEY: span})))
+        # (a context of one key, the span's, is the common case: made without merging two dicts)
+        meta[_SPAN] = (span, attach(Context({SPAN_KEY: span}) if len(ctx) == 1 and parent is not None
+                                    else Context(ctx, **{SPAN_KEY: span})))
         if kind_name == "http":
             if t.traceparent_http:
                 meta["traceparent"] = span.traceparent

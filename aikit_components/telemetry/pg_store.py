@@ -18,7 +18,16 @@ from typing import Any
 
 from ..storage.postgres import PostgresDatabase, from_qmark
 from .records import SpanRecord, TraceSummary
-from .store import PRUNE_EVERY_S, record_row, resolve_trace_id, span_record, summarize, trace_filter, trace_summary
+from .store import (
+    PRUNE_EVERY_S,
+    expand_groups,
+    record_row,
+    resolve_trace_id,
+    span_record,
+    summarize,
+    trace_filter,
+    trace_summary,
+)
 
 _UPSERT = """
 INSERT INTO aikit_spans (trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, status, status_message,
@@ -62,10 +71,11 @@ class PostgresSpanStore:
         summaries. Raises ``AikitError`` when the database cannot be written."""
         self.write_rows([record_row(span) for span in spans])
 
-    def write_rows(self, rows: Sequence[tuple[Any, ...]]) -> None:
-        """:meth:`write` for spans given as rows (``ROW_FIELDS``)."""
+    def write_rows(self, rows: Sequence[Any]) -> None:
+        """:meth:`write` for spans given as rows (``ROW_FIELDS``) and groups (``SpanGroup``)."""
         if not rows:
             return
+        rows = expand_groups(rows)
         latest = list({(row[0], row[1]): row for row in rows}.values())  # a span once, as last given
         with self._lock, self.db.transaction("write spans") as conn:
             seq = conn.execute("UPDATE aikit_traces_meta SET value = value + 1 WHERE key = 'seq' "

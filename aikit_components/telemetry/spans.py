@@ -22,7 +22,8 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
-__all__ = ["MAX_ATTRIBUTE_LENGTH", "SharedAttributes", "Span", "attribute_value", "new_span_id", "new_trace_id"]
+__all__ = ["MAX_ATTRIBUTE_LENGTH", "SharedAttributes", "Span", "attribute_value", "child_span", "new_span_id",
+           "new_trace_id"]
 
 #: Longer strings set through :meth:`Span.set_attribute` are cut (aikit's own captured content is
 #: cut shorter, with a warning, by ``Telemetry.text``).
@@ -189,3 +190,27 @@ class Span(trace.Span):
 
     def __repr__(self) -> str:
         return f"Span({self.name!r}, trace={self.trace_id:032x}, span={self.span_id:016x})"
+
+
+_new = object.__new__
+
+
+def child_span(name: str, kind: SpanKind, attributes: dict[str, Any], parent: Span, start_time: int) -> Span:
+    """``Span(name, kind, attributes, parent, start_time)`` for a parent that is one of aikit's
+    spans (the tracing interceptor's common case), without the class call's layers (its
+    ``__init__`` called through the type: a third of the span's cost)."""
+    span = _new(Span)
+    span.name = name
+    span.kind = kind
+    span.attributes = attributes
+    span.start_time = start_time
+    span.end_time = None
+    span.events = None
+    span.status = "UNSET"
+    span.status_message = ""
+    span.span_id = _getrandbits(64) or 1
+    span._context = None
+    span.trace_id = parent.trace_id
+    span.parent_id = parent.span_id
+    span.remote_parent = False
+    return span

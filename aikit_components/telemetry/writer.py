@@ -18,12 +18,13 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
+from itertools import repeat
 from typing import Any
 
 from opentelemetry.trace import SpanKind
 
 from .spans import SharedAttributes, Span
-from .store import SpanStore
+from .store import SpanGroup, SpanStore
 
 log = logging.getLogger("aikit.telemetry")
 
@@ -32,6 +33,8 @@ __all__ = ["BATCH", "ExportWorker", "Reporter", "SpanRows", "SpanWriter"]
 #: Spans per OTLP request; an export queue this long wakes its thread.
 BATCH = 512
 _INTERNAL = SpanKind.INTERNAL
+_UNSET = "UNSET"
+_popleft = collections.deque.popleft  # (the same string object as a span's status: a status set since is another)
 
 
 def _json_encoder() -> Callable[[Any], str]:
@@ -320,8 +323,8 @@ class SpanWriter:
         the GIL back from the one making spans."""
         with self._lock:
             queue = self.queue
-            popleft = queue.popleft
-            spans = [popleft() for _ in range(len(queue))]
+            spans = list(map(_popleft, repeat(queue, len(queue))))  # (what is appended meanwhile stays)
+            new = len(spans)
             if self._running:
                 still: list[Span] = []
                 for span in self._running:
@@ -331,29 +334,58 @@ class SpanWriter:
                         spans.append(span)
                 self._running = still
             if spans:
-                self._deliver(spans)
+                self._deliver(spans, new)
 
-    def _deliver(self, spans: list[Span]) -> None:
-        rows = []
+    def _deliver(self, spans: list[Span], new: int) -> None:
+        """Write ``spans`` (the first ``new`` of them never written before) and hand the ended
+        ones to the export. Runs of new, ended spans alike but for their ids and times (a tool's
+        spans called the same way, one after the other) go to the store as a :class:`SpanGroup`:
+        one span's row and then three values per span, which the store writes without a row each."""
+        rows: list[Any] = []
         running = self._running
         row = self._rows.row
-        for span in spans:
+        finished: list[Span] | None = [] if self.export is not None else None
+        members: list[Any] = []  # of the group being gathered
+        g_attrs: Any = None
+        g_trace = g_parent = g_name = g_kind = None
+        for span in spans[:new] if new < len(spans) else spans:
             end_time = span.end_time
-            rows.append(row(span, end_time))
             if end_time is None:
+                rows.append(row(span, None))
                 running.append(span)
-        if self.export is not None:
-            finished = [span for span, r in zip(spans, rows, strict=True) if r[6] >= 0]  # ended as written
-            if finished:
-                self.export.put(finished)
+                g_attrs = None
+                continue
+            if finished is not None:
+                finished.append(span)
+            a = span.attributes
+            if span.events is not None or span.status is not _UNSET:
+                rows.append(row(span, end_time))
+                g_attrs = None
+            elif (a is g_attrs and span.trace_id == g_trace and span.parent_id == g_parent and span.name is g_name
+                  and span.kind is g_kind):  # (g_attrs: shared attributes, or None)
+                members += (span.span_id.to_bytes(8, "big").hex(), span.start_time, end_time)
+            elif a.__class__ is SharedAttributes:
+                group = SpanGroup(row(span, end_time))
+                rows.append(group)
+                members = group.members
+                g_attrs, g_trace, g_parent, g_name, g_kind = a, span.trace_id, span.parent_id, span.name, span.kind
+            else:
+                rows.append(row(span, end_time))
+                g_attrs = None
+        for span in spans[new:]:  # written running before, ended since
+            rows.append(row(span, span.end_time))
+            if finished is not None:
+                finished.append(span)
+        if finished:
+            self.export.put(finished)  # type: ignore[union-attr]
         if self._open_store is None:
             return
         try:
             self._write(rows)
         except Exception as exc:  # noqa: BLE001 - reported once, never raised into a run
-            self.delivery.failed(f"{type(exc).__name__}: {exc}", len(rows))
+            self.delivery.failed(f"{type(exc).__name__}: {exc}", len(spans))
 
-    def _write(self, rows: list[tuple[Any, ...]]) -> None:
+    def _write(self, rows: list[Any]) -> None:
         if self._store is None:
             if time.monotonic() < self._retry_open_at:
                 raise RuntimeError("the span store could not be opened (tried again shortly)")
