@@ -13,8 +13,9 @@ tool's call, a workflow step, an agent run: their effects are their own recorded
 copied into a tail file of the process (:mod:`.ledger_tail`: it survives ``kill -9`` of aikit, not
 a crash of the machine) and chained in batches shortly after. Threads that record at the same
 time share one transaction and one fsync (group commit); coroutines' entries are committed the
-same way by a writer thread (:class:`~.group_commit.GroupCommit`), the loop going on meanwhile. Several processes may append to one
-ledger: each append reads the head inside an immediate transaction.
+same way by a writer thread (:class:`~.group_commit.GroupCommit`), the loop going on meanwhile.
+Several processes may append to one ledger: each append reads the head inside an immediate
+transaction.
 
 What is recorded, and by whom: :class:`AuditInterceptor` (order ``AUDIT``) records tool calls,
 file writes and deletes, processes, HTTP requests, agent runs, model calls and workflow steps, and
