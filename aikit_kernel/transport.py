@@ -82,20 +82,25 @@ class ConnectionInfo:
 
 
 class Transport:
-    """Owns the sockets. Create on the I/O thread; only that thread uses the async sockets. The
-    control socket is a blocking one, served by a thread of its own (:class:`ControlChannel`)."""
+    """Owns the sockets. Create on the I/O thread. stdin is an asyncio socket, used by that
+    thread only; shell and IOPub are plain sockets: shell has one owner thread at a time (the
+    I/O loop, then the thread serving requests, see Kernel), IOPub is shared under the
+    Messenger's lock. The control socket is served by a thread of its own (:class:`ControlChannel`)."""
 
     def __init__(self, info: ConnectionInfo) -> None:
         self.info = info
         self.context = zmq.asyncio.Context()
-        self.shell = self._bind(zmq.ROUTER, "shell")
         # The same ZMQ context, seen as a blocking one: its sockets are plain zmq.Socket.
-        self.control = ControlChannel(self._bind(zmq.ROUTER, "control", zmq.Context.shadow(self.context.underlying)))
+        blocking = zmq.Context.shadow(self.context.underlying)
+        self.shell = self._bind(zmq.ROUTER, "shell", blocking)
+        # Requests wait in the socket while a cell runs (read when it ends): never turn any away.
+        self.shell.rcvhwm = 0
+        self.control = ControlChannel(self._bind(zmq.ROUTER, "control", blocking))
         self.stdin = self._bind(zmq.ROUTER, "stdin")
         # XPUB, not PUB: it also reads subscriptions, so each new subscriber can be sent an
         # `iopub_welcome` (JEP 65, see iopub.py). Verbose: a second client subscribing to the
         # same topic is reported too, so it gets its own welcome.
-        self.iopub = self._bind(zmq.XPUB, "iopub")
+        self.iopub = self._bind(zmq.XPUB, "iopub", blocking)
         self.iopub.setsockopt(zmq.XPUB_VERBOSE, 1)
         # A dropped IOPub message can be the final `status: idle` a client waits for: never drop.
         # Output is batched (see iopub.py), so the queue stays short in practice.

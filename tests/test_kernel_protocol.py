@@ -208,9 +208,11 @@ def test_code_that_is_not_a_string_is_an_invalid_request(k: InProcessKernel) -> 
 
 def test_an_error_aborts_the_requests_queued_behind_it(k: InProcessKernel) -> None:
     first = k.kc.execute("wait")
-    second = k.kc.execute("value never")
+    second = k.kc.execute("value never")  # right behind the first, on the same connection
     deadline = time.monotonic() + TIMEOUT
-    while k.kernel.requests_received < 3 and time.monotonic() < deadline:  # kernel_info + both executes
+    # The first runs (an interrupt before it starts would not be for it); the second waits in
+    # the shell socket, read when the first fails.
+    while not k.fake.executed and time.monotonic() < deadline:
         time.sleep(0.01)
     interrupt = k.kc.session.msg("interrupt_request", {})
     k.kc.control_channel.send(interrupt)
@@ -501,8 +503,8 @@ def test_the_interpreter_is_warmed_up_once_on_its_thread_when_idle(k: InProcessK
 
 
 def test_busy_and_execute_input_go_out_while_a_cell_still_runs(k: InProcessKernel) -> None:
-    """The Lua thread queues a request's messages without waking the I/O loop (one wake-up at
-    the end); the loop's periodic drain must still deliver them while a long cell runs."""
+    """The Lua thread publishes a request's messages as it makes them: busy and execute_input
+    reach the client while a long cell still runs."""
     running = k.kc.execute("wait")
     seen: list[str] = []
     deadline = time.monotonic() + TIMEOUT
