@@ -303,23 +303,23 @@ class Kernel:
         before, or one read now from the shell socket; None after ``timeout`` seconds of
         nothing."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        poller, wake = self._poller, self._wake_r
+        assert poller is not None
         while True:
-            try:
-                return self._work.get_nowait()
-            except queue.Empty:
-                pass
+            if not self._work.empty():
+                return self._work.get()
             if self._backlog or self._read_shell():
                 return self._backlog.popleft()
             wait_ms = -1 if deadline is None else int(max(0.0, deadline - time.monotonic()) * 1000)
             if wait_ms == 0 and deadline is not None:
                 return None
-            assert self._poller is not None
-            self._poller.poll(wait_ms)
-            try:
-                while self._wake_r.recv(4096):
-                    pass
-            except OSError:  # nothing (more) to read
-                pass
+            for ready, _ in poller.poll(wait_ms):
+                if ready is wake:
+                    try:
+                        while wake.recv(4096):
+                            pass
+                    except OSError:  # nothing (more) to read
+                        pass
 
     def _accept(self, frames: list[bytes]) -> tuple[list[bytes], dict[str, Any]] | None:
         """A received message, checked (size, signature, format); None (logged) to drop it."""
@@ -555,6 +555,9 @@ class Kernel:
         return telemetry if telemetry is not None and telemetry.enabled else None
 
     def _dispatch_shell(self, idents: list[bytes], msg: dict[str, Any], seq: int) -> None:
+        # busy first of all (before the request's span starts): the client reads it meanwhile.
+        self.output.set_parent(msg, idents)
+        self.messenger.status("busy", msg)
         try:
             telemetry = self._telemetry()
             msg_type = msg["header"]["msg_type"]
@@ -570,8 +573,6 @@ class Kernel:
 
     def _dispatch_shell_untraced(self, idents: list[bytes], msg: dict[str, Any], seq: int) -> None:
         msg_type = msg["header"]["msg_type"]
-        self.output.set_parent(msg, idents)
-        self.messenger.status("busy", msg)
         self.busy = True
         try:
             handler = self.shell_handlers.get(msg_type)
