@@ -32,6 +32,9 @@ import zmq.asyncio
 from . import runtime
 from .output import StdinNotAllowed
 from .protocol import Protocol
+from .transport import send_frames
+
+_EVENTS, _POLLIN, _NOBLOCK = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.NOBLOCK)
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +63,9 @@ class Messenger:
         for channel, sock in sockets.items():
             if isinstance(sock, zmq.Socket) and not isinstance(sock, zmq.asyncio.Socket) and channel != "iopub":
                 self._owners[channel] = None
+        # Plain sockets of our own (not asyncio, not the control channel): sent on with send_frames.
+        self._plain = {channel for channel, sock in sockets.items()
+                       if isinstance(sock, zmq.Socket) and not isinstance(sock, zmq.asyncio.Socket)}
         self._iopub_lock = threading.Lock()
         iopub = sockets.get("iopub")
         self._iopub_shared = isinstance(iopub, zmq.Socket) and not isinstance(iopub, zmq.asyncio.Socket)
@@ -157,8 +163,15 @@ class Messenger:
     def _send_frames(self, channel: str, frames: list[bytes]) -> None:
         if channel == "iopub" and not self._iopub_shared:
             self._welcome_locked()
+        self._put(channel, frames)
+
+    def _put(self, channel: str, frames: list[bytes]) -> None:
+        sock = self.sockets[channel]
         try:
-            self.sockets[channel].send_multipart(frames, copy=False)
+            if channel in self._plain:
+                send_frames(sock, frames)
+            else:
+                sock.send_multipart(frames, copy=False)
         except Exception:  # a closed socket at shutdown, a full queue: never crash the loop
             log.exception("sending on %s failed", channel)
 
@@ -175,9 +188,9 @@ class Messenger:
             return
         while True:
             try:
-                if not self._xpub.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                if not self._xpub.getsockopt(_EVENTS) & _POLLIN:
                     return
-                frame = self._xpub.recv(zmq.NOBLOCK)
+                frame = self._xpub.recv(_NOBLOCK)
             except zmq.Again:
                 return
             except zmq.ZMQError:  # closed at shutdown
@@ -192,10 +205,7 @@ class Messenger:
             # A topic-filtered subscriber only receives messages that start with its topic.
             welcome = self.protocol.build("iopub_welcome", {"subscription": topic}, None,
                                           [frame[1:]] if topic else None)
-            try:
-                self.sockets["iopub"].send_multipart(welcome, copy=False)
-            except Exception:
-                log.exception("sending iopub_welcome failed")
+            self._put("iopub", welcome)
 
     async def serve_subscriptions(self) -> None:
         """Welcome new IOPub subscribers while the kernel is idle (runs on the I/O loop until

@@ -44,7 +44,7 @@ from .interpreter import ExecuteOutcome, Interpreter
 from .iopub import IOPubOutput, Messenger
 from .protocol import PROTOCOL_VERSION, BadRequest, Protocol, ProtocolError, field
 from .settings import KernelSettings
-from .transport import Transport
+from .transport import Transport, recv_frames
 
 log = logging.getLogger(__name__)
 
@@ -285,7 +285,7 @@ class Kernel:
         got = False
         while True:
             try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
+                frames = recv_frames(sock)
             except zmq.Again:
                 return got
             except zmq.ZMQError:  # closed at shutdown
