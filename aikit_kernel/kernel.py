@@ -531,6 +531,10 @@ class Kernel:
             self._dispatched = seq
             self._dispatch_shell(idents, msg, seq)
         self.output.flush()
+        try:  # before the stores are closed
+            runtime.run_sync(self._flush_history(), timeout=10)
+        except Exception:
+            log.exception("could not write the last cells' history")
         self.interpreter.shutdown(self._end_status)
         self._wake_r.close()
         self._wake_w.close()
@@ -706,6 +710,8 @@ class Kernel:
         pattern, unique = field(content, "pattern", str, "*"), field(content, "unique", bool, False)
 
         async def query() -> list[Any]:
+            self.messenger.run_now()  # the history of the cells before this request
+            self._write_history()
             if kind == "tail":
                 return store.tail(n or 10, output)
             if kind == "range":
@@ -727,11 +733,17 @@ class Kernel:
             self._history_flush_pending = True
             asyncio.get_running_loop().call_soon(self._write_history)
 
+    async def _flush_history(self) -> None:
+        self.messenger.run_now()
+        self._write_history()
+
     def _write_history(self) -> None:
+        self._history_flush_pending = False
+        if not (self._history_inputs or self._history_outputs):
+            return
         inputs, outputs = self._history_inputs[:], self._history_outputs[:]
         self._history_inputs.clear()
         self._history_outputs.clear()
-        self._history_flush_pending = False
         if self.history is None:
             return
         try:

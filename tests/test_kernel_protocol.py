@@ -515,7 +515,10 @@ def test_busy_and_execute_input_go_out_while_a_cell_still_runs(k: InProcessKerne
             continue
         if msg["parent_header"].get("msg_id") == running:
             seen.append(types([msg])[0])
-    assert seen == ["busy", "execute_input"] and k.fake.executed  # the cell has not been interrupted yet
+    assert seen == ["busy", "execute_input"]  # and the cell blocks until interrupted: it still runs
+    while not k.fake.executed and time.monotonic() < deadline:  # (execute_input goes out just before it starts)
+        time.sleep(0.01)
+    assert k.fake.executed
     interrupt = k.kc.session.msg("interrupt_request", {})
     k.kc.control_channel.send(interrupt)
     reply = k.reply(running)
