@@ -559,9 +559,6 @@ class Kernel:
         return telemetry if telemetry is not None and telemetry.enabled else None
 
     def _dispatch_shell(self, idents: list[bytes], msg: dict[str, Any], seq: int) -> None:
-        # busy first of all (before the request's span starts): the client reads it meanwhile.
-        self.output.set_parent(msg, idents)
-        self.messenger.status("busy", msg)
         try:
             telemetry = self._telemetry()
             msg_type = msg["header"]["msg_type"]
@@ -577,6 +574,8 @@ class Kernel:
 
     def _dispatch_shell_untraced(self, idents: list[bytes], msg: dict[str, Any], seq: int) -> None:
         msg_type = msg["header"]["msg_type"]
+        self.output.set_parent(msg, idents)
+        self.messenger.status("busy", msg)
         self.busy = True
         try:
             handler = self.shell_handlers.get(msg_type)
