@@ -547,3 +547,38 @@ def test_status_messages_frame_every_request(k: InProcessKernel) -> None:
     for msg_id in requests:
         got = types(k.iopub(msg_id))
         assert got[0] == "busy" and got[-1] == "idle" and got.count("busy") == got.count("idle") == 1, got
+
+
+def test_requests_sent_back_to_back_are_served_in_order_each_framed_by_its_statuses(k: InProcessKernel) -> None:
+    """The serving thread reads requests from the shell socket itself: sent without waiting,
+    they are answered in order, and each one's IOPub messages go out together, between its own
+    busy and idle."""
+    sent = [k.kc.execute(f"value {i}") for i in range(5)]
+    replies = [k.reply(msg_id) for msg_id in sent]
+    assert [r["content"]["execution_count"] for r in replies] == [1, 2, 3, 4, 5]
+    seen: list[tuple[str, str]] = []
+    deadline = time.monotonic() + TIMEOUT
+    while (sent[-1], "idle") not in seen and time.monotonic() < deadline:
+        try:
+            msg = k.kc.get_iopub_msg(timeout=0.1)
+        except Empty:
+            continue
+        if msg["parent_header"].get("msg_id") in sent:
+            seen.append((msg["parent_header"]["msg_id"], types([msg])[0]))
+    expected = [(msg_id, kind) for msg_id in sent for kind in ("busy", "execute_input", "execute_result", "idle")]
+    assert seen == expected
+
+
+def test_the_history_of_the_last_cells_is_written_at_shutdown(tmp_path: Path) -> None:
+    """History writes are batched on the I/O loop a little after the cells: the cells answered
+    right before a shutdown are still written."""
+    kernel = InProcessKernel(tmp_path)
+    try:
+        kernel.execute("value last")
+    finally:
+        kernel.close()
+    store = HistoryStore(tmp_path / "history.sqlite", "another-session")
+    try:
+        assert [entry[2] for entry in store.tail(5, True)] == [("value last", "last")]
+    finally:
+        store.close()
