@@ -72,8 +72,11 @@ class Messenger:
         self._plain = {channel for channel, sock in sockets.items()
                        if isinstance(sock, zmq.Socket) and not isinstance(sock, zmq.asyncio.Socket)}
         self._iopub_lock = threading.Lock()
+        self._held: list[tuple[str, list[bytes]]] | None = None  # see hold() (guarded by the IOPub lock)
         iopub = sockets.get("iopub")
         self._iopub_shared = isinstance(iopub, zmq.Socket) and not isinstance(iopub, zmq.asyncio.Socket)
+        # What hold() may keep: IOPub when shared, and shell, sent only by its owner (which holds).
+        self._holdable = {"iopub", "shell"} if self._iopub_shared else set()
         self._xpub: zmq.Socket | None = None  # read for subscriptions (under the IOPub lock)
         if iopub is not None and iopub.getsockopt(zmq.TYPE) == zmq.XPUB:
             self._xpub = iopub if self._iopub_shared else zmq.Socket.shadow(iopub.underlying)
@@ -85,6 +88,26 @@ class Messenger:
             raise ValueError(f"the {channel} socket is not one a thread owns")
         self._owners[channel] = thread
 
+    def hold(self) -> None:
+        """Keep the IOPub and shell messages sent from now on (by any thread) until
+        :meth:`send_held`, which sends them in one burst: the kernel's few messages made in a row
+        then cost one wake-up of ZMQ's I/O thread, not one each (on a busy machine each wake-up
+        can take the CPU from the thread still making the next message). Only around work that
+        runs no user code."""
+        with self._iopub_lock:
+            self._held = []
+
+    def send_held(self) -> None:
+        """Send what was kept since :meth:`hold`, in order, and stop keeping."""
+        with self._iopub_lock:
+            held, self._held = self._held, None
+            if not held:
+                return
+            self._welcome_locked()
+            for channel, frames in held:
+                self._put(channel, frames)
+            self._welcome_locked()
+
     def send(
         self,
         channel: str,
@@ -95,6 +118,11 @@ class Messenger:
         metadata: dict[str, Any] | None = None,
     ) -> None:
         frames = self.protocol.build(msg_type, content, parent, idents, metadata)
+        if self._held is not None and channel in self._holdable:
+            with self._iopub_lock:
+                if self._held is not None:
+                    self._held.append((channel, frames))
+                    return
         if channel == "iopub" and self._iopub_shared:
             with self._iopub_lock:
                 self._welcome_locked()

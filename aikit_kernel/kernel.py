@@ -575,6 +575,8 @@ class Kernel:
     def _dispatch_shell_untraced(self, idents: list[bytes], msg: dict[str, Any], seq: int) -> None:
         msg_type = msg["header"]["msg_type"]
         self.output.set_parent(msg, idents)
+        if msg_type == "execute_request":
+            self.messenger.hold()  # busy and execute_input go out together, before the cell runs
         self.messenger.status("busy", msg)
         self.busy = True
         try:
@@ -603,6 +605,7 @@ class Kernel:
             self.last_activity = time.monotonic()
             self.output.flush()
             self.messenger.status("idle", msg)
+            self.messenger.send_held()
 
     def _reply(self, channel: str, parent: dict[str, Any], idents: list[bytes], content: dict[str, Any],
                metadata: dict[str, Any] | None = None) -> None:
@@ -668,12 +671,15 @@ class Kernel:
         count = self.execution_count
         if not silent:
             self.messenger.publish("execute_input", {"code": code, "execution_count": count}, msg)
+        self.messenger.send_held()  # what the frontend sees before the cell runs (it may run long)
         if self._interrupt_waiting:  # interrupted while it waited for the interpreter
             self._interrupt_waiting = False
             outcome = ExecuteOutcome(error=NotStarted())  # type: ignore[arg-type]
         else:
             outcome = self.interpreter.execute(code, execution_count=count, silent=silent, allow_stdin=allow_stdin,
                                                user_expressions=user_expressions)
+        # The result, the reply and idle go out together (no user code runs from here on).
+        self.messenger.hold()
         _mark_request(count, outcome)
         if outcome.result is not None and not silent:  # a silent request broadcasts no result
             self.output.execute_result(count, outcome.result, {})
