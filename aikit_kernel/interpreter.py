@@ -156,7 +156,7 @@ class LuaInterpreter(Interpreter):
                 rendered = self.engine.render_result(run.values) if run.error is None and run.values and not silent else None
                 if rendered is not None:
                     outcome.result = self._result_bundle(run.values, rendered)
-                    html = self._html_of(run.values) if len(run.values) == 1 else None
+                    html = self._html_of(run.values) if len(run.values) == 1 and not _plain(run.values[0]) else None
                     if html is not None:
                         outcome.result["text/html"] = html
                     self.engine.env[b"_"] = run.values[0]  # the last result, as in Python's REPL
@@ -171,7 +171,7 @@ class LuaInterpreter(Interpreter):
     def _result_bundle(self, values: list[Any], rendered: str) -> dict[str, Any]:
         """The execute_result of a cell's trailing values (``rendered``: their text/plain), and for
         one list of records the same rich bundle as ``display()`` (an HTML table and JSON)."""
-        if len(values) == 1:
+        if len(values) == 1 and not _plain(values[0]):
             from .lua.convert import lua_type
             from .lua.display import DisplayBinding
 
@@ -276,6 +276,11 @@ class LuaInterpreter(Interpreter):
 
     def shutdown(self, status: str = "completed") -> None:
         self.lua.close(status)
+
+
+def _plain(value: Any) -> bool:
+    """A Lua number, boolean, string or nil: no metatable of its own, no table to show richly."""
+    return type(value) in (int, float, bool, bytes, type(None))
 
 
 def _clamp(cursor_pos: int, code: str) -> int:

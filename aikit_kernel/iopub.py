@@ -1,15 +1,17 @@
 """Sending messages from any thread, and the IOPub output of a running request.
 
-Frames are built (and signed) on the calling thread; the socket send is always done on the I/O
-loop, in FIFO order, which keeps every message of a request in sequence: busy, execute_input,
-streams and displays, reply, idle.
+Frames are built (and signed) on the calling thread, and sent from it whenever the socket allows
+(ZMQ sockets are not thread-safe: each is used by one thread at a time):
 
-While the Lua thread serves a request (:meth:`Messenger.hold` .. :meth:`Messenger.release`) its
-messages are queued without waking the loop: a trivial cell's five messages then cost one loop
-wake-up, at the end, instead of one each, and the two threads do not fight over the GIL while the
-cell runs. The loop sends what is queued every few milliseconds while a request lasts (a timer on
-the loop itself, see :meth:`Messenger.expect_request`), so a long cell's busy status and output
-still go out at once.
+* IOPub is shared: every thread sends on it directly, holding the Messenger's IOPub lock, so the
+  messages of a request go out as they are made (busy, execute_input, streams and displays,
+  idle), in the order each thread makes them, and the client reads them while the request is
+  still being served.
+* shell has one owner at a time (:meth:`Messenger.hand_over`): the I/O loop at first, the thread
+  that serves requests once it takes the socket; the owner sends directly.
+* control is a :class:`~aikit_kernel.control_channel.ControlChannel`, which any thread may use.
+* stdin is an asyncio socket of the I/O loop: what other threads send on it is queued, in FIFO
+  order, and sent by the loop.
 
 IOPub is an XPUB socket: every new subscription gets an ``iopub_welcome`` message (JEP 65), so a
 client knows from when on it receives everything. Pending subscriptions are answered before any
@@ -25,45 +27,86 @@ from collections.abc import Callable
 from typing import Any
 
 import zmq
+import zmq.asyncio
 
 from . import runtime
 from .output import StdinNotAllowed
 from .protocol import Protocol
+from .transport import send_frames
+
+_EVENTS, _POLLIN, _NOBLOCK = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.NOBLOCK)
 
 log = logging.getLogger(__name__)
 
 STREAM_FLUSH_INTERVAL_S = 0.05
+#: Work handed to the loop with Messenger.later (history writes) runs this long after the
+#: request that queued it is answered. Run at once, it delayed the round trip of a trivial cell
+#: by ~60 us (interleaved A/B, 500 round trips: the write competes for the CPU with the client).
+LATER_S = 0.05
 STREAM_FLUSH_BYTES = 64 * 1024
-#: While a request is served, the loop sends the queued messages this often (it backs off to
-#: HOLD_FLUSH_MAX_S while nothing is queued).
-HOLD_FLUSH_S = 0.005
-HOLD_FLUSH_MAX_S = 0.05
 
 
 class Messenger:
-    """Builds messages with the kernel's Protocol and sends them on the I/O loop."""
+    """Builds messages with the kernel's Protocol and sends them on the right thread."""
 
     def __init__(self, protocol: Protocol, sockets: dict[str, Any]) -> None:
-        """``sockets``: per channel, an asyncio socket of the I/O loop, or anything else with a
-        ``send_multipart(frames, copy=False)`` that may be called there (the control channel)."""
+        """``sockets``: per channel, a plain ZMQ socket (IOPub: shared under a lock; any other:
+        owned by the I/O loop until :meth:`hand_over`), an asyncio socket of the I/O loop, or
+        anything else with a ``send_multipart(frames, copy=False)`` that any thread may call
+        (the control channel)."""
         self.protocol = protocol
         self.sockets = sockets
-        # Messages built off the loop wait here, with the calls to run after them (history
-        # writes); one wake-up of the loop sends a whole burst.
+        # Messages for the loop's sockets built on other threads wait here, with the calls to run
+        # on the loop after them (history writes, see later()); one wake-up sends a whole burst.
         self._pending: list[tuple[str, list[bytes]]] = []
         self._after: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
         self._pending_lock = threading.Lock()
         self._wake_scheduled = False  # a drain is scheduled on the loop (guarded by the lock)
-        self._holding = False  # a request is being served: queue without waking the loop
-        self._watch: asyncio.TimerHandle | None = None  # the loop's periodic drain while holding
-        self._watch_wanted = False  # the watch is armed or about to be (guarded by the lock)
-        self._watch_interval = HOLD_FLUSH_S
+        self._later_armed = False  # the loop will run what later() queued (guarded by the lock)
+        # The thread each owned socket belongs to; None: the I/O loop's.
+        self._owners: dict[str, threading.Thread | None] = {}
+        for channel, sock in sockets.items():
+            if isinstance(sock, zmq.Socket) and not isinstance(sock, zmq.asyncio.Socket) and channel != "iopub":
+                self._owners[channel] = None
+        # Plain sockets of our own (not asyncio, not the control channel): sent on with send_frames.
+        self._plain = {channel for channel, sock in sockets.items()
+                       if isinstance(sock, zmq.Socket) and not isinstance(sock, zmq.asyncio.Socket)}
+        self._iopub_lock = threading.Lock()
+        self._held: list[tuple[str, list[bytes]]] | None = None  # see hold() (guarded by the IOPub lock)
         iopub = sockets.get("iopub")
-        # A blocking twin of the XPUB socket, for non-blocking reads of subscriptions right
-        # before a send (the asyncio socket would hand back futures). I/O thread only.
-        self._xpub: zmq.Socket | None = None
+        self._iopub_shared = isinstance(iopub, zmq.Socket) and not isinstance(iopub, zmq.asyncio.Socket)
+        # What hold() may keep: IOPub when shared, and shell, sent only by its owner (which holds).
+        self._holdable = {"iopub", "shell"} if self._iopub_shared else set()
+        self._xpub: zmq.Socket | None = None  # read for subscriptions (under the IOPub lock)
         if iopub is not None and iopub.getsockopt(zmq.TYPE) == zmq.XPUB:
-            self._xpub = zmq.Socket.shadow(iopub.underlying)
+            self._xpub = iopub if self._iopub_shared else zmq.Socket.shadow(iopub.underlying)
+
+    def hand_over(self, channel: str, thread: threading.Thread | None) -> None:
+        """From now on ``channel``'s socket belongs to ``thread`` (None: the I/O loop), which
+        alone sends on it. Call on the thread that owns it now, once it stopped using it."""
+        if channel not in self._owners:
+            raise ValueError(f"the {channel} socket is not one a thread owns")
+        self._owners[channel] = thread
+
+    def hold(self) -> None:
+        """Keep the IOPub and shell messages sent from now on (by any thread) until
+        :meth:`send_held`, which sends them in one burst: the kernel's few messages made in a row
+        then cost one wake-up of ZMQ's I/O thread, not one each (on a busy machine each wake-up
+        can take the CPU from the thread still making the next message). Only around work that
+        runs no user code."""
+        with self._iopub_lock:
+            self._held = []
+
+    def send_held(self) -> None:
+        """Send what was kept since :meth:`hold`, in order, and stop keeping."""
+        with self._iopub_lock:
+            held, self._held = self._held, None
+            if not held:
+                return
+            self._welcome_locked()
+            for channel, frames in held:
+                self._put(channel, frames)
+            self._welcome_locked()
 
     def send(
         self,
@@ -75,8 +118,29 @@ class Messenger:
         metadata: dict[str, Any] | None = None,
     ) -> None:
         frames = self.protocol.build(msg_type, content, parent, idents, metadata)
+        if self._held is not None and channel in self._holdable:
+            with self._iopub_lock:
+                if self._held is not None:
+                    self._held.append((channel, frames))
+                    return
+        if channel == "iopub" and self._iopub_shared:
+            with self._iopub_lock:
+                self._welcome_locked()
+                self._send_frames(channel, frames)
+                self._welcome_locked()  # the send may have taken in a subscription the loop will not see
+            return
+        if channel in self._owners and self._owners[channel] is not None:
+            if threading.current_thread() is self._owners[channel]:
+                self._send_frames(channel, frames)
+            else:
+                log.error("dropping a %s on %s: that socket belongs to thread %s", msg_type, channel,
+                          self._owners[channel].name)  # type: ignore[union-attr]
+            return
+        if not (channel in self._owners or isinstance(self.sockets.get(channel), zmq.asyncio.Socket)):
+            self._send_frames(channel, frames)  # callable from any thread (the control channel)
+            return
         if runtime.on_io_thread():
-            self._drain()  # keep the order with messages queued from the Lua thread
+            self._drain()  # keep the order with messages queued from other threads
             self._send_frames(channel, frames)
             return
         with self._pending_lock:
@@ -85,68 +149,45 @@ class Messenger:
         if wake:
             runtime.call_soon(self._drain)
 
-    def after_sent(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Run ``fn(*args)`` on the I/O loop once the messages queued so far are sent (work that
-        must not delay a reply, such as a history write). Exceptions are logged."""
+    def later(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` on the I/O loop later: at once there, else within ``LATER_S`` of
+        :meth:`run_later` (work that must not delay a reply, such as a history write).
+        Exceptions are logged."""
         if runtime.on_io_thread():
             self._drain()
             self._call(fn, args)
             return
         with self._pending_lock:
             self._after.append((fn, args))
-            wake = self._need_wake()
-        if wake:
-            runtime.call_soon(self._drain)
+
+    def run_later(self) -> None:
+        """The request is answered: have the loop run what :meth:`later` queued, ``LATER_S``
+        from now, with what the requests answered meanwhile queue (one wake-up for them all:
+        woken at once, the loop would compete for the CPU with the client reading the reply)."""
+        with self._pending_lock:
+            arm = bool(self._after) and not self._later_armed
+            if arm:
+                self._later_armed = True
+        if arm:
+            runtime.call_soon(self._arm_later)
+
+    def _arm_later(self) -> None:
+        runtime.get_loop().call_later(LATER_S, self.run_now)
+
+    def run_now(self) -> None:
+        """Run what :meth:`later` queued, now (I/O thread: before a history query, at shutdown)."""
+        with self._pending_lock:
+            after, self._after = self._after, []
+            self._later_armed = False
+        for fn, args in after:
+            self._call(fn, args)
 
     def _need_wake(self) -> bool:
         """With the lock held: whether the caller must wake the loop for what it just queued."""
-        if self._holding or self._wake_scheduled:
+        if self._wake_scheduled:
             return False
         self._wake_scheduled = True
         return True
-
-    # ------------------------------------------------------------------ holding (Lua thread)
-    def expect_request(self) -> None:
-        """A request was queued for the Lua thread (I/O thread): arm the periodic drain that
-        delivers what it sends while it holds, without a wake-up from the Lua thread."""
-        with self._pending_lock:
-            if self._watch_wanted:
-                return
-            self._watch_wanted = True
-        self._arm_watch()
-
-    def hold(self) -> None:
-        """The Lua thread starts serving a request: queue its messages without waking the loop
-        (the loop's periodic drain sends them) until :meth:`release`."""
-        with self._pending_lock:
-            self._holding = True
-            arm = not self._watch_wanted
-            self._watch_wanted = True
-        if arm:  # nobody armed the watch (work queued other than by a request): one wake-up
-            runtime.call_soon(self._arm_watch)
-
-    def release(self) -> None:
-        """The request is answered: wake the loop once to send everything queued."""
-        with self._pending_lock:
-            self._holding = False
-            wake = bool(self._pending or self._after) and self._need_wake()
-        if wake:
-            runtime.call_soon(self._drain)
-
-    def _arm_watch(self) -> None:
-        self._watch_interval = HOLD_FLUSH_S
-        self._watch = runtime.get_loop().call_later(HOLD_FLUSH_S, self._on_watch)
-
-    def _on_watch(self) -> None:
-        sent = self._drain()
-        with self._pending_lock:
-            if not self._holding:
-                self._watch_wanted = False
-                self._watch = None
-                return
-        # Back off while the request sends nothing (a long computation), not while it prints.
-        self._watch_interval = HOLD_FLUSH_S if sent else min(self._watch_interval * 2, HOLD_FLUSH_MAX_S)
-        self._watch = runtime.get_loop().call_later(self._watch_interval, self._on_watch)
 
     def _drain(self) -> bool:
         """Send what is queued, then run the calls queued with it (I/O thread); whether there
@@ -155,13 +196,6 @@ class Messenger:
             batch, self._pending = self._pending, []
             after, self._after = self._after, []
             self._wake_scheduled = False
-            done = not self._holding and self._watch is not None
-            if done:  # the request ended: its periodic drain has nothing left to do
-                self._watch_wanted = False
-        if done:
-            assert self._watch is not None
-            self._watch.cancel()
-            self._watch = None
         for channel, frames in batch:
             self._send_frames(channel, frames)
         for fn, args in after:
@@ -176,22 +210,36 @@ class Messenger:
             log.exception("error in %r after sending messages", fn)
 
     def _send_frames(self, channel: str, frames: list[bytes]) -> None:
-        if channel == "iopub":
-            self.welcome_subscribers()
+        if channel == "iopub" and not self._iopub_shared:
+            self._welcome_locked()
+        self._put(channel, frames)
+
+    def _put(self, channel: str, frames: list[bytes]) -> None:
+        sock = self.sockets[channel]
         try:
-            self.sockets[channel].send_multipart(frames, copy=False)
+            if channel in self._plain:
+                send_frames(sock, frames)
+            else:
+                sock.send_multipart(frames, copy=False)
         except Exception:  # a closed socket at shutdown, a full queue: never crash the loop
             log.exception("sending on %s failed", channel)
 
     def welcome_subscribers(self) -> None:
-        """Send ``iopub_welcome`` for every subscription received so far (I/O thread only)."""
+        """Send ``iopub_welcome`` for every subscription received so far (any thread)."""
+        if self._iopub_shared:
+            with self._iopub_lock:
+                self._welcome_locked()
+        else:
+            self._welcome_locked()
+
+    def _welcome_locked(self) -> None:
         if self._xpub is None:
             return
         while True:
             try:
-                if not self._xpub.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                if not self._xpub.getsockopt(_EVENTS) & _POLLIN:
                     return
-                frame = self._xpub.recv(zmq.NOBLOCK)
+                frame = self._xpub.recv(_NOBLOCK)
             except zmq.Again:
                 return
             except zmq.ZMQError:  # closed at shutdown
@@ -206,23 +254,34 @@ class Messenger:
             # A topic-filtered subscriber only receives messages that start with its topic.
             welcome = self.protocol.build("iopub_welcome", {"subscription": topic}, None,
                                           [frame[1:]] if topic else None)
-            try:
-                self.sockets["iopub"].send_multipart(welcome, copy=False)
-            except Exception:
-                log.exception("sending iopub_welcome failed")
+            self._put("iopub", welcome)
 
     async def serve_subscriptions(self) -> None:
-        """Welcome new IOPub subscribers while the kernel is idle (runs on the I/O loop)."""
+        """Welcome new IOPub subscribers while the kernel is idle (runs on the I/O loop until
+        cancelled)."""
         if self._xpub is None:
             return
-        sock = self.sockets["iopub"]
-        while True:
-            try:
-                events = await sock.poll(flags=zmq.POLLIN)
-            except (zmq.ContextTerminated, zmq.ZMQError, asyncio.CancelledError):
-                return
-            if events & zmq.POLLIN:
-                self.welcome_subscribers()
+        if not self._iopub_shared:
+            sock = self.sockets["iopub"]
+            while True:
+                try:
+                    events = await sock.poll(flags=zmq.POLLIN)
+                except (zmq.ContextTerminated, zmq.ZMQError, asyncio.CancelledError):
+                    return
+                if events & zmq.POLLIN:
+                    self.welcome_subscribers()
+        # The socket's file descriptor signals that it has something to process (it is not a
+        # level of readiness): every wake-up reads the socket's events, which re-arms it.
+        loop = asyncio.get_running_loop()
+        fd = self._xpub.getsockopt(zmq.FD)
+        loop.add_reader(fd, self.welcome_subscribers)
+        try:
+            self.welcome_subscribers()
+            await loop.create_future()  # until cancelled
+        except asyncio.CancelledError:
+            pass
+        finally:
+            loop.remove_reader(fd)
 
     def publish(self, msg_type: str, content: dict[str, Any], parent: dict[str, Any] | None) -> None:
         self.send("iopub", msg_type, content, parent)

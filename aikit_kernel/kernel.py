@@ -1,23 +1,30 @@
-"""The protocol core: receives requests on the I/O loop, serves them in order on the Lua thread.
+"""The protocol core: serves shell requests in order on the Lua thread.
 
-Threads (see docs/architecture.md): shell, stdin and IOPub are read and written only on the I/O
-loop; every shell request is queued, in arrival order, to the main thread, which owns the
-interpreter. The control socket has a thread of its own (``control_channel.ControlChannel``),
-which answers ``kernel_info`` itself, so a frontend sees the kernel alive however busy the loop
-is; it hands the other control requests (interrupt, shutdown, debug, ``aikit stop``) to the I/O
-loop, which answers them at once, so they work while a cell runs.
+Threads (see docs/architecture.md): the main thread owns the interpreter, and, once it is built,
+the shell socket: it reads each request, serves it and sends its reply itself, with no hand-off
+to another thread on the way (a hand-off costs a thread wake-up and a GIL switch each way, more
+than the rest of a trivial cell). Requests sent while a cell runs wait in the socket until it
+ends, as in ipykernel. IOPub is shared (see ``iopub.Messenger``): the main thread publishes a
+request's messages as it makes them. stdin is read and written on the I/O loop. The control
+socket has a thread of its own (``control_channel.ControlChannel``), which answers
+``kernel_info`` itself, so a frontend sees the kernel alive however busy the loop is; it hands
+the other control requests (interrupt, shutdown, debug, ``aikit stop``) to the I/O loop, which
+answers them at once, so they work while a cell runs.
 
 The kernel may serve its sockets before the interpreter exists (``early_info``): the main thread
-builds it (the Lua runtime, the components and their stores) while the I/O loop already answers
-``kernel_info`` (whose content does not depend on the build), so a frontend sees the kernel ready
-sooner; requests that need the interpreter wait in the queue until it is built.
+builds it (the Lua runtime, the components and their stores) while the I/O loop reads shell and
+already answers ``kernel_info`` (whose content does not depend on the build), so a frontend sees
+the kernel ready sooner; other requests wait in a queue until it is built, when the main thread
+takes the shell socket over from the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import queue
+import socket
 import sqlite3
 import threading
 import time
@@ -37,7 +44,7 @@ from .interpreter import ExecuteOutcome, Interpreter
 from .iopub import IOPubOutput, Messenger
 from .protocol import PROTOCOL_VERSION, BadRequest, Protocol, ProtocolError, field
 from .settings import KernelSettings
-from .transport import Transport
+from .transport import Transport, recv_frames
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +137,18 @@ class Kernel:
         self._history_outputs: list[tuple[int, str]] = []
         self._history_flush_pending = False
         self.execution_count = 0
+        # Work for the main thread from other threads (requests the loop read before the main
+        # thread took the shell socket, _SERVICE, _STOP); what is put there wakes it (_post).
         self._work: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._received = 0  # shell requests received (I/O thread)
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        # Requests read from the shell socket by the main thread and not served yet (main thread).
+        self._backlog: collections.deque[tuple[list[bytes], dict[str, Any], int]] = collections.deque()
+        self._shell_taken = False  # the main thread reads shell (set on the I/O loop)
+        self._shell_fd: int | None = None  # the loop watches the shell socket on this fd
+        self._poller: zmq.Poller | None = None  # shell and the wake-up pipe (main thread)
+        self._received = 0  # shell requests read (I/O thread, then main thread)
         self._abort_through = 0  # shell requests up to this number are aborted (stop_on_error)
         self._shutting_down = False
         self._end_status = "completed"
@@ -157,7 +174,7 @@ class Kernel:
     def _build_interpreter(self) -> None:
         interpreter = self._interpreter_factory(self.output)
         self.output.set_stop_check(interpreter.interrupt_requested)
-        interpreter.set_wakeup(lambda: self._work.put(_SERVICE))
+        interpreter.set_wakeup(lambda: self._post(_SERVICE))
         # The debugger first: kernel_info (answered on the control thread) reads both.
         self.debugger = self._debug_bridge(interpreter)
         self.interpreter = interpreter
@@ -182,8 +199,16 @@ class Kernel:
 
     @property
     def requests_received(self) -> int:
-        """Shell requests read so far, in arrival order (counted on the I/O thread)."""
+        """Shell requests read so far, in arrival order (by the I/O loop, then the main thread)."""
         return self._received
+
+    def _post(self, item: Any) -> None:
+        """Queue work for the main thread and wake it (any thread)."""
+        self._work.put(item)
+        try:
+            self._wake_w.send(b"\0")
+        except OSError:  # the pipe is full (it is awake anyway), or closed at shutdown
+            pass
 
     # ------------------------------------------------------------------ I/O loop side
     async def serve_sockets(self) -> None:
@@ -194,11 +219,107 @@ class Kernel:
         try:
             await asyncio.gather(
                 self.messenger.serve_subscriptions(),
-                self._read(self.transport.shell, self._on_shell),
+                self._serve_shell_until_taken(),
                 self._read(self.transport.stdin, self._on_stdin),
             )
         finally:
             control.stop()
+
+    async def _serve_shell_until_taken(self) -> None:
+        """Read shell on the I/O loop until the main thread takes the socket over (_take_shell)."""
+        if self._shell_taken:
+            return
+        loop = asyncio.get_running_loop()
+        self._shell_fd = self.transport.shell.getsockopt(zmq.FD)
+        # The descriptor signals that the socket has something to process; reading until
+        # nothing is left re-arms it.
+        loop.add_reader(self._shell_fd, self._read_shell_on_loop)
+        try:
+            self._read_shell_on_loop()
+            await loop.create_future()  # until cancelled (the reader is removed once taken)
+        except asyncio.CancelledError:
+            pass
+        finally:
+            if self._shell_fd is not None:
+                loop.remove_reader(self._shell_fd)
+                self._shell_fd = None
+
+    def _read_shell_on_loop(self) -> None:
+        sock = self.transport.shell
+        while not self._shell_taken:
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            except zmq.ZMQError:  # closed at shutdown
+                return
+            accepted = self._accept(frames)
+            if accepted is None:
+                continue
+            try:
+                self._on_shell(*accepted)
+            except Exception:
+                log.exception("error handling %s", accepted[1]["header"].get("msg_type"))
+
+    async def _hand_shell_over(self, thread: threading.Thread) -> None:
+        """(I/O loop) Stop reading shell: from now on ``thread`` alone uses the socket."""
+        self._shell_taken = True
+        if self._shell_fd is not None:
+            asyncio.get_running_loop().remove_reader(self._shell_fd)
+            self._shell_fd = None
+        self.messenger.hand_over("shell", thread)
+
+    def _take_shell(self) -> None:
+        """(main thread) Take the shell socket over from the I/O loop; the requests it read
+        before are served first."""
+        runtime.run_sync(self._hand_shell_over(threading.current_thread()), timeout=30)
+        poller = zmq.Poller()
+        poller.register(self.transport.shell, zmq.POLLIN)
+        poller.register(self._wake_r, zmq.POLLIN)
+        self._poller = poller
+
+    def _read_shell(self) -> bool:
+        """(main thread) Read every request waiting in the shell socket into the backlog;
+        whether there was any."""
+        sock = self.transport.shell
+        got = False
+        while True:
+            try:
+                frames = recv_frames(sock)
+            except zmq.Again:
+                return got
+            except zmq.ZMQError:  # closed at shutdown
+                return got
+            accepted = self._accept(frames)
+            if accepted is None:
+                continue
+            self.last_activity = time.monotonic()
+            self._received += 1
+            self._backlog.append((*accepted, self._received))
+            got = True
+
+    def _next(self, timeout: float | None) -> Any:
+        """(main thread) The next thing to serve: work other threads queued, a request read
+        before, or one read now from the shell socket; None after ``timeout`` seconds of
+        nothing."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        poller, wake = self._poller, self._wake_r
+        assert poller is not None
+        while True:
+            if not self._work.empty():
+                return self._work.get()
+            if self._backlog or self._read_shell():
+                return self._backlog.popleft()
+            wait_ms = -1 if deadline is None else int(max(0.0, deadline - time.monotonic()) * 1000)
+            if wait_ms == 0 and deadline is not None:
+                return None
+            for ready, _ in poller.poll(wait_ms):
+                if ready is wake:
+                    try:
+                        while wake.recv(4096):
+                            pass
+                    except OSError:  # nothing (more) to read
+                        pass
 
     def _accept(self, frames: list[bytes]) -> tuple[list[bytes], dict[str, Any]] | None:
         """A received message, checked (size, signature, format); None (logged) to drop it."""
@@ -237,8 +358,7 @@ class Kernel:
             return
         self._only_kernel_info = False
         self._received += 1
-        self.messenger.expect_request()
-        self._work.put((idents, msg, self._received))
+        self._post((idents, msg, self._received))
 
     def _on_stdin(self, idents: list[bytes], msg: dict[str, Any]) -> None:
         if msg["header"]["msg_type"] == "input_reply":
@@ -300,8 +420,7 @@ class Kernel:
         if not answer_here:
             runtime.call_soon(self._on_control_from_thread, idents, msg)
             return
-        # The reply first, then busy and idle (queued for the loop together): sending a status
-        # wakes the loop, and this thread would then wait for the GIL before its reply.
+        # The reply first, then busy and idle: the reply is what the frontend waits for.
         try:
             self.transport.control.send_multipart(self.protocol.build("kernel_info_reply", self.kernel_info(), msg, idents))
         finally:
@@ -360,7 +479,9 @@ class Kernel:
     def _interrupt(self) -> None:
         """Stop the running cell; while the interpreter is being built or warmed up, the cell
         queued next (the one the user sees as running) instead."""
-        if self._preparing and self._received > self._dispatched:
+        # Once the main thread reads shell, a request sent during the warm-up is still in the
+        # socket: the warm-up keeps the mark only if one is there when it ends (_warm_up).
+        if self._preparing and (self._received > self._dispatched or self._shell_taken):
             self._interrupt_waiting = True
         if self.interpreter is not None:
             self.interpreter.interrupt()
@@ -379,7 +500,7 @@ class Kernel:
         self._end_status = end_status
         if self.interpreter is not None:
             self.interpreter.interrupt()
-        self._work.put(_STOP)
+        self._post(_STOP)
 
     # ------------------------------------------------------------------ Lua thread side
     def serve_forever(self) -> None:
@@ -389,21 +510,18 @@ class Kernel:
             self._build_interpreter()
         if self._freeze_heap:
             freeze_heap(collect=False)  # a collection here would delay the first cell
+        self._take_shell()
         self._preparing = False
         warm_up_pending = True
         while True:
-            if warm_up_pending:
-                # The warm-up waits for the first idle second: on a thread of its own it would
-                # hold the GIL while cells run; here a request that arrives meanwhile waits for
-                # it, once, and no cell is slowed while the kernel is kept busy.
-                try:
-                    item = self._work.get(timeout=IDLE_BEFORE_WARM_UP_S)
-                except queue.Empty:
-                    warm_up_pending = False
-                    self._warm_up()
-                    continue
-            else:
-                item = self._work.get()
+            # The warm-up waits for the first idle second: on a thread of its own it would hold
+            # the GIL while cells run; here a request that arrives meanwhile waits for it, once,
+            # and no cell is slowed while the kernel is kept busy.
+            item = self._next(IDLE_BEFORE_WARM_UP_S if warm_up_pending else None)
+            if item is None:
+                warm_up_pending = False
+                self._warm_up()
+                continue
             if item is _STOP:
                 break
             if item is _SERVICE:  # Lua work queued from another thread while we were idle
@@ -413,7 +531,13 @@ class Kernel:
             self._dispatched = seq
             self._dispatch_shell(idents, msg, seq)
         self.output.flush()
+        try:  # before the stores are closed
+            runtime.run_sync(self._flush_history(), timeout=10)
+        except Exception:
+            log.exception("could not write the last cells' history")
         self.interpreter.shutdown(self._end_status)
+        self._wake_r.close()
+        self._wake_w.close()
 
     def _warm_up(self) -> None:
         self._preparing = True
@@ -425,6 +549,9 @@ class Kernel:
             log.exception("the interpreter's warm-up failed")
         finally:
             self._preparing = False
+            # An interrupt during the warm-up was for a request sent meanwhile, if any.
+            if self._interrupt_waiting and not (self._read_shell() or self._backlog):
+                self._interrupt_waiting = False
 
     def _telemetry(self) -> Any:
         components = getattr(self.interpreter, "components", None)
@@ -432,10 +559,6 @@ class Kernel:
         return telemetry if telemetry is not None and telemetry.enabled else None
 
     def _dispatch_shell(self, idents: list[bytes], msg: dict[str, Any], seq: int) -> None:
-        # The request's messages wait for one loop wake-up, at the very end (after the span is
-        # ended too): once woken, the loop sends the reply while this thread only goes back to
-        # waiting for work, instead of competing with it for the GIL (see iopub.Messenger.hold).
-        self.messenger.hold()
         try:
             telemetry = self._telemetry()
             msg_type = msg["header"]["msg_type"]
@@ -445,11 +568,15 @@ class Kernel:
             with telemetry.span(msg_type, kind=SpanKind.SERVER, attributes=_request_attributes(msg)):
                 self._dispatch_shell_untraced(idents, msg, seq)
         finally:
-            self.messenger.release()
+            # Work left for the loop (history writes) once the reply and idle are out: waking
+            # it earlier would have it compete with this thread for the GIL.
+            self.messenger.run_later()
 
     def _dispatch_shell_untraced(self, idents: list[bytes], msg: dict[str, Any], seq: int) -> None:
         msg_type = msg["header"]["msg_type"]
         self.output.set_parent(msg, idents)
+        if msg_type == "execute_request":
+            self.messenger.hold()  # busy and execute_input go out together, before the cell runs
         self.messenger.status("busy", msg)
         self.busy = True
         try:
@@ -478,6 +605,7 @@ class Kernel:
             self.last_activity = time.monotonic()
             self.output.flush()
             self.messenger.status("idle", msg)
+            self.messenger.send_held()
 
     def _reply(self, channel: str, parent: dict[str, Any], idents: list[bytes], content: dict[str, Any],
                metadata: dict[str, Any] | None = None) -> None:
@@ -539,21 +667,24 @@ class Kernel:
         if store_history:
             self.execution_count += 1
             if self.history is not None:
-                self.messenger.after_sent(self._queue_history, self._history_inputs, self.execution_count, code)
+                self.messenger.later(self._queue_history, self._history_inputs, self.execution_count, code)
         count = self.execution_count
         if not silent:
             self.messenger.publish("execute_input", {"code": code, "execution_count": count}, msg)
+        self.messenger.send_held()  # what the frontend sees before the cell runs (it may run long)
         if self._interrupt_waiting:  # interrupted while it waited for the interpreter
             self._interrupt_waiting = False
             outcome = ExecuteOutcome(error=NotStarted())  # type: ignore[arg-type]
         else:
             outcome = self.interpreter.execute(code, execution_count=count, silent=silent, allow_stdin=allow_stdin,
                                                user_expressions=user_expressions)
+        # The result, the reply and idle go out together (no user code runs from here on).
+        self.messenger.hold()
         _mark_request(count, outcome)
         if outcome.result is not None and not silent:  # a silent request broadcasts no result
             self.output.execute_result(count, outcome.result, {})
             if store_history and self.history is not None:
-                self.messenger.after_sent(self._queue_history, self._history_outputs, count,
+                self.messenger.later(self._queue_history, self._history_outputs, count,
                                           outcome.result.get("text/plain", ""))
         if outcome.error is None:
             reply = {"status": "ok", "execution_count": count, "user_expressions": outcome.user_expressions,
@@ -564,7 +695,9 @@ class Kernel:
             self.messenger.publish("error", {"ename": err.ename, "evalue": err.evalue, "traceback": err.traceback}, msg)
             reply = {"status": "error", "execution_count": count, "ename": err.ename, "evalue": err.evalue,
                      "traceback": err.traceback, "user_expressions": {}, "payload": []}
-            if stop_on_error:
+            if stop_on_error:  # what was sent before the error, and waits behind it, is aborted
+                if self._shell_taken:
+                    self._read_shell()
                 self._abort_through = self._received
         self.output.flush()
         self._reply("shell", msg, idents, reply, metadata={"status": reply["status"]})
@@ -582,6 +715,8 @@ class Kernel:
         pattern, unique = field(content, "pattern", str, "*"), field(content, "unique", bool, False)
 
         async def query() -> list[Any]:
+            self.messenger.run_now()  # the history of the cells before this request
+            self._write_history()
             if kind == "tail":
                 return store.tail(n or 10, output)
             if kind == "range":
@@ -603,11 +738,17 @@ class Kernel:
             self._history_flush_pending = True
             asyncio.get_running_loop().call_soon(self._write_history)
 
+    async def _flush_history(self) -> None:
+        self.messenger.run_now()
+        self._write_history()
+
     def _write_history(self) -> None:
+        self._history_flush_pending = False
+        if not (self._history_inputs or self._history_outputs):
+            return
         inputs, outputs = self._history_inputs[:], self._history_outputs[:]
         self._history_inputs.clear()
         self._history_outputs.clear()
-        self._history_flush_pending = False
         if self.history is None:
             return
         try:

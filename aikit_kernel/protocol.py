@@ -15,6 +15,7 @@ import itertools
 import json
 import os
 import random
+import re
 import threading
 from datetime import UTC, datetime
 from typing import Any
@@ -30,6 +31,8 @@ DIGEST_HISTORY_SIZE = 2**16
 
 _encoder = json.JSONEncoder(default=json_default, ensure_ascii=False, allow_nan=False)
 _EMPTY = b"{}"
+#: Text that stands in a JSON string as it is (no quote, backslash or control character to escape).
+_JSON_PLAIN = re.compile(r"[A-Za-z0-9_.:+-]*\Z")
 
 
 def pack(obj: Any) -> bytes:
@@ -89,6 +92,14 @@ class Protocol:
         self._digests: set[bytes] = set()
         self._digests_lock = threading.Lock()  # the I/O loop and the control thread both parse
         self._parent: tuple[dict[str, Any] | None, bytes] = (None, _EMPTY)  # the last parent header, packed
+        # Every message's header, written by formatting instead of by the JSON encoder (a third of
+        # the cost of building a message): only when what is inserted needs no escaping.
+        self._header_format: str | None = None
+        if _JSON_PLAIN.match(self._prefix) and _JSON_PLAIN.match(self.session.session):
+            self._header_format = ('{"msg_id":"' + self._prefix.replace("%", "%%") + '%d","msg_type":"%s",'
+                                   '"username":"kernel","session":"' + self.session.session.replace("%", "%%")
+                                   + '","date":"%s","version":"' + PROTOCOL_VERSION + '"}')
+        self._plain_types: set[str] = set()  # message types checked to need no escaping
 
     @property
     def session_id(self) -> str:
@@ -158,9 +169,13 @@ class Protocol:
         buffers: list[bytes] | None = None,
     ) -> list[bytes]:
         """Build and sign a message; return the frames to send."""
-        header = {"msg_id": f"{self._prefix}{next(self._counter)}", "msg_type": msg_type, "username": "kernel",
-                  "session": self.session.session, "date": _utc_now(), "version": PROTOCOL_VERSION}
-        parts = [pack(header), self._packed_parent(parent), pack(metadata) if metadata else _EMPTY,
+        if self._header_format is not None and (msg_type in self._plain_types or self._plain_type(msg_type)):
+            packed_header = (self._header_format % (next(self._counter), msg_type, _utc_now())).encode()
+        else:
+            packed_header = pack({"msg_id": f"{self._prefix}{next(self._counter)}", "msg_type": msg_type,
+                                  "username": "kernel", "session": self.session.session, "date": _utc_now(),
+                                  "version": PROTOCOL_VERSION})
+        parts = [packed_header, self._packed_parent(parent), pack(metadata) if metadata else _EMPTY,
                  pack(content) if content is not None else _EMPTY]
         frames = [*idents] if idents else []
         frames.append(DELIM)
@@ -169,6 +184,12 @@ class Protocol:
         if buffers:
             frames.extend(buffers)
         return frames
+
+    def _plain_type(self, msg_type: str) -> bool:
+        if not _JSON_PLAIN.match(msg_type):
+            return False
+        self._plain_types.add(msg_type)
+        return True
 
     def _packed_parent(self, parent: dict[str, Any] | None) -> bytes:
         """The parent's header, packed (the last one is kept: a request's messages share it).

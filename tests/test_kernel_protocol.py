@@ -208,9 +208,11 @@ def test_code_that_is_not_a_string_is_an_invalid_request(k: InProcessKernel) -> 
 
 def test_an_error_aborts_the_requests_queued_behind_it(k: InProcessKernel) -> None:
     first = k.kc.execute("wait")
-    second = k.kc.execute("value never")
+    second = k.kc.execute("value never")  # right behind the first, on the same connection
     deadline = time.monotonic() + TIMEOUT
-    while k.kernel.requests_received < 3 and time.monotonic() < deadline:  # kernel_info + both executes
+    # The first runs (an interrupt before it starts would not be for it); the second waits in
+    # the shell socket, read when the first fails.
+    while not k.fake.executed and time.monotonic() < deadline:
         time.sleep(0.01)
     interrupt = k.kc.session.msg("interrupt_request", {})
     k.kc.control_channel.send(interrupt)
@@ -501,8 +503,8 @@ def test_the_interpreter_is_warmed_up_once_on_its_thread_when_idle(k: InProcessK
 
 
 def test_busy_and_execute_input_go_out_while_a_cell_still_runs(k: InProcessKernel) -> None:
-    """The Lua thread queues a request's messages without waking the I/O loop (one wake-up at
-    the end); the loop's periodic drain must still deliver them while a long cell runs."""
+    """The Lua thread publishes a request's messages as it makes them: busy and execute_input
+    reach the client while a long cell still runs."""
     running = k.kc.execute("wait")
     seen: list[str] = []
     deadline = time.monotonic() + TIMEOUT
@@ -513,7 +515,10 @@ def test_busy_and_execute_input_go_out_while_a_cell_still_runs(k: InProcessKerne
             continue
         if msg["parent_header"].get("msg_id") == running:
             seen.append(types([msg])[0])
-    assert seen == ["busy", "execute_input"] and k.fake.executed  # the cell has not been interrupted yet
+    assert seen == ["busy", "execute_input"]  # and the cell blocks until interrupted: it still runs
+    while not k.fake.executed and time.monotonic() < deadline:  # (execute_input goes out just before it starts)
+        time.sleep(0.01)
+    assert k.fake.executed
     interrupt = k.kc.session.msg("interrupt_request", {})
     k.kc.control_channel.send(interrupt)
     reply = k.reply(running)
@@ -542,3 +547,38 @@ def test_status_messages_frame_every_request(k: InProcessKernel) -> None:
     for msg_id in requests:
         got = types(k.iopub(msg_id))
         assert got[0] == "busy" and got[-1] == "idle" and got.count("busy") == got.count("idle") == 1, got
+
+
+def test_requests_sent_back_to_back_are_served_in_order_each_framed_by_its_statuses(k: InProcessKernel) -> None:
+    """The serving thread reads requests from the shell socket itself: sent without waiting,
+    they are answered in order, and each one's IOPub messages go out together, between its own
+    busy and idle."""
+    sent = [k.kc.execute(f"value {i}") for i in range(5)]
+    replies = [k.reply(msg_id) for msg_id in sent]
+    assert [r["content"]["execution_count"] for r in replies] == [1, 2, 3, 4, 5]
+    seen: list[tuple[str, str]] = []
+    deadline = time.monotonic() + TIMEOUT
+    while (sent[-1], "idle") not in seen and time.monotonic() < deadline:
+        try:
+            msg = k.kc.get_iopub_msg(timeout=0.1)
+        except Empty:
+            continue
+        if msg["parent_header"].get("msg_id") in sent:
+            seen.append((msg["parent_header"]["msg_id"], types([msg])[0]))
+    expected = [(msg_id, kind) for msg_id in sent for kind in ("busy", "execute_input", "execute_result", "idle")]
+    assert seen == expected
+
+
+def test_the_history_of_the_last_cells_is_written_at_shutdown(tmp_path: Path) -> None:
+    """History writes are batched on the I/O loop a little after the cells: the cells answered
+    right before a shutdown are still written."""
+    kernel = InProcessKernel(tmp_path)
+    try:
+        kernel.execute("value last")
+    finally:
+        kernel.close()
+    store = HistoryStore(tmp_path / "history.sqlite", "another-session")
+    try:
+        assert [entry[2] for entry in store.tail(5, True)] == [("value last", "last")]
+    finally:
+        store.close()

@@ -60,6 +60,10 @@ def _running_line(traceback: str) -> str:
     return ""
 
 
+#: Python types of Lua values that have no metatable of the user's (numbers, booleans, nil):
+#: printing them runs no user code, so it needs no interruptible run.
+_INERT = frozenset({int, float, bool, type(None)})
+
 _NIL_GLOBAL = re.compile(r"\(global '([A-Za-z_]\w*)'\)$")
 
 
@@ -454,8 +458,13 @@ class LuaEngine:
 
     def render_result(self, values: list[Any]) -> str | None:
         """A cell's trailing values as its execute_result text, None when :meth:`all_quiet` (one
-        interruptible run for both)."""
-        rendered = self.guarded(self.internal[b"render_result"], self.table(*values, n=len(values)))[0]
+        interruptible run for both; none for numbers, booleans and nils, which run no
+        metamethod of the user's)."""
+        args = self.table(*values, n=len(values))
+        if all(type(v) in _INERT for v in values):
+            rendered = self.internal[b"render_result"](args)
+        else:
+            rendered = self.guarded(self.internal[b"render_result"], args)[0]
         return None if rendered is None else text(rendered)
 
     def render_values(self, values: list[Any]) -> str:
