@@ -27,6 +27,7 @@ names the first entry that was altered, removed or reordered.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -171,6 +172,10 @@ class _Pending:
 FOLD_DELAY = 0.05
 #: How long the folder waits before trying again after a fold failed (a full disk, a lock).
 FOLD_RETRY = 1.0
+#: Tail entries queued at which the thread recording one chains them itself (not on an event
+#: loop). The folder thread contends for the GIL with a thread making tool calls from Lua (lupa
+#: lets go of it at every crossing): folding there cost each call twice what folding in line does.
+FOLD_INLINE_AT = 500
 
 
 class AuditLedger:
@@ -264,6 +269,9 @@ class AuditLedger:
             self._check_open()
             if not fsync and self.uses_tail:
                 self._append_to_tail(item)
+                if (len(self._queue) >= FOLD_INLINE_AT and not self._writing and self._fold_failure is None
+                        and asyncio.events._get_running_loop() is None):  # public (asyncio.events.__all__)
+                    self._commit_through(item)  # acknowledged already: a failure leaves it queued, for the folder
                 return
             self._queue.append(item)
             self._commit_through(item)
@@ -375,8 +383,10 @@ class AuditLedger:
                     return
             for pending in batch:
                 pending.done, pending.error = True, error
-            if self._retired and error is None:
-                self._remove_folded_tails()
+            if error is None:
+                self._fold_failure = None  # the next failure is logged again
+                if self._retired:
+                    self._remove_folded_tails()
 
     def flush(self) -> None:
         """Chain every tail entry recorded so far (readers of this process see them then).
@@ -452,8 +462,7 @@ class AuditLedger:
                 try:
                     row = conn.execute("SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
                     rows, seq, prev = chain_rows(row, batch)
-                    conn.executemany("INSERT INTO entries (seq, at, type, session, data, prev, hash) "
-                                     "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+                    _insert_entries(conn, rows)
                     conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('head', ?)", (f"{seq} {prev}",))
                     folded = {item.tail[0]: item.tail[1] for item in batch if item.tail is not None}
                     if folded:
@@ -600,6 +609,24 @@ class AuditLedger:
 
     def _close_connection(self) -> None:
         self._conn.close()
+
+
+_INSERT = "INSERT INTO entries (seq, at, type, session, data, prev, hash) VALUES "
+_ROW = "(?, ?, ?, ?, ?, ?, ?)"
+#: Rows per INSERT statement when chaining a batch. sqlite3 lets other threads take the GIL while
+#: each statement runs: with a row per statement (executemany), the folder and a thread making
+#: tool calls handed the GIL back and forth for every entry, which cost more than the entry.
+ROWS_PER_INSERT = 100
+_INSERT_MANY = _INSERT + ", ".join([_ROW] * ROWS_PER_INSERT)
+
+
+def _insert_entries(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Insert the ``(seq, at, type, session, data, prev, hash)`` rows, a hundred per statement."""
+    full = len(rows) - len(rows) % ROWS_PER_INSERT
+    for start in range(0, full, ROWS_PER_INSERT):
+        conn.execute(_INSERT_MANY, [value for row in rows[start:start + ROWS_PER_INSERT] for value in row])
+    if full < len(rows):
+        conn.executemany(_INSERT + _ROW, rows[full:])
 
 
 # -- what the pipeline's operations become ---------------------------------------------------------

@@ -3,6 +3,8 @@ chained exactly once, whatever moment their process dies at."""
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -79,4 +81,31 @@ def test_a_line_cut_short_by_a_death_is_not_an_entry(tmp_path: Path) -> None:
         assert [(e.at, e.session, e.data) for e in entries] == [(1.5, "s1", {"n": 1})]
         assert ledger.verify().ok and tails(tmp_path) == []
     finally:
+        ledger.close()
+
+
+def test_a_thread_recording_many_tail_entries_chains_them_itself(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past FOLD_INLINE_AT queued tail entries, the recording thread chains them (a folder thread
+    contending for the GIL costs more); on an event loop it never does (a commit may wait for a
+    lock), the folder does."""
+    monkeypatch.setattr(audit, "FOLD_DELAY", 3600.0)  # the folder would wait an hour
+    ledger = AuditLedger(tmp_path / FILE_NAME)
+    reader = sqlite3.connect(tmp_path / FILE_NAME)
+    try:
+        for i in range(audit.FOLD_INLINE_AT):
+            ledger.record("tool", {"i": i}, fsync=False)
+        assert reader.execute("SELECT count(*) FROM entries").fetchone()[0] == audit.FOLD_INLINE_AT
+
+        async def on_a_loop() -> None:
+            for i in range(audit.FOLD_INLINE_AT):
+                await ledger.arecord_canonical("tool", f'{{"j":{i}}}', fsync=False)
+
+        asyncio.run(on_a_loop())
+        assert reader.execute("SELECT count(*) FROM entries").fetchone()[0] == audit.FOLD_INLINE_AT
+        ledger.flush()
+        assert reader.execute("SELECT count(*) FROM entries").fetchone()[0] == 2 * audit.FOLD_INLINE_AT
+        assert ledger.verify().ok
+    finally:
+        reader.close()
         ledger.close()
