@@ -48,6 +48,7 @@ class TracingInterceptor(Interceptor):
         self._queue = writer.queue if writer is not None else None
         self._max_queue = writer.max_queue if writer is not None else 0
         self._wake_at = writer.wake_at if writer is not None else 0
+        self._catch_up_at = writer.catch_up_at if writer is not None else 0
         # what each kind adds when it ends; a finisher that only adds content is left out without it
         self._finish = {kind: shape.finish for kind, shape in SHAPES.items()
                         if shape.finish is not None and (telemetry.capture_content or not shape.content_only)}
@@ -77,8 +78,9 @@ class TracingInterceptor(Interceptor):
         queue = self._queue  # as Telemetry.start, inline: this runs for every operation
         if len(queue) < self._max_queue:
             queue.append(span)
-            if len(queue) == self._wake_at:
-                t.writer.wake.set()  # type: ignore[union-attr]
+            queued = len(queue)
+            if queued == self._wake_at or queued == self._catch_up_at:
+                t.writer.catch_up(queued)  # type: ignore[union-attr]
         else:
             t.writer.full()  # type: ignore[union-attr]
         # (a context of one key, the span's, is the common case: made without merging two dicts)

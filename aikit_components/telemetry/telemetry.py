@@ -77,6 +77,7 @@ class Telemetry:
         self._queue: Any = ()
         self._max_queue = 0  # disabled: start() makes spans that go nowhere
         self._wake_at = 0
+        self._catch_up_at = 0
         for warning in settings.warnings:
             log.warning("aikit tracing: %s", warning)
         if not self.enabled:
@@ -97,7 +98,7 @@ class Telemetry:
         self._queue = self.writer.queue
         self._max_queue = self.writer.max_queue
         self._wake_at = self.writer.wake_at
-        self._wake = self.writer.wake
+        self._catch_up_at = self.writer.catch_up_at
         readers = list(metric_readers or [])
         if settings.otlp_metrics_url:
             from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
@@ -142,8 +143,9 @@ class Telemetry:
         queue = self._queue
         if len(queue) < self._max_queue:
             queue.append(span)
-            if len(queue) == self._wake_at:
-                self._wake.set()
+            queued = len(queue)
+            if (queued == self._wake_at or queued == self._catch_up_at) and self.writer is not None:
+                self.writer.catch_up(queued)
         elif self.writer is not None:
             self.writer.full()
         return span

@@ -11,6 +11,7 @@ warning each (a collector that is down, a full disk, a locked store: the run goe
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import json
 import logging
@@ -287,6 +288,9 @@ class SpanWriter:
         #: write takes many spans at once and the spans made while the thread waits for the GIL
         #: still fit. (Else it wakes every ``delay_s``.)
         self.wake_at = max(1, max_queue // 4)
+        #: A queue this long makes the thread that appends (not an event loop's) wait for the
+        #: write under way and write what is queued: nothing is dropped for want of a turn.
+        self.catch_up_at = max(self.wake_at + 1, max_queue * 3 // 4)
         self.wake = threading.Event()
         self.export = export
         self.reporter = reporter
@@ -309,6 +313,22 @@ class SpanWriter:
         self.reporter.once("queue", "the span queue is full (%d spans); spans are dropped and counted until it "
                            "drains", self.max_queue)
 
+    def catch_up(self, queued: int) -> None:
+        """The queue reached :attr:`wake_at` or :attr:`catch_up_at` (``queued``): write it in this
+        thread when it runs no event loop and no write is under way (at ``catch_up_at``, once the
+        write under way is done), else wake the writer thread. A thread making spans from Lua lets
+        go of the GIL at every crossing, and the writer thread taking it back each time fell so far
+        behind that the queue filled and spans were dropped; writing in line costs the spans'
+        maker less than that contention did."""
+        if asyncio.events._get_running_loop() is None and self._lock.acquire(  # (public: asyncio.events.__all__)
+                blocking=queued >= self.catch_up_at):
+            try:
+                self._drain_held()
+            finally:
+                self._lock.release()
+        else:
+            self.wake.set()
+
     def _run(self) -> None:
         while not self._stopping:
             self.wake.wait(self._delay_s)
@@ -322,19 +342,23 @@ class SpanWriter:
         the calling thread), in one write: the fewer writes, the fewer times this thread takes
         the GIL back from the one making spans."""
         with self._lock:
-            queue = self.queue
-            spans = list(map(_popleft, repeat(queue, len(queue))))  # (what is appended meanwhile stays)
-            new = len(spans)
-            if self._running:
-                still: list[Span] = []
-                for span in self._running:
-                    if span.end_time is None:
-                        still.append(span)
-                    else:
-                        spans.append(span)
-                self._running = still
-            if spans:
-                self._deliver(spans, new)
+            self._drain_held()
+
+    def _drain_held(self) -> None:
+        """:meth:`drain`, the lock held."""
+        queue = self.queue
+        spans = list(map(_popleft, repeat(queue, len(queue))))  # (what is appended meanwhile stays)
+        new = len(spans)
+        if self._running:
+            still: list[Span] = []
+            for span in self._running:
+                if span.end_time is None:
+                    still.append(span)
+                else:
+                    spans.append(span)
+            self._running = still
+        if spans:
+            self._deliver(spans, new)
 
     def _deliver(self, spans: list[Span], new: int) -> None:
         """Write ``spans`` (the first ``new`` of them never written before) and hand the ended

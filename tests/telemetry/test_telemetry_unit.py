@@ -134,6 +134,20 @@ def test_attributes_keep_their_types_through_the_writer(tmp_path: Path) -> None:
     telemetry.close()
 
 
+def test_a_thread_making_spans_faster_than_the_writer_writes_them_loses_none(tmp_path: Path) -> None:
+    """The thread that fills the queue (off an event loop) writes it itself, waiting for a write
+    under way if need be: a small queue and a tight loop of spans drop nothing."""
+    telemetry = Telemetry(TelemetrySettings(store_path=tmp_path / "traces.sqlite", queue_size=64))
+    with telemetry.span("root") as root:
+        for i in range(2000):
+            with telemetry.span("leaf", attributes={"aikit.operation.kind": "tool", "i": i % 3}):
+                pass
+    telemetry.flush()
+    assert telemetry.writer is not None and telemetry.writer.dropped == 0
+    assert len(telemetry.trace(format(root.trace_id, "032x"))) == 2001
+    telemetry.close()
+
+
 def test_settings_follow_the_otel_environment(tmp_path: Path) -> None:
     env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318/", "OTEL_EXPORTER_OTLP_HEADERS": "a=1,b=x%20y",
            "OTEL_SEMCONV_STABILITY_OPT_IN": "http,gen_ai_latest_experimental",
