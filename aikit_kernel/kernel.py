@@ -49,7 +49,7 @@ from .transport import Transport, recv_frames
 log = logging.getLogger(__name__)
 
 #: The interpreter's GIL switch interval in a kernel process (see kernel_process.run_kernel).
-SWITCH_INTERVAL_S = 0.0005
+SWITCH_INTERVAL_S = 0.0001
 #: The interpreter's warm-up (Interpreter.warm_up) runs once nothing has arrived for this long.
 IDLE_BEFORE_WARM_UP_S = 1.0
 
