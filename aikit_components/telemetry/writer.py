@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import logging
 import math
 import threading
@@ -24,6 +23,7 @@ from typing import Any
 
 from opentelemetry.trace import SpanKind
 
+from ..jsontext import dumps_with
 from .spans import SharedAttributes, Span
 from .store import SpanGroup, SpanStore
 
@@ -38,20 +38,8 @@ _UNSET = "UNSET"
 _popleft = collections.deque.popleft  # (the same string object as a span's status: a status set since is another)
 
 
-def _json_encoder() -> Callable[[Any], str]:
-    """A JSON encoder for attribute dicts and event lists, without ``json.dumps``'s per-call set-up
-    (a C encoder made once; attribute values are JSON types already, ``str`` for anything else)."""
-    from json import encoder
-
-    make = getattr(encoder, "c_make_encoder", None)
-    if make is None:  # not CPython's C accelerator
-        return json.JSONEncoder(ensure_ascii=False, default=str, separators=(",", ":")).encode
-    c_encode = make(None, str, encoder.encode_basestring, None, ":", ",", False, False, True)
-    join = "".join
-    return lambda value: join(c_encode(value, 0))
-
-
-_encode = _json_encoder()
+# attribute dicts and event lists: JSON types already, ``str`` for anything else
+_encode = dumps_with(ensure_ascii=False, default=str, separators=(",", ":"))
 
 
 def _count(value: Any) -> int:
