@@ -2,18 +2,23 @@
 
 Sessions are numbered absolutely (1, 2, ...); in range requests 0 means the current session and
 negative numbers count back from it. Use from one thread (the kernel uses the I/O loop's).
+:class:`HistoryRecorder` is the kernel's side: what cells record, written in batches.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from aikit_components.storage.migrations import migrate_sqlite
+
+from . import runtime
+from .protocol import BadRequest, field
 
 log = logging.getLogger(__name__)
 
@@ -184,3 +189,76 @@ def open_history(data_dir: Path, kernel_session: str, config: Any = None) -> His
     if storage.postgres:
         return PostgresHistoryStore(storage.database(), kernel_session)
     return HistoryStore(Path(data_dir) / "history.sqlite", kernel_session)
+
+
+class HistoryRecorder:
+    """A kernel's cell history on its way to ``store``: inputs and outputs are handed to
+    ``later`` (the Messenger's, which runs them on the I/O loop once the cell's messages are
+    out), queued there, and written in one transaction per pass of the loop. ``run_now`` runs
+    what ``later`` still holds: before a history request reads the store, and at shutdown.
+    Answers ``history_request`` too (:meth:`reply`)."""
+
+    def __init__(self, store: HistoryStore | PostgresHistoryStore, later: Callable[..., None],
+                 run_now: Callable[[], None]) -> None:
+        self.store = store
+        self._later = later
+        self._run_now = run_now
+        self._inputs: list[tuple[int, str]] = []  # I/O thread only, as the two below
+        self._outputs: list[tuple[int, str]] = []
+        self._write_pending = False
+
+    def record_input(self, line: int, code: str) -> None:
+        self._later(self._queue, self._inputs, line, code)
+
+    def record_output(self, line: int, text: str) -> None:
+        self._later(self._queue, self._outputs, line, text)
+
+    def _queue(self, into: list[tuple[int, str]], line: int, text: str) -> None:
+        into.append((line, text))
+        if not self._write_pending:
+            self._write_pending = True
+            asyncio.get_running_loop().call_soon(self._write)
+
+    async def flush(self) -> None:
+        """Write everything recorded so far (I/O loop)."""
+        self._run_now()
+        self._write()
+
+    def _write(self) -> None:
+        self._write_pending = False
+        if not (self._inputs or self._outputs):
+            return
+        inputs, outputs = self._inputs[:], self._outputs[:]
+        self._inputs.clear()
+        self._outputs.clear()
+        try:
+            self.store.store_many(inputs, outputs)
+        except sqlite3.Error as exc:  # a full disk, a locked file: say so in one line, not a traceback
+            hint = "; free some disk space" if "full" in str(exc) else ""
+            lines = sorted({line for line, _ in inputs + outputs})
+            log.warning("could not write the history of cell %s (the cell still ran): %s%s",
+                        ", ".join(map(str, lines)) or "?", exc, hint)
+        except Exception:
+            log.exception("could not write history (the cell still ran)")
+
+    def reply(self, content: dict[str, Any]) -> dict[str, Any]:
+        """The content of the ``history_reply`` to a request's ``content`` (after what is
+        recorded is written)."""
+        store, output = self.store, field(content, "output", bool, False)
+        kind = field(content, "hist_access_type", str, "tail")
+        n = field(content, "n", int, None)
+        if kind not in ("tail", "range", "search"):
+            raise BadRequest(f"'hist_access_type' must be 'tail', 'range' or 'search', got {kind!r}")
+        session, start, stop = (field(content, "session", int, 0), field(content, "start", int, 1),
+                                field(content, "stop", int, None))
+        pattern, unique = field(content, "pattern", str, "*"), field(content, "unique", bool, False)
+
+        async def query() -> list[Any]:
+            await self.flush()  # the history of the cells before this request
+            if kind == "tail":
+                return store.tail(n or 10, output)
+            if kind == "range":
+                return store.range(session, start, stop, output)
+            return store.search(pattern, n, unique, output)
+
+        return {"status": "ok", "history": runtime.run_sync(query(), timeout=30)}

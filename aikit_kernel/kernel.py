@@ -25,7 +25,6 @@ import collections
 import logging
 import queue
 import socket
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -39,7 +38,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import runtime
 from .collector import freeze_heap
-from .history import HistoryStore, PostgresHistoryStore
+from .history import HistoryRecorder, HistoryStore, PostgresHistoryStore
 from .interpreter import ExecuteOutcome, Interpreter
 from .iopub import IOPubOutput, Messenger
 from .protocol import PROTOCOL_VERSION, BadRequest, Protocol, ProtocolError, field
@@ -131,11 +130,8 @@ class Kernel:
         self._interrupt_waiting = False
         self._dispatched = 0  # the last shell request taken from the queue (main thread)
         self._cells_run = 0  # execute requests served (main thread)
-        self.history = history
-        # History writes waiting for the end of the loop's pass (I/O thread only).
-        self._history_inputs: list[tuple[int, str]] = []
-        self._history_outputs: list[tuple[int, str]] = []
-        self._history_flush_pending = False
+        self.history = (HistoryRecorder(history, self.messenger.later, self.messenger.run_now)
+                        if history is not None else None)
         self.execution_count = 0
         # Work for the main thread from other threads (requests the loop read before the main
         # thread took the shell socket, _SERVICE, _STOP); what is put there wakes it (_post).
@@ -532,7 +528,8 @@ class Kernel:
             self._dispatch_shell(idents, msg, seq)
         self.output.flush()
         try:  # before the stores are closed
-            runtime.run_sync(self._flush_history(), timeout=10)
+            if self.history is not None:
+                runtime.run_sync(self.history.flush(), timeout=10)
         except Exception:
             log.exception("could not write the last cells' history")
         self.interpreter.shutdown(self._end_status)
@@ -667,7 +664,7 @@ class Kernel:
         if store_history:
             self.execution_count += 1
             if self.history is not None:
-                self.messenger.later(self._queue_history, self._history_inputs, self.execution_count, code)
+                self.history.record_input(self.execution_count, code)
         count = self.execution_count
         if not silent:
             self.messenger.publish("execute_input", {"code": code, "execution_count": count}, msg)
@@ -684,8 +681,7 @@ class Kernel:
         if outcome.result is not None and not silent:  # a silent request broadcasts no result
             self.output.execute_result(count, outcome.result, {})
             if store_history and self.history is not None:
-                self.messenger.later(self._queue_history, self._history_outputs, count,
-                                          outcome.result.get("text/plain", ""))
+                self.history.record_output(count, outcome.result.get("text/plain", ""))
         if outcome.error is None:
             reply = {"status": "ok", "execution_count": count, "user_expressions": outcome.user_expressions,
                      "payload": outcome.payload}
@@ -703,60 +699,9 @@ class Kernel:
         self._reply("shell", msg, idents, reply, metadata={"status": reply["status"]})
 
     def history_reply(self, content: dict[str, Any]) -> dict[str, Any]:
-        if self.history is None:
-            return {"status": "ok", "history": []}
-        store, output = self.history, field(content, "output", bool, False)
-        kind = field(content, "hist_access_type", str, "tail")
-        n = field(content, "n", int, None)
-        if kind not in ("tail", "range", "search"):
-            raise BadRequest(f"'hist_access_type' must be 'tail', 'range' or 'search', got {kind!r}")
-        session, start, stop = (field(content, "session", int, 0), field(content, "start", int, 1),
-                                field(content, "stop", int, None))
-        pattern, unique = field(content, "pattern", str, "*"), field(content, "unique", bool, False)
-
-        async def query() -> list[Any]:
-            self.messenger.run_now()  # the history of the cells before this request
-            self._write_history()
-            if kind == "tail":
-                return store.tail(n or 10, output)
-            if kind == "range":
-                return store.range(session, start, stop, output)
-            return store.search(pattern, n, unique, output)
-
-        return {"status": "ok", "history": runtime.run_sync(query(), timeout=30)}
+        return self.history.reply(content) if self.history is not None else {"status": "ok", "history": []}
 
     def comm_open(self, idents: list[bytes], msg: dict[str, Any], seq: int) -> None:
         # No comm targets yet: tell the frontend the comm is closed, as the spec asks.
         comm_id = msg["content"].get("comm_id", "")
         self.messenger.publish("comm_close", {"comm_id": comm_id, "data": {}}, msg)
-
-    def _queue_history(self, into: list[tuple[int, str]], line: int, text: str) -> None:
-        """Queue a history write (I/O loop, after the messages sent with it); what is queued in
-        one pass of the loop is written in one transaction, after that pass."""
-        into.append((line, text))
-        if not self._history_flush_pending:
-            self._history_flush_pending = True
-            asyncio.get_running_loop().call_soon(self._write_history)
-
-    async def _flush_history(self) -> None:
-        self.messenger.run_now()
-        self._write_history()
-
-    def _write_history(self) -> None:
-        self._history_flush_pending = False
-        if not (self._history_inputs or self._history_outputs):
-            return
-        inputs, outputs = self._history_inputs[:], self._history_outputs[:]
-        self._history_inputs.clear()
-        self._history_outputs.clear()
-        if self.history is None:
-            return
-        try:
-            self.history.store_many(inputs, outputs)
-        except sqlite3.Error as exc:  # a full disk, a locked file: say so in one line, not a traceback
-            hint = "; free some disk space" if "full" in str(exc) else ""
-            lines = sorted({line for line, _ in inputs + outputs})
-            log.warning("could not write the history of cell %s (the cell still ran): %s%s",
-                        ", ".join(map(str, lines)) or "?", exc, hint)
-        except Exception:
-            log.exception("could not write history (the cell still ran)")
