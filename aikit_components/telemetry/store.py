@@ -484,14 +484,22 @@ class SpanStore:
             db.execute("INSERT INTO trace_rows (trace_id, first, last) VALUES (?, ?, ?)", (trace_id, first, last))
 
     def _summarize_group(self, group: SpanGroup, summaries: dict[str, list[Any]]) -> None:
-        """Count the spans of ``group`` in their trace's summary (as :func:`summarize` would)."""
-        row = group.row
-        t = summaries.get(row[0])
-        if (t is not None and t[13] and row[13] < 0 and row[14] < 0 and row[15] < 0 and not row[12]
-                and row[7] != "ERROR" and min(group.members[1::3]) >= t[3]):
-            t[5] += len(group)
+        """Count the spans of ``group`` in their trace's summary (as :func:`summarize` would, span
+        by span). A group is often the whole of a write (a loop calling one tool): its first span
+        fetches the trace's summary, and the others are counted at once."""
+        row, members = group.row, group.members
+        done = 0
+        if row[0] not in summaries:
+            summarize(row, None, summaries, self._fetch_trace, self._has_span)  # (row: the first span's)
+            done = 3
+            if len(members) == done:
+                return
+        t = summaries[row[0]]
+        if (t[13] and row[13] < 0 and row[14] < 0 and row[15] < 0 and not row[12] and row[7] != "ERROR"
+                and min(members[done + 1::3]) >= t[3]):
+            t[5] += (len(members) - done) // 3
             return
-        for member in group.rows():
+        for member in group.rows()[done // 3:]:
             summarize(member, None, summaries, self._fetch_trace, self._has_span)
 
     def _insert(self, db: sqlite3.Connection, rows: Sequence[Any]) -> list[tuple[tuple[Any, ...], int]]:

@@ -234,6 +234,36 @@ def test_the_writer_stores_runs_of_a_tools_spans_span_by_span(tmp_path: Path) ->
     assert (summary.span_count, summary.error_count, summary.status) == (1301, 2, "ok")
 
 
+def test_groups_written_alone_are_counted_in_their_traces_summary(tmp_path: Path) -> None:
+    """A write that holds nothing but a group (a loop calling one tool, flushed again and again)
+    fetches its trace's summary with the group's first span and counts the others at once; a group
+    whose trace has only a stand-in root (its parent is remote) is counted span by span: either way
+    the summary is the one the spans make."""
+    telemetry = Telemetry(TelemetrySettings(store_path=tmp_path / "traces.sqlite"))
+    shared = SharedAttributes({"aikit.operation.kind": "tool", "gen_ai.tool.name": "t"})
+    with telemetry.span("root", attributes={"aikit.operation.kind": "cell"}) as root:
+        telemetry.flush()  # the root, written running
+        for _ in range(3):
+            for _ in range(10):
+                telemetry.start("execute_tool t", SpanKind.INTERNAL, shared, root).end()
+            telemetry.flush()
+        running = telemetry.traces(limit=1)[0]
+    remote = telemetry.start("remote child", SpanKind.INTERNAL, {"aikit.operation.kind": "cell"}, None)
+    remote.trace_id, remote.parent_id = 0xABC, 0xDEF  # (as a TRACEPARENT would make it)
+    remote.end()
+    for _ in range(2):
+        for _ in range(5):
+            telemetry.start("execute_tool t", SpanKind.INTERNAL, shared, remote).end()
+        telemetry.flush()
+    summaries = {s.trace_id: s for s in telemetry.traces(limit=5)}
+    telemetry.close()
+    assert (running.span_count, running.status, running.root_name) == (31, "running", "root")
+    done = summaries[root.trace_id_hex]
+    assert (done.span_count, done.error_count, done.status, done.root_name) == (31, 0, "ok", "root")
+    stood_in = summaries[format(0xABC, "032x")]
+    assert (stood_in.span_count, stood_in.root_name) == (11, "remote child")
+
+
 def test_interleaved_traces_are_read_and_pruned_apart(tmp_path: Path) -> None:
     """A write's rows may mix traces (the ranges of rows a trace was written in hold others' rows
     too): each trace reads as its own spans, pruning one leaves the other whole, and rows the
