@@ -18,7 +18,7 @@ from typing import Any
 
 from ..storage.postgres import PostgresDatabase, from_qmark
 from .records import SpanRecord, TraceSummary
-from .store import (
+from .rows import (
     PRUNE_EVERY_S,
     expand_groups,
     record_row,

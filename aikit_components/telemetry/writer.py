@@ -24,8 +24,9 @@ from typing import Any
 from opentelemetry.trace import SpanKind
 
 from ..jsontext import dumps_with
+from .rows import SpanGroup
 from .spans import SharedAttributes, Span
-from .store import SpanGroup, SpanStore
+from .store import SpanStore
 
 log = logging.getLogger("aikit.telemetry")
 
@@ -61,7 +62,7 @@ def _amount(value: Any) -> float:
 
 
 class SpanRows:
-    """Makes the store's rows of spans (:data:`~.store.ROW_FIELDS`) for one writer, remembering
+    """Makes the store's rows of spans (:data:`~.rows.ROW_FIELDS`) for one writer, remembering
     what repeats from span to span: the hex of trace and parent ids (a trace's spans share them)
     and the JSON of attribute dicts whose values are all strings (a tool's spans have the same
     ones, call after call). Only string values: ``True``, ``1`` and ``1.0`` are equal keys but

@@ -15,8 +15,9 @@ import pytest
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from aikit_components.telemetry import SpanRecord, SpanStore, Telemetry, TelemetrySettings, TraceSummary
+from aikit_components.telemetry.rows import record_row
 from aikit_components.telemetry.spans import SharedAttributes
-from aikit_components.telemetry.store import LAYOUT, record_row
+from aikit_components.telemetry.store import LAYOUT
 
 NOW = time.time_ns()
 
