@@ -15,16 +15,14 @@ The kernel may serve its sockets before the interpreter exists (``early_info``):
 builds it (the Lua runtime, the components and their stores) while the I/O loop reads shell and
 already answers ``kernel_info`` (whose content does not depend on the build), so a frontend sees
 the kernel ready sooner; other requests wait in a queue until it is built, when the main thread
-takes the shell socket over from the loop.
+takes the shell socket over from the loop (``shell_intake.ShellIntake``: how requests, and work
+other threads post, reach the main thread).
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
-import queue
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -43,7 +41,8 @@ from .interpreter import ExecuteOutcome, Interpreter
 from .iopub import IOPubOutput, Messenger
 from .protocol import PROTOCOL_VERSION, BadRequest, Protocol, ProtocolError, field
 from .settings import KernelSettings
-from .transport import Transport, recv_frames
+from .shell_intake import ShellIntake
+from .transport import Transport
 
 log = logging.getLogger(__name__)
 
@@ -133,18 +132,9 @@ class Kernel:
         self.history = (HistoryRecorder(history, self.messenger.later, self.messenger.run_now)
                         if history is not None else None)
         self.execution_count = 0
-        # Work for the main thread from other threads (requests the loop read before the main
-        # thread took the shell socket, _SERVICE, _STOP); what is put there wakes it (_post).
-        self._work: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
-        # Requests read from the shell socket by the main thread and not served yet (main thread).
-        self._backlog: collections.deque[tuple[list[bytes], dict[str, Any], int]] = collections.deque()
-        self._shell_taken = False  # the main thread reads shell (set on the I/O loop)
-        self._shell_fd: int | None = None  # the loop watches the shell socket on this fd
-        self._poller: zmq.Poller | None = None  # shell and the wake-up pipe (main thread)
-        self._received = 0  # shell requests read (I/O thread, then main thread)
+        # Shell requests, and work other threads post for the main thread (_SERVICE, _STOP).
+        self.intake = ShellIntake(transport.shell, self._accept, on_request=self._on_shell,
+                                  on_taken=lambda thread: self.messenger.hand_over("shell", thread), touch=self._touch)
         self._abort_through = 0  # shell requests up to this number are aborted (stop_on_error)
         self._shutting_down = False
         self._end_status = "completed"
@@ -170,7 +160,7 @@ class Kernel:
     def _build_interpreter(self) -> None:
         interpreter = self._interpreter_factory(self.output)
         self.output.set_stop_check(interpreter.interrupt_requested)
-        interpreter.set_wakeup(lambda: self._post(_SERVICE))
+        interpreter.set_wakeup(lambda: self.intake.post(_SERVICE))
         # The debugger first: kernel_info (answered on the control thread) reads both.
         self.debugger = self._debug_bridge(interpreter)
         self.interpreter = interpreter
@@ -196,15 +186,7 @@ class Kernel:
     @property
     def requests_received(self) -> int:
         """Shell requests read so far, in arrival order (by the I/O loop, then the main thread)."""
-        return self._received
-
-    def _post(self, item: Any) -> None:
-        """Queue work for the main thread and wake it (any thread)."""
-        self._work.put(item)
-        try:
-            self._wake_w.send(b"\0")
-        except OSError:  # the pipe is full (it is awake anyway), or closed at shutdown
-            pass
+        return self.intake.received
 
     # ------------------------------------------------------------------ I/O loop side
     async def serve_sockets(self) -> None:
@@ -215,107 +197,11 @@ class Kernel:
         try:
             await asyncio.gather(
                 self.messenger.serve_subscriptions(),
-                self._serve_shell_until_taken(),
+                self.intake.serve_until_taken(),
                 self._read(self.transport.stdin, self._on_stdin),
             )
         finally:
             control.stop()
-
-    async def _serve_shell_until_taken(self) -> None:
-        """Read shell on the I/O loop until the main thread takes the socket over (_take_shell)."""
-        if self._shell_taken:
-            return
-        loop = asyncio.get_running_loop()
-        self._shell_fd = self.transport.shell.getsockopt(zmq.FD)
-        # The descriptor signals that the socket has something to process; reading until
-        # nothing is left re-arms it.
-        loop.add_reader(self._shell_fd, self._read_shell_on_loop)
-        try:
-            self._read_shell_on_loop()
-            await loop.create_future()  # until cancelled (the reader is removed once taken)
-        except asyncio.CancelledError:
-            pass
-        finally:
-            if self._shell_fd is not None:
-                loop.remove_reader(self._shell_fd)
-                self._shell_fd = None
-
-    def _read_shell_on_loop(self) -> None:
-        sock = self.transport.shell
-        while not self._shell_taken:
-            try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            except zmq.ZMQError:  # closed at shutdown
-                return
-            accepted = self._accept(frames)
-            if accepted is None:
-                continue
-            try:
-                self._on_shell(*accepted)
-            except Exception:
-                log.exception("error handling %s", accepted[1]["header"].get("msg_type"))
-
-    async def _hand_shell_over(self, thread: threading.Thread) -> None:
-        """(I/O loop) Stop reading shell: from now on ``thread`` alone uses the socket."""
-        self._shell_taken = True
-        if self._shell_fd is not None:
-            asyncio.get_running_loop().remove_reader(self._shell_fd)
-            self._shell_fd = None
-        self.messenger.hand_over("shell", thread)
-
-    def _take_shell(self) -> None:
-        """(main thread) Take the shell socket over from the I/O loop; the requests it read
-        before are served first."""
-        runtime.run_sync(self._hand_shell_over(threading.current_thread()), timeout=30)
-        poller = zmq.Poller()
-        poller.register(self.transport.shell, zmq.POLLIN)
-        poller.register(self._wake_r, zmq.POLLIN)
-        self._poller = poller
-
-    def _read_shell(self) -> bool:
-        """(main thread) Read every request waiting in the shell socket into the backlog;
-        whether there was any."""
-        sock = self.transport.shell
-        got = False
-        while True:
-            try:
-                frames = recv_frames(sock)
-            except zmq.Again:
-                return got
-            except zmq.ZMQError:  # closed at shutdown
-                return got
-            accepted = self._accept(frames)
-            if accepted is None:
-                continue
-            self.last_activity = time.monotonic()
-            self._received += 1
-            self._backlog.append((*accepted, self._received))
-            got = True
-
-    def _next(self, timeout: float | None) -> Any:
-        """(main thread) The next thing to serve: work other threads queued, a request read
-        before, or one read now from the shell socket; None after ``timeout`` seconds of
-        nothing."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        poller, wake = self._poller, self._wake_r
-        assert poller is not None
-        while True:
-            if not self._work.empty():
-                return self._work.get()
-            if self._backlog or self._read_shell():
-                return self._backlog.popleft()
-            wait_ms = -1 if deadline is None else int(max(0.0, deadline - time.monotonic()) * 1000)
-            if wait_ms == 0 and deadline is not None:
-                return None
-            for ready, _ in poller.poll(wait_ms):
-                if ready is wake:
-                    try:
-                        while wake.recv(4096):
-                            pass
-                    except OSError:  # nothing (more) to read
-                        pass
 
     def _accept(self, frames: list[bytes]) -> tuple[list[bytes], dict[str, Any]] | None:
         """A received message, checked (size, signature, format); None (logged) to drop it."""
@@ -347,14 +233,17 @@ class Kernel:
             except Exception:
                 log.exception("error handling %s", msg["header"].get("msg_type"))
 
+    def _touch(self) -> None:
+        self.last_activity = time.monotonic()
+
     def _on_shell(self, idents: list[bytes], msg: dict[str, Any]) -> None:
+        """A shell request read on the I/O loop (before the main thread takes the socket)."""
         self.last_activity = time.monotonic()
         if self._only_kernel_info and msg["header"]["msg_type"] == "kernel_info_request" and self.interpreter is None:
             self._answer_on_loop("shell", idents, msg, self.kernel_info())  # nothing queued ahead of it
             return
         self._only_kernel_info = False
-        self._received += 1
-        self._post((idents, msg, self._received))
+        self.intake.queue(idents, msg)
 
     def _on_stdin(self, idents: list[bytes], msg: dict[str, Any]) -> None:
         if msg["header"]["msg_type"] == "input_reply":
@@ -477,7 +366,7 @@ class Kernel:
         queued next (the one the user sees as running) instead."""
         # Once the main thread reads shell, a request sent during the warm-up is still in the
         # socket: the warm-up keeps the mark only if one is there when it ends (_warm_up).
-        if self._preparing and (self._received > self._dispatched or self._shell_taken):
+        if self._preparing and (self.intake.received > self._dispatched or self.intake.taken):
             self._interrupt_waiting = True
         if self.interpreter is not None:
             self.interpreter.interrupt()
@@ -496,7 +385,7 @@ class Kernel:
         self._end_status = end_status
         if self.interpreter is not None:
             self.interpreter.interrupt()
-        self._post(_STOP)
+        self.intake.post(_STOP)
 
     # ------------------------------------------------------------------ Lua thread side
     def serve_forever(self) -> None:
@@ -506,14 +395,14 @@ class Kernel:
             self._build_interpreter()
         if self._freeze_heap:
             freeze_heap(collect=False)  # a collection here would delay the first cell
-        self._take_shell()
+        self.intake.take()
         self._preparing = False
         warm_up_pending = True
         while True:
             # The warm-up waits for the first idle second: on a thread of its own it would hold
             # the GIL while cells run; here a request that arrives meanwhile waits for it, once,
             # and no cell is slowed while the kernel is kept busy.
-            item = self._next(IDLE_BEFORE_WARM_UP_S if warm_up_pending else None)
+            item = self.intake.next(IDLE_BEFORE_WARM_UP_S if warm_up_pending else None)
             if item is None:
                 warm_up_pending = False
                 self._warm_up()
@@ -533,8 +422,7 @@ class Kernel:
         except Exception:
             log.exception("could not write the last cells' history")
         self.interpreter.shutdown(self._end_status)
-        self._wake_r.close()
-        self._wake_w.close()
+        self.intake.close()
 
     def _warm_up(self) -> None:
         self._preparing = True
@@ -547,7 +435,7 @@ class Kernel:
         finally:
             self._preparing = False
             # An interrupt during the warm-up was for a request sent meanwhile, if any.
-            if self._interrupt_waiting and not (self._read_shell() or self._backlog):
+            if self._interrupt_waiting and not self.intake.waiting():
                 self._interrupt_waiting = False
 
     def _telemetry(self) -> Any:
@@ -692,9 +580,9 @@ class Kernel:
             reply = {"status": "error", "execution_count": count, "ename": err.ename, "evalue": err.evalue,
                      "traceback": err.traceback, "user_expressions": {}, "payload": []}
             if stop_on_error:  # what was sent before the error, and waits behind it, is aborted
-                if self._shell_taken:
-                    self._read_shell()
-                self._abort_through = self._received
+                if self.intake.taken:
+                    self.intake.read()
+                self._abort_through = self.intake.received
         self.output.flush()
         self._reply("shell", msg, idents, reply, metadata={"status": reply["status"]})
 
