@@ -67,8 +67,9 @@ class StateBackend(Protocol):
 
 
 def encode_value(value: Any, limit: int, scope: str, key: str) -> str:
-    """``codec.dumps(value)``, refusing values whose encoding exceeds ``limit`` bytes."""
-    text = codec.dumps(value)
+    """``codec.dumps(value)`` (``value.text`` for a :class:`~aikit_components.codec.Encoded`),
+    refusing values whose encoding exceeds ``limit`` bytes."""
+    text = value.text if type(value) is codec.Encoded else codec.dumps(value)
     # A str has at most 4 UTF-8 bytes per character: only measure when it might be too big.
     if len(text) > limit // 4 and len(text.encode("utf-8", "surrogatepass")) > limit:
         size = len(text.encode("utf-8", "surrogatepass"))
