@@ -27,7 +27,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..codec import encoded, lua_type_name
+from ..codec import Encoded, encoded, lua_type_name
 from ..errors import AikitError, InvalidArgument, IOFailure, NotFound
 from ..jsontext import dumps_with
 from ..liveness import process_alive
@@ -162,7 +162,10 @@ class AgentRunStore:
         """:meth:`save` for coroutines. ``record`` is encoded at once (what JSON cannot hold, as
         text): the run may change it meanwhile, and the writer thread stores the text as it is."""
         record["updated_at"] = time.time()
-        await _writer(self.backend).aput((record["run_id"], stored_record(record)))
+        value = stored_record(record)
+        if isinstance(value, Encoded) and not getattr(self.backend, "stores_encoded", False):
+            value = json.loads(value.text)  # a store of another kind gets the plain value
+        await _writer(self.backend).aput((record["run_id"], value))
 
     def get(self, run_id: str) -> dict[str, Any] | None:
         found, record = self.backend.get(RUNS_SCOPE, run_id)

@@ -18,7 +18,7 @@ from aikit_components import codec
 from aikit_components.control.runs import AgentRunStore, stored_record
 from aikit_components.errors import InvalidArgument
 from aikit_components.state import State
-from aikit_components.storage import SQLiteStateBackend
+from aikit_components.storage import MemoryStateBackend, SQLiteStateBackend
 from aikit_components.storage.base import encode_value
 
 LIMIT = 1 << 24
@@ -83,5 +83,30 @@ def test_what_json_cannot_hold_is_stored_as_text(tmp_path: Path) -> None:
         assert got is not None
         assert got["tuple"] == [1, 2] and got["bytes"] == "b'\\xff'" and got["when"].startswith("<object object")
         assert got["updated_at"] == record["updated_at"]
+    finally:
+        state.close()
+
+
+class PlainValuesBackend(MemoryStateBackend):
+    """A store of another kind (as a plugin's would be): it gets plain values, never Encoded."""
+
+    stores_encoded = False
+    seen: list[Any]
+
+    def set(self, scope: str, key: str, value: Any, expires_at: float | None = None) -> None:
+        self.seen.append(value)
+        super().set(scope, key, value, expires_at)
+
+
+def test_a_store_of_another_kind_gets_plain_values() -> None:
+    backend = PlainValuesBackend()
+    backend.seen = []
+    state = State(backend)
+    try:
+        store = AgentRunStore(state)
+        asyncio.run(store.asave({"run_id": "run-p", "status": "running", "tuple": (1, 2)}))
+        assert backend.seen == [{"run_id": "run-p", "status": "running", "tuple": [1, 2],
+                                 "updated_at": backend.seen[0]["updated_at"]}]
+        assert store.get("run-p") == backend.seen[0]
     finally:
         state.close()
