@@ -97,6 +97,35 @@ def loads(text: str | bytes) -> Any:
     return from_jsonable(json.loads(text))
 
 
+class Encoded:
+    """A value already encoded: ``text`` is what :func:`dumps` writes for it. Stores take it as
+    it is (:func:`aikit_components.storage.base.encode_value`), so a value encoded once (a
+    snapshot of data that goes on changing, say) is not encoded again. Made by :func:`encoded`."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return f"Encoded({self.text[:60]!r}{'...' if len(self.text) > 60 else ''})"
+
+
+def encoded(text: str) -> Encoded | Any:
+    """The value of ``text``, JSON written compactly (``separators=(",", ":")``) without ASCII
+    escapes (``ensure_ascii=False``): as :class:`Encoded` when that text is already what
+    :func:`dumps` writes for its value, else decoded (for :func:`dumps` to tag or refuse).
+
+    It is unless an object's first key starts with ``$`` (``{"$``, which cannot occur inside a
+    JSON string, where ``"`` is escaped: a lone ``$`` key needs a tag) or it might nest deeper than
+    :data:`MAX_DEPTH` (more opening brackets than that). Numbers and strings read back as they
+    were written; an object written with a key twice is the object with the last one, as decoding
+    reads it."""
+    if '{"$' in text or text.count("{") + text.count("[") > MAX_DEPTH:
+        return json.loads(text)
+    return Encoded(text)
+
+
 # -- type names for messages -------------------------------------------------------------------
 #: Python types and their JSON Schema names, the first that matches wins (a bool is also an int).
 JSON_TYPES: tuple[tuple[type | tuple[type, ...], str], ...] = (

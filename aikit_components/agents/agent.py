@@ -33,6 +33,7 @@ from ..control.budgets import RunBudgetExceeded
 from ..control.journal import JournalCorrupted, JournalInterceptor
 from ..control.runs import AgentRuns, AgentRunStore, RunControl, in_call, new_run_id
 from ..errors import AikitError, InvalidArgument
+from ..jsontext import dumps_with
 from ..operations import Operation, OperationKind, Pipeline, honours
 from ..operations.standard import standard_pipeline
 from ..providers.messages import Completion, Message, Request, ToolCall, ToolSpec, Usage
@@ -41,6 +42,9 @@ from ..tools.schema import compile_validator
 from .llm_call import ModelCall, refusal
 
 MAX_REPEATED_CALLS = 3
+# json.dumps(arguments, sort_keys=True, default=str), its C encoder made once (arguments are
+# decoded JSON: no cycles to look for)
+_CALL_KEY_JSON = dumps_with(sort_keys=True, default=str)
 MEMORY_KEY = "memory"
 MEMORY_MAX_MESSAGES = 200
 
@@ -254,6 +258,9 @@ class Agent:
             if messages and messages[-1].role == "assistant" and messages[-1].tool_calls:
                 carried = list(messages[-1].tool_calls)
         tools = self.tool_specs()
+        # The records of the calls as the run record stores them, each made once (the run is saved
+        # several times; a record does not change once its call is recorded).
+        stored_calls = [dataclasses.asdict(r) for r in result.tool_calls]
         # One tool context per run: its budget limits the whole run; the caller names this agent
         # without changing the context it was given (a cell's, shared with the cell's own calls).
         ctx = dataclasses.replace(self.context(), caller=f"agent:{spec.name}")
@@ -263,7 +270,7 @@ class Agent:
                 extra["budget"] = meter.report()  # use against each budget, as agent:usage() shows it
             await self.runs.asave(run, status, input=input, messages=[m.to_dict() for m in messages], first_new=first_new,
                            step=step, output_retries=output_retries, seen_calls=seen_calls,
-                           tool_calls=[dataclasses.asdict(r) for r in result.tool_calls], **extra)
+                           tool_calls=stored_calls, **extra)
 
         # Saved: when the run starts, when an answer asks for tool calls (before they run) and when it
         # ends or pauses. Not after the calls: with the effect journal, a resume from the answer gets
@@ -308,6 +315,7 @@ class Agent:
                     return await self._paused(result, pending, messages, first_new, save, step)
                 for call, record in zip(calls, records, strict=True):
                     result.tool_calls.append(record)
+                    stored_calls.append(dataclasses.asdict(record))
                     messages.append(Message.tool_result(call, _tool_result_text(record), is_error=record.error is not None))
                 if not journaled:
                     await save("running", step + 1)
@@ -390,7 +398,7 @@ class Agent:
 
     def _repeated(self, calls: list[ToolCall], seen: dict[str, int]) -> str | None:
         for call in calls:
-            key = call.name + json.dumps(call.arguments, sort_keys=True, default=str)
+            key = call.name + _CALL_KEY_JSON(call.arguments)
             seen[key] = seen.get(key, 0) + 1
             if seen[key] > MAX_REPEATED_CALLS:
                 return call.name
@@ -487,7 +495,13 @@ AGENT_RUN = OperationKind(
 def _fields(instance: Any) -> dict[str, Any]:
     """A dataclass's fields as a dict, shallow (``dataclasses.asdict`` deep-copies every value;
     the run record is copied whole as it is stored anyway). For the spec, whose values are plain."""
-    return {f.name: getattr(instance, f.name) for f in dataclasses.fields(instance)}
+    names = _FIELD_NAMES.get(type(instance))
+    if names is None:  # dataclasses.fields() builds its tuple anew at every call (once per save)
+        names = _FIELD_NAMES[type(instance)] = tuple(f.name for f in dataclasses.fields(instance))
+    return {name: getattr(instance, name) for name in names}
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
 def _replacement(value: Any, result: AgentResult) -> AgentResult:

@@ -27,7 +27,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..codec import lua_type_name
+from ..codec import Encoded, encoded, lua_type_name
 from ..errors import AikitError, InvalidArgument, IOFailure, NotFound
 from ..jsontext import dumps_with
 from ..liveness import process_alive
@@ -39,6 +39,8 @@ RESUMABLE = ("needs_approval", "running", "interrupted")
 ACTIVE_RUNS: set[str] = set()
 
 _RECORD_JSON = dumps_with(default=str)  # a run record as stored: what JSON cannot hold, as text
+# The same, written as State writes it (codec.dumps), so that text can be stored as it is.
+_RECORD_TEXT = dumps_with(ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 @dataclass
@@ -157,9 +159,13 @@ class AgentRunStore:
         self.backend.set(RUNS_SCOPE, record["run_id"], record)
 
     async def asave(self, record: dict[str, Any]) -> None:
-        """:meth:`save` for coroutines."""
+        """:meth:`save` for coroutines. ``record`` is encoded at once (what JSON cannot hold, as
+        text): the run may change it meanwhile, and the writer thread stores the text as it is."""
         record["updated_at"] = time.time()
-        await _writer(self.backend).aput((record["run_id"], record))
+        value = stored_record(record)
+        if isinstance(value, Encoded) and not getattr(self.backend, "stores_encoded", False):
+            value = json.loads(value.text)  # a store of another kind gets the plain value
+        await _writer(self.backend).aput((record["run_id"], value))
 
     def get(self, run_id: str) -> dict[str, Any] | None:
         found, record = self.backend.get(RUNS_SCOPE, run_id)
@@ -198,18 +204,18 @@ class AgentRunStore:
         return [r for r in runs if status is None or r.get("status") == status]
 
 
-_writers: weakref.WeakKeyDictionary[Any, GroupCommit[tuple[str, dict[str, Any]]]] = weakref.WeakKeyDictionary()
+_writers: weakref.WeakKeyDictionary[Any, GroupCommit[tuple[str, Any]]] = weakref.WeakKeyDictionary()
 _writers_lock = threading.Lock()
 
 
-def _writer(backend: Any) -> GroupCommit[tuple[str, dict[str, Any]]]:
+def _writer(backend: Any) -> GroupCommit[tuple[str, Any]]:
     """The group-commit writer of ``backend``'s run records (one per store: all its agents share it)."""
     with _writers_lock:
         writer = _writers.get(backend)
         if writer is None:
             store = weakref.ref(backend)  # not a strong reference: the writer must not keep its store alive
 
-            def commit(batch: list[tuple[str, dict[str, Any]]]) -> None:
+            def commit(batch: list[tuple[str, Any]]) -> None:
                 target = store()
                 if target is None:
                     raise IOFailure("the store of agent runs has been closed")
@@ -221,6 +227,13 @@ def _writer(backend: Any) -> GroupCommit[tuple[str, dict[str, Any]]]:
 
             writer = _writers[backend] = GroupCommit(commit, "aikit-runs")
         return writer
+
+
+def stored_record(record: dict[str, Any]) -> Any:
+    """``record`` as :meth:`AgentRunStore.save` stores it (what JSON cannot hold, as text),
+    encoded now: a :class:`~aikit_components.codec.Encoded` State stores without encoding it
+    again (one encoding instead of three: to text, back, and to text in the writer thread)."""
+    return encoded(_RECORD_TEXT(record))
 
 
 class AgentRuns:
@@ -249,14 +262,16 @@ class AgentRuns:
         if self.store is None:
             return
         try:
-            await self.store.asave(self._record(run, status, fields))
+            await self.store.asave(self._fields(run, status, fields))  # encoded there, once
         except AikitError as exc:
             self._persist_failed(run, exc)
 
     def _record(self, run: RunControl, status: str, fields: dict[str, Any]) -> dict[str, Any]:
-        record = {"run_id": run.run_id, "agent": self.agent, "spec": self.spec(), "status": status, "owner": owner(),
-                  "decisions": {k: list(v) for k, v in run.decisions.items()}, **fields}
-        return json.loads(_RECORD_JSON(record))  # what State cannot store, as text
+        return json.loads(_RECORD_JSON(self._fields(run, status, fields)))  # what State cannot store, as text
+
+    def _fields(self, run: RunControl, status: str, fields: dict[str, Any]) -> dict[str, Any]:
+        return {"run_id": run.run_id, "agent": self.agent, "spec": self.spec(), "status": status, "owner": owner(),
+                "decisions": {k: list(v) for k, v in run.decisions.items()}, **fields}
 
     def _persist_failed(self, run: RunControl, exc: AikitError) -> None:
         self.publish("agent.persist_failed", {"agent": self.agent, "run_id": run.run_id, "code": exc.code,

@@ -4,6 +4,10 @@ A backend is synchronous and thread-safe. Values cross it as Python JSON-like va
 stored as text written by :func:`aikit_components.codec.dumps`, so every backend keeps the same
 exact round trip (int vs float, non-string keys, non-UTF-8 bytes, nested tables).
 
+A backend whose ``stores_encoded`` is True (the built-in ones: they store what
+:func:`encode_value` gives) also takes a :class:`~aikit_components.codec.Encoded` value, a value
+already encoded; pass others plain values.
+
 Expiry is lazy: an entry whose ``expires_at`` (seconds since the epoch, by the backend's
 ``clock``) is at or before now is invisible to ``get``, ``keys``, ``update`` and
 ``compare_and_set``; backends purge such entries opportunistically.
@@ -67,8 +71,9 @@ class StateBackend(Protocol):
 
 
 def encode_value(value: Any, limit: int, scope: str, key: str) -> str:
-    """``codec.dumps(value)``, refusing values whose encoding exceeds ``limit`` bytes."""
-    text = codec.dumps(value)
+    """``codec.dumps(value)`` (``value.text`` for a :class:`~aikit_components.codec.Encoded`),
+    refusing values whose encoding exceeds ``limit`` bytes."""
+    text = value.text if type(value) is codec.Encoded else codec.dumps(value)
     # A str has at most 4 UTF-8 bytes per character: only measure when it might be too big.
     if len(text) > limit // 4 and len(text.encode("utf-8", "surrogatepass")) > limit:
         size = len(text.encode("utf-8", "surrogatepass"))

@@ -18,6 +18,7 @@ class MemoryStateBackend:
     """A :class:`~aikit_components.storage.base.StateBackend` in memory."""
 
     durable = False
+    stores_encoded = True  # takes codec.Encoded values (encode_value stores their text)
 
     def __init__(self, *, clock: Callable[[], float] = time.time,
                  max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES) -> None:

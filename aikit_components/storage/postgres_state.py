@@ -32,6 +32,7 @@ class PostgresStateBackend:
     """A :class:`~aikit_components.storage.base.StateBackend` in PostgreSQL."""
 
     durable = True
+    stores_encoded = True  # takes codec.Encoded values (encode_value stores their text)
 
     def __init__(self, db: PostgresDatabase, *, clock: Callable[[], float] = time.time,
                  max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES, own_db: bool = True) -> None:

@@ -81,6 +81,7 @@ class SQLiteStateBackend:
     """A :class:`~aikit_components.storage.base.StateBackend` in one SQLite file."""
 
     durable = True
+    stores_encoded = True  # takes codec.Encoded values (encode_value stores their text)
 
     def __init__(self, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time,
                  max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES, busy_timeout: float = 10.0,
