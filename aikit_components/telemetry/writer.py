@@ -4,10 +4,14 @@ daemon thread, writes batches of them to the local :class:`~.store.SpanStore` (o
 ``executemany``) and hands the finished ones to :class:`ExportWorker`, whose thread converts them
 to the SDK's ``ReadableSpan`` and sends them with the OTLP/HTTP exporter.
 
-A span still running when its batch is written is written as running (live views show it) and
-kept aside; it is written again once it has ended. A full queue drops spans: they are counted, and
-the first drop and the first failure of the store or the collector are reported once, as one
-warning each (a collector that is down, a full disk, a locked store: the run goes on)."""
+A span still running when its batch is written waits for the next batches while it is young
+(:data:`HOLD_RUNNING_S`: most spans end sooner, and are then written once, ended); one that has
+run longer is written as running (live views show it) and kept aside, and written again once it
+has ended. An explicit drain (``Telemetry.flush``, the end) writes the young ones as running too.
+
+A full queue drops spans: they are counted, and the first drop and the first failure of the store
+or the collector are reported once, as one warning each (a collector that is down, a full disk, a
+locked store: the run goes on)."""
 
 from __future__ import annotations
 
@@ -35,6 +39,7 @@ __all__ = ["BATCH", "ExportWorker", "Reporter", "SpanRows", "SpanWriter"]
 #: Spans per OTLP request; an export queue this long wakes its thread.
 BATCH = 512
 _INTERNAL = SpanKind.INTERNAL
+_time_ns = time.time_ns
 _UNSET = "UNSET"
 _popleft = collections.deque.popleft  # (the same string object as a span's status: a status set since is another)
 
@@ -262,6 +267,12 @@ class ExportWorker:
 
 #: After the span store failed to open, spans are dropped for this long before it is tried again.
 REOPEN_DELAY_S = 10.0
+#: A span still running when the writer thread takes it is written (as running) only once it has
+#: run this long: written running, a span is written twice (its row, then the row updated once it
+#: has ended), and most spans (a model call, an agent run) end within a second.
+HOLD_RUNNING_S = 1.0
+_HOLD_RUNNING_NS = int(HOLD_RUNNING_S * 1e9)
+_NEVER = 1 << 63  # (a start time no span has: hold none)
 
 
 class SpanWriter:
@@ -289,6 +300,7 @@ class SpanWriter:
         self._store: SpanStore | None = None
         self._retry_open_at = 0.0  # after a failed open: when to try again
         self._running: list[Span] = []  # written while running; to write again once ended
+        self._young: list[Span] = []  # taken while running and young: not written yet
         self._rows = SpanRows()
         self._delay_s = delay_s
         self._lock = threading.Lock()  # one drain at a time (the thread or a flush)
@@ -312,7 +324,7 @@ class SpanWriter:
         if asyncio.events._get_running_loop() is None and self._lock.acquire(  # (public: asyncio.events.__all__)
                 blocking=queued >= self.catch_up_at):
             try:
-                self._drain_held()
+                self._drain_held(hold=True)
             finally:
                 self._lock.release()
         else:
@@ -324,19 +336,25 @@ class SpanWriter:
             self.wake.clear()
             if self._stopping:
                 break
-            self.drain()
+            with self._lock:
+                self._drain_held(hold=True)
 
     def drain(self) -> None:
         """Write what is queued, and the spans written while running that have ended since (in
         the calling thread), in one write: the fewer writes, the fewer times this thread takes
-        the GIL back from the one making spans."""
+        the GIL back from the one making spans. Spans still running are written as running,
+        however young."""
         with self._lock:
-            self._drain_held()
+            self._drain_held(hold=False)
 
-    def _drain_held(self) -> None:
-        """:meth:`drain`, the lock held."""
+    def _drain_held(self, *, hold: bool) -> None:
+        """:meth:`drain`, the lock held; ``hold``: keep spans still running that are younger than
+        :data:`HOLD_RUNNING_S` for a later write."""
         queue = self.queue
         spans = list(map(_popleft, repeat(queue, len(queue))))  # (what is appended meanwhile stays)
+        if self._young:  # (started before those queued since)
+            spans[:0] = self._young
+            self._young = []
         new = len(spans)
         if self._running:
             still: list[Span] = []
@@ -347,10 +365,11 @@ class SpanWriter:
                     spans.append(span)
             self._running = still
         if spans:
-            self._deliver(spans, new)
+            self._deliver(spans, new, _time_ns() - _HOLD_RUNNING_NS if hold else _NEVER)
 
-    def _deliver(self, spans: list[Span], new: int) -> None:
-        """Write ``spans`` (the first ``new`` of them never written before) and hand the ended
+    def _deliver(self, spans: list[Span], new: int, young_since: int) -> None:
+        """Write ``spans`` (the first ``new`` of them never written before; those still running
+        that started after ``young_since`` wait in ``_young`` instead) and hand the ended
         ones to the export. Runs of new, ended spans alike but for their ids and times (a tool's
         spans called the same way, one after the other) go to the store as a :class:`SpanGroup`:
         one span's row and then three values per span, which the store writes without a row each."""
@@ -364,6 +383,9 @@ class SpanWriter:
         for span in spans[:new] if new < len(spans) else spans:
             end_time = span.end_time
             if end_time is None:
+                if span.start_time > young_since:
+                    self._young.append(span)
+                    continue
                 rows.append(row(span, None))
                 running.append(span)
                 g_attrs = None
@@ -412,7 +434,7 @@ class SpanWriter:
 
     @property
     def pending(self) -> int:
-        return len(self.queue)
+        return len(self.queue) + len(self._young)
 
     def stop(self) -> None:
         """Stop the thread, write what is left (spans still running are written as they are)."""

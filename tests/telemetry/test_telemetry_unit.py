@@ -148,6 +148,46 @@ def test_a_thread_making_spans_faster_than_the_writer_writes_them_loses_none(tmp
     telemetry.close()
 
 
+def test_young_running_spans_wait_for_a_later_write_and_old_ones_are_written_running(tmp_path: Path) -> None:
+    """The writer's own writes (its thread, a thread catching up) leave a span that is still
+    running and young for a later write, so a span that ends soon is written once, ended; a span
+    running for longer is written running; an explicit flush writes every span, young or not."""
+    telemetry = Telemetry(TelemetrySettings(store_path=tmp_path / "traces.sqlite"))
+    writer = telemetry.writer
+    assert writer is not None
+    reader = telemetry.store()
+    hour = 3600 * 10**9
+
+    def stored(span: Any) -> list[Any]:
+        try:
+            spans = reader.trace(span.trace_id_hex)
+        except KeyError:  # (no span of the trace stored)
+            return []
+        return [s for s in spans if s.span_id == format(span.span_id, "016x")]
+
+    young = telemetry.start("young", SpanKind.INTERNAL, {"aikit.operation.kind": "tool"}, None)
+    young.start_time = time.time_ns() + hour  # (young at any write in this test, however late it comes)
+    writer.catch_up(writer.wake_at)
+    assert stored(young) == [] and writer.pending >= 1
+    young.end(young.start_time + 1)
+    writer.catch_up(writer.wake_at)
+    assert [(s.name, s.end_ns) for s in stored(young)] == [("young", young.start_time + 1)]
+
+    old = telemetry.start("old", SpanKind.INTERNAL, {"aikit.operation.kind": "tool"}, None)
+    old.start_time -= hour
+    writer.catch_up(writer.wake_at)
+    assert [(s.name, s.end_ns) for s in stored(old)] == [("old", None)]
+
+    flushed = telemetry.start("flushed", SpanKind.INTERNAL, {"aikit.operation.kind": "tool"}, None)
+    flushed.start_time = time.time_ns() + hour
+    telemetry.flush()
+    assert [(s.name, s.end_ns) for s in stored(flushed)] == [("flushed", None)]
+    assert writer.pending == 0
+    old.end()
+    flushed.end()
+    telemetry.close()
+
+
 def test_settings_follow_the_otel_environment(tmp_path: Path) -> None:
     env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318/", "OTEL_EXPORTER_OTLP_HEADERS": "a=1,b=x%20y",
            "OTEL_SEMCONV_STABILITY_OPT_IN": "http,gen_ai_latest_experimental",
