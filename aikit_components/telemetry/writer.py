@@ -68,21 +68,17 @@ def _amount(value: Any) -> float:
 
 class SpanRows:
     """Makes the store's rows of spans (:data:`~.rows.ROW_FIELDS`) for one writer, remembering
-    what repeats from span to span: the hex of trace and parent ids (a trace's spans share them)
-    and the JSON of attribute dicts whose values are all strings (a tool's spans have the same
-    ones, call after call). Only string values: ``True``, ``1`` and ``1.0`` are equal keys but
-    not the same JSON; and only short JSON (captured content, different every time, would fill
-    the memory for nothing)."""
+    the hex of trace and parent ids (a trace's spans share them). The columns a span takes from
+    its attributes are worked out once for attributes many spans share
+    (:class:`~.spans.SharedAttributes`: a tool called the same way, call after call); other
+    attribute dicts are each their own (ids, tokens, times), so they are encoded as they come."""
 
-    #: Remembered values of each kind; past this many, the memory starts again.
+    #: Remembered ids of each kind; past this many, the memory starts again.
     LIMIT = 4096
-    #: Longer attribute JSON is not remembered.
-    MAX_JSON = 1024
 
     def __init__(self) -> None:
         self._trace_hex: dict[int, str] = {}
         self._span_hex: dict[int, str] = {}
-        self._json: dict[tuple[tuple[str, Any], ...], str] = {}
 
     def row(self, span: Span, end_time: int | None) -> tuple[Any, ...]:
         """``span`` as a row, as it is now; ``end_time``: the span's end time as the caller read it
@@ -104,9 +100,9 @@ class SpanRows:
         if a.__class__ is SharedAttributes:  # a tool's attributes, the same call after call: worked out once
             columns = a.row_columns
             if columns is None:
-                columns = a.row_columns = self._columns(a)
+                columns = a.row_columns = _columns(a)
         else:
-            columns = self._columns(a)
+            columns = _columns(a)
         kind = span.kind
         return (trace_hex, span.span_id.to_bytes(8, "big").hex(), parent_hex, span.name,
                 "INTERNAL" if kind is _INTERNAL else kind.name, span.start_time, -1 if end_time is None else end_time,
@@ -114,39 +110,24 @@ class SpanRows:
                 _encode([{"name": n, "time_ns": t, "attributes": e} for n, t, e in events]) if events else "[]"
                 ) + columns[1]
 
-    def _columns(self, a: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
-        """What the row takes from the attributes ``a``: their JSON, and the row's last columns
-        (operation kind, agent, tokens in and out, cost; absent ones as the store's sentinels)."""
-        key = tuple(a.items())
-        try:
-            attributes = self._json.get(key)
-        except TypeError:  # an unhashable value (a list)
-            attributes = key = None  # type: ignore[assignment]
-        if attributes is None:
-            attributes = self._remember_json(a, key)
-        agent = a.get("gen_ai.agent.name")
-        op_kind = a.get("aikit.operation.kind")
-        tokens_in = a.get("gen_ai.usage.input_tokens")
-        tokens_out = a.get("gen_ai.usage.output_tokens")
-        cost = a.get("aikit.cost.usd")
-        return attributes, (op_kind if op_kind.__class__ is str else str(op_kind or ""),
-                            "" if agent is None else str(agent), -1 if tokens_in is None else _count(tokens_in),
-                            -1 if tokens_out is None else _count(tokens_out), -1.0 if cost is None else _amount(cost))
-
     def _remember_hex(self, hexes: dict[int, str], number: int, size: int) -> str:
         if len(hexes) >= self.LIMIT:
             hexes.clear()
         value = hexes[number] = number.to_bytes(size, "big").hex()
         return value
 
-    def _remember_json(self, attributes: dict[str, Any], key: tuple[tuple[str, Any], ...] | None) -> str:
-        text = _encode(attributes)
-        if key is not None and len(text) <= self.MAX_JSON and all(v.__class__ is str for _, v in key):
-            cache = self._json
-            if len(cache) >= self.LIMIT:
-                cache.clear()
-            cache[key] = text
-        return text
+
+def _columns(a: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
+    """What a row takes from the attributes ``a``: their JSON, and the row's last columns
+    (operation kind, agent, tokens in and out, cost; absent ones as the store's sentinels)."""
+    agent = a.get("gen_ai.agent.name")
+    op_kind = a.get("aikit.operation.kind")
+    tokens_in = a.get("gen_ai.usage.input_tokens")
+    tokens_out = a.get("gen_ai.usage.output_tokens")
+    cost = a.get("aikit.cost.usd")
+    return _encode(a), (op_kind if op_kind.__class__ is str else str(op_kind or ""),
+                        "" if agent is None else str(agent), -1 if tokens_in is None else _count(tokens_in),
+                        -1 if tokens_out is None else _count(tokens_out), -1.0 if cost is None else _amount(cost))
 
 
 class Reporter:
