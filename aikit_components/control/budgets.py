@@ -349,7 +349,7 @@ class BudgetInterceptor(Interceptor):
         if kind.name != "tool":
             return self
         guard = copy.copy(self)  # a tool call is charged before it runs; nothing after
-        guard.decides, guard.has_after, guard.has_notifications = False, False, False
+        guard.decides, guard.has_after, guard.has_notifications, guard.has_started = False, False, False, False
         return guard
 
     def wants(self, op: Operation) -> bool:

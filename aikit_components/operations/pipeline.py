@@ -229,7 +229,7 @@ class Pipeline:
         while True:
             op.started = time.perf_counter()
             for interceptor in chain:
-                if interceptor.has_notifications:
+                if interceptor.has_started:
                     interceptor.started(op)
             try:
                 result = handler(op) if sync else (yield _INVOKE)  # type: ignore[misc]
@@ -342,7 +342,7 @@ def _guard(chain: Sequence[Interceptor], op: Operation) -> None:
 def _started(chain: Sequence[Interceptor], op: Operation) -> None:
     op.started = time.perf_counter()
     for interceptor in chain:
-        if interceptor.has_notifications:
+        if interceptor.has_started:
             interceptor.started(op)
 
 
