@@ -47,7 +47,7 @@ local SCALAR = {string = true, number = true, boolean = true}
 local MAX_FLAT = 48  -- values (24 arguments): beyond that the table goes as it is
 local flat, stale = {}, 0
 return function(name, args, ...)
-  local state, value
+  local value, pending
   if type(args) == "table" and select("#", ...) == 0 then
     local n = 0
     for k, v in next, args do
@@ -57,31 +57,31 @@ return function(name, args, ...)
     end
     if n >= 0 then
       if n > stale then stale = n end
-      state, value = start_flat(name, unpack(flat, 1, n))
+      value, pending = start_flat(name, unpack(flat, 1, n))
       for i = 1, stale do flat[i] = nil end
       stale = 0
     else
-      state, value = start(name, args)
+      value, pending = start(name, args)
     end
   else
-    state, value = start(name, args, ...)
+    value, pending = start(name, args, ...)
   end
-  if state == "pending" then return await(value) end
+  if pending ~= nil then return await(pending) end
   return value
 end
 """
 
 
 def install(engine: LuaEngine, components: Components, scope: RunScope) -> None:
-    def started(tool_name: str, arguments: dict[str, Any]) -> tuple[bytes, Any]:
-        """Run a call of a synchronous tool (``done``, its result) or start an async one
-        (``pending``, what Lua awaits: it runs on the I/O loop, a workflow step yields meanwhile)."""
+    def started(tool_name: str, arguments: dict[str, Any]) -> Any:
+        """Run a call of a synchronous tool (its result, one value) or start an async one
+        (``nil`` and what Lua awaits: it runs on the I/O loop, a workflow step yields meanwhile)."""
         registry = components.tools
         if tool_name not in registry:
             resolve_tools(engine, components, [tool_name])  # an MCP server of aikit.toml, on first use
         if registry.get(tool_name).is_async:
-            return b"pending", engine.start(registry.acall(tool_name, arguments, scope.context))
-        return b"done", lua(engine, registry.call(tool_name, arguments, scope.context))
+            return None, engine.start(registry.acall(tool_name, arguments, scope.context))
+        return lua(engine, registry.call(tool_name, arguments, scope.context))  # not a tuple: one value
 
     def call(name: Any, args: Any = None) -> Any:
         tool_name = name_arg(name, "Tool.call: the tool name")
