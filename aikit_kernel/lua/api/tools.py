@@ -9,7 +9,7 @@ from aikit_components.errors import InvalidArgument, ValidationError
 from aikit_components.tools import SECURITY_LEVELS, Tool
 from aikit_components.tools.schema import schema_problems
 
-from ..convert import flat_pairs_to_dict, lua_type
+from ..convert import flat_pairs_to_dict, lua_type, python_to_lua
 from ..engine import LuaEngine
 from . import expose
 from ._util import call_lua, call_lua_async, function_arg, lua, name_arg, options, py
@@ -77,11 +77,13 @@ def install(engine: LuaEngine, components: Components, scope: RunScope) -> None:
         """Run a call of a synchronous tool (its result, one value) or start an async one
         (``nil`` and what Lua awaits: it runs on the I/O loop, a workflow step yields meanwhile)."""
         registry = components.tools
-        if tool_name not in registry:
+        item = registry.find(tool_name)
+        if item is None:
             resolve_tools(engine, components, [tool_name])  # an MCP server of aikit.toml, on first use
-        if registry.get(tool_name).is_async:
+            item = registry.get(tool_name)
+        if item.is_async:
             return None, engine.start(registry.acall(tool_name, arguments, scope.context))
-        return lua(engine, registry.call(tool_name, arguments, scope.context))  # not a tuple: one value
+        return python_to_lua(engine.runtime, registry.call(tool_name, arguments, scope.context))  # one value
 
     def call(name: Any, args: Any = None) -> Any:
         tool_name = name_arg(name, "Tool.call: the tool name")
