@@ -287,3 +287,15 @@ def test_a_parameter_is_checked_as_its_own_schema_checks_it_whatever_its_value(t
             if value is None and required and expected:
                 expected = ["x: required", *expected]
             assert within({"x": value}) == expected, (types, required, value)
+
+
+def test_nested_tables_are_checked_at_every_level() -> None:
+    from aikit_components.tools.schema import compile_validator
+
+    validate = compile_validator({"type": "object", "properties": {
+        "x": {"type": "object", "properties": {"y": {"type": "integer"}}, "required": ["y"]}}})
+    assert validate({"x": {"y": True}}) == ["x.y: expected integer, got boolean"]
+    assert validate({"x": 5}) == ["x: expected table (with named fields), got integer"]
+    assert validate({"x": {}}) == ["x.y: required"]
+    assert validate({"x": {"y": 2.0}}) == [] and validate({"x": {"y": 1}}) == []
+    assert validate(7) == ["(arguments): expected table (with named fields), got integer"]

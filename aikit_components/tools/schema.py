@@ -231,6 +231,8 @@ def _compile(schema: dict[str, Any]) -> Check:
         tests = [_JSON_TYPES[n] for n in names if n in _JSON_TYPES]
         label = " or ".join(LUA_WORDS.get(n, n) for n in names)
         single = tests[0] if len(tests) == 1 else None
+        # the Python types whose values pass check_type as they are (no call needed)
+        accepts = frozenset(t for n in names for t in _EXACT_TYPES.get(n, ()))
 
         def check_type(v: Any, path: str, out: Problems) -> bool:
             if not (single(v) if single is not None else any(t(v) for t in tests)):
@@ -239,6 +241,7 @@ def _compile(schema: dict[str, Any]) -> Check:
             return True
     else:
         check_type = None  # type: ignore[assignment]
+        accepts = frozenset()
     if "enum" in schema:
         allowed = schema["enum"]
         checks.append(lambda v, p, o: None if v in allowed
@@ -279,11 +282,11 @@ def _compile(schema: dict[str, Any]) -> Check:
     if not checks and check_type is not None:
         # a type alone (most parameters): one call less per value checked, and none at all for a
         # value of a type it accepts as such (see _object_check)
-        check_type.accepts = frozenset(t for n in names for t in _EXACT_TYPES.get(n, ()))  # type: ignore[attr-defined]
+        check_type.accepts = accepts  # type: ignore[attr-defined]
         return check_type
 
     def check(value: Any, path: str, out: Problems) -> None:
-        if check_type is not None and not check_type(value, path, out):
+        if check_type is not None and type(value) not in accepts and not check_type(value, path, out):
             return
         for c in checks:
             c(value, path, out)
