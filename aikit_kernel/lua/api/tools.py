@@ -93,7 +93,10 @@ def install(engine: LuaEngine, components: Components, scope: RunScope) -> None:
         return started(tool_name, arguments)
 
     def call_flat(name: Any, *flat: Any) -> Any:
-        return started(name_arg(name, "Tool.call: the tool name"), flat_pairs_to_dict(flat))
+        # name_arg's, inlined for the common case (a non-empty string): this runs for every call
+        tool_name = (name.decode("utf-8", errors="replace") if type(name) is bytes and name
+                     else name_arg(name, "Tool.call: the tool name"))
+        return started(tool_name, flat_pairs_to_dict(flat))
 
     def list_(opts: Any = None) -> Any:
         category = options(engine, opts, ("category",), "Tool.list").get("category")
