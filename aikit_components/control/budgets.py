@@ -407,7 +407,13 @@ class BudgetInterceptor(Interceptor):
 
 class _ToolCallCharge(BudgetInterceptor):
     """What :class:`BudgetInterceptor` puts in the chain of tool calls: the ``tool`` branch of
-    its ``before`` alone (this runs for every tool call)."""
+    its ``wants`` and ``before`` alone (this runs for every tool call)."""
+
+    def wants(self, op: Operation) -> bool:
+        budget = getattr(op.context, "budget", None)  # caller_budget's test, inlined
+        if budget is not None and (budget.max_tool_calls is not None or budget.max_wall_time_s is not None):
+            return True
+        return self.budgets.current().limited
 
     def before(self, op: Operation) -> Decision | None:
         budget = getattr(op.context, "budget", None)
