@@ -41,7 +41,7 @@ DOCS = {
 # table, which Python would walk entry by entry; any other table goes as it is. ``flat`` is
 # reused; the values it held are released after each call so it keeps nothing alive.
 _AWAITING_CALL = r"""
-local start, start_flat, await = ...
+local start, start_flat, await, check = ...
 local next, type, select, unpack = next, type, select, table.unpack
 local SCALAR = {string = true, number = true, boolean = true}
 local MAX_FLAT = 48  -- values (24 arguments): beyond that the table goes as it is
@@ -57,9 +57,12 @@ return function(name, args, ...)
     end
     if n >= 0 then
       if n > stale then stale = n end
-      value, pending = start_flat(name, unpack(flat, 1, n))
+      -- the host function itself, not bind()'s closure around it: check() only when it failed
+      local ok, details
+      ok, value, pending, details = start_flat(name, unpack(flat, 1, n))
       for i = 1, stale do flat[i] = nil end
       stale = 0
+      if not ok then check(ok, value, pending, details) end
     else
       value, pending = start(name, args)
     end
@@ -118,8 +121,9 @@ def install(engine: LuaEngine, components: Components, scope: RunScope) -> None:
 
     table = expose(engine, "Tool", {"call": call, "list": list_, "info": info, "define": define,
                                     "categories": categories}, DOCS, convert=False)
-    flat_start = engine.internal[b"bind"](engine.host.wrap(call_flat))
-    awaiting = engine.compile_trusted(_AWAITING_CALL, "tool")(table[b"call"], flat_start, engine.internal[b"await"])
+    flat_start = engine.host.wrap(call_flat)  # returns true, ... or false, code, message[, details]
+    awaiting = engine.compile_trusted(_AWAITING_CALL, "tool")(table[b"call"], flat_start, engine.internal[b"await"],
+                                                              engine.internal[b"check"])
     table[b"call"] = awaiting
     engine.register_doc("Tool.call", awaiting, DOCS["call"])
 
