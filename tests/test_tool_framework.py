@@ -262,3 +262,40 @@ def test_wall_time_budget_cuts_off_a_running_async_tool() -> None:
     with pytest.raises(AikitError) as own:
         asyncio.run(reg.acall("own_timeout", {}, roomy))
     assert own.value.code == "timeout" and "upstream took too long" in own.value.message
+
+
+class _Text(str):
+    pass
+
+
+@pytest.mark.parametrize("types", ["string", "integer", "number", "boolean", "array", "object", "null",
+                                   ["string", "null"], ["integer", "boolean"], ["number", "unknown"]])
+def test_a_parameter_is_checked_as_its_own_schema_checks_it_whatever_its_value(types: object) -> None:
+    """An object's validator accepts a parameter of a type its schema accepts as such without
+    calling the parameter's check: it must find exactly the problems that check finds."""
+    from aikit_components.tools.schema import compile_validator
+
+    values = ["s", _Text("t"), "", 0, 3, -2, True, False, 1.0, 2.5, float("nan"), None, [], [1], {}, {"a": 1}]
+    alone = compile_validator({"type": types})
+    for required in (False, True):
+        schema = {"type": "object", "properties": {"x": {"type": types}}, **({"required": ["x"]} if required else {})}
+        within = compile_validator(schema)
+        for value in values:
+            expected = [p.replace("(arguments)", "x", 1) for p in alone(value)]
+            if value is None and not required:
+                expected = []  # an optional parameter given as nil is left out, not checked
+            if value is None and required and expected:
+                expected = ["x: required", *expected]
+            assert within({"x": value}) == expected, (types, required, value)
+
+
+def test_nested_tables_are_checked_at_every_level() -> None:
+    from aikit_components.tools.schema import compile_validator
+
+    validate = compile_validator({"type": "object", "properties": {
+        "x": {"type": "object", "properties": {"y": {"type": "integer"}}, "required": ["y"]}}})
+    assert validate({"x": {"y": True}}) == ["x.y: expected integer, got boolean"]
+    assert validate({"x": 5}) == ["x: expected table (with named fields), got integer"]
+    assert validate({"x": {}}) == ["x.y: required"]
+    assert validate({"x": {"y": 2.0}}) == [] and validate({"x": {"y": 1}}) == []
+    assert validate(7) == ["(arguments): expected table (with named fields), got integer"]

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -47,7 +48,7 @@ from ..operations.operation import Operation, OperationKind
 from ..sessions import os_error
 from ..storage.sqlite import translate_error
 from .group_commit import GroupCommit
-from .ledger_tail import CHUNK, META_PREFIX, TailFile, entry_line, orphans, read_entries
+from .ledger_tail import CHUNK, META_PREFIX, TailFile, line_head, orphans, read_entries
 
 log = logging.getLogger(__name__)
 
@@ -143,10 +144,19 @@ def chain_rows(newest: tuple[Any, ...] | None, batch: list[_Pending]) -> tuple[l
     newest stored ``(seq, hash)`` (None: an empty ledger), with the new head's count and hash."""
     seq, prev = (int(newest[0]), str(newest[1])) if newest is not None else (0, GENESIS)
     rows = []
+    append, sha256 = rows.append, hashlib.sha256
+    # chain_hash, inlined: a batch's entries mostly share their type and session, so the end of
+    # the hashed text they make is formatted once per batch rather than once per entry
+    ends: dict[tuple[str, str | None], str] = {}
     for item in batch:
         seq += 1
-        digest_ = chain_hash(prev, item.at, item.type, item.session, item.data_text, item.at_text)
-        rows.append((seq, item.at, item.type, item.session, item.data_text, prev, digest_))
+        type_, session = item.type, item.session
+        end = ends.get((type_, session))
+        if end is None:
+            end = ends[type_, session] = (
+                f',"session":{"null" if session is None else _STRING(session)},"type":{_STRING(type_)}}}')
+        digest_ = sha256(f'{prev}{{"at":{item.at_text},"data":{item.data_text}{end}'.encode()).hexdigest()
+        append((seq, item.at, type_, session, item.data_text, prev, digest_))
         prev = digest_
     return rows, seq, prev
 
@@ -214,6 +224,7 @@ class AuditLedger:
         self._db_lock = threading.Lock()  # the store: one user at a time
         self._closed = False
         self._tail: TailFile | None = None  # created on the first tail entry
+        self._line_heads: dict[tuple[str, str | None], str] = {}  # (type, session) -> line_head()
         self._retired: list[TailFile] = []  # full tail files not yet chained to their end
         self._folder: threading.Thread | None = None
         self._fold_now = threading.Event()  # cuts the folder's wait short (close)
@@ -264,9 +275,11 @@ class AuditLedger:
 
     def record_canonical(self, type_: str, data_text: str, *, session: str | None = None, fsync: bool = True) -> None:
         """:meth:`record` of an entry whose data is given as its canonical JSON text."""
-        item = self._new_entry(type_, data_text, session, fsync)
+        at = time.time_ns() // 1000 / 1e6  # now(), inlined: every audited operation comes here
+        item = _Pending(at, repr(at), type_, self.session if session is None else session, data_text, fsync)
         with self._lock:
-            self._check_open()
+            if self._closed:
+                self._check_open()
             if not fsync and self.uses_tail:
                 self._append_to_tail(item)
                 if (len(self._queue) >= FOLD_INLINE_AT and not self._writing and self._fold_failure is None
@@ -316,7 +329,12 @@ class AuditLedger:
     def _append_to_tail(self, item: _Pending) -> None:
         """Copy ``item`` into the tail file (the caller holds ``_cond``: the file's order is the
         queue's) and queue it for the folder."""
-        line = entry_line(item.at_text, item.type, item.session, item.data_text)
+        head = self._line_heads.get((item.type, item.session))
+        if head is None:
+            if len(self._line_heads) >= 64:
+                self._line_heads.clear()
+            head = self._line_heads[item.type, item.session] = line_head(item.type, item.session)
+        line = f"[{item.at_text},{head}{item.data_text}]\n".encode()  # entry_line's, its head formatted once
         tail = self._tail
         size = tail.append(line) if tail is not None else None
         if size is None:
@@ -624,7 +642,7 @@ def _insert_entries(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> No
     """Insert the ``(seq, at, type, session, data, prev, hash)`` rows, a hundred per statement."""
     full = len(rows) - len(rows) % ROWS_PER_INSERT
     for start in range(0, full, ROWS_PER_INSERT):
-        conn.execute(_INSERT_MANY, [value for row in rows[start:start + ROWS_PER_INSERT] for value in row])
+        conn.execute(_INSERT_MANY, [*itertools.chain.from_iterable(rows[start:start + ROWS_PER_INSERT])])
     if full < len(rows):
         conn.executemany(_INSERT + _ROW, rows[full:])
 
@@ -709,6 +727,13 @@ class AuditInterceptor(Interceptor):
         return op.kind.name in self.kinds
 
     def finished(self, op: Operation, result: Any) -> None:
+        if op.kind.name == "tool":  # the entry every tool call makes: _entry's, with less work
+            security = getattr(op.meta.get("tool"), "security", None)
+            caller = getattr(op.context, "caller", None)
+            if security != "write" and (caller is None or isinstance(caller, str)):
+                self.ledger.record_canonical("tool", _tool_text(op.name, caller, op.payload.get("args")),
+                                             fsync=security != "safe")
+                return
         self.ledger.record_canonical(*_entry(op, result, None), fsync=not _no_outside_effect_of_its_own(op))
 
     def failed(self, op: Operation, error: AikitError) -> None:
@@ -745,8 +770,28 @@ def _tool_call_text(op: Operation) -> str | None:
     caller = getattr(op.context, "caller", None)
     if getattr(op.meta.get("tool"), "security", None) == "write" or not isinstance(caller, (str, type(None))):
         return None
-    caller_text = f'"caller":{_STRING(caller)},' if caller else ""
-    return f'{{"args_digest":"{digest(op.payload.get("args"))}",{caller_text}"name":{_STRING(op.name)},"status":"ok"}}'
+    return _tool_text(op.name, caller, op.payload.get("args"))
+
+
+#: ``(tool name, caller) -> (text before, text after)`` the arguments' digest in a tool call's
+#: entry (see _tool_text). Bounded: emptied when full (callers such as ``agent:<name>`` vary).
+_AROUND_DIGEST: dict[tuple[str, str | None], tuple[str, str]] = {}
+_AROUND_DIGEST_MAX = 4096
+
+
+def _tool_text(name: str, caller: str | None, args: Any) -> str:
+    """The canonical data text of a successful call of tool ``name`` (not a ``write`` tool) by
+    ``caller``: ``{"args_digest":..., "caller":..., "name":..., "status":"ok"}`` (keys sorted;
+    no ``caller`` when it is empty). What surrounds the digest is formatted once per tool and
+    caller; the digest is :func:`digest`'s."""
+    around = _AROUND_DIGEST.get((name, caller))
+    if around is None:
+        if len(_AROUND_DIGEST) >= _AROUND_DIGEST_MAX:
+            _AROUND_DIGEST.clear()
+        caller_text = f'"caller":{_STRING(caller)},' if caller else ""
+        around = _AROUND_DIGEST[name, caller] = ('{"args_digest":"sha256:',
+                                                  f'",{caller_text}"name":{_STRING(name)},"status":"ok"}}')
+    return around[0] + hashlib.sha256(_CANONICAL(args).encode()).hexdigest()[:32] + around[1]
 
 
 #: Kinds whose effects outside the process are the operations they run, each recorded on its own.

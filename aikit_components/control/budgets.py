@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import copy
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -348,8 +347,9 @@ class BudgetInterceptor(Interceptor):
     def for_kind(self, kind: OperationKind) -> Interceptor:
         if kind.name != "tool":
             return self
-        guard = copy.copy(self)  # a tool call is charged before it runs; nothing after
-        guard.decides, guard.has_after, guard.has_notifications = False, False, False
+        guard = _ToolCallCharge(self.budgets)  # a tool call is charged before it runs; nothing after
+        guard.pipelines = self.pipelines
+        guard.decides, guard.has_after, guard.has_notifications, guard.has_started = False, False, False, False
         return guard
 
     def wants(self, op: Operation) -> bool:
@@ -403,3 +403,24 @@ class BudgetInterceptor(Interceptor):
                 CURRENT_METER.reset(token)
             except ValueError:  # reset from another context: the run's task ends with it anyway
                 pass
+
+
+class _ToolCallCharge(BudgetInterceptor):
+    """What :class:`BudgetInterceptor` puts in the chain of tool calls: the ``tool`` branch of
+    its ``wants`` and ``before`` alone (this runs for every tool call)."""
+
+    def wants(self, op: Operation) -> bool:
+        budget = getattr(op.context, "budget", None)  # caller_budget's test, inlined
+        if budget is not None and (budget.max_tool_calls is not None or budget.max_wall_time_s is not None):
+            return True
+        return self.budgets.current().limited
+
+    def before(self, op: Operation) -> Decision | None:
+        budget = getattr(op.context, "budget", None)
+        if budget is not None and (budget.max_tool_calls is not None or budget.max_wall_time_s is not None):
+            budget.charge_tool_call(op.name)  # caller_budget's test, inlined
+        meter = self.budgets.current()
+        if meter.limited:
+            meter.charge_tool_call(op.name)
+        return None
+

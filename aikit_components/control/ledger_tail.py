@@ -40,8 +40,13 @@ _STRING = json.encoder.encode_basestring_ascii
 def entry_line(at_text: str, type_: str, session: str | None, data_text: str) -> bytes:
     """One entry as a line of its tail (``at_text``: ``repr`` of its time; ``data_text``: its
     canonical JSON data)."""
-    session_text = "null" if session is None else _STRING(session)
-    return f"[{at_text},{_STRING(type_)},{session_text},{data_text}]\n".encode()
+    return f"[{at_text},{line_head(type_, session)}{data_text}]\n".encode()
+
+
+def line_head(type_: str, session: str | None) -> str:
+    """What an entry's line holds between its time and its data: ``"type","session",`` (the same
+    for many entries: a writer may keep it)."""
+    return f"{_STRING(type_)},{'null' if session is None else _STRING(session)},"
 
 
 #: The size of a tail file, allocated when it is created. A process that fills one starts the

@@ -65,11 +65,15 @@ class StopSwitch(Interceptor):
             events.subscribe(STOP_TOPIC, self._on_event)
 
     # -- tracking --------------------------------------------------------------------------------
-    def wants_kind(self, kind: OperationKind) -> bool:
-        return kind.name in STOPPABLE_KINDS or kind.name == "cell"
+    def wants_kind(self, kind: OperationKind) -> bool | None:
+        if kind.name == "cell":
+            return True
+        return None if kind.name in STOPPABLE_KINDS else False
 
     def wants(self, op: Operation) -> bool:
-        return self.wants_kind(op.kind)
+        # An operation run outside an event loop (a tool called from the Lua thread) has no task
+        # to register: the switch has nothing to do for it (the kernel's interrupt stops it).
+        return asyncio.events._get_running_loop() is not None  # public (in asyncio.events.__all__)
 
     def started(self, op: Operation) -> None:
         if op.kind.name == "cell":

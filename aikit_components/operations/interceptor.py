@@ -46,6 +46,9 @@ class Interceptor:
     has_after: bool = False
     has_error: bool = False
     has_notifications: bool = False
+    # Whether ``started`` is overridden (most observers only need the outcome): the pipeline
+    # calls it only then. False wherever ``has_notifications`` is.
+    has_started: bool = False
     # Whether ``afinished``/``afailed`` are overridden: async callers await them (in chain order,
     # as the plain ones), everyone else calls ``finished``/``failed``.
     has_async_notifications: bool = False
@@ -57,6 +60,7 @@ class Interceptor:
         cls.has_error = cls.error is not Interceptor.error or cls.aerror is not Interceptor.aerror
         cls.has_notifications = any(getattr(cls, name) is not getattr(Interceptor, name)
                                     for name in ("started", "finished", "failed", "afinished", "afailed"))
+        cls.has_started = cls.started is not Interceptor.started
         cls.has_async_notifications = any(getattr(cls, name) is not getattr(Interceptor, name)
                                           for name in ("afinished", "afailed"))
 

@@ -229,7 +229,7 @@ class Pipeline:
         while True:
             op.started = time.perf_counter()
             for interceptor in chain:
-                if interceptor.has_notifications:
+                if interceptor.has_started:
                     interceptor.started(op)
             try:
                 result = handler(op) if sync else (yield _INVOKE)  # type: ignore[misc]
@@ -339,13 +339,6 @@ def _guard(chain: Sequence[Interceptor], op: Operation) -> None:
             raise error from exc
 
 
-def _started(chain: Sequence[Interceptor], op: Operation) -> None:
-    op.started = time.perf_counter()
-    for interceptor in chain:
-        if interceptor.has_notifications:
-            interceptor.started(op)
-
-
 def _finished(chain: Sequence[Interceptor], op: Operation, result: Any) -> None:
     for interceptor in chain:
         if interceptor.has_notifications:
@@ -358,7 +351,10 @@ def _enter(chain: Sequence[Interceptor], op: Operation) -> None:
         if interceptor.has_before:
             _guard(chain, op)
             break
-    _started(chain, op)
+    op.started = time.perf_counter()  # _started's, inlined: this runs per operation
+    for interceptor in chain:
+        if interceptor.has_started:
+            interceptor.started(op)
 
 
 def _raise_failure(chain: Sequence[Interceptor], op: Operation, exc: BaseException) -> NoReturn:

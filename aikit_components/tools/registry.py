@@ -133,6 +133,10 @@ class ToolRegistry:
     def __contains__(self, name: str) -> bool:
         return name in self._tools
 
+    def find(self, name: str) -> Tool | None:
+        """The tool named ``name``, or None (:meth:`get` raises with suggestions instead)."""
+        return self._tools.get(name)
+
     def list(self, category: str | None = None) -> list[Tool]:
         tools = sorted(self._tools.values(), key=lambda t: (t.category, t.name))
         return [t for t in tools if category is None or t.category == category]
@@ -206,7 +210,7 @@ class ToolRegistry:
     def call(self, name: str, args: Any, ctx: ToolContext) -> Any:
         """Call a tool synchronously (plain ``def`` tools and Lua-defined tools; an async tool
         needs :meth:`acall`)."""
-        item = self.get(name)
+        item = self._tools.get(name) or self.get(name)  # get() raises, with suggestions
         try:
             bound = self._checked_args(item, args)
         except AikitError as exc:

@@ -29,6 +29,13 @@ _SUPPORTED = {
     "default", "description", "title", "examples", "$schema", "format",
 }
 
+# Per JSON type, the Python types whose values are of it without looking further (an integral
+# float is an integer too, but only _JSON_TYPES' test says so).
+_EXACT_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,), "array": (list,),
+    "object": (dict,), "null": (type(None),),
+}
+
 _JSON_TYPES: dict[str, Callable[[Any], bool]] = {
     "string": lambda v: isinstance(v, str),
     "integer": lambda v: isinstance(v, int) and not isinstance(v, bool) or (isinstance(v, float) and v.is_integer()),
@@ -224,6 +231,8 @@ def _compile(schema: dict[str, Any]) -> Check:
         tests = [_JSON_TYPES[n] for n in names if n in _JSON_TYPES]
         label = " or ".join(LUA_WORDS.get(n, n) for n in names)
         single = tests[0] if len(tests) == 1 else None
+        # the Python types whose values pass check_type as they are (no call needed)
+        accepts = frozenset(t for n in names for t in _EXACT_TYPES.get(n, ()))
 
         def check_type(v: Any, path: str, out: Problems) -> bool:
             if not (single(v) if single is not None else any(t(v) for t in tests)):
@@ -232,6 +241,7 @@ def _compile(schema: dict[str, Any]) -> Check:
             return True
     else:
         check_type = None  # type: ignore[assignment]
+        accepts = frozenset()
     if "enum" in schema:
         allowed = schema["enum"]
         checks.append(lambda v, p, o: None if v in allowed
@@ -270,10 +280,13 @@ def _compile(schema: dict[str, Any]) -> Check:
         checks.append(check_any)
 
     if not checks and check_type is not None:
-        return check_type  # a type alone (most parameters): one call less per value checked
+        # a type alone (most parameters): one call less per value checked, and none at all for a
+        # value of a type it accepts as such (see _object_check)
+        check_type.accepts = accepts  # type: ignore[attr-defined]
+        return check_type
 
     def check(value: Any, path: str, out: Problems) -> None:
-        if check_type is not None and not check_type(value, path, out):
+        if check_type is not None and type(value) not in accepts and not check_type(value, path, out):
             return
         for c in checks:
             c(value, path, out)
@@ -305,6 +318,8 @@ def _bounds(schema: dict[str, Any], checks: list[Check]) -> None:
 
 def _object_check(schema: dict[str, Any]) -> Check:
     props = {name: _compile(sub) for name, sub in schema.get("properties", {}).items()}
+    # name -> (its check, the Python types its check accepts as they are: no call needed)
+    checked = {name: (sub, getattr(sub, "accepts", frozenset())) for name, sub in props.items()}
     required = list(schema.get("required", []))
     extra = schema.get("additionalProperties", True)
     extra_check = _compile(extra) if isinstance(extra, dict) else None
@@ -319,8 +334,11 @@ def _object_check(schema: dict[str, Any]) -> Check:
             if name not in v or v[name] is None and name in props and name not in nullable:
                 out.append(f"{prefix}{name}: required")
         for name, value in v.items():
-            sub = props.get(name)
-            if sub is not None:
+            entry = checked.get(name)
+            if entry is not None:
+                sub, accepts = entry
+                if type(value) in accepts:
+                    continue
                 if value is not None or name in required:
                     sub(value, f"{prefix}{name}", out)
             elif extra is False:

@@ -73,7 +73,29 @@ def flat_pairs_to_dict(flat: tuple[Any, ...]) -> dict[Any, Any]:
     """The dict of a Lua table that Lua flattened into ``k1, v1, k2, v2, ...`` (string keys and
     string, number or boolean values: what :func:`lua_to_python` makes of the same table, for the
     price of the call's arguments: no table to walk from Python)."""
-    return {_text_or_bytes(k): _text_or_bytes(v) if type(v) is bytes else v for k, v in zip(flat[::2], flat[1::2])}
+    # A loop rather than a comprehension (which is a function call of its own), and the keys
+    # (argument names: a few, used again and again) decoded once: this runs for every Tool.call.
+    converted = {}
+    known = _FLAT_KEYS.get
+    pairs = iter(flat)
+    for k in pairs:
+        v = next(pairs)
+        converted[known(k) or _flat_key(k)] = _text_or_bytes(v) if type(v) is bytes else v
+    return converted
+
+
+#: Keys of flattened tables decoded so far (bytes -> str); bounded (emptied when full).
+_FLAT_KEYS: dict[bytes, str] = {}
+_FLAT_KEYS_MAX = 1024
+
+
+def _flat_key(raw: bytes) -> str | bytes:
+    key = _text_or_bytes(raw)
+    if type(key) is str and key:
+        if len(_FLAT_KEYS) >= _FLAT_KEYS_MAX:
+            _FLAT_KEYS.clear()
+        _FLAT_KEYS[raw] = key
+    return key
 
 
 def _key(k: Any) -> Any:

@@ -98,7 +98,9 @@ def host_function(fn: Callable[..., Any], interrupted: Callable[[], bool] | None
             return _failure(fn, exc, interrupted, details_to_lua)
         if isinstance(result, tuple):
             return (True, *map(to_lua, result))
-        return (True, to_lua(result))
+        if isinstance(result, str):  # to_lua's, inlined: every call of every binding returns here
+            return (True, result.encode("utf-8", errors="surrogateescape"))
+        return (True, result)
 
     return wrapper
 

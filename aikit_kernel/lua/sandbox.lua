@@ -58,6 +58,7 @@ local function bind(pyfn)
   return function(...) return check(pyfn(...)) end
 end
 internal.bind = bind
+internal.check = check  -- for bindings that call a host function directly (Tool.call)
 
 ---------------------------------------------------------------------------------------------
 -- Interrupts: a count hook, registered here but disarmed from Python until an interrupt is

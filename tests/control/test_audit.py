@@ -345,3 +345,49 @@ def test_components_refuse_a_newer_ledger_before_storing_anything(tmp_path: Path
     with pytest.raises(LedgerError, match="upgrade aikit"):
         Components.open(config=config, data_dir=data, plugins=False)
     assert not (data / "sessions.sqlite").exists()
+
+
+def test_a_tool_calls_entry_is_the_canonical_json_of_its_data_for_every_caller_and_security(
+        components: Components, tmp_path: Path) -> None:
+    """A tool call's entry is formatted around its arguments' digest, the text around it kept per
+    tool and caller: it must be the entry the general path makes (the canonical JSON of
+    ``{args_digest, caller, name, status}``, no caller when it is empty), call after call."""
+    from aikit_components.control.audit import digest
+    from aikit_components.tools import tool
+
+    c = components
+    made = []
+    for security in ("safe", "read", "network", "process"):
+        @tool(name=f"echo_{security}", category="test", security=security)
+        def echo(text: str, n: int = 0) -> str:
+            """Echo.
+
+            Args:
+                text: Text.
+                n: A number.
+            """
+            return text
+
+        c.tools.register(echo, replace=True)
+        made.append(echo.name)
+    calls = []
+    for name in made:
+        for caller in ("lua", None, "", 'we"ird \u00fc\n', "agent:x"):
+            for args in ({"text": "a"}, {"text": "\u00e9\u00e8 \"q\"", "n": 3}, {"n": -1, "text": ""}):
+                for _ in range(2):  # the second call formats nothing but the digest
+                    c.tools.call(name, args, c.tool_context(caller=caller))
+                    calls.append((name, caller, args))
+    c.audit.flush()
+    conn = sqlite3.connect(tmp_path / "data" / FILE_NAME)
+    try:
+        texts = [row[0] for row in conn.execute("SELECT data FROM entries WHERE type = 'tool' ORDER BY seq")]
+    finally:
+        conn.close()
+    expected = []
+    for name, caller, args in calls:
+        data: dict[str, Any] = {"name": name, "status": "ok", "args_digest": digest(args)}
+        if caller:
+            data["caller"] = caller
+        expected.append(canonical(data))
+    assert texts == expected
+    assert c.audit.verify().ok

@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -109,3 +110,45 @@ def test_a_thread_recording_many_tail_entries_chains_them_itself(tmp_path: Path,
     finally:
         reader.close()
         ledger.close()
+
+
+def test_a_tail_holds_each_entry_as_entry_line_writes_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ledger formats a line's type and session once per pair: the lines must be
+    entry_line's, whatever the mix of types and sessions."""
+    monkeypatch.setattr(audit, "FOLD_DELAY", 3600.0)  # nothing is chained while we look
+    ledger = AuditLedger(tmp_path / FILE_NAME, session="s\u00fc1")
+    recorded = [("tool", None, {"n": 1}), ("tool", "other", {"n": 2}), ("agent", None, {"t": "\u00e9"}),
+                ("tool", None, {"n": 3}), ("tool", "other", {"n": 4})]
+    try:
+        for type_, session, data in recorded:
+            ledger.record(type_, data, session=session, fsync=False)
+        [tail] = tails(tmp_path)
+        content = tail.read_bytes().rstrip(b"\0")
+        lines = content.splitlines(keepends=True)
+        assert len(lines) == len(recorded)
+        for line, (type_, session, data) in zip(lines, recorded):
+            at_text = line[1:line.index(b",")].decode()
+            assert line == ledger_tail.entry_line(at_text, type_, session or "s\u00fc1", audit.canonical(data))
+    finally:
+        ledger.close()
+    ledger = AuditLedger(tmp_path / FILE_NAME)
+    try:
+        assert [(e.type, e.session, e.data) for e in ledger.entries()] == [
+            (t, s or "s\u00fc1", d) for t, s, d in recorded]
+        assert ledger.verify().ok
+    finally:
+        ledger.close()
+
+
+def test_a_batch_is_chained_with_the_hash_of_each_entry() -> None:
+    """chain_rows formats what entries share once per batch: each row's hash must be chain_hash's."""
+    batch = [SimpleNamespace(at=1.5 + i, at_text=repr(1.5 + i), type=type_, session=session, data_text=f'{{"i":{i}}}')
+             for i, (type_, session) in enumerate([("tool", None), ("tool", "s"), ("agent", "s"), ("tool", None),
+                                                   ("t\u00fcl", "s\"x")])]
+    rows, seq, head = audit.chain_rows((7, "ab" * 32), batch)  # type: ignore[arg-type]
+    prev = "ab" * 32
+    for n, (row, item) in enumerate(zip(rows, batch), start=8):
+        assert row == (n, item.at, item.type, item.session, item.data_text, prev,
+                       audit.chain_hash(prev, item.at, item.type, item.session, item.data_text))
+        prev = row[6]
+    assert (seq, head) == (12, prev)

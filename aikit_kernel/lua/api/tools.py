@@ -9,7 +9,7 @@ from aikit_components.errors import InvalidArgument, ValidationError
 from aikit_components.tools import SECURITY_LEVELS, Tool
 from aikit_components.tools.schema import schema_problems
 
-from ..convert import flat_pairs_to_dict, lua_type
+from ..convert import flat_pairs_to_dict, lua_type, python_to_lua
 from ..engine import LuaEngine
 from . import expose
 from ._util import call_lua, call_lua_async, function_arg, lua, name_arg, options, py
@@ -41,13 +41,13 @@ DOCS = {
 # table, which Python would walk entry by entry; any other table goes as it is. ``flat`` is
 # reused; the values it held are released after each call so it keeps nothing alive.
 _AWAITING_CALL = r"""
-local start, start_flat, await = ...
+local start, start_flat, await, check = ...
 local next, type, select, unpack = next, type, select, table.unpack
 local SCALAR = {string = true, number = true, boolean = true}
 local MAX_FLAT = 48  -- values (24 arguments): beyond that the table goes as it is
 local flat, stale = {}, 0
 return function(name, args, ...)
-  local state, value
+  local value, pending
   if type(args) == "table" and select("#", ...) == 0 then
     local n = 0
     for k, v in next, args do
@@ -57,31 +57,36 @@ return function(name, args, ...)
     end
     if n >= 0 then
       if n > stale then stale = n end
-      state, value = start_flat(name, unpack(flat, 1, n))
+      -- the host function itself, not bind()'s closure around it: check() only when it failed
+      local ok, details
+      ok, value, pending, details = start_flat(name, unpack(flat, 1, n))
       for i = 1, stale do flat[i] = nil end
       stale = 0
+      if not ok then check(ok, value, pending, details) end
     else
-      state, value = start(name, args)
+      value, pending = start(name, args)
     end
   else
-    state, value = start(name, args, ...)
+    value, pending = start(name, args, ...)
   end
-  if state == "pending" then return await(value) end
+  if pending ~= nil then return await(pending) end
   return value
 end
 """
 
 
 def install(engine: LuaEngine, components: Components, scope: RunScope) -> None:
-    def started(tool_name: str, arguments: dict[str, Any]) -> tuple[bytes, Any]:
-        """Run a call of a synchronous tool (``done``, its result) or start an async one
-        (``pending``, what Lua awaits: it runs on the I/O loop, a workflow step yields meanwhile)."""
+    def started(tool_name: str, arguments: dict[str, Any]) -> Any:
+        """Run a call of a synchronous tool (its result, one value) or start an async one
+        (``nil`` and what Lua awaits: it runs on the I/O loop, a workflow step yields meanwhile)."""
         registry = components.tools
-        if tool_name not in registry:
+        item = registry.find(tool_name)
+        if item is None:
             resolve_tools(engine, components, [tool_name])  # an MCP server of aikit.toml, on first use
-        if registry.get(tool_name).is_async:
-            return b"pending", engine.start(registry.acall(tool_name, arguments, scope.context))
-        return b"done", lua(engine, registry.call(tool_name, arguments, scope.context))
+            item = registry.get(tool_name)
+        if item.is_async:
+            return None, engine.start(registry.acall(tool_name, arguments, scope.context))
+        return python_to_lua(engine.runtime, registry.call(tool_name, arguments, scope.context))  # one value
 
     def call(name: Any, args: Any = None) -> Any:
         tool_name = name_arg(name, "Tool.call: the tool name")
@@ -91,7 +96,10 @@ def install(engine: LuaEngine, components: Components, scope: RunScope) -> None:
         return started(tool_name, arguments)
 
     def call_flat(name: Any, *flat: Any) -> Any:
-        return started(name_arg(name, "Tool.call: the tool name"), flat_pairs_to_dict(flat))
+        # name_arg's, inlined for the common case (a non-empty string): this runs for every call
+        tool_name = (name.decode("utf-8", errors="replace") if type(name) is bytes and name
+                     else name_arg(name, "Tool.call: the tool name"))
+        return started(tool_name, flat_pairs_to_dict(flat))
 
     def list_(opts: Any = None) -> Any:
         category = options(engine, opts, ("category",), "Tool.list").get("category")
@@ -113,8 +121,9 @@ def install(engine: LuaEngine, components: Components, scope: RunScope) -> None:
 
     table = expose(engine, "Tool", {"call": call, "list": list_, "info": info, "define": define,
                                     "categories": categories}, DOCS, convert=False)
-    flat_start = engine.internal[b"bind"](engine.host.wrap(call_flat))
-    awaiting = engine.compile_trusted(_AWAITING_CALL, "tool")(table[b"call"], flat_start, engine.internal[b"await"])
+    flat_start = engine.host.wrap(call_flat)  # returns true, ... or false, code, message[, details]
+    awaiting = engine.compile_trusted(_AWAITING_CALL, "tool")(table[b"call"], flat_start, engine.internal[b"await"],
+                                                              engine.internal[b"check"])
     table[b"call"] = awaiting
     engine.register_doc("Tool.call", awaiting, DOCS["call"])
 
