@@ -111,7 +111,8 @@ def main() -> int:
         os.chdir(root)
         (root / "aikit.toml").write_text(f'[providers.openai]\nbase_url = "{server.url}/v1"\napi_key = "k"\n'
                                          "retries = 0\n\n[security]\nallow_private_hosts = true\n")
-        config = Config.load(cwd=root, env={}, user_dir=root / "user")
+        # (a project file grants rights, such as reaching the local server, only when trusted)
+        config = Config.load(cwd=root, env={"AIKIT_TRUST_PROJECT_CONFIG": "1"}, user_dir=root / "user")
         c = Components.open(config=config, data_dir=root / "data", plugins=False, loop_getter=runtime.get_loop)
         _ = c.tools
         ended: dict[str, str] = {}
