@@ -24,6 +24,9 @@ Method: ``time.perf_counter_ns`` around ``run_cell``; one untimed warm-up per co
 median of ``--reps`` repetitions (default 7; 3 with ``--quick``) is reported with the ratio to
 (1) measured in the same run. Other load on the machine (2 shared CPUs) inflates every number;
 the ratios are what matter.
+
+Exit status: 0 whether or not the targets are met (a benchmark, not a test), as every benchmark
+here; the verdicts are printed.
 """
 
 from __future__ import annotations
@@ -99,19 +102,17 @@ def main(argv: list[str] | None = None) -> int:
     results, native_used = measure(reps)
     print(f"Lua debugger overhead ({reps} repetitions, median; line filter: "
           f"{'native C' if native_used else 'Lua fallback'})\n")
-    ok = True
     for workload, per in results.items():
         base = per["no debugger"]
         rows = [Row("no debugger", f"{base * 1000:.1f} ms", "baseline")]
         for config in CONFIGS[1:]:
             ratio = per[config] / base
             passed = ratio <= TARGETS[config]
-            ok = ok and passed
             rows.append(Row(config, f"{per[config] * 1000:.1f} ms",
                             f"{ratio:.2f}x (target <= {TARGETS[config]}x)", verdict(passed)))
         print_section(workload, "time", rows)
     print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    return 0 if ok else 1
+    return 0
 
 
 if __name__ == "__main__":

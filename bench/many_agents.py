@@ -24,6 +24,10 @@ connection, whose own CPU per request is several times higher.
    against the ideal. Meanwhile a ``kernel_info_request`` is sent on the control channel every
    50 ms: the p50 and max of its round trips say whether the kernel stays responsive.
 
+0. The floor, first: the same N runs' requests (the conversation an agent sends, three calls per
+   run on one keep-alive connection) made by hand from a bare asyncio client in this process, no
+   aikit and no httpx: what CPython on this machine allows, against which the ideal is set.
+
 One untimed run of 10 agents first (connections, imports). Targets: wall <= 1.2x the ideal
 (Python and Lua); kernel_info during the run < 50 ms (max).
 
@@ -203,6 +207,59 @@ def python_runs(url: str, tmp: Path, n: int, warm: int) -> float:
             components.close()
 
 
+# ---------------------------------------------------------------------- 0. the floor: no aikit
+_FLOOR_TOOLS = [{"type": "function", "function": {
+    "name": "calculate", "description": "Evaluate an arithmetic expression.",
+    "parameters": {"type": "object", "properties": {"expression": {"type": "string"}}, "required": ["expression"]}}}]
+
+
+async def _floor_run(host: str, port: int) -> str:
+    """One run's three model calls (and the conversation between them), by hand: one connection,
+    HTTP/1.1 with keep-alive, the JSON bodies an agent sends, the answers read and decoded."""
+    reader, writer = await asyncio.open_connection(host, port)
+    messages: list[dict[str, Any]] = [{"role": "user", "content": "go"}]
+    try:
+        while True:
+            body = json.dumps({"model": "m", "messages": messages, "tools": _FLOOR_TOOLS}).encode()
+            writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: " + host.encode()
+                         + b"\r\nContent-Type: application/json\r\nContent-Length: " + str(len(body)).encode()
+                         + b"\r\n\r\n" + body)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            message = json.loads(await reader.readexactly(length))["choices"][0]["message"]
+            messages.append(message)
+            calls = message.get("tool_calls")
+            if not calls:
+                return str(message.get("content"))
+            messages.append({"role": "tool", "tool_call_id": calls[0]["id"], "content": "1"})
+    finally:
+        writer.close()
+
+
+def floor_runs(url: str, n: int, warm: int) -> float:
+    """The floor: the same n runs' requests from a bare asyncio client in this process (no aikit,
+    no httpx, no tool, no record): what CPython and this machine allow."""
+    host, port = url.removeprefix("http://").split(":")
+
+    async def batch(count: int) -> float:
+        t0 = time.perf_counter()
+        answers = await asyncio.gather(*(_floor_run(host, int(port)) for _ in range(count)))
+        elapsed = time.perf_counter() - t0
+        if any(a != "done" for a in answers):
+            raise BenchError(f"the floor's runs did not all answer 'done': {answers[:3]!r}")
+        return elapsed
+
+    async def both() -> float:
+        await batch(warm)
+        return await batch(n)
+
+    return asyncio.run(both())
+
+
 # ---------------------------------------------------------------------- 2. Lua, in a kernel
 LUA_BUILD = """
 local steps = {{}}
@@ -304,6 +361,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="aikit-bench-many-") as tmp_name:
             tmp = Path(tmp_name)
+            log(f"floor: {n} runs' requests from a bare asyncio client (after {warm} untimed)")
+            floor_wall = floor_runs(server.url, n, warm)
+            log(f"  {floor_wall:.3f} s")
             log(f"Python: {n} agent runs at once (after {warm} untimed)")
             py_wall = python_runs(server.url, tmp, n, warm)
             log(f"  {py_wall:.3f} s")
@@ -321,10 +381,13 @@ def main(argv: list[str] | None = None) -> int:
     ping_ok = max(ping_ms) < TARGET_KERNEL_INFO_MS
     rows = [
         Row(f"ideal (critical path: 3 x {args.delay_ms:g} ms)", f"{ideal:.3f}"),
+        Row(f"floor: the same {3 * n} requests, bare asyncio client", f"{floor_wall:.3f}",
+            f"{floor_wall / ideal:.2f}x ideal"),
         Row(f"Python: {n} agent.run at once", f"{py_wall:.3f}", f"{py_wall / ideal:.2f}x ideal (target <= "
             f"{TARGET_WALL_RATIO:g}x)", "PASS" if py_ok else "FAIL"),
         Row(f"Lua: workflow of {n} agent steps (kernel)", f"{lua_wall:.3f}", f"{lua_wall / ideal:.2f}x ideal (target "
             f"<= {TARGET_WALL_RATIO:g}x)", "PASS" if lua_ok else "FAIL"),
+        Row("  Python / floor, Lua / floor", f"{py_wall / floor_wall:.2f}x / {lua_wall / floor_wall:.2f}x"),
         Row("  model calls per second (Python / Lua)", f"{3 * n / py_wall:,.0f} / {3 * n / lua_wall:,.0f}"),
     ]
     print()
