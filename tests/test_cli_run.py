@@ -170,3 +170,20 @@ def test_a_streamed_answer_cut_by_max_tokens_says_so_where_it_is_printed(tmp_pat
     assert lines[0] == "The three reasons are: first,"
     assert lines[1].startswith("[cut off: the answer reached max_tokens; raise max_tokens in Agent.new")
     assert lines[2] == "max_tokens"
+
+
+def test_a_script_runs_with_the_collector_settings_of_a_kernel(tmp_path: Path) -> None:
+    """`aikit run` sets the garbage collector as a kernel process does (aikit_kernel/collector.py):
+    the runtime built before the script is frozen (not traversed again) and full collections are
+    rarer."""
+    code = ("import gc\n"
+            "from aikit_kernel.cli.run import open_script_runtime\n"
+            "from aikit_kernel.collector import MIDDLE_COLLECTIONS_PER_FULL\n"
+            "from aikit_kernel.output import TerminalOutput\n"
+            "lua = open_script_runtime('s.lua', TerminalOutput())\n"
+            "print(gc.get_freeze_count() > 10_000, gc.get_threshold()[2] == MIDDLE_COLLECTIONS_PER_FULL)\n"
+            "lua.close('completed')\n")
+    env = dict(os.environ, AIKIT_DATA_DIR=str(tmp_path / "data"), PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["True", "True"]
