@@ -26,7 +26,7 @@ and after on the same machine at the same time. Spans a full queue dropped are c
 
 ``--instructions`` counts instead of timing, which a loaded machine does not disturb: it runs
 ``valgrind --tool=callgrind`` on a process making 6N trivial tool calls and on one making N,
-tracing off and with the local store (and with ``--baseline``, the baseline's store), and prints
+tracing off and with the local store (and with ``--baseline``, the baseline's too), and prints
 the instructions per call (the difference over 5N), the writer thread's work included.
 
 A benchmark, not a test: exit status 0 (2 when a probe fails).
@@ -261,7 +261,7 @@ def instructions(calls: int, baseline: Path | None) -> int:
         return 2
     runs = [("off", "off", REPO), ("store", "store", REPO)]
     if baseline is not None:
-        runs.append(("baseline store", "store", baseline))
+        runs += [("baseline off", "off", baseline), ("baseline store", "store", baseline)]
     per_call: dict[str, float] = {}
     for label, mode, repo in runs:
         # (two processes that both make calls: what a process does once, which varies by some
@@ -271,7 +271,8 @@ def instructions(calls: int, baseline: Path | None) -> int:
         print(f"  {label}: {few:,} Ir with {calls} calls, {many:,} with {6 * calls}", file=sys.stderr)
     print(f"{'instructions per trivial tool call':40}{'Ir':>12}{'added':>12}")
     for label, value in per_call.items():
-        added = "" if label == "off" else f"{value - per_call['off']:>12,.0f}"
+        off = per_call["baseline off" if label.startswith("baseline") else "off"]
+        added = "" if label.endswith("off") else f"{value - off:>12,.0f}"
         print(f"{label:40}{value:>12,.0f}{added}")
     return 0
 
