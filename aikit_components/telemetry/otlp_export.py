@@ -21,9 +21,26 @@ _UNSET = Status(StatusCode.UNSET)
 _OK = Status(StatusCode.OK)
 
 
+class _HashedOnce(Resource):
+    """A ``Resource`` whose hash is worked out once. The exporter groups each batch's spans by
+    resource, hashing it per span, and ``Resource.__hash__`` encodes the attributes to JSON each
+    time: a third of the exporter's work for a span. (A resource never changes: its attributes
+    are read-only.)"""
+
+    def __init__(self, resource: Resource) -> None:
+        super().__init__(resource.attributes, resource.schema_url)
+        self._hash = super().__hash__()
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:  # (as Resource's: a class that sets __hash__ restates it)
+        return super().__eq__(other)
+
+
 def resource(service_name: str = "aikit") -> Resource:
     """The resource aikit's spans and metrics are reported with (``OTEL_SERVICE_NAME`` wins)."""
-    return Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME") or service_name})
+    return _HashedOnce(Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME") or service_name}))
 
 
 def readable_span_converter(service_name: str = "aikit") -> Callable[[Span], ReadableSpan]:

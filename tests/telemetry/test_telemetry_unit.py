@@ -310,3 +310,18 @@ def test_a_tools_spans_share_their_attributes_until_one_changes(tmp_path: Path) 
     assert [s.status for s in spans] == ["UNSET", "UNSET", "ERROR", "UNSET", "UNSET", "UNSET"]
     assert spans[2].attributes == {**expected, "error.type": spans[2].attributes["error.type"]}
     assert all(s.attributes == expected for i, s in enumerate(spans) if i != 2)
+
+
+def test_the_export_resource_is_an_ordinary_resource_hashed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The resource aikit exports spans with equals, and hashes as, the SDK's own resource of the
+    same attributes (so exporters group spans by it as before); its hash is worked out once."""
+    from opentelemetry.sdk.resources import Resource
+
+    from aikit_components.telemetry.otlp_export import resource
+
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "svc")
+    ours, theirs = resource(), Resource.create({"service.name": "svc"})
+    assert ours == theirs and theirs == ours and hash(ours) == hash(theirs)
+    assert ours.attributes["service.name"] == "svc" and ours.schema_url == theirs.schema_url
+    assert {ours: 1}[theirs] == 1
+    assert ours != Resource.create({"service.name": "other"})
