@@ -158,9 +158,9 @@ def _writer(backend: Any) -> GroupCommit[_Row] | None:
                 target = store()
                 if target is None:
                     raise IOFailure("the state store has been closed")
-                if hasattr(target, "set_rows"):  # one transaction
+                if hasattr(target, "set_rows"):  # one transaction (the built-in stores)
                     target.set_rows(batch)
-                else:
+                else:  # a write each: a failed batch is written again one by one (upserts: harmless)
                     for scope, key, value, expires_at in batch:
                         target.set(scope, key, value, expires_at)
 

@@ -120,3 +120,28 @@ def test_a_store_in_memory_is_written_at_once() -> None:
     state = State(MemoryStateBackend())
     asyncio.run(state.aset("global", "k", [1, 2]))
     assert state.get("global", "k") == [1, 2]
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite", "postgres"])
+def test_concurrent_writes_land_in_order_on_every_store(kind: str, tmp_path: Path,
+                                                        request: pytest.FixtureRequest) -> None:
+    if kind == "postgres":
+        from aikit_components.storage.postgres import PostgresDatabase
+        from aikit_components.storage.postgres_state import PostgresStateBackend
+        backend: Any = PostgresStateBackend(PostgresDatabase(request.getfixturevalue("pg_url"), pool_max=4))
+    elif kind == "sqlite":
+        backend = SQLiteStateBackend(tmp_path / "state.sqlite")
+    else:
+        backend = MemoryStateBackend()
+    state = State(backend)
+
+    async def main() -> None:
+        await asyncio.gather(*(state.aset("workflow:r", "key", i) for i in range(20)),
+                             *(state.aset(f"user:u{i}", "k", {"i": i}) for i in range(5)),
+                             state.aset("global", "ttl", "x", ttl=3600))
+
+    asyncio.run(main())
+    assert state.get("workflow:r", "key") == 19  # the last write made
+    assert [state.get(f"user:u{i}", "k") for i in range(5)] == [{"i": i} for i in range(5)]
+    assert state.get("global", "ttl") == "x"
+    state.close()
