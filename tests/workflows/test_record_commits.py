@@ -6,16 +6,19 @@ committed (the promise: a durable step's record is stored before the next step s
 from __future__ import annotations
 
 import asyncio
+import signal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from aikit_components.components import Components
+from aikit_components.config import Config
 from aikit_components.workflows import engine
 from aikit_components.workflows.engine import StepContext, load_run
 from aikit_components.workflows.model import Step, Workflow
 from tests.support.commit_gate import CommitGate
+from tests.support.processes import start_python
 from tests.support.workflows import make_components
 
 
@@ -86,3 +89,44 @@ def test_the_run_returns_once_its_final_record_is_committed(comps: Components,
     record = asyncio.run(main())
     loaded = load_run(comps, "final-1")
     assert record.status == "succeeded" and loaded is not None and loaded.status == "succeeded"
+
+
+CHILD = r"""
+import asyncio, sys
+from pathlib import Path
+from aikit_components.components import Components
+from aikit_components.config import Config
+from aikit_components.config import Config
+from aikit_components.workflows import engine
+from aikit_components.workflows.model import Step, Workflow
+
+async def hang(params, ctx):
+    print("second started", flush=True)
+    await asyncio.Event().wait()  # until the parent kills this process
+
+c = Components.open(config=Config({}), data_dir=Path(sys.argv[1]), plugins=False)
+wf = Workflow("killed", steps=[Step("first", kind="function", fn=lambda p, ctx: {"n": 1}),
+                               Step("second", kind="function", fn=hang, depends_on=["first"])])
+asyncio.run(engine.run(wf, components=c, run_id="killed-1"))
+"""
+
+
+def test_a_durable_step_is_found_after_kill_9_once_the_next_step_started(tmp_path: Path) -> None:
+    """The promise across a crash: once the next step has started, the durable step's record is
+    on disk; ``kill -9`` then, and a resume finds it succeeded."""
+    data = tmp_path / "data"
+    proc = start_python(CHILD, str(data))
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.strip() == "second started", line + (proc.stderr.read() if proc.stderr else "")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    c = Components.open(config=Config({}), data_dir=data, plugins=False)
+    try:
+        loaded = load_run(c, "killed-1")
+        assert loaded is not None and loaded.steps["first"].status == "succeeded"
+        assert loaded.steps["first"].output == {"n": 1}
+    finally:
+        c.close()
