@@ -156,8 +156,10 @@ class RunScheduler:
         else:
             record.status = "succeeded"
         record.ended_at = now
-        await self._recorder.finish()
-        self._events.run_finished(record)
+        try:
+            await self._recorder.finish()
+        finally:  # cancelled again meanwhile (the write goes on in its own task): still told
+            self._events.run_finished(record)
 
     def _pump(self) -> None:
         """Start ready steps while the concurrency limit allows (inline for plain noops)."""
