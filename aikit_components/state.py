@@ -20,6 +20,11 @@ hook runs after ``fn`` computed the new value, inside the atomic section. A writ
 (a full disk, a value too large, an updater that raised) fires ``state.write.error`` (payload
 ``{scope, key, op, error = {code, message, details}}``, observe only) and publishes
 ``state.failed`` ``{scope, key, op, code, message}`` before the error reaches the caller.
+
+:meth:`State.aset` is ``set`` for coroutines on an event loop: the same operation (hooks and
+events on the loop, in the same order) whose value is encoded on the loop while the commit (and
+its fsync) runs in a writer thread shared by the store's writes made meanwhile (one transaction
+and one fsync for all of them); the loop serves other tasks until the commit is done.
 """
 
 from __future__ import annotations
@@ -27,17 +32,20 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import threading
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import config
+from . import codec, config
+from .control.group_commit import GroupCommit
 from .errors import InvalidArgument, IOFailure, PermissionDenied
 from .events import EventBus
 from .hooks import HookRegistry
 from .operations import Operation, OperationKind, Pipeline, honours
 from .operations.standard import standard_pipeline
-from .storage.base import DEFAULT_MAX_VALUE_BYTES, StateBackend
+from .storage.base import DEFAULT_MAX_VALUE_BYTES, StateBackend, encode_value
 
 __all__ = ["MISSING", "MAX_KEY_LENGTH", "MAX_SCOPE_ID_LENGTH", "SCOPE_FORMS", "State"]
 
@@ -127,6 +135,37 @@ def _utf8_ok(text: str) -> bool:
         return True
     except UnicodeEncodeError:
         return False
+
+
+# (scope, key, value, expires_at): one write for a store's writer thread.
+_Row = tuple[str, str, Any, "float | None"]
+_writers: weakref.WeakKeyDictionary[Any, GroupCommit[_Row]] = weakref.WeakKeyDictionary()
+_writers_lock = threading.Lock()
+
+
+def _writer(backend: Any) -> GroupCommit[_Row] | None:
+    """The group-commit writer of ``backend``'s :meth:`State.aset` writes (one per durable store,
+    shared by every State over it); None for a store that is not durable (in memory: its writes
+    cost no wait worth a thread)."""
+    if not getattr(backend, "durable", False):
+        return None
+    with _writers_lock:
+        writer = _writers.get(backend)
+        if writer is None:
+            store = weakref.ref(backend)  # not a strong reference: the writer must not keep its store alive
+
+            def commit(batch: list[_Row]) -> None:
+                target = store()
+                if target is None:
+                    raise IOFailure("the state store has been closed")
+                if hasattr(target, "set_rows"):  # one transaction (the built-in stores)
+                    target.set_rows(batch)
+                else:  # a write each: a failed batch is written again one by one (upserts: harmless)
+                    for scope, key, value, expires_at in batch:
+                        target.set(scope, key, value, expires_at)
+
+            writer = _writers[backend] = GroupCommit(commit, "aikit-state")
+        return writer
 
 
 class State:
@@ -293,6 +332,30 @@ class State:
             return self.backend.set(scope, key, value, expires_at)
         self._write("set", scope, key, value,
                     lambda op: self.backend.set(scope, key, op.payload.get("value"), expires_at))
+        return None
+
+    async def aset(self, scope: str, key: str, value: Any, ttl: float | None = None) -> None:
+        """:meth:`set` for coroutines: the value is encoded now (later changes to it are not
+        stored), the commit runs in the store's writer thread with the other writes queued
+        meanwhile, and the loop serves other tasks until it is durable, when this returns. The
+        operation's hooks and events run on the loop as for :meth:`set`, the after-stage once
+        the write is committed. A store that is not durable is written at once."""
+        scope, key = self.resolve_scope(scope), self._key(key)
+        expires_at = self._expires(ttl)
+        writer = _writer(self.backend)
+        if writer is None:
+            return self.set(scope, key, value, ttl)
+
+        async def commit(value: Any) -> None:
+            text = encode_value(value, self.backend.max_value_bytes, scope, key)
+            stored = codec.Encoded(text) if getattr(self.backend, "stores_encoded", False) else codec.loads(text)
+            await writer.aput((scope, key, stored, expires_at))
+
+        if not self.pipeline.watches(STATE_WRITE):  # nobody intercepts or listens: just write
+            return await commit(value)
+        op = Operation(STATE_WRITE, "set", {"scope": scope, "key": key, "value": value, "op": "set"},
+                       meta={"source": self.source})
+        await self.pipeline.arun(op, lambda op: commit(op.payload.get("value")))
         return None
 
     def delete(self, scope: str, key: str) -> bool:

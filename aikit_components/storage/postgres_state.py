@@ -76,6 +76,17 @@ class PostgresStateBackend:
         self.db.execute(f"write {scope}/{key}", _UPSERT, (scope, key, text, expires_at, time.time()))
         self._after_write()
 
+    def set_rows(self, items: list[tuple[str, str, Any, float | None]]) -> None:
+        """Store several ``(scope, key, value, expires_at)`` in one transaction, in order (a key
+        given twice ends with its last value); all are written or none."""
+        now = time.time()
+        rows = [(scope, key, encode_value(value, self.max_value_bytes, scope, key), expires_at, now)
+                for scope, key, value, expires_at in items]
+        with self.db.transaction(f"write {len(rows)} state keys") as conn:
+            for row in rows:
+                conn.execute(_UPSERT, row)
+        self._after_write()
+
     def delete(self, scope: str, key: str) -> bool:
         with self.db.transaction(f"delete {scope}/{key}") as conn:
             row = conn.execute("DELETE FROM aikit_state WHERE scope = %s AND key = %s RETURNING expires_at",

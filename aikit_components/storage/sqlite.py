@@ -247,10 +247,18 @@ class SQLiteStateBackend:
     def set_many(self, scope: str, items: list[tuple[str, Any]]) -> None:
         """Store several ``(key, value)`` of ``scope`` (no expiry) in one transaction: one fsync
         for all, durable when this returns; all are written or none."""
+        self.set_rows([(scope, key, value, None) for key, value in items])
+
+    def set_rows(self, items: list[tuple[str, str, Any, float | None]]) -> None:
+        """Store several ``(scope, key, value, expires_at)`` in one transaction, in order (a key
+        given twice ends with its last value): one fsync for all, durable when this returns; all
+        are written or none."""
         now = time.time()
-        rows = [(scope, key, encode_value(value, self.max_value_bytes, scope, key), None, now) for key, value in items]
+        rows = [(scope, key, encode_value(value, self.max_value_bytes, scope, key), expires_at, now)
+                for scope, key, value, expires_at in items]
         conn = self._conn()
-        action = f"write {len(rows)} keys of {scope}"
+        scopes = {row[0] for row in rows}
+        action = f"write {len(rows)} keys of {', '.join(sorted(scopes))}"
         with self._write_txn(conn, action):
             self._run(action, lambda: conn.executemany(_UPSERT, rows))
         self._after_write(conn)

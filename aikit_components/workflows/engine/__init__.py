@@ -94,7 +94,12 @@ durable write costs an fsync, 2-4 ms, which dominates runs of many trivial steps
 Small writes go to the journal; the full record is rewritten when the journal holds
 ``max(32, sqrt(steps))`` segments, so a big run does not rewrite everything after every step.
 :func:`load_run` merges both. A crash can thus lose at most the last ``persist_interval_s`` of
-noop steps, which simply run again.
+noop steps, which simply run again. The writes go through ``State.aset``: the record is encoded
+on the loop, its commit and fsync run in the store's writer thread while the run's other steps go
+on, one write at a time per run (the steps that finish during a commit go into the next write);
+"before the next step starts" is kept by the step instead: a step that starts after a durable
+step ended first awaits the commit of that step's record, as every step awaits the start's write;
+``run`` returns once the final write is committed.
 
 ``run(..., resume=record_or_run_id)`` reuses every step that ``succeeded`` (or was ``skipped``)
 whose upstream steps are all reused too, with their outputs, and runs the rest under the same

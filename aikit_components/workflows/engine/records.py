@@ -51,13 +51,20 @@ def load_run(components: Any, run_id: str) -> RunRecord | None:
 
 class RunRecorder:
     """Keeps one run's record in State: the full record at the start and the end, and each
-    finished step either at once (durable) or on the ``interval`` schedule, through the journal:
+    finished step either soon (durable) or on the ``interval`` schedule, through the journal:
     each write adds a segment (key :func:`journal_key`) holding only the steps changed since the
     last write, until there are ``max(32, sqrt(steps))`` segments; then the full record is
     rewritten and the segments start again. (One journal key rewritten whole at every write made
     each write cost as much as all the steps since the last full record, and the full record,
     which costs as much as every step, was rewritten every 32 steps: with 1,000 agent steps
-    finishing over a few seconds, that was a fifth of the event loop's time.)"""
+    finishing over a few seconds, that was a fifth of the event loop's time.)
+
+    Writes go through :meth:`State.aset <aikit_components.state.State.aset>`: the record is
+    encoded on the loop, committed (with its fsync) in the store's writer thread, and the loop
+    serves the run's other steps meanwhile. One write is in flight at a time, so the writes land
+    in order and the changes made during a commit go together into the next write. A durable
+    change is committed before any step that starts after it: a starting step awaits
+    :meth:`barrier`."""
 
     def __init__(self, state: Any, record: RunRecord, events: RunEvents, interval: float,
                  durable_steps: bool) -> None:
@@ -73,66 +80,120 @@ class RunRecorder:
         self._seq = 0
         self._last_write = 0.0
         self._last_cost = 0.0
-        self._flush_soon = False
         self._timer: asyncio.TimerHandle | None = None
         self._held = False
         self._failed = False
+        self._writer: asyncio.Task[None] | None = None  # writes the changes, one write at a time
+        self._wanted = False  # a write of the changes is asked for
+        self._full_due = False  # the next write is the full record
+        self._final = False  # the run ended: the full record is the last write
+        self._pending: asyncio.Future[None] | None = None  # durable changes no write has taken yet
+        self._inflight: asyncio.Future[None] | None = None  # durable changes in the write in flight
 
     def changed(self, sid: str) -> None:
         """Step ``sid`` changed: the next write includes it."""
         self._dirty.add(sid)
 
+    def start(self) -> None:
+        """The run starts: write the whole record, durably before any step starts."""
+        if self._state is None:
+            return
+        self._full_due = True
+        self.schedule(True)
+
     def schedule(self, durable: bool) -> None:
         """Write the changes soon: before the next step starts (``durable``) or on the interval."""
         if self._state is None:
             return
-        loop = asyncio.get_running_loop()
         if durable:
-            if not self._flush_soon:
-                self._flush_soon = True
-                loop.call_soon(self._flush)
-        elif self._timer is None and not self._flush_soon:
+            if self._pending is None:
+                self._pending = asyncio.get_running_loop().create_future()
+            self._request()
+        elif self._timer is None and not self._wanted:
             gap = max(self.interval, 5 * self._last_cost)
             wait = max(0.0, self._last_write + gap - time.monotonic())
-            self._timer = loop.call_later(wait, self._flush)
+            self._timer = asyncio.get_running_loop().call_later(wait, self._request)
+
+    def barrier(self) -> asyncio.Future[None] | None:
+        """Done once every durable change made so far is committed (None when it is already): a
+        step that starts now awaits it first (through :func:`asyncio.shield`: others share it)."""
+        future = self._pending or self._inflight
+        return future if future is not None and not future.done() else None
 
     def hold(self) -> None:
         """The run is tearing down: no step writes until :meth:`finish`."""
         self._held = True
 
-    def finish(self) -> None:
-        """The run ended: write the whole record, and nothing after it."""
+    async def finish(self) -> None:
+        """The run ended: write the whole record, and nothing after it; returns once it is
+        committed. (Cancelled meanwhile, the write still completes: it is a task of its own.)"""
         self._held = True
+        self._final = True
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self.write_full()
-
-    def _flush(self) -> None:
-        self._flush_soon = False
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if not self._dirty or self._held:
+        if self._state is None:
             return
-        if self._segments >= self._segment_limit:
-            self.write_full()
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._write_changes(),
+                                                                  name=f"workflow-record:{self._record.run_id}")
+        await asyncio.shield(self._writer)
+
+    def _request(self) -> None:
+        """Ask for a write of the changes (a durable change, the interval's timer)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._held:
+            return
+        self._wanted = True
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._write_changes(),
+                                                                  name=f"workflow-record:{self._record.run_id}")
+
+    async def _write_changes(self) -> None:
+        """The writer: one write at a time while writes are asked for; the final full record."""
+        try:
+            while True:
+                if self._final:
+                    self._inflight, self._pending = self._pending, None
+                    await self._write_full()
+                    return
+                if not self._wanted or self._held:
+                    return
+                self._wanted = False
+                self._inflight, self._pending = self._pending, None
+                await self._write_once()
+                _settle(self._inflight)
+                self._inflight = None
+        finally:
+            self._writer = None
+            _settle(self._inflight)
+            self._inflight = None
+            if self._final or self._held:  # nothing will take these changes now: nobody may wait for them
+                _settle(self._pending)
+                self._pending = None
+
+    async def _write_once(self) -> None:
+        if self._full_due or self._segments >= self._segment_limit:
+            await self._write_full()
+            return
+        if not self._dirty:
             return
         started = time.monotonic()
         steps = {sid: self._record.steps[sid].to_dict() for sid in self._dirty}
         self._dirty.clear()
-        if self._write(journal_key(self._segments), {"base": self._seq, "steps": steps}):
+        if await self._write(journal_key(self._segments), {"base": self._seq, "steps": steps}):
             self._segments += 1
         else:  # a segment missing would hide the ones after it: the next write is the full record
             self._segments = self._segment_limit
         self._last_write = time.monotonic()
         self._last_cost = self._last_write - started
 
-    def write_full(self) -> None:
+    async def _write_full(self) -> None:
         """Write the whole record (steps still pending left out) and start a new journal."""
-        if self._state is None:
-            return
         started = time.monotonic()
+        self._full_due = False
         self._seq = max(self._seq + 1, time.time_ns())
         record = self._record
         data = {"run_id": record.run_id, "workflow": record.workflow, "status": record.status,
@@ -144,21 +205,21 @@ class RunRecorder:
             data["budget"] = record.budget_report()
         self._segments = 0
         self._dirty.clear()
-        self._write("run", data)
+        await self._write("run", data)
         self._last_write = time.monotonic()
         self._last_cost = self._last_write - started
 
-    def _write(self, key: str, value: Any) -> bool:
+    async def _write(self, key: str, value: Any) -> bool:
         """Store ``value`` at ``key`` of the run's scope; False when it could not be stored."""
         try:
-            self._state.set(self._scope, key, value)
+            await self._state.aset(self._scope, key, value)
             return True
         except AikitError as exc:
             first = exc
         except Exception as exc:  # noqa: BLE001 - persistence must never break the run
             first = error_from_exception(exc)
         try:  # an output State cannot store (a Python object from a function step): store its text
-            self._state.set(self._scope, key, _storable(value))
+            await self._state.aset(self._scope, key, _storable(value))
             return True
         except Exception as exc:  # noqa: BLE001
             first = error_from_exception(exc) if not isinstance(exc, AikitError) else exc
@@ -169,6 +230,12 @@ class RunRecorder:
                                                              "run_id": self._record.run_id,
                                                              "code": first.code, "message": first.message})
         return False
+
+
+def _settle(future: asyncio.Future[None] | None) -> None:
+    """The changes ``future`` stands for are committed (or will not be): wake who waits for them."""
+    if future is not None and not future.done():
+        future.set_result(None)
 
 
 def _storable(value: Any) -> Any:

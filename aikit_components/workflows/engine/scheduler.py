@@ -63,7 +63,7 @@ class RunScheduler:
         started = time.monotonic()
         self._events.run_started(record, resumed=self._previous is not None)
         self._seed()
-        self._recorder.write_full()
+        self._recorder.start()
         self._pump()
         try:
             timeout = self._wf.timeout_s
@@ -75,9 +75,9 @@ class RunScheduler:
                     await self._stop("timeout")
         except asyncio.CancelledError:
             await self._stop("cancelled")
-            self._finalize()
+            await self._finalize()
             raise
-        self._finalize()
+        await self._finalize()
         return record
 
     def _seed(self) -> None:
@@ -115,7 +115,7 @@ class RunScheduler:
                 for task in pending:
                     task.cancel()
 
-    def _finalize(self) -> None:
+    async def _finalize(self) -> None:
         record, wf = self._record, self._wf
         now = time.time()
         if self._halt == "timeout":
@@ -156,8 +156,10 @@ class RunScheduler:
         else:
             record.status = "succeeded"
         record.ended_at = now
-        self._recorder.finish()
-        self._events.run_finished(record)
+        try:
+            await self._recorder.finish()
+        finally:  # cancelled again meanwhile (the write goes on in its own task): still told
+            self._events.run_finished(record)
 
     def _pump(self) -> None:
         """Start ready steps while the concurrency limit allows (inline for plain noops)."""
@@ -191,6 +193,9 @@ class RunScheduler:
     async def _run_step(self, sid: str, node: StepNode) -> None:
         outcome = StepOutcome("failed")
         try:
+            barrier = self._recorder.barrier()
+            if barrier is not None:  # the records of durable steps that ended before this one starts
+                await asyncio.shield(barrier)
             outcome = await self._steps.run(sid, node)
         except asyncio.CancelledError:
             if self._halt is None:  # not ours: pass it on after recording
