@@ -130,18 +130,23 @@ def test_safe_tool_calls_are_chained_soon_and_seen_at_once_by_their_process(
     assert c.audit.verify().ok
 
 
+
+def stored_tool_entries(c: Any, tmp_path: Path) -> list[str]:
+    """The data of the ledger's tool-call entries as stored, in order (after a flush)."""
+    c.audit.flush()
+    conn = sqlite3.connect(tmp_path / "data" / FILE_NAME)
+    try:
+        return [row[0] for row in conn.execute("SELECT data FROM entries WHERE type = 'tool' ORDER BY seq")]
+    finally:
+        conn.close()
+
 def test_tool_call_entries_are_stored_as_canonical_json(components: Components, tmp_path: Path) -> None:
     """A tool call's entry is written as text directly (not through the JSON encoder): it must be
     the canonical JSON of its data, whoever the caller is, or the chain's hashes mean nothing."""
     c = components
     for caller in ("lua", None, 'we"ird \u00fc\n'):
         c.tools.call("base64_encode", {"text": "x"}, c.tool_context(caller=caller))
-    c.audit.flush()
-    conn = sqlite3.connect(tmp_path / "data" / FILE_NAME)
-    try:
-        texts = [row[0] for row in conn.execute("SELECT data FROM entries WHERE type = 'tool' ORDER BY seq")]
-    finally:
-        conn.close()
+    texts = stored_tool_entries(c, tmp_path)
     assert len(texts) == 3
     for text in texts:
         assert canonical(json.loads(text)) == text
@@ -377,12 +382,7 @@ def test_a_tool_calls_entry_is_the_canonical_json_of_its_data_for_every_caller_a
                 for _ in range(2):  # the second call formats nothing but the digest
                     c.tools.call(name, args, c.tool_context(caller=caller))
                     calls.append((name, caller, args))
-    c.audit.flush()
-    conn = sqlite3.connect(tmp_path / "data" / FILE_NAME)
-    try:
-        texts = [row[0] for row in conn.execute("SELECT data FROM entries WHERE type = 'tool' ORDER BY seq")]
-    finally:
-        conn.close()
+    texts = stored_tool_entries(c, tmp_path)
     expected = []
     for name, caller, args in calls:
         data: dict[str, Any] = {"name": name, "status": "ok", "args_digest": digest(args)}
