@@ -48,7 +48,7 @@ from ..operations.operation import Operation, OperationKind
 from ..sessions import os_error
 from ..storage.sqlite import translate_error
 from .group_commit import GroupCommit
-from .ledger_tail import CHUNK, META_PREFIX, TailFile, line_head, orphans, read_entries
+from .ledger_tail import CHUNK, META_PREFIX, TailFile, line_head, line_with_head, orphans, read_entries
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +95,16 @@ def chain_hash(prev: str, at: float, type_: str, session: str | None, data_text:
     """The hash of one entry: SHA-256 over the previous hash and the canonical JSON of
     ``{at, data, session, type}`` (``data_text``: the canonical JSON of ``data``, as stored;
     ``at_text``: ``repr(at)`` when the caller has it, which saves formatting the float again)."""
-    session_text = "null" if session is None else _STRING(session)
-    body = f'{{"at":{at_text or repr(float(at))},"data":{data_text},"session":{session_text},"type":{_STRING(type_)}}}'
-    return hashlib.sha256((prev + body).encode()).hexdigest()
+    return _hash(prev, at_text or repr(float(at)), data_text, _hashed_end(type_, session))
+
+
+def _hashed_end(type_: str, session: str | None) -> str:
+    """The end of an entry's hashed text, after its data (the same for many entries)."""
+    return f',"session":{"null" if session is None else _STRING(session)},"type":{_STRING(type_)}}}'
+
+
+def _hash(prev: str, at_text: str, data_text: str, end: str) -> str:
+    return hashlib.sha256(f'{prev}{{"at":{at_text},"data":{data_text}{end}'.encode()).hexdigest()
 
 
 def now() -> tuple[float, str]:
@@ -144,19 +151,17 @@ def chain_rows(newest: tuple[Any, ...] | None, batch: list[_Pending]) -> tuple[l
     newest stored ``(seq, hash)`` (None: an empty ledger), with the new head's count and hash."""
     seq, prev = (int(newest[0]), str(newest[1])) if newest is not None else (0, GENESIS)
     rows = []
-    append, sha256 = rows.append, hashlib.sha256
-    # chain_hash, inlined: a batch's entries mostly share their type and session, so the end of
-    # the hashed text they make is formatted once per batch rather than once per entry
+    # (chain_hash's, with the end of the hashed text formatted once per type and session: a
+    # batch's entries mostly share them)
     ends: dict[tuple[str, str | None], str] = {}
     for item in batch:
         seq += 1
         type_, session = item.type, item.session
         end = ends.get((type_, session))
         if end is None:
-            end = ends[type_, session] = (
-                f',"session":{"null" if session is None else _STRING(session)},"type":{_STRING(type_)}}}')
-        digest_ = sha256(f'{prev}{{"at":{item.at_text},"data":{item.data_text}{end}'.encode()).hexdigest()
-        append((seq, item.at, type_, session, item.data_text, prev, digest_))
+            end = ends[type_, session] = _hashed_end(type_, session)
+        digest_ = _hash(prev, item.at_text, item.data_text, end)
+        rows.append((seq, item.at, type_, session, item.data_text, prev, digest_))
         prev = digest_
     return rows, seq, prev
 
@@ -275,8 +280,7 @@ class AuditLedger:
 
     def record_canonical(self, type_: str, data_text: str, *, session: str | None = None, fsync: bool = True) -> None:
         """:meth:`record` of an entry whose data is given as its canonical JSON text."""
-        at = time.time_ns() // 1000 / 1e6  # now(), inlined: every audited operation comes here
-        item = _Pending(at, repr(at), type_, self.session if session is None else session, data_text, fsync)
+        item = self._new_entry(type_, data_text, session, fsync)
         with self._lock:
             if self._closed:
                 self._check_open()
@@ -334,7 +338,7 @@ class AuditLedger:
             if len(self._line_heads) >= 64:
                 self._line_heads.clear()
             head = self._line_heads[item.type, item.session] = line_head(item.type, item.session)
-        line = f"[{item.at_text},{head}{item.data_text}]\n".encode()  # entry_line's, its head formatted once
+        line = line_with_head(item.at_text, head, item.data_text)
         tail = self._tail
         size = tail.append(line) if tail is not None else None
         if size is None:
@@ -728,11 +732,9 @@ class AuditInterceptor(Interceptor):
 
     def finished(self, op: Operation, result: Any) -> None:
         if op.kind.name == "tool":  # the entry every tool call makes: _entry's, with less work
-            security = getattr(op.meta.get("tool"), "security", None)
-            caller = getattr(op.context, "caller", None)
-            if security != "write" and (caller is None or isinstance(caller, str)):
-                self.ledger.record_canonical("tool", _tool_text(op.name, caller, op.payload.get("args")),
-                                             fsync=security != "safe")
+            text = _tool_call_text(op)
+            if text is not None:
+                self.ledger.record_canonical("tool", text, fsync=not _no_outside_effect_of_its_own(op))
                 return
         self.ledger.record_canonical(*_entry(op, result, None), fsync=not _no_outside_effect_of_its_own(op))
 

@@ -372,15 +372,19 @@ class BudgetInterceptor(Interceptor):
             if agent is not None:
                 agent.budget_meter = meter  # agent:usage() shows the last run's use
         elif kind == "tool":
-            budget = caller_budget(op)
-            if budget is not None:
-                budget.charge_tool_call(op.name)
-            meter = self.budgets.current()
-            if meter.limited:
-                meter.charge_tool_call(op.name)
+            self._charge_tool_call(op)
         else:
             self.budgets.current().check(f"before a call of model {op.name!r}")
         return None
+
+    def _charge_tool_call(self, op: Operation) -> None:
+        """Charge a tool call to its caller's budget and to the current run's meter."""
+        budget = caller_budget(op)
+        if budget is not None:
+            budget.charge_tool_call(op.name)
+        meter = self.budgets.current()
+        if meter.limited:
+            meter.charge_tool_call(op.name)
 
     def after(self, op: Operation, result: Any) -> Decision | None:
         if op.kind.name == "llm":
@@ -410,17 +414,8 @@ class _ToolCallCharge(BudgetInterceptor):
     its ``wants`` and ``before`` alone (this runs for every tool call)."""
 
     def wants(self, op: Operation) -> bool:
-        budget = getattr(op.context, "budget", None)  # caller_budget's test, inlined
-        if budget is not None and (budget.max_tool_calls is not None or budget.max_wall_time_s is not None):
-            return True
-        return self.budgets.current().limited
+        return caller_budget(op) is not None or self.budgets.current().limited
 
     def before(self, op: Operation) -> Decision | None:
-        budget = getattr(op.context, "budget", None)
-        if budget is not None and (budget.max_tool_calls is not None or budget.max_wall_time_s is not None):
-            budget.charge_tool_call(op.name)  # caller_budget's test, inlined
-        meter = self.budgets.current()
-        if meter.limited:
-            meter.charge_tool_call(op.name)
+        self._charge_tool_call(op)
         return None
-

@@ -40,7 +40,12 @@ _STRING = json.encoder.encode_basestring_ascii
 def entry_line(at_text: str, type_: str, session: str | None, data_text: str) -> bytes:
     """One entry as a line of its tail (``at_text``: ``repr`` of its time; ``data_text``: its
     canonical JSON data)."""
-    return f"[{at_text},{line_head(type_, session)}{data_text}]\n".encode()
+    return line_with_head(at_text, line_head(type_, session), data_text)
+
+
+def line_with_head(at_text: str, head: str, data_text: str) -> bytes:
+    """:func:`entry_line` given the entry's :func:`line_head` (which a writer may keep)."""
+    return f"[{at_text},{head}{data_text}]\n".encode()
 
 
 def line_head(type_: str, session: str | None) -> str:
