@@ -134,10 +134,7 @@ class RunRecorder:
             self._timer = None
         if self._state is None:
             return
-        if self._writer is None:
-            self._writer = asyncio.get_running_loop().create_task(self._write_changes(),
-                                                                  name=f"workflow-record:{self._record.run_id}")
-        await asyncio.shield(self._writer)
+        await asyncio.shield(self._writing())
 
     def _request(self) -> None:
         """Ask for a write of the changes (a durable change, the interval's timer)."""
@@ -147,9 +144,14 @@ class RunRecorder:
         if self._held:
             return
         self._wanted = True
+        self._writing()
+
+    def _writing(self) -> asyncio.Task[None]:
+        """The writer task, started when none is running."""
         if self._writer is None:
             self._writer = asyncio.get_running_loop().create_task(self._write_changes(),
                                                                   name=f"workflow-record:{self._record.run_id}")
+        return self._writer
 
     async def _write_changes(self) -> None:
         """The writer: one write at a time while writes are asked for; the final full record."""
