@@ -414,8 +414,16 @@ class _ToolCallCharge(BudgetInterceptor):
     its ``wants`` and ``before`` alone (this runs for every tool call)."""
 
     def wants(self, op: Operation) -> bool:
-        return caller_budget(op) is not None or self.budgets.current().limited
+        budget = getattr(op.context, "budget", None)  # caller_budget's test, inlined
+        if budget is not None and (budget.max_tool_calls is not None or budget.max_wall_time_s is not None):
+            return True
+        return self.budgets.current().limited
 
     def before(self, op: Operation) -> Decision | None:
-        self._charge_tool_call(op)
+        budget = getattr(op.context, "budget", None)
+        if budget is not None and (budget.max_tool_calls is not None or budget.max_wall_time_s is not None):
+            budget.charge_tool_call(op.name)  # caller_budget's test, inlined
+        meter = self.budgets.current()
+        if meter.limited:
+            meter.charge_tool_call(op.name)
         return None
