@@ -260,7 +260,9 @@ class Agent:
         tools = self.tool_specs()
         # The records of the calls as the run record stores them, each made once (the run is saved
         # several times; a record does not change once its call is recorded).
-        stored_calls = [dataclasses.asdict(r) for r in result.tool_calls]
+        stored_calls = [stored_call(r) for r in result.tool_calls]
+        # The messages as stored, likewise: the conversation only grows (each save adds the new ones).
+        stored_messages: list[dict[str, Any]] = []
         # One tool context per run: its budget limits the whole run; the caller names this agent
         # without changing the context it was given (a cell's, shared with the cell's own calls).
         ctx = dataclasses.replace(self.context(), caller=f"agent:{spec.name}")
@@ -268,7 +270,8 @@ class Agent:
         async def save(status: str, step: int, **extra: Any) -> None:
             if meter is not None:  # the run's own meter, when a budget applies (control/budgets.py)
                 extra["budget"] = meter.report()  # use against each budget, as agent:usage() shows it
-            await self.runs.asave(run, status, input=input, messages=[m.to_dict() for m in messages], first_new=first_new,
+            stored_messages.extend(m.to_dict() for m in messages[len(stored_messages):])
+            await self.runs.asave(run, status, input=input, messages=stored_messages, first_new=first_new,
                            step=step, output_retries=output_retries, seen_calls=seen_calls,
                            tool_calls=stored_calls, **extra)
 
@@ -315,7 +318,7 @@ class Agent:
                     return await self._paused(result, pending, messages, first_new, save, step)
                 for call, record in zip(calls, records, strict=True):
                     result.tool_calls.append(record)
-                    stored_calls.append(dataclasses.asdict(record))
+                    stored_calls.append(stored_call(record))
                     messages.append(Message.tool_result(call, _tool_result_text(record), is_error=record.error is not None))
                 if not journaled:
                     await save("running", step + 1)
@@ -516,6 +519,32 @@ def _replacement(value: Any, result: AgentResult) -> AgentResult:
     else:
         result.text = str(value)
     return result
+
+
+def stored_call(record: ToolCallRecord) -> dict[str, Any]:
+    """``dataclasses.asdict(record)``, as a run record stores it (a copy: the run goes on with
+    the record's values), without asdict's walk through every field and value (a third of a tool
+    call's cost to the agent loop)."""
+    return {"name": record.name, "arguments": _copied(record.arguments), "result": _copied(record.result),
+            "error": _copied(record.error), "step": record.step, "pending": _copied(record.pending)}
+
+
+@dataclass
+class _Boxed:
+    value: Any
+
+
+def _copied(value: Any) -> Any:
+    """``value`` as ``dataclasses.asdict`` copies a field's value: JSON-like values directly,
+    anything else through asdict itself (a dataclass becomes a dict, the rest is deep-copied)."""
+    kind = type(value)
+    if value is None or kind is str or kind is int or kind is float or kind is bool:
+        return value
+    if kind is dict:
+        return {k if type(k) is str else _copied(k): _copied(v) for k, v in value.items()}
+    if kind is list:
+        return [_copied(v) for v in value]
+    return dataclasses.asdict(_Boxed(value))["value"]
 
 
 def _tool_result_text(record: ToolCallRecord) -> str:

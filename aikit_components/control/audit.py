@@ -644,12 +644,15 @@ _INSERT_MANY = _INSERT + ", ".join([_ROW] * ROWS_PER_INSERT)
 
 
 def _insert_entries(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
-    """Insert the ``(seq, at, type, session, data, prev, hash)`` rows, a hundred per statement."""
+    """Insert the ``(seq, at, type, session, data, prev, hash)`` rows, a hundred per statement
+    (the rest in one more: a batch is usually a few dozen entries, which executemany wrote a row
+    per statement, each handing the GIL over and back)."""
     full = len(rows) - len(rows) % ROWS_PER_INSERT
     for start in range(0, full, ROWS_PER_INSERT):
         conn.execute(_INSERT_MANY, [*itertools.chain.from_iterable(rows[start:start + ROWS_PER_INSERT])])
     if full < len(rows):
-        conn.executemany(_INSERT + _ROW, rows[full:])
+        rest = rows[full:]
+        conn.execute(_INSERT + ", ".join([_ROW] * len(rest)), [*itertools.chain.from_iterable(rest)])
 
 
 # -- what the pipeline's operations become ---------------------------------------------------------

@@ -26,6 +26,7 @@ can be there, and the read it saves is one per call.
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 import threading
@@ -169,26 +170,26 @@ class EffectJournal:
         return [self._entry(run_id, row[0], row[1:]) for row in rows]
 
     def started(self, run_id: str, call_key: str, kind: str, name: str, args_digest: str) -> None:
-        self._write(*_start(run_id, call_key, kind, name, args_digest))
+        self._write(*start_statement(run_id, call_key, kind, name, args_digest))
 
     async def astarted(self, run_id: str, call_key: str, kind: str, name: str, args_digest: str) -> None:
         """:meth:`started` for coroutines (queued at once: the commits keep the calls' order)."""
-        await self._awrite(*_start(run_id, call_key, kind, name, args_digest))
+        await self._awrite(*start_statement(run_id, call_key, kind, name, args_digest))
 
     def finished(self, run_id: str, call_key: str, outcome: dict[str, Any]) -> None:
-        self._write(*_finish(run_id, call_key, outcome))
+        self._write(*finish_statement(run_id, call_key, outcome))
 
     async def afinished(self, run_id: str, call_key: str, outcome: dict[str, Any]) -> None:
         """:meth:`finished` for coroutines (the loop is free while the write is committed)."""
-        await self._awrite(*_finish(run_id, call_key, outcome))
+        await self._awrite(*finish_statement(run_id, call_key, outcome))
 
     def forget(self, run_id: str, call_key: str) -> None:
         """Drop a call's entry: it ended without an effect to remember (it failed)."""
-        self._write(*_forget(run_id, call_key))
+        self._write(*forget_statement(run_id, call_key))
 
     async def aforget(self, run_id: str, call_key: str) -> None:
         """:meth:`forget` for coroutines."""
-        await self._awrite(*_forget(run_id, call_key))
+        await self._awrite(*forget_statement(run_id, call_key))
 
     def forget_place(self, run_id: str, prefix: str) -> None:
         """Drop the entries of the calls whose key starts with ``prefix`` (a workflow step that
@@ -213,7 +214,7 @@ class EffectJournal:
                     return
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    for sql, params in batch:
+                    for sql, params in merged_statements(batch):
                         conn.execute(sql, params)
                     conn.execute("COMMIT")
                 except BaseException:
@@ -236,21 +237,89 @@ class EffectJournal:
                 self._read_conn = None
 
 
-def _start(run_id: str, call_key: str, kind: str, name: str, args_digest: str) -> tuple[str, tuple[Any, ...]]:
-    return ("INSERT INTO effects (run_id, call_key, kind, name, args_digest, status, outcome, started_at) "
-            "VALUES (?, ?, ?, ?, ?, 'started', NULL, ?) ON CONFLICT (run_id, call_key) DO UPDATE SET "
-            "status = 'started', outcome = NULL, started_at = excluded.started_at, args_digest = excluded.args_digest",
-            (run_id, call_key, kind, name, args_digest, time.time()))
+_START_HEAD = "INSERT INTO effects (run_id, call_key, kind, name, args_digest, status, outcome, started_at) VALUES "
+_START_ROW = "(?, ?, ?, ?, ?, 'started', NULL, ?)"
+_START_TAIL = (" ON CONFLICT (run_id, call_key) DO UPDATE SET status = 'started', outcome = NULL, "
+               "started_at = excluded.started_at, args_digest = excluded.args_digest")
+_START = _START_HEAD + _START_ROW + _START_TAIL
+_FINISH = "UPDATE effects SET status = 'finished', outcome = ?, finished_at = ? WHERE run_id = ? AND call_key = ?"
+# Several calls' finishes in one statement: (outcome, finished_at, run_id, call_key) rows.
+_FINISH_MANY_HEAD = "UPDATE effects SET status = 'finished', outcome = v.column1, finished_at = v.column2 FROM (VALUES "
+_FINISH_MANY_ROW = "(?, ?, ?, ?)"
+_FINISH_MANY_TAIL = ") AS v WHERE effects.run_id = v.column3 AND effects.call_key = v.column4"
+_FORGET = "DELETE FROM effects WHERE run_id = ? AND call_key = ?"
+#: Where the call's (run_id, call_key) is among the parameters of each statement about one call.
+_KEY_AT = {_START: 0, _FINISH: 2, _FORGET: 0}
+#: Calls per merged statement (bounded by SQLite's limit on parameters: 6 per start).
+ROWS_PER_STATEMENT = 100
+#: UPDATE ... FROM, which merges finishes, is SQLite 3.33 or later.
+_UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33, 0)
 
 
-def _finish(run_id: str, call_key: str, outcome: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
+def start_statement(run_id: str, call_key: str, kind: str, name: str, args_digest: str) -> tuple[str, tuple[Any, ...]]:
+    """The write (SQL, parameters) that a call started (its time: now)."""
+    return _START, (run_id, call_key, kind, name, args_digest, time.time())
+
+
+def finish_statement(run_id: str, call_key: str, outcome: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
+    """The write (SQL, parameters) that a call finished with ``outcome``."""
     text = json.dumps(outcome, ensure_ascii=False, default=str)
-    return ("UPDATE effects SET status = 'finished', outcome = ?, finished_at = ? WHERE run_id = ? AND call_key = ?",
-            (text, time.time(), run_id, call_key))
+    return _FINISH, (text, time.time(), run_id, call_key)
 
 
-def _forget(run_id: str, call_key: str) -> tuple[str, tuple[Any, ...]]:
-    return "DELETE FROM effects WHERE run_id = ? AND call_key = ?", (run_id, call_key)
+def forget_statement(run_id: str, call_key: str) -> tuple[str, tuple[Any, ...]]:
+    """The write (SQL, parameters) that drops a call's entry."""
+    return _FORGET, (run_id, call_key)
+
+
+def merged_statements(batch: list[tuple[str, tuple[Any, ...]]]) -> list[tuple[str, list[Any]]]:
+    """The statements that write ``batch`` as its statements one after another would, with the
+    starts of different calls made one statement, and so their finishes: sqlite3 lets other
+    threads take the GIL while each statement runs, and each time it is taken back the thread that
+    had it (the I/O loop, the agent runs) gives it up and waits for it again.
+
+    Statements about different calls commute, those about one call keep their order: the batch
+    is cut into layers (a call's first statement in the first, its second in the next, ...), run
+    in order, each layer's statements grouped by kind. A statement about no single call (a place's
+    calls forgotten) is run where it stands, between what comes before and after it."""
+    out: list[tuple[str, list[Any]]] = []
+    segment: list[tuple[str, tuple[Any, ...]]] = []
+    for sql, params in batch:
+        if sql in _KEY_AT:
+            segment.append((sql, params))
+        else:
+            out.extend(_layered(segment))
+            segment = []
+            out.append((sql, list(params)))
+    out.extend(_layered(segment))
+    return out
+
+
+def _layered(segment: list[tuple[str, tuple[Any, ...]]]) -> list[tuple[str, list[Any]]]:
+    seen: dict[tuple[Any, Any], int] = {}
+    layers: list[dict[str, list[tuple[Any, ...]]]] = []
+    for sql, params in segment:
+        at = _KEY_AT[sql]
+        key = (params[at], params[at + 1])
+        layer = seen.get(key, 0)
+        seen[key] = layer + 1
+        if layer == len(layers):
+            layers.append({})
+        layers[layer].setdefault(sql, []).append(params)
+    out: list[tuple[str, list[Any]]] = []
+    for layer_statements in layers:
+        for sql, rows in layer_statements.items():
+            for start in range(0, len(rows), ROWS_PER_STATEMENT):
+                chunk = rows[start:start + ROWS_PER_STATEMENT]
+                if len(chunk) > 1 and sql == _START:
+                    out.append((_START_HEAD + ", ".join([_START_ROW] * len(chunk)) + _START_TAIL,
+                                [*itertools.chain.from_iterable(chunk)]))
+                elif len(chunk) > 1 and sql == _FINISH and _UPDATE_FROM:
+                    out.append((_FINISH_MANY_HEAD + ", ".join([_FINISH_MANY_ROW] * len(chunk)) + _FINISH_MANY_TAIL,
+                                [*itertools.chain.from_iterable(chunk)]))
+                else:
+                    out.extend((sql, list(params)) for params in chunk)
+    return out
 
 
 class JournalInterceptor(Interceptor):

@@ -225,7 +225,9 @@ class ModelRegistry:
     def provider_type(self, name: str) -> str:
         """The type of provider ``name`` (openai, anthropic, ollama, local or a registered one)."""
         settings = self.settings(name)
-        configured = name in (self.config.get("providers", {}) or {})
+        # configured: a [providers.<name>] table (read alone: a read of the section copies every
+        # provider's table, and this runs for every agent made, a workflow's agent steps included)
+        configured = self.config.get(("providers", name), None) is not None
         if not configured and name not in BUILTIN_PROVIDERS:
             raise NotFound(unknown_provider_message(name, self.provider_names()),
                            details={"provider": name, "providers": self.provider_names()})

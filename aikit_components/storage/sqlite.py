@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import sqlite3
 import threading
@@ -32,9 +33,16 @@ from .migrations import STATE, migrate_sqlite
 SCHEMA = STATE[0].sqlite or ""  # version 1 of the state schema (see migrations.py)
 
 _GET = "SELECT value, expires_at FROM state WHERE scope = ? AND key = ?"
-_UPSERT = ("INSERT INTO state (scope, key, value, expires_at, updated_at) VALUES (?, ?, ?, ?, ?) "
-           "ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value, "
-           "expires_at = excluded.expires_at, updated_at = excluded.updated_at")
+_UPSERT_HEAD = "INSERT INTO state (scope, key, value, expires_at, updated_at) VALUES "
+_UPSERT_ROW = "(?, ?, ?, ?, ?)"
+_UPSERT_TAIL = (" ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value, "
+                "expires_at = excluded.expires_at, updated_at = excluded.updated_at")
+_UPSERT = _UPSERT_HEAD + _UPSERT_ROW + _UPSERT_TAIL
+#: Rows per upsert statement in a batch (:meth:`SQLiteStateBackend.set_rows`). sqlite3 lets other
+#: threads take the GIL while each statement runs: a row per statement (executemany) handed the
+#: GIL over and back for every row of a group commit (agent run records, a few dozen at a time),
+#: each time making the thread that had it (the I/O loop) wait for it again.
+ROWS_PER_UPSERT = 100
 _DELETE = "DELETE FROM state WHERE scope = ? AND key = ? AND (expires_at IS NULL OR expires_at > ?)"
 _KEYS = ("SELECT key FROM state WHERE scope = ? AND key >= ? AND key < ? "
          "AND (expires_at IS NULL OR expires_at > ?) ORDER BY key")
@@ -260,7 +268,7 @@ class SQLiteStateBackend:
         scopes = {row[0] for row in rows}
         action = f"write {len(rows)} keys of {', '.join(sorted(scopes))}"
         with self._write_txn(conn, action):
-            self._run(action, lambda: conn.executemany(_UPSERT, rows))
+            self._run(action, lambda: _upsert_rows(conn, rows))
         self._after_write(conn)
 
     def delete(self, scope: str, key: str) -> bool:
@@ -335,3 +343,12 @@ class SQLiteStateBackend:
             with contextlib.suppress(Exception):
                 conn.close()
         self._local = threading.local()
+
+
+def _upsert_rows(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Upsert ``rows`` in order, :data:`ROWS_PER_UPSERT` per statement (a key twice in one
+    statement ends with its last row, as it would one statement per row)."""
+    for start in range(0, len(rows), ROWS_PER_UPSERT):
+        chunk = rows[start:start + ROWS_PER_UPSERT]
+        conn.execute(_UPSERT_HEAD + ", ".join([_UPSERT_ROW] * len(chunk)) + _UPSERT_TAIL,
+                     [*itertools.chain.from_iterable(chunk)])

@@ -20,7 +20,7 @@ import operator
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from itertools import chain, repeat
 from pathlib import Path
 from typing import Any
@@ -179,8 +179,8 @@ _REWRITE = """
 UPDATE spans SET parent_span_id = NULLIF(?, ''), name = ?, kind = ?, start_ns = ?, end_ns = NULLIF(?, -1), status = ?,
     status_message = ?, attributes = ?, events = ?
 WHERE rowid = ? AND trace_id = ? AND span_id = ?"""
-_SUMMARY = (f"INSERT OR REPLACE INTO traces ({_TRACE_COLUMNS}, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-            "(SELECT value FROM meta WHERE key = 'seq'))")
+_SUMMARY_HEAD = f"INSERT OR REPLACE INTO traces ({_TRACE_COLUMNS}, seq) VALUES "
+_SUMMARY_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, (SELECT value FROM meta WHERE key = 'seq'))"
 
 
 # A trace's summary row is kept up to date span by span (never by scanning the trace: a cell that
@@ -193,10 +193,14 @@ _OLD = f"SELECT s.rowid, s.status, s.attributes {_IN_TRACE} AND s.span_id = ?2"
 # (the rows of this write, ?3 to ?4, are not in trace_rows yet)
 _HAS = (f"SELECT 1 {_IN_TRACE} AND s.span_id = ?2 UNION ALL "
         "SELECT 1 FROM spans WHERE rowid BETWEEN ?3 AND ?4 AND trace_id = ?1 AND span_id = ?2 LIMIT 1")
-_LAST_RANGE = "SELECT rowid, last FROM trace_rows WHERE trace_id = ? ORDER BY last DESC LIMIT 1"
 _LAST_ROW = "SELECT max(rowid) FROM spans"
 _S_COLUMNS = ", ".join("s." + c.strip() for c in _SPAN_COLUMNS.split(","))
 _TRACE = f"SELECT {_TRACE_COLUMNS} FROM traces WHERE trace_id = ?"
+_TRACES = f"SELECT {_TRACE_COLUMNS} FROM traces WHERE trace_id IN"
+
+
+def _marks(count: int) -> str:
+    return ", ".join(["?"] * count)
 
 
 class SpanStore:
@@ -227,6 +231,7 @@ class SpanStore:
             self._db.close()
             raise
         variables = self._db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) if hasattr(self._db, "getlimit") else 999
+        self._variables = variables
         self._rows_per_statement = 1 << (max(1, min(_MAX_ROWS_PER_STATEMENT, variables // len(ROW_FIELDS))
                                              ).bit_length() - 1)
         self._rows_per_group = 1 << (max(1, min(_MAX_ROWS_PER_STATEMENT, (variables - len(_GROUP_FIELDS)) // 3)
@@ -282,11 +287,15 @@ class SpanStore:
                 started = self._insert(db, fresh)
                 self._range = (first, (db.execute(_LAST_ROW).fetchone()[0] or 0))
                 summaries: dict[str, list[Any]] = {}
-                fetch_trace, has_span = self._fetch_trace, self._has_span
+                # the stored summaries of the write's traces, asked for together (a statement per
+                # trace handed the GIL over and back once per trace, several times per agent run)
+                fetch_trace = self._fetch_traces({row.row[0] if row.__class__ is SpanGroup else row[0]
+                                                  for row in rows}).get
+                has_span = self._has_span
                 get = summaries.get
                 for row, old in zip(rows, olds, strict=True) if olds is not None else zip(rows, repeat(None)):
                     if row.__class__ is SpanGroup:
-                        self._summarize_group(row, summaries)
+                        self._summarize_group(row, summaries, fetch_trace)
                         continue
                     t = get(row[0])
                     # as summarize, inline for the most common row: a new span, not failed, without
@@ -296,7 +305,7 @@ class SpanStore:
                         t[5] += 1
                     else:
                         summarize(row, None if old is None else old[1:], summaries, fetch_trace, has_span)
-                db.executemany(_SUMMARY, [tuple(t) for t in summaries.values()])
+                self._upsert_summaries(db, list(summaries.values()))
                 if self._range[1] >= first:
                     self._add_ranges(db, {row.row[0] if row.__class__ is SpanGroup else row[0] for row in fresh})
                 db.execute("COMMIT")
@@ -318,26 +327,68 @@ class SpanStore:
 
     def _add_ranges(self, db: sqlite3.Connection, trace_ids: set[str]) -> None:
         """Record that the spans of ``trace_ids`` written now are among the rows of this write's
-        range: the range continues a trace's last one (it was the last to write), or is its own."""
+        range: the range continues a trace's last one (it was the last to write), or is its own.
+        A few statements for all the traces, not a few per trace (see :meth:`_fetch_traces`)."""
         first, last = self._range
+        previous: dict[str, tuple[int, int]] = {}  # trace id -> rowid and last of its last range
+        for chunk in self._chunks(sorted(trace_ids)):
+            for trace_id, rowid, end in db.execute(
+                    f"SELECT trace_id, rowid, max(last) FROM trace_rows WHERE trace_id IN ({_marks(len(chunk))}) "
+                    "GROUP BY trace_id", chunk):
+                previous[trace_id] = (rowid, end)
+        extended: list[int] = []
+        new: list[str] = []
         for trace_id in trace_ids:
-            previous = db.execute(_LAST_RANGE, (trace_id,)).fetchone()
-            if previous is not None and previous[1] == first - 1:
-                db.execute("UPDATE trace_rows SET last = ? WHERE rowid = ?", (last, previous[0]))
+            found = previous.get(trace_id)
+            if found is not None and found[1] == first - 1:
+                extended.append(found[0])
                 continue
-            if previous is not None and previous[1] >= first:  # rowids used again (the last rows were pruned)
+            if found is not None and found[1] >= first:  # rowids used again (the last rows were pruned)
                 db.execute("DELETE FROM trace_rows WHERE trace_id = ? AND first >= ?", (trace_id, first))
                 db.execute("UPDATE trace_rows SET last = ? WHERE trace_id = ? AND last >= ?", (first - 1, trace_id, first))
-            db.execute("INSERT INTO trace_rows (trace_id, first, last) VALUES (?, ?, ?)", (trace_id, first, last))
+            new.append(trace_id)
+        for chunk in self._chunks(extended):
+            db.execute(f"UPDATE trace_rows SET last = ? WHERE rowid IN ({_marks(len(chunk))})", [last, *chunk])
+        for chunk in self._chunks(new, 3):
+            db.execute("INSERT INTO trace_rows (trace_id, first, last) VALUES " + ", ".join(["(?, ?, ?)"] * len(chunk)),
+                       [*chain.from_iterable((trace_id, first, last) for trace_id in chunk)])
 
-    def _summarize_group(self, group: SpanGroup, summaries: dict[str, list[Any]]) -> None:
+    def _fetch_traces(self, trace_ids: set[str]) -> dict[str, Any]:
+        """The stored summary rows of ``trace_ids`` (those that have one), by trace id."""
+        found: dict[str, Any] = {}
+        for chunk in self._chunks(list(trace_ids)):
+            for row in self._db.execute(f"{_TRACES} ({_marks(len(chunk))})", chunk):
+                found[row[0]] = row
+        return found
+
+    def _upsert_summaries(self, db: sqlite3.Connection, summaries: list[list[Any]]) -> None:
+        """Write the traces' summary rows (each of ``_TRACE_COLUMNS``), many per statement."""
+        for chunk in self._chunks(summaries, len(summaries[0]) if summaries else 1):
+            db.execute(_SUMMARY_HEAD + ", ".join([_SUMMARY_ROW] * len(chunk)), list(chain.from_iterable(chunk)))
+
+    def _chunks(self, items: list[Any], parameters_each: int = 1) -> Iterator[list[Any]]:
+        """``items`` in pieces whose statements stay within SQLite's limit on parameters (with one
+        to spare), of power-of-two sizes (the statements are few and cached)."""
+        per = self._rows_per_statement
+        while per > 1 and per * parameters_each >= self._variables:
+            per //= 2
+        at, left = 0, len(items)
+        while left:
+            while per > left:
+                per //= 2
+            yield items[at:at + per]
+            at += per
+            left -= per
+
+    def _summarize_group(self, group: SpanGroup, summaries: dict[str, list[Any]],
+                         fetch_trace: Callable[[str], Any]) -> None:
         """Count the spans of ``group`` in their trace's summary (as :func:`summarize` would, span
         by span). A group is often the whole of a write (a loop calling one tool): its first span
         fetches the trace's summary, and the others are counted at once."""
         row, members = group.row, group.members
         done = 0
         if row[0] not in summaries:
-            summarize(row, None, summaries, self._fetch_trace, self._has_span)  # (row: the first span's)
+            summarize(row, None, summaries, fetch_trace, self._has_span)  # (row: the first span's)
             done = 3
             if len(members) == done:
                 return
@@ -347,7 +398,7 @@ class SpanStore:
             t[5] += (len(members) - done) // 3
             return
         for member in group.rows()[done // 3:]:
-            summarize(member, None, summaries, self._fetch_trace, self._has_span)
+            summarize(member, None, summaries, fetch_trace, self._has_span)
 
     def _insert(self, db: sqlite3.Connection, rows: Sequence[Any]) -> list[tuple[tuple[Any, ...], int]]:
         """Insert ``rows`` (and groups) in order: groups and runs of spans that share all but
@@ -435,9 +486,6 @@ class SpanStore:
         rowid, status, attributes = found
         tokens_in, tokens_out, cost = usage(json.loads(attributes))
         return rowid, status, max(tokens_in, 0), max(tokens_out, 0), None if cost < 0 else cost
-
-    def _fetch_trace(self, trace_id: str) -> Any:
-        return self._db.execute(_TRACE, (trace_id,)).fetchone()
 
     def _has_span(self, trace_id: str, span_id: str) -> bool:
         return self._db.execute(_HAS, (trace_id, span_id, *self._range)).fetchone() is not None
