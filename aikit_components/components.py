@@ -25,7 +25,8 @@ from .artifacts import ArtifactStore
 from .config import Config
 from .config import data_dir as default_data_dir
 from .control.approvals import ApprovalInterceptor, ApprovalPolicy
-from .control.audit import AuditInterceptor, AuditLedger, record_session_start, watch_events
+from .control.audit import AuditLedger
+from .control.audit_entries import AuditInterceptor, record_session_start, watch_events
 from .control.budgets import BudgetInterceptor, Budgets
 from .control.journal import EffectJournal, JournalInterceptor
 from .control.pg_audit import open_ledger
