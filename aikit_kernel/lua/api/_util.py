@@ -7,7 +7,7 @@ from typing import Any
 
 from aikit_components.errors import AikitError, InvalidArgument
 
-from ..convert import lua_to_python, lua_type, python_to_lua
+from ..convert import lua_kind, lua_to_python, lua_type, python_to_lua
 from ..engine import LuaEngine
 from ..host import text
 
@@ -20,25 +20,6 @@ def py(engine: LuaEngine, value: Any) -> Any:
 def lua(engine: LuaEngine, value: Any) -> Any:
     """A Python value as a Lua value."""
     return python_to_lua(engine.runtime, value)
-
-
-def lua_kind(value: Any) -> str:
-    """The Lua type name of ``value`` (a Lua value, or a Python value converted from one): ``nil``,
-    ``boolean``, ``number``, ``string``, ``table``, ``function``: for messages in Lua's words."""
-    found = lua_type(value)
-    if found:
-        return str(found)
-    if value is None:
-        return "nil"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, (bytes, str)):
-        return "string"
-    if isinstance(value, (dict, list, tuple)):
-        return "table"
-    return "userdata"
 
 
 def name_arg(value: Any, what: str) -> str:

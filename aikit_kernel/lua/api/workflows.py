@@ -29,7 +29,7 @@ from ..convert import lua_to_python, lua_type
 from ..engine import LuaEngine
 from ..host import text
 from . import expose
-from ._util import lua, name_arg, options, py
+from ._util import lua, lua_kind, name_arg, options, py
 from .handles import HandleKind, printable_results
 from .mcp import resolve_tools
 
@@ -84,7 +84,7 @@ def install(engine: LuaEngine, components: Components, agents: Any = None) -> No
                                         "retry_delay_s", "inputs", "steps", "description", "budget", "executor"),
                                        "Workflow.new",
                          aliases=DURATION_ALIASES)
-        raw_steps = spec[b"steps"]
+        raw_steps = spec[b"steps"] if spec is not None else None
         if lua_type(raw_steps) != "table":
             raise InvalidArgument("Workflow.new: steps must be a list of step tables")
         executor = str(fields.get("executor") or "local")
@@ -246,6 +246,10 @@ def install(engine: LuaEngine, components: Components, agents: Any = None) -> No
             inputs, opts = None, inputs  # wf:run{raise = true}: the options alone
         o = options(engine, opts, ("display", "run_id", "raise"), "wf:run")
         given = py(engine, inputs) if inputs is not None else {}
+        if given == []:
+            given = {}  # an empty Lua table converts to a list
+        if not isinstance(given, dict):
+            raise InvalidArgument(f"wf:run: the inputs must be a table of named values, got {lua_kind(inputs)}")
         terminal = isinstance(engine.host.output, TerminalOutput)
         display = o.get("display", terminal)  # a terminal always shows the steps as they finish
         progress = ((TerminalProgress(engine, workflow, components) if terminal else Progress(engine, workflow))
