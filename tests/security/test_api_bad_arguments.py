@@ -1,5 +1,6 @@
-"""Every function of aikit's Lua API, called with arguments of every wrong kind: each call either
-works or fails with an error that says what to fix in Lua's words, and the engine stays usable.
+"""Every function of aikit's Lua API, and every built-in tool, called with arguments of every wrong
+kind: each call either works or fails with an error that says what to fix in Lua's words, and the
+engine stays usable.
 
 The functions are found at run time (every function of the global tables, of ``display``, ``io``
 and ``os``, and every method of the objects the API hands out, called with ``:`` and, wrongly,
@@ -89,7 +90,9 @@ end
 
 
 def _lua_string(text: str) -> str:
-    return f"[==[{text}]==]"
+    """``text`` as a Lua long string, its level chosen so that ``text`` cannot end it."""
+    level = next(n for n in range(1, 10) if f"]{'=' * n}]" not in text)
+    return f"[{'=' * level}[{text}]{'=' * level}]"
 
 
 def _groups() -> list[str]:
@@ -126,4 +129,31 @@ def test_wrong_arguments_get_a_clear_error_and_the_engine_stays_usable(lua: Lua,
             if code == "internal_error" or NOT_FOR_USERS.search(message) or not message.strip():
                 unclear.append(f"{name}({failure['args']}) -> {code or 'error'}: {message}")
         assert lua.run("return 1 + 1") == 2, f"the engine broke after {name}"
+    assert not unclear, "errors that do not say what to fix in Lua's words:\n" + "\n".join(unclear)
+
+
+#: Values of the wrong type for a parameter of each JSON Schema type, as Lua source.
+WRONG_VALUES = {"string": ("1", "{}", "true"), "integer": ("'x'", "1.5", "{}"), "number": ("'x'", "{}"),
+                "boolean": ("'x'", "1"), "array": ("'x'", "1", "{a = 1}"), "object": ("'x'", "1", "{1, 2}")}
+
+
+def test_every_tool_with_wrong_arguments_says_what_to_fix(lua: Lua) -> None:
+    """Each built-in tool through Tool.call: no arguments, an unknown one, arguments that are not a
+    table, and each parameter with a value of each wrong type."""
+    unclear: list[str] = []
+    tools = lua.components.tools.list()
+    assert len(tools) >= 50
+    for tool in tools:
+        cases = ["{}", "{bogus = 1}", "'x'", "1", "true"]
+        for name, schema in (tool.info().get("parameters") or {}).get("properties", {}).items():
+            kind = schema.get("type")
+            cases += [f"{{[ {_lua_string(name)} ] = {value}}}" for value in WRONG_VALUES.get(kind, ("{}",))
+                      if isinstance(kind, str)]
+        tries = "\n".join(f"try({_lua_string(args)}, function() return Tool.call({_lua_string(tool.name)}, {args}) end)"
+                          for args in cases)
+        for failure in lua.run(f"{_CALL}\n{tries}\nreturn failures") or []:
+            code, message = failure["code"], str(failure["message"])
+            if code == "internal_error" or NOT_FOR_USERS.search(message) or not message.strip():
+                unclear.append(f"{tool.name}({failure['args']}) -> {code or 'error'}: {message}")
+        assert lua.run("return 1 + 1") == 2, f"the engine broke after {tool.name}"
     assert not unclear, "errors that do not say what to fix in Lua's words:\n" + "\n".join(unclear)
