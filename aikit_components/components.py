@@ -151,6 +151,7 @@ class Components:
         from .agents import Agent
         from .providers.fallback import FallbackChain
 
+        spec.validate()  # a fallback that is not a list, say, is named before it is used
         for model in [spec.model, *spec.fallback]:
             self.models.check(model)  # a misspelled provider fails here, not at the first run
         provider = FallbackChain(self.models, [spec.model, *spec.fallback], events=self.events)

@@ -225,7 +225,7 @@ def check_metadata(value: Any) -> str:
     if value is None:
         return "{}"
     if not isinstance(value, dict):
-        raise InvalidArgument(f"metadata must be a table/dict, got {codec.lua_type_name(value)}",
+        raise InvalidArgument(f"metadata must be a table of named values, got {codec.lua_type_name(value)}",
                               details={"argument": "metadata"})
     return codec.dumps(value)
 

@@ -1,6 +1,6 @@
-"""Every function of aikit's Lua API, and every built-in tool, called with arguments of every wrong
-kind: each call either works or fails with an error that says what to fix in Lua's words, and the
-engine stays usable.
+"""Every function of aikit's Lua API, every built-in tool and every option of the calls that take an
+options table, given values of every wrong kind: each call either works or fails with an error that
+says what to fix in Lua's words, and the engine stays usable.
 
 The functions are found at run time (every function of the global tables, of ``display``, ``io``
 and ``os``, and every method of the objects the API hands out, called with ``:`` and, wrongly,
@@ -75,8 +75,8 @@ table.sort(names)
 return names
 """
 
-# One function with each argument list in its own pcall (``try`` lines follow): what each
-# failure said.
+# Calls, each in its own pcall (``try`` lines follow): what each failure said (``args``: the
+# label of the call).
 _CALL = r"""
 local failures = {}
 local function try(args, call)
@@ -93,6 +93,19 @@ def _lua_string(text: str) -> str:
     """``text`` as a Lua long string, its level chosen so that ``text`` cannot end it."""
     level = next(n for n in range(1, 10) if f"]{'=' * n}]" not in text)
     return f"[{'=' * level}[{text}]{'=' * level}]"
+
+
+def unclear_failures(lua: Lua, calls: dict[str, str]) -> list[str]:
+    """Run each call (label -> Lua expression) in its own pcall, in one cell; the failures whose
+    error does not say what to fix in Lua's words. The engine must still work afterwards."""
+    tries = "\n".join(f"try({_lua_string(label)}, function() return {call} end)" for label, call in calls.items())
+    unclear = []
+    for failure in lua.run(f"{_CALL}\n{tries}\nreturn failures") or []:
+        code, message = failure["code"], str(failure["message"])
+        if code == "internal_error" or NOT_FOR_USERS.search(message) or not message.strip():
+            unclear.append(f"{failure['args']} -> {code or 'error'}: {message}")
+    assert lua.run("return 1 + 1") == 2, f"the engine broke after {next(iter(calls), '')}"
+    return unclear
 
 
 def _groups() -> list[str]:
@@ -122,13 +135,7 @@ def test_wrong_arguments_get_a_clear_error_and_the_engine_stays_usable(lua: Lua,
     assert names, f"no functions found in {group}"
     unclear: list[str] = []
     for name in names:
-        tries = "\n".join(f"try({_lua_string(args)}, function() return {name}({args}) end)" for args in ARGUMENTS)
-        failures = lua.run(f"{_CALL}\n{tries}\nreturn failures")
-        for failure in failures or []:
-            code, message = failure["code"], str(failure["message"])
-            if code == "internal_error" or NOT_FOR_USERS.search(message) or not message.strip():
-                unclear.append(f"{name}({failure['args']}) -> {code or 'error'}: {message}")
-        assert lua.run("return 1 + 1") == 2, f"the engine broke after {name}"
+        unclear += unclear_failures(lua, {f"{name}({args})": f"{name}({args})" for args in ARGUMENTS})
     assert not unclear, "errors that do not say what to fix in Lua's words:\n" + "\n".join(unclear)
 
 
@@ -149,11 +156,45 @@ def test_every_tool_with_wrong_arguments_says_what_to_fix(lua: Lua) -> None:
             kind = schema.get("type")
             cases += [f"{{[ {_lua_string(name)} ] = {value}}}" for value in WRONG_VALUES.get(kind, ("{}",))
                       if isinstance(kind, str)]
-        tries = "\n".join(f"try({_lua_string(args)}, function() return Tool.call({_lua_string(tool.name)}, {args}) end)"
-                          for args in cases)
-        for failure in lua.run(f"{_CALL}\n{tries}\nreturn failures") or []:
-            code, message = failure["code"], str(failure["message"])
-            if code == "internal_error" or NOT_FOR_USERS.search(message) or not message.strip():
-                unclear.append(f"{tool.name}({failure['args']}) -> {code or 'error'}: {message}")
-        assert lua.run("return 1 + 1") == 2, f"the engine broke after {tool.name}"
+        unclear += unclear_failures(lua, {f"{tool.name}({args})": f"Tool.call({_lua_string(tool.name)}, {args})"
+                                          for args in cases})
+    assert not unclear, "errors that do not say what to fix in Lua's words:\n" + "\n".join(unclear)
+
+
+#: Wrong values for any option, as Lua source.
+OPTION_VALUES = ("1", "-1", "0/0", "1e308", "'x'", "''", "{}", "{1, 2}", "{a = 1}", "true", "function() end")
+
+#: Calls that take an options table; ``FIELDS`` is where the option under test goes, next to the
+#: fields the call needs anyway. The option names are asked of
+#: aikit itself: an unknown option's error lists the known ones.
+OPTION_CALLS = {
+    "Agent.new": "Agent.new{name = 'a', model = Agent.scripted{'hi'}, FIELDS}",
+    "Workflow.new": "Workflow.new{name = 'w', steps = {{id = 'a', fn = function() return 1 end}}, FIELDS}",
+    "Workflow.new step": "Workflow.new{name = 'w', steps = {{id = 'a', fn = function() return 1 end, FIELDS}}}",
+    "RAG.collection": "RAG.collection('c', {FIELDS})",
+    "Tool.define": "Tool.define{name = 't', description = 'd', params = {type = 'object'}, "
+                   "fn = function() return 1 end, FIELDS}",
+    "Supervisor.new": "Supervisor.new{name = 's', children = {}, FIELDS}",
+    "State.set": "State.set('global', 'k', 1, {FIELDS})",
+    "Event.subscribe": "Event.subscribe('x', {FIELDS})",
+    "Artifact.put": "Artifact.put('n', 'c', {FIELDS})",
+    "agent:run": "objs.agent:run('x', {FIELDS})",
+    "col:search": "objs.collection:search('x', {FIELDS})",
+}
+#: Options whose right values wait for a person or a server (tested where they are documented).
+WAITING_OPTIONS = {("Workflow.new step", "approval")}
+
+
+@pytest.mark.parametrize("call", list(OPTION_CALLS))
+def test_every_option_with_a_wrong_value_says_what_to_fix(lua: Lua, call: str) -> None:
+    lua.run(OBJECTS)
+    template = OPTION_CALLS[call]
+    unknown = lua.fail(f"return {template.replace('FIELDS', 'zzz_unknown = 1')}")
+    known = re.search(r"\(known: ([^)]*)\)", unknown.evalue)
+    assert known, unknown.evalue
+    fields = [f for f in known.group(1).split(", ") if (call, f) not in WAITING_OPTIONS]
+    unclear: list[str] = []
+    for field in fields:
+        unclear += unclear_failures(lua, {f"{call}: {field} = {value}": template.replace("FIELDS", f"{field} = {value}")
+                                          for value in OPTION_VALUES})
     assert not unclear, "errors that do not say what to fix in Lua's words:\n" + "\n".join(unclear)

@@ -58,6 +58,57 @@ def options(engine: LuaEngine, value: Any, allowed: tuple[str, ...], what: str,
     return opts
 
 
+def whole_number(value: Any, what: str, default: int = 0) -> int:
+    """An option that is a whole number >= 0 (``default`` when nil); a Lua float such as ``3.0``
+    counts. ``what`` names it in the error (``Workflow.new: retries``)."""
+    if value is None:
+        return default
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidArgument(f"{what} must be a whole number >= 0, got {_shown(value)}")
+    return value
+
+
+def seconds_arg(value: Any, what: str, default: float = 0.0) -> float:
+    """An option that is a number of seconds >= 0 (``default`` when nil)."""
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+        raise InvalidArgument(f"{what} must be a number of seconds >= 0, got {_shown(value)}")
+    return float(value)
+
+
+def named_table(value: Any, what: str) -> dict[str, Any]:
+    """An option that is a table of named values, converted (an empty table, or nil, is empty)."""
+    if value is None or value == [] or value == {}:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidArgument(f"{what} must be a table of named values, got {_shown(value)}")
+    return value
+
+
+def string_list(value: Any, what: str) -> list[str]:
+    """An option that is a list of strings; one string is a list of one (nil: empty)."""
+    if value is None or value == {}:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise InvalidArgument(f"{what} must be a string or a list of strings, got {_shown(value)}")
+    return value
+
+
+def _shown(value: Any) -> str:
+    """A converted option value in a message: its Lua type, and the value when it is short."""
+    kind = lua_kind(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{kind} {value:g}" if isinstance(value, float) else f"{kind} {value}"
+    if isinstance(value, str) and len(value) <= 40:
+        return f"{kind} {value!r}"
+    return kind
+
+
 def function_arg(value: Any, what: str) -> Any:
     if lua_type(value) != "function":
         raise InvalidArgument(f"{what} must be a function, got {lua_kind(value)}")
