@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .codec import lua_type_name
 from .errors import AikitError, InvalidArgument, IOFailure, NotFound, ResourceExhausted
 from .events import EventBus
 from .sessions import DatabaseStore, check_metadata, check_name, load_metadata, open_database, os_error, publish, record_dict
@@ -91,7 +92,7 @@ def _check_version(version: Any) -> int:
 
 def _check_mime(mime: Any) -> str:
     if not isinstance(mime, str):
-        raise InvalidArgument(f"mime must be a string, got {type(mime).__name__}", details={"argument": "mime"})
+        raise InvalidArgument(f"mime must be a string, got {lua_type_name(mime)}", details={"argument": "mime"})
     if not mime or len(mime) > 255 or "/" not in mime or any(ord(c) < 32 or ord(c) == 127 for c in mime):
         raise InvalidArgument(f"mime must look like type/subtype (e.g. text/markdown, image/png), got {mime!r}",
                               details={"argument": "mime"})
@@ -158,7 +159,7 @@ class ArtifactStore(DatabaseStore):
             data = bytes(content)
             default_mime = BINARY_MIME
         else:
-            raise InvalidArgument(f"artifact {name!r}: content must be a string or bytes, got {type(content).__name__}",
+            raise InvalidArgument(f"artifact {name!r}: content must be a string or bytes, got {lua_type_name(content)}",
                                   details={"argument": "content"})
         mime = default_mime if mime is None else _check_mime(mime)
         meta = check_metadata(metadata)
@@ -307,7 +308,7 @@ class ArtifactStore(DatabaseStore):
             params.append(session_id)
         if prefix is not None:
             if not isinstance(prefix, str):
-                raise InvalidArgument(f"prefix must be a string, got {type(prefix).__name__}",
+                raise InvalidArgument(f"prefix must be a string, got {lua_type_name(prefix)}",
                                       details={"argument": "prefix"})
             if prefix:
                 where.append("substr(name, 1, ?) = ?")

@@ -40,7 +40,7 @@ def to_jsonable(value: Any, _depth: int = 0) -> Any:
         if plain:
             return {k: to_jsonable(v, _depth + 1) for k, v in value.items()}
         return {"$map": [[to_jsonable(k, _depth + 1), to_jsonable(v, _depth + 1)] for k, v in value.items()]}
-    raise InvalidArgument(f"cannot store a value of type {type(value).__name__} (use tables, strings, numbers, booleans)")
+    raise InvalidArgument(f"cannot store a value of type {lua_type_name(value)} (use tables, strings, numbers, booleans)")
 
 
 def from_jsonable(value: Any) -> Any:

@@ -25,7 +25,8 @@ from .artifacts import ArtifactStore
 from .config import Config
 from .config import data_dir as default_data_dir
 from .control.approvals import ApprovalInterceptor, ApprovalPolicy
-from .control.audit import AuditInterceptor, AuditLedger, record_session_start, watch_events
+from .control.audit import AuditLedger
+from .control.audit_entries import AuditInterceptor, record_session_start, watch_events
 from .control.budgets import BudgetInterceptor, Budgets
 from .control.journal import EffectJournal, JournalInterceptor
 from .control.pg_audit import open_ledger
@@ -150,6 +151,7 @@ class Components:
         from .agents import Agent
         from .providers.fallback import FallbackChain
 
+        spec.validate()  # a fallback that is not a list, say, is named before it is used
         for model in [spec.model, *spec.fallback]:
             self.models.check(model)  # a misspelled provider fails here, not at the first run
         provider = FallbackChain(self.models, [spec.model, *spec.fallback], events=self.events)

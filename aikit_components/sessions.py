@@ -209,7 +209,7 @@ def os_error(exc: OSError, action: str, path: Path | str | None = None) -> IOFai
 def check_name(value: Any, what: str) -> str:
     """A non-empty string of at most 255 characters without NUL."""
     if not isinstance(value, str):
-        raise InvalidArgument(f"{what} must be a string, got {type(value).__name__}", details={"argument": what})
+        raise InvalidArgument(f"{what} must be a string, got {codec.lua_type_name(value)}", details={"argument": what})
     if not value:
         raise InvalidArgument(f"{what} must not be empty", details={"argument": what})
     if len(value) > MAX_NAME_CHARS:
@@ -225,7 +225,7 @@ def check_metadata(value: Any) -> str:
     if value is None:
         return "{}"
     if not isinstance(value, dict):
-        raise InvalidArgument(f"metadata must be a table/dict, got {type(value).__name__}",
+        raise InvalidArgument(f"metadata must be a table of named values, got {codec.lua_type_name(value)}",
                               details={"argument": "metadata"})
     return codec.dumps(value)
 

@@ -18,7 +18,7 @@ from .collector import space_full_collections
 from .history import HistoryStore, PostgresHistoryStore, open_history
 from .kernel import SWITCH_INTERVAL_S, Kernel
 from .protocol import Protocol
-from .transport import Transport
+from .transport import ConnectionFileError, Transport
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,11 @@ def run_kernel(connection_file: str | None, dap_port: int | None = None, metrics
     if dap_port is None:
         dap_port = settings.dap_port
     if connection_file and os.path.exists(connection_file):
-        info = ConnectionInfo.load(connection_file)
+        try:
+            info = ConnectionInfo.load(connection_file)
+        except (ConnectionFileError, OSError) as exc:
+            print(f"aikit kernel: {exc}", file=sys.stderr)
+            return 2
     else:
         info = ConnectionInfo.fresh()
     protocol = Protocol(info.key, info.signature_scheme)

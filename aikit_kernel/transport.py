@@ -46,6 +46,45 @@ def recv_frames(sock: zmq.Socket) -> list[bytes]:
     return frames
 
 
+_JSON_KINDS = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean",
+               type(None): "null"}
+
+
+class ConnectionFileError(ValueError):
+    """A connection file that cannot be used, and why (a message for the user)."""
+
+
+def read_connection_file(path: str | os.PathLike[str], *, ports_required: bool = True) -> dict[str, Any]:
+    """The contents of the connection file ``path``, checked: a JSON object whose ports (each
+    ``<channel>_port``) are whole numbers from 1 to 65535 (``ports_required`` False: 0 or missing
+    too, for a kernel that picks its own) and whose ``ip``, ``key``, ``transport`` and
+    ``signature_scheme`` are strings. Raises :class:`ConnectionFileError` saying what is wrong,
+    or ``OSError`` when the file cannot be read."""
+    text = Path(path).read_text(encoding="utf-8", errors="replace")
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ConnectionFileError(f"{path} is not a kernel connection file: it is not JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConnectionFileError(f"{path} is not a kernel connection file: expected a JSON object with the "
+                                  f"kernel's ports, ip and key, got {_JSON_KINDS.get(type(data), 'a value')}")
+    problems = []
+    lowest = 1 if ports_required else 0
+    for channel in CHANNELS:
+        port = data.get(f"{channel}_port")
+        if port is None:
+            if ports_required:
+                problems.append(f"{channel}_port is missing")
+        elif isinstance(port, bool) or not isinstance(port, int) or not lowest <= port <= 65535:
+            problems.append(f"{channel}_port must be a port number ({lowest}-65535), got {json.dumps(port)}")
+    for name in ("ip", "key", "transport", "signature_scheme"):
+        if name in data and not isinstance(data[name], str):
+            problems.append(f"{name} must be a string, got {json.dumps(data[name])}")
+    if problems:
+        raise ConnectionFileError(f"{path} is not a usable kernel connection file: {'; '.join(problems)}")
+    return data
+
+
 @dataclass
 class ConnectionInfo:
     """The contents of a Jupyter connection file."""
@@ -66,7 +105,9 @@ class ConnectionInfo:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> ConnectionInfo:
-        data = json.loads(Path(path).read_text())
+        """The connection file ``path`` (ports may be 0 or missing: the kernel picks them); raises
+        :class:`ConnectionFileError` when it is not one."""
+        data = read_connection_file(path, ports_required=False)
         public, secret = data.get("curve_publickey"), data.get("curve_secretkey")
         return cls(
             curve_publickey=str(public).encode() if public and secret else None,

@@ -50,12 +50,16 @@ def test_a_script_and_the_shell_share_the_stores(tmp_path: Path) -> None:
     assert [s["name"] for s in sessions] == ["job.lua"] and sessions[0]["status"] == "completed"
     shown = json.loads(aikit(tmp_path, "sessions", "show", sessions[0]["id"]).stdout)
     assert [a["name"] for a in shown["artifacts"]] == ["report.md"]
-    assert aikit(tmp_path, "sessions", "show", "s-nope").returncode == 3
+    missing = aikit(tmp_path, "sessions", "show", "s-nope")
+    assert missing.returncode == 3 and "`aikit sessions list` shows them" in missing.stderr
 
     assert "report.md  v1  8 bytes  text/markdown" in aikit(tmp_path, "artifacts", "list").stdout
     assert aikit(tmp_path, "artifacts", "get", "report.md").stdout == "# Report"
     assert aikit(tmp_path, "artifacts", "get", "report.md", "-o", "out.md").returncode == 0
     assert (tmp_path / "out.md").read_text() == "# Report"
+    missing = aikit(tmp_path, "artifacts", "get", "report.md", "--version", "9")
+    assert missing.returncode == 3
+    assert "no artifact named 'report.md' with version 9 (`aikit artifacts list`" in missing.stderr
 
 
 def test_run_arg_must_be_name_equals_value(tmp_path: Path) -> None:

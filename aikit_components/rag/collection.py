@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from ..codec import lua_type_name
 from ..errors import AikitError, InvalidArgument, NotFound
 from ..operations import Operation, OperationKind, Pipeline
 from ..operations.standard import standard_pipeline
@@ -88,7 +89,7 @@ def as_documents(docs: Any) -> list[Document]:
     if isinstance(docs, (str, Document, dict)):
         docs = [docs]
     if not isinstance(docs, list) or not docs:
-        got = "an empty list" if docs == [] else type(docs).__name__
+        got = "an empty list" if docs == [] else lua_type_name(docs)
         raise InvalidArgument("ingest takes a string, a list of strings, or a list of {id = ..., text = ..., "
                               f"metadata = {{...}}}} tables; got {got}")
     out: list[Document] = []
@@ -99,7 +100,7 @@ def as_documents(docs: Any) -> list[Document]:
         if isinstance(item, str):
             item = {"text": item}
         if not isinstance(item, dict):
-            raise InvalidArgument(f"document {n}: a string or a {{id, text, metadata}} table, got {type(item).__name__}")
+            raise InvalidArgument(f"document {n}: a string or a {{id, text, metadata}} table, got {lua_type_name(item)}")
         unknown = sorted(str(k) for k in item if k not in ("id", "text", "metadata", "vector"))
         if unknown:
             raise InvalidArgument(f"document {n}: unknown field(s) {', '.join(unknown)} (known: id, text, metadata, vector)")
@@ -299,7 +300,7 @@ class Collection:
                 raise InvalidArgument("a query vector needs mode = 'vector' (lexical search needs text)")
         else:
             raise InvalidArgument(f"the search query must be text (or a vector with mode = 'vector'), "
-                                  f"got {type(query).__name__}")
+                                  f"got {lua_type_name(query)}")
         return k, mode
 
     def needs_embedding(self, query: Any, mode: str) -> bool:

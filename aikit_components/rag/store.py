@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ..codec import lua_type_name
 from ..errors import InvalidArgument
 from ..storage.sqlite import translate_error
 from .lexical import FTS_SCHEMA, match_expression
@@ -83,7 +84,7 @@ def filter_terms(filter: Any) -> list[tuple[str, list[Any]]]:
     """A search's metadata filter checked: (field, accepted values) per entry; a field matches
     any of its values. Raises InvalidArgument saying what is wrong."""
     if not isinstance(filter, dict):
-        raise InvalidArgument(f"filter must be a table of metadata field = value, got {type(filter).__name__}")
+        raise InvalidArgument(f"filter must be a table of metadata field = value, got {lua_type_name(filter)}")
     terms = []
     for key, value in filter.items():
         if not isinstance(key, str) or not key:

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from importlib.metadata import entry_points
 from typing import Any
 
+from ..codec import lua_type_name
 from ..control.budgets import BudgetInterceptor
 from ..errors import AikitError, NotFound, ValidationError
 from ..operations import Operation, OperationKind, Pipeline, honours
@@ -193,7 +194,7 @@ class ToolRegistry:
             args = {}
         if not isinstance(args, dict):
             raise ValidationError(f"arguments for tool {name!r} must be a table of named parameters",
-                                  [f"(arguments): expected object, got {type(args).__name__}"], details={"tool": name})
+                                  [f"(arguments): expected a table, got {lua_type_name(args)}"], details={"tool": name})
         if {} in args.values():
             args = item.coerce_empty_tables(dict(args))
         problems = item.validate(args)

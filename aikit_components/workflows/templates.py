@@ -41,6 +41,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..codec import lua_type_name
 from ..errors import InvalidArgument
 
 __all__ = ["ROOTS", "STEP_FIELDS", "Ref", "Template", "TemplateContext", "TemplateError", "compile",
@@ -509,6 +510,6 @@ def _walk(value: Any, path: tuple[Any, ...], ref: Ref, step: str | None, base: s
         elif value is None:
             return _fail(ref, step, f"{where} is empty (None), so it has no field {part!r}")
         else:
-            return _fail(ref, step, f"{where} is a {type(value).__name__}, which has no field {part!r}")
+            return _fail(ref, step, f"{where} is {lua_type_name(value, article=True)}, which has no field {part!r}")
         where = f"{where}.{part}"
     return value

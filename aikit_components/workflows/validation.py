@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..codec import lua_type_name
 from ..control.step_approval import check_params as check_approval_params
 from ..errors import AikitError, InvalidArgument, NotFound, ValidationError
 from .model import EXECUTORS, STEP_KINDS, Condition, Loop, Step, Workflow
@@ -264,7 +265,7 @@ def _check_step_fields(step: Step, label: str, problems: list[str]) -> None:
     if not _positive(step.backoff):
         problems.append(f"{label}: backoff must be a positive number (1 = constant delay), got {step.backoff!r}")
     if not isinstance(step.params, dict):
-        problems.append(f"{label}: params must be a table, got {type(step.params).__name__}")
+        problems.append(f"{label}: params must be a table, got {lua_type_name(step.params)}")
 
 
 def _as_reference(text: str) -> str:

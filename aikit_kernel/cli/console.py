@@ -437,14 +437,22 @@ def find_connection_file(existing: str) -> str:
     (empty) the most recent kernel there."""
     from jupyter_client import find_connection_file as find
 
+    from aikit_kernel.transport import ConnectionFileError, read_connection_file
+
     if existing and os.path.isfile(existing):
-        return existing
+        found = existing
+    else:
+        try:
+            found = str(find(existing or "kernel-*.json"))
+        except OSError:
+            where = f"{existing!r}" if existing else "any kernel"
+            raise ConsoleError(f"no connection file for {where} (start one with `aikit serve`, or give the path "
+                               "printed by the kernel)") from None
     try:
-        return str(find(existing or "kernel-*.json"))
-    except OSError:
-        where = f"{existing!r}" if existing else "any kernel"
-        raise ConsoleError(f"no connection file for {where} (start one with `aikit serve`, or give the path "
-                           "printed by the kernel)") from None
+        read_connection_file(found)
+    except (ConnectionFileError, OSError) as exc:
+        raise ConsoleError(str(exc)) from None
+    return found
 
 
 async def console_main(existing: str | None, kernel_name: str = "aikit") -> int:

@@ -11,9 +11,12 @@ import argparse
 import json
 import sys
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from aikit_kernel.cli.common import Subparsers, add_actions, add_command, print_records, reported
+
+T = TypeVar("T")
 
 STATE_EXAMPLES = ("aikit state set greeting '\"hello\"'          JSON values (text that is not JSON is a string)",
                   "aikit state set limits '{\"max\": 3}' --scope user:alice",
@@ -108,6 +111,17 @@ def _state(args: argparse.Namespace) -> int:
     return 0
 
 
+def _found(get: Callable[[], T], message: str) -> T:
+    """``get()``; when it finds nothing, NotFound with ``message`` (which names the command that
+    lists what exists, where the component's own message names its Python/Lua ``list()``)."""
+    from aikit_components.errors import NotFound
+
+    try:
+        return get()
+    except NotFound:
+        raise NotFound(message) from None
+
+
 def _when(timestamp: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp)) if timestamp else "-"
 
@@ -132,7 +146,8 @@ def _sessions_show(args: argparse.Namespace) -> int:
     from aikit_components.sessions import SessionStore
 
     with SessionStore(data_dir()) as store:
-        info = store.get(args.session_id)
+        info = _found(lambda: store.get(args.session_id),
+                      f"no session with id {args.session_id!r} (`aikit sessions list` shows them)")
     with ArtifactStore(data_dir()) as artifacts:
         produced = artifacts.list(session_id=info.id)
     print(json.dumps({**info.to_dict(), "artifacts": [a.to_dict() for a in produced]}, indent=2, ensure_ascii=False,
@@ -160,7 +175,10 @@ def _artifacts_get(args: argparse.Namespace) -> int:
     from aikit_components.config import data_dir
 
     with ArtifactStore(data_dir()) as store:
-        _info, content = store.get(args.name, args.version)
+        _info, content = _found(lambda: store.get(args.name, args.version),
+                                f"no artifact named {args.name!r}"
+                                + (f" with version {args.version}" if args.version is not None else "")
+                                + " (`aikit artifacts list` shows them)")
     if args.output:
         with open(args.output, "wb") as f:
             f.write(content)

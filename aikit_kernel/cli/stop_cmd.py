@@ -43,6 +43,9 @@ def stop_kernel(connection_file: Path, timeout: float = REPLY_TIMEOUT_S, by: str
     TimeoutError when it does not answer (not an aikit kernel, or not running)."""
     from jupyter_client import BlockingKernelClient
 
+    from aikit_kernel.transport import read_connection_file
+
+    read_connection_file(connection_file)  # a file that is not one says so (ConnectionFileError)
     client = BlockingKernelClient(connection_file=str(connection_file))
     client.load_connection_file()
     client.start_channels(shell=False, iopub=False, stdin=False, hb=False, control=True)
@@ -83,6 +86,8 @@ def aikit_connection_files(runtime_dir: Path) -> list[Path]:
 
 
 def _stop(args: argparse.Namespace) -> int:
+    from aikit_kernel.transport import ConnectionFileError
+
     if args.kernel:
         path = Path(args.kernel).expanduser()
         if not path.is_file():
@@ -91,6 +96,8 @@ def _stop(args: argparse.Namespace) -> int:
             reply = stop_kernel(path, args.timeout)
         except TimeoutError as exc:
             return error(f"{exc}: is it a running aikit kernel?")
+        except ConnectionFileError as exc:
+            return error(str(exc))
         except (OSError, ValueError, KeyError) as exc:
             return error(f"cannot read the connection file {path}: {exc}")
         print(f"stopped {path.name}: {reply.get('cancelled', 0)} running task(s) cancelled")

@@ -38,6 +38,7 @@ lua_Hook aikit_forward = 0;                         /* the debug library's hook 
 lua_GetStack aikit_getstack = 0;
 lua_GetInfo aikit_getinfo = 0;
 const char *aikit_sources[MAX_SOURCES];             /* chunk names ("@path") with breakpoints */
+unsigned long aikit_source_lengths[MAX_SOURCES];    /* their lengths (strlen) */
 int aikit_source_count = 0;
 int aikit_step_mode = STEP_NONE;
 lua_State *aikit_step_state = 0;                    /* the thread a step over/out belongs to */
@@ -60,11 +61,15 @@ static int has_breakpoint(lua_State *L, lua_Debug *ar, int line) {
   if (!aikit_getinfo(L, "S", ar) || !ar->source) return 1;
   int n = aikit_source_count;
   if (n <= 0) return 1;  /* too many files to filter (or being updated): let Lua decide */
+  /* Lengths first, then from the end: cell files share a long directory prefix and differ in
+   * the name at the end, so a line of another file is told apart in a comparison or two. */
+  unsigned long length = ar->srclen;
   for (int i = 0; i < n && i < MAX_SOURCES; i++) {
     const char *a = aikit_sources[i], *b = ar->source;
-    if (!a) continue;
-    while (*a && *a == *b) { a++; b++; }
-    if (*a == *b) return 1;
+    if (!a || aikit_source_lengths[i] != length) continue;
+    unsigned long k = length;
+    while (k > 0 && a[k - 1] == b[k - 1]) k--;
+    if (k == 0) return 1;
   }
   return 0;
 }

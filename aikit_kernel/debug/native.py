@@ -44,6 +44,7 @@ class NativeLineHook:
         self._state = ctypes.c_void_p.in_dll(lib, "aikit_step_state")
         self._depth = ctypes.c_int.in_dll(lib, "aikit_step_depth")
         self._sources = (ctypes.c_char_p * MAX_SOURCES).in_dll(lib, "aikit_sources")
+        self._source_lengths = (ctypes.c_ulong * MAX_SOURCES).in_dll(lib, "aikit_source_lengths")
         self._source_count = ctypes.c_int.in_dll(lib, "aikit_source_count")
         self._source_buffers: list[ctypes.Array[ctypes.c_char]] = []  # keeps the strings alive
         self._retired: list[ctypes.Array[ctypes.c_char]] = []
@@ -59,8 +60,9 @@ class NativeLineHook:
         there are more files than the filter holds (every marked line is then forwarded)."""
         self._source_count.value = 0
         buffers = [ctypes.create_string_buffer(name) for name in chunk_names[:MAX_SOURCES]]
-        for i, buffer in enumerate(buffers):
+        for i, (name, buffer) in enumerate(zip(chunk_names, buffers)):
             self._sources[i] = ctypes.cast(buffer, ctypes.c_char_p)
+            self._source_lengths[i] = len(name)
         fits = len(chunk_names) <= MAX_SOURCES
         ctypes.memset(self._lines, 0, MAX_LINES)
         for line in lines:

@@ -155,3 +155,22 @@ def python_to_lua(runtime: Any, value: Any) -> Any:
             table[i] = python_to_lua(runtime, v)
         return table
     return value
+
+
+def lua_kind(value: Any) -> str:
+    """The Lua type name of ``value`` (a Lua value, or a Python value converted from one): ``nil``,
+    ``boolean``, ``number``, ``string``, ``table``, ``function``: for messages in Lua's words."""
+    found = lua_type(value)
+    if found:
+        return str(found)
+    if value is None:
+        return "nil"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, (bytes, str)):
+        return "string"
+    if isinstance(value, (dict, list, tuple)):
+        return "table"
+    return "userdata"

@@ -17,7 +17,7 @@ from typing import Any
 
 from aikit_components.errors import InvalidArgument
 
-from .convert import lua_to_python, lua_type
+from .convert import lua_kind, lua_to_python, lua_type
 from .host import text
 
 MAX_HTML_ROWS = 200
@@ -127,7 +127,7 @@ class DisplayBinding:
         """The MIME bundle for one display call."""
         if kind in _TEXT_KINDS:
             if not isinstance(value, bytes):
-                raise InvalidArgument(f"display.{kind} expects a string, got {lua_type(value) or type(value).__name__}")
+                raise InvalidArgument(f"display.{kind} expects a string, got {lua_kind(value)}")
             return {_TEXT_KINDS[kind]: text(value), "text/plain": text(value) if kind != "svg" else "<svg image>"}
         if kind == "image":
             if not isinstance(value, bytes):

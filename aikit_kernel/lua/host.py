@@ -24,6 +24,7 @@ from aikit_components.errors import AikitError, Interrupted, InvalidArgument, IO
 from aikit_components.security import SecurityPolicy
 
 from ..output import OutputSink, StdinNotAllowed
+from .convert import lua_kind
 
 log = logging.getLogger(__name__)
 
@@ -254,7 +255,12 @@ class Host:
         except StdinNotAllowed as exc:
             raise AikitError(f"io.read: {exc}", code="stdin_not_allowed") from None
 
-    def getenv(self, name: bytes) -> str | None:
+    def getenv(self, name: Any = None, *_: Any) -> str | None:
+        """os.getenv(name): as Lua's, a number is its text and extra arguments are ignored."""
+        if isinstance(name, (int, float)) and not isinstance(name, bool):
+            name = str(name).encode()
+        if not isinstance(name, bytes):
+            raise InvalidArgument(f"bad argument #1 to 'getenv' (string expected, got {lua_kind(name)})")
         key = text(name)
         return os.environ.get(key) if self.policy.check_env(key) else None
 

@@ -422,13 +422,21 @@ local file_mt = {
   __index = file_methods, __name = "FILE*",
   __tostring = function(f) return f.closed and "file (closed)" or s_format("file (%s)", f.path) end,
 }
-local function file_handle(self)
-  if raw_getmetatable(self) ~= file_mt then raw_error("bad argument #1 (FILE* expected)", 3) end
+-- ``level``: where the error points, counted from here (the user's call of a method is 3 when
+-- the method calls this itself).
+local function check_file(self, method, level)
+  if raw_getmetatable(self) ~= file_mt then
+    raw_error(s_format("bad argument #1 to '%s' (FILE* expected, got %s): call it as file:%s(...)",
+                       method, raw_type(self), method), level)
+  end
+end
+local function file_handle(self, method)
+  check_file(self, method, 4)
   if self.closed then raw_error("attempt to use a closed file", 3) end
   return self.handle
 end
 function file_methods.read(self, ...)
-  local h = file_handle(self)
+  local h = file_handle(self, "read")
   local n = raw_select("#", ...)
   if n == 0 then return f_read(h, "l") end
   local out = {}
@@ -439,20 +447,21 @@ function file_methods.read(self, ...)
   return t_unpack(out, 1, n)
 end
 function file_methods.write(self, ...)
-  local h = file_handle(self)
+  local h = file_handle(self, "write")
   f_write(h, written(...))
   return self
 end
 function file_methods.lines(self, fmt)
-  local h = file_handle(self)
+  local h = file_handle(self, "lines")
   return function() return f_read(h, fmt or "l") end
 end
 function file_methods.seek(self, whence, offset)
-  return f_seek(file_handle(self), whence or "cur", offset or 0)
+  return f_seek(file_handle(self, "seek"), whence or "cur", offset or 0)
 end
-function file_methods.flush(self) f_flush(file_handle(self)); return self end
+function file_methods.flush(self) f_flush(file_handle(self, "flush")); return self end
 function file_methods.setvbuf() return true end
 function file_methods.close(self)
+  check_file(self, "close", 3)
   if not self.closed then f_close(self.handle); self.closed = true end
   return true
 end
@@ -539,6 +548,13 @@ local env = {
   xpcall = safe_xpcall, collectgarbage = collectgarbage, _VERSION = _VERSION,
   warn = function(...)
     local parts = { ... }
+    for i = 1, raw_select("#", ...) do  -- as Lua's warn: strings (or numbers), at least one
+      local kind = raw_type(parts[i])
+      if kind ~= "string" and kind ~= "number" then
+        raw_error(s_format("bad argument #%d to 'warn' (string expected, got %s)", i, kind), 2)
+      end
+    end
+    if raw_select("#", ...) == 0 then raw_error("bad argument #1 to 'warn' (string expected, got no value)", 2) end
     if parts[1] == "@on" or parts[1] == "@off" then return end
     host_write("stderr", "Lua warning: " .. t_concat(parts) .. "\n")
   end,

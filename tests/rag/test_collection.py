@@ -183,7 +183,7 @@ class TestBadInput:
         assert col.stats()["documents"] == 4
 
     @pytest.mark.parametrize("docs, fragment", [
-        ([], "empty list"), (42, "got int"), ([{"text": ""}], "non-empty string"), ([{"id": "a"}], "non-empty string"),
+        ([], "empty list"), (42, "got integer"), ([{"text": ""}], "non-empty string"), ([{"id": "a"}], "non-empty string"),
         ([{"text": "x", "colour": 1}], "unknown field"), ([{"text": "x", "metadata": "m"}], "metadata must be"),
     ])
     def test_ingest_errors(self, rag: RAG, docs, fragment) -> None:

@@ -7,6 +7,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from ...codec import lua_type_name
 from ...errors import InvalidArgument
 from ..templates import TemplateContext
 from ..validation import StepNode, range_items
@@ -58,7 +59,7 @@ class StepWork:
         if isinstance(items, Mapping):
             items = [{"key": k, "value": v} for k, v in items.items()]
         if not isinstance(items, (list, tuple, range)):
-            raise InvalidArgument(f"step {sid!r}: loop.over must give a list, got {type(items).__name__}",
+            raise InvalidArgument(f"step {sid!r}: loop.over must give a list, got {lua_type_name(items)}",
                                   details={"step": sid})
         if len(items) > loop.max_iterations:
             raise InvalidArgument(f"step {sid!r}: loop over {len(items)} items exceeds max_iterations "

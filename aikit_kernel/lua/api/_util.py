@@ -7,7 +7,7 @@ from typing import Any
 
 from aikit_components.errors import AikitError, InvalidArgument
 
-from ..convert import lua_to_python, lua_type, python_to_lua
+from ..convert import lua_kind, lua_to_python, lua_type, python_to_lua
 from ..engine import LuaEngine
 from ..host import text
 
@@ -20,25 +20,6 @@ def py(engine: LuaEngine, value: Any) -> Any:
 def lua(engine: LuaEngine, value: Any) -> Any:
     """A Python value as a Lua value."""
     return python_to_lua(engine.runtime, value)
-
-
-def lua_kind(value: Any) -> str:
-    """The Lua type name of ``value`` (a Lua value, or a Python value converted from one): ``nil``,
-    ``boolean``, ``number``, ``string``, ``table``, ``function``: for messages in Lua's words."""
-    found = lua_type(value)
-    if found:
-        return str(found)
-    if value is None:
-        return "nil"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, (bytes, str)):
-        return "string"
-    if isinstance(value, (dict, list, tuple)):
-        return "table"
-    return "userdata"
 
 
 def name_arg(value: Any, what: str) -> str:
@@ -75,6 +56,57 @@ def options(engine: LuaEngine, value: Any, allowed: tuple[str, ...], what: str,
                 raise InvalidArgument(f"{what}: give {new} or its old name {old}, not both")
             opts[new] = opts.pop(old)
     return opts
+
+
+def whole_number(value: Any, what: str, default: int = 0) -> int:
+    """An option that is a whole number >= 0 (``default`` when nil); a Lua float such as ``3.0``
+    counts. ``what`` names it in the error (``Workflow.new: retries``)."""
+    if value is None:
+        return default
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidArgument(f"{what} must be a whole number >= 0, got {_shown(value)}")
+    return value
+
+
+def seconds_arg(value: Any, what: str, default: float = 0.0) -> float:
+    """An option that is a number of seconds >= 0 (``default`` when nil)."""
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+        raise InvalidArgument(f"{what} must be a number of seconds >= 0, got {_shown(value)}")
+    return float(value)
+
+
+def named_table(value: Any, what: str) -> dict[str, Any]:
+    """An option that is a table of named values, converted (an empty table, or nil, is empty)."""
+    if value is None or value == [] or value == {}:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidArgument(f"{what} must be a table of named values, got {_shown(value)}")
+    return value
+
+
+def string_list(value: Any, what: str) -> list[str]:
+    """An option that is a list of strings; one string is a list of one (nil: empty)."""
+    if value is None or value == {}:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise InvalidArgument(f"{what} must be a string or a list of strings, got {_shown(value)}")
+    return value
+
+
+def _shown(value: Any) -> str:
+    """A converted option value in a message: its Lua type, and the value when it is short."""
+    kind = lua_kind(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{kind} {value:g}" if isinstance(value, float) else f"{kind} {value}"
+    if isinstance(value, str) and len(value) <= 40:
+        return f"{kind} {value!r}"
+    return kind
 
 
 def function_arg(value: Any, what: str) -> Any:

@@ -11,11 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 from aikit_components.components import Components
+from aikit_components.errors import InvalidArgument
 from aikit_components.hooks import HookContext, HookResult
 
 from ... import runtime
 from ..convert import lua_type
 from ..engine import LuaEngine
+from ..host import text
 from . import expose
 from ._util import checked_values, function_arg, lua, name_arg, options, py, run_on_lua_thread
 
@@ -41,9 +43,9 @@ DOCS = {
 _ACTIONS = ("continue", "modify", "cancel", "retry", "replace")
 
 _LUA_HANDLE = r"""
-local unregister = ...
+local remove = ...
 local mt = {}
-mt.__index = { remove = function(self) return unregister(self.id) end }
+mt.__index = { remove = remove }
 mt.__name = "aikit.Hook"
 mt.__tostring = function(self) return "hook " .. self.id .. " (" .. self.point .. ")" end
 return function(id, point, name) return setmetatable({ id = id, point = point, name = name }, mt) end
@@ -95,7 +97,14 @@ def install(engine: LuaEngine, components: Components) -> None:
     def list_(point: Any = None) -> Any:
         return lua(engine, [{"point": p, "name": n} for p, n in hooks.list(name_arg(point, "point") if point else None)])
 
-    make_handle = engine.compile_trusted(_LUA_HANDLE, "hook")(engine.internal[b"bind"](engine.host.wrap(unregister)))
+    def remove(handle: Any = None, *_: Any) -> bool:
+        """hook:remove()."""
+        hook_id = handle[b"id"] if lua_type(handle) == "table" else None
+        if not isinstance(hook_id, bytes):
+            raise InvalidArgument("use hook:remove(), not hook.remove(): remove is a method of the hook, called with ':'")
+        return hooks.unregister(text(hook_id))
+
+    make_handle = engine.compile_trusted(_LUA_HANDLE, "hook")(engine.internal[b"bind"](engine.host.wrap(remove)))
     expose(engine, "Hook", {"register": register, "unregister": unregister, "list": list_}, DOCS, convert=False)
     decisions = engine.compile_trusted(r"""
 local Hook = ...

@@ -9,7 +9,7 @@ from aikit_components.components import Components
 from aikit_components.errors import InvalidArgument
 
 from ..engine import LuaEngine
-from . import expose
+from . import checked_arity, expose
 from .mcp_serve import expose_function, serve_function
 
 DOCS = {
@@ -91,7 +91,7 @@ def install(engine: LuaEngine, components: Components, agent_handles: Any = None
     bind = engine.internal[b"bind"]
     for key, fn in (("serve", serve_function(engine, components, agent_handles)),
                     ("expose", expose_function(engine, agent_handles))):
-        table[key.encode()] = bind(engine.host.wrap(fn))
+        table[key.encode()] = bind(engine.host.wrap(checked_arity(fn, f"MCP.{key}")))
         engine.register_doc(f"MCP.{key}", table[key.encode()], DOCS[key])
 
 

@@ -61,6 +61,11 @@ def exposed_by(engine: LuaEngine) -> Exposed | None:
     return _EXPOSED.get(engine)
 
 
+def _field(spec: Any, key: bytes) -> Any:
+    """``spec[key]`` of an options table that may be nil (checked by ``options`` first)."""
+    return spec[key] if spec is not None else None
+
+
 def _agents_of(engine: LuaEngine, raw_agents: Any, agent_handles: Any, what: str) -> dict[str, Any]:
     agents: dict[str, Any] = {}
     if raw_agents is None:
@@ -91,7 +96,7 @@ def expose_function(engine: LuaEngine, agent_handles: Any = None) -> Any:
 
         fields = options(engine, spec, ("tools", "agents"), "MCP.expose")
         _EXPOSED[engine] = Exposed(tools=_patterns(fields, "MCP.expose"),
-                                   agents=_agents_of(engine, spec[b"agents"], agent_handles, "MCP.expose"))
+                                   agents=_agents_of(engine, _field(spec, b"agents"), agent_handles, "MCP.expose"))
         return True
 
     return expose
@@ -111,7 +116,7 @@ def serve_function(engine: LuaEngine, components: Components, agent_handles: Any
         if not isinstance(host, str) or (token is not None and not isinstance(token, str)):
             raise InvalidArgument("MCP.serve: host and token must be strings")
         patterns = _patterns(fields, "MCP.serve")
-        agents = _agents_of(engine, spec[b"agents"], agent_handles, "MCP.serve")
+        agents = _agents_of(engine, _field(spec, b"agents"), agent_handles, "MCP.serve")
         exposed = Exposed(tools=patterns if patterns is not None else ([] if agents else None), agents=agents,
                           rag=bool(fields.get("rag", False)), resources=bool(fields.get("resources", True)))
         served = ServedNotebook(AikitServer(components, exposed, name=str(fields.get("name", "aikit-notebook"))))

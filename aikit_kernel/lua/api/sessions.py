@@ -6,10 +6,11 @@ from typing import Any
 
 from aikit_components.components import Components
 from aikit_components.control.budgets import BudgetLimits
+from aikit_components.errors import InvalidArgument
 
 from ..engine import LuaEngine
 from . import expose
-from ._util import lua, name_arg, options, py
+from ._util import lua, lua_kind, name_arg, options, py
 
 SESSION_DOCS = {
     "": "Session\n\nThe session this kernel (or script) runs in: Session.current(), Session.list{...}.",
@@ -61,7 +62,9 @@ def install(engine: LuaEngine, components: Components) -> None:
 
     def put(name: Any, content: Any, opts: Any = None) -> Any:
         o = options(engine, opts, ("mime", "metadata"), "Artifact.put")
-        data = content if isinstance(content, bytes) else py(engine, content)
+        if not isinstance(content, bytes):
+            raise InvalidArgument(f"Artifact.put: the content must be a string, got {lua_kind(content)}")
+        data = content
         if isinstance(data, bytes) and o.get("mime") is None:
             try:
                 data = data.decode("utf-8")  # Lua strings are bytes: text when they are UTF-8

@@ -12,7 +12,7 @@ from aikit_components.tools.schema import schema_problems
 from ..convert import flat_pairs_to_dict, lua_type, python_to_lua
 from ..engine import LuaEngine
 from . import expose
-from ._util import call_lua, call_lua_async, function_arg, lua, name_arg, options, py
+from ._util import call_lua, call_lua_async, function_arg, lua, lua_kind, name_arg, options, py
 from .mcp import resolve_tools
 from .run import RunScope
 
@@ -162,7 +162,7 @@ def define_lua_tool(engine: LuaEngine, components: Components, spec: Any) -> byt
     try:
         item = Tool(name=name, description=str(fields.get("description") or name), fn=run, parameters=params,
                     category=str(fields.get("category", "custom")), security=security,
-                    examples=list(fields.get("examples") or []), source="lua", async_fn=run_async,
+                    examples=_examples(fields.get("examples")), source="lua", async_fn=run_async,
                     approval=approval, idempotent=idempotent)
     except Exception as exc:
         raise InvalidArgument(f"Tool.define: {exc}") from None
@@ -189,3 +189,12 @@ def _approval_rule(engine: LuaEngine, value: Any) -> Any:
 
     check.acall = acheck  # type: ignore[attr-defined]  # the approval interceptor awaits it on the loop
     return check
+
+
+def _examples(value: Any) -> list[Any]:
+    """Tool.define's ``examples``: a list (of argument tables, or of strings)."""
+    if value is None or value == {}:
+        return []
+    if not isinstance(value, list):
+        raise InvalidArgument(f"Tool.define: examples must be a list, got {lua_kind(value)}")
+    return value

@@ -29,7 +29,7 @@ from ..convert import lua_to_python, lua_type
 from ..engine import LuaEngine
 from ..host import text
 from . import expose
-from ._util import lua, name_arg, options, py
+from ._util import lua, lua_kind, name_arg, named_table, options, py, seconds_arg, string_list, whole_number
 from .handles import HandleKind, printable_results
 from .mcp import resolve_tools
 
@@ -84,7 +84,7 @@ def install(engine: LuaEngine, components: Components, agents: Any = None) -> No
                                         "retry_delay_s", "inputs", "steps", "description", "budget", "executor"),
                                        "Workflow.new",
                          aliases=DURATION_ALIASES)
-        raw_steps = spec[b"steps"]
+        raw_steps = spec[b"steps"] if spec is not None else None
         if lua_type(raw_steps) != "table":
             raise InvalidArgument("Workflow.new: steps must be a list of step tables")
         executor = str(fields.get("executor") or "local")
@@ -96,8 +96,9 @@ def install(engine: LuaEngine, components: Components, agents: Any = None) -> No
             name=str(fields.get("name") or "workflow"), steps=steps, mode=str(fields.get("mode") or "dag"),
             description=str(fields.get("description") or ""), max_concurrency=fields.get("max_concurrency"),
             fail_fast=bool(fields.get("fail_fast", True)), timeout_s=fields.get("timeout_s"),
-            retry_attempts=int(fields.get("retries") or 0), retry_delay_s=float(fields.get("retry_delay_s") or 0),
-            inputs=dict(fields.get("inputs") or {}), executor=executor,
+            retry_attempts=whole_number(fields.get("retries"), "Workflow.new: retries"),
+            retry_delay_s=seconds_arg(fields.get("retry_delay_s"), "Workflow.new: retry_delay_s"),
+            inputs=named_table(fields.get("inputs"), "Workflow.new: inputs"), executor=executor,
             budget=BudgetLimits.parse(fields["budget"], "Workflow.new") if fields.get("budget") is not None else None,
         )
         if executor == "ray":
@@ -137,11 +138,11 @@ def install(engine: LuaEngine, components: Components, agents: Any = None) -> No
                       "params on); write noop = true to say so, or give one of tool, agent, llm, fn, command, "
                       "workflow\n")
         kind = kinds[0] if kinds else "noop"
-        params = dict(f.get("params") or {})
+        params = named_table(f.get("params"), f"Workflow.new: step {step_id!r}: params")
         step = Step(id=step_id, name=str(f.get("name") or ""), params=params,
-                    depends_on=_names(f.get("depends_on")),
+                    depends_on=string_list(f.get("depends_on"), f"Workflow.new: step {step_id!r}: depends_on"),
                     timeout_s=f.get("timeout_s"), continue_on_error=bool(f.get("continue_on_error", False)),
-                    retries=f.get("retries"), retry_delay_s=f.get("retry_delay_s"), backoff=float(f.get("backoff", 2.0)))
+                    retries=f.get("retries"), retry_delay_s=f.get("retry_delay_s"), backoff=f.get("backoff", 2.0))
         if kind == "tool":
             step.kind, step.target = "tool", str(f["tool"])
         elif kind == "agent":
@@ -246,6 +247,10 @@ def install(engine: LuaEngine, components: Components, agents: Any = None) -> No
             inputs, opts = None, inputs  # wf:run{raise = true}: the options alone
         o = options(engine, opts, ("display", "run_id", "raise"), "wf:run")
         given = py(engine, inputs) if inputs is not None else {}
+        if given == []:
+            given = {}  # an empty Lua table converts to a list
+        if not isinstance(given, dict):
+            raise InvalidArgument(f"wf:run: the inputs must be a table of named values, got {lua_kind(inputs)}")
         terminal = isinstance(engine.host.output, TerminalOutput)
         display = o.get("display", terminal)  # a terminal always shows the steps as they finish
         progress = ((TerminalProgress(engine, workflow, components) if terminal else Progress(engine, workflow))
@@ -345,15 +350,6 @@ end"""
 
 def _same(value: Any) -> Any:
     return value
-
-
-def _names(value: Any) -> list[str]:
-    """``depends_on`` as a list of step ids (a single id may be given as a string)."""
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [value]
-    return [str(d) for d in value]
 
 
 def _plain(value: Any) -> Any:
