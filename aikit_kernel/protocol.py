@@ -52,6 +52,12 @@ def pack(obj: Any) -> bytes:
                    ).encode("utf8", errors="surrogateescape")
 
 
+def _unpack(part: bytes) -> Any:
+    """A message part's JSON: UTF-8, as the protocol says (json.loads of bytes would first guess
+    the encoding); ``{}`` (a request's parent header and metadata, as a rule) without the parser."""
+    return {} if part == _EMPTY else json.loads(str(part, "utf-8"))
+
+
 _second_text: tuple[int, str] = (-1, "")  # the last whole second formatted, and its text
 
 
@@ -155,12 +161,12 @@ class Protocol:
                 if signature in self._digests:
                     raise ProtocolError(f"duplicate signature: {signature!r}")
                 self._remember(signature)
-        try:  # UTF-8, as the protocol says (json.loads of bytes would first guess the encoding)
-            header = json.loads(str(parts[1], "utf-8"))
+        try:
+            header = _unpack(parts[1])
             msg = {"header": header, "msg_id": header.get("msg_id") if isinstance(header, dict) else None,
                    "msg_type": header.get("msg_type") if isinstance(header, dict) else None,
-                   "parent_header": json.loads(str(parts[2], "utf-8")), "metadata": json.loads(str(parts[3], "utf-8")),
-                   "content": json.loads(str(parts[4], "utf-8")), "buffers": [memoryview(b) for b in parts[5:]]}
+                   "parent_header": _unpack(parts[2]), "metadata": _unpack(parts[3]),
+                   "content": _unpack(parts[4]), "buffers": [memoryview(b) for b in parts[5:]]}
         except (ValueError, UnicodeDecodeError) as exc:
             raise ProtocolError(f"{type(exc).__name__}: {exc}") from None
         if not isinstance(header, dict) or not isinstance(header.get("msg_type"), str):
