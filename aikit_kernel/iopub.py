@@ -32,9 +32,9 @@ import zmq.asyncio
 from . import runtime
 from .output import StdinNotAllowed
 from .protocol import Protocol
-from .transport import send_frames
+from .transport import has_message, send_frames
 
-_EVENTS, _POLLIN, _NOBLOCK = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.NOBLOCK)
+_NOBLOCK = int(zmq.NOBLOCK)
 
 log = logging.getLogger(__name__)
 
@@ -237,7 +237,7 @@ class Messenger:
             return
         while True:
             try:
-                if not self._xpub.getsockopt(_EVENTS) & _POLLIN:
+                if not has_message(self._xpub):
                     return
                 frame = self._xpub.recv(_NOBLOCK)
             except zmq.Again:

@@ -205,7 +205,7 @@ class Kernel:
 
     def _accept(self, frames: list[bytes]) -> tuple[list[bytes], dict[str, Any]] | None:
         """A received message, checked (size, signature, format); None (logged) to drop it."""
-        size = sum(len(f) for f in frames)
+        size = sum(map(len, frames))
         if size > self.max_message_bytes:
             log.warning("dropping a %d-byte message (limit %d bytes, kernel.max_message_mb)", size,
                         self.max_message_bytes)

@@ -22,7 +22,7 @@ from typing import Any
 import zmq
 
 from . import runtime
-from .transport import recv_frames
+from .transport import has_message, recv_frames
 
 __all__ = ["Request", "ShellIntake"]
 
@@ -133,18 +133,25 @@ class ShellIntake:
         got = False
         while True:
             try:
-                frames = recv_frames(self._shell)
-            except zmq.Again:
-                return got
+                if not has_message(self._shell):  # (a receive that finds nothing costs twice as much)
+                    return got
             except zmq.ZMQError:  # closed at shutdown
                 return got
-            accepted = self._accept(frames)
-            if accepted is None:
-                continue
-            self._touch()
-            self.received += 1
-            self._backlog.append((*accepted, self.received))
-            got = True
+            got = self._receive() or got
+
+    def _receive(self) -> bool:
+        """Read one message (one is known to wait) into the backlog; whether it was a request."""
+        try:
+            frames = recv_frames(self._shell)
+        except zmq.ZMQError:  # nothing after all (zmq.Again), or closed at shutdown
+            return False
+        accepted = self._accept(frames)
+        if accepted is None:
+            return False
+        self._touch()
+        self.received += 1
+        self._backlog.append((*accepted, self.received))
+        return True
 
     def waiting(self) -> bool:
         """Whether a request waits to be served (reading the socket first)."""
@@ -171,6 +178,8 @@ class ShellIntake:
                             pass
                     except OSError:  # nothing (more) to read
                         pass
+                else:  # the poll says a message waits: read it without asking the socket first
+                    self._receive()
 
     def close(self) -> None:
         """Close the wake-up pipe (at shutdown)."""

@@ -289,3 +289,29 @@ def test_trailing_call_after_statements_is_the_result(engine: LuaEngine) -> None
     assert value(engine, "local s = 'a'\nstring.rep(s, 3);") == ""  # a trailing ; keeps the cell quiet
     assert value(engine, "y = 5\nx = 1\n-y") == ""  # `x = 1 - y`: one statement, no result
     assert value(engine, "x") == "-4"
+
+
+def test_a_cell_run_again_runs_afresh(engine: LuaEngine) -> None:
+    """Cells run again use their kept compiled chunk: every run is a fresh function (its locals,
+    its closures), each form of cell keeps its result rule, and a cell that replaces _ENV does
+    not hand its replacement to its next run."""
+    for _ in range(3):
+        assert value(engine, "1 + 1") == "2"
+        assert value(engine, "local t = {}\nt.n = 2\nmath.max(t.n, 1)") == "2"
+        assert value(engine, "x = 1") == ""
+    engine.run_cell("counters = {}", "[1]")
+    for _ in range(3):  # a closure made by each run sees that run's own local
+        engine.run_cell("do local k = #counters + 1\ncounters[k] = function() return k end end", "[2]")
+    assert value(engine, "counters[1](), counters[2](), counters[3]()") == "1\t2\t3"
+    for _ in range(2):
+        assert engine.run_cell("n = (n or 0) + 1\n_ENV = {}", "[3]").error is None
+    assert value(engine, "n") == "2"
+
+
+@pytest.mark.parametrize("code", ["1", "-7", "2^62 // 1", "math.maxinteger", "math.mininteger", "true", "false",
+                                  "1 == 1", "0x10"])
+def test_integer_and_boolean_results_render_as_lua_prints_them(engine: LuaEngine, code: str) -> None:
+    result = engine.run_cell(code, "[1]")
+    assert result.error is None
+    assert engine.render_result(result.values) == engine.render_values(result.values)
+    assert engine.render_result(result.values) == value(engine, f"tostring({code})").strip('"')

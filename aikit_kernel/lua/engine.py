@@ -60,6 +60,11 @@ def _running_line(traceback: str) -> str:
     return ""
 
 
+#: The compiled chunks of this many recent cells are kept (LuaEngine._compile_cell), of cells up
+#: to this long (a cell run again is a short one, as a rule).
+CELL_CHUNKS_KEPT = 64
+CELL_CHUNK_MAX_SOURCE = 8192
+
 #: Python types of Lua values that have no metatable of the user's (numbers, booleans, nil):
 #: printing them runs no user code, so it needs no interruptible run.
 _INERT = frozenset({int, float, bool, type(None)})
@@ -164,6 +169,7 @@ class LuaEngine:
         self._repr = self.internal[b"repr"]
         self.address = self.internal[b"address"]  # a table's identity without metamethods
         self._identity = self.runtime.eval(b"function(...) return ... end")
+        self._cell_chunks: dict[tuple[str, str], tuple[Any, bool]] = {}  # see _compile_cell
         self.internal[b"cell_functions"] = self.runtime.eval(b"setmetatable({}, {__mode = 'k'})")
         self._compile_in = self.runtime.eval(
             b"function(code, name) local fn, err = load(code, name, 't') return fn, err end")
@@ -340,22 +346,43 @@ class LuaEngine:
         return self._interrupter is not None and self._interrupter.stop_requested()
 
     def _compile_cell(self, code: str, chunkname: str) -> Any:
-        chunk = chunkname.encode()
+        """The function a cell runs (its trailing expression's values returned), or its syntax
+        failure. The compiled chunks of recent cells are kept: a cell run again (the same source,
+        so the same file) is not compiled again. Running a kept chunk makes the same fresh
+        function as compiling it again, but for its ``_ENV``, which it keeps: a cell that names
+        ``_ENV`` is compiled every time."""
+        key = (code, chunkname)
+        kept = self._cell_chunks.get(key)
+        if kept is None:
+            kept = self._compile_cell_chunk(code, chunkname.encode())
+            if isinstance(kept, LuaFailure):
+                return kept
+            if len(code) <= CELL_CHUNK_MAX_SOURCE and "_ENV" not in code:
+                if len(self._cell_chunks) >= CELL_CHUNKS_KEPT:
+                    del self._cell_chunks[next(iter(self._cell_chunks))]  # the oldest
+                self._cell_chunks[key] = kept
+        fn, wrapped = kept
+        return fn(self._identity) if wrapped else fn
+
+    def _compile_cell_chunk(self, code: str, chunk: bytes) -> tuple[Any, bool] | LuaFailure:
+        """The compiled chunk of a cell and whether it is the wrapped form (called with the
+        collector function, it makes the cell's function), or the cell's syntax failure."""
         fn, _ = self._compile(_RETURN_PREFIX + _RETURN_OPEN + code.encode() + _RETURN_CLOSE, chunk)
         if fn is not None:
-            return fn(self._identity)
+            return fn, True
         fn, err = self._compile(code.encode(), chunk)
         if fn is not None:
             trailing = self._trailing_call(code, chunk)
-            return trailing if trailing is not None else fn
+            return (trailing, True) if trailing is not None else (fn, False)
         split = self._split_trailing_expression(code, chunk)
-        return split if split is not None else self._syntax_failure(err)
+        return (split, True) if split is not None else self._syntax_failure(err)
 
     def _trailing_call(self, code: str, chunk: bytes) -> Any:
         r"""Valid statements ending in a call or name (``...\nTool.call(x)``): return its values, as a
         notebook shows a cell's last expression. Only when the last statement starts with a name,
         so no operator can glue it to the line before (``x = 1\n-y`` stays one statement). A
-        trailing ``;`` keeps the cell quiet, as in IPython (the wrapped form does not compile)."""
+        trailing ``;`` keeps the cell quiet, as in IPython (the wrapped form does not compile).
+        The wrapped chunk, or None."""
         lines = code.split("\n")
         last = len(lines) - 1
         while last > 0 and not lines[last].strip():
@@ -369,17 +396,18 @@ class LuaEngine:
                 continue
             fn, _ = self._compile(_RETURN_PREFIX + statements + b"\n" + _RETURN_OPEN + expression + _RETURN_CLOSE, chunk)
             if fn is not None:
-                return fn(self._identity)
+                return fn  # the wrapped form
         return None
 
     def _split_trailing_expression(self, code: str, chunk: bytes) -> Any:
-        """``stmts\\nexpr`` (invalid as statements): run the statements and return the expression."""
+        """``stmts\\nexpr`` (invalid as statements): run the statements and return the expression
+        (the wrapped chunk, or None)."""
         lines = code.split("\n")
         for i in range(len(lines) - 1, 0, -1):
             statements, expression = "\n".join(lines[:i]).encode(), "\n".join(lines[i:]).encode()
             fn, _ = self._compile(_RETURN_PREFIX + statements + b"\n" + _RETURN_OPEN + expression + _RETURN_CLOSE, chunk)
             if fn is not None:
-                return fn(self._identity)
+                return fn  # the wrapped form
         return None
 
     # ------------------------------------------------------------------ errors
@@ -460,6 +488,12 @@ class LuaEngine:
         """A cell's trailing values as its execute_result text, None when :meth:`all_quiet` (one
         interruptible run for both; none for numbers, booleans and nils, which run no
         metamethod of the user's)."""
+        if len(values) == 1:  # an integer or a boolean: what Lua's tostring says, without Lua
+            value = values[0]
+            if type(value) is int:
+                return str(value)
+            if type(value) is bool:
+                return "true" if value else "false"
         args = self.table(*values, n=len(values))
         if all(type(v) in _INERT for v in values):
             rendered = self.internal[b"render_result"](args)

@@ -96,7 +96,8 @@ class Interrupter:
     def begin(self) -> None:
         """A run starts: interrupts requested from now on will be delivered."""
         with self._lock:
-            self.requested.clear()
+            if self.requested.is_set():  # (set only under this lock; clear() takes the Event's lock too)
+                self.requested.clear()
             self._active = True
             self._set_base_locked(self._main)
 
@@ -108,8 +109,10 @@ class Interrupter:
             _lib.lua_sethook(self._main, None, 0, 0)
             self._running.clear()
             self._step_frames.clear()
-            self.requested.clear()
-            self.pause_requested.clear()
+            if self.requested.is_set():
+                self.requested.clear()
+            if self.pause_requested.is_set():
+                self.pause_requested.clear()
 
     def co_enter(self, address: bytes | str, step: bool = False) -> None:
         """A coroutine is about to be resumed (arm it at once if an interrupt is pending, or a
