@@ -7,6 +7,7 @@ Runs only on the Lua (main) thread, except :meth:`LuaEngine.interrupt`, which an
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -218,6 +219,7 @@ class LuaEngine:
     # ------------------------------------------------------------------ running code
     def run_cell(self, code: str, label: str = "cell", allow_stdin: bool = False) -> RunResult:
         """Compile and run one cell. A trailing expression's values are returned (Lua REPL rule)."""
+        code = source.well_formed(code)
         path = self.cells.write(code, label)
         compiled = self._compile_cell(source.persist_top_level_locals(code), "@" + path)
         if isinstance(compiled, LuaFailure):
@@ -228,21 +230,24 @@ class LuaEngine:
     def run_script(self, path: str, args: list[str], allow_stdin: bool = True,
                    named: dict[str, str] | None = None) -> RunResult:
         """Run a script file as ``aikit run`` does: ``...`` and the global ``arg`` hold its arguments
-        (``named``, from ``--arg k=v``, as the string fields ``arg.k``)."""
-        with open(path, encoding="utf-8") as f:
+        (``named``, from ``--arg k=v``, as the string fields ``arg.k``). Bytes that are not UTF-8
+        read as U+FFFD (write binary data in strings with escapes: ``"\\xff"``)."""
+        with open(path, encoding="utf-8", errors="replace") as f:
             code = f.read()
         self.script_paths.append(path)
         if code.startswith("#!"):
             code = "--" + code  # keep the line count; Lua's own loader skips a shebang the same way
-        arg = self.table(*[a.encode() for a in args])
-        arg[0] = path.encode()
+        # Arguments and paths are handed over as the bytes they were (the OS gives bytes; Python
+        # keeps those that are not UTF-8 as surrogates): Lua strings are bytes.
+        arg = self.table(*[os.fsencode(a) for a in args])
+        arg[0] = os.fsencode(path)
         for name, value in (named or {}).items():
-            arg[name.encode()] = value.encode()
+            arg[os.fsencode(name)] = os.fsencode(value)
         self.env[b"arg"] = arg
-        fn, err = self._compile(code.encode(), ("@" + path).encode())
+        fn, err = self._compile(code.encode(), b"@" + os.fsencode(path))
         if fn is None:
             return RunResult(error=self._syntax_failure(err))
-        return self.call(fn, *[a.encode() for a in args], allow_stdin=allow_stdin)
+        return self.call(fn, *[os.fsencode(a) for a in args], allow_stdin=allow_stdin)
 
     def evaluate(self, expression: str, allow_stdin: bool = False) -> RunResult:
         """Evaluate one expression (user_expressions, debugger watches)."""

@@ -31,6 +31,7 @@ class Introspection:
 
     def is_complete(self, code: str) -> tuple[str, str]:
         """("complete" | "incomplete" | "invalid", indent) judged by the Lua parser itself."""
+        code = source.well_formed(code)
         if not code.strip():
             return "complete", ""
         fn, err = self._engine.internal[b"compile"](code.encode(), b"=cell")
@@ -45,6 +46,7 @@ class Introspection:
 
     def complete(self, code: str, cursor: int) -> tuple[list[str], int, int, list[dict[str, Any]]]:
         """Completions at ``cursor``: (matches, cursor_start, cursor_end, typed metadata)."""
+        code = source.well_formed(code)
         before = source.tokenize(code[:cursor])
         if before and before[-1].kind in ("string", "comment") and before[-1].end == cursor:
             last = before[-1].text
@@ -69,6 +71,7 @@ class Introspection:
     def inspect(self, code: str, cursor: int, detail_level: int = 0) -> str | None:
         """A short doc for the name at ``cursor``: library docs, or type/value/keys of a variable.
         With ``detail_level`` 1, a function written in a cell or script also shows its source."""
+        code = source.well_formed(code)
         _, _, chain = source.chain_at(code, cursor)
         chain = chain.rstrip(".:")
         if not chain or (chain not in source.KEYWORDS and self._resolve(re.split(r"[.:]", chain)) is None):

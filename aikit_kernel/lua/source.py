@@ -26,6 +26,17 @@ _TOKEN = re.compile(
 )
 _KIND = {"comment": "comment", "long": "string", "string": "string", "name": "name", "number": "number", "symbol": "symbol"}
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def well_formed(code: str) -> str:
+    """``code`` with every lone surrogate replaced by U+FFFD, one for one (cursor positions stay).
+    Lone surrogates are text that is not Unicode: ``\\ud800`` escaped in a request's JSON, or
+    bytes that are not UTF-8 read with ``surrogateescape`` (a pipe into ``aikit repl``); they
+    cannot be encoded for Lua, and would fail the request instead of running the code."""
+    return code if code.isascii() else _SURROGATE.sub("\ufffd", code)
+
+
 OPENERS = {"function", "if", "do", "repeat"}
 CLOSERS = {"end", "until"}
 
