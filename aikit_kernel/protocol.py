@@ -27,6 +27,8 @@ from jupyter_client.adapter import adapt
 from jupyter_client.jsonutil import json_default
 from jupyter_client.session import Session
 
+from .lua.source import well_formed
+
 PROTOCOL_VERSION = "5.4"
 DELIM = b"<IDS|MSG>"
 #: Signatures remembered to reject a replayed message (as jupyter_client's Session does).
@@ -54,8 +56,30 @@ def pack(obj: Any) -> bytes:
 
 def _unpack(part: bytes) -> Any:
     """A message part's JSON: UTF-8, as the protocol says (json.loads of bytes would first guess
-    the encoding); ``{}`` (a request's parent header and metadata, as a rule) without the parser."""
-    return {} if part == _EMPTY else json.loads(str(part, "utf-8"))
+    the encoding); ``{}`` (a request's parent header and metadata, as a rule) without the parser.
+    A lone surrogate escaped in the JSON (``\\ud800``, which is not text) becomes U+FFFD: it could
+    not be encoded again, in a reply, an iopub message, a Lua string or a record."""
+    if part == _EMPTY:
+        return {}
+    value = json.loads(str(part, "utf-8"))
+    if b"\\u" in part and _ESCAPED_SURROGATE.search(part):
+        value = _without_lone_surrogates(value)
+    return value
+
+
+_ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _without_lone_surrogates(value: Any) -> Any:
+    """``value`` (parsed JSON) with every lone surrogate in its strings and keys replaced by U+FFFD
+    (a pair escaped as two ``\\u`` escapes is one character once parsed, and stays)."""
+    if isinstance(value, str):
+        return well_formed(value)
+    if isinstance(value, list):
+        return [_without_lone_surrogates(item) for item in value]
+    if isinstance(value, dict):
+        return {_without_lone_surrogates(k): _without_lone_surrogates(v) for k, v in value.items()}
+    return value
 
 
 _second_text: tuple[int, str] = (-1, "")  # the last whole second formatted, and its text
