@@ -110,7 +110,8 @@ class BadRequest(ValueError):
 _JSON_NAMES = {str: "a string", int: "an integer", bool: "a boolean", dict: "an object", list: "an array"}
 
 
-def _json_name(value: Any) -> str:
+def json_kind(value: Any) -> str:
+    """What a parsed JSON value is, as a message says it after "got": ``an array``, ``null``, ..."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -131,7 +132,7 @@ def field(content: dict[str, Any], name: str, kind: type, default: Any) -> Any:
         return int(value)
     if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
         return value
-    raise BadRequest(f"'{name}' must be {_JSON_NAMES[kind]}, got {_json_name(value)}")
+    raise BadRequest(f"'{name}' must be {_JSON_NAMES[kind]}, got {json_kind(value)}")
 
 
 class Protocol:

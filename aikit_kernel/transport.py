@@ -15,6 +15,7 @@ import zmq.asyncio
 import zmq.backend
 
 from .control_channel import ControlChannel
+from .protocol import json_kind
 
 CHANNELS = ("shell", "control", "stdin", "iopub", "hb")
 
@@ -57,10 +58,6 @@ def has_message(sock: zmq.Socket) -> bool:
     return bool(_CompiledSocket.get(sock, _EVENTS) & _POLLIN)
 
 
-_JSON_KINDS = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean",
-               type(None): "null"}
-
-
 class ConnectionFileError(ValueError):
     """A connection file that cannot be used, and why (a message for the user)."""
 
@@ -78,7 +75,7 @@ def read_connection_file(path: str | os.PathLike[str], *, ports_required: bool =
         raise ConnectionFileError(f"{path} is not a kernel connection file: it is not JSON ({exc})") from None
     if not isinstance(data, dict):
         raise ConnectionFileError(f"{path} is not a kernel connection file: expected a JSON object with the "
-                                  f"kernel's ports, ip and key, got {_JSON_KINDS.get(type(data), 'a value')}")
+                                  f"kernel's ports, ip and key, got {json_kind(data)}")
     problems = []
     lowest = 1 if ports_required else 0
     for channel in CHANNELS:

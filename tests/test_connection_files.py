@@ -5,16 +5,14 @@ console`, never a Python traceback; a kernel given a file without ports picks it
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from aikit_kernel.transport import ConnectionFileError, ConnectionInfo, read_connection_file
+from tests.support.cli import AIKIT, aikit_env
 
-AIKIT = str(Path(sys.executable).with_name("aikit"))
 PORTS = {f"{channel}_port": 50000 + i for i, channel in enumerate(("shell", "control", "stdin", "iopub", "hb"))}
 GOOD = {**PORTS, "ip": "127.0.0.1", "key": "k", "transport": "tcp", "signature_scheme": "hmac-sha256"}
 
@@ -51,11 +49,6 @@ def test_a_good_file_reads_and_a_kernel_may_pick_its_own_ports(tmp_path: Path) -
     assert (info.shell_port, info.hb_port, info.key) == (0, 0, b"k")
 
 
-def _env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIKIT_")}
-    return dict(env, AIKIT_DATA_DIR=str(tmp_path / "data"), XDG_CONFIG_HOME=str(tmp_path / "config"))
-
-
 #: (command, file text, what the message says); a kernel is not given a file without ports: it
 #: would pick its own and start (tested above).
 COMMANDS = [(command, *case) for command in (["stop", "--kernel"], ["console", "--existing"]) for case in (BAD[1], BAD[6])]
@@ -69,6 +62,6 @@ def test_the_commands_name_the_problem_not_a_traceback(tmp_path: Path, command: 
     path = tmp_path / "kernel.json"
     path.write_text(text)
     proc = subprocess.run([AIKIT, *command, str(path)], capture_output=True, text=True, timeout=60, cwd=tmp_path,
-                          env=_env(tmp_path), stdin=subprocess.DEVNULL)
+                          env=aikit_env(tmp_path), stdin=subprocess.DEVNULL)
     assert proc.returncode != 0 and says in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr and "Error:" not in proc.stderr

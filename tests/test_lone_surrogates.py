@@ -4,19 +4,16 @@ the invalid characters replaced, and nothing crashes."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support.cli import AIKIT, aikit_env
 from tests.support.kernels import Kernel, start_kernel
 from tests.support.lua import Lua
 from tests.support.raw_client import RawClient
-
-AIKIT = str(Path(sys.executable).with_name("aikit"))
 
 
 def test_the_engine_runs_code_with_lone_surrogates(lua: Lua) -> None:
@@ -60,8 +57,7 @@ def test_a_request_with_lone_surrogates_gets_a_reply_and_the_kernel_goes_on(kern
 
 
 def test_bytes_that_are_not_utf8_piped_into_the_repl(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIKIT_")}
-    env.update(AIKIT_DATA_DIR=str(tmp_path / "data"), XDG_CONFIG_HOME=str(tmp_path / "config"))
+    env = aikit_env(tmp_path)
     proc = subprocess.run([AIKIT, "repl"], input=b"return '\xff\xfe' .. 'x'\nreturn 1 + 1\n", capture_output=True,
                           timeout=60, cwd=tmp_path, env=env)
     assert proc.returncode == 0 and b"Traceback" not in proc.stderr, proc.stderr
@@ -69,8 +65,7 @@ def test_bytes_that_are_not_utf8_piped_into_the_repl(tmp_path: Path) -> None:
 
 
 def test_aikit_run_a_script_and_arguments_that_are_not_utf8(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIKIT_")}
-    env.update(AIKIT_DATA_DIR=str(tmp_path / "data"), XDG_CONFIG_HOME=str(tmp_path / "config"))
+    env = aikit_env(tmp_path)
     (tmp_path / "job.lua").write_bytes(b'print("a\xffb", #arg[1], arg[1] == "\\xfe")\n')
     proc = subprocess.run([AIKIT.encode(), b"run", b"job.lua", b"\xfe"], capture_output=True, timeout=60,
                           cwd=tmp_path, env=env)
