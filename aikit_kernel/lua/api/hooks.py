@@ -17,7 +17,6 @@ from aikit_components.hooks import HookContext, HookResult
 from ... import runtime
 from ..convert import lua_type
 from ..engine import LuaEngine
-from ..host import text
 from . import expose
 from ._util import checked_values, function_arg, lua, name_arg, options, py, run_on_lua_thread
 
@@ -99,10 +98,9 @@ def install(engine: LuaEngine, components: Components) -> None:
 
     def remove(handle: Any = None, *_: Any) -> bool:
         """hook:remove()."""
-        hook_id = handle[b"id"] if lua_type(handle) == "table" else None
-        if not isinstance(hook_id, bytes):
+        if lua_type(handle) != "table" or not isinstance(handle[b"id"], bytes):
             raise InvalidArgument("use hook:remove(), not hook.remove(): remove is a method of the hook, called with ':'")
-        return hooks.unregister(text(hook_id))
+        return unregister(handle)
 
     make_handle = engine.compile_trusted(_LUA_HANDLE, "hook")(engine.internal[b"bind"](engine.host.wrap(remove)))
     expose(engine, "Hook", {"register": register, "unregister": unregister, "list": list_}, DOCS, convert=False)
