@@ -163,7 +163,8 @@ class _Connection(asyncio.Protocol):
         self.idle_since = 0.0
         self.last_data = 0.0
         self.timeout_s = 0.0
-        self.timer: asyncio.TimerHandle | None = None
+        self.timer: asyncio.TimerHandle | None = None  # armed while a request waits, maybe longer (see send)
+        self.timer_due = 0.0  # when the timer fires
         self.got_bytes = False
         self._new_response()
 
@@ -233,7 +234,13 @@ class _Connection(asyncio.Protocol):
         self.got_bytes = False
         self.timeout_s = timeout_s
         self.last_data = now = self.loop.time()
-        self.timer = self.loop.call_at(now + timeout_s, self._check_timeout)
+        due = now + timeout_s
+        # The timer of an earlier request stays armed (it re-arms itself for this one when it
+        # fires): a timer per request, made and cancelled, is work on the loop for every request.
+        if self.timer is None or self.timer_due > due:
+            if self.timer is not None:
+                self.timer.cancel()
+            self.timer, self.timer_due = self.loop.call_at(due, self._check_timeout), due
         self.transport.write(data)
         return waiter
 
@@ -242,17 +249,14 @@ class _Connection(asyncio.Protocol):
         if self.waiter is None:
             return
         due = self.last_data + self.timeout_s
-        if self.loop.time() < due:  # data came meanwhile: wait from the last of it
-            self.timer = self.loop.call_at(due, self._check_timeout)
+        if self.loop.time() < due:  # data came meanwhile (or this is a later request): wait from the last of it
+            self.timer, self.timer_due = self.loop.call_at(due, self._check_timeout), due
             return
         self._fail(httpx.ReadTimeout(f"no answer within {self.timeout_s:g} s"))
         self.drop()
 
     def _done(self, response: WireResponse) -> None:
-        waiter, self.waiter = self.waiter, None
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        waiter, self.waiter = self.waiter, None  # the timer stays: see send
         self.served += 1
         if self.buffer:  # more than the response: nothing to reuse
             self.keep_alive = False
@@ -261,9 +265,7 @@ class _Connection(asyncio.Protocol):
 
     def _fail(self, error: BaseException) -> None:
         waiter, self.waiter = self.waiter, None
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self._stop_timer()
         self.keep_alive = False
         if waiter is not None and not waiter.done():
             waiter.set_exception(error)
@@ -271,11 +273,17 @@ class _Connection(asyncio.Protocol):
     def drop(self) -> None:
         """Close the connection (for good) and give its place in the pool back."""
         self.keep_alive = False
+        self._stop_timer()
         if self.counted:
             self.counted = False
             self.pool.dropped(self)
         if self.transport is not None and not self.closed:
             self.transport.abort()
+
+    def _stop_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
 
     # ------------------------------------------------------------------ parsing
     def _parse(self) -> WireResponse | None:
