@@ -167,6 +167,7 @@ class Agent:
         for name in spec.tools:
             tools.get(name)  # unknown tools fail at creation, with suggestions
         self._validate_output = compile_validator(spec.output_schema) if spec.output_schema else None
+        self._call: ModelCall | None = None  # see _model_call
 
     # ------------------------------------------------------------------ public
     def tool_specs(self) -> list[ToolSpec]:
@@ -363,9 +364,18 @@ class Agent:
 
     async def _ask(self, request: Request, on_text: Callable[[str], None] | None, step: int, usage: Usage) -> Completion:
         """One model call (see :mod:`.llm_call`): hooks ``llm.*``, events, accounting."""
-        call = ModelCall(self.provider, self.spec.model, {"agent": self.spec.name}, hooks=self.hooks,
-                         events=self.events, source="agents", account=self._account, pipeline=self.pipeline)
-        return await call.ask(request, on_text=on_text, usage=usage, where={"step": step})
+        return await self._model_call().ask(request, on_text=on_text, usage=usage, where={"step": step})
+
+    def _model_call(self) -> ModelCall:
+        """How this agent asks its model: made once, again only when what it was made of changed."""
+        call = self._call
+        if (call is None or call.provider is not self.provider or call.model != self.spec.model
+                or call.who["agent"] != self.spec.name or call.hooks is not self.hooks
+                or call.events is not self.events or call.pipeline is not self.pipeline):
+            call = self._call = ModelCall(self.provider, self.spec.model, {"agent": self.spec.name}, hooks=self.hooks,
+                                          events=self.events, source="agents", account=self._account,
+                                          pipeline=self.pipeline)
+        return call
 
     async def _call_tool(self, call: ToolCall, step: int, ctx: ToolContext, index: int = 0) -> ToolCallRecord:
         record = ToolCallRecord(call.name, dict(call.arguments), step=step)
@@ -501,6 +511,9 @@ def _fields(instance: Any) -> dict[str, Any]:
     names = _FIELD_NAMES.get(type(instance))
     if names is None:  # dataclasses.fields() builds its tuple anew at every call (once per save)
         names = _FIELD_NAMES[type(instance)] = tuple(f.name for f in dataclasses.fields(instance))
+    values = getattr(instance, "__dict__", None)
+    if values is not None and tuple(values) == names:  # the fields alone, in their order: copied at once
+        return dict(values)
     return {name: getattr(instance, name) for name in names}
 
 

@@ -29,6 +29,7 @@ import asyncio
 import inspect
 import logging
 import time
+import types
 from collections.abc import Callable, Generator, Iterable, Sequence
 from typing import Any, NoReturn
 
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 _INVOKE = object()
 _ASYNC = {"before": "abefore", "after": "aafter", "error": "aerror", "finished": "afinished", "failed": "afailed"}
 _DECIDED = "pipeline.before_decided"  # op.meta: the before-stage already failed the operation
+_COROUTINE = types.CoroutineType  # what most handlers return: known without inspect.isawaitable's calls
 Flow = Generator[Any, Any, Any]
 
 
@@ -138,7 +140,7 @@ class Pipeline:
             _enter(chain, op)
         try:
             result = handler(op)
-            if inspect.isawaitable(result):
+            if type(result) is _COROUTINE or inspect.isawaitable(result):
                 result = await result
         except BaseException as exc:
             if not isinstance(exc, Exception) or not _awaits_notifications(chain):
@@ -147,11 +149,11 @@ class Pipeline:
             if failure is exc:
                 raise
             raise failure from exc
-        if chain:
-            if _awaits_notifications(chain):
-                await _afinished(chain, op, result)
-            else:
-                _finished(chain, op, result)
+        for interceptor in chain:  # notified in chain order; async notifications awaited
+            if interceptor.has_async_notifications:
+                await interceptor.afinished(op, result)
+            elif interceptor.has_notifications:
+                interceptor.finished(op, result)
         return result
 
     def _plan(self, op: Operation) -> tuple[list[Interceptor], bool]:
@@ -383,14 +385,6 @@ def _awaits_notifications(chain: Sequence[Interceptor]) -> bool:
     return False
 
 
-async def _afinished(chain: Sequence[Interceptor], op: Operation, result: Any) -> None:
-    for interceptor in chain:
-        if interceptor.has_async_notifications:
-            await interceptor.afinished(op, result)
-        elif interceptor.has_notifications:
-            interceptor.finished(op, result)
-
-
 async def _aobserved_failure(chain: Sequence[Interceptor], op: Operation, exc: Exception) -> BaseException:
     """:func:`_observed_failure` awaiting the async notifications (``exc`` is not an interruption)."""
     error = error_from_exception(exc)
@@ -451,7 +445,7 @@ async def _drive_async(flow: Flow, op: Operation, handler: Callable[[Operation],
         try:
             if effect is _INVOKE:
                 value = handler(op)
-                if inspect.isawaitable(value):
+                if type(value) is _COROUTINE or inspect.isawaitable(value):
                     value = await value
             elif type(effect) is tuple:
                 value = await getattr(effect[0], _ASYNC[effect[1]])(*effect[2])

@@ -42,12 +42,21 @@ class Admission:
 
     async def admit(self) -> None:
         """Return when a new request may be sent."""
+        if not self.take():
+            await self.wait()
+
+    def take(self) -> bool:
+        """Admit a request now if one may be sent without waiting (False: :meth:`wait` for it)."""
         if not self._ticking:
             self._start()
         self._idle = 0
         if self._tokens > 0 and not self._waiters:
             self._tokens -= 1
-            return
+            return True
+        return False
+
+    async def wait(self) -> None:
+        """Return when the request :meth:`take` did not admit may be sent."""
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:
@@ -91,4 +100,5 @@ async def admit() -> None:
     admission = _admissions.get(loop)
     if admission is None:
         admission = _admissions[loop] = Admission()
-    await admission.admit()
+    if not admission.take():  # most requests need not wait: no coroutine of Admission's for them
+        await admission.wait()

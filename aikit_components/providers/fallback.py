@@ -132,7 +132,7 @@ class FallbackChain:
             full = entry
             try:
                 provider, model_name, full = self._resolve(index)
-                completion = await provider.complete(dataclasses.replace(request, model=model_name))
+                completion = await provider.complete(request.for_model(model_name))
             except ProviderError as exc:
                 self._failed(attempts, index, full, exc, started)
                 last = exc
@@ -170,7 +170,7 @@ class FallbackChain:
             agen: Any = None
             try:
                 provider, model_name, full = self._resolve(index)
-                agen = provider.stream(dataclasses.replace(request, model=model_name))
+                agen = provider.stream(request.for_model(model_name))
                 first = await agen.__anext__()
             except StopAsyncIteration:
                 attempts.append(Attempt(full, True, elapsed_s=time.monotonic() - started))

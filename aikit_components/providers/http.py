@@ -334,7 +334,7 @@ class HTTPEndpoint:
                                 "arguments and messages must hold plain JSON values (no NaN)", kind="bad_request",
                                 provider=self.name) from None
 
-    async def _post_once(self, path: str, payload: Any) -> tuple[int, httpx.Headers, Any]:
+    async def _post_once(self, path: str, payload: Any) -> tuple[httpx.Response | WireResponse, Any]:
         url = self.url(path)
         await admit()  # sent at the pace the I/O loop keeps up with (providers/admission.py)
         body = self._encode(payload)
@@ -360,11 +360,18 @@ class HTTPEndpoint:
                 f"providers.{self.name}.base_url ({self.base_url}) points at the API, not a web page or proxy",
                 kind="bad_response", provider=self.name, status=response.status_code,
                 details={"url": url, "body": snippet}) from None
-        return response.status_code, response.headers, data
+        return response, data
 
     async def post_json(self, path: str, payload: Any, *, retries: int | None = None) -> tuple[int, httpx.Headers, Any]:
         """POST ``payload`` as JSON to ``base_url + path``; ``(status, headers, decoded JSON)``."""
-        return await self.with_retries(lambda: self._post_once(path, payload), retries)
+        response, data = await self.with_retries(lambda: self._post_once(path, payload), retries)
+        return response.status_code, response.headers, data
+
+    async def post_json_data(self, path: str, payload: Any, *, retries: int | None = None) -> Any:
+        """:meth:`post_json`'s decoded JSON alone: the response's headers are not made into an
+        ``httpx.Headers`` (a chat completion does not read them; many at once wait for the loop's CPU)."""
+        _, data = await self.with_retries(lambda: self._post_once(path, payload), retries)
+        return data
 
     async def _open_stream(self, path: str, payload: Any) -> httpx.Response:
         url = self.url(path)
@@ -445,7 +452,7 @@ class ChatClient(HTTPClient):
         raise NotImplementedError
 
     async def complete(self, request: Request) -> Completion:
-        _, _, data = await self.http.post_json(self.path, self.request_body(request))
+        data = await self.http.post_json_data(self.path, self.request_body(request))
         return self.parse_completion(data, request)
 
     def stream(self, request: Request) -> AsyncIterator[StreamEvent]:

@@ -163,7 +163,8 @@ class _Connection(asyncio.Protocol):
         self.idle_since = 0.0
         self.last_data = 0.0
         self.timeout_s = 0.0
-        self.timer: asyncio.TimerHandle | None = None
+        self.timer: asyncio.TimerHandle | None = None  # armed while a request waits, maybe longer (see send)
+        self.timer_due = 0.0  # when the timer fires
         self.got_bytes = False
         self._new_response()
 
@@ -233,7 +234,13 @@ class _Connection(asyncio.Protocol):
         self.got_bytes = False
         self.timeout_s = timeout_s
         self.last_data = now = self.loop.time()
-        self.timer = self.loop.call_at(now + timeout_s, self._check_timeout)
+        due = now + timeout_s
+        # The timer of an earlier request stays armed (it re-arms itself for this one when it
+        # fires): a timer per request, made and cancelled, is work on the loop for every request.
+        if self.timer is None or self.timer_due > due:
+            if self.timer is not None:
+                self.timer.cancel()
+            self.timer, self.timer_due = self.loop.call_at(due, self._check_timeout), due
         self.transport.write(data)
         return waiter
 
@@ -242,17 +249,14 @@ class _Connection(asyncio.Protocol):
         if self.waiter is None:
             return
         due = self.last_data + self.timeout_s
-        if self.loop.time() < due:  # data came meanwhile: wait from the last of it
-            self.timer = self.loop.call_at(due, self._check_timeout)
+        if self.loop.time() < due:  # data came meanwhile (or this is a later request): wait from the last of it
+            self.timer, self.timer_due = self.loop.call_at(due, self._check_timeout), due
             return
         self._fail(httpx.ReadTimeout(f"no answer within {self.timeout_s:g} s"))
         self.drop()
 
     def _done(self, response: WireResponse) -> None:
-        waiter, self.waiter = self.waiter, None
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        waiter, self.waiter = self.waiter, None  # the timer stays: see send
         self.served += 1
         if self.buffer:  # more than the response: nothing to reuse
             self.keep_alive = False
@@ -261,9 +265,7 @@ class _Connection(asyncio.Protocol):
 
     def _fail(self, error: BaseException) -> None:
         waiter, self.waiter = self.waiter, None
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self._stop_timer()
         self.keep_alive = False
         if waiter is not None and not waiter.done():
             waiter.set_exception(error)
@@ -271,11 +273,17 @@ class _Connection(asyncio.Protocol):
     def drop(self) -> None:
         """Close the connection (for good) and give its place in the pool back."""
         self.keep_alive = False
+        self._stop_timer()
         if self.counted:
             self.counted = False
             self.pool.dropped(self)
         if self.transport is not None and not self.closed:
             self.transport.abort()
+
+    def _stop_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
 
     # ------------------------------------------------------------------ parsing
     def _parse(self) -> WireResponse | None:
@@ -428,16 +436,18 @@ class KeepAlivePool:
         data = b"".join((b"POST ", target.path, b" HTTP/1.1\r\nHost: ", target.host_header, b"\r\n", headers, extra,
                          b"Content-Type: application/json\r\nContent-Length: ", str(len(body)).encode(), b"\r\n\r\n",
                          body))
-        conn = await self._acquire(target.origin, fresh=False)
-        try:
-            response = await self._exchange(conn, data)
-        except (httpx.RemoteProtocolError, httpx.ReadError):
-            if not conn.served or conn.got_bytes:
+        conn = self._idle_connection(target.origin) or await self._acquire(target.origin, fresh=False)
+        try:  # _exchange's, inline for the first try: a coroutine less per request
+            response = await conn.send(data, self.timeout_s)
+        except BaseException as exc:
+            conn.drop()  # cancelled or failed half way: its state is unknown
+            if not isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)) or not conn.served or conn.got_bytes:
                 raise
             # a kept-alive connection the server had closed before it read the request: once more
             # on a new one (the request was not processed)
             conn = await self._acquire(target.origin, fresh=True)
-            response = await self._exchange(conn, data)
+            return await self._exchange(conn, data)
+        self._release(conn)
         return response
 
     async def _exchange(self, conn: _Connection, data: bytes) -> WireResponse:
@@ -455,17 +465,9 @@ class KeepAlivePool:
             raise httpx.ConnectError("the connection pool has been closed")
         loop = asyncio.get_running_loop()
         while True:
-            idle = None if fresh else self._idle.get(origin)
-            if idle:
-                now = loop.time()
-                while idle:
-                    conn, _ = idle.popitem()
-                    if conn.closed or not conn.counted:
-                        continue
-                    if now - conn.idle_since > self.keepalive_expiry:
-                        conn.drop()
-                        continue
-                    return conn
+            conn = None if fresh else self._idle_connection(origin)
+            if conn is not None:
+                return conn
             if self._count < self.max_connections:
                 self._count += 1
                 return await self._connect(origin, loop)
@@ -478,6 +480,23 @@ class KeepAlivePool:
                     if waiter.done() and not waiter.cancelled():
                         self._wake()  # woken, then cancelled: the next one's turn
                     raise
+
+    def _idle_connection(self, origin: Origin) -> _Connection | None:
+        """The newest idle connection to ``origin`` still fit for a request (expired ones are
+        closed on the way); None when there is none (or the pool is closed)."""
+        idle = self._idle.get(origin)
+        if not idle or self._closed:
+            return None
+        now = asyncio.get_running_loop().time()
+        while idle:
+            conn, _ = idle.popitem()
+            if conn.closed or not conn.counted:
+                continue
+            if now - conn.idle_since > self.keepalive_expiry:
+                conn.drop()
+                continue
+            return conn
+        return None
 
     async def _connect(self, origin: Origin, loop: asyncio.AbstractEventLoop) -> _Connection:
         scheme, host, port = origin

@@ -129,6 +129,14 @@ class Request:
     stop: list[str] = field(default_factory=list)
     json_schema: dict[str, Any] | None = None  # ask for structured output where the API supports it
 
+    def for_model(self, model: str) -> Request:
+        """This request for ``model``: ``dataclasses.replace(self, model=model)`` without its
+        per-field work (a fallback chain makes one per model call). A shallow copy, as replace's."""
+        copied = object.__new__(type(self))
+        copied.__dict__.update(self.__dict__)
+        copied.model = model
+        return copied
+
 
 @dataclass
 class Completion:

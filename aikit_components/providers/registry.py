@@ -105,6 +105,16 @@ def unknown_provider_message(name: str, known: list[str]) -> str:
             f"aikit.toml:\n  [providers.{name}]\n  type = \"openai\"\n  base_url = \"https://...\"")
 
 
+def _settings(name: str, table: Any) -> dict[str, Any]:
+    """A copy of ``table``, the ``[providers.<name>]`` table read from the config (None: absent)."""
+    if table is None:
+        return {}
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"providers.{name} must be a table (type, base_url, api_key_env, ...)",
+                          details={"key": f"providers.{name}"})
+    return dict(table)
+
+
 def _reveal(value: Any) -> str:
     return value.reveal() if isinstance(value, Secret) else str(value)
 
@@ -137,6 +147,8 @@ class ModelRegistry:
         self._types: dict[str, Callable[..., Provider]] = dict(provider_types or {})
         self._providers: dict[str, Provider] = {}
         self._lock = threading.Lock()
+        self._aliases: tuple[Config, dict[str, str]] | None = None  # the config read, its aliases
+        self._kinds: tuple[Config, dict[str, str]] = (self.config, {})  # the config read, provider -> type
         #: Non-fatal problems found while building providers (unknown settings, ...).
         self.warnings: list[str] = []
 
@@ -151,6 +163,14 @@ class ModelRegistry:
     @property
     def aliases(self) -> dict[str, str]:
         """Alias -> model name: ``[models.aliases]`` plus ``default``."""
+        return dict(self._alias_table())
+
+    def _alias_table(self) -> dict[str, str]:
+        """:attr:`aliases`, read once per :class:`Config` (which is read-only): every model call
+        expands its model name. Not to be changed by the caller."""
+        cached = self._aliases
+        if cached is not None and cached[0] is self.config:
+            return cached[1]
         table = self.config.get("models.aliases", {}) or {}
         if not isinstance(table, Mapping):
             raise ConfigError(f"models.aliases must be a table of alias = \"provider/model\", got {type(table).__name__}",
@@ -167,6 +187,7 @@ class ModelRegistry:
                 raise ConfigError("models.default must be a model name such as \"local/gemma3-270m\"",
                                   details={"key": "models.default"})
             out["default"] = default
+        self._aliases = (self.config, out)  # only a valid table: an invalid one raises at every use
         return out
 
     def expand(self, model: str) -> str:
@@ -174,7 +195,7 @@ class ModelRegistry:
         if not isinstance(model, str) or not model.strip():
             raise NotFound("a model name is required: \"provider/model\" (e.g. openai/gpt-4o-mini) or an alias",
                            details={"aliases": sorted(self.aliases)})
-        aliases = self.aliases
+        aliases = self._alias_table()
         name = model.strip()
         seen: list[str] = []
         while name in aliases:
@@ -214,20 +235,23 @@ class ModelRegistry:
 
     def settings(self, name: str) -> dict[str, Any]:
         """The ``[providers.<name>]`` table (a copy; secrets stay :class:`Secret`)."""
-        table = self.config.get(("providers", name), None)
-        if table is None:
-            return {}
-        if not isinstance(table, Mapping):
-            raise ConfigError(f"providers.{name} must be a table (type, base_url, api_key_env, ...)",
-                              details={"key": f"providers.{name}"})
-        return dict(table)
+        return _settings(name, self.config.get(("providers", name), None))
 
     def provider_type(self, name: str) -> str:
         """The type of provider ``name`` (openai, anthropic, ollama, local or a registered one)."""
-        settings = self.settings(name)
-        # configured: a [providers.<name>] table (read alone: a read of the section copies every
-        # provider's table, and this runs for every agent made, a workflow's agent steps included)
-        configured = self.config.get(("providers", name), None) is not None
+        kinds = self._kinds
+        if kinds[0] is not self.config:
+            kinds = self._kinds = (self.config, {})
+        kind = kinds[1].get(name)
+        if kind is None:  # once per config (which is read-only): this runs for every agent made
+            kind = kinds[1][name] = self._provider_type(name)
+        return kind
+
+    def _provider_type(self, name: str) -> str:
+        # the [providers.<name>] table read alone (a read of the section copies every provider's table)
+        table = self.config.get(("providers", name), None)
+        settings = _settings(name, table)
+        configured = table is not None
         if not configured and name not in BUILTIN_PROVIDERS:
             raise NotFound(unknown_provider_message(name, self.provider_names()),
                            details={"provider": name, "providers": self.provider_names()})
