@@ -155,7 +155,6 @@ _GROUP_FIELDS = (0, 2, 3, 4, 7, 8, 9, 10)  # the stored fields but span_id, star
 _group_key = operator.itemgetter(*_GROUP_FIELDS)
 _group_member = operator.itemgetter(1, 5, 6)  # what each span of a group adds
 _stored = operator.itemgetter(slice(0, _STORED))
-_end_ns = operator.itemgetter(6)
 #: A group this large or larger is written with the group statement (smaller: the full one).
 MIN_GROUP = 4
 _GROUP_HEAD = f"""
@@ -180,22 +179,6 @@ _REWRITE = """
 UPDATE spans SET parent_span_id = NULLIF(?, ''), name = ?, kind = ?, start_ns = ?, end_ns = NULLIF(?, -1), status = ?,
     status_message = ?, attributes = ?, events = ?
 WHERE rowid = ? AND trace_id = ? AND span_id = ?"""
-# SQLite 3.35 and later: the spans written running that a write rewrites are updated together and
-# tell which of them they found (RETURNING), and running spans are inserted with the rows around
-# them, their rowids returned, instead of a statement each (a write held a few hundred of those:
-# each hands the GIL over and back, and stalls the thread making spans). Earlier versions: a
-# statement per span, as before.
-_RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
-_REWRITE_FIELDS = 12  # a rewritten row's fields (its stored ones but trace_id and span_id, then rowid and ids)
-_REWRITE_HEAD = """
-UPDATE spans SET parent_span_id = NULLIF(v.column1, ''), name = v.column2, kind = v.column3, start_ns = v.column4,
-    end_ns = NULLIF(v.column5, -1), status = v.column6, status_message = v.column7, attributes = v.column8,
-    events = v.column9
-FROM (VALUES """
-_REWRITE_TAIL = (") AS v WHERE spans.rowid = v.column10 AND spans.trace_id = v.column11 AND spans.span_id = v.column12 "
-                 "RETURNING spans.rowid")
-_REWRITE_ROW = "(" + ", ".join(["?"] * _REWRITE_FIELDS) + ")"
-_INSERTED = " RETURNING rowid, trace_id, span_id"
 _SUMMARY_HEAD = f"INSERT OR REPLACE INTO traces ({_TRACE_COLUMNS}, seq) VALUES "
 _SUMMARY_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, (SELECT value FROM meta WHERE key = 'seq'))"
 
@@ -291,7 +274,15 @@ class SpanStore:
                 fresh = rows
                 rewritten: list[tuple[tuple[Any, ...], int | None]] = []
                 if olds is not None and any(olds):  # spans written before: their rows are updated
-                    fresh = self._rewrite(db, rows, olds, rewritten)
+                    fresh = []
+                    for row, old in zip(rows, olds, strict=True):
+                        if old is None:
+                            fresh.append(row)
+                        elif db.execute(_REWRITE, (*row[2:_STORED], old[0], row[0], row[1])).rowcount:
+                            rewritten.append((row, old[0]))
+                        else:  # pruned meanwhile by another process: a new row
+                            fresh.append(row)
+                            rewritten.append((row, None))
                 first = (db.execute(_LAST_ROW).fetchone()[0] or 0) + 1  # (the rows appended now follow it)
                 started = self._insert(db, fresh)
                 self._range = (first, (db.execute(_LAST_ROW).fetchone()[0] or 0))
@@ -362,32 +353,6 @@ class SpanStore:
             db.execute("INSERT INTO trace_rows (trace_id, first, last) VALUES " + ", ".join(["(?, ?, ?)"] * len(chunk)),
                        [*chain.from_iterable((trace_id, first, last) for trace_id in chunk)])
 
-    def _rewrite(self, db: sqlite3.Connection, rows: Sequence[Any], olds: list[Any],
-                 rewritten: list[tuple[tuple[Any, ...], int | None]]) -> list[Any]:
-        """Update the rows of the spans of ``rows`` stored before (``olds``: what is stored of
-        each, or None), noting each in ``rewritten`` with its rowid (None: it was pruned meanwhile
-        by another process, and is written as new); returns the rows to insert, in order."""
-        again = [(row, old[0]) for row, old in zip(rows, olds, strict=True) if old is not None]
-        if _RETURNING and len({rowid for _, rowid in again}) == len(again):  # (a row twice: one update each)
-            found: set[int] = set()
-            for chunk in self._chunks(again, _REWRITE_FIELDS):
-                found.update(r[0] for r in db.execute(
-                    _REWRITE_HEAD + ", ".join([_REWRITE_ROW] * len(chunk)) + _REWRITE_TAIL,
-                    list(chain.from_iterable((*row[2:_STORED], rowid, row[0], row[1]) for row, rowid in chunk))))
-        else:
-            found = {rowid for row, rowid in again
-                     if db.execute(_REWRITE, (*row[2:_STORED], rowid, row[0], row[1])).rowcount}
-        fresh: list[Any] = []
-        for row, old in zip(rows, olds, strict=True):
-            if old is None:
-                fresh.append(row)
-            elif old[0] in found:
-                rewritten.append((row, old[0]))
-            else:  # pruned meanwhile by another process: a new row
-                fresh.append(row)
-                rewritten.append((row, None))
-        return fresh
-
     def _fetch_traces(self, trace_ids: set[str]) -> dict[str, Any]:
         """The stored summary rows of ``trace_ids`` (those that have one), by trace id."""
         found: dict[str, Any] = {}
@@ -438,10 +403,9 @@ class SpanStore:
     def _insert(self, db: sqlite3.Connection, rows: Sequence[Any]) -> list[tuple[tuple[Any, ...], int]]:
         """Insert ``rows`` (and groups) in order: groups and runs of spans that share all but
         their id and times (see ``_GROUP_FIELDS``) with the group statement, the others with the
-        full one; statements of a power-of-two number of rows. Returns the running spans' rows
-        (few: the roots, the spans open at the time) with their rowids (to rewrite them once
-        ended), which the statement inserting them returns (SQLite before 3.35: each is inserted
-        alone, and its rowid is the statement's)."""
+        full one; statements of a power-of-two number of rows. A running span (few: the root,
+        the spans open at the time) is inserted alone, to learn its rowid: returns those rows
+        with their rowids."""
         key = _group_key
         single: list[tuple[Any, ...]] = []
         run: list[tuple[Any, ...]] = []
@@ -449,43 +413,40 @@ class SpanStore:
         started: list[tuple[tuple[Any, ...], int]] = []
         for row in rows:
             if row.__class__ is SpanGroup:
-                self._flush_run(db, run, run_key, single, started)
+                self._flush_run(db, run, run_key, single)
                 run, run_key = [], None
                 if len(row) < MIN_GROUP:
                     single += row.rows()
                 else:
-                    self._insert_single(db, single, started)
+                    self._insert_single(db, single)
                     single.clear()
                     self._insert_members(db, key(row.row), row.members)
                 continue
             if row[6] < 0:
-                self._flush_run(db, run, run_key, single, started)
+                self._flush_run(db, run, run_key, single)
+                self._insert_single(db, single)
                 run, run_key = [], None
-                if _RETURNING:
-                    single.append(row)
-                else:
-                    self._insert_single(db, single, started)
-                    single.clear()
-                    started.append((row, db.execute(_insert(1), row[:_STORED]).lastrowid))  # type: ignore[arg-type]
+                single.clear()
+                started.append((row, db.execute(_insert(1), row[:_STORED]).lastrowid))  # type: ignore[arg-type]
                 continue
             k = key(row)
             if k == run_key:
                 run.append(row)
                 continue
-            self._flush_run(db, run, run_key, single, started)
+            self._flush_run(db, run, run_key, single)
             run, run_key = [row], k
-        self._flush_run(db, run, run_key, single, started)
-        self._insert_single(db, single, started)
+        self._flush_run(db, run, run_key, single)
+        self._insert_single(db, single)
         return started
 
     def _flush_run(self, db: sqlite3.Connection, run: list[tuple[Any, ...]], shared: Any,
-                   single: list[tuple[Any, ...]], started: list[tuple[tuple[Any, ...], int]]) -> None:
+                   single: list[tuple[Any, ...]]) -> None:
         """Write a run of rows that share ``shared`` as groups, or keep a short one in ``single``
         (written before, so the rows' order is kept)."""
         if len(run) < MIN_GROUP:
             single.extend(run)
             return
-        self._insert_single(db, single, started)
+        self._insert_single(db, single)
         single.clear()
         self._insert_members(db, shared, list(chain.from_iterable(map(_group_member, run))))
 
@@ -501,22 +462,12 @@ class SpanStore:
             at += per
             left -= per
 
-    def _insert_single(self, db: sqlite3.Connection, rows: list[tuple[Any, ...]],
-                       started: list[tuple[tuple[Any, ...], int]]) -> None:
-        """Insert ``rows`` with the full statement; the running ones (end_ns -1) go to
-        ``started`` with their rowids."""
+    def _insert_single(self, db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
         at, left, per = 0, len(rows), self._rows_per_statement
         while left:
             while per > left:
                 per //= 2
-            chunk = rows[at:at + per]
-            values = list(chain.from_iterable(map(_stored, chunk)))
-            if min(map(_end_ns, chunk)) < 0:  # running spans among them: where they are, to rewrite them
-                rowids = {(trace_id, span_id): rowid
-                          for rowid, trace_id, span_id in db.execute(_insert(per) + _INSERTED, values)}
-                started += [(row, rowids[row[0], row[1]]) for row in chunk if row[6] < 0]
-            else:
-                db.execute(_insert(per), values)
+            db.execute(_insert(per), list(chain.from_iterable(map(_stored, rows[at:at + per]))))
             at += per
             left -= per
 
