@@ -118,16 +118,23 @@ def new_run_id() -> str:
     return "run-" + uuid.uuid4().hex[:12]
 
 
-_host: tuple[int, str] = (0, "")  # (pid, host name) of this process, asked once per process
+_owner: dict[str, Any] | None = None  # this process's host and pid, asked once per process (not at every save)
+
+
+def _forget_owner() -> None:
+    global _owner
+    _owner = None
+
+
+os.register_at_fork(after_in_child=_forget_owner)  # a forked child is another process
 
 
 def owner() -> dict[str, Any]:
     """Who is running a run: this process (host and pid)."""
-    global _host
-    pid = os.getpid()
-    if _host[0] != pid:  # a system call (and a release of the GIL) once, not at every save
-        _host = (pid, socket.gethostname())
-    return {"host": _host[1], "pid": pid}
+    global _owner
+    if _owner is None:
+        _owner = {"host": socket.gethostname(), "pid": os.getpid()}
+    return dict(_owner)
 
 
 def owner_alive(who: Any, run_id: str) -> bool:
