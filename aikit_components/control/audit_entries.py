@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Coroutine
 from typing import Any
 
 from ..errors import AikitError
@@ -103,17 +104,18 @@ class AuditInterceptor(Interceptor):
     def failed(self, op: Operation, error: AikitError) -> None:
         self.ledger.record_canonical(*_entry(op, None, error), fsync=not _no_outside_effect_of_its_own(op))
 
-    async def afinished(self, op: Operation, result: Any) -> None:
-        await self._arecord(op, *_entry(op, result, None))
+    # Async callers (the I/O loop) await the entry's recording, which waits for the commit of an
+    # fsynced entry without blocking the loop; entries of concurrent operations share one commit
+    # (see AuditLedger.arecord_canonical). The entry is made when these are called; they return
+    # the recording itself to await, not a coroutine of their own around it (one per operation).
+    def afinished(self, op: Operation, result: Any) -> Coroutine[Any, Any, None]:
+        return self._arecord(op, *_entry(op, result, None))
 
-    async def afailed(self, op: Operation, error: AikitError) -> None:
-        await self._arecord(op, *_entry(op, None, error))
+    def afailed(self, op: Operation, error: AikitError) -> Coroutine[Any, Any, None]:
+        return self._arecord(op, *_entry(op, None, error))
 
-    async def _arecord(self, op: Operation, type_: str, data_text: str) -> None:
-        """Async callers (the I/O loop) wait for the commit of an fsynced entry without blocking
-        the loop; entries of concurrent operations share one commit (see
-        :meth:`AuditLedger.arecord_canonical`)."""
-        await self.ledger.arecord_canonical(type_, data_text, fsync=not _no_outside_effect_of_its_own(op))
+    def _arecord(self, op: Operation, type_: str, data_text: str) -> Coroutine[Any, Any, None]:
+        return self.ledger.arecord_canonical(type_, data_text, fsync=not _no_outside_effect_of_its_own(op))
 
 
 def _entry(op: Operation, result: Any, error: AikitError | None) -> tuple[str, str]:

@@ -23,12 +23,24 @@ from concurrent.futures import Future
 from typing import Generic, TypeVar
 
 from ..errors import IOFailure
-from .offload import UncancellableFuture, to_the_end
+from .offload import UncancellableFuture, after_cancellation
 
 T = TypeVar("T")
 
 #: Seconds without writes after which the writer thread ends.
 IDLE_S = 5.0
+
+# Bumped in a forked child (which has none of its parent's threads): a writer started before the
+# fork is not this process's. (Asking os.getpid() at every write is a system call each time.)
+_forks = 0
+
+
+def _forked() -> None:
+    global _forks
+    _forks += 1
+
+
+os.register_at_fork(after_in_child=_forked)
 
 #: Who waits for a write: a thread (a ``concurrent.futures.Future``) or a coroutine (its loop
 #: and an ``asyncio.Future`` of that loop).
@@ -43,9 +55,11 @@ class GroupCommit(Generic[T]):
         self._commit = commit
         self._name = name
         self._queue: list[tuple[T, Waiter]] = []
-        self._cond = threading.Condition()
+        # a plain lock, entered directly where nothing waits (a Condition's own enter is Python code)
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._thread: threading.Thread | None = None
-        self._pid = 0
+        self._forks = -1  # the value of _forks when the writer thread was started
         self._closed = False
 
     def submit(self, item: T) -> Future[None]:
@@ -55,13 +69,13 @@ class GroupCommit(Generic[T]):
         return future
 
     def _enqueue(self, item: T, waiter: Waiter) -> None:
-        with self._cond:
+        with self._lock:
             if self._closed:
                 raise IOFailure(f"the writer {self._name} has been closed")
             self._queue.append((item, waiter))
-            if self._thread is None or self._pid != os.getpid():  # none yet, or forked: none here
+            if self._thread is None or self._forks != _forks:  # none yet, or forked: none here
                 self._thread = threading.Thread(target=self._write_forever, name=self._name, daemon=True)
-                self._pid = os.getpid()
+                self._forks = _forks
                 self._thread.start()
             elif len(self._queue) == 1:  # the writer waits only on an empty queue; else it comes back for it
                 self._cond.notify()
@@ -76,20 +90,23 @@ class GroupCommit(Generic[T]):
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = UncancellableFuture(loop=loop)
         self._enqueue(item, (loop, future))
-        await to_the_end(future)
+        try:  # (to_the_end, inline: one coroutine fewer per write)
+            await future
+        except asyncio.CancelledError as exc:
+            await after_cancellation(future, exc)
 
     def close(self) -> None:
         """Commit what is queued, then stop the writer (a later write raises)."""
-        with self._cond:
+        with self._lock:
             self._closed = True
             self._cond.notify()
-            thread = self._thread if self._pid == os.getpid() else None
+            thread = self._thread if self._forks == _forks else None
         if thread is not None and thread is not threading.current_thread():
             thread.join()
 
     def _write_forever(self) -> None:
         while True:
-            with self._cond:
+            with self._lock:
                 if not self._queue and not self._closed:
                     self._cond.wait(IDLE_S)
                 batch, self._queue = self._queue, []

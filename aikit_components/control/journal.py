@@ -31,6 +31,7 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -172,24 +173,24 @@ class EffectJournal:
     def started(self, run_id: str, call_key: str, kind: str, name: str, args_digest: str) -> None:
         self._write(*start_statement(run_id, call_key, kind, name, args_digest))
 
-    async def astarted(self, run_id: str, call_key: str, kind: str, name: str, args_digest: str) -> None:
-        """:meth:`started` for coroutines (queued at once: the commits keep the calls' order)."""
-        await self._awrite(*start_statement(run_id, call_key, kind, name, args_digest))
+    def astarted(self, run_id: str, call_key: str, kind: str, name: str, args_digest: str) -> Coroutine[Any, Any, None]:
+        """:meth:`started` for coroutines, to await (queued then: the commits keep the calls' order)."""
+        return self._writes.aput(start_statement(run_id, call_key, kind, name, args_digest))
 
     def finished(self, run_id: str, call_key: str, outcome: dict[str, Any]) -> None:
         self._write(*finish_statement(run_id, call_key, outcome))
 
-    async def afinished(self, run_id: str, call_key: str, outcome: dict[str, Any]) -> None:
-        """:meth:`finished` for coroutines (the loop is free while the write is committed)."""
-        await self._awrite(*finish_statement(run_id, call_key, outcome))
+    def afinished(self, run_id: str, call_key: str, outcome: dict[str, Any]) -> Coroutine[Any, Any, None]:
+        """:meth:`finished` for coroutines, to await (the loop is free while the write is committed)."""
+        return self._writes.aput(finish_statement(run_id, call_key, outcome))
 
     def forget(self, run_id: str, call_key: str) -> None:
         """Drop a call's entry: it ended without an effect to remember (it failed)."""
         self._write(*forget_statement(run_id, call_key))
 
-    async def aforget(self, run_id: str, call_key: str) -> None:
-        """:meth:`forget` for coroutines."""
-        await self._awrite(*forget_statement(run_id, call_key))
+    def aforget(self, run_id: str, call_key: str) -> Coroutine[Any, Any, None]:
+        """:meth:`forget` for coroutines, to await."""
+        return self._writes.aput(forget_statement(run_id, call_key))
 
     def forget_place(self, run_id: str, prefix: str) -> None:
         """Drop the entries of the calls whose key starts with ``prefix`` (a workflow step that
@@ -200,9 +201,6 @@ class EffectJournal:
     def _write(self, sql: str, params: tuple[Any, ...]) -> None:
         """On disk (WAL fsynced) when it returns, in one transaction with the writes of others."""
         self._writes.put((sql, params))
-
-    async def _awrite(self, sql: str, params: tuple[Any, ...]) -> None:
-        await self._writes.aput((sql, params))
 
     def _commit(self, batch: list[tuple[str, tuple[Any, ...]]]) -> None:
         """Write ``batch`` in one transaction (the group-commit writer calls this)."""

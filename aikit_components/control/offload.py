@@ -115,22 +115,34 @@ async def to_the_end(future: asyncio.Future[T]) -> T:
     cancelled meanwhile, the cancellation takes effect at its next await instead (as it would have
     after a blocking commit): an operation's outcome is recorded and returned the same way whether
     or not a stop arrived during the commit."""
-    postponed: tuple[Any, ...] | None = None  # the cancellation's arguments (its message: who stopped it)
     try:
-        while True:
+        return await (future if type(future) is UncancellableFuture else asyncio.shield(future))
+    except asyncio.CancelledError as exc:
+        return await after_cancellation(future, exc)
+
+
+async def after_cancellation(future: asyncio.Future[T], cancellation: asyncio.CancelledError) -> T:
+    """The rest of :func:`to_the_end` once ``cancellation`` was raised in the task awaiting
+    ``future`` (for a caller that awaits an :class:`UncancellableFuture` itself, one coroutine
+    fewer per wait): re-raised if the future itself was cancelled; else the future is awaited to
+    its end and the task is cancelled again (with the same message) for its next await."""
+    if future.done() and future.cancelled():  # the future itself was cancelled
+        raise cancellation
+    postponed = cancellation.args  # the cancellation's arguments (its message: who stopped it)
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
+    try:
+        while not future.done():
             try:
                 return await (future if type(future) is UncancellableFuture else asyncio.shield(future))
             except asyncio.CancelledError as exc:
-                if future.done() and future.cancelled():  # the future itself was cancelled
+                if future.done() and future.cancelled():
                     raise
                 postponed = exc.args
-                task = asyncio.current_task()
                 if task is not None:
                     task.uncancel()
-                if future.done():  # it ended as the cancellation came
-                    return future.result()
+        return future.result()  # it ended as the cancellation came
     finally:
-        if postponed is not None:
-            task = asyncio.current_task()
-            if task is not None:
-                task.cancel(*postponed[:1])
+        if task is not None:
+            task.cancel(*postponed[:1])

@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -118,16 +118,23 @@ def new_run_id() -> str:
     return "run-" + uuid.uuid4().hex[:12]
 
 
-_host: tuple[int, str] = (0, "")  # (pid, host name) of this process, asked once per process
+_owner: dict[str, Any] | None = None  # this process's host and pid, asked once per process (not at every save)
+
+
+def _forget_owner() -> None:
+    global _owner
+    _owner = None
+
+
+os.register_at_fork(after_in_child=_forget_owner)  # a forked child is another process
 
 
 def owner() -> dict[str, Any]:
     """Who is running a run: this process (host and pid)."""
-    global _host
-    pid = os.getpid()
-    if _host[0] != pid:  # a system call (and a release of the GIL) once, not at every save
-        _host = (pid, socket.gethostname())
-    return {"host": _host[1], "pid": pid}
+    global _owner
+    if _owner is None:
+        _owner = {"host": socket.gethostname(), "pid": os.getpid()}
+    return dict(_owner)
 
 
 def owner_alive(who: Any, run_id: str) -> bool:
@@ -153,19 +160,25 @@ class AgentRunStore:
 
     def __init__(self, state: Any) -> None:
         self.backend = state.backend
+        self._stores_encoded = bool(getattr(self.backend, "stores_encoded", False))
+        self._writer: GroupCommit[tuple[str, Any]] | None = None  # its store's (see _writer), once asked
 
     def save(self, record: dict[str, Any]) -> None:
         record["updated_at"] = time.time()
         self.backend.set(RUNS_SCOPE, record["run_id"], record)
 
-    async def asave(self, record: dict[str, Any]) -> None:
-        """:meth:`save` for coroutines. ``record`` is encoded at once (what JSON cannot hold, as
-        text): the run may change it meanwhile, and the writer thread stores the text as it is."""
+    def asave(self, record: dict[str, Any]) -> Coroutine[Any, Any, None]:
+        """:meth:`save` for coroutines, to await. ``record`` is encoded at once (what JSON cannot
+        hold, as text): the run may change it meanwhile, and the writer thread stores the text as
+        it is."""
         record["updated_at"] = time.time()
         value = stored_record(record)
-        if isinstance(value, Encoded) and not getattr(self.backend, "stores_encoded", False):
+        if isinstance(value, Encoded) and not self._stores_encoded:
             value = json.loads(value.text)  # a store of another kind gets the plain value
-        await _writer(self.backend).aput((record["run_id"], value))
+        writer = self._writer
+        if writer is None:
+            writer = self._writer = _writer(self.backend)
+        return writer.aput((record["run_id"], value))
 
     def get(self, run_id: str) -> dict[str, Any] | None:
         found, record = self.backend.get(RUNS_SCOPE, run_id)

@@ -129,8 +129,22 @@ class Span(trace.Span):
                 attributes[str(key)] = value
 
     def set_attributes(self, attributes: Mapping[str, Any]) -> None:
+        # (set_attribute for each, inline: the finishers of model calls and agent runs set several)
+        if self.end_time is not None:
+            return
+        mine = self.attributes
         for key, value in attributes.items():
-            self.set_attribute(key, value)
+            cls = value.__class__
+            if cls is str:
+                if len(value) > MAX_ATTRIBUTE_LENGTH:
+                    value = value[:MAX_ATTRIBUTE_LENGTH]
+            elif cls is not int and cls is not float and cls is not bool:
+                value = attribute_value(value)
+                if value is None:
+                    continue
+            if type(mine) is not dict:  # SharedAttributes: copied on the first change
+                mine = self.attributes = dict(mine)
+            mine[key if key.__class__ is str else str(key)] = value
 
     def add_event(self, name: str, attributes: Mapping[str, Any] | None = None, timestamp: int | None = None) -> None:
         if self.end_time is not None:

@@ -45,6 +45,9 @@ __all__ = ["LAYOUT", "SpanStore", "migrate"]
 #: The store's layout, in SQLite's ``user_version``: 0 is a new file or the first layout (spans
 #: keyed by ``(trace_id, span_id)`` with an indexed ``seq`` per span), migrated by :func:`migrate`.
 LAYOUT = 2
+#: Summary rows a store remembers writing (see ``SpanStore._known_summaries``); past this many,
+#: it starts again.
+_SUMMARIES_KEPT = 8192
 #: The columns of the spans table: a :class:`SpanRecord`'s fields.
 _SPAN_COLUMNS = "trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, status, status_message, attributes, events"
 _STORED = len(_SPAN_COLUMNS.split(","))  # a row's first fields are stored, the others make the summaries
@@ -243,6 +246,11 @@ class SpanStore:
         # write() is given spans of other writers too (tests, imports): then it looks them up
         self._shared = bool(shared)
         self._range = (1, 0)  # the rowids of the rows the write under way has appended
+        # The summary rows this store wrote, by trace id, kept while no other connection writes
+        # the file (``PRAGMA data_version`` tells): a write takes the summaries of its traces from
+        # here rather than reading them back (a burst of agent runs: every trace in every write).
+        self._summaries: dict[str, tuple[Any, ...]] = {}
+        self._data_version: int | None = None
 
     # -- writing ----------------------------------------------------------------------------------
     def write(self, spans: Sequence[SpanRecord]) -> None:
@@ -290,7 +298,7 @@ class SpanStore:
                 # the stored summaries of the write's traces, asked for together (a statement per
                 # trace handed the GIL over and back once per trace, several times per agent run)
                 fetch_trace = self._fetch_traces({row.row[0] if row.__class__ is SpanGroup else row[0]
-                                                  for row in rows}).get
+                                                  for row in rows}, self._known_summaries(db)).get
                 has_span = self._has_span
                 get = summaries.get
                 for row, old in zip(rows, olds, strict=True) if olds is not None else zip(rows, repeat(None)):
@@ -313,6 +321,7 @@ class SpanStore:
                 if db.in_transaction:  # SQLite may have rolled back already (a full disk does)
                     db.execute("ROLLBACK")
                 raise  # nothing was written: what this store remembers still holds
+            self._remember_summaries(summaries)
             # remember the spans written running and where (forget them once they have ended)
             for row, rowid in rewritten:
                 if row[6] < 0 and rowid is not None:  # (written again, still running)
@@ -353,10 +362,39 @@ class SpanStore:
             db.execute("INSERT INTO trace_rows (trace_id, first, last) VALUES " + ", ".join(["(?, ?, ?)"] * len(chunk)),
                        [*chain.from_iterable((trace_id, first, last) for trace_id in chunk)])
 
-    def _fetch_traces(self, trace_ids: set[str]) -> dict[str, Any]:
-        """The stored summary rows of ``trace_ids`` (those that have one), by trace id."""
+    def _known_summaries(self, db: sqlite3.Connection) -> dict[str, tuple[Any, ...]]:
+        """The summary rows this store remembers writing, while they are what the file holds: they
+        are forgotten once another connection (another process, another store) has written to it
+        (asked inside the write's transaction, which no other connection can then change)."""
+        version = db.execute("PRAGMA data_version").fetchone()[0]  # (this connection's writes leave it)
+        if version != self._data_version:
+            self._summaries.clear()
+            self._data_version = version
+        return self._summaries
+
+    def _remember_summaries(self, summaries: dict[str, list[Any]]) -> None:
+        """Remember the summary rows a write has committed (see :meth:`_known_summaries`)."""
+        known = self._summaries
+        if len(known) + len(summaries) > _SUMMARIES_KEPT:
+            known.clear()
+        for trace_id, summary in summaries.items():
+            known[trace_id] = tuple(summary)
+
+    def _fetch_traces(self, trace_ids: set[str], known: dict[str, tuple[Any, ...]]) -> dict[str, Any]:
+        """The stored summary rows of ``trace_ids`` (those that have one), by trace id: those in
+        ``known`` from there (see :meth:`_known_summaries`), the others from the file."""
         found: dict[str, Any] = {}
-        for chunk in self._chunks(list(trace_ids)):
+        if known:
+            missing = []
+            for trace_id in trace_ids:
+                summary = known.get(trace_id)
+                if summary is None:
+                    missing.append(trace_id)
+                else:
+                    found[trace_id] = summary
+        else:
+            missing = list(trace_ids)
+        for chunk in self._chunks(missing):
             for row in self._db.execute(f"{_TRACES} ({_marks(len(chunk))})", chunk):
                 found[row[0]] = row
         return found
@@ -572,6 +610,7 @@ class SpanStore:
 
     def _drop(self, select: str, args: tuple[Any, ...]) -> int:
         db = self._db
+        self._summaries.clear()  # (the summaries of the traces it removes are gone)
         db.execute("BEGIN IMMEDIATE")
         try:
             ids = [r[0] for r in db.execute(select, args).fetchall()]

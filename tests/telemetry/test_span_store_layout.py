@@ -158,6 +158,29 @@ def test_a_running_span_pruned_by_another_process_is_written_anew(tmp_path: Path
         store.close()
 
 
+def test_a_trace_summary_written_meanwhile_by_another_writer_or_pruned_is_read_again(tmp_path: Path) -> None:
+    """The writer's store remembers the summaries it wrote, and reads a trace's summary back from
+    the file once another connection has written to it, or once it has pruned the trace itself."""
+    path = tmp_path / "traces.sqlite"
+    trace = "ab".ljust(32, "0")
+    store, other = SpanStore(path, shared=False), SpanStore(path)
+    try:
+        store.write_rows([record_row(record("ab", "1", "9", start=1, end=2))])
+        store.write_rows([record_row(record("ab", "2", "9", start=3, end=4))])  # (its own summary, remembered)
+        other.write([record("ab", "3", "9", start=5, end=6, **{"gen_ai.usage.input_tokens": 4})])
+        store.write_rows([record_row(record("ab", "4", "9", start=7, end=8))])
+        s = store.summary(trace)
+        assert (s.span_count, s.input_tokens) == (4, 4)
+        store.max_age_s = 0.0
+        assert store.prune() == 4
+        store.write_rows([record_row(record("ab", "5", "9", start=9, end=10))])
+        s = store.summary(trace)
+        assert (s.span_count, s.input_tokens, s.start_ns) == (1, 0, NOW + 9)
+    finally:
+        store.close()
+        other.close()
+
+
 def test_a_span_written_twice_by_other_writers_is_one_row(tmp_path: Path) -> None:
     """A shared store (tests, imports: spans from anywhere) finds a span already stored by its ids."""
     path = tmp_path / "traces.sqlite"
