@@ -10,13 +10,11 @@ the summary row of the traces it touched (which carries the write's number), so 
 never scans spans, and bumps a change counter that other processes can poll
 (:meth:`SpanStore.change_cursor`, :meth:`SpanStore.changed_since`). Stores of the first layout
 (spans keyed by ``(trace_id, span_id)``, a ``seq`` column indexed per span) are migrated when
-opened (:func:`migrate`)."""
+opened (:func:`~.store_layout.migrate`; the tables and statements are :mod:`.store_layout`'s)."""
 
 from __future__ import annotations
 
-import functools
 import json
-import operator
 import sqlite3
 import threading
 import time
@@ -39,171 +37,37 @@ from .rows import (
     trace_summary,
     usage,
 )
+from .store_layout import (
+    GROUP_FIELDS,
+    HAS_SPAN,
+    IN_TRACE,
+    LAST_ROW,
+    LAYOUT,
+    MAX_ROWS_PER_STATEMENT,
+    MIN_GROUP,
+    OLD_SPAN,
+    REWRITE,
+    S_COLUMNS,
+    STORED,
+    SUMMARY_HEAD,
+    SUMMARY_ROW,
+    TRACE_BY_ID,
+    TRACE_COLUMNS,
+    TRACES_BY_IDS,
+    group_key,
+    group_member,
+    insert_group_statement,
+    insert_statement,
+    marks,
+    migrate,
+    stored,
+)
 
 __all__ = ["LAYOUT", "SpanStore", "migrate"]
 
-#: The store's layout, in SQLite's ``user_version``: 0 is a new file or the first layout (spans
-#: keyed by ``(trace_id, span_id)`` with an indexed ``seq`` per span), migrated by :func:`migrate`.
-LAYOUT = 2
 #: Summary rows a store remembers writing (see ``SpanStore._known_summaries``); past this many,
 #: it starts again.
 _SUMMARIES_KEPT = 8192
-#: The columns of the spans table: a :class:`SpanRecord`'s fields.
-_SPAN_COLUMNS = "trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, status, status_message, attributes, events"
-_STORED = len(_SPAN_COLUMNS.split(","))  # a row's first fields are stored, the others make the summaries
-_TRACE_COLUMNS = ("trace_id, root_name, root_kind, start_ns, end_ns, span_count, error_count, input_tokens, "
-                  "output_tokens, cost_usd, status, agents, root_span_id, root_parentless, root_start_ns")
-# Spans are appended to a rowid table without an index: a composite text key on (trace_id,
-# span_id) cost more per span than the rest of the write (span ids are random: each insert landed
-# anywhere in the trace's part of the key), and even an index by trace cost 40% of SQLite's work
-# per span. A trace's spans are found through ``trace_rows`` instead: the ranges of rowids its
-# spans were appended in (one per write, or one per run of writes: a range that continues the
-# trace's last one extends it), which may hold other traces' spans too (written by the same write).
-# What changed since a cursor is asked of the traces (``seq``: the last write that touched the
-# trace), not per span.
-# A span's columns are its record's fields: the agent, tokens and cost of a span are summed into
-# its trace's summary as it is written, and no query asks for them per span.
-_SPANS_TABLE = """
-CREATE TABLE IF NOT EXISTS spans (
-    trace_id TEXT NOT NULL, span_id TEXT NOT NULL, parent_span_id TEXT, name TEXT NOT NULL,
-    kind TEXT NOT NULL, start_ns INTEGER NOT NULL, end_ns INTEGER, status TEXT NOT NULL,
-    status_message TEXT NOT NULL, attributes TEXT NOT NULL, events TEXT NOT NULL
-)"""
-_SCHEMA = _SPANS_TABLE + """;
-CREATE TABLE IF NOT EXISTS trace_rows (trace_id TEXT NOT NULL, first INTEGER NOT NULL, last INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS trace_rows_trace ON trace_rows (trace_id, last);
-CREATE TABLE IF NOT EXISTS traces (
-    trace_id TEXT PRIMARY KEY, root_name TEXT NOT NULL, root_kind TEXT NOT NULL, start_ns INTEGER NOT NULL,
-    end_ns INTEGER, span_count INTEGER NOT NULL, error_count INTEGER NOT NULL, input_tokens INTEGER NOT NULL,
-    output_tokens INTEGER NOT NULL, cost_usd REAL, status TEXT NOT NULL, agents TEXT NOT NULL,
-    root_span_id TEXT NOT NULL, root_parentless INTEGER NOT NULL, root_start_ns INTEGER NOT NULL,
-    seq INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS traces_start ON traces (start_ns);
-CREATE INDEX IF NOT EXISTS traces_seq ON traces (seq);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-INSERT OR IGNORE INTO meta (key, value) VALUES ('seq', 0);
-"""
-# The first layout's spans are copied in their order (rowid) to a table of the new shape, which
-# takes the old one's name; the traces keep their rows and get the seq column (0: written before).
-# The ranges of a migrated trace are its runs of consecutive rows (a row's rowid less its number in
-# its trace is the same along a run).
-_MIGRATE_SPANS = ("ALTER TABLE spans RENAME TO spans_layout1;\n" + _SPANS_TABLE.replace("IF NOT EXISTS ", "")
-                  + f";\nINSERT INTO spans ({_SPAN_COLUMNS}) SELECT {_SPAN_COLUMNS} FROM spans_layout1 ORDER BY rowid;\n"
-                  "DROP TABLE spans_layout1;\n"
-                  "CREATE TABLE trace_rows (trace_id TEXT NOT NULL, first INTEGER NOT NULL, last INTEGER NOT NULL);\n"
-                  "INSERT INTO trace_rows (trace_id, first, last) SELECT trace_id, min(rowid), max(rowid) FROM "
-                  "(SELECT trace_id, rowid, rowid - row_number() OVER (PARTITION BY trace_id ORDER BY rowid) AS run "
-                  "FROM spans) GROUP BY trace_id, run ORDER BY 2;\n"
-                  "ALTER TABLE traces ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;\n")
-
-
-def migrate(db: sqlite3.Connection) -> None:
-    """Bring the span store open on ``db`` (autocommit) to :data:`LAYOUT`: create a new one, or
-    migrate one of the first layout in one transaction (its spans and summaries kept). A store of
-    a later layout (a newer aikit) is left as it is."""
-    if db.execute("PRAGMA user_version").fetchone()[0] >= LAYOUT:
-        return
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        if db.execute("PRAGMA user_version").fetchone()[0] < LAYOUT:  # (another process may have just done it)
-            columns = {r[1] for r in db.execute("PRAGMA table_info(spans)")}
-            if "seq" in columns:  # the first layout
-                for statement in _MIGRATE_SPANS.split(";\n"):
-                    if statement.strip():
-                        db.execute(statement)
-            for statement in _SCHEMA.split(";\n"):
-                if statement.strip():
-                    db.execute(statement)
-            db.execute(f"PRAGMA user_version = {LAYOUT}")
-        db.execute("COMMIT")
-    except BaseException:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
-        raise
-
-
-# The rows are plain parameters in a VALUES list, and the absent-value sentinels become NULL
-# once, in the SELECT over it: a NULLIF per row in the VALUES list made SQLite's time per row grow
-# with the statement (1.6x at 1024 rows).
-_INSERT_HEAD = f"""
-INSERT INTO spans ({_SPAN_COLUMNS})
-SELECT column1, column2, NULLIF(column3, ''), column4, column5, column6, NULLIF(column7, -1), column8, column9,
-       column10, column11
-FROM (VALUES """
-_INSERT_ROW = "(" + ", ".join(["?"] * _STORED) + ")"
-# Many rows per INSERT statement, not executemany: each statement step releases the GIL, and the
-# writer thread, to take it back from the thread making spans, waits for that thread's next
-# release or forces a switch after the switch interval (5 ms); every switch stalls the other thread
-# until the writer is scheduled. So the fewer statements per write the better: up to 512 rows each
-# (SQLite's time per row grows slowly with the statement: +20% at 1024 rows, +80% at 2048).
-# Statements have a power-of-two number of rows (a batch is split in those), so that few are
-# ever prepared (the connection's statement cache keeps them: preparing one costs more than
-# running it).
-_MAX_ROWS_PER_STATEMENT = 512
-
-
-@functools.lru_cache(maxsize=16)
-def _insert(rows: int) -> str:
-    """The insert statement of ``rows`` spans."""
-    return _INSERT_HEAD + ",\n".join([_INSERT_ROW] * rows) + ")"
-
-
-# Spans that differ only in span_id, start_ns and end_ns (a loop calling one tool: same trace,
-# parent, name, attributes, status) are inserted as a group: what they share is bound once (?1 to
-# ?8) and each span adds three parameters. Binding a text parameter is the larger part of
-# SQLite's time per row (a copy, a mutex), so a group's row costs ~40% fewer instructions than
-# a row of the full statement.
-_GROUP_FIELDS = (0, 2, 3, 4, 7, 8, 9, 10)  # the stored fields but span_id, start_ns, end_ns
-_group_key = operator.itemgetter(*_GROUP_FIELDS)
-_group_member = operator.itemgetter(1, 5, 6)  # what each span of a group adds
-_stored = operator.itemgetter(slice(0, _STORED))
-#: A group this large or larger is written with the group statement (smaller: the full one).
-MIN_GROUP = 4
-_GROUP_HEAD = f"""
-INSERT INTO spans ({_SPAN_COLUMNS})
-SELECT ?1, column1, NULLIF(?2, ''), ?3, ?4, column2, NULLIF(column3, -1), ?5, ?6, ?7, ?8
-FROM (VALUES """
-
-
-@functools.lru_cache(maxsize=16)
-def _insert_group(rows: int) -> str:
-    """The insert statement of a group of ``rows`` spans (see ``_GROUP_FIELDS``)."""
-    # Plain "?" placeholders: each takes the number after the largest so far (?8, in the head), in
-    # order. Numbered ones ("?9") are named parameters, and sqlite3 looks up the name of every
-    # parameter it binds in a list as long as the statement: 5,000 instructions per span.
-    return _GROUP_HEAD + ",".join(["(?,?,?)"] * rows) + ")"
-
-
-# A span written again (it was written running) updates its row in place (so rows keep the order
-# they were first written in), found by rowid and checked by id: another process may have pruned
-# it and the rowid gone to another span (then the span is inserted as new).
-_REWRITE = """
-UPDATE spans SET parent_span_id = NULLIF(?, ''), name = ?, kind = ?, start_ns = ?, end_ns = NULLIF(?, -1), status = ?,
-    status_message = ?, attributes = ?, events = ?
-WHERE rowid = ? AND trace_id = ? AND span_id = ?"""
-_SUMMARY_HEAD = f"INSERT OR REPLACE INTO traces ({_TRACE_COLUMNS}, seq) VALUES "
-_SUMMARY_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, (SELECT value FROM meta WHERE key = 'seq'))"
-
-
-# A trace's summary row is kept up to date span by span (never by scanning the trace: a cell that
-# makes 100,000 tool calls is one trace). Its root is the span without a parent; until that one is
-# written (children end, and are written, before their parent) or when it has a remote parent
-# (TRACEPARENT), the earliest span whose parent is not in the store stands in.
-_IN_TRACE = ("FROM trace_rows AS r JOIN spans AS s ON s.rowid BETWEEN r.first AND r.last "
-             "WHERE r.trace_id = ?1 AND s.trace_id = ?1")
-_OLD = f"SELECT s.rowid, s.status, s.attributes {_IN_TRACE} AND s.span_id = ?2"
-# (the rows of this write, ?3 to ?4, are not in trace_rows yet)
-_HAS = (f"SELECT 1 {_IN_TRACE} AND s.span_id = ?2 UNION ALL "
-        "SELECT 1 FROM spans WHERE rowid BETWEEN ?3 AND ?4 AND trace_id = ?1 AND span_id = ?2 LIMIT 1")
-_LAST_ROW = "SELECT max(rowid) FROM spans"
-_S_COLUMNS = ", ".join("s." + c.strip() for c in _SPAN_COLUMNS.split(","))
-_TRACE = f"SELECT {_TRACE_COLUMNS} FROM traces WHERE trace_id = ?"
-_TRACES = f"SELECT {_TRACE_COLUMNS} FROM traces WHERE trace_id IN"
-
-
-def _marks(count: int) -> str:
-    return ", ".join(["?"] * count)
 
 
 class SpanStore:
@@ -235,9 +99,9 @@ class SpanStore:
             raise
         variables = self._db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) if hasattr(self._db, "getlimit") else 999
         self._variables = variables
-        self._rows_per_statement = 1 << (max(1, min(_MAX_ROWS_PER_STATEMENT, variables // len(ROW_FIELDS))
+        self._rows_per_statement = 1 << (max(1, min(MAX_ROWS_PER_STATEMENT, variables // len(ROW_FIELDS))
                                              ).bit_length() - 1)
-        self._rows_per_group = 1 << (max(1, min(_MAX_ROWS_PER_STATEMENT, (variables - len(_GROUP_FIELDS)) // 3)
+        self._rows_per_group = 1 << (max(1, min(MAX_ROWS_PER_STATEMENT, (variables - len(GROUP_FIELDS)) // 3)
                                          ).bit_length() - 1)
         self._next_prune = 0.0
         # (trace_id, span_id) -> (rowid, status, tokens in, tokens out, cost) of the spans this
@@ -286,14 +150,14 @@ class SpanStore:
                     for row, old in zip(rows, olds, strict=True):
                         if old is None:
                             fresh.append(row)
-                        elif db.execute(_REWRITE, (*row[2:_STORED], old[0], row[0], row[1])).rowcount:
+                        elif db.execute(REWRITE, (*row[2:STORED], old[0], row[0], row[1])).rowcount:
                             rewritten.append((row, old[0]))
                         else:  # pruned meanwhile by another process: a new row
                             fresh.append(row)
                             rewritten.append((row, None))
-                first = (db.execute(_LAST_ROW).fetchone()[0] or 0) + 1  # (the rows appended now follow it)
+                first = (db.execute(LAST_ROW).fetchone()[0] or 0) + 1  # (the rows appended now follow it)
                 started = self._insert(db, fresh)
-                self._range = (first, (db.execute(_LAST_ROW).fetchone()[0] or 0))
+                self._range = (first, (db.execute(LAST_ROW).fetchone()[0] or 0))
                 summaries: dict[str, list[Any]] = {}
                 # the stored summaries of the write's traces, asked for together (a statement per
                 # trace handed the GIL over and back once per trace, several times per agent run)
@@ -342,7 +206,7 @@ class SpanStore:
         previous: dict[str, tuple[int, int]] = {}  # trace id -> rowid and last of its last range
         for chunk in self._chunks(sorted(trace_ids)):
             for trace_id, rowid, end in db.execute(
-                    f"SELECT trace_id, rowid, max(last) FROM trace_rows WHERE trace_id IN ({_marks(len(chunk))}) "
+                    f"SELECT trace_id, rowid, max(last) FROM trace_rows WHERE trace_id IN ({marks(len(chunk))}) "
                     "GROUP BY trace_id", chunk):
                 previous[trace_id] = (rowid, end)
         extended: list[int] = []
@@ -357,7 +221,7 @@ class SpanStore:
                 db.execute("UPDATE trace_rows SET last = ? WHERE trace_id = ? AND last >= ?", (first - 1, trace_id, first))
             new.append(trace_id)
         for chunk in self._chunks(extended):
-            db.execute(f"UPDATE trace_rows SET last = ? WHERE rowid IN ({_marks(len(chunk))})", [last, *chunk])
+            db.execute(f"UPDATE trace_rows SET last = ? WHERE rowid IN ({marks(len(chunk))})", [last, *chunk])
         for chunk in self._chunks(new, 3):
             db.execute("INSERT INTO trace_rows (trace_id, first, last) VALUES " + ", ".join(["(?, ?, ?)"] * len(chunk)),
                        [*chain.from_iterable((trace_id, first, last) for trace_id in chunk)])
@@ -395,14 +259,14 @@ class SpanStore:
         else:
             missing = list(trace_ids)
         for chunk in self._chunks(missing):
-            for row in self._db.execute(f"{_TRACES} ({_marks(len(chunk))})", chunk):
+            for row in self._db.execute(f"{TRACES_BY_IDS} ({marks(len(chunk))})", chunk):
                 found[row[0]] = row
         return found
 
     def _upsert_summaries(self, db: sqlite3.Connection, summaries: list[list[Any]]) -> None:
-        """Write the traces' summary rows (each of ``_TRACE_COLUMNS``), many per statement."""
+        """Write the traces' summary rows (each of ``TRACE_COLUMNS``), many per statement."""
         for chunk in self._chunks(summaries, len(summaries[0]) if summaries else 1):
-            db.execute(_SUMMARY_HEAD + ", ".join([_SUMMARY_ROW] * len(chunk)), list(chain.from_iterable(chunk)))
+            db.execute(SUMMARY_HEAD + ", ".join([SUMMARY_ROW] * len(chunk)), list(chain.from_iterable(chunk)))
 
     def _chunks(self, items: list[Any], parameters_each: int = 1) -> Iterator[list[Any]]:
         """``items`` in pieces whose statements stay within SQLite's limit on parameters (with one
@@ -440,11 +304,11 @@ class SpanStore:
 
     def _insert(self, db: sqlite3.Connection, rows: Sequence[Any]) -> list[tuple[tuple[Any, ...], int]]:
         """Insert ``rows`` (and groups) in order: groups and runs of spans that share all but
-        their id and times (see ``_GROUP_FIELDS``) with the group statement, the others with the
+        their id and times (see ``GROUP_FIELDS``) with the group statement, the others with the
         full one; statements of a power-of-two number of rows. A running span (few: the root,
         the spans open at the time) is inserted alone, to learn its rowid: returns those rows
         with their rowids."""
-        key = _group_key
+        key = group_key
         single: list[tuple[Any, ...]] = []
         run: list[tuple[Any, ...]] = []
         run_key: Any = None
@@ -465,7 +329,7 @@ class SpanStore:
                 self._insert_single(db, single)
                 run, run_key = [], None
                 single.clear()
-                started.append((row, db.execute(_insert(1), row[:_STORED]).lastrowid))  # type: ignore[arg-type]
+                started.append((row, db.execute(insert_statement(1), row[:STORED]).lastrowid))  # type: ignore[arg-type]
                 continue
             k = key(row)
             if k == run_key:
@@ -486,17 +350,17 @@ class SpanStore:
             return
         self._insert_single(db, single)
         single.clear()
-        self._insert_members(db, shared, list(chain.from_iterable(map(_group_member, run))))
+        self._insert_members(db, shared, list(chain.from_iterable(map(group_member, run))))
 
     def _insert_members(self, db: sqlite3.Connection, shared: Sequence[Any], members: list[Any]) -> None:
-        """Insert a group: what its spans share (``_GROUP_FIELDS``), then span_id, start_ns and
+        """Insert a group: what its spans share (``GROUP_FIELDS``), then span_id, start_ns and
         end_ns of each in ``members``."""
         common = list(shared)
         at, left, per = 0, len(members) // 3, self._rows_per_group
         while left:
             while per > left:
                 per //= 2
-            db.execute(_insert_group(per), common + members[3 * at:3 * (at + per)])
+            db.execute(insert_group_statement(per), common + members[3 * at:3 * (at + per)])
             at += per
             left -= per
 
@@ -505,7 +369,7 @@ class SpanStore:
         while left:
             while per > left:
                 per //= 2
-            db.execute(_insert(per), list(chain.from_iterable(map(_stored, rows[at:at + per]))))
+            db.execute(insert_statement(per), list(chain.from_iterable(map(stored, rows[at:at + per]))))
             at += per
             left -= per
 
@@ -518,7 +382,7 @@ class SpanStore:
         known = self._running.get(key)
         if known is not None or not self._shared:
             return known
-        found = self._db.execute(_OLD, key).fetchone()
+        found = self._db.execute(OLD_SPAN, key).fetchone()
         if found is None:
             return None
         rowid, status, attributes = found
@@ -526,7 +390,7 @@ class SpanStore:
         return rowid, status, max(tokens_in, 0), max(tokens_out, 0), None if cost < 0 else cost
 
     def _has_span(self, trace_id: str, span_id: str) -> bool:
-        return self._db.execute(_HAS, (trace_id, span_id, *self._range)).fetchone() is not None
+        return self._db.execute(HAS_SPAN, (trace_id, span_id, *self._range)).fetchone() is not None
 
     # -- reading ----------------------------------------------------------------------------------
     def traces(self, *, limit: int = 20, agent: str | None = None, errors_only: bool = False,
@@ -535,7 +399,7 @@ class SpanStore:
         (``gen_ai.agent.name`` anywhere in the trace), ``errors_only`` those with a failed span,
         ``since_ns`` those started at or after that time."""
         where, args = trace_filter(agent, errors_only, since_ns)
-        sql = f"SELECT {_TRACE_COLUMNS} FROM traces" + where + " ORDER BY start_ns DESC LIMIT ?"
+        sql = f"SELECT {TRACE_COLUMNS} FROM traces" + where + " ORDER BY start_ns DESC LIMIT ?"
         args.append(max(0, int(limit)))
         with self._lock:
             rows = self._db.execute(sql, args).fetchall()
@@ -545,7 +409,7 @@ class SpanStore:
         """The summary of one trace (a unique prefix of 8 or more hex digits is accepted)."""
         full = self._resolve(trace_id)
         with self._lock:
-            row = self._db.execute(_TRACE, (full,)).fetchone()
+            row = self._db.execute(TRACE_BY_ID, (full,)).fetchone()
         if row is None:
             raise KeyError(trace_id)
         return trace_summary(row)
@@ -555,7 +419,7 @@ class SpanStore:
         KeyError when unknown (or ambiguous)."""
         full = self._resolve(trace_id)
         with self._lock:
-            rows = self._db.execute(f"SELECT {_S_COLUMNS} {_IN_TRACE} ORDER BY s.start_ns, s.rowid",
+            rows = self._db.execute(f"SELECT {S_COLUMNS} {IN_TRACE} ORDER BY s.start_ns, s.rowid",
                                     (full,)).fetchall()
         if not rows:
             raise KeyError(trace_id)
@@ -616,7 +480,7 @@ class SpanStore:
             ids = [r[0] for r in db.execute(select, args).fetchall()]
             removed = 0
             for trace_id in ids:
-                removed += db.execute(f"DELETE FROM spans WHERE rowid IN (SELECT s.rowid {_IN_TRACE})", (trace_id,)).rowcount
+                removed += db.execute(f"DELETE FROM spans WHERE rowid IN (SELECT s.rowid {IN_TRACE})", (trace_id,)).rowcount
                 db.execute("DELETE FROM trace_rows WHERE trace_id = ?", (trace_id,))
                 db.execute("DELETE FROM traces WHERE trace_id = ?", (trace_id,))
             db.execute("COMMIT")
