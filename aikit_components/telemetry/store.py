@@ -237,12 +237,17 @@ class SpanStore:
         return self._summaries
 
     def _remember_summaries(self, summaries: dict[str, list[Any]]) -> None:
-        """Remember the summary rows a write has committed (see :meth:`_known_summaries`)."""
+        """Remember the summary rows a write has committed (see :meth:`_known_summaries`), but
+        not those of traces whose root has ended: they are rarely written again, and a kernel
+        running cell after cell would otherwise hold thousands of them."""
         known = self._summaries
         if len(known) + len(summaries) > _SUMMARIES_KEPT:
             known.clear()
         for trace_id, summary in summaries.items():
-            known[trace_id] = tuple(summary)
+            if summary[13] and summary[4] is not None:  # root_parentless, end_ns: the root has ended
+                known.pop(trace_id, None)
+            else:
+                known[trace_id] = tuple(summary)
 
     def _fetch_traces(self, trace_ids: set[str], known: dict[str, tuple[Any, ...]]) -> dict[str, Any]:
         """The stored summary rows of ``trace_ids`` (those that have one), by trace id: those in
