@@ -94,9 +94,12 @@ class AuditInterceptor(Interceptor):
 
     def finished(self, op: Operation, result: Any) -> None:
         if op.kind.name == "tool":  # the entry every tool call makes: _entry's, with less work
-            text = _tool_call_text(op)
-            if text is not None:
-                self.ledger.record_canonical("tool", text, fsync=not _no_outside_effect_of_its_own(op))
+            # (_tool_call_text's and _no_outside_effect_of_its_own's tests, the tool's level read once)
+            security = getattr(op.meta.get("tool"), "security", None)
+            caller = getattr(op.context, "caller", None)
+            if security != "write" and isinstance(caller, (str, type(None))):
+                self.ledger.record_canonical("tool", _tool_text(op.name, caller, op.payload.get("args")),
+                                             fsync=security != "safe")
                 return
         self.ledger.record_canonical(*_entry(op, result, None), fsync=not _no_outside_effect_of_its_own(op))
 

@@ -342,6 +342,8 @@ class BudgetInterceptor(Interceptor):
         self.budgets = budgets if budgets is not None else Budgets()
 
     def wants_kind(self, kind: OperationKind) -> bool | None:
+        if kind.name == "tool":  # its guard's before() tests the budgets itself: no wants() call per tool call
+            return True
         return None if kind.name in _CHARGED_KINDS or kind.name in _RUN_KINDS else False
 
     def for_kind(self, kind: OperationKind) -> Interceptor:
@@ -410,14 +412,9 @@ class BudgetInterceptor(Interceptor):
 
 
 class _ToolCallCharge(BudgetInterceptor):
-    """What :class:`BudgetInterceptor` puts in the chain of tool calls: the ``tool`` branch of
-    its ``wants`` and ``before`` alone (this runs for every tool call)."""
-
-    def wants(self, op: Operation) -> bool:
-        budget = getattr(op.context, "budget", None)  # caller_budget's test, inlined
-        if budget is not None and (budget.max_tool_calls is not None or budget.max_wall_time_s is not None):
-            return True
-        return self.budgets.current().limited
+    """What :class:`BudgetInterceptor` puts in the chain of every tool call: the ``tool`` branch
+    of its ``before`` alone, which charges only the budgets that have limits (this runs for
+    every tool call)."""
 
     def before(self, op: Operation) -> Decision | None:
         budget = getattr(op.context, "budget", None)

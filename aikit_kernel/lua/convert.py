@@ -111,6 +111,8 @@ def _text_or_bytes(raw: bytes) -> str | bytes:
 
 
 _LUA_INT_MIN, _LUA_INT_MAX = -(2**63), 2**63 - 1
+#: Types python_to_lua returns as they are (exactly these types: a subclass takes the general path).
+_AS_THEY_ARE = frozenset({float, bool, type(None), bytes})
 
 # Per runtime (by id), a Lua function made on its main thread that returns a new table. lupa binds
 # a table made with runtime.table() inside a coroutine's callback to that coroutine's thread, which
@@ -137,6 +139,9 @@ def new_table(runtime: Any) -> Any:
 def python_to_lua(runtime: Any, value: Any) -> Any:
     """A Lua value for a JSON-like Python value (dicts and lists become tables, str becomes bytes;
     an integer beyond Lua's 64 bits becomes a float, as Lua's own arithmetic would)."""
+    kind = type(value)
+    if kind is int and _LUA_INT_MIN <= value <= _LUA_INT_MAX or kind in _AS_THEY_ARE:
+        return value  # the common results first, tested by type alone (every tool call's result comes here)
     if isinstance(value, int) and not isinstance(value, bool) and not _LUA_INT_MIN <= value <= _LUA_INT_MAX:
         try:
             return float(value)
