@@ -31,6 +31,7 @@ import hashlib
 import itertools
 import json
 import logging
+import operator
 import os
 import sqlite3
 import threading
@@ -197,6 +198,8 @@ class _Pending:
     error: AikitError | None = None
     tail: tuple[str, int] | None = None
 
+
+_FSYNC, _TAIL = operator.attrgetter("fsync"), operator.attrgetter("tail")
 
 #: How long the folder lets tail entries gather before it chains them in one transaction.
 FOLD_DELAY = 0.05
@@ -500,7 +503,7 @@ class AuditLedger:
         with self._db_lock:
             conn = self._conn
             try:
-                fsync = any(item.fsync for item in batch)
+                fsync = any(map(_FSYNC, batch))  # C loops over the batch here and below: they run per entry
                 if fsync != self._fsync:
                     conn.execute(f"PRAGMA synchronous = {'FULL' if fsync else 'NORMAL'}")
                     self._fsync = fsync
@@ -510,7 +513,7 @@ class AuditLedger:
                     rows, seq, prev = chain_rows(row, batch)
                     _insert_entries(conn, rows)
                     conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('head', ?)", (f"{seq} {prev}",))
-                    folded = {item.tail[0]: item.tail[1] for item in batch if item.tail is not None}
+                    folded = dict(filter(None, map(_TAIL, batch)))  # each file's last entry's end
                     if folded:
                         conn.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
                                          [(META_PREFIX + name, str(end)) for name, end in folded.items()])

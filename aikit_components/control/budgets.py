@@ -26,6 +26,7 @@ its caller's budget (``ToolContext.budget``, from ``[security] max_tool_calls`` 
 from __future__ import annotations
 
 import contextlib
+import functools
 import contextvars
 import threading
 import time
@@ -113,7 +114,7 @@ class BudgetLimits:
             per_tool={**base.per_tool, **self.per_tool},
         )
 
-    @property
+    @functools.cached_property  # the limits are frozen; read for every tool call (BudgetMeter.limited)
     def any(self) -> bool:
         return (self.tokens is not None or self.cost is not None or self.tool_calls is not None
                 or self.wall_time_s is not None or bool(self.per_tool))
@@ -420,7 +421,7 @@ class _ToolCallCharge(BudgetInterceptor):
         budget = getattr(op.context, "budget", None)
         if budget is not None and (budget.max_tool_calls is not None or budget.max_wall_time_s is not None):
             budget.charge_tool_call(op.name)  # caller_budget's test, inlined
-        meter = self.budgets.current()
+        meter = CURRENT_METER.get() or self.budgets.session  # Budgets.current()'s, inlined
         if meter.limited:
             meter.charge_tool_call(op.name)
         return None
