@@ -312,7 +312,19 @@ class AuditLedger:
             if self._closed:
                 self._check_open()
             if not fsync and self.uses_tail:
-                self._append_to_tail(item)
+                # into the tail file (its order is the queue's), then queued for the folder
+                # (_append_to_tail's, inlined for an entry that fits in the current file)
+                tail = self._tail
+                head = self._line_heads.get((type_, item.session))
+                size = tail.append_entry(at_text, head, data_text) if tail is not None and head is not None else None
+                if size is not None:
+                    item.tail = (tail.name, size)  # type: ignore[union-attr]
+                    queue = self._queue
+                    if not queue:
+                        self._cond.notify_all()  # the folder waits for a first entry
+                    queue.append(item)
+                else:
+                    self._append_to_tail(item)
                 if (len(self._queue) >= FOLD_INLINE_AT and not self._writing and self._fold_failure is None
                         and asyncio.events._get_running_loop() is None):  # public (asyncio.events.__all__)
                     self._commit_through(item)  # acknowledged already: a failure leaves it queued, for the folder
@@ -368,20 +380,28 @@ class AuditLedger:
         tail = self._tail
         size = tail.append_entry(item.at_text, head, item.data_text) if tail is not None else None
         if size is None:
-            line = line_with_head(item.at_text, head, item.data_text)
-            if len(line) > CHUNK // 4:  # a huge entry: straight into the chain, as an fsynced one goes
-                self._queue.append(item)
-                self._commit_through(item)
-                if item.error is not None:
-                    raise item.error
+            tail, size = self._into_next_tail(item, head)
+            if tail is None:
                 return
-            tail = self._next_tail()
-            size = tail.append(line)
-            assert size is not None
         item.tail = (tail.name, size)
         if not self._queue:
             self._cond.notify_all()  # the folder waits for a first entry
         self._queue.append(item)
+
+    def _into_next_tail(self, item: _Pending, head: str) -> tuple[TailFile | None, int]:
+        """:meth:`_append_to_tail` of an entry that the current file has no room for (or before
+        the first file): into a new file, or straight into the chain when it is huge (no file then)."""
+        line = line_with_head(item.at_text, head, item.data_text)
+        if len(line) > CHUNK // 4:  # a huge entry: straight into the chain, as an fsynced one goes
+            self._queue.append(item)
+            self._commit_through(item)
+            if item.error is not None:
+                raise item.error
+            return None, 0
+        tail = self._next_tail()
+        size = tail.append(line)
+        assert size is not None
+        return tail, size
 
     def _next_tail(self) -> TailFile:
         """Start a tail file (the first, or the next when one is full)."""

@@ -125,8 +125,9 @@ class Pipeline:
             result = handler(op)
         except BaseException as exc:
             _raise_failure(chain, op, exc)
-        if chain:
-            _finished(chain, op, result)
+        for interceptor in chain:  # _finished's, inlined: this runs per operation
+            if interceptor.has_notifications:
+                interceptor.finished(op, result)
         return result
 
     async def arun(self, op: Operation, handler: Callable[[Operation], Any]) -> Any:
