@@ -298,15 +298,9 @@ class AuditLedger:
 
     def record_canonical(self, type_: str, data_text: str, *, session: str | None = None, fsync: bool = True) -> None:
         """:meth:`record` of an entry whose data is given as its canonical JSON text."""
-        micros = time.time_ns() // 1000  # now(), inlined (time_text too): every audited operation comes here
+        micros = time.time_ns() // 1000  # now(), inlined: every audited operation comes here
         at = micros / 1e6
-        if _DIGITS_FROM <= micros < _DIGITS_TO:
-            digits = str(micros)
-            at_text = f"{digits[:-6]}.{digits[-6:]}".rstrip("0")
-            if at_text[-1] == ".":
-                at_text += "0"
-        else:
-            at_text = repr(at)
+        at_text = time_text(micros, at)
         item = _Pending(at, at_text, type_, self.session if session is None else session, data_text, fsync)
         with self._lock:
             if self._closed:

@@ -26,8 +26,8 @@ its caller's budget (``ToolContext.budget``, from ``[security] max_tool_calls`` 
 from __future__ import annotations
 
 import contextlib
-import functools
 import contextvars
+import functools
 import threading
 import time
 from collections.abc import Iterator, Mapping
