@@ -393,7 +393,7 @@ class AuditLedger:
                 raise item.error
             return None, 0
         tail = self._next_tail()
-        size = tail.append(line)
+        size = tail.append_entry(item.at_text, head, item.data_text)
         assert size is not None
         return tail, size
 
