@@ -92,8 +92,10 @@ class Components:
                 if self._tools is None:
                     self._tools = default_registry(events=self.events, hooks=self.hooks, plugins=self.plugins,
                                                    pipeline=self.pipeline)
-        if self._mcp is None and self.mcp_configured():
-            self._make_mcp(self._tools)  # its resolver connects a configured MCP server when its tools are asked for
+        if self._mcp is None:
+            seen = self._mcp_config_seen  # mcp_configured()'s answer, when still current, read here: every tool call asks
+            if (seen is None or seen[0] is not self.config or seen[1]) and self.mcp_configured():
+                self._make_mcp(self._tools)  # its resolver connects a configured MCP server when its tools are asked for
         return self._tools
 
     def mcp_configured(self) -> bool:

@@ -31,6 +31,7 @@ import hashlib
 import itertools
 import json
 import logging
+import operator
 import os
 import sqlite3
 import threading
@@ -107,8 +108,26 @@ def now() -> tuple[float, str]:
     """The time of an entry made now, to the microsecond, and its ``repr`` (the text the hash and
     the tail file use). ``time_ns() // 1000 / 1e6`` is the float nearest that many microseconds,
     as ``round(time.time(), 6)`` is, without the decimal rounding that makes ``round`` slow."""
-    at = time.time_ns() // 1000 / 1e6
-    return at, repr(at)
+    micros = time.time_ns() // 1000
+    at = micros / 1e6
+    return at, time_text(micros, at)
+
+
+#: Microseconds since the epoch between which :func:`time_text` writes the digits itself
+#: (2001-09-09 to 2096-10-02): there a float's spacing (under 2**-21 s) is less than half a
+#: microsecond, so the decimal of ``micros`` is the only shortest text that reads back as
+#: ``micros / 1e6``, hence its ``repr``.
+_DIGITS_FROM, _DIGITS_TO = 10**15, 4 * 10**15
+
+
+def time_text(micros: int, at: float) -> str:
+    """``repr(at)`` for ``at = micros / 1e6``: the digits of ``micros`` with the point before the
+    last six, trailing zeros dropped (one kept after the point), a third cheaper than ``repr``."""
+    if not _DIGITS_FROM <= micros < _DIGITS_TO:
+        return repr(at)
+    digits = str(micros)
+    text = f"{digits[:-6]}.{digits[-6:]}".rstrip("0")
+    return text + "0" if text[-1] == "." else text
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,14 +169,15 @@ def chain_rows(newest: tuple[Any, ...] | None, batch: list[_Pending]) -> tuple[l
     # (chain_hash's, with the end of the hashed text formatted once per type and session: a
     # batch's entries mostly share them)
     ends: dict[tuple[str, str | None], str] = {}
+    sha256, append = hashlib.sha256, rows.append
     for item in batch:
         seq += 1
-        type_, session = item.type, item.session
+        type_, session, data_text = item.type, item.session, item.data_text
         end = ends.get((type_, session))
         if end is None:
             end = ends[type_, session] = _hashed_end(type_, session)
-        digest_ = _hash(prev, item.at_text, item.data_text, end)
-        rows.append((seq, item.at, type_, session, item.data_text, prev, digest_))
+        digest_ = sha256(f'{prev}{{"at":{item.at_text},"data":{data_text}{end}'.encode()).hexdigest()  # _hash's
+        append((seq, item.at, type_, session, data_text, prev, digest_))
         prev = digest_
     return rows, seq, prev
 
@@ -178,6 +198,8 @@ class _Pending:
     error: AikitError | None = None
     tail: tuple[str, int] | None = None
 
+
+_FSYNC, _TAIL = operator.attrgetter("fsync"), operator.attrgetter("tail")
 
 #: How long the folder lets tail entries gather before it chains them in one transaction.
 FOLD_DELAY = 0.05
@@ -276,13 +298,27 @@ class AuditLedger:
 
     def record_canonical(self, type_: str, data_text: str, *, session: str | None = None, fsync: bool = True) -> None:
         """:meth:`record` of an entry whose data is given as its canonical JSON text."""
-        at = time.time_ns() // 1000 / 1e6  # now(), inlined: every audited operation comes here
-        item = _Pending(at, repr(at), type_, self.session if session is None else session, data_text, fsync)
+        micros = time.time_ns() // 1000  # now(), inlined: every audited operation comes here
+        at = micros / 1e6
+        at_text = time_text(micros, at)
+        item = _Pending(at, at_text, type_, self.session if session is None else session, data_text, fsync)
         with self._lock:
             if self._closed:
                 self._check_open()
             if not fsync and self.uses_tail:
-                self._append_to_tail(item)
+                # into the tail file (its order is the queue's), then queued for the folder
+                # (_append_to_tail's, inlined for an entry that fits in the current file)
+                tail = self._tail
+                head = self._line_heads.get((type_, item.session))
+                size = tail.append_entry(at_text, head, data_text) if tail is not None and head is not None else None
+                if size is not None:
+                    item.tail = (tail.name, size)  # type: ignore[union-attr]
+                    queue = self._queue
+                    if not queue:
+                        self._cond.notify_all()  # the folder waits for a first entry
+                    queue.append(item)
+                else:
+                    self._append_to_tail(item)
                 if (len(self._queue) >= FOLD_INLINE_AT and not self._writing and self._fold_failure is None
                         and asyncio.events._get_running_loop() is None):  # public (asyncio.events.__all__)
                     self._commit_through(item)  # acknowledged already: a failure leaves it queued, for the folder
@@ -335,23 +371,31 @@ class AuditLedger:
             if len(self._line_heads) >= 64:
                 self._line_heads.clear()
             head = self._line_heads[item.type, item.session] = line_head(item.type, item.session)
-        line = line_with_head(item.at_text, head, item.data_text)
         tail = self._tail
-        size = tail.append(line) if tail is not None else None
+        size = tail.append_entry(item.at_text, head, item.data_text) if tail is not None else None
         if size is None:
-            if len(line) > CHUNK // 4:  # a huge entry: straight into the chain, as an fsynced one goes
-                self._queue.append(item)
-                self._commit_through(item)
-                if item.error is not None:
-                    raise item.error
+            tail, size = self._into_next_tail(item, head)
+            if tail is None:
                 return
-            tail = self._next_tail()
-            size = tail.append(line)
-            assert size is not None
         item.tail = (tail.name, size)
         if not self._queue:
             self._cond.notify_all()  # the folder waits for a first entry
         self._queue.append(item)
+
+    def _into_next_tail(self, item: _Pending, head: str) -> tuple[TailFile | None, int]:
+        """:meth:`_append_to_tail` of an entry that the current file has no room for (or before
+        the first file): into a new file, or straight into the chain when it is huge (no file then)."""
+        line = line_with_head(item.at_text, head, item.data_text)
+        if len(line) > CHUNK // 4:  # a huge entry: straight into the chain, as an fsynced one goes
+            self._queue.append(item)
+            self._commit_through(item)
+            if item.error is not None:
+                raise item.error
+            return None, 0
+        tail = self._next_tail()
+        size = tail.append_entry(item.at_text, head, item.data_text)
+        assert size is not None
+        return tail, size
 
     def _next_tail(self) -> TailFile:
         """Start a tail file (the first, or the next when one is full)."""
@@ -473,7 +517,7 @@ class AuditLedger:
         with self._db_lock:
             conn = self._conn
             try:
-                fsync = any(item.fsync for item in batch)
+                fsync = any(map(_FSYNC, batch))  # C loops over the batch here and below: they run per entry
                 if fsync != self._fsync:
                     conn.execute(f"PRAGMA synchronous = {'FULL' if fsync else 'NORMAL'}")
                     self._fsync = fsync
@@ -483,7 +527,7 @@ class AuditLedger:
                     rows, seq, prev = chain_rows(row, batch)
                     _insert_entries(conn, rows)
                     conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('head', ?)", (f"{seq} {prev}",))
-                    folded = {item.tail[0]: item.tail[1] for item in batch if item.tail is not None}
+                    folded = dict(filter(None, map(_TAIL, batch)))  # each file's last entry's end
                     if folded:
                         conn.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
                                          [(META_PREFIX + name, str(end)) for name, end in folded.items()])

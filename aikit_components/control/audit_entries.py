@@ -19,6 +19,7 @@ from .audit import AuditLedger, canonical, digest, json_string
 #: itself, and a cell is the user typing).
 AUDITED_KINDS = frozenset({"tool", "process", "http", "agent", "llm", "workflow.step"})
 _PATH_ARGS = ("path", "dest", "destination", "target", "src", "source")
+_TEXT_OR_NONE = (str, type(None))  # the callers a tool call's entry is written directly for
 
 
 def _status(error: AikitError | None) -> str:
@@ -95,9 +96,12 @@ class AuditInterceptor(Interceptor):
 
     def finished(self, op: Operation, result: Any) -> None:
         if op.kind.name == "tool":  # the entry every tool call makes: _entry's, with less work
-            text = _tool_call_text(op)
-            if text is not None:
-                self.ledger.record_canonical("tool", text, fsync=not _no_outside_effect_of_its_own(op))
+            # (_tool_call_text's and _no_outside_effect_of_its_own's tests, the tool's level read once)
+            security = getattr(op.meta.get("tool"), "security", None)
+            caller = getattr(op.context, "caller", None)
+            if security != "write" and isinstance(caller, _TEXT_OR_NONE):
+                self.ledger.record_canonical("tool", _tool_text(op.name, caller, op.payload.get("args")),
+                                             fsync=security != "safe")
                 return
         self.ledger.record_canonical(*_entry(op, result, None), fsync=not _no_outside_effect_of_its_own(op))
 
@@ -134,7 +138,7 @@ def _tool_call_text(op: Operation) -> str | None:
     :func:`_operation_entry`'s data (keys in sorted order), for a third of the cost. None for a
     call that needs the general entry."""
     caller = getattr(op.context, "caller", None)
-    if getattr(op.meta.get("tool"), "security", None) == "write" or not isinstance(caller, (str, type(None))):
+    if getattr(op.meta.get("tool"), "security", None) == "write" or not isinstance(caller, _TEXT_OR_NONE):
         return None
     return _tool_text(op.name, caller, op.payload.get("args"))
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -113,7 +114,7 @@ class BudgetLimits:
             per_tool={**base.per_tool, **self.per_tool},
         )
 
-    @property
+    @functools.cached_property  # the limits are frozen; read for every tool call (BudgetMeter.limited)
     def any(self) -> bool:
         return (self.tokens is not None or self.cost is not None or self.tool_calls is not None
                 or self.wall_time_s is not None or bool(self.per_tool))
@@ -342,6 +343,8 @@ class BudgetInterceptor(Interceptor):
         self.budgets = budgets if budgets is not None else Budgets()
 
     def wants_kind(self, kind: OperationKind) -> bool | None:
+        if kind.name == "tool":  # its guard's before() tests the budgets itself: no wants() call per tool call
+            return True
         return None if kind.name in _CHARGED_KINDS or kind.name in _RUN_KINDS else False
 
     def for_kind(self, kind: OperationKind) -> Interceptor:
@@ -410,20 +413,15 @@ class BudgetInterceptor(Interceptor):
 
 
 class _ToolCallCharge(BudgetInterceptor):
-    """What :class:`BudgetInterceptor` puts in the chain of tool calls: the ``tool`` branch of
-    its ``wants`` and ``before`` alone (this runs for every tool call)."""
-
-    def wants(self, op: Operation) -> bool:
-        budget = getattr(op.context, "budget", None)  # caller_budget's test, inlined
-        if budget is not None and (budget.max_tool_calls is not None or budget.max_wall_time_s is not None):
-            return True
-        return self.budgets.current().limited
+    """What :class:`BudgetInterceptor` puts in the chain of every tool call: the ``tool`` branch
+    of its ``before`` alone, which charges only the budgets that have limits (this runs for
+    every tool call)."""
 
     def before(self, op: Operation) -> Decision | None:
         budget = getattr(op.context, "budget", None)
         if budget is not None and (budget.max_tool_calls is not None or budget.max_wall_time_s is not None):
             budget.charge_tool_call(op.name)  # caller_budget's test, inlined
-        meter = self.budgets.current()
+        meter = CURRENT_METER.get() or self.budgets.session  # Budgets.current()'s, inlined
         if meter.limited:
             meter.charge_tool_call(op.name)
         return None

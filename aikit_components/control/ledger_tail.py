@@ -82,9 +82,11 @@ class TailFile:
             os.close(self.fd)
             raise
 
-    def append(self, line: bytes) -> int | None:
-        """Copy ``line`` in; the file's used size after it, or None when it does not fit (the
-        caller starts the next file)."""
+    def append_entry(self, at_text: str, head: str, data_text: str) -> int | None:
+        """Copy in the line of an entry (:func:`line_with_head`'s, formatted here: one call per
+        entry, which every tool call makes); the file's used size after it, or None when it does
+        not fit (the caller starts the next file)."""
+        line = f"[{at_text},{head}{data_text}]\n".encode()  # line_with_head's
         end = self.size + len(line)
         if end > CHUNK:
             return None

@@ -127,8 +127,9 @@ class Pipeline:
             result = handler(op)
         except BaseException as exc:
             _raise_failure(chain, op, exc)
-        if chain:
-            _finished(chain, op, result)
+        for interceptor in chain:  # _finished's, inlined: this runs per operation
+            if interceptor.has_notifications:
+                interceptor.finished(op, result)
         return result
 
     async def arun(self, op: Operation, handler: Callable[[Operation], Any]) -> Any:
@@ -326,8 +327,14 @@ def _refuse_retry(op: Operation) -> None:
     log.warning("%s: another retry was asked for after %d; the last outcome stands", op.describe(), MAX_RETRIES)
 
 
-def _guard(chain: Sequence[Interceptor], op: Operation) -> None:
-    """The before-stage of a chain where nobody decides: a guard may only reject."""
+def _finished(chain: Sequence[Interceptor], op: Operation, result: Any) -> None:
+    for interceptor in chain:
+        if interceptor.has_notifications:
+            interceptor.finished(op, result)
+
+
+def _enter(chain: Sequence[Interceptor], op: Operation) -> None:
+    """Guards, then observers, of a chain where nobody decides (a guard may only reject)."""
     for position, interceptor in enumerate(chain):
         if not interceptor.has_before:
             continue
@@ -339,20 +346,6 @@ def _guard(chain: Sequence[Interceptor], op: Operation) -> None:
             if error is exc:
                 raise
             raise error from exc
-
-
-def _finished(chain: Sequence[Interceptor], op: Operation, result: Any) -> None:
-    for interceptor in chain:
-        if interceptor.has_notifications:
-            interceptor.finished(op, result)
-
-
-def _enter(chain: Sequence[Interceptor], op: Operation) -> None:
-    """Guards, then observers, of a chain where nobody decides."""
-    for interceptor in chain:
-        if interceptor.has_before:
-            _guard(chain, op)
-            break
     op.started = time.perf_counter()  # _started's, inlined: this runs per operation
     for interceptor in chain:
         if interceptor.has_started:

@@ -206,7 +206,7 @@ class ToolRegistry:
         meta: dict[str, Any] = {"tool": item, **item.operation_meta} if item.operation_meta else {"tool": item}
         if call_id:
             meta["call_id"] = call_id
-        return Operation(TOOL_CALL, item.name, {"name": item.name, "args": args}, ctx, meta=meta)
+        return Operation(TOOL_CALL, item.name, {"name": item.name, "args": args}, ctx, 1, meta)  # attempt 1
 
     def call(self, name: str, args: Any, ctx: ToolContext) -> Any:
         """Call a tool synchronously (plain ``def`` tools and Lua-defined tools; an async tool

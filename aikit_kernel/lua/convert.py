@@ -111,6 +111,8 @@ def _text_or_bytes(raw: bytes) -> str | bytes:
 
 
 _LUA_INT_MIN, _LUA_INT_MAX = -(2**63), 2**63 - 1
+#: Types python_to_lua returns as they are (exactly these types: a subclass takes the general path).
+_AS_THEY_ARE = frozenset({float, bool, type(None), bytes})
 
 # Per runtime (by id), a Lua function made on its main thread that returns a new table. lupa binds
 # a table made with runtime.table() inside a coroutine's callback to that coroutine's thread, which
@@ -137,17 +139,18 @@ def new_table(runtime: Any) -> Any:
 def python_to_lua(runtime: Any, value: Any) -> Any:
     """A Lua value for a JSON-like Python value (dicts and lists become tables, str becomes bytes;
     an integer beyond Lua's 64 bits becomes a float, as Lua's own arithmetic would)."""
-    # The plain types by their exact type first: a workflow's record of a thousand agent steps is
-    # some 70,000 values, converted while the cell waits for its result.
+    # The plain types by their exact type first: every tool call's result comes here, and a
+    # workflow's record of a thousand agent steps is some 70,000 values, converted while the cell
+    # waits for its result.
     kind = type(value)
+    if kind is int and _LUA_INT_MIN <= value <= _LUA_INT_MAX or kind in _AS_THEY_ARE:
+        return value
     if kind is str:
         return value.encode("utf-8", errors="surrogateescape")
     if kind is dict:
         return _dict_table(runtime, value)
     if kind is list:
         return _list_table(runtime, value)
-    if value is None or kind is bool or kind is float or (kind is int and _LUA_INT_MIN <= value <= _LUA_INT_MAX):
-        return value
     if isinstance(value, int) and not isinstance(value, bool) and not _LUA_INT_MIN <= value <= _LUA_INT_MAX:
         try:
             return float(value)
