@@ -7,6 +7,7 @@ Runs only on the Lua (main) thread, except :meth:`LuaEngine.interrupt`, which an
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from .introspection import Introspection
 LuaError = lua54.LuaError
 LuaMemoryError = lua54.LuaMemoryError
 lua_type = lua54.lua_type
+log = logging.getLogger(__name__)
 
 _LEADING_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # `return f(x)` would be a tail call and drop the cell's frame from tracebacks. A trailing
@@ -511,7 +513,14 @@ class LuaEngine:
         return text(self.guarded(self.internal[b"render_all"], self.table(*values, n=len(values)))[0])
 
     def close(self) -> None:
-        """Release files opened by scripts and remove this process's cell files."""
+        """Release files opened by scripts, remove this process's cell files and switch off the
+        finalizers (``__gc``) of the Lua objects still alive (the garbage is collected first, its
+        finalizers run): the Lua state is freed whenever Python collects the engine, perhaps while
+        the interpreter exits, when a finalizer calling back into Python would crash it."""
+        try:
+            self.internal[b"disarm_finalizers"]()
+        except LuaError as exc:  # a finalizer that fails: it does not stop the closing
+            log.warning("a Lua finalizer failed while the engine closed: %s", exc)
         self.host.files.close_all()
         self.cells.cleanup()
         register_table_maker(self.runtime, None)

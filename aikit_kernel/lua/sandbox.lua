@@ -468,6 +468,23 @@ end
 file_mt.__close = file_methods.close
 file_mt.__gc = function(self) if not self.closed then raw_pcall(f_close, self.handle) end end
 
+-- Finalizers (__gc) are switched off when the engine closes (internal.disarm_finalizers): the
+-- Lua state itself is freed later, whenever Python collects the engine (possibly as the
+-- interpreter exits, while it tears down the very objects a finalizer would call back into), so
+-- a finalizer that calls Python then would crash the process. The metatables with a __gc that
+-- scripts set are remembered for that (weakly: a metatable no object uses is forgotten).
+local finalizing_mts = raw_setmetatable({}, { __mode = "k" })
+local function setmetatable_(t, mt)
+  raw_setmetatable(t, mt)
+  if raw_type(mt) == "table" and raw_rawget(mt, "__gc") ~= nil then finalizing_mts[mt] = true end
+  return t
+end
+function internal.disarm_finalizers()
+  collectgarbage("collect")  -- the finalizers of what is garbage already run now, while all is alive
+  for mt in raw_next, finalizing_mts do rawset(mt, "__gc", nil) end
+  file_mt.__gc = nil  -- (the engine has closed the files)
+end
+
 local function io_open(path, mode)
   if raw_type(path) ~= "string" then raw_error("bad argument #1 to 'open' (string expected)", 2) end
   local ok, handle = raw_pcall(f_open, path, mode or "r")
@@ -544,7 +561,7 @@ local env = {
   assert = assert, error = raw_error, getmetatable = raw_getmetatable, ipairs = raw_ipairs,
   next = raw_next, pairs = raw_pairs, pcall = safe_pcall, print = print_, rawequal = raw_rawequal,
   rawget = raw_rawget, rawlen = rawlen, rawset = rawset, select = raw_select,
-  setmetatable = raw_setmetatable, tonumber = raw_tonumber, tostring = raw_tostring, type = raw_type,
+  setmetatable = setmetatable_, tonumber = raw_tonumber, tostring = raw_tostring, type = raw_type,
   xpcall = safe_xpcall, collectgarbage = collectgarbage, _VERSION = _VERSION,
   warn = function(...)
     local parts = { ... }
