@@ -24,12 +24,12 @@ kernel does. Each measurement is printed next to a baseline measured in the same
    binding (as above), and a ledger entry's least work, written here with ``hashlib`` and
    ``sqlite3`` (and ``jsontext.dumps_with``, ``json.dumps`` without rebuilding its C encoder per
    call, the cheapest canonical JSON there is): the arguments' SHA-256 digest over their
-   canonical JSON, the entry's
-   chain hash over the previous hash and the entry, and its row inserted with 499 others in one
-   transaction (WAL, ``synchronous=NORMAL``, the ledger's columns) in the same directory. It is
-   a lower bound: it keeps entries in memory until their batch is written (``kill -9`` would lose
-   them), where aikit copies each into its tail file before the call returns. The 5 us target
-   predates the ledger: with every call an entry, the floor alone is above it.
+   canonical JSON, the entry's chain hash over the previous hash and the entry, and its row
+   inserted with 499 others in one transaction, a hundred rows per INSERT statement (WAL,
+   ``synchronous=NORMAL``, the ledger's columns) in the same directory. It is a lower bound: it
+   keeps entries in memory until their batch is written (``kill -9`` would lose them), where
+   aikit copies each into its tail file before the call returns. The 5 us target predates the
+   ledger.
 2. events: N events published to an ``EventBus`` with one pull subscription (``max_size`` N, so
    none is dropped; drained once at the end) and one callback subscription (counts). Throughput
    = N / (publish loop + drain); every event must reach both subscriptions. Baseline: appending
@@ -190,6 +190,9 @@ LEDGER_COLUMNS = ("seq INTEGER PRIMARY KEY, at REAL NOT NULL, type TEXT NOT NULL
                   "data TEXT NOT NULL, prev TEXT NOT NULL, hash TEXT NOT NULL")
 
 
+FLOOR_ROWS_PER_INSERT = 100  # rows per INSERT statement of the floor's ledger
+
+
 class LedgerFloor:
     """A ledger entry's least work per call, without aikit: the arguments' digest, the chain
     hash, the row (see "Floor" in the module docstring). ``per_call_ns`` times ``n`` entries."""
@@ -218,14 +221,10 @@ class LedgerFloor:
             rows.append((seq, at, "tool", None, data, prev, entry_hash))
             prev = entry_hash
             if len(rows) == LEDGER_BATCH:
-                conn.execute("BEGIN")
-                conn.executemany("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-                conn.execute("COMMIT")
+                self._insert(rows)
                 rows.clear()
         if rows:
-            conn.execute("BEGIN")
-            conn.executemany("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-            conn.execute("COMMIT")
+            self._insert(rows)
         elapsed = loop_ns() - t0
         self.seq, self.prev = seq, prev
         gc.collect()
@@ -233,6 +232,17 @@ class LedgerFloor:
         for i in range(1, n + 1):  # the loop itself, and the argument table every call gets anyway
             args = {"a": i, "b": 1}
         return (elapsed - (loop_ns() - t0)) / n
+
+    def _insert(self, rows: list[tuple[Any, ...]]) -> None:
+        """One transaction, many rows per INSERT statement (fewer statements than executemany's
+        one per row: 1.0-1.15 us a row against 1.4-1.6 on this machine)."""
+        conn, per = self.conn, FLOOR_ROWS_PER_INSERT
+        conn.execute("BEGIN")
+        for start in range(0, len(rows), per):
+            part = rows[start:start + per]
+            conn.execute("INSERT INTO entries VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(part)),
+                         [value for row in part for value in row])
+        conn.execute("COMMIT")
 
     def close(self) -> None:
         self.conn.close()
