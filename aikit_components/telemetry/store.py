@@ -47,6 +47,7 @@ from .store_layout import (
     MIN_GROUP,
     OLD_SPAN,
     REWRITE,
+    SEQ,
     S_COLUMNS,
     STORED,
     SUMMARY_HEAD,
@@ -68,6 +69,18 @@ __all__ = ["LAYOUT", "SpanStore", "migrate"]
 #: Summary rows a store remembers writing (see ``SpanStore._known_summaries``); past this many,
 #: it starts again.
 _SUMMARIES_KEPT = 8192
+
+
+def _span_ids(rows: Sequence[Any]) -> set[tuple[str, str]]:
+    """The (trace id, span id) of ``rows`` and of the spans of the groups among them."""
+    ids: set[tuple[str, str]] = set()
+    for row in rows:
+        if row.__class__ is SpanGroup:
+            trace_id = row.row[0]
+            ids.update((trace_id, span_id) for span_id in row.members[::3])
+        else:
+            ids.add((row[0], row[1]))
+    return ids
 
 
 class SpanStore:
@@ -110,6 +123,8 @@ class SpanStore:
         # write() is given spans of other writers too (tests, imports): then it looks them up
         self._shared = bool(shared)
         self._range = (1, 0)  # the rowids of the rows the write under way has appended
+        self._fresh: Sequence[Any] = ()  # the rows (and groups) the write under way has appended
+        self._fresh_ids: set[tuple[str, str]] | None = None  # their (trace id, span id), once asked
         # The summary rows this store wrote, by trace id, kept while no other connection writes
         # the file (``PRAGMA data_version`` tells): a write takes the summaries of its traces from
         # here rather than reading them back (a burst of agent runs: every trace in every write).
@@ -158,6 +173,7 @@ class SpanStore:
                 first = (db.execute(LAST_ROW).fetchone()[0] or 0) + 1  # (the rows appended now follow it)
                 started = self._insert(db, fresh)
                 self._range = (first, (db.execute(LAST_ROW).fetchone()[0] or 0))
+                self._fresh, self._fresh_ids = fresh, None
                 summaries: dict[str, list[Any]] = {}
                 # the stored summaries of the write's traces, asked for together (a statement per
                 # trace handed the GIL over and back once per trace, several times per agent run)
@@ -177,7 +193,8 @@ class SpanStore:
                         t[5] += 1
                     else:
                         summarize(row, None if old is None else old[1:], summaries, fetch_trace, has_span)
-                self._upsert_summaries(db, list(summaries.values()))
+                self._fresh, self._fresh_ids = (), None
+                self._upsert_summaries(db, list(summaries.values()), db.execute(SEQ).fetchone()[0])
                 if self._range[1] >= first:
                     self._add_ranges(db, {row.row[0] if row.__class__ is SpanGroup else row[0] for row in fresh})
                 db.execute("COMMIT")
@@ -263,10 +280,15 @@ class SpanStore:
                 found[row[0]] = row
         return found
 
-    def _upsert_summaries(self, db: sqlite3.Connection, summaries: list[list[Any]]) -> None:
-        """Write the traces' summary rows (each of ``TRACE_COLUMNS``), many per statement."""
-        for chunk in self._chunks(summaries, len(summaries[0]) if summaries else 1):
-            db.execute(SUMMARY_HEAD + ", ".join([SUMMARY_ROW] * len(chunk)), list(chain.from_iterable(chunk)))
+    def _upsert_summaries(self, db: sqlite3.Connection, summaries: list[list[Any]], seq: int) -> None:
+        """Write the traces' summary rows (each of ``TRACE_COLUMNS``) with the write's ``seq``,
+        many per statement."""
+        for chunk in self._chunks(summaries, len(summaries[0]) + 1 if summaries else 1):
+            args: list[Any] = []
+            for summary in chunk:
+                args += summary
+                args.append(seq)
+            db.execute(SUMMARY_HEAD + ", ".join([SUMMARY_ROW] * len(chunk)), args)
 
     def _chunks(self, items: list[Any], parameters_each: int = 1) -> Iterator[list[Any]]:
         """``items`` in pieces whose statements stay within SQLite's limit on parameters (with one
@@ -390,7 +412,13 @@ class SpanStore:
         return rowid, status, max(tokens_in, 0), max(tokens_out, 0), None if cost < 0 else cost
 
     def _has_span(self, trace_id: str, span_id: str) -> bool:
-        return self._db.execute(HAS_SPAN, (trace_id, span_id, *self._range)).fetchone() is not None
+        """Whether the span is stored: appended by the write under way, or by an earlier one."""
+        fresh_ids = self._fresh_ids
+        if fresh_ids is None:  # (asked for a few traces per write: the set is made once, when first asked)
+            fresh_ids = self._fresh_ids = _span_ids(self._fresh)
+        if (trace_id, span_id) in fresh_ids:
+            return True
+        return self._db.execute(HAS_SPAN, (trace_id, span_id)).fetchone() is not None
 
     # -- reading ----------------------------------------------------------------------------------
     def traces(self, *, limit: int = 20, agent: str | None = None, errors_only: bool = False,
