@@ -171,8 +171,10 @@ class SpanStore:
                             fresh.append(row)
                             rewritten.append((row, None))
                 first = (db.execute(LAST_ROW).fetchone()[0] or 0) + 1  # (the rows appended now follow it)
-                started = self._insert(db, fresh)
+                started, count = self._insert(db, fresh)
                 self._range = (first, (db.execute(LAST_ROW).fetchone()[0] or 0))
+                if started:
+                    started = self._rowids(db, started, first, count)
                 self._fresh, self._fresh_ids = fresh, None
                 summaries: dict[str, list[Any]] = {}
                 # the stored summaries of the write's traces, asked for together (a statement per
@@ -324,17 +326,18 @@ class SpanStore:
         for member in group.rows()[done // 3:]:
             summarize(member, None, summaries, fetch_trace, self._has_span)
 
-    def _insert(self, db: sqlite3.Connection, rows: Sequence[Any]) -> list[tuple[tuple[Any, ...], int]]:
+    def _insert(self, db: sqlite3.Connection, rows: Sequence[Any]) -> tuple[list[tuple[tuple[Any, ...], int]], int]:
         """Insert ``rows`` (and groups) in order: groups and runs of spans that share all but
         their id and times (see ``GROUP_FIELDS``) with the group statement, the others with the
-        full one; statements of a power-of-two number of rows. A running span (few: the root,
-        the spans open at the time) is inserted alone, to learn its rowid: returns those rows
-        with their rowids."""
+        full one; statements of a power-of-two number of rows. Returns the running spans among
+        them (few: the root, the spans open at the time), each with its place among the rows
+        inserted (0 for the first; see :meth:`_rowids`), and how many rows were inserted."""
         key = group_key
         single: list[tuple[Any, ...]] = []
         run: list[tuple[Any, ...]] = []
         run_key: Any = None
         started: list[tuple[tuple[Any, ...], int]] = []
+        place = 0  # of the row in the rows inserted
         for row in rows:
             if row.__class__ is SpanGroup:
                 self._flush_run(db, run, run_key, single)
@@ -345,14 +348,16 @@ class SpanStore:
                     self._insert_single(db, single)
                     single.clear()
                     self._insert_members(db, key(row.row), row.members)
+                place += len(row)
                 continue
-            if row[6] < 0:
+            if row[6] < 0:  # (with the rows around it: a statement of its own for each cost more)
                 self._flush_run(db, run, run_key, single)
-                self._insert_single(db, single)
                 run, run_key = [], None
-                single.clear()
-                started.append((row, db.execute(insert_statement(1), row[:STORED]).lastrowid))  # type: ignore[arg-type]
+                single.append(row)
+                started.append((row, place))
+                place += 1
                 continue
+            place += 1
             k = key(row)
             if k == run_key:
                 run.append(row)
@@ -361,7 +366,19 @@ class SpanStore:
             run, run_key = [row], k
         self._flush_run(db, run, run_key, single)
         self._insert_single(db, single)
-        return started
+        return started, place
+
+    def _rowids(self, db: sqlite3.Connection, started: list[tuple[tuple[Any, ...], int]], first: int,
+                count: int) -> list[tuple[tuple[Any, ...], int]]:
+        """The running spans :meth:`_insert` returned, each with its rowid. The ``count`` rows were
+        appended in order, each with the largest rowid plus one (no other connection writes during
+        the transaction), so from ``first`` on and a span's rowid is ``first`` plus its place. (When
+        the largest rowid possible is taken, SQLite picks free ones at random: then the write's
+        range shows fewer rows than that, and the spans are looked up.)"""
+        if self._range[1] - first + 1 == count:
+            return [(row, first + place) for row, place in started]
+        return [(row, db.execute("SELECT max(rowid) FROM spans WHERE trace_id = ? AND span_id = ?",
+                                 (row[0], row[1])).fetchone()[0]) for row, _ in started]
 
     def _flush_run(self, db: sqlite3.Connection, run: list[tuple[Any, ...]], shared: Any,
                    single: list[tuple[Any, ...]]) -> None:
