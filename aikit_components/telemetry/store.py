@@ -189,9 +189,11 @@ class SpanStore:
                         continue
                     t = get(row[0])
                     # as summarize, inline for the most common row: a new span, not failed, without
-                    # tokens, cost or agent, in a trace whose root is known and is not this span
-                    if (t is not None and old is None and t[13] and row[13] < 0 and row[14] < 0 and row[15] < 0
-                            and not row[12] and row[7] != "ERROR" and row[5] >= t[3] and t[12] != row[1]):
+                    # tokens, cost or agent, in a trace whose root is not this span and is known, or
+                    # is a stand-in this child started after (it cannot stand in for the root then)
+                    if (t is not None and old is None and (t[13] or (row[2] and row[5] > t[14])) and row[13] < 0
+                            and row[14] < 0 and row[15] < 0 and not row[12] and row[7] != "ERROR" and row[5] >= t[3]
+                            and t[12] != row[1]):
                         t[5] += 1
                     else:
                         summarize(row, None if old is None else old[1:], summaries, fetch_trace, has_span)
