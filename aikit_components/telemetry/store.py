@@ -69,6 +69,8 @@ __all__ = ["LAYOUT", "SpanStore", "migrate"]
 #: Summary rows a store remembers writing (see ``SpanStore._known_summaries``); past this many,
 #: it starts again.
 _SUMMARIES_KEPT = 8192
+#: Span ids a store remembers writing (see ``SpanStore._span_ids_of``); past this many, it starts again.
+_SPAN_IDS_KEPT = 1 << 15
 
 
 def _span_ids(rows: Sequence[Any]) -> set[tuple[str, str]]:
@@ -130,6 +132,11 @@ class SpanStore:
         # here rather than reading them back (a burst of agent runs: every trace in every write).
         self._summaries: dict[str, tuple[Any, ...]] = {}
         self._data_version: int | None = None
+        # The ids of the spans stored of the traces this store wrote all of (the traces were new
+        # when it first wrote them), forgotten with the summaries: a trace's root question
+        # (_has_span) is answered from here rather than by scanning the trace's rows.
+        self._span_ids_of: dict[str, set[str]] = {}
+        self._span_ids_kept = 0
 
     # -- writing ----------------------------------------------------------------------------------
     def write(self, spans: Sequence[SpanRecord]) -> None:
@@ -179,8 +186,9 @@ class SpanStore:
                 summaries: dict[str, list[Any]] = {}
                 # the stored summaries of the write's traces, asked for together (a statement per
                 # trace handed the GIL over and back once per trace, several times per agent run)
-                fetch_trace = self._fetch_traces({row.row[0] if row.__class__ is SpanGroup else row[0]
-                                                  for row in rows}, self._known_summaries(db)).get
+                trace_ids = {row.row[0] if row.__class__ is SpanGroup else row[0] for row in rows}
+                stored = self._fetch_traces(trace_ids, self._known_summaries(db))
+                fetch_trace = stored.get
                 has_span = self._has_span
                 get = summaries.get
                 for row, old in zip(rows, olds, strict=True) if olds is not None else zip(rows, repeat(None)):
@@ -207,6 +215,7 @@ class SpanStore:
                     db.execute("ROLLBACK")
                 raise  # nothing was written: what this store remembers still holds
             self._remember_summaries(summaries)
+            self._remember_span_ids(fresh, trace_ids.difference(stored))
             # remember the spans written running and where (forget them once they have ended)
             for row, rowid in rewritten:
                 if row[6] < 0 and rowid is not None:  # (written again, still running)
@@ -253,7 +262,7 @@ class SpanStore:
         (asked inside the write's transaction, which no other connection can then change)."""
         version = db.execute("PRAGMA data_version").fetchone()[0]  # (this connection's writes leave it)
         if version != self._data_version:
-            self._summaries.clear()
+            self._forget_summaries()
             self._data_version = version
         return self._summaries
 
@@ -261,9 +270,42 @@ class SpanStore:
         """Remember the summary rows a write has committed (see :meth:`_known_summaries`)."""
         known = self._summaries
         if len(known) + len(summaries) > _SUMMARIES_KEPT:
-            known.clear()
+            self._forget_summaries()
         for trace_id, summary in summaries.items():
             known[trace_id] = tuple(summary)
+
+    def _forget_summaries(self) -> None:
+        """Forget the summaries and span ids this store remembers writing."""
+        self._summaries.clear()
+        self._span_ids_of.clear()
+        self._span_ids_kept = 0
+
+    def _remember_span_ids(self, rows: Sequence[Any], new_traces: set[str]) -> None:
+        """Remember the ids of the spans a write has committed (``rows`` and groups) of the traces
+        whose every span this store wrote: those new in the write (``new_traces``: the trace had
+        no summary, so no span was stored) and those already remembered."""
+        ids_of = self._span_ids_of
+        if not ids_of and not new_traces:
+            return
+        for trace_id in new_traces:
+            ids_of[trace_id] = set()
+        get = ids_of.get
+        kept = 0
+        for row in rows:
+            if row.__class__ is SpanGroup:
+                ids = get(row.row[0])
+                if ids is not None:
+                    ids.update(row.members[::3])
+                    kept += len(row)
+            else:
+                ids = get(row[0])
+                if ids is not None:
+                    ids.add(row[1])
+                    kept += 1
+        self._span_ids_kept += kept
+        if self._span_ids_kept > _SPAN_IDS_KEPT:  # (then the traces' spans are looked up in the file)
+            ids_of.clear()
+            self._span_ids_kept = 0
 
     def _fetch_traces(self, trace_ids: set[str], known: dict[str, tuple[Any, ...]]) -> dict[str, Any]:
         """The stored summary rows of ``trace_ids`` (those that have one), by trace id: those in
@@ -437,6 +479,9 @@ class SpanStore:
             fresh_ids = self._fresh_ids = _span_ids(self._fresh)
         if (trace_id, span_id) in fresh_ids:
             return True
+        stored = self._span_ids_of.get(trace_id)
+        if stored is not None:  # (a trace this store wrote all of)
+            return span_id in stored
         return self._db.execute(HAS_SPAN, (trace_id, span_id)).fetchone() is not None
 
     # -- reading ----------------------------------------------------------------------------------
@@ -521,7 +566,7 @@ class SpanStore:
 
     def _drop(self, select: str, args: tuple[Any, ...]) -> int:
         db = self._db
-        self._summaries.clear()  # (the summaries of the traces it removes are gone)
+        self._forget_summaries()  # (the summaries of the traces it removes are gone)
         db.execute("BEGIN IMMEDIATE")
         try:
             ids = [r[0] for r in db.execute(select, args).fetchall()]

@@ -178,6 +178,26 @@ def test_running_spans_are_found_again_when_the_largest_rowid_is_taken(tmp_path:
         store.close()
 
 
+def test_the_root_of_a_trace_another_writer_added_to_is_asked_of_the_file(tmp_path: Path) -> None:
+    """The writer's store remembers the span ids of the traces it wrote all of, to tell whether a
+    span's parent is stored; once another connection has written a span of such a trace, it asks
+    the file again: a span whose parent the other wrote does not stand in for the root."""
+    path = tmp_path / "traces.sqlite"
+    trace = "ac".ljust(32, "0")
+    store, other = SpanStore(path, shared=False), SpanStore(path)
+    try:
+        store.write_rows([record_row(record("ac", "3", "2", start=5, end=6))])
+        store.write_rows([record_row(record("ac", "4", "1", start=4, end=7))])  # (its parent: not stored)
+        assert store.summary(trace).root_name == "span 4"
+        other.write([record("ac", "2", "1", start=3, end=8)])
+        store.write_rows([record_row(record("ac", "5", "2", start=2, end=3))])  # (its parent: the other's)
+        assert store.summary(trace).root_name == "span 2"
+        assert store.summary(trace).span_count == 4
+    finally:
+        store.close()
+        other.close()
+
+
 def test_a_trace_summary_written_meanwhile_by_another_writer_or_pruned_is_read_again(tmp_path: Path) -> None:
     """The writer's store remembers the summaries it wrote, and reads a trace's summary back from
     the file once another connection has written to it, or once it has pruned the trace itself."""
