@@ -48,6 +48,7 @@ from .store_layout import (
     OLD_SPAN,
     REWRITE,
     S_COLUMNS,
+    SEQ,
     STORED,
     SUMMARY_HEAD,
     SUMMARY_ROW,
@@ -68,6 +69,20 @@ __all__ = ["LAYOUT", "SpanStore", "migrate"]
 #: Summary rows a store remembers writing (see ``SpanStore._known_summaries``); past this many,
 #: it starts again.
 _SUMMARIES_KEPT = 8192
+#: Span ids a store remembers writing (see ``SpanStore._span_ids_of``); past this many, it starts again.
+_SPAN_IDS_KEPT = 1 << 15
+
+
+def _span_ids(rows: Sequence[Any]) -> set[tuple[str, str]]:
+    """The (trace id, span id) of ``rows`` and of the spans of the groups among them."""
+    ids: set[tuple[str, str]] = set()
+    for row in rows:
+        if row.__class__ is SpanGroup:
+            trace_id = row.row[0]
+            ids.update((trace_id, span_id) for span_id in row.members[::3])
+        else:
+            ids.add((row[0], row[1]))
+    return ids
 
 
 class SpanStore:
@@ -110,11 +125,18 @@ class SpanStore:
         # write() is given spans of other writers too (tests, imports): then it looks them up
         self._shared = bool(shared)
         self._range = (1, 0)  # the rowids of the rows the write under way has appended
+        self._fresh: Sequence[Any] = ()  # the rows (and groups) the write under way has appended
+        self._fresh_ids: set[tuple[str, str]] | None = None  # their (trace id, span id), once asked
         # The summary rows this store wrote, by trace id, kept while no other connection writes
         # the file (``PRAGMA data_version`` tells): a write takes the summaries of its traces from
         # here rather than reading them back (a burst of agent runs: every trace in every write).
         self._summaries: dict[str, tuple[Any, ...]] = {}
         self._data_version: int | None = None
+        # The ids of the spans stored of the traces this store wrote all of (the traces were new
+        # when it first wrote them), forgotten with the summaries: a trace's root question
+        # (_has_span) is answered from here rather than by scanning the trace's rows.
+        self._span_ids_of: dict[str, set[str]] = {}
+        self._span_ids_kept = 0
 
     # -- writing ----------------------------------------------------------------------------------
     def write(self, spans: Sequence[SpanRecord]) -> None:
@@ -156,13 +178,17 @@ class SpanStore:
                             fresh.append(row)
                             rewritten.append((row, None))
                 first = (db.execute(LAST_ROW).fetchone()[0] or 0) + 1  # (the rows appended now follow it)
-                started = self._insert(db, fresh)
+                started, count = self._insert(db, fresh)
                 self._range = (first, (db.execute(LAST_ROW).fetchone()[0] or 0))
+                if started:
+                    started = self._rowids(db, started, first, count)
+                self._fresh, self._fresh_ids = fresh, None
                 summaries: dict[str, list[Any]] = {}
                 # the stored summaries of the write's traces, asked for together (a statement per
                 # trace handed the GIL over and back once per trace, several times per agent run)
-                fetch_trace = self._fetch_traces({row.row[0] if row.__class__ is SpanGroup else row[0]
-                                                  for row in rows}, self._known_summaries(db)).get
+                trace_ids = {row.row[0] if row.__class__ is SpanGroup else row[0] for row in rows}
+                stored = self._fetch_traces(trace_ids, self._known_summaries(db))
+                fetch_trace = stored.get
                 has_span = self._has_span
                 get = summaries.get
                 for row, old in zip(rows, olds, strict=True) if olds is not None else zip(rows, repeat(None)):
@@ -171,13 +197,16 @@ class SpanStore:
                         continue
                     t = get(row[0])
                     # as summarize, inline for the most common row: a new span, not failed, without
-                    # tokens, cost or agent, in a trace whose root is known and is not this span
-                    if (t is not None and old is None and t[13] and row[13] < 0 and row[14] < 0 and row[15] < 0
-                            and not row[12] and row[7] != "ERROR" and row[5] >= t[3] and t[12] != row[1]):
+                    # tokens, cost or agent, in a trace whose root is not this span and is known, or
+                    # is a stand-in this child started after (it cannot stand in for the root then)
+                    if (t is not None and old is None and (t[13] or (row[2] and row[5] > t[14])) and row[13] < 0
+                            and row[14] < 0 and row[15] < 0 and not row[12] and row[7] != "ERROR" and row[5] >= t[3]
+                            and t[12] != row[1]):
                         t[5] += 1
                     else:
                         summarize(row, None if old is None else old[1:], summaries, fetch_trace, has_span)
-                self._upsert_summaries(db, list(summaries.values()))
+                self._fresh, self._fresh_ids = (), None
+                self._upsert_summaries(db, list(summaries.values()), db.execute(SEQ).fetchone()[0])
                 if self._range[1] >= first:
                     self._add_ranges(db, {row.row[0] if row.__class__ is SpanGroup else row[0] for row in fresh})
                 db.execute("COMMIT")
@@ -186,6 +215,7 @@ class SpanStore:
                     db.execute("ROLLBACK")
                 raise  # nothing was written: what this store remembers still holds
             self._remember_summaries(summaries)
+            self._remember_span_ids(fresh, trace_ids.difference(stored))
             # remember the spans written running and where (forget them once they have ended)
             for row, rowid in rewritten:
                 if row[6] < 0 and rowid is not None:  # (written again, still running)
@@ -232,7 +262,7 @@ class SpanStore:
         (asked inside the write's transaction, which no other connection can then change)."""
         version = db.execute("PRAGMA data_version").fetchone()[0]  # (this connection's writes leave it)
         if version != self._data_version:
-            self._summaries.clear()
+            self._forget_summaries()
             self._data_version = version
         return self._summaries
 
@@ -242,12 +272,45 @@ class SpanStore:
         running cell after cell would otherwise hold thousands of them."""
         known = self._summaries
         if len(known) + len(summaries) > _SUMMARIES_KEPT:
-            known.clear()
+            self._forget_summaries()
         for trace_id, summary in summaries.items():
             if summary[13] and summary[4] is not None:  # root_parentless, end_ns: the root has ended
                 known.pop(trace_id, None)
             else:
                 known[trace_id] = tuple(summary)
+
+    def _forget_summaries(self) -> None:
+        """Forget the summaries and span ids this store remembers writing."""
+        self._summaries.clear()
+        self._span_ids_of.clear()
+        self._span_ids_kept = 0
+
+    def _remember_span_ids(self, rows: Sequence[Any], new_traces: set[str]) -> None:
+        """Remember the ids of the spans a write has committed (``rows`` and groups) of the traces
+        whose every span this store wrote: those new in the write (``new_traces``: the trace had
+        no summary, so no span was stored) and those already remembered."""
+        ids_of = self._span_ids_of
+        if not ids_of and not new_traces:
+            return
+        for trace_id in new_traces:
+            ids_of[trace_id] = set()
+        get = ids_of.get
+        kept = 0
+        for row in rows:
+            if row.__class__ is SpanGroup:
+                ids = get(row.row[0])
+                if ids is not None:
+                    ids.update(row.members[::3])
+                    kept += len(row)
+            else:
+                ids = get(row[0])
+                if ids is not None:
+                    ids.add(row[1])
+                    kept += 1
+        self._span_ids_kept += kept
+        if self._span_ids_kept > _SPAN_IDS_KEPT:  # (then the traces' spans are looked up in the file)
+            ids_of.clear()
+            self._span_ids_kept = 0
 
     def _fetch_traces(self, trace_ids: set[str], known: dict[str, tuple[Any, ...]]) -> dict[str, Any]:
         """The stored summary rows of ``trace_ids`` (those that have one), by trace id: those in
@@ -268,10 +331,15 @@ class SpanStore:
                 found[row[0]] = row
         return found
 
-    def _upsert_summaries(self, db: sqlite3.Connection, summaries: list[list[Any]]) -> None:
-        """Write the traces' summary rows (each of ``TRACE_COLUMNS``), many per statement."""
-        for chunk in self._chunks(summaries, len(summaries[0]) if summaries else 1):
-            db.execute(SUMMARY_HEAD + ", ".join([SUMMARY_ROW] * len(chunk)), list(chain.from_iterable(chunk)))
+    def _upsert_summaries(self, db: sqlite3.Connection, summaries: list[list[Any]], seq: int) -> None:
+        """Write the traces' summary rows (each of ``TRACE_COLUMNS``) with the write's ``seq``,
+        many per statement."""
+        for chunk in self._chunks(summaries, len(summaries[0]) + 1 if summaries else 1):
+            args: list[Any] = []
+            for summary in chunk:
+                args += summary
+                args.append(seq)
+            db.execute(SUMMARY_HEAD + ", ".join([SUMMARY_ROW] * len(chunk)), args)
 
     def _chunks(self, items: list[Any], parameters_each: int = 1) -> Iterator[list[Any]]:
         """``items`` in pieces whose statements stay within SQLite's limit on parameters (with one
@@ -307,17 +375,18 @@ class SpanStore:
         for member in group.rows()[done // 3:]:
             summarize(member, None, summaries, fetch_trace, self._has_span)
 
-    def _insert(self, db: sqlite3.Connection, rows: Sequence[Any]) -> list[tuple[tuple[Any, ...], int]]:
+    def _insert(self, db: sqlite3.Connection, rows: Sequence[Any]) -> tuple[list[tuple[tuple[Any, ...], int]], int]:
         """Insert ``rows`` (and groups) in order: groups and runs of spans that share all but
         their id and times (see ``GROUP_FIELDS``) with the group statement, the others with the
-        full one; statements of a power-of-two number of rows. A running span (few: the root,
-        the spans open at the time) is inserted alone, to learn its rowid: returns those rows
-        with their rowids."""
+        full one; statements of a power-of-two number of rows. Returns the running spans among
+        them (few: the root, the spans open at the time), each with its place among the rows
+        inserted (0 for the first; see :meth:`_rowids`), and how many rows were inserted."""
         key = group_key
         single: list[tuple[Any, ...]] = []
         run: list[tuple[Any, ...]] = []
         run_key: Any = None
         started: list[tuple[tuple[Any, ...], int]] = []
+        place = 0  # of the row in the rows inserted
         for row in rows:
             if row.__class__ is SpanGroup:
                 self._flush_run(db, run, run_key, single)
@@ -328,14 +397,16 @@ class SpanStore:
                     self._insert_single(db, single)
                     single.clear()
                     self._insert_members(db, key(row.row), row.members)
+                place += len(row)
                 continue
-            if row[6] < 0:
+            if row[6] < 0:  # (with the rows around it: a statement of its own for each cost more)
                 self._flush_run(db, run, run_key, single)
-                self._insert_single(db, single)
                 run, run_key = [], None
-                single.clear()
-                started.append((row, db.execute(insert_statement(1), row[:STORED]).lastrowid))  # type: ignore[arg-type]
+                single.append(row)
+                started.append((row, place))
+                place += 1
                 continue
+            place += 1
             k = key(row)
             if k == run_key:
                 run.append(row)
@@ -344,7 +415,19 @@ class SpanStore:
             run, run_key = [row], k
         self._flush_run(db, run, run_key, single)
         self._insert_single(db, single)
-        return started
+        return started, place
+
+    def _rowids(self, db: sqlite3.Connection, started: list[tuple[tuple[Any, ...], int]], first: int,
+                count: int) -> list[tuple[tuple[Any, ...], int]]:
+        """The running spans :meth:`_insert` returned, each with its rowid. The ``count`` rows were
+        appended in order, each with the largest rowid plus one (no other connection writes during
+        the transaction), so from ``first`` on and a span's rowid is ``first`` plus its place. (When
+        the largest rowid possible is taken, SQLite picks free ones at random: then the write's
+        range shows fewer rows than that, and the spans are looked up.)"""
+        if self._range[1] - first + 1 == count:
+            return [(row, first + place) for row, place in started]
+        return [(row, db.execute("SELECT max(rowid) FROM spans WHERE trace_id = ? AND span_id = ?",
+                                 (row[0], row[1])).fetchone()[0]) for row, _ in started]
 
     def _flush_run(self, db: sqlite3.Connection, run: list[tuple[Any, ...]], shared: Any,
                    single: list[tuple[Any, ...]]) -> None:
@@ -395,7 +478,16 @@ class SpanStore:
         return rowid, status, max(tokens_in, 0), max(tokens_out, 0), None if cost < 0 else cost
 
     def _has_span(self, trace_id: str, span_id: str) -> bool:
-        return self._db.execute(HAS_SPAN, (trace_id, span_id, *self._range)).fetchone() is not None
+        """Whether the span is stored: appended by the write under way, or by an earlier one."""
+        fresh_ids = self._fresh_ids
+        if fresh_ids is None:  # (asked for a few traces per write: the set is made once, when first asked)
+            fresh_ids = self._fresh_ids = _span_ids(self._fresh)
+        if (trace_id, span_id) in fresh_ids:
+            return True
+        stored = self._span_ids_of.get(trace_id)
+        if stored is not None:  # (a trace this store wrote all of)
+            return span_id in stored
+        return self._db.execute(HAS_SPAN, (trace_id, span_id)).fetchone() is not None
 
     # -- reading ----------------------------------------------------------------------------------
     def traces(self, *, limit: int = 20, agent: str | None = None, errors_only: bool = False,
@@ -479,7 +571,7 @@ class SpanStore:
 
     def _drop(self, select: str, args: tuple[Any, ...]) -> int:
         db = self._db
-        self._summaries.clear()  # (the summaries of the traces it removes are gone)
+        self._forget_summaries()  # (the summaries of the traces it removes are gone)
         db.execute("BEGIN IMMEDIATE")
         try:
             ids = [r[0] for r in db.execute(select, args).fetchall()]

@@ -10,7 +10,7 @@ import sqlite3
 
 __all__ = [
     "GROUP_FIELDS", "HAS_SPAN", "IN_TRACE", "LAST_ROW", "LAYOUT", "MAX_ROWS_PER_STATEMENT", "MIN_GROUP", "OLD_SPAN",
-    "REWRITE", "SPAN_COLUMNS", "STORED", "SUMMARY_HEAD", "SUMMARY_ROW", "S_COLUMNS", "TRACES_BY_IDS", "TRACE_BY_ID",
+    "REWRITE", "SEQ", "SPAN_COLUMNS", "STORED", "SUMMARY_HEAD", "SUMMARY_ROW", "S_COLUMNS", "TRACES_BY_IDS", "TRACE_BY_ID",
     "TRACE_COLUMNS", "group_key", "group_member", "insert_group_statement", "insert_statement", "marks", "migrate",
     "stored",
 ]
@@ -153,7 +153,10 @@ UPDATE spans SET parent_span_id = NULLIF(?, ''), name = ?, kind = ?, start_ns = 
     status_message = ?, attributes = ?, events = ?
 WHERE rowid = ? AND trace_id = ? AND span_id = ?"""
 SUMMARY_HEAD = f"INSERT OR REPLACE INTO traces ({TRACE_COLUMNS}, seq) VALUES "
-SUMMARY_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, (SELECT value FROM meta WHERE key = 'seq'))"
+# (the write's seq is a parameter: a subquery in each row of the VALUES list was evaluated once per
+# row, a cursor opened on meta each time)
+SUMMARY_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+SEQ = "SELECT value FROM meta WHERE key = 'seq'"
 
 
 # A trace's summary row is kept up to date span by span (never by scanning the trace: a cell that
@@ -163,9 +166,10 @@ SUMMARY_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, (SELECT value FROM 
 IN_TRACE = ("FROM trace_rows AS r JOIN spans AS s ON s.rowid BETWEEN r.first AND r.last "
              "WHERE r.trace_id = ?1 AND s.trace_id = ?1")
 OLD_SPAN = f"SELECT s.rowid, s.status, s.attributes {IN_TRACE} AND s.span_id = ?2"
-# (the rows of this write, ?3 to ?4, are not in trace_rows yet)
-HAS_SPAN = (f"SELECT 1 {IN_TRACE} AND s.span_id = ?2 UNION ALL "
-        "SELECT 1 FROM spans WHERE rowid BETWEEN ?3 AND ?4 AND trace_id = ?1 AND span_id = ?2 LIMIT 1")
+# Whether a span is among those of earlier writes. (The rows of the write under way are not in
+# trace_rows yet: the store knows them itself. Asking SQLite for them scanned the write's whole
+# range of rowids, thousands of rows in a burst of agent runs, at every question.)
+HAS_SPAN = f"SELECT 1 {IN_TRACE} AND s.span_id = ?2 LIMIT 1"
 LAST_ROW = "SELECT max(rowid) FROM spans"
 S_COLUMNS = ", ".join("s." + c.strip() for c in SPAN_COLUMNS.split(","))
 TRACE_BY_ID = f"SELECT {TRACE_COLUMNS} FROM traces WHERE trace_id = ?"

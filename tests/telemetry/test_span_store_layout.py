@@ -158,6 +158,46 @@ def test_a_running_span_pruned_by_another_process_is_written_anew(tmp_path: Path
         store.close()
 
 
+def test_running_spans_are_found_again_when_the_largest_rowid_is_taken(tmp_path: Path) -> None:
+    """A running span's rowid is worked out from its place among the rows of its write (they are
+    appended one after the other); once the largest rowid possible is taken, SQLite gives new rows
+    free rowids at random, and the store looks the running spans up instead."""
+    path = tmp_path / "traces.sqlite"
+    store = SpanStore(path, shared=False)
+    try:
+        store.write_rows([record_row(record("ef", "1", end=2))])
+        with contextlib.closing(sqlite3.connect(path)) as other:  # (the largest rowid, as a span)
+            other.execute("UPDATE spans SET rowid = 9223372036854775807")
+            other.commit()
+        store.write_rows([record_row(record("ab", "1", end=None)), record_row(record("ab", "2", "1", end=3)),
+                          record_row(record("ab", "3", "1", end=None))])
+        store.write_rows([record_row(record("ab", "3", "1", end=5)), record_row(record("ab", "1", end=9))])
+        assert sorted(rows(path, "SELECT substr(trace_id, 1, 2), substr(span_id, 1, 1), end_ns FROM spans")) == [
+            ("ab", "1", NOW + 9), ("ab", "2", NOW + 3), ("ab", "3", NOW + 5), ("ef", "1", NOW + 2)]
+    finally:
+        store.close()
+
+
+def test_the_root_of_a_trace_another_writer_added_to_is_asked_of_the_file(tmp_path: Path) -> None:
+    """The writer's store remembers the span ids of the traces it wrote all of, to tell whether a
+    span's parent is stored; once another connection has written a span of such a trace, it asks
+    the file again: a span whose parent the other wrote does not stand in for the root."""
+    path = tmp_path / "traces.sqlite"
+    trace = "ac".ljust(32, "0")
+    store, other = SpanStore(path, shared=False), SpanStore(path)
+    try:
+        store.write_rows([record_row(record("ac", "3", "2", start=5, end=6))])
+        store.write_rows([record_row(record("ac", "4", "1", start=4, end=7))])  # (its parent: not stored)
+        assert store.summary(trace).root_name == "span 4"
+        other.write([record("ac", "2", "1", start=3, end=8)])
+        store.write_rows([record_row(record("ac", "5", "2", start=2, end=3))])  # (its parent: the other's)
+        assert store.summary(trace).root_name == "span 2"
+        assert store.summary(trace).span_count == 4
+    finally:
+        store.close()
+        other.close()
+
+
 def test_a_trace_summary_written_meanwhile_by_another_writer_or_pruned_is_read_again(tmp_path: Path) -> None:
     """The writer's store remembers the summaries it wrote, and reads a trace's summary back from
     the file once another connection has written to it, or once it has pruned the trace itself."""
