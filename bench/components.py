@@ -206,7 +206,7 @@ class LedgerFloor:
         self.seq, self.prev = 0, "0" * 64
 
     def per_call_ns(self, n: int) -> float:
-        conn, sha256, seq, prev = self.conn, hashlib.sha256, self.seq, self.prev
+        sha256, seq, prev = hashlib.sha256, self.seq, self.prev
         dumps = dumps_with(sort_keys=True, separators=(",", ":"))
         rows: list[tuple[Any, ...]] = []
         gc.collect()

@@ -214,8 +214,8 @@ class SpanStore:
                 if db.in_transaction:  # SQLite may have rolled back already (a full disk does)
                     db.execute("ROLLBACK")
                 raise  # nothing was written: what this store remembers still holds
-            self._remember_summaries(summaries)
             self._remember_span_ids(fresh, trace_ids.difference(stored))
+            self._remember_summaries(summaries)  # (after the span ids: it forgets those of ended traces)
             # remember the spans written running and where (forget them once they have ended)
             for row, rowid in rewritten:
                 if row[6] < 0 and rowid is not None:  # (written again, still running)
@@ -268,14 +268,15 @@ class SpanStore:
 
     def _remember_summaries(self, summaries: dict[str, list[Any]]) -> None:
         """Remember the summary rows a write has committed (see :meth:`_known_summaries`), but
-        not those of traces whose root has ended: they are rarely written again, and a kernel
-        running cell after cell would otherwise hold thousands of them."""
-        known = self._summaries
+        not those of traces whose root has ended, nor their span ids: they are rarely written
+        again, and a kernel running cell after cell would otherwise hold thousands of them."""
+        known, span_ids_of = self._summaries, self._span_ids_of
         if len(known) + len(summaries) > _SUMMARIES_KEPT:
             self._forget_summaries()
         for trace_id, summary in summaries.items():
             if summary[13] and summary[4] is not None:  # root_parentless, end_ns: the root has ended
                 known.pop(trace_id, None)
+                span_ids_of.pop(trace_id, None)
             else:
                 known[trace_id] = tuple(summary)
 
