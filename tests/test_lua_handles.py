@@ -35,9 +35,9 @@ SOAK_CHECK_FROM = 2_500  # RSS after this many cells (warm) against RSS at the e
 SOAK_WARM_CELL = "Tool.call('validate_schema', {data = {}, schema = {type = 'object'}})"
 # Without the release the kernel grew ~10 MB more over the last 2,500 cells than with it. With it,
 # 4.5-6.5 MB today: the kernel's replay-protection digests (one per request, bounded at 2**16),
-# SQLite caches filling, and about 2 KB per cell of native memory not yet accounted for (the
-# Python heap does not grow, tracemalloc says). The bound sits between the two with room for
-# allocator noise either way.
+# SQLite caches filling, and cyclic garbage (an agent refers to itself through its run store's
+# callbacks) that waits for the kernel's spaced-out full collections (aikit_kernel/collector.py).
+# The bound sits between the two with room for allocator noise either way.
 SOAK_MAX_GROWTH_MB = 10.0
 
 
