@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -161,8 +162,14 @@ class Agent:
         self.pipeline = pipeline if pipeline is not None else standard_pipeline(events, hooks)
         self.ledger = ledger
         self.usage = Usage()
+        # The run store's and the model call's callbacks hold the agent weakly: an agent that
+        # referred to itself was freed only by a full garbage collection, which a kernel runs
+        # rarely (aikit_kernel/collector.py), and a kernel making agents cell after cell kept
+        # tens of MB of them until then.
+        me = weakref.ref(self)
         self.runs = AgentRuns(AgentRunStore(state) if state is not None and hasattr(state, "backend") else None,
-                              spec.name, lambda: _fields(self.spec), self._publish)
+                              spec.name, lambda: _fields(me().spec), lambda topic, payload: me()._publish(topic, payload))
+        self._weak_account: Callable[[Completion], None] = lambda completion: me()._account(completion)  # (ModelCall's)
         spec.tools = tools.expand(spec.tools)  # "files.*" -> every tool of that MCP server
         for name in spec.tools:
             tools.get(name)  # unknown tools fail at creation, with suggestions
@@ -373,7 +380,7 @@ class Agent:
                 or call.who["agent"] != self.spec.name or call.hooks is not self.hooks
                 or call.events is not self.events or call.pipeline is not self.pipeline):
             call = self._call = ModelCall(self.provider, self.spec.model, {"agent": self.spec.name}, hooks=self.hooks,
-                                          events=self.events, source="agents", account=self._account,
+                                          events=self.events, source="agents", account=self._weak_account,
                                           pipeline=self.pipeline)
         return call
 
