@@ -63,27 +63,9 @@ from .store_layout import (
     migrate,
     stored,
 )
+from .written import WrittenTraces, span_ids
 
 __all__ = ["LAYOUT", "SpanStore", "migrate"]
-
-#: Summary rows a store remembers writing (see ``SpanStore._known_summaries``); past this many,
-#: it starts again.
-_SUMMARIES_KEPT = 8192
-#: Span ids a store remembers writing (see ``SpanStore._span_ids_of``); past this many, it starts again.
-_SPAN_IDS_KEPT = 1 << 15
-
-
-def _span_ids(rows: Sequence[Any]) -> set[tuple[str, str]]:
-    """The (trace id, span id) of ``rows`` and of the spans of the groups among them."""
-    ids: set[tuple[str, str]] = set()
-    for row in rows:
-        if row.__class__ is SpanGroup:
-            trace_id = row.row[0]
-            ids.update((trace_id, span_id) for span_id in row.members[::3])
-        else:
-            ids.add((row[0], row[1]))
-    return ids
-
 
 class SpanStore:
     """SQLite span store in the data directory (file traces.sqlite), bounded by age and size.
@@ -127,16 +109,7 @@ class SpanStore:
         self._range = (1, 0)  # the rowids of the rows the write under way has appended
         self._fresh: Sequence[Any] = ()  # the rows (and groups) the write under way has appended
         self._fresh_ids: set[tuple[str, str]] | None = None  # their (trace id, span id), once asked
-        # The summary rows this store wrote, by trace id, kept while no other connection writes
-        # the file (``PRAGMA data_version`` tells): a write takes the summaries of its traces from
-        # here rather than reading them back (a burst of agent runs: every trace in every write).
-        self._summaries: dict[str, tuple[Any, ...]] = {}
-        self._data_version: int | None = None
-        # The ids of the spans stored of the traces this store wrote all of (the traces were new
-        # when it first wrote them), forgotten with the summaries: a trace's root question
-        # (_has_span) is answered from here rather than by scanning the trace's rows.
-        self._span_ids_of: dict[str, set[str]] = {}
-        self._span_ids_kept = 0
+        self._written = WrittenTraces()  # the summaries and span ids of the traces this store wrote
 
     # -- writing ----------------------------------------------------------------------------------
     def write(self, spans: Sequence[SpanRecord]) -> None:
@@ -187,7 +160,7 @@ class SpanStore:
                 # the stored summaries of the write's traces, asked for together (a statement per
                 # trace handed the GIL over and back once per trace, several times per agent run)
                 trace_ids = {row.row[0] if row.__class__ is SpanGroup else row[0] for row in rows}
-                stored = self._fetch_traces(trace_ids, self._known_summaries(db))
+                stored = self._fetch_traces(trace_ids, self._written.summaries(db))
                 fetch_trace = stored.get
                 has_span = self._has_span
                 get = summaries.get
@@ -214,8 +187,7 @@ class SpanStore:
                 if db.in_transaction:  # SQLite may have rolled back already (a full disk does)
                     db.execute("ROLLBACK")
                 raise  # nothing was written: what this store remembers still holds
-            self._remember_span_ids(fresh, trace_ids.difference(stored))
-            self._remember_summaries(summaries)  # (after the span ids: it forgets those of ended traces)
+            self._written.remember(summaries, fresh, trace_ids.difference(stored))
             # remember the spans written running and where (forget them once they have ended)
             for row, rowid in rewritten:
                 if row[6] < 0 and rowid is not None:  # (written again, still running)
@@ -256,66 +228,9 @@ class SpanStore:
             db.execute("INSERT INTO trace_rows (trace_id, first, last) VALUES " + ", ".join(["(?, ?, ?)"] * len(chunk)),
                        [*chain.from_iterable((trace_id, first, last) for trace_id in chunk)])
 
-    def _known_summaries(self, db: sqlite3.Connection) -> dict[str, tuple[Any, ...]]:
-        """The summary rows this store remembers writing, while they are what the file holds: they
-        are forgotten once another connection (another process, another store) has written to it
-        (asked inside the write's transaction, which no other connection can then change)."""
-        version = db.execute("PRAGMA data_version").fetchone()[0]  # (this connection's writes leave it)
-        if version != self._data_version:
-            self._forget_summaries()
-            self._data_version = version
-        return self._summaries
-
-    def _remember_summaries(self, summaries: dict[str, list[Any]]) -> None:
-        """Remember the summary rows a write has committed (see :meth:`_known_summaries`), but
-        not those of traces whose root has ended, nor their span ids: they are rarely written
-        again, and a kernel running cell after cell would otherwise hold thousands of them."""
-        known, span_ids_of = self._summaries, self._span_ids_of
-        if len(known) + len(summaries) > _SUMMARIES_KEPT:
-            self._forget_summaries()
-        for trace_id, summary in summaries.items():
-            if summary[13] and summary[4] is not None:  # root_parentless, end_ns: the root has ended
-                known.pop(trace_id, None)
-                span_ids_of.pop(trace_id, None)
-            else:
-                known[trace_id] = tuple(summary)
-
-    def _forget_summaries(self) -> None:
-        """Forget the summaries and span ids this store remembers writing."""
-        self._summaries.clear()
-        self._span_ids_of.clear()
-        self._span_ids_kept = 0
-
-    def _remember_span_ids(self, rows: Sequence[Any], new_traces: set[str]) -> None:
-        """Remember the ids of the spans a write has committed (``rows`` and groups) of the traces
-        whose every span this store wrote: those new in the write (``new_traces``: the trace had
-        no summary, so no span was stored) and those already remembered."""
-        ids_of = self._span_ids_of
-        if not ids_of and not new_traces:
-            return
-        for trace_id in new_traces:
-            ids_of[trace_id] = set()
-        get = ids_of.get
-        kept = 0
-        for row in rows:
-            if row.__class__ is SpanGroup:
-                ids = get(row.row[0])
-                if ids is not None:
-                    ids.update(row.members[::3])
-                    kept += len(row)
-            else:
-                ids = get(row[0])
-                if ids is not None:
-                    ids.add(row[1])
-                    kept += 1
-        self._span_ids_kept += kept
-        if self._span_ids_kept > _SPAN_IDS_KEPT:  # (then the traces' spans are looked up in the file)
-            ids_of.clear()
-            self._span_ids_kept = 0
-
     def _fetch_traces(self, trace_ids: set[str], known: dict[str, tuple[Any, ...]]) -> dict[str, Any]:
         """The stored summary rows of ``trace_ids`` (those that have one), by trace id: those in
-        ``known`` from there (see :meth:`_known_summaries`), the others from the file."""
+        ``known`` from there (see :class:`.written.WrittenTraces`), the others from the file."""
         found: dict[str, Any] = {}
         if known:
             missing = []
@@ -482,10 +397,10 @@ class SpanStore:
         """Whether the span is stored: appended by the write under way, or by an earlier one."""
         fresh_ids = self._fresh_ids
         if fresh_ids is None:  # (asked for a few traces per write: the set is made once, when first asked)
-            fresh_ids = self._fresh_ids = _span_ids(self._fresh)
+            fresh_ids = self._fresh_ids = span_ids(self._fresh)
         if (trace_id, span_id) in fresh_ids:
             return True
-        stored = self._span_ids_of.get(trace_id)
+        stored = self._written.span_ids(trace_id)
         if stored is not None:  # (a trace this store wrote all of)
             return span_id in stored
         return self._db.execute(HAS_SPAN, (trace_id, span_id)).fetchone() is not None
@@ -572,7 +487,7 @@ class SpanStore:
 
     def _drop(self, select: str, args: tuple[Any, ...]) -> int:
         db = self._db
-        self._forget_summaries()  # (the summaries of the traces it removes are gone)
+        self._written.forget()  # (the summaries of the traces it removes are gone)
         db.execute("BEGIN IMMEDIATE")
         try:
             ids = [r[0] for r in db.execute(select, args).fetchall()]
