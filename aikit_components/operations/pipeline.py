@@ -127,7 +127,7 @@ class Pipeline:
             result = handler(op)
         except BaseException as exc:
             _raise_failure(chain, op, exc)
-        for interceptor in chain:  # _finished's, inlined: this runs per operation
+        for interceptor in chain:  # notified in chain order (in line: this runs per operation)
             if interceptor.has_notifications:
                 interceptor.finished(op, result)
         return result
@@ -325,12 +325,6 @@ def _pause(op: Operation, decision: Decision, sync: bool) -> Flow:
 
 def _refuse_retry(op: Operation) -> None:
     log.warning("%s: another retry was asked for after %d; the last outcome stands", op.describe(), MAX_RETRIES)
-
-
-def _finished(chain: Sequence[Interceptor], op: Operation, result: Any) -> None:
-    for interceptor in chain:
-        if interceptor.has_notifications:
-            interceptor.finished(op, result)
 
 
 def _enter(chain: Sequence[Interceptor], op: Operation) -> None:
