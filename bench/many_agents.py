@@ -29,6 +29,10 @@ connection, whose own CPU per request is several times higher.
 0. The floor, first: the same N runs' requests (the conversation an agent sends, three calls per
    run on one keep-alive connection) made by hand from a bare asyncio client in this process, no
    aikit and no httpx: what CPython on this machine allows, against which the ideal is set.
+   Around it, the CPU time of the server process and of the floor's client thread give the
+   machine's bound: the least wall time any client can take here with this server, which is one
+   thread (its CPU time cannot exceed the wall time) and shares the machine's cores with the
+   client. When the bound is above the target, the target cannot be met on this machine.
 
 One untimed run of 10 agents first (connections, imports). Targets: wall <= 1.2x the ideal
 (Python and Lua); kernel_info during the run < 50 ms (max).
@@ -48,10 +52,13 @@ import tempfile
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from queue import Empty
 from typing import Any
 
+import psutil
 from _common import REPO, BenchError, Row, median, pct, print_section, print_verdicts, progress_log
 
 TARGET_WALL_RATIO = 1.2
@@ -156,6 +163,11 @@ class ServerProcess:
         if not self.url.startswith("http://127.0.0.1:"):
             raise BenchError(f"the local server did not start (printed {self.url!r})")
 
+    def cpu_time(self) -> float:
+        """The server process's CPU time so far (user + system), in seconds."""
+        times = psutil.Process(self.proc.pid).cpu_times()
+        return times.user + times.system
+
     def close(self) -> None:
         if self.proc.stdin is not None:
             self.proc.stdin.close()
@@ -255,20 +267,38 @@ async def _floor_run(host: str, port: int) -> str:
         writer.close()
 
 
-def floor_runs(url: str, n: int, warm: int) -> float:
+@dataclass(frozen=True)
+class Floor:
+    """The floor's timed batch: its wall time, the CPU its client thread and the server spent."""
+
+    wall: float
+    client_cpu: float
+    server_cpu: float
+
+    def machine_bound(self, cores: int) -> float:
+        """The least wall time any client can take here: the server is one thread, so its CPU is
+        spent one second per second of wall time at most, and the server's CPU plus the least a
+        client spends (the floor's) share the machine's cores."""
+        return max(self.server_cpu, (self.server_cpu + self.client_cpu) / cores)
+
+
+def floor_runs(url: str, n: int, warm: int, server_cpu: Callable[[], float]) -> Floor:
     """The floor: the same n runs' requests from a bare asyncio client in this process (no aikit,
-    no httpx, no tool, no record): what CPython and this machine allow."""
+    no httpx, no tool, no record): what CPython and this machine allow. ``server_cpu()``: the
+    server process's CPU time so far, read around the timed batch."""
     host, port = url.removeprefix("http://").split(":")
 
-    async def batch(count: int) -> float:
+    async def batch(count: int) -> Floor:
+        server_before, client_before = server_cpu(), time.thread_time()
         t0 = time.perf_counter()
         answers = await asyncio.gather(*(_floor_run(host, int(port)) for _ in range(count)))
         elapsed = time.perf_counter() - t0
+        figures = Floor(elapsed, time.thread_time() - client_before, server_cpu() - server_before)
         if any(a != "done" for a in answers):
             raise BenchError(f"the floor's runs did not all answer 'done': {answers[:3]!r}")
-        return elapsed
+        return figures
 
-    async def both() -> float:
+    async def both() -> Floor:
         await batch(warm)
         return await batch(n)
 
@@ -377,7 +407,8 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="aikit-bench-many-") as tmp_name:
             tmp = Path(tmp_name)
             log(f"floor: {n} runs' requests from a bare asyncio client (after {warm} untimed)")
-            floor_wall = floor_runs(server.url, n, warm)
+            floor = floor_runs(server.url, n, warm, server.cpu_time)
+            floor_wall = floor.wall
             log(f"  {floor_wall:.3f} s")
             log(f"Python: {n} agent runs at once (after {warm} untimed)")
             py_wall = python_runs(server.url, tmp, n, warm)
@@ -392,12 +423,17 @@ def main(argv: list[str] | None = None) -> int:
         server.close()
 
     ping_ms = [p * 1e3 for p in pings] or [float("nan")]
+    cores = len(os.sched_getaffinity(0))
+    bound = floor.machine_bound(cores)
     py_ok, lua_ok = py_wall <= TARGET_WALL_RATIO * ideal, lua_wall <= TARGET_WALL_RATIO * ideal
     ping_ok = max(ping_ms) < TARGET_KERNEL_INFO_MS
     rows = [
         Row(f"ideal (critical path: 3 x {args.delay_ms:g} ms)", f"{ideal:.3f}"),
         Row(f"floor: the same {3 * n} requests, bare asyncio client", f"{floor_wall:.3f}",
             f"{floor_wall / ideal:.2f}x ideal"),
+        Row("  CPU in it: the server's (one thread) / the client's", f"{floor.server_cpu:.3f} / {floor.client_cpu:.3f}"),
+        Row(f"machine bound: max(server CPU, all CPU / {cores} cores)", f"{bound:.3f}",
+            f"{bound / ideal:.2f}x ideal: no client gets below it here"),
         Row(f"Python: {n} agent.run at once", f"{py_wall:.3f}", f"{py_wall / ideal:.2f}x ideal (target <= "
             f"{TARGET_WALL_RATIO:g}x)", "PASS" if py_ok else "FAIL"),
         Row(f"Lua: workflow of {n} agent steps (kernel)", f"{lua_wall:.3f}", f"{lua_wall / ideal:.2f}x ideal (target "
