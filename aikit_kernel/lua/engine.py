@@ -1,7 +1,9 @@
 """The Lua engine: one sandboxed ``lupa.lua54`` runtime, its cells, errors and rendering
 (introspection: :mod:`.introspection`).
 
-Runs only on the Lua (main) thread, except :meth:`LuaEngine.interrupt`, which any thread may call.
+Runs only on the Lua (main) thread, except :meth:`LuaEngine.interrupt`, which any thread may call,
+and :meth:`LuaEngine.close` of an engine nobody closed: by the collector (on whatever thread it
+runs, once nothing else can reach the engine) or at interpreter exit.
 """
 
 from __future__ import annotations
