@@ -96,8 +96,9 @@ def expose_function(engine: LuaEngine, agent_handles: Any = None) -> Any:
         from aikit_components.mcp.server import Exposed
 
         fields = options(engine, spec, ("tools", "agents"), "MCP.expose")
-        engine.bindings[_EXPOSED] = Exposed(tools=_patterns(fields, "MCP.expose"),
-                                   agents=_agents_of(engine, _field(spec, b"agents"), agent_handles, "MCP.expose"))
+        engine.bindings[_EXPOSED] = Exposed(
+            tools=_patterns(fields, "MCP.expose"),
+            agents=_agents_of(engine, _field(spec, b"agents"), agent_handles, "MCP.expose"))
         return True
 
     return expose
