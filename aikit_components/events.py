@@ -210,6 +210,11 @@ class EventBus:
         with self._lock:
             self._taps = (*self._taps, fn)
 
+    def untap(self, fn: Callable[[Event], Any]) -> None:
+        """Stop calling ``fn`` (given to :meth:`tap`); nothing when it is not a tap."""
+        with self._lock:
+            self._taps = tuple(t for t in self._taps if t != fn)
+
     def subscriptions(self) -> list[Subscription]:
         with self._lock:
             return list(self._subs)

@@ -73,9 +73,13 @@ def build_lua_runtime(output: OutputSink, components: Components | None = None, 
     if policy is None and components is not None:
         policy = components.policy
     engine = LuaEngine(output, policy, max_memory=settings.max_memory_bytes)
-    scope = install_globals(engine, components)
-    if components is not None:
-        install_asker(engine, components)
+    try:
+        scope = install_globals(engine, components)
+        if components is not None:
+            install_asker(engine, components)
+    except BaseException:
+        engine.close()  # the caller gets no engine to close; the components stay the caller's
+        raise
     return LuaRuntime(engine, output, components, scope, settings, startup_error)
 
 

@@ -89,6 +89,8 @@ def measure(reps: int) -> tuple[dict[str, dict[str, float]], bool]:
             order = CONFIGS if rep % 2 == 0 else tuple(reversed(CONFIGS))
             for config in order:
                 times[workload][config].append(_run(engines[config], code))
+    for engine in engines.values():
+        engine.close()
     return {w: {c: median(v) for c, v in per.items()} for w, per in times.items()}, native_used
 
 

@@ -131,6 +131,7 @@ def measure(n_calls: int, n_state: int) -> dict[str, float]:
 
         asyncio.run(dag("warm"))
         out["dag_10000"] = float(asyncio.run(dag("timed")))
+        engine.close()
         components.close()
     return out
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from tests.support.lua import RecordingOutput
 
 
 @pytest.fixture
-def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LuaEngine:
+def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LuaEngine]:
     monkeypatch.setenv("AIKIT_DATA_DIR", str(tmp_path / "data"))
     engine = LuaEngine(RecordingOutput())
 
@@ -31,7 +32,8 @@ def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LuaEngine:
 
     expose(engine, "Demo", {"describe": describe, "slow_double": slow_double},
            docs={"": "Demo\n\nA test component.", "describe": "Demo.describe(record) -> table"})
-    return engine
+    yield engine
+    engine.close()
 
 
 def run(engine: LuaEngine, code: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,10 +17,12 @@ from tests.support.lua import RecordingOutput
 
 
 @pytest.fixture
-def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LuaEngine:
+def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LuaEngine]:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("AIKIT_DATA_DIR", str(tmp_path / "data"))
-    return LuaEngine(RecordingOutput(), max_memory=64 * 1024 * 1024)
+    engine = LuaEngine(RecordingOutput(), max_memory=64 * 1024 * 1024)
+    yield engine
+    engine.close()
 
 
 def value(engine: LuaEngine, code: str) -> str:
@@ -254,9 +257,12 @@ def test_cursor_past_the_end_is_clamped(tmp_path: Path, monkeypatch: pytest.Monk
     from aikit_kernel.lua_runtime import build_lua_runtime
 
     interpreter = LuaInterpreter(build_lua_runtime(RecordingOutput()))
-    assert interpreter.inspect("string.format", 15, 0)["found"] is True  # JupyterLab sends such cursors
-    assert interpreter.complete("pri", 99)["matches"] == ["print"]
-    assert interpreter.complete("", -3)["cursor_start"] == 0
+    try:
+        assert interpreter.inspect("string.format", 15, 0)["found"] is True  # JupyterLab sends such cursors
+        assert interpreter.complete("pri", 99)["matches"] == ["print"]
+        assert interpreter.complete("", -3)["cursor_start"] == 0
+    finally:
+        interpreter.shutdown()
 
 
 def test_tables_display_as_json_records_also_as_a_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -265,15 +271,18 @@ def test_tables_display_as_json_records_also_as_a_table(tmp_path: Path, monkeypa
     monkeypatch.setenv("AIKIT_DATA_DIR", str(tmp_path / "data"))
     out = RecordingOutput()
     engine = build_lua_runtime(out).engine
-    assert engine.run_cell("display({{a = 1}, {a = 2, b = 'x'}})\ndisplay({1, 2})\n"
-                           "display.table({{a = 1}})", "[1]").error is None
-    records, plain, table_only = (out.displays[i][0] for i in range(3))
-    assert "<th>a</th><th>b</th>" in records["text/html"]
-    assert records["application/json"] == [{"a": 1}, {"a": 2, "b": "x"}]
-    assert plain["application/json"] == [1, 2] and "text/html" not in plain
-    assert "<th>a</th>" in table_only["text/html"] and "application/json" not in table_only
-    failed = engine.run_cell("display.table({1, 2})", "[2]").error
-    assert failed is not None and "list of records" in failed.evalue
+    try:
+        assert engine.run_cell("display({{a = 1}, {a = 2, b = 'x'}})\ndisplay({1, 2})\n"
+                               "display.table({{a = 1}})", "[1]").error is None
+        records, plain, table_only = (out.displays[i][0] for i in range(3))
+        assert "<th>a</th><th>b</th>" in records["text/html"]
+        assert records["application/json"] == [{"a": 1}, {"a": 2, "b": "x"}]
+        assert plain["application/json"] == [1, 2] and "text/html" not in plain
+        assert "<th>a</th>" in table_only["text/html"] and "application/json" not in table_only
+        failed = engine.run_cell("display.table({1, 2})", "[2]").error
+        assert failed is not None and "list of records" in failed.evalue
+    finally:
+        engine.close()
 
 
 def test_cell_files_are_removed_on_close(engine: LuaEngine) -> None:

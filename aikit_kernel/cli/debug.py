@@ -15,6 +15,7 @@ from typing import Any
 
 from .. import runtime
 from ..debug.server import DapServer
+from ..lua.engine import LuaEngine, RunResult
 from ..output import TerminalOutput
 from .run import EXIT_ERROR, open_script_runtime, report, session_end_status
 
@@ -43,7 +44,18 @@ def debug_command(script: str | None, script_args: list[str], host: str, port: i
     lua = open_script_runtime(script or "debug", _TeeOutput(server_box, not stdio), "debug")
     if isinstance(lua, int):
         return lua
-    engine = lua.engine
+    ran: list[RunResult] = []  # the script's result, once it ran
+    try:
+        return _serve_and_run(lua.engine, script, script_args, host, port, stdio, server_box, ran)
+    finally:  # however serving DAP ended (or failed to start)
+        sys.stdout.flush()
+        lua.close(session_end_status(ran[0] if ran else None))
+
+
+def _serve_and_run(engine: LuaEngine, script: str | None, script_args: list[str], host: str, port: int,
+                   stdio: bool, server_box: list[DapServer], ran: list[RunResult]) -> int:
+    """Serve DAP on ``engine``'s debugger and run the script the IDE launches (its result appended
+    to ``ran``); the exit status."""
     program: dict[str, Any] = {"script": script, "args": script_args, "stop_on_entry": False}
     configured = threading.Event()
     terminated = threading.Event()
@@ -67,7 +79,6 @@ def debug_command(script: str | None, script_args: list[str], host: str, port: i
         bound = runtime.run_sync(server.listen(host, port))
         print(f"aikit debug: waiting for a debugger (DAP) on {host}:{bound}", file=sys.stderr, flush=True)
     status = EXIT_ERROR
-    result = None
     try:
         while not configured.wait(0.05):  # serve the debugger's Lua requests while waiting
             engine.dispatcher.service()
@@ -80,8 +91,8 @@ def debug_command(script: str | None, script_args: list[str], host: str, port: i
             return 2
         if program["stop_on_entry"]:
             engine.debugger.stop_on_entry()
-        result = engine.run_script(os.path.abspath(target), program["args"])
-        status = report(result)
+        ran.append(engine.run_script(os.path.abspath(target), program["args"]))
+        status = report(ran[0])
         return status
     finally:
         server.send_event("exited", {"exitCode": status})
@@ -91,5 +102,3 @@ def debug_command(script: str | None, script_args: list[str], host: str, port: i
         except Exception:  # the IDE did not disconnect: go anyway
             pass
         runtime.run_sync(server.close(), timeout=5)
-        sys.stdout.flush()
-        lua.close(session_end_status(result))

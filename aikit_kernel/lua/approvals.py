@@ -7,31 +7,51 @@ terminal attached). Otherwise nobody is asked and a run that needs approval paus
 from __future__ import annotations
 
 import asyncio
+import weakref
 from typing import Any
 
+from ..output import OutputSink
 from .engine import LuaEngine
 
 
 class EngineAsker:
-    """Asks through ``engine``'s output sink (an :class:`~aikit_components.control.approvals.Asker`)."""
+    """Asks through ``engine``'s output sink (an :class:`~aikit_components.control.approvals.Asker`).
+
+    It holds the engine weakly: components outlive the engines built over them (a worker builds
+    one per shipped step), and their approvals must not keep the last one alive. Nobody is asked
+    once the engine is closed or gone."""
 
     def __init__(self, engine: LuaEngine) -> None:
-        self.engine = engine
+        self._engine = weakref.ref(engine)
+
+    @property
+    def engine(self) -> LuaEngine | None:
+        """The engine asked through; None once it is closed or collected."""
+        engine = self._engine()
+        return None if engine is None or engine.closed else engine
 
     def available(self) -> bool:
-        host = self.engine.host
-        if not host.stdin_allowed:
+        engine = self.engine
+        if engine is None or not engine.host.stdin_allowed:
             return False
-        can_ask = getattr(host.output, "can_ask", None)
+        can_ask = getattr(engine.host.output, "can_ask", None)
         return bool(can_ask()) if callable(can_ask) else True
 
+    def _output(self) -> OutputSink | None:
+        engine = self.engine
+        return engine.host.output if engine is not None else None
+
     def ask(self, prompt: str) -> str | None:
-        output = self.engine.host.output
+        output = self._output()
+        if output is None:
+            return None
         output.flush()
         return output.readline(prompt)
 
     async def aask(self, prompt: str) -> str | None:
-        output = self.engine.host.output
+        output = self._output()
+        if output is None:
+            return None
         aread = getattr(output, "aread_line", None)
         if callable(aread):
             return await aread(prompt)

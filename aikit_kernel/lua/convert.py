@@ -8,6 +8,7 @@ Cycles raise ``ValueError`` instead of recursing forever.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -118,22 +119,43 @@ _AS_THEY_ARE = frozenset({float, bool, type(None), bytes})
 # a table made with runtime.table() inside a coroutine's callback to that coroutine's thread, which
 # Lua frees with the coroutine: a Python reference that outlives it (a traceback, a cache) would
 # then touch freed memory (lupa issue #84). A table returned by this function is bound to the main
-# thread. Registered by the engine (register_table_maker), forgotten when it closes.
-_table_makers: dict[int, Any] = {}
+# thread. Registered by the engine (register_table_maker), forgotten when it closes. The map holds
+# the function weakly (through its TableMaker, which the engine keeps): the function refers to its
+# runtime, and so to the engine, which a strong reference here would keep alive for good.
+_table_makers: dict[int, weakref.ref[TableMaker]] = {}
 
 
-def register_table_maker(runtime: Any, maker: Any | None) -> None:
-    """Make (or, with None, stop making) ``runtime``'s tables with ``maker`` (see above)."""
+class TableMaker:
+    """A runtime's table maker, as registered: whoever registered it keeps it alive."""
+
+    __slots__ = ("make", "__weakref__")
+
+    def __init__(self, make: Any) -> None:
+        self.make = make
+
+
+def register_table_maker(runtime: Any, maker: Any | None) -> TableMaker | None:
+    """Make (or, with None, stop making) ``runtime``'s tables with ``maker`` (see above). The
+    maker is used while the returned :class:`TableMaker` is kept alive."""
+    key = id(runtime)
     if maker is None:
-        _table_makers.pop(id(runtime), None)
-    else:
-        _table_makers[id(runtime)] = maker
+        _table_makers.pop(key, None)
+        return None
+    holder = TableMaker(maker)
+
+    def forget(ref: weakref.ref[TableMaker]) -> None:  # unless a runtime with the same id took the key since
+        if _table_makers.get(key) is ref:
+            del _table_makers[key]
+
+    _table_makers[key] = weakref.ref(holder, forget)
+    return holder
 
 
 def new_table(runtime: Any) -> Any:
     """A new empty table of ``runtime``, bound to its main thread when a maker is registered."""
-    maker = _table_makers.get(id(runtime))
-    return maker() if maker is not None else runtime.table()
+    ref = _table_makers.get(id(runtime))
+    holder = ref() if ref is not None else None
+    return holder.make() if holder is not None else runtime.table()
 
 
 def python_to_lua(runtime: Any, value: Any) -> Any:

@@ -1,15 +1,20 @@
 """The Lua engine: one sandboxed ``lupa.lua54`` runtime, its cells, errors and rendering
 (introspection: :mod:`.introspection`).
 
-Runs only on the Lua (main) thread, except :meth:`LuaEngine.interrupt`, which any thread may call.
+Runs only on the Lua (main) thread, except :meth:`LuaEngine.interrupt`, which any thread may call,
+and :meth:`LuaEngine.close` of an engine nobody closed: by the collector (on whatever thread it
+runs, once nothing else can reach the engine) or at interpreter exit.
 """
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures
 import logging
 import os
 import re
+import time
+import weakref
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -124,6 +129,7 @@ class LuaEngine:
     """A sandboxed Lua 5.4 runtime that executes notebook cells."""
 
     def __init__(self, output: OutputSink, policy: SecurityPolicy | None = None, max_memory: int | None = None) -> None:
+        self._closed = True  # until it is built: nothing to close if building it fails
         self.max_memory = max_memory
         self.runtime = lua54.LuaRuntime(
             register_eval=False,
@@ -144,6 +150,10 @@ class LuaEngine:
         self.futures = LuaFutures(self.dispatcher, self.stop_requested)
         self.host = Host(output, self.policy, self.wait, self.stop_requested,
                          details_to_lua=lambda value: python_to_lua(self.runtime, value), start=self.start)
+        # Files a script left open, closed (flushed) first when an engine nobody closed is collected:
+        # the collector calls this before any finalizer, among which those of the files themselves,
+        # whose order would be arbitrary (a raw file closed before its buffer is flushed loses the buffer).
+        weakref.finalize(self, self.host.files.close_all).atexit = False
         host_functions = {k.encode(): v for k, v in self.host.functions().items()}
         host_functions[b"rearm"] = lambda: self._interrupter.rearm()  # type: ignore[union-attr]
         host_functions[b"co_enter"] = lambda address, step=False: self._interrupter.co_enter(address, step)  # type: ignore[union-attr]
@@ -164,7 +174,7 @@ class LuaEngine:
         self._interrupter = Interrupter(self.internal[b"main_thread_address"].decode())
         self.host.coroutine_arguments.resumed = self._interrupter.resumed
         self.host.coroutine_arguments.identity = self.internal[b"anchor"]
-        register_table_maker(self.runtime, self.internal[b"new_table"])
+        self._table_maker = register_table_maker(self.runtime, self.internal[b"new_table"])
         self.coroutines = CoroutineDriver(self, self._interrupter)
         self.env = self.internal[b"env"]
         self._run = self.internal[b"run"]
@@ -183,9 +193,15 @@ class LuaEngine:
         self.docs: dict[str, str] = {**stdlib_docs.STDLIB_DOCS, **AIKIT_BUILTIN_DOCS}
         #: ``aikit run --strict``: a workflow run that fails is an error (as with ``wf:run{raise = true}``).
         self.strict = False
+        #: What the Lua API bindings keep per engine, by binding (``"mcp.exposed"``, ...). Kept on the
+        #: engine so that it goes with the engine: a module-level map keyed by the engine whose values
+        #: refer back to it (a Lua function, an agent) would keep every engine alive.
+        self.bindings: dict[str, Any] = {}
         self.internal[b"prettify"] = lambda message: self.explain(text(message)).encode()
         #: completions, docs and "is this cell complete?" for frontends
         self.introspection = Introspection(self)
+        self._closed = False
+        _open_engines.add(self)
 
     # ------------------------------------------------------------------ globals
     def set_global(self, name: str, value: Any, doc: str | None = None) -> None:
@@ -512,11 +528,22 @@ class LuaEngine:
         """The text/plain of an execute_result: each value pretty-printed, tab-separated."""
         return text(self.guarded(self.internal[b"render_all"], self.table(*values, n=len(values)))[0])
 
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` ran (or building the engine failed)."""
+        return self._closed
+
     def close(self) -> None:
         """Release files opened by scripts, remove this process's cell files and switch off the
         finalizers (``__gc``) of the Lua objects still alive (the garbage is collected first, its
         finalizers run): the Lua state is freed whenever Python collects the engine, perhaps while
-        the interpreter exits, when a finalizer calling back into Python would crash it."""
+        the interpreter exits, when a finalizer calling back into Python would crash it.
+        Closing again does nothing. An engine nobody closes is closed when Python collects it
+        (:meth:`__del__`) or at interpreter exit (:func:`_close_left_open`)."""
+        if self._closed:
+            return
+        self._closed = True
+        _open_engines.discard(self)
         try:
             self.internal[b"disarm_finalizers"]()
         except LuaError as exc:  # a finalizer that fails: it does not stop the closing
@@ -524,6 +551,54 @@ class LuaEngine:
         self.host.files.close_all()
         self.cells.cleanup()
         register_table_maker(self.runtime, None)
+        self._table_maker = None
+
+    def __del__(self) -> None:
+        # An engine dropped without close(). The collector calls this before it breaks the cycle
+        # the engine is in (runtime -> Lua -> host functions -> engine), while everything the Lua
+        # finalizers may call is still whole; the Lua state is freed (lua_close) only afterwards.
+        if not getattr(self, "_closed", True):
+            try:
+                self.close()
+            except Exception:  # noqa: BLE001 - nothing may escape a __del__
+                pass
+
+    def running(self) -> bool:
+        """True while a run (a cell, a script, a shipped step) is in progress: closing the engine
+        from another thread would wait for it (lupa locks the runtime for the whole run)."""
+        return self._interrupter is not None and self._interrupter.active
+
+
+#: The engines built and not closed yet (weakly: an engine dropped without close() is closed
+#: when Python collects it, see LuaEngine.__del__).
+_open_engines: weakref.WeakSet[LuaEngine] = weakref.WeakSet()
+#: At exit, how long to wait for a run on another thread to stop once interrupted.
+EXIT_WAIT_S = 2.0
+
+
+def _close_left_open() -> None:
+    """Close the engines still open at interpreter exit. ``atexit`` runs this before the
+    interpreter tears its objects down: a Lua state freed then runs its pending finalizers, and
+    one that calls back into Python (``print``, a tool, an open file's close) would find that
+    Python half freed and crash the process. An engine still running code on another thread (a
+    daemon thread) is interrupted first; if the run has not stopped within :data:`EXIT_WAIT_S`
+    it is left open (closing it would wait for that run)."""
+    for engine in list(_open_engines):
+        if engine.running():
+            engine.interrupt()
+            deadline = time.monotonic() + EXIT_WAIT_S
+            while engine.running() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            if engine.running():
+                log.warning("a Lua engine still running at exit was left open")
+                continue
+        try:
+            engine.close()
+        except Exception:
+            log.exception("could not close a Lua engine at exit")
+
+
+atexit.register(_close_left_open)
 
 
 class _RawLua:

@@ -218,12 +218,12 @@ def install(engine: LuaEngine, components: Components, scope: Any, collections: 
         engine, "aikit.AgentResult", _PRINTED_RESULT, methods[b"run"], methods[b"stream"], api[b"resume"])
     engine.register_doc("Agent.resume", api[b"resume"], DOCS["resume"])
 
-    def supervisable(engine_: LuaEngine, value: Any) -> Any:
+    def supervisable(_engine: LuaEngine, value: Any) -> Any:
         """A Lua agent object returned by a supervisor child's start(): the agent (the supervisor
         makes its process: ``as_actor()`` here, a Ray actor under ``executor = "ray"``)."""
-        return handles.from_lua(value) if engine_ is engine else None
+        return handles.from_lua(value)
 
-    register_adapter(supervisable)
+    register_adapter(engine, supervisable)
     return handles
 
 

@@ -10,11 +10,13 @@ keeps the oldest instead); ``sub:dropped()`` counts the losses.
 from __future__ import annotations
 
 import time
+import weakref
+from collections.abc import Callable
 from typing import Any
 
 from aikit_components.components import Components
 from aikit_components.errors import Interrupted, InvalidArgument
-from aikit_components.events import Event, Subscription
+from aikit_components.events import Event, EventBus, Subscription
 
 from ..engine import LuaEngine
 from . import expose
@@ -80,13 +82,24 @@ class OwnActivity:
     meanwhile on the Lua thread as that subscriber's own."""
 
     def __init__(self, engine: LuaEngine) -> None:
-        self.engine = engine
+        # Weakly: the bus (the components') outlives the engines built over it and must not keep
+        # them alive; install() takes the tap off the bus once the engine is collected.
+        self._engine = weakref.ref(engine)
         self.running: LuaSubscription | None = None
 
     def record(self, event: Event) -> None:  # called by the bus in the publishing thread
         entry = self.running
-        if entry is not None and entry.sub.matches(event.topic) and self.engine.dispatcher.on_lua_thread():
-            entry.own.add(event.seq)
+        if entry is not None and entry.sub.matches(event.topic):
+            engine = self._engine()
+            if engine is not None and engine.dispatcher.on_lua_thread():
+                entry.own.add(event.seq)
+
+
+def _untap(bus: weakref.ref[EventBus], record: Callable[[Event], Any]) -> None:
+    """Take an engine's :class:`OwnActivity` off its bus, once the engine is collected."""
+    found = bus()
+    if found is not None:
+        found.untap(record)
 
 
 def deliver(engine: LuaEngine, subscriptions: HandleKind[LuaSubscription], activity: OwnActivity | None = None) -> int:
@@ -163,6 +176,8 @@ def install(engine: LuaEngine, components: Components) -> None:
         on_release=close, keep=lambda entry: entry.fn is not None)
     activity = OwnActivity(engine)
     bus.tap(activity.record)
+    # The bus weakly too: through hooks and subscriptions it may refer to the engine.
+    weakref.finalize(engine, _untap, weakref.ref(bus), activity.record).atexit = False
     engine.dispatcher.add_service(lambda: deliver(engine, subscriptions, activity))
 
     def publish(topic: Any, payload: Any = None) -> int:

@@ -4,7 +4,6 @@ HTTP, from the kernel's I/O loop, until ``server:stop()`` (or the kernel's shutd
 from __future__ import annotations
 
 import asyncio
-import weakref
 from typing import TYPE_CHECKING, Any
 
 from aikit_components.components import Components
@@ -53,12 +52,14 @@ class ServedNotebook:
         return True
 
 
-_EXPOSED: weakref.WeakKeyDictionary[LuaEngine, Exposed] = weakref.WeakKeyDictionary()
+# Where an engine keeps (LuaEngine.bindings) what MCP.expose asked for: on the engine, since an
+# Exposed refers to agents, whose Lua tools refer back to the engine.
+_EXPOSED = "mcp.exposed"
 
 
 def exposed_by(engine: LuaEngine) -> Exposed | None:
     """What a setup script asked to serve with ``MCP.expose`` (None: it did not call it)."""
-    return _EXPOSED.get(engine)
+    return engine.bindings.get(_EXPOSED)
 
 
 def _field(spec: Any, key: bytes) -> Any:
@@ -95,8 +96,9 @@ def expose_function(engine: LuaEngine, agent_handles: Any = None) -> Any:
         from aikit_components.mcp.server import Exposed
 
         fields = options(engine, spec, ("tools", "agents"), "MCP.expose")
-        _EXPOSED[engine] = Exposed(tools=_patterns(fields, "MCP.expose"),
-                                   agents=_agents_of(engine, _field(spec, b"agents"), agent_handles, "MCP.expose"))
+        engine.bindings[_EXPOSED] = Exposed(
+            tools=_patterns(fields, "MCP.expose"),
+            agents=_agents_of(engine, _field(spec, b"agents"), agent_handles, "MCP.expose"))
         return True
 
     return expose

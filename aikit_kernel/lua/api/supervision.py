@@ -106,9 +106,10 @@ START_METHOD = "function(self) f.start(self.id) return self end"
 _CHILD_KEYS = ("name", "start", "restart", "shutdown_timeout_s", "shutdown_timeout")  # the last: old name
 _WORKER_KEYS = ("init", "handle", "terminate", "mailbox_size")
 
-# Functions ``(engine, lua_value) -> Actor | Supervisor | None`` (called on the Lua thread) that
-# recognise other bindings' objects as supervisable; see :func:`register_adapter`.
-_ADAPTERS: list[Callable[[LuaEngine, Any], Any]] = []
+# Where an engine keeps (LuaEngine.bindings) the functions ``(engine, lua_value) -> Actor |
+# Supervisor | None`` (called on the Lua thread) that recognise other bindings' objects as
+# supervisable; see :func:`register_adapter`.
+_ADAPTERS = "supervision.adapters"
 
 
 def _renamed(table: Any, name: str, old: str, what: str) -> Any:
@@ -119,12 +120,14 @@ def _renamed(table: Any, name: str, old: str, what: str) -> Any:
     return old_value if value is None else value
 
 
-def register_adapter(adapter: Callable[[LuaEngine, Any], Any]) -> None:
-    """Let a child's ``start`` return another binding's Lua object (an agent, say): ``adapter``
-    gets ``(engine, value)`` on the Lua thread and returns an unstarted Actor/Supervisor (or an
-    object with ``as_actor()``) for values it knows, else None."""
-    if adapter not in _ADAPTERS:
-        _ADAPTERS.append(adapter)
+def register_adapter(engine: LuaEngine, adapter: Callable[[LuaEngine, Any], Any]) -> None:
+    """Let a child's ``start`` in ``engine`` return another binding's Lua object (an agent, say):
+    ``adapter`` gets ``(engine, value)`` on the Lua thread and returns an unstarted
+    Actor/Supervisor (or an object with ``as_actor()``) for values it knows, else None. The
+    engine keeps it (it goes with the engine)."""
+    adapters = engine.bindings.setdefault(_ADAPTERS, [])
+    if adapter not in adapters:
+        adapters.append(adapter)
 
 
 class LuaWorker:
@@ -260,7 +263,7 @@ class LuaSupervisors:
         nested = self.handles.from_lua(value)
         if nested is not None:
             return nested
-        for adapter in _ADAPTERS:
+        for adapter in self.engine.bindings.get(_ADAPTERS, ()):
             made = adapter(self.engine, value)
             if made is not None:
                 return made
