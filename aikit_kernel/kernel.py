@@ -397,6 +397,16 @@ class Kernel:
             freeze_heap(collect=False)  # a collection here would delay the first cell
         self.intake.take()
         self._preparing = False
+        try:
+            self._serve_requests()
+        except BaseException:
+            self._end_status = "failed"  # the session says the kernel did not end as asked
+            raise
+        finally:
+            self._finish()
+
+    def _serve_requests(self) -> None:
+        """Take shell requests (and work posted for the main thread) until told to stop."""
         warm_up_pending = True
         while True:
             # The warm-up waits for the first idle second: on a thread of its own it would hold
@@ -408,21 +418,30 @@ class Kernel:
                 self._warm_up()
                 continue
             if item is _STOP:
-                break
+                return
             if item is _SERVICE:  # Lua work queued from another thread while we were idle
-                self.interpreter.service()
+                try:
+                    self.interpreter.service()
+                except Exception:  # the interpreter's own bug: the kernel goes on serving
+                    log.exception("error running work queued for the interpreter")
                 continue
             idents, msg, seq = item
             self._dispatched = seq
             self._dispatch_shell(idents, msg, seq)
-        self.output.flush()
-        try:  # before the stores are closed
-            if self.history is not None:
+
+    def _finish(self) -> None:
+        """The last output and history written, the interpreter shut down (its session ended,
+        its stores closed): run however serving ended, an error included."""
+        try:
+            self.output.flush()
+            if self.history is not None:  # before the stores are closed
                 runtime.run_sync(self.history.flush(), timeout=10)
         except Exception:
-            log.exception("could not write the last cells' history")
-        self.interpreter.shutdown(self._end_status)
-        self.intake.close()
+            log.exception("could not write the last output or cells' history")
+        try:
+            self.interpreter.shutdown(self._end_status)
+        finally:
+            self.intake.close()
 
     def _warm_up(self) -> None:
         self._preparing = True

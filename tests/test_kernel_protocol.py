@@ -293,6 +293,33 @@ def test_work_queued_while_idle_is_serviced_on_the_serving_thread(k: InProcessKe
     assert ran.wait(TIMEOUT) and threads == ["fake-main"]
 
 
+def test_queued_work_that_fails_is_logged_and_the_kernel_goes_on(k: InProcessKernel,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    def broken() -> None:
+        raise RuntimeError("a bug in queued work")
+
+    k.fake.queue(broken)
+    reply, _ = k.execute("value 42")
+    assert reply["content"]["status"] == "ok"
+    assert "a bug in queued work" in caplog.text
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the error is the point
+def test_serving_that_ends_by_an_error_still_shuts_the_interpreter_down(tmp_path: Path) -> None:
+    kernel = InProcessKernel(tmp_path)
+    try:
+        def escape() -> None:
+            raise SystemExit("the serving thread is told to end")  # not an Exception: not caught
+
+        fake = kernel.fake
+        fake.queue(escape)
+        assert fake.shut_down.wait(TIMEOUT)
+        kernel.thread.join(TIMEOUT)
+        assert fake.end_status == "failed" and not kernel.thread.is_alive()
+    finally:
+        kernel.close()
+
+
 # ---------------------------------------------------------------------------- unknown and malformed
 
 

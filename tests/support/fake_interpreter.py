@@ -55,6 +55,7 @@ class FakeInterpreter(Interpreter):
         self.calls: list[tuple[str, str]] = []
         self.executed: list[dict[str, Any]] = []
         self.shut_down = threading.Event()
+        self.end_status: str | None = None  # what shutdown() was told the session ended as
         self.warmed = threading.Event()  # set by warm_up (the kernel calls it once idle)
         self._interrupted = threading.Event()
         self._wakeup: Any = None
@@ -124,6 +125,7 @@ class FakeInterpreter(Interpreter):
 
     def shutdown(self, status: str = "completed") -> None:
         self._record("shutdown")
+        self.end_status = status
         self.shut_down.set()
 
     # ------------------------------------------------------------------ helpers for tests
