@@ -394,7 +394,7 @@ class TestFailures:
                                   Step("after", depends_on=["sleepy"])])
         started = time.monotonic()
         record = go(wf, comps)
-        assert time.monotonic() - started < 5
+        assert time.monotonic() - started < 20  # the program (30 s) was stopped, not waited for
         step = record.steps["sleepy"]
         assert step.status == "timed_out" and step.error["code"] == "timeout"
         assert "within 0.5 s" in step.error["message"]
@@ -418,13 +418,13 @@ class TestFailures:
         marker = "31.5183"
         wf = Workflow("g", timeout_s=0.4, steps=[
             Step("quick"),
-            fn(sleeper(5), "long", depends_on=["quick"]),
+            fn(sleeper(30), "long", depends_on=["quick"]),
             Step("proc", kind="command", params={"command": ["sleep", marker]}),
             Step("later", depends_on=["long"]),
         ])
         started = time.monotonic()
         record = go(wf, comps)
-        assert time.monotonic() - started < 3
+        assert time.monotonic() - started < 20  # stopped at the timeout, not after the steps' 30 s
         assert record.status == "timed_out" and record.error["code"] == "timeout"
         assert statuses(record) == {"quick": "succeeded", "long": "timed_out", "proc": "timed_out", "later": "cancelled"}
         assert processes_with(marker) == []
