@@ -498,7 +498,7 @@ class TestEvent:
         assert result[9].startswith("subscription ") and "(pull.*)" in result[9]
         started = time.perf_counter()
         assert lua.run("local p = Event.subscribe('never') return p:receive(0.2)") is None
-        assert 0.15 < time.perf_counter() - started < 3
+        assert 0.15 < time.perf_counter() - started < 20  # waited its 0.2 s, not for ever
 
     def test_receive_waits_for_another_thread(self, lua: Lua) -> None:
         lua.run("waiting = Event.subscribe('wait.*')")  # before the publish: an event nobody listens to is dropped
