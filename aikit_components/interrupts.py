@@ -23,7 +23,10 @@ T = TypeVar("T")
 def run_interruptible(main: Coroutine[Any, Any, T]) -> T:
     """Run ``main`` in a new event loop, as ``asyncio.run`` does, Ctrl-C included: the first
     SIGINT cancels ``main`` (which may record its cancellation) and raises KeyboardInterrupt once
-    it has ended so; a second one raises KeyboardInterrupt at once."""
+    it has ended so; a second one raises KeyboardInterrupt at once. As with ``asyncio.run``, a
+    SIGINT handler the program installed itself is left in charge."""
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return asyncio.run(main)
     return asyncio.run(_cancelled_by_sigint(main))
 
 
