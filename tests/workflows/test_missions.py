@@ -394,8 +394,11 @@ def start_slow_mission(tmp_path: Path, marker: str) -> subprocess.Popen[str]:
         "  - {id: c, step_type: noop, depends_on: [b]}\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIKIT_") or k == "AIKIT_TRUST_PROJECT_CONFIG"}
     env.update(AIKIT_DATA_DIR=str(tmp_path / "data"), XDG_CONFIG_HOME=str(tmp_path / "config"))
+    # SIGINT as a terminal's Ctrl-C finds it: tests started in the background (a non-interactive
+    # shell's `&`) pass it down ignored, and a program started so rightly ignores Ctrl-C
     proc = subprocess.Popen([AIKIT, "mission", "run", "slow.yaml", "--run-id", "r1"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env)
+                            stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert wait_until(lambda: processes_with(marker) or proc.poll() is not None, 60), "step b never started"
     assert proc.poll() is None, proc.communicate()
     return proc
