@@ -5,9 +5,10 @@ SIGINT handler is a Python signal handler, and Python runs those on the main thr
 the main thread blocks signals for a moment, as it does around every program start (subprocess
 blocks them while a vfork'd child gets to its exec, which takes long on a busy machine), the
 kernel hands the SIGINT to another thread. The main thread, asleep in the event loop with
-nothing due, does not see it then: a Ctrl-C sent while a mission step started ``sleep 30`` was
-ignored until the step ended (or for good). A signal handler of the loop is told through the
-loop's wake-up fd, which the C handler writes to on whichever thread it runs.
+nothing due, does not see it then: a SIGINT given to another thread of ``aikit mission run``
+during an 8-s command step stopped the run only once the step had ended. A signal handler of the
+loop is told through the loop's wake-up fd, which the C handler writes to on whichever thread it
+runs.
 """
 
 from __future__ import annotations
