@@ -45,7 +45,7 @@ from aikit_components.workflows.templates import (
     compile as compile_template,
 )
 from tests.support.llm_server import Reply
-from tests.support.processes import processes_with
+from tests.support.processes import processes_with, sleep_marker
 from tests.support.workflows import make_components
 
 OPENAI = "/v1/chat/completions"
@@ -389,7 +389,7 @@ class TestFailures:
         assert (record.steps["never"].status, record.steps["never"].attempts) == ("failed", 3)
 
     def test_step_timeout_kills_the_subprocess(self, comps: Components) -> None:
-        marker = "30.4127"
+        marker = sleep_marker(30)
         wf = Workflow("t", steps=[Step("sleepy", kind="command", timeout_s=0.5, params={"command": ["sleep", marker]}),
                                   Step("after", depends_on=["sleepy"])])
         started = time.monotonic()
@@ -415,7 +415,7 @@ class TestFailures:
         assert (record.steps["s"].status, record.steps["s"].attempts, tries) == ("succeeded", 2, [1, 2])
 
     def test_global_timeout_cancels_running_steps(self, comps: Components) -> None:
-        marker = "31.5183"
+        marker = sleep_marker(31)
         wf = Workflow("g", timeout_s=0.4, steps=[
             Step("quick"),
             fn(sleeper(30), "long", depends_on=["quick"]),

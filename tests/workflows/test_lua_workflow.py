@@ -23,7 +23,7 @@ from tests.support.agents import config_text
 from tests.support.factories import closing_factory
 from tests.support.llm_server import Reply
 from tests.support.lua import LateInterrupt, Lua, later, open_lua
-from tests.support.processes import kill_leftovers, processes_with, wait_until
+from tests.support.processes import kill_leftovers, processes_with, sleep_marker, wait_until
 
 OPENAI = "/v1/chat/completions"
 
@@ -213,7 +213,7 @@ class TestStepKinds:
         assert record["steps"]["tolerated"]["output"]["exit_code"] == 1
 
     def test_command_timeout_kills_the_process(self, lua: Lua) -> None:
-        marker = "30.0731"
+        marker = sleep_marker(30)
         started = time.monotonic()
         record = lua.run(f"""
             return Workflow.new{{name = 'slowcmd', steps = {{
@@ -778,7 +778,7 @@ class TestFailures:
         assert slow["duration_s"] < 20  # stopped at its timeout, not after the sleep
 
     def test_lua_step_timeout_cancels_its_async_tool_call(self, lua: Lua) -> None:
-        marker = "30.0917"
+        marker = sleep_marker(30)
         try:
             record = lua.run(f"""
                 return Workflow.new{{name = 'st_tool', steps = {{
@@ -1152,7 +1152,7 @@ class TestInterrupt:
         run_sleepers(lua, "after", ("x", "y"), 0.05)
 
     def test_interrupt_stops_the_programs_of_lua_steps(self, lua: Lua) -> None:
-        marker = "30.0918"
+        marker = sleep_marker(30)
         try:
             timer = LateInterrupt(lua.engine, 0.3)
             result = lua.engine.run_cell(f"""

@@ -26,7 +26,7 @@ from aikit_components.workflows.missions import (
     step_type_table,
     validate_mission,
 )
-from tests.support.processes import kill_leftovers, processes_with, stopped_after, wait_until
+from tests.support.processes import kill_leftovers, processes_with, sleep_marker, stopped_after, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 MISSIONS = Path(__file__).resolve().parent / "missions"
@@ -405,7 +405,7 @@ def start_slow_mission(tmp_path: Path, marker: str) -> subprocess.Popen[str]:
 
 
 def test_interrupted_run_is_recorded_and_resumes(tmp_path: Path) -> None:
-    marker = "30.0932"
+    marker = sleep_marker(30)
     with stopped_after(start_slow_mission(tmp_path, marker), markers=(marker,)) as proc:
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)  # b's sleep lasts 30 s: it was cut short
@@ -427,7 +427,7 @@ def test_a_ctrl_c_given_to_another_thread_stops_the_run_at_once(tmp_path: Path) 
     above that way; aikit_components/interrupts.py)."""
     import ctypes
 
-    marker = "600.0933"  # b would take 10 minutes: a run still going after 60 s missed the Ctrl-C
+    marker = sleep_marker(600)  # b would take 10 minutes: a run still going after 60 s missed the Ctrl-C
     with stopped_after(start_slow_mission(tmp_path, marker), markers=(marker,)) as proc:
         others = sorted(int(t) for t in os.listdir(f"/proc/{proc.pid}/task") if int(t) != proc.pid)
         tgkill = ctypes.CDLL(None, use_errno=True).tgkill
@@ -441,7 +441,7 @@ def test_a_ctrl_c_given_to_another_thread_stops_the_run_at_once(tmp_path: Path) 
 def test_crashed_run_resumes_without_rerunning_completed_steps(tmp_path: Path) -> None:
     """A crash (SIGKILL: no handler runs, nothing is flushed on the way out) leaves the record in
     State saying "running"; ``aikit mission resume`` reuses the steps it had finished."""
-    marker = "30.0931"
+    marker = sleep_marker(30)
     (tmp_path / "crash.yaml").write_text(
         "name: crash\nsteps:\n"
         "  - {id: a, step_type: command, parameters: {command: sh, args: ['-c', 'echo run >> a.log']}}\n"
