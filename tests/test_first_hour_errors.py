@@ -108,9 +108,9 @@ def test_misspelled_parameter_suggests_the_right_one(lua: Lua) -> None:
 
 
 def test_an_interrupt_says_which_line_was_running(lua: Lua) -> None:
-    from tests.support.lua import later
+    from tests.support.lua import LateInterrupt
 
-    later(0.5, lua.engine.interrupt)
+    LateInterrupt(lua.engine, 0.5)
     failure = lua.fail("local x = 0\nwhile true do\n  x = x + 1\nend")
     assert failure.interrupted
     assert failure.traceback[-1].endswith(f"execution interrupted at [{lua.cells}]:3") or \

@@ -184,12 +184,16 @@ def test_pcall_cannot_swallow_interrupt(irq_kernel: Kernel) -> None:
 # ---------------------------------------------------------------------------------------------
 # Regression tests: Lua code that ran *outside* the protected, interruptible run (pretty-printing a
 # result, inspect, display's JSON conversion) or where an interrupt was swallowed. Each case gets a
-# throwaway kernel (in case it gets stuck) and waits only 1 s for the reply (normally ~2-20 ms).
+# throwaway kernel (in case it gets stuck). A stuck kernel never replies (the code loops forever);
+# the reply normally comes within ~2-20 ms, and 30 s only bound the wait for a stuck one.
 # ---------------------------------------------------------------------------------------------
 LOOPING_TOSTRING = "setmetatable({}, {__tostring = function() while true do end end})"
 
 
-def interrupt_and_expect_reply(kernel: Kernel, msg_id: str, wait: float = 1.0) -> dict:
+def interrupt_and_expect_reply(kernel: Kernel, msg_id: str, wait: float = 30.0) -> dict:
+    """Interrupt ``msg_id``'s request once it is being handled (an interrupt that comes before is
+    not for it and is dropped); its reply."""
+    kernel.wait_for_iopub(msg_id, "status", timeout=60)  # busy: the kernel took the request
     time.sleep(SETTLE_S)
     kernel.km.interrupt_kernel()
     return kernel.shell_reply(msg_id, timeout=wait)  # TimeoutError when the kernel is stuck

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 from aikit_components.errors import InvalidArgument
 from aikit_kernel.lua.api import expose
 from aikit_kernel.lua.engine import LuaEngine
-from tests.support.lua import RecordingOutput
+from tests.support.lua import LateInterrupt, RecordingOutput
 
 
 @pytest.fixture
@@ -58,11 +57,11 @@ def test_async_functions_run_on_the_io_loop(engine: LuaEngine) -> None:
 
 
 def test_interrupt_cancels_an_async_wait(engine: LuaEngine) -> None:
-    threading.Timer(0.2, engine.interrupt).start()
+    LateInterrupt(engine, 0.2)
     started = time.perf_counter()
     failure = engine.run_cell("Demo.slow_double(1, 30)", "[3]").error
     assert failure is not None and failure.ename == "KeyboardInterrupt"
-    assert time.perf_counter() - started < 5
+    assert time.perf_counter() - started < 20  # the 30 s wait did not run out
 
 
 def test_inspect_shows_component_docs(engine: LuaEngine) -> None:

@@ -20,7 +20,8 @@ import pytest
 from aikit_components.errors import AikitError
 from aikit_kernel import runtime
 from aikit_kernel.lua.api import expose
-from tests.support.lua import Lua, later
+from tests.support.lua import LateInterrupt, Lua, later
+from tests.support.processes import wait_until
 
 ECHO = """
 Tool.define{
@@ -177,10 +178,10 @@ class TestTool:
             futures.append(asyncio.run_coroutine_threadsafe(lua.components.tools.acall("bad", {}, ctx), loop))
 
         timer = later(0.05, from_loop)
-        calls = lua.run("for i = 1, 100 do sleep(0.05) if calls > 0 then break end end return calls")
+        calls = lua.run("for i = 1, 1200 do sleep(0.05) if calls > 0 then break end end return calls")
         timer.join()
         assert calls == 1
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 60
         while not all(f.done() for f in futures) and time.monotonic() < deadline:
             lua.engine.dispatcher.service()  # this thread is the Lua thread: keep serving the loop's calls
             time.sleep(0.01)
@@ -461,12 +462,19 @@ class TestEvent:
         lua.components.events.publish("py.one", "between cells", source="python")
         assert lua.run("local before = #got local n = Event.dispatch() return before, n, got") == (0, 1, ["between cells"])
         # published by another thread while Lua runs code without a safe point: queued, not delivered
-        later(0.05, lambda: (lua.components.events.publish("py.two", "thread", source="python"),
-                             lua.components.state.set("global", "published", True)))
+        def publish_once_the_cell_runs() -> None:
+            wait_until(lambda: lua.components.state.get("global", "running"), 60)
+            lua.components.events.publish("py.two", "thread", source="python")
+            lua.components.state.set("global", "published", True)
+
+        publisher = threading.Thread(target=publish_once_the_cell_runs, daemon=True)
+        publisher.start()
         assert lua.run("""
-            local deadline = os.clock() + 5
+            State.set('global', 'running', true)
+            local deadline = os.clock() + 60
             while not State.get('global', 'published') and os.clock() < deadline do end
             return #got""") == 1
+        publisher.join()
         assert lua.run("return got") == ["between cells", "thread"]  # delivered at the end of the previous cell
 
     def test_sleep_is_a_safe_point_for_other_threads(self, lua: Lua) -> None:
@@ -490,12 +498,12 @@ class TestEvent:
         assert result[9].startswith("subscription ") and "(pull.*)" in result[9]
         started = time.perf_counter()
         assert lua.run("local p = Event.subscribe('never') return p:receive(0.2)") is None
-        assert 0.15 < time.perf_counter() - started < 3
+        assert 0.15 < time.perf_counter() - started < 20  # waited its 0.2 s, not for ever
 
     def test_receive_waits_for_another_thread(self, lua: Lua) -> None:
+        lua.run("waiting = Event.subscribe('wait.*')")  # before the publish: an event nobody listens to is dropped
         timer = later(0.1, lambda: lua.components.events.publish("wait.x", {"from": "thread"}))
-        assert lua.run("local p = Event.subscribe('wait.*') local e = p:receive(5) return e and e.payload") == \
-            {"from": "thread"}
+        assert lua.run("local e = waiting:receive(60) return e and e.payload") == {"from": "thread"}
         timer.join()
 
     def test_glob_patterns(self, lua: Lua) -> None:
@@ -729,13 +737,14 @@ class TestHook:
             lua.components.state.set("global", "ro.python", 1)  # Python writers meet the Lua hook too
 
     def test_python_tool_call_from_the_io_loop_runs_lua_hooks(self, lua: Lua) -> None:
-        lua.run(ECHO + "Hook.register('tool.after', function(ctx) return Hook.replace(ctx.payload.result .. '!') end)")
+        lua.run(ECHO + "Hook.register('tool.after', function(ctx) hooked = true "
+                       "return Hook.replace(ctx.payload.result .. '!') end)")
         ctx = lua.components.tool_context()
         future: list[Any] = []
         timer = later(0.05, lambda: future.append(runtime.submit(lua.components.tools.acall("echo", {"text": "io"}, ctx))))
-        lua.run("sleep(0.3)")
+        lua.run("for _ = 1, 1200 do if hooked then break end sleep(0.05) end")  # serves the call while it sleeps
         timer.join()
-        assert future[0].result(timeout=5) == "io:nil!"
+        assert future[0].result(timeout=60) == "io:nil!"
 
 
 # ====================================================================================== Config
@@ -778,19 +787,19 @@ class TestConfig:
 class TestInterrupt:
     def test_interrupt_a_spinning_lua_tool(self, lua: Lua) -> None:
         lua.run("Tool.define{name = 'spin', description = 's', fn = function() while true do end end}")
-        timer = later(0.2, lua.engine.interrupt)
+        timer = LateInterrupt(lua.engine, 0.2)
         started = time.perf_counter()
         failure = lua.fail("Tool.call('spin', {})")
         timer.join()
         assert failure.ename == "KeyboardInterrupt"
-        assert time.perf_counter() - started < 5
+        assert time.perf_counter() - started < 20  # stopped, not run out (spin forever or sleep 30 s)
         assert lua.run("return 1 + 1") == 2
         assert lua.run("Tool.define{name = 'ok', description = 'o', fn = function() return 'fine' end} "
                        "return Tool.call('ok')") == "fine"
 
     def test_interrupt_a_spinning_state_updater(self, lua: Lua) -> None:
         lua.run("State.set('global', 'u', 1)")
-        timer = later(0.2, lua.engine.interrupt)
+        timer = LateInterrupt(lua.engine, 0.2)
         failure = lua.fail("State.update('global', 'u', function(v) while true do end end)")
         timer.join()
         assert failure.ename == "KeyboardInterrupt"
@@ -799,16 +808,16 @@ class TestInterrupt:
 
     def test_interrupt_a_sleeping_lua_tool(self, lua: Lua) -> None:
         lua.run("Tool.define{name = 'nap', description = 'n', fn = function() sleep(30) return 'woke' end}")
-        timer = later(0.2, lua.engine.interrupt)
+        timer = LateInterrupt(lua.engine, 0.2)
         started = time.perf_counter()
         assert lua.fail("Tool.call('nap')").ename == "KeyboardInterrupt"
         timer.join()
-        assert time.perf_counter() - started < 5
+        assert time.perf_counter() - started < 20  # stopped, not run out (spin forever or sleep 30 s)
         assert lua.run("return 'alive'") == "alive"
 
     def test_pcall_does_not_swallow_an_interrupt_inside_a_lua_tool(self, lua: Lua) -> None:
         lua.run("Tool.define{name = 'spin', description = 's', fn = function() while true do end end}")
-        timer = later(0.2, lua.engine.interrupt)
+        timer = LateInterrupt(lua.engine, 0.2)
         result = lua.engine.run_cell("local ok, e = pcall(Tool.call, 'spin', {}) return 'swallowed'", "[pcall]")
         timer.join()
         assert result.error is not None and result.error.ename == "KeyboardInterrupt"
@@ -817,21 +826,21 @@ class TestInterrupt:
     def test_interrupt_a_lua_hook(self, lua: Lua, body: str) -> None:
         lua.run("Tool.define{name = 'ok', description = 'o', fn = function() return 'fine' end}\n"
                 f"Hook.register('tool.before', function(ctx) {body} end)")
-        timer = later(0.2, lua.engine.interrupt)
+        timer = LateInterrupt(lua.engine, 0.2)
         started = time.perf_counter()
         result = lua.engine.run_cell("return Tool.call('ok')", "[hook]")
         timer.join()
-        assert time.perf_counter() - started < 5
+        assert time.perf_counter() - started < 20  # stopped, not run out (spin forever or sleep 30 s)
         assert result.error is not None and result.error.ename == "KeyboardInterrupt"
 
     def test_engine_usable_after_an_interrupted_hook(self, lua: Lua) -> None:
         lua.run("Tool.define{name = 'ok', description = 'o', fn = function() return 'fine' end}\n"
                 "h = Hook.register('tool.before', function(ctx) while true do end end)")
-        timer = later(0.2, lua.engine.interrupt)
+        timer = LateInterrupt(lua.engine, 0.2)
         started = time.perf_counter()
         lua.engine.run_cell("return Tool.call('ok')", "[hook]")  # interrupted (or, see the xfail above, not)
         timer.join()
-        assert time.perf_counter() - started < 5
+        assert time.perf_counter() - started < 20  # stopped, not run out (spin forever or sleep 30 s)
         assert lua.run("h:remove() return Tool.call('ok'), 1 + 1") == ("fine", 2)
 
 

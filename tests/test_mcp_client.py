@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.lua import later
+from tests.support.lua import LateInterrupt
 from tests.support.npm import npm_ci as install
 from tests.support.processes import gone, wait_until
 
@@ -218,7 +218,7 @@ def test_a_hanging_call_times_out_and_an_interrupt_stops_it(mcp_lua) -> None:
     assert err.ename == "timeout" and "did not answer tool 'slow' within 0.5 s" in err.evalue
     assert mcp_lua.run('return Tool.call("py.echo", {text = "still here"})') == "still here"
     mcp_lua.run('MCP.connect("py2", PY)')
-    later(0.5, mcp_lua.engine.interrupt)
+    LateInterrupt(mcp_lua.engine, 0.5)
     err = mcp_lua.fail('Tool.call("py2.slow", {seconds = 30})')
     assert err.ename in ("interrupted", "KeyboardInterrupt", "Interrupted") or "interrupt" in err.evalue.lower()
     assert mcp_lua.run('return Tool.call("py2.echo", {text = "after"})') == "after"

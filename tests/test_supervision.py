@@ -65,7 +65,7 @@ def worker(name: str, log: list[str], restart: str = "permanent") -> ChildSpec:
     return ChildSpec(name, lambda: Actor(Worker(name, log), name=name), restart=restart)
 
 
-async def until(predicate: Callable[[], bool], timeout: float = 2.0) -> None:
+async def until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
@@ -122,7 +122,7 @@ class TestActor:
                 await actor.call(("sleep", 0.3), timeout=0.05)
             assert info.value.code == "timeout" and "slow" in info.value.message
             assert actor.state == "running"  # a timeout does not hurt the actor
-            assert await actor.call("get", timeout=2) == 0
+            assert await actor.call("get", timeout=60) == 0
             await actor.stop()
 
         run(main())

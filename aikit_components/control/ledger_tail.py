@@ -58,6 +58,9 @@ def line_head(type_: str, session: str | None) -> str:
 #: next; a file is removed once every entry in it is chained.
 CHUNK = 1 << 20
 
+#: How many new names a process tries for its next tail file (see :meth:`TailFile._create`).
+CREATE_ATTEMPTS = 100
+
 
 class TailFile:
     """A tail of ``ledger`` for this process: created, allocated, mapped and locked.
@@ -69,18 +72,42 @@ class TailFile:
     disk is an error when a file is created, never a fault while copying into the map."""
 
     def __init__(self, ledger: Path) -> None:
-        self.path = ledger.with_name(f"{ledger.name}-tail-{os.getpid()}-{secrets.token_hex(4)}")
+        self.path, self.fd = self._create(ledger)
         self.name = self.path.name
         self.size = 0
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new file: nobody else holds it
             os.posix_fallocate(self.fd, 0, CHUNK)
             self._map = mmap.mmap(self.fd, CHUNK, mmap.MAP_SHARED, mmap.PROT_WRITE | mmap.PROT_READ)
         except BaseException:
             self.path.unlink(missing_ok=True)
             os.close(self.fd)
             raise
+
+    @staticmethod
+    def _create(ledger: Path) -> tuple[Path, int]:
+        """A new tail file of ``ledger``, locked by this process: its path and descriptor.
+
+        Between creating a file and locking it, another process opening the ledger can find it
+        unlocked, take it for the tail of a process that is gone (:func:`orphans`) and remove it:
+        this process would then fail to lock it, or lock a file that no longer has a name, whose
+        entries would not survive ``kill -9``. Such a file is left to that process and another
+        name is tried."""
+        for _ in range(CREATE_ATTEMPTS):
+            path = ledger.with_name(f"{ledger.name}-tail-{os.getpid()}-{secrets.token_hex(4)}")
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # taken for an orphan's: its taker removes it
+                os.close(fd)
+                continue
+            except BaseException:
+                path.unlink(missing_ok=True)
+                os.close(fd)
+                raise
+            if os.fstat(fd).st_nlink:
+                return path, fd
+            os.close(fd)  # taken for an orphan's and removed before this process locked it
+        raise BlockingIOError(f"no tail file of {ledger} stayed this process's in {CREATE_ATTEMPTS} attempts")
 
     def append_entry(self, at_text: str, head: str, data_text: str) -> int | None:
         """Copy in the line of an entry (:func:`line_with_head`'s, formatted here: one call per

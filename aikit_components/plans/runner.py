@@ -37,6 +37,7 @@ from typing import Any
 from ..errors import IOFailure, ValidationError
 from ..events import EventBus
 from ..hooks import HookRegistry
+from ..interrupts import run_interruptible
 from ..security import SecurityPolicy
 from ..workflows import Step, Workflow
 from ..workflows import run as run_workflow
@@ -226,7 +227,7 @@ class PlanRunner:
     def run(self) -> RunSummary:
         """Run the plan (blocking); Ctrl-C cancels running commands, writes the summary and
         raises KeyboardInterrupt."""
-        return asyncio.run(self.arun())
+        return run_interruptible(self.arun())
 
     async def arun(self) -> RunSummary:
         run_id, run_dir = _new_run_dir(self.runs_dir)

@@ -253,6 +253,7 @@ def _on_ray(mission: Any, address: str | None) -> None:
 
 def _execute(mission: Any, components: Any, *, inputs: dict[str, Any], run_id: str | None, resume: str | None,
              out: str | None, already: set[str] | None = None, approve_in_doubt: bool = False) -> int:
+    from aikit_components.interrupts import run_interruptible
     from aikit_components.workflows import engine
 
     workflow = mission.workflow
@@ -266,8 +267,8 @@ def _execute(mission: Any, components: Any, *, inputs: dict[str, Any], run_id: s
 
     display.start()
     try:
-        record = asyncio.run(engine.run(workflow, components=components, inputs=inputs, run_id=run_id,
-                                        resume=resume, on_event=on_event, approve_in_doubt=approve_in_doubt))
+        record = run_interruptible(engine.run(workflow, components=components, inputs=inputs, run_id=run_id,
+                                              resume=resume, on_event=on_event, approve_in_doubt=approve_in_doubt))
     except KeyboardInterrupt:
         display.stop()
         stored = engine.load_run(components, run_id)  # the engine recorded the cancellation

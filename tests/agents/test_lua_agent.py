@@ -12,9 +12,11 @@ from typing import Any
 import pytest
 
 from aikit_kernel.lua.api import expose
+from aikit_kernel.lua.api.agents import STREAM_DISPLAY_INTERVAL_S
 from tests.support.agents import BACKUP, OPENAI, answer, call, error, sent_messages, sse
 from tests.support.llm_server import Reply
 from tests.support.lua import Lua
+from tests.support.processes import wait_until
 
 NEW = "a = Agent.new{name = 'helper', model = 'openai/m', system = 'Be brief.', tools = {'calculate'}}"
 
@@ -206,8 +208,21 @@ class TestStreaming:
     def test_run_with_stream_shows_an_updating_display(self, lua: Lua, llm_server: Any) -> None:
         server = llm_server
         deltas = ["The", " quick", " brown", " fox", " jumps", "."]
-        server.reply(OPENAI, sse(deltas, chunk_delay_s=0.07))
+        # The display is updated at most every STREAM_DISPLAY_INTERVAL_S: the server holds the rest of
+        # the stream until the first display is that old (deltas spaced in time alone could all arrive
+        # at once on a busy machine, leaving only the first display and the final one).
+        gate = threading.Event()
+        server.reply(OPENAI, sse(deltas, chunk_delay_s=0.07, hold_after=2, gate=gate))
+
+        def open_the_gate_after_the_first_display() -> None:
+            wait_until(lambda: lua.out.displays, 60)
+            time.sleep(STREAM_DISPLAY_INTERVAL_S * 1.2)
+            gate.set()
+
+        opener = threading.Thread(target=open_the_gate_after_the_first_display, daemon=True)
+        opener.start()
         text = lua.run("return Agent.new{name = 'shown', model = 'openai/m'}:run('go', {stream = true}).text")
+        opener.join()
         assert text == "The quick brown fox jumps."
         displays = lua.out.displays
         assert len(displays) >= 3, displays

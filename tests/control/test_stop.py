@@ -163,7 +163,7 @@ def test_aikit_stop_all_finds_the_kernel_by_its_connection_file(stop_kernel: Ker
     (runtime_dir / "kernel-other.json").write_text(json.dumps({"kernel_name": "python3"}))  # not ours: skipped
     hold_everything(llm_server, gate)
     msg_id = start_busy_workflow(stop_kernel, llm_server)
-    stopped = subprocess.run([AIKIT, "stop", "--all", "--runtime-dir", str(runtime_dir), "--timeout", "2"],
+    stopped = subprocess.run([AIKIT, "stop", "--all", "--runtime-dir", str(runtime_dir), "--timeout", "30"],
                              capture_output=True, text=True, timeout=300)
     assert stopped.returncode == 0, stopped.stderr
     assert "stopped kernel-aikit-test.json" in stopped.stdout and "kernel-other" not in stopped.stdout

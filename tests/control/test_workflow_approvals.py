@@ -17,7 +17,7 @@ from typing import Any
 
 from aikit_components.control.step_approval import decide_step, waiting_steps
 from tests.support.lua import Lua
-from tests.support.processes import kill_leftovers, processes_with, stopped_after, wait_until
+from tests.support.processes import kill_leftovers, processes_with, sleep_marker, stopped_after, wait_until
 
 AIKIT = str(Path(sys.executable).with_name("aikit"))
 REPO = Path(__file__).resolve().parents[2]
@@ -131,7 +131,7 @@ def test_approval_true_gates_a_step_in_lua(lua: Lua) -> None:
 
 
 def test_a_mission_killed_mid_call_does_not_repeat_it_unless_told(tmp_path: Path) -> None:
-    marker = "30.0577"
+    marker = sleep_marker(30)
     (tmp_path / "aikit.toml").write_text('[security]\nallowed_commands = ["sh", "sleep"]\n')
     (tmp_path / "m.yaml").write_text(
         "name: m\nsteps:\n"
@@ -162,7 +162,7 @@ def test_each_in_doubt_call_of_a_mission_is_decided_on_its_own(tmp_path: Path) -
     and waits again as long as they are undecided (never running them meanwhile); one approved
     call runs again once, one denied call does not run and its step fails; a later approval of
     that one lets it run."""
-    markers = {"b": "30.0581", "c": "30.0582"}
+    markers = {"b": sleep_marker(30), "c": sleep_marker(30)}
     (tmp_path / "aikit.toml").write_text('[security]\nallowed_commands = ["sh", "sleep"]\n')
     steps = "".join(
         f"  - {{id: {sid}, step_type: command, parameters: {{command: sh, args: ['-c', "

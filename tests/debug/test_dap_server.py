@@ -141,14 +141,15 @@ def test_malformed_messages_are_reported_and_the_session_goes_on(script: Path, t
 
 def test_terminate_stops_a_script_that_runs_forever(tmp_path: Path) -> None:
     path = tmp_path / "forever.lua"
-    path.write_text("while true do end\n")
+    path.write_text("print('running') io.stdout:flush()\nwhile true do end\n")
     proc, port = start_debug(str(path), cwd=tmp_path, env=_env(tmp_path))
     with stopped_after(proc):
         dap = DapClient.connect(port)
         dap.request("initialize", adapterID="aikit")
         dap.request("launch", program=str(path))
         dap.request("configurationDone")
-        time.sleep(0.2)
+        # terminate interrupts the running script: one asked for before it runs is not for it
+        assert proc.stdout is not None and proc.stdout.readline() == "running\n"
         assert dap.request("terminate")["success"]
         assert dap.event("exited")["body"]["exitCode"] == 130
         dap.request("disconnect")

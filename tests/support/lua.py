@@ -8,6 +8,7 @@ to its own components with helpers to run cells. A pytest plugin: the ``make_lua
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -125,3 +126,44 @@ def make_lua(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callab
 @pytest.fixture
 def lua(make_lua: Callable[..., Lua]) -> Lua:
     return make_lua()
+
+
+class LateInterrupt:
+    """Interrupt an engine's cell once it has run for ``after_s`` seconds, from a daemon thread.
+
+    ``LuaEngine.interrupt`` drops a request when no cell runs (it returns False). A plain timer
+    started just before the cell therefore hangs a cell that never ends whenever the test thread is
+    held up for longer than the delay before the cell starts, as happens on a busy machine. This
+    waits for a running cell, lets it run ``after_s`` seconds (so the interrupt lands where the
+    test means it to, not on the cell's first line) and asks again until a running cell takes it,
+    for at most ``deadline_s`` or until :meth:`cancel`."""
+
+    def __init__(self, engine: LuaEngine, after_s: float, deadline_s: float = 60.0) -> None:
+        self._engine = engine
+        self._after_s = after_s
+        self._deadline = time.monotonic() + deadline_s
+        self._stop = threading.Event()
+        self.landed = False  #: a running cell took the interrupt
+        self._thread = threading.Thread(target=self._run, name="late-interrupt", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        interrupter = self._engine.interrupter
+        while not self._stop.is_set() and time.monotonic() < self._deadline:
+            if not interrupter.active:
+                self._stop.wait(0.005)
+                continue
+            if self._stop.wait(self._after_s):
+                return
+            if self._engine.interrupt():
+                self.landed = True
+                return
+
+    def cancel(self) -> None:
+        """Ask no more."""
+        self._stop.set()
+
+    def join(self) -> None:
+        """Ask no more (the cell has ended) and wait for the thread."""
+        self._stop.set()
+        self._thread.join()

@@ -3,6 +3,7 @@ a test started (by a unique argument, from /proc), and wait for a condition."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -29,6 +30,17 @@ def finish(proc: subprocess.Popen[str], timeout: float = 120) -> str:
     out, err = proc.communicate(timeout=timeout)
     assert proc.returncode == 0, f"child failed ({proc.returncode}):\n{out}\n{err}"
     return out
+
+
+_markers = itertools.count()
+
+
+def sleep_marker(seconds: int) -> str:
+    """An argument for ``sleep`` (``seconds`` and a fraction) unique to this call: what
+    :func:`processes_with` and :func:`kill_leftovers` look for finds only the programs this test
+    started, even while another copy of the suite runs on the machine (a fixed marker found, and
+    killed, the other copy's programs)."""
+    return f"{seconds}.{os.getpid()}{next(_markers):04d}"
 
 
 def processes_with(arg: str) -> list[int]:

@@ -93,7 +93,7 @@ def test_timeout_kills_the_process_group(call: ToolCaller, py_ctx: ToolContext, 
     started = time.monotonic()
     error = expect_error("timeout", call, py_ctx, "run_process",
                          {"command": ["python3", "-c", script], "timeout_s": 1.0})
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 20  # killed at the timeout, not run out (30 s)
     assert "started" in error.message and "started" in error.details["stdout"]
     grandchild = int((workdir / "pids").read_text())
     assert _wait_dead(grandchild), "the grandchild in the process group survived the timeout"

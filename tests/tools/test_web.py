@@ -203,8 +203,8 @@ def test_429_honours_retry_after(call: ToolCaller, ctx: ToolContext, server: str
 def test_timeout(call: ToolCaller, ctx: ToolContext, server: str) -> None:
     started = time.monotonic()
     error = expect_error("timeout", call, ctx, "http_request",
-                         {"url": f"{server}/slow?s=3", "timeout_s": 0.4, "retries": 0})
-    assert time.monotonic() - started < 2
+                         {"url": f"{server}/slow?s=30", "timeout_s": 0.4, "retries": 0})
+    assert time.monotonic() - started < 20  # gave up at its timeout, not when the server answered
     assert "timeout_s" in error.message
     error = expect_error("timeout", call, ctx, "http_request", {"url": f"{server}/slow?s=3", "timeout_s": 0.3, "retries": 1})
     assert error.details["attempts"] == 2
@@ -216,7 +216,7 @@ def test_response_size_cap(call: ToolCaller, ctx: ToolContext, server: str) -> N
     started = time.monotonic()
     error = expect_error("resource_exhausted", call, ctx, "http_request",
                          {"url": f"{server}/huge?nolength=1", "max_bytes": 100_000})
-    assert error.details["limit"] == 100_000 and time.monotonic() - started < 3
+    assert error.details["limit"] == 100_000 and time.monotonic() - started < 20
 
 
 def test_connection_refused(call: ToolCaller, ctx: ToolContext) -> None:
