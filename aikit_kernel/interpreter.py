@@ -77,6 +77,11 @@ class Interpreter(abc.ABC):
     def set_wakeup(self, wakeup: Any) -> None:  # noqa: B027  optional hook: doing nothing is the right default
         """Give the interpreter a way to wake the idle Lua thread (for work queued from elsewhere)."""
 
+    def set_interrupt_pending(self, take: Callable[[], bool]) -> None:  # noqa: B027  optional hook: doing nothing is the right default
+        """Give the interpreter a way to learn, as each run begins, that an interrupt arrived for
+        the request being served before any run was active (:meth:`interrupt` then returned
+        False); ``take()`` also forgets it."""
+
     def service(self) -> None:  # noqa: B027  optional hook: doing nothing is the right default
         """Run work queued for the Lua thread (called by the kernel when woken while idle)."""
 
@@ -263,6 +268,9 @@ class LuaInterpreter(Interpreter):
 
     def set_wakeup(self, wakeup: Any) -> None:
         self.engine.dispatcher.notify = wakeup
+
+    def set_interrupt_pending(self, take: Callable[[], bool]) -> None:
+        self.engine.interrupter.take_pending = take
 
     def warm_up(self) -> None:
         if self.components is not None:

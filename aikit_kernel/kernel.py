@@ -161,6 +161,7 @@ class Kernel:
         interpreter = self._interpreter_factory(self.output)
         self.output.set_stop_check(interpreter.interrupt_requested)
         interpreter.set_wakeup(lambda: self.intake.post(_SERVICE))
+        interpreter.set_interrupt_pending(self._take_interrupt_waiting)
         # The debugger first: kernel_info (answered on the control thread) reads both.
         self.debugger = self._debug_bridge(interpreter)
         self.interpreter = interpreter
@@ -368,8 +369,24 @@ class Kernel:
         # socket: the warm-up keeps the mark only if one is there when it ends (_warm_up).
         if self._preparing and (self.intake.received > self._dispatched or self.intake.taken):
             self._interrupt_waiting = True
-        if self.interpreter is not None:
-            self.interpreter.interrupt()
+        # A request is being served but its run may not have begun (or a later run of it may
+        # follow): marked before the interpreter is tried, so the run's beginning sees the mark
+        # if the interpreter found nothing running (set_interrupt_pending). Forgotten when the
+        # request ends.
+        serving = self.busy
+        if serving:
+            self._interrupt_waiting = True
+        if self.interpreter is not None and self.interpreter.interrupt() and serving:
+            self._interrupt_waiting = False  # delivered to the run in progress
+
+    def _take_interrupt_waiting(self) -> bool:
+        """Whether an interrupt waits for the run that begins (asked on the Lua thread); forgets it.
+        Only for a request's runs: one marked for a queued request while the interpreter warms up
+        is for that request (execute_request), not for the warm-up's runs."""
+        if not (self.busy and self._interrupt_waiting):
+            return False
+        self._interrupt_waiting = False
+        return True
 
     @property
     def shutting_down(self) -> bool:
@@ -481,8 +498,8 @@ class Kernel:
         self.output.set_parent(msg, idents)
         if msg_type == "execute_request":
             self.messenger.hold()  # busy and execute_input go out together, before the cell runs
+        self.busy = True  # before busy is seen: an interrupt sent upon it finds the request served
         self.messenger.status("busy", msg)
-        self.busy = True
         try:
             handler = self.shell_handlers.get(msg_type)
             if handler is None:
@@ -506,6 +523,7 @@ class Kernel:
                 self._reply("shell", msg, idents, content)
         finally:
             self.busy = False
+            self._interrupt_waiting = False  # an interrupt for this request goes no further
             self.last_activity = time.monotonic()
             self.output.flush()
             self.messenger.status("idle", msg)

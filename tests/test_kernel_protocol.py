@@ -420,6 +420,30 @@ def test_control_requests_are_answered_while_a_cell_runs(k: InProcessKernel) -> 
     assert reply["content"]["ename"] == "KeyboardInterrupt" and types(iopub)[-1] == "idle"
 
 
+def test_an_interrupt_before_the_run_begins_stops_the_run(k: InProcessKernel) -> None:
+    """The request is served (busy is out) but its run has not begun, so the interpreter has
+    nothing to stop: the run must still be interrupted as it begins, not run unstoppable."""
+    running = k.kc.execute("gate")
+    deadline = time.monotonic() + TIMEOUT
+    while not k.fake.executed and time.monotonic() < deadline:
+        time.sleep(0.01)
+    interrupt = control_request(k, "interrupt_request")
+    assert k.reply(interrupt, "control")["content"] == {"status": "ok"}
+    k.fake.gate.set()
+    assert k.reply(running)["content"]["ename"] == "KeyboardInterrupt"
+    after, _ = k.execute("gate")  # the interrupt was for that request only
+    assert after["content"]["status"] == "ok"
+
+
+def test_an_interrupt_while_idle_does_not_reach_the_next_run(k: InProcessKernel) -> None:
+    interrupt = control_request(k, "interrupt_request")
+    assert k.reply(interrupt, "control")["content"] == {"status": "ok"}
+    k.fake.gate.set()
+    reply, iopub = k.execute("gate")
+    assert reply["content"]["status"] == "ok"
+    assert [m["content"]["data"]["text/plain"] for m in iopub if m["msg_type"] == "execute_result"] == ["ran"]
+
+
 class BlockedLoop:
     """Holds the I/O loop in a callback until released: nothing the loop does (reading shell,
     answering control requests, sending IOPub) happens meanwhile."""

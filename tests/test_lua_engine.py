@@ -179,6 +179,21 @@ def test_interrupt_when_idle_does_not_leak_into_next_cell(engine: LuaEngine) -> 
     assert value(engine, "local s = 0 for i = 1, 1e6 do s = s + i end\ns") == "500000500000"
 
 
+def test_an_interrupt_pending_as_a_run_begins_stops_it_and_only_it(engine: LuaEngine) -> None:
+    """What the kernel tells the engine as a run begins (an interrupt arrived for the request
+    before any run was active) stops that run; taking it forgets it."""
+    pending = [True]
+
+    def take() -> bool:
+        was, pending[0] = pending[0], False
+        return was
+
+    engine.interrupter.take_pending = take
+    result = engine.run_cell("while true do end", "[1]")
+    assert result.error is not None and result.error.ename == "KeyboardInterrupt"
+    assert value(engine, "1 + 1") == "2"  # the next run goes on
+
+
 def test_no_hook_is_installed_while_no_interrupt_is_pending(engine: LuaEngine) -> None:
     """Any Lua hook slows the VM 2-3x: none may be set on the running state (main or coroutine)
     unless an interrupt was requested, also after an interrupted cell."""

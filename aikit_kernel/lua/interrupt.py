@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ctypes
 import threading
+from collections.abc import Callable
 
 from lupa import lua54
 
@@ -71,6 +72,9 @@ class Interrupter:
         self._base_mask = 0
         self.requested = threading.Event()
         self.pause_requested = threading.Event()
+        #: Asked as each run begins: whether an interrupt arrived for it while no run was active
+        #: (the kernel had taken its request but the run had not begun); True also forgets it.
+        self.take_pending: Callable[[], bool] | None = None
         _lib.lua_sethook(self._main, None, 0, 0)
 
     @property
@@ -94,12 +98,18 @@ class Interrupter:
         return self._active
 
     def begin(self) -> None:
-        """A run starts: interrupts requested from now on will be delivered."""
+        """A run starts: interrupts requested from now on will be delivered, and one that
+        arrived for it before any run was active (``take_pending``) is delivered at once."""
         with self._lock:
             if self.requested.is_set():  # (set only under this lock; clear() takes the Event's lock too)
                 self.requested.clear()
             self._active = True
             self._set_base_locked(self._main)
+            # Asked after _active is set: an interrupt that finds no run active was recorded as
+            # pending before it was tried, so one of the two sees it.
+            if self.take_pending is not None and self.take_pending():
+                self.requested.set()
+                self._arm_locked(self._main)
 
     def end(self) -> None:
         """A run ended: disarm everything and forget a pending request."""

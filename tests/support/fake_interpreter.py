@@ -58,6 +58,10 @@ class FakeInterpreter(Interpreter):
         self.end_status: str | None = None  # what shutdown() was told the session ended as
         self.warmed = threading.Event()  # set by warm_up (the kernel calls it once idle)
         self._interrupted = threading.Event()
+        self._running = threading.Event()  # a "wait" runs: an interrupt reaches it
+        self._take_pending: Any = None  # the kernel's set_interrupt_pending
+        #: "gate" waits for this before its run begins: a test interrupts meanwhile
+        self.gate = threading.Event()
         self._wakeup: Any = None
         self._queued: list[Any] = []
         self._lock = threading.Lock()
@@ -104,13 +108,16 @@ class FakeInterpreter(Interpreter):
     def interrupt(self) -> bool:
         self._record("interrupt")
         self._interrupted.set()
-        return True
+        return self._running.is_set()
 
     def interrupt_requested(self) -> bool:
         return self._interrupted.is_set()
 
     def set_wakeup(self, wakeup: Any) -> None:
         self._wakeup = wakeup
+
+    def set_interrupt_pending(self, take: Any) -> None:
+        self._take_pending = take
 
     def service(self) -> None:
         self._record("service")
@@ -160,9 +167,17 @@ class FakeInterpreter(Interpreter):
                     return ExecuteOutcome(error=FakeFailure("StdinNotAllowed", str(exc)))  # type: ignore[arg-type]
                 self.output.write("stdout", f"got {line_in}\n")
             elif command == "wait":
-                self._interrupted.wait()
-                return ExecuteOutcome(error=FakeFailure("KeyboardInterrupt", "interrupted",  # type: ignore[arg-type]
-                                                        ["KeyboardInterrupt: interrupted"]))
+                self._running.set()
+                try:
+                    self._interrupted.wait()
+                finally:
+                    self._running.clear()
+                return _interrupted()
+            elif command == "gate":  # the request is served, its run has not begun: then it begins
+                assert self.gate.wait(30)
+                if self._take_pending is not None and self._take_pending():
+                    return _interrupted()
+                outcome.result = {"text/plain": "ran"}
             elif command:
                 return ExecuteOutcome(error=FakeFailure("UnknownCommand", command, [command]))  # type: ignore[arg-type]
         return outcome
@@ -173,3 +188,8 @@ class FakeInterpreter(Interpreter):
             return {"status": "error", "ename": run.error.ename, "evalue": run.error.evalue,
                     "traceback": run.error.traceback}
         return {"status": "ok", "data": run.result or {}, "metadata": {}}
+
+
+def _interrupted() -> ExecuteOutcome:
+    return ExecuteOutcome(error=FakeFailure("KeyboardInterrupt", "interrupted",  # type: ignore[arg-type]
+                                            ["KeyboardInterrupt: interrupted"]))
