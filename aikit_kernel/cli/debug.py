@@ -73,6 +73,9 @@ def _serve_and_run(engine: LuaEngine, script: str | None, script_args: list[str]
 
     server = DapServer(engine.debugger, launcher=launch, on_configured=configured.set, on_terminate=terminate)
     server_box.append(server)
+    # A terminate that comes after the check below but before the script's run begins finds
+    # nothing running to interrupt: the run, as it begins, sees it instead.
+    engine.interrupter.take_pending = terminated.is_set
     if stdio:
         runtime.submit(server.serve_stdio())
     else:
