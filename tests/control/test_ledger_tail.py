@@ -203,3 +203,24 @@ def test_a_new_tail_taken_for_an_orphan_before_it_is_locked_is_left_to_its_taker
         assert list(ledger_tail.orphans(path)) == []  # locked by its creator
     finally:
         tail.remove()
+
+
+def test_a_recorded_entry_time_is_written_as_its_repr(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An entry's time is written in line by the recorder in time_text's common case (no trailing
+    zero to drop): its tail line and its hash hold repr's text whichever case the time falls in."""
+    samples = [1765072000123456, 1765072000000001, 1765072000999999, 1765072000100000, 1765072000000000,
+               1765072000123450, 1765072000000010, 10**15 + 7, 4 * 10**15 - 3, 4 * 10**15 + 7]
+    monkeypatch.setattr(audit, "FOLD_DELAY", 3600.0)  # nothing is chained while we look
+    ledger = AuditLedger(tmp_path / FILE_NAME)
+    try:
+        for micros in samples:
+            monkeypatch.setattr(audit, "time", SimpleNamespace(time_ns=lambda m=micros: m * 1000 + 999))
+            ledger.record("tool", {"micros": micros}, fsync=False)
+        monkeypatch.undo()
+        [tail] = tails(tmp_path)
+        lines = tail.read_bytes().rstrip(b"\0").splitlines()
+        assert [line[1:line.index(b",")].decode() for line in lines] == [repr(m / 1e6) for m in samples]
+        assert ledger.verify().ok
+        assert [e.at for e in ledger.entries()] == [m / 1e6 for m in samples]
+    finally:
+        ledger.close()
