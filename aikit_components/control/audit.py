@@ -249,6 +249,7 @@ class AuditLedger:
         self._tail: TailFile | None = None  # created on the first tail entry
         self._line_heads: dict[tuple[str, str | None], str] = {}  # (type, session) -> line_head()
         self._retired: list[TailFile] = []  # full tail files not yet chained to their end
+        self._spare: TailFile | None = None  # a chained one emptied, to be the next (see _next_tail)
         self._folder: threading.Thread | None = None
         self._fold_now = threading.Event()  # cuts the folder's wait short (close)
         self._fold_failure: str | None = None  # the last fold error logged (logged once)
@@ -409,11 +410,13 @@ class AuditLedger:
         return tail, size
 
     def _next_tail(self) -> TailFile:
-        """Start a tail file (the first, or the next when one is full)."""
-        try:
-            tail = TailFile(self.path)
-        except OSError as exc:
-            raise os_error(exc, "could not write to the audit ledger (its tail file)", self.path.parent) from None
+        """Start a tail file (the first, or the next when one is full: the spare, if any)."""
+        tail, self._spare = self._spare, None
+        if tail is None:
+            try:
+                tail = TailFile(self.path)
+            except OSError as exc:
+                raise os_error(exc, "could not write to the audit ledger (its tail file)", self.path.parent) from None
         if self._tail is not None:
             self._retired.append(self._tail)  # removed once its entries are chained
         self._tail = tail
@@ -423,12 +426,17 @@ class AuditLedger:
         return tail
 
     def _remove_folded_tails(self) -> None:
-        """Remove the full tail files whose entries are all chained (the caller holds ``_cond``)."""
+        """Remove the full tail files whose entries are all chained (the caller holds ``_cond``),
+        but one, emptied to be the next file (:meth:`.TailFile.reuse`)."""
         waiting = {item.tail[0] for item in self._queue if item.tail is not None}
         for tail in [t for t in self._retired if t.name not in waiting]:
             self._retired.remove(tail)
-            tail.remove()
-            self._forget_tail(tail.name)
+            name = tail.name
+            if self._spare is None and tail.reuse(self.path):
+                self._spare = tail
+            else:
+                tail.remove()
+            self._forget_tail(name)
 
     def _commit_through(self, item: _Pending) -> None:
         """Commit the queue up to ``item`` (the caller holds ``_cond``, and has queued ``item``):
@@ -670,8 +678,10 @@ class AuditLedger:
             while self._writing:
                 self._cond.wait()
             tails = [*self._retired, *([self._tail] if self._tail is not None else [])]
-            self._tail, self._retired = None, []
+            spare, self._tail, self._retired, self._spare = self._spare, None, [], None
             leftover = bool(self._queue)
+        if spare is not None:
+            spare.remove()  # empty, and its name has no fold mark
         for tail in tails:
             if leftover:
                 tail.release()

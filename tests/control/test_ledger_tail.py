@@ -51,7 +51,9 @@ def test_full_tail_files_are_replaced_and_removed_once_chained(tmp_path: Path, m
     for i in range(300):  # about 40 bytes each: several files
         ledger.record("tool", {"i": i}, fsync=False)
     ledger.flush()
-    assert len(tails(tmp_path)) == 1, "the full files were removed once their entries were chained"
+    # the full files were removed once their entries were chained, but one, emptied to be the next
+    files = tails(tmp_path)
+    assert len(files) == 2 and sum(not f.read_bytes().strip(b"\0") for f in files) == 1
     ledger.record("tool", {"big": "x" * 2000}, fsync=False)  # more than a quarter of a file: chained at once
     assert [e.data.get("i") for e in ledger.entries()][:300] == list(range(300))
     assert ledger.verify().ok and ledger.verify().entries == 301
@@ -224,3 +226,93 @@ def test_a_recorded_entry_time_is_written_as_its_repr(tmp_path: Path, monkeypatc
         assert [e.at for e in ledger.entries()] == [m / 1e6 for m in samples]
     finally:
         ledger.close()
+
+
+_FILL_REUSE_DIE = """
+import os, signal, sys
+from pathlib import Path
+from aikit_components.control import audit, ledger_tail
+from aikit_components.control.audit import AuditLedger
+ledger_tail.CHUNK = 4096
+audit.FOLD_DELAY = 3600.0  # only flush() chains
+ledger = AuditLedger(Path(sys.argv[1]))
+for i in range(100):  # several files
+    ledger.record("tool", {"i": i}, fsync=False)
+ledger.flush()  # chained: the full files removed, one emptied for reuse
+for i in range(100, 250):  # into the emptied one, and on
+    ledger.record("tool", {"i": i}, fsync=False)
+print(len(list(Path(sys.argv[1]).parent.glob("*-tail-*"))), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+# killed while a chained tail file is being reused: between its second name and the removal of its first
+_REUSE_DIE_BETWEEN_NAMES = """
+import os, signal, sys
+from pathlib import Path
+from aikit_components.control import audit, ledger_tail
+from aikit_components.control.audit import AuditLedger
+ledger_tail.CHUNK = 4096
+audit.FOLD_DELAY = 3600.0
+link = os.link
+def link_and_die(src, dst):
+    link(src, dst)
+    print("linked", flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+ledger = AuditLedger(Path(sys.argv[1]))
+for i in range(150):
+    ledger.record("tool", {"i": i}, fsync=False)
+ledger_tail.os.link = link_and_die
+ledger.flush()
+"""
+
+
+@pytest.mark.parametrize(("script", "recorded", "said"), [(_FILL_REUSE_DIE, 250, None),
+                                                          (_REUSE_DIE_BETWEEN_NAMES, 150, "linked")])
+def test_a_process_killed_with_a_reused_tail_loses_nothing_and_duplicates_nothing(
+        tmp_path: Path, script: str, recorded: int, said: str | None) -> None:
+    """A full tail file whose entries are chained is emptied and renamed to be the next one: a
+    death at any moment of that, or after entries went into it, leaves each entry chained once."""
+    died = subprocess.run([sys.executable, "-c", script, str(tmp_path / FILE_NAME)],
+                          capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parents[2])
+    assert died.returncode == -9, died.stderr
+    if said is not None:
+        assert died.stdout.strip() == said
+    else:
+        assert int(died.stdout) >= 2  # a file reused, and the ones filled after it
+    ledger = AuditLedger(tmp_path / FILE_NAME)
+    try:
+        # (each once; in order within each file: a dead process's files are chained in the order of
+        # their names, which is not the order they were filled in)
+        assert sorted(e.data["i"] for e in ledger.entries()) == list(range(recorded))
+        assert ledger.verify().ok and tails(tmp_path) == []
+    finally:
+        ledger.close()
+
+
+def test_a_reused_tail_file_is_empty_under_a_new_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The entries of a full file are chained, then the file is emptied and renamed: its old name's
+    fold mark is forgotten, and it holds only what is written to it since."""
+    monkeypatch.setattr(ledger_tail, "CHUNK", 4096)
+    monkeypatch.setattr(audit, "FOLD_DELAY", 3600.0)
+    ledger = AuditLedger(tmp_path / FILE_NAME)
+    try:
+        first = None
+        while True:
+            ledger.record("tool", {"n": 1}, fsync=False)
+            first = first or ledger._tail
+            if ledger._tail is not first:
+                break
+        old_name = first.name
+        ledger.flush()
+        assert ledger._spare is first and first.name != old_name and first.size == 0
+        assert not (tmp_path / old_name).exists() and not first.path.read_bytes().strip(b"\0")
+        marks = sqlite3.connect(tmp_path / FILE_NAME).execute("SELECT key FROM meta WHERE key LIKE 'tail:%'")
+        assert ledger_tail.META_PREFIX + old_name not in {key for (key,) in marks}
+        while ledger._tail is not first:
+            ledger.record("tool", {"n": 2}, fsync=False)
+        ledger.flush()
+        assert first.path.read_bytes().rstrip(b"\0").count(b"\n") == 1
+        assert ledger.verify().ok
+    finally:
+        ledger.close()
+    assert tails(tmp_path) == []
