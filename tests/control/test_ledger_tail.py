@@ -316,3 +316,34 @@ def test_a_reused_tail_file_is_empty_under_a_new_name(tmp_path: Path, monkeypatc
     finally:
         ledger.close()
     assert tails(tmp_path) == []
+
+
+def test_threads_filling_many_tail_files_chain_each_entry_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Threads record tail entries, and fsynced ones now and then, while files fill up, are chained
+    (inline, by the folder and by the fsynced entries' commits) and are reused: every entry is
+    chained once, each thread's in its order, and the ledger verifies."""
+    import threading
+
+    monkeypatch.setattr(ledger_tail, "CHUNK", 4096)
+    monkeypatch.setattr(audit, "FOLD_DELAY", 0.001)
+    monkeypatch.setattr(audit, "FOLD_INLINE_AT", 20)
+    ledger = AuditLedger(tmp_path / FILE_NAME)
+
+    def recorder(n: int) -> None:
+        for i in range(300):
+            ledger.record("tool", {"t": n, "i": i}, fsync=i % 50 == 49)
+
+    threads = [threading.Thread(target=recorder, args=(n,)) for n in range(4)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        entries = [e.data for e in ledger.entries()]
+        assert sorted((d["t"], d["i"]) for d in entries) == [(n, i) for n in range(4) for i in range(300)]
+        for n in range(4):
+            assert [d["i"] for d in entries if d["t"] == n] == list(range(300))
+        assert ledger.verify().ok and len(tails(tmp_path)) <= 2
+    finally:
+        ledger.close()
+    assert tails(tmp_path) == []
