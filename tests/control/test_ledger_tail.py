@@ -143,15 +143,18 @@ def test_a_tail_holds_each_entry_as_entry_line_writes_it(tmp_path: Path, monkeyp
 
 
 def test_a_batch_is_chained_with_the_hash_of_each_entry() -> None:
-    """chain_rows formats what entries share once per batch: each row's hash must be chain_hash's."""
-    batch = [SimpleNamespace(at=1.5 + i, at_text=repr(1.5 + i), type=type_, session=session, data_text=f'{{"i":{i}}}')
-             for i, (type_, session) in enumerate([("tool", None), ("tool", "s"), ("agent", "s"), ("tool", None),
-                                                   ("t\u00fcl", "s\"x")])]
-    rows, seq, head = audit.chain_rows((7, "ab" * 32), batch)  # type: ignore[arg-type]
+    """chain_rows formats what entries share once per batch: each row's hash must be chain_hash's,
+    whether the entries are queued one by one or in runs of a tail file."""
+    entries = [(1.5 + i, repr(1.5 + i), type_, session, f'{{"i":{i}}}')
+               for i, (type_, session) in enumerate([("tool", None), ("tool", "s"), ("agent", "s"), ("tool", None),
+                                                     ("t\u00fcl", "s\"x")])]
+    batch = [audit._Pending(*entries[0]), audit._TailRun("f", 10, entries[1:3]), audit._Pending(*entries[3]),
+             audit._TailRun("g", 20, entries[4:])]
+    rows, seq, head = audit.chain_rows((7, "ab" * 32), batch)
     prev = "ab" * 32
-    for n, (row, item) in enumerate(zip(rows, batch), start=8):
-        assert row == (n, item.at, item.type, item.session, item.data_text, prev,
-                       audit.chain_hash(prev, item.at, item.type, item.session, item.data_text))
+    assert len(rows) == len(entries)
+    for n, (row, (at, _, type_, session, data_text)) in enumerate(zip(rows, entries), start=8):
+        assert row == (n, at, type_, session, data_text, prev, audit.chain_hash(prev, at, type_, session, data_text))
         prev = row[6]
     assert (seq, head) == (12, prev)
 
