@@ -36,7 +36,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -161,9 +161,11 @@ class Verification:
         return {"ok": self.ok, "entries": self.entries, "head": self.head, "problem": self.problem, "seq": self.seq}
 
 
-def chain_rows(newest: tuple[Any, ...] | None, batch: list[_Pending]) -> tuple[list[tuple[Any, ...]], int, str]:
-    """The rows ``(seq, at, type, session, data, prev, hash)`` that append ``batch`` after the
-    newest stored ``(seq, hash)`` (None: an empty ledger), with the new head's count and hash."""
+def chain_rows(newest: tuple[Any, ...] | None,
+               batch: Sequence[_Pending | _TailRun]) -> tuple[list[tuple[Any, ...]], int, str]:
+    """The rows ``(seq, at, type, session, data, prev, hash)`` that append the entries of
+    ``batch`` after the newest stored ``(seq, hash)`` (None: an empty ledger), with the new
+    head's count and hash."""
     seq, prev = (int(newest[0]), str(newest[1])) if newest is not None else (0, GENESIS)
     rows = []
     # (chain_hash's, with the end of the hashed text formatted once per type and session: a
@@ -171,15 +173,19 @@ def chain_rows(newest: tuple[Any, ...] | None, batch: list[_Pending]) -> tuple[l
     ends: dict[tuple[str, str | None], str] = {}
     sha256, append = hashlib.sha256, rows.append
     for item in batch:
-        seq += 1
-        type_, session, data_text = item.type, item.session, item.data_text
-        end = ends.get((type_, session))
-        if end is None:
-            end = ends[type_, session] = _hashed_end(type_, session)
-        digest_ = sha256(f'{prev}{{"at":{item.at_text},"data":{data_text}{end}'.encode()).hexdigest()  # _hash's
-        append((seq, item.at, type_, session, data_text, prev, digest_))
-        prev = digest_
+        for at, at_text, type_, session, data_text in item.entries:
+            seq += 1
+            end = ends.get((type_, session))
+            if end is None:
+                end = ends[type_, session] = _hashed_end(type_, session)
+            digest_ = sha256(f'{prev}{{"at":{at_text},"data":{data_text}{end}'.encode()).hexdigest()  # _hash's
+            append((seq, at, type_, session, data_text, prev, digest_))
+            prev = digest_
     return rows, seq, prev
+
+
+#: An entry as chained: ``(at, repr(at), type, session, canonical data)``.
+EntryFields = tuple[float, str, str, str | None, str]
 
 
 @dataclass(slots=True)
@@ -197,6 +203,31 @@ class _Pending:
     done: bool = False
     error: AikitError | None = None
     tail: tuple[str, int] | None = None
+
+    @property
+    def entries(self) -> tuple[EntryFields]:
+        """This entry, as :func:`chain_rows` reads the items of a batch."""
+        return ((self.at, self.at_text, self.type, self.session, self.data_text),)
+
+
+@dataclass(slots=True)
+class _TailRun:
+    """Tail entries copied one after another into the tail file ``name`` and queued together
+    (an object per run rather than per entry: every trivial tool call makes an entry), with the
+    file's size after the last (``end``). Acknowledged once written there; ``done`` and ``error`` as a
+    :class:`_Pending`'s, for whoever commits through them (flush, a recorder folding in line)."""
+
+    name: str
+    end: int
+    entries: list[EntryFields]
+    done: bool = False
+    error: AikitError | None = None
+    fsync: bool = False  # (never: read with the pending entries' by _commit)
+
+    @property
+    def tail(self) -> tuple[str, int]:
+        """The file and its size after these entries, as a tail entry's :attr:`_Pending.tail`."""
+        return self.name, self.end
 
 
 _FSYNC, _TAIL = operator.attrgetter("fsync"), operator.attrgetter("tail")
@@ -239,7 +270,7 @@ class AuditLedger:
         """The state every ledger keeps, whatever stores its rows (``where`` is named in messages)."""
         self.path = where
         self.session = session
-        self._queue: list[_Pending] = []  # entries waiting for the writer (see record())
+        self._queue: list[_Pending | _TailRun] = []  # entries waiting for the writer (see record())
         self._writing = False
         # with self._lock (a C context manager) where nothing waits: Condition's is Python code
         self._lock = threading.Lock()
@@ -249,6 +280,7 @@ class AuditLedger:
         self._tail: TailFile | None = None  # created on the first tail entry
         self._line_heads: dict[tuple[str, str | None], str] = {}  # (type, session) -> line_head()
         self._retired: list[TailFile] = []  # full tail files not yet chained to their end
+        self._spare: TailFile | None = None  # a chained one emptied, to be the next (see _next_tail)
         self._folder: threading.Thread | None = None
         self._fold_now = threading.Event()  # cuts the folder's wait short (close)
         self._fold_failure: str | None = None  # the last fold error logged (logged once)
@@ -300,31 +332,46 @@ class AuditLedger:
         """:meth:`record` of an entry whose data is given as its canonical JSON text."""
         micros = time.time_ns() // 1000  # now(), inlined: every audited operation comes here
         at = micros / 1e6
-        at_text = time_text(micros, at)
-        item = _Pending(at, at_text, type_, self.session if session is None else session, data_text, fsync)
-        with self._lock:
+        if micros % 10 and _DIGITS_FROM <= micros < _DIGITS_TO:  # time_text's, inlined: no trailing zero to drop
+            digits = str(micros)
+            at_text = f"{digits[:-6]}.{digits[-6:]}"
+        else:
+            at_text = time_text(micros, at)
+        if session is None:
+            session = self.session
+        # acquire and release, not `with`: half the instructions, and every audited operation comes here
+        lock = self._lock
+        lock.acquire()
+        try:
             if self._closed:
                 self._check_open()
             if not fsync and self.uses_tail:
                 # into the tail file (its order is the queue's), then queued for the folder
                 # (_append_to_tail's, inlined for an entry that fits in the current file)
                 tail = self._tail
-                head = self._line_heads.get((type_, item.session))
+                head = self._line_heads.get((type_, session))
                 size = tail.append_entry(at_text, head, data_text) if tail is not None and head is not None else None
-                if size is not None:
-                    item.tail = (tail.name, size)  # type: ignore[union-attr]
+                if size is None:
+                    run = self._append_to_tail(_Pending(at, at_text, type_, session, data_text, False))
+                else:  # (_queue_tail_entry's, in line for an entry that joins the last queued run)
                     queue = self._queue
-                    if not queue:
-                        self._cond.notify_all()  # the folder waits for a first entry
-                    queue.append(item)
-                else:
-                    self._append_to_tail(item)
-                if (len(self._queue) >= FOLD_INLINE_AT and not self._writing and self._fold_failure is None
+                    run = queue[-1] if queue else None
+                    if type(run) is _TailRun and run.name == tail.name:  # type: ignore[union-attr]
+                        run.entries.append((at, at_text, type_, session, data_text))
+                        run.end = size
+                    else:
+                        run = self._queue_tail_entry(tail.name, size,  # type: ignore[union-attr]
+                                                     (at, at_text, type_, session, data_text))
+                if (run is not None and len(run.entries) >= FOLD_INLINE_AT and not self._writing
+                        and self._fold_failure is None
                         and asyncio.events._get_running_loop() is None):  # public (asyncio.events.__all__)
-                    self._commit_through(item)  # acknowledged already: a failure leaves it queued, for the folder
+                    self._commit_through(run)  # acknowledged already: a failure leaves it queued, for the folder
                 return
+            item = _Pending(at, at_text, type_, session, data_text, fsync)
             self._queue.append(item)
             self._commit_through(item)
+        finally:
+            lock.release()
         if item.error is not None:
             raise item.error
 
@@ -363,9 +410,10 @@ class AuditLedger:
             if item.error is not None:
                 raise item.error
 
-    def _append_to_tail(self, item: _Pending) -> None:
+    def _append_to_tail(self, item: _Pending) -> _TailRun | None:
         """Copy ``item`` into the tail file (the caller holds ``_cond``: the file's order is the
-        queue's) and queue it for the folder."""
+        queue's) and queue it for the folder; the run it is queued in (None: a huge entry, chained
+        at once)."""
         head = self._line_heads.get((item.type, item.session))
         if head is None:
             if len(self._line_heads) >= 64:
@@ -376,11 +424,25 @@ class AuditLedger:
         if size is None:
             tail, size = self._into_next_tail(item, head)
             if tail is None:
-                return
-        item.tail = (tail.name, size)
-        if not self._queue:
+                return None
+        (entry,) = item.entries
+        return self._queue_tail_entry(tail.name, size, entry)
+
+    def _queue_tail_entry(self, name: str, end: int, entry: EntryFields) -> _TailRun:
+        """Queue ``entry``, copied into the tail file ``name`` (``end``: the file's size after
+        it), for the folder (the caller holds ``_cond``): in the last queued run when that is of
+        the same file, else in a new run. Its run."""
+        queue = self._queue
+        run = queue[-1] if queue else None
+        if type(run) is _TailRun and run.name == name:
+            run.entries.append(entry)
+            run.end = end
+            return run
+        if not queue:
             self._cond.notify_all()  # the folder waits for a first entry
-        self._queue.append(item)
+        run = _TailRun(name, end, [entry])
+        queue.append(run)
+        return run
 
     def _into_next_tail(self, item: _Pending, head: str) -> tuple[TailFile | None, int]:
         """:meth:`_append_to_tail` of an entry that the current file has no room for (or before
@@ -398,11 +460,13 @@ class AuditLedger:
         return tail, size
 
     def _next_tail(self) -> TailFile:
-        """Start a tail file (the first, or the next when one is full)."""
-        try:
-            tail = TailFile(self.path)
-        except OSError as exc:
-            raise os_error(exc, "could not write to the audit ledger (its tail file)", self.path.parent) from None
+        """Start a tail file (the first, or the next when one is full: the spare, if any)."""
+        tail, self._spare = self._spare, None
+        if tail is None:
+            try:
+                tail = TailFile(self.path)
+            except OSError as exc:
+                raise os_error(exc, "could not write to the audit ledger (its tail file)", self.path.parent) from None
         if self._tail is not None:
             self._retired.append(self._tail)  # removed once its entries are chained
         self._tail = tail
@@ -412,14 +476,19 @@ class AuditLedger:
         return tail
 
     def _remove_folded_tails(self) -> None:
-        """Remove the full tail files whose entries are all chained (the caller holds ``_cond``)."""
+        """Remove the full tail files whose entries are all chained (the caller holds ``_cond``),
+        but one, emptied to be the next file (:meth:`.TailFile.reuse`)."""
         waiting = {item.tail[0] for item in self._queue if item.tail is not None}
         for tail in [t for t in self._retired if t.name not in waiting]:
             self._retired.remove(tail)
-            tail.remove()
-            self._forget_tail(tail.name)
+            name = tail.name
+            if self._spare is None and tail.reuse(self.path):
+                self._spare = tail
+            else:
+                tail.remove()
+            self._forget_tail(name)
 
-    def _commit_through(self, item: _Pending) -> None:
+    def _commit_through(self, item: _Pending | _TailRun) -> None:
         """Commit the queue up to ``item`` (the caller holds ``_cond``, and has queued ``item``):
         become the writer of everything queued, or wait for the writer that is at it."""
         while not item.done:
@@ -510,7 +579,7 @@ class AuditLedger:
             except sqlite3.Error:
                 pass
 
-    def _commit(self, batch: list[_Pending]) -> AikitError | None:
+    def _commit(self, batch: list[_Pending | _TailRun]) -> AikitError | None:
         """Chain and write ``batch`` in one transaction (only the writer thread is here); the
         error to raise in each of its recorders, if it failed. Another store overrides this, the
         two readers below and :meth:`_close_connection` (control/pg_audit.py)."""
@@ -659,8 +728,10 @@ class AuditLedger:
             while self._writing:
                 self._cond.wait()
             tails = [*self._retired, *([self._tail] if self._tail is not None else [])]
-            self._tail, self._retired = None, []
+            spare, self._tail, self._retired, self._spare = self._spare, None, [], None
             leftover = bool(self._queue)
+        if spare is not None:
+            spare.remove()  # empty, and its name has no fold mark
         for tail in tails:
             if leftover:
                 tail.release()

@@ -10,7 +10,9 @@ Each :class:`TailFile` is ``<ledger>-tail-<pid>-<random>`` next to the ledger, o
 (``[at, type, session, data]``), held under an exclusive ``flock`` while its process uses it.
 The ledger folds the file's entries into the chain, recording in the same transaction how far
 the file is folded (meta key ``tail:<file name>``), so an entry is chained exactly once whatever
-moment the process dies at. A file whose lock can be taken has no owner any more: the next
+moment the process dies at. A full file whose entries are all chained is removed, or emptied and
+renamed to be the process's next one (:meth:`TailFile.reuse`: a file's pages cost more to fault in
+than the entries cost to copy). A file whose lock can be taken has no owner any more: the next
 process that opens the ledger folds what is left of it (:func:`orphans`, :func:`read_entries`)
 and removes it.
 """
@@ -55,11 +57,17 @@ def line_head(type_: str, session: str | None) -> str:
 
 
 #: The size of a tail file, allocated when it is created. A process that fills one starts the
-#: next; a file is removed once every entry in it is chained.
+#: next; a file is removed once every entry in it is chained, or emptied to be the next one
+#: (:meth:`TailFile.reuse`).
 CHUNK = 1 << 20
 
 #: How many new names a process tries for its next tail file (see :meth:`TailFile._create`).
 CREATE_ATTEMPTS = 100
+
+
+def _tail_path(ledger: Path) -> Path:
+    """A new name for a tail of ``ledger`` of this process."""
+    return ledger.with_name(f"{ledger.name}-tail-{os.getpid()}-{secrets.token_hex(4)}")
 
 
 class TailFile:
@@ -93,7 +101,7 @@ class TailFile:
         entries would not survive ``kill -9``. Such a file is left to that process and another
         name is tried."""
         for _ in range(CREATE_ATTEMPTS):
-            path = ledger.with_name(f"{ledger.name}-tail-{os.getpid()}-{secrets.token_hex(4)}")
+            path = _tail_path(ledger)
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -120,6 +128,36 @@ class TailFile:
         self._map[self.size:end] = line
         self.size = end
         return end
+
+    def reuse(self, ledger: Path) -> bool:
+        """Empty the file (every entry in it is chained) under a new name, to be the next tail:
+        its pages are in memory and writable already, where a new file's are faulted in one by
+        one as entries are copied (that cost more than the copies). Whether it could be renamed
+        (False: a file system without hard links; the caller removes it).
+
+        The used part is zeroed before the rename, so a death at any moment leaves nothing to
+        chain twice: under the old name the file's fold mark is past everything it held, and
+        under the new name (no mark: read from the start) it holds nothing."""
+        self._map[:self.size] = bytes(self.size)
+        while True:
+            path = _tail_path(ledger)
+            try:
+                os.link(self.path, path)  # not rename: that would replace a file of that name
+            except FileExistsError:
+                continue
+            except OSError:
+                return False
+            break
+        try:  # (a death in between leaves two names of one empty file: nothing to chain)
+            self.path.unlink(missing_ok=True)
+        except OSError:  # two names would each be read from their own mark: not written to again
+            try:
+                path.unlink(missing_ok=True)
+            except OSError:
+                pass
+            return False
+        self.path, self.name, self.size = path, path.name, 0
+        return True
 
     def remove(self) -> None:
         """Delete the file (every entry in it is chained) and release it."""
