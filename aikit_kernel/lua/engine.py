@@ -8,12 +8,10 @@ runs, once nothing else can reach the engine) or at interpreter exit.
 
 from __future__ import annotations
 
-import atexit
 import concurrent.futures
 import logging
 import os
 import re
-import time
 import weakref
 from dataclasses import dataclass, field
 from importlib import resources
@@ -26,7 +24,7 @@ from aikit_components.security import SecurityPolicy
 
 from .. import runtime
 from ..output import OutputSink
-from . import source, stdlib_docs
+from . import open_engines, source, stdlib_docs
 from .cells import CellFiles
 from .convert import new_table, python_to_lua, register_table_maker
 from .coroutines import CoroutineDriver
@@ -201,7 +199,7 @@ class LuaEngine:
         #: completions, docs and "is this cell complete?" for frontends
         self.introspection = Introspection(self)
         self._closed = False
-        _open_engines.add(self)
+        open_engines.opened(self)
 
     # ------------------------------------------------------------------ globals
     def set_global(self, name: str, value: Any, doc: str | None = None) -> None:
@@ -539,11 +537,11 @@ class LuaEngine:
         finalizers run): the Lua state is freed whenever Python collects the engine, perhaps while
         the interpreter exits, when a finalizer calling back into Python would crash it.
         Closing again does nothing. An engine nobody closes is closed when Python collects it
-        (:meth:`__del__`) or at interpreter exit (:func:`_close_left_open`)."""
+        (:meth:`__del__`) or at interpreter exit (:mod:`.open_engines`)."""
         if self._closed:
             return
         self._closed = True
-        _open_engines.discard(self)
+        open_engines.closed(self)
         try:
             self.internal[b"disarm_finalizers"]()
         except LuaError as exc:  # a finalizer that fails: it does not stop the closing
@@ -567,38 +565,6 @@ class LuaEngine:
         """True while a run (a cell, a script, a shipped step) is in progress: closing the engine
         from another thread would wait for it (lupa locks the runtime for the whole run)."""
         return self._interrupter is not None and self._interrupter.active
-
-
-#: The engines built and not closed yet (weakly: an engine dropped without close() is closed
-#: when Python collects it, see LuaEngine.__del__).
-_open_engines: weakref.WeakSet[LuaEngine] = weakref.WeakSet()
-#: At exit, how long to wait for a run on another thread to stop once interrupted.
-EXIT_WAIT_S = 2.0
-
-
-def _close_left_open() -> None:
-    """Close the engines still open at interpreter exit. ``atexit`` runs this before the
-    interpreter tears its objects down: a Lua state freed then runs its pending finalizers, and
-    one that calls back into Python (``print``, a tool, an open file's close) would find that
-    Python half freed and crash the process. An engine still running code on another thread (a
-    daemon thread) is interrupted first; if the run has not stopped within :data:`EXIT_WAIT_S`
-    it is left open (closing it would wait for that run)."""
-    for engine in list(_open_engines):
-        if engine.running():
-            engine.interrupt()
-            deadline = time.monotonic() + EXIT_WAIT_S
-            while engine.running() and time.monotonic() < deadline:
-                time.sleep(0.01)
-            if engine.running():
-                log.warning("a Lua engine still running at exit was left open")
-                continue
-        try:
-            engine.close()
-        except Exception:
-            log.exception("could not close a Lua engine at exit")
-
-
-atexit.register(_close_left_open)
 
 
 class _RawLua:
