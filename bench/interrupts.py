@@ -24,29 +24,19 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from _common import BenchError, Row, median, print_section, print_verdicts
 
-from tests.support.interrupt_cases import INTERRUPT_CASES
+from tests.support.interrupt_cases import INTERRUPT_CASES, interrupt_running
 from tests.support.kernels import Kernel, make_kernelspec, start_kernel
 
 TARGET_S = 0.5
-SETTLE_S = 0.3  # the cell runs this long before it is interrupted
-REPLY_TIMEOUT_S = 60.0  # only bounds a hang
 
 
 def interrupt_latency(kernel: Kernel, code: str) -> float:
     """Run ``code``, interrupt it once it has run for a while; the seconds to its reply."""
-    msg_id = kernel.kc.execute(code, allow_stdin=False)
-    kernel.wait_for_iopub(msg_id, "execute_input", timeout=REPLY_TIMEOUT_S)
-    time.sleep(SETTLE_S)
-    started = time.perf_counter()
-    kernel.km.interrupt_kernel()
-    reply = kernel.shell_reply(msg_id, timeout=REPLY_TIMEOUT_S)
-    elapsed = time.perf_counter() - started
-    kernel.collect_iopub([msg_id], timeout=REPLY_TIMEOUT_S)
+    reply, _, elapsed = interrupt_running(kernel, code)
     if reply["content"].get("ename") != "KeyboardInterrupt":
         raise BenchError(f"the interrupt did not land: {reply['content']}")
     return elapsed

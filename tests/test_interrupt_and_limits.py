@@ -13,11 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.interrupt_cases import INTERRUPT_CASES
+from tests.support.interrupt_cases import INTERRUPT_CASES, REPLY_TIMEOUT_S, SETTLE_S, interrupt_running
 from tests.support.kernels import Kernel, make_kernelspec, start_kernel
-
-SETTLE_S = 0.3  # let the cell get going before interrupting it
-REPLY_TIMEOUT_S = 60  # only bounds a hang: the reply's KeyboardInterrupt says the interrupt landed
 
 # ---------------------------------------------------------------------------------------------
 # Interrupts: one kernel per interrupt mode, from temporary kernelspecs
@@ -43,20 +40,6 @@ def irq_kernel(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
     k.mode = mode  # type: ignore[attr-defined]
     yield k
     k.shutdown()
-
-
-def interrupt_running(kernel: Kernel, code: str, **execute_kwargs) -> tuple[dict, list[dict], float]:
-    """Run ``code``, interrupt it once it runs; return (reply, iopub, seconds to the reply)."""
-    execute_kwargs.setdefault("allow_stdin", False)
-    msg_id = kernel.kc.execute(code, **execute_kwargs)
-    kernel.wait_for_iopub(msg_id, "execute_input", timeout=10)
-    time.sleep(SETTLE_S)
-    started = time.perf_counter()
-    kernel.km.interrupt_kernel()
-    reply = kernel.shell_reply(msg_id, timeout=REPLY_TIMEOUT_S)
-    elapsed = time.perf_counter() - started
-    iopub = kernel.collect_iopub([msg_id], timeout=REPLY_TIMEOUT_S)[msg_id]
-    return reply, iopub, elapsed
 
 
 @interrupts

@@ -1,7 +1,15 @@
-"""Lua code that runs until interrupted, each kind a way an interrupt must reach (the tests of
-``tests/test_interrupt_and_limits.py`` and ``bench/interrupts.py`` run every case)."""
+"""Lua code that runs until interrupted, each kind a way an interrupt must reach, and how to
+interrupt it in a real kernel (``tests/test_interrupt_and_limits.py`` and ``bench/interrupts.py``)."""
 
 from __future__ import annotations
+
+import time
+from typing import Any
+
+from tests.support.kernels import Kernel
+
+SETTLE_S = 0.3  # let the cell get going before interrupting it
+REPLY_TIMEOUT_S = 60  # only bounds a hang: the reply's KeyboardInterrupt says the interrupt landed
 
 INTERRUPT_CASES = {
     "busy_loop": "while true do end",
@@ -26,3 +34,18 @@ INTERRUPT_CASES = {
         "coroutine.close(co)"
     ),
 }
+
+
+def interrupt_running(kernel: Kernel, code: str, **execute_kwargs: Any) -> tuple[dict, list[dict], float]:
+    """Run ``code``, interrupt it once it runs; return (reply, iopub, seconds from the interrupt
+    to the reply)."""
+    execute_kwargs.setdefault("allow_stdin", False)
+    msg_id = kernel.kc.execute(code, **execute_kwargs)
+    kernel.wait_for_iopub(msg_id, "execute_input", timeout=REPLY_TIMEOUT_S)
+    time.sleep(SETTLE_S)
+    started = time.perf_counter()
+    kernel.km.interrupt_kernel()
+    reply = kernel.shell_reply(msg_id, timeout=REPLY_TIMEOUT_S)
+    elapsed = time.perf_counter() - started
+    iopub = kernel.collect_iopub([msg_id], timeout=REPLY_TIMEOUT_S)[msg_id]
+    return reply, iopub, elapsed
