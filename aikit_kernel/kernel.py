@@ -31,8 +31,7 @@ from dataclasses import field as dataclass_field
 from typing import Any
 
 import zmq
-from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanKind
 
 from . import runtime
 from .collector import freeze_heap
@@ -40,6 +39,7 @@ from .history import HistoryRecorder, HistoryStore, PostgresHistoryStore
 from .interpreter import ExecuteOutcome, Interpreter
 from .iopub import IOPubOutput, Messenger
 from .protocol import PROTOCOL_VERSION, BadRequest, Protocol, ProtocolError, field
+from .request_spans import TRACED_REQUESTS, mark_request, request_attributes
 from .settings import KernelSettings
 from .shell_intake import ShellIntake
 from .transport import Transport
@@ -54,23 +54,6 @@ IDLE_BEFORE_WARM_UP_S = 1.0
 _STOP = object()
 _SERVICE = object()
 
-Handler = Callable[[list[bytes], dict[str, Any]], None]
-
-
-# Shell requests that get a span of their own (is_complete_request, kernel_info... are too small
-# and too frequent to be worth one).
-_TRACED_REQUESTS = frozenset({"execute_request", "complete_request", "inspect_request"})
-_REQUEST_KINDS = {"execute_request": "cell", "complete_request": "complete", "inspect_request": "inspect",
-                  "debug_request": "debug"}
-
-
-def _request_attributes(msg: dict[str, Any]) -> dict[str, Any]:
-    header = msg.get("header") or {}
-    msg_type = str(header.get("msg_type", ""))
-    return {"aikit.operation.kind": _REQUEST_KINDS.get(msg_type, msg_type), "jupyter.msg_type": msg_type,
-            "jupyter.msg_id": str(header.get("msg_id", "")), "jupyter.session_id": str(header.get("session", ""))}
-
-
 @dataclass
 class NotStarted:
     """The failure of a cell interrupted while it waited for the interpreter to be built or
@@ -80,17 +63,6 @@ class NotStarted:
     evalue: str = "interrupted before it started"
     traceback: list[str] = dataclass_field(
         default_factory=lambda: ["KeyboardInterrupt: interrupted before it started (the kernel was still starting)"])
-
-
-def _mark_request(count: int, outcome: ExecuteOutcome) -> None:
-    """The execution count and outcome of a cell on its request's span."""
-    span = trace.get_current_span()
-    if not span.is_recording():
-        return
-    span.set_attribute("jupyter.execution_count", count)
-    if outcome.error is not None:
-        span.set_attribute("error.type", str(outcome.error.ename))
-        span.set_status(Status(StatusCode.ERROR, str(outcome.error.evalue)[:1000]))
 
 
 class Kernel:
@@ -268,7 +240,7 @@ class Kernel:
         if telemetry is None:
             await self._serve_debug_request(idents, msg)
             return
-        with telemetry.span("debug_request", kind=SpanKind.SERVER, attributes=_request_attributes(msg)):
+        with telemetry.span("debug_request", kind=SpanKind.SERVER, attributes=request_attributes(msg)):
             await self._serve_debug_request(idents, msg)
 
     async def _serve_debug_request(self, idents: list[bytes], msg: dict[str, Any]) -> None:
@@ -483,10 +455,10 @@ class Kernel:
         try:
             telemetry = self._telemetry()
             msg_type = msg["header"]["msg_type"]
-            if telemetry is None or msg_type not in _TRACED_REQUESTS:
+            if telemetry is None or msg_type not in TRACED_REQUESTS:
                 self._dispatch_shell_untraced(idents, msg, seq)
                 return
-            with telemetry.span(msg_type, kind=SpanKind.SERVER, attributes=_request_attributes(msg)):
+            with telemetry.span(msg_type, kind=SpanKind.SERVER, attributes=request_attributes(msg)):
                 self._dispatch_shell_untraced(idents, msg, seq)
         finally:
             # Work left for the loop (history writes) once the reply and idle are out: waking
@@ -602,7 +574,7 @@ class Kernel:
                                                user_expressions=user_expressions)
         # The result, the reply and idle go out together (no user code runs from here on).
         self.messenger.hold()
-        _mark_request(count, outcome)
+        mark_request(count, outcome)
         if outcome.result is not None and not silent:  # a silent request broadcasts no result
             self.output.execute_result(count, outcome.result, {})
             if store_history and self.history is not None:
