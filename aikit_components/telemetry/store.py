@@ -487,10 +487,11 @@ class SpanStore:
 
     def _drop(self, select: str, args: tuple[Any, ...]) -> int:
         db = self._db
-        self._written.forget()  # (the summaries of the traces it removes are gone)
         db.execute("BEGIN IMMEDIATE")
         try:
             ids = [r[0] for r in db.execute(select, args).fetchall()]
+            if ids:  # what it remembers of the traces it removes goes (a prune that removes nothing keeps it)
+                self._written.forget()
             removed = 0
             for trace_id in ids:
                 removed += db.execute(f"DELETE FROM spans WHERE rowid IN (SELECT s.rowid {IN_TRACE})", (trace_id,)).rowcount
