@@ -40,11 +40,6 @@ class Admission:
         self._due = 0.0
         self._idle = 0
 
-    async def admit(self) -> None:
-        """Return when a new request may be sent."""
-        if not self.take():
-            await self.wait()
-
     def take(self) -> bool:
         """Admit a request now if one may be sent without waiting (False: :meth:`wait` for it)."""
         if not self._ticking:
