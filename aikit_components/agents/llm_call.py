@@ -61,13 +61,13 @@ class ModelCall:
         """The completion of ``request`` as the hooks let it stand; ``on_text`` (called on the loop)
         streams the text deltas; every completion received is added to ``usage``."""
         hooks = self.hooks
-        observed = hooks is not None and (hooks.has(_POINTS[0]) or hooks.has(_POINTS[1]) or hooks.has(_POINTS[2]))
+        observed = hooks is not None and any(hooks.has(point) for point in _POINTS)
         sent = [m.to_dict() for m in request.messages] if observed else []
         where = dict(where) if where else {}
         payload = {**self.who, "model": self.model, **where, "messages": sent}
         op = Operation(LLM_CALL, self.model, payload,
                        meta={"source": self.source, "call": self, "request": request, "on_text": on_text,
-                             "usage": usage, "where": where, "sent": [dict(m) for m in sent] if sent else []})
+                             "usage": usage, "where": where, "sent": [dict(m) for m in sent]})
         return await self.pipeline.arun(op, _answer)  # type: ignore[union-attr]
 
     async def _stream(self, request: Request, on_text: Callable[[str], None]) -> Completion:
