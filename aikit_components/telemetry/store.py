@@ -184,6 +184,7 @@ class SpanStore:
                     self._add_ranges(db, {row.row[0] if row.__class__ is SpanGroup else row[0] for row in fresh})
                 db.execute("COMMIT")
             except BaseException:
+                self._fresh, self._fresh_ids = (), None  # not kept alive until the next write
                 if db.in_transaction:  # SQLite may have rolled back already (a full disk does)
                     db.execute("ROLLBACK")
                 raise  # nothing was written: what this store remembers still holds
